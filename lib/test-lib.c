@@ -1,0 +1,120 @@
+/* Unit tests for lib/: buffers, address normalisation, host:port, hashing,
+ * the error table. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "log.h"
+#include "mail-error.h"
+#include "util.h"
+#include "xalloc.h"
+
+static void test_buf(void **state)
+{
+	(void)state;
+	buf b;
+	buf_init(&b);
+	for (int i = 0; i < 1000; i++)
+		buf_append(&b, "abc", 3);
+	assert_int_equal(b.len, 3000);
+	buf_consume(&b, 2999);
+	assert_int_equal(b.len, 1);
+	assert_int_equal(b.data[0], 'c');
+	buf_printf(&b, "%d-%s", 42, "x");
+	assert_memory_equal(b.data, "c42-x", 5);
+	size_t len;
+	uint8_t *d = buf_steal(&b, &len);
+	assert_int_equal(len, 5);
+	assert_null(b.data);
+	free(d);
+	buf_deinit(&b);
+}
+
+static void test_address(void **state)
+{
+	(void)state;
+	char *a = util_address_normalize("Demo@Example.TEST", 17);
+	assert_string_equal(a, "demo@example.test");
+	assert_string_equal(util_address_domain(a), "example.test");
+	free(a);
+	const char *bad[] = { "", "nodomain", "@x.test", "a@", "a b@x.test", "a@x..test",
+			      "a@-x.test", "a@b@c.test", "a@x.test.", ".a@x.test", "a<@x.test" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_null(util_address_normalize(bad[i], strlen(bad[i])));
+	char longlocal[80];
+	memset(longlocal, 'a', 65);
+	strcpy(longlocal + 65, "@x.test");
+	assert_null(util_address_normalize(longlocal, strlen(longlocal)));
+}
+
+static void test_hostport(void **state)
+{
+	(void)state;
+	char *host;
+	int port;
+	const char *err;
+	assert_int_equal(util_hostport_parse("127.0.0.1:2525", &host, &port, &err), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 2525);
+	free(host);
+	assert_int_equal(util_hostport_parse("[::1]:25", &host, &port, &err), 0);
+	assert_string_equal(host, "::1");
+	free(host);
+	assert_int_equal(util_hostport_parse("nohost", &host, &port, &err), -1);
+	assert_int_equal(util_hostport_parse(":25", &host, &port, &err), -1);
+	assert_int_equal(util_hostport_parse("h:99999", &host, &port, &err), -1);
+	assert_int_equal(util_hostport_parse("h:2x", &host, &port, &err), -1);
+}
+
+static void test_hash_and_ids(void **state)
+{
+	(void)state;
+	/* The ring depends on this value never changing. */
+	assert_int_equal(util_hash64("a", 1), util_hash64("a", 1));
+	assert_int_not_equal(util_hash64("a", 1), util_hash64("b", 1));
+	char id1[25], id2[25];
+	util_random_hex(id1, 12);
+	util_random_hex(id2, 12);
+	assert_int_equal(strlen(id1), 24);
+	assert_string_not_equal(id1, id2);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	assert_int_equal(mail_error_info(MAIL_ERR_UNAVAILABLE)->smtp_code, 451);
+	assert_string_equal(mail_error_info(MAIL_ERR_UNAVAILABLE)->imap_code, "UNAVAILABLE");
+	assert_string_equal(mail_error_info(9999)->name, "internal");
+	assert_string_equal(mail_error_info(-1)->name, "internal");
+	for (int i = 0; i < MAIL_ERR_COUNT_; i++)
+		assert_non_null(mail_error_info(i)->text);
+}
+
+static void test_log_quote(void **state)
+{
+	(void)state;
+	char out[64];
+	assert_string_equal(log_quote(out, sizeof out, "plain", 5), "plain");
+	assert_string_equal(log_quote(out, sizeof out, "a b", 3), "\"a b\"");
+	assert_string_equal(log_quote(out, sizeof out, "\r\n", 2), "\"\\x0d\\x0a\"");
+	char big[200];
+	memset(big, 'x', sizeof big);
+	log_quote(out, sizeof out, big, sizeof big);
+	assert_true(strlen(out) < sizeof out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf),         cmocka_unit_test(test_address),
+		cmocka_unit_test(test_hostport),    cmocka_unit_test(test_hash_and_ids),
+		cmocka_unit_test(test_errors),      cmocka_unit_test(test_log_quote),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

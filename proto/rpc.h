@@ -1,0 +1,110 @@
+/* rpc.h: the framed, multiplexed RPC between nodes (public contract).
+ *
+ * Wire: every frame is a 4-byte big-endian length followed by a 20-byte
+ * header (version, kind, method, status, request id, deadline) and a
+ * protobuf payload; see rpc-frame.h and docs/architecture.md. A connection
+ * opens with a HELLO exchange carrying the service name ("store", "queue")
+ * and the protocol major/minor; a peer with another service name or major
+ * is disconnected with a log line. Many requests share one connection;
+ * responses come back in any order, matched by request id.
+ *
+ * Threading: every function here must be called on the thread that runs the
+ * uv loop the object was created with. Callbacks run on that loop too.
+ *
+ * Errors: statuses are enum mail_error values (lib/mail-error.h).
+ */
+#ifndef MAIL_RPC_H
+#define MAIL_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+#include <uv.h>
+
+#define RPC_PROTO_MAJOR 1
+#define RPC_PROTO_MINOR 0
+/* Largest frame either side accepts (checked before any allocation). It
+ * bounds the largest message body that can cross the cluster. */
+#define RPC_FRAME_MAX (72u * 1024u * 1024u)
+/* Deadline used when a caller passes 0. */
+#define RPC_DEFAULT_DEADLINE_MS 10000u
+
+/* ---- server ---------------------------------------------------------- */
+
+typedef struct rpc_server rpc_server;
+/* One request being served. Owned by the rpc layer; valid from the handler
+ * call until rpc_call_reply(), which must be called exactly once (possibly
+ * later, from another callback on the same loop). If the connection dies
+ * first, the reply is silently dropped, but it must still be made. */
+typedef struct rpc_call rpc_call;
+
+/* req was unpacked with the method's descriptor and stays valid until the
+ * reply. ctx is the pointer given to rpc_server_create(). */
+typedef void rpc_handler_fn(rpc_call *call, const ProtobufCMessage *req, void *ctx);
+
+typedef struct rpc_method {
+	uint16_t id;                                  /* never reused */
+	const char *name;                             /* for logs and metrics */
+	const ProtobufCMessageDescriptor *request;    /* how to unpack */
+	rpc_handler_fn *handler;
+} rpc_method;
+
+/* methods must outlive the server. Returns 0. */
+int rpc_server_create(uv_loop_t *loop, const char *service, const rpc_method *methods,
+		      size_t n_methods, void *ctx, rpc_server **server_r);
+/* Listen on host:port (port 0 = any free port, reported in *port_r).
+ * Returns 0, or -1 with *error_r (static text). */
+int rpc_server_listen(rpc_server *server, const char *host, int port, int *port_r,
+		      const char **error_r);
+/* Stop listening, close every connection (pending calls' replies are then
+ * dropped), free. NULLs *server. Handles close asynchronously: run the loop
+ * once more before uv_loop_close(). */
+void rpc_server_destroy(rpc_server **server);
+
+/* Send the reply and release call. resp may be NULL (an empty payload); it
+ * is packed before return, so the caller keeps ownership of it. Status
+ * MAIL_OK goes with a response message; any other status carries no payload. */
+void rpc_call_reply(rpc_call *call, int status, const ProtobufCMessage *resp);
+/* Monotonic ms (util_now_mono_ms()) after which the caller stops waiting. */
+uint64_t rpc_call_deadline(const rpc_call *call);
+/* "ip:port" of the peer, for logs. Valid until the reply. */
+const char *rpc_call_peer(const rpc_call *call);
+
+/* ---- client ---------------------------------------------------------- */
+
+typedef struct rpc_client rpc_client;
+
+/* resp is unpacked with the descriptor given to the call, NULL unless
+ * status == MAIL_OK; it is freed when the callback returns. */
+typedef void rpc_reply_cb(int status, const ProtobufCMessage *resp, void *arg);
+
+/* A client for one peer "host:port" speaking `service`. Connects lazily and
+ * reconnects (with a short backoff) after a failure. Returns 0. */
+int rpc_client_create(uv_loop_t *loop, const char *service, const char *host, int port,
+		      rpc_client **client_r);
+/* Fail every pending call with MAIL_ERR_UNAVAILABLE (the callbacks run from
+ * inside this call, after the client is detached, so they may not use it),
+ * close the connection, free. NULLs *client. */
+void rpc_client_destroy(rpc_client **client);
+
+/* Send req as `method`. cb is called exactly once, always from the loop and
+ * never from inside this function: with MAIL_OK and the response, with the
+ * server's status, with MAIL_ERR_UNAVAILABLE when the connection could not be
+ * made or broke with the call in flight, or with MAIL_ERR_DEADLINE when
+ * deadline_ms (0 = RPC_DEFAULT_DEADLINE_MS) passed. req is packed before
+ * return; the caller keeps ownership. */
+void rpc_client_call(rpc_client *client, uint16_t method, const ProtobufCMessage *req,
+		     const ProtobufCMessageDescriptor *resp_desc, uint32_t deadline_ms,
+		     rpc_reply_cb *cb, void *arg);
+
+/* ---- pool ------------------------------------------------------------ */
+
+/* Clients keyed by "host:port" for one service, created on first use. */
+typedef struct rpc_pool rpc_pool;
+rpc_pool *rpc_pool_create(uv_loop_t *loop, const char *service);
+/* The pool owns the result; valid until rpc_pool_destroy(). */
+rpc_client *rpc_pool_get(rpc_pool *pool, const char *host, int port);
+void rpc_pool_destroy(rpc_pool **pool);
+
+#endif

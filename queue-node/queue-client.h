@@ -1,0 +1,37 @@
+/* queue-client.h: how frontends hand mail to the queue tier (public contract).
+ *
+ * queue_client_enqueue() routes by the request's queue_id on the queue ring,
+ * sends the message and calls back once: MAIL_OK only after the queue node
+ * has written it durably (that callback is what lets SMTP answer 250).
+ * Temporary failures are retried, after router_refresh(), until the deadline;
+ * then the callback gets the last error (the SMTP side answers 451).
+ * A retried enqueue carries the same queue id, so the queue stores it once.
+ *
+ * Loop thread only. The request is packed before the call returns; the
+ * caller keeps ownership.
+ */
+#ifndef MAIL_QUEUE_CLIENT_H
+#define MAIL_QUEUE_CLIENT_H
+
+#include "queue.pb-c.h"
+#include "router.h"
+
+#include <uv.h>
+
+#define QUEUE_CLIENT_DEADLINE_MS 15000u
+
+typedef struct queue_client queue_client;
+
+/* router is borrowed and must outlive the client. */
+queue_client *queue_client_create(uv_loop_t *loop, router *router);
+void queue_client_destroy(queue_client **client);
+
+typedef void queue_client_cb(int status, const char *queue_id, void *arg);
+
+/* Generate a fresh queue id (24 hex chars) into out (>= 25 bytes). */
+void queue_client_new_id(char *out);
+
+void queue_client_enqueue(queue_client *c, const Queue__EnqueueRequest *req,
+			  queue_client_cb *cb, void *arg);
+
+#endif

@@ -1,0 +1,51 @@
+/* directory.h: the tenant directory in etcd (public contract).
+ *
+ *   /mail/v1/tenants/<domain>           {"created":<ms>}
+ *   /mail/v1/users/<domain>/<local>     {"hash":"$argon2id$...","created":<ms>}
+ *
+ * Domains and addresses are normalised (lowercase, util_address_normalize())
+ * before use. Passwords are stored only as argon2id hashes from libsodium's
+ * crypto_pwhash_str (interactive limits); plaintext is wiped after use.
+ *
+ * Every call blocks on etcd (and, for passwords, on ~100 ms of hashing):
+ * daemons call them from the libuv thread pool, never from the loop thread.
+ * A directory object is thread-safe (an internal mutex serialises its
+ * etcd handle).
+ *
+ * Returns: enum mail_error values (lib/mail-error.h), 0 = MAIL_OK;
+ * MAIL_ERR_UNAVAILABLE when etcd cannot be reached.
+ */
+#ifndef MAIL_DIRECTORY_H
+#define MAIL_DIRECTORY_H
+
+#include <stddef.h>
+
+typedef struct directory directory;
+
+directory *directory_create(const char *etcd_url);
+void directory_destroy(directory **dir);
+
+/* MAIL_ERR_PARAMS for an invalid domain, MAIL_ERR_EXISTS if present. */
+int directory_tenant_add(directory *dir, const char *domain);
+/* Sorted domains; the caller frees each string and the array. */
+int directory_tenant_list(directory *dir, char ***domains_r, size_t *n_r);
+/* MAIL_OK if the domain is a tenant, MAIL_ERR_NOT_FOUND if not. */
+int directory_tenant_exists(directory *dir, const char *domain);
+
+/* MAIL_ERR_PARAMS (bad address or empty password), MAIL_ERR_NOT_FOUND (no
+ * such tenant), MAIL_ERR_EXISTS (duplicate user). */
+int directory_user_add(directory *dir, const char *address, const char *password);
+/* MAIL_ERR_NOT_FOUND when the user does not exist. */
+int directory_user_passwd(directory *dir, const char *address, const char *password);
+int directory_user_del(directory *dir, const char *address);
+/* Sorted full addresses of the tenant's users; MAIL_ERR_NOT_FOUND for an
+ * unknown tenant. The caller frees each string and the array. */
+int directory_user_list(directory *dir, const char *domain, char ***addresses_r, size_t *n_r);
+/* Does this (normalised) address name an existing user? MAIL_OK or
+ * MAIL_ERR_NOT_FOUND. */
+int directory_user_exists(directory *dir, const char *address);
+/* MAIL_OK when the password matches, MAIL_ERR_PERM when the user does not
+ * exist or the password is wrong (indistinguishable on purpose). */
+int directory_authenticate(directory *dir, const char *address, const char *password);
+
+#endif

@@ -1,0 +1,47 @@
+/* store-client.h: how other nodes talk to the store tier (public contract).
+ *
+ * Each call finds the store node serving the request's user through the
+ * router, fills partition/epoch, sends the RPC through a connection pool and
+ * calls back once with the typed response. Temporary failures (no live
+ * primary, refused connection, MAIL_ERR_NOT_PRIMARY/STALE_EPOCH/UNAVAILABLE)
+ * are retried with a short backoff, after router_refresh(), until the
+ * deadline (STORE_CLIENT_DEADLINE_MS); then the callback gets the last error.
+ *
+ * Loop thread only. The request is copied (packed) before the call returns;
+ * the caller keeps ownership of it.
+ */
+#ifndef MAIL_STORE_CLIENT_H
+#define MAIL_STORE_CLIENT_H
+
+#include "router.h"
+#include "store.pb-c.h"
+
+#include <uv.h>
+
+#define STORE_CLIENT_DEADLINE_MS 10000u
+
+typedef struct store_client store_client;
+
+/* router is borrowed and must outlive the client. */
+store_client *store_client_create(uv_loop_t *loop, router *router);
+/* Pending calls get MAIL_ERR_UNAVAILABLE. NULLs *client. */
+void store_client_destroy(store_client **client);
+
+/* resp is the method's response type (Store__DeliverResponse for deliver,
+ * ...), non-NULL only when status == MAIL_OK, valid during the callback. */
+typedef void store_client_cb(int status, const ProtobufCMessage *resp, void *arg);
+
+void store_client_deliver(store_client *c, const Store__DeliverRequest *req,
+			  store_client_cb *cb, void *arg);
+void store_client_list(store_client *c, const Store__ListRequest *req,
+		       store_client_cb *cb, void *arg);
+void store_client_select(store_client *c, const Store__SelectRequest *req,
+			 store_client_cb *cb, void *arg);
+void store_client_fetch(store_client *c, const Store__FetchRequest *req,
+			store_client_cb *cb, void *arg);
+void store_client_store_flags(store_client *c, const Store__StoreFlagsRequest *req,
+			      store_client_cb *cb, void *arg);
+void store_client_expunge(store_client *c, const Store__ExpungeRequest *req,
+			  store_client_cb *cb, void *arg);
+
+#endif
