@@ -22,6 +22,8 @@
 #include <protobuf-c/protobuf-c.h>
 #include <uv.h>
 
+#include "mail-error.h"
+
 #define RPC_PROTO_MAJOR 1
 #define RPC_PROTO_MINOR 0
 /* Largest frame either side accepts (checked before any allocation). It
@@ -29,6 +31,20 @@
 #define RPC_FRAME_MAX (72u * 1024u * 1024u)
 /* Deadline used when a caller passes 0. */
 #define RPC_DEFAULT_DEADLINE_MS 10000u
+
+/* ---- counters ---------------------------------------------------------- */
+
+/* Monotonic counters of one server or client, for metrics. calls_by_status
+ * counts finished calls by status: for a server the replies it sent, for a
+ * client the callbacks it made; statuses >= MAIL_ERR_COUNT_ land in the last
+ * slot. */
+struct rpc_counters {
+	uint64_t frames_in;
+	uint64_t frames_out;
+	uint64_t bad_frames;      /* malformed frames and failed HELLOs */
+	uint64_t connections;     /* accepted (server) or established (client) */
+	uint64_t calls_by_status[MAIL_ERR_COUNT_ + 1];
+};
 
 /* ---- server ---------------------------------------------------------- */
 
@@ -53,7 +69,8 @@ typedef struct rpc_method {
 /* methods must outlive the server. Returns 0. */
 int rpc_server_create(uv_loop_t *loop, const char *service, const rpc_method *methods,
 		      size_t n_methods, void *ctx, rpc_server **server_r);
-/* Listen on host:port (port 0 = any free port, reported in *port_r).
+/* Listen on host:port, host an IP literal or "localhost" (port 0 = any
+ * free port, reported in *port_r).
  * Returns 0, or -1 with *error_r (static text). */
 int rpc_server_listen(rpc_server *server, const char *host, int port, int *port_r,
 		      const char **error_r);
@@ -61,6 +78,8 @@ int rpc_server_listen(rpc_server *server, const char *host, int port, int *port_
  * dropped), free. NULLs *server. Handles close asynchronously: run the loop
  * once more before uv_loop_close(). */
 void rpc_server_destroy(rpc_server **server);
+/* A copy of the server's counters. */
+void rpc_server_counters(const rpc_server *server, struct rpc_counters *counters_r);
 
 /* Send the reply and release call. resp may be NULL (an empty payload); it
  * is packed before return, so the caller keeps ownership of it. Status
@@ -79,14 +98,23 @@ typedef struct rpc_client rpc_client;
  * status == MAIL_OK; it is freed when the callback returns. */
 typedef void rpc_reply_cb(int status, const ProtobufCMessage *resp, void *arg);
 
-/* A client for one peer "host:port" speaking `service`. Connects lazily and
- * reconnects (with a short backoff) after a failure. Returns 0. */
+/* A client for one peer "host:port" speaking `service`. host is an IP
+ * literal (v4 or v6; "localhost" means 127.0.0.1): names are resolved by the
+ * caller (the router), not here; with anything else every call fails with
+ * MAIL_ERR_UNAVAILABLE and a log line. Connects lazily on the first call;
+ * calls made while connecting are queued behind the HELLO. After a failed
+ * connect or a refused HELLO, calls fail at once with MAIL_ERR_UNAVAILABLE
+ * for a backoff (100 ms, doubling to 2 s) before the next call tries again;
+ * a connection that worked and then broke is retried at the next call at
+ * once. Returns 0. */
 int rpc_client_create(uv_loop_t *loop, const char *service, const char *host, int port,
 		      rpc_client **client_r);
 /* Fail every pending call with MAIL_ERR_UNAVAILABLE (the callbacks run from
  * inside this call, after the client is detached, so they may not use it),
  * close the connection, free. NULLs *client. */
 void rpc_client_destroy(rpc_client **client);
+/* A copy of the client's counters. */
+void rpc_client_counters(const rpc_client *client, struct rpc_counters *counters_r);
 
 /* Send req as `method`. cb is called exactly once, always from the loop and
  * never from inside this function: with MAIL_OK and the response, with the

@@ -24,8 +24,13 @@ typedef struct store_client store_client;
 
 /* router is borrowed and must outlive the client. */
 store_client *store_client_create(uv_loop_t *loop, router *router);
-/* Pending calls get MAIL_ERR_UNAVAILABLE. NULLs *client. */
+/* Pending calls get MAIL_ERR_UNAVAILABLE (their callbacks run from inside
+ * this call and must not use the client). Not from inside a callback of
+ * this client. NULLs *client. */
 void store_client_destroy(store_client **client);
+/* How long each later call may take in all, retries included (0 = the
+ * default, STORE_CLIENT_DEADLINE_MS). Tests and latency-bound callers. */
+void store_client_set_deadline(store_client *client, uint32_t deadline_ms);
 
 /* resp is the method's response type (Store__DeliverResponse for deliver,
  * ...), non-NULL only when status == MAIL_OK, valid during the callback. */

@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""The local cluster: start, stop and inspect etcd and the mail daemons.
+
+Used two ways, both with only Python's standard library:
+  * by `cluster/local up|down|status` on the brief's fixed ports, with its
+    state in ./state/ of the checkout;
+  * as a module by the end-to-end tests, with a temporary state dir and free
+    ports, so tests run while a development cluster is up.
+
+Every process is started in its own session (setsid), its PID written to
+state/run/<name>.pid, its output to state/log/<name>.log; stopping is by PID.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The brief's ports (all on 127.0.0.1). Node RPC ports are ours: store nodes
+# 27101.., queue nodes 27201..; etcd peer port 23800.
+DEFAULT_PORTS = {
+    "etcd": 23790, "etcd_peer": 23800,
+    "smtp": 2525, "submission": 2587, "submissions": 2465,
+    "imap": 2143, "imaps": 2993, "pop3": 2110, "pop3s": 2995,
+    "store_base": 27101, "queue_base": 27201,
+}
+DEMO_TENANT = "example.test"
+DEMO_USER = "demo@example.test"
+DEMO_PASSWORD = "demo"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours is not alive
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Cluster:
+    """A local cluster rooted at state_dir. ports: dict like DEFAULT_PORTS."""
+
+    def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
+                 lease_ttl=5, partitions=64):
+        self.state = state_dir
+        self.bin = bin_dir
+        self.ports = ports or dict(DEFAULT_PORTS)
+        self.stores = stores
+        self.queues = queues
+        self.lease_ttl = lease_ttl
+        self.partitions = partitions
+        for sub in ("run", "log", "data"):
+            os.makedirs(os.path.join(self.state, sub), exist_ok=True)
+
+    @classmethod
+    def with_free_ports(cls, state_dir, bin_dir, **kw):
+        ports = {k: free_port() for k in DEFAULT_PORTS}
+        c = cls(state_dir, bin_dir, ports, **kw)
+        # node RPC ports: pick each one free rather than a base + offset
+        c.node_ports = {}
+        for i in range(1, c.stores + 1):
+            c.node_ports[f"store-{i}"] = free_port()
+        for i in range(1, c.queues + 1):
+            c.node_ports[f"queue-{i}"] = free_port()
+        return c
+
+    @property
+    def etcd_url(self):
+        return f"http://127.0.0.1:{self.ports['etcd']}"
+
+    def node_port(self, name):
+        fixed = getattr(self, "node_ports", None)
+        if fixed and name in fixed:
+            return fixed[name]
+        role, idx = name.rsplit("-", 1)
+        return self.ports[f"{role}_base"] + int(idx) - 1
+
+    # ---- process table -------------------------------------------------
+
+    def specs(self):
+        """(name, role, listen, argv, ready_port) for every process, in start order."""
+        out = []
+        data = os.path.join(self.state, "data")
+        e, ep = self.ports["etcd"], self.ports["etcd_peer"]
+        out.append(("etcd", "etcd", f"127.0.0.1:{e}", [
+            "etcd", "--name", "m1", "--data-dir", os.path.join(data, "etcd"),
+            "--logger", "zap", "--log-level", "error",
+            "--listen-client-urls", f"http://127.0.0.1:{e}",
+            "--advertise-client-urls", f"http://127.0.0.1:{e}",
+            "--listen-peer-urls", f"http://127.0.0.1:{ep}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ep}",
+            "--initial-cluster", f"m1=http://127.0.0.1:{ep}",
+            "--heartbeat-interval", "100", "--election-timeout", "1000"], e))
+        for role, count in (("store", self.stores), ("queue", self.queues)):
+            for i in range(1, count + 1):
+                name = f"{role}-{i}"
+                port = self.node_port(name)
+                out.append((name, role, f"127.0.0.1:{port}", [
+                    os.path.join(self.bin, f"{role}-node"), "--id", name,
+                    "--listen", f"127.0.0.1:{port}",
+                    "--data", os.path.join(data, name), "--etcd", self.etcd_url,
+                    "--partitions", str(self.partitions),
+                    "--lease-ttl", str(self.lease_ttl)], port))
+        p = self.ports
+        out.append(("frontend-1", "frontend",
+                    f"smtp=127.0.0.1:{p['smtp']} imap=127.0.0.1:{p['imap']}", [
+                        os.path.join(self.bin, "frontend"), "--id", "frontend-1",
+                        "--etcd", self.etcd_url,
+                        "--smtp", f"127.0.0.1:{p['smtp']}",
+                        "--imap", f"127.0.0.1:{p['imap']}"], p["imap"]))
+        return out
+
+    def spec(self, name):
+        for s in self.specs():
+            if s[0] == name:
+                return s
+        raise KeyError(name)
+
+    def pidfile(self, name):
+        return os.path.join(self.state, "run", f"{name}.pid")
+
+    def pid(self, name):
+        try:
+            with open(self.pidfile(name)) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    # ---- start / stop --------------------------------------------------
+
+    def start(self, name, wait=True, timeout=20):
+        """Start one process unless it already runs. Returns its PID."""
+        pid = self.pid(name)
+        if pid:
+            return pid
+        _, role, _, argv, ready_port = self.spec(name)
+        if role != "etcd":
+            os.makedirs(os.path.join(self.state, "data", name), exist_ok=True)
+        log = open(os.path.join(self.state, "log", f"{name}.log"), "ab")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        with open(self.pidfile(name), "w") as f:
+            f.write(f"{proc.pid}\n")
+        self._procs = getattr(self, "_procs", {})
+        self._procs[name] = proc
+        if wait:
+            self.wait_ready(name, timeout)
+        return proc.pid
+
+    def wait_ready(self, name, timeout=20):
+        _, role, _, _, port = self.spec(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pid(name):
+                raise RuntimeError(f"{name} exited; see {self.logfile(name)}:\n"
+                                   + self.log_tail(name))
+            if role == "etcd":
+                if self.etcd_healthy():
+                    return
+            elif port_open(port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} not ready after {timeout}s; see {self.logfile(name)}")
+
+    def etcd_healthy(self):
+        try:
+            with urllib.request.urlopen(self.etcd_url + "/health", timeout=1) as r:
+                return json.load(r).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+
+    def logfile(self, name):
+        return os.path.join(self.state, "log", f"{name}.log")
+
+    def log_tail(self, name, n=20):
+        try:
+            with open(self.logfile(name), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def kill(self, name, sig=signal.SIGTERM, timeout=10):
+        """Signal one process by PID and wait until it is gone."""
+        pid = self.pid(name)
+        if not pid:
+            return False
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            self._reap(name)
+            time.sleep(0.02)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                self._reap(name)
+                time.sleep(0.02)
+        self._reap(name)
+        try:
+            os.unlink(self.pidfile(name))
+        except OSError:
+            pass
+        return True
+
+    def _reap(self, name):
+        proc = getattr(self, "_procs", {}).get(name)
+        if proc is not None:
+            proc.poll()
+
+    def up(self):
+        started = []
+        for name, *_ in self.specs():
+            if self.pid(name):
+                continue
+            self.start(name)
+            started.append(name)
+        self.ensure_demo()
+        return started
+
+    def down(self):
+        # reverse order: frontends first, etcd last, so nodes deregister
+        for name, *_ in reversed(self.specs()):
+            self.kill(name)
+
+    # ---- admin ----------------------------------------------------------
+
+    def mailctl(self, *args, stdin=None, check=True):
+        r = subprocess.run([os.path.join(self.bin, "mailctl"), "--etcd", self.etcd_url,
+                            *args], input=stdin, capture_output=True, text=True,
+                           timeout=60)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"mailctl {' '.join(args)}: rc={r.returncode} {r.stderr}")
+        return r
+
+    def ensure_demo(self):
+        r = self.mailctl("tenant", "add", DEMO_TENANT, check=False)
+        if r.returncode not in (0, 3):
+            raise RuntimeError(f"mailctl tenant add: {r.stderr}")
+        r = self.mailctl("user", "add", DEMO_USER, stdin=DEMO_PASSWORD + "\n", check=False)
+        if r.returncode not in (0, 3):
+            raise RuntimeError(f"mailctl user add: {r.stderr}")
+
+    def status_lines(self):
+        lines = []
+        for name, role, listen, _, port in self.specs():
+            pid = self.pid(name)
+            if not pid:
+                state = "stopped"
+            elif (self.etcd_healthy() if role == "etcd" else port_open(port)):
+                state = "running"
+            else:
+                state = "starting"
+            lines.append(f"{role:<9} {name:<11} pid={pid or '-':<8} {listen:<40} {state}")
+        return lines
+
+
+def main(argv):
+    cmd = argv[1] if len(argv) > 1 else ""
+    state = os.environ.get("MAIL_STATE_DIR", os.path.join(ROOT, "state"))
+    bin_dir = os.path.join(os.environ.get("MAIL_BUILD_DIR", os.path.join(ROOT, "build")), "bin")
+    c = Cluster(state, bin_dir)
+    if cmd == "up":
+        try:
+            started = c.up()
+        except RuntimeError as e:
+            print(f"cluster/local up: {e}", file=sys.stderr)
+            return 1
+        print("started: " + (", ".join(started) if started else "nothing (all running)"))
+        for line in c.status_lines():
+            print(line)
+        p = c.ports
+        print(f"\nSMTP MX 127.0.0.1:{p['smtp']}  IMAP 127.0.0.1:{p['imap']}  "
+              f"etcd {c.etcd_url}")
+        print(f"demo user {DEMO_USER} password '{DEMO_PASSWORD}'; logs in {state}/log/")
+        return 0
+    if cmd == "down":
+        c.down()
+        print("stopped")
+        return 0
+    if cmd == "status":
+        for line in c.status_lines():
+            print(line)
+        return 0
+    print("usage: local.py up|down|status", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

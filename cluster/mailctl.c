@@ -1,0 +1,294 @@
+/* mailctl: the admin CLI (tenants and users in the etcd directory).
+ *
+ *   mailctl [--etcd URL] [--verbose] COMMAND ...
+ *
+ * Passwords come from standard input (first line); on a terminal they are
+ * prompted for twice without echo. Exit codes: 0 ok, 1 usage or invalid
+ * argument, 2 not found, 3 already exists, 4 etcd unreachable, 5 other.
+ *
+ * The library logs (key=value lines on stderr) are for daemons; mailctl
+ * hides them unless --verbose and prints one clear line per error instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "directory.h"
+#include "mail-error.h"
+#include "xalloc.h"
+
+#define MAILCTL_DEFAULT_ETCD "http://127.0.0.1:23790"
+#define MAILCTL_PASSWORD_MAX 1024
+
+enum mailctl_exit {
+	MAILCTL_OK = 0,
+	MAILCTL_USAGE = 1,
+	MAILCTL_NOT_FOUND = 2,
+	MAILCTL_EXISTS = 3,
+	MAILCTL_UNREACHABLE = 4,
+	MAILCTL_OTHER = 5,
+};
+
+typedef struct mailctl {
+	const char *etcd_url;
+	FILE *err; /* the real stderr (fd 2 may point at /dev/null) */
+	directory *dir;
+} mailctl;
+
+static const char mailctl_usage_text[] =
+	"usage: mailctl [--etcd URL] [--verbose] COMMAND\n"
+	"\n"
+	"commands:\n"
+	"  tenant add DOMAIN      add a hosted domain\n"
+	"  tenant list            list hosted domains\n"
+	"  user add ADDRESS       add a user (password from stdin)\n"
+	"  user list DOMAIN       list a domain's users\n"
+	"  user passwd ADDRESS    set a user's password (from stdin)\n"
+	"  user del ADDRESS       delete a user\n"
+	"\n"
+	"etcd: --etcd URL, else $MAIL_ETCD, else " MAILCTL_DEFAULT_ETCD "\n"
+	"passwords: the first line of standard input (prompted twice on a terminal)\n"
+	"exit codes: 0 ok, 1 usage, 2 not found, 3 already exists, 4 etcd unreachable, "
+	"5 other\n";
+
+static void mailctl_fail(mailctl *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void mailctl_fail(mailctl *ctl, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("mailctl: ", ctl->err);
+	vfprintf(ctl->err, fmt, ap);
+	fputc('\n', ctl->err);
+	va_end(ap);
+}
+
+/* Map a directory error to an exit code, printing what went wrong. */
+static int mailctl_error(mailctl *ctl, int err, const char *what, const char *name)
+{
+	switch (err) {
+	case MAIL_OK:
+		return MAILCTL_OK;
+	case MAIL_ERR_NOT_FOUND:
+		mailctl_fail(ctl, "%s %s: not found", what, name);
+		return MAILCTL_NOT_FOUND;
+	case MAIL_ERR_EXISTS:
+		mailctl_fail(ctl, "%s %s: already exists", what, name);
+		return MAILCTL_EXISTS;
+	case MAIL_ERR_PARAMS:
+		mailctl_fail(ctl, "%s %s: invalid", what, name);
+		return MAILCTL_USAGE;
+	case MAIL_ERR_UNAVAILABLE:
+		mailctl_fail(ctl, "etcd unreachable at %s", ctl->etcd_url);
+		return MAILCTL_UNREACHABLE;
+	default:
+		mailctl_fail(ctl, "%s %s: %s", what, name, mail_error_info(err)->name);
+		return MAILCTL_OTHER;
+	}
+}
+
+/* ---- passwords ------------------------------------------------------------ */
+
+/* Read one line from fd 0 into a fresh heap string (newline stripped), or
+ * NULL at EOF/error or over the limit. Byte by byte so nothing past the
+ * line is consumed. */
+static char *mailctl_read_line(size_t *cap_r)
+{
+	size_t cap = MAILCTL_PASSWORD_MAX + 2, len = 0;
+	char *line = xmalloc(cap);
+	for (;;) {
+		char c;
+		ssize_t n = read(STDIN_FILENO, &c, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || c == '\n')
+			break;
+		if (len == cap - 1) {
+			xfree_secret(line, cap);
+			return NULL;
+		}
+		line[len++] = c;
+	}
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	line[len] = '\0';
+	*cap_r = cap;
+	return line;
+}
+
+static char *mailctl_prompt(mailctl *ctl, const char *prompt, size_t *cap_r)
+{
+	struct termios old, quiet;
+	fputs(prompt, ctl->err);
+	fflush(ctl->err);
+	int restore = tcgetattr(STDIN_FILENO, &old) == 0;
+	if (restore) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		quiet.c_lflag |= ECHONL;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	char *line = mailctl_read_line(cap_r);
+	if (restore)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	return line;
+}
+
+/* The new password (caller wipes with xfree_secret(p, *cap_r)), or NULL
+ * after printing why. */
+static char *mailctl_password(mailctl *ctl, size_t *cap_r)
+{
+	char *pw;
+	if (isatty(STDIN_FILENO)) {
+		size_t cap2;
+		pw = mailctl_prompt(ctl, "New password: ", cap_r);
+		char *again = pw != NULL ? mailctl_prompt(ctl, "Retype password: ", &cap2) : NULL;
+		if (pw != NULL && (again == NULL || strcmp(pw, again) != 0)) {
+			mailctl_fail(ctl, "passwords do not match");
+			xfree_secret(pw, *cap_r);
+			pw = NULL;
+		}
+		if (again != NULL)
+			xfree_secret(again, cap2);
+		if (pw == NULL)
+			return NULL;
+	} else {
+		pw = mailctl_read_line(cap_r);
+	}
+	if (pw == NULL) {
+		mailctl_fail(ctl, "password too long (at most %d bytes)", MAILCTL_PASSWORD_MAX);
+		return NULL;
+	}
+	if (pw[0] == '\0') {
+		mailctl_fail(ctl, "empty password (give it on standard input)");
+		xfree_secret(pw, *cap_r);
+		return NULL;
+	}
+	return pw;
+}
+
+/* ---- commands ---------------------------------------------------------------- */
+
+static int mailctl_print_list(mailctl *ctl, int err, char **names, size_t n, const char *what,
+			      const char *name)
+{
+	if (err != MAIL_OK)
+		return mailctl_error(ctl, err, what, name);
+	for (size_t i = 0; i < n; i++) {
+		puts(names[i]);
+		free(names[i]);
+	}
+	free(names);
+	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+}
+
+static int mailctl_tenant(mailctl *ctl, int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[0], "add") == 0)
+		return mailctl_error(ctl, directory_tenant_add(ctl->dir, argv[1]), "tenant",
+				     argv[1]);
+	if (argc == 1 && strcmp(argv[0], "list") == 0) {
+		char **names = NULL;
+		size_t n = 0;
+		int err = directory_tenant_list(ctl->dir, &names, &n);
+		return mailctl_print_list(ctl, err, names, n, "tenant", "list");
+	}
+	return -1;
+}
+
+static int mailctl_user(mailctl *ctl, int argc, char **argv)
+{
+	if (argc != 2)
+		return -1;
+	const char *cmd = argv[0], *arg = argv[1];
+	if (strcmp(cmd, "list") == 0) {
+		char **names = NULL;
+		size_t n = 0;
+		int err = directory_user_list(ctl->dir, arg, &names, &n);
+		if (err == MAIL_ERR_NOT_FOUND)
+			return mailctl_error(ctl, err, "tenant", arg);
+		return mailctl_print_list(ctl, err, names, n, "tenant", arg);
+	}
+	if (strcmp(cmd, "del") == 0)
+		return mailctl_error(ctl, directory_user_del(ctl->dir, arg), "user", arg);
+	int add = strcmp(cmd, "add") == 0;
+	if (!add && strcmp(cmd, "passwd") != 0)
+		return -1;
+
+	size_t cap;
+	char *pw = mailctl_password(ctl, &cap);
+	if (pw == NULL)
+		return MAILCTL_USAGE;
+	int err = add ? directory_user_add(ctl->dir, arg, pw)
+		      : directory_user_passwd(ctl->dir, arg, pw);
+	xfree_secret(pw, cap);
+	if (add && err == MAIL_ERR_NOT_FOUND) {
+		const char *at = strrchr(arg, '@');
+		return mailctl_error(ctl, err, "tenant", at != NULL ? at + 1 : arg);
+	}
+	return mailctl_error(ctl, err, "user", arg);
+}
+
+int main(int argc, char **argv)
+{
+	mailctl ctl = { .etcd_url = getenv("MAIL_ETCD"), .err = stderr };
+	int verbose = 0, i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			fputs(mailctl_usage_text, stdout);
+			return MAILCTL_OK;
+		} else if (strcmp(a, "--etcd") == 0 && i + 1 < argc) {
+			ctl.etcd_url = argv[++i];
+		} else if (strncmp(a, "--etcd=", 7) == 0) {
+			ctl.etcd_url = a + 7;
+		} else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+			verbose = 1;
+		} else {
+			fprintf(stderr, "mailctl: unknown option %s\n%s", a, mailctl_usage_text);
+			return MAILCTL_USAGE;
+		}
+	}
+	if (ctl.etcd_url == NULL || ctl.etcd_url[0] == '\0')
+		ctl.etcd_url = MAILCTL_DEFAULT_ETCD;
+	argc -= i;
+	argv += i;
+	if (argc < 1) {
+		fputs(mailctl_usage_text, stderr);
+		return MAILCTL_USAGE;
+	}
+
+	if (!verbose) {
+		/* keep our own stderr, send the library's log lines away */
+		int fd = dup(STDERR_FILENO);
+		int null = open("/dev/null", O_WRONLY);
+		FILE *err = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (err != NULL && null >= 0) {
+			setvbuf(err, NULL, _IOLBF, 0);
+			ctl.err = err;
+			dup2(null, STDERR_FILENO);
+		}
+		if (null >= 0)
+			close(null);
+	}
+
+	ctl.dir = directory_create(ctl.etcd_url);
+	int rc = -1;
+	if (strcmp(argv[0], "tenant") == 0)
+		rc = mailctl_tenant(&ctl, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "user") == 0)
+		rc = mailctl_user(&ctl, argc - 1, argv + 1);
+	directory_destroy(&ctl.dir);
+	if (rc < 0) {
+		fputs(mailctl_usage_text, ctl.err);
+		rc = MAILCTL_USAGE;
+	}
+	if (ctl.err != stderr)
+		fclose(ctl.err);
+	return rc;
+}

@@ -1,0 +1,307 @@
+/* imap-backend-store.c: struct imap_backend over the directory and the
+ * store client, and imap_service_start/stop (imap-service.h).
+ *
+ * Each call copies its callback into a small heap context, converts the
+ * protobuf response into the engine's plain structs, and frees the context
+ * after the callback. Contexts never point back at the service, so calls
+ * still pending after imap_service_stop() complete safely.
+ */
+#include "imap-service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mail-error.h"
+#include "util.h"
+#include "xalloc.h"
+
+struct imap_service {
+	uv_loop_t *loop;
+	directory *dir;
+	store_client *sc;
+	imap_server *server;
+};
+
+/* ---- authenticate (thread pool) -------------------------------------- */
+
+struct imap_store_auth {
+	uv_work_t work;
+	directory *dir;
+	char *user;
+	char *password;
+	size_t password_len;
+	char *normalized;
+	int status;
+	imap_backend_auth_cb *cb;
+	void *arg;
+};
+
+static void imap_store_auth_work_cb(uv_work_t *work)
+{
+	struct imap_store_auth *a = work->data;
+	a->normalized = util_address_normalize(a->user, strlen(a->user));
+	if (a->normalized == NULL)
+		a->status = MAIL_ERR_PERM;
+	else
+		a->status = directory_authenticate(a->dir, a->normalized, a->password);
+	xfree_secret(a->password, a->password_len);
+	a->password = NULL;
+}
+
+static void imap_store_auth_after_cb(uv_work_t *work, int status)
+{
+	struct imap_store_auth *a = work->data;
+	if (status < 0 && a->status == MAIL_OK)
+		a->status = MAIL_ERR_INTERNAL;
+	if (a->password != NULL)
+		xfree_secret(a->password, a->password_len);
+	a->cb(a->status == MAIL_OK ? MAIL_OK : a->status, a->normalized, a->arg);
+	free(a->normalized);
+	free(a->user);
+	free(a);
+}
+
+static void imap_store_authenticate(void *ctx, const char *user, const char *password,
+				    imap_backend_auth_cb *cb, void *arg)
+{
+	struct imap_service *svc = ctx;
+	struct imap_store_auth *a = xcalloc(1, sizeof(*a));
+	a->dir = svc->dir;
+	a->user = xstrdup(user);
+	a->password_len = strlen(password);
+	a->password = xstrdup(password);
+	a->cb = cb;
+	a->arg = arg;
+	a->work.data = a;
+	if (uv_queue_work(svc->loop, &a->work, imap_store_auth_work_cb,
+			  imap_store_auth_after_cb) < 0) {
+		/* cannot happen with a valid loop; fail asynchronously anyway
+		 * would need a handle, so report through the work path */
+		a->status = MAIL_ERR_INTERNAL;
+		imap_store_auth_after_cb(&a->work, 0);
+	}
+}
+
+/* ---- store calls ----------------------------------------------------- */
+
+struct imap_store_call {
+	void *cb;
+	void *arg;
+};
+
+static struct imap_store_call *imap_store_call_new(void *cb, void *arg)
+{
+	struct imap_store_call *c = xcalloc(1, sizeof(*c));
+	c->cb = cb;
+	c->arg = arg;
+	return c;
+}
+
+static void imap_store_msg_info(const Store__MessageInfo *m, struct imap_msg_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	if (m == NULL)
+		return;
+	info->uid = m->uid;
+	info->size = m->size;
+	info->internal_date_ms = m->internal_date;
+	info->flags = (const char *const *)m->flags;
+	info->n_flags = m->n_flags;
+}
+
+static struct imap_msg_info *imap_store_msg_infos(Store__MessageInfo **msgs, size_t n)
+{
+	struct imap_msg_info *infos = xcalloc(n + 1, sizeof(*infos));
+	for (size_t i = 0; i < n; i++)
+		imap_store_msg_info(msgs[i], &infos[i]);
+	return infos;
+}
+
+static void imap_store_list_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct imap_store_call *c = arg;
+	imap_backend_list_cb *cb = c->cb;
+	if (status != MAIL_OK) {
+		cb(status, NULL, 0, c->arg);
+	} else {
+		const Store__ListResponse *r = (const Store__ListResponse *)resp;
+		struct imap_mailbox_info *boxes = xcalloc(r->n_mailboxes + 1, sizeof(*boxes));
+		size_t n = 0;
+		for (size_t i = 0; i < r->n_mailboxes; i++) {
+			const Store__MailboxInfo *m = r->mailboxes[i];
+			if (m == NULL || m->name == NULL)
+				continue;
+			boxes[n].name = m->name[0] == '\0' ? "INBOX" : m->name;
+			boxes[n].uidvalidity = m->uidvalidity;
+			boxes[n].uidnext = m->uidnext;
+			boxes[n].exists = m->exists;
+			n++;
+		}
+		cb(MAIL_OK, boxes, n, c->arg);
+		free(boxes);
+	}
+	free(c);
+}
+
+static void imap_store_list(void *ctx, const char *user, imap_backend_list_cb *cb, void *arg)
+{
+	struct imap_service *svc = ctx;
+	Store__ListRequest req = STORE__LIST_REQUEST__INIT;
+	req.user = (char *)user;
+	store_client_list(svc->sc, &req, imap_store_list_cb, imap_store_call_new(cb, arg));
+}
+
+static void imap_store_select_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct imap_store_call *c = arg;
+	imap_backend_select_cb *cb = c->cb;
+	const Store__SelectResponse *r = (const Store__SelectResponse *)resp;
+	if (status == MAIL_OK && r->mailbox == NULL)
+		status = MAIL_ERR_INTERNAL;
+	if (status != MAIL_OK) {
+		cb(status, NULL, NULL, 0, c->arg);
+	} else {
+		struct imap_mailbox_info box = { r->mailbox->name, r->mailbox->uidvalidity,
+						 r->mailbox->uidnext, r->mailbox->exists };
+		struct imap_msg_info *msgs = imap_store_msg_infos(r->messages, r->n_messages);
+		cb(MAIL_OK, &box, msgs, r->n_messages, c->arg);
+		free(msgs);
+	}
+	free(c);
+}
+
+static void imap_store_select(void *ctx, const char *user, const char *mailbox,
+			      imap_backend_select_cb *cb, void *arg)
+{
+	struct imap_service *svc = ctx;
+	Store__SelectRequest req = STORE__SELECT_REQUEST__INIT;
+	req.user = (char *)user;
+	req.mailbox = (char *)mailbox;
+	store_client_select(svc->sc, &req, imap_store_select_cb, imap_store_call_new(cb, arg));
+}
+
+static void imap_store_fetch_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct imap_store_call *c = arg;
+	imap_backend_fetch_cb *cb = c->cb;
+	if (status != MAIL_OK) {
+		cb(status, NULL, NULL, 0, c->arg);
+	} else {
+		const Store__FetchResponse *r = (const Store__FetchResponse *)resp;
+		struct imap_msg_info info;
+		imap_store_msg_info(r->info, &info);
+		cb(MAIL_OK, &info, r->body.data != NULL ? r->body.data : (const uint8_t *)"",
+		   r->body.len, c->arg);
+	}
+	free(c);
+}
+
+static void imap_store_fetch(void *ctx, const char *user, const char *mailbox, uint32_t uid,
+			     imap_backend_fetch_cb *cb, void *arg)
+{
+	struct imap_service *svc = ctx;
+	Store__FetchRequest req = STORE__FETCH_REQUEST__INIT;
+	req.user = (char *)user;
+	req.mailbox = (char *)mailbox;
+	req.uid = uid;
+	store_client_fetch(svc->sc, &req, imap_store_fetch_cb, imap_store_call_new(cb, arg));
+}
+
+static void imap_store_flags_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct imap_store_call *c = arg;
+	imap_backend_flags_cb *cb = c->cb;
+	if (status != MAIL_OK) {
+		cb(status, NULL, 0, c->arg);
+	} else {
+		const Store__StoreFlagsResponse *r = (const Store__StoreFlagsResponse *)resp;
+		struct imap_msg_info *msgs = imap_store_msg_infos(r->messages, r->n_messages);
+		cb(MAIL_OK, msgs, r->n_messages, c->arg);
+		free(msgs);
+	}
+	free(c);
+}
+
+static void imap_store_store_flags(void *ctx, const char *user, const char *mailbox,
+				   const uint32_t *uids, size_t n_uids, enum imap_flag_mode mode,
+				   const char *const *flags, size_t n_flags,
+				   imap_backend_flags_cb *cb, void *arg)
+{
+	static const Store__FlagMode modes[] = {
+		[IMAP_FLAGS_SET] = STORE__FLAG_MODE__FLAGS_SET,
+		[IMAP_FLAGS_ADD] = STORE__FLAG_MODE__FLAGS_ADD,
+		[IMAP_FLAGS_REMOVE] = STORE__FLAG_MODE__FLAGS_REMOVE,
+	};
+	struct imap_service *svc = ctx;
+	Store__StoreFlagsRequest req = STORE__STORE_FLAGS_REQUEST__INIT;
+	req.user = (char *)user;
+	req.mailbox = (char *)mailbox;
+	req.uids = (uint32_t *)uids;
+	req.n_uids = n_uids;
+	req.mode = modes[mode];
+	req.flags = (char **)flags;
+	req.n_flags = n_flags;
+	store_client_store_flags(svc->sc, &req, imap_store_flags_cb,
+				 imap_store_call_new(cb, arg));
+}
+
+static void imap_store_expunge_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct imap_store_call *c = arg;
+	imap_backend_expunge_cb *cb = c->cb;
+	if (status != MAIL_OK) {
+		cb(status, NULL, 0, c->arg);
+	} else {
+		const Store__ExpungeResponse *r = (const Store__ExpungeResponse *)resp;
+		cb(MAIL_OK, r->expunged_uids, r->n_expunged_uids, c->arg);
+	}
+	free(c);
+}
+
+static void imap_store_expunge(void *ctx, const char *user, const char *mailbox,
+			       imap_backend_expunge_cb *cb, void *arg)
+{
+	struct imap_service *svc = ctx;
+	Store__ExpungeRequest req = STORE__EXPUNGE_REQUEST__INIT;
+	req.user = (char *)user;
+	req.mailbox = (char *)mailbox;
+	store_client_expunge(svc->sc, &req, imap_store_expunge_cb, imap_store_call_new(cb, arg));
+}
+
+static const struct imap_backend imap_store_backend = {
+	.authenticate = imap_store_authenticate,
+	.list = imap_store_list,
+	.select = imap_store_select,
+	.fetch = imap_store_fetch,
+	.store_flags = imap_store_store_flags,
+	.expunge = imap_store_expunge,
+};
+
+/* ---- the service ----------------------------------------------------- */
+
+int imap_service_start(uv_loop_t *loop, const struct imap_settings *set, directory *dir,
+		       store_client *sc, imap_service **svc_r, const char **error_r)
+{
+	struct imap_service *svc = xcalloc(1, sizeof(*svc));
+	svc->loop = loop;
+	svc->dir = dir;
+	svc->sc = sc;
+	if (imap_server_start(loop, set, &imap_store_backend, svc, &svc->server, error_r) < 0) {
+		free(svc);
+		return -1;
+	}
+	*svc_r = svc;
+	return 0;
+}
+
+void imap_service_stop(imap_service **svcp)
+{
+	struct imap_service *svc = *svcp;
+	if (svc == NULL)
+		return;
+	/* Closed sessions make no further backend calls, and pending ones
+	 * hold no pointer to svc: it can go now. */
+	imap_server_stop(&svc->server);
+	free(svc);
+	*svcp = NULL;
+}

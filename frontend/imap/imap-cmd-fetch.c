@@ -1,0 +1,419 @@
+/* imap-cmd-fetch.c: FETCH, UID FETCH, STORE and UID STORE.
+ *
+ * FETCH answers what the snapshot knows (FLAGS UID RFC822.SIZE
+ * INTERNALDATE) at once; body items fetch one message at a time from the
+ * backend, in sequence order, pausing while more than max_output reply
+ * bytes wait for the client. Before any body is read, the messages whose
+ * body is fetched without PEEK in a read-write mailbox get \Seen in one
+ * store call; their FETCH replies then carry the new FLAGS (RFC 3501 6.4.5).
+ */
+#include "imap-server-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "mail-error.h"
+#include "xalloc.h"
+
+/* Ranges accepted in one sequence set (the line limit bounds it too). */
+#define IMAP_SEQSET_MAX_RANGES 16384u
+
+struct imap_fetch_ctx {
+	struct imap_fetch_attrs attrs;
+	uint32_t *uids;         /* to answer, in sequence order */
+	uint8_t *send_flags;    /* per uid: flags changed by this FETCH */
+	size_t n_uids;
+	size_t next;
+};
+
+static void imap_fetch_ctx_free(void *p)
+{
+	struct imap_fetch_ctx *ctx = p;
+	free(ctx->uids);
+	free(ctx->send_flags);
+	free(ctx);
+}
+
+/* Resolve the set argument against the snapshot: the UIDs it names, in
+ * sequence order. Returns 0, or -1 with *error_r for a BAD reply. */
+static int imap_session_seqset_uids(struct imap_session *s, const struct imap_arg *arg,
+				    uint32_t **uids_r, size_t *n_r, const char **error_r)
+{
+	struct imap_seqset set;
+	const char *str;
+
+	if (!imap_arg_get_atom(arg, &str)) {
+		*error_r = "Invalid sequence set";
+		return -1;
+	}
+	if (imap_seqset_parse(str, IMAP_SEQSET_MAX_RANGES, &set, error_r) < 0)
+		return -1;
+	if (s->cmd_uid) {
+		imap_seqset_resolve(&set, s->n_msgs > 0 ? s->msgs[s->n_msgs - 1].uid : 0);
+	} else {
+		imap_seqset_resolve(&set, (uint32_t)s->n_msgs);
+		if (imap_seqset_max(&set) > s->n_msgs) {
+			imap_seqset_deinit(&set);
+			*error_r = "Invalid sequence number";
+			return -1;
+		}
+	}
+	uint32_t *uids = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < s->n_msgs; i++) {
+		uint32_t key = s->cmd_uid ? s->msgs[i].uid : (uint32_t)(i + 1);
+		if (!imap_seqset_contains(&set, key))
+			continue;
+		if (uids == NULL)
+			uids = xcalloc(s->n_msgs, sizeof(*uids));
+		uids[n++] = s->msgs[i].uid;
+	}
+	imap_seqset_deinit(&set);
+	*uids_r = uids;
+	*n_r = n;
+	return 0;
+}
+
+/* ---- FETCH replies --------------------------------------------------- */
+
+static void imap_append_internaldate(struct imap_session *s, int64_t ms)
+{
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+	struct tm tm;
+	if (gmtime_r(&t, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));
+	imap_session_printf(s, "INTERNALDATE \"%2d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
+			    months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+			    tm.tm_sec);
+}
+
+static void imap_append_body(struct imap_session *s, const struct imap_fetch_body *b,
+			     const uint8_t *body, size_t len)
+{
+	static const char *const rfc822_names[] = { "RFC822", "RFC822.HEADER", "RFC822.TEXT" };
+	static const char *const body_names[] = { "BODY[]", "BODY[HEADER]", "BODY[TEXT]" };
+	size_t start = 0, end = len;
+
+	if (b->section != IMAP_SECTION_ALL) {
+		size_t hdr_end = len;
+		for (size_t i = 0; i + 3 < len; i++) {
+			if (memcmp(body + i, "\r\n\r\n", 4) == 0) {
+				hdr_end = i + 4;
+				break;
+			}
+		}
+		if (b->section == IMAP_SECTION_HEADER)
+			end = hdr_end;
+		else
+			start = hdr_end;
+	}
+	if (b->partial) {
+		size_t slice = end - start;
+		size_t off = b->offset < slice ? b->offset : slice;
+		start += off;
+		if (end - start > b->count)
+			end = start + b->count;
+	}
+	if (b->rfc822)
+		imap_session_printf(s, "%s", rfc822_names[b->section]);
+	else
+		imap_session_printf(s, "%s", body_names[b->section]);
+	if (b->partial)
+		imap_session_printf(s, "<%u>", b->offset);
+	imap_session_printf(s, " {%zu}\r\n", end - start);
+	imap_session_append(s, body + start, end - start);
+}
+
+static void imap_fetch_reply(struct imap_session *s, const struct imap_fetch_attrs *attrs,
+			     uint32_t uid, int send_flags, const uint8_t *body, size_t len)
+{
+	uint32_t seq = imap_session_seq_of(s, uid);
+	if (seq == 0)
+		return;
+	const struct imap_msg *m = &s->msgs[seq - 1];
+	const char *sep = "";
+
+	imap_session_printf(s, "* %u FETCH (", seq);
+	if (attrs->items & IMAP_FETCH_UID) {
+		imap_session_printf(s, "UID %u", uid);
+		sep = " ";
+	}
+	if ((attrs->items & IMAP_FETCH_FLAGS) || send_flags) {
+		imap_session_printf(s, "%sFLAGS ", sep);
+		imap_session_append_flags(s, m);
+		sep = " ";
+	}
+	if (attrs->items & IMAP_FETCH_RFC822_SIZE) {
+		imap_session_printf(s, "%sRFC822.SIZE %llu", sep, (unsigned long long)m->size);
+		sep = " ";
+	}
+	if (attrs->items & IMAP_FETCH_INTERNALDATE) {
+		imap_session_printf(s, "%s", sep);
+		imap_append_internaldate(s, m->internal_date_ms);
+		sep = " ";
+	}
+	for (size_t i = 0; i < attrs->n_bodies && body != NULL; i++) {
+		imap_session_printf(s, "%s", sep);
+		imap_append_body(s, &attrs->bodies[i], body, len);
+		sep = " ";
+	}
+	imap_session_append(s, ")\r\n", 3);
+}
+
+/* ---- FETCH flow ------------------------------------------------------ */
+
+static void imap_fetch_next(struct imap_session *s);
+
+static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
+			       const uint8_t *body, size_t len, void *arg)
+{
+	struct imap_session *s = arg;
+	(void)info;
+	if (imap_session_is_closed(s)) {
+		imap_session_unref(s);
+		return;
+	}
+	struct imap_fetch_ctx *ctx = s->cmd_ctx;
+	if (status == MAIL_ERR_NOT_FOUND) {
+		/* expunged by another session meanwhile: nothing to say */
+		ctx->next++;
+	} else if (status != MAIL_OK) {
+		imap_cmd_fail(s, status);
+		imap_session_resume(s);
+		imap_session_unref(s);
+		return;
+	} else {
+		imap_fetch_reply(s, &ctx->attrs, ctx->uids[ctx->next], ctx->send_flags[ctx->next],
+				 body, len);
+		ctx->next++;
+	}
+	imap_session_flush(s);
+	if (imap_session_output_pending(s) > s->server->set.max_output)
+		s->on_drain = imap_fetch_next; /* the write callback resumes */
+	else
+		imap_fetch_next(s);
+	imap_session_unref(s);
+}
+
+static void imap_fetch_next(struct imap_session *s)
+{
+	struct imap_fetch_ctx *ctx = s->cmd_ctx;
+	if (ctx->next >= ctx->n_uids) {
+		imap_cmd_done(s, "OK", NULL, "Fetch completed");
+		imap_session_resume(s);
+		return;
+	}
+	imap_session_ref(s);
+	s->server->backend->fetch(s->server->backend_ctx, s->user, s->mailbox,
+				  ctx->uids[ctx->next], imap_fetch_body_cb, s);
+}
+
+static void imap_fetch_seen_cb(int status, const struct imap_msg_info *msgs, size_t n,
+			       void *arg)
+{
+	struct imap_session *s = arg;
+	if (imap_session_is_closed(s)) {
+		imap_session_unref(s);
+		return;
+	}
+	if (status != MAIL_OK) {
+		imap_cmd_fail(s, status);
+		imap_session_resume(s);
+		imap_session_unref(s);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t seq = imap_session_seq_of(s, msgs[i].uid);
+		if (seq != 0)
+			imap_msg_set_flags(&s->msgs[seq - 1], msgs[i].flags, msgs[i].n_flags);
+	}
+	imap_fetch_next(s);
+	imap_session_unref(s);
+}
+
+void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	const char *error;
+	struct imap_fetch_ctx *ctx;
+
+	if (n_args != 2) {
+		imap_cmd_done(s, "BAD", NULL, "FETCH needs a sequence set and attributes");
+		return;
+	}
+	ctx = xcalloc(1, sizeof(*ctx));
+	if (imap_fetch_attrs_parse(&args[1], &ctx->attrs, &error) < 0 ||
+	    imap_session_seqset_uids(s, &args[0], &ctx->uids, &ctx->n_uids, &error) < 0) {
+		imap_fetch_ctx_free(ctx);
+		imap_cmd_done(s, "BAD", NULL, error);
+		return;
+	}
+	s->cmd_ctx = ctx;
+	s->cmd_ctx_free = imap_fetch_ctx_free;
+	if (s->cmd_uid)
+		ctx->attrs.items |= IMAP_FETCH_UID;
+	if (ctx->attrs.n_bodies == 0) {
+		for (size_t i = 0; i < ctx->n_uids; i++)
+			imap_fetch_reply(s, &ctx->attrs, ctx->uids[i], 0, NULL, 0);
+		imap_cmd_done(s, "OK", NULL, "Fetch completed");
+		return;
+	}
+	ctx->send_flags = xcalloc(ctx->n_uids > 0 ? ctx->n_uids : 1, 1);
+	int sets_seen = 0;
+	for (size_t i = 0; i < ctx->attrs.n_bodies; i++) {
+		if (!ctx->attrs.bodies[i].peek)
+			sets_seen = 1;
+	}
+	uint32_t *unseen = NULL;
+	size_t n_unseen = 0;
+	if (sets_seen && !s->read_only) {
+		for (size_t i = 0; i < ctx->n_uids; i++) {
+			uint32_t seq = imap_session_seq_of(s, ctx->uids[i]);
+			const struct imap_msg *m = &s->msgs[seq - 1];
+			if (imap_msg_has_flag(m, "\\Seen"))
+				continue;
+			if (unseen == NULL)
+				unseen = xcalloc(ctx->n_uids, sizeof(*unseen));
+			unseen[n_unseen++] = ctx->uids[i];
+			ctx->send_flags[i] = 1;
+		}
+	}
+	if (n_unseen == 0) {
+		imap_fetch_next(s);
+		return;
+	}
+	static const char *const seen[] = { "\\Seen" };
+	imap_session_ref(s);
+	s->server->backend->store_flags(s->server->backend_ctx, s->user, s->mailbox, unseen,
+					n_unseen, IMAP_FLAGS_ADD, seen, 1, imap_fetch_seen_cb, s);
+	free(unseen);
+}
+
+/* ---- STORE ----------------------------------------------------------- */
+
+struct imap_store_ctx {
+	int silent;
+};
+
+static void imap_store_cb(int status, const struct imap_msg_info *msgs, size_t n, void *arg)
+{
+	struct imap_session *s = arg;
+	if (imap_session_is_closed(s)) {
+		imap_session_unref(s);
+		return;
+	}
+	struct imap_store_ctx *ctx = s->cmd_ctx;
+	if (status != MAIL_OK) {
+		imap_cmd_fail(s, status);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			uint32_t seq = imap_session_seq_of(s, msgs[i].uid);
+			if (seq == 0)
+				continue;
+			struct imap_msg *m = &s->msgs[seq - 1];
+			imap_msg_set_flags(m, msgs[i].flags, msgs[i].n_flags);
+			if (ctx->silent)
+				continue;
+			imap_session_printf(s, "* %u FETCH (", seq);
+			if (s->cmd_uid)
+				imap_session_printf(s, "UID %u ", m->uid);
+			imap_session_append(s, "FLAGS ", 6);
+			imap_session_append_flags(s, m);
+			imap_session_append(s, ")\r\n", 3);
+		}
+		imap_cmd_done(s, "OK", NULL, "Store completed");
+	}
+	imap_session_resume(s);
+	imap_session_unref(s);
+}
+
+/* A flag argument: a system flag (returned in its canonical spelling) or
+ * a keyword atom. NULL when invalid. */
+static const char *imap_flag_check(const struct imap_arg *arg)
+{
+	static const char *const system_flags[] = { "\\Answered", "\\Flagged", "\\Deleted",
+						    "\\Seen", "\\Draft" };
+	const char *s;
+	if (!imap_arg_get_atom(arg, &s))
+		return NULL;
+	if (s[0] == '\\') {
+		for (size_t i = 0; i < sizeof(system_flags) / sizeof(system_flags[0]); i++) {
+			if (strcasecmp(s, system_flags[i]) == 0)
+				return system_flags[i];
+		}
+		return NULL;
+	}
+	if (strpbrk(s, "*%]\\[") != NULL)
+		return NULL;
+	return s;
+}
+
+void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	const char *item, *error;
+	enum imap_flag_mode mode;
+	size_t name_len;
+
+	if (n_args < 3 || !imap_arg_get_atom(&args[1], &item)) {
+		imap_cmd_done(s, "BAD", NULL, "STORE needs a sequence set, an item and flags");
+		return;
+	}
+	if (item[0] == '+' || item[0] == '-') {
+		mode = item[0] == '+' ? IMAP_FLAGS_ADD : IMAP_FLAGS_REMOVE;
+		item++;
+	} else {
+		mode = IMAP_FLAGS_SET;
+	}
+	name_len = strlen(item);
+	int silent = name_len == 12 && strcasecmp(item, "FLAGS.SILENT") == 0;
+	if (!silent && strcasecmp(item, "FLAGS") != 0) {
+		imap_cmd_done(s, "BAD", NULL, "Invalid STORE item");
+		return;
+	}
+	/* flags: one parenthesised list, or flags as separate arguments */
+	const struct imap_arg *flag_args = &args[2];
+	size_t n_flags = n_args - 2;
+	if (n_args == 3 && args[2].type == IMAP_ARG_LIST) {
+		flag_args = args[2].list->args;
+		n_flags = args[2].list->count;
+	}
+	const char **flags = xcalloc(n_flags > 0 ? n_flags : 1, sizeof(*flags));
+	for (size_t i = 0; i < n_flags; i++) {
+		flags[i] = imap_flag_check(&flag_args[i]);
+		if (flags[i] == NULL) {
+			free(flags);
+			imap_cmd_done(s, "BAD", NULL, "Invalid flag");
+			return;
+		}
+	}
+	if (s->read_only) {
+		free(flags);
+		imap_cmd_done(s, "NO", "READ-ONLY", "Mailbox is read-only");
+		return;
+	}
+	uint32_t *uids;
+	size_t n_uids;
+	if (imap_session_seqset_uids(s, &args[0], &uids, &n_uids, &error) < 0) {
+		free(flags);
+		imap_cmd_done(s, "BAD", NULL, error);
+		return;
+	}
+	if (n_uids == 0) {
+		free(flags);
+		free(uids);
+		imap_cmd_done(s, "OK", NULL, "Store completed");
+		return;
+	}
+	struct imap_store_ctx *ctx = xcalloc(1, sizeof(*ctx));
+	ctx->silent = silent;
+	s->cmd_ctx = ctx;
+	s->cmd_ctx_free = free;
+	imap_session_ref(s);
+	s->server->backend->store_flags(s->server->backend_ctx, s->user, s->mailbox, uids,
+					n_uids, mode, flags, n_flags, imap_store_cb, s);
+	free(flags);
+	free(uids);
+}

@@ -1,0 +1,412 @@
+/* imap-cmd-mailbox.c: LIST, SELECT, EXAMINE, CLOSE, UNSELECT, EXPUNGE and
+ * the session's snapshot of the selected mailbox.
+ *
+ * The snapshot (s->msgs, ascending UIDs) is taken at SELECT and is this
+ * session's sequence-number <-> UID map: only this session's EXPUNGE
+ * changes it, and then in the same step as the untagged EXPUNGE replies
+ * that tell the client, so both sides always agree on numbering.
+ */
+#include "imap-server-private.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "mail-error.h"
+#include "xalloc.h"
+
+/* Longest LIST reference+pattern (the matcher costs pattern x name). */
+#define IMAP_LIST_PATTERN_MAX 1024u
+
+static const char imap_system_flags[] = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/* ---- snapshot -------------------------------------------------------- */
+
+static void imap_msg_flags_free(struct imap_msg *msg)
+{
+	for (size_t i = 0; i < msg->n_flags; i++)
+		free(msg->flags[i]);
+	free(msg->flags);
+	msg->flags = NULL;
+	msg->n_flags = 0;
+}
+
+void imap_msg_set_flags(struct imap_msg *msg, const char *const *flags, size_t n_flags)
+{
+	imap_msg_flags_free(msg);
+	if (n_flags == 0)
+		return;
+	msg->flags = xcalloc(n_flags, sizeof(*msg->flags));
+	for (size_t i = 0; i < n_flags; i++)
+		msg->flags[i] = xstrdup(flags[i]);
+	msg->n_flags = n_flags;
+}
+
+int imap_msg_has_flag(const struct imap_msg *msg, const char *flag)
+{
+	for (size_t i = 0; i < msg->n_flags; i++) {
+		if (strcasecmp(msg->flags[i], flag) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+void imap_session_append_flags(struct imap_session *s, const struct imap_msg *msg)
+{
+	imap_session_append(s, "(", 1);
+	for (size_t i = 0; i < msg->n_flags; i++) {
+		if (i > 0)
+			imap_session_append(s, " ", 1);
+		imap_session_append(s, msg->flags[i], strlen(msg->flags[i]));
+	}
+	imap_session_append(s, ")", 1);
+}
+
+void imap_session_mailbox_clear(struct imap_session *s)
+{
+	for (size_t i = 0; i < s->n_msgs; i++)
+		imap_msg_flags_free(&s->msgs[i]);
+	free(s->msgs);
+	s->msgs = NULL;
+	s->n_msgs = 0;
+	free(s->mailbox);
+	s->mailbox = NULL;
+	s->read_only = 0;
+	if (s->state == IMAP_STATE_SELECTED)
+		s->state = IMAP_STATE_AUTH;
+}
+
+uint32_t imap_session_seq_of(const struct imap_session *s, uint32_t uid)
+{
+	size_t lo = 0, hi = s->n_msgs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->msgs[mid].uid < uid)
+			lo = mid + 1;
+		else if (s->msgs[mid].uid > uid)
+			hi = mid;
+		else
+			return (uint32_t)(mid + 1);
+	}
+	return 0;
+}
+
+static int imap_msg_uid_cmp(const void *a, const void *b)
+{
+	const struct imap_msg *x = a, *y = b;
+	return x->uid < y->uid ? -1 : x->uid > y->uid ? 1 : 0;
+}
+
+/* ---- LIST ------------------------------------------------------------ */
+
+/* Does name match an IMAP LIST pattern ('*' anything, '%' anything but the
+ * '/' separator)? Dynamic programming over one row: O(pattern x name). */
+static int imap_list_match(const char *pattern, const char *name, int icase)
+{
+	size_t k = strlen(name);
+	uint8_t *row = xcalloc(k + 1, 1), *next = xcalloc(k + 1, 1);
+	row[0] = 1;
+	for (const char *p = pattern; *p != '\0'; p++) {
+		char pc = *p;
+		next[0] = (pc == '*' || pc == '%') ? row[0] : 0;
+		for (size_t j = 1; j <= k; j++) {
+			char nc = name[j - 1];
+			if (pc == '*')
+				next[j] = row[j] || next[j - 1];
+			else if (pc == '%')
+				next[j] = row[j] || (next[j - 1] && nc != '/');
+			else if (icase)
+				next[j] = row[j - 1] && tolower((unsigned char)pc) ==
+							    tolower((unsigned char)nc);
+			else
+				next[j] = row[j - 1] && pc == nc;
+		}
+		uint8_t *t = row;
+		row = next;
+		next = t;
+	}
+	int matched = row[k];
+	free(row);
+	free(next);
+	return matched;
+}
+
+static void imap_list_reply(struct imap_session *s, const char *pattern, const char *name,
+			    int has_children)
+{
+	if (!imap_list_match(pattern, name, strcmp(name, "INBOX") == 0))
+		return;
+	imap_session_printf(s, "* LIST (%s) \"/\" ",
+			    has_children ? "\\HasChildren" : "\\HasNoChildren");
+	imap_session_append_string(s, name, strlen(name));
+	imap_session_append(s, "\r\n", 2);
+}
+
+static int imap_list_has_children(const struct imap_mailbox_info *boxes, size_t n,
+				  const char *name)
+{
+	size_t len = strlen(name);
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(boxes[i].name, name, len) == 0 && boxes[i].name[len] == '/')
+			return 1;
+	}
+	return 0;
+}
+
+static void imap_cmd_list_cb(int status, const struct imap_mailbox_info *boxes, size_t n,
+			     void *arg)
+{
+	struct imap_session *s = arg;
+	if (imap_session_is_closed(s)) {
+		imap_session_unref(s);
+		return;
+	}
+	const char *pattern = s->cmd_ctx;
+	if (status != MAIL_OK) {
+		imap_cmd_fail(s, status);
+	} else {
+		int inbox_seen = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(boxes[i].name, "INBOX") == 0)
+				inbox_seen = 1;
+		}
+		if (!inbox_seen)
+			imap_list_reply(s, pattern, "INBOX",
+					imap_list_has_children(boxes, n, "INBOX"));
+		for (size_t i = 0; i < n; i++)
+			imap_list_reply(s, pattern, boxes[i].name,
+					imap_list_has_children(boxes, n, boxes[i].name));
+		imap_cmd_done(s, "OK", NULL, "List completed");
+	}
+	imap_session_resume(s);
+	imap_session_unref(s);
+}
+
+void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	const char *ref, *pattern;
+
+	if (n_args != 2 || !imap_arg_get_astring(&args[0], &ref) ||
+	    !imap_arg_get_astring(&args[1], &pattern)) {
+		imap_cmd_done(s, "BAD", NULL, "LIST needs a reference and a mailbox pattern");
+		return;
+	}
+	if (pattern[0] == '\0') {
+		imap_session_printf(s, "* LIST (\\Noselect) \"/\" \"\"\r\n");
+		imap_cmd_done(s, "OK", NULL, "List completed");
+		return;
+	}
+	if (strlen(ref) + strlen(pattern) > IMAP_LIST_PATTERN_MAX) {
+		imap_cmd_done(s, "BAD", NULL, "LIST pattern too long");
+		return;
+	}
+	s->cmd_ctx = xasprintf("%s%s", ref, pattern);
+	s->cmd_ctx_free = free;
+	imap_session_ref(s);
+	s->server->backend->list(s->server->backend_ctx, s->user, imap_cmd_list_cb, s);
+}
+
+/* ---- SELECT / EXAMINE ------------------------------------------------ */
+
+static void imap_cmd_select_cb(int status, const struct imap_mailbox_info *box,
+			       const struct imap_msg_info *msgs, size_t n_msgs, void *arg)
+{
+	struct imap_session *s = arg;
+	if (imap_session_is_closed(s)) {
+		imap_session_unref(s);
+		return;
+	}
+	if (status != MAIL_OK) {
+		imap_session_mailbox_clear(s);
+		imap_cmd_fail(s, status);
+		imap_session_resume(s);
+		imap_session_unref(s);
+		return;
+	}
+	int sorted = 1;
+	s->msgs = n_msgs > 0 ? xcalloc(n_msgs, sizeof(*s->msgs)) : NULL;
+	s->n_msgs = n_msgs;
+	for (size_t i = 0; i < n_msgs; i++) {
+		struct imap_msg *m = &s->msgs[i];
+		m->uid = msgs[i].uid;
+		m->size = msgs[i].size;
+		m->internal_date_ms = msgs[i].internal_date_ms;
+		imap_msg_set_flags(m, msgs[i].flags, msgs[i].n_flags);
+		if (i > 0 && m->uid <= s->msgs[i - 1].uid)
+			sorted = 0;
+	}
+	if (!sorted)
+		qsort(s->msgs, s->n_msgs, sizeof(*s->msgs), imap_msg_uid_cmp);
+	s->uidvalidity = box->uidvalidity;
+	s->uidnext = box->uidnext;
+	s->state = IMAP_STATE_SELECTED;
+
+	imap_session_printf(s, "* FLAGS (%s)\r\n", imap_system_flags);
+	imap_session_printf(s, "* %zu EXISTS\r\n* 0 RECENT\r\n", s->n_msgs);
+	for (size_t i = 0; i < s->n_msgs; i++) {
+		if (!imap_msg_has_flag(&s->msgs[i], "\\Seen")) {
+			imap_session_printf(s, "* OK [UNSEEN %zu] First unseen.\r\n", i + 1);
+			break;
+		}
+	}
+	imap_session_printf(s, "* OK [UIDVALIDITY %u] UIDs valid\r\n", s->uidvalidity);
+	imap_session_printf(s, "* OK [UIDNEXT %u] Predicted next UID\r\n", s->uidnext);
+	if (s->read_only)
+		imap_session_printf(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
+	else
+		imap_session_printf(s, "* OK [PERMANENTFLAGS (%s \\*)] Flags permitted.\r\n",
+				    imap_system_flags);
+	log_event(LOG_INFO, "imap", "event=select sid=%s exists=%zu read_only=%d", s->id,
+		  s->n_msgs, s->read_only);
+	imap_cmd_done(s, "OK", s->read_only ? "READ-ONLY" : "READ-WRITE",
+		      s->read_only ? "Examine completed" : "Select completed");
+	imap_session_resume(s);
+	imap_session_unref(s);
+}
+
+static void imap_cmd_select_common(struct imap_session *s, const struct imap_arg *args,
+				   size_t n_args, int read_only)
+{
+	const char *name;
+
+	if (n_args != 1 || !imap_arg_get_astring(&args[0], &name) ||
+	    strlen(name) != args[0].len || name[0] == '\0') {
+		imap_cmd_done(s, "BAD", NULL, "SELECT needs a mailbox name");
+		return;
+	}
+	/* RFC 3501 6.3.1: a SELECT, even a failing one, leaves the previous
+	 * mailbox unselected. */
+	imap_session_mailbox_clear(s);
+	s->mailbox = xstrdup(strcasecmp(name, "INBOX") == 0 ? "INBOX" : name);
+	s->read_only = read_only;
+	imap_session_ref(s);
+	s->server->backend->select(s->server->backend_ctx, s->user, s->mailbox,
+				   imap_cmd_select_cb, s);
+}
+
+void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	imap_cmd_select_common(s, args, n_args, 0);
+}
+
+void imap_cmd_examine(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	imap_cmd_select_common(s, args, n_args, 1);
+}
+
+/* ---- EXPUNGE / CLOSE / UNSELECT ------------------------------------- */
+
+/* Drop the expunged UIDs from the snapshot; with report, tell the client
+ * "* n EXPUNGE" from the highest sequence number down, so that each
+ * number is still valid when the client reads it (RFC 3501 7.4.1). */
+static void imap_session_expunged(struct imap_session *s, const uint32_t *uids, size_t n,
+				  int report)
+{
+	if (n == 0 || s->n_msgs == 0)
+		return;
+	uint8_t *gone = xcalloc(s->n_msgs, 1);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t seq = imap_session_seq_of(s, uids[i]);
+		if (seq != 0)
+			gone[seq - 1] = 1;
+	}
+	for (size_t i = s->n_msgs; i > 0; i--) {
+		if (gone[i - 1] && report)
+			imap_session_printf(s, "* %zu EXPUNGE\r\n", i);
+	}
+	size_t out = 0;
+	for (size_t i = 0; i < s->n_msgs; i++) {
+		if (gone[i])
+			imap_msg_flags_free(&s->msgs[i]);
+		else
+			s->msgs[out++] = s->msgs[i];
+	}
+	s->n_msgs = out;
+	free(gone);
+}
+
+static void imap_cmd_expunge_cb(int status, const uint32_t *uids, size_t n, void *arg)
+{
+	struct imap_session *s = arg;
+	if (imap_session_is_closed(s)) {
+		imap_session_unref(s);
+		return;
+	}
+	if (status != MAIL_OK) {
+		imap_cmd_fail(s, status);
+	} else {
+		imap_session_expunged(s, uids, n, 1);
+		imap_cmd_done(s, "OK", NULL, "Expunge completed");
+	}
+	imap_session_resume(s);
+	imap_session_unref(s);
+}
+
+void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	(void)args;
+	if (n_args != 0) {
+		imap_cmd_done(s, "BAD", NULL, "EXPUNGE takes no arguments");
+		return;
+	}
+	if (s->read_only) {
+		imap_cmd_done(s, "NO", "READ-ONLY", "Mailbox is read-only");
+		return;
+	}
+	imap_session_ref(s);
+	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox,
+				    imap_cmd_expunge_cb, s);
+}
+
+static void imap_cmd_close_cb(int status, const uint32_t *uids, size_t n, void *arg)
+{
+	struct imap_session *s = arg;
+	(void)uids;
+	(void)n;
+	if (imap_session_is_closed(s)) {
+		imap_session_unref(s);
+		return;
+	}
+	if (status != MAIL_OK) {
+		/* the mailbox is closed anyway; the client learns that the
+		 * \Deleted messages are still there */
+		const struct mail_error_info *info = mail_error_info(status);
+		imap_session_printf(s, "* NO [%s] %s\r\n",
+				    info->imap_code != NULL ? info->imap_code : "SERVERBUG",
+				    info->text);
+	}
+	imap_session_mailbox_clear(s);
+	imap_cmd_done(s, "OK", NULL, "Close completed");
+	imap_session_resume(s);
+	imap_session_unref(s);
+}
+
+void imap_cmd_close(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	(void)args;
+	if (n_args != 0) {
+		imap_cmd_done(s, "BAD", NULL, "CLOSE takes no arguments");
+		return;
+	}
+	if (s->read_only) {
+		imap_session_mailbox_clear(s);
+		imap_cmd_done(s, "OK", NULL, "Close completed");
+		return;
+	}
+	imap_session_ref(s);
+	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox,
+				    imap_cmd_close_cb, s);
+}
+
+void imap_cmd_unselect(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	(void)args;
+	if (n_args != 0) {
+		imap_cmd_done(s, "BAD", NULL, "UNSELECT takes no arguments");
+		return;
+	}
+	imap_session_mailbox_clear(s);
+	imap_cmd_done(s, "OK", NULL, "Unselect completed");
+}

@@ -1,0 +1,155 @@
+/* imap-fetch-attrs.c: the attribute list of FETCH (see imap-parser.h). */
+#include "imap-parser.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* Reads a decimal number of at most 10 digits that fits in 32 bits. */
+static const char *imap_fetch_number(const char *s, uint32_t *n_r)
+{
+	uint64_t n = 0;
+	size_t i = 0;
+	while (s[i] >= '0' && s[i] <= '9' && i < 10) {
+		n = n * 10 + (uint64_t)(s[i] - '0');
+		i++;
+	}
+	if (i == 0 || n > UINT32_MAX)
+		return NULL;
+	*n_r = (uint32_t)n;
+	return s + i;
+}
+
+/* "[section]<o.n>" after BODY or BODY.PEEK. */
+static int imap_fetch_body_parse(const char *s, struct imap_fetch_body *body,
+				 const char **error_r)
+{
+	const char *end = strchr(s, ']');
+	if (*s != '[' || end == NULL) {
+		*error_r = "Invalid BODY[] section";
+		return -1;
+	}
+	size_t len = (size_t)(end - s - 1);
+	if (len == 0)
+		body->section = IMAP_SECTION_ALL;
+	else if (len == 6 && strncasecmp(s + 1, "HEADER", 6) == 0)
+		body->section = IMAP_SECTION_HEADER;
+	else if (len == 4 && strncasecmp(s + 1, "TEXT", 4) == 0)
+		body->section = IMAP_SECTION_TEXT;
+	else {
+		*error_r = "Unsupported BODY[] section";
+		return -1;
+	}
+	s = end + 1;
+	if (*s == '\0')
+		return 0;
+	if (*s != '<')
+		goto bad_partial;
+	s = imap_fetch_number(s + 1, &body->offset);
+	if (s == NULL || *s != '.')
+		goto bad_partial;
+	s = imap_fetch_number(s + 1, &body->count);
+	if (s == NULL || body->count == 0 || s[0] != '>' || s[1] != '\0')
+		goto bad_partial;
+	body->partial = 1;
+	return 0;
+bad_partial:
+	*error_r = "Invalid partial fetch";
+	return -1;
+}
+
+static int imap_fetch_add_body(struct imap_fetch_attrs *attrs, const struct imap_fetch_body *b,
+			       const char **error_r)
+{
+	if (attrs->n_bodies >= IMAP_FETCH_BODIES_MAX) {
+		*error_r = "Too many body sections";
+		return -1;
+	}
+	attrs->bodies[attrs->n_bodies++] = *b;
+	return 0;
+}
+
+static int imap_fetch_item_parse(const char *item, struct imap_fetch_attrs *attrs,
+				 const char **error_r)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} simple[] = {
+		{ "FLAGS", IMAP_FETCH_FLAGS },
+		{ "UID", IMAP_FETCH_UID },
+		{ "RFC822.SIZE", IMAP_FETCH_RFC822_SIZE },
+		{ "INTERNALDATE", IMAP_FETCH_INTERNALDATE },
+	};
+	struct imap_fetch_body body;
+
+	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+		if (strcasecmp(item, simple[i].name) == 0) {
+			attrs->items |= simple[i].bit;
+			return 0;
+		}
+	}
+	memset(&body, 0, sizeof(body));
+	body.rfc822 = 1;
+	if (strcasecmp(item, "RFC822") == 0) {
+		body.section = IMAP_SECTION_ALL;
+		return imap_fetch_add_body(attrs, &body, error_r);
+	}
+	if (strcasecmp(item, "RFC822.HEADER") == 0) {
+		body.section = IMAP_SECTION_HEADER;
+		body.peek = 1;
+		return imap_fetch_add_body(attrs, &body, error_r);
+	}
+	if (strcasecmp(item, "RFC822.TEXT") == 0) {
+		body.section = IMAP_SECTION_TEXT;
+		return imap_fetch_add_body(attrs, &body, error_r);
+	}
+	body.rfc822 = 0;
+	if (strncasecmp(item, "BODY.PEEK[", 10) == 0) {
+		body.peek = 1;
+		if (imap_fetch_body_parse(item + 9, &body, error_r) < 0)
+			return -1;
+		return imap_fetch_add_body(attrs, &body, error_r);
+	}
+	if (strncasecmp(item, "BODY[", 5) == 0) {
+		if (imap_fetch_body_parse(item + 4, &body, error_r) < 0)
+			return -1;
+		return imap_fetch_add_body(attrs, &body, error_r);
+	}
+	if (strcasecmp(item, "ENVELOPE") == 0 || strcasecmp(item, "BODY") == 0 ||
+	    strcasecmp(item, "BODYSTRUCTURE") == 0) {
+		*error_r = "FETCH item not supported";
+		return -1;
+	}
+	*error_r = "Invalid FETCH item";
+	return -1;
+}
+
+int imap_fetch_attrs_parse(const struct imap_arg *arg, struct imap_fetch_attrs *attrs_r,
+			   const char **error_r)
+{
+	const char *s;
+
+	memset(attrs_r, 0, sizeof(*attrs_r));
+	if (imap_arg_get_atom(arg, &s)) {
+		if (strcasecmp(s, "ALL") == 0 || strcasecmp(s, "FAST") == 0 ||
+		    strcasecmp(s, "FULL") == 0) {
+			attrs_r->items = IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE |
+					 IMAP_FETCH_RFC822_SIZE;
+			return 0;
+		}
+		return imap_fetch_item_parse(s, attrs_r, error_r);
+	}
+	if (arg->type != IMAP_ARG_LIST || arg->list->count == 0) {
+		*error_r = "Invalid FETCH attributes";
+		return -1;
+	}
+	for (size_t i = 0; i < arg->list->count; i++) {
+		if (!imap_arg_get_atom(&arg->list->args[i], &s)) {
+			*error_r = "Invalid FETCH item";
+			return -1;
+		}
+		if (imap_fetch_item_parse(s, attrs_r, error_r) < 0)
+			return -1;
+	}
+	return 0;
+}

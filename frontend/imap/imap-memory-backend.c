@@ -1,0 +1,457 @@
+/* imap-memory-backend.c: see imap-memory-backend.h. */
+#include "imap-memory-backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mail-error.h"
+#include "xalloc.h"
+
+struct mem_msg {
+	uint32_t uid;
+	uint8_t *body;
+	size_t len;
+	char **flags;
+	size_t n_flags;
+	int64_t date;
+};
+
+struct mem_box {
+	struct mem_box *next;
+	char *user;
+	char *name;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	struct mem_msg *msgs;
+	size_t n_msgs;
+	size_t cap;
+};
+
+struct mem_user {
+	struct mem_user *next;
+	char *user;
+	char *password;
+};
+
+struct imap_memory_backend {
+	uv_loop_t *loop;
+	uint64_t delay_ms;
+	int failure;
+	struct mem_user *users;
+	struct mem_box *boxes;
+};
+
+enum mem_op_kind { MEM_AUTH, MEM_LIST, MEM_SELECT, MEM_FETCH, MEM_STORE, MEM_EXPUNGE };
+
+struct mem_op {
+	uv_timer_t timer;
+	struct imap_memory_backend *mb;
+	enum mem_op_kind kind;
+	char *user;
+	char *mailbox;
+	char *password;
+	uint32_t uid;
+	uint32_t *uids;
+	size_t n_uids;
+	enum imap_flag_mode mode;
+	char **flags;
+	size_t n_flags;
+	void *cb;
+	void *arg;
+};
+
+/* ---- data ------------------------------------------------------------ */
+
+static struct mem_box *mem_box_find(imap_memory_backend *mb, const char *user, const char *name,
+				    int create)
+{
+	for (struct mem_box *b = mb->boxes; b != NULL; b = b->next) {
+		if (strcmp(b->user, user) == 0 && strcmp(b->name, name) == 0)
+			return b;
+	}
+	if (!create)
+		return NULL;
+	struct mem_box *b = xcalloc(1, sizeof(*b));
+	b->user = xstrdup(user);
+	b->name = xstrdup(name);
+	b->uidvalidity = 1700000000u;
+	b->uidnext = 1;
+	b->next = mb->boxes;
+	mb->boxes = b;
+	return b;
+}
+
+static struct mem_msg *mem_msg_find(struct mem_box *b, uint32_t uid)
+{
+	for (size_t i = 0; i < b->n_msgs; i++) {
+		if (b->msgs[i].uid == uid)
+			return &b->msgs[i];
+	}
+	return NULL;
+}
+
+static int mem_msg_flag_index(const struct mem_msg *m, const char *flag)
+{
+	for (size_t i = 0; i < m->n_flags; i++) {
+		if (strcasecmp(m->flags[i], flag) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+static void mem_msg_flag_add(struct mem_msg *m, const char *flag)
+{
+	if (mem_msg_flag_index(m, flag) >= 0)
+		return;
+	m->flags = xrealloc(m->flags, (m->n_flags + 1) * sizeof(*m->flags));
+	m->flags[m->n_flags++] = xstrdup(flag);
+}
+
+static void mem_msg_flag_remove(struct mem_msg *m, const char *flag)
+{
+	int i = mem_msg_flag_index(m, flag);
+	if (i < 0)
+		return;
+	free(m->flags[i]);
+	m->flags[i] = m->flags[--m->n_flags];
+}
+
+static void mem_msg_free(struct mem_msg *m)
+{
+	for (size_t i = 0; i < m->n_flags; i++)
+		free(m->flags[i]);
+	free(m->flags);
+	free(m->body);
+}
+
+static void mem_msg_info(const struct mem_msg *m, struct imap_msg_info *info)
+{
+	info->uid = m->uid;
+	info->size = m->len;
+	info->internal_date_ms = m->date;
+	info->flags = (const char *const *)m->flags;
+	info->n_flags = m->n_flags;
+}
+
+imap_memory_backend *imap_memory_backend_create(uv_loop_t *loop)
+{
+	imap_memory_backend *mb = xcalloc(1, sizeof(*mb));
+	mb->loop = loop;
+	return mb;
+}
+
+void imap_memory_backend_destroy(imap_memory_backend **mbp)
+{
+	imap_memory_backend *mb = *mbp;
+	if (mb == NULL)
+		return;
+	while (mb->users != NULL) {
+		struct mem_user *u = mb->users;
+		mb->users = u->next;
+		free(u->user);
+		free(u->password);
+		free(u);
+	}
+	while (mb->boxes != NULL) {
+		struct mem_box *b = mb->boxes;
+		mb->boxes = b->next;
+		for (size_t i = 0; i < b->n_msgs; i++)
+			mem_msg_free(&b->msgs[i]);
+		free(b->msgs);
+		free(b->user);
+		free(b->name);
+		free(b);
+	}
+	free(mb);
+	*mbp = NULL;
+}
+
+void imap_memory_backend_set_delay(imap_memory_backend *mb, uint64_t delay_ms)
+{
+	mb->delay_ms = delay_ms;
+}
+
+void imap_memory_backend_set_failure(imap_memory_backend *mb, int err)
+{
+	mb->failure = err;
+}
+
+void imap_memory_backend_add_user(imap_memory_backend *mb, const char *user,
+				  const char *password)
+{
+	struct mem_user *u = xcalloc(1, sizeof(*u));
+	u->user = xstrdup(user);
+	u->password = xstrdup(password);
+	u->next = mb->users;
+	mb->users = u;
+}
+
+uint32_t imap_memory_backend_add_message(imap_memory_backend *mb, const char *user,
+					 const char *mailbox, const void *body, size_t len,
+					 const char *flags, int64_t internal_date_ms)
+{
+	struct mem_box *b = mem_box_find(mb, user, mailbox, 1);
+	if (b->n_msgs == b->cap) {
+		b->cap = b->cap == 0 ? 8 : b->cap * 2;
+		b->msgs = xrealloc(b->msgs, b->cap * sizeof(*b->msgs));
+	}
+	struct mem_msg *m = &b->msgs[b->n_msgs++];
+	memset(m, 0, sizeof(*m));
+	m->uid = b->uidnext++;
+	m->body = xmalloc(len > 0 ? len : 1);
+	memcpy(m->body, body, len);
+	m->len = len;
+	m->date = internal_date_ms;
+	char *copy = xstrdup(flags != NULL ? flags : ""), *save = NULL;
+	for (char *f = strtok_r(copy, " ", &save); f != NULL; f = strtok_r(NULL, " ", &save))
+		mem_msg_flag_add(m, f);
+	free(copy);
+	return m->uid;
+}
+
+int imap_memory_backend_count(imap_memory_backend *mb, const char *user, const char *mailbox)
+{
+	struct mem_box *b = mem_box_find(mb, user, mailbox, 0);
+	return b == NULL ? -1 : (int)b->n_msgs;
+}
+
+int imap_memory_backend_has_flag(imap_memory_backend *mb, const char *user,
+				 const char *mailbox, uint32_t uid, const char *flag)
+{
+	struct mem_box *b = mem_box_find(mb, user, mailbox, 0);
+	struct mem_msg *m = b == NULL ? NULL : mem_msg_find(b, uid);
+	if (m == NULL)
+		return -1;
+	return mem_msg_flag_index(m, flag) >= 0;
+}
+
+/* ---- deferred operations --------------------------------------------- */
+
+static void mem_op_free_cb(uv_handle_t *handle)
+{
+	struct mem_op *op = handle->data;
+	free(op->user);
+	free(op->mailbox);
+	if (op->password != NULL)
+		xfree_secret(op->password, strlen(op->password));
+	free(op->uids);
+	for (size_t i = 0; i < op->n_flags; i++)
+		free(op->flags[i]);
+	free(op->flags);
+	free(op);
+}
+
+static void mem_op_run(struct mem_op *op)
+{
+	imap_memory_backend *mb = op->mb;
+	int fail = mb->failure;
+	struct mem_box *b = NULL;
+
+	if (op->mailbox != NULL)
+		b = mem_box_find(mb, op->user, op->mailbox, strcmp(op->mailbox, "INBOX") == 0);
+	switch (op->kind) {
+	case MEM_AUTH: {
+		imap_backend_auth_cb *cb = op->cb;
+		if (fail != MAIL_OK) {
+			cb(fail, NULL, op->arg);
+			return;
+		}
+		for (struct mem_user *u = mb->users; u != NULL; u = u->next) {
+			if (strcasecmp(u->user, op->user) == 0 &&
+			    strcmp(u->password, op->password) == 0) {
+				cb(MAIL_OK, u->user, op->arg);
+				return;
+			}
+		}
+		cb(MAIL_ERR_PERM, NULL, op->arg);
+		return;
+	}
+	case MEM_LIST: {
+		imap_backend_list_cb *cb = op->cb;
+		if (fail != MAIL_OK) {
+			cb(fail, NULL, 0, op->arg);
+			return;
+		}
+		size_t n = 0;
+		for (struct mem_box *x = mb->boxes; x != NULL; x = x->next)
+			n++;
+		struct imap_mailbox_info *infos = xcalloc(n + 1, sizeof(*infos));
+		n = 0;
+		for (struct mem_box *x = mb->boxes; x != NULL; x = x->next) {
+			if (strcmp(x->user, op->user) != 0)
+				continue;
+			infos[n].name = x->name;
+			infos[n].uidvalidity = x->uidvalidity;
+			infos[n].uidnext = x->uidnext;
+			infos[n].exists = (uint32_t)x->n_msgs;
+			n++;
+		}
+		cb(MAIL_OK, infos, n, op->arg);
+		free(infos);
+		return;
+	}
+	case MEM_SELECT: {
+		imap_backend_select_cb *cb = op->cb;
+		if (fail != MAIL_OK || b == NULL) {
+			cb(fail != MAIL_OK ? fail : MAIL_ERR_NOT_FOUND, NULL, NULL, 0, op->arg);
+			return;
+		}
+		struct imap_mailbox_info box = { b->name, b->uidvalidity, b->uidnext,
+						 (uint32_t)b->n_msgs };
+		struct imap_msg_info *msgs = xcalloc(b->n_msgs + 1, sizeof(*msgs));
+		for (size_t i = 0; i < b->n_msgs; i++)
+			mem_msg_info(&b->msgs[i], &msgs[i]);
+		cb(MAIL_OK, &box, msgs, b->n_msgs, op->arg);
+		free(msgs);
+		return;
+	}
+	case MEM_FETCH: {
+		imap_backend_fetch_cb *cb = op->cb;
+		struct mem_msg *m = b == NULL ? NULL : mem_msg_find(b, op->uid);
+		if (fail != MAIL_OK || m == NULL) {
+			cb(fail != MAIL_OK ? fail : MAIL_ERR_NOT_FOUND, NULL, NULL, 0, op->arg);
+			return;
+		}
+		struct imap_msg_info info;
+		mem_msg_info(m, &info);
+		cb(MAIL_OK, &info, m->body, m->len, op->arg);
+		return;
+	}
+	case MEM_STORE: {
+		imap_backend_flags_cb *cb = op->cb;
+		if (fail != MAIL_OK || b == NULL) {
+			cb(fail != MAIL_OK ? fail : MAIL_ERR_NOT_FOUND, NULL, 0, op->arg);
+			return;
+		}
+		struct imap_msg_info *infos = xcalloc(op->n_uids + 1, sizeof(*infos));
+		size_t n = 0;
+		for (size_t i = 0; i < op->n_uids; i++) {
+			struct mem_msg *m = mem_msg_find(b, op->uids[i]);
+			if (m == NULL)
+				continue;
+			if (op->mode == IMAP_FLAGS_SET) {
+				while (m->n_flags > 0)
+					mem_msg_flag_remove(m, m->flags[0]);
+			}
+			for (size_t f = 0; f < op->n_flags; f++) {
+				if (op->mode == IMAP_FLAGS_REMOVE)
+					mem_msg_flag_remove(m, op->flags[f]);
+				else
+					mem_msg_flag_add(m, op->flags[f]);
+			}
+			mem_msg_info(m, &infos[n++]);
+		}
+		cb(MAIL_OK, infos, n, op->arg);
+		free(infos);
+		return;
+	}
+	case MEM_EXPUNGE: {
+		imap_backend_expunge_cb *cb = op->cb;
+		if (fail != MAIL_OK || b == NULL) {
+			cb(fail != MAIL_OK ? fail : MAIL_ERR_NOT_FOUND, NULL, 0, op->arg);
+			return;
+		}
+		uint32_t *uids = xcalloc(b->n_msgs + 1, sizeof(*uids));
+		size_t n = 0, out = 0;
+		for (size_t i = 0; i < b->n_msgs; i++) {
+			if (mem_msg_flag_index(&b->msgs[i], "\\Deleted") >= 0) {
+				uids[n++] = b->msgs[i].uid;
+				mem_msg_free(&b->msgs[i]);
+			} else {
+				b->msgs[out++] = b->msgs[i];
+			}
+		}
+		b->n_msgs = out;
+		cb(MAIL_OK, uids, n, op->arg);
+		free(uids);
+		return;
+	}
+	}
+}
+
+static void mem_op_timer_cb(uv_timer_t *timer)
+{
+	struct mem_op *op = timer->data;
+	mem_op_run(op);
+	uv_close((uv_handle_t *)&op->timer, mem_op_free_cb);
+}
+
+static struct mem_op *mem_op_new(void *ctx, enum mem_op_kind kind, const char *user,
+				 const char *mailbox, void *cb, void *arg)
+{
+	struct mem_op *op = xcalloc(1, sizeof(*op));
+	op->mb = ctx;
+	op->kind = kind;
+	op->user = xstrdup(user);
+	op->mailbox = mailbox != NULL ? xstrdup(mailbox) : NULL;
+	op->cb = cb;
+	op->arg = arg;
+	return op;
+}
+
+static void mem_op_start(struct mem_op *op)
+{
+	uv_timer_init(op->mb->loop, &op->timer);
+	op->timer.data = op;
+	uv_timer_start(&op->timer, mem_op_timer_cb, op->mb->delay_ms, 0);
+}
+
+static void mem_authenticate(void *ctx, const char *user, const char *password,
+			     imap_backend_auth_cb *cb, void *arg)
+{
+	struct mem_op *op = mem_op_new(ctx, MEM_AUTH, user, NULL, cb, arg);
+	op->password = xstrdup(password);
+	mem_op_start(op);
+}
+
+static void mem_list(void *ctx, const char *user, imap_backend_list_cb *cb, void *arg)
+{
+	mem_op_start(mem_op_new(ctx, MEM_LIST, user, NULL, cb, arg));
+}
+
+static void mem_select(void *ctx, const char *user, const char *mailbox,
+		       imap_backend_select_cb *cb, void *arg)
+{
+	mem_op_start(mem_op_new(ctx, MEM_SELECT, user, mailbox, cb, arg));
+}
+
+static void mem_fetch(void *ctx, const char *user, const char *mailbox, uint32_t uid,
+		      imap_backend_fetch_cb *cb, void *arg)
+{
+	struct mem_op *op = mem_op_new(ctx, MEM_FETCH, user, mailbox, cb, arg);
+	op->uid = uid;
+	mem_op_start(op);
+}
+
+static void mem_store_flags(void *ctx, const char *user, const char *mailbox,
+			    const uint32_t *uids, size_t n_uids, enum imap_flag_mode mode,
+			    const char *const *flags, size_t n_flags, imap_backend_flags_cb *cb,
+			    void *arg)
+{
+	struct mem_op *op = mem_op_new(ctx, MEM_STORE, user, mailbox, cb, arg);
+	op->uids = xcalloc(n_uids + 1, sizeof(*op->uids));
+	memcpy(op->uids, uids, n_uids * sizeof(*uids));
+	op->n_uids = n_uids;
+	op->mode = mode;
+	op->flags = xcalloc(n_flags + 1, sizeof(*op->flags));
+	for (size_t i = 0; i < n_flags; i++)
+		op->flags[i] = xstrdup(flags[i]);
+	op->n_flags = n_flags;
+	mem_op_start(op);
+}
+
+static void mem_expunge(void *ctx, const char *user, const char *mailbox,
+			imap_backend_expunge_cb *cb, void *arg)
+{
+	mem_op_start(mem_op_new(ctx, MEM_EXPUNGE, user, mailbox, cb, arg));
+}
+
+const struct imap_backend imap_memory_backend_vfuncs = {
+	.authenticate = mem_authenticate,
+	.list = mem_list,
+	.select = mem_select,
+	.fetch = mem_fetch,
+	.store_flags = mem_store_flags,
+	.expunge = mem_expunge,
+};

@@ -1,0 +1,47 @@
+/* imap-memory-backend.h: an in-memory struct imap_backend for tests and for
+ * the imap-test-server tool (library `mailimaptest`, never linked into a
+ * daemon).
+ *
+ * Users, mailboxes and messages live in process memory. Every call
+ * completes from a uv timer on the given loop (after `delay_ms`, default 0)
+ * so callbacks never run inside the call, like the real backend. Loop
+ * thread only.
+ */
+#ifndef MAIL_IMAP_MEMORY_BACKEND_H
+#define MAIL_IMAP_MEMORY_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "imap-backend.h"
+
+typedef struct imap_memory_backend imap_memory_backend;
+
+/* The function table to pass to imap_server_start() with the object. */
+extern const struct imap_backend imap_memory_backend_vfuncs;
+
+imap_memory_backend *imap_memory_backend_create(uv_loop_t *loop);
+/* Frees everything. Call once no call is pending (after the loop ran out).
+ * NULLs *mb. */
+void imap_memory_backend_destroy(imap_memory_backend **mb);
+
+/* Delay before each callback (tests of pending calls). */
+void imap_memory_backend_set_delay(imap_memory_backend *mb, uint64_t delay_ms);
+/* Make every call after this one fail with err (MAIL_OK to stop). */
+void imap_memory_backend_set_failure(imap_memory_backend *mb, int err);
+
+void imap_memory_backend_add_user(imap_memory_backend *mb, const char *user,
+				  const char *password);
+/* Add a message (flags: space-separated, may be ""); creates the mailbox.
+ * Returns its UID. */
+uint32_t imap_memory_backend_add_message(imap_memory_backend *mb, const char *user,
+					 const char *mailbox, const void *body, size_t len,
+					 const char *flags, int64_t internal_date_ms);
+/* Messages in a mailbox (-1 if none), and whether uid has flag (1/0/-1). */
+int imap_memory_backend_count(imap_memory_backend *mb, const char *user, const char *mailbox);
+int imap_memory_backend_has_flag(imap_memory_backend *mb, const char *user,
+				 const char *mailbox, uint32_t uid, const char *flag);
+
+#endif

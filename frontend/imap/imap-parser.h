@@ -1,0 +1,209 @@
+/* imap-parser.h: the IMAP4rev1 (RFC 3501) command parser, plus the helpers
+ * that give meaning to argument strings: sequence sets and FETCH attributes.
+ *
+ * Pure: no I/O, no loop, no global state; one parser per connection, used by
+ * one thread at a time. Library `mailimap`.
+ *
+ * The parser is incremental: feed it whatever bytes arrived, it consumes up
+ * to the first event (a whole command, a synchronising literal that needs a
+ * "+ " continuation, or an error) and says how much it used. Every limit is
+ * in struct imap_parser_limits and is checked before a byte is stored; the
+ * parser never buffers more than the limits allow:
+ *   - a command line (all its non-literal bytes) longer than max_line is
+ *     discarded up to the next LF and reported as "Line too long";
+ *   - a literal larger than max_literal (or literals adding up to more than
+ *     max_literal in one command) is refused: a synchronising literal {n} is
+ *     answered at once (the client must not send the bytes, RFC 3501 7.5), a
+ *     non-synchronising one {n+} (LITERAL+, RFC 7888) is skipped without
+ *     being stored, then the rest of its line is discarded;
+ *   - more than max_args arguments or lists nested deeper than max_depth
+ *     fail the command.
+ * After any error the parser resynchronises at the next LF; its state is
+ * then ready for the next command. Known limitation: a {n+} literal that
+ * follows the point of an error in the same line is not recognised while
+ * discarding, so its bytes are read as the next commands (each then BAD).
+ *
+ * Grammar accepted (a little more lenient than RFC 3501 where that is safe):
+ *   command  = tag SP name *(SP arg) [CR] LF
+ *   arg      = atom / quoted / literal / "(" [arg *(SP arg)] ")" / NIL
+ *   atom     = 1*(any CHAR except SP CTL ( ) { " ) with "[...]" sections
+ *              taken whole, so BODY[HEADER.FIELDS (FROM TO)]<0.100> is one
+ *              atom; '*', '%' and '\' are allowed (sequence sets, LIST
+ *              wildcards, flags)
+ *   quoted   = DQUOTE *(char except CR LF NUL, with \\ and \" escapes) DQUOTE
+ *   literal  = "{" number ["+"] "}" CRLF *OCTET
+ * Runs of spaces between arguments are accepted. An empty line is ignored.
+ */
+#ifndef MAIL_IMAP_PARSER_H
+#define MAIL_IMAP_PARSER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- limits ---------------------------------------------------------- */
+
+/* Defaults (rows: name, default before / after authentication, why):
+ *   max_line     8 KiB / 64 KiB  all non-literal bytes of one command
+ *   max_literal  8 KiB / 64 KiB  one literal, and all literals of a command
+ *                                (no APPEND yet: literals carry only names
+ *                                and credentials)
+ *   max_args     64 / 4096       arguments counted over every nesting level
+ *   max_depth    4 / 16          parenthesised list nesting (and "[" in atoms)
+ * Hard bounds: max_line >= 64, max_depth <= IMAP_PARSER_DEPTH_MAX. */
+#define IMAP_PARSER_PREAUTH_MAX_LINE (8u * 1024u)
+#define IMAP_PARSER_PREAUTH_MAX_LITERAL (8u * 1024u)
+#define IMAP_PARSER_PREAUTH_MAX_ARGS 64u
+#define IMAP_PARSER_PREAUTH_MAX_DEPTH 4u
+#define IMAP_PARSER_AUTH_MAX_LINE (64u * 1024u)
+#define IMAP_PARSER_AUTH_MAX_LITERAL (64u * 1024u)
+#define IMAP_PARSER_AUTH_MAX_ARGS 4096u
+#define IMAP_PARSER_AUTH_MAX_DEPTH 16u
+#define IMAP_PARSER_DEPTH_MAX 32u
+
+struct imap_parser_limits {
+	size_t max_line;
+	size_t max_literal;
+	size_t max_args;
+	unsigned max_depth;
+};
+
+/* Fill *limits with the defaults above for the given state. */
+void imap_parser_limits_default(struct imap_parser_limits *limits, int authenticated);
+
+/* ---- parsed commands ------------------------------------------------- */
+
+enum imap_arg_type {
+	IMAP_ARG_NIL,     /* the atom NIL (any case) */
+	IMAP_ARG_ATOM,
+	IMAP_ARG_QUOTED,
+	IMAP_ARG_LITERAL, /* may contain NUL bytes: use len */
+	IMAP_ARG_LIST,
+};
+
+struct imap_arg_list;
+
+struct imap_arg {
+	enum imap_arg_type type;
+	/* ATOM, QUOTED, LITERAL (and NIL: "NIL"): the bytes, NUL-terminated. */
+	char *str;
+	size_t len;
+	/* LIST only. */
+	struct imap_arg_list *list;
+};
+
+struct imap_arg_list {
+	struct imap_arg *args;
+	size_t count;
+	size_t cap;
+};
+
+struct imap_command {
+	char *tag;  /* NULL only in an error result when no tag could be read */
+	char *name; /* upper-cased; NULL in an error result before the name */
+	struct imap_arg_list args;
+};
+
+/* Is arg an astring (atom, quoted or literal)? If so and s_r is not NULL,
+ * point *s_r at its bytes. Returns 1 or 0. */
+int imap_arg_get_astring(const struct imap_arg *arg, const char **s_r);
+/* Is arg an atom? Returns 1 or 0 (and *s_r as above). */
+int imap_arg_get_atom(const struct imap_arg *arg, const char **s_r);
+
+/* ---- the parser ------------------------------------------------------ */
+
+typedef struct imap_parser imap_parser;
+
+/* Results of imap_parser_feed(). */
+#define IMAP_PARSE_ERROR (-1)       /* *cmd_r has tag/name (maybe NULL), *error_r */
+#define IMAP_PARSE_NEED_MORE 0      /* every byte was used; feed more */
+#define IMAP_PARSE_COMMAND 1        /* *cmd_r is a whole command */
+#define IMAP_PARSE_CONTINUATION 2   /* a {n} literal: send "+ ..." then feed on */
+
+/* limits is copied. Never NULL. */
+imap_parser *imap_parser_create(const struct imap_parser_limits *limits);
+/* Frees the parser and its last command. NULLs *parser. */
+void imap_parser_destroy(imap_parser **parser);
+/* New limits take effect from the next byte; meant to be called between
+ * commands (after LOGIN). Limits are clamped to their hard bounds. */
+void imap_parser_set_limits(imap_parser *parser, const struct imap_parser_limits *limits);
+
+/* Consume bytes of data[0..len) up to the first event; *consumed_r says how
+ * many were used (the caller keeps the rest for the next call).
+ * Returns IMAP_PARSE_* above. With IMAP_PARSE_COMMAND, *cmd_r is owned by
+ * the parser and valid until the next feed/destroy. With IMAP_PARSE_ERROR,
+ * *cmd_r holds what was read of the tag and name (for "tag BAD ...") and
+ * *error_r a static, client-safe text. Strings of a finished command are
+ * wiped when it is freed (they may hold passwords). */
+int imap_parser_feed(imap_parser *parser, const uint8_t *data, size_t len, size_t *consumed_r,
+		     struct imap_command **cmd_r, const char **error_r);
+
+/* Is the parser between commands (no partial command buffered)? */
+int imap_parser_is_idle(const imap_parser *parser);
+
+/* ---- sequence sets (RFC 3501 sequence-set) -------------------------- */
+
+/* '*' before resolution. */
+#define IMAP_SEQ_STAR 0u
+
+struct imap_seq_range {
+	uint32_t lo;
+	uint32_t hi;
+};
+
+struct imap_seqset {
+	struct imap_seq_range *ranges;
+	size_t count;
+};
+
+/* Parse "1:*", "3,5:7", "7:3" ... into *set_r (caller frees with
+ * imap_seqset_deinit). At most max_ranges ranges. Numbers are 1..2^32-1.
+ * Returns 0, or -1 with *error_r (static text) and *set_r empty. */
+int imap_seqset_parse(const char *s, size_t max_ranges, struct imap_seqset *set_r,
+		      const char **error_r);
+void imap_seqset_deinit(struct imap_seqset *set);
+/* Replace '*' by star (the highest sequence number or UID in use; 0 for an
+ * empty mailbox), order each range lo <= hi, sort and merge the ranges. */
+void imap_seqset_resolve(struct imap_seqset *set, uint32_t star);
+/* After resolve: is n in the set? 1 or 0. */
+int imap_seqset_contains(const struct imap_seqset *set, uint32_t n);
+/* After resolve: the largest number in the set (0 when empty). */
+uint32_t imap_seqset_max(const struct imap_seqset *set);
+
+/* ---- FETCH attributes ------------------------------------------------ */
+
+#define IMAP_FETCH_FLAGS 0x01u
+#define IMAP_FETCH_UID 0x02u
+#define IMAP_FETCH_RFC822_SIZE 0x04u
+#define IMAP_FETCH_INTERNALDATE 0x08u
+
+enum imap_fetch_section {
+	IMAP_SECTION_ALL,    /* BODY[] / RFC822 */
+	IMAP_SECTION_HEADER, /* BODY[HEADER] / RFC822.HEADER */
+	IMAP_SECTION_TEXT,   /* BODY[TEXT] / RFC822.TEXT */
+};
+
+struct imap_fetch_body {
+	enum imap_fetch_section section;
+	int peek;      /* BODY.PEEK[...] or RFC822.HEADER: do not set \Seen */
+	int rfc822;    /* answer as RFC822[.HEADER|.TEXT] rather than BODY[...] */
+	int partial;   /* <offset.count> given */
+	uint32_t offset;
+	uint32_t count;
+};
+
+#define IMAP_FETCH_BODIES_MAX 8u
+
+struct imap_fetch_attrs {
+	unsigned items; /* IMAP_FETCH_* bits */
+	size_t n_bodies;
+	struct imap_fetch_body bodies[IMAP_FETCH_BODIES_MAX];
+};
+
+/* Parse the attribute argument of FETCH: one atom (an item or the macros
+ * ALL, FAST, FULL) or a list of atoms. ALL and FULL are served as FAST
+ * (FLAGS INTERNALDATE RFC822.SIZE): ENVELOPE and BODY structure are not
+ * implemented and are refused when named. Returns 0, or -1 with *error_r. */
+int imap_fetch_attrs_parse(const struct imap_arg *arg, struct imap_fetch_attrs *attrs_r,
+			   const char **error_r);
+
+#endif

@@ -1,0 +1,79 @@
+/* imap-server.h: the IMAP4rev1 protocol engine on libuv (library
+ * `mailimapserver`).
+ *
+ * Listens on TCP, greets, parses commands (imap-parser.h), enforces the
+ * session state (not authenticated / authenticated / selected) from one
+ * command table, and reaches users and mail only through a struct
+ * imap_backend (imap-backend.h). Commands of a session run one at a time
+ * in arrival order; pipelined input is buffered (bounded) meanwhile.
+ *
+ * Implemented: CAPABILITY NOOP LOGOUT LOGIN LIST SELECT EXAMINE FETCH
+ * UID FETCH STORE UID STORE EXPUNGE CLOSE UNSELECT, LITERAL+ (RFC 7888).
+ * Not yet: STARTTLS/IMAPS, AUTHENTICATE, APPEND, SEARCH, COPY, IDLE,
+ * ENVELOPE/BODYSTRUCTURE, mailbox change notifications (a session sees the
+ * mailbox as it was at SELECT, plus its own changes).
+ *
+ * Everything here runs on the loop thread.
+ */
+#ifndef MAIL_IMAP_SERVER_H
+#define MAIL_IMAP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "imap-backend.h"
+#include "imap-parser.h"
+
+/* Settings (rows: name, default, range, doc). */
+#define IMAP_DEFAULT_LISTEN_HOST "127.0.0.1"
+#define IMAP_DEFAULT_LISTEN_PORT 2143           /* 0..65535; 0 = any free port */
+#define IMAP_DEFAULT_IDLE_TIMEOUT_MS (30u * 60u * 1000u) /* >= 1000; RFC 3501: 30 min */
+#define IMAP_DEFAULT_MAX_SESSIONS 1000u         /* 1..; more get "* BYE" at once */
+#define IMAP_DEFAULT_MAX_BAD_COMMANDS 20u       /* 1..; consecutive BADs, then BYE */
+#define IMAP_DEFAULT_MAX_AUTH_FAILURES 3u       /* 1..; failed LOGINs, then BYE */
+#define IMAP_DEFAULT_MAX_INPUT (256u * 1024u)   /* >= max_line: unprocessed input
+						 * buffered before reading pauses */
+#define IMAP_DEFAULT_MAX_OUTPUT (1024u * 1024u) /* queued reply bytes before a
+						 * FETCH waits for the client */
+
+struct imap_settings {
+	const char *listen_host;    /* copied by start */
+	int listen_port;
+	/* LOGIN over a connection without TLS. TLS is not implemented yet, so
+	 * 0 (the default) means no login is possible and LOGINDISABLED is
+	 * advertised; 1 is the loopback development mode (logged at start). */
+	int allow_plaintext_login;
+	uint64_t idle_timeout_ms;
+	unsigned max_sessions;
+	unsigned max_bad_commands;
+	unsigned max_auth_failures;
+	size_t max_input;
+	size_t max_output;
+	struct imap_parser_limits limits_preauth;
+	struct imap_parser_limits limits_auth;
+};
+
+/* Fill *set with the defaults above. */
+void imap_settings_init(struct imap_settings *set);
+
+typedef struct imap_server imap_server;
+
+/* Bind and listen. backend and backend_ctx are borrowed and must outlive the
+ * server (including the loop iterations after imap_server_stop() that close
+ * its handles). Returns 0, or -1 with *error_r (static text). */
+int imap_server_start(uv_loop_t *loop, const struct imap_settings *set,
+		      const struct imap_backend *backend, void *backend_ctx,
+		      imap_server **server_r, const char **error_r);
+/* The port actually bound (useful with listen_port 0). */
+int imap_server_port(const imap_server *server);
+/* Number of open sessions. */
+unsigned imap_server_session_count(const imap_server *server);
+/* Stop listening and close every session ("* BYE Server shutting down").
+ * Memory is released by close callbacks: run the loop afterwards until it
+ * has no more handles. Backend calls still pending complete into closed
+ * sessions harmlessly. NULLs *server. */
+void imap_server_stop(imap_server **server);
+
+#endif

@@ -1,0 +1,94 @@
+/* imap-test-server: the IMAP engine over the in-memory backend, for client
+ * tests (test-imap-imaplib.py) and manual poking. Development tool only.
+ *
+ *   imap-test-server PORT USER PASSWORD [MESSAGE-FILE...]
+ *
+ * Listens on 127.0.0.1:PORT (0 = any free port) with plaintext LOGIN
+ * allowed (loopback development mode), loads each MESSAGE-FILE into the
+ * user's INBOX, prints "port=N" on stdout once listening, and exits
+ * cleanly on SIGTERM or SIGINT. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "imap-memory-backend.h"
+#include "imap-server.h"
+#include "xalloc.h"
+
+struct tool {
+	imap_server *server;
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+};
+
+static void tool_signal_cb(uv_signal_t *handle, int signum)
+{
+	struct tool *t = handle->data;
+	(void)signum;
+	imap_server_stop(&t->server);
+	uv_close((uv_handle_t *)&t->sigterm, NULL);
+	uv_close((uv_handle_t *)&t->sigint, NULL);
+}
+
+static int tool_load(imap_memory_backend *mb, const char *user, const char *path)
+{
+	FILE *fp = fopen(path, "rb");
+	if (fp == NULL)
+		return -1;
+	char *data = NULL;
+	size_t len = 0, cap = 0;
+	for (;;) {
+		if (len == cap) {
+			cap = cap == 0 ? 65536 : cap * 2;
+			data = xrealloc(data, cap);
+		}
+		size_t n = fread(data + len, 1, cap - len, fp);
+		if (n == 0)
+			break;
+		len += n;
+	}
+	fclose(fp);
+	imap_memory_backend_add_message(mb, user, "INBOX", data, len, "", 1700000000000LL);
+	free(data);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct imap_settings set;
+	struct tool t = { 0 };
+	const char *error;
+
+	if (argc < 4) {
+		fprintf(stderr, "usage: %s PORT USER PASSWORD [MESSAGE-FILE...]\n", argv[0]);
+		return 2;
+	}
+	uv_loop_t *loop = uv_default_loop();
+	imap_memory_backend *mb = imap_memory_backend_create(loop);
+	imap_memory_backend_add_user(mb, argv[2], argv[3]);
+	for (int i = 4; i < argc; i++) {
+		if (tool_load(mb, argv[2], argv[i]) < 0) {
+			fprintf(stderr, "cannot read %s\n", argv[i]);
+			return 1;
+		}
+	}
+	imap_settings_init(&set);
+	set.listen_port = atoi(argv[1]);
+	set.allow_plaintext_login = 1;
+	if (imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.server,
+			      &error) < 0) {
+		fprintf(stderr, "%s\n", error);
+		return 1;
+	}
+	uv_signal_init(loop, &t.sigterm);
+	uv_signal_init(loop, &t.sigint);
+	t.sigterm.data = &t;
+	t.sigint.data = &t;
+	uv_signal_start(&t.sigterm, tool_signal_cb, SIGTERM);
+	uv_signal_start(&t.sigint, tool_signal_cb, SIGINT);
+	printf("port=%d\n", imap_server_port(t.server));
+	fflush(stdout);
+	uv_run(loop, UV_RUN_DEFAULT);
+	imap_memory_backend_destroy(&mb);
+	return uv_loop_close(loop) == 0 ? 0 : 1;
+}

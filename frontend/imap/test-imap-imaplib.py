@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Drive the IMAP engine with Python's imaplib (stdlib only).
+
+Usage: test-imap-imaplib.py PATH-TO-imap-test-server
+
+Starts the in-memory test server on a free port, logs in, lists, selects,
+reads messages back byte for byte (8-bit bytes included), stores flags,
+expunges and logs out; then stops the server by PID and checks it exited
+cleanly."""
+import imaplib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+USER = "demo@example.test"
+PASSWORD = "pass word"
+MESSAGES = [
+    b"From: a@example.test\r\nTo: demo@example.test\r\nSubject: hello\r\n\r\n"
+    b"Hello from imaplib.\r\n",
+    b"Subject: 8bit\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    + bytes(range(1, 256)).replace(b"\r", b"").replace(b"\n", b"") + b"\r\n",
+]
+
+
+def main():
+    server_bin = sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix="imap-imaplib-")
+    paths = []
+    for i, body in enumerate(MESSAGES):
+        path = os.path.join(tmp, "m%d" % i)
+        with open(path, "wb") as f:
+            f.write(body)
+        paths.append(path)
+    proc = subprocess.Popen([server_bin, "0", USER, PASSWORD] + paths,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        line = proc.stdout.readline().decode()
+        assert line.startswith("port="), line
+        port = int(line.strip().split("=")[1])
+
+        imap = imaplib.IMAP4("127.0.0.1", port)
+        assert "IMAP4REV1" in imap.capabilities, imap.capabilities
+        try:
+            imap.login(USER, "wrong")
+            raise AssertionError("login with a wrong password succeeded")
+        except imaplib.IMAP4.error as e:
+            assert "AUTHENTICATIONFAILED" in str(e), e
+        typ, _ = imap.login(USER, PASSWORD)
+        assert typ == "OK"
+
+        typ, boxes = imap.list()
+        assert typ == "OK" and any(b"INBOX" in b for b in boxes), boxes
+
+        typ, data = imap.select("INBOX")
+        assert typ == "OK" and data == [str(len(MESSAGES)).encode()], data
+
+        for i, body in enumerate(MESSAGES, start=1):
+            typ, data = imap.fetch(str(i), "(BODY.PEEK[])")
+            assert typ == "OK", data
+            assert data[0][1] == body, (data[0][1], body)
+            typ, data = imap.fetch(str(i), "(RFC822)")
+            assert typ == "OK" and data[0][1] == body
+            assert b"\\Seen" in data[0][0], data[0][0]
+
+        typ, data = imap.uid("FETCH", "1:*", "(UID RFC822.SIZE)")
+        assert typ == "OK", data
+        sizes = [int(x.split(b"RFC822.SIZE ")[1].rstrip(b")")) for x in data]
+        assert sizes == [len(m) for m in MESSAGES], sizes
+
+        typ, data = imap.store("1", "+FLAGS", "(\\Deleted)")
+        assert typ == "OK" and b"\\Deleted" in data[0], data
+        typ, data = imap.expunge()
+        assert typ == "OK" and data == [b"1"], data
+        typ, data = imap.fetch("1", "(UID)")
+        assert typ == "OK" and b"UID 2" in data[0], data
+
+        try:
+            imap.fetch("5", "(FLAGS)")
+            raise AssertionError("FETCH of a missing message succeeded")
+        except imaplib.IMAP4.error:
+            pass
+        typ, _ = imap.noop()
+        assert typ == "OK"
+        typ, _ = imap.close()
+        assert typ == "OK"
+        typ, _ = imap.logout()
+        assert typ == "BYE"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+        for p in paths:
+            os.unlink(p)
+        os.rmdir(tmp)
+    assert rc == 0, "server exit code %d" % rc
+    print("imaplib: all checks passed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,612 @@
+/* Tests of the IMAP engine over real loopback TCP, with the in-memory
+ * backend: the server runs its own libuv loop in a thread, the test talks
+ * to it with a plain blocking socket like any client would. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "imap-memory-backend.h"
+#include "imap-server.h"
+#include "mail-error.h"
+
+#define USER "demo@example.test"
+#define PASS "s3cret pass"
+
+static const char msg1[] = "From: a@example.test\r\nSubject: one\r\n\r\nHello\r\n";
+static const char msg2[] = "Subject: two\r\n\r\nbinary \x80\xff\xfe\x01\x7f\xc3\xa9 bytes\r\n";
+static const char msg3[] = "Subject: three\r\n\r\nthird\r\n";
+
+struct fixture {
+	pthread_t thread;
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;
+	int ready;
+	uv_loop_t loop;
+	uv_async_t stop;
+	imap_memory_backend *mb;
+	imap_server *server;
+	struct imap_settings set;
+	uint64_t delay_ms;
+	int port;
+	int loop_close_status;
+};
+
+static void fixture_stop_cb(uv_async_t *async)
+{
+	struct fixture *f = async->data;
+	imap_server_stop(&f->server);
+	uv_close((uv_handle_t *)async, NULL);
+}
+
+static void *fixture_thread(void *arg)
+{
+	struct fixture *f = arg;
+	const char *error;
+
+	uv_loop_init(&f->loop);
+	f->mb = imap_memory_backend_create(&f->loop);
+	imap_memory_backend_add_user(f->mb, USER, PASS);
+	imap_memory_backend_add_user(f->mb, "other@example.test", "x");
+	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "",
+					1700000000000LL);
+	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg2, sizeof(msg2) - 1, "",
+					1700000001000LL);
+	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg3, sizeof(msg3) - 1, "\\Seen",
+					1700000002000LL);
+	imap_memory_backend_add_message(f->mb, USER, "Archive/2026", msg1, sizeof(msg1) - 1, "",
+					0);
+	imap_memory_backend_add_message(f->mb, "other@example.test", "Secret", msg1,
+					sizeof(msg1) - 1, "", 0);
+	imap_memory_backend_set_delay(f->mb, f->delay_ms);
+	uv_async_init(&f->loop, &f->stop, fixture_stop_cb);
+	f->stop.data = f;
+	int ret = imap_server_start(&f->loop, &f->set, &imap_memory_backend_vfuncs, f->mb,
+				    &f->server, &error);
+	pthread_mutex_lock(&f->mutex);
+	f->port = ret == 0 ? imap_server_port(f->server) : -1;
+	f->ready = 1;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->mutex);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	imap_memory_backend_destroy(&f->mb);
+	f->loop_close_status = uv_loop_close(&f->loop);
+	return NULL;
+}
+
+static struct fixture *fixture_start(void (*tune)(struct imap_settings *), uint64_t delay_ms)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	pthread_mutex_init(&f->mutex, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	imap_settings_init(&f->set);
+	f->set.listen_port = 0;
+	f->set.allow_plaintext_login = 1;
+	if (tune != NULL)
+		tune(&f->set);
+	f->delay_ms = delay_ms;
+	pthread_create(&f->thread, NULL, fixture_thread, f);
+	pthread_mutex_lock(&f->mutex);
+	while (!f->ready)
+		pthread_cond_wait(&f->cond, &f->mutex);
+	pthread_mutex_unlock(&f->mutex);
+	assert_true(f->port > 0);
+	return f;
+}
+
+static void fixture_stop(struct fixture *f)
+{
+	uv_async_send(&f->stop);
+	pthread_join(f->thread, NULL);
+	assert_int_equal(f->loop_close_status, 0);
+	pthread_mutex_destroy(&f->mutex);
+	pthread_cond_destroy(&f->cond);
+	free(f);
+}
+
+/* ---- a tiny blocking client ------------------------------------------ */
+
+struct client {
+	int fd;
+	char buf[1 << 20];
+	size_t len;
+};
+
+static struct client *client_connect(int port)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct timeval tv = { 5, 0 };
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return c;
+}
+
+static void client_close(struct client *c)
+{
+	close(c->fd);
+	free(c);
+}
+
+static void client_send(struct client *c, const void *data, size_t len)
+{
+	assert_int_equal(send(c->fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static void client_sendf(struct client *c, const char *fmt, ...)
+{
+	char line[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	client_send(c, line, (size_t)n);
+}
+
+/* Read more bytes; returns 0 on EOF/timeout. */
+static int client_fill(struct client *c)
+{
+	assert_true(c->len < sizeof(c->buf) - 1);
+	ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+	if (n <= 0)
+		return 0;
+	c->len += (size_t)n;
+	c->buf[c->len] = '\0';
+	return 1;
+}
+
+/* Everything up to and including the first line that starts with prefix;
+ * the caller frees it. NULL on EOF/timeout. */
+static char *client_until(struct client *c, const char *prefix)
+{
+	size_t plen = strlen(prefix);
+	for (;;) {
+		size_t pos = 0;
+		while (pos < c->len) {
+			if (pos + plen <= c->len && memcmp(c->buf + pos, prefix, plen) == 0) {
+				char *eol = memmem(c->buf + pos, c->len - pos, "\r\n", 2);
+				if (eol == NULL)
+					break;
+				size_t end = (size_t)(eol - c->buf) + 2;
+				char *out = malloc(end + 1);
+				memcpy(out, c->buf, end);
+				out[end] = '\0';
+				memmove(c->buf, c->buf + end, c->len - end);
+				c->len -= end;
+				c->buf[c->len] = '\0';
+				return out;
+			}
+			char *nl = memchr(c->buf + pos, '\n', c->len - pos);
+			if (nl == NULL)
+				break;
+			pos = (size_t)(nl - c->buf) + 1;
+		}
+		if (!client_fill(c))
+			return NULL;
+	}
+}
+
+/* Send "tag command" and return the whole answer through the tagged line. */
+static char *cmd(struct client *c, const char *tag, const char *command)
+{
+	char prefix[64];
+	client_sendf(c, "%s %s\r\n", tag, command);
+	snprintf(prefix, sizeof(prefix), "%s ", tag);
+	char *out = client_until(c, prefix);
+	assert_non_null(out);
+	return out;
+}
+
+#define assert_contains(hay, needle)                                                   \
+	do {                                                                           \
+		if (strstr((hay), (needle)) == NULL)                                   \
+			fail_msg("missing \"%s\" in:\n%s", (needle), (hay));           \
+	} while (0)
+#define assert_not_contains(hay, needle)                                               \
+	do {                                                                           \
+		if (strstr((hay), (needle)) != NULL)                                   \
+			fail_msg("unexpected \"%s\" in:\n%s", (needle), (hay));        \
+	} while (0)
+
+static void check(struct client *c, const char *tag, const char *command, const char *want)
+{
+	char *out = cmd(c, tag, command);
+	assert_contains(out, want);
+	free(out);
+}
+
+static struct client *client_login(struct fixture *f)
+{
+	struct client *c = client_connect(f->port);
+	free(client_until(c, "* OK"));
+	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
+	return c;
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+static void test_greeting_capability(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_connect(f->port);
+	char *greeting = client_until(c, "* OK");
+	assert_non_null(greeting);
+	assert_contains(greeting, "* OK [CAPABILITY IMAP4rev1 LITERAL+");
+	assert_not_contains(greeting, "LOGINDISABLED");
+	assert_not_contains(greeting, "AUTH=");
+	free(greeting);
+	char *out = cmd(c, "a1", "CAPABILITY");
+	assert_contains(out, "* CAPABILITY IMAP4rev1 LITERAL+");
+	assert_contains(out, "a1 OK");
+	free(out);
+	check(c, "a2", "NOOP", "a2 OK");
+	check(c, "a3", "CAPABILITY extra", "a3 BAD");
+	out = cmd(c, "a4", "LOGOUT");
+	assert_contains(out, "* BYE");
+	free(out);
+	assert_int_equal(client_fill(c), 0); /* closed by the server */
+	client_close(c);
+	fixture_stop(f);
+}
+
+static void tune_no_plaintext(struct imap_settings *set)
+{
+	set->allow_plaintext_login = 0;
+}
+
+static void test_login(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_connect(f->port);
+	free(client_until(c, "* OK"));
+	/* commands of later states are refused before LOGIN */
+	check(c, "b1", "SELECT INBOX", "b1 BAD Not authenticated");
+	check(c, "b2", "FETCH 1 FLAGS", "b2 BAD Not authenticated");
+	check(c, "b3", "LIST \"\" *", "b3 BAD Not authenticated");
+	check(c, "b4", "LOGIN " USER " wrong", "b4 NO [AUTHENTICATIONFAILED]");
+	check(c, "b5", "LOGIN nobody@example.test x", "b5 NO [AUTHENTICATIONFAILED]");
+	check(c, "b6", "LOGIN onlyone", "b6 BAD");
+	/* synchronising literals: "+" before the bytes */
+	client_sendf(c, "b7 LOGIN {%zu}\r\n", strlen(USER));
+	free(client_until(c, "+ "));
+	client_sendf(c, "%s {%zu}\r\n", USER, strlen(PASS));
+	free(client_until(c, "+ "));
+	client_sendf(c, "%s\r\n", PASS);
+	char *out = client_until(c, "b7 ");
+	assert_contains(out, "b7 OK [CAPABILITY");
+	free(out);
+	check(c, "b8", "LOGIN " USER " x", "b8 BAD Already authenticated");
+	check(c, "b9", "FETCH 1 FLAGS", "b9 BAD No mailbox selected");
+	client_close(c);
+
+	/* LITERAL+ */
+	c = client_connect(f->port);
+	free(client_until(c, "* OK"));
+	client_sendf(c, "c1 LOGIN {%zu+}\r\n%s \"%s\"\r\n", strlen(USER), USER, PASS);
+	out = client_until(c, "c1 ");
+	assert_contains(out, "c1 OK");
+	assert_not_contains(out, "+ Ready");
+	free(out);
+	client_close(c);
+
+	/* too many failures: BYE */
+	c = client_connect(f->port);
+	free(client_until(c, "* OK"));
+	check(c, "d1", "LOGIN a@b.test x", "d1 NO");
+	check(c, "d2", "LOGIN a@b.test x", "d2 NO");
+	out = cmd(c, "d3", "LOGIN a@b.test x");
+	free(out);
+	out = client_until(c, "* BYE");
+	assert_non_null(out);
+	free(out);
+	client_close(c);
+	fixture_stop(f);
+
+	f = fixture_start(tune_no_plaintext, 0);
+	c = client_connect(f->port);
+	out = client_until(c, "* OK");
+	assert_contains(out, "LOGINDISABLED");
+	free(out);
+	check(c, "e1", "LOGIN " USER " \"" PASS "\"", "e1 NO [PRIVACYREQUIRED]");
+	client_close(c);
+	fixture_stop(f);
+}
+
+static void test_list(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_login(f);
+	char *out = cmd(c, "l1", "LIST \"\" *");
+	assert_contains(out, "* LIST (\\HasNoChildren) \"/\" INBOX\r\n");
+	assert_contains(out, "* LIST (\\HasNoChildren) \"/\" Archive/2026\r\n");
+	assert_not_contains(out, "Secret"); /* another user's mailbox */
+	assert_contains(out, "l1 OK");
+	free(out);
+	out = cmd(c, "l2", "LIST \"\" %");
+	assert_contains(out, "INBOX");
+	assert_not_contains(out, "Archive/2026");
+	free(out);
+	out = cmd(c, "l3", "LIST \"\" inbox");
+	assert_contains(out, "\"/\" INBOX");
+	free(out);
+	check(c, "l4", "LIST \"\" \"\"", "* LIST (\\Noselect) \"/\" \"\"");
+	out = cmd(c, "l5", "LIST Archive/ *");
+	assert_contains(out, "Archive/2026");
+	assert_not_contains(out, "INBOX");
+	free(out);
+	check(c, "l6", "LIST \"\"", "l6 BAD");
+	client_close(c);
+	fixture_stop(f);
+}
+
+static void test_select_fetch(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_login(f);
+	char *out = cmd(c, "s1", "SELECT inbox");
+	assert_contains(out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
+	assert_contains(out, "* 3 EXISTS\r\n");
+	assert_contains(out, "* 0 RECENT\r\n");
+	assert_contains(out, "* OK [UNSEEN 1]");
+	assert_contains(out, "* OK [UIDVALIDITY 1700000000]");
+	assert_contains(out, "* OK [UIDNEXT 4]");
+	assert_contains(out, "* OK [PERMANENTFLAGS (");
+	assert_contains(out, "s1 OK [READ-WRITE]");
+	free(out);
+
+	out = cmd(c, "f1", "FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)");
+	assert_contains(out, "* 1 FETCH (UID 1 FLAGS () RFC822.SIZE 45 "
+			     "INTERNALDATE \"14-Nov-2023 22:13:20 +0000\")\r\n");
+	assert_contains(out, "* 3 FETCH (UID 3 FLAGS (\\Seen) RFC822.SIZE 25");
+	assert_contains(out, "f1 OK");
+	free(out);
+	/* the exact bytes, 8-bit included; \Seen is set and announced */
+	out = cmd(c, "f2", "FETCH 2 BODY[]");
+	char want[256];
+	snprintf(want, sizeof(want), "* 2 FETCH (FLAGS (\\Seen) BODY[] {%zu}\r\n%s)\r\nf2 OK",
+		 sizeof(msg2) - 1, msg2);
+	assert_contains(out, want);
+	free(out);
+	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 2, "\\Seen"), 1);
+	/* PEEK leaves \Seen alone */
+	out = cmd(c, "f3", "FETCH 1 (BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT]<1.3>)");
+	assert_contains(out, "* 1 FETCH (BODY[] {45}\r\nFrom: ");
+	assert_contains(out, "BODY[HEADER] {38}\r\nFrom: a@example.test\r\nSubject: one\r\n\r\n");
+	assert_contains(out, "BODY[TEXT]<1> {3}\r\nell)");
+	assert_not_contains(out, "FLAGS");
+	free(out);
+	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 1, "\\Seen"), 0);
+	/* UID FETCH answers with UIDs; RFC822 sets \Seen */
+	out = cmd(c, "f4", "UID FETCH 1:* (RFC822)");
+	assert_contains(out, "* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822 {45}\r\n");
+	assert_contains(out, "* 3 FETCH (UID 3 RFC822 {25}\r\n");
+	free(out);
+	check(c, "f5", "UID FETCH 2 FLAGS", "* 2 FETCH (UID 2 FLAGS (\\Seen))");
+	out = cmd(c, "f6", "UID FETCH 10:20 FLAGS");
+	assert_not_contains(out, "FETCH (");
+	assert_contains(out, "f6 OK");
+	free(out);
+	check(c, "f7", "FETCH 4 FLAGS", "f7 BAD Invalid sequence number");
+	check(c, "f8", "FETCH 0 FLAGS", "f8 BAD Invalid sequence set");
+	check(c, "f9", "FETCH 1 ENVELOPE", "f9 BAD");
+	check(c, "f10", "FETCH 1", "f10 BAD");
+	check(c, "f11", "FETCH 1 FAST", "* 1 FETCH (FLAGS (\\Seen) RFC822.SIZE 45 INTERNALDATE");
+	check(c, "f12", "SELECT Nonexistent", "f12 NO [NONEXISTENT]");
+	check(c, "f13", "FETCH 1 FLAGS", "f13 BAD No mailbox selected");
+
+	/* EXAMINE: read-only, no \Seen, no STORE */
+	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "", 0);
+	out = cmd(c, "x1", "EXAMINE INBOX");
+	assert_contains(out, "* 4 EXISTS");
+	assert_contains(out, "[PERMANENTFLAGS ()]");
+	assert_contains(out, "x1 OK [READ-ONLY]");
+	free(out);
+	out = cmd(c, "x2", "FETCH 4 BODY[]");
+	assert_contains(out, "* 4 FETCH (BODY[] {45}");
+	assert_not_contains(out, "FLAGS");
+	free(out);
+	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 4, "\\Seen"), 0);
+	check(c, "x3", "STORE 4 +FLAGS (\\Deleted)", "x3 NO [READ-ONLY]");
+	check(c, "x4", "EXPUNGE", "x4 NO [READ-ONLY]");
+	check(c, "x5", "CLOSE", "x5 OK");
+	check(c, "x6", "NOOP", "x6 OK");
+	check(c, "x7", "CLOSE", "x7 BAD No mailbox selected");
+	client_close(c);
+	fixture_stop(f);
+}
+
+static void test_store_expunge(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "", 0);
+	struct client *c = client_login(f);
+	free(cmd(c, "s1", "SELECT INBOX"));
+	check(c, "t1", "STORE 1 +FLAGS (\\Flagged $Work)", "* 1 FETCH (FLAGS (\\Flagged $Work))");
+	check(c, "t2", "STORE 1 -FLAGS \\Flagged", "* 1 FETCH (FLAGS ($Work))");
+	check(c, "t3", "STORE 1 FLAGS (\\Answered)", "* 1 FETCH (FLAGS (\\Answered))");
+	check(c, "t4", "UID STORE 2 +FLAGS (\\seen)", "* 2 FETCH (UID 2 FLAGS (\\Seen))");
+	char *out = cmd(c, "t5", "STORE 1,3:4 +FLAGS.SILENT (\\Deleted)");
+	assert_not_contains(out, "FETCH");
+	assert_contains(out, "t5 OK");
+	free(out);
+	check(c, "t6", "STORE 1 +FLAGS (\\Recent)", "t6 BAD Invalid flag");
+	check(c, "t7", "STORE 1 +FOO (\\Seen)", "t7 BAD");
+	check(c, "t8", "STORE 9 +FLAGS (\\Seen)", "t8 BAD Invalid sequence number");
+	/* expunge 1, 3 and 4: announced from the highest number down */
+	out = cmd(c, "t9", "EXPUNGE");
+	assert_contains(out, "* 4 EXPUNGE\r\n* 3 EXPUNGE\r\n* 1 EXPUNGE\r\nt9 OK");
+	free(out);
+	assert_int_equal(imap_memory_backend_count(f->mb, USER, "INBOX"), 1);
+	check(c, "t10", "FETCH 1:* UID", "* 1 FETCH (UID 2)\r\nt10 OK");
+	/* CLOSE expunges without telling */
+	free(cmd(c, "t11", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+	out = cmd(c, "t12", "CLOSE");
+	assert_not_contains(out, "EXPUNGE");
+	assert_contains(out, "t12 OK");
+	free(out);
+	assert_int_equal(imap_memory_backend_count(f->mb, USER, "INBOX"), 0);
+	out = cmd(c, "t13", "SELECT INBOX");
+	assert_contains(out, "* 0 EXISTS");
+	free(out);
+	check(c, "t14", "FETCH 1:* FLAGS", "t14 BAD Invalid sequence number");
+	check(c, "t15", "UID FETCH 1:* FLAGS", "t15 OK");
+	check(c, "t16", "UNSELECT", "t16 OK");
+	client_close(c);
+	fixture_stop(f);
+}
+
+static void test_backend_failure(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_login(f);
+	free(cmd(c, "s1", "SELECT INBOX"));
+	imap_memory_backend_set_failure(f->mb, MAIL_ERR_UNAVAILABLE);
+	check(c, "u1", "FETCH 1 BODY.PEEK[]", "u1 NO [UNAVAILABLE]");
+	check(c, "u2", "LIST \"\" *", "u2 NO [UNAVAILABLE]");
+	check(c, "u3", "SELECT INBOX", "u3 NO [UNAVAILABLE]");
+	check(c, "u4", "FETCH 1 FLAGS", "u4 BAD No mailbox selected");
+	imap_memory_backend_set_failure(f->mb, MAIL_OK);
+	check(c, "u5", "SELECT INBOX", "u5 OK");
+	client_close(c);
+	fixture_stop(f);
+}
+
+static void test_bad_input(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_connect(f->port);
+	free(client_until(c, "* OK"));
+	check(c, "g1", "FROBNICATE", "g1 BAD Unknown command");
+	check(c, "g2", "UID FROB 1", "g2 BAD Unknown command");
+	client_send(c, "\x01\x02garbage\r\n", 11);
+	char *out = client_until(c, "* BAD");
+	assert_non_null(out);
+	free(out);
+	check(c, "g3", "NOOP (", "g3 BAD Missing ')'");
+	/* an overlong line before login: discarded, answered, session lives */
+	size_t big = 20000;
+	char *line = malloc(big);
+	memset(line, 'x', big);
+	memcpy(line, "g4 NOOP ", 8);
+	memcpy(line + big - 2, "\r\n", 2);
+	client_send(c, line, big);
+	free(line);
+	out = client_until(c, "g4 ");
+	assert_contains(out, "g4 BAD Line too long");
+	free(out);
+	/* a literal too large before login: refused, no "+" */
+	client_sendf(c, "g5 LOGIN {100000}\r\n");
+	out = client_until(c, "g5 ");
+	assert_contains(out, "g5 BAD Literal too large");
+	assert_not_contains(out, "+ ");
+	free(out);
+	/* pipelined commands are answered in order */
+	client_sendf(c, "p1 NOOP\r\np2 CAPABILITY\r\np3 LOGIN %s \"%s\"\r\np4 SELECT INBOX\r\n"
+		     "p5 FETCH 3 UID\r\n", USER, PASS);
+	out = client_until(c, "p5 ");
+	char *p1 = strstr(out, "p1 OK"), *p2 = strstr(out, "p2 OK"), *p3 = strstr(out, "p3 OK");
+	char *p4 = strstr(out, "p4 OK"), *p5 = strstr(out, "* 3 FETCH (UID 3)\r\np5 OK");
+	assert_true(p1 && p2 && p3 && p4 && p5);
+	assert_true(p1 < p2 && p2 < p3 && p3 < p4 && p4 < p5);
+	free(out);
+	check(c, "g6", "NOOP", "g6 OK");
+	client_close(c);
+
+	/* too many invalid commands in a row: BYE */
+	c = client_connect(f->port);
+	free(client_until(c, "* OK"));
+	for (int i = 0; i < 25; i++)
+		client_sendf(c, "h%d BOGUS\r\n", i);
+	out = client_until(c, "* BYE");
+	assert_non_null(out);
+	assert_contains(out, "h19 BAD");
+	assert_not_contains(out, "h20 ");
+	free(out);
+	assert_int_equal(client_fill(c), 0);
+	client_close(c);
+	fixture_stop(f);
+}
+
+static void test_disconnect_pending(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 300);
+	/* disconnect while LOGIN waits for the backend */
+	struct client *c = client_connect(f->port);
+	free(client_until(c, "* OK"));
+	client_sendf(c, "a LOGIN " USER " \"" PASS "\"\r\n");
+	client_close(c);
+	/* and while a FETCH waits */
+	c = client_login(f);
+	free(cmd(c, "s", "SELECT INBOX"));
+	client_sendf(c, "b FETCH 1:* BODY[]\r\nc NOOP\r\n");
+	client_close(c);
+	usleep(800 * 1000);
+	/* the server still serves */
+	c = client_login(f);
+	check(c, "d", "NOOP", "d OK");
+	client_close(c);
+	/* stop the server while a call is pending */
+	c = client_login(f);
+	client_sendf(c, "e SELECT INBOX\r\n");
+	usleep(50 * 1000);
+	fixture_stop(f);
+	client_close(c);
+}
+
+static void tune_idle(struct imap_settings *set)
+{
+	set->idle_timeout_ms = 1000;
+}
+
+static void test_idle_timeout(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(tune_idle, 0);
+	struct client *c = client_connect(f->port);
+	free(client_until(c, "* OK"));
+	char *out = client_until(c, "* BYE");
+	assert_non_null(out);
+	assert_contains(out, "Autologout");
+	free(out);
+	assert_int_equal(client_fill(c), 0);
+	client_close(c);
+	fixture_stop(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_greeting_capability),
+		cmocka_unit_test(test_login),
+		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_select_fetch),
+		cmocka_unit_test(test_store_expunge),
+		cmocka_unit_test(test_backend_failure),
+		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_disconnect_pending),
+		cmocka_unit_test(test_idle_timeout),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,167 @@
+/* main.c: the frontend daemon. Parses options, connects to etcd (directory
+ * and router), starts the SMTP MX and IMAP services, runs the loop; SIGTERM
+ * or SIGINT stops the listeners and exits 0. Holds no state that matters:
+ * kill it and clients reconnect. */
+#include "daemon-options.h"
+#include "daemon.h"
+#include "directory.h"
+#include "imap-service.h"
+#include "log.h"
+#include "queue-client.h"
+#include "router.h"
+#include "smtp-mx.h"
+#include "store-client.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define LOG_SVC "frontend"
+
+struct frontend_settings {
+	const char *id;
+	const char *etcd;
+	const char *smtp;     /* HOST:PORT of the MX listener, NULL = off */
+	const char *imap;     /* HOST:PORT of the IMAP listener, NULL = off */
+	const char *hostname; /* SMTP greeting name */
+};
+
+struct frontend {
+	uv_loop_t loop;
+	directory *dir;
+	router *router;
+	queue_client *queue;
+	store_client *store;
+	smtp_mx *mx;
+	imap_service *imap;
+	struct daemon_signals signals;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: frontend --id ID --etcd URL [--smtp HOST:PORT] [--imap HOST:PORT]\n"
+		"                [--hostname NAME]\n"
+		"  --smtp      SMTP MX listener (default 127.0.0.1:2525)\n"
+		"  --imap      IMAP listener (default 127.0.0.1:2143)\n"
+		"  --hostname  name in the SMTP greeting (default localhost)\n");
+}
+
+static int settings_parse(int argc, char **argv, struct frontend_settings *set)
+{
+	static const struct option opts[] = {
+		{ "id", required_argument, NULL, 'i' },
+		{ "etcd", required_argument, NULL, 'e' },
+		{ "smtp", required_argument, NULL, 's' },
+		{ "imap", required_argument, NULL, 'm' },
+		{ "hostname", required_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	*set = (struct frontend_settings){ .id = "frontend-1",
+					   .etcd = "http://127.0.0.1:23790",
+					   .smtp = "127.0.0.1:2525",
+					   .imap = "127.0.0.1:2143",
+					   .hostname = "localhost" };
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': set->id = optarg; break;
+		case 'e': set->etcd = optarg; break;
+		case 's': set->smtp = optarg; break;
+		case 'm': set->imap = optarg; break;
+		case 'n': set->hostname = optarg; break;
+		case 'h': usage(stdout); exit(0);
+		default: return -1;
+		}
+	}
+	return optind == argc ? 0 : -1;
+}
+
+static void frontend_stop_cb(void *arg)
+{
+	struct frontend *fe = arg;
+	if (fe->mx != NULL)
+		smtp_mx_stop(&fe->mx);
+	if (fe->imap != NULL)
+		imap_service_stop(&fe->imap);
+	daemon_signals_deinit(&fe->signals);
+}
+
+static int frontend_start(struct frontend *fe, const struct frontend_settings *set,
+			  char *hosts[2])
+{
+	const char *error = NULL;
+	int port;
+	fe->dir = directory_create(set->etcd);
+	if (router_create(set->etcd, &fe->router, &error) < 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=start_failed what=router error=\"%s\"", error);
+		return -1;
+	}
+	fe->queue = queue_client_create(&fe->loop, fe->router);
+	fe->store = store_client_create(&fe->loop, fe->router);
+
+	struct smtp_mx_settings mx;
+	smtp_mx_settings_init_default(&mx);
+	if (daemon_options_parse_listen(set->smtp, &hosts[0], &port, &error) < 0)
+		goto bad_listen;
+	mx.server.host = hosts[0];
+	mx.server.port = port;
+	mx.server.hostname = set->hostname;
+	if (smtp_mx_start(&fe->loop, &mx, fe->dir, fe->queue, &fe->mx, &error) < 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=start_failed what=smtp error=\"%s\"", error);
+		return -1;
+	}
+
+	struct imap_settings imap;
+	imap_settings_init(&imap);
+	if (daemon_options_parse_listen(set->imap, &hosts[1], &port, &error) < 0)
+		goto bad_listen;
+	imap.listen_host = hosts[1];
+	imap.listen_port = port;
+	/* Loopback development mode: TLS does not exist yet (docs/architecture.md). */
+	imap.allow_plaintext_login = 1;
+	if (imap_service_start(&fe->loop, &imap, fe->dir, fe->store, &fe->imap, &error) < 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=start_failed what=imap error=\"%s\"", error);
+		return -1;
+	}
+	return 0;
+bad_listen:
+	log_event(LOG_ERROR, LOG_SVC, "event=start_failed what=listen error=\"%s\"", error);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct frontend_settings set;
+	if (settings_parse(argc, argv, &set) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	struct frontend fe = { 0 };
+	char *hosts[2] = { NULL, NULL };
+	uv_loop_init(&fe.loop);
+	daemon_signals_init(&fe.loop, &fe.signals, frontend_stop_cb, &fe);
+	int ret = 0;
+	if (frontend_start(&fe, &set, hosts) < 0) {
+		frontend_stop_cb(&fe);
+		ret = 1;
+	} else {
+		log_event(LOG_INFO, LOG_SVC, "event=ready id=%s smtp=%s imap=%s", set.id, set.smtp,
+			  set.imap);
+	}
+	daemon_loop_finish(&fe.loop);
+	if (fe.queue != NULL)
+		queue_client_destroy(&fe.queue);
+	if (fe.store != NULL)
+		store_client_destroy(&fe.store);
+	daemon_loop_finish(&fe.loop);
+	if (fe.router != NULL)
+		router_destroy(&fe.router);
+	if (fe.dir != NULL)
+		directory_destroy(&fe.dir);
+	free(hosts[0]);
+	free(hosts[1]);
+	log_event(LOG_INFO, LOG_SVC, "event=stopped id=%s", set.id);
+	return ret;
+}

@@ -1,0 +1,240 @@
+/* smtp-mx.c: the MX: recipient validation against the directory and
+ * enqueueing to the queue tier, as callbacks of the SMTP engine.
+ *
+ * Lifetime: the MX is reference-counted. The owner holds one reference
+ * (dropped by smtp_mx_stop) and every in-flight directory lookup or
+ * enqueue holds one, so a lookup that finishes after stop still finds its
+ * MX. The engine keeps a session alive while its callback is pending, so
+ * completing a session whose client has gone is always safe (the reply is
+ * dropped by the engine).
+ */
+#include "smtp-mx.h"
+
+#include "log.h"
+#include "mail-error.h"
+#include "util.h"
+#include "xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct smtp_mx {
+	uv_loop_t *loop;
+	smtp_server *server;
+	directory *dir;
+	queue_client *qc;
+	char *log_svc;
+	int port;
+	unsigned refs;
+};
+
+/* One recipient lookup on the thread pool. */
+struct smtp_mx__rcpt {
+	uv_work_t work;
+	smtp_mx *mx;
+	smtp_session *session;
+	char *address; /* normalised */
+	int tenant;    /* directory_tenant_exists() result */
+	int user;      /* directory_user_exists() result (when tenant is OK) */
+};
+
+/* One enqueue in flight. */
+struct smtp_mx__enqueue {
+	smtp_mx *mx;
+	smtp_session *session;
+	char qid[32];
+	size_t n_rcpts;
+	size_t size;
+};
+
+static void smtp_mx__ref(smtp_mx *mx)
+{
+	mx->refs++;
+}
+
+static void smtp_mx__unref(smtp_mx *mx)
+{
+	if (--mx->refs > 0)
+		return;
+	free(mx->log_svc);
+	free(mx);
+}
+
+void smtp_mx_settings_init_default(struct smtp_mx_settings *set)
+{
+	smtp_server_settings_init_default(&set->server);
+	set->server.port = 2525;
+	set->server.log_svc = "smtp-mx";
+}
+
+/* ---- RCPT ------------------------------------------------------------- */
+
+/* Thread pool: the blocking directory calls, nothing else. */
+static void smtp_mx__rcpt_work(uv_work_t *w)
+{
+	struct smtp_mx__rcpt *r = w->data;
+	r->tenant = directory_tenant_exists(r->mx->dir, util_address_domain(r->address));
+	r->user = MAIL_ERR_INTERNAL;
+	if (r->tenant == MAIL_OK)
+		r->user = directory_user_exists(r->mx->dir, r->address);
+}
+
+static void smtp_mx__rcpt_done(uv_work_t *w, int status)
+{
+	struct smtp_mx__rcpt *r = w->data;
+	smtp_mx *mx = r->mx;
+	int err = MAIL_OK;
+	if (status < 0)
+		err = MAIL_ERR_INTERNAL; /* cancelled: never happens unless stopping */
+	else if (r->tenant != MAIL_OK)
+		err = r->tenant;
+	else
+		err = r->user;
+
+	if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND) {
+		smtp_session_complete(r->session, 550, "5.7.1", "Relaying denied");
+	} else if (status >= 0 && r->tenant == MAIL_OK && r->user == MAIL_ERR_NOT_FOUND) {
+		smtp_session_complete(r->session, 550, "5.1.1", "No such user");
+	} else if (err == MAIL_OK) {
+		smtp_session_complete(r->session, 250, "2.1.5", "Ok");
+	} else {
+		const struct mail_error_info *info = mail_error_info(err);
+		log_event(LOG_WARN, mx->log_svc, "event=directory_failed sid=%s error=%s",
+			  smtp_session_id(r->session), info->name);
+		/* The directory failing is always worth a retry by the sender. */
+		smtp_session_complete(r->session, 451, "4.3.0",
+				      "Temporary directory failure, try again later");
+	}
+	free(r->address);
+	free(r);
+	smtp_mx__unref(mx);
+}
+
+static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt, void *ctx)
+{
+	smtp_mx *mx = ctx;
+	char *address = util_address_normalize(rcpt, strlen(rcpt));
+	if (address == NULL) {
+		smtp_session_complete(s, 501, "5.1.3", "Bad recipient address syntax");
+		return;
+	}
+	struct smtp_mx__rcpt *r = xcalloc(1, sizeof *r);
+	r->work.data = r;
+	r->mx = mx;
+	r->session = s;
+	r->address = address;
+	smtp_mx__ref(mx);
+	if (uv_queue_work(mx->loop, &r->work, smtp_mx__rcpt_work, smtp_mx__rcpt_done) < 0) {
+		free(r->address);
+		free(r);
+		smtp_mx__unref(mx);
+		smtp_session_complete(s, 451, "4.3.0", "Temporary failure, try again later");
+	}
+}
+
+/* ---- DATA ------------------------------------------------------------- */
+
+static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
+{
+	struct smtp_mx__enqueue *e = arg;
+	smtp_mx *mx = e->mx;
+	(void)queue_id;
+	if (status == MAIL_OK) {
+		char text[80];
+		snprintf(text, sizeof text, "Ok: queued as %s", e->qid);
+		log_event(LOG_INFO, mx->log_svc, "event=accepted sid=%s qid=%s rcpts=%zu size=%zu",
+			  smtp_session_id(e->session), e->qid, e->n_rcpts, e->size);
+		smtp_session_complete(e->session, 250, "2.0.0", text);
+	} else {
+		const struct mail_error_info *info = mail_error_info(status);
+		log_event(LOG_WARN, mx->log_svc, "event=enqueue_failed sid=%s qid=%s error=%s",
+			  smtp_session_id(e->session), e->qid, info->name);
+		smtp_session_complete(e->session, info->smtp_code, info->smtp_enh, info->text);
+	}
+	free(e);
+	smtp_mx__unref(mx);
+}
+
+/* The envelope as the queue stores it: normalised addresses. A sender that
+ * does not normalise (a quoted local part, say) is kept as given. */
+static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, void *ctx)
+{
+	smtp_mx *mx = ctx;
+	struct smtp_mx__enqueue *e = xcalloc(1, sizeof *e);
+	e->mx = mx;
+	e->session = s;
+	e->n_rcpts = t->n_rcpts;
+	e->size = t->body_len;
+	queue_client_new_id(e->qid);
+
+	char *from = NULL;
+	if (t->mail_from[0] != '\0')
+		from = util_address_normalize(t->mail_from, strlen(t->mail_from));
+	char **rcpts = xcalloc(t->n_rcpts, sizeof *rcpts);
+	for (size_t i = 0; i < t->n_rcpts; i++) {
+		rcpts[i] = util_address_normalize(t->rcpts[i], strlen(t->rcpts[i]));
+		if (rcpts[i] == NULL) /* cannot happen: on_rcpt accepted it */
+			rcpts[i] = xstrdup(t->rcpts[i]);
+	}
+
+	Queue__EnqueueRequest req;
+	queue__enqueue_request__init(&req);
+	req.queue_id = e->qid;
+	req.mail_from = from != NULL ? from : (char *)t->mail_from;
+	req.n_rcpt_to = t->n_rcpts;
+	req.rcpt_to = rcpts;
+	req.body.data = (uint8_t *)t->body;
+	req.body.len = t->body_len;
+	req.helo = (char *)smtp_session_helo(s);
+	req.client_addr = (char *)smtp_session_peer_ip(s);
+	req.received_at = util_now_wall_ms();
+	req.session_id = (char *)smtp_session_id(s);
+
+	smtp_mx__ref(mx);
+	/* The request is packed before this returns (queue-client.h). */
+	queue_client_enqueue(mx->qc, &req, smtp_mx__enqueue_cb, e);
+	for (size_t i = 0; i < t->n_rcpts; i++)
+		free(rcpts[i]);
+	free(rcpts);
+	free(from);
+}
+
+/* ---- start / stop ----------------------------------------------------- */
+
+int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory *dir,
+		  queue_client *qc, smtp_mx **mx_r, const char **error_r)
+{
+	static const struct smtp_server_callbacks callbacks = {
+		.on_rcpt = smtp_mx__on_rcpt,
+		.on_data = smtp_mx__on_data,
+	};
+	smtp_mx *mx = xcalloc(1, sizeof *mx);
+	mx->loop = loop;
+	mx->dir = dir;
+	mx->qc = qc;
+	mx->refs = 1;
+	mx->log_svc = xstrdup(set->server.log_svc != NULL ? set->server.log_svc : "smtp-mx");
+	if (smtp_server_start(loop, &set->server, &callbacks, mx, &mx->server, error_r) < 0) {
+		smtp_mx__unref(mx);
+		return -1;
+	}
+	mx->port = smtp_server_port(mx->server);
+	*mx_r = mx;
+	return 0;
+}
+
+int smtp_mx_port(const smtp_mx *mx)
+{
+	return mx->port;
+}
+
+void smtp_mx_stop(smtp_mx **mxp)
+{
+	smtp_mx *mx = *mxp;
+	if (mx == NULL)
+		return;
+	*mxp = NULL;
+	smtp_server_stop(&mx->server);
+	smtp_mx__unref(mx);
+}

@@ -1,0 +1,55 @@
+/* smtp-mx.h: the MX service (inbound mail for hosted domains) on top of the
+ * SMTP engine (smtp-server.h). Library mailsmtpmx.
+ *
+ * What it decides, and nothing else (the engine does the protocol):
+ *  - RCPT: the address is normalised (util_address_normalize); invalid ->
+ *    501 5.1.3; its domain is not a tenant -> 550 5.7.1 "Relaying denied"
+ *    (we are not an open relay); tenant but no such user -> 550 5.1.1
+ *    "No such user"; the directory unreachable -> 451 4.3.0. The directory
+ *    blocks, so each lookup runs on the libuv thread pool.
+ *  - MAIL: any syntactically valid reverse-path, including <>.
+ *  - DATA: the message goes to the queue with queue_client_enqueue() under
+ *    a fresh queue id; "250 2.0.0 Ok: queued as <qid>" is written only from
+ *    the enqueue callback with MAIL_OK (the queue made it durable); any
+ *    other status maps through mail_error_info() (451 4.3.0 for temporary).
+ * Logs (svc=smtp-mx): the engine's connect/disconnect/rejected, plus
+ *   event=accepted sid=.. qid=.. rcpts=N size=..
+ *   event=enqueue_failed sid=.. qid=.. error=..
+ */
+#ifndef MAIL_SMTP_MX_H
+#define MAIL_SMTP_MX_H
+
+#include "directory.h"
+#include "queue-client.h"
+#include "smtp-server.h"
+
+#include <uv.h>
+
+struct smtp_mx_settings {
+	/* Listen address, hostname, limits, timeouts: see smtp-server.h.
+	 * Initialise with smtp_mx_settings_init_default(). */
+	struct smtp_server_settings server;
+};
+
+/* smtp_server_settings_init_default() with port 2525 and log_svc
+ * "smtp-mx". */
+void smtp_mx_settings_init_default(struct smtp_mx_settings *set);
+
+typedef struct smtp_mx smtp_mx;
+
+/* Start listening. dir and qc are borrowed: they must outlive the MX, i.e.
+ * stay until the loop has run every pending lookup and enqueue after
+ * smtp_mx_stop() (run the loop until it has nothing left to do, then
+ * destroy them). Loop thread only. Returns 0 with *mx_r, or -1 with
+ * *error_r (static text). */
+int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory *dir,
+		  queue_client *qc, smtp_mx **mx_r, const char **error_r);
+
+/* Stop listening and close every session (421 4.3.2). NULLs *mx. In-flight
+ * lookups and enqueues finish on the loop; the memory goes with the last. */
+void smtp_mx_stop(smtp_mx **mx);
+
+/* The port the MX listens on (port 0 in the settings picks one). */
+int smtp_mx_port(const smtp_mx *mx);
+
+#endif

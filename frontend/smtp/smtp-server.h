@@ -1,0 +1,122 @@
+/* smtp-server.h: the SMTP protocol engine on libuv (library mailsmtp).
+ *
+ * The engine owns everything about the protocol: listening, the greeting,
+ * the command state machine (HELO before MAIL before RCPT before DATA),
+ * pipelining (RFC 2920: queued commands run in order, one at a time, their
+ * replies are written in order and batched), limits (line length, recipients,
+ * message size, errors per session, idle timeout), DATA streaming with
+ * dot-unstuffing, and every reply that is not about the mail itself.
+ *
+ * A service (the MX, later submission) gives it meaning through struct
+ * smtp_server_callbacks. The MAIL, RCPT and DATA callbacks are asynchronous:
+ * the engine stops reading commands of that session until the service calls
+ * smtp_session_complete() with the reply, and writes that reply only then.
+ * This is how "250 only after the queue made the message durable" holds:
+ * nothing but the service's completion can produce the DATA reply.
+ *
+ * Threads: everything here runs on the loop thread given to
+ * smtp_server_start(), including smtp_session_complete() (from a
+ * uv_queue_work after-work callback, say, never from the work function).
+ *
+ * TLS (STARTTLS, port 465) is not implemented yet. The hook point is the
+ * STARTTLS row of the command table in smtp-server.c (flag TLS: advertised
+ * and accepted only once a TLS layer is configured) and the session's
+ * read/write path (smtp__session_read_cb / smtp__session_flush), where a
+ * memory-BIO TLS layer would sit (DEPS-FACTS section 7).
+ */
+#ifndef MAIL_SMTP_SERVER_H
+#define MAIL_SMTP_SERVER_H
+
+#include "smtp-parser.h"
+
+#include <stddef.h>
+#include <uv.h>
+
+#define SMTP_DEFAULT_IDLE_TIMEOUT_MS 300000u /* RFC 5321 4.5.3.2.7: 5 minutes */
+#define SMTP_DEFAULT_MAX_ERRORS 10u
+/* Input kept while a command waits for its callback; above it the engine
+ * stops reading from that client (pipelined input is bounded). */
+#define SMTP_DEFAULT_MAX_PENDING_INPUT (64u * 1024)
+
+struct smtp_server_settings {
+	const char *host;          /* IP literal to listen on ("127.0.0.1", "::") */
+	int port;                  /* 0: any free port, see smtp_server_port() */
+	const char *hostname;      /* greeting and EHLO name */
+	const char *log_svc;       /* svc= of the log lines, e.g. "smtp-mx" */
+	struct smtp_limits limits; /* see smtp-parser.h */
+	unsigned idle_timeout_ms;  /* no complete input for this long -> 421 4.4.2 */
+	unsigned max_errors;       /* this many 4xx/5xx replies -> 421 4.7.0, close */
+	size_t max_pending_input;  /* see SMTP_DEFAULT_MAX_PENDING_INPUT */
+};
+
+/* Defaults: host 127.0.0.1, port 2525, hostname "localhost", log_svc "smtp",
+ * smtp_limits_init_default(), and the SMTP_DEFAULT_* values above. */
+void smtp_server_settings_init_default(struct smtp_server_settings *set);
+
+typedef struct smtp_server smtp_server;
+typedef struct smtp_session smtp_session;
+
+/* The transaction handed to on_data. Everything is owned by the session and
+ * valid until smtp_session_complete() for that DATA. */
+struct smtp_transaction {
+	const char *mail_from;   /* reverse-path mailbox as given, "" for <> */
+	struct smtp_mail_params params;
+	const char *const *rcpts; /* accepted forward-paths, as given */
+	size_t n_rcpts;
+	const uint8_t *body;     /* the message, dot-unstuffed, as received */
+	size_t body_len;
+};
+
+/* Every callback gets ctx as given to smtp_server_start(). Strings passed to
+ * callbacks are valid only during the call (copy what you keep).
+ *
+ * on_mail, on_rcpt and on_data MUST lead to exactly one
+ * smtp_session_complete() call on that session, now or later, even when the
+ * client has gone meanwhile (the session object stays valid until then).
+ * A NULL on_mail / on_rcpt accepts with 250. on_data is required. */
+struct smtp_server_callbacks {
+	/* Optional, synchronous: a client connected (greeting not sent yet). */
+	void (*on_connect)(smtp_session *s, void *ctx);
+	/* Optional, synchronous: the connection is closing. A callback may
+	 * still be pending; it must still be completed. */
+	void (*on_disconnect)(smtp_session *s, void *ctx);
+	/* MAIL FROM passed the engine's checks (sequence, SIZE limit). */
+	void (*on_mail)(smtp_session *s, const char *from,
+			const struct smtp_mail_params *params, void *ctx);
+	/* RCPT TO passed the engine's checks (sequence, recipient limit). A
+	 * 2xx completion adds rcpt to the transaction. */
+	void (*on_rcpt)(smtp_session *s, const char *rcpt, void *ctx);
+	/* The message was received in full and within the size limit. The
+	 * transaction ends with the completion, whatever its code. */
+	void (*on_data)(smtp_session *s, const struct smtp_transaction *t, void *ctx);
+};
+
+/* Listen on settings->host:port. settings and callbacks are copied (strings
+ * too). Returns 0 with *server_r, or -1 with *error_r (static text). */
+int smtp_server_start(uv_loop_t *loop, const struct smtp_server_settings *settings,
+		      const struct smtp_server_callbacks *callbacks, void *ctx,
+		      smtp_server **server_r, const char **error_r);
+/* The port actually bound (useful with port 0). */
+int smtp_server_port(const smtp_server *server);
+/* Stop listening, say 421 4.3.2 to every client and close them. NULLs
+ * *server. The memory goes once every handle has closed and every pending
+ * callback has been completed: keep running the loop after this. No
+ * callback except on_disconnect fires after stop. */
+void smtp_server_stop(smtp_server **server);
+
+/* Complete the pending on_mail / on_rcpt / on_data of s with a reply:
+ * code (250, 451, 550, ...), enhanced code ("2.1.0"; NULL for none) and a
+ * one-line text (control characters are replaced by spaces). All strings
+ * are copied. If the client has gone, the reply is dropped and this may
+ * free s: do not touch s after the call. Loop thread only. */
+void smtp_session_complete(smtp_session *s, int code, const char *enh, const char *text);
+
+/* Accessors; the strings are owned by the session and stay valid while it
+ * is (until the callback in progress returns, or up to completion). */
+const char *smtp_session_id(const smtp_session *s);      /* 16 hex chars */
+const char *smtp_session_peer_ip(const smtp_session *s); /* "127.0.0.1" */
+const char *smtp_session_helo(const smtp_session *s);    /* "" before HELO */
+/* 1 once the connection is closing or closed (a completion is dropped). */
+int smtp_session_is_closed(const smtp_session *s);
+
+#endif

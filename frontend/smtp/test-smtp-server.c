@@ -1,0 +1,516 @@
+/* test-smtp-server.c: the SMTP engine over real loopback TCP, in process.
+ *
+ * The server runs on a libuv loop in a second thread; the test thread is
+ * the client, with blocking sockets. The test callbacks complete every
+ * MAIL/RCPT/DATA asynchronously from a timer, like a real service would:
+ *   MAIL from "reject@..."  -> 550 5.7.1
+ *   RCPT "nouser@..."       -> 550 5.1.1
+ *   RCPT "slow@..."         -> completes after 400 ms
+ *   DATA                    -> 250 2.0.0 Ok: queued as TEST, body recorded
+ *
+ * With --serve, the binary instead runs that server on 127.0.0.1:0, prints
+ * "PORT <n>" and one "DATA rcpts=<n> size=<n>" line per message, and runs
+ * until killed (test-smtplib.py drives it with Python's smtplib).
+ */
+#include "smtp-server.h"
+
+#include "xalloc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "test-smtp-client.h"
+
+struct env {
+	uv_loop_t loop;
+	uv_async_t stop_async;
+	pthread_t thread;
+	smtp_server *server;
+	int port;
+	int serve_mode;
+	pthread_mutex_t mu;
+	int messages;         /* on_data calls */
+	size_t last_rcpts;
+	char *last_body;
+	size_t last_body_len;
+	int completions_after_close;
+};
+
+struct op {
+	uv_timer_t timer;
+	struct env *env;
+	smtp_session *s;
+	int code;
+	char enh[16];
+	char text[128];
+};
+
+static void op_close_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void op_timer_cb(uv_timer_t *t)
+{
+	struct op *op = t->data;
+	if (smtp_session_is_closed(op->s)) {
+		pthread_mutex_lock(&op->env->mu);
+		op->env->completions_after_close++;
+		pthread_mutex_unlock(&op->env->mu);
+	}
+	smtp_session_complete(op->s, op->code, op->enh, op->text);
+	uv_close((uv_handle_t *)&op->timer, op_close_cb);
+}
+
+static void complete_later(struct env *env, smtp_session *s, unsigned ms, int code,
+			   const char *enh, const char *text)
+{
+	struct op *op = xcalloc(1, sizeof *op);
+	op->env = env;
+	op->s = s;
+	op->code = code;
+	snprintf(op->enh, sizeof op->enh, "%s", enh);
+	snprintf(op->text, sizeof op->text, "%s", text);
+	uv_timer_init(&env->loop, &op->timer);
+	op->timer.data = op;
+	uv_timer_start(&op->timer, op_timer_cb, ms, 0);
+}
+
+static void t_on_mail(smtp_session *s, const char *from, const struct smtp_mail_params *p,
+		      void *ctx)
+{
+	(void)p;
+	if (strncmp(from, "reject@", 7) == 0)
+		complete_later(ctx, s, 5, 550, "5.7.1", "Sender rejected");
+	else
+		complete_later(ctx, s, 5, 250, "2.1.0", "Ok");
+}
+
+static void t_on_rcpt(smtp_session *s, const char *rcpt, void *ctx)
+{
+	if (strncmp(rcpt, "nouser@", 7) == 0)
+		complete_later(ctx, s, 5, 550, "5.1.1", "No such user");
+	else if (strncmp(rcpt, "slow@", 5) == 0)
+		complete_later(ctx, s, 400, 250, "2.1.5", "Ok");
+	else
+		complete_later(ctx, s, 5, 250, "2.1.5", "Ok");
+}
+
+static void t_on_data(smtp_session *s, const struct smtp_transaction *t, void *ctx)
+{
+	struct env *env = ctx;
+	pthread_mutex_lock(&env->mu);
+	env->messages++;
+	env->last_rcpts = t->n_rcpts;
+	free(env->last_body);
+	env->last_body = xmalloc(t->body_len + 1);
+	memcpy(env->last_body, t->body, t->body_len);
+	env->last_body[t->body_len] = '\0';
+	env->last_body_len = t->body_len;
+	pthread_mutex_unlock(&env->mu);
+	if (env->serve_mode) {
+		printf("DATA rcpts=%zu size=%zu\n", t->n_rcpts, t->body_len);
+		fflush(stdout);
+	}
+	complete_later(env, s, 5, 250, "2.0.0", "Ok: queued as TEST");
+}
+
+static const struct smtp_server_callbacks test_callbacks = {
+	.on_mail = t_on_mail,
+	.on_rcpt = t_on_rcpt,
+	.on_data = t_on_data,
+};
+
+static void stop_async_cb(uv_async_t *a)
+{
+	struct env *env = a->data;
+	smtp_server_stop(&env->server);
+	uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *loop_thread(void *arg)
+{
+	struct env *env = arg;
+	uv_run(&env->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+static void test_settings(struct smtp_server_settings *set)
+{
+	smtp_server_settings_init_default(set);
+	set->port = 0;
+	set->hostname = "mx.test";
+	set->log_svc = "smtp-test";
+	set->limits.max_message_size = 1000;
+	set->limits.max_recipients = 3;
+}
+
+static struct env *env_start(const struct smtp_server_settings *set)
+{
+	struct env *env = xcalloc(1, sizeof *env);
+	pthread_mutex_init(&env->mu, NULL);
+	assert_int_equal(uv_loop_init(&env->loop), 0);
+	uv_async_init(&env->loop, &env->stop_async, stop_async_cb);
+	env->stop_async.data = env;
+	const char *err = NULL;
+	assert_int_equal(smtp_server_start(&env->loop, set, &test_callbacks, env, &env->server,
+					   &err), 0);
+	env->port = smtp_server_port(env->server);
+	assert_true(env->port > 0);
+	assert_int_equal(pthread_create(&env->thread, NULL, loop_thread, env), 0);
+	return env;
+}
+
+static void env_stop(struct env *env)
+{
+	uv_async_send(&env->stop_async);
+	pthread_join(env->thread, NULL);
+	/* Everything (sessions, server, timers) must be closed by now. */
+	assert_int_equal(uv_loop_close(&env->loop), 0);
+	free(env->last_body);
+	pthread_mutex_destroy(&env->mu);
+	free(env);
+}
+
+static void greet(struct client *c)
+{
+	expect_reply(c, "220 mx.test ESMTP");
+	client_sends(c, "EHLO client.test\r\n");
+	expect_reply(c, "250 ");
+}
+
+static int messages(struct env *env)
+{
+	pthread_mutex_lock(&env->mu);
+	int n = env->messages;
+	pthread_mutex_unlock(&env->mu);
+	return n;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
+/* ---- tests ---- */
+
+static void test_full_transaction(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	expect_reply(c, "220 mx.test ESMTP");
+	client_sends(c, "EHLO client.test\r\n");
+	const char *r = expect_reply(c, "250 ");
+	assert_non_null(strstr(r, "250-mx.test\n"));
+	assert_non_null(strstr(r, "PIPELINING\n"));
+	assert_non_null(strstr(r, "SIZE 1000\n"));
+	assert_non_null(strstr(r, "8BITMIME\n"));
+	assert_non_null(strstr(r, "ENHANCEDSTATUSCODES\n"));
+	assert_null(strstr(r, "STARTTLS"));
+	client_sends(c, "MAIL FROM:<a@b.test> SIZE=100 BODY=8BITMIME\r\n");
+	expect_reply(c, "250 2.1.0 Ok");
+	client_sends(c, "RCPT TO:<u@c.test>\r\n");
+	expect_reply(c, "250 2.1.5 Ok");
+	client_sends(c, "DATA\r\n");
+	expect_reply(c, "354 ");
+	client_sends(c, "Subject: hi\r\n\r\n..leading dot\r\nbare\nlf\r\n.\r\n");
+	expect_reply(c, "250 2.0.0 Ok: queued as TEST");
+	assert_int_equal(messages(env), 1);
+	assert_string_equal(env->last_body, "Subject: hi\r\n\r\n.leading dot\r\nbare\nlf\r\n");
+	assert_int_equal(env->last_rcpts, 1);
+	/* The transaction ended: RCPT needs a new MAIL. */
+	client_sends(c, "RCPT TO:<u@c.test>\r\n");
+	expect_reply(c, "503 5.5.1");
+	client_sends(c, "NOOP\r\nVRFY bob\r\nHELP\r\nEXPN x\r\nSTARTTLS\r\n");
+	expect_reply(c, "250 2.0.0");
+	expect_reply(c, "252 ");
+	expect_reply(c, "214 2.0.0 Commands:");
+	expect_reply(c, "502 5.5.1");
+	expect_reply(c, "502 5.5.1");
+	client_sends(c, "QUIT\r\n");
+	expect_reply(c, "221 2.0.0");
+	expect_eof(c);
+	client_close(c);
+	env_stop(env);
+}
+
+static void test_pipelining(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	expect_reply(c, "220 ");
+	/* Everything in one write, bare LF for one line too. */
+	client_sends(c, "EHLO client.test\r\nMAIL FROM:<>\r\nRCPT TO:<x@c.test>\r\n"
+			"RCPT TO:<nouser@c.test>\nRCPT TO:<slow@c.test>\r\nDATA\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 2.1.0");
+	expect_reply(c, "250 2.1.5");
+	expect_reply(c, "550 5.1.1 No such user");
+	expect_reply(c, "250 2.1.5");
+	expect_reply(c, "354 ");
+	client_sends(c, "body\r\n.\r\nMAIL FROM:<reject@b.test>\r\nRSET\r\nQUIT\r\n");
+	expect_reply(c, "250 2.0.0 Ok: queued as TEST");
+	expect_reply(c, "550 5.7.1 Sender rejected");
+	expect_reply(c, "250 2.0.0 Ok");
+	expect_reply(c, "221 ");
+	expect_eof(c);
+	assert_int_equal(env->last_rcpts, 2);
+	assert_string_equal(env->last_body, "body\r\n");
+	client_close(c);
+	env_stop(env);
+}
+
+/* More pipelined input than max_pending_input while a callback waits: the
+ * engine stops reading, then resumes, and every reply comes in order. */
+static void test_pipelining_backpressure(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	set.max_pending_input = 4096;
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	greet(c);
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<slow@c.test>\r\n");
+	char line[80];
+	memset(line, 'n', sizeof line);
+	memcpy(line, "NOOP ", 5);
+	memcpy(line + 78, "\r\n", 2);
+	for (int i = 0; i < 2000; i++)
+		client_send(c, line, sizeof line);
+	client_sends(c, "QUIT\r\n");
+	expect_reply(c, "250 2.1.0");
+	expect_reply(c, "250 2.1.5");
+	for (int i = 0; i < 2000; i++)
+		expect_reply(c, "250 2.0.0 Ok");
+	expect_reply(c, "221 ");
+	expect_eof(c);
+	client_close(c);
+	env_stop(env);
+}
+
+static void test_bad_sequence(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	expect_reply(c, "220 ");
+	client_sends(c, "MAIL FROM:<a@b.test>\r\n");
+	expect_reply(c, "503 5.5.1 Error: send HELO/EHLO first");
+	client_sends(c, "HELO client.test\r\n");
+	expect_reply(c, "250 mx.test");
+	client_sends(c, "RCPT TO:<u@c.test>\r\n");
+	expect_reply(c, "503 5.5.1 Error: need MAIL command");
+	client_sends(c, "DATA\r\n");
+	expect_reply(c, "503 5.5.1");
+	client_sends(c, "MAIL FROM:<a@b.test>\r\n");
+	expect_reply(c, "250 ");
+	client_sends(c, "MAIL FROM:<a@b.test>\r\n");
+	expect_reply(c, "503 5.5.1 Error: nested MAIL command");
+	client_sends(c, "DATA\r\n");
+	expect_reply(c, "554 5.5.1 Error: no valid recipients");
+	client_sends(c, "RSET\r\nRCPT TO:<u@c.test>\r\n");
+	expect_reply(c, "250 2.0.0");
+	expect_reply(c, "503 5.5.1");
+	client_sends(c, "MAIL FROM:<a@b.test> SIZE=5000\r\n");
+	expect_reply(c, "552 5.3.4");
+	client_sends(c, "QUIT\r\n");
+	expect_reply(c, "221 ");
+	client_close(c);
+	env_stop(env);
+}
+
+static void test_long_line_and_limits(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	greet(c);
+	char line[1100];
+	memset(line, 'x', sizeof line);
+	memcpy(line, "NOOP ", 5);
+	memcpy(line + 999, "\r\n", 2); /* 1001 octets with CRLF */
+	client_send(c, line, 1001);
+	expect_reply(c, "500 5.5.6 Line too long");
+	client_sends(c, "NOOP\r\n");
+	expect_reply(c, "250 2.0.0");
+	/* 1000 octets is fine. */
+	memcpy(line + 998, "\r\n", 2);
+	client_send(c, line, 1000);
+	expect_reply(c, "250 2.0.0");
+	/* Recipient limit (3). */
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@c.test>\r\nRCPT TO:<b@c.test>\r\n"
+			"RCPT TO:<c@c.test>\r\nRCPT TO:<d@c.test>\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "452 4.5.3");
+	/* Oversize DATA: 552, nothing handed over, the session goes on. */
+	client_sends(c, "DATA\r\n");
+	expect_reply(c, "354 ");
+	for (int i = 0; i < 30; i++)
+		client_sends(c, "0123456789012345678901234567890123456789012345678\r\n");
+	client_sends(c, ".\r\n");
+	expect_reply(c, "552 5.3.4");
+	assert_int_equal(messages(env), 0);
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@c.test>\r\nDATA\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "354 ");
+	client_sends(c, "small\r\n.\r\n");
+	expect_reply(c, "250 2.0.0 Ok: queued as TEST");
+	assert_int_equal(messages(env), 1);
+	client_close(c);
+	env_stop(env);
+}
+
+static void test_idle_timeout(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	set.idle_timeout_ms = 300;
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	greet(c);
+	/* A half-sent command, then silence. */
+	client_sends(c, "NOO");
+	expect_reply(c, "421 4.4.2 mx.test Error: timeout exceeded");
+	expect_eof(c);
+	client_close(c);
+	env_stop(env);
+}
+
+static void test_too_many_errors(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	set.max_errors = 3;
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	expect_reply(c, "220 ");
+	client_sends(c, "FOO\r\nBAR\r\nBAZ\r\nNOOP\r\n");
+	expect_reply(c, "500 5.5.2");
+	expect_reply(c, "500 5.5.2");
+	expect_reply(c, "500 5.5.2");
+	expect_reply(c, "421 4.7.0");
+	expect_eof(c);
+	client_close(c);
+	env_stop(env);
+}
+
+static void test_disconnects(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	struct env *env = env_start(&set);
+	/* In the middle of DATA. */
+	struct client *c = client_connect(env->port);
+	greet(c);
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@c.test>\r\nDATA\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "354 ");
+	client_sends(c, "half a message\r\n.");
+	client_close(c);
+	/* In the middle of a pending callback (the slow RCPT). */
+	c = client_connect(env->port);
+	greet(c);
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<slow@c.test>\r\nNOOP\r\n");
+	expect_reply(c, "250 ");
+	client_close(c);
+	sleep_ms(600);
+	pthread_mutex_lock(&env->mu);
+	assert_int_equal(env->completions_after_close, 1);
+	pthread_mutex_unlock(&env->mu);
+	assert_int_equal(messages(env), 0);
+	/* The server is fine. */
+	c = client_connect(env->port);
+	greet(c);
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@c.test>\r\nDATA\r\nx\r\n.\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "354 ");
+	expect_reply(c, "250 2.0.0");
+	assert_int_equal(messages(env), 1);
+	/* Stop the server while a callback is pending and a client waits. */
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<slow@c.test>\r\n");
+	expect_reply(c, "250 ");
+	struct client *idle = client_connect(env->port);
+	expect_reply(idle, "220 ");
+	env_stop(env); /* returns once everything is closed and freed */
+	expect_reply(idle, "421 4.3.2");
+	expect_eof(idle);
+	client_close(idle);
+	client_close(c);
+}
+
+/* ---- --serve mode ---- */
+
+static int serve(void)
+{
+	struct env env;
+	memset(&env, 0, sizeof env);
+	pthread_mutex_init(&env.mu, NULL);
+	env.serve_mode = 1;
+	uv_loop_init(&env.loop);
+	struct smtp_server_settings set;
+	smtp_server_settings_init_default(&set);
+	set.port = 0;
+	set.hostname = "mx.test";
+	set.log_svc = "smtp-test";
+	const char *err;
+	if (smtp_server_start(&env.loop, &set, &test_callbacks, &env, &env.server, &err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	printf("PORT %d\n", smtp_server_port(env.server));
+	fflush(stdout);
+	uv_run(&env.loop, UV_RUN_DEFAULT);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--serve") == 0)
+		return serve();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_full_transaction),
+		cmocka_unit_test(test_pipelining),
+		cmocka_unit_test(test_pipelining_backpressure),
+		cmocka_unit_test(test_bad_sequence),
+		cmocka_unit_test(test_long_line_and_limits),
+		cmocka_unit_test(test_idle_timeout),
+		cmocka_unit_test(test_too_many_errors),
+		cmocka_unit_test(test_disconnects),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,53 @@
+/* rpc-private.h: internals shared by rpc-server.c, rpc-client.c and
+ * rpc-common.c. Not for users of rpc.h. */
+#ifndef MAIL_RPC_PRIVATE_H
+#define MAIL_RPC_PRIVATE_H
+
+#include "buf.h"
+#include "rpc-frame.h"
+#include "rpc.h"
+
+#define RPC_LOG_SVC "rpc"
+/* Bytes read from the socket per read callback at most. */
+#define RPC_READ_CHUNK (64u * 1024u)
+/* A server connection stops reading requests while this much of its replies
+ * waits to be written (a peer that sends but never reads). */
+#define RPC_OUT_HIGH_WATER (16u * 1024u * 1024u)
+
+/* The output side of one connection: frames are appended to `pending`
+ * while one uv_write of `inflight` is outstanding, then written together.
+ * Both buffers live in the connection, which outlives every write_cb
+ * (libuv runs write callbacks before the close callback). */
+struct rpc__out {
+	buf pending;
+	buf inflight;
+	uv_write_t req;
+	int writing;
+	uint64_t frames_pending;   /* frames in `pending` (for the counters) */
+};
+
+void rpc__out_init(struct rpc__out *out);
+void rpc__out_deinit(struct rpc__out *out);
+/* Start a write of everything pending unless one is outstanding. cb is the
+ * connection's write callback (req.data must point at the connection).
+ * Returns 0, or a negative uv error (the caller closes the connection). */
+int rpc__out_flush(struct rpc__out *out, uv_stream_t *stream, uv_write_cb cb,
+		   struct rpc_counters *counters);
+/* From the write callback: the outstanding write finished. */
+void rpc__out_done(struct rpc__out *out);
+/* Bytes waiting (pending + in flight). */
+size_t rpc__out_queued(const struct rpc__out *out);
+
+/* Pack msg (may be NULL: empty payload) as a frame with header fields from
+ * f into out. Returns 0, or -1 if it would exceed RPC_FRAME_MAX. */
+int rpc__frame_pack(buf *out, const struct rpc_frame *f, const ProtobufCMessage *msg);
+
+/* Count one finished call under status. */
+void rpc__count_status(struct rpc_counters *c, int status);
+
+/* "ip:port" of a socket's peer into out. */
+void rpc__peer_name(const uv_tcp_t *tcp, char *out, size_t outsz);
+
+void rpc__alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *b);
+
+#endif

@@ -1,0 +1,727 @@
+/* Integration tests for the RPC layer (rpc.h): a real server and real
+ * clients over loopback TCP, all in one uv loop. Hostile peers are raw TCP
+ * connections in the same loop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "rpc-frame.h"
+#include "rpc.h"
+#include "store.pb-c.h"
+#include "util.h"
+#include "xalloc.h"
+
+/* Behaviour of the test FETCH handler, chosen by the requested uid. */
+#define UID_NOT_FOUND 9999u   /* replies MAIL_ERR_NOT_FOUND */
+#define UID_PARK 8888u        /* never replies until the test says so */
+#define N_PIPELINED 200
+
+#define MAX_PARKED 16
+
+struct fx {
+	uv_loop_t loop;
+	rpc_server *server;
+	int port;
+	rpc_client *client;
+	rpc_call *parked[MAX_PARKED];
+	int n_parked;
+	int handled;               /* handler invocations */
+	int delayed_open;          /* delay timers not yet closed */
+};
+
+struct delayed {
+	uv_timer_t timer;
+	rpc_call *call;
+	uint32_t uid;
+	struct fx *fx;
+};
+
+static void fetch_reply(rpc_call *call, uint32_t uid)
+{
+	char body[32];
+	int n = snprintf(body, sizeof body, "body-%u", uid);
+	Store__MessageInfo info = STORE__MESSAGE_INFO__INIT;
+	info.uid = uid;
+	Store__FetchResponse resp = STORE__FETCH_RESPONSE__INIT;
+	resp.info = &info;
+	resp.body.data = (uint8_t *)body;
+	resp.body.len = (size_t)n;
+	rpc_call_reply(call, MAIL_OK, &resp.base);
+}
+
+static void delayed_close_cb(uv_handle_t *h)
+{
+	struct delayed *d = h->data;
+	d->fx->delayed_open--;
+	free(d);
+}
+
+static void delayed_cb(uv_timer_t *t)
+{
+	struct delayed *d = t->data;
+	fetch_reply(d->call, d->uid);
+	uv_close((uv_handle_t *)t, delayed_close_cb);
+}
+
+static void fetch_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct fx *fx = ctx;
+	const Store__FetchRequest *req = (const Store__FetchRequest *)msg;
+	fx->handled++;
+	assert_true(rpc_call_deadline(call) > util_now_mono_ms());
+	assert_non_null(strstr(rpc_call_peer(call), "127.0.0.1:"));
+	if (req->uid == UID_NOT_FOUND) {
+		rpc_call_reply(call, MAIL_ERR_NOT_FOUND, NULL);
+	} else if (req->uid == UID_PARK) {
+		assert_true(fx->n_parked < MAX_PARKED);
+		fx->parked[fx->n_parked++] = call;
+	} else if (req->uid % 3 == 0) {
+		/* answer later, so replies go out in another order */
+		struct delayed *d = xcalloc(1, sizeof *d);
+		d->call = call;
+		d->uid = req->uid;
+		d->fx = fx;
+		uv_timer_init(&fx->loop, &d->timer);
+		d->timer.data = d;
+		fx->delayed_open++;
+		uv_timer_start(&d->timer, delayed_cb, (N_PIPELINED - req->uid) % 23, 0);
+	} else {
+		fetch_reply(call, req->uid);
+	}
+}
+
+static void list_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	(void)ctx;
+	const Store__ListRequest *req = (const Store__ListRequest *)msg;
+	Store__MailboxInfo mb = STORE__MAILBOX_INFO__INIT;
+	mb.name = req->user;
+	mb.uidvalidity = 42;
+	Store__MailboxInfo *mbs[1] = { &mb };
+	Store__ListResponse resp = STORE__LIST_RESPONSE__INIT;
+	resp.n_mailboxes = 1;
+	resp.mailboxes = mbs;
+	rpc_call_reply(call, MAIL_OK, &resp.base);
+}
+
+static const rpc_method methods[] = {
+	{ STORE__METHOD__FETCH, "fetch", &store__fetch_request__descriptor, fetch_handler },
+	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, list_handler },
+};
+
+/* ---- loop helpers ---- */
+
+static void tick_cb(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* Run the loop until *flag becomes true (or want reached); fail after ms. */
+static void run_until(struct fx *fx, const int *counter, int want, uint64_t ms)
+{
+	uv_timer_t tick;
+	uv_timer_init(&fx->loop, &tick);
+	uv_timer_start(&tick, tick_cb, 5, 5);
+	uint64_t end = util_now_mono_ms() + ms;
+	while (*counter < want && util_now_mono_ms() < end)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(&fx->loop, UV_RUN_NOWAIT);
+	assert_true(*counter >= want);
+}
+
+/* Run for ms regardless. */
+static void run_for(struct fx *fx, uint64_t ms)
+{
+	int never = 0;
+	uv_timer_t tick;
+	uv_timer_init(&fx->loop, &tick);
+	uv_timer_start(&tick, tick_cb, 5, 5);
+	uint64_t end = util_now_mono_ms() + ms;
+	while (!never && util_now_mono_ms() < end)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(&fx->loop, UV_RUN_NOWAIT);
+}
+
+static void server_start(struct fx *fx, int port)
+{
+	const char *error = NULL;
+	rpc_server_create(&fx->loop, "store", methods, 2, fx, &fx->server);
+	int r = rpc_server_listen(fx->server, "127.0.0.1", port, &fx->port, &error);
+	if (r < 0)
+		fail_msg("listen: %s", error);
+	assert_true(fx->port > 0);
+}
+
+static int setup(void **state)
+{
+	struct fx *fx = xcalloc(1, sizeof *fx);
+	uv_loop_init(&fx->loop);
+	server_start(fx, 0);
+	rpc_client_create(&fx->loop, "store", "127.0.0.1", fx->port, &fx->client);
+	*state = fx;
+	return 0;
+}
+
+static void reply_parked(struct fx *fx)
+{
+	for (int i = 0; i < fx->n_parked; i++)
+		rpc_call_reply(fx->parked[i], MAIL_ERR_TEMP, NULL);
+	fx->n_parked = 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+	reply_parked(fx);
+	while (fx->delayed_open > 0)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	rpc_client_destroy(&fx->client);
+	rpc_server_destroy(&fx->server);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	/* every handle was closed and freed */
+	assert_int_equal(uv_loop_close(&fx->loop), 0);
+	free(fx);
+	return 0;
+}
+
+/* ---- call results ---- */
+
+struct result {
+	int calls;                 /* callbacks seen */
+	int status[N_PIPELINED + 1];
+	uint32_t order[N_PIPELINED + 1];
+	int bad;                   /* responses not matching their request */
+};
+
+struct call_arg {
+	struct result *res;
+	uint32_t uid;
+};
+
+static void fetch_cb(int status, const ProtobufCMessage *msg, void *arg)
+{
+	struct call_arg *a = arg;
+	struct result *res = a->res;
+	if (res->calls <= N_PIPELINED) {
+		res->status[res->calls] = status;
+		res->order[res->calls] = a->uid;
+	}
+	res->calls++;
+	if (status == MAIL_OK) {
+		const Store__FetchResponse *resp = (const Store__FetchResponse *)msg;
+		char body[32];
+		int n = snprintf(body, sizeof body, "body-%u", a->uid);
+		if (resp == NULL || resp->info == NULL || resp->info->uid != a->uid ||
+		    resp->body.len != (size_t)n || memcmp(resp->body.data, body, (size_t)n) != 0)
+			res->bad++;
+	} else if (msg != NULL) {
+		res->bad++;
+	}
+	free(a);
+}
+
+static void fetch(rpc_client *client, struct result *res, uint32_t uid, uint32_t deadline_ms)
+{
+	struct call_arg *a = xcalloc(1, sizeof *a);
+	a->res = res;
+	a->uid = uid;
+	Store__FetchRequest req = STORE__FETCH_REQUEST__INIT;
+	req.user = "alice@example.com";
+	req.mailbox = "INBOX";
+	req.uid = uid;
+	int before = res->calls;
+	rpc_client_call(client, STORE__METHOD__FETCH, &req.base,
+			&store__fetch_response__descriptor, deadline_ms, fetch_cb, a);
+	/* never called from inside rpc_client_call() */
+	assert_int_equal(res->calls, before);
+}
+
+/* ---- tests ---- */
+
+static void test_pipelined(void **state)
+{
+	struct fx *fx = *state;
+	struct result res = { 0 };
+	for (uint32_t uid = 1; uid <= N_PIPELINED; uid++)
+		fetch(fx->client, &res, uid, 5000);
+	run_until(fx, &res.calls, N_PIPELINED, 10000);
+	assert_int_equal(res.bad, 0);
+	int inversions = 0;
+	for (int i = 0; i < N_PIPELINED; i++) {
+		assert_int_equal(res.status[i], MAIL_OK);
+		if (i > 0 && res.order[i] < res.order[i - 1])
+			inversions++;
+	}
+	assert_true(inversions > 0);   /* replies did come back out of order */
+	assert_int_equal(fx->handled, N_PIPELINED);
+
+	struct rpc_counters sc, cc;
+	rpc_server_counters(fx->server, &sc);
+	rpc_client_counters(fx->client, &cc);
+	assert_int_equal(sc.connections, 1);   /* all on one connection */
+	assert_int_equal(cc.connections, 1);
+	assert_int_equal(sc.calls_by_status[MAIL_OK], N_PIPELINED);
+	assert_int_equal(cc.calls_by_status[MAIL_OK], N_PIPELINED);
+	assert_int_equal(sc.frames_in, N_PIPELINED + 1);   /* + HELLO */
+	assert_int_equal(cc.frames_in, N_PIPELINED + 1);
+	assert_int_equal(sc.bad_frames, 0);
+}
+
+static void list_cb(int status, const ProtobufCMessage *msg, void *arg)
+{
+	int *calls = arg;
+	assert_int_equal(status, MAIL_OK);
+	const Store__ListResponse *resp = (const Store__ListResponse *)msg;
+	assert_int_equal(resp->n_mailboxes, 1);
+	assert_string_equal(resp->mailboxes[0]->name, "bob@example.com");
+	assert_int_equal(resp->mailboxes[0]->uidvalidity, 42);
+	(*calls)++;
+}
+
+static void test_two_methods_and_errors(void **state)
+{
+	struct fx *fx = *state;
+	int calls = 0;
+	Store__ListRequest lreq = STORE__LIST_REQUEST__INIT;
+	lreq.user = "bob@example.com";
+	rpc_client_call(fx->client, STORE__METHOD__LIST, &lreq.base,
+			&store__list_response__descriptor, 0, list_cb, &calls);
+
+	struct result res = { 0 };
+	fetch(fx->client, &res, UID_NOT_FOUND, 0);
+	run_until(fx, &res.calls, 1, 5000);
+	assert_int_equal(res.status[0], MAIL_ERR_NOT_FOUND);
+	assert_int_equal(res.bad, 0);   /* no message with an error status */
+	run_until(fx, &calls, 1, 5000);
+
+	/* an unknown method: the server says so, the handler is not called */
+	struct call_arg *a = xcalloc(1, sizeof *a);
+	a->res = &res;
+	Store__FetchRequest req = STORE__FETCH_REQUEST__INIT;
+	int handled = fx->handled;
+	rpc_client_call(fx->client, 77, &req.base, &store__fetch_response__descriptor, 0,
+			fetch_cb, a);
+	run_until(fx, &res.calls, 2, 5000);
+	assert_int_equal(res.status[1], MAIL_ERR_BAD_METHOD);
+
+	/* a payload that is not a FetchRequest (field 1 must be a string, a
+	 * DeliverResponse has a varint there): MAIL_ERR_PARAMS, no handler */
+	Store__DeliverResponse wrong = STORE__DELIVER_RESPONSE__INIT;
+	wrong.uid = 5;
+	a = xcalloc(1, sizeof *a);
+	a->res = &res;
+	rpc_client_call(fx->client, STORE__METHOD__FETCH, &wrong.base,
+			&store__fetch_response__descriptor, 0, fetch_cb, a);
+	run_until(fx, &res.calls, 3, 5000);
+	assert_int_equal(res.status[2], MAIL_ERR_PARAMS);
+	assert_int_equal(fx->handled, handled);
+
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.calls_by_status[MAIL_ERR_BAD_METHOD], 1);
+	assert_int_equal(sc.calls_by_status[MAIL_ERR_PARAMS], 1);
+	assert_int_equal(sc.calls_by_status[MAIL_ERR_NOT_FOUND], 1);
+	assert_int_equal(sc.bad_frames, 0);   /* none of that closes the connection */
+	assert_int_equal(sc.connections, 1);
+}
+
+static void test_deadline(void **state)
+{
+	struct fx *fx = *state;
+	struct result res = { 0 };
+	uint64_t t0 = util_now_mono_ms();
+	fetch(fx->client, &res, UID_PARK, 150);
+	fetch(fx->client, &res, 1, 5000);
+	run_until(fx, &res.calls, 2, 5000);
+	uint64_t took = util_now_mono_ms() - t0;
+	assert_int_equal(res.status[0], MAIL_OK);   /* uid 1 first */
+	assert_int_equal(res.status[1], MAIL_ERR_DEADLINE);
+	assert_true(took >= 145);
+	assert_true(took < 2000);
+	assert_int_equal(fx->n_parked, 1);
+	/* the late reply is dropped on the floor; the connection still works */
+	reply_parked(fx);
+	fetch(fx->client, &res, 2, 5000);
+	run_until(fx, &res.calls, 3, 5000);
+	assert_int_equal(res.status[2], MAIL_OK);
+	assert_int_equal(res.calls, 3);
+	assert_int_equal(res.bad, 0);
+}
+
+static void test_server_restart(void **state)
+{
+	struct fx *fx = *state;
+	struct result res = { 0 };
+	/* warm the connection up */
+	fetch(fx->client, &res, 1, 5000);
+	run_until(fx, &res.calls, 1, 5000);
+	for (int i = 0; i < 3; i++)
+		fetch(fx->client, &res, UID_PARK, 5000);
+	run_until(fx, &fx->n_parked, 3, 5000);
+
+	int port = fx->port;
+	rpc_server_destroy(&fx->server);
+	run_until(fx, &res.calls, 4, 5000);
+	for (int i = 1; i < 4; i++)
+		assert_int_equal(res.status[i], MAIL_ERR_UNAVAILABLE);
+	/* handlers reply after the server is gone: dropped, no crash */
+	reply_parked(fx);
+	run_for(fx, 20);
+
+	/* nobody listening: the call fails (connection refused) */
+	fetch(fx->client, &res, 2, 5000);
+	run_until(fx, &res.calls, 5, 5000);
+	assert_int_equal(res.status[4], MAIL_ERR_UNAVAILABLE);
+
+	/* the server comes back on the same port: after the backoff the next
+	 * call connects again and succeeds */
+	server_start(fx, port);
+	assert_int_equal(fx->port, port);
+	run_for(fx, 250);
+	fetch(fx->client, &res, 3, 5000);
+	run_until(fx, &res.calls, 6, 5000);
+	assert_int_equal(res.status[5], MAIL_OK);
+	assert_int_equal(res.bad, 0);
+}
+
+static void test_backoff(void **state)
+{
+	struct fx *fx = *state;
+	struct result res = { 0 };
+	int port = fx->port;
+	rpc_server_destroy(&fx->server);
+	run_for(fx, 10);
+	/* refused, and a call made right after fails at once (backoff) */
+	fetch(fx->client, &res, 1, 5000);
+	run_until(fx, &res.calls, 1, 5000);
+	uint64_t t0 = util_now_mono_ms();
+	server_start(fx, port);
+	fetch(fx->client, &res, 2, 5000);
+	run_until(fx, &res.calls, 2, 5000);
+	assert_int_equal(res.status[0], MAIL_ERR_UNAVAILABLE);
+	assert_int_equal(res.status[1], MAIL_ERR_UNAVAILABLE);
+	assert_true(util_now_mono_ms() - t0 < 90);
+	assert_int_equal(fx->handled, 0);
+}
+
+/* ---- a raw TCP peer ---- */
+
+struct raw {
+	uv_tcp_t tcp;
+	uv_connect_t creq;
+	uv_write_t wreq;
+	buf out;
+	buf in;
+	int connected;
+	int written;
+	int eof;
+	int closed;
+};
+
+static void raw_alloc_cb(uv_handle_t *h, size_t n, uv_buf_t *b)
+{
+	(void)h;
+	b->base = xmalloc(n);
+	b->len = n;
+}
+
+static void raw_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct raw *r = s->data;
+	if (n < 0)
+		r->eof = 1;
+	else
+		buf_append(&r->in, b->base, (size_t)n);
+	free(b->base);
+}
+
+static void raw_connect_cb(uv_connect_t *req, int status)
+{
+	struct raw *r = req->data;
+	assert_int_equal(status, 0);
+	r->connected = 1;
+	uv_read_start((uv_stream_t *)&r->tcp, raw_alloc_cb, raw_read_cb);
+}
+
+static void raw_open(struct fx *fx, struct raw *r)
+{
+	struct sockaddr_in sin;
+	memset(r, 0, sizeof *r);
+	buf_init(&r->out);
+	buf_init(&r->in);
+	uv_ip4_addr("127.0.0.1", fx->port, &sin);
+	uv_tcp_init(&fx->loop, &r->tcp);
+	r->tcp.data = r;
+	r->creq.data = r;
+	uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr *)&sin, raw_connect_cb);
+	run_until(fx, &r->connected, 1, 5000);
+}
+
+static void raw_write_cb(uv_write_t *req, int status)
+{
+	struct raw *r = req->data;
+	(void)status;
+	r->written++;
+}
+
+/* Send what was appended to r->out and wait until written. */
+static void raw_send(struct fx *fx, struct raw *r)
+{
+	uv_buf_t b = uv_buf_init((char *)r->out.data, (unsigned int)r->out.len);
+	r->wreq.data = r;
+	int want = r->written + 1;
+	uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, raw_write_cb);
+	run_until(fx, &r->written, want, 5000);
+	buf_reset(&r->out);
+}
+
+static void raw_close_cb(uv_handle_t *h)
+{
+	struct raw *r = h->data;
+	r->closed = 1;
+}
+
+static void raw_close(struct fx *fx, struct raw *r)
+{
+	uv_close((uv_handle_t *)&r->tcp, raw_close_cb);
+	run_until(fx, &r->closed, 1, 5000);
+	buf_deinit(&r->out);
+	buf_deinit(&r->in);
+}
+
+static void test_raw_garbage_payload(void **state)
+{
+	struct fx *fx = *state;
+	struct raw r;
+	raw_open(fx, &r);
+	rpc_hello_encode(&r.out, "store", RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f };
+	struct rpc_frame f = {
+		.kind = RPC_KIND_REQUEST,
+		.method = STORE__METHOD__FETCH,
+		.request_id = 77,
+		.deadline_ms = 1000,
+		.payload = junk,
+		.payload_len = sizeof junk,
+	};
+	rpc_frame_encode(&r.out, &f);
+	raw_send(fx, &r);
+	/* expect the server's HELLO then a PARAMS response for id 77 */
+	struct rpc_frame_decoder dec;
+	rpc_frame_decoder_init(&dec, NULL);
+	int got = 0;
+	struct rpc_frame resp = { 0 };
+	size_t off = 0;
+	uint64_t end = util_now_mono_ms() + 5000;
+	while (got < 2 && util_now_mono_ms() < end) {
+		run_for(fx, 5);
+		int rr = 1;
+		while (rr == 1 && got < 2 && off < r.in.len) {
+			size_t used;
+			const char *err;
+			rr = rpc_frame_decoder_feed(&dec, r.in.data + off, r.in.len - off, &used,
+						    &resp, &err);
+			off += used;
+			assert_true(rr >= 0);
+			got += rr;
+			if (got == 1 && rr == 1)
+				assert_int_equal(resp.kind, RPC_KIND_HELLO);
+		}
+	}
+	assert_int_equal(got, 2);
+	assert_int_equal(resp.kind, RPC_KIND_RESPONSE);
+	assert_true(resp.request_id == 77);
+	assert_int_equal(resp.status, MAIL_ERR_PARAMS);
+	assert_int_equal(resp.payload_len, 0);
+	assert_int_equal(fx->handled, 0);
+	assert_int_equal(r.eof, 0);   /* a bad payload does not close the connection */
+	rpc_frame_decoder_deinit(&dec);
+	raw_close(fx, &r);
+}
+
+static void test_raw_bad_frame(void **state)
+{
+	struct fx *fx = *state;
+	struct result res = { 0 };
+	/* a working client connection first */
+	fetch(fx->client, &res, 1, 5000);
+	run_until(fx, &res.calls, 1, 5000);
+
+	struct raw r;
+	raw_open(fx, &r);
+	rpc_hello_encode(&r.out, "store", RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
+	struct rpc_frame f = { .kind = RPC_KIND_REQUEST, .method = 4, .request_id = 1 };
+	rpc_frame_encode(&r.out, &f);
+	r.out.data[r.out.len - 20] = 9;   /* the second frame's version byte */
+	raw_send(fx, &r);
+	run_until(fx, &r.eof, 1, 5000);
+	raw_close(fx, &r);
+
+	/* an oversize length before HELLO: refused from the length alone */
+	raw_open(fx, &r);
+	static const uint8_t big[] = { 0x00, 0x01, 0x00, 0x00 };
+	buf_append(&r.out, big, sizeof big);
+	raw_send(fx, &r);
+	run_until(fx, &r.eof, 1, 5000);
+	raw_close(fx, &r);
+
+	/* a request before any HELLO */
+	raw_open(fx, &r);
+	rpc_frame_encode(&r.out, &f);
+	raw_send(fx, &r);
+	run_until(fx, &r.eof, 1, 5000);
+	raw_close(fx, &r);
+
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.bad_frames, 3);
+
+	/* the other connection did not notice */
+	fetch(fx->client, &res, 2, 5000);
+	run_until(fx, &res.calls, 2, 5000);
+	assert_int_equal(res.status[0], MAIL_OK);
+	assert_int_equal(res.status[1], MAIL_OK);
+	struct rpc_counters cc;
+	rpc_client_counters(fx->client, &cc);
+	assert_int_equal(cc.connections, 1);
+}
+
+static void test_wrong_service(void **state)
+{
+	struct fx *fx = *state;
+	/* a raw peer saying it wants "queue" is disconnected */
+	struct raw r;
+	raw_open(fx, &r);
+	rpc_hello_encode(&r.out, "queue", RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
+	raw_send(fx, &r);
+	run_until(fx, &r.eof, 1, 5000);
+	assert_int_equal(r.in.len, 0);   /* no HELLO back */
+	raw_close(fx, &r);
+
+	/* a wrong major too */
+	raw_open(fx, &r);
+	rpc_hello_encode(&r.out, "store", RPC_PROTO_MAJOR + 1, 0);
+	raw_send(fx, &r);
+	run_until(fx, &r.eof, 1, 5000);
+	raw_close(fx, &r);
+
+	/* and an rpc client of the wrong service gets MAIL_ERR_UNAVAILABLE */
+	rpc_client *qc;
+	rpc_client_create(&fx->loop, "queue", "127.0.0.1", fx->port, &qc);
+	struct result res = { 0 };
+	fetch(qc, &res, 1, 5000);
+	run_until(fx, &res.calls, 1, 5000);
+	assert_int_equal(res.status[0], MAIL_ERR_UNAVAILABLE);
+	assert_int_equal(fx->handled, 0);
+	rpc_client_destroy(&qc);
+	assert_null(qc);
+
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.bad_frames, 3);
+}
+
+static void test_client_destroy_in_flight(void **state)
+{
+	struct fx *fx = *state;
+	struct result res = { 0 };
+	for (int i = 0; i < 3; i++)
+		fetch(fx->client, &res, UID_PARK, 5000);
+	run_until(fx, &fx->n_parked, 3, 5000);
+	/* callbacks run from inside destroy */
+	rpc_client_destroy(&fx->client);
+	assert_int_equal(res.calls, 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(res.status[i], MAIL_ERR_UNAVAILABLE);
+	run_for(fx, 20);
+	reply_parked(fx);   /* the server side connection is gone: dropped */
+	run_for(fx, 20);
+	/* and a fresh client works */
+	rpc_client_create(&fx->loop, "store", "127.0.0.1", fx->port, &fx->client);
+	fetch(fx->client, &res, 5, 5000);
+	run_until(fx, &res.calls, 4, 5000);
+	assert_int_equal(res.status[3], MAIL_OK);
+}
+
+struct destroy_arg {
+	rpc_client **client;
+	int calls;
+	int status[4];
+};
+
+static void destroying_cb(int status, const ProtobufCMessage *msg, void *arg)
+{
+	struct destroy_arg *d = arg;
+	(void)msg;
+	d->status[d->calls++] = status;
+	/* the first answer destroys the client: the others are answered from
+	 * inside rpc_client_destroy(), once each */
+	if (d->calls == 1)
+		rpc_client_destroy(d->client);
+}
+
+static void test_destroy_from_callback(void **state)
+{
+	struct fx *fx = *state;
+	struct destroy_arg d = { .client = &fx->client };
+	static const uint32_t uids[] = { UID_NOT_FOUND, 1, 2, UID_PARK };
+	for (int i = 0; i < 4; i++) {
+		Store__FetchRequest req = STORE__FETCH_REQUEST__INIT;
+		req.uid = uids[i];
+		rpc_client_call(fx->client, STORE__METHOD__FETCH, &req.base,
+				&store__fetch_response__descriptor, 5000, destroying_cb, &d);
+	}
+	run_until(fx, &d.calls, 4, 5000);
+	assert_null(fx->client);
+	assert_int_equal(d.status[0], MAIL_ERR_NOT_FOUND);
+	assert_int_equal(d.status[3], MAIL_ERR_UNAVAILABLE);
+	run_for(fx, 20);
+	assert_int_equal(d.calls, 4);
+}
+
+static void test_pool(void **state)
+{
+	struct fx *fx = *state;
+	rpc_pool *pool = rpc_pool_create(&fx->loop, "store");
+	rpc_client *a = rpc_pool_get(pool, "127.0.0.1", fx->port);
+	rpc_client *b = rpc_pool_get(pool, "127.0.0.1", fx->port);
+	rpc_client *c = rpc_pool_get(pool, "127.0.0.1", 1);
+	assert_ptr_equal(a, b);
+	assert_ptr_not_equal(a, c);
+	struct result res = { 0 };
+	fetch(a, &res, 1, 5000);
+	fetch(c, &res, 2, 5000);   /* port 1: nobody there */
+	run_until(fx, &res.calls, 2, 5000);
+	int ok = res.status[0] == MAIL_OK ? 0 : 1;
+	assert_int_equal(res.status[ok], MAIL_OK);
+	assert_int_equal(res.status[1 - ok], MAIL_ERR_UNAVAILABLE);
+	rpc_pool_destroy(&pool);
+	assert_null(pool);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_methods_and_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_raw_garbage_payload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_raw_bad_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_service, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_destroy_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_destroy_from_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

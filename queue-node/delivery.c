@@ -1,0 +1,295 @@
+/* delivery.c: one delivery attempt per message, recipient by recipient.
+ *
+ * Ordering that makes delivery exactly-once (STYLE.md rule 14):
+ *   1. the store tier acknowledges recipient i (its write is durable there);
+ *   2. we record "i done" in the queue store with a sync write;
+ *   3. only then do we move to recipient i+1, and delete the message (sync)
+ *      after the last one.
+ * A crash between 1 and 2 makes the next attempt deliver recipient i again
+ * with the same delivery_id "<queue id>/<i>", which the store recognises and
+ * answers with the first uid (duplicate=1): the duplicate window between the
+ * store's commit and our flag is closed by the store's idempotency, not by
+ * timing.
+ */
+#include "delivery.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mail-error.h"
+#include "xalloc.h"
+
+struct delivery_job {
+	queue_delivery *d;
+	struct delivery_job *prev, *next; /* d->jobs */
+	Queue__QueuedMessage *msg;
+	size_t next_rcpt;   /* first index not yet looked at in this attempt */
+	size_t current;     /* index of the RPC in flight */
+	int *deferred;      /* per recipient: 0, or the temporary status */
+	size_t n_deferred;
+	char qid[QUEUE_ID_MAX + 1];
+};
+
+struct queue_delivery {
+	uv_loop_t *loop;
+	queue_store *store;
+	store_client *client;
+	queue_sched *sched;
+	struct queue_sched_ops ops;
+	struct delivery_job *jobs; /* attempts running */
+	int stopping;
+};
+
+static void delivery__next(struct delivery_job *job);
+
+static void delivery__job_free(struct delivery_job *job)
+{
+	queue_delivery *d = job->d;
+	if (job->prev != NULL)
+		job->prev->next = job->next;
+	else
+		d->jobs = job->next;
+	if (job->next != NULL)
+		job->next->prev = job->prev;
+	queue_store_message_free(&job->msg);
+	free(job->deferred);
+	free(job);
+}
+
+static const char *delivery__rcpt(const struct delivery_job *job, size_t i, char *q, size_t qsz)
+{
+	const char *r = job->msg->envelope->rcpt_to[i];
+	return log_quote(q, qsz, r, strlen(r));
+}
+
+/* The attempt is over: delete the message if nothing is left, else ask the
+ * scheduler for the next attempt. */
+static void delivery__finish(struct delivery_job *job)
+{
+	queue_delivery *d = job->d;
+	const char *error;
+	if (job->n_deferred == 0) {
+		if (queue_store_delete(d->store, job->qid, &error) < 0) {
+			/* Every recipient is recorded done: the next attempt
+			 * only retries this delete. */
+			log_event(LOG_ERROR, "queue", "event=remove_failed qid=%s error=%s",
+				  job->qid, error);
+			queue_sched_done(d->sched, job->qid, QUEUE_SCHED_RETRY);
+		} else {
+			log_event(LOG_INFO, "queue", "event=removed qid=%s", job->qid);
+			queue_sched_done(d->sched, job->qid, QUEUE_SCHED_FINISHED);
+		}
+		delivery__job_free(job);
+		return;
+	}
+	int64_t next_in = queue_sched_done(d->sched, job->qid, QUEUE_SCHED_RETRY);
+	for (size_t i = 0; i < job->msg->envelope->n_rcpt_to; i++) {
+		if (job->deferred[i] == 0)
+			continue;
+		char q[300];
+		log_event(LOG_INFO, "queue",
+			  "event=deferred qid=%s rcpt=%s status=%s next_in_ms=%lld",
+			  job->qid, delivery__rcpt(job, i, q, sizeof q),
+			  mail_error_info(job->deferred[i])->name, (long long)next_in);
+	}
+	delivery__job_free(job);
+}
+
+/* Record recipient i done (sync). On failure the recipient counts as
+ * deferred: delivering it again later is safe (delivery_id). */
+static int delivery__mark_done(struct delivery_job *job, size_t i)
+{
+	const char *error;
+	if (queue_store_mark_delivered(job->d->store, job->qid, (uint32_t)i, &error) < 0) {
+		log_event(LOG_ERROR, "queue", "event=mark_failed qid=%s rcpt_index=%zu error=%s",
+			  job->qid, i, error);
+		job->deferred[i] = MAIL_ERR_INTERNAL;
+		job->n_deferred++;
+		return -1;
+	}
+	job->msg->delivered[i] = 1;
+	return 0;
+}
+
+static void delivery__deliver_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct delivery_job *job = arg;
+	if (job->d->stopping) {
+		/* Shutting down: the message stays queued; recovery at the
+		 * next start picks it up (and the store deduplicates it if
+		 * this answer was an OK we did not record). */
+		delivery__job_free(job);
+		return;
+	}
+	size_t i = job->current;
+	char q[300];
+	if (status == MAIL_OK) {
+		const Store__DeliverResponse *r = (const Store__DeliverResponse *)resp;
+		if (delivery__mark_done(job, i) == 0)
+			log_event(LOG_INFO, "queue",
+				  "event=delivered qid=%s rcpt=%s uid=%u uidvalidity=%u "
+				  "duplicate=%d",
+				  job->qid, delivery__rcpt(job, i, q, sizeof q),
+				  r ? r->uid : 0, r ? r->uidvalidity : 0, r ? r->duplicate : 0);
+	} else if (mail_error_info(status)->temporary) {
+		job->deferred[i] = status;
+		job->n_deferred++;
+	} else {
+		/* TODO(dsn): generate a bounce (RFC 3464) to the envelope sender;
+		 * for now the recipient is logged and recorded done. */
+		log_event(LOG_WARN, "queue",
+			  "event=bounce_needed qid=%s rcpt=%s status=%s from=%s",
+			  job->qid, delivery__rcpt(job, i, q, sizeof q),
+			  mail_error_info(status)->name,
+			  job->msg->envelope->mail_from[0] ? "set" : "null");
+		delivery__mark_done(job, i);
+	}
+	job->next_rcpt = i + 1;
+	delivery__next(job);
+}
+
+/* Send the next recipient not yet done, or finish the attempt. */
+static void delivery__next(struct delivery_job *job)
+{
+	const Queue__EnqueueRequest *env = job->msg->envelope;
+	size_t i = job->next_rcpt;
+	while (i < env->n_rcpt_to && job->msg->delivered[i])
+		i++;
+	if (i >= env->n_rcpt_to) {
+		delivery__finish(job);
+		return;
+	}
+	job->current = i;
+	char delivery_id[QUEUE_ID_MAX + 24];
+	snprintf(delivery_id, sizeof delivery_id, "%s/%zu", job->qid, i);
+	Store__DeliverRequest req = STORE__DELIVER_REQUEST__INIT;
+	req.user = env->rcpt_to[i];
+	req.mailbox = "";
+	req.delivery_id = delivery_id;
+	req.body = env->body;
+	req.internal_date = env->received_at;
+	store_client_deliver(job->d->client, &req, delivery__deliver_cb, job);
+}
+
+/* queue_sched_ops.deliver */
+static void delivery__start(void *ctx, const char *queue_id, uint32_t attempt)
+{
+	queue_delivery *d = ctx;
+	const char *error;
+	Queue__QueuedMessage *msg = NULL;
+	int ret = queue_store_get(d->store, queue_id, &msg, &error);
+	if (ret <= 0) {
+		if (ret == 0) {
+			/* Nothing stored under this id (already removed). */
+			queue_sched_done(d->sched, queue_id, QUEUE_SCHED_FINISHED);
+			return;
+		}
+		int64_t next_in = queue_sched_done(d->sched, queue_id, QUEUE_SCHED_RETRY);
+		log_event(LOG_ERROR, "queue", "event=deferred qid=%s status=internal "
+			  "error=\"%s\" next_in_ms=%lld", queue_id, error, (long long)next_in);
+		return;
+	}
+	struct delivery_job *job = xcalloc(1, sizeof *job);
+	job->d = d;
+	job->msg = msg;
+	job->deferred = xcalloc(msg->envelope->n_rcpt_to + 1, sizeof *job->deferred);
+	strcpy(job->qid, queue_id);
+	job->next = d->jobs;
+	if (d->jobs != NULL)
+		d->jobs->prev = job;
+	d->jobs = job;
+	if (attempt > 1)
+		log_event(LOG_DEBUG, "queue", "event=attempt qid=%s attempt=%u", queue_id,
+			  attempt);
+	delivery__next(job);
+}
+
+queue_delivery *queue_delivery_create(uv_loop_t *loop, const struct queue_sched_settings *set,
+				      queue_store *store, store_client *client)
+{
+	queue_delivery *d = xcalloc(1, sizeof *d);
+	d->loop = loop;
+	d->store = store;
+	d->client = client;
+	d->ops.deliver = delivery__start;
+	d->sched = queue_sched_create(loop, set, &d->ops, d);
+	return d;
+}
+
+void queue_delivery_enqueued(queue_delivery *d, const char *queue_id)
+{
+	if (!d->stopping)
+		queue_sched_add(d->sched, queue_id, 0);
+}
+
+static void delivery__recover_cb(const Queue__QueuedMessage *msg, void *arg)
+{
+	void **args = arg;
+	queue_delivery *d = args[0];
+	int *count = args[1];
+	const char *qid = msg->envelope->queue_id;
+	size_t pending = 0;
+	for (size_t i = 0; i < msg->n_delivered; i++)
+		pending += !msg->delivered[i];
+	if (pending == 0) {
+		/* Crashed after the last "done" flag, before the delete. */
+		const char *error;
+		if (queue_store_delete(d->store, qid, &error) == 0) {
+			log_event(LOG_INFO, "queue", "event=removed qid=%s reason=recovered", qid);
+			return;
+		}
+		log_event(LOG_ERROR, "queue", "event=remove_failed qid=%s error=%s", qid, error);
+	}
+	log_event(LOG_INFO, "queue", "event=recovered qid=%s rcpts=%zu pending=%zu", qid,
+		  msg->envelope->n_rcpt_to, pending);
+	queue_sched_add(d->sched, qid, 0);
+	(*count)++;
+}
+
+/* Recovery at start (Postfix's qmgr_post_init in spirit).
+ *
+ * Why every stored message is rescheduled at once: a message leaves the store
+ * only after all its recipients are done, so every message found here is
+ * undelivered to at least one recipient (or crashed between its last flag
+ * and its delete: that one is deleted now). Recipients whose done flag is set
+ * are skipped by the attempt. A recipient whose delivery reached the store
+ * but whose flag was not written yet (crash in between, or an answer lost
+ * with the connection) is delivered again with the same delivery_id and
+ * deduplicated by the store, so that duplicate window is closed by
+ * idempotency. Attempt counters restart at zero: backoff state is not worth
+ * a sync write per failure. */
+int queue_recover(queue_delivery *d, const char **error_r)
+{
+	int count = 0;
+	void *args[2] = { d, &count };
+	if (queue_store_load_all(d->store, delivery__recover_cb, args, error_r) < 0)
+		return -1;
+	log_event(LOG_INFO, "queue", "event=recovery_done scheduled=%d", count);
+	return count;
+}
+
+void queue_delivery_stop(queue_delivery *d)
+{
+	d->stopping = 1;
+}
+
+void queue_delivery_destroy(queue_delivery **dp)
+{
+	queue_delivery *d = *dp;
+	if (d == NULL)
+		return;
+	/* Jobs whose answer never came (the client is gone): the messages
+	 * stay in the store for the next start. */
+	while (d->jobs != NULL)
+		delivery__job_free(d->jobs);
+	queue_sched_destroy(&d->sched);
+	free(d);
+	*dp = NULL;
+}
+
+size_t queue_delivery_pending(const queue_delivery *d)
+{
+	return queue_sched_count(d->sched);
+}

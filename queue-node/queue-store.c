@@ -1,0 +1,331 @@
+/* queue-store.c: the queue's LevelDB store; key schema in queue-store.h. */
+#include "queue-store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <leveldb/c.h>
+
+#include "log.h"
+#include "xalloc.h"
+
+#define KIND_MESSAGE 'm'
+#define KIND_DONE 'd'
+/* version + kind + id + 0x00 + u32 */
+#define KEY_MAX (2 + QUEUE_ID_MAX + 1 + 4)
+
+struct queue_store {
+	leveldb_t *db;
+	leveldb_options_t *options;
+	leveldb_readoptions_t *read;
+	leveldb_writeoptions_t *write_sync;
+};
+
+int queue_store_id_valid(const char *id)
+{
+	size_t n = 0;
+	for (; id[n] != '\0'; n++) {
+		char c = id[n];
+		if (n >= QUEUE_ID_MAX)
+			return 0;
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+			return 0;
+	}
+	return n > 0;
+}
+
+/* 0x01 'm' <id> */
+static size_t store__key_message(char *key, const char *id)
+{
+	size_t n = strlen(id);
+	key[0] = QUEUE_STORE_KEY_VERSION;
+	key[1] = KIND_MESSAGE;
+	memcpy(key + 2, id, n);
+	return n + 2;
+}
+
+/* 0x01 'd' <id> 0x00: the prefix of every recipient key of id. */
+static size_t store__key_done_prefix(char *key, const char *id)
+{
+	size_t n = strlen(id);
+	key[0] = QUEUE_STORE_KEY_VERSION;
+	key[1] = KIND_DONE;
+	memcpy(key + 2, id, n);
+	key[2 + n] = '\0';
+	return n + 3;
+}
+
+static size_t store__key_done(char *key, const char *id, uint32_t index)
+{
+	size_t n = store__key_done_prefix(key, id);
+	key[n++] = (char)(index >> 24);
+	key[n++] = (char)(index >> 16);
+	key[n++] = (char)(index >> 8);
+	key[n++] = (char)index;
+	return n;
+}
+
+/* Log LevelDB's (malloc'd) error text and free it. */
+static void store__log_error(const char *op, char *err)
+{
+	char q[512];
+	log_event(LOG_ERROR, "queue", "event=store_error op=%s error=%s", op,
+		  log_quote(q, sizeof q, err, strlen(err)));
+	leveldb_free(err);
+}
+
+int queue_store_open(const char *dir, queue_store **store_r, const char **error_r)
+{
+	queue_store *s = xcalloc(1, sizeof *s);
+	char *err = NULL;
+	s->options = leveldb_options_create();
+	leveldb_options_set_create_if_missing(s->options, 1);
+	s->db = leveldb_open(s->options, dir, &err);
+	if (err != NULL) {
+		store__log_error("open", err);
+		leveldb_options_destroy(s->options);
+		free(s);
+		*error_r = "cannot open the queue store (see the log)";
+		return -1;
+	}
+	s->read = leveldb_readoptions_create();
+	s->write_sync = leveldb_writeoptions_create();
+	leveldb_writeoptions_set_sync(s->write_sync, 1);
+	*store_r = s;
+	return 0;
+}
+
+void queue_store_close(queue_store **store)
+{
+	queue_store *s = *store;
+	if (s == NULL)
+		return;
+	leveldb_close(s->db);
+	leveldb_readoptions_destroy(s->read);
+	leveldb_writeoptions_destroy(s->write_sync);
+	leveldb_options_destroy(s->options);
+	free(s);
+	*store = NULL;
+}
+
+int queue_store_put(queue_store *s, const Queue__QueuedMessage *msg, const char **error_r)
+{
+	if (msg->envelope == NULL || !queue_store_id_valid(msg->envelope->queue_id)) {
+		*error_r = "message without a valid queue id";
+		return -1;
+	}
+	char key[KEY_MAX];
+	size_t klen = store__key_message(key, msg->envelope->queue_id);
+	char *err = NULL;
+	size_t vlen;
+	/* Idempotence: the first durable copy wins. Reading it back costs a
+	 * read of the value, paid only by this check; single-threaded use makes
+	 * the check-then-write safe. */
+	char *old = leveldb_get(s->db, s->read, key, klen, &vlen, &err);
+	if (err != NULL) {
+		store__log_error("get", err);
+		*error_r = "queue store read failed";
+		return -1;
+	}
+	if (old != NULL) {
+		leveldb_free(old);
+		return 1;
+	}
+	size_t len = queue__queued_message__get_packed_size(msg);
+	uint8_t *val = xmalloc(len ? len : 1);
+	queue__queued_message__pack(msg, val);
+	leveldb_put(s->db, s->write_sync, key, klen, (const char *)val, len, &err);
+	free(val);
+	if (err != NULL) {
+		store__log_error("put", err);
+		*error_r = "queue store write failed";
+		return -1;
+	}
+	return 0;
+}
+
+/* Rebuild msg->delivered from the recipient keys (see the schema). */
+static int store__merge_done(queue_store *s, Queue__QueuedMessage *msg, const char **error_r)
+{
+	size_t n = msg->envelope->n_rcpt_to;
+	protobuf_c_boolean *done = xcalloc(n ? n : 1, sizeof *done);
+	for (size_t i = 0; i < n && i < msg->n_delivered; i++)
+		done[i] = msg->delivered[i];
+	char prefix[KEY_MAX];
+	size_t plen = store__key_done_prefix(prefix, msg->envelope->queue_id);
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->read);
+	for (leveldb_iter_seek(it, prefix, plen); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t klen;
+		const char *k = leveldb_iter_key(it, &klen);
+		if (klen < plen || memcmp(k, prefix, plen) != 0)
+			break;
+		if (klen != plen + 4)
+			continue;
+		const unsigned char *u = (const unsigned char *)k + plen;
+		uint32_t index = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 |
+				 (uint32_t)u[2] << 8 | u[3];
+		if (index < n)
+			done[index] = 1;
+	}
+	char *err = NULL;
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	/* The unpacked message uses the system allocator, so free() matches. */
+	free(msg->delivered);
+	msg->delivered = done;
+	msg->n_delivered = n;
+	if (err != NULL) {
+		store__log_error("scan", err);
+		*error_r = "queue store read failed";
+		return -1;
+	}
+	return 0;
+}
+
+/* Decode a record value; NULL (logged) when it is not a usable message. */
+static Queue__QueuedMessage *store__decode(const char *id, const char *val, size_t len)
+{
+	Queue__QueuedMessage *msg = queue__queued_message__unpack(NULL, len, (const uint8_t *)val);
+	if (msg != NULL && msg->envelope != NULL && strcmp(msg->envelope->queue_id, id) == 0)
+		return msg;
+	if (msg != NULL)
+		queue__queued_message__free_unpacked(msg, NULL);
+	log_event(LOG_ERROR, "queue", "event=store_corrupt qid=%s len=%zu", id, len);
+	return NULL;
+}
+
+int queue_store_get(queue_store *s, const char *queue_id, Queue__QueuedMessage **msg_r,
+		    const char **error_r)
+{
+	if (!queue_store_id_valid(queue_id)) {
+		*error_r = "invalid queue id";
+		return -1;
+	}
+	char key[KEY_MAX];
+	size_t klen = store__key_message(key, queue_id);
+	char *err = NULL;
+	size_t vlen;
+	char *val = leveldb_get(s->db, s->read, key, klen, &vlen, &err);
+	if (err != NULL) {
+		store__log_error("get", err);
+		*error_r = "queue store read failed";
+		return -1;
+	}
+	if (val == NULL)
+		return 0;
+	Queue__QueuedMessage *msg = store__decode(queue_id, val, vlen);
+	leveldb_free(val);
+	if (msg == NULL) {
+		*error_r = "corrupt queue record";
+		return -1;
+	}
+	if (store__merge_done(s, msg, error_r) < 0) {
+		queue_store_message_free(&msg);
+		return -1;
+	}
+	*msg_r = msg;
+	return 1;
+}
+
+int queue_store_mark_delivered(queue_store *s, const char *queue_id, uint32_t rcpt_index,
+			       const char **error_r)
+{
+	if (!queue_store_id_valid(queue_id)) {
+		*error_r = "invalid queue id";
+		return -1;
+	}
+	char key[KEY_MAX];
+	size_t klen = store__key_done(key, queue_id, rcpt_index);
+	char *err = NULL;
+	leveldb_put(s->db, s->write_sync, key, klen, "", 0, &err);
+	if (err != NULL) {
+		store__log_error("mark", err);
+		*error_r = "queue store write failed";
+		return -1;
+	}
+	return 0;
+}
+
+int queue_store_delete(queue_store *s, const char *queue_id, const char **error_r)
+{
+	if (!queue_store_id_valid(queue_id)) {
+		*error_r = "invalid queue id";
+		return -1;
+	}
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	char key[KEY_MAX];
+	size_t klen = store__key_message(key, queue_id);
+	leveldb_writebatch_delete(batch, key, klen);
+	char prefix[KEY_MAX];
+	size_t plen = store__key_done_prefix(prefix, queue_id);
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->read);
+	for (leveldb_iter_seek(it, prefix, plen); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t kl;
+		const char *k = leveldb_iter_key(it, &kl);
+		if (kl < plen || memcmp(k, prefix, plen) != 0)
+			break;
+		leveldb_writebatch_delete(batch, k, kl);
+	}
+	char *err = NULL;
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	if (err == NULL)
+		leveldb_write(s->db, s->write_sync, batch, &err);
+	leveldb_writebatch_destroy(batch);
+	if (err != NULL) {
+		store__log_error("delete", err);
+		*error_r = "queue store delete failed";
+		return -1;
+	}
+	return 0;
+}
+
+int queue_store_load_all(queue_store *s, queue_store_load_cb *cb, void *arg,
+			 const char **error_r)
+{
+	const char prefix[2] = { QUEUE_STORE_KEY_VERSION, KIND_MESSAGE };
+	int count = 0;
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->read);
+	for (leveldb_iter_seek(it, prefix, 2); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = leveldb_iter_key(it, &klen);
+		if (klen < 2 || memcmp(k, prefix, 2) != 0)
+			break;
+		char id[QUEUE_ID_MAX + 1];
+		if (klen - 2 > QUEUE_ID_MAX) {
+			log_event(LOG_ERROR, "queue", "event=store_corrupt key_len=%zu", klen);
+			continue;
+		}
+		memcpy(id, k + 2, klen - 2);
+		id[klen - 2] = '\0';
+		const char *v = leveldb_iter_value(it, &vlen);
+		Queue__QueuedMessage *msg = store__decode(id, v, vlen);
+		if (msg == NULL)
+			continue;
+		if (store__merge_done(s, msg, error_r) < 0) {
+			queue_store_message_free(&msg);
+			leveldb_iter_destroy(it);
+			return -1;
+		}
+		cb(msg, arg);
+		queue_store_message_free(&msg);
+		count++;
+	}
+	char *err = NULL;
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	if (err != NULL) {
+		store__log_error("load", err);
+		*error_r = "queue store read failed";
+		return -1;
+	}
+	return count;
+}
+
+void queue_store_message_free(Queue__QueuedMessage **msg)
+{
+	if (*msg == NULL)
+		return;
+	queue__queued_message__free_unpacked(*msg, NULL);
+	*msg = NULL;
+}

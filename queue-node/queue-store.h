@@ -1,0 +1,89 @@
+/* queue-store.h: the queue node's durable message store (bytes on LevelDB).
+ *
+ * Storage only: this module knows nothing of delivery, retries or time. The
+ * scheduler (scheduler.h) never calls it; delivery.c is the one place that
+ * joins the two (STYLE.md rule 4).
+ *
+ * Key schema (every key starts with the schema version byte 0x01; keys with
+ * another first byte are skipped with a warning, so a newer layout can be
+ * introduced beside this one during a rolling upgrade):
+ *
+ *   0x01 'm' <queue id>                      -> Queue__QueuedMessage (protobuf)
+ *        the message record: envelope (with the body), delivered flags all
+ *        false, attempts, next_attempt_at, exactly as given to put.
+ *   0x01 'd' <queue id> 0x00 <index u32 BE>  -> "" (empty value)
+ *        recipient <index> of <queue id> is done (delivered, or failed
+ *        permanently). One small key per recipient, so recording progress
+ *        never rewrites the body.
+ *
+ * Queue ids are 1..64 chars of [0-9a-zA-Z] (checked by queue_store_id_valid;
+ * every function here requires a valid id), so they never contain 0x00 and
+ * "<queue id> 0x00" is an unambiguous prefix.
+ *
+ * Every write uses sync=true: it has reached the disk (fsync) when the call
+ * returns 0, which is what lets the service acknowledge an enqueue.
+ *
+ * Threading: one thread at a time (the node calls it from the loop thread).
+ * Errors: functions return < 0 and set *error_r to static text; the LevelDB
+ * detail is logged (svc=queue event=store_error) because it may name paths.
+ */
+#ifndef MAIL_QUEUE_STORE_H
+#define MAIL_QUEUE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue.pb-c.h"
+
+#define QUEUE_STORE_KEY_VERSION 0x01
+#define QUEUE_ID_MAX 64
+
+typedef struct queue_store queue_store;
+
+/* 1 when id is 1..QUEUE_ID_MAX chars of [0-9a-zA-Z], else 0. */
+int queue_store_id_valid(const char *id);
+
+/* Open (creating if missing) the LevelDB directory dir. The directory is
+ * locked by LevelDB: a second open of it fails. Returns 0 with *store_r, or
+ * -1 with *error_r. */
+int queue_store_open(const char *dir, queue_store **store_r, const char **error_r);
+/* Close and free. NULLs *store. */
+void queue_store_close(queue_store **store);
+
+/* Store msg under msg->envelope->queue_id, durably (sync). Idempotent: when
+ * a record with that queue id exists already nothing is written and the
+ * stored copy (with its progress) is kept. Returns 0 when written, 1 when it
+ * was already there, -1 on error (bad id, no envelope, write failure).
+ * msg stays owned by the caller. */
+int queue_store_put(queue_store *store, const Queue__QueuedMessage *msg,
+		    const char **error_r);
+
+/* Read the record of queue_id. Its delivered array is rebuilt from the
+ * per-recipient keys and always has n_delivered == envelope->n_rcpt_to.
+ * Returns 1 with *msg_r (free with queue_store_message_free), 0 when there
+ * is no such message, -1 on error. */
+int queue_store_get(queue_store *store, const char *queue_id, Queue__QueuedMessage **msg_r,
+		    const char **error_r);
+
+/* Record durably (sync) that recipient rcpt_index of queue_id is done.
+ * Idempotent. Returns 0 or -1. */
+int queue_store_mark_delivered(queue_store *store, const char *queue_id, uint32_t rcpt_index,
+			       const char **error_r);
+
+/* Delete the record and its recipient keys in one durable (sync) batch.
+ * Deleting a missing message is not an error. Returns 0 or -1. */
+int queue_store_delete(queue_store *store, const char *queue_id, const char **error_r);
+
+/* Called once per stored message, in queue id order; msg is as from
+ * queue_store_get() and is freed when the callback returns. */
+typedef void queue_store_load_cb(const Queue__QueuedMessage *msg, void *arg);
+
+/* Visit every stored message (recovery at start). Records that fail to
+ * decode are logged and skipped. Returns the number visited, or -1. */
+int queue_store_load_all(queue_store *store, queue_store_load_cb *cb, void *arg,
+			 const char **error_r);
+
+/* Free a message from queue_store_get(); NULLs *msg. */
+void queue_store_message_free(Queue__QueuedMessage **msg);
+
+#endif

@@ -1,0 +1,131 @@
+/* Unit tests for the ENQUEUE validation of queue-service.c: each bad request
+ * gets the error a frontend maps to the right SMTP reply; settings ranges;
+ * queue ids from queue_client_new_id() are valid. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mail-error.h"
+#include "queue-client.h"
+#include "queue-service.h"
+
+static char *rcpts[] = { "alice@example.test", "bob@example.test" };
+
+static void request_init(Queue__EnqueueRequest *req)
+{
+	queue__enqueue_request__init(req);
+	req->queue_id = "0123456789abcdefABCDEF01";
+	req->mail_from = "";
+	req->rcpt_to = rcpts;
+	req->n_rcpt_to = 2;
+	req->body.data = (uint8_t *)"Subject: x\r\n\r\nhi\r\n";
+	req->body.len = 19;
+}
+
+static void test_valid(void **state)
+{
+	(void)state;
+	struct queue_service_settings set;
+	queue_service_settings_default(&set);
+	Queue__EnqueueRequest req;
+	request_init(&req);
+	const char *why;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_OK);
+}
+
+static void test_bad_queue_id(void **state)
+{
+	(void)state;
+	struct queue_service_settings set;
+	queue_service_settings_default(&set);
+	Queue__EnqueueRequest req;
+	request_init(&req);
+	const char *why;
+	char longid[70];
+	memset(longid, 'a', 65);
+	longid[65] = '\0';
+	const char *bad[] = { "", "a-b", "../x", "id\n", longid };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		req.queue_id = (char *)bad[i];
+		assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_ERR_PARAMS);
+		assert_string_equal(why, "bad queue id");
+	}
+}
+
+static void test_recipients(void **state)
+{
+	(void)state;
+	struct queue_service_settings set;
+	queue_service_settings_default(&set);
+	Queue__EnqueueRequest req;
+	request_init(&req);
+	const char *why;
+	req.n_rcpt_to = 0;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_ERR_PARAMS);
+	char *badr[] = { "alice@example.test", "no-at-sign" };
+	req.rcpt_to = badr;
+	req.n_rcpt_to = 2;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_ERR_PARAMS);
+	/* more than max_rcpts */
+	size_t n = set.max_rcpts + 1;
+	char **many = calloc(n, sizeof *many);
+	for (size_t i = 0; i < n; i++)
+		many[i] = "x@example.test";
+	req.rcpt_to = many;
+	req.n_rcpt_to = n;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_ERR_LIMIT);
+	req.n_rcpt_to = n - 1;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_OK);
+	free(many);
+}
+
+static void test_body_limit(void **state)
+{
+	(void)state;
+	struct queue_service_settings set;
+	queue_service_settings_default(&set);
+	set.max_body = 10;
+	Queue__EnqueueRequest req;
+	request_init(&req);
+	const char *why;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_ERR_TOO_BIG);
+	req.body.len = 10;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_OK);
+}
+
+static void test_settings_and_ids(void **state)
+{
+	(void)state;
+	struct queue_service_settings set;
+	const char *error;
+	queue_service_settings_default(&set);
+	assert_int_equal(queue_service_settings_check(&set, &error), 0);
+	set.max_body = 65u * 1024u * 1024u;
+	assert_int_equal(queue_service_settings_check(&set, &error), -1);
+	queue_service_settings_default(&set);
+	set.max_rcpts = 0;
+	assert_int_equal(queue_service_settings_check(&set, &error), -1);
+	char a[25], b[25];
+	queue_client_new_id(a);
+	queue_client_new_id(b);
+	assert_int_equal(strlen(a), 24);
+	assert_true(queue_store_id_valid(a));
+	assert_string_not_equal(a, b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid),
+		cmocka_unit_test(test_bad_queue_id),
+		cmocka_unit_test(test_recipients),
+		cmocka_unit_test(test_body_limit),
+		cmocka_unit_test(test_settings_and_ids),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,240 @@
+/* Unit tests for queue-store.c on a real LevelDB in a temp dir: what is put
+ * survives a reopen, put is idempotent, "done" flags persist, delete removes
+ * everything, bad ids and a second open are refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <ftw.h>
+#include <unistd.h>
+
+#include "queue-store.h"
+
+struct fixture {
+	char dir[64];
+	queue_store *store;
+};
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+	strcpy(f->dir, "/tmp/queue_store_XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	const char *error;
+	assert_int_equal(queue_store_open(f->dir, &f->store, &error), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	queue_store_close(&f->store);
+	nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void reopen(struct fixture *f)
+{
+	const char *error;
+	queue_store_close(&f->store);
+	assert_null(f->store);
+	assert_int_equal(queue_store_open(f->dir, &f->store, &error), 0);
+}
+
+/* A message with n recipients and a body containing NUL and CRLF bytes. */
+struct sample {
+	Queue__EnqueueRequest env;
+	Queue__QueuedMessage msg;
+	char *rcpts[3];
+	uint8_t body[16];
+};
+
+static void sample_init(struct sample *s, const char *qid, size_t n_rcpt)
+{
+	static const char *const addrs[3] = { "a@x.test", "b@x.test", "c@y.test" };
+	queue__enqueue_request__init(&s->env);
+	queue__queued_message__init(&s->msg);
+	for (size_t i = 0; i < 3; i++)
+		s->rcpts[i] = (char *)addrs[i];
+	memcpy(s->body, "Subj\0ect: x\r\n\r\nhi", sizeof s->body);
+	s->env.queue_id = (char *)qid;
+	s->env.mail_from = "sender@z.test";
+	s->env.rcpt_to = s->rcpts;
+	s->env.n_rcpt_to = n_rcpt;
+	s->env.body.data = s->body;
+	s->env.body.len = sizeof s->body;
+	s->env.received_at = 1700000000123;
+	s->msg.envelope = &s->env;
+	s->msg.next_attempt_at = 42;
+}
+
+static void assert_sample(const Queue__QueuedMessage *m, const struct sample *s)
+{
+	assert_non_null(m->envelope);
+	assert_string_equal(m->envelope->queue_id, s->env.queue_id);
+	assert_string_equal(m->envelope->mail_from, "sender@z.test");
+	assert_int_equal(m->envelope->n_rcpt_to, s->env.n_rcpt_to);
+	for (size_t i = 0; i < s->env.n_rcpt_to; i++)
+		assert_string_equal(m->envelope->rcpt_to[i], s->rcpts[i]);
+	assert_int_equal(m->envelope->body.len, sizeof s->body);
+	assert_memory_equal(m->envelope->body.data, s->body, sizeof s->body);
+	assert_int_equal(m->envelope->received_at, 1700000000123);
+	assert_int_equal(m->n_delivered, s->env.n_rcpt_to);
+}
+
+static void test_put_get_after_reopen(void **state)
+{
+	struct fixture *f = *state;
+	struct sample s;
+	const char *error;
+	sample_init(&s, "Q1abc", 3);
+	assert_int_equal(queue_store_put(f->store, &s.msg, &error), 0);
+	reopen(f);
+	Queue__QueuedMessage *m = NULL;
+	assert_int_equal(queue_store_get(f->store, "Q1abc", &m, &error), 1);
+	assert_sample(m, &s);
+	for (size_t i = 0; i < 3; i++)
+		assert_false(m->delivered[i]);
+	assert_int_equal(m->next_attempt_at, 42);
+	queue_store_message_free(&m);
+	assert_null(m);
+	assert_int_equal(queue_store_get(f->store, "nothere", &m, &error), 0);
+}
+
+static void test_put_idempotent(void **state)
+{
+	struct fixture *f = *state;
+	struct sample s;
+	const char *error;
+	sample_init(&s, "dup1", 2);
+	assert_int_equal(queue_store_put(f->store, &s.msg, &error), 0);
+	assert_int_equal(queue_store_mark_delivered(f->store, "dup1", 0, &error), 0);
+	/* A retried enqueue: acknowledged, not stored twice, progress kept. */
+	assert_int_equal(queue_store_put(f->store, &s.msg, &error), 1);
+	reopen(f);
+	assert_int_equal(queue_store_put(f->store, &s.msg, &error), 1);
+	Queue__QueuedMessage *m = NULL;
+	assert_int_equal(queue_store_get(f->store, "dup1", &m, &error), 1);
+	assert_true(m->delivered[0]);
+	assert_false(m->delivered[1]);
+	queue_store_message_free(&m);
+}
+
+static void count_cb(const Queue__QueuedMessage *msg, void *arg)
+{
+	char *ids = arg;
+	strcat(ids, msg->envelope->queue_id);
+	strcat(ids, msg->delivered[0] ? "+" : "-");
+	strcat(ids, ",");
+}
+
+static void test_mark_delivered_persists(void **state)
+{
+	struct fixture *f = *state;
+	struct sample s;
+	const char *error;
+	sample_init(&s, "M1", 3);
+	assert_int_equal(queue_store_put(f->store, &s.msg, &error), 0);
+	assert_int_equal(queue_store_mark_delivered(f->store, "M1", 1, &error), 0);
+	assert_int_equal(queue_store_mark_delivered(f->store, "M1", 1, &error), 0);
+	/* an index past the recipients is ignored on load */
+	assert_int_equal(queue_store_mark_delivered(f->store, "M1", 7, &error), 0);
+	/* a neighbour whose id extends M1 must not see M1's flags */
+	struct sample s2;
+	sample_init(&s2, "M10", 1);
+	assert_int_equal(queue_store_put(f->store, &s2.msg, &error), 0);
+	reopen(f);
+	Queue__QueuedMessage *m = NULL;
+	assert_int_equal(queue_store_get(f->store, "M1", &m, &error), 1);
+	assert_sample(m, &s);
+	assert_false(m->delivered[0]);
+	assert_true(m->delivered[1]);
+	assert_false(m->delivered[2]);
+	queue_store_message_free(&m);
+	assert_int_equal(queue_store_get(f->store, "M10", &m, &error), 1);
+	assert_false(m->delivered[0]);
+	queue_store_message_free(&m);
+	char ids[128] = "";
+	assert_int_equal(queue_store_load_all(f->store, count_cb, ids, &error), 2);
+	assert_string_equal(ids, "M1-,M10-,");
+}
+
+static void test_delete(void **state)
+{
+	struct fixture *f = *state;
+	struct sample a, b;
+	const char *error;
+	sample_init(&a, "D1", 2);
+	sample_init(&b, "D2", 1);
+	assert_int_equal(queue_store_put(f->store, &a.msg, &error), 0);
+	assert_int_equal(queue_store_put(f->store, &b.msg, &error), 0);
+	assert_int_equal(queue_store_mark_delivered(f->store, "D1", 0, &error), 0);
+	assert_int_equal(queue_store_delete(f->store, "D1", &error), 0);
+	assert_int_equal(queue_store_delete(f->store, "D1", &error), 0); /* missing: fine */
+	reopen(f);
+	Queue__QueuedMessage *m = NULL;
+	assert_int_equal(queue_store_get(f->store, "D1", &m, &error), 0);
+	char ids[128] = "";
+	assert_int_equal(queue_store_load_all(f->store, count_cb, ids, &error), 1);
+	assert_string_equal(ids, "D2-,");
+	/* The same id stored again after delete starts with no flags left over. */
+	assert_int_equal(queue_store_put(f->store, &a.msg, &error), 0);
+	assert_int_equal(queue_store_get(f->store, "D1", &m, &error), 1);
+	assert_false(m->delivered[0]);
+	queue_store_message_free(&m);
+}
+
+static void test_bad_input(void **state)
+{
+	struct fixture *f = *state;
+	const char *error = NULL;
+	struct sample s;
+	char longid[70];
+	memset(longid, 'a', 65);
+	longid[65] = '\0';
+	const char *bad[] = { "", "a/b", "a b", "\xc3\xa9", longid };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_false(queue_store_id_valid(bad[i]));
+		sample_init(&s, bad[i], 1);
+		assert_int_equal(queue_store_put(f->store, &s.msg, &error), -1);
+		assert_non_null(error);
+		assert_int_equal(queue_store_mark_delivered(f->store, bad[i], 0, &error), -1);
+	}
+	longid[64] = '\0';
+	assert_true(queue_store_id_valid(longid));
+	Queue__QueuedMessage nomsg = QUEUE__QUEUED_MESSAGE__INIT;
+	assert_int_equal(queue_store_put(f->store, &nomsg, &error), -1);
+	/* LevelDB locks the directory: a second open is refused. */
+	queue_store *second = NULL;
+	assert_int_equal(queue_store_open(f->dir, &second, &error), -1);
+	assert_null(second);
+	char ids[16] = "";
+	assert_int_equal(queue_store_load_all(f->store, count_cb, ids, &error), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_put_get_after_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_idempotent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mark_delivered_persists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

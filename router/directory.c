@@ -1,0 +1,369 @@
+/* directory.c: tenants and users in etcd (see directory.h).
+ *
+ * The etcd handle is serialised by `mu`; password hashing (~100 ms, 64 MiB
+ * each) runs outside it, at most DIRECTORY_HASH_SLOTS at a time so a burst
+ * of logins cannot take the node's memory.
+ */
+#include "directory.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "etcd.h"
+#include "log.h"
+#include "mail-error.h"
+#include "util.h"
+#include "xalloc.h"
+
+#define DIRECTORY_KEY_TENANTS "/mail/v1/tenants/"
+#define DIRECTORY_KEY_USERS "/mail/v1/users/"
+/* Concurrent argon2id computations per directory object. */
+#define DIRECTORY_HASH_SLOTS 4
+/* Longest password accepted (bytes); argon2 takes any, we bound the work. */
+#define DIRECTORY_PASSWORD_MAX 1024
+#define DIRECTORY_CAS_ATTEMPTS 8
+
+/* Verified against when the user does not exist, so a miss costs the same
+ * time as a wrong password (no user enumeration by timing). */
+static const char directory__dummy_hash[] =
+	"$argon2id$v=19$m=65536,t=2,p=1$z/ilb0SNcR4nXbr1sdx8Tw"
+	"$trbs7fFjpuvXa7bHHChBsi8FD/LZyiUsKajwAklNQQk";
+
+struct directory {
+	pthread_mutex_t mu; /* guards etcd */
+	etcd_client *etcd;
+	pthread_mutex_t hash_mu;
+	pthread_cond_t hash_cond;
+	int hash_free;
+};
+
+directory *directory_create(const char *etcd_url)
+{
+	if (sodium_init() < 0)
+		abort();
+	directory *dir = xcalloc(1, sizeof *dir);
+	pthread_mutex_init(&dir->mu, NULL);
+	pthread_mutex_init(&dir->hash_mu, NULL);
+	pthread_cond_init(&dir->hash_cond, NULL);
+	dir->hash_free = DIRECTORY_HASH_SLOTS;
+	dir->etcd = etcd_client_create(etcd_url);
+	return dir;
+}
+
+void directory_destroy(directory **dirp)
+{
+	directory *dir = *dirp;
+	if (dir == NULL)
+		return;
+	*dirp = NULL;
+	etcd_client_destroy(&dir->etcd);
+	pthread_mutex_destroy(&dir->mu);
+	pthread_mutex_destroy(&dir->hash_mu);
+	pthread_cond_destroy(&dir->hash_cond);
+	free(dir);
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void directory__hash_enter(directory *dir)
+{
+	pthread_mutex_lock(&dir->hash_mu);
+	while (dir->hash_free == 0)
+		pthread_cond_wait(&dir->hash_cond, &dir->hash_mu);
+	dir->hash_free--;
+	pthread_mutex_unlock(&dir->hash_mu);
+}
+
+static void directory__hash_leave(directory *dir)
+{
+	pthread_mutex_lock(&dir->hash_mu);
+	dir->hash_free++;
+	pthread_cond_signal(&dir->hash_cond);
+	pthread_mutex_unlock(&dir->hash_mu);
+}
+
+/* argon2id of password into out. MAIL_OK or MAIL_ERR_PARAMS/INTERNAL. */
+static int directory__hash(directory *dir, const char *password, char out[crypto_pwhash_STRBYTES])
+{
+	size_t len = strlen(password);
+	if (len == 0 || len > DIRECTORY_PASSWORD_MAX)
+		return MAIL_ERR_PARAMS;
+	directory__hash_enter(dir);
+	int r = crypto_pwhash_str(out, password, len, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+				  crypto_pwhash_MEMLIMIT_INTERACTIVE);
+	directory__hash_leave(dir);
+	return r == 0 ? MAIL_OK : MAIL_ERR_INTERNAL;
+}
+
+static int directory__verify(directory *dir, const char *hash, const char *password)
+{
+	size_t len = strlen(password);
+	if (len > DIRECTORY_PASSWORD_MAX)
+		len = DIRECTORY_PASSWORD_MAX; /* still spend the time */
+	directory__hash_enter(dir);
+	int r = crypto_pwhash_str_verify(hash, password, len);
+	directory__hash_leave(dir);
+	return r == 0;
+}
+
+/* Lowercased copy of a valid domain, or NULL. */
+static char *directory__domain(const char *domain)
+{
+	char *d = xstrdup(domain);
+	for (char *p = d; *p != '\0'; p++) {
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	}
+	if (!util_domain_valid(d)) {
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* "/mail/v1/users/<domain>/<local>" for a normalised address. */
+static char *directory__user_key(const char *address)
+{
+	const char *domain = util_address_domain(address);
+	int local_len = (int)(domain - 1 - address);
+	return xasprintf(DIRECTORY_KEY_USERS "%s/%.*s", domain, local_len, address);
+}
+
+static char *directory__user_record(const char *hash, json_int_t created)
+{
+	json_t *j = json_pack("{s:s,s:I}", "hash", hash, "created", created);
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
+static int directory__get(directory *dir, const char *key, char **value_r, size_t *len_r,
+			  int64_t *mod_r)
+{
+	pthread_mutex_lock(&dir->mu);
+	int err = etcd_kv_get(dir->etcd, key, value_r, len_r, mod_r, NULL);
+	pthread_mutex_unlock(&dir->mu);
+	return err;
+}
+
+static int directory__exists(directory *dir, const char *key)
+{
+	char *value = NULL;
+	size_t len;
+	int err = directory__get(dir, key, &value, &len, NULL);
+	free(value);
+	return err;
+}
+
+static int directory__str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names after prefix of every key under it, sorted; with suffix
+ * (may be NULL) appended to each. */
+static int directory__list(directory *dir, const char *prefix, const char *suffix,
+			   char ***names_r, size_t *n_r)
+{
+	etcd_kv *kvs;
+	size_t n;
+	pthread_mutex_lock(&dir->mu);
+	int err = etcd_kv_range_prefix(dir->etcd, prefix, 0, &kvs, &n, NULL);
+	pthread_mutex_unlock(&dir->mu);
+	if (err != MAIL_OK)
+		return err;
+	char **names = xcalloc(n + 1, sizeof *names);
+	size_t plen = strlen(prefix);
+	for (size_t i = 0; i < n; i++)
+		names[i] = xasprintf("%s%s", kvs[i].key + plen, suffix != NULL ? suffix : "");
+	etcd_kvs_free(kvs, n);
+	qsort(names, n, sizeof *names, directory__str_cmp);
+	*names_r = names;
+	*n_r = n;
+	return MAIL_OK;
+}
+
+/* ---- tenants -------------------------------------------------------------- */
+
+int directory_tenant_add(directory *dir, const char *domain)
+{
+	char *d = directory__domain(domain);
+	if (d == NULL)
+		return MAIL_ERR_PARAMS;
+	char *key = xasprintf(DIRECTORY_KEY_TENANTS "%s", d);
+	char *value = xasprintf("{\"created\":%lld}", (long long)util_now_wall_ms());
+	pthread_mutex_lock(&dir->mu);
+	int err = etcd_kv_create(dir->etcd, key, value, strlen(value), 0);
+	pthread_mutex_unlock(&dir->mu);
+	if (err == MAIL_OK)
+		log_event(LOG_INFO, "directory", "event=tenant_added domain=%s", d);
+	free(value);
+	free(key);
+	free(d);
+	return err;
+}
+
+int directory_tenant_list(directory *dir, char ***domains_r, size_t *n_r)
+{
+	return directory__list(dir, DIRECTORY_KEY_TENANTS, NULL, domains_r, n_r);
+}
+
+int directory_tenant_exists(directory *dir, const char *domain)
+{
+	char *d = directory__domain(domain);
+	if (d == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	char *key = xasprintf(DIRECTORY_KEY_TENANTS "%s", d);
+	int err = directory__exists(dir, key);
+	free(key);
+	free(d);
+	return err;
+}
+
+/* ---- users ----------------------------------------------------------------- */
+
+int directory_user_add(directory *dir, const char *address, const char *password)
+{
+	char *addr = util_address_normalize(address, strlen(address));
+	if (addr == NULL)
+		return MAIL_ERR_PARAMS;
+	int err = directory_tenant_exists(dir, util_address_domain(addr));
+	char hash[crypto_pwhash_STRBYTES];
+	if (err == MAIL_OK)
+		err = directory__hash(dir, password, hash);
+	if (err == MAIL_OK) {
+		char *key = directory__user_key(addr);
+		char *value = directory__user_record(hash, util_now_wall_ms());
+		pthread_mutex_lock(&dir->mu);
+		err = etcd_kv_create(dir->etcd, key, value, strlen(value), 0);
+		pthread_mutex_unlock(&dir->mu);
+		free(value);
+		free(key);
+	}
+	if (err == MAIL_OK)
+		log_event(LOG_INFO, "directory", "event=user_added user=%s", addr);
+	free(addr);
+	return err;
+}
+
+int directory_user_passwd(directory *dir, const char *address, const char *password)
+{
+	char *addr = util_address_normalize(address, strlen(address));
+	if (addr == NULL)
+		return MAIL_ERR_PARAMS;
+	char hash[crypto_pwhash_STRBYTES];
+	int err = directory__hash(dir, password, hash);
+	char *key = directory__user_key(addr);
+	for (int attempt = 0; err == MAIL_OK && attempt < DIRECTORY_CAS_ATTEMPTS; attempt++) {
+		char *old;
+		size_t len;
+		int64_t mod;
+		err = directory__get(dir, key, &old, &len, &mod);
+		if (err != MAIL_OK)
+			break;
+		/* keep "created" from the record we replace */
+		json_t *j = json_loadb(old, len, 0, NULL);
+		json_t *c = json_object_get(j, "created");
+		json_int_t created = json_is_integer(c) ? json_integer_value(c)
+							 : util_now_wall_ms();
+		json_decref(j);
+		free(old);
+		char *value = directory__user_record(hash, created);
+		pthread_mutex_lock(&dir->mu);
+		err = etcd_kv_put_if_mod(dir->etcd, key, value, strlen(value), mod, NULL);
+		pthread_mutex_unlock(&dir->mu);
+		free(value);
+		if (err != MAIL_ERR_EXISTS)
+			break;
+		err = MAIL_OK; /* changed under us: read again */
+		if (attempt == DIRECTORY_CAS_ATTEMPTS - 1)
+			err = MAIL_ERR_TEMP;
+	}
+	sodium_memzero(hash, sizeof hash);
+	if (err == MAIL_OK)
+		log_event(LOG_INFO, "directory", "event=user_passwd user=%s", addr);
+	free(key);
+	free(addr);
+	return err;
+}
+
+int directory_user_del(directory *dir, const char *address)
+{
+	char *addr = util_address_normalize(address, strlen(address));
+	if (addr == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	char *key = directory__user_key(addr);
+	pthread_mutex_lock(&dir->mu);
+	int err = etcd_kv_delete(dir->etcd, key);
+	pthread_mutex_unlock(&dir->mu);
+	if (err == MAIL_OK)
+		log_event(LOG_INFO, "directory", "event=user_deleted user=%s", addr);
+	free(key);
+	free(addr);
+	return err;
+}
+
+int directory_user_list(directory *dir, const char *domain, char ***addresses_r, size_t *n_r)
+{
+	char *d = directory__domain(domain);
+	if (d == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	int err = directory_tenant_exists(dir, d);
+	if (err == MAIL_OK) {
+		char *prefix = xasprintf(DIRECTORY_KEY_USERS "%s/", d);
+		char *suffix = xasprintf("@%s", d);
+		err = directory__list(dir, prefix, suffix, addresses_r, n_r);
+		free(suffix);
+		free(prefix);
+	}
+	free(d);
+	return err;
+}
+
+int directory_user_exists(directory *dir, const char *address)
+{
+	char *addr = util_address_normalize(address, strlen(address));
+	if (addr == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	char *key = directory__user_key(addr);
+	int err = directory__exists(dir, key);
+	free(key);
+	free(addr);
+	return err;
+}
+
+int directory_authenticate(directory *dir, const char *address, const char *password)
+{
+	char *addr = util_address_normalize(address, strlen(address));
+	char *value = NULL;
+	size_t len = 0;
+	int err = MAIL_ERR_NOT_FOUND;
+	if (addr != NULL) {
+		char *key = directory__user_key(addr);
+		err = directory__get(dir, key, &value, &len, NULL);
+		free(key);
+	}
+	if (err == MAIL_ERR_UNAVAILABLE || err == MAIL_ERR_INTERNAL) {
+		free(addr);
+		return err;
+	}
+	const char *hash = NULL;
+	json_t *j = NULL;
+	if (err == MAIL_OK) {
+		j = json_loadb(value, len, 0, NULL);
+		hash = json_string_value(json_object_get(j, "hash"));
+	}
+	/* an unknown user costs one verification too */
+	int ok = directory__verify(dir, hash != NULL ? hash : directory__dummy_hash, password);
+	ok = ok && hash != NULL;
+	json_decref(j);
+	free(value);
+	log_event(ok ? LOG_INFO : LOG_WARN, "directory", "event=%s user=%s",
+		  ok ? "auth_ok" : "auth_failed", addr != NULL ? addr : "(invalid)");
+	free(addr);
+	return ok ? MAIL_OK : MAIL_ERR_PERM;
+}

@@ -1,0 +1,699 @@
+/* etcd.c: synchronous etcd v3 client over the JSON gateway (see etcd.h).
+ *
+ * Gateway quirks handled here (DEPS-FACTS section 2): keys and values are
+ * base64; int64 fields arrive as JSON strings; default-valued fields are
+ * omitted (no "kvs" when nothing matched, no "succeeded" on a failed txn, no
+ * "type" on PUT watch events, no "TTL" when a kept-alive lease has expired);
+ * field names are case-sensitive ("TTL", "ID").
+ */
+#include "etcd-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "buf.h"
+#include "log.h"
+#include "mail-error.h"
+#include "xalloc.h"
+
+#define ETCD_CONNECT_TIMEOUT_MS 1000L
+#define ETCD_REQUEST_TIMEOUT_MS 3000L
+/* The largest response body we accept (etcd's own request limit is 1.5 MiB;
+ * a range page of 500 keys stays far below this). */
+#define ETCD_RESPONSE_MAX (64u * 1024u * 1024u)
+/* The longest single line on a watch stream (one revision's events). */
+#define ETCD_WATCH_LINE_MAX (16u * 1024u * 1024u)
+#define ETCD_RANGE_PAGE 500
+
+/* gRPC status codes that etcd puts in {"error":..., "code":N}. */
+#define GRPC_OUT_OF_RANGE 11
+#define GRPC_NOT_FOUND 5
+#define GRPC_UNAVAILABLE 14
+#define GRPC_DEADLINE 4
+
+struct etcd_client {
+	CURL *curl;
+	struct curl_slist *headers;
+	char *url;
+	buf resp;
+	char errbuf[CURL_ERROR_SIZE];
+
+	/* watch state, valid during etcd_watch() */
+	etcd_watch_cb *watch_cb;
+	void *watch_arg;
+	const int *watch_stop;
+	int watch_result; /* -1 while running, else a mail_error */
+};
+
+/* ---- base64 ------------------------------------------------------------ */
+
+static char *etcd__b64_encode(const void *data, size_t len)
+{
+	char *out = xmalloc(4 * ((len + 2) / 3) + 1);
+	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+	return out;
+}
+
+/* Returns a NUL-terminated heap copy of the decoded bytes, or NULL. */
+static char *etcd__b64_decode(const char *s, size_t *len_r)
+{
+	size_t n = strlen(s);
+	if (n % 4 != 0)
+		return NULL;
+	char *out = xmalloc(n / 4 * 3 + 1);
+	int got = n == 0 ? 0 : EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s,
+					      (int)n);
+	if (got < 0) {
+		free(out);
+		return NULL;
+	}
+	/* EVP_DecodeBlock counts the padding as zero bytes: take them off. */
+	size_t len = (size_t)got;
+	for (size_t i = n; i > 0 && s[i - 1] == '=' && len > 0; i--)
+		len--;
+	out[len] = '\0';
+	*len_r = len;
+	return out;
+}
+
+static json_t *etcd__b64_json(const void *data, size_t len)
+{
+	char *s = etcd__b64_encode(data, len);
+	json_t *j = json_string(s);
+	free(s);
+	return j;
+}
+
+/* "prefix" -> the smallest key greater than every key starting with it. */
+static char *etcd__prefix_end(const char *prefix, size_t *len_r)
+{
+	size_t len = strlen(prefix);
+	char *end = xstrndup(prefix, len);
+	while (len > 0) {
+		unsigned char c = (unsigned char)end[len - 1];
+		if (c < 0xff) {
+			end[len - 1] = (char)(c + 1);
+			break;
+		}
+		len--;
+	}
+	if (len == 0) {
+		/* every key: etcd's convention is range_end = "\0" */
+		end[0] = '\0';
+		len = 1;
+	}
+	*len_r = len;
+	return end;
+}
+
+/* ---- JSON helpers ------------------------------------------------------ */
+
+/* An int64 field that may be a string (the gateway's way), a number, or
+ * absent (= 0). */
+static int64_t etcd__i64(const json_t *obj, const char *name)
+{
+	json_t *v = json_object_get(obj, name);
+	if (json_is_string(v))
+		return strtoll(json_string_value(v), NULL, 10);
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	return 0;
+}
+
+static json_t *etcd__i64_json(int64_t v)
+{
+	char tmp[32];
+	snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+	return json_string(tmp);
+}
+
+/* Decode a {"key":..,"value":..,...} object into kv. Returns 0 or -1. */
+static int etcd__kv_parse(const json_t *j, etcd_kv *kv)
+{
+	const char *k = json_string_value(json_object_get(j, "key"));
+	const char *v = json_string_value(json_object_get(j, "value"));
+	size_t klen;
+	memset(kv, 0, sizeof *kv);
+	if (k == NULL || (kv->key = etcd__b64_decode(k, &klen)) == NULL)
+		return -1;
+	kv->value = etcd__b64_decode(v != NULL ? v : "", &kv->value_len);
+	if (kv->value == NULL) {
+		free(kv->key);
+		kv->key = NULL;
+		return -1;
+	}
+	kv->create_revision = etcd__i64(j, "create_revision");
+	kv->mod_revision = etcd__i64(j, "mod_revision");
+	kv->lease = etcd__i64(j, "lease");
+	return 0;
+}
+
+void etcd_kvs_free(etcd_kv *kvs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(kvs[i].key);
+		free(kvs[i].value);
+	}
+	free(kvs);
+}
+
+/* ---- the client and one request --------------------------------------- */
+
+static size_t etcd__write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	etcd_client *c = arg;
+	size_t n = size * nmemb;
+	if (c->resp.len + n > ETCD_RESPONSE_MAX)
+		return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
+	buf_append(&c->resp, ptr, n);
+	return n;
+}
+
+etcd_client *etcd_client_create(const char *url)
+{
+	etcd_client *c = xcalloc(1, sizeof *c);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	c->curl = curl_easy_init();
+	if (c->curl == NULL)
+		abort();
+	size_t len = strlen(url);
+	while (len > 0 && url[len - 1] == '/')
+		len--;
+	c->url = xstrndup(url, len);
+	buf_init(&c->resp);
+	c->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, ETCD_CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ETCD_REQUEST_TIMEOUT_MS);
+	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, etcd__write_cb);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	return c;
+}
+
+void etcd_client_destroy(etcd_client **client)
+{
+	etcd_client *c = *client;
+	if (c == NULL)
+		return;
+	*client = NULL;
+	curl_easy_cleanup(c->curl);
+	curl_slist_free_all(c->headers);
+	buf_deinit(&c->resp);
+	free(c->url);
+	free(c);
+	curl_global_cleanup();
+}
+
+static void etcd__log_error(const char *path, const char *what, const char *detail)
+{
+	char q[256];
+	log_quote(q, sizeof q, detail, strlen(detail));
+	log_event(LOG_WARN, "etcd", "event=etcd_error op=%s what=%s detail=%s", path, what, q);
+}
+
+/* Map an {"error":..., "code":N} body (HTTP status status) to mail_error. */
+static int etcd__error_of(const char *path, long status, const json_t *body)
+{
+	const char *msg = json_string_value(json_object_get(body, "error"));
+	if (msg == NULL)
+		msg = json_string_value(json_object_get(body, "message"));
+	int64_t code = etcd__i64(body, "code");
+	etcd__log_error(path, "status", msg != NULL ? msg : "(no message)");
+	if (code == GRPC_NOT_FOUND || code == GRPC_OUT_OF_RANGE)
+		return MAIL_ERR_NOT_FOUND;
+	if (code == GRPC_UNAVAILABLE || code == GRPC_DEADLINE || status >= 500)
+		return MAIL_ERR_UNAVAILABLE;
+	return MAIL_ERR_PARAMS;
+}
+
+static void etcd__prepare(etcd_client *c, const char *path, const char *body, size_t len)
+{
+	char *url = xasprintf("%s%s", c->url, path);
+	curl_easy_setopt(c->curl, CURLOPT_URL, url);
+	free(url);
+	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)len);
+	curl_easy_setopt(c->curl, CURLOPT_COPYPOSTFIELDS, body);
+	buf_reset(&c->resp);
+	c->errbuf[0] = '\0';
+}
+
+/* POST req (consumed) to path; on MAIL_OK *resp_r is the parsed response
+ * body (caller decrefs). */
+static int etcd__call(etcd_client *c, const char *path, json_t *req, json_t **resp_r)
+{
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	etcd__prepare(c, path, body, strlen(body));
+	free(body);
+
+	CURLcode rc = curl_easy_perform(c->curl);
+	if (rc != CURLE_OK) {
+		etcd__log_error(path, "transport",
+				c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
+		return MAIL_ERR_UNAVAILABLE;
+	}
+	long status = 0;
+	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+	json_error_t jerr;
+	json_t *resp = json_loadb((const char *)c->resp.data, c->resp.len,
+				 JSON_DISABLE_EOF_CHECK, &jerr);
+	if (status != 200) {
+		/* a non-JSON answer is not etcd's (a proxy, another server):
+		 * for us etcd is unreachable */
+		int err = resp != NULL ? etcd__error_of(path, status, resp) : MAIL_ERR_UNAVAILABLE;
+		if (resp == NULL)
+			etcd__log_error(path, "status", "non-JSON error body");
+		json_decref(resp);
+		return err;
+	}
+	if (!json_is_object(resp)) {
+		etcd__log_error(path, "parse", resp == NULL ? jerr.text : "not an object");
+		json_decref(resp);
+		return MAIL_ERR_INTERNAL;
+	}
+	if (json_object_get(resp, "error") != NULL) {
+		/* streaming endpoints (keepalive) report errors with status 200 */
+		json_t *e = json_object_get(resp, "error");
+		int err = etcd__error_of(path, status, json_is_object(e) ? e : resp);
+		json_decref(resp);
+		return err;
+	}
+	*resp_r = resp;
+	return MAIL_OK;
+}
+
+/* ---- KV ------------------------------------------------------------------ */
+
+int etcd_kv_put(etcd_client *c, const char *key, const void *value, size_t len, int64_t lease)
+{
+	json_t *req = json_object();
+	json_object_set_new(req, "key", etcd__b64_json(key, strlen(key)));
+	json_object_set_new(req, "value", etcd__b64_json(value, len));
+	if (lease != 0)
+		json_object_set_new(req, "lease", etcd__i64_json(lease));
+	json_t *resp;
+	int err = etcd__call(c, "/v3/kv/put", req, &resp);
+	if (err == MAIL_OK)
+		json_decref(resp);
+	return err;
+}
+
+int etcd_kv_get(etcd_client *c, const char *key, char **value_r, size_t *len_r,
+		int64_t *mod_revision_r, int64_t *create_revision_r)
+{
+	json_t *req = json_object();
+	json_object_set_new(req, "key", etcd__b64_json(key, strlen(key)));
+	json_t *resp;
+	int err = etcd__call(c, "/v3/kv/range", req, &resp);
+	if (err != MAIL_OK)
+		return err;
+	json_t *kvs = json_object_get(resp, "kvs");
+	if (json_array_size(kvs) == 0) {
+		json_decref(resp);
+		return MAIL_ERR_NOT_FOUND;
+	}
+	etcd_kv kv;
+	if (etcd__kv_parse(json_array_get(kvs, 0), &kv) < 0) {
+		json_decref(resp);
+		etcd__log_error("/v3/kv/range", "parse", "bad kv");
+		return MAIL_ERR_INTERNAL;
+	}
+	json_decref(resp);
+	free(kv.key);
+	*value_r = kv.value;
+	if (len_r != NULL)
+		*len_r = kv.value_len;
+	if (mod_revision_r != NULL)
+		*mod_revision_r = kv.mod_revision;
+	if (create_revision_r != NULL)
+		*create_revision_r = kv.create_revision;
+	return MAIL_OK;
+}
+
+int etcd_kv_range_prefix(etcd_client *c, const char *prefix, int64_t at_revision,
+			 etcd_kv **kvs_r, size_t *n_r, int64_t *revision_r)
+{
+	size_t end_len;
+	char *end = etcd__prefix_end(prefix, &end_len);
+	/* the next page starts just after the last key seen: key + "\0" */
+	char *start = xstrdup(prefix);
+	size_t start_len = strlen(prefix);
+	etcd_kv *kvs = NULL;
+	size_t n = 0, cap = 0;
+	int64_t revision = at_revision;
+	int err = MAIL_OK;
+
+	for (;;) {
+		json_t *req = json_object();
+		json_object_set_new(req, "key", etcd__b64_json(start, start_len));
+		json_object_set_new(req, "range_end", etcd__b64_json(end, end_len));
+		json_object_set_new(req, "limit", etcd__i64_json(ETCD_RANGE_PAGE));
+		if (revision != 0)
+			json_object_set_new(req, "revision", etcd__i64_json(revision));
+		json_t *resp;
+		err = etcd__call(c, "/v3/kv/range", req, &resp);
+		if (err != MAIL_OK)
+			break;
+		if (revision == 0)
+			revision = etcd__i64(json_object_get(resp, "header"), "revision");
+		json_t *page = json_object_get(resp, "kvs");
+		size_t i;
+		json_t *item;
+		json_array_foreach(page, i, item) {
+			if (n == cap) {
+				cap = cap == 0 ? 16 : cap * 2;
+				kvs = xrealloc(kvs, cap * sizeof *kvs);
+			}
+			if (etcd__kv_parse(item, &kvs[n]) < 0) {
+				err = MAIL_ERR_INTERNAL;
+				break;
+			}
+			n++;
+		}
+		int more = json_is_true(json_object_get(resp, "more")) &&
+			   json_array_size(page) > 0;
+		json_decref(resp);
+		if (err != MAIL_OK || !more)
+			break;
+		free(start);
+		start_len = strlen(kvs[n - 1].key) + 1;
+		start = xmalloc(start_len + 1);
+		memcpy(start, kvs[n - 1].key, start_len); /* includes the NUL */
+	}
+	free(start);
+	free(end);
+	if (err != MAIL_OK) {
+		if (err == MAIL_ERR_INTERNAL)
+			etcd__log_error("/v3/kv/range", "parse", "bad kv");
+		etcd_kvs_free(kvs, n);
+		return err;
+	}
+	*kvs_r = kvs;
+	*n_r = n;
+	if (revision_r != NULL)
+		*revision_r = revision;
+	return MAIL_OK;
+}
+
+static int etcd__delete(etcd_client *c, const char *key, int prefix, int64_t *deleted_r)
+{
+	json_t *req = json_object();
+	json_object_set_new(req, "key", etcd__b64_json(key, strlen(key)));
+	if (prefix) {
+		size_t end_len;
+		char *end = etcd__prefix_end(key, &end_len);
+		json_object_set_new(req, "range_end", etcd__b64_json(end, end_len));
+		free(end);
+	}
+	json_t *resp;
+	int err = etcd__call(c, "/v3/kv/deleterange", req, &resp);
+	if (err != MAIL_OK)
+		return err;
+	int64_t deleted = etcd__i64(resp, "deleted");
+	json_decref(resp);
+	if (deleted_r != NULL)
+		*deleted_r = deleted;
+	return MAIL_OK;
+}
+
+int etcd_kv_delete(etcd_client *c, const char *key)
+{
+	int64_t deleted = 0;
+	int err = etcd__delete(c, key, 0, &deleted);
+	if (err == MAIL_OK && deleted == 0)
+		return MAIL_ERR_NOT_FOUND;
+	return err;
+}
+
+int etcd_kv_delete_prefix(etcd_client *c, const char *prefix, int64_t *deleted_r)
+{
+	return etcd__delete(c, prefix, 1, deleted_r);
+}
+
+/* One txn: if key's mod_revision == mod_revision then put key = value. A
+ * key that does not exist has mod_revision 0, so 0 means "create". */
+static int etcd__txn_put(etcd_client *c, const char *key, const void *value, size_t len,
+			 int64_t mod_revision, int64_t lease, int64_t *new_revision_r)
+{
+	json_t *cmp = json_object();
+	json_object_set_new(cmp, "target", json_string("MOD"));
+	json_object_set_new(cmp, "result", json_string("EQUAL"));
+	json_object_set_new(cmp, "key", etcd__b64_json(key, strlen(key)));
+	json_object_set_new(cmp, "mod_revision", etcd__i64_json(mod_revision));
+
+	json_t *put = json_object();
+	json_object_set_new(put, "key", etcd__b64_json(key, strlen(key)));
+	json_object_set_new(put, "value", etcd__b64_json(value, len));
+	if (lease != 0)
+		json_object_set_new(put, "lease", etcd__i64_json(lease));
+	json_t *op = json_object();
+	json_object_set_new(op, "request_put", put);
+
+	json_t *req = json_object();
+	json_object_set_new(req, "compare", json_pack("[o]", cmp));
+	json_object_set_new(req, "success", json_pack("[o]", op));
+	json_t *resp;
+	int err = etcd__call(c, "/v3/kv/txn", req, &resp);
+	if (err != MAIL_OK)
+		return err;
+	/* a failed txn has no "succeeded" field at all */
+	int ok = json_is_true(json_object_get(resp, "succeeded"));
+	if (ok && new_revision_r != NULL)
+		*new_revision_r = etcd__i64(json_object_get(resp, "header"), "revision");
+	json_decref(resp);
+	return ok ? MAIL_OK : MAIL_ERR_EXISTS;
+}
+
+int etcd_kv_create(etcd_client *c, const char *key, const void *value, size_t len, int64_t lease)
+{
+	return etcd__txn_put(c, key, value, len, 0, lease, NULL);
+}
+
+int etcd_kv_put_if_mod(etcd_client *c, const char *key, const void *value, size_t len,
+		       int64_t mod_revision, int64_t *new_revision_r)
+{
+	return etcd__txn_put(c, key, value, len, mod_revision, 0, new_revision_r);
+}
+
+/* ---- leases ------------------------------------------------------------- */
+
+int etcd_lease_grant(etcd_client *c, int ttl_s, int64_t *id_r)
+{
+	json_t *req = json_object();
+	json_object_set_new(req, "TTL", etcd__i64_json(ttl_s));
+	json_t *resp;
+	int err = etcd__call(c, "/v3/lease/grant", req, &resp);
+	if (err != MAIL_OK)
+		return err;
+	int64_t id = etcd__i64(resp, "ID");
+	json_decref(resp);
+	if (id == 0) {
+		etcd__log_error("/v3/lease/grant", "parse", "no lease ID");
+		return MAIL_ERR_INTERNAL;
+	}
+	*id_r = id;
+	return MAIL_OK;
+}
+
+int etcd_lease_keepalive(etcd_client *c, int64_t id, int64_t *ttl_r)
+{
+	json_t *req = json_object();
+	json_object_set_new(req, "ID", etcd__i64_json(id));
+	json_t *resp;
+	int err = etcd__call(c, "/v3/lease/keepalive", req, &resp);
+	if (err != MAIL_OK)
+		return err;
+	/* one {"result":{...}} line; an expired lease has no TTL (= 0) */
+	int64_t ttl = etcd__i64(json_object_get(resp, "result"), "TTL");
+	json_decref(resp);
+	*ttl_r = ttl > 0 ? ttl : 0;
+	return MAIL_OK;
+}
+
+int etcd_lease_revoke(etcd_client *c, int64_t id)
+{
+	json_t *req = json_object();
+	json_object_set_new(req, "ID", etcd__i64_json(id));
+	json_t *resp;
+	int err = etcd__call(c, "/v3/lease/revoke", req, &resp);
+	if (err == MAIL_OK)
+		json_decref(resp);
+	return err;
+}
+
+/* ---- watch ---------------------------------------------------------------- */
+
+/* Handle one line of the watch stream. Returns 0 to go on, or sets
+ * c->watch_result and returns -1 to end the stream. */
+static int etcd__watch_line(etcd_client *c, const char *line, size_t len)
+{
+	json_error_t jerr;
+	json_t *msg = json_loadb(line, len, JSON_DISABLE_EOF_CHECK, &jerr);
+	if (!json_is_object(msg)) {
+		etcd__log_error("/v3/watch", "parse", msg == NULL ? jerr.text : "not an object");
+		json_decref(msg);
+		c->watch_result = MAIL_ERR_UNAVAILABLE;
+		return -1;
+	}
+	json_t *result = json_object_get(msg, "result");
+	if (result == NULL) {
+		json_t *e = json_object_get(msg, "error");
+		c->watch_result = etcd__error_of("/v3/watch", 200, json_is_object(e) ? e : msg);
+		if (c->watch_result == MAIL_ERR_PARAMS)
+			c->watch_result = MAIL_ERR_UNAVAILABLE;
+		json_decref(msg);
+		return -1;
+	}
+	if (json_is_true(json_object_get(result, "canceled"))) {
+		const char *why = json_string_value(json_object_get(result, "cancel_reason"));
+		etcd__log_error("/v3/watch", "canceled", why != NULL ? why : "compacted");
+		json_decref(msg);
+		c->watch_result = MAIL_ERR_NOT_FOUND;
+		return -1;
+	}
+	size_t i;
+	json_t *ev;
+	json_array_foreach(json_object_get(result, "events"), i, ev) {
+		etcd_kv kv;
+		if (etcd__kv_parse(json_object_get(ev, "kv"), &kv) < 0) {
+			etcd__log_error("/v3/watch", "parse", "bad event");
+			c->watch_result = MAIL_ERR_UNAVAILABLE;
+			json_decref(msg);
+			return -1;
+		}
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		etcd_event event = {
+			.type = type != NULL && strcmp(type, "DELETE") == 0 ? ETCD_EVENT_DELETE
+									  : ETCD_EVENT_PUT,
+			.key = kv.key,
+			.value = kv.value,
+			.value_len = kv.value_len,
+			.mod_revision = kv.mod_revision,
+		};
+		int stop = c->watch_cb(&event, c->watch_arg);
+		free(kv.key);
+		free(kv.value);
+		if (stop) {
+			c->watch_result = MAIL_OK;
+			json_decref(msg);
+			return -1;
+		}
+	}
+	json_decref(msg);
+	return 0;
+}
+
+static size_t etcd__watch_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	etcd_client *c = arg;
+	size_t n = size * nmemb;
+	/* lines may span chunks: buffer until '\n' */
+	for (size_t off = 0; off < n;) {
+		const char *nl = memchr(ptr + off, '\n', n - off);
+		size_t take = nl != NULL ? (size_t)(nl - (ptr + off)) : n - off;
+		if (c->resp.len + take > ETCD_WATCH_LINE_MAX) {
+			etcd__log_error("/v3/watch", "limit", "watch line too long");
+			c->watch_result = MAIL_ERR_UNAVAILABLE;
+			return 0;
+		}
+		buf_append(&c->resp, ptr + off, take);
+		off += take;
+		if (nl == NULL)
+			break;
+		off++; /* the '\n' */
+		int r = c->resp.len == 0 ? 0
+			: etcd__watch_line(c, (const char *)c->resp.data, c->resp.len);
+		buf_reset(&c->resp);
+		if (r < 0)
+			return 0;
+	}
+	return n;
+}
+
+void etcd__watch_begin(etcd_client *c, etcd_watch_cb *cb, void *arg)
+{
+	buf_reset(&c->resp);
+	c->watch_cb = cb;
+	c->watch_arg = arg;
+	c->watch_stop = NULL;
+	c->watch_result = -1;
+}
+
+int etcd__watch_feed(etcd_client *c, const char *data, size_t n, int *result_r)
+{
+	if (etcd__watch_write_cb((char *)data, 1, n, c) == n)
+		return 1;
+	*result_r = c->watch_result;
+	return 0;
+}
+
+static int etcd__xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			     curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	etcd_client *c = arg;
+	if (c->watch_stop != NULL && __atomic_load_n(c->watch_stop, __ATOMIC_ACQUIRE)) {
+		c->watch_result = MAIL_OK;
+		return 1;
+	}
+	return 0;
+}
+
+int etcd_watch(etcd_client *c, const char *key, const char *range_end, int64_t start_revision,
+	       etcd_watch_cb *cb, void *arg, const int *stop)
+{
+	json_t *create = json_object();
+	json_object_set_new(create, "key", etcd__b64_json(key, strlen(key)));
+	size_t end_len;
+	char *end = range_end != NULL ? xstrdup(range_end) : etcd__prefix_end(key, &end_len);
+	if (range_end != NULL)
+		end_len = strlen(end);
+	json_object_set_new(create, "range_end", etcd__b64_json(end, end_len));
+	free(end);
+	if (start_revision > 0)
+		json_object_set_new(create, "start_revision", etcd__i64_json(start_revision));
+	json_t *req = json_object();
+	json_object_set_new(req, "create_request", create);
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	etcd__prepare(c, "/v3/watch", body, strlen(body));
+	free(body);
+
+	etcd__watch_begin(c, cb, arg);
+	c->watch_stop = stop;
+	/* a watch is a long-lived stream: no overall timeout; the progress
+	 * callback polls the stop flag */
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, 0L);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, etcd__watch_write_cb);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, etcd__xferinfo_cb);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+
+	CURLcode rc = curl_easy_perform(c->curl);
+
+	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, NULL);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, etcd__write_cb);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ETCD_REQUEST_TIMEOUT_MS);
+	buf_reset(&c->resp);
+
+	if (c->watch_result >= 0)
+		return c->watch_result; /* ended by us: stop flag, callback, or cancel */
+	long status = 0;
+	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (rc != CURLE_OK)
+		etcd__log_error("/v3/watch", "transport",
+				c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
+	else
+		etcd__log_error("/v3/watch", "closed",
+				status == 200 ? "stream ended" : "bad status");
+	return MAIL_ERR_UNAVAILABLE;
+}

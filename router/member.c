@@ -1,0 +1,342 @@
+/* member.c: a node's membership in etcd (router_member_* of router.h).
+ *
+ * Start-up (blocking, before the loop runs): lease, node record, alive key
+ * under the lease, then make the role's ring include this node by
+ * compare-and-swap on the ring key's mod_revision.
+ *
+ * Renewal: a uv timer every ttl/3 queues one keepalive on the libuv thread
+ * pool (at most one in flight). The etcd handle is used by the start-up
+ * code, then only by that work item, then by router_member_stop once no work
+ * is in flight: never by two threads at once.
+ */
+#include "router-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "etcd.h"
+#include "log.h"
+#include "mail-error.h"
+#include "ring.h"
+#include "util.h"
+#include "xalloc.h"
+
+/* CAS attempts on the ring before giving up (each loses only to another
+ * node's successful write, so this is plenty). */
+#define MEMBER_RING_ATTEMPTS 32
+
+struct router_member {
+	uv_loop_t *loop;
+	uv_timer_t timer;
+	uv_work_t work;
+	etcd_client *etcd;
+	enum router_role role;
+	char id[ROUTER_ID_MAX];
+	char *alive_key;
+	char *alive_value;
+	int ttl_s;
+	int64_t lease; /* 0 while we hold none */
+
+	int work_busy;
+	int stopping;
+	int timer_closed;
+	/* results of the last work item, read by its after-work callback */
+	int w_err;
+	int w_lost;
+	int w_renewed;
+};
+
+int router__role_parse(const char *s, const char **rest_r)
+{
+	for (int r = 0; r < ROUTER_ROLE_COUNT_; r++) {
+		const char *name = router_role_name((enum router_role)r);
+		size_t len = strlen(name);
+		if (strncmp(s, name, len) == 0 && (s[len] == '\0' || s[len] == '/')) {
+			*rest_r = s + len + (s[len] == '/');
+			return r;
+		}
+	}
+	return -1;
+}
+
+/* Make the role's ring contain exactly the nodes that have records. */
+static int member__ring_ensure(etcd_client *etcd, enum router_role role, uint32_t n_partitions,
+			       const char **error_r)
+{
+	const char *role_name = router_role_name(role);
+	char *ring_key = xasprintf(ROUTER_KEY_RING "%s", role_name);
+	char *nodes_prefix = xasprintf(ROUTER_KEY_NODES "%s/", role_name);
+	int ret = -1;
+	*error_r = "ring update kept conflicting";
+
+	for (int attempt = 0; attempt < MEMBER_RING_ATTEMPTS; attempt++) {
+		char *value = NULL;
+		size_t len = 0;
+		int64_t mod = 0;
+		ring_map *old = NULL;
+		int err = etcd_kv_get(etcd, ring_key, &value, &len, &mod, NULL);
+		if (err == MAIL_ERR_NOT_FOUND) {
+			mod = 0;
+		} else if (err != MAIL_OK) {
+			*error_r = "cannot read the ring from etcd";
+			break;
+		} else if (ring_map_from_json(value, len, &old, error_r) < 0) {
+			/* never overwrite a ring we do not understand: an
+			 * operator (or a newer version) must look at it */
+			free(value);
+			break;
+		}
+		free(value);
+
+		etcd_kv *kvs = NULL;
+		size_t n = 0;
+		err = etcd_kv_range_prefix(etcd, nodes_prefix, 0, &kvs, &n, NULL);
+		if (err != MAIL_OK) {
+			ring_map_free(&old);
+			*error_r = "cannot list node records in etcd";
+			break;
+		}
+		const char **ids = xcalloc(n + 1, sizeof *ids);
+		for (size_t i = 0; i < n; i++)
+			ids[i] = kvs[i].key + strlen(nodes_prefix);
+		if (old != NULL && old->n_partitions != n_partitions)
+			log_event(LOG_WARN, "router",
+				  "event=ring_partitions_mismatch role=%s ring=%u wanted=%u",
+				  role_name, old->n_partitions, n_partitions);
+		int changed;
+		ring_map *map = ring_map_place(old, ids, n, n_partitions, 1, &changed);
+		free(ids);
+		etcd_kvs_free(kvs, n);
+		if (!changed && old != NULL) {
+			ring_map_free(&old);
+			ring_map_free(&map);
+			ret = 0;
+			break;
+		}
+		char *json = ring_map_to_json(map);
+		err = etcd_kv_put_if_mod(etcd, ring_key, json, strlen(json), mod, NULL);
+		free(json);
+		if (err == MAIL_OK)
+			log_event(LOG_INFO, "router",
+				  "event=ring_updated role=%s epoch=%llu nodes=%zu", role_name,
+				  (unsigned long long)map->epoch, map->n_nodes);
+		ring_map_free(&old);
+		ring_map_free(&map);
+		if (err == MAIL_OK) {
+			ret = 0;
+			break;
+		}
+		if (err != MAIL_ERR_EXISTS) {
+			*error_r = "cannot write the ring to etcd";
+			break;
+		}
+		/* someone else wrote the ring meanwhile: read it again */
+	}
+	free(ring_key);
+	free(nodes_prefix);
+	return ret;
+}
+
+/* Write the node record, keeping "created" from an earlier record. */
+static int member__record_put(router_member *m)
+{
+	char *key = xasprintf(ROUTER_KEY_NODES "%s/%s", router_role_name(m->role), m->id);
+	char *old = NULL;
+	size_t len;
+	json_int_t created = util_now_wall_ms();
+	int err = etcd_kv_get(m->etcd, key, &old, &len, NULL, NULL);
+	if (err == MAIL_OK) {
+		json_t *j = json_loadb(old, len, 0, NULL);
+		json_t *c = json_object_get(j, "created");
+		if (json_is_integer(c))
+			created = json_integer_value(c);
+		json_decref(j);
+		free(old);
+	} else if (err != MAIL_ERR_NOT_FOUND) {
+		free(key);
+		return err;
+	}
+	json_t *rec = json_pack("{s:s,s:s,s:I}", "id", m->id, "addr", m->alive_value, "created",
+				created);
+	char *value = json_dumps(rec, JSON_COMPACT);
+	json_decref(rec);
+	err = etcd_kv_put(m->etcd, key, value, strlen(value), 0);
+	free(value);
+	free(key);
+	return err;
+}
+
+static void member__free(router_member *m)
+{
+	etcd_client_destroy(&m->etcd);
+	free(m->alive_key);
+	free(m->alive_value);
+	free(m);
+}
+
+/* ---- renewal ------------------------------------------------------------- */
+
+static void member__work_cb(uv_work_t *req)
+{
+	router_member *m = req->data;
+	m->w_err = MAIL_OK;
+	m->w_lost = 0;
+	m->w_renewed = 0;
+	if (m->lease != 0) {
+		int64_t ttl = 0;
+		int err = etcd_lease_keepalive(m->etcd, m->lease, &ttl);
+		if (err == MAIL_OK && ttl > 0)
+			return;
+		if (err != MAIL_OK && err != MAIL_ERR_NOT_FOUND) {
+			m->w_err = err;
+			return;
+		}
+		/* expired: etcd already deleted our alive key */
+		m->lease = 0;
+		m->w_lost = 1;
+	}
+	int64_t lease;
+	int err = etcd_lease_grant(m->etcd, m->ttl_s, &lease);
+	if (err == MAIL_OK) {
+		err = etcd_kv_put(m->etcd, m->alive_key, m->alive_value,
+				  strlen(m->alive_value), lease);
+		if (err != MAIL_OK)
+			(void)etcd_lease_revoke(m->etcd, lease);
+	}
+	if (err != MAIL_OK) {
+		m->w_err = err;
+		return;
+	}
+	m->lease = lease;
+	m->w_renewed = 1;
+}
+
+static void member__finish_stop(router_member *m)
+{
+	/* loop thread, no work in flight: the etcd handle is ours again */
+	if (m->lease != 0) {
+		int err = etcd_lease_revoke(m->etcd, m->lease);
+		log_event(LOG_INFO, "router", "event=member_stopped role=%s node=%s revoke=%s",
+			  router_role_name(m->role), m->id, mail_error_info(err)->name);
+		m->lease = 0;
+	}
+	etcd_client_destroy(&m->etcd);
+	if (m->timer_closed)
+		member__free(m);
+}
+
+static void member__after_work_cb(uv_work_t *req, int status)
+{
+	router_member *m = req->data;
+	(void)status;
+	m->work_busy = 0;
+	const char *role = router_role_name(m->role);
+	if (m->w_lost)
+		log_event(LOG_WARN, "router", "event=lease_lost role=%s node=%s", role, m->id);
+	if (m->w_renewed)
+		log_event(LOG_INFO, "router", "event=lease_renewed role=%s node=%s lease=%llx",
+			  role, m->id, (unsigned long long)m->lease);
+	if (m->w_err != MAIL_OK)
+		log_event(LOG_WARN, "router", "event=keepalive_failed role=%s node=%s err=%s",
+			  role, m->id, mail_error_info(m->w_err)->name);
+	if (m->stopping)
+		member__finish_stop(m);
+}
+
+static void member__timer_cb(uv_timer_t *timer)
+{
+	router_member *m = timer->data;
+	if (m->work_busy || m->stopping)
+		return; /* the previous renewal is still talking to etcd */
+	m->work.data = m;
+	if (uv_queue_work(m->loop, &m->work, member__work_cb, member__after_work_cb) == 0)
+		m->work_busy = 1;
+}
+
+static void member__close_cb(uv_handle_t *handle)
+{
+	router_member *m = handle->data;
+	m->timer_closed = 1;
+	if (m->etcd == NULL)
+		member__free(m); /* the stop already finished */
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+int router_member_start(uv_loop_t *loop, const char *etcd_url, enum router_role role,
+			const char *node_id, const char *host, int port, int ttl_s,
+			uint32_t n_partitions, router_member **member_r, const char **error_r)
+{
+	if ((int)role < 0 || role >= ROUTER_ROLE_COUNT_) {
+		*error_r = "bad role";
+		return -1;
+	}
+	size_t id_len = strlen(node_id);
+	if (id_len == 0 || id_len >= ROUTER_ID_MAX || strpbrk(node_id, "/ \t\r\n") != NULL) {
+		*error_r = "bad node id (1..63 bytes, no '/' or spaces)";
+		return -1;
+	}
+	if (host[0] == '\0' || strlen(host) >= ROUTER_HOST_MAX || port < 1 || port > 65535) {
+		*error_r = "bad host or port";
+		return -1;
+	}
+	if (ttl_s < 1 || n_partitions < 1 || n_partitions > RING_PARTITIONS_MAX) {
+		*error_r = "bad lease TTL or partition count";
+		return -1;
+	}
+	router_member *m = xcalloc(1, sizeof *m);
+	m->loop = loop;
+	m->role = role;
+	m->ttl_s = ttl_s;
+	memcpy(m->id, node_id, id_len + 1);
+	m->etcd = etcd_client_create(etcd_url);
+	m->alive_key = xasprintf(ROUTER_KEY_ALIVE "%s/%s", router_role_name(role), node_id);
+	m->alive_value = strchr(host, ':') != NULL ? xasprintf("[%s]:%d", host, port)
+						  : xasprintf("%s:%d", host, port);
+
+	int err = etcd_lease_grant(m->etcd, ttl_s, &m->lease);
+	if (err == MAIL_OK)
+		err = member__record_put(m);
+	if (err == MAIL_OK)
+		err = etcd_kv_put(m->etcd, m->alive_key, m->alive_value, strlen(m->alive_value),
+				  m->lease);
+	if (err != MAIL_OK) {
+		*error_r = err == MAIL_ERR_UNAVAILABLE ? "etcd unreachable"
+						       : "etcd refused the registration";
+	} else if (member__ring_ensure(m->etcd, role, n_partitions, error_r) < 0) {
+		err = MAIL_ERR_UNAVAILABLE;
+	}
+	if (err != MAIL_OK) {
+		if (m->lease != 0)
+			(void)etcd_lease_revoke(m->etcd, m->lease);
+		member__free(m);
+		return -1;
+	}
+	log_event(LOG_INFO, "router", "event=member_started role=%s node=%s addr=%s lease=%llx",
+		  router_role_name(role), m->id, m->alive_value, (unsigned long long)m->lease);
+
+	uv_timer_init(loop, &m->timer);
+	m->timer.data = m;
+	uint64_t period = (uint64_t)ttl_s * 1000 / 3;
+	if (period < 100)
+		period = 100;
+	uv_timer_start(&m->timer, member__timer_cb, period, period);
+	*member_r = m;
+	return 0;
+}
+
+void router_member_stop(router_member **member)
+{
+	router_member *m = *member;
+	if (m == NULL)
+		return;
+	*member = NULL;
+	m->stopping = 1;
+	uv_timer_stop(&m->timer);
+	uv_close((uv_handle_t *)&m->timer, member__close_cb);
+	/* with a renewal in flight, its after-work callback finishes the stop */
+	if (!m->work_busy)
+		member__finish_stop(m);
+}

@@ -1,0 +1,1143 @@
+/* mailstore.c: mailboxes on LevelDB. The key schema is documented in
+ * mailstore.h; this file keeps to it byte for byte. */
+#include "mailstore.h"
+
+#include "buf.h"
+#include "log.h"
+#include "mail-error.h"
+#include "util.h"
+#include "xalloc.h"
+
+#include <leveldb/c.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define LOG_SVC "store"
+
+/* Key kinds (second key byte). */
+#define KIND_COUNTERS 'C'
+#define KIND_MAILBOX 'M'
+#define KIND_META 'I'
+#define KIND_BODY 'B'
+#define KIND_DELIVERY 'D'
+
+/* Format version of every value (first value byte). */
+#define VALUE_VERSION 0x01
+
+#define MBOX_VALUE_LEN (1 + 8 + 4 + 4 + 8 + 4)
+#define COUNTERS_VALUE_LEN (1 + 8 + 4)
+#define DELIVERY_VALUE_LEN (1 + 8 + 4 + 4)
+#define META_FIXED_LEN (1 + 8 + 8 + 8 + 2)
+
+struct mailstore {
+	leveldb_t *db;
+	leveldb_options_t *options;
+	leveldb_readoptions_t *ropts;
+	leveldb_writeoptions_t *wopts; /* sync = 1 */
+	struct mailstore_limits limits;
+	/* Serialises every operation: read-modify-write of the mailbox record
+	 * (uidnext, modseq) must not interleave. */
+	pthread_mutex_t lock;
+};
+
+/* The mailbox record, decoded. */
+struct mbox {
+	uint64_t id;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highest_modseq;
+	uint32_t exists;
+};
+
+static const char *const system_flags[] = {
+	"\\Answered", "\\Deleted", "\\Draft", "\\Flagged", "\\Seen",
+};
+
+void mailstore_limits_default(struct mailstore_limits *limits_r)
+{
+	limits_r->max_message_size = 64u * 1024u * 1024u;
+	limits_r->max_flags = 64;
+	limits_r->max_flag_len = 128;
+	limits_r->max_mailbox_name = 255;
+	limits_r->max_user_len = 254;
+	limits_r->max_delivery_id = 255;
+}
+
+/* ---- encoding -------------------------------------------------------- */
+
+static void put_u16(buf *b, uint16_t v)
+{
+	uint8_t d[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+	buf_append(b, d, sizeof d);
+}
+
+static void put_u32(buf *b, uint32_t v)
+{
+	uint8_t d[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+	buf_append(b, d, sizeof d);
+}
+
+static void put_u64(buf *b, uint64_t v)
+{
+	put_u32(b, (uint32_t)(v >> 32));
+	put_u32(b, (uint32_t)v);
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4);
+}
+
+/* 01 kind <user> 00: the prefix of every per-user key. */
+static void key_user_prefix(buf *k, char kind, const char *user)
+{
+	buf_reset(k);
+	uint8_t head[2] = { MAILSTORE_KEY_VERSION, (uint8_t)kind };
+	buf_append(k, head, sizeof head);
+	buf_append(k, user, strlen(user) + 1);
+}
+
+static void key_mailbox(buf *k, const char *user, const char *name)
+{
+	key_user_prefix(k, KIND_MAILBOX, user);
+	buf_append_str(k, name);
+}
+
+static void key_message(buf *k, char kind, const char *user, uint64_t mbox_id, uint32_t uid)
+{
+	key_user_prefix(k, kind, user);
+	put_u64(k, mbox_id);
+	put_u32(k, uid);
+}
+
+static void key_delivery(buf *k, const char *user, const char *delivery_id)
+{
+	key_user_prefix(k, KIND_DELIVERY, user);
+	buf_append_str(k, delivery_id);
+}
+
+static void mbox_encode(buf *v, const struct mbox *m)
+{
+	buf_reset(v);
+	uint8_t ver = VALUE_VERSION;
+	buf_append(v, &ver, 1);
+	put_u64(v, m->id);
+	put_u32(v, m->uidvalidity);
+	put_u32(v, m->uidnext);
+	put_u64(v, m->highest_modseq);
+	put_u32(v, m->exists);
+}
+
+static int mbox_decode(const uint8_t *p, size_t len, struct mbox *m)
+{
+	if (len < MBOX_VALUE_LEN || p[0] != VALUE_VERSION)
+		return -1;
+	m->id = get_u64(p + 1);
+	m->uidvalidity = get_u32(p + 9);
+	m->uidnext = get_u32(p + 13);
+	m->highest_modseq = get_u64(p + 17);
+	m->exists = get_u32(p + 25);
+	return 0;
+}
+
+static void meta_encode(buf *v, const struct mailstore_message_info *mi)
+{
+	buf_reset(v);
+	uint8_t ver = VALUE_VERSION;
+	buf_append(v, &ver, 1);
+	put_u64(v, mi->size);
+	put_u64(v, (uint64_t)mi->internal_date);
+	put_u64(v, mi->modseq);
+	put_u16(v, (uint16_t)mi->n_flags);
+	for (size_t i = 0; i < mi->n_flags; i++) {
+		size_t fl = strlen(mi->flags[i]);
+		put_u16(v, (uint16_t)fl);
+		buf_append(v, mi->flags[i], fl);
+	}
+}
+
+static int meta_decode(const uint8_t *p, size_t len, uint32_t uid,
+		       struct mailstore_message_info *mi)
+{
+	memset(mi, 0, sizeof *mi);
+	if (len < META_FIXED_LEN || p[0] != VALUE_VERSION)
+		return -1;
+	mi->uid = uid;
+	mi->size = get_u64(p + 1);
+	mi->internal_date = (int64_t)get_u64(p + 9);
+	mi->modseq = get_u64(p + 17);
+	size_t n = get_u16(p + 25);
+	size_t off = META_FIXED_LEN;
+	mi->flags = n > 0 ? xcalloc(n, sizeof *mi->flags) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (len - off < 2)
+			goto bad;
+		size_t fl = get_u16(p + off);
+		off += 2;
+		if (len - off < fl)
+			goto bad;
+		mi->flags[i] = xstrndup((const char *)p + off, fl);
+		mi->n_flags++;
+		off += fl;
+	}
+	return 0;
+bad:
+	mailstore_message_info_free(mi);
+	return -1;
+}
+
+/* ---- validation ------------------------------------------------------- */
+
+static int user_valid(const mailstore *s, const char *user)
+{
+	size_t len = strlen(user);
+	if (len == 0 || len > s->limits.max_user_len)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)user[i];
+		if (c <= 0x20 || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+/* The stored name of mailbox, or NULL when it is not a valid name. */
+static const char *mailbox_name(const mailstore *s, const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0 || strcasecmp(name, MAILSTORE_INBOX) == 0)
+		return MAILSTORE_INBOX;
+	if (len > s->limits.max_mailbox_name)
+		return NULL;
+	if (name[0] == '/' || name[len - 1] == '/' || strstr(name, "//") != NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c < 0x20 || c == 0x7f || c == '*' || c == '%')
+			return NULL;
+	}
+	return name;
+}
+
+static int keyword_char_ok(unsigned char c)
+{
+	if (c <= 0x20 || c >= 0x7f)
+		return 0;
+	return strchr("(){%*\"\\]", c) == NULL;
+}
+
+static int flag_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void flags_free(char **flags, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(flags[i]);
+	free(flags);
+}
+
+/* Sort and drop duplicates in place (freeing them). */
+static void flags_sort_unique(char **flags, size_t *n)
+{
+	if (*n < 2)
+		return;
+	qsort(flags, *n, sizeof *flags, flag_cmp);
+	size_t o = 1;
+	for (size_t i = 1; i < *n; i++) {
+		if (strcmp(flags[i], flags[o - 1]) == 0)
+			free(flags[i]);
+		else
+			flags[o++] = flags[i];
+	}
+	*n = o;
+}
+
+/* Validate and canonicalise caller flags into a sorted, unique heap array
+ * (NULL when empty). */
+static int flags_normalize(const mailstore *s, const char *const *in, size_t n_in,
+			   char ***out_r, size_t *n_r)
+{
+	*out_r = NULL;
+	*n_r = 0;
+	if (n_in > s->limits.max_flags)
+		return MAIL_ERR_LIMIT;
+	if (n_in == 0)
+		return MAIL_OK;
+	char **out = xcalloc(n_in, sizeof *out);
+	size_t n = 0;
+	for (size_t i = 0; i < n_in; i++) {
+		const char *f = in[i];
+		size_t len = f != NULL ? strlen(f) : 0;
+		int ret = MAIL_OK;
+		if (len == 0)
+			ret = MAIL_ERR_PARAMS;
+		else if (len > s->limits.max_flag_len)
+			ret = MAIL_ERR_LIMIT;
+		if (ret != MAIL_OK) {
+			flags_free(out, n);
+			return ret;
+		}
+		if (f[0] == '\\') {
+			if (strcasecmp(f, "\\Recent") == 0)
+				continue;
+			const char *canon = NULL;
+			for (size_t j = 0; j < sizeof system_flags / sizeof *system_flags; j++) {
+				if (strcasecmp(f, system_flags[j]) == 0)
+					canon = system_flags[j];
+			}
+			if (canon == NULL) {
+				flags_free(out, n);
+				return MAIL_ERR_PARAMS;
+			}
+			out[n++] = xstrdup(canon);
+			continue;
+		}
+		for (size_t j = 0; j < len; j++) {
+			if (!keyword_char_ok((unsigned char)f[j])) {
+				flags_free(out, n);
+				return MAIL_ERR_PARAMS;
+			}
+		}
+		out[n++] = xstrdup(f);
+	}
+	flags_sort_unique(out, &n);
+	if (n == 0) {
+		free(out);
+		out = NULL;
+	}
+	*out_r = out;
+	*n_r = n;
+	return MAIL_OK;
+}
+
+static int flags_has(char *const *flags, size_t n, const char *flag)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(flags[i], flag) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int flags_equal(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	if (na != nb)
+		return 0;
+	for (size_t i = 0; i < na; i++) {
+		if (strcmp(a[i], b[i]) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* old (sorted) combined with req (sorted) by mode, into a new heap array. */
+static void flags_apply(char *const *old, size_t n_old, char *const *req, size_t n_req,
+			enum mailstore_flag_mode mode, char ***out_r, size_t *n_r)
+{
+	size_t cap = n_old + n_req;
+	char **out = cap > 0 ? xcalloc(cap, sizeof *out) : NULL;
+	size_t n = 0;
+	if (mode == MAILSTORE_FLAGS_SET) {
+		for (size_t i = 0; i < n_req; i++)
+			out[n++] = xstrdup(req[i]);
+	} else if (mode == MAILSTORE_FLAGS_ADD) {
+		for (size_t i = 0; i < n_old; i++)
+			out[n++] = xstrdup(old[i]);
+		for (size_t i = 0; i < n_req; i++)
+			out[n++] = xstrdup(req[i]);
+		flags_sort_unique(out, &n);
+	} else {
+		for (size_t i = 0; i < n_old; i++) {
+			if (!flags_has(req, n_req, old[i]))
+				out[n++] = xstrdup(old[i]);
+		}
+	}
+	*out_r = out;
+	*n_r = n;
+}
+
+static int uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* A sorted, unique heap copy of uids. */
+static uint32_t *uids_sorted(const uint32_t *uids, size_t n, size_t *n_r)
+{
+	*n_r = 0;
+	if (n == 0)
+		return NULL;
+	uint32_t *out = xmalloc(n * sizeof *out);
+	memcpy(out, uids, n * sizeof *out);
+	qsort(out, n, sizeof *out, uid_cmp);
+	size_t o = 1;
+	for (size_t i = 1; i < n; i++) {
+		if (out[i] != out[o - 1])
+			out[o++] = out[i];
+	}
+	*n_r = o;
+	return out;
+}
+
+/* ---- LevelDB access --------------------------------------------------- */
+
+static int db_write(mailstore *s, leveldb_writebatch_t *wb, const char *what)
+{
+	char *err = NULL;
+	leveldb_write(s->db, s->wopts, wb, &err);
+	leveldb_writebatch_destroy(wb);
+	if (err != NULL) {
+		char q[256];
+		log_event(LOG_ERROR, LOG_SVC, "event=db_write_failed op=%s error=%s", what,
+			  log_quote(q, sizeof q, err, strlen(err)));
+		leveldb_free(err);
+		return MAIL_ERR_INTERNAL;
+	}
+	return MAIL_OK;
+}
+
+/* Returns 1 with *val_r (leveldb_free it), 0 when missing, <0 on error. */
+static int db_get(mailstore *s, const buf *key, char **val_r, size_t *len_r)
+{
+	char *err = NULL;
+	*val_r = leveldb_get(s->db, s->ropts, (const char *)key->data, key->len, len_r, &err);
+	if (err != NULL) {
+		char q[256];
+		log_event(LOG_ERROR, LOG_SVC, "event=db_read_failed error=%s",
+			  log_quote(q, sizeof q, err, strlen(err)));
+		leveldb_free(err);
+		return -1;
+	}
+	return *val_r != NULL;
+}
+
+static void log_corrupt(const char *what, const char *user)
+{
+	char q[300];
+	log_event(LOG_ERROR, LOG_SVC, "event=db_corrupt record=%s user=%s", what,
+		  log_quote(q, sizeof q, user, strlen(user)));
+}
+
+static int mbox_get(mailstore *s, const char *user, const char *name, struct mbox *m)
+{
+	buf k;
+	buf_init(&k);
+	key_mailbox(&k, user, name);
+	char *val;
+	size_t len;
+	int ret = db_get(s, &k, &val, &len);
+	buf_deinit(&k);
+	if (ret < 0)
+		return MAIL_ERR_INTERNAL;
+	if (ret == 0)
+		return MAIL_ERR_NOT_FOUND;
+	ret = mbox_decode((const uint8_t *)val, len, m);
+	leveldb_free(val);
+	if (ret < 0) {
+		log_corrupt("mailbox", user);
+		return MAIL_ERR_INTERNAL;
+	}
+	return MAIL_OK;
+}
+
+/* Create mailbox name for user: take a mailbox id and a UIDVALIDITY from the
+ * counters and write both records in one batch. */
+static int mbox_create(mailstore *s, const char *user, const char *name, struct mbox *m)
+{
+	buf k, v;
+	buf_init(&k);
+	buf_init(&v);
+	uint8_t ckey[2] = { MAILSTORE_KEY_VERSION, KIND_COUNTERS };
+	buf_append(&k, ckey, sizeof ckey);
+	char *val;
+	size_t len;
+	int ret = db_get(s, &k, &val, &len);
+	uint64_t next_id = 1;
+	uint32_t last_uidvalidity = 0;
+	if (ret < 0) {
+		buf_deinit(&k);
+		buf_deinit(&v);
+		return MAIL_ERR_INTERNAL;
+	}
+	if (ret == 1) {
+		const uint8_t *p = (const uint8_t *)val;
+		int ok = len >= COUNTERS_VALUE_LEN && p[0] == VALUE_VERSION;
+		if (ok) {
+			next_id = get_u64(p + 1);
+			last_uidvalidity = get_u32(p + 9);
+		}
+		leveldb_free(val);
+		if (!ok) {
+			log_corrupt("counters", user);
+			buf_deinit(&k);
+			buf_deinit(&v);
+			return MAIL_ERR_INTERNAL;
+		}
+	}
+	/* Seconds since the epoch, but above every value handed out before, so
+	 * a mailbox re-created with an old name never repeats its UIDVALIDITY. */
+	int64_t now_s = util_now_wall_ms() / 1000;
+	uint32_t uidvalidity = now_s > 0 && now_s < UINT32_MAX ? (uint32_t)now_s : 1;
+	if (uidvalidity <= last_uidvalidity)
+		uidvalidity = last_uidvalidity + 1;
+	if (uidvalidity == 0)
+		uidvalidity = 1;
+
+	*m = (struct mbox){ .id = next_id, .uidvalidity = uidvalidity, .uidnext = 1 };
+	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	uint8_t ver = VALUE_VERSION;
+	buf_append(&v, &ver, 1);
+	put_u64(&v, next_id + 1);
+	put_u32(&v, uidvalidity);
+	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
+	key_mailbox(&k, user, name);
+	mbox_encode(&v, m);
+	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
+	ret = db_write(s, wb, "mailbox_create");
+	buf_deinit(&k);
+	buf_deinit(&v);
+	return ret;
+}
+
+/* The mailbox, creating INBOX on first use. */
+static int mbox_open(mailstore *s, const char *user, const char *name, struct mbox *m)
+{
+	int ret = mbox_get(s, user, name, m);
+	if (ret == MAIL_ERR_NOT_FOUND && strcmp(name, MAILSTORE_INBOX) == 0)
+		ret = mbox_create(s, user, name, m);
+	return ret;
+}
+
+static void batch_put_mbox(leveldb_writebatch_t *wb, buf *k, buf *v, const char *user,
+			   const char *name, const struct mbox *m)
+{
+	key_mailbox(k, user, name);
+	mbox_encode(v, m);
+	leveldb_writebatch_put(wb, (const char *)k->data, k->len, (const char *)v->data, v->len);
+}
+
+/* Meta of one message: MAIL_OK, NOT_FOUND or INTERNAL. */
+static int meta_get(mailstore *s, const char *user, const struct mbox *m, uint32_t uid,
+		    struct mailstore_message_info *mi)
+{
+	buf k;
+	buf_init(&k);
+	key_message(&k, KIND_META, user, m->id, uid);
+	char *val;
+	size_t len;
+	int ret = db_get(s, &k, &val, &len);
+	buf_deinit(&k);
+	if (ret < 0)
+		return MAIL_ERR_INTERNAL;
+	if (ret == 0)
+		return MAIL_ERR_NOT_FOUND;
+	ret = meta_decode((const uint8_t *)val, len, uid, mi);
+	leveldb_free(val);
+	if (ret < 0) {
+		log_corrupt("message", user);
+		return MAIL_ERR_INTERNAL;
+	}
+	return MAIL_OK;
+}
+
+/* Every message of mailbox m ascending by uid. */
+static int meta_scan(mailstore *s, const char *user, const struct mbox *m,
+		     struct mailstore_message_info **msgs_r, size_t *n_r)
+{
+	buf prefix;
+	buf_init(&prefix);
+	key_user_prefix(&prefix, KIND_META, user);
+	put_u64(&prefix, m->id);
+	struct mailstore_message_info *msgs = NULL;
+	size_t n = 0, cap = 0;
+	int ret = MAIL_OK;
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen != prefix.len + 4 || memcmp(key, prefix.data, prefix.len) != 0)
+			break;
+		const char *val = leveldb_iter_value(it, &vlen);
+		if (n == cap) {
+			cap = cap > 0 ? cap * 2 : 16;
+			msgs = xrealloc(msgs, cap * sizeof *msgs);
+		}
+		uint32_t uid = get_u32((const uint8_t *)key + prefix.len);
+		if (meta_decode((const uint8_t *)val, vlen, uid, &msgs[n]) < 0) {
+			log_corrupt("message", user);
+			ret = MAIL_ERR_INTERNAL;
+			break;
+		}
+		n++;
+	}
+	char *err = NULL;
+	leveldb_iter_get_error(it, &err);
+	if (err != NULL) {
+		char q[256];
+		log_event(LOG_ERROR, LOG_SVC, "event=db_read_failed error=%s",
+			  log_quote(q, sizeof q, err, strlen(err)));
+		leveldb_free(err);
+		ret = MAIL_ERR_INTERNAL;
+	}
+	leveldb_iter_destroy(it);
+	buf_deinit(&prefix);
+	if (ret != MAIL_OK) {
+		mailstore_message_infos_free(msgs, n);
+		return ret;
+	}
+	*msgs_r = msgs;
+	*n_r = n;
+	return MAIL_OK;
+}
+
+static void mbox_info_fill(struct mailstore_mailbox_info *info, const char *name,
+			   const struct mbox *m)
+{
+	info->name = xstrdup(name);
+	info->uidvalidity = m->uidvalidity;
+	info->uidnext = m->uidnext;
+	info->exists = m->exists;
+	info->highest_modseq = m->highest_modseq;
+}
+
+/* ---- open / close ---------------------------------------------------- */
+
+int mailstore_open(const char *dir, const struct mailstore_limits *limits,
+		   mailstore **store_r, const char **error_r)
+{
+	mailstore *s = xcalloc(1, sizeof *s);
+	if (limits != NULL)
+		s->limits = *limits;
+	else
+		mailstore_limits_default(&s->limits);
+	if (s->limits.max_flag_len > UINT16_MAX)
+		s->limits.max_flag_len = UINT16_MAX;
+	if (s->limits.max_flags > UINT16_MAX)
+		s->limits.max_flags = UINT16_MAX;
+	s->options = leveldb_options_create();
+	leveldb_options_set_create_if_missing(s->options, 1);
+	s->ropts = leveldb_readoptions_create();
+	s->wopts = leveldb_writeoptions_create();
+	leveldb_writeoptions_set_sync(s->wopts, 1);
+	char *err = NULL;
+	s->db = leveldb_open(s->options, dir, &err);
+	if (err != NULL) {
+		char q[512], qd[256];
+		log_event(LOG_ERROR, LOG_SVC, "event=db_open_failed dir=%s error=%s",
+			  log_quote(qd, sizeof qd, dir, strlen(dir)),
+			  log_quote(q, sizeof q, err, strlen(err)));
+		leveldb_free(err);
+		leveldb_readoptions_destroy(s->ropts);
+		leveldb_writeoptions_destroy(s->wopts);
+		leveldb_options_destroy(s->options);
+		free(s);
+		*error_r = "cannot open the LevelDB directory (see log)";
+		return MAIL_ERR_INTERNAL;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	*store_r = s;
+	return MAIL_OK;
+}
+
+void mailstore_close(mailstore **store)
+{
+	mailstore *s = *store;
+	if (s == NULL)
+		return;
+	*store = NULL;
+	leveldb_close(s->db);
+	leveldb_readoptions_destroy(s->ropts);
+	leveldb_writeoptions_destroy(s->wopts);
+	leveldb_options_destroy(s->options);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+/* ---- operations ------------------------------------------------------- */
+
+static int deliver_locked(mailstore *s, const char *user, const char *name,
+			  const char *delivery_id, const void *body, size_t body_len,
+			  int64_t internal_date, char **flags, size_t n_flags,
+			  struct mailstore_deliver_result *res)
+{
+	buf k, v;
+	buf_init(&k);
+	buf_init(&v);
+	int ret;
+	if (delivery_id[0] != '\0') {
+		key_delivery(&k, user, delivery_id);
+		char *val;
+		size_t len;
+		ret = db_get(s, &k, &val, &len);
+		if (ret == 1) {
+			const uint8_t *p = (const uint8_t *)val;
+			int ok = len >= DELIVERY_VALUE_LEN && p[0] == VALUE_VERSION;
+			if (ok) {
+				res->uid = get_u32(p + 9);
+				res->uidvalidity = get_u32(p + 13);
+				res->duplicate = 1;
+			}
+			leveldb_free(val);
+			if (!ok)
+				log_corrupt("delivery", user);
+			ret = ok ? MAIL_OK : MAIL_ERR_INTERNAL;
+			goto out;
+		}
+		if (ret < 0) {
+			ret = MAIL_ERR_INTERNAL;
+			goto out;
+		}
+	}
+	struct mbox m;
+	ret = mbox_open(s, user, name, &m);
+	if (ret != MAIL_OK)
+		goto out;
+	if (m.uidnext == UINT32_MAX) {
+		/* RFC 3501 uids are 32-bit; this mailbox is full forever. */
+		ret = MAIL_ERR_LIMIT;
+		goto out;
+	}
+	struct mailstore_message_info mi = {
+		.uid = m.uidnext, .flags = flags, .n_flags = n_flags, .size = body_len,
+		.internal_date = internal_date, .modseq = m.highest_modseq + 1,
+	};
+	m.uidnext++;
+	m.highest_modseq++;
+	m.exists++;
+
+	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	batch_put_mbox(wb, &k, &v, user, name, &m);
+	key_message(&k, KIND_META, user, m.id, mi.uid);
+	meta_encode(&v, &mi);
+	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
+	key_message(&k, KIND_BODY, user, m.id, mi.uid);
+	leveldb_writebatch_put(wb, (const char *)k.data, k.len, body, body_len);
+	if (delivery_id[0] != '\0') {
+		key_delivery(&k, user, delivery_id);
+		buf_reset(&v);
+		uint8_t ver = VALUE_VERSION;
+		buf_append(&v, &ver, 1);
+		put_u64(&v, m.id);
+		put_u32(&v, mi.uid);
+		put_u32(&v, m.uidvalidity);
+		leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data,
+				       v.len);
+	}
+	ret = db_write(s, wb, "deliver");
+	if (ret == MAIL_OK) {
+		res->uid = mi.uid;
+		res->uidvalidity = m.uidvalidity;
+		res->duplicate = 0;
+	}
+out:
+	buf_deinit(&k);
+	buf_deinit(&v);
+	return ret;
+}
+
+int mailstore_deliver(mailstore *s, const char *user, const char *mailbox,
+		      const char *delivery_id, const void *body, size_t body_len,
+		      int64_t internal_date, const char *const *flags, size_t n_flags,
+		      struct mailstore_deliver_result *result_r)
+{
+	memset(result_r, 0, sizeof *result_r);
+	const char *name = mailbox_name(s, mailbox);
+	if (!user_valid(s, user) || name == NULL ||
+	    strlen(delivery_id) > s->limits.max_delivery_id)
+		return MAIL_ERR_PARAMS;
+	if (body_len > s->limits.max_message_size)
+		return MAIL_ERR_TOO_BIG;
+	if (internal_date == 0)
+		internal_date = util_now_wall_ms();
+	char **nflags;
+	size_t n_nflags;
+	int ret = flags_normalize(s, flags, n_flags, &nflags, &n_nflags);
+	if (ret != MAIL_OK)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	ret = deliver_locked(s, user, name, delivery_id, body, body_len, internal_date, nflags,
+			     n_nflags, result_r);
+	pthread_mutex_unlock(&s->lock);
+	flags_free(nflags, n_nflags);
+	return ret;
+}
+
+int mailstore_mailbox_create(mailstore *s, const char *user, const char *mailbox,
+			     struct mailstore_mailbox_info *info_r)
+{
+	memset(info_r, 0, sizeof *info_r);
+	const char *name = mailbox_name(s, mailbox);
+	if (!user_valid(s, user) || name == NULL)
+		return MAIL_ERR_PARAMS;
+	pthread_mutex_lock(&s->lock);
+	struct mbox m;
+	int ret = mbox_get(s, user, name, &m);
+	if (ret == MAIL_OK)
+		ret = MAIL_ERR_EXISTS;
+	else if (ret == MAIL_ERR_NOT_FOUND)
+		ret = mbox_create(s, user, name, &m);
+	pthread_mutex_unlock(&s->lock);
+	if (ret == MAIL_OK)
+		mbox_info_fill(info_r, name, &m);
+	return ret;
+}
+
+static int list_locked(mailstore *s, const char *user, struct mailstore_mailbox_info **boxes_r,
+		       size_t *n_r)
+{
+	struct mbox m;
+	int ret = mbox_open(s, user, MAILSTORE_INBOX, &m);
+	if (ret != MAIL_OK)
+		return ret;
+	buf prefix;
+	buf_init(&prefix);
+	key_user_prefix(&prefix, KIND_MAILBOX, user);
+	struct mailstore_mailbox_info *boxes = NULL;
+	size_t n = 0, cap = 0;
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
+			break;
+		const char *val = leveldb_iter_value(it, &vlen);
+		if (mbox_decode((const uint8_t *)val, vlen, &m) < 0) {
+			log_corrupt("mailbox", user);
+			ret = MAIL_ERR_INTERNAL;
+			break;
+		}
+		if (n == cap) {
+			cap = cap > 0 ? cap * 2 : 8;
+			boxes = xrealloc(boxes, cap * sizeof *boxes);
+		}
+		char *name = xstrndup(key + prefix.len, klen - prefix.len);
+		mbox_info_fill(&boxes[n++], name, &m);
+		free(name);
+	}
+	char *err = NULL;
+	leveldb_iter_get_error(it, &err);
+	if (err != NULL) {
+		leveldb_free(err);
+		ret = MAIL_ERR_INTERNAL;
+	}
+	leveldb_iter_destroy(it);
+	buf_deinit(&prefix);
+	if (ret != MAIL_OK) {
+		mailstore_mailbox_infos_free(boxes, n);
+		return ret;
+	}
+	*boxes_r = boxes;
+	*n_r = n;
+	return MAIL_OK;
+}
+
+int mailstore_list(mailstore *s, const char *user, struct mailstore_mailbox_info **boxes_r,
+		   size_t *n_r)
+{
+	*boxes_r = NULL;
+	*n_r = 0;
+	if (!user_valid(s, user))
+		return MAIL_ERR_PARAMS;
+	pthread_mutex_lock(&s->lock);
+	int ret = list_locked(s, user, boxes_r, n_r);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int mailstore_select(mailstore *s, const char *user, const char *mailbox,
+		     struct mailstore_mailbox_info *info_r,
+		     struct mailstore_message_info **msgs_r, size_t *n_r)
+{
+	memset(info_r, 0, sizeof *info_r);
+	*msgs_r = NULL;
+	*n_r = 0;
+	const char *name = mailbox_name(s, mailbox);
+	if (!user_valid(s, user) || name == NULL)
+		return MAIL_ERR_PARAMS;
+	pthread_mutex_lock(&s->lock);
+	struct mbox m;
+	int ret = mbox_open(s, user, name, &m);
+	if (ret == MAIL_OK)
+		ret = meta_scan(s, user, &m, msgs_r, n_r);
+	pthread_mutex_unlock(&s->lock);
+	if (ret == MAIL_OK)
+		mbox_info_fill(info_r, name, &m);
+	return ret;
+}
+
+static int fetch_locked(mailstore *s, const char *user, const char *name, uint32_t uid,
+			struct mailstore_message_info *info_r, void **body_r, size_t *len_r)
+{
+	struct mbox m;
+	int ret = mbox_get(s, user, name, &m);
+	if (ret != MAIL_OK)
+		return ret;
+	ret = meta_get(s, user, &m, uid, info_r);
+	if (ret != MAIL_OK)
+		return ret;
+	buf k;
+	buf_init(&k);
+	key_message(&k, KIND_BODY, user, m.id, uid);
+	char *val;
+	size_t len;
+	int got = db_get(s, &k, &val, &len);
+	buf_deinit(&k);
+	if (got != 1) {
+		/* meta without body: the batch rule makes this impossible */
+		if (got == 0)
+			log_corrupt("body", user);
+		mailstore_message_info_free(info_r);
+		return MAIL_ERR_INTERNAL;
+	}
+	*body_r = xmalloc(len > 0 ? len : 1);
+	memcpy(*body_r, val, len);
+	*len_r = len;
+	leveldb_free(val);
+	return MAIL_OK;
+}
+
+int mailstore_fetch(mailstore *s, const char *user, const char *mailbox, uint32_t uid,
+		    struct mailstore_message_info *info_r, void **body_r, size_t *body_len_r)
+{
+	memset(info_r, 0, sizeof *info_r);
+	*body_r = NULL;
+	*body_len_r = 0;
+	const char *name = mailbox_name(s, mailbox);
+	if (!user_valid(s, user) || name == NULL)
+		return MAIL_ERR_PARAMS;
+	if (uid == 0)
+		return MAIL_ERR_NOT_FOUND;
+	pthread_mutex_lock(&s->lock);
+	int ret = fetch_locked(s, user, name, uid, info_r, body_r, body_len_r);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static int store_flags_locked(mailstore *s, const char *user, const char *name,
+			      const uint32_t *uids, size_t n_uids, enum mailstore_flag_mode mode,
+			      char *const *req, size_t n_req,
+			      struct mailstore_message_info **msgs_r, size_t *n_r)
+{
+	struct mbox m;
+	int ret = mbox_get(s, user, name, &m);
+	if (ret != MAIL_OK)
+		return ret;
+	struct mailstore_message_info *msgs = n_uids > 0 ? xcalloc(n_uids, sizeof *msgs) : NULL;
+	int *changed = n_uids > 0 ? xcalloc(n_uids, sizeof *changed) : NULL;
+	size_t n = 0;
+	int any_changed = 0;
+	for (size_t i = 0; i < n_uids; i++) {
+		struct mailstore_message_info *mi = &msgs[n];
+		ret = meta_get(s, user, &m, uids[i], mi);
+		if (ret == MAIL_ERR_NOT_FOUND) {
+			ret = MAIL_OK;
+			continue;
+		}
+		if (ret != MAIL_OK)
+			goto fail;
+		char **nf;
+		size_t n_nf;
+		flags_apply(mi->flags, mi->n_flags, req, n_req, mode, &nf, &n_nf);
+		n++;
+		if (n_nf > s->limits.max_flags) {
+			flags_free(nf, n_nf);
+			ret = MAIL_ERR_LIMIT;
+			goto fail;
+		}
+		if (flags_equal(mi->flags, mi->n_flags, nf, n_nf)) {
+			flags_free(nf, n_nf);
+			continue;
+		}
+		flags_free(mi->flags, mi->n_flags);
+		mi->flags = nf;
+		mi->n_flags = n_nf;
+		mi->modseq = m.highest_modseq + 1;
+		changed[n - 1] = 1;
+		any_changed = 1;
+	}
+	if (any_changed) {
+		m.highest_modseq++;
+		buf k, v;
+		buf_init(&k);
+		buf_init(&v);
+		leveldb_writebatch_t *wb = leveldb_writebatch_create();
+		batch_put_mbox(wb, &k, &v, user, name, &m);
+		for (size_t i = 0; i < n; i++) {
+			if (!changed[i])
+				continue;
+			key_message(&k, KIND_META, user, m.id, msgs[i].uid);
+			meta_encode(&v, &msgs[i]);
+			leveldb_writebatch_put(wb, (const char *)k.data, k.len,
+					       (const char *)v.data, v.len);
+		}
+		ret = db_write(s, wb, "store_flags");
+		buf_deinit(&k);
+		buf_deinit(&v);
+		if (ret != MAIL_OK)
+			goto fail;
+	}
+	free(changed);
+	if (n == 0) {
+		free(msgs);
+		msgs = NULL;
+	}
+	*msgs_r = msgs;
+	*n_r = n;
+	return MAIL_OK;
+fail:
+	free(changed);
+	mailstore_message_infos_free(msgs, n);
+	return ret;
+}
+
+int mailstore_store_flags(mailstore *s, const char *user, const char *mailbox,
+			  const uint32_t *uids, size_t n_uids, enum mailstore_flag_mode mode,
+			  const char *const *flags, size_t n_flags,
+			  struct mailstore_message_info **msgs_r, size_t *n_r)
+{
+	*msgs_r = NULL;
+	*n_r = 0;
+	const char *name = mailbox_name(s, mailbox);
+	if (!user_valid(s, user) || name == NULL)
+		return MAIL_ERR_PARAMS;
+	if (mode != MAILSTORE_FLAGS_SET && mode != MAILSTORE_FLAGS_ADD &&
+	    mode != MAILSTORE_FLAGS_REMOVE)
+		return MAIL_ERR_PARAMS;
+	char **req;
+	size_t n_req;
+	int ret = flags_normalize(s, flags, n_flags, &req, &n_req);
+	if (ret != MAIL_OK)
+		return ret;
+	size_t n_sorted;
+	uint32_t *sorted = uids_sorted(uids, n_uids, &n_sorted);
+	pthread_mutex_lock(&s->lock);
+	ret = store_flags_locked(s, user, name, sorted, n_sorted, mode, req, n_req, msgs_r, n_r);
+	pthread_mutex_unlock(&s->lock);
+	free(sorted);
+	flags_free(req, n_req);
+	return ret;
+}
+
+static int expunge_locked(mailstore *s, const char *user, const char *name,
+			  const uint32_t *uids, size_t n_uids, uint32_t **uids_r, size_t *n_r)
+{
+	struct mbox m;
+	int ret = mbox_get(s, user, name, &m);
+	if (ret != MAIL_OK)
+		return ret;
+	struct mailstore_message_info *msgs = NULL;
+	size_t n_msgs = 0;
+	if (n_uids == 0) {
+		ret = meta_scan(s, user, &m, &msgs, &n_msgs);
+		if (ret != MAIL_OK)
+			return ret;
+	} else {
+		msgs = xcalloc(n_uids, sizeof *msgs);
+		for (size_t i = 0; i < n_uids; i++) {
+			ret = meta_get(s, user, &m, uids[i], &msgs[n_msgs]);
+			if (ret == MAIL_OK)
+				n_msgs++;
+			else if (ret != MAIL_ERR_NOT_FOUND)
+				goto out;
+		}
+		ret = MAIL_OK;
+	}
+	uint32_t *gone = n_msgs > 0 ? xmalloc(n_msgs * sizeof *gone) : NULL;
+	size_t n_gone = 0;
+	for (size_t i = 0; i < n_msgs; i++) {
+		if (flags_has(msgs[i].flags, msgs[i].n_flags, "\\Deleted"))
+			gone[n_gone++] = msgs[i].uid;
+	}
+	if (n_gone > 0) {
+		m.exists = m.exists >= n_gone ? m.exists - (uint32_t)n_gone : 0;
+		m.highest_modseq++;
+		buf k, v;
+		buf_init(&k);
+		buf_init(&v);
+		leveldb_writebatch_t *wb = leveldb_writebatch_create();
+		batch_put_mbox(wb, &k, &v, user, name, &m);
+		for (size_t i = 0; i < n_gone; i++) {
+			key_message(&k, KIND_META, user, m.id, gone[i]);
+			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
+			key_message(&k, KIND_BODY, user, m.id, gone[i]);
+			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
+		}
+		ret = db_write(s, wb, "expunge");
+		buf_deinit(&k);
+		buf_deinit(&v);
+	}
+	if (ret != MAIL_OK || n_gone == 0) {
+		free(gone);
+		gone = NULL;
+		n_gone = 0;
+	}
+	*uids_r = gone;
+	*n_r = n_gone;
+out:
+	mailstore_message_infos_free(msgs, n_msgs);
+	return ret;
+}
+
+int mailstore_expunge(mailstore *s, const char *user, const char *mailbox,
+		      const uint32_t *uids, size_t n_uids, uint32_t **uids_r, size_t *n_r)
+{
+	*uids_r = NULL;
+	*n_r = 0;
+	const char *name = mailbox_name(s, mailbox);
+	if (!user_valid(s, user) || name == NULL)
+		return MAIL_ERR_PARAMS;
+	size_t n_sorted;
+	uint32_t *sorted = uids_sorted(uids, n_uids, &n_sorted);
+	pthread_mutex_lock(&s->lock);
+	int ret = expunge_locked(s, user, name, sorted, n_sorted, uids_r, n_r);
+	pthread_mutex_unlock(&s->lock);
+	free(sorted);
+	return ret;
+}
+
+/* ---- freeing ----------------------------------------------------------- */
+
+void mailstore_mailbox_info_free(struct mailstore_mailbox_info *info)
+{
+	free(info->name);
+	info->name = NULL;
+}
+
+void mailstore_mailbox_infos_free(struct mailstore_mailbox_info *boxes, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		mailstore_mailbox_info_free(&boxes[i]);
+	free(boxes);
+}
+
+void mailstore_message_info_free(struct mailstore_message_info *info)
+{
+	flags_free(info->flags, info->n_flags);
+	info->flags = NULL;
+	info->n_flags = 0;
+}
+
+void mailstore_message_infos_free(struct mailstore_message_info *msgs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		mailstore_message_info_free(&msgs[i]);
+	free(msgs);
+}

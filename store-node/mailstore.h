@@ -1,0 +1,184 @@
+/* mailstore.h: mailboxes with IMAP semantics on one LevelDB directory.
+ *
+ * A mailstore owns one LevelDB database. Users own mailboxes; mailboxes hold
+ * messages addressed by UID. The promises kept here:
+ *   - UIDs of a mailbox strictly increase and are never reused, also after an
+ *     expunge and across close/reopen (uidnext is persisted with every write);
+ *   - UIDVALIDITY is fixed when the mailbox is created and never changes; it is
+ *     derived from the wall clock (seconds) and forced above every value this
+ *     store handed out before, so a re-created mailbox never repeats one;
+ *   - MODSEQ (RFC 7162) of a mailbox only grows: every command that changes
+ *     something takes highest_modseq + 1 for everything it changes;
+ *   - every write is ONE LevelDB WriteBatch written with sync=true, so a crash
+ *     leaves all of an operation or none of it, and a return of MAIL_OK means
+ *     the change is on disk;
+ *   - the user is part of every key: no call made for user A can read,
+ *     write or learn of user B's data (B's mailboxes are simply NOT_FOUND).
+ *
+ * Key schema (all keys start with the schema version byte 0x01; integers are
+ * big-endian so that LevelDB's bytewise order is numeric order; <user> and
+ * <name> never contain NUL, so the NUL after them ends them unambiguously):
+ *
+ *   01 'C'                                 -> counters
+ *        value: 01 | next_mailbox_id u64 | last_uidvalidity u32
+ *   01 'M' <user> 00 <mailbox name>        -> mailbox record
+ *        value: 01 | mailbox_id u64 | uidvalidity u32 | uidnext u32
+ *                  | highest_modseq u64 | exists u32
+ *   01 'I' <user> 00 <mailbox_id u64> <uid u32>   -> message meta
+ *        value: 01 | size u64 | internal_date i64 (ms) | modseq u64
+ *                  | n_flags u16 | n_flags x (len u16 | bytes)
+ *   01 'B' <user> 00 <mailbox_id u64> <uid u32>   -> message body (raw bytes)
+ *   01 'D' <user> 00 <delivery_id>         -> delivery record (idempotency)
+ *        value: 01 | mailbox_id u64 | uid u32 | uidvalidity u32
+ *
+ * The first byte of every value is the value's own format version (01).
+ * Mailbox ids come from the counter and are never reused. Delivery records
+ * outlive an expunge on purpose: a late retry of an expunged delivery is
+ * still a duplicate and must not bring the message back.
+ *
+ * Mailbox names: "" and any case of "INBOX" mean "INBOX". Other names are
+ * 1..max_mailbox_name bytes of printable ASCII or UTF-8 (no control bytes,
+ * no '*' or '%', no leading/trailing '/', no "//"). Only INBOX is created
+ * implicitly (on first use by deliver, list or select); others must be made
+ * with mailstore_mailbox_create().
+ *
+ * Flags: system flags (\Seen \Answered \Flagged \Deleted \Draft) are matched
+ * case-insensitively and stored in that spelling; \Recent is session state
+ * and silently dropped; any other backslash flag is MAIL_ERR_PARAMS. Keywords
+ * are atoms (printable ASCII, none of ( ) { % * " \ ] or space), compared
+ * case-sensitively. Stored flags are sorted (strcmp) and deduplicated.
+ *
+ * Threading: every call is synchronous and blocks on disk (a sync write is
+ * ~0.25 ms on the development machines). A mailstore is thread-safe: one
+ * internal mutex serialises operations (reads included, so a select sees a
+ * consistent mailbox).
+ *
+ * Returns: enum mail_error (lib/mail-error.h); MAIL_OK = 0.
+ */
+#ifndef MAIL_MAILSTORE_H
+#define MAIL_MAILSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MAILSTORE_KEY_VERSION 0x01
+#define MAILSTORE_INBOX "INBOX"
+
+/* Every limit of the store; mailstore_limits_default() fills the defaults. */
+struct mailstore_limits {
+	/* Largest body accepted by deliver (TOO_BIG above). Default 64 MiB,
+	 * min 1, keep below RPC_FRAME_MAX. */
+	uint64_t max_message_size;
+	/* Most flags one message may carry (LIMIT above). Default 64. */
+	unsigned max_flags;
+	/* Longest flag in bytes (LIMIT above). Default 128, max 65535. */
+	unsigned max_flag_len;
+	/* Longest mailbox name in bytes (PARAMS above). Default 255. */
+	unsigned max_mailbox_name;
+	/* Longest user name in bytes (PARAMS above). Default 254 (RFC 5321). */
+	unsigned max_user_len;
+	/* Longest delivery id in bytes (PARAMS above). Default 255. */
+	unsigned max_delivery_id;
+};
+
+void mailstore_limits_default(struct mailstore_limits *limits_r);
+
+enum mailstore_flag_mode {
+	MAILSTORE_FLAGS_SET = 0,
+	MAILSTORE_FLAGS_ADD = 1,
+	MAILSTORE_FLAGS_REMOVE = 2,
+};
+
+/* Results. Owned by the caller; free with the matching *_free(). */
+struct mailstore_mailbox_info {
+	char *name;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint32_t exists;
+	uint64_t highest_modseq;
+};
+
+struct mailstore_message_info {
+	uint32_t uid;
+	char **flags;          /* sorted, n_flags strings */
+	size_t n_flags;
+	uint64_t size;
+	int64_t internal_date; /* ms since the epoch */
+	uint64_t modseq;
+};
+
+struct mailstore_deliver_result {
+	uint32_t uid;
+	uint32_t uidvalidity;
+	int duplicate;         /* 1: delivery_id was seen; uid is the original */
+};
+
+typedef struct mailstore mailstore;
+
+/* Open (creating if missing) the LevelDB directory dir. limits may be NULL
+ * (defaults); it is copied. Returns MAIL_OK and *store_r, or
+ * MAIL_ERR_INTERNAL with *error_r (static text; the LevelDB detail is
+ * logged), e.g. when another process holds the directory. */
+int mailstore_open(const char *dir, const struct mailstore_limits *limits,
+		   mailstore **store_r, const char **error_r);
+/* Close and free. NULLs *store. No call may be running. */
+void mailstore_close(mailstore **store);
+
+/* Store body as a new message of user's mailbox ("" = INBOX, created if
+ * missing; any other mailbox must exist: NOT_FOUND). delivery_id is the
+ * idempotency key: if it was delivered before (to any mailbox of user), the
+ * original uid/uidvalidity come back with duplicate = 1 and nothing is
+ * written. An empty delivery_id disables the check. internal_date is ms
+ * since the epoch, 0 meaning now. flags may be NULL when
+ * n_flags is 0. Errors: PARAMS (bad user, mailbox, flag or delivery id),
+ * TOO_BIG (body over max_message_size), LIMIT (too many or too long flags),
+ * NOT_FOUND, INTERNAL (disk). */
+int mailstore_deliver(mailstore *store, const char *user, const char *mailbox,
+		      const char *delivery_id, const void *body, size_t body_len,
+		      int64_t internal_date, const char *const *flags, size_t n_flags,
+		      struct mailstore_deliver_result *result_r);
+
+/* Create an empty mailbox. EXISTS if it is there already (INBOX included). */
+int mailstore_mailbox_create(mailstore *store, const char *user, const char *mailbox,
+			     struct mailstore_mailbox_info *info_r);
+
+/* Every mailbox of user, sorted by name; INBOX always among them (created
+ * if missing). *boxes_r is freed with mailstore_mailbox_infos_free(). */
+int mailstore_list(mailstore *store, const char *user,
+		   struct mailstore_mailbox_info **boxes_r, size_t *n_r);
+
+/* The mailbox (info_r) and all its messages ascending by uid (msgs_r, free
+ * with mailstore_message_infos_free(); NULL when empty). NOT_FOUND for an
+ * unknown mailbox (INBOX is created if missing). */
+int mailstore_select(mailstore *store, const char *user, const char *mailbox,
+		     struct mailstore_mailbox_info *info_r,
+		     struct mailstore_message_info **msgs_r, size_t *n_r);
+
+/* One message: its info and a heap copy of its body (caller frees).
+ * NOT_FOUND for an unknown mailbox or uid. */
+int mailstore_fetch(mailstore *store, const char *user, const char *mailbox, uint32_t uid,
+		    struct mailstore_message_info *info_r, void **body_r, size_t *body_len_r);
+
+/* Change the flags of the listed uids (any order, duplicates allowed; uids
+ * that do not exist are ignored, as IMAP STORE does). Messages whose flags
+ * really change get the mailbox's next modseq (one value for the whole
+ * call); the others keep theirs. Returns the infos after the change of
+ * every existing listed uid, ascending. LIMIT if a result would exceed
+ * max_flags (nothing is written then). */
+int mailstore_store_flags(mailstore *store, const char *user, const char *mailbox,
+			  const uint32_t *uids, size_t n_uids, enum mailstore_flag_mode mode,
+			  const char *const *flags, size_t n_flags,
+			  struct mailstore_message_info **msgs_r, size_t *n_r);
+
+/* Remove messages that carry \Deleted: all of them when n_uids is 0, else
+ * only those among uids (UID EXPUNGE). *uids_r gets the expunged uids
+ * ascending (caller frees; NULL when none). Expunging bumps highest_modseq. */
+int mailstore_expunge(mailstore *store, const char *user, const char *mailbox,
+		      const uint32_t *uids, size_t n_uids, uint32_t **uids_r, size_t *n_r);
+
+void mailstore_mailbox_info_free(struct mailstore_mailbox_info *info);
+void mailstore_mailbox_infos_free(struct mailstore_mailbox_info *boxes, size_t n);
+void mailstore_message_info_free(struct mailstore_message_info *info);
+void mailstore_message_infos_free(struct mailstore_message_info *msgs, size_t n);
+
+#endif

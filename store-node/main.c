@@ -1,0 +1,155 @@
+/* main.c: the store-node daemon. Parses options, opens the mailstore,
+ * serves the "store" RPC service and registers on the store ring; SIGTERM
+ * or SIGINT leaves the ring, closes the server and the store, exits 0. */
+#include "daemon-options.h"
+#include "daemon.h"
+#include "log.h"
+#include "mailstore.h"
+#include "router.h"
+#include "store-service.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define LOG_SVC "store"
+
+struct store_settings {
+	const char *id;
+	const char *listen;
+	const char *advertise; /* host others dial; default: the listen host */
+	const char *data;
+	const char *etcd;      /* NULL: standalone, no ring registration */
+	unsigned partitions;
+	unsigned lease_ttl;
+};
+
+struct store_node {
+	uv_loop_t loop;
+	mailstore *store;
+	store_service *service;
+	router_member *member;
+	struct daemon_signals signals;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: store-node --id ID --listen HOST:PORT --data DIR [--etcd URL]\n"
+		"                  [--advertise HOST] [--partitions N] [--lease-ttl S]\n"
+		"  --listen      RPC address; port 0 picks a free port (logged at ready)\n"
+		"  --advertise   host put in the ring (default: the listen host)\n"
+		"  --data        LevelDB directory (created if missing)\n"
+		"  --etcd        etcd client URL; without it the node runs standalone\n"
+		"  --partitions  partitions of a new ring (default %d)\n"
+		"  --lease-ttl   membership lease in seconds (default %d)\n",
+		ROUTER_DEFAULT_PARTITIONS, ROUTER_DEFAULT_LEASE_TTL_S);
+}
+
+static int settings_parse(int argc, char **argv, struct store_settings *set)
+{
+	static const struct option opts[] = {
+		{ "id", required_argument, NULL, 'i' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "advertise", required_argument, NULL, 'a' },
+		{ "data", required_argument, NULL, 'd' },
+		{ "etcd", required_argument, NULL, 'e' },
+		{ "partitions", required_argument, NULL, 'p' },
+		{ "lease-ttl", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	*set = (struct store_settings){ .partitions = ROUTER_DEFAULT_PARTITIONS,
+					.lease_ttl = ROUTER_DEFAULT_LEASE_TTL_S };
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': set->id = optarg; break;
+		case 'l': set->listen = optarg; break;
+		case 'a': set->advertise = optarg; break;
+		case 'd': set->data = optarg; break;
+		case 'e': set->etcd = optarg; break;
+		case 'p':
+			if (daemon_options_parse_uint(optarg, 1, 65536, &set->partitions) < 0)
+				return -1;
+			break;
+		case 't':
+			if (daemon_options_parse_uint(optarg, 1, 3600, &set->lease_ttl) < 0)
+				return -1;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			return -1;
+		}
+	}
+	if (optind != argc || set->id == NULL || set->listen == NULL || set->data == NULL)
+		return -1;
+	return 0;
+}
+
+static void node_stop_cb(void *arg)
+{
+	struct store_node *node = arg;
+	router_member_stop(&node->member);
+	store_service_destroy(&node->service);
+	daemon_signals_deinit(&node->signals);
+}
+
+int main(int argc, char **argv)
+{
+	struct store_settings set;
+	if (settings_parse(argc, argv, &set) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	char *host;
+	int port;
+	const char *error;
+	if (daemon_options_parse_listen(set.listen, &host, &port, &error) < 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=bad_option option=listen error=\"%s\"",
+			  error);
+		return 2;
+	}
+
+	struct store_node node = { 0 };
+	uv_loop_init(&node.loop);
+	if (mailstore_open(set.data, NULL, &node.store, &error) != 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=startup_failed error=\"%s\"", error);
+		free(host);
+		return 1;
+	}
+	store_service_create(&node.loop, node.store, &node.service);
+	if (store_service_listen(node.service, host, port, &port, &error) < 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=startup_failed error=\"%s\"", error);
+		goto fail;
+	}
+	if (set.etcd != NULL) {
+		const char *adv = set.advertise != NULL ? set.advertise : host;
+		if (router_member_start(&node.loop, set.etcd, ROUTER_ROLE_STORE, set.id, adv, port,
+					(int)set.lease_ttl, set.partitions, &node.member,
+					&error) < 0) {
+			log_event(LOG_ERROR, LOG_SVC, "event=startup_failed error=\"%s\"", error);
+			goto fail;
+		}
+	} else {
+		log_event(LOG_WARN, LOG_SVC, "event=standalone reason=no_etcd");
+	}
+	daemon_signals_init(&node.loop, &node.signals, node_stop_cb, &node);
+	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s listen=%s:%d", set.id, host, port);
+	uv_run(&node.loop, UV_RUN_DEFAULT);
+
+	daemon_loop_finish(&node.loop);
+	mailstore_close(&node.store);
+	free(host);
+	log_event(LOG_INFO, LOG_SVC, "event=stopped id=%s", set.id);
+	return 0;
+
+fail:
+	store_service_destroy(&node.service);
+	daemon_loop_finish(&node.loop);
+	mailstore_close(&node.store);
+	free(host);
+	return 1;
+}

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""End-to-end: one message through every tier, with real clients.
+
+Starts its own etcd, store node, queue node and frontend on free 127.0.0.1
+ports (so it runs while a development cluster is up), creates a user with
+mailctl, sends with smtplib, reads back with imaplib and checks:
+  * the bytes read back are the bytes sent;
+  * unknown recipients get 550 5.1.1, foreign domains 550 5.7.1 (no relay);
+  * malformed SMTP commands get 500/501, an over-long line a clear error;
+  * a message that got 250 survives kill -9 of the queue node before
+    delivery and arrives exactly once;
+  * IMAP flags and expunge behave, bad IMAP commands get BAD;
+  * `down` leaves no process behind.
+Standard library only.
+"""
+import imaplib
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
+import local  # noqa: E402
+
+PASSED = []
+FAILED = []
+
+
+def check(name, fn):
+    try:
+        fn()
+    except Exception:
+        FAILED.append(name)
+        print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
+    else:
+        PASSED.append(name)
+        print(f"ok   {name}", flush=True)
+
+
+def make_message(subject, body_lines):
+    lines = [f"From: Sender <sender@remote.test>", "To: alice@example.test",
+             f"Subject: {subject}", "Message-ID: <%s@remote.test>" % subject.replace(" ", "-"),
+             "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8",
+             "Content-Transfer-Encoding: 8bit", ""] + body_lines
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+class E2E:
+    def __init__(self, cluster):
+        self.c = cluster
+        self.smtp_port = cluster.ports["smtp"]
+        self.imap_port = cluster.ports["imap"]
+
+    def smtp(self):
+        s = smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30)
+        s.ehlo("client.test")
+        return s
+
+    def imap(self, user="alice@example.test", password="s3cret pass"):
+        m = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
+        m.login(user, password)
+        return m
+
+    def inbox_bodies(self, user="alice@example.test", password="s3cret pass"):
+        m = self.imap(user, password)
+        typ, data = m.select("INBOX", readonly=True)
+        assert typ == "OK", data
+        n = int(data[0])
+        bodies = []
+        if n:
+            typ, data = m.fetch(f"1:{n}", "(UID BODY.PEEK[])")
+            assert typ == "OK", data
+            for item in data:
+                if isinstance(item, tuple):
+                    bodies.append(item[1])
+        m.logout()
+        return bodies
+
+    def wait_for(self, pred, timeout=30, what="condition"):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = pred()
+            if last:
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what} (last={last!r})")
+
+    # ---- checks --------------------------------------------------------
+
+    def send_and_read_back(self):
+        msg = make_message("first", ["Hello Alice,", "", "caf\u00e9 \u2603 -- bytes matter.",
+                                     ".a line starting with a dot", "..two dots", "bye"])
+        s = self.smtp()
+        refused = s.sendmail("sender@remote.test", ["alice@example.test"], msg)
+        assert refused == {}, refused
+        s.quit()
+        bodies = self.wait_for(lambda: self.inbox_bodies(), what="delivery")
+        assert bodies == [msg], (bodies, msg)
+
+    def unknown_recipient(self):
+        s = self.smtp()
+        s.mail("sender@remote.test")
+        code, text = s.rcpt("nobody@example.test")
+        assert code == 550 and b"5.1.1" in text, (code, text)
+        code, text = s.rcpt("someone@elsewhere.test")
+        assert code == 550 and b"5.7.1" in text, (code, text)
+        code, text = s.rcpt("Alice@Example.TEST")
+        assert code == 250, (code, text)
+        s.rset()
+        # and sendmail with only an unknown recipient raises
+        try:
+            s.sendmail("sender@remote.test", ["nobody@example.test"], b"Subject: x\r\n\r\nx\r\n")
+        except smtplib.SMTPRecipientsRefused as e:
+            assert e.recipients["nobody@example.test"][0] == 550
+        else:
+            raise AssertionError("unknown recipient accepted")
+        s.quit()
+
+    def malformed_commands(self):
+        with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=10) as sock:
+            f = sock.makefile("rb")
+
+            def reply():
+                lines = []
+                while True:
+                    line = f.readline()
+                    assert line, "connection closed"
+                    lines.append(line)
+                    if line[3:4] != b"-":
+                        return int(line[:3]), b"".join(lines)
+
+            assert reply()[0] == 220
+            for cmd, codes in ((b"FOO bar", (500,)), (b"MAIL FROM:<a@b.test>", (503,)),
+                               (b"EHLO", (501,)), (b"EHLO client.test", (250,)),
+                               (b"MAIL TO:<x@y.test>", (501,)), (b"RCPT TO:<a@example.test>", (503,)),
+                               (b"MAIL FROM:<bad address>", (501, 553)),
+                               (b"MAIL FROM:<>", (250,)), (b"RCPT TO:<<>>", (501, 553)),
+                               (b"DATA", (503, 554)), (b"NOOP", (250,)), (b"RSET", (250,))):
+                sock.sendall(cmd + b"\r\n")
+                code, text = reply()
+                assert code in codes, (cmd, code, text)
+            sock.sendall(b"NOOP " + b"x" * 1100 + b"\r\n")
+            code, text = reply()
+            assert code == 500 and b"too long" in text.lower(), (code, text)
+            sock.sendall(b"NOOP\r\n")
+            assert reply()[0] == 250
+            sock.sendall(b"QUIT\r\n")
+            assert reply()[0] == 221
+
+    def survives_queue_kill(self):
+        before = len(self.inbox_bodies())
+        # 1. store down: the queue accepts (durable), cannot deliver yet
+        self.c.kill("store-1", signal.SIGTERM)
+        msg = make_message("durable", ["this one got 250 while the store was down"])
+        s = self.smtp()
+        assert s.sendmail("sender@remote.test", ["alice@example.test"], msg) == {}
+        s.quit()
+        # 2. kill -9 the queue node with the message undelivered
+        self.c.kill("queue-1", signal.SIGKILL)
+        self.c.start("store-1")
+        self.c.start("queue-1")
+        bodies = self.wait_for(lambda: (lambda b: b if len(b) > before else None)(
+            self.inbox_bodies()), timeout=60, what="delivery after queue restart")
+        time.sleep(2)  # a duplicate would arrive about now
+        bodies = self.inbox_bodies()
+        assert bodies.count(msg) == 1, [b[:60] for b in bodies]
+        assert len(bodies) == before + 1
+
+    def kill_right_after_250(self):
+        before = len(self.inbox_bodies())
+        msg = make_message("killed-after-250", ["kill -9 right after the 250"])
+        s = self.smtp()
+        assert s.sendmail("sender@remote.test", ["alice@example.test"], msg) == {}
+        self.c.kill("queue-1", signal.SIGKILL)
+        s.close()
+        self.c.start("queue-1")
+        self.wait_for(lambda: len(self.inbox_bodies()) > before, timeout=60,
+                      what="delivery after kill -9")
+        time.sleep(2)
+        bodies = self.inbox_bodies()
+        assert bodies.count(msg) == 1
+        assert len(bodies) == before + 1
+
+    def imap_semantics(self):
+        m = self.imap()
+        typ, data = m.select("INBOX")
+        assert typ == "OK"
+        n = int(data[0])
+        assert n >= 1
+        typ, uv = m.response("UIDVALIDITY")
+        assert uv[0] and int(uv[0]) > 0, uv
+        typ, data = m.uid("FETCH", "1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE)")
+        assert typ == "OK" and data[0], data
+        uids = [int(x.split(b"UID ")[1].split()[0]) for x in data if isinstance(x, bytes)]
+        assert uids == sorted(uids) and len(set(uids)) == len(uids), uids
+        typ, data = m.store("1", "+FLAGS", "(\\Flagged)")
+        assert typ == "OK" and b"\\Flagged" in data[0], data
+        typ, data = m.store("1", "+FLAGS", "(\\Deleted)")
+        assert typ == "OK"
+        typ, data = m.expunge()
+        assert typ == "OK" and data[0] == b"1", data
+        typ, data = m.select("INBOX")
+        assert int(data[0]) == n - 1
+        # bad input: BAD, never a crash
+        try:
+            m.xatom("FROBNICATE")
+        except imaplib.IMAP4.error as e:
+            assert "BAD" in str(e), e
+        else:
+            raise AssertionError("unknown command accepted")
+        typ, data = m.noop()
+        assert typ == "OK"
+        m.logout()
+        # wrong password
+        try:
+            self.imap(password="wrong")
+        except imaplib.IMAP4.error:
+            pass
+        else:
+            raise AssertionError("bad password accepted")
+
+
+def main():
+    bin_dir = os.environ.get("MAIL_BIN_DIR") or os.path.join(
+        os.path.dirname(HERE), "build", "bin")
+    state = tempfile.mkdtemp(prefix="mail-e2e-")
+    c = local.Cluster.with_free_ports(state, bin_dir, lease_ttl=3)
+    pids = []
+    try:
+        c.up()
+        pids = [c.pid(name) for name, *_ in c.specs()]
+        c.mailctl("user", "add", "alice@example.test", stdin="s3cret pass\n")
+        t = E2E(c)
+        check("send_and_read_back", t.send_and_read_back)
+        check("unknown_recipient", t.unknown_recipient)
+        check("malformed_commands", t.malformed_commands)
+        check("survives_queue_kill", t.survives_queue_kill)
+        check("kill_right_after_250", t.kill_right_after_250)
+        check("imap_semantics", t.imap_semantics)
+        pids = [c.pid(name) for name, *_ in c.specs()]
+    except Exception:
+        FAILED.append("setup")
+        traceback.print_exc()
+        for name, *_ in c.specs():
+            print(f"--- {name} log tail ---\n{c.log_tail(name, 30)}")
+    finally:
+        c.down()
+        left = [p for p in pids if p and local.pid_alive(p)]
+        if left:
+            FAILED.append("down_leaves_nothing")
+            print(f"FAIL processes left after down: {left}")
+        if FAILED:
+            for name, *_ in c.specs():
+                print(f"--- {name} log tail ---\n{c.log_tail(name, 15)}")
+        shutil.rmtree(state, ignore_errors=True)
+    print(f"{len(PASSED)} passed, {len(FAILED)} failed")
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

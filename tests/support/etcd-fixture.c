@@ -1,0 +1,235 @@
+/* etcd-fixture.c: a real etcd for integration tests (see etcd-fixture.h). */
+#include "etcd-fixture.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAILTEST_ETCD_BIN "/usr/bin/etcd"
+#define MAILTEST_ETCD_READY_MS 10000
+#define MAILTEST_ETCD_STOP_MS 5000
+#define MAILTEST_ETCD_ATTEMPTS 3
+
+struct mailtest_etcd {
+	pid_t pid;
+	int client_port;
+	int peer_port;
+	char *dir;
+	char url[64];
+};
+
+void mailtest_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static long mailtest__now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+int mailtest_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof sa;
+	int port = -1;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+char *mailtest_tmpdir(const char *prefix)
+{
+	char *path;
+	if (asprintf(&path, "/tmp/%s.XXXXXX", prefix) < 0)
+		return NULL;
+	if (mkdtemp(path) == NULL) {
+		free(path);
+		return NULL;
+	}
+	return path;
+}
+
+static int mailtest__rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int mailtest_rmrf(const char *path)
+{
+	return nftw(path, mailtest__rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* GET url/health; 1 when it answers {"health":"true"}. A raw HTTP/1.0
+ * request keeps this library free of libcurl. */
+static int mailtest__healthy(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return 0;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { 1, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	int ok = 0;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+		static const char req[] = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+		char resp[1024];
+		size_t got = 0;
+		if (write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+			ssize_t n;
+			while (got < sizeof resp - 1 &&
+			       (n = read(fd, resp + got, sizeof resp - 1 - got)) > 0)
+				got += (size_t)n;
+		}
+		resp[got] = '\0';
+		ok = strstr(resp, "\"health\":\"true\"") != NULL;
+	}
+	close(fd);
+	return ok;
+}
+
+static void mailtest__kill(mailtest_etcd *e)
+{
+	if (e->pid <= 0)
+		return;
+	kill(e->pid, SIGTERM);
+	long deadline = mailtest__now_ms() + MAILTEST_ETCD_STOP_MS;
+	for (;;) {
+		pid_t r = waitpid(e->pid, NULL, WNOHANG);
+		if (r == e->pid || (r < 0 && errno != EINTR))
+			break;
+		if (mailtest__now_ms() > deadline) {
+			kill(e->pid, SIGKILL);
+			waitpid(e->pid, NULL, 0);
+			break;
+		}
+		mailtest_sleep_ms(20);
+	}
+	e->pid = 0;
+}
+
+/* One attempt on fresh ports: 0 when healthy, -1 otherwise (cleaned). */
+static int mailtest__try_start(mailtest_etcd *e)
+{
+	e->client_port = mailtest_free_port();
+	e->peer_port = mailtest_free_port();
+	if (e->client_port < 0 || e->peer_port < 0 || e->client_port == e->peer_port)
+		return -1;
+	char client[64], peer[64], cluster[96], data[512];
+	snprintf(client, sizeof client, "http://127.0.0.1:%d", e->client_port);
+	snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port);
+	snprintf(cluster, sizeof cluster, "t=%s", peer);
+	snprintf(data, sizeof data, "%s/data", e->dir);
+	snprintf(e->url, sizeof e->url, "%s", client);
+
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		/* child: quiet etcd down to errors, keep stderr for those */
+		int devnull = open("/dev/null", O_RDWR);
+		if (devnull >= 0) {
+			dup2(devnull, STDIN_FILENO);
+			dup2(devnull, STDOUT_FILENO);
+		}
+		execl(MAILTEST_ETCD_BIN, "etcd", "--name", "t", "--data-dir", data, "--logger",
+		      "zap", "--log-level", "error", "--listen-client-urls", client,
+		      "--advertise-client-urls", client, "--listen-peer-urls", peer,
+		      "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+		      "--initial-cluster-state", "new", (char *)NULL);
+		_exit(127);
+	}
+	e->pid = pid;
+	long deadline = mailtest__now_ms() + MAILTEST_ETCD_READY_MS;
+	while (mailtest__now_ms() < deadline) {
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			/* exited: most likely a port got taken meanwhile */
+			e->pid = 0;
+			break;
+		}
+		if (mailtest__healthy(e->client_port))
+			return 0;
+		mailtest_sleep_ms(50);
+	}
+	fprintf(stderr, "etcd-fixture: etcd on port %d did not become healthy\n",
+		e->client_port);
+	mailtest__kill(e);
+	mailtest_rmrf(data);
+	return -1;
+}
+
+int mailtest_etcd_start(mailtest_etcd **etcd_r)
+{
+	if (access(MAILTEST_ETCD_BIN, X_OK) != 0) {
+		fprintf(stderr, "etcd-fixture: %s not found\n", MAILTEST_ETCD_BIN);
+		return -1;
+	}
+	mailtest_etcd *e = calloc(1, sizeof *e);
+	if (e == NULL)
+		return -1;
+	e->dir = mailtest_tmpdir("mailtest-etcd");
+	if (e->dir == NULL) {
+		free(e);
+		return -1;
+	}
+	for (int i = 0; i < MAILTEST_ETCD_ATTEMPTS; i++) {
+		if (mailtest__try_start(e) == 0) {
+			*etcd_r = e;
+			return 0;
+		}
+	}
+	mailtest_rmrf(e->dir);
+	free(e->dir);
+	free(e);
+	return -1;
+}
+
+const char *mailtest_etcd_url(const mailtest_etcd *e)
+{
+	return e->url;
+}
+
+int mailtest_etcd_port(const mailtest_etcd *e)
+{
+	return e->client_port;
+}
+
+pid_t mailtest_etcd_pid(const mailtest_etcd *e)
+{
+	return e->pid;
+}
+
+void mailtest_etcd_stop(mailtest_etcd **etcdp)
+{
+	mailtest_etcd *e = *etcdp;
+	if (e == NULL)
+		return;
+	*etcdp = NULL;
+	mailtest__kill(e);
+	mailtest_rmrf(e->dir);
+	free(e->dir);
+	free(e);
+}
