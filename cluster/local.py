@@ -22,12 +22,14 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The brief's ports (all on 127.0.0.1). Node RPC ports are ours: store nodes
-# 27101.., queue nodes 27201..; etcd peer port 23800.
+# 27101.., queue nodes 27201..; their Prometheus /metrics 27151.., 27251..;
+# the frontend's /metrics 27301; etcd peer port 23800.
 DEFAULT_PORTS = {
     "etcd": 23790, "etcd_peer": 23800,
     "smtp": 2525, "submission": 2587, "submissions": 2465,
     "imap": 2143, "imaps": 2993, "pop3": 2110, "pop3s": 2995,
     "store_base": 27101, "queue_base": 27201,
+    "store_metrics_base": 27151, "queue_metrics_base": 27251, "frontend_metrics": 27301,
 }
 DEMO_TENANT = "example.test"
 DEMO_USER = "demo@example.test"
@@ -86,20 +88,29 @@ class Cluster:
         c.node_ports = {}
         for i in range(1, c.stores + 1):
             c.node_ports[f"store-{i}"] = free_port()
+            c.node_ports[f"store-{i}-metrics"] = free_port()
         for i in range(1, c.queues + 1):
             c.node_ports[f"queue-{i}"] = free_port()
+            c.node_ports[f"queue-{i}-metrics"] = free_port()
         return c
 
     @property
     def etcd_url(self):
         return f"http://127.0.0.1:{self.ports['etcd']}"
 
-    def node_port(self, name):
+    def node_port(self, name, metrics=False):
         fixed = getattr(self, "node_ports", None)
-        if fixed and name in fixed:
-            return fixed[name]
+        key = f"{name}-metrics" if metrics else name
+        if fixed and key in fixed:
+            return fixed[key]
         role, idx = name.rsplit("-", 1)
-        return self.ports[f"{role}_base"] + int(idx) - 1
+        base = f"{role}_metrics_base" if metrics else f"{role}_base"
+        return self.ports[base] + int(idx) - 1
+
+    def metrics_port(self, name):
+        if name.startswith("frontend"):
+            return self.ports["frontend_metrics"]
+        return self.node_port(name, metrics=True)
 
     # ---- process table -------------------------------------------------
 
@@ -124,6 +135,7 @@ class Cluster:
                 out.append((name, role, f"127.0.0.1:{port}", [
                     os.path.join(self.bin, f"{role}-node"), "--id", name,
                     "--listen", f"127.0.0.1:{port}",
+                    "--metrics", f"127.0.0.1:{self.metrics_port(name)}",
                     "--data", os.path.join(data, name), "--etcd", self.etcd_url,
                     "--partitions", str(self.partitions),
                     "--lease-ttl", str(self.lease_ttl)], port))
@@ -133,7 +145,8 @@ class Cluster:
                         os.path.join(self.bin, "frontend"), "--id", "frontend-1",
                         "--etcd", self.etcd_url,
                         "--smtp", f"127.0.0.1:{p['smtp']}",
-                        "--imap", f"127.0.0.1:{p['imap']}"], p["imap"]))
+                        "--imap", f"127.0.0.1:{p['imap']}",
+                        "--metrics", f"127.0.0.1:{p['frontend_metrics']}"], p["imap"]))
         return out
 
     def spec(self, name):

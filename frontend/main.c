@@ -24,6 +24,7 @@ struct frontend_settings {
 	const char *smtp;     /* HOST:PORT of the MX listener, NULL = off */
 	const char *imap;     /* HOST:PORT of the IMAP listener, NULL = off */
 	const char *hostname; /* SMTP greeting name */
+	const char *metrics;  /* HOST:PORT of /metrics, NULL = off */
 };
 
 struct frontend {
@@ -34,6 +35,7 @@ struct frontend {
 	store_client *store;
 	smtp_mx *mx;
 	imap_service *imap;
+	metrics *metrics;
 	struct daemon_signals signals;
 };
 
@@ -44,7 +46,8 @@ static void usage(FILE *out)
 		"                [--hostname NAME]\n"
 		"  --smtp      SMTP MX listener (default 127.0.0.1:2525)\n"
 		"  --imap      IMAP listener (default 127.0.0.1:2143)\n"
-		"  --hostname  name in the SMTP greeting (default localhost)\n");
+		"  --hostname  name in the SMTP greeting (default localhost)\n"
+		"  --metrics   HOST:PORT serving Prometheus /metrics (default: off)\n");
 }
 
 static int settings_parse(int argc, char **argv, struct frontend_settings *set)
@@ -55,6 +58,7 @@ static int settings_parse(int argc, char **argv, struct frontend_settings *set)
 		{ "smtp", required_argument, NULL, 's' },
 		{ "imap", required_argument, NULL, 'm' },
 		{ "hostname", required_argument, NULL, 'n' },
+		{ "metrics", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -71,6 +75,7 @@ static int settings_parse(int argc, char **argv, struct frontend_settings *set)
 		case 's': set->smtp = optarg; break;
 		case 'm': set->imap = optarg; break;
 		case 'n': set->hostname = optarg; break;
+		case 'M': set->metrics = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: return -1;
 		}
@@ -85,6 +90,7 @@ static void frontend_stop_cb(void *arg)
 		smtp_mx_stop(&fe->mx);
 	if (fe->imap != NULL)
 		imap_service_stop(&fe->imap);
+	metrics_destroy(&fe->metrics);
 	daemon_signals_deinit(&fe->signals);
 }
 
@@ -123,6 +129,13 @@ static int frontend_start(struct frontend *fe, const struct frontend_settings *s
 	imap.allow_plaintext_login = 1;
 	if (imap_service_start(&fe->loop, &imap, fe->dir, fe->store, &fe->imap, &error) < 0) {
 		log_event(LOG_ERROR, LOG_SVC, "event=start_failed what=imap error=\"%s\"", error);
+		return -1;
+	}
+	if (set->metrics != NULL &&
+	    daemon_metrics_start(&fe->loop, LOG_SVC, set->id, set->metrics, &fe->metrics,
+				 &error) < 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=start_failed what=metrics error=\"%s\"",
+			  error);
 		return -1;
 	}
 	return 0;

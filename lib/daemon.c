@@ -1,4 +1,5 @@
 #include "daemon.h"
+#include "daemon-options.h"
 #include "log.h"
 
 #include <signal.h>
@@ -55,4 +56,24 @@ int daemon_loop_finish(uv_loop_t *loop)
 	uv_walk(loop, daemon__close_walk_cb, NULL);
 	uv_run(loop, UV_RUN_DEFAULT);
 	return uv_loop_close(loop);
+}
+
+int daemon_metrics_start(uv_loop_t *loop, const char *svc, const char *node_id,
+			 const char *hostport, metrics **metrics_r, const char **error_r)
+{
+	char *host;
+	int port;
+	if (daemon_options_parse_listen(hostport, &host, &port, error_r) < 0)
+		return -1;
+	metrics *m = metrics_create(loop, svc, node_id);
+	metrics_add_collector(m, metrics_collect_process, m);
+	int r = metrics_listen(m, host, port, &port, error_r);
+	if (r < 0) {
+		metrics_destroy(&m);
+	} else {
+		log_event(LOG_INFO, svc, "event=metrics_listening addr=%s:%d", host, port);
+		*metrics_r = m;
+	}
+	free(host);
+	return r;
 }

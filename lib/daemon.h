@@ -10,6 +10,8 @@
 
 #include <uv.h>
 
+#include "metrics.h"
+
 typedef void daemon_stop_fn(void *arg);
 
 struct daemon_signals {
@@ -29,5 +31,11 @@ void daemon_signals_deinit(struct daemon_signals *ds);
  * handle still open so uv_loop_close() succeeds. Returns uv_loop_close()'s
  * result. */
 int daemon_loop_finish(uv_loop_t *loop);
+
+/* Create the daemon's metrics endpoint on hostport ("HOST:PORT", IP literal)
+ * with the process collector registered. Returns 0 with *metrics_r, or -1
+ * with *error_r (static text) and nothing to free. */
+int daemon_metrics_start(uv_loop_t *loop, const char *svc, const char *node_id,
+			 const char *hostport, metrics **metrics_r, const char **error_r);
 
 #endif

@@ -116,6 +116,13 @@ void rpc_client_destroy(rpc_client **client);
 /* A copy of the client's counters. */
 void rpc_client_counters(const rpc_client *client, struct rpc_counters *counters_r);
 
+/* Append the counters in Prometheus text format (mail_rpc_* series) to out,
+ * labelled with `labels` (see lib/metrics.h), role="server"|"client" and
+ * service="<service>". */
+struct buf;
+void rpc_counters_format(struct buf *out, const char *labels, const char *role,
+			 const char *service, const struct rpc_counters *c);
+
 /* Send req as `method`. cb is called exactly once, always from the loop and
  * never from inside this function: with MAIL_OK and the response, with the
  * server's status, with MAIL_ERR_UNAVAILABLE when the connection could not be

@@ -1,13 +1,13 @@
 /* queue-node: the durable mail queue daemon. Options -> settings, init in
  * order, run the loop, deinit in reverse. No storage or protocol logic here. */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <uv.h>
 
+#include "daemon-options.h"
+#include "daemon.h"
 #include "delivery.h"
 #include "log.h"
 #include "queue-service.h"
@@ -15,21 +15,35 @@
 #include "router.h"
 #include "scheduler.h"
 #include "store-client.h"
-#include "util.h"
+
+#define LOG_SVC "queue"
 
 struct queue_node_settings {
-	const char *id, *listen, *data, *etcd;
-	uint32_t partitions;
-	int lease_ttl_s;
+	const char *id, *listen, *data, *etcd, *metrics;
+	unsigned partitions;
+	unsigned lease_ttl_s;
 	struct queue_sched_settings sched;
 	struct queue_service_settings service;
+};
+
+struct queue_node {
+	uv_loop_t loop;
+	queue_store *store;
+	router *router;
+	store_client *store_client;
+	queue_delivery *delivery;
+	queue_service *service;
+	router_member *member;
+	metrics *metrics;
+	struct daemon_signals signals;
 };
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: queue-node --id ID --listen HOST:PORT --data DIR --etcd URL\n"
 		"  [--partitions N (256)] [--lease-ttl S (5)] [--retry-initial-ms MS (1000)]\n"
-		"  [--retry-max-ms MS (60000)] [--max-inflight N (64)]\n");
+		"  [--retry-max-ms MS (60000)] [--max-inflight N (64)]\n"
+		"  [--metrics HOST:PORT (Prometheus /metrics; default off)]\n");
 	exit(2);
 }
 
@@ -45,8 +59,10 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 		{ "retry-initial-ms", required_argument, NULL, 'r' },
 		{ "retry-max-ms", required_argument, NULL, 'R' },
 		{ "max-inflight", required_argument, NULL, 'm' },
+		{ "metrics", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
+	unsigned v;
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -54,29 +70,63 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 		case 'l': set->listen = optarg; break;
 		case 'd': set->data = optarg; break;
 		case 'e': set->etcd = optarg; break;
-		case 'p': set->partitions = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 't': set->lease_ttl_s = atoi(optarg); break;
-		case 'r': set->sched.retry_initial_ms = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'R': set->sched.retry_max_ms = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'm': set->sched.max_inflight = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'M': set->metrics = optarg; break;
+		case 'p':
+			if (daemon_options_parse_uint(optarg, 1, 65536, &set->partitions) < 0)
+				usage();
+			break;
+		case 't':
+			if (daemon_options_parse_uint(optarg, 1, 3600, &set->lease_ttl_s) < 0)
+				usage();
+			break;
+		case 'r':
+		case 'R':
+		case 'm':
+			/* ranges are checked by queue_sched_settings_check() */
+			if (daemon_options_parse_uint(optarg, 0, 0xffffffffu, &v) < 0)
+				usage();
+			if (c == 'r')
+				set->sched.retry_initial_ms = v;
+			else if (c == 'R')
+				set->sched.retry_max_ms = v;
+			else
+				set->sched.max_inflight = v;
+			break;
 		default: usage();
 		}
 	}
-	if (optind != argc || !set->id || !set->listen || !set->data || !set->etcd ||
-	    set->partitions < 1 || set->lease_ttl_s < 1)
+	if (optind != argc || !set->id || !set->listen || !set->data || !set->etcd)
 		usage();
 }
 
 static void fatal(const char *what, const char *error)
 {
-	log_event(LOG_ERROR, "queue", "event=start_failed step=%s error=\"%s\"", what, error);
+	log_event(LOG_ERROR, LOG_SVC, "event=start_failed step=%s error=\"%s\"", what, error);
 	exit(1);
 }
 
-static void on_signal_cb(uv_signal_t *sig, int signum)
+static void node_metrics_cb(buf *out, const char *labels, void *arg)
 {
-	log_event(LOG_INFO, "queue", "event=stopping signal=%d", signum);
-	uv_stop(sig->loop);
+	struct queue_node *node = arg;
+	struct rpc_counters c;
+	queue_service_counters(node->service, &c);
+	rpc_counters_format(out, labels, "server", "queue", &c);
+	buf_printf(out, "# TYPE mail_queue_messages gauge\nmail_queue_messages{%s} %zu\n",
+		   labels, queue_delivery_pending(node->delivery));
+}
+
+/* SIGTERM/SIGINT: leave membership, stop taking requests, drop deliveries
+ * in flight (they stay queued on disk); the loop then runs dry. */
+static void node_stop_cb(void *arg)
+{
+	struct queue_node *node = arg;
+	router_member_stop(&node->member);
+	metrics_destroy(&node->metrics);
+	queue_service_destroy(&node->service);
+	queue_delivery_stop(node->delivery);
+	store_client_destroy(&node->store_client);
+	queue_delivery_destroy(&node->delivery);
+	daemon_signals_deinit(&node->signals);
 }
 
 int main(int argc, char **argv)
@@ -92,56 +142,41 @@ int main(int argc, char **argv)
 		fatal("settings", error);
 	char *host;
 	int port;
-	if (util_hostport_parse(set.listen, &host, &port, &error) < 0)
+	if (daemon_options_parse_listen(set.listen, &host, &port, &error) < 0)
 		fatal("listen", error);
-	signal(SIGPIPE, SIG_IGN);
 
-	uv_loop_t loop;
-	uv_loop_init(&loop);
-	queue_store *store;
-	if (queue_store_open(set.data, &store, &error) < 0)
+	struct queue_node node = { 0 };
+	uv_loop_init(&node.loop);
+	if (queue_store_open(set.data, &node.store, &error) < 0)
 		fatal("queue_store", error);
-	router *rt;
-	if (router_create(set.etcd, &rt, &error) < 0)
+	if (router_create(set.etcd, &node.router, &error) < 0)
 		fatal("router", error);
-	store_client *sc = store_client_create(&loop, rt);
-	queue_delivery *delivery = queue_delivery_create(&loop, &set.sched, store, sc);
-	if (queue_recover(delivery, &error) < 0)
+	node.store_client = store_client_create(&node.loop, node.router);
+	node.delivery = queue_delivery_create(&node.loop, &set.sched, node.store,
+					      node.store_client);
+	if (queue_recover(node.delivery, &error) < 0)
 		fatal("recover", error);
-	queue_service *service;
-	queue_service_create(&loop, &set.service, store, delivery, &service);
-	if (queue_service_listen(service, host, port, &port, &error) < 0)
+	queue_service_create(&node.loop, &set.service, node.store, node.delivery, &node.service);
+	if (queue_service_listen(node.service, host, port, &port, &error) < 0)
 		fatal("rpc_listen", error);
-	router_member *member;
-	if (router_member_start(&loop, set.etcd, ROUTER_ROLE_QUEUE, set.id, host, port,
-				set.lease_ttl_s, set.partitions, &member, &error) < 0)
+	if (router_member_start(&node.loop, set.etcd, ROUTER_ROLE_QUEUE, set.id, host, port,
+				(int)set.lease_ttl_s, set.partitions, &node.member, &error) < 0)
 		fatal("membership", error);
-	uv_signal_t sigterm, sigint;
-	uv_signal_init(&loop, &sigterm);
-	uv_signal_start(&sigterm, on_signal_cb, SIGTERM);
-	uv_signal_init(&loop, &sigint);
-	uv_signal_start(&sigint, on_signal_cb, SIGINT);
-	log_event(LOG_INFO, "queue", "event=ready id=%s listen=%s:%d data=%s pending=%zu",
-		  set.id, host, port, set.data, queue_delivery_pending(delivery));
+	if (set.metrics != NULL) {
+		if (daemon_metrics_start(&node.loop, LOG_SVC, set.id, set.metrics, &node.metrics,
+					 &error) < 0)
+			fatal("metrics", error);
+		metrics_add_collector(node.metrics, node_metrics_cb, &node);
+	}
+	daemon_signals_init(&node.loop, &node.signals, node_stop_cb, &node);
+	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s listen=%s:%d data=%s pending=%zu",
+		  set.id, host, port, set.data, queue_delivery_pending(node.delivery));
 
-	uv_run(&loop, UV_RUN_DEFAULT);
-
-	/* Reverse order: leave membership, stop taking requests, drop
-	 * deliveries in flight (they stay queued on disk), then storage. */
-	router_member_stop(&member);
-	queue_service_destroy(&service);
-	queue_delivery_stop(delivery);
-	store_client_destroy(&sc);
-	queue_delivery_destroy(&delivery);
-	uv_close((uv_handle_t *)&sigterm, NULL);
-	uv_close((uv_handle_t *)&sigint, NULL);
-	for (int i = 0; i < 10 && uv_run(&loop, UV_RUN_NOWAIT) != 0; i++)
-		;
-	if (uv_loop_close(&loop) != 0)
-		log_event(LOG_WARN, "queue", "event=loop_busy_at_exit");
-	router_destroy(&rt);
-	queue_store_close(&store);
+	if (daemon_loop_finish(&node.loop) != 0)
+		log_event(LOG_WARN, LOG_SVC, "event=loop_busy_at_exit");
+	router_destroy(&node.router);
+	queue_store_close(&node.store);
 	free(host);
-	log_event(LOG_INFO, "queue", "event=stopped id=%s", set.id);
+	log_event(LOG_INFO, LOG_SVC, "event=stopped id=%s", set.id);
 	return 0;
 }

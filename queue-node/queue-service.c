@@ -153,3 +153,8 @@ void queue_service_destroy(queue_service **service)
 	free(svc);
 	*service = NULL;
 }
+
+void queue_service_counters(const queue_service *service, struct rpc_counters *counters_r)
+{
+	rpc_server_counters(service->server, counters_r);
+}

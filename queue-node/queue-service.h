@@ -19,6 +19,7 @@
 #include "delivery.h"
 #include "queue-store.h"
 #include "queue.pb-c.h"
+#include "rpc.h"
 
 /* Tunables (STYLE.md rule 15); queue_service_settings_default() fills the
  * defaults, queue_service_settings_check() enforces the ranges. */
@@ -55,5 +56,7 @@ int queue_service_listen(queue_service *service, const char *host, int port, int
 /* Close the listener and every connection, free. NULLs *service. Run the
  * loop once more before uv_loop_close(). */
 void queue_service_destroy(queue_service **service);
+/* The RPC server's counters (for metrics). */
+void queue_service_counters(const queue_service *service, struct rpc_counters *counters_r);
 
 #endif

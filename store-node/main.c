@@ -5,6 +5,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "mailstore.h"
+#include "metrics.h"
 #include "router.h"
 #include "store-service.h"
 
@@ -22,6 +23,7 @@ struct store_settings {
 	const char *etcd;      /* NULL: standalone, no ring registration */
 	unsigned partitions;
 	unsigned lease_ttl;
+	const char *metrics;   /* HOST:PORT of /metrics, NULL = off */
 };
 
 struct store_node {
@@ -29,6 +31,7 @@ struct store_node {
 	mailstore *store;
 	store_service *service;
 	router_member *member;
+	metrics *metrics;
 	struct daemon_signals signals;
 };
 
@@ -42,7 +45,8 @@ static void usage(FILE *out)
 		"  --data        LevelDB directory (created if missing)\n"
 		"  --etcd        etcd client URL; without it the node runs standalone\n"
 		"  --partitions  partitions of a new ring (default %d)\n"
-		"  --lease-ttl   membership lease in seconds (default %d)\n",
+		"  --lease-ttl   membership lease in seconds (default %d)\n"
+		"  --metrics     HOST:PORT serving Prometheus /metrics (default: off)\n",
 		ROUTER_DEFAULT_PARTITIONS, ROUTER_DEFAULT_LEASE_TTL_S);
 }
 
@@ -56,6 +60,7 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 		{ "etcd", required_argument, NULL, 'e' },
 		{ "partitions", required_argument, NULL, 'p' },
 		{ "lease-ttl", required_argument, NULL, 't' },
+		{ "metrics", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -69,6 +74,7 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 		case 'a': set->advertise = optarg; break;
 		case 'd': set->data = optarg; break;
 		case 'e': set->etcd = optarg; break;
+		case 'M': set->metrics = optarg; break;
 		case 'p':
 			if (daemon_options_parse_uint(optarg, 1, 65536, &set->partitions) < 0)
 				return -1;
@@ -89,10 +95,19 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 	return 0;
 }
 
+static void node_metrics_cb(buf *out, const char *labels, void *arg)
+{
+	struct store_node *node = arg;
+	struct rpc_counters c;
+	store_service_counters(node->service, &c);
+	rpc_counters_format(out, labels, "server", "store", &c);
+}
+
 static void node_stop_cb(void *arg)
 {
 	struct store_node *node = arg;
 	router_member_stop(&node->member);
+	metrics_destroy(&node->metrics);
 	store_service_destroy(&node->service);
 	daemon_signals_deinit(&node->signals);
 }
@@ -136,6 +151,14 @@ int main(int argc, char **argv)
 	} else {
 		log_event(LOG_WARN, LOG_SVC, "event=standalone reason=no_etcd");
 	}
+	if (set.metrics != NULL &&
+	    daemon_metrics_start(&node.loop, LOG_SVC, set.id, set.metrics, &node.metrics,
+				 &error) < 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=startup_failed error=\"%s\"", error);
+		goto fail;
+	}
+	if (node.metrics != NULL)
+		metrics_add_collector(node.metrics, node_metrics_cb, &node);
 	daemon_signals_init(&node.loop, &node.signals, node_stop_cb, &node);
 	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s listen=%s:%d", set.id, host, port);
 	uv_run(&node.loop, UV_RUN_DEFAULT);
@@ -147,6 +170,8 @@ int main(int argc, char **argv)
 	return 0;
 
 fail:
+	router_member_stop(&node.member);
+	metrics_destroy(&node.metrics);
 	store_service_destroy(&node.service);
 	daemon_loop_finish(&node.loop);
 	mailstore_close(&node.store);

@@ -255,3 +255,8 @@ void store_service_destroy(store_service **service)
 	rpc_server_destroy(&svc->server);
 	free(svc);
 }
+
+void store_service_counters(const store_service *service, struct rpc_counters *counters_r)
+{
+	rpc_server_counters(service->server, counters_r);
+}

@@ -16,6 +16,7 @@
 #define MAIL_STORE_SERVICE_H
 
 #include "mailstore.h"
+#include "rpc.h"
 
 #include <uv.h>
 
@@ -32,5 +33,7 @@ int store_service_listen(store_service *service, const char *host, int port, int
 /* Close the listener and every connection, free. NULLs *service. Handles
  * close asynchronously: run the loop once more before uv_loop_close(). */
 void store_service_destroy(store_service **service);
+/* The RPC server's counters (for metrics). */
+void store_service_counters(const store_service *service, struct rpc_counters *counters_r);
 
 #endif

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
@@ -188,6 +189,29 @@ class E2E:
         assert bodies.count(msg) == 1
         assert len(bodies) == before + 1
 
+    def metrics(self):
+        """Every daemon serves Prometheus text on /metrics; the counters move."""
+        def scrape(name):
+            url = f"http://127.0.0.1:{self.c.metrics_port(name)}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as r:
+                assert r.status == 200
+                return r.read().decode()
+        for name in ("store-1", "queue-1", "frontend-1"):
+            text = scrape(name)
+            assert f'node="{name}"' in text and "mail_process_uptime_seconds{" in text, text
+        store = scrape("store-1")
+        ok = [l for l in store.splitlines()
+              if l.startswith("mail_rpc_calls_total{") and 'status="ok"' in l]
+        assert ok and float(ok[0].rsplit(" ", 1)[1]) > 0, store
+        assert "mail_queue_messages{" in scrape("queue-1")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.c.metrics_port('store-1')}/x",
+                                   timeout=5)
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+        else:
+            raise AssertionError("/x served")
+
     def imap_semantics(self):
         m = self.imap()
         typ, data = m.select("INBOX")
@@ -244,6 +268,7 @@ def main():
         check("survives_queue_kill", t.survives_queue_kill)
         check("kill_right_after_250", t.kill_right_after_250)
         check("imap_semantics", t.imap_semantics)
+        check("metrics", t.metrics)
         pids = [c.pid(name) for name, *_ in c.specs()]
     except Exception:
         FAILED.append("setup")
