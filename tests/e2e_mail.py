@@ -241,6 +241,33 @@ class E2E:
             raise AssertionError("unknown command accepted")
         typ, data = m.noop()
         assert typ == "OK"
+        # RFC822 returns the same bytes as BODY[] and sets \Seen
+        typ, data = m.uid("FETCH", str(uids[-1]), "(RFC822)")
+        assert typ == "OK" and isinstance(data[0], tuple), data
+        whole = data[0][1]
+        typ, data = m.uid("FETCH", str(uids[-1]), "(FLAGS)")
+        assert b"\\Seen" in data[0], data
+        typ, data = m.uid("STORE", str(uids[-1]), "-FLAGS.SILENT", "(\\Seen)")
+        assert typ == "OK"
+        typ, data = m.uid("FETCH", str(uids[-1]), "(FLAGS BODY.PEEK[])")
+        assert typ == "OK" and data[0][1] == whole and b"\\Seen" not in data[0][0], data
+        # EXAMINE is read-only: STORE refused, FETCH BODY[] does not set \Seen
+        typ, data = m.select("INBOX", readonly=True)
+        assert typ == "OK"
+        typ, data = m.fetch("1", "(BODY[])")
+        assert typ == "OK"
+        typ, data = m.fetch("1", "(FLAGS)")
+        assert b"\\Seen" not in data[0], data
+        typ, data = m.store("1", "+FLAGS", "(\\Deleted)")
+        assert typ == "NO" and b"READ-ONLY" in data[0].upper(), (typ, data)
+        # CLOSE after SELECT expunges \Deleted messages silently
+        typ, data = m.select("INBOX")
+        count = int(data[0])
+        m.store("1", "+FLAGS", "(\\Deleted)")
+        typ, data = m.close()
+        assert typ == "OK", data
+        typ, data = m.select("INBOX")
+        assert int(data[0]) == count - 1, data
         m.logout()
         # wrong password
         try:
