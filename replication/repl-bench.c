@@ -1,0 +1,163 @@
+/* repl_bench: commits/s and commit latency (p50/p99) of the replicated log
+ * on loopback, for R=1 and R=3, with 1 and 64 proposals in flight. Not a
+ * test: run it by hand (`build/bin/repl_bench [seconds-per-case]`). Uses
+ * LevelDB directories under /tmp, removed at the end. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repl.h"
+#include "xalloc.h"
+
+#define PART 1u
+#define MAX_NODES 3
+#define PAYLOAD_LEN 512
+
+struct bench;
+
+struct slot {
+	struct bench *b;
+	uint64_t start_ns;
+};
+
+struct bench {
+	uv_loop_t loop;
+	repl_node *node[MAX_NODES];
+	repl_partition *p[MAX_NODES];
+	char dir[MAX_NODES][64];
+	int port[MAX_NODES];
+	int r;
+	uint8_t payload[PAYLOAD_LEN];
+	uint64_t end_ns;
+	uint64_t *lat;
+	size_t n_lat, cap_lat;
+	int failed;
+	int in_flight;
+};
+
+static void apply_cb(repl_partition *p, uint64_t index, const uint8_t *payload, size_t len,
+		     void *arg)
+{
+	(void)p, (void)index, (void)payload, (void)len, (void)arg;
+}
+
+static const struct repl_callbacks callbacks = { apply_cb, NULL };
+
+static void submit(struct slot *s);
+
+static void done_cb(int status, uint64_t index, void *arg)
+{
+	(void)index;
+	struct slot *s = arg;
+	struct bench *b = s->b;
+	uint64_t now = uv_hrtime();
+	b->in_flight--;
+	if (status != MAIL_OK) {
+		b->failed++;
+	} else {
+		if (b->n_lat == b->cap_lat) {
+			b->cap_lat = b->cap_lat ? b->cap_lat * 2 : 4096;
+			b->lat = xrealloc(b->lat, b->cap_lat * sizeof *b->lat);
+		}
+		b->lat[b->n_lat++] = now - s->start_ns;
+	}
+	if (now < b->end_ns)
+		submit(s);
+}
+
+static void submit(struct slot *s)
+{
+	struct bench *b = s->b;
+	s->start_ns = uv_hrtime();
+	if (repl_partition_propose(b->p[0], b->payload, sizeof b->payload, done_cb, s) == MAIL_OK)
+		b->in_flight++;
+	else
+		b->failed++;
+}
+
+static int cmp_u64(const void *a, const void *c)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)c;
+	return x < y ? -1 : x > y;
+}
+
+static void run_case(int r, int window, double seconds)
+{
+	struct bench *b = xcalloc(1, sizeof *b);
+	uv_loop_init(&b->loop);
+	b->r = r;
+	memset(b->payload, 'x', sizeof b->payload);
+	struct repl_replica members[MAX_NODES];
+	char ids[MAX_NODES][16];
+	for (int i = 0; i < r; i++) {
+		snprintf(b->dir[i], sizeof b->dir[i], "/tmp/repl-bench-XXXXXX");
+		if (mkdtemp(b->dir[i]) == NULL) {
+			perror("mkdtemp");
+			exit(1);
+		}
+		snprintf(ids[i], sizeof ids[i], "b%d", i);
+		struct repl_settings s = { .node_id = ids[i], .dir = b->dir[i] };
+		const char *err;
+		if (repl_node_create(&b->loop, &s, &b->node[i], &err) < 0 ||
+		    repl_node_listen(b->node[i], "127.0.0.1", 0, &b->port[i], &err) < 0 ||
+		    repl_partition_open(b->node[i], PART, &callbacks, NULL, 0, &b->p[i], &err) < 0) {
+			fprintf(stderr, "repl_bench: %s\n", err);
+			exit(1);
+		}
+		members[i].node_id = ids[i];
+		members[i].host = "127.0.0.1";
+		members[i].port = b->port[i];
+	}
+	for (int i = 0; i < r; i++)
+		repl_partition_set_role(b->p[i], 1, i == 0, members, (size_t)r);
+	/* Warm-up: connections, first AppendEntries. */
+	uint64_t warm_end = uv_hrtime() + 200000000ull;
+	while (uv_hrtime() < warm_end)
+		uv_run(&b->loop, UV_RUN_NOWAIT);
+
+	struct slot *slots = xcalloc((size_t)window, sizeof *slots);
+	uint64_t start = uv_hrtime();
+	b->end_ns = start + (uint64_t)(seconds * 1e9);
+	for (int k = 0; k < window; k++) {
+		slots[k].b = b;
+		submit(&slots[k]);
+	}
+	while (b->in_flight > 0)
+		uv_run(&b->loop, UV_RUN_ONCE);
+	double elapsed = (double)(uv_hrtime() - start) / 1e9;
+	qsort(b->lat, b->n_lat, sizeof *b->lat, cmp_u64);
+	double p50 = b->n_lat ? (double)b->lat[b->n_lat / 2] / 1e6 : 0;
+	double p99 = b->n_lat ? (double)b->lat[b->n_lat * 99 / 100] / 1e6 : 0;
+	printf("R=%d in_flight=%-3d commits=%-7zu commits/s=%-8.0f p50_ms=%.3f p99_ms=%.3f "
+	       "failed=%d\n", r, window, b->n_lat, (double)b->n_lat / elapsed, p50, p99,
+	       b->failed);
+	fflush(stdout);
+
+	for (int i = 0; i < r; i++) {
+		repl_node_destroy(&b->node[i]);
+		char cmd[128];
+		snprintf(cmd, sizeof cmd, "rm -rf %s", b->dir[i]);
+		if (system(cmd) != 0)
+			fprintf(stderr, "repl_bench: cannot remove %s\n", b->dir[i]);
+	}
+	uv_run(&b->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&b->loop);
+	free(slots);
+	free(b->lat);
+	free(b);
+}
+
+int main(int argc, char **argv)
+{
+	double seconds = argc > 1 ? atof(argv[1]) : 3.0;
+	if (seconds <= 0)
+		seconds = 3.0;
+	printf("repl_bench: %d-byte payloads, %.1f s per case, loopback, LevelDB sync writes\n",
+	       PAYLOAD_LEN, seconds);
+	static const int rs[] = { 1, 3 };
+	static const int windows[] = { 1, 64 };
+	for (size_t i = 0; i < 2; i++)
+		for (size_t j = 0; j < 2; j++)
+			run_case(rs[i], windows[j], seconds);
+	return 0;
+}

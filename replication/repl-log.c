@@ -1,0 +1,302 @@
+/* repl-log.c: the LevelDB storage of the replicated logs (schema in
+ * repl-private.h). No loop, no network: unit-tested by test-repl-log.c. */
+#include "repl-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <leveldb/c.h>
+
+#include "log.h"
+#include "xalloc.h"
+
+#define KIND_ENTRY 'E'
+#define KIND_STATE 'S'
+#define ENTRY_KEY_LEN (2 + 4 + 8)
+#define STATE_KEY_LEN (2 + 4)
+#define ENTRY_HDR_LEN (8 + 1)
+#define STATE_VAL_LEN (4 * 8)
+
+struct repl_log {
+	leveldb_t *db;
+	leveldb_options_t *options;
+	leveldb_readoptions_t *read;
+	leveldb_writeoptions_t *write_sync;
+	leveldb_writeoptions_t *write_nosync;
+	uint64_t sync_writes;
+};
+
+struct repl_log_batch {
+	repl_log *log;
+	uint32_t partition;
+	leveldb_writebatch_t *wb;
+};
+
+static void log__put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static void log__put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t log__get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void log__entry_key(uint8_t *key, uint32_t partition, uint64_t index)
+{
+	key[0] = REPL_KEY_VERSION;
+	key[1] = KIND_ENTRY;
+	log__put_u32(key + 2, partition);
+	log__put_u64(key + 6, index);
+}
+
+static void log__state_key(uint8_t *key, uint32_t partition)
+{
+	key[0] = REPL_KEY_VERSION;
+	key[1] = KIND_STATE;
+	log__put_u32(key + 2, partition);
+}
+
+/* Log LevelDB's (malloc'd) error text and free it. */
+static void log__error(const char *op, char *err)
+{
+	char q[512];
+	log_event(LOG_ERROR, "repl", "event=log_error op=%s error=%s", op,
+		  log_quote(q, sizeof q, err, strlen(err)));
+	leveldb_free(err);
+}
+
+int repl_log_open(const char *dir, repl_log **log_r, const char **error_r)
+{
+	repl_log *l = xcalloc(1, sizeof *l);
+	char *err = NULL;
+	l->options = leveldb_options_create();
+	leveldb_options_set_create_if_missing(l->options, 1);
+	l->db = leveldb_open(l->options, dir, &err);
+	if (err != NULL) {
+		log__error("open", err);
+		leveldb_options_destroy(l->options);
+		free(l);
+		*error_r = "cannot open the replication log (see the log)";
+		return -1;
+	}
+	l->read = leveldb_readoptions_create();
+	l->write_sync = leveldb_writeoptions_create();
+	leveldb_writeoptions_set_sync(l->write_sync, 1);
+	l->write_nosync = leveldb_writeoptions_create();
+	*log_r = l;
+	return 0;
+}
+
+void repl_log_close(repl_log **log)
+{
+	repl_log *l = *log;
+	if (l == NULL)
+		return;
+	leveldb_close(l->db);
+	leveldb_readoptions_destroy(l->read);
+	leveldb_writeoptions_destroy(l->write_sync);
+	leveldb_writeoptions_destroy(l->write_nosync);
+	leveldb_options_destroy(l->options);
+	free(l);
+	*log = NULL;
+}
+
+uint64_t repl_log_sync_writes(const repl_log *log)
+{
+	return log->sync_writes;
+}
+
+int repl_log_state_load(repl_log *log, uint32_t partition, struct repl_log_state *state_r)
+{
+	uint8_t key[STATE_KEY_LEN];
+	log__state_key(key, partition);
+	char *err = NULL;
+	size_t vlen;
+	char *v = leveldb_get(log->db, log->read, (const char *)key, sizeof key, &vlen, &err);
+	if (err != NULL) {
+		log__error("state_load", err);
+		return -1;
+	}
+	if (v == NULL) {
+		memset(state_r, 0, sizeof *state_r);
+		return 0;
+	}
+	if (vlen != STATE_VAL_LEN) {
+		log_event(LOG_ERROR, "repl", "event=log_corrupt partition=%u what=state len=%zu",
+			  partition, vlen);
+		leveldb_free(v);
+		return -1;
+	}
+	const uint8_t *p = (const uint8_t *)v;
+	state_r->epoch = log__get_u64(p);
+	state_r->last_index = log__get_u64(p + 8);
+	state_r->commit_index = log__get_u64(p + 16);
+	state_r->applied_index = log__get_u64(p + 24);
+	leveldb_free(v);
+	return 1;
+}
+
+int repl_log_entry_get(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r,
+		       int *kind_r, buf *out)
+{
+	uint8_t key[ENTRY_KEY_LEN];
+	log__entry_key(key, partition, index);
+	char *err = NULL;
+	size_t vlen;
+	char *v = leveldb_get(log->db, log->read, (const char *)key, sizeof key, &vlen, &err);
+	if (err != NULL) {
+		log__error("entry_get", err);
+		return -1;
+	}
+	if (v == NULL)
+		return 0;
+	if (vlen < ENTRY_HDR_LEN) {
+		log_event(LOG_ERROR, "repl", "event=log_corrupt partition=%u index=%llu len=%zu",
+			  partition, (unsigned long long)index, vlen);
+		leveldb_free(v);
+		return -1;
+	}
+	const uint8_t *p = (const uint8_t *)v;
+	*epoch_r = log__get_u64(p);
+	*kind_r = p[8];
+	if (out != NULL)
+		buf_append(out, p + ENTRY_HDR_LEN, vlen - ENTRY_HDR_LEN);
+	leveldb_free(v);
+	return 1;
+}
+
+int repl_log_entry_epoch(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r)
+{
+	if (index == 0) {
+		*epoch_r = 0;
+		return 0;
+	}
+	int kind;
+	int r = repl_log_entry_get(log, partition, index, epoch_r, &kind, NULL);
+	return r == 1 ? 0 : -1;
+}
+
+int repl_log_read(repl_log *log, uint32_t partition, uint64_t from, uint64_t last,
+		  size_t max_entries, size_t max_bytes, struct repl_log_entry *entries_r)
+{
+	if (from > last || max_entries == 0)
+		return 0;
+	uint8_t key[ENTRY_KEY_LEN];
+	log__entry_key(key, partition, from);
+	leveldb_iterator_t *it = leveldb_create_iterator(log->db, log->read);
+	size_t n = 0, bytes = 0;
+	uint64_t want = from;
+	for (leveldb_iter_seek(it, (const char *)key, sizeof key); leveldb_iter_valid(it);
+	     leveldb_iter_next(it), want++) {
+		if (want > last || n >= max_entries || (n > 0 && bytes >= max_bytes))
+			break;
+		size_t klen, vlen;
+		const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &klen);
+		log__entry_key(key, partition, want);
+		if (klen != sizeof key || memcmp(k, key, sizeof key) != 0)
+			break;    /* a gap: return what is contiguous */
+		const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
+		if (vlen < ENTRY_HDR_LEN)
+			break;
+		struct repl_log_entry *e = &entries_r[n++];
+		e->epoch = log__get_u64(v);
+		e->kind = v[8];
+		e->len = vlen - ENTRY_HDR_LEN;
+		uint8_t *copy = xmalloc(e->len + 1);
+		memcpy(copy, v + ENTRY_HDR_LEN, e->len);
+		e->payload = copy;
+		bytes += e->len;
+	}
+	char *err = NULL;
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	if (err != NULL)
+		log__error("read", err);
+	if (err != NULL || n == 0) {
+		/* from <= last, so the entry at `from` must exist */
+		log_event(LOG_ERROR, "repl", "event=log_gap partition=%u from=%llu last=%llu",
+			  partition, (unsigned long long)from, (unsigned long long)last);
+		repl_log_entries_free(entries_r, n);
+		return -1;
+	}
+	return (int)n;
+}
+
+void repl_log_entries_free(struct repl_log_entry *entries, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((void *)entries[i].payload);
+		entries[i].payload = NULL;
+	}
+}
+
+repl_log_batch *repl_log_batch_create(repl_log *log, uint32_t partition)
+{
+	repl_log_batch *b = xcalloc(1, sizeof *b);
+	b->log = log;
+	b->partition = partition;
+	b->wb = leveldb_writebatch_create();
+	return b;
+}
+
+void repl_log_batch_put_entry(repl_log_batch *b, uint64_t index, uint64_t epoch, int kind,
+			      const void *payload, size_t len)
+{
+	uint8_t key[ENTRY_KEY_LEN];
+	log__entry_key(key, b->partition, index);
+	uint8_t *v = xmalloc(ENTRY_HDR_LEN + len);
+	log__put_u64(v, epoch);
+	v[8] = (uint8_t)kind;
+	if (len > 0)
+		memcpy(v + ENTRY_HDR_LEN, payload, len);
+	leveldb_writebatch_put(b->wb, (const char *)key, sizeof key, (const char *)v,
+			       ENTRY_HDR_LEN + len);
+	free(v);
+}
+
+void repl_log_batch_truncate(repl_log_batch *b, uint64_t from, uint64_t to)
+{
+	uint8_t key[ENTRY_KEY_LEN];
+	for (uint64_t i = from; i <= to && i != 0; i++) {
+		log__entry_key(key, b->partition, i);
+		leveldb_writebatch_delete(b->wb, (const char *)key, sizeof key);
+	}
+}
+
+void repl_log_batch_put_state(repl_log_batch *b, const struct repl_log_state *st)
+{
+	uint8_t key[STATE_KEY_LEN], v[STATE_VAL_LEN];
+	log__state_key(key, b->partition);
+	log__put_u64(v, st->epoch);
+	log__put_u64(v + 8, st->last_index);
+	log__put_u64(v + 16, st->commit_index);
+	log__put_u64(v + 24, st->applied_index);
+	leveldb_writebatch_put(b->wb, (const char *)key, sizeof key, (const char *)v, sizeof v);
+}
+
+int repl_log_batch_commit(repl_log_batch *b, int sync)
+{
+	char *err = NULL;
+	repl_log *l = b->log;
+	leveldb_write(l->db, sync ? l->write_sync : l->write_nosync, b->wb, &err);
+	leveldb_writebatch_destroy(b->wb);
+	free(b);
+	if (sync)
+		l->sync_writes++;
+	if (err != NULL) {
+		log__error("write", err);
+		return -1;
+	}
+	return 0;
+}

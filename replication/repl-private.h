@@ -1,0 +1,76 @@
+/* repl-private.h: internals of mailrepl shared by its .c files.
+ *
+ * LevelDB key schema (one directory per node, all partitions), version byte
+ * REPL_KEY_VERSION first so the layout can evolve:
+ *   0x01 'E' <partition u32 BE> <index u64 BE> -> <epoch u64 BE> <kind u8> <payload>
+ *   0x01 'S' <partition u32 BE>                -> <epoch> <last> <commit> <applied>
+ *                                                 (4 x u64 BE)
+ * The state record is written in the same batch as the entries it
+ * describes, so last_index always matches the log on disk.
+ */
+#ifndef MAIL_REPL_PRIVATE_H
+#define MAIL_REPL_PRIVATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define REPL_KEY_VERSION 0x01
+#define REPL_KIND_DATA 0
+#define REPL_KIND_BARRIER 1
+
+typedef struct repl_log repl_log;
+
+struct repl_log_state {
+	uint64_t epoch;
+	uint64_t last_index;
+	uint64_t commit_index;
+	uint64_t applied_index;
+};
+
+/* One entry as read from or written to the log. payload points into
+ * storage owned by whoever filled it. */
+struct repl_log_entry {
+	uint64_t epoch;
+	int kind;
+	const uint8_t *payload;
+	size_t len;
+};
+
+/* ---- repl-log.c: storage only, no loop ----------------------------- */
+
+int repl_log_open(const char *dir, repl_log **log_r, const char **error_r);
+void repl_log_close(repl_log **log);
+/* Number of sync writes so far. */
+uint64_t repl_log_sync_writes(const repl_log *log);
+
+/* 1 with *state_r, 0 when the partition has no state yet, -1 on error. */
+int repl_log_state_load(repl_log *log, uint32_t partition, struct repl_log_state *state_r);
+/* Entry at index: 1 (payload appended to out if not NULL), 0 none, -1 error. */
+int repl_log_entry_get(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r,
+		       int *kind_r, buf *out);
+/* Epoch of the entry at index, 0 for index 0; -1 on error or missing. */
+int repl_log_entry_epoch(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r);
+
+/* Read entries from index `from` while index <= last, at most max_entries,
+ * stopping once max_bytes of payload are reached (at least one entry).
+ * Each entry's payload is copied into a separate heap block in
+ * entries_r[i].payload (free with repl_log_entries_free). Returns the count
+ * (>= 0) or -1 (a gap in the log counts as an error). */
+int repl_log_read(repl_log *log, uint32_t partition, uint64_t from, uint64_t last,
+		  size_t max_entries, size_t max_bytes, struct repl_log_entry *entries_r);
+void repl_log_entries_free(struct repl_log_entry *entries, size_t n);
+
+/* A write batch: entries, truncation and state, then one write. */
+typedef struct repl_log_batch repl_log_batch;
+repl_log_batch *repl_log_batch_create(repl_log *log, uint32_t partition);
+void repl_log_batch_put_entry(repl_log_batch *b, uint64_t index, uint64_t epoch, int kind,
+			      const void *payload, size_t len);
+/* Delete entries from..to (inclusive). */
+void repl_log_batch_truncate(repl_log_batch *b, uint64_t from, uint64_t to);
+void repl_log_batch_put_state(repl_log_batch *b, const struct repl_log_state *state);
+/* Write (sync or not) and free the batch. 0 or -1 (logged). */
+int repl_log_batch_commit(repl_log_batch *b, int sync);
+
+#endif

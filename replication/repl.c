@@ -1,0 +1,902 @@
+/* repl.c: the replicated log (repl.h): node, partitions, the primary's
+ * group commit and replication, the replica's AppendEntries handler.
+ *
+ * Ordering rules that the code below relies on:
+ *  - the primary writes (sync) before it ships: its own durable log counts
+ *    as one vote, so its match index is always last_index;
+ *  - a replica replies only after its sync write: a success reply means
+ *    durable there;
+ *  - a higher epoch is made durable before anything is answered under it,
+ *    so a replica that restarts still fences the old primary;
+ *  - commit only advances over entries of the primary's own epoch (the
+ *    BARRIER it wrote when it took over, and later ones); entries of older
+ *    epochs commit with them, never by being counted (Raft, section 5.4.2);
+ *  - on_apply runs in index order for index <= commit only, then the
+ *    proposal callbacks of those indexes fire.
+ */
+#include "repl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "repl-private.h"
+#include "repl.pb-c.h"
+#include "rpc.h"
+#include "util.h"
+#include "xalloc.h"
+
+#define REPL_LOG_SVC "repl"
+/* Entries per AppendEntries, besides the byte bound. */
+#define REPL_BATCH_MAX_ENTRIES 4096u
+/* Entries applied per LevelDB read while catching up the state machine. */
+#define REPL_APPLY_CHUNK 256u
+
+struct repl_peer {
+	char *node_id;
+	char *host;
+	int port;
+	uint64_t next_index;    /* next entry to send */
+	uint64_t match_index;   /* highest index known durable there */
+	uint64_t sent_commit;   /* commit index it was last told */
+	uint64_t last_sent_ms;
+	uint64_t retry_at_ms;   /* after a failure: not before */
+	int in_flight;
+	int down;               /* last call failed (for logging transitions) */
+};
+
+struct repl_queued {
+	uint8_t *payload;
+	size_t len;
+	repl_propose_cb *cb;
+	void *arg;
+};
+
+struct repl_pending {
+	uint64_t index;
+	uint64_t deadline_ms;
+	repl_propose_cb *cb;
+	void *arg;
+};
+
+struct repl_partition {
+	repl_node *node;         /* NULL once closed */
+	uint32_t id;
+	struct repl_callbacks cb;
+	void *arg;
+	struct repl_log_state st;
+	uint64_t last_epoch;     /* epoch of the entry at st.last_index */
+	uint64_t applied;        /* in memory; st.applied_index mirrors it */
+	uint64_t epoch_start;    /* primary: index of its BARRIER */
+	enum repl_role role;
+	size_t n_members;        /* size of the replica set, self included */
+	struct repl_peer **peers;
+	size_t n_peers;
+	struct repl_queued *queued;      /* proposals not yet written */
+	size_t n_queued, cap_queued;
+	struct repl_pending *pending;    /* written, not committed; FIFO */
+	size_t pending_head, n_pending, cap_pending;
+	uv_idle_t idle;
+	uv_timer_t timer;
+	int handles_open;
+	int inflight_rpcs;
+	int closing;
+	int caught_up;
+	int fenced;              /* a replica refused st.epoch: it is over */
+	uint64_t sync_writes;
+	uint64_t proposals;
+	repl_partition *next;
+};
+
+struct repl_node {
+	uv_loop_t *loop;
+	char *node_id;
+	uint32_t propose_timeout_ms;
+	uint32_t heartbeat_ms;
+	uint32_t rpc_timeout_ms;
+	uint32_t batch_max_bytes;
+	repl_log *log;
+	rpc_server *server;
+	rpc_pool *pool;
+	repl_partition *partitions;
+	struct repl_node_counters counters;
+};
+
+/* One AppendEntries in flight. */
+struct repl_call_ctx {
+	repl_partition *p;
+	char *peer_id;
+	uint64_t epoch;
+	uint64_t commit;
+};
+
+static void repl__replicate_all(repl_partition *p);
+static void repl__advance_commit(repl_partition *p);
+
+static uint32_t repl__clamp(uint32_t v, uint32_t def, uint32_t min, uint32_t max)
+{
+	if (v == 0)
+		return def;
+	return v < min ? min : v > max ? max : v;
+}
+
+/* ---- lifetime -------------------------------------------------------- */
+
+static void repl__partition_free_maybe(repl_partition *p)
+{
+	if (!p->closing || p->handles_open > 0 || p->inflight_rpcs > 0)
+		return;
+	for (size_t i = 0; i < p->n_peers; i++) {
+		free(p->peers[i]->node_id);
+		free(p->peers[i]->host);
+		free(p->peers[i]);
+	}
+	free(p->peers);
+	free(p->queued);
+	free(p->pending);
+	free(p);
+}
+
+static void repl__handle_close_cb(uv_handle_t *h)
+{
+	repl_partition *p = h->data;
+	p->handles_open--;
+	repl__partition_free_maybe(p);
+}
+
+/* Fail every queued and pending proposal with status (outcome unknown for
+ * the pending ones; the queued ones were never written). */
+static void repl__fail_proposals(repl_partition *p, int status)
+{
+	while (p->n_queued > 0) {
+		struct repl_queued q = p->queued[0];
+		memmove(p->queued, p->queued + 1, --p->n_queued * sizeof *p->queued);
+		free(q.payload);
+		q.cb(status, 0, q.arg);
+	}
+	while (p->n_pending > 0) {
+		struct repl_pending e = p->pending[p->pending_head++];
+		p->n_pending--;
+		e.cb(status, 0, e.arg);
+	}
+	p->pending_head = 0;
+}
+
+static void repl__step_down(repl_partition *p, const char *reason)
+{
+	if (p->role != REPL_ROLE_PRIMARY)
+		return;
+	log_event(LOG_WARN, REPL_LOG_SVC, "event=step_down partition=%u epoch=%llu reason=%s "
+		  "last=%llu commit=%llu", p->id, (unsigned long long)p->st.epoch, reason,
+		  (unsigned long long)p->st.last_index, (unsigned long long)p->st.commit_index);
+	p->role = REPL_ROLE_REPLICA;
+	repl__fail_proposals(p, MAIL_ERR_NOT_PRIMARY);
+}
+
+/* ---- applying committed entries -------------------------------------- */
+
+static void repl__pending_complete(repl_partition *p)
+{
+	while (p->n_pending > 0 && p->pending[p->pending_head].index <= p->applied) {
+		struct repl_pending e = p->pending[p->pending_head++];
+		if (--p->n_pending == 0)
+			p->pending_head = 0;
+		e.cb(MAIL_OK, e.index, e.arg);
+	}
+}
+
+/* Apply entries applied+1..commit in order, then record the progress
+ * (not synced: losing it only means re-applying, which the contract
+ * allows), then complete the proposals they answer. */
+static void repl__apply(repl_partition *p)
+{
+	repl_node *n = p->node;
+	struct repl_log_entry ents[REPL_APPLY_CHUNK];
+	uint64_t before = p->applied;
+	while (!p->closing && p->applied < p->st.commit_index) {
+		int got = repl_log_read(n->log, p->id, p->applied + 1, p->st.commit_index,
+					REPL_APPLY_CHUNK, SIZE_MAX, ents);
+		if (got <= 0)
+			break;   /* logged; retried at the next commit */
+		for (int i = 0; i < got; i++) {
+			uint64_t index = p->applied + 1;
+			if (ents[i].kind == REPL_KIND_DATA)
+				p->cb.on_apply(p, index, ents[i].payload, ents[i].len, p->arg);
+			p->applied = index;
+		}
+		repl_log_entries_free(ents, (size_t)got);
+	}
+	if (p->applied != before) {
+		p->st.applied_index = p->applied;
+		repl_log_batch *b = repl_log_batch_create(n->log, p->id);
+		repl_log_batch_put_state(b, &p->st);
+		repl_log_batch_commit(b, 0);
+	}
+	repl__pending_complete(p);
+}
+
+/* ---- primary: group commit ------------------------------------------- */
+
+static void repl__flush(repl_partition *p)
+{
+	repl_node *n = p->node;
+	if (p->n_queued == 0 || p->role != REPL_ROLE_PRIMARY)
+		return;
+	uint64_t first = p->st.last_index + 1;
+	uint64_t deadline = util_now_mono_ms() + n->propose_timeout_ms;
+	repl_log_batch *b = repl_log_batch_create(n->log, p->id);
+	for (size_t i = 0; i < p->n_queued; i++)
+		repl_log_batch_put_entry(b, first + i, p->st.epoch, REPL_KIND_DATA,
+					 p->queued[i].payload, p->queued[i].len);
+	struct repl_log_state st = p->st;
+	st.last_index = first + p->n_queued - 1;
+	repl_log_batch_put_state(b, &st);
+	if (repl_log_batch_commit(b, 1) < 0) {
+		/* Nothing was written: the proposals fail for sure. */
+		repl__fail_proposals(p, MAIL_ERR_INTERNAL);
+		return;
+	}
+	p->sync_writes++;
+	p->st = st;
+	p->last_epoch = st.epoch;
+	if (p->n_pending + p->pending_head + p->n_queued > p->cap_pending) {
+		if (p->n_pending > 0)
+			memmove(p->pending, p->pending + p->pending_head,
+				p->n_pending * sizeof *p->pending);
+		p->pending_head = 0;
+		if (p->n_pending + p->n_queued > p->cap_pending) {
+			p->cap_pending = (p->n_pending + p->n_queued) * 2;
+			p->pending = xrealloc(p->pending, p->cap_pending * sizeof *p->pending);
+		}
+	}
+	for (size_t i = 0; i < p->n_queued; i++) {
+		struct repl_pending *e = &p->pending[p->pending_head + p->n_pending++];
+		e->index = first + i;
+		e->deadline_ms = deadline;
+		e->cb = p->queued[i].cb;
+		e->arg = p->queued[i].arg;
+		free(p->queued[i].payload);
+	}
+	p->n_queued = 0;
+	repl__advance_commit(p);
+	repl__replicate_all(p);
+}
+
+static void repl__idle_cb(uv_idle_t *h)
+{
+	repl_partition *p = h->data;
+	uv_idle_stop(h);
+	if (p->closing)
+		return;
+	repl__flush(p);
+	repl__advance_commit(p);
+	if (p->applied < p->st.commit_index)
+		repl__apply(p);
+}
+
+static void repl__kick(repl_partition *p)
+{
+	if (!uv_is_active((uv_handle_t *)&p->idle))
+		uv_idle_start(&p->idle, repl__idle_cb);
+}
+
+int repl_partition_propose(repl_partition *p, const void *payload, size_t len,
+			   repl_propose_cb *cb, void *arg)
+{
+	if (p->closing || p->role != REPL_ROLE_PRIMARY)
+		return MAIL_ERR_NOT_PRIMARY;
+	if (p->n_queued == p->cap_queued) {
+		p->cap_queued = p->cap_queued ? p->cap_queued * 2 : 64;
+		p->queued = xrealloc(p->queued, p->cap_queued * sizeof *p->queued);
+	}
+	struct repl_queued *q = &p->queued[p->n_queued++];
+	q->payload = xmalloc(len + 1);
+	if (len > 0)
+		memcpy(q->payload, payload, len);
+	q->len = len;
+	q->cb = cb;
+	q->arg = arg;
+	p->proposals++;
+	repl__kick(p);
+	return MAIL_OK;
+}
+
+static int repl__u64_desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Commit = the highest index durable on a majority of the replica set,
+ * if it belongs to this primary's epoch. */
+static void repl__advance_commit(repl_partition *p)
+{
+	if (p->role != REPL_ROLE_PRIMARY)
+		return;
+	uint64_t match[1 + REPL_STATUS_PEERS_MAX * 4];
+	size_t m = 0;
+	match[m++] = p->st.last_index;
+	for (size_t i = 0; i < p->n_peers && m < sizeof match / sizeof match[0]; i++)
+		match[m++] = p->peers[i]->match_index;
+	/* Members not listed as peers (cannot happen) count as 0. */
+	while (m < p->n_members && m < sizeof match / sizeof match[0])
+		match[m++] = 0;
+	qsort(match, m, sizeof match[0], repl__u64_desc);
+	size_t majority = p->n_members / 2 + 1;
+	uint64_t c = match[majority - 1];
+	if (c <= p->st.commit_index || c < p->epoch_start)
+		return;
+	p->st.commit_index = c;
+	repl__apply(p);
+}
+
+/* ---- primary: shipping ----------------------------------------------- */
+
+static struct repl_peer *repl__peer_find(repl_partition *p, const char *id)
+{
+	for (size_t i = 0; i < p->n_peers; i++)
+		if (strcmp(p->peers[i]->node_id, id) == 0)
+			return p->peers[i];
+	return NULL;
+}
+
+static void repl__append_reply_cb(int status, const ProtobufCMessage *msg, void *arg)
+{
+	struct repl_call_ctx *ctx = arg;
+	repl_partition *p = ctx->p;
+	p->inflight_rpcs--;
+	struct repl_peer *peer = p->closing ? NULL : repl__peer_find(p, ctx->peer_id);
+	if (peer != NULL)
+		peer->in_flight = 0;
+	if (peer == NULL || p->role != REPL_ROLE_PRIMARY || p->st.epoch != ctx->epoch) {
+		free(ctx->peer_id);
+		free(ctx);
+		repl__partition_free_maybe(p);
+		return;
+	}
+	free(ctx->peer_id);
+	uint64_t told = ctx->commit;
+	free(ctx);
+	const Repl__AppendResponse *resp = (const Repl__AppendResponse *)msg;
+	if (status == MAIL_ERR_STALE_EPOCH || (status == MAIL_OK && resp->epoch > p->st.epoch)) {
+		p->fenced = 1;
+		repl__step_down(p, "stale_epoch");
+		return;
+	}
+	if (status != MAIL_OK) {
+		if (!peer->down)
+			log_event(LOG_WARN, REPL_LOG_SVC, "event=replica_down partition=%u peer=%s "
+				  "status=%s", p->id, peer->node_id, mail_error_info(status)->name);
+		peer->down = 1;
+		peer->retry_at_ms = util_now_mono_ms() + p->node->heartbeat_ms;
+		return;
+	}
+	if (peer->down)
+		log_event(LOG_INFO, REPL_LOG_SVC, "event=replica_up partition=%u peer=%s",
+			  p->id, peer->node_id);
+	peer->down = 0;
+	if (resp->success) {
+		if (resp->match_index > peer->match_index)
+			peer->match_index = resp->match_index;
+		peer->next_index = resp->match_index + 1;
+		peer->sent_commit = told;
+		repl__advance_commit(p);
+	} else {
+		/* Back up: at most to the replica's hint, at least one step. */
+		uint64_t next = resp->match_index + 1;
+		if (next >= peer->next_index)
+			next = peer->next_index > 1 ? peer->next_index - 1 : 1;
+		peer->next_index = next;
+		peer->sent_commit = 0;
+	}
+	repl__replicate_all(p);
+}
+
+static void repl__replicate(repl_partition *p, struct repl_peer *peer, uint64_t now)
+{
+	repl_node *n = p->node;
+	if (peer->in_flight || now < peer->retry_at_ms)
+		return;
+	int has_entries = peer->next_index <= p->st.last_index;
+	if (!has_entries && peer->sent_commit >= p->st.commit_index &&
+	    now < peer->last_sent_ms + n->heartbeat_ms)
+		return;
+	if (peer->next_index == 0)
+		peer->next_index = 1;
+	uint64_t prev = peer->next_index - 1, prev_epoch = 0;
+	if (prev == p->st.last_index)
+		prev_epoch = p->last_epoch;
+	else if (repl_log_entry_epoch(n->log, p->id, prev, &prev_epoch) < 0)
+		return;    /* logged */
+	size_t n_ents = 0;
+	struct repl_log_entry *ents = NULL;
+	if (has_entries) {
+		ents = xmalloc(REPL_BATCH_MAX_ENTRIES * sizeof *ents);
+		int got = repl_log_read(n->log, p->id, peer->next_index, p->st.last_index,
+					REPL_BATCH_MAX_ENTRIES, n->batch_max_bytes, ents);
+		if (got < 0) {
+			free(ents);
+			return;
+		}
+		n_ents = (size_t)got;
+	}
+	Repl__Entry *pb = xcalloc(n_ents + 1, sizeof *pb);
+	Repl__Entry **pbp = xcalloc(n_ents + 1, sizeof *pbp);
+	for (size_t i = 0; i < n_ents; i++) {
+		repl__entry__init(&pb[i]);
+		pb[i].epoch = ents[i].epoch;
+		pb[i].kind = ents[i].kind == REPL_KIND_BARRIER ? REPL__ENTRY_KIND__ENTRY_BARRIER
+							       : REPL__ENTRY_KIND__ENTRY_DATA;
+		pb[i].payload.data = (uint8_t *)ents[i].payload;
+		pb[i].payload.len = ents[i].len;
+		pbp[i] = &pb[i];
+	}
+	Repl__AppendRequest req = REPL__APPEND_REQUEST__INIT;
+	req.partition = p->id;
+	req.epoch = p->st.epoch;
+	req.primary_id = n->node_id;
+	req.prev_index = prev;
+	req.prev_epoch = prev_epoch;
+	req.n_entries = n_ents;
+	req.entries = pbp;
+	req.commit_index = p->st.commit_index;
+
+	struct repl_call_ctx *ctx = xcalloc(1, sizeof *ctx);
+	ctx->p = p;
+	ctx->peer_id = xstrdup(peer->node_id);
+	ctx->epoch = p->st.epoch;
+	ctx->commit = p->st.commit_index;
+	peer->in_flight = 1;
+	peer->last_sent_ms = now;
+	p->inflight_rpcs++;
+	n->counters.append_rpcs_out++;
+	rpc_client *c = rpc_pool_get(n->pool, peer->host, peer->port);
+	rpc_client_call(c, REPL__METHOD__APPEND_ENTRIES, &req.base, &repl__append_response__descriptor,
+			n->rpc_timeout_ms, repl__append_reply_cb, ctx);
+	if (ents != NULL) {
+		repl_log_entries_free(ents, n_ents);
+		free(ents);
+	}
+	free(pb);
+	free(pbp);
+}
+
+static void repl__replicate_all(repl_partition *p)
+{
+	if (p->role != REPL_ROLE_PRIMARY || p->closing)
+		return;
+	uint64_t now = util_now_mono_ms();
+	for (size_t i = 0; i < p->n_peers; i++)
+		repl__replicate(p, p->peers[i], now);
+}
+
+/* Heartbeats, retries and proposal deadlines. */
+static void repl__timer_cb(uv_timer_t *t)
+{
+	repl_partition *p = t->data;
+	if (p->closing || p->role != REPL_ROLE_PRIMARY)
+		return;
+	uint64_t now = util_now_mono_ms();
+	while (p->n_pending > 0 && p->pending[p->pending_head].deadline_ms <= now &&
+	       p->role == REPL_ROLE_PRIMARY) {
+		struct repl_pending e = p->pending[p->pending_head++];
+		if (--p->n_pending == 0)
+			p->pending_head = 0;
+		log_event(LOG_WARN, REPL_LOG_SVC, "event=propose_timeout partition=%u index=%llu "
+			  "commit=%llu", p->id, (unsigned long long)e.index,
+			  (unsigned long long)p->st.commit_index);
+		e.cb(MAIL_ERR_UNAVAILABLE, 0, e.arg);
+	}
+	repl__replicate_all(p);
+}
+
+/* ---- replica: AppendEntries ------------------------------------------ */
+
+static repl_partition *repl__partition_find(repl_node *n, uint32_t id)
+{
+	for (repl_partition *p = n->partitions; p != NULL; p = p->next)
+		if (p->id == id)
+			return p;
+	return NULL;
+}
+
+static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	repl_node *n = ctx;
+	const Repl__AppendRequest *req = (const Repl__AppendRequest *)msg;
+	n->counters.append_rpcs_in++;
+	repl_partition *p = repl__partition_find(n, req->partition);
+	if (p == NULL) {
+		rpc_call_reply(call, MAIL_ERR_NOT_FOUND, NULL);
+		return;
+	}
+	if (req->epoch < p->st.epoch ||
+	    (req->epoch == p->st.epoch && p->role == REPL_ROLE_PRIMARY)) {
+		if (req->epoch == p->st.epoch)
+			log_event(LOG_ERROR, REPL_LOG_SVC, "event=two_primaries partition=%u "
+				  "epoch=%llu other=%s", p->id, (unsigned long long)req->epoch,
+				  req->primary_id);
+		rpc_call_reply(call, MAIL_ERR_STALE_EPOCH, NULL);
+		return;
+	}
+	struct repl_log_state st = p->st;
+	uint64_t last_epoch = p->last_epoch;
+	int dirty = 0;
+	if (req->epoch > st.epoch) {
+		repl__step_down(p, "higher_epoch");
+		log_event(LOG_INFO, REPL_LOG_SVC, "event=epoch_adopted partition=%u epoch=%llu "
+			  "primary=%s", p->id, (unsigned long long)req->epoch, req->primary_id);
+		st.epoch = req->epoch;
+		p->caught_up = 0;
+		p->fenced = 0;
+		dirty = 1;
+	}
+	Repl__AppendResponse resp = REPL__APPEND_RESPONSE__INIT;
+	resp.epoch = st.epoch;
+	repl_log_batch *b = repl_log_batch_create(n->log, p->id);
+	uint64_t prev_epoch = 0;
+	int match = 1;
+	if (req->prev_index > st.last_index) {
+		match = 0;
+		resp.match_index = st.last_index;
+	} else if (req->prev_index == st.last_index) {
+		prev_epoch = last_epoch;
+	} else if (repl_log_entry_epoch(n->log, p->id, req->prev_index, &prev_epoch) < 0) {
+		repl_log_batch_commit(b, 0);
+		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+		return;
+	}
+	if (match && prev_epoch != req->prev_epoch) {
+		match = 0;
+		resp.match_index = req->prev_index - 1;
+	}
+	uint64_t appended = 0;
+	if (match) {
+		for (size_t i = 0; i < req->n_entries; i++) {
+			const Repl__Entry *e = req->entries[i];
+			uint64_t idx = req->prev_index + 1 + i;
+			if (idx <= st.last_index) {
+				uint64_t have;
+				if (repl_log_entry_epoch(n->log, p->id, idx, &have) < 0)
+					have = 0;
+				if (have == e->epoch)
+					continue;
+				if (idx <= st.commit_index) {
+					log_event(LOG_ERROR, REPL_LOG_SVC, "event=conflict_committed "
+						  "partition=%u index=%llu commit=%llu", p->id,
+						  (unsigned long long)idx,
+						  (unsigned long long)st.commit_index);
+					repl_log_batch_commit(b, 0);
+					rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+					return;
+				}
+				log_event(LOG_WARN, REPL_LOG_SVC, "event=truncate partition=%u "
+					  "from=%llu to=%llu", p->id, (unsigned long long)idx,
+					  (unsigned long long)st.last_index);
+				repl_log_batch_truncate(b, idx, st.last_index);
+				st.last_index = idx - 1;
+			}
+			int kind = e->kind == REPL__ENTRY_KIND__ENTRY_BARRIER ? REPL_KIND_BARRIER
+									     : REPL_KIND_DATA;
+			repl_log_batch_put_entry(b, idx, e->epoch, kind, e->payload.data,
+						 e->payload.len);
+			st.last_index = idx;
+			last_epoch = e->epoch;
+			appended++;
+			dirty = 1;
+		}
+		resp.success = 1;
+		resp.match_index = req->prev_index + req->n_entries;
+		uint64_t c = req->commit_index < resp.match_index ? req->commit_index
+								   : resp.match_index;
+		if (c > st.commit_index) {
+			st.commit_index = c;
+			dirty = 1;
+		}
+	} else {
+		p->caught_up = 0;
+	}
+	if (dirty) {
+		repl_log_batch_put_state(b, &st);
+		/* Entries and a new epoch must be durable before the reply; a
+		 * commit index alone need not be. */
+		int sync = appended > 0 || st.epoch != p->st.epoch;
+		if (repl_log_batch_commit(b, sync) < 0) {
+			rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+			return;
+		}
+		if (sync)
+			p->sync_writes++;
+	} else {
+		repl_log_batch_commit(b, 0);
+	}
+	p->st = st;
+	p->last_epoch = last_epoch;
+	/* req is freed by the reply. */
+	uint64_t req_commit = req->commit_index;
+	rpc_call_reply(call, MAIL_OK, &resp.base);
+	if (p->applied < p->st.commit_index)
+		repl__apply(p);
+	if (match && !p->caught_up && resp.match_index >= req_commit &&
+	    p->st.commit_index >= req_commit) {
+		p->caught_up = 1;
+		log_event(LOG_INFO, REPL_LOG_SVC, "event=caught_up partition=%u epoch=%llu "
+			  "commit=%llu", p->id, (unsigned long long)p->st.epoch,
+			  (unsigned long long)p->st.commit_index);
+		if (p->cb.on_caught_up != NULL)
+			p->cb.on_caught_up(p, p->id, p->st.epoch, p->arg);
+	}
+}
+
+static const rpc_method repl__methods[] = {
+	{ REPL__METHOD__APPEND_ENTRIES, "append_entries", &repl__append_request__descriptor,
+	  repl__append_handler },
+};
+
+/* ---- roles ----------------------------------------------------------- */
+
+static void repl__peers_clear(repl_partition *p)
+{
+	for (size_t i = 0; i < p->n_peers; i++) {
+		free(p->peers[i]->node_id);
+		free(p->peers[i]->host);
+		free(p->peers[i]);
+	}
+	p->n_peers = 0;
+}
+
+int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
+			    const struct repl_replica *replicas, size_t n)
+{
+	repl_node *node = p->node;
+	if (p->closing)
+		return MAIL_ERR_NOT_FOUND;
+	if (epoch < p->st.epoch || (epoch == p->st.epoch && p->fenced && primary))
+		return MAIL_ERR_STALE_EPOCH;
+	int self_in = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(replicas[i].node_id, node->node_id) == 0)
+			self_in = 1;
+	if (n == 0 || (primary && !self_in))
+		return MAIL_ERR_PARAMS;
+	int epoch_changed = epoch > p->st.epoch;
+	int was_primary = p->role == REPL_ROLE_PRIMARY;
+	if (was_primary && (!primary || epoch_changed))
+		repl__step_down(p, "set_role");
+	if (epoch_changed) {
+		struct repl_log_state st = p->st;
+		st.epoch = epoch;
+		repl_log_batch *b = repl_log_batch_create(node->log, p->id);
+		repl_log_batch_put_state(b, &st);
+		if (repl_log_batch_commit(b, 1) < 0)
+			return MAIL_ERR_INTERNAL;
+		p->sync_writes++;
+		p->st = st;
+		p->caught_up = 0;
+		p->fenced = 0;
+	}
+	int become = primary && p->role != REPL_ROLE_PRIMARY;
+	/* Rebuild the peer list, keeping what we know of members that stay. */
+	struct repl_peer **old = p->peers;
+	size_t n_old = p->n_peers;
+	p->peers = xcalloc(n, sizeof *p->peers);
+	p->n_peers = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(replicas[i].node_id, node->node_id) == 0)
+			continue;
+		struct repl_peer *peer = NULL;
+		for (size_t j = 0; j < n_old && !become; j++)
+			if (old[j] != NULL && strcmp(old[j]->node_id, replicas[i].node_id) == 0) {
+				peer = old[j];
+				old[j] = NULL;
+			}
+		if (peer == NULL) {
+			peer = xcalloc(1, sizeof *peer);
+			peer->node_id = xstrdup(replicas[i].node_id);
+			peer->next_index = p->st.last_index + 1;
+		}
+		free(peer->host);
+		peer->host = xstrdup(replicas[i].host);
+		peer->port = replicas[i].port;
+		p->peers[p->n_peers++] = peer;
+	}
+	for (size_t j = 0; j < n_old; j++) {
+		if (old[j] == NULL)
+			continue;
+		free(old[j]->node_id);
+		free(old[j]->host);
+		free(old[j]);
+	}
+	free(old);
+	p->n_members = n;
+	if (!primary) {
+		p->role = REPL_ROLE_REPLICA;
+		return MAIL_OK;
+	}
+	if (become) {
+		/* The BARRIER: the first entry of this primary's epoch. */
+		struct repl_log_state st = p->st;
+		st.last_index++;
+		repl_log_batch *b = repl_log_batch_create(node->log, p->id);
+		repl_log_batch_put_entry(b, st.last_index, st.epoch, REPL_KIND_BARRIER, NULL, 0);
+		repl_log_batch_put_state(b, &st);
+		if (repl_log_batch_commit(b, 1) < 0)
+			return MAIL_ERR_INTERNAL;
+		p->sync_writes++;
+		p->st = st;
+		p->last_epoch = st.epoch;
+		p->epoch_start = st.last_index;
+		for (size_t i = 0; i < p->n_peers; i++)
+			p->peers[i]->next_index = st.last_index;
+		p->role = REPL_ROLE_PRIMARY;
+		log_event(LOG_INFO, REPL_LOG_SVC, "event=primary partition=%u epoch=%llu "
+			  "members=%zu last=%llu commit=%llu", p->id, (unsigned long long)epoch, n,
+			  (unsigned long long)st.last_index,
+			  (unsigned long long)p->st.commit_index);
+	}
+	/* An R=1 primary commits at once; from the loop, not from here. */
+	repl__kick(p);
+	repl__replicate_all(p);
+	return MAIL_OK;
+}
+
+/* ---- partitions ------------------------------------------------------ */
+
+int repl_partition_open(repl_node *node, uint32_t partition, const struct repl_callbacks *cb,
+			void *arg, uint64_t applied_index, repl_partition **p_r,
+			const char **error_r)
+{
+	if (repl__partition_find(node, partition) != NULL) {
+		*error_r = "partition already open";
+		return -1;
+	}
+	struct repl_log_state st;
+	if (repl_log_state_load(node->log, partition, &st) < 0) {
+		*error_r = "cannot read the partition state (see the log)";
+		return -1;
+	}
+	uint64_t last_epoch = 0;
+	if (st.last_index > 0 &&
+	    repl_log_entry_epoch(node->log, partition, st.last_index, &last_epoch) < 0) {
+		*error_r = "the partition log is damaged (see the log)";
+		return -1;
+	}
+	repl_partition *p = xcalloc(1, sizeof *p);
+	p->node = node;
+	p->id = partition;
+	p->cb = *cb;
+	p->arg = arg;
+	p->st = st;
+	p->last_epoch = last_epoch;
+	p->applied = applied_index < st.commit_index ? applied_index : st.commit_index;
+	p->role = REPL_ROLE_REPLICA;
+	uv_idle_init(node->loop, &p->idle);
+	p->idle.data = p;
+	uv_timer_init(node->loop, &p->timer);
+	p->timer.data = p;
+	p->handles_open = 2;
+	uv_timer_start(&p->timer, repl__timer_cb, node->heartbeat_ms, node->heartbeat_ms);
+	p->next = node->partitions;
+	node->partitions = p;
+	if (p->applied < st.commit_index)
+		repl__kick(p);
+	log_event(LOG_INFO, REPL_LOG_SVC, "event=partition_open partition=%u epoch=%llu "
+		  "last=%llu commit=%llu applied=%llu", partition, (unsigned long long)st.epoch,
+		  (unsigned long long)st.last_index, (unsigned long long)st.commit_index,
+		  (unsigned long long)p->applied);
+	*p_r = p;
+	return 0;
+}
+
+void repl_partition_close(repl_partition **pp)
+{
+	repl_partition *p = *pp;
+	if (p == NULL)
+		return;
+	*pp = NULL;
+	repl_node *n = p->node;
+	for (repl_partition **l = &n->partitions; *l != NULL; l = &(*l)->next)
+		if (*l == p) {
+			*l = p->next;
+			break;
+		}
+	p->closing = 1;
+	p->node = NULL;
+	p->role = REPL_ROLE_REPLICA;
+	repl__fail_proposals(p, MAIL_ERR_UNAVAILABLE);
+	repl__peers_clear(p);
+	uv_close((uv_handle_t *)&p->idle, repl__handle_close_cb);
+	uv_close((uv_handle_t *)&p->timer, repl__handle_close_cb);
+}
+
+void repl_partition_status(const repl_partition *p, struct repl_status *s)
+{
+	memset(s, 0, sizeof *s);
+	s->partition = p->id;
+	s->role = p->role;
+	s->epoch = p->st.epoch;
+	s->last_index = p->st.last_index;
+	s->commit_index = p->st.commit_index;
+	s->applied_index = p->applied;
+	s->sync_writes = p->sync_writes;
+	s->proposals = p->proposals;
+	if (p->role != REPL_ROLE_PRIMARY)
+		return;
+	for (size_t i = 0; i < p->n_peers && i < REPL_STATUS_PEERS_MAX; i++) {
+		struct repl_peer_status *ps = &s->peers[s->n_peers++];
+		snprintf(ps->node_id, sizeof ps->node_id, "%s", p->peers[i]->node_id);
+		ps->match_index = p->peers[i]->match_index;
+		ps->in_flight = p->peers[i]->in_flight;
+	}
+}
+
+int repl_partition_entry(repl_partition *p, uint64_t index, uint64_t *epoch_r, int *kind_r,
+			 struct buf *payload)
+{
+	if (p->closing)
+		return -1;
+	return repl_log_entry_get(p->node->log, p->id, index, epoch_r, kind_r, payload);
+}
+
+/* ---- node ------------------------------------------------------------ */
+
+int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node **node_r,
+		     const char **error_r)
+{
+	if (s->node_id == NULL || s->node_id[0] == '\0' || s->dir == NULL) {
+		*error_r = "node_id and dir are required";
+		return -1;
+	}
+	repl_node *n = xcalloc(1, sizeof *n);
+	if (repl_log_open(s->dir, &n->log, error_r) < 0) {
+		free(n);
+		return -1;
+	}
+	n->loop = loop;
+	n->node_id = xstrdup(s->node_id);
+	n->propose_timeout_ms = repl__clamp(s->propose_timeout_ms,
+					    REPL_DEFAULT_PROPOSE_TIMEOUT_MS, 10, 600000);
+	n->heartbeat_ms = repl__clamp(s->heartbeat_ms, REPL_DEFAULT_HEARTBEAT_MS, 5, 10000);
+	n->rpc_timeout_ms = repl__clamp(s->rpc_timeout_ms, REPL_DEFAULT_RPC_TIMEOUT_MS, 10,
+					60000);
+	n->batch_max_bytes = repl__clamp(s->batch_max_bytes, REPL_DEFAULT_BATCH_MAX_BYTES,
+					 1024, 32u * 1024 * 1024);
+	rpc_server_create(loop, REPL_SERVICE, repl__methods,
+			  sizeof repl__methods / sizeof repl__methods[0], n, &n->server);
+	n->pool = rpc_pool_create(loop, REPL_SERVICE);
+	*node_r = n;
+	return 0;
+}
+
+int repl_node_listen(repl_node *node, const char *host, int port, int *port_r,
+		     const char **error_r)
+{
+	return rpc_server_listen(node->server, host, port, port_r, error_r);
+}
+
+void repl_node_destroy(repl_node **node)
+{
+	repl_node *n = *node;
+	if (n == NULL)
+		return;
+	*node = NULL;
+	/* Order: the server first (no more requests), then every partition
+	 * (they stop shipping), then the pool (its pending calls complete
+	 * into the closed partitions, which then free themselves), and the
+	 * log last. */
+	rpc_server_destroy(&n->server);
+	while (n->partitions != NULL) {
+		repl_partition *p = n->partitions;
+		repl_partition_close(&p);
+	}
+	rpc_pool_destroy(&n->pool);
+	repl_log_close(&n->log);
+	free(n->node_id);
+	free(n);
+}
+
+void repl_node_counters(const repl_node *node, struct repl_node_counters *c)
+{
+	*c = node->counters;
+	c->sync_writes = repl_log_sync_writes(node->log);
+}

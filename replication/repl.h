@@ -1,0 +1,219 @@
+/* repl.h: the per-partition replicated log (public contract).
+ *
+ * Think "Raft log replication without elections, with the epoch as the term".
+ * Leadership is managed outside: the partition map in etcd says who is the
+ * primary of a partition and at which epoch, and the owner (store node,
+ * queue node) calls repl_partition_set_role() whenever the map changes.
+ * There is no election here and this library never talks to etcd.
+ *
+ * One repl_node per process: one LevelDB directory holds the logs of all of
+ * the process's partitions, one RPC server answers the service "repl" (its
+ * own listening socket: repl_node_listen(); the rpc layer checks the service
+ * name in the HELLO, so "repl" cannot share the node's "store"/"queue"
+ * port), and one rpc_pool reaches the peers.
+ *
+ * The primary appends proposals to its log (all proposals of one loop turn
+ * in ONE sync LevelDB write: group commit), ships them to every replica in
+ * one AppendEntries RPC, and reports a proposal committed once a MAJORITY of
+ * the replica set (itself included) has it durably. Committed entries are
+ * applied, in index order, through on_apply on every member. Replicas refuse
+ * anything from an epoch lower than theirs (fencing), so a primary that the
+ * map has replaced can never again gather a majority once a majority has
+ * seen the new epoch; the primary that gets such a refusal steps down.
+ * See docs/replication.md for the invariants.
+ *
+ * Threading: everything here runs on the one uv loop given to
+ * repl_node_create(), and every callback runs on it, never from inside the
+ * call that caused it, with two exceptions, like rpc_client_destroy():
+ * repl_partition_close()/repl_node_destroy() and a repl_partition_set_role()
+ * that ends this node's primacy fail the pending proposals from inside the
+ * call. Callbacks may propose, but may not close the partition or destroy
+ * the node.
+ *
+ * Not done yet (next step): log compaction and snapshots. The whole log is
+ * kept, and a lagging or new replica is caught up from the primary's log.
+ */
+#ifndef MAIL_REPL_H
+#define MAIL_REPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "mail-error.h"
+
+/* Service name in the RPC HELLO. */
+#define REPL_SERVICE "repl"
+
+typedef struct repl_node repl_node;
+typedef struct repl_partition repl_partition;
+
+/* ---- node ------------------------------------------------------------ */
+
+/* Tunables (0 = default). */
+struct repl_settings {
+	/* This node's id as it appears in replica lists (required, copied). */
+	const char *node_id;
+	/* LevelDB directory of every partition log of this node (required,
+	 * created if missing). Only one process may open it. */
+	const char *dir;
+	/* A proposal not committed after this long fails with
+	 * MAIL_ERR_UNAVAILABLE. Default 5000, min 10, max 600000. */
+	uint32_t propose_timeout_ms;
+	/* The primary contacts an idle replica at least this often (commit
+	 * index, retries, catch-up). Default 100, min 5, max 10000. */
+	uint32_t heartbeat_ms;
+	/* Deadline of one AppendEntries RPC. Default 2000, min 10, max 60000. */
+	uint32_t rpc_timeout_ms;
+	/* Bound on the payload bytes of one AppendEntries (at least one entry
+	 * is always sent). Default 1 MiB, min 1 KiB, max 32 MiB. */
+	uint32_t batch_max_bytes;
+};
+
+#define REPL_DEFAULT_PROPOSE_TIMEOUT_MS 5000u
+#define REPL_DEFAULT_HEARTBEAT_MS 100u
+#define REPL_DEFAULT_RPC_TIMEOUT_MS 2000u
+#define REPL_DEFAULT_BATCH_MAX_BYTES (1024u * 1024u)
+
+/* Open the LevelDB directory and create the node (not listening yet).
+ * Returns 0, or -1 with *error_r (static text; details in the log). */
+int repl_node_create(uv_loop_t *loop, const struct repl_settings *settings,
+		     repl_node **node_r, const char **error_r);
+/* Serve the "repl" service on host:port (port 0 = any, reported in
+ * *port_r). Returns 0, or -1 with *error_r (static text). */
+int repl_node_listen(repl_node *node, const char *host, int port, int *port_r,
+		     const char **error_r);
+/* Close every partition still open (their pending proposals fail with
+ * MAIL_ERR_UNAVAILABLE; outcome unknown), the server, the peer clients and
+ * the LevelDB directory; free. NULLs *node. Handles close asynchronously:
+ * run the loop once more before uv_loop_close(). */
+void repl_node_destroy(repl_node **node);
+
+/* Node-wide counters (monotonic). */
+struct repl_node_counters {
+	uint64_t sync_writes;      /* LevelDB writes with sync=1 */
+	uint64_t append_rpcs_out;  /* AppendEntries sent */
+	uint64_t append_rpcs_in;   /* AppendEntries served */
+};
+void repl_node_counters(const repl_node *node, struct repl_node_counters *counters_r);
+
+/* ---- partition ------------------------------------------------------- */
+
+/* Called for every committed DATA entry, in strictly increasing index
+ * order, once per index per process lifetime, on the primary and on the
+ * replicas. payload is valid only during the call.
+ *
+ * Restart contract: after a restart the node re-applies every committed
+ * entry above the applied_index given to repl_partition_open(). So:
+ *   - store the index you are given ATOMICALLY with the state change it
+ *     causes (same LevelDB batch), and pass the stored value back at open;
+ *   - make the state machine idempotent per index anyway (skip an index
+ *     <= your stored one): that makes any re-delivery harmless.
+ * Indexes of BARRIER entries (written by a new primary) are skipped: the
+ * index sequence seen by on_apply may have gaps. */
+typedef void repl_apply_cb(repl_partition *p, uint64_t index, const uint8_t *payload,
+			   size_t len, void *arg);
+
+/* Fired on a replica when its log matches the primary's commit index at
+ * the current epoch (at most once per epoch, again after it fell behind:
+ * a restart, a log mismatch). The owner then records its progress in etcd
+ * (/mail/v1/progress/<role>/<partition>/<node>). */
+typedef void repl_caught_up_cb(repl_partition *p, uint32_t partition, uint64_t epoch,
+			       void *arg);
+
+struct repl_callbacks {
+	repl_apply_cb *on_apply;         /* required */
+	repl_caught_up_cb *on_caught_up; /* may be NULL */
+};
+
+/* Open (or create) the log of `partition` on this node, as a replica at
+ * its stored epoch until repl_partition_set_role(). applied_index: the
+ * highest index the owner's state machine has durably applied (0 for a
+ * fresh one); committed entries above it are re-applied soon after (from
+ * the loop, not inside this call). cb and arg must outlive the partition.
+ * Returns 0, or -1 with *error_r (already open, storage error). */
+int repl_partition_open(repl_node *node, uint32_t partition, const struct repl_callbacks *cb,
+			void *arg, uint64_t applied_index, repl_partition **p_r,
+			const char **error_r);
+/* Stop serving the partition: pending proposals fail with
+ * MAIL_ERR_UNAVAILABLE (outcome unknown); its log stays on disk. NULLs *p. */
+void repl_partition_close(repl_partition **p);
+
+/* One member of a replica set. Strings are copied. */
+struct repl_replica {
+	const char *node_id;
+	const char *host;   /* IP literal or "localhost" */
+	int port;           /* its repl_node_listen() port */
+};
+
+/* Apply the partition map: at `epoch` this node is the primary or not, and
+ * the replica set is replicas[0..n) (the WHOLE set, this node included,
+ * primary first by convention; a majority is n/2+1 of it).
+ * - epoch lower than the stored epoch: refused, MAIL_ERR_STALE_EPOCH; so
+ *   is primary at the stored epoch once a replica has fenced that epoch
+ *   (the map has moved on; wait for the newer map).
+ * - a higher epoch is stored durably (sync write) before return.
+ * - becoming primary: a BARRIER entry at the new epoch is appended; once it
+ *   commits, every entry before it is committed too (Raft's rule: a primary
+ *   only counts replicas for entries of its own epoch).
+ * - ceasing to be primary: pending proposals fail with MAIL_ERR_NOT_PRIMARY
+ *   (outcome unknown, see repl_partition_propose).
+ * - same epoch and role: updates the replica set (a node added/removed).
+ * Returns MAIL_OK, MAIL_ERR_STALE_EPOCH, MAIL_ERR_PARAMS (n == 0, or primary
+ * and this node not in the set), or MAIL_ERR_INTERNAL (storage). */
+int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
+			    const struct repl_replica *replicas, size_t n);
+
+/* status: MAIL_OK = committed at index (a majority has it durably, and
+ * on_apply for index has already run on this node). Any other status means
+ * the outcome is UNKNOWN, like a timeout: MAIL_ERR_UNAVAILABLE (no majority
+ * before the deadline; the entry may still commit later, e.g. when a
+ * replica returns), MAIL_ERR_NOT_PRIMARY (stepped down meanwhile; the new
+ * primary may or may not have the entry). Callers retry at the current
+ * primary with an idempotency key in the payload, so a retry of an entry
+ * that did commit is recognised by the state machine. index is 0 unless
+ * MAIL_OK. */
+typedef void repl_propose_cb(int status, uint64_t index, void *arg);
+
+/* Propose payload (copied) for the log. Returns MAIL_OK: accepted, cb will
+ * be called exactly once, later, from the loop; or MAIL_ERR_NOT_PRIMARY
+ * (this node is not the primary, or stepped down): refused, nothing was
+ * written, cb is never called. */
+int repl_partition_propose(repl_partition *p, const void *payload, size_t len,
+			   repl_propose_cb *cb, void *arg);
+
+enum repl_role { REPL_ROLE_REPLICA = 0, REPL_ROLE_PRIMARY = 1 };
+
+struct repl_peer_status {
+	char node_id[64];      /* truncated if longer */
+	uint64_t match_index;  /* highest index known durable there */
+	int in_flight;         /* an AppendEntries is outstanding */
+};
+
+#define REPL_STATUS_PEERS_MAX 8
+
+struct repl_status {
+	uint32_t partition;
+	enum repl_role role;
+	uint64_t epoch;
+	uint64_t last_index;
+	uint64_t commit_index;
+	uint64_t applied_index;
+	uint64_t sync_writes;      /* this partition's sync LevelDB writes */
+	uint64_t proposals;        /* accepted proposals */
+	size_t n_peers;            /* primary only: the other members */
+	struct repl_peer_status peers[REPL_STATUS_PEERS_MAX];
+};
+void repl_partition_status(const repl_partition *p, struct repl_status *status_r);
+
+/* ---- log reading (tests, tools) -------------------------------------- */
+
+/* The entry at index: returns 1 with *epoch_r, *kind_r (0 data, 1 barrier)
+ * and the payload appended to *payload (a buf from lib/buf.h, may be NULL),
+ * 0 when there is none, -1 on a storage error. */
+struct buf;
+int repl_partition_entry(repl_partition *p, uint64_t index, uint64_t *epoch_r, int *kind_r,
+			 struct buf *payload);
+
+#endif

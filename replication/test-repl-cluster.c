@@ -1,0 +1,569 @@
+/* Integration tests of the replicated log (repl.h): three repl_nodes, each
+ * with its own LevelDB directory and RPC server on 127.0.0.1, all in one uv
+ * loop. Nodes are "killed" by destroying them and "restarted" by reopening
+ * their directory on the same port. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "repl.h"
+#include "util.h"
+#include "xalloc.h"
+
+#define N_NODES 3
+#define PART 42u
+
+struct applied {
+	uint64_t index;
+	char payload[32];
+};
+
+struct tnode {
+	struct fx *fx;
+	int i;
+	char id[8];
+	char dir[64];
+	int port;
+	repl_node *node;
+	repl_partition *p;
+	struct applied *applied;
+	size_t n_applied, cap_applied;
+	int caught_up;             /* on_caught_up calls */
+	uint64_t caught_up_epoch;
+};
+
+struct fx {
+	uv_loop_t loop;
+	uv_timer_t ticker;         /* keeps uv_run(ONCE) from blocking long */
+	struct tnode n[N_NODES];
+	uint32_t propose_timeout_ms;
+	/* proposals */
+	int ok, unavailable, not_primary, other;
+	uint64_t last_ok_index;
+	int done_target;           /* proposals to wait for */
+	int window_left;           /* test_commit_500 */
+	int applied_primary;       /* cond_all_applied */
+};
+
+static void on_apply(repl_partition *p, uint64_t index, const uint8_t *payload, size_t len,
+		     void *arg)
+{
+	struct tnode *t = arg;
+	assert_ptr_equal(p, t->p);
+	/* Strictly increasing, once each. */
+	if (t->n_applied > 0)
+		assert_true(index > t->applied[t->n_applied - 1].index);
+	if (t->n_applied == t->cap_applied) {
+		t->cap_applied = t->cap_applied ? t->cap_applied * 2 : 256;
+		t->applied = xrealloc(t->applied, t->cap_applied * sizeof *t->applied);
+	}
+	struct applied *a = &t->applied[t->n_applied++];
+	a->index = index;
+	assert_true(len < sizeof a->payload);
+	memcpy(a->payload, payload, len);
+	a->payload[len] = '\0';
+}
+
+static void on_caught_up(repl_partition *p, uint32_t partition, uint64_t epoch, void *arg)
+{
+	struct tnode *t = arg;
+	assert_ptr_equal(p, t->p);
+	assert_int_equal(partition, PART);
+	t->caught_up++;
+	t->caught_up_epoch = epoch;
+}
+
+static const struct repl_callbacks callbacks = { on_apply, on_caught_up };
+
+static void ticker_cb(uv_timer_t *t)
+{
+	(void)t;
+}
+
+static void node_start(struct fx *fx, int i)
+{
+	struct tnode *t = &fx->n[i];
+	struct repl_settings s = {
+		.node_id = t->id,
+		.dir = t->dir,
+		.propose_timeout_ms = fx->propose_timeout_ms,
+		.heartbeat_ms = 20,
+		.rpc_timeout_ms = 1000,
+	};
+	const char *err;
+	assert_int_equal(repl_node_create(&fx->loop, &s, &t->node, &err), 0);
+	int port = 0;
+	int rc = -1;
+	for (int tries = 0; tries < 50 && rc < 0; tries++) {
+		rc = repl_node_listen(t->node, "127.0.0.1", t->port, &port, &err);
+		if (rc < 0)
+			uv_run(&fx->loop, UV_RUN_ONCE);   /* old socket still closing */
+	}
+	assert_int_equal(rc, 0);
+	t->port = port;
+	/* The owner's applied index: what on_apply recorded so far. */
+	uint64_t applied = t->n_applied ? t->applied[t->n_applied - 1].index : 0;
+	assert_int_equal(repl_partition_open(t->node, PART, &callbacks, t, applied, &t->p, &err),
+			 0);
+}
+
+static void node_stop(struct fx *fx, int i)
+{
+	repl_node_destroy(&fx->n[i].node);
+	fx->n[i].p = NULL;
+	for (int k = 0; k < 5; k++)
+		uv_run(&fx->loop, UV_RUN_NOWAIT);
+}
+
+static int setup(void **state)
+{
+	struct fx *fx = xcalloc(1, sizeof *fx);
+	uv_loop_init(&fx->loop);
+	uv_timer_init(&fx->loop, &fx->ticker);
+	uv_timer_start(&fx->ticker, ticker_cb, 5, 5);
+	fx->propose_timeout_ms = 5000;
+	for (int i = 0; i < N_NODES; i++) {
+		struct tnode *t = &fx->n[i];
+		t->fx = fx;
+		t->i = i;
+		snprintf(t->id, sizeof t->id, "n%d", i);
+		snprintf(t->dir, sizeof t->dir, "/tmp/repl-cluster-XXXXXX");
+		assert_non_null(mkdtemp(t->dir));
+		node_start(fx, i);
+	}
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+	for (int i = 0; i < N_NODES; i++) {
+		if (fx->n[i].node != NULL)
+			node_stop(fx, i);
+		char cmd[128];
+		snprintf(cmd, sizeof cmd, "rm -rf %s", fx->n[i].dir);
+		assert_int_equal(system(cmd), 0);
+		free(fx->n[i].applied);
+	}
+	uv_close((uv_handle_t *)&fx->ticker, NULL);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&fx->loop), 0);
+	free(fx);
+	return 0;
+}
+
+/* Run the loop until cond(fx) or timeout_ms; returns cond's last value. */
+static int run_until(struct fx *fx, int (*cond)(struct fx *), uint64_t timeout_ms)
+{
+	uint64_t end = util_now_mono_ms() + timeout_ms;
+	while (!cond(fx) && util_now_mono_ms() < end)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	return cond(fx);
+}
+
+static void run_for(struct fx *fx, uint64_t ms)
+{
+	uint64_t end = util_now_mono_ms() + ms;
+	while (util_now_mono_ms() < end)
+		uv_run(&fx->loop, UV_RUN_ONCE);
+}
+
+static void members(struct fx *fx, struct repl_replica *r)
+{
+	for (int i = 0; i < N_NODES; i++) {
+		r[i].node_id = fx->n[i].id;
+		r[i].host = "127.0.0.1";
+		r[i].port = fx->n[i].port;
+	}
+}
+
+/* Node `primary` leads at epoch; the others are told they are replicas
+ * (skipping nodes that are down). */
+static void set_roles(struct fx *fx, uint64_t epoch, int primary)
+{
+	struct repl_replica r[N_NODES];
+	members(fx, r);
+	for (int i = 0; i < N_NODES; i++)
+		if (fx->n[i].p != NULL)
+			assert_int_equal(repl_partition_set_role(fx->n[i].p, epoch, i == primary,
+								 r, N_NODES), MAIL_OK);
+}
+
+static void propose_cb(int status, uint64_t index, void *arg)
+{
+	struct fx *fx = arg;
+	if (status == MAIL_OK) {
+		fx->ok++;
+		assert_true(index > fx->last_ok_index);   /* completions in order */
+		fx->last_ok_index = index;
+	} else if (status == MAIL_ERR_UNAVAILABLE) {
+		fx->unavailable++;
+	} else if (status == MAIL_ERR_NOT_PRIMARY) {
+		fx->not_primary++;
+	} else {
+		fx->other++;
+	}
+}
+
+static int propose(struct fx *fx, int i, const char *tag, int k)
+{
+	char payload[32];
+	int len = snprintf(payload, sizeof payload, "%s-%d", tag, k);
+	return repl_partition_propose(fx->n[i].p, payload, (size_t)len, propose_cb, fx);
+}
+
+static int cond_done(struct fx *fx)
+{
+	return fx->ok + fx->unavailable + fx->not_primary + fx->other >= fx->done_target;
+}
+
+static void propose_wait(struct fx *fx, int i, const char *tag, int n, uint64_t timeout_ms)
+{
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	for (int k = 0; k < n; k++)
+		assert_int_equal(propose(fx, i, tag, k), MAIL_OK);
+	fx->done_target = n;
+	assert_true(run_until(fx, cond_done, timeout_ms));
+}
+
+static struct repl_status status_of(struct fx *fx, int i)
+{
+	struct repl_status s;
+	repl_partition_status(fx->n[i].p, &s);
+	return s;
+}
+
+/* Every live node has applied everything up to the primary's commit. */
+static int cond_all_applied(struct fx *fx)
+{
+	uint64_t c = status_of(fx, fx->applied_primary).commit_index;
+	for (int i = 0; i < N_NODES; i++)
+		if (fx->n[i].p != NULL && status_of(fx, i).applied_index < c)
+			return 0;
+	return 1;
+}
+
+static void wait_all_applied(struct fx *fx, int primary)
+{
+	fx->applied_primary = primary;
+	assert_true(run_until(fx, cond_all_applied, 10000));
+}
+
+static void assert_same_applied(struct fx *fx, int a, int b)
+{
+	struct tnode *x = &fx->n[a], *y = &fx->n[b];
+	assert_int_equal(x->n_applied, y->n_applied);
+	for (size_t k = 0; k < x->n_applied; k++) {
+		assert_int_equal(x->applied[k].index, y->applied[k].index);
+		assert_string_equal(x->applied[k].payload, y->applied[k].payload);
+	}
+}
+
+static void assert_same_log(struct fx *fx, int a, int b)
+{
+	struct repl_status sa = status_of(fx, a), sb = status_of(fx, b);
+	assert_int_equal(sa.last_index, sb.last_index);
+	buf pa, pb;
+	buf_init(&pa);
+	buf_init(&pb);
+	for (uint64_t i = 1; i <= sa.last_index; i++) {
+		uint64_t ea, eb;
+		int ka, kb;
+		buf_reset(&pa);
+		buf_reset(&pb);
+		assert_int_equal(repl_partition_entry(fx->n[a].p, i, &ea, &ka, &pa), 1);
+		assert_int_equal(repl_partition_entry(fx->n[b].p, i, &eb, &kb, &pb), 1);
+		assert_int_equal(ea, eb);
+		assert_int_equal(ka, kb);
+		assert_int_equal(pa.len, pb.len);
+		if (pa.len > 0)
+			assert_memory_equal(pa.data, pb.data, pa.len);
+	}
+	buf_deinit(&pa);
+	buf_deinit(&pb);
+}
+
+static int applied_contains(struct tnode *t, const char *payload)
+{
+	for (size_t k = 0; k < t->n_applied; k++)
+		if (strcmp(t->applied[k].payload, payload) == 0)
+			return 1;
+	return 0;
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+/* 500 proposals, at most 16 in flight: all commit, and all three nodes
+ * apply the same entries in the same order. */
+static void window_cb(int status, uint64_t index, void *arg);
+static void window_propose(struct fx *fx)
+{
+	char payload[32];
+	int k = 500 - fx->window_left--;
+	int len = snprintf(payload, sizeof payload, "w-%d", k);
+	assert_int_equal(repl_partition_propose(fx->n[0].p, payload, (size_t)len, window_cb, fx),
+			 MAIL_OK);
+}
+
+static void window_cb(int status, uint64_t index, void *arg)
+{
+	struct fx *fx = arg;
+	propose_cb(status, index, arg);
+	if (fx->window_left > 0)
+		window_propose(fx);
+}
+
+static void test_commit_500(void **state)
+{
+	struct fx *fx = *state;
+	/* Not primary yet: refused at once, nothing written. */
+	assert_int_equal(propose(fx, 0, "x", 0), MAIL_ERR_NOT_PRIMARY);
+	set_roles(fx, 1, 0);
+	fx->window_left = 500;
+	for (int k = 0; k < 16; k++)
+		window_propose(fx);
+	fx->done_target = 500;
+	assert_true(run_until(fx, cond_done, 30000));
+	assert_int_equal(fx->ok, 500);
+	wait_all_applied(fx, 0);
+	assert_int_equal(fx->n[0].n_applied, 500);
+	for (int k = 0; k < 500; k++) {
+		char want[32];
+		snprintf(want, sizeof want, "w-%d", k);
+		assert_string_equal(fx->n[0].applied[k].payload, want);
+	}
+	assert_same_applied(fx, 0, 1);
+	assert_same_applied(fx, 0, 2);
+	assert_same_log(fx, 0, 1);
+	assert_same_log(fx, 0, 2);
+	struct repl_status s = status_of(fx, 0);
+	assert_int_equal(s.role, REPL_ROLE_PRIMARY);
+	assert_int_equal(s.epoch, 1);
+	assert_int_equal(s.last_index, 501);       /* the barrier + 500 */
+	assert_int_equal(s.commit_index, 501);
+	assert_int_equal(s.n_peers, 2);
+	assert_int_equal(s.peers[0].match_index, 501);
+	assert_int_equal(s.peers[1].match_index, 501);
+	assert_true(fx->n[1].caught_up >= 1);
+	assert_int_equal(fx->n[1].caught_up_epoch, 1);
+	/* A replica refuses proposals; a lower epoch is refused. */
+	assert_int_equal(propose(fx, 1, "x", 0), MAIL_ERR_NOT_PRIMARY);
+	struct repl_replica r[N_NODES];
+	members(fx, r);
+	assert_int_equal(repl_partition_set_role(fx->n[1].p, 0, 1, r, N_NODES),
+			 MAIL_ERR_STALE_EPOCH);
+	assert_int_equal(repl_partition_set_role(fx->n[1].p, 1, 1, r + 1, 0), MAIL_ERR_PARAMS);
+	assert_int_equal(repl_partition_set_role(fx->n[1].p, 1, 1, r + 2, 1), MAIL_ERR_PARAMS);
+}
+
+static int cond_n1_caught_up(struct fx *fx)
+{
+	return fx->n[1].p != NULL && status_of(fx, 1).applied_index ==
+	       status_of(fx, 0).commit_index && status_of(fx, 0).commit_index ==
+	       status_of(fx, 0).last_index;
+}
+
+static void test_replica_loss(void **state)
+{
+	struct fx *fx = *state;
+	fx->propose_timeout_ms = 300;
+	node_stop(fx, 0);
+	node_start(fx, 0);          /* with the short proposal deadline */
+	set_roles(fx, 1, 0);
+	propose_wait(fx, 0, "a", 20, 5000);
+	assert_int_equal(fx->ok, 20);
+
+	/* One replica down: a majority (2 of 3) remains. */
+	node_stop(fx, 2);
+	propose_wait(fx, 0, "b", 20, 5000);
+	assert_int_equal(fx->ok, 20);
+
+	/* Two down: no majority; UNAVAILABLE after the deadline, nothing
+	 * applied beyond the commit index. */
+	node_stop(fx, 1);
+	struct repl_status before = status_of(fx, 0);
+	uint64_t t0 = util_now_mono_ms();
+	propose_wait(fx, 0, "c", 5, 5000);
+	uint64_t waited = util_now_mono_ms() - t0;
+	assert_int_equal(fx->unavailable, 5);
+	assert_true(waited >= 250);
+	struct repl_status s = status_of(fx, 0);
+	assert_int_equal(s.commit_index, before.commit_index);
+	assert_int_equal(s.applied_index, before.commit_index);
+	assert_int_equal(s.last_index, before.last_index + 5);
+	assert_false(applied_contains(&fx->n[0], "c-0"));
+
+	/* One comes back on its directory: it catches up, the "unknown"
+	 * entries commit after all, and proposals commit again. */
+	int caught_before = fx->n[1].caught_up;
+	node_start(fx, 1);
+	set_roles(fx, 1, 0);
+	assert_true(run_until(fx, cond_n1_caught_up, 10000));
+	assert_true(applied_contains(&fx->n[0], "c-4"));
+	assert_true(fx->n[1].caught_up > caught_before);
+	propose_wait(fx, 0, "d", 20, 5000);
+	assert_int_equal(fx->ok, 20);
+	assert_true(run_until(fx, cond_n1_caught_up, 5000));
+	assert_same_applied(fx, 0, 1);
+	assert_same_log(fx, 0, 1);
+}
+
+static int cond_n1_committed(struct fx *fx)
+{
+	struct repl_status s = status_of(fx, 1);
+	return s.commit_index == s.last_index;
+}
+
+/* A new primary at epoch 2 fences the old one, which steps down; told it
+ * is a replica, it converges to the new primary's log. */
+static void test_new_primary_fences_old(void **state)
+{
+	struct fx *fx = *state;
+	set_roles(fx, 1, 0);
+	propose_wait(fx, 0, "a", 10, 5000);
+	assert_int_equal(fx->ok, 10);
+
+	/* The map moves the primary to n1 at epoch 2; n0 is cut off (n1
+	 * cannot reach it: a dead port) and not told. */
+	struct repl_replica r[N_NODES];
+	members(fx, r);
+	r[0].port = 1;
+	assert_int_equal(repl_partition_set_role(fx->n[1].p, 2, 1, r, N_NODES), MAIL_OK);
+	members(fx, r);
+	assert_true(run_until(fx, cond_n1_committed, 5000));
+	assert_int_equal(status_of(fx, 2).epoch, 2);   /* learnt from AppendEntries */
+
+	/* n0 still thinks it leads: its entry is refused, it steps down. */
+	propose_wait(fx, 0, "old", 1, 5000);
+	assert_int_equal(fx->not_primary, 1);
+	assert_int_equal(status_of(fx, 0).role, REPL_ROLE_REPLICA);
+	assert_int_equal(propose(fx, 0, "old", 2), MAIL_ERR_NOT_PRIMARY);
+	assert_false(applied_contains(&fx->n[0], "old-0"));
+	assert_int_equal(repl_partition_set_role(fx->n[0].p, 1, 1, r, N_NODES),
+			 MAIL_ERR_STALE_EPOCH);
+
+	/* Healed and told the new map, n0 drops its tail and follows. */
+	assert_int_equal(repl_partition_set_role(fx->n[0].p, 2, 0, r, N_NODES), MAIL_OK);
+	assert_int_equal(repl_partition_set_role(fx->n[1].p, 2, 1, r, N_NODES), MAIL_OK);
+	propose_wait(fx, 1, "new", 10, 5000);
+	assert_int_equal(fx->ok, 10);
+	wait_all_applied(fx, 1);
+	assert_same_log(fx, 1, 0);
+	assert_same_log(fx, 1, 2);
+	assert_same_applied(fx, 1, 0);
+	assert_same_applied(fx, 1, 2);
+	assert_false(applied_contains(&fx->n[0], "old-0"));
+	assert_true(applied_contains(&fx->n[0], "new-9"));
+}
+
+/* An old primary that appended a tail no one else has (its replicas were
+ * down), then died; a new primary at epoch 2 writes on; the old one
+ * restarts as a replica: its tail is truncated, logs end equal. */
+static void test_old_primary_tail_truncated(void **state)
+{
+	struct fx *fx = *state;
+	fx->propose_timeout_ms = 200;
+	node_stop(fx, 0);
+	node_start(fx, 0);
+	set_roles(fx, 1, 0);
+	propose_wait(fx, 0, "a", 10, 5000);
+	assert_int_equal(fx->ok, 10);
+	wait_all_applied(fx, 0);
+	node_stop(fx, 1);
+	node_stop(fx, 2);
+	propose_wait(fx, 0, "tail", 7, 5000);
+	assert_int_equal(fx->unavailable, 7);
+	uint64_t old_last = status_of(fx, 0).last_index;
+	node_stop(fx, 0);
+
+	node_start(fx, 1);
+	node_start(fx, 2);
+	set_roles(fx, 2, 1);
+	propose_wait(fx, 1, "b", 3, 5000);
+	assert_int_equal(fx->ok, 3);
+	/* The new log is shorter than the old primary's tail. */
+	assert_true(status_of(fx, 1).last_index < old_last);
+
+	node_start(fx, 0);
+	assert_int_equal(status_of(fx, 0).last_index, old_last);
+	set_roles(fx, 2, 1);
+	propose_wait(fx, 1, "c", 5, 5000);
+	assert_int_equal(fx->ok, 5);
+	wait_all_applied(fx, 1);
+	assert_same_log(fx, 1, 0);
+	assert_same_log(fx, 1, 2);
+	assert_false(applied_contains(&fx->n[0], "tail-0"));
+	assert_true(applied_contains(&fx->n[0], "c-4"));
+	assert_true(applied_contains(&fx->n[0], "b-0"));
+}
+
+/* 200 proposals issued in one loop turn share a handful of sync writes. */
+static void test_group_commit(void **state)
+{
+	struct fx *fx = *state;
+	set_roles(fx, 1, 0);
+	propose_wait(fx, 0, "warm", 1, 5000);
+	struct repl_status p0 = status_of(fx, 0), r0 = status_of(fx, 1);
+	struct repl_node_counters c0;
+	repl_node_counters(fx->n[0].node, &c0);
+	propose_wait(fx, 0, "g", 200, 10000);
+	assert_int_equal(fx->ok, 200);
+	struct repl_status p1 = status_of(fx, 0), r1 = status_of(fx, 1);
+	struct repl_node_counters c1;
+	repl_node_counters(fx->n[0].node, &c1);
+	print_message("group commit: 200 proposals, primary sync writes %llu, replica %llu, "
+		      "append rpcs %llu\n",
+		      (unsigned long long)(p1.sync_writes - p0.sync_writes),
+		      (unsigned long long)(r1.sync_writes - r0.sync_writes),
+		      (unsigned long long)(c1.append_rpcs_out - c0.append_rpcs_out));
+	assert_int_equal(p1.sync_writes - p0.sync_writes, 1);
+	assert_true(r1.sync_writes - r0.sync_writes <= 2);
+	assert_int_equal(c1.sync_writes - c0.sync_writes, 1);
+	assert_true(c1.append_rpcs_out - c0.append_rpcs_out < 20);
+	assert_int_equal(p1.proposals - p0.proposals, 200);
+}
+
+/* Closing a partition fails its pending proposals (unknown outcome). */
+static void test_close_with_pending(void **state)
+{
+	struct fx *fx = *state;
+	set_roles(fx, 1, 0);
+	fx->ok = fx->unavailable = 0;
+	for (int k = 0; k < 5; k++)
+		assert_int_equal(propose(fx, 0, "z", k), MAIL_OK);
+	repl_partition_close(&fx->n[0].p);
+	assert_null(fx->n[0].p);
+	assert_int_equal(fx->unavailable, 5);
+	run_for(fx, 50);
+	/* Reopen on the same node: nothing was written, epoch kept. */
+	const char *err;
+	assert_int_equal(repl_partition_open(fx->n[0].node, PART, &callbacks, &fx->n[0], 0,
+					     &fx->n[0].p, &err), 0);
+	struct repl_status s = status_of(fx, 0);
+	assert_int_equal(s.epoch, 1);
+	assert_int_equal(s.last_index, 1);
+	repl_partition *dup;
+	assert_int_equal(repl_partition_open(fx->n[0].node, PART, &callbacks, &fx->n[0], 0, &dup,
+					     &err), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_commit_500, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_loss, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_primary_fences_old, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_old_primary_tail_truncated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,188 @@
+/* Unit tests of the replication log storage (repl-log.c): append, read,
+ * truncate, state, reopen, partitions kept apart. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "repl-private.h"
+
+struct fx {
+	char dir[64];
+	repl_log *log;
+};
+
+static int setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof *fx);
+	snprintf(fx->dir, sizeof fx->dir, "/tmp/repl-log-XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	const char *err;
+	assert_int_equal(repl_log_open(fx->dir, &fx->log, &err), 0);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+	repl_log_close(&fx->log);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", fx->dir);
+	assert_int_equal(system(cmd), 0);
+	free(fx);
+	return 0;
+}
+
+static void append_n(repl_log *log, uint32_t part, uint64_t from, uint64_t n, uint64_t epoch,
+		     struct repl_log_state *st)
+{
+	repl_log_batch *b = repl_log_batch_create(log, part);
+	char payload[32];
+	for (uint64_t i = from; i < from + n; i++) {
+		int len = snprintf(payload, sizeof payload, "p%u-e%llu-%llu", part,
+				   (unsigned long long)epoch, (unsigned long long)i);
+		repl_log_batch_put_entry(b, i, epoch, REPL_KIND_DATA, payload, (size_t)len);
+	}
+	st->epoch = epoch;
+	st->last_index = from + n - 1;
+	repl_log_batch_put_state(b, st);
+	assert_int_equal(repl_log_batch_commit(b, 1), 0);
+}
+
+static void test_append_read(void **state)
+{
+	struct fx *fx = *state;
+	struct repl_log_state st = { 0 };
+	assert_int_equal(repl_log_state_load(fx->log, 7, &st), 0);
+	uint64_t before = repl_log_sync_writes(fx->log);
+	append_n(fx->log, 7, 1, 10, 3, &st);
+	assert_int_equal(repl_log_sync_writes(fx->log), before + 1);
+
+	uint64_t epoch;
+	int kind;
+	buf b;
+	buf_init(&b);
+	assert_int_equal(repl_log_entry_get(fx->log, 7, 4, &epoch, &kind, &b), 1);
+	assert_int_equal(epoch, 3);
+	assert_int_equal(kind, REPL_KIND_DATA);
+	assert_int_equal(b.len, strlen("p7-e3-4"));
+	assert_memory_equal(b.data, "p7-e3-4", b.len);
+	buf_deinit(&b);
+	assert_int_equal(repl_log_entry_get(fx->log, 7, 11, &epoch, &kind, NULL), 0);
+	assert_int_equal(repl_log_entry_get(fx->log, 8, 1, &epoch, &kind, NULL), 0);
+
+	struct repl_log_entry ents[16];
+	int n = repl_log_read(fx->log, 7, 3, 10, 16, 1 << 20, ents);
+	assert_int_equal(n, 8);
+	assert_memory_equal(ents[0].payload, "p7-e3-3", ents[0].len);
+	assert_memory_equal(ents[7].payload, "p7-e3-10", ents[7].len);
+	repl_log_entries_free(ents, (size_t)n);
+	/* Bounded by entries and by bytes (at least one entry). */
+	n = repl_log_read(fx->log, 7, 1, 10, 4, 1 << 20, ents);
+	assert_int_equal(n, 4);
+	repl_log_entries_free(ents, (size_t)n);
+	n = repl_log_read(fx->log, 7, 1, 10, 16, 1, ents);
+	assert_int_equal(n, 1);
+	repl_log_entries_free(ents, (size_t)n);
+	n = repl_log_read(fx->log, 7, 1, 10, 16, 15, ents);
+	assert_int_equal(n, 3);   /* 7 + 7 < 15, 7 + 7 + 7 >= 15 */
+	repl_log_entries_free(ents, (size_t)n);
+	/* Reading where there is nothing is an error (a gap). */
+	assert_int_equal(repl_log_read(fx->log, 7, 11, 20, 16, 1 << 20, ents), -1);
+	assert_int_equal(repl_log_read(fx->log, 7, 5, 4, 16, 1 << 20, ents), 0);
+}
+
+static void test_truncate_and_state(void **state)
+{
+	struct fx *fx = *state;
+	struct repl_log_state st = { 0 };
+	append_n(fx->log, 1, 1, 10, 1, &st);
+	/* A new epoch's entries replace the tail from 6 on. */
+	repl_log_batch *b = repl_log_batch_create(fx->log, 1);
+	repl_log_batch_truncate(b, 6, 10);
+	repl_log_batch_put_entry(b, 6, 2, REPL_KIND_BARRIER, NULL, 0);
+	st.epoch = 2;
+	st.last_index = 6;
+	st.commit_index = 5;
+	st.applied_index = 4;
+	repl_log_batch_put_state(b, &st);
+	assert_int_equal(repl_log_batch_commit(b, 0), 0);
+
+	uint64_t epoch;
+	int kind;
+	assert_int_equal(repl_log_entry_get(fx->log, 1, 6, &epoch, &kind, NULL), 1);
+	assert_int_equal(epoch, 2);
+	assert_int_equal(kind, REPL_KIND_BARRIER);
+	assert_int_equal(repl_log_entry_get(fx->log, 1, 7, &epoch, &kind, NULL), 0);
+	assert_int_equal(repl_log_entry_get(fx->log, 1, 10, &epoch, &kind, NULL), 0);
+	assert_int_equal(repl_log_entry_epoch(fx->log, 1, 5, &epoch), 0);
+	assert_int_equal(epoch, 1);
+	assert_int_equal(repl_log_entry_epoch(fx->log, 1, 0, &epoch), 0);
+	assert_int_equal(epoch, 0);
+	assert_int_equal(repl_log_entry_epoch(fx->log, 1, 9, &epoch), -1);
+
+	struct repl_log_state got;
+	assert_int_equal(repl_log_state_load(fx->log, 1, &got), 1);
+	assert_int_equal(got.epoch, 2);
+	assert_int_equal(got.last_index, 6);
+	assert_int_equal(got.commit_index, 5);
+	assert_int_equal(got.applied_index, 4);
+}
+
+static void test_reopen_and_partitions(void **state)
+{
+	struct fx *fx = *state;
+	struct repl_log_state a = { 0 }, b = { 0 };
+	append_n(fx->log, 0xFFFFFFFFu, 1, 300, 9, &a);
+	append_n(fx->log, 0, 1, 5, 4, &b);
+	repl_log_close(&fx->log);
+	const char *err;
+	assert_int_equal(repl_log_open(fx->dir, &fx->log, &err), 0);
+	/* A second open of the same directory fails (LevelDB's lock). */
+	repl_log *second;
+	assert_int_equal(repl_log_open(fx->dir, &second, &err), -1);
+
+	struct repl_log_state got;
+	assert_int_equal(repl_log_state_load(fx->log, 0xFFFFFFFFu, &got), 1);
+	assert_int_equal(got.last_index, 300);
+	assert_int_equal(got.epoch, 9);
+	assert_int_equal(repl_log_state_load(fx->log, 0, &got), 1);
+	assert_int_equal(got.last_index, 5);
+	/* Partition 0's read does not run into partition 0xFFFFFFFF. */
+	struct repl_log_entry ents[16];
+	int n = repl_log_read(fx->log, 0, 1, 100, 16, 1 << 20, ents);
+	assert_int_equal(n, 5);
+	assert_memory_equal(ents[4].payload, "p0-e4-5", ents[4].len);
+	repl_log_entries_free(ents, (size_t)n);
+	n = repl_log_read(fx->log, 0xFFFFFFFFu, 256, 300, 16, 1 << 20, ents);
+	assert_int_equal(n, 16);
+	assert_memory_equal(ents[0].payload, "p4294967295-e9-256", ents[0].len);
+	repl_log_entries_free(ents, (size_t)n);
+}
+
+static void test_open_bad_dir(void **state)
+{
+	(void)state;
+	repl_log *log;
+	const char *err = NULL;
+	assert_int_equal(repl_log_open("/proc/no/such/dir", &log, &err), -1);
+	assert_non_null(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_append_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncate_and_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_and_partitions, setup, teardown),
+		cmocka_unit_test(test_open_bad_dir),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
