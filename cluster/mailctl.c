@@ -19,26 +19,11 @@
 #include <unistd.h>
 
 #include "directory.h"
+#include "mailctl-private.h"
 #include "mail-error.h"
 #include "xalloc.h"
 
-#define MAILCTL_DEFAULT_ETCD "http://127.0.0.1:23790"
 #define MAILCTL_PASSWORD_MAX 1024
-
-enum mailctl_exit {
-	MAILCTL_OK = 0,
-	MAILCTL_USAGE = 1,
-	MAILCTL_NOT_FOUND = 2,
-	MAILCTL_EXISTS = 3,
-	MAILCTL_UNREACHABLE = 4,
-	MAILCTL_OTHER = 5,
-};
-
-typedef struct mailctl {
-	const char *etcd_url;
-	FILE *err; /* the real stderr (fd 2 may point at /dev/null) */
-	directory *dir;
-} mailctl;
 
 static const char mailctl_usage_text[] =
 	"usage: mailctl [--etcd URL] [--verbose] COMMAND\n"
@@ -50,15 +35,24 @@ static const char mailctl_usage_text[] =
 	"  user list DOMAIN       list a domain's users\n"
 	"  user passwd ADDRESS    set a user's password (from stdin)\n"
 	"  user del ADDRESS       delete a user\n"
+	"  node list [--role R]   cluster nodes: role, id, address, alive|dead, draining,\n"
+	"                         partitions led (primaries) and held (replicas)\n"
+	"  node drain ID [--role R] [--no-wait] [--timeout S]\n"
+	"                         mark a node draining; the controller moves its\n"
+	"                         partitions away; prints progress every second until\n"
+	"                         none are left (--no-wait: return at once)\n"
+	"  node remove ID [--role R] [--force]\n"
+	"                         delete a node's record; refused (exit 5) while it\n"
+	"                         still holds partitions, unless --force\n"
+	"  partitions [--role R]  the partition map: epoch, primary, replicas, in-sync\n"
+	"                         set per partition, and a summary per role\n"
 	"\n"
 	"etcd: --etcd URL, else $MAIL_ETCD, else " MAILCTL_DEFAULT_ETCD "\n"
 	"passwords: the first line of standard input (prompted twice on a terminal)\n"
 	"exit codes: 0 ok, 1 usage, 2 not found, 3 already exists, 4 etcd unreachable, "
 	"5 other\n";
 
-static void mailctl_fail(mailctl *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void mailctl_fail(mailctl *ctl, const char *fmt, ...)
+void mailctl_fail(mailctl *ctl, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -69,7 +63,7 @@ static void mailctl_fail(mailctl *ctl, const char *fmt, ...)
 }
 
 /* Map a directory error to an exit code, printing what went wrong. */
-static int mailctl_error(mailctl *ctl, int err, const char *what, const char *name)
+int mailctl_error(mailctl *ctl, int err, const char *what, const char *name)
 {
 	switch (err) {
 	case MAIL_OK:
@@ -283,6 +277,8 @@ int main(int argc, char **argv)
 		rc = mailctl_tenant(&ctl, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "user") == 0)
 		rc = mailctl_user(&ctl, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "node") == 0 || strcmp(argv[0], "partitions") == 0)
+		rc = mailctl_cluster(&ctl, argc, argv);
 	directory_destroy(&ctl.dir);
 	if (rc < 0) {
 		fputs(mailctl_usage_text, ctl.err);

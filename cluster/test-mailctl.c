@@ -14,9 +14,14 @@
 
 #include <cmocka.h>
 
+#include "controller.h"
 #include "directory.h"
+#include "etcd.h"
+#include "ring.h"
 #include "etcd-fixture.h"
 #include "mail-error.h"
+#include "router.h"
+#include "xalloc.h"
 
 typedef struct result {
 	int code;
@@ -141,6 +146,8 @@ static void test_usage(void **state)
 	assert_int_equal(r->code, 0);
 	assert_non_null(strstr(r->out, "usage: mailctl"));
 	assert_non_null(strstr(r->out, "user passwd ADDRESS"));
+	assert_non_null(strstr(r->out, "node drain ID"));
+	assert_non_null(strstr(r->out, "partitions [--role R]"));
 	assert_int_equal(run(f, NULL, NULL, NULL)->code, 1);
 	assert_int_equal(run(f, NULL, NULL, "frobnicate", NULL)->code, 1);
 	assert_int_equal(run(f, NULL, NULL, "tenant", NULL)->code, 1);
@@ -228,6 +235,135 @@ static void test_commands(void **state)
 	assert_non_null(strstr(r->err, "event=tenant_added"));
 }
 
+static const char *const cl_nodes[] = { "s1", "s2", "s3", "s4" };
+
+static ring_map *cl_ring(etcd_client *c)
+{
+	char *v;
+	size_t len;
+	ring_map *m;
+	const char *error;
+	assert_int_equal(etcd_kv_get(c, "/mail/v1/ring/store", &v, &len, NULL, NULL), MAIL_OK);
+	assert_int_equal(ring_map_from_json(v, len, &m, &error), 0);
+	free(v);
+	return m;
+}
+
+static int cl_holds(const ring_map *m, const char *id)
+{
+	for (uint32_t p = 0; p < m->n_partitions; p++) {
+		if (ring_map_has_replica(m, p, id))
+			return 1;
+	}
+	return 0;
+}
+
+/* Play the data plane: every out-of-sync replica reports caught up. */
+static void cl_report(etcd_client *c, const ring_map *m)
+{
+	for (uint32_t p = 0; p < m->n_partitions; p++) {
+		for (uint32_t k = 0; k < m->parts[p].n_r; k++) {
+			const char *id = ring_map_replica(m, p, k);
+			if (ring_map_is_insync(m, p, id))
+				continue;
+			char *key = xasprintf("/mail/v1/progress/store/%u/%s", p, id);
+			char *val = xasprintf("{\"epoch\":%llu}",
+					      (unsigned long long)m->parts[p].epoch);
+			assert_int_equal(etcd_kv_put(c, key, val, strlen(val), 0), MAIL_OK);
+			free(key);
+			free(val);
+		}
+	}
+}
+
+static void test_cluster(void **state)
+{
+	fixture *f = *state;
+	const char *url = mailtest_etcd_url(f->etcd);
+	etcd_client *c = etcd_client_create(url);
+	int64_t lease;
+	assert_int_equal(etcd_lease_grant(c, 60, &lease), MAIL_OK);
+	for (int k = 0; k < 4; k++) {
+		char *key = xasprintf("/mail/v1/nodes/store/%s", cl_nodes[k]);
+		char *val = xasprintf("{\"id\":\"%s\",\"addr\":\"127.0.0.1:%d\",\"created\":1}",
+				      cl_nodes[k], 41000 + k);
+		assert_int_equal(etcd_kv_put(c, key, val, strlen(val), 0), MAIL_OK);
+		free(key);
+		free(val);
+		key = xasprintf("/mail/v1/alive/store/%s", cl_nodes[k]);
+		val = xasprintf("127.0.0.1:%d", 41000 + k);
+		assert_int_equal(etcd_kv_put(c, key, val, strlen(val), lease), MAIL_OK);
+		free(key);
+		free(val);
+	}
+	int changed;
+	ring_map *m = ring_map_place(NULL, cl_nodes, 4, 8, 3, &changed);
+	char *json = ring_map_to_json(m);
+	assert_int_equal(etcd_kv_put(c, "/mail/v1/ring/store", json, strlen(json), 0), MAIL_OK);
+	free(json);
+	ring_map_free(&m);
+
+	result *r = run(f, NULL, url, "node", "list", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "ROLE"));
+	assert_non_null(strstr(r->out, "127.0.0.1:41001"));
+	assert_non_null(strstr(r->out, "alive"));
+	assert_null(strstr(r->out, "dead"));
+	r = run(f, NULL, url, "partitions", "--role", "store", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "store 7 epoch=1 primary="));
+	assert_non_null(strstr(r->out, "insync="));
+	assert_non_null(strstr(r->out, "8 partitions, R=3, map epoch 1, 0 without a live "
+				       "primary, 0 under-replicated"));
+	r = run(f, NULL, url, "partitions", NULL);
+	assert_non_null(strstr(r->out, "queue: no partition map yet"));
+	assert_int_equal(run(f, NULL, url, "partitions", "--role", "bogus", NULL)->code, 1);
+	assert_int_equal(run(f, NULL, url, "node", "frob", NULL)->code, 1);
+	assert_int_equal(run(f, NULL, url, "node", "drain", NULL)->code, 1);
+	r = run(f, NULL, url, "node", "remove", "nope", NULL);
+	assert_int_equal(r->code, 2);
+	assert_one_line_error(r, "not found");
+
+	/* remove is refused while s2 holds partitions */
+	r = run(f, NULL, url, "node", "remove", "s2", NULL);
+	assert_int_equal(r->code, 5);
+	assert_one_line_error(r, "still holds");
+
+	/* drain with a controller running; this test plays the data plane */
+	router_controller *ctl;
+	const char *error;
+	assert_int_equal(router_controller_start(NULL, url, "ctl", 2, &ctl, &error), 0);
+	r = run(f, NULL, url, "node", "drain", "s2", "--no-wait", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "node s2: draining"));
+	assert_non_null(strstr(r->out, "partitions left"));
+	r = run(f, NULL, url, "node", "list", NULL);
+	assert_non_null(strstr(r->out, "yes"));
+	int gone = 0;
+	for (int i = 0; i < 150 && !gone; i++) {
+		m = cl_ring(c);
+		gone = !cl_holds(m, "s2");
+		cl_report(c, m);
+		ring_map_free(&m);
+		mailtest_sleep_ms(100);
+	}
+	assert_true(gone);
+	r = run(f, NULL, url, "node", "drain", "s2", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "drained"));
+	r = run(f, NULL, url, "partitions", "--role", "store", NULL);
+	assert_null(strstr(r->out, "s2"));
+	r = run(f, NULL, url, "node", "remove", "s2", NULL);
+	assert_int_equal(r->code, 0);
+	r = run(f, NULL, url, "node", "list", NULL);
+	assert_null(strstr(r->out, "s2"));
+	/* --force drops a node that still holds partitions */
+	r = run(f, NULL, url, "node", "remove", "s3", "--force", NULL);
+	assert_int_equal(r->code, 0);
+	router_controller_stop(&ctl);
+	etcd_client_destroy(&c);
+}
+
 static void test_unreachable(void **state)
 {
 	fixture *f = *state;
@@ -247,6 +383,7 @@ int main(void)
 		cmocka_unit_test(test_usage),
 		cmocka_unit_test(test_commands),
 		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_cluster),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

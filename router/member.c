@@ -62,10 +62,11 @@ int router__role_parse(const char *s, const char **rest_r)
 }
 
 /* Make the role's ring contain exactly the nodes that have records. */
-static int member__ring_ensure(etcd_client *etcd, enum router_role role, uint32_t n_partitions,
-			       const char **error_r)
+static int member__ring_ensure(etcd_client *etcd, enum router_role role,
+			       const router_member_settings *set, const char **error_r)
 {
 	const char *role_name = router_role_name(role);
+	uint32_t n_partitions = set->n_partitions;
 	char *ring_key = xasprintf(ROUTER_KEY_RING "%s", role_name);
 	char *nodes_prefix = xasprintf(ROUTER_KEY_NODES "%s/", role_name);
 	int ret = -1;
@@ -89,6 +90,12 @@ static int member__ring_ensure(etcd_client *etcd, enum router_role role, uint32_
 			break;
 		}
 		free(value);
+		if (old != NULL && set->controller_managed) {
+			/* the controller places us */
+			ring_map_free(&old);
+			ret = 0;
+			break;
+		}
 
 		etcd_kv *kvs = NULL;
 		size_t n = 0;
@@ -99,14 +106,22 @@ static int member__ring_ensure(etcd_client *etcd, enum router_role role, uint32_
 			break;
 		}
 		const char **ids = xcalloc(n + 1, sizeof *ids);
-		for (size_t i = 0; i < n; i++)
-			ids[i] = kvs[i].key + strlen(nodes_prefix);
+		size_t n_ids = 0;
+		for (size_t i = 0; i < n; i++) {
+			/* draining nodes are not placed */
+			json_t *rec = json_loadb(kvs[i].value, kvs[i].value_len, 0, NULL);
+			int draining = json_is_true(json_object_get(rec, "draining"));
+			json_decref(rec);
+			if (!draining)
+				ids[n_ids++] = kvs[i].key + strlen(nodes_prefix);
+		}
 		if (old != NULL && old->n_partitions != n_partitions)
 			log_event(LOG_WARN, "router",
 				  "event=ring_partitions_mismatch role=%s ring=%u wanted=%u",
 				  role_name, old->n_partitions, n_partitions);
 		int changed;
-		ring_map *map = ring_map_place(old, ids, n, n_partitions, 1, &changed);
+		ring_map *map = ring_map_place(old, ids, n_ids, n_partitions, set->n_replicas,
+					       &changed);
 		free(ids);
 		etcd_kvs_free(kvs, n);
 		if (!changed && old != NULL) {
@@ -139,19 +154,22 @@ static int member__ring_ensure(etcd_client *etcd, enum router_role role, uint32_
 	return ret;
 }
 
-/* Write the node record, keeping "created" from an earlier record. */
+/* Write the node record, keeping "created" and "draining" from an earlier
+ * record. */
 static int member__record_put(router_member *m)
 {
 	char *key = xasprintf(ROUTER_KEY_NODES "%s/%s", router_role_name(m->role), m->id);
 	char *old = NULL;
 	size_t len;
 	json_int_t created = util_now_wall_ms();
+	int draining = 0;
 	int err = etcd_kv_get(m->etcd, key, &old, &len, NULL, NULL);
 	if (err == MAIL_OK) {
 		json_t *j = json_loadb(old, len, 0, NULL);
 		json_t *c = json_object_get(j, "created");
 		if (json_is_integer(c))
 			created = json_integer_value(c);
+		draining = json_is_true(json_object_get(j, "draining"));
 		json_decref(j);
 		free(old);
 	} else if (err != MAIL_ERR_NOT_FOUND) {
@@ -160,6 +178,8 @@ static int member__record_put(router_member *m)
 	}
 	json_t *rec = json_pack("{s:s,s:s,s:I}", "id", m->id, "addr", m->alive_value, "created",
 				created);
+	if (draining)
+		json_object_set_new(rec, "draining", json_true());
 	char *value = json_dumps(rec, JSON_COMPACT);
 	json_decref(rec);
 	err = etcd_kv_put(m->etcd, key, value, strlen(value), 0);
@@ -269,6 +289,39 @@ int router_member_start(uv_loop_t *loop, const char *etcd_url, enum router_role 
 			const char *node_id, const char *host, int port, int ttl_s,
 			uint32_t n_partitions, router_member **member_r, const char **error_r)
 {
+	router_member_settings set = {
+		.ttl_s = ttl_s,
+		.n_partitions = n_partitions,
+		.n_replicas = ROUTER_DEFAULT_REPLICAS,
+	};
+	if (ttl_s < 1 || n_partitions < 1) {
+		*error_r = "bad lease TTL or partition count";
+		return -1;
+	}
+	return router_member_start_ex(loop, etcd_url, role, node_id, host, port, &set, member_r,
+				      error_r);
+}
+
+int router_member_start_ex(uv_loop_t *loop, const char *etcd_url, enum router_role role,
+			   const char *node_id, const char *host, int port,
+			   const router_member_settings *settings, router_member **member_r,
+			   const char **error_r)
+{
+	router_member_settings set = { 0 };
+	if (settings != NULL)
+		set = *settings;
+	if (set.ttl_s == 0)
+		set.ttl_s = ROUTER_DEFAULT_LEASE_TTL_S;
+	if (set.n_partitions == 0)
+		set.n_partitions = ROUTER_DEFAULT_PARTITIONS;
+	if (set.n_replicas == 0)
+		set.n_replicas = ROUTER_DEFAULT_REPLICAS;
+	int ttl_s = set.ttl_s;
+	uint32_t n_partitions = set.n_partitions;
+	if (set.n_replicas > RING_REPLICAS_MAX) {
+		*error_r = "bad replica count (1..8)";
+		return -1;
+	}
 	if ((int)role < 0 || role >= ROUTER_ROLE_COUNT_) {
 		*error_r = "bad role";
 		return -1;
@@ -305,7 +358,7 @@ int router_member_start(uv_loop_t *loop, const char *etcd_url, enum router_role 
 	if (err != MAIL_OK) {
 		*error_r = err == MAIL_ERR_UNAVAILABLE ? "etcd unreachable"
 						       : "etcd refused the registration";
-	} else if (member__ring_ensure(m->etcd, role, n_partitions, error_r) < 0) {
+	} else if (member__ring_ensure(m->etcd, role, &set, error_r) < 0) {
 		err = MAIL_ERR_UNAVAILABLE;
 	}
 	if (err != MAIL_OK) {

@@ -7,15 +7,23 @@
  * replicas the next distinct nodes clockwise. Adding or removing a node thus
  * moves only the partitions that node gains or loses (about 1/N of them).
  *
- * A ring_map is one placement: the partition count (fixed forever for a
- * cluster), the map epoch (bumped whenever the placement changes), the
- * sorted node list and, per partition, its replica list (primary first) and
- * the epoch at which that partition's replica list last changed (what
- * fencing compares). Its JSON form is the value of /mail/v1/ring/<role>:
+ * A ring_map is one partition map: the partition count (fixed forever for a
+ * cluster), the replication factor R, the map epoch (bumped whenever any
+ * partition changes), a node table and, per partition:
+ *   "r"  its replica list, primary first. Usually the R nodes the ring
+ *        places it on; during a move it also holds nodes that are leaving
+ *        (draining, or displaced by a new node) and nodes that died.
+ *   "i"  its in-sync set: the members of "r" known to hold every
+ *        acknowledged write of the partition (only they may be promoted).
+ *        Absent in maps written before replication: then i = r.
+ *   "e"  the epoch at which "r" or "i" last changed (what fencing compares).
+ * Its JSON form is the value of /mail/v1/ring/<role>:
  *
- *   {"version":1,"partitions":256,"epoch":3,"replicas":1,
- *    "nodes":["q1","q2"],
- *    "map":[{"r":["q2"],"e":3},{"r":["q1"],"e":1},...]}
+ *   {"version":1,"partitions":256,"epoch":3,"replicas":3,
+ *    "nodes":["q1","q2","q3"],
+ *    "map":[{"r":["q2","q1","q3"],"i":["q2","q1"],"e":3},...]}
+ *
+ * "nodes" names every node the partitions may refer to (sorted, distinct).
  *
  * ring_map objects are immutable once built; share them read-only freely.
  */
@@ -29,20 +37,26 @@
 #define RING_PARTITIONS_MAX 65536
 #define RING_NODES_MAX 4096
 #define RING_REPLICAS_MAX 8
+/* Most members one partition's "r" may hold (R targets plus nodes leaving). */
+#define RING_SLOTS_MAX (2 * RING_REPLICAS_MAX)
+
+typedef struct ring_part {
+	uint64_t epoch;
+	uint32_t n_r, n_i;
+	uint32_t r[RING_SLOTS_MAX]; /* indexes into nodes; r[0] is the primary */
+	uint32_t i[RING_SLOTS_MAX]; /* indexes into nodes; a subset of r */
+} ring_part;
 
 typedef struct ring_map {
 	uint32_t n_partitions;
 	uint64_t epoch;
-	/* replicas per partition: min(requested R, n_nodes) */
+	/* min(R, nodes placed): the replica count the ring aims at */
 	uint32_t n_replicas;
-	/* requested R (kept so the JSON round-trips when nodes are few) */
+	/* R as requested when the ring was created */
 	uint32_t want_replicas;
 	char **nodes; /* sorted, distinct */
 	size_t n_nodes;
-	/* n_partitions * n_replicas indexes into nodes, partition-major */
-	uint32_t *replicas;
-	/* n_partitions epochs */
-	uint64_t *part_epoch;
+	ring_part *parts; /* n_partitions entries */
 } ring_map;
 
 /* Place n_partitions partitions (1..RING_PARTITIONS_MAX) on nodes with R
@@ -50,7 +64,9 @@ typedef struct ring_map {
  * otherwise old's partition count and R are kept and n_partitions/R are
  * ignored). When the placement differs from old's, the result's epoch is
  * old's + 1 and every partition whose replica list changed gets that epoch;
- * otherwise epochs are old's and *changed_r is 0. A new ring starts at epoch
+ * otherwise epochs are old's and *changed_r is 0. Every partition's "i" is
+ * its "r" (a fresh placement: used to create a ring, and by members that
+ * place themselves when no controller runs). A new ring starts at epoch
  * 1 (*changed_r = 1). Duplicate node ids are ignored; n_nodes may be 0 (every
  * partition then has no replica). Returns a new map (ring_map_free). */
 ring_map *ring_map_place(const ring_map *old, const char *const *nodes, size_t n_nodes,
@@ -60,6 +76,72 @@ void ring_map_free(ring_map **map);
 /* The i-th replica (0 = primary) of partition p, or NULL when out of range
  * (no nodes). The string belongs to map. */
 const char *ring_map_replica(const ring_map *map, uint32_t p, uint32_t i);
+/* The k-th member of partition p's in-sync set, or NULL when out of range. */
+const char *ring_map_insync(const ring_map *map, uint32_t p, uint32_t k);
+/* Is node id in partition p's replica list / in-sync set? 1 or 0. */
+int ring_map_has_replica(const ring_map *map, uint32_t p, const char *id);
+int ring_map_is_insync(const ring_map *map, uint32_t p, const char *id);
+
+/* Where the ring alone puts partition p: the first min(R, n) distinct nodes
+ * clockwise among nodes (duplicates ignored). Writes up to RING_REPLICAS_MAX
+ * pointers into nodes to out_r and returns how many. Pure; for tests and
+ * tools (ring_map_place and ring_map_reconcile use the same placement). */
+uint32_t ring_target(const char *const *nodes, size_t n_nodes, uint32_t replicas, uint32_t p,
+		     const char **out_r);
+
+/* ---- the controller's rules (pure; router/controller.c feeds them) ------ */
+
+/* A node record: ids with a record take part in the map; draining ones are
+ * not placed (they keep what they have until it has moved). */
+typedef struct ring_node_info {
+	const char *id;
+	int draining;
+} ring_node_info;
+
+/* "node caught up with partition at epoch" (/mail/v1/progress/...). */
+typedef struct ring_progress {
+	uint32_t partition;
+	const char *node;
+	uint64_t epoch;
+} ring_progress;
+
+enum ring_reason {
+	RING_REASON_PROMOTE = 1 << 0, /* r[0] dead: an alive in-sync replica took over */
+	RING_REASON_DROP = 1 << 1,    /* dead replica left "i", or removed node left "r" */
+	RING_REASON_JOIN = 1 << 2,    /* a node joined "r" (or one it displaced left) */
+	RING_REASON_DRAIN = 1 << 3,   /* a draining node handed off / left */
+	RING_REASON_INSYNC = 1 << 4,  /* a replica reported caught up and joined "i" */
+};
+
+/* "promote,drop": the names of the bits in reasons, into buf. */
+const char *ring_reason_names(unsigned reasons, char *buf, size_t size);
+
+/* Apply the controller's rules once to every partition of old (see
+ * controller.c for why each keeps the invariants):
+ *   1. a dead non-primary member of "i" leaves "i";
+ *   2. a progress report at the partition's current epoch by an alive member
+ *      of "r" puts it in "i";
+ *   3. a dead (or removed) primary is replaced by the first alive member of
+ *      "i"; it stays in "r" (unless removed) and leaves "i"; with no alive
+ *      in-sync member nothing is promoted;
+ *   4. nodes the ring now places the partition on (records not draining)
+ *      join "r", not "i";
+ *   5. once every placed node is in "i", members the ring no longer places
+ *      leave "r" and "i" (the primary first hands off to a placed in-sync
+ *      node); out-of-sync non-placed members and removed non-primary
+ *      members leave at once.
+ * alive: ids with an alive key. Every changed partition gets epoch
+ * old->epoch + 1 (as does the map). Returns NULL when nothing changed, else
+ * the new map, with *changes_r (heap array, caller frees: partition index
+ * and reason bits per changed partition) and *n_changes_r. */
+typedef struct ring_change {
+	uint32_t partition;
+	unsigned reasons;
+} ring_change;
+ring_map *ring_map_reconcile(const ring_map *old, const ring_node_info *nodes, size_t n_nodes,
+			     const char *const *alive, size_t n_alive,
+			     const ring_progress *progress, size_t n_progress,
+			     ring_change **changes_r, size_t *n_changes_r);
 /* Partition p's epoch (0 when p is out of range). */
 uint64_t ring_map_partition_epoch(const ring_map *map, uint32_t p);
 

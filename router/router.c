@@ -13,6 +13,7 @@
 #include "router-private.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,4 +370,59 @@ void router_refresh(router *r)
 	r->reload = 1;
 	pthread_mutex_unlock(&r->mu);
 	__atomic_store_n(&r->wake, 1, __ATOMIC_SEQ_CST);
+}
+
+int router_lookup_partition(router *r, enum router_role role, uint32_t partition,
+			    router_partition *part_r)
+{
+	if ((int)role < 0 || role >= ROUTER_ROLE_COUNT_)
+		return 0;
+	int found = 0;
+	pthread_mutex_lock(&r->mu);
+	router__role_state *st = &r->roles[role];
+	if (st->ring != NULL && partition < st->ring->n_partitions) {
+		const ring_map *map = st->ring;
+		const ring_part *part = &map->parts[partition];
+		memset(part_r, 0, sizeof *part_r);
+		part_r->partition = partition;
+		part_r->epoch = part->epoch;
+		part_r->want_replicas = map->want_replicas;
+		part_r->n_insync = part->n_i;
+		for (uint32_t k = 0; k < part->n_r && k < ROUTER_REPLICAS_MAX; k++) {
+			router_replica *rep = &part_r->replicas[k];
+			const char *id = map->nodes[part->r[k]];
+			router__alive *a = router__alive_find(st, id);
+			snprintf(rep->id, sizeof rep->id, "%s", id);
+			if (a != NULL) {
+				memcpy(rep->host, a->host, sizeof rep->host);
+				rep->port = a->port;
+				rep->alive = 1;
+			}
+			rep->in_sync = ring_map_is_insync(map, partition, id);
+			part_r->n_replicas = k + 1;
+		}
+		found = 1;
+	}
+	pthread_mutex_unlock(&r->mu);
+	return found;
+}
+
+uint32_t router_partition_count(router *r, enum router_role role)
+{
+	if ((int)role < 0 || role >= ROUTER_ROLE_COUNT_)
+		return 0;
+	pthread_mutex_lock(&r->mu);
+	uint32_t n = r->roles[role].ring != NULL ? r->roles[role].ring->n_partitions : 0;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+uint64_t router_map_epoch(router *r, enum router_role role)
+{
+	if ((int)role < 0 || role >= ROUTER_ROLE_COUNT_)
+		return 0;
+	pthread_mutex_lock(&r->mu);
+	uint64_t e = r->roles[role].ring != NULL ? r->roles[role].ring->epoch : 0;
+	pthread_mutex_unlock(&r->mu);
+	return e;
 }
