@@ -69,7 +69,7 @@ class Cluster:
     """A local cluster rooted at state_dir. ports: dict like DEFAULT_PORTS."""
 
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
-                 lease_ttl=5, partitions=64):
+                 lease_ttl=5, partitions=64, etcd_members=1):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
@@ -77,12 +77,16 @@ class Cluster:
         self.queues = queues
         self.lease_ttl = lease_ttl
         self.partitions = partitions
+        self.etcd_members = etcd_members
         for sub in ("run", "log", "data"):
             os.makedirs(os.path.join(self.state, sub), exist_ok=True)
 
     @classmethod
     def with_free_ports(cls, state_dir, bin_dir, **kw):
         ports = {k: free_port() for k in DEFAULT_PORTS}
+        for i in range(2, kw.get("etcd_members", 1) + 1):
+            ports[f"etcd{i}"] = free_port()
+            ports[f"etcd_peer{i}"] = free_port()
         c = cls(state_dir, bin_dir, ports, **kw)
         # node RPC ports: pick each one free rather than a base + offset
         c.node_ports = {}
@@ -94,9 +98,24 @@ class Cluster:
             c.node_ports[f"queue-{i}-metrics"] = free_port()
         return c
 
+    def etcd_port(self, i, peer=False):
+        """Client (or peer) port of etcd member i (1-based)."""
+        key = "etcd_peer" if peer else "etcd"
+        if i == 1:
+            return self.ports[key]
+        return self.ports.get(f"{key}{i}", self.ports[key] + i - 1)
+
+    def etcd_names(self):
+        if self.etcd_members == 1:
+            return ["etcd"]
+        return [f"etcd-{i}" for i in range(1, self.etcd_members + 1)]
+
     @property
     def etcd_url(self):
-        return f"http://127.0.0.1:{self.ports['etcd']}"
+        """Every member's client URL, comma-separated (our etcd client fails
+        over between them)."""
+        return ",".join(f"http://127.0.0.1:{self.etcd_port(i)}"
+                        for i in range(1, self.etcd_members + 1))
 
     def node_port(self, name, metrics=False):
         fixed = getattr(self, "node_ports", None)
@@ -118,16 +137,21 @@ class Cluster:
         """(name, role, listen, argv, ready_port) for every process, in start order."""
         out = []
         data = os.path.join(self.state, "data")
-        e, ep = self.ports["etcd"], self.ports["etcd_peer"]
-        out.append(("etcd", "etcd", f"127.0.0.1:{e}", [
-            "etcd", "--name", "m1", "--data-dir", os.path.join(data, "etcd"),
-            "--logger", "zap", "--log-level", "error",
-            "--listen-client-urls", f"http://127.0.0.1:{e}",
-            "--advertise-client-urls", f"http://127.0.0.1:{e}",
-            "--listen-peer-urls", f"http://127.0.0.1:{ep}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ep}",
-            "--initial-cluster", f"m1=http://127.0.0.1:{ep}",
-            "--heartbeat-interval", "100", "--election-timeout", "1000"], e))
+        n = self.etcd_members
+        initial = ",".join(f"m{i}=http://127.0.0.1:{self.etcd_port(i, peer=True)}"
+                           for i in range(1, n + 1))
+        for i, name in enumerate(self.etcd_names(), start=1):
+            e, ep = self.etcd_port(i), self.etcd_port(i, peer=True)
+            out.append((name, "etcd", f"127.0.0.1:{e}", [
+                "etcd", "--name", f"m{i}", "--data-dir", os.path.join(data, name),
+                "--logger", "zap", "--log-level", "error",
+                "--listen-client-urls", f"http://127.0.0.1:{e}",
+                "--advertise-client-urls", f"http://127.0.0.1:{e}",
+                "--listen-peer-urls", f"http://127.0.0.1:{ep}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{ep}",
+                "--initial-cluster", initial, "--initial-cluster-state", "new",
+                "--initial-cluster-token", "mail-local",
+                "--heartbeat-interval", "100", "--election-timeout", "1000"], e))
         for role, count in (("store", self.stores), ("queue", self.queues)):
             for i in range(1, count + 1):
                 name = f"{role}-{i}"
@@ -196,19 +220,27 @@ class Cluster:
                 raise RuntimeError(f"{name} exited; see {self.logfile(name)}:\n"
                                    + self.log_tail(name))
             if role == "etcd":
-                if self.etcd_healthy():
+                # members of a new multi-member cluster only become healthy
+                # together: wait for the port here, for health in up()
+                if (self.etcd_members > 1 and port_open(port)) or self.etcd_healthy():
                     return
             elif port_open(port):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"{name} not ready after {timeout}s; see {self.logfile(name)}")
 
-    def etcd_healthy(self):
-        try:
-            with urllib.request.urlopen(self.etcd_url + "/health", timeout=1) as r:
-                return json.load(r).get("health") == "true"
-        except (OSError, ValueError):
-            return False
+    def etcd_healthy(self, member=None):
+        """Health of one member (1-based), or of any member when None."""
+        members = [member] if member else range(1, self.etcd_members + 1)
+        for i in members:
+            try:
+                url = f"http://127.0.0.1:{self.etcd_port(i)}/health"
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if json.load(r).get("health") == "true":
+                        return True
+            except (OSError, ValueError):
+                pass
+        return False
 
     def logfile(self, name):
         return os.path.join(self.state, "log", f"{name}.log")
@@ -252,11 +284,17 @@ class Cluster:
 
     def up(self):
         started = []
-        for name, *_ in self.specs():
+        for name, role, *_ in self.specs():
             if self.pid(name):
                 continue
             self.start(name)
             started.append(name)
+            if role == "etcd" and name == self.etcd_names()[-1]:
+                deadline = time.monotonic() + 20
+                while not self.etcd_healthy() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if not self.etcd_healthy():
+                    raise RuntimeError("etcd cluster not healthy after 20s")
         self.ensure_demo()
         return started
 
@@ -289,7 +327,8 @@ class Cluster:
             pid = self.pid(name)
             if not pid:
                 state = "stopped"
-            elif (self.etcd_healthy() if role == "etcd" else port_open(port)):
+            elif (self.etcd_healthy(self.etcd_names().index(name) + 1) if role == "etcd"
+                  else port_open(port)):
                 state = "running"
             else:
                 state = "starting"
@@ -301,8 +340,37 @@ def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     state = os.environ.get("MAIL_STATE_DIR", os.path.join(ROOT, "state"))
     bin_dir = os.path.join(os.environ.get("MAIL_BUILD_DIR", os.path.join(ROOT, "build")), "bin")
-    c = Cluster(state, bin_dir)
+    # the shape of the cluster is fixed by the first `up` and kept in
+    # state/cluster.json, so later up/down/status see the same processes
+    conf_path = os.path.join(state, "cluster.json")
+    conf = {"etcd_members": 1}
+    try:
+        with open(conf_path) as f:
+            conf.update(json.load(f))
+    except (OSError, ValueError):
+        pass
+    args = argv[2:]
+    if cmd == "up" and "--etcd-members" in args:
+        i = args.index("--etcd-members")
+        try:
+            members = int(args[i + 1])
+        except (IndexError, ValueError):
+            members = 0
+        if members not in (1, 3, 5):
+            print("cluster/local up: --etcd-members must be 1, 3 or 5", file=sys.stderr)
+            return 1
+        if os.path.exists(os.path.join(state, "data")) and members != conf["etcd_members"] \
+                and any(os.scandir(os.path.join(state, "data"))):
+            print("cluster/local up: the cluster already exists with "
+                  f"{conf['etcd_members']} etcd member(s); `cluster/local down` and "
+                  "remove state/ to change it", file=sys.stderr)
+            return 1
+        conf["etcd_members"] = members
+    c = Cluster(state, bin_dir, etcd_members=conf["etcd_members"])
     if cmd == "up":
+        os.makedirs(state, exist_ok=True)
+        with open(conf_path, "w") as f:
+            json.dump(conf, f)
         try:
             started = c.up()
         except RuntimeError as e:
@@ -324,7 +392,7 @@ def main(argv):
         for line in c.status_lines():
             print(line)
         return 0
-    print("usage: local.py up|down|status", file=sys.stderr)
+    print("usage: local.py up [--etcd-members 1|3|5] | down | status", file=sys.stderr)
     return 1
 
 

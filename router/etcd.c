@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -18,6 +19,7 @@
 #include "buf.h"
 #include "log.h"
 #include "mail-error.h"
+#include "util.h"
 #include "xalloc.h"
 
 #define ETCD_CONNECT_TIMEOUT_MS 1000L
@@ -38,7 +40,10 @@
 struct etcd_client {
 	CURL *curl;
 	struct curl_slist *headers;
-	char *url;
+	char *url;        /* the endpoint in use: one of urls[] */
+	char **urls;      /* every endpoint of the cluster, in the given order */
+	size_t n_urls;
+	size_t current;   /* index of url in urls[] */
 	buf resp;
 	char errbuf[CURL_ERROR_SIZE];
 
@@ -180,10 +185,25 @@ etcd_client *etcd_client_create(const char *url)
 	c->curl = curl_easy_init();
 	if (c->curl == NULL)
 		abort();
-	size_t len = strlen(url);
-	while (len > 0 && url[len - 1] == '/')
-		len--;
-	c->url = xstrndup(url, len);
+	/* "http://a:1,http://b:2": every member of the etcd cluster, so the
+	 * client moves to another member when the one in use is down */
+	const char *p = url;
+	do {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		while (len > 0 && p[len - 1] == '/')
+			len--;
+		if (len > 0) {
+			c->urls = xrealloc(c->urls, (c->n_urls + 1) * sizeof *c->urls);
+			c->urls[c->n_urls++] = xstrndup(p, len);
+		}
+		p = comma ? comma + 1 : NULL;
+	} while (p != NULL);
+	if (c->n_urls == 0) {
+		c->urls = xmalloc(sizeof *c->urls);
+		c->urls[c->n_urls++] = xstrdup("http://127.0.0.1:2379");
+	}
+	c->url = c->urls[0];
 	buf_init(&c->resp);
 	c->headers = curl_slist_append(NULL, "Content-Type: application/json");
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
@@ -207,7 +227,9 @@ void etcd_client_destroy(etcd_client **client)
 	curl_easy_cleanup(c->curl);
 	curl_slist_free_all(c->headers);
 	buf_deinit(&c->resp);
-	free(c->url);
+	for (size_t i = 0; i < c->n_urls; i++)
+		free(c->urls[i]);
+	free(c->urls);
 	free(c);
 	curl_global_cleanup();
 }
@@ -245,21 +267,34 @@ static void etcd__prepare(etcd_client *c, const char *path, const char *body, si
 	c->errbuf[0] = '\0';
 }
 
-/* POST req (consumed) to path; on MAIL_OK *resp_r is the parsed response
- * body (caller decrefs). */
-static int etcd__call(etcd_client *c, const char *path, json_t *req, json_t **resp_r)
+/* Use the next endpoint from now on (after a transport failure). */
+static void etcd__rotate(etcd_client *c)
 {
-	char *body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	etcd__prepare(c, path, body, strlen(body));
-	free(body);
+	c->current = (c->current + 1) % c->n_urls;
+	c->url = c->urls[c->current];
+}
 
-	CURLcode rc = curl_easy_perform(c->curl);
-	if (rc != CURLE_OK) {
+/* POST req (consumed) to path; on MAIL_OK *resp_r is the parsed response
+ * body (caller decrefs). A transport failure moves on to the next endpoint
+ * and retries there, once per endpoint: requests are retried only when
+ * they never reached a server or got no answer, and every write we make is
+ * either idempotent (put) or a compare-and-swap that a repeat reports as a
+ * conflict. */
+static int etcd__call_once(etcd_client *c, const char *path, const char *body,
+			   json_t **resp_r)
+{
+	CURLcode rc = CURLE_OK;
+	for (size_t attempt = 0; attempt < c->n_urls; attempt++) {
+		etcd__prepare(c, path, body, strlen(body));
+		rc = curl_easy_perform(c->curl);
+		if (rc == CURLE_OK)
+			break;
 		etcd__log_error(path, "transport",
 				c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
-		return MAIL_ERR_UNAVAILABLE;
+		etcd__rotate(c);
 	}
+	if (rc != CURLE_OK)
+		return MAIL_ERR_UNAVAILABLE;
 	long status = 0;
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
 	json_error_t jerr;
@@ -288,6 +323,31 @@ static int etcd__call(etcd_client *c, const char *path, json_t *req, json_t **re
 	}
 	*resp_r = resp;
 	return MAIL_OK;
+}
+
+/* With several members, a member that answers "unavailable" (no leader
+ * during an election, a member cut off from the others) or cannot be
+ * reached is not the cluster's last word: try the others, for up to
+ * ETCD_FAILOVER_MS (a few election timeouts), before reporting
+ * MAIL_ERR_UNAVAILABLE. A single endpoint fails at once. */
+#define ETCD_FAILOVER_MS 4000u
+
+static int etcd__call(etcd_client *c, const char *path, json_t *req, json_t **resp_r)
+{
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	uint64_t deadline = util_now_mono_ms() + ETCD_FAILOVER_MS;
+	int r;
+	for (;;) {
+		r = etcd__call_once(c, path, body, resp_r);
+		if (r != MAIL_ERR_UNAVAILABLE || c->n_urls < 2 || util_now_mono_ms() >= deadline)
+			break;
+		etcd__rotate(c);
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	free(body);
+	return r;
 }
 
 /* ---- KV ------------------------------------------------------------------ */
@@ -689,10 +749,11 @@ int etcd_watch(etcd_client *c, const char *key, const char *range_end, int64_t s
 		return c->watch_result; /* ended by us: stop flag, callback, or cancel */
 	long status = 0;
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-	if (rc != CURLE_OK)
+	if (rc != CURLE_OK) {
 		etcd__log_error("/v3/watch", "transport",
 				c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
-	else
+		etcd__rotate(c); /* the caller re-watches: on another member */
+	} else
 		etcd__log_error("/v3/watch", "closed",
 				status == 200 ? "stream ended" : "bad status");
 	return MAIL_ERR_UNAVAILABLE;

@@ -27,7 +27,9 @@
 
 typedef struct etcd_client etcd_client;
 
-/* url: "http://127.0.0.1:23790" (no trailing slash needed). Never fails;
+/* url: "http://127.0.0.1:23790" (no trailing slash needed), or several
+ * members of one etcd cluster separated by commas; a request that cannot
+ * reach the member in use is retried on the next one. Never fails;
  * nothing touches the network until the first call. Free with
  * etcd_client_destroy(), which NULLs *client. */
 etcd_client *etcd_client_create(const char *url);

@@ -329,6 +329,39 @@ static void test_unreachable(void **state)
 	etcd_client_destroy(&c);
 }
 
+/* Several endpoints: a dead member first in the list is skipped, for plain
+ * calls and for the watch, and the client stays on the live one. */
+static void test_endpoint_list(void **state)
+{
+	struct fixture *f = *state;
+	char urls[256];
+	snprintf(urls, sizeof urls, "http://127.0.0.1:%d,%s/", mailtest_free_port(),
+		 mailtest_etcd_url(f->etcd));
+	etcd_client *c = etcd_client_create(urls);
+	assert_int_equal(etcd_kv_put(c, "/multi/k", "v1", 2, 0), MAIL_OK);
+	char *v = NULL;
+	size_t len = 0;
+	assert_int_equal(etcd_kv_get(c, "/multi/k", &v, &len, NULL, NULL), MAIL_OK);
+	assert_int_equal(len, 2);
+	assert_memory_equal(v, "v1", 2);
+	free(v);
+	etcd_client_destroy(&c);
+
+	/* the watch fails over too: its first try hits the dead member, the
+	 * caller's retry (as router.c does) lands on the live one */
+	c = etcd_client_create(urls);
+	writer w = { .url = mailtest_etcd_url(f->etcd) };
+	seen s = { .stop_after = 1 };
+	int r = etcd_watch(c, "/t/watch/", NULL, 0, record_cb, &s, NULL);
+	assert_int_equal(r, MAIL_ERR_UNAVAILABLE);
+	pthread_t t;
+	pthread_create(&t, NULL, writer_main, &w);
+	r = etcd_watch(c, "/t/watch/", NULL, 0, record_cb, &s, NULL);
+	pthread_join(t, NULL);
+	assert_int_equal(r, MAIL_OK);
+	etcd_client_destroy(&c);
+}
+
 static void test_etcd_dies(void **state)
 {
 	/* runs last: stops the shared etcd under a live handle */
@@ -348,6 +381,7 @@ int main(void)
 		cmocka_unit_test(test_watch),
 		cmocka_unit_test(test_watch_stop_flag),
 		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_endpoint_list),
 		cmocka_unit_test(test_etcd_dies),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
