@@ -42,6 +42,7 @@ struct repl_peer {
 	uint64_t last_sent_ms;
 	uint64_t retry_at_ms;   /* after a failure: not before */
 	int in_flight;
+	int in_sync;            /* counted by the commit rule */
 	int down;               /* last call failed (for logging transitions) */
 };
 
@@ -301,29 +302,25 @@ int repl_partition_propose(repl_partition *p, const void *payload, size_t len,
 	return MAIL_OK;
 }
 
-static int repl__u64_desc(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* Commit = the highest index durable on a majority of the replica set,
- * if it belongs to this primary's epoch. */
+/* Commit (the ISR rule, repl.h): the highest index durable on EVERY
+ * in-sync member (this primary included), provided the in-sync members
+ * are a majority of the whole set, and it belongs to this primary's epoch.
+ * Members that are not in sync are shipped entries but never waited for. */
 static void repl__advance_commit(repl_partition *p)
 {
 	if (p->role != REPL_ROLE_PRIMARY)
 		return;
-	uint64_t match[1 + REPL_STATUS_PEERS_MAX * 4];
-	size_t m = 0;
-	match[m++] = p->st.last_index;
-	for (size_t i = 0; i < p->n_peers && m < sizeof match / sizeof match[0]; i++)
-		match[m++] = p->peers[i]->match_index;
-	/* Members not listed as peers (cannot happen) count as 0. */
-	while (m < p->n_members && m < sizeof match / sizeof match[0])
-		match[m++] = 0;
-	qsort(match, m, sizeof match[0], repl__u64_desc);
-	size_t majority = p->n_members / 2 + 1;
-	uint64_t c = match[majority - 1];
+	uint64_t c = p->st.last_index;
+	size_t n_insync = 1;
+	for (size_t i = 0; i < p->n_peers; i++) {
+		if (!p->peers[i]->in_sync)
+			continue;
+		n_insync++;
+		if (p->peers[i]->match_index < c)
+			c = p->peers[i]->match_index;
+	}
+	if (n_insync < p->n_members / 2 + 1)
+		return;
 	if (c <= p->st.commit_index || c < p->epoch_start)
 		return;
 	p->st.commit_index = c;
@@ -698,6 +695,7 @@ int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 		free(peer->host);
 		peer->host = xstrdup(replicas[i].host);
 		peer->port = replicas[i].port;
+		peer->in_sync = replicas[i].in_sync != 0;
 		p->peers[p->n_peers++] = peer;
 	}
 	for (size_t j = 0; j < n_old; j++) {
@@ -827,6 +825,7 @@ void repl_partition_status(const repl_partition *p, struct repl_status *s)
 		snprintf(ps->node_id, sizeof ps->node_id, "%s", p->peers[i]->node_id);
 		ps->match_index = p->peers[i]->match_index;
 		ps->in_flight = p->peers[i]->in_flight;
+		ps->in_sync = p->peers[i]->in_sync;
 	}
 }
 
