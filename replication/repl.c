@@ -97,7 +97,8 @@ struct repl_node {
 	uint32_t rpc_timeout_ms;
 	uint32_t batch_max_bytes;
 	repl_log *log;
-	rpc_server *server;
+	rpc_server *server;      /* own listener (repl_node_listen), or NULL */
+	int attached;            /* served by the owner's server instead */
 	rpc_pool *pool;
 	repl_partition *partitions;
 	struct repl_node_counters counters;
@@ -860,8 +861,6 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 					60000);
 	n->batch_max_bytes = repl__clamp(s->batch_max_bytes, REPL_DEFAULT_BATCH_MAX_BYTES,
 					 1024, 32u * 1024 * 1024);
-	rpc_server_create(loop, REPL_SERVICE, repl__methods,
-			  sizeof repl__methods / sizeof repl__methods[0], n, &n->server);
 	n->pool = rpc_pool_create(loop, REPL_SERVICE);
 	*node_r = n;
 	return 0;
@@ -870,7 +869,28 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 int repl_node_listen(repl_node *node, const char *host, int port, int *port_r,
 		     const char **error_r)
 {
+	if (node->server != NULL || node->attached) {
+		*error_r = "already serving";
+		return -1;
+	}
+	rpc_server_create(node->loop, REPL_SERVICE, repl__methods,
+			  sizeof repl__methods / sizeof repl__methods[0], node, &node->server);
 	return rpc_server_listen(node->server, host, port, port_r, error_r);
+}
+
+int repl_node_attach(repl_node *node, rpc_server *server, const char **error_r)
+{
+	if (node->server != NULL || node->attached) {
+		*error_r = "already serving";
+		return -1;
+	}
+	if (rpc_server_add_service(server, REPL_SERVICE, repl__methods,
+				   sizeof repl__methods / sizeof repl__methods[0], node) < 0) {
+		*error_r = "the server already serves \"repl\"";
+		return -1;
+	}
+	node->attached = 1;
+	return 0;
 }
 
 void repl_node_destroy(repl_node **node)

@@ -89,6 +89,13 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *settings,
  * *port_r). Returns 0, or -1 with *error_r (static text). */
 int repl_node_listen(repl_node *node, const char *host, int port, int *port_r,
 		     const char **error_r);
+/* Serve the "repl" service on the owner's existing rpc_server instead (one
+ * port for "store" and "repl": rpc_server_add_service). Call it instead of
+ * repl_node_listen(), once. The owner must destroy that server BEFORE
+ * repl_node_destroy() (requests go to the node until then). Returns 0, or
+ * -1 with *error_r (static text). */
+struct rpc_server;
+int repl_node_attach(repl_node *node, struct rpc_server *server, const char **error_r);
 /* Close every partition still open (their pending proposals fail with
  * MAIL_ERR_UNAVAILABLE; outcome unknown), the server, the peer clients and
  * the LevelDB directory; free. NULLs *node. Handles close asynchronously:

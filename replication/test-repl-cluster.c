@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "repl.h"
+#include "rpc.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -32,6 +33,7 @@ struct tnode {
 	char dir[64];
 	int port;
 	repl_node *node;
+	rpc_server *shared;        /* n2: "store" and "repl" on one port */
 	repl_partition *p;
 	struct applied *applied;
 	size_t n_applied, cap_applied;
@@ -101,8 +103,19 @@ static void node_start(struct fx *fx, int i)
 	assert_int_equal(repl_node_create(&fx->loop, &s, &t->node, &err), 0);
 	int port = 0;
 	int rc = -1;
+	if (i == 2) {
+		/* Node 2 serves "repl" on its owner's server, which also serves
+		 * "store" (no methods here). */
+		rpc_server_create(&fx->loop, "store", NULL, 0, NULL, &t->shared);
+		assert_int_equal(repl_node_attach(t->node, t->shared, &err), 0);
+		assert_int_equal(repl_node_attach(t->node, t->shared, &err), -1);
+		assert_int_equal(repl_node_listen(t->node, "127.0.0.1", 0, &port, &err), -1);
+	}
 	for (int tries = 0; tries < 50 && rc < 0; tries++) {
-		rc = repl_node_listen(t->node, "127.0.0.1", t->port, &port, &err);
+		if (t->shared != NULL)
+			rc = rpc_server_listen(t->shared, "127.0.0.1", t->port, &port, &err);
+		else
+			rc = repl_node_listen(t->node, "127.0.0.1", t->port, &port, &err);
 		if (rc < 0)
 			uv_run(&fx->loop, UV_RUN_ONCE);   /* old socket still closing */
 	}
@@ -116,6 +129,8 @@ static void node_start(struct fx *fx, int i)
 
 static void node_stop(struct fx *fx, int i)
 {
+	/* The owner's server goes first (repl.h). */
+	rpc_server_destroy(&fx->n[i].shared);
 	repl_node_destroy(&fx->n[i].node);
 	fx->n[i].p = NULL;
 	for (int k = 0; k < 5; k++)
