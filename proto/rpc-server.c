@@ -15,8 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One service served by the listener (the HELLO picks it). */
+struct rpc_service {
+	char *name;
+	const rpc_method *methods;
+	size_t n_methods;
+	void *ctx;
+};
+
 struct rpc_sconn {
 	rpc_server *server;          /* NULL once the server is destroyed */
+	size_t service;              /* index in server->services, after HELLO */
 	uv_tcp_t tcp;
 	struct rpc_frame_decoder dec;
 	struct rpc__out out;
@@ -38,10 +47,9 @@ struct rpc_call {
 
 struct rpc_server {
 	uv_loop_t *loop;
-	char *service;
-	const rpc_method *methods;
-	size_t n_methods;
-	void *ctx;
+	char *service;               /* the first service's name, for logs */
+	struct rpc_service *services;
+	size_t n_services;
 	uv_tcp_t listener;
 	int listener_open;
 	struct rpc_sconn *conns;
@@ -56,10 +64,23 @@ int rpc_server_create(uv_loop_t *loop, const char *service, const rpc_method *me
 	rpc_server *s = xcalloc(1, sizeof *s);
 	s->loop = loop;
 	s->service = xstrdup(service);
-	s->methods = methods;
-	s->n_methods = n_methods;
-	s->ctx = ctx;
 	*server_r = s;
+	rpc_server_add_service(s, service, methods, n_methods, ctx);
+	return 0;
+}
+
+int rpc_server_add_service(rpc_server *s, const char *service, const rpc_method *methods,
+			   size_t n_methods, void *ctx)
+{
+	for (size_t i = 0; i < s->n_services; i++)
+		if (strcmp(s->services[i].name, service) == 0)
+			return -1;
+	s->services = xrealloc(s->services, (s->n_services + 1) * sizeof *s->services);
+	struct rpc_service *svc = &s->services[s->n_services++];
+	svc->name = xstrdup(service);
+	svc->methods = methods;
+	svc->n_methods = n_methods;
+	svc->ctx = ctx;
 	return 0;
 }
 
@@ -168,13 +189,22 @@ static void sconn_reply_status(struct rpc_sconn *conn, const struct rpc_frame *r
 	rpc__count_status(&conn->server->counters, (int)f.status);
 }
 
-static const rpc_method *server_method(const rpc_server *s, uint16_t id)
+static const rpc_method *server_method(const struct rpc_service *svc, uint16_t id)
 {
-	for (size_t i = 0; i < s->n_methods; i++) {
-		if (s->methods[i].id == id)
-			return &s->methods[i];
+	for (size_t i = 0; i < svc->n_methods; i++) {
+		if (svc->methods[i].id == id)
+			return &svc->methods[i];
 	}
 	return NULL;
+}
+
+/* Index of the service named name, or -1. */
+static long server_service_find(const rpc_server *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_services; i++)
+		if (strcmp(s->services[i].name, name) == 0)
+			return (long)i;
+	return -1;
 }
 
 static void sconn_hello(struct rpc_sconn *conn, const struct rpc_frame *f)
@@ -190,7 +220,8 @@ static void sconn_hello(struct rpc_sconn *conn, const struct rpc_frame *f)
 		sconn_bad_frame(conn, error);
 		return;
 	}
-	if (strcmp(h.service, s->service) != 0 || h.major != RPC_PROTO_MAJOR) {
+	long svc = server_service_find(s, h.service);
+	if (svc < 0 || h.major != RPC_PROTO_MAJOR) {
 		char q[80];
 		log_event(LOG_WARN, RPC_LOG_SVC,
 			  "event=rpc_hello_rejected peer=%s service=%s major=%u minor=%u "
@@ -202,8 +233,10 @@ static void sconn_hello(struct rpc_sconn *conn, const struct rpc_frame *f)
 		return;
 	}
 	conn->hello_done = 1;
+	conn->service = (size_t)svc;
 	conn->dec.limits.max_frame = RPC_FRAME_MAX;
-	rpc_hello_encode(&conn->out.pending, s->service, RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
+	rpc_hello_encode(&conn->out.pending, s->services[svc].name, RPC_PROTO_MAJOR,
+			 RPC_PROTO_MINOR);
 	conn->out.frames_pending++;
 	if (rpc__out_flush(&conn->out, (uv_stream_t *)&conn->tcp, sconn_write_cb,
 			   &s->counters) < 0)
@@ -217,7 +250,8 @@ static void sconn_request(struct rpc_sconn *conn, const struct rpc_frame *f)
 		sconn_bad_frame(conn, "unexpected frame kind");
 		return;
 	}
-	const rpc_method *m = server_method(s, f->method);
+	const struct rpc_service *svc = &s->services[conn->service];
+	const rpc_method *m = server_method(svc, f->method);
 	if (m == NULL) {
 		log_event(LOG_INFO, RPC_LOG_SVC, "event=rpc_bad_method peer=%s method=%u",
 			  conn->peer, f->method);
@@ -241,7 +275,7 @@ static void sconn_request(struct rpc_sconn *conn, const struct rpc_frame *f)
 	call->deadline = util_now_mono_ms() + wait;
 	call->req = req;
 	conn->refs++;
-	m->handler(call, req, s->ctx);
+	m->handler(call, req, svc->ctx);
 }
 
 static void sconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
@@ -361,6 +395,9 @@ int rpc_server_listen(rpc_server *server, const char *host, int port, int *port_
 
 static void server_free(rpc_server *s)
 {
+	for (size_t i = 0; i < s->n_services; i++)
+		free(s->services[i].name);
+	free(s->services);
 	free(s->service);
 	free(s);
 }

@@ -4,8 +4,9 @@
  * header (version, kind, method, status, request id, deadline) and a
  * protobuf payload; see rpc-frame.h and docs/architecture.md. A connection
  * opens with a HELLO exchange carrying the service name ("store", "queue")
- * and the protocol major/minor; a peer with another service name or major
- * is disconnected with a log line. Many requests share one connection;
+ * and the protocol major/minor; a peer naming a service the server does not
+ * serve (one listener may serve several: rpc_server_add_service) or another
+ * major is disconnected with a log line. Many requests share one connection;
  * responses come back in any order, matched by request id.
  *
  * Threading: every function here must be called on the thread that runs the
@@ -69,6 +70,15 @@ typedef struct rpc_method {
 /* methods must outlive the server. Returns 0. */
 int rpc_server_create(uv_loop_t *loop, const char *service, const rpc_method *methods,
 		      size_t n_methods, void *ctx, rpc_server **server_r);
+/* Serve one more service on the same listener: a connection's HELLO names
+ * the service it speaks, and its requests go to that service's methods with
+ * that service's ctx. Call before or after listening; connections that
+ * already said HELLO keep their service. methods must outlive the server,
+ * and ctx must stay valid until the server is destroyed (destroy the server
+ * before what ctx points at). Returns 0, or -1 if a service of that name is
+ * already served. */
+int rpc_server_add_service(rpc_server *server, const char *service, const rpc_method *methods,
+			   size_t n_methods, void *ctx);
 /* Listen on host:port, host an IP literal or "localhost" (port 0 = any
  * free port, reported in *port_r).
  * Returns 0, or -1 with *error_r (static text). */

@@ -630,6 +630,93 @@ static void test_wrong_service(void **state)
 	assert_int_equal(sc.bad_frames, 3);
 }
 
+/* A second service's LIST: answers with its own ctx (a name) as the
+ * mailbox, so the test sees which service served the call. */
+static void named_list_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	(void)msg;
+	Store__MailboxInfo mb = STORE__MAILBOX_INFO__INIT;
+	mb.name = ctx;
+	Store__MailboxInfo *mbs[1] = { &mb };
+	Store__ListResponse resp = STORE__LIST_RESPONSE__INIT;
+	resp.n_mailboxes = 1;
+	resp.mailboxes = mbs;
+	rpc_call_reply(call, MAIL_OK, &resp.base);
+}
+
+static const rpc_method queue_methods[] = {
+	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, named_list_handler },
+};
+
+struct named_result {
+	int calls;
+	int status;
+	char name[32];
+};
+
+static void named_list_cb(int status, const ProtobufCMessage *msg, void *arg)
+{
+	struct named_result *r = arg;
+	r->status = status;
+	if (status == MAIL_OK) {
+		const Store__ListResponse *resp = (const Store__ListResponse *)msg;
+		assert_int_equal(resp->n_mailboxes, 1);
+		snprintf(r->name, sizeof r->name, "%s", resp->mailboxes[0]->name);
+	}
+	r->calls++;
+}
+
+/* One listener serves "store" and "queue": the HELLO picks the service,
+ * each connection reaches only its own service's methods; a service name
+ * served by none is still refused, and adding a name twice is refused. */
+static void test_two_services(void **state)
+{
+	struct fx *fx = *state;
+	char qname[] = "queue-service";
+	assert_int_equal(rpc_server_add_service(fx->server, "queue", queue_methods, 1, qname),
+			 0);
+	assert_int_equal(rpc_server_add_service(fx->server, "queue", queue_methods, 1, qname),
+			 -1);
+	assert_int_equal(rpc_server_add_service(fx->server, "store", queue_methods, 1, qname),
+			 -1);
+	rpc_client *qc;
+	rpc_client_create(&fx->loop, "queue", "127.0.0.1", fx->port, &qc);
+	struct named_result qr = { 0 }, sr = { 0 };
+	Store__ListRequest lreq = STORE__LIST_REQUEST__INIT;
+	lreq.user = "bob@example.com";
+	rpc_client_call(qc, STORE__METHOD__LIST, &lreq.base, &store__list_response__descriptor,
+			0, named_list_cb, &qr);
+	rpc_client_call(fx->client, STORE__METHOD__LIST, &lreq.base,
+			&store__list_response__descriptor, 0, named_list_cb, &sr);
+	run_until(fx, &qr.calls, 1, 5000);
+	run_until(fx, &sr.calls, 1, 5000);
+	assert_int_equal(qr.status, MAIL_OK);
+	assert_string_equal(qr.name, "queue-service");
+	assert_int_equal(sr.status, MAIL_OK);
+	assert_string_equal(sr.name, "bob@example.com");   /* the store's handler */
+
+	/* FETCH exists on "store" only: BAD_METHOD through "queue". */
+	struct result res = { 0 };
+	fetch(qc, &res, 1, 5000);
+	run_until(fx, &res.calls, 1, 5000);
+	assert_int_equal(res.status[0], MAIL_ERR_BAD_METHOD);
+	assert_int_equal(fx->handled, 0);
+
+	rpc_client *xc;
+	rpc_client_create(&fx->loop, "other", "127.0.0.1", fx->port, &xc);
+	struct named_result xr = { 0 };
+	rpc_client_call(xc, STORE__METHOD__LIST, &lreq.base, &store__list_response__descriptor,
+			0, named_list_cb, &xr);
+	run_until(fx, &xr.calls, 1, 5000);
+	assert_int_equal(xr.status, MAIL_ERR_UNAVAILABLE);
+	rpc_client_destroy(&xc);
+	rpc_client_destroy(&qc);
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.connections, 3);
+	assert_int_equal(sc.bad_frames, 1);
+}
+
 static void test_client_destroy_in_flight(void **state)
 {
 	struct fx *fx = *state;
@@ -719,6 +806,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_raw_garbage_payload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_raw_bad_frame, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_service, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_services, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_destroy_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_destroy_from_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool, setup, teardown),

@@ -107,6 +107,7 @@ static void run_case(int r, int window, double seconds)
 		members[i].node_id = ids[i];
 		members[i].host = "127.0.0.1";
 		members[i].port = b->port[i];
+		members[i].in_sync = 1;
 	}
 	for (int i = 0; i < r; i++)
 		repl_partition_set_role(b->p[i], 1, i == 0, members, (size_t)r);

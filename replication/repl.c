@@ -42,6 +42,7 @@ struct repl_peer {
 	uint64_t last_sent_ms;
 	uint64_t retry_at_ms;   /* after a failure: not before */
 	int in_flight;
+	int in_sync;            /* counted by the commit rule */
 	int down;               /* last call failed (for logging transitions) */
 };
 
@@ -96,7 +97,8 @@ struct repl_node {
 	uint32_t rpc_timeout_ms;
 	uint32_t batch_max_bytes;
 	repl_log *log;
-	rpc_server *server;
+	rpc_server *server;      /* own listener (repl_node_listen), or NULL */
+	int attached;            /* served by the owner's server instead */
 	rpc_pool *pool;
 	repl_partition *partitions;
 	struct repl_node_counters counters;
@@ -301,29 +303,25 @@ int repl_partition_propose(repl_partition *p, const void *payload, size_t len,
 	return MAIL_OK;
 }
 
-static int repl__u64_desc(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* Commit = the highest index durable on a majority of the replica set,
- * if it belongs to this primary's epoch. */
+/* Commit (the ISR rule, repl.h): the highest index durable on EVERY
+ * in-sync member (this primary included), provided the in-sync members
+ * are a majority of the whole set, and it belongs to this primary's epoch.
+ * Members that are not in sync are shipped entries but never waited for. */
 static void repl__advance_commit(repl_partition *p)
 {
 	if (p->role != REPL_ROLE_PRIMARY)
 		return;
-	uint64_t match[1 + REPL_STATUS_PEERS_MAX * 4];
-	size_t m = 0;
-	match[m++] = p->st.last_index;
-	for (size_t i = 0; i < p->n_peers && m < sizeof match / sizeof match[0]; i++)
-		match[m++] = p->peers[i]->match_index;
-	/* Members not listed as peers (cannot happen) count as 0. */
-	while (m < p->n_members && m < sizeof match / sizeof match[0])
-		match[m++] = 0;
-	qsort(match, m, sizeof match[0], repl__u64_desc);
-	size_t majority = p->n_members / 2 + 1;
-	uint64_t c = match[majority - 1];
+	uint64_t c = p->st.last_index;
+	size_t n_insync = 1;
+	for (size_t i = 0; i < p->n_peers; i++) {
+		if (!p->peers[i]->in_sync)
+			continue;
+		n_insync++;
+		if (p->peers[i]->match_index < c)
+			c = p->peers[i]->match_index;
+	}
+	if (n_insync < p->n_members / 2 + 1)
+		return;
 	if (c <= p->st.commit_index || c < p->epoch_start)
 		return;
 	p->st.commit_index = c;
@@ -698,6 +696,7 @@ int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 		free(peer->host);
 		peer->host = xstrdup(replicas[i].host);
 		peer->port = replicas[i].port;
+		peer->in_sync = replicas[i].in_sync != 0;
 		p->peers[p->n_peers++] = peer;
 	}
 	for (size_t j = 0; j < n_old; j++) {
@@ -827,6 +826,7 @@ void repl_partition_status(const repl_partition *p, struct repl_status *s)
 		snprintf(ps->node_id, sizeof ps->node_id, "%s", p->peers[i]->node_id);
 		ps->match_index = p->peers[i]->match_index;
 		ps->in_flight = p->peers[i]->in_flight;
+		ps->in_sync = p->peers[i]->in_sync;
 	}
 }
 
@@ -861,8 +861,6 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 					60000);
 	n->batch_max_bytes = repl__clamp(s->batch_max_bytes, REPL_DEFAULT_BATCH_MAX_BYTES,
 					 1024, 32u * 1024 * 1024);
-	rpc_server_create(loop, REPL_SERVICE, repl__methods,
-			  sizeof repl__methods / sizeof repl__methods[0], n, &n->server);
 	n->pool = rpc_pool_create(loop, REPL_SERVICE);
 	*node_r = n;
 	return 0;
@@ -871,7 +869,28 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 int repl_node_listen(repl_node *node, const char *host, int port, int *port_r,
 		     const char **error_r)
 {
+	if (node->server != NULL || node->attached) {
+		*error_r = "already serving";
+		return -1;
+	}
+	rpc_server_create(node->loop, REPL_SERVICE, repl__methods,
+			  sizeof repl__methods / sizeof repl__methods[0], node, &node->server);
 	return rpc_server_listen(node->server, host, port, port_r, error_r);
+}
+
+int repl_node_attach(repl_node *node, rpc_server *server, const char **error_r)
+{
+	if (node->server != NULL || node->attached) {
+		*error_r = "already serving";
+		return -1;
+	}
+	if (rpc_server_add_service(server, REPL_SERVICE, repl__methods,
+				   sizeof repl__methods / sizeof repl__methods[0], node) < 0) {
+		*error_r = "the server already serves \"repl\"";
+		return -1;
+	}
+	node->attached = 1;
+	return 0;
 }
 
 void repl_node_destroy(repl_node **node)

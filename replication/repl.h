@@ -8,14 +8,19 @@
  *
  * One repl_node per process: one LevelDB directory holds the logs of all of
  * the process's partitions, one RPC server answers the service "repl" (its
- * own listening socket: repl_node_listen(); the rpc layer checks the service
- * name in the HELLO, so "repl" cannot share the node's "store"/"queue"
- * port), and one rpc_pool reaches the peers.
+ * own listening socket with repl_node_listen(), or registered on the
+ * owner's rpc_server with repl_node_attach(): one port then serves both,
+ * the HELLO picks the service), and one rpc_pool reaches the peers.
  *
  * The primary appends proposals to its log (all proposals of one loop turn
  * in ONE sync LevelDB write: group commit), ships them to every replica in
- * one AppendEntries RPC, and reports a proposal committed once a MAJORITY of
- * the replica set (itself included) has it durably. Committed entries are
+ * one AppendEntries RPC, and reports a proposal committed under the ISR
+ * rule: once EVERY in-sync member of the replica set (itself included) has
+ * it durably, and only while the in-sync members are at least a majority
+ * of the whole set (n/2+1). Members outside the in-sync set are shipped the
+ * same entries (they catch up) but are never waited for. So an acknowledged
+ * write is on every in-sync replica (promoting any alive in-sync replica
+ * keeps it) and on a majority. Committed entries are
  * applied, in index order, through on_apply on every member. Replicas refuse
  * anything from an epoch lower than theirs (fencing), so a primary that the
  * map has replaced can never again gather a majority once a majority has
@@ -84,6 +89,13 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *settings,
  * *port_r). Returns 0, or -1 with *error_r (static text). */
 int repl_node_listen(repl_node *node, const char *host, int port, int *port_r,
 		     const char **error_r);
+/* Serve the "repl" service on the owner's existing rpc_server instead (one
+ * port for "store" and "repl": rpc_server_add_service). Call it instead of
+ * repl_node_listen(), once. The owner must destroy that server BEFORE
+ * repl_node_destroy() (requests go to the node until then). Returns 0, or
+ * -1 with *error_r (static text). */
+struct rpc_server;
+int repl_node_attach(repl_node *node, struct rpc_server *server, const char **error_r);
 /* Close every partition still open (their pending proposals fail with
  * MAIL_ERR_UNAVAILABLE; outcome unknown), the server, the peer clients and
  * the LevelDB directory; free. NULLs *node. Handles close asynchronously:
@@ -144,12 +156,15 @@ void repl_partition_close(repl_partition **p);
 struct repl_replica {
 	const char *node_id;
 	const char *host;   /* IP literal or "localhost" */
-	int port;           /* its repl_node_listen() port */
+	int port;           /* its "repl" service port */
+	int in_sync;        /* in the in-sync set: waited for by the commit
+			     * rule (the primary counts as in sync always) */
 };
 
 /* Apply the partition map: at `epoch` this node is the primary or not, and
  * the replica set is replicas[0..n) (the WHOLE set, this node included,
- * primary first by convention; a majority is n/2+1 of it).
+ * primary first by convention; a majority is n/2+1 of it) with each
+ * member's in-sync flag (the commit rule above).
  * - epoch lower than the stored epoch: refused, MAIL_ERR_STALE_EPOCH; so
  *   is primary at the stored epoch once a replica has fenced that epoch
  *   (the map has moved on; wait for the newer map).
@@ -159,17 +174,20 @@ struct repl_replica {
  *   only counts replicas for entries of its own epoch).
  * - ceasing to be primary: pending proposals fail with MAIL_ERR_NOT_PRIMARY
  *   (outcome unknown, see repl_partition_propose).
- * - same epoch and role: updates the replica set (a node added/removed).
+ * - same epoch and role: updates the replica set (a node added/removed,
+ *   in-sync flags changed).
  * Returns MAIL_OK, MAIL_ERR_STALE_EPOCH, MAIL_ERR_PARAMS (n == 0, or primary
  * and this node not in the set), or MAIL_ERR_INTERNAL (storage). */
 int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 			    const struct repl_replica *replicas, size_t n);
 
-/* status: MAIL_OK = committed at index (a majority has it durably, and
- * on_apply for index has already run on this node). Any other status means
- * the outcome is UNKNOWN, like a timeout: MAIL_ERR_UNAVAILABLE (no majority
- * before the deadline; the entry may still commit later, e.g. when a
- * replica returns), MAIL_ERR_NOT_PRIMARY (stepped down meanwhile; the new
+/* status: MAIL_OK = committed at index (every in-sync member, a majority
+ * of the set, has it durably, and on_apply for index has already run on
+ * this node). Any other status means the outcome is UNKNOWN, like a
+ * timeout: MAIL_ERR_UNAVAILABLE (an in-sync member did not confirm, or the
+ * in-sync members are fewer than a majority, before the deadline; the
+ * entry may still commit later, e.g. when a replica returns),
+ * MAIL_ERR_NOT_PRIMARY (stepped down meanwhile; the new
  * primary may or may not have the entry). Callers retry at the current
  * primary with an idempotency key in the payload, so a retry of an entry
  * that did commit is recognised by the state machine. index is 0 unless
@@ -189,6 +207,7 @@ struct repl_peer_status {
 	char node_id[64];      /* truncated if longer */
 	uint64_t match_index;  /* highest index known durable there */
 	int in_flight;         /* an AppendEntries is outstanding */
+	int in_sync;           /* counted by the commit rule */
 };
 
 #define REPL_STATUS_PEERS_MAX 8

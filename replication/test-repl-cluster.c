@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "repl.h"
+#include "rpc.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -32,6 +33,7 @@ struct tnode {
 	char dir[64];
 	int port;
 	repl_node *node;
+	rpc_server *shared;        /* n2: "store" and "repl" on one port */
 	repl_partition *p;
 	struct applied *applied;
 	size_t n_applied, cap_applied;
@@ -101,8 +103,19 @@ static void node_start(struct fx *fx, int i)
 	assert_int_equal(repl_node_create(&fx->loop, &s, &t->node, &err), 0);
 	int port = 0;
 	int rc = -1;
+	if (i == 2) {
+		/* Node 2 serves "repl" on its owner's server, which also serves
+		 * "store" (no methods here). */
+		rpc_server_create(&fx->loop, "store", NULL, 0, NULL, &t->shared);
+		assert_int_equal(repl_node_attach(t->node, t->shared, &err), 0);
+		assert_int_equal(repl_node_attach(t->node, t->shared, &err), -1);
+		assert_int_equal(repl_node_listen(t->node, "127.0.0.1", 0, &port, &err), -1);
+	}
 	for (int tries = 0; tries < 50 && rc < 0; tries++) {
-		rc = repl_node_listen(t->node, "127.0.0.1", t->port, &port, &err);
+		if (t->shared != NULL)
+			rc = rpc_server_listen(t->shared, "127.0.0.1", t->port, &port, &err);
+		else
+			rc = repl_node_listen(t->node, "127.0.0.1", t->port, &port, &err);
 		if (rc < 0)
 			uv_run(&fx->loop, UV_RUN_ONCE);   /* old socket still closing */
 	}
@@ -116,6 +129,8 @@ static void node_start(struct fx *fx, int i)
 
 static void node_stop(struct fx *fx, int i)
 {
+	/* The owner's server goes first (repl.h). */
+	rpc_server_destroy(&fx->n[i].shared);
 	repl_node_destroy(&fx->n[i].node);
 	fx->n[i].p = NULL;
 	for (int k = 0; k < 5; k++)
@@ -176,25 +191,37 @@ static void run_for(struct fx *fx, uint64_t ms)
 		uv_run(&fx->loop, UV_RUN_ONCE);
 }
 
-static void members(struct fx *fx, struct repl_replica *r)
+/* The whole set; member i is in sync if bit i of insync is set. */
+static void members_isr(struct fx *fx, struct repl_replica *r, unsigned insync)
 {
 	for (int i = 0; i < N_NODES; i++) {
 		r[i].node_id = fx->n[i].id;
 		r[i].host = "127.0.0.1";
 		r[i].port = fx->n[i].port;
+		r[i].in_sync = (insync >> i) & 1;
 	}
 }
 
-/* Node `primary` leads at epoch; the others are told they are replicas
- * (skipping nodes that are down). */
-static void set_roles(struct fx *fx, uint64_t epoch, int primary)
+static void members(struct fx *fx, struct repl_replica *r)
+{
+	members_isr(fx, r, 7);
+}
+
+/* Node `primary` leads at epoch with in-sync set `insync` (bit mask); the
+ * others are told they are replicas (skipping nodes that are down). */
+static void set_roles_isr(struct fx *fx, uint64_t epoch, int primary, unsigned insync)
 {
 	struct repl_replica r[N_NODES];
-	members(fx, r);
+	members_isr(fx, r, insync);
 	for (int i = 0; i < N_NODES; i++)
 		if (fx->n[i].p != NULL)
 			assert_int_equal(repl_partition_set_role(fx->n[i].p, epoch, i == primary,
 								 r, N_NODES), MAIL_OK);
+}
+
+static void set_roles(struct fx *fx, uint64_t epoch, int primary)
+{
+	set_roles_isr(fx, epoch, primary, 7);
 }
 
 static void propose_cb(int status, uint64_t index, void *arg)
@@ -381,12 +408,19 @@ static void test_replica_loss(void **state)
 	propose_wait(fx, 0, "a", 20, 5000);
 	assert_int_equal(fx->ok, 20);
 
-	/* One replica down: a majority (2 of 3) remains. */
+	/* One replica down: while it is still in sync, commits wait for it
+	 * (and fail at the deadline); once the map drops it from the in-sync
+	 * set, 2 of 3 in sync is a majority and commits resume (the entries
+	 * that timed out commit with them). */
 	node_stop(fx, 2);
+	propose_wait(fx, 0, "w", 2, 5000);
+	assert_int_equal(fx->unavailable, 2);
+	set_roles_isr(fx, 1, 0, 3);
 	propose_wait(fx, 0, "b", 20, 5000);
 	assert_int_equal(fx->ok, 20);
+	assert_true(applied_contains(&fx->n[0], "w-1"));
 
-	/* Two down: no majority; UNAVAILABLE after the deadline, nothing
+	/* The in-sync n1 down too: UNAVAILABLE after the deadline, nothing
 	 * applied beyond the commit index. */
 	node_stop(fx, 1);
 	struct repl_status before = status_of(fx, 0);
@@ -405,7 +439,7 @@ static void test_replica_loss(void **state)
 	 * entries commit after all, and proposals commit again. */
 	int caught_before = fx->n[1].caught_up;
 	node_start(fx, 1);
-	set_roles(fx, 1, 0);
+	set_roles_isr(fx, 1, 0, 3);
 	assert_true(run_until(fx, cond_n1_caught_up, 10000));
 	assert_true(applied_contains(&fx->n[0], "c-4"));
 	assert_true(fx->n[1].caught_up > caught_before);
@@ -434,7 +468,7 @@ static void test_new_primary_fences_old(void **state)
 	/* The map moves the primary to n1 at epoch 2; n0 is cut off (n1
 	 * cannot reach it: a dead port) and not told. */
 	struct repl_replica r[N_NODES];
-	members(fx, r);
+	members_isr(fx, r, 6);
 	r[0].port = 1;
 	assert_int_equal(repl_partition_set_role(fx->n[1].p, 2, 1, r, N_NODES), MAIL_OK);
 	members(fx, r);
@@ -486,7 +520,7 @@ static void test_old_primary_tail_truncated(void **state)
 
 	node_start(fx, 1);
 	node_start(fx, 2);
-	set_roles(fx, 2, 1);
+	set_roles_isr(fx, 2, 1, 6);   /* the controller dropped the dead n0 */
 	propose_wait(fx, 1, "b", 3, 5000);
 	assert_int_equal(fx->ok, 3);
 	/* The new log is shorter than the old primary's tail. */
@@ -503,6 +537,55 @@ static void test_old_primary_tail_truncated(void **state)
 	assert_false(applied_contains(&fx->n[0], "tail-0"));
 	assert_true(applied_contains(&fx->n[0], "c-4"));
 	assert_true(applied_contains(&fx->n[0], "b-0"));
+}
+
+static int cond_n2_caught_up(struct fx *fx)
+{
+	return fx->n[2].p != NULL && status_of(fx, 2).applied_index ==
+	       status_of(fx, 0).commit_index && status_of(fx, 0).commit_index ==
+	       status_of(fx, 0).last_index;
+}
+
+/* The ISR commit rule: a lagging replica outside the in-sync set does not
+ * block commits but still catches up; with fewer in-sync members than a
+ * majority nothing commits, even with every replica answering. */
+static void test_isr_rule(void **state)
+{
+	struct fx *fx = *state;
+	fx->propose_timeout_ms = 300;
+	node_stop(fx, 0);
+	node_start(fx, 0);
+	set_roles_isr(fx, 1, 0, 3);
+	/* n2 is alive but not in sync; it lags (down) meanwhile. */
+	node_stop(fx, 2);
+	propose_wait(fx, 0, "a", 20, 5000);
+	assert_int_equal(fx->ok, 20);
+	int caught_before = fx->n[2].caught_up;
+	node_start(fx, 2);
+	set_roles_isr(fx, 1, 0, 3);
+	assert_true(run_until(fx, cond_n2_caught_up, 10000));
+	assert_true(fx->n[2].caught_up > caught_before);
+	assert_true(applied_contains(&fx->n[2], "a-19"));
+	propose_wait(fx, 0, "b", 10, 5000);
+	assert_int_equal(fx->ok, 10);
+
+	/* Only the primary in sync (1 < 2 of 3): UNAVAILABLE, though both
+	 * replicas have the entries durably. */
+	set_roles_isr(fx, 1, 0, 1);
+	struct repl_status before = status_of(fx, 0);
+	propose_wait(fx, 0, "c", 3, 5000);
+	assert_int_equal(fx->unavailable, 3);
+	assert_int_equal(status_of(fx, 0).commit_index, before.commit_index);
+	assert_false(applied_contains(&fx->n[0], "c-0"));
+
+	/* A replica re-enters the in-sync set: the entries commit. */
+	set_roles_isr(fx, 1, 0, 5);
+	propose_wait(fx, 0, "d", 3, 5000);
+	assert_int_equal(fx->ok, 3);
+	assert_true(applied_contains(&fx->n[0], "c-2"));
+	struct repl_status s = status_of(fx, 0);
+	assert_int_equal(s.n_peers, 2);
+	assert_int_equal(s.peers[0].in_sync + s.peers[1].in_sync, 1);
 }
 
 /* 200 proposals issued in one loop turn share a handful of sync writes. */
@@ -560,6 +643,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_commit_500, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_loss, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_isr_rule, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_primary_fences_old, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_primary_tail_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
