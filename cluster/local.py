@@ -336,6 +336,52 @@ class Cluster:
         return lines
 
 
+def scale(c, conf, conf_path, args):
+    """cluster/local scale store=N queue=M: start new nodes, or drain and
+    stop the highest-numbered ones (mailctl node drain waits until the
+    controller has moved their partitions away, printing progress), then
+    remove their records."""
+    want = {}
+    for a in args:
+        role, _, n = a.partition("=")
+        if role not in ("store", "queue") or not n.isdigit() or int(n) < 1:
+            print("usage: cluster/local scale store=N queue=M (N, M >= 1)", file=sys.stderr)
+            return 1
+        want[role] = int(n)
+    if not want:
+        print("usage: cluster/local scale store=N queue=M", file=sys.stderr)
+        return 1
+    for role, n in want.items():
+        key = role + "s"
+        have = conf[key]
+        if n > have:
+            conf[key] = n
+            setattr(c, key, n)
+            for i in range(have + 1, n + 1):
+                name = f"{role}-{i}"
+                c.start(name)
+                print(f"started {name}", flush=True)
+        for i in range(have, n, -1):
+            name = f"{role}-{i}"
+            print(f"draining {name} ...", flush=True)
+            r = subprocess.run([os.path.join(c.bin, "mailctl"), "--etcd", c.etcd_url, "node",
+                                "drain", name, "--role", role, "--timeout", "300"])
+            if r.returncode != 0:
+                print(f"cluster/local scale: drain of {name} failed (rc={r.returncode}); "
+                      "it keeps running", file=sys.stderr)
+                return 1
+            c.kill(name)
+            c.mailctl("node", "remove", name, "--role", role, check=False)
+            conf[key] = i - 1
+            setattr(c, key, i - 1)
+            print(f"stopped {name}", flush=True)
+        with open(conf_path, "w") as f:
+            json.dump(conf, f)
+    for line in c.status_lines():
+        print(line)
+    return 0
+
+
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     state = os.environ.get("MAIL_STATE_DIR", os.path.join(ROOT, "state"))
@@ -343,7 +389,7 @@ def main(argv):
     # the shape of the cluster is fixed by the first `up` and kept in
     # state/cluster.json, so later up/down/status see the same processes
     conf_path = os.path.join(state, "cluster.json")
-    conf = {"etcd_members": 1}
+    conf = {"etcd_members": 1, "stores": 1, "queues": 1}
     try:
         with open(conf_path) as f:
             conf.update(json.load(f))
@@ -366,7 +412,10 @@ def main(argv):
                   "remove state/ to change it", file=sys.stderr)
             return 1
         conf["etcd_members"] = members
-    c = Cluster(state, bin_dir, etcd_members=conf["etcd_members"])
+    c = Cluster(state, bin_dir, etcd_members=conf["etcd_members"],
+                stores=conf["stores"], queues=conf["queues"])
+    if cmd == "scale":
+        return scale(c, conf, conf_path, args)
     if cmd == "up":
         os.makedirs(state, exist_ok=True)
         with open(conf_path, "w") as f:
@@ -392,7 +441,8 @@ def main(argv):
         for line in c.status_lines():
             print(line)
         return 0
-    print("usage: local.py up [--etcd-members 1|3|5] | down | status", file=sys.stderr)
+    print("usage: local.py up [--etcd-members 1|3|5] | down | status | scale store=N queue=M",
+          file=sys.stderr)
     return 1
 
 

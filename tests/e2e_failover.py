@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Fault test: kill -9 under a steady stream, then a full audit.
+
+A cluster with 3 store nodes (R=3), a queue node and a frontend on free
+ports. A sender thread sends a steady stream of messages to several users
+(each message retried on 4xx until it gets 250, as an MTA would); an IMAP
+thread keeps changing flags. Meanwhile: kill -9 a store node (each is the
+primary of about a third of the partitions), restart it; kill -9 the queue
+node, restart it; kill -9 the frontend, restart it. Then the audit, through
+IMAP: every message that got 250 is in its mailbox exactly once, UIDs
+strictly increase, UIDVALIDITY did not change, and the queue drained.
+It also prints the longest pause the sender saw. Standard library only.
+"""
+import imaplib
+import os
+import random
+import shutil
+import signal
+import smtplib
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
+import local  # noqa: E402
+
+USERS = [f"user{i}@example.test" for i in range(6)]
+PASSWORD = "pw"
+
+
+class Stream:
+    def __init__(self, c):
+        self.c = c
+        self.stop = threading.Event()
+        self.acked = {u: [] for u in USERS}   # user -> [token]
+        self.max_pause = 0.0
+        self.sent = 0
+        self.retries = 0
+        self.errors = []
+
+    def message(self, user, token):
+        return (f"From: s@remote.test\r\nTo: {user}\r\nSubject: {token}\r\n"
+                f"Message-ID: <{token}@remote.test>\r\n\r\nbody {token}\r\n").encode()
+
+    def send_one(self, user, token):
+        start = time.monotonic()
+        while not self.stop.is_set() or time.monotonic() - start < 60:
+            try:
+                with smtplib.SMTP("127.0.0.1", self.c.ports["smtp"], timeout=30) as s:
+                    s.sendmail("s@remote.test", [user], self.message(user, token))
+                self.max_pause = max(self.max_pause, time.monotonic() - start)
+                return True
+            except (smtplib.SMTPException, OSError):
+                self.retries += 1
+                time.sleep(0.2)
+            if time.monotonic() - start > 90:
+                break
+        self.errors.append(f"{token}: no 250 within 90 s")
+        return False
+
+    def sender(self):
+        n = 0
+        while not self.stop.is_set():
+            user = USERS[n % len(USERS)]
+            token = f"t{n:05d}"
+            if self.send_one(user, token):
+                self.acked[user].append(token)
+            n += 1
+            self.sent = n
+            time.sleep(0.02)
+
+    def flagger(self):
+        while not self.stop.is_set():
+            try:
+                m = imaplib.IMAP4("127.0.0.1", self.c.ports["imap"], timeout=30)
+                m.login(USERS[0], PASSWORD)
+                while not self.stop.is_set():
+                    typ, data = m.select("INBOX")
+                    n = int(data[0]) if typ == "OK" else 0
+                    if n:
+                        m.store(str(random.randint(1, n)), "+FLAGS", "(\\Flagged)")
+                    time.sleep(0.1)
+                m.logout()
+            except (imaplib.IMAP4.error, OSError, ValueError):
+                time.sleep(0.3)
+
+
+def audit(c, stream, uidvalidity_before):
+    problems = []
+    for user in USERS:
+        m = imaplib.IMAP4("127.0.0.1", c.ports["imap"], timeout=60)
+        m.login(user, PASSWORD)
+        typ, data = m.select("INBOX", readonly=True)
+        n = int(data[0])
+        uv = int(m.response("UIDVALIDITY")[1][0])
+        if user in uidvalidity_before and uidvalidity_before[user] != uv:
+            problems.append(f"{user}: UIDVALIDITY changed {uidvalidity_before[user]} -> {uv}")
+        tokens, uids = [], []
+        if n:
+            typ, data = m.fetch(f"1:{n}", "(UID BODY.PEEK[HEADER])")
+            for item in data:
+                if isinstance(item, tuple):
+                    uids.append(int(item[0].split(b"UID ")[1].split()[0]))
+                    subj = [l for l in item[1].decode().split("\r\n")
+                            if l.lower().startswith("subject:")]
+                    tokens.append(subj[0].split(":", 1)[1].strip() if subj else "")
+        m.logout()
+        if uids != sorted(uids) or len(set(uids)) != len(uids):
+            problems.append(f"{user}: UIDs not strictly increasing")
+        for t in stream.acked[user]:
+            k = tokens.count(t)
+            if k != 1:
+                problems.append(f"{user}: {t} present {k} times")
+    return problems
+
+
+def queue_depth(c):
+    url = f"http://127.0.0.1:{c.metrics_port('queue-1')}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("mail_queue_messages{"):
+                return int(float(line.rsplit(" ", 1)[1]))
+    return -1
+
+
+def uidvalidities(c):
+    out = {}
+    for user in USERS:
+        m = imaplib.IMAP4("127.0.0.1", c.ports["imap"], timeout=60)
+        m.login(user, PASSWORD)
+        m.select("INBOX", readonly=True)
+        out[user] = int(m.response("UIDVALIDITY")[1][0])
+        m.logout()
+    return out
+
+
+def main():
+    bin_dir = os.environ.get("MAIL_BIN_DIR") or os.path.join(
+        os.path.dirname(HERE), "build", "bin")
+    state = tempfile.mkdtemp(prefix="mail-failover-")
+    c = local.Cluster.with_free_ports(state, bin_dir, stores=3, queues=1, lease_ttl=2)
+    ok = False
+    try:
+        c.up()
+        for u in USERS:
+            c.mailctl("user", "add", u, stdin=PASSWORD + "\n")
+        s = Stream(c)
+        threads = [threading.Thread(target=s.sender), threading.Thread(target=s.flagger)]
+        for t in threads:
+            t.start()
+        time.sleep(3)
+        uv_before = uidvalidities(c)
+        for victim in ("store-2", "queue-1", "frontend-1"):
+            time.sleep(2)
+            print(f"kill -9 {victim} (sent so far {s.sent})", flush=True)
+            c.kill(victim, signal.SIGKILL)
+            time.sleep(3)
+            c.start(victim)
+        time.sleep(3)
+        s.stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        deadline = time.monotonic() + 60
+        while queue_depth(c) != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        depth = queue_depth(c)
+        problems = audit(c, s, uv_before) + s.errors
+        if depth != 0:
+            problems.append(f"queue not drained: {depth} messages")
+        acked = sum(len(v) for v in s.acked.values())
+        print(f"failover: acked={acked} retries={s.retries} "
+              f"longest_pause={s.max_pause:.2f}s problems={len(problems)}")
+        for p in problems[:20]:
+            print("  " + p)
+        ok = not problems and acked > 0
+    except Exception:
+        traceback.print_exc()
+    finally:
+        c.down()
+        if not ok:
+            for name, *_ in c.specs():
+                print(f"--- {name} log tail ---\n{c.log_tail(name, 10)}")
+        shutil.rmtree(state, ignore_errors=True)
+    print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
