@@ -830,6 +830,7 @@ void repl_partition_status(const repl_partition *p, struct repl_status *s)
 	s->proposals = p->proposals;
 	if (p->role != REPL_ROLE_PRIMARY)
 		return;
+	s->epoch_start = p->epoch_start;
 	for (size_t i = 0; i < p->n_peers && i < REPL_STATUS_PEERS_MAX; i++) {
 		struct repl_peer_status *ps = &s->peers[s->n_peers++];
 		snprintf(ps->node_id, sizeof ps->node_id, "%s", p->peers[i]->node_id);

@@ -221,6 +221,10 @@ struct repl_status {
 	uint64_t last_index;
 	uint64_t commit_index;
 	uint64_t applied_index;
+	/* primary only: index of its BARRIER. Once applied_index reaches it,
+	 * the state machine holds every write acknowledged before this
+	 * primary took over (serve reads only then). */
+	uint64_t epoch_start;
 	uint64_t sync_writes;      /* this partition's sync LevelDB writes */
 	uint64_t proposals;        /* accepted proposals */
 	size_t n_peers;            /* primary only: the other members */

@@ -20,6 +20,8 @@
 /* A proposal not committed by then fails UNAVAILABLE (the store client
  * retries within its own deadline). */
 #define PROPOSE_TIMEOUT_MS 3000
+#define PROGRESS_ATTEMPTS 10
+#define PROGRESS_RETRY_MS 500
 
 /* What applying one index computed, kept on the primary until the
  * proposal's callback takes it. */
@@ -131,7 +133,8 @@ int store_partitions_propose(store_partitions *sp, uint32_t partition, const voi
 	return MAIL_OK;
 }
 
-int store_partitions_primary(store_partitions *sp, const char *user, uint32_t *partition_r)
+int store_partitions_primary(store_partitions *sp, const char *user, int read,
+			     uint32_t *partition_r)
 {
 	uint32_t n = router_partition_count(sp->router, ROUTER_ROLE_STORE);
 	if (n == 0)
@@ -144,6 +147,10 @@ int store_partitions_primary(store_partitions *sp, const char *user, uint32_t *p
 	repl_partition_status(sp->parts[partition]->p, &st);
 	if (st.role != REPL_ROLE_PRIMARY)
 		return MAIL_ERR_NOT_PRIMARY;
+	/* A new primary answers reads once it has applied everything up to
+	 * its barrier (every write acknowledged before it took over). */
+	if (read && st.applied_index < st.epoch_start)
+		return MAIL_ERR_UNAVAILABLE;
 	*partition_r = partition;
 	return MAIL_OK;
 }
@@ -162,7 +169,15 @@ static void progress_work_cb(uv_work_t *w)
 {
 	struct progress_job *j = w->data;
 	etcd_client *etcd = etcd_client_create(j->etcd_url);
-	j->status = etcd_kv_put(etcd, j->key, j->value, strlen(j->value), 0);
+	/* A lost report would keep the replica out of the in-sync set until
+	 * the next epoch: retry a few times (this is a pool thread). */
+	for (int attempt = 0; attempt < PROGRESS_ATTEMPTS; attempt++) {
+		if (attempt > 0)
+			uv_sleep(PROGRESS_RETRY_MS);
+		j->status = etcd_kv_put(etcd, j->key, j->value, strlen(j->value), 0);
+		if (j->status == MAIL_OK)
+			break;
+	}
 	etcd_client_destroy(&etcd);
 }
 

@@ -53,8 +53,11 @@ void store_partitions_stop(store_partitions *sp);
 void store_partitions_destroy(store_partitions **sp);
 
 /* MAIL_OK with *partition_r when this node is the primary of user's
- * partition now, else MAIL_ERR_NOT_PRIMARY. */
-int store_partitions_primary(store_partitions *sp, const char *user, uint32_t *partition_r);
+ * partition now, else MAIL_ERR_NOT_PRIMARY. For a read (read = 1), also
+ * MAIL_ERR_UNAVAILABLE (temporary: the client retries) while a new primary
+ * has not yet applied every write acknowledged before it took over. */
+int store_partitions_primary(store_partitions *sp, const char *user, int read,
+			     uint32_t *partition_r);
 
 /* status: the log's (MAIL_OK = committed and applied here); op_status and
  * resp (packed response, valid during the call): what applying computed. */

@@ -376,7 +376,7 @@ static void handle_any(rpc_call *call, const struct store_op *op, const char *us
 		return;
 	}
 	uint32_t partition;
-	int ret = store_partitions_primary(svc->parts, user, &partition);
+	int ret = store_partitions_primary(svc->parts, user, !op->write, &partition);
 	if (ret != MAIL_OK) {
 		rpc_call_reply(call, ret, NULL);
 		return;

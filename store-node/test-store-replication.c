@@ -257,6 +257,15 @@ static void test_failover(void **state)
 	uids[n_uids++] = d->uid;
 	check_mailbox(f, uids, n_uids, uidvalidity);
 
+	/* The killed node left the in-sync set (the map promoted another). */
+	router_partition rp;
+	assert_int_equal(router_lookup_partition(f->router, ROUTER_ROLE_STORE, user_partition(f),
+						 &rp), 1);
+	for (uint32_t k = 0; k < rp.n_replicas; k++)
+		if (strcmp(rp.replicas[k].id, f->n[victim].id) == 0)
+			assert_false(rp.replicas[k].in_sync);
+	assert_string_not_equal(rp.replicas[0].id, f->n[victim].id);
+
 	/* The killed node returns as a replica, re-enters the in-sync set;
 	 * a retried delivery is recognised, nothing is duplicated. */
 	node_start(f, victim);
