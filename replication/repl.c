@@ -659,8 +659,17 @@ int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 		return MAIL_ERR_PARAMS;
 	int epoch_changed = epoch > p->st.epoch;
 	int was_primary = p->role == REPL_ROLE_PRIMARY;
-	if (was_primary && (!primary || epoch_changed))
+	if (was_primary && !primary) {
 		repl__step_down(p, "set_role");
+	} else if (was_primary && epoch_changed) {
+		/* Still the primary at a newer epoch: a new BARRIER below; the
+		 * pending proposals stay, they are in this log before it and
+		 * commit with it. */
+		log_event(LOG_INFO, REPL_LOG_SVC, "event=primary_new_epoch partition=%u "
+			  "epoch=%llu pending=%zu", p->id, (unsigned long long)epoch,
+			  p->n_pending + p->n_queued);
+		p->role = REPL_ROLE_REPLICA;
+	}
 	if (epoch_changed) {
 		struct repl_log_state st = p->st;
 		st.epoch = epoch;
@@ -821,6 +830,7 @@ void repl_partition_status(const repl_partition *p, struct repl_status *s)
 	s->proposals = p->proposals;
 	if (p->role != REPL_ROLE_PRIMARY)
 		return;
+	s->epoch_start = p->epoch_start;
 	for (size_t i = 0; i < p->n_peers && i < REPL_STATUS_PEERS_MAX; i++) {
 		struct repl_peer_status *ps = &s->peers[s->n_peers++];
 		snprintf(ps->node_id, sizeof ps->node_id, "%s", p->peers[i]->node_id);

@@ -173,7 +173,9 @@ struct repl_replica {
  *   commits, every entry before it is committed too (Raft's rule: a primary
  *   only counts replicas for entries of its own epoch).
  * - ceasing to be primary: pending proposals fail with MAIL_ERR_NOT_PRIMARY
- *   (outcome unknown, see repl_partition_propose).
+ *   (outcome unknown, see repl_partition_propose). Staying primary at a
+ *   higher epoch (the map changed the in-sync set, say): a new BARRIER is
+ *   appended and the pending proposals stay (they commit with it).
  * - same epoch and role: updates the replica set (a node added/removed,
  *   in-sync flags changed).
  * Returns MAIL_OK, MAIL_ERR_STALE_EPOCH, MAIL_ERR_PARAMS (n == 0, or primary
@@ -219,6 +221,10 @@ struct repl_status {
 	uint64_t last_index;
 	uint64_t commit_index;
 	uint64_t applied_index;
+	/* primary only: index of its BARRIER. Once applied_index reaches it,
+	 * the state machine holds every write acknowledged before this
+	 * primary took over (serve reads only then). */
+	uint64_t epoch_start;
 	uint64_t sync_writes;      /* this partition's sync LevelDB writes */
 	uint64_t proposals;        /* accepted proposals */
 	size_t n_peers;            /* primary only: the other members */

@@ -578,8 +578,22 @@ static void test_isr_rule(void **state)
 	assert_int_equal(status_of(fx, 0).commit_index, before.commit_index);
 	assert_false(applied_contains(&fx->n[0], "c-0"));
 
+	/* The map moves to epoch 2, same primary, all in sync: proposals
+	 * pending meanwhile are kept and commit (no NOT_PRIMARY). */
+	fx->propose_timeout_ms = 300;
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	for (int k = 0; k < 3; k++)
+		assert_int_equal(propose(fx, 0, "e", k), MAIL_OK);
+	run_for(fx, 30);
+	set_roles_isr(fx, 2, 0, 7);
+	fx->done_target = 3;
+	assert_true(run_until(fx, cond_done, 5000));
+	assert_int_equal(fx->ok, 3);
+	assert_int_equal(status_of(fx, 0).epoch, 2);
+	set_roles_isr(fx, 2, 0, 1);
+
 	/* A replica re-enters the in-sync set: the entries commit. */
-	set_roles_isr(fx, 1, 0, 5);
+	set_roles_isr(fx, 2, 0, 5);
 	propose_wait(fx, 0, "d", 3, 5000);
 	assert_int_equal(fx->ok, 3);
 	assert_true(applied_contains(&fx->n[0], "c-2"));

@@ -23,6 +23,7 @@
 #define KIND_META 'I'
 #define KIND_BODY 'B'
 #define KIND_DELIVERY 'D'
+#define KIND_APPLIED 'A'
 
 /* Format version of every value (first value byte). */
 #define VALUE_VERSION 0x01
@@ -41,6 +42,9 @@ struct mailstore {
 	/* Serialises every operation: read-modify-write of the mailbox record
 	 * (uidnext, modseq) must not interleave. */
 	pthread_mutex_t lock;
+	/* Set by mailstore_apply_begin(): the replicated entry being applied. */
+	int applying;
+	struct mailstore_apply apply;
 };
 
 /* The mailbox record, decoded. */
@@ -397,9 +401,31 @@ static uint32_t *uids_sorted(const uint32_t *uids, size_t n, size_t *n_r)
 
 /* ---- LevelDB access --------------------------------------------------- */
 
+static void key_applied(buf *k, uint32_t partition)
+{
+	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_APPLIED };
+	buf_reset(k);
+	buf_append(k, head, sizeof head);
+	put_u32(k, partition);
+}
+
 static int db_write(mailstore *s, leveldb_writebatch_t *wb, const char *what)
 {
 	char *err = NULL;
+	if (s->applying) {
+		/* The applied index goes in the same batch as the change. */
+		buf k, v;
+		buf_init(&k);
+		buf_init(&v);
+		key_applied(&k, s->apply.partition);
+		uint8_t ver = VALUE_VERSION;
+		buf_append(&v, &ver, 1);
+		put_u64(&v, s->apply.index);
+		leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data,
+				       v.len);
+		buf_deinit(&k);
+		buf_deinit(&v);
+	}
 	leveldb_write(s->db, s->wopts, wb, &err);
 	leveldb_writebatch_destroy(wb);
 	if (err != NULL) {
@@ -492,9 +518,11 @@ static int mbox_create(mailstore *s, const char *user, const char *name, struct 
 	}
 	/* Seconds since the epoch, but above every value handed out before, so
 	 * a mailbox re-created with an old name never repeats its UIDVALIDITY. */
-	int64_t now_s = util_now_wall_ms() / 1000;
+	int64_t now_s = (s->applying ? s->apply.now_ms : util_now_wall_ms()) / 1000;
 	uint32_t uidvalidity = now_s > 0 && now_s < UINT32_MAX ? (uint32_t)now_s : 1;
-	if (uidvalidity <= last_uidvalidity)
+	/* Replicated: the primary's clock only, so every replica computes the
+	 * same value (the counter is per node, its partitions differ). */
+	if (uidvalidity <= last_uidvalidity && !s->applying)
 		uidvalidity = last_uidvalidity + 1;
 	if (uidvalidity == 0)
 		uidvalidity = 1;
@@ -765,7 +793,7 @@ int mailstore_deliver(mailstore *s, const char *user, const char *mailbox,
 	if (body_len > s->limits.max_message_size)
 		return MAIL_ERR_TOO_BIG;
 	if (internal_date == 0)
-		internal_date = util_now_wall_ms();
+		internal_date = s->applying ? s->apply.now_ms : util_now_wall_ms();
 	char **nflags;
 	size_t n_nflags;
 	int ret = flags_normalize(s, flags, n_flags, &nflags, &n_nflags);
@@ -1140,4 +1168,56 @@ void mailstore_message_infos_free(struct mailstore_message_info *msgs, size_t n)
 	for (size_t i = 0; i < n; i++)
 		mailstore_message_info_free(&msgs[i]);
 	free(msgs);
+}
+
+/* ---- replication support ----------------------------------------------- */
+
+void mailstore_apply_begin(mailstore *s, const struct mailstore_apply *apply)
+{
+	s->applying = apply != NULL;
+	if (apply != NULL)
+		s->apply = *apply;
+}
+
+int mailstore_applied_index(mailstore *s, uint32_t partition, uint64_t *index_r)
+{
+	*index_r = 0;
+	buf k;
+	buf_init(&k);
+	key_applied(&k, partition);
+	char *val;
+	size_t len;
+	pthread_mutex_lock(&s->lock);
+	int ret = db_get(s, &k, &val, &len);
+	pthread_mutex_unlock(&s->lock);
+	buf_deinit(&k);
+	if (ret < 0)
+		return MAIL_ERR_INTERNAL;
+	if (ret == 0)
+		return MAIL_OK;
+	const uint8_t *p = (const uint8_t *)val;
+	int ok = len >= 9 && p[0] == VALUE_VERSION;
+	if (ok)
+		*index_r = get_u64(p + 1);
+	leveldb_free(val);
+	if (!ok) {
+		log_corrupt("applied", "");
+		return MAIL_ERR_INTERNAL;
+	}
+	return MAIL_OK;
+}
+
+int mailstore_mailbox_exists(mailstore *s, const char *user, const char *mailbox,
+			     int *exists_r)
+{
+	*exists_r = 0;
+	const char *name = mailbox_name(s, mailbox);
+	if (!user_valid(s, user) || name == NULL)
+		return MAIL_ERR_PARAMS;
+	struct mbox m;
+	pthread_mutex_lock(&s->lock);
+	int ret = mbox_get(s, user, name, &m);
+	pthread_mutex_unlock(&s->lock);
+	*exists_r = ret == MAIL_OK;
+	return ret == MAIL_ERR_NOT_FOUND ? MAIL_OK : ret;
 }

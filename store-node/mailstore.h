@@ -30,6 +30,8 @@
  *   01 'B' <user> 00 <mailbox_id u64> <uid u32>   -> message body (raw bytes)
  *   01 'D' <user> 00 <delivery_id>         -> delivery record (idempotency)
  *        value: 01 | mailbox_id u64 | uid u32 | uidvalidity u32
+ *   01 'A' <partition u32>                 -> applied index of a replicated
+ *        partition (mailstore_apply_begin) value: 01 | index u64
  *
  * The first byte of every value is the value's own format version (01).
  * Mailbox ids come from the counter and are never reused. Delivery records
@@ -175,6 +177,27 @@ int mailstore_store_flags(mailstore *store, const char *user, const char *mailbo
  * ascending (caller frees; NULL when none). Expunging bumps highest_modseq. */
 int mailstore_expunge(mailstore *store, const char *user, const char *mailbox,
 		      const uint32_t *uids, size_t n_uids, uint32_t **uids_r, size_t *n_r);
+
+/* ---- replication (store-node/partitions.c) ----
+ * A replicated log applies the same entries on every replica; the store must
+ * then compute the same state everywhere and record how far it got. */
+struct mailstore_apply {
+	uint32_t partition;  /* partition of the entry */
+	uint64_t index;      /* its log index */
+	int64_t now_ms;      /* the primary's wall clock when it proposed it */
+};
+/* Until the next call with NULL: every write batch also stores
+ * apply->index as partition's applied index (same batch, same sync), and
+ * "now" (UIDVALIDITY of a new mailbox: exactly now_ms / 1000; an internal
+ * date of 0) is apply->now_ms, so that applying is deterministic. The
+ * caller serialises this with every other call on the store. */
+void mailstore_apply_begin(mailstore *store, const struct mailstore_apply *apply);
+/* The stored applied index of partition (0 when none) into *index_r. */
+int mailstore_applied_index(mailstore *store, uint32_t partition, uint64_t *index_r);
+/* *exists_r = 1 if user's mailbox exists (never creates INBOX). Returns
+ * MAIL_OK, PARAMS or INTERNAL. */
+int mailstore_mailbox_exists(mailstore *store, const char *user, const char *mailbox,
+			     int *exists_r);
 
 void mailstore_mailbox_info_free(struct mailstore_mailbox_info *info);
 void mailstore_mailbox_infos_free(struct mailstore_mailbox_info *boxes, size_t n);

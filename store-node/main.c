@@ -6,7 +6,9 @@
 #include "log.h"
 #include "mailstore.h"
 #include "metrics.h"
+#include "partitions.h"
 #include "router.h"
+#include "xalloc.h"
 #include "store-service.h"
 
 #include <getopt.h>
@@ -23,6 +25,7 @@ struct store_settings {
 	const char *etcd;      /* NULL: standalone, no ring registration */
 	unsigned partitions;
 	unsigned lease_ttl;
+	unsigned replicas;
 	const char *metrics;   /* HOST:PORT of /metrics, NULL = off */
 };
 
@@ -30,7 +33,7 @@ struct store_node {
 	uv_loop_t loop;
 	mailstore *store;
 	store_service *service;
-	router_member *member;
+	store_partitions *parts;
 	metrics *metrics;
 	struct daemon_signals signals;
 };
@@ -39,15 +42,17 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: store-node --id ID --listen HOST:PORT --data DIR [--etcd URL]\n"
-		"                  [--advertise HOST] [--partitions N] [--lease-ttl S]\n"
+		"                  [--advertise HOST] [--partitions N] [--replicas R]\n"
+		"                  [--lease-ttl S]\n"
 		"  --listen      RPC address; port 0 picks a free port (logged at ready)\n"
 		"  --advertise   host put in the ring (default: the listen host)\n"
 		"  --data        LevelDB directory (created if missing)\n"
 		"  --etcd        etcd client URL; without it the node runs standalone\n"
 		"  --partitions  partitions of a new ring (default %d)\n"
+		"  --replicas    replicas per partition of a new ring (default %d)\n"
 		"  --lease-ttl   membership lease in seconds (default %d)\n"
 		"  --metrics     HOST:PORT serving Prometheus /metrics (default: off)\n",
-		ROUTER_DEFAULT_PARTITIONS, ROUTER_DEFAULT_LEASE_TTL_S);
+		ROUTER_DEFAULT_PARTITIONS, ROUTER_DEFAULT_REPLICAS, ROUTER_DEFAULT_LEASE_TTL_S);
 }
 
 static int settings_parse(int argc, char **argv, struct store_settings *set)
@@ -60,12 +65,14 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 		{ "etcd", required_argument, NULL, 'e' },
 		{ "partitions", required_argument, NULL, 'p' },
 		{ "lease-ttl", required_argument, NULL, 't' },
+		{ "replicas", required_argument, NULL, 'r' },
 		{ "metrics", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	*set = (struct store_settings){ .partitions = ROUTER_DEFAULT_PARTITIONS,
-					.lease_ttl = ROUTER_DEFAULT_LEASE_TTL_S };
+					.lease_ttl = ROUTER_DEFAULT_LEASE_TTL_S,
+					.replicas = ROUTER_DEFAULT_REPLICAS };
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -77,6 +84,10 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 		case 'M': set->metrics = optarg; break;
 		case 'p':
 			if (daemon_options_parse_uint(optarg, 1, 65536, &set->partitions) < 0)
+				return -1;
+			break;
+		case 'r':
+			if (daemon_options_parse_uint(optarg, 1, 8, &set->replicas) < 0)
 				return -1;
 			break;
 		case 't':
@@ -106,9 +117,11 @@ static void node_metrics_cb(buf *out, const char *labels, void *arg)
 static void node_stop_cb(void *arg)
 {
 	struct store_node *node = arg;
-	router_member_stop(&node->member);
+	/* Leave the ring; the server goes before the repl node it serves. */
+	store_partitions_stop(node->parts);
 	metrics_destroy(&node->metrics);
 	store_service_destroy(&node->service);
+	store_partitions_destroy(&node->parts);
 	daemon_signals_deinit(&node->signals);
 }
 
@@ -141,13 +154,26 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	if (set.etcd != NULL) {
-		const char *adv = set.advertise != NULL ? set.advertise : host;
-		if (router_member_start(&node.loop, set.etcd, ROUTER_ROLE_STORE, set.id, adv, port,
-					(int)set.lease_ttl, set.partitions, &node.member,
-					&error) < 0) {
+		char *repl_dir = xasprintf("%s/repl", set.data);
+		struct store_partitions_settings ps = {
+			.node_id = set.id,
+			.etcd_url = set.etcd,
+			.host = set.advertise != NULL ? set.advertise : host,
+			.port = port,
+			.repl_dir = repl_dir,
+			.n_partitions = set.partitions,
+			.n_replicas = set.replicas,
+			.ttl_s = (int)set.lease_ttl,
+		};
+		int r = store_partitions_start(&node.loop, node.store,
+					       store_service_server(node.service), &ps,
+					       &node.parts, &error);
+		free(repl_dir);
+		if (r < 0) {
 			log_event(LOG_ERROR, LOG_SVC, "event=startup_failed error=\"%s\"", error);
 			goto fail;
 		}
+		store_service_set_partitions(node.service, node.parts);
 	} else {
 		log_event(LOG_WARN, LOG_SVC, "event=standalone reason=no_etcd");
 	}
@@ -170,9 +196,10 @@ int main(int argc, char **argv)
 	return 0;
 
 fail:
-	router_member_stop(&node.member);
+	store_partitions_stop(node.parts);
 	metrics_destroy(&node.metrics);
 	store_service_destroy(&node.service);
+	store_partitions_destroy(&node.parts);
 	daemon_loop_finish(&node.loop);
 	mailstore_close(&node.store);
 	free(host);

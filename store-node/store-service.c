@@ -8,10 +8,13 @@
  */
 #include "store-service.h"
 
+#include "buf.h"
 #include "log.h"
 #include "mail-error.h"
 #include "rpc.h"
+#include "partitions.h"
 #include "store.pb-c.h"
+#include "util.h"
 #include "xalloc.h"
 
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 struct store_service {
 	mailstore *store;
 	rpc_server *server;
+	store_partitions *parts;   /* NULL: standalone, no replication */
 };
 
 static void message_info_to_pb(const struct mailstore_message_info *mi, Store__MessageInfo *pb)
@@ -45,12 +49,26 @@ static void mailbox_info_to_pb(const struct mailstore_mailbox_info *info, Store_
 	pb->highest_modseq = info->highest_modseq;
 }
 
-static void handle_deliver(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+/* Pack resp (when status is MAIL_OK) into out. */
+static int pack_to(int status, const ProtobufCMessage *resp, buf *out)
 {
-	store_service *svc = ctx;
-	const Store__DeliverRequest *req = (const Store__DeliverRequest *)msg;
+	if (status != MAIL_OK)
+		return status;
+	size_t len = protobuf_c_message_get_packed_size(resp);
+	buf_reserve(out, len);
+	protobuf_c_message_pack(resp, out->data + out->len);
+	out->len += len;
+	return MAIL_OK;
+}
+
+/* ---- executing one request against the mailstore ----------------------- *
+ * Each returns the status and packs the response into out (MAIL_OK only).
+ * The same code answers a direct request and applies a replicated entry. */
+
+static int exec_deliver(mailstore *store, const Store__DeliverRequest *req, buf *out)
+{
 	struct mailstore_deliver_result res;
-	int ret = mailstore_deliver(svc->store, req->user, req->mailbox, req->delivery_id,
+	int ret = mailstore_deliver(store, req->user, req->mailbox, req->delivery_id,
 				    req->body.data, req->body.len, req->internal_date,
 				    (const char *const *)req->flags, req->n_flags, &res);
 	char qid[300], quser[300];
@@ -60,8 +78,7 @@ static void handle_deliver(rpc_call *call, const ProtobufCMessage *msg, void *ct
 		log_event(LOG_WARN, LOG_SVC,
 			  "event=deliver_failed delivery_id=%s user=%s size=%zu status=%s", qid,
 			  quser, req->body.len, mail_error_info(ret)->name);
-		rpc_call_reply(call, ret, NULL);
-		return;
+		return ret;
 	}
 	log_event(LOG_INFO, LOG_SVC, "event=delivered delivery_id=%s user=%s uid=%u duplicate=%d",
 		  qid, quser, res.uid, res.duplicate);
@@ -69,20 +86,16 @@ static void handle_deliver(rpc_call *call, const ProtobufCMessage *msg, void *ct
 	resp.uid = res.uid;
 	resp.uidvalidity = res.uidvalidity;
 	resp.duplicate = res.duplicate != 0;
-	rpc_call_reply(call, MAIL_OK, &resp.base);
+	return pack_to(MAIL_OK, &resp.base, out);
 }
 
-static void handle_list(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+static int exec_list(mailstore *store, const Store__ListRequest *req, buf *out)
 {
-	store_service *svc = ctx;
-	const Store__ListRequest *req = (const Store__ListRequest *)msg;
 	struct mailstore_mailbox_info *boxes;
 	size_t n;
-	int ret = mailstore_list(svc->store, req->user, &boxes, &n);
-	if (ret != MAIL_OK) {
-		rpc_call_reply(call, ret, NULL);
-		return;
-	}
+	int ret = mailstore_list(store, req->user, &boxes, &n);
+	if (ret != MAIL_OK)
+		return ret;
 	Store__MailboxInfo *pbs = n > 0 ? xcalloc(n, sizeof *pbs) : NULL;
 	Store__MailboxInfo **ptrs = n > 0 ? xcalloc(n, sizeof *ptrs) : NULL;
 	for (size_t i = 0; i < n; i++) {
@@ -92,24 +105,21 @@ static void handle_list(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	Store__ListResponse resp = STORE__LIST_RESPONSE__INIT;
 	resp.mailboxes = ptrs;
 	resp.n_mailboxes = n;
-	rpc_call_reply(call, MAIL_OK, &resp.base);
+	pack_to(MAIL_OK, &resp.base, out);
 	free(ptrs);
 	free(pbs);
 	mailstore_mailbox_infos_free(boxes, n);
+	return MAIL_OK;
 }
 
-static void handle_select(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+static int exec_select(mailstore *store, const Store__SelectRequest *req, buf *out)
 {
-	store_service *svc = ctx;
-	const Store__SelectRequest *req = (const Store__SelectRequest *)msg;
 	struct mailstore_mailbox_info info;
 	struct mailstore_message_info *msgs;
 	size_t n;
-	int ret = mailstore_select(svc->store, req->user, req->mailbox, &info, &msgs, &n);
-	if (ret != MAIL_OK) {
-		rpc_call_reply(call, ret, NULL);
-		return;
-	}
+	int ret = mailstore_select(store, req->user, req->mailbox, &info, &msgs, &n);
+	if (ret != MAIL_OK)
+		return ret;
 	Store__MailboxInfo box;
 	mailbox_info_to_pb(&info, &box);
 	Store__MessageInfo *pbs = n > 0 ? xcalloc(n, sizeof *pbs) : NULL;
@@ -122,41 +132,36 @@ static void handle_select(rpc_call *call, const ProtobufCMessage *msg, void *ctx
 	resp.mailbox = &box;
 	resp.messages = ptrs;
 	resp.n_messages = n;
-	rpc_call_reply(call, MAIL_OK, &resp.base);
+	pack_to(MAIL_OK, &resp.base, out);
 	free(ptrs);
 	free(pbs);
 	mailstore_message_infos_free(msgs, n);
 	mailstore_mailbox_info_free(&info);
+	return MAIL_OK;
 }
 
-static void handle_fetch(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+static int exec_fetch(mailstore *store, const Store__FetchRequest *req, buf *out)
 {
-	store_service *svc = ctx;
-	const Store__FetchRequest *req = (const Store__FetchRequest *)msg;
 	struct mailstore_message_info info;
 	void *body;
 	size_t len;
-	int ret = mailstore_fetch(svc->store, req->user, req->mailbox, req->uid, &info, &body,
-				  &len);
-	if (ret != MAIL_OK) {
-		rpc_call_reply(call, ret, NULL);
-		return;
-	}
+	int ret = mailstore_fetch(store, req->user, req->mailbox, req->uid, &info, &body, &len);
+	if (ret != MAIL_OK)
+		return ret;
 	Store__MessageInfo pbinfo;
 	message_info_to_pb(&info, &pbinfo);
 	Store__FetchResponse resp = STORE__FETCH_RESPONSE__INIT;
 	resp.info = &pbinfo;
 	resp.body.data = body;
 	resp.body.len = len;
-	rpc_call_reply(call, MAIL_OK, &resp.base);
+	pack_to(MAIL_OK, &resp.base, out);
 	free(body);
 	mailstore_message_info_free(&info);
+	return MAIL_OK;
 }
 
-static void handle_store_flags(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+static int exec_store_flags(mailstore *store, const Store__StoreFlagsRequest *req, buf *out)
 {
-	store_service *svc = ctx;
-	const Store__StoreFlagsRequest *req = (const Store__StoreFlagsRequest *)msg;
 	enum mailstore_flag_mode mode;
 	switch (req->mode) {
 	case STORE__FLAG_MODE__FLAGS_SET:
@@ -169,18 +174,15 @@ static void handle_store_flags(rpc_call *call, const ProtobufCMessage *msg, void
 		mode = MAILSTORE_FLAGS_REMOVE;
 		break;
 	default:
-		rpc_call_reply(call, MAIL_ERR_PARAMS, NULL);
-		return;
+		return MAIL_ERR_PARAMS;
 	}
 	struct mailstore_message_info *msgs;
 	size_t n;
-	int ret = mailstore_store_flags(svc->store, req->user, req->mailbox, req->uids,
-					req->n_uids, mode, (const char *const *)req->flags,
-					req->n_flags, &msgs, &n);
-	if (ret != MAIL_OK) {
-		rpc_call_reply(call, ret, NULL);
-		return;
-	}
+	int ret = mailstore_store_flags(store, req->user, req->mailbox, req->uids, req->n_uids,
+					mode, (const char *const *)req->flags, req->n_flags, &msgs,
+					&n);
+	if (ret != MAIL_OK)
+		return ret;
 	Store__MessageInfo *pbs = n > 0 ? xcalloc(n, sizeof *pbs) : NULL;
 	Store__MessageInfo **ptrs = n > 0 ? xcalloc(n, sizeof *ptrs) : NULL;
 	for (size_t i = 0; i < n; i++) {
@@ -190,24 +192,21 @@ static void handle_store_flags(rpc_call *call, const ProtobufCMessage *msg, void
 	Store__StoreFlagsResponse resp = STORE__STORE_FLAGS_RESPONSE__INIT;
 	resp.messages = ptrs;
 	resp.n_messages = n;
-	rpc_call_reply(call, MAIL_OK, &resp.base);
+	pack_to(MAIL_OK, &resp.base, out);
 	free(ptrs);
 	free(pbs);
 	mailstore_message_infos_free(msgs, n);
+	return MAIL_OK;
 }
 
-static void handle_expunge(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+static int exec_expunge(mailstore *store, const Store__ExpungeRequest *req, buf *out)
 {
-	store_service *svc = ctx;
-	const Store__ExpungeRequest *req = (const Store__ExpungeRequest *)msg;
 	uint32_t *uids;
 	size_t n;
-	int ret = mailstore_expunge(svc->store, req->user, req->mailbox, req->uids, req->n_uids,
-				    &uids, &n);
-	if (ret != MAIL_OK) {
-		rpc_call_reply(call, ret, NULL);
-		return;
-	}
+	int ret = mailstore_expunge(store, req->user, req->mailbox, req->uids, req->n_uids, &uids,
+				    &n);
+	if (ret != MAIL_OK)
+		return ret;
 	if (n > 0) {
 		char quser[300];
 		log_event(LOG_INFO, LOG_SVC, "event=expunged user=%s count=%zu",
@@ -216,9 +215,209 @@ static void handle_expunge(rpc_call *call, const ProtobufCMessage *msg, void *ct
 	Store__ExpungeResponse resp = STORE__EXPUNGE_RESPONSE__INIT;
 	resp.expunged_uids = uids;
 	resp.n_expunged_uids = n;
-	rpc_call_reply(call, MAIL_OK, &resp.base);
+	pack_to(MAIL_OK, &resp.base, out);
 	free(uids);
+	return MAIL_OK;
 }
+
+/* One method's request/response types and executor. */
+struct store_op {
+	uint16_t method;
+	const ProtobufCMessageDescriptor *request;
+	const ProtobufCMessageDescriptor *response;
+	int (*exec)(mailstore *store, const ProtobufCMessage *req, buf *out);
+	int write;               /* replicated through the log */
+};
+
+#define STORE_EXEC(fn, type) \
+	static int fn##_any(mailstore *s, const ProtobufCMessage *m, buf *out) \
+	{ \
+		return fn(s, (const type *)m, out); \
+	}
+STORE_EXEC(exec_deliver, Store__DeliverRequest)
+STORE_EXEC(exec_list, Store__ListRequest)
+STORE_EXEC(exec_select, Store__SelectRequest)
+STORE_EXEC(exec_fetch, Store__FetchRequest)
+STORE_EXEC(exec_store_flags, Store__StoreFlagsRequest)
+STORE_EXEC(exec_expunge, Store__ExpungeRequest)
+
+/* STORE_OP_INBOX: a ListRequest whose apply creates INBOX (a read that
+ * would create it on the primary alone would make replicas diverge). */
+static const struct store_op store_ops[] = {
+	{ STORE__METHOD__DELIVER, &store__deliver_request__descriptor,
+	  &store__deliver_response__descriptor, exec_deliver_any, 1 },
+	{ STORE__METHOD__LIST, &store__list_request__descriptor,
+	  &store__list_response__descriptor, exec_list_any, 0 },
+	{ STORE__METHOD__SELECT, &store__select_request__descriptor,
+	  &store__select_response__descriptor, exec_select_any, 0 },
+	{ STORE__METHOD__FETCH, &store__fetch_request__descriptor,
+	  &store__fetch_response__descriptor, exec_fetch_any, 0 },
+	{ STORE__METHOD__STORE_FLAGS, &store__store_flags_request__descriptor,
+	  &store__store_flags_response__descriptor, exec_store_flags_any, 1 },
+	{ STORE__METHOD__EXPUNGE, &store__expunge_request__descriptor,
+	  &store__expunge_response__descriptor, exec_expunge_any, 1 },
+	{ STORE_OP_INBOX, &store__list_request__descriptor, &store__list_response__descriptor,
+	  exec_list_any, 1 },
+};
+
+static const struct store_op *store_op_find(uint16_t method)
+{
+	for (size_t i = 0; i < sizeof store_ops / sizeof store_ops[0]; i++)
+		if (store_ops[i].method == method)
+			return &store_ops[i];
+	return NULL;
+}
+
+/* Reply with status and a packed response of type desc. */
+static void reply_packed(rpc_call *call, int status, const ProtobufCMessageDescriptor *desc,
+			 const uint8_t *data, size_t len)
+{
+	if (status != MAIL_OK) {
+		rpc_call_reply(call, status, NULL);
+		return;
+	}
+	ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, data);
+	if (m == NULL) {
+		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+		return;
+	}
+	rpc_call_reply(call, MAIL_OK, m);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* Log payload: version 1 | method u16 BE | primary's wall clock ms i64 BE |
+ * the packed request. */
+#define STORE_ENTRY_HEAD 11
+
+int store_service_apply(mailstore *store, uint32_t partition, uint64_t index,
+			const uint8_t *payload, size_t len, buf *out)
+{
+	if (len < STORE_ENTRY_HEAD || payload[0] != 1)
+		return MAIL_ERR_PARAMS;
+	uint16_t method = (uint16_t)(payload[1] << 8 | payload[2]);
+	uint64_t ts = 0;
+	for (int i = 0; i < 8; i++)
+		ts = ts << 8 | payload[3 + i];
+	const struct store_op *op = store_op_find(method);
+	if (op == NULL || !op->write)
+		return MAIL_ERR_PARAMS;
+	ProtobufCMessage *req = protobuf_c_message_unpack(op->request, NULL,
+							  len - STORE_ENTRY_HEAD,
+							  payload + STORE_ENTRY_HEAD);
+	if (req == NULL)
+		return MAIL_ERR_PARAMS;
+	struct mailstore_apply a = { partition, index, (int64_t)ts };
+	mailstore_apply_begin(store, &a);
+	int ret = op->exec(store, req, out);
+	mailstore_apply_begin(store, NULL);
+	protobuf_c_message_free_unpacked(req, NULL);
+	return ret;
+}
+
+/* ---- handlers -------------------------------------------------------- */
+
+/* One request waiting for its log entry to commit. */
+struct store_wait {
+	store_service *svc;
+	rpc_call *call;
+	const struct store_op *op;      /* the method called */
+	const ProtobufCMessage *req;    /* valid until the reply */
+	int then_read;                  /* an INBOX entry before a read */
+};
+
+static void serve_read(store_service *svc, rpc_call *call, const struct store_op *op,
+		       const ProtobufCMessage *req)
+{
+	buf out;
+	buf_init(&out);
+	int status = op->exec(svc->store, req, &out);
+	reply_packed(call, status, op->response, out.data, out.len);
+	buf_deinit(&out);
+}
+
+static void committed_cb(int status, int op_status, const uint8_t *resp, size_t len, void *arg)
+{
+	struct store_wait *w = arg;
+	if (status != MAIL_OK)
+		rpc_call_reply(w->call, status, NULL);
+	else if (w->then_read)
+		serve_read(w->svc, w->call, w->op, w->req);
+	else
+		reply_packed(w->call, op_status, w->op->response, resp, len);
+	free(w);
+}
+
+static int propose(store_service *svc, uint32_t partition, uint16_t method,
+		   const ProtobufCMessage *req, struct store_wait *w)
+{
+	buf e;
+	buf_init(&e);
+	size_t len = protobuf_c_message_get_packed_size(req);
+	buf_reserve(&e, STORE_ENTRY_HEAD + len);
+	uint64_t ts = (uint64_t)util_now_wall_ms();
+	e.data[0] = 1;
+	e.data[1] = (uint8_t)(method >> 8);
+	e.data[2] = (uint8_t)method;
+	for (int i = 0; i < 8; i++)
+		e.data[3 + i] = (uint8_t)(ts >> (56 - 8 * i));
+	protobuf_c_message_pack(req, e.data + STORE_ENTRY_HEAD);
+	e.len = STORE_ENTRY_HEAD + len;
+	int ret = store_partitions_propose(svc->parts, partition, e.data, e.len, committed_cb, w);
+	buf_deinit(&e);
+	return ret;
+}
+
+/* Every request's first field is the user (the routing key). */
+static void handle_any(rpc_call *call, const struct store_op *op, const char *user,
+		       const ProtobufCMessage *req, store_service *svc)
+{
+	if (svc->parts == NULL) {
+		serve_read(svc, call, op, req);   /* standalone: no log */
+		return;
+	}
+	uint32_t partition;
+	int ret = store_partitions_primary(svc->parts, user, !op->write, &partition);
+	if (ret != MAIL_OK) {
+		rpc_call_reply(call, ret, NULL);
+		return;
+	}
+	struct store_wait *w = xcalloc(1, sizeof *w);
+	*w = (struct store_wait){ svc, call, op, req, 0 };
+	if (op->write) {
+		ret = propose(svc, partition, op->method, req, w);
+	} else {
+		int exists = 1;
+		if (op->method != STORE__METHOD__FETCH &&
+		    mailstore_mailbox_exists(svc->store, user, MAILSTORE_INBOX, &exists) != MAIL_OK)
+			exists = 1;   /* a bad user: the read says so */
+		if (exists) {
+			free(w);
+			serve_read(svc, call, op, req);
+			return;
+		}
+		/* INBOX is created through the log, then the read runs. */
+		Store__ListRequest lreq = STORE__LIST_REQUEST__INIT;
+		lreq.user = (char *)user;
+		w->then_read = 1;
+		ret = propose(svc, partition, STORE_OP_INBOX, &lreq.base, w);
+	}
+	if (ret != MAIL_OK) {
+		free(w);
+		rpc_call_reply(call, ret, NULL);
+	}
+}
+
+#define STORE_HANDLER(name, method, type) \
+	static void name(rpc_call *call, const ProtobufCMessage *msg, void *ctx) \
+	{ \
+		handle_any(call, store_op_find(method), ((const type *)msg)->user, msg, ctx); \
+	}
+STORE_HANDLER(handle_deliver, STORE__METHOD__DELIVER, Store__DeliverRequest)
+STORE_HANDLER(handle_list, STORE__METHOD__LIST, Store__ListRequest)
+STORE_HANDLER(handle_select, STORE__METHOD__SELECT, Store__SelectRequest)
+STORE_HANDLER(handle_fetch, STORE__METHOD__FETCH, Store__FetchRequest)
+STORE_HANDLER(handle_store_flags, STORE__METHOD__STORE_FLAGS, Store__StoreFlagsRequest)
+STORE_HANDLER(handle_expunge, STORE__METHOD__EXPUNGE, Store__ExpungeRequest)
 
 static const rpc_method store_methods[] = {
 	{ STORE__METHOD__DELIVER, "deliver", &store__deliver_request__descriptor, handle_deliver },
@@ -254,6 +453,16 @@ void store_service_destroy(store_service **service)
 	*service = NULL;
 	rpc_server_destroy(&svc->server);
 	free(svc);
+}
+
+void store_service_set_partitions(store_service *service, store_partitions *parts)
+{
+	service->parts = parts;
+}
+
+rpc_server *store_service_server(store_service *service)
+{
+	return service->server;
 }
 
 void store_service_counters(const store_service *service, struct rpc_counters *counters_r)

@@ -6,9 +6,13 @@
  * Deliveries are logged one line each:
  *   event=delivered delivery_id=.. user=.. uid=.. duplicate=0|1
  *
- * Partition/epoch fields are accepted but not checked yet: every partition
- * has one replica, which is the node the router points at. Fencing with
- * MAIL_ERR_NOT_PRIMARY / MAIL_ERR_STALE_EPOCH comes with replication.
+ * Standalone (no partitions set): every request runs on the mailstore at
+ * once. Replicated (store_service_set_partitions): the node answers only
+ * for partitions it is the primary of (MAIL_ERR_NOT_PRIMARY otherwise, the
+ * partition recomputed from the user); writes (DELIVER, STORE_FLAGS,
+ * EXPUNGE) go through the partition's log and are answered with the result
+ * their apply computed on this node; reads run on the primary's mailstore
+ * (a read that would create INBOX first creates it through the log).
  *
  * Loop thread only.
  */
@@ -21,8 +25,11 @@
 #include <uv.h>
 
 #define STORE_SERVICE_NAME "store"
+/* Log-only method: a ListRequest whose apply creates INBOX. */
+#define STORE_OP_INBOX 100
 
 typedef struct store_service store_service;
+typedef struct store_partitions store_partitions;
 
 /* store is borrowed and must outlive the service. Returns 0. */
 int store_service_create(uv_loop_t *loop, mailstore *store, store_service **service_r);
@@ -33,6 +40,17 @@ int store_service_listen(store_service *service, const char *host, int port, int
 /* Close the listener and every connection, free. NULLs *service. Handles
  * close asynchronously: run the loop once more before uv_loop_close(). */
 void store_service_destroy(store_service **service);
+/* Route requests through parts (borrowed; NULL: standalone again). */
+void store_service_set_partitions(store_service *service, store_partitions *parts);
+/* The service's RPC server, to serve "repl" on the same port. */
+rpc_server *store_service_server(store_service *service);
+/* Apply one log entry (made by this service on a primary) to store:
+ * deterministic on every replica; records index as partition's applied
+ * index in the same write. Returns the request's status; on MAIL_OK its
+ * packed response is appended to out. */
+struct buf;
+int store_service_apply(mailstore *store, uint32_t partition, uint64_t index,
+			const uint8_t *payload, size_t len, struct buf *out);
 /* The RPC server's counters (for metrics). */
 void store_service_counters(const store_service *service, struct rpc_counters *counters_r);
 

@@ -477,6 +477,58 @@ static void test_uidvalidity_unique(void **state)
 	mailstore_mailbox_info_free(&b);
 }
 
+/* Replicated apply: two stores (two replicas, one of which holds another
+ * mailbox already) applying the same entries compute the same UIDVALIDITY
+ * and UIDs from the primary's clock, and record the applied index in the
+ * write itself; reads never create INBOX through mailbox_exists. */
+static void test_apply_deterministic(void **state)
+{
+	struct fixture *f = *state;
+	char *dir2 = test_tmpdir_create("mailstore2");
+	mailstore *other = open_store(dir2);
+	struct mailstore_mailbox_info x;
+	/* The other replica's counter is ahead (a mailbox of another partition
+	 * created "later"): it must not change the replicated UIDVALIDITY. */
+	assert_int_equal(mailstore_mailbox_create(other, "z@x.org", "Z", &x), MAIL_OK);
+	mailstore_mailbox_info_free(&x);
+	mailstore *stores[2] = { f->store, other };
+	struct mailstore_deliver_result r[2];
+	int exists = 1;
+	for (int i = 0; i < 2; i++) {
+		uint64_t idx;
+		assert_int_equal(mailstore_applied_index(stores[i], 7, &idx), MAIL_OK);
+		assert_int_equal(idx, 0);
+		assert_int_equal(mailstore_mailbox_exists(stores[i], "a@x.org", "", &exists),
+				 MAIL_OK);
+		assert_false(exists);
+		struct mailstore_apply a = { 7, 41, 1000000000000 };
+		mailstore_apply_begin(stores[i], &a);
+		assert_int_equal(mailstore_deliver(stores[i], "a@x.org", "", "d1", "hi", 2, 0, NULL,
+						   0, &r[i]), MAIL_OK);
+		mailstore_apply_begin(stores[i], NULL);
+		assert_int_equal(mailstore_applied_index(stores[i], 7, &idx), MAIL_OK);
+		assert_int_equal(idx, 41);
+		assert_int_equal(mailstore_applied_index(stores[i], 8, &idx), MAIL_OK);
+		assert_int_equal(idx, 0);
+		assert_int_equal(mailstore_mailbox_exists(stores[i], "a@x.org", "INBOX", &exists),
+				 MAIL_OK);
+		assert_true(exists);
+		struct mailstore_message_info info;
+		void *body;
+		size_t len;
+		assert_int_equal(mailstore_fetch(stores[i], "a@x.org", "", r[i].uid, &info, &body,
+						 &len), MAIL_OK);
+		assert_int_equal(info.internal_date, 1000000000000);
+		mailstore_message_info_free(&info);
+		free(body);
+	}
+	assert_int_equal(r[0].uidvalidity, 1000000000);
+	assert_int_equal(r[1].uidvalidity, 1000000000);
+	assert_int_equal(r[0].uid, r[1].uid);
+	mailstore_close(&other);
+	test_tmpdir_remove(&dir2);
+}
+
 static void test_second_open_fails(void **state)
 {
 	struct fixture *f = *state;
@@ -501,6 +553,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_mailbox, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uidvalidity_unique, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_apply_deterministic, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
