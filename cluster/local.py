@@ -389,7 +389,7 @@ def main(argv):
     # the shape of the cluster is fixed by the first `up` and kept in
     # state/cluster.json, so later up/down/status see the same processes
     conf_path = os.path.join(state, "cluster.json")
-    conf = {"etcd_members": 1, "stores": 1, "queues": 1}
+    conf = {"etcd_members": 1, "stores": 3, "queues": 3}
     try:
         with open(conf_path) as f:
             conf.update(json.load(f))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fault test: kill -9 under a steady stream, then a full audit.
 
-A cluster with 3 store nodes (R=3), a queue node and a frontend on free
+A cluster with 3 store nodes (R=3), 3 queue nodes and a frontend on free
 ports. A sender thread sends a steady stream of messages to several users
 (each message retried on 4xx until it gets 250, as an MTA would); an IMAP
 thread keeps changing flags. Meanwhile: kill -9 a store node (each is the
@@ -119,12 +119,15 @@ def audit(c, stream, uidvalidity_before):
 
 
 def queue_depth(c):
-    url = f"http://127.0.0.1:{c.metrics_port('queue-1')}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith("mail_queue_messages{"):
-                return int(float(line.rsplit(" ", 1)[1]))
-    return -1
+    """Messages still queued on all queue nodes (their /metrics)."""
+    total = 0
+    for i in range(1, c.queues + 1):
+        url = f"http://127.0.0.1:{c.metrics_port(f'queue-{i}')}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("mail_queue_messages{"):
+                    total += int(float(line.rsplit(" ", 1)[1]))
+    return total
 
 
 def uidvalidities(c):
@@ -142,7 +145,7 @@ def main():
     bin_dir = os.environ.get("MAIL_BIN_DIR") or os.path.join(
         os.path.dirname(HERE), "build", "bin")
     state = tempfile.mkdtemp(prefix="mail-failover-")
-    c = local.Cluster.with_free_ports(state, bin_dir, stores=3, queues=1, lease_ttl=2)
+    c = local.Cluster.with_free_ports(state, bin_dir, stores=3, queues=3, lease_ttl=2)
     ok = False
     try:
         c.up()
@@ -154,7 +157,7 @@ def main():
             t.start()
         time.sleep(3)
         uv_before = uidvalidities(c)
-        for victim in ("store-2", "queue-1", "frontend-1"):
+        for victim in ("store-2", "queue-2", "frontend-1"):
             time.sleep(2)
             print(f"kill -9 {victim} (sent so far {s.sent})", flush=True)
             c.kill(victim, signal.SIGKILL)
