@@ -71,6 +71,8 @@ static void results_drop_upto(struct part *pt, uint64_t index)
 	size_t k = 0;
 	while (k < pt->n_results && pt->results[k].index <= index)
 		buf_deinit(&pt->results[k++].resp);
+	if (k == 0)
+		return; /* also covers results == NULL: no pointer arithmetic on it */
 	memmove(pt->results, pt->results + k, (pt->n_results - k) * sizeof *pt->results);
 	pt->n_results -= k;
 }
