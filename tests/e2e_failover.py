@@ -4,8 +4,9 @@
 A cluster with 3 store nodes (R=3), 3 queue nodes and a frontend on free
 ports. A sender thread sends a steady stream of messages to several users
 (each message retried on 4xx until it gets 250, as an MTA would); an IMAP
-thread keeps changing flags. Meanwhile: kill -9 a store node (each is the
-primary of about a third of the partitions), restart it; kill -9 the queue
+thread keeps changing flags. Meanwhile: kill -9 a store node, restart it;
+kill -9 the store node that is the elected controller (today also the
+primary of most partitions), restart it; kill -9 the queue
 node, restart it; kill -9 the frontend, restart it. Then the audit, through
 IMAP: every message that got 250 is in its mailbox exactly once, UIDs
 strictly increase, UIDVALIDITY did not change, and the queue drained.
@@ -13,7 +14,9 @@ It also prints the longest pause the sender saw. With MAIL_FAULT_SCALE=1
 it also scales the store tier 3 -> 4 -> 3 under the stream before the
 audit. Standard library only.
 """
+import base64
 import imaplib
+import json
 import os
 import random
 import shutil
@@ -132,6 +135,17 @@ def queue_depth(c):
     return total
 
 
+def controller_node(c):
+    """The node id holding /mail/v1/controller (the elected controller)."""
+    key = base64.b64encode(b"/mail/v1/controller").decode()
+    req = urllib.request.Request(c.etcd_url.split(",")[0] + "/v3/kv/range",
+                                 data=json.dumps({"key": key}).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        kvs = json.load(r).get("kvs", [])
+    assert kvs, "no controller elected"
+    return base64.b64decode(kvs[0]["value"]).decode()
+
+
 def uidvalidities(c):
     out = {}
     for user in USERS:
@@ -159,7 +173,9 @@ def main():
             t.start()
         time.sleep(3)
         uv_before = uidvalidities(c)
-        for victim in ("store-2", "queue-2", "frontend-1"):
+        for victim in ("store-2", "controller", "queue-2", "frontend-1"):
+            if victim == "controller":
+                victim = controller_node(c)
             time.sleep(2)
             print(f"kill -9 {victim} (sent so far {s.sent})", flush=True)
             c.kill(victim, signal.SIGKILL)
