@@ -39,6 +39,30 @@ static void message_info_to_pb(const struct mailstore_message_info *mi, Store__M
 	pb->modseq = mi->modseq;
 }
 
+/* A repeated MessageInfo field built from mailstore infos. The pb structs
+ * borrow the infos' strings: free this before the infos. */
+struct pb_message_infos {
+	Store__MessageInfo *pbs;
+	Store__MessageInfo **ptrs;
+};
+
+static void message_infos_to_pb(const struct mailstore_message_info *msgs, size_t n,
+				struct pb_message_infos *out)
+{
+	out->pbs = n > 0 ? xcalloc(n, sizeof *out->pbs) : NULL;
+	out->ptrs = n > 0 ? xcalloc(n, sizeof *out->ptrs) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		message_info_to_pb(&msgs[i], &out->pbs[i]);
+		out->ptrs[i] = &out->pbs[i];
+	}
+}
+
+static void pb_message_infos_free(struct pb_message_infos *infos)
+{
+	free(infos->ptrs);
+	free(infos->pbs);
+}
+
 static void mailbox_info_to_pb(const struct mailstore_mailbox_info *info, Store__MailboxInfo *pb)
 {
 	store__mailbox_info__init(pb);
@@ -122,19 +146,14 @@ static int exec_select(mailstore *store, const Store__SelectRequest *req, buf *o
 		return ret;
 	Store__MailboxInfo box;
 	mailbox_info_to_pb(&info, &box);
-	Store__MessageInfo *pbs = n > 0 ? xcalloc(n, sizeof *pbs) : NULL;
-	Store__MessageInfo **ptrs = n > 0 ? xcalloc(n, sizeof *ptrs) : NULL;
-	for (size_t i = 0; i < n; i++) {
-		message_info_to_pb(&msgs[i], &pbs[i]);
-		ptrs[i] = &pbs[i];
-	}
+	struct pb_message_infos infos;
+	message_infos_to_pb(msgs, n, &infos);
 	Store__SelectResponse resp = STORE__SELECT_RESPONSE__INIT;
 	resp.mailbox = &box;
-	resp.messages = ptrs;
+	resp.messages = infos.ptrs;
 	resp.n_messages = n;
 	pack_to(MAIL_OK, &resp.base, out);
-	free(ptrs);
-	free(pbs);
+	pb_message_infos_free(&infos);
 	mailstore_message_infos_free(msgs, n);
 	mailstore_mailbox_info_free(&info);
 	return MAIL_OK;
@@ -183,18 +202,13 @@ static int exec_store_flags(mailstore *store, const Store__StoreFlagsRequest *re
 					&n);
 	if (ret != MAIL_OK)
 		return ret;
-	Store__MessageInfo *pbs = n > 0 ? xcalloc(n, sizeof *pbs) : NULL;
-	Store__MessageInfo **ptrs = n > 0 ? xcalloc(n, sizeof *ptrs) : NULL;
-	for (size_t i = 0; i < n; i++) {
-		message_info_to_pb(&msgs[i], &pbs[i]);
-		ptrs[i] = &pbs[i];
-	}
+	struct pb_message_infos infos;
+	message_infos_to_pb(msgs, n, &infos);
 	Store__StoreFlagsResponse resp = STORE__STORE_FLAGS_RESPONSE__INIT;
-	resp.messages = ptrs;
+	resp.messages = infos.ptrs;
 	resp.n_messages = n;
 	pack_to(MAIL_OK, &resp.base, out);
-	free(ptrs);
-	free(pbs);
+	pb_message_infos_free(&infos);
 	mailstore_message_infos_free(msgs, n);
 	return MAIL_OK;
 }

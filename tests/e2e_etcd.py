@@ -11,32 +11,15 @@ Standard library only.
 """
 import imaplib
 import os
-import shutil
 import signal
 import smtplib
 import sys
-import tempfile
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
-import local  # noqa: E402
+sys.path.insert(0, HERE)
+import e2e_harness  # noqa: E402
 from e2e_mail import make_message  # noqa: E402
-
-PASSED, FAILED = [], []
-
-
-def check(name, fn):
-    try:
-        fn()
-    except Exception:
-        FAILED.append(name)
-        print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-    else:
-        PASSED.append(name)
-        print(f"ok   {name}", flush=True)
-
 
 class T:
     def __init__(self, c):
@@ -115,35 +98,13 @@ class T:
 
 
 def main():
-    bin_dir = os.environ.get("MAIL_BIN_DIR") or os.path.join(
-        os.path.dirname(HERE), "build", "bin")
-    state = tempfile.mkdtemp(prefix="mail-e2e-etcd-")
-    c = local.Cluster.with_free_ports(state, bin_dir, lease_ttl=3, etcd_members=3)
-    pids = []
-    try:
-        c.up()
-        pids = [c.pid(name) for name, *_ in c.specs()]
+    def body(c, check):
         c.mailctl("user", "add", "alice@example.test", stdin="pw\n")
         t = T(c)
         check("all_up", t.all_up)
         check("one_member_down", t.one_member_down)
         check("quorum_lost", t.quorum_lost)
-        pids += [c.pid(name) for name, *_ in c.specs()]
-    except Exception:
-        FAILED.append("setup")
-        traceback.print_exc()
-    finally:
-        c.down()
-        left = [p for p in pids if p and local.pid_alive(p)]
-        if left:
-            FAILED.append("down_leaves_nothing")
-            print(f"FAIL processes left after down: {left}")
-        if FAILED:
-            for name, *_ in c.specs():
-                print(f"--- {name} log tail ---\n{c.log_tail(name, 15)}")
-        shutil.rmtree(state, ignore_errors=True)
-    print(f"{len(PASSED)} passed, {len(FAILED)} failed")
-    return 1 if FAILED else 0
+    return e2e_harness.run("mail-e2e-etcd-", body, lease_ttl=3, etcd_members=3)
 
 
 if __name__ == "__main__":

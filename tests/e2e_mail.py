@@ -15,34 +15,16 @@ Standard library only.
 """
 import imaplib
 import os
-import shutil
 import signal
 import smtplib
 import socket
 import sys
-import tempfile
 import time
-import traceback
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
-import local  # noqa: E402
-
-PASSED = []
-FAILED = []
-
-
-def check(name, fn):
-    try:
-        fn()
-    except Exception:
-        FAILED.append(name)
-        print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-    else:
-        PASSED.append(name)
-        print(f"ok   {name}", flush=True)
-
+sys.path.insert(0, HERE)
+import e2e_harness  # noqa: E402
 
 def make_message(subject, body_lines):
     lines = [f"From: Sender <sender@remote.test>", "To: alice@example.test",
@@ -279,14 +261,7 @@ class E2E:
 
 
 def main():
-    bin_dir = os.environ.get("MAIL_BIN_DIR") or os.path.join(
-        os.path.dirname(HERE), "build", "bin")
-    state = tempfile.mkdtemp(prefix="mail-e2e-")
-    c = local.Cluster.with_free_ports(state, bin_dir, lease_ttl=3)
-    pids = []
-    try:
-        c.up()
-        pids = [c.pid(name) for name, *_ in c.specs()]
+    def body(c, check):
         c.mailctl("user", "add", "alice@example.test", stdin="s3cret pass\n")
         t = E2E(c)
         check("send_and_read_back", t.send_and_read_back)
@@ -296,24 +271,7 @@ def main():
         check("kill_right_after_250", t.kill_right_after_250)
         check("imap_semantics", t.imap_semantics)
         check("metrics", t.metrics)
-        pids = [c.pid(name) for name, *_ in c.specs()]
-    except Exception:
-        FAILED.append("setup")
-        traceback.print_exc()
-        for name, *_ in c.specs():
-            print(f"--- {name} log tail ---\n{c.log_tail(name, 30)}")
-    finally:
-        c.down()
-        left = [p for p in pids if p and local.pid_alive(p)]
-        if left:
-            FAILED.append("down_leaves_nothing")
-            print(f"FAIL processes left after down: {left}")
-        if FAILED:
-            for name, *_ in c.specs():
-                print(f"--- {name} log tail ---\n{c.log_tail(name, 15)}")
-        shutil.rmtree(state, ignore_errors=True)
-    print(f"{len(PASSED)} passed, {len(FAILED)} failed")
-    return 1 if FAILED else 0
+    return e2e_harness.run("mail-e2e-", body, lease_ttl=3)
 
 
 if __name__ == "__main__":
