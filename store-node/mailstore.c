@@ -438,16 +438,35 @@ static int db_write(mailstore *s, leveldb_writebatch_t *wb, const char *what)
 	return MAIL_OK;
 }
 
+/* Log a LevelDB read error and free it. */
+static void db_read_failed(char *err)
+{
+	char q[256];
+	log_event(LOG_ERROR, LOG_SVC, "event=db_read_failed error=%s",
+		  log_quote(q, sizeof q, err, strlen(err)));
+	leveldb_free(err);
+}
+
+/* Destroy an iterator after a scan: MAIL_OK, or MAIL_ERR_INTERNAL (logged)
+ * when the scan stopped on a read error rather than at the end. */
+static int db_iter_close(leveldb_iterator_t *it)
+{
+	char *err = NULL;
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	if (err == NULL)
+		return MAIL_OK;
+	db_read_failed(err);
+	return MAIL_ERR_INTERNAL;
+}
+
 /* Returns 1 with *val_r (leveldb_free it), 0 when missing, <0 on error. */
 static int db_get(mailstore *s, const buf *key, char **val_r, size_t *len_r)
 {
 	char *err = NULL;
 	*val_r = leveldb_get(s->db, s->ropts, (const char *)key->data, key->len, len_r, &err);
 	if (err != NULL) {
-		char q[256];
-		log_event(LOG_ERROR, LOG_SVC, "event=db_read_failed error=%s",
-			  log_quote(q, sizeof q, err, strlen(err)));
-		leveldb_free(err);
+		db_read_failed(err);
 		return -1;
 	}
 	return *val_r != NULL;
@@ -615,16 +634,8 @@ static int meta_scan(mailstore *s, const char *user, const struct mbox *m,
 		}
 		n++;
 	}
-	char *err = NULL;
-	leveldb_iter_get_error(it, &err);
-	if (err != NULL) {
-		char q[256];
-		log_event(LOG_ERROR, LOG_SVC, "event=db_read_failed error=%s",
-			  log_quote(q, sizeof q, err, strlen(err)));
-		leveldb_free(err);
+	if (db_iter_close(it) != MAIL_OK)
 		ret = MAIL_ERR_INTERNAL;
-	}
-	leveldb_iter_destroy(it);
 	buf_deinit(&prefix);
 	if (ret != MAIL_OK) {
 		mailstore_message_infos_free(msgs, n);
@@ -860,13 +871,8 @@ static int list_locked(mailstore *s, const char *user, struct mailstore_mailbox_
 		mbox_info_fill(&boxes[n++], name, &m);
 		free(name);
 	}
-	char *err = NULL;
-	leveldb_iter_get_error(it, &err);
-	if (err != NULL) {
-		leveldb_free(err);
+	if (db_iter_close(it) != MAIL_OK)
 		ret = MAIL_ERR_INTERNAL;
-	}
-	leveldb_iter_destroy(it);
 	buf_deinit(&prefix);
 	if (ret != MAIL_OK) {
 		mailstore_mailbox_infos_free(boxes, n);
