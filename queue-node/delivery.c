@@ -2,14 +2,17 @@
  *
  * Ordering that makes delivery exactly-once (STYLE.md rule 14):
  *   1. the store tier acknowledges recipient i (its write is durable there);
- *   2. we record "i done" in the queue store with a sync write;
- *   3. only then do we move to recipient i+1, and delete the message (sync)
- *      after the last one.
+ *   2. we record "i done" durably (the journal: a sync write, or a commit
+ *      of the partition's replicated log);
+ *   3. only then do we move to recipient i+1, and remove the message
+ *      (journal) after the last one.
  * A crash between 1 and 2 makes the next attempt deliver recipient i again
  * with the same delivery_id "<queue id>/<i>", which the store recognises and
  * answers with the first uid (duplicate=1): the duplicate window between the
  * store's commit and our flag is closed by the store's idempotency, not by
- * timing.
+ * timing. The same holds across nodes: a new leader of the partition that
+ * delivers recipient i again (the old one died between 1 and 2) uses the
+ * same delivery_id.
  */
 #include "delivery.h"
 
@@ -29,6 +32,8 @@ struct delivery_job {
 	size_t current;     /* index of the RPC in flight */
 	int *deferred;      /* per recipient: 0, or the temporary status */
 	size_t n_deferred;
+	Store__DeliverResponse result; /* of recipient current (uid, duplicate) */
+	int bounced;        /* recipient current failed permanently */
 	char qid[QUEUE_ID_MAX + 1];
 };
 
@@ -38,6 +43,8 @@ struct queue_delivery {
 	store_client *client;
 	queue_sched *sched;
 	struct queue_sched_ops ops;
+	const struct queue_journal *journal;
+	void *journal_ctx;
 	struct delivery_job *jobs; /* attempts running */
 	int stopping;
 };
@@ -64,24 +71,47 @@ static const char *delivery__rcpt(const struct delivery_job *job, size_t i, char
 	return log_quote(q, qsz, r, strlen(r));
 }
 
-/* The attempt is over: delete the message if nothing is left, else ask the
+/* The journal says another node leads the message's partition now: stop
+ * here; its leader delivers what is left (same delivery ids). */
+static void delivery__hand_over(struct delivery_job *job)
+{
+	log_event(LOG_INFO, "queue", "event=handed_over qid=%s", job->qid);
+	queue_sched_done(job->d->sched, job->qid, QUEUE_SCHED_FINISHED);
+	delivery__job_free(job);
+}
+
+static void delivery__removed_cb(int status, void *arg)
+{
+	struct delivery_job *job = arg;
+	queue_delivery *d = job->d;
+	if (d->stopping) {
+		delivery__job_free(job);
+		return;
+	}
+	if (status == MAIL_ERR_NOT_PRIMARY) {
+		delivery__hand_over(job);
+		return;
+	}
+	if (status != MAIL_OK) {
+		/* Every recipient is recorded done: the next attempt only
+		 * retries this removal. */
+		log_event(LOG_ERROR, "queue", "event=remove_failed qid=%s status=%s", job->qid,
+			  mail_error_info(status)->name);
+		queue_sched_done(d->sched, job->qid, QUEUE_SCHED_RETRY);
+	} else {
+		log_event(LOG_INFO, "queue", "event=removed qid=%s", job->qid);
+		queue_sched_done(d->sched, job->qid, QUEUE_SCHED_FINISHED);
+	}
+	delivery__job_free(job);
+}
+
+/* The attempt is over: remove the message if nothing is left, else ask the
  * scheduler for the next attempt. */
 static void delivery__finish(struct delivery_job *job)
 {
 	queue_delivery *d = job->d;
-	const char *error;
 	if (job->n_deferred == 0) {
-		if (queue_store_delete(d->store, job->qid, &error) < 0) {
-			/* Every recipient is recorded done: the next attempt
-			 * only retries this delete. */
-			log_event(LOG_ERROR, "queue", "event=remove_failed qid=%s error=%s",
-				  job->qid, error);
-			queue_sched_done(d->sched, job->qid, QUEUE_SCHED_RETRY);
-		} else {
-			log_event(LOG_INFO, "queue", "event=removed qid=%s", job->qid);
-			queue_sched_done(d->sched, job->qid, QUEUE_SCHED_FINISHED);
-		}
-		delivery__job_free(job);
+		d->journal->remove(d->journal_ctx, job->qid, delivery__removed_cb, job);
 		return;
 	}
 	int64_t next_in = queue_sched_done(d->sched, job->qid, QUEUE_SCHED_RETRY);
@@ -97,20 +127,44 @@ static void delivery__finish(struct delivery_job *job)
 	delivery__job_free(job);
 }
 
-/* Record recipient i done (sync). On failure the recipient counts as
+/* Recipient current is recorded done (or not). On failure it counts as
  * deferred: delivering it again later is safe (delivery_id). */
-static int delivery__mark_done(struct delivery_job *job, size_t i)
+static void delivery__marked_cb(int status, void *arg)
 {
-	const char *error;
-	if (queue_store_mark_delivered(job->d->store, job->qid, (uint32_t)i, &error) < 0) {
-		log_event(LOG_ERROR, "queue", "event=mark_failed qid=%s rcpt_index=%zu error=%s",
-			  job->qid, i, error);
+	struct delivery_job *job = arg;
+	if (job->d->stopping) {
+		delivery__job_free(job);
+		return;
+	}
+	if (status == MAIL_ERR_NOT_PRIMARY) {
+		delivery__hand_over(job);
+		return;
+	}
+	size_t i = job->current;
+	char q[300];
+	if (status != MAIL_OK) {
+		log_event(LOG_ERROR, "queue", "event=mark_failed qid=%s rcpt_index=%zu status=%s",
+			  job->qid, i, mail_error_info(status)->name);
 		job->deferred[i] = MAIL_ERR_INTERNAL;
 		job->n_deferred++;
-		return -1;
+	} else {
+		job->msg->delivered[i] = 1;
+		if (!job->bounced)
+			log_event(LOG_INFO, "queue",
+				  "event=delivered qid=%s rcpt=%s uid=%u uidvalidity=%u "
+				  "duplicate=%d", job->qid, delivery__rcpt(job, i, q, sizeof q),
+				  job->result.uid, job->result.uidvalidity,
+				  job->result.duplicate);
 	}
-	job->msg->delivered[i] = 1;
-	return 0;
+	job->next_rcpt = i + 1;
+	delivery__next(job);
+}
+
+static void delivery__mark_done(struct delivery_job *job)
+{
+	queue_delivery *d = job->d;
+	d->journal->mark_done(d->journal_ctx, job->qid, (uint32_t)job->current,
+			      delivery__marked_cb, job);
 }
 
 static void delivery__deliver_cb(int status, const ProtobufCMessage *resp, void *arg)
@@ -125,14 +179,17 @@ static void delivery__deliver_cb(int status, const ProtobufCMessage *resp, void 
 	}
 	size_t i = job->current;
 	char q[300];
+	job->bounced = 0;
 	if (status == MAIL_OK) {
 		const Store__DeliverResponse *r = (const Store__DeliverResponse *)resp;
-		if (delivery__mark_done(job, i) == 0)
-			log_event(LOG_INFO, "queue",
-				  "event=delivered qid=%s rcpt=%s uid=%u uidvalidity=%u "
-				  "duplicate=%d",
-				  job->qid, delivery__rcpt(job, i, q, sizeof q),
-				  r ? r->uid : 0, r ? r->uidvalidity : 0, r ? r->duplicate : 0);
+		job->result = (Store__DeliverResponse)STORE__DELIVER_RESPONSE__INIT;
+		if (r != NULL) {
+			job->result.uid = r->uid;
+			job->result.uidvalidity = r->uidvalidity;
+			job->result.duplicate = r->duplicate;
+		}
+		delivery__mark_done(job);
+		return;
 	} else if (mail_error_info(status)->temporary) {
 		job->deferred[i] = status;
 		job->n_deferred++;
@@ -144,7 +201,9 @@ static void delivery__deliver_cb(int status, const ProtobufCMessage *resp, void 
 			  job->qid, delivery__rcpt(job, i, q, sizeof q),
 			  mail_error_info(status)->name,
 			  job->msg->envelope->mail_from[0] ? "set" : "null");
-		delivery__mark_done(job, i);
+		job->bounced = 1;
+		delivery__mark_done(job);
+		return;
 	}
 	job->next_rcpt = i + 1;
 	delivery__next(job);
@@ -178,6 +237,12 @@ static void delivery__start(void *ctx, const char *queue_id, uint32_t attempt)
 {
 	queue_delivery *d = ctx;
 	const char *error;
+	if (!d->journal->may_deliver(d->journal_ctx, queue_id)) {
+		/* Another node leads its partition now (or none yet: the
+		 * leader's take-over schedules it again). */
+		queue_sched_done(d->sched, queue_id, QUEUE_SCHED_FINISHED);
+		return;
+	}
 	Queue__QueuedMessage *msg = NULL;
 	int ret = queue_store_get(d->store, queue_id, &msg, &error);
 	if (ret <= 0) {
@@ -206,13 +271,52 @@ static void delivery__start(void *ctx, const char *queue_id, uint32_t attempt)
 	delivery__next(job);
 }
 
+/* ---- the direct journal: sync writes to the queue store ---------------- */
+
+static void direct__mark_done(void *ctx, const char *queue_id, uint32_t rcpt_index,
+			      queue_journal_cb *cb, void *arg)
+{
+	queue_delivery *d = ctx;
+	const char *error;
+	int ret = queue_store_mark_delivered(d->store, queue_id, rcpt_index, &error);
+	if (ret < 0)
+		log_event(LOG_ERROR, "queue", "event=store_write_failed qid=%s error=\"%s\"",
+			  queue_id, error);
+	cb(ret < 0 ? MAIL_ERR_INTERNAL : MAIL_OK, arg);
+}
+
+static void direct__remove(void *ctx, const char *queue_id, queue_journal_cb *cb, void *arg)
+{
+	queue_delivery *d = ctx;
+	const char *error;
+	int ret = queue_store_delete(d->store, queue_id, &error);
+	if (ret < 0)
+		log_event(LOG_ERROR, "queue", "event=store_write_failed qid=%s error=\"%s\"",
+			  queue_id, error);
+	cb(ret < 0 ? MAIL_ERR_INTERNAL : MAIL_OK, arg);
+}
+
+static int direct__may_deliver(void *ctx, const char *queue_id)
+{
+	(void)ctx;
+	(void)queue_id;
+	return 1;
+}
+
+static const struct queue_journal direct_journal = {
+	direct__mark_done, direct__remove, direct__may_deliver
+};
+
 queue_delivery *queue_delivery_create(uv_loop_t *loop, const struct queue_sched_settings *set,
-				      queue_store *store, store_client *client)
+				      queue_store *store, store_client *client,
+				      const struct queue_journal *journal, void *journal_ctx)
 {
 	queue_delivery *d = xcalloc(1, sizeof *d);
 	d->loop = loop;
 	d->store = store;
 	d->client = client;
+	d->journal = journal != NULL ? journal : &direct_journal;
+	d->journal_ctx = journal != NULL ? journal_ctx : d;
 	d->ops.deliver = delivery__start;
 	d->sched = queue_sched_create(loop, set, &d->ops, d);
 	return d;
@@ -268,6 +372,45 @@ int queue_recover(queue_delivery *d, const char **error_r)
 		return -1;
 	log_event(LOG_INFO, "queue", "event=recovery_done scheduled=%d", count);
 	return count;
+}
+
+struct take_over_ctx {
+	queue_delivery *d;
+	queue_delivery_filter *mine;
+	void *arg;
+	int count;
+};
+
+static void delivery__take_over_cb(const Queue__QueuedMessage *msg, void *arg)
+{
+	struct take_over_ctx *t = arg;
+	const char *qid = msg->envelope->queue_id;
+	if (!t->mine(qid, t->arg))
+		return;
+	if (queue_sched_add(t->d->sched, qid, 0) != 1)
+		return;
+	size_t pending = 0;
+	for (size_t i = 0; i < msg->n_delivered; i++)
+		pending += !msg->delivered[i];
+	log_event(LOG_INFO, "queue", "event=recovered qid=%s rcpts=%zu pending=%zu reason=take_over",
+		  qid, msg->envelope->n_rcpt_to, pending);
+	t->count++;
+}
+
+/* A node that takes a partition over finds its undelivered messages in its
+ * own store: it applied every committed entry (that is what leading
+ * means), so the store holds every acknowledged message not yet removed.
+ * Recipients already done are skipped by the attempt; one delivered by the
+ * old leader but not yet recorded is deduplicated by the store. */
+int queue_delivery_take_over(queue_delivery *d, queue_delivery_filter *mine, void *arg,
+			     const char **error_r)
+{
+	struct take_over_ctx t = { d, mine, arg, 0 };
+	if (d->stopping)
+		return 0;
+	if (queue_store_load_all(d->store, delivery__take_over_cb, &t, error_r) < 0)
+		return -1;
+	return t.count;
 }
 
 void queue_delivery_stop(queue_delivery *d)

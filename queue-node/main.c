@@ -10,17 +10,21 @@
 #include "daemon.h"
 #include "delivery.h"
 #include "log.h"
+#include "queue-repl.h"
 #include "queue-service.h"
 #include "queue-store.h"
 #include "router.h"
 #include "scheduler.h"
 #include "store-client.h"
+#include "xalloc.h"
 
 #define LOG_SVC "queue"
 
 struct queue_node_settings {
 	const char *id, *listen, *data, *etcd, *metrics;
+	const char *advertise;
 	unsigned partitions;
+	unsigned replicas;
 	unsigned lease_ttl_s;
 	struct queue_sched_settings sched;
 	struct queue_service_settings service;
@@ -29,11 +33,10 @@ struct queue_node_settings {
 struct queue_node {
 	uv_loop_t loop;
 	queue_store *store;
-	router *router;
+	queue_repl *repl;
 	store_client *store_client;
 	queue_delivery *delivery;
 	queue_service *service;
-	router_member *member;
 	metrics *metrics;
 	struct daemon_signals signals;
 };
@@ -41,7 +44,8 @@ struct queue_node {
 static void usage(void)
 {
 	fprintf(stderr, "usage: queue-node --id ID --listen HOST:PORT --data DIR --etcd URL\n"
-		"  [--partitions N (256)] [--lease-ttl S (5)] [--retry-initial-ms MS (1000)]\n"
+		"  [--advertise HOST] [--partitions N (256)] [--replicas R (3)]\n"
+		"  [--lease-ttl S (5)] [--retry-initial-ms MS (1000)]\n"
 		"  [--retry-max-ms MS (60000)] [--max-inflight N (64)]\n"
 		"  [--metrics HOST:PORT (Prometheus /metrics; default off)]\n");
 	exit(2);
@@ -55,6 +59,8 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 		{ "data", required_argument, NULL, 'd' },
 		{ "etcd", required_argument, NULL, 'e' },
 		{ "partitions", required_argument, NULL, 'p' },
+		{ "replicas", required_argument, NULL, 'n' },
+		{ "advertise", required_argument, NULL, 'a' },
 		{ "lease-ttl", required_argument, NULL, 't' },
 		{ "retry-initial-ms", required_argument, NULL, 'r' },
 		{ "retry-max-ms", required_argument, NULL, 'R' },
@@ -71,6 +77,11 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 		case 'd': set->data = optarg; break;
 		case 'e': set->etcd = optarg; break;
 		case 'M': set->metrics = optarg; break;
+		case 'a': set->advertise = optarg; break;
+		case 'n':
+			if (daemon_options_parse_uint(optarg, 1, 8, &set->replicas) < 0)
+				usage();
+			break;
 		case 'p':
 			if (daemon_options_parse_uint(optarg, 1, 65536, &set->partitions) < 0)
 				usage();
@@ -116,14 +127,16 @@ static void node_metrics_cb(buf *out, const char *labels, void *arg)
 }
 
 /* SIGTERM/SIGINT: leave membership, stop taking requests, drop deliveries
- * in flight (they stay queued on disk); the loop then runs dry. */
+ * in flight (they stay queued, on every replica); the loop then runs dry.
+ * The order is the one delivery.h and repl-host.h ask for. */
 static void node_stop_cb(void *arg)
 {
 	struct queue_node *node = arg;
-	router_member_stop(&node->member);
+	queue_repl_stop(node->repl);
 	metrics_destroy(&node->metrics);
-	queue_service_destroy(&node->service);
 	queue_delivery_stop(node->delivery);
+	queue_service_destroy(&node->service);
+	queue_repl_destroy(&node->repl);
 	store_client_destroy(&node->store_client);
 	queue_delivery_destroy(&node->delivery);
 	daemon_signals_deinit(&node->signals);
@@ -132,6 +145,7 @@ static void node_stop_cb(void *arg)
 int main(int argc, char **argv)
 {
 	struct queue_node_settings set = { .partitions = ROUTER_DEFAULT_PARTITIONS,
+					   .replicas = ROUTER_DEFAULT_REPLICAS,
 					   .lease_ttl_s = ROUTER_DEFAULT_LEASE_TTL_S };
 	queue_sched_settings_default(&set.sched);
 	queue_service_settings_default(&set.service);
@@ -149,19 +163,33 @@ int main(int argc, char **argv)
 	uv_loop_init(&node.loop);
 	if (queue_store_open(set.data, &node.store, &error) < 0)
 		fatal("queue_store", error);
-	if (router_create(set.etcd, &node.router, &error) < 0)
-		fatal("router", error);
-	node.store_client = store_client_create(&node.loop, node.router);
-	node.delivery = queue_delivery_create(&node.loop, &set.sched, node.store,
-					      node.store_client);
-	if (queue_recover(node.delivery, &error) < 0)
-		fatal("recover", error);
-	queue_service_create(&node.loop, &set.service, node.store, node.delivery, &node.service);
+	/* The service listens first (its port goes into the ring); it refuses
+	 * requests until the delivery side is set below. */
+	queue_service_create(&node.loop, &set.service, node.store, NULL, &node.service);
 	if (queue_service_listen(node.service, host, port, &port, &error) < 0)
 		fatal("rpc_listen", error);
-	if (router_member_start(&node.loop, set.etcd, ROUTER_ROLE_QUEUE, set.id, host, port,
-				(int)set.lease_ttl_s, set.partitions, &node.member, &error) < 0)
-		fatal("membership", error);
+	char *repl_dir = xasprintf("%s/repl", set.data);
+	struct repl_host_settings hs = {
+		.role = ROUTER_ROLE_QUEUE,
+		.node_id = set.id,
+		.etcd_url = set.etcd,
+		.host = set.advertise != NULL ? set.advertise : host,
+		.port = port,
+		.repl_dir = repl_dir,
+		.n_partitions = set.partitions,
+		.n_replicas = set.replicas,
+		.ttl_s = (int)set.lease_ttl_s,
+	};
+	int r = queue_repl_start(&node.loop, queue_service_server(node.service), &hs, node.store,
+				 &node.repl, &error);
+	free(repl_dir);
+	if (r < 0)
+		fatal("replication", error);
+	node.store_client = store_client_create(&node.loop, queue_repl_router(node.repl));
+	node.delivery = queue_delivery_create(&node.loop, &set.sched, node.store,
+					      node.store_client, queue_repl_journal(), node.repl);
+	queue_repl_set_delivery(node.repl, node.delivery);
+	queue_service_set_repl(node.service, node.repl, node.delivery);
 	if (set.metrics != NULL) {
 		if (daemon_metrics_start(&node.loop, LOG_SVC, set.id, set.metrics, &node.metrics,
 					 &error) < 0)
@@ -174,7 +202,6 @@ int main(int argc, char **argv)
 
 	if (daemon_loop_finish(&node.loop) != 0)
 		log_event(LOG_WARN, LOG_SVC, "event=loop_busy_at_exit");
-	router_destroy(&node.router);
 	queue_store_close(&node.store);
 	free(host);
 	log_event(LOG_INFO, LOG_SVC, "event=stopped id=%s", set.id);

@@ -15,7 +15,14 @@ struct queue_service {
 	struct queue_service_settings set;
 	queue_store *store;
 	queue_delivery *delivery;
+	queue_repl *repl;           /* NULL: standalone */
 	rpc_server *server;
+};
+
+/* An enqueue waiting for its partition's log. */
+struct enqueue_wait {
+	rpc_call *call;
+	char qid[QUEUE_ID_MAX + 1];
 };
 
 void queue_service_settings_default(struct queue_service_settings *set)
@@ -70,6 +77,63 @@ int queue_service_validate(const struct queue_service_settings *set,
 	return MAIL_OK;
 }
 
+static void service__log_enqueued(rpc_call *call, const Queue__EnqueueRequest *req,
+				  int duplicate)
+{
+	char q[160];
+	if (duplicate) {
+		log_event(LOG_INFO, "queue", "event=enqueue_duplicate qid=%s peer=%s",
+			  req->queue_id, rpc_call_peer(call));
+	} else {
+		log_event(LOG_INFO, "queue", "event=enqueued qid=%s from=%s rcpts=%zu size=%zu "
+			  "session=%s", req->queue_id,
+			  log_quote(q, sizeof q, req->mail_from, strlen(req->mail_from)),
+			  req->n_rcpt_to, req->body.len,
+			  req->session_id[0] ? req->session_id : "-");
+	}
+}
+
+static void service__committed_cb(int status, int duplicate, void *arg)
+{
+	struct enqueue_wait *w = arg;
+	if (status != MAIL_OK) {
+		log_event(LOG_WARN, "queue", "event=enqueue_failed qid=%s status=%s", w->qid,
+			  mail_error_info(status)->name);
+		/* Unknown outcome: the client retries with the same queue id. */
+		rpc_call_reply(w->call, mail_error_info(status)->temporary ? status
+								     : MAIL_ERR_TEMP, NULL);
+	} else {
+		log_event(LOG_INFO, "queue", "event=%s qid=%s replicated=1",
+			  duplicate ? "enqueue_duplicate" : "enqueued", w->qid);
+		Queue__EnqueueResponse resp = QUEUE__ENQUEUE_RESPONSE__INIT;
+		resp.queue_id = w->qid;
+		rpc_call_reply(w->call, MAIL_OK, &resp.base);
+	}
+	free(w);
+}
+
+/* The replicated ENQUEUE: through the partition's log; delivery is
+ * scheduled by the apply on the partition's leader (queue-repl.c). */
+static void service__enqueue_repl(queue_service *svc, rpc_call *call,
+				  const Queue__QueuedMessage *rec)
+{
+	struct enqueue_wait *w = xcalloc(1, sizeof *w);
+	w->call = call;
+	strcpy(w->qid, rec->envelope->queue_id);
+	int ret = queue_repl_enqueue(svc->repl, rec, service__committed_cb, w);
+	if (ret != MAIL_OK) {
+		free(w);
+		rpc_call_reply(call, ret, NULL);
+		return;
+	}
+	char q[160];
+	const Queue__EnqueueRequest *req = rec->envelope;
+	log_event(LOG_INFO, "queue", "event=enqueue_proposed qid=%s from=%s rcpts=%zu size=%zu "
+		  "session=%s", req->queue_id,
+		  log_quote(q, sizeof q, req->mail_from, strlen(req->mail_from)),
+		  req->n_rcpt_to, req->body.len, req->session_id[0] ? req->session_id : "-");
+}
+
 static void service__enqueue(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	queue_service *svc = ctx;
@@ -85,9 +149,17 @@ static void service__enqueue(rpc_call *call, const ProtobufCMessage *msg, void *
 		rpc_call_reply(call, status, NULL);
 		return;
 	}
+	if (svc->delivery == NULL) {
+		rpc_call_reply(call, MAIL_ERR_NOT_PRIMARY, NULL); /* not started yet */
+		return;
+	}
 	Queue__QueuedMessage rec = QUEUE__QUEUED_MESSAGE__INIT;
 	rec.envelope = (Queue__EnqueueRequest *)req;
 	rec.next_attempt_at = util_now_wall_ms();
+	if (svc->repl != NULL) {
+		service__enqueue_repl(svc, call, &rec);
+		return;
+	}
 	/* The sync LevelDB write runs on the loop thread: it costs ~0.3 ms on
 	 * our disks (DEPS-FACTS section 4) and keeps the ack ordering trivial.
 	 * Moving it to uv_queue_work with group commit is the next step when
@@ -102,16 +174,7 @@ static void service__enqueue(rpc_call *call, const ProtobufCMessage *msg, void *
 	/* Durable now: only from here may the client hear MAIL_OK. */
 	Queue__EnqueueResponse resp = QUEUE__ENQUEUE_RESPONSE__INIT;
 	resp.queue_id = req->queue_id;
-	if (ret == 1) {
-		log_event(LOG_INFO, "queue", "event=enqueue_duplicate qid=%s peer=%s",
-			  req->queue_id, rpc_call_peer(call));
-	} else {
-		log_event(LOG_INFO, "queue", "event=enqueued qid=%s from=%s rcpts=%zu size=%zu "
-			  "session=%s", req->queue_id,
-			  log_quote(q, sizeof q, req->mail_from, strlen(req->mail_from)),
-			  req->n_rcpt_to, req->body.len,
-			  req->session_id[0] ? req->session_id : "-");
-	}
+	service__log_enqueued(call, req, ret == 1);
 	char qid[QUEUE_ID_MAX + 1];
 	strcpy(qid, req->queue_id); /* req dies with the reply */
 	rpc_call_reply(call, MAIL_OK, &resp.base);
@@ -142,6 +205,17 @@ int queue_service_listen(queue_service *svc, const char *host, int port, int *po
 			 const char **error_r)
 {
 	return rpc_server_listen(svc->server, host, port, port_r, error_r);
+}
+
+void queue_service_set_repl(queue_service *service, queue_repl *qr, queue_delivery *d)
+{
+	service->repl = qr;
+	service->delivery = d;
+}
+
+rpc_server *queue_service_server(queue_service *service)
+{
+	return service->server;
 }
 
 void queue_service_destroy(queue_service **service)

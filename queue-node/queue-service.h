@@ -1,10 +1,15 @@
 /* queue-service.h: the queue node's RPC service "queue" (queue.proto).
  *
- * ENQUEUE validates the request, stores it durably (queue_store_put, a sync
- * LevelDB write) and only then replies MAIL_OK (STYLE.md rule 14: the
- * acknowledgement comes from the commit), after which delivery is scheduled
- * at once. A queue id already stored is acknowledged again without a second
- * copy, so a client retry never duplicates a message.
+ * ENQUEUE validates the request, stores it durably and only then replies
+ * MAIL_OK (STYLE.md rule 14: the acknowledgement comes from the commit).
+ * Replicated (queue_service_set_repl, what the queue node runs): the
+ * message goes through its partition's log and MAIL_OK means durable on
+ * the partition's in-sync replicas, a majority; a node that is not the
+ * partition's primary answers MAIL_ERR_NOT_PRIMARY (the client re-resolves
+ * and retries). Standalone (tests): a sync write to the local store, then
+ * delivery is scheduled at once. Either way a queue id already stored is
+ * acknowledged again without a second copy, so a client retry never
+ * duplicates a message.
  *
  * Loop thread only.
  */
@@ -17,6 +22,7 @@
 #include <uv.h>
 
 #include "delivery.h"
+#include "queue-repl.h"
 #include "queue-store.h"
 #include "queue.pb-c.h"
 #include "rpc.h"
@@ -45,7 +51,9 @@ int queue_service_validate(const struct queue_service_settings *set,
 
 typedef struct queue_service queue_service;
 
-/* store and delivery are borrowed and must outlive the service. Returns 0. */
+/* store and delivery are borrowed and must outlive the service (delivery
+ * may be NULL until queue_service_set_repl(); requests are then refused
+ * with MAIL_ERR_NOT_PRIMARY). Returns 0. */
 int queue_service_create(uv_loop_t *loop, const struct queue_service_settings *set,
 			 queue_store *store, queue_delivery *delivery,
 			 queue_service **service_r);
@@ -53,6 +61,10 @@ int queue_service_create(uv_loop_t *loop, const struct queue_service_settings *s
  * or -1 with *error_r (static text). */
 int queue_service_listen(queue_service *service, const char *host, int port, int *port_r,
 			 const char **error_r);
+/* Go replicated: enqueue through qr, deliveries by d (both borrowed). */
+void queue_service_set_repl(queue_service *service, queue_repl *qr, queue_delivery *d);
+/* The service's RPC server, to serve "repl" on the same port. */
+rpc_server *queue_service_server(queue_service *service);
 /* Close the listener and every connection, free. NULLs *service. Run the
  * loop once more before uv_loop_close(). */
 void queue_service_destroy(queue_service **service);

@@ -11,6 +11,7 @@
 
 #define KIND_MESSAGE 'm'
 #define KIND_DONE 'd'
+#define KIND_APPLIED 'A'
 /* version + kind + id + 0x00 + u32 */
 #define KEY_MAX (2 + QUEUE_ID_MAX + 1 + 4)
 
@@ -19,6 +20,7 @@ struct queue_store {
 	leveldb_options_t *options;
 	leveldb_readoptions_t *read;
 	leveldb_writeoptions_t *write_sync;
+	leveldb_writeoptions_t *write_async;
 };
 
 int queue_store_id_valid(const char *id)
@@ -91,6 +93,7 @@ int queue_store_open(const char *dir, queue_store **store_r, const char **error_
 	s->read = leveldb_readoptions_create();
 	s->write_sync = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(s->write_sync, 1);
+	s->write_async = leveldb_writeoptions_create();
 	*store_r = s;
 	return 0;
 }
@@ -103,12 +106,30 @@ void queue_store_close(queue_store **store)
 	leveldb_close(s->db);
 	leveldb_readoptions_destroy(s->read);
 	leveldb_writeoptions_destroy(s->write_sync);
+	leveldb_writeoptions_destroy(s->write_async);
 	leveldb_options_destroy(s->options);
 	free(s);
 	*store = NULL;
 }
 
-int queue_store_put(queue_store *s, const Queue__QueuedMessage *msg, const char **error_r)
+/* Write batch (sync or not); op names it in the log. */
+static int store__write(queue_store *s, leveldb_writebatch_t *batch, int sync, const char *op,
+			const char **error_r)
+{
+	char *err = NULL;
+	leveldb_write(s->db, sync ? s->write_sync : s->write_async, batch, &err);
+	if (err != NULL) {
+		store__log_error(op, err);
+		*error_r = "queue store write failed";
+		return -1;
+	}
+	return 0;
+}
+
+/* Add msg to batch unless its queue id is stored already: 0 added, 1 there
+ * already, -1 error. */
+static int store__put_batch(queue_store *s, leveldb_writebatch_t *batch,
+			    const Queue__QueuedMessage *msg, const char **error_r)
 {
 	if (msg->envelope == NULL || !queue_store_id_valid(msg->envelope->queue_id)) {
 		*error_r = "message without a valid queue id";
@@ -134,14 +155,19 @@ int queue_store_put(queue_store *s, const Queue__QueuedMessage *msg, const char 
 	size_t len = queue__queued_message__get_packed_size(msg);
 	uint8_t *val = xmalloc(len ? len : 1);
 	queue__queued_message__pack(msg, val);
-	leveldb_put(s->db, s->write_sync, key, klen, (const char *)val, len, &err);
+	leveldb_writebatch_put(batch, key, klen, (const char *)val, len);
 	free(val);
-	if (err != NULL) {
-		store__log_error("put", err);
-		*error_r = "queue store write failed";
-		return -1;
-	}
 	return 0;
+}
+
+int queue_store_put(queue_store *s, const Queue__QueuedMessage *msg, const char **error_r)
+{
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	int ret = store__put_batch(s, batch, msg, error_r);
+	if (ret == 0 && store__write(s, batch, 1, "put", error_r) < 0)
+		ret = -1;
+	leveldb_writebatch_destroy(batch);
+	return ret;
 }
 
 /* Rebuild msg->delivered from the recipient keys (see the schema). */
@@ -234,25 +260,19 @@ int queue_store_mark_delivered(queue_store *s, const char *queue_id, uint32_t rc
 		*error_r = "invalid queue id";
 		return -1;
 	}
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
 	char key[KEY_MAX];
 	size_t klen = store__key_done(key, queue_id, rcpt_index);
-	char *err = NULL;
-	leveldb_put(s->db, s->write_sync, key, klen, "", 0, &err);
-	if (err != NULL) {
-		store__log_error("mark", err);
-		*error_r = "queue store write failed";
-		return -1;
-	}
-	return 0;
+	leveldb_writebatch_put(batch, key, klen, "", 0);
+	int ret = store__write(s, batch, 1, "mark", error_r);
+	leveldb_writebatch_destroy(batch);
+	return ret;
 }
 
-int queue_store_delete(queue_store *s, const char *queue_id, const char **error_r)
+/* Add the deletion of queue_id and its recipient keys to batch. */
+static int store__delete_batch(queue_store *s, leveldb_writebatch_t *batch,
+			       const char *queue_id, const char **error_r)
 {
-	if (!queue_store_id_valid(queue_id)) {
-		*error_r = "invalid queue id";
-		return -1;
-	}
-	leveldb_writebatch_t *batch = leveldb_writebatch_create();
 	char key[KEY_MAX];
 	size_t klen = store__key_message(key, queue_id);
 	leveldb_writebatch_delete(batch, key, klen);
@@ -269,15 +289,106 @@ int queue_store_delete(queue_store *s, const char *queue_id, const char **error_
 	char *err = NULL;
 	leveldb_iter_get_error(it, &err);
 	leveldb_iter_destroy(it);
-	if (err == NULL)
-		leveldb_write(s->db, s->write_sync, batch, &err);
-	leveldb_writebatch_destroy(batch);
 	if (err != NULL) {
 		store__log_error("delete", err);
-		*error_r = "queue store delete failed";
+		*error_r = "queue store read failed";
 		return -1;
 	}
 	return 0;
+}
+
+int queue_store_delete(queue_store *s, const char *queue_id, const char **error_r)
+{
+	if (!queue_store_id_valid(queue_id)) {
+		*error_r = "invalid queue id";
+		return -1;
+	}
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	int ret = store__delete_batch(s, batch, queue_id, error_r);
+	if (ret == 0)
+		ret = store__write(s, batch, 1, "delete", error_r);
+	leveldb_writebatch_destroy(batch);
+	return ret;
+}
+
+/* ---- the replicated mode ------------------------------------------------ */
+
+/* 0x01 'A' <partition u32> */
+static size_t store__key_applied(char *key, uint32_t partition)
+{
+	key[0] = QUEUE_STORE_KEY_VERSION;
+	key[1] = KIND_APPLIED;
+	for (int i = 0; i < 4; i++)
+		key[2 + i] = (char)(partition >> (24 - 8 * i));
+	return 6;
+}
+
+int queue_store_applied_index(queue_store *s, uint32_t partition, uint64_t *index_r,
+			      const char **error_r)
+{
+	char key[KEY_MAX];
+	size_t klen = store__key_applied(key, partition);
+	char *err = NULL;
+	size_t vlen;
+	char *val = leveldb_get(s->db, s->read, key, klen, &vlen, &err);
+	if (err != NULL) {
+		store__log_error("get", err);
+		*error_r = "queue store read failed";
+		return -1;
+	}
+	*index_r = 0;
+	if (val == NULL)
+		return 0;
+	if (vlen != 8) {
+		leveldb_free(val);
+		*error_r = "corrupt applied index";
+		return -1;
+	}
+	for (int i = 0; i < 8; i++)
+		*index_r = *index_r << 8 | (uint8_t)val[i];
+	leveldb_free(val);
+	return 0;
+}
+
+int queue_store_apply(queue_store *s, uint32_t partition, uint64_t index,
+		      const Queue__LogEntry *e, const char **error_r)
+{
+	uint64_t applied;
+	if (queue_store_applied_index(s, partition, &applied, error_r) < 0)
+		return -1;
+	if (index <= applied)
+		return 1;
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	int ret = 0;
+	const char *qid = e->put != NULL && e->put->envelope != NULL ?
+			  e->put->envelope->queue_id : e->queue_id;
+	if (!queue_store_id_valid(qid)) {
+		/* Recorded as applied all the same: the log must move on. */
+		*error_r = "log entry without a valid queue id";
+		ret = 2;
+	} else if (e->put != NULL) {
+		ret = store__put_batch(s, batch, e->put, error_r);
+	} else if (e->remove) {
+		ret = store__delete_batch(s, batch, qid, error_r);
+	} else {
+		char key[KEY_MAX];
+		for (size_t i = 0; i < e->n_done; i++)
+			leveldb_writebatch_put(batch, key, store__key_done(key, qid, e->done[i]),
+					       "", 0);
+	}
+	if (ret >= 0) {
+		char key[KEY_MAX], val[8];
+		for (int i = 0; i < 8; i++)
+			val[i] = (char)(index >> (56 - 8 * i));
+		leveldb_writebatch_put(batch, key, store__key_applied(key, partition), val, 8);
+		/* Not synced: the partition's log holds the entry durably, and the
+		 * applied index moves in this same batch, so a write lost with
+		 * the machine is simply applied again from the log. */
+		if (store__write(s, batch, 0, "apply", error_r) < 0)
+			ret = -1;
+	}
+	leveldb_writebatch_destroy(batch);
+	return ret;
 }
 
 int queue_store_load_all(queue_store *s, queue_store_load_cb *cb, void *arg,

@@ -15,6 +15,9 @@
  *        recipient <index> of <queue id> is done (delivered, or failed
  *        permanently). One small key per recipient, so recording progress
  *        never rewrites the body.
+ *   0x01 'A' <partition u32 BE>              -> applied index u64 BE
+ *        the replicated mode: the last log index of the partition applied
+ *        here (queue_store_apply), written in the same batch as the change.
  *
  * Queue ids are 1..64 chars of [0-9a-zA-Z] (checked by queue_store_id_valid;
  * every function here requires a valid id), so they never contain 0x00 and
@@ -82,6 +85,24 @@ typedef void queue_store_load_cb(const Queue__QueuedMessage *msg, void *arg);
  * decode are logged and skipped. Returns the number visited, or -1. */
 int queue_store_load_all(queue_store *store, queue_store_load_cb *cb, void *arg,
 			 const char **error_r);
+
+/* ---- the replicated mode (queue-node/queue-repl.c) ----
+ * Every replica of a queue partition applies the partition's committed log
+ * entries (queue.proto LogEntry) in index order. */
+
+/* The stored applied index of partition (0 when none) into *index_r.
+ * Returns 0 or -1. */
+int queue_store_applied_index(queue_store *store, uint32_t partition, uint64_t *index_r,
+			      const char **error_r);
+/* Apply entry e at index of partition: put (idempotent by queue id), done
+ * (recipient keys) or remove, and record index as the partition's applied
+ * index, in ONE batch. Not synced: the log is the durable copy and a lost
+ * batch is re-applied from it (the index moves with the change). Returns 0
+ * applied, 1 nothing to do (index <= the applied index, or a put of a
+ * stored queue id), 2 bad entry (no valid queue id: only the index is
+ * recorded, *error_r says why), -1 storage error (nothing written). */
+int queue_store_apply(queue_store *store, uint32_t partition, uint64_t index,
+		      const Queue__LogEntry *e, const char **error_r);
 
 /* Free a message from queue_store_get(); NULLs *msg. */
 void queue_store_message_free(Queue__QueuedMessage **msg);

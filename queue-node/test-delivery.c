@@ -148,7 +148,7 @@ static int setup(void **state)
 	f->fake.qs = f->qs;
 	struct queue_sched_settings set = { .retry_initial_ms = 10, .retry_max_ms = 40,
 					    .max_inflight = 4 };
-	f->d = queue_delivery_create(&f->loop, &set, f->qs, &f->fake);
+	f->d = queue_delivery_create(&f->loop, &set, f->qs, &f->fake, NULL, NULL);
 	*state = f;
 	return 0;
 }

@@ -6,7 +6,7 @@
 #include "log.h"
 #include "mailstore.h"
 #include "metrics.h"
-#include "partitions.h"
+#include "repl-host.h"
 #include "router.h"
 #include "xalloc.h"
 #include "store-service.h"
@@ -33,7 +33,7 @@ struct store_node {
 	uv_loop_t loop;
 	mailstore *store;
 	store_service *service;
-	store_partitions *parts;
+	repl_host *parts;
 	metrics *metrics;
 	struct daemon_signals signals;
 };
@@ -118,10 +118,10 @@ static void node_stop_cb(void *arg)
 {
 	struct store_node *node = arg;
 	/* Leave the ring; the server goes before the repl node it serves. */
-	store_partitions_stop(node->parts);
+	repl_host_stop(node->parts);
 	metrics_destroy(&node->metrics);
 	store_service_destroy(&node->service);
-	store_partitions_destroy(&node->parts);
+	repl_host_destroy(&node->parts);
 	daemon_signals_deinit(&node->signals);
 }
 
@@ -155,7 +155,8 @@ int main(int argc, char **argv)
 	}
 	if (set.etcd != NULL) {
 		char *repl_dir = xasprintf("%s/repl", set.data);
-		struct store_partitions_settings ps = {
+		struct repl_host_settings ps = {
+			.role = ROUTER_ROLE_STORE,
 			.node_id = set.id,
 			.etcd_url = set.etcd,
 			.host = set.advertise != NULL ? set.advertise : host,
@@ -165,9 +166,9 @@ int main(int argc, char **argv)
 			.n_replicas = set.replicas,
 			.ttl_s = (int)set.lease_ttl,
 		};
-		int r = store_partitions_start(&node.loop, node.store,
-					       store_service_server(node.service), &ps,
-					       &node.parts, &error);
+		int r = repl_host_start(&node.loop, store_service_server(node.service), &ps,
+					store_service_repl_ops(), node.store, &node.parts,
+					&error);
 		free(repl_dir);
 		if (r < 0) {
 			log_event(LOG_ERROR, LOG_SVC, "event=startup_failed error=\"%s\"", error);
@@ -196,10 +197,10 @@ int main(int argc, char **argv)
 	return 0;
 
 fail:
-	store_partitions_stop(node.parts);
+	repl_host_stop(node.parts);
 	metrics_destroy(&node.metrics);
 	store_service_destroy(&node.service);
-	store_partitions_destroy(&node.parts);
+	repl_host_destroy(&node.parts);
 	daemon_loop_finish(&node.loop);
 	mailstore_close(&node.store);
 	free(host);

@@ -12,7 +12,7 @@
 #include "log.h"
 #include "mail-error.h"
 #include "rpc.h"
-#include "partitions.h"
+#include "repl-host.h"
 #include "store.pb-c.h"
 #include "util.h"
 #include "xalloc.h"
@@ -25,7 +25,7 @@
 struct store_service {
 	mailstore *store;
 	rpc_server *server;
-	store_partitions *parts;   /* NULL: standalone, no replication */
+	repl_host *parts;          /* NULL: standalone, no replication */
 };
 
 static void message_info_to_pb(const struct mailstore_message_info *mi, Store__MessageInfo *pb)
@@ -376,7 +376,7 @@ static int propose(store_service *svc, uint32_t partition, uint16_t method,
 		e.data[3 + i] = (uint8_t)(ts >> (56 - 8 * i));
 	protobuf_c_message_pack(req, e.data + STORE_ENTRY_HEAD);
 	e.len = STORE_ENTRY_HEAD + len;
-	int ret = store_partitions_propose(svc->parts, partition, e.data, e.len, committed_cb, w);
+	int ret = repl_host_propose(svc->parts, partition, e.data, e.len, committed_cb, w);
 	buf_deinit(&e);
 	return ret;
 }
@@ -390,7 +390,7 @@ static void handle_any(rpc_call *call, const struct store_op *op, const char *us
 		return;
 	}
 	uint32_t partition;
-	int ret = store_partitions_primary(svc->parts, user, !op->write, &partition);
+	int ret = repl_host_primary_of(svc->parts, user, strlen(user), !op->write, &partition);
 	if (ret != MAIL_OK) {
 		rpc_call_reply(call, ret, NULL);
 		return;
@@ -469,7 +469,7 @@ void store_service_destroy(store_service **service)
 	free(svc);
 }
 
-void store_service_set_partitions(store_service *service, store_partitions *parts)
+void store_service_set_partitions(store_service *service, repl_host *parts)
 {
 	service->parts = parts;
 }
@@ -482,4 +482,21 @@ rpc_server *store_service_server(store_service *service)
 void store_service_counters(const store_service *service, struct rpc_counters *counters_r)
 {
 	rpc_server_counters(service->server, counters_r);
+}
+
+static int repl_apply(void *owner, uint32_t partition, uint64_t index, const uint8_t *payload,
+		      size_t len, buf *resp)
+{
+	return store_service_apply(owner, partition, index, payload, len, resp);
+}
+
+static int repl_applied_index(void *owner, uint32_t partition, uint64_t *index_r)
+{
+	return mailstore_applied_index(owner, partition, index_r);
+}
+
+const struct repl_host_ops *store_service_repl_ops(void)
+{
+	static const struct repl_host_ops ops = { repl_apply, repl_applied_index, NULL };
+	return &ops;
 }

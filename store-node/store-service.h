@@ -29,7 +29,8 @@
 #define STORE_OP_INBOX 100
 
 typedef struct store_service store_service;
-typedef struct store_partitions store_partitions;
+typedef struct repl_host repl_host;
+struct repl_host_ops;
 
 /* store is borrowed and must outlive the service. Returns 0. */
 int store_service_create(uv_loop_t *loop, mailstore *store, store_service **service_r);
@@ -40,8 +41,11 @@ int store_service_listen(store_service *service, const char *host, int port, int
 /* Close the listener and every connection, free. NULLs *service. Handles
  * close asynchronously: run the loop once more before uv_loop_close(). */
 void store_service_destroy(store_service **service);
-/* Route requests through parts (borrowed; NULL: standalone again). */
-void store_service_set_partitions(store_service *service, store_partitions *parts);
+/* Route requests through host (borrowed; NULL: standalone again). */
+void store_service_set_partitions(store_service *service, repl_host *host);
+/* The state machine a store node's repl_host runs (owner: the mailstore):
+ * apply = store_service_apply, applied index = mailstore_applied_index. */
+const struct repl_host_ops *store_service_repl_ops(void);
 /* The service's RPC server, to serve "repl" on the same port. */
 rpc_server *store_service_server(store_service *service);
 /* Apply one log entry (made by this service on a primary) to store:

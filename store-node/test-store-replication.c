@@ -228,7 +228,9 @@ static void test_failover(void **state)
 		deliver(f, id, &r);
 		assert_int_equal(r.status, MAIL_OK);
 		const Store__DeliverResponse *d = (const Store__DeliverResponse *)r.resp;
-		assert_false(d->duplicate);
+		/* duplicate may be 1: the client retried a write that had
+		 * committed (a slow loop, a map change); the mailbox check
+		 * below proves it is stored once. */
 		if (k == 0)
 			uidvalidity = d->uidvalidity;
 		assert_int_equal(d->uidvalidity, uidvalidity);

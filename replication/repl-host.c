@@ -1,0 +1,522 @@
+/* repl-host.c: a node's replicated partitions driven by the map (repl-host.h). */
+#include "repl-host.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "controller.h"
+#include "etcd.h"
+#include "log.h"
+#include "mail-error.h"
+#include "repl.h"
+#include "router.h"
+#include "util.h"
+#include "xalloc.h"
+
+#define LOG_SVC "repl"
+#define RECONCILE_MS 200
+/* A proposal not committed by then fails UNAVAILABLE (clients retry within
+ * their own deadline). */
+#define PROPOSE_TIMEOUT_MS 3000
+#define STATUS_PERIOD_MS 2000
+#define PROGRESS_ATTEMPTS 10
+#define PROGRESS_RETRY_MS 500
+
+/* What applying one index computed, kept on the primary until the
+ * proposal's callback takes it. */
+struct part_result {
+	uint64_t index;
+	int status;
+	buf resp;
+};
+
+struct part {
+	repl_host *h;
+	uint32_t id;
+	repl_partition *p;
+	char *sig;                  /* the map entry last given to set_role */
+	int primary;
+	uint64_t epoch;
+	int waiting;                /* proposals of this node not yet done */
+	int leading;                /* on_leading(id, 1) was the last call */
+	struct part_result *results;
+	size_t n_results, cap_results;
+};
+
+struct repl_host {
+	uv_loop_t *loop;
+	enum router_role role;
+	const struct repl_host_ops *ops;
+	void *owner;
+	char *node_id;
+	char *etcd_url;
+	router *router;
+	router_member *member;
+	router_controller *ctl;
+	repl_node *repl;
+	uv_timer_t *timer;          /* reconcile; freed by its close callback */
+	uv_timer_t *status_timer;   /* status publishing; idem */
+	struct status_job *status_job; /* in the thread pool; outlives us */
+	int stopping;               /* no more on_leading calls */
+	struct part **parts;        /* by partition id; NULL when not held */
+	uint32_t n_parts;
+	struct repl_callbacks cbs;
+};
+
+struct propose_ctx {
+	struct part *part;
+	repl_host_done_cb *cb;
+	void *arg;
+};
+
+/* ---- results ----------------------------------------------------------- */
+
+static void results_drop_upto(struct part *pt, uint64_t index)
+{
+	size_t k = 0;
+	while (k < pt->n_results && pt->results[k].index <= index)
+		buf_deinit(&pt->results[k++].resp);
+	if (k == 0)
+		return; /* also covers results == NULL: no pointer arithmetic on it */
+	memmove(pt->results, pt->results + k, (pt->n_results - k) * sizeof *pt->results);
+	pt->n_results -= k;
+}
+
+static void on_apply(repl_partition *p, uint64_t index, const uint8_t *payload, size_t len,
+		     void *arg)
+{
+	(void)p;
+	struct part *pt = arg;
+	buf out;
+	buf_init(&out);
+	repl_host *h = pt->h;
+	int status = h->ops->apply(h->owner, pt->id, index, payload, len, &out);
+	if (pt->waiting == 0) {
+		buf_deinit(&out);
+		return;
+	}
+	if (pt->n_results == pt->cap_results) {
+		pt->cap_results = pt->cap_results ? pt->cap_results * 2 : 16;
+		pt->results = xrealloc(pt->results, pt->cap_results * sizeof *pt->results);
+	}
+	pt->results[pt->n_results++] = (struct part_result){ index, status, out };
+}
+
+static void propose_cb(int status, uint64_t index, void *arg)
+{
+	struct propose_ctx *ctx = arg;
+	struct part *pt = ctx->part;
+	pt->waiting--;
+	struct part_result *r = NULL;
+	for (size_t k = 0; status == MAIL_OK && k < pt->n_results; k++)
+		if (pt->results[k].index == index)
+			r = &pt->results[k];
+	if (status == MAIL_OK && r == NULL)
+		status = MAIL_ERR_INTERNAL;
+	if (r != NULL)
+		ctx->cb(MAIL_OK, r->status, r->resp.data, r->resp.len, ctx->arg);
+	else
+		ctx->cb(status, status, NULL, 0, ctx->arg);
+	if (status == MAIL_OK)
+		results_drop_upto(pt, index);
+	if (pt->waiting == 0)
+		results_drop_upto(pt, UINT64_MAX);
+	free(ctx);
+}
+
+int repl_host_propose(repl_host *h, uint32_t partition, const void *payload, size_t len,
+		      repl_host_done_cb *cb, void *arg)
+{
+	if (partition >= h->n_parts || h->parts[partition] == NULL)
+		return MAIL_ERR_NOT_PRIMARY;
+	struct part *pt = h->parts[partition];
+	struct propose_ctx *ctx = xcalloc(1, sizeof *ctx);
+	*ctx = (struct propose_ctx){ pt, cb, arg };
+	int ret = repl_partition_propose(pt->p, payload, len, propose_cb, ctx);
+	if (ret != MAIL_OK) {
+		free(ctx);
+		return ret;
+	}
+	pt->waiting++;
+	return MAIL_OK;
+}
+
+int repl_host_partition_of(repl_host *h, const void *key, size_t len,
+			   uint32_t *partition_r)
+{
+	uint32_t n = router_partition_count(h->router, h->role);
+	if (n == 0)
+		return MAIL_ERR_UNAVAILABLE;
+	*partition_r = router_partition_of(key, len, n);
+	return MAIL_OK;
+}
+
+int repl_host_primary_of(repl_host *h, const void *key, size_t len, int read,
+			 uint32_t *partition_r)
+{
+	uint32_t partition;
+	if (repl_host_partition_of(h, key, len, &partition) != MAIL_OK)
+		return MAIL_ERR_NOT_PRIMARY;
+	if (partition >= h->n_parts || h->parts[partition] == NULL ||
+	    !h->parts[partition]->primary)
+		return MAIL_ERR_NOT_PRIMARY;
+	struct repl_status st;
+	repl_partition_status(h->parts[partition]->p, &st);
+	if (st.role != REPL_ROLE_PRIMARY)
+		return MAIL_ERR_NOT_PRIMARY;
+	/* A new primary answers reads once it has applied everything up to
+	 * its barrier (every write acknowledged before it took over). */
+	if (read && st.applied_index < st.epoch_start)
+		return MAIL_ERR_UNAVAILABLE;
+	*partition_r = partition;
+	return MAIL_OK;
+}
+
+/* ---- progress reports (thread pool) ------------------------------------ */
+
+struct progress_job {
+	uv_work_t work;
+	char *etcd_url;
+	char key[160];
+	char value[64];
+	int status;
+};
+
+static void progress_work_cb(uv_work_t *w)
+{
+	struct progress_job *j = w->data;
+	etcd_client *etcd = etcd_client_create(j->etcd_url);
+	/* A lost report would keep the replica out of the in-sync set until
+	 * the next epoch: retry a few times (this is a pool thread). */
+	for (int attempt = 0; attempt < PROGRESS_ATTEMPTS; attempt++) {
+		if (attempt > 0)
+			uv_sleep(PROGRESS_RETRY_MS);
+		j->status = etcd_kv_put(etcd, j->key, j->value, strlen(j->value), 0);
+		if (j->status == MAIL_OK)
+			break;
+	}
+	etcd_client_destroy(&etcd);
+}
+
+static void progress_done_cb(uv_work_t *w, int status)
+{
+	struct progress_job *j = w->data;
+	if (status == 0 && j->status == MAIL_OK)
+		log_event(LOG_INFO, LOG_SVC, "event=progress_reported key=%s value=%s", j->key,
+			  j->value);
+	else
+		log_event(LOG_WARN, LOG_SVC, "event=progress_report_failed key=%s status=%d",
+			  j->key, j->status);
+	free(j->etcd_url);
+	free(j);
+}
+
+static void on_caught_up(repl_partition *p, uint32_t partition, uint64_t epoch, void *arg)
+{
+	(void)p;
+	struct part *pt = arg;
+	repl_host *h = pt->h;
+	struct progress_job *j = xcalloc(1, sizeof *j);
+	j->work.data = j;
+	j->etcd_url = xstrdup(h->etcd_url);
+	snprintf(j->key, sizeof j->key, "/mail/v1/progress/%s/%u/%s",
+		 router_role_name(h->role), partition, h->node_id);
+	snprintf(j->value, sizeof j->value, "{\"epoch\":%llu}", (unsigned long long)epoch);
+	uv_queue_work(h->loop, &j->work, progress_work_cb, progress_done_cb);
+}
+
+/* ---- status publishing (thread pool) ----------------------------------- */
+
+struct status_job {
+	uv_work_t work;
+	repl_host *h;
+	char *etcd_url;
+	char key[160];
+	buf value;
+	int status;
+};
+
+static void status_work_cb(uv_work_t *w)
+{
+	struct status_job *j = w->data;
+	etcd_client *etcd = etcd_client_create(j->etcd_url);
+	j->status = etcd_kv_put(etcd, j->key, j->value.data, j->value.len, 0);
+	etcd_client_destroy(&etcd);
+}
+
+static void status_done_cb(uv_work_t *w, int status)
+{
+	struct status_job *j = w->data;
+	if (status != 0 || j->status != MAIL_OK)
+		log_event(LOG_DEBUG, LOG_SVC, "event=status_publish_failed key=%s status=%d",
+			  j->key, j->status);
+	if (j->h != NULL)
+		j->h->status_job = NULL;
+	buf_deinit(&j->value);
+	free(j->etcd_url);
+	free(j);
+}
+
+/* Every STATUS_PERIOD_MS: this node's log positions per partition, one key
+ * (what `mailctl partitions` turns into a lag per replica). One job at a
+ * time; a slow etcd skips a period rather than queueing. */
+static void status_cb(uv_timer_t *t)
+{
+	repl_host *h = t->data;
+	if (h->status_job != NULL)
+		return;
+	struct status_job *j = xcalloc(1, sizeof *j);
+	j->work.data = j;
+	j->h = h;
+	j->etcd_url = xstrdup(h->etcd_url);
+	snprintf(j->key, sizeof j->key, "/mail/v1/status/%s/%s", router_role_name(h->role),
+		 h->node_id);
+	buf_init(&j->value);
+	buf_printf(&j->value, "{\"ts\":%llu,\"parts\":{",
+		   (unsigned long long)util_now_wall_ms());
+	const char *sep = "";
+	for (uint32_t id = 0; id < h->n_parts; id++) {
+		if (h->parts[id] == NULL)
+			continue;
+		struct repl_status st;
+		repl_partition_status(h->parts[id]->p, &st);
+		buf_printf(&j->value, "%s\"%u\":{\"e\":%llu,\"last\":%llu,\"commit\":%llu,"
+			   "\"applied\":%llu}", sep, id, (unsigned long long)st.epoch,
+			   (unsigned long long)st.last_index, (unsigned long long)st.commit_index,
+			   (unsigned long long)st.applied_index);
+		sep = ",";
+	}
+	buf_printf(&j->value, "}}");
+	h->status_job = j;
+	uv_queue_work(h->loop, &j->work, status_work_cb, status_done_cb);
+}
+
+/* ---- reconcile with the map ---------------------------------------------- */
+
+static void part_set_leading(repl_host *h, struct part *pt, int leading)
+{
+	if (pt->leading == leading)
+		return;
+	pt->leading = leading;
+	log_event(LOG_INFO, LOG_SVC, "event=partition_leading role=%s partition=%u "
+		  "epoch=%llu leading=%d", router_role_name(h->role), pt->id,
+		  (unsigned long long)pt->epoch, leading);
+	if (h->ops->on_leading != NULL && !h->stopping)
+		h->ops->on_leading(h->owner, pt->id, leading);
+}
+
+static void part_close(repl_host *h, uint32_t id)
+{
+	struct part *pt = h->parts[id];
+	if (pt == NULL)
+		return;
+	part_set_leading(h, pt, 0);
+	h->parts[id] = NULL;
+	log_event(LOG_INFO, LOG_SVC, "event=partition_closed role=%s partition=%u",
+		  router_role_name(h->role), id);
+	repl_partition_close(&pt->p);   /* fails pending proposals from here */
+	results_drop_upto(pt, UINT64_MAX);
+	free(pt->results);
+	free(pt->sig);
+	free(pt);
+}
+
+static struct part *part_open(repl_host *h, uint32_t id)
+{
+	uint64_t applied;
+	if (h->ops->applied_index(h->owner, id, &applied) != MAIL_OK)
+		return NULL;
+	struct part *pt = xcalloc(1, sizeof *pt);
+	pt->h = h;
+	pt->id = id;
+	const char *error;
+	if (repl_partition_open(h->repl, id, &h->cbs, pt, applied, &pt->p, &error) < 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=partition_open_failed partition=%u error=\"%s\"",
+			  id, error);
+		free(pt);
+		return NULL;
+	}
+	h->parts[id] = pt;
+	return pt;
+}
+
+static void reconcile_partition(repl_host *h, const router_partition *rp)
+{
+	int mine = 0;
+	for (uint32_t k = 0; k < rp->n_replicas; k++)
+		if (strcmp(rp->replicas[k].id, h->node_id) == 0)
+			mine = 1;
+	uint32_t id = rp->partition;
+	if (!mine) {
+		part_close(h, id);
+		return;
+	}
+	struct part *pt = h->parts[id];
+	if (pt == NULL && (pt = part_open(h, id)) == NULL)
+		return;
+	buf sig;
+	buf_init(&sig);
+	buf_printf(&sig, "%llu", (unsigned long long)rp->epoch);
+	struct repl_replica reps[ROUTER_REPLICAS_MAX];
+	for (uint32_t k = 0; k < rp->n_replicas; k++) {
+		const router_replica *r = &rp->replicas[k];
+		buf_printf(&sig, " %s@%s:%d/%d", r->id, r->host, r->port, r->in_sync);
+		reps[k] = (struct repl_replica){ r->id, r->host, r->port, r->in_sync };
+	}
+	buf_append(&sig, "", 1);
+	if (pt->sig == NULL || strcmp(pt->sig, (const char *)sig.data) != 0) {
+		int primary = strcmp(rp->replicas[0].id, h->node_id) == 0;
+		int ret = repl_partition_set_role(pt->p, rp->epoch, primary, reps,
+						  rp->n_replicas);
+		if (ret == MAIL_OK) {
+			if (primary != pt->primary || rp->epoch != pt->epoch)
+				log_event(LOG_INFO, LOG_SVC, "event=partition_role role=%s "
+					  "partition=%u epoch=%llu is=%s map=\"%s\"",
+					  router_role_name(h->role), id,
+					  (unsigned long long)rp->epoch,
+					  primary ? "primary" : "replica", (const char *)sig.data);
+			pt->primary = primary;
+			pt->epoch = rp->epoch;
+			free(pt->sig);
+			pt->sig = xstrdup((const char *)sig.data);
+		} else if (ret != MAIL_ERR_STALE_EPOCH) {
+			log_event(LOG_WARN, LOG_SVC, "event=set_role_failed partition=%u "
+				  "status=%s", id, mail_error_info(ret)->name);
+		}
+	}
+	buf_deinit(&sig);
+	/* Leading: primary in the log too, and every entry up to its barrier
+	 * applied (it then holds every acknowledged write). */
+	struct repl_status st;
+	repl_partition_status(pt->p, &st);
+	part_set_leading(h, pt, pt->primary && st.role == REPL_ROLE_PRIMARY &&
+			 st.applied_index >= st.epoch_start);
+}
+
+static void reconcile_cb(uv_timer_t *t)
+{
+	repl_host *h = t->data;
+	uint32_t n = router_partition_count(h->router, h->role);
+	if (n == 0)
+		return;
+	if (n != h->n_parts) {
+		for (uint32_t id = n; id < h->n_parts; id++)
+			part_close(h, id);
+		h->parts = xrealloc(h->parts, n * sizeof *h->parts);
+		for (uint32_t id = h->n_parts; id < n; id++)
+			h->parts[id] = NULL;
+		h->n_parts = n;
+	}
+	router_partition rp;
+	for (uint32_t id = 0; id < n; id++)
+		if (router_lookup_partition(h->router, h->role, id, &rp) == 1)
+			reconcile_partition(h, &rp);
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+static uv_timer_t *timer_new(uv_loop_t *loop, repl_host *h, uv_timer_cb cb, uint64_t period)
+{
+	uv_timer_t *t = xcalloc(1, sizeof *t);
+	uv_timer_init(loop, t);
+	t->data = h;
+	uv_timer_start(t, cb, 0, period);
+	return t;
+}
+
+int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_settings *set,
+		    const struct repl_host_ops *ops, void *owner, repl_host **host_r,
+		    const char **error_r)
+{
+	repl_host *h = xcalloc(1, sizeof *h);
+	h->loop = loop;
+	h->role = set->role;
+	h->ops = ops;
+	h->owner = owner;
+	h->node_id = xstrdup(set->node_id);
+	h->etcd_url = xstrdup(set->etcd_url);
+	h->cbs = (struct repl_callbacks){ on_apply, on_caught_up };
+	struct repl_settings rs = {
+		.node_id = set->node_id,
+		.dir = set->repl_dir,
+		.propose_timeout_ms = set->propose_timeout_ms ? set->propose_timeout_ms
+							      : PROPOSE_TIMEOUT_MS,
+	};
+	*host_r = h;
+	if (repl_node_create(loop, &rs, &h->repl, error_r) < 0 ||
+	    repl_node_attach(h->repl, server, error_r) < 0)
+		return -1;
+	router_member_settings ms = {
+		.ttl_s = set->ttl_s,
+		.n_partitions = set->n_partitions,
+		.n_replicas = set->n_replicas,
+		.controller_managed = 1,
+	};
+	if (router_member_start_ex(loop, set->etcd_url, set->role, set->node_id, set->host,
+				   set->port, &ms, &h->member, error_r) < 0)
+		return -1;
+	if (router_create(set->etcd_url, &h->router, error_r) < 0)
+		return -1;
+	if (router_controller_start(loop, set->etcd_url, set->node_id, set->ttl_s, &h->ctl,
+				    error_r) < 0)
+		return -1;
+	h->timer = timer_new(loop, h, reconcile_cb, RECONCILE_MS);
+	h->status_timer = timer_new(loop, h, status_cb, STATUS_PERIOD_MS);
+	return 0;
+}
+
+static void timer_close_cb(uv_handle_t *t)
+{
+	free(t);
+}
+
+static void timer_close(uv_timer_t **t)
+{
+	if (*t != NULL) {
+		uv_close((uv_handle_t *)*t, timer_close_cb);
+		*t = NULL;
+	}
+}
+
+void repl_host_stop(repl_host *h)
+{
+	if (h == NULL)
+		return;
+	h->stopping = 1;
+	router_controller_stop(&h->ctl);
+	router_member_stop(&h->member);
+	timer_close(&h->timer);
+	timer_close(&h->status_timer);
+}
+
+void repl_host_destroy(repl_host **hp)
+{
+	repl_host *h = *hp;
+	if (h == NULL)
+		return;
+	*hp = NULL;
+	repl_host_stop(h);
+	if (h->status_job != NULL)
+		h->status_job->h = NULL; /* it finishes after us */
+	for (uint32_t id = 0; id < h->n_parts; id++)
+		part_close(h, id);
+	free(h->parts);
+	repl_node_destroy(&h->repl);
+	router_destroy(&h->router);
+	free(h->node_id);
+	free(h->etcd_url);
+	free(h);
+}
+
+router *repl_host_router(repl_host *h)
+{
+	return h->router;
+}
+
+int repl_host_leading(const repl_host *h, uint32_t partition)
+{
+	return partition < h->n_parts && h->parts[partition] != NULL &&
+	       h->parts[partition]->leading;
+}

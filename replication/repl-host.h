@@ -1,0 +1,114 @@
+/* repl-host.h: a node's replicated partitions, driven by the partition map
+ * (public contract). Store nodes and queue nodes are both thin users of it.
+ *
+ * One repl_host per process. It owns the node's router (map lookups), its
+ * membership (controller-managed, R replicas), a controller candidate, and
+ * the repl_node whose "repl" service shares the owner's RPC server. Every
+ * ~200 ms it reconciles with the map of its role: for each partition whose
+ * replica list "r" names this node, the partition's log is open and its
+ * role (primary = r[0]), epoch, members and in-sync flags are those of the
+ * map; partitions it no longer holds are closed. A replica that caught up
+ * reports it in etcd (/mail/v1/progress/<role>/<partition>/<id>, from the
+ * thread pool), and every ~2 s the node publishes its partitions' log
+ * positions at /mail/v1/status/<role>/<id> (what `mailctl partitions`
+ * shows as replication lag).
+ *
+ * The owner supplies the state machine through repl_host_ops: committed
+ * entries are applied with ops->apply on every replica, in log order; the
+ * primary keeps each result until the proposal's callback hands it over.
+ *
+ * Loop thread only (the router's and the controller's own threads aside).
+ */
+#ifndef MAIL_REPL_HOST_H
+#define MAIL_REPL_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "buf.h"
+#include "router.h"
+#include "rpc.h"
+
+typedef struct repl_host repl_host;
+
+/* The owner's state machine. Every call runs on the loop thread. */
+struct repl_host_ops {
+	/* Apply the committed entry at index of partition (every replica,
+	 * strictly increasing index order, deterministic: from the payload and
+	 * the owner's replicated state only). Store index as the partition's
+	 * applied index in the same durable write as the change. What the
+	 * primary's proposer should get back goes to resp; returns the
+	 * operation's status (a mail-error.h code). Required. */
+	int (*apply)(void *owner, uint32_t partition, uint64_t index, const uint8_t *payload,
+		     size_t len, buf *resp);
+	/* The partition's stored applied index (0 when none). Returns MAIL_OK
+	 * or an error (the partition is then not opened). Required. */
+	int (*applied_index)(void *owner, uint32_t partition, uint64_t *index_r);
+	/* Optional. leading = 1 once this node is the primary of partition AND
+	 * has applied every entry up to its barrier (it holds every write
+	 * acknowledged before it took over: it may serve reads and run the
+	 * partition's background work, e.g. deliveries); 0 when it no longer
+	 * is (stepped down, partition closed). Called on transitions only,
+	 * from the loop, never from inside a host call; repl_host_stop() and
+	 * repl_host_destroy() do not call it (the owner is stopping). */
+	void (*on_leading)(void *owner, uint32_t partition, int leading);
+};
+
+struct repl_host_settings {
+	enum router_role role;
+	const char *node_id;
+	const char *etcd_url;
+	const char *host;            /* advertised host */
+	int port;                    /* the owner's RPC port (also serves "repl") */
+	const char *repl_dir;        /* LevelDB directory of the logs */
+	uint32_t n_partitions;       /* of a new map */
+	uint32_t n_replicas;         /* R of a new map */
+	int ttl_s;                   /* lease TTL (membership and controller) */
+	uint32_t propose_timeout_ms; /* 0 = 3000: an uncommitted proposal then
+				      * fails UNAVAILABLE (clients retry) */
+};
+
+/* Create the repl node on server, join the role's ring (blocks on etcd),
+ * start the router, the controller candidate and the reconcile timer.
+ * server, ops and owner are borrowed and must outlive the host. Returns 0,
+ * or -1 with *error_r (static text); destroy the host either way. */
+int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_settings *set,
+		    const struct repl_host_ops *ops, void *owner, repl_host **host_r,
+		    const char **error_r);
+/* Leave the ring, stop the controller and the timers. The owner then destroys the RPC
+ * server, then calls repl_host_destroy(). */
+void repl_host_stop(repl_host *host);
+/* Close every partition (pending proposals fail UNAVAILABLE), free.
+ * NULLs *host. */
+void repl_host_destroy(repl_host **host);
+
+/* The router the host keeps current (borrowed; valid until destroy). */
+router *repl_host_router(repl_host *host);
+
+/* The partition of key in the current map, into *partition_r. Returns
+ * MAIL_OK, or MAIL_ERR_UNAVAILABLE when the map is not known yet. */
+int repl_host_partition_of(repl_host *host, const void *key, size_t len,
+			   uint32_t *partition_r);
+
+/* MAIL_OK with *partition_r when this node is the primary of key's
+ * partition now, else MAIL_ERR_NOT_PRIMARY. For a read (read = 1), also
+ * MAIL_ERR_UNAVAILABLE (temporary: the client retries) while a new primary
+ * has not yet applied every write acknowledged before it took over. */
+int repl_host_primary_of(repl_host *host, const void *key, size_t len, int read,
+			 uint32_t *partition_r);
+
+/* 1 when on_leading(partition, 1) was the last call for it, else 0. */
+int repl_host_leading(const repl_host *host, uint32_t partition);
+
+/* status: the log's (MAIL_OK = committed and applied here); op_status and
+ * resp (valid during the call): what ops->apply computed for it. */
+typedef void repl_host_done_cb(int status, int op_status, const uint8_t *resp, size_t len,
+			       void *arg);
+/* Propose payload on partition. MAIL_OK: cb is called once, later; else
+ * (NOT_PRIMARY) cb is never called. */
+int repl_host_propose(repl_host *host, uint32_t partition, const void *payload, size_t len,
+		      repl_host_done_cb *cb, void *arg);
+
+#endif
