@@ -182,7 +182,7 @@ class PartitionCluster(local.Cluster):
                     "--etcd", self.etcd_ns_url() if inside else self.etcd_url,
                     "--prefix", "ns" if inside else "root", "--users", ",".join(USERS),
                     "--interval-ms", "40", "--deadline-ms", str(WRITER_DEADLINE_MS),
-                    "--retry-ms", "500"]
+                    "--retry-ms", "500"] + (["--reads"] if inside else [])
             out.append((name, "writer", "-", (self.net.exec_prefix() if inside else []) + argv,
                         None))
         return out
@@ -229,6 +229,26 @@ def writer_lines(c, name):
                 else:
                     rec["status"] = m.group(3)
                 out.append(rec)
+    except OSError:
+        pass
+    return out
+
+
+READ = re.compile(r"^read (\S+) (\S+) exists=(\d+) uidnext=\d+ uidvalidity=\d+ "
+                  r"start=(\d+) end=(\d+)$")
+
+
+def reader_lines(c, name):
+    """Every select of writer `name` (--reads) so far, as dicts."""
+    out = []
+    try:
+        with open(c.logfile(name), errors="replace") as f:
+            for line in f:
+                m = READ.match(line.rstrip("\n"))
+                if m:
+                    out.append({"user": m.group(1), "status": m.group(2),
+                                "exists": int(m.group(3)), "start": int(m.group(4)) / 1000.0,
+                                "end": int(m.group(5)) / 1000.0})
     except OSError:
         pass
     return out
@@ -393,6 +413,18 @@ def run_test(c, net, check):
         assert not acked, f"acked during the cut: {acked[:3]}"
         assert tried, "the namespace writer made no attempt during the cut"
     check("ns_writer_no_ack_during_cut", ns_silent)
+
+    # Not asserted (a known gap, see docs/replication.md): the cut-off
+    # primary still answers reads from its own state. A read is stale when
+    # it shows fewer messages than were acknowledged before it started.
+    acked = oks(writer_lines(c, "writer-ns")) + oks(writer_lines(c, "writer-root"))
+    reads = [r for r in reader_lines(c, "writer-ns")
+             if r["status"] == "ok" and t_cut <= r["start"] and r["end"] < t_heal]
+    stale = [r for r in reads if r["exists"] < len({a["id"] for a in acked
+                                                    if a["user"] == r["user"]
+                                                    and a["end"] < r["start"]})]
+    print(f"namespace reads during the cut: {len(reads)} answered, {len(stale)} stale "
+          "(missing acknowledged messages)", flush=True)
 
     def rejoin():
         wait_for("store-1 back in every in-sync set", lambda: all_parts(

@@ -2,7 +2,7 @@
  * fault tests (tests/e2e_partition.py). Not installed.
  *
  *   store-writer --etcd URL --prefix P --users U1,U2,... [--interval-ms N]
- *                [--deadline-ms N] [--retry-ms N]
+ *                [--deadline-ms N] [--retry-ms N] [--reads]
  *
  * Every --interval-ms (default 50) it starts one delivery, round robin over
  * the users, for a user that has none in flight (so each user's writes are
@@ -11,11 +11,15 @@
  * message. A write that fails is retried later (after --retry-ms, default
  * 1000) with the SAME delivery id, as the queue does, until it succeeds or
  * the writer stops. Each write may take --deadline-ms in all (default 3000,
- * the store client's own retries included).
+ * the store client's own retries included). With --reads, every tick also
+ * selects the INBOX of the next user with no select in flight (reads are
+ * never retried by the writer).
  *
  * stdout: one line per finished attempt, flushed at once:
  *   ok <delivery_id> <uid> user=<u> uidvalidity=<v> dup=<0|1> start=<ms> end=<ms>
  *   err <delivery_id> <status name> user=<u> start=<ms> end=<ms>
+ *   read <user> <status name> exists=<n> uidnext=<n> uidvalidity=<v> start=<ms> end=<ms>
+ * (exists, uidnext and uidvalidity are 0 unless status is ok).
  * start/end: wall clock, ms since the epoch, when the attempt was started
  * and when its answer came. Logs (the libraries') go to stderr.
  *
@@ -49,6 +53,7 @@ struct writer_settings {
 	unsigned interval_ms;
 	unsigned deadline_ms;
 	unsigned retry_ms;
+	int reads;
 };
 
 /* A delivery that failed: tried again after `after` (monotonic ms). */
@@ -60,6 +65,7 @@ struct failed_write {
 struct writer_user {
 	char *name;
 	int busy;               /* an attempt is in flight */
+	int reading;            /* a select is in flight */
 	struct failed_write *failed;
 	size_t n_failed, cap_failed;
 };
@@ -74,6 +80,7 @@ struct writer {
 	struct writer_user *users;
 	size_t n_users;
 	size_t next_user;       /* round robin */
+	size_t next_reader;     /* round robin of --reads */
 	uint64_t next_seq;
 	int stopping;
 };
@@ -89,7 +96,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: store-writer --etcd URL --prefix P --users U1,U2,...\n"
-		"                    [--interval-ms N] [--deadline-ms N] [--retry-ms N]\n");
+		"                    [--interval-ms N] [--deadline-ms N] [--retry-ms N]\n"
+		"                    [--reads]\n");
 }
 
 static int settings_parse(int argc, char **argv, struct writer_settings *set)
@@ -101,6 +109,7 @@ static int settings_parse(int argc, char **argv, struct writer_settings *set)
 		{ "interval-ms", required_argument, NULL, 'i' },
 		{ "deadline-ms", required_argument, NULL, 'd' },
 		{ "retry-ms", required_argument, NULL, 'r' },
+		{ "reads", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -123,6 +132,9 @@ static int settings_parse(int argc, char **argv, struct writer_settings *set)
 		case 'r':
 			if (daemon_options_parse_uint(optarg, 0, 600000, &set->retry_ms) < 0)
 				return -1;
+			break;
+		case 'R':
+			set->reads = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -210,9 +222,43 @@ static void writer_start_one(struct writer *w, struct writer_user *u)
 	free(body);
 }
 
+static void select_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct write_ctx *ctx = arg;
+	const Store__SelectResponse *r = (const Store__SelectResponse *)resp;
+	const Store__MailboxInfo *box = status == MAIL_OK ? r->mailbox : NULL;
+	ctx->user->reading = 0;
+	printf("read %s %s exists=%u uidnext=%u uidvalidity=%u start=%lld end=%lld\n",
+	       ctx->user->name, mail_error_info(status)->name, box != NULL ? box->exists : 0,
+	       box != NULL ? box->uidnext : 0, box != NULL ? box->uidvalidity : 0,
+	       (long long)ctx->start, (long long)util_now_wall_ms());
+	fflush(stdout);
+	free(ctx);
+}
+
+static void writer_read_next(struct writer *w)
+{
+	for (size_t k = 0; k < w->n_users; k++) {
+		struct writer_user *u = &w->users[w->next_reader];
+		w->next_reader = (w->next_reader + 1) % w->n_users;
+		if (u->reading)
+			continue;
+		Store__SelectRequest req = STORE__SELECT_REQUEST__INIT;
+		req.user = u->name;
+		req.mailbox = "";
+		struct write_ctx *ctx = xcalloc(1, sizeof *ctx);
+		*ctx = (struct write_ctx){ w, u, NULL, util_now_wall_ms() };
+		u->reading = 1;
+		store_client_select(w->client, &req, select_cb, ctx);
+		return;
+	}
+}
+
 static void tick_cb(uv_timer_t *t)
 {
 	struct writer *w = t->data;
+	if (w->set.reads)
+		writer_read_next(w);
 	for (size_t k = 0; k < w->n_users; k++) {
 		struct writer_user *u = &w->users[w->next_user];
 		w->next_user = (w->next_user + 1) % w->n_users;
