@@ -13,8 +13,9 @@ router holds the map it loaded before the cut), one in the root namespace.
 Then the namespace side of the veth goes down for about 3 x TTL, and comes
 back. Asserted, in this order:
   1. before the cut both writers get "ok";
-  2. during the cut no write the namespace writer STARTED after the cut is
-     acknowledged (store-1 cannot gather a majority), while the root writer
+  2. during the cut the namespace writer gets no acknowledgement for a write
+     started after the cut, nor any acknowledgement at all once the cut is
+     0.5 s old (store-1 cannot gather a majority), while the root writer
      resumes within RESUME_BOUND_S (a new primary is promoted); the pause is
      printed;
   3. after the heal store-1 is back in the in-sync set of every partition
@@ -281,9 +282,9 @@ def all_parts(c, pred):
     return len(p) == PARTITIONS and all(pred(*v) for v in p.values())
 
 
-def oks(lines, since=None, until=None):
-    return [l for l in lines if l["ok"] and (since is None or l["start"] >= since)
-            and (until is None or l["end"] < until)]
+def oks(lines, since=None):
+    """The acknowledged attempts, of writes started at or after `since`."""
+    return [l for l in lines if l["ok"] and (since is None or l["start"] >= since)]
 
 
 # ---- the offline audit -----------------------------------------------------
@@ -384,7 +385,7 @@ def run_test(c, net, check):
         before = [a["end"] for a in oks(writer_lines(c, "writer-root")) if a["end"] < t_cut]
         gap = min(a["end"] for a in first) - (max(before) if before else t_cut)
         print(f"root writer: first ack of a write started after the cut "
-              f"{resume:.2f}s after the cut; longest ack gap {gap:.2f}s", flush=True)
+              f"{resume:.2f}s after the cut; ack gap across the cut {gap:.2f}s", flush=True)
         assert resume <= RESUME_BOUND_S, f"resumed after {resume:.2f}s > {RESUME_BOUND_S}s"
     check("root_writer_resumes_during_cut", root_resumes)
 
@@ -406,7 +407,10 @@ def run_test(c, net, check):
     def ns_silent():
         lines = writer_lines(c, "writer-ns")
         tried = [l for l in lines if t_cut <= l["start"] and l["end"] < t_heal]
-        acked = oks(lines, since=t_cut, until=t_heal)
+        # a write started just before the cut may still have had its
+        # acks back in time: allow those a moment, nothing more
+        acked = [l for l in lines if l["ok"] and l["end"] < t_heal and
+                 (l["start"] >= t_cut or l["end"] >= t_cut + 0.5)]
         statuses = sorted({l["status"] for l in tried if not l["ok"]})
         print(f"namespace writer during the cut: {len(tried)} attempts ended, "
               f"{len(acked)} acked, errors {statuses}", flush=True)
