@@ -170,6 +170,12 @@ int repl_host_primary_of(repl_host *h, const void *key, size_t len, int read,
 	 * its barrier (every write acknowledged before it took over). */
 	if (read && st.applied_index < st.epoch_start)
 		return MAIL_ERR_UNAVAILABLE;
+	/* ... and only while its own lease surely holds: a primary cut off
+	 * from etcd could otherwise answer from a state that a promoted
+	 * replica has since moved past (writes need no such check: they
+	 * cannot commit without the replicas, which fence the old epoch). */
+	if (read && util_now_mono_ms() >= router_member_lease_valid_until(h->member))
+		return MAIL_ERR_UNAVAILABLE;
 	*partition_r = partition;
 	return MAIL_OK;
 }

@@ -95,7 +95,10 @@ int repl_host_partition_of(repl_host *host, const void *key, size_t len,
 /* MAIL_OK with *partition_r when this node is the primary of key's
  * partition now, else MAIL_ERR_NOT_PRIMARY. For a read (read = 1), also
  * MAIL_ERR_UNAVAILABLE (temporary: the client retries) while a new primary
- * has not yet applied every write acknowledged before it took over. */
+ * has not yet applied every write acknowledged before it took over, and
+ * once this node's membership lease may have expired
+ * (router_member_lease_valid_until: no stale reads from a primary cut off
+ * from etcd). */
 int repl_host_primary_of(repl_host *host, const void *key, size_t len, int read,
 			 uint32_t *partition_r);
 

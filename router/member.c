@@ -38,6 +38,11 @@ struct router_member {
 	char *alive_value;
 	int ttl_s;
 	int64_t lease; /* 0 while we hold none */
+	/* Monotonic ms before which our alive key surely still exists: the
+	 * send time of the last keepalive (or grant) etcd confirmed, plus 3/4
+	 * of the TTL (etcd counts the TTL from when it got the request, later
+	 * than we sent it; the quarter covers clock rate differences). */
+	uint64_t valid_until;
 
 	int work_busy;
 	int stopping;
@@ -46,7 +51,14 @@ struct router_member {
 	int w_err;
 	int w_lost;
 	int w_renewed;
+	uint64_t w_sent;    /* when the work item started talking to etcd */
+	int w_confirmed;    /* etcd confirmed a lease from then on */
 };
+
+static uint64_t member__valid_until(const router_member *m, uint64_t sent)
+{
+	return sent + (uint64_t)m->ttl_s * 1000 * 3 / 4;
+}
 
 int router__role_parse(const char *s, const char **rest_r)
 {
@@ -204,11 +216,15 @@ static void member__work_cb(uv_work_t *req)
 	m->w_err = MAIL_OK;
 	m->w_lost = 0;
 	m->w_renewed = 0;
+	m->w_confirmed = 0;
+	m->w_sent = util_now_mono_ms();
 	if (m->lease != 0) {
 		int64_t ttl = 0;
 		int err = etcd_lease_keepalive(m->etcd, m->lease, &ttl);
-		if (err == MAIL_OK && ttl > 0)
+		if (err == MAIL_OK && ttl > 0) {
+			m->w_confirmed = 1;
 			return;
+		}
 		if (err != MAIL_OK && err != MAIL_ERR_NOT_FOUND) {
 			m->w_err = err;
 			return;
@@ -231,6 +247,7 @@ static void member__work_cb(uv_work_t *req)
 	}
 	m->lease = lease;
 	m->w_renewed = 1;
+	m->w_confirmed = 1;
 }
 
 static void member__finish_stop(router_member *m)
@@ -252,6 +269,8 @@ static void member__after_work_cb(uv_work_t *req, int status)
 	router_member *m = req->data;
 	(void)status;
 	m->work_busy = 0;
+	if (m->w_confirmed)
+		m->valid_until = member__valid_until(m, m->w_sent);
 	const char *role = router_role_name(m->role);
 	if (m->w_lost)
 		log_event(LOG_WARN, "router", "event=lease_lost role=%s node=%s", role, m->id);
@@ -349,9 +368,12 @@ int router_member_start_ex(uv_loop_t *loop, const char *etcd_url, enum router_ro
 	m->alive_value = strchr(host, ':') != NULL ? xasprintf("[%s]:%d", host, port)
 						  : xasprintf("%s:%d", host, port);
 
+	uint64_t sent = util_now_mono_ms();
 	int err = etcd_lease_grant(m->etcd, ttl_s, &m->lease);
-	if (err == MAIL_OK)
+	if (err == MAIL_OK) {
+		m->valid_until = member__valid_until(m, sent);
 		err = member__record_put(m);
+	}
 	if (err == MAIL_OK)
 		err = etcd_kv_put(m->etcd, m->alive_key, m->alive_value, strlen(m->alive_value),
 				  m->lease);
@@ -392,4 +414,9 @@ void router_member_stop(router_member **member)
 	/* with a renewal in flight, its after-work callback finishes the stop */
 	if (!m->work_busy)
 		member__finish_stop(m);
+}
+
+uint64_t router_member_lease_valid_until(const router_member *m)
+{
+	return m != NULL ? m->valid_until : 0;
 }

@@ -105,6 +105,12 @@ int router_member_start_ex(uv_loop_t *loop, const char *etcd_url, enum router_ro
 /* Revoke the lease (the node leaves membership at once), stop the timer,
  * free. NULLs *member. Loop thread only. */
 void router_member_stop(router_member **member);
+/* Monotonic ms (util_now_mono_ms) before which this node's alive key
+ * surely still exists in etcd, so no controller can have declared it dead
+ * and promoted another primary in its place: a primary serves reads only
+ * before then (a primary cut off from etcd stops answering reads before
+ * its replacement can take a write). 0 without a member. Loop thread. */
+uint64_t router_member_lease_valid_until(const router_member *member);
 
 /* ---- lookups (frontends and queue nodes) ----------------------------- */
 
