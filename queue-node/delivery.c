@@ -413,6 +413,11 @@ int queue_delivery_take_over(queue_delivery *d, queue_delivery_filter *mine, voi
 	return t.count;
 }
 
+size_t queue_delivery_release(queue_delivery *d, queue_delivery_filter *mine, void *arg)
+{
+	return d->stopping ? 0 : queue_sched_expedite(d->sched, mine, arg);
+}
+
 void queue_delivery_stop(queue_delivery *d)
 {
 	d->stopping = 1;

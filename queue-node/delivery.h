@@ -74,6 +74,11 @@ int queue_recover(queue_delivery *d, const char **error_r);
 typedef int queue_delivery_filter(const char *queue_id, void *arg);
 int queue_delivery_take_over(queue_delivery *d, queue_delivery_filter *mine, void *arg,
 			     const char **error_r);
+/* The replicated mode: this node stopped leading a partition. Its
+ * scheduled messages (mine(queue_id, arg) = 1) that wait for a retry are
+ * tried at once, so each finds it may no longer deliver and is dropped
+ * from the scheduler now (the new leader has them). Returns how many. */
+size_t queue_delivery_release(queue_delivery *d, queue_delivery_filter *mine, void *arg);
 
 /* Teardown is two steps because the store client (and the journal) call
  * back pending work from inside their destroy:

@@ -79,9 +79,17 @@ static int repl__mine(const char *queue_id, void *arg)
 static void repl__on_leading(void *owner, uint32_t partition, int leading)
 {
 	queue_repl *qr = owner;
-	if (!leading || qr->delivery == NULL)
-		return; /* attempts of a lost partition stop at their next step */
+	if (qr->delivery == NULL)
+		return;
 	struct take_over t = { qr, partition };
+	if (!leading) {
+		/* Running attempts stop at their next journal call; waiting
+		 * ones are dropped now. */
+		size_t n = queue_delivery_release(qr->delivery, repl__mine, &t);
+		log_event(LOG_INFO, "queue", "event=released partition=%u scheduled=%zu",
+			  partition, n);
+		return;
+	}
 	const char *error;
 	int n = queue_delivery_take_over(qr->delivery, repl__mine, &t, &error);
 	if (n < 0)

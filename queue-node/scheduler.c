@@ -242,6 +242,23 @@ int64_t queue_sched_done(queue_sched *s, const char *queue_id,
 	return delay;
 }
 
+size_t queue_sched_expedite(queue_sched *s, int (*pred)(const char *queue_id, void *arg),
+			    void *arg)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->n_buckets; i++) {
+		for (struct sched_entry *e = s->buckets[i]; e != NULL; e = e->hnext) {
+			if (e->state != SCHED_WAITING || !pred(e->id, arg))
+				continue;
+			uv_timer_stop(&e->timer);
+			sched__make_ready(s, e);
+			n++;
+		}
+	}
+	sched__kick(s);
+	return n;
+}
+
 size_t queue_sched_count(const queue_sched *s)
 {
 	return s->count;

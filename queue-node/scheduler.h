@@ -83,6 +83,16 @@ int queue_sched_add(queue_sched *sched, const char *queue_id, uint64_t delay_ms)
 int64_t queue_sched_done(queue_sched *sched, const char *queue_id,
 			 enum queue_sched_outcome outcome);
 
+/* Make every waiting entry for which pred(queue_id, arg) returns 1 due
+ * now (its attempt starts as soon as a slot is free; ready and running
+ * entries are left as they are). Used when this node stops leading a
+ * partition: each attempt then finds it may not deliver and ends FINISHED,
+ * instead of the entry lingering until its backoff expires. Returns the
+ * number of entries made due. Attempts start from the loop, never from
+ * inside this call. */
+size_t queue_sched_expedite(queue_sched *sched, int (*pred)(const char *queue_id, void *arg),
+			    void *arg);
+
 /* Counters for tests and metrics. */
 size_t queue_sched_count(const queue_sched *sched);    /* entries held */
 size_t queue_sched_inflight(const queue_sched *sched); /* attempts running */

@@ -216,6 +216,41 @@ static void test_delayed_add(void **state)
 	fake_stop(&f);
 }
 
+static int starts_with_a(const char *id, void *arg)
+{
+	(void)arg;
+	return id[0] == 'a';
+}
+
+/* A released partition: its waiting entries become due at once, the rest
+ * keep their timers. */
+static void test_expedite(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	struct fake f;
+	struct queue_sched_settings set;
+	queue_sched_settings_default(&set);
+	fake_start(&f, &loop, &set, FAKE_FINISH);
+	assert_int_equal(queue_sched_add(f.sched, "a1", 600000), 1);
+	assert_int_equal(queue_sched_add(f.sched, "a2", 600000), 1);
+	assert_int_equal(queue_sched_add(f.sched, "b1", 600000), 1);
+	assert_int_equal(queue_sched_expedite(f.sched, starts_with_a, NULL), 2);
+	assert_int_equal(f.n_calls, 0); /* never from inside the call */
+	uv_timer_t guard;
+	uv_timer_init(&loop, &guard);
+	uv_timer_start(&guard, guard_cb, 2000, 0);
+	while (queue_sched_count(f.sched) > 1 && uv_is_active((uv_handle_t *)&guard))
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&guard, NULL);
+	assert_int_equal(f.n_calls, 2);
+	assert_int_equal(f.ids[0][0], 'a');
+	assert_int_equal(f.ids[1][0], 'a');
+	assert_int_equal(queue_sched_count(f.sched), 1); /* b1 still waits */
+	assert_int_equal(queue_sched_expedite(f.sched, starts_with_a, NULL), 0);
+	fake_stop(&f);
+}
+
 static void test_finish_inside_deliver(void **state)
 {
 	(void)state;
@@ -308,6 +343,7 @@ int main(void)
 		cmocka_unit_test(test_retry_waits_backoff),
 		cmocka_unit_test(test_delayed_add),
 		cmocka_unit_test(test_finish_inside_deliver),
+		cmocka_unit_test(test_expedite),
 		cmocka_unit_test(test_idempotent_add_and_misuse),
 		cmocka_unit_test(test_many_entries_and_teardown),
 	};
