@@ -120,7 +120,11 @@ class Cluster:
     def node_port(self, name, metrics=False):
         fixed = getattr(self, "node_ports", None)
         key = f"{name}-metrics" if metrics else name
-        if fixed and key in fixed:
+        if fixed is not None:
+            # a cluster on free ports: a node added later (scale) gets
+            # free ports too, never base + offset
+            if key not in fixed:
+                fixed[key] = free_port()
             return fixed[key]
         role, idx = name.rsplit("-", 1)
         base = f"{role}_metrics_base" if metrics else f"{role}_base"
