@@ -20,6 +20,8 @@
 struct fixture {
 	char *dir;
 	mailstore *store;
+	char *dir_b; /* a second store, for the snapshot tests (store_b) */
+	mailstore *b;
 };
 
 static mailstore *open_store(const char *dir)
@@ -45,6 +47,8 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 	mailstore_close(&f->store);
 	test_tmpdir_remove(&f->dir);
+	mailstore_close(&f->b);
+	test_tmpdir_remove(&f->dir_b);
 	free(f);
 	return 0;
 }
@@ -545,6 +549,14 @@ static void test_second_open_fails(void **state)
 
 #define SNAP_PARTS 8
 
+/* The fixture's second, empty store (teardown removes it). */
+static mailstore *store_b(struct fixture *f)
+{
+	f->dir_b = test_tmpdir_create("mailstore-b");
+	f->b = open_store(f->dir_b);
+	return f->b;
+}
+
 /* The first users named "<tag><i>@snap.test" in (in_p != 0) or out of
  * partition p, as the router places them. Caller frees the strings. */
 static void users_pick(const char *tag, uint32_t p, uint32_t n_parts, int in_p, char **users,
@@ -767,8 +779,7 @@ static void test_snapshot_transfer(void **state)
 {
 	struct fixture *f = *state;
 	mailstore *a = f->store;
-	char *dir_b = test_tmpdir_create("mailstore-b");
-	mailstore *b = open_store(dir_b);
+	mailstore *b = store_b(f);
 	const uint32_t P = 3;
 	char *in[4], *out[2];
 	users_pick("in", P, SNAP_PARTS, 1, in, 4);
@@ -879,8 +890,6 @@ static void test_snapshot_transfer(void **state)
 	free(big);
 	users_free(in, 4);
 	users_free(out, 2);
-	mailstore_close(&b);
-	test_tmpdir_remove(&dir_b);
 }
 
 /* After an install, new mailboxes on B never take an imported mailbox id
@@ -889,8 +898,7 @@ static void test_snapshot_counters(void **state)
 {
 	struct fixture *f = *state;
 	mailstore *a = f->store;
-	char *dir_b = test_tmpdir_create("mailstore-b");
-	mailstore *b = open_store(dir_b);
+	mailstore *b = store_b(f);
 	const uint32_t P = 5;
 	char *in[1], *out[1];
 	users_pick("cnt", P, SNAP_PARTS, 1, in, 1);
@@ -963,8 +971,6 @@ static void test_snapshot_counters(void **state)
 
 	users_free(in, 1);
 	users_free(out, 1);
-	mailstore_close(&b);
-	test_tmpdir_remove(&dir_b);
 }
 
 /* Writes made after open are not in the export. */
@@ -972,8 +978,7 @@ static void test_snapshot_consistent_view(void **state)
 {
 	struct fixture *f = *state;
 	mailstore *a = f->store;
-	char *dir_b = test_tmpdir_create("mailstore-b");
-	mailstore *b = open_store(dir_b);
+	mailstore *b = store_b(f);
 	const uint32_t P = 1;
 	char *in[2];
 	users_pick("view", P, SNAP_PARTS, 1, in, 2);
@@ -1034,8 +1039,6 @@ static void test_snapshot_consistent_view(void **state)
 	assert_int_equal(applied_of(b, P), 10);
 
 	users_free(in, 2);
-	mailstore_close(&b);
-	test_tmpdir_remove(&dir_b);
 }
 
 static void put_be32(buf *b, uint32_t v)
@@ -1069,8 +1072,7 @@ static void test_snapshot_bad_chunks(void **state)
 {
 	struct fixture *f = *state;
 	mailstore *a = f->store;
-	char *dir_b = test_tmpdir_create("mailstore-b");
-	mailstore *b = open_store(dir_b);
+	mailstore *b = store_b(f);
 	const uint32_t P = 2;
 	char *in[2], *out[1];
 	users_pick("bad", P, SNAP_PARTS, 1, in, 2);
@@ -1222,8 +1224,6 @@ static void test_snapshot_bad_chunks(void **state)
 	chunks_free(&foreign);
 	users_free(in, 2);
 	users_free(out, 1);
-	mailstore_close(&b);
-	test_tmpdir_remove(&dir_b);
 }
 
 /* begin, then a crash (close and reopen without end): the partition is
@@ -1291,8 +1291,7 @@ static void test_snapshot_partition_agrees_with_router(void **state)
 		users[i] = xasprintf("agree%d.%c@Example-%d.test", i, 'a' + i % 26, i % 11);
 		create_box(f->store, users[i], "INBOX");
 	}
-	char *dir_b = test_tmpdir_create("mailstore-b");
-	mailstore *b = open_store(dir_b);
+	mailstore *b = store_b(f);
 	size_t total = 0;
 	for (uint32_t p = 0; p < N_PARTS; p++) {
 		struct chunks ch;
@@ -1308,8 +1307,6 @@ static void test_snapshot_partition_agrees_with_router(void **state)
 	assert_int_equal(total, N_USERS);
 	for (int i = 0; i < N_USERS; i++)
 		free(users[i]);
-	mailstore_close(&b);
-	test_tmpdir_remove(&dir_b);
 }
 
 static void test_snapshot_params(void **state)
