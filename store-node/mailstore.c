@@ -205,9 +205,9 @@ bad:
 
 /* ---- validation ------------------------------------------------------- */
 
-static int user_valid(const mailstore *s, const char *user)
+/* user is len bytes (not NUL-terminated): see user_valid(). */
+static int user_valid_len(const mailstore *s, const char *user, size_t len)
 {
-	size_t len = strlen(user);
 	if (len == 0 || len > s->limits.max_user_len)
 		return 0;
 	for (size_t i = 0; i < len; i++) {
@@ -216,6 +216,11 @@ static int user_valid(const mailstore *s, const char *user)
 			return 0;
 	}
 	return 1;
+}
+
+static int user_valid(const mailstore *s, const char *user)
+{
+	return user_valid_len(s, user, strlen(user));
 }
 
 /* The stored name of mailbox, or NULL when it is not a valid name. */
@@ -409,23 +414,24 @@ static void key_applied(buf *k, uint32_t partition)
 	put_u32(k, partition);
 }
 
-static int db_write(mailstore *s, leveldb_writebatch_t *wb, const char *what)
+static void batch_put_applied(leveldb_writebatch_t *wb, uint32_t partition, uint64_t index)
+{
+	buf k, v;
+	buf_init(&k);
+	buf_init(&v);
+	key_applied(&k, partition);
+	uint8_t ver = VALUE_VERSION;
+	buf_append(&v, &ver, 1);
+	put_u64(&v, index);
+	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
+	buf_deinit(&k);
+	buf_deinit(&v);
+}
+
+/* Write wb (sync) and destroy it. what names the operation in the log. */
+static int db_commit(mailstore *s, leveldb_writebatch_t *wb, const char *what)
 {
 	char *err = NULL;
-	if (s->applying) {
-		/* The applied index goes in the same batch as the change. */
-		buf k, v;
-		buf_init(&k);
-		buf_init(&v);
-		key_applied(&k, s->apply.partition);
-		uint8_t ver = VALUE_VERSION;
-		buf_append(&v, &ver, 1);
-		put_u64(&v, s->apply.index);
-		leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data,
-				       v.len);
-		buf_deinit(&k);
-		buf_deinit(&v);
-	}
 	leveldb_write(s->db, s->wopts, wb, &err);
 	leveldb_writebatch_destroy(wb);
 	if (err != NULL) {
@@ -436,6 +442,15 @@ static int db_write(mailstore *s, leveldb_writebatch_t *wb, const char *what)
 		return MAIL_ERR_INTERNAL;
 	}
 	return MAIL_OK;
+}
+
+/* db_commit; while a replicated entry is applied, its index goes in the
+ * same batch as the change. */
+static int db_write(mailstore *s, leveldb_writebatch_t *wb, const char *what)
+{
+	if (s->applying)
+		batch_put_applied(wb, s->apply.partition, s->apply.index);
+	return db_commit(s, wb, what);
 }
 
 /* Log a LevelDB read error and free it. */
@@ -501,40 +516,71 @@ static int mbox_get(mailstore *s, const char *user, const char *name, struct mbo
 	return MAIL_OK;
 }
 
-/* Create mailbox name for user: take a mailbox id and a UIDVALIDITY from the
- * counters and write both records in one batch. */
-static int mbox_create(mailstore *s, const char *user, const char *name, struct mbox *m)
+static void key_counters(buf *k)
+{
+	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_COUNTERS };
+	buf_reset(k);
+	buf_append(k, head, sizeof head);
+}
+
+/* The 'C' counters (1 and 0 when there are none yet): MAIL_OK, or
+ * MAIL_ERR_INTERNAL (logged, naming user) on a read error or a corrupt
+ * record. */
+static int counters_get(mailstore *s, const char *user, uint64_t *next_id_r,
+			uint32_t *last_uidvalidity_r)
+{
+	*next_id_r = 1;
+	*last_uidvalidity_r = 0;
+	buf k;
+	buf_init(&k);
+	key_counters(&k);
+	char *val;
+	size_t len;
+	int ret = db_get(s, &k, &val, &len);
+	buf_deinit(&k);
+	if (ret < 0)
+		return MAIL_ERR_INTERNAL;
+	if (ret == 0)
+		return MAIL_OK;
+	const uint8_t *p = (const uint8_t *)val;
+	int ok = len >= COUNTERS_VALUE_LEN && p[0] == VALUE_VERSION;
+	if (ok) {
+		*next_id_r = get_u64(p + 1);
+		*last_uidvalidity_r = get_u32(p + 9);
+	}
+	leveldb_free(val);
+	if (!ok) {
+		log_corrupt("counters", user);
+		return MAIL_ERR_INTERNAL;
+	}
+	return MAIL_OK;
+}
+
+static void batch_put_counters(leveldb_writebatch_t *wb, uint64_t next_id,
+			       uint32_t last_uidvalidity)
 {
 	buf k, v;
 	buf_init(&k);
 	buf_init(&v);
-	uint8_t ckey[2] = { MAILSTORE_KEY_VERSION, KIND_COUNTERS };
-	buf_append(&k, ckey, sizeof ckey);
-	char *val;
-	size_t len;
-	int ret = db_get(s, &k, &val, &len);
-	uint64_t next_id = 1;
-	uint32_t last_uidvalidity = 0;
-	if (ret < 0) {
-		buf_deinit(&k);
-		buf_deinit(&v);
-		return MAIL_ERR_INTERNAL;
-	}
-	if (ret == 1) {
-		const uint8_t *p = (const uint8_t *)val;
-		int ok = len >= COUNTERS_VALUE_LEN && p[0] == VALUE_VERSION;
-		if (ok) {
-			next_id = get_u64(p + 1);
-			last_uidvalidity = get_u32(p + 9);
-		}
-		leveldb_free(val);
-		if (!ok) {
-			log_corrupt("counters", user);
-			buf_deinit(&k);
-			buf_deinit(&v);
-			return MAIL_ERR_INTERNAL;
-		}
-	}
+	key_counters(&k);
+	uint8_t ver = VALUE_VERSION;
+	buf_append(&v, &ver, 1);
+	put_u64(&v, next_id);
+	put_u32(&v, last_uidvalidity);
+	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
+	buf_deinit(&k);
+	buf_deinit(&v);
+}
+
+/* Create mailbox name for user: take a mailbox id and a UIDVALIDITY from the
+ * counters and write both records in one batch. */
+static int mbox_create(mailstore *s, const char *user, const char *name, struct mbox *m)
+{
+	uint64_t next_id;
+	uint32_t last_uidvalidity;
+	int ret = counters_get(s, user, &next_id, &last_uidvalidity);
+	if (ret != MAIL_OK)
+		return ret;
 	/* Seconds since the epoch, but above every value handed out before, so
 	 * a mailbox re-created with an old name never repeats its UIDVALIDITY. */
 	int64_t now_s = (s->applying ? s->apply.now_ms : util_now_wall_ms()) / 1000;
@@ -548,11 +594,10 @@ static int mbox_create(mailstore *s, const char *user, const char *name, struct 
 
 	*m = (struct mbox){ .id = next_id, .uidvalidity = uidvalidity, .uidnext = 1 };
 	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	uint8_t ver = VALUE_VERSION;
-	buf_append(&v, &ver, 1);
-	put_u64(&v, next_id + 1);
-	put_u32(&v, uidvalidity);
-	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
+	batch_put_counters(wb, next_id + 1, uidvalidity);
+	buf k, v;
+	buf_init(&k);
+	buf_init(&v);
 	key_mailbox(&k, user, name);
 	mbox_encode(&v, m);
 	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
@@ -1185,21 +1230,23 @@ void mailstore_apply_begin(mailstore *s, const struct mailstore_apply *apply)
 		s->apply = *apply;
 }
 
-int mailstore_applied_index(mailstore *s, uint32_t partition, uint64_t *index_r)
+/* The applied index of partition as ropts sees it. */
+static int applied_get(mailstore *s, const leveldb_readoptions_t *ropts, uint32_t partition,
+		       uint64_t *index_r)
 {
 	*index_r = 0;
 	buf k;
 	buf_init(&k);
 	key_applied(&k, partition);
-	char *val;
+	char *err = NULL;
 	size_t len;
-	pthread_mutex_lock(&s->lock);
-	int ret = db_get(s, &k, &val, &len);
-	pthread_mutex_unlock(&s->lock);
+	char *val = leveldb_get(s->db, ropts, (const char *)k.data, k.len, &len, &err);
 	buf_deinit(&k);
-	if (ret < 0)
+	if (err != NULL) {
+		db_read_failed(err);
 		return MAIL_ERR_INTERNAL;
-	if (ret == 0)
+	}
+	if (val == NULL)
 		return MAIL_OK;
 	const uint8_t *p = (const uint8_t *)val;
 	int ok = len >= 9 && p[0] == VALUE_VERSION;
@@ -1211,6 +1258,14 @@ int mailstore_applied_index(mailstore *s, uint32_t partition, uint64_t *index_r)
 		return MAIL_ERR_INTERNAL;
 	}
 	return MAIL_OK;
+}
+
+int mailstore_applied_index(mailstore *s, uint32_t partition, uint64_t *index_r)
+{
+	pthread_mutex_lock(&s->lock);
+	int ret = applied_get(s, s->ropts, partition, index_r);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
 }
 
 int mailstore_mailbox_exists(mailstore *s, const char *user, const char *mailbox,
@@ -1226,4 +1281,494 @@ int mailstore_mailbox_exists(mailstore *s, const char *user, const char *mailbox
 	pthread_mutex_unlock(&s->lock);
 	*exists_r = ret == MAIL_OK;
 	return ret == MAIL_ERR_NOT_FOUND ? MAIL_OK : ret;
+}
+
+/* ---- partition snapshots ------------------------------------------------ */
+
+/* The kinds of per-user key a partition snapshot carries. */
+static const char snap_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX };
+#define SNAP_N_KINDS (sizeof snap_kinds / sizeof *snap_kinds)
+
+/* Chunk framing: a u32 length before each key and each value. */
+#define SNAP_LEN_BYTES 4
+/* 'I' and 'B' keys end in mailbox_id u64 | uid u32. */
+#define SNAP_MSG_KEY_TAIL (8 + 4)
+
+/* The partition of a user: router_partition_of() (router/router.h), which
+ * this library cannot link; test-mailstore.c checks that the two agree. */
+static uint32_t user_partition(const void *user, size_t len, uint32_t n_partitions)
+{
+	return (uint32_t)(util_hash64(user, len) % n_partitions);
+}
+
+static int partition_args_valid(uint32_t partition, uint32_t n_partitions)
+{
+	return n_partitions > 0 && partition < n_partitions;
+}
+
+/* Walks the keys of one partition over an iterator: for each kind of
+ * snap_kinds, the keys of the users in the partition. A user of another
+ * partition costs one seek, past all of its keys of that kind. */
+struct part_scan {
+	leveldb_iterator_t *it;
+	uint32_t partition;
+	uint32_t n_partitions;
+	size_t kind_i;
+	buf seek_key;
+};
+
+static void part_scan_seek_kind(struct part_scan *sc)
+{
+	uint8_t head[2] = { MAILSTORE_KEY_VERSION, (uint8_t)snap_kinds[sc->kind_i] };
+	leveldb_iter_seek(sc->it, (const char *)head, sizeof head);
+}
+
+/* Move to the first key of the partition at or after the iterator's
+ * position. Returns 1 when the iterator is on one, 0 when the walk is over,
+ * -1 on a read error or a key without its NUL (logged). */
+static int part_scan_settle(struct part_scan *sc)
+{
+	while (sc->kind_i < SNAP_N_KINDS) {
+		size_t klen = 0;
+		const char *key = NULL;
+		if (leveldb_iter_valid(sc->it))
+			key = leveldb_iter_key(sc->it, &klen);
+		if (key == NULL || klen < 2 || (uint8_t)key[0] != MAILSTORE_KEY_VERSION ||
+		    key[1] != snap_kinds[sc->kind_i]) {
+			/* a read error also ends a scan: never take it for the end */
+			char *err = NULL;
+			leveldb_iter_get_error(sc->it, &err);
+			if (err != NULL) {
+				db_read_failed(err);
+				return -1;
+			}
+			if (++sc->kind_i < SNAP_N_KINDS)
+				part_scan_seek_kind(sc);
+			continue;
+		}
+		const char *nul = memchr(key + 2, '\0', klen - 2);
+		if (nul == NULL) {
+			log_corrupt("key", "");
+			return -1;
+		}
+		size_t ulen = (size_t)(nul - (key + 2));
+		if (user_partition(key + 2, ulen, sc->n_partitions) == sc->partition)
+			return 1;
+		/* 01 kind <user> 01 sorts after every 01 kind <user> 00 ... key */
+		buf_reset(&sc->seek_key);
+		buf_append(&sc->seek_key, key, 2 + ulen);
+		uint8_t past = 0x01;
+		buf_append(&sc->seek_key, &past, 1);
+		leveldb_iter_seek(sc->it, (const char *)sc->seek_key.data, sc->seek_key.len);
+	}
+	return 0;
+}
+
+/* Start a walk over it (owned by sc from now on). Same returns as
+ * part_scan_settle(). */
+static int part_scan_start(struct part_scan *sc, leveldb_iterator_t *it, uint32_t partition,
+			   uint32_t n_partitions)
+{
+	*sc = (struct part_scan){ .it = it, .partition = partition, .n_partitions = n_partitions };
+	buf_init(&sc->seek_key);
+	part_scan_seek_kind(sc);
+	return part_scan_settle(sc);
+}
+
+static int part_scan_next(struct part_scan *sc)
+{
+	leveldb_iter_next(sc->it);
+	return part_scan_settle(sc);
+}
+
+static void part_scan_deinit(struct part_scan *sc)
+{
+	if (sc->it != NULL)
+		leveldb_iter_destroy(sc->it);
+	sc->it = NULL;
+	buf_deinit(&sc->seek_key);
+}
+
+struct mailstore_snapshot {
+	mailstore *store;
+	const leveldb_snapshot_t *snap;
+	leveldb_readoptions_t *ropts; /* reads at snap */
+	struct part_scan scan;
+	int pos; /* 1 on a pair not sent yet, 0 done, -1 failed */
+	uint32_t partition;
+	uint64_t pairs;
+	uint64_t bytes;
+};
+
+void mailstore_snapshot_close(mailstore_snapshot **snap)
+{
+	mailstore_snapshot *sn = *snap;
+	if (sn == NULL)
+		return;
+	*snap = NULL;
+	/* the iterator reads at the snapshot: it goes first */
+	part_scan_deinit(&sn->scan);
+	leveldb_readoptions_destroy(sn->ropts);
+	leveldb_release_snapshot(sn->store->db, sn->snap);
+	free(sn);
+}
+
+int mailstore_snapshot_open(mailstore *s, uint32_t partition, uint32_t n_partitions,
+			    mailstore_snapshot **snap_r, uint64_t *applied_r)
+{
+	*snap_r = NULL;
+	*applied_r = 0;
+	if (!partition_args_valid(partition, n_partitions))
+		return MAIL_ERR_PARAMS;
+	mailstore_snapshot *sn = xcalloc(1, sizeof *sn);
+	sn->store = s;
+	sn->partition = partition;
+	/* Under the lock, so the view falls between two operations (each is
+	 * one batch anyway; this keeps the rule of the header). */
+	pthread_mutex_lock(&s->lock);
+	sn->snap = leveldb_create_snapshot(s->db);
+	pthread_mutex_unlock(&s->lock);
+	sn->ropts = leveldb_readoptions_create();
+	leveldb_readoptions_set_snapshot(sn->ropts, sn->snap);
+	/* a bulk read: do not push the working set out of the block cache */
+	leveldb_readoptions_set_fill_cache(sn->ropts, 0);
+	int ret = applied_get(s, sn->ropts, partition, applied_r);
+	if (ret == MAIL_OK) {
+		sn->pos = part_scan_start(&sn->scan, leveldb_create_iterator(s->db, sn->ropts),
+					  partition, n_partitions);
+		if (sn->pos < 0)
+			ret = MAIL_ERR_INTERNAL;
+	}
+	if (ret != MAIL_OK) {
+		*applied_r = 0;
+		mailstore_snapshot_close(&sn);
+		return ret;
+	}
+	log_event(LOG_INFO, LOG_SVC, "event=snapshot_open partition=%u applied=%llu",
+		  (unsigned)partition, (unsigned long long)*applied_r);
+	*snap_r = sn;
+	return MAIL_OK;
+}
+
+int mailstore_snapshot_next(mailstore_snapshot *sn, buf *out, size_t max_bytes)
+{
+	if (sn->pos < 0)
+		return -MAIL_ERR_INTERNAL;
+	if (sn->pos == 0)
+		return 0;
+	uint8_t ver = MAILSTORE_SNAPSHOT_VERSION;
+	buf_append(out, &ver, 1);
+	size_t used = 1;
+	size_t n = 0;
+	while (sn->pos == 1) {
+		size_t klen, vlen;
+		const char *key = leveldb_iter_key(sn->scan.it, &klen);
+		const char *val = leveldb_iter_value(sn->scan.it, &vlen);
+		if (klen > MAILSTORE_SNAPSHOT_KEY_MAX || vlen > UINT32_MAX) {
+			/* the limits keep keys far shorter: the installer would
+			 * refuse this one */
+			log_corrupt("key", "");
+			sn->pos = -1;
+			break;
+		}
+		size_t pair = 2 * SNAP_LEN_BYTES + klen + vlen;
+		if (n > 0 && used + pair > max_bytes)
+			break;
+		put_u32(out, (uint32_t)klen);
+		buf_append(out, key, klen);
+		put_u32(out, (uint32_t)vlen);
+		buf_append(out, val, vlen);
+		used += pair;
+		n++;
+		sn->pos = part_scan_next(&sn->scan);
+	}
+	if (sn->pos < 0)
+		return -MAIL_ERR_INTERNAL;
+	sn->pairs += n;
+	sn->bytes += used;
+	if (sn->pos == 0)
+		log_event(LOG_INFO, LOG_SVC,
+			  "event=snapshot_exported partition=%u pairs=%llu bytes=%llu",
+			  (unsigned)sn->partition, (unsigned long long)sn->pairs,
+			  (unsigned long long)sn->bytes);
+	return 1;
+}
+
+int mailstore_snapshot_install_begin(mailstore *s, uint32_t partition, uint32_t n_partitions)
+{
+	if (!partition_args_valid(partition, n_partitions))
+		return MAIL_ERR_PARAMS;
+	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	uint64_t n = 0;
+	pthread_mutex_lock(&s->lock);
+	struct part_scan sc;
+	int pos = part_scan_start(&sc, leveldb_create_iterator(s->db, s->ropts), partition,
+				  n_partitions);
+	for (; pos == 1; pos = part_scan_next(&sc)) {
+		size_t klen;
+		const char *key = leveldb_iter_key(sc.it, &klen);
+		leveldb_writebatch_delete(wb, key, klen);
+		n++;
+	}
+	part_scan_deinit(&sc);
+	int ret;
+	if (pos < 0) {
+		leveldb_writebatch_destroy(wb);
+		ret = MAIL_ERR_INTERNAL;
+	} else {
+		/* in the same batch: a crash after it leaves "applied 0" */
+		buf k;
+		buf_init(&k);
+		key_applied(&k, partition);
+		leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
+		buf_deinit(&k);
+		ret = db_commit(s, wb, "snapshot_install_begin");
+	}
+	pthread_mutex_unlock(&s->lock);
+	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
+		  "event=snapshot_install_begin partition=%u dropped=%llu status=%s",
+		  (unsigned)partition, (unsigned long long)n, mail_error_info(ret)->name);
+	return ret;
+}
+
+/* What a chunk must keep above: the largest mailbox id and UIDVALIDITY. */
+struct snap_ids {
+	uint64_t max_mailbox_id;
+	uint32_t max_uidvalidity;
+};
+
+static void snap_ids_note(struct snap_ids *ids, uint64_t mailbox_id, uint32_t uidvalidity)
+{
+	if (mailbox_id > ids->max_mailbox_id)
+		ids->max_mailbox_id = mailbox_id;
+	if (uidvalidity > ids->max_uidvalidity)
+		ids->max_uidvalidity = uidvalidity;
+}
+
+/* A mailbox id the counter can still be raised above. */
+static int snap_mailbox_id_ok(uint64_t id)
+{
+	return id != 0 && id != UINT64_MAX;
+}
+
+/* 'M': rest is the stored (canonical) mailbox name. */
+static const char *snap_check_mailbox(const mailstore *s, const uint8_t *rest, size_t rlen,
+				      const uint8_t *val, size_t vlen, struct snap_ids *ids)
+{
+	if (rlen == 0 || memchr(rest, '\0', rlen) != NULL)
+		return "mailbox_name";
+	char *name = xstrndup((const char *)rest, rlen);
+	const char *canon = mailbox_name(s, name);
+	int ok = canon != NULL && strcmp(canon, name) == 0;
+	free(name);
+	if (!ok)
+		return "mailbox_name";
+	struct mbox m;
+	if (vlen != MBOX_VALUE_LEN || mbox_decode(val, vlen, &m) < 0)
+		return "mailbox_value";
+	if (!snap_mailbox_id_ok(m.id) || m.uidvalidity == 0 || m.uidnext == 0 ||
+	    m.exists >= m.uidnext)
+		return "mailbox_value";
+	snap_ids_note(ids, m.id, m.uidvalidity);
+	return NULL;
+}
+
+/* 'I' value: decodes exactly (re-encoding gives the same bytes, so no
+ * trailing or NUL bytes) and its flags are canonical under this store's
+ * limits (what flags_normalize() would have stored). */
+static const char *snap_check_meta_value(const mailstore *s, uint32_t uid, const uint8_t *val,
+					 size_t vlen)
+{
+	/* the flag count is the peer's: check it before it sizes anything */
+	if (vlen < META_FIXED_LEN || get_u16(val + META_FIXED_LEN - 2) > s->limits.max_flags)
+		return "message_value";
+	struct mailstore_message_info mi;
+	if (meta_decode(val, vlen, uid, &mi) < 0)
+		return "message_value";
+	const char *why = NULL;
+	buf again;
+	buf_init(&again);
+	meta_encode(&again, &mi);
+	if (mi.modseq == 0 || again.len != vlen || memcmp(again.data, val, vlen) != 0)
+		why = "message_value";
+	buf_deinit(&again);
+	char **canon = NULL;
+	size_t n_canon = 0;
+	if (why == NULL &&
+	    (flags_normalize(s, (const char *const *)mi.flags, mi.n_flags, &canon, &n_canon) !=
+		     MAIL_OK ||
+	     !flags_equal(canon, n_canon, mi.flags, mi.n_flags)))
+		why = "message_flags";
+	flags_free(canon, n_canon);
+	mailstore_message_info_free(&mi);
+	return why;
+}
+
+/* 'I' and 'B': rest is mailbox_id u64 | uid u32. */
+static const char *snap_check_message(const mailstore *s, char kind, const uint8_t *rest,
+				      size_t rlen, const uint8_t *val, size_t vlen,
+				      struct snap_ids *ids)
+{
+	if (rlen != SNAP_MSG_KEY_TAIL)
+		return "message_key";
+	uint64_t mailbox_id = get_u64(rest);
+	uint32_t uid = get_u32(rest + 8);
+	if (!snap_mailbox_id_ok(mailbox_id) || uid == 0)
+		return "message_key";
+	snap_ids_note(ids, mailbox_id, 0);
+	/* a body is raw bytes: any value is one */
+	return kind == KIND_META ? snap_check_meta_value(s, uid, val, vlen) : NULL;
+}
+
+/* 'D': rest is the delivery id. */
+static const char *snap_check_delivery(const mailstore *s, const uint8_t *rest, size_t rlen,
+				       const uint8_t *val, size_t vlen, struct snap_ids *ids)
+{
+	if (rlen == 0 || rlen > s->limits.max_delivery_id || memchr(rest, '\0', rlen) != NULL)
+		return "delivery_key";
+	if (vlen != DELIVERY_VALUE_LEN || val[0] != VALUE_VERSION)
+		return "delivery_value";
+	uint64_t mailbox_id = get_u64(val + 1);
+	uint32_t uid = get_u32(val + 9);
+	uint32_t uidvalidity = get_u32(val + 13);
+	if (!snap_mailbox_id_ok(mailbox_id) || uid == 0 || uidvalidity == 0)
+		return "delivery_value";
+	snap_ids_note(ids, mailbox_id, uidvalidity);
+	return NULL;
+}
+
+/* NULL when key -> val may be installed into partition, else why not
+ * (static text for the log). */
+static const char *snap_check_pair(const mailstore *s, uint32_t partition,
+				   uint32_t n_partitions, const uint8_t *key, size_t klen,
+				   const uint8_t *val, size_t vlen, struct snap_ids *ids)
+{
+	if (klen < 3 || key[0] != MAILSTORE_KEY_VERSION)
+		return "key_version";
+	const uint8_t *user = key + 2;
+	const uint8_t *nul = memchr(user, '\0', klen - 2);
+	if (nul == NULL)
+		return "key_user";
+	size_t ulen = (size_t)(nul - user);
+	if (!user_valid_len(s, (const char *)user, ulen))
+		return "key_user";
+	if (user_partition(user, ulen, n_partitions) != partition)
+		return "foreign_partition";
+	const uint8_t *rest = nul + 1;
+	size_t rlen = klen - 2 - ulen - 1;
+	switch (key[1]) {
+	case KIND_MAILBOX:
+		return snap_check_mailbox(s, rest, rlen, val, vlen, ids);
+	case KIND_META:
+	case KIND_BODY:
+		return snap_check_message(s, (char)key[1], rest, rlen, val, vlen, ids);
+	case KIND_DELIVERY:
+		return snap_check_delivery(s, rest, rlen, val, vlen, ids);
+	default:
+		/* 'A' included: only install_end sets the applied index */
+		return "key_kind";
+	}
+}
+
+/* Read one length-prefixed field at *off. NULL when it does not fit in the
+ * chunk or is longer than max. */
+static const uint8_t *snap_field(const uint8_t *data, size_t len, size_t *off, size_t max,
+				 size_t *flen_r)
+{
+	if (len - *off < SNAP_LEN_BYTES)
+		return NULL;
+	size_t flen = get_u32(data + *off);
+	*off += SNAP_LEN_BYTES;
+	if (flen > max || flen > len - *off)
+		return NULL;
+	const uint8_t *p = data + *off;
+	*off += flen;
+	*flen_r = flen;
+	return p;
+}
+
+/* Every pair of the chunk into wb, the ids it carries into ids. NULL, or
+ * why the chunk is refused (static text) with *off_r where. */
+static const char *snap_chunk_parse(const mailstore *s, uint32_t partition,
+				    uint32_t n_partitions, const uint8_t *data, size_t len,
+				    leveldb_writebatch_t *wb, struct snap_ids *ids,
+				    uint64_t *pairs_r, size_t *off_r)
+{
+	*pairs_r = 0;
+	*off_r = 0;
+	if (len == 0 || data[0] != MAILSTORE_SNAPSHOT_VERSION)
+		return "version";
+	size_t off = 1;
+	while (off < len) {
+		*off_r = off;
+		size_t klen, vlen;
+		const uint8_t *key = snap_field(data, len, &off, MAILSTORE_SNAPSHOT_KEY_MAX, &klen);
+		if (key == NULL)
+			return "key_length";
+		const uint8_t *val = snap_field(data, len, &off, SIZE_MAX, &vlen);
+		if (val == NULL)
+			return "value_length";
+		const char *why =
+			snap_check_pair(s, partition, n_partitions, key, klen, val, vlen, ids);
+		if (why != NULL)
+			return why;
+		leveldb_writebatch_put(wb, (const char *)key, klen, (const char *)val, vlen);
+		(*pairs_r)++;
+	}
+	return NULL;
+}
+
+int mailstore_snapshot_install_chunk(mailstore *s, uint32_t partition, uint32_t n_partitions,
+				     const uint8_t *data, size_t len)
+{
+	if (!partition_args_valid(partition, n_partitions))
+		return MAIL_ERR_PARAMS;
+	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	struct snap_ids ids = { 0, 0 };
+	uint64_t pairs;
+	size_t off;
+	const char *why = snap_chunk_parse(s, partition, n_partitions, data, len, wb, &ids,
+					   &pairs, &off);
+	if (why != NULL) {
+		leveldb_writebatch_destroy(wb);
+		log_event(LOG_WARN, LOG_SVC,
+			  "event=snapshot_chunk_refused partition=%u reason=%s offset=%zu len=%zu",
+			  (unsigned)partition, why, off, len);
+		return MAIL_ERR_PARAMS;
+	}
+	if (pairs == 0) {
+		leveldb_writebatch_destroy(wb);
+		return MAIL_OK;
+	}
+	pthread_mutex_lock(&s->lock);
+	uint64_t next_id;
+	uint32_t last_uidvalidity;
+	int ret = counters_get(s, "", &next_id, &last_uidvalidity);
+	if (ret == MAIL_OK) {
+		/* A mailbox created here later takes next_id and a UIDVALIDITY
+		 * above last_uidvalidity: keep both above what came in. */
+		if (next_id <= ids.max_mailbox_id)
+			next_id = ids.max_mailbox_id + 1;
+		if (last_uidvalidity < ids.max_uidvalidity)
+			last_uidvalidity = ids.max_uidvalidity;
+		batch_put_counters(wb, next_id, last_uidvalidity);
+		ret = db_commit(s, wb, "snapshot_install_chunk");
+	} else {
+		leveldb_writebatch_destroy(wb);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int mailstore_snapshot_install_end(mailstore *s, uint32_t partition, uint64_t applied)
+{
+	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	batch_put_applied(wb, partition, applied);
+	pthread_mutex_lock(&s->lock);
+	int ret = db_commit(s, wb, "snapshot_install_end");
+	pthread_mutex_unlock(&s->lock);
+	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
+		  "event=snapshot_install_end partition=%u applied=%llu status=%s",
+		  (unsigned)partition, (unsigned long long)applied, mail_error_info(ret)->name);
+	return ret;
 }

@@ -60,6 +60,8 @@
 #ifndef MAIL_MAILSTORE_H
 #define MAIL_MAILSTORE_H
 
+#include "buf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -198,6 +200,84 @@ int mailstore_applied_index(mailstore *store, uint32_t partition, uint64_t *inde
  * MAIL_OK, PARAMS or INTERNAL. */
 int mailstore_mailbox_exists(mailstore *store, const char *user, const char *mailbox,
 			     int *exists_r);
+
+/* ---- partition snapshots (log compaction, replica catch-up) ----
+ * A replica too far behind gets the partition's state instead of the log.
+ * The bytes are produced and read only here; the replicated log carries
+ * them as opaque chunks.
+ *
+ * What a partition is on this store: every 'M', 'I', 'B' and 'D' key of a
+ * user with util_hash64(user) % n_partitions == partition (the same
+ * function as router_partition_of()), plus its 'A' key. The 'C' counters
+ * are per node and are never exported.
+ *
+ * Chunk format (version MAILSTORE_SNAPSHOT_VERSION):
+ *   version u8 | pair*      pair = key_len u32 | key | value_len u32 | value
+ * Lengths are big-endian; a key is a complete store key as in the schema
+ * above (01 kind <user> 00 ...), the value its stored value as is. A key is
+ * at most MAILSTORE_SNAPSHOT_KEY_MAX bytes. The applied index is NOT in the
+ * chunks: it travels beside them (mailstore_snapshot_open's *applied_r,
+ * given back to mailstore_snapshot_install_end). That way no chunk can make
+ * a half-installed partition look applied.
+ *
+ * Cost: export and install_begin walk the keys of every user of the store
+ * once per kind (one seek per user of another partition, which skips all of
+ * that user's keys), and read every key and value of the partition. */
+#define MAILSTORE_SNAPSHOT_VERSION 0x01
+#define MAILSTORE_SNAPSHOT_KEY_MAX 1024
+
+typedef struct mailstore_snapshot mailstore_snapshot;
+
+/* A consistent view (a LevelDB snapshot taken between two operations) of
+ * every key of partition, and *applied_r = the partition's applied index in
+ * that view (0 when none). Writes made after this call are not in the
+ * export. The snapshot holds no store lock: export runs beside normal
+ * traffic (but LevelDB keeps the files it reads until it is closed). Free
+ * it with mailstore_snapshot_close() before mailstore_close(store).
+ * Returns MAIL_OK, PARAMS (n_partitions == 0 or partition >=
+ * n_partitions) or INTERNAL (disk, corrupt 'A' record). */
+int mailstore_snapshot_open(mailstore *store, uint32_t partition, uint32_t n_partitions,
+			    mailstore_snapshot **snap_r, uint64_t *applied_r);
+/* Append the next chunk to out (the caller owns out): its version byte and
+ * the next pairs, at most max_bytes in all unless one pair alone is bigger
+ * (then that pair alone). Returns 1 when a chunk was appended, 0 when the
+ * export is complete (nothing appended; an empty partition gives no chunk
+ * at all), -MAIL_ERR_INTERNAL on a read error or a corrupt key (logged;
+ * the export must be abandoned). One thread at a time per snapshot; any
+ * thread. */
+int mailstore_snapshot_next(mailstore_snapshot *snap, buf *out, size_t max_bytes);
+/* Release the view. NULLs *snap; NULL is allowed. */
+void mailstore_snapshot_close(mailstore_snapshot **snap);
+
+/* Install, on a replica, a partition exported elsewhere:
+ *   install_begin, install_chunk for every chunk in order, install_end.
+ * The caller must not write to the partition between begin and end (no
+ * apply of its entries); other partitions are served as usual. A crash at
+ * any point before end leaves applied index 0 (never a half-installed
+ * partition that claims to be applied): start again with begin.
+ *
+ * install_begin: drop every key of the partition (all 'M','I','B','D' keys
+ * of its users, and its 'A' key, so its applied index reads 0) in ONE sync
+ * batch. The 'C' counters stay. Returns MAIL_OK, PARAMS or INTERNAL. */
+int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
+				     uint32_t n_partitions);
+/* Validate and write one chunk (data is only read during the call; it
+ * comes from the network): the version byte must be
+ * MAILSTORE_SNAPSHOT_VERSION, every length must stay inside the chunk, every
+ * key must be an 'M','I','B' or 'D' key of a valid user of this partition
+ * (valid mailbox name, uid, delivery id) and every value must parse
+ * exactly as its kind (flags canonical and within this store's limits).
+ * Anything else is MAIL_ERR_PARAMS (logged) and nothing of the chunk is
+ * written. Otherwise the pairs and the 'C' counters go in ONE sync batch;
+ * the counters are raised above every imported mailbox id and
+ * UIDVALIDITY, so a mailbox created later on this node never reuses one
+ * (a replicated create takes its UIDVALIDITY from the entry's clock
+ * instead: mailstore_apply_begin). Returns MAIL_OK, PARAMS or INTERNAL. */
+int mailstore_snapshot_install_chunk(mailstore *store, uint32_t partition,
+				     uint32_t n_partitions, const uint8_t *data, size_t len);
+/* Store applied as the partition's applied index (sync): the install is
+ * complete. Returns MAIL_OK or INTERNAL. */
+int mailstore_snapshot_install_end(mailstore *store, uint32_t partition, uint64_t applied);
 
 void mailstore_mailbox_info_free(struct mailstore_mailbox_info *info);
 void mailstore_mailbox_infos_free(struct mailstore_mailbox_info *boxes, size_t n);
