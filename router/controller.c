@@ -55,7 +55,7 @@ struct router_controller {
 	int64_t lease; /* main thread (and stop, after the join) */
 	int resync_ms;
 	/* main thread: no rebalancing pass (ring.h rule 6) for a role before
-	 * this time (monotonic ms): one batch of primary moves per resync */
+	 * this time (monotonic ms): a resync interval after our last write */
 	uint64_t next_rebalance[ROUTER_ROLE_COUNT_];
 };
 
@@ -206,25 +206,19 @@ static int ctl__inputs_read(etcd_client *etcd, const char *role, ctl__inputs *in
 	return err;
 }
 
-static int ctl__rebalanced(const ring_change *changes, size_t n)
-{
-	for (size_t k = 0; k < n; k++) {
-		if (changes[k].reasons & RING_REASON_REBALANCE)
-			return 1;
-	}
-	return 0;
-}
-
 static void ctl__reconcile(router_controller *c, enum router_role role)
 {
 	const char *role_name = router_role_name(role);
-	/* Pacing: our own map write wakes us again at once (the watch covers
-	 * ring/), so "K moves per pass" alone would move every primary within
-	 * milliseconds. One rebalancing pass per resync interval instead lets
-	 * clients re-resolve and the moved partitions' new primaries append
-	 * their barriers before the next batch. The deadline is taken from
-	 * the pass's start, so the next resync (scheduled after the pass) is
-	 * never early for it. */
+	/* Pacing: rebalancing (ring.h rule 6) only once our last write of this
+	 * map is a resync interval old. Our own write wakes us again at once
+	 * (the watch covers ring/), so "K moves per pass" alone would move
+	 * every primary within milliseconds; this way clients re-resolve and
+	 * the moved partitions' new primaries append their barriers before
+	 * the next batch, and after a join, catch-up or failover the map must
+	 * stay quiet for an interval before any primary moves (writes retried
+	 * right after a change do not meet a second one). The deadline is
+	 * taken from the pass's start, so the next resync (scheduled after the
+	 * pass) is never early for it. */
 	uint64_t start = ctl__now_ms();
 	ring_reconcile_settings settings = { .rebalance_off = start < c->next_rebalance[role] };
 	char *ring_key = xasprintf(ROUTER_KEY_RING "%s", role_name);
@@ -265,8 +259,7 @@ static void ctl__reconcile(router_controller *c, enum router_role role)
 		free(json);
 		if (err == MAIL_OK) {
 			ctl__log_changes(role, map, changes, n_changes);
-			if (ctl__rebalanced(changes, n_changes))
-				c->next_rebalance[role] = start + (uint64_t)c->resync_ms;
+			c->next_rebalance[role] = start + (uint64_t)c->resync_ms;
 		} else {
 			log_event(LOG_INFO, "controller", "event=map_write_failed role=%s err=%s",
 				  role_name, mail_error_info(err)->name);

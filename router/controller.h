@@ -19,8 +19,9 @@
  *   - rebalancing: once every partition is settled (all its placed nodes
  *     alive and in sync) and nothing else changes, primaries move back to
  *     each partition's preferred node (the first of its ring placement),
- *     at most max(1, partitions/16) per pass and one such pass per resync
- *     interval, so a node that joined or came back leads its share again.
+ *     at most max(1, partitions/16) per pass, and only once the map has
+ *     not been written for a resync interval (so one batch per interval),
+ *     so a node that joined or came back leads its share again.
  * Each change bumps the partition's epoch to the new map epoch, and each
  * map write is ONE compare-and-swap on the map key's mod_revision (on
  * conflict: re-read, recompute), so two controllers can never both win.

@@ -412,9 +412,11 @@ static void test_rebalance_paced(void **state)
 		mailtest_sleep_ms(20);
 	}
 	assert_true(d_settled(m, NULL));
+	uint64_t settled_t = now_ms();
 	unsigned start = preferred_count(m);
 	assert_true(start < NPART);
-	/* then one move per resync (K = max(1, 16/16) = 1): watch it happen */
+	/* then one move per resync interval (K = max(1, 16/16) = 1), the first
+	 * an interval after the write that settled the map: watch it happen */
 	unsigned last = start, moves = 0;
 	uint64_t first_t = 0, last_t = 0;
 	end = now_ms() + (uint64_t)(NPART * pace_ms * 4);
@@ -437,7 +439,9 @@ static void test_rebalance_paced(void **state)
 	}
 	assert_int_equal(last, NPART);
 	assert_int_equal(moves, NPART - start);
-	/* moves are at least one resync apart (less the polling slack) */
+	/* the settled map stays quiet for a resync interval, and moves are at
+	 * least one interval apart (less the polling slack) */
+	assert_true(first_t - settled_t + 100 >= (uint64_t)pace_ms);
 	assert_true(last_t - first_t + 100 >= (uint64_t)(moves - 1) * (uint64_t)pace_ms);
 	ring_map_free(&m);
 	router_controller_stop(&ctl);
