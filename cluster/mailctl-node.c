@@ -1,6 +1,13 @@
 /* mailctl-node.c: `mailctl node ...` and `mailctl partitions` (the cluster
  * map in etcd: router.h, ring.h). Reads and writes etcd directly; the
  * controller (router/controller.h) does the moving.
+ *
+ * Replication lag comes from the status keys the replicated nodes publish
+ * (about every 2 s), one per node:
+ *   /mail/v1/status/<role>/<node> = {"ts":<unix ms>,"parts":{"<partition>":
+ *       {"e":<epoch>,"last":<last index>,"commit":..,"applied":..},..}}
+ * A replica's lag is its primary's "last" minus its own (entries); it is
+ * unknown ("?") without a status for either, or one older than 10 s.
  */
 #include "mailctl-private.h"
 
@@ -15,25 +22,53 @@
 #include "mail-error.h"
 #include "ring.h"
 #include "router.h"
+#include "util.h"
 #include "xalloc.h"
 
 #define NODE_KEY "/mail/v1/nodes/"
 #define ALIVE_KEY "/mail/v1/alive/"
 #define RING_KEY "/mail/v1/ring/"
+#define STATUS_KEY "/mail/v1/status/"
+/* A status older than this says nothing about the lag any more. */
+#define MAILCTL_STATUS_STALE_MS 10000
+/* partitions --watch: default and bounds of the interval (seconds) */
+#define MAILCTL_WATCH_DEFAULT_S 2
+#define MAILCTL_WATCH_MAX_S 3600
 
-/* One role's view: map, records, alive keys. */
+/* One role's view: map, records, alive keys, status keys. */
 typedef struct mailctl_view {
 	ring_map *map; /* NULL: no map yet */
-	etcd_kv *nodes, *alive;
-	size_t n_nodes, n_alive;
+	etcd_kv *nodes, *alive, *status;
+	size_t n_nodes, n_alive, n_status;
+	/* per status key: its "parts" object, or NULL when stale or malformed
+	 * (references owned by the view) */
+	json_t **status_parts;
 } mailctl_view;
 
 static void mailctl_view_free(mailctl_view *v)
 {
 	ring_map_free(&v->map);
+	for (size_t k = 0; v->status_parts != NULL && k < v->n_status; k++)
+		json_decref(v->status_parts[k]);
+	free(v->status_parts);
 	etcd_kvs_free(v->nodes, v->n_nodes);
 	etcd_kvs_free(v->alive, v->n_alive);
+	etcd_kvs_free(v->status, v->n_status);
 	memset(v, 0, sizeof *v);
+}
+
+/* The "parts" object of a fresh, well-formed status value (new reference),
+ * or NULL. */
+static json_t *mailctl_status_parse(const etcd_kv *kv, int64_t now_ms)
+{
+	json_t *root = json_loadb(kv->value, kv->value_len, 0, NULL);
+	json_t *ts = json_object_get(root, "ts"), *parts = json_object_get(root, "parts");
+	json_t *out = NULL;
+	if (json_is_integer(ts) && json_is_object(parts) &&
+	    now_ms - (int64_t)json_integer_value(ts) <= MAILCTL_STATUS_STALE_MS)
+		out = json_incref(parts);
+	json_decref(root);
+	return out;
 }
 
 static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view *v)
@@ -42,6 +77,7 @@ static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view
 	char *k_ring = xasprintf(RING_KEY "%s", name);
 	char *k_nodes = xasprintf(NODE_KEY "%s/", name);
 	char *k_alive = xasprintf(ALIVE_KEY "%s/", name);
+	char *k_status = xasprintf(STATUS_KEY "%s/", name);
 	char *value = NULL;
 	size_t len;
 	memset(v, 0, sizeof *v);
@@ -58,9 +94,18 @@ static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view
 		err = etcd_kv_range_prefix(c, k_nodes, 0, &v->nodes, &v->n_nodes, NULL);
 	if (err == MAIL_OK)
 		err = etcd_kv_range_prefix(c, k_alive, 0, &v->alive, &v->n_alive, NULL);
+	if (err == MAIL_OK)
+		err = etcd_kv_range_prefix(c, k_status, 0, &v->status, &v->n_status, NULL);
+	if (err == MAIL_OK) {
+		int64_t now = util_now_wall_ms();
+		v->status_parts = xcalloc(v->n_status + 1, sizeof *v->status_parts);
+		for (size_t k = 0; k < v->n_status; k++)
+			v->status_parts[k] = mailctl_status_parse(&v->status[k], now);
+	}
 	free(k_ring);
 	free(k_nodes);
 	free(k_alive);
+	free(k_status);
 	if (err != MAIL_OK)
 		mailctl_view_free(v);
 	return err;
@@ -288,12 +333,147 @@ static int mailctl_node_remove(mailctl *ctl, etcd_client *c, const char *id, int
 
 /* ---- partitions --------------------------------------------------------------- */
 
+/* Node id's last log index of partition p from its (fresh) status: 1 and
+ * *last_r, or 0 when unknown. */
+static int mailctl_view_last(const mailctl_view *v, const char *id, uint32_t p,
+			     uint64_t *last_r)
+{
+	char name[16];
+	snprintf(name, sizeof name, "%u", p);
+	for (size_t k = 0; k < v->n_status; k++) {
+		if (v->status_parts[k] == NULL || strcmp(mailctl_key_id(v->status[k].key), id) != 0)
+			continue;
+		json_t *last = json_object_get(json_object_get(v->status_parts[k], name), "last");
+		if (!json_is_integer(last) || json_integer_value(last) < 0)
+			return 0;
+		*last_r = (uint64_t)json_integer_value(last);
+		return 1;
+	}
+	return 0;
+}
+
+/* Lag (entries) of the k-th replica of partition p behind its primary: 1
+ * and *lag_r, or 0 when unknown. A replica ahead of the primary (statuses
+ * are sampled at different moments) counts as 0. */
+static int mailctl_view_lag(const mailctl_view *v, uint32_t p, uint32_t k, uint64_t *lag_r)
+{
+	uint64_t primary, mine;
+	if (!mailctl_view_last(v, ring_map_replica(v->map, p, 0), p, &primary) ||
+	    !mailctl_view_last(v, ring_map_replica(v->map, p, k), p, &mine))
+		return 0;
+	*lag_r = primary > mine ? primary - mine : 0;
+	return 1;
+}
+
+/* The replica count the ring aims at: min(R, nodes not draining). */
+static uint32_t mailctl_view_want(const mailctl_view *v)
+{
+	size_t placeable = 0;
+	for (size_t k = 0; k < v->n_nodes; k++)
+		placeable += !mailctl_record_draining(&v->nodes[k]);
+	return v->map->want_replicas < placeable ? v->map->want_replicas : (uint32_t)placeable;
+}
+
+/* In-sync members of partition p with an alive key. */
+static uint32_t mailctl_view_live_insync(const mailctl_view *v, uint32_t p)
+{
+	const ring_part *part = &v->map->parts[p];
+	uint32_t n = 0;
+	for (uint32_t k = 0; k < part->n_i; k++)
+		n += mailctl_view_alive(v, v->map->nodes[part->i[k]]) != NULL;
+	return n;
+}
+
+/* Fully in sync: every replica is in "i" and alive, and there are as many
+ * as the ring aims at. */
+static int mailctl_view_in_sync(const mailctl_view *v, uint32_t p, uint32_t want)
+{
+	const ring_part *part = &v->map->parts[p];
+	uint32_t live = mailctl_view_live_insync(v, p);
+	return part->n_r == part->n_i && live == part->n_i && live >= want;
+}
+
+/* One role's sync state, for the summary line. */
+typedef struct mailctl_sync {
+	unsigned in_sync, catching_up, unknown;
+	int lag_known;
+	uint64_t max_lag;
+} mailctl_sync;
+
+static void mailctl_sync_count(const mailctl_view *v, uint32_t want, mailctl_sync *s)
+{
+	memset(s, 0, sizeof *s);
+	for (uint32_t p = 0; p < v->map->n_partitions; p++) {
+		const ring_part *part = &v->map->parts[p];
+		s->in_sync += (unsigned)mailctl_view_in_sync(v, p, want);
+		for (uint32_t k = 0; k < part->n_r; k++) {
+			const char *id = v->map->nodes[part->r[k]];
+			uint64_t lag;
+			if (!ring_map_is_insync(v->map, p, id) && mailctl_view_alive(v, id) != NULL)
+				s->catching_up++;
+			if (!mailctl_view_lag(v, p, k, &lag)) {
+				s->unknown++;
+			} else if (!s->lag_known || lag > s->max_lag) {
+				s->lag_known = 1;
+				s->max_lag = lag;
+			}
+		}
+	}
+}
+
+static const char *mailctl_plural(unsigned n)
+{
+	return n == 1 ? "" : "s";
+}
+
+static void mailctl_sync_print(const char *name, const mailctl_view *v, const mailctl_sync *s)
+{
+	printf("%s: %u/%u partitions in sync, %u replica%s catching up, max lag ", name,
+	       s->in_sync, v->map->n_partitions, s->catching_up, mailctl_plural(s->catching_up));
+	if (s->lag_known)
+		printf("%llu entries", (unsigned long long)s->max_lag);
+	else
+		fputs("?", stdout);
+	if (s->unknown > 0)
+		printf(" (%u replica%s without a fresh status)", s->unknown,
+		       mailctl_plural(s->unknown));
+	putchar('\n');
+}
+
 static void mailctl_print_ids(const ring_map *m, const uint32_t *idx, uint32_t n)
 {
 	if (n == 0)
 		fputs("-", stdout);
 	for (uint32_t k = 0; k < n; k++)
 		printf("%s%s", k > 0 ? "," : "", m->nodes[idx[k]]);
+}
+
+/* "store 3 epoch=5 primary=a replicas=a,b,c insync=a,b lag=a:0,b:0,c:120";
+ * returns whether the primary is live (alive and in sync). */
+static int mailctl_part_print(const mailctl_view *v, const char *name, uint32_t p)
+{
+	const ring_part *part = &v->map->parts[p];
+	const char *r0 = ring_map_replica(v->map, p, 0);
+	int live = r0 != NULL && mailctl_view_alive(v, r0) != NULL &&
+		   ring_map_is_insync(v->map, p, r0);
+	printf("%s %u epoch=%llu primary=%s%s replicas=", name, p,
+	       (unsigned long long)part->epoch, r0 != NULL ? r0 : "-", live ? "" : "(down)");
+	mailctl_print_ids(v->map, part->r, part->n_r);
+	fputs(" insync=", stdout);
+	mailctl_print_ids(v->map, part->i, part->n_i);
+	fputs(" lag=", stdout);
+	if (part->n_r == 0)
+		fputs("-", stdout);
+	for (uint32_t k = 0; k < part->n_r; k++) {
+		uint64_t lag;
+		printf("%s%s:", k > 0 ? "," : "", v->map->nodes[part->r[k]]);
+		if (mailctl_view_lag(v, p, k, &lag))
+			printf("%llu", (unsigned long long)lag);
+		else
+			fputs("?", stdout);
+	}
+	putchar('\n');
+	return live;
 }
 
 static int mailctl_partitions(mailctl *ctl, etcd_client *c, int role)
@@ -310,46 +490,90 @@ static int mailctl_partitions(mailctl *ctl, etcd_client *c, int role)
 			printf("%s: no partition map yet\n", name);
 			continue;
 		}
-		size_t placeable = 0;
-		for (size_t k = 0; k < v.n_nodes; k++)
-			placeable += !mailctl_record_draining(&v.nodes[k]);
-		uint32_t want = v.map->want_replicas < placeable ? v.map->want_replicas
-								 : (uint32_t)placeable;
+		uint32_t want = mailctl_view_want(&v);
 		unsigned no_primary = 0, under = 0;
 		for (uint32_t p = 0; p < v.map->n_partitions; p++) {
-			const ring_part *part = &v.map->parts[p];
-			const char *r0 = ring_map_replica(v.map, p, 0);
-			int live = r0 != NULL && mailctl_view_alive(&v, r0) != NULL &&
-				   ring_map_is_insync(v.map, p, r0);
-			uint32_t live_insync = 0;
-			for (uint32_t k = 0; k < part->n_i; k++)
-				live_insync += mailctl_view_alive(&v, v.map->nodes[part->i[k]]) != NULL;
-			no_primary += !live;
-			under += live_insync < want;
-			printf("%s %u epoch=%llu primary=%s%s replicas=", name, p,
-			       (unsigned long long)part->epoch, r0 != NULL ? r0 : "-",
-			       live ? "" : "(down)");
-			mailctl_print_ids(v.map, part->r, part->n_r);
-			fputs(" insync=", stdout);
-			mailctl_print_ids(v.map, part->i, part->n_i);
-			putchar('\n');
+			no_primary += !mailctl_part_print(&v, name, p);
+			under += mailctl_view_live_insync(&v, p) < want;
 		}
 		printf("%s: %u partitions, R=%u, map epoch %llu, %u without a live primary, "
 		       "%u under-replicated\n",
 		       name, v.map->n_partitions, v.map->want_replicas,
 		       (unsigned long long)v.map->epoch, no_primary, under);
+		mailctl_sync sync;
+		mailctl_sync_count(&v, want, &sync);
+		mailctl_sync_print(name, &v, &sync);
 		mailctl_view_free(&v);
+	}
+	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+}
+
+/* partitions --watch: every interval_s, the partitions not in sync and the
+ * sync summary per role, until every partition is in sync (0) or an error.
+ * Interrupting it (SIGINT) ends it as usual. */
+static int mailctl_partitions_watch(mailctl *ctl, etcd_client *c, int role, int interval_s)
+{
+	for (;;) {
+		time_t now = time(NULL);
+		struct tm tm;
+		char stamp[16];
+		strftime(stamp, sizeof stamp, "%H:%M:%S", localtime_r(&now, &tm));
+		printf("-- %s\n", stamp);
+		int settled = 1;
+		for (int r = 0; r < ROUTER_ROLE_COUNT_; r++) {
+			if (role >= 0 && r != role)
+				continue;
+			const char *name = router_role_name((enum router_role)r);
+			mailctl_view v;
+			int err = mailctl_view_load(c, (enum router_role)r, &v);
+			if (err != MAIL_OK)
+				return mailctl_error(ctl, err, "map", name);
+			if (v.map == NULL) {
+				printf("%s: no partition map yet\n", name);
+				continue;
+			}
+			uint32_t want = mailctl_view_want(&v);
+			for (uint32_t p = 0; p < v.map->n_partitions; p++) {
+				if (!mailctl_view_in_sync(&v, p, want))
+					(void)mailctl_part_print(&v, name, p);
+			}
+			mailctl_sync sync;
+			mailctl_sync_count(&v, want, &sync);
+			mailctl_sync_print(name, &v, &sync);
+			settled &= sync.in_sync == v.map->n_partitions;
+			mailctl_view_free(&v);
+		}
+		if (settled) {
+			puts("all partitions in sync");
+			break;
+		}
+		if (fflush(stdout) != 0)
+			return MAILCTL_OTHER;
+		nanosleep(&(struct timespec){ .tv_sec = interval_s }, NULL);
 	}
 	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
 }
 
 /* ---- dispatch ------------------------------------------------------------------- */
 
+/* --watch [SECONDS] at argv[*i]: the interval (consuming SECONDS when the
+ * next argument is a number), or -1 when that number is out of range. */
+static int mailctl_watch_arg(int argc, char **argv, int *i)
+{
+	if (*i + 1 >= argc || argv[*i + 1][0] < '0' || argv[*i + 1][0] > '9')
+		return MAILCTL_WATCH_DEFAULT_S;
+	char *end;
+	long s = strtol(argv[++*i], &end, 10);
+	if (*end != '\0' || s < 1 || s > MAILCTL_WATCH_MAX_S)
+		return -1;
+	return (int)s;
+}
+
 int mailctl_cluster(mailctl *ctl, int argc, char **argv)
 {
 	/* argv[0] is "node" or "partitions" */
 	const char *role_name = NULL, *id = NULL, *sub = NULL;
-	int no_wait = 0, force = 0, timeout_s = 0;
+	int no_wait = 0, force = 0, timeout_s = 0, watch_s = 0;
 	int partitions = strcmp(argv[0], "partitions") == 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -363,6 +587,8 @@ int mailctl_cluster(mailctl *ctl, int argc, char **argv)
 			force = 1;
 		else if (strcmp(a, "--timeout") == 0 && i + 1 < argc)
 			timeout_s = atoi(argv[++i]);
+		else if (partitions && strcmp(a, "--watch") == 0)
+			watch_s = mailctl_watch_arg(argc, argv, &i);
 		else if (a[0] == '-')
 			return -1;
 		else if (!partitions && sub == NULL)
@@ -372,6 +598,10 @@ int mailctl_cluster(mailctl *ctl, int argc, char **argv)
 		else
 			return -1;
 	}
+	if (watch_s < 0) {
+		mailctl_fail(ctl, "--watch SECONDS: 1..%d", MAILCTL_WATCH_MAX_S);
+		return MAILCTL_USAGE;
+	}
 	int role = mailctl_role_arg(role_name);
 	if (role == -2) {
 		mailctl_fail(ctl, "unknown role %s (queue or store)", role_name);
@@ -379,7 +609,9 @@ int mailctl_cluster(mailctl *ctl, int argc, char **argv)
 	}
 	etcd_client *c = etcd_client_create(ctl->etcd_url);
 	int rc = -1;
-	if (partitions)
+	if (partitions && watch_s > 0)
+		rc = mailctl_partitions_watch(ctl, c, role, watch_s);
+	else if (partitions)
 		rc = mailctl_partitions(ctl, c, role);
 	else if (sub != NULL && strcmp(sub, "list") == 0 && id == NULL)
 		rc = mailctl_node_list(ctl, c, role);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "controller.h"
 #include "directory.h"
 #include "etcd.h"
@@ -21,6 +24,7 @@
 #include "etcd-fixture.h"
 #include "mail-error.h"
 #include "router.h"
+#include "util.h"
 #include "xalloc.h"
 
 typedef struct result {
@@ -80,11 +84,11 @@ static void slurp(const char *path, char *out, size_t size)
 		fclose(fp);
 }
 
-/* Run mailctl with args (NULL-terminated), stdin_text as its standard input
- * and env_etcd as $MAIL_ETCD (NULL: unset). */
-static result *run(fixture *f, const char *stdin_text, const char *env_etcd, ...)
+/* Start mailctl with args (NULL-terminated in ap), stdin_text as its
+ * standard input and env_etcd as $MAIL_ETCD (NULL: unset); its output goes
+ * to files in f->tmp. Returns its PID. */
+static pid_t run_startv(fixture *f, const char *stdin_text, const char *env_etcd, va_list ap)
 {
-	result *res = &f->res;
 	char in[PATH_MAX], out[PATH_MAX], err[PATH_MAX];
 	snprintf(in, sizeof in, "%s/in", f->tmp);
 	snprintf(out, sizeof out, "%s/out", f->tmp);
@@ -95,12 +99,9 @@ static result *run(fixture *f, const char *stdin_text, const char *env_etcd, ...
 
 	char *argv[16] = { "mailctl" };
 	int argc = 1;
-	va_list ap;
-	va_start(ap, env_etcd);
 	const char *a;
 	while ((a = va_arg(ap, const char *)) != NULL && argc < 15)
 		argv[argc++] = (char *)a;
-	va_end(ap);
 	argv[argc] = NULL;
 
 	char envbuf[256];
@@ -119,13 +120,54 @@ static result *run(fixture *f, const char *stdin_text, const char *env_etcd, ...
 	pid_t pid;
 	assert_int_equal(posix_spawn(&pid, f->bin, &fa, NULL, argv, envp), 0);
 	posix_spawn_file_actions_destroy(&fa);
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return pid;
+}
+
+static pid_t run_start(fixture *f, const char *stdin_text, const char *env_etcd, ...)
+{
+	va_list ap;
+	va_start(ap, env_etcd);
+	pid_t pid = run_startv(f, stdin_text, env_etcd, ap);
+	va_end(ap);
+	return pid;
+}
+
+/* Wait (at most timeout_ms; then SIGKILL it and fail) for the mailctl that
+ * run_start started, and read what it printed. */
+static result *run_finish(fixture *f, pid_t pid, int timeout_ms)
+{
+	result *res = &f->res;
+	int status = 0;
+	pid_t got = 0;
+	for (int waited = 0; got == 0; waited += 20) {
+		got = waitpid(pid, &status, WNOHANG);
+		if (got == 0 && waited >= timeout_ms) {
+			kill(pid, SIGKILL);
+			assert_int_equal(waitpid(pid, &status, 0), pid);
+			fail_msg("mailctl still running after %d ms", timeout_ms);
+		}
+		if (got == 0)
+			mailtest_sleep_ms(20);
+	}
+	assert_int_equal(got, pid);
 	assert_true(WIFEXITED(status));
 	res->code = WEXITSTATUS(status);
-	slurp(out, res->out, sizeof res->out);
-	slurp(err, res->err, sizeof res->err);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/out", f->tmp);
+	slurp(path, res->out, sizeof res->out);
+	snprintf(path, sizeof path, "%s/err", f->tmp);
+	slurp(path, res->err, sizeof res->err);
 	return res;
+}
+
+/* Run mailctl with args (NULL-terminated) to its end; see run_startv. */
+static result *run(fixture *f, const char *stdin_text, const char *env_etcd, ...)
+{
+	va_list ap;
+	va_start(ap, env_etcd);
+	pid_t pid = run_startv(f, stdin_text, env_etcd, ap);
+	va_end(ap);
+	return run_finish(f, pid, 60000);
 }
 
 /* Exactly one line on stderr, containing what. */
@@ -147,7 +189,7 @@ static void test_usage(void **state)
 	assert_non_null(strstr(r->out, "usage: mailctl"));
 	assert_non_null(strstr(r->out, "user passwd ADDRESS"));
 	assert_non_null(strstr(r->out, "node drain ID"));
-	assert_non_null(strstr(r->out, "partitions [--role R]"));
+	assert_non_null(strstr(r->out, "partitions [--role R] [--watch [SECONDS]]"));
 	assert_int_equal(run(f, NULL, NULL, NULL)->code, 1);
 	assert_int_equal(run(f, NULL, NULL, "frobnicate", NULL)->code, 1);
 	assert_int_equal(run(f, NULL, NULL, "tenant", NULL)->code, 1);
@@ -364,6 +406,167 @@ static void test_cluster(void **state)
 	etcd_client_destroy(&c);
 }
 
+/* Status key of node id: "last" of each partition as given (-1: the
+ * partition is not in the status), published age_ms ago. */
+static void put_status(etcd_client *c, const char *id, const long long *last, uint32_t n,
+		       int64_t age_ms)
+{
+	json_t *parts = json_object();
+	for (uint32_t p = 0; p < n; p++) {
+		if (last[p] < 0)
+			continue;
+		char name[16];
+		snprintf(name, sizeof name, "%u", p);
+		json_object_set_new(parts, name,
+				    json_pack("{s:I,s:I,s:I,s:I}", "e", (json_int_t)1, "last",
+					      (json_int_t)last[p], "commit", (json_int_t)last[p],
+					      "applied", (json_int_t)last[p]));
+	}
+	json_t *root = json_pack("{s:I,s:o}", "ts", (json_int_t)(util_now_wall_ms() - age_ms),
+				 "parts", parts);
+	char *json = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	char *key = xasprintf("/mail/v1/status/store/%s", id);
+	assert_int_equal(etcd_kv_put(c, key, json, strlen(json), 0), MAIL_OK);
+	free(key);
+	free(json);
+}
+
+static void put_ring(etcd_client *c, const ring_map *m)
+{
+	char *json = ring_map_to_json(m);
+	assert_int_equal(etcd_kv_put(c, "/mail/v1/ring/store", json, strlen(json), 0), MAIL_OK);
+	free(json);
+}
+
+/* The line of partition p in out ("store P epoch=..."), copied to line. */
+static int find_line(const char *out, uint32_t p, char *line, size_t size)
+{
+	char head[32];
+	snprintf(head, sizeof head, "store %u epoch=", p);
+	for (const char *at = out; (at = strstr(at, head)) != NULL; at++) {
+		if (at != out && at[-1] != '\n')
+			continue;
+		const char *end = strchr(at, '\n');
+		size_t len = end != NULL ? (size_t)(end - at) : strlen(at);
+		snprintf(line, size, "%.*s", (int)len, at);
+		return 1;
+	}
+	return 0;
+}
+
+static void test_partitions_lag(void **state)
+{
+	fixture *f = *state;
+	const char *url = mailtest_etcd_url(f->etcd);
+	etcd_client *c = etcd_client_create(url);
+	int64_t lease;
+	assert_int_equal(etcd_lease_grant(c, 60, &lease), MAIL_OK);
+	for (int k = 0; k < 3; k++) {
+		char *key = xasprintf("/mail/v1/nodes/store/%s", cl_nodes[k]);
+		char *val = xasprintf("{\"id\":\"%s\",\"addr\":\"127.0.0.1:%d\"}", cl_nodes[k],
+				      42000 + k);
+		assert_int_equal(etcd_kv_put(c, key, val, strlen(val), 0), MAIL_OK);
+		free(key);
+		free(val);
+		key = xasprintf("/mail/v1/alive/store/%s", cl_nodes[k]);
+		assert_int_equal(etcd_kv_put(c, key, "127.0.0.1:1", 11, lease), MAIL_OK);
+		free(key);
+	}
+	/* 4 partitions on s1..s3, R=3; partition 1's third replica is catching
+	 * up (in "r", not in "i") */
+	int changed;
+	ring_map *m = ring_map_place(NULL, cl_nodes, 3, 4, 3, &changed);
+	ring_part *p1 = &m->parts[1];
+	const char *slow = m->nodes[p1->r[2]];
+	p1->n_i = 2;
+	memcpy(p1->i, p1->r, 2 * sizeof p1->i[0]);
+	put_ring(c, m);
+
+	/* no status published yet: every lag is unknown */
+	result *r = run(f, NULL, url, "partitions", "--role", "store", NULL);
+	assert_int_equal(r->code, 0);
+	char line[512], want[512];
+	assert_true(find_line(r->out, 0, line, sizeof line));
+	snprintf(want, sizeof want, "lag=%s:?,%s:?,%s:?", ring_map_replica(m, 0, 0),
+		 ring_map_replica(m, 0, 1), ring_map_replica(m, 0, 2));
+	assert_non_null(strstr(line, want));
+	assert_non_null(strstr(r->out, "store: 3/4 partitions in sync, 1 replica catching up, "
+				       "max lag ? (12 replicas without a fresh status)\n"));
+
+	/* every node at 100 on every partition, but the slow one at 40 on
+	 * partition 1 */
+	for (int k = 0; k < 3; k++) {
+		long long last[4] = { 100, 100, 100, 100 };
+		if (strcmp(cl_nodes[k], slow) == 0)
+			last[1] = 40;
+		put_status(c, cl_nodes[k], last, 4, 0);
+	}
+	r = run(f, NULL, url, "partitions", "--role", "store", NULL);
+	assert_int_equal(r->code, 0);
+	assert_true(find_line(r->out, 1, line, sizeof line));
+	snprintf(want, sizeof want, "insync=%s,%s lag=%s:0,%s:0,%s:60", ring_map_replica(m, 1, 0),
+		 ring_map_replica(m, 1, 1), ring_map_replica(m, 1, 0), ring_map_replica(m, 1, 1),
+		 slow);
+	assert_non_null(strstr(line, want));
+	assert_true(find_line(r->out, 2, line, sizeof line));
+	assert_non_null(strstr(line, ":0,"));
+	assert_null(strstr(line, "?"));
+	assert_non_null(strstr(r->out, "store: 3/4 partitions in sync, 1 replica catching up, "
+				       "max lag 60 entries\n"));
+
+	/* a status older than 10 s, or without the partition, says nothing */
+	const char *stale = ring_map_replica(m, 3, 1);
+	long long last[4] = { 100, 100, 100, 100 };
+	put_status(c, stale, last, 4, 20000);
+	unsigned unknown = 0;
+	for (uint32_t p = 0; p < 4; p++)
+		unknown += strcmp(ring_map_replica(m, p, 0), stale) == 0 ? 3 : 1;
+	r = run(f, NULL, url, "partitions", "--role", "store", NULL);
+	assert_true(find_line(r->out, 3, line, sizeof line));
+	snprintf(want, sizeof want, "%s:?", stale);
+	assert_non_null(strstr(line, want));
+	snprintf(want, sizeof want, "(%u replicas without a fresh status)\n", unknown);
+	assert_non_null(strstr(r->out, want));
+	if (strcmp(stale, slow) == 0)
+		last[1] = 40;
+	put_status(c, stale, last, 4, 0);
+
+	/* --watch: the partitions not in sync and the summary, until all are */
+	assert_int_equal(run(f, NULL, url, "partitions", "--watch", "0", NULL)->code, 1);
+	pid_t pid = run_start(f, NULL, url, "partitions", "--role", "store", "--watch", "1",
+			      NULL);
+	mailtest_sleep_ms(1500);
+	int status;
+	assert_int_equal(waitpid(pid, &status, WNOHANG), 0); /* still watching */
+	/* the slow replica catches up: the controller puts it in "i" */
+	long long caught[4] = { 100, 100, 100, 100 };
+	put_status(c, slow, caught, 4, 0);
+	p1->n_i = 3;
+	memcpy(p1->i, p1->r, 3 * sizeof p1->i[0]);
+	m->epoch++;
+	p1->epoch = m->epoch;
+	put_ring(c, m);
+	r = run_finish(f, pid, 10000);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "store: 3/4 partitions in sync, 1 replica catching up, "
+				       "max lag 60 entries\n"));
+	assert_true(find_line(r->out, 1, line, sizeof line)); /* not in sync: shown */
+	assert_false(find_line(r->out, 0, line, sizeof line)); /* in sync: not shown */
+	assert_non_null(strstr(r->out, "store: 4/4 partitions in sync, 0 replicas catching up, "
+				       "max lag 0 entries\nall partitions in sync\n"));
+	assert_string_equal(r->err, "");
+	/* already in sync: one summary and done */
+	r = run(f, NULL, url, "partitions", "--watch", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "all partitions in sync"));
+	assert_non_null(strstr(r->out, "queue: no partition map yet"));
+
+	ring_map_free(&m);
+	assert_int_equal(etcd_kv_delete_prefix(c, "/mail/v1/", NULL), MAIL_OK);
+	etcd_client_destroy(&c);
+}
+
 static void test_unreachable(void **state)
 {
 	fixture *f = *state;
@@ -383,6 +586,7 @@ int main(void)
 		cmocka_unit_test(test_usage),
 		cmocka_unit_test(test_commands),
 		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_partitions_lag),
 		cmocka_unit_test(test_cluster),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

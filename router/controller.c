@@ -53,6 +53,10 @@ struct router_controller {
 	int stopping; /* under mu; also read atomically by the watch */
 	int active;   /* atomic */
 	int64_t lease; /* main thread (and stop, after the join) */
+	int resync_ms;
+	/* main thread: no rebalancing pass (ring.h rule 6) for a role before
+	 * this time (monotonic ms): a resync interval after our last write */
+	uint64_t next_rebalance[ROUTER_ROLE_COUNT_];
 };
 
 static uint64_t ctl__now_ms(void)
@@ -205,6 +209,18 @@ static int ctl__inputs_read(etcd_client *etcd, const char *role, ctl__inputs *in
 static void ctl__reconcile(router_controller *c, enum router_role role)
 {
 	const char *role_name = router_role_name(role);
+	/* Pacing: rebalancing (ring.h rule 6) only once our last write of this
+	 * map is a resync interval old. Our own write wakes us again at once
+	 * (the watch covers ring/), so "K moves per pass" alone would move
+	 * every primary within milliseconds; this way clients re-resolve and
+	 * the moved partitions' new primaries append their barriers before
+	 * the next batch, and after a join, catch-up or failover the map must
+	 * stay quiet for an interval before any primary moves (writes retried
+	 * right after a change do not meet a second one). The deadline is
+	 * taken from the pass's start, so the next resync (scheduled after the
+	 * pass) is never early for it. */
+	uint64_t start = ctl__now_ms();
+	ring_reconcile_settings settings = { .rebalance_off = start < c->next_rebalance[role] };
 	char *ring_key = xasprintf(ROUTER_KEY_RING "%s", role_name);
 	for (int attempt = 0; attempt < CTL_CAS_ATTEMPTS; attempt++) {
 		char *value = NULL;
@@ -230,8 +246,8 @@ static void ctl__reconcile(router_controller *c, enum router_role role)
 		ring_change *changes = NULL;
 		size_t n_changes = 0;
 		ring_map *map = ring_map_reconcile(old, in.infos, in.n_nodes, in.alive_ids,
-						   in.n_alive, in.reports, in.n_reports, &changes,
-						   &n_changes);
+						   in.n_alive, in.reports, in.n_reports, &settings,
+						   &changes, &n_changes);
 		ctl__inputs_free(&in);
 		ring_map_free(&old);
 		if (map == NULL)
@@ -241,11 +257,13 @@ static void ctl__reconcile(router_controller *c, enum router_role role)
 		char *json = ring_map_to_json(map);
 		err = etcd_kv_put_if_mod(c->etcd, ring_key, json, strlen(json), mod, NULL);
 		free(json);
-		if (err == MAIL_OK)
+		if (err == MAIL_OK) {
 			ctl__log_changes(role, map, changes, n_changes);
-		else
+			c->next_rebalance[role] = start + (uint64_t)c->resync_ms;
+		} else {
 			log_event(LOG_INFO, "controller", "event=map_write_failed role=%s err=%s",
 				  role_name, mail_error_info(err)->name);
+		}
 		free(changes);
 		ring_map_free(&map);
 		if (err != MAIL_ERR_EXISTS)
@@ -291,7 +309,7 @@ static void ctl__check(router_controller *c)
 static void *ctl__main(void *arg)
 {
 	router_controller *c = arg;
-	int resync_ms = c->hooks.resync_ms > 0 ? c->hooks.resync_ms : ROUTER_CONTROLLER_RESYNC_MS;
+	int resync_ms = c->resync_ms;
 	uint64_t period = (uint64_t)c->ttl_s * 1000 / 3;
 	uint64_t next_renew = 0, next_resync = 0;
 	if (period < 100)
@@ -370,6 +388,7 @@ int router__controller_start_hooked(uv_loop_t *loop, const char *etcd_url, const
 	c->ttl_s = ttl_s > 0 ? ttl_s : ROUTER_DEFAULT_LEASE_TTL_S;
 	if (hooks != NULL)
 		c->hooks = *hooks;
+	c->resync_ms = c->hooks.resync_ms > 0 ? c->hooks.resync_ms : ROUTER_CONTROLLER_RESYNC_MS;
 	c->etcd = etcd_client_create(etcd_url);
 	c->wetcd = etcd_client_create(etcd_url);
 	pthread_condattr_t ca;

@@ -15,13 +15,19 @@
  *     primary); a dead replica leaves the in-sync set;
  *   - new or drained nodes: new replicas join "r" but enter "i" only after
  *     the data plane reports them caught up (router.h, progress key); a
- *     leaving node stays until the partition has R in-sync placed replicas.
+ *     leaving node stays until the partition has R in-sync placed replicas;
+ *   - rebalancing: once every partition is settled (all its placed nodes
+ *     alive and in sync) and nothing else changes, primaries move back to
+ *     each partition's preferred node (the first of its ring placement),
+ *     at most max(1, partitions/16) per pass, and only once the map has
+ *     not been written for a resync interval (so one batch per interval),
+ *     so a node that joined or came back leads its share again.
  * Each change bumps the partition's epoch to the new map epoch, and each
  * map write is ONE compare-and-swap on the map key's mod_revision (on
  * conflict: re-read, recompute), so two controllers can never both win.
  * One log line per changed partition:
  *   event=partition_changed role=.. partition=.. epoch=.. primary=..
- *   replicas=a,b,c insync=a,b reason=promote|drop|join|drain|insync[,..]
+ *   replicas=a,b,c insync=a,b reason=promote|drop|join|drain|insync|rebalance[,..]
  * Members must then run with controller_managed = 1 (router.h).
  *
  * Threads: the controller runs two threads of its own (one campaigns,

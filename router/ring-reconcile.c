@@ -2,6 +2,9 @@
  * in ring.h). Pure: the controller (controller.c) reads etcd, calls this,
  * and writes the result with one compare-and-swap.
  *
+ * Rules 1-5 run per partition (ring__partition); rule 6, rebalancing, runs
+ * over the whole map afterwards, because it looks at every partition first.
+ *
  * Each partition is worked on as lists of node ids (pointers into old's
  * node table or the caller's records, both outliving the call), then the
  * new map's node table is rebuilt from every id still named.
@@ -27,7 +30,10 @@ typedef struct ring__ctx {
 	size_t n_alive;
 } ring__ctx;
 
-static const char *const ring__reason_table[] = { "promote", "drop", "join", "drain", "insync" };
+/* in bit order of enum ring_reason */
+static const char *const ring__reason_table[] = {
+	"promote", "drop", "join", "drain", "insync", "rebalance",
+};
 
 const char *ring_reason_names(unsigned reasons, char *buf, size_t size)
 {
@@ -203,6 +209,37 @@ static unsigned ring__partition(const ring__ctx *ctx, ring__work *w, const char 
 	return reasons;
 }
 
+/* Settled: every node the ring places the partition on is up and in "i"
+ * (nothing is joining, catching up or missing). */
+static int ring__settled(const ring__ctx *ctx, const ring__work *w, const char *const *target,
+			 uint32_t n_target)
+{
+	if (n_target == 0)
+		return 0;
+	for (uint32_t k = 0; k < n_target; k++) {
+		if (!ring__in(w->i, w->n_i, target[k]) || !ring__up(ctx, target[k]))
+			return 0;
+	}
+	return 1;
+}
+
+/* Rule 6 on one settled partition: move the primary to the preferred node
+ * (target[0]). Returns 1 when it moved. */
+static int ring__rebalance(const ring__ctx *ctx, ring__work *w, const char *preferred)
+{
+	const ring_node_info *rec = ring__record(ctx, preferred);
+	if (w->n_r == 0 || strcmp(w->r[0], preferred) == 0)
+		return 0;
+	/* ring__settled already holds; the checks below are the rule itself,
+	 * so that no future change of the caller can move a primary to a node
+	 * that may miss an acknowledged write */
+	if (rec == NULL || rec->draining || !ring__alive(ctx, preferred) ||
+	    !ring__in(w->r, w->n_r, preferred) || !ring__in(w->i, w->n_i, preferred))
+		return 0;
+	ring__make_primary(w, preferred);
+	return 1;
+}
+
 static int ring__strp_cmp(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -227,7 +264,8 @@ static uint32_t ring__index(char *const *nodes, size_t n, const char *id)
 ring_map *ring_map_reconcile(const ring_map *old, const ring_node_info *nodes, size_t n_nodes,
 			     const char *const *alive, size_t n_alive,
 			     const ring_progress *progress, size_t n_progress,
-			     ring_change **changes_r, size_t *n_changes_r)
+			     const ring_reconcile_settings *settings, ring_change **changes_r,
+			     size_t *n_changes_r)
 {
 	ring__ctx ctx = { nodes, n_nodes, alive, n_alive };
 	const char **placeable = xcalloc(n_nodes + 1, sizeof *placeable);
@@ -245,6 +283,7 @@ ring_map *ring_map_reconcile(const ring_map *old, const ring_node_info *nodes, s
 	ring__work *work = xcalloc((size_t)old->n_partitions + 1, sizeof *work);
 	ring_change *changes = xcalloc((size_t)old->n_partitions + 1, sizeof *changes);
 	size_t n_changes = 0;
+	int settled = 1;
 	for (uint32_t p = 0; p < old->n_partitions; p++) {
 		const ring_part *op = &old->parts[p];
 		ring__work *w = &work[p];
@@ -260,6 +299,7 @@ ring_map *ring_map_reconcile(const ring_map *old, const ring_node_info *nodes, s
 			tgt[k] = target->nodes[target->parts[p].r[k]];
 		unsigned reasons = ring__partition(&ctx, w, tgt, n_tgt, op->epoch, p, progress,
 						   n_progress);
+		settled &= ring__settled(&ctx, w, tgt, n_tgt);
 		/* a rule may undo another's change in one pass: compare */
 		int same = w->n_r == op->n_r && w->n_i == op->n_i;
 		for (uint32_t k = 0; same && k < w->n_r; k++)
@@ -269,6 +309,27 @@ ring_map *ring_map_reconcile(const ring_map *old, const ring_node_info *nodes, s
 		if (!same) {
 			changes[n_changes].partition = p;
 			changes[n_changes].reasons = reasons;
+			n_changes++;
+		}
+	}
+	/* 6. rebalancing: only in a quiet pass of a settled map (see ring.h,
+	 * docs/replication.md). A move costs the partition a short write pause
+	 * (the old primary's pending proposals fail NOT_PRIMARY, the new one
+	 * appends its barrier), so at most rebalance_max move per pass and the
+	 * controller paces the passes. */
+	int rebalance = n_changes == 0 && settled &&
+			(settings == NULL || !settings->rebalance_off);
+	uint32_t max_moves = settings != NULL ? settings->rebalance_max : 0;
+	if (max_moves == 0) {
+		max_moves = old->n_partitions / RING_REBALANCE_DIVISOR;
+		if (max_moves == 0)
+			max_moves = 1;
+	}
+	for (uint32_t p = 0; rebalance && p < old->n_partitions && n_changes < max_moves; p++) {
+		const char *preferred = target->nodes[target->parts[p].r[0]];
+		if (ring__rebalance(&ctx, &work[p], preferred)) {
+			changes[n_changes].partition = p;
+			changes[n_changes].reasons = RING_REASON_REBALANCE;
 			n_changes++;
 		}
 	}

@@ -111,13 +111,26 @@ enum ring_reason {
 	RING_REASON_JOIN = 1 << 2,    /* a node joined "r" (or one it displaced left) */
 	RING_REASON_DRAIN = 1 << 3,   /* a draining node handed off / left */
 	RING_REASON_INSYNC = 1 << 4,  /* a replica reported caught up and joined "i" */
+	RING_REASON_REBALANCE = 1 << 5, /* the primary moved to the preferred node */
 };
 
 /* "promote,drop": the names of the bits in reasons, into buf. */
 const char *ring_reason_names(unsigned reasons, char *buf, size_t size);
 
+/* Tunables of ring_map_reconcile (NULL or a zeroed struct: the defaults). */
+typedef struct ring_reconcile_settings {
+	/* Most partitions whose primary one pass moves (rule 6). 0: the
+	 * default, max(1, partitions / RING_REBALANCE_DIVISOR); at most the
+	 * partition count. */
+	uint32_t rebalance_max;
+	/* 1: skip rule 6 in this pass (the controller paces rebalancing). */
+	int rebalance_off;
+} ring_reconcile_settings;
+
+#define RING_REBALANCE_DIVISOR 16
+
 /* Apply the controller's rules once to every partition of old (see
- * controller.c for why each keeps the invariants):
+ * controller.c and docs/replication.md for why each keeps the invariants):
  *   1. a dead non-primary member of "i" leaves "i";
  *   2. a progress report at the partition's current epoch by an alive member
  *      of "r" puts it in "i";
@@ -129,11 +142,19 @@ const char *ring_reason_names(unsigned reasons, char *buf, size_t size);
  *   5. once every placed node is in "i", members the ring no longer places
  *      leave "r" and "i" (the primary first hands off to a placed in-sync
  *      node); out-of-sync non-placed members and removed non-primary
- *      members leave at once.
- * alive: ids with an alive key. Every changed partition gets epoch
- * old->epoch + 1 (as does the map). Returns NULL when nothing changed, else
- * the new map, with *changes_r (heap array, caller frees: partition index
- * and reason bits per changed partition) and *n_changes_r. */
+ *      members leave at once;
+ *   6. rebalancing, only in a pass where rules 1-5 changed nothing and
+ *      every partition is settled (each node the ring places it on is alive
+ *      and in "i"): a partition whose preferred primary (the first node of
+ *      its placement) is alive, not draining, in "r" and in "i" but is not
+ *      r[0] gets it as primary (moved to the front of "r"; "i" unchanged).
+ *      At most settings->rebalance_max partitions per pass, lowest
+ *      partition first; never to a node outside "i".
+ * alive: ids with an alive key. settings: NULL for the defaults. Every
+ * changed partition gets epoch old->epoch + 1 (as does the map). Returns
+ * NULL when nothing changed, else the new map, with *changes_r (heap array
+ * in partition order, caller frees: partition index and reason bits per
+ * changed partition) and *n_changes_r. */
 typedef struct ring_change {
 	uint32_t partition;
 	unsigned reasons;
@@ -141,7 +162,8 @@ typedef struct ring_change {
 ring_map *ring_map_reconcile(const ring_map *old, const ring_node_info *nodes, size_t n_nodes,
 			     const char *const *alive, size_t n_alive,
 			     const ring_progress *progress, size_t n_progress,
-			     ring_change **changes_r, size_t *n_changes_r);
+			     const ring_reconcile_settings *settings, ring_change **changes_r,
+			     size_t *n_changes_r);
 /* Partition p's epoch (0 when p is out of range). */
 uint64_t ring_map_partition_epoch(const ring_map *map, uint32_t p);
 

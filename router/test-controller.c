@@ -371,6 +371,82 @@ static void test_join_waits_for_progress(void **state)
 	router_controller_stop(&ctl);
 }
 
+/* Partitions led by the first node of their placement over all 4 nodes. */
+static unsigned preferred_count(const ring_map *m)
+{
+	unsigned n = 0;
+	for (uint32_t p = 0; p < NPART; p++) {
+		const char *t[RING_REPLICAS_MAX];
+		ring_target(nodes4, 4, 3, p, t);
+		n += strcmp(ring_map_replica(m, p, 0), t[0]) == 0;
+	}
+	return n;
+}
+
+static void test_rebalance_paced(void **state)
+{
+	fixture *f = *state;
+	const int pace_ms = 300;
+	for (int k = 0; k < 4; k++)
+		node_up(f, k);
+	ring_create(f, 1); /* s1 alone leads everything; s2..s4 join */
+	router__controller_hooks hooks = { .resync_ms = pace_ms };
+	router_controller *ctl = ctl_start(f, "ctl", &hooks);
+	assert_true(wait_active(ctl, 5000));
+	/* play the data plane until the map is settled; the primaries stay
+	 * where they are until then */
+	ring_map *m = NULL;
+	uint64_t end = now_ms() + 10000;
+	for (;;) {
+		ring_map_free(&m);
+		m = ring_get(f->c, NULL);
+		if (d_settled(m, NULL) || now_ms() > end)
+			break;
+		for (uint32_t p = 0; p < NPART; p++) {
+			const char *t[RING_REPLICAS_MAX];
+			ring_target(nodes4, 4, 3, p, t);
+			if (!ring_map_is_insync(m, p, t[0]))
+				assert_string_not_equal(ring_map_replica(m, p, 0), t[0]);
+		}
+		report_all(f, m);
+		mailtest_sleep_ms(20);
+	}
+	assert_true(d_settled(m, NULL));
+	uint64_t settled_t = now_ms();
+	unsigned start = preferred_count(m);
+	assert_true(start < NPART);
+	/* then one move per resync interval (K = max(1, 16/16) = 1), the first
+	 * an interval after the write that settled the map: watch it happen */
+	unsigned last = start, moves = 0;
+	uint64_t first_t = 0, last_t = 0;
+	end = now_ms() + (uint64_t)(NPART * pace_ms * 4);
+	while (last < NPART && now_ms() < end) {
+		ring_map_free(&m);
+		m = ring_get(f->c, NULL);
+		unsigned now_n = preferred_count(m);
+		assert_true(now_n >= last);            /* never moved away again */
+		assert_true(now_n - last <= 1);        /* one per pass, paced */
+		if (now_n > last) {
+			last_t = now_ms();
+			if (first_t == 0)
+				first_t = last_t;
+			moves += now_n - last;
+			last = now_n;
+		}
+		for (uint32_t p = 0; p < NPART; p++)
+			assert_int_equal(m->parts[p].n_i, 3); /* "i" never changes */
+		mailtest_sleep_ms(20);
+	}
+	assert_int_equal(last, NPART);
+	assert_int_equal(moves, NPART - start);
+	/* the settled map stays quiet for a resync interval, and moves are at
+	 * least one interval apart (less the polling slack) */
+	assert_true(first_t - settled_t + 100 >= (uint64_t)pace_ms);
+	assert_true(last_t - first_t + 100 >= (uint64_t)(moves - 1) * (uint64_t)pace_ms);
+	ring_map_free(&m);
+	router_controller_stop(&ctl);
+}
+
 /* Before the controller's first CAS: write the map behind its back (drop a
  * non-primary replica from "i" of a partition the dying node is not in). */
 static void cas_hook(enum router_role role, void *arg)
@@ -436,6 +512,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_promotion_drop_progress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_join_waits_for_progress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cas_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rebalance_paced, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -314,7 +314,7 @@ static void test_reconcile_nothing_to_do(void **state)
 	ring_map *m = base_map();
 	ring_change *ch;
 	size_t n;
-	assert_null(ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, &ch, &n));
+	assert_null(ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, NULL, &ch, &n));
 	assert_int_equal(n, 0);
 	ring_map_free(&m);
 }
@@ -327,7 +327,7 @@ static void test_reconcile_promote_and_drop(void **state)
 	static const char *const alive_bc[] = { "node-b", "node-c" };
 	ring_change *ch;
 	size_t n;
-	ring_map *x = ring_map_reconcile(m, recs_abc, 3, alive_bc, 2, NULL, 0, &ch, &n);
+	ring_map *x = ring_map_reconcile(m, recs_abc, 3, alive_bc, 2, NULL, 0, NULL, &ch, &n);
 	assert_non_null(x);
 	assert_int_equal(x->epoch, m->epoch + 1);
 	assert_int_equal(n, 16); /* every partition had node-a */
@@ -358,13 +358,13 @@ static void test_reconcile_promote_and_drop(void **state)
 	free(json);
 
 	/* node-a comes back: in r, not in i until it reports */
-	ring_map *y = ring_map_reconcile(x, recs_abc, 3, three, 3, NULL, 0, &ch, &n);
+	ring_map *y = ring_map_reconcile(x, recs_abc, 3, three, 3, NULL, 0, NULL, &ch, &n);
 	assert_null(y);
 	/* a stale report (old epoch) is ignored; a current one re-adds it */
 	ring_progress stale = { 3, "node-a", m->epoch };
-	assert_null(ring_map_reconcile(x, recs_abc, 3, three, 3, &stale, 1, &ch, &n));
+	assert_null(ring_map_reconcile(x, recs_abc, 3, three, 3, &stale, 1, NULL, &ch, &n));
 	ring_progress ok = { 3, "node-a", x->parts[3].epoch };
-	y = ring_map_reconcile(x, recs_abc, 3, three, 3, &ok, 1, &ch, &n);
+	y = ring_map_reconcile(x, recs_abc, 3, three, 3, &ok, 1, NULL, &ch, &n);
 	assert_non_null(y);
 	assert_int_equal(n, 1);
 	assert_int_equal(ch[0].partition, 3);
@@ -387,11 +387,11 @@ static void test_reconcile_no_promotion_without_insync(void **state)
 	static const char *const alive_ab[] = { "node-a", "node-b" };
 	ring_change *ch;
 	size_t n;
-	ring_map *x = ring_map_reconcile(m, recs_abc, 3, alive_ab, 2, NULL, 0, &ch, &n);
+	ring_map *x = ring_map_reconcile(m, recs_abc, 3, alive_ab, 2, NULL, 0, NULL, &ch, &n);
 	free(ch);
 	/* now a and b die; c is alive but out of sync */
 	static const char *const alive_c[] = { "node-c" };
-	ring_map *y = ring_map_reconcile(x, recs_abc, 3, alive_c, 1, NULL, 0, &ch, &n);
+	ring_map *y = ring_map_reconcile(x, recs_abc, 3, alive_c, 1, NULL, 0, NULL, &ch, &n);
 	assert_non_null(y);
 	free(ch);
 	for (uint32_t p = 0; p < 16; p++) {
@@ -414,7 +414,7 @@ static void test_reconcile_join_then_rebalance(void **state)
 	};
 	ring_change *ch;
 	size_t n;
-	ring_map *x = ring_map_reconcile(m, recs, 4, four, 4, NULL, 0, &ch, &n);
+	ring_map *x = ring_map_reconcile(m, recs, 4, four, 4, NULL, 0, NULL, &ch, &n);
 	assert_non_null(x);
 	free(ch);
 	ring_progress rep[16];
@@ -435,7 +435,7 @@ static void test_reconcile_join_then_rebalance(void **state)
 	}
 	assert_true(n_rep > 0);
 	/* node-d reports: it joins "i", the displaced node leaves */
-	ring_map *y = ring_map_reconcile(x, recs, 4, four, 4, rep, n_rep, &ch, &n);
+	ring_map *y = ring_map_reconcile(x, recs, 4, four, 4, rep, n_rep, NULL, &ch, &n);
 	assert_non_null(y);
 	assert_int_equal(n, n_rep);
 	free(ch);
@@ -463,7 +463,7 @@ static void test_reconcile_drain(void **state)
 	};
 	ring_change *ch;
 	size_t n;
-	ring_map *x = ring_map_reconcile(m, recs, 4, four, 4, NULL, 0, &ch, &n);
+	ring_map *x = ring_map_reconcile(m, recs, 4, four, 4, NULL, 0, NULL, &ch, &n);
 	assert_non_null(x);
 	for (size_t k = 0; k < n; k++)
 		assert_true(ch[k].reasons & RING_REASON_JOIN);
@@ -481,7 +481,7 @@ static void test_reconcile_drain(void **state)
 				rep[n_rep++] = (ring_progress){ p, id, x->parts[p].epoch };
 		}
 	}
-	ring_map *y = ring_map_reconcile(x, recs, 4, four, 4, rep, n_rep, &ch, &n);
+	ring_map *y = ring_map_reconcile(x, recs, 4, four, 4, rep, n_rep, NULL, &ch, &n);
 	assert_non_null(y);
 	unsigned all = 0;
 	for (size_t k = 0; k < n; k++)
@@ -519,6 +519,338 @@ static void test_old_map_without_insync(void **state)
 	assert_int_equal(ring_map_from_json(dup, strlen(dup), &m, &error), -1);
 }
 
+/* ---- rule 6: rebalancing primaries ----------------------------------------- */
+
+/* What run_passes saw. */
+typedef struct pass_stats {
+	unsigned passes, rebalance_passes, moves;
+	unsigned max_moves_per_pass;
+	int mixed;            /* a pass rebalanced AND changed something else */
+	int unsettled_move;   /* a move from a map that was not settled */
+	int bad_move;         /* a move to a node not in "i", or "i" changed */
+} pass_stats;
+
+/* Is every partition's ring placement (over ids) in "i"? */
+static int all_settled(const ring_map *m, const char *const *ids, size_t n_ids)
+{
+	for (uint32_t p = 0; p < m->n_partitions; p++) {
+		const char *t[RING_REPLICAS_MAX];
+		uint32_t nt = ring_target(ids, n_ids, m->want_replicas, p, t);
+		for (uint32_t k = 0; k < nt; k++) {
+			if (!ring_map_is_insync(m, p, t[k]))
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/* Progress reports (at the current epoch) for every out-of-sync member of
+ * "r": the data plane catching every replica up. Returns how many. */
+static size_t all_reports(const ring_map *m, ring_progress *out, size_t cap)
+{
+	size_t n = 0;
+	for (uint32_t p = 0; p < m->n_partitions; p++) {
+		for (uint32_t k = 0; k < m->parts[p].n_r && n < cap; k++) {
+			const char *id = ring_map_replica(m, p, k);
+			if (!ring_map_is_insync(m, p, id))
+				out[n++] = (ring_progress){ p, id, m->parts[p].epoch };
+		}
+	}
+	return n;
+}
+
+/* Check one rebalancing move of partition p from a to b. */
+static int move_ok(const ring_map *a, const ring_map *b, uint32_t p)
+{
+	const char *np = ring_map_replica(b, p, 0);
+	if (!ring_map_is_insync(a, p, np) || a->parts[p].n_i != b->parts[p].n_i ||
+	    a->parts[p].n_r != b->parts[p].n_r || b->parts[p].epoch != a->epoch + 1)
+		return 0;
+	for (uint32_t k = 0; k < a->parts[p].n_i; k++) {
+		if (strcmp(ring_map_insync(a, p, k), ring_map_insync(b, p, k)) != 0)
+			return 0;
+	}
+	for (uint32_t k = 0; k < a->parts[p].n_r; k++) {
+		if (!ring_map_has_replica(b, p, ring_map_replica(a, p, k)))
+			return 0;
+	}
+	return 1;
+}
+
+/* Run reconcile passes from m (consumed) until nothing changes (at most
+ * max_passes), with every out-of-sync replica reporting caught up after
+ * each pass when report is set. Returns the last map. */
+static ring_map *run_passes(ring_map *m, const ring_node_info *recs, size_t n_recs,
+			    const char *const *alive, size_t n_alive, int report,
+			    const ring_reconcile_settings *settings, unsigned max_passes,
+			    pass_stats *st)
+{
+	static ring_progress rep[RING_PARTITIONS_MAX];
+	memset(st, 0, sizeof *st);
+	const char *placeable[16];
+	size_t n_placeable = 0;
+	for (size_t k = 0; k < n_recs; k++) {
+		if (!recs[k].draining)
+			placeable[n_placeable++] = recs[k].id;
+	}
+	for (unsigned pass = 0; pass < max_passes; pass++) {
+		size_t n_rep = report ? all_reports(m, rep, RING_PARTITIONS_MAX) : 0;
+		ring_change *ch;
+		size_t n;
+		ring_map *x = ring_map_reconcile(m, recs, n_recs, alive, n_alive, rep, n_rep,
+						 settings, &ch, &n);
+		if (x == NULL)
+			break;
+		st->passes++;
+		unsigned moves = 0;
+		int other = 0;
+		for (size_t k = 0; k < n; k++) {
+			if (ch[k].reasons & RING_REASON_REBALANCE) {
+				moves++;
+				if (!move_ok(m, x, ch[k].partition))
+					st->bad_move = 1;
+			}
+			other |= (ch[k].reasons & ~(unsigned)RING_REASON_REBALANCE) != 0;
+		}
+		if (moves > 0) {
+			st->rebalance_passes++;
+			st->mixed |= other || n_rep > 0;
+			st->unsettled_move |= !all_settled(m, placeable, n_placeable);
+		}
+		st->moves += moves;
+		if (moves > st->max_moves_per_pass)
+			st->max_moves_per_pass = moves;
+		free(ch);
+		ring_map_free(&m);
+		m = x;
+	}
+	return m;
+}
+
+static unsigned primaries_of(const ring_map *m, const char *id)
+{
+	unsigned n = 0;
+	for (uint32_t p = 0; p < m->n_partitions; p++)
+		n += strcmp(ring_map_replica(m, p, 0), id) == 0;
+	return n;
+}
+
+/* Every partition led by the first node of its placement over ids. */
+static int all_preferred(const ring_map *m, const char *const *ids, size_t n_ids)
+{
+	for (uint32_t p = 0; p < m->n_partitions; p++) {
+		const char *t[RING_REPLICAS_MAX];
+		if (ring_target(ids, n_ids, m->want_replicas, p, t) == 0 ||
+		    strcmp(ring_map_replica(m, p, 0), t[0]) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+static void test_rebalance_after_joins(void **state)
+{
+	(void)state;
+	/* the cluster starts with node-a alone (as members place themselves),
+	 * then b, c, d join and catch up: without rule 6 node-a would lead
+	 * all 256 partitions forever */
+	static const ring_node_info recs[] = {
+		{ "node-a", 0 }, { "node-b", 0 }, { "node-c", 0 }, { "node-d", 0 }
+	};
+	int changed;
+	ring_map *m = ring_map_place(NULL, four, 1, 256, 3, &changed);
+	assert_int_equal(primaries_of(m, "node-a"), 256);
+	/* the joins: no rebalancing while replicas are joining and catching
+	 * up (the pass limit only stops a runaway loop) */
+	ring_reconcile_settings off = { .rebalance_off = 1 };
+	pass_stats st;
+	m = run_passes(m, recs, 4, four, 4, 1, &off, 100, &st);
+	assert_int_equal(st.moves, 0);
+	assert_true(all_settled(m, four, 4));
+	/* node-a kept every partition it is still placed on (3/4 of them);
+	 * only the partitions it left got another primary (rule 5) */
+	for (uint32_t p = 0; p < 256; p++) {
+		assert_int_equal(m->parts[p].n_i, 3);
+		if (ring_map_has_replica(m, p, "node-a"))
+			assert_string_equal(ring_map_replica(m, p, 0), "node-a");
+	}
+	assert_true(primaries_of(m, "node-a") > 256 / 2);
+	unsigned unpreferred = 0;
+	for (uint32_t p = 0; p < 256; p++) {
+		const char *t[RING_REPLICAS_MAX];
+		ring_target(four, 4, 3, p, t);
+		unpreferred += strcmp(ring_map_replica(m, p, 0), t[0]) != 0;
+	}
+	assert_true(unpreferred > 256 / 3);
+
+	/* the same joins with rebalancing on */
+	ring_map_free(&m);
+	m = ring_map_place(NULL, four, 1, 256, 3, &changed);
+	m = run_passes(m, recs, 4, four, 4, 1, NULL, 200, &st);
+	assert_true(all_preferred(m, four, 4));
+	assert_int_equal(st.mixed, 0);
+	assert_int_equal(st.unsettled_move, 0);
+	assert_int_equal(st.bad_move, 0);
+	/* K = 256 / 16 per pass, and every pass but the last used all of it */
+	assert_int_equal(st.max_moves_per_pass, 16);
+	assert_int_equal(st.rebalance_passes, (st.moves + 15) / 16);
+	assert_int_equal(st.moves, unpreferred); /* each moved once, none twice */
+	for (int k = 0; k < 4; k++) {
+		/* within a factor 2 of partitions / nodes = 64 */
+		unsigned n = primaries_of(m, four[k]);
+		assert_in_range(n, 32, 128);
+	}
+	/* settled and balanced: a further pass changes nothing */
+	ring_change *ch;
+	size_t n;
+	assert_null(ring_map_reconcile(m, recs, 4, four, 4, NULL, 0, NULL, &ch, &n));
+	ring_map_free(&m);
+}
+
+static void test_rebalance_failback(void **state)
+{
+	(void)state;
+	ring_map *m = base_map();
+	unsigned led = primaries_of(m, "node-a");
+	assert_true(led > 0);
+	/* node-a dies: its partitions fail over */
+	static const char *const alive_bc[] = { "node-b", "node-c" };
+	pass_stats st;
+	m = run_passes(m, recs_abc, 3, alive_bc, 2, 1, NULL, 20, &st);
+	assert_int_equal(st.moves, 0); /* not settled: node-a is out */
+	assert_int_equal(primaries_of(m, "node-a"), 0);
+	/* it comes back and catches up: it leads its share again, one
+	 * partition per pass (16 partitions: K = 1) */
+	m = run_passes(m, recs_abc, 3, three, 3, 1, NULL, 40, &st);
+	assert_int_equal(primaries_of(m, "node-a"), led);
+	assert_true(all_preferred(m, three, 3));
+	assert_int_equal(st.moves, led);
+	assert_int_equal(st.max_moves_per_pass, 1);
+	assert_int_equal(st.rebalance_passes, led);
+	assert_int_equal(st.mixed, 0);
+	assert_int_equal(st.unsettled_move, 0);
+	assert_int_equal(st.bad_move, 0);
+	ring_map_free(&m);
+}
+
+/* Swap the first two members of partition p's "r" (primary != preferred). */
+static void swap_primary(ring_map *m, uint32_t p)
+{
+	uint32_t t = m->parts[p].r[0];
+	m->parts[p].r[0] = m->parts[p].r[1];
+	m->parts[p].r[1] = t;
+}
+
+static void test_rebalance_rules(void **state)
+{
+	(void)state;
+	ring_map *m = base_map();
+	swap_primary(m, 2);
+	swap_primary(m, 9);
+	const char *want2 = ring_map_replica(m, 2, 1), *want9 = ring_map_replica(m, 9, 1);
+	ring_change *ch;
+	size_t n;
+
+	/* one partition per pass (K = max(1, 16/16)), lowest first */
+	ring_map *x = ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, NULL, &ch, &n);
+	assert_non_null(x);
+	assert_int_equal(n, 1);
+	assert_int_equal(ch[0].partition, 2);
+	assert_int_equal(ch[0].reasons, RING_REASON_REBALANCE);
+	free(ch);
+	assert_string_equal(ring_map_replica(x, 2, 0), want2);
+	assert_true(move_ok(m, x, 2));
+	assert_int_equal(x->epoch, m->epoch + 1);
+	assert_int_equal(ring_map_partition_epoch(x, 9), m->parts[9].epoch);
+	char why[64];
+	assert_string_equal(ring_reason_names(RING_REASON_REBALANCE | RING_REASON_DROP, why,
+					      sizeof why),
+			    "drop,rebalance");
+	ring_map *y = ring_map_reconcile(x, recs_abc, 3, three, 3, NULL, 0, NULL, &ch, &n);
+	assert_non_null(y);
+	assert_int_equal(n, 1);
+	assert_int_equal(ch[0].partition, 9);
+	free(ch);
+	assert_string_equal(ring_map_replica(y, 9, 0), want9);
+	assert_null(ring_map_reconcile(y, recs_abc, 3, three, 3, NULL, 0, NULL, &ch, &n));
+	ring_map_free(&y);
+	ring_map_free(&x);
+
+	/* a setting raises K; rebalance_off turns the rule off */
+	ring_reconcile_settings five_per_pass = { .rebalance_max = 5 };
+	x = ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, &five_per_pass, &ch, &n);
+	assert_non_null(x);
+	assert_int_equal(n, 2);
+	free(ch);
+	ring_map_free(&x);
+	ring_reconcile_settings off = { .rebalance_off = 1 };
+	assert_null(ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, &off, &ch, &n));
+
+	/* partition 2's preferred node drops out of "i" there: no move to it,
+	 * and no move anywhere else either (the map is not settled) */
+	ring_part *part = &m->parts[2];
+	uint32_t pref = part->r[1];
+	for (uint32_t k = 0; k < part->n_i; k++) {
+		if (part->i[k] == pref) {
+			memmove(&part->i[k], &part->i[k + 1],
+				(part->n_i - k - 1) * sizeof part->i[0]);
+			part->n_i--;
+			break;
+		}
+	}
+	assert_false(ring_map_is_insync(m, 2, want2));
+	assert_null(ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, &five_per_pass, &ch,
+				       &n));
+	/* its progress report puts it back in "i" (that pass only); the
+	 * next pass rebalances */
+	ring_progress rep = { 2, want2, m->parts[2].epoch };
+	x = ring_map_reconcile(m, recs_abc, 3, three, 3, &rep, 1, &five_per_pass, &ch, &n);
+	assert_non_null(x);
+	assert_int_equal(n, 1);
+	assert_int_equal(ch[0].reasons, RING_REASON_INSYNC);
+	free(ch);
+	assert_string_not_equal(ring_map_replica(x, 2, 0), want2);
+	y = ring_map_reconcile(x, recs_abc, 3, three, 3, NULL, 0, &five_per_pass, &ch, &n);
+	assert_non_null(y);
+	assert_int_equal(n, 2);
+	free(ch);
+	assert_string_equal(ring_map_replica(y, 2, 0), want2);
+	ring_map_free(&y);
+	ring_map_free(&x);
+
+	/* the preferred node of partition 9 is dead: it leaves "i" (rule 1)
+	 * and never becomes primary */
+	const char *alive_ids[2];
+	size_t n_alive = 0;
+	for (int k = 0; k < 3; k++) {
+		if (strcmp(three[k], want9) != 0)
+			alive_ids[n_alive++] = three[k];
+	}
+	x = ring_map_reconcile(m, recs_abc, 3, alive_ids, n_alive, NULL, 0, &five_per_pass, &ch,
+			       &n);
+	assert_non_null(x);
+	for (size_t k = 0; k < n; k++)
+		assert_false(ch[k].reasons & RING_REASON_REBALANCE);
+	free(ch);
+	assert_string_not_equal(ring_map_replica(x, 9, 0), want9);
+	ring_map_free(&x);
+
+	/* a draining preferred node is not preferred: the placement skips it */
+	ring_node_info drain[3] = { { "node-a", 0 }, { "node-b", 0 }, { "node-c", 0 } };
+	for (int k = 0; k < 3; k++)
+		drain[k].draining = strcmp(drain[k].id, want9) == 0;
+	pass_stats st;
+	ring_map *d = base_map();
+	swap_primary(d, 9);
+	d = run_passes(d, drain, 3, three, 3, 1, &five_per_pass, 20, &st);
+	for (uint32_t p = 0; p < 16; p++) {
+		assert_string_not_equal(ring_map_replica(d, p, 0), want9);
+		assert_false(ring_map_has_replica(d, p, want9));
+	}
+	assert_int_equal(st.bad_move, 0);
+	ring_map_free(&d);
+	ring_map_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -539,6 +871,9 @@ int main(void)
 		cmocka_unit_test(test_reconcile_join_then_rebalance),
 		cmocka_unit_test(test_reconcile_drain),
 		cmocka_unit_test(test_old_map_without_insync),
+		cmocka_unit_test(test_rebalance_after_joins),
+		cmocka_unit_test(test_rebalance_failback),
+		cmocka_unit_test(test_rebalance_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
