@@ -69,7 +69,7 @@ class Cluster:
     """A local cluster rooted at state_dir. ports: dict like DEFAULT_PORTS."""
 
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
-                 lease_ttl=5, partitions=64, etcd_members=1):
+                 lease_ttl=5, partitions=64, etcd_members=1, replicas=3):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
@@ -77,6 +77,7 @@ class Cluster:
         self.queues = queues
         self.lease_ttl = lease_ttl
         self.partitions = partitions
+        self.replicas = replicas
         self.etcd_members = etcd_members
         for sub in ("run", "log", "data"):
             os.makedirs(os.path.join(self.state, sub), exist_ok=True)
@@ -166,6 +167,7 @@ class Cluster:
                     "--metrics", f"127.0.0.1:{self.metrics_port(name)}",
                     "--data", os.path.join(data, name), "--etcd", self.etcd_url,
                     "--partitions", str(self.partitions),
+                    "--replicas", str(self.replicas),
                     "--lease-ttl", str(self.lease_ttl)], port))
         p = self.ports
         out.append(("frontend-1", "frontend",

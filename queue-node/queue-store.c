@@ -6,7 +6,9 @@
 
 #include <leveldb/c.h>
 
+#include "kvchunk.h"
 #include "log.h"
+#include "util.h"
 #include "xalloc.h"
 
 #define KIND_MESSAGE 'm'
@@ -439,4 +441,258 @@ void queue_store_message_free(Queue__QueuedMessage **msg)
 		return;
 	queue__queued_message__free_unpacked(*msg, NULL);
 	*msg = NULL;
+}
+
+/* ---- partition snapshots ------------------------------------------------ */
+
+/* The queue id a 'm' or 'd' key is about (copied into id), or 0 when the
+ * key is neither or malformed. */
+static int store__key_qid(const char *key, size_t klen, char id[QUEUE_ID_MAX + 1])
+{
+	if (klen < 3 || key[0] != QUEUE_STORE_KEY_VERSION)
+		return 0;
+	size_t n;
+	if (key[1] == KIND_MESSAGE) {
+		n = klen - 2;
+	} else if (key[1] == KIND_DONE) {
+		const char *nul = memchr(key + 2, '\0', klen - 2);
+		if (nul == NULL || (size_t)(key + klen - nul) != 1 + 4)
+			return 0;
+		n = (size_t)(nul - (key + 2));
+	} else {
+		return 0;
+	}
+	if (n == 0 || n > QUEUE_ID_MAX)
+		return 0;
+	memcpy(id, key + 2, n);
+	id[n] = '\0';
+	return queue_store_id_valid(id);
+}
+
+static uint32_t store__partition_of(const char *id, uint32_t n_partitions)
+{
+	return (uint32_t)(util_hash64(id, strlen(id)) % n_partitions);
+}
+
+/* Walks the 'd' and 'm' keys (in that key order) of one partition. */
+struct part_walk {
+	leveldb_iterator_t *it;
+	uint32_t partition, n_partitions;
+};
+
+/* Settle on the next key of the partition at or after the iterator: 1 on
+ * one, 0 at the end, -1 on a read error (logged). */
+static int store__walk_settle(struct part_walk *w)
+{
+	for (; leveldb_iter_valid(w->it); leveldb_iter_next(w->it)) {
+		size_t klen;
+		const char *k = leveldb_iter_key(w->it, &klen);
+		if (klen < 2 || k[0] != QUEUE_STORE_KEY_VERSION || k[1] > KIND_MESSAGE)
+			break;
+		char id[QUEUE_ID_MAX + 1];
+		if (store__key_qid(k, klen, id) &&
+		    store__partition_of(id, w->n_partitions) == w->partition)
+			return 1;
+	}
+	char *err = NULL;
+	leveldb_iter_get_error(w->it, &err);
+	if (err != NULL) {
+		store__log_error("snapshot_scan", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int store__walk_start(struct part_walk *w, leveldb_iterator_t *it, uint32_t partition,
+			     uint32_t n_partitions)
+{
+	*w = (struct part_walk){ it, partition, n_partitions };
+	const char first[2] = { QUEUE_STORE_KEY_VERSION, KIND_DONE };
+	leveldb_iter_seek(it, first, sizeof first);
+	return store__walk_settle(w);
+}
+
+static int store__walk_next(struct part_walk *w)
+{
+	leveldb_iter_next(w->it);
+	return store__walk_settle(w);
+}
+
+struct queue_store_snapshot {
+	queue_store *store;
+	const leveldb_snapshot_t *snap;
+	leveldb_readoptions_t *read;   /* reads at snap */
+	struct part_walk walk;
+	int pos;                       /* 1 on a pair not sent yet, 0 done, -1 failed */
+};
+
+void queue_store_snapshot_close(queue_store_snapshot **snap)
+{
+	queue_store_snapshot *sn = *snap;
+	if (sn == NULL)
+		return;
+	*snap = NULL;
+	if (sn->walk.it != NULL)
+		leveldb_iter_destroy(sn->walk.it); /* it reads at the snapshot: first */
+	leveldb_readoptions_destroy(sn->read);
+	leveldb_release_snapshot(sn->store->db, sn->snap);
+	free(sn);
+}
+
+int queue_store_snapshot_open(queue_store *s, uint32_t partition, uint32_t n_partitions,
+			      queue_store_snapshot **snap_r, uint64_t *applied_r,
+			      const char **error_r)
+{
+	if (n_partitions == 0 || partition >= n_partitions) {
+		*error_r = "bad partition";
+		return -1;
+	}
+	queue_store_snapshot *sn = xcalloc(1, sizeof *sn);
+	sn->store = s;
+	sn->snap = leveldb_create_snapshot(s->db);
+	sn->read = leveldb_readoptions_create();
+	leveldb_readoptions_set_snapshot(sn->read, sn->snap);
+	leveldb_readoptions_set_fill_cache(sn->read, 0);
+	/* the applied index as of the view */
+	char key[KEY_MAX];
+	size_t klen = store__key_applied(key, partition);
+	char *err = NULL;
+	size_t vlen;
+	char *val = leveldb_get(s->db, sn->read, key, klen, &vlen, &err);
+	*applied_r = 0;
+	if (err != NULL || (val != NULL && vlen != 8)) {
+		if (err != NULL)
+			store__log_error("snapshot_open", err);
+		leveldb_free(val);
+		queue_store_snapshot_close(&sn);
+		*error_r = "queue store read failed";
+		return -1;
+	}
+	for (size_t i = 0; val != NULL && i < 8; i++)
+		*applied_r = *applied_r << 8 | (uint8_t)val[i];
+	leveldb_free(val);
+	sn->pos = store__walk_start(&sn->walk, leveldb_create_iterator(s->db, sn->read),
+				    partition, n_partitions);
+	if (sn->pos < 0) {
+		queue_store_snapshot_close(&sn);
+		*error_r = "queue store read failed";
+		return -1;
+	}
+	*snap_r = sn;
+	return 0;
+}
+
+int queue_store_snapshot_next(queue_store_snapshot *sn, buf *out, size_t max_bytes)
+{
+	if (sn->pos <= 0)
+		return sn->pos;
+	kvchunk_begin(out, QUEUE_STORE_SNAPSHOT_VERSION);
+	size_t used = 1, n = 0;
+	while (sn->pos == 1) {
+		size_t klen, vlen;
+		const char *k = leveldb_iter_key(sn->walk.it, &klen);
+		const char *v = leveldb_iter_value(sn->walk.it, &vlen);
+		size_t pair = kvchunk_pair_size(klen, vlen);
+		if (n > 0 && used + pair > max_bytes)
+			break;
+		kvchunk_put(out, k, klen, v, vlen);
+		used += pair;
+		n++;
+		sn->pos = store__walk_next(&sn->walk);
+	}
+	return sn->pos < 0 ? -1 : 1;
+}
+
+int queue_store_snapshot_install_begin(queue_store *s, uint32_t partition,
+				       uint32_t n_partitions, const char **error_r)
+{
+	if (n_partitions == 0 || partition >= n_partitions) {
+		*error_r = "bad partition";
+		return -1;
+	}
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	struct part_walk w;
+	int pos = store__walk_start(&w, leveldb_create_iterator(s->db, s->read), partition,
+				    n_partitions);
+	for (; pos == 1; pos = store__walk_next(&w)) {
+		size_t klen;
+		const char *k = leveldb_iter_key(w.it, &klen);
+		leveldb_writebatch_delete(batch, k, klen);
+	}
+	leveldb_iter_destroy(w.it);
+	int ret = -1;
+	if (pos < 0) {
+		*error_r = "queue store read failed";
+	} else {
+		/* same batch: a crash after it leaves "applied 0", no mix */
+		char key[KEY_MAX];
+		leveldb_writebatch_delete(batch, key, store__key_applied(key, partition));
+		ret = store__write(s, batch, 1, "snapshot_install_begin", error_r);
+	}
+	leveldb_writebatch_destroy(batch);
+	return ret;
+}
+
+/* NULL when key -> val may be installed into partition, else why not. */
+static const char *store__snap_check(uint32_t partition, uint32_t n_partitions,
+				     const uint8_t *key, size_t klen, const uint8_t *val,
+				     size_t vlen)
+{
+	char id[QUEUE_ID_MAX + 1];
+	if (!store__key_qid((const char *)key, klen, id))
+		return "key";
+	if (store__partition_of(id, n_partitions) != partition)
+		return "foreign_partition";
+	if (key[1] == KIND_DONE)
+		return vlen == 0 ? NULL : "done_value";
+	Queue__QueuedMessage *msg = store__decode(id, (const char *)val, vlen);
+	if (msg == NULL)
+		return "message_value";
+	queue__queued_message__free_unpacked(msg, NULL);
+	return NULL;
+}
+
+int queue_store_snapshot_install_chunk(queue_store *s, uint32_t partition,
+				       uint32_t n_partitions, const uint8_t *data, size_t len,
+				       const char **error_r)
+{
+	struct kvchunk_reader r;
+	const char *why = "version";
+	int ret = n_partitions > 0 && partition < n_partitions ?
+		  kvchunk_reader_init(&r, data, len, QUEUE_STORE_SNAPSHOT_VERSION, KEY_MAX) : -1;
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	const uint8_t *k, *v;
+	size_t klen, vlen;
+	while (ret == 0 && (ret = kvchunk_next(&r, &k, &klen, &v, &vlen, &why)) == 1) {
+		why = store__snap_check(partition, n_partitions, k, klen, v, vlen);
+		if (why != NULL) {
+			ret = -1;
+			break;
+		}
+		leveldb_writebatch_put(batch, (const char *)k, klen, (const char *)v, vlen);
+		ret = 0;
+	}
+	if (ret < 0) {
+		log_event(LOG_WARN, "queue", "event=snapshot_chunk_refused partition=%u "
+			  "reason=%s len=%zu", partition, why, len);
+		*error_r = "bad snapshot chunk";
+	} else {
+		/* not synced: install_end's sync write covers it */
+		ret = store__write(s, batch, 0, "snapshot_install_chunk", error_r);
+	}
+	leveldb_writebatch_destroy(batch);
+	return ret;
+}
+
+int queue_store_snapshot_install_end(queue_store *s, uint32_t partition, uint64_t applied,
+				     const char **error_r)
+{
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	char key[KEY_MAX], val[8];
+	for (int i = 0; i < 8; i++)
+		val[i] = (char)(applied >> (56 - 8 * i));
+	leveldb_writebatch_put(batch, key, store__key_applied(key, partition), val, 8);
+	int ret = store__write(s, batch, 1, "snapshot_install_end", error_r);
+	leveldb_writebatch_destroy(batch);
+	return ret;
 }

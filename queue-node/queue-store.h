@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "queue.pb-c.h"
 
 #define QUEUE_STORE_KEY_VERSION 0x01
@@ -103,6 +104,40 @@ int queue_store_applied_index(queue_store *store, uint32_t partition, uint64_t *
  * recorded, *error_r says why), -1 storage error (nothing written). */
 int queue_store_apply(queue_store *store, uint32_t partition, uint64_t index,
 		      const Queue__LogEntry *e, const char **error_r);
+
+/* ---- partition snapshots (replication/repl.h snapshot callbacks) ----
+ * A queue id's partition is util_hash64(id) % n_partitions, the same as
+ * router_partition_of() (test-queue-store.c checks they agree). A snapshot
+ * carries the 'm' and 'd' keys of the partition's messages (lib/kvchunk.h
+ * framing, version QUEUE_STORE_SNAPSHOT_VERSION); the applied index goes
+ * beside it, never in it. */
+#define QUEUE_STORE_SNAPSHOT_VERSION 0x01
+typedef struct queue_store_snapshot queue_store_snapshot;
+
+/* A consistent view (LevelDB snapshot) of partition, its applied index in
+ * that view into *applied_r. Returns 0 or -1. The view must be closed
+ * before the store. */
+int queue_store_snapshot_open(queue_store *store, uint32_t partition, uint32_t n_partitions,
+			      queue_store_snapshot **snap_r, uint64_t *applied_r,
+			      const char **error_r);
+/* Append the next chunk (at most max_bytes unless one pair alone is
+ * bigger) to out: 1 appended, 0 done (nothing appended), -1 read error. */
+int queue_store_snapshot_next(queue_store_snapshot *snap, buf *out, size_t max_bytes);
+void queue_store_snapshot_close(queue_store_snapshot **snap);
+
+/* Install: begin drops every key of the partition and its applied index
+ * in one sync batch (a crash mid-install leaves it empty at applied 0);
+ * chunk checks every pair (an 'm' or 'd' key of a valid queue id of this
+ * partition; an 'm' value must decode as that id's message, a 'd' value is
+ * empty) and writes them all or, on a bad one, nothing (-1, "bad snapshot
+ * chunk"); end stores the applied index (sync). Return 0 or -1. */
+int queue_store_snapshot_install_begin(queue_store *store, uint32_t partition,
+				       uint32_t n_partitions, const char **error_r);
+int queue_store_snapshot_install_chunk(queue_store *store, uint32_t partition,
+				       uint32_t n_partitions, const uint8_t *data, size_t len,
+				       const char **error_r);
+int queue_store_snapshot_install_end(queue_store *store, uint32_t partition, uint64_t applied,
+				     const char **error_r);
 
 /* Free a message from queue_store_get(); NULLs *msg. */
 void queue_store_message_free(Queue__QueuedMessage **msg);

@@ -1,26 +1,40 @@
 #!/usr/bin/env python3
-"""Benchmark (not a test): SMTP accept rate and latency of the 250 after DATA.
+"""Benchmark (not a test): SMTP accept rate and latency of the 250 after DATA,
+at replication factor R=1 and R=3, and the failover pause.
 
-Starts its own local cluster on free ports (or uses --port of a running one),
-then sends --messages messages of --size bytes over --conns concurrent SMTP
-connections (one message per transaction, connections reused) and prints
-messages/s and the p50/p99/max latency from the end of DATA to the 250, which
-is the time to make the message durable in the queue. Standard library only.
-Never fails on timing; it only prints figures.
+For each R in --replicas (default "1,3") it starts its own local cluster on
+free ports (--stores store nodes, --queues queue nodes, both tiers at R,
+one frontend), then sends --messages messages of --size bytes over --conns
+concurrent SMTP connections (one message per transaction, connections
+reused) and prints messages/s and the p50/p99/max latency from the end of
+DATA to the 250. The 250 is sent once the message is durable on every
+in-sync replica of its queue partition (at least a majority of R), so this
+is the cost of replication as a client sees it.
 
-  python3 tests/bench/smtp_accept.py [--messages 2000] [--conns 8] [--size 4096] [--stores 3]
+Then (unless --no-failover), on the last cluster: a steady stream of sends,
+each retried on 4xx as an MTA would, while the queue node that is primary of
+the most queue partitions is killed with -9. It prints the failover pause:
+the longest time one message took from its first DATA to its 250 (retries
+included), and the longest gap between two consecutive 250s. The lease TTL
+is --ttl (the nodes' default is 5 s). Standard library only. Never fails on
+timing; it only prints figures.
 
-The 250 waits for the queue's durable write only (the queue tier is not
-replicated yet), so --stores changes delivery, not the 250 latency.
+  python3 tests/bench/smtp_accept.py [--messages 2000] [--conns 8] [--size 4096]
+      [--replicas 1,3] [--stores 3] [--queues 3] [--ttl 5] [--no-failover]
+  python3 tests/bench/smtp_accept.py --port 2525   # a running cluster, no failover
 """
 import argparse
+import base64
+import json
 import os
 import shutil
+import signal
 import smtplib
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -28,8 +42,12 @@ sys.path.insert(0, os.path.join(ROOT, "cluster"))
 import local  # noqa: E402
 
 
+def body_of(size):
+    return (b"Subject: bench\r\n\r\n" + b"x" * 76 + b"\r\n") * max(1, size // 78)
+
+
 def worker(port, n, size, rcpt, lat, errors):
-    body = (b"Subject: bench\r\n\r\n" + b"x" * 76 + b"\r\n") * max(1, size // 78)
+    body = body_of(size)
     s = smtplib.SMTP("127.0.0.1", port, timeout=60)
     s.ehlo("bench.test")
     for _ in range(n):
@@ -56,6 +74,84 @@ def pct(sorted_vals, p):
     return sorted_vals[i]
 
 
+def accept(port, args, label):
+    lat, errors, threads = [], [], []
+    per = args.messages // args.conns
+    t0 = time.perf_counter()
+    for _ in range(args.conns):
+        t = threading.Thread(target=worker, args=(port, per, args.size, args.rcpt, lat, errors))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat.sort()
+    print(f"smtp_accept {label} messages={len(lat)} errors={len(errors)} "
+          f"conns={args.conns} size={args.size}B wall={wall:.2f}s")
+    print(f"  rate        {len(lat) / wall:8.1f} msg/s")
+    print(f"  250 latency p50 {pct(lat, 50) * 1000:7.2f} ms   p99 {pct(lat, 99) * 1000:7.2f} ms"
+          f"   max {lat[-1] * 1000 if lat else float('nan'):7.2f} ms", flush=True)
+
+
+def busiest_queue_primary(c):
+    key = base64.b64encode(b"/mail/v1/ring/queue").decode()
+    req = urllib.request.Request(c.etcd_url.split(",")[0] + "/v3/kv/range",
+                                 data=json.dumps({"key": key}).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        ring = json.loads(base64.b64decode(json.load(r)["kvs"][0]["value"]))
+    counts = {}
+    for part in ring["map"]:
+        counts[part["r"][0]] = counts.get(part["r"][0], 0) + 1
+    return max(counts, key=counts.get)
+
+
+def failover(c, args):
+    """Kill -9 the busiest queue primary under a steady retried stream."""
+    stop = threading.Event()
+    lock = threading.Lock()
+    acks, longest = [], [0.0]
+    body = body_of(args.size)
+
+    def sender():
+        while not stop.is_set():
+            first = time.monotonic()
+            while True:
+                try:
+                    with smtplib.SMTP("127.0.0.1", c.ports["smtp"], timeout=60) as s:
+                        s.sendmail("bench@remote.test", [args.rcpt], body)
+                    break
+                except (smtplib.SMTPException, OSError):
+                    time.sleep(0.05)
+            now = time.monotonic()
+            with lock:
+                acks.append(now)
+                longest[0] = max(longest[0], now - first)
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=sender, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    victim = busiest_queue_primary(c)
+    t_kill = time.monotonic()
+    c.kill(victim, signal.SIGKILL)
+    time.sleep(max(4.0, 3 * args.ttl))
+    stop.set()
+    for t in threads:
+        t.join(timeout=120)
+    with lock:
+        gaps = [b - a for a, b in zip(acks, acks[1:]) if b >= t_kill]
+        after = [a for a in acks if a >= t_kill]
+    print(f"failover (kill -9 {victim}, the primary of the most queue partitions, "
+          f"lease TTL {args.ttl} s, R={c.replicas}):")
+    print(f"  longest DATA-to-250 of one message (retries included) {longest[0]:6.2f} s")
+    print(f"  longest gap between two 250s after the kill           "
+          f"{max(gaps) if gaps else float('nan'):6.2f} s")
+    print(f"  first 250 after the kill {after[0] - t_kill if after else float('nan'):.2f} s; "
+          f"250s in the {max(4.0, 3 * args.ttl):.0f} s after it: {len(after)}", flush=True)
+    c.start(victim)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=2000)
@@ -63,42 +159,31 @@ def main():
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--port", type=int, help="SMTP port of a running cluster")
     ap.add_argument("--rcpt", default="bench@example.test")
-    ap.add_argument("--stores", type=int, default=1,
-                    help="store nodes of the cluster it starts (R = min(3, stores))")
+    ap.add_argument("--replicas", default="1,3", help="comma-separated R values to run")
+    ap.add_argument("--stores", type=int, default=3)
+    ap.add_argument("--queues", type=int, default=3)
+    ap.add_argument("--ttl", type=int, default=5, help="lease TTL of the nodes (s)")
+    ap.add_argument("--no-failover", action="store_true")
     args = ap.parse_args()
 
-    cluster = state = None
-    port = args.port
-    if port is None:
-        bin_dir = os.environ.get("MAIL_BIN_DIR", os.path.join(ROOT, "build", "bin"))
+    if args.port is not None:
+        accept(args.port, args, "cluster=running")
+        return
+    bin_dir = os.environ.get("MAIL_BIN_DIR", os.path.join(ROOT, "build", "bin"))
+    rs = [int(r) for r in args.replicas.split(",")]
+    for k, r in enumerate(rs):
         state = tempfile.mkdtemp(prefix="mail-bench-")
-        cluster = local.Cluster.with_free_ports(state, bin_dir, stores=args.stores)
-        cluster.up()
-        port = cluster.ports["smtp"]
-    try:
-        if cluster is not None:
-            cluster.mailctl("user", "add", args.rcpt, stdin="bench\n", check=False)
-        lat, errors, threads = [], [], []
-        per = args.messages // args.conns
-        t0 = time.perf_counter()
-        for _ in range(args.conns):
-            t = threading.Thread(target=worker,
-                                 args=(port, per, args.size, args.rcpt, lat, errors))
-            t.start()
-            threads.append(t)
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
-        lat.sort()
-        print(f"smtp_accept store_replicas={min(3, args.stores) if cluster else '?'} "
-              f"queue_replicas=1 messages={len(lat)} errors={len(errors)} "
-              f"conns={args.conns} size={args.size}B wall={wall:.2f}s")
-        print(f"  rate        {len(lat) / wall:8.1f} msg/s")
-        print(f"  250 latency p50 {pct(lat, 50) * 1000:7.2f} ms   p99 {pct(lat, 99) * 1000:7.2f} ms"
-              f"   max {lat[-1] * 1000 if lat else float('nan'):7.2f} ms")
-    finally:
-        if cluster is not None:
-            cluster.down()
+        c = local.Cluster.with_free_ports(state, bin_dir, stores=args.stores,
+                                          queues=args.queues, replicas=r, lease_ttl=args.ttl)
+        try:
+            c.up()
+            c.mailctl("user", "add", args.rcpt, stdin="bench\n", check=False)
+            time.sleep(2 * args.ttl)  # the map settles (replicas in sync)
+            accept(c.ports["smtp"], args, f"R={r} stores={args.stores} queues={args.queues}")
+            if k == len(rs) - 1 and not args.no_failover:
+                failover(c, args)
+        finally:
+            c.down()
             shutil.rmtree(state, ignore_errors=True)
 
 
