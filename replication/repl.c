@@ -37,8 +37,10 @@
 #define REPL_BATCH_MAX_ENTRIES 4096u
 /* Entries applied per LevelDB read while catching up the state machine. */
 #define REPL_APPLY_CHUNK 256u
-/* Entries compacted per heartbeat (bounded work per loop turn). */
+/* Entries compacted per heartbeat or per apply (bounded work per turn). */
 #define REPL_COMPACT_STEP 4096u
+/* Excess over log_keep_entries that makes an apply compact too. */
+#define REPL_COMPACT_SLACK 1024u
 /* Entries whose sizes are read per LevelDB read when counting bytes. */
 #define REPL_META_CHUNK 1024u
 
@@ -272,6 +274,8 @@ static void repl__step_down(repl_partition *p, const char *reason)
 
 /* ---- applying committed entries -------------------------------------- */
 
+static int repl__compact_step(repl_partition *p, size_t max_entries);
+
 static void repl__pending_complete(repl_partition *p)
 {
 	while (p->n_pending > 0 && p->pending[p->pending_head].index <= p->applied) {
@@ -290,7 +294,9 @@ static void repl__apply(repl_partition *p)
 	repl_node *n = p->node;
 	struct repl_log_entry ents[REPL_APPLY_CHUNK];
 	uint64_t before = p->applied;
-	while (!p->closing && p->applied < p->st.commit_index && p->applied >= p->st.base_index) {
+	/* Never onto a state an install is replacing, never across a gap. */
+	while (!p->closing && !p->installing && p->applied < p->st.commit_index &&
+	       p->applied >= p->st.base_index) {
 		int got = repl_log_read(n->log, p->id, p->applied + 1, p->st.commit_index,
 					REPL_APPLY_CHUNK, SIZE_MAX, ents);
 		if (got <= 0)
@@ -308,6 +314,13 @@ static void repl__apply(repl_partition *p)
 		repl_log_batch *b = repl_log_batch_create(n->log, p->id);
 		repl_log_batch_put_state(b, &p->st);
 		repl_log_batch_commit(b, 0);
+		/* The heartbeat compacts at most REPL_COMPACT_STEP entries per
+		 * beat; under a faster stream the log would outgrow its bound,
+		 * so once it is well over, compact here too (in batches of at
+		 * least REPL_COMPACT_SLACK entries, not one delete per apply). */
+		if (p->st.last_index - p->st.base_index > n->keep_entries + REPL_COMPACT_SLACK ||
+		    p->log_bytes > n->keep_bytes + n->keep_bytes / 16)
+			repl__compact_step(p, REPL_COMPACT_STEP);
 	}
 	repl__pending_complete(p);
 }
