@@ -162,7 +162,11 @@ struct buf;
  *
  * The snapshot's bytes are opaque to this library: the owner produces them
  * on the primary and installs them on the replica. All four run on the
- * loop thread.
+ * loop thread; like on_apply they may not close the partition or destroy
+ * the node. snapshot_close may run from inside repl_partition_set_role(),
+ * repl_partition_close() and repl_node_destroy() (views still open).
+ * Memory: a view may be open per replica being caught up at once (each
+ * peer has its own transfer); the library holds one chunk at a time.
  *
  * snapshot_open (primary): open a consistent view of the partition's state
  * as of an index, returned in *index_r. The state the owner holds at the
@@ -194,8 +198,11 @@ struct buf;
  * index + 1 and on_apply resumes from there (indexes <= index are then
  * never applied again unless another snapshot comes). If the owner's state
  * is dropped but the install does not finish, on_apply may later be called
- * again from index 1, or another snapshot comes. Returns 0, or -1 (the
- * chunk is refused; the primary restarts the transfer). */
+ * again from index 1, or another snapshot comes: an install is never
+ * resumed, so on_apply or a new first = 1 call tells the owner to discard
+ * the chunks it kept. While an install runs, this node refuses to become
+ * primary (repl_partition_set_role: MAIL_ERR_UNAVAILABLE). Returns 0, or
+ * -1 (the chunk is refused; the primary restarts the transfer). */
 typedef int repl_snapshot_open_cb(repl_partition *p, uint32_t partition, void *arg,
 				  void **snap_r, uint64_t *index_r);
 typedef int repl_snapshot_next_cb(void *snap, struct buf *out, size_t max_bytes);
@@ -271,7 +278,9 @@ struct repl_replica {
  * - same epoch and role: updates the replica set (a node added/removed,
  *   in-sync flags changed).
  * Returns MAIL_OK, MAIL_ERR_STALE_EPOCH, MAIL_ERR_PARAMS (n == 0, or primary
- * and this node not in the set), or MAIL_ERR_INTERNAL (storage). */
+ * and this node not in the set), MAIL_ERR_UNAVAILABLE (primary while a
+ * snapshot install is half done: this node's state is incomplete), or
+ * MAIL_ERR_INTERNAL (storage). */
 int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 			    const struct repl_replica *replicas, size_t n);
 

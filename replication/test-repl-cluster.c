@@ -1052,6 +1052,11 @@ static void test_snapshot_interrupted(void **state)
 	/* ~1500 records of ~16 bytes: ~24 chunks of 1 KiB. */
 	lag_n2_and_start_install(fx, 0, 1, 1500, "a", 3);
 	assert_true(fx->n[2].installing);          /* mid-transfer */
+	/* Its state is incomplete: it refuses to lead meanwhile. */
+	struct repl_replica r[N_NODES];
+	members_isr(fx, r, 3);
+	assert_int_equal(repl_partition_set_role(fx->n[2].p, 1, 1, r, N_NODES),
+			 MAIL_ERR_UNAVAILABLE);
 	node_stop(fx, 2);
 	node_start(fx, 2);                          /* state dropped: applied 0 */
 	set_roles_isr(fx, 1, 0, 3);
