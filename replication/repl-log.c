@@ -330,7 +330,11 @@ void repl_log_batch_put_state(repl_log_batch *b, const struct repl_log_state *st
 	log__put_u64(v + 24, st->applied_index);
 	log__put_u64(v + 32, st->base_index);
 	log__put_u64(v + 40, st->base_epoch);
-	leveldb_writebatch_put(b->wb, (const char *)key, sizeof key, (const char *)v, sizeof v);
+	/* A log never compacted keeps the older, shorter record, which a
+	 * binary from before compaction can still read (a downgrade during a
+	 * rolling upgrade). */
+	size_t len = st->base_index == 0 && st->base_epoch == 0 ? STATE_VAL_LEN_V1 : sizeof v;
+	leveldb_writebatch_put(b->wb, (const char *)key, sizeof key, (const char *)v, len);
 }
 
 int repl_log_batch_commit(repl_log_batch *b, int sync)

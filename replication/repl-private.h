@@ -5,8 +5,9 @@
  *   0x01 'E' <partition u32 BE> <index u64 BE> -> <epoch u64 BE> <kind u8> <payload>
  *   0x01 'S' <partition u32 BE>                -> <epoch> <last> <commit> <applied>
  *                                                 <base> <base epoch> (6 x u64 BE;
- *                                                 a 4 x u64 record, written before
- *                                                 compaction existed, has base 0)
+ *                                                 4 x u64 while base is 0, which
+ *                                                 binaries from before compaction
+ *                                                 also read)
  * The state record is written in the same batch as the entries it
  * describes, so last_index always matches the log on disk, and base_index
  * (the last index compacted away) matches the entries deleted with it: the

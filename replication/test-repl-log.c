@@ -205,7 +205,7 @@ static void test_base_and_meta(void **state)
 }
 
 /* A state record written before compaction existed (4 fields) reads as
- * base 0. */
+ * base 0, and one is still written while the base is 0. */
 static void test_state_v1(void **state)
 {
 	struct fx *fx = *state;
@@ -236,6 +236,37 @@ static void test_state_v1(void **state)
 	assert_int_equal(got.applied_index, 10);
 	assert_int_equal(got.base_index, 0);
 	assert_int_equal(got.base_epoch, 0);
+
+	/* Written back: still the short record while the base is 0, the long
+	 * one once it is not. */
+	size_t lens[2];
+	for (int k = 0; k < 2; k++) {
+		got.base_index = (uint64_t)k * 5;
+		got.base_epoch = (uint64_t)k * 2;
+		repl_log_batch *b = repl_log_batch_create(fx->log, 9);
+		repl_log_batch_put_state(b, &got);
+		assert_int_equal(repl_log_batch_commit(b, 0), 0);
+		struct repl_log_state again;
+		assert_int_equal(repl_log_state_load(fx->log, 9, &again), 1);
+		assert_int_equal(again.base_index, got.base_index);
+		assert_int_equal(again.base_epoch, got.base_epoch);
+		assert_int_equal(again.applied_index, 10);
+		repl_log_close(&fx->log);
+		o = leveldb_options_create();
+		db = leveldb_open(o, fx->dir, &err);
+		assert_null(err);
+		leveldb_readoptions_t *ro = leveldb_readoptions_create();
+		char *val = leveldb_get(db, ro, key, sizeof key, &lens[k], &err);
+		assert_null(err);
+		assert_non_null(val);
+		leveldb_free(val);
+		leveldb_readoptions_destroy(ro);
+		leveldb_close(db);
+		leveldb_options_destroy(o);
+		assert_int_equal(repl_log_open(fx->dir, &fx->log, &e), 0);
+	}
+	assert_int_equal(lens[0], 32);
+	assert_int_equal(lens[1], 48);
 }
 
 static void test_open_bad_dir(void **state)
