@@ -1,7 +1,9 @@
 /* repl_bench: commits/s and commit latency (p50/p99) of the replicated log
- * on loopback, for R=1 and R=3, with 1 and 64 proposals in flight. Not a
- * test: run it by hand (`build/bin/repl_bench [seconds-per-case]`). Uses
- * LevelDB directories under /tmp, removed at the end. */
+ * on loopback, for R=1 and R=3, with 1 and 64 proposals in flight, and
+ * with 64 in flight while compaction keeps 1000 entries (the state machine
+ * is empty: its snapshot has no bytes). Not a test: run it by hand
+ * (`build/bin/repl_bench [seconds-per-case]`). Uses LevelDB directories
+ * under /tmp, removed at the end. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,41 @@ static void apply_cb(repl_partition *p, uint64_t index, const uint8_t *payload, 
 
 static const struct repl_callbacks callbacks = { apply_cb, NULL };
 
+/* An empty state machine's snapshot: no bytes, as of the applied index. */
+static int snap_open(repl_partition *p, uint32_t partition, void *arg, void **snap_r,
+		     uint64_t *index_r)
+{
+	(void)partition, (void)arg;
+	struct repl_status st;
+	repl_partition_status(p, &st);
+	*index_r = st.applied_index;
+	*snap_r = p;
+	return 0;
+}
+
+static int snap_next(void *snap, struct buf *out, size_t max_bytes)
+{
+	(void)snap, (void)out, (void)max_bytes;
+	return 0;
+}
+
+static void snap_close(void *snap)
+{
+	(void)snap;
+}
+
+static int snap_install(repl_partition *p, uint32_t partition, void *arg, int first, int last,
+			const uint8_t *chunk, size_t len, uint64_t index)
+{
+	(void)p, (void)partition, (void)arg, (void)first, (void)last, (void)chunk, (void)len;
+	(void)index;
+	return 0;
+}
+
+static const struct repl_snapshot_callbacks snap_callbacks = {
+	snap_open, snap_next, snap_close, snap_install
+};
+
 static void submit(struct slot *s);
 
 static void done_cb(int status, uint64_t index, void *arg)
@@ -81,7 +118,8 @@ static int cmp_u64(const void *a, const void *c)
 	return x < y ? -1 : x > y;
 }
 
-static void run_case(int r, int window, double seconds)
+/* keep > 0: snapshot callbacks on, compaction keeps `keep` entries. */
+static void run_case(int r, int window, double seconds, uint64_t keep)
 {
 	struct bench *b = xcalloc(1, sizeof *b);
 	uv_loop_init(&b->loop);
@@ -96,7 +134,8 @@ static void run_case(int r, int window, double seconds)
 			exit(1);
 		}
 		snprintf(ids[i], sizeof ids[i], "b%d", i);
-		struct repl_settings s = { .node_id = ids[i], .dir = b->dir[i] };
+		struct repl_settings s = { .node_id = ids[i], .dir = b->dir[i],
+					   .log_keep_entries = keep };
 		const char *err;
 		if (repl_node_create(&b->loop, &s, &b->node[i], &err) < 0 ||
 		    repl_node_listen(b->node[i], "127.0.0.1", 0, &b->port[i], &err) < 0 ||
@@ -104,6 +143,8 @@ static void run_case(int r, int window, double seconds)
 			fprintf(stderr, "repl_bench: %s\n", err);
 			exit(1);
 		}
+		if (keep > 0)
+			repl_partition_set_snapshot_callbacks(b->p[i], &snap_callbacks);
 		members[i].node_id = ids[i];
 		members[i].host = "127.0.0.1";
 		members[i].port = b->port[i];
@@ -129,9 +170,16 @@ static void run_case(int r, int window, double seconds)
 	qsort(b->lat, b->n_lat, sizeof *b->lat, cmp_u64);
 	double p50 = b->n_lat ? (double)b->lat[b->n_lat / 2] / 1e6 : 0;
 	double p99 = b->n_lat ? (double)b->lat[b->n_lat * 99 / 100] / 1e6 : 0;
+	struct repl_status st;
+	repl_partition_status(b->p[0], &st);
 	printf("R=%d in_flight=%-3d commits=%-7zu commits/s=%-8.0f p50_ms=%.3f p99_ms=%.3f "
-	       "failed=%d\n", r, window, b->n_lat, (double)b->n_lat / elapsed, p50, p99,
+	       "failed=%d", r, window, b->n_lat, (double)b->n_lat / elapsed, p50, p99,
 	       b->failed);
+	if (keep > 0)
+		printf(" keep=%llu log_entries=%llu compacted=%llu",
+		       (unsigned long long)keep, (unsigned long long)(st.last_index - st.base),
+		       (unsigned long long)st.compacted_entries);
+	printf("\n");
 	fflush(stdout);
 
 	for (int i = 0; i < r; i++) {
@@ -159,6 +207,8 @@ int main(int argc, char **argv)
 	static const int windows[] = { 1, 64 };
 	for (size_t i = 0; i < 2; i++)
 		for (size_t j = 0; j < 2; j++)
-			run_case(rs[i], windows[j], seconds);
+			run_case(rs[i], windows[j], seconds, 0);
+	run_case(1, 64, seconds, 1000);
+	run_case(3, 64, seconds, 1000);
 	return 0;
 }

@@ -15,7 +15,8 @@
 #define ENTRY_KEY_LEN (2 + 4 + 8)
 #define STATE_KEY_LEN (2 + 4)
 #define ENTRY_HDR_LEN (8 + 1)
-#define STATE_VAL_LEN (4 * 8)
+#define STATE_VAL_LEN (6 * 8)
+#define STATE_VAL_LEN_V1 (4 * 8)   /* before compaction: no base */
 
 struct repl_log {
 	leveldb_t *db;
@@ -132,7 +133,7 @@ int repl_log_state_load(repl_log *log, uint32_t partition, struct repl_log_state
 		memset(state_r, 0, sizeof *state_r);
 		return 0;
 	}
-	if (vlen != STATE_VAL_LEN) {
+	if (vlen != STATE_VAL_LEN && vlen != STATE_VAL_LEN_V1) {
 		log_event(LOG_ERROR, "repl", "event=log_corrupt partition=%u what=state len=%zu",
 			  partition, vlen);
 		leveldb_free(v);
@@ -143,6 +144,8 @@ int repl_log_state_load(repl_log *log, uint32_t partition, struct repl_log_state
 	state_r->last_index = log__get_u64(p + 8);
 	state_r->commit_index = log__get_u64(p + 16);
 	state_r->applied_index = log__get_u64(p + 24);
+	state_r->base_index = vlen == STATE_VAL_LEN ? log__get_u64(p + 32) : 0;
+	state_r->base_epoch = vlen == STATE_VAL_LEN ? log__get_u64(p + 40) : 0;
 	leveldb_free(v);
 	return 1;
 }
@@ -233,6 +236,49 @@ int repl_log_read(repl_log *log, uint32_t partition, uint64_t from, uint64_t las
 	return (int)n;
 }
 
+int repl_log_read_meta(repl_log *log, uint32_t partition, uint64_t from, uint64_t last,
+		       size_t max_entries, struct repl_log_meta *meta_r)
+{
+	if (from > last || max_entries == 0)
+		return 0;
+	uint8_t key[ENTRY_KEY_LEN];
+	log__entry_key(key, partition, from);
+	leveldb_iterator_t *it = leveldb_create_iterator(log->db, log->read);
+	size_t n = 0;
+	uint64_t want = from;
+	int gap = 0;
+	for (leveldb_iter_seek(it, (const char *)key, sizeof key);
+	     want <= last && n < max_entries; leveldb_iter_next(it), want++) {
+		size_t klen, vlen;
+		const uint8_t *k = leveldb_iter_valid(it) ?
+				   (const uint8_t *)leveldb_iter_key(it, &klen) : NULL;
+		log__entry_key(key, partition, want);
+		if (k == NULL || klen != sizeof key || memcmp(k, key, sizeof key) != 0) {
+			gap = 1;
+			break;
+		}
+		const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
+		if (vlen < ENTRY_HDR_LEN) {
+			gap = 1;
+			break;
+		}
+		meta_r[n].epoch = log__get_u64(v);
+		meta_r[n].len = vlen - ENTRY_HDR_LEN;
+		n++;
+	}
+	char *err = NULL;
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	if (err != NULL)
+		log__error("read_meta", err);
+	if (err != NULL || gap) {
+		log_event(LOG_ERROR, "repl", "event=log_gap partition=%u from=%llu at=%llu",
+			  partition, (unsigned long long)from, (unsigned long long)want);
+		return -1;
+	}
+	return (int)n;
+}
+
 void repl_log_entries_free(struct repl_log_entry *entries, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -282,7 +328,13 @@ void repl_log_batch_put_state(repl_log_batch *b, const struct repl_log_state *st
 	log__put_u64(v + 8, st->last_index);
 	log__put_u64(v + 16, st->commit_index);
 	log__put_u64(v + 24, st->applied_index);
-	leveldb_writebatch_put(b->wb, (const char *)key, sizeof key, (const char *)v, sizeof v);
+	log__put_u64(v + 32, st->base_index);
+	log__put_u64(v + 40, st->base_epoch);
+	/* A log never compacted keeps the older, shorter record, which a
+	 * binary from before compaction can still read (a downgrade during a
+	 * rolling upgrade). */
+	size_t len = st->base_index == 0 && st->base_epoch == 0 ? STATE_VAL_LEN_V1 : sizeof v;
+	leveldb_writebatch_put(b->wb, (const char *)key, sizeof key, (const char *)v, len);
 }
 
 int repl_log_batch_commit(repl_log_batch *b, int sync)

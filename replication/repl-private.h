@@ -4,9 +4,14 @@
  * REPL_KEY_VERSION first so the layout can evolve:
  *   0x01 'E' <partition u32 BE> <index u64 BE> -> <epoch u64 BE> <kind u8> <payload>
  *   0x01 'S' <partition u32 BE>                -> <epoch> <last> <commit> <applied>
- *                                                 (4 x u64 BE)
+ *                                                 <base> <base epoch> (6 x u64 BE;
+ *                                                 4 x u64 while base is 0, which
+ *                                                 binaries from before compaction
+ *                                                 also read)
  * The state record is written in the same batch as the entries it
- * describes, so last_index always matches the log on disk.
+ * describes, so last_index always matches the log on disk, and base_index
+ * (the last index compacted away) matches the entries deleted with it: the
+ * log holds exactly base_index+1 .. last_index.
  */
 #ifndef MAIL_REPL_PRIVATE_H
 #define MAIL_REPL_PRIVATE_H
@@ -27,6 +32,8 @@ struct repl_log_state {
 	uint64_t last_index;
 	uint64_t commit_index;
 	uint64_t applied_index;
+	uint64_t base_index;    /* entries <= base_index are compacted away */
+	uint64_t base_epoch;    /* epoch of the entry at base_index (0 if 0) */
 };
 
 /* One entry as read from or written to the log. payload points into
@@ -61,6 +68,17 @@ int repl_log_entry_epoch(repl_log *log, uint32_t partition, uint64_t index, uint
 int repl_log_read(repl_log *log, uint32_t partition, uint64_t from, uint64_t last,
 		  size_t max_entries, size_t max_bytes, struct repl_log_entry *entries_r);
 void repl_log_entries_free(struct repl_log_entry *entries, size_t n);
+
+/* Epoch and payload size of one entry, without its payload. */
+struct repl_log_meta {
+	uint64_t epoch;
+	size_t len;
+};
+/* Like repl_log_read, without copying payloads and without a byte bound:
+ * metadata of the entries from..last, at most max_entries. Returns the
+ * count (>= 0) or -1 (storage error, or a gap). */
+int repl_log_read_meta(repl_log *log, uint32_t partition, uint64_t from, uint64_t last,
+		       size_t max_entries, struct repl_log_meta *meta_r);
 
 /* A write batch: entries, truncation and state, then one write. */
 typedef struct repl_log_batch repl_log_batch;

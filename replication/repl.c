@@ -12,7 +12,13 @@
  *    BARRIER it wrote when it took over, and later ones); entries of older
  *    epochs commit with them, never by being counted (Raft, section 5.4.2);
  *  - on_apply runs in index order for index <= commit only, then the
- *    proposal callbacks of those indexes fire.
+ *    proposal callbacks of those indexes fire;
+ *  - compaction deletes only entries <= the applied index and <= the index
+ *    of every snapshot being sent (the replica continues from the log
+ *    after it), and moves the base in the same batch as the deletes;
+ *  - a replica that started installing a snapshot (the owner dropped its
+ *    state) accepts nothing else until the install ends; if it is
+ *    abandoned, the owner's state is treated as empty (applied 0).
  */
 #include "repl.h"
 
@@ -31,6 +37,12 @@
 #define REPL_BATCH_MAX_ENTRIES 4096u
 /* Entries applied per LevelDB read while catching up the state machine. */
 #define REPL_APPLY_CHUNK 256u
+/* Entries compacted per heartbeat or per apply (bounded work per turn). */
+#define REPL_COMPACT_STEP 4096u
+/* Excess over log_keep_entries that makes an apply compact too. */
+#define REPL_COMPACT_SLACK 1024u
+/* Entries whose sizes are read per LevelDB read when counting bytes. */
+#define REPL_META_CHUNK 1024u
 
 struct repl_peer {
 	char *node_id;
@@ -44,6 +56,12 @@ struct repl_peer {
 	int in_flight;
 	int in_sync;            /* counted by the commit rule */
 	int down;               /* last call failed (for logging transitions) */
+	/* A snapshot being sent (one chunk in flight at most), or snap NULL. */
+	void *snap;
+	uint64_t snap_index;    /* the snapshot's index and epoch */
+	uint64_t snap_epoch;
+	uint64_t snap_transfer; /* this transfer's id */
+	uint64_t snap_seq;      /* the next chunk's number */
 };
 
 struct repl_queued {
@@ -64,6 +82,7 @@ struct repl_partition {
 	repl_node *node;         /* NULL once closed */
 	uint32_t id;
 	struct repl_callbacks cb;
+	struct repl_snapshot_callbacks scb;   /* all NULL: no snapshots */
 	void *arg;
 	struct repl_log_state st;
 	uint64_t last_epoch;     /* epoch of the entry at st.last_index */
@@ -84,8 +103,19 @@ struct repl_partition {
 	int closing;
 	int caught_up;
 	int fenced;              /* a replica refused st.epoch: it is over */
+	uint64_t log_bytes;      /* payload bytes of entries base+1..last */
+	/* Replica: a snapshot install started (the owner's state was dropped)
+	 * and has not ended. */
+	int installing;
+	uint64_t inst_transfer;
+	uint64_t inst_index;
+	uint64_t inst_epoch;
+	uint64_t inst_next_seq;
 	uint64_t sync_writes;
 	uint64_t proposals;
+	uint64_t snapshots_sent;
+	uint64_t snapshots_installed;
+	uint64_t compacted_entries;
 	repl_partition *next;
 };
 
@@ -96,6 +126,9 @@ struct repl_node {
 	uint32_t heartbeat_ms;
 	uint32_t rpc_timeout_ms;
 	uint32_t batch_max_bytes;
+	uint64_t keep_entries;
+	uint64_t keep_bytes;
+	uint64_t transfer_ids;   /* last snapshot transfer id handed out */
 	repl_log *log;
 	rpc_server *server;      /* own listener (repl_node_listen), or NULL */
 	int attached;            /* served by the owner's server instead */
@@ -104,12 +137,14 @@ struct repl_node {
 	struct repl_node_counters counters;
 };
 
-/* One AppendEntries in flight. */
+/* One AppendEntries or InstallSnapshot in flight. */
 struct repl_call_ctx {
 	repl_partition *p;
 	char *peer_id;
 	uint64_t epoch;
 	uint64_t commit;
+	uint64_t transfer;   /* InstallSnapshot: transfer id and last flag */
+	int last;
 };
 
 static void repl__replicate_all(repl_partition *p);
@@ -122,17 +157,77 @@ static uint32_t repl__clamp(uint32_t v, uint32_t def, uint32_t min, uint32_t max
 	return v < min ? min : v > max ? max : v;
 }
 
+static uint64_t repl__clamp64(uint64_t v, uint64_t def, uint64_t min, uint64_t max)
+{
+	if (v == 0)
+		return def;
+	return v < min ? min : v > max ? max : v;
+}
+
+/* Epoch of the entry at index: the base's and the last entry's are kept
+ * in memory, others are read. 0, or -1 (compacted away, storage error). */
+static int repl__epoch_at(repl_partition *p, uint64_t index, uint64_t *epoch_r)
+{
+	if (index == p->st.base_index) {
+		*epoch_r = p->st.base_epoch;
+		return 0;
+	}
+	if (index == p->st.last_index) {
+		*epoch_r = p->last_epoch;
+		return 0;
+	}
+	if (index < p->st.base_index)
+		return -1;
+	return repl_log_entry_epoch(p->node->log, p->id, index, epoch_r);
+}
+
+/* Payload bytes of the entries from..to. 0, or -1 (logged). */
+static int repl__log_bytes(repl_log *log, uint32_t partition, uint64_t from, uint64_t to,
+			   uint64_t *bytes_r)
+{
+	struct repl_log_meta *meta = xmalloc(REPL_META_CHUNK * sizeof *meta);
+	uint64_t bytes = 0;
+	while (from <= to) {
+		int got = repl_log_read_meta(log, partition, from, to, REPL_META_CHUNK, meta);
+		if (got <= 0) {
+			free(meta);
+			return -1;
+		}
+		for (int i = 0; i < got; i++)
+			bytes += meta[i].len;
+		from += (uint64_t)got;
+	}
+	free(meta);
+	*bytes_r = bytes;
+	return 0;
+}
+
 /* ---- lifetime -------------------------------------------------------- */
+
+/* Close the snapshot being sent to peer, if any: the next transfer starts
+ * again from a new view and chunk 0. */
+static void repl__snap_abort(repl_partition *p, struct repl_peer *peer)
+{
+	if (peer->snap == NULL)
+		return;
+	p->scb.snapshot_close(peer->snap);
+	peer->snap = NULL;
+}
+
+static void repl__peer_free(repl_partition *p, struct repl_peer *peer)
+{
+	repl__snap_abort(p, peer);
+	free(peer->node_id);
+	free(peer->host);
+	free(peer);
+}
 
 static void repl__partition_free_maybe(repl_partition *p)
 {
 	if (!p->closing || p->handles_open > 0 || p->inflight_rpcs > 0)
 		return;
-	for (size_t i = 0; i < p->n_peers; i++) {
-		free(p->peers[i]->node_id);
-		free(p->peers[i]->host);
-		free(p->peers[i]);
-	}
+	for (size_t i = 0; i < p->n_peers; i++)
+		repl__peer_free(p, p->peers[i]);
 	free(p->peers);
 	free(p->queued);
 	free(p->pending);
@@ -172,10 +267,14 @@ static void repl__step_down(repl_partition *p, const char *reason)
 		  "last=%llu commit=%llu", p->id, (unsigned long long)p->st.epoch, reason,
 		  (unsigned long long)p->st.last_index, (unsigned long long)p->st.commit_index);
 	p->role = REPL_ROLE_REPLICA;
+	for (size_t i = 0; i < p->n_peers; i++)
+		repl__snap_abort(p, p->peers[i]);
 	repl__fail_proposals(p, MAIL_ERR_NOT_PRIMARY);
 }
 
 /* ---- applying committed entries -------------------------------------- */
+
+static int repl__compact_step(repl_partition *p, size_t max_entries);
 
 static void repl__pending_complete(repl_partition *p)
 {
@@ -195,7 +294,9 @@ static void repl__apply(repl_partition *p)
 	repl_node *n = p->node;
 	struct repl_log_entry ents[REPL_APPLY_CHUNK];
 	uint64_t before = p->applied;
-	while (!p->closing && p->applied < p->st.commit_index) {
+	/* Never onto a state an install is replacing, never across a gap. */
+	while (!p->closing && !p->installing && p->applied < p->st.commit_index &&
+	       p->applied >= p->st.base_index) {
 		int got = repl_log_read(n->log, p->id, p->applied + 1, p->st.commit_index,
 					REPL_APPLY_CHUNK, SIZE_MAX, ents);
 		if (got <= 0)
@@ -213,6 +314,13 @@ static void repl__apply(repl_partition *p)
 		repl_log_batch *b = repl_log_batch_create(n->log, p->id);
 		repl_log_batch_put_state(b, &p->st);
 		repl_log_batch_commit(b, 0);
+		/* The heartbeat compacts at most REPL_COMPACT_STEP entries per
+		 * beat; under a faster stream the log would outgrow its bound,
+		 * so once it is well over, compact here too (in batches of at
+		 * least REPL_COMPACT_SLACK entries, not one delete per apply). */
+		if (p->st.last_index - p->st.base_index > n->keep_entries + REPL_COMPACT_SLACK ||
+		    p->log_bytes > n->keep_bytes + n->keep_bytes / 16)
+			repl__compact_step(p, REPL_COMPACT_STEP);
 	}
 	repl__pending_complete(p);
 }
@@ -241,6 +349,8 @@ static void repl__flush(repl_partition *p)
 	p->sync_writes++;
 	p->st = st;
 	p->last_epoch = st.epoch;
+	for (size_t i = 0; i < p->n_queued; i++)
+		p->log_bytes += p->queued[i].len;
 	if (p->n_pending + p->pending_head + p->n_queued > p->cap_pending) {
 		if (p->n_pending > 0)
 			memmove(p->pending, p->pending + p->pending_head,
@@ -386,8 +496,163 @@ static void repl__append_reply_cb(int status, const ProtobufCMessage *msg, void 
 			next = peer->next_index > 1 ? peer->next_index - 1 : 1;
 		peer->next_index = next;
 		peer->sent_commit = 0;
+		if (resp->match_index < peer->match_index) {
+			/* Its log is shorter than it was: it emptied it because its
+			 * owner lost state (repl_partition_open). Count what it has
+			 * now, not what it had. */
+			log_event(LOG_WARN, REPL_LOG_SVC, "event=replica_log_shrank partition=%u "
+				  "peer=%s match=%llu now=%llu", p->id, peer->node_id,
+				  (unsigned long long)peer->match_index,
+				  (unsigned long long)resp->match_index);
+			peer->match_index = resp->match_index;
+		}
 	}
 	repl__replicate_all(p);
+}
+
+/* ---- primary: snapshot transfer --------------------------------------- */
+
+static void repl__snapshot_reply_cb(int status, const ProtobufCMessage *msg, void *arg)
+{
+	struct repl_call_ctx *ctx = arg;
+	repl_partition *p = ctx->p;
+	p->inflight_rpcs--;
+	struct repl_peer *peer = p->closing ? NULL : repl__peer_find(p, ctx->peer_id);
+	if (peer != NULL)
+		peer->in_flight = 0;
+	free(ctx->peer_id);
+	uint64_t transfer = ctx->transfer;
+	int last = ctx->last;
+	int stale = peer == NULL || p->role != REPL_ROLE_PRIMARY || p->st.epoch != ctx->epoch ||
+		    peer->snap == NULL || peer->snap_transfer != transfer;
+	free(ctx);
+	if (stale) {
+		repl__partition_free_maybe(p);
+		return;
+	}
+	const Repl__SnapshotResponse *resp = (const Repl__SnapshotResponse *)msg;
+	if (status == MAIL_ERR_STALE_EPOCH || (status == MAIL_OK && resp->epoch > p->st.epoch)) {
+		p->fenced = 1;
+		repl__step_down(p, "stale_epoch");
+		return;
+	}
+	if (status != MAIL_OK || !resp->success) {
+		/* Timeout, a refused chunk, or a replica that lost the transfer
+		 * (it restarted): start again from chunk 0 of a new view. */
+		log_event(LOG_WARN, REPL_LOG_SVC, "event=snapshot_send_restart partition=%u peer=%s "
+			  "index=%llu seq=%llu status=%s", p->id, peer->node_id,
+			  (unsigned long long)peer->snap_index, (unsigned long long)peer->snap_seq,
+			  status == MAIL_OK ? "out_of_order" : mail_error_info(status)->name);
+		repl__snap_abort(p, peer);
+		if (status != MAIL_OK) {
+			peer->down = 1;
+			peer->retry_at_ms = util_now_mono_ms() + p->node->heartbeat_ms;
+		}
+		repl__replicate_all(p);
+		return;
+	}
+	peer->down = 0;
+	if (!last) {
+		peer->snap_seq++;
+		repl__replicate_all(p);
+		return;
+	}
+	/* Installed: the replica's log now ends at the snapshot's index. */
+	uint64_t index = peer->snap_index;
+	repl__snap_abort(p, peer);
+	p->snapshots_sent++;
+	log_event(LOG_INFO, REPL_LOG_SVC, "event=snapshot_sent partition=%u peer=%s index=%llu "
+		  "chunks=%llu", p->id, peer->node_id, (unsigned long long)index,
+		  (unsigned long long)peer->snap_seq + 1);
+	peer->next_index = index + 1;
+	peer->match_index = index;   /* its log now ends there */
+	peer->sent_commit = 0;
+	repl__advance_commit(p);
+	repl__replicate_all(p);
+}
+
+/* The peer needs entries at or below the base: send (the next chunk of) a
+ * snapshot. The rule for the owner's index S (repl.h): base <= S <=
+ * applied, so entries S+1.. are still in this log; compaction keeps them
+ * while the view is open (repl__compact_step). */
+static void repl__snapshot_send(repl_partition *p, struct repl_peer *peer, uint64_t now)
+{
+	repl_node *n = p->node;
+	if (p->scb.snapshot_open == NULL) {
+		/* A base from an earlier run of an owner that had snapshots. */
+		log_event(LOG_ERROR, REPL_LOG_SVC, "event=snapshot_unsupported partition=%u peer=%s "
+			  "next=%llu base=%llu", p->id, peer->node_id,
+			  (unsigned long long)peer->next_index, (unsigned long long)p->st.base_index);
+		peer->retry_at_ms = now + n->heartbeat_ms * 10;
+		return;
+	}
+	if (peer->snap == NULL) {
+		void *snap = NULL;
+		uint64_t index = 0, epoch = 0;
+		if (p->scb.snapshot_open(p, p->id, p->arg, &snap, &index) < 0) {
+			log_event(LOG_WARN, REPL_LOG_SVC, "event=snapshot_open_failed partition=%u",
+				  p->id);
+			peer->retry_at_ms = now + n->heartbeat_ms;
+			return;
+		}
+		if (index < p->st.base_index || index > p->applied ||
+		    repl__epoch_at(p, index, &epoch) < 0) {
+			log_event(LOG_WARN, REPL_LOG_SVC, "event=snapshot_unusable partition=%u "
+				  "index=%llu base=%llu applied=%llu", p->id,
+				  (unsigned long long)index, (unsigned long long)p->st.base_index,
+				  (unsigned long long)p->applied);
+			p->scb.snapshot_close(snap);
+			peer->retry_at_ms = now + n->heartbeat_ms;
+			return;
+		}
+		peer->snap = snap;
+		peer->snap_index = index;
+		peer->snap_epoch = epoch;
+		peer->snap_transfer = ++n->transfer_ids;
+		peer->snap_seq = 0;
+		log_event(LOG_INFO, REPL_LOG_SVC, "event=snapshot_send partition=%u peer=%s "
+			  "index=%llu epoch=%llu next=%llu base=%llu", p->id, peer->node_id,
+			  (unsigned long long)index, (unsigned long long)epoch,
+			  (unsigned long long)peer->next_index, (unsigned long long)p->st.base_index);
+	}
+	buf chunk;
+	buf_init(&chunk);
+	int r = p->scb.snapshot_next(peer->snap, &chunk, n->batch_max_bytes);
+	if (r < 0 || (r == 1 && (chunk.len == 0 || chunk.len > n->batch_max_bytes))) {
+		log_event(LOG_ERROR, REPL_LOG_SVC, "event=snapshot_next_failed partition=%u peer=%s "
+			  "ret=%d len=%zu", p->id, peer->node_id, r, chunk.len);
+		buf_deinit(&chunk);
+		repl__snap_abort(p, peer);
+		peer->retry_at_ms = now + n->heartbeat_ms;
+		return;
+	}
+	Repl__SnapshotRequest req = REPL__SNAPSHOT_REQUEST__INIT;
+	req.partition = p->id;
+	req.epoch = p->st.epoch;
+	req.primary_id = n->node_id;
+	req.snapshot_index = peer->snap_index;
+	req.snapshot_epoch = peer->snap_epoch;
+	req.transfer_id = peer->snap_transfer;
+	req.seq = peer->snap_seq;
+	req.data.data = chunk.data;
+	req.data.len = chunk.len;
+	req.last = r == 0;
+
+	struct repl_call_ctx *ctx = xcalloc(1, sizeof *ctx);
+	ctx->p = p;
+	ctx->peer_id = xstrdup(peer->node_id);
+	ctx->epoch = p->st.epoch;
+	ctx->transfer = peer->snap_transfer;
+	ctx->last = r == 0;
+	peer->in_flight = 1;
+	peer->last_sent_ms = now;
+	p->inflight_rpcs++;
+	n->counters.snapshot_rpcs_out++;
+	rpc_client *c = rpc_pool_get(n->pool, peer->host, peer->port);
+	rpc_client_call(c, REPL__METHOD__INSTALL_SNAPSHOT, &req.base,
+			&repl__snapshot_response__descriptor, n->rpc_timeout_ms,
+			repl__snapshot_reply_cb, ctx);
+	buf_deinit(&chunk);
 }
 
 static void repl__replicate(repl_partition *p, struct repl_peer *peer, uint64_t now)
@@ -395,16 +660,26 @@ static void repl__replicate(repl_partition *p, struct repl_peer *peer, uint64_t 
 	repl_node *n = p->node;
 	if (peer->in_flight || now < peer->retry_at_ms)
 		return;
-	int has_entries = peer->next_index <= p->st.last_index;
+	if (peer->next_index == 0)
+		peer->next_index = 1;
+	/* Entries at or below the base are gone: a snapshot. But a peer whose
+	 * last call failed is first probed with an empty AppendEntries at the
+	 * end of the log, so an unreachable replica does not cost a snapshot
+	 * view per heartbeat (and one that matches needs none). */
+	int probe = 0;
+	if (peer->next_index <= p->st.base_index) {
+		if (!peer->down) {
+			repl__snapshot_send(p, peer, now);
+			return;
+		}
+		probe = 1;
+	}
+	int has_entries = !probe && peer->next_index <= p->st.last_index;
 	if (!has_entries && peer->sent_commit >= p->st.commit_index &&
 	    now < peer->last_sent_ms + n->heartbeat_ms)
 		return;
-	if (peer->next_index == 0)
-		peer->next_index = 1;
-	uint64_t prev = peer->next_index - 1, prev_epoch = 0;
-	if (prev == p->st.last_index)
-		prev_epoch = p->last_epoch;
-	else if (repl_log_entry_epoch(n->log, p->id, prev, &prev_epoch) < 0)
+	uint64_t prev = probe ? p->st.last_index : peer->next_index - 1, prev_epoch = 0;
+	if (repl__epoch_at(p, prev, &prev_epoch) < 0)
 		return;    /* logged */
 	size_t n_ents = 0;
 	struct repl_log_entry *ents = NULL;
@@ -468,11 +743,80 @@ static void repl__replicate_all(repl_partition *p)
 		repl__replicate(p, p->peers[i], now);
 }
 
-/* Heartbeats, retries and proposal deadlines. */
+/* ---- compaction ------------------------------------------------------ */
+
+/* Delete up to max_entries entries from the front of the log: applied
+ * ones, not needed by a snapshot being sent, while the log is over a keep
+ * bound. The base moves in the same batch. Not synced: a crash loses
+ * either the whole batch (the entries are back, with the old base) or
+ * nothing. Returns 1 deleted some, 0 nothing to do, -1 error (logged). */
+static int repl__compact_step(repl_partition *p, size_t max_entries)
+{
+	repl_node *n = p->node;
+	if (p->closing || p->scb.snapshot_open == NULL || p->installing)
+		return 0;
+	uint64_t limit = p->applied < p->st.commit_index ? p->applied : p->st.commit_index;
+	for (size_t i = 0; i < p->n_peers; i++)
+		if (p->peers[i]->snap != NULL && p->peers[i]->snap_index < limit)
+			limit = p->peers[i]->snap_index;
+	uint64_t base = p->st.base_index;
+	uint64_t count = p->st.last_index - base;
+	if (limit <= base || (count <= n->keep_entries && p->log_bytes <= n->keep_bytes))
+		return 0;
+	uint64_t want = limit - base;
+	if (want > max_entries)
+		want = max_entries;
+	struct repl_log_meta *meta = xmalloc(want * sizeof *meta);
+	int got = repl_log_read_meta(n->log, p->id, base + 1, base + want, want, meta);
+	if (got <= 0) {
+		free(meta);
+		return -1;
+	}
+	uint64_t bytes = p->log_bytes;
+	size_t k = 0;
+	while (k < (size_t)got && (count > n->keep_entries || bytes > n->keep_bytes)) {
+		bytes -= meta[k].len < bytes ? meta[k].len : bytes;
+		count--;
+		k++;
+	}
+	uint64_t base_epoch = k > 0 ? meta[k - 1].epoch : 0;
+	free(meta);
+	if (k == 0)
+		return 0;
+	struct repl_log_state st = p->st;
+	st.base_index = base + k;
+	st.base_epoch = base_epoch;
+	repl_log_batch *b = repl_log_batch_create(n->log, p->id);
+	repl_log_batch_truncate(b, base + 1, st.base_index);
+	repl_log_batch_put_state(b, &st);
+	if (repl_log_batch_commit(b, 0) < 0)
+		return -1;
+	p->st = st;
+	p->log_bytes = bytes;
+	p->compacted_entries += k;
+	log_event(LOG_DEBUG, REPL_LOG_SVC, "event=compact partition=%u base=%llu deleted=%zu "
+		  "last=%llu bytes=%llu", p->id, (unsigned long long)st.base_index, k,
+		  (unsigned long long)st.last_index, (unsigned long long)bytes);
+	return 1;
+}
+
+int repl_partition_compact(repl_partition *p)
+{
+	int any = 0, r;
+	while ((r = repl__compact_step(p, REPL_COMPACT_STEP)) > 0)
+		any = 1;
+	return r < 0 ? -1 : any;
+}
+
+/* Compaction (every role), then, on the primary: heartbeats, retries and
+ * proposal deadlines. */
 static void repl__timer_cb(uv_timer_t *t)
 {
 	repl_partition *p = t->data;
-	if (p->closing || p->role != REPL_ROLE_PRIMARY)
+	if (p->closing)
+		return;
+	repl__compact_step(p, REPL_COMPACT_STEP);
+	if (p->role != REPL_ROLE_PRIMARY)
 		return;
 	uint64_t now = util_now_mono_ms();
 	while (p->n_pending > 0 && p->pending[p->pending_head].deadline_ms <= now &&
@@ -498,6 +842,53 @@ static repl_partition *repl__partition_find(repl_node *n, uint32_t id)
 	return NULL;
 }
 
+/* Empty the log durably and set it to start after `index` (base = last =
+ * commit = applied = index, at `epoch`). An install ends with it (index =
+ * the snapshot's); an owner whose state is gone gets index 0. 0 or -1. */
+static int repl__log_reset(repl_partition *p, uint64_t index, uint64_t epoch)
+{
+	repl_node *n = p->node;
+	struct repl_log_state st = p->st;
+	repl_log_batch *b = repl_log_batch_create(n->log, p->id);
+	if (st.last_index > st.base_index)
+		repl_log_batch_truncate(b, st.base_index + 1, st.last_index);
+	st.base_index = index;
+	st.base_epoch = epoch;
+	st.last_index = index;
+	st.commit_index = index;
+	st.applied_index = index;
+	repl_log_batch_put_state(b, &st);
+	if (repl_log_batch_commit(b, 1) < 0)
+		return -1;
+	p->sync_writes++;
+	p->st = st;
+	p->last_epoch = epoch;
+	p->applied = index;
+	p->log_bytes = 0;
+	p->caught_up = 0;
+	return 0;
+}
+
+/* The owner's state is empty (applied 0) while the log says otherwise: an
+ * install that was abandoned, or an owner that reopened below the base.
+ * With the whole log still here (base 0) the entries are simply applied
+ * again from 1; otherwise the log is emptied, so the primary sends a
+ * snapshot (or its whole log) and no entry is ever skipped. */
+static int repl__owner_lost(repl_partition *p, const char *reason)
+{
+	log_event(LOG_WARN, REPL_LOG_SVC, "event=owner_state_lost partition=%u reason=%s "
+		  "base=%llu last=%llu commit=%llu", p->id, reason,
+		  (unsigned long long)p->st.base_index, (unsigned long long)p->st.last_index,
+		  (unsigned long long)p->st.commit_index);
+	p->installing = 0;
+	p->caught_up = 0;
+	if (p->st.base_index == 0) {
+		p->applied = 0;
+		return 0;
+	}
+	return repl__log_reset(p, 0, 0);
+}
+
 static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	repl_node *n = ctx;
@@ -517,8 +908,13 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 		rpc_call_reply(call, MAIL_ERR_STALE_EPOCH, NULL);
 		return;
 	}
+	if (p->installing && repl__owner_lost(p, "append_during_install") < 0) {
+		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+		return;
+	}
 	struct repl_log_state st = p->st;
 	uint64_t last_epoch = p->last_epoch;
+	uint64_t bytes = p->log_bytes;
 	int dirty = 0;
 	if (req->epoch > st.epoch) {
 		repl__step_down(p, "higher_epoch");
@@ -537,9 +933,10 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 	if (req->prev_index > st.last_index) {
 		match = 0;
 		resp.match_index = st.last_index;
-	} else if (req->prev_index == st.last_index) {
-		prev_epoch = last_epoch;
-	} else if (repl_log_entry_epoch(n->log, p->id, req->prev_index, &prev_epoch) < 0) {
+	} else if (req->prev_index < st.base_index) {
+		/* Compacted here, so applied and committed: it matches. */
+		prev_epoch = req->prev_epoch;
+	} else if (repl__epoch_at(p, req->prev_index, &prev_epoch) < 0) {
 		repl_log_batch_commit(b, 0);
 		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
 		return;
@@ -553,9 +950,11 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 		for (size_t i = 0; i < req->n_entries; i++) {
 			const Repl__Entry *e = req->entries[i];
 			uint64_t idx = req->prev_index + 1 + i;
+			if (idx <= st.base_index)
+				continue;    /* committed and compacted here */
 			if (idx <= st.last_index) {
 				uint64_t have;
-				if (repl_log_entry_epoch(n->log, p->id, idx, &have) < 0)
+				if (repl__epoch_at(p, idx, &have) < 0)
 					have = 0;
 				if (have == e->epoch)
 					continue;
@@ -571,6 +970,13 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 				log_event(LOG_WARN, REPL_LOG_SVC, "event=truncate partition=%u "
 					  "from=%llu to=%llu", p->id, (unsigned long long)idx,
 					  (unsigned long long)st.last_index);
+				uint64_t gone = 0;
+				if (repl__log_bytes(n->log, p->id, idx, st.last_index, &gone) < 0) {
+					repl_log_batch_commit(b, 0);
+					rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+					return;
+				}
+				bytes -= gone < bytes ? gone : bytes;
 				repl_log_batch_truncate(b, idx, st.last_index);
 				st.last_index = idx - 1;
 			}
@@ -580,11 +986,14 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 						 e->payload.len);
 			st.last_index = idx;
 			last_epoch = e->epoch;
+			bytes += e->payload.len;
 			appended++;
 			dirty = 1;
 		}
 		resp.success = 1;
 		resp.match_index = req->prev_index + req->n_entries;
+		if (resp.match_index < st.base_index)
+			resp.match_index = st.base_index;
 		uint64_t c = req->commit_index < resp.match_index ? req->commit_index
 								   : resp.match_index;
 		if (c > st.commit_index) {
@@ -610,6 +1019,7 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 	}
 	p->st = st;
 	p->last_epoch = last_epoch;
+	p->log_bytes = bytes;
 	/* req is freed by the reply. */
 	uint64_t req_commit = req->commit_index;
 	rpc_call_reply(call, MAIL_OK, &resp.base);
@@ -626,20 +1036,120 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 	}
 }
 
+/* ---- replica: InstallSnapshot ---------------------------------------- */
+
+/* A higher epoch from a primary: stored durably before anything is
+ * answered under it. 0 or -1. */
+static int repl__adopt_epoch(repl_partition *p, uint64_t epoch, const char *primary_id)
+{
+	repl__step_down(p, "higher_epoch");
+	log_event(LOG_INFO, REPL_LOG_SVC, "event=epoch_adopted partition=%u epoch=%llu "
+		  "primary=%s", p->id, (unsigned long long)epoch, primary_id);
+	struct repl_log_state st = p->st;
+	st.epoch = epoch;
+	repl_log_batch *b = repl_log_batch_create(p->node->log, p->id);
+	repl_log_batch_put_state(b, &st);
+	if (repl_log_batch_commit(b, 1) < 0)
+		return -1;
+	p->sync_writes++;
+	p->st = st;
+	p->caught_up = 0;
+	p->fenced = 0;
+	return 0;
+}
+
+static void repl__snapshot_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	repl_node *n = ctx;
+	const Repl__SnapshotRequest *req = (const Repl__SnapshotRequest *)msg;
+	n->counters.snapshot_rpcs_in++;
+	repl_partition *p = repl__partition_find(n, req->partition);
+	if (p == NULL) {
+		rpc_call_reply(call, MAIL_ERR_NOT_FOUND, NULL);
+		return;
+	}
+	/* Fencing exactly as for AppendEntries. */
+	if (req->epoch < p->st.epoch ||
+	    (req->epoch == p->st.epoch && p->role == REPL_ROLE_PRIMARY)) {
+		log_event(LOG_WARN, REPL_LOG_SVC, "event=snapshot_fenced partition=%u epoch=%llu "
+			  "ours=%llu other=%s", p->id, (unsigned long long)req->epoch,
+			  (unsigned long long)p->st.epoch, req->primary_id);
+		rpc_call_reply(call, MAIL_ERR_STALE_EPOCH, NULL);
+		return;
+	}
+	if (req->epoch > p->st.epoch && repl__adopt_epoch(p, req->epoch, req->primary_id) < 0) {
+		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+		return;
+	}
+	if (p->scb.snapshot_install == NULL) {
+		log_event(LOG_ERROR, REPL_LOG_SVC, "event=snapshot_unsupported partition=%u "
+			  "primary=%s", p->id, req->primary_id);
+		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+		return;
+	}
+	Repl__SnapshotResponse resp = REPL__SNAPSHOT_RESPONSE__INIT;
+	resp.epoch = p->st.epoch;
+	if (req->seq == 0) {
+		/* A transfer starts (or starts again): the owner drops its state
+		 * in the first call, so from here on it is installing. */
+		log_event(LOG_INFO, REPL_LOG_SVC, "event=snapshot_install partition=%u index=%llu "
+			  "epoch=%llu primary=%s last=%llu applied=%llu", p->id,
+			  (unsigned long long)req->snapshot_index,
+			  (unsigned long long)req->snapshot_epoch, req->primary_id,
+			  (unsigned long long)p->st.last_index, (unsigned long long)p->applied);
+		p->installing = 1;
+		p->caught_up = 0;
+		p->inst_transfer = req->transfer_id;
+		p->inst_index = req->snapshot_index;
+		p->inst_epoch = req->snapshot_epoch;
+		p->inst_next_seq = 0;
+	} else if (!p->installing || req->transfer_id != p->inst_transfer ||
+		   req->seq != p->inst_next_seq || req->snapshot_index != p->inst_index) {
+		/* Not the chunk this install expects (this node restarted, or a
+		 * late chunk of an abandoned transfer): ask for a restart. */
+		rpc_call_reply(call, MAIL_OK, &resp.base);
+		return;
+	}
+	if (p->scb.snapshot_install(p, p->id, p->arg, req->seq == 0, req->last, req->data.data,
+				   req->data.len, p->inst_index) < 0) {
+		log_event(LOG_ERROR, REPL_LOG_SVC, "event=snapshot_install_failed partition=%u "
+			  "index=%llu seq=%llu", p->id, (unsigned long long)p->inst_index,
+			  (unsigned long long)req->seq);
+		p->inst_next_seq = UINT64_MAX;   /* only a restart continues */
+		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+		return;
+	}
+	p->inst_next_seq++;
+	if (req->last) {
+		/* The owner holds the state at inst_index durably: the log now
+		 * starts after it (old entries dropped with the new base). */
+		if (repl__log_reset(p, p->inst_index, p->inst_epoch) < 0) {
+			rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+			return;
+		}
+		p->installing = 0;
+		p->snapshots_installed++;
+		log_event(LOG_INFO, REPL_LOG_SVC, "event=snapshot_installed partition=%u index=%llu "
+			  "chunks=%llu", p->id, (unsigned long long)p->inst_index,
+			  (unsigned long long)p->inst_next_seq);
+	}
+	resp.success = 1;
+	rpc_call_reply(call, MAIL_OK, &resp.base);
+}
+
 static const rpc_method repl__methods[] = {
 	{ REPL__METHOD__APPEND_ENTRIES, "append_entries", &repl__append_request__descriptor,
 	  repl__append_handler },
+	{ REPL__METHOD__INSTALL_SNAPSHOT, "install_snapshot", &repl__snapshot_request__descriptor,
+	  repl__snapshot_handler },
 };
 
 /* ---- roles ----------------------------------------------------------- */
 
 static void repl__peers_clear(repl_partition *p)
 {
-	for (size_t i = 0; i < p->n_peers; i++) {
-		free(p->peers[i]->node_id);
-		free(p->peers[i]->host);
-		free(p->peers[i]);
-	}
+	for (size_t i = 0; i < p->n_peers; i++)
+		repl__peer_free(p, p->peers[i]);
 	p->n_peers = 0;
 }
 
@@ -657,6 +1167,8 @@ int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 			self_in = 1;
 	if (n == 0 || (primary && !self_in))
 		return MAIL_ERR_PARAMS;
+	if (primary && p->installing)
+		return MAIL_ERR_UNAVAILABLE;
 	int epoch_changed = epoch > p->st.epoch;
 	int was_primary = p->role == REPL_ROLE_PRIMARY;
 	if (was_primary && !primary) {
@@ -708,13 +1220,9 @@ int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 		peer->in_sync = replicas[i].in_sync != 0;
 		p->peers[p->n_peers++] = peer;
 	}
-	for (size_t j = 0; j < n_old; j++) {
-		if (old[j] == NULL)
-			continue;
-		free(old[j]->node_id);
-		free(old[j]->host);
-		free(old[j]);
-	}
+	for (size_t j = 0; j < n_old; j++)
+		if (old[j] != NULL)
+			repl__peer_free(p, old[j]);
 	free(old);
 	p->n_members = n;
 	if (!primary) {
@@ -763,9 +1271,11 @@ int repl_partition_open(repl_node *node, uint32_t partition, const struct repl_c
 		*error_r = "cannot read the partition state (see the log)";
 		return -1;
 	}
-	uint64_t last_epoch = 0;
-	if (st.last_index > 0 &&
-	    repl_log_entry_epoch(node->log, partition, st.last_index, &last_epoch) < 0) {
+	uint64_t last_epoch = st.base_epoch, log_bytes = 0;
+	if (st.last_index > st.base_index &&
+	    (repl_log_entry_epoch(node->log, partition, st.last_index, &last_epoch) < 0 ||
+	     repl__log_bytes(node->log, partition, st.base_index + 1, st.last_index,
+			     &log_bytes) < 0)) {
 		*error_r = "the partition log is damaged (see the log)";
 		return -1;
 	}
@@ -776,8 +1286,14 @@ int repl_partition_open(repl_node *node, uint32_t partition, const struct repl_c
 	p->arg = arg;
 	p->st = st;
 	p->last_epoch = last_epoch;
+	p->log_bytes = log_bytes;
 	p->applied = applied_index < st.commit_index ? applied_index : st.commit_index;
 	p->role = REPL_ROLE_REPLICA;
+	if (applied_index < st.base_index && repl__owner_lost(p, "applied_below_base") < 0) {
+		free(p);
+		*error_r = "cannot reset the partition log (see the log)";
+		return -1;
+	}
 	uv_idle_init(node->loop, &p->idle);
 	p->idle.data = p;
 	uv_timer_init(node->loop, &p->timer);
@@ -794,6 +1310,12 @@ int repl_partition_open(repl_node *node, uint32_t partition, const struct repl_c
 		  (unsigned long long)p->applied);
 	*p_r = p;
 	return 0;
+}
+
+void repl_partition_set_snapshot_callbacks(repl_partition *p,
+					   const struct repl_snapshot_callbacks *cb)
+{
+	p->scb = *cb;
 }
 
 void repl_partition_close(repl_partition **pp)
@@ -823,11 +1345,15 @@ void repl_partition_status(const repl_partition *p, struct repl_status *s)
 	s->partition = p->id;
 	s->role = p->role;
 	s->epoch = p->st.epoch;
+	s->base = p->st.base_index;
 	s->last_index = p->st.last_index;
 	s->commit_index = p->st.commit_index;
 	s->applied_index = p->applied;
 	s->sync_writes = p->sync_writes;
 	s->proposals = p->proposals;
+	s->snapshots_sent = p->snapshots_sent;
+	s->snapshots_installed = p->snapshots_installed;
+	s->compacted_entries = p->compacted_entries;
 	if (p->role != REPL_ROLE_PRIMARY)
 		return;
 	s->epoch_start = p->epoch_start;
@@ -871,6 +1397,13 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 					60000);
 	n->batch_max_bytes = repl__clamp(s->batch_max_bytes, REPL_DEFAULT_BATCH_MAX_BYTES,
 					 1024, 32u * 1024 * 1024);
+	n->keep_entries = repl__clamp64(s->log_keep_entries, REPL_DEFAULT_LOG_KEEP_ENTRIES, 1,
+					1ull << 31);
+	n->keep_bytes = repl__clamp64(s->log_keep_bytes, REPL_DEFAULT_LOG_KEEP_BYTES, 1,
+				      1ull << 40);
+	/* Transfer ids differ across restarts of this node, so a late chunk
+	 * of an older transfer is never taken for one of a newer. */
+	n->transfer_ids = (uint64_t)util_now_wall_ms() << 16;
 	n->pool = rpc_pool_create(loop, REPL_SERVICE);
 	*node_r = n;
 	return 0;

@@ -35,8 +35,14 @@
  * call. Callbacks may propose, but may not close the partition or destroy
  * the node.
  *
- * Not done yet (next step): log compaction and snapshots. The whole log is
- * kept, and a lagging or new replica is caught up from the primary's log.
+ * Compaction and snapshots: when the owner implements the snapshot
+ * callbacks (struct repl_snapshot_callbacks), every member (primary and replicas)
+ * deletes applied entries beyond the keep bounds (repl_settings
+ * log_keep_entries / log_keep_bytes), remembering the last deleted one as
+ * the log's base; a replica that needs an entry the primary no longer has
+ * (a new replica, one that was down too long) is sent a snapshot of the
+ * owner's state in chunks (InstallSnapshot), then the log from there.
+ * Without snapshot_open the whole log is kept, as before.
  */
 #ifndef MAIL_REPL_H
 #define MAIL_REPL_H
@@ -74,12 +80,24 @@ struct repl_settings {
 	/* Bound on the payload bytes of one AppendEntries (at least one entry
 	 * is always sent). Default 1 MiB, min 1 KiB, max 32 MiB. */
 	uint32_t batch_max_bytes;
+	/* Compaction (only for partitions whose owner has snapshot_open):
+	 * applied entries are deleted from the front of the log while the
+	 * log holds more than log_keep_entries entries or more than
+	 * log_keep_bytes payload bytes. Entries above the applied index are
+	 * never deleted, whatever their number. A replica that falls further
+	 * behind than the primary's log reaches is sent a snapshot.
+	 * log_keep_entries: default 10000, min 1, max 2^31.
+	 * log_keep_bytes: default 64 MiB, min 1, max 2^40. */
+	uint64_t log_keep_entries;
+	uint64_t log_keep_bytes;
 };
 
 #define REPL_DEFAULT_PROPOSE_TIMEOUT_MS 5000u
 #define REPL_DEFAULT_HEARTBEAT_MS 100u
 #define REPL_DEFAULT_RPC_TIMEOUT_MS 2000u
 #define REPL_DEFAULT_BATCH_MAX_BYTES (1024u * 1024u)
+#define REPL_DEFAULT_LOG_KEEP_ENTRIES 10000u
+#define REPL_DEFAULT_LOG_KEEP_BYTES (64u * 1024u * 1024u)
 
 /* Open the LevelDB directory and create the node (not listening yet).
  * Returns 0, or -1 with *error_r (static text; details in the log). */
@@ -107,6 +125,8 @@ struct repl_node_counters {
 	uint64_t sync_writes;      /* LevelDB writes with sync=1 */
 	uint64_t append_rpcs_out;  /* AppendEntries sent */
 	uint64_t append_rpcs_in;   /* AppendEntries served */
+	uint64_t snapshot_rpcs_out;   /* InstallSnapshot chunks sent */
+	uint64_t snapshot_rpcs_in;    /* InstallSnapshot chunks served */
 };
 void repl_node_counters(const repl_node *node, struct repl_node_counters *counters_r);
 
@@ -114,7 +134,9 @@ void repl_node_counters(const repl_node *node, struct repl_node_counters *counte
 
 /* Called for every committed DATA entry, in strictly increasing index
  * order, once per index per process lifetime, on the primary and on the
- * replicas. payload is valid only during the call.
+ * replicas (a snapshot install, which replaces the owner's state, starts
+ * the sequence again after its index). payload is valid only during the
+ * call.
  *
  * Restart contract: after a restart the node re-applies every committed
  * entry above the applied_index given to repl_partition_open(). So:
@@ -134,20 +156,97 @@ typedef void repl_apply_cb(repl_partition *p, uint64_t index, const uint8_t *pay
 typedef void repl_caught_up_cb(repl_partition *p, uint32_t partition, uint64_t epoch,
 			       void *arg);
 
+struct buf;
+
+/* ---- snapshots (optional: repl_partition_set_snapshot_callbacks) ----
+ *
+ * The snapshot's bytes are opaque to this library: the owner produces them
+ * on the primary and installs them on the replica. All four run on the
+ * loop thread; like on_apply they may not close the partition or destroy
+ * the node. snapshot_close may run from inside repl_partition_set_role(),
+ * repl_partition_close() and repl_node_destroy() (views still open).
+ * Memory: a view may be open per replica being caught up at once (each
+ * peer has its own transfer); the library holds one chunk at a time.
+ *
+ * snapshot_open (primary): open a consistent view of the partition's state
+ * as of an index, returned in *index_r. The state the owner holds at the
+ * moment of the call reflects every entry up to the node's applied index
+ * (repl_status.applied_index, BARRIERs included), so a view taken now may
+ * report that index. The index must be <= the node's applied index and >=
+ * the log's base (repl_status.base): the replica continues from the log
+ * after it, so those entries must still be in the log. The library keeps
+ * them (compaction stops at the index of any open snapshot) until the
+ * transfer ends. A view outside that range is closed and the transfer is
+ * tried again a heartbeat later. Returns 0 with *snap_r (owned by the
+ * owner until snapshot_close), or -1 (retried a heartbeat later).
+ *
+ * snapshot_next: append the next chunk, at most max_bytes and at least one
+ * byte, to out. Returns 1 chunk appended, 0 done (nothing appended), -1
+ * error (the transfer is abandoned and restarted later from a new view).
+ *
+ * snapshot_close: release the view (after done, an error, a transfer that
+ * broke, the primary stepping down or the partition closing).
+ *
+ * snapshot_install (replica): called for each chunk, in order. first = 1
+ * on the first chunk: the owner drops the partition's state and stores
+ * applied index 0 in ONE durable batch (a crash mid-install leaves an
+ * empty state, never a mix), then takes the chunk. last = 1 on the final
+ * call (len may be 0): the owner stores `index` (the snapshot's index, the
+ * same on every call) as its applied index durably before returning. A
+ * transfer that breaks (timeout, primary change, a restart of either side)
+ * starts again with first = 1. After the last call the log continues at
+ * index + 1 and on_apply resumes from there (indexes <= index are then
+ * never applied again unless another snapshot comes). If the owner's state
+ * is dropped but the install does not finish, on_apply may later be called
+ * again from index 1, or another snapshot comes: an install is never
+ * resumed, so on_apply or a new first = 1 call tells the owner to discard
+ * the chunks it kept. While an install runs, this node refuses to become
+ * primary (repl_partition_set_role: MAIL_ERR_UNAVAILABLE). Returns 0, or
+ * -1 (the chunk is refused; the primary restarts the transfer). */
+typedef int repl_snapshot_open_cb(repl_partition *p, uint32_t partition, void *arg,
+				  void **snap_r, uint64_t *index_r);
+typedef int repl_snapshot_next_cb(void *snap, struct buf *out, size_t max_bytes);
+typedef void repl_snapshot_close_cb(void *snap);
+typedef int repl_snapshot_install_cb(repl_partition *p, uint32_t partition, void *arg,
+				     int first, int last, const uint8_t *chunk, size_t len,
+				     uint64_t index);
+
 struct repl_callbacks {
 	repl_apply_cb *on_apply;         /* required */
 	repl_caught_up_cb *on_caught_up; /* may be NULL */
+};
+
+/* A separate struct (not more fields above) so that owners written before
+ * snapshots existed still compile cleanly with -Wextra. */
+struct repl_snapshot_callbacks {
+	repl_snapshot_open_cb *snapshot_open;       /* primary side */
+	repl_snapshot_next_cb *snapshot_next;
+	repl_snapshot_close_cb *snapshot_close;
+	repl_snapshot_install_cb *snapshot_install; /* replica side */
 };
 
 /* Open (or create) the log of `partition` on this node, as a replica at
  * its stored epoch until repl_partition_set_role(). applied_index: the
  * highest index the owner's state machine has durably applied (0 for a
  * fresh one); committed entries above it are re-applied soon after (from
- * the loop, not inside this call). cb and arg must outlive the partition.
- * Returns 0, or -1 with *error_r (already open, storage error). */
+ * the loop, not inside this call). If applied_index is below the log's
+ * base (the owner lost state the log no longer holds: a crash during a
+ * snapshot install, or apply writes that were not durable), the log is
+ * emptied (durably, epoch kept) so the primary sends a snapshot or the
+ * whole log again: entries are never skipped. cb and arg must outlive the
+ * partition. Returns 0, or -1 with *error_r (already open, storage error). */
 int repl_partition_open(repl_node *node, uint32_t partition, const struct repl_callbacks *cb,
 			void *arg, uint64_t applied_index, repl_partition **p_r,
 			const char **error_r);
+/* Give the partition the owner's snapshot callbacks (copied; they get the
+ * arg given to repl_partition_open). Call it right after
+ * repl_partition_open(), in the same loop turn, or never: without it (or
+ * with snapshot_open NULL) this partition's log is never compacted and it
+ * never sends a snapshot, and without snapshot_install it refuses
+ * snapshots (MAIL_ERR_INTERNAL). All four are needed to both send and
+ * receive. */
+void repl_partition_set_snapshot_callbacks(repl_partition *p,
+					   const struct repl_snapshot_callbacks *cb);
 /* Stop serving the partition: pending proposals fail with
  * MAIL_ERR_UNAVAILABLE (outcome unknown); its log stays on disk. NULLs *p. */
 void repl_partition_close(repl_partition **p);
@@ -179,7 +278,9 @@ struct repl_replica {
  * - same epoch and role: updates the replica set (a node added/removed,
  *   in-sync flags changed).
  * Returns MAIL_OK, MAIL_ERR_STALE_EPOCH, MAIL_ERR_PARAMS (n == 0, or primary
- * and this node not in the set), or MAIL_ERR_INTERNAL (storage). */
+ * and this node not in the set), MAIL_ERR_UNAVAILABLE (primary while a
+ * snapshot install is half done: this node's state is incomplete), or
+ * MAIL_ERR_INTERNAL (storage). */
 int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 			    const struct repl_replica *replicas, size_t n);
 
@@ -218,6 +319,7 @@ struct repl_status {
 	uint32_t partition;
 	enum repl_role role;
 	uint64_t epoch;
+	uint64_t base;             /* first index still in the log - 1 */
 	uint64_t last_index;
 	uint64_t commit_index;
 	uint64_t applied_index;
@@ -227,17 +329,28 @@ struct repl_status {
 	uint64_t epoch_start;
 	uint64_t sync_writes;      /* this partition's sync LevelDB writes */
 	uint64_t proposals;        /* accepted proposals */
+	uint64_t snapshots_sent;       /* transfers completed as primary */
+	uint64_t snapshots_installed;  /* installs completed as replica */
+	uint64_t compacted_entries;    /* entries deleted by compaction */
 	size_t n_peers;            /* primary only: the other members */
 	struct repl_peer_status peers[REPL_STATUS_PEERS_MAX];
 };
 void repl_partition_status(const repl_partition *p, struct repl_status *status_r);
 
+/* Compact now, as far as the keep bounds allow (the loop also does it on
+ * its own, a bounded amount per heartbeat): delete the entries from the
+ * front of the log that are applied, beyond log_keep_entries /
+ * log_keep_bytes, and not needed by an open snapshot; the base moves to the
+ * last one deleted, in the same (unsynced) batch. Does nothing without
+ * snapshot_open. Returns 1 entries were deleted, 0 nothing to delete, -1
+ * storage error (logged). */
+int repl_partition_compact(repl_partition *p);
+
 /* ---- log reading (tests, tools) -------------------------------------- */
 
 /* The entry at index: returns 1 with *epoch_r, *kind_r (0 data, 1 barrier)
  * and the payload appended to *payload (a buf from lib/buf.h, may be NULL),
- * 0 when there is none, -1 on a storage error. */
-struct buf;
+ * 0 when there is none (also at or below the base), -1 on a storage error. */
 int repl_partition_entry(repl_partition *p, uint64_t index, uint64_t *epoch_r, int *kind_r,
 			 struct buf *payload);
 

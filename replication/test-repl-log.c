@@ -1,5 +1,6 @@
 /* Unit tests of the replication log storage (repl-log.c): append, read,
- * truncate, state, reopen, partitions kept apart. */
+ * truncate, state, reopen, partitions kept apart, the base of a compacted
+ * log, entry sizes, state records of the older format. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <leveldb/c.h>
 
 #include "buf.h"
 #include "repl-private.h"
@@ -167,6 +169,106 @@ static void test_reopen_and_partitions(void **state)
 	repl_log_entries_free(ents, (size_t)n);
 }
 
+static void test_base_and_meta(void **state)
+{
+	struct fx *fx = *state;
+	struct repl_log_state st = { 0 };
+	append_n(fx->log, 3, 1, 10, 5, &st);
+	/* Compaction: 1..4 go, the base moves to 4 in the same batch. */
+	repl_log_batch *b = repl_log_batch_create(fx->log, 3);
+	repl_log_batch_truncate(b, 1, 4);
+	st.base_index = 4;
+	st.base_epoch = 5;
+	repl_log_batch_put_state(b, &st);
+	assert_int_equal(repl_log_batch_commit(b, 0), 0);
+	struct repl_log_state got;
+	assert_int_equal(repl_log_state_load(fx->log, 3, &got), 1);
+	assert_int_equal(got.base_index, 4);
+	assert_int_equal(got.base_epoch, 5);
+	assert_int_equal(got.last_index, 10);
+	uint64_t epoch;
+	int kind;
+	assert_int_equal(repl_log_entry_get(fx->log, 3, 4, &epoch, &kind, NULL), 0);
+	assert_int_equal(repl_log_entry_get(fx->log, 3, 5, &epoch, &kind, NULL), 1);
+
+	/* Sizes without payloads; a compacted index is a gap. */
+	struct repl_log_meta meta[16];
+	int n = repl_log_read_meta(fx->log, 3, 5, 10, 16, meta);
+	assert_int_equal(n, 6);
+	assert_int_equal(meta[0].epoch, 5);
+	assert_int_equal(meta[0].len, strlen("p3-e5-5"));
+	assert_int_equal(meta[5].len, strlen("p3-e5-10"));
+	assert_int_equal(repl_log_read_meta(fx->log, 3, 5, 10, 2, meta), 2);
+	assert_int_equal(repl_log_read_meta(fx->log, 3, 1, 10, 16, meta), -1);
+	assert_int_equal(repl_log_read_meta(fx->log, 3, 9, 12, 16, meta), -1);
+	assert_int_equal(repl_log_read_meta(fx->log, 3, 11, 10, 16, meta), 0);
+}
+
+/* A state record written before compaction existed (4 fields) reads as
+ * base 0, and one is still written while the base is 0. */
+static void test_state_v1(void **state)
+{
+	struct fx *fx = *state;
+	repl_log_close(&fx->log);
+	leveldb_options_t *o = leveldb_options_create();
+	char *err = NULL;
+	leveldb_t *db = leveldb_open(o, fx->dir, &err);
+	assert_null(err);
+	const char key[] = { REPL_KEY_VERSION, 'S', 0, 0, 0, 9 };
+	uint8_t v[32] = { 0 };
+	v[7] = 2;     /* epoch */
+	v[15] = 30;   /* last */
+	v[23] = 20;   /* commit */
+	v[31] = 10;   /* applied */
+	leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+	leveldb_put(db, wo, key, sizeof key, (const char *)v, sizeof v, &err);
+	assert_null(err);
+	leveldb_writeoptions_destroy(wo);
+	leveldb_close(db);
+	leveldb_options_destroy(o);
+	const char *e;
+	assert_int_equal(repl_log_open(fx->dir, &fx->log, &e), 0);
+	struct repl_log_state got;
+	assert_int_equal(repl_log_state_load(fx->log, 9, &got), 1);
+	assert_int_equal(got.epoch, 2);
+	assert_int_equal(got.last_index, 30);
+	assert_int_equal(got.commit_index, 20);
+	assert_int_equal(got.applied_index, 10);
+	assert_int_equal(got.base_index, 0);
+	assert_int_equal(got.base_epoch, 0);
+
+	/* Written back: still the short record while the base is 0, the long
+	 * one once it is not. */
+	size_t lens[2];
+	for (int k = 0; k < 2; k++) {
+		got.base_index = (uint64_t)k * 5;
+		got.base_epoch = (uint64_t)k * 2;
+		repl_log_batch *b = repl_log_batch_create(fx->log, 9);
+		repl_log_batch_put_state(b, &got);
+		assert_int_equal(repl_log_batch_commit(b, 0), 0);
+		struct repl_log_state again;
+		assert_int_equal(repl_log_state_load(fx->log, 9, &again), 1);
+		assert_int_equal(again.base_index, got.base_index);
+		assert_int_equal(again.base_epoch, got.base_epoch);
+		assert_int_equal(again.applied_index, 10);
+		repl_log_close(&fx->log);
+		o = leveldb_options_create();
+		db = leveldb_open(o, fx->dir, &err);
+		assert_null(err);
+		leveldb_readoptions_t *ro = leveldb_readoptions_create();
+		char *val = leveldb_get(db, ro, key, sizeof key, &lens[k], &err);
+		assert_null(err);
+		assert_non_null(val);
+		leveldb_free(val);
+		leveldb_readoptions_destroy(ro);
+		leveldb_close(db);
+		leveldb_options_destroy(o);
+		assert_int_equal(repl_log_open(fx->dir, &fx->log, &e), 0);
+	}
+	assert_int_equal(lens[0], 32);
+	assert_int_equal(lens[1], 48);
+}
+
 static void test_open_bad_dir(void **state)
 {
 	(void)state;
@@ -182,6 +284,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_append_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncate_and_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_and_partitions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_base_and_meta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_v1, setup, teardown),
 		cmocka_unit_test(test_open_bad_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
