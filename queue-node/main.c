@@ -179,6 +179,9 @@ int main(int argc, char **argv)
 		.n_partitions = set.partitions,
 		.n_replicas = set.replicas,
 		.ttl_s = (int)set.lease_ttl_s,
+		/* queue entries carry whole messages: keep the logs short */
+		.log_keep_entries = 2000,
+		.log_keep_bytes = 16u * 1024 * 1024,
 	};
 	int r = queue_repl_start(&node.loop, queue_service_server(node.service), &hs, node.store,
 				 &node.repl, &error);

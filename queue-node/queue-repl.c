@@ -100,8 +100,55 @@ static void repl__on_leading(void *owner, uint32_t partition, int leading)
 			  partition, n);
 }
 
+static int repl__snapshot_open(void *owner, uint32_t partition, uint32_t n_partitions,
+			       void **snap_r)
+{
+	queue_repl *qr = owner;
+	queue_store_snapshot *snap;
+	uint64_t applied;
+	const char *error;
+	if (queue_store_snapshot_open(qr->store, partition, n_partitions, &snap, &applied,
+				      &error) < 0)
+		return -1;
+	*snap_r = snap;
+	return 0;
+}
+
+static int repl__snapshot_next(void *snap, buf *out, size_t max_bytes)
+{
+	return queue_store_snapshot_next(snap, out, max_bytes);
+}
+
+static void repl__snapshot_close(void *snap)
+{
+	queue_store_snapshot *s = snap;
+	queue_store_snapshot_close(&s);
+}
+
+static int repl__snapshot_install(void *owner, uint32_t partition, uint32_t n_partitions,
+				  int first, int last, const uint8_t *chunk, size_t len,
+				  uint64_t index)
+{
+	queue_repl *qr = owner;
+	const char *error = "";
+	int ret = 0;
+	if (first)
+		ret = queue_store_snapshot_install_begin(qr->store, partition, n_partitions,
+							 &error);
+	if (ret == 0 && len > 0)
+		ret = queue_store_snapshot_install_chunk(qr->store, partition, n_partitions, chunk,
+							 len, &error);
+	if (ret == 0 && last)
+		ret = queue_store_snapshot_install_end(qr->store, partition, index, &error);
+	if (ret < 0)
+		log_event(LOG_ERROR, "queue", "event=snapshot_install_failed partition=%u "
+			  "error=\"%s\"", partition, error);
+	return ret;
+}
+
 static const struct repl_host_ops queue_repl_ops = {
-	repl__apply, repl__applied_index, repl__on_leading
+	repl__apply, repl__applied_index, repl__on_leading,
+	repl__snapshot_open, repl__snapshot_next, repl__snapshot_close, repl__snapshot_install,
 };
 
 /* ---- proposals ------------------------------------------------------------ */

@@ -41,6 +41,7 @@ struct part {
 	uint64_t epoch;
 	int waiting;                /* proposals of this node not yet done */
 	int leading;                /* on_leading(id, 1) was the last call */
+	int installing;             /* a snapshot install began, not ended */
 	struct part_result *results;
 	size_t n_results, cap_results;
 };
@@ -63,6 +64,7 @@ struct repl_host {
 	struct part **parts;        /* by partition id; NULL when not held */
 	uint32_t n_parts;
 	struct repl_callbacks cbs;
+	struct repl_snapshot_callbacks snap_cbs;
 };
 
 struct propose_ctx {
@@ -92,6 +94,12 @@ static void on_apply(repl_partition *p, uint64_t index, const uint8_t *payload, 
 	buf out;
 	buf_init(&out);
 	repl_host *h = pt->h;
+	if (pt->installing) {
+		/* The install was abandoned and the log applies from index 1
+		 * again: the chunks taken so far go first. */
+		pt->installing = 0;
+		h->ops->snapshot_install(h->owner, pt->id, h->n_parts, 1, 0, NULL, 0, 0);
+	}
 	int status = h->ops->apply(h->owner, pt->id, index, payload, len, &out);
 	if (pt->waiting == 0) {
 		buf_deinit(&out);
@@ -299,6 +307,39 @@ static void status_cb(uv_timer_t *t)
 	uv_queue_work(h->loop, &j->work, status_work_cb, status_done_cb);
 }
 
+/* ---- snapshots (the owner's ops behind repl.h's callbacks) ---------------- */
+
+static int snap_open_cb(repl_partition *p, uint32_t partition, void *arg, void **snap_r,
+			uint64_t *index_r)
+{
+	struct part *pt = arg;
+	repl_host *h = pt->h;
+	/* The view is taken now, on the loop that applies: it holds exactly
+	 * what the log has applied (barriers included). */
+	struct repl_status st;
+	repl_partition_status(p, &st);
+	if (h->ops->snapshot_open(h->owner, partition, h->n_parts, snap_r) < 0)
+		return -1;
+	*index_r = st.applied_index;
+	return 0;
+}
+
+static int snap_install_cb(repl_partition *p, uint32_t partition, void *arg, int first,
+			   int last, const uint8_t *chunk, size_t len, uint64_t index)
+{
+	(void)p;
+	struct part *pt = arg;
+	repl_host *h = pt->h;
+	pt->installing = !last;
+	int ret = h->ops->snapshot_install(h->owner, partition, h->n_parts, first, last, chunk,
+					   len, index);
+	if (last && ret == 0)
+		log_event(LOG_INFO, LOG_SVC, "event=snapshot_installed role=%s partition=%u "
+			  "index=%llu", router_role_name(h->role), partition,
+			  (unsigned long long)index);
+	return ret;
+}
+
 /* ---- reconcile with the map ---------------------------------------------- */
 
 static void part_set_leading(repl_host *h, struct part *pt, int leading)
@@ -334,6 +375,11 @@ static struct part *part_open(repl_host *h, uint32_t id)
 	uint64_t applied;
 	if (h->ops->applied_index(h->owner, id, &applied) != MAIL_OK)
 		return NULL;
+	/* Applied 0 with data would be what an install cut short by a crash
+	 * leaves (it started by dropping the state): drop the rest too. */
+	if (applied == 0 && h->ops->snapshot_install != NULL &&
+	    h->ops->snapshot_install(h->owner, id, h->n_parts, 1, 0, NULL, 0, 0) < 0)
+		return NULL;
 	struct part *pt = xcalloc(1, sizeof *pt);
 	pt->h = h;
 	pt->id = id;
@@ -344,6 +390,8 @@ static struct part *part_open(repl_host *h, uint32_t id)
 		free(pt);
 		return NULL;
 	}
+	if (h->ops->snapshot_open != NULL)
+		repl_partition_set_snapshot_callbacks(pt->p, &h->snap_cbs);
 	h->parts[id] = pt;
 	return pt;
 }
@@ -444,11 +492,17 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 	h->node_id = xstrdup(set->node_id);
 	h->etcd_url = xstrdup(set->etcd_url);
 	h->cbs = (struct repl_callbacks){ on_apply, on_caught_up };
+	if (ops->snapshot_open != NULL)
+		h->snap_cbs = (struct repl_snapshot_callbacks){
+			snap_open_cb, ops->snapshot_next, ops->snapshot_close, snap_install_cb
+		};
 	struct repl_settings rs = {
 		.node_id = set->node_id,
 		.dir = set->repl_dir,
 		.propose_timeout_ms = set->propose_timeout_ms ? set->propose_timeout_ms
 							      : PROPOSE_TIMEOUT_MS,
+		.log_keep_entries = set->log_keep_entries,
+		.log_keep_bytes = set->log_keep_bytes,
 	};
 	*host_r = h;
 	if (repl_node_create(loop, &rs, &h->repl, error_r) < 0 ||

@@ -54,6 +54,28 @@ struct repl_host_ops {
 	 * from the loop, never from inside a host call; repl_host_stop() and
 	 * repl_host_destroy() do not call it (the owner is stopping). */
 	void (*on_leading)(void *owner, uint32_t partition, int leading);
+
+	/* Optional, all four or none: partition snapshots (repl.h). With them
+	 * the partition logs are compacted (repl_host_settings.log_keep_*)
+	 * and a replica too far behind is sent a snapshot. n_partitions is
+	 * the map's partition count. */
+	/* A consistent view of partition's state as it is now (the host
+	 * reports the log's applied index for it). Returns 0 / -1. */
+	int (*snapshot_open)(void *owner, uint32_t partition, uint32_t n_partitions,
+			     void **snap_r);
+	/* Append the next chunk (<= max_bytes unless one item alone is
+	 * bigger): 1 appended, 0 done, -1 error. */
+	int (*snapshot_next)(void *snap, buf *out, size_t max_bytes);
+	void (*snapshot_close)(void *snap);
+	/* first = 1: drop the partition's state and its applied index (one
+	 * durable write) before taking chunk; last = 1: store index as the
+	 * applied index (durably). The host also calls it with first = 1,
+	 * last = 0, len = 0 just to drop the state: when an install was
+	 * abandoned (the log applies from index 1 again), and when a
+	 * partition opens at applied index 0 (leftovers of an install a crash
+	 * cut short). Returns 0 / -1 (the chunk is refused). */
+	int (*snapshot_install)(void *owner, uint32_t partition, uint32_t n_partitions, int first,
+				int last, const uint8_t *chunk, size_t len, uint64_t index);
 };
 
 struct repl_host_settings {
@@ -68,6 +90,8 @@ struct repl_host_settings {
 	int ttl_s;                   /* lease TTL (membership and controller) */
 	uint32_t propose_timeout_ms; /* 0 = 3000: an uncommitted proposal then
 				      * fails UNAVAILABLE (clients retry) */
+	uint64_t log_keep_entries;   /* 0 = repl.h's default (with snapshots) */
+	uint64_t log_keep_bytes;     /* 0 = repl.h's default (with snapshots) */
 };
 
 /* Create the repl node on server, join the role's ring (blocks on etcd),

@@ -495,8 +495,48 @@ static int repl_applied_index(void *owner, uint32_t partition, uint64_t *index_r
 	return mailstore_applied_index(owner, partition, index_r);
 }
 
+static int repl_snapshot_open(void *owner, uint32_t partition, uint32_t n_partitions,
+			      void **snap_r)
+{
+	uint64_t applied;
+	mailstore_snapshot *snap;
+	if (mailstore_snapshot_open(owner, partition, n_partitions, &snap, &applied) != MAIL_OK)
+		return -1;
+	*snap_r = snap;
+	return 0;
+}
+
+static int repl_snapshot_next(void *snap, buf *out, size_t max_bytes)
+{
+	int ret = mailstore_snapshot_next(snap, out, max_bytes);
+	return ret < 0 ? -1 : ret;
+}
+
+static void repl_snapshot_close(void *snap)
+{
+	mailstore_snapshot *s = snap;
+	mailstore_snapshot_close(&s);
+}
+
+static int repl_snapshot_install(void *owner, uint32_t partition, uint32_t n_partitions,
+				 int first, int last, const uint8_t *chunk, size_t len,
+				 uint64_t index)
+{
+	int ret = MAIL_OK;
+	if (first)
+		ret = mailstore_snapshot_install_begin(owner, partition, n_partitions);
+	if (ret == MAIL_OK && len > 0)
+		ret = mailstore_snapshot_install_chunk(owner, partition, n_partitions, chunk, len);
+	if (ret == MAIL_OK && last)
+		ret = mailstore_snapshot_install_end(owner, partition, index);
+	return ret == MAIL_OK ? 0 : -1;
+}
+
 const struct repl_host_ops *store_service_repl_ops(void)
 {
-	static const struct repl_host_ops ops = { repl_apply, repl_applied_index, NULL };
+	static const struct repl_host_ops ops = {
+		repl_apply, repl_applied_index, NULL,
+		repl_snapshot_open, repl_snapshot_next, repl_snapshot_close, repl_snapshot_install,
+	};
 	return &ops;
 }
