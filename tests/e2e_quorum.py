@@ -217,6 +217,13 @@ class Quorum:
     # ---- 2. queue tier -------------------------------------------------
 
     def queue_two_down(self):
+        try:
+            self.queue_two_down_checks()
+        finally:
+            for i in range(1, 4):   # whole again for the store phase
+                self.c.start(f"queue-{i}")
+
+    def queue_two_down_checks(self):
         victims, back = ("queue-1", "queue-2"), "queue-1"
         results = []
 
@@ -267,7 +274,6 @@ class Quorum:
         late = self.delivered_once()
         print(f"queue tier: 451'd messages delivered anyway (committed after the "
               f"answer, outcome was unknown): {late}", flush=True)
-        self.c.start("queue-2")   # whole again for the store phase
 
     # ---- 3. store tier -------------------------------------------------
 
