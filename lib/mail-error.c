@@ -28,7 +28,10 @@ static const struct mail_error_info table[MAIL_ERR_COUNT_] = {
 				   "Service temporarily unavailable", 1 },
 	[MAIL_ERR_STALE_EPOCH] = { "stale-epoch", 451, "4.3.0", "UNAVAILABLE",
 				   "Service temporarily unavailable", 1 },
-	[MAIL_ERR_DEADLINE] = { "deadline", 451, "4.4.7", "UNAVAILABLE",
+	/* 4.3.0, not 4.4.7: X.4.7 means the message itself expired (RFC
+	 * 3463); this is an internal call that ran out of time, e.g. the
+	 * queue client's last try cut by its deadline while a quorum is down */
+	[MAIL_ERR_DEADLINE] = { "deadline", 451, "4.3.0", "UNAVAILABLE",
 				"Timed out, try again later", 1 },
 	[MAIL_ERR_BAD_METHOD] = { "bad-method", 451, "4.3.0", "SERVERBUG",
 				  "Internal error", 1 },

@@ -90,6 +90,17 @@ static void test_errors(void **state)
 	(void)state;
 	assert_int_equal(mail_error_info(MAIL_ERR_UNAVAILABLE)->smtp_code, 451);
 	assert_string_equal(mail_error_info(MAIL_ERR_UNAVAILABLE)->imap_code, "UNAVAILABLE");
+	/* a write refused for want of a quorum: 451 4.3.0 and NO [UNAVAILABLE]
+	 * whether the last try failed or ran out of time */
+	static const int quorum_errors[] = { MAIL_ERR_UNAVAILABLE, MAIL_ERR_DEADLINE,
+					     MAIL_ERR_NOT_PRIMARY, MAIL_ERR_STALE_EPOCH };
+	for (size_t k = 0; k < sizeof quorum_errors / sizeof quorum_errors[0]; k++) {
+		const struct mail_error_info *info = mail_error_info(quorum_errors[k]);
+		assert_int_equal(info->smtp_code, 451);
+		assert_string_equal(info->smtp_enh, "4.3.0");
+		assert_string_equal(info->imap_code, "UNAVAILABLE");
+		assert_true(info->temporary);
+	}
 	assert_string_equal(mail_error_info(9999)->name, "internal");
 	assert_string_equal(mail_error_info(-1)->name, "internal");
 	for (int i = 0; i < MAIL_ERR_COUNT_; i++)
