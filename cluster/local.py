@@ -69,7 +69,7 @@ class Cluster:
     """A local cluster rooted at state_dir. ports: dict like DEFAULT_PORTS."""
 
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
-                 lease_ttl=5, partitions=64, etcd_members=1, replicas=3):
+                 lease_ttl=5, partitions=64, etcd_members=1, replicas=3, log_keep=None):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
@@ -78,6 +78,7 @@ class Cluster:
         self.lease_ttl = lease_ttl
         self.partitions = partitions
         self.replicas = replicas
+        self.log_keep = log_keep  # entries kept per partition log (None: default)
         self.etcd_members = etcd_members
         for sub in ("run", "log", "data"):
             os.makedirs(os.path.join(self.state, sub), exist_ok=True)
@@ -168,7 +169,8 @@ class Cluster:
                     "--data", os.path.join(data, name), "--etcd", self.etcd_url,
                     "--partitions", str(self.partitions),
                     "--replicas", str(self.replicas),
-                    "--lease-ttl", str(self.lease_ttl)], port))
+                    "--lease-ttl", str(self.lease_ttl)]
+                    + (["--log-keep", str(self.log_keep)] if self.log_keep else []), port))
         p = self.ports
         out.append(("frontend-1", "frontend",
                     f"smtp=127.0.0.1:{p['smtp']} imap=127.0.0.1:{p['imap']}", [

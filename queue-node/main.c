@@ -25,6 +25,7 @@ struct queue_node_settings {
 	const char *advertise;
 	unsigned partitions;
 	unsigned replicas;
+	unsigned log_keep;
 	unsigned lease_ttl_s;
 	struct queue_sched_settings sched;
 	struct queue_service_settings service;
@@ -45,7 +46,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: queue-node --id ID --listen HOST:PORT --data DIR --etcd URL\n"
 		"  [--advertise HOST] [--partitions N (256)] [--replicas R (3)]\n"
-		"  [--lease-ttl S (5)] [--retry-initial-ms MS (1000)]\n"
+		"  [--lease-ttl S (5)] [--log-keep N (2000)] [--retry-initial-ms MS (1000)]\n"
 		"  [--retry-max-ms MS (60000)] [--max-inflight N (64)]\n"
 		"  [--metrics HOST:PORT (Prometheus /metrics; default off)]\n");
 	exit(2);
@@ -61,6 +62,7 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 		{ "partitions", required_argument, NULL, 'p' },
 		{ "replicas", required_argument, NULL, 'n' },
 		{ "advertise", required_argument, NULL, 'a' },
+		{ "log-keep", required_argument, NULL, 'k' },
 		{ "lease-ttl", required_argument, NULL, 't' },
 		{ "retry-initial-ms", required_argument, NULL, 'r' },
 		{ "retry-max-ms", required_argument, NULL, 'R' },
@@ -80,6 +82,10 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 		case 'a': set->advertise = optarg; break;
 		case 'n':
 			if (daemon_options_parse_uint(optarg, 1, 8, &set->replicas) < 0)
+				usage();
+			break;
+		case 'k':
+			if (daemon_options_parse_uint(optarg, 1, 1u << 30, &set->log_keep) < 0)
 				usage();
 			break;
 		case 'p':
@@ -180,7 +186,7 @@ int main(int argc, char **argv)
 		.n_replicas = set.replicas,
 		.ttl_s = (int)set.lease_ttl_s,
 		/* queue entries carry whole messages: keep the logs short */
-		.log_keep_entries = 2000,
+		.log_keep_entries = set.log_keep ? set.log_keep : 2000,
 		.log_keep_bytes = 16u * 1024 * 1024,
 	};
 	int r = queue_repl_start(&node.loop, queue_service_server(node.service), &hs, node.store,

@@ -26,6 +26,7 @@ struct store_settings {
 	unsigned partitions;
 	unsigned lease_ttl;
 	unsigned replicas;
+	unsigned log_keep;     /* entries kept in each partition log (0 = default) */
 	const char *metrics;   /* HOST:PORT of /metrics, NULL = off */
 };
 
@@ -51,6 +52,8 @@ static void usage(FILE *out)
 		"  --partitions  partitions of a new ring (default %d)\n"
 		"  --replicas    replicas per partition of a new ring (default %d)\n"
 		"  --lease-ttl   membership lease in seconds (default %d)\n"
+		"  --log-keep N  applied entries kept in each partition log before it is\n"
+		"                compacted (default 10000; older ones travel as snapshots)\n"
 		"  --metrics     HOST:PORT serving Prometheus /metrics (default: off)\n",
 		ROUTER_DEFAULT_PARTITIONS, ROUTER_DEFAULT_REPLICAS, ROUTER_DEFAULT_LEASE_TTL_S);
 }
@@ -67,6 +70,7 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 		{ "lease-ttl", required_argument, NULL, 't' },
 		{ "replicas", required_argument, NULL, 'r' },
 		{ "metrics", required_argument, NULL, 'M' },
+		{ "log-keep", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -92,6 +96,10 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 			break;
 		case 't':
 			if (daemon_options_parse_uint(optarg, 1, 3600, &set->lease_ttl) < 0)
+				return -1;
+			break;
+		case 'k':
+			if (daemon_options_parse_uint(optarg, 1, 1u << 30, &set->log_keep) < 0)
 				return -1;
 			break;
 		case 'h':
@@ -165,6 +173,7 @@ int main(int argc, char **argv)
 			.n_partitions = set.partitions,
 			.n_replicas = set.replicas,
 			.ttl_s = (int)set.lease_ttl,
+			.log_keep_entries = set.log_keep,
 		};
 		int r = repl_host_start(&node.loop, store_service_server(node.service), &ps,
 					store_service_repl_ops(), node.store, &node.parts,
