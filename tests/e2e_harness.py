@@ -17,6 +17,21 @@ def bin_dir():
     return os.environ.get("MAIL_BIN_DIR") or os.path.join(os.path.dirname(HERE), "build", "bin")
 
 
+def partition_of(key, partitions):
+    """router_partition_of(): lib/util.c util_hash64 (FNV-1a 64, then a
+    splitmix64 finaliser) mod partitions."""
+    mask = (1 << 64) - 1
+    h = 0xcbf29ce484222325
+    for b in key.encode():
+        h = ((h ^ b) * 0x100000001b3) & mask
+    h ^= h >> 30
+    h = (h * 0xbf58476d1ce4e5b9) & mask
+    h ^= h >> 27
+    h = (h * 0x94d049bb133111eb) & mask
+    h ^= h >> 31
+    return h % partitions
+
+
 def run(prefix, body, **cluster_kw):
     """Start local.Cluster.with_free_ports(**cluster_kw), then body(c, check)
     where check(name, fn) runs one named check; stop the cluster and report.

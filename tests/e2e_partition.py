@@ -4,10 +4,11 @@
 A network namespace `mailcut<pid>` joined to the root namespace by a veth
 pair (root side 10.213.X.1/24, namespace side 10.213.X.2/24). etcd runs in
 the root namespace on 127.0.0.1 and 10.213.X.1. store-1 runs INSIDE the
-namespace and starts first, so it is the primary of every partition (R=3,
-8 partitions, lease TTL 2 s); store-2 and store-3 run in the root namespace
-on 10.213.X.1. Two store-writer processes (tests/support/store-writer.c)
-deliver a steady stream to the same users: one inside the namespace (its
+namespace (R=3, 8 partitions, lease TTL 2 s); store-2 and store-3 run in
+the root namespace on 10.213.X.1. Once the controller has moved every
+primary to its preferred node, the test picks users of partitions store-1
+leads. Two store-writer processes (tests/support/store-writer.c) deliver
+a steady stream to those users: one inside the namespace (its
 router holds the map it loaded before the cut), one in the root namespace.
 
 Then the namespace side of the veth goes down for about 3 x TTL, and comes
@@ -261,7 +262,7 @@ def partitions(c):
     out = {}
     for line in r.stdout.splitlines():
         m = re.match(r"^store (\d+) epoch=\d+ primary=(\S+?)(\(down\))? replicas=(\S+) "
-                     r"insync=(\S+)$", line)
+                     r"insync=(\S+)( lag=\S+)?$", line)
         if m:
             out[int(m.group(1))] = (m.group(2), m.group(4).split(","), m.group(5).split(","))
     return out
@@ -275,6 +276,20 @@ def wait_for(what, fn, timeout, step=0.2):
             return v
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_stable_primaries(c, quiet_s=3.0, timeout=60):
+    """{partition: primary} once no primary changed for quiet_s."""
+    last, since = None, time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        now = {k: v[0] for k, v in partitions(c).items()}
+        if now != last:
+            last, since = now, time.monotonic()
+        elif len(now) == PARTITIONS and time.monotonic() - since >= quiet_s:
+            return now
+        time.sleep(0.2)
+    raise AssertionError(f"primaries still moving after {timeout}s")
 
 
 def all_parts(c, pred):
@@ -363,8 +378,17 @@ def run_test(c, net, check):
              lambda: all_parts(c, lambda p, r, i: p == "store-1"), 20)
     c.start("store-2")
     c.start("store-3")
-    wait_for("three in-sync replicas everywhere, store-1 primary",
-             lambda: all_parts(c, lambda p, r, i: p == "store-1" and len(i) == 3), 30)
+    wait_for("three in-sync replicas everywhere",
+             lambda: all_parts(c, lambda p, r, i: len(i) == 3), 30)
+    # The controller then moves primaries to their preferred nodes (one
+    # partition per pass): wait until the primaries hold still, and write
+    # to users whose partition store-1 leads (placement is deterministic).
+    primaries = wait_stable_primaries(c)
+    led = sorted(p for p, prim in primaries.items() if prim == "store-1")
+    assert led, f"store-1 leads no partition: {primaries}"
+    pool = (f"cut{i}@example.test" for i in range(100000))
+    USERS[:] = [u for u in pool if e2e_harness.partition_of(u, PARTITIONS) in led][:6]
+    print(f"store-1 leads partitions {led}; users {USERS}", flush=True)
     c.start("writer-ns")
     c.start("writer-root")
 
@@ -436,7 +460,7 @@ def run_test(c, net, check):
 
     def rejoin():
         wait_for("store-1 back in every in-sync set", lambda: all_parts(
-            c, lambda p, r, i: p != "store-1" and "store-1" in i and len(i) == 3),
+            c, lambda p, r, i: "store-1" in i and len(i) == 3),
             REJOIN_BOUND_S)
         print(f"store-1 in-sync everywhere (as a replica) {time.time() - t_heal:.2f}s "
               "after the heal", flush=True)

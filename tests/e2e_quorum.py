@@ -58,21 +58,6 @@ def queue_client_deadline_s():
     return int(m.group(1)) / 1000.0
 
 
-def partition_of(key, partitions):
-    """router_partition_of(): lib/util.c util_hash64 (FNV-1a 64, then a
-    splitmix64 finaliser) mod partitions."""
-    mask = (1 << 64) - 1
-    h = 0xcbf29ce484222325
-    for b in key.encode():
-        h = ((h ^ b) * 0x100000001b3) & mask
-    h ^= h >> 30
-    h = (h * 0xbf58476d1ce4e5b9) & mask
-    h ^= h >> 27
-    h = (h * 0x94d049bb133111eb) & mask
-    h ^= h >> 31
-    return h % partitions
-
-
 def store_primaries(c):
     """{partition: primary} from `mailctl partitions --role store`."""
     r = c.mailctl("partitions", "--role", "store")
@@ -278,7 +263,7 @@ class Quorum:
     # ---- 3. store tier -------------------------------------------------
 
     def store_two_down(self):
-        part = partition_of(self.wuser, PARTITIONS)
+        part = e2e_harness.partition_of(self.wuser, PARTITIONS)
         primary = store_primaries(self.c)[part]
         self.down_stores = [f"store-{i}" for i in range(1, 4) if f"store-{i}" != primary]
         uid, _ = self.subjects(self.wuser)[-1]
