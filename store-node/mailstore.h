@@ -180,7 +180,7 @@ int mailstore_store_flags(mailstore *store, const char *user, const char *mailbo
 int mailstore_expunge(mailstore *store, const char *user, const char *mailbox,
 		      const uint32_t *uids, size_t n_uids, uint32_t **uids_r, size_t *n_r);
 
-/* ---- replication (store-node/partitions.c) ----
+/* ---- replication (replication/repl-host.c, store-service.c) ----
  * A replicated log applies the same entries on every replica; the store must
  * then compute the same state everywhere and record how far it got. */
 struct mailstore_apply {
