@@ -325,14 +325,16 @@ static size_t store__key_applied(char *key, uint32_t partition)
 	return 6;
 }
 
-int queue_store_applied_index(queue_store *s, uint32_t partition, uint64_t *index_r,
-			      const char **error_r)
+/* The applied index of partition as read with read (the store's current
+ * state, or a snapshot's). */
+static int store__applied_get(queue_store *s, const leveldb_readoptions_t *read,
+			      uint32_t partition, uint64_t *index_r, const char **error_r)
 {
 	char key[KEY_MAX];
 	size_t klen = store__key_applied(key, partition);
 	char *err = NULL;
 	size_t vlen;
-	char *val = leveldb_get(s->db, s->read, key, klen, &vlen, &err);
+	char *val = leveldb_get(s->db, read, key, klen, &vlen, &err);
 	if (err != NULL) {
 		store__log_error("get", err);
 		*error_r = "queue store read failed";
@@ -350,6 +352,12 @@ int queue_store_applied_index(queue_store *s, uint32_t partition, uint64_t *inde
 		*index_r = *index_r << 8 | (uint8_t)val[i];
 	leveldb_free(val);
 	return 0;
+}
+
+int queue_store_applied_index(queue_store *s, uint32_t partition, uint64_t *index_r,
+			      const char **error_r)
+{
+	return store__applied_get(s, s->read, partition, index_r, error_r);
 }
 
 int queue_store_apply(queue_store *s, uint32_t partition, uint64_t index,
@@ -554,23 +562,10 @@ int queue_store_snapshot_open(queue_store *s, uint32_t partition, uint32_t n_par
 	leveldb_readoptions_set_snapshot(sn->read, sn->snap);
 	leveldb_readoptions_set_fill_cache(sn->read, 0);
 	/* the applied index as of the view */
-	char key[KEY_MAX];
-	size_t klen = store__key_applied(key, partition);
-	char *err = NULL;
-	size_t vlen;
-	char *val = leveldb_get(s->db, sn->read, key, klen, &vlen, &err);
-	*applied_r = 0;
-	if (err != NULL || (val != NULL && vlen != 8)) {
-		if (err != NULL)
-			store__log_error("snapshot_open", err);
-		leveldb_free(val);
+	if (store__applied_get(s, sn->read, partition, applied_r, error_r) < 0) {
 		queue_store_snapshot_close(&sn);
-		*error_r = "queue store read failed";
 		return -1;
 	}
-	for (size_t i = 0; val != NULL && i < 8; i++)
-		*applied_r = *applied_r << 8 | (uint8_t)val[i];
-	leveldb_free(val);
 	sn->pos = store__walk_start(&sn->walk, leveldb_create_iterator(s->db, sn->read),
 				    partition, n_partitions);
 	if (sn->pos < 0) {

@@ -1,6 +1,8 @@
 /* Unit tests for queue-store.c on a real LevelDB in a temp dir: what is put
  * survives a reopen, put is idempotent, "done" flags persist, delete removes
- * everything, bad ids and a second open are refused. */
+ * everything, bad ids and a second open are refused; the replicated mode:
+ * log entries applied with their index, partition snapshots exported and
+ * installed, bad chunks refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,8 @@
 #include <unistd.h>
 
 #include "queue-store.h"
+#include "router.h"
+#include "util.h"
 
 struct fixture {
 	char dir[64];
@@ -95,6 +99,165 @@ static void assert_sample(const Queue__QueuedMessage *m, const struct sample *s)
 	assert_memory_equal(m->envelope->body.data, s->body, sizeof s->body);
 	assert_int_equal(m->envelope->received_at, 1700000000123);
 	assert_int_equal(m->n_delivered, s->env.n_rcpt_to);
+}
+
+/* ---- the replicated mode ---- */
+
+static int apply_put(queue_store *qs, uint32_t partition, uint64_t index, const char *qid,
+		     struct sample *smp)
+{
+	sample_init(smp, qid, 2);
+	Queue__LogEntry e = QUEUE__LOG_ENTRY__INIT;
+	e.put = &smp->msg;
+	const char *error;
+	return queue_store_apply(qs, partition, index, &e, &error);
+}
+
+static void test_apply(void **state)
+{
+	struct fixture *f = *state;
+	struct sample smp;
+	const char *error;
+	uint64_t applied;
+	assert_int_equal(queue_store_applied_index(f->store, 3, &applied, &error), 0);
+	assert_int_equal(applied, 0);
+	assert_int_equal(apply_put(f->store, 3, 1, "qA", &smp), 0);
+	assert_int_equal(apply_put(f->store, 3, 2, "qA", &smp), 1); /* known id: kept */
+	assert_int_equal(apply_put(f->store, 3, 2, "qB", &smp), 1); /* index <= applied */
+	Queue__LogEntry done = QUEUE__LOG_ENTRY__INIT;
+	uint32_t idx = 1;
+	done.queue_id = "qA";
+	done.done = &idx;
+	done.n_done = 1;
+	assert_int_equal(queue_store_apply(f->store, 3, 3, &done, &error), 0);
+	Queue__LogEntry bad = QUEUE__LOG_ENTRY__INIT; /* no queue id */
+	assert_int_equal(queue_store_apply(f->store, 3, 4, &bad, &error), 2);
+	reopen(f);
+	assert_int_equal(queue_store_applied_index(f->store, 3, &applied, &error), 0);
+	assert_int_equal(applied, 4);
+	assert_int_equal(queue_store_applied_index(f->store, 4, &applied, &error), 0);
+	assert_int_equal(applied, 0);
+	Queue__QueuedMessage *m = NULL;
+	assert_int_equal(queue_store_get(f->store, "qA", &m, &error), 1);
+	assert_false(m->delivered[0]);
+	assert_true(m->delivered[1]);
+	queue_store_message_free(&m);
+	assert_int_equal(queue_store_get(f->store, "qB", &m, &error), 0);
+	Queue__LogEntry rm = QUEUE__LOG_ENTRY__INIT;
+	rm.queue_id = "qA";
+	rm.remove = 1;
+	assert_int_equal(queue_store_apply(f->store, 3, 5, &rm, &error), 0);
+	assert_int_equal(queue_store_get(f->store, "qA", &m, &error), 0);
+}
+
+#define SNAP_PARTS 4u
+
+/* A queue id of partition p: "<prefix><k>" for the first k that hashes there. */
+static void id_in(char *out, size_t size, const char *prefix, uint32_t p, int *k)
+{
+	do
+		snprintf(out, size, "%s%d", prefix, (*k)++);
+	while (router_partition_of(out, strlen(out), SNAP_PARTS) != p);
+}
+
+static void test_snapshot(void **state)
+{
+	struct fixture *f = *state;
+	const char *error;
+	struct sample smp;
+	char qid[32];
+	int k = 0;
+	/* source: 5 messages of partition 1 (one with a recipient done), 3 of
+	 * partition 2 */
+	for (uint64_t i = 1; i <= 5; i++) {
+		id_in(qid, sizeof qid, "p", 1, &k);
+		assert_int_equal(apply_put(f->store, 1, i, qid, &smp), 0);
+	}
+	assert_int_equal(queue_store_mark_delivered(f->store, qid, 0, &error), 0);
+	char last1[32];
+	strcpy(last1, qid);
+	for (uint64_t i = 1; i <= 3; i++) {
+		id_in(qid, sizeof qid, "o", 2, &k);
+		assert_int_equal(apply_put(f->store, 2, i, qid, &smp), 0);
+	}
+	queue_store_snapshot *sn;
+	uint64_t applied;
+	assert_int_equal(queue_store_snapshot_open(f->store, 1, SNAP_PARTS, &sn, &applied,
+						   &error), 0);
+	assert_int_equal(applied, 5);
+	/* written after the view: not in it */
+	id_in(qid, sizeof qid, "late", 1, &k);
+	assert_int_equal(apply_put(f->store, 1, 6, qid, &smp), 0);
+	buf chunks[16];
+	size_t n = 0;
+	for (;;) {
+		assert_true(n < 16);
+		buf_init(&chunks[n]);
+		int r = queue_store_snapshot_next(sn, &chunks[n], 64);
+		assert_true(r >= 0);
+		if (r == 0) {
+			buf_deinit(&chunks[n]);
+			break;
+		}
+		n++;
+	}
+	queue_store_snapshot_close(&sn);
+	assert_true(n >= 5); /* one pair per chunk at 64 bytes */
+
+	/* target: holds a stale message of partition 1 and one of partition 2 */
+	struct fixture g;
+	strcpy(g.dir, "/tmp/queue_store_XXXXXX");
+	assert_non_null(mkdtemp(g.dir));
+	assert_int_equal(queue_store_open(g.dir, &g.store, &error), 0);
+	char stale[32], other[32];
+	id_in(stale, sizeof stale, "stale", 1, &k);
+	assert_int_equal(apply_put(g.store, 1, 1, stale, &smp), 0);
+	id_in(other, sizeof other, "keep", 2, &k);
+	assert_int_equal(apply_put(g.store, 2, 1, other, &smp), 0);
+	/* a chunk of another partition is refused and writes nothing */
+	assert_int_equal(queue_store_snapshot_install_chunk(g.store, 3, SNAP_PARTS,
+							     chunks[0].data, chunks[0].len,
+							     &error), -1);
+	uint8_t junk[] = { QUEUE_STORE_SNAPSHOT_VERSION, 0, 0, 0, 9, 'x' };
+	assert_int_equal(queue_store_snapshot_install_chunk(g.store, 1, SNAP_PARTS, junk,
+							     sizeof junk, &error), -1);
+	assert_int_equal(queue_store_snapshot_install_begin(g.store, 1, SNAP_PARTS, &error), 0);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(queue_store_snapshot_install_chunk(g.store, 1, SNAP_PARTS,
+								     chunks[i].data,
+								     chunks[i].len, &error), 0);
+		buf_deinit(&chunks[i]);
+	}
+	assert_int_equal(queue_store_snapshot_install_end(g.store, 1, applied, &error), 0);
+	Queue__QueuedMessage *m = NULL;
+	assert_int_equal(queue_store_get(g.store, stale, &m, &error), 0);   /* dropped */
+	assert_int_equal(queue_store_get(g.store, other, &m, &error), 1);   /* untouched */
+	queue_store_message_free(&m);
+	assert_int_equal(queue_store_get(g.store, qid, &m, &error), 0);     /* after the view */
+	assert_int_equal(queue_store_get(g.store, last1, &m, &error), 1);
+	sample_init(&smp, last1, 2);
+	assert_sample(m, &smp);
+	assert_true(m->delivered[0]);                                       /* 'd' key came */
+	queue_store_message_free(&m);
+	uint64_t got;
+	assert_int_equal(queue_store_applied_index(g.store, 1, &got, &error), 0);
+	assert_int_equal(got, 5);
+	queue_store_close(&g.store);
+	nftw(g.dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The store computes a queue id's partition itself; it must be the
+ * router's. */
+static void test_partition_agrees_with_router(void **state)
+{
+	(void)state;
+	char qid[32];
+	for (int i = 0; i < 500; i++) {
+		snprintf(qid, sizeof qid, "Q%dx", i * 7919);
+		for (uint32_t n = 1; n <= 64; n *= 4)
+			assert_int_equal(router_partition_of(qid, strlen(qid), n),
+					 util_hash64(qid, strlen(qid)) % n);
+	}
 }
 
 static void test_put_get_after_reopen(void **state)
@@ -235,6 +398,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mark_delivered_persists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_apply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test(test_partition_agrees_with_router),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
