@@ -34,6 +34,7 @@ struct delivery_job {
 	size_t n_deferred;
 	Store__DeliverResponse result; /* of recipient current (uid, duplicate) */
 	int bounced;        /* recipient current failed permanently */
+	int fused;          /* current was the last one: "done" rides on the removal */
 	char qid[QUEUE_ID_MAX + 1];
 };
 
@@ -50,6 +51,7 @@ struct queue_delivery {
 };
 
 static void delivery__next(struct delivery_job *job);
+static void delivery__log_done(struct delivery_job *job);
 
 static void delivery__job_free(struct delivery_job *job)
 {
@@ -93,12 +95,14 @@ static void delivery__removed_cb(int status, void *arg)
 		return;
 	}
 	if (status != MAIL_OK) {
-		/* Every recipient is recorded done: the next attempt only
-		 * retries this removal. */
+		/* The next attempt retries this removal (and, when it carried
+		 * the last recipient's "done", that delivery: deduplicated). */
 		log_event(LOG_ERROR, "queue", "event=remove_failed qid=%s status=%s", job->qid,
 			  mail_error_info(status)->name);
 		queue_sched_done(d->sched, job->qid, QUEUE_SCHED_RETRY);
 	} else {
+		if (job->fused)
+			delivery__log_done(job);
 		log_event(LOG_INFO, "queue", "event=removed qid=%s", job->qid);
 		queue_sched_done(d->sched, job->qid, QUEUE_SCHED_FINISHED);
 	}
@@ -127,6 +131,17 @@ static void delivery__finish(struct delivery_job *job)
 	delivery__job_free(job);
 }
 
+/* The line for recipient current, once it is recorded done. */
+static void delivery__log_done(struct delivery_job *job)
+{
+	char q[300];
+	if (!job->bounced)
+		log_event(LOG_INFO, "queue",
+			  "event=delivered qid=%s rcpt=%s uid=%u uidvalidity=%u duplicate=%d",
+			  job->qid, delivery__rcpt(job, job->current, q, sizeof q),
+			  job->result.uid, job->result.uidvalidity, job->result.duplicate);
+}
+
 /* Recipient current is recorded done (or not). On failure it counts as
  * deferred: delivering it again later is safe (delivery_id). */
 static void delivery__marked_cb(int status, void *arg)
@@ -141,7 +156,6 @@ static void delivery__marked_cb(int status, void *arg)
 		return;
 	}
 	size_t i = job->current;
-	char q[300];
 	if (status != MAIL_OK) {
 		log_event(LOG_ERROR, "queue", "event=mark_failed qid=%s rcpt_index=%zu status=%s",
 			  job->qid, i, mail_error_info(status)->name);
@@ -149,12 +163,7 @@ static void delivery__marked_cb(int status, void *arg)
 		job->n_deferred++;
 	} else {
 		job->msg->delivered[i] = 1;
-		if (!job->bounced)
-			log_event(LOG_INFO, "queue",
-				  "event=delivered qid=%s rcpt=%s uid=%u uidvalidity=%u "
-				  "duplicate=%d", job->qid, delivery__rcpt(job, i, q, sizeof q),
-				  job->result.uid, job->result.uidvalidity,
-				  job->result.duplicate);
+		delivery__log_done(job);
 	}
 	job->next_rcpt = i + 1;
 	delivery__next(job);
@@ -163,6 +172,16 @@ static void delivery__marked_cb(int status, void *arg)
 static void delivery__mark_done(struct delivery_job *job)
 {
 	queue_delivery *d = job->d;
+	size_t left = 0;
+	for (size_t i = 0; i < job->msg->envelope->n_rcpt_to; i++)
+		left += !job->msg->delivered[i];
+	if (left == 1 && job->n_deferred == 0) {
+		/* The last recipient: removing the message records it done too
+		 * (one journal write instead of two). */
+		job->fused = 1;
+		d->journal->remove(d->journal_ctx, job->qid, delivery__removed_cb, job);
+		return;
+	}
 	d->journal->mark_done(d->journal_ctx, job->qid, (uint32_t)job->current,
 			      delivery__marked_cb, job);
 }
