@@ -130,6 +130,9 @@ static void node_metrics_cb(buf *out, const char *labels, void *arg)
 	rpc_counters_format(out, labels, "server", "queue", &c);
 	buf_printf(out, "# TYPE mail_queue_messages gauge\nmail_queue_messages{%s} %zu\n",
 		   labels, queue_delivery_pending(node->delivery));
+	/* every replica's copy: 0 everywhere means nothing is left anywhere */
+	buf_printf(out, "# TYPE mail_queue_stored gauge\nmail_queue_stored{%s} %ld\n", labels,
+		   queue_store_count(node->store));
 }
 
 /* SIGTERM/SIGINT: leave membership, stop taking requests, drop deliveries

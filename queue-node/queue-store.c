@@ -691,3 +691,25 @@ int queue_store_snapshot_install_end(queue_store *s, uint32_t partition, uint64_
 	leveldb_writebatch_destroy(batch);
 	return ret;
 }
+
+long queue_store_count(queue_store *s)
+{
+	const char prefix[2] = { QUEUE_STORE_KEY_VERSION, KIND_MESSAGE };
+	long n = 0;
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->read);
+	for (leveldb_iter_seek(it, prefix, 2); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t klen;
+		const char *k = leveldb_iter_key(it, &klen);
+		if (klen < 2 || memcmp(k, prefix, 2) != 0)
+			break;
+		n++;
+	}
+	char *err = NULL;
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	if (err != NULL) {
+		store__log_error("count", err);
+		return -1;
+	}
+	return n;
+}

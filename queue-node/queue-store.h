@@ -139,6 +139,11 @@ int queue_store_snapshot_install_chunk(queue_store *store, uint32_t partition,
 int queue_store_snapshot_install_end(queue_store *store, uint32_t partition, uint64_t applied,
 				     const char **error_r);
 
+/* The number of messages stored (every partition this node holds, as
+ * primary or replica), by a scan of the message keys: for metrics and
+ * tests, O(messages). Returns it, or -1 on a read error. */
+long queue_store_count(queue_store *store);
+
 /* Free a message from queue_store_get(); NULLs *msg. */
 void queue_store_message_free(Queue__QueuedMessage **msg);
 

@@ -143,11 +143,13 @@ static void test_apply(void **state)
 	assert_true(m->delivered[1]);
 	queue_store_message_free(&m);
 	assert_int_equal(queue_store_get(f->store, "qB", &m, &error), 0);
+	assert_int_equal(queue_store_count(f->store), 1);
 	Queue__LogEntry rm = QUEUE__LOG_ENTRY__INIT;
 	rm.queue_id = "qA";
 	rm.remove = 1;
 	assert_int_equal(queue_store_apply(f->store, 3, 5, &rm, &error), 0);
 	assert_int_equal(queue_store_get(f->store, "qA", &m, &error), 0);
+	assert_int_equal(queue_store_count(f->store), 0);
 }
 
 #define SNAP_PARTS 4u

@@ -124,13 +124,15 @@ def audit(c, stream, uidvalidity_before):
 
 
 def queue_depth(c):
-    """Messages still queued on all queue nodes (their /metrics)."""
+    """Messages still queued on all queue nodes (their /metrics): those
+    scheduled for delivery plus every replica's stored copy, so 0 means
+    nothing is left in any queue, on any replica."""
     total = 0
     for i in range(1, c.queues + 1):
         url = f"http://127.0.0.1:{c.metrics_port(f'queue-{i}')}/metrics"
         with urllib.request.urlopen(url, timeout=5) as r:
             for line in r.read().decode().splitlines():
-                if line.startswith("mail_queue_messages{"):
+                if line.startswith(("mail_queue_messages{", "mail_queue_stored{")):
                     total += int(float(line.rsplit(" ", 1)[1]))
     return total
 

@@ -20,7 +20,7 @@ partition), a frontend, lease TTL 2 s and 4 partitions, on free ports.
      exactly once.
   4. Every node back, then e2e_failover's audit: every 250'd message in its
      mailbox exactly once, UIDs strictly increasing, UIDVALIDITY unchanged,
-     mail_queue_messages 0 on every queue node.
+     mail_queue_messages and mail_queue_stored 0 on every queue node.
 Standard library only.
 """
 import imaplib
@@ -366,7 +366,7 @@ class Quorum:
     def audit(self):
         for name in self.down_stores:
             self.c.start(name)
-        wait_for("queues drained (mail_queue_messages 0 on every queue node)",
+        wait_for("queues drained (nothing scheduled or stored on any queue node)",
                  lambda: e2e_failover.queue_depth(self.c) == 0, 60, step=0.5)
 
         class Acked:
