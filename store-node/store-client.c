@@ -1,226 +1,28 @@
-/* store-client.c: store-client.h over the router and an rpc_pool.
- *
- * Every call becomes a `store_call` that keeps its own packed copy of the
- * request. An attempt looks the user up on the store ring, unpacks the
- * copy, fills partition/epoch, sends it (rpc_client_call packs before it
- * returns) and frees the unpacked message. A temporary failure arms the
- * call's timer for a backoff of 50 ms doubling to 1 s (never past the
- * deadline) after router_refresh(); at the deadline the caller gets the last
- * error. Every call owns one uv_timer_t; the call is freed in its close_cb.
- */
+/* store-client.c: store-client.h, a typed wrapper over routed-client.h
+ * (routing by user on the store ring, retries, deadline). */
 #include "store-client.h"
 
-#include "log.h"
-#include "mail-error.h"
-#include "rpc.h"
-#include "util.h"
+#include "routed-client.h"
 #include "xalloc.h"
 
 #include <stdlib.h>
-#include <string.h>
-
-#define LOG_SVC "store-client"
-#define BACKOFF_FIRST_MS 50u
-#define BACKOFF_MAX_MS 1000u
-
-struct store_call {
-	store_client *client;      /* NULL once the client is gone */
-	struct store_call *prev, *next;
-	uint16_t method;
-	const ProtobufCMessageDescriptor *req_desc;
-	const ProtobufCMessageDescriptor *resp_desc;
-	uint8_t *packed;           /* the caller's request, packed at submit */
-	size_t packed_len;
-	char *user;                /* routing key */
-	store_client_cb *cb;
-	void *arg;
-	uint64_t deadline;         /* util_now_mono_ms() */
-	int last_error;
-	uint32_t backoff_ms;
-	int in_flight;             /* an rpc call is out: its reply ends the wait */
-	uv_timer_t timer;
-};
 
 struct store_client {
-	uv_loop_t *loop;
-	router *router;
-	rpc_pool *pool;
-	uint32_t deadline_ms;
-	struct store_call *calls;  /* every unfinished call */
+	routed_client *rc;
 };
 
 store_client *store_client_create(uv_loop_t *loop, router *router)
 {
 	store_client *c = xcalloc(1, sizeof *c);
-	c->loop = loop;
-	c->router = router;
-	c->pool = rpc_pool_create(loop, "store");
-	c->deadline_ms = STORE_CLIENT_DEADLINE_MS;
+	c->rc = routed_client_create(loop, router, ROUTER_ROLE_STORE, "store",
+				     STORE_CLIENT_DEADLINE_MS);
 	return c;
 }
 
 void store_client_set_deadline(store_client *c, uint32_t deadline_ms)
 {
-	c->deadline_ms = deadline_ms > 0 ? deadline_ms : STORE_CLIENT_DEADLINE_MS;
-}
-
-static void call_close_cb(uv_handle_t *handle)
-{
-	struct store_call *call = handle->data;
-	free(call->packed);
-	free(call->user);
-	free(call);
-}
-
-static void call_unlink(struct store_call *call)
-{
-	store_client *c = call->client;
-	if (c == NULL)
-		return;
-	if (call->prev != NULL)
-		call->prev->next = call->next;
-	else
-		c->calls = call->next;
-	if (call->next != NULL)
-		call->next->prev = call->prev;
-	call->prev = call->next = NULL;
-	call->client = NULL;
-}
-
-/* Report status once and release the call. */
-static void call_finish(struct store_call *call, int status, const ProtobufCMessage *resp)
-{
-	call_unlink(call);
-	uv_timer_stop(&call->timer);
-	uv_close((uv_handle_t *)&call->timer, call_close_cb);
-	call->cb(status, status == MAIL_OK ? resp : NULL, call->arg);
-}
-
-static int status_is_retryable(int status)
-{
-	switch (status) {
-	case MAIL_ERR_TEMP:
-	case MAIL_ERR_UNAVAILABLE:
-	case MAIL_ERR_NOT_PRIMARY:
-	case MAIL_ERR_STALE_EPOCH:
-	case MAIL_ERR_DEADLINE:
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-static void call_attempt(struct store_call *call);
-
-static void retry_timer_cb(uv_timer_t *timer)
-{
-	call_attempt(timer->data);
-}
-
-/* A temporary failure: try again after the backoff, or give up at the
- * deadline with the last error. */
-static void call_retry_later(struct store_call *call, int status)
-{
-	call->last_error = status;
-	uint64_t now = util_now_mono_ms();
-	if (now >= call->deadline) {
-		call_finish(call, call->last_error, NULL);
-		return;
-	}
-	router_refresh(call->client->router);
-	uint64_t wait = call->backoff_ms;
-	if (wait > call->deadline - now)
-		wait = call->deadline - now;
-	call->backoff_ms = call->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-								  : call->backoff_ms * 2;
-	uv_timer_start(&call->timer, retry_timer_cb, wait, 0);
-}
-
-static void reply_cb(int status, const ProtobufCMessage *resp, void *arg)
-{
-	struct store_call *call = arg;
-	call->in_flight = 0;
-	if (call->client == NULL) {
-		/* the client is being destroyed: its pool failed this call */
-		call_finish(call, MAIL_ERR_UNAVAILABLE, NULL);
-		return;
-	}
-	if (status == MAIL_OK) {
-		call_finish(call, MAIL_OK, resp);
-		return;
-	}
-	if (status_is_retryable(status)) {
-		call_retry_later(call, status);
-		return;
-	}
-	call_finish(call, status, NULL);
-}
-
-/* Point the unpacked request at node's partition and epoch. The fields are
- * found by name so one path serves every request type of store.proto. */
-static void request_set_route(ProtobufCMessage *msg, const router_node *node)
-{
-	const ProtobufCFieldDescriptor *f;
-	f = protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "partition");
-	if (f != NULL && f->type == PROTOBUF_C_TYPE_UINT32)
-		*(uint32_t *)((char *)msg + f->offset) = node->partition;
-	f = protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "epoch");
-	if (f != NULL && f->type == PROTOBUF_C_TYPE_UINT64)
-		*(uint64_t *)((char *)msg + f->offset) = node->epoch;
-}
-
-static void call_attempt(struct store_call *call)
-{
-	store_client *c = call->client;
-	router_node node;
-	if (router_lookup(c->router, ROUTER_ROLE_STORE, call->user, strlen(call->user),
-			  &node) != 1) {
-		call_retry_later(call, MAIL_ERR_UNAVAILABLE);
-		return;
-	}
-	ProtobufCMessage *msg = protobuf_c_message_unpack(call->req_desc, NULL, call->packed_len,
-							  call->packed);
-	if (msg == NULL) {
-		/* we packed it ourselves: cannot happen short of memory trouble */
-		call_finish(call, MAIL_ERR_INTERNAL, NULL);
-		return;
-	}
-	request_set_route(msg, &node);
-	uint64_t now = util_now_mono_ms();
-	uint64_t left = call->deadline > now ? call->deadline - now : 1;
-	rpc_client *rc = rpc_pool_get(c->pool, node.host, node.port);
-	call->in_flight = 1;
-	rpc_client_call(rc, call->method, msg, call->resp_desc, (uint32_t)left, reply_cb, call);
-	protobuf_c_message_free_unpacked(msg, NULL);
-}
-
-static void call_start(store_client *c, uint16_t method, const ProtobufCMessage *req,
-		       const ProtobufCMessageDescriptor *resp_desc, const char *user,
-		       store_client_cb *cb, void *arg)
-{
-	struct store_call *call = xcalloc(1, sizeof *call);
-	call->client = c;
-	call->method = method;
-	call->req_desc = req->descriptor;
-	call->resp_desc = resp_desc;
-	call->packed_len = protobuf_c_message_get_packed_size(req);
-	call->packed = xmalloc(call->packed_len > 0 ? call->packed_len : 1);
-	protobuf_c_message_pack(req, call->packed);
-	call->user = xstrdup(user != NULL ? user : "");
-	call->cb = cb;
-	call->arg = arg;
-	call->deadline = util_now_mono_ms() + c->deadline_ms;
-	call->last_error = MAIL_ERR_UNAVAILABLE;
-	call->backoff_ms = BACKOFF_FIRST_MS;
-	uv_timer_init(c->loop, &call->timer);
-	call->timer.data = call;
-	call->next = c->calls;
-	if (c->calls != NULL)
-		c->calls->prev = call;
-	c->calls = call;
-	/* The first attempt runs from the loop, so cb never fires inside this
-	 * call (the same promise rpc_client_call makes). */
-	uv_timer_start(&call->timer, retry_timer_cb, 0, 0);
+	routed_client_set_deadline(c->rc, deadline_ms > 0 ? deadline_ms
+							  : STORE_CLIENT_DEADLINE_MS);
 }
 
 void store_client_destroy(store_client **client)
@@ -229,66 +31,55 @@ void store_client_destroy(store_client **client)
 	if (c == NULL)
 		return;
 	*client = NULL;
-	/* Detach every call first: calls with an rpc in flight are failed by
-	 * the pool's destruction (reply_cb sees client == NULL); the others
-	 * are failed here. */
-	struct store_call *waiting = NULL;
-	while (c->calls != NULL) {
-		struct store_call *call = c->calls;
-		call_unlink(call);
-		if (!call->in_flight) {
-			call->next = waiting;
-			waiting = call;
-		}
-	}
-	rpc_pool_destroy(&c->pool);
-	while (waiting != NULL) {
-		struct store_call *call = waiting;
-		waiting = call->next;
-		call->next = NULL;
-		call_finish(call, MAIL_ERR_UNAVAILABLE, NULL);
-	}
+	routed_client_destroy(&c->rc);
 	free(c);
+}
+
+static void store__call(store_client *c, uint16_t method, const ProtobufCMessage *req,
+			const ProtobufCMessageDescriptor *resp_desc, const char *user,
+			store_client_cb *cb, void *arg)
+{
+	routed_client_call(c->rc, user, method, req, resp_desc, cb, arg);
 }
 
 void store_client_deliver(store_client *c, const Store__DeliverRequest *req,
 			  store_client_cb *cb, void *arg)
 {
-	call_start(c, STORE__METHOD__DELIVER, &req->base, &store__deliver_response__descriptor,
+	store__call(c, STORE__METHOD__DELIVER, &req->base, &store__deliver_response__descriptor,
 		   req->user, cb, arg);
 }
 
 void store_client_list(store_client *c, const Store__ListRequest *req, store_client_cb *cb,
 		       void *arg)
 {
-	call_start(c, STORE__METHOD__LIST, &req->base, &store__list_response__descriptor,
+	store__call(c, STORE__METHOD__LIST, &req->base, &store__list_response__descriptor,
 		   req->user, cb, arg);
 }
 
 void store_client_select(store_client *c, const Store__SelectRequest *req,
 			 store_client_cb *cb, void *arg)
 {
-	call_start(c, STORE__METHOD__SELECT, &req->base, &store__select_response__descriptor,
+	store__call(c, STORE__METHOD__SELECT, &req->base, &store__select_response__descriptor,
 		   req->user, cb, arg);
 }
 
 void store_client_fetch(store_client *c, const Store__FetchRequest *req, store_client_cb *cb,
 			void *arg)
 {
-	call_start(c, STORE__METHOD__FETCH, &req->base, &store__fetch_response__descriptor,
+	store__call(c, STORE__METHOD__FETCH, &req->base, &store__fetch_response__descriptor,
 		   req->user, cb, arg);
 }
 
 void store_client_store_flags(store_client *c, const Store__StoreFlagsRequest *req,
 			      store_client_cb *cb, void *arg)
 {
-	call_start(c, STORE__METHOD__STORE_FLAGS, &req->base,
+	store__call(c, STORE__METHOD__STORE_FLAGS, &req->base,
 		   &store__store_flags_response__descriptor, req->user, cb, arg);
 }
 
 void store_client_expunge(store_client *c, const Store__ExpungeRequest *req,
 			  store_client_cb *cb, void *arg)
 {
-	call_start(c, STORE__METHOD__EXPUNGE, &req->base, &store__expunge_response__descriptor,
+	store__call(c, STORE__METHOD__EXPUNGE, &req->base, &store__expunge_response__descriptor,
 		   req->user, cb, arg);
 }
