@@ -6,38 +6,45 @@ A cluster of 3 store nodes, 3 queue nodes (R=3: every node holds every
 partition), a frontend, lease TTL 2 s, 4 partitions and --log-keep 20, on
 free ports. Users are picked so that every store partition has two.
 
-Store tier:
   1. Baseline: one message per user gets 250 and arrives; UIDVALIDITY noted.
-  2. kill -9 the store node that is the primary of the fewest store
-     partitions, and wait until it is primary of none and out of every
-     in-sync set (so no write of the test goes to it as a primary). Then
-     SMTP mail (every 250'd message delivered), at least STORE_PER_PART
-     deliveries to every store partition, far beyond --log-keep; over IMAP
-     flag two messages of every user and expunge two.
+Store tier:
+  2. kill -9 the store node that leads the fewest store partitions (none
+     once rebalancing has settled; else its partitions are promoted before
+     any write), wait until it is out of every in-sync set, then SMTP mail:
+     STORE_PER_PART deliveries to every store partition, far beyond
+     --log-keep, every 250'd message delivered; over IMAP flag two messages
+     of every user and expunge two.
   3. Restart it: its log must show event=snapshot_installed role=store for
      every partition (its next index lies below every primary's compacted
      base, so the log alone cannot catch it up), and `mailctl partitions`
      must show it in every in-sync set within REJOIN_BOUND_S (printed).
 Queue tier (same run):
-  4. kill -9 the queue node that is the primary of the fewest queue
-     partitions, wait as above, send enough mail that every queue
-     partition's log moves far past --log-keep, restart it:
-     event=snapshot_installed role=queue for every partition, back in every
-     in-sync set within REJOIN_BOUND_S.
-  5. kill -9 the queue node that is now the primary of the most queue
-     partitions while a sender keeps sending (retrying on 4xx, as an MTA
-     does): every 250'd message is delivered exactly once, a 4xx'd one at
-     most once; the killed node comes back and the queues drain
-     (mail_queue_messages 0 on every queue node). Which partitions the
-     snapshot-restored node now leads is printed.
+  4. kill -9 the queue node that leads the most queue partitions (so that
+     rebalancing hands some back once it is restored), and the two store
+     nodes other than the one restored in 3 (which so becomes the primary
+     of every store partition): the store tier takes no writes, so mail
+     stays queued. QUEUE_MESSAGES messages get 250 (the queue tier has its
+     majority), which moves every queue log far past --log-keep. Restart
+     the queue node: event=snapshot_installed role=queue for every
+     partition, back in every in-sync set within REJOIN_BOUND_S; its
+     snapshot carries the queued mail.
+  5. Once rebalancing made it primary of a queue partition again, kill -9
+     the other queue node that leads the most queue partitions, under a
+     stream of mail (retried on 4xx, as an MTA does), and restart the two
+     store nodes. Every 250'd message is delivered exactly once, a 4xx'd one
+     at most once; the restored queue node must have delivered some of the
+     mail it only knew from its snapshot (its event=delivered lines against
+     the queue ids the frontend accepted while it was down); the killed
+     node comes back and the queues drain (mail_queue_messages 0 on every
+     queue node).
 Audit:
   6. Every node stopped (SIGTERM), `mailstore-dump` (tests/support/) of each
      store node: the three dumps are identical, every 250'd message (named
      by its X-Delivery-Id header) is in its user's INBOX exactly once unless
      it was expunged, the flagged ones carry \\Flagged and no other does,
-     the expunged ones are gone, uids strictly increase, uidnext is above
-     them, UIDVALIDITY is unchanged.
-Standard library only.
+     the expunged ones are gone, a 4xx'd one is there at most once, uids
+     strictly increase, uidnext is above them, UIDVALIDITY is unchanged.
+Standard library only. About 45 s.
 """
 import imaplib
 import os
@@ -66,7 +73,9 @@ DOWN_BOUND_S = 6 * TTL_S         # a killed node out of every in-sync set
 REJOIN_BOUND_S = 30              # restart -> in every in-sync set again
 DELIVERY_BOUND_S = 60            # a 250'd message reaches its mailbox
 DRAIN_BOUND_S = 60               # queues empty after the last send
+SETTLE_BOUND_S = 10              # baseline: wait for a store node that leads nothing
 LEAD_BOUND_S = 20                # a restored queue node gets its partitions back
+STREAM_PACE_S = 0.05             # per connection, between 250s of the stream
 PASSWORD = "pw"
 
 
@@ -184,12 +193,13 @@ class Mail:
                 f"Message-ID: <{token}@remote.test>\r\nX-Delivery-Id: {token}\r\n"
                 f"\r\nbody {token}\r\n").encode()
 
-    def send_all(self, users, bound=90, stop=None):
+    def send_all(self, users, bound=90, stop=None, pace=0.0):
         """One message to each user in `users`, over SENDERS connections in
         parallel. Each is retried on 4xx or a broken connection with a new
         token (the old one's outcome is unknown) until it gets 250, for at
         most `bound` seconds. With `stop` (an Event) the list is cycled
-        until it is set."""
+        until it is set; each connection then waits `pace` seconds after
+        each 250."""
         work = list(users)
         errors = []
 
@@ -214,11 +224,11 @@ class Mail:
                         with self.lock:
                             self.acked[user].append(token)
                             self.max_pause = max(self.max_pause, time.monotonic() - start)
+                        time.sleep(pace)
                         break
                     except smtplib.SMTPResponseException as e:
-                        ok = 400 <= e.smtp_code < 500
                         self.note_refused(user, token)
-                        if not ok:
+                        if not 400 <= e.smtp_code < 500:
                             errors.append(f"{token}: {e.smtp_code} {e.smtp_error!r}")
                             return
                     except smtplib.SMTPRecipientsRefused as e:
@@ -344,14 +354,18 @@ def uidvalidities(mail):
 
 def queue_depth(c, names):
     """mail_queue_messages summed over the queue nodes `names` (their
-    /metrics, as e2e_failover.queue_depth reads it)."""
+    /metrics, as e2e_failover.queue_depth reads it); None while one of them
+    does not answer (a node just restarted)."""
     total = 0
     for name in names:
         url = f"http://127.0.0.1:{c.metrics_port(name)}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith("mail_queue_messages{"):
-                    total += int(float(line.rsplit(" ", 1)[1]))
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("mail_queue_messages{"):
+                        total += int(float(line.rsplit(" ", 1)[1]))
+        except OSError:
+            return None
     return total
 
 
@@ -436,7 +450,10 @@ class Snap:
         self.c = c
         self.mail = Mail(c)
         self.uv_before = {}
+        self.store_restored = None
         self.queue_restored = None
+        self.stores_down = []
+        self.held = set()
 
     def baseline(self):
         for u in USERS:
@@ -447,6 +464,16 @@ class Snap:
         self.mail.send_all(USERS)
         self.mail.delivered()
         self.uv_before = uidvalidities(self.mail)
+        # the first node up led every partition; rebalancing moves one
+        # primary per pass: give it a moment to leave a store node leading
+        # none (with 3 nodes and 4 partitions one is nobody's first choice)
+        try:
+            wait_for("a store node that leads no partition",
+                     lambda: min(primary_counts(self.c, "store").values()) == 0,
+                     SETTLE_BOUND_S, step=0.5)
+        except AssertionError:
+            print("no store node leads zero partitions yet: the least loaded one is "
+                  "killed and its partitions promoted before any write", flush=True)
         print(f"users: {', '.join(f'{u}(p{partition_of(u, PARTITIONS)})' for u in USERS)}",
               flush=True)
 
@@ -503,17 +530,30 @@ class Snap:
               f"{len(self.mail.flagged)} flagged, {len(self.mail.expunged)} expunged, "
               f"{time.monotonic() - t0:.1f}s with {victim} down", flush=True)
         self.bring_back("store", victim)
+        self.store_restored = victim
 
     def queue_tier(self):
         victim = self.take_down("queue", max)
+        # Two stores down (all but the one restored by snapshot above, which
+        # so becomes the primary of every store partition): deliveries fail
+        # and the mail stays queued, so the queue snapshot carries messages.
+        self.stores_down = [f"store-{i}" for i in range(1, 4)
+                            if f"store-{i}" != self.store_restored]
+        for name in self.stores_down:
+            self.c.kill(name, signal.SIGKILL)
+        print(f"kill -9 {', '.join(self.stores_down)}: the store tier takes no writes, "
+              "mail stays queued", flush=True)
+        front = log_size(self.c, "frontend-1")
         t0 = time.monotonic()
         users = [USERS[k % len(USERS)] for k in range(QUEUE_MESSAGES)]
         self.mail.send_all(users)
+        self.held = set(re.findall(r"event=accepted sid=\S+ qid=(\S+)",
+                                   log_since(self.c, "frontend-1", front)))
         print(f"queue tier: {len(users)} messages 250'd in {time.monotonic() - t0:.1f}s "
-              f"with {victim} down", flush=True)
+              f"with {victim} down ({len(self.held)} queue ids held)", flush=True)
+        assert len(self.held) == len(users), (len(self.held), len(users))
         self.bring_back("queue", victim)
         self.queue_restored = victim
-        self.mail.delivered()
 
     def queue_failover(self):
         restored = self.queue_restored
@@ -531,12 +571,13 @@ class Snap:
 
         def stream():
             try:
-                self.mail.send_all(USERS, stop=stop)
+                self.mail.send_all(USERS, stop=stop, pace=STREAM_PACE_S)
             except Exception as e:  # reported below, in this thread
                 failure.append(e)
         sender = threading.Thread(target=stream)
         sender.start()
         time.sleep(1)
+        offset = log_size(self.c, restored)
         self.c.kill(victim, signal.SIGKILL)
         t_kill = time.monotonic()
         print(f"kill -9 {victim} (primary of {counts[victim]} queue partition(s)) under the "
@@ -546,19 +587,35 @@ class Snap:
                      lambda: all_parts(self.c, "queue",
                                        lambda p, live, r, i: p != victim and live),
                      DOWN_BOUND_S)
+            t_promoted = time.monotonic() - t_kill
+            for name in self.stores_down:
+                self.c.start(name)
+            wait_for("three in-sync store replicas of every partition", lambda: all_parts(
+                self.c, "store", lambda p, live, r, i: live and len(i) == 3), REJOIN_BOUND_S)
+            print(f"{', '.join(self.stores_down)} back in every store in-sync set "
+                  f"{time.monotonic() - t_kill:.2f}s after the queue kill", flush=True)
             time.sleep(2)   # keep sending under the new primaries
         finally:
             stop.set()
             sender.join()
         assert not failure, failure
         led = sorted(p for p, v in partitions(self.c, "queue").items() if v[0] == restored)
-        print(f"queue partitions promoted {time.monotonic() - t_kill:.2f}s after the kill; "
+        print(f"queue partitions promoted {t_promoted:.2f}s after the kill; "
               f"{restored} (restored by snapshot) now leads {led}; "
               f"{sum(len(v) for v in self.mail.acked.values()) - before} messages 250'd "
-              f"during, longest wait for a 250 {self.mail.max_pause:.2f}s", flush=True)
+              f"during the stream, longest wait for a 250 {self.mail.max_pause:.2f}s",
+              flush=True)
         assert led, f"{restored} leads no queue partition"
         alive = [f"queue-{i}" for i in range(1, 4) if f"queue-{i}" != victim]
+        t0 = time.monotonic()
         self.mail.delivered()
+        # mail it knew only from the snapshot, delivered by the restored node
+        by_restored = set(re.findall(r"event=delivered qid=(\S+)",
+                                     log_since(self.c, restored, offset))) & self.held
+        print(f"every 250'd message delivered once {time.monotonic() - t0:.2f}s after the "
+              f"stream; {restored} delivered {len(by_restored)} of the {len(self.held)} "
+              "messages it got by snapshot", flush=True)
+        assert by_restored, f"{restored} delivered none of the mail in its snapshot"
         self.c.start(victim)
         wait_for("queues drained (mail_queue_messages 0 on every queue node)",
                  lambda: queue_depth(self.c, alive + [victim]) == 0, DRAIN_BOUND_S, step=0.5)
@@ -570,9 +627,16 @@ class Snap:
         time.sleep(1.5)
         print(self.c.mailctl("partitions", "--role", "store", check=False).stdout.rstrip(),
               flush=True)
-        for name in ["frontend-1"] + [f"queue-{i}" for i in range(1, 4)] + \
-                [f"store-{i}" for i in range(1, 4)]:
-            self.c.kill(name)
+        # SIGTERM to each group at once, then wait for each: the frontend
+        # and the queues first, so nothing writes while the stores stop
+        for group in (["frontend-1"] + [f"queue-{i}" for i in range(1, 4)],
+                      [f"store-{i}" for i in range(1, 4)]):
+            for name in group:
+                pid = self.c.pid(name)
+                if pid:
+                    os.kill(pid, signal.SIGTERM)
+            for name in group:
+                self.c.kill(name)
         dumps = {n: dump(self.c, n) for n in ("store-1", "store-2", "store-3")}
         problems = audit(dumps, self.mail, self.uv_before)
         acked = sum(len(v) for v in self.mail.acked.values())
