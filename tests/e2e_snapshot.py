@@ -44,7 +44,7 @@ Audit:
      it was expunged, the flagged ones carry \\Flagged and no other does,
      the expunged ones are gone, a 4xx'd one is there at most once, uids
      strictly increase, uidnext is above them, UIDVALIDITY is unchanged.
-Standard library only. About 45 s.
+Standard library only. About 35 s.
 """
 import imaplib
 import os
