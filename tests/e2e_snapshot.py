@@ -60,7 +60,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import e2e_harness  # noqa: E402
-from e2e_quorum import partition_of  # noqa: E402
+from e2e_harness import partition_of  # noqa: E402
 
 TTL_S = 2
 PARTITIONS = 4
