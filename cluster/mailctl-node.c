@@ -488,6 +488,7 @@ static int mailctl_partitions(mailctl *ctl, etcd_client *c, int role)
 			return mailctl_error(ctl, err, "map", name);
 		if (v.map == NULL) {
 			printf("%s: no partition map yet\n", name);
+			mailctl_view_free(&v);
 			continue;
 		}
 		uint32_t want = mailctl_view_want(&v);
@@ -530,6 +531,7 @@ static int mailctl_partitions_watch(mailctl *ctl, etcd_client *c, int role, int 
 				return mailctl_error(ctl, err, "map", name);
 			if (v.map == NULL) {
 				printf("%s: no partition map yet\n", name);
+				mailctl_view_free(&v);
 				continue;
 			}
 			uint32_t want = mailctl_view_want(&v);
