@@ -6,6 +6,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
 
 #include "log.h"
 #include "mail-error.h"
@@ -36,6 +39,37 @@ queue_client *queue_client_create(uv_loop_t *loop, router *router)
 void queue_client_new_id(char *out)
 {
 	util_random_hex(out, 12);
+}
+
+void queue_client_content_id(char *out, const char *mail_from, char *const *rcpts,
+			     size_t n_rcpts, const uint8_t *body, size_t body_len,
+			     int64_t now_ms)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t window[8];
+	uint64_t w = (uint64_t)(now_ms > 0 ? now_ms : 0) / QUEUE_CLIENT_RESEND_WINDOW_MS;
+	for (int i = 0; i < 8; i++)
+		window[i] = (uint8_t)(w >> (56 - 8 * i));
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (md == NULL)
+		abort();
+	/* fields separated by NUL, which no address contains */
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestUpdate(md, "mail-qid-1", 11);
+	EVP_DigestUpdate(md, window, sizeof window);
+	EVP_DigestUpdate(md, mail_from, strlen(mail_from) + 1);
+	for (size_t i = 0; i < n_rcpts; i++)
+		EVP_DigestUpdate(md, rcpts[i], strlen(rcpts[i]) + 1);
+	EVP_DigestUpdate(md, body, body_len);
+	uint8_t digest[EVP_MAX_MD_SIZE];
+	unsigned len = 0;
+	EVP_DigestFinal_ex(md, digest, &len);
+	EVP_MD_CTX_free(md);
+	for (int i = 0; i < 12; i++) {
+		out[2 * i] = hex[digest[i] >> 4];
+		out[2 * i + 1] = hex[digest[i] & 15];
+	}
+	out[24] = '\0';
 }
 
 static void qc__done_cb(int status, const ProtobufCMessage *resp, void *arg)

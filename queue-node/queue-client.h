@@ -31,6 +31,23 @@ typedef void queue_client_cb(int status, const char *queue_id, void *arg);
 /* Generate a fresh queue id (24 hex chars) into out (>= 25 bytes). */
 void queue_client_new_id(char *out);
 
+/* How long a resent message counts as the same one (queue_client_content_id). */
+#define QUEUE_CLIENT_RESEND_WINDOW_MS (10u * 60u * 1000u)
+
+/* The queue id of a message, from its content (24 hex chars into out, >= 25
+ * bytes): SHA-256 of the envelope (sender, recipients in order), the body
+ * and the QUEUE_CLIENT_RESEND_WINDOW_MS window of now_ms. An SMTP client
+ * that sends the same message again because it never saw our reply (the
+ * connection died after DATA, or it got 451 while the write's outcome was
+ * unknown: RFC 1047) gets the same queue id, which the queue stores once
+ * and whose deliveries the store recognises: no second copy. The price:
+ * byte-identical messages (same headers, Date and Message-ID included)
+ * from one sender to the same recipients within one window are one
+ * message. Pure. */
+void queue_client_content_id(char *out, const char *mail_from, char *const *rcpts,
+			     size_t n_rcpts, const uint8_t *body, size_t body_len,
+			     int64_t now_ms);
+
 void queue_client_enqueue(queue_client *c, const Queue__EnqueueRequest *req,
 			  queue_client_cb *cb, void *arg);
 

@@ -118,6 +118,34 @@ static void test_settings_and_ids(void **state)
 	assert_string_not_equal(a, b);
 }
 
+/* A resend of the same message in the same window gets the same queue id;
+ * anything else that differs gives another one. */
+static void test_content_id(void **state)
+{
+	(void)state;
+	char *rcpts[] = { "a@x.test", "b@x.test" };
+	char *swapped[] = { "b@x.test", "a@x.test" };
+	static const uint8_t body[] = "Subject: s\r\n\r\nbody\r\n";
+	const int64_t t = 1700000000000;
+	char id[25], again[25], other[25];
+	queue_client_content_id(id, "s@y.test", rcpts, 2, body, sizeof body - 1, t);
+	assert_int_equal(strlen(id), 24);
+	assert_int_equal(strspn(id, "0123456789abcdef"), 24);
+	queue_client_content_id(again, "s@y.test", rcpts, 2, body, sizeof body - 1, t + 1000);
+	assert_string_equal(id, again);
+	queue_client_content_id(other, "s@y.test", rcpts, 2, body, sizeof body - 2, t);
+	assert_string_not_equal(id, other);
+	queue_client_content_id(other, "", rcpts, 2, body, sizeof body - 1, t);
+	assert_string_not_equal(id, other);
+	queue_client_content_id(other, "s@y.test", rcpts, 1, body, sizeof body - 1, t);
+	assert_string_not_equal(id, other);
+	queue_client_content_id(other, "s@y.test", swapped, 2, body, sizeof body - 1, t);
+	assert_string_not_equal(id, other);
+	queue_client_content_id(other, "s@y.test", rcpts, 2, body, sizeof body - 1,
+				t + QUEUE_CLIENT_RESEND_WINDOW_MS);
+	assert_string_not_equal(id, other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -126,6 +154,7 @@ int main(void)
 		cmocka_unit_test(test_recipients),
 		cmocka_unit_test(test_body_limit),
 		cmocka_unit_test(test_settings_and_ids),
+		cmocka_unit_test(test_content_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -166,7 +166,6 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 	e->session = s;
 	e->n_rcpts = t->n_rcpts;
 	e->size = t->body_len;
-	queue_client_new_id(e->qid);
 
 	char *from = NULL;
 	if (t->mail_from[0] != '\0')
@@ -177,6 +176,11 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 		if (rcpts[i] == NULL) /* cannot happen: on_rcpt accepted it */
 			rcpts[i] = xstrdup(t->rcpts[i]);
 	}
+	int64_t now = util_now_wall_ms();
+	/* A resend of this very message (our reply was lost) gets this id
+	 * again and is stored once (queue-client.h). */
+	queue_client_content_id(e->qid, from != NULL ? from : t->mail_from, rcpts, t->n_rcpts,
+				(const uint8_t *)t->body, t->body_len, now);
 
 	Queue__EnqueueRequest req;
 	queue__enqueue_request__init(&req);
@@ -188,7 +192,7 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 	req.body.len = t->body_len;
 	req.helo = (char *)smtp_session_helo(s);
 	req.client_addr = (char *)smtp_session_peer_ip(s);
-	req.received_at = util_now_wall_ms();
+	req.received_at = now;
 	req.session_id = (char *)smtp_session_id(s);
 
 	smtp_mx__ref(mx);

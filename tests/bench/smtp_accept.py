@@ -42,15 +42,19 @@ sys.path.insert(0, os.path.join(ROOT, "cluster"))
 import local  # noqa: E402
 
 
-def body_of(size):
-    return (b"Subject: bench\r\n\r\n" + b"x" * 76 + b"\r\n") * max(1, size // 78)
+def body_of(size, seq):
+    """A message of about size bytes; seq makes it unique (the frontend
+    derives the queue id from the content, and an identical resend is one
+    message)."""
+    head = f"Subject: bench\r\nX-Seq: {seq}\r\n\r\n".encode()
+    return head + (b"x" * 76 + b"\r\n") * max(1, size // 78)
 
 
 def worker(port, n, size, rcpt, lat, errors):
-    body = body_of(size)
     s = smtplib.SMTP("127.0.0.1", port, timeout=60)
     s.ehlo("bench.test")
-    for _ in range(n):
+    for k in range(n):
+        body = body_of(size, f"{threading.get_ident()}-{k}-{time.time_ns()}")
         try:
             s.mail("bench@remote.test")
             s.rcpt(rcpt)
@@ -110,10 +114,12 @@ def failover(c, args):
     stop = threading.Event()
     lock = threading.Lock()
     acks, longest = [], [0.0]
-    body = body_of(args.size)
 
     def sender():
+        k = 0
         while not stop.is_set():
+            k += 1
+            body = body_of(args.size, f"f{threading.get_ident()}-{k}")
             first = time.monotonic()
             while True:
                 try:
