@@ -4,6 +4,7 @@ asserts (`down` leaves no process behind; log tails on failure; the plain
 "N passed, N failed" line). Standard library only."""
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -30,6 +31,34 @@ def partition_of(key, partitions):
     h = (h * 0x94d049bb133111eb) & mask
     h ^= h >> 31
     return h % partitions
+
+
+
+def mailstore_dump(c, name, users):
+    """The offline dump of a stopped store node's mailboxes of users
+    (tests/support/mailstore-dump.c)."""
+    r = subprocess.run([os.path.join(c.bin, "mailstore-dump"),
+                        os.path.join(c.state, "data", name), *users],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"mailstore-dump {name}: rc={r.returncode} {r.stderr}")
+    return r.stdout
+
+
+def parse_mailstore_dump(text):
+    """{user: {"uidvalidity", "uidnext", "msgs": [(uid, id, flags)]}} of INBOX."""
+    boxes = {}
+    for line in text.splitlines():
+        f = line.split()
+        if f[0] == "mailbox" and f[2] == "INBOX":
+            kv = dict(p.split("=", 1) for p in f[3:])
+            boxes[f[1]] = {"uidvalidity": int(kv["uidvalidity"]),
+                           "uidnext": int(kv["uidnext"]), "msgs": []}
+        elif f[0] == "message" and f[2] == "INBOX":
+            kv = dict(p.split("=", 1) for p in f[3:])
+            flags = set() if kv["flags"] == "-" else set(kv["flags"].split(","))
+            boxes[f[1]]["msgs"].append((int(kv["uid"]), kv["id"], flags))
+    return boxes
 
 
 def run(prefix, body, **cluster_kw):

@@ -305,27 +305,11 @@ def oks(lines, since=None):
 # ---- the offline audit -----------------------------------------------------
 
 def dump(c, name):
-    r = subprocess.run([os.path.join(c.bin, "mailstore-dump"),
-                        os.path.join(c.state, "data", name), *USERS],
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise RuntimeError(f"mailstore-dump {name}: rc={r.returncode} {r.stderr}")
-    return r.stdout
+    return e2e_harness.mailstore_dump(c, name, USERS)
 
 
 def parse_dump(text):
-    """{user: {"uidvalidity", "uidnext", "msgs": [(uid, id)]}} of INBOX."""
-    boxes = {}
-    for line in text.splitlines():
-        f = line.split()
-        if f[0] == "mailbox" and f[2] == "INBOX":
-            kv = dict(p.split("=", 1) for p in f[3:])
-            boxes[f[1]] = {"uidvalidity": int(kv["uidvalidity"]),
-                           "uidnext": int(kv["uidnext"]), "msgs": []}
-        elif f[0] == "message" and f[2] == "INBOX":
-            kv = dict(p.split("=", 1) for p in f[3:])
-            boxes[f[1]]["msgs"].append((int(kv["uid"]), kv["id"]))
-    return boxes
+    return e2e_harness.parse_mailstore_dump(text)
 
 
 def audit(dumps, acked):
@@ -347,13 +331,13 @@ def audit(dumps, acked):
                 if mine:
                     problems.append(f"{name}: {user} has no INBOX but {len(mine)} acks")
                 continue
-            uids = [u for u, _ in box["msgs"]]
+            uids = [u for u, _, _ in box["msgs"]]
             if uids != sorted(set(uids)):
                 problems.append(f"{name}: {user}: uids not strictly increasing")
             if uids and box["uidnext"] <= max(uids):
                 problems.append(f"{name}: {user}: uidnext {box['uidnext']} <= uid {max(uids)}")
             by_id = {}
-            for uid, did in box["msgs"]:
+            for uid, did, _ in box["msgs"]:
                 by_id.setdefault(did, []).append(uid)
             for did, us in by_id.items():
                 if len(us) != 1:

@@ -372,28 +372,11 @@ def queue_depth(c, names):
 # ---- the offline audit -----------------------------------------------------------
 
 def dump(c, name):
-    r = subprocess.run([os.path.join(c.bin, "mailstore-dump"),
-                        os.path.join(c.state, "data", name), *USERS],
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise RuntimeError(f"mailstore-dump {name}: rc={r.returncode} {r.stderr}")
-    return r.stdout
+    return e2e_harness.mailstore_dump(c, name, USERS)
 
 
 def parse_dump(text):
-    """{user: {"uidvalidity", "uidnext", "msgs": [(uid, id, flags)]}} of INBOX."""
-    boxes = {}
-    for line in text.splitlines():
-        f = line.split()
-        if f[0] == "mailbox" and f[2] == "INBOX":
-            kv = dict(p.split("=", 1) for p in f[3:])
-            boxes[f[1]] = {"uidvalidity": int(kv["uidvalidity"]),
-                           "uidnext": int(kv["uidnext"]), "msgs": []}
-        elif f[0] == "message" and f[2] == "INBOX":
-            kv = dict(p.split("=", 1) for p in f[3:])
-            flags = set() if kv["flags"] == "-" else set(kv["flags"].split(","))
-            boxes[f[1]]["msgs"].append((int(kv["uid"]), kv["id"], flags))
-    return boxes
+    return e2e_harness.parse_mailstore_dump(text)
 
 
 def audit(dumps, mail, uv_before):
