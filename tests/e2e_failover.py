@@ -32,6 +32,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "cluster"))
 import local  # noqa: E402
+import e2e_harness  # noqa: E402
 
 USERS = [f"user{i}@example.test" for i in range(6)]
 WINDOW_S = 600  # QUEUE_CLIENT_RESEND_WINDOW_MS (queue-node/queue-client.h)
@@ -133,15 +134,9 @@ def audit(c, stream, uidvalidity_before):
         uv = int(m.response("UIDVALIDITY")[1][0])
         if user in uidvalidity_before and uidvalidity_before[user] != uv:
             problems.append(f"{user}: UIDVALIDITY changed {uidvalidity_before[user]} -> {uv}")
-        tokens, uids = [], []
-        if n:
-            typ, data = m.fetch(f"1:{n}", "(UID BODY.PEEK[HEADER])")
-            for item in data:
-                if isinstance(item, tuple):
-                    uids.append(int(item[0].split(b"UID ")[1].split()[0]))
-                    subj = [l for l in item[1].decode().split("\r\n")
-                            if l.lower().startswith("subject:")]
-                    tokens.append(subj[0].split(":", 1)[1].strip() if subj else "")
+        pairs = e2e_harness.uid_subjects(m, n)
+        uids = [u for u, _ in pairs]
+        tokens = [t for _, t in pairs]
         m.logout()
         if uids != sorted(uids) or len(set(uids)) != len(uids):
             problems.append(f"{user}: UIDs not strictly increasing")

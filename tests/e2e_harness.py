@@ -34,6 +34,23 @@ def partition_of(key, partitions):
 
 
 
+
+def uid_subjects(m, n):
+    """[(uid, subject)] of messages 1..n of the mailbox selected on IMAP
+    connection m (headers fetched with BODY.PEEK: no flag changes)."""
+    out = []
+    if n:
+        typ, data = m.fetch(f"1:{n}", "(UID BODY.PEEK[HEADER])")
+        assert typ == "OK", (typ, data)
+        for item in data:
+            if isinstance(item, tuple):
+                uid = int(item[0].split(b"UID ")[1].split()[0])
+                subj = [l for l in item[1].decode().split("\r\n")
+                        if l.lower().startswith("subject:")]
+                out.append((uid, subj[0].split(":", 1)[1].strip() if subj else ""))
+    return out
+
+
 def mailstore_dump(c, name, users):
     """The offline dump of a stopped store node's mailboxes of users
     (tests/support/mailstore-dump.c)."""

@@ -281,18 +281,7 @@ class Mail:
         try:
             typ, data = m.select("INBOX", readonly=own)
             assert typ == "OK", (typ, data)
-            n = int(data[0])
-            out = []
-            if n:
-                typ, data = m.fetch(f"1:{n}", "(UID BODY.PEEK[HEADER])")
-                assert typ == "OK", (typ, data)
-                for item in data:
-                    if isinstance(item, tuple):
-                        uid = int(item[0].split(b"UID ")[1].split()[0])
-                        subj = [l for l in item[1].decode().split("\r\n")
-                                if l.lower().startswith("subject:")]
-                        out.append((uid, subj[0].split(":", 1)[1].strip() if subj else ""))
-            return out
+            return e2e_harness.uid_subjects(m, int(data[0]))
         finally:
             if own:
                 m.logout()
