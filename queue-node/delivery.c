@@ -400,12 +400,16 @@ struct take_over_ctx {
 	int count;
 };
 
+static int delivery__take_over_keep(const char *queue_id, void *arg)
+{
+	struct take_over_ctx *t = arg;
+	return t->mine(queue_id, t->arg);
+}
+
 static void delivery__take_over_cb(const Queue__QueuedMessage *msg, void *arg)
 {
 	struct take_over_ctx *t = arg;
 	const char *qid = msg->envelope->queue_id;
-	if (!t->mine(qid, t->arg))
-		return;
 	if (queue_sched_add(t->d->sched, qid, 0) != 1)
 		return;
 	size_t pending = 0;
@@ -427,7 +431,8 @@ int queue_delivery_take_over(queue_delivery *d, queue_delivery_filter *mine, voi
 	struct take_over_ctx t = { d, mine, arg, 0 };
 	if (d->stopping)
 		return 0;
-	if (queue_store_load_all(d->store, delivery__take_over_cb, &t, error_r) < 0)
+	if (queue_store_load_if(d->store, delivery__take_over_keep, delivery__take_over_cb, &t,
+				error_r) < 0)
 		return -1;
 	return t.count;
 }

@@ -401,8 +401,21 @@ int queue_store_apply(queue_store *s, uint32_t partition, uint64_t index,
 	return ret;
 }
 
+static int store__keep_all(const char *queue_id, void *arg)
+{
+	(void)queue_id;
+	(void)arg;
+	return 1;
+}
+
 int queue_store_load_all(queue_store *s, queue_store_load_cb *cb, void *arg,
 			 const char **error_r)
+{
+	return queue_store_load_if(s, store__keep_all, cb, arg, error_r);
+}
+
+int queue_store_load_if(queue_store *s, int (*keep)(const char *queue_id, void *arg),
+			queue_store_load_cb *cb, void *arg, const char **error_r)
 {
 	const char prefix[2] = { QUEUE_STORE_KEY_VERSION, KIND_MESSAGE };
 	int count = 0;
@@ -419,6 +432,8 @@ int queue_store_load_all(queue_store *s, queue_store_load_cb *cb, void *arg,
 		}
 		memcpy(id, k + 2, klen - 2);
 		id[klen - 2] = '\0';
+		if (!keep(id, arg))
+			continue;
 		const char *v = leveldb_iter_value(it, &vlen);
 		Queue__QueuedMessage *msg = store__decode(id, v, vlen);
 		if (msg == NULL)

@@ -86,6 +86,11 @@ typedef void queue_store_load_cb(const Queue__QueuedMessage *msg, void *arg);
  * decode are logged and skipped. Returns the number visited, or -1. */
 int queue_store_load_all(queue_store *store, queue_store_load_cb *cb, void *arg,
 			 const char **error_r);
+/* The same, for the messages whose queue id keep(queue_id, arg) accepts;
+ * the others are not even decoded (a new leader takes one partition over
+ * without reading the bodies of the rest). */
+int queue_store_load_if(queue_store *store, int (*keep)(const char *queue_id, void *arg),
+			queue_store_load_cb *cb, void *arg, const char **error_r);
 
 /* ---- the replicated mode (queue-node/queue-repl.c) ----
  * Every replica of a queue partition applies the partition's committed log

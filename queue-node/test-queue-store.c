@@ -248,6 +248,35 @@ static void test_snapshot(void **state)
 	nftw(g.dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static int keep_b(const char *queue_id, void *arg)
+{
+	(void)arg;
+	return queue_id[0] == 'b';
+}
+
+static void b_count_cb(const Queue__QueuedMessage *msg, void *arg)
+{
+	assert_int_equal(msg->envelope->queue_id[0], 'b');
+	(*(int *)arg)++;
+}
+
+/* load_if visits only what keep accepts. */
+static void test_load_if(void **state)
+{
+	struct fixture *f = *state;
+	struct sample a, b1, b2;
+	const char *error;
+	sample_init(&a, "a1", 1);
+	sample_init(&b1, "b1", 1);
+	sample_init(&b2, "b2", 2);
+	assert_int_equal(queue_store_put(f->store, &a.msg, &error), 0);
+	assert_int_equal(queue_store_put(f->store, &b1.msg, &error), 0);
+	assert_int_equal(queue_store_put(f->store, &b2.msg, &error), 0);
+	int n = 0;
+	assert_int_equal(queue_store_load_if(f->store, keep_b, b_count_cb, &n, &error), 2);
+	assert_int_equal(n, 2);
+}
+
 /* The store computes a queue id's partition itself; it must be the
  * router's. */
 static void test_partition_agrees_with_router(void **state)
@@ -403,6 +432,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_apply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test(test_partition_agrees_with_router),
+		cmocka_unit_test_setup_teardown(test_load_if, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
