@@ -476,8 +476,14 @@ static int mailctl_part_print(const mailctl_view *v, const char *name, uint32_t 
 	return live;
 }
 
-static int mailctl_partitions(mailctl *ctl, etcd_client *c, int role)
+/* One pass over the roles (role < 0: all): each partition's line (only
+ * those not in sync when unsynced_only), the role's totals (not when
+ * unsynced_only) and its sync summary. *settled_r = 1 when every partition
+ * of every shown role is in sync. Returns MAILCTL_OK or an error. */
+static int mailctl_partitions_pass(mailctl *ctl, etcd_client *c, int role, int unsynced_only,
+				   int *settled_r)
 {
+	*settled_r = 1;
 	for (int r = 0; r < ROUTER_ROLE_COUNT_; r++) {
 		if (role >= 0 && r != role)
 			continue;
@@ -494,19 +500,29 @@ static int mailctl_partitions(mailctl *ctl, etcd_client *c, int role)
 		uint32_t want = mailctl_view_want(&v);
 		unsigned no_primary = 0, under = 0;
 		for (uint32_t p = 0; p < v.map->n_partitions; p++) {
+			if (unsynced_only && mailctl_view_in_sync(&v, p, want))
+				continue;
 			no_primary += !mailctl_part_print(&v, name, p);
 			under += mailctl_view_live_insync(&v, p) < want;
 		}
-		printf("%s: %u partitions, R=%u, map epoch %llu, %u without a live primary, "
-		       "%u under-replicated\n",
-		       name, v.map->n_partitions, v.map->want_replicas,
-		       (unsigned long long)v.map->epoch, no_primary, under);
+		if (!unsynced_only)
+			printf("%s: %u partitions, R=%u, map epoch %llu, %u without a live "
+			       "primary, %u under-replicated\n",
+			       name, v.map->n_partitions, v.map->want_replicas,
+			       (unsigned long long)v.map->epoch, no_primary, under);
 		mailctl_sync sync;
 		mailctl_sync_count(&v, want, &sync);
 		mailctl_sync_print(name, &v, &sync);
+		*settled_r &= sync.in_sync == v.map->n_partitions;
 		mailctl_view_free(&v);
 	}
 	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+}
+
+static int mailctl_partitions(mailctl *ctl, etcd_client *c, int role)
+{
+	int settled;
+	return mailctl_partitions_pass(ctl, c, role, 0, &settled);
 }
 
 /* partitions --watch: every interval_s, the partitions not in sync and the
@@ -520,37 +536,14 @@ static int mailctl_partitions_watch(mailctl *ctl, etcd_client *c, int role, int 
 		char stamp[16];
 		strftime(stamp, sizeof stamp, "%H:%M:%S", localtime_r(&now, &tm));
 		printf("-- %s\n", stamp);
-		int settled = 1;
-		for (int r = 0; r < ROUTER_ROLE_COUNT_; r++) {
-			if (role >= 0 && r != role)
-				continue;
-			const char *name = router_role_name((enum router_role)r);
-			mailctl_view v;
-			int err = mailctl_view_load(c, (enum router_role)r, &v);
-			if (err != MAIL_OK)
-				return mailctl_error(ctl, err, "map", name);
-			if (v.map == NULL) {
-				printf("%s: no partition map yet\n", name);
-				mailctl_view_free(&v);
-				continue;
-			}
-			uint32_t want = mailctl_view_want(&v);
-			for (uint32_t p = 0; p < v.map->n_partitions; p++) {
-				if (!mailctl_view_in_sync(&v, p, want))
-					(void)mailctl_part_print(&v, name, p);
-			}
-			mailctl_sync sync;
-			mailctl_sync_count(&v, want, &sync);
-			mailctl_sync_print(name, &v, &sync);
-			settled &= sync.in_sync == v.map->n_partitions;
-			mailctl_view_free(&v);
-		}
+		int settled;
+		int rc = mailctl_partitions_pass(ctl, c, role, 1, &settled);
+		if (rc != MAILCTL_OK)
+			return rc;
 		if (settled) {
 			puts("all partitions in sync");
 			break;
 		}
-		if (fflush(stdout) != 0)
-			return MAILCTL_OTHER;
 		nanosleep(&(struct timespec){ .tv_sec = interval_s }, NULL);
 	}
 	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
