@@ -31,6 +31,7 @@ static void fuzz_walk(const struct imap_arg_list *list, unsigned depth)
 		}
 		struct imap_fetch_attrs attrs;
 		(void)imap_fetch_attrs_parse(arg, &attrs, &error);
+		imap_fetch_attrs_deinit(&attrs);
 	}
 }
 
@@ -53,6 +54,7 @@ static void fuzz_feed(imap_parser *p, const uint8_t *data, size_t size, size_t c
 					struct imap_fetch_attrs attrs;
 					(void)imap_fetch_attrs_parse(&cmd->args.args[1], &attrs,
 								     &error);
+					imap_fetch_attrs_deinit(&attrs);
 				}
 			} else if (ret == IMAP_PARSE_ERROR && error == NULL) {
 				__builtin_trap();

@@ -31,6 +31,7 @@ struct imap_fetch_ctx {
 static void imap_fetch_ctx_free(void *p)
 {
 	struct imap_fetch_ctx *ctx = p;
+	imap_fetch_attrs_deinit(&ctx->attrs);
 	free(ctx->uids);
 	free(ctx->send_flags);
 	free(ctx);
@@ -91,25 +92,91 @@ static void imap_append_internaldate(struct imap_session *s, int64_t ms)
 			    tm.tm_sec);
 }
 
+/* Where the header of a message ends: after its first empty line (CRLF,
+ * or a bare LF), which belongs to the header (RFC 3501 6.4.5: "the blank
+ * line between the header and the body is included"). *fields_end_r is
+ * where that empty line starts. A message without one is all header:
+ * both are len. */
+static size_t imap_header_end(const uint8_t *body, size_t len, size_t *fields_end_r)
+{
+	size_t pos = 0;
+	while (pos < len) {
+		if (body[pos] == '\n') {
+			*fields_end_r = pos;
+			return pos + 1;
+		}
+		if (body[pos] == '\r' && pos + 1 < len && body[pos + 1] == '\n') {
+			*fields_end_r = pos;
+			return pos + 2;
+		}
+		const uint8_t *nl = memchr(body + pos, '\n', len - pos);
+		if (nl == NULL)
+			break;
+		pos = (size_t)(nl - body) + 1;
+	}
+	*fields_end_r = len;
+	return len;
+}
+
+/* BODY[HEADER.FIELDS[.NOT] (...)]: the top-level header lines whose field
+ * name is (or, NOT, is not) in the list, each with its folded continuation
+ * lines, in message order, then the empty line that ends a header. A kept
+ * last line that lacks its line end gets CRLF, so the answer stays a
+ * header. Lines before the first field name, or without a ':', have no
+ * name: NOT keeps the latter, neither keeps the former. */
+static void imap_header_fields(const struct imap_fetch_body *b, const uint8_t *body, size_t len,
+			       buf *out)
+{
+	size_t fields_end, pos = 0;
+	int keep = 0;
+
+	(void)imap_header_end(body, len, &fields_end);
+	while (pos < fields_end) {
+		const uint8_t *nl = memchr(body + pos, '\n', fields_end - pos);
+		size_t next = nl != NULL ? (size_t)(nl - body) + 1 : fields_end;
+		if (body[pos] != ' ' && body[pos] != '\t') {
+			const uint8_t *colon = memchr(body + pos, ':', next - pos);
+			size_t n = colon != NULL ? (size_t)(colon - (body + pos)) : 0;
+			/* "Subject :" (RFC 5322 obs-optional) names Subject */
+			while (n > 0 && (body[pos + n - 1] == ' ' || body[pos + n - 1] == '\t'))
+				n--;
+			int match = imap_fetch_body_field_match(b, (const char *)body + pos, n);
+			keep = b->section == IMAP_SECTION_HEADER_FIELDS ? match : !match;
+		}
+		if (keep) {
+			buf_append(out, body + pos, next - pos);
+			if (body[next - 1] != '\n')
+				buf_append(out, "\r\n", 2);
+		}
+		pos = next;
+	}
+	buf_append(out, "\r\n", 2);
+}
+
 static void imap_append_body(struct imap_session *s, const struct imap_fetch_body *b,
 			     const uint8_t *body, size_t len)
 {
 	static const char *const rfc822_names[] = { "RFC822", "RFC822.HEADER", "RFC822.TEXT" };
 	static const char *const body_names[] = { "BODY[]", "BODY[HEADER]", "BODY[TEXT]" };
-	size_t start = 0, end = len;
+	size_t start = 0, end = len, fields_end;
+	buf fields;
 
-	if (b->section != IMAP_SECTION_ALL) {
-		size_t hdr_end = len;
-		for (size_t i = 0; i + 3 < len; i++) {
-			if (memcmp(body + i, "\r\n\r\n", 4) == 0) {
-				hdr_end = i + 4;
-				break;
-			}
-		}
-		if (b->section == IMAP_SECTION_HEADER)
-			end = hdr_end;
-		else
-			start = hdr_end;
+	buf_init(&fields);
+	switch (b->section) {
+	case IMAP_SECTION_ALL:
+		break;
+	case IMAP_SECTION_HEADER:
+		end = imap_header_end(body, len, &fields_end);
+		break;
+	case IMAP_SECTION_TEXT:
+		start = imap_header_end(body, len, &fields_end);
+		break;
+	case IMAP_SECTION_HEADER_FIELDS:
+	case IMAP_SECTION_HEADER_FIELDS_NOT:
+		imap_header_fields(b, body, len, &fields);
+		body = fields.data;
+		end = fields.len;
+		break;
 	}
 	if (b->partial) {
 		size_t slice = end - start;
@@ -118,7 +185,11 @@ static void imap_append_body(struct imap_session *s, const struct imap_fetch_bod
 		if (end - start > b->count)
 			end = start + b->count;
 	}
-	if (b->rfc822)
+	if (b->section == IMAP_SECTION_HEADER_FIELDS)
+		imap_session_printf(s, "BODY[HEADER.FIELDS (%s)]", b->fields);
+	else if (b->section == IMAP_SECTION_HEADER_FIELDS_NOT)
+		imap_session_printf(s, "BODY[HEADER.FIELDS.NOT (%s)]", b->fields);
+	else if (b->rfc822)
 		imap_session_printf(s, "%s", rfc822_names[b->section]);
 	else
 		imap_session_printf(s, "%s", body_names[b->section]);
@@ -126,6 +197,7 @@ static void imap_append_body(struct imap_session *s, const struct imap_fetch_bod
 		imap_session_printf(s, "<%u>", b->offset);
 	imap_session_printf(s, " {%zu}\r\n", end - start);
 	imap_session_append(s, body + start, end - start);
+	buf_deinit(&fields);
 }
 
 static void imap_fetch_reply(struct imap_session *s, const struct imap_fetch_attrs *attrs,

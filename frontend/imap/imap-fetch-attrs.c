@@ -1,8 +1,12 @@
 /* imap-fetch-attrs.c: the attribute list of FETCH (see imap-parser.h). */
 #include "imap-parser.h"
 
+#include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "xalloc.h"
 
 /* Reads a decimal number of at most 10 digits that fits in 32 bits. */
 static const char *imap_fetch_number(const char *s, uint32_t *n_r)
@@ -19,7 +23,58 @@ static const char *imap_fetch_number(const char *s, uint32_t *n_r)
 	return s + i;
 }
 
-/* "[section]<o.n>" after BODY or BODY.PEEK. */
+/* A byte of a header field name as FETCH accepts it: an atom char (no
+ * CTL, SP, ( ) { " \\ ] % *) that may also name a field (no ':'). */
+static int imap_fetch_field_char(char c)
+{
+	if (c <= 0x20 || c >= 0x7f)
+		return 0;
+	return strchr("(){\"\\]%*:", c) == NULL;
+}
+
+/* "(NAME SP NAME ...)" up to, not including, the ']' at end: the list of
+ * HEADER.FIELDS[.NOT]. Copies the names upper-cased into body->fields. */
+static int imap_fetch_fields_parse(const char *s, const char *end,
+				   struct imap_fetch_body *body, const char **error_r)
+{
+	size_t n = 0;
+
+	if (s >= end || *s != '(' || end[-1] != ')') {
+		*error_r = "Invalid header field list";
+		return -1;
+	}
+	s++;
+	end--;
+	/* check everything before allocating anything */
+	for (const char *p = s; p <= end; n++) {
+		const char *name = p;
+		while (p < end && imap_fetch_field_char(*p))
+			p++;
+		if (p == name || (p < end && *p != ' ')) {
+			*error_r = "Invalid header field name";
+			return -1;
+		}
+		if ((size_t)(p - name) > IMAP_FETCH_FIELD_NAME_MAX) {
+			*error_r = "Header field name too long";
+			return -1;
+		}
+		if (n + 1 > IMAP_FETCH_FIELDS_MAX) {
+			*error_r = "Too many header fields";
+			return -1;
+		}
+		p++; /* the SP, or past end */
+	}
+	size_t len = (size_t)(end - s);
+	body->fields = xmalloc(len + 1);
+	for (size_t i = 0; i < len; i++)
+		body->fields[i] = (char)toupper((unsigned char)s[i]);
+	body->fields[len] = '\0';
+	body->n_fields = n;
+	return 0;
+}
+
+/* "[section]<o.n>" after BODY or BODY.PEEK. On error nothing is left
+ * allocated in *body. */
 static int imap_fetch_body_parse(const char *s, struct imap_fetch_body *body,
 				 const char **error_r)
 {
@@ -35,7 +90,15 @@ static int imap_fetch_body_parse(const char *s, struct imap_fetch_body *body,
 		body->section = IMAP_SECTION_HEADER;
 	else if (len == 4 && strncasecmp(s + 1, "TEXT", 4) == 0)
 		body->section = IMAP_SECTION_TEXT;
-	else {
+	else if (len > 18 && strncasecmp(s + 1, "HEADER.FIELDS.NOT ", 18) == 0) {
+		body->section = IMAP_SECTION_HEADER_FIELDS_NOT;
+		if (imap_fetch_fields_parse(s + 19, end, body, error_r) < 0)
+			return -1;
+	} else if (len > 14 && strncasecmp(s + 1, "HEADER.FIELDS ", 14) == 0) {
+		body->section = IMAP_SECTION_HEADER_FIELDS;
+		if (imap_fetch_fields_parse(s + 15, end, body, error_r) < 0)
+			return -1;
+	} else {
 		*error_r = "Unsupported BODY[] section";
 		return -1;
 	}
@@ -53,14 +116,18 @@ static int imap_fetch_body_parse(const char *s, struct imap_fetch_body *body,
 	body->partial = 1;
 	return 0;
 bad_partial:
+	free(body->fields);
+	body->fields = NULL;
 	*error_r = "Invalid partial fetch";
 	return -1;
 }
 
+/* Takes over b->fields, also on error. */
 static int imap_fetch_add_body(struct imap_fetch_attrs *attrs, const struct imap_fetch_body *b,
 			       const char **error_r)
 {
 	if (attrs->n_bodies >= IMAP_FETCH_BODIES_MAX) {
+		free(b->fields);
 		*error_r = "Too many body sections";
 		return -1;
 	}
@@ -124,12 +191,11 @@ static int imap_fetch_item_parse(const char *item, struct imap_fetch_attrs *attr
 	return -1;
 }
 
-int imap_fetch_attrs_parse(const struct imap_arg *arg, struct imap_fetch_attrs *attrs_r,
-			   const char **error_r)
+static int imap_fetch_attrs_parse_items(const struct imap_arg *arg,
+					struct imap_fetch_attrs *attrs_r, const char **error_r)
 {
 	const char *s;
 
-	memset(attrs_r, 0, sizeof(*attrs_r));
 	if (imap_arg_get_atom(arg, &s)) {
 		if (strcasecmp(s, "ALL") == 0 || strcasecmp(s, "FAST") == 0 ||
 		    strcasecmp(s, "FULL") == 0) {
@@ -150,6 +216,42 @@ int imap_fetch_attrs_parse(const struct imap_arg *arg, struct imap_fetch_attrs *
 		}
 		if (imap_fetch_item_parse(s, attrs_r, error_r) < 0)
 			return -1;
+	}
+	return 0;
+}
+
+int imap_fetch_attrs_parse(const struct imap_arg *arg, struct imap_fetch_attrs *attrs_r,
+			   const char **error_r)
+{
+	memset(attrs_r, 0, sizeof(*attrs_r));
+	if (imap_fetch_attrs_parse_items(arg, attrs_r, error_r) < 0) {
+		imap_fetch_attrs_deinit(attrs_r);
+		return -1;
+	}
+	return 0;
+}
+
+void imap_fetch_attrs_deinit(struct imap_fetch_attrs *attrs)
+{
+	for (size_t i = 0; i < attrs->n_bodies; i++)
+		free(attrs->bodies[i].fields);
+	memset(attrs, 0, sizeof(*attrs));
+}
+
+int imap_fetch_body_field_match(const struct imap_fetch_body *body, const char *name,
+				size_t len)
+{
+	const char *p = body->fields;
+	if (p == NULL || len == 0)
+		return 0;
+	while (*p != '\0') {
+		const char *e = strchr(p, ' ');
+		size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+		if (n == len && strncasecmp(p, name, len) == 0)
+			return 1;
+		if (e == NULL)
+			break;
+		p = e + 1;
 	}
 	return 0;
 }

@@ -4,7 +4,8 @@
 Usage: test-imap-imaplib.py PATH-TO-imap-test-server
 
 Starts the in-memory test server on a free port, logs in, lists, selects,
-reads messages back byte for byte (8-bit bytes included), stores flags,
+reads messages back byte for byte (8-bit bytes included) and header fields
+as MUAs fetch them (BODY.PEEK[HEADER.FIELDS (...)]), stores flags,
 expunges and logs out; then stops the server by PID and checks it exited
 cleanly."""
 import imaplib
@@ -17,8 +18,9 @@ import tempfile
 USER = "demo@example.test"
 PASSWORD = "pass word"
 MESSAGES = [
-    b"From: a@example.test\r\nTo: demo@example.test\r\nSubject: hello\r\n\r\n"
-    b"Hello from imaplib.\r\n",
+    b"From: a@example.test\r\nTo: demo@example.test,\r\n  other@example.test\r\n"
+    b"Message-ID: <m1@example.test>\r\nSubject: hello\r\n\r\n"
+    b"Hello from imaplib.\r\nSubject: not a header\r\n",
     b"Subject: 8bit\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
     + bytes(range(1, 256)).replace(b"\r", b"").replace(b"\n", b"") + b"\r\n",
 ]
@@ -55,6 +57,23 @@ def main():
 
         typ, data = imap.select("INBOX")
         assert typ == "OK" and data == [str(len(MESSAGES)).encode()], data
+
+        # header fields the way MUAs ask for them: the lines in message
+        # order, then the blank line; PEEK leaves \Seen alone
+        typ, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT MESSAGE-ID)])")
+        assert typ == "OK", data
+        assert b"BODY[HEADER.FIELDS (SUBJECT MESSAGE-ID)]" in data[0][0], data
+        assert data[0][1] == (b"Message-ID: <m1@example.test>\r\n"
+                              b"Subject: hello\r\n\r\n"), data
+        typ, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS.NOT (subject message-id)])")
+        assert typ == "OK", data
+        assert b"BODY[HEADER.FIELDS.NOT (SUBJECT MESSAGE-ID)]" in data[0][0], data
+        assert data[0][1] == (b"From: a@example.test\r\nTo: demo@example.test,\r\n"
+                              b"  other@example.test\r\n\r\n"), data
+        typ, data = imap.fetch("1", "(FLAGS)")
+        assert typ == "OK" and b"\\Seen" not in data[0], data
+        typ, data = imap.fetch("2", "(BODY.PEEK[HEADER.FIELDS (FROM)])")
+        assert typ == "OK" and data[0][1] == b"\r\n", data
 
         for i, body in enumerate(MESSAGES, start=1):
             typ, data = imap.fetch(str(i), "(BODY.PEEK[])")

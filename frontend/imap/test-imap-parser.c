@@ -339,12 +339,117 @@ static void test_fetch_attrs(void **state)
 		assert_int_equal(parse_fetch(bad[i], &a, &error), -1);
 }
 
+static void test_fetch_header_fields(void **state)
+{
+	(void)state;
+	struct imap_fetch_attrs a;
+	const char *error;
+
+	assert_int_equal(parse_fetch("a FETCH 1 (UID BODY.PEEK[HEADER.FIELDS (From to "
+				     "Message-ID)] body[header.fields.not (x-Spam)]<2.30>)\r\n",
+				     &a, &error), 0);
+	assert_int_equal(a.items, IMAP_FETCH_UID);
+	assert_int_equal(a.n_bodies, 2);
+	assert_int_equal(a.bodies[0].section, IMAP_SECTION_HEADER_FIELDS);
+	assert_true(a.bodies[0].peek);
+	assert_false(a.bodies[0].partial);
+	assert_string_equal(a.bodies[0].fields, "FROM TO MESSAGE-ID");
+	assert_int_equal(a.bodies[0].n_fields, 3);
+	assert_true(imap_fetch_body_field_match(&a.bodies[0], "message-id", 10));
+	assert_true(imap_fetch_body_field_match(&a.bodies[0], "FROM", 4));
+	assert_true(imap_fetch_body_field_match(&a.bodies[0], "To", 2));
+	assert_false(imap_fetch_body_field_match(&a.bodies[0], "T", 1));
+	assert_false(imap_fetch_body_field_match(&a.bodies[0], "Fromx", 5));
+	assert_false(imap_fetch_body_field_match(&a.bodies[0], "", 0));
+	assert_int_equal(a.bodies[1].section, IMAP_SECTION_HEADER_FIELDS_NOT);
+	assert_false(a.bodies[1].peek);
+	assert_true(a.bodies[1].partial);
+	assert_int_equal(a.bodies[1].offset, 2);
+	assert_int_equal(a.bodies[1].count, 30);
+	assert_string_equal(a.bodies[1].fields, "X-SPAM");
+	imap_fetch_attrs_deinit(&a);
+	assert_int_equal(a.n_bodies, 0);
+	imap_fetch_attrs_deinit(&a); /* twice is fine */
+
+	/* one atom, not a list; a single field */
+	assert_int_equal(parse_fetch("a FETCH 1 BODY[HEADER.FIELDS (SUBJECT)]\r\n", &a, &error),
+			 0);
+	assert_string_equal(a.bodies[0].fields, "SUBJECT");
+	imap_fetch_attrs_deinit(&a);
+
+	/* the limits: 64 names of 128 bytes pass, one more of either is BAD */
+	char line[16384];
+	char name[IMAP_FETCH_FIELD_NAME_MAX + 2];
+	memset(name, 'x', sizeof(name));
+	name[IMAP_FETCH_FIELD_NAME_MAX] = '\0';
+	size_t n = (size_t)snprintf(line, sizeof(line), "a FETCH 1 BODY[HEADER.FIELDS (");
+	for (unsigned i = 0; i < IMAP_FETCH_FIELDS_MAX; i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", i ? " " : "", name);
+	snprintf(line + n, sizeof(line) - n, ")]\r\n");
+	assert_int_equal(parse_fetch(line, &a, &error), 0);
+	assert_int_equal(a.bodies[0].n_fields, IMAP_FETCH_FIELDS_MAX);
+	imap_fetch_attrs_deinit(&a);
+	snprintf(line + n, sizeof(line) - n, " y)]\r\n");
+	assert_int_equal(parse_fetch(line, &a, &error), -1);
+	assert_string_equal(error, "Too many header fields");
+	name[IMAP_FETCH_FIELD_NAME_MAX] = 'x';
+	name[IMAP_FETCH_FIELD_NAME_MAX + 1] = '\0';
+	snprintf(line, sizeof(line), "a FETCH 1 BODY[HEADER.FIELDS (FROM %s)]\r\n", name);
+	assert_int_equal(parse_fetch(line, &a, &error), -1);
+	assert_string_equal(error, "Header field name too long");
+
+	/* the lists of the first eight are freed when the ninth is refused */
+	static const char nine_bodies[] = "a FETCH 1 (BODY[HEADER.FIELDS (A)] BODY[HEADER.FIELDS "
+					  "(B)] BODY[] BODY[] BODY[] BODY[] BODY[] BODY[] "
+					  "BODY[HEADER.FIELDS (C)])\r\n";
+	const char *bad[] = {
+		"a FETCH 1 BODY[HEADER.FIELDS]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS ()]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS FROM]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS (FROM]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS (FROM  TO)]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS ( FROM)]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS (FROM )]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS (FROM:)]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS (FR*M)]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS ((FROM))]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS (FROM)]x\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS (FROM)]<1>\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS  (FROM)]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDS.NOT]\r\n",
+		"a FETCH 1 BODY[HEADER.FIELDSX (FROM)]\r\n",
+		"a FETCH 1 BODY[1.HEADER.FIELDS (FROM)]\r\n",
+		"a FETCH 1 BODY[1.HEADER]\r\n",
+		"a FETCH 1 BODY[1]\r\n",
+		nine_bodies,
+		"a FETCH 1 (BODY[HEADER.FIELDS (A)] ENVELOPE)\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		a.n_bodies = 99; /* a failed parse leaves nothing to free */
+		if (parse_fetch(bad[i], &a, &error) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_int_equal(a.n_bodies, 0);
+	}
+	/* quotes and CTLs cannot reach a field name: the command parser
+	 * refuses them inside an atom */
+	struct imap_parser_limits limits;
+	imap_parser_limits_default(&limits, 1);
+	imap_parser *p = imap_parser_create(&limits);
+	struct imap_command *cmd;
+	size_t used;
+	const char *q = "a FETCH 1 BODY[HEADER.FIELDS (\"FROM\")]\r\n";
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)q, strlen(q), &used, &cmd, &error),
+			 IMAP_PARSE_ERROR);
+	imap_parser_destroy(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_arguments),  cmocka_unit_test(test_literals),
 		cmocka_unit_test(test_errors),     cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_seqset),     cmocka_unit_test(test_fetch_attrs),
+		cmocka_unit_test(test_fetch_header_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

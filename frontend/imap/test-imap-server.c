@@ -433,6 +433,81 @@ static void test_select_fetch(void **state)
 	fixture_stop(f);
 }
 
+/* BODY[HEADER.FIELDS (...)] and .NOT, exact bytes (RFC 3501 6.4.5). */
+static void test_fetch_header_fields(void **state)
+{
+	(void)state;
+	static const char folded[] = "From: a@example.test\r\nTo: b@example.test,\r\n"
+				     " c@example.test\r\nSubject: folded\r\n\tsecond line\r\n"
+				     "X-Spam: yes\r\n\r\nBody text\r\nFrom: not a header\r\n";
+	static const char no_body[] = "Subject: only header\r\nFrom: x@example.test\r\n\r\n";
+	static const char no_blank[] = "From: y@example.test\r\nsubject : no blank";
+	struct fixture *f = fixture_start(NULL, 0);
+	imap_memory_backend_add_message(f->mb, USER, "Headers", folded, sizeof(folded) - 1, "", 0);
+	imap_memory_backend_add_message(f->mb, USER, "Headers", no_body, sizeof(no_body) - 1, "",
+					0);
+	imap_memory_backend_add_message(f->mb, USER, "Headers", no_blank, sizeof(no_blank) - 1, "",
+					0);
+	struct client *c = client_login(f);
+	check(c, "h0", "SELECT Headers", "h0 OK [READ-WRITE]");
+
+	/* names are upper-cased in the answer; lines come in message order
+	 * with their folded continuations, then the blank line */
+	char *out = cmd(c, "h1", "FETCH 1 BODY.PEEK[HEADER.FIELDS (subject From)]");
+	assert_contains(out, "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT FROM)] {55}\r\n"
+			     "From: a@example.test\r\nSubject: folded\r\n\tsecond line\r\n\r\n)\r\n"
+			     "h1 OK");
+	free(out);
+	out = cmd(c, "h2", "FETCH 1 BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT x-spam)]");
+	assert_contains(out, "* 1 FETCH (BODY[HEADER.FIELDS.NOT (SUBJECT X-SPAM)] {62}\r\n"
+			     "From: a@example.test\r\nTo: b@example.test,\r\n c@example.test\r\n"
+			     "\r\n)\r\nh2 OK");
+	free(out);
+	/* partial: on the selected lines, named with its origin */
+	out = cmd(c, "h3", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (FROM)]<6.10> "
+			   "BODY.PEEK[HEADER.FIELDS (FROM)]<20.100>)");
+	assert_contains(out, "* 1 FETCH (BODY[HEADER.FIELDS (FROM)]<6> {10}\r\na@example. "
+			     "BODY[HEADER.FIELDS (FROM)]<20> {4}\r\n\r\n\r\n)\r\nh3 OK");
+	free(out);
+	/* no field matches: only the blank line */
+	check(c, "h4", "FETCH 1 BODY.PEEK[HEADER.FIELDS (CC)]",
+	      "* 1 FETCH (BODY[HEADER.FIELDS (CC)] {2}\r\n\r\n)\r\n");
+	/* PEEK kept \Seen off; BODY[HEADER.FIELDS] sets and announces it */
+	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "Headers", 1, "\\Seen"), 0);
+	out = cmd(c, "h5", "FETCH 1 BODY[HEADER.FIELDS (FROM)]");
+	assert_contains(out, "* 1 FETCH (FLAGS (\\Seen) BODY[HEADER.FIELDS (FROM)] {24}\r\n"
+			     "From: a@example.test\r\n\r\n)\r\nh5 OK");
+	free(out);
+	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "Headers", 1, "\\Seen"), 1);
+
+	/* a header without a body */
+	check(c, "h6", "FETCH 2 (BODY.PEEK[HEADER.FIELDS (FROM)] BODY.PEEK[TEXT])",
+	      "* 2 FETCH (BODY[HEADER.FIELDS (FROM)] {24}\r\nFrom: x@example.test\r\n\r\n "
+	      "BODY[TEXT] {0}\r\n)\r\n");
+	/* a message without a blank line (and without a last line end): all
+	 * header; "subject :" names Subject; the answer still ends a header */
+	check(c, "h7", "FETCH 3 BODY.PEEK[HEADER.FIELDS (SUBJECT)]",
+	      "* 3 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {22}\r\nsubject : no blank\r\n\r\n)\r\n");
+	check(c, "h8", "FETCH 3 BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT)]",
+	      "* 3 FETCH (BODY[HEADER.FIELDS.NOT (SUBJECT)] {24}\r\nFrom: y@example.test\r\n\r\n)");
+	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "Headers", 2, "\\Seen"), 0);
+	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "Headers", 3, "\\Seen"), 0);
+
+	/* limits and what is not supported: BAD, and the session goes on */
+	char line[1024];
+	size_t n = (size_t)snprintf(line, sizeof(line), "FETCH 1 BODY.PEEK[HEADER.FIELDS (");
+	for (unsigned i = 0; i <= IMAP_FETCH_FIELDS_MAX; i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%sF%u", i ? " " : "", i);
+	snprintf(line + n, sizeof(line) - n, ")]");
+	check(c, "b1", line, "b1 BAD Too many header fields");
+	check(c, "b2", "FETCH 1 BODY[HEADER.FIELDS ()]", "b2 BAD");
+	check(c, "b3", "FETCH 1 BODY[1.HEADER]", "b3 BAD Unsupported BODY[] section");
+	check(c, "b4", "FETCH 1 BODY[1]", "b4 BAD Unsupported BODY[] section");
+	check(c, "b5", "FETCH 2 FLAGS", "* 2 FETCH (FLAGS ())");
+	client_close(c);
+	fixture_stop(f);
+}
+
 static void test_store_expunge(void **state)
 {
 	(void)state;
@@ -602,6 +677,7 @@ int main(void)
 		cmocka_unit_test(test_login),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_select_fetch),
+		cmocka_unit_test(test_fetch_header_fields),
 		cmocka_unit_test(test_store_expunge),
 		cmocka_unit_test(test_backend_failure),
 		cmocka_unit_test(test_bad_input),
