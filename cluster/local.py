@@ -12,6 +12,7 @@ state/run/<name>.pid, its output to state/log/<name>.log; stopping is by PID.
 """
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,8 +37,27 @@ DEMO_USER = "demo@example.test"
 DEMO_PASSWORD = "demo"
 
 
+# Ports handed out by free_port() in this process (never twice).
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
+    """A port free now, below the kernel's ephemeral range (32768-60999 on
+    Linux): what other processes get when they bind port 0 (tests, RPC
+    clients, etcd's own connections) can then not take it between this
+    pick and our daemon's bind."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:   # that range is full: any free port
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -42,20 +42,34 @@ static long mailtest__now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-int mailtest_free_port(void)
+/* 1 when port can be bound on 127.0.0.1 now. */
+static int port_bindable(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0)
-		return -1;
-	struct sockaddr_in sa = { .sin_family = AF_INET };
+		return 0;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof sa;
-	int port = -1;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-		port = ntohs(sa.sin_port);
+	int ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
 	close(fd);
-	return port;
+	return ok;
+}
+
+/* A port free now, in 10000-19999: below the kernel's ephemeral range, so
+ * a process binding port 0 meanwhile (another test, an RPC client) cannot
+ * take it before etcd binds it; and apart from cluster/local.py's range
+ * (20000-31999). */
+int mailtest_free_port(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	unsigned seed = (unsigned)getpid() * 2654435761u ^ (unsigned)ts.tv_nsec;
+	for (int i = 0; i < 200; i++) {
+		int port = 10000 + (int)(rand_r(&seed) % 10000);
+		if (port_bindable(port))
+			return port;
+	}
+	return -1;
 }
 
 char *mailtest_tmpdir(const char *prefix)
