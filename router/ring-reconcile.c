@@ -95,6 +95,23 @@ static int ring__up(const ring__ctx *ctx, const char *id)
 	return ring__record(ctx, id) != NULL && ring__alive(ctx, id);
 }
 
+/* 1 when node reported being caught up at epoch on partition p: its log
+ * then matched the primary's commit at that epoch, and every later commit
+ * at that epoch needed its ack, so it holds every acknowledged write. A
+ * member of "i" without such a report may have joined "i" so recently
+ * that the primary, still at the older epoch, committed entries without
+ * it: only such a report makes a planned move to it safe. */
+static int ring__current(const ring_progress *progress, size_t n_progress, uint32_t p,
+			 const char *node, uint64_t epoch)
+{
+	for (size_t k = 0; k < n_progress; k++) {
+		if (progress[k].partition == p && progress[k].epoch == epoch &&
+		    strcmp(progress[k].node, node) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Make id the primary (it is already in r). */
 static void ring__make_primary(ring__work *w, const char *id)
 {
@@ -136,11 +153,20 @@ static unsigned ring__partition(const ring__ctx *ctx, ring__work *w, const char 
 	}
 	/* 3. promotion: only an in-sync member holds every acknowledged write */
 	if (w->n_r > 0 && (!ring__up(ctx, w->r[0]) || !ring__in(w->i, w->n_i, w->r[0]))) {
-		const char *next = NULL;
+		/* prefer a member caught up at this epoch (ring__current); any
+		 * alive member of "i" otherwise: the partition must not stay
+		 * down, and the others refuse a conflicting log (it then waits) */
+		const char *next = NULL, *any = NULL;
 		for (uint32_t k = 0; k < w->n_i && next == NULL; k++) {
-			if (strcmp(w->i[k], w->r[0]) != 0 && ring__up(ctx, w->i[k]))
+			if (strcmp(w->i[k], w->r[0]) == 0 || !ring__up(ctx, w->i[k]))
+				continue;
+			if (any == NULL)
+				any = w->i[k];
+			if (ring__current(progress, n_progress, p, w->i[k], epoch))
 				next = w->i[k];
 		}
+		if (next == NULL)
+			next = any;
 		if (next != NULL) {
 			const char *old = w->r[0];
 			ring__remove(w->i, &w->n_i, old);
@@ -188,7 +214,8 @@ static unsigned ring__partition(const ring__ctx *ctx, ring__work *w, const char 
 			 * (complete: target[0] is one) */
 			const char *next = NULL;
 			for (uint32_t j = 0; j < n_target && next == NULL; j++) {
-				if (ring__up(ctx, target[j]))
+				if (ring__up(ctx, target[j]) &&
+				    ring__current(progress, n_progress, p, target[j], epoch))
 					next = target[j];
 			}
 			if (next == NULL) {
@@ -225,7 +252,9 @@ static int ring__settled(const ring__ctx *ctx, const ring__work *w, const char *
 
 /* Rule 6 on one settled partition: move the primary to the preferred node
  * (target[0]). Returns 1 when it moved. */
-static int ring__rebalance(const ring__ctx *ctx, ring__work *w, const char *preferred)
+static int ring__rebalance(const ring__ctx *ctx, ring__work *w, const char *preferred,
+			   const ring_progress *progress, size_t n_progress, uint32_t p,
+			   uint64_t epoch)
 {
 	const ring_node_info *rec = ring__record(ctx, preferred);
 	if (w->n_r == 0 || strcmp(w->r[0], preferred) == 0)
@@ -234,7 +263,8 @@ static int ring__rebalance(const ring__ctx *ctx, ring__work *w, const char *pref
 	 * so that no future change of the caller can move a primary to a node
 	 * that may miss an acknowledged write */
 	if (rec == NULL || rec->draining || !ring__alive(ctx, preferred) ||
-	    !ring__in(w->r, w->n_r, preferred) || !ring__in(w->i, w->n_i, preferred))
+	    !ring__in(w->r, w->n_r, preferred) || !ring__in(w->i, w->n_i, preferred) ||
+	    !ring__current(progress, n_progress, p, preferred, epoch))
 		return 0;
 	ring__make_primary(w, preferred);
 	return 1;
@@ -327,7 +357,8 @@ ring_map *ring_map_reconcile(const ring_map *old, const ring_node_info *nodes, s
 	}
 	for (uint32_t p = 0; rebalance && p < old->n_partitions && n_changes < max_moves; p++) {
 		const char *preferred = target->nodes[target->parts[p].r[0]];
-		if (ring__rebalance(&ctx, &work[p], preferred)) {
+		if (ring__rebalance(&ctx, &work[p], preferred, progress, n_progress, p,
+				    old->parts[p].epoch)) {
 			changes[n_changes].partition = p;
 			changes[n_changes].reasons = RING_REASON_REBALANCE;
 			n_changes++;

@@ -550,10 +550,11 @@ static size_t all_reports(const ring_map *m, ring_progress *out, size_t cap)
 {
 	size_t n = 0;
 	for (uint32_t p = 0; p < m->n_partitions; p++) {
-		for (uint32_t k = 0; k < m->parts[p].n_r && n < cap; k++) {
+		/* as the nodes do: every replica reports once caught up at
+		 * the partition's current epoch (on_caught_up fires per epoch) */
+		for (uint32_t k = 1; k < m->parts[p].n_r && n < cap; k++) {
 			const char *id = ring_map_replica(m, p, k);
-			if (!ring_map_is_insync(m, p, id))
-				out[n++] = (ring_progress){ p, id, m->parts[p].epoch };
+			out[n++] = (ring_progress){ p, id, m->parts[p].epoch };
 		}
 	}
 	return n;
@@ -614,7 +615,7 @@ static ring_map *run_passes(ring_map *m, const ring_node_info *recs, size_t n_re
 		}
 		if (moves > 0) {
 			st->rebalance_passes++;
-			st->mixed |= other || n_rep > 0;
+			st->mixed |= other;
 			st->unsettled_move |= !all_settled(m, placeable, n_placeable);
 		}
 		st->moves += moves;
@@ -749,9 +750,16 @@ static void test_rebalance_rules(void **state)
 	const char *want2 = ring_map_replica(m, 2, 1), *want9 = ring_map_replica(m, 9, 1);
 	ring_change *ch;
 	size_t n;
+	ring_progress rep[256];
+	size_t n_rep;
+
+	/* no move to a preferred node without its report of being caught up
+	 * at the partition's current epoch (it may miss a recent commit) */
+	assert_null(ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, NULL, &ch, &n));
 
 	/* one partition per pass (K = max(1, 16/16)), lowest first */
-	ring_map *x = ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, NULL, &ch, &n);
+	n_rep = all_reports(m, rep, 256);
+	ring_map *x = ring_map_reconcile(m, recs_abc, 3, three, 3, rep, n_rep, NULL, &ch, &n);
 	assert_non_null(x);
 	assert_int_equal(n, 1);
 	assert_int_equal(ch[0].partition, 2);
@@ -765,25 +773,28 @@ static void test_rebalance_rules(void **state)
 	assert_string_equal(ring_reason_names(RING_REASON_REBALANCE | RING_REASON_DROP, why,
 					      sizeof why),
 			    "drop,rebalance");
-	ring_map *y = ring_map_reconcile(x, recs_abc, 3, three, 3, NULL, 0, NULL, &ch, &n);
+	n_rep = all_reports(x, rep, 256);
+	ring_map *y = ring_map_reconcile(x, recs_abc, 3, three, 3, rep, n_rep, NULL, &ch, &n);
 	assert_non_null(y);
 	assert_int_equal(n, 1);
 	assert_int_equal(ch[0].partition, 9);
 	free(ch);
 	assert_string_equal(ring_map_replica(y, 9, 0), want9);
-	assert_null(ring_map_reconcile(y, recs_abc, 3, three, 3, NULL, 0, NULL, &ch, &n));
+	n_rep = all_reports(y, rep, 256);
+	assert_null(ring_map_reconcile(y, recs_abc, 3, three, 3, rep, n_rep, NULL, &ch, &n));
 	ring_map_free(&y);
 	ring_map_free(&x);
 
 	/* a setting raises K; rebalance_off turns the rule off */
 	ring_reconcile_settings five_per_pass = { .rebalance_max = 5 };
-	x = ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, &five_per_pass, &ch, &n);
+	n_rep = all_reports(m, rep, 256);
+	x = ring_map_reconcile(m, recs_abc, 3, three, 3, rep, n_rep, &five_per_pass, &ch, &n);
 	assert_non_null(x);
 	assert_int_equal(n, 2);
 	free(ch);
 	ring_map_free(&x);
 	ring_reconcile_settings off = { .rebalance_off = 1 };
-	assert_null(ring_map_reconcile(m, recs_abc, 3, three, 3, NULL, 0, &off, &ch, &n));
+	assert_null(ring_map_reconcile(m, recs_abc, 3, three, 3, rep, n_rep, &off, &ch, &n));
 
 	/* partition 2's preferred node drops out of "i" there: no move to it,
 	 * and no move anywhere else either (the map is not settled) */
@@ -802,14 +813,15 @@ static void test_rebalance_rules(void **state)
 				       &n));
 	/* its progress report puts it back in "i" (that pass only); the
 	 * next pass rebalances */
-	ring_progress rep = { 2, want2, m->parts[2].epoch };
-	x = ring_map_reconcile(m, recs_abc, 3, three, 3, &rep, 1, &five_per_pass, &ch, &n);
+	ring_progress back = { 2, want2, m->parts[2].epoch };
+	x = ring_map_reconcile(m, recs_abc, 3, three, 3, &back, 1, &five_per_pass, &ch, &n);
 	assert_non_null(x);
 	assert_int_equal(n, 1);
 	assert_int_equal(ch[0].reasons, RING_REASON_INSYNC);
 	free(ch);
 	assert_string_not_equal(ring_map_replica(x, 2, 0), want2);
-	y = ring_map_reconcile(x, recs_abc, 3, three, 3, NULL, 0, &five_per_pass, &ch, &n);
+	n_rep = all_reports(x, rep, 256); /* caught up at the new epoch */
+	y = ring_map_reconcile(x, recs_abc, 3, three, 3, rep, n_rep, &five_per_pass, &ch, &n);
 	assert_non_null(y);
 	assert_int_equal(n, 2);
 	free(ch);

@@ -266,7 +266,10 @@ def main():
         if not ok:
             for name, *_ in c.specs():
                 print(f"--- {name} log tail ---\n{c.log_tail(name, 10)}")
-        shutil.rmtree(state, ignore_errors=True)
+        if os.environ.get("MAIL_KEEP_TMP") != "1":
+            shutil.rmtree(state, ignore_errors=True)
+        else:
+            print(f"state kept in {state}")
     print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")
     return 0 if ok else 1
 
