@@ -78,12 +78,10 @@ def parse_mailstore_dump(text):
     return boxes
 
 
-def run(prefix, body, **cluster_kw):
-    """Start local.Cluster.with_free_ports(**cluster_kw), then body(c, check)
-    where check(name, fn) runs one named check; stop the cluster and report.
-    Returns the process exit code."""
-    passed, failed = [], []
 
+def checker(passed, failed):
+    """check(name, fn): run one named check, print ok/FAIL (with the
+    traceback), and append name to passed or failed."""
     def check(name, fn):
         try:
             fn()
@@ -93,7 +91,29 @@ def run(prefix, body, **cluster_kw):
         else:
             passed.append(name)
             print(f"ok   {name}", flush=True)
+    return check
 
+
+def dumps_differ(dumps):
+    """Problems (text) where the replicas' mailstore dumps are not identical
+    (dumps: {node name: dump text})."""
+    problems = []
+    names = sorted(dumps)
+    for other in names[1:]:
+        if dumps[other] != dumps[names[0]]:
+            a, b = dumps[names[0]].splitlines(), dumps[other].splitlines()
+            diff = [f"{x!r} != {y!r}" for x, y in zip(a, b) if x != y][:3]
+            problems.append(f"{names[0]} and {other} differ ({len(a)} vs {len(b)} lines): "
+                            + "; ".join(diff))
+    return problems
+
+
+def run(prefix, body, **cluster_kw):
+    """Start local.Cluster.with_free_ports(**cluster_kw), then body(c, check)
+    where check(name, fn) runs one named check; stop the cluster and report.
+    Returns the process exit code."""
+    passed, failed = [], []
+    check = checker(passed, failed)
     state = tempfile.mkdtemp(prefix=prefix)
     c = local.Cluster.with_free_ports(state, bin_dir(), **cluster_kw)
     pids = set()

@@ -314,15 +314,8 @@ def parse_dump(text):
 
 def audit(dumps, acked):
     """Problems found comparing the replicas' dumps with the acks."""
-    problems = []
-    names = sorted(dumps)
-    for other in names[1:]:
-        if dumps[other] != dumps[names[0]]:
-            a, b = dumps[names[0]].splitlines(), dumps[other].splitlines()
-            diff = [f"{x!r} != {y!r}" for x, y in zip(a, b) if x != y][:3]
-            problems.append(f"{names[0]} and {other} differ ({len(a)} vs {len(b)} lines): "
-                            + "; ".join(diff))
-    for name in names:
+    problems = e2e_harness.dumps_differ(dumps)
+    for name in sorted(dumps):
         boxes = parse_dump(dumps[name])
         for user in USERS:
             box = boxes.get(user)
@@ -498,16 +491,7 @@ def main():
     state = tempfile.mkdtemp(prefix="mail-partition-")
     c = None
     passed, failed = [], []
-
-    def check(name, fn):
-        try:
-            fn()
-        except Exception:
-            failed.append(name)
-            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-        else:
-            passed.append(name)
-            print(f"ok   {name}", flush=True)
+    check = e2e_harness.checker(passed, failed)
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")

@@ -369,15 +369,8 @@ def parse_dump(text):
 
 
 def audit(dumps, mail, uv_before):
-    problems = []
-    names = sorted(dumps)
-    for other in names[1:]:
-        if dumps[other] != dumps[names[0]]:
-            a, b = dumps[names[0]].splitlines(), dumps[other].splitlines()
-            diff = [f"{x!r} != {y!r}" for x, y in zip(a, b) if x != y][:3]
-            problems.append(f"{names[0]} and {other} differ ({len(a)} vs {len(b)} lines): "
-                            + "; ".join(diff))
-    for name in names:
+    problems = e2e_harness.dumps_differ(dumps)
+    for name in sorted(dumps):
         boxes = parse_dump(dumps[name])
         for user in USERS:
             box = boxes.get(user)
