@@ -889,6 +889,14 @@ static int repl__owner_lost(repl_partition *p, const char *reason)
 	return repl__log_reset(p, 0, 0);
 }
 
+/* A request from a primary at epoch is refused (STALE_EPOCH): an older
+ * epoch, or this node's own epoch while it is the primary (two primaries
+ * at one epoch). AppendEntries and InstallSnapshot alike. */
+static int repl__fenced(const repl_partition *p, uint64_t epoch)
+{
+	return epoch < p->st.epoch || (epoch == p->st.epoch && p->role == REPL_ROLE_PRIMARY);
+}
+
 static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	repl_node *n = ctx;
@@ -899,8 +907,7 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 		rpc_call_reply(call, MAIL_ERR_NOT_FOUND, NULL);
 		return;
 	}
-	if (req->epoch < p->st.epoch ||
-	    (req->epoch == p->st.epoch && p->role == REPL_ROLE_PRIMARY)) {
+	if (repl__fenced(p, req->epoch)) {
 		if (req->epoch == p->st.epoch)
 			log_event(LOG_ERROR, REPL_LOG_SVC, "event=two_primaries partition=%u "
 				  "epoch=%llu other=%s", p->id, (unsigned long long)req->epoch,
@@ -1069,8 +1076,7 @@ static void repl__snapshot_handler(rpc_call *call, const ProtobufCMessage *msg, 
 		return;
 	}
 	/* Fencing exactly as for AppendEntries. */
-	if (req->epoch < p->st.epoch ||
-	    (req->epoch == p->st.epoch && p->role == REPL_ROLE_PRIMARY)) {
+	if (repl__fenced(p, req->epoch)) {
 		log_event(LOG_WARN, REPL_LOG_SVC, "event=snapshot_fenced partition=%u epoch=%llu "
 			  "ours=%llu other=%s", p->id, (unsigned long long)req->epoch,
 			  (unsigned long long)p->st.epoch, req->primary_id);
