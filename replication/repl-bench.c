@@ -1,7 +1,10 @@
 /* repl_bench: commits/s and commit latency (p50/p99) of the replicated log
  * on loopback, for R=1 and R=3, with 1 and 64 proposals in flight, and
  * with 64 in flight while compaction keeps 1000 entries (the state machine
- * is empty: its snapshot has no bytes). Not a test: run it by hand
+ * is empty: its snapshot has no bytes); then 5 KiB payloads (a message
+ * body) with and without compaction, printing the entry-value bytes each
+ * commit costs the primary (applying it, shipping it to two replicas:
+ * about 3 payloads; compaction adds nothing). Not a test: run it by hand
  * (`build/bin/repl_bench [seconds-per-case]`). Uses LevelDB directories
  * under /tmp, removed at the end. */
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #define PART 1u
 #define MAX_NODES 3
 #define PAYLOAD_LEN 512
+#define PAYLOAD_MAX 5120
 
 struct bench;
 
@@ -29,7 +33,8 @@ struct bench {
 	char dir[MAX_NODES][64];
 	int port[MAX_NODES];
 	int r;
-	uint8_t payload[PAYLOAD_LEN];
+	uint8_t payload[PAYLOAD_MAX];
+	size_t payload_len;
 	uint64_t end_ns;
 	uint64_t *lat;
 	size_t n_lat, cap_lat;
@@ -106,7 +111,7 @@ static void submit(struct slot *s)
 {
 	struct bench *b = s->b;
 	s->start_ns = uv_hrtime();
-	if (repl_partition_propose(b->p[0], b->payload, sizeof b->payload, done_cb, s) == MAIL_OK)
+	if (repl_partition_propose(b->p[0], b->payload, b->payload_len, done_cb, s) == MAIL_OK)
 		b->in_flight++;
 	else
 		b->failed++;
@@ -119,12 +124,15 @@ static int cmp_u64(const void *a, const void *c)
 }
 
 /* keep > 0: snapshot callbacks on, compaction keeps `keep` entries. */
-static void run_case(int r, int window, double seconds, uint64_t keep)
+static void run_case(int r, int window, double seconds, uint64_t keep, size_t payload_len)
 {
 	struct bench *b = xcalloc(1, sizeof *b);
 	uv_loop_init(&b->loop);
 	b->r = r;
+	b->payload_len = payload_len;
 	memset(b->payload, 'x', sizeof b->payload);
+	for (size_t k = 0; k < sizeof b->payload; k++)   /* not all one byte */
+		b->payload[k] = (uint8_t)('a' + (k * 7919) % 26);
 	struct repl_replica members[MAX_NODES];
 	char ids[MAX_NODES][16];
 	for (int i = 0; i < r; i++) {
@@ -172,9 +180,12 @@ static void run_case(int r, int window, double seconds, uint64_t keep)
 	double p99 = b->n_lat ? (double)b->lat[b->n_lat * 99 / 100] / 1e6 : 0;
 	struct repl_status st;
 	repl_partition_status(b->p[0], &st);
-	printf("R=%d in_flight=%-3d commits=%-7zu commits/s=%-8.0f p50_ms=%.3f p99_ms=%.3f "
-	       "failed=%d", r, window, b->n_lat, (double)b->n_lat / elapsed, p50, p99,
-	       b->failed);
+	struct repl_node_counters ctr;
+	repl_node_counters(b->node[0], &ctr);
+	printf("R=%d in_flight=%-3d payload=%-5zu commits=%-7zu commits/s=%-8.0f p50_ms=%.3f "
+	       "p99_ms=%.3f failed=%d value_bytes_read/commit=%.0f", r, window, payload_len,
+	       b->n_lat, (double)b->n_lat / elapsed, p50, p99, b->failed,
+	       b->n_lat ? (double)ctr.log_value_bytes_read / (double)b->n_lat : 0.0);
 	if (keep > 0)
 		printf(" keep=%llu log_entries=%llu compacted=%llu",
 		       (unsigned long long)keep, (unsigned long long)(st.last_index - st.base),
@@ -201,14 +212,15 @@ int main(int argc, char **argv)
 	double seconds = argc > 1 ? atof(argv[1]) : 3.0;
 	if (seconds <= 0)
 		seconds = 3.0;
-	printf("repl_bench: %d-byte payloads, %.1f s per case, loopback, LevelDB sync writes\n",
-	       PAYLOAD_LEN, seconds);
+	printf("repl_bench: %.1f s per case, loopback, LevelDB sync writes\n", seconds);
 	static const int rs[] = { 1, 3 };
 	static const int windows[] = { 1, 64 };
 	for (size_t i = 0; i < 2; i++)
 		for (size_t j = 0; j < 2; j++)
-			run_case(rs[i], windows[j], seconds, 0);
-	run_case(1, 64, seconds, 1000);
-	run_case(3, 64, seconds, 1000);
+			run_case(rs[i], windows[j], seconds, 0, PAYLOAD_LEN);
+	run_case(1, 64, seconds, 1000, PAYLOAD_LEN);
+	run_case(3, 64, seconds, 1000, PAYLOAD_LEN);
+	run_case(3, 64, seconds, 0, PAYLOAD_MAX);
+	run_case(3, 64, seconds, 2000, PAYLOAD_MAX);
 	return 0;
 }

@@ -12,11 +12,13 @@
 
 #define KIND_ENTRY 'E'
 #define KIND_STATE 'S'
+#define KIND_META 'M'
 #define ENTRY_KEY_LEN (2 + 4 + 8)
 #define STATE_KEY_LEN (2 + 4)
 #define ENTRY_HDR_LEN (8 + 1)
 #define STATE_VAL_LEN (6 * 8)
 #define STATE_VAL_LEN_V1 (4 * 8)   /* before compaction: no base */
+#define META_VAL_LEN (8 + 4)
 
 struct repl_log {
 	leveldb_t *db;
@@ -25,6 +27,7 @@ struct repl_log {
 	leveldb_writeoptions_t *write_sync;
 	leveldb_writeoptions_t *write_nosync;
 	uint64_t sync_writes;
+	uint64_t value_bytes_read;
 };
 
 struct repl_log_batch {
@@ -45,6 +48,11 @@ static void log__put_u64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 }
 
+static uint32_t log__get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static uint64_t log__get_u64(const uint8_t *p)
 {
 	uint64_t v = 0;
@@ -53,12 +61,22 @@ static uint64_t log__get_u64(const uint8_t *p)
 	return v;
 }
 
-static void log__entry_key(uint8_t *key, uint32_t partition, uint64_t index)
+static void log__index_key(uint8_t *key, int kind, uint32_t partition, uint64_t index)
 {
 	key[0] = REPL_KEY_VERSION;
-	key[1] = KIND_ENTRY;
+	key[1] = (uint8_t)kind;
 	log__put_u32(key + 2, partition);
 	log__put_u64(key + 6, index);
+}
+
+static void log__entry_key(uint8_t *key, uint32_t partition, uint64_t index)
+{
+	log__index_key(key, KIND_ENTRY, partition, index);
+}
+
+static void log__meta_key(uint8_t *key, uint32_t partition, uint64_t index)
+{
+	log__index_key(key, KIND_META, partition, index);
 }
 
 static void log__state_key(uint8_t *key, uint32_t partition)
@@ -118,6 +136,11 @@ uint64_t repl_log_sync_writes(const repl_log *log)
 	return log->sync_writes;
 }
 
+uint64_t repl_log_value_bytes_read(const repl_log *log)
+{
+	return log->value_bytes_read;
+}
+
 int repl_log_state_load(repl_log *log, uint32_t partition, struct repl_log_state *state_r)
 {
 	uint8_t key[STATE_KEY_LEN];
@@ -175,8 +198,73 @@ int repl_log_entry_get(repl_log *log, uint32_t partition, uint64_t index, uint64
 	*kind_r = p[8];
 	if (out != NULL)
 		buf_append(out, p + ENTRY_HDR_LEN, vlen - ENTRY_HDR_LEN);
+	log->value_bytes_read += vlen;
 	leveldb_free(v);
 	return 1;
+}
+
+/* The side record of the entry at index: 1 with *meta_r, 0 when there is
+ * none (no such entry, or one written before side records existed), -1 on
+ * a storage error or a damaged record. */
+static int log__meta_get(repl_log *log, uint32_t partition, uint64_t index,
+			 struct repl_log_meta *meta_r)
+{
+	uint8_t key[ENTRY_KEY_LEN];
+	log__meta_key(key, partition, index);
+	char *err = NULL;
+	size_t vlen;
+	char *v = leveldb_get(log->db, log->read, (const char *)key, sizeof key, &vlen, &err);
+	if (err != NULL) {
+		log__error("meta_get", err);
+		return -1;
+	}
+	if (v == NULL)
+		return 0;
+	int r = 1;
+	if (vlen != META_VAL_LEN) {
+		log_event(LOG_ERROR, "repl", "event=log_corrupt partition=%u index=%llu what=meta "
+			  "len=%zu", partition, (unsigned long long)index, vlen);
+		r = -1;
+	} else {
+		meta_r->epoch = log__get_u64((const uint8_t *)v);
+		meta_r->len = log__get_u32((const uint8_t *)v + 8);
+	}
+	leveldb_free(v);
+	return r;
+}
+
+/* Metadata of one entry: from its side record, or, for an entry written
+ * before side records existed, from the entry itself (its value is read:
+ * counted in value_bytes_read). 1, 0 none, -1 error. */
+static int log__meta_of(repl_log *log, uint32_t partition, uint64_t index,
+			struct repl_log_meta *meta_r)
+{
+	int r = log__meta_get(log, partition, index, meta_r);
+	if (r != 0)
+		return r;
+	uint8_t key[ENTRY_KEY_LEN];
+	log__entry_key(key, partition, index);
+	char *err = NULL;
+	size_t vlen;
+	char *v = leveldb_get(log->db, log->read, (const char *)key, sizeof key, &vlen, &err);
+	if (err != NULL) {
+		log__error("entry_get", err);
+		return -1;
+	}
+	if (v == NULL)
+		return 0;
+	log->value_bytes_read += vlen;
+	r = 1;
+	if (vlen < ENTRY_HDR_LEN) {
+		log_event(LOG_ERROR, "repl", "event=log_corrupt partition=%u index=%llu len=%zu",
+			  partition, (unsigned long long)index, vlen);
+		r = -1;
+	} else {
+		meta_r->epoch = log__get_u64((const uint8_t *)v);
+		meta_r->len = vlen - ENTRY_HDR_LEN;
+	}
+	leveldb_free(v);
+	return r;
 }
 
 int repl_log_entry_epoch(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r)
@@ -185,9 +273,11 @@ int repl_log_entry_epoch(repl_log *log, uint32_t partition, uint64_t index, uint
 		*epoch_r = 0;
 		return 0;
 	}
-	int kind;
-	int r = repl_log_entry_get(log, partition, index, epoch_r, &kind, NULL);
-	return r == 1 ? 0 : -1;
+	struct repl_log_meta m;
+	if (log__meta_of(log, partition, index, &m) != 1)
+		return -1;
+	*epoch_r = m.epoch;
+	return 0;
 }
 
 int repl_log_read(repl_log *log, uint32_t partition, uint64_t from, uint64_t last,
@@ -200,9 +290,15 @@ int repl_log_read(repl_log *log, uint32_t partition, uint64_t from, uint64_t las
 	leveldb_iterator_t *it = leveldb_create_iterator(log->db, log->read);
 	size_t n = 0, bytes = 0;
 	uint64_t want = from;
-	for (leveldb_iter_seek(it, (const char *)key, sizeof key); leveldb_iter_valid(it);
-	     leveldb_iter_next(it), want++) {
-		if (want > last || n >= max_entries || (n > 0 && bytes >= max_bytes))
+	/* Never step past the last entry wanted: the keys after it may be a
+	 * run of deleted ones (the compacted front of the next partition's
+	 * log, or of the side records), which LevelDB would walk one by one
+	 * until a live key. */
+	leveldb_iter_seek(it, (const char *)key, sizeof key);
+	for (; want <= last && n < max_entries && (n == 0 || bytes < max_bytes); want++) {
+		if (want > from)
+			leveldb_iter_next(it);
+		if (!leveldb_iter_valid(it))
 			break;
 		size_t klen, vlen;
 		const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &klen);
@@ -220,6 +316,7 @@ int repl_log_read(repl_log *log, uint32_t partition, uint64_t from, uint64_t las
 		memcpy(copy, v + ENTRY_HDR_LEN, e->len);
 		e->payload = copy;
 		bytes += e->len;
+		log->value_bytes_read += vlen;
 	}
 	char *err = NULL;
 	leveldb_iter_get_error(it, &err);
@@ -241,29 +338,41 @@ int repl_log_read_meta(repl_log *log, uint32_t partition, uint64_t from, uint64_
 {
 	if (from > last || max_entries == 0)
 		return 0;
+	/* The side records only (12-byte values, apart from the payloads);
+	 * an entry without one (written by an older binary) is looked up by
+	 * itself. */
 	uint8_t key[ENTRY_KEY_LEN];
-	log__entry_key(key, partition, from);
+	log__meta_key(key, partition, from);
 	leveldb_iterator_t *it = leveldb_create_iterator(log->db, log->read);
+	leveldb_iter_seek(it, (const char *)key, sizeof key);
 	size_t n = 0;
 	uint64_t want = from;
-	int gap = 0;
-	for (leveldb_iter_seek(it, (const char *)key, sizeof key);
-	     want <= last && n < max_entries; leveldb_iter_next(it), want++) {
-		size_t klen, vlen;
+	int bad = 0;
+	for (; want <= last && n < max_entries; want++) {
+		size_t klen = 0, vlen;
 		const uint8_t *k = leveldb_iter_valid(it) ?
 				   (const uint8_t *)leveldb_iter_key(it, &klen) : NULL;
-		log__entry_key(key, partition, want);
-		if (k == NULL || klen != sizeof key || memcmp(k, key, sizeof key) != 0) {
-			gap = 1;
+		log__meta_key(key, partition, want);
+		if (k != NULL && klen == sizeof key && memcmp(k, key, sizeof key) == 0) {
+			const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
+			if (vlen != META_VAL_LEN) {
+				bad = 1;
+				break;
+			}
+			meta_r[n].epoch = log__get_u64(v);
+			meta_r[n].len = log__get_u32(v + 8);
+			n++;
+			/* Not past the last one wanted (see repl_log_read). */
+			if (want < last && n < max_entries)
+				leveldb_iter_next(it);
+			continue;
+		}
+		/* No side record at this index: an older entry, or a gap. The
+		 * iterator stays where it is (at a later record, if any). */
+		if (log__meta_of(log, partition, want, &meta_r[n]) != 1) {
+			bad = 1;
 			break;
 		}
-		const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
-		if (vlen < ENTRY_HDR_LEN) {
-			gap = 1;
-			break;
-		}
-		meta_r[n].epoch = log__get_u64(v);
-		meta_r[n].len = vlen - ENTRY_HDR_LEN;
 		n++;
 	}
 	char *err = NULL;
@@ -271,7 +380,7 @@ int repl_log_read_meta(repl_log *log, uint32_t partition, uint64_t from, uint64_
 	leveldb_iter_destroy(it);
 	if (err != NULL)
 		log__error("read_meta", err);
-	if (err != NULL || gap) {
+	if (err != NULL || bad) {
 		log_event(LOG_ERROR, "repl", "event=log_gap partition=%u from=%llu at=%llu",
 			  partition, (unsigned long long)from, (unsigned long long)want);
 		return -1;
@@ -309,6 +418,11 @@ void repl_log_batch_put_entry(repl_log_batch *b, uint64_t index, uint64_t epoch,
 	leveldb_writebatch_put(b->wb, (const char *)key, sizeof key, (const char *)v,
 			       ENTRY_HDR_LEN + len);
 	free(v);
+	uint8_t m[META_VAL_LEN];
+	log__meta_key(key, b->partition, index);
+	log__put_u64(m, epoch);
+	log__put_u32(m + 8, (uint32_t)len);
+	leveldb_writebatch_put(b->wb, (const char *)key, sizeof key, (const char *)m, sizeof m);
 }
 
 void repl_log_batch_truncate(repl_log_batch *b, uint64_t from, uint64_t to)
@@ -316,6 +430,8 @@ void repl_log_batch_truncate(repl_log_batch *b, uint64_t from, uint64_t to)
 	uint8_t key[ENTRY_KEY_LEN];
 	for (uint64_t i = from; i <= to && i != 0; i++) {
 		log__entry_key(key, b->partition, i);
+		leveldb_writebatch_delete(b->wb, (const char *)key, sizeof key);
+		log__meta_key(key, b->partition, i);
 		leveldb_writebatch_delete(b->wb, (const char *)key, sizeof key);
 	}
 }

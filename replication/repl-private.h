@@ -3,6 +3,7 @@
  * LevelDB key schema (one directory per node, all partitions), version byte
  * REPL_KEY_VERSION first so the layout can evolve:
  *   0x01 'E' <partition u32 BE> <index u64 BE> -> <epoch u64 BE> <kind u8> <payload>
+ *   0x01 'M' <partition u32 BE> <index u64 BE> -> <epoch u64 BE> <payload length u32 BE>
  *   0x01 'S' <partition u32 BE>                -> <epoch> <last> <commit> <applied>
  *                                                 <base> <base epoch> (6 x u64 BE;
  *                                                 4 x u64 while base is 0, which
@@ -12,6 +13,15 @@
  * describes, so last_index always matches the log on disk, and base_index
  * (the last index compacted away) matches the entries deleted with it: the
  * log holds exactly base_index+1 .. last_index.
+ *
+ * The 'M' record is an entry's side record, written and deleted in the
+ * same batch as the entry: what compaction, byte counting and epoch
+ * checks need, readable without the entry's value (a message body that
+ * LevelDB would decompress). 'M' keys sort apart from 'E' keys, so a scan
+ * of side records touches small blocks only. Entries written by a binary
+ * from before side records existed have none; every reader then falls back
+ * to the entry itself (counted in repl_log_value_bytes_read), until
+ * compaction has deleted those entries.
  */
 #ifndef MAIL_REPL_PRIVATE_H
 #define MAIL_REPL_PRIVATE_H
@@ -51,13 +61,18 @@ int repl_log_open(const char *dir, repl_log **log_r, const char **error_r);
 void repl_log_close(repl_log **log);
 /* Number of sync writes so far. */
 uint64_t repl_log_sync_writes(const repl_log *log);
+/* Bytes of entry values (header and payload) read so far: by the entry
+ * readers below, and by a side-record reader that had to fall back to an
+ * entry without one. Compaction and byte counting read none. */
+uint64_t repl_log_value_bytes_read(const repl_log *log);
 
 /* 1 with *state_r, 0 when the partition has no state yet, -1 on error. */
 int repl_log_state_load(repl_log *log, uint32_t partition, struct repl_log_state *state_r);
 /* Entry at index: 1 (payload appended to out if not NULL), 0 none, -1 error. */
 int repl_log_entry_get(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r,
 		       int *kind_r, buf *out);
-/* Epoch of the entry at index, 0 for index 0; -1 on error or missing. */
+/* Epoch of the entry at index (from its side record), 0 for index 0; -1
+ * on error or missing. */
 int repl_log_entry_epoch(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r);
 
 /* Read entries from index `from` while index <= last, at most max_entries,
@@ -74,8 +89,9 @@ struct repl_log_meta {
 	uint64_t epoch;
 	size_t len;
 };
-/* Like repl_log_read, without copying payloads and without a byte bound:
- * metadata of the entries from..last, at most max_entries. Returns the
+/* Like repl_log_read, without payloads and without a byte bound:
+ * metadata of the entries from..last, at most max_entries, from their side
+ * records (no entry value is read unless an entry has none). Returns the
  * count (>= 0) or -1 (storage error, or a gap). */
 int repl_log_read_meta(repl_log *log, uint32_t partition, uint64_t from, uint64_t last,
 		       size_t max_entries, struct repl_log_meta *meta_r);

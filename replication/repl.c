@@ -37,10 +37,8 @@
 #define REPL_BATCH_MAX_ENTRIES 4096u
 /* Entries applied per LevelDB read while catching up the state machine. */
 #define REPL_APPLY_CHUNK 256u
-/* Entries compacted per heartbeat or per apply (bounded work per turn). */
+/* Entries compacted per heartbeat at most (bounded work per loop turn). */
 #define REPL_COMPACT_STEP 4096u
-/* Excess over log_keep_entries that makes an apply compact too. */
-#define REPL_COMPACT_SLACK 1024u
 /* Entries whose sizes are read per LevelDB read when counting bytes. */
 #define REPL_META_CHUNK 1024u
 
@@ -104,6 +102,10 @@ struct repl_partition {
 	int caught_up;
 	int fenced;              /* a replica refused st.epoch: it is over */
 	uint64_t log_bytes;      /* payload bytes of entries base+1..last */
+	/* The log went over a high-water mark: the heartbeat deletes down to
+	 * the keep bounds, then this clears (repl__compact_due). */
+	int compacting;
+	int compact_more;        /* one more step at the next loop turn */
 	/* Replica: a snapshot install started (the owner's state was dropped)
 	 * and has not ended. */
 	int installing;
@@ -149,6 +151,7 @@ struct repl_call_ctx {
 
 static void repl__replicate_all(repl_partition *p);
 static void repl__advance_commit(repl_partition *p);
+static void repl__compact_continue(repl_partition *p);
 
 static uint32_t repl__clamp(uint32_t v, uint32_t def, uint32_t min, uint32_t max)
 {
@@ -274,8 +277,6 @@ static void repl__step_down(repl_partition *p, const char *reason)
 
 /* ---- applying committed entries -------------------------------------- */
 
-static int repl__compact_step(repl_partition *p, size_t max_entries);
-
 static void repl__pending_complete(repl_partition *p)
 {
 	while (p->n_pending > 0 && p->pending[p->pending_head].index <= p->applied) {
@@ -314,13 +315,6 @@ static void repl__apply(repl_partition *p)
 		repl_log_batch *b = repl_log_batch_create(n->log, p->id);
 		repl_log_batch_put_state(b, &p->st);
 		repl_log_batch_commit(b, 0);
-		/* The heartbeat compacts at most REPL_COMPACT_STEP entries per
-		 * beat; under a faster stream the log would outgrow its bound,
-		 * so once it is well over, compact here too (in batches of at
-		 * least REPL_COMPACT_SLACK entries, not one delete per apply). */
-		if (p->st.last_index - p->st.base_index > n->keep_entries + REPL_COMPACT_SLACK ||
-		    p->log_bytes > n->keep_bytes + n->keep_bytes / 16)
-			repl__compact_step(p, REPL_COMPACT_STEP);
 	}
 	repl__pending_complete(p);
 }
@@ -384,6 +378,10 @@ static void repl__idle_cb(uv_idle_t *h)
 	repl__advance_commit(p);
 	if (p->applied < p->st.commit_index)
 		repl__apply(p);
+	if (p->compact_more) {
+		p->compact_more = 0;
+		repl__compact_continue(p);
+	}
 }
 
 static void repl__kick(repl_partition *p)
@@ -745,15 +743,45 @@ static void repl__replicate_all(repl_partition *p)
 
 /* ---- compaction ------------------------------------------------------ */
 
+/* Compaction runs with hysteresis: nothing happens until the log holds a
+ * quarter more than a keep bound (the high-water mark), then the heartbeat
+ * deletes, in batches of at most REPL_COMPACT_STEP, down to the keep
+ * bounds themselves (the low-water mark). So a log under a steady stream
+ * is trimmed by about keep/4 entries at a time, never one entry per apply,
+ * and never from the proposal path. Returns 1 when this partition should
+ * be compacted now. force: down to the bounds whenever over them
+ * (repl_partition_compact). */
+static int repl__compact_due(repl_partition *p, int force)
+{
+	repl_node *n = p->node;
+	uint64_t count = p->st.last_index - p->st.base_index;
+	int over = count > n->keep_entries || p->log_bytes > n->keep_bytes;
+	if (!over) {
+		p->compacting = 0;
+		return 0;
+	}
+	if (force || p->compacting)
+		return 1;
+	uint64_t slack_e = n->keep_entries / 4 ? n->keep_entries / 4 : 1;
+	uint64_t slack_b = n->keep_bytes / 4 ? n->keep_bytes / 4 : 1;
+	if (count > n->keep_entries + slack_e || p->log_bytes > n->keep_bytes + slack_b)
+		p->compacting = 1;
+	return p->compacting;
+}
+
 /* Delete up to max_entries entries from the front of the log: applied
  * ones, not needed by a snapshot being sent, while the log is over a keep
- * bound. The base moves in the same batch. Not synced: a crash loses
- * either the whole batch (the entries are back, with the old base) or
- * nothing. Returns 1 deleted some, 0 nothing to do, -1 error (logged). */
-static int repl__compact_step(repl_partition *p, size_t max_entries)
+ * bound. Sizes and epochs come from the entries' side records
+ * (repl-private.h), never from their values. The base moves in the same
+ * batch. Not synced: a crash loses either the whole batch (the entries are
+ * back, with the old base) or nothing. Returns 1 deleted some, 0 nothing
+ * to do, -1 error (logged). */
+static int repl__compact_step(repl_partition *p, size_t max_entries, int force)
 {
 	repl_node *n = p->node;
 	if (p->closing || p->scb.snapshot_open == NULL || p->installing)
+		return 0;
+	if (!repl__compact_due(p, force))
 		return 0;
 	uint64_t limit = p->applied < p->st.commit_index ? p->applied : p->st.commit_index;
 	for (size_t i = 0; i < p->n_peers; i++)
@@ -761,11 +789,13 @@ static int repl__compact_step(repl_partition *p, size_t max_entries)
 			limit = p->peers[i]->snap_index;
 	uint64_t base = p->st.base_index;
 	uint64_t count = p->st.last_index - base;
-	if (limit <= base || (count <= n->keep_entries && p->log_bytes <= n->keep_bytes))
+	if (limit <= base)
 		return 0;
 	uint64_t want = limit - base;
 	if (want > max_entries)
 		want = max_entries;
+	if (p->log_bytes <= n->keep_bytes && count - n->keep_entries < want)
+		want = count - n->keep_entries;   /* over by entries only */
 	struct repl_log_meta *meta = xmalloc(want * sizeof *meta);
 	int got = repl_log_read_meta(n->log, p->id, base + 1, base + want, want, meta);
 	if (got <= 0) {
@@ -794,16 +824,31 @@ static int repl__compact_step(repl_partition *p, size_t max_entries)
 	p->st = st;
 	p->log_bytes = bytes;
 	p->compacted_entries += k;
+	if (count <= n->keep_entries && bytes <= n->keep_bytes)
+		p->compacting = 0;
 	log_event(LOG_DEBUG, REPL_LOG_SVC, "event=compact partition=%u base=%llu deleted=%zu "
 		  "last=%llu bytes=%llu", p->id, (unsigned long long)st.base_index, k,
 		  (unsigned long long)st.last_index, (unsigned long long)bytes);
 	return 1;
 }
 
+/* One step of compaction; while it makes progress and the log is still
+ * above the keep bounds (a stream faster than one step per heartbeat), the
+ * next step runs at the next loop turn, between other events, rather than
+ * a heartbeat later. A step that is held back (entries not yet applied, a
+ * snapshot being sent) waits for the heartbeat. */
+static void repl__compact_continue(repl_partition *p)
+{
+	if (repl__compact_step(p, REPL_COMPACT_STEP, 0) > 0 && p->compacting) {
+		p->compact_more = 1;
+		repl__kick(p);
+	}
+}
+
 int repl_partition_compact(repl_partition *p)
 {
 	int any = 0, r;
-	while ((r = repl__compact_step(p, REPL_COMPACT_STEP)) > 0)
+	while ((r = repl__compact_step(p, REPL_COMPACT_STEP, 1)) > 0)
 		any = 1;
 	return r < 0 ? -1 : any;
 }
@@ -815,7 +860,7 @@ static void repl__timer_cb(uv_timer_t *t)
 	repl_partition *p = t->data;
 	if (p->closing)
 		return;
-	repl__compact_step(p, REPL_COMPACT_STEP);
+	repl__compact_continue(p);
 	if (p->role != REPL_ROLE_PRIMARY)
 		return;
 	uint64_t now = util_now_mono_ms();
@@ -1467,4 +1512,5 @@ void repl_node_counters(const repl_node *node, struct repl_node_counters *c)
 {
 	*c = node->counters;
 	c->sync_writes = repl_log_sync_writes(node->log);
+	c->log_value_bytes_read = repl_log_value_bytes_read(node->log);
 }

@@ -39,7 +39,10 @@
  * callbacks (struct repl_snapshot_callbacks), every member (primary and replicas)
  * deletes applied entries beyond the keep bounds (repl_settings
  * log_keep_entries / log_keep_bytes), remembering the last deleted one as
- * the log's base; a replica that needs an entry the primary no longer has
+ * the log's base. It runs from the heartbeat timer, never from a proposal
+ * or an apply, with hysteresis: once the log is a quarter over a bound it
+ * is cut back to the bound in bulk. It reads each entry's epoch and size
+ * from a small side record, never the entry's value (a message body); a replica that needs an entry the primary no longer has
  * (a new replica, one that was down too long) is sent a snapshot of the
  * owner's state in chunks (InstallSnapshot), then the log from there.
  * Without snapshot_open the whole log is kept, as before.
@@ -81,9 +84,10 @@ struct repl_settings {
 	 * is always sent). Default 1 MiB, min 1 KiB, max 32 MiB. */
 	uint32_t batch_max_bytes;
 	/* Compaction (only for partitions whose owner has snapshot_open):
-	 * applied entries are deleted from the front of the log while the
-	 * log holds more than log_keep_entries entries or more than
-	 * log_keep_bytes payload bytes. Entries above the applied index are
+	 * once the log holds a quarter more than log_keep_entries entries or
+	 * log_keep_bytes payload bytes (the high-water mark), applied entries
+	 * are deleted from its front until it holds at most both bounds (the
+	 * low-water mark): the log stays between the bounds and 5/4 of them. Entries above the applied index are
 	 * never deleted, whatever their number. A replica that falls further
 	 * behind than the primary's log reaches is sent a snapshot.
 	 * log_keep_entries: default 10000, min 1, max 2^31.
@@ -127,6 +131,10 @@ struct repl_node_counters {
 	uint64_t append_rpcs_in;   /* AppendEntries served */
 	uint64_t snapshot_rpcs_out;   /* InstallSnapshot chunks sent */
 	uint64_t snapshot_rpcs_in;    /* InstallSnapshot chunks served */
+	/* Bytes of log entry values read back (applying, shipping to
+	 * replicas, reading an older entry without a side record); log
+	 * compaction and byte counting read none. */
+	uint64_t log_value_bytes_read;
 };
 void repl_node_counters(const repl_node *node, struct repl_node_counters *counters_r);
 
@@ -337,8 +345,9 @@ struct repl_status {
 };
 void repl_partition_status(const repl_partition *p, struct repl_status *status_r);
 
-/* Compact now, as far as the keep bounds allow (the loop also does it on
- * its own, a bounded amount per heartbeat): delete the entries from the
+/* Compact now, as far as the keep bounds allow, without waiting for the
+ * high-water mark (the loop does it on its own past the mark, a bounded
+ * amount per heartbeat): delete the entries from the
  * front of the log that are applied, beyond log_keep_entries /
  * log_keep_bytes, and not needed by an open snapshot; the base moves to the
  * last one deleted, in the same (unsynced) batch. Does nothing without

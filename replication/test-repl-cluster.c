@@ -942,6 +942,72 @@ static void test_compaction_bounds_log(void **state)
 	assert_true(s.last_index - s.base >= 100);
 }
 
+static uint64_t value_bytes_read(struct fx *fx, int i)
+{
+	struct repl_node_counters c;
+	repl_node_counters(fx->n[i].node, &c);
+	return c.log_value_bytes_read;
+}
+
+static int cond_all_compacted_to_keep(struct fx *fx)
+{
+	for (int i = 0; i < N_NODES; i++) {
+		struct repl_status s = status_of(fx, i);
+		if (s.base == 0 || s.last_index - s.base != fx->keep_entries)
+			return 0;
+	}
+	return 1;
+}
+
+/* Compaction waits for the high-water mark (a quarter over the keep
+ * bound), then deletes down to the bound in one batch, on the primary and
+ * the replicas; it reads no entry value, on its own or when asked. */
+static void test_compaction_hysteresis(void **state)
+{
+	struct fx *fx = *state;
+	assert_int_equal(fx->keep_entries, 50);   /* high-water mark 62 */
+	set_roles(fx, 1, 0);
+	propose_wait(fx, 0, "h", 60, 5000);       /* with the barrier: 61 */
+	assert_int_equal(fx->ok, 60);
+	wait_all_applied(fx, 0);
+	run_for(fx, 200);                         /* ten heartbeats */
+	for (int i = 0; i < N_NODES; i++)
+		assert_int_equal(status_of(fx, i).base, 0);
+
+	propose_wait(fx, 0, "i", 5, 5000);        /* 66: over the mark */
+	assert_int_equal(fx->ok, 5);
+	wait_all_applied(fx, 0);
+	assert_true(run_until(fx, cond_all_compacted_to_keep, 5000));
+	uint64_t before[N_NODES];
+	for (int i = 0; i < N_NODES; i++) {
+		struct repl_status s = status_of(fx, i);
+		assert_int_equal(s.last_index, 66);
+		assert_int_equal(s.compacted_entries, 16);   /* one batch */
+		check_log_bounds(fx, i);
+		before[i] = value_bytes_read(fx, i);
+	}
+	run_for(fx, 200);
+	for (int i = 0; i < N_NODES; i++)
+		assert_int_equal(value_bytes_read(fx, i), before[i]);
+
+	/* Under the mark nothing happens by itself; asked, it compacts down
+	 * to the bound, reading no value either. */
+	propose_wait(fx, 0, "j", 10, 5000);
+	assert_int_equal(fx->ok, 10);
+	wait_all_applied(fx, 0);
+	run_for(fx, 100);
+	for (int i = 0; i < N_NODES; i++) {
+		struct repl_status s = status_of(fx, i);
+		assert_int_equal(s.last_index - s.base, 60);
+		before[i] = value_bytes_read(fx, i);
+		assert_int_equal(repl_partition_compact(fx->n[i].p), 1);
+		s = status_of(fx, i);
+		assert_int_equal(s.last_index - s.base, 50);
+		assert_int_equal(s.compacted_entries, 26);
+		assert_int_equal(value_bytes_read(fx, i), before[i]);
+	}
+}
+
 static int cond_n2_caught_up_to(struct fx *fx, int primary)
 {
 	struct repl_status pr = status_of(fx, primary), s2 = status_of(fx, 2);
@@ -1247,6 +1313,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_bounds_log, setup_snap, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_hysteresis, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_lagging_replica, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_fresh_replica, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_interrupted, setup_snap, teardown),

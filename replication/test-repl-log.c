@@ -1,6 +1,7 @@
 /* Unit tests of the replication log storage (repl-log.c): append, read,
  * truncate, state, reopen, partitions kept apart, the base of a compacted
- * log, entry sizes, state records of the older format. */
+ * log, entry sizes from side records (no value read), entries of the
+ * older format without one, state records of the older format. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -204,6 +205,91 @@ static void test_base_and_meta(void **state)
 	assert_int_equal(repl_log_read_meta(fx->log, 3, 11, 10, 16, meta), 0);
 }
 
+/* Entry sizes and epochs come from the side records: reading them reads
+ * no entry value, whatever the payload size; a truncate removes the side
+ * records with the entries. */
+static void test_meta_reads_no_values(void **state)
+{
+	struct fx *fx = *state;
+	repl_log_batch *b = repl_log_batch_create(fx->log, 4);
+	size_t big = 64 * 1024;
+	char *payload = malloc(big);
+	memset(payload, 'x', big);
+	for (uint64_t i = 1; i <= 50; i++)
+		repl_log_batch_put_entry(b, i, 2 + i / 25, REPL_KIND_DATA, payload, big - i);
+	struct repl_log_state st = { .epoch = 4, .last_index = 50 };
+	repl_log_batch_put_state(b, &st);
+	assert_int_equal(repl_log_batch_commit(b, 1), 0);
+	free(payload);
+
+	uint64_t before = repl_log_value_bytes_read(fx->log);
+	struct repl_log_meta meta[64];
+	assert_int_equal(repl_log_read_meta(fx->log, 4, 1, 50, 64, meta), 50);
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(meta[i].len, big - (size_t)(i + 1));
+		assert_int_equal(meta[i].epoch, 2 + (uint64_t)(i + 1) / 25);
+	}
+	uint64_t epoch;
+	assert_int_equal(repl_log_entry_epoch(fx->log, 4, 30, &epoch), 0);
+	assert_int_equal(epoch, 3);
+	assert_int_equal(repl_log_value_bytes_read(fx->log), before);
+
+	/* Reading an entry itself is counted. */
+	int kind;
+	assert_int_equal(repl_log_entry_get(fx->log, 4, 1, &epoch, &kind, NULL), 1);
+	assert_true(repl_log_value_bytes_read(fx->log) >= before + big - 1);
+
+	/* Truncated entries lose their side records too: a gap. */
+	b = repl_log_batch_create(fx->log, 4);
+	repl_log_batch_truncate(b, 1, 10);
+	assert_int_equal(repl_log_batch_commit(b, 0), 0);
+	assert_int_equal(repl_log_read_meta(fx->log, 4, 1, 50, 64, meta), -1);
+	assert_int_equal(repl_log_entry_epoch(fx->log, 4, 10, &epoch), -1);
+	assert_int_equal(repl_log_read_meta(fx->log, 4, 11, 50, 64, meta), 40);
+}
+
+/* Entries written by a binary from before side records (an 'E' key only)
+ * are still measured, by reading them (counted), mixed with newer ones. */
+static void test_meta_older_entries(void **state)
+{
+	struct fx *fx = *state;
+	repl_log_close(&fx->log);
+	leveldb_options_t *o = leveldb_options_create();
+	char *err = NULL;
+	leveldb_t *db = leveldb_open(o, fx->dir, &err);
+	assert_null(err);
+	leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+	for (uint8_t i = 1; i <= 5; i++) {
+		char key[] = { REPL_KEY_VERSION, 'E', 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, (char)i };
+		uint8_t v[9 + 100] = { 0 };
+		v[7] = 3;   /* epoch */
+		leveldb_put(db, wo, key, sizeof key, (const char *)v, 9 + (size_t)i * 10, &err);
+		assert_null(err);
+	}
+	leveldb_writeoptions_destroy(wo);
+	leveldb_close(db);
+	leveldb_options_destroy(o);
+	const char *e;
+	assert_int_equal(repl_log_open(fx->dir, &fx->log, &e), 0);
+	struct repl_log_state st = { .epoch = 4 };
+	append_n(fx->log, 6, 6, 5, 4, &st);
+
+	uint64_t before = repl_log_value_bytes_read(fx->log);
+	struct repl_log_meta meta[16];
+	assert_int_equal(repl_log_read_meta(fx->log, 6, 1, 10, 16, meta), 10);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(meta[i].epoch, 3);
+		assert_int_equal(meta[i].len, (size_t)(i + 1) * 10);
+		assert_int_equal(meta[5 + i].epoch, 4);
+	}
+	assert_int_equal(meta[9].len, strlen("p6-e4-10"));
+	uint64_t read = repl_log_value_bytes_read(fx->log) - before;
+	assert_int_equal(read, 5 * 9 + 150);   /* the five old entries only */
+	uint64_t epoch;
+	assert_int_equal(repl_log_entry_epoch(fx->log, 6, 2, &epoch), 0);
+	assert_int_equal(epoch, 3);
+}
+
 /* A state record written before compaction existed (4 fields) reads as
  * base 0, and one is still written while the base is 0. */
 static void test_state_v1(void **state)
@@ -285,6 +371,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_truncate_and_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_and_partitions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_base_and_meta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_reads_no_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_older_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_v1, setup, teardown),
 		cmocka_unit_test(test_open_bad_dir),
 	};
