@@ -64,6 +64,10 @@ struct expiry_hint {
 struct mailstore {
 	leveldb_t *db;
 	leveldb_options_t *options;
+	/* Bloom filters: a deliver looks up a delivery id that is (nearly
+	 * always) absent; without them each miss reads a block of every table
+	 * that may hold the key, more of them as the store grows. */
+	leveldb_filterpolicy_t *filter;
 	leveldb_readoptions_t *ropts;
 	leveldb_writeoptions_t *wopts; /* sync = 1 */
 	struct mailstore_limits limits;
@@ -964,6 +968,8 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		s->limits.max_flags = UINT16_MAX;
 	s->options = leveldb_options_create();
 	leveldb_options_set_create_if_missing(s->options, 1);
+	s->filter = leveldb_filterpolicy_create_bloom(10);
+	leveldb_options_set_filter_policy(s->options, s->filter);
 	s->ropts = leveldb_readoptions_create();
 	s->wopts = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(s->wopts, 1);
@@ -978,6 +984,7 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		leveldb_readoptions_destroy(s->ropts);
 		leveldb_writeoptions_destroy(s->wopts);
 		leveldb_options_destroy(s->options);
+		leveldb_filterpolicy_destroy(s->filter);
 		free(s);
 		*error_r = "cannot open the LevelDB directory (see log)";
 		return MAIL_ERR_INTERNAL;
@@ -1002,6 +1009,7 @@ void mailstore_close(mailstore **store)
 	leveldb_readoptions_destroy(s->ropts);
 	leveldb_writeoptions_destroy(s->wopts);
 	leveldb_options_destroy(s->options);
+	leveldb_filterpolicy_destroy(s->filter);
 	pthread_mutex_destroy(&s->lock);
 	free(s->install_seen);
 	free(s);
