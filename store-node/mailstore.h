@@ -154,9 +154,10 @@ void mailstore_close(mailstore **store);
 
 /* Store body as a new message of user's mailbox ("" = INBOX, created if
  * missing; any other mailbox must exist: NOT_FOUND). delivery_id is the
- * idempotency key: if it was delivered before (to any mailbox of user), the
- * original uid/uidvalidity come back with duplicate = 1 and nothing is
- * written. An empty delivery_id disables the check. internal_date is ms
+ * idempotency key: if it was delivered before (to any mailbox of user)
+ * within limits.delivery_keep_ms, the original uid/uidvalidity come back
+ * with duplicate = 1 and nothing is written. A delivery that writes also
+ * drops up to 4 of user's delivery records older than that (same batch). An empty delivery_id disables the check. internal_date is ms
  * since the epoch, 0 meaning now. flags may be NULL when
  * n_flags is 0. Errors: PARAMS (bad user, mailbox, flag or delivery id),
  * TOO_BIG (body over max_message_size), LIMIT (too many or too long flags),
