@@ -20,6 +20,10 @@
 struct queue_store {
 	leveldb_t *db;
 	leveldb_options_t *options;
+	/* Bloom filters: every put first looks its (new, so absent) queue id
+	 * up; without them each miss reads a block of every table that may
+	 * hold it. */
+	leveldb_filterpolicy_t *filter;
 	leveldb_readoptions_t *read;
 	leveldb_writeoptions_t *write_sync;
 	leveldb_writeoptions_t *write_async;
@@ -84,10 +88,13 @@ int queue_store_open(const char *dir, queue_store **store_r, const char **error_
 	char *err = NULL;
 	s->options = leveldb_options_create();
 	leveldb_options_set_create_if_missing(s->options, 1);
+	s->filter = leveldb_filterpolicy_create_bloom(10);
+	leveldb_options_set_filter_policy(s->options, s->filter);
 	s->db = leveldb_open(s->options, dir, &err);
 	if (err != NULL) {
 		store__log_error("open", err);
 		leveldb_options_destroy(s->options);
+		leveldb_filterpolicy_destroy(s->filter);
 		free(s);
 		*error_r = "cannot open the queue store (see the log)";
 		return -1;
@@ -110,6 +117,7 @@ void queue_store_close(queue_store **store)
 	leveldb_writeoptions_destroy(s->write_sync);
 	leveldb_writeoptions_destroy(s->write_async);
 	leveldb_options_destroy(s->options);
+	leveldb_filterpolicy_destroy(s->filter);
 	free(s);
 	*store = NULL;
 }

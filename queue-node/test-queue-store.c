@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 #include <ftw.h>
+#include <leveldb/c.h>
 #include <unistd.h>
 
 #include "queue-store.h"
@@ -421,6 +422,57 @@ static void test_bad_input(void **state)
 	assert_int_equal(queue_store_load_all(f->store, count_cb, ids, &error), 0);
 }
 
+/* Delivered mail leaves the database: after puts, "done" marks and
+ * removals of every message, only the applied-index keys are left (disk
+ * follows what is still queued, not what went through). */
+static void test_keys_gone_after_delivery(void **state)
+{
+	struct fixture *f = *state;
+	const char *error;
+	uint64_t index = 0;
+	char qid[32];
+	struct sample smp;
+	for (int i = 0; i < 200; i++) {
+		snprintf(qid, sizeof qid, "gone%d", i);
+		assert_int_equal(apply_put(f->store, (uint32_t)i % 2, ++index, qid, &smp), 0);
+	}
+	for (int i = 0; i < 200; i++) {
+		snprintf(qid, sizeof qid, "gone%d", i);
+		Queue__LogEntry e = QUEUE__LOG_ENTRY__INIT;
+		e.queue_id = qid;
+		uint32_t done = 0;
+		e.done = &done;
+		e.n_done = 1;
+		assert_int_equal(queue_store_apply(f->store, (uint32_t)i % 2, ++index, &e, &error),
+				 0);
+		e.done = NULL;
+		e.n_done = 0;
+		e.remove = 1;
+		assert_int_equal(queue_store_apply(f->store, (uint32_t)i % 2, ++index, &e, &error),
+				 0);
+	}
+	queue_store_close(&f->store);
+	leveldb_options_t *o = leveldb_options_create();
+	char *err = NULL;
+	leveldb_t *db = leveldb_open(o, f->dir, &err);
+	assert_null(err);
+	leveldb_readoptions_t *r = leveldb_readoptions_create();
+	leveldb_iterator_t *it = leveldb_create_iterator(db, r);
+	size_t n = 0;
+	for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t klen;
+		const char *k = leveldb_iter_key(it, &klen);
+		assert_true(klen == 6 && k[1] == 'A');
+		n++;
+	}
+	assert_int_equal(n, 2);
+	leveldb_iter_destroy(it);
+	leveldb_readoptions_destroy(r);
+	leveldb_close(db);
+	leveldb_options_destroy(o);
+	assert_int_equal(queue_store_open(f->dir, &f->store, &error), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -433,6 +485,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test(test_partition_agrees_with_router),
 		cmocka_unit_test_setup_teardown(test_load_if, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keys_gone_after_delivery, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,19 @@
 #define KIND_BODY 'B'
 #define KIND_DELIVERY 'D'
 #define KIND_APPLIED 'A'
+#define KIND_DELIVERY_AGE 'X'
+#define KIND_SCHEMA 'V'
+
+/* The store's data level ('V' record): 1 = every delivery record has its
+ * 'X' age record (mailstore_open indexes older stores once). */
+#define SCHEMA_LEVEL 1
+
+/* Expired delivery records dropped per delivery at most: more than the one
+ * a delivery adds, so a backlog (a store that was down, a lowered keep
+ * time) drains, while a delivery never pays for more than a few. */
+#define DELIVERY_EXPIRE_PER_WRITE 4
+/* Slots of the per-user expiry hints (struct expiry_hint). */
+#define EXPIRY_HINT_SLOTS 256
 
 /* Format version of every value (first value byte). */
 #define VALUE_VERSION 0x01
@@ -32,10 +45,29 @@
 #define COUNTERS_VALUE_LEN (1 + 8 + 4)
 #define DELIVERY_VALUE_LEN (1 + 8 + 4 + 4)
 #define META_FIXED_LEN (1 + 8 + 8 + 8 + 2)
+#define AGE_VALUE_LEN 1
+#define AGE_TIME_LEN 8
+
+/* Where a user's oldest live 'X' record is, at the latest: no 'X' key of
+ * user sorts before 01 'X' <user> 00 <floor_ms>. The expiry pass seeks
+ * there instead of to the start of the user's range, which after a while
+ * is a run of deleted keys (LevelDB keeps each until compaction pushes it
+ * down to the level of the key it deletes: skipping them made every
+ * delivery slower with the number of records ever expired). Only a hint:
+ * a slot shared by two users holds the last one, an empty slot means "seek
+ * to the start"; which keys expire does not depend on it. */
+struct expiry_hint {
+	char user[256];      /* "" = empty slot */
+	uint64_t floor_ms;
+};
 
 struct mailstore {
 	leveldb_t *db;
 	leveldb_options_t *options;
+	/* Bloom filters: a deliver looks up a delivery id that is (nearly
+	 * always) absent; without them each miss reads a block of every table
+	 * that may hold the key, more of them as the store grows. */
+	leveldb_filterpolicy_t *filter;
 	leveldb_readoptions_t *ropts;
 	leveldb_writeoptions_t *wopts; /* sync = 1 */
 	struct mailstore_limits limits;
@@ -45,7 +77,17 @@ struct mailstore {
 	/* Set by mailstore_apply_begin(): the replicated entry being applied. */
 	int applying;
 	struct mailstore_apply apply;
+	/* Under lock. */
+	struct expiry_hint hints[EXPIRY_HINT_SLOTS];
+	/* Per partition, during a snapshot install: bit 0 a delivery record
+	 * came in, bit 1 an age record did (install_end indexes the records
+	 * of an exporter older than the age records). n_install entries. */
+	uint8_t *install_seen;
+	uint32_t n_install;
 };
+
+#define INSTALL_SAW_DELIVERY 1
+#define INSTALL_SAW_AGE 2
 
 /* The mailbox record, decoded. */
 struct mbox {
@@ -68,6 +110,7 @@ void mailstore_limits_default(struct mailstore_limits *limits_r)
 	limits_r->max_mailbox_name = 255;
 	limits_r->max_user_len = 254;
 	limits_r->max_delivery_id = 255;
+	limits_r->delivery_keep_ms = MAILSTORE_DELIVERY_KEEP_DEFAULT_MS;
 }
 
 /* ---- encoding -------------------------------------------------------- */
@@ -131,6 +174,17 @@ static void key_delivery(buf *k, const char *user, const char *delivery_id)
 {
 	key_user_prefix(k, KIND_DELIVERY, user);
 	buf_append_str(k, delivery_id);
+}
+
+/* 01 'X' <user> 00 <time_ms u64> [<delivery_id>]: without the id, the
+ * first key that can hold time_ms. */
+static void key_delivery_age(buf *k, const char *user, uint64_t time_ms,
+			     const char *delivery_id)
+{
+	key_user_prefix(k, KIND_DELIVERY_AGE, user);
+	put_u64(k, time_ms);
+	if (delivery_id != NULL)
+		buf_append_str(k, delivery_id);
 }
 
 static void mbox_encode(buf *v, const struct mbox *m)
@@ -701,6 +755,203 @@ static void mbox_info_fill(struct mailstore_mailbox_info *info, const char *name
 	info->highest_modseq = m->highest_modseq;
 }
 
+/* The partition of a user: router_partition_of() (router/router.h), which
+ * this library cannot link; test-mailstore.c checks that the two agree. */
+static uint32_t user_partition(const void *user, size_t len, uint32_t n_partitions)
+{
+	return (uint32_t)(util_hash64(user, len) % n_partitions);
+}
+
+/* ---- delivery record expiry --------------------------------------------
+ * Every delivery record ('D') has an age record ('X': user, time, delivery
+ * id) written in the same batch. A delivery of user drops, in its own
+ * batch, up to DELIVERY_EXPIRE_PER_WRITE of user's delivery records older
+ * than delivery_keep_ms, oldest first, found by a seek into user's age
+ * records (never by a scan of the delivery records). The time is the
+ * entry's (apply->now_ms) when applying, so every replica drops the same
+ * records at the same entry. */
+
+static struct expiry_hint *hint_slot(mailstore *s, const char *user)
+{
+	return &s->hints[util_hash64(user, strlen(user)) % EXPIRY_HINT_SLOTS];
+}
+
+/* Where to seek for user's oldest age record (0: the start of its range). */
+static uint64_t hint_floor(mailstore *s, const char *user)
+{
+	const struct expiry_hint *h = hint_slot(s, user);
+	return strcmp(h->user, user) == 0 ? h->floor_ms : 0;
+}
+
+/* Once a batch is written: no age record of user is older than floor_ms. */
+static void hint_set(mailstore *s, const char *user, uint64_t floor_ms)
+{
+	struct expiry_hint *h = hint_slot(s, user);
+	size_t len = strlen(user);
+	if (len >= sizeof h->user)
+		return;
+	memcpy(h->user, user, len + 1);
+	h->floor_ms = floor_ms;
+}
+
+/* An age record of user at time_ms was written: a clock that went back
+ * (a new primary) may put it below the floor. */
+static void hint_note_added(mailstore *s, const char *user, uint64_t time_ms)
+{
+	struct expiry_hint *h = hint_slot(s, user);
+	if (strcmp(h->user, user) == 0 && time_ms < h->floor_ms)
+		h->floor_ms = time_ms;
+}
+
+/* "now" of a write: the entry's clock when applying, else the wall clock. */
+static int64_t store_now_ms(const mailstore *s)
+{
+	return s->applying ? s->apply.now_ms : util_now_wall_ms();
+}
+
+/* Add to wb the deletion of up to DELIVERY_EXPIRE_PER_WRITE of user's
+ * delivery records (and their age records) older than now_ms -
+ * delivery_keep_ms, oldest first. *floor_r: the hint to set once wb is
+ * written; *n_r: records dropped. Returns MAIL_OK or INTERNAL (read
+ * error, logged). Call with delivery_keep_ms > 0, under lock. */
+static int deliveries_expire(mailstore *s, leveldb_writebatch_t *wb, const char *user,
+			     int64_t now_ms, uint64_t *floor_r, size_t *n_r)
+{
+	uint64_t keep = s->limits.delivery_keep_ms;
+	uint64_t now = now_ms > 0 ? (uint64_t)now_ms : 0;
+	uint64_t cutoff = now > keep ? now - keep : 0;
+	uint64_t floor = hint_floor(s, user);
+	*n_r = 0;
+	buf prefix, k;
+	buf_init(&prefix);
+	buf_init(&k);
+	key_user_prefix(&prefix, KIND_DELIVERY_AGE, user);
+	key_delivery_age(&k, user, floor, NULL);
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)k.data, k.len);
+	     leveldb_iter_valid(it) && *n_r < DELIVERY_EXPIRE_PER_WRITE; leveldb_iter_next(it)) {
+		size_t klen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
+			break;
+		if (klen <= prefix.len + AGE_TIME_LEN) {
+			log_corrupt("delivery_age", user);
+			continue;
+		}
+		uint64_t t = get_u64((const uint8_t *)key + prefix.len);
+		floor = t;
+		if (t >= cutoff)
+			break;
+		leveldb_writebatch_delete(wb, key, klen);
+		key_user_prefix(&k, KIND_DELIVERY, user);
+		buf_append(&k, key + prefix.len + AGE_TIME_LEN, klen - prefix.len - AGE_TIME_LEN);
+		leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
+		(*n_r)++;
+	}
+	int ret = db_iter_close(it);
+	buf_deinit(&prefix);
+	buf_deinit(&k);
+	*floor_r = floor;
+	return ret;
+}
+
+/* Write an age record, dated now (wall clock), for every delivery record:
+ * of every user (all = 1) or of partition's users. Used once on a store
+ * written before age records existed, and after installing a snapshot
+ * from such a store (none of those records has one). Dating them now
+ * keeps each at least delivery_keep_ms from here on, never less than it
+ * would have been kept. Returns MAIL_OK or INTERNAL. Caller holds the
+ * lock (or is mailstore_open). */
+static int deliveries_index(mailstore *s, int all, uint32_t partition, uint32_t n_partitions,
+			    const char *what, uint64_t *n_r)
+{
+	*n_r = 0;
+	uint64_t now = (uint64_t)util_now_wall_ms();
+	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_DELIVERY };
+	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	size_t in_batch = 0;
+	int ret = MAIL_OK;
+	buf k;
+	buf_init(&k);
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)head, sizeof head); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		size_t klen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen < 2 || memcmp(key, head, sizeof head) != 0)
+			break;
+		const char *nul = memchr(key + 2, '\0', klen - 2);
+		if (nul == NULL || nul == key + klen - 1)
+			continue;
+		size_t ulen = (size_t)(nul - (key + 2));
+		if (!all && user_partition(key + 2, ulen, n_partitions) != partition)
+			continue;
+		/* 01 'X' <user> 00 <now> <delivery id> */
+		buf_reset(&k);
+		uint8_t ahead[2] = { MAILSTORE_KEY_VERSION, KIND_DELIVERY_AGE };
+		buf_append(&k, ahead, sizeof ahead);
+		buf_append(&k, key + 2, ulen + 1);
+		put_u64(&k, now);
+		buf_append(&k, nul + 1, (size_t)(key + klen - (nul + 1)));
+		uint8_t ver = VALUE_VERSION;
+		leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)&ver,
+				       AGE_VALUE_LEN);
+		(*n_r)++;
+		if (++in_batch == 10000) {
+			ret = db_commit(s, wb, what);
+			wb = leveldb_writebatch_create();
+			in_batch = 0;
+			if (ret != MAIL_OK)
+				break;
+		}
+	}
+	if (db_iter_close(it) != MAIL_OK)
+		ret = MAIL_ERR_INTERNAL;
+	if (ret == MAIL_OK && all) {
+		/* in the last batch: a crash before it indexes again, harmlessly */
+		uint8_t vkey[2] = { MAILSTORE_KEY_VERSION, KIND_SCHEMA };
+		uint8_t vval[2] = { VALUE_VERSION, SCHEMA_LEVEL };
+		leveldb_writebatch_put(wb, (const char *)vkey, sizeof vkey, (const char *)vval,
+				       sizeof vval);
+	}
+	if (ret == MAIL_OK)
+		ret = db_commit(s, wb, what);
+	else
+		leveldb_writebatch_destroy(wb);
+	buf_deinit(&k);
+	return ret;
+}
+
+/* mailstore_open: index the delivery records of a store from before the
+ * age records ('V' missing or below SCHEMA_LEVEL), once. */
+static int schema_upgrade(mailstore *s)
+{
+	uint8_t vkey[2] = { MAILSTORE_KEY_VERSION, KIND_SCHEMA };
+	buf k;
+	buf_init(&k);
+	buf_append(&k, vkey, sizeof vkey);
+	char *val;
+	size_t len;
+	int got = db_get(s, &k, &val, &len);
+	buf_deinit(&k);
+	if (got < 0)
+		return MAIL_ERR_INTERNAL;
+	int level = 0;
+	if (got == 1) {
+		if (len >= 2 && (uint8_t)val[0] == VALUE_VERSION)
+			level = (uint8_t)val[1];
+		leveldb_free(val);
+	}
+	if (level >= SCHEMA_LEVEL)
+		return MAIL_OK;
+	uint64_t n;
+	int ret = deliveries_index(s, 1, 0, 1, "schema_upgrade", &n);
+	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
+		  "event=schema_upgrade level=%d delivery_records_indexed=%llu status=%s",
+		  SCHEMA_LEVEL, (unsigned long long)n, mail_error_info(ret)->name);
+	return ret;
+}
+
 /* ---- open / close ---------------------------------------------------- */
 
 int mailstore_open(const char *dir, const struct mailstore_limits *limits,
@@ -717,6 +968,8 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		s->limits.max_flags = UINT16_MAX;
 	s->options = leveldb_options_create();
 	leveldb_options_set_create_if_missing(s->options, 1);
+	s->filter = leveldb_filterpolicy_create_bloom(10);
+	leveldb_options_set_filter_policy(s->options, s->filter);
 	s->ropts = leveldb_readoptions_create();
 	s->wopts = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(s->wopts, 1);
@@ -731,11 +984,17 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		leveldb_readoptions_destroy(s->ropts);
 		leveldb_writeoptions_destroy(s->wopts);
 		leveldb_options_destroy(s->options);
+		leveldb_filterpolicy_destroy(s->filter);
 		free(s);
 		*error_r = "cannot open the LevelDB directory (see log)";
 		return MAIL_ERR_INTERNAL;
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	if (schema_upgrade(s) != MAIL_OK) {
+		mailstore_close(&s);
+		*error_r = "cannot index the delivery records (see log)";
+		return MAIL_ERR_INTERNAL;
+	}
 	*store_r = s;
 	return MAIL_OK;
 }
@@ -750,7 +1009,9 @@ void mailstore_close(mailstore **store)
 	leveldb_readoptions_destroy(s->ropts);
 	leveldb_writeoptions_destroy(s->wopts);
 	leveldb_options_destroy(s->options);
+	leveldb_filterpolicy_destroy(s->filter);
 	pthread_mutex_destroy(&s->lock);
+	free(s->install_seen);
 	free(s);
 }
 
@@ -824,7 +1085,29 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 		leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data,
 				       v.len);
 	}
+	int64_t now_ms = store_now_ms(s);
+	uint64_t age_ms = now_ms > 0 ? (uint64_t)now_ms : 0;
+	if (delivery_id[0] != '\0') {
+		key_delivery_age(&k, user, age_ms, delivery_id);
+		uint8_t ver = VALUE_VERSION;
+		leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)&ver,
+				       AGE_VALUE_LEN);
+	}
+	uint64_t floor = 0;
+	size_t n_expired = 0;
+	int expire = s->limits.delivery_keep_ms > 0;
+	if (expire && deliveries_expire(s, wb, user, now_ms, &floor, &n_expired) != MAIL_OK) {
+		leveldb_writebatch_destroy(wb);
+		ret = MAIL_ERR_INTERNAL;
+		goto out;
+	}
 	ret = db_write(s, wb, "deliver");
+	if (ret == MAIL_OK && expire) {
+		/* in this order: the new record may be below the pass's floor */
+		hint_set(s, user, floor);
+		if (delivery_id[0] != '\0')
+			hint_note_added(s, user, age_ms);
+	}
 	if (ret == MAIL_OK) {
 		res->uid = mi.uid;
 		res->uidvalidity = m.uidvalidity;
@@ -1286,20 +1569,14 @@ int mailstore_mailbox_exists(mailstore *s, const char *user, const char *mailbox
 /* ---- partition snapshots ------------------------------------------------ */
 
 /* The kinds of per-user key a partition snapshot carries. */
-static const char snap_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX };
+static const char snap_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX,
+				   KIND_DELIVERY_AGE };
 #define SNAP_N_KINDS (sizeof snap_kinds / sizeof *snap_kinds)
 
 /* Chunk framing: a u32 length before each key and each value. */
 #define SNAP_LEN_BYTES 4
 /* 'I' and 'B' keys end in mailbox_id u64 | uid u32. */
 #define SNAP_MSG_KEY_TAIL (8 + 4)
-
-/* The partition of a user: router_partition_of() (router/router.h), which
- * this library cannot link; test-mailstore.c checks that the two agree. */
-static uint32_t user_partition(const void *user, size_t len, uint32_t n_partitions)
-{
-	return (uint32_t)(util_hash64(user, len) % n_partitions);
-}
 
 static int partition_args_valid(uint32_t partition, uint32_t n_partitions)
 {
@@ -1501,6 +1778,14 @@ int mailstore_snapshot_install_begin(mailstore *s, uint32_t partition, uint32_t 
 	leveldb_writebatch_t *wb = leveldb_writebatch_create();
 	uint64_t n = 0;
 	pthread_mutex_lock(&s->lock);
+	/* the partition's age records go: forget where they were */
+	memset(s->hints, 0, sizeof s->hints);
+	if (s->n_install != n_partitions) {
+		free(s->install_seen);
+		s->install_seen = xcalloc(n_partitions, sizeof *s->install_seen);
+		s->n_install = n_partitions;
+	}
+	s->install_seen[partition] = 0;
 	struct part_scan sc;
 	int pos = part_scan_start(&sc, leveldb_create_iterator(s->db, s->ropts), partition,
 				  n_partitions);
@@ -1535,6 +1820,7 @@ int mailstore_snapshot_install_begin(mailstore *s, uint32_t partition, uint32_t 
 struct snap_ids {
 	uint64_t max_mailbox_id;
 	uint32_t max_uidvalidity;
+	uint8_t seen; /* INSTALL_SAW_* */
 };
 
 static void snap_ids_note(struct snap_ids *ids, uint64_t mailbox_id, uint32_t uidvalidity)
@@ -1634,6 +1920,21 @@ static const char *snap_check_delivery(const mailstore *s, const uint8_t *rest, 
 	if (!snap_mailbox_id_ok(mailbox_id) || uid == 0 || uidvalidity == 0)
 		return "delivery_value";
 	snap_ids_note(ids, mailbox_id, uidvalidity);
+	ids->seen |= INSTALL_SAW_DELIVERY;
+	return NULL;
+}
+
+/* 'X': rest is time u64 | delivery id; the value is the version byte. */
+static const char *snap_check_delivery_age(const mailstore *s, const uint8_t *rest,
+					   size_t rlen, const uint8_t *val, size_t vlen,
+					   struct snap_ids *ids)
+{
+	if (rlen <= AGE_TIME_LEN || rlen - AGE_TIME_LEN > s->limits.max_delivery_id ||
+	    memchr(rest + AGE_TIME_LEN, '\0', rlen - AGE_TIME_LEN) != NULL)
+		return "delivery_age_key";
+	if (vlen != AGE_VALUE_LEN || val[0] != VALUE_VERSION)
+		return "delivery_age_value";
+	ids->seen |= INSTALL_SAW_AGE;
 	return NULL;
 }
 
@@ -1664,6 +1965,8 @@ static const char *snap_check_pair(const mailstore *s, uint32_t partition,
 		return snap_check_message(s, (char)key[1], rest, rlen, val, vlen, ids);
 	case KIND_DELIVERY:
 		return snap_check_delivery(s, rest, rlen, val, vlen, ids);
+	case KIND_DELIVERY_AGE:
+		return snap_check_delivery_age(s, rest, rlen, val, vlen, ids);
 	default:
 		/* 'A' included: only install_end sets the applied index */
 		return "key_kind";
@@ -1724,7 +2027,7 @@ int mailstore_snapshot_install_chunk(mailstore *s, uint32_t partition, uint32_t 
 	if (!partition_args_valid(partition, n_partitions))
 		return MAIL_ERR_PARAMS;
 	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	struct snap_ids ids = { 0, 0 };
+	struct snap_ids ids = { 0, 0, 0 };
 	uint64_t pairs;
 	size_t off;
 	const char *why = snap_chunk_parse(s, partition, n_partitions, data, len, wb, &ids,
@@ -1753,6 +2056,8 @@ int mailstore_snapshot_install_chunk(mailstore *s, uint32_t partition, uint32_t 
 			last_uidvalidity = ids.max_uidvalidity;
 		batch_put_counters(wb, next_id, last_uidvalidity);
 		ret = db_commit(s, wb, "snapshot_install_chunk");
+		if (ret == MAIL_OK && partition < s->n_install && n_partitions == s->n_install)
+			s->install_seen[partition] |= ids.seen;
 	} else {
 		leveldb_writebatch_destroy(wb);
 	}
@@ -1765,7 +2070,21 @@ int mailstore_snapshot_install_end(mailstore *s, uint32_t partition, uint64_t ap
 	leveldb_writebatch_t *wb = leveldb_writebatch_create();
 	batch_put_applied(wb, partition, applied);
 	pthread_mutex_lock(&s->lock);
-	int ret = db_commit(s, wb, "snapshot_install_end");
+	int ret = MAIL_OK;
+	if (partition < s->n_install &&
+	    s->install_seen[partition] == INSTALL_SAW_DELIVERY) {
+		/* from a store older than the age records: date them here */
+		uint64_t n;
+		ret = deliveries_index(s, 0, partition, s->n_install, "snapshot_index", &n);
+		log_event(LOG_INFO, LOG_SVC, "event=snapshot_delivery_records_indexed "
+			  "partition=%u count=%llu", (unsigned)partition, (unsigned long long)n);
+	}
+	if (partition < s->n_install)
+		s->install_seen[partition] = 0;
+	if (ret == MAIL_OK)
+		ret = db_commit(s, wb, "snapshot_install_end");
+	else
+		leveldb_writebatch_destroy(wb);
 	pthread_mutex_unlock(&s->lock);
 	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
 		  "event=snapshot_install_end partition=%u applied=%llu status=%s",

@@ -30,13 +30,25 @@
  *   01 'B' <user> 00 <mailbox_id u64> <uid u32>   -> message body (raw bytes)
  *   01 'D' <user> 00 <delivery_id>         -> delivery record (idempotency)
  *        value: 01 | mailbox_id u64 | uid u32 | uidvalidity u32
+ *   01 'X' <user> 00 <time_ms u64> <delivery_id>  -> age of a delivery
+ *        record (written in its batch; time: the write's "now"), value: 01
+ *   01 'V'                                 -> data level of this store, per
+ *        node, never exported: value 01 | level u8 (1: every 'D' has its 'X')
  *   01 'A' <partition u32>                 -> applied index of a replicated
  *        partition (mailstore_apply_begin) value: 01 | index u64
  *
  * The first byte of every value is the value's own format version (01).
  * Mailbox ids come from the counter and are never reused. Delivery records
  * outlive an expunge on purpose: a late retry of an expunged delivery is
- * still a duplicate and must not bring the message back.
+ * still a duplicate and must not bring the message back. They do not
+ * outlive limits.delivery_keep_ms: each delivery of a user drops at most
+ * 4 of that user's records older than that (oldest first, found through
+ * the 'X' records by one seek, never by a scan), in its own batch, so the
+ * records a store holds are those of one keep period, not of every
+ * delivery ever made. A store opened by this version for the first time
+ * dates its existing delivery records "now" (one pass at open, logged
+ * event=schema_upgrade); records a previous version writes after that
+ * (a downgrade) are kept forever, as that version did.
  *
  * Mailbox names: "" and any case of "INBOX" mean "INBOX". Other names are
  * 1..max_mailbox_name bytes of printable ASCII or UTF-8 (no control bytes,
@@ -83,7 +95,19 @@ struct mailstore_limits {
 	unsigned max_user_len;
 	/* Longest delivery id in bytes (PARAMS above). Default 255. */
 	unsigned max_delivery_id;
+	/* How long a delivery record (the idempotency of a delivery id) is
+	 * kept, in ms of the writes' clock (the entry's when replicated). A
+	 * retry of the same delivery id within it is a duplicate; after it the
+	 * id may be delivered again. It must cover the longest a queue may
+	 * hold a recipient that reached the store before it retries it, and
+	 * the frontend's resend window (queue_client_content_id, 10 min).
+	 * Must be the same on every store node (replicas drop records at the
+	 * same entry). 0 = keep forever. Default 7 days, longer than the
+	 * 4-5 days after which RFC 5321 4.5.4.1 lets a sender give up. */
+	uint64_t delivery_keep_ms;
 };
+
+#define MAILSTORE_DELIVERY_KEEP_DEFAULT_MS (7ull * 24 * 3600 * 1000)
 
 void mailstore_limits_default(struct mailstore_limits *limits_r);
 
@@ -130,9 +154,10 @@ void mailstore_close(mailstore **store);
 
 /* Store body as a new message of user's mailbox ("" = INBOX, created if
  * missing; any other mailbox must exist: NOT_FOUND). delivery_id is the
- * idempotency key: if it was delivered before (to any mailbox of user), the
- * original uid/uidvalidity come back with duplicate = 1 and nothing is
- * written. An empty delivery_id disables the check. internal_date is ms
+ * idempotency key: if it was delivered before (to any mailbox of user)
+ * within limits.delivery_keep_ms, the original uid/uidvalidity come back
+ * with duplicate = 1 and nothing is written. A delivery that writes also
+ * drops up to 4 of user's delivery records older than that (same batch). An empty delivery_id disables the check. internal_date is ms
  * since the epoch, 0 meaning now. flags may be NULL when
  * n_flags is 0. Errors: PARAMS (bad user, mailbox, flag or delivery id),
  * TOO_BIG (body over max_message_size), LIMIT (too many or too long flags),
@@ -206,10 +231,14 @@ int mailstore_mailbox_exists(mailstore *store, const char *user, const char *mai
  * The bytes are produced and read only here; the replicated log carries
  * them as opaque chunks.
  *
- * What a partition is on this store: every 'M', 'I', 'B' and 'D' key of a
- * user with util_hash64(user) % n_partitions == partition (the same
+ * What a partition is on this store: every 'M', 'I', 'B', 'D' and 'X' key
+ * of a user with util_hash64(user) % n_partitions == partition (the same
  * function as router_partition_of()), plus its 'A' key. The 'C' counters
- * are per node and are never exported.
+ * and the 'V' level are per node and are never exported. (A store of the
+ * version before 'X' refuses chunks with 'X' keys: during a rolling
+ * upgrade a new primary cannot install a snapshot on an old replica; the
+ * replica catches up once upgraded. The other way round works: a new
+ * replica dates the delivery records of an old exporter at install_end.)
  *
  * Chunk format (version MAILSTORE_SNAPSHOT_VERSION):
  *   version u8 | pair*      pair = key_len u32 | key | value_len u32 | value
@@ -256,7 +285,7 @@ void mailstore_snapshot_close(mailstore_snapshot **snap);
  * any point before end leaves applied index 0 (never a half-installed
  * partition that claims to be applied): start again with begin.
  *
- * install_begin: drop every key of the partition (all 'M','I','B','D' keys
+ * install_begin: drop every key of the partition (all 'M','I','B','D','X' keys
  * of its users, and its 'A' key, so its applied index reads 0) in ONE sync
  * batch. The 'C' counters stay. Returns MAIL_OK, PARAMS or INTERNAL. */
 int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
@@ -264,7 +293,7 @@ int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
 /* Validate and write one chunk (data is only read during the call; it
  * comes from the network): the version byte must be
  * MAILSTORE_SNAPSHOT_VERSION, every length must stay inside the chunk, every
- * key must be an 'M','I','B' or 'D' key of a valid user of this partition
+ * key must be an 'M','I','B','D' or 'X' key of a valid user of this partition
  * (valid mailbox name, uid, delivery id) and every value must parse
  * exactly as its kind (flags canonical and within this store's limits).
  * Anything else is MAIL_ERR_PARAMS (logged) and nothing of the chunk is
@@ -276,7 +305,10 @@ int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
 int mailstore_snapshot_install_chunk(mailstore *store, uint32_t partition,
 				     uint32_t n_partitions, const uint8_t *data, size_t len);
 /* Store applied as the partition's applied index (sync): the install is
- * complete. Returns MAIL_OK or INTERNAL. */
+ * complete. When the chunks carried delivery records but no 'X' records
+ * (an exporter of the previous version), the records get 'X' records
+ * dated now first (one pass over the node's 'D' keys). Returns MAIL_OK or
+ * INTERNAL. */
 int mailstore_snapshot_install_end(mailstore *store, uint32_t partition, uint64_t applied);
 
 void mailstore_mailbox_info_free(struct mailstore_mailbox_info *info);

@@ -5,6 +5,7 @@
 #include "mail-error.h"
 #include "router.h"
 #include "test-util.h"
+#include "util.h"
 #include "xalloc.h"
 
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <leveldb/c.h>
 
 struct fixture {
 	char *dir;
@@ -1333,6 +1335,142 @@ static void test_snapshot_params(void **state)
 	mailstore_snapshot_close(&snap);
 }
 
+/* ---- delivery record expiry ---- */
+
+/* Deliver did to user at the entry clock now_ms (replicated apply). */
+static struct mailstore_deliver_result deliver_at(mailstore *s, const char *user,
+						  const char *did, int64_t now_ms)
+{
+	static uint64_t index = 0;
+	struct mailstore_apply a = { 0, ++index, now_ms };
+	struct mailstore_deliver_result r;
+	mailstore_apply_begin(s, &a);
+	assert_int_equal(mailstore_deliver(s, user, "", did, "m\r\n", 3, 0, NULL, 0, &r), MAIL_OK);
+	mailstore_apply_begin(s, NULL);
+	return r;
+}
+
+static mailstore *open_store_keep(const char *dir, uint64_t keep_ms)
+{
+	struct mailstore_limits lim;
+	mailstore_limits_default(&lim);
+	lim.delivery_keep_ms = keep_ms;
+	mailstore *s = NULL;
+	const char *error = NULL;
+	assert_int_equal(mailstore_open(dir, &lim, &s, &error), MAIL_OK);
+	return s;
+}
+
+static void test_delivery_expiry_window(void **state)
+{
+	struct fixture *f = *state;
+	mailstore_close(&f->store);
+	f->store = open_store_keep(f->dir, 1000);
+	struct mailstore_deliver_result r = deliver_at(f->store, "u@x.org", "q1/0", 10000);
+	assert_int_equal(r.duplicate, 0);
+	/* a retry within the window is still recognised, also after other
+	 * deliveries that ran the expiry */
+	deliver_at(f->store, "u@x.org", "q2/0", 10900);
+	struct mailstore_deliver_result again = deliver_at(f->store, "u@x.org", "q1/0", 11000);
+	assert_int_equal(again.duplicate, 1);
+	assert_int_equal(again.uid, r.uid);
+	/* past it, the next delivery of the user drops the record: the id is
+	 * new again */
+	deliver_at(f->store, "u@x.org", "q3/0", 11001);
+	again = deliver_at(f->store, "u@x.org", "q1/0", 11002);
+	assert_int_equal(again.duplicate, 0);
+	assert_true(again.uid > r.uid);
+	/* q2 (10900) is still within its window */
+	assert_int_equal(deliver_at(f->store, "u@x.org", "q2/0", 11800).duplicate, 1);
+	/* another user's records are not touched by u's deliveries */
+	deliver_at(f->store, "v@x.org", "q1/0", 10000);
+	deliver_at(f->store, "u@x.org", "q4/0", 50000);
+	assert_int_equal(deliver_at(f->store, "v@x.org", "q1/0", 10500).duplicate, 1);
+}
+
+static void test_delivery_expiry_bounded_oldest_first(void **state)
+{
+	struct fixture *f = *state;
+	mailstore_close(&f->store);
+	f->store = open_store_keep(f->dir, 1000);
+	char did[16];
+	for (int i = 0; i < 10; i++) {
+		snprintf(did, sizeof did, "d%d/0", i);
+		deliver_at(f->store, "u@x.org", did, 1000 + i);
+	}
+	/* far later: one delivery drops the 4 oldest, no more */
+	deliver_at(f->store, "u@x.org", "new/0", 100000);
+	/* duplicates write nothing, so they drop nothing either */
+	assert_int_equal(deliver_at(f->store, "u@x.org", "d4/0", 100001).duplicate, 1);
+	assert_int_equal(deliver_at(f->store, "u@x.org", "d9/0", 100001).duplicate, 1);
+	assert_int_equal(deliver_at(f->store, "u@x.org", "d3/0", 100001).duplicate, 0);
+	/* that delivery dropped d4..d7 */
+	assert_int_equal(deliver_at(f->store, "u@x.org", "d8/0", 100001).duplicate, 1);
+	assert_int_equal(deliver_at(f->store, "u@x.org", "d7/0", 100001).duplicate, 0);
+}
+
+/* A new primary whose clock is behind the old one's: its records are
+ * older than the expiry hint of the user, and must expire all the same. */
+static void test_delivery_expiry_clock_back(void **state)
+{
+	struct fixture *f = *state;
+	mailstore_close(&f->store);
+	f->store = open_store_keep(f->dir, 1000);
+	deliver_at(f->store, "u@x.org", "a/0", 5000);
+	deliver_at(f->store, "u@x.org", "b/0", 7000); /* drops a: hint at 7000 */
+	deliver_at(f->store, "u@x.org", "c/0", 3000); /* the clock went back */
+	deliver_at(f->store, "u@x.org", "d/0", 9000); /* drops c and b */
+	assert_int_equal(deliver_at(f->store, "u@x.org", "c/0", 9001).duplicate, 0);
+	assert_int_equal(deliver_at(f->store, "u@x.org", "b/0", 9002).duplicate, 0);
+	assert_int_equal(deliver_at(f->store, "u@x.org", "d/0", 9003).duplicate, 1);
+}
+
+static void test_delivery_keep_forever(void **state)
+{
+	struct fixture *f = *state;
+	mailstore_close(&f->store);
+	f->store = open_store_keep(f->dir, 0);
+	deliver_at(f->store, "u@x.org", "a/0", 5000);
+	deliver_at(f->store, "u@x.org", "b/0", INT64_C(5000000000000));
+	assert_int_equal(deliver_at(f->store, "u@x.org", "a/0", INT64_C(5000000000001)).duplicate,
+			 1);
+}
+
+/* A store of the version before age records: its delivery records are
+ * dated when this version first opens it, and then expire. */
+static void test_delivery_records_upgrade(void **state)
+{
+	struct fixture *f = *state;
+	mailstore_close(&f->store);
+	leveldb_options_t *o = leveldb_options_create();
+	char *err = NULL;
+	leveldb_t *db = leveldb_open(o, f->dir, &err);
+	assert_null(err);
+	leveldb_writeoptions_t *w = leveldb_writeoptions_create();
+	/* the old store: no 'V', a 'D' record without its 'X' */
+	static const char vkey[2] = { 0x01, 'V' };
+	leveldb_delete(db, w, vkey, sizeof vkey, &err);
+	assert_null(err);
+	static const char dkey[] = "\x01" "Du@x.org\0old/0";
+	static const char dval[17] = { 0x01, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 7, 0, 0, 0, 5 };
+	leveldb_put(db, w, dkey, sizeof dkey - 1, dval, sizeof dval, &err);
+	assert_null(err);
+	leveldb_writeoptions_destroy(w);
+	leveldb_close(db);
+	leveldb_options_destroy(o);
+
+	f->store = open_store_keep(f->dir, 1000);
+	int64_t now = util_now_wall_ms();
+	struct mailstore_deliver_result r = deliver_at(f->store, "u@x.org", "old/0", now);
+	assert_int_equal(r.duplicate, 1);
+	assert_int_equal(r.uid, 7);
+	/* a second open does not date them again */
+	mailstore_close(&f->store);
+	f->store = open_store_keep(f->dir, 1000);
+	deliver_at(f->store, "u@x.org", "other/0", now + 60000);
+	assert_int_equal(deliver_at(f->store, "u@x.org", "old/0", now + 60001).duplicate, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1356,6 +1494,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_partition_agrees_with_router,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_params, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delivery_expiry_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delivery_expiry_bounded_oldest_first, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_delivery_expiry_clock_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delivery_keep_forever, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delivery_records_upgrade, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

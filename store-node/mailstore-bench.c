@@ -1,0 +1,188 @@
+/* mailstore_bench: does the store's apply path stay flat as mailboxes fill
+ * and deliveries accumulate? Applies N deliveries (a body of SIZE bytes,
+ * delivery id "<queue id>/0") to the INBOXes of USERS users, as replicated
+ * entries (mailstore_apply_begin: each user's partition of 4, a log index,
+ * the primary's clock advancing STEP ms per message); every 10th delivery
+ * is followed by a flag change (\Seen) of that message, every 100th by a
+ * \Deleted flag on the oldest message of the mailbox and a UID EXPUNGE of
+ * it. Every 1000th message also runs an EXPUNGE without uids (IMAP
+ * CLOSE/EXPUNGE: all \Deleted messages) and a SELECT of that mailbox,
+ * timed apart: those read the whole mailbox by design.
+ *
+ * Prints, per 10 % of N: wall and CPU time per message (delivery + its
+ * share of flag changes and UID EXPUNGEs), the mean time of one EXPUNGE
+ * without uids and of one SELECT, the RSS and the size of the LevelDB
+ * directory; at the end the keys left in the database by kind ('D' are the
+ * delivery records). Not a test (it asserts nothing about time):
+ *   build/bin/mailstore_bench [N [SIZE [USERS [STEP]]]]  (200000 5120 4 1000)
+ * The LevelDB directory is under /tmp and is removed at the end. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench-util.h"
+#include "mail-error.h"
+#include "mailstore.h"
+#include "util.h"
+#include "xalloc.h"
+
+#define BENCH_PARTS 4u
+#define BENCH_MAX_USERS 64
+
+struct bench {
+	mailstore *store;
+	size_t users;
+	int64_t t0_ms;
+	uint64_t step_ms;
+	uint64_t next_index[BENCH_PARTS];
+	uint32_t oldest[BENCH_MAX_USERS]; /* lowest uid not yet expunged */
+	char user[BENCH_MAX_USERS][32];
+};
+
+static void bench_check(int ret, const char *what, size_t i)
+{
+	if (ret != MAIL_OK) {
+		fprintf(stderr, "%s failed at message %zu: %s\n", what, i,
+			mail_error_info(ret)->name);
+		exit(1);
+	}
+}
+
+/* The next entry of user u's partition, at message i's time. */
+static void bench_entry(struct bench *b, size_t u, size_t i)
+{
+	const char *user = b->user[u];
+	uint32_t p = (uint32_t)(util_hash64(user, strlen(user)) % BENCH_PARTS);
+	struct mailstore_apply a = { p, ++b->next_index[p],
+				     b->t0_ms + (int64_t)(i * b->step_ms) };
+	mailstore_apply_begin(b->store, &a);
+}
+
+static void bench_flag(struct bench *b, size_t u, size_t i, uint32_t uid, const char *flag)
+{
+	struct mailstore_message_info *msgs;
+	size_t n;
+	bench_entry(b, u, i);
+	bench_check(mailstore_store_flags(b->store, b->user[u], "", &uid, 1, MAILSTORE_FLAGS_ADD,
+					  &flag, 1, &msgs, &n),
+		    "store_flags", i);
+	mailstore_apply_begin(b->store, NULL);
+	mailstore_message_infos_free(msgs, n);
+}
+
+static void bench_expunge(struct bench *b, size_t u, size_t i, const uint32_t *uids,
+			  size_t n_uids)
+{
+	uint32_t *gone;
+	size_t n;
+	bench_entry(b, u, i);
+	bench_check(mailstore_expunge(b->store, b->user[u], "", uids, n_uids, &gone, &n),
+		    "expunge", i);
+	mailstore_apply_begin(b->store, NULL);
+	free(gone);
+}
+
+/* Message i: its delivery and its share of flag changes and expunges. */
+static void bench_message(struct bench *b, size_t i, uint8_t *body, size_t size)
+{
+	size_t u = i % b->users;
+	char did[64];
+	unsigned long long h = (unsigned long long)i * 0x9E3779B97F4A7C15ull;
+	snprintf(did, sizeof did, "%016llx%08zx/0", h, i);
+	memcpy(body, &i, sizeof i);
+	struct mailstore_deliver_result r;
+	bench_entry(b, u, i);
+	bench_check(mailstore_deliver(b->store, b->user[u], "", did, body, size, 0, NULL, 0, &r),
+		    "deliver", i);
+	mailstore_apply_begin(b->store, NULL);
+	if (r.duplicate) {
+		fprintf(stderr, "delivery %zu taken for a duplicate\n", i);
+		exit(1);
+	}
+	if (i % 10 == 0)
+		bench_flag(b, u, i, r.uid, "\\Seen");
+	if (i % 100 == 0) {
+		uint32_t old = b->oldest[u]++;
+		bench_flag(b, u, i, old, "\\Deleted");
+		bench_expunge(b, u, i, &old, 1);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 200000;
+	size_t size = argc > 2 ? strtoul(argv[2], NULL, 10) : 5120;
+	size_t users = argc > 3 ? strtoul(argv[3], NULL, 10) : 4;
+	uint64_t step = argc > 4 ? strtoull(argv[4], NULL, 10) : 1000;
+	if (n < 1000 || size < sizeof(size_t) || users < 1 || users > BENCH_MAX_USERS) {
+		fprintf(stderr, "usage: mailstore_bench [N>=1000 [SIZE>=8 [USERS 1..64 "
+				"[STEP ms]]]]\n");
+		return 2;
+	}
+	char dir[] = "/tmp/mailstore_bench_XXXXXX";
+	if (mkdtemp(dir) == NULL)
+		return 1;
+	struct bench b = { .users = users, .t0_ms = 1700000000000, .step_ms = step };
+	const char *error;
+	if (mailstore_open(dir, NULL, &b.store, &error) != MAIL_OK) {
+		fprintf(stderr, "open: %s\n", error);
+		return 1;
+	}
+	for (size_t u = 0; u < users; u++) {
+		snprintf(b.user[u], sizeof b.user[u], "user%zu@bench.test", u);
+		b.oldest[u] = 1;
+	}
+	uint8_t *body = xmalloc(size);
+	for (size_t i = 0; i < size; i++)
+		body[i] = (uint8_t)(i * 131 + 7);
+	printf("mailstore_bench: %zu deliveries of %zu bytes to %zu users, clock step %" PRIu64
+	       " ms\n", n, size, users, step);
+	printf("%6s %9s %12s %11s %11s %10s %8s %9s\n", "slice", "messages", "wall us/msg",
+	       "cpu us/msg", "expunge ms", "select ms", "rss MiB", "disk MiB");
+	size_t slice = n / 10;
+	double w0 = bench_now(CLOCK_MONOTONIC), c0 = bench_now(CLOCK_PROCESS_CPUTIME_ID);
+	double scan_s = 0, exp_s = 0, sel_s = 0;
+	size_t n_scans = 0;
+	for (size_t i = 0; i < n; i++) {
+		bench_message(&b, i, body, size);
+		if (i % 1000 == 999) {
+			size_t u = i % users;
+			double t = bench_now(CLOCK_MONOTONIC);
+			bench_expunge(&b, u, i, NULL, 0);
+			double t1 = bench_now(CLOCK_MONOTONIC);
+			struct mailstore_mailbox_info info;
+			struct mailstore_message_info *msgs;
+			size_t n_msgs;
+			bench_check(mailstore_select(b.store, b.user[u], "", &info, &msgs, &n_msgs),
+				    "select", i);
+			mailstore_message_infos_free(msgs, n_msgs);
+			mailstore_mailbox_info_free(&info);
+			double t2 = bench_now(CLOCK_MONOTONIC);
+			exp_s += t1 - t;
+			sel_s += t2 - t1;
+			scan_s += t2 - t;
+			n_scans++;
+		}
+		if ((i + 1) % slice == 0) {
+			double w1 = bench_now(CLOCK_MONOTONIC);
+			double c1 = bench_now(CLOCK_PROCESS_CPUTIME_ID);
+			double k = n_scans ? 1e3 / (double)n_scans : 0;
+			printf("%5zu%% %9zu %12.1f %11.1f %11.2f %10.2f %8.1f %9.1f\n",
+			       (i + 1) * 100 / n, i + 1, (w1 - w0 - scan_s) * 1e6 / (double)slice,
+			       (c1 - c0) * 1e6 / (double)slice, exp_s * k, sel_s * k,
+			       (double)bench_rss_kib() / 1024.0,
+			       (double)bench_dir_bytes(dir) / 1048576.0);
+			fflush(stdout);
+			w0 = w1;
+			c0 = c1;
+			scan_s = exp_s = sel_s = 0;
+			n_scans = 0;
+		}
+	}
+	mailstore_close(&b.store);
+	bench_count_keys(dir, "keys left");
+	free(body);
+	bench_rm_rf(dir);
+	return 0;
+}
