@@ -19,6 +19,9 @@
 #include "xalloc.h"
 
 #define LOG_SVC "queue"
+/* Payload MiB kept in each partition log (queue entries carry whole
+ * messages; docs/replication.md). */
+#define QUEUE_LOG_KEEP_MIB_DEFAULT 16
 
 struct queue_node_settings {
 	const char *id, *listen, *data, *etcd, *metrics;
@@ -26,6 +29,7 @@ struct queue_node_settings {
 	unsigned partitions;
 	unsigned replicas;
 	unsigned log_keep;
+	unsigned log_keep_mib; /* payload MiB kept in each partition log (0 = default) */
 	unsigned lease_ttl_s;
 	struct queue_sched_settings sched;
 	struct queue_service_settings service;
@@ -46,7 +50,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: queue-node --id ID --listen HOST:PORT --data DIR --etcd URL\n"
 		"  [--advertise HOST] [--partitions N (256)] [--replicas R (3)]\n"
-		"  [--lease-ttl S (5)] [--log-keep N (2000)] [--retry-initial-ms MS (1000)]\n"
+		"  [--lease-ttl S (5)] [--log-keep N (2000)] [--log-keep-mib N (16)]\n"
+		"  [--retry-initial-ms MS (1000)]\n"
 		"  [--retry-max-ms MS (60000)] [--max-inflight N (64)]\n"
 		"  [--metrics HOST:PORT (Prometheus /metrics; default off)]\n");
 	exit(2);
@@ -63,6 +68,7 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 		{ "replicas", required_argument, NULL, 'n' },
 		{ "advertise", required_argument, NULL, 'a' },
 		{ "log-keep", required_argument, NULL, 'k' },
+		{ "log-keep-mib", required_argument, NULL, 'K' },
 		{ "lease-ttl", required_argument, NULL, 't' },
 		{ "retry-initial-ms", required_argument, NULL, 'r' },
 		{ "retry-max-ms", required_argument, NULL, 'R' },
@@ -86,6 +92,10 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 			break;
 		case 'k':
 			if (daemon_options_parse_uint(optarg, 1, 1u << 30, &set->log_keep) < 0)
+				usage();
+			break;
+		case 'K':
+			if (daemon_options_parse_uint(optarg, 1, 1u << 20, &set->log_keep_mib) < 0)
 				usage();
 			break;
 		case 'p':
@@ -190,7 +200,8 @@ int main(int argc, char **argv)
 		.ttl_s = (int)set.lease_ttl_s,
 		/* queue entries carry whole messages: keep the logs short */
 		.log_keep_entries = set.log_keep ? set.log_keep : 2000,
-		.log_keep_bytes = 16u * 1024 * 1024,
+		.log_keep_bytes = (uint64_t)(set.log_keep_mib ? set.log_keep_mib
+							      : QUEUE_LOG_KEEP_MIB_DEFAULT) << 20,
 	};
 	int r = queue_repl_start(&node.loop, queue_service_server(node.service), &hs, node.store,
 				 &node.repl, &error);

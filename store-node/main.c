@@ -17,6 +17,10 @@
 
 #define LOG_SVC "store"
 
+/* Payload MiB kept in each partition log: with 64 partitions held, at most
+ * 64 x 5/4 x 16 MiB = 1.25 GiB of log per node (docs/replication.md). */
+#define STORE_LOG_KEEP_MIB_DEFAULT 16
+
 struct store_settings {
 	const char *id;
 	const char *listen;
@@ -27,6 +31,7 @@ struct store_settings {
 	unsigned lease_ttl;
 	unsigned replicas;
 	unsigned log_keep;     /* entries kept in each partition log (0 = default) */
+	unsigned log_keep_mib; /* payload MiB kept in each partition log (0 = default) */
 	const char *metrics;   /* HOST:PORT of /metrics, NULL = off */
 };
 
@@ -54,8 +59,11 @@ static void usage(FILE *out)
 		"  --lease-ttl   membership lease in seconds (default %d)\n"
 		"  --log-keep N  applied entries kept in each partition log before it is\n"
 		"                compacted (default 10000; older ones travel as snapshots)\n"
+		"  --log-keep-mib N  payload MiB kept in each partition log (default %d): the\n"
+		"                log of each partition held stays under 5/4 of the smaller bound\n"
 		"  --metrics     HOST:PORT serving Prometheus /metrics (default: off)\n",
-		ROUTER_DEFAULT_PARTITIONS, ROUTER_DEFAULT_REPLICAS, ROUTER_DEFAULT_LEASE_TTL_S);
+		ROUTER_DEFAULT_PARTITIONS, ROUTER_DEFAULT_REPLICAS, ROUTER_DEFAULT_LEASE_TTL_S,
+		STORE_LOG_KEEP_MIB_DEFAULT);
 }
 
 static int settings_parse(int argc, char **argv, struct store_settings *set)
@@ -71,6 +79,7 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 		{ "replicas", required_argument, NULL, 'r' },
 		{ "metrics", required_argument, NULL, 'M' },
 		{ "log-keep", required_argument, NULL, 'k' },
+		{ "log-keep-mib", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -100,6 +109,10 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 			break;
 		case 'k':
 			if (daemon_options_parse_uint(optarg, 1, 1u << 30, &set->log_keep) < 0)
+				return -1;
+			break;
+		case 'K':
+			if (daemon_options_parse_uint(optarg, 1, 1u << 20, &set->log_keep_mib) < 0)
 				return -1;
 			break;
 		case 'h':
@@ -174,6 +187,8 @@ int main(int argc, char **argv)
 			.n_replicas = set.replicas,
 			.ttl_s = (int)set.lease_ttl,
 			.log_keep_entries = set.log_keep,
+			.log_keep_bytes = (uint64_t)(set.log_keep_mib ? set.log_keep_mib
+								  : STORE_LOG_KEEP_MIB_DEFAULT) << 20,
 		};
 		int r = repl_host_start(&node.loop, store_service_server(node.service), &ps,
 					store_service_repl_ops(), node.store, &node.parts,
