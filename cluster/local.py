@@ -32,6 +32,13 @@ DEFAULT_PORTS = {
     "store_base": 27101, "queue_base": 27201,
     "store_metrics_base": 27151, "queue_metrics_base": 27251, "frontend_metrics": 27301,
 }
+# etcd keeps every revision until something compacts it: compact what is
+# older than 5 minutes (our watches resume within seconds), and raise the
+# NOSPACE alarm at 1 GiB rather than etcd's 2 GiB default (a development
+# cluster stays far below: docs/deploy.md). The daemons are told the same
+# quota, to warn at 80% of it.
+ETCD_COMPACTION = ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m"]
+ETCD_QUOTA_BYTES = 1024 * 1024 * 1024
 DEMO_TENANT = "example.test"
 DEMO_USER = "demo@example.test"
 DEMO_PASSWORD = "demo"
@@ -177,7 +184,8 @@ class Cluster:
                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{ep}",
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--initial-cluster-token", "mail-local",
-                "--heartbeat-interval", "100", "--election-timeout", "1000"], e))
+                "--heartbeat-interval", "100", "--election-timeout", "1000",
+                *ETCD_COMPACTION, "--quota-backend-bytes", str(ETCD_QUOTA_BYTES)], e))
         for role, count in (("store", self.stores), ("queue", self.queues)):
             for i in range(1, count + 1):
                 name = f"{role}-{i}"
@@ -189,7 +197,8 @@ class Cluster:
                     "--data", os.path.join(data, name), "--etcd", self.etcd_url,
                     "--partitions", str(self.partitions),
                     "--replicas", str(self.replicas),
-                    "--lease-ttl", str(self.lease_ttl)]
+                    "--lease-ttl", str(self.lease_ttl),
+                    "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
                     + (["--log-keep", str(self.log_keep)] if self.log_keep else []), port))
         p = self.ports
         out.append(("frontend-1", "frontend",
@@ -198,7 +207,8 @@ class Cluster:
                         "--etcd", self.etcd_url,
                         "--smtp", f"127.0.0.1:{p['smtp']}",
                         "--imap", f"127.0.0.1:{p['imap']}",
-                        "--metrics", f"127.0.0.1:{p['frontend_metrics']}"], p["imap"]))
+                        "--metrics", f"127.0.0.1:{p['frontend_metrics']}",
+                        "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)], p["imap"]))
         return out
 
     def spec(self, name):

@@ -2,12 +2,13 @@
  * map in etcd: router.h, ring.h). Reads and writes etcd directly; the
  * controller (router/controller.h) does the moving.
  *
- * Replication lag comes from the status keys the replicated nodes publish
- * (about every 2 s), one per node:
- *   /mail/v1/status/<role>/<node> = {"ts":<unix ms>,"parts":{"<partition>":
- *       {"e":<epoch>,"last":<last index>,"commit":..,"applied":..},..}}
- * A replica's lag is its primary's "last" minus its own (entries); it is
- * unknown ("?") without a status for either, or one older than 10 s.
+ * Replication lag comes from the status key of each partition's primary
+ * (router/node-status.h): it lists the partitions the node leads, with
+ * their epochs, and the peers more than NODE_STATUS_LAG_SLACK entries
+ * behind (rounded to two significant digits); a peer not listed is in sync
+ * (lag 0). A lag is unknown ("?") when the primary's node has no alive key
+ * (its status may be stale), no status, or does not claim the partition at
+ * the map's epoch (a failover or an epoch change not yet published).
  */
 #include "mailctl-private.h"
 
@@ -20,6 +21,7 @@
 
 #include "etcd.h"
 #include "mail-error.h"
+#include "node-status.h"
 #include "ring.h"
 #include "router.h"
 #include "util.h"
@@ -28,9 +30,7 @@
 #define NODE_KEY "/mail/v1/nodes/"
 #define ALIVE_KEY "/mail/v1/alive/"
 #define RING_KEY "/mail/v1/ring/"
-#define STATUS_KEY "/mail/v1/status/"
-/* A status older than this says nothing about the lag any more. */
-#define MAILCTL_STATUS_STALE_MS 10000
+#define STATUS_KEY NODE_STATUS_KEY
 /* partitions --watch: default and bounds of the interval (seconds) */
 #define MAILCTL_WATCH_DEFAULT_S 2
 #define MAILCTL_WATCH_MAX_S 3600
@@ -40,35 +40,38 @@ typedef struct mailctl_view {
 	ring_map *map; /* NULL: no map yet */
 	etcd_kv *nodes, *alive, *status;
 	size_t n_nodes, n_alive, n_status;
-	/* per status key: its "parts" object, or NULL when stale or malformed
-	 * (references owned by the view) */
-	json_t **status_parts;
+	/* per status key: the decoded status (NULL, 0 when the node is not
+	 * alive, or the value is not a version-2 status) */
+	node_status_lead **status_leads;
+	size_t *status_n;
 } mailctl_view;
 
 static void mailctl_view_free(mailctl_view *v)
 {
 	ring_map_free(&v->map);
-	for (size_t k = 0; v->status_parts != NULL && k < v->n_status; k++)
-		json_decref(v->status_parts[k]);
-	free(v->status_parts);
+	for (size_t k = 0; v->status_leads != NULL && k < v->n_status; k++)
+		free(v->status_leads[k]);
+	free(v->status_leads);
+	free(v->status_n);
 	etcd_kvs_free(v->nodes, v->n_nodes);
 	etcd_kvs_free(v->alive, v->n_alive);
 	etcd_kvs_free(v->status, v->n_status);
 	memset(v, 0, sizeof *v);
 }
 
-/* The "parts" object of a fresh, well-formed status value (new reference),
- * or NULL. */
-static json_t *mailctl_status_parse(const etcd_kv *kv, int64_t now_ms)
+static const char *mailctl_key_id(const char *key)
 {
-	json_t *root = json_loadb(kv->value, kv->value_len, 0, NULL);
-	json_t *ts = json_object_get(root, "ts"), *parts = json_object_get(root, "parts");
-	json_t *out = NULL;
-	if (json_is_integer(ts) && json_is_object(parts) &&
-	    now_ms - (int64_t)json_integer_value(ts) <= MAILCTL_STATUS_STALE_MS)
-		out = json_incref(parts);
-	json_decref(root);
-	return out;
+	const char *slash = strrchr(key, '/');
+	return slash != NULL ? slash + 1 : key;
+}
+
+static const etcd_kv *mailctl_view_alive(const mailctl_view *v, const char *id)
+{
+	for (size_t k = 0; k < v->n_alive; k++) {
+		if (strcmp(mailctl_key_id(v->alive[k].key), id) == 0)
+			return &v->alive[k];
+	}
+	return NULL;
 }
 
 static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view *v)
@@ -97,10 +100,16 @@ static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view
 	if (err == MAIL_OK)
 		err = etcd_kv_range_prefix(c, k_status, 0, &v->status, &v->n_status, NULL);
 	if (err == MAIL_OK) {
-		int64_t now = util_now_wall_ms();
-		v->status_parts = xcalloc(v->n_status + 1, sizeof *v->status_parts);
-		for (size_t k = 0; k < v->n_status; k++)
-			v->status_parts[k] = mailctl_status_parse(&v->status[k], now);
+		v->status_leads = xcalloc(v->n_status + 1, sizeof *v->status_leads);
+		v->status_n = xcalloc(v->n_status + 1, sizeof *v->status_n);
+		for (size_t k = 0; k < v->n_status; k++) {
+			/* a status counts only while its node is alive: a dead
+			 * node's key is what it last wrote */
+			if (mailctl_view_alive(v, mailctl_key_id(v->status[k].key)) == NULL ||
+			    node_status_decode(v->status[k].value, v->status[k].value_len,
+					       &v->status_leads[k], &v->status_n[k]) < 0)
+				v->status_n[k] = 0;
+		}
 	}
 	free(k_ring);
 	free(k_nodes);
@@ -109,21 +118,6 @@ static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view
 	if (err != MAIL_OK)
 		mailctl_view_free(v);
 	return err;
-}
-
-static const char *mailctl_key_id(const char *key)
-{
-	const char *slash = strrchr(key, '/');
-	return slash != NULL ? slash + 1 : key;
-}
-
-static const etcd_kv *mailctl_view_alive(const mailctl_view *v, const char *id)
-{
-	for (size_t k = 0; k < v->n_alive; k++) {
-		if (strcmp(mailctl_key_id(v->alive[k].key), id) == 0)
-			return &v->alive[k];
-	}
-	return NULL;
 }
 
 /* How many partitions list id in "r", and how many have it as primary. */
@@ -333,36 +327,22 @@ static int mailctl_node_remove(mailctl *ctl, etcd_client *c, const char *id, int
 
 /* ---- partitions --------------------------------------------------------------- */
 
-/* Node id's last log index of partition p from its (fresh) status: 1 and
- * *last_r, or 0 when unknown. */
-static int mailctl_view_last(const mailctl_view *v, const char *id, uint32_t p,
-			     uint64_t *last_r)
-{
-	char name[16];
-	snprintf(name, sizeof name, "%u", p);
-	for (size_t k = 0; k < v->n_status; k++) {
-		if (v->status_parts[k] == NULL || strcmp(mailctl_key_id(v->status[k].key), id) != 0)
-			continue;
-		json_t *last = json_object_get(json_object_get(v->status_parts[k], name), "last");
-		if (!json_is_integer(last) || json_integer_value(last) < 0)
-			return 0;
-		*last_r = (uint64_t)json_integer_value(last);
-		return 1;
-	}
-	return 0;
-}
-
-/* Lag (entries) of the k-th replica of partition p behind its primary: 1
- * and *lag_r, or 0 when unknown. A replica ahead of the primary (statuses
- * are sampled at different moments) counts as 0. */
+/* Lag (entries) of the k-th replica of partition p behind its primary,
+ * as the primary's status tells it: 1 and *lag_r (0 for the primary and
+ * for replicas in sync), or 0 when unknown. */
 static int mailctl_view_lag(const mailctl_view *v, uint32_t p, uint32_t k, uint64_t *lag_r)
 {
-	uint64_t primary, mine;
-	if (!mailctl_view_last(v, ring_map_replica(v->map, p, 0), p, &primary) ||
-	    !mailctl_view_last(v, ring_map_replica(v->map, p, k), p, &mine))
+	const char *primary = ring_map_replica(v->map, p, 0);
+	const char *id = ring_map_replica(v->map, p, k);
+	if (primary == NULL || id == NULL)
 		return 0;
-	*lag_r = primary > mine ? primary - mine : 0;
-	return 1;
+	for (size_t s = 0; s < v->n_status; s++) {
+		if (strcmp(mailctl_key_id(v->status[s].key), primary) != 0)
+			continue;
+		return node_status_lag_of(v->status_leads[s], v->status_n[s], p,
+					  v->map->parts[p].epoch, id, lag_r);
+	}
+	return 0;
 }
 
 /* The replica count the ring aims at: min(R, nodes not draining). */
@@ -435,7 +415,7 @@ static void mailctl_sync_print(const char *name, const mailctl_view *v, const ma
 	else
 		fputs("?", stdout);
 	if (s->unknown > 0)
-		printf(" (%u replica%s without a fresh status)", s->unknown,
+		printf(" (%u replica%s with unknown lag)", s->unknown,
 		       mailctl_plural(s->unknown));
 	putchar('\n');
 }

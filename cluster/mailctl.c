@@ -47,7 +47,7 @@ static const char mailctl_usage_text[] =
 	"  partitions [--role R] [--watch [SECONDS]]\n"
 	"                         the partition map: epoch, primary, replicas, in-sync\n"
 	"                         set and replication lag (entries behind the primary,\n"
-	"                         ? without a fresh status) per partition, and a\n"
+	"                         0 in sync, ? unknown) per partition, and a\n"
 	"                         summary per role; --watch reprints the partitions\n"
 	"                         not in sync and the summary every SECONDS (default\n"
 	"                         2) until all are in sync\n"

@@ -20,6 +20,7 @@
 #include "controller.h"
 #include "directory.h"
 #include "etcd.h"
+#include "node-status.h"
 #include "ring.h"
 #include "etcd-fixture.h"
 #include "mail-error.h"
@@ -374,7 +375,7 @@ static void test_cluster(void **state)
 	/* drain with a controller running; this test plays the data plane */
 	router_controller *ctl;
 	const char *error;
-	assert_int_equal(router_controller_start(NULL, url, "ctl", 2, &ctl, &error), 0);
+	assert_int_equal(router_controller_start(NULL, url, "ctl", 2, NULL, &ctl, &error), 0);
 	r = run(f, NULL, url, "node", "drain", "s2", "--no-wait", NULL);
 	assert_int_equal(r->code, 0);
 	assert_non_null(strstr(r->out, "node s2: draining"));
@@ -406,30 +407,34 @@ static void test_cluster(void **state)
 	etcd_client_destroy(&c);
 }
 
-/* Status key of node id: "last" of each partition as given (-1: the
- * partition is not in the status), published age_ms ago. */
-static void put_status(etcd_client *c, const char *id, const long long *last, uint32_t n,
-		       int64_t age_ms)
+/* Status key of node id (router/node-status.h) as its primary role in m
+ * makes it: every partition whose r[0] is id, at the map's epoch, and on
+ * partition lag_p (if id leads it) the replica lag_id behind by lag. */
+static void put_status(etcd_client *c, const ring_map *m, const char *id, uint32_t lag_p,
+		       const char *lag_id, uint64_t lag)
 {
-	json_t *parts = json_object();
-	for (uint32_t p = 0; p < n; p++) {
-		if (last[p] < 0)
+	node_status_lead leads[16];
+	size_t n = 0;
+	for (uint32_t p = 0; p < m->n_partitions && n < 16; p++) {
+		if (strcmp(ring_map_replica(m, p, 0), id) != 0)
 			continue;
-		char name[16];
-		snprintf(name, sizeof name, "%u", p);
-		json_object_set_new(parts, name,
-				    json_pack("{s:I,s:I,s:I,s:I}", "e", (json_int_t)1, "last",
-					      (json_int_t)last[p], "commit", (json_int_t)last[p],
-					      "applied", (json_int_t)last[p]));
+		node_status_lead *l = &leads[n++];
+		memset(l, 0, sizeof *l);
+		l->partition = p;
+		l->epoch = m->parts[p].epoch;
+		if (p == lag_p && lag_id != NULL) {
+			snprintf(l->lagging[0].id, sizeof l->lagging[0].id, "%s", lag_id);
+			l->lagging[0].lag = lag;
+			l->n_lagging = 1;
+		}
 	}
-	json_t *root = json_pack("{s:I,s:o}", "ts", (json_int_t)(util_now_wall_ms() - age_ms),
-				 "parts", parts);
-	char *json = json_dumps(root, JSON_COMPACT);
-	json_decref(root);
+	buf value;
+	buf_init(&value);
+	node_status_encode(leads, n, &value);
 	char *key = xasprintf("/mail/v1/status/store/%s", id);
-	assert_int_equal(etcd_kv_put(c, key, json, strlen(json), 0), MAIL_OK);
+	assert_int_equal(etcd_kv_put(c, key, value.data, value.len, 0), MAIL_OK);
 	free(key);
-	free(json);
+	buf_deinit(&value);
 }
 
 static void put_ring(etcd_client *c, const ring_map *m)
@@ -492,16 +497,12 @@ static void test_partitions_lag(void **state)
 		 ring_map_replica(m, 0, 1), ring_map_replica(m, 0, 2));
 	assert_non_null(strstr(line, want));
 	assert_non_null(strstr(r->out, "store: 3/4 partitions in sync, 1 replica catching up, "
-				       "max lag ? (12 replicas without a fresh status)\n"));
+				       "max lag ? (12 replicas with unknown lag)\n"));
 
-	/* every node at 100 on every partition, but the slow one at 40 on
+	/* every replica in sync, but the slow one 60 entries behind on
 	 * partition 1 */
-	for (int k = 0; k < 3; k++) {
-		long long last[4] = { 100, 100, 100, 100 };
-		if (strcmp(cl_nodes[k], slow) == 0)
-			last[1] = 40;
-		put_status(c, cl_nodes[k], last, 4, 0);
-	}
+	for (int k = 0; k < 3; k++)
+		put_status(c, m, cl_nodes[k], 1, slow, 60);
 	r = run(f, NULL, url, "partitions", "--role", "store", NULL);
 	assert_int_equal(r->code, 0);
 	assert_true(find_line(r->out, 1, line, sizeof line));
@@ -515,22 +516,32 @@ static void test_partitions_lag(void **state)
 	assert_non_null(strstr(r->out, "store: 3/4 partitions in sync, 1 replica catching up, "
 				       "max lag 60 entries\n"));
 
-	/* a status older than 10 s, or without the partition, says nothing */
-	const char *stale = ring_map_replica(m, 3, 1);
-	long long last[4] = { 100, 100, 100, 100 };
-	put_status(c, stale, last, 4, 20000);
+	/* a primary without an alive key (its status may be stale), or whose
+	 * status claims another epoch than the map's, says nothing */
+	const char *dead = ring_map_replica(m, 3, 0);
+	char *alive_key = xasprintf("/mail/v1/alive/store/%s", dead);
+	assert_int_equal(etcd_kv_delete(c, alive_key), MAIL_OK);
 	unsigned unknown = 0;
 	for (uint32_t p = 0; p < 4; p++)
-		unknown += strcmp(ring_map_replica(m, p, 0), stale) == 0 ? 3 : 1;
+		unknown += strcmp(ring_map_replica(m, p, 0), dead) == 0 ? 3 : 0;
 	r = run(f, NULL, url, "partitions", "--role", "store", NULL);
 	assert_true(find_line(r->out, 3, line, sizeof line));
-	snprintf(want, sizeof want, "%s:?", stale);
+	snprintf(want, sizeof want, "%s:?", dead);
 	assert_non_null(strstr(line, want));
-	snprintf(want, sizeof want, "(%u replicas without a fresh status)\n", unknown);
+	snprintf(want, sizeof want, "(%u replicas with unknown lag)\n", unknown);
 	assert_non_null(strstr(r->out, want));
-	if (strcmp(stale, slow) == 0)
-		last[1] = 40;
-	put_status(c, stale, last, 4, 0);
+	assert_int_equal(etcd_kv_put(c, alive_key, "127.0.0.1:1", 11, lease), MAIL_OK);
+	free(alive_key);
+	m->epoch++;
+	m->parts[3].epoch = m->epoch;
+	put_ring(c, m);
+	r = run(f, NULL, url, "partitions", "--role", "store", NULL);
+	assert_true(find_line(r->out, 3, line, sizeof line));
+	assert_non_null(strstr(line, ":?"));
+	put_status(c, m, dead, 1, slow, 60);
+	r = run(f, NULL, url, "partitions", "--role", "store", NULL);
+	assert_true(find_line(r->out, 3, line, sizeof line));
+	assert_null(strstr(line, "?"));
 
 	/* --watch: the partitions not in sync and the summary, until all are */
 	assert_int_equal(run(f, NULL, url, "partitions", "--watch", "0", NULL)->code, 1);
@@ -539,13 +550,13 @@ static void test_partitions_lag(void **state)
 	mailtest_sleep_ms(1500);
 	int status;
 	assert_int_equal(waitpid(pid, &status, WNOHANG), 0); /* still watching */
-	/* the slow replica catches up: the controller puts it in "i" */
-	long long caught[4] = { 100, 100, 100, 100 };
-	put_status(c, slow, caught, 4, 0);
+	/* the slow replica catches up: the controller puts it in "i" (a new
+	 * epoch), and the primary publishes it in sync at that epoch */
 	p1->n_i = 3;
 	memcpy(p1->i, p1->r, 3 * sizeof p1->i[0]);
 	m->epoch++;
 	p1->epoch = m->epoch;
+	put_status(c, m, ring_map_replica(m, 1, 0), 1, NULL, 0);
 	put_ring(c, m);
 	r = run_finish(f, pid, 10000);
 	assert_int_equal(r->code, 0);

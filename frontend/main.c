@@ -5,6 +5,7 @@
 #include "daemon-options.h"
 #include "daemon.h"
 #include "directory.h"
+#include "etcd-monitor.h"
 #include "imap-service.h"
 #include "log.h"
 #include "queue-client.h"
@@ -25,6 +26,7 @@ struct frontend_settings {
 	const char *imap;     /* HOST:PORT of the IMAP listener, NULL = off */
 	const char *hostname; /* SMTP greeting name */
 	const char *metrics;  /* HOST:PORT of /metrics, NULL = off */
+	uint64_t etcd_quota;  /* etcd's --quota-backend-bytes, for the warning */
 };
 
 struct frontend {
@@ -36,6 +38,8 @@ struct frontend {
 	smtp_mx *mx;
 	imap_service *imap;
 	metrics *metrics;
+	etcd_stats etcd_stats;     /* this process's etcd writes */
+	etcd_monitor *etcd_monitor;
 	struct daemon_signals signals;
 };
 
@@ -47,7 +51,9 @@ static void usage(FILE *out)
 		"  --smtp      SMTP MX listener (default 127.0.0.1:2525)\n"
 		"  --imap      IMAP listener (default 127.0.0.1:2143)\n"
 		"  --hostname  name in the SMTP greeting (default localhost)\n"
-		"  --metrics   HOST:PORT serving Prometheus /metrics (default: off)\n");
+		"  --metrics   HOST:PORT serving Prometheus /metrics (default: off)\n"
+		"  --etcd-quota-bytes N  etcd's --quota-backend-bytes: warn at 80%% of it\n"
+		"              (default 2147483648, etcd's default)\n");
 }
 
 static int settings_parse(int argc, char **argv, struct frontend_settings *set)
@@ -59,6 +65,7 @@ static int settings_parse(int argc, char **argv, struct frontend_settings *set)
 		{ "imap", required_argument, NULL, 'm' },
 		{ "hostname", required_argument, NULL, 'n' },
 		{ "metrics", required_argument, NULL, 'M' },
+		{ "etcd-quota-bytes", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -66,7 +73,8 @@ static int settings_parse(int argc, char **argv, struct frontend_settings *set)
 					   .etcd = "http://127.0.0.1:23790",
 					   .smtp = "127.0.0.1:2525",
 					   .imap = "127.0.0.1:2143",
-					   .hostname = "localhost" };
+					   .hostname = "localhost",
+					   .etcd_quota = ETCD_MONITOR_DEFAULT_QUOTA };
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -76,6 +84,10 @@ static int settings_parse(int argc, char **argv, struct frontend_settings *set)
 		case 'm': set->imap = optarg; break;
 		case 'n': set->hostname = optarg; break;
 		case 'M': set->metrics = optarg; break;
+		case 'Q':
+			if (daemon_options_parse_u64(optarg, 1, UINT64_MAX / 100, &set->etcd_quota) < 0)
+				return -1;
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: return -1;
 		}
@@ -91,6 +103,7 @@ static void frontend_stop_cb(void *arg)
 	if (fe->imap != NULL)
 		imap_service_stop(&fe->imap);
 	metrics_destroy(&fe->metrics);
+	etcd_monitor_destroy(&fe->etcd_monitor);
 	daemon_signals_deinit(&fe->signals);
 }
 
@@ -100,6 +113,9 @@ static int frontend_start(struct frontend *fe, const struct frontend_settings *s
 	const char *error = NULL;
 	int port;
 	fe->dir = directory_create(set->etcd);
+	etcd_monitor_settings es = { .etcd_url = set->etcd, .quota_bytes = set->etcd_quota,
+				     .stats = &fe->etcd_stats };
+	fe->etcd_monitor = etcd_monitor_start(&fe->loop, &es);
 	if (router_create(set->etcd, &fe->router, &error) < 0) {
 		log_event(LOG_ERROR, LOG_SVC, "event=start_failed what=router error=\"%s\"", error);
 		return -1;
@@ -138,6 +154,8 @@ static int frontend_start(struct frontend *fe, const struct frontend_settings *s
 			  error);
 		return -1;
 	}
+	if (fe->metrics != NULL)
+		metrics_add_collector(fe->metrics, etcd_monitor_collect, fe->etcd_monitor);
 	return 0;
 bad_listen:
 	log_event(LOG_ERROR, LOG_SVC, "event=start_failed what=listen error=\"%s\"", error);

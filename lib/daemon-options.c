@@ -19,6 +19,19 @@ int daemon_options_parse_uint(const char *s, unsigned min, unsigned max, unsigne
 	return 0;
 }
 
+int daemon_options_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *value_r)
+{
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*value_r = (uint64_t)v;
+	return 0;
+}
+
 int daemon_options_parse_listen(const char *s, char **host_r, int *port_r,
 				const char **error_r)
 {

@@ -9,6 +9,7 @@
 #include "daemon-options.h"
 #include "daemon.h"
 #include "delivery.h"
+#include "etcd-monitor.h"
 #include "log.h"
 #include "queue-repl.h"
 #include "queue-service.h"
@@ -31,6 +32,7 @@ struct queue_node_settings {
 	unsigned log_keep;
 	unsigned log_keep_mib; /* payload MiB kept in each partition log (0 = default) */
 	unsigned lease_ttl_s;
+	uint64_t etcd_quota;   /* etcd's --quota-backend-bytes, for the warning */
 	struct queue_sched_settings sched;
 	struct queue_service_settings service;
 };
@@ -43,6 +45,8 @@ struct queue_node {
 	queue_delivery *delivery;
 	queue_service *service;
 	metrics *metrics;
+	etcd_stats etcd_stats;     /* this process's etcd writes (every client) */
+	etcd_monitor *etcd_monitor;
 	struct daemon_signals signals;
 };
 
@@ -53,7 +57,8 @@ static void usage(void)
 		"  [--lease-ttl S (5)] [--log-keep N (2000)] [--log-keep-mib N (16)]\n"
 		"  [--retry-initial-ms MS (1000)]\n"
 		"  [--retry-max-ms MS (60000)] [--max-inflight N (64)]\n"
-		"  [--metrics HOST:PORT (Prometheus /metrics; default off)]\n");
+		"  [--metrics HOST:PORT (Prometheus /metrics; default off)]\n"
+		"  [--etcd-quota-bytes N (etcd's quota, 2147483648): warn at 80%% of it]\n");
 	exit(2);
 }
 
@@ -74,6 +79,7 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 		{ "retry-max-ms", required_argument, NULL, 'R' },
 		{ "max-inflight", required_argument, NULL, 'm' },
 		{ "metrics", required_argument, NULL, 'M' },
+		{ "etcd-quota-bytes", required_argument, NULL, 'Q' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned v;
@@ -119,6 +125,10 @@ static void parse_args(int argc, char **argv, struct queue_node_settings *set)
 			else
 				set->sched.max_inflight = v;
 			break;
+		case 'Q':
+			if (daemon_options_parse_u64(optarg, 1, UINT64_MAX / 100, &set->etcd_quota) < 0)
+				usage();
+			break;
 		default: usage();
 		}
 	}
@@ -153,6 +163,7 @@ static void node_stop_cb(void *arg)
 	struct queue_node *node = arg;
 	queue_repl_stop(node->repl);
 	metrics_destroy(&node->metrics);
+	etcd_monitor_destroy(&node->etcd_monitor);
 	queue_delivery_stop(node->delivery);
 	queue_service_destroy(&node->service);
 	queue_repl_destroy(&node->repl);
@@ -165,7 +176,8 @@ int main(int argc, char **argv)
 {
 	struct queue_node_settings set = { .partitions = ROUTER_DEFAULT_PARTITIONS,
 					   .replicas = ROUTER_DEFAULT_REPLICAS,
-					   .lease_ttl_s = ROUTER_DEFAULT_LEASE_TTL_S };
+					   .lease_ttl_s = ROUTER_DEFAULT_LEASE_TTL_S,
+					   .etcd_quota = ETCD_MONITOR_DEFAULT_QUOTA };
 	queue_sched_settings_default(&set.sched);
 	queue_service_settings_default(&set.service);
 	parse_args(argc, argv, &set);
@@ -202,6 +214,7 @@ int main(int argc, char **argv)
 		.log_keep_entries = set.log_keep ? set.log_keep : 2000,
 		.log_keep_bytes = (uint64_t)(set.log_keep_mib ? set.log_keep_mib
 							      : QUEUE_LOG_KEEP_MIB_DEFAULT) << 20,
+		.etcd_stats = &node.etcd_stats,
 	};
 	int r = queue_repl_start(&node.loop, queue_service_server(node.service), &hs, node.store,
 				 &node.repl, &error);
@@ -213,11 +226,15 @@ int main(int argc, char **argv)
 					      node.store_client, queue_repl_journal(), node.repl);
 	queue_repl_set_delivery(node.repl, node.delivery);
 	queue_service_set_repl(node.service, node.repl, node.delivery);
+	etcd_monitor_settings es = { .etcd_url = set.etcd, .quota_bytes = set.etcd_quota,
+				     .stats = &node.etcd_stats };
+	node.etcd_monitor = etcd_monitor_start(&node.loop, &es);
 	if (set.metrics != NULL) {
 		if (daemon_metrics_start(&node.loop, LOG_SVC, set.id, set.metrics, &node.metrics,
 					 &error) < 0)
 			fatal("metrics", error);
 		metrics_add_collector(node.metrics, node_metrics_cb, &node);
+		metrics_add_collector(node.metrics, etcd_monitor_collect, node.etcd_monitor);
 	}
 	daemon_signals_init(&node.loop, &node.signals, node_stop_cb, &node);
 	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s listen=%s:%d data=%s pending=%zu",

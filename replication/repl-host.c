@@ -10,6 +10,7 @@
 #include "etcd.h"
 #include "log.h"
 #include "mail-error.h"
+#include "node-status.h"
 #include "repl.h"
 #include "router.h"
 #include "util.h"
@@ -20,7 +21,6 @@
 /* A proposal not committed by then fails UNAVAILABLE (clients retry within
  * their own deadline). */
 #define PROPOSE_TIMEOUT_MS 3000
-#define STATUS_PERIOD_MS 2000
 #define PROGRESS_ATTEMPTS 10
 #define PROGRESS_RETRY_MS 500
 
@@ -58,8 +58,8 @@ struct repl_host {
 	router_controller *ctl;
 	repl_node *repl;
 	uv_timer_t *timer;          /* reconcile; freed by its close callback */
-	uv_timer_t *status_timer;   /* status publishing; idem */
-	struct status_job *status_job; /* in the thread pool; outlives us */
+	node_status_publisher *status; /* this node's status key */
+	etcd_stats *etcd_stats;     /* the owner's; may be NULL */
 	int stopping;               /* no more on_leading calls */
 	struct part **parts;        /* by partition id; NULL when not held */
 	uint32_t n_parts;
@@ -193,6 +193,7 @@ int repl_host_primary_of(repl_host *h, const void *key, size_t len, int read,
 struct progress_job {
 	uv_work_t work;
 	char *etcd_url;
+	etcd_stats *stats;
 	char key[160];
 	char value[64];
 	int status;
@@ -202,6 +203,7 @@ static void progress_work_cb(uv_work_t *w)
 {
 	struct progress_job *j = w->data;
 	etcd_client *etcd = etcd_client_create(j->etcd_url);
+	etcd_client_set_stats(etcd, j->stats);
 	/* A lost report would keep the replica out of the in-sync set until
 	 * the next epoch: retry a few times (this is a pool thread). */
 	for (int attempt = 0; attempt < PROGRESS_ATTEMPTS; attempt++) {
@@ -235,76 +237,49 @@ static void on_caught_up(repl_partition *p, uint32_t partition, uint64_t epoch, 
 	struct progress_job *j = xcalloc(1, sizeof *j);
 	j->work.data = j;
 	j->etcd_url = xstrdup(h->etcd_url);
+	j->stats = h->etcd_stats;
 	snprintf(j->key, sizeof j->key, "/mail/v1/progress/%s/%u/%s",
 		 router_role_name(h->role), partition, h->node_id);
 	snprintf(j->value, sizeof j->value, "{\"epoch\":%llu}", (unsigned long long)epoch);
 	uv_queue_work(h->loop, &j->work, progress_work_cb, progress_done_cb);
 }
 
-/* ---- status publishing (thread pool) ----------------------------------- */
+/* ---- status publishing ------------------------------------------------- */
 
-struct status_job {
-	uv_work_t work;
-	repl_host *h;
-	char *etcd_url;
-	char key[160];
-	buf value;
-	int status;
-};
-
-static void status_work_cb(uv_work_t *w)
+/* What node-status.h publishes for this node: the partitions it leads and,
+ * per partition, the peers behind by more than the slack. Nothing here
+ * moves while every replica keeps up, so the publisher writes only on a
+ * change (a new primary, a new epoch, a replica falling behind or catching
+ * up). */
+static void status_collect_cb(buf *out, void *arg)
 {
-	struct status_job *j = w->data;
-	etcd_client *etcd = etcd_client_create(j->etcd_url);
-	j->status = etcd_kv_put(etcd, j->key, j->value.data, j->value.len, 0);
-	etcd_client_destroy(&etcd);
-}
-
-static void status_done_cb(uv_work_t *w, int status)
-{
-	struct status_job *j = w->data;
-	if (status != 0 || j->status != MAIL_OK)
-		log_event(LOG_DEBUG, LOG_SVC, "event=status_publish_failed key=%s status=%d",
-			  j->key, j->status);
-	if (j->h != NULL)
-		j->h->status_job = NULL;
-	buf_deinit(&j->value);
-	free(j->etcd_url);
-	free(j);
-}
-
-/* Every STATUS_PERIOD_MS: this node's log positions per partition, one key
- * (what `mailctl partitions` turns into a lag per replica). One job at a
- * time; a slow etcd skips a period rather than queueing. */
-static void status_cb(uv_timer_t *t)
-{
-	repl_host *h = t->data;
-	if (h->status_job != NULL)
-		return;
-	struct status_job *j = xcalloc(1, sizeof *j);
-	j->work.data = j;
-	j->h = h;
-	j->etcd_url = xstrdup(h->etcd_url);
-	snprintf(j->key, sizeof j->key, "/mail/v1/status/%s/%s", router_role_name(h->role),
-		 h->node_id);
-	buf_init(&j->value);
-	buf_printf(&j->value, "{\"ts\":%llu,\"parts\":{",
-		   (unsigned long long)util_now_wall_ms());
-	const char *sep = "";
+	repl_host *h = arg;
+	node_status_lead *leads = xcalloc(h->n_parts + 1, sizeof *leads);
+	size_t n = 0;
 	for (uint32_t id = 0; id < h->n_parts; id++) {
-		if (h->parts[id] == NULL)
+		if (h->parts[id] == NULL || !h->parts[id]->primary)
 			continue;
 		struct repl_status st;
 		repl_partition_status(h->parts[id]->p, &st);
-		buf_printf(&j->value, "%s\"%u\":{\"e\":%llu,\"last\":%llu,\"commit\":%llu,"
-			   "\"applied\":%llu}", sep, id, (unsigned long long)st.epoch,
-			   (unsigned long long)st.last_index, (unsigned long long)st.commit_index,
-			   (unsigned long long)st.applied_index);
-		sep = ",";
+		if (st.role != REPL_ROLE_PRIMARY)
+			continue;
+		node_status_lead *l = &leads[n++];
+		l->partition = id;
+		l->epoch = st.epoch;
+		for (size_t k = 0; k < st.n_peers && k < NODE_STATUS_PEERS_MAX; k++) {
+			const struct repl_peer_status *peer = &st.peers[k];
+			uint64_t behind = st.last_index > peer->match_index
+						  ? st.last_index - peer->match_index : 0;
+			uint64_t lag = node_status_lag_round(behind);
+			if (lag == 0)
+				continue;
+			node_status_lag *g = &l->lagging[l->n_lagging++];
+			snprintf(g->id, sizeof g->id, "%s", peer->node_id);
+			g->lag = lag;
+		}
 	}
-	buf_printf(&j->value, "}}");
-	h->status_job = j;
-	uv_queue_work(h->loop, &j->work, status_work_cb, status_done_cb);
+	node_status_encode(leads, n, out);
+	free(leads);
 }
 
 /* ---- snapshots (the owner's ops behind repl.h's callbacks) ---------------- */
@@ -491,6 +466,7 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 	h->owner = owner;
 	h->node_id = xstrdup(set->node_id);
 	h->etcd_url = xstrdup(set->etcd_url);
+	h->etcd_stats = set->etcd_stats;
 	h->cbs = (struct repl_callbacks){ on_apply, on_caught_up };
 	if (ops->snapshot_open != NULL)
 		h->snap_cbs = (struct repl_snapshot_callbacks){
@@ -513,17 +489,25 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 		.n_partitions = set->n_partitions,
 		.n_replicas = set->n_replicas,
 		.controller_managed = 1,
+		.etcd_stats = set->etcd_stats,
 	};
 	if (router_member_start_ex(loop, set->etcd_url, set->role, set->node_id, set->host,
 				   set->port, &ms, &h->member, error_r) < 0)
 		return -1;
 	if (router_create(set->etcd_url, &h->router, error_r) < 0)
 		return -1;
-	if (router_controller_start(loop, set->etcd_url, set->node_id, set->ttl_s, &h->ctl,
-				    error_r) < 0)
+	if (router_controller_start(loop, set->etcd_url, set->node_id, set->ttl_s,
+				    set->etcd_stats, &h->ctl, error_r) < 0)
 		return -1;
 	h->timer = timer_new(loop, h, reconcile_cb, RECONCILE_MS);
-	h->status_timer = timer_new(loop, h, status_cb, STATUS_PERIOD_MS);
+	char *key = xasprintf(NODE_STATUS_KEY "%s/%s", router_role_name(h->role), h->node_id);
+	node_status_settings ss = {
+		.etcd_url = set->etcd_url,
+		.key = key,
+		.stats = set->etcd_stats,
+	};
+	h->status = node_status_publisher_start(loop, &ss, status_collect_cb, h);
+	free(key);
 	return 0;
 }
 
@@ -548,7 +532,7 @@ void repl_host_stop(repl_host *h)
 	router_controller_stop(&h->ctl);
 	router_member_stop(&h->member);
 	timer_close(&h->timer);
-	timer_close(&h->status_timer);
+	node_status_publisher_destroy(&h->status);
 }
 
 void repl_host_destroy(repl_host **hp)
@@ -558,8 +542,6 @@ void repl_host_destroy(repl_host **hp)
 		return;
 	*hp = NULL;
 	repl_host_stop(h);
-	if (h->status_job != NULL)
-		h->status_job->h = NULL; /* it finishes after us */
 	for (uint32_t id = 0; id < h->n_parts; id++)
 		part_close(h, id);
 	free(h->parts);

@@ -9,9 +9,10 @@
  * role (primary = r[0]), epoch, members and in-sync flags are those of the
  * map; partitions it no longer holds are closed. A replica that caught up
  * reports it in etcd (/mail/v1/progress/<role>/<partition>/<id>, from the
- * thread pool), and every ~2 s the node publishes its partitions' log
- * positions at /mail/v1/status/<role>/<id> (what `mailctl partitions`
- * shows as replication lag).
+ * thread pool), and the node keeps its status key
+ * /mail/v1/status/<role>/<id> current (router/node-status.h: the
+ * partitions it leads and the peers lagging behind it, what `mailctl
+ * partitions` shows as replication lag), written only when it changes.
  *
  * The owner supplies the state machine through repl_host_ops: committed
  * entries are applied with ops->apply on every replica, in log order; the
@@ -28,6 +29,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "etcd.h"
 #include "router.h"
 #include "rpc.h"
 
@@ -92,6 +94,9 @@ struct repl_host_settings {
 				      * fails UNAVAILABLE (clients retry) */
 	uint64_t log_keep_entries;   /* 0 = repl.h's default (with snapshots) */
 	uint64_t log_keep_bytes;     /* 0 = repl.h's default (with snapshots) */
+	etcd_stats *etcd_stats;      /* counts the host's etcd writes (borrowed,
+				      * may be NULL; thread-pool jobs use it, so
+				      * it must outlive the loop's last run) */
 };
 
 /* Create the repl node on server, join the role's ring (blocks on etcd),

@@ -369,7 +369,7 @@ static void *ctl__main(void *arg)
 /* ---- public --------------------------------------------------------------- */
 
 int router__controller_start_hooked(uv_loop_t *loop, const char *etcd_url, const char *node_id,
-				    int ttl_s, const router__controller_hooks *hooks,
+				    int ttl_s, etcd_stats *stats, const router__controller_hooks *hooks,
 				    router_controller **ctl_r, const char **error_r)
 {
 	size_t id_len = strlen(node_id);
@@ -391,6 +391,8 @@ int router__controller_start_hooked(uv_loop_t *loop, const char *etcd_url, const
 	c->resync_ms = c->hooks.resync_ms > 0 ? c->hooks.resync_ms : ROUTER_CONTROLLER_RESYNC_MS;
 	c->etcd = etcd_client_create(etcd_url);
 	c->wetcd = etcd_client_create(etcd_url);
+	etcd_client_set_stats(c->etcd, stats);
+	etcd_client_set_stats(c->wetcd, stats);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -407,9 +409,10 @@ int router__controller_start_hooked(uv_loop_t *loop, const char *etcd_url, const
 }
 
 int router_controller_start(uv_loop_t *loop, const char *etcd_url, const char *node_id,
-			    int ttl_s, router_controller **ctl_r, const char **error_r)
+			    int ttl_s, etcd_stats *stats, router_controller **ctl_r,
+			    const char **error_r)
 {
-	return router__controller_start_hooked(loop, etcd_url, node_id, ttl_s, NULL, ctl_r,
+	return router__controller_start_hooked(loop, etcd_url, node_id, ttl_s, stats, NULL, ctl_r,
 					       error_r);
 }
 

@@ -52,7 +52,26 @@ struct etcd_client {
 	void *watch_arg;
 	const int *watch_stop;
 	int watch_result; /* -1 while running, else a mail_error */
+	etcd_stats *stats; /* borrowed; NULL: not counted */
 };
+
+uint64_t etcd_stats_writes(const etcd_stats *stats)
+{
+	return __atomic_load_n(&stats->writes, __ATOMIC_RELAXED);
+}
+
+void etcd_client_set_stats(etcd_client *c, etcd_stats *stats)
+{
+	c->stats = stats;
+}
+
+/* One more revision made by c (a pool thread and the loop may count at
+ * once: atomic). */
+static void etcd__count_write(etcd_client *c)
+{
+	if (c->stats != NULL)
+		__atomic_fetch_add(&c->stats->writes, 1, __ATOMIC_RELAXED);
+}
 
 /* ---- base64 ------------------------------------------------------------ */
 
@@ -361,8 +380,10 @@ int etcd_kv_put(etcd_client *c, const char *key, const void *value, size_t len, 
 		json_object_set_new(req, "lease", etcd__i64_json(lease));
 	json_t *resp;
 	int err = etcd__call(c, "/v3/kv/put", req, &resp);
-	if (err == MAIL_OK)
+	if (err == MAIL_OK) {
 		json_decref(resp);
+		etcd__count_write(c);
+	}
 	return err;
 }
 
@@ -479,6 +500,8 @@ static int etcd__delete(etcd_client *c, const char *key, int prefix, int64_t *de
 		return err;
 	int64_t deleted = etcd__i64(resp, "deleted");
 	json_decref(resp);
+	if (deleted > 0)
+		etcd__count_write(c);
 	if (deleted_r != NULL)
 		*deleted_r = deleted;
 	return MAIL_OK;
@@ -526,6 +549,8 @@ static int etcd__txn_put(etcd_client *c, const char *key, const void *value, siz
 		return err;
 	/* a failed txn has no "succeeded" field at all */
 	int ok = json_is_true(json_object_get(resp, "succeeded"));
+	if (ok)
+		etcd__count_write(c);
 	if (ok && new_revision_r != NULL)
 		*new_revision_r = etcd__i64(json_object_get(resp, "header"), "revision");
 	json_decref(resp);
@@ -587,6 +612,25 @@ int etcd_lease_revoke(etcd_client *c, int64_t id)
 	if (err == MAIL_OK)
 		json_decref(resp);
 	return err;
+}
+
+/* ---- maintenance ---------------------------------------------------------- */
+
+int etcd_maintenance_status(etcd_client *c, etcd_member_status *status_r)
+{
+	json_t *resp;
+	int err = etcd__call(c, "/v3/maintenance/status", json_object(), &resp);
+	if (err != MAIL_OK)
+		return err;
+	/* int64 fields as strings; a field at its default (0) is omitted */
+	*status_r = (etcd_member_status){
+		.revision = etcd__i64(json_object_get(resp, "header"), "revision"),
+		.db_size = etcd__i64(resp, "dbSize"),
+		.db_size_in_use = etcd__i64(resp, "dbSizeInUse"),
+		.raft_index = etcd__i64(resp, "raftIndex"),
+	};
+	json_decref(resp);
+	return MAIL_OK;
 }
 
 /* ---- watch ---------------------------------------------------------------- */

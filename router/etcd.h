@@ -27,6 +27,20 @@
 
 typedef struct etcd_client etcd_client;
 
+/* Counters shared by every client of one process (or of one daemon): the
+ * owner (the daemon's context) keeps it, hands it to each client with
+ * etcd_client_set_stats(), and reads it with etcd_stats_writes() from any
+ * thread. Clients on any thread update it atomically; it must outlive
+ * every client it was given to. Zero-initialise it. */
+typedef struct etcd_stats {
+	uint64_t writes; /* successful puts, deletes that deleted, successful
+			  * txns: each made one etcd revision. Atomic: use
+			  * etcd_stats_writes(). */
+} etcd_stats;
+
+/* The current count (atomic load; any thread). */
+uint64_t etcd_stats_writes(const etcd_stats *stats);
+
 /* url: "http://127.0.0.1:23790" (no trailing slash needed), or several
  * members of one etcd cluster separated by commas; a request that cannot
  * reach the member in use is retried on the next one. Never fails;
@@ -34,6 +48,9 @@ typedef struct etcd_client etcd_client;
  * etcd_client_destroy(), which NULLs *client. */
 etcd_client *etcd_client_create(const char *url);
 void etcd_client_destroy(etcd_client **client);
+/* Count c's writes in stats (borrowed; NULL: count nothing, the default).
+ * Call before the first request, from the thread that uses c. */
+void etcd_client_set_stats(etcd_client *c, etcd_stats *stats);
 
 /* One key-value pair. key and value are heap copies, NUL-terminated (the
  * value may also hold NULs: value_len is authoritative). */
@@ -92,6 +109,19 @@ int etcd_lease_keepalive(etcd_client *c, int64_t id, int64_t *ttl_r);
 /* Revoke a lease (its keys are deleted at once). MAIL_ERR_NOT_FOUND when the
  * lease had already expired. */
 int etcd_lease_revoke(etcd_client *c, int64_t id);
+
+/* What POST /v3/maintenance/status says about the member answering. */
+typedef struct etcd_member_status {
+	int64_t revision;        /* the store's current revision */
+	int64_t db_size;         /* bytes of the backend file (what the quota
+				  * is checked against) */
+	int64_t db_size_in_use;  /* bytes holding live data (the rest is free
+				  * pages that only a defrag gives back) */
+	int64_t raft_index;
+} etcd_member_status;
+
+/* Status of the member in use. MAIL_OK with *status_r filled. */
+int etcd_maintenance_status(etcd_client *c, etcd_member_status *status_r);
 
 enum etcd_event_type { ETCD_EVENT_PUT = 0, ETCD_EVENT_DELETE = 1 };
 

@@ -364,6 +364,7 @@ int router_member_start_ex(uv_loop_t *loop, const char *etcd_url, enum router_ro
 	m->ttl_s = ttl_s;
 	memcpy(m->id, node_id, id_len + 1);
 	m->etcd = etcd_client_create(etcd_url);
+	etcd_client_set_stats(m->etcd, set.etcd_stats);
 	m->alive_key = xasprintf(ROUTER_KEY_ALIVE "%s/%s", router_role_name(role), node_id);
 	m->alive_value = strchr(host, ':') != NULL ? xasprintf("[%s]:%d", host, port)
 						  : xasprintf("%s:%d", host, port);

@@ -41,6 +41,8 @@
 
 #include <uv.h>
 
+#include "etcd.h"
+
 enum router_role { ROUTER_ROLE_QUEUE = 0, ROUTER_ROLE_STORE = 1, ROUTER_ROLE_COUNT_ };
 
 /* "queue" / "store". */
@@ -93,6 +95,9 @@ typedef struct router_member_settings {
 	 *    leave joining to the controller (new replicas enter "i" only
 	 *    after the data plane reports them caught up). */
 	int controller_managed;
+	/* Counts the membership's etcd writes (borrowed, may be NULL; must
+	 * outlive the member). */
+	etcd_stats *etcd_stats;
 } router_member_settings;
 
 /* router_member_start with settings (NULL: all defaults, self-placing).

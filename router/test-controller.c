@@ -129,7 +129,7 @@ static router_controller *ctl_start(fixture *f, const char *id,
 {
 	router_controller *ctl;
 	const char *error;
-	assert_int_equal(router__controller_start_hooked(NULL, f->url, id, TTL, hooks, &ctl,
+	assert_int_equal(router__controller_start_hooked(NULL, f->url, id, TTL, NULL, hooks, &ctl,
 							 &error),
 			 0);
 	return ctl;
@@ -173,8 +173,8 @@ static void test_election(void **state)
 
 	/* bad arguments */
 	const char *error;
-	assert_int_equal(router_controller_start(NULL, f->url, "a/b", 2, &c, &error), -1);
-	assert_int_equal(router_controller_start(NULL, f->url, "", 2, &c, &error), -1);
+	assert_int_equal(router_controller_start(NULL, f->url, "a/b", 2, NULL, &c, &error), -1);
+	assert_int_equal(router_controller_start(NULL, f->url, "", 2, NULL, &c, &error), -1);
 }
 
 /* Wait until cond(map) holds (polling etcd); returns the map or NULL. */

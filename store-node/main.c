@@ -3,6 +3,7 @@
  * or SIGINT leaves the ring, closes the server and the store, exits 0. */
 #include "daemon-options.h"
 #include "daemon.h"
+#include "etcd-monitor.h"
 #include "log.h"
 #include "mailstore.h"
 #include "metrics.h"
@@ -33,6 +34,7 @@ struct store_settings {
 	unsigned log_keep;     /* entries kept in each partition log (0 = default) */
 	unsigned log_keep_mib; /* payload MiB kept in each partition log (0 = default) */
 	const char *metrics;   /* HOST:PORT of /metrics, NULL = off */
+	uint64_t etcd_quota;   /* etcd's --quota-backend-bytes, for the warning */
 };
 
 struct store_node {
@@ -41,6 +43,8 @@ struct store_node {
 	store_service *service;
 	repl_host *parts;
 	metrics *metrics;
+	etcd_stats etcd_stats;     /* this process's etcd writes (every client) */
+	etcd_monitor *etcd_monitor;
 	struct daemon_signals signals;
 };
 
@@ -61,7 +65,9 @@ static void usage(FILE *out)
 		"                compacted (default 10000; older ones travel as snapshots)\n"
 		"  --log-keep-mib N  payload MiB kept in each partition log (default %d): the\n"
 		"                log of each partition held stays under 5/4 of the smaller bound\n"
-		"  --metrics     HOST:PORT serving Prometheus /metrics (default: off)\n",
+		"  --metrics     HOST:PORT serving Prometheus /metrics (default: off)\n"
+		"  --etcd-quota-bytes N  etcd's --quota-backend-bytes: warn at 80%% of it\n"
+		"                (default 2147483648, etcd's default)\n",
 		ROUTER_DEFAULT_PARTITIONS, ROUTER_DEFAULT_REPLICAS, ROUTER_DEFAULT_LEASE_TTL_S,
 		STORE_LOG_KEEP_MIB_DEFAULT);
 }
@@ -80,12 +86,14 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 		{ "metrics", required_argument, NULL, 'M' },
 		{ "log-keep", required_argument, NULL, 'k' },
 		{ "log-keep-mib", required_argument, NULL, 'K' },
+		{ "etcd-quota-bytes", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	*set = (struct store_settings){ .partitions = ROUTER_DEFAULT_PARTITIONS,
 					.lease_ttl = ROUTER_DEFAULT_LEASE_TTL_S,
-					.replicas = ROUTER_DEFAULT_REPLICAS };
+					.replicas = ROUTER_DEFAULT_REPLICAS,
+					.etcd_quota = ETCD_MONITOR_DEFAULT_QUOTA };
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -115,6 +123,10 @@ static int settings_parse(int argc, char **argv, struct store_settings *set)
 			if (daemon_options_parse_uint(optarg, 1, 1u << 20, &set->log_keep_mib) < 0)
 				return -1;
 			break;
+		case 'Q':
+			if (daemon_options_parse_u64(optarg, 1, UINT64_MAX / 100, &set->etcd_quota) < 0)
+				return -1;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -141,6 +153,7 @@ static void node_stop_cb(void *arg)
 	/* Leave the ring; the server goes before the repl node it serves. */
 	repl_host_stop(node->parts);
 	metrics_destroy(&node->metrics);
+	etcd_monitor_destroy(&node->etcd_monitor);
 	store_service_destroy(&node->service);
 	repl_host_destroy(&node->parts);
 	daemon_signals_deinit(&node->signals);
@@ -189,6 +202,7 @@ int main(int argc, char **argv)
 			.log_keep_entries = set.log_keep,
 			.log_keep_bytes = (uint64_t)(set.log_keep_mib ? set.log_keep_mib
 								  : STORE_LOG_KEEP_MIB_DEFAULT) << 20,
+			.etcd_stats = &node.etcd_stats,
 		};
 		int r = repl_host_start(&node.loop, store_service_server(node.service), &ps,
 					store_service_repl_ops(), node.store, &node.parts,
@@ -199,6 +213,9 @@ int main(int argc, char **argv)
 			goto fail;
 		}
 		store_service_set_partitions(node.service, node.parts);
+		etcd_monitor_settings es = { .etcd_url = set.etcd, .quota_bytes = set.etcd_quota,
+					     .stats = &node.etcd_stats };
+		node.etcd_monitor = etcd_monitor_start(&node.loop, &es);
 	} else {
 		log_event(LOG_WARN, LOG_SVC, "event=standalone reason=no_etcd");
 	}
@@ -210,6 +227,8 @@ int main(int argc, char **argv)
 	}
 	if (node.metrics != NULL)
 		metrics_add_collector(node.metrics, node_metrics_cb, &node);
+	if (node.metrics != NULL && node.etcd_monitor != NULL)
+		metrics_add_collector(node.metrics, etcd_monitor_collect, node.etcd_monitor);
 	daemon_signals_init(&node.loop, &node.signals, node_stop_cb, &node);
 	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s listen=%s:%d", set.id, host, port);
 	uv_run(&node.loop, UV_RUN_DEFAULT);
@@ -223,6 +242,7 @@ int main(int argc, char **argv)
 fail:
 	repl_host_stop(node.parts);
 	metrics_destroy(&node.metrics);
+	etcd_monitor_destroy(&node.etcd_monitor);
 	store_service_destroy(&node.service);
 	repl_host_destroy(&node.parts);
 	daemon_loop_finish(&node.loop);

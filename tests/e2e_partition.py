@@ -167,7 +167,8 @@ class PartitionCluster(local.Cluster):
             "--listen-peer-urls", f"http://127.0.0.1:{ep}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{ep}",
             "--initial-cluster", f"m1=http://127.0.0.1:{ep}",
-            "--heartbeat-interval", "100", "--election-timeout", "1000"], e)]
+            "--heartbeat-interval", "100", "--election-timeout", "1000",
+            *local.ETCD_COMPACTION, "--quota-backend-bytes", str(local.ETCD_QUOTA_BYTES)], e)]
         for i in (1, 2, 3):
             name = f"store-{i}"
             inside = name == "store-1"

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define MAILTEST_ETCD_BIN "/usr/bin/etcd"
+#define MAILTEST_ETCD_QUOTA "268435456"
 #define MAILTEST_ETCD_READY_MS 10000
 #define MAILTEST_ETCD_STOP_MS 5000
 #define MAILTEST_ETCD_ATTEMPTS 3
@@ -173,7 +174,11 @@ static int mailtest__try_start(mailtest_etcd *e)
 		      "zap", "--log-level", "error", "--listen-client-urls", client,
 		      "--advertise-client-urls", client, "--listen-peer-urls", peer,
 		      "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-		      "--initial-cluster-state", "new", (char *)NULL);
+		      "--initial-cluster-state", "new",
+		      /* as every etcd we start: compaction and a quota
+		       * (docs/deploy.md); tests stay far below 256 MiB */
+		      "--auto-compaction-mode", "periodic", "--auto-compaction-retention",
+		      "5m", "--quota-backend-bytes", MAILTEST_ETCD_QUOTA, (char *)NULL);
 		_exit(127);
 	}
 	e->pid = pid;
