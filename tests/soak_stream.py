@@ -8,7 +8,8 @@ creates --users users and sends --messages messages of --size bytes over
 --conns SMTP connections, each message retried (also across a dead
 connection) until it gets 250, as an MTA would. Every --kill-every seconds
 (with jitter) a random store node, queue node or the frontend is killed
-with -9 and restarted --down seconds later (--kills caps how many).
+with -9 and restarted --down seconds later (--kills caps how many); the
+first and the last slice are left without kills.
 
 Then, once the queues have drained, the checks:
   * every acknowledged message is in its mailbox exactly once (IMAP), UIDs
@@ -182,16 +183,23 @@ class Stream:
 
 def killer(c, args, stream, kills, rng):
     """Kill -9 a random victim every --kill-every seconds (+-30%), restart it
-    --down seconds later. Returns when the stream stops or --kills is
-    reached; a victim is always restarted before it returns."""
+    --down seconds later, from the end of the first slice to the start of
+    the last. Returns when the stream stops, the last slice starts or
+    --kills is reached; a victim is always restarted before it returns."""
     while not stream.stop.is_set():
         if args.kills and len(kills) >= args.kills:
             return
         if stream.stop.wait(args.kill_every * rng.uniform(0.7, 1.3)):
             return
-        victim = rng.choice(VICTIMS)
         with stream.lock:
             sent = len(stream.ack_times)
+        # the first and the last slice stay free of kills: their
+        # throughputs are compared, and a kill's pause is not a regression
+        if sent < args.slice:
+            continue
+        if sent >= args.messages - args.slice:
+            return
+        victim = rng.choice(VICTIMS)
         print(f"kill -9 {victim} (acknowledged so far {sent})", flush=True)
         c.kill(victim, signal.SIGKILL)
         kills.append((time.monotonic(), victim))

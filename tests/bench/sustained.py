@@ -39,6 +39,7 @@ import csv
 import glob
 import os
 import resource
+import selectors
 import shutil
 import subprocess
 import sys
@@ -144,7 +145,9 @@ def create_users(bin_dir, etcd, domain, n):
 class Sender:
     """Keeps --procs smtp-source runs going, each sending one chunk of
     messages to one user over its share of the sessions, until --messages
-    have been sent. Counts what smtp-source reports as rejected."""
+    have been sent. Counts each message as its DATA completes (smtp-source
+    -c prints "N\r" then), so slices are cut at the message, not at the end
+    of a run; counts what smtp-source reports as rejected."""
 
     REJECT_WORDS = ("sender rejected", "recipient rejected", "data rejected",
                     "fatal", "lost connection", "timeout")
@@ -154,6 +157,8 @@ class Sender:
         self.run_id = f"{int(time.time()) % 100000:05d}"
         self.started = 0     # messages handed to smtp-source
         self.done = 0        # messages whose smtp-source run ended
+        self.progress = 0    # messages whose DATA completed (-c counter)
+        self.sel = selectors.DefaultSelector()
         self.rejected = 0
         self.failed_runs = 0
         self.chunk_no = 0
@@ -169,16 +174,37 @@ class Sender:
         # users in a scattered order so consecutive runs hit other partitions
         user = self.users[(self.chunk_no * 7919) % len(self.users)]
         sender = f"bench-{self.run_id}-{self.chunk_no}@remote.test"
-        p = subprocess.Popen(["smtp-source", "-A", "-d", "-s", str(min(sess, n)),
+        p = subprocess.Popen(["smtp-source", "-c", "-A", "-d", "-s", str(min(sess, n)),
                               "-m", str(n), "-l", str(a.size), "-f", sender, "-t", user,
                               "-M", "bench.test", self.host_port],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
+        os.set_blocking(p.stdout.fileno(), False)
+        self.sel.register(p.stdout, selectors.EVENT_READ)
         self.running.append((p, n))
         self.started += n
         self.chunk_no += 1
 
+    def _read_counter(self, f):
+        try:
+            data = os.read(f.fileno(), 65536)
+        except BlockingIOError:
+            return True
+        self.progress += data.count(b"\r")
+        if not data:
+            self._unregister(f)   # EOF: the run is ending
+        return bool(data)
+
+    def _unregister(self, f):
+        try:
+            self.sel.unregister(f)
+        except (KeyError, ValueError):
+            pass
+
     def _finish(self, p, n):
+        while self._read_counter(p.stdout):
+            pass
+        p.stdout.close()
         err = p.stderr.read().decode(errors="replace")
         p.stderr.close()
         bad = [line for line in err.splitlines()
@@ -198,6 +224,8 @@ class Sender:
         everything has been sent and reaped."""
         while len(self.running) < self.args.procs and self.started < self.args.messages:
             self._start_one()
+        for key, _ in self.sel.select(timeout=0.02):
+            self._read_counter(key.fileobj)
         still = []
         for p, n in self.running:
             if p.poll() is None:
@@ -212,6 +240,8 @@ class Sender:
             if p.poll() is None:
                 p.kill()
             p.wait()
+            self._unregister(p.stdout)
+            p.stdout.close()
             p.stderr.close()
         self.running = []
 
@@ -334,12 +364,12 @@ def summary(rows, slicer, out_dir, label):
          [(n, col(f"rss_bytes:{n}", 1 / (1 << 20))) for n in slicer.names]),
         ("disk used by each node's state dir (MB)",
          [(n, col(f"disk_bytes:{n}", 1 / (1 << 20))) for n in slicer.dirs
-          if not n.startswith("etcd")]),
-        ("etcd (MB): database and data dir (WAL included)",
-         [("dbSize", col("etcd_db_bytes", 1 / (1 << 20))),
-          ("dbSizeInUse", col("etcd_db_in_use_bytes", 1 / (1 << 20)))]
-         + [(f"{n} dir", col(f"disk_bytes:{n}", 1 / (1 << 20))) for n in slicer.dirs
-            if n.startswith("etcd")]),
+          if not n.startswith("etcd") and any(col(f"disk_bytes:{n}"))]),
+        ("etcd database (MB)", [("dbSize", col("etcd_db_bytes", 1 / (1 << 20))),
+                                ("dbSizeInUse", col("etcd_db_in_use_bytes", 1 / (1 << 20)))]),
+        ("etcd data dir, WAL included (MB)",
+         [(n, col(f"disk_bytes:{n}", 1 / (1 << 20))) for n in slicer.dirs
+          if n.startswith("etcd")]),
     ]
     svg_path = os.path.join(out_dir, "sustained.svg")
     probe.write_svg(svg_path, f"sustained load: {label}", "messages sent (thousands)",
@@ -363,18 +393,18 @@ def drive(args, target, users, label):
           f"each) to {len(users)} users at {host_port}", flush=True)
     try:
         while sender.step():
-            if sender.done >= next_cut or (sender.done >= args.messages and
-                                           sender.done > slicer.prev["done"]):
-                print_slice(slicer.cut(sender.done, sender.rejected), slicer, args.messages)
-                while next_cut <= sender.done:
+            if sender.progress >= next_cut:
+                print_slice(slicer.cut(sender.progress, sender.rejected), slicer,
+                            args.messages)
+                while next_cut <= sender.progress:
                     next_cut += args.slice
-            time.sleep(0.02)
-        if sender.done > slicer.prev["done"]:
-            print_slice(slicer.cut(sender.done, sender.rejected), slicer, args.messages)
+        if sender.progress > slicer.prev["done"]:
+            print_slice(slicer.cut(sender.progress, sender.rejected), slicer, args.messages)
     finally:
         sender.stop()
     wall = time.monotonic() - t0
-    print(f"\nsent {sender.done} messages in {wall:.1f}s ({sender.done / wall:.1f} msg/s), "
+    print(f"\nsent {sender.progress} messages (DATA completed) of {sender.done} in {wall:.1f}s "
+          f"({sender.progress / wall:.1f} msg/s), "
           f"rejected or lost {sender.rejected}, smtp-source runs that failed "
           f"{sender.failed_runs}")
     for e in sender.first_errors:
