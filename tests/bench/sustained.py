@@ -41,6 +41,7 @@ import os
 import resource
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,7 @@ sys.path.insert(0, os.path.join(ROOT, "cluster"))
 sys.path.insert(0, os.path.dirname(HERE))
 import local  # noqa: E402
 import cluster_probe as probe  # noqa: E402
+import e2e_harness  # noqa: E402
 
 PASSWORD = "bench"
 
@@ -138,7 +140,9 @@ def create_users(bin_dir, etcd, domain, n):
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
         list(ex.map(add, users))
-    print(f"users: {n} in {time.monotonic() - t0:.1f}s", flush=True)
+    parts = {e2e_harness.partition_of(u, 64) for u in users}
+    print(f"users: {n} in {time.monotonic() - t0:.1f}s; they fall in {len(parts)} of 64 "
+          "store partitions (if the cluster has 64)", flush=True)
     return users
 
 
@@ -419,8 +423,14 @@ def drive(args, target, users, label):
     summary(slicer.rows, slicer, args.out, label)
 
 
+def on_sigterm(signum, frame):
+    # unwind, so that the finally blocks stop smtp-source and the cluster
+    raise SystemExit(f"signal {signum}")
+
+
 def main():
     args = parse_args()
+    signal.signal(signal.SIGTERM, on_sigterm)
     if shutil.which("smtp-source") is None:
         print("sustained.py needs smtp-source (Debian's postfix package):\n"
               '  echo "postfix postfix/main_mailer_type select No configuration" '
