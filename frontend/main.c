@@ -113,6 +113,7 @@ static int frontend_start(struct frontend *fe, const struct frontend_settings *s
 	const char *error = NULL;
 	int port;
 	fe->dir = directory_create(set->etcd);
+	directory_set_etcd_stats(fe->dir, &fe->etcd_stats);
 	etcd_monitor_settings es = { .etcd_url = set->etcd, .quota_bytes = set->etcd_quota,
 				     .stats = &fe->etcd_stats };
 	fe->etcd_monitor = etcd_monitor_start(&fe->loop, &es);

@@ -20,9 +20,12 @@
 #include "xalloc.h"
 
 #define LOG_SVC "queue"
-/* Payload MiB kept in each partition log (queue entries carry whole
- * messages; docs/replication.md). */
-#define QUEUE_LOG_KEEP_MIB_DEFAULT 16
+/* Payload MiB kept in each partition log. Queue entries carry whole
+ * messages that leave the queue within seconds, so a replica that falls
+ * further behind gets a snapshot (the messages still queued: small) rather
+ * than a long log: at most 64 x 5/4 x 4 MiB = 320 MiB of log per node with
+ * 64 partitions (docs/replication.md). */
+#define QUEUE_LOG_KEEP_MIB_DEFAULT 4
 
 struct queue_node_settings {
 	const char *id, *listen, *data, *etcd, *metrics;
@@ -54,7 +57,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: queue-node --id ID --listen HOST:PORT --data DIR --etcd URL\n"
 		"  [--advertise HOST] [--partitions N (256)] [--replicas R (3)]\n"
-		"  [--lease-ttl S (5)] [--log-keep N (2000)] [--log-keep-mib N (16)]\n"
+		"  [--lease-ttl S (5)] [--log-keep N (2000)] [--log-keep-mib N (4)]\n"
 		"  [--retry-initial-ms MS (1000)]\n"
 		"  [--retry-max-ms MS (60000)] [--max-inflight N (64)]\n"
 		"  [--metrics HOST:PORT (Prometheus /metrics; default off)]\n"

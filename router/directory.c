@@ -54,6 +54,11 @@ directory *directory_create(const char *etcd_url)
 	return dir;
 }
 
+void directory_set_etcd_stats(directory *dir, struct etcd_stats *stats)
+{
+	etcd_client_set_stats(dir->etcd, stats);
+}
+
 void directory_destroy(directory **dirp)
 {
 	directory *dir = *dirp;

@@ -24,6 +24,10 @@ typedef struct directory directory;
 
 directory *directory_create(const char *etcd_url);
 void directory_destroy(directory **dir);
+/* Count this directory's etcd writes in stats (etcd.h; borrowed, must
+ * outlive dir; NULL: not counted). Call before any other use. */
+struct etcd_stats;
+void directory_set_etcd_stats(directory *dir, struct etcd_stats *stats);
 
 /* MAIL_ERR_PARAMS for an invalid domain, MAIL_ERR_EXISTS if present. */
 int directory_tenant_add(directory *dir, const char *domain);

@@ -423,6 +423,18 @@ def drive(args, target, users, label):
     summary(slicer.rows, slicer, args.out, label)
 
 
+def install_smtp_source():
+    """As root: install Debian's postfix (only for smtp-source) without
+    configuring or starting it."""
+    print("sustained.py: installing postfix for smtp-source", file=sys.stderr)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["debconf-set-selections"], input=b"postfix postfix/main_mailer_type "
+                   b"select No configuration\n", env=env, check=False)
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postfix"],
+                   env=env, check=False, stdout=subprocess.DEVNULL)
+
+
 def on_sigterm(signum, frame):
     # unwind, so that the finally blocks stop smtp-source and the cluster
     raise SystemExit(f"signal {signum}")
@@ -431,6 +443,8 @@ def on_sigterm(signum, frame):
 def main():
     args = parse_args()
     signal.signal(signal.SIGTERM, on_sigterm)
+    if shutil.which("smtp-source") is None and os.geteuid() == 0:
+        install_smtp_source()
     if shutil.which("smtp-source") is None:
         print("sustained.py needs smtp-source (Debian's postfix package):\n"
               '  echo "postfix postfix/main_mailer_type select No configuration" '
