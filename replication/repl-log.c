@@ -173,64 +173,52 @@ int repl_log_state_load(repl_log *log, uint32_t partition, struct repl_log_state
 	return 1;
 }
 
-int repl_log_entry_get(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r,
-		       int *kind_r, buf *out)
+/* The value of an entry ('E', counted in value_bytes_read) or of its side
+ * record ('M') at index, checked for length: 1 with *v_r (free it with
+ * leveldb_free), 0 when there is none, -1 on a storage error or a damaged
+ * value (logged). */
+static int log__index_get(repl_log *log, int kind, uint32_t partition, uint64_t index,
+			  char **v_r, size_t *vlen_r)
 {
 	uint8_t key[ENTRY_KEY_LEN];
-	log__entry_key(key, partition, index);
+	log__index_key(key, kind, partition, index);
 	char *err = NULL;
 	size_t vlen;
 	char *v = leveldb_get(log->db, log->read, (const char *)key, sizeof key, &vlen, &err);
 	if (err != NULL) {
-		log__error("entry_get", err);
+		log__error(kind == KIND_ENTRY ? "entry_get" : "meta_get", err);
 		return -1;
 	}
 	if (v == NULL)
 		return 0;
-	if (vlen < ENTRY_HDR_LEN) {
-		log_event(LOG_ERROR, "repl", "event=log_corrupt partition=%u index=%llu len=%zu",
-			  partition, (unsigned long long)index, vlen);
+	if (kind == KIND_ENTRY)
+		log->value_bytes_read += vlen;
+	if (kind == KIND_ENTRY ? vlen < ENTRY_HDR_LEN : vlen != META_VAL_LEN) {
+		log_event(LOG_ERROR, "repl", "event=log_corrupt partition=%u index=%llu what=%c "
+			  "len=%zu", partition, (unsigned long long)index, kind, vlen);
 		leveldb_free(v);
 		return -1;
 	}
+	*v_r = v;
+	*vlen_r = vlen;
+	return 1;
+}
+
+int repl_log_entry_get(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r,
+		       int *kind_r, buf *out)
+{
+	char *v;
+	size_t vlen;
+	int r = log__index_get(log, KIND_ENTRY, partition, index, &v, &vlen);
+	if (r != 1)
+		return r;
 	const uint8_t *p = (const uint8_t *)v;
 	*epoch_r = log__get_u64(p);
 	*kind_r = p[8];
 	if (out != NULL)
 		buf_append(out, p + ENTRY_HDR_LEN, vlen - ENTRY_HDR_LEN);
-	log->value_bytes_read += vlen;
 	leveldb_free(v);
 	return 1;
-}
-
-/* The side record of the entry at index: 1 with *meta_r, 0 when there is
- * none (no such entry, or one written before side records existed), -1 on
- * a storage error or a damaged record. */
-static int log__meta_get(repl_log *log, uint32_t partition, uint64_t index,
-			 struct repl_log_meta *meta_r)
-{
-	uint8_t key[ENTRY_KEY_LEN];
-	log__meta_key(key, partition, index);
-	char *err = NULL;
-	size_t vlen;
-	char *v = leveldb_get(log->db, log->read, (const char *)key, sizeof key, &vlen, &err);
-	if (err != NULL) {
-		log__error("meta_get", err);
-		return -1;
-	}
-	if (v == NULL)
-		return 0;
-	int r = 1;
-	if (vlen != META_VAL_LEN) {
-		log_event(LOG_ERROR, "repl", "event=log_corrupt partition=%u index=%llu what=meta "
-			  "len=%zu", partition, (unsigned long long)index, vlen);
-		r = -1;
-	} else {
-		meta_r->epoch = log__get_u64((const uint8_t *)v);
-		meta_r->len = log__get_u32((const uint8_t *)v + 8);
-	}
-	leveldb_free(v);
-	return r;
 }
 
 /* Metadata of one entry: from its side record, or, for an entry written
@@ -239,32 +227,21 @@ static int log__meta_get(repl_log *log, uint32_t partition, uint64_t index,
 static int log__meta_of(repl_log *log, uint32_t partition, uint64_t index,
 			struct repl_log_meta *meta_r)
 {
-	int r = log__meta_get(log, partition, index, meta_r);
-	if (r != 0)
-		return r;
-	uint8_t key[ENTRY_KEY_LEN];
-	log__entry_key(key, partition, index);
-	char *err = NULL;
+	char *v;
 	size_t vlen;
-	char *v = leveldb_get(log->db, log->read, (const char *)key, sizeof key, &vlen, &err);
-	if (err != NULL) {
-		log__error("entry_get", err);
-		return -1;
+	int r = log__index_get(log, KIND_META, partition, index, &v, &vlen);
+	if (r == 1) {
+		meta_r->len = log__get_u32((const uint8_t *)v + 8);
+	} else if (r == 0) {
+		r = log__index_get(log, KIND_ENTRY, partition, index, &v, &vlen);
+		if (r == 1)
+			meta_r->len = vlen - ENTRY_HDR_LEN;
 	}
-	if (v == NULL)
-		return 0;
-	log->value_bytes_read += vlen;
-	r = 1;
-	if (vlen < ENTRY_HDR_LEN) {
-		log_event(LOG_ERROR, "repl", "event=log_corrupt partition=%u index=%llu len=%zu",
-			  partition, (unsigned long long)index, vlen);
-		r = -1;
-	} else {
-		meta_r->epoch = log__get_u64((const uint8_t *)v);
-		meta_r->len = vlen - ENTRY_HDR_LEN;
-	}
+	if (r != 1)
+		return r;
+	meta_r->epoch = log__get_u64((const uint8_t *)v);
 	leveldb_free(v);
-	return r;
+	return 1;
 }
 
 int repl_log_entry_epoch(repl_log *log, uint32_t partition, uint64_t index, uint64_t *epoch_r)

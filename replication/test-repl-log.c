@@ -248,29 +248,36 @@ static void test_meta_reads_no_values(void **state)
 	assert_int_equal(repl_log_read_meta(fx->log, 4, 11, 50, 64, meta), 40);
 }
 
-/* Entries written by a binary from before side records (an 'E' key only)
- * are still measured, by reading them (counted), mixed with newer ones. */
-static void test_meta_older_entries(void **state)
+/* Write key -> value straight into the log's LevelDB, as an older binary
+ * would have (the log is closed around it and reopened). */
+static void raw_put(struct fx *fx, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct fx *fx = *state;
 	repl_log_close(&fx->log);
 	leveldb_options_t *o = leveldb_options_create();
 	char *err = NULL;
 	leveldb_t *db = leveldb_open(o, fx->dir, &err);
 	assert_null(err);
 	leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
-	for (uint8_t i = 1; i <= 5; i++) {
-		char key[] = { REPL_KEY_VERSION, 'E', 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, (char)i };
-		uint8_t v[9 + 100] = { 0 };
-		v[7] = 3;   /* epoch */
-		leveldb_put(db, wo, key, sizeof key, (const char *)v, 9 + (size_t)i * 10, &err);
-		assert_null(err);
-	}
+	leveldb_put(db, wo, key, klen, val, vlen, &err);
+	assert_null(err);
 	leveldb_writeoptions_destroy(wo);
 	leveldb_close(db);
 	leveldb_options_destroy(o);
 	const char *e;
 	assert_int_equal(repl_log_open(fx->dir, &fx->log, &e), 0);
+}
+
+/* Entries written by a binary from before side records (an 'E' key only)
+ * are still measured, by reading them (counted), mixed with newer ones. */
+static void test_meta_older_entries(void **state)
+{
+	struct fx *fx = *state;
+	for (uint8_t i = 1; i <= 5; i++) {
+		char key[] = { REPL_KEY_VERSION, 'E', 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, (char)i };
+		uint8_t v[9 + 100] = { 0 };
+		v[7] = 3;   /* epoch */
+		raw_put(fx, key, sizeof key, v, 9 + (size_t)i * 10);
+	}
 	struct repl_log_state st = { .epoch = 4 };
 	append_n(fx->log, 6, 6, 5, 4, &st);
 
@@ -295,25 +302,13 @@ static void test_meta_older_entries(void **state)
 static void test_state_v1(void **state)
 {
 	struct fx *fx = *state;
-	repl_log_close(&fx->log);
-	leveldb_options_t *o = leveldb_options_create();
-	char *err = NULL;
-	leveldb_t *db = leveldb_open(o, fx->dir, &err);
-	assert_null(err);
 	const char key[] = { REPL_KEY_VERSION, 'S', 0, 0, 0, 9 };
 	uint8_t v[32] = { 0 };
 	v[7] = 2;     /* epoch */
 	v[15] = 30;   /* last */
 	v[23] = 20;   /* commit */
 	v[31] = 10;   /* applied */
-	leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
-	leveldb_put(db, wo, key, sizeof key, (const char *)v, sizeof v, &err);
-	assert_null(err);
-	leveldb_writeoptions_destroy(wo);
-	leveldb_close(db);
-	leveldb_options_destroy(o);
-	const char *e;
-	assert_int_equal(repl_log_open(fx->dir, &fx->log, &e), 0);
+	raw_put(fx, key, sizeof key, v, sizeof v);
 	struct repl_log_state got;
 	assert_int_equal(repl_log_state_load(fx->log, 9, &got), 1);
 	assert_int_equal(got.epoch, 2);
@@ -338,8 +333,9 @@ static void test_state_v1(void **state)
 		assert_int_equal(again.base_epoch, got.base_epoch);
 		assert_int_equal(again.applied_index, 10);
 		repl_log_close(&fx->log);
-		o = leveldb_options_create();
-		db = leveldb_open(o, fx->dir, &err);
+		leveldb_options_t *o = leveldb_options_create();
+		char *err = NULL;
+		leveldb_t *db = leveldb_open(o, fx->dir, &err);
 		assert_null(err);
 		leveldb_readoptions_t *ro = leveldb_readoptions_create();
 		char *val = leveldb_get(db, ro, key, sizeof key, &lens[k], &err);
@@ -349,6 +345,7 @@ static void test_state_v1(void **state)
 		leveldb_readoptions_destroy(ro);
 		leveldb_close(db);
 		leveldb_options_destroy(o);
+		const char *e;
 		assert_int_equal(repl_log_open(fx->dir, &fx->log, &e), 0);
 	}
 	assert_int_equal(lens[0], 32);
