@@ -26,10 +26,12 @@
 #define KIND_APPLIED 'A'
 #define KIND_DELIVERY_AGE 'X'
 #define KIND_SCHEMA 'V'
+#define KIND_DELETED 'Z'
 
 /* The store's data level ('V' record): 1 = every delivery record has its
- * 'X' age record (mailstore_open indexes older stores once). */
-#define SCHEMA_LEVEL 1
+ * 'X' age record; 2 = every message flagged \Deleted has its 'Z' record
+ * (mailstore_open brings older stores up, once). */
+#define SCHEMA_LEVEL 2
 
 /* Expired delivery records dropped per delivery at most: more than the one
  * a delivery adds, so a backlog (a store that was down, a lowered keep
@@ -46,6 +48,8 @@
 #define DELIVERY_VALUE_LEN (1 + 8 + 4 + 4)
 #define META_FIXED_LEN (1 + 8 + 8 + 8 + 2)
 #define AGE_VALUE_LEN 1
+/* 'I', 'B' and 'Z' keys end in mailbox_id u64 | uid u32. */
+#define MSG_KEY_TAIL (8 + 4)
 #define AGE_TIME_LEN 8
 
 /* Where a user's oldest live 'X' record is, at the latest: no 'X' key of
@@ -185,6 +189,20 @@ static void key_delivery_age(buf *k, const char *user, uint64_t time_ms,
 	put_u64(k, time_ms);
 	if (delivery_id != NULL)
 		buf_append_str(k, delivery_id);
+}
+
+/* 'Z' (a message flagged \Deleted) to wb: put when on, else delete. The
+ * key is the message's 'I' key with another kind byte. */
+static void batch_mark_deleted(leveldb_writebatch_t *wb, buf *k, const char *user,
+			       uint64_t mbox_id, uint32_t uid, int on)
+{
+	key_message(k, KIND_DELETED, user, mbox_id, uid);
+	if (on) {
+		uint8_t ver = VALUE_VERSION;
+		leveldb_writebatch_put(wb, (const char *)k->data, k->len, (const char *)&ver, 1);
+	} else {
+		leveldb_writebatch_delete(wb, (const char *)k->data, k->len);
+	}
 }
 
 static void mbox_encode(buf *v, const struct mbox *m)
@@ -745,6 +763,41 @@ static int meta_scan(mailstore *s, const char *user, const struct mbox *m,
 	return MAIL_OK;
 }
 
+/* The uids of mailbox m's messages flagged \Deleted ('Z' records),
+ * ascending; *uids_r NULL when there are none. */
+static int deleted_scan(mailstore *s, const char *user, const struct mbox *m,
+			uint32_t **uids_r, size_t *n_r)
+{
+	buf prefix;
+	buf_init(&prefix);
+	key_user_prefix(&prefix, KIND_DELETED, user);
+	put_u64(&prefix, m->id);
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		size_t klen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen != prefix.len + 4 || memcmp(key, prefix.data, prefix.len) != 0)
+			break;
+		if (n == cap) {
+			cap = cap > 0 ? cap * 2 : 16;
+			uids = xrealloc(uids, cap * sizeof *uids);
+		}
+		uids[n++] = get_u32((const uint8_t *)key + prefix.len);
+	}
+	int ret = db_iter_close(it);
+	buf_deinit(&prefix);
+	if (ret != MAIL_OK) {
+		free(uids);
+		return ret;
+	}
+	*uids_r = uids;
+	*n_r = n;
+	return MAIL_OK;
+}
+
 static void mbox_info_fill(struct mailstore_mailbox_info *info, const char *name,
 			   const struct mbox *m)
 {
@@ -907,13 +960,6 @@ static int deliveries_index(mailstore *s, int all, uint32_t partition, uint32_t 
 	}
 	if (db_iter_close(it) != MAIL_OK)
 		ret = MAIL_ERR_INTERNAL;
-	if (ret == MAIL_OK && all) {
-		/* in the last batch: a crash before it indexes again, harmlessly */
-		uint8_t vkey[2] = { MAILSTORE_KEY_VERSION, KIND_SCHEMA };
-		uint8_t vval[2] = { VALUE_VERSION, SCHEMA_LEVEL };
-		leveldb_writebatch_put(wb, (const char *)vkey, sizeof vkey, (const char *)vval,
-				       sizeof vval);
-	}
 	if (ret == MAIL_OK)
 		ret = db_commit(s, wb, what);
 	else
@@ -922,8 +968,64 @@ static int deliveries_index(mailstore *s, int all, uint32_t partition, uint32_t 
 	return ret;
 }
 
-/* mailstore_open: index the delivery records of a store from before the
- * age records ('V' missing or below SCHEMA_LEVEL), once. */
+/* Write a 'Z' record for every message flagged \Deleted, of every user:
+ * once, on a store from before the 'Z' index. Returns MAIL_OK or INTERNAL;
+ * *n_r: records written. */
+static int deleted_index(mailstore *s, uint64_t *n_r)
+{
+	*n_r = 0;
+	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_META };
+	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	size_t in_batch = 0;
+	int ret = MAIL_OK;
+	buf z;
+	buf_init(&z);
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)head, sizeof head); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen < 2 || memcmp(key, head, sizeof head) != 0)
+			break;
+		if (klen < 2 + 1 + MSG_KEY_TAIL)
+			continue;
+		const uint8_t *val = (const uint8_t *)leveldb_iter_value(it, &vlen);
+		struct mailstore_message_info mi;
+		if (meta_decode(val, vlen, get_u32((const uint8_t *)key + klen - 4), &mi) < 0) {
+			log_corrupt("message", "");
+			continue;
+		}
+		int deleted = flags_has(mi.flags, mi.n_flags, "\\Deleted");
+		mailstore_message_info_free(&mi);
+		if (!deleted)
+			continue;
+		buf_reset(&z);
+		buf_append(&z, key, klen);
+		z.data[1] = KIND_DELETED;
+		uint8_t ver = VALUE_VERSION;
+		leveldb_writebatch_put(wb, (const char *)z.data, z.len, (const char *)&ver, 1);
+		(*n_r)++;
+		if (++in_batch == 10000) {
+			ret = db_commit(s, wb, "deleted_index");
+			wb = leveldb_writebatch_create();
+			in_batch = 0;
+			if (ret != MAIL_OK)
+				break;
+		}
+	}
+	if (db_iter_close(it) != MAIL_OK)
+		ret = MAIL_ERR_INTERNAL;
+	if (ret == MAIL_OK)
+		ret = db_commit(s, wb, "deleted_index");
+	else
+		leveldb_writebatch_destroy(wb);
+	buf_deinit(&z);
+	return ret;
+}
+
+/* mailstore_open: bring a store of an older data level up ('V' missing or
+ * below SCHEMA_LEVEL), once: 'X' age records for its delivery records
+ * (level 1), 'Z' records for its messages flagged \Deleted (level 2). */
 static int schema_upgrade(mailstore *s)
 {
 	uint8_t vkey[2] = { MAILSTORE_KEY_VERSION, KIND_SCHEMA };
@@ -944,11 +1046,25 @@ static int schema_upgrade(mailstore *s)
 	}
 	if (level >= SCHEMA_LEVEL)
 		return MAIL_OK;
-	uint64_t n;
-	int ret = deliveries_index(s, 1, 0, 1, "schema_upgrade", &n);
+	/* Each step is idempotent: a crash before the level is written runs
+	 * it again, harmlessly. */
+	uint64_t n = 0, n_deleted = 0;
+	int ret = MAIL_OK;
+	if (level < 1)
+		ret = deliveries_index(s, 1, 0, 1, "schema_upgrade", &n);
+	if (ret == MAIL_OK && level < 2)
+		ret = deleted_index(s, &n_deleted);
+	if (ret == MAIL_OK) {
+		uint8_t vval[2] = { VALUE_VERSION, SCHEMA_LEVEL };
+		leveldb_writebatch_t *wb = leveldb_writebatch_create();
+		leveldb_writebatch_put(wb, (const char *)vkey, sizeof vkey, (const char *)vval,
+				       sizeof vval);
+		ret = db_commit(s, wb, "schema_upgrade");
+	}
 	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
-		  "event=schema_upgrade level=%d delivery_records_indexed=%llu status=%s",
-		  SCHEMA_LEVEL, (unsigned long long)n, mail_error_info(ret)->name);
+		  "event=schema_upgrade from=%d level=%d delivery_records_indexed=%llu "
+		  "deleted_indexed=%llu status=%s", level, SCHEMA_LEVEL, (unsigned long long)n,
+		  (unsigned long long)n_deleted, mail_error_info(ret)->name);
 	return ret;
 }
 
@@ -1074,6 +1190,8 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
 	key_message(&k, KIND_BODY, user, m.id, mi.uid);
 	leveldb_writebatch_put(wb, (const char *)k.data, k.len, body, body_len);
+	if (flags_has(flags, n_flags, "\\Deleted"))
+		batch_mark_deleted(wb, &k, user, m.id, mi.uid, 1);
 	if (delivery_id[0] != '\0') {
 		key_delivery(&k, user, delivery_id);
 		buf_reset(&v);
@@ -1303,6 +1421,8 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 	if (ret != MAIL_OK)
 		return ret;
 	struct mailstore_message_info *msgs = n_uids > 0 ? xcalloc(n_uids, sizeof *msgs) : NULL;
+	/* per message: 0 unchanged, 1 changed, and 2 | 4 when \Deleted was
+	 * added | removed ('Z' follows) */
 	int *changed = n_uids > 0 ? xcalloc(n_uids, sizeof *changed) : NULL;
 	size_t n = 0;
 	int any_changed = 0;
@@ -1328,11 +1448,13 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 			flags_free(nf, n_nf);
 			continue;
 		}
+		int was = flags_has(mi->flags, mi->n_flags, "\\Deleted");
+		int now = flags_has(nf, n_nf, "\\Deleted");
 		flags_free(mi->flags, mi->n_flags);
 		mi->flags = nf;
 		mi->n_flags = n_nf;
 		mi->modseq = m.highest_modseq + 1;
-		changed[n - 1] = 1;
+		changed[n - 1] = 1 | (now && !was ? 2 : 0) | (was && !now ? 4 : 0);
 		any_changed = 1;
 	}
 	if (any_changed) {
@@ -1349,6 +1471,8 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 			meta_encode(&v, &msgs[i]);
 			leveldb_writebatch_put(wb, (const char *)k.data, k.len,
 					       (const char *)v.data, v.len);
+			if (changed[i] & (2 | 4))
+				batch_mark_deleted(wb, &k, user, m.id, msgs[i].uid, changed[i] & 2);
 		}
 		ret = db_write(s, wb, "store_flags");
 		buf_deinit(&k);
@@ -1407,21 +1531,25 @@ static int expunge_locked(mailstore *s, const char *user, const char *name,
 		return ret;
 	struct mailstore_message_info *msgs = NULL;
 	size_t n_msgs = 0;
+	uint32_t *flagged = NULL;
 	if (n_uids == 0) {
-		ret = meta_scan(s, user, &m, &msgs, &n_msgs);
+		/* the messages flagged \Deleted, from their 'Z' records: never a
+		 * scan of the whole mailbox (each is checked below: a 'Z' whose
+		 * message is not \Deleted expunges nothing) */
+		ret = deleted_scan(s, user, &m, &flagged, &n_uids);
 		if (ret != MAIL_OK)
 			return ret;
-	} else {
-		msgs = xcalloc(n_uids, sizeof *msgs);
-		for (size_t i = 0; i < n_uids; i++) {
-			ret = meta_get(s, user, &m, uids[i], &msgs[n_msgs]);
-			if (ret == MAIL_OK)
-				n_msgs++;
-			else if (ret != MAIL_ERR_NOT_FOUND)
-				goto out;
-		}
-		ret = MAIL_OK;
+		uids = flagged;
 	}
+	msgs = n_uids > 0 ? xcalloc(n_uids, sizeof *msgs) : NULL;
+	for (size_t i = 0; i < n_uids; i++) {
+		ret = meta_get(s, user, &m, uids[i], &msgs[n_msgs]);
+		if (ret == MAIL_OK)
+			n_msgs++;
+		else if (ret != MAIL_ERR_NOT_FOUND)
+			goto out;
+	}
+	ret = MAIL_OK;
 	uint32_t *gone = n_msgs > 0 ? xmalloc(n_msgs * sizeof *gone) : NULL;
 	size_t n_gone = 0;
 	for (size_t i = 0; i < n_msgs; i++) {
@@ -1441,6 +1569,7 @@ static int expunge_locked(mailstore *s, const char *user, const char *name,
 			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
 			key_message(&k, KIND_BODY, user, m.id, gone[i]);
 			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
+			batch_mark_deleted(wb, &k, user, m.id, gone[i], 0);
 		}
 		ret = db_write(s, wb, "expunge");
 		buf_deinit(&k);
@@ -1454,6 +1583,7 @@ static int expunge_locked(mailstore *s, const char *user, const char *name,
 	*uids_r = gone;
 	*n_r = n_gone;
 out:
+	free(flagged);
 	mailstore_message_infos_free(msgs, n_msgs);
 	return ret;
 }
@@ -1572,11 +1702,16 @@ int mailstore_mailbox_exists(mailstore *s, const char *user, const char *mailbox
 static const char snap_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX,
 				   KIND_DELIVERY_AGE };
 #define SNAP_N_KINDS (sizeof snap_kinds / sizeof *snap_kinds)
+/* The kinds an install drops first: the exported ones and the 'Z' index,
+ * which is never exported (the installer derives it from the 'I' keys, so
+ * the snapshot of an exporter without it is complete). */
+static const char drop_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX,
+				   KIND_DELIVERY_AGE, KIND_DELETED };
+#define DROP_N_KINDS (sizeof drop_kinds / sizeof *drop_kinds)
 
 /* Chunk framing: a u32 length before each key and each value. */
 #define SNAP_LEN_BYTES 4
-/* 'I' and 'B' keys end in mailbox_id u64 | uid u32. */
-#define SNAP_MSG_KEY_TAIL (8 + 4)
+#define SNAP_MSG_KEY_TAIL MSG_KEY_TAIL
 
 static int partition_args_valid(uint32_t partition, uint32_t n_partitions)
 {
@@ -1584,19 +1719,21 @@ static int partition_args_valid(uint32_t partition, uint32_t n_partitions)
 }
 
 /* Walks the keys of one partition over an iterator: for each kind of
- * snap_kinds, the keys of the users in the partition. A user of another
+ * kinds (snap_kinds or drop_kinds), the keys of the users in the partition. A user of another
  * partition costs one seek, past all of its keys of that kind. */
 struct part_scan {
 	leveldb_iterator_t *it;
 	uint32_t partition;
 	uint32_t n_partitions;
+	const char *kinds;
+	size_t n_kinds;
 	size_t kind_i;
 	buf seek_key;
 };
 
 static void part_scan_seek_kind(struct part_scan *sc)
 {
-	uint8_t head[2] = { MAILSTORE_KEY_VERSION, (uint8_t)snap_kinds[sc->kind_i] };
+	uint8_t head[2] = { MAILSTORE_KEY_VERSION, (uint8_t)sc->kinds[sc->kind_i] };
 	leveldb_iter_seek(sc->it, (const char *)head, sizeof head);
 }
 
@@ -1605,13 +1742,13 @@ static void part_scan_seek_kind(struct part_scan *sc)
  * -1 on a read error or a key without its NUL (logged). */
 static int part_scan_settle(struct part_scan *sc)
 {
-	while (sc->kind_i < SNAP_N_KINDS) {
+	while (sc->kind_i < sc->n_kinds) {
 		size_t klen = 0;
 		const char *key = NULL;
 		if (leveldb_iter_valid(sc->it))
 			key = leveldb_iter_key(sc->it, &klen);
 		if (key == NULL || klen < 2 || (uint8_t)key[0] != MAILSTORE_KEY_VERSION ||
-		    key[1] != snap_kinds[sc->kind_i]) {
+		    key[1] != sc->kinds[sc->kind_i]) {
 			/* a read error also ends a scan: never take it for the end */
 			char *err = NULL;
 			leveldb_iter_get_error(sc->it, &err);
@@ -1619,7 +1756,7 @@ static int part_scan_settle(struct part_scan *sc)
 				db_read_failed(err);
 				return -1;
 			}
-			if (++sc->kind_i < SNAP_N_KINDS)
+			if (++sc->kind_i < sc->n_kinds)
 				part_scan_seek_kind(sc);
 			continue;
 		}
@@ -1644,9 +1781,10 @@ static int part_scan_settle(struct part_scan *sc)
 /* Start a walk over it (owned by sc from now on). Same returns as
  * part_scan_settle(). */
 static int part_scan_start(struct part_scan *sc, leveldb_iterator_t *it, uint32_t partition,
-			   uint32_t n_partitions)
+			   uint32_t n_partitions, const char *kinds, size_t n_kinds)
 {
-	*sc = (struct part_scan){ .it = it, .partition = partition, .n_partitions = n_partitions };
+	*sc = (struct part_scan){ .it = it, .partition = partition, .n_partitions = n_partitions,
+				  .kinds = kinds, .n_kinds = n_kinds };
 	buf_init(&sc->seek_key);
 	part_scan_seek_kind(sc);
 	return part_scan_settle(sc);
@@ -1712,7 +1850,7 @@ int mailstore_snapshot_open(mailstore *s, uint32_t partition, uint32_t n_partiti
 	int ret = applied_get(s, sn->ropts, partition, applied_r);
 	if (ret == MAIL_OK) {
 		sn->pos = part_scan_start(&sn->scan, leveldb_create_iterator(s->db, sn->ropts),
-					  partition, n_partitions);
+					  partition, n_partitions, snap_kinds, SNAP_N_KINDS);
 		if (sn->pos < 0)
 			ret = MAIL_ERR_INTERNAL;
 	}
@@ -1788,7 +1926,7 @@ int mailstore_snapshot_install_begin(mailstore *s, uint32_t partition, uint32_t 
 	s->install_seen[partition] = 0;
 	struct part_scan sc;
 	int pos = part_scan_start(&sc, leveldb_create_iterator(s->db, s->ropts), partition,
-				  n_partitions);
+				  n_partitions, drop_kinds, DROP_N_KINDS);
 	for (; pos == 1; pos = part_scan_next(&sc)) {
 		size_t klen;
 		const char *key = leveldb_iter_key(sc.it, &klen);
@@ -1863,7 +2001,7 @@ static const char *snap_check_mailbox(const mailstore *s, const uint8_t *rest, s
  * trailing or NUL bytes) and its flags are canonical under this store's
  * limits (what flags_normalize() would have stored). */
 static const char *snap_check_meta_value(const mailstore *s, uint32_t uid, const uint8_t *val,
-					 size_t vlen)
+					 size_t vlen, int *deleted_r)
 {
 	/* the flag count is the peer's: check it before it sizes anything */
 	if (vlen < META_FIXED_LEN || get_u16(val + META_FIXED_LEN - 2) > s->limits.max_flags)
@@ -1885,15 +2023,17 @@ static const char *snap_check_meta_value(const mailstore *s, uint32_t uid, const
 		     MAIL_OK ||
 	     !flags_equal(canon, n_canon, mi.flags, mi.n_flags)))
 		why = "message_flags";
+	*deleted_r = flags_has(mi.flags, mi.n_flags, "\\Deleted");
 	flags_free(canon, n_canon);
 	mailstore_message_info_free(&mi);
 	return why;
 }
 
-/* 'I' and 'B': rest is mailbox_id u64 | uid u32. */
+/* 'I' and 'B': rest is mailbox_id u64 | uid u32. *deleted_r: an 'I' of a
+ * message flagged \Deleted. */
 static const char *snap_check_message(const mailstore *s, char kind, const uint8_t *rest,
 				      size_t rlen, const uint8_t *val, size_t vlen,
-				      struct snap_ids *ids)
+				      struct snap_ids *ids, int *deleted_r)
 {
 	if (rlen != SNAP_MSG_KEY_TAIL)
 		return "message_key";
@@ -1903,7 +2043,7 @@ static const char *snap_check_message(const mailstore *s, char kind, const uint8
 		return "message_key";
 	snap_ids_note(ids, mailbox_id, 0);
 	/* a body is raw bytes: any value is one */
-	return kind == KIND_META ? snap_check_meta_value(s, uid, val, vlen) : NULL;
+	return kind == KIND_META ? snap_check_meta_value(s, uid, val, vlen, deleted_r) : NULL;
 }
 
 /* 'D': rest is the delivery id. */
@@ -1939,11 +2079,14 @@ static const char *snap_check_delivery_age(const mailstore *s, const uint8_t *re
 }
 
 /* NULL when key -> val may be installed into partition, else why not
- * (static text for the log). */
+ * (static text for the log). *deleted_r: the pair is the 'I' key of a
+ * message flagged \Deleted (its 'Z' record goes in too). */
 static const char *snap_check_pair(const mailstore *s, uint32_t partition,
 				   uint32_t n_partitions, const uint8_t *key, size_t klen,
-				   const uint8_t *val, size_t vlen, struct snap_ids *ids)
+				   const uint8_t *val, size_t vlen, struct snap_ids *ids,
+				   int *deleted_r)
 {
+	*deleted_r = 0;
 	if (klen < 3 || key[0] != MAILSTORE_KEY_VERSION)
 		return "key_version";
 	const uint8_t *user = key + 2;
@@ -1962,7 +2105,7 @@ static const char *snap_check_pair(const mailstore *s, uint32_t partition,
 		return snap_check_mailbox(s, rest, rlen, val, vlen, ids);
 	case KIND_META:
 	case KIND_BODY:
-		return snap_check_message(s, (char)key[1], rest, rlen, val, vlen, ids);
+		return snap_check_message(s, (char)key[1], rest, rlen, val, vlen, ids, deleted_r);
 	case KIND_DELIVERY:
 		return snap_check_delivery(s, rest, rlen, val, vlen, ids);
 	case KIND_DELIVERY_AGE:
@@ -2011,11 +2154,21 @@ static const char *snap_chunk_parse(const mailstore *s, uint32_t partition,
 		const uint8_t *val = snap_field(data, len, &off, SIZE_MAX, &vlen);
 		if (val == NULL)
 			return "value_length";
-		const char *why =
-			snap_check_pair(s, partition, n_partitions, key, klen, val, vlen, ids);
+		int deleted;
+		const char *why = snap_check_pair(s, partition, n_partitions, key, klen, val,
+						  vlen, ids, &deleted);
 		if (why != NULL)
 			return why;
 		leveldb_writebatch_put(wb, (const char *)key, klen, (const char *)val, vlen);
+		if (deleted) {
+			/* its 'Z' record: the 'I' key with the other kind byte */
+			uint8_t *z = xmalloc(klen);
+			memcpy(z, key, klen);
+			z[1] = KIND_DELETED;
+			uint8_t ver = VALUE_VERSION;
+			leveldb_writebatch_put(wb, (const char *)z, klen, (const char *)&ver, 1);
+			free(z);
+		}
 		(*pairs_r)++;
 	}
 	return NULL;

@@ -32,8 +32,13 @@
  *        value: 01 | mailbox_id u64 | uid u32 | uidvalidity u32
  *   01 'X' <user> 00 <time_ms u64> <delivery_id>  -> age of a delivery
  *        record (written in its batch; time: the write's "now"), value: 01
+ *   01 'Z' <user> 00 <mailbox_id u64> <uid u32>   -> the message is flagged
+ *        \Deleted (written in the batch that sets or clears the flag,
+ *        deleted with the message), value: 01. EXPUNGE reads these, never
+ *        the whole mailbox. Derived from 'I': never exported.
  *   01 'V'                                 -> data level of this store, per
- *        node, never exported: value 01 | level u8 (1: every 'D' has its 'X')
+ *        node, never exported: value 01 | level u8 (1: every 'D' has its
+ *        'X'; 2: every message flagged \Deleted has its 'Z')
  *   01 'A' <partition u32>                 -> applied index of a replicated
  *        partition (mailstore_apply_begin) value: 01 | index u64
  *
@@ -46,9 +51,11 @@
  * the 'X' records by one seek, never by a scan), in its own batch, so the
  * records a store holds are those of one keep period, not of every
  * delivery ever made. A store opened by this version for the first time
- * dates its existing delivery records "now" (one pass at open, logged
- * event=schema_upgrade); records a previous version writes after that
- * (a downgrade) are kept forever, as that version did.
+ * dates its existing delivery records "now" and indexes its messages
+ * flagged \Deleted (one pass at open each, logged event=schema_upgrade);
+ * records a previous version writes after that (a downgrade) are kept
+ * forever, as that version did, and flags it sets are not indexed (run
+ * the upgrade again by deleting the 'V' key).
  *
  * Mailbox names: "" and any case of "INBOX" mean "INBOX". Other names are
  * 1..max_mailbox_name bytes of printable ASCII or UTF-8 (no control bytes,
@@ -234,7 +241,8 @@ int mailstore_mailbox_exists(mailstore *store, const char *user, const char *mai
  * What a partition is on this store: every 'M', 'I', 'B', 'D' and 'X' key
  * of a user with util_hash64(user) % n_partitions == partition (the same
  * function as router_partition_of()), plus its 'A' key. The 'C' counters
- * and the 'V' level are per node and are never exported. (A store of the
+ * and the 'V' level are per node and are never exported, nor are the 'Z'
+ * records: the installer writes them for the 'I' keys it takes. (A store of the
  * version before 'X' refuses chunks with 'X' keys: during a rolling
  * upgrade a new primary cannot install a snapshot on an old replica; the
  * replica catches up once upgraded. The other way round works: a new
@@ -285,8 +293,8 @@ void mailstore_snapshot_close(mailstore_snapshot **snap);
  * any point before end leaves applied index 0 (never a half-installed
  * partition that claims to be applied): start again with begin.
  *
- * install_begin: drop every key of the partition (all 'M','I','B','D','X' keys
- * of its users, and its 'A' key, so its applied index reads 0) in ONE sync
+ * install_begin: drop every key of the partition (all 'M','I','B','D','X','Z'
+ * keys of its users, and its 'A' key, so its applied index reads 0) in ONE sync
  * batch. The 'C' counters stay. Returns MAIL_OK, PARAMS or INTERNAL. */
 int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
 				     uint32_t n_partitions);
@@ -297,7 +305,8 @@ int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
  * (valid mailbox name, uid, delivery id) and every value must parse
  * exactly as its kind (flags canonical and within this store's limits).
  * Anything else is MAIL_ERR_PARAMS (logged) and nothing of the chunk is
- * written. Otherwise the pairs and the 'C' counters go in ONE sync batch;
+ * written. Otherwise the pairs, a 'Z' record for each 'I' of a message
+ * flagged \Deleted, and the 'C' counters go in ONE sync batch;
  * the counters are raised above every imported mailbox id and
  * UIDVALIDITY, so a mailbox created later on this node never reuses one
  * (a replicated create takes its UIDVALIDITY from the entry's clock

@@ -1471,6 +1471,158 @@ static void test_delivery_records_upgrade(void **state)
 	assert_int_equal(deliver_at(f->store, "u@x.org", "old/0", now + 60001).duplicate, 0);
 }
 
+/* ---- the \Deleted index ('Z') -------------------------------------------- */
+
+/* Keys of the store in dir (closed) that start with prefix: counted, and
+ * deleted when del. */
+static size_t raw_prefix(const char *dir, const char *prefix, size_t plen, int del)
+{
+	leveldb_options_t *o = leveldb_options_create();
+	char *err = NULL;
+	leveldb_t *db = leveldb_open(o, dir, &err);
+	assert_null(err);
+	leveldb_readoptions_t *ro = leveldb_readoptions_create();
+	leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+	leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
+	size_t n = 0;
+	for (leveldb_iter_seek(it, prefix, plen); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t klen;
+		const char *k = leveldb_iter_key(it, &klen);
+		if (klen < plen || memcmp(k, prefix, plen) != 0)
+			break;
+		if (del) {
+			leveldb_delete(db, wo, k, klen, &err);
+			assert_null(err);
+		}
+		n++;
+	}
+	leveldb_iter_destroy(it);
+	leveldb_readoptions_destroy(ro);
+	leveldb_writeoptions_destroy(wo);
+	leveldb_close(db);
+	leveldb_options_destroy(o);
+	return n;
+}
+
+static void raw_put(const char *dir, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	leveldb_options_t *o = leveldb_options_create();
+	char *err = NULL;
+	leveldb_t *db = leveldb_open(o, dir, &err);
+	assert_null(err);
+	leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+	leveldb_put(db, wo, key, klen, val, vlen, &err);
+	assert_null(err);
+	leveldb_writeoptions_destroy(wo);
+	leveldb_close(db);
+	leveldb_options_destroy(o);
+}
+
+static void flags_change(mailstore *s, const char *u, uint32_t uid, enum mailstore_flag_mode mode,
+			 const char *flag)
+{
+	struct mailstore_message_info *msgs;
+	size_t n;
+	assert_int_equal(mailstore_store_flags(s, u, "", &uid, 1, mode, &flag, 1, &msgs, &n),
+			 MAIL_OK);
+	mailstore_message_infos_free(msgs, n);
+}
+
+static size_t expunge_all(mailstore *s, const char *u, uint32_t *first_r)
+{
+	uint32_t *gone;
+	size_t n;
+	assert_int_equal(mailstore_expunge(s, u, "", NULL, 0, &gone, &n), MAIL_OK);
+	if (first_r != NULL)
+		*first_r = n > 0 ? gone[0] : 0;
+	free(gone);
+	return n;
+}
+
+/* EXPUNGE reads the 'Z' records of the messages flagged \Deleted, never the
+ * whole mailbox: they follow deliveries with the flag and every flag
+ * change; a message whose record is missing (an older store) is left alone
+ * by EXPUNGE until the upgrade at open writes the record. */
+static void test_expunge_deleted_index(void **state)
+{
+	struct fixture *f = *state;
+	const char *u = "z@x.org";
+	static const char zprefix[] = "\x01Zz@x.org";
+	const char *del[] = { "\\Deleted" };
+	deliver_ok(f->store, u, "z1", "m\r\n");                     /* uid 1 */
+	deliver_to(f->store, u, "", "z2", "m\r\n", del, 1);          /* uid 2 */
+	deliver_ok(f->store, u, "z3", "m\r\n");                     /* uid 3 */
+	deliver_ok(f->store, u, "z4", "m\r\n");                     /* uid 4 */
+	flags_change(f->store, u, 3, MAILSTORE_FLAGS_ADD, "\\Deleted");
+	flags_change(f->store, u, 4, MAILSTORE_FLAGS_ADD, "\\Deleted");
+	flags_change(f->store, u, 4, MAILSTORE_FLAGS_REMOVE, "\\Deleted");
+	mailstore_close(&f->store);
+	assert_int_equal(raw_prefix(f->dir, zprefix, sizeof zprefix, 0), 2);   /* 2, 3 */
+	f->store = open_store(f->dir);
+	uint32_t first;
+	assert_int_equal(expunge_all(f->store, u, &first), 2);
+	assert_int_equal(first, 2);
+	mailstore_close(&f->store);
+	assert_int_equal(raw_prefix(f->dir, zprefix, sizeof zprefix, 0), 0);
+	f->store = open_store(f->dir);
+
+	/* uid 1 flagged, its record removed behind the store's back: EXPUNGE
+	 * does not see it (it reads the index), UID EXPUNGE does */
+	flags_change(f->store, u, 1, MAILSTORE_FLAGS_SET, "\\Deleted");
+	mailstore_close(&f->store);
+	assert_int_equal(raw_prefix(f->dir, zprefix, sizeof zprefix, 1), 1);
+	f->store = open_store(f->dir);
+	assert_int_equal(expunge_all(f->store, u, NULL), 0);
+
+	/* a store of data level 1 (before the index): the open indexes it */
+	mailstore_close(&f->store);
+	static const char vkey[2] = { 0x01, 'V' };
+	static const char level1[2] = { 0x01, 1 };
+	raw_put(f->dir, vkey, sizeof vkey, level1, sizeof level1);
+	f->store = open_store(f->dir);
+	assert_int_equal(expunge_all(f->store, u, &first), 1);
+	assert_int_equal(first, 1);
+	assert_int_equal(expunge_all(f->store, u, NULL), 0);
+}
+
+/* The index is not exported: an install derives it from the messages it
+ * takes, and drops the partition's old records with the rest. */
+static void test_snapshot_deleted_index(void **state)
+{
+	struct fixture *f = *state;
+	mailstore *a = f->store;
+	mailstore *b = store_b(f);
+	const uint32_t P = 2;
+	char *in[2];
+	users_pick("zin", P, SNAP_PARTS, 1, in, 2);
+	const char *del[] = { "\\Deleted" };
+	/* A: in[0] has uid 1 plain, uid 2 flagged */
+	deliver_to(a, in[0], "", "a1", "one\r\n", NULL, 0);
+	deliver_to(a, in[0], "", "a2", "two\r\n", del, 1);
+	deliver_to(a, in[1], "", "a3", "three\r\n", NULL, 0);
+	/* B: in[1] has a flagged message, soon replaced by A's partition */
+	deliver_to(b, in[1], "", "b1", "old\r\n", del, 1);
+
+	struct chunks ch;
+	snap_export(a, P, SNAP_PARTS, 1 << 20, &ch);
+	for (size_t i = 0; i < ch.n; i++)
+		assert_null(memmem(ch.c[i].data, ch.c[i].len, "\x01Z", 2));
+	snap_install(b, P, SNAP_PARTS, &ch);
+	chunks_free(&ch);
+
+	mailstore_close(&f->b);
+	char zp1[64];
+	int zl1 = snprintf(zp1, sizeof zp1, "\x01Z%s", in[1]);
+	assert_int_equal(raw_prefix(f->dir_b, zp1, (size_t)zl1 + 1, 0), 0);
+	f->b = b = open_store(f->dir_b);
+	uint32_t first;
+	assert_int_equal(expunge_all(b, in[0], &first), 1);
+	assert_int_equal(first, 2);
+	assert_int_equal(expunge_all(b, in[1], NULL), 0);
+	for (int i = 0; i < 2; i++)
+		free(in[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1480,6 +1632,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idempotent_deliver, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flags_and_modseq, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expunge_only_deleted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expunge_deleted_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_deleted_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_users_isolated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_mailbox, setup, teardown),
