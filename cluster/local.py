@@ -107,6 +107,7 @@ class Cluster:
         self.replicas = replicas
         self.log_keep = log_keep  # entries kept per partition log (None: default)
         self.etcd_members = etcd_members
+        self.stops = {}  # name -> how its last kill() went (seconds, killed, status)
         for sub in ("run", "log", "data"):
             os.makedirs(os.path.join(self.state, sub), exist_ok=True)
 
@@ -291,24 +292,32 @@ class Cluster:
             return ""
 
     def kill(self, name, sig=signal.SIGTERM, timeout=10):
-        """Signal one process by PID and wait until it is gone."""
+        """Signal one process by PID and wait until it is gone; SIGKILL it
+        if it is still there after timeout seconds. Records in
+        self.stops[name] how long it took, whether SIGKILL was needed and
+        its exit status (when this object started it; else None)."""
         pid = self.pid(name)
         if not pid:
             return False
+        t0 = time.monotonic()
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + timeout
+        deadline = t0 + timeout
         while pid_alive(pid) and time.monotonic() < deadline:
             self._reap(name)
             time.sleep(0.02)
-        if pid_alive(pid):
+        killed = pid_alive(pid)
+        if killed:
             os.kill(pid, signal.SIGKILL)
             while pid_alive(pid):
                 self._reap(name)
                 time.sleep(0.02)
         self._reap(name)
+        proc = getattr(self, "_procs", {}).get(name)
+        self.stops[name] = {"seconds": time.monotonic() - t0, "killed": killed,
+                            "status": proc.returncode if proc is not None else None}
         try:
             os.unlink(self.pidfile(name))
         except OSError:
@@ -337,9 +346,16 @@ class Cluster:
         return started
 
     def down(self):
-        # reverse order: frontends first, etcd last, so nodes deregister
+        """Stop everything, frontends first and etcd last (so nodes
+        deregister): SIGTERM, then SIGKILL after 10 s. Names (on stderr) any
+        process that needed SIGKILL. Returns those names."""
+        killed = []
         for name, *_ in reversed(self.specs()):
-            self.kill(name)
+            if self.kill(name) and self.stops[name]["killed"]:
+                killed.append(name)
+                print(f"cluster/local: {name} did not exit within 10 s of SIGTERM: "
+                      f"killed (SIGKILL); see {self.logfile(name)}", file=sys.stderr)
+        return killed
 
     # ---- admin ----------------------------------------------------------
 
@@ -472,8 +488,9 @@ def main(argv):
         print(f"demo user {DEMO_USER} password '{DEMO_PASSWORD}'; logs in {state}/log/")
         return 0
     if cmd == "down":
-        c.down()
-        print("stopped")
+        killed = c.down()
+        print("stopped" + (f" ({len(killed)} needed SIGKILL: {', '.join(killed)})"
+                           if killed else ""))
         return 0
     if cmd == "status":
         for line in c.status_lines():

@@ -1,7 +1,10 @@
 /* main.c: the frontend daemon. Parses options, connects to etcd (directory
- * and router), starts the SMTP MX and IMAP services, runs the loop; SIGTERM
- * or SIGINT stops the listeners and exits 0. Holds no state that matters:
- * kill it and clients reconnect. */
+ * and router), starts the SMTP MX and IMAP services, runs the loop. SIGTERM
+ * or SIGINT stops the listeners and closes the sessions (an SMTP command
+ * waiting on the queue or the directory gets its answer first), waits for
+ * the calls still in flight to the queue and store tiers (at most
+ * FRONTEND_DRAIN_MS), then exits 0. Holds no state that matters: kill it
+ * and clients reconnect. */
 #include "daemon-options.h"
 #include "daemon.h"
 #include "directory.h"
@@ -12,12 +15,19 @@
 #include "router.h"
 #include "smtp-mx.h"
 #include "store-client.h"
+#include "util.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define LOG_SVC "frontend"
+/* After SIGTERM, calls in flight to the queue and store tiers get this
+ * long to finish (an SMTP DATA waiting on the queue's commit, say); then
+ * they fail and the frontend exits. Within the 10 s an operator's stop
+ * waits before SIGKILL. */
+#define FRONTEND_DRAIN_MS 8000
+#define FRONTEND_DRAIN_POLL_MS 20
 
 struct frontend_settings {
 	const char *id;
@@ -41,6 +51,8 @@ struct frontend {
 	etcd_stats etcd_stats;     /* this process's etcd writes */
 	etcd_monitor *etcd_monitor;
 	struct daemon_signals signals;
+	uv_timer_t drain;          /* after stop: waits for calls in flight */
+	uint64_t drain_deadline;   /* monotonic ms */
 };
 
 static void usage(FILE *out)
@@ -95,9 +107,27 @@ static int settings_parse(int argc, char **argv, struct frontend_settings *set)
 	return optind == argc ? 0 : -1;
 }
 
+/* The drain: once no call to the queue or store tier is in flight (or at
+ * the deadline, failing those that are), the clients go; their connections
+ * were the last handles keeping the loop running. */
+static void frontend_drain_cb(uv_timer_t *t)
+{
+	struct frontend *fe = t->data;
+	size_t pending = (fe->queue != NULL ? queue_client_pending(fe->queue) : 0) +
+			 (fe->store != NULL ? store_client_pending(fe->store) : 0);
+	if (pending > 0 && util_now_mono_ms() < fe->drain_deadline)
+		return;
+	log_event(pending > 0 ? LOG_WARN : LOG_INFO, LOG_SVC, "event=drained calls_failed=%zu",
+		  pending);
+	uv_close((uv_handle_t *)t, NULL);
+	queue_client_destroy(&fe->queue);
+	store_client_destroy(&fe->store);
+}
+
 static void frontend_stop_cb(void *arg)
 {
 	struct frontend *fe = arg;
+	log_event(LOG_INFO, LOG_SVC, "event=stopping");
 	if (fe->mx != NULL)
 		smtp_mx_stop(&fe->mx);
 	if (fe->imap != NULL)
@@ -105,6 +135,10 @@ static void frontend_stop_cb(void *arg)
 	metrics_destroy(&fe->metrics);
 	etcd_monitor_destroy(&fe->etcd_monitor);
 	daemon_signals_deinit(&fe->signals);
+	fe->drain_deadline = util_now_mono_ms() + FRONTEND_DRAIN_MS;
+	uv_timer_init(&fe->loop, &fe->drain);
+	fe->drain.data = fe;
+	uv_timer_start(&fe->drain, frontend_drain_cb, 0, FRONTEND_DRAIN_POLL_MS);
 }
 
 static int frontend_start(struct frontend *fe, const struct frontend_settings *set,
@@ -182,11 +216,8 @@ int main(int argc, char **argv)
 		log_event(LOG_INFO, LOG_SVC, "event=ready id=%s smtp=%s imap=%s", set.id, set.smtp,
 			  set.imap);
 	}
-	daemon_loop_finish(&fe.loop);
-	if (fe.queue != NULL)
-		queue_client_destroy(&fe.queue);
-	if (fe.store != NULL)
-		store_client_destroy(&fe.store);
+	/* Runs until the drain has destroyed the clients and every session
+	 * has closed (frontend_stop_cb). */
 	daemon_loop_finish(&fe.loop);
 	if (fe.router != NULL)
 		router_destroy(&fe.router);

@@ -96,6 +96,11 @@ void queue_client_enqueue(queue_client *c, const Queue__EnqueueRequest *req,
 			   &queue__enqueue_response__descriptor, qc__done_cb, op);
 }
 
+size_t queue_client_pending(const queue_client *client)
+{
+	return routed_client_pending(client->rc);
+}
+
 void queue_client_destroy(queue_client **client)
 {
 	queue_client *c = *client;

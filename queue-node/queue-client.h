@@ -16,6 +16,8 @@
 #include "queue.pb-c.h"
 #include "router.h"
 
+#include <stddef.h>
+
 #include <uv.h>
 
 #define QUEUE_CLIENT_DEADLINE_MS 15000u
@@ -25,6 +27,8 @@ typedef struct queue_client queue_client;
 /* router is borrowed and must outlive the client. */
 queue_client *queue_client_create(uv_loop_t *loop, router *router);
 void queue_client_destroy(queue_client **client);
+/* Enqueues whose callback has not run yet. */
+size_t queue_client_pending(const queue_client *client);
 
 typedef void queue_client_cb(int status, const char *queue_id, void *arg);
 

@@ -225,6 +225,14 @@ void routed_client_call(routed_client *c, const char *key, uint16_t method,
 	uv_timer_start(&call->timer, routed__retry_cb, 0, 0);
 }
 
+size_t routed_client_pending(const routed_client *client)
+{
+	size_t n = 0;
+	for (const struct routed_call *call = client->calls; call != NULL; call = call->next)
+		n++;
+	return n;
+}
+
 void routed_client_destroy(routed_client **client)
 {
 	routed_client *c = *client;

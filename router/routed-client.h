@@ -19,6 +19,7 @@
 #ifndef MAIL_ROUTED_CLIENT_H
 #define MAIL_ROUTED_CLIENT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -39,6 +40,8 @@ routed_client *routed_client_create(uv_loop_t *loop, router *router, enum router
 void routed_client_destroy(routed_client **client);
 /* The deadline of later calls. */
 void routed_client_set_deadline(routed_client *client, uint32_t deadline_ms);
+/* Calls not finished yet (their callbacks have not run). */
+size_t routed_client_pending(const routed_client *client);
 
 /* resp is of resp_desc's type, non-NULL only when status == MAIL_OK, valid
  * during the callback. */

@@ -25,6 +25,11 @@ void store_client_set_deadline(store_client *c, uint32_t deadline_ms)
 							  : STORE_CLIENT_DEADLINE_MS);
 }
 
+size_t store_client_pending(const store_client *client)
+{
+	return routed_client_pending(client->rc);
+}
+
 void store_client_destroy(store_client **client)
 {
 	store_client *c = *client;

@@ -16,6 +16,8 @@
 #include "router.h"
 #include "store.pb-c.h"
 
+#include <stddef.h>
+
 #include <uv.h>
 
 #define STORE_CLIENT_DEADLINE_MS 10000u
@@ -28,6 +30,8 @@ store_client *store_client_create(uv_loop_t *loop, router *router);
  * this call and must not use the client). Not from inside a callback of
  * this client. NULLs *client. */
 void store_client_destroy(store_client **client);
+/* Calls whose callback has not run yet. */
+size_t store_client_pending(const store_client *client);
 /* How long each later call may take in all, retries included (0 = the
  * default, STORE_CLIENT_DEADLINE_MS). Tests and latency-bound callers. */
 void store_client_set_deadline(store_client *client, uint32_t deadline_ms);

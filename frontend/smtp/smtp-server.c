@@ -616,6 +616,13 @@ void smtp_session_complete(smtp_session *s, int code, const char *enh, const cha
 	}
 	free(arg);
 	smtp__reply(s, code, enh, text);
+	if (s->server->stopping && !s->closing) {
+		/* smtp_server_stop() let this command finish: now the session
+		 * ends, after its reply */
+		smtp__reply(s, 421, "4.3.2", "Service shutting down");
+		smtp__session_close(s, "shutdown", 1);
+		return;
+	}
 	if (!s->in_process && !s->closing) {
 		/* Resume on a fresh stack in the next loop iteration. */
 		uv_timer_again(&s->idle);
@@ -764,8 +771,14 @@ void smtp_server_stop(smtp_server **server)
 		return;
 	*server = NULL;
 	srv->stopping = 1;
-	/* Closing a session never frees it synchronously, so the walk is safe. */
+	/* Closing a session never frees it synchronously, so the walk is safe.
+	 * A session waiting on a callback (a recipient lookup, the queue's
+	 * answer to DATA) finishes that command first: its reply (the 250 of a
+	 * message the queue took) goes out, then the 421
+	 * (smtp_session_complete). */
 	for (smtp_session *s = srv->sessions; s != NULL; s = s->next) {
+		if (s->pending)
+			continue;
 		smtp__reply(s, 421, "4.3.2", "Service shutting down");
 		smtp__session_close(s, "shutdown", 1);
 	}

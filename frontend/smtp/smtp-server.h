@@ -98,10 +98,12 @@ int smtp_server_start(uv_loop_t *loop, const struct smtp_server_settings *settin
 		      smtp_server **server_r, const char **error_r);
 /* The port actually bound (useful with port 0). */
 int smtp_server_port(const smtp_server *server);
-/* Stop listening, say 421 4.3.2 to every client and close them. NULLs
- * *server. The memory goes once every handle has closed and every pending
- * callback has been completed: keep running the loop after this. No
- * callback except on_disconnect fires after stop. */
+/* Stop listening, say 421 4.3.2 to every client and close them; a
+ * session waiting on a callback gets the reply of that command first
+ * (smtp_session_complete), then the 421. NULLs *server. The memory goes
+ * once every handle has closed and every pending callback has been
+ * completed: keep running the loop after this. No new callback except
+ * on_disconnect fires after stop. */
 void smtp_server_stop(smtp_server **server);
 
 /* Complete the pending on_mail / on_rcpt / on_data of s with a reply:
