@@ -219,6 +219,18 @@ static void batch_mark_deleted(leveldb_writebatch_t *wb, buf *k, const char *use
 	}
 }
 
+/* The 'Z' record of the message whose 'I' key is key (same layout, other
+ * kind byte) to wb. */
+static void batch_put_deleted_of_meta(leveldb_writebatch_t *wb, const void *key, size_t klen)
+{
+	uint8_t *z = xmalloc(klen);
+	memcpy(z, key, klen);
+	z[1] = KIND_DELETED;
+	uint8_t ver = VALUE_VERSION;
+	leveldb_writebatch_put(wb, (const char *)z, klen, (const char *)&ver, 1);
+	free(z);
+}
+
 static void mbox_encode(buf *v, const struct mbox *m)
 {
 	buf_reset(v);
@@ -922,6 +934,47 @@ static int deliveries_expire(mailstore *s, leveldb_writebatch_t *wb, const char 
 	return ret;
 }
 
+/* A pass that writes many keys (an upgrade): batches of UPGRADE_BATCH,
+ * each committed when full. */
+#define UPGRADE_BATCH 10000
+
+struct upgrade_batch {
+	mailstore *s;
+	const char *what;
+	leveldb_writebatch_t *wb;
+	size_t n;
+	int ret;
+};
+
+static void upgrade_batch_init(struct upgrade_batch *ub, mailstore *s, const char *what)
+{
+	*ub = (struct upgrade_batch){ .s = s, .what = what, .wb = leveldb_writebatch_create() };
+}
+
+/* A put went into ub->wb: commit when the batch is full. 0, or -1 when a
+ * commit failed (stop the pass). */
+static int upgrade_batch_added(struct upgrade_batch *ub)
+{
+	if (++ub->n < UPGRADE_BATCH)
+		return 0;
+	ub->ret = db_commit(ub->s, ub->wb, ub->what);
+	ub->wb = leveldb_writebatch_create();
+	ub->n = 0;
+	return ub->ret == MAIL_OK ? 0 : -1;
+}
+
+/* Commit the rest (unless the pass failed: iter_ret or an earlier commit).
+ * Returns MAIL_OK or INTERNAL. */
+static int upgrade_batch_finish(struct upgrade_batch *ub, int iter_ret)
+{
+	if (iter_ret != MAIL_OK)
+		ub->ret = MAIL_ERR_INTERNAL;
+	if (ub->ret == MAIL_OK)
+		return db_commit(ub->s, ub->wb, ub->what);
+	leveldb_writebatch_destroy(ub->wb);
+	return ub->ret;
+}
+
 /* Write an age record, dated now (wall clock), for every delivery record:
  * of every user (all = 1) or of partition's users. Used once on a store
  * written before age records existed, and after installing a snapshot
@@ -935,9 +988,8 @@ static int deliveries_index(mailstore *s, int all, uint32_t partition, uint32_t 
 	*n_r = 0;
 	uint64_t now = (uint64_t)util_now_wall_ms();
 	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_DELIVERY };
-	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	size_t in_batch = 0;
-	int ret = MAIL_OK;
+	struct upgrade_batch ub;
+	upgrade_batch_init(&ub, s, what);
 	buf k;
 	buf_init(&k);
 	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
@@ -961,23 +1013,13 @@ static int deliveries_index(mailstore *s, int all, uint32_t partition, uint32_t 
 		put_u64(&k, now);
 		buf_append(&k, nul + 1, (size_t)(key + klen - (nul + 1)));
 		uint8_t ver = VALUE_VERSION;
-		leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)&ver,
+		leveldb_writebatch_put(ub.wb, (const char *)k.data, k.len, (const char *)&ver,
 				       AGE_VALUE_LEN);
 		(*n_r)++;
-		if (++in_batch == 10000) {
-			ret = db_commit(s, wb, what);
-			wb = leveldb_writebatch_create();
-			in_batch = 0;
-			if (ret != MAIL_OK)
-				break;
-		}
+		if (upgrade_batch_added(&ub) < 0)
+			break;
 	}
-	if (db_iter_close(it) != MAIL_OK)
-		ret = MAIL_ERR_INTERNAL;
-	if (ret == MAIL_OK)
-		ret = db_commit(s, wb, what);
-	else
-		leveldb_writebatch_destroy(wb);
+	int ret = upgrade_batch_finish(&ub, db_iter_close(it));
 	buf_deinit(&k);
 	return ret;
 }
@@ -989,11 +1031,8 @@ static int deleted_index(mailstore *s, uint64_t *n_r)
 {
 	*n_r = 0;
 	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_META };
-	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	size_t in_batch = 0;
-	int ret = MAIL_OK;
-	buf z;
-	buf_init(&z);
+	struct upgrade_batch ub;
+	upgrade_batch_init(&ub, s, "deleted_index");
 	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
 	for (leveldb_iter_seek(it, (const char *)head, sizeof head); leveldb_iter_valid(it);
 	     leveldb_iter_next(it)) {
@@ -1013,28 +1052,12 @@ static int deleted_index(mailstore *s, uint64_t *n_r)
 		mailstore_message_info_free(&mi);
 		if (!deleted)
 			continue;
-		buf_reset(&z);
-		buf_append(&z, key, klen);
-		z.data[1] = KIND_DELETED;
-		uint8_t ver = VALUE_VERSION;
-		leveldb_writebatch_put(wb, (const char *)z.data, z.len, (const char *)&ver, 1);
+		batch_put_deleted_of_meta(ub.wb, key, klen);
 		(*n_r)++;
-		if (++in_batch == 10000) {
-			ret = db_commit(s, wb, "deleted_index");
-			wb = leveldb_writebatch_create();
-			in_batch = 0;
-			if (ret != MAIL_OK)
-				break;
-		}
+		if (upgrade_batch_added(&ub) < 0)
+			break;
 	}
-	if (db_iter_close(it) != MAIL_OK)
-		ret = MAIL_ERR_INTERNAL;
-	if (ret == MAIL_OK)
-		ret = db_commit(s, wb, "deleted_index");
-	else
-		leveldb_writebatch_destroy(wb);
-	buf_deinit(&z);
-	return ret;
+	return upgrade_batch_finish(&ub, db_iter_close(it));
 }
 
 /* mailstore_open: bring a store of an older data level up ('V' missing or
@@ -2177,15 +2200,8 @@ static const char *snap_chunk_parse(const mailstore *s, uint32_t partition,
 		if (why != NULL)
 			return why;
 		leveldb_writebatch_put(wb, (const char *)key, klen, (const char *)val, vlen);
-		if (deleted) {
-			/* its 'Z' record: the 'I' key with the other kind byte */
-			uint8_t *z = xmalloc(klen);
-			memcpy(z, key, klen);
-			z[1] = KIND_DELETED;
-			uint8_t ver = VALUE_VERSION;
-			leveldb_writebatch_put(wb, (const char *)z, klen, (const char *)&ver, 1);
-			free(z);
-		}
+		if (deleted)
+			batch_put_deleted_of_meta(wb, key, klen);
 		(*pairs_r)++;
 	}
 	return NULL;
