@@ -149,6 +149,30 @@ def audit(c, stream, uidvalidity_before):
     return problems
 
 
+def stop_and_audit(c, stream, threads, uidvalidity_before, label, problems=()):
+    """Let the stream run 3 s more, stop it, wait (60 s at most) for the
+    queues to drain, audit, print a summary line and the first problems.
+    Returns (problems, acknowledged count)."""
+    time.sleep(3)
+    stream.stop.set()
+    for t in threads:
+        t.join(timeout=120)
+    deadline = time.monotonic() + 60
+    while queue_depth(c) != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    depth = queue_depth(c)
+    problems = list(problems) + audit(c, stream, uidvalidity_before) + stream.errors
+    if depth != 0:
+        problems.append(f"queue not drained: {depth} messages")
+    acked = sum(len(v) for v in stream.acked.values())
+    print(f"{label}: acked={acked} retries={stream.retries} "
+          f"unknown_outcome={stream.unknown_total} "
+          f"longest_pause={stream.max_pause:.2f}s problems={len(problems)}")
+    for p in problems[:20]:
+        print("  " + p)
+    return problems, acked
+
+
 def queue_depth(c):
     """Messages still queued on all queue nodes (their /metrics): those
     scheduled for delivery plus every replica's stored copy, so 0 means
@@ -239,23 +263,7 @@ def main():
             assert local.scale(c, conf, conf_path, ["store=3"]) == 0
             print(f"scaled 3 -> 4 -> 3 store nodes in {time.monotonic() - t0:.1f}s "
                   f"(sent so far {s.sent})", flush=True)
-        time.sleep(3)
-        s.stop.set()
-        for t in threads:
-            t.join(timeout=120)
-        deadline = time.monotonic() + 60
-        while queue_depth(c) != 0 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        depth = queue_depth(c)
-        problems = audit(c, s, uv_before) + s.errors
-        if depth != 0:
-            problems.append(f"queue not drained: {depth} messages")
-        acked = sum(len(v) for v in s.acked.values())
-        print(f"failover: acked={acked} retries={s.retries} "
-              f"unknown_outcome={s.unknown_total} "
-              f"longest_pause={s.max_pause:.2f}s problems={len(problems)}")
-        for p in problems[:20]:
-            print("  " + p)
+        problems, acked = stop_and_audit(c, s, threads, uv_before, "failover")
         ok = not problems and acked > 0
     except Exception:
         traceback.print_exc()

@@ -60,23 +60,7 @@ def main():
                 problems.append(f"{victim}: did not stop cleanly on SIGTERM: {st}")
             time.sleep(1)
             c.start(victim)
-        time.sleep(3)
-        s.stop.set()
-        for t in threads:
-            t.join(timeout=120)
-        deadline = time.monotonic() + 60
-        while fo.queue_depth(c) != 0 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        depth = fo.queue_depth(c)
-        problems += fo.audit(c, s, uv_before) + s.errors
-        if depth != 0:
-            problems.append(f"queue not drained: {depth} messages")
-        acked = sum(len(v) for v in s.acked.values())
-        print(f"shutdown: acked={acked} retries={s.retries} "
-              f"unknown_outcome={s.unknown_total} longest_pause={s.max_pause:.2f}s "
-              f"problems={len(problems)}")
-        for p in problems[:20]:
-            print("  " + p)
+        problems, acked = fo.stop_and_audit(c, s, threads, uv_before, "shutdown", problems)
         ok = not problems and acked > 0
     except Exception:
         traceback.print_exc()
