@@ -422,7 +422,9 @@ def scale(c, conf, conf_path, args):
                                 "drain", name, "--role", role, "--timeout", "300"])
             if r.returncode != 0:
                 print(f"cluster/local scale: drain of {name} failed (rc={r.returncode}); "
-                      "it keeps running", file=sys.stderr)
+                      "it keeps running; the partitions now:", file=sys.stderr)
+                print(c.mailctl("partitions", "--role", role, check=False).stdout,
+                      file=sys.stderr)
                 return 1
             c.kill(name)
             c.mailctl("node", "remove", name, "--role", role, check=False)

@@ -12,6 +12,7 @@
  */
 #include "mailctl-private.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,7 +272,8 @@ static int mailctl_node_drain(mailctl *ctl, etcd_client *c, const char *id, int 
 			return mailctl_error(ctl, err, "node", id);
 	}
 	printf("node %s: draining\n", id);
-	time_t start = time(NULL);
+	time_t start = time(NULL), shown = 0;
+	unsigned last_reps = UINT_MAX, last_prims = UINT_MAX;
 	for (;;) {
 		unsigned reps, prims;
 		int err = mailctl_node_holds(c, id, mask, &reps, &prims);
@@ -281,8 +283,14 @@ static int mailctl_node_drain(mailctl *ctl, etcd_client *c, const char *id, int 
 			printf("node %s: drained (no partitions left)\n", id);
 			break;
 		}
-		printf("node %s: %u partitions left (%u as primary)\n", id, reps, prims);
-		fflush(stdout);
+		/* a line when the count moves, else one every 30 s */
+		if (reps != last_reps || prims != last_prims || time(NULL) - shown >= 30) {
+			printf("node %s: %u partitions left (%u as primary)\n", id, reps, prims);
+			fflush(stdout);
+			last_reps = reps;
+			last_prims = prims;
+			shown = time(NULL);
+		}
 		if (!wait)
 			break;
 		if (timeout_s > 0 && time(NULL) - start >= timeout_s) {

@@ -21,7 +21,7 @@
 /* A proposal not committed by then fails UNAVAILABLE (clients retry within
  * their own deadline). */
 #define PROPOSE_TIMEOUT_MS 3000
-#define PROGRESS_ATTEMPTS 10
+#define PROGRESS_ATTEMPTS 3
 #define PROGRESS_RETRY_MS 500
 
 /* What applying one index computed, kept on the primary until the
@@ -59,6 +59,7 @@ struct repl_host {
 	repl_node *repl;
 	uv_timer_t *timer;          /* reconcile; freed by its close callback */
 	node_status_publisher *status; /* this node's status key */
+	struct progress_reporter *progress; /* this node's progress reports */
 	etcd_stats *etcd_stats;     /* the owner's; may be NULL */
 	int stopping;               /* no more on_leading calls */
 	struct part **parts;        /* by partition id; NULL when not held */
@@ -190,22 +191,72 @@ int repl_host_primary_of(repl_host *h, const void *key, size_t len, int read,
 
 /* ---- progress reports (thread pool) ------------------------------------ */
 
-struct progress_job {
-	uv_work_t work;
+/* One report per partition is in flight at a time, and it carries the
+ * newest epoch this node caught up at: reports racing on the pool could
+ * otherwise land out of order, leaving an older epoch in the key for good
+ * (the controller then never sees this node current, and a drain or a
+ * move that needs it waits forever). A report that failed every attempt
+ * is sent again from the reconcile timer. The reporter outlives its host
+ * while jobs are in flight (refs). */
+struct progress_slot {
+	uint64_t want;   /* newest epoch caught up at (0: none) */
+	uint64_t stored; /* epoch etcd holds for us */
+	int inflight;
+};
+
+struct progress_reporter {
+	int refs;
+	int dead;        /* the host is gone: finish, send nothing more */
 	char *etcd_url;
 	etcd_stats *stats;
+	const char *role;
+	char *node_id;
+	uv_loop_t *loop;
+	struct progress_slot *slots;
+	uint32_t n_slots;
+};
+
+struct progress_job {
+	uv_work_t work;
+	struct progress_reporter *r;
+	uint32_t partition;
+	uint64_t epoch;
 	char key[160];
 	char value[64];
 	int status;
 };
 
+static struct progress_reporter *progress_reporter_new(uv_loop_t *loop, const char *etcd_url,
+							etcd_stats *stats, const char *role,
+							const char *node_id)
+{
+	struct progress_reporter *r = xcalloc(1, sizeof *r);
+	r->refs = 1;
+	r->loop = loop;
+	r->etcd_url = xstrdup(etcd_url);
+	r->stats = stats;
+	r->role = role;
+	r->node_id = xstrdup(node_id);
+	return r;
+}
+
+static void progress_reporter_unref(struct progress_reporter **rp)
+{
+	struct progress_reporter *r = *rp;
+	*rp = NULL;
+	if (r == NULL || --r->refs > 0)
+		return;
+	free(r->slots);
+	free(r->etcd_url);
+	free(r->node_id);
+	free(r);
+}
+
 static void progress_work_cb(uv_work_t *w)
 {
 	struct progress_job *j = w->data;
-	etcd_client *etcd = etcd_client_create(j->etcd_url);
-	etcd_client_set_stats(etcd, j->stats);
-	/* A lost report would keep the replica out of the in-sync set until
-	 * the next epoch: retry a few times (this is a pool thread). */
+	etcd_client *etcd = etcd_client_create(j->r->etcd_url);
+	etcd_client_set_stats(etcd, j->r->stats);
 	for (int attempt = 0; attempt < PROGRESS_ATTEMPTS; attempt++) {
 		if (attempt > 0)
 			uv_sleep(PROGRESS_RETRY_MS);
@@ -216,32 +267,73 @@ static void progress_work_cb(uv_work_t *w)
 	etcd_client_destroy(&etcd);
 }
 
+static void progress_send(struct progress_reporter *r, uint32_t partition);
+
 static void progress_done_cb(uv_work_t *w, int status)
 {
 	struct progress_job *j = w->data;
-	if (status == 0 && j->status == MAIL_OK)
+	struct progress_reporter *r = j->r;
+	struct progress_slot *slot = &r->slots[j->partition];
+	slot->inflight = 0;
+	if (status == 0 && j->status == MAIL_OK) {
+		slot->stored = j->epoch;
 		log_event(LOG_INFO, LOG_SVC, "event=progress_reported key=%s value=%s", j->key,
 			  j->value);
-	else
+	} else {
 		log_event(LOG_WARN, LOG_SVC, "event=progress_report_failed key=%s status=%d",
 			  j->key, j->status);
-	free(j->etcd_url);
+	}
+	if (!r->dead && j->status == MAIL_OK)
+		progress_send(r, j->partition); /* a newer epoch may wait */
 	free(j);
+	progress_reporter_unref(&r);
+}
+
+/* Start a report for partition when one is due and none is in flight. */
+static void progress_send(struct progress_reporter *r, uint32_t partition)
+{
+	struct progress_slot *slot = &r->slots[partition];
+	if (slot->inflight || slot->want == 0 || slot->want == slot->stored)
+		return;
+	struct progress_job *j = xcalloc(1, sizeof *j);
+	j->work.data = j;
+	j->r = r;
+	j->partition = partition;
+	j->epoch = slot->want;
+	snprintf(j->key, sizeof j->key, "/mail/v1/progress/%s/%u/%s", r->role, partition,
+		 r->node_id);
+	snprintf(j->value, sizeof j->value, "{\"epoch\":%llu}", (unsigned long long)j->epoch);
+	slot->inflight = 1;
+	r->refs++;
+	uv_queue_work(r->loop, &j->work, progress_work_cb, progress_done_cb);
+}
+
+/* This node caught up with partition at epoch: report it (newest wins). */
+static void progress_caught_up(struct progress_reporter *r, uint32_t partition, uint64_t epoch)
+{
+	if (partition >= r->n_slots) {
+		uint32_t n = partition + 1;
+		r->slots = xrealloc(r->slots, n * sizeof *r->slots);
+		memset(r->slots + r->n_slots, 0, (n - r->n_slots) * sizeof *r->slots);
+		r->n_slots = n;
+	}
+	if (epoch > r->slots[partition].want)
+		r->slots[partition].want = epoch;
+	progress_send(r, partition);
+}
+
+/* Resend what failed (reconcile timer). */
+static void progress_retry(struct progress_reporter *r)
+{
+	for (uint32_t p = 0; p < r->n_slots; p++)
+		progress_send(r, p);
 }
 
 static void on_caught_up(repl_partition *p, uint32_t partition, uint64_t epoch, void *arg)
 {
 	(void)p;
 	struct part *pt = arg;
-	repl_host *h = pt->h;
-	struct progress_job *j = xcalloc(1, sizeof *j);
-	j->work.data = j;
-	j->etcd_url = xstrdup(h->etcd_url);
-	j->stats = h->etcd_stats;
-	snprintf(j->key, sizeof j->key, "/mail/v1/progress/%s/%u/%s",
-		 router_role_name(h->role), partition, h->node_id);
-	snprintf(j->value, sizeof j->value, "{\"epoch\":%llu}", (unsigned long long)epoch);
-	uv_queue_work(h->loop, &j->work, progress_work_cb, progress_done_cb);
+	progress_caught_up(pt->h->progress, partition, epoch);
 }
 
 /* ---- status publishing ------------------------------------------------- */
@@ -442,6 +534,7 @@ static void reconcile_cb(uv_timer_t *t)
 	for (uint32_t id = 0; id < n; id++)
 		if (router_lookup_partition(h->router, h->role, id, &rp) == 1)
 			reconcile_partition(h, &rp);
+	progress_retry(h->progress);
 }
 
 /* ---- lifetime ------------------------------------------------------------ */
@@ -467,6 +560,8 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 	h->node_id = xstrdup(set->node_id);
 	h->etcd_url = xstrdup(set->etcd_url);
 	h->etcd_stats = set->etcd_stats;
+	h->progress = progress_reporter_new(loop, set->etcd_url, set->etcd_stats,
+					    router_role_name(set->role), set->node_id);
 	h->cbs = (struct repl_callbacks){ on_apply, on_caught_up };
 	if (ops->snapshot_open != NULL)
 		h->snap_cbs = (struct repl_snapshot_callbacks){
@@ -545,6 +640,8 @@ void repl_host_destroy(repl_host **hp)
 	for (uint32_t id = 0; id < h->n_parts; id++)
 		part_close(h, id);
 	free(h->parts);
+	h->progress->dead = 1;
+	progress_reporter_unref(&h->progress);
 	repl_node_destroy(&h->repl);
 	router_destroy(&h->router);
 	free(h->node_id);
