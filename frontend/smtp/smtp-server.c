@@ -20,6 +20,7 @@
 #include "smtp-server.h"
 
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -79,6 +80,9 @@ struct smtp_session {
 	char **rcpts;
 	size_t n_rcpts;
 	struct smtp_transaction txn; /* filled for on_data */
+	tls_conn *tls;       /* the TLS layer, once STARTTLS (or at accept) */
+	int tls_logged;      /* event=tls was logged */
+	int discard_input;   /* STARTTLS: what follows it in s->in is dropped */
 	smtp_command_parser parser;
 	smtp_data_reader data;
 	buf in;
@@ -98,7 +102,7 @@ enum {
 	SMTP__F_NO_MAIL = 1 << 1, /* not inside a transaction */
 	SMTP__F_MAIL = 1 << 2,    /* needs MAIL first */
 	SMTP__F_RCPT = 1 << 3,    /* needs an accepted RCPT */
-	SMTP__F_TLS = 1 << 4,     /* only with a TLS layer (none yet: 502) */
+	SMTP__F_TLS = 1 << 4,     /* only where TLS is configured (else 502) */
 };
 
 typedef void smtp__handler(smtp_session *s, const struct smtp_command *cmd);
@@ -188,15 +192,17 @@ static void smtp__write_cb(uv_write_t *req, int status)
 		smtp__session_close(s, "write_error", 0);
 }
 
-/* Write everything in s->out as one uv_write. */
-static void smtp__session_flush(smtp_session *s)
+/* Write the bytes of b (taken, b is left empty) as one uv_write. */
+static void smtp__write_raw(smtp_session *s, buf *out)
 {
-	if (s->out.len == 0 || s->handles_closing)
+	if (out->len == 0 || s->handles_closing) {
+		buf_reset(out);
 		return;
+	}
 	struct smtp__write *w = xcalloc(1, sizeof *w);
 	size_t len;
 	w->s = s;
-	w->data = buf_steal(&s->out, &len);
+	w->data = buf_steal(out, &len);
 	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
 	int ret = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, smtp__write_cb);
 	if (ret < 0) {
@@ -204,6 +210,23 @@ static void smtp__session_flush(smtp_session *s)
 		free(w);
 		smtp__session_close(s, "write_error", 0);
 	}
+}
+
+/* Write everything in s->out, through TLS when it is on. */
+static void smtp__session_flush(smtp_session *s)
+{
+	if (s->out.len == 0 || s->tls == NULL) {
+		smtp__write_raw(s, &s->out);
+		return;
+	}
+	buf net;
+	buf_init(&net);
+	int ret = tls_conn_write(s->tls, s->out.data, s->out.len, &net);
+	buf_reset(&s->out);
+	smtp__write_raw(s, &net);
+	buf_deinit(&net);
+	if (ret < 0)
+		smtp__session_close(s, "tls_error", 0);
 }
 
 static void smtp__txn_reset(smtp_session *s)
@@ -252,6 +275,7 @@ static void smtp__session_maybe_free(smtp_session *s)
 	buf_deinit(&s->out);
 	free(s->pending_arg);
 	free(s->helo);
+	tls_conn_free(&s->tls);
 	free(s);
 	smtp__server_maybe_free(srv);
 }
@@ -296,6 +320,13 @@ static void smtp__session_close(smtp_session *s, const char *reason, int gracefu
 	uv_timer_stop(&s->kick);
 	if (graceful) {
 		smtp__session_flush(s);
+		if (s->tls != NULL) {
+			buf net;
+			buf_init(&net);
+			tls_conn_close_notify(s->tls, &net);
+			smtp__write_raw(s, &net);
+			buf_deinit(&net);
+		}
 		s->shutdown_req.data = s;
 		if (!s->handles_closing &&
 		    uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, smtp__shutdown_cb) == 0)
@@ -323,8 +354,11 @@ static void smtp__cmd_ehlo(smtp_session *s, const struct smtp_command *cmd)
 	for (size_t i = 0; i < sizeof smtp__exts / sizeof smtp__exts[0]; i++)
 		kw[n++] = smtp__exts[i].keyword;
 	for (int k = 0; k < SMTP_CMD_COUNT_; k++) {
-		if (smtp__cmds[k].ehlo != NULL && !(smtp__cmds[k].flags & SMTP__F_TLS))
-			kw[n++] = smtp__cmds[k].ehlo;
+		if (smtp__cmds[k].ehlo == NULL)
+			continue;
+		if ((smtp__cmds[k].flags & SMTP__F_TLS) && (srv->set.tls == NULL || s->tls != NULL))
+			continue;
+		kw[n++] = smtp__cmds[k].ehlo;
 	}
 	smtp__reply_line(s, 250, NULL, srv->hostname, n == 0);
 	for (size_t i = 0; i < n; i++) {
@@ -446,7 +480,8 @@ static void smtp__cmd_help(smtp_session *s, const struct smtp_command *cmd)
 	(void)cmd;
 	char text[256] = "Commands:";
 	for (int k = SMTP_CMD_UNKNOWN + 1; k < SMTP_CMD_COUNT_; k++) {
-		if (smtp__cmds[k].handler != NULL && !(smtp__cmds[k].flags & SMTP__F_TLS)) {
+		if (smtp__cmds[k].handler != NULL &&
+		    (!(smtp__cmds[k].flags & SMTP__F_TLS) || s->server->set.tls != NULL)) {
 			strncat(text, " ", sizeof text - strlen(text) - 1);
 			strncat(text, smtp_command_name(k), sizeof text - strlen(text) - 1);
 		}
@@ -454,18 +489,34 @@ static void smtp__cmd_help(smtp_session *s, const struct smtp_command *cmd)
 	smtp__reply(s, 214, "2.0.0", text);
 }
 
+/* RFC 3207. The 220 goes out in plaintext; everything the client sent
+ * after the command is dropped (a man in the middle could have put it
+ * there: the CVE-2011-0411 class), and the session starts over: the client
+ * must say EHLO again. */
 static void smtp__cmd_starttls(smtp_session *s, const struct smtp_command *cmd)
 {
 	(void)cmd;
-	/* Not reached while no TLS layer exists (the dispatcher answers 502). */
-	smtp__reply(s, 454, "4.7.0", "TLS not available");
+	if (s->tls != NULL) {
+		smtp__reply(s, 503, "5.5.1", "Error: TLS already active");
+		return;
+	}
+	smtp__reply(s, 220, "2.0.0", "Ready to start TLS");
+	smtp__session_flush(s);
+	s->tls = tls_conn_new_server(s->server->set.tls);
+	s->discard_input = 1;
+	smtp__txn_reset(s);
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = 0;
+	smtp_command_parser_deinit(&s->parser);
+	smtp_command_parser_init(&s->parser, &s->server->set.limits);
 }
 
 /* Enforce the table's flags, then run the handler. */
 static void smtp__dispatch(smtp_session *s, const struct smtp_command *cmd)
 {
 	const struct smtp__cmd_def *def = &smtp__cmds[cmd->kind];
-	if (def->handler == NULL || (def->flags & SMTP__F_TLS))
+	if (def->handler == NULL || ((def->flags & SMTP__F_TLS) && s->server->set.tls == NULL))
 		smtp__reply(s, 502, "5.5.1", "Error: command not implemented");
 	else if ((def->flags & SMTP__F_HELO) && s->helo == NULL)
 		smtp__reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
@@ -504,6 +555,14 @@ static void smtp__session_process(smtp_session *s)
 			smtp__reply(s, cmd.error.code, cmd.error.enh, cmd.error.text);
 		else if (ret > 0)
 			smtp__dispatch(s, &cmd);
+		if (s->discard_input) {
+			if (off < s->in.len)
+				log_event(LOG_WARN, smtp__svc(s),
+					  "event=starttls_pipelined sid=%s peer=%s dropped=%zu", s->id,
+					  s->peer_ip, s->in.len - off);
+			off = s->in.len;
+			s->discard_input = 0;
+		}
 	}
 	buf_consume(&s->in, off);
 	s->in_process = 0;
@@ -534,7 +593,34 @@ static void smtp__session_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t
 	}
 	if (nread == 0 || s->closing)
 		return;
-	buf_append(&s->in, b->base, (size_t)nread);
+	if (s->tls != NULL) {
+		buf net;
+		buf_init(&net);
+		enum tls_feed_result r = tls_conn_feed(s->tls, b->base, (size_t)nread, &s->in, &net);
+		smtp__write_raw(s, &net);
+		buf_deinit(&net);
+		if (r == TLS_FEED_ERROR) {
+			log_event(LOG_INFO, smtp__svc(s), "event=tls_failed sid=%s peer=%s error=\"%s\"",
+				  s->id, s->peer_ip, tls_conn_error(s->tls));
+			smtp__session_close(s, "tls_error", 0);
+			return;
+		}
+		if (!s->tls_logged && tls_conn_handshake_done(s->tls)) {
+			s->tls_logged = 1;
+			log_event(LOG_INFO, smtp__svc(s),
+				  "event=tls sid=%s version=%s cipher=%s resumed=%d sni=%s", s->id,
+				  tls_conn_version(s->tls), tls_conn_cipher(s->tls),
+				  tls_conn_resumed(s->tls),
+				  tls_conn_sni(s->tls)[0] ? tls_conn_sni(s->tls) : "-");
+		}
+		if (r == TLS_FEED_CLOSED) {
+			smtp__session_process(s);
+			smtp__session_close(s, "client_closed", 0);
+			return;
+		}
+	} else {
+		buf_append(&s->in, b->base, (size_t)nread);
+	}
 	uv_timer_again(&s->idle);
 	smtp__session_process(s);
 }
@@ -675,6 +761,8 @@ static void smtp__on_connection(uv_stream_t *listener, int status)
 	}
 	log_event(LOG_INFO, srv->log_svc, "event=connect sid=%s peer=%s port=%d", s->id,
 		  s->peer_ip, s->peer_port);
+	if (srv->set.tls != NULL && srv->set.implicit_tls)
+		s->tls = tls_conn_new_server(srv->set.tls); /* the greeting waits for it */
 	if (srv->cb.on_connect != NULL)
 		srv->cb.on_connect(s, srv->ctx);
 	char text[300];
@@ -803,4 +891,9 @@ const char *smtp_session_helo(const smtp_session *s)
 int smtp_session_is_closed(const smtp_session *s)
 {
 	return s->closing;
+}
+
+int smtp_session_tls(const smtp_session *s)
+{
+	return s->tls != NULL && tls_conn_handshake_done(s->tls);
 }

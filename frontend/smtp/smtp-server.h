@@ -18,11 +18,14 @@
  * smtp_server_start(), including smtp_session_complete() (from a
  * uv_queue_work after-work callback, say, never from the work function).
  *
- * TLS (STARTTLS, port 465) is not implemented yet. The hook point is the
- * STARTTLS row of the command table in smtp-server.c (flag TLS: advertised
- * and accepted only once a TLS layer is configured) and the session's
- * read/write path (smtp__session_read_cb / smtp__session_flush), where a
- * memory-BIO TLS layer would sit (DEPS-FACTS section 7).
+ * TLS (lib/tls.h): with settings.tls set, STARTTLS is advertised and
+ * works (RFC 3207): its 220 goes out in plaintext, any bytes the client
+ * pipelined after the command are dropped (logged
+ * event=starttls_pipelined), and the session starts over (HELO/EHLO
+ * again; the EHLO after it no longer offers STARTTLS; a second STARTTLS
+ * gets 503). With implicit_tls as well (submissions, RFC 8314) the
+ * handshake comes first and the greeting follows it. Without settings.tls
+ * STARTTLS is 502 and not advertised.
  */
 #ifndef MAIL_SMTP_SERVER_H
 #define MAIL_SMTP_SERVER_H
@@ -47,6 +50,8 @@ struct smtp_server_settings {
 	unsigned idle_timeout_ms;  /* no complete input for this long -> 421 4.4.2 */
 	unsigned max_errors;       /* this many 4xx/5xx replies -> 421 4.7.0, close */
 	size_t max_pending_input;  /* see SMTP_DEFAULT_MAX_PENDING_INPUT */
+	struct tls_server *tls;    /* NULL: no TLS (not owned: outlive the server) */
+	int implicit_tls;          /* 1: TLS from the first byte (port 465) */
 };
 
 /* Defaults: host 127.0.0.1, port 2525, hostname "localhost", log_svc "smtp",
@@ -120,5 +125,7 @@ const char *smtp_session_peer_ip(const smtp_session *s); /* "127.0.0.1" */
 const char *smtp_session_helo(const smtp_session *s);    /* "" before HELO */
 /* 1 once the connection is closing or closed (a completion is dropped). */
 int smtp_session_is_closed(const smtp_session *s);
+/* 1 when the session runs over TLS (the handshake is done). */
+int smtp_session_tls(const smtp_session *s);
 
 #endif

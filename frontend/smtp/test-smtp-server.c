@@ -10,9 +10,12 @@
  *
  * With --serve, the binary instead runs that server on 127.0.0.1:0, prints
  * "PORT <n>" and one "DATA rcpts=<n> size=<n>" line per message, and runs
- * until killed (test-smtplib.py drives it with Python's smtplib).
+ * until killed (test-smtplib.py drives it with Python's smtplib). With
+ * "--serve --tls CERT KEY" that listener offers STARTTLS, and a second
+ * one, printed as "TLSPORT <n>", speaks TLS from the first byte.
  */
 #include "smtp-server.h"
+#include "tls.h"
 
 #include "xalloc.h"
 
@@ -475,7 +478,7 @@ static void test_disconnects(void **state)
 
 /* ---- --serve mode ---- */
 
-static int serve(void)
+static int serve(int argc, char **argv)
 {
 	struct env env;
 	memset(&env, 0, sizeof env);
@@ -488,20 +491,39 @@ static int serve(void)
 	set.hostname = "mx.test";
 	set.log_svc = "smtp-test";
 	const char *err;
+	tls_server *tls = NULL;
+	if (argc >= 5 && strcmp(argv[2], "--tls") == 0) {
+		struct tls_server_settings ts = { argv[3], argv[4], 0 };
+		if (tls_server_create(&ts, &tls, &err) < 0) {
+			fprintf(stderr, "%s\n", err);
+			return 1;
+		}
+		set.tls = tls;
+	}
 	if (smtp_server_start(&env.loop, &set, &test_callbacks, &env, &env.server, &err) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
 	printf("PORT %d\n", smtp_server_port(env.server));
+	smtp_server *implicit = NULL;
+	if (tls != NULL) {
+		set.implicit_tls = 1;
+		if (smtp_server_start(&env.loop, &set, &test_callbacks, &env, &implicit, &err) < 0) {
+			fprintf(stderr, "%s\n", err);
+			return 1;
+		}
+		printf("TLSPORT %d\n", smtp_server_port(implicit));
+	}
 	fflush(stdout);
 	uv_run(&env.loop, UV_RUN_DEFAULT);
+	tls_server_destroy(&tls);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--serve") == 0)
-		return serve();
+		return serve(argc, argv);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_transaction),
 		cmocka_unit_test(test_pipelining),
