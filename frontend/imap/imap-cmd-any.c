@@ -1,4 +1,4 @@
-/* imap-cmd-any.c: CAPABILITY, NOOP, LOGOUT and LOGIN. */
+/* imap-cmd-any.c: CAPABILITY, NOOP, LOGOUT, STARTTLS and LOGIN. */
 #include "imap-server-private.h"
 
 #include <stdlib.h>
@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "mail-error.h"
+#include "tls.h"
 #include "xalloc.h"
 
 void imap_cmd_capability(struct imap_session *s, const struct imap_arg *args, size_t n_args)
@@ -15,7 +16,9 @@ void imap_cmd_capability(struct imap_session *s, const struct imap_arg *args, si
 		imap_cmd_done(s, "BAD", NULL, "CAPABILITY takes no arguments");
 		return;
 	}
-	imap_session_printf(s, "* CAPABILITY %s\r\n", s->server->capability);
+	char *cap = imap_session_capability(s);
+	imap_session_printf(s, "* CAPABILITY %s\r\n", cap);
+	free(cap);
 	imap_cmd_done(s, "OK", NULL, "Capability completed");
 }
 
@@ -41,6 +44,32 @@ void imap_cmd_logout(struct imap_session *s, const struct imap_arg *args, size_t
 	imap_session_close_after_write(s, "logout");
 }
 
+/* RFC 3501 6.2.1. The OK goes out in plaintext; whatever the client sent
+ * after the command is dropped (a man in the middle could have put it
+ * there), and the TLS layer takes over. The session is still not
+ * authenticated; a CAPABILITY now answers without STARTTLS and
+ * LOGINDISABLED. */
+void imap_cmd_starttls(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	(void)args;
+	if (n_args != 0) {
+		imap_cmd_done(s, "BAD", NULL, "STARTTLS takes no arguments");
+		return;
+	}
+	if (s->server->set.tls == NULL) {
+		imap_cmd_done(s, "BAD", NULL, "TLS is not available");
+		return;
+	}
+	if (s->tls != NULL) {
+		imap_cmd_done(s, "BAD", NULL, "TLS is already active");
+		return;
+	}
+	imap_cmd_done(s, "OK", NULL, "Begin TLS negotiation now");
+	imap_session_flush(s);
+	s->tls = tls_conn_new_server(s->server->set.tls);
+	s->discard_input = 1;
+}
+
 static void imap_cmd_login_cb(int status, const char *user, void *arg)
 {
 	struct imap_session *s = arg;
@@ -56,9 +85,11 @@ static void imap_cmd_login_cb(int status, const char *user, void *arg)
 		imap_parser_set_limits(s->parser, &s->server->set.limits_auth);
 		log_event(LOG_INFO, "imap", "event=login sid=%s user=%s", s->id,
 			  log_quote(quoted, sizeof(quoted), user, strlen(user)));
-		char *code = xasprintf("CAPABILITY %s", s->server->capability);
+		char *cap = imap_session_capability(s);
+		char *code = xasprintf("CAPABILITY %s", cap);
 		imap_cmd_done(s, "OK", code, "Logged in");
 		free(code);
+		free(cap);
 	} else if (status == MAIL_ERR_PERM) {
 		s->auth_failures++;
 		log_event(LOG_INFO, "imap", "event=login_failed sid=%s peer=%s failures=%u", s->id,
@@ -84,7 +115,7 @@ void imap_cmd_login(struct imap_session *s, const struct imap_arg *args, size_t 
 		imap_cmd_done(s, "BAD", NULL, "LOGIN needs a user name and a password");
 		return;
 	}
-	if (!s->server->set.allow_plaintext_login) {
+	if (!imap_session_login_allowed(s)) {
 		imap_cmd_done(s, "NO", "PRIVACYREQUIRED",
 			      "Plaintext authentication disallowed on non-secure connection");
 		return;

@@ -79,6 +79,9 @@ struct imap_session {
 	char peer[64];
 
 	imap_parser *parser;
+	struct tls_conn *tls;          /* the TLS layer (STARTTLS, or from accept) */
+	int tls_logged;
+	int discard_input;             /* STARTTLS: drop what was pipelined after it */
 	buf in;                        /* received, not yet parsed */
 	buf out;                       /* replies not yet handed to uv_write */
 	int reading;
@@ -118,6 +121,12 @@ void imap_session_bye(struct imap_session *s, const char *text, const char *reas
 void imap_session_close_after_write(struct imap_session *s, const char *reason);
 
 void imap_session_append(struct imap_session *s, const void *data, size_t len);
+/* The capabilities this session has now (heap; the caller frees):
+ * STARTTLS before TLS where TLS is configured, LOGINDISABLED while a
+ * plaintext login is refused. */
+char *imap_session_capability(const struct imap_session *s);
+/* 1 when LOGIN may be used: over TLS, or in the loopback development mode. */
+int imap_session_login_allowed(const struct imap_session *s);
 void imap_session_printf(struct imap_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* An IMAP string: atom when safe, else quoted, else a literal. */
@@ -145,6 +154,7 @@ void imap_session_append_flags(struct imap_session *s, const struct imap_msg *ms
 /* ---- handlers -------------------------------------------------------- */
 
 imap_cmd_func imap_cmd_capability;
+imap_cmd_func imap_cmd_starttls;
 imap_cmd_func imap_cmd_noop;
 imap_cmd_func imap_cmd_logout;
 imap_cmd_func imap_cmd_login;

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "mail-error.h"
+#include "tls.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -27,6 +28,7 @@ const struct imap_command_def imap_commands[] = {
 	{ "NOOP", imap_cmd_noop, IMAP_CMD_ANY, NULL },
 	{ "LOGOUT", imap_cmd_logout, IMAP_CMD_ANY, NULL },
 	{ "LOGIN", imap_cmd_login, IMAP_CMD_NOT_AUTH, NULL },
+	{ "STARTTLS", imap_cmd_starttls, IMAP_CMD_NOT_AUTH, NULL }, /* see capability */
 	{ "LIST", imap_cmd_list, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "SELECT", imap_cmd_select, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "EXAMINE", imap_cmd_examine, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
@@ -65,10 +67,23 @@ static char *imap_server_capability_build(const struct imap_settings *set)
 		if (imap_commands[i].capability != NULL)
 			buf_printf(&b, " %s", imap_commands[i].capability);
 	}
-	if (!set->allow_plaintext_login)
-		buf_append_str(&b, " LOGINDISABLED");
+	(void)set;
 	buf_append(&b, "", 1);
 	return (char *)buf_steal(&b, NULL);
+}
+
+int imap_session_login_allowed(const struct imap_session *s)
+{
+	return (s->tls != NULL && tls_conn_handshake_done(s->tls)) ||
+	       s->server->set.allow_plaintext_login;
+}
+
+char *imap_session_capability(const struct imap_session *s)
+{
+	const struct imap_server *server = s->server;
+	return xasprintf("%s%s%s", server->capability,
+			 server->set.tls != NULL && s->tls == NULL ? " STARTTLS" : "",
+			 imap_session_login_allowed(s) ? "" : " LOGINDISABLED");
 }
 
 /* ---- sessions: lifetime --------------------------------------------- */
@@ -93,6 +108,7 @@ void imap_session_unref(struct imap_session *s)
 	imap_session_cmd_ctx_free(s);
 	imap_session_mailbox_clear(s);
 	imap_parser_destroy(&s->parser);
+	tls_conn_free(&s->tls);
 	buf_deinit(&s->in);
 	buf_deinit(&s->out);
 	free(s->user);
@@ -259,17 +275,18 @@ static void imap_session_write_cb(uv_write_t *req, int status)
 	}
 }
 
-void imap_session_flush(struct imap_session *s)
+/* One uv_write of the bytes in out (taken: out is left empty). */
+static void imap_session_write_raw(struct imap_session *s, buf *out)
 {
-	if (s->out.len == 0)
+	if (out->len == 0)
 		return;
 	if (s->handles_closing) {
-		buf_reset(&s->out);
+		buf_reset(out);
 		return;
 	}
 	struct imap_write_req *wr = xcalloc(1, sizeof(*wr));
 	size_t len;
-	wr->data = buf_steal(&s->out, &len);
+	wr->data = buf_steal(out, &len);
 	wr->req.data = s;
 	uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned int)len);
 	if (uv_write(&wr->req, (uv_stream_t *)&s->tcp, &b, 1, imap_session_write_cb) < 0) {
@@ -277,6 +294,22 @@ void imap_session_flush(struct imap_session *s)
 		free(wr);
 		imap_session_close(s, "write-error");
 	}
+}
+
+void imap_session_flush(struct imap_session *s)
+{
+	if (s->out.len == 0 || s->tls == NULL) {
+		imap_session_write_raw(s, &s->out);
+		return;
+	}
+	buf net;
+	buf_init(&net);
+	int ret = tls_conn_write(s->tls, s->out.data, s->out.len, &net);
+	buf_reset(&s->out);
+	imap_session_write_raw(s, &net);
+	buf_deinit(&net);
+	if (ret < 0)
+		imap_session_close(s, "tls-error");
 }
 
 size_t imap_session_output_pending(const struct imap_session *s)
@@ -412,6 +445,14 @@ static void imap_session_input_process(struct imap_session *s)
 			continue;
 		}
 		imap_session_dispatch(s, cmd);
+		if (s->discard_input) {
+			if (s->in.len > 0)
+				log_event(LOG_WARN, IMAP_LOG_SVC,
+					  "event=starttls_pipelined sid=%s peer=%s dropped=%zu", s->id,
+					  s->peer, s->in.len);
+			buf_reset(&s->in);
+			s->discard_input = 0;
+		}
 	}
 	imap_session_flush(s);
 	if (s->closed)
@@ -439,6 +480,37 @@ static void imap_session_read_cb(uv_stream_t *stream, ssize_t nread, const uv_bu
 	if (nread < 0) {
 		free(b->base);
 		imap_session_close(s, nread == UV_EOF ? "eof" : uv_err_name((int)nread));
+		return;
+	}
+	if (nread > 0 && !s->closed && s->tls != NULL) {
+		buf net;
+		buf_init(&net);
+		enum tls_feed_result r = tls_conn_feed(s->tls, b->base, (size_t)nread, &s->in, &net);
+		free(b->base);
+		imap_session_write_raw(s, &net);
+		buf_deinit(&net);
+		if (r == TLS_FEED_ERROR) {
+			log_event(LOG_INFO, IMAP_LOG_SVC, "event=tls_failed sid=%s peer=%s error=\"%s\"",
+				  s->id, s->peer, tls_conn_error(s->tls));
+			imap_session_close(s, "tls-error");
+			return;
+		}
+		if (!s->tls_logged && tls_conn_handshake_done(s->tls)) {
+			s->tls_logged = 1;
+			log_event(LOG_INFO, IMAP_LOG_SVC,
+				  "event=tls sid=%s version=%s cipher=%s resumed=%d sni=%s", s->id,
+				  tls_conn_version(s->tls), tls_conn_cipher(s->tls),
+				  tls_conn_resumed(s->tls),
+				  tls_conn_sni(s->tls)[0] ? tls_conn_sni(s->tls) : "-");
+		}
+		if (r == TLS_FEED_CLOSED) {
+			imap_session_close(s, "eof");
+			return;
+		}
+		uv_timer_again(&s->idle);
+		imap_session_ref(s);
+		imap_session_input_process(s);
+		imap_session_unref(s);
 		return;
 	}
 	if (nread > 0 && !s->closed) {
@@ -514,7 +586,11 @@ static void imap_server_connection_cb(uv_stream_t *listener, int status)
 		imap_session_bye(s, "Too many connections, try again later", "max-sessions");
 		return;
 	}
-	imap_session_printf(s, "* OK [CAPABILITY %s] IMAP4rev1 ready\r\n", server->capability);
+	if (server->set.tls != NULL && server->set.implicit_tls)
+		s->tls = tls_conn_new_server(server->set.tls); /* the greeting waits for it */
+	char *cap = imap_session_capability(s);
+	imap_session_printf(s, "* OK [CAPABILITY %s] IMAP4rev1 ready\r\n", cap);
+	free(cap);
 	imap_session_flush(s);
 	uv_timer_start(&s->idle, imap_session_idle_cb, server->set.idle_timeout_ms,
 		       server->set.idle_timeout_ms);
@@ -605,8 +681,16 @@ void imap_server_stop(imap_server **serverp)
 		if (!s->closed) {
 			/* best effort: never wait for a client that does not read */
 			static const char bye[] = "* BYE Server shutting down\r\n";
-			uv_buf_t b = uv_buf_init((char *)bye, sizeof(bye) - 1);
-			uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+			buf net;
+			buf_init(&net);
+			if (s->tls == NULL)
+				buf_append(&net, bye, sizeof(bye) - 1);
+			else if (tls_conn_write(s->tls, bye, sizeof(bye) - 1, &net) == 0)
+				tls_conn_close_notify(s->tls, &net);
+			uv_buf_t b = uv_buf_init((char *)net.data, (unsigned)net.len);
+			if (net.len > 0)
+				uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+			buf_deinit(&net);
 		}
 		imap_session_close(s, "server-stop");
 	}

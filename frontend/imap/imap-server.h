@@ -41,10 +41,16 @@
 struct imap_settings {
 	const char *listen_host;    /* copied by start */
 	int listen_port;
-	/* LOGIN over a connection without TLS. TLS is not implemented yet, so
-	 * 0 (the default) means no login is possible and LOGINDISABLED is
-	 * advertised; 1 is the loopback development mode (logged at start). */
+	/* LOGIN over a connection without TLS: 0 (the default) refuses it
+	 * (LOGINDISABLED is advertised until STARTTLS); 1 is the loopback
+	 * development mode (logged at start). */
 	int allow_plaintext_login;
+	/* TLS (lib/tls.h; not owned, must outlive the server): STARTTLS is
+	 * offered (RFC 3501 6.2.1; what a client pipelined after it is
+	 * dropped), or with implicit_tls the whole connection is TLS (IMAPS,
+	 * RFC 8314). NULL: no TLS. */
+	struct tls_server *tls;
+	int implicit_tls;
 	uint64_t idle_timeout_ms;
 	unsigned max_sessions;
 	unsigned max_bad_commands;

@@ -1,22 +1,27 @@
 /* imap-test-server: the IMAP engine over the in-memory backend, for client
  * tests (test-imap-imaplib.py) and manual poking. Development tool only.
  *
- *   imap-test-server PORT USER PASSWORD [MESSAGE-FILE...]
+ *   imap-test-server [--tls CERT KEY] PORT USER PASSWORD [MESSAGE-FILE...]
  *
  * Listens on 127.0.0.1:PORT (0 = any free port) with plaintext LOGIN
  * allowed (loopback development mode), loads each MESSAGE-FILE into the
  * user's INBOX, prints "port=N" on stdout once listening, and exits
- * cleanly on SIGTERM or SIGINT. */
+ * cleanly on SIGTERM or SIGINT. With --tls, PORT offers STARTTLS and
+ * refuses LOGIN before it, and a second listener speaking TLS from the
+ * first byte (IMAPS) is printed as "tlsport=N". */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "imap-memory-backend.h"
 #include "imap-server.h"
+#include "tls.h"
 #include "xalloc.h"
 
 struct tool {
 	imap_server *server;
+	imap_server *tls_server;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 };
@@ -26,6 +31,7 @@ static void tool_signal_cb(uv_signal_t *handle, int signum)
 	struct tool *t = handle->data;
 	(void)signum;
 	imap_server_stop(&t->server);
+	imap_server_stop(&t->tls_server);
 	uv_close((uv_handle_t *)&t->sigterm, NULL);
 	uv_close((uv_handle_t *)&t->sigint, NULL);
 }
@@ -59,8 +65,19 @@ int main(int argc, char **argv)
 	struct tool t = { 0 };
 	const char *error;
 
+	tls_server *tls = NULL;
+	if (argc >= 4 && strcmp(argv[1], "--tls") == 0) {
+		struct tls_server_settings ts = { argv[2], argv[3], 0 };
+		if (tls_server_create(&ts, &tls, &error) < 0) {
+			fprintf(stderr, "%s\n", error);
+			return 1;
+		}
+		argv += 3;
+		argc -= 3;
+	}
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s PORT USER PASSWORD [MESSAGE-FILE...]\n", argv[0]);
+		fprintf(stderr, "usage: %s [--tls CERT KEY] PORT USER PASSWORD [MESSAGE-FILE...]\n",
+			argv[0]);
 		return 2;
 	}
 	uv_loop_t *loop = uv_default_loop();
@@ -74,11 +91,22 @@ int main(int argc, char **argv)
 	}
 	imap_settings_init(&set);
 	set.listen_port = atoi(argv[1]);
-	set.allow_plaintext_login = 1;
+	set.allow_plaintext_login = tls == NULL;
+	set.tls = tls;
 	if (imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.server,
 			      &error) < 0) {
 		fprintf(stderr, "%s\n", error);
 		return 1;
+	}
+	if (tls != NULL) {
+		set.listen_port = 0;
+		set.implicit_tls = 1;
+		if (imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.tls_server,
+				      &error) < 0) {
+			fprintf(stderr, "%s\n", error);
+			return 1;
+		}
+		printf("tlsport=%d\n", imap_server_port(t.tls_server));
 	}
 	uv_signal_init(loop, &t.sigterm);
 	uv_signal_init(loop, &t.sigint);
@@ -90,5 +118,6 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	uv_run(loop, UV_RUN_DEFAULT);
 	imap_memory_backend_destroy(&mb);
+	tls_server_destroy(&tls);
 	return uv_loop_close(loop) == 0 ? 0 : 1;
 }

@@ -7,13 +7,20 @@ Starts the in-memory test server on a free port, logs in, lists, selects,
 reads messages back byte for byte (8-bit bytes included) and header fields
 as MUAs fetch them (BODY.PEEK[HEADER.FIELDS (...)]), stores flags,
 expunges and logs out; then stops the server by PID and checks it exited
-cleanly."""
+cleanly. Then over TLS (a development CA from cluster/dev-ca, verified):
+LOGIN refused before STARTTLS (LOGINDISABLED, PRIVACYREQUIRED), STARTTLS,
+IMAPS, and the STARTTLS injection case."""
 import imaplib
 import os
+import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 USER = "demo@example.test"
 PASSWORD = "pass word"
@@ -114,6 +121,68 @@ def main():
         os.rmdir(tmp)
     assert rc == 0, "server exit code %d" % rc
     print("imaplib: all checks passed")
+    tls_tests(server_bin)
+
+
+def tls_tests(server_bin):
+    tmp = tempfile.mkdtemp(prefix="imap-tls-")
+    proc = None
+    try:
+        subprocess.run([os.path.join(SRC, "cluster", "dev-ca"), tmp], check=True)
+        proc = subprocess.Popen([server_bin, "--tls", os.path.join(tmp, "frontend.pem"),
+                                 os.path.join(tmp, "frontend.key"), "0", USER, PASSWORD],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        tls_port = int(proc.stdout.readline().strip().split("=")[1])
+        port = int(proc.stdout.readline().strip().split("=")[1])
+        ctx = ssl.create_default_context(cafile=os.path.join(tmp, "ca.pem"))
+
+        imap = imaplib.IMAP4("localhost", port)
+        assert "STARTTLS" in imap.capabilities and "LOGINDISABLED" in imap.capabilities, \
+            imap.capabilities
+        try:
+            imap.login(USER, PASSWORD)
+            raise AssertionError("a plaintext LOGIN was accepted")
+        except imaplib.IMAP4.error as e:
+            assert "PRIVACYREQUIRED" in str(e), e
+        typ, _ = imap.starttls(ssl_context=ctx)
+        assert typ == "OK"
+        assert "STARTTLS" not in imap.capabilities, imap.capabilities
+        assert "LOGINDISABLED" not in imap.capabilities, imap.capabilities
+        typ, _ = imap.login(USER, PASSWORD)
+        assert typ == "OK"
+        typ, _ = imap.select("INBOX")
+        assert typ == "OK"
+        imap.logout()
+
+        imaps = imaplib.IMAP4_SSL("localhost", tls_port, ssl_context=ctx)
+        assert "STARTTLS" not in imaps.capabilities, imaps.capabilities
+        typ, _ = imaps.login(USER, PASSWORD)
+        assert typ == "OK"
+        imaps.logout()
+
+        # injection: a LOGIN pipelined after STARTTLS must never run
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        f = raw.makefile("rb")
+        f.readline()
+        raw.sendall(b"a STARTTLS\r\nb LOGIN \"%s\" \"%s\"\r\n" %
+                    (USER.encode(), PASSWORD.encode()))
+        line = f.readline()
+        assert line.startswith(b"a OK"), line
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        tf = tls.makefile("rb")
+        tls.sendall(b"c SELECT INBOX\r\n")
+        line = tf.readline()
+        # not logged in: the injected LOGIN did not run
+        assert line.startswith(b"c BAD") and b"Not authenticated" in line, line
+        tls.sendall(b"d LOGOUT\r\n")
+        tf.readline()
+        tls.close()
+        print("imap tls: 3 passed, 0 failed")
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
