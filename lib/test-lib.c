@@ -9,7 +9,9 @@
 
 #include <cmocka.h>
 
+#include "budget.h"
 #include "buf.h"
+#include "cidr.h"
 #include "log.h"
 #include "mail-error.h"
 #include "util.h"
@@ -120,9 +122,60 @@ static void test_log_quote(void **state)
 	assert_true(strlen(out) < sizeof out);
 }
 
+static void test_cidr(void **state)
+{
+	(void)state;
+	struct cidr_list l;
+	const char *err = NULL;
+	assert_int_equal(cidr_list_parse("127.0.0.0/8, 10.1.2.3,2001:db8::/32 ,::1", &l, &err), 0);
+	assert_int_equal(l.n, 4);
+	assert_true(cidr_match_text(&l, "127.9.9.9"));
+	assert_true(cidr_match_text(&l, "10.1.2.3"));
+	assert_false(cidr_match_text(&l, "10.1.2.4"));
+	assert_true(cidr_match_text(&l, "2001:db8:1::5"));
+	assert_false(cidr_match_text(&l, "2001:db9::5"));
+	assert_true(cidr_match_text(&l, "::1"));
+	assert_true(cidr_match_text(&l, "::ffff:127.0.0.1")); /* mapped IPv4 */
+	assert_false(cidr_match_text(&l, "128.0.0.1"));
+	assert_false(cidr_match_text(&l, "not an address"));
+	cidr_list_free(&l);
+	struct cidr_list odd;
+	assert_int_equal(cidr_list_parse("192.0.2.0/23", &odd, &err), 0);
+	assert_true(cidr_match_text(&odd, "192.0.3.255"));
+	assert_false(cidr_match_text(&odd, "192.0.4.0"));
+	cidr_list_free(&odd);
+	assert_int_equal(cidr_list_parse("", &l, &err), 0);
+	assert_int_equal(l.n, 0);
+	assert_false(cidr_match_text(&l, "127.0.0.1"));
+	assert_int_equal(cidr_list_parse("10.0.0.0/33", &l, &err), -1);
+	assert_int_equal(cidr_list_parse("10.0.0.0/", &l, &err), -1);
+	assert_int_equal(cidr_list_parse("example.com", &l, &err), -1);
+	assert_int_equal(cidr_list_parse("::/129", &l, &err), -1);
+	assert_true(cidr_is_loopback_text("127.0.0.1"));
+	assert_true(cidr_is_loopback_text("::1"));
+	assert_false(cidr_is_loopback_text("198.51.100.1"));
+}
+
+static void test_budget(void **state)
+{
+	(void)state;
+	struct mem_budget b = { .limit = 100 };
+	assert_int_equal(mem_budget_take(&b, 60), 0);
+	assert_int_equal(mem_budget_take(&b, 41), -1);
+	assert_int_equal(b.refused, 1);
+	assert_int_equal(mem_budget_take(&b, 40), 0);
+	assert_int_equal(b.peak, 100);
+	mem_budget_give(&b, 100);
+	assert_int_equal(b.used, 0);
+	assert_int_equal(mem_budget_take(&b, SIZE_MAX), -1);
+	struct mem_budget open = { 0 };
+	assert_int_equal(mem_budget_take(&open, SIZE_MAX / 2), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cidr),        cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_buf),         cmocka_unit_test(test_address),
 		cmocka_unit_test(test_hostport),    cmocka_unit_test(test_hash_and_ids),
 		cmocka_unit_test(test_errors),      cmocka_unit_test(test_log_quote),

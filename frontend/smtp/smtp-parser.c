@@ -392,6 +392,13 @@ void smtp_data_reader_reset(smtp_data_reader *r)
 	smtp_data_reader_init(r, max);
 }
 
+void smtp_data_reader_drop(smtp_data_reader *r)
+{
+	r->dropped = 1;
+	buf_deinit(&r->body);
+	buf_init(&r->body);
+}
+
 /* Store n message bytes, or only count them once over the limit. */
 static void smtp__data_store(smtp_data_reader *r, const uint8_t *d, size_t n)
 {
@@ -401,7 +408,7 @@ static void smtp__data_store(smtp_data_reader *r, const uint8_t *d, size_t n)
 		buf_init(&r->body);
 	}
 	r->size += n;
-	if (!r->too_big)
+	if (!r->too_big && !r->dropped)
 		buf_append(&r->body, d, n);
 }
 

@@ -142,6 +142,7 @@ typedef struct smtp_data_reader {
 	enum smtp_data_state state;
 	size_t size;  /* octets of message seen so far (also past the limit) */
 	int too_big;  /* size went over max_size: body is empty from then on */
+	int dropped;  /* smtp_data_reader_drop(): body is empty from then on */
 	buf body;     /* the unstuffed message while !too_big */
 } smtp_data_reader;
 
@@ -150,6 +151,9 @@ void smtp_data_reader_init(smtp_data_reader *r, size_t max_size);
 void smtp_data_reader_deinit(smtp_data_reader *r);
 /* Ready for a new message (keeps max_size, frees the body). */
 void smtp_data_reader_reset(smtp_data_reader *r);
+/* Free the body and keep only counting until the end of the message (the
+ * server is out of memory budget for it). */
+void smtp_data_reader_drop(smtp_data_reader *r);
 
 /* Feed up to len bytes of the DATA phase.
  *  1: the end marker CRLF.CRLF was seen; *consumed_r counts up to and

@@ -19,6 +19,8 @@
  */
 #include "smtp-server.h"
 
+#include "budget.h"
+#include "cidr.h"
 #include "log.h"
 #include "tls.h"
 #include "util.h"
@@ -83,6 +85,9 @@ struct smtp_session {
 	tls_conn *tls;       /* the TLS layer, once STARTTLS (or at accept) */
 	int tls_logged;      /* event=tls was logged */
 	int discard_input;   /* STARTTLS: what follows it in s->in is dropped */
+	int output_full;     /* reading paused until the client reads replies */
+	uint64_t data_start; /* uv_now() when DATA began */
+	size_t reserved;     /* of the server's budget, for s->data.body */
 	smtp_command_parser parser;
 	smtp_data_reader data;
 	buf in;
@@ -182,14 +187,31 @@ static void smtp__reply(smtp_session *s, int code, const char *enh, const char *
 	}
 }
 
+static void smtp__kick_cb(uv_timer_t *t);
+
+/* Replies waiting for the client to read them. */
+static size_t smtp__output_queued(const smtp_session *s)
+{
+	if (s->handles_closing)
+		return 0;
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&s->tcp) + s->out.len;
+}
+
 static void smtp__write_cb(uv_write_t *req, int status)
 {
 	struct smtp__write *w = (struct smtp__write *)req;
 	smtp_session *s = w->s;
 	free(w->data);
 	free(w);
-	if (status < 0 && !s->closing)
+	if (status < 0 && !s->closing) {
 		smtp__session_close(s, "write_error", 0);
+		return;
+	}
+	if (s->output_full && !s->closing &&
+	    smtp__output_queued(s) < s->server->set.max_output / 2) {
+		s->output_full = 0;
+		uv_timer_start(&s->kick, smtp__kick_cb, 0, 0); /* resume input */
+	}
 }
 
 /* Write the bytes of b (taken, b is left empty) as one uv_write. */
@@ -229,6 +251,33 @@ static void smtp__session_flush(smtp_session *s)
 		smtp__session_close(s, "tls_error", 0);
 }
 
+/* Give the body's share of the budget back. */
+static void smtp__budget_release(smtp_session *s)
+{
+	if (s->server->set.budget != NULL && s->reserved > 0)
+		mem_budget_give(s->server->set.budget, s->reserved);
+	s->reserved = 0;
+}
+
+/* Cover the body's buffer with the budget; when it does not fit, the body
+ * is dropped (and the message refused at its end). */
+static void smtp__budget_track(smtp_session *s)
+{
+	struct mem_budget *b = s->server->set.budget;
+	if (b == NULL || s->data.dropped || s->data.body.cap <= s->reserved)
+		return;
+	size_t more = s->data.body.cap - s->reserved;
+	if (mem_budget_take(b, more) == 0) {
+		s->reserved += more;
+		return;
+	}
+	log_event(LOG_WARN, smtp__svc(s),
+		  "event=body_budget_full sid=%s peer=%s size=%zu in_flight=%zu limit=%zu", s->id,
+		  s->peer_ip, s->data.body.len, b->used, b->limit);
+	smtp_data_reader_drop(&s->data);
+	smtp__budget_release(s);
+}
+
 static void smtp__txn_reset(smtp_session *s)
 {
 	free(s->mail_from);
@@ -242,6 +291,7 @@ static void smtp__txn_reset(smtp_session *s)
 	memset(&s->params, 0, sizeof s->params);
 	memset(&s->txn, 0, sizeof s->txn);
 	smtp_data_reader_reset(&s->data);
+	smtp__budget_release(s);
 }
 
 /* ---- lifetime -------------------------------------------------------- */
@@ -413,7 +463,9 @@ static void smtp__cmd_data(smtp_session *s, const struct smtp_command *cmd)
 {
 	(void)cmd;
 	smtp_data_reader_reset(&s->data);
+	smtp__budget_release(s);
 	s->phase = SMTP__PHASE_DATA;
+	s->data_start = uv_now(s->server->loop);
 	smtp__reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 }
 
@@ -428,6 +480,14 @@ static void smtp__data_end(smtp_session *s)
 			  s->data.size);
 		smtp__txn_reset(s);
 		smtp__reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+		return;
+	}
+	if (s->data.dropped) {
+		log_event(LOG_INFO, smtp__svc(s),
+			  "event=rejected sid=%s cmd=DATA code=451 enh=4.3.1 size=%zu", s->id,
+			  s->data.size);
+		smtp__txn_reset(s);
+		smtp__reply(s, 451, "4.3.1", "Insufficient system resources, try again later");
 		return;
 	}
 	s->pending = 1;
@@ -538,12 +598,13 @@ static void smtp__session_process(smtp_session *s)
 		return;
 	s->in_process = 1;
 	size_t off = 0;
-	while (!s->closing && !s->pending && off < s->in.len) {
+	while (!s->closing && !s->pending && off < s->in.len && !s->output_full) {
 		const uint8_t *p = s->in.data + off;
 		size_t n = s->in.len - off, used = 0;
 		if (s->phase == SMTP__PHASE_DATA) {
 			int ret = smtp_data_reader_feed(&s->data, p, n, &used);
 			off += used;
+			smtp__budget_track(s);
 			if (ret == 1)
 				smtp__data_end(s);
 			continue;
@@ -555,6 +616,10 @@ static void smtp__session_process(smtp_session *s)
 			smtp__reply(s, cmd.error.code, cmd.error.enh, cmd.error.text);
 		else if (ret > 0)
 			smtp__dispatch(s, &cmd);
+		if (s->out.len >= s->server->set.max_output)
+			smtp__session_flush(s);
+		if (smtp__output_queued(s) >= s->server->set.max_output)
+			s->output_full = 1; /* resumed by the write callback */
 		if (s->discard_input) {
 			if (off < s->in.len)
 				log_event(LOG_WARN, smtp__svc(s),
@@ -569,8 +634,9 @@ static void smtp__session_process(smtp_session *s)
 	smtp__session_flush(s);
 	if (s->closing)
 		return;
-	/* Bound what a pipelining client can make us hold. */
-	if (s->reading && s->in.len >= s->server->set.max_pending_input) {
+	/* Bound what a pipelining client can make us hold, and what a client
+	 * that does not read its replies can make us queue. */
+	if (s->reading && (s->in.len >= s->server->set.max_pending_input || s->output_full)) {
 		uv_read_stop((uv_stream_t *)&s->tcp);
 		s->reading = 0;
 	}
@@ -582,6 +648,29 @@ static void smtp__alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 	smtp_session *s = h->data;
 	b->base = s->server->readbuf;
 	b->len = sizeof s->server->readbuf;
+}
+
+/* Slowloris in DATA: the whole phase too long, or too slow on average
+ * after the grace period. Closes the session (1) or not (0). */
+static int smtp__data_too_slow(smtp_session *s)
+{
+	const struct smtp_server_settings *set = &s->server->set;
+	uint64_t elapsed = uv_now(s->server->loop) - s->data_start;
+	const char *why = NULL;
+	if (elapsed > set->data_timeout_ms)
+		why = "data_timeout";
+	else if (elapsed > set->data_rate_grace_ms &&
+		 (uint64_t)s->data.size * 1000 / elapsed < set->data_min_rate)
+		why = "data_too_slow";
+	if (why == NULL)
+		return 0;
+	log_event(LOG_INFO, smtp__svc(s), "event=%s sid=%s peer=%s size=%zu ms=%llu", why, s->id,
+		  s->peer_ip, s->data.size, (unsigned long long)elapsed);
+	smtp__txn_reset(s);
+	s->phase = SMTP__PHASE_COMMAND;
+	smtp__reply(s, 451, "4.4.2", "Timeout: the message came in too slowly");
+	smtp__session_close(s, why, 1);
+	return 1;
 }
 
 static void smtp__session_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
@@ -622,6 +711,8 @@ static void smtp__session_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t
 		buf_append(&s->in, b->base, (size_t)nread);
 	}
 	uv_timer_again(&s->idle);
+	if (s->phase == SMTP__PHASE_DATA && smtp__data_too_slow(s))
+		return;
 	smtp__session_process(s);
 }
 
@@ -651,7 +742,7 @@ static void smtp__kick_cb(uv_timer_t *t)
 {
 	smtp_session *s = t->data;
 	smtp__session_process(s);
-	if (!s->closing && s->in.len < s->server->set.max_pending_input)
+	if (!s->closing && !s->output_full && s->in.len < s->server->set.max_pending_input)
 		smtp__session_read_start(s);
 }
 
@@ -718,6 +809,20 @@ void smtp_session_complete(smtp_session *s, int code, const char *enh, const cha
 
 /* ---- accept ----------------------------------------------------------- */
 
+/* Which cap a new session s is over (NULL: none). Trusted networks are
+ * exempt. */
+static const char *smtp__over_cap(const smtp_server *srv, const smtp_session *s)
+{
+	if (cidr_match_text(srv->set.trusted, s->peer_ip))
+		return NULL;
+	if (srv->n_sessions > srv->set.max_sessions)
+		return "max_sessions";
+	unsigned same = 0;
+	for (const smtp_session *o = srv->sessions; o != NULL; o = o->next)
+		same += !o->closing && strcmp(o->peer_ip, s->peer_ip) == 0;
+	return same > srv->set.max_sessions_per_ip ? "max_sessions_per_ip" : NULL;
+}
+
 static void smtp__on_connection(uv_stream_t *listener, int status)
 {
 	smtp_server *srv = listener->data;
@@ -761,6 +866,14 @@ static void smtp__on_connection(uv_stream_t *listener, int status)
 	}
 	log_event(LOG_INFO, srv->log_svc, "event=connect sid=%s peer=%s port=%d", s->id,
 		  s->peer_ip, s->peer_port);
+	const char *over = smtp__over_cap(srv, s);
+	if (over != NULL) {
+		/* no TLS handshake for a client we turn away */
+		if (!srv->set.implicit_tls)
+			smtp__reply_line(s, 421, "4.7.0", "Too many connections, try again later", 1);
+		smtp__session_close(s, over, 1);
+		return;
+	}
 	if (srv->set.tls != NULL && srv->set.implicit_tls)
 		s->tls = tls_conn_new_server(srv->set.tls); /* the greeting waits for it */
 	if (srv->cb.on_connect != NULL)
@@ -787,6 +900,12 @@ void smtp_server_settings_init_default(struct smtp_server_settings *set)
 	set->idle_timeout_ms = SMTP_DEFAULT_IDLE_TIMEOUT_MS;
 	set->max_errors = SMTP_DEFAULT_MAX_ERRORS;
 	set->max_pending_input = SMTP_DEFAULT_MAX_PENDING_INPUT;
+	set->max_sessions = SMTP_DEFAULT_MAX_SESSIONS;
+	set->max_sessions_per_ip = SMTP_DEFAULT_MAX_SESSIONS_PER_IP;
+	set->data_timeout_ms = SMTP_DEFAULT_DATA_TIMEOUT_MS;
+	set->data_min_rate = SMTP_DEFAULT_DATA_MIN_RATE;
+	set->max_output = SMTP_DEFAULT_MAX_OUTPUT;
+	set->data_rate_grace_ms = SMTP_DEFAULT_DATA_RATE_GRACE_MS;
 }
 
 static void smtp__listener_close_cb(uv_handle_t *h)
@@ -819,6 +938,18 @@ int smtp_server_start(uv_loop_t *loop, const struct smtp_server_settings *settin
 		srv->set.idle_timeout_ms = SMTP_DEFAULT_IDLE_TIMEOUT_MS;
 	if (srv->set.max_pending_input < 2 * srv->set.limits.max_line)
 		srv->set.max_pending_input = 2 * srv->set.limits.max_line;
+	if (srv->set.max_sessions == 0)
+		srv->set.max_sessions = SMTP_DEFAULT_MAX_SESSIONS;
+	if (srv->set.max_sessions_per_ip == 0)
+		srv->set.max_sessions_per_ip = SMTP_DEFAULT_MAX_SESSIONS_PER_IP;
+	if (srv->set.data_timeout_ms == 0)
+		srv->set.data_timeout_ms = SMTP_DEFAULT_DATA_TIMEOUT_MS;
+	if (srv->set.data_min_rate == 0)
+		srv->set.data_min_rate = SMTP_DEFAULT_DATA_MIN_RATE;
+	if (srv->set.max_output == 0)
+		srv->set.max_output = SMTP_DEFAULT_MAX_OUTPUT;
+	if (srv->set.data_rate_grace_ms == 0)
+		srv->set.data_rate_grace_ms = SMTP_DEFAULT_DATA_RATE_GRACE_MS;
 	srv->cb = *callbacks;
 	srv->ctx = ctx;
 	uv_tcp_init(loop, &srv->listener);

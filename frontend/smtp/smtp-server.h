@@ -40,6 +40,15 @@
 /* Input kept while a command waits for its callback; above it the engine
  * stops reading from that client (pipelined input is bounded). */
 #define SMTP_DEFAULT_MAX_PENDING_INPUT (64u * 1024)
+/* Abuse limits (docs/security.md, "Limits"). */
+#define SMTP_DEFAULT_MAX_SESSIONS 1000u      /* per listener; over: 421 4.7.0 */
+#define SMTP_DEFAULT_MAX_SESSIONS_PER_IP 20u /* per client address and listener */
+#define SMTP_DEFAULT_DATA_TIMEOUT_MS 600000u /* the whole DATA phase: 10 min */
+#define SMTP_DEFAULT_DATA_MIN_RATE 1024u     /* bytes/s over DATA, checked after */
+#define SMTP_DEFAULT_DATA_RATE_GRACE_MS 30000u /* ... its first 30 s */
+/* Replies queued to a client that does not read before the engine stops
+ * reading (and so answering) that client. */
+#define SMTP_DEFAULT_MAX_OUTPUT (256u * 1024)
 
 struct smtp_server_settings {
 	const char *host;          /* IP literal to listen on ("127.0.0.1", "::") */
@@ -52,6 +61,18 @@ struct smtp_server_settings {
 	size_t max_pending_input;  /* see SMTP_DEFAULT_MAX_PENDING_INPUT */
 	struct tls_server *tls;    /* NULL: no TLS (not owned: outlive the server) */
 	int implicit_tls;          /* 1: TLS from the first byte (port 465) */
+	unsigned max_sessions;     /* 0: SMTP_DEFAULT_MAX_SESSIONS */
+	unsigned max_sessions_per_ip; /* 0: SMTP_DEFAULT_MAX_SESSIONS_PER_IP */
+	/* Clients exempt from the two caps (not owned; NULL: none). */
+	const struct cidr_list *trusted;
+	unsigned data_timeout_ms;  /* 0: SMTP_DEFAULT_DATA_TIMEOUT_MS; over: 451 4.4.2, close */
+	unsigned data_min_rate;    /* 0: SMTP_DEFAULT_DATA_MIN_RATE; under: 451 4.4.2, close */
+	unsigned data_rate_grace_ms; /* 0: SMTP_DEFAULT_DATA_RATE_GRACE_MS */
+	size_t max_output;         /* 0: SMTP_DEFAULT_MAX_OUTPUT */
+	/* Message bodies held by all sessions sharing it (not owned; NULL:
+	 * unlimited). A message that does not fit is read to its end without
+	 * being kept and answered 451 4.3.1. */
+	struct mem_budget *budget;
 };
 
 /* Defaults: host 127.0.0.1, port 2525, hostname "localhost", log_svc "smtp",

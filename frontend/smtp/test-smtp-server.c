@@ -14,8 +14,12 @@
  * "--serve --tls CERT KEY" that listener offers STARTTLS, and a second
  * one, printed as "TLSPORT <n>", speaks TLS from the first byte.
  */
+#include "budget.h"
+#include "cidr.h"
 #include "smtp-server.h"
 #include "tls.h"
+
+#include <fcntl.h>
 
 #include "xalloc.h"
 
@@ -476,6 +480,193 @@ static void test_disconnects(void **state)
 	client_close(c);
 }
 
+/* ---- abuse limits ---- */
+
+static void test_connection_caps(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	set.max_sessions_per_ip = 2;
+	struct env *env = env_start(&set);
+	struct client *a = client_connect(env->port), *b = client_connect(env->port);
+	expect_reply(a, "220 ");
+	expect_reply(b, "220 ");
+	struct client *c = client_connect(env->port);
+	expect_reply(c, "421 4.7.0");
+	expect_eof(c);
+	client_close(c);
+	/* one leaves: there is room again */
+	client_sends(a, "QUIT\r\n");
+	expect_reply(a, "221 ");
+	expect_eof(a);
+	client_close(a);
+	sleep_ms(100);
+	c = client_connect(env->port);
+	expect_reply(c, "220 ");
+	client_close(c);
+	client_close(b);
+	env_stop(env);
+
+	/* the global cap, and trusted networks exempt from both */
+	test_settings(&set);
+	set.max_sessions = 1;
+	env = env_start(&set);
+	a = client_connect(env->port);
+	expect_reply(a, "220 ");
+	b = client_connect(env->port);
+	expect_reply(b, "421 4.7.0");
+	client_close(b);
+	client_close(a);
+	env_stop(env);
+
+	struct cidr_list trusted;
+	const char *err = NULL;
+	assert_int_equal(cidr_list_parse("127.0.0.0/8", &trusted, &err), 0);
+	test_settings(&set);
+	set.max_sessions = 1;
+	set.max_sessions_per_ip = 1;
+	set.trusted = &trusted;
+	env = env_start(&set);
+	a = client_connect(env->port);
+	b = client_connect(env->port);
+	expect_reply(a, "220 ");
+	expect_reply(b, "220 ");
+	client_close(a);
+	client_close(b);
+	env_stop(env);
+	cidr_list_free(&trusted);
+}
+
+static void test_data_slowloris(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	set.data_timeout_ms = 1500;
+	struct env *env = env_start(&set);
+	/* too long in total, though never idle */
+	struct client *c = client_connect(env->port);
+	greet(c);
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<u@c.test>\r\nDATA\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "354 ");
+	for (int i = 0; i < 4; i++) {
+		client_sends(c, "x");
+		sleep_ms(500);
+	}
+	client_sends(c, "x");
+	expect_reply(c, "451 4.4.2");
+	expect_eof(c);
+	client_close(c);
+	env_stop(env);
+
+	/* too slow on average after the grace period */
+	test_settings(&set);
+	set.data_min_rate = 1000;
+	set.data_rate_grace_ms = 500;
+	env = env_start(&set);
+	c = client_connect(env->port);
+	greet(c);
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<u@c.test>\r\nDATA\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "354 ");
+	client_sends(c, "Subject: slow\r\n");
+	sleep_ms(700);
+	client_sends(c, "x");
+	expect_reply(c, "451 4.4.2");
+	expect_eof(c);
+	client_close(c);
+	assert_int_equal(messages(env), 0);
+	env_stop(env);
+}
+
+static void test_body_budget(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	struct mem_budget budget = { .limit = 600 };
+	set.budget = &budget;
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	greet(c);
+	char body[1100];
+	memset(body, 'a', 900);
+	memcpy(body + 900, "\r\n.\r\n", 6);
+	body[906] = '\0';
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<u@c.test>\r\nDATA\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "354 ");
+	client_sends(c, body);
+	expect_reply(c, "451 4.3.1");
+	/* a message that fits goes through on the same session */
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<u@c.test>\r\nDATA\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 ");
+	expect_reply(c, "354 ");
+	client_sends(c, "Subject: small\r\n\r\nhi\r\n.\r\n");
+	expect_reply(c, "250 2.0.0");
+	client_sends(c, "QUIT\r\n");
+	expect_reply(c, "221 ");
+	client_close(c);
+	assert_int_equal(messages(env), 1);
+	env_stop(env);
+	assert_int_equal(budget.used, 0); /* every reservation given back */
+	assert_true(budget.refused >= 1);
+}
+
+static void test_output_bounded(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	set.max_output = 16 * 1024;
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	greet(c);
+	/* pipeline NOOPs and never read: the server must stop reading us
+	 * instead of queueing replies without bound */
+	int fl = fcntl(c->fd, F_GETFL);
+	fcntl(c->fd, F_SETFL, fl | O_NONBLOCK);
+	static char noops[6 * 10000];
+	for (size_t i = 0; i < sizeof noops; i += 6)
+		memcpy(noops + i, "NOOP\r\n", 6);
+	size_t sent = 0, limit = 64u << 20;
+	int stalled = 0;
+	for (int idle = 0; sent < limit && idle < 100;) {
+		ssize_t n = send(c->fd, noops, sizeof noops, MSG_NOSIGNAL);
+		if (n > 0) {
+			sent += (size_t)n;
+			idle = 0;
+		} else {
+			idle++;
+			sleep_ms(20);
+		}
+		stalled = idle >= 100;
+	}
+	/* what is in flight is the kernel's socket buffers (a few MiB on
+	 * loopback), the engine's input bound and max_output */
+	fprintf(stderr, "output_bounded: %zu bytes of NOOPs sent before the server stopped reading\n",
+		sent);
+	assert_true(stalled);
+	assert_true(sent < 16u << 20);
+	fcntl(c->fd, F_SETFL, fl);
+	/* reading the replies lets the session go on */
+	size_t want = sent / 6, got = 0;
+	char line[512];
+	while (got < want && client_line(c, line, sizeof line) == 0)
+		got += strncmp(line, "250 2.0.0", 9) == 0;
+	assert_int_equal(got, want);
+	client_sends(c, "QUIT\r\n");
+	expect_reply(c, "221 ");
+	client_close(c);
+	env_stop(env);
+}
+
 /* ---- --serve mode ---- */
 
 static int serve(int argc, char **argv)
@@ -533,6 +724,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_disconnects),
+		cmocka_unit_test(test_connection_caps),
+		cmocka_unit_test(test_data_slowloris),
+		cmocka_unit_test(test_body_budget),
+		cmocka_unit_test(test_output_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
