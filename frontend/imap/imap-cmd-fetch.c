@@ -20,12 +20,25 @@
 /* Ranges accepted in one sequence set (the line limit bounds it too). */
 #define IMAP_SEQSET_MAX_RANGES 16384u
 
+/* Body sections go out in chunks of this size, each only once the
+ * session's queued output is under max_output: a client that does not read
+ * holds one chunk, not a message times its sections. */
+#define IMAP_FETCH_CHUNK (64u * 1024u)
+
 struct imap_fetch_ctx {
 	struct imap_fetch_attrs attrs;
 	uint32_t *uids;         /* to answer, in sequence order */
 	uint8_t *send_flags;    /* per uid: flags changed by this FETCH */
 	size_t n_uids;
 	size_t next;
+	/* the message being sent (between its body callback and its ")") */
+	uint8_t *body;
+	size_t body_len;
+	size_t section;         /* next index in attrs.bodies */
+	int in_literal;         /* a literal of section - 1 is being sent */
+	const uint8_t *src;     /* its bytes: body, or fields */
+	size_t off, end;
+	buf fields;             /* HEADER.FIELDS[.NOT] of the section */
 };
 
 static void imap_fetch_ctx_free(void *p)
@@ -34,6 +47,8 @@ static void imap_fetch_ctx_free(void *p)
 	imap_fetch_attrs_deinit(&ctx->attrs);
 	free(ctx->uids);
 	free(ctx->send_flags);
+	free(ctx->body);
+	buf_deinit(&ctx->fields);
 	free(ctx);
 }
 
@@ -153,15 +168,19 @@ static void imap_header_fields(const struct imap_fetch_body *b, const uint8_t *b
 	buf_append(out, "\r\n", 2);
 }
 
-static void imap_append_body(struct imap_session *s, const struct imap_fetch_body *b,
-			     const uint8_t *body, size_t len)
+/* Start a body section: its name and literal length go out; ctx->src,
+ * off and end then say what the literal holds (sent by imap_fetch_emit). */
+static void imap_begin_body(struct imap_session *s, struct imap_fetch_ctx *ctx,
+			    const struct imap_fetch_body *b)
 {
 	static const char *const rfc822_names[] = { "RFC822", "RFC822.HEADER", "RFC822.TEXT" };
 	static const char *const body_names[] = { "BODY[]", "BODY[HEADER]", "BODY[TEXT]" };
+	const uint8_t *body = ctx->body;
+	size_t len = ctx->body_len;
 	size_t start = 0, end = len, fields_end;
-	buf fields;
+	buf *fields = &ctx->fields;
 
-	buf_init(&fields);
+	buf_reset(fields);
 	switch (b->section) {
 	case IMAP_SECTION_ALL:
 		break;
@@ -173,9 +192,9 @@ static void imap_append_body(struct imap_session *s, const struct imap_fetch_bod
 		break;
 	case IMAP_SECTION_HEADER_FIELDS:
 	case IMAP_SECTION_HEADER_FIELDS_NOT:
-		imap_header_fields(b, body, len, &fields);
-		body = fields.data;
-		end = fields.len;
+		imap_header_fields(b, body, len, fields);
+		body = fields->data;
+		end = fields->len;
 		break;
 	}
 	if (b->partial) {
@@ -196,16 +215,20 @@ static void imap_append_body(struct imap_session *s, const struct imap_fetch_bod
 	if (b->partial)
 		imap_session_printf(s, "<%u>", b->offset);
 	imap_session_printf(s, " {%zu}\r\n", end - start);
-	imap_session_append(s, body + start, end - start);
-	buf_deinit(&fields);
+	ctx->src = body;
+	ctx->off = start;
+	ctx->end = end;
+	ctx->in_literal = 1;
 }
 
-static void imap_fetch_reply(struct imap_session *s, const struct imap_fetch_attrs *attrs,
-			     uint32_t uid, int send_flags, const uint8_t *body, size_t len)
+/* "* n FETCH (" and every item but the body sections; 0, or -1 when the
+ * message is no longer in the session's view (nothing was written). */
+static int imap_fetch_reply_head(struct imap_session *s, const struct imap_fetch_attrs *attrs,
+				 uint32_t uid, int send_flags)
 {
 	uint32_t seq = imap_session_seq_of(s, uid);
 	if (seq == 0)
-		return;
+		return -1;
 	const struct imap_msg *m = &s->msgs[seq - 1];
 	const char *sep = "";
 
@@ -228,17 +251,70 @@ static void imap_fetch_reply(struct imap_session *s, const struct imap_fetch_att
 		imap_append_internaldate(s, m->internal_date_ms);
 		sep = " ";
 	}
-	for (size_t i = 0; i < attrs->n_bodies && body != NULL; i++) {
-		imap_session_printf(s, "%s", sep);
-		imap_append_body(s, &attrs->bodies[i], body, len);
-		sep = " ";
-	}
-	imap_session_append(s, ")\r\n", 3);
+	(void)sep;
+	return 0;
+}
+
+static void imap_fetch_reply(struct imap_session *s, const struct imap_fetch_attrs *attrs,
+			     uint32_t uid)
+{
+	if (imap_fetch_reply_head(s, attrs, uid, 0) == 0)
+		imap_session_append(s, ")\r\n", 3);
+}
+
+/* 1 when the item before the next one was written (a space is due). */
+static int imap_fetch_head_had_items(const struct imap_fetch_attrs *attrs, int send_flags)
+{
+	return (attrs->items & (IMAP_FETCH_UID | IMAP_FETCH_FLAGS | IMAP_FETCH_RFC822_SIZE |
+				IMAP_FETCH_INTERNALDATE)) != 0 || send_flags;
 }
 
 /* ---- FETCH flow ------------------------------------------------------ */
 
 static void imap_fetch_next(struct imap_session *s);
+
+/* Send the current message's body sections, a chunk at a time; pause
+ * (on_drain) whenever the client is more than max_output behind. */
+static void imap_fetch_emit(struct imap_session *s)
+{
+	struct imap_fetch_ctx *ctx = s->cmd_ctx;
+	for (;;) {
+		if (ctx->in_literal) {
+			size_t n = ctx->end - ctx->off;
+			if (n > IMAP_FETCH_CHUNK)
+				n = IMAP_FETCH_CHUNK;
+			imap_session_append(s, ctx->src + ctx->off, n);
+			ctx->off += n;
+			if (ctx->off == ctx->end)
+				ctx->in_literal = 0;
+		} else if (ctx->section < ctx->attrs.n_bodies) {
+			if (ctx->section > 0 ||
+			    imap_fetch_head_had_items(&ctx->attrs, ctx->send_flags[ctx->next]))
+				imap_session_append(s, " ", 1);
+			imap_begin_body(s, ctx, &ctx->attrs.bodies[ctx->section++]);
+			continue;
+		} else {
+			imap_session_append(s, ")\r\n", 3);
+			free(ctx->body);
+			ctx->body = NULL;
+			buf_reset(&ctx->fields);
+			ctx->next++;
+			imap_session_flush(s);
+			if (imap_session_output_pending(s) > s->server->set.max_output)
+				s->on_drain = imap_fetch_next; /* the write callback resumes */
+			else
+				imap_fetch_next(s);
+			return;
+		}
+		imap_session_flush(s);
+		if (imap_session_is_closed(s))
+			return;
+		if (imap_session_output_pending(s) > s->server->set.max_output) {
+			s->on_drain = imap_fetch_emit;
+			return;
+		}
+	}
+}
 
 static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
 			       const uint8_t *body, size_t len, void *arg)
@@ -258,9 +334,17 @@ static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
 		imap_session_resume(s);
 		imap_session_unref(s);
 		return;
+	} else if (imap_fetch_reply_head(s, &ctx->attrs, ctx->uids[ctx->next],
+					 ctx->send_flags[ctx->next]) == 0) {
+		ctx->body = xmalloc(len > 0 ? len : 1);
+		memcpy(ctx->body, body, len);
+		ctx->body_len = len;
+		ctx->section = 0;
+		ctx->in_literal = 0;
+		imap_fetch_emit(s);
+		imap_session_unref(s);
+		return;
 	} else {
-		imap_fetch_reply(s, &ctx->attrs, ctx->uids[ctx->next], ctx->send_flags[ctx->next],
-				 body, len);
 		ctx->next++;
 	}
 	imap_session_flush(s);
@@ -317,6 +401,7 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 		return;
 	}
 	ctx = xcalloc(1, sizeof(*ctx));
+	buf_init(&ctx->fields);
 	if (imap_fetch_attrs_parse(&args[1], &ctx->attrs, &error) < 0 ||
 	    imap_session_seqset_uids(s, &args[0], &ctx->uids, &ctx->n_uids, &error) < 0) {
 		imap_fetch_ctx_free(ctx);
@@ -329,7 +414,7 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 		ctx->attrs.items |= IMAP_FETCH_UID;
 	if (ctx->attrs.n_bodies == 0) {
 		for (size_t i = 0; i < ctx->n_uids; i++)
-			imap_fetch_reply(s, &ctx->attrs, ctx->uids[i], 0, NULL, 0);
+			imap_fetch_reply(s, &ctx->attrs, ctx->uids[i]);
 		imap_cmd_done(s, "OK", NULL, "Fetch completed");
 		return;
 	}

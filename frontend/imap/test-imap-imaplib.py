@@ -122,6 +122,64 @@ def main():
     assert rc == 0, "server exit code %d" % rc
     print("imaplib: all checks passed")
     tls_tests(server_bin)
+    output_bound_test(server_bin)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def output_bound_test(server_bin):
+    """Sessions that FETCH 8 x BODY[] of a 4 MiB message and never read
+    must not make the server queue 8 copies each: sections go out in
+    chunks as the client reads. A normal client is served meanwhile."""
+    tmp = tempfile.mkdtemp(prefix="imap-bound-")
+    path = os.path.join(tmp, "big")
+    line = b"x" * 998 + b"\r\n"
+    with open(path, "wb") as f:
+        f.write(b"Subject: big\r\n\r\n" + line * (4 * 1024 * 1024 // len(line)))
+    small = os.path.join(tmp, "small")
+    with open(small, "wb") as f:
+        f.write(MESSAGES[0])
+    proc = subprocess.Popen([server_bin, "0", USER, PASSWORD, path, small],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    socks = []
+    try:
+        port = int(proc.stdout.readline().strip().split("=")[1])
+        base = rss_kib(proc.pid)
+        for i in range(20):
+            sk = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sk.recv(4096)
+            sk.sendall(b'a LOGIN "%s" "%s"\r\nb SELECT INBOX\r\n'
+                       b"c FETCH 1 (BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] "
+                       b"BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] BODY.PEEK[])\r\n"
+                       % (USER.encode(), PASSWORD.encode()))
+            socks.append(sk)  # never read again
+        import time
+        time.sleep(2)
+        grown = rss_kib(proc.pid) - base
+        print(f"output bound: 20 sessions not reading 8 x 4 MiB: server RSS +{grown // 1024} MiB")
+        # unbounded, each session would queue 32 MiB (640 MiB in all)
+        assert grown < 300 * 1024, grown
+        imap = imaplib.IMAP4("127.0.0.1", port)
+        imap.login(USER, PASSWORD)
+        typ, data = imap.select("INBOX")
+        assert typ == "OK", data
+        typ, data = imap.fetch("2", "(BODY.PEEK[])")
+        assert typ == "OK" and data[0][1] == MESSAGES[0], data
+        imap.logout()
+    finally:
+        for sk in socks:
+            sk.close()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert rc == 0, rc
 
 
 def tls_tests(server_bin):
