@@ -83,6 +83,7 @@ static void imap_cmd_login_cb(int status, const char *user, void *arg)
 		s->user = xstrdup(user);
 		s->state = IMAP_STATE_AUTH;
 		imap_parser_set_limits(s->parser, &s->server->set.limits_auth);
+		imap_session_authenticated(s);
 		log_event(LOG_INFO, "imap", "event=login sid=%s user=%s", s->id,
 			  log_quote(quoted, sizeof(quoted), user, strlen(user)));
 		char *cap = imap_session_capability(s);

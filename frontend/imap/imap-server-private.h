@@ -77,6 +77,7 @@ struct imap_session {
 	unsigned handles_open;
 	char id[13];
 	char peer[64];
+	char peer_ip[48];
 
 	imap_parser *parser;
 	struct tls_conn *tls;          /* the TLS layer (STARTTLS, or from accept) */
@@ -113,6 +114,8 @@ struct imap_session {
 void imap_session_ref(struct imap_session *s);
 void imap_session_unref(struct imap_session *s);
 int imap_session_is_closed(const struct imap_session *s);
+/* LOGIN succeeded: the normal idle timeout from now on. */
+void imap_session_authenticated(struct imap_session *s);
 /* After an async completion: send queued replies and go on with input. */
 void imap_session_resume(struct imap_session *s);
 /* Say "* BYE text", then close once it is written. */

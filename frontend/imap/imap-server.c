@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cidr.h"
 #include "log.h"
 #include "mail-error.h"
 #include "tls.h"
@@ -50,6 +51,8 @@ void imap_settings_init(struct imap_settings *set)
 	set->allow_plaintext_login = 0;
 	set->idle_timeout_ms = IMAP_DEFAULT_IDLE_TIMEOUT_MS;
 	set->max_sessions = IMAP_DEFAULT_MAX_SESSIONS;
+	set->max_sessions_per_ip = IMAP_DEFAULT_MAX_SESSIONS_PER_IP;
+	set->preauth_timeout_ms = IMAP_DEFAULT_PREAUTH_TIMEOUT_MS;
 	set->max_bad_commands = IMAP_DEFAULT_MAX_BAD_COMMANDS;
 	set->max_auth_failures = IMAP_DEFAULT_MAX_AUTH_FAILURES;
 	set->max_input = IMAP_DEFAULT_MAX_INPUT;
@@ -467,6 +470,14 @@ static void imap_session_input_process(struct imap_session *s)
 	}
 }
 
+static void imap_session_idle_cb(uv_timer_t *timer);
+
+void imap_session_authenticated(struct imap_session *s)
+{
+	uint64_t t = s->server->set.idle_timeout_ms;
+	uv_timer_start(&s->idle, imap_session_idle_cb, t, t);
+}
+
 void imap_session_resume(struct imap_session *s)
 {
 	if (s->closed)
@@ -549,6 +560,21 @@ static void imap_session_peer(struct imap_session *s)
 		}
 	}
 	snprintf(s->peer, sizeof(s->peer), "%s:%d", host, port);
+	snprintf(s->peer_ip, sizeof(s->peer_ip), "%s", host);
+}
+
+/* The session cap s is over, or NULL. Trusted networks are exempt. */
+static const char *imap_server_over_cap(const struct imap_server *server,
+					const struct imap_session *s)
+{
+	if (cidr_match_text(server->set.trusted, s->peer_ip))
+		return NULL;
+	if (server->n_sessions > server->set.max_sessions)
+		return "max-sessions";
+	unsigned same = 0;
+	for (const struct imap_session *o = server->sessions; o != NULL; o = o->next)
+		same += !o->closed && strcmp(o->peer_ip, s->peer_ip) == 0;
+	return same > server->set.max_sessions_per_ip ? "max-sessions-per-ip" : NULL;
 }
 
 static void imap_server_connection_cb(uv_stream_t *listener, int status)
@@ -582,8 +608,12 @@ static void imap_server_connection_cb(uv_stream_t *listener, int status)
 	}
 	imap_session_peer(s);
 	log_event(LOG_INFO, IMAP_LOG_SVC, "event=connect sid=%s peer=%s", s->id, s->peer);
-	if (server->n_sessions > server->set.max_sessions) {
-		imap_session_bye(s, "Too many connections, try again later", "max-sessions");
+	const char *over = imap_server_over_cap(server, s);
+	if (over != NULL) {
+		if (server->set.implicit_tls) /* no handshake for a client turned away */
+			imap_session_close(s, over);
+		else
+			imap_session_bye(s, "Too many connections, try again later", over);
 		return;
 	}
 	if (server->set.tls != NULL && server->set.implicit_tls)
@@ -592,8 +622,9 @@ static void imap_server_connection_cb(uv_stream_t *listener, int status)
 	imap_session_printf(s, "* OK [CAPABILITY %s] IMAP4rev1 ready\r\n", cap);
 	free(cap);
 	imap_session_flush(s);
-	uv_timer_start(&s->idle, imap_session_idle_cb, server->set.idle_timeout_ms,
-		       server->set.idle_timeout_ms);
+	/* until LOGIN the shorter pre-authentication timeout applies */
+	uv_timer_start(&s->idle, imap_session_idle_cb, server->set.preauth_timeout_ms,
+		       server->set.preauth_timeout_ms);
 	if (uv_read_start((uv_stream_t *)&s->tcp, imap_session_alloc_cb,
 			  imap_session_read_cb) == 0)
 		s->reading = 1;
@@ -633,6 +664,11 @@ int imap_server_start(uv_loop_t *loop, const struct imap_settings *set,
 		server->set.max_auth_failures = 1;
 	if (server->set.idle_timeout_ms < 1000)
 		server->set.idle_timeout_ms = 1000;
+	if (server->set.preauth_timeout_ms < 1000 ||
+	    server->set.preauth_timeout_ms > server->set.idle_timeout_ms)
+		server->set.preauth_timeout_ms = server->set.idle_timeout_ms;
+	if (server->set.max_sessions_per_ip == 0)
+		server->set.max_sessions_per_ip = IMAP_DEFAULT_MAX_SESSIONS_PER_IP;
 	server->backend = backend;
 	server->backend_ctx = backend_ctx;
 	server->capability = imap_server_capability_build(&server->set);

@@ -31,6 +31,8 @@
 #define IMAP_DEFAULT_LISTEN_PORT 2143           /* 0..65535; 0 = any free port */
 #define IMAP_DEFAULT_IDLE_TIMEOUT_MS (30u * 60u * 1000u) /* >= 1000; RFC 3501: 30 min */
 #define IMAP_DEFAULT_MAX_SESSIONS 1000u         /* 1..; more get "* BYE" at once */
+#define IMAP_DEFAULT_MAX_SESSIONS_PER_IP 20u    /* 1..; per client address */
+#define IMAP_DEFAULT_PREAUTH_TIMEOUT_MS 60000u  /* idle before LOGIN: 1 min */
 #define IMAP_DEFAULT_MAX_BAD_COMMANDS 20u       /* 1..; consecutive BADs, then BYE */
 #define IMAP_DEFAULT_MAX_AUTH_FAILURES 3u       /* 1..; failed LOGINs, then BYE */
 #define IMAP_DEFAULT_MAX_INPUT (256u * 1024u)   /* >= max_line: unprocessed input
@@ -52,7 +54,11 @@ struct imap_settings {
 	struct tls_server *tls;
 	int implicit_tls;
 	uint64_t idle_timeout_ms;
+	uint64_t preauth_timeout_ms; /* the idle timeout until logged in */
 	unsigned max_sessions;
+	unsigned max_sessions_per_ip;
+	/* exempt from the two session caps (not owned; NULL: none) */
+	const struct cidr_list *trusted;
 	unsigned max_bad_commands;
 	unsigned max_auth_failures;
 	size_t max_input;

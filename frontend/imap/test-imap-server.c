@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -670,6 +671,34 @@ static void test_idle_timeout(void **state)
 	fixture_stop(f);
 }
 
+static void tune_preauth(struct imap_settings *set)
+{
+	set->idle_timeout_ms = 4000;
+	set->preauth_timeout_ms = 1000;
+}
+
+/* Before LOGIN the short timeout applies; after it, the normal one. */
+static void test_preauth_timeout(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(tune_preauth, 0);
+	struct client *c = client_connect(f->port);
+	free(client_until(c, "* OK"));
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	char *out = client_until(c, "* BYE");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_non_null(out);
+	free(out);
+	assert_true(t1.tv_sec - t0.tv_sec < 3); /* not the 4 s idle timeout */
+	client_close(c);
+	c = client_login(f);
+	usleep(1500 * 1000); /* past the pre-auth timeout: still served */
+	check(c, "n", "NOOP", "n OK");
+	client_close(c);
+	fixture_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -683,6 +712,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_disconnect_pending),
 		cmocka_unit_test(test_idle_timeout),
+		cmocka_unit_test(test_preauth_timeout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
