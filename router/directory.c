@@ -2,7 +2,8 @@
  *
  * The etcd handle is serialised by `mu`; password hashing (~100 ms, 64 MiB
  * each) runs outside it, at most DIRECTORY_HASH_SLOTS at a time so a burst
- * of logins cannot take the node's memory.
+ * of logins cannot take the node's memory. The SCRAM keys stored beside
+ * the hash (PBKDF2, a few ms) are derived outside both.
  */
 #include "directory.h"
 
@@ -16,6 +17,7 @@
 #include "etcd.h"
 #include "log.h"
 #include "mail-error.h"
+#include "sasl.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -138,12 +140,81 @@ static char *directory__user_key(const char *address)
 	return xasprintf(DIRECTORY_KEY_USERS "%s/%.*s", domain, local_len, address);
 }
 
-static char *directory__user_record(const char *hash, json_int_t created)
+/* The SCRAM-SHA-256 keys of password under a fresh random salt. */
+static int directory__scram_derive(const char *password, struct sasl_scram_keys *keys_r)
 {
-	json_t *j = json_pack("{s:s,s:I}", "hash", hash, "created", created);
+	uint8_t salt[SASL_SCRAM_SALT_LEN];
+	randombytes_buf(salt, sizeof salt);
+	if (sasl_scram_keys_derive(password, strlen(password), salt, sizeof salt,
+				   SASL_SCRAM_ITERATIONS, keys_r) < 0)
+		return MAIL_ERR_INTERNAL;
+	return MAIL_OK;
+}
+
+/* base64 of n bytes as a new JSON string. */
+static json_t *directory__json_b64(const uint8_t *data, size_t n)
+{
+	buf b;
+	buf_init(&b);
+	sasl_b64_encode(data, n, &b);
+	json_t *j = json_stringn(b.len > 0 ? (const char *)b.data : "", b.len);
+	buf_deinit(&b);
+	return j;
+}
+
+/* {"hash":..,"created":..,"scram":{"salt":b64,"i":n,"stored":b64,"server":b64}} */
+static char *directory__user_record(const char *hash, json_int_t created,
+				    const struct sasl_scram_keys *keys)
+{
+	json_t *j = json_pack("{s:s,s:I,s:{s:o,s:I,s:o,s:o}}", "hash", hash, "created", created,
+			      "scram", "salt", directory__json_b64(keys->salt, keys->salt_len),
+			      "i", (json_int_t)keys->iterations, "stored",
+			      directory__json_b64(keys->stored_key, sizeof keys->stored_key),
+			      "server",
+			      directory__json_b64(keys->server_key, sizeof keys->server_key));
 	char *s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return s;
+}
+
+/* Decode the base64 JSON string v into dst of exactly len bytes (or, when
+ * len_r is not NULL, 1..len bytes with the count in *len_r). 0 or -1. */
+static int directory__b64_field(json_t *v, uint8_t *dst, size_t len, size_t *len_r)
+{
+	const char *s = json_string_value(v);
+	if (s == NULL)
+		return -1;
+	buf b;
+	buf_init(&b);
+	int ok = sasl_b64_decode(s, json_string_length(v), len, &b) == 0 && b.len > 0 &&
+		 (len_r != NULL || b.len == len);
+	if (ok) {
+		memcpy(dst, b.data, b.len);
+		if (len_r != NULL)
+			*len_r = b.len;
+	}
+	if (b.data != NULL)
+		sodium_memzero(b.data, b.cap);
+	buf_deinit(&b);
+	return ok ? 0 : -1;
+}
+
+/* The "scram" object of a user record into keys_r. 0 or -1 (malformed). */
+static int directory__scram_parse(json_t *scram, struct sasl_scram_keys *keys_r)
+{
+	json_t *i = json_object_get(scram, "i");
+	if (!json_is_integer(i) || json_integer_value(i) < 1 ||
+	    json_integer_value(i) > (json_int_t)INT32_MAX)
+		return -1;
+	keys_r->iterations = (unsigned)json_integer_value(i);
+	if (directory__b64_field(json_object_get(scram, "salt"), keys_r->salt,
+				 sizeof keys_r->salt, &keys_r->salt_len) < 0 ||
+	    directory__b64_field(json_object_get(scram, "stored"), keys_r->stored_key,
+				 sizeof keys_r->stored_key, NULL) < 0 ||
+	    directory__b64_field(json_object_get(scram, "server"), keys_r->server_key,
+				 sizeof keys_r->server_key, NULL) < 0)
+		return -1;
+	return 0;
 }
 
 static int directory__get(directory *dir, const char *key, char **value_r, size_t *len_r,
@@ -238,17 +309,21 @@ int directory_user_add(directory *dir, const char *address, const char *password
 		return MAIL_ERR_PARAMS;
 	int err = directory_tenant_exists(dir, util_address_domain(addr));
 	char hash[crypto_pwhash_STRBYTES];
+	struct sasl_scram_keys keys;
 	if (err == MAIL_OK)
 		err = directory__hash(dir, password, hash);
+	if (err == MAIL_OK)
+		err = directory__scram_derive(password, &keys);
 	if (err == MAIL_OK) {
 		char *key = directory__user_key(addr);
-		char *value = directory__user_record(hash, util_now_wall_ms());
+		char *value = directory__user_record(hash, util_now_wall_ms(), &keys);
 		pthread_mutex_lock(&dir->mu);
 		err = etcd_kv_create(dir->etcd, key, value, strlen(value), 0);
 		pthread_mutex_unlock(&dir->mu);
 		free(value);
 		free(key);
 	}
+	sodium_memzero(&keys, sizeof keys);
 	if (err == MAIL_OK)
 		log_event(LOG_INFO, "directory", "event=user_added user=%s", addr);
 	free(addr);
@@ -261,7 +336,10 @@ int directory_user_passwd(directory *dir, const char *address, const char *passw
 	if (addr == NULL)
 		return MAIL_ERR_PARAMS;
 	char hash[crypto_pwhash_STRBYTES];
+	struct sasl_scram_keys keys;
 	int err = directory__hash(dir, password, hash);
+	if (err == MAIL_OK)
+		err = directory__scram_derive(password, &keys);
 	char *key = directory__user_key(addr);
 	for (int attempt = 0; err == MAIL_OK && attempt < DIRECTORY_CAS_ATTEMPTS; attempt++) {
 		char *old;
@@ -277,7 +355,7 @@ int directory_user_passwd(directory *dir, const char *address, const char *passw
 							 : util_now_wall_ms();
 		json_decref(j);
 		free(old);
-		char *value = directory__user_record(hash, created);
+		char *value = directory__user_record(hash, created, &keys);
 		pthread_mutex_lock(&dir->mu);
 		err = etcd_kv_put_if_mod(dir->etcd, key, value, strlen(value), mod, NULL);
 		pthread_mutex_unlock(&dir->mu);
@@ -289,6 +367,7 @@ int directory_user_passwd(directory *dir, const char *address, const char *passw
 			err = MAIL_ERR_TEMP;
 	}
 	sodium_memzero(hash, sizeof hash);
+	sodium_memzero(&keys, sizeof keys);
 	if (err == MAIL_OK)
 		log_event(LOG_INFO, "directory", "event=user_passwd user=%s", addr);
 	free(key);
@@ -371,4 +450,34 @@ int directory_authenticate(directory *dir, const char *address, const char *pass
 		  ok ? "auth_ok" : "auth_failed", addr != NULL ? addr : "(invalid)");
 	free(addr);
 	return ok ? MAIL_OK : MAIL_ERR_PERM;
+}
+
+int directory_user_scram(directory *dir, const char *address, struct sasl_scram_keys *keys_r)
+{
+	char *addr = util_address_normalize(address, strlen(address));
+	if (addr == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	char *key = directory__user_key(addr);
+	char *value = NULL;
+	size_t len = 0;
+	int err = directory__get(dir, key, &value, &len, NULL);
+	if (err == MAIL_OK) {
+		json_t *j = json_loadb(value, len, 0, NULL);
+		json_t *scram = json_object_get(j, "scram");
+		if (j == NULL) {
+			log_event(LOG_ERROR, "directory", "event=user_record_bad user=%s", addr);
+			err = MAIL_ERR_INTERNAL;
+		} else if (scram == NULL) {
+			err = MAIL_ERR_NOT_FOUND; /* added before SCRAM: keys come with passwd */
+		} else if (directory__scram_parse(scram, keys_r) < 0) {
+			log_event(LOG_ERROR, "directory", "event=scram_record_bad user=%s", addr);
+			sodium_memzero(keys_r, sizeof *keys_r);
+			err = MAIL_ERR_INTERNAL;
+		}
+		json_decref(j);
+	}
+	free(value);
+	free(key);
+	free(addr);
+	return err;
 }

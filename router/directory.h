@@ -1,11 +1,16 @@
 /* directory.h: the tenant directory in etcd (public contract).
  *
  *   /mail/v1/tenants/<domain>           {"created":<ms>}
- *   /mail/v1/users/<domain>/<local>     {"hash":"$argon2id$...","created":<ms>}
+ *   /mail/v1/users/<domain>/<local>     {"hash":"$argon2id$...","created":<ms>,
+ *                                        "scram":{"salt":b64,"i":4096,
+ *                                                 "stored":b64,"server":b64}}
  *
  * Domains and addresses are normalised (lowercase, util_address_normalize())
  * before use. Passwords are stored only as argon2id hashes from libsodium's
- * crypto_pwhash_str (interactive limits); plaintext is wiped after use.
+ * crypto_pwhash_str (interactive limits) and as SCRAM-SHA-256 StoredKey and
+ * ServerKey (RFC 5802, lib/sasl.h: a random 16-byte salt per password,
+ * SASL_SCRAM_ITERATIONS); plaintext is wiped after use. Records written
+ * before SCRAM have no "scram" object until the next passwd.
  *
  * Every call blocks on etcd (and, for passwords, on ~100 ms of hashing):
  * daemons call them from the libuv thread pool, never from the loop thread.
@@ -20,6 +25,7 @@
 
 #include <stddef.h>
 
+struct sasl_scram_keys;
 typedef struct directory directory;
 
 directory *directory_create(const char *etcd_url);
@@ -37,9 +43,11 @@ int directory_tenant_list(directory *dir, char ***domains_r, size_t *n_r);
 int directory_tenant_exists(directory *dir, const char *domain);
 
 /* MAIL_ERR_PARAMS (bad address or empty password), MAIL_ERR_NOT_FOUND (no
- * such tenant), MAIL_ERR_EXISTS (duplicate user). */
+ * such tenant), MAIL_ERR_EXISTS (duplicate user). Stores the argon2id
+ * hash and the SCRAM keys. */
 int directory_user_add(directory *dir, const char *address, const char *password);
-/* MAIL_ERR_NOT_FOUND when the user does not exist. */
+/* MAIL_ERR_NOT_FOUND when the user does not exist. Replaces the hash and
+ * the SCRAM keys (a new salt), keeping "created". */
 int directory_user_passwd(directory *dir, const char *address, const char *password);
 int directory_user_del(directory *dir, const char *address);
 /* Sorted full addresses of the tenant's users; MAIL_ERR_NOT_FOUND for an
@@ -51,5 +59,12 @@ int directory_user_exists(directory *dir, const char *address);
 /* MAIL_OK when the password matches, MAIL_ERR_PERM when the user does not
  * exist or the password is wrong (indistinguishable on purpose). */
 int directory_authenticate(directory *dir, const char *address, const char *password);
+/* The user's stored SCRAM-SHA-256 keys into *keys_r (struct of lib/sasl.h,
+ * for sasl_server_scram_keys()). MAIL_OK; MAIL_ERR_NOT_FOUND for an invalid
+ * address, an unknown user, or a user without SCRAM keys (added before
+ * they were stored: the next directory_user_passwd() adds them); either
+ * way the caller goes on with sasl_server_scram_unknown(), so a client
+ * cannot tell. MAIL_ERR_INTERNAL for a malformed record (logged). */
+int directory_user_scram(directory *dir, const char *address, struct sasl_scram_keys *keys_r);
 
 #endif

@@ -13,6 +13,8 @@
 #include "etcd-fixture.h"
 #include "etcd.h"
 #include "mail-error.h"
+#include "sasl.h"
+#include "scram-client.h"
 #include "xalloc.h"
 
 typedef struct fixture {
@@ -37,6 +39,17 @@ static int teardown(void **state)
 	mailtest_etcd_stop(&f->etcd);
 	free(f);
 	return 0;
+}
+
+/* The value stored under key, as etcd holds it (caller frees). */
+static char *stored_value(fixture *f, const char *key)
+{
+	etcd_client *c = etcd_client_create(mailtest_etcd_url(f->etcd));
+	char *val;
+	size_t len;
+	assert_int_equal(etcd_kv_get(c, key, &val, &len, NULL, NULL), MAIL_OK);
+	etcd_client_destroy(&c);
+	return val;
 }
 
 static void free_list(char **v, size_t n)
@@ -102,15 +115,10 @@ static void test_users(void **state)
 	assert_int_equal(directory_authenticate(f->dir, "alice@b.test", "s3cret"), MAIL_ERR_PERM);
 
 	/* the stored value is an argon2id hash, never the password */
-	etcd_client *c = etcd_client_create(mailtest_etcd_url(f->etcd));
-	char *val;
-	size_t len;
-	assert_int_equal(etcd_kv_get(c, "/mail/v1/users/a.test/alice", &val, &len, NULL, NULL),
-			 MAIL_OK);
+	char *val = stored_value(f, "/mail/v1/users/a.test/alice");
 	assert_non_null(strstr(val, "\"hash\":\"$argon2id$"));
 	assert_null(strstr(val, "s3cret"));
 	free(val);
-	etcd_client_destroy(&c);
 
 	/* password change */
 	assert_int_equal(directory_user_passwd(f->dir, "alice@a.test", "n3w"), MAIL_OK);
@@ -143,6 +151,96 @@ static void test_users(void **state)
 	assert_int_equal(directory_authenticate(f->dir, "bob@a.test", "again"), MAIL_OK);
 }
 
+/* A SCRAM-SHA-256 login of user with password through lib/sasl, the
+ * server holding keys (as directory_user_scram() gave them); the client
+ * is tests/support's. DONE (the server-final checked too) or FAIL. */
+static enum sasl_step scram_login(const struct sasl_scram_keys *keys, const char *user,
+				  const char *password)
+{
+	static const char secret[] = "directory-test-secret";
+	char *bare = xasprintf("n=%s,r=clientnonce", user);
+	char *first = xasprintf("n,,%s", bare);
+	buf out;
+	buf_init(&out);
+	sasl_server *s = sasl_server_new(SASL_MECH_SCRAM_SHA_256, (const uint8_t *)secret,
+					 strlen(secret));
+	assert_int_equal(sasl_server_step(s, (const uint8_t *)first, strlen(first), 1, &out),
+			 SASL_STEP_NEED_SCRAM);
+	assert_int_equal(sasl_server_scram_keys(s, keys, &out), SASL_STEP_CHALLENGE);
+	char *final, *expect;
+	assert_int_equal(mailtest_scram_client_final(password, "n,,", bare, (const char *)out.data,
+						     &final, &expect),
+			 0);
+	buf_reset(&out);
+	enum sasl_step step = sasl_server_step(s, (const uint8_t *)final, strlen(final), 1, &out);
+	if (step == SASL_STEP_DONE)
+		assert_memory_equal(out.data, expect, strlen(expect) + 1);
+	free(final);
+	free(expect);
+	buf_deinit(&out);
+	sasl_server_free(&s);
+	free(first);
+	free(bare);
+	return step;
+}
+
+static void test_scram(void **state)
+{
+	fixture *f = *state;
+	struct sasl_scram_keys keys, again;
+	assert_int_equal(directory_tenant_add(f->dir, "s.test"), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "Sam@s.test", "pencil"), MAIL_OK);
+	assert_int_equal(directory_user_scram(f->dir, "sam@S.TEST", &keys), MAIL_OK);
+	assert_int_equal(keys.salt_len, SASL_SCRAM_SALT_LEN);
+	assert_int_equal(keys.iterations, SASL_SCRAM_ITERATIONS);
+	assert_int_equal(scram_login(&keys, "sam@s.test", "pencil"), SASL_STEP_DONE);
+	assert_int_equal(scram_login(&keys, "sam@s.test", "Pencil"), SASL_STEP_FAIL);
+	assert_int_equal(directory_authenticate(f->dir, "sam@s.test", "pencil"), MAIL_OK);
+
+	/* the record holds the hash and the keys, never the password */
+	char *val = stored_value(f, "/mail/v1/users/s.test/sam");
+	assert_non_null(strstr(val, "\"hash\":\"$argon2id$"));
+	assert_non_null(strstr(val, "\"scram\":{\"salt\":\""));
+	assert_non_null(strstr(val, "\"i\":4096"));
+	assert_null(strstr(val, "pencil"));
+	free(val);
+
+	/* passwd: a new salt and new keys; only the new password verifies */
+	assert_int_equal(directory_user_passwd(f->dir, "sam@s.test", "n3w pass"), MAIL_OK);
+	assert_int_equal(directory_user_scram(f->dir, "sam@s.test", &again), MAIL_OK);
+	assert_memory_not_equal(again.salt, keys.salt, SASL_SCRAM_SALT_LEN);
+	assert_memory_not_equal(again.stored_key, keys.stored_key, sizeof keys.stored_key);
+	assert_int_equal(scram_login(&again, "sam@s.test", "n3w pass"), SASL_STEP_DONE);
+	assert_int_equal(scram_login(&again, "sam@s.test", "pencil"), SASL_STEP_FAIL);
+	assert_int_equal(scram_login(&keys, "sam@s.test", "n3w pass"), SASL_STEP_FAIL);
+	assert_int_equal(directory_authenticate(f->dir, "sam@s.test", "n3w pass"), MAIL_OK);
+
+	/* not found: unknown user, invalid address, the same name elsewhere */
+	assert_int_equal(directory_user_scram(f->dir, "nobody@s.test", &keys), MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_user_scram(f->dir, "garbage", &keys), MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_user_scram(f->dir, "sam@a.test", &keys), MAIL_ERR_NOT_FOUND);
+
+	/* a user from before SCRAM: not found until the next passwd, which
+	 * keeps "created" */
+	etcd_client *c = etcd_client_create(mailtest_etcd_url(f->etcd));
+	static const char old[] = "{\"hash\":\"$argon2id$v=19$m=65536,t=2,p=1$x$y\",\"created\":7}";
+	assert_int_equal(etcd_kv_put(c, "/mail/v1/users/s.test/old", old, strlen(old), 0), MAIL_OK);
+	assert_int_equal(directory_user_scram(f->dir, "old@s.test", &keys), MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_user_passwd(f->dir, "old@s.test", "later"), MAIL_OK);
+	assert_int_equal(directory_user_scram(f->dir, "old@s.test", &keys), MAIL_OK);
+	assert_int_equal(scram_login(&keys, "old@s.test", "later"), SASL_STEP_DONE);
+	val = stored_value(f, "/mail/v1/users/s.test/old");
+	assert_non_null(strstr(val, "\"created\":7"));
+	free(val);
+
+	/* a damaged "scram" object is an internal error, not a login */
+	static const char bad[] = "{\"hash\":\"x\",\"created\":1,\"scram\":{\"salt\":\"AAAA\","
+				  "\"i\":4096,\"stored\":\"short\",\"server\":\"\"}}";
+	assert_int_equal(etcd_kv_put(c, "/mail/v1/users/s.test/bad", bad, strlen(bad), 0), MAIL_OK);
+	assert_int_equal(directory_user_scram(f->dir, "bad@s.test", &keys), MAIL_ERR_INTERNAL);
+	etcd_client_destroy(&c);
+}
+
 static void test_unreachable(void **state)
 {
 	(void)state;
@@ -157,6 +255,8 @@ static void test_unreachable(void **state)
 	assert_int_equal(directory_user_add(d, "a@a.test", "pw"), MAIL_ERR_UNAVAILABLE);
 	assert_int_equal(directory_authenticate(d, "a@a.test", "pw"), MAIL_ERR_UNAVAILABLE);
 	assert_int_equal(directory_user_del(d, "a@a.test"), MAIL_ERR_UNAVAILABLE);
+	struct sasl_scram_keys keys;
+	assert_int_equal(directory_user_scram(d, "a@a.test", &keys), MAIL_ERR_UNAVAILABLE);
 	directory_destroy(&d);
 	assert_null(d);
 }
@@ -166,6 +266,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tenants),
 		cmocka_unit_test(test_users),
+		cmocka_unit_test(test_scram),
 		cmocka_unit_test(test_unreachable),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
