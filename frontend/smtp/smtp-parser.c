@@ -35,6 +35,8 @@ static const struct smtp__verb verbs[SMTP_CMD_COUNT_] = {
 	[SMTP_CMD_EXPN] = { "EXPN", SMTP__SYN_REQUIRED, "Syntax: EXPN list" },
 	[SMTP_CMD_HELP] = { "HELP", SMTP__SYN_ANY, NULL },
 	[SMTP_CMD_STARTTLS] = { "STARTTLS", SMTP__SYN_NONE, "Syntax: STARTTLS" },
+	[SMTP_CMD_AUTH] = { "AUTH", SMTP__SYN_REQUIRED,
+			    "Syntax: AUTH mechanism [initial-response]" },
 };
 
 void smtp_limits_init_default(struct smtp_limits *l)

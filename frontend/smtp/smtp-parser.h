@@ -73,6 +73,7 @@ enum smtp_command_kind {
 	SMTP_CMD_EXPN,
 	SMTP_CMD_HELP,
 	SMTP_CMD_STARTTLS,
+	SMTP_CMD_AUTH,
 	SMTP_CMD_COUNT_
 };
 

@@ -22,6 +22,8 @@
 #include "budget.h"
 #include "cidr.h"
 #include "log.h"
+#include "mail-error.h"
+#include "sasl.h"
 #include "tls.h"
 #include "util.h"
 #include "xalloc.h"
@@ -33,7 +35,10 @@
 
 #define SMTP__READ_BUF 65536
 
-enum smtp__phase { SMTP__PHASE_COMMAND = 0, SMTP__PHASE_DATA };
+enum smtp__phase { SMTP__PHASE_COMMAND = 0, SMTP__PHASE_DATA, SMTP__PHASE_AUTH };
+
+/* RFC 4954 4: an AUTH response line may be 12288 octets long. */
+#define SMTP__AUTH_LINE_MAX 12288u
 
 struct smtp_server {
 	uv_loop_t *loop;
@@ -88,6 +93,10 @@ struct smtp_session {
 	int output_full;     /* reading paused until the client reads replies */
 	uint64_t data_start; /* uv_now() when DATA began */
 	size_t reserved;     /* of the server's budget, for s->data.body */
+	sasl_server *sasl;   /* the AUTH exchange in progress */
+	int auth_final;      /* SCRAM's server-final sent: an empty line ends it */
+	enum smtp_auth_kind auth_kind; /* what on_auth was asked */
+	char *auth_user;     /* authenticated as */
 	smtp_command_parser parser;
 	smtp_data_reader data;
 	buf in;
@@ -108,6 +117,7 @@ enum {
 	SMTP__F_MAIL = 1 << 2,    /* needs MAIL first */
 	SMTP__F_RCPT = 1 << 3,    /* needs an accepted RCPT */
 	SMTP__F_TLS = 1 << 4,     /* only where TLS is configured (else 502) */
+	SMTP__F_AUTH = 1 << 5,    /* only where AUTH is configured (else 502) */
 };
 
 typedef void smtp__handler(smtp_session *s, const struct smtp_command *cmd);
@@ -120,7 +130,7 @@ struct smtp__cmd_def {
 
 static smtp__handler smtp__cmd_ehlo, smtp__cmd_mail, smtp__cmd_rcpt, smtp__cmd_data,
 	smtp__cmd_rset, smtp__cmd_noop, smtp__cmd_quit, smtp__cmd_vrfy, smtp__cmd_expn,
-	smtp__cmd_help, smtp__cmd_starttls;
+	smtp__cmd_help, smtp__cmd_starttls, smtp__cmd_auth;
 
 static const struct smtp__cmd_def smtp__cmds[SMTP_CMD_COUNT_] = {
 	[SMTP_CMD_EHLO] = { smtp__cmd_ehlo, 0, NULL },
@@ -135,6 +145,7 @@ static const struct smtp__cmd_def smtp__cmds[SMTP_CMD_COUNT_] = {
 	[SMTP_CMD_EXPN] = { smtp__cmd_expn, 0, NULL },
 	[SMTP_CMD_HELP] = { smtp__cmd_help, 0, NULL },
 	[SMTP_CMD_STARTTLS] = { smtp__cmd_starttls, SMTP__F_HELO | SMTP__F_TLS, "STARTTLS" },
+	[SMTP_CMD_AUTH] = { smtp__cmd_auth, SMTP__F_HELO | SMTP__F_NO_MAIL | SMTP__F_AUTH, NULL },
 };
 
 /* Extensions that are not a command of their own, in EHLO order. */
@@ -152,6 +163,9 @@ static const struct {
 
 static void smtp__session_close(smtp_session *s, const char *reason, int graceful);
 static void smtp__session_process(smtp_session *s);
+static int smtp__auth_allowed(const smtp_session *s);
+static void smtp__session_resume_after(smtp_session *s);
+static void smtp__session_maybe_free(smtp_session *s);
 
 static const char *smtp__svc(const smtp_session *s)
 {
@@ -325,6 +339,8 @@ static void smtp__session_maybe_free(smtp_session *s)
 	buf_deinit(&s->out);
 	free(s->pending_arg);
 	free(s->helo);
+	free(s->auth_user);
+	sasl_server_free(&s->sasl);
 	tls_conn_free(&s->tls);
 	free(s);
 	smtp__server_maybe_free(srv);
@@ -399,7 +415,7 @@ static void smtp__cmd_ehlo(smtp_session *s, const struct smtp_command *cmd)
 		return;
 	}
 	/* Keywords: the extension rows, then the commands that bring one. */
-	const char *kw[SMTP_CMD_COUNT_ + sizeof smtp__exts / sizeof smtp__exts[0]];
+	const char *kw[SMTP_CMD_COUNT_ + sizeof smtp__exts / sizeof smtp__exts[0] + 1];
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof smtp__exts / sizeof smtp__exts[0]; i++)
 		kw[n++] = smtp__exts[i].keyword;
@@ -410,9 +426,20 @@ static void smtp__cmd_ehlo(smtp_session *s, const struct smtp_command *cmd)
 			continue;
 		kw[n++] = smtp__cmds[k].ehlo;
 	}
+	char auth_line[80] = "AUTH";
+	if (srv->set.auth_mechs != 0 && smtp__auth_allowed(s)) {
+		for (int m = 0; m < SASL_MECH_COUNT_; m++) {
+			if (srv->set.auth_mechs & (1u << m)) {
+				strncat(auth_line, " ", sizeof auth_line - strlen(auth_line) - 1);
+				strncat(auth_line, sasl_mech_name((enum sasl_mech)m),
+					sizeof auth_line - strlen(auth_line) - 1);
+			}
+		}
+		kw[n++] = auth_line;
+	}
 	smtp__reply_line(s, 250, NULL, srv->hostname, n == 0);
 	for (size_t i = 0; i < n; i++) {
-		char line[64];
+		char line[96];
 		if (strcmp(kw[i], "SIZE") == 0)
 			snprintf(line, sizeof line, "SIZE %zu", srv->set.limits.max_message_size);
 		else
@@ -434,6 +461,10 @@ static void smtp__pending_start(smtp_session *s, const struct smtp_command *cmd)
 static void smtp__cmd_mail(smtp_session *s, const struct smtp_command *cmd)
 {
 	const smtp_server *srv = s->server;
+	if (srv->set.auth_required && s->auth_user == NULL) {
+		smtp__reply(s, 530, "5.7.0", "Authentication required");
+		return;
+	}
 	if (cmd->params.has_size && cmd->params.size > srv->set.limits.max_message_size) {
 		smtp__reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
 		return;
@@ -541,7 +572,8 @@ static void smtp__cmd_help(smtp_session *s, const struct smtp_command *cmd)
 	char text[256] = "Commands:";
 	for (int k = SMTP_CMD_UNKNOWN + 1; k < SMTP_CMD_COUNT_; k++) {
 		if (smtp__cmds[k].handler != NULL &&
-		    (!(smtp__cmds[k].flags & SMTP__F_TLS) || s->server->set.tls != NULL)) {
+		    (!(smtp__cmds[k].flags & SMTP__F_TLS) || s->server->set.tls != NULL) &&
+		    (!(smtp__cmds[k].flags & SMTP__F_AUTH) || s->server->set.auth_mechs != 0)) {
 			strncat(text, " ", sizeof text - strlen(text) - 1);
 			strncat(text, smtp_command_name(k), sizeof text - strlen(text) - 1);
 		}
@@ -568,15 +600,193 @@ static void smtp__cmd_starttls(smtp_session *s, const struct smtp_command *cmd)
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = 0;
+	free(s->auth_user);
+	s->auth_user = NULL;
 	smtp_command_parser_deinit(&s->parser);
 	smtp_command_parser_init(&s->parser, &s->server->set.limits);
+}
+
+/* ---- AUTH (RFC 4954) ------------------------------------------------- */
+
+/* Credentials may be sent: over TLS, or from loopback in development mode. */
+static int smtp__auth_allowed(const smtp_session *s)
+{
+	return smtp_session_tls(s) ||
+	       (s->server->set.plaintext_auth && cidr_is_loopback_text(s->peer_ip));
+}
+
+/* End the exchange with a reply; ok: 1 success, 0 bad credentials, -1
+ * not a verdict on credentials (syntax, cancel, temporary). */
+static void smtp__auth_end(smtp_session *s, int code, const char *enh, const char *text, int ok)
+{
+	const char *user = s->sasl != NULL ? sasl_server_user(s->sasl) : "";
+	char q[128];
+	if (ok == 1) {
+		free(s->auth_user);
+		s->auth_user = xstrdup(user);
+		log_event(LOG_INFO, smtp__svc(s), "event=auth_ok sid=%s peer=%s user=%s", s->id,
+			  s->peer_ip, log_quote(q, sizeof q, user, strlen(user)));
+	} else {
+		log_event(LOG_INFO, smtp__svc(s), "event=auth_failed sid=%s peer=%s user=%s code=%d why=\"%s\"",
+			  s->id, s->peer_ip, log_quote(q, sizeof q, user, strlen(user)), code,
+			  s->sasl != NULL ? sasl_server_error(s->sasl) : "");
+	}
+	if (ok >= 0 && s->server->cb.on_auth_result != NULL)
+		s->server->cb.on_auth_result(s, user, ok, s->server->ctx);
+	sasl_server_free(&s->sasl);
+	s->auth_final = 0;
+	s->phase = SMTP__PHASE_COMMAND;
+	smtp__reply(s, code, enh, text);
+}
+
+/* Act on what a SASL step asked for. */
+static void smtp__auth_next(smtp_session *s, enum sasl_step step, buf *out)
+{
+	const smtp_server *srv = s->server;
+	switch (step) {
+	case SASL_STEP_CHALLENGE: {
+		buf b64;
+		buf_init(&b64);
+		sasl_b64_encode(out->data, out->len, &b64);
+		buf_append(&b64, "", 1);
+		s->phase = SMTP__PHASE_AUTH;
+		smtp__reply_line(s, 334, NULL, (const char *)b64.data, 1);
+		buf_deinit(&b64);
+		return;
+	}
+	case SASL_STEP_CHECK_PASSWORD:
+	case SASL_STEP_NEED_SCRAM: {
+		struct smtp_auth_request req = {
+			.kind = step == SASL_STEP_NEED_SCRAM ? SMTP_AUTH_SCRAM_KEYS
+							     : SMTP_AUTH_PASSWORD,
+			.user = sasl_server_user(s->sasl),
+			.password = step == SASL_STEP_NEED_SCRAM ? NULL
+								 : sasl_server_password(s->sasl),
+		};
+		s->auth_kind = req.kind;
+		s->pending = 1;
+		s->pending_cmd = SMTP_CMD_AUTH;
+		s->phase = SMTP__PHASE_COMMAND;
+		srv->cb.on_auth(s, &req, srv->ctx);
+		return;
+	}
+	case SASL_STEP_DONE:
+		if (out->len > 0) {
+			/* SCRAM's server-final: a 334 the client answers with an
+			 * empty line, then the 235 (RFC 4954 4) */
+			buf b64;
+			buf_init(&b64);
+			sasl_b64_encode(out->data, out->len, &b64);
+			buf_append(&b64, "", 1);
+			s->auth_final = 1;
+			s->phase = SMTP__PHASE_AUTH;
+			smtp__reply_line(s, 334, NULL, (const char *)b64.data, 1);
+			buf_deinit(&b64);
+			return;
+		}
+		smtp__auth_end(s, 235, "2.7.0", "Authentication successful", 1);
+		return;
+	case SASL_STEP_FAIL:
+		if (sasl_server_error_is_syntax(s->sasl))
+			smtp__auth_end(s, 501, "5.5.2", "Cannot decode response", -1);
+		else
+			smtp__auth_end(s, 535, "5.7.8", "Authentication credentials invalid", 0);
+		return;
+	}
+}
+
+/* A line of the exchange (base64, "*" cancels). */
+static void smtp__auth_response(smtp_session *s, const char *line, size_t len)
+{
+	if (len == 1 && line[0] == '*') {
+		smtp__auth_end(s, 501, "5.0.0", "Authentication aborted", -1);
+		return;
+	}
+	if (s->auth_final) {
+		if (len != 0)
+			smtp__auth_end(s, 535, "5.7.8", "Authentication credentials invalid", 0);
+		else
+			smtp__auth_end(s, 235, "2.7.0", "Authentication successful", 1);
+		return;
+	}
+	buf in, out;
+	buf_init(&in);
+	buf_init(&out);
+	if (sasl_b64_decode(line, len, SASL_MAX_RESPONSE, &in) < 0)
+		smtp__auth_end(s, 501, "5.5.2", "Cannot decode response", -1);
+	else
+		smtp__auth_next(s, sasl_server_step(s->sasl, in.data, in.len, 1, &out), &out);
+	buf_deinit(&in);
+	buf_deinit(&out);
+}
+
+static void smtp__cmd_auth(smtp_session *s, const struct smtp_command *cmd)
+{
+	const smtp_server *srv = s->server;
+	if (s->auth_user != NULL) {
+		smtp__reply(s, 503, "5.5.1", "Error: already authenticated");
+		return;
+	}
+	if (!smtp__auth_allowed(s)) {
+		smtp__reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+		return;
+	}
+	char mech_name[32];
+	const char *arg = cmd->arg;
+	size_t ml = strcspn(arg, " ");
+	enum sasl_mech mech;
+	snprintf(mech_name, sizeof mech_name, "%.*s", (int)(ml < 31 ? ml : 31), arg);
+	if (ml >= sizeof mech_name || sasl_mech_parse(mech_name, &mech) < 0 ||
+	    !(srv->set.auth_mechs & (1u << mech))) {
+		smtp__reply(s, 504, "5.5.4", "Unrecognized authentication type");
+		return;
+	}
+	const char *ir = arg[ml] == ' ' ? arg + ml + 1 : NULL;
+	buf in, out;
+	buf_init(&in);
+	buf_init(&out);
+	if (ir != NULL && sasl_b64_decode(ir, strlen(ir), SASL_MAX_RESPONSE, &in) < 0) {
+		smtp__reply(s, 501, "5.5.2", "Cannot decode response");
+	} else {
+		s->sasl = sasl_server_new(mech, srv->set.sasl_secret, srv->set.sasl_secret_len);
+		smtp__auth_next(s, sasl_server_step(s->sasl, in.data, in.len, ir != NULL, &out),
+				&out);
+	}
+	buf_deinit(&in);
+	buf_deinit(&out);
+}
+
+void smtp_session_auth_complete(smtp_session *s, int status,
+				const struct sasl_scram_keys *keys)
+{
+	if (!s->pending || s->pending_cmd != SMTP_CMD_AUTH)
+		abort(); /* a completion without a pending AUTH is a bug */
+	s->pending = 0;
+	if (s->closing) {
+		sasl_server_free(&s->sasl);
+		smtp__session_maybe_free(s);
+		return;
+	}
+	buf out;
+	buf_init(&out);
+	if (status != MAIL_OK && status != MAIL_ERR_PERM)
+		smtp__auth_end(s, 454, "4.7.0", "Temporary authentication failure", -1);
+	else if (s->auth_kind == SMTP_AUTH_PASSWORD)
+		smtp__auth_next(s, sasl_server_checked(s->sasl, status == MAIL_OK), &out);
+	else if (status == MAIL_OK && keys != NULL)
+		smtp__auth_next(s, sasl_server_scram_keys(s->sasl, keys, &out), &out);
+	else
+		smtp__auth_next(s, sasl_server_scram_unknown(s->sasl, &out), &out);
+	buf_deinit(&out);
+	smtp__session_resume_after(s);
 }
 
 /* Enforce the table's flags, then run the handler. */
 static void smtp__dispatch(smtp_session *s, const struct smtp_command *cmd)
 {
 	const struct smtp__cmd_def *def = &smtp__cmds[cmd->kind];
-	if (def->handler == NULL || ((def->flags & SMTP__F_TLS) && s->server->set.tls == NULL))
+	if (def->handler == NULL || ((def->flags & SMTP__F_TLS) && s->server->set.tls == NULL) ||
+	    ((def->flags & SMTP__F_AUTH) && s->server->set.auth_mechs == 0))
 		smtp__reply(s, 502, "5.5.1", "Error: command not implemented");
 	else if ((def->flags & SMTP__F_HELO) && s->helo == NULL)
 		smtp__reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
@@ -601,6 +811,22 @@ static void smtp__session_process(smtp_session *s)
 	while (!s->closing && !s->pending && off < s->in.len && !s->output_full) {
 		const uint8_t *p = s->in.data + off;
 		size_t n = s->in.len - off, used = 0;
+		if (s->phase == SMTP__PHASE_AUTH) {
+			const uint8_t *nl = memchr(p, '\n', n);
+			if (nl == NULL) {
+				if (n > SMTP__AUTH_LINE_MAX + 2) {
+					off = s->in.len;
+					smtp__auth_end(s, 500, "5.5.6", "Authentication Exchange line is too long", -1);
+				}
+				break;
+			}
+			size_t len = (size_t)(nl - p);
+			off += len + 1;
+			if (len > 0 && p[len - 1] == '\r')
+				len--;
+			smtp__auth_response(s, (const char *)p, len);
+			continue;
+		}
 		if (s->phase == SMTP__PHASE_DATA) {
 			int ret = smtp_data_reader_feed(&s->data, p, n, &used);
 			off += used;
@@ -793,6 +1019,12 @@ void smtp_session_complete(smtp_session *s, int code, const char *enh, const cha
 	}
 	free(arg);
 	smtp__reply(s, code, enh, text);
+	smtp__session_resume_after(s);
+}
+
+/* After a completion: the shutdown's 421, or processing on a fresh stack. */
+static void smtp__session_resume_after(smtp_session *s)
+{
 	if (s->server->stopping && !s->closing) {
 		/* smtp_server_stop() let this command finish: now the session
 		 * ends, after its reply */
@@ -1012,6 +1244,11 @@ const char *smtp_session_id(const smtp_session *s)
 const char *smtp_session_peer_ip(const smtp_session *s)
 {
 	return s->peer_ip;
+}
+
+const char *smtp_session_user(const smtp_session *s)
+{
+	return s->auth_user;
 }
 
 const char *smtp_session_helo(const smtp_session *s)

@@ -50,6 +50,20 @@
  * reading (and so answering) that client. */
 #define SMTP_DEFAULT_MAX_OUTPUT (256u * 1024)
 
+struct sasl_scram_keys;
+
+/* AUTH (RFC 4954) asks the service for credentials, see on_auth. */
+enum smtp_auth_kind {
+	SMTP_AUTH_PASSWORD = 0, /* PLAIN, LOGIN: is password right for user? */
+	SMTP_AUTH_SCRAM_KEYS,   /* SCRAM-SHA-256: the stored keys of user */
+};
+
+struct smtp_auth_request {
+	enum smtp_auth_kind kind;
+	const char *user;       /* as the client gave it */
+	const char *password;   /* SMTP_AUTH_PASSWORD only */
+};
+
 struct smtp_server_settings {
 	const char *host;          /* IP literal to listen on ("127.0.0.1", "::") */
 	int port;                  /* 0: any free port, see smtp_server_port() */
@@ -73,6 +87,15 @@ struct smtp_server_settings {
 	 * unlimited). A message that does not fit is read to its end without
 	 * being kept and answered 451 4.3.1. */
 	struct mem_budget *budget;
+	/* AUTH: the SASL mechanisms offered, bits (1u << enum sasl_mech);
+	 * 0 = no AUTH (the MX). Credentials are taken only over TLS, or from a
+	 * loopback peer when plaintext_auth is set (development mode);
+	 * elsewhere AUTH gets 530 5.7.0 and is not advertised. */
+	unsigned auth_mechs;
+	int plaintext_auth;
+	int auth_required;         /* MAIL before AUTH: 530 5.7.0 (submission) */
+	const uint8_t *sasl_secret; /* >= 16 bytes, shared by the frontends */
+	size_t sasl_secret_len;
 };
 
 /* Defaults: host 127.0.0.1, port 2525, hostname "localhost", log_svc "smtp",
@@ -115,6 +138,13 @@ struct smtp_server_callbacks {
 	/* The message was received in full and within the size limit. The
 	 * transaction ends with the completion, whatever its code. */
 	void (*on_data)(smtp_session *s, const struct smtp_transaction *t, void *ctx);
+	/* AUTH needs credentials checked or looked up (required when
+	 * auth_mechs is set). Must lead to exactly one
+	 * smtp_session_auth_complete(). */
+	void (*on_auth)(smtp_session *s, const struct smtp_auth_request *req, void *ctx);
+	/* Optional, synchronous: an AUTH exchange ended (ok 1 or 0; user as
+	 * given, "" when unknown). For penalties and logs. */
+	void (*on_auth_result)(smtp_session *s, const char *user, int ok, void *ctx);
 };
 
 /* Listen on settings->host:port. settings and callbacks are copied (strings
@@ -139,6 +169,14 @@ void smtp_server_stop(smtp_server **server);
  * free s: do not touch s after the call. Loop thread only. */
 void smtp_session_complete(smtp_session *s, int code, const char *enh, const char *text);
 
+/* Complete on_auth. status: MAIL_OK (password right / keys found),
+ * MAIL_ERR_PERM (wrong password / no such user: 535 5.7.8, SCRAM then
+ * goes on with fake keys and fails at its end), anything else a
+ * temporary failure (454 4.7.0). keys: for SMTP_AUTH_SCRAM_KEYS with
+ * MAIL_OK (copied). Same rules as smtp_session_complete(). */
+void smtp_session_auth_complete(smtp_session *s, int status,
+				const struct sasl_scram_keys *keys);
+
 /* Accessors; the strings are owned by the session and stay valid while it
  * is (until the callback in progress returns, or up to completion). */
 const char *smtp_session_id(const smtp_session *s);      /* 16 hex chars */
@@ -148,5 +186,7 @@ const char *smtp_session_helo(const smtp_session *s);    /* "" before HELO */
 int smtp_session_is_closed(const smtp_session *s);
 /* 1 when the session runs over TLS (the handshake is done). */
 int smtp_session_tls(const smtp_session *s);
+/* The authenticated user (as the client gave it), or NULL. */
+const char *smtp_session_user(const smtp_session *s);
 
 #endif

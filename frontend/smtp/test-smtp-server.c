@@ -16,6 +16,9 @@
  */
 #include "budget.h"
 #include "cidr.h"
+#include "mail-error.h"
+#include "sasl.h"
+#include "scram-client.h"
 #include "smtp-server.h"
 #include "tls.h"
 
@@ -136,10 +139,31 @@ static void t_on_data(smtp_session *s, const struct smtp_transaction *t, void *c
 	complete_later(env, s, 5, 250, "2.0.0", "Ok: queued as TEST");
 }
 
+/* AUTH: "user" with "pencil"; SCRAM keys derived from it. */
+static void t_on_auth(smtp_session *s, const struct smtp_auth_request *req, void *ctx)
+{
+	(void)ctx;
+	if (strcmp(req->user, "user") != 0) {
+		smtp_session_auth_complete(s, MAIL_ERR_PERM, NULL);
+		return;
+	}
+	if (req->kind == SMTP_AUTH_PASSWORD) {
+		smtp_session_auth_complete(s, strcmp(req->password, "pencil") == 0 ? MAIL_OK
+										 : MAIL_ERR_PERM,
+					   NULL);
+		return;
+	}
+	struct sasl_scram_keys keys;
+	const uint8_t salt[] = "0123456789abcdef";
+	assert_int_equal(sasl_scram_keys_derive("pencil", 6, salt, 16, 4096, &keys), 0);
+	smtp_session_auth_complete(s, MAIL_OK, &keys);
+}
+
 static const struct smtp_server_callbacks test_callbacks = {
 	.on_mail = t_on_mail,
 	.on_rcpt = t_on_rcpt,
 	.on_data = t_on_data,
+	.on_auth = t_on_auth,
 };
 
 static void stop_async_cb(uv_async_t *a)
@@ -667,6 +691,155 @@ static void test_output_bounded(void **state)
 	env_stop(env);
 }
 
+/* ---- AUTH ---- */
+
+static const uint8_t test_secret[] = "a secret of 32 bytes, for tests";
+
+static void auth_settings(struct smtp_server_settings *set)
+{
+	test_settings(set);
+	set->auth_mechs = (1u << SASL_MECH_PLAIN) | (1u << SASL_MECH_LOGIN) |
+			  (1u << SASL_MECH_SCRAM_SHA_256);
+	set->plaintext_auth = 1; /* loopback development mode */
+	set->auth_required = 1;
+	set->sasl_secret = test_secret;
+	set->sasl_secret_len = 32;
+}
+
+static void test_auth_plain_login(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	auth_settings(&set);
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	expect_reply(c, "220 ");
+	client_sends(c, "EHLO client.test\r\n");
+	const char *r = expect_reply(c, "250 ");
+	assert_non_null(strstr(r, "AUTH PLAIN LOGIN SCRAM-SHA-256"));
+	/* submission: no MAIL before AUTH */
+	client_sends(c, "MAIL FROM:<a@b.test>\r\n");
+	expect_reply(c, "530 5.7.0");
+	client_sends(c, "AUTH CRAM-MD5\r\n");
+	expect_reply(c, "504 5.5.4");
+	client_sends(c, "AUTH PLAIN !!!\r\n");
+	expect_reply(c, "501 5.5.2");
+	/* "\0user\0wrong" */
+	client_sends(c, "AUTH PLAIN AHVzZXIAd3Jvbmc=\r\n");
+	expect_reply(c, "535 5.7.8");
+	/* cancelled */
+	client_sends(c, "AUTH LOGIN\r\n");
+	expect_reply(c, "334 VXNlcm5hbWU6");
+	client_sends(c, "*\r\n");
+	expect_reply(c, "501 5.0.0");
+	/* LOGIN: user, pencil */
+	client_sends(c, "AUTH LOGIN dXNlcg==\r\n");
+	expect_reply(c, "334 UGFzc3dvcmQ6");
+	client_sends(c, "cGVuY2ls\r\n");
+	expect_reply(c, "235 2.7.0");
+	client_sends(c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n");
+	expect_reply(c, "503 5.5.1");
+	client_sends(c, "MAIL FROM:<a@b.test>\r\n");
+	expect_reply(c, "250 ");
+	client_close(c);
+	/* PLAIN with the response on its own line */
+	c = client_connect(env->port);
+	greet(c);
+	client_sends(c, "AUTH PLAIN\r\n");
+	expect_reply(c, "334 ");
+	client_sends(c, "AHVzZXIAcGVuY2ls\r\n");
+	expect_reply(c, "235 2.7.0");
+	client_close(c);
+	env_stop(env);
+}
+
+static void test_auth_scram(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	auth_settings(&set);
+	struct env *env = env_start(&set);
+	for (int wrong = 0; wrong < 2; wrong++) {
+		struct client *c = client_connect(env->port);
+		greet(c);
+		const char *first = "n=user,r=fyko+d2lbbFgONRv9qkxdawL";
+		buf b64;
+		buf_init(&b64);
+		char cf[128];
+		snprintf(cf, sizeof cf, "n,,%s", first);
+		sasl_b64_encode((const uint8_t *)cf, strlen(cf), &b64);
+		buf_append(&b64, "", 1);
+		char line[512];
+		snprintf(line, sizeof line, "AUTH SCRAM-SHA-256 %s\r\n", (char *)b64.data);
+		client_sends(c, line);
+		const char *r = expect_reply(c, "334 ");
+		char server_first_b64[400];
+		snprintf(server_first_b64, sizeof server_first_b64, "%s", r + 4);
+		server_first_b64[strcspn(server_first_b64, "\n")] = '\0';
+		buf sf;
+		buf_init(&sf);
+		assert_int_equal(sasl_b64_decode(server_first_b64, strlen(server_first_b64), 1024,
+						 &sf), 0);
+		buf_append(&sf, "", 1);
+		char *final = NULL, *expect = NULL;
+		assert_int_equal(mailtest_scram_client_final(wrong ? "pencil2" : "pencil", "n,,",
+							     first, (char *)sf.data, &final, &expect),
+				 0);
+		buf_reset(&b64);
+		sasl_b64_encode((const uint8_t *)final, strlen(final), &b64);
+		buf_append(&b64, "", 1);
+		snprintf(line, sizeof line, "%s\r\n", (char *)b64.data);
+		client_sends(c, line);
+		if (wrong) {
+			expect_reply(c, "535 5.7.8");
+		} else {
+			r = expect_reply(c, "334 ");
+			buf v;
+			buf_init(&v);
+			const char *vb = r + 4;
+			assert_int_equal(sasl_b64_decode(vb, strcspn(vb, "\n"), 256, &v), 0);
+			assert_int_equal(v.len, strlen(expect));
+			assert_memory_equal(v.data, expect, v.len);
+			buf_deinit(&v);
+			client_sends(c, "\r\n");
+			expect_reply(c, "235 2.7.0");
+		}
+		free(final);
+		free(expect);
+		buf_deinit(&sf);
+		buf_deinit(&b64);
+		client_close(c);
+	}
+	env_stop(env);
+}
+
+static void test_auth_needs_tls(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	auth_settings(&set);
+	set.plaintext_auth = 0;
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	expect_reply(c, "220 ");
+	client_sends(c, "EHLO client.test\r\n");
+	const char *r = expect_reply(c, "250 ");
+	assert_null(strstr(r, "AUTH")); /* not offered in plaintext */
+	client_sends(c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n");
+	expect_reply(c, "530 5.7.0 Must issue a STARTTLS command first");
+	client_close(c);
+	env_stop(env);
+	/* the MX: no AUTH at all */
+	test_settings(&set);
+	env = env_start(&set);
+	c = client_connect(env->port);
+	greet(c);
+	client_sends(c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n");
+	expect_reply(c, "502 5.5.1");
+	client_close(c);
+	env_stop(env);
+}
+
 /* ---- --serve mode ---- */
 
 static int serve(int argc, char **argv)
@@ -728,6 +901,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_data_slowloris),
 		cmocka_unit_test(test_body_budget),
 		cmocka_unit_test(test_output_bounded),
+		cmocka_unit_test(test_auth_plain_login),
+		cmocka_unit_test(test_auth_scram),
+		cmocka_unit_test(test_auth_needs_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
