@@ -13,7 +13,10 @@
 
 #include "mail-error.h"
 #include "util.h"
+#include "sasl.h"
 #include "xalloc.h"
+
+#include <openssl/crypto.h>
 
 struct imap_service {
 	uv_loop_t *loop;
@@ -79,6 +82,58 @@ static void imap_store_authenticate(void *ctx, const char *user, const char *pas
 		 * would need a handle, so report through the work path */
 		a->status = MAIL_ERR_INTERNAL;
 		imap_store_auth_after_cb(&a->work, 0);
+	}
+}
+
+/* ---- SCRAM keys (thread pool) ----------------------------------------- */
+
+struct imap_store_scram {
+	uv_work_t work;
+	directory *dir;
+	char *user;
+	char *normalized;
+	struct sasl_scram_keys keys;
+	int status;
+	imap_backend_scram_cb *cb;
+	void *arg;
+};
+
+static void imap_store_scram_work_cb(uv_work_t *work)
+{
+	struct imap_store_scram *a = work->data;
+	a->normalized = util_address_normalize(a->user, strlen(a->user));
+	a->status = a->normalized == NULL ? MAIL_ERR_PERM
+					  : directory_user_scram(a->dir, a->normalized, &a->keys);
+	if (a->status == MAIL_ERR_NOT_FOUND)
+		a->status = MAIL_ERR_PERM;
+}
+
+static void imap_store_scram_after_cb(uv_work_t *work, int status)
+{
+	struct imap_store_scram *a = work->data;
+	if (status < 0)
+		a->status = MAIL_ERR_INTERNAL;
+	a->cb(a->status, a->normalized, a->status == MAIL_OK ? &a->keys : NULL, a->arg);
+	OPENSSL_cleanse(&a->keys, sizeof a->keys);
+	free(a->normalized);
+	free(a->user);
+	free(a);
+}
+
+static void imap_store_scram_keys(void *ctx, const char *user, imap_backend_scram_cb *cb,
+				  void *arg)
+{
+	struct imap_service *svc = ctx;
+	struct imap_store_scram *a = xcalloc(1, sizeof(*a));
+	a->dir = svc->dir;
+	a->user = xstrdup(user);
+	a->cb = cb;
+	a->arg = arg;
+	a->work.data = a;
+	if (uv_queue_work(svc->loop, &a->work, imap_store_scram_work_cb,
+			  imap_store_scram_after_cb) < 0) {
+		a->status = MAIL_ERR_INTERNAL;
+		imap_store_scram_after_cb(&a->work, 0);
 	}
 }
 
@@ -270,6 +325,7 @@ static void imap_store_expunge(void *ctx, const char *user, const char *mailbox,
 
 static const struct imap_backend imap_store_backend = {
 	.authenticate = imap_store_authenticate,
+	.scram_keys = imap_store_scram_keys,
 	.list = imap_store_list,
 	.select = imap_store_select,
 	.fetch = imap_store_fetch,

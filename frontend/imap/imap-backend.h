@@ -49,6 +49,11 @@ enum imap_flag_mode {
 /* user: the canonical (normalised) user name on MAIL_OK. MAIL_ERR_PERM means
  * wrong user or password (indistinguishable). */
 typedef void imap_backend_auth_cb(int status, const char *user, void *arg);
+struct sasl_scram_keys;
+/* user: canonical, keys: the stored SCRAM-SHA-256 keys, on MAIL_OK.
+ * MAIL_ERR_PERM: no such user (or no keys). */
+typedef void imap_backend_scram_cb(int status, const char *user,
+				   const struct sasl_scram_keys *keys, void *arg);
 typedef void imap_backend_list_cb(int status, const struct imap_mailbox_info *boxes,
 				  size_t n_boxes, void *arg);
 /* msgs in ascending UID order. */
@@ -68,6 +73,8 @@ struct imap_backend {
 	 * returns: copy it if needed later (and wipe the copy). */
 	void (*authenticate)(void *ctx, const char *user, const char *password,
 			     imap_backend_auth_cb *cb, void *arg);
+	/* Optional (NULL: SCRAM-SHA-256 is not offered): a user's SCRAM keys. */
+	void (*scram_keys)(void *ctx, const char *user, imap_backend_scram_cb *cb, void *arg);
 	void (*list)(void *ctx, const char *user, imap_backend_list_cb *cb, void *arg);
 	void (*select)(void *ctx, const char *user, const char *mailbox,
 		       imap_backend_select_cb *cb, void *arg);

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "mail-error.h"
+#include "sasl.h"
 #include "xalloc.h"
 
 struct mem_msg {
@@ -42,7 +43,8 @@ struct imap_memory_backend {
 	struct mem_box *boxes;
 };
 
-enum mem_op_kind { MEM_AUTH, MEM_LIST, MEM_SELECT, MEM_FETCH, MEM_STORE, MEM_EXPUNGE };
+enum mem_op_kind { MEM_AUTH, MEM_SCRAM, MEM_LIST, MEM_SELECT, MEM_FETCH, MEM_STORE,
+		   MEM_EXPUNGE };
 
 struct mem_op {
 	uv_timer_t timer;
@@ -267,6 +269,22 @@ static void mem_op_run(struct mem_op *op)
 		cb(MAIL_ERR_PERM, NULL, op->arg);
 		return;
 	}
+	case MEM_SCRAM: {
+		imap_backend_scram_cb *cb = op->cb;
+		for (struct mem_user *u = mb->users; fail == MAIL_OK && u != NULL; u = u->next) {
+			if (strcasecmp(u->user, op->user) != 0)
+				continue;
+			/* keys as a directory would store them (fixed salt) */
+			struct sasl_scram_keys keys;
+			static const uint8_t salt[] = "memory backend..";
+			sasl_scram_keys_derive(u->password, strlen(u->password), salt, 16,
+					       SASL_SCRAM_ITERATIONS, &keys);
+			cb(MAIL_OK, u->user, &keys, op->arg);
+			return;
+		}
+		cb(fail != MAIL_OK ? fail : MAIL_ERR_PERM, NULL, NULL, op->arg);
+		return;
+	}
 	case MEM_LIST: {
 		imap_backend_list_cb *cb = op->cb;
 		if (fail != MAIL_OK) {
@@ -405,6 +423,11 @@ static void mem_authenticate(void *ctx, const char *user, const char *password,
 	mem_op_start(op);
 }
 
+static void mem_scram_keys(void *ctx, const char *user, imap_backend_scram_cb *cb, void *arg)
+{
+	mem_op_start(mem_op_new(ctx, MEM_SCRAM, user, NULL, (void *)cb, arg));
+}
+
 static void mem_list(void *ctx, const char *user, imap_backend_list_cb *cb, void *arg)
 {
 	mem_op_start(mem_op_new(ctx, MEM_LIST, user, NULL, cb, arg));
@@ -449,6 +472,7 @@ static void mem_expunge(void *ctx, const char *user, const char *mailbox,
 
 const struct imap_backend imap_memory_backend_vfuncs = {
 	.authenticate = mem_authenticate,
+	.scram_keys = mem_scram_keys,
 	.list = mem_list,
 	.select = mem_select,
 	.fetch = mem_fetch,

@@ -89,6 +89,12 @@ struct imap_session {
 
 	enum imap_session_state state;
 	char *user;
+	struct sasl_server *sasl;      /* AUTHENTICATE in progress */
+	struct imap_penalty *penalty;  /* an attempt held back (auth penalty) */
+	char *login_user, *login_password; /* LOGIN held back by a penalty */
+	int auth_reading;              /* waiting for the client's next line */
+	int auth_final;                /* SCRAM's server-final sent */
+	char *auth_canon;              /* canonical user of a SCRAM exchange */
 	unsigned bad_count;
 	unsigned auth_failures;
 
@@ -157,6 +163,11 @@ void imap_session_append_flags(struct imap_session *s, const struct imap_msg *ms
 /* ---- handlers -------------------------------------------------------- */
 
 imap_cmd_func imap_cmd_capability;
+imap_cmd_func imap_cmd_authenticate;
+/* A line of an AUTHENTICATE exchange (without CRLF). */
+void imap_auth_line(struct imap_session *s, const char *line, size_t len);
+/* Run fn(s) after the penalty delay of s's address (now when none). */
+void imap_session_after_penalty(struct imap_session *s, void (*fn)(struct imap_session *s));
 imap_cmd_func imap_cmd_starttls;
 imap_cmd_func imap_cmd_noop;
 imap_cmd_func imap_cmd_logout;

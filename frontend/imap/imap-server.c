@@ -15,12 +15,26 @@
 
 #include "cidr.h"
 #include "log.h"
+#include "sasl.h"
+
+#include <openssl/crypto.h>
 #include "mail-error.h"
 #include "tls.h"
 #include "util.h"
 #include "xalloc.h"
 
 #define IMAP_LOG_SVC "imap"
+
+struct imap_penalty {
+	uv_timer_t timer;
+	struct imap_session *s;
+	void (*fn)(struct imap_session *s);
+};
+
+static void imap_penalty_close_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
 
 /* The command table (STYLE rule 12): the dispatcher checks the state
  * flags, CAPABILITY is built from the capability column. */
@@ -30,6 +44,7 @@ const struct imap_command_def imap_commands[] = {
 	{ "LOGOUT", imap_cmd_logout, IMAP_CMD_ANY, NULL },
 	{ "LOGIN", imap_cmd_login, IMAP_CMD_NOT_AUTH, NULL },
 	{ "STARTTLS", imap_cmd_starttls, IMAP_CMD_NOT_AUTH, NULL }, /* see capability */
+	{ "AUTHENTICATE", imap_cmd_authenticate, IMAP_CMD_NOT_AUTH, NULL },
 	{ "LIST", imap_cmd_list, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "SELECT", imap_cmd_select, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "EXAMINE", imap_cmd_examine, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
@@ -84,9 +99,14 @@ int imap_session_login_allowed(const struct imap_session *s)
 char *imap_session_capability(const struct imap_session *s)
 {
 	const struct imap_server *server = s->server;
-	return xasprintf("%s%s%s", server->capability,
+	int login = imap_session_login_allowed(s);
+	return xasprintf("%s%s%s%s", server->capability,
 			 server->set.tls != NULL && s->tls == NULL ? " STARTTLS" : "",
-			 imap_session_login_allowed(s) ? "" : " LOGINDISABLED");
+			 !login ? " LOGINDISABLED"
+			 : server->backend->scram_keys != NULL
+				 ? " AUTH=PLAIN AUTH=LOGIN AUTH=SCRAM-SHA-256 SASL-IR"
+				 : " AUTH=PLAIN AUTH=LOGIN SASL-IR",
+			 "");
 }
 
 /* ---- sessions: lifetime --------------------------------------------- */
@@ -112,6 +132,12 @@ void imap_session_unref(struct imap_session *s)
 	imap_session_mailbox_clear(s);
 	imap_parser_destroy(&s->parser);
 	tls_conn_free(&s->tls);
+	sasl_server_free(&s->sasl);
+	free(s->auth_canon);
+	if (s->login_password != NULL)
+		OPENSSL_cleanse(s->login_password, strlen(s->login_password));
+	free(s->login_user);
+	free(s->login_password);
 	buf_deinit(&s->in);
 	buf_deinit(&s->out);
 	free(s->user);
@@ -163,6 +189,14 @@ static void imap_session_handles_close(struct imap_session *s)
 /* Stop everything now; replies not yet written are dropped. */
 static void imap_session_close(struct imap_session *s, const char *reason)
 {
+	if (s->penalty != NULL) {
+		/* a held-back attempt must not hold the loop (SIGTERM) */
+		struct imap_penalty *p = s->penalty;
+		s->penalty = NULL;
+		uv_timer_stop(&p->timer);
+		uv_close((uv_handle_t *)&p->timer, imap_penalty_close_cb);
+		imap_session_unref(s);
+	}
 	if (!s->closed) {
 		s->closed = 1;
 		log_event(LOG_INFO, IMAP_LOG_SVC, "event=disconnect sid=%s reason=%s", s->id,
@@ -429,7 +463,29 @@ static void imap_session_read_cb(uv_stream_t *stream, ssize_t nread, const uv_bu
 
 static void imap_session_input_process(struct imap_session *s)
 {
-	while (!s->busy && !s->closed && s->in.len > 0) {
+	while ((!s->busy || s->auth_reading) && !s->closed && s->in.len > 0) {
+		if (s->auth_reading) {
+			/* RFC 4959/4954: a response line may be 12288 octets */
+			const uint8_t *nl = memchr(s->in.data, '\n', s->in.len);
+			if (nl == NULL) {
+				if (s->in.len > 12290)
+					imap_session_bye(s, "Authentication line too long",
+							 "auth-line-too-long");
+				break;
+			}
+			size_t len = (size_t)(nl - s->in.data);
+			char *line = xmalloc(len + 1);
+			memcpy(line, s->in.data, len);
+			line[len] = '\0';
+			buf_consume(&s->in, len + 1);
+			if (len > 0 && line[len - 1] == '\r')
+				len--;
+			s->auth_reading = 0;
+			imap_auth_line(s, line, len);
+			OPENSSL_cleanse(line, len);
+			free(line);
+			continue;
+		}
 		struct imap_command *cmd;
 		const char *error;
 		size_t used = 0;
@@ -471,6 +527,36 @@ static void imap_session_input_process(struct imap_session *s)
 }
 
 static void imap_session_idle_cb(uv_timer_t *timer);
+
+static void imap_penalty_cb(uv_timer_t *t)
+{
+	struct imap_penalty *p = t->data;
+	struct imap_session *s = p->s;
+	s->penalty = NULL;
+	if (!imap_session_is_closed(s))
+		p->fn(s);
+	imap_session_unref(s);
+	uv_close((uv_handle_t *)&p->timer, imap_penalty_close_cb);
+}
+
+void imap_session_after_penalty(struct imap_session *s, void (*fn)(struct imap_session *s))
+{
+	const struct imap_settings *set = &s->server->set;
+	unsigned ms = set->auth_delay_ms != NULL ? set->auth_delay_ms(set->guard_arg, s->peer_ip)
+						 : 0;
+	if (ms == 0) {
+		fn(s);
+		return;
+	}
+	struct imap_penalty *p = xcalloc(1, sizeof *p);
+	p->s = s;
+	p->fn = fn;
+	s->penalty = p;
+	imap_session_ref(s);
+	uv_timer_init(s->server->loop, &p->timer);
+	p->timer.data = p;
+	uv_timer_start(&p->timer, imap_penalty_cb, ms, 0);
+}
 
 void imap_session_authenticated(struct imap_session *s)
 {
@@ -609,6 +695,9 @@ static void imap_server_connection_cb(uv_stream_t *listener, int status)
 	imap_session_peer(s);
 	log_event(LOG_INFO, IMAP_LOG_SVC, "event=connect sid=%s peer=%s", s->id, s->peer);
 	const char *over = imap_server_over_cap(server, s);
+	if (over == NULL && server->set.ip_refused != NULL &&
+	    server->set.ip_refused(server->set.guard_arg, s->peer_ip))
+		over = "blocked";
 	if (over != NULL) {
 		if (server->set.implicit_tls) /* no handshake for a client turned away */
 			imap_session_close(s, over);

@@ -53,6 +53,18 @@ struct imap_settings {
 	 * RFC 8314). NULL: no TLS. */
 	struct tls_server *tls;
 	int implicit_tls;
+	/* AUTHENTICATE (SASL PLAIN, LOGIN, and SCRAM-SHA-256 when the backend
+	 * gives keys; SASL-IR): the secret that keys unknown users' fake SCRAM
+	 * salts, >= 16 bytes, the same on every frontend. */
+	const uint8_t *sasl_secret;
+	size_t sasl_secret_len;
+	/* Authentication penalties and blocks (frontend/auth-guard.h), all
+	 * optional: how long to hold an attempt from ip, a failed attempt,
+	 * and whether ip is refused at connect. */
+	unsigned (*auth_delay_ms)(void *arg, const char *ip);
+	void (*auth_failed)(void *arg, const char *ip);
+	int (*ip_refused)(void *arg, const char *ip);
+	void *guard_arg;
 	uint64_t idle_timeout_ms;
 	uint64_t preauth_timeout_ms; /* the idle timeout until logged in */
 	unsigned max_sessions;

@@ -188,6 +188,44 @@ def output_bound_test(server_bin):
     assert rc == 0, rc
 
 
+class ScramClient:
+    """SCRAM-SHA-256 client steps for imaplib.authenticate (RFC 5802)."""
+
+    def __init__(self, user, password):
+        import base64
+        import os as _os
+        self.user, self.password = user, password
+        self.nonce = base64.b64encode(_os.urandom(18)).decode()
+        self.first_bare = f"n={user},r={self.nonce}"
+        self.step = 0
+        self.expect = None
+
+    def __call__(self, challenge):
+        import base64
+        import hashlib
+        import hmac
+        self.step += 1
+        if self.step == 1:
+            return ("n,," + self.first_bare).encode()
+        if self.step == 2:
+            server_first = challenge.decode()
+            attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+            assert attrs["r"].startswith(self.nonce)
+            salt = base64.b64decode(attrs["s"])
+            salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), salt, int(attrs["i"]))
+            client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+            stored = hashlib.sha256(client_key).digest()
+            without_proof = "c=biws,r=" + attrs["r"]
+            auth_msg = ",".join([self.first_bare, server_first, without_proof]).encode()
+            sig = hmac.new(stored, auth_msg, "sha256").digest()
+            proof = bytes(a ^ b for a, b in zip(client_key, sig))
+            server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+            self.expect = base64.b64encode(hmac.new(server_key, auth_msg, "sha256").digest())
+            return (without_proof + ",p=" + base64.b64encode(proof).decode()).encode()
+        assert challenge == b"v=" + self.expect, (challenge, self.expect)
+        return b""
+
+
 def tls_tests(server_bin):
     tmp = tempfile.mkdtemp(prefix="imap-tls-")
     proc = None
@@ -220,8 +258,42 @@ def tls_tests(server_bin):
 
         imaps = imaplib.IMAP4_SSL("localhost", tls_port, ssl_context=ctx)
         assert "STARTTLS" not in imaps.capabilities, imaps.capabilities
+        for mech in ("AUTH=PLAIN", "AUTH=LOGIN", "AUTH=SCRAM-SHA-256", "SASL-IR"):
+            assert mech in imaps.capabilities, (mech, imaps.capabilities)
         typ, _ = imaps.login(USER, PASSWORD)
         assert typ == "OK"
+        imaps.logout()
+
+        # AUTHENTICATE PLAIN (SASL-IR: imaplib sends the initial response)
+        imaps = imaplib.IMAP4_SSL("localhost", tls_port, ssl_context=ctx)
+        typ, _ = imaps.authenticate("PLAIN", lambda _: b"\0" + USER.encode() + b"\0" +
+                                    PASSWORD.encode())
+        assert typ == "OK"
+        imaps.logout()
+        imaps = imaplib.IMAP4_SSL("localhost", tls_port, ssl_context=ctx)
+        try:
+            imaps.authenticate("PLAIN", lambda _: b"\0" + USER.encode() + b"\0wrong")
+            raise AssertionError("AUTHENTICATE PLAIN with a wrong password succeeded")
+        except imaplib.IMAP4.error as e:
+            assert "AUTHENTICATIONFAILED" in str(e), e
+        imaps.logout()
+        # AUTHENTICATE LOGIN: two challenges
+        answers = iter([USER.encode(), PASSWORD.encode()])
+        imaps = imaplib.IMAP4_SSL("localhost", tls_port, ssl_context=ctx)
+        typ, _ = imaps.authenticate("LOGIN", lambda _: next(answers))
+        assert typ == "OK"
+        imaps.logout()
+        # SCRAM-SHA-256, client written here from RFC 5802
+        imaps = imaplib.IMAP4_SSL("localhost", tls_port, ssl_context=ctx)
+        typ, _ = imaps.authenticate("SCRAM-SHA-256", ScramClient(USER, PASSWORD))
+        assert typ == "OK"
+        imaps.logout()
+        imaps = imaplib.IMAP4_SSL("localhost", tls_port, ssl_context=ctx)
+        try:
+            imaps.authenticate("SCRAM-SHA-256", ScramClient(USER, "wrong"))
+            raise AssertionError("SCRAM with a wrong password succeeded")
+        except imaplib.IMAP4.error as e:
+            assert "AUTHENTICATIONFAILED" in str(e), e
         imaps.logout()
 
         # injection: a LOGIN pipelined after STARTTLS must never run
@@ -238,10 +310,16 @@ def tls_tests(server_bin):
         line = tf.readline()
         # not logged in: the injected LOGIN did not run
         assert line.startswith(b"c BAD") and b"Not authenticated" in line, line
+        # SASL-IR: the initial response on the command line
+        import base64
+        ir = base64.b64encode(b"\0" + USER.encode() + b"\0" + PASSWORD.encode())
+        tls.sendall(b"e AUTHENTICATE PLAIN " + ir + b"\r\n")
+        line = tf.readline()
+        assert line.startswith(b"e OK"), line
         tls.sendall(b"d LOGOUT\r\n")
         tf.readline()
         tls.close()
-        print("imap tls: 3 passed, 0 failed")
+        print("imap tls: 3 passed, 0 failed; AUTHENTICATE PLAIN, LOGIN, SCRAM-SHA-256 passed")
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)

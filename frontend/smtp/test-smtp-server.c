@@ -679,7 +679,10 @@ static void test_output_bounded(void **state)
 	assert_true(stalled);
 	assert_true(sent < 16u << 20);
 	fcntl(c->fd, F_SETFL, fl);
-	/* reading the replies lets the session go on */
+	/* reading the replies lets the session go on (a loaded machine may
+	 * take a while over a million NOOPs: a longer read timeout) */
+	struct timeval tv = { .tv_sec = 60 };
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	size_t want = sent / 6, got = 0;
 	char line[512];
 	while (got < want && client_line(c, line, sizeof line) == 0)
