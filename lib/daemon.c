@@ -1,5 +1,4 @@
 #include "daemon.h"
-#include "daemon-options.h"
 #include "log.h"
 
 #include <signal.h>
@@ -59,21 +58,17 @@ int daemon_loop_finish(uv_loop_t *loop)
 }
 
 int daemon_metrics_start(uv_loop_t *loop, const char *svc, const char *node_id,
-			 const char *hostport, metrics **metrics_r, const char **error_r)
+			 const struct daemon_listen *addr, metrics **metrics_r,
+			 const char **error_r)
 {
-	char *host;
-	int port;
-	if (daemon_options_parse_listen(hostport, &host, &port, error_r) < 0)
-		return -1;
 	metrics *m = metrics_create(loop, svc, node_id);
 	metrics_add_collector(m, metrics_collect_process, m);
-	int r = metrics_listen(m, host, port, &port, error_r);
-	if (r < 0) {
+	int port;
+	if (metrics_listen(m, addr->host, addr->port, &port, error_r) < 0) {
 		metrics_destroy(&m);
-	} else {
-		log_event(LOG_INFO, svc, "event=metrics_listening addr=%s:%d", host, port);
-		*metrics_r = m;
+		return -1;
 	}
-	free(host);
-	return r;
+	log_event(LOG_INFO, svc, "event=metrics_listening addr=%s:%d", addr->host, port);
+	*metrics_r = m;
+	return 0;
 }

@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "daemon-options.h"
 #include "metrics.h"
 
 typedef void daemon_stop_fn(void *arg);
@@ -32,10 +33,11 @@ void daemon_signals_deinit(struct daemon_signals *ds);
  * result. */
 int daemon_loop_finish(uv_loop_t *loop);
 
-/* Create the daemon's metrics endpoint on hostport ("HOST:PORT", IP literal)
+/* Create the daemon's metrics endpoint on addr (its host an IP literal)
  * with the process collector registered. Returns 0 with *metrics_r, or -1
  * with *error_r (static text) and nothing to free. */
 int daemon_metrics_start(uv_loop_t *loop, const char *svc, const char *node_id,
-			 const char *hostport, metrics **metrics_r, const char **error_r);
+			 const struct daemon_listen *addr, metrics **metrics_r,
+			 const char **error_r);
 
 #endif

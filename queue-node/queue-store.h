@@ -19,9 +19,10 @@
  *        the replicated mode: the last log index of the partition applied
  *        here (queue_store_apply), written in the same batch as the change.
  *
- * Queue ids are 1..64 chars of [0-9a-zA-Z] (checked by queue_store_id_valid;
- * every function here requires a valid id), so they never contain 0x00 and
- * "<queue id> 0x00" is an unambiguous prefix.
+ * Queue ids are 1..QUEUE_ID_MAX (64) chars of [0-9a-zA-Z] (queue-id.h;
+ * checked by queue_store_id_valid; every function here requires a valid
+ * id), so they never contain 0x00 and "<queue id> 0x00" is an unambiguous
+ * prefix.
  *
  * Every write uses sync=true: it has reached the disk (fsync) when the call
  * returns 0, which is what lets the service acknowledge an enqueue.
@@ -37,10 +38,10 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "queue-id.h"
 #include "queue.pb-c.h"
 
 #define QUEUE_STORE_KEY_VERSION 0x01
-#define QUEUE_ID_MAX 64
 
 typedef struct queue_store queue_store;
 

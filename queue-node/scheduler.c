@@ -41,22 +41,23 @@ struct queue_sched {
 
 void queue_sched_settings_default(struct queue_sched_settings *set)
 {
-	set->retry_initial_ms = 1000;
-	set->retry_max_ms = 60000;
-	set->max_inflight = 64;
+	set->retry_initial_ms = QUEUE_SCHED_RETRY_INITIAL_MS_DEFAULT;
+	set->retry_max_ms = QUEUE_SCHED_RETRY_MAX_MS_DEFAULT;
+	set->max_inflight = QUEUE_SCHED_MAX_INFLIGHT_DEFAULT;
 }
 
 int queue_sched_settings_check(const struct queue_sched_settings *set, const char **error_r)
 {
-	if (set->retry_initial_ms < 1 || set->retry_initial_ms > 3600000) {
+	if (set->retry_initial_ms < 1 || set->retry_initial_ms > QUEUE_SCHED_RETRY_INITIAL_MS_MAX) {
 		*error_r = "retry_initial_ms out of range 1..3600000";
 		return -1;
 	}
-	if (set->retry_max_ms < set->retry_initial_ms || set->retry_max_ms > 86400000) {
+	if (set->retry_max_ms < set->retry_initial_ms ||
+	    set->retry_max_ms > QUEUE_SCHED_RETRY_MAX_MS_MAX) {
 		*error_r = "retry_max_ms out of range retry_initial_ms..86400000";
 		return -1;
 	}
-	if (set->max_inflight < 1 || set->max_inflight > 100000) {
+	if (set->max_inflight < 1 || set->max_inflight > QUEUE_SCHED_MAX_INFLIGHT_MAX) {
 		*error_r = "max_inflight out of range 1..100000";
 		return -1;
 	}

@@ -36,6 +36,14 @@ struct queue_sched_settings {
 	uint32_t max_inflight;
 };
 
+/* The bounds above, for the queue node's option rows. */
+#define QUEUE_SCHED_RETRY_INITIAL_MS_DEFAULT 1000u
+#define QUEUE_SCHED_RETRY_INITIAL_MS_MAX 3600000u
+#define QUEUE_SCHED_RETRY_MAX_MS_DEFAULT 60000u
+#define QUEUE_SCHED_RETRY_MAX_MS_MAX 86400000u
+#define QUEUE_SCHED_MAX_INFLIGHT_DEFAULT 64u
+#define QUEUE_SCHED_MAX_INFLIGHT_MAX 100000u
+
 void queue_sched_settings_default(struct queue_sched_settings *set);
 /* Returns 0, or -1 with *error_r (static text naming the bad setting). */
 int queue_sched_settings_check(const struct queue_sched_settings *set, const char **error_r);

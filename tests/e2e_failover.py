@@ -35,7 +35,7 @@ import local  # noqa: E402
 import e2e_harness  # noqa: E402
 
 USERS = [f"user{i}@example.test" for i in range(6)]
-WINDOW_S = 600  # QUEUE_CLIENT_RESEND_WINDOW_MS (queue-node/queue-client.h)
+WINDOW_S = 600  # QUEUE_CLIENT_RESEND_WINDOW_MS (client/queue-client.h)
 PASSWORD = "pw"
 
 

@@ -49,9 +49,9 @@ DOWN_SEND_STARTS_S = (0, TTL_S, 3 * TTL_S)  # after the kill: before, around,
 
 
 def queue_client_deadline_s():
-    """QUEUE_CLIENT_DEADLINE_MS from queue-node/queue-client.h: how long
+    """QUEUE_CLIENT_DEADLINE_MS from client/queue-client.h: how long
     the frontend may take before it answers 451."""
-    path = os.path.join(os.path.dirname(HERE), "queue-node", "queue-client.h")
+    path = os.path.join(os.path.dirname(HERE), "client", "queue-client.h")
     with open(path) as f:
         m = re.search(r"#define QUEUE_CLIENT_DEADLINE_MS (\d+)u?", f.read())
     assert m, "QUEUE_CLIENT_DEADLINE_MS not found"

@@ -44,7 +44,7 @@ import cluster_probe as probe  # noqa: E402
 import e2e_harness  # noqa: E402
 
 PASSWORD = "pw"
-WINDOW_S = 600  # QUEUE_CLIENT_RESEND_WINDOW_MS (queue-node/queue-client.h)
+WINDOW_S = 600  # QUEUE_CLIENT_RESEND_WINDOW_MS (client/queue-client.h)
 VICTIMS = ["store-1", "store-2", "store-3", "queue-1", "queue-2", "queue-3", "frontend-1"]
 
 

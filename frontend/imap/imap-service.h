@@ -1,7 +1,7 @@
 /* imap-service.h: the IMAP service of the frontend daemon (library
  * `mailimapservice`): the engine (imap-server.h) over the real backend,
  * i.e. logins checked by the tenant directory (router/directory.h) and
- * mailboxes reached through the store client (store-node/store-client.h).
+ * mailboxes reached through the store client (client/store-client.h).
  *
  * Loop thread only.
  */

@@ -13,6 +13,7 @@
 #ifndef MAIL_QUEUE_CLIENT_H
 #define MAIL_QUEUE_CLIENT_H
 
+#include "queue-id.h"
 #include "queue.pb-c.h"
 #include "router.h"
 

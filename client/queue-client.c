@@ -12,7 +12,6 @@
 
 #include "log.h"
 #include "mail-error.h"
-#include "queue-store.h"
 #include "routed-client.h"
 #include "util.h"
 #include "xalloc.h"

@@ -1,0 +1,165 @@
+/* daemon-main.c: daemon-main.h. The struct daemon, the settings and the
+ * daemon's context are on the heap for the whole run (the etcd monitor's
+ * and the daemon's thread-pool jobs count writes in etcd_stats until the
+ * loop's last run). */
+#include "daemon-main.h"
+
+#include "daemon.h"
+#include "etcd-monitor.h"
+#include "log.h"
+#include "util.h"
+#include "xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct daemon {
+	uv_loop_t loop;
+	const struct daemon_def *def;
+	const struct daemon_settings *set;
+	void *ctx;
+	metrics *metrics;
+	etcd_stats etcd_stats;
+	etcd_monitor *etcd_monitor;
+	struct daemon_signals signals;
+	uv_timer_t drain;          /* after stop, while def->pending() > 0 */
+	uint64_t drain_deadline;   /* monotonic ms */
+};
+
+const struct daemon_option daemon_options[] = {
+	{ .name = "metrics", .kind = DAEMON_OPTION_LISTEN,
+	  .offset = offsetof(struct daemon_settings, metrics), .value_name = "HOST:PORT",
+	  .help = "Prometheus /metrics address (off when not given)" },
+	{ .name = "etcd-quota-bytes", .kind = DAEMON_OPTION_U64,
+	  .offset = offsetof(struct daemon_settings, etcd_quota), .value_name = "N",
+	  .min = 1, .max = UINT64_MAX / 100, .def = ETCD_MONITOR_DEFAULT_QUOTA,
+	  .help = "etcd's --quota-backend-bytes: warn at 80% of it" },
+	{ .name = NULL },
+};
+
+int daemon_start_failed(struct daemon *d, const char *step, const char *reason)
+{
+	char quoted[512];
+	log_event(LOG_ERROR, d->def->svc, "event=start_failed step=%s reason=%s", step,
+		  log_quote(quoted, sizeof quoted, reason, strlen(reason)));
+	return -1;
+}
+
+uv_loop_t *daemon_loop(struct daemon *d)
+{
+	return &d->loop;
+}
+
+etcd_stats *daemon_etcd_stats(struct daemon *d)
+{
+	return &d->etcd_stats;
+}
+
+void daemon_add_collector(struct daemon *d, metrics_collect_fn *fn, void *arg)
+{
+	if (d->metrics != NULL)
+		metrics_add_collector(d->metrics, fn, arg);
+}
+
+/* Returns -1 to run the daemon, else the exit status (--help, bad options). */
+static int daemon__parse(const struct daemon_def *def, int argc, char **argv, void *settings)
+{
+	/* the daemon's groups, then daemon_options at offset 0 */
+	size_t n = 0;
+	while (def->options[n].rows != NULL)
+		n++;
+	struct daemon_option_group *groups = xcalloc(n + 2, sizeof *groups);
+	memcpy(groups, def->options, n * sizeof *groups);
+	groups[n].rows = daemon_options;
+	char error[DAEMON_OPTIONS_ERROR_MAX];
+	const char *why = error;
+	int r = daemon_options_parse(groups, settings, argc, argv, error);
+	if (r == 1)
+		daemon_options_usage(stdout, def->name, def->summary, groups);
+	else if (r == 0 && def->check != NULL)
+		r = def->check(settings, &why);
+	free(groups);
+	if (r < 0)
+		fprintf(stderr, "%s: %s (see %s --help)\n", def->name, why, def->name);
+	return r < 0 ? 2 : r == 1 ? 0 : -1;
+}
+
+static void daemon__drain_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	size_t pending = d->def->pending(d->ctx);
+	if (pending > 0 && util_now_mono_ms() < d->drain_deadline)
+		return;
+	log_event(pending > 0 ? LOG_WARN : LOG_INFO, d->def->svc, "event=drained calls_failed=%zu",
+		  pending);
+	uv_close((uv_handle_t *)t, NULL);
+	d->def->drained(d->ctx);
+}
+
+/* The daemon's stop first (it leaves the ring at once), then the
+ * skeleton's handles; the drain, if any, keeps the loop until it ends. */
+static void daemon__stop_cb(void *arg)
+{
+	struct daemon *d = arg;
+	d->def->stop(d->ctx);
+	metrics_destroy(&d->metrics);
+	etcd_monitor_destroy(&d->etcd_monitor);
+	daemon_signals_deinit(&d->signals);
+	if (d->def->pending == NULL)
+		return;
+	d->drain_deadline = util_now_mono_ms() + d->def->drain_ms;
+	uv_timer_init(&d->loop, &d->drain);
+	d->drain.data = d;
+	uv_timer_start(&d->drain, daemon__drain_cb, 0, DAEMON_DRAIN_POLL_MS);
+}
+
+static int daemon__start(struct daemon *d, const void *settings)
+{
+	const struct daemon_settings *set = d->set;
+	const char *error;
+	if (set->etcd != NULL) {
+		etcd_monitor_settings es = { .etcd_url = set->etcd, .quota_bytes = set->etcd_quota,
+					     .stats = &d->etcd_stats };
+		d->etcd_monitor = etcd_monitor_start(&d->loop, &es);
+	}
+	if (set->metrics.text != NULL &&
+	    daemon_metrics_start(&d->loop, d->def->svc, set->id, &set->metrics, &d->metrics,
+				 &error) < 0)
+		return daemon_start_failed(d, "metrics", error);
+	if (d->etcd_monitor != NULL)
+		daemon_add_collector(d, etcd_monitor_collect, d->etcd_monitor);
+	return d->def->start(d, settings, d->ctx);
+}
+
+int daemon_main(const struct daemon_def *def, int argc, char **argv)
+{
+	void *settings = xcalloc(1, def->settings_size);
+	int ret = daemon__parse(def, argc, argv, settings);
+	if (ret >= 0) {
+		free(settings);
+		return ret;
+	}
+	struct daemon *d = xcalloc(1, sizeof *d);
+	d->def = def;
+	d->set = settings;
+	d->ctx = xcalloc(1, def->ctx_size);
+	log_event(LOG_INFO, def->svc, "event=starting id=%s pid=%ld", d->set->id, (long)getpid());
+	uv_loop_init(&d->loop);
+	daemon_signals_init(&d->loop, &d->signals, daemon__stop_cb, d);
+	ret = 0;
+	if (daemon__start(d, settings) < 0) {
+		daemon__stop_cb(d);
+		ret = 1;
+	}
+	if (daemon_loop_finish(&d->loop) != 0)
+		log_event(LOG_WARN, def->svc, "event=loop_busy_at_exit");
+	if (def->deinit != NULL)
+		def->deinit(d->ctx);
+	log_event(LOG_INFO, def->svc, "event=stopped id=%s status=%d", d->set->id, ret);
+	free(d->ctx);
+	free(settings);
+	free(d);
+	return ret;
+}

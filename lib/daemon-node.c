@@ -1,0 +1,57 @@
+/* daemon-node.c: daemon-node.h. */
+#include "daemon-node.h"
+
+#include "repl.h"
+#include "xalloc.h"
+
+/* Offsets are within struct daemon_node_settings. */
+#define NODE(field) offsetof(struct daemon_node_settings, field)
+
+const struct daemon_option daemon_node_options[] = {
+	{ .name = "id", .kind = DAEMON_OPTION_STRING, .offset = NODE(daemon.id), .value_name = "ID",
+	  .required = 1, .help = "node id: its name in the ring, etcd and the logs" },
+	{ .name = "listen", .kind = DAEMON_OPTION_LISTEN, .offset = NODE(listen),
+	  .value_name = "HOST:PORT", .required = 1,
+	  .help = "RPC address (port 0: a free one, logged at ready)" },
+	{ .name = "data", .kind = DAEMON_OPTION_STRING, .offset = NODE(data), .value_name = "DIR",
+	  .required = 1, .help = "LevelDB directory (created if missing)" },
+	{ .name = "advertise", .kind = DAEMON_OPTION_STRING, .offset = NODE(advertise),
+	  .value_name = "HOST", .help = "host put in the ring (default: the listen host)" },
+	{ .name = "partitions", .kind = DAEMON_OPTION_UINT, .offset = NODE(partitions),
+	  .value_name = "N", .min = 1, .max = 65536, .def = ROUTER_DEFAULT_PARTITIONS,
+	  .help = "partitions of a new ring" },
+	{ .name = "replicas", .kind = DAEMON_OPTION_UINT, .offset = NODE(replicas), .value_name = "R",
+	  .min = 1, .max = 8, .def = ROUTER_DEFAULT_REPLICAS,
+	  .help = "replicas per partition of a new ring" },
+	{ .name = "lease-ttl", .kind = DAEMON_OPTION_UINT, .offset = NODE(lease_ttl), .value_name = "S",
+	  .min = 1, .max = 3600, .def = ROUTER_DEFAULT_LEASE_TTL_S,
+	  .help = "membership lease in seconds" },
+	{ .name = "log-keep", .kind = DAEMON_OPTION_UINT, .offset = NODE(log_keep), .value_name = "N",
+	  .min = 1, .max = 1u << 30, .def = REPL_DEFAULT_LOG_KEEP_ENTRIES,
+	  .help = "entries kept per partition log (then snapshots)" },
+	{ .name = "log-keep-mib", .kind = DAEMON_OPTION_UINT, .offset = NODE(log_keep_mib),
+	  .value_name = "N", .min = 1, .max = 1u << 20, .def = REPL_DEFAULT_LOG_KEEP_BYTES >> 20,
+	  .help = "payload MiB kept per partition log" },
+	{ .name = NULL },
+};
+
+void daemon_node_repl_settings(const struct daemon_node_settings *set, enum router_role role,
+			       int port, etcd_stats *stats, struct repl_host_settings *hs_r,
+			       char **repl_dir_r)
+{
+	*repl_dir_r = xasprintf("%s/repl", set->data);
+	*hs_r = (struct repl_host_settings){
+		.role = role,
+		.node_id = set->daemon.id,
+		.etcd_url = set->daemon.etcd,
+		.host = set->advertise != NULL ? set->advertise : set->listen.host,
+		.port = port,
+		.repl_dir = *repl_dir_r,
+		.n_partitions = set->partitions,
+		.n_replicas = set->replicas,
+		.ttl_s = (int)set->lease_ttl,
+		.log_keep_entries = set->log_keep,
+		.log_keep_bytes = (uint64_t)set->log_keep_mib << 20,
+		.etcd_stats = stats,
+	};
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""The three daemons' command lines (lib/daemon-options.h), without
+starting anything: `--help` exits 0 on stdout and names every option (the
+names cluster/local.py and the tests pass must stay), with each node role's
+own log bounds as its defaults; a value out of range, a bad address, an
+unknown option and a missing required option each exit 2 with one line on
+stderr naming the option. Standard library only; a few seconds.
+"""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import e2e_harness  # noqa: E402
+
+COMMON = ["metrics", "etcd-quota-bytes", "help"]
+NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-ttl",
+        "log-keep", "log-keep-mib", "etcd"] + COMMON
+OPTIONS = {
+    "frontend": ["id", "etcd", "smtp", "imap", "hostname"] + COMMON,
+    "store-node": NODE,
+    "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight"],
+}
+# (binary, option, the line under it in --help)
+DEFAULTS = [
+    ("store-node", "log-keep", "1..1073741824, default 10000"),
+    ("store-node", "log-keep-mib", "1..1048576, default 16"),
+    ("queue-node", "log-keep", "1..1073741824, default 2000"),
+    ("queue-node", "log-keep-mib", "1..1048576, default 4"),
+    ("store-node", "partitions", "1..65536, default 256"),
+    ("queue-node", "max-inflight", "1..100000, default 64"),
+    ("frontend", "smtp", "default 127.0.0.1:2525"),
+    ("frontend", "etcd-quota-bytes", "1..184467440737095516, default 2147483648"),
+]
+NODE_ARGS = ["--id", "n1", "--listen", "127.0.0.1:0", "--data", "/nonexistent",
+             "--etcd", "http://127.0.0.1:1"]
+# (binary, extra argv, what the one line on stderr must contain)
+BAD = [
+    ("store-node", ["--partitions", "0"], "--partitions must be a number in 1..65536"),
+    ("store-node", ["--replicas", "9"], "--replicas must be a number in 1..8"),
+    ("store-node", ["--listen", "nope"], "--listen must be HOST:PORT"),
+    ("store-node", ["--log-keep-mib", "1048577"], "--log-keep-mib must be a number in 1..1048576"),
+    ("queue-node", ["--lease-ttl", "3601"], "--lease-ttl must be a number in 1..3600"),
+    ("queue-node", ["--max-inflight", "0"], "--max-inflight must be a number in 1..100000"),
+    ("queue-node", ["--retry-initial-ms", "5000", "--retry-max-ms", "1000"], "retry_max_ms"),
+    ("queue-node", ["--partitons", "8"], "unknown option \"--partitons\""),
+    ("frontend", ["--etcd-quota-bytes", "0"], "--etcd-quota-bytes must be a number in 1.."),
+    ("frontend", ["--smtp", "127.0.0.1:70000"], "--smtp must be HOST:PORT"),
+    ("frontend", ["--metrics", "8080"], "--metrics must be HOST:PORT"),
+    ("frontend", ["stray"], "unexpected argument \"stray\""),
+]
+# (binary, argv without a required option, the option named)
+MISSING = [
+    ("store-node", ["--id", "n1", "--listen", "127.0.0.1:0"], "--data DIR is required"),
+    ("queue-node", ["--id", "n1", "--listen", "127.0.0.1:0", "--data", "/x"],
+     "--etcd URL is required"),
+    ("store-node", ["--listen", "127.0.0.1:0", "--data", "/x"], "--id ID is required"),
+]
+
+
+def run(binary, argv):
+    exe = os.path.join(e2e_harness.bin_dir(), binary)
+    return subprocess.run([exe] + argv, capture_output=True, text=True, timeout=10)
+
+
+def help_block(text, option):
+    """The --help lines of one option: its own and the one under it."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(f"  --{option} ") or line == f"  --{option}":
+            return lines[i:i + 2]
+    return None
+
+
+def main():
+    problems = []
+    for binary, options in OPTIONS.items():
+        r = run(binary, ["--help"])
+        if r.returncode != 0 or not r.stdout.startswith(f"usage: {binary} "):
+            problems.append(f"{binary} --help: rc={r.returncode} stdout={r.stdout[:200]!r}")
+            continue
+        named = {line.split()[0][2:] for line in r.stdout.splitlines()
+                 if line.startswith("  --")}
+        if named != set(options):
+            problems.append(f"{binary} --help names {sorted(named)}, want {sorted(options)}")
+    for binary, option, want in DEFAULTS:
+        block = help_block(run(binary, ["--help"]).stdout, option)
+        if block is None or len(block) < 2 or block[1].strip() != want:
+            problems.append(f"{binary} --help for --{option}: {block}, want {want!r}")
+    cases = [(b, (NODE_ARGS if b != "frontend" else []) + extra, want)
+             for b, extra, want in BAD] + MISSING
+    for binary, argv, want in cases:
+        r = run(binary, argv)
+        err = r.stderr.strip().splitlines()
+        if r.returncode != 2 or len(err) != 1 or want not in err[0] or r.stdout:
+            problems.append(f"{binary} {' '.join(argv)}: rc={r.returncode} stderr={r.stderr!r}")
+    for p in problems:
+        print("FAIL", p)
+    print(f"daemon_options: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
