@@ -202,12 +202,20 @@ class Cluster:
                     "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
                     + (["--log-keep", str(self.log_keep)] if self.log_keep else []), port))
         p = self.ports
+        tls = self.tls_dir()
         out.append(("frontend-1", "frontend",
                     f"smtp=127.0.0.1:{p['smtp']} imap=127.0.0.1:{p['imap']}", [
                         os.path.join(self.bin, "frontend"), "--id", "frontend-1",
                         "--etcd", self.etcd_url,
                         "--smtp", f"127.0.0.1:{p['smtp']}",
+                        "--submission", f"127.0.0.1:{p['submission']}",
+                        "--submissions", f"127.0.0.1:{p['submissions']}",
                         "--imap", f"127.0.0.1:{p['imap']}",
+                        "--imaps", f"127.0.0.1:{p['imaps']}",
+                        "--tls-cert", os.path.join(tls, "frontend.pem"),
+                        "--tls-key", os.path.join(tls, "frontend.key"),
+                        "--secret-file", os.path.join(tls, "frontend.secret"),
+                        "--trusted-networks", "127.0.0.0/8,::1",
                         "--metrics", f"127.0.0.1:{p['frontend_metrics']}",
                         "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)], p["imap"]))
         return out
@@ -237,6 +245,8 @@ class Cluster:
         if pid:
             return pid
         _, role, _, argv, ready_port = self.spec(name)
+        if role == "frontend":
+            self.ensure_tls()
         if role != "etcd":
             os.makedirs(os.path.join(self.state, "data", name), exist_ok=True)
         log = open(os.path.join(self.state, "log", f"{name}.log"), "ab")
@@ -329,7 +339,22 @@ class Cluster:
         if proc is not None:
             proc.poll()
 
+    def tls_dir(self):
+        return os.path.join(self.state, "tls")
+
+    def ensure_tls(self):
+        """The development CA and certificates (cluster/dev-ca) and the
+        secret the frontends share (TLS tickets, SASL), under state/tls/."""
+        d = self.tls_dir()
+        subprocess.run([os.path.join(ROOT, "cluster", "dev-ca"), d], check=True)
+        secret = os.path.join(d, "frontend.secret")
+        if not os.path.exists(secret):
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
+
     def up(self):
+        self.ensure_tls()
         started = []
         for name, role, *_ in self.specs():
             if self.pid(name):
@@ -485,8 +510,11 @@ def main(argv):
         for line in c.status_lines():
             print(line)
         p = c.ports
-        print(f"\nSMTP MX 127.0.0.1:{p['smtp']}  IMAP 127.0.0.1:{p['imap']}  "
-              f"etcd {c.etcd_url}")
+        print(f"\nSMTP MX 127.0.0.1:{p['smtp']}  submission {p['submission']} (STARTTLS), "
+              f"{p['submissions']} (TLS)  IMAP 127.0.0.1:{p['imap']} (STARTTLS), "
+              f"{p['imaps']} (TLS)  etcd {c.etcd_url}")
+        print(f"TLS: CA {os.path.join(state, 'tls', 'ca.pem')} (the certificate names "
+              "localhost, 127.0.0.1, mail.example.test)")
         print(f"demo user {DEMO_USER} password '{DEMO_PASSWORD}'; logs in {state}/log/")
         return 0
     if cmd == "down":

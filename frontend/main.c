@@ -5,6 +5,9 @@
  * directory gets its answer first); the calls still in flight to the queue
  * and store tiers get FRONTEND_DRAIN_MS, then the process exits 0. Holds no
  * state that matters: kill it and clients reconnect. */
+#include "auth-guard.h"
+#include "budget.h"
+#include "cidr.h"
 #include "daemon-main.h"
 #include "directory.h"
 #include "imap-service.h"
@@ -13,6 +16,12 @@
 #include "router.h"
 #include "smtp-mx.h"
 #include "store-client.h"
+#include "tls.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
 
 #define LOG_SVC "frontend"
 /* After SIGTERM, calls in flight to the queue and store tiers get this
@@ -20,12 +29,21 @@
  * they fail and the frontend exits. Within the 10 s an operator's stop
  * waits before SIGKILL. */
 #define FRONTEND_DRAIN_MS 8000
+/* Message bodies all SMTP sessions may hold at once (docs/security.md). */
+#define FRONTEND_BODY_BUDGET (256u << 20)
+#define FRONTEND_SECRET_MAX 64
 
 struct frontend_settings {
 	struct daemon_settings daemon; /* first (lib/daemon-main.h) */
 	struct daemon_listen smtp;     /* the SMTP MX listener */
+	struct daemon_listen submission; /* SMTP submission, STARTTLS (587) */
+	struct daemon_listen submissions; /* SMTP submission, implicit TLS (465) */
 	struct daemon_listen imap;     /* the IMAP listener */
+	struct daemon_listen imaps;    /* IMAP, implicit TLS (993) */
 	const char *hostname;          /* SMTP greeting name */
+	const char *tls_cert, *tls_key; /* the default certificate */
+	const char *secret_file;       /* shared by every frontend */
+	const char *trusted;           /* networks exempt from connection caps */
 };
 
 struct frontend {
@@ -34,7 +52,17 @@ struct frontend {
 	queue_client *queue;
 	store_client *store;
 	smtp_mx *mx;
+	smtp_mx *submission;
+	smtp_mx *submissions;
 	imap_service *imap;
+	imap_service *imaps;
+	tls_server *tls;
+	auth_guard *guard;
+	struct cidr_list trusted;
+	struct mem_budget budget;
+	uint8_t secret[FRONTEND_SECRET_MAX];
+	size_t secret_len;
+	uint8_t sasl_secret[32];
 };
 
 /* Offsets are within struct frontend_settings. */
@@ -49,12 +77,113 @@ static const struct daemon_option frontend_options[] = {
 	  .help = "etcd client URL (directory and rings)" },
 	{ .name = "smtp", .kind = DAEMON_OPTION_LISTEN, .offset = FRONTEND(smtp),
 	  .value_name = "HOST:PORT", .def_text = "127.0.0.1:2525", .help = "SMTP MX listener" },
+	{ .name = "submission", .kind = DAEMON_OPTION_LISTEN, .offset = FRONTEND(submission),
+	  .value_name = "HOST:PORT", .def_text = "127.0.0.1:2587",
+	  .help = "SMTP submission listener (STARTTLS, AUTH)" },
+	{ .name = "submissions", .kind = DAEMON_OPTION_LISTEN, .offset = FRONTEND(submissions),
+	  .value_name = "HOST:PORT", .def_text = "127.0.0.1:2465",
+	  .help = "SMTP submission over implicit TLS (needs --tls-cert)" },
 	{ .name = "imap", .kind = DAEMON_OPTION_LISTEN, .offset = FRONTEND(imap),
 	  .value_name = "HOST:PORT", .def_text = "127.0.0.1:2143", .help = "IMAP listener" },
+	{ .name = "imaps", .kind = DAEMON_OPTION_LISTEN, .offset = FRONTEND(imaps),
+	  .value_name = "HOST:PORT", .def_text = "127.0.0.1:2993",
+	  .help = "IMAP over implicit TLS (needs --tls-cert)" },
+	{ .name = "tls-cert", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(tls_cert),
+	  .value_name = "FILE", .help = "default certificate chain (PEM); none: no TLS" },
+	{ .name = "tls-key", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(tls_key),
+	  .value_name = "FILE", .help = "its private key (PEM)" },
+	{ .name = "secret-file", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(secret_file),
+	  .value_name = "FILE",
+	  .help = "secret shared by all frontends (TLS tickets, SASL); none: per process" },
+	{ .name = "trusted-networks", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(trusted),
+	  .value_name = "CIDRS", .help = "networks exempt from connection caps (a,b,...)" },
 	{ .name = "hostname", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(hostname),
 	  .value_name = "NAME", .def_text = "localhost", .help = "name in the SMTP greeting" },
 	{ .name = NULL },
 };
+
+/* ---- authentication guard hooks ------------------------------------------ */
+
+static unsigned frontend_auth_delay(void *arg, const char *ip)
+{
+	struct frontend *fe = arg;
+	return fe->guard != NULL ? auth_guard_delay_ms(fe->guard, ip) : 0;
+}
+
+static void frontend_auth_failed(void *arg, const char *ip)
+{
+	struct frontend *fe = arg;
+	if (fe->guard != NULL)
+		auth_guard_failure(fe->guard, ip);
+}
+
+static int frontend_ip_refused(void *arg, const char *ip)
+{
+	struct frontend *fe = arg;
+	return fe->guard != NULL && auth_guard_blocked(fe->guard, ip);
+}
+
+/* The shared secret: from the file, or random for this process alone. */
+static int frontend_secret(struct frontend *fe, const char *path, const char **error_r)
+{
+	if (path == NULL) {
+		fe->secret_len = 32;
+		RAND_bytes(fe->secret, (int)fe->secret_len);
+	} else {
+		FILE *f = fopen(path, "rb");
+		if (f == NULL) {
+			*error_r = "cannot read --secret-file";
+			return -1;
+		}
+		fe->secret_len = fread(fe->secret, 1, sizeof fe->secret, f);
+		fclose(f);
+		if (fe->secret_len < TLS_TICKET_SECRET_MIN) {
+			*error_r = "--secret-file holds fewer than 16 bytes";
+			return -1;
+		}
+	}
+	/* SASL's fake salts get a key of their own */
+	unsigned int n = 0;
+	EVP_Digest(fe->secret, fe->secret_len, fe->sasl_secret, &n, EVP_sha256(), NULL);
+	return 0;
+}
+
+static int frontend_loopback(const struct daemon_listen *l)
+{
+	return l->text == NULL || cidr_is_loopback_text(l->host);
+}
+
+/* Fill the settings every SMTP listener shares. */
+static void frontend_smtp_common(struct frontend *fe, const struct frontend_settings *set,
+				 struct smtp_mx_settings *mx)
+{
+	smtp_mx_settings_init_default(mx);
+	mx->server.hostname = set->hostname;
+	mx->server.tls = fe->tls;
+	mx->server.trusted = &fe->trusted;
+	mx->server.budget = &fe->budget;
+	mx->server.plaintext_auth = 1; /* from loopback peers only: development mode */
+	mx->server.sasl_secret = fe->sasl_secret;
+	mx->server.sasl_secret_len = sizeof fe->sasl_secret;
+	mx->server.ip_refused = frontend_ip_refused;
+	mx->server.guard_arg = fe;
+	mx->auth_delay_ms = frontend_auth_delay;
+	mx->auth_failed = frontend_auth_failed;
+}
+
+static void frontend_imap_common(struct frontend *fe, struct imap_settings *imap)
+{
+	imap_settings_init(imap);
+	imap->tls = fe->tls;
+	imap->allow_plaintext_login = 1; /* from loopback peers only */
+	imap->trusted = &fe->trusted;
+	imap->sasl_secret = fe->sasl_secret;
+	imap->sasl_secret_len = sizeof fe->sasl_secret;
+	imap->auth_delay_ms = frontend_auth_delay;
+	imap->auth_failed = frontend_auth_failed;
+	imap->ip_refused = frontend_ip_refused;
+	imap->guard_arg = fe;
+}
 
 static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 {
@@ -62,31 +191,83 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	struct frontend *fe = ctx;
 	uv_loop_t *loop = daemon_loop(d);
 	const char *error = NULL;
+	if (cidr_list_parse(set->trusted, &fe->trusted, &error) < 0)
+		return daemon_start_failed(d, "trusted-networks", error);
+	if (frontend_secret(fe, set->secret_file, &error) < 0)
+		return daemon_start_failed(d, "secret", error);
+	if ((set->tls_cert == NULL) != (set->tls_key == NULL))
+		return daemon_start_failed(d, "tls", "--tls-cert and --tls-key go together");
+	if (set->tls_cert != NULL) {
+		struct tls_server_settings ts = { set->tls_cert, set->tls_key, 0 };
+		if (tls_server_create(&ts, &fe->tls, &error) < 0)
+			return daemon_start_failed(d, "tls", error);
+		tls_server_set_ticket_secret(fe->tls, fe->secret, fe->secret_len);
+	} else if (!frontend_loopback(&set->smtp) || !frontend_loopback(&set->submission) ||
+		   !frontend_loopback(&set->imap)) {
+		/* passwords would cross the network in plaintext */
+		return daemon_start_failed(d, "tls", "a listener off loopback needs --tls-cert");
+	}
+	fe->budget.limit = FRONTEND_BODY_BUDGET;
 	fe->dir = directory_create(set->daemon.etcd);
 	directory_set_etcd_stats(fe->dir, daemon_etcd_stats(d));
 	if (router_create(set->daemon.etcd, &fe->router, &error) < 0)
 		return daemon_start_failed(d, "router", error);
 	fe->queue = queue_client_create(loop, fe->router);
 	fe->store = store_client_create(loop, fe->router);
+	struct auth_guard_settings gs = {
+		.etcd_url = set->daemon.etcd, .node_id = set->daemon.id,
+		.stats = daemon_etcd_stats(d),
+	};
+	fe->guard = auth_guard_start(loop, &gs);
 
 	struct smtp_mx_settings mx;
-	smtp_mx_settings_init_default(&mx);
+	frontend_smtp_common(fe, set, &mx);
 	mx.server.host = set->smtp.host;
 	mx.server.port = set->smtp.port;
-	mx.server.hostname = set->hostname;
 	if (smtp_mx_start(loop, &mx, fe->dir, fe->queue, &fe->mx, &error) < 0)
 		return daemon_start_failed(d, "smtp", error);
+	if (set->submission.text != NULL) {
+		frontend_smtp_common(fe, set, &mx);
+		mx.submission = 1;
+		mx.server.log_svc = "smtp-submission";
+		mx.server.host = set->submission.host;
+		mx.server.port = set->submission.port;
+		if (smtp_mx_start(loop, &mx, fe->dir, fe->queue, &fe->submission, &error) < 0)
+			return daemon_start_failed(d, "submission", error);
+	}
+	if (set->submissions.text != NULL && fe->tls != NULL) {
+		frontend_smtp_common(fe, set, &mx);
+		mx.submission = 1;
+		mx.server.implicit_tls = 1;
+		mx.server.log_svc = "smtp-submissions";
+		mx.server.host = set->submissions.host;
+		mx.server.port = set->submissions.port;
+		if (smtp_mx_start(loop, &mx, fe->dir, fe->queue, &fe->submissions, &error) < 0)
+			return daemon_start_failed(d, "submissions", error);
+	}
 
 	struct imap_settings imap;
-	imap_settings_init(&imap);
+	frontend_imap_common(fe, &imap);
 	imap.listen_host = set->imap.host;
 	imap.listen_port = set->imap.port;
-	/* Loopback development mode: TLS does not exist yet (docs/architecture.md). */
-	imap.allow_plaintext_login = 1;
 	if (imap_service_start(loop, &imap, fe->dir, fe->store, &fe->imap, &error) < 0)
 		return daemon_start_failed(d, "imap", error);
-	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s smtp=%s imap=%s", set->daemon.id,
-		  set->smtp.text, set->imap.text);
+	if (set->imaps.text != NULL && fe->tls != NULL) {
+		frontend_imap_common(fe, &imap);
+		imap.implicit_tls = 1;
+		imap.listen_host = set->imaps.host;
+		imap.listen_port = set->imaps.port;
+		if (imap_service_start(loop, &imap, fe->dir, fe->store, &fe->imaps, &error) < 0)
+			return daemon_start_failed(d, "imaps", error);
+	}
+	if (fe->tls == NULL)
+		log_event(LOG_WARN, LOG_SVC, "event=no_tls mode=development "
+			  "note=\"loopback listeners only; implicit-TLS ports off\"");
+	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s smtp=%s submission=%s submissions=%s "
+		  "imap=%s imaps=%s tls=%s plaintext_auth=loopback-only", set->daemon.id,
+		  set->smtp.text, set->submission.text ? set->submission.text : "-",
+		  fe->submissions ? set->submissions.text : "-", set->imap.text,
+		  fe->imaps ? set->imaps.text : "-", fe->tls ? "on" : "off");
 	return 0;
 }
 
@@ -96,8 +277,15 @@ static void frontend_stop(void *ctx)
 	struct frontend *fe = ctx;
 	if (fe->mx != NULL)
 		smtp_mx_stop(&fe->mx);
+	if (fe->submission != NULL)
+		smtp_mx_stop(&fe->submission);
+	if (fe->submissions != NULL)
+		smtp_mx_stop(&fe->submissions);
 	if (fe->imap != NULL)
 		imap_service_stop(&fe->imap);
+	if (fe->imaps != NULL)
+		imap_service_stop(&fe->imaps);
+	auth_guard_stop(&fe->guard);
 }
 
 static size_t frontend_pending(void *ctx)
@@ -122,6 +310,8 @@ static void frontend_deinit(void *ctx)
 		router_destroy(&fe->router);
 	if (fe->dir != NULL)
 		directory_destroy(&fe->dir);
+	tls_server_destroy(&fe->tls);
+	cidr_list_free(&fe->trusted);
 }
 
 static const struct daemon_option_group frontend_option_groups[] = {
@@ -132,8 +322,8 @@ static const struct daemon_option_group frontend_option_groups[] = {
 static const struct daemon_def frontend_daemon = {
 	.name = "frontend",
 	.svc = LOG_SVC,
-	.summary = "The frontend: SMTP (MX) and IMAP for every tenant, over the queue and\n"
-		   "store tiers. Stateless.",
+	.summary = "The frontend: SMTP (MX, submission) and IMAP for every tenant, with TLS,\n"
+		   "over the queue and store tiers. Stateless.",
 	.settings_size = sizeof(struct frontend_settings),
 	.ctx_size = sizeof(struct frontend),
 	.options = frontend_option_groups,

@@ -235,6 +235,19 @@ static void delivery__next(struct delivery_job *job)
 	size_t i = job->next_rcpt;
 	while (i < env->n_rcpt_to && job->msg->delivered[i])
 		i++;
+	while (i < env->n_rcpt_to && i < env->n_rcpt_remote && env->rcpt_remote[i] &&
+	       !job->msg->delivered[i]) {
+		/* outbound delivery does not exist yet: the recipient waits,
+		 * deferred and visible in the queue (docs/security.md) */
+		char q[300];
+		job->deferred[i] = MAIL_ERR_UNAVAILABLE;
+		job->n_deferred++;
+		log_event(LOG_INFO, "queue", "event=outbound_waiting qid=%s rcpt=%s", job->qid,
+			  delivery__rcpt(job, i, q, sizeof q));
+		i++;
+		while (i < env->n_rcpt_to && job->msg->delivered[i])
+			i++;
+	}
 	if (i >= env->n_rcpt_to) {
 		delivery__finish(job);
 		return;

@@ -18,7 +18,8 @@ COMMON = ["metrics", "etcd-quota-bytes", "help"]
 NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-ttl",
         "log-keep", "log-keep-mib", "etcd"] + COMMON
 OPTIONS = {
-    "frontend": ["id", "etcd", "smtp", "imap", "hostname"] + COMMON,
+    "frontend": ["id", "etcd", "smtp", "submission", "submissions", "imap", "imaps",
+                 "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname"] + COMMON,
     "store-node": NODE,
     "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight"],
 }

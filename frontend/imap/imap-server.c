@@ -93,7 +93,7 @@ static char *imap_server_capability_build(const struct imap_settings *set)
 int imap_session_login_allowed(const struct imap_session *s)
 {
 	return (s->tls != NULL && tls_conn_handshake_done(s->tls)) ||
-	       s->server->set.allow_plaintext_login;
+	       (s->server->set.allow_plaintext_login && cidr_is_loopback_text(s->peer_ip));
 }
 
 char *imap_session_capability(const struct imap_session *s)

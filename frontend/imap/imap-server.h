@@ -44,8 +44,8 @@ struct imap_settings {
 	const char *listen_host;    /* copied by start */
 	int listen_port;
 	/* LOGIN over a connection without TLS: 0 (the default) refuses it
-	 * (LOGINDISABLED is advertised until STARTTLS); 1 is the loopback
-	 * development mode (logged at start). */
+	 * (LOGINDISABLED is advertised until STARTTLS); 1 allows it from
+	 * loopback peers only (the development mode, logged at start). */
 	int allow_plaintext_login;
 	/* TLS (lib/tls.h; not owned, must outlive the server): STARTTLS is
 	 * offered (RFC 3501 6.2.1; what a client pipelined after it is

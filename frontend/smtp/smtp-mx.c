@@ -10,6 +10,8 @@
  */
 #include "smtp-mx.h"
 
+#include "sasl.h"
+
 #include "log.h"
 #include "mail-error.h"
 #include "util.h"
@@ -19,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 struct smtp_mx {
 	uv_loop_t *loop;
 	smtp_server *server;
@@ -27,6 +31,23 @@ struct smtp_mx {
 	char *log_svc;
 	int port;
 	unsigned refs;
+	int submission;
+	unsigned (*auth_delay_ms)(void *arg, const char *ip);
+	void (*auth_failed)(void *arg, const char *ip);
+	void *guard_arg;
+};
+
+/* One AUTH lookup: held back by the penalty, then on the thread pool. */
+struct smtp_mx__auth {
+	uv_work_t work;
+	uv_timer_t timer;
+	smtp_mx *mx;
+	smtp_session *session;
+	enum smtp_auth_kind kind;
+	char *user;
+	char *password;
+	int status;
+	struct sasl_scram_keys keys;
 };
 
 /* One recipient lookup on the thread pool. */
@@ -37,6 +58,7 @@ struct smtp_mx__rcpt {
 	char *address; /* normalised */
 	int tenant;    /* directory_tenant_exists() result */
 	int user;      /* directory_user_exists() result (when tenant is OK) */
+	int submission;
 };
 
 /* One enqueue in flight. */
@@ -63,6 +85,7 @@ static void smtp_mx__unref(smtp_mx *mx)
 
 void smtp_mx_settings_init_default(struct smtp_mx_settings *set)
 {
+	memset(set, 0, sizeof *set);
 	smtp_server_settings_init_default(&set->server);
 	set->server.port = 2525;
 	set->server.log_svc = "smtp-mx";
@@ -92,7 +115,9 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 	else
 		err = r->user;
 
-	if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND) {
+	if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND && r->submission) {
+		smtp_session_complete(r->session, 250, "2.1.5", "Ok (outbound)");
+	} else if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND) {
 		smtp_session_complete(r->session, 550, "5.7.1", "Relaying denied");
 	} else if (status >= 0 && r->tenant == MAIL_OK && r->user == MAIL_ERR_NOT_FOUND) {
 		smtp_session_complete(r->session, 550, "5.1.1", "No such user");
@@ -124,6 +149,7 @@ static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt, void *ctx)
 	r->mx = mx;
 	r->session = s;
 	r->address = address;
+	r->submission = mx->submission;
 	smtp_mx__ref(mx);
 	if (uv_queue_work(mx->loop, &r->work, smtp_mx__rcpt_work, smtp_mx__rcpt_done) < 0) {
 		free(r->address);
@@ -157,10 +183,11 @@ static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
 }
 
 /* The envelope as the queue stores it: normalised addresses. A sender that
- * does not normalise (a quoted local part, say) is kept as given. */
-static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, void *ctx)
+ * does not normalise (a quoted local part, say) is kept as given. remote:
+ * per recipient, outside our tenants (submission), or NULL. */
+static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_transaction *t,
+			     const int *remote)
 {
-	smtp_mx *mx = ctx;
 	struct smtp_mx__enqueue *e = xcalloc(1, sizeof *e);
 	e->mx = mx;
 	e->session = s;
@@ -171,10 +198,12 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 	if (t->mail_from[0] != '\0')
 		from = util_address_normalize(t->mail_from, strlen(t->mail_from));
 	char **rcpts = xcalloc(t->n_rcpts, sizeof *rcpts);
+	protobuf_c_boolean *rflags = xcalloc(t->n_rcpts + 1, sizeof *rflags);
 	for (size_t i = 0; i < t->n_rcpts; i++) {
 		rcpts[i] = util_address_normalize(t->rcpts[i], strlen(t->rcpts[i]));
 		if (rcpts[i] == NULL) /* cannot happen: on_rcpt accepted it */
 			rcpts[i] = xstrdup(t->rcpts[i]);
+		rflags[i] = remote != NULL && remote[i];
 	}
 	int64_t now = util_now_wall_ms();
 	/* A resend of this very message (our reply was lost) gets this id
@@ -188,12 +217,18 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 	req.mail_from = from != NULL ? from : (char *)t->mail_from;
 	req.n_rcpt_to = t->n_rcpts;
 	req.rcpt_to = rcpts;
+	if (remote != NULL) {
+		req.n_rcpt_remote = t->n_rcpts;
+		req.rcpt_remote = rflags;
+	}
 	req.body.data = (uint8_t *)t->body;
 	req.body.len = t->body_len;
 	req.helo = (char *)smtp_session_helo(s);
 	req.client_addr = (char *)smtp_session_peer_ip(s);
 	req.received_at = now;
 	req.session_id = (char *)smtp_session_id(s);
+	if (smtp_session_user(s) != NULL)
+		req.auth_user = (char *)smtp_session_user(s);
 
 	smtp_mx__ref(mx);
 	/* The request is packed before this returns (queue-client.h). */
@@ -201,7 +236,161 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 	for (size_t i = 0; i < t->n_rcpts; i++)
 		free(rcpts[i]);
 	free(rcpts);
+	free(rflags);
 	free(from);
+}
+
+/* Submission: which recipients are outside our tenants (thread pool). */
+struct smtp_mx__remote {
+	uv_work_t work;
+	smtp_mx *mx;
+	smtp_session *session;
+	const struct smtp_transaction *t; /* valid until the DATA completion */
+	int *remote;
+	int status;
+};
+
+static void smtp_mx__remote_work(uv_work_t *w)
+{
+	struct smtp_mx__remote *r = w->data;
+	for (size_t i = 0; i < r->t->n_rcpts && r->status == MAIL_OK; i++) {
+		char *a = util_address_normalize(r->t->rcpts[i], strlen(r->t->rcpts[i]));
+		int tenant = a != NULL ? directory_tenant_exists(r->mx->dir, util_address_domain(a))
+				       : MAIL_ERR_PARAMS;
+		free(a);
+		if (tenant == MAIL_ERR_NOT_FOUND)
+			r->remote[i] = 1;
+		else if (tenant != MAIL_OK)
+			r->status = tenant;
+	}
+}
+
+static void smtp_mx__remote_done(uv_work_t *w, int status)
+{
+	struct smtp_mx__remote *r = w->data;
+	if (status < 0 || r->status != MAIL_OK)
+		smtp_session_complete(r->session, 451, "4.3.0",
+				      "Temporary directory failure, try again later");
+	else
+		smtp_mx__enqueue(r->mx, r->session, r->t, r->remote);
+	smtp_mx__unref(r->mx);
+	free(r->remote);
+	free(r);
+}
+
+static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, void *ctx)
+{
+	smtp_mx *mx = ctx;
+	if (!mx->submission) {
+		smtp_mx__enqueue(mx, s, t, NULL);
+		return;
+	}
+	struct smtp_mx__remote *r = xcalloc(1, sizeof *r);
+	r->work.data = r;
+	r->mx = mx;
+	r->session = s;
+	r->t = t;
+	r->remote = xcalloc(t->n_rcpts + 1, sizeof *r->remote);
+	smtp_mx__ref(mx);
+	if (uv_queue_work(mx->loop, &r->work, smtp_mx__remote_work, smtp_mx__remote_done) < 0)
+		smtp_mx__remote_done(&r->work, -1);
+}
+
+/* ---- submission: AUTH and the sender ----------------------------------- */
+
+static void smtp_mx__auth_work(uv_work_t *w)
+{
+	struct smtp_mx__auth *a = w->data;
+	char *addr = util_address_normalize(a->user, strlen(a->user));
+	if (addr == NULL)
+		a->status = MAIL_ERR_PERM;
+	else if (a->kind == SMTP_AUTH_PASSWORD)
+		a->status = directory_authenticate(a->mx->dir, addr, a->password);
+	else
+		a->status = directory_user_scram(a->mx->dir, addr, &a->keys);
+	if (a->status == MAIL_ERR_NOT_FOUND)
+		a->status = MAIL_ERR_PERM;
+	free(addr);
+}
+
+static void smtp_mx__auth_free(struct smtp_mx__auth *a)
+{
+	if (a->password != NULL) {
+		OPENSSL_cleanse(a->password, strlen(a->password));
+		free(a->password);
+	}
+	OPENSSL_cleanse(&a->keys, sizeof a->keys);
+	free(a->user);
+	smtp_mx__unref(a->mx);
+	free(a);
+}
+
+static void smtp_mx__auth_done(uv_work_t *w, int status)
+{
+	struct smtp_mx__auth *a = w->data;
+	if (status < 0)
+		a->status = MAIL_ERR_INTERNAL;
+	smtp_session_auth_complete(a->session, a->status, a->status == MAIL_OK ? &a->keys : NULL);
+	smtp_mx__auth_free(a);
+}
+
+static void smtp_mx__auth_timer_closed(uv_handle_t *h)
+{
+	struct smtp_mx__auth *a = h->data;
+	if (uv_queue_work(a->mx->loop, &a->work, smtp_mx__auth_work, smtp_mx__auth_done) < 0)
+		smtp_mx__auth_done(&a->work, -1);
+}
+
+static void smtp_mx__auth_timer_cb(uv_timer_t *t)
+{
+	uv_close((uv_handle_t *)t, smtp_mx__auth_timer_closed);
+}
+
+static void smtp_mx__on_auth(smtp_session *s, const struct smtp_auth_request *req, void *ctx)
+{
+	smtp_mx *mx = ctx;
+	struct smtp_mx__auth *a = xcalloc(1, sizeof *a);
+	a->work.data = a;
+	a->mx = mx;
+	a->session = s;
+	a->kind = req->kind;
+	a->user = xstrdup(req->user);
+	if (req->password != NULL)
+		a->password = xstrdup(req->password);
+	smtp_mx__ref(mx);
+	/* the penalty of the client's address holds the attempt back first */
+	unsigned delay = mx->auth_delay_ms != NULL
+				 ? mx->auth_delay_ms(mx->guard_arg, smtp_session_peer_ip(s))
+				 : 0;
+	uv_timer_init(mx->loop, &a->timer);
+	a->timer.data = a;
+	uv_timer_start(&a->timer, smtp_mx__auth_timer_cb, delay, 0);
+	uv_unref((uv_handle_t *)&a->timer); /* a held-back attempt never delays a stop */
+}
+
+static void smtp_mx__on_auth_result(smtp_session *s, const char *user, int ok, void *ctx)
+{
+	smtp_mx *mx = ctx;
+	(void)user;
+	if (!ok && mx->auth_failed != NULL)
+		mx->auth_failed(mx->guard_arg, smtp_session_peer_ip(s));
+}
+
+static void smtp_mx__on_mail(smtp_session *s, const char *from,
+			     const struct smtp_mail_params *params, void *ctx)
+{
+	(void)params;
+	(void)ctx;
+	const char *user = smtp_session_user(s);
+	char *f = from[0] != '\0' ? util_address_normalize(from, strlen(from)) : NULL;
+	char *u = user != NULL ? util_address_normalize(user, strlen(user)) : NULL;
+	int own = f != NULL && u != NULL && strcmp(f, u) == 0;
+	free(f);
+	free(u);
+	if (own)
+		smtp_session_complete(s, 250, "2.1.0", "Ok");
+	else
+		smtp_session_complete(s, 553, "5.7.1", "Sender address not owned by the user");
 }
 
 /* ---- start / stop ----------------------------------------------------- */
@@ -209,9 +398,16 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory *dir,
 		  queue_client *qc, smtp_mx **mx_r, const char **error_r)
 {
-	static const struct smtp_server_callbacks callbacks = {
+	static const struct smtp_server_callbacks mx_callbacks = {
 		.on_rcpt = smtp_mx__on_rcpt,
 		.on_data = smtp_mx__on_data,
+	};
+	static const struct smtp_server_callbacks submission_callbacks = {
+		.on_mail = smtp_mx__on_mail,
+		.on_rcpt = smtp_mx__on_rcpt,
+		.on_data = smtp_mx__on_data,
+		.on_auth = smtp_mx__on_auth,
+		.on_auth_result = smtp_mx__on_auth_result,
 	};
 	smtp_mx *mx = xcalloc(1, sizeof *mx);
 	mx->loop = loop;
@@ -219,7 +415,18 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 	mx->qc = qc;
 	mx->refs = 1;
 	mx->log_svc = xstrdup(set->server.log_svc != NULL ? set->server.log_svc : "smtp-mx");
-	if (smtp_server_start(loop, &set->server, &callbacks, mx, &mx->server, error_r) < 0) {
+	mx->submission = set->submission;
+	mx->auth_delay_ms = set->auth_delay_ms;
+	mx->auth_failed = set->auth_failed;
+	mx->guard_arg = set->server.guard_arg;
+	struct smtp_server_settings server = set->server;
+	if (set->submission) {
+		server.auth_mechs = (1u << SASL_MECH_PLAIN) | (1u << SASL_MECH_LOGIN) |
+				    (1u << SASL_MECH_SCRAM_SHA_256);
+		server.auth_required = 1;
+	}
+	if (smtp_server_start(loop, &server, set->submission ? &submission_callbacks : &mx_callbacks,
+			      mx, &mx->server, error_r) < 0) {
 		smtp_mx__unref(mx);
 		return -1;
 	}

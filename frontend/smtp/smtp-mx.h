@@ -29,6 +29,20 @@ struct smtp_mx_settings {
 	/* Listen address, hostname, limits, timeouts: see smtp-server.h.
 	 * Initialise with smtp_mx_settings_init_default(). */
 	struct smtp_server_settings server;
+	/* 1: the submission service (ports 587 and 465) instead of the MX:
+	 *  - AUTH (PLAIN, LOGIN, SCRAM-SHA-256) against the directory, required
+	 *    before MAIL (530 5.7.0); credentials only over TLS or from
+	 *    loopback (the engine's plaintext_auth, development mode);
+	 *  - MAIL FROM must be the authenticated user's own address
+	 *    (553 5.7.1 otherwise; <> included);
+	 *  - RCPT: a user of ours, or any address outside our tenants: those
+	 *    are queued as outbound (rcpt_remote) and wait there, deferred,
+	 *    until outbound delivery exists; a missing user of a tenant is
+	 *    550 5.1.1 as on the MX. */
+	int submission;
+	/* Authentication penalties (frontend/auth-guard.h), optional. */
+	unsigned (*auth_delay_ms)(void *arg, const char *ip);
+	void (*auth_failed)(void *arg, const char *ip);
 };
 
 /* smtp_server_settings_init_default() with port 2525 and log_svc

@@ -1099,6 +1099,13 @@ static void smtp__on_connection(uv_stream_t *listener, int status)
 	log_event(LOG_INFO, srv->log_svc, "event=connect sid=%s peer=%s port=%d", s->id,
 		  s->peer_ip, s->peer_port);
 	const char *over = smtp__over_cap(srv, s);
+	if (over == NULL && srv->set.ip_refused != NULL &&
+	    srv->set.ip_refused(srv->set.guard_arg, s->peer_ip)) {
+		if (!srv->set.implicit_tls)
+			smtp__reply_line(s, 421, "4.7.1", "Access denied, try again later", 1);
+		smtp__session_close(s, "blocked", 1);
+		return;
+	}
 	if (over != NULL) {
 		/* no TLS handshake for a client we turn away */
 		if (!srv->set.implicit_tls)

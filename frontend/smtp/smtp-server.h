@@ -96,6 +96,10 @@ struct smtp_server_settings {
 	int auth_required;         /* MAIL before AUTH: 530 5.7.0 (submission) */
 	const uint8_t *sasl_secret; /* >= 16 bytes, shared by the frontends */
 	size_t sasl_secret_len;
+	/* Optional: a blocked client address (frontend/auth-guard.h) gets
+	 * 421 4.7.1 at connect (or a plain close on implicit TLS). */
+	int (*ip_refused)(void *arg, const char *ip);
+	void *guard_arg;
 };
 
 /* Defaults: host 127.0.0.1, port 2525, hostname "localhost", log_svc "smtp",

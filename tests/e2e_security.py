@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""End-to-end: the closed platform, with Python's ssl, smtplib and imaplib.
+
+Starts its own cluster on free 127.0.0.1 ports (cluster/local makes the
+development CA under state/tls/) and checks:
+  * TLS on every listener, verified against state/tls/ca.pem with the
+    names localhost and 127.0.0.1: STARTTLS on the MX, on submission and
+    on IMAP; implicit TLS on submissions (465) and IMAPS (993);
+  * a session resumed on a new connection (tickets from the shared secret);
+  * submission: MAIL before AUTH is 530 5.7.0; AUTH PLAIN, LOGIN and
+    SCRAM-SHA-256 against the directory; a wrong password 535 5.7.8; a
+    sender not the user's own 553 5.7.1; mail to a local user arrives;
+    mail to a domain outside our tenants is accepted and waits in the
+    queue (event=outbound_waiting), never delivered to a mailbox;
+  * the MX offers no AUTH, not even after STARTTLS (502 to AUTH);
+  * IMAP AUTHENTICATE SCRAM-SHA-256 over IMAPS;
+  * auth penalties: after two failed logins from an address the next
+    attempt is held back (at least the 4 s penalty).
+Standard library only.
+"""
+import base64
+import hashlib
+import hmac
+import imaplib
+import os
+import smtplib
+import socket
+import ssl
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import e2e_harness  # noqa: E402
+
+USER = "carol@example.test"
+PASSWORD = "tls pass"
+
+
+def scram_client(user, password):
+    """Steps of a SCRAM-SHA-256 client (RFC 5802) for imaplib.authenticate,
+    or for SMTP driven by hand: call with None first, then each challenge."""
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    first_bare = f"n={user},r={nonce}"
+    state = {"step": 0}
+
+    def step(challenge):
+        state["step"] += 1
+        if state["step"] == 1:
+            return ("n,," + first_bare).encode()
+        if state["step"] == 2:
+            server_first = challenge.decode()
+            attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+            salted = hashlib.pbkdf2_hmac("sha256", password.encode(),
+                                         base64.b64decode(attrs["s"]), int(attrs["i"]))
+            client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+            stored = hashlib.sha256(client_key).digest()
+            without_proof = "c=biws,r=" + attrs["r"]
+            msg = ",".join([first_bare, server_first, without_proof]).encode()
+            proof = bytes(a ^ b for a, b in zip(client_key,
+                                                hmac.new(stored, msg, "sha256").digest()))
+            server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+            state["v"] = b"v=" + base64.b64encode(hmac.new(server_key, msg, "sha256").digest())
+            return (without_proof + ",p=" + base64.b64encode(proof).decode()).encode()
+        assert challenge == state["v"], (challenge, state["v"])
+        return b""
+    return step
+
+
+class Security:
+    def __init__(self, c):
+        self.c = c
+        self.p = c.ports
+        self.ctx = ssl.create_default_context(cafile=os.path.join(c.tls_dir(), "ca.pem"))
+
+    def submission(self):
+        s = smtplib.SMTP("127.0.0.1", self.p["submission"], timeout=30)
+        s.ehlo("client.test")
+        s.starttls(context=self.ctx)
+        s.ehlo("client.test")
+        return s
+
+    def tls_everywhere(self):
+        for name in ("smtp", "submission"):
+            with smtplib.SMTP("127.0.0.1", self.p[name], timeout=30) as s:
+                s.ehlo("client.test")
+                assert s.has_extn("starttls"), name
+                s.starttls(context=self.ctx)
+                assert s.sock.version() in ("TLSv1.2", "TLSv1.3"), s.sock.version()
+        with smtplib.SMTP_SSL("localhost", self.p["submissions"], context=self.ctx,
+                              timeout=30) as s:
+            assert s.ehlo("client.test")[0] == 250
+        m = imaplib.IMAP4("localhost", self.p["imap"], timeout=30)
+        assert "STARTTLS" in m.capabilities
+        m.starttls(ssl_context=self.ctx)
+        m.logout()
+        m = imaplib.IMAP4_SSL("localhost", self.p["imaps"], ssl_context=self.ctx, timeout=30)
+        m.logout()
+
+    def resumption(self):
+        """A second connection resumes the first one's session (a ticket)."""
+        ctx = ssl.create_default_context(cafile=os.path.join(self.c.tls_dir(), "ca.pem"))
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the session is ready after the handshake
+        raw = socket.create_connection(("127.0.0.1", self.p["imaps"]), timeout=30)
+        a = ctx.wrap_socket(raw, server_hostname="localhost")
+        a.recv(1024)
+        session = a.session
+        a.close()
+        raw = socket.create_connection(("127.0.0.1", self.p["imaps"]), timeout=30)
+        b = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+        b.recv(1024)
+        assert b.session_reused, "the session was not resumed"
+        b.close()
+
+    def submission_rules(self):
+        with smtplib.SMTP("127.0.0.1", self.p["submission"], timeout=30) as s:
+            s.ehlo("client.test")
+            code, _ = s.mail(USER)
+            assert code == 530, code
+        with self.submission() as s:
+            assert "PLAIN" in s.esmtp_features.get("auth", ""), s.esmtp_features
+            try:
+                s.login(USER, "wrong")
+                raise AssertionError("a wrong password was accepted")
+            except smtplib.SMTPAuthenticationError as e:
+                assert e.smtp_code == 535, e
+        with self.submission() as s:
+            s.login(USER, PASSWORD)
+            code, msg = s.mail("someone.else@example.test")
+            assert code == 553 and b"5.7.1" in msg, (code, msg)
+        with self.submission() as s:
+            # LOGIN
+            s.user, s.password = USER, PASSWORD
+            code, _ = s.auth("LOGIN", s.auth_login, initial_response_ok=False)
+            assert code == 235, code
+
+    def submission_scram(self):
+        with self.submission() as s:
+            step = scram_client(USER, PASSWORD)
+            code, resp = s.docmd("AUTH", "SCRAM-SHA-256 " +
+                                 base64.b64encode(step(None)).decode())
+            assert code == 334, (code, resp)
+            code, resp = s.docmd(base64.b64encode(step(base64.b64decode(resp))).decode())
+            assert code == 334, (code, resp)
+            step(base64.b64decode(resp))  # checks the server's proof
+            code, resp = s.docmd("")
+            assert code == 235, (code, resp)
+
+    def submit_local_and_remote(self):
+        body = (f"From: {USER}\r\nTo: {USER}\r\nSubject: submitted\r\n\r\nover TLS\r\n")
+        with self.submission() as s:
+            s.login(USER, PASSWORD)
+            refused = s.sendmail(USER, [USER, "bob@elsewhere.test"], body)
+            assert not refused, refused
+        deadline = time.monotonic() + 30
+        found = False
+        while time.monotonic() < deadline and not found:
+            m = imaplib.IMAP4_SSL("localhost", self.p["imaps"], ssl_context=self.ctx)
+            m.login(USER, PASSWORD)
+            typ, data = m.select("INBOX", readonly=True)
+            n = int(data[0])
+            if n:
+                typ, data = m.fetch(f"1:{n}", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+                found = any(b"submitted" in part[1] for part in data if isinstance(part, tuple))
+            m.logout()
+            time.sleep(0.5)
+        assert found, "the submitted message did not arrive"
+        # the outside recipient waits in the queue, deferred
+        logs = "".join(self.c.log_tail(f"queue-{i}", 400) for i in (1, 2, 3)
+                       if os.path.exists(os.path.join(self.c.state, "log", f"queue-{i}.log")))
+        assert "event=outbound_waiting" in logs and "elsewhere.test" in logs, logs[-2000:]
+
+    def mx_has_no_auth(self):
+        with smtplib.SMTP("127.0.0.1", self.p["smtp"], timeout=30) as s:
+            s.ehlo("client.test")
+            s.starttls(context=self.ctx)
+            s.ehlo("client.test")
+            assert not s.has_extn("auth"), s.esmtp_features
+            code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(
+                b"\0" + USER.encode() + b"\0" + PASSWORD.encode()).decode())
+            assert code == 502, code
+
+    def imap_scram(self):
+        m = imaplib.IMAP4_SSL("localhost", self.p["imaps"], ssl_context=self.ctx)
+        assert "AUTH=SCRAM-SHA-256" in m.capabilities, m.capabilities
+        typ, _ = m.authenticate("SCRAM-SHA-256", scram_client(USER, PASSWORD))
+        assert typ == "OK"
+        m.logout()
+
+    def penalty(self):
+        m = imaplib.IMAP4_SSL("localhost", self.p["imaps"], ssl_context=self.ctx)
+        for _ in range(2):
+            try:
+                m.login(USER, "wrong")
+            except imaplib.IMAP4.error:
+                pass
+        m.logout()
+        m = imaplib.IMAP4_SSL("localhost", self.p["imaps"], ssl_context=self.ctx, timeout=60)
+        t0 = time.monotonic()
+        m.login(USER, PASSWORD)  # right, but held back by the penalty first
+        waited = time.monotonic() - t0
+        m.logout()
+        assert waited >= 3.5, f"no penalty: {waited:.2f}s"
+        print(f"     penalty after 2 failures: {waited:.1f}s", flush=True)
+
+
+def main():
+    def body(c, check):
+        c.mailctl("user", "add", USER, stdin=PASSWORD + "\n")
+        t = Security(c)
+        check("tls_everywhere", t.tls_everywhere)
+        check("resumption", t.resumption)
+        check("submission_rules", t.submission_rules)
+        check("submission_scram", t.submission_scram)
+        check("submit_local_and_remote", t.submit_local_and_remote)
+        check("mx_has_no_auth", t.mx_has_no_auth)
+        check("imap_scram", t.imap_scram)
+        check("penalty", t.penalty)  # last: it leaves 127.0.0.1 penalised
+    return e2e_harness.run("security-e2e-", body, lease_ttl=3, stores=1, queues=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
