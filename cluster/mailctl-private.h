@@ -31,5 +31,8 @@ int mailctl_error(mailctl *ctl, int err, const char *what, const char *name);
 /* `node ...` and `partitions ...`: argv[0] is "node" or "partitions".
  * Returns an exit code, or -1 for a usage error. */
 int mailctl_cluster(mailctl *ctl, int argc, char **argv);
+/* `block ...` and `tls ...` (mailctl-security.c): argv[0] is the command.
+ * An exit code, or -1 for a usage error. */
+int mailctl_security(mailctl *ctl, int argc, char **argv);
 
 #endif

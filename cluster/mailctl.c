@@ -51,6 +51,15 @@ static const char mailctl_usage_text[] =
 	"                         summary per role; --watch reprints the partitions\n"
 	"                         not in sync and the summary every SECONDS (default\n"
 	"                         2) until all are in sync\n"
+	"  block list             addresses blocked on every frontend (auth failures,\n"
+	"                         or an operator)\n"
+	"  block add IP [--ttl S] block IP on every frontend (S seconds; 0: until removed)\n"
+	"  block remove IP        lift a block\n"
+	"  tls set DOMAIN --cert FILE --key FILE\n"
+	"                         the certificate frontends serve for DOMAIN and its\n"
+	"                         subdomains (SNI); loaded without a restart\n"
+	"  tls list               domains with a certificate: subject, expiry\n"
+	"  tls remove DOMAIN      back to the default certificate\n"
 	"\n"
 	"etcd: --etcd URL, else $MAIL_ETCD, else " MAILCTL_DEFAULT_ETCD "\n"
 	"passwords: the first line of standard input (prompted twice on a terminal)\n"
@@ -284,6 +293,8 @@ int main(int argc, char **argv)
 		rc = mailctl_user(&ctl, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "node") == 0 || strcmp(argv[0], "partitions") == 0)
 		rc = mailctl_cluster(&ctl, argc, argv);
+	else if (strcmp(argv[0], "block") == 0 || strcmp(argv[0], "tls") == 0)
+		rc = mailctl_security(&ctl, argc, argv);
 	directory_destroy(&ctl.dir);
 	if (rc < 0) {
 		fputs(mailctl_usage_text, ctl.err);

@@ -27,7 +27,9 @@
 
 #include <uv.h>
 
-#define AUTH_GUARD_KEY_PREFIX "/mail/v1/blocks/"
+#include "security-keys.h"
+
+#define AUTH_GUARD_KEY_PREFIX BLOCK_KEY_PREFIX
 #define AUTH_GUARD_POLL_MS 2000u
 #define AUTH_GUARD_SETS 4096u
 #define AUTH_GUARD_WAYS 4u

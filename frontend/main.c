@@ -16,6 +16,7 @@
 #include "router.h"
 #include "smtp-mx.h"
 #include "store-client.h"
+#include "tls-certs.h"
 #include "tls.h"
 
 #include <openssl/evp.h>
@@ -57,6 +58,7 @@ struct frontend {
 	imap_service *imap;
 	imap_service *imaps;
 	tls_server *tls;
+	tls_certs *certs;
 	auth_guard *guard;
 	struct cidr_list trusted;
 	struct mem_budget budget;
@@ -202,6 +204,8 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		if (tls_server_create(&ts, &fe->tls, &error) < 0)
 			return daemon_start_failed(d, "tls", error);
 		tls_server_set_ticket_secret(fe->tls, fe->secret, fe->secret_len);
+		fe->certs = tls_certs_start(loop, fe->tls, set->daemon.etcd, daemon_etcd_stats(d),
+					    set->tls_cert, set->tls_key);
 	} else if (!frontend_loopback(&set->smtp) || !frontend_loopback(&set->submission) ||
 		   !frontend_loopback(&set->imap)) {
 		/* passwords would cross the network in plaintext */
@@ -286,6 +290,7 @@ static void frontend_stop(void *ctx)
 	if (fe->imaps != NULL)
 		imap_service_stop(&fe->imaps);
 	auth_guard_stop(&fe->guard);
+	tls_certs_stop(&fe->certs);
 }
 
 static size_t frontend_pending(void *ctx)

@@ -14,6 +14,10 @@ development CA under state/tls/) and checks:
     queue (event=outbound_waiting), never delivered to a mailbox;
   * the MX offers no AUTH, not even after STARTTLS (502 to AUTH);
   * IMAP AUTHENTICATE SCRAM-SHA-256 over IMAPS;
+  * `mailctl tls set|list|remove`: a tenant's certificate is served by SNI
+    without a restart (a subdomain too), and removed again;
+  * `mailctl block add|list|remove`: a blocked address is refused on SMTP
+    (421 4.7.1) and IMAP (BYE) within seconds, and served once unblocked;
   * auth penalties: after two failed logins from an address the next
     attempt is held back (at least the 4 s penalty).
 Standard library only.
@@ -187,6 +191,70 @@ class Security:
         assert typ == "OK"
         m.logout()
 
+    def peer_cn(self, name):
+        raw = socket.create_connection(("127.0.0.1", self.p["imaps"]), timeout=30)
+        s = self.ctx.wrap_socket(raw, server_hostname=name)
+        cert = s.getpeercert()
+        s.close()
+        return dict(x[0] for x in cert["subject"])["commonName"]
+
+    def until(self, fn, seconds=15):
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return fn()
+            except (AssertionError, ssl.SSLError, OSError, imaplib.IMAP4.error):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def sni_certificates(self):
+        import subprocess
+        d = self.c.tls_dir()
+        subprocess.run([os.path.join(os.path.dirname(HERE), "cluster", "dev-ca"), d, "server",
+                        "tenant-a.test", "DNS:tenant-a.test,DNS:*.tenant-a.test"], check=True)
+        r = self.c.mailctl("tls", "set", "tenant-a.test", "--cert",
+                           os.path.join(d, "tenant-a.test.pem"), "--key",
+                           os.path.join(d, "frontend.key"), check=False)
+        assert r.returncode == 1 and "not the key" in r.stderr, (r.returncode, r.stderr)
+        self.c.mailctl("tls", "set", "tenant-a.test", "--cert",
+                       os.path.join(d, "tenant-a.test.pem"), "--key",
+                       os.path.join(d, "tenant-a.test.key"))
+        assert "tenant-a.test" in self.c.mailctl("tls", "list").stdout
+
+        def served():
+            assert self.peer_cn("mail.tenant-a.test") == "tenant-a.test"
+        self.until(served)
+        assert self.peer_cn("localhost") == "localhost"
+        self.c.mailctl("tls", "remove", "tenant-a.test")
+
+        def gone():
+            try:
+                self.peer_cn("mail.tenant-a.test")
+            except ssl.SSLCertVerificationError:
+                return
+            raise AssertionError("still served")
+        self.until(gone)
+
+    def block(self):
+        self.c.mailctl("block", "add", "127.0.0.1", "--ttl", "60")
+        assert "127.0.0.1" in self.c.mailctl("block", "list").stdout
+
+        def refused():
+            with socket.create_connection(("127.0.0.1", self.p["smtp"]), timeout=30) as s:
+                line = s.makefile("rb").readline()
+                assert line.startswith(b"421 4.7.1"), line
+            with socket.create_connection(("127.0.0.1", self.p["imap"]), timeout=30) as s:
+                line = s.makefile("rb").readline()
+                assert line.startswith(b"* BYE"), line
+        self.until(refused)
+        self.c.mailctl("block", "remove", "127.0.0.1")
+
+        def served():
+            with smtplib.SMTP("127.0.0.1", self.p["smtp"], timeout=30) as s:
+                assert s.ehlo("client.test")[0] == 250
+        self.until(served)
+
     def penalty(self):
         m = imaplib.IMAP4_SSL("localhost", self.p["imaps"], ssl_context=self.ctx)
         for _ in range(2):
@@ -215,6 +283,8 @@ def main():
         check("submit_local_and_remote", t.submit_local_and_remote)
         check("mx_has_no_auth", t.mx_has_no_auth)
         check("imap_scram", t.imap_scram)
+        check("sni_certificates", t.sni_certificates)
+        check("block", t.block)
         check("penalty", t.penalty)  # last: it leaves 127.0.0.1 penalised
     return e2e_harness.run("security-e2e-", body, lease_ttl=3, stores=1, queues=1)
 
