@@ -6,6 +6,7 @@
  * and store tiers get FRONTEND_DRAIN_MS, then the process exits 0. Holds no
  * state that matters: kill it and clients reconnect. */
 #include "auth-guard.h"
+#include "auth-pool.h"
 #include "budget.h"
 #include "cidr.h"
 #include "daemon-main.h"
@@ -60,6 +61,7 @@ struct frontend {
 	tls_server *tls;
 	tls_certs *certs;
 	auth_guard *guard;
+	auth_pool *auth;
 	struct cidr_list trusted;
 	struct mem_budget budget;
 	uint8_t secret[FRONTEND_SECRET_MAX];
@@ -171,6 +173,7 @@ static void frontend_smtp_common(struct frontend *fe, const struct frontend_sett
 	mx->server.guard_arg = fe;
 	mx->auth_delay_ms = frontend_auth_delay;
 	mx->auth_failed = frontend_auth_failed;
+	mx->auth = fe->auth;
 }
 
 static void frontend_imap_common(struct frontend *fe, struct imap_settings *imap)
@@ -223,6 +226,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		.stats = daemon_etcd_stats(d),
 	};
 	fe->guard = auth_guard_start(loop, &gs);
+	fe->auth = auth_pool_start(loop, fe->dir, fe->secret, fe->secret_len, 0);
 
 	struct smtp_mx_settings mx;
 	frontend_smtp_common(fe, set, &mx);
@@ -254,14 +258,15 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	frontend_imap_common(fe, &imap);
 	imap.listen_host = set->imap.host;
 	imap.listen_port = set->imap.port;
-	if (imap_service_start(loop, &imap, fe->dir, fe->store, &fe->imap, &error) < 0)
+	if (imap_service_start(loop, &imap, fe->dir, fe->auth, fe->store, &fe->imap, &error) < 0)
 		return daemon_start_failed(d, "imap", error);
 	if (set->imaps.text != NULL && fe->tls != NULL) {
 		frontend_imap_common(fe, &imap);
 		imap.implicit_tls = 1;
 		imap.listen_host = set->imaps.host;
 		imap.listen_port = set->imaps.port;
-		if (imap_service_start(loop, &imap, fe->dir, fe->store, &fe->imaps, &error) < 0)
+		if (imap_service_start(loop, &imap, fe->dir, fe->auth, fe->store, &fe->imaps,
+				       &error) < 0)
 			return daemon_start_failed(d, "imaps", error);
 	}
 	if (fe->tls == NULL)
@@ -291,6 +296,8 @@ static void frontend_stop(void *ctx)
 		imap_service_stop(&fe->imaps);
 	auth_guard_stop(&fe->guard);
 	tls_certs_stop(&fe->certs);
+	/* its threads finish the check they run; the rest fail over */
+	auth_pool_stop(&fe->auth);
 }
 
 static size_t frontend_pending(void *ctx)

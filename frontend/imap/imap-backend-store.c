@@ -7,6 +7,7 @@
  * still pending after imap_service_stop() complete safely.
  */
 #include "imap-service.h"
+#include "auth-pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,46 +22,24 @@
 struct imap_service {
 	uv_loop_t *loop;
 	directory *dir;
+	auth_pool *auth;
 	store_client *sc;
 	imap_server *server;
 };
 
-/* ---- authenticate (thread pool) -------------------------------------- */
+/* ---- authenticate (the auth pool: threads of its own, a cache) --------- */
 
 struct imap_store_auth {
-	uv_work_t work;
-	directory *dir;
-	char *user;
-	char *password;
-	size_t password_len;
-	char *normalized;
-	int status;
 	imap_backend_auth_cb *cb;
 	void *arg;
 };
 
-static void imap_store_auth_work_cb(uv_work_t *work)
+static void imap_store_auth_cb(int status, const char *user, const struct sasl_scram_keys *keys,
+			       void *arg)
 {
-	struct imap_store_auth *a = work->data;
-	a->normalized = util_address_normalize(a->user, strlen(a->user));
-	if (a->normalized == NULL)
-		a->status = MAIL_ERR_PERM;
-	else
-		a->status = directory_authenticate(a->dir, a->normalized, a->password);
-	xfree_secret(a->password, a->password_len);
-	a->password = NULL;
-}
-
-static void imap_store_auth_after_cb(uv_work_t *work, int status)
-{
-	struct imap_store_auth *a = work->data;
-	if (status < 0 && a->status == MAIL_OK)
-		a->status = MAIL_ERR_INTERNAL;
-	if (a->password != NULL)
-		xfree_secret(a->password, a->password_len);
-	a->cb(a->status == MAIL_OK ? MAIL_OK : a->status, a->normalized, a->arg);
-	free(a->normalized);
-	free(a->user);
+	(void)keys;
+	struct imap_store_auth *a = arg;
+	a->cb(status, user, a->arg);
 	free(a);
 }
 
@@ -69,72 +48,16 @@ static void imap_store_authenticate(void *ctx, const char *user, const char *pas
 {
 	struct imap_service *svc = ctx;
 	struct imap_store_auth *a = xcalloc(1, sizeof(*a));
-	a->dir = svc->dir;
-	a->user = xstrdup(user);
-	a->password_len = strlen(password);
-	a->password = xstrdup(password);
 	a->cb = cb;
 	a->arg = arg;
-	a->work.data = a;
-	if (uv_queue_work(svc->loop, &a->work, imap_store_auth_work_cb,
-			  imap_store_auth_after_cb) < 0) {
-		/* cannot happen with a valid loop; fail asynchronously anyway
-		 * would need a handle, so report through the work path */
-		a->status = MAIL_ERR_INTERNAL;
-		imap_store_auth_after_cb(&a->work, 0);
-	}
-}
-
-/* ---- SCRAM keys (thread pool) ----------------------------------------- */
-
-struct imap_store_scram {
-	uv_work_t work;
-	directory *dir;
-	char *user;
-	char *normalized;
-	struct sasl_scram_keys keys;
-	int status;
-	imap_backend_scram_cb *cb;
-	void *arg;
-};
-
-static void imap_store_scram_work_cb(uv_work_t *work)
-{
-	struct imap_store_scram *a = work->data;
-	a->normalized = util_address_normalize(a->user, strlen(a->user));
-	a->status = a->normalized == NULL ? MAIL_ERR_PERM
-					  : directory_user_scram(a->dir, a->normalized, &a->keys);
-	if (a->status == MAIL_ERR_NOT_FOUND)
-		a->status = MAIL_ERR_PERM;
-}
-
-static void imap_store_scram_after_cb(uv_work_t *work, int status)
-{
-	struct imap_store_scram *a = work->data;
-	if (status < 0)
-		a->status = MAIL_ERR_INTERNAL;
-	a->cb(a->status, a->normalized, a->status == MAIL_OK ? &a->keys : NULL, a->arg);
-	OPENSSL_cleanse(&a->keys, sizeof a->keys);
-	free(a->normalized);
-	free(a->user);
-	free(a);
+	auth_pool_password(svc->auth, user, password, imap_store_auth_cb, a);
 }
 
 static void imap_store_scram_keys(void *ctx, const char *user, imap_backend_scram_cb *cb,
 				  void *arg)
 {
 	struct imap_service *svc = ctx;
-	struct imap_store_scram *a = xcalloc(1, sizeof(*a));
-	a->dir = svc->dir;
-	a->user = xstrdup(user);
-	a->cb = cb;
-	a->arg = arg;
-	a->work.data = a;
-	if (uv_queue_work(svc->loop, &a->work, imap_store_scram_work_cb,
-			  imap_store_scram_after_cb) < 0) {
-		a->status = MAIL_ERR_INTERNAL;
-		imap_store_scram_after_cb(&a->work, 0);
-	}
+	auth_pool_scram(svc->auth, user, cb, arg);
 }
 
 /* ---- store calls ----------------------------------------------------- */
@@ -336,11 +259,13 @@ static const struct imap_backend imap_store_backend = {
 /* ---- the service ----------------------------------------------------- */
 
 int imap_service_start(uv_loop_t *loop, const struct imap_settings *set, directory *dir,
-		       store_client *sc, imap_service **svc_r, const char **error_r)
+		       struct auth_pool *auth, store_client *sc, imap_service **svc_r,
+		       const char **error_r)
 {
 	struct imap_service *svc = xcalloc(1, sizeof(*svc));
 	svc->loop = loop;
 	svc->dir = dir;
+	svc->auth = auth;
 	svc->sc = sc;
 	if (imap_server_start(loop, set, &imap_store_backend, svc, &svc->server, error_r) < 0) {
 		free(svc);

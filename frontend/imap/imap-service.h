@@ -16,14 +16,16 @@
 
 typedef struct imap_service imap_service;
 
-/* Start listening per *set (copied). dir and sc are borrowed: they must
- * outlive the service and the loop iterations after imap_service_stop()
- * (a login being checked in the thread pool still uses dir; pending store
- * calls complete harmlessly). Password checks run on the libuv thread pool
- * (UV_THREADPOOL_SIZE bounds how many argon2 checks run at once).
- * Returns 0, or -1 with *error_r (static text). */
+struct auth_pool;
+
+/* Start listening per *set (copied). dir, auth and sc are borrowed: they
+ * must outlive the service and the loop iterations after
+ * imap_service_stop() (pending store calls complete harmlessly). Password
+ * checks and SCRAM lookups go to auth (frontend/auth-pool.h: threads of
+ * its own, a cache). Returns 0, or -1 with *error_r (static text). */
 int imap_service_start(uv_loop_t *loop, const struct imap_settings *set, directory *dir,
-		       store_client *sc, imap_service **svc_r, const char **error_r);
+		       struct auth_pool *auth, store_client *sc, imap_service **svc_r,
+		       const char **error_r);
 /* Stop listening, close every session; handles finish closing on the next
  * loop iterations. NULLs *svc. */
 void imap_service_stop(imap_service **svc);

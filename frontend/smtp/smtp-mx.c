@@ -10,6 +10,7 @@
  */
 #include "smtp-mx.h"
 
+#include "auth-pool.h"
 #include "sasl.h"
 
 #include "log.h"
@@ -35,19 +36,17 @@ struct smtp_mx {
 	unsigned (*auth_delay_ms)(void *arg, const char *ip);
 	void (*auth_failed)(void *arg, const char *ip);
 	void *guard_arg;
+	auth_pool *auth;
 };
 
-/* One AUTH lookup: held back by the penalty, then on the thread pool. */
+/* One AUTH lookup: held back by the penalty, then on the auth pool. */
 struct smtp_mx__auth {
-	uv_work_t work;
 	uv_timer_t timer;
 	smtp_mx *mx;
 	smtp_session *session;
 	enum smtp_auth_kind kind;
 	char *user;
 	char *password;
-	int status;
-	struct sasl_scram_keys keys;
 };
 
 /* One recipient lookup on the thread pool. */
@@ -298,47 +297,33 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 
 /* ---- submission: AUTH and the sender ----------------------------------- */
 
-static void smtp_mx__auth_work(uv_work_t *w)
-{
-	struct smtp_mx__auth *a = w->data;
-	char *addr = util_address_normalize(a->user, strlen(a->user));
-	if (addr == NULL)
-		a->status = MAIL_ERR_PERM;
-	else if (a->kind == SMTP_AUTH_PASSWORD)
-		a->status = directory_authenticate(a->mx->dir, addr, a->password);
-	else
-		a->status = directory_user_scram(a->mx->dir, addr, &a->keys);
-	if (a->status == MAIL_ERR_NOT_FOUND)
-		a->status = MAIL_ERR_PERM;
-	free(addr);
-}
-
 static void smtp_mx__auth_free(struct smtp_mx__auth *a)
 {
 	if (a->password != NULL) {
 		OPENSSL_cleanse(a->password, strlen(a->password));
 		free(a->password);
 	}
-	OPENSSL_cleanse(&a->keys, sizeof a->keys);
 	free(a->user);
 	smtp_mx__unref(a->mx);
 	free(a);
 }
 
-static void smtp_mx__auth_done(uv_work_t *w, int status)
+static void smtp_mx__auth_done(int status, const char *user, const struct sasl_scram_keys *keys,
+			       void *arg)
 {
-	struct smtp_mx__auth *a = w->data;
-	if (status < 0)
-		a->status = MAIL_ERR_INTERNAL;
-	smtp_session_auth_complete(a->session, a->status, a->status == MAIL_OK ? &a->keys : NULL);
+	struct smtp_mx__auth *a = arg;
+	(void)user;
+	smtp_session_auth_complete(a->session, status, keys);
 	smtp_mx__auth_free(a);
 }
 
 static void smtp_mx__auth_timer_closed(uv_handle_t *h)
 {
 	struct smtp_mx__auth *a = h->data;
-	if (uv_queue_work(a->mx->loop, &a->work, smtp_mx__auth_work, smtp_mx__auth_done) < 0)
-		smtp_mx__auth_done(&a->work, -1);
+	if (a->kind == SMTP_AUTH_PASSWORD)
+		auth_pool_password(a->mx->auth, a->user, a->password, smtp_mx__auth_done, a);
+	else
+		auth_pool_scram(a->mx->auth, a->user, smtp_mx__auth_done, a);
 }
 
 static void smtp_mx__auth_timer_cb(uv_timer_t *t)
@@ -350,7 +335,6 @@ static void smtp_mx__on_auth(smtp_session *s, const struct smtp_auth_request *re
 {
 	smtp_mx *mx = ctx;
 	struct smtp_mx__auth *a = xcalloc(1, sizeof *a);
-	a->work.data = a;
 	a->mx = mx;
 	a->session = s;
 	a->kind = req->kind;
@@ -419,6 +403,12 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 	mx->auth_delay_ms = set->auth_delay_ms;
 	mx->auth_failed = set->auth_failed;
 	mx->guard_arg = set->server.guard_arg;
+	mx->auth = set->auth;
+	if (set->submission && mx->auth == NULL) {
+		*error_r = "submission needs an auth pool";
+		smtp_mx__unref(mx);
+		return -1;
+	}
 	struct smtp_server_settings server = set->server;
 	if (set->submission) {
 		server.auth_mechs = (1u << SASL_MECH_PLAIN) | (1u << SASL_MECH_LOGIN) |

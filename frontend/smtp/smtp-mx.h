@@ -43,6 +43,9 @@ struct smtp_mx_settings {
 	/* Authentication penalties (frontend/auth-guard.h), optional. */
 	unsigned (*auth_delay_ms)(void *arg, const char *ip);
 	void (*auth_failed)(void *arg, const char *ip);
+	/* Submission: where credentials are checked (frontend/auth-pool.h;
+	 * borrowed, must outlive the MX). */
+	struct auth_pool *auth;
 };
 
 /* smtp_server_settings_init_default() with port 2525 and log_svc
