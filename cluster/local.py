@@ -294,6 +294,17 @@ class Cluster:
     def logfile(self, name):
         return os.path.join(self.state, "log", f"{name}.log")
 
+    def log_events(self, name, pattern, n=80):
+        """The last n lines of a process's log matching the regex pattern
+        (what a failed test prints to explain itself)."""
+        import re
+        rx = re.compile(pattern)
+        try:
+            with open(self.logfile(name), errors="replace") as f:
+                return "".join([line for line in f if rx.search(line)][-n:])
+        except OSError:
+            return ""
+
     def log_tail(self, name, n=20):
         try:
             with open(self.logfile(name), errors="replace") as f:

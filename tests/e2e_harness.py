@@ -134,6 +134,12 @@ def run(prefix, body, **cluster_kw):
         if failed:
             for name, *_ in c.specs():
                 print(f"--- {name} log tail ---\n{c.log_tail(name, 15)}")
+            # the replication history, to explain a divergence afterwards
+            for name, role, *_ in c.specs():
+                if role in ("store", "queue"):
+                    print(f"--- {name} replication events ---\n" + c.log_events(
+                        name, r"snapshot_|owner_state_lost|partition_role|epoch_adopted|"
+                              r"schema_upgrade|two_primaries|stopping|starting"))
         shutil.rmtree(state, ignore_errors=True)
     print(f"{len(passed)} passed, {len(failed)} failed")
     return 1 if failed else 0
