@@ -391,33 +391,58 @@ void tls_server_set_clock(tls_server *srv, uint64_t now_s)
 
 /* ---- the server ---------------------------------------------------------- */
 
-int tls_server_create(const struct tls_server_settings *set, tls_server **srv_r,
-		      const char **error_r)
+/* A server without its default certificate yet. NULL with *error_r. */
+static tls_server *tls__server_new(unsigned ticket_period_s, const char **error_r)
 {
 	tls_server *srv = xcalloc(1, sizeof *srv);
-	srv->period_s = set->ticket_period_s ? set->ticket_period_s : TLS_TICKET_PERIOD_S_DEFAULT;
+	srv->period_s = ticket_period_s ? ticket_period_s : TLS_TICKET_PERIOD_S_DEFAULT;
 	for (unsigned k = 0; k < TLS_TICKET_PERIODS_ACCEPTED; k++)
 		srv->keys[k].period = UINT64_MAX;
 	srv->secret_len = 32;
 	if (RAND_bytes(srv->secret, (int)srv->secret_len) != 1) {
 		*error_r = "tls: no randomness";
 		free(srv);
-		return -1;
+		return NULL;
 	}
 	srv->base = tls__ctx_new();
 	if (srv->base == NULL) {
 		*error_r = "tls: out of memory";
 		free(srv);
-		return -1;
-	}
-	if (tls_server_load_default(srv, set->cert_file, set->key_file, error_r) < 0) {
-		tls_server_destroy(&srv);
-		return -1;
+		return NULL;
 	}
 	SSL_CTX_set_tlsext_servername_callback(srv->base, tls__servername_cb);
 	SSL_CTX_set_tlsext_servername_arg(srv->base, srv);
 	SSL_CTX_set_tlsext_ticket_key_evp_cb(srv->base, tls__ticket_cb);
 	SSL_CTX_set_num_tickets(srv->base, 1);
+	return srv;
+}
+
+int tls_server_create(const struct tls_server_settings *set, tls_server **srv_r,
+		      const char **error_r)
+{
+	tls_server *srv = tls__server_new(set->ticket_period_s, error_r);
+	if (srv == NULL)
+		return -1;
+	if (tls_server_load_default(srv, set->cert_file, set->key_file, error_r) < 0) {
+		tls_server_destroy(&srv);
+		return -1;
+	}
+	*srv_r = srv;
+	return 0;
+}
+
+int tls_server_create_pem(const char *cert, size_t cert_len, const char *key, size_t key_len,
+			  tls_server **srv_r, const char **error_r)
+{
+	tls_server *srv = tls__server_new(0, error_r);
+	if (srv == NULL)
+		return -1;
+	srv->dflt = tls__cert_ctx(cert, cert_len, key, key_len, error_r);
+	if (srv->dflt == NULL ||
+	    tls__ctx_use_pem(srv->base, cert, cert_len, key, key_len, error_r) < 0) {
+		tls_server_destroy(&srv);
+		return -1;
+	}
 	*srv_r = srv;
 	return 0;
 }

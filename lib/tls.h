@@ -52,6 +52,9 @@ struct tls_server_settings {
  * *error_r (static text; details logged). */
 int tls_server_create(const struct tls_server_settings *set, tls_server **srv_r,
 		      const char **error_r);
+/* The same from PEM text in memory (tests, fuzz targets). */
+int tls_server_create_pem(const char *cert, size_t cert_len, const char *key, size_t key_len,
+			  tls_server **srv_r, const char **error_r);
 void tls_server_destroy(tls_server **srv);
 
 /* Replace the default certificate from files (a reload). 0, or -1 with
