@@ -174,6 +174,24 @@ class Security:
                        if os.path.exists(os.path.join(self.c.state, "log", f"queue-{i}.log")))
         assert "event=outbound_waiting" in logs and "elsewhere.test" in logs, logs[-2000:]
 
+    def swaks(self):
+        """A client we did not write: swaks, verifying the CA."""
+        import shutil
+        import subprocess
+        if shutil.which("swaks") is None:
+            raise AssertionError("swaks is not installed (cluster/local installs it)")
+        ca = os.path.join(self.c.tls_dir(), "ca.pem")
+        common = ["--tls-verify", "--tls-ca-path", ca, "--auth-user", USER,
+                  "--auth-password", PASSWORD, "--to", USER, "--h-Subject", "swaks"]
+        r = subprocess.run(["swaks", "--server", f"127.0.0.1:{self.p['submission']}", "--tls",
+                            "--auth", "PLAIN", "--from", USER] + common,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout[-2000:]
+        r = subprocess.run(["swaks", "--server", f"127.0.0.1:{self.p['submissions']}", "--tlsc",
+                            "--auth", "LOGIN", "--from", "other@example.test"] + common,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "553 5.7.1" in r.stdout, r.stdout[-2000:]
+
     def mx_has_no_auth(self):
         with smtplib.SMTP("127.0.0.1", self.p["smtp"], timeout=30) as s:
             s.ehlo("client.test")
@@ -282,6 +300,7 @@ def main():
         check("submission_scram", t.submission_scram)
         check("submit_local_and_remote", t.submit_local_and_remote)
         check("mx_has_no_auth", t.mx_has_no_auth)
+        check("swaks", t.swaks)
         check("imap_scram", t.imap_scram)
         check("sni_certificates", t.sni_certificates)
         check("block", t.block)
