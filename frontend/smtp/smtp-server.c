@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define SMTP__READ_BUF 65536
 
@@ -476,9 +477,24 @@ static void smtp__cmd_mail(smtp_session *s, const struct smtp_command *cmd)
 		smtp_session_complete(s, 250, "2.1.0", "Ok");
 }
 
+/* 1 when rcpt is already a recipient of the transaction (addresses
+ * compared without case: a duplicate counts once and is delivered once). */
+static int smtp__rcpt_known(const smtp_session *s, const char *rcpt)
+{
+	for (size_t i = 0; i < s->n_rcpts; i++) {
+		if (strcasecmp(s->rcpts[i], rcpt) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static void smtp__cmd_rcpt(smtp_session *s, const struct smtp_command *cmd)
 {
 	const smtp_server *srv = s->server;
+	if (smtp__rcpt_known(s, cmd->arg)) {
+		smtp__reply(s, 250, "2.1.5", "Ok (duplicate recipient)");
+		return;
+	}
 	if (s->n_rcpts >= srv->set.limits.max_recipients) {
 		smtp__reply(s, 452, "4.5.3", "Error: too many recipients");
 		return;
@@ -995,7 +1011,7 @@ void smtp_session_complete(smtp_session *s, int code, const char *enh, const cha
 		}
 		break;
 	case SMTP_CMD_RCPT:
-		if (ok) {
+		if (ok && !smtp__rcpt_known(s, arg)) { /* pipelined duplicates */
 			s->rcpts = xrealloc(s->rcpts, (s->n_rcpts + 1) * sizeof *s->rcpts);
 			s->rcpts[s->n_rcpts++] = arg;
 			arg = NULL;

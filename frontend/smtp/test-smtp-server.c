@@ -694,6 +694,30 @@ static void test_output_bounded(void **state)
 	env_stop(env);
 }
 
+static void test_duplicate_recipients(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	set.limits.max_recipients = 2;
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	greet(c);
+	client_sends(c, "MAIL FROM:<a@b.test>\r\nRCPT TO:<u@c.test>\r\nRCPT TO:<U@C.test>\r\n"
+			"RCPT TO:<u@c.test>\r\nRCPT TO:<v@c.test>\r\nDATA\r\n");
+	expect_reply(c, "250 ");
+	expect_reply(c, "250 2.1.5 Ok");
+	expect_reply(c, "250 2.1.5 Ok (duplicate");
+	expect_reply(c, "250 2.1.5 Ok (duplicate");
+	expect_reply(c, "250 2.1.5 Ok"); /* counted once: the limit of 2 holds v */
+	expect_reply(c, "354 ");
+	client_sends(c, "Subject: dup\r\n\r\nx\r\n.\r\n");
+	expect_reply(c, "250 2.0.0");
+	assert_int_equal(env->last_rcpts, 2);
+	client_close(c);
+	env_stop(env);
+}
+
 /* ---- AUTH ---- */
 
 static const uint8_t test_secret[] = "a secret of 32 bytes, for tests";
@@ -904,6 +928,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_data_slowloris),
 		cmocka_unit_test(test_body_budget),
 		cmocka_unit_test(test_output_bounded),
+		cmocka_unit_test(test_duplicate_recipients),
 		cmocka_unit_test(test_auth_plain_login),
 		cmocka_unit_test(test_auth_scram),
 		cmocka_unit_test(test_auth_needs_tls),
