@@ -31,7 +31,8 @@
  * they fail and the frontend exits. Within the 10 s an operator's stop
  * waits before SIGKILL. */
 #define FRONTEND_DRAIN_MS 8000
-/* Message bodies all SMTP sessions may hold at once (docs/security.md). */
+/* Message bodies all SMTP sessions may hold at once, and large bodies all
+ * IMAP FETCHes may hold at once (each its own budget; docs/security.md). */
 #define FRONTEND_BODY_BUDGET (256u << 20)
 #define FRONTEND_SECRET_MAX 64
 
@@ -63,7 +64,8 @@ struct frontend {
 	auth_guard *guard;
 	auth_pool *auth;
 	struct cidr_list trusted;
-	struct mem_budget budget;
+	struct mem_budget budget;      /* SMTP message bodies in flight */
+	struct mem_budget imap_budget; /* large bodies held by IMAP FETCHes */
 	uint8_t secret[FRONTEND_SECRET_MAX];
 	size_t secret_len;
 	uint8_t sasl_secret[32];
@@ -182,6 +184,7 @@ static void frontend_imap_common(struct frontend *fe, struct imap_settings *imap
 	imap->tls = fe->tls;
 	imap->allow_plaintext_login = 1; /* from loopback peers only */
 	imap->trusted = &fe->trusted;
+	imap->body_budget = &fe->imap_budget;
 	imap->sasl_secret = fe->sasl_secret;
 	imap->sasl_secret_len = sizeof fe->sasl_secret;
 	imap->auth_delay_ms = frontend_auth_delay;
@@ -215,6 +218,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		return daemon_start_failed(d, "tls", "a listener off loopback needs --tls-cert");
 	}
 	fe->budget.limit = FRONTEND_BODY_BUDGET;
+	fe->imap_budget.limit = FRONTEND_BODY_BUDGET;
 	fe->dir = directory_create(set->daemon.etcd);
 	directory_set_etcd_stats(fe->dir, daemon_etcd_stats(d));
 	if (router_create(set->daemon.etcd, &fe->router, &error) < 0)

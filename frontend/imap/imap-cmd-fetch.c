@@ -9,6 +9,9 @@
  */
 #include "imap-server-private.h"
 
+#include "budget.h"
+#include "log.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -39,7 +42,18 @@ struct imap_fetch_ctx {
 	const uint8_t *src;     /* its bytes: body, or fields */
 	size_t off, end;
 	buf fields;             /* HEADER.FIELDS[.NOT] of the section */
+	struct mem_budget *budget; /* body_reserved is taken from it */
+	size_t body_reserved;
 };
+
+static void imap_fetch_body_release(struct imap_fetch_ctx *ctx)
+{
+	free(ctx->body);
+	ctx->body = NULL;
+	if (ctx->body_reserved > 0)
+		mem_budget_give(ctx->budget, ctx->body_reserved);
+	ctx->body_reserved = 0;
+}
 
 static void imap_fetch_ctx_free(void *p)
 {
@@ -47,7 +61,7 @@ static void imap_fetch_ctx_free(void *p)
 	imap_fetch_attrs_deinit(&ctx->attrs);
 	free(ctx->uids);
 	free(ctx->send_flags);
-	free(ctx->body);
+	imap_fetch_body_release(ctx);
 	buf_deinit(&ctx->fields);
 	free(ctx);
 }
@@ -295,8 +309,7 @@ static void imap_fetch_emit(struct imap_session *s)
 			continue;
 		} else {
 			imap_session_append(s, ")\r\n", 3);
-			free(ctx->body);
-			ctx->body = NULL;
+			imap_fetch_body_release(ctx);
 			buf_reset(&ctx->fields);
 			ctx->next++;
 			imap_session_flush(s);
@@ -334,8 +347,19 @@ static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
 		imap_session_resume(s);
 		imap_session_unref(s);
 		return;
+	} else if (len >= IMAP_BODY_BUDGET_MIN && s->server->set.body_budget != NULL &&
+		   mem_budget_take(s->server->set.body_budget, len) < 0) {
+		log_event(LOG_WARN, "imap", "event=body_budget_full sid=%s size=%zu", s->id, len);
+		imap_cmd_done(s, "NO", "UNAVAILABLE", "Server busy, try the FETCH again later");
+		imap_session_resume(s);
+		imap_session_unref(s);
+		return;
 	} else if (imap_fetch_reply_head(s, &ctx->attrs, ctx->uids[ctx->next],
 					 ctx->send_flags[ctx->next]) == 0) {
+		if (len >= IMAP_BODY_BUDGET_MIN && s->server->set.body_budget != NULL) {
+			ctx->budget = s->server->set.body_budget;
+			ctx->body_reserved = len;
+		}
 		ctx->body = xmalloc(len > 0 ? len : 1);
 		memcpy(ctx->body, body, len);
 		ctx->body_len = len;

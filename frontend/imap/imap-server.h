@@ -39,6 +39,7 @@
 						 * buffered before reading pauses */
 #define IMAP_DEFAULT_MAX_OUTPUT (1024u * 1024u) /* queued reply bytes before a
 						 * FETCH waits for the client */
+#define IMAP_BODY_BUDGET_MIN (1024u * 1024u)    /* bodies this large need budget */
 
 struct imap_settings {
 	const char *listen_host;    /* copied by start */
@@ -61,6 +62,11 @@ struct imap_settings {
 	/* Authentication penalties and blocks (frontend/auth-guard.h), all
 	 * optional: how long to hold an attempt from ip, a failed attempt,
 	 * and whether ip is refused at connect. */
+	/* Message bodies of IMAP_BODY_BUDGET_MIN bytes or more held by FETCH
+	 * count against this budget (shared by the frontend's sessions; not
+	 * owned; NULL: none); one that does not fit fails that FETCH with
+	 * NO [UNAVAILABLE] (the client retries) instead of growing memory. */
+	struct mem_budget *body_budget;
 	unsigned (*auth_delay_ms)(void *arg, const char *ip);
 	void (*auth_failed)(void *arg, const char *ip);
 	int (*ip_refused)(void *arg, const char *ip);

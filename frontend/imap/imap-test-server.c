@@ -1,7 +1,8 @@
 /* imap-test-server: the IMAP engine over the in-memory backend, for client
  * tests (test-imap-imaplib.py) and manual poking. Development tool only.
  *
- *   imap-test-server [--tls CERT KEY] PORT USER PASSWORD [MESSAGE-FILE...]
+ *   imap-test-server [--body-budget BYTES] [--tls CERT KEY] PORT USER PASSWORD
+ *                    [MESSAGE-FILE...]
  *
  * Listens on 127.0.0.1:PORT (0 = any free port) with plaintext LOGIN
  * allowed (loopback development mode), loads each MESSAGE-FILE into the
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "imap-memory-backend.h"
 #include "imap-server.h"
 #include "tls.h"
@@ -66,6 +68,12 @@ int main(int argc, char **argv)
 	const char *error;
 
 	tls_server *tls = NULL;
+	struct mem_budget budget = { 0 };
+	if (argc >= 3 && strcmp(argv[1], "--body-budget") == 0) {
+		budget.limit = (size_t)strtoull(argv[2], NULL, 10);
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc >= 4 && strcmp(argv[1], "--tls") == 0) {
 		struct tls_server_settings ts = { argv[2], argv[3], 0 };
 		if (tls_server_create(&ts, &tls, &error) < 0) {
@@ -93,6 +101,8 @@ int main(int argc, char **argv)
 	set.listen_port = atoi(argv[1]);
 	set.allow_plaintext_login = tls == NULL;
 	set.tls = tls;
+	if (budget.limit > 0)
+		set.body_budget = &budget;
 	if (imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.server,
 			      &error) < 0) {
 		fprintf(stderr, "%s\n", error);

@@ -146,7 +146,8 @@ def output_bound_test(server_bin):
     small = os.path.join(tmp, "small")
     with open(small, "wb") as f:
         f.write(MESSAGES[0])
-    proc = subprocess.Popen([server_bin, "0", USER, PASSWORD, path, small],
+    proc = subprocess.Popen([server_bin, "--body-budget", str(6 * 1024 * 1024), "0", USER,
+                             PASSWORD, path, small],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     socks = []
     try:
@@ -179,6 +180,23 @@ def output_bound_test(server_bin):
         typ, data = imap.fetch("2", "(BODY.PEEK[])")
         assert typ == "OK" and data[0][1] == MESSAGES[0], data
         imap.logout()
+        # the body budget (6 MiB) held one 4 MiB body at a time: the other
+        # sessions were told to come back (NO [UNAVAILABLE])
+        busy = 0
+        for sk in socks:
+            sk.setblocking(False)
+            seen = b""
+            try:
+                while True:
+                    chunk = sk.recv(1 << 20)
+                    if not chunk:
+                        break
+                    seen += chunk[-4096:]
+            except BlockingIOError:
+                pass
+            busy += b"c NO [UNAVAILABLE]" in seen
+        print(f"output bound: {busy} of 19 FETCHes told to retry by the 6 MiB body budget")
+        assert busy >= 10, busy
     finally:
         for sk in socks:
             sk.close()
