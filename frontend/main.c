@@ -33,7 +33,7 @@
 #define FRONTEND_DRAIN_MS 8000
 /* Message bodies all SMTP sessions may hold at once, and large bodies all
  * IMAP FETCHes may hold at once (each its own budget; docs/security.md). */
-#define FRONTEND_BODY_BUDGET (256u << 20)
+#define FRONTEND_BODY_BUDGET (128u << 20)
 #define FRONTEND_SECRET_MAX 64
 
 struct frontend_settings {

@@ -341,25 +341,15 @@ static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
 	struct imap_fetch_ctx *ctx = s->cmd_ctx;
 	if (status == MAIL_ERR_NOT_FOUND) {
 		/* expunged by another session meanwhile: nothing to say */
+		imap_fetch_body_release(ctx);
 		ctx->next++;
 	} else if (status != MAIL_OK) {
 		imap_cmd_fail(s, status);
 		imap_session_resume(s);
 		imap_session_unref(s);
 		return;
-	} else if (len >= IMAP_BODY_BUDGET_MIN && s->server->set.body_budget != NULL &&
-		   mem_budget_take(s->server->set.body_budget, len) < 0) {
-		log_event(LOG_WARN, "imap", "event=body_budget_full sid=%s size=%zu", s->id, len);
-		imap_cmd_done(s, "NO", "UNAVAILABLE", "Server busy, try the FETCH again later");
-		imap_session_resume(s);
-		imap_session_unref(s);
-		return;
 	} else if (imap_fetch_reply_head(s, &ctx->attrs, ctx->uids[ctx->next],
 					 ctx->send_flags[ctx->next]) == 0) {
-		if (len >= IMAP_BODY_BUDGET_MIN && s->server->set.body_budget != NULL) {
-			ctx->budget = s->server->set.body_budget;
-			ctx->body_reserved = len;
-		}
 		ctx->body = xmalloc(len > 0 ? len : 1);
 		memcpy(ctx->body, body, len);
 		ctx->body_len = len;
@@ -369,6 +359,7 @@ static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
 		imap_session_unref(s);
 		return;
 	} else {
+		imap_fetch_body_release(ctx);
 		ctx->next++;
 	}
 	imap_session_flush(s);
@@ -386,6 +377,22 @@ static void imap_fetch_next(struct imap_session *s)
 		imap_cmd_done(s, "OK", NULL, "Fetch completed");
 		imap_session_resume(s);
 		return;
+	}
+	/* a large body is reserved before it is asked for (its size is in the
+	 * session's view): the store's answer itself is held until sent */
+	uint32_t seq = imap_session_seq_of(s, ctx->uids[ctx->next]);
+	uint64_t size = seq != 0 ? s->msgs[seq - 1].size : 0;
+	struct mem_budget *budget = s->server->set.body_budget;
+	if (budget != NULL && size >= IMAP_BODY_BUDGET_MIN) {
+		if (mem_budget_take(budget, (size_t)size) < 0) {
+			log_event(LOG_WARN, "imap", "event=body_budget_full sid=%s size=%llu", s->id,
+				  (unsigned long long)size);
+			imap_cmd_done(s, "NO", "UNAVAILABLE", "Server busy, try the FETCH again later");
+			imap_session_resume(s);
+			return;
+		}
+		ctx->budget = budget;
+		ctx->body_reserved = (size_t)size;
 	}
 	imap_session_ref(s);
 	s->server->backend->fetch(s->server->backend_ctx, s->user, s->mailbox,
