@@ -10,9 +10,6 @@
 #define RPC_LOG_SVC "rpc"
 /* Bytes read from the socket per read callback at most. */
 #define RPC_READ_CHUNK (64u * 1024u)
-/* A server connection stops reading requests while this much of its replies
- * waits to be written (a peer that sends but never reads). */
-#define RPC_OUT_HIGH_WATER (16u * 1024u * 1024u)
 
 /* The output side of one connection: frames are appended to `pending`
  * while one uv_write of `inflight` is outstanding, then written together.

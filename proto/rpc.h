@@ -44,6 +44,13 @@ struct rpc_counters {
 	uint64_t frames_out;
 	uint64_t bad_frames;      /* malformed frames and failed HELLOs */
 	uint64_t connections;     /* accepted (server) or established (client) */
+	/* server only (rpc_server_limits): */
+	uint64_t refused;         /* closed at accept: max_connections reached */
+	uint64_t idle_closed;     /* closed after idle_timeout_ms with nothing in flight */
+	uint64_t read_pauses;     /* a connection stopped being read (max_inflight
+	                           * or max_out_bytes reached) */
+	uint64_t out_peak_bytes;  /* gauge: the most reply bytes ever queued on
+	                           * one connection (userspace, not the kernel's) */
 	uint64_t calls_by_status[MAIL_ERR_COUNT_ + 1];
 };
 
@@ -67,7 +74,40 @@ typedef struct rpc_method {
 	rpc_handler_fn *handler;
 } rpc_method;
 
-/* methods must outlive the server. Returns 0. */
+/* Limits of one server; every connection gets them. Defaults
+ * (RPC_SERVER_LIMITS_DEFAULT), each 0 = no limit:
+ *   max_connections = 1024: a connection accepted beyond it is closed at
+ *       once, before any byte is read, and counted (counters.refused);
+ *   idle_timeout_ms = 300000 (5 min): a connection with no call in flight
+ *       and no reply waiting to be written that neither received a frame
+ *       nor answered a call for this long is closed (counters.idle_closed); clients reconnect on demand;
+ *   max_inflight = 256: calls handed to handlers and not yet replied to,
+ *       per connection; at the bound the server stops reading that
+ *       connection (no frame is decoded, TCP pushes back on the peer) until
+ *       a reply brings it below;
+ *   max_out_bytes = 8 MiB: replies queued for one connection and not yet
+ *       taken by the kernel; above it the server stops reading that
+ *       connection until they drain below half of it. Replies to calls
+ *       already taken are still queued, so the queue may pass the bound by
+ *       the replies of max_inflight calls at most. */
+struct rpc_server_limits {
+	uint32_t max_connections;
+	uint32_t idle_timeout_ms;
+	uint32_t max_inflight;
+	size_t max_out_bytes;
+};
+#define RPC_SERVER_MAX_CONNECTIONS_DEFAULT 1024u
+#define RPC_SERVER_IDLE_TIMEOUT_MS_DEFAULT (5u * 60u * 1000u)
+#define RPC_SERVER_MAX_INFLIGHT_DEFAULT 256u
+#define RPC_SERVER_MAX_OUT_BYTES_DEFAULT ((size_t)8u * 1024u * 1024u)
+#define RPC_SERVER_LIMITS_DEFAULT ((struct rpc_server_limits){ \
+	.max_connections = RPC_SERVER_MAX_CONNECTIONS_DEFAULT, \
+	.idle_timeout_ms = RPC_SERVER_IDLE_TIMEOUT_MS_DEFAULT, \
+	.max_inflight = RPC_SERVER_MAX_INFLIGHT_DEFAULT, \
+	.max_out_bytes = RPC_SERVER_MAX_OUT_BYTES_DEFAULT })
+
+/* methods must outlive the server. The server starts with
+ * RPC_SERVER_LIMITS_DEFAULT. Returns 0. */
 int rpc_server_create(uv_loop_t *loop, const char *service, const rpc_method *methods,
 		      size_t n_methods, void *ctx, rpc_server **server_r);
 /* Serve one more service on the same listener: a connection's HELLO names
@@ -79,6 +119,10 @@ int rpc_server_create(uv_loop_t *loop, const char *service, const rpc_method *me
  * already served. */
 int rpc_server_add_service(rpc_server *server, const char *service, const rpc_method *methods,
 			   size_t n_methods, void *ctx);
+/* Replace the server's limits (copied). Call before rpc_server_listen();
+ * connections already open keep reading under the new bounds from their
+ * next frame. */
+void rpc_server_set_limits(rpc_server *server, const struct rpc_server_limits *limits);
 /* Listen on host:port, host an IP literal or "localhost" (port 0 = any
  * free port, reported in *port_r).
  * Returns 0, or -1 with *error_r (static text). */
