@@ -49,6 +49,7 @@ struct rpc_sconn {
 	unsigned int calls;          /* handed to handlers, not replied to */
 	buf held;                    /* read but not decoded while blocked */
 	size_t held_off;             /* decoded up to here */
+	uint32_t role;               /* TLS: the peer's rpc_role bit, once known */
 	uint64_t last_active;        /* monotonic ms: accept, a frame in, a reply */
 	char peer[64];
 	struct rpc_sconn *prev, *next;
@@ -76,6 +77,7 @@ struct rpc_server {
 	uv_timer_t resume;           /* decodes the held input of resumed conns */
 	int timers_open;
 	int handles_open;            /* listener + timers still to close */
+	tls_server *tls;             /* borrowed; NULL = plaintext */
 	struct rpc_counters counters;
 };
 
@@ -108,6 +110,11 @@ int rpc_server_add_service(rpc_server *s, const char *service, const rpc_method 
 	svc->n_methods = n_methods;
 	svc->ctx = ctx;
 	return 0;
+}
+
+void rpc_server_set_tls(rpc_server *server, tls_server *tls)
+{
+	server->tls = tls;
 }
 
 void rpc_server_set_limits(rpc_server *server, const struct rpc_server_limits *limits)
@@ -288,6 +295,16 @@ static void sconn_request(struct rpc_sconn *conn, const struct rpc_frame *f)
 		sconn_reply_status(conn, f, MAIL_ERR_BAD_METHOD);
 		return;
 	}
+	if (conn->out.tls != NULL) {
+		uint32_t allowed = m->roles != 0 ? m->roles : RPC_ROLES_NODES;
+		if ((conn->role & allowed) == 0) {
+			log_event(LOG_WARN, RPC_LOG_SVC,
+				  "event=rpc_denied peer=%s method=%s role=%s", conn->peer,
+				  m->name, tls_conn_peer_role(conn->out.tls));
+			sconn_reply_status(conn, f, MAIL_ERR_PERM);
+			return;
+		}
+	}
 	ProtobufCMessage *req = protobuf_c_message_unpack(m->request, NULL, f->payload_len,
 							  f->payload);
 	if (req == NULL) {
@@ -421,12 +438,39 @@ static void sconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 		free(b->base);
 		return;
 	}
-	size_t used = sconn_process(conn, (const uint8_t *)b->base, (size_t)nread);
-	if (used < (size_t)nread && !conn->closing) {
+	const uint8_t *data = (const uint8_t *)b->base;
+	size_t len = (size_t)nread;
+	buf plain;
+	buf_init(&plain);
+	if (conn->out.tls != NULL) {
+		/* frames only ever come from verified, decrypted input */
+		const char *error;
+		int was_done = tls_conn_handshake_done(conn->out.tls);
+		int r = rpc__out_tls_in(&conn->out, data, len, &plain, &error);
+		struct rpc_counters *c = conn->server != NULL ? &conn->server->counters : NULL;
+		if (r == 0 && rpc__out_flush(&conn->out, (uv_stream_t *)&conn->tcp,
+					     sconn_write_cb, c) < 0)
+			r = -1, error = "write failed";
+		if (r < 0) {
+			char q[160];
+			log_event(LOG_WARN, RPC_LOG_SVC, "event=rpc_tls_failed peer=%s error=%s",
+				  conn->peer, log_quote(q, sizeof q, error, strlen(error)));
+			sconn_close(conn);
+			goto out;
+		}
+		if (!was_done && tls_conn_handshake_done(conn->out.tls))
+			conn->role = rpc_role_parse(tls_conn_peer_role(conn->out.tls));
+		data = plain.data;
+		len = plain.len;
+	}
+	size_t used = sconn_process(conn, data, len);
+	if (used < len && !conn->closing) {
 		/* blocked: keep the rest undecoded (reading => held is empty) */
-		buf_append(&conn->held, b->base + used, (size_t)nread - used);
+		buf_append(&conn->held, data + used, len - used);
 		sconn_update_reading(conn);
 	}
+out:
+	buf_deinit(&plain);
 	free(b->base);
 }
 
@@ -489,6 +533,8 @@ static void server_connection_cb(uv_stream_t *listener, int status)
 		return;
 	}
 	uv_tcp_nodelay(&conn->tcp, 1);
+	if (s->tls != NULL)
+		conn->out.tls = tls_conn_new_server(s->tls);
 	s->counters.connections++;
 	if (uv_read_start((uv_stream_t *)&conn->tcp, rpc__alloc_cb, sconn_read_cb) < 0) {
 		sconn_close(conn);

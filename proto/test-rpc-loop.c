@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -15,6 +16,7 @@
 #include "rpc-frame.h"
 #include "rpc.h"
 #include "store.pb-c.h"
+#include "tls.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -121,8 +123,10 @@ static void list_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 }
 
 static const rpc_method methods[] = {
-	{ STORE__METHOD__FETCH, "fetch", &store__fetch_request__descriptor, fetch_handler },
-	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, list_handler },
+	{ STORE__METHOD__FETCH, "fetch", &store__fetch_request__descriptor, fetch_handler,
+	  RPC_ROLE_FRONTEND | RPC_ROLES_NODES },
+	/* 0: the nodes only (with TLS) */
+	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, list_handler, 0 },
 };
 
 /* ---- loop helpers ---- */
@@ -670,7 +674,7 @@ static void named_list_handler(rpc_call *call, const ProtobufCMessage *msg, void
 }
 
 static const rpc_method queue_methods[] = {
-	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, named_list_handler },
+	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, named_list_handler, 0 },
 };
 
 struct named_result {
@@ -1046,6 +1050,142 @@ static void test_max_out_bytes(void **state)
 	raw_close(fx, &r);
 }
 
+/* ---- mutual TLS and roles ---- */
+
+struct tls_fx {
+	char dir[64];
+	tls_server *srv;
+	tls_client *frontend, *queue, *anon;
+};
+
+static void tls_fx_path(const struct tls_fx *t, char *out, size_t size, const char *name)
+{
+	snprintf(out, size, "%s/%s", t->dir, name);
+}
+
+static void tls_fx_init(struct tls_fx *t)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->dir, sizeof t->dir, "/tmp/test-rpc-tls-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	char cmd[512];
+	snprintf(cmd, sizeof cmd,
+		 "%s/cluster/dev-ca %s node store-1 store && %s/cluster/dev-ca %s node fe-1 frontend"
+		 " && %s/cluster/dev-ca %s node queue-1 queue", MAIL_SOURCE_DIR, t->dir,
+		 MAIL_SOURCE_DIR, t->dir, MAIL_SOURCE_DIR, t->dir);
+	assert_int_equal(system(cmd), 0);
+	char ca[128], cert[128], key[128];
+	const char *err = NULL;
+	tls_fx_path(t, ca, sizeof ca, "ca.pem");
+	tls_fx_path(t, cert, sizeof cert, "store-1.pem");
+	tls_fx_path(t, key, sizeof key, "store-1.key");
+	struct tls_server_settings ss = { cert, key, 0 };
+	assert_int_equal(tls_server_create(&ss, &t->srv, &err), 0);
+	assert_int_equal(tls_server_require_client_cert(t->srv, ca, &err), 0);
+	static const char *const names[] = { "fe-1", "queue-1" };
+	tls_client **clis[] = { &t->frontend, &t->queue };
+	for (int i = 0; i < 2; i++) {
+		char n[64];
+		snprintf(n, sizeof n, "%s.pem", names[i]);
+		tls_fx_path(t, cert, sizeof cert, n);
+		snprintf(n, sizeof n, "%s.key", names[i]);
+		tls_fx_path(t, key, sizeof key, n);
+		struct tls_client_settings cs = { ca, cert, key };
+		assert_int_equal(tls_client_create(&cs, clis[i], &err), 0);
+	}
+	struct tls_client_settings anon = { ca, NULL, NULL };
+	assert_int_equal(tls_client_create(&anon, &t->anon, &err), 0);
+}
+
+static void tls_fx_deinit(struct tls_fx *t)
+{
+	tls_client_destroy(&t->frontend);
+	tls_client_destroy(&t->queue);
+	tls_client_destroy(&t->anon);
+	tls_server_destroy(&t->srv);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", t->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static rpc_client *tls_client_for(struct fx *fx, tls_client *tls)
+{
+	rpc_client *c;
+	rpc_client_create(&fx->loop, "store", "127.0.0.1", fx->port, &c);
+	rpc_client_set_tls(c, tls);
+	return c;
+}
+
+/* A frontend certificate may call what allows frontends and gets
+ * MAIL_ERR_PERM for the rest; a queue certificate calls the nodes' method;
+ * a client without a certificate, or speaking plaintext, is refused before
+ * any request is read. */
+static void test_tls_roles(void **state)
+{
+	struct fx *fx = *state;
+	struct tls_fx t;
+	tls_fx_init(&t);
+	rpc_server_destroy(&fx->server);
+	run_for(fx, 10);
+	rpc_server_create(&fx->loop, "store", methods, 2, fx, &fx->server);
+	rpc_server_set_tls(fx->server, t.srv);
+	const char *error = NULL;
+	assert_int_equal(rpc_server_listen(fx->server, "127.0.0.1", 0, &fx->port, &error), 0);
+
+	rpc_client *fe = tls_client_for(fx, t.frontend);
+	struct result res = { 0 };
+	fetch(fe, &res, 1, 5000);
+	run_until(fx, &res.calls, 1, 5000);
+	assert_int_equal(res.status[0], MAIL_OK);
+	assert_int_equal(res.bad, 0);
+	Store__ListRequest lreq = STORE__LIST_REQUEST__INIT;
+	lreq.user = "bob@example.com";
+	struct named_result fr = { 0 }, qr = { 0 }, ar = { 0 };
+	rpc_client_call(fe, STORE__METHOD__LIST, &lreq.base, &store__list_response__descriptor, 0,
+			named_list_cb, &fr);
+	run_until(fx, &fr.calls, 1, 5000);
+	assert_int_equal(fr.status, MAIL_ERR_PERM);
+
+	rpc_client *qc = tls_client_for(fx, t.queue);
+	rpc_client_call(qc, STORE__METHOD__LIST, &lreq.base, &store__list_response__descriptor, 0,
+			named_list_cb, &qr);
+	run_until(fx, &qr.calls, 1, 5000);
+	assert_int_equal(qr.status, MAIL_OK);
+	assert_string_equal(qr.name, "bob@example.com");
+
+	/* no certificate: the handshake fails, nothing is handled */
+	int handled = fx->handled;
+	rpc_client *ac = tls_client_for(fx, t.anon);
+	rpc_client_call(ac, STORE__METHOD__LIST, &lreq.base, &store__list_response__descriptor, 0,
+			named_list_cb, &ar);
+	struct result ares = { 0 };
+	fetch(ac, &ares, 2, 5000);
+	run_until(fx, &ar.calls, 1, 5000);
+	run_until(fx, &ares.calls, 1, 5000);
+	assert_int_equal(ar.status, MAIL_ERR_UNAVAILABLE);
+	assert_int_equal(ares.status[0], MAIL_ERR_UNAVAILABLE);
+	assert_int_equal(fx->handled, handled);
+
+	/* plaintext: closed, never a HELLO back */
+	struct raw r;
+	raw_open(fx, &r);
+	rpc_hello_encode(&r.out, "store", RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
+	raw_send(fx, &r);
+	run_until(fx, &r.eof, 1, 5000);
+	raw_close(fx, &r);
+
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.calls_by_status[MAIL_ERR_PERM], 1);
+	assert_int_equal(sc.calls_by_status[MAIL_OK], 2);
+	rpc_client_destroy(&fe);
+	rpc_client_destroy(&qc);
+	rpc_client_destroy(&ac);
+	rpc_server_destroy(&fx->server);
+	run_for(fx, 20);
+	tls_fx_deinit(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1065,6 +1205,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_inflight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_out_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_roles, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
