@@ -302,6 +302,144 @@ static void test_reload(void **state)
 	tls_server_destroy(&srv);
 }
 
+/* ---- mutual TLS: tls_client against a server requiring certificates ---- */
+
+/* Pump between two tls_conns until both are quiet. Returns the server's
+ * last result (the client's in *cr). */
+static enum tls_feed_result pump2(tls_conn *cl, tls_conn *sv, enum tls_feed_result *cr)
+{
+	buf to_s, to_c, plain;
+	buf_init(&to_s);
+	buf_init(&to_c);
+	buf_init(&plain);
+	enum tls_feed_result sr = TLS_FEED_OK;
+	*cr = tls_conn_feed(cl, NULL, 0, &plain, &to_s);
+	for (int round = 0; round < 20 && (to_s.len > 0 || to_c.len > 0); round++) {
+		if (to_s.len > 0) {
+			buf in = to_s;
+			buf_init(&to_s);
+			sr = tls_conn_feed(sv, in.data, in.len, &plain, &to_c);
+			buf_deinit(&in);
+		}
+		if (to_c.len > 0 && *cr != TLS_FEED_ERROR) {
+			buf in = to_c;
+			buf_init(&to_c);
+			*cr = tls_conn_feed(cl, in.data, in.len, &plain, &to_s);
+			buf_deinit(&in);
+		} else {
+			buf_reset(&to_c);
+		}
+		if (sr == TLS_FEED_ERROR)
+			break;
+	}
+	buf_deinit(&to_s);
+	buf_deinit(&to_c);
+	buf_deinit(&plain);
+	return sr;
+}
+
+static void node_cert(const struct fixture *f, const char *name, const char *role)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "%s/cluster/dev-ca %s node %s %s", MAIL_SOURCE_DIR, f->dir,
+		 name, role);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_mutual(void **state)
+{
+	struct fixture *f = *state;
+	node_cert(f, "store-1", "store");
+	node_cert(f, "fe-1", "frontend");
+	char cert[200], key[200], fcert[200], fkey[200];
+	snprintf(cert, sizeof cert, "%s/store-1.pem", f->dir);
+	snprintf(key, sizeof key, "%s/store-1.key", f->dir);
+	snprintf(fcert, sizeof fcert, "%s/fe-1.pem", f->dir);
+	snprintf(fkey, sizeof fkey, "%s/fe-1.key", f->dir);
+	struct tls_server_settings ss = { cert, key, 0 };
+	tls_server *srv = NULL;
+	const char *err = NULL;
+	assert_int_equal(tls_server_create(&ss, &srv, &err), 0);
+	assert_int_equal(tls_server_require_client_cert(srv, f->path[P_CA], &err), 0);
+
+	/* a frontend certificate: both verified, the role read */
+	struct tls_client_settings cs = { f->path[P_CA], fcert, fkey };
+	tls_client *cli = NULL;
+	assert_int_equal(tls_client_create(&cs, &cli, &err), 0);
+	enum tls_feed_result cr;
+	tls_conn *c = tls_conn_new_client(cli, "127.0.0.1");
+	tls_conn *s = tls_conn_new_server(srv);
+	assert_int_equal(pump2(c, s, &cr), TLS_FEED_OK);
+	assert_int_equal(cr, TLS_FEED_OK);
+	assert_true(tls_conn_handshake_done(s));
+	assert_true(tls_conn_handshake_done(c));
+	assert_string_equal(tls_conn_peer_role(s), "frontend");
+	assert_string_equal(tls_conn_peer_role(c), "store");
+	tls_conn_free(&c);
+	tls_conn_free(&s);
+	/* by name too */
+	c = tls_conn_new_client(cli, "store-1");
+	s = tls_conn_new_server(srv);
+	assert_int_equal(pump2(c, s, &cr), TLS_FEED_OK);
+	assert_true(tls_conn_handshake_done(c));
+	tls_conn_free(&c);
+	tls_conn_free(&s);
+	/* a name the certificate does not carry: the client refuses */
+	c = tls_conn_new_client(cli, "queue-9");
+	s = tls_conn_new_server(srv);
+	pump2(c, s, &cr);
+	assert_int_equal(cr, TLS_FEED_ERROR);
+	assert_false(tls_conn_handshake_done(s));
+	tls_conn_free(&c);
+	tls_conn_free(&s);
+	tls_client_destroy(&cli);
+	assert_null(cli);
+
+	/* no client certificate: the server refuses the handshake */
+	struct tls_client_settings anon = { f->path[P_CA], NULL, NULL };
+	assert_int_equal(tls_client_create(&anon, &cli, &err), 0);
+	c = tls_conn_new_client(cli, "127.0.0.1");
+	s = tls_conn_new_server(srv);
+	assert_int_equal(pump2(c, s, &cr), TLS_FEED_ERROR);
+	assert_false(tls_conn_handshake_done(s));
+	assert_string_equal(tls_conn_peer_role(s), "");
+	tls_conn_free(&c);
+	tls_conn_free(&s);
+	tls_client_destroy(&cli);
+
+	/* a certificate from another CA: refused too */
+	char other[200], cmd[600];
+	snprintf(other, sizeof other, "%s/other", f->dir);
+	snprintf(cmd, sizeof cmd, "%s/cluster/dev-ca %s node x-1 store", MAIL_SOURCE_DIR, other);
+	assert_int_equal(system(cmd), 0);
+	char ocert[240], okey[240];
+	snprintf(ocert, sizeof ocert, "%s/x-1.pem", other);
+	snprintf(okey, sizeof okey, "%s/x-1.key", other);
+	struct tls_client_settings alien = { f->path[P_CA], ocert, okey };
+	assert_int_equal(tls_client_create(&alien, &cli, &err), 0);
+	c = tls_conn_new_client(cli, "127.0.0.1");
+	s = tls_conn_new_server(srv);
+	assert_int_equal(pump2(c, s, &cr), TLS_FEED_ERROR);
+	assert_false(tls_conn_handshake_done(s));
+	tls_conn_free(&c);
+	tls_conn_free(&s);
+	tls_client_destroy(&cli);
+
+	/* a server without the requirement: no role, but it works */
+	tls_server_destroy(&srv);
+	assert_int_equal(tls_server_create(&ss, &srv, &err), 0);
+	assert_int_equal(tls_client_create(&anon, &cli, &err), 0);
+	c = tls_conn_new_client(cli, "localhost");
+	s = tls_conn_new_server(srv);
+	assert_int_equal(pump2(c, s, &cr), TLS_FEED_OK);
+	assert_true(tls_conn_handshake_done(s));
+	assert_string_equal(tls_conn_peer_role(s), "");
+	tls_conn_free(&c);
+	tls_conn_free(&s);
+	tls_client_destroy(&cli);
+	tls_server_destroy(&srv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -310,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_sni),
 		cmocka_unit_test(test_tickets_shared),
 		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_mutual),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -24,6 +24,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define TLS__SVC "tls"
 #define TLS__CERT_MAX (1u << 20) /* a certificate or key file */
@@ -50,17 +51,23 @@ struct tls_server {
 	size_t secret_len;
 	unsigned period_s;
 	uint64_t clock_s; /* tests; 0 = wall clock */
+	X509_STORE *client_ca; /* tls_server_require_client_cert(); NULL = none */
 	struct tls__ticket_key keys[TLS_TICKET_PERIODS_ACCEPTED];
 };
 
+struct tls_client {
+	SSL_CTX *ctx;
+};
+
 struct tls_conn {
-	tls_server *srv;
+	tls_server *srv;  /* NULL for a client connection */
 	SSL *ssl;
 	BIO *rbio, *wbio; /* owned by ssl */
 	int done;         /* handshake finished */
 	int failed;
 	buf held;         /* plaintext written before the handshake finished */
 	char sni[256];
+	char role[TLS_ROLE_MAX + 1];
 	char error[160];
 };
 
@@ -143,15 +150,27 @@ out:
 	return ret;
 }
 
+/* Client certificates: SNI moves a connection to a certificate context
+ * (SSL_set_SSL_CTX), which takes that context's verify store, so every
+ * context of a server that requires them carries the CA store and mode. */
+static void tls__ctx_verify_clients(SSL_CTX *ctx, X509_STORE *store)
+{
+	if (store == NULL)
+		return;
+	SSL_CTX_set1_verify_cert_store(ctx, store);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+}
+
 /* A certificate context from PEM text, or NULL with *error_r. */
-static SSL_CTX *tls__cert_ctx(const char *cert, size_t cert_len, const char *key,
-			      size_t key_len, const char **error_r)
+static SSL_CTX *tls__cert_ctx(const tls_server *srv, const char *cert, size_t cert_len,
+			      const char *key, size_t key_len, const char **error_r)
 {
 	SSL_CTX *ctx = tls__ctx_new();
 	if (ctx == NULL) {
 		*error_r = "tls: out of memory";
 		return NULL;
 	}
+	tls__ctx_verify_clients(ctx, srv->client_ca);
 	if (tls__ctx_use_pem(ctx, cert, cert_len, key, key_len, error_r) < 0) {
 		SSL_CTX_free(ctx);
 		return NULL;
@@ -187,7 +206,7 @@ int tls_server_load_default(tls_server *srv, const char *cert_file, const char *
 	size_t cl = 0, kl = 0;
 	char *cert = tls__read_file(cert_file, &cl, error_r);
 	char *key = cert != NULL ? tls__read_file(key_file, &kl, error_r) : NULL;
-	SSL_CTX *ctx = key != NULL ? tls__cert_ctx(cert, cl, key, kl, error_r) : NULL;
+	SSL_CTX *ctx = key != NULL ? tls__cert_ctx(srv, cert, cl, key, kl, error_r) : NULL;
 	if (ctx != NULL && srv->base != NULL &&
 	    tls__ctx_use_pem(srv->base, cert, cl, key, kl, error_r) < 0) {
 		SSL_CTX_free(ctx);
@@ -212,7 +231,7 @@ int tls_server_set_domain(tls_server *srv, const char *domain, const char *cert_
 {
 	SSL_CTX *ctx = NULL;
 	if (cert_pem != NULL) {
-		ctx = tls__cert_ctx(cert_pem, cert_len, key_pem, key_len, error_r);
+		ctx = tls__cert_ctx(srv, cert_pem, cert_len, key_pem, key_len, error_r);
 		if (ctx == NULL)
 			return -1;
 	}
@@ -273,8 +292,11 @@ static int tls__servername_cb(SSL *ssl, int *alert, void *arg)
 	if (name != NULL && c != NULL)
 		snprintf(c->sni, sizeof c->sni, "%s", name);
 	SSL_CTX *ctx = tls__ctx_for(srv, name);
-	if (ctx != NULL && ctx != SSL_get_SSL_CTX(ssl))
+	if (ctx != NULL && ctx != SSL_get_SSL_CTX(ssl)) {
 		SSL_set_SSL_CTX(ssl, ctx);
+		if (srv->client_ca != NULL)
+			SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), NULL);
+	}
 	return SSL_TLSEXT_ERR_OK;
 }
 
@@ -458,20 +480,101 @@ void tls_server_destroy(tls_server **srvp)
 		SSL_CTX_free(srv->domains[k].ctx);
 	}
 	free(srv->domains);
+	X509_STORE_free(srv->client_ca);
 	SSL_CTX_free(srv->dflt);
 	SSL_CTX_free(srv->base);
 	OPENSSL_cleanse(srv, sizeof *srv);
 	free(srv);
 }
 
+/* A store of the certificates in a PEM file, or NULL with *error_r. */
+static X509_STORE *tls__ca_store(const char *ca_file, const char **error_r)
+{
+	X509_STORE *store = X509_STORE_new();
+	if (store == NULL || X509_STORE_load_file(store, ca_file) != 1) {
+		char e[160];
+		tls__take_error(e, sizeof e);
+		log_event(LOG_WARN, TLS__SVC, "event=ca_unreadable path=%s openssl=\"%s\"",
+			  ca_file, e);
+		X509_STORE_free(store);
+		*error_r = "tls: cannot load the CA file";
+		return NULL;
+	}
+	return store;
+}
+
+int tls_server_require_client_cert(tls_server *srv, const char *ca_file, const char **error_r)
+{
+	X509_STORE *store = tls__ca_store(ca_file, error_r);
+	if (store == NULL)
+		return -1;
+	X509_STORE_free(srv->client_ca);
+	srv->client_ca = store;
+	tls__ctx_verify_clients(srv->base, store);
+	tls__ctx_verify_clients(srv->dflt, store);
+	for (size_t k = 0; k < srv->n_domains; k++)
+		tls__ctx_verify_clients(srv->domains[k].ctx, store);
+	return 0;
+}
+
+/* ---- the client side ---------------------------------------------------- */
+
+int tls_client_create(const struct tls_client_settings *set, tls_client **cli_r,
+		      const char **error_r)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL) {
+		*error_r = "tls: out of memory";
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	X509_STORE *store = tls__ca_store(set->ca_file, error_r);
+	if (store == NULL) {
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	SSL_CTX_set_cert_store(ctx, store); /* ctx owns it */
+	if (set->cert_file != NULL) {
+		size_t cl = 0, kl = 0;
+		char *cert = tls__read_file(set->cert_file, &cl, error_r);
+		char *key = cert != NULL ? tls__read_file(set->key_file, &kl, error_r) : NULL;
+		int r = key != NULL ? tls__ctx_use_pem(ctx, cert, cl, key, kl, error_r) : -1;
+		if (key != NULL)
+			OPENSSL_cleanse(key, kl);
+		free(cert);
+		free(key);
+		if (r < 0) {
+			SSL_CTX_free(ctx);
+			return -1;
+		}
+	}
+	tls_client *cli = xcalloc(1, sizeof *cli);
+	cli->ctx = ctx;
+	*cli_r = cli;
+	return 0;
+}
+
+void tls_client_destroy(tls_client **clip)
+{
+	tls_client *cli = *clip;
+	if (cli == NULL)
+		return;
+	*clip = NULL;
+	SSL_CTX_free(cli->ctx);
+	free(cli);
+}
+
 /* ---- one connection ---------------------------------------------------- */
 
-tls_conn *tls_conn_new_server(tls_server *srv)
+static tls_conn *tls__conn_new(SSL_CTX *ctx)
 {
 	tls_conn *c = xcalloc(1, sizeof *c);
-	c->srv = srv;
 	buf_init(&c->held);
-	c->ssl = SSL_new(srv->base);
+	c->ssl = SSL_new(ctx);
 	c->rbio = BIO_new(BIO_s_mem());
 	c->wbio = BIO_new(BIO_s_mem());
 	if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL)
@@ -479,8 +582,57 @@ tls_conn *tls_conn_new_server(tls_server *srv)
 	BIO_set_mem_eof_return(c->rbio, -1); /* empty: "retry", not EOF */
 	SSL_set_bio(c->ssl, c->rbio, c->wbio);
 	SSL_set_app_data(c->ssl, c);
+	return c;
+}
+
+tls_conn *tls_conn_new_server(tls_server *srv)
+{
+	tls_conn *c = tls__conn_new(srv->base);
+	c->srv = srv;
 	SSL_set_accept_state(c->ssl);
 	return c;
+}
+
+tls_conn *tls_conn_new_client(tls_client *cli, const char *host)
+{
+	tls_conn *c = tls__conn_new(cli->ctx);
+	SSL_set_connect_state(c->ssl);
+	ASN1_OCTET_STRING *ip = a2i_IPADDRESS(host);
+	if (ip != NULL) {
+		/* an address: no SNI (RFC 6066), match the IP SANs */
+		X509_VERIFY_PARAM_set1_ip(SSL_get0_param(c->ssl), ASN1_STRING_get0_data(ip),
+					  (size_t)ASN1_STRING_length(ip));
+		ASN1_OCTET_STRING_free(ip);
+	} else {
+		ERR_clear_error();
+		SSL_set_tlsext_host_name(c->ssl, host);
+		SSL_set1_host(c->ssl, host);
+	}
+	return c;
+}
+
+/* The role in the peer's verified certificate into c->role ("" if none). */
+static void tls__peer_role(tls_conn *c)
+{
+	c->role[0] = '\0';
+	X509 *peer = SSL_get0_peer_certificate(c->ssl);
+	if (peer == NULL || SSL_get_verify_result(c->ssl) != X509_V_OK)
+		return;
+	GENERAL_NAMES *names = X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL);
+	const size_t pl = strlen(TLS_ROLE_URI_PREFIX);
+	for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+		if (gn->type != GEN_URI)
+			continue;
+		const char *uri = (const char *)ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
+		size_t len = (size_t)ASN1_STRING_length(gn->d.uniformResourceIdentifier);
+		if (len <= pl || len - pl > TLS_ROLE_MAX || strncmp(uri, TLS_ROLE_URI_PREFIX, pl) != 0)
+			continue;
+		memcpy(c->role, uri + pl, len - pl);
+		c->role[len - pl] = '\0';
+		break;
+	}
+	GENERAL_NAMES_free(names);
 }
 
 void tls_conn_free(tls_conn **cp)
@@ -547,6 +699,7 @@ enum tls_feed_result tls_conn_feed(tls_conn *c, const void *data, size_t len, bu
 			return TLS_FEED_ERROR;
 		}
 		c->done = 1;
+		tls__peer_role(c);
 		if (c->held.len > 0) {
 			int w = tls__write_now(c, c->held.data, c->held.len, net_out);
 			buf_reset(&c->held);
@@ -617,6 +770,11 @@ const char *tls_conn_cipher(const tls_conn *c)
 const char *tls_conn_sni(const tls_conn *c)
 {
 	return c->sni;
+}
+
+const char *tls_conn_peer_role(const tls_conn *c)
+{
+	return c->role;
 }
 
 const char *tls_conn_error(const tls_conn *c)

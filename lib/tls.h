@@ -25,6 +25,13 @@
  * socket, so the protocol servers, the tests and the fuzz targets drive it
  * the same way.
  *
+ * tls_client is the client side of cluster connections (mutual TLS between
+ * nodes): it trusts one CA file and presents a certificate of its own.
+ * A tls_server can likewise require a client certificate from that CA
+ * (tls_server_require_client_cert). The peer's role is read from its
+ * certificate: a SAN URI "mail-role:<role>" (cluster/dev-ca node NAME ROLE
+ * issues such certificates), see tls_conn_peer_role().
+ *
  * Loop thread only (a tls_server is used by the connections of one loop).
  */
 #ifndef MAIL_TLS_H
@@ -41,6 +48,11 @@
 
 typedef struct tls_server tls_server;
 typedef struct tls_conn tls_conn;
+typedef struct tls_client tls_client;
+
+/* The URI prefix of the SAN naming a node's role. */
+#define TLS_ROLE_URI_PREFIX "mail-role:"
+#define TLS_ROLE_MAX 31u
 
 struct tls_server_settings {
 	const char *cert_file;       /* PEM: certificate, then its chain */
@@ -66,6 +78,11 @@ int tls_server_load_default(tls_server *srv, const char *cert_file, const char *
 int tls_server_set_domain(tls_server *srv, const char *domain, const char *cert_pem,
 			  size_t cert_len, const char *key_pem, size_t key_len,
 			  const char **error_r);
+/* Require every client to present a certificate that chains to the CA(s)
+ * in ca_file (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT): a client
+ * without one fails the handshake. Applies to connections made after the
+ * call, whatever certificate SNI picks. 0, or -1 with *error_r. */
+int tls_server_require_client_cert(tls_server *srv, const char *ca_file, const char **error_r);
 /* Domains with a certificate now. */
 size_t tls_server_domain_count(const tls_server *srv);
 /* The shared ticket secret (at least TLS_TICKET_SECRET_MIN bytes). */
@@ -73,6 +90,22 @@ int tls_server_set_ticket_secret(tls_server *srv, const void *secret, size_t len
 /* For tests: the clock the ticket periods are cut from (seconds; 0 =
  * the wall clock). */
 void tls_server_set_clock(tls_server *srv, uint64_t now_s);
+
+/* ---- the client side ---------------------------------------------------- */
+
+struct tls_client_settings {
+	const char *ca_file;         /* PEM: the CA(s) a server must chain to */
+	const char *cert_file;       /* PEM: our certificate; NULL = present none */
+	const char *key_file;        /* PEM private key of cert_file */
+};
+
+/* TLS 1.2+ client that verifies the server's certificate against ca_file
+ * and the name given to tls_conn_new_client(). Returns 0, or -1 with
+ * *error_r (static text; details logged). */
+int tls_client_create(const struct tls_client_settings *set, tls_client **cli_r,
+		      const char **error_r);
+/* Connections made from cli keep their own reference: destroy any time. */
+void tls_client_destroy(tls_client **cli);
 
 /* ---- one connection ---------------------------------------------------- */
 
@@ -83,6 +116,11 @@ enum tls_feed_result {
 };
 
 tls_conn *tls_conn_new_server(tls_server *srv);
+/* A client connection to host: a DNS name (sent as SNI and matched against
+ * the certificate's DNS names) or an IP literal (matched against its IP
+ * SANs). The client speaks first: call tls_conn_feed(c, NULL, 0, ...) once
+ * to get the ClientHello into net_out. */
+tls_conn *tls_conn_new_client(tls_client *cli, const char *host);
 void tls_conn_free(tls_conn **c);
 
 /* Bytes read from the network. Plaintext is appended to plain_out (at most
@@ -103,6 +141,10 @@ int tls_conn_resumed(const tls_conn *c);
 const char *tls_conn_version(const tls_conn *c);
 const char *tls_conn_cipher(const tls_conn *c);
 const char *tls_conn_sni(const tls_conn *c);
+/* Once the handshake is done: the role named by the peer's verified
+ * certificate (its SAN URI TLS_ROLE_URI_PREFIX<role>), "" when it has no
+ * verified certificate or names no role. Owned by c. */
+const char *tls_conn_peer_role(const tls_conn *c);
 /* Why the last feed failed ("" when it did not). */
 const char *tls_conn_error(const tls_conn *c);
 

@@ -56,6 +56,8 @@ struct rpc_client {
 	uv_loop_t *loop;
 	char *service;
 	char peer[80];
+	char host[64];               /* what the server's certificate must name */
+	tls_client *tls;             /* borrowed; NULL = plaintext */
 	struct sockaddr_storage addr;
 	int addr_ok;
 
@@ -331,6 +333,18 @@ static void cconn_connect_cb(uv_connect_t *req, int status)
 		cconn_fail(conn, "rpc_connect_failed", uv_strerror(r));
 		return;
 	}
+	if (conn->out.tls != NULL) {
+		/* the ClientHello; the HELLO frame waits in the engine */
+		const char *error;
+		buf none;
+		buf_init(&none);
+		int tr = rpc__out_tls_in(&conn->out, NULL, 0, &none, &error);
+		buf_deinit(&none);
+		if (tr < 0) {
+			cconn_fail(conn, "rpc_tls_failed", error);
+			return;
+		}
+	}
 	cconn_flush(conn);
 }
 
@@ -406,6 +420,19 @@ static void cconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 	}
 	const uint8_t *p = (const uint8_t *)b->base;
 	size_t left = (size_t)nread;
+	buf plain;
+	buf_init(&plain);
+	if (conn->out.tls != NULL) {
+		const char *error;
+		if (rpc__out_tls_in(&conn->out, p, left, &plain, &error) < 0) {
+			cconn_fail(conn, "rpc_tls_failed", error);
+			left = 0;
+		} else {
+			cconn_flush(conn);
+			p = plain.data;
+			left = conn->client != NULL ? plain.len : 0;
+		}
+	}
 	while (left > 0 && conn->client != NULL) {
 		struct rpc_frame f;
 		size_t used;
@@ -425,6 +452,7 @@ static void cconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 		else
 			cconn_response(conn, &f);
 	}
+	buf_deinit(&plain);
 	free(b->base);
 }
 
@@ -445,6 +473,8 @@ static struct rpc_cconn *client_connect(rpc_client *c)
 	/* the HELLO goes first; calls queue behind it until connected */
 	rpc_hello_encode(&conn->out.pending, c->service, RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
 	conn->out.frames_pending++;
+	if (c->tls != NULL)
+		conn->out.tls = tls_conn_new_client(c->tls, c->host);
 	int r = uv_tcp_connect(&conn->connect_req, &conn->tcp, (const struct sockaddr *)&c->addr,
 			       cconn_connect_cb);
 	if (r < 0) {
@@ -468,6 +498,7 @@ int rpc_client_create(uv_loop_t *loop, const char *service, const char *host, in
 		(uv_ip4_addr(host, port, (struct sockaddr_in *)&c->addr) == 0 ||
 		 uv_ip6_addr(host, port, (struct sockaddr_in6 *)&c->addr) == 0);
 	snprintf(c->peer, sizeof c->peer, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+	snprintf(c->host, sizeof c->host, "%s", host);
 	if (!c->addr_ok)
 		log_event(LOG_ERROR, RPC_LOG_SVC,
 			  "event=rpc_bad_peer peer=%s service=%s error=\"not an IP address\"",
@@ -543,6 +574,11 @@ static void client_handle_close_cb(uv_handle_t *handle)
 	free(c);
 }
 
+void rpc_client_set_tls(rpc_client *client, tls_client *tls)
+{
+	client->tls = tls;
+}
+
 void rpc_client_destroy(rpc_client **client)
 {
 	rpc_client *c = *client;
@@ -570,6 +606,7 @@ struct rpc_pool_entry {
 struct rpc_pool {
 	uv_loop_t *loop;
 	char *service;
+	tls_client *tls;
 	struct rpc_pool_entry *v;
 	size_t n, cap;
 };
@@ -598,7 +635,14 @@ rpc_client *rpc_pool_get(rpc_pool *pool, const char *host, int port)
 	struct rpc_pool_entry *e = &pool->v[pool->n++];
 	e->key = key;
 	rpc_client_create(pool->loop, pool->service, host, port, &e->client);
+	if (pool->tls != NULL)
+		rpc_client_set_tls(e->client, pool->tls);
 	return e->client;
+}
+
+void rpc_pool_set_tls(rpc_pool *pool, tls_client *tls)
+{
+	pool->tls = tls;
 }
 
 void rpc_pool_destroy(rpc_pool **pool)

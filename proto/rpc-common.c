@@ -12,25 +12,65 @@ void rpc__out_init(struct rpc__out *out)
 	memset(out, 0, sizeof *out);
 	buf_init(&out->pending);
 	buf_init(&out->inflight);
+	buf_init(&out->sealed);
 }
 
 void rpc__out_deinit(struct rpc__out *out)
 {
 	buf_deinit(&out->pending);
 	buf_deinit(&out->inflight);
+	buf_deinit(&out->sealed);
+	tls_conn_free(&out->tls);
+}
+
+int rpc__out_tls_in(struct rpc__out *out, const void *data, size_t len, buf *plain,
+		    const char **error_r)
+{
+	enum tls_feed_result r = tls_conn_feed(out->tls, data, len, plain, &out->sealed);
+	if (r == TLS_FEED_OK)
+		return 0;
+	*error_r = r == TLS_FEED_CLOSED ? "tls closed by peer" : tls_conn_error(out->tls);
+	if (**error_r == '\0')
+		*error_r = "tls failed";
+	return -1;
+}
+
+uint32_t rpc_role_parse(const char *name)
+{
+	static const struct {
+		const char *name;
+		uint32_t bit;
+	} roles[] = {
+		{ "store", RPC_ROLE_STORE },
+		{ "queue", RPC_ROLE_QUEUE },
+		{ "frontend", RPC_ROLE_FRONTEND },
+		{ "admin", RPC_ROLE_ADMIN },
+	};
+	for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+		if (strcmp(name, roles[i].name) == 0)
+			return roles[i].bit;
+	return 0;
 }
 
 int rpc__out_flush(struct rpc__out *out, uv_stream_t *stream, uv_write_cb cb,
 		   struct rpc_counters *counters)
 {
-	if (out->writing || out->pending.len == 0)
+	if (out->tls != NULL && out->pending.len > 0) {
+		/* held inside the engine until the handshake is done */
+		if (tls_conn_write(out->tls, out->pending.data, out->pending.len,
+				   &out->sealed) < 0)
+			return UV_EPROTO;
+		buf_reset(&out->pending);
+	}
+	buf *ready = out->tls != NULL ? &out->sealed : &out->pending;
+	if (out->writing || ready->len == 0)
 		return 0;
-	/* swap: what was pending is now in flight, and the old in-flight
+	/* swap: what was ready is now in flight, and the old in-flight
 	 * buffer (already written) is reused for the next batch */
 	buf tmp = out->inflight;
-	out->inflight = out->pending;
-	out->pending = tmp;
-	buf_reset(&out->pending);
+	out->inflight = *ready;
+	*ready = tmp;
+	buf_reset(ready);
 	if (counters != NULL)
 		counters->frames_out += out->frames_pending;
 	out->frames_pending = 0;
@@ -53,7 +93,7 @@ void rpc__out_done(struct rpc__out *out)
 
 size_t rpc__out_queued(const struct rpc__out *out)
 {
-	return out->pending.len + (out->writing ? out->inflight.len : 0);
+	return out->pending.len + out->sealed.len + (out->writing ? out->inflight.len : 0);
 }
 
 int rpc__frame_pack(buf *out, const struct rpc_frame *f, const ProtobufCMessage *msg)

@@ -3,6 +3,8 @@
 #include "mail-error.h"
 #include "rpc.h"
 
+#include <string.h>
+
 void rpc_counters_format(struct buf *out, const char *labels, const char *role,
 			 const char *service, const struct rpc_counters *c)
 {
@@ -20,6 +22,20 @@ void rpc_counters_format(struct buf *out, const char *labels, const char *role,
 		   (unsigned long long)c->frames_out, labels, role, service,
 		   (unsigned long long)c->bad_frames, labels, role, service,
 		   (unsigned long long)c->connections);
+	if (strcmp(role, "server") == 0)
+		buf_printf(out,
+			   "# TYPE mail_rpc_refused_connections_total counter\n"
+			   "mail_rpc_refused_connections_total{%s,role=\"%s\",service=\"%s\"} %llu\n"
+			   "# TYPE mail_rpc_idle_closed_total counter\n"
+			   "mail_rpc_idle_closed_total{%s,role=\"%s\",service=\"%s\"} %llu\n"
+			   "# TYPE mail_rpc_read_pauses_total counter\n"
+			   "mail_rpc_read_pauses_total{%s,role=\"%s\",service=\"%s\"} %llu\n"
+			   "# TYPE mail_rpc_out_peak_bytes gauge\n"
+			   "mail_rpc_out_peak_bytes{%s,role=\"%s\",service=\"%s\"} %llu\n",
+			   labels, role, service, (unsigned long long)c->refused, labels, role,
+			   service, (unsigned long long)c->idle_closed, labels, role, service,
+			   (unsigned long long)c->read_pauses, labels, role, service,
+			   (unsigned long long)c->out_peak_bytes);
 	for (int st = 0; st <= MAIL_ERR_COUNT_; st++) {
 		if (c->calls_by_status[st] == 0)
 			continue;

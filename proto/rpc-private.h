@@ -10,15 +10,14 @@
 #define RPC_LOG_SVC "rpc"
 /* Bytes read from the socket per read callback at most. */
 #define RPC_READ_CHUNK (64u * 1024u)
-/* A server connection stops reading requests while this much of its replies
- * waits to be written (a peer that sends but never reads). */
-#define RPC_OUT_HIGH_WATER (16u * 1024u * 1024u)
 
 /* The output side of one connection: frames are appended to `pending`
  * while one uv_write of `inflight` is outstanding, then written together.
  * Both buffers live in the connection, which outlives every write_cb
  * (libuv runs write callbacks before the close callback). */
 struct rpc__out {
+	tls_conn *tls;             /* NULL: plaintext; owned (freed in deinit) */
+	buf sealed;                /* TLS records waiting to be written */
 	buf pending;
 	buf inflight;
 	uv_write_t req;
@@ -28,7 +27,14 @@ struct rpc__out {
 
 void rpc__out_init(struct rpc__out *out);
 void rpc__out_deinit(struct rpc__out *out);
-/* Start a write of everything pending unless one is outstanding. cb is the
+/* TLS: feed len bytes read from the socket; plaintext is appended to
+ * plain, whatever TLS answers is queued to be written (flush after).
+ * Returns 0, or -1 with *error_r (the handshake or a record failed, or the
+ * peer closed): close the connection. */
+int rpc__out_tls_in(struct rpc__out *out, const void *data, size_t len, buf *plain,
+		    const char **error_r);
+/* Start a write of everything pending unless one is outstanding. With
+ * TLS, pending frames are sealed into records first. cb is the
  * connection's write callback (req.data must point at the connection).
  * Returns 0, or a negative uv error (the caller closes the connection). */
 int rpc__out_flush(struct rpc__out *out, uv_stream_t *stream, uv_write_cb cb,

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "mail-error.h"
+#include "tls.h"
 
 #define RPC_PROTO_MAJOR 1
 #define RPC_PROTO_MINOR 0
@@ -44,6 +45,13 @@ struct rpc_counters {
 	uint64_t frames_out;
 	uint64_t bad_frames;      /* malformed frames and failed HELLOs */
 	uint64_t connections;     /* accepted (server) or established (client) */
+	/* server only (rpc_server_limits): */
+	uint64_t refused;         /* closed at accept: max_connections reached */
+	uint64_t idle_closed;     /* closed after idle_timeout_ms with nothing in flight */
+	uint64_t read_pauses;     /* a connection stopped being read (max_inflight
+	                           * or max_out_bytes reached) */
+	uint64_t out_peak_bytes;  /* gauge: the most reply bytes ever queued on
+	                           * one connection (userspace, not the kernel's) */
 	uint64_t calls_by_status[MAIL_ERR_COUNT_ + 1];
 };
 
@@ -60,14 +68,65 @@ typedef struct rpc_call rpc_call;
  * reply. ctx is the pointer given to rpc_server_create(). */
 typedef void rpc_handler_fn(rpc_call *call, const ProtobufCMessage *req, void *ctx);
 
+/* Roles of peers, named by their certificates (tls_conn_peer_role(): SAN
+ * URI mail-role:<role>), as bits of rpc_method.roles. */
+enum rpc_role {
+	RPC_ROLE_STORE = 1u << 0,     /* "store" */
+	RPC_ROLE_QUEUE = 1u << 1,     /* "queue" */
+	RPC_ROLE_FRONTEND = 1u << 2,  /* "frontend" */
+	RPC_ROLE_ADMIN = 1u << 3,     /* "admin" */
+};
+/* What rpc_method.roles == 0 means: the cluster's nodes and admin tools,
+ * never a frontend (a method frontends may call says so). */
+#define RPC_ROLES_NODES (RPC_ROLE_STORE | RPC_ROLE_QUEUE | RPC_ROLE_ADMIN)
+/* The role bit of a role name; 0 for "" or an unknown name. */
+uint32_t rpc_role_parse(const char *name);
+
 typedef struct rpc_method {
 	uint16_t id;                                  /* never reused */
 	const char *name;                             /* for logs and metrics */
 	const ProtobufCMessageDescriptor *request;    /* how to unpack */
 	rpc_handler_fn *handler;
+	/* With TLS (rpc_server_set_tls): the roles that may call it; 0 =
+	 * RPC_ROLES_NODES. A caller of another role gets MAIL_ERR_PERM and
+	 * the handler is not called. Without TLS nothing is checked. */
+	uint32_t roles;
 } rpc_method;
 
-/* methods must outlive the server. Returns 0. */
+/* Limits of one server; every connection gets them. Defaults
+ * (RPC_SERVER_LIMITS_DEFAULT), each 0 = no limit:
+ *   max_connections = 1024: a connection accepted beyond it is closed at
+ *       once, before any byte is read, and counted (counters.refused);
+ *   idle_timeout_ms = 300000 (5 min): a connection with no call in flight
+ *       and no reply waiting to be written that neither received a frame
+ *       nor answered a call for this long is closed (counters.idle_closed); clients reconnect on demand;
+ *   max_inflight = 256: calls handed to handlers and not yet replied to,
+ *       per connection; at the bound the server stops reading that
+ *       connection (no frame is decoded, TCP pushes back on the peer) until
+ *       a reply brings it below;
+ *   max_out_bytes = 8 MiB: replies queued for one connection and not yet
+ *       taken by the kernel; above it the server stops reading that
+ *       connection until they drain below half of it. Replies to calls
+ *       already taken are still queued, so the queue may pass the bound by
+ *       the replies of max_inflight calls at most. */
+struct rpc_server_limits {
+	uint32_t max_connections;
+	uint32_t idle_timeout_ms;
+	uint32_t max_inflight;
+	size_t max_out_bytes;
+};
+#define RPC_SERVER_MAX_CONNECTIONS_DEFAULT 1024u
+#define RPC_SERVER_IDLE_TIMEOUT_MS_DEFAULT (5u * 60u * 1000u)
+#define RPC_SERVER_MAX_INFLIGHT_DEFAULT 256u
+#define RPC_SERVER_MAX_OUT_BYTES_DEFAULT ((size_t)8u * 1024u * 1024u)
+#define RPC_SERVER_LIMITS_DEFAULT ((struct rpc_server_limits){ \
+	.max_connections = RPC_SERVER_MAX_CONNECTIONS_DEFAULT, \
+	.idle_timeout_ms = RPC_SERVER_IDLE_TIMEOUT_MS_DEFAULT, \
+	.max_inflight = RPC_SERVER_MAX_INFLIGHT_DEFAULT, \
+	.max_out_bytes = RPC_SERVER_MAX_OUT_BYTES_DEFAULT })
+
+/* methods must outlive the server. The server starts with
+ * RPC_SERVER_LIMITS_DEFAULT. Returns 0. */
 int rpc_server_create(uv_loop_t *loop, const char *service, const rpc_method *methods,
 		      size_t n_methods, void *ctx, rpc_server **server_r);
 /* Serve one more service on the same listener: a connection's HELLO names
@@ -79,6 +138,17 @@ int rpc_server_create(uv_loop_t *loop, const char *service, const rpc_method *me
  * already served. */
 int rpc_server_add_service(rpc_server *server, const char *service, const rpc_method *methods,
 			   size_t n_methods, void *ctx);
+/* Replace the server's limits (copied). Call before rpc_server_listen();
+ * connections already open keep reading under the new bounds from their
+ * next frame. */
+void rpc_server_set_limits(rpc_server *server, const struct rpc_server_limits *limits);
+/* Speak TLS on every connection accepted from now on. tls (borrowed: it
+ * must outlive the server) must require client certificates
+ * (tls_server_require_client_cert): a peer without a valid one fails the
+ * handshake and is closed before any frame is read, and each request's
+ * method is checked against the role its certificate names. Call before
+ * rpc_server_listen(). */
+void rpc_server_set_tls(rpc_server *server, tls_server *tls);
 /* Listen on host:port, host an IP literal or "localhost" (port 0 = any
  * free port, reported in *port_r).
  * Returns 0, or -1 with *error_r (static text). */
@@ -119,6 +189,12 @@ typedef void rpc_reply_cb(int status, const ProtobufCMessage *resp, void *arg);
  * once. Returns 0. */
 int rpc_client_create(uv_loop_t *loop, const char *service, const char *host, int port,
 		      rpc_client **client_r);
+/* Speak TLS on the connections made from now on, verifying the server's
+ * certificate against the host given to rpc_client_create() (an IP
+ * literal: its IP SANs). tls is borrowed and must outlive the client. A
+ * failed handshake fails the calls with MAIL_ERR_UNAVAILABLE and backs
+ * off like a refused connect. */
+void rpc_client_set_tls(rpc_client *client, tls_client *tls);
 /* Fail every pending call with MAIL_ERR_UNAVAILABLE (the callbacks run from
  * inside this call, after the client is detached, so they may not use it),
  * close the connection, free. NULLs *client. */
@@ -148,6 +224,8 @@ void rpc_client_call(rpc_client *client, uint16_t method, const ProtobufCMessage
 /* Clients keyed by "host:port" for one service, created on first use. */
 typedef struct rpc_pool rpc_pool;
 rpc_pool *rpc_pool_create(uv_loop_t *loop, const char *service);
+/* Clients the pool makes from now on use TLS (rpc_client_set_tls). */
+void rpc_pool_set_tls(rpc_pool *pool, tls_client *tls);
 /* The pool owns the result; valid until rpc_pool_destroy(). */
 rpc_client *rpc_pool_get(rpc_pool *pool, const char *host, int port);
 void rpc_pool_destroy(rpc_pool **pool);

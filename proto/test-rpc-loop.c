@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -15,12 +16,15 @@
 #include "rpc-frame.h"
 #include "rpc.h"
 #include "store.pb-c.h"
+#include "tls.h"
 #include "util.h"
 #include "xalloc.h"
 
 /* Behaviour of the test FETCH handler, chosen by the requested uid. */
 #define UID_NOT_FOUND 9999u   /* replies MAIL_ERR_NOT_FOUND */
 #define UID_PARK 8888u        /* never replies until the test says so */
+#define UID_BIG 100000u        /* and above: replies at once with BIG_BODY bytes */
+#define BIG_BODY (32u * 1024u)
 #define N_PIPELINED 200
 
 #define MAX_PARKED 16
@@ -77,7 +81,14 @@ static void fetch_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx
 	fx->handled++;
 	assert_true(rpc_call_deadline(call) > util_now_mono_ms());
 	assert_non_null(strstr(rpc_call_peer(call), "127.0.0.1:"));
-	if (req->uid == UID_NOT_FOUND) {
+	if (req->uid >= UID_BIG) {
+		uint8_t *body = xcalloc(1, BIG_BODY);
+		Store__FetchResponse resp = STORE__FETCH_RESPONSE__INIT;
+		resp.body.data = body;
+		resp.body.len = BIG_BODY;
+		rpc_call_reply(call, MAIL_OK, &resp.base);
+		free(body);
+	} else if (req->uid == UID_NOT_FOUND) {
 		rpc_call_reply(call, MAIL_ERR_NOT_FOUND, NULL);
 	} else if (req->uid == UID_PARK) {
 		assert_true(fx->n_parked < MAX_PARKED);
@@ -112,8 +123,10 @@ static void list_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 }
 
 static const rpc_method methods[] = {
-	{ STORE__METHOD__FETCH, "fetch", &store__fetch_request__descriptor, fetch_handler },
-	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, list_handler },
+	{ STORE__METHOD__FETCH, "fetch", &store__fetch_request__descriptor, fetch_handler,
+	  RPC_ROLE_FRONTEND | RPC_ROLES_NODES },
+	/* 0: the nodes only (with TLS) */
+	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, list_handler, 0 },
 };
 
 /* ---- loop helpers ---- */
@@ -151,14 +164,21 @@ static void run_for(struct fx *fx, uint64_t ms)
 	uv_run(&fx->loop, UV_RUN_NOWAIT);
 }
 
-static void server_start(struct fx *fx, int port)
+static void server_start_limits(struct fx *fx, int port, const struct rpc_server_limits *lim)
 {
 	const char *error = NULL;
 	rpc_server_create(&fx->loop, "store", methods, 2, fx, &fx->server);
+	if (lim != NULL)
+		rpc_server_set_limits(fx->server, lim);
 	int r = rpc_server_listen(fx->server, "127.0.0.1", port, &fx->port, &error);
 	if (r < 0)
 		fail_msg("listen: %s", error);
 	assert_true(fx->port > 0);
+}
+
+static void server_start(struct fx *fx, int port)
+{
+	server_start_limits(fx, port, NULL);
 }
 
 static int setup(void **state)
@@ -425,6 +445,7 @@ struct raw {
 	int written;
 	int eof;
 	int closed;
+	int no_read;
 };
 
 static void raw_alloc_cb(uv_handle_t *h, size_t n, uv_buf_t *b)
@@ -449,13 +470,16 @@ static void raw_connect_cb(uv_connect_t *req, int status)
 	struct raw *r = req->data;
 	assert_int_equal(status, 0);
 	r->connected = 1;
-	uv_read_start((uv_stream_t *)&r->tcp, raw_alloc_cb, raw_read_cb);
+	if (!r->no_read)
+		uv_read_start((uv_stream_t *)&r->tcp, raw_alloc_cb, raw_read_cb);
 }
 
-static void raw_open(struct fx *fx, struct raw *r)
+/* Connect; read everything that comes unless no_read. */
+static void raw_open_opts(struct fx *fx, struct raw *r, int no_read)
 {
 	struct sockaddr_in sin;
 	memset(r, 0, sizeof *r);
+	r->no_read = no_read;
 	buf_init(&r->out);
 	buf_init(&r->in);
 	uv_ip4_addr("127.0.0.1", fx->port, &sin);
@@ -464,6 +488,11 @@ static void raw_open(struct fx *fx, struct raw *r)
 	r->creq.data = r;
 	uv_tcp_connect(&r->creq, &r->tcp, (struct sockaddr *)&sin, raw_connect_cb);
 	run_until(fx, &r->connected, 1, 5000);
+}
+
+static void raw_open(struct fx *fx, struct raw *r)
+{
+	raw_open_opts(fx, r, 0);
 }
 
 static void raw_write_cb(uv_write_t *req, int status)
@@ -645,7 +674,7 @@ static void named_list_handler(rpc_call *call, const ProtobufCMessage *msg, void
 }
 
 static const rpc_method queue_methods[] = {
-	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, named_list_handler },
+	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, named_list_handler, 0 },
 };
 
 struct named_result {
@@ -795,6 +824,368 @@ static void test_pool(void **state)
 	assert_null(pool);
 }
 
+/* ---- limits (rpc_server_limits) ---- */
+
+/* Send HELLO and wait for the server's. */
+static void raw_hello(struct fx *fx, struct raw *r)
+{
+	rpc_hello_encode(&r->out, "store", RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
+	raw_send(fx, r);
+	uint64_t end = util_now_mono_ms() + 5000;
+	while (r->in.len == 0 && !r->eof && util_now_mono_ms() < end)
+		run_for(fx, 5);
+	assert_true(r->in.len > 0);
+}
+
+/* Over max_connections a connection is closed at accept, before any byte;
+ * a closed one frees its slot. */
+static void test_max_connections(void **state)
+{
+	struct fx *fx = *state;
+	struct rpc_server_limits lim = RPC_SERVER_LIMITS_DEFAULT;
+	lim.max_connections = 2;
+	rpc_server_set_limits(fx->server, &lim);
+	struct result res = { 0 };
+	fetch(fx->client, &res, 1, 5000);
+	run_until(fx, &res.calls, 1, 5000);
+	assert_int_equal(res.status[0], MAIL_OK);
+
+	struct raw a, b;
+	raw_open(fx, &a);
+	raw_hello(fx, &a);
+	raw_open(fx, &b);
+	rpc_hello_encode(&b.out, "store", RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
+	raw_send(fx, &b);
+	run_until(fx, &b.eof, 1, 5000);
+	assert_int_equal(b.in.len, 0);
+	raw_close(fx, &b);
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.refused, 1);
+	assert_int_equal(sc.connections, 2);
+
+	raw_close(fx, &a);
+	run_for(fx, 50);
+	raw_open(fx, &b);
+	raw_hello(fx, &b);
+	assert_int_equal(b.eof, 0);
+	raw_close(fx, &b);
+	/* the first client never noticed */
+	fetch(fx->client, &res, 2, 5000);
+	run_until(fx, &res.calls, 2, 5000);
+	assert_int_equal(res.status[1], MAIL_OK);
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.refused, 1);
+	assert_int_equal(sc.bad_frames, 0);
+}
+
+/* A connection with nothing in flight is closed after idle_timeout_ms; one
+ * with a call in flight is not; the client reconnects on its next call. */
+static void test_idle_timeout(void **state)
+{
+	struct fx *fx = *state;
+	int port = fx->port;
+	rpc_server_destroy(&fx->server);
+	run_for(fx, 10);
+	struct rpc_server_limits lim = RPC_SERVER_LIMITS_DEFAULT;
+	lim.idle_timeout_ms = 100;
+	server_start_limits(fx, port, &lim);
+
+	struct result res = { 0 };
+	fetch(fx->client, &res, UID_PARK, 5000);
+	run_until(fx, &fx->n_parked, 1, 5000);
+
+	struct raw r;
+	raw_open(fx, &r);
+	raw_hello(fx, &r);
+	uint64_t t0 = util_now_mono_ms();
+	run_until(fx, &r.eof, 1, 2000);
+	uint64_t took = util_now_mono_ms() - t0;
+	assert_true(took >= 90);
+	assert_true(took < 1000);
+	raw_close(fx, &r);
+
+	run_for(fx, 300);   /* the parked call keeps its connection */
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.idle_closed, 1);
+	reply_parked(fx);
+	run_until(fx, &res.calls, 1, 5000);
+	assert_int_equal(res.status[0], MAIL_ERR_TEMP);
+
+	/* now idle: closed; the next call connects again */
+	run_for(fx, 300);
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.idle_closed, 2);
+	fetch(fx->client, &res, 1, 5000);
+	run_until(fx, &res.calls, 2, 5000);
+	assert_int_equal(res.status[1], MAIL_OK);
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.connections, 3);
+	assert_int_equal(sc.bad_frames, 0);
+}
+
+/* At max_inflight unanswered calls the server stops taking requests from
+ * that connection; each batch of replies lets the next batch in. */
+static void test_max_inflight(void **state)
+{
+	struct fx *fx = *state;
+	struct rpc_server_limits lim = RPC_SERVER_LIMITS_DEFAULT;
+	lim.max_inflight = 4;
+	rpc_server_set_limits(fx->server, &lim);
+	struct result res = { 0 };
+	for (int i = 0; i < 10; i++)
+		fetch(fx->client, &res, UID_PARK, 5000);
+	for (int batch = 0; batch < 2; batch++) {
+		run_until(fx, &fx->n_parked, 4, 5000);
+		run_for(fx, 50);
+		assert_int_equal(fx->n_parked, 4);   /* no more than the bound */
+		assert_int_equal(fx->handled, 4 * (batch + 1));
+		reply_parked(fx);
+	}
+	run_until(fx, &fx->n_parked, 2, 5000);
+	reply_parked(fx);
+	run_until(fx, &res.calls, 10, 5000);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(res.status[i], MAIL_ERR_TEMP);
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_true(sc.read_pauses >= 1);
+	assert_int_equal(sc.connections, 1);
+}
+
+/* Decode frames from r->in (consuming them); count responses, and those
+ * with MAIL_OK. */
+static void raw_drain_responses(struct rpc_frame_decoder *dec, struct raw *r, int *got,
+				int *ok)
+{
+	size_t off = 0;
+	while (off < r->in.len) {
+		struct rpc_frame f;
+		size_t used;
+		const char *err;
+		int rr = rpc_frame_decoder_feed(dec, r->in.data + off, r->in.len - off, &used, &f,
+						&err);
+		off += used;
+		assert_true(rr >= 0);
+		if (rr == 0)
+			break;
+		if (f.kind != RPC_KIND_RESPONSE)
+			continue;
+		(*got)++;
+		if (f.status == MAIL_OK && f.payload_len > BIG_BODY)
+			(*ok)++;
+	}
+	buf_consume(&r->in, off);
+}
+
+#define N_FLOOD 600
+
+/* A peer pipelining requests without reading replies: the server's queue
+ * of replies stays within max_out_bytes (+ one reply), it stops reading,
+ * and once the peer reads, every request is answered. */
+static void test_max_out_bytes(void **state)
+{
+	struct fx *fx = *state;
+	const size_t bound = 256u * 1024u;
+	struct rpc_server_limits lim = RPC_SERVER_LIMITS_DEFAULT;
+	lim.max_out_bytes = bound;
+	rpc_server_set_limits(fx->server, &lim);
+
+	struct raw r;
+	raw_open_opts(fx, &r, 1);
+	/* a small receive window: autotuning would let the kernel take MBs */
+	int rcv = 64 * 1024;
+	uv_recv_buffer_size((uv_handle_t *)&r.tcp, &rcv);
+	rpc_hello_encode(&r.out, "store", RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
+	for (uint32_t i = 0; i < N_FLOOD; i++) {
+		uint8_t payload[16];
+		Store__FetchRequest req = STORE__FETCH_REQUEST__INIT;
+		req.uid = UID_BIG + i;
+		size_t n = protobuf_c_message_pack(&req.base, payload);
+		struct rpc_frame f = {
+			.kind = RPC_KIND_REQUEST,
+			.method = STORE__METHOD__FETCH,
+			.request_id = i + 1,
+			.deadline_ms = 30000,
+			.payload = payload,
+			.payload_len = n,
+		};
+		rpc_frame_encode(&r.out, &f);
+	}
+	/* no waiting for the write: the server may never take all of it */
+	uv_buf_t b = uv_buf_init((char *)r.out.data, (unsigned int)r.out.len);
+	r.wreq.data = &r;
+	uv_write(&r.wreq, (uv_stream_t *)&r.tcp, &b, 1, raw_write_cb);
+	run_for(fx, 500);
+
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_true(sc.read_pauses >= 1);
+	assert_true(sc.out_peak_bytes >= bound);
+	assert_true(sc.out_peak_bytes <= bound + BIG_BODY + 64);
+	assert_true(fx->handled < N_FLOOD);
+	int handled = fx->handled;
+	run_for(fx, 200);
+	assert_int_equal(fx->handled, handled);   /* still paused */
+
+	/* the peer reads: everything is answered, the bound still holds */
+	uv_read_start((uv_stream_t *)&r.tcp, raw_alloc_cb, raw_read_cb);
+	struct rpc_frame_decoder dec;
+	rpc_frame_decoder_init(&dec, NULL);
+	int got = 0, ok = 0;
+	uint64_t end = util_now_mono_ms() + 20000;
+	while (got < N_FLOOD && !r.eof && util_now_mono_ms() < end) {
+		run_for(fx, 5);
+		raw_drain_responses(&dec, &r, &got, &ok);
+	}
+	assert_int_equal(got, N_FLOOD);
+	assert_int_equal(ok, N_FLOOD);
+	assert_int_equal(fx->handled, N_FLOOD);
+	assert_int_equal(r.written, 1);
+	rpc_server_counters(fx->server, &sc);
+	assert_true(sc.out_peak_bytes <= bound + BIG_BODY + 64);
+	assert_int_equal(sc.bad_frames, 0);
+	rpc_frame_decoder_deinit(&dec);
+	raw_close(fx, &r);
+}
+
+/* ---- mutual TLS and roles ---- */
+
+struct tls_fx {
+	char dir[64];
+	tls_server *srv;
+	tls_client *frontend, *queue, *anon;
+};
+
+static void tls_fx_path(const struct tls_fx *t, char *out, size_t size, const char *name)
+{
+	snprintf(out, size, "%s/%s", t->dir, name);
+}
+
+static void tls_fx_init(struct tls_fx *t)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->dir, sizeof t->dir, "/tmp/test-rpc-tls-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	char cmd[512];
+	snprintf(cmd, sizeof cmd,
+		 "%s/cluster/dev-ca %s node store-1 store && %s/cluster/dev-ca %s node fe-1 frontend"
+		 " && %s/cluster/dev-ca %s node queue-1 queue", MAIL_SOURCE_DIR, t->dir,
+		 MAIL_SOURCE_DIR, t->dir, MAIL_SOURCE_DIR, t->dir);
+	assert_int_equal(system(cmd), 0);
+	char ca[128], cert[128], key[128];
+	const char *err = NULL;
+	tls_fx_path(t, ca, sizeof ca, "ca.pem");
+	tls_fx_path(t, cert, sizeof cert, "store-1.pem");
+	tls_fx_path(t, key, sizeof key, "store-1.key");
+	struct tls_server_settings ss = { cert, key, 0 };
+	assert_int_equal(tls_server_create(&ss, &t->srv, &err), 0);
+	assert_int_equal(tls_server_require_client_cert(t->srv, ca, &err), 0);
+	static const char *const names[] = { "fe-1", "queue-1" };
+	tls_client **clis[] = { &t->frontend, &t->queue };
+	for (int i = 0; i < 2; i++) {
+		char n[64];
+		snprintf(n, sizeof n, "%s.pem", names[i]);
+		tls_fx_path(t, cert, sizeof cert, n);
+		snprintf(n, sizeof n, "%s.key", names[i]);
+		tls_fx_path(t, key, sizeof key, n);
+		struct tls_client_settings cs = { ca, cert, key };
+		assert_int_equal(tls_client_create(&cs, clis[i], &err), 0);
+	}
+	struct tls_client_settings anon = { ca, NULL, NULL };
+	assert_int_equal(tls_client_create(&anon, &t->anon, &err), 0);
+}
+
+static void tls_fx_deinit(struct tls_fx *t)
+{
+	tls_client_destroy(&t->frontend);
+	tls_client_destroy(&t->queue);
+	tls_client_destroy(&t->anon);
+	tls_server_destroy(&t->srv);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", t->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static rpc_client *tls_client_for(struct fx *fx, tls_client *tls)
+{
+	rpc_client *c;
+	rpc_client_create(&fx->loop, "store", "127.0.0.1", fx->port, &c);
+	rpc_client_set_tls(c, tls);
+	return c;
+}
+
+/* A frontend certificate may call what allows frontends and gets
+ * MAIL_ERR_PERM for the rest; a queue certificate calls the nodes' method;
+ * a client without a certificate, or speaking plaintext, is refused before
+ * any request is read. */
+static void test_tls_roles(void **state)
+{
+	struct fx *fx = *state;
+	struct tls_fx t;
+	tls_fx_init(&t);
+	rpc_server_destroy(&fx->server);
+	run_for(fx, 10);
+	rpc_server_create(&fx->loop, "store", methods, 2, fx, &fx->server);
+	rpc_server_set_tls(fx->server, t.srv);
+	const char *error = NULL;
+	assert_int_equal(rpc_server_listen(fx->server, "127.0.0.1", 0, &fx->port, &error), 0);
+
+	rpc_client *fe = tls_client_for(fx, t.frontend);
+	struct result res = { 0 };
+	fetch(fe, &res, 1, 5000);
+	run_until(fx, &res.calls, 1, 5000);
+	assert_int_equal(res.status[0], MAIL_OK);
+	assert_int_equal(res.bad, 0);
+	Store__ListRequest lreq = STORE__LIST_REQUEST__INIT;
+	lreq.user = "bob@example.com";
+	struct named_result fr = { 0 }, qr = { 0 }, ar = { 0 };
+	rpc_client_call(fe, STORE__METHOD__LIST, &lreq.base, &store__list_response__descriptor, 0,
+			named_list_cb, &fr);
+	run_until(fx, &fr.calls, 1, 5000);
+	assert_int_equal(fr.status, MAIL_ERR_PERM);
+
+	rpc_client *qc = tls_client_for(fx, t.queue);
+	rpc_client_call(qc, STORE__METHOD__LIST, &lreq.base, &store__list_response__descriptor, 0,
+			named_list_cb, &qr);
+	run_until(fx, &qr.calls, 1, 5000);
+	assert_int_equal(qr.status, MAIL_OK);
+	assert_string_equal(qr.name, "bob@example.com");
+
+	/* no certificate: the handshake fails, nothing is handled */
+	int handled = fx->handled;
+	rpc_client *ac = tls_client_for(fx, t.anon);
+	rpc_client_call(ac, STORE__METHOD__LIST, &lreq.base, &store__list_response__descriptor, 0,
+			named_list_cb, &ar);
+	struct result ares = { 0 };
+	fetch(ac, &ares, 2, 5000);
+	run_until(fx, &ar.calls, 1, 5000);
+	run_until(fx, &ares.calls, 1, 5000);
+	assert_int_equal(ar.status, MAIL_ERR_UNAVAILABLE);
+	assert_int_equal(ares.status[0], MAIL_ERR_UNAVAILABLE);
+	assert_int_equal(fx->handled, handled);
+
+	/* plaintext: closed, never a HELLO back */
+	struct raw r;
+	raw_open(fx, &r);
+	rpc_hello_encode(&r.out, "store", RPC_PROTO_MAJOR, RPC_PROTO_MINOR);
+	raw_send(fx, &r);
+	run_until(fx, &r.eof, 1, 5000);
+	raw_close(fx, &r);
+
+	struct rpc_counters sc;
+	rpc_server_counters(fx->server, &sc);
+	assert_int_equal(sc.calls_by_status[MAIL_ERR_PERM], 1);
+	assert_int_equal(sc.calls_by_status[MAIL_OK], 2);
+	rpc_client_destroy(&fe);
+	rpc_client_destroy(&qc);
+	rpc_client_destroy(&ac);
+	rpc_server_destroy(&fx->server);
+	run_for(fx, 20);
+	tls_fx_deinit(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -810,6 +1201,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_destroy_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_destroy_from_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_inflight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_out_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_roles, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

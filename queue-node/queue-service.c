@@ -182,8 +182,9 @@ static void service__enqueue(rpc_call *call, const ProtobufCMessage *msg, void *
 }
 
 static const rpc_method service_methods[] = {
+	/* with TLS: frontends (SMTP), queue nodes (bounces), admin tools */
 	{ QUEUE__METHOD__ENQUEUE, "enqueue", &queue__enqueue_request__descriptor,
-	  service__enqueue },
+	  service__enqueue, RPC_ROLE_FRONTEND | RPC_ROLE_QUEUE | RPC_ROLE_ADMIN },
 };
 
 int queue_service_create(uv_loop_t *loop, const struct queue_service_settings *set,

@@ -1188,11 +1188,12 @@ static void repl__snapshot_handler(rpc_call *call, const ProtobufCMessage *msg, 
 	rpc_call_reply(call, MAIL_OK, &resp.base);
 }
 
+/* With TLS only the partitions' peers (store and queue nodes) replicate. */
 static const rpc_method repl__methods[] = {
 	{ REPL__METHOD__APPEND_ENTRIES, "append_entries", &repl__append_request__descriptor,
-	  repl__append_handler },
+	  repl__append_handler, RPC_ROLE_STORE | RPC_ROLE_QUEUE },
 	{ REPL__METHOD__INSTALL_SNAPSHOT, "install_snapshot", &repl__snapshot_request__descriptor,
-	  repl__snapshot_handler },
+	  repl__snapshot_handler, RPC_ROLE_STORE | RPC_ROLE_QUEUE },
 };
 
 /* ---- roles ----------------------------------------------------------- */

@@ -433,14 +433,22 @@ STORE_HANDLER(handle_fetch, STORE__METHOD__FETCH, Store__FetchRequest)
 STORE_HANDLER(handle_store_flags, STORE__METHOD__STORE_FLAGS, Store__StoreFlagsRequest)
 STORE_HANDLER(handle_expunge, STORE__METHOD__EXPUNGE, Store__ExpungeRequest)
 
+/* With TLS (rpc.h): Deliver comes from queue nodes only; the mailbox
+ * methods from frontends (IMAP) and admin tools. */
+#define STORE_MAILBOX_ROLES (RPC_ROLE_FRONTEND | RPC_ROLE_ADMIN)
 static const rpc_method store_methods[] = {
-	{ STORE__METHOD__DELIVER, "deliver", &store__deliver_request__descriptor, handle_deliver },
-	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, handle_list },
-	{ STORE__METHOD__SELECT, "select", &store__select_request__descriptor, handle_select },
-	{ STORE__METHOD__FETCH, "fetch", &store__fetch_request__descriptor, handle_fetch },
+	{ STORE__METHOD__DELIVER, "deliver", &store__deliver_request__descriptor, handle_deliver,
+	  RPC_ROLE_QUEUE },
+	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, handle_list,
+	  STORE_MAILBOX_ROLES },
+	{ STORE__METHOD__SELECT, "select", &store__select_request__descriptor, handle_select,
+	  STORE_MAILBOX_ROLES },
+	{ STORE__METHOD__FETCH, "fetch", &store__fetch_request__descriptor, handle_fetch,
+	  STORE_MAILBOX_ROLES },
 	{ STORE__METHOD__STORE_FLAGS, "store_flags", &store__store_flags_request__descriptor,
-	  handle_store_flags },
-	{ STORE__METHOD__EXPUNGE, "expunge", &store__expunge_request__descriptor, handle_expunge },
+	  handle_store_flags, STORE_MAILBOX_ROLES },
+	{ STORE__METHOD__EXPUNGE, "expunge", &store__expunge_request__descriptor, handle_expunge,
+	  STORE_MAILBOX_ROLES },
 };
 
 int store_service_create(uv_loop_t *loop, mailstore *store, store_service **service_r)
