@@ -459,7 +459,7 @@ int tls_server_create_pem(const char *cert, size_t cert_len, const char *key, si
 	tls_server *srv = tls__server_new(0, error_r);
 	if (srv == NULL)
 		return -1;
-	srv->dflt = tls__cert_ctx(cert, cert_len, key, key_len, error_r);
+	srv->dflt = tls__cert_ctx(srv, cert, cert_len, key, key_len, error_r);
 	if (srv->dflt == NULL ||
 	    tls__ctx_use_pem(srv->base, cert, cert_len, key, key_len, error_r) < 0) {
 		tls_server_destroy(&srv);
