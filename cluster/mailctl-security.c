@@ -31,6 +31,26 @@
 
 #define MAILCTL_PEM_MAX (1u << 20)
 
+/* ---- shared ---------------------------------------------------------------- */
+
+/* Delete prefix+name: NOT_FOUND (exit 2) when absent, else say done. */
+static int mailctl_remove_key(mailctl *ctl, etcd_client *c, const char *prefix,
+			      const char *name, const char *what, const char *done)
+{
+	char key[320];
+	snprintf(key, sizeof key, "%s%s", prefix, name);
+	char *value = NULL;
+	size_t len = 0;
+	int err = etcd_kv_get(c, key, &value, &len, NULL, NULL);
+	free(value);
+	if (err == MAIL_OK)
+		err = etcd_kv_delete(c, key);
+	if (err != MAIL_OK)
+		return mailctl_error(ctl, err, what, name);
+	printf(done, name);
+	return MAILCTL_OK;
+}
+
 /* ---- block ----------------------------------------------------------------- */
 
 static int mailctl_ip_valid(const char *ip)
@@ -107,20 +127,9 @@ static int mailctl_block(mailctl *ctl, etcd_client *c, int argc, char **argv)
 		}
 		return mailctl_block_add(ctl, c, argv[1], ttl);
 	}
-	if (argc == 2 && strcmp(argv[0], "remove") == 0) {
-		char key[128];
-		snprintf(key, sizeof key, BLOCK_KEY_PREFIX "%s", argv[1]);
-		char *value = NULL;
-		size_t len = 0;
-		int err = etcd_kv_get(c, key, &value, &len, NULL, NULL);
-		free(value);
-		if (err == MAIL_OK)
-			err = etcd_kv_delete(c, key);
-		if (err != MAIL_OK)
-			return mailctl_error(ctl, err, "block", argv[1]);
-		printf("unblocked %s\n", argv[1]);
-		return MAILCTL_OK;
-	}
+	if (argc == 2 && strcmp(argv[0], "remove") == 0)
+		return mailctl_remove_key(ctl, c, BLOCK_KEY_PREFIX, argv[1], "block",
+					  "unblocked %s\n");
 	return -1;
 }
 
@@ -256,20 +265,9 @@ static int mailctl_tls(mailctl *ctl, etcd_client *c, int argc, char **argv)
 			return -1;
 		return mailctl_tls_set(ctl, c, argv[1], cert, key);
 	}
-	if (argc == 2 && strcmp(argv[0], "remove") == 0) {
-		char k[320];
-		snprintf(k, sizeof k, TLS_CERT_KEY_PREFIX "%s", argv[1]);
-		char *value = NULL;
-		size_t len = 0;
-		int err = etcd_kv_get(c, k, &value, &len, NULL, NULL);
-		free(value);
-		if (err == MAIL_OK)
-			err = etcd_kv_delete(c, k);
-		if (err != MAIL_OK)
-			return mailctl_error(ctl, err, "tls", argv[1]);
-		printf("tls %s: certificate removed\n", argv[1]);
-		return MAILCTL_OK;
-	}
+	if (argc == 2 && strcmp(argv[0], "remove") == 0)
+		return mailctl_remove_key(ctl, c, TLS_CERT_KEY_PREFIX, argv[1], "tls",
+					  "tls %s: certificate removed\n");
 	return -1;
 }
 
