@@ -65,6 +65,7 @@ struct tls_conn {
 	BIO *rbio, *wbio; /* owned by ssl */
 	int done;         /* handshake finished */
 	int failed;
+	int logged;       /* tls_conn_log_handshake() wrote its line */
 	buf held;         /* plaintext written before the handshake finished */
 	char sni[256];
 	char role[TLS_ROLE_MAX + 1];
@@ -775,6 +776,16 @@ const char *tls_conn_sni(const tls_conn *c)
 const char *tls_conn_peer_role(const tls_conn *c)
 {
 	return c->role;
+}
+
+void tls_conn_log_handshake(tls_conn *c, const char *svc, const char *sid)
+{
+	if (c->logged || !c->done)
+		return;
+	c->logged = 1;
+	log_event(LOG_INFO, svc, "event=tls sid=%s version=%s cipher=%s resumed=%d sni=%s", sid,
+		  tls_conn_version(c), tls_conn_cipher(c), tls_conn_resumed(c),
+		  c->sni[0] ? c->sni : "-");
 }
 
 const char *tls_conn_error(const tls_conn *c)

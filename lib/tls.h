@@ -145,6 +145,9 @@ const char *tls_conn_sni(const tls_conn *c);
  * certificate (its SAN URI TLS_ROLE_URI_PREFIX<role>), "" when it has no
  * verified certificate or names no role. Owned by c. */
 const char *tls_conn_peer_role(const tls_conn *c);
+/* Log event=tls (version, cipher, resumed, SNI) under svc and sid, once,
+ * as soon as the handshake is done; later calls do nothing. */
+void tls_conn_log_handshake(tls_conn *c, const char *svc, const char *sid);
 /* Why the last feed failed ("" when it did not). */
 const char *tls_conn_error(const tls_conn *c);
 

@@ -287,6 +287,20 @@ static int imap_fetch_head_had_items(const struct imap_fetch_attrs *attrs, int s
 
 static void imap_fetch_next(struct imap_session *s);
 
+/* The current message is answered (or gone): on to the next one, after the
+ * client has read what waits for it. */
+static void imap_fetch_advance(struct imap_session *s, struct imap_fetch_ctx *ctx)
+{
+	imap_fetch_body_release(ctx);
+	buf_reset(&ctx->fields);
+	ctx->next++;
+	imap_session_flush(s);
+	if (imap_session_output_pending(s) > s->server->set.max_output)
+		s->on_drain = imap_fetch_next; /* the write callback resumes */
+	else
+		imap_fetch_next(s);
+}
+
 /* Send the current message's body sections, a chunk at a time; pause
  * (on_drain) whenever the client is more than max_output behind. */
 static void imap_fetch_emit(struct imap_session *s)
@@ -309,14 +323,7 @@ static void imap_fetch_emit(struct imap_session *s)
 			continue;
 		} else {
 			imap_session_append(s, ")\r\n", 3);
-			imap_fetch_body_release(ctx);
-			buf_reset(&ctx->fields);
-			ctx->next++;
-			imap_session_flush(s);
-			if (imap_session_output_pending(s) > s->server->set.max_output)
-				s->on_drain = imap_fetch_next; /* the write callback resumes */
-			else
-				imap_fetch_next(s);
+			imap_fetch_advance(s, ctx);
 			return;
 		}
 		imap_session_flush(s);
@@ -339,34 +346,21 @@ static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
 		return;
 	}
 	struct imap_fetch_ctx *ctx = s->cmd_ctx;
-	if (status == MAIL_ERR_NOT_FOUND) {
-		/* expunged by another session meanwhile: nothing to say */
-		imap_fetch_body_release(ctx);
-		ctx->next++;
-	} else if (status != MAIL_OK) {
+	if (status != MAIL_OK && status != MAIL_ERR_NOT_FOUND) {
 		imap_cmd_fail(s, status);
 		imap_session_resume(s);
-		imap_session_unref(s);
-		return;
-	} else if (imap_fetch_reply_head(s, &ctx->attrs, ctx->uids[ctx->next],
-					 ctx->send_flags[ctx->next]) == 0) {
+	} else if (status == MAIL_OK && imap_fetch_reply_head(s, &ctx->attrs, ctx->uids[ctx->next],
+								ctx->send_flags[ctx->next]) == 0) {
 		ctx->body = xmalloc(len > 0 ? len : 1);
 		memcpy(ctx->body, body, len);
 		ctx->body_len = len;
 		ctx->section = 0;
 		ctx->in_literal = 0;
 		imap_fetch_emit(s);
-		imap_session_unref(s);
-		return;
 	} else {
-		imap_fetch_body_release(ctx);
-		ctx->next++;
+		/* expunged by another session meanwhile: nothing to say */
+		imap_fetch_advance(s, ctx);
 	}
-	imap_session_flush(s);
-	if (imap_session_output_pending(s) > s->server->set.max_output)
-		s->on_drain = imap_fetch_next; /* the write callback resumes */
-	else
-		imap_fetch_next(s);
 	imap_session_unref(s);
 }
 

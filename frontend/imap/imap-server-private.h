@@ -81,7 +81,6 @@ struct imap_session {
 
 	imap_parser *parser;
 	struct tls_conn *tls;          /* the TLS layer (STARTTLS, or from accept) */
-	int tls_logged;
 	int discard_input;             /* STARTTLS: drop what was pipelined after it */
 	buf in;                        /* received, not yet parsed */
 	buf out;                       /* replies not yet handed to uv_write */

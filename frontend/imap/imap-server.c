@@ -76,7 +76,7 @@ void imap_settings_init(struct imap_settings *set)
 	imap_parser_limits_default(&set->limits_auth, 1);
 }
 
-static char *imap_server_capability_build(const struct imap_settings *set)
+static char *imap_server_capability_build(void)
 {
 	buf b;
 	buf_init(&b);
@@ -85,7 +85,6 @@ static char *imap_server_capability_build(const struct imap_settings *set)
 		if (imap_commands[i].capability != NULL)
 			buf_printf(&b, " %s", imap_commands[i].capability);
 	}
-	(void)set;
 	buf_append(&b, "", 1);
 	return (char *)buf_steal(&b, NULL);
 }
@@ -592,14 +591,7 @@ static void imap_session_read_cb(uv_stream_t *stream, ssize_t nread, const uv_bu
 			imap_session_close(s, "tls-error");
 			return;
 		}
-		if (!s->tls_logged && tls_conn_handshake_done(s->tls)) {
-			s->tls_logged = 1;
-			log_event(LOG_INFO, IMAP_LOG_SVC,
-				  "event=tls sid=%s version=%s cipher=%s resumed=%d sni=%s", s->id,
-				  tls_conn_version(s->tls), tls_conn_cipher(s->tls),
-				  tls_conn_resumed(s->tls),
-				  tls_conn_sni(s->tls)[0] ? tls_conn_sni(s->tls) : "-");
-		}
+		tls_conn_log_handshake(s->tls, IMAP_LOG_SVC, s->id);
 		if (r == TLS_FEED_CLOSED) {
 			imap_session_close(s, "eof");
 			return;
@@ -760,7 +752,7 @@ int imap_server_start(uv_loop_t *loop, const struct imap_settings *set,
 		server->set.max_sessions_per_ip = IMAP_DEFAULT_MAX_SESSIONS_PER_IP;
 	server->backend = backend;
 	server->backend_ctx = backend_ctx;
-	server->capability = imap_server_capability_build(&server->set);
+	server->capability = imap_server_capability_build();
 	uv_tcp_init(loop, &server->listener);
 	server->listener.data = server;
 	int ret = uv_tcp_bind(&server->listener, (const struct sockaddr *)&addr, 0);

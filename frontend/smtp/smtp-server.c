@@ -89,7 +89,6 @@ struct smtp_session {
 	size_t n_rcpts;
 	struct smtp_transaction txn; /* filled for on_data */
 	tls_conn *tls;       /* the TLS layer, once STARTTLS (or at accept) */
-	int tls_logged;      /* event=tls was logged */
 	int discard_input;   /* STARTTLS: what follows it in s->in is dropped */
 	int output_full;     /* reading paused until the client reads replies */
 	uint64_t data_start; /* uv_now() when DATA began */
@@ -936,14 +935,7 @@ static void smtp__session_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t
 			smtp__session_close(s, "tls_error", 0);
 			return;
 		}
-		if (!s->tls_logged && tls_conn_handshake_done(s->tls)) {
-			s->tls_logged = 1;
-			log_event(LOG_INFO, smtp__svc(s),
-				  "event=tls sid=%s version=%s cipher=%s resumed=%d sni=%s", s->id,
-				  tls_conn_version(s->tls), tls_conn_cipher(s->tls),
-				  tls_conn_resumed(s->tls),
-				  tls_conn_sni(s->tls)[0] ? tls_conn_sni(s->tls) : "-");
-		}
+		tls_conn_log_handshake(s->tls, smtp__svc(s), s->id);
 		if (r == TLS_FEED_CLOSED) {
 			smtp__session_process(s);
 			smtp__session_close(s, "client_closed", 0);
