@@ -28,6 +28,13 @@
 #define REVERSE_KEY_LEN (2 + 4 + 8)
 /* xxxxxxxx.seg */
 #define SEGMENT_NAME_LEN 12
+/* The current segment grows by zero-filled steps of this (at most the
+ * segment size): an append then overwrites allocated blocks, and its
+ * fdatasync writes the data alone, not the file's size too (on the ext4 of
+ * the development machines: 97-117 -> 47-77 us of CPU per 5 KiB write and
+ * sync). */
+#define PREALLOC_STEP (1024u * 1024u)
+#define ZERO_CHUNK (64u * 1024u)
 /* Reverse records one collection step visits at most (stale ones cost a
  * read each and move nothing: this bounds a step that finds many). */
 #define COLLECT_VISIT_MAX 4096
@@ -88,6 +95,7 @@ struct bodystore {
 	uint32_t cur;                  /* 0: none yet */
 	int cur_fd;                    /* O_RDWR, -1 when none */
 	uint64_t cur_off;
+	uint64_t cur_alloc;            /* the file's size: zeros from cur_off on */
 	int cur_sealed;                /* after an I/O error: start a new one */
 	int unsynced;                  /* appended since cur_fd's last fdatasync */
 	uint32_t next_id;
@@ -95,12 +103,14 @@ struct bodystore {
 	leveldb_writebatch_t *wb;
 	int txn_sync;
 	struct seg_delta *deltas;
-	size_t n_deltas, cap_deltas;
+	size_t n_deltas, cap_deltas, last_delta;
 	/* collection: victim 0 = none picked; from = next reverse offset */
 	uint32_t victim;
 	uint64_t victim_from;
 	uint64_t victim_next_from;     /* from, once the step's batch is in */
 	int victim_done;               /* the step's batch removes its last record */
+	uint64_t victim_moved;         /* bytes moved out of it so far */
+	uint64_t victim_steps;
 	int maybe_candidate;
 	uint64_t collected;
 	uint64_t moved;
@@ -567,6 +577,14 @@ int bodystore_get(bodystore *bs, const void *pkey, size_t pklen, void **body_r, 
 static int seg_roll(bodystore *bs)
 {
 	if (bs->cur_fd >= 0) {
+		/* the zeros behind the last record go: nothing ever referenced
+		 * them (if a crash undoes this, they are garbage) */
+		struct segment *old = seg_find(bs, bs->cur);
+		if (bs->cur_alloc > bs->cur_off && !bs->cur_sealed &&
+		    ftruncate(bs->cur_fd, (off_t)bs->cur_off) == 0) {
+			bs->cur_alloc = bs->cur_off;
+			old->size = bs->cur_off;
+		}
 		/* always synced, also within an unsynced write: a later synced
 		 * batch makes every earlier batch durable, so the bytes of its
 		 * pointers must be durable by then, and prepare syncs only the
@@ -603,8 +621,39 @@ static int seg_roll(bodystore *bs)
 	bs->cur = id;
 	bs->cur_fd = fd;
 	bs->cur_off = 0;
+	bs->cur_alloc = 0;
 	bs->cur_sealed = 0;
 	log_event(LOG_INFO, LOG_SVC, "event=body_segment_created segment=%08x", (unsigned)id);
+	return 0;
+}
+
+/* Make the current file at least need bytes long, zero-filled up to a
+ * step further (never past the segment size unless need is). */
+static int seg_prealloc(bodystore *bs, uint64_t need)
+{
+	if (need <= bs->cur_alloc)
+		return 0;
+	uint64_t step = bs->set.segment_size < PREALLOC_STEP ? bs->set.segment_size : PREALLOC_STEP;
+	uint64_t end = need + step;
+	uint64_t cap = need > bs->set.segment_size ? need : bs->set.segment_size;
+	if (end > cap)
+		end = cap;
+	/* [cur_alloc, need) is written by the record itself */
+	uint64_t at = need > bs->cur_alloc ? need : bs->cur_alloc;
+	uint8_t *zeros = xcalloc(1, ZERO_CHUNK);
+	int ret = 0;
+	while (at < end && ret == 0) {
+		size_t n = end - at < ZERO_CHUNK ? (size_t)(end - at) : ZERO_CHUNK;
+		struct iovec iov = { zeros, n };
+		ret = io_full(bs->cur_fd, &iov, 1, at, 1);
+		at += n;
+	}
+	int err = errno;
+	free(zeros);
+	errno = err;
+	if (ret < 0)
+		return -1;
+	bs->cur_alloc = end;
 	return 0;
 }
 
@@ -624,7 +673,8 @@ static int seg_append(bodystore *bs, const void *body, size_t len, struct body_p
 	be32_put(hdr + 12, crc);
 	struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *)body, len } };
 	struct segment *sg = seg_find(bs, bs->cur);
-	if (io_full(bs->cur_fd, iov, 2, bs->cur_off, 1) < 0) {
+	if (seg_prealloc(bs, bs->cur_off + rec) < 0 ||
+	    io_full(bs->cur_fd, iov, 2, bs->cur_off, 1) < 0) {
 		log_io("body_append_failed", bs->cur, errno);
 		/* part of it may be there: never append behind it again */
 		struct stat st;
@@ -635,7 +685,7 @@ static int seg_append(bodystore *bs, const void *body, size_t len, struct body_p
 	}
 	*p = (struct body_ptr){ bs->cur, bs->cur_off, len, crc };
 	bs->cur_off += rec;
-	sg->size = bs->cur_off;
+	sg->size = bs->cur_alloc > bs->cur_off ? bs->cur_alloc : bs->cur_off;
 	bs->unsynced = 1;
 	return 0;
 }
@@ -644,14 +694,20 @@ static int seg_append(bodystore *bs, const void *body, size_t len, struct body_p
 
 static struct seg_delta *delta_of(bodystore *bs, uint32_t id)
 {
+	/* the last one first: a write's pointers mostly share a segment */
+	if (bs->last_delta < bs->n_deltas && bs->deltas[bs->last_delta].id == id)
+		return &bs->deltas[bs->last_delta];
 	for (size_t i = bs->n_deltas; i > 0; i--) {
-		if (bs->deltas[i - 1].id == id)
+		if (bs->deltas[i - 1].id == id) {
+			bs->last_delta = i - 1;
 			return &bs->deltas[i - 1];
+		}
 	}
 	if (bs->n_deltas == bs->cap_deltas) {
 		bs->cap_deltas = bs->cap_deltas > 0 ? bs->cap_deltas * 2 : 8;
 		bs->deltas = xrealloc(bs->deltas, bs->cap_deltas * sizeof *bs->deltas);
 	}
+	bs->last_delta = bs->n_deltas;
 	struct seg_delta *d = &bs->deltas[bs->n_deltas++];
 	*d = (struct seg_delta){ .id = id };
 	return d;
@@ -839,6 +895,8 @@ static int pick_victim(bodystore *bs)
 		return 0;
 	bs->victim = best->id;
 	bs->victim_from = 0;
+	bs->victim_moved = 0;
+	bs->victim_steps = 0;
 	log_event(LOG_INFO, LOG_SVC, "event=body_collect_start segment=%08x size=%llu live=%llu "
 		  "records=%llu", (unsigned)best->id, (unsigned long long)best->size,
 		  (unsigned long long)best->live, (unsigned long long)best->records);
@@ -959,6 +1017,8 @@ int bodystore_collect_step(bodystore *bs)
 	bodystore_txn_end(bs, ret == 0);
 	if (ret == 0) {
 		bs->moved += moved;
+		bs->victim_moved += moved;
+		bs->victim_steps++;
 	}
 	if (stuck) {
 		struct segment *sg = seg_find(bs, victim);
@@ -969,10 +1029,14 @@ int bodystore_collect_step(bodystore *bs)
 		log_event(LOG_ERROR, LOG_SVC, "event=body_collect_stuck segment=%08x",
 			  (unsigned)victim);
 	}
-	log_event(ret == 0 ? LOG_DEBUG : LOG_ERROR, LOG_SVC,
-		  "event=body_collect_step segment=%08x moved_bytes=%llu visited=%llu done=%d "
-		  "status=%s", (unsigned)victim, (unsigned long long)moved,
-		  (unsigned long long)visited, ret == 0 && done, ret == 0 ? "ok" : "failed");
+	/* one line per failed step and per finished segment, not per step */
+	if (ret < 0)
+		log_event(LOG_ERROR, LOG_SVC, "event=body_collect_step segment=%08x status=failed",
+			  (unsigned)victim);
+	else if (done)
+		log_event(LOG_INFO, LOG_SVC, "event=body_collect_done segment=%08x moved_bytes=%llu "
+			  "steps=%llu", (unsigned)victim, (unsigned long long)bs->victim_moved,
+			  (unsigned long long)bs->victim_steps);
 	return ret < 0 ? -1 : 1;
 }
 
@@ -1094,7 +1158,10 @@ static int settle(bodystore *bs)
 		log_io("body_segment_open_failed", cur, errno);
 		return -1;
 	}
+	/* the real end, zeros of a preallocation included: they are
+	 * garbage now, like anything else behind the last record */
 	bs->cur_off = (uint64_t)st.st_size;
+	bs->cur_alloc = bs->cur_off;
 	seg_find(bs, cur)->size = bs->cur_off;
 	return 0;
 }

@@ -42,17 +42,18 @@
 /* Slots of the per-user expiry hints (struct expiry_hint). */
 #define EXPIRY_HINT_SLOTS 256
 
-/* LevelDB shape. The store keeps message bodies in LevelDB, whose
- * compaction rewrites them once per level as the store grows; with the
- * defaults (4 MiB memtable, 2 MiB tables, 4 KiB blocks) the CPU per
- * delivery nearly tripled over 100,000 deliveries (mailstore_bench: 223 ->
- * 627 us) and the in-memory table indexes grew with the data. A 32 MiB
- * memtable and 32 MiB tables cut the compaction work (188 -> 299 us);
- * 64 KiB blocks shrink the indexes 16-fold and compress better (RSS 47 ->
- * 35 MiB, disk 80 -> 53 MiB at 100,000). Together: 183 -> 280 us, RSS 39
- * -> 52 MiB (the memtable is most of it). docs/replication.md, "What grows
- * with time". */
-#define MAILSTORE_LEVELDB_WRITE_BUFFER (32u * 1024 * 1024)
+/* LevelDB shape. Until the body segments (bodystore.c) LevelDB held the
+ * bodies, and its compaction rewrote them once per level as the store
+ * grew; with the defaults (4 MiB memtable, 2 MiB tables, 4 KiB blocks) the
+ * CPU per delivery nearly tripled over 100,000 deliveries (mailstore_bench:
+ * 223 -> 627 us); 32 MiB memtable and tables, 64 KiB blocks made that 183
+ * -> 280 us. Now LevelDB holds only small records (about 300 bytes a
+ * message), and a 32 MiB memtable took 90,000 deliveries to fill: RSS
+ * rose all that while (18 -> 57 MiB over 200,000). An 8 MiB one fills in
+ * a fifth of that and stays lower (15 -> 33 MiB) for about 5 % more CPU
+ * (mean 212-218 -> 223-231 us, random bodies, two runs each); 4 MiB cost
+ * more (169 -> 236 us). docs/replication.md, "What grows with time". */
+#define MAILSTORE_LEVELDB_WRITE_BUFFER (8u * 1024 * 1024)
 #define MAILSTORE_LEVELDB_FILE_SIZE (32u * 1024 * 1024)
 #define MAILSTORE_LEVELDB_BLOCK_SIZE (64u * 1024)
 

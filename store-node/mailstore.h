@@ -109,7 +109,9 @@
  * case-sensitively. Stored flags are sorted (strcmp) and deduplicated.
  *
  * Threading: every call is synchronous and blocks on disk (a sync write is
- * ~0.25 ms on the development machines). A mailstore is thread-safe: one
+ * ~0.25 ms on the development machines; a delivery makes two: its body's
+ * segment, then the batch; deliver and expunge may add a collection step
+ * of at most limits.body_collect_step bytes). A mailstore is thread-safe: one
  * internal mutex serialises operations (reads included, so a select sees a
  * consistent mailbox).
  *
@@ -267,7 +269,9 @@ int mailstore_store_flags(mailstore *store, const char *user, const char *mailbo
 
 /* Remove messages that carry \Deleted: all of them when n_uids is 0, else
  * only those among uids (UID EXPUNGE). *uids_r gets the expunged uids
- * ascending (caller frees; NULL when none). Expunging bumps highest_modseq. */
+ * ascending (caller frees; NULL when none). Expunging bumps highest_modseq.
+ * The bodies' bytes become garbage in their segments (collected later);
+ * the call may run one collection step after its batch. */
 int mailstore_expunge(mailstore *store, const char *user, const char *mailbox,
 		      const uint32_t *uids, size_t n_uids, uint32_t **uids_r, size_t *n_r);
 
