@@ -55,7 +55,7 @@ struct body_ptr {
 /* One segment, as the owner's thread sees it. */
 struct segment {
 	uint32_t id;
-	uint64_t size;    /* bytes in the file (for the current one: the append point) */
+	uint64_t size;    /* bytes in the file (preallocated zeros included) */
 	uint64_t live;    /* bytes of referenced records, headers included */
 	uint64_t records; /* referenced records */
 	int has_file;     /* 0: an 'S' record without its file (logged at open) */
@@ -384,7 +384,10 @@ static void seg_delete(bodystore *bs, uint32_t id, const char *why)
 {
 	int refs = seg_has_refs(bs, id);
 	if (refs != 0) {
+		/* walk it again, from its start */
 		bs->maybe_candidate = 1;
+		if (bs->victim == id)
+			bs->victim_from = 0;
 		return;
 	}
 	struct segment *sg = seg_find(bs, id);

@@ -13,7 +13,12 @@
  * references (a write that failed, a crash between the append and the
  * LevelDB batch, a body that was expunged or moved) are garbage, reclaimed
  * by collection. A file is never parsed from its start: a body is found
- * through its pointer only.
+ * through its pointer only. The current segment grows by zero-filled steps
+ * of 1 MiB ahead of its last record (so that a record's fdatasync need not
+ * write the file's size); a segment is cut to its last record when sealed.
+ * After a restart appending resumes at the real end of the current file:
+ * what a crash left behind the last durable record, and the zeros of a
+ * preallocation, are garbage like the rest.
  *
  * LevelDB records (the owner's database; all node-local, never exported):
  *   <pointer key> (chosen by the owner)  -> 01 | segment u32 | offset u64
