@@ -68,8 +68,9 @@
  *        pointer into it; absent = nothing live.
  *        'R' and 'S' are per node, derived, never exported (like 'Z').
  *
- * Body segments: appended to, never overwritten; a new one when the current
- * would pass limits.body_segment_size. A sealed segment whose live bytes
+ * Body segments: appended to, never overwritten (the current one is
+ * preallocated with zeros, which appends overwrite); a new one when the
+ * current would pass limits.body_segment_size. A sealed segment whose live bytes
  * fall under limits.body_collect_live_pct % of its size is collected in
  * steps of at most limits.body_collect_step bytes, run after deliveries and
  * expunges (and by mailstore_maintain): its live bodies are appended to the
@@ -80,6 +81,11 @@
  * nothing references (a crash) are deleted and appending resumes at the
  * real end of the highest segment: bytes a crash left behind the last
  * durable record are never served (no pointer) and never overwritten.
+ * Compatibility: snapshot chunks keep their format, so replicas of the
+ * previous version install from this one and the other way round; but a
+ * binary of the previous version opening this store cannot read the bodies
+ * delivered by this one (no 'B' key: fetch fails INTERNAL), so a downgrade
+ * needs the partitions re-installed from a snapshot.
  *
  * The first byte of every value is the value's own format version (01).
  * Mailbox ids come from the counter and are never reused. Delivery records
