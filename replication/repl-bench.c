@@ -5,8 +5,11 @@
  * body) with and without compaction, printing the entry-value bytes each
  * commit costs the primary (applying it, shipping it to two replicas:
  * about 3 payloads; compaction adds nothing). Not a test: run it by hand
- * (`build/bin/repl_bench [seconds-per-case]`). Uses LevelDB directories
- * under /tmp, removed at the end. */
+ * (`build/bin/repl_bench [seconds-per-case] [--tls CERT KEY CA]`; with
+ * --tls every node serves and calls over mutual TLS with that node
+ * certificate, as the daemons do with --node-cert: cluster/dev-ca DIR node
+ * NAME store makes one). Uses LevelDB directories under /tmp, removed at
+ * the end. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,12 @@ struct bench;
 struct slot {
 	struct bench *b;
 	uint64_t start_ns;
+};
+
+/* Mutual TLS of every node, or both NULL (plaintext). */
+struct bench_tls {
+	tls_server *server;
+	tls_client *client;
 };
 
 struct bench {
@@ -124,7 +133,8 @@ static int cmp_u64(const void *a, const void *c)
 }
 
 /* keep > 0: snapshot callbacks on, compaction keeps `keep` entries. */
-static void run_case(int r, int window, double seconds, uint64_t keep, size_t payload_len)
+static void run_case(const struct bench_tls *tls, int r, int window, double seconds, uint64_t keep,
+		     size_t payload_len)
 {
 	struct bench *b = xcalloc(1, sizeof *b);
 	uv_loop_init(&b->loop);
@@ -143,7 +153,8 @@ static void run_case(int r, int window, double seconds, uint64_t keep, size_t pa
 		}
 		snprintf(ids[i], sizeof ids[i], "b%d", i);
 		struct repl_settings s = { .node_id = ids[i], .dir = b->dir[i],
-					   .log_keep_entries = keep };
+					   .log_keep_entries = keep, .peer_tls = tls->client,
+					   .server_tls = tls->server };
 		const char *err;
 		if (repl_node_create(&b->loop, &s, &b->node[i], &err) < 0 ||
 		    repl_node_listen(b->node[i], "127.0.0.1", 0, &b->port[i], &err) < 0 ||
@@ -207,20 +218,49 @@ static void run_case(int r, int window, double seconds, uint64_t keep, size_t pa
 	free(b);
 }
 
+/* --tls CERT KEY CA: the server side requires client certificates from
+ * CA, the client side presents CERT. Returns 0, or -1 (logged). */
+static int bench_tls_init(const char *cert, const char *key, const char *ca,
+			  struct bench_tls *tls)
+{
+	const char *err;
+	struct tls_server_settings ss = { cert, key, 0 };
+	struct tls_client_settings cs = { ca, cert, key };
+	if (tls_server_create(&ss, &tls->server, &err) < 0 ||
+	    tls_server_require_client_cert(tls->server, ca, &err) < 0 ||
+	    tls_client_create(&cs, &tls->client, &err) < 0) {
+		fprintf(stderr, "repl_bench: --tls: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	double seconds = argc > 1 ? atof(argv[1]) : 3.0;
-	if (seconds <= 0)
-		seconds = 3.0;
-	printf("repl_bench: %.1f s per case, loopback, LevelDB sync writes\n", seconds);
+	double seconds = 3.0;
+	struct bench_tls tls = { NULL, NULL };
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--tls") == 0 && i + 3 < argc) {
+			if (bench_tls_init(argv[i + 1], argv[i + 2], argv[i + 3], &tls) < 0)
+				return 2;
+			i += 3;
+		} else if ((seconds = atof(argv[i])) <= 0) {
+			fprintf(stderr, "usage: repl_bench [seconds-per-case] [--tls CERT KEY CA]\n");
+			return 2;
+		}
+	}
+	printf("repl_bench: %.1f s per case, loopback, LevelDB sync writes, RPC %s\n", seconds,
+	       tls.server != NULL ? "mutual TLS" : "plaintext");
 	static const int rs[] = { 1, 3 };
 	static const int windows[] = { 1, 64 };
 	for (size_t i = 0; i < 2; i++)
 		for (size_t j = 0; j < 2; j++)
-			run_case(rs[i], windows[j], seconds, 0, PAYLOAD_LEN);
-	run_case(1, 64, seconds, 1000, PAYLOAD_LEN);
-	run_case(3, 64, seconds, 1000, PAYLOAD_LEN);
-	run_case(3, 64, seconds, 0, PAYLOAD_MAX);
-	run_case(3, 64, seconds, 2000, PAYLOAD_MAX);
+			run_case(&tls, rs[i], windows[j], seconds, 0, PAYLOAD_LEN);
+	run_case(&tls, 1, 64, seconds, 1000, PAYLOAD_LEN);
+	run_case(&tls, 3, 64, seconds, 1000, PAYLOAD_LEN);
+	run_case(&tls, 3, 64, seconds, 0, PAYLOAD_MAX);
+	run_case(&tls, 3, 64, seconds, 2000, PAYLOAD_MAX);
+	tls_server_destroy(&tls.server);
+	tls_client_destroy(&tls.client);
 	return 0;
 }
