@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "repl.h"
 #include "xalloc.h"
@@ -126,6 +127,18 @@ static void submit(struct slot *s)
 		b->failed++;
 }
 
+/* CPU time (user + system) of the process so far, in microseconds: every
+ * node of a case runs in this process, so a case's delta divided by its
+ * commits is what a commit costs the whole replica set (a figure the
+ * machine's load disturbs far less than the rates). */
+static uint64_t cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 static int cmp_u64(const void *a, const void *c)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)c;
@@ -178,6 +191,7 @@ static void run_case(const struct bench_tls *tls, int r, int window, double seco
 
 	struct slot *slots = xcalloc((size_t)window, sizeof *slots);
 	uint64_t start = uv_hrtime();
+	uint64_t cpu_start = cpu_us();
 	b->end_ns = start + (uint64_t)(seconds * 1e9);
 	for (int k = 0; k < window; k++) {
 		slots[k].b = b;
@@ -186,6 +200,7 @@ static void run_case(const struct bench_tls *tls, int r, int window, double seco
 	while (b->in_flight > 0)
 		uv_run(&b->loop, UV_RUN_ONCE);
 	double elapsed = (double)(uv_hrtime() - start) / 1e9;
+	double cpu = (double)(cpu_us() - cpu_start);
 	qsort(b->lat, b->n_lat, sizeof *b->lat, cmp_u64);
 	double p50 = b->n_lat ? (double)b->lat[b->n_lat / 2] / 1e6 : 0;
 	double p99 = b->n_lat ? (double)b->lat[b->n_lat * 99 / 100] / 1e6 : 0;
@@ -194,8 +209,9 @@ static void run_case(const struct bench_tls *tls, int r, int window, double seco
 	struct repl_node_counters ctr;
 	repl_node_counters(b->node[0], &ctr);
 	printf("R=%d in_flight=%-3d payload=%-5zu commits=%-7zu commits/s=%-8.0f p50_ms=%.3f "
-	       "p99_ms=%.3f failed=%d value_bytes_read/commit=%.0f", r, window, payload_len,
-	       b->n_lat, (double)b->n_lat / elapsed, p50, p99, b->failed,
+	       "p99_ms=%.3f failed=%d cpu_us/commit=%.1f value_bytes_read/commit=%.0f", r,
+	       window, payload_len, b->n_lat, (double)b->n_lat / elapsed, p50, p99, b->failed,
+	       b->n_lat ? cpu / (double)b->n_lat : 0.0,
 	       b->n_lat ? (double)ctr.log_value_bytes_read / (double)b->n_lat : 0.0);
 	if (keep > 0)
 		printf(" keep=%llu log_entries=%llu compacted=%llu",
