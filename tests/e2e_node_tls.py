@@ -86,10 +86,16 @@ class NodeTls:
     # ---- checks ----------------------------------------------------------
 
     def ready_with_tls(self):
+        # a node's port opens before it has joined the ring and said ready
+        deadline = time.monotonic() + 30
         for name, role, *_ in self.c.specs():
             if role == "etcd":
                 continue
-            ready = self.c.log_events(name, r"event=ready")
+            while True:
+                ready = self.c.log_events(name, r"event=ready")
+                if ready or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             assert "node_tls=on" in ready, (name, ready)
 
     def mail_flows(self):
