@@ -41,7 +41,7 @@ const struct daemon_option daemon_node_options[] = {
 	{ .name = "rpc-idle-timeout", .kind = DAEMON_OPTION_UINT, .offset = NODE(rpc_idle_timeout_s),
 	  .value_name = "S", .min = 1, .max = 86400,
 	  .def = RPC_SERVER_IDLE_TIMEOUT_MS_DEFAULT / 1000,
-	  .help = "seconds before an RPC connection with nothing in flight is closed" },
+	  .help = "idle RPC connection (nothing in flight) closed after S s" },
 	{ .name = "rpc-max-inflight", .kind = DAEMON_OPTION_UINT, .offset = NODE(rpc_max_inflight),
 	  .value_name = "N", .min = 1, .max = 65536, .def = RPC_SERVER_MAX_INFLIGHT_DEFAULT,
 	  .help = "RPC calls in flight per connection (then it is not read)" },
