@@ -1,7 +1,8 @@
 /* main.c: the store-node daemon on the skeleton (lib/daemon-main.h). It
- * opens the mailstore, serves the "store" RPC service and, with --etcd,
- * holds its partitions of the store ring (lib/daemon-node.h); SIGTERM or
- * SIGINT leaves the ring, closes the server and the store, exits 0. */
+ * opens the mailstore, serves the "store" RPC service (mutual TLS with
+ * --node-cert: lib/daemon-tls.h) and, with --etcd, holds its partitions of
+ * the store ring (lib/daemon-node.h); SIGTERM or SIGINT leaves the ring,
+ * closes the server and the store, exits 0. */
 #include "daemon-main.h"
 #include "daemon-node.h"
 #include "log.h"
@@ -29,6 +30,7 @@ struct store_settings {
 #define STORE_MAINTAIN_STEPS 4
 
 struct store_node {
+	struct daemon_tls tls;   /* both NULL without node TLS */
 	mailstore *store;
 	store_service *service;
 	repl_host *parts;
@@ -47,6 +49,12 @@ static const struct daemon_option_default store_node_defaults[] = {
 	{ .name = "log-keep-mib", .def = STORE_LOG_KEEP_MIB_DEFAULT },
 	{ .name = NULL },
 };
+
+static int store_check(const void *settings, const char **error_r)
+{
+	const struct store_settings *set = settings;
+	return daemon_node_check(&set->node, error_r);
+}
 
 static void store_metrics_cb(buf *out, const char *labels, void *arg)
 {
@@ -81,9 +89,12 @@ static int store_start(struct daemon *d, const void *settings, void *ctx)
 	uv_loop_t *loop = daemon_loop(d);
 	const char *error;
 	int port;
+	if (daemon_tls_init(&set->node.tls, 1, &node->tls, &error) < 0)
+		return daemon_start_failed(d, "node_tls", error);
 	if (mailstore_open(set->node.data, NULL, &node->store, &error) != 0)
 		return daemon_start_failed(d, "mailstore", error);
 	store_service_create(loop, node->store, &node->service);
+	daemon_node_rpc_setup(&set->node, store_service_server(node->service), node->tls.server);
 	if (store_service_listen(node->service, set->node.listen.host, set->node.listen.port, &port,
 				 &error) < 0)
 		return daemon_start_failed(d, "listen", error);
@@ -91,7 +102,7 @@ static int store_start(struct daemon *d, const void *settings, void *ctx)
 		struct repl_host_settings hs;
 		char *repl_dir;
 		daemon_node_repl_settings(&set->node, ROUTER_ROLE_STORE, port, daemon_etcd_stats(d),
-					  &hs, &repl_dir);
+					  node->tls.client, &hs, &repl_dir);
 		int r = repl_host_start(loop, store_service_server(node->service), &hs,
 					store_service_repl_ops(), node->store, &node->parts, &error);
 		free(repl_dir);
@@ -107,8 +118,12 @@ static int store_start(struct daemon *d, const void *settings, void *ctx)
 	node->maintain_on = 1;
 	uv_timer_start(&node->maintain, store_maintain_cb, STORE_MAINTAIN_INTERVAL_MS,
 		       STORE_MAINTAIN_INTERVAL_MS);
-	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s listen=%s:%d", set->node.daemon.id,
-		  set->node.listen.host, port);
+	if (node->tls.server == NULL)
+		log_event(LOG_WARN, LOG_SVC, "event=no_node_tls mode=development "
+			  "note=\"plaintext RPC, loopback only\"");
+	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s listen=%s:%d node_tls=%s",
+		  set->node.daemon.id, set->node.listen.host, port,
+		  node->tls.server != NULL ? "on" : "off");
 	return 0;
 }
 
@@ -130,11 +145,13 @@ static void store_deinit(void *ctx)
 {
 	struct store_node *node = ctx;
 	mailstore_close(&node->store);
+	daemon_tls_deinit(&node->tls);
 }
 
 static const struct daemon_option_group store_option_groups[] = {
 	{ .rows = daemon_node_options, .offset = offsetof(struct store_settings, node),
 	  .defaults = store_node_defaults },
+	{ .rows = daemon_tls_options, .offset = offsetof(struct store_settings, node.tls) },
 	{ .rows = store_options },
 	{ .rows = NULL },
 };
@@ -147,6 +164,7 @@ static const struct daemon_def store_daemon = {
 	.settings_size = sizeof(struct store_settings),
 	.ctx_size = sizeof(struct store_node),
 	.options = store_option_groups,
+	.check = store_check,
 	.start = store_start,
 	.stop = store_stop,
 	.deinit = store_deinit,
