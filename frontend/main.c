@@ -178,19 +178,27 @@ static void frontend_smtp_common(struct frontend *fe, const struct frontend_sett
 	mx->auth = fe->auth;
 }
 
+/* What the IMAP and POP3 listeners share (conn.h). */
+static struct conn_access frontend_access(struct frontend *fe)
+{
+	return (struct conn_access){
+		.tls = fe->tls,
+		.allow_plaintext_login = 1, /* from loopback peers only */
+		.trusted = &fe->trusted,
+		.sasl_secret = fe->sasl_secret,
+		.sasl_secret_len = sizeof fe->sasl_secret,
+		.body_budget = &fe->imap_budget,
+		.auth_delay_ms = frontend_auth_delay,
+		.auth_failed = frontend_auth_failed,
+		.ip_refused = frontend_ip_refused,
+		.guard_arg = fe,
+	};
+}
+
 static void frontend_imap_common(struct frontend *fe, struct imap_settings *imap)
 {
 	imap_settings_init(imap);
-	imap->tls = fe->tls;
-	imap->allow_plaintext_login = 1; /* from loopback peers only */
-	imap->trusted = &fe->trusted;
-	imap->body_budget = &fe->imap_budget;
-	imap->sasl_secret = fe->sasl_secret;
-	imap->sasl_secret_len = sizeof fe->sasl_secret;
-	imap->auth_delay_ms = frontend_auth_delay;
-	imap->auth_failed = frontend_auth_failed;
-	imap->ip_refused = frontend_ip_refused;
-	imap->guard_arg = fe;
+	imap->access = frontend_access(fe);
 }
 
 static int frontend_start(struct daemon *d, const void *settings, void *ctx)
@@ -266,7 +274,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		return daemon_start_failed(d, "imap", error);
 	if (set->imaps.text != NULL && fe->tls != NULL) {
 		frontend_imap_common(fe, &imap);
-		imap.implicit_tls = 1;
+		imap.access.implicit_tls = 1;
 		imap.listen_host = set->imaps.host;
 		imap.listen_port = set->imaps.port;
 		if (imap_service_start(loop, &imap, fe->dir, fe->auth, fe->store, &fe->imaps,

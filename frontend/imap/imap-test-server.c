@@ -99,10 +99,10 @@ int main(int argc, char **argv)
 	}
 	imap_settings_init(&set);
 	set.listen_port = atoi(argv[1]);
-	set.allow_plaintext_login = tls == NULL;
-	set.tls = tls;
+	set.access.allow_plaintext_login = tls == NULL;
+	set.access.tls = tls;
 	if (budget.limit > 0)
-		set.body_budget = &budget;
+		set.access.body_budget = &budget;
 	if (imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.server,
 			      &error) < 0) {
 		fprintf(stderr, "%s\n", error);
@@ -110,7 +110,7 @@ int main(int argc, char **argv)
 	}
 	if (tls != NULL) {
 		set.listen_port = 0;
-		set.implicit_tls = 1;
+		set.access.implicit_tls = 1;
 		if (imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.tls_server,
 				      &error) < 0) {
 			fprintf(stderr, "%s\n", error);

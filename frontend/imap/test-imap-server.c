@@ -94,7 +94,7 @@ static struct fixture *fixture_start(void (*tune)(struct imap_settings *), uint6
 	pthread_cond_init(&f->cond, NULL);
 	imap_settings_init(&f->set);
 	f->set.listen_port = 0;
-	f->set.allow_plaintext_login = 1;
+	f->set.access.allow_plaintext_login = 1;
 	if (tune != NULL)
 		tune(&f->set);
 	f->delay_ms = delay_ms;
@@ -267,7 +267,7 @@ static void test_greeting_capability(void **state)
 
 static void tune_no_plaintext(struct imap_settings *set)
 {
-	set->allow_plaintext_login = 0;
+	set->access.allow_plaintext_login = 0;
 }
 
 static void test_login(void **state)
