@@ -11,7 +11,8 @@
 #include "cidr.h"
 #include "daemon-main.h"
 #include "directory.h"
-#include "imap-service.h"
+#include "imap-backend-store.h"
+#include "imap-server.h"
 #include "log.h"
 #include "queue-client.h"
 #include "router.h"
@@ -57,8 +58,9 @@ struct frontend {
 	smtp_mx *mx;
 	smtp_mx *submission;
 	smtp_mx *submissions;
-	imap_service *imap;
-	imap_service *imaps;
+	imap_store_backend *mail;      /* the IMAP and POP3 servers' backend */
+	imap_server *imap;
+	imap_server *imaps;
 	tls_server *tls;
 	tls_certs *certs;
 	auth_guard *guard;
@@ -239,6 +241,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	};
 	fe->guard = auth_guard_start(loop, &gs);
 	fe->auth = auth_pool_start(loop, fe->dir, fe->secret, fe->secret_len, 0);
+	fe->mail = imap_store_backend_create(fe->auth, fe->store);
 
 	struct smtp_mx_settings mx;
 	frontend_smtp_common(fe, set, &mx);
@@ -270,15 +273,16 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	frontend_imap_common(fe, &imap);
 	imap.listen_host = set->imap.host;
 	imap.listen_port = set->imap.port;
-	if (imap_service_start(loop, &imap, fe->dir, fe->auth, fe->store, &fe->imap, &error) < 0)
+	if (imap_server_start(loop, &imap, &imap_store_backend_vfuncs, fe->mail, &fe->imap,
+			      &error) < 0)
 		return daemon_start_failed(d, "imap", error);
 	if (set->imaps.text != NULL && fe->tls != NULL) {
 		frontend_imap_common(fe, &imap);
 		imap.access.implicit_tls = 1;
 		imap.listen_host = set->imaps.host;
 		imap.listen_port = set->imaps.port;
-		if (imap_service_start(loop, &imap, fe->dir, fe->auth, fe->store, &fe->imaps,
-				       &error) < 0)
+		if (imap_server_start(loop, &imap, &imap_store_backend_vfuncs, fe->mail, &fe->imaps,
+				      &error) < 0)
 			return daemon_start_failed(d, "imaps", error);
 	}
 	if (fe->tls == NULL)
@@ -302,10 +306,8 @@ static void frontend_stop(void *ctx)
 		smtp_mx_stop(&fe->submission);
 	if (fe->submissions != NULL)
 		smtp_mx_stop(&fe->submissions);
-	if (fe->imap != NULL)
-		imap_service_stop(&fe->imap);
-	if (fe->imaps != NULL)
-		imap_service_stop(&fe->imaps);
+	imap_server_stop(&fe->imap);
+	imap_server_stop(&fe->imaps);
 	auth_guard_stop(&fe->guard);
 	tls_certs_stop(&fe->certs);
 	/* its threads finish the check they run; the rest fail over */
@@ -334,6 +336,7 @@ static void frontend_deinit(void *ctx)
 		router_destroy(&fe->router);
 	if (fe->dir != NULL)
 		directory_destroy(&fe->dir);
+	imap_store_backend_destroy(&fe->mail);
 	tls_server_destroy(&fe->tls);
 	cidr_list_free(&fe->trusted);
 }

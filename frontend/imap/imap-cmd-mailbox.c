@@ -356,7 +356,7 @@ void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_
 		return;
 	}
 	conn_ref(&s->conn);
-	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox,
+	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox, NULL, 0,
 				    imap_cmd_expunge_cb, s);
 }
 
@@ -396,7 +396,7 @@ void imap_cmd_close(struct imap_session *s, const struct imap_arg *args, size_t 
 		return;
 	}
 	conn_ref(&s->conn);
-	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox,
+	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox, NULL, 0,
 				    imap_cmd_close_cb, s);
 }
 
