@@ -12,7 +12,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -21,6 +20,8 @@
 
 #include "imap-memory-backend.h"
 #include "imap-server.h"
+#include "line-client.h"
+#include "loop-thread.h"
 #include "mail-error.h"
 
 #define USER "demo@example.test"
@@ -31,34 +32,19 @@ static const char msg2[] = "Subject: two\r\n\r\nbinary \x80\xff\xfe\x01\x7f\xc3\
 static const char msg3[] = "Subject: three\r\n\r\nthird\r\n";
 
 struct fixture {
-	pthread_t thread;
-	pthread_mutex_t mutex;
-	pthread_cond_t cond;
-	int ready;
-	uv_loop_t loop;
-	uv_async_t stop;
+	struct loop_thread lt;
 	imap_memory_backend *mb;
 	imap_server *server;
 	struct imap_settings set;
 	uint64_t delay_ms;
 	int port;
-	int loop_close_status;
 };
 
-static void fixture_stop_cb(uv_async_t *async)
-{
-	struct fixture *f = async->data;
-	imap_server_stop(&f->server);
-	uv_close((uv_handle_t *)async, NULL);
-}
-
-static void *fixture_thread(void *arg)
+static int fixture_setup(uv_loop_t *loop, void *arg)
 {
 	struct fixture *f = arg;
 	const char *error;
-
-	uv_loop_init(&f->loop);
-	f->mb = imap_memory_backend_create(&f->loop);
+	f->mb = imap_memory_backend_create(loop);
 	imap_memory_backend_add_user(f->mb, USER, PASS);
 	imap_memory_backend_add_user(f->mb, "other@example.test", "x");
 	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "",
@@ -72,133 +58,48 @@ static void *fixture_thread(void *arg)
 	imap_memory_backend_add_message(f->mb, "other@example.test", "Secret", msg1,
 					sizeof(msg1) - 1, "", 0);
 	imap_memory_backend_set_delay(f->mb, f->delay_ms);
-	uv_async_init(&f->loop, &f->stop, fixture_stop_cb);
-	f->stop.data = f;
-	int ret = imap_server_start(&f->loop, &f->set, &imap_memory_backend_vfuncs, f->mb,
-				    &f->server, &error);
-	pthread_mutex_lock(&f->mutex);
-	f->port = ret == 0 ? imap_server_port(f->server) : -1;
-	f->ready = 1;
-	pthread_cond_signal(&f->cond);
-	pthread_mutex_unlock(&f->mutex);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
+	if (imap_server_start(loop, &f->set, &imap_memory_backend_vfuncs, f->mb, &f->server,
+			      &error) < 0)
+		return -1;
+	return imap_server_port(f->server);
+}
+
+static void fixture_server_stop(void *arg)
+{
+	struct fixture *f = arg;
+	imap_server_stop(&f->server);
+}
+
+static void fixture_teardown(void *arg)
+{
+	struct fixture *f = arg;
 	imap_memory_backend_destroy(&f->mb);
-	f->loop_close_status = uv_loop_close(&f->loop);
-	return NULL;
 }
 
 static struct fixture *fixture_start(void (*tune)(struct imap_settings *), uint64_t delay_ms)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	pthread_mutex_init(&f->mutex, NULL);
-	pthread_cond_init(&f->cond, NULL);
 	imap_settings_init(&f->set);
 	f->set.listen_port = 0;
 	f->set.access.allow_plaintext_login = 1;
 	if (tune != NULL)
 		tune(&f->set);
 	f->delay_ms = delay_ms;
-	pthread_create(&f->thread, NULL, fixture_thread, f);
-	pthread_mutex_lock(&f->mutex);
-	while (!f->ready)
-		pthread_cond_wait(&f->cond, &f->mutex);
-	pthread_mutex_unlock(&f->mutex);
+	f->lt.setup = fixture_setup;
+	f->lt.stop = fixture_server_stop;
+	f->lt.teardown = fixture_teardown;
+	f->lt.arg = f;
+	loop_thread_start(&f->lt);
+	f->port = f->lt.port;
 	assert_true(f->port > 0);
 	return f;
 }
 
 static void fixture_stop(struct fixture *f)
 {
-	uv_async_send(&f->stop);
-	pthread_join(f->thread, NULL);
-	assert_int_equal(f->loop_close_status, 0);
-	pthread_mutex_destroy(&f->mutex);
-	pthread_cond_destroy(&f->cond);
+	loop_thread_stop(&f->lt);
+	assert_int_equal(f->lt.loop_close_status, 0);
 	free(f);
-}
-
-/* ---- a tiny blocking client ------------------------------------------ */
-
-struct client {
-	int fd;
-	char buf[1 << 20];
-	size_t len;
-};
-
-static struct client *client_connect(int port)
-{
-	struct client *c = calloc(1, sizeof(*c));
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	c->fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct timeval tv = { 5, 0 };
-	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	return c;
-}
-
-static void client_close(struct client *c)
-{
-	close(c->fd);
-	free(c);
-}
-
-static void client_send(struct client *c, const void *data, size_t len)
-{
-	assert_int_equal(send(c->fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
-}
-
-static void client_sendf(struct client *c, const char *fmt, ...)
-{
-	char line[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	client_send(c, line, (size_t)n);
-}
-
-/* Read more bytes; returns 0 on EOF/timeout. */
-static int client_fill(struct client *c)
-{
-	assert_true(c->len < sizeof(c->buf) - 1);
-	ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
-	if (n <= 0)
-		return 0;
-	c->len += (size_t)n;
-	c->buf[c->len] = '\0';
-	return 1;
-}
-
-/* Everything up to and including the first line that starts with prefix;
- * the caller frees it. NULL on EOF/timeout. */
-static char *client_until(struct client *c, const char *prefix)
-{
-	size_t plen = strlen(prefix);
-	for (;;) {
-		size_t pos = 0;
-		while (pos < c->len) {
-			if (pos + plen <= c->len && memcmp(c->buf + pos, prefix, plen) == 0) {
-				char *eol = memmem(c->buf + pos, c->len - pos, "\r\n", 2);
-				if (eol == NULL)
-					break;
-				size_t end = (size_t)(eol - c->buf) + 2;
-				char *out = malloc(end + 1);
-				memcpy(out, c->buf, end);
-				out[end] = '\0';
-				memmove(c->buf, c->buf + end, c->len - end);
-				c->len -= end;
-				c->buf[c->len] = '\0';
-				return out;
-			}
-			char *nl = memchr(c->buf + pos, '\n', c->len - pos);
-			if (nl == NULL)
-				break;
-			pos = (size_t)(nl - c->buf) + 1;
-		}
-		if (!client_fill(c))
-			return NULL;
-	}
 }
 
 /* Send "tag command" and return the whole answer through the tagged line. */
@@ -211,17 +112,6 @@ static char *cmd(struct client *c, const char *tag, const char *command)
 	assert_non_null(out);
 	return out;
 }
-
-#define assert_contains(hay, needle)                                                   \
-	do {                                                                           \
-		if (strstr((hay), (needle)) == NULL)                                   \
-			fail_msg("missing \"%s\" in:\n%s", (needle), (hay));           \
-	} while (0)
-#define assert_not_contains(hay, needle)                                               \
-	do {                                                                           \
-		if (strstr((hay), (needle)) != NULL)                                   \
-			fail_msg("unexpected \"%s\" in:\n%s", (needle), (hay));        \
-	} while (0)
 
 static void check(struct client *c, const char *tag, const char *command, const char *want)
 {
