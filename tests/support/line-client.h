@@ -9,7 +9,7 @@
 
 struct client {
 	int fd;
-	char buf[1 << 20];
+	char buf[4 << 20];
 	size_t len;
 };
 
