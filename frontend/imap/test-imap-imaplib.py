@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drive the IMAP engine with Python's imaplib (stdlib only).
 
-Usage: test-imap-imaplib.py PATH-TO-imap-test-server
+Usage: test-imap-imaplib.py PATH-TO-mail-test-server
 
 Starts the in-memory test server on a free port, logs in, lists, selects,
 reads messages back byte for byte (8-bit bytes included) and header fields
