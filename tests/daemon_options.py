@@ -19,7 +19,7 @@ NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-tt
         "log-keep", "log-keep-mib", "etcd"] + COMMON
 OPTIONS = {
     "frontend": ["id", "etcd", "smtp", "submission", "submissions", "imap", "imaps",
-                 "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname"] + COMMON,
+                 "pop3", "pop3s", "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname"] + COMMON,
     "store-node": NODE,
     "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight"],
 }
@@ -32,6 +32,8 @@ DEFAULTS = [
     ("store-node", "partitions", "1..65536, default 256"),
     ("queue-node", "max-inflight", "1..100000, default 64"),
     ("frontend", "smtp", "default 127.0.0.1:2525"),
+    ("frontend", "pop3", "default 127.0.0.1:2110"),
+    ("frontend", "pop3s", "default 127.0.0.1:2995"),
     ("frontend", "etcd-quota-bytes", "1..184467440737095516, default 2147483648"),
 ]
 NODE_ARGS = ["--id", "n1", "--listen", "127.0.0.1:0", "--data", "/nonexistent",

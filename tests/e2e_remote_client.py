@@ -81,7 +81,9 @@ def main():
                  "--submission", f"{host}:{ports['submission']}",
                  "--submissions", f"{host}:{local.free_port()}",
                  "--imap", f"{host}:{ports['imap']}",
-                 "--imaps", f"{host}:{local.free_port()}"]
+                 "--imaps", f"{host}:{local.free_port()}",
+                 "--pop3", f"{host}:{local.free_port()}",
+                 "--pop3s", f"{host}:{local.free_port()}"]
             if with_tls:
                 a += ["--tls-cert", os.path.join(tls, "frontend.pem"),
                       "--tls-key", os.path.join(tls, "frontend.key"),
