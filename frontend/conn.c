@@ -20,7 +20,7 @@
 
 struct conn_server {
 	uv_loop_t *loop;
-	struct conn_server_settings set;
+	struct conn_settings set;
 	char *host;
 	const struct conn_ops *ops;
 	void *ctx;
@@ -116,7 +116,7 @@ static void conn_penalty_close_cb(uv_handle_t *h)
 
 static void conn_log_disconnect(struct conn *c, const char *reason)
 {
-	log_event(LOG_INFO, c->server->set.log_svc, "event=disconnect sid=%s reason=%s", c->id,
+	log_event(LOG_INFO, c->server->ops->log_svc, "event=disconnect sid=%s reason=%s", c->id,
 		  reason);
 }
 
@@ -247,6 +247,12 @@ size_t conn_output_pending(const struct conn *c)
 	return queued + c->out.len;
 }
 
+int conn_flush_must_wait(struct conn *c)
+{
+	conn_flush(c);
+	return c->closed || conn_output_pending(c) > c->server->set.max_output;
+}
+
 /* ---- input ------------------------------------------------------------ */
 
 static void conn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *b)
@@ -302,7 +308,7 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 		free(b->base);
 		conn_write_raw(c, &net);
 		buf_deinit(&net);
-		const char *svc = c->server->set.log_svc;
+		const char *svc = c->server->ops->log_svc;
 		if (r == TLS_FEED_ERROR) {
 			log_event(LOG_INFO, svc, "event=tls_failed sid=%s peer=%s error=\"%s\"", c->id,
 				  c->peer, tls_conn_error(c->tls));
@@ -326,10 +332,15 @@ static void conn_idle_cb(uv_timer_t *timer)
 		c->server->ops->idle(c);
 }
 
-void conn_set_idle_timeout(struct conn *c, uint64_t ms)
+static void conn_idle_start(struct conn *c, uint64_t ms)
 {
 	if (!c->closed)
 		uv_timer_start(&c->idle, conn_idle_cb, ms, ms);
+}
+
+void conn_authenticated(struct conn *c)
+{
+	conn_idle_start(c, c->server->set.idle_timeout_ms);
 }
 
 /* ---- TLS and credentials ---------------------------------------------- */
@@ -339,11 +350,20 @@ void conn_start_tls(struct conn *c)
 	conn_flush(c);
 	c->tls = tls_conn_new_server(c->server->set.access.tls);
 	if (c->in.len > 0) {
-		log_event(LOG_WARN, c->server->set.log_svc,
+		log_event(LOG_WARN, c->server->ops->log_svc,
 			  "event=starttls_pipelined sid=%s peer=%s dropped=%zu", c->id, c->peer,
 			  c->in.len);
 		buf_reset(&c->in);
 	}
+}
+
+const char *conn_starttls_refusal(const struct conn *c)
+{
+	if (c->server->set.access.tls == NULL)
+		return "TLS is not available";
+	if (c->tls != NULL)
+		return "TLS is already active";
+	return NULL;
 }
 
 int conn_tls_active(const struct conn *c)
@@ -439,7 +459,7 @@ static const char *conn_server_refusal(const struct conn_server *server, const s
 static void conn_server_connection_cb(uv_stream_t *listener, int status)
 {
 	struct conn_server *server = listener->data;
-	const char *svc = server->set.log_svc;
+	const char *svc = server->ops->log_svc;
 	if (status < 0) {
 		log_event(LOG_WARN, svc, "event=accept_error error=%s", uv_err_name(status));
 		return;
@@ -483,7 +503,7 @@ static void conn_server_connection_cb(uv_stream_t *listener, int status)
 	conn_flush(c);
 	if (c->closed)
 		return;
-	conn_set_idle_timeout(c, server->set.idle_timeout_ms);
+	conn_idle_start(c, server->set.preauth_timeout_ms);
 	if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) == 0)
 		c->reading = 1;
 	else
@@ -497,7 +517,7 @@ static void conn_server_listener_close_cb(uv_handle_t *handle)
 	conn_server_free_if_done(server);
 }
 
-int conn_server_start(uv_loop_t *loop, const struct conn_server_settings *set,
+int conn_server_start(uv_loop_t *loop, const struct conn_settings *set,
 		      const struct conn_ops *ops, void *ctx, conn_server **server_r,
 		      const char **error_r)
 {
@@ -514,6 +534,15 @@ int conn_server_start(uv_loop_t *loop, const struct conn_server_settings *set,
 	server->set.host = server->host;
 	server->ops = ops;
 	server->ctx = ctx;
+	struct conn_settings *ss = &server->set;
+	if (ss->idle_timeout_ms < 1000)
+		ss->idle_timeout_ms = 1000;
+	if (ss->preauth_timeout_ms < 1000 || ss->preauth_timeout_ms > ss->idle_timeout_ms)
+		ss->preauth_timeout_ms = ss->idle_timeout_ms;
+	if (ss->max_sessions == 0)
+		ss->max_sessions = 1;
+	if (ss->max_sessions_per_ip == 0)
+		ss->max_sessions_per_ip = 1;
 	uv_tcp_init(loop, &server->listener);
 	server->listener.data = server;
 	int ret = uv_tcp_bind(&server->listener, (const struct sockaddr *)&addr, 0);
@@ -531,7 +560,7 @@ int conn_server_start(uv_loop_t *loop, const struct conn_server_settings *set,
 	int len = sizeof(addr);
 	uv_tcp_getsockname(&server->listener, (struct sockaddr *)&addr, &len);
 	server->port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
-	log_event(LOG_INFO, set->log_svc, "event=listen host=%s port=%d tls=%s plaintext_login=%s",
+	log_event(LOG_INFO, ops->log_svc, "event=listen host=%s port=%d tls=%s plaintext_login=%s",
 		  server->host, server->port,
 		  set->access.tls == NULL	 ? "off"
 		  : set->access.implicit_tls ? "implicit"
@@ -554,11 +583,6 @@ unsigned conn_server_count(const conn_server *server)
 void *conn_server_ctx(const conn_server *server)
 {
 	return server->ctx;
-}
-
-const struct conn_server_settings *conn_server_settings(const conn_server *server)
-{
-	return &server->set;
 }
 
 void conn_server_stop(conn_server **serverp)

@@ -105,6 +105,7 @@ struct conn {
 };
 
 struct conn_ops {
+	const char *log_svc;             /* "imap", "pop3": svc= in the logs */
 	size_t session_size;             /* >= sizeof(struct conn) */
 	/* Accepted and under the caps: queue the greeting (flushed after). */
 	void (*accepted)(struct conn *c);
@@ -128,29 +129,31 @@ struct conn_ops {
 	const char *shutdown_reply;
 };
 
-struct conn_server_settings {
-	const char *log_svc;          /* "imap", "pop3": static */
-	const char *host;             /* an IP literal; copied */
+/* A listener's settings, embedded in each engine's settings (the engine
+ * fills its own defaults). */
+struct conn_settings {
+	const char *host;             /* an IP literal; copied by start */
 	int port;                     /* 0: any free port */
 	struct conn_access access;
-	unsigned max_sessions;        /* over it: refused_reply, then close */
-	unsigned max_sessions_per_ip; /* the same per client address */
-	uint64_t idle_timeout_ms;     /* the timer armed at connect */
+	uint64_t idle_timeout_ms;     /* >= 1000 (raised) */
+	uint64_t preauth_timeout_ms;  /* the idle timeout until conn_authenticated();
+				       * 1000..idle_timeout_ms, else idle_timeout_ms */
+	unsigned max_sessions;        /* >= 1; over it: refused_reply, then close */
+	unsigned max_sessions_per_ip; /* >= 1; the same per client address */
 	size_t max_input;             /* unprocessed input before reading pauses */
 	size_t max_output;            /* see ops->drained */
 };
 
 /* Bind and listen. ops and ctx are borrowed and must outlive the server.
  * Returns 0, or -1 with *error_r (static text; ctx stays the caller's). */
-int conn_server_start(uv_loop_t *loop, const struct conn_server_settings *set,
+int conn_server_start(uv_loop_t *loop, const struct conn_settings *set,
 		      const struct conn_ops *ops, void *ctx, conn_server **server_r,
 		      const char **error_r);
 /* The port bound; the connections open (handles not yet closed). */
 int conn_server_port(const conn_server *server);
 unsigned conn_server_count(const conn_server *server);
-/* The ctx given to conn_server_start, and its settings (copied). */
+/* The ctx given to conn_server_start. */
 void *conn_server_ctx(const conn_server *server);
-const struct conn_server_settings *conn_server_settings(const conn_server *server);
 /* Stop listening, write shutdown_reply to each open session (best effort,
  * never waiting for a client that does not read) and close them. Memory
  * goes in close callbacks: run the loop until it has no more handles
@@ -167,6 +170,10 @@ void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(pri
 void conn_flush(struct conn *c);
 /* Bytes handed to the socket and not yet written, plus c->out. */
 size_t conn_output_pending(const struct conn *c);
+/* Flush, then 1 when a long answer should pause: c is closed, or more
+ * than max_output waits for the client (ops->drained tells when to go
+ * on); 0 to go on now. */
+int conn_flush_must_wait(struct conn *c);
 /* Run ops->input on what waits in c->in, flush, and pause or resume
  * reading by max_input. The engine calls it when it can go on after an
  * asynchronous completion; reads call it too. */
@@ -176,14 +183,17 @@ void conn_process(struct conn *c);
 void conn_close(struct conn *c, const char *reason);
 /* Write what is queued, then close (no more input meanwhile). */
 void conn_close_after_write(struct conn *c, const char *reason);
-/* Re-arm the idle timer with ms (e.g. after login). */
-void conn_set_idle_timeout(struct conn *c, uint64_t ms);
+/* Logged in: idle_timeout_ms instead of preauth_timeout_ms from now on. */
+void conn_authenticated(struct conn *c);
 
 /* STARTTLS/STLS: flush the plaintext reply, start TLS, and drop what the
  * client sent after the command (a man in the middle could have put it
  * there: RFC 3207 4.2, RFC 2595 3.1). Call with c->in holding exactly
  * the bytes after the command's line. The server must have TLS. */
 void conn_start_tls(struct conn *c);
+/* Why STARTTLS/STLS cannot start on c now ("TLS is not available",
+ * "TLS is already active": static text for the client), or NULL. */
+const char *conn_starttls_refusal(const struct conn *c);
 /* 1 once a TLS handshake is done on c. */
 int conn_tls_active(const struct conn *c);
 /* 1 when credentials may be sent: over TLS, or from loopback in the

@@ -106,27 +106,27 @@ int main(int argc, char **argv)
 		}
 	}
 	imap_settings_init(&set);
-	set.listen_port = atoi(argv[1]);
-	set.access.allow_plaintext_login = tls == NULL;
-	set.access.tls = tls;
+	set.conn.port = atoi(argv[1]);
+	set.conn.access.allow_plaintext_login = tls == NULL;
+	set.conn.access.tls = tls;
 	if (budget.limit > 0)
-		set.access.body_budget = &budget;
+		set.conn.access.body_budget = &budget;
 	int ret = imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.server, &error);
 	if (ret == 0 && tls != NULL) {
-		set.listen_port = 0;
-		set.access.implicit_tls = 1;
+		set.conn.port = 0;
+		set.conn.access.implicit_tls = 1;
 		ret = imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.tls_server,
 					&error);
 	}
 	struct pop3_settings pop3;
 	pop3_settings_init(&pop3);
-	pop3.listen_port = 0;
-	pop3.access = set.access;
-	pop3.access.implicit_tls = 0;
+	pop3.conn.port = 0;
+	pop3.conn.access = set.conn.access;
+	pop3.conn.access.implicit_tls = 0;
 	if (ret == 0)
 		ret = pop3_server_start(loop, &pop3, &imap_memory_backend_vfuncs, mb, &t.pop3, &error);
 	if (ret == 0 && tls != NULL) {
-		pop3.access.implicit_tls = 1;
+		pop3.conn.access.implicit_tls = 1;
 		ret = pop3_server_start(loop, &pop3, &imap_memory_backend_vfuncs, mb, &t.pop3s, &error);
 	}
 	if (ret < 0) {

@@ -191,11 +191,16 @@ static void frontend_smtp_common(struct frontend *fe, const struct frontend_sett
 	mx->auth = fe->auth;
 }
 
-/* What the IMAP and POP3 listeners share (conn.h). */
-static struct conn_access frontend_access(struct frontend *fe)
+/* A listener on l (implicit: TLS from the first byte) with what the IMAP
+ * and POP3 listeners share (conn.h); the rest stays the engine's default. */
+static void frontend_listener(struct frontend *fe, const struct daemon_listen *l, int implicit,
+			      struct conn_settings *set)
 {
-	return (struct conn_access){
+	set->host = l->host;
+	set->port = l->port;
+	set->access = (struct conn_access){
 		.tls = fe->tls,
+		.implicit_tls = implicit,
 		.allow_plaintext_login = 1, /* from loopback peers only */
 		.trusted = &fe->trusted,
 		.sasl_secret = fe->sasl_secret,
@@ -208,30 +213,23 @@ static struct conn_access frontend_access(struct frontend *fe)
 	};
 }
 
-/* An IMAP listener on l (implicit: TLS from the first byte). */
 static int frontend_imap_start(struct frontend *fe, uv_loop_t *loop, const struct daemon_listen *l,
 			       int implicit, imap_server **server_r, const char **error_r)
 {
 	struct imap_settings imap;
 	imap_settings_init(&imap);
-	imap.access = frontend_access(fe);
-	imap.access.implicit_tls = implicit;
-	imap.listen_host = l->host;
-	imap.listen_port = l->port;
+	frontend_listener(fe, l, implicit, &imap.conn);
 	return imap_server_start(loop, &imap, &imap_store_backend_vfuncs, fe->mail, server_r,
 				 error_r);
 }
 
-/* A POP3 listener on l, over the same backend as IMAP. */
+/* POP3 over the same backend as IMAP. */
 static int frontend_pop3_start(struct frontend *fe, uv_loop_t *loop, const struct daemon_listen *l,
 			       int implicit, pop3_server **server_r, const char **error_r)
 {
 	struct pop3_settings pop3;
 	pop3_settings_init(&pop3);
-	pop3.access = frontend_access(fe);
-	pop3.access.implicit_tls = implicit;
-	pop3.listen_host = l->host;
-	pop3.listen_port = l->port;
+	frontend_listener(fe, l, implicit, &pop3.conn);
 	return pop3_server_start(loop, &pop3, &imap_store_backend_vfuncs, fe->mail, server_r,
 				 error_r);
 }

@@ -56,12 +56,9 @@ void imap_cmd_starttls(struct imap_session *s, const struct imap_arg *args, size
 		imap_cmd_done(s, "BAD", NULL, "STARTTLS takes no arguments");
 		return;
 	}
-	if (s->server->set.access.tls == NULL) {
-		imap_cmd_done(s, "BAD", NULL, "TLS is not available");
-		return;
-	}
-	if (s->conn.tls != NULL) {
-		imap_cmd_done(s, "BAD", NULL, "TLS is already active");
+	const char *refusal = conn_starttls_refusal(&s->conn);
+	if (refusal != NULL) {
+		imap_cmd_done(s, "BAD", NULL, refusal);
 		return;
 	}
 	imap_cmd_done(s, "OK", NULL, "Begin TLS negotiation now");

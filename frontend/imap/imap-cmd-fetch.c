@@ -294,8 +294,7 @@ static void imap_fetch_advance(struct imap_session *s, struct imap_fetch_ctx *ct
 	imap_fetch_body_release(ctx);
 	buf_reset(&ctx->fields);
 	ctx->next++;
-	conn_flush(&s->conn);
-	if (conn_output_pending(&s->conn) > s->server->set.max_output)
+	if (conn_flush_must_wait(&s->conn))
 		s->on_drain = imap_fetch_next; /* the write callback resumes */
 	else
 		imap_fetch_next(s);
@@ -326,10 +325,7 @@ static void imap_fetch_emit(struct imap_session *s)
 			imap_fetch_advance(s, ctx);
 			return;
 		}
-		conn_flush(&s->conn);
-		if (conn_is_closed(&s->conn))
-			return;
-		if (conn_output_pending(&s->conn) > s->server->set.max_output) {
+		if (conn_flush_must_wait(&s->conn)) {
 			s->on_drain = imap_fetch_emit;
 			return;
 		}
@@ -376,7 +372,7 @@ static void imap_fetch_next(struct imap_session *s)
 	 * session's view): the store's answer itself is held until sent */
 	uint32_t seq = imap_session_seq_of(s, ctx->uids[ctx->next]);
 	uint64_t size = seq != 0 ? s->msgs[seq - 1].size : 0;
-	struct mem_budget *budget = s->server->set.access.body_budget;
+	struct mem_budget *budget = s->server->set.conn.access.body_budget;
 	if (budget != NULL && size >= IMAP_BODY_BUDGET_MIN) {
 		if (mem_budget_take(budget, (size_t)size) < 0) {
 			log_event(LOG_WARN, "imap", "event=body_budget_full sid=%s size=%llu", s->conn.id,

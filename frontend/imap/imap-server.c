@@ -46,16 +46,18 @@ const size_t imap_commands_count = sizeof(imap_commands) / sizeof(imap_commands[
 void imap_settings_init(struct imap_settings *set)
 {
 	memset(set, 0, sizeof(*set));
-	set->listen_host = IMAP_DEFAULT_LISTEN_HOST;
-	set->listen_port = IMAP_DEFAULT_LISTEN_PORT;
-	set->idle_timeout_ms = IMAP_DEFAULT_IDLE_TIMEOUT_MS;
-	set->max_sessions = IMAP_DEFAULT_MAX_SESSIONS;
-	set->max_sessions_per_ip = IMAP_DEFAULT_MAX_SESSIONS_PER_IP;
-	set->preauth_timeout_ms = IMAP_DEFAULT_PREAUTH_TIMEOUT_MS;
+	set->conn = (struct conn_settings){
+		.host = IMAP_DEFAULT_LISTEN_HOST,
+		.port = IMAP_DEFAULT_LISTEN_PORT,
+		.idle_timeout_ms = IMAP_DEFAULT_IDLE_TIMEOUT_MS,
+		.preauth_timeout_ms = IMAP_DEFAULT_PREAUTH_TIMEOUT_MS,
+		.max_sessions = IMAP_DEFAULT_MAX_SESSIONS,
+		.max_sessions_per_ip = IMAP_DEFAULT_MAX_SESSIONS_PER_IP,
+		.max_input = IMAP_DEFAULT_MAX_INPUT,
+		.max_output = IMAP_DEFAULT_MAX_OUTPUT,
+	};
 	set->max_bad_commands = IMAP_DEFAULT_MAX_BAD_COMMANDS;
 	set->max_auth_failures = IMAP_DEFAULT_MAX_AUTH_FAILURES;
-	set->max_input = IMAP_DEFAULT_MAX_INPUT;
-	set->max_output = IMAP_DEFAULT_MAX_OUTPUT;
 	imap_parser_limits_default(&set->limits_preauth, 0);
 	imap_parser_limits_default(&set->limits_auth, 1);
 }
@@ -78,7 +80,7 @@ char *imap_session_capability(const struct imap_session *s)
 	const struct imap_server *server = s->server;
 	const char *auth = imap_login_mechs(&server->login);
 	return xasprintf("%s%s%s%s", server->capability,
-			 server->set.access.tls != NULL && s->conn.tls == NULL ? " STARTTLS" : "",
+			 server->set.conn.access.tls != NULL && s->conn.tls == NULL ? " STARTTLS" : "",
 			 !conn_credentials_allowed(&s->conn) ? " LOGINDISABLED"
 			 : strcmp(auth, "PLAIN LOGIN") == 0
 				 ? " AUTH=PLAIN AUTH=LOGIN SASL-IR"
@@ -309,7 +311,7 @@ static void imap_session_input(struct conn *c)
 void imap_session_authenticated(struct imap_session *s)
 {
 	imap_parser_set_limits(s->parser, &s->server->set.limits_auth);
-	conn_set_idle_timeout(&s->conn, s->server->set.idle_timeout_ms);
+	conn_authenticated(&s->conn);
 }
 
 static void imap_session_idle(struct conn *c)
@@ -338,6 +340,7 @@ static void imap_server_done(void *ctx)
 }
 
 static const struct conn_ops imap_conn_ops = {
+	.log_svc = IMAP_LOG_SVC,
 	.session_size = sizeof(struct imap_session),
 	.accepted = imap_session_accepted,
 	.input = imap_session_input,
@@ -354,44 +357,29 @@ int imap_server_start(uv_loop_t *loop, const struct imap_settings *set,
 		      imap_server **server_r, const char **error_r)
 {
 	struct imap_server *server = xcalloc(1, sizeof(*server));
+	struct imap_settings *ss = &server->set;
 	server->loop = loop;
-	server->set = *set;
-	server->set.listen_host = NULL; /* the caller's; conn keeps a copy */
-	if (server->set.max_input < server->set.limits_auth.max_line)
-		server->set.max_input = server->set.limits_auth.max_line;
-	if (server->set.max_bad_commands == 0)
-		server->set.max_bad_commands = 1;
-	if (server->set.max_auth_failures == 0)
-		server->set.max_auth_failures = 1;
-	if (server->set.idle_timeout_ms < 1000)
-		server->set.idle_timeout_ms = 1000;
-	if (server->set.preauth_timeout_ms < 1000 ||
-	    server->set.preauth_timeout_ms > server->set.idle_timeout_ms)
-		server->set.preauth_timeout_ms = server->set.idle_timeout_ms;
-	if (server->set.max_sessions_per_ip == 0)
-		server->set.max_sessions_per_ip = IMAP_DEFAULT_MAX_SESSIONS_PER_IP;
+	*ss = *set;
+	if (ss->conn.host == NULL)
+		ss->conn.host = IMAP_DEFAULT_LISTEN_HOST;
+	if (ss->conn.max_input < ss->limits_auth.max_line)
+		ss->conn.max_input = ss->limits_auth.max_line;
+	if (ss->max_bad_commands == 0)
+		ss->max_bad_commands = 1;
+	if (ss->max_auth_failures == 0)
+		ss->max_auth_failures = 1;
 	server->backend = backend;
 	server->backend_ctx = backend_ctx;
 	server->login = (struct imap_login_backend){ backend, backend_ctx,
-						     set->access.sasl_secret,
-						     set->access.sasl_secret_len };
+						     set->conn.access.sasl_secret,
+						     set->conn.access.sasl_secret_len };
 	server->capability = imap_server_capability_build();
-	struct conn_server_settings cs = {
-		.log_svc = IMAP_LOG_SVC,
-		.host = set->listen_host != NULL ? set->listen_host : IMAP_DEFAULT_LISTEN_HOST,
-		.port = set->listen_port,
-		.access = set->access,
-		.max_sessions = server->set.max_sessions,
-		.max_sessions_per_ip = server->set.max_sessions_per_ip,
-		/* until LOGIN the shorter pre-authentication timeout applies */
-		.idle_timeout_ms = server->set.preauth_timeout_ms,
-		.max_input = server->set.max_input,
-		.max_output = server->set.max_output,
-	};
-	if (conn_server_start(loop, &cs, &imap_conn_ops, server, &server->conns, error_r) < 0) {
+	if (conn_server_start(loop, &ss->conn, &imap_conn_ops, server, &server->conns,
+			      error_r) < 0) {
 		imap_server_done(server);
 		return -1;
 	}
+	ss->conn.host = NULL; /* the caller's: conn keeps a copy */
 	*server_r = server;
 	return 0;
 }

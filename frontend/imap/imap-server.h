@@ -44,25 +44,18 @@
 #define IMAP_BODY_BUDGET_MIN (1024u * 1024u)    /* bodies this large need budget */
 
 struct imap_settings {
-	const char *listen_host;    /* copied by start */
-	int listen_port;
-	/* TLS, credentials over plaintext, trusted networks, SASL's secret,
-	 * the auth guard and the body budget (conn.h). With TLS, STARTTLS is
-	 * offered (RFC 3501 6.2.1) or, with implicit_tls, IMAPS (RFC 8314);
-	 * LOGINDISABLED is advertised while credentials are refused. Message
-	 * bodies of IMAP_BODY_BUDGET_MIN bytes or more held by FETCH count
-	 * against the body budget; one that does not fit fails that FETCH
-	 * with NO [UNAVAILABLE] (the client retries) instead of growing
-	 * memory. */
-	struct conn_access access;
-	uint64_t idle_timeout_ms;
-	uint64_t preauth_timeout_ms; /* the idle timeout until logged in */
-	unsigned max_sessions;
-	unsigned max_sessions_per_ip;
+	/* The listener (conn.h): address, TLS, credentials over plaintext,
+	 * trusted networks, SASL's secret, the auth guard, the body budget,
+	 * timeouts, session caps, input and output bounds. With TLS,
+	 * STARTTLS is offered (RFC 3501 6.2.1) or, with implicit_tls, IMAPS
+	 * (RFC 8314); LOGINDISABLED is advertised while credentials are
+	 * refused. Message bodies of IMAP_BODY_BUDGET_MIN bytes or more held
+	 * by FETCH count against the body budget; one that does not fit
+	 * fails that FETCH with NO [UNAVAILABLE] (the client retries)
+	 * instead of growing memory. */
+	struct conn_settings conn;
 	unsigned max_bad_commands;
 	unsigned max_auth_failures;
-	size_t max_input;
-	size_t max_output;
 	struct imap_parser_limits limits_preauth;
 	struct imap_parser_limits limits_auth;
 };

@@ -80,8 +80,8 @@ static struct fixture *fixture_start(void (*tune)(struct imap_settings *), uint6
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	imap_settings_init(&f->set);
-	f->set.listen_port = 0;
-	f->set.access.allow_plaintext_login = 1;
+	f->set.conn.port = 0;
+	f->set.conn.access.allow_plaintext_login = 1;
 	if (tune != NULL)
 		tune(&f->set);
 	f->delay_ms = delay_ms;
@@ -157,7 +157,7 @@ static void test_greeting_capability(void **state)
 
 static void tune_no_plaintext(struct imap_settings *set)
 {
-	set->access.allow_plaintext_login = 0;
+	set->conn.access.allow_plaintext_login = 0;
 }
 
 static void test_login(void **state)
@@ -547,7 +547,7 @@ static void test_disconnect_pending(void **state)
 
 static void tune_idle(struct imap_settings *set)
 {
-	set->idle_timeout_ms = 1000;
+	set->conn.idle_timeout_ms = 1000;
 }
 
 static void test_idle_timeout(void **state)
@@ -567,8 +567,8 @@ static void test_idle_timeout(void **state)
 
 static void tune_preauth(struct imap_settings *set)
 {
-	set->idle_timeout_ms = 4000;
-	set->preauth_timeout_ms = 1000;
+	set->conn.idle_timeout_ms = 4000;
+	set->conn.preauth_timeout_ms = 1000;
 }
 
 /* Before LOGIN the short timeout applies; after it, the normal one. */

@@ -28,7 +28,7 @@ void pop3_cmd_capa(struct pop3_session *s, const struct pop3_command *cmd)
 		    (!authorization || !conn_credentials_allowed(&s->conn)))
 			continue;
 		if (def->func == pop3_cmd_stls &&
-		    (!authorization || set->access.tls == NULL || s->conn.tls != NULL))
+		    (!authorization || set->conn.access.tls == NULL || s->conn.tls != NULL))
 			continue;
 		if (def->func == pop3_cmd_auth)
 			conn_printf(&s->conn, "SASL %s\r\n", imap_login_mechs(&s->server->login));
@@ -48,12 +48,9 @@ void pop3_cmd_capa(struct pop3_session *s, const struct pop3_command *cmd)
 void pop3_cmd_stls(struct pop3_session *s, const struct pop3_command *cmd)
 {
 	(void)cmd;
-	if (s->server->set.access.tls == NULL) {
-		pop3_cmd_err(s, NULL, "TLS is not available");
-		return;
-	}
-	if (s->conn.tls != NULL) {
-		pop3_cmd_bad(s, "TLS is already active");
+	const char *refusal = conn_starttls_refusal(&s->conn);
+	if (refusal != NULL) {
+		pop3_cmd_err(s, NULL, refusal);
 		return;
 	}
 	pop3_cmd_ok(s, "Begin TLS negotiation now");
@@ -118,7 +115,7 @@ static void pop3_select_cb(int status, const struct imap_mailbox_info *box,
 		qsort(s->msgs, s->n_msgs, sizeof(*s->msgs), pop3_msg_uid_cmp);
 		s->uidvalidity = box->uidvalidity;
 		s->state = POP3_STATE_TRANSACTION;
-		conn_set_idle_timeout(&s->conn, s->server->set.idle_timeout_ms);
+		conn_authenticated(&s->conn);
 		log_event(LOG_INFO, POP3_LOG_SVC, "event=maildrop sid=%s messages=%zu octets=%llu",
 			  s->conn.id, s->n_msgs, (unsigned long long)octets);
 		pop3_cmd_ok(s, "Logged in, maildrop has %zu messages (%llu octets)", s->n_msgs,

@@ -142,11 +142,8 @@ static void pop3_listing_emit(struct pop3_session *s)
 			conn_process(&s->conn);
 			return;
 		}
-		conn_flush(&s->conn);
-		if (conn_is_closed(&s->conn))
-			return;
-		if (conn_output_pending(&s->conn) > s->server->set.max_output) {
-			pop3_session_wait_drain(s, pop3_listing_emit);
+		if (conn_flush_must_wait(&s->conn)) {
+			s->on_drain = pop3_listing_emit; /* the write callback resumes */
 			return;
 		}
 	}
@@ -275,11 +272,8 @@ static void pop3_retr_emit(struct pop3_session *s)
 			conn_process(&s->conn);
 			return;
 		}
-		conn_flush(&s->conn);
-		if (conn_is_closed(&s->conn))
-			return;
-		if (conn_output_pending(&s->conn) > s->server->set.max_output) {
-			pop3_session_wait_drain(s, pop3_retr_emit);
+		if (conn_flush_must_wait(&s->conn)) {
+			s->on_drain = pop3_retr_emit;
 			return;
 		}
 	}
@@ -327,7 +321,7 @@ static void pop3_retr_start(struct pop3_session *s, size_t idx, int top, uint32_
 	/* a large body is reserved before it is asked for: the store's
 	 * answer is held until sent */
 	uint64_t size = s->msgs[idx].size;
-	struct mem_budget *budget = s->server->set.access.body_budget;
+	struct mem_budget *budget = s->server->set.conn.access.body_budget;
 	if (budget != NULL && size >= POP3_BODY_BUDGET_MIN) {
 		if (mem_budget_take(budget, (size_t)size) < 0) {
 			log_event(LOG_WARN, POP3_LOG_SVC, "event=body_budget_full sid=%s size=%llu",

@@ -104,8 +104,6 @@ void pop3_cmd_bad(struct pop3_session *s, const char *text);
 void pop3_cmd_fail(struct pop3_session *s, int mail_error);
 /* End a command whose answer is already queued (a multi-line one). */
 void pop3_cmd_finish(struct pop3_session *s);
-/* The command's output waits for the client: resume(s) once it reads. */
-void pop3_session_wait_drain(struct pop3_session *s, void (*resume)(struct pop3_session *s));
 
 /* ---- handlers: pop3-cmd-auth.c, pop3-cmd-maildrop.c ------------------ */
 

@@ -46,16 +46,18 @@ const size_t pop3_commands_count = sizeof(pop3_commands) / sizeof(pop3_commands[
 void pop3_settings_init(struct pop3_settings *set)
 {
 	memset(set, 0, sizeof(*set));
-	set->listen_host = POP3_DEFAULT_LISTEN_HOST;
-	set->listen_port = POP3_DEFAULT_LISTEN_PORT;
-	set->idle_timeout_ms = POP3_DEFAULT_IDLE_TIMEOUT_MS;
-	set->preauth_timeout_ms = POP3_DEFAULT_PREAUTH_TIMEOUT_MS;
-	set->max_sessions = POP3_DEFAULT_MAX_SESSIONS;
-	set->max_sessions_per_ip = POP3_DEFAULT_MAX_SESSIONS_PER_IP;
+	set->conn = (struct conn_settings){
+		.host = POP3_DEFAULT_LISTEN_HOST,
+		.port = POP3_DEFAULT_LISTEN_PORT,
+		.idle_timeout_ms = POP3_DEFAULT_IDLE_TIMEOUT_MS,
+		.preauth_timeout_ms = POP3_DEFAULT_PREAUTH_TIMEOUT_MS,
+		.max_sessions = POP3_DEFAULT_MAX_SESSIONS,
+		.max_sessions_per_ip = POP3_DEFAULT_MAX_SESSIONS_PER_IP,
+		.max_input = POP3_DEFAULT_MAX_INPUT,
+		.max_output = POP3_DEFAULT_MAX_OUTPUT,
+	};
 	set->max_bad_commands = POP3_DEFAULT_MAX_BAD_COMMANDS;
 	set->max_auth_failures = POP3_DEFAULT_MAX_AUTH_FAILURES;
-	set->max_input = POP3_DEFAULT_MAX_INPUT;
-	set->max_output = POP3_DEFAULT_MAX_OUTPUT;
 	set->mark_seen = POP3_DEFAULT_MARK_SEEN;
 	set->implementation = POP3_DEFAULT_IMPLEMENTATION;
 	pop3_parser_limits_default(&set->limits);
@@ -120,11 +122,6 @@ void pop3_cmd_fail(struct pop3_session *s, int mail_error)
 {
 	const struct mail_error_info *info = mail_error_info(mail_error);
 	pop3_cmd_err(s, info->temporary ? "SYS/TEMP" : "SYS/PERM", info->text);
-}
-
-void pop3_session_wait_drain(struct pop3_session *s, void (*resume)(struct pop3_session *s))
-{
-	s->on_drain = resume;
 }
 
 static void pop3_session_drained(struct conn *c)
@@ -255,6 +252,7 @@ static void pop3_server_done(void *ctx)
 }
 
 static const struct conn_ops pop3_conn_ops = {
+	.log_svc = POP3_LOG_SVC,
 	.session_size = sizeof(struct pop3_session),
 	.accepted = pop3_session_accepted,
 	.input = pop3_session_input,
@@ -274,40 +272,25 @@ int pop3_server_start(uv_loop_t *loop, const struct pop3_settings *set,
 	struct pop3_settings *ss = &server->set;
 	server->loop = loop;
 	*ss = *set;
-	ss->listen_host = NULL; /* the caller's; conn keeps a copy */
+	if (ss->conn.host == NULL)
+		ss->conn.host = POP3_DEFAULT_LISTEN_HOST;
+	if (ss->conn.max_input < ss->limits.max_auth_line)
+		ss->conn.max_input = ss->limits.max_auth_line;
 	if (ss->max_bad_commands == 0)
 		ss->max_bad_commands = 1;
 	if (ss->max_auth_failures == 0)
 		ss->max_auth_failures = 1;
-	if (ss->idle_timeout_ms < 1000)
-		ss->idle_timeout_ms = 1000;
-	if (ss->preauth_timeout_ms < 1000 || ss->preauth_timeout_ms > ss->idle_timeout_ms)
-		ss->preauth_timeout_ms = ss->idle_timeout_ms;
-	if (ss->max_sessions_per_ip == 0)
-		ss->max_sessions_per_ip = POP3_DEFAULT_MAX_SESSIONS_PER_IP;
-	if (ss->max_input < ss->limits.max_auth_line)
-		ss->max_input = ss->limits.max_auth_line;
 	server->backend = backend;
 	server->backend_ctx = backend_ctx;
 	server->login = (struct imap_login_backend){ backend, backend_ctx,
-						     set->access.sasl_secret,
-						     set->access.sasl_secret_len };
-	struct conn_server_settings cs = {
-		.log_svc = POP3_LOG_SVC,
-		.host = set->listen_host != NULL ? set->listen_host : POP3_DEFAULT_LISTEN_HOST,
-		.port = set->listen_port,
-		.access = set->access,
-		.max_sessions = ss->max_sessions,
-		.max_sessions_per_ip = ss->max_sessions_per_ip,
-		/* until login the shorter pre-authentication timeout applies */
-		.idle_timeout_ms = ss->preauth_timeout_ms,
-		.max_input = ss->max_input,
-		.max_output = ss->max_output,
-	};
-	if (conn_server_start(loop, &cs, &pop3_conn_ops, server, &server->conns, error_r) < 0) {
+						     set->conn.access.sasl_secret,
+						     set->conn.access.sasl_secret_len };
+	if (conn_server_start(loop, &ss->conn, &pop3_conn_ops, server, &server->conns,
+			      error_r) < 0) {
 		free(server);
 		return -1;
 	}
+	ss->conn.host = NULL; /* the caller's: conn keeps a copy */
 	*server_r = server;
 	return 0;
 }

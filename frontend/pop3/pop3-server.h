@@ -52,23 +52,16 @@
 #define POP3_DEFAULT_IMPLEMENTATION "mail-frontend" /* CAPA IMPLEMENTATION; NULL: none */
 
 struct pop3_settings {
-	const char *listen_host;     /* copied by start */
-	int listen_port;
-	/* TLS (STLS offered, or POP3S with implicit_tls), credentials over
-	 * plaintext (USER and SASL are not offered and refused with -ERR
-	 * [AUTH] until TLS, loopback development mode excepted), trusted
-	 * networks, SASL's secret, the auth guard and the body budget
-	 * (conn.h). A body of POP3_BODY_BUDGET_MIN bytes or more that does
-	 * not fit the budget fails its RETR/TOP with -ERR [SYS/TEMP]. */
-	struct conn_access access;
-	uint64_t idle_timeout_ms;
-	uint64_t preauth_timeout_ms; /* the idle timeout until logged in */
-	unsigned max_sessions;
-	unsigned max_sessions_per_ip;
+	/* The listener (conn.h): address, TLS (STLS offered, or POP3S with
+	 * implicit_tls), credentials over plaintext (USER and SASL are not
+	 * offered and are refused with -ERR [AUTH] until TLS, loopback
+	 * development mode excepted), trusted networks, SASL's secret, the
+	 * auth guard, the body budget (a body of POP3_BODY_BUDGET_MIN bytes
+	 * or more that does not fit fails its RETR/TOP with -ERR [SYS/TEMP]),
+	 * timeouts, session caps, input and output bounds. */
+	struct conn_settings conn;
 	unsigned max_bad_commands;
 	unsigned max_auth_failures;
-	size_t max_input;
-	size_t max_output;
 	int mark_seen;
 	const char *implementation;  /* static or outliving the server */
 	struct pop3_parser_limits limits;

@@ -94,9 +94,9 @@ static void fixture_tls(struct fixture *f, int implicit)
 	snprintf(key, sizeof key, "%s/frontend.key", f->tls_dir);
 	struct tls_server_settings ts = { cert, key, 0 };
 	const char *error;
-	assert_int_equal(tls_server_create(&ts, &f->set.access.tls, &error), 0);
-	f->set.access.implicit_tls = implicit;
-	f->set.access.allow_plaintext_login = 0;
+	assert_int_equal(tls_server_create(&ts, &f->set.conn.access.tls, &error), 0);
+	f->set.conn.access.implicit_tls = implicit;
+	f->set.conn.access.allow_plaintext_login = 0;
 }
 
 static struct fixture *fixture_start_tls(void (*tune)(struct fixture *), uint64_t delay_ms,
@@ -104,8 +104,8 @@ static struct fixture *fixture_start_tls(void (*tune)(struct fixture *), uint64_
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	pop3_settings_init(&f->set);
-	f->set.listen_port = 0;
-	f->set.access.allow_plaintext_login = 1;
+	f->set.conn.port = 0;
+	f->set.conn.access.allow_plaintext_login = 1;
 	if (tls)
 		fixture_tls(f, tls > 1);
 	if (tune != NULL)
@@ -130,8 +130,8 @@ static void fixture_stop(struct fixture *f)
 {
 	loop_thread_stop(&f->lt);
 	assert_int_equal(f->lt.loop_close_status, 0);
-	if (f->set.access.tls != NULL) {
-		tls_server_destroy(&f->set.access.tls);
+	if (f->set.conn.access.tls != NULL) {
+		tls_server_destroy(&f->set.conn.access.tls);
 		char cmd[128];
 		snprintf(cmd, sizeof cmd, "rm -rf %s", f->tls_dir);
 		assert_int_equal(system(cmd), 0);
@@ -207,7 +207,7 @@ static void test_capa(void **state)
 
 static void tune_no_plaintext(struct fixture *f)
 {
-	f->set.access.allow_plaintext_login = 0;
+	f->set.conn.access.allow_plaintext_login = 0;
 }
 
 static void test_user_pass(void **state)
@@ -457,8 +457,8 @@ static void test_dele_rset_quit(void **state)
 static void tune_budget(struct fixture *f)
 {
 	f->budget.limit = 9u << 20;
-	f->set.access.body_budget = &f->budget;
-	f->set.max_output = 256u * 1024u;
+	f->set.conn.access.body_budget = &f->budget;
+	f->set.conn.max_output = 256u * 1024u;
 }
 
 /* A message of size octets in lines of 78 'x', some starting with '.'. */
@@ -569,9 +569,9 @@ static void test_bad_input(void **state)
 
 static void tune_caps(struct fixture *f)
 {
-	f->set.max_sessions_per_ip = 2;
-	f->set.idle_timeout_ms = 4000;
-	f->set.preauth_timeout_ms = 1000;
+	f->set.conn.max_sessions_per_ip = 2;
+	f->set.conn.idle_timeout_ms = 4000;
+	f->set.conn.preauth_timeout_ms = 1000;
 }
 
 static void test_caps_timeouts(void **state)
