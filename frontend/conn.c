@@ -407,11 +407,32 @@ void conn_after_penalty(struct conn *c, void (*fn)(struct conn *c, void *arg), v
 	uv_timer_start(&p->timer, conn_penalty_cb, ms, 0);
 }
 
-void conn_auth_failed(struct conn *c)
+int conn_auth_failed(struct conn *c)
 {
-	const struct conn_access *a = &c->server->set.access;
-	if (a->auth_failed != NULL)
-		a->auth_failed(a->guard_arg, c->peer_ip);
+	const struct conn_settings *set = &c->server->set;
+	c->auth_failures++;
+	log_event(LOG_INFO, c->ops->log_svc, "event=login_failed sid=%s peer=%s failures=%u", c->id,
+		  c->peer, c->auth_failures);
+	if (set->access.auth_failed != NULL)
+		set->access.auth_failed(set->access.guard_arg, c->peer_ip);
+	return c->auth_failures >= set->max_auth_failures;
+}
+
+int conn_command_ended(struct conn *c, int bad)
+{
+	if (!bad) {
+		c->bad_count = 0;
+		return 0;
+	}
+	if (++c->bad_count < c->server->set.max_bad_commands)
+		return 0;
+	log_event(LOG_INFO, c->ops->log_svc, "event=too_many_bad sid=%s peer=%s", c->id, c->peer);
+	return 1;
+}
+
+const char *conn_log_svc(const struct conn *c)
+{
+	return c->ops->log_svc;
 }
 
 /* ---- the listener ----------------------------------------------------- */
@@ -543,6 +564,10 @@ int conn_server_start(uv_loop_t *loop, const struct conn_settings *set,
 		ss->max_sessions = 1;
 	if (ss->max_sessions_per_ip == 0)
 		ss->max_sessions_per_ip = 1;
+	if (ss->max_bad_commands == 0)
+		ss->max_bad_commands = 1;
+	if (ss->max_auth_failures == 0)
+		ss->max_auth_failures = 1;
 	uv_tcp_init(loop, &server->listener);
 	server->listener.data = server;
 	int ret = uv_tcp_bind(&server->listener, (const struct sockaddr *)&addr, 0);

@@ -102,6 +102,8 @@ struct conn {
 	int handles_closing;
 	int reading;
 	struct conn_penalty *penalty;
+	unsigned bad_count;
+	unsigned auth_failures;
 };
 
 struct conn_ops {
@@ -142,6 +144,10 @@ struct conn_settings {
 	unsigned max_sessions_per_ip; /* >= 1; the same per client address */
 	size_t max_input;             /* unprocessed input before reading pauses */
 	size_t max_output;            /* see ops->drained */
+	unsigned max_bad_commands;    /* >= 1: invalid commands in a row, then the
+				       * engine closes (conn_command_ended) */
+	unsigned max_auth_failures;   /* >= 1: failed logins in a session, then the
+				       * engine closes (conn_auth_failed) */
 };
 
 /* Bind and listen. ops and ctx are borrowed and must outlive the server.
@@ -203,7 +209,15 @@ int conn_credentials_allowed(const struct conn *c);
 /* Run fn(c, arg) after the guard's penalty for c's address (now when
  * none). fn is not called if c closes first (the engine frees arg then). */
 void conn_after_penalty(struct conn *c, void (*fn)(struct conn *c, void *arg), void *arg);
-/* Tell the guard about a failed authentication from c's address. */
-void conn_auth_failed(struct conn *c);
+/* A failed login on c: counted, logged (event=login_failed) and told to
+ * the guard. Returns 1 when it was the max_auth_failures-th (the engine
+ * answers, then closes), else 0. */
+int conn_auth_failed(struct conn *c);
+/* A command of c ended, invalid (bad: the engine's BAD or counted -ERR) or
+ * not. Returns 1 when max_bad_commands invalid ones came in a row (logged
+ * event=too_many_bad; the engine closes), else 0. */
+int conn_command_ended(struct conn *c, int bad);
+/* The log's svc of c's listener ("imap", "pop3"). */
+const char *conn_log_svc(const struct conn *c);
 
 #endif

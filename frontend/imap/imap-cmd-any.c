@@ -69,14 +69,11 @@ void imap_cmd_starttls(struct imap_session *s, const struct imap_arg *args, size
 static void imap_login_done(struct conn *c, int status, const char *user, const char *text)
 {
 	struct imap_session *s = (struct imap_session *)c;
-	char quoted[128];
 	imap_login_free(&s->login);
 	if (status == MAIL_OK) {
 		s->user = xstrdup(user);
 		s->state = IMAP_STATE_AUTH;
 		imap_session_authenticated(s);
-		log_event(LOG_INFO, "imap", "event=login sid=%s user=%s", s->conn.id,
-			  log_quote(quoted, sizeof(quoted), user, strlen(user)));
 		char *cap = imap_session_capability(s);
 		char *code = xasprintf("CAPABILITY %s", cap);
 		imap_cmd_done(s, "OK", code, "Logged in");
@@ -85,16 +82,11 @@ static void imap_login_done(struct conn *c, int status, const char *user, const 
 	} else if (status == MAIL_ERR_PARAMS) {
 		imap_cmd_done(s, "BAD", NULL, text);
 	} else if (status == MAIL_ERR_PERM) {
-		s->auth_failures++;
-		log_event(LOG_INFO, "imap", "event=login_failed sid=%s peer=%s failures=%u", s->conn.id,
-			  s->conn.peer, s->auth_failures);
-		conn_auth_failed(&s->conn);
+		int last = conn_auth_failed(&s->conn);
 		imap_cmd_done(s, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
-		if (s->auth_failures >= s->server->set.max_auth_failures)
+		if (last)
 			imap_session_bye(s, "Too many authentication failures", "auth-failures");
 	} else {
-		log_event(LOG_WARN, "imap", "event=login_error sid=%s error=%s", s->conn.id,
-			  mail_error_info(status)->name);
 		imap_cmd_done(s, "NO", "UNAVAILABLE", "Temporary authentication failure");
 	}
 	conn_process(&s->conn);

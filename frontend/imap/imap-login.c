@@ -14,6 +14,7 @@
 
 #include <openssl/crypto.h>
 
+#include "log.h"
 #include "mail-error.h"
 #include "xalloc.h"
 
@@ -85,7 +86,14 @@ static void imap_login_finish(struct imap_login *l, int status, const char *user
 	char *name = status == MAIL_OK && user != NULL ? xstrdup(user) : NULL;
 	struct conn *c = l->c;
 	imap_login_done_cb *done = l->done;
+	char quoted[128];
 	l->reading = 0;
+	if (name != NULL)
+		log_event(LOG_INFO, conn_log_svc(c), "event=login sid=%s user=%s", c->id,
+			  log_quote(quoted, sizeof(quoted), name, strlen(name)));
+	else if (status != MAIL_ERR_PERM && status != MAIL_ERR_PARAMS)
+		log_event(LOG_WARN, conn_log_svc(c), "event=login_error sid=%s error=%s", c->id,
+			  mail_error_info(status)->name);
 	done(c, status, name, text);
 	free(name);
 }

@@ -11,7 +11,8 @@
  * message goes out as one more challenge, answered by an empty line (IMAP
  * could carry it with the OK; one form serves both). "*" cancels.
  *
- * The outcome comes once, through done:
+ * The outcome is logged (event=login, login_error; login_failed is
+ * conn_auth_failed's) and comes once, through done:
  *   MAIL_OK          user: the canonical name from the backend;
  *   MAIL_ERR_PERM    bad credentials (the engine counts it and tells the
  *                    guard, conn_auth_failed);

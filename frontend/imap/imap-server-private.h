@@ -70,8 +70,6 @@ struct imap_session {
 	enum imap_session_state state;
 	char *user;
 	imap_login *login;             /* LOGIN or AUTHENTICATE in progress */
-	unsigned bad_count;
-	unsigned auth_failures;
 
 	/* the command running (one at a time) */
 	int busy;

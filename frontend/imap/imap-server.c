@@ -55,9 +55,9 @@ void imap_settings_init(struct imap_settings *set)
 		.max_sessions_per_ip = IMAP_DEFAULT_MAX_SESSIONS_PER_IP,
 		.max_input = IMAP_DEFAULT_MAX_INPUT,
 		.max_output = IMAP_DEFAULT_MAX_OUTPUT,
+		.max_bad_commands = IMAP_DEFAULT_MAX_BAD_COMMANDS,
+		.max_auth_failures = IMAP_DEFAULT_MAX_AUTH_FAILURES,
 	};
-	set->max_bad_commands = IMAP_DEFAULT_MAX_BAD_COMMANDS;
-	set->max_auth_failures = IMAP_DEFAULT_MAX_AUTH_FAILURES;
 	imap_parser_limits_default(&set->limits_preauth, 0);
 	imap_parser_limits_default(&set->limits_auth, 1);
 }
@@ -170,12 +170,8 @@ void imap_cmd_done(struct imap_session *s, const char *status, const char *code,
 	s->cmd_uid = 0;
 	s->on_drain = NULL;
 	imap_session_cmd_ctx_free(s);
-	if (strcmp(status, "BAD") == 0) {
-		if (++s->bad_count >= s->server->set.max_bad_commands)
-			imap_session_bye(s, "Too many invalid commands", "too-many-bad");
-	} else {
-		s->bad_count = 0;
-	}
+	if (conn_command_ended(&s->conn, strcmp(status, "BAD") == 0))
+		imap_session_bye(s, "Too many invalid commands", "too-many-bad");
 }
 
 void imap_cmd_fail(struct imap_session *s, int mail_error)
@@ -364,10 +360,6 @@ int imap_server_start(uv_loop_t *loop, const struct imap_settings *set,
 		ss->conn.host = IMAP_DEFAULT_LISTEN_HOST;
 	if (ss->conn.max_input < ss->limits_auth.max_line)
 		ss->conn.max_input = ss->limits_auth.max_line;
-	if (ss->max_bad_commands == 0)
-		ss->max_bad_commands = 1;
-	if (ss->max_auth_failures == 0)
-		ss->max_auth_failures = 1;
 	server->backend = backend;
 	server->backend_ctx = backend_ctx;
 	server->login = (struct imap_login_backend){ backend, backend_ctx,

@@ -54,8 +54,6 @@ struct imap_settings {
 	 * fails that FETCH with NO [UNAVAILABLE] (the client retries)
 	 * instead of growing memory. */
 	struct conn_settings conn;
-	unsigned max_bad_commands;
-	unsigned max_auth_failures;
 	struct imap_parser_limits limits_preauth;
 	struct imap_parser_limits limits_auth;
 };

@@ -129,13 +129,10 @@ static void pop3_select_cb(int status, const struct imap_mailbox_info *box,
 static void pop3_login_done(struct conn *c, int status, const char *user, const char *text)
 {
 	struct pop3_session *s = (struct pop3_session *)c;
-	char quoted[128];
 	imap_login_free(&s->login);
 	if (status == MAIL_OK) {
 		free(s->user);
 		s->user = xstrdup(user);
-		log_event(LOG_INFO, POP3_LOG_SVC, "event=login sid=%s user=%s", c->id,
-			  log_quote(quoted, sizeof(quoted), user, strlen(user)));
 		conn_ref(c);
 		s->server->backend->select(s->server->backend_ctx, s->user, POP3_MAILBOX,
 					   pop3_select_cb, s);
@@ -146,16 +143,11 @@ static void pop3_login_done(struct conn *c, int status, const char *user, const 
 	if (status == MAIL_ERR_PARAMS) {
 		pop3_cmd_bad(s, text);
 	} else if (status == MAIL_ERR_PERM) {
-		s->auth_failures++;
-		log_event(LOG_INFO, POP3_LOG_SVC, "event=login_failed sid=%s peer=%s failures=%u",
-			  c->id, c->peer, s->auth_failures);
-		conn_auth_failed(c);
+		int last = conn_auth_failed(c);
 		pop3_cmd_err(s, "AUTH", "Authentication failed");
-		if (s->auth_failures >= s->server->set.max_auth_failures)
+		if (last)
 			conn_close_after_write(c, "auth-failures");
 	} else {
-		log_event(LOG_WARN, POP3_LOG_SVC, "event=login_error sid=%s error=%s", c->id,
-			  mail_error_info(status)->name);
 		pop3_cmd_err(s, "SYS/TEMP", "Temporary authentication failure");
 	}
 	conn_process(c);

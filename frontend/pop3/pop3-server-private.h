@@ -77,8 +77,6 @@ struct pop3_session {
 	enum pop3_state state;
 	char *user;                 /* USER's name, then the logged-in user */
 	imap_login *login;          /* PASS or AUTH in progress */
-	unsigned bad_count;
-	unsigned auth_failures;
 
 	/* the command running (one at a time) */
 	int busy;
@@ -95,7 +93,7 @@ struct pop3_session {
 /* ---- pop3-server.c --------------------------------------------------- */
 
 /* End the running command: "+OK text", "-ERR [code] text" (code may be
- * NULL), "-ERR text" counted as a bad command (max_bad_commands), or the
+ * NULL), "-ERR text" counted as a bad command (conn_command_ended), or the
  * -ERR row of a mail_error ([SYS/TEMP] or [SYS/PERM]). */
 void pop3_cmd_ok(struct pop3_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

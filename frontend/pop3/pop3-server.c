@@ -55,9 +55,9 @@ void pop3_settings_init(struct pop3_settings *set)
 		.max_sessions_per_ip = POP3_DEFAULT_MAX_SESSIONS_PER_IP,
 		.max_input = POP3_DEFAULT_MAX_INPUT,
 		.max_output = POP3_DEFAULT_MAX_OUTPUT,
+		.max_bad_commands = POP3_DEFAULT_MAX_BAD_COMMANDS,
+		.max_auth_failures = POP3_DEFAULT_MAX_AUTH_FAILURES,
 	};
-	set->max_bad_commands = POP3_DEFAULT_MAX_BAD_COMMANDS;
-	set->max_auth_failures = POP3_DEFAULT_MAX_AUTH_FAILURES;
 	set->mark_seen = POP3_DEFAULT_MARK_SEEN;
 	set->implementation = POP3_DEFAULT_IMPLEMENTATION;
 	pop3_parser_limits_default(&set->limits);
@@ -78,13 +78,8 @@ static void pop3_cmd_end(struct pop3_session *s, int bad)
 	s->busy = 0;
 	s->on_drain = NULL;
 	pop3_session_cmd_ctx_free(s);
-	if (!bad) {
-		s->bad_count = 0;
-	} else if (++s->bad_count >= s->server->set.max_bad_commands) {
-		log_event(LOG_INFO, POP3_LOG_SVC, "event=too_many_bad sid=%s peer=%s", s->conn.id,
-			  s->conn.peer);
+	if (conn_command_ended(&s->conn, bad))
 		conn_close_after_write(&s->conn, "too-many-bad");
-	}
 }
 
 void pop3_cmd_finish(struct pop3_session *s)
@@ -276,10 +271,6 @@ int pop3_server_start(uv_loop_t *loop, const struct pop3_settings *set,
 		ss->conn.host = POP3_DEFAULT_LISTEN_HOST;
 	if (ss->conn.max_input < ss->limits.max_auth_line)
 		ss->conn.max_input = ss->limits.max_auth_line;
-	if (ss->max_bad_commands == 0)
-		ss->max_bad_commands = 1;
-	if (ss->max_auth_failures == 0)
-		ss->max_auth_failures = 1;
 	server->backend = backend;
 	server->backend_ctx = backend_ctx;
 	server->login = (struct imap_login_backend){ backend, backend_ctx,

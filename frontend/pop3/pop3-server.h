@@ -60,8 +60,6 @@ struct pop3_settings {
 	 * or more that does not fit fails its RETR/TOP with -ERR [SYS/TEMP]),
 	 * timeouts, session caps, input and output bounds. */
 	struct conn_settings conn;
-	unsigned max_bad_commands;
-	unsigned max_auth_failures;
 	int mark_seen;
 	const char *implementation;  /* static or outliving the server */
 	struct pop3_parser_limits limits;
