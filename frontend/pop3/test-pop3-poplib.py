@@ -23,15 +23,17 @@ import imaplib
 import os
 import poplib
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 
-SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from mail_test_server import (MailTestServer, count_answered, never_reading,  # noqa: E402
+                              write_messages)
 
 USER = "demo@example.test"
 PASSWORD = "pass word"
@@ -53,44 +55,8 @@ def joined(lines):
     return b"".join(line + b"\r\n" for line in lines)
 
 
-class Server:
-    """mail-test-server on free ports; stop() by PID, exit code checked."""
-
-    def __init__(self, server_bin, paths, tls=None, budget=None):
-        args = [server_bin]
-        if budget:
-            args += ["--body-budget", str(budget)]
-        if tls:
-            args += ["--tls", os.path.join(tls, "frontend.pem"), os.path.join(tls, "frontend.key")]
-        self.proc = subprocess.Popen(args + ["0", USER, PASSWORD] + paths,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True)
-        self.ports = {}
-        want = {"port", "pop3port"} | ({"tlsport", "pop3sport"} if tls else set())
-        while not want <= set(self.ports):
-            line = self.proc.stdout.readline()
-            assert line, "the server did not start"
-            key, value = line.strip().split("=")
-            self.ports[key] = int(value)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=10)
-        assert rc == 0, "server exit code %d" % rc
-
-
-def write_messages(tmp, messages):
-    paths = []
-    for i, body in enumerate(messages):
-        path = os.path.join(tmp, "m%d" % i)
-        with open(path, "wb") as f:
-            f.write(body)
-        paths.append(path)
-    return paths
-
-
 def plaintext_tests(server_bin, tmp):
-    srv = Server(server_bin, write_messages(tmp, MESSAGES))
+    srv = MailTestServer(server_bin, USER, PASSWORD, write_messages(tmp, MESSAGES))
     try:
         pop = poplib.POP3("127.0.0.1", srv.ports["pop3port"], timeout=10)
         assert pop.getwelcome().startswith(b"+OK"), pop.getwelcome()
@@ -160,7 +126,7 @@ def tls_tests(server_bin, tmp):
     subprocess.run([os.path.join(SRC, "cluster", "dev-ca"), tls], check=True,
                    stdout=subprocess.DEVNULL)
     ctx = ssl.create_default_context(cafile=os.path.join(tls, "ca.pem"))
-    srv = Server(server_bin, write_messages(tmp, MESSAGES[:1]), tls=tls)
+    srv = MailTestServer(server_bin, USER, PASSWORD, write_messages(tmp, MESSAGES[:1]), tls=tls)
     try:
         pop = poplib.POP3("localhost", srv.ports["pop3port"], timeout=10)
         caps = pop.capa()
@@ -216,32 +182,18 @@ def tls_tests(server_bin, tmp):
     print("poplib tls: STLS, POP3S, AUTH PLAIN and the STLS injection case passed")
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def output_bound_test(server_bin, tmp):
     line = b"x" * 998 + b"\r\n"
     big = b"Subject: big\r\n\r\n" + line * (4 * 1024 * 1024 // len(line))
-    srv = Server(server_bin, write_messages(tmp, [big, MESSAGES[2]]), budget=6 * 1024 * 1024)
+    srv = MailTestServer(server_bin, USER, PASSWORD, write_messages(tmp, [big, MESSAGES[2]]),
+                         budget=6 * 1024 * 1024)
     socks = []
     try:
         port = srv.ports["pop3port"]
-        base = rss_kib(srv.proc.pid)
-        for i in range(19):
-            sk = socket.socket()
-            sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the window
-            sk.settimeout(10)
-            sk.connect(("127.0.0.1", port))
-            sk.recv(4096)
-            sk.sendall(b"USER %s\r\nPASS %s\r\nRETR 1\r\n" % (USER.encode(), PASSWORD.encode()))
-            socks.append(sk)  # never read again
-        time.sleep(2)
-        grown = rss_kib(srv.proc.pid) - base
+        base = srv.rss_kib()
+        socks = never_reading(port, 19, b"USER %s\r\nPASS %s\r\nRETR 1\r\n"
+                              % (USER.encode(), PASSWORD.encode()))
+        grown = srv.rss_kib() - base
         print(f"output bound: 19 POP3 sessions not reading a 4 MiB RETR: "
               f"server RSS +{grown // 1024} MiB")
         assert grown < 100 * 1024, grown
@@ -256,19 +208,7 @@ def output_bound_test(server_bin, tmp):
         resp, lines, _ = pop.retr(2)
         assert joined(lines) == MESSAGES[2]
         pop.quit()
-        busy = 0
-        for sk in socks:
-            sk.setblocking(False)
-            seen = b""
-            try:
-                while True:
-                    chunk = sk.recv(1 << 20)
-                    if not chunk:
-                        break
-                    seen += chunk[-4096:]
-            except BlockingIOError:
-                pass
-            busy += b"-ERR [SYS/TEMP] Server busy" in seen
+        busy = count_answered(socks, b"-ERR [SYS/TEMP] Server busy")
         print(f"output bound: {busy} of 19 RETRs told to retry by the 6 MiB body budget")
         assert busy >= 10, busy
     finally:

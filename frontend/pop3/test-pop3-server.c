@@ -20,7 +20,7 @@
 #include "budget.h"
 #include "imap-memory-backend.h"
 #include "line-client.h"
-#include "loop-thread.h"
+#include "test-engine-fixture.h"
 #include "mail-error.h"
 #include "pop3-server.h"
 #include "sasl.h"
@@ -39,85 +39,59 @@ static const char msg2_sent[] = "Subject: dots\r\n\r\n..leading dot\r\n...two\r\
 static const char msg3[] = "Subject: three\r\n\r\nthird\r\n";
 
 struct fixture {
-	struct loop_thread lt;
-	imap_memory_backend *mb;
+	struct engine_fixture e; /* first */
 	pop3_server *server;
 	struct pop3_settings set;
 	struct mem_budget budget;
-	uint64_t delay_ms;
-	int port;
-	char tls_dir[64];
 };
 
-static int fixture_setup(uv_loop_t *loop, void *arg)
+static void fixture_fill(struct engine_fixture *e)
 {
-	struct fixture *f = arg;
-	const char *error;
-	f->mb = imap_memory_backend_create(loop);
-	imap_memory_backend_add_user(f->mb, USER, PASS);
-	imap_memory_backend_add_user(f->mb, "other@example.test", "x");
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "", 0);
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg2, sizeof(msg2) - 1, "", 0);
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg3, sizeof(msg3) - 1, "\\Seen", 0);
-	imap_memory_backend_add_message(f->mb, USER, "Archive", msg1, sizeof(msg1) - 1, "", 0);
-	imap_memory_backend_add_message(f->mb, "other@example.test", "INBOX", msg3,
+	imap_memory_backend_add_user(e->mb, USER, PASS);
+	imap_memory_backend_add_user(e->mb, "other@example.test", "x");
+	imap_memory_backend_add_message(e->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "", 0);
+	imap_memory_backend_add_message(e->mb, USER, "INBOX", msg2, sizeof(msg2) - 1, "", 0);
+	imap_memory_backend_add_message(e->mb, USER, "INBOX", msg3, sizeof(msg3) - 1, "\\Seen", 0);
+	imap_memory_backend_add_message(e->mb, USER, "Archive", msg1, sizeof(msg1) - 1, "", 0);
+	imap_memory_backend_add_message(e->mb, "other@example.test", "INBOX", msg3,
 					sizeof(msg3) - 1, "", 0);
-	imap_memory_backend_set_delay(f->mb, f->delay_ms);
-	if (pop3_server_start(loop, &f->set, &imap_memory_backend_vfuncs, f->mb, &f->server,
+}
+
+static int fixture_server_start(struct engine_fixture *e, uv_loop_t *loop)
+{
+	struct fixture *f = (struct fixture *)e;
+	const char *error;
+	if (pop3_server_start(loop, &f->set, &imap_memory_backend_vfuncs, e->mb, &f->server,
 			      &error) < 0)
 		return -1;
 	return pop3_server_port(f->server);
 }
 
-static void fixture_server_stop(void *arg)
+static void fixture_server_stop(struct engine_fixture *e)
 {
-	struct fixture *f = arg;
-	pop3_server_stop(&f->server);
+	pop3_server_stop(&((struct fixture *)e)->server);
 }
 
-static void fixture_teardown(void *arg)
-{
-	struct fixture *f = arg;
-	imap_memory_backend_destroy(&f->mb);
-}
-
-/* TLS from a development CA made for this fixture: STLS, or with
- * implicit POP3S; credentials only over TLS. */
-static void fixture_tls(struct fixture *f, int implicit)
-{
-	snprintf(f->tls_dir, sizeof f->tls_dir, "/tmp/test-pop3-XXXXXX");
-	assert_non_null(mkdtemp(f->tls_dir));
-	char cmd[256], cert[128], key[128];
-	snprintf(cmd, sizeof cmd, "%s/cluster/dev-ca %s >/dev/null", MAIL_SOURCE_DIR, f->tls_dir);
-	assert_int_equal(system(cmd), 0);
-	snprintf(cert, sizeof cert, "%s/frontend.pem", f->tls_dir);
-	snprintf(key, sizeof key, "%s/frontend.key", f->tls_dir);
-	struct tls_server_settings ts = { cert, key, 0 };
-	const char *error;
-	assert_int_equal(tls_server_create(&ts, &f->set.conn.access.tls, &error), 0);
-	f->set.conn.access.implicit_tls = implicit;
-	f->set.conn.access.allow_plaintext_login = 0;
-}
-
+/* tls: 0 none; 1 STLS; 2 POP3S. With TLS, credentials only over it. */
 static struct fixture *fixture_start_tls(void (*tune)(struct fixture *), uint64_t delay_ms,
 					 int tls)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	pop3_settings_init(&f->set);
 	f->set.conn.port = 0;
-	f->set.conn.access.allow_plaintext_login = 1;
-	if (tls)
-		fixture_tls(f, tls > 1);
+	f->set.conn.access.allow_plaintext_login = !tls;
+	if (tls) {
+		engine_fixture_tls(&f->e);
+		f->set.conn.access.tls = f->e.tls;
+		f->set.conn.access.implicit_tls = tls > 1;
+	}
 	if (tune != NULL)
 		tune(f);
-	f->delay_ms = delay_ms;
-	f->lt.setup = fixture_setup;
-	f->lt.stop = fixture_server_stop;
-	f->lt.teardown = fixture_teardown;
-	f->lt.arg = f;
-	loop_thread_start(&f->lt);
-	f->port = f->lt.port;
-	assert_true(f->port > 0);
+	f->e.fill = fixture_fill;
+	f->e.start = fixture_server_start;
+	f->e.stop = fixture_server_stop;
+	f->e.delay_ms = delay_ms;
+	engine_fixture_start(&f->e);
 	return f;
 }
 
@@ -128,14 +102,7 @@ static struct fixture *fixture_start(void (*tune)(struct fixture *), uint64_t de
 
 static void fixture_stop(struct fixture *f)
 {
-	loop_thread_stop(&f->lt);
-	assert_int_equal(f->lt.loop_close_status, 0);
-	if (f->set.conn.access.tls != NULL) {
-		tls_server_destroy(&f->set.conn.access.tls);
-		char cmd[128];
-		snprintf(cmd, sizeof cmd, "rm -rf %s", f->tls_dir);
-		assert_int_equal(system(cmd), 0);
-	}
+	engine_fixture_stop(&f->e);
 	free(f);
 }
 
@@ -169,7 +136,7 @@ static char *multi(struct client *c, const char *line)
 
 static struct client *client_greeted(struct fixture *f)
 {
-	struct client *c = client_connect(f->port);
+	struct client *c = client_connect(f->e.port);
 	char *greeting = client_until(c, "");
 	assert_non_null(greeting);
 	assert_string_equal(greeting, "+OK POP3 ready\r\n");
@@ -391,8 +358,8 @@ static void test_transaction(void **state)
 	check(c, "QUIT", "+OK Logging out (0 messages deleted)");
 	client_close(c);
 	/* TOP and RETR of message 1 read it whole: \Seen at QUIT */
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 1, "\\Seen"), 1);
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 2, "\\Seen"), 1);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "INBOX", 1, "\\Seen"), 1);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "INBOX", 2, "\\Seen"), 1);
 	fixture_stop(f);
 }
 
@@ -406,8 +373,8 @@ static void test_dele_rset_quit(void **state)
 	free(multi(c, "RETR 2"));
 	client_close(c);
 	usleep(100 * 1000);
-	assert_int_equal(imap_memory_backend_count(f->mb, USER, "INBOX"), 3);
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 2, "\\Seen"), 0);
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "INBOX"), 3);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "INBOX", 2, "\\Seen"), 0);
 
 	c = client_login(f);
 	check(c, "DELE 1", "+OK Message 1 deleted");
@@ -427,8 +394,8 @@ static void test_dele_rset_quit(void **state)
 	check(c, "QUIT", "+OK Logging out (1 messages deleted)");
 	assert_int_equal(client_fill(c), 0);
 	client_close(c);
-	assert_int_equal(imap_memory_backend_count(f->mb, USER, "INBOX"), 2);
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 1, "\\Seen"), 1);
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "INBOX"), 2);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "INBOX", 1, "\\Seen"), 1);
 
 	/* UIDL is stable across sessions; numbers are the new snapshot's */
 	c = client_greeted(f);
@@ -441,7 +408,7 @@ static void test_dele_rset_quit(void **state)
 
 	/* a message an IMAP client marked \Deleted is listed, and POP3's
 	 * QUIT leaves it for that client to expunge or undelete */
-	uint32_t uid = imap_memory_backend_add_message(f->mb, USER, "INBOX", msg1,
+	uint32_t uid = imap_memory_backend_add_message(f->e.mb, USER, "INBOX", msg1,
 						       sizeof(msg1) - 1, "\\Deleted", 0);
 	c = client_greeted(f);
 	check(c, "USER " USER, "+OK");
@@ -449,8 +416,8 @@ static void test_dele_rset_quit(void **state)
 	check(c, "DELE 1", "+OK");
 	check(c, "QUIT", "+OK Logging out (1 messages deleted)");
 	client_close(c);
-	assert_int_equal(imap_memory_backend_count(f->mb, USER, "INBOX"), 2);
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", uid, "\\Deleted"), 1);
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "INBOX"), 2);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "INBOX", uid, "\\Deleted"), 1);
 	fixture_stop(f);
 }
 
@@ -483,8 +450,8 @@ static void test_big_and_budget(void **state)
 	struct fixture *f = fixture_start(tune_budget, 0);
 	char *big = big_message(2u << 20), *huge = big_message(8u << 20);
 	size_t len = strlen(big);
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", big, len, "", 0);
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", huge, strlen(huge), "", 0);
+	imap_memory_backend_add_message(f->e.mb, USER, "INBOX", big, len, "", 0);
+	imap_memory_backend_add_message(f->e.mb, USER, "INBOX", huge, strlen(huge), "", 0);
 	struct client *c = client_greeted(f);
 	check(c, "USER " USER, "+OK");
 	check(c, "PASS " PASS, "+OK Logged in, maildrop has 5 messages");
@@ -580,7 +547,7 @@ static void test_caps_timeouts(void **state)
 	struct fixture *f = fixture_start(tune_caps, 0);
 	struct client *a = client_greeted(f);
 	struct client *b = client_login(f);
-	struct client *c = client_connect(f->port);
+	struct client *c = client_connect(f->e.port);
 	char *out = client_until(c, "");
 	assert_string_equal(out, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
 	free(out);
@@ -621,7 +588,7 @@ static void test_disconnect_pending(void **state)
 	client_close(c);
 	/* a backend failure while logged in */
 	c = client_login(f);
-	imap_memory_backend_set_failure(f->mb, MAIL_ERR_UNAVAILABLE);
+	imap_memory_backend_set_failure(f->e.mb, MAIL_ERR_UNAVAILABLE);
 	check(c, "RETR 1", "-ERR [SYS/TEMP]");
 	check(c, "DELE 1", "+OK");
 	check(c, "QUIT", "-ERR [SYS/TEMP] Some deleted messages were not removed");
@@ -629,7 +596,7 @@ static void test_disconnect_pending(void **state)
 	c = client_greeted(f);
 	check(c, "USER " USER, "+OK");
 	check(c, "PASS " PASS, "-ERR [SYS/TEMP] Temporary authentication failure");
-	imap_memory_backend_set_failure(f->mb, MAIL_OK);
+	imap_memory_backend_set_failure(f->e.mb, MAIL_OK);
 	client_close(c);
 	/* stop the server while a call is pending */
 	c = client_login(f);
@@ -646,7 +613,7 @@ static void test_disconnect_pending(void **state)
 static SSL *client_tls(struct fixture *f, struct client *c, SSL_CTX **ctx_r)
 {
 	char ca[128];
-	snprintf(ca, sizeof ca, "%s/ca.pem", f->tls_dir);
+	snprintf(ca, sizeof ca, "%s/ca.pem", f->e.tls_dir);
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	assert_int_equal(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -731,7 +698,7 @@ static void test_stls(void **state)
 
 	/* POP3S: TLS from the first byte */
 	f = fixture_start_tls(NULL, 0, 2);
-	c = client_connect(f->port);
+	c = client_connect(f->e.port);
 	ssl = client_tls(f, c, &ctx);
 	out = tls_cmd(ssl, NULL, "");
 	assert_string_equal(out, "+OK POP3 ready\r\n");
