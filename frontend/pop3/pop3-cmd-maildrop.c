@@ -356,9 +356,16 @@ void pop3_cmd_top(struct pop3_session *s, const struct pop3_command *cmd)
 		pop3_retr_start(s, i, 1, lines);
 }
 
-/* ---- QUIT: the UPDATE state (RFC 1939 6) ------------------------------ */
+/* ---- QUIT: the UPDATE state (RFC 1939 6) ------------------------------
+ *
+ * Once QUIT is read, UPDATE runs to its end even if the client goes away
+ * meanwhile (many send QUIT and close without waiting): the steps go on
+ * through the backend pointers in the context (they outlive the server,
+ * pop3_server_start's contract), and only the answer needs the client. */
 
 struct pop3_update_ctx {
+	const struct imap_backend *backend;
+	void *backend_ctx;
 	uint32_t *uids;          /* marked deleted, ascending */
 	size_t n_uids;
 	size_t expunged;
@@ -377,6 +384,8 @@ static void pop3_update_end(struct pop3_session *s, int status)
 	log_event(status == MAIL_OK ? LOG_INFO : LOG_WARN, POP3_LOG_SVC,
 		  "event=update sid=%s deleted=%zu expunged=%zu status=%s", s->conn.id, u->n_uids,
 		  u->expunged, mail_error_info(status)->name);
+	if (conn_is_closed(&s->conn))
+		return; /* the context goes with the session */
 	if (status == MAIL_OK)
 		pop3_cmd_ok(s, "Logging out (%zu messages deleted)", u->expunged);
 	else
@@ -387,12 +396,10 @@ static void pop3_update_end(struct pop3_session *s, int status)
 static void pop3_update_expunge_cb(int status, const uint32_t *uids, size_t n, void *arg)
 {
 	struct pop3_session *s = arg;
+	struct pop3_update_ctx *u = s->cmd_ctx;
 	(void)uids;
-	if (!conn_is_closed(&s->conn)) {
-		struct pop3_update_ctx *u = s->cmd_ctx;
-		u->expunged = status == MAIL_OK ? n : 0;
-		pop3_update_end(s, status);
-	}
+	u->expunged = status == MAIL_OK ? n : 0;
+	pop3_update_end(s, status);
 	conn_unref(&s->conn);
 }
 
@@ -400,17 +407,15 @@ static void pop3_update_deleted_cb(int status, const struct imap_msg_info *msgs,
 				   void *arg)
 {
 	struct pop3_session *s = arg;
+	struct pop3_update_ctx *u = s->cmd_ctx;
 	(void)msgs;
 	(void)n;
-	if (!conn_is_closed(&s->conn)) {
-		struct pop3_update_ctx *u = s->cmd_ctx;
-		if (status != MAIL_OK) {
-			pop3_update_end(s, status);
-		} else {
-			conn_ref(&s->conn);
-			s->server->backend->expunge(s->server->backend_ctx, s->user, POP3_MAILBOX,
-						    u->uids, u->n_uids, pop3_update_expunge_cb, s);
-		}
+	if (status != MAIL_OK) {
+		pop3_update_end(s, status);
+	} else {
+		conn_ref(&s->conn);
+		u->backend->expunge(u->backend_ctx, s->user, POP3_MAILBOX, u->uids, u->n_uids,
+				    pop3_update_expunge_cb, s);
 	}
 	conn_unref(&s->conn);
 }
@@ -426,9 +431,8 @@ static void pop3_update_delete(struct pop3_session *s)
 	}
 	static const char *const deleted[] = { "\\Deleted" };
 	conn_ref(&s->conn);
-	s->server->backend->store_flags(s->server->backend_ctx, s->user, POP3_MAILBOX, u->uids,
-					u->n_uids, IMAP_FLAGS_ADD, deleted, 1,
-					pop3_update_deleted_cb, s);
+	u->backend->store_flags(u->backend_ctx, s->user, POP3_MAILBOX, u->uids, u->n_uids,
+				IMAP_FLAGS_ADD, deleted, 1, pop3_update_deleted_cb, s);
 }
 
 static void pop3_update_seen_cb(int status, const struct imap_msg_info *msgs, size_t n,
@@ -437,12 +441,10 @@ static void pop3_update_seen_cb(int status, const struct imap_msg_info *msgs, si
 	struct pop3_session *s = arg;
 	(void)msgs;
 	(void)n;
-	if (!conn_is_closed(&s->conn)) {
-		if (status != MAIL_OK) /* not worth failing the deletions for */
-			log_event(LOG_WARN, POP3_LOG_SVC, "event=seen_failed sid=%s error=%s",
-				  s->conn.id, mail_error_info(status)->name);
-		pop3_update_delete(s);
-	}
+	if (status != MAIL_OK) /* not worth failing the deletions for */
+		log_event(LOG_WARN, POP3_LOG_SVC, "event=seen_failed sid=%s error=%s", s->conn.id,
+			  mail_error_info(status)->name);
+	pop3_update_delete(s);
 	conn_unref(&s->conn);
 }
 
@@ -452,6 +454,8 @@ void pop3_cmd_quit_transaction(struct pop3_session *s, const struct pop3_command
 	struct pop3_update_ctx *u = xcalloc(1, sizeof(*u));
 	uint32_t *seen = xcalloc(s->n_msgs + 1, sizeof(*seen));
 	size_t n_seen = 0;
+	u->backend = s->server->backend;
+	u->backend_ctx = s->server->backend_ctx;
 	u->uids = xcalloc(s->n_msgs + 1, sizeof(*u->uids));
 	for (size_t i = 0; i < s->n_msgs; i++) {
 		const struct pop3_msg *m = &s->msgs[i];
@@ -468,9 +472,8 @@ void pop3_cmd_quit_transaction(struct pop3_session *s, const struct pop3_command
 	} else {
 		static const char *const flag_seen[] = { "\\Seen" };
 		conn_ref(&s->conn);
-		s->server->backend->store_flags(s->server->backend_ctx, s->user, POP3_MAILBOX, seen,
-						n_seen, IMAP_FLAGS_ADD, flag_seen, 1,
-						pop3_update_seen_cb, s);
+		u->backend->store_flags(u->backend_ctx, s->user, POP3_MAILBOX, seen, n_seen,
+					IMAP_FLAGS_ADD, flag_seen, 1, pop3_update_seen_cb, s);
 	}
 	free(seen);
 }
