@@ -196,9 +196,12 @@ static void conn_write_cb(uv_write_t *req, int status)
 			conn_close(c, "write-error");
 		return;
 	}
+	if (c->closed)
+		return;
+	/* a client reading a long answer is not idle */
+	uv_timer_again(&c->idle);
 	const struct conn_server *server = c->server;
-	if (!c->closed && server->ops->drained != NULL &&
-	    conn_output_pending(c) < server->set.max_output / 2)
+	if (server->ops->drained != NULL && conn_output_pending(c) < server->set.max_output / 2)
 		server->ops->drained(c);
 }
 

@@ -8,8 +8,9 @@
  * conn_start_tls(), which drops what the client pipelined after its
  * STARTTLS/STLS), buffers input (reading pauses while max_input bytes wait
  * unprocessed) and output (written through TLS when it is on), keeps the
- * idle timer, holds authentication attempts back by the guard's penalty,
- * and closes. The protocol engine gives it meaning through struct conn_ops
+ * idle timer (restarted by input, and by output the client reads: a long
+ * download is not idleness), holds authentication attempts back by the
+ * guard's penalty, and closes. The protocol engine gives it meaning through struct conn_ops
  * and never touches a socket.
  *
  * A connection is a struct conn embedded as the FIRST member of the

@@ -43,6 +43,9 @@ struct fixture {
 	pop3_server *server;
 	struct pop3_settings set;
 	struct mem_budget budget;
+	unsigned guard_delay_ms;
+	int guard_failures;      /* written by the loop thread */
+	int guard_block;         /* read by the loop thread */
 };
 
 static void fixture_fill(struct engine_fixture *e)
@@ -568,6 +571,68 @@ static void test_caps_timeouts(void **state)
 	fixture_stop(f);
 }
 
+/* The auth guard's hooks (frontend/auth-guard.h in the daemon): a
+ * penalty before each check, failures reported, blocked addresses. */
+static unsigned guard_delay(void *arg, const char *ip)
+{
+	(void)ip;
+	return ((struct fixture *)arg)->guard_delay_ms;
+}
+
+static void guard_failed(void *arg, const char *ip)
+{
+	(void)ip;
+	__atomic_add_fetch(&((struct fixture *)arg)->guard_failures, 1, __ATOMIC_SEQ_CST);
+}
+
+static int guard_refused(void *arg, const char *ip)
+{
+	(void)ip;
+	return __atomic_load_n(&((struct fixture *)arg)->guard_block, __ATOMIC_SEQ_CST);
+}
+
+static void tune_guard(struct fixture *f)
+{
+	f->guard_delay_ms = 400;
+	f->set.conn.access.auth_delay_ms = guard_delay;
+	f->set.conn.access.auth_failed = guard_failed;
+	f->set.conn.access.ip_refused = guard_refused;
+	f->set.conn.access.guard_arg = f;
+}
+
+static void test_guard(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(tune_guard, 0);
+	struct client *c = client_greeted(f);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	check(c, "USER " USER, "+OK");
+	check(c, "PASS wrong", "-ERR [AUTH] Authentication failed");
+	check(c, "AUTH PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AHMzY3JldCBwYXNz", "+OK Logged in");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* both attempts were held back by the penalty first */
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms >= 800);
+	assert_int_equal(__atomic_load_n(&f->guard_failures, __ATOMIC_SEQ_CST), 1);
+	client_close(c);
+	/* a blocked address is turned away at connect */
+	__atomic_store_n(&f->guard_block, 1, __ATOMIC_SEQ_CST);
+	c = client_connect(f->e.port);
+	char *out = client_until(c, "");
+	assert_string_equal(out, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
+	free(out);
+	assert_int_equal(client_fill(c), 0);
+	client_close(c);
+	/* a session that closes during its penalty: nothing left behind */
+	__atomic_store_n(&f->guard_block, 0, __ATOMIC_SEQ_CST);
+	c = client_greeted(f);
+	client_sendf(c, "USER " USER "\r\nPASS " PASS "\r\n");
+	usleep(100 * 1000);
+	client_close(c);
+	fixture_stop(f);
+}
+
 static void test_disconnect_pending(void **state)
 {
 	(void)state;
@@ -734,6 +799,7 @@ int main(void)
 		cmocka_unit_test(test_big_and_budget),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_caps_timeouts),
+		cmocka_unit_test(test_guard),
 		cmocka_unit_test(test_disconnect_pending),
 		cmocka_unit_test(test_stls),
 	};
