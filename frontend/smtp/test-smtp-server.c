@@ -693,7 +693,7 @@ static void test_output_bounded(void **state)
 	/* end a NOOP the last partial send cut, or QUIT would be glued to it
 	 * ("NOQUIT": 500) */
 	if (sent % 6 != 0) {
-		client_send(c, "NOOP\r\n" + sent % 6, 6 - sent % 6);
+		client_send(c, &"NOOP\r\n"[sent % 6], 6 - sent % 6);
 		expect_reply(c, "250 ");
 	}
 	client_sends(c, "QUIT\r\n");
