@@ -222,6 +222,8 @@ class Cluster:
                         "--submissions", f"127.0.0.1:{p['submissions']}",
                         "--imap", f"127.0.0.1:{p['imap']}",
                         "--imaps", f"127.0.0.1:{p['imaps']}",
+                        "--pop3", f"127.0.0.1:{p['pop3']}",
+                        "--pop3s", f"127.0.0.1:{p['pop3s']}",
                         "--tls-cert", os.path.join(tls, "frontend.pem"),
                         "--tls-key", os.path.join(tls, "frontend.key"),
                         "--secret-file", os.path.join(tls, "frontend.secret"),
@@ -553,7 +555,8 @@ def main(argv):
         p = c.ports
         print(f"\nSMTP MX 127.0.0.1:{p['smtp']}  submission {p['submission']} (STARTTLS), "
               f"{p['submissions']} (TLS)  IMAP 127.0.0.1:{p['imap']} (STARTTLS), "
-              f"{p['imaps']} (TLS)  etcd {c.etcd_url}")
+              f"{p['imaps']} (TLS)  POP3 127.0.0.1:{p['pop3']} (STLS), {p['pop3s']} (TLS)  "
+              f"etcd {c.etcd_url}")
         print(f"TLS: CA {os.path.join(state, 'tls', 'ca.pem')} (the certificate names "
               "localhost, 127.0.0.1, mail.example.test); node RPC: mutual TLS, one "
               "certificate per process in state/tls/<name>.pem")

@@ -1,6 +1,6 @@
 /* main.c: the frontend daemon on the skeleton (lib/daemon-main.h). It
- * reaches etcd (directory and router), starts the SMTP MX and IMAP services
- * on the queue and store clients. SIGTERM or SIGINT stops the listeners and
+ * reaches etcd (directory and router), starts the SMTP MX, IMAP and POP3
+ * services on the queue and store clients. SIGTERM or SIGINT stops the listeners and
  * closes the sessions (an SMTP command waiting on the queue or the
  * directory gets its answer first); the calls still in flight to the queue
  * and store tiers get FRONTEND_DRAIN_MS, then the process exits 0. Holds no
@@ -12,8 +12,10 @@
 #include "daemon-main.h"
 #include "daemon-tls.h"
 #include "directory.h"
-#include "imap-service.h"
+#include "imap-backend-store.h"
+#include "imap-server.h"
 #include "log.h"
+#include "pop3-server.h"
 #include "queue-client.h"
 #include "router.h"
 #include "smtp-mx.h"
@@ -33,7 +35,8 @@
  * waits before SIGKILL. */
 #define FRONTEND_DRAIN_MS 8000
 /* Message bodies all SMTP sessions may hold at once, and large bodies all
- * IMAP FETCHes may hold at once (each its own budget; docs/security.md). */
+ * IMAP FETCHes and POP3 RETRs may hold at once (each its own budget;
+ * docs/security.md). */
 #define FRONTEND_BODY_BUDGET (128u << 20)
 #define FRONTEND_SECRET_MAX 64
 
@@ -44,6 +47,8 @@ struct frontend_settings {
 	struct daemon_listen submissions; /* SMTP submission, implicit TLS (465) */
 	struct daemon_listen imap;     /* the IMAP listener */
 	struct daemon_listen imaps;    /* IMAP, implicit TLS (993) */
+	struct daemon_listen pop3;     /* POP3, STLS (110) */
+	struct daemon_listen pop3s;    /* POP3, implicit TLS (995) */
 	const char *hostname;          /* SMTP greeting name */
 	const char *tls_cert, *tls_key; /* the default certificate */
 	const char *secret_file;       /* shared by every frontend */
@@ -59,8 +64,11 @@ struct frontend {
 	smtp_mx *mx;
 	smtp_mx *submission;
 	smtp_mx *submissions;
-	imap_service *imap;
-	imap_service *imaps;
+	imap_store_backend *mail;      /* the IMAP and POP3 servers' backend */
+	imap_server *imap;
+	imap_server *imaps;
+	pop3_server *pop3;
+	pop3_server *pop3s;
 	tls_server *tls;
 	struct daemon_tls node_tls;    /* .client: RPC to the nodes; NULL = plaintext */
 	tls_certs *certs;
@@ -68,7 +76,7 @@ struct frontend {
 	auth_pool *auth;
 	struct cidr_list trusted;
 	struct mem_budget budget;      /* SMTP message bodies in flight */
-	struct mem_budget imap_budget; /* large bodies held by IMAP FETCHes */
+	struct mem_budget imap_budget; /* large bodies held by IMAP FETCH, POP3 RETR */
 	uint8_t secret[FRONTEND_SECRET_MAX];
 	size_t secret_len;
 	uint8_t sasl_secret[32];
@@ -97,6 +105,11 @@ static const struct daemon_option frontend_options[] = {
 	{ .name = "imaps", .kind = DAEMON_OPTION_LISTEN, .offset = FRONTEND(imaps),
 	  .value_name = "HOST:PORT", .def_text = "127.0.0.1:2993",
 	  .help = "IMAP over implicit TLS (needs --tls-cert)" },
+	{ .name = "pop3", .kind = DAEMON_OPTION_LISTEN, .offset = FRONTEND(pop3),
+	  .value_name = "HOST:PORT", .def_text = "127.0.0.1:2110", .help = "POP3 listener (STLS)" },
+	{ .name = "pop3s", .kind = DAEMON_OPTION_LISTEN, .offset = FRONTEND(pop3s),
+	  .value_name = "HOST:PORT", .def_text = "127.0.0.1:2995",
+	  .help = "POP3 over implicit TLS (needs --tls-cert)" },
 	{ .name = "tls-cert", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(tls_cert),
 	  .value_name = "FILE", .help = "default certificate chain (PEM); none: no TLS" },
 	{ .name = "tls-key", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(tls_key),
@@ -187,19 +200,47 @@ static void frontend_smtp_common(struct frontend *fe, const struct frontend_sett
 	mx->auth = fe->auth;
 }
 
-static void frontend_imap_common(struct frontend *fe, struct imap_settings *imap)
+/* A listener on l (implicit: TLS from the first byte) with what the IMAP
+ * and POP3 listeners share (conn.h); the rest stays the engine's default. */
+static void frontend_listener(struct frontend *fe, const struct daemon_listen *l, int implicit,
+			      struct conn_settings *set)
 {
-	imap_settings_init(imap);
-	imap->tls = fe->tls;
-	imap->allow_plaintext_login = 1; /* from loopback peers only */
-	imap->trusted = &fe->trusted;
-	imap->body_budget = &fe->imap_budget;
-	imap->sasl_secret = fe->sasl_secret;
-	imap->sasl_secret_len = sizeof fe->sasl_secret;
-	imap->auth_delay_ms = frontend_auth_delay;
-	imap->auth_failed = frontend_auth_failed;
-	imap->ip_refused = frontend_ip_refused;
-	imap->guard_arg = fe;
+	set->host = l->host;
+	set->port = l->port;
+	set->access = (struct conn_access){
+		.tls = fe->tls,
+		.implicit_tls = implicit,
+		.allow_plaintext_login = 1, /* from loopback peers only */
+		.trusted = &fe->trusted,
+		.sasl_secret = fe->sasl_secret,
+		.sasl_secret_len = sizeof fe->sasl_secret,
+		.body_budget = &fe->imap_budget,
+		.auth_delay_ms = frontend_auth_delay,
+		.auth_failed = frontend_auth_failed,
+		.ip_refused = frontend_ip_refused,
+		.guard_arg = fe,
+	};
+}
+
+static int frontend_imap_start(struct frontend *fe, uv_loop_t *loop, const struct daemon_listen *l,
+			       int implicit, imap_server **server_r, const char **error_r)
+{
+	struct imap_settings imap;
+	imap_settings_init(&imap);
+	frontend_listener(fe, l, implicit, &imap.conn);
+	return imap_server_start(loop, &imap, &imap_store_backend_vfuncs, fe->mail, server_r,
+				 error_r);
+}
+
+/* POP3 over the same backend as IMAP. */
+static int frontend_pop3_start(struct frontend *fe, uv_loop_t *loop, const struct daemon_listen *l,
+			       int implicit, pop3_server **server_r, const char **error_r)
+{
+	struct pop3_settings pop3;
+	pop3_settings_init(&pop3);
+	frontend_listener(fe, l, implicit, &pop3.conn);
+	return pop3_server_start(loop, &pop3, &imap_store_backend_vfuncs, fe->mail, server_r,
+				 error_r);
 }
 
 static int frontend_start(struct daemon *d, const void *settings, void *ctx)
@@ -222,7 +263,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		fe->certs = tls_certs_start(loop, fe->tls, set->daemon.etcd, daemon_etcd_stats(d),
 					    set->tls_cert, set->tls_key);
 	} else if (!frontend_loopback(&set->smtp) || !frontend_loopback(&set->submission) ||
-		   !frontend_loopback(&set->imap)) {
+		   !frontend_loopback(&set->imap) || !frontend_loopback(&set->pop3)) {
 		/* passwords would cross the network in plaintext */
 		return daemon_start_failed(d, "tls", "a listener off loopback needs --tls-cert");
 	}
@@ -247,6 +288,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	};
 	fe->guard = auth_guard_start(loop, &gs);
 	fe->auth = auth_pool_start(loop, fe->dir, fe->secret, fe->secret_len, 0);
+	fe->mail = imap_store_backend_create(fe->auth, fe->store);
 
 	struct smtp_mx_settings mx;
 	frontend_smtp_common(fe, set, &mx);
@@ -274,29 +316,27 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 			return daemon_start_failed(d, "submissions", error);
 	}
 
-	struct imap_settings imap;
-	frontend_imap_common(fe, &imap);
-	imap.listen_host = set->imap.host;
-	imap.listen_port = set->imap.port;
-	if (imap_service_start(loop, &imap, fe->dir, fe->auth, fe->store, &fe->imap, &error) < 0)
+	if (frontend_imap_start(fe, loop, &set->imap, 0, &fe->imap, &error) < 0)
 		return daemon_start_failed(d, "imap", error);
-	if (set->imaps.text != NULL && fe->tls != NULL) {
-		frontend_imap_common(fe, &imap);
-		imap.implicit_tls = 1;
-		imap.listen_host = set->imaps.host;
-		imap.listen_port = set->imaps.port;
-		if (imap_service_start(loop, &imap, fe->dir, fe->auth, fe->store, &fe->imaps,
-				       &error) < 0)
-			return daemon_start_failed(d, "imaps", error);
-	}
+	if (set->imaps.text != NULL && fe->tls != NULL &&
+	    frontend_imap_start(fe, loop, &set->imaps, 1, &fe->imaps, &error) < 0)
+		return daemon_start_failed(d, "imaps", error);
+	if (set->pop3.text != NULL &&
+	    frontend_pop3_start(fe, loop, &set->pop3, 0, &fe->pop3, &error) < 0)
+		return daemon_start_failed(d, "pop3", error);
+	if (set->pop3s.text != NULL && fe->tls != NULL &&
+	    frontend_pop3_start(fe, loop, &set->pop3s, 1, &fe->pop3s, &error) < 0)
+		return daemon_start_failed(d, "pop3s", error);
 	if (fe->tls == NULL)
 		log_event(LOG_WARN, LOG_SVC, "event=no_tls mode=development "
 			  "note=\"loopback listeners only; implicit-TLS ports off\"");
 	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s smtp=%s submission=%s submissions=%s "
-		  "imap=%s imaps=%s tls=%s plaintext_auth=loopback-only node_tls=%s",
+		  "imap=%s imaps=%s pop3=%s pop3s=%s tls=%s plaintext_auth=loopback-only "
+		  "node_tls=%s",
 		  set->daemon.id, set->smtp.text, set->submission.text ? set->submission.text : "-",
 		  fe->submissions ? set->submissions.text : "-", set->imap.text,
-		  fe->imaps ? set->imaps.text : "-", fe->tls ? "on" : "off",
+		  fe->imaps ? set->imaps.text : "-", fe->pop3 ? set->pop3.text : "-",
+		  fe->pop3s ? set->pop3s.text : "-", fe->tls ? "on" : "off",
 		  fe->node_tls.client != NULL ? "on" : "off");
 	return 0;
 }
@@ -311,10 +351,10 @@ static void frontend_stop(void *ctx)
 		smtp_mx_stop(&fe->submission);
 	if (fe->submissions != NULL)
 		smtp_mx_stop(&fe->submissions);
-	if (fe->imap != NULL)
-		imap_service_stop(&fe->imap);
-	if (fe->imaps != NULL)
-		imap_service_stop(&fe->imaps);
+	imap_server_stop(&fe->imap);
+	imap_server_stop(&fe->imaps);
+	pop3_server_stop(&fe->pop3);
+	pop3_server_stop(&fe->pop3s);
 	auth_guard_stop(&fe->guard);
 	tls_certs_stop(&fe->certs);
 	/* its threads finish the check they run; the rest fail over */
@@ -343,6 +383,7 @@ static void frontend_deinit(void *ctx)
 		router_destroy(&fe->router);
 	if (fe->dir != NULL)
 		directory_destroy(&fe->dir);
+	imap_store_backend_destroy(&fe->mail);
 	tls_server_destroy(&fe->tls);
 	daemon_tls_deinit(&fe->node_tls);
 	cidr_list_free(&fe->trusted);
@@ -357,7 +398,7 @@ static const struct daemon_option_group frontend_option_groups[] = {
 static const struct daemon_def frontend_daemon = {
 	.name = "frontend",
 	.svc = LOG_SVC,
-	.summary = "The frontend: SMTP (MX, submission) and IMAP for every tenant, with TLS,\n"
+	.summary = "The frontend: SMTP (MX, submission), IMAP and POP3 for every tenant, with TLS,\n"
 		   "over the queue and store tiers. Stateless.",
 	.settings_size = sizeof(struct frontend_settings),
 	.ctx_size = sizeof(struct frontend),

@@ -23,7 +23,7 @@ NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-tt
         "rpc-max-queued-mib", "etcd"] + NODE_TLS + COMMON
 OPTIONS = {
     "frontend": ["id", "etcd", "smtp", "submission", "submissions", "imap", "imaps",
-                 "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname"]
+                 "pop3", "pop3s", "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname"]
                 + NODE_TLS + COMMON,
     "store-node": NODE,
     "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight"],
@@ -37,6 +37,8 @@ DEFAULTS = [
     ("store-node", "partitions", "1..65536, default 256"),
     ("queue-node", "max-inflight", "1..100000, default 64"),
     ("frontend", "smtp", "default 127.0.0.1:2525"),
+    ("frontend", "pop3", "default 127.0.0.1:2110"),
+    ("frontend", "pop3s", "default 127.0.0.1:2995"),
     ("frontend", "etcd-quota-bytes", "1..184467440737095516, default 2147483648"),
     # proto/rpc.h RPC_SERVER_LIMITS_DEFAULT
     ("store-node", "rpc-max-conns", "1..1000000, default 1024"),

@@ -9,7 +9,9 @@ of a veth pair (10.213.X.1); the client runs inside the namespace
   * IMAP: LOGINDISABLED, and LOGIN gets NO [PRIVACYREQUIRED] before TLS;
     after STARTTLS (verified against state/tls/ca.pem) LOGIN works;
   * submission: AUTH is not offered and gets 530 5.7.0 before TLS; after
-    STARTTLS, AUTH PLAIN works.
+    STARTTLS, AUTH PLAIN works;
+  * POP3: USER and SASL are not in CAPA and USER gets -ERR [AUTH] before
+    TLS; after STLS, USER/PASS work.
 Needs root for `ip netns` (else SKIP, exit 77). Standard library only.
 """
 import os
@@ -29,8 +31,8 @@ import local  # noqa: E402
 USER, PASSWORD = "erin@example.test", "remote pass"
 
 CLIENT = r'''
-import imaplib, smtplib, ssl, sys, base64
-host, imap_port, sub_port, ca, user, pw = sys.argv[1:7]
+import imaplib, poplib, smtplib, ssl, sys, base64
+host, imap_port, sub_port, ca, user, pw, pop3_port = sys.argv[1:8]
 ctx = ssl.create_default_context(cafile=ca)
 ctx.check_hostname = False  # the dev certificate names localhost, not 10.213.X.1
 m = imaplib.IMAP4(host, int(imap_port), timeout=30)
@@ -57,6 +59,20 @@ assert s.has_extn("auth"), s.esmtp_features
 s.login(user, pw)
 s.quit()
 print("ok submission")
+p = poplib.POP3(host, int(pop3_port), timeout=30)
+caps = p.capa()
+assert "STLS" in caps and "USER" not in caps and "SASL" not in caps, caps
+try:
+    p.user(user)
+    raise SystemExit("FAIL plaintext POP3 USER accepted from a remote address")
+except poplib.error_proto as e:
+    assert b"-ERR [AUTH]" in e.args[0], e
+p.stls(context=ctx)
+assert "USER" in p.capa()
+p.user(user)
+assert p.pass_(pw).startswith(b"+OK")
+p.quit()
+print("ok pop3")
 '''
 
 
@@ -71,7 +87,7 @@ def main():
     def body(c, check):
         c.mailctl("user", "add", USER, stdin=PASSWORD + "\n")
         tls = c.tls_dir()
-        ports = {k: local.free_port() for k in ("smtp", "submission", "imap")}
+        ports = {k: local.free_port() for k in ("smtp", "submission", "imap", "pop3")}
         host = net.root_ip
 
         c.ensure_node_cert("frontend-remote", "frontend")
@@ -84,7 +100,9 @@ def main():
                  "--submission", f"{host}:{ports['submission']}",
                  "--submissions", f"{host}:{local.free_port()}",
                  "--imap", f"{host}:{ports['imap']}",
-                 "--imaps", f"{host}:{local.free_port()}"]
+                 "--imaps", f"{host}:{local.free_port()}",
+                 "--pop3", f"{host}:{ports['pop3']}",
+                 "--pop3s", f"{host}:{local.free_port()}"]
             if with_tls:
                 a += ["--tls-cert", os.path.join(tls, "frontend.pem"),
                       "--tls-key", os.path.join(tls, "frontend.key"),
@@ -108,10 +126,11 @@ def main():
             def remote_client():
                 r = subprocess.run(net.exec_prefix() + [
                     "/usr/bin/python3", "-c", CLIENT, host, str(ports["imap"]),
-                    str(ports["submission"]), os.path.join(tls, "ca.pem"), USER, PASSWORD],
+                    str(ports["submission"]), os.path.join(tls, "ca.pem"), USER, PASSWORD,
+                    str(ports["pop3"])],
                     capture_output=True, text=True, timeout=120)
                 print(r.stdout, end="")
-                assert r.returncode == 0 and "ok submission" in r.stdout, r.stderr[-2000:]
+                assert r.returncode == 0 and "ok pop3" in r.stdout, r.stderr[-2000:]
             check("remote_client_needs_tls", remote_client)
         finally:
             proc.terminate()

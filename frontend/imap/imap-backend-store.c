@@ -1,12 +1,12 @@
-/* imap-backend-store.c: struct imap_backend over the directory and the
- * store client, and imap_service_start/stop (imap-service.h).
+/* imap-backend-store.c: struct imap_backend over the auth pool and the
+ * store client (imap-backend-store.h).
  *
  * Each call copies its callback into a small heap context, converts the
  * protobuf response into the engine's plain structs, and frees the context
- * after the callback. Contexts never point back at the service, so calls
- * still pending after imap_service_stop() complete safely.
+ * after the callback. Contexts never point back at the backend object, so
+ * calls still pending after it is destroyed complete safely.
  */
-#include "imap-service.h"
+#include "imap-backend-store.h"
 #include "auth-pool.h"
 
 #include <stdlib.h>
@@ -19,12 +19,9 @@
 
 #include <openssl/crypto.h>
 
-struct imap_service {
-	uv_loop_t *loop;
-	directory *dir;
+struct imap_store_backend {
 	auth_pool *auth;
 	store_client *sc;
-	imap_server *server;
 };
 
 /* ---- authenticate (the auth pool: threads of its own, a cache) --------- */
@@ -46,18 +43,18 @@ static void imap_store_auth_cb(int status, const char *user, const struct sasl_s
 static void imap_store_authenticate(void *ctx, const char *user, const char *password,
 				    imap_backend_auth_cb *cb, void *arg)
 {
-	struct imap_service *svc = ctx;
+	struct imap_store_backend *b = ctx;
 	struct imap_store_auth *a = xcalloc(1, sizeof(*a));
 	a->cb = cb;
 	a->arg = arg;
-	auth_pool_password(svc->auth, user, password, imap_store_auth_cb, a);
+	auth_pool_password(b->auth, user, password, imap_store_auth_cb, a);
 }
 
 static void imap_store_scram_keys(void *ctx, const char *user, imap_backend_scram_cb *cb,
 				  void *arg)
 {
-	struct imap_service *svc = ctx;
-	auth_pool_scram(svc->auth, user, cb, arg);
+	struct imap_store_backend *b = ctx;
+	auth_pool_scram(b->auth, user, cb, arg);
 }
 
 /* ---- store calls ----------------------------------------------------- */
@@ -123,10 +120,10 @@ static void imap_store_list_cb(int status, const ProtobufCMessage *resp, void *a
 
 static void imap_store_list(void *ctx, const char *user, imap_backend_list_cb *cb, void *arg)
 {
-	struct imap_service *svc = ctx;
+	struct imap_store_backend *b = ctx;
 	Store__ListRequest req = STORE__LIST_REQUEST__INIT;
 	req.user = (char *)user;
-	store_client_list(svc->sc, &req, imap_store_list_cb, imap_store_call_new(cb, arg));
+	store_client_list(b->sc, &req, imap_store_list_cb, imap_store_call_new(cb, arg));
 }
 
 static void imap_store_select_cb(int status, const ProtobufCMessage *resp, void *arg)
@@ -151,11 +148,11 @@ static void imap_store_select_cb(int status, const ProtobufCMessage *resp, void 
 static void imap_store_select(void *ctx, const char *user, const char *mailbox,
 			      imap_backend_select_cb *cb, void *arg)
 {
-	struct imap_service *svc = ctx;
+	struct imap_store_backend *b = ctx;
 	Store__SelectRequest req = STORE__SELECT_REQUEST__INIT;
 	req.user = (char *)user;
 	req.mailbox = (char *)mailbox;
-	store_client_select(svc->sc, &req, imap_store_select_cb, imap_store_call_new(cb, arg));
+	store_client_select(b->sc, &req, imap_store_select_cb, imap_store_call_new(cb, arg));
 }
 
 static void imap_store_fetch_cb(int status, const ProtobufCMessage *resp, void *arg)
@@ -177,12 +174,12 @@ static void imap_store_fetch_cb(int status, const ProtobufCMessage *resp, void *
 static void imap_store_fetch(void *ctx, const char *user, const char *mailbox, uint32_t uid,
 			     imap_backend_fetch_cb *cb, void *arg)
 {
-	struct imap_service *svc = ctx;
+	struct imap_store_backend *b = ctx;
 	Store__FetchRequest req = STORE__FETCH_REQUEST__INIT;
 	req.user = (char *)user;
 	req.mailbox = (char *)mailbox;
 	req.uid = uid;
-	store_client_fetch(svc->sc, &req, imap_store_fetch_cb, imap_store_call_new(cb, arg));
+	store_client_fetch(b->sc, &req, imap_store_fetch_cb, imap_store_call_new(cb, arg));
 }
 
 static void imap_store_flags_cb(int status, const ProtobufCMessage *resp, void *arg)
@@ -210,7 +207,7 @@ static void imap_store_store_flags(void *ctx, const char *user, const char *mail
 		[IMAP_FLAGS_ADD] = STORE__FLAG_MODE__FLAGS_ADD,
 		[IMAP_FLAGS_REMOVE] = STORE__FLAG_MODE__FLAGS_REMOVE,
 	};
-	struct imap_service *svc = ctx;
+	struct imap_store_backend *b = ctx;
 	Store__StoreFlagsRequest req = STORE__STORE_FLAGS_REQUEST__INIT;
 	req.user = (char *)user;
 	req.mailbox = (char *)mailbox;
@@ -219,7 +216,7 @@ static void imap_store_store_flags(void *ctx, const char *user, const char *mail
 	req.mode = modes[mode];
 	req.flags = (char **)flags;
 	req.n_flags = n_flags;
-	store_client_store_flags(svc->sc, &req, imap_store_flags_cb,
+	store_client_store_flags(b->sc, &req, imap_store_flags_cb,
 				 imap_store_call_new(cb, arg));
 }
 
@@ -237,16 +234,19 @@ static void imap_store_expunge_cb(int status, const ProtobufCMessage *resp, void
 }
 
 static void imap_store_expunge(void *ctx, const char *user, const char *mailbox,
-			       imap_backend_expunge_cb *cb, void *arg)
+			       const uint32_t *uids, size_t n_uids, imap_backend_expunge_cb *cb,
+			       void *arg)
 {
-	struct imap_service *svc = ctx;
+	struct imap_store_backend *b = ctx;
 	Store__ExpungeRequest req = STORE__EXPUNGE_REQUEST__INIT;
 	req.user = (char *)user;
 	req.mailbox = (char *)mailbox;
-	store_client_expunge(svc->sc, &req, imap_store_expunge_cb, imap_store_call_new(cb, arg));
+	req.uids = (uint32_t *)uids;
+	req.n_uids = n_uids;
+	store_client_expunge(b->sc, &req, imap_store_expunge_cb, imap_store_call_new(cb, arg));
 }
 
-static const struct imap_backend imap_store_backend = {
+const struct imap_backend imap_store_backend_vfuncs = {
 	.authenticate = imap_store_authenticate,
 	.scram_keys = imap_store_scram_keys,
 	.list = imap_store_list,
@@ -256,33 +256,16 @@ static const struct imap_backend imap_store_backend = {
 	.expunge = imap_store_expunge,
 };
 
-/* ---- the service ----------------------------------------------------- */
-
-int imap_service_start(uv_loop_t *loop, const struct imap_settings *set, directory *dir,
-		       struct auth_pool *auth, store_client *sc, imap_service **svc_r,
-		       const char **error_r)
+imap_store_backend *imap_store_backend_create(struct auth_pool *auth, store_client *sc)
 {
-	struct imap_service *svc = xcalloc(1, sizeof(*svc));
-	svc->loop = loop;
-	svc->dir = dir;
-	svc->auth = auth;
-	svc->sc = sc;
-	if (imap_server_start(loop, set, &imap_store_backend, svc, &svc->server, error_r) < 0) {
-		free(svc);
-		return -1;
-	}
-	*svc_r = svc;
-	return 0;
+	struct imap_store_backend *b = xcalloc(1, sizeof(*b));
+	b->auth = auth;
+	b->sc = sc;
+	return b;
 }
 
-void imap_service_stop(imap_service **svcp)
+void imap_store_backend_destroy(imap_store_backend **b)
 {
-	struct imap_service *svc = *svcp;
-	if (svc == NULL)
-		return;
-	/* Closed sessions make no further backend calls, and pending ones
-	 * hold no pointer to svc: it can go now. */
-	imap_server_stop(&svc->server);
-	free(svc);
-	*svcp = NULL;
+	free(*b);
+	*b = NULL;
 }

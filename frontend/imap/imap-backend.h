@@ -84,9 +84,11 @@ struct imap_backend {
 			    const uint32_t *uids, size_t n_uids, enum imap_flag_mode mode,
 			    const char *const *flags, size_t n_flags, imap_backend_flags_cb *cb,
 			    void *arg);
-	/* Remove every \Deleted message of the mailbox. */
-	void (*expunge)(void *ctx, const char *user, const char *mailbox,
-			imap_backend_expunge_cb *cb, void *arg);
+	/* Remove the \Deleted messages of the mailbox: all of them when
+	 * n_uids is 0, else only those among uids (UID EXPUNGE, RFC 4315;
+	 * POP3's UPDATE, which leaves other sessions' \Deleted alone). */
+	void (*expunge)(void *ctx, const char *user, const char *mailbox, const uint32_t *uids,
+			size_t n_uids, imap_backend_expunge_cb *cb, void *arg);
 };
 
 #endif

@@ -116,7 +116,7 @@ static void imap_append_internaldate(struct imap_session *s, int64_t ms)
 	struct tm tm;
 	if (gmtime_r(&t, &tm) == NULL)
 		memset(&tm, 0, sizeof(tm));
-	imap_session_printf(s, "INTERNALDATE \"%2d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
+	conn_printf(&s->conn, "INTERNALDATE \"%2d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
 			    months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
 			    tm.tm_sec);
 }
@@ -219,16 +219,16 @@ static void imap_begin_body(struct imap_session *s, struct imap_fetch_ctx *ctx,
 			end = start + b->count;
 	}
 	if (b->section == IMAP_SECTION_HEADER_FIELDS)
-		imap_session_printf(s, "BODY[HEADER.FIELDS (%s)]", b->fields);
+		conn_printf(&s->conn, "BODY[HEADER.FIELDS (%s)]", b->fields);
 	else if (b->section == IMAP_SECTION_HEADER_FIELDS_NOT)
-		imap_session_printf(s, "BODY[HEADER.FIELDS.NOT (%s)]", b->fields);
+		conn_printf(&s->conn, "BODY[HEADER.FIELDS.NOT (%s)]", b->fields);
 	else if (b->rfc822)
-		imap_session_printf(s, "%s", rfc822_names[b->section]);
+		conn_printf(&s->conn, "%s", rfc822_names[b->section]);
 	else
-		imap_session_printf(s, "%s", body_names[b->section]);
+		conn_printf(&s->conn, "%s", body_names[b->section]);
 	if (b->partial)
-		imap_session_printf(s, "<%u>", b->offset);
-	imap_session_printf(s, " {%zu}\r\n", end - start);
+		conn_printf(&s->conn, "<%u>", b->offset);
+	conn_printf(&s->conn, " {%zu}\r\n", end - start);
 	ctx->src = body;
 	ctx->off = start;
 	ctx->end = end;
@@ -246,22 +246,22 @@ static int imap_fetch_reply_head(struct imap_session *s, const struct imap_fetch
 	const struct imap_msg *m = &s->msgs[seq - 1];
 	const char *sep = "";
 
-	imap_session_printf(s, "* %u FETCH (", seq);
+	conn_printf(&s->conn, "* %u FETCH (", seq);
 	if (attrs->items & IMAP_FETCH_UID) {
-		imap_session_printf(s, "UID %u", uid);
+		conn_printf(&s->conn, "UID %u", uid);
 		sep = " ";
 	}
 	if ((attrs->items & IMAP_FETCH_FLAGS) || send_flags) {
-		imap_session_printf(s, "%sFLAGS ", sep);
+		conn_printf(&s->conn, "%sFLAGS ", sep);
 		imap_session_append_flags(s, m);
 		sep = " ";
 	}
 	if (attrs->items & IMAP_FETCH_RFC822_SIZE) {
-		imap_session_printf(s, "%sRFC822.SIZE %llu", sep, (unsigned long long)m->size);
+		conn_printf(&s->conn, "%sRFC822.SIZE %llu", sep, (unsigned long long)m->size);
 		sep = " ";
 	}
 	if (attrs->items & IMAP_FETCH_INTERNALDATE) {
-		imap_session_printf(s, "%s", sep);
+		conn_printf(&s->conn, "%s", sep);
 		imap_append_internaldate(s, m->internal_date_ms);
 		sep = " ";
 	}
@@ -273,7 +273,7 @@ static void imap_fetch_reply(struct imap_session *s, const struct imap_fetch_att
 			     uint32_t uid)
 {
 	if (imap_fetch_reply_head(s, attrs, uid, 0) == 0)
-		imap_session_append(s, ")\r\n", 3);
+		conn_append(&s->conn, ")\r\n", 3);
 }
 
 /* 1 when the item before the next one was written (a space is due). */
@@ -294,8 +294,7 @@ static void imap_fetch_advance(struct imap_session *s, struct imap_fetch_ctx *ct
 	imap_fetch_body_release(ctx);
 	buf_reset(&ctx->fields);
 	ctx->next++;
-	imap_session_flush(s);
-	if (imap_session_output_pending(s) > s->server->set.max_output)
+	if (conn_flush_must_wait(&s->conn))
 		s->on_drain = imap_fetch_next; /* the write callback resumes */
 	else
 		imap_fetch_next(s);
@@ -311,25 +310,22 @@ static void imap_fetch_emit(struct imap_session *s)
 			size_t n = ctx->end - ctx->off;
 			if (n > IMAP_FETCH_CHUNK)
 				n = IMAP_FETCH_CHUNK;
-			imap_session_append(s, ctx->src + ctx->off, n);
+			conn_append(&s->conn, ctx->src + ctx->off, n);
 			ctx->off += n;
 			if (ctx->off == ctx->end)
 				ctx->in_literal = 0;
 		} else if (ctx->section < ctx->attrs.n_bodies) {
 			if (ctx->section > 0 ||
 			    imap_fetch_head_had_items(&ctx->attrs, ctx->send_flags[ctx->next]))
-				imap_session_append(s, " ", 1);
+				conn_append(&s->conn, " ", 1);
 			imap_begin_body(s, ctx, &ctx->attrs.bodies[ctx->section++]);
 			continue;
 		} else {
-			imap_session_append(s, ")\r\n", 3);
+			conn_append(&s->conn, ")\r\n", 3);
 			imap_fetch_advance(s, ctx);
 			return;
 		}
-		imap_session_flush(s);
-		if (imap_session_is_closed(s))
-			return;
-		if (imap_session_output_pending(s) > s->server->set.max_output) {
+		if (conn_flush_must_wait(&s->conn)) {
 			s->on_drain = imap_fetch_emit;
 			return;
 		}
@@ -341,14 +337,14 @@ static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
 {
 	struct imap_session *s = arg;
 	(void)info;
-	if (imap_session_is_closed(s)) {
-		imap_session_unref(s);
+	if (conn_is_closed(&s->conn)) {
+		conn_unref(&s->conn);
 		return;
 	}
 	struct imap_fetch_ctx *ctx = s->cmd_ctx;
 	if (status != MAIL_OK && status != MAIL_ERR_NOT_FOUND) {
 		imap_cmd_fail(s, status);
-		imap_session_resume(s);
+		conn_process(&s->conn);
 	} else if (status == MAIL_OK && imap_fetch_reply_head(s, &ctx->attrs, ctx->uids[ctx->next],
 								ctx->send_flags[ctx->next]) == 0) {
 		ctx->body = xmalloc(len > 0 ? len : 1);
@@ -361,7 +357,7 @@ static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
 		/* expunged by another session meanwhile: nothing to say */
 		imap_fetch_advance(s, ctx);
 	}
-	imap_session_unref(s);
+	conn_unref(&s->conn);
 }
 
 static void imap_fetch_next(struct imap_session *s)
@@ -369,26 +365,26 @@ static void imap_fetch_next(struct imap_session *s)
 	struct imap_fetch_ctx *ctx = s->cmd_ctx;
 	if (ctx->next >= ctx->n_uids) {
 		imap_cmd_done(s, "OK", NULL, "Fetch completed");
-		imap_session_resume(s);
+		conn_process(&s->conn);
 		return;
 	}
 	/* a large body is reserved before it is asked for (its size is in the
 	 * session's view): the store's answer itself is held until sent */
 	uint32_t seq = imap_session_seq_of(s, ctx->uids[ctx->next]);
 	uint64_t size = seq != 0 ? s->msgs[seq - 1].size : 0;
-	struct mem_budget *budget = s->server->set.body_budget;
+	struct mem_budget *budget = s->server->set.conn.access.body_budget;
 	if (budget != NULL && size >= IMAP_BODY_BUDGET_MIN) {
 		if (mem_budget_take(budget, (size_t)size) < 0) {
-			log_event(LOG_WARN, "imap", "event=body_budget_full sid=%s size=%llu", s->id,
+			log_event(LOG_WARN, "imap", "event=body_budget_full sid=%s size=%llu", s->conn.id,
 				  (unsigned long long)size);
 			imap_cmd_done(s, "NO", "UNAVAILABLE", "Server busy, try the FETCH again later");
-			imap_session_resume(s);
+			conn_process(&s->conn);
 			return;
 		}
 		ctx->budget = budget;
 		ctx->body_reserved = (size_t)size;
 	}
-	imap_session_ref(s);
+	conn_ref(&s->conn);
 	s->server->backend->fetch(s->server->backend_ctx, s->user, s->mailbox,
 				  ctx->uids[ctx->next], imap_fetch_body_cb, s);
 }
@@ -397,14 +393,14 @@ static void imap_fetch_seen_cb(int status, const struct imap_msg_info *msgs, siz
 			       void *arg)
 {
 	struct imap_session *s = arg;
-	if (imap_session_is_closed(s)) {
-		imap_session_unref(s);
+	if (conn_is_closed(&s->conn)) {
+		conn_unref(&s->conn);
 		return;
 	}
 	if (status != MAIL_OK) {
 		imap_cmd_fail(s, status);
-		imap_session_resume(s);
-		imap_session_unref(s);
+		conn_process(&s->conn);
+		conn_unref(&s->conn);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -413,7 +409,7 @@ static void imap_fetch_seen_cb(int status, const struct imap_msg_info *msgs, siz
 			imap_msg_set_flags(&s->msgs[seq - 1], msgs[i].flags, msgs[i].n_flags);
 	}
 	imap_fetch_next(s);
-	imap_session_unref(s);
+	conn_unref(&s->conn);
 }
 
 void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t n_args)
@@ -468,7 +464,7 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 		return;
 	}
 	static const char *const seen[] = { "\\Seen" };
-	imap_session_ref(s);
+	conn_ref(&s->conn);
 	s->server->backend->store_flags(s->server->backend_ctx, s->user, s->mailbox, unseen,
 					n_unseen, IMAP_FLAGS_ADD, seen, 1, imap_fetch_seen_cb, s);
 	free(unseen);
@@ -483,8 +479,8 @@ struct imap_store_ctx {
 static void imap_store_cb(int status, const struct imap_msg_info *msgs, size_t n, void *arg)
 {
 	struct imap_session *s = arg;
-	if (imap_session_is_closed(s)) {
-		imap_session_unref(s);
+	if (conn_is_closed(&s->conn)) {
+		conn_unref(&s->conn);
 		return;
 	}
 	struct imap_store_ctx *ctx = s->cmd_ctx;
@@ -499,17 +495,17 @@ static void imap_store_cb(int status, const struct imap_msg_info *msgs, size_t n
 			imap_msg_set_flags(m, msgs[i].flags, msgs[i].n_flags);
 			if (ctx->silent)
 				continue;
-			imap_session_printf(s, "* %u FETCH (", seq);
+			conn_printf(&s->conn, "* %u FETCH (", seq);
 			if (s->cmd_uid)
-				imap_session_printf(s, "UID %u ", m->uid);
-			imap_session_append(s, "FLAGS ", 6);
+				conn_printf(&s->conn, "UID %u ", m->uid);
+			conn_append(&s->conn, "FLAGS ", 6);
 			imap_session_append_flags(s, m);
-			imap_session_append(s, ")\r\n", 3);
+			conn_append(&s->conn, ")\r\n", 3);
 		}
 		imap_cmd_done(s, "OK", NULL, "Store completed");
 	}
-	imap_session_resume(s);
-	imap_session_unref(s);
+	conn_process(&s->conn);
+	conn_unref(&s->conn);
 }
 
 /* A flag argument: a system flag (returned in its canonical spelling) or
@@ -593,7 +589,7 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t 
 	ctx->silent = silent;
 	s->cmd_ctx = ctx;
 	s->cmd_ctx_free = free;
-	imap_session_ref(s);
+	conn_ref(&s->conn);
 	s->server->backend->store_flags(s->server->backend_ctx, s->user, s->mailbox, uids,
 					n_uids, mode, flags, n_flags, imap_store_cb, s);
 	free(flags);

@@ -55,13 +55,13 @@ int imap_msg_has_flag(const struct imap_msg *msg, const char *flag)
 
 void imap_session_append_flags(struct imap_session *s, const struct imap_msg *msg)
 {
-	imap_session_append(s, "(", 1);
+	conn_append(&s->conn, "(", 1);
 	for (size_t i = 0; i < msg->n_flags; i++) {
 		if (i > 0)
-			imap_session_append(s, " ", 1);
-		imap_session_append(s, msg->flags[i], strlen(msg->flags[i]));
+			conn_append(&s->conn, " ", 1);
+		conn_append(&s->conn, msg->flags[i], strlen(msg->flags[i]));
 	}
-	imap_session_append(s, ")", 1);
+	conn_append(&s->conn, ")", 1);
 }
 
 void imap_session_mailbox_clear(struct imap_session *s)
@@ -138,10 +138,10 @@ static void imap_list_reply(struct imap_session *s, const char *pattern, const c
 {
 	if (!imap_list_match(pattern, name, strcmp(name, "INBOX") == 0))
 		return;
-	imap_session_printf(s, "* LIST (%s) \"/\" ",
+	conn_printf(&s->conn, "* LIST (%s) \"/\" ",
 			    has_children ? "\\HasChildren" : "\\HasNoChildren");
 	imap_session_append_string(s, name, strlen(name));
-	imap_session_append(s, "\r\n", 2);
+	conn_append(&s->conn, "\r\n", 2);
 }
 
 static int imap_list_has_children(const struct imap_mailbox_info *boxes, size_t n,
@@ -159,8 +159,8 @@ static void imap_cmd_list_cb(int status, const struct imap_mailbox_info *boxes, 
 			     void *arg)
 {
 	struct imap_session *s = arg;
-	if (imap_session_is_closed(s)) {
-		imap_session_unref(s);
+	if (conn_is_closed(&s->conn)) {
+		conn_unref(&s->conn);
 		return;
 	}
 	const char *pattern = s->cmd_ctx;
@@ -180,8 +180,8 @@ static void imap_cmd_list_cb(int status, const struct imap_mailbox_info *boxes, 
 					imap_list_has_children(boxes, n, boxes[i].name));
 		imap_cmd_done(s, "OK", NULL, "List completed");
 	}
-	imap_session_resume(s);
-	imap_session_unref(s);
+	conn_process(&s->conn);
+	conn_unref(&s->conn);
 }
 
 void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n_args)
@@ -194,7 +194,7 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 		return;
 	}
 	if (pattern[0] == '\0') {
-		imap_session_printf(s, "* LIST (\\Noselect) \"/\" \"\"\r\n");
+		conn_printf(&s->conn, "* LIST (\\Noselect) \"/\" \"\"\r\n");
 		imap_cmd_done(s, "OK", NULL, "List completed");
 		return;
 	}
@@ -204,7 +204,7 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 	}
 	s->cmd_ctx = xasprintf("%s%s", ref, pattern);
 	s->cmd_ctx_free = free;
-	imap_session_ref(s);
+	conn_ref(&s->conn);
 	s->server->backend->list(s->server->backend_ctx, s->user, imap_cmd_list_cb, s);
 }
 
@@ -214,15 +214,15 @@ static void imap_cmd_select_cb(int status, const struct imap_mailbox_info *box,
 			       const struct imap_msg_info *msgs, size_t n_msgs, void *arg)
 {
 	struct imap_session *s = arg;
-	if (imap_session_is_closed(s)) {
-		imap_session_unref(s);
+	if (conn_is_closed(&s->conn)) {
+		conn_unref(&s->conn);
 		return;
 	}
 	if (status != MAIL_OK) {
 		imap_session_mailbox_clear(s);
 		imap_cmd_fail(s, status);
-		imap_session_resume(s);
-		imap_session_unref(s);
+		conn_process(&s->conn);
+		conn_unref(&s->conn);
 		return;
 	}
 	int sorted = 1;
@@ -243,27 +243,27 @@ static void imap_cmd_select_cb(int status, const struct imap_mailbox_info *box,
 	s->uidnext = box->uidnext;
 	s->state = IMAP_STATE_SELECTED;
 
-	imap_session_printf(s, "* FLAGS (%s)\r\n", imap_system_flags);
-	imap_session_printf(s, "* %zu EXISTS\r\n* 0 RECENT\r\n", s->n_msgs);
+	conn_printf(&s->conn, "* FLAGS (%s)\r\n", imap_system_flags);
+	conn_printf(&s->conn, "* %zu EXISTS\r\n* 0 RECENT\r\n", s->n_msgs);
 	for (size_t i = 0; i < s->n_msgs; i++) {
 		if (!imap_msg_has_flag(&s->msgs[i], "\\Seen")) {
-			imap_session_printf(s, "* OK [UNSEEN %zu] First unseen.\r\n", i + 1);
+			conn_printf(&s->conn, "* OK [UNSEEN %zu] First unseen.\r\n", i + 1);
 			break;
 		}
 	}
-	imap_session_printf(s, "* OK [UIDVALIDITY %u] UIDs valid\r\n", s->uidvalidity);
-	imap_session_printf(s, "* OK [UIDNEXT %u] Predicted next UID\r\n", s->uidnext);
+	conn_printf(&s->conn, "* OK [UIDVALIDITY %u] UIDs valid\r\n", s->uidvalidity);
+	conn_printf(&s->conn, "* OK [UIDNEXT %u] Predicted next UID\r\n", s->uidnext);
 	if (s->read_only)
-		imap_session_printf(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
+		conn_printf(&s->conn, "* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
 	else
-		imap_session_printf(s, "* OK [PERMANENTFLAGS (%s \\*)] Flags permitted.\r\n",
+		conn_printf(&s->conn, "* OK [PERMANENTFLAGS (%s \\*)] Flags permitted.\r\n",
 				    imap_system_flags);
-	log_event(LOG_INFO, "imap", "event=select sid=%s exists=%zu read_only=%d", s->id,
+	log_event(LOG_INFO, "imap", "event=select sid=%s exists=%zu read_only=%d", s->conn.id,
 		  s->n_msgs, s->read_only);
 	imap_cmd_done(s, "OK", s->read_only ? "READ-ONLY" : "READ-WRITE",
 		      s->read_only ? "Examine completed" : "Select completed");
-	imap_session_resume(s);
-	imap_session_unref(s);
+	conn_process(&s->conn);
+	conn_unref(&s->conn);
 }
 
 static void imap_cmd_select_common(struct imap_session *s, const struct imap_arg *args,
@@ -281,7 +281,7 @@ static void imap_cmd_select_common(struct imap_session *s, const struct imap_arg
 	imap_session_mailbox_clear(s);
 	s->mailbox = xstrdup(strcasecmp(name, "INBOX") == 0 ? "INBOX" : name);
 	s->read_only = read_only;
-	imap_session_ref(s);
+	conn_ref(&s->conn);
 	s->server->backend->select(s->server->backend_ctx, s->user, s->mailbox,
 				   imap_cmd_select_cb, s);
 }
@@ -314,7 +314,7 @@ static void imap_session_expunged(struct imap_session *s, const uint32_t *uids, 
 	}
 	for (size_t i = s->n_msgs; i > 0; i--) {
 		if (gone[i - 1] && report)
-			imap_session_printf(s, "* %zu EXPUNGE\r\n", i);
+			conn_printf(&s->conn, "* %zu EXPUNGE\r\n", i);
 	}
 	size_t out = 0;
 	for (size_t i = 0; i < s->n_msgs; i++) {
@@ -330,8 +330,8 @@ static void imap_session_expunged(struct imap_session *s, const uint32_t *uids, 
 static void imap_cmd_expunge_cb(int status, const uint32_t *uids, size_t n, void *arg)
 {
 	struct imap_session *s = arg;
-	if (imap_session_is_closed(s)) {
-		imap_session_unref(s);
+	if (conn_is_closed(&s->conn)) {
+		conn_unref(&s->conn);
 		return;
 	}
 	if (status != MAIL_OK) {
@@ -340,8 +340,8 @@ static void imap_cmd_expunge_cb(int status, const uint32_t *uids, size_t n, void
 		imap_session_expunged(s, uids, n, 1);
 		imap_cmd_done(s, "OK", NULL, "Expunge completed");
 	}
-	imap_session_resume(s);
-	imap_session_unref(s);
+	conn_process(&s->conn);
+	conn_unref(&s->conn);
 }
 
 void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_t n_args)
@@ -355,8 +355,8 @@ void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_
 		imap_cmd_done(s, "NO", "READ-ONLY", "Mailbox is read-only");
 		return;
 	}
-	imap_session_ref(s);
-	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox,
+	conn_ref(&s->conn);
+	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox, NULL, 0,
 				    imap_cmd_expunge_cb, s);
 }
 
@@ -365,22 +365,22 @@ static void imap_cmd_close_cb(int status, const uint32_t *uids, size_t n, void *
 	struct imap_session *s = arg;
 	(void)uids;
 	(void)n;
-	if (imap_session_is_closed(s)) {
-		imap_session_unref(s);
+	if (conn_is_closed(&s->conn)) {
+		conn_unref(&s->conn);
 		return;
 	}
 	if (status != MAIL_OK) {
 		/* the mailbox is closed anyway; the client learns that the
 		 * \Deleted messages are still there */
 		const struct mail_error_info *info = mail_error_info(status);
-		imap_session_printf(s, "* NO [%s] %s\r\n",
+		conn_printf(&s->conn, "* NO [%s] %s\r\n",
 				    info->imap_code != NULL ? info->imap_code : "SERVERBUG",
 				    info->text);
 	}
 	imap_session_mailbox_clear(s);
 	imap_cmd_done(s, "OK", NULL, "Close completed");
-	imap_session_resume(s);
-	imap_session_unref(s);
+	conn_process(&s->conn);
+	conn_unref(&s->conn);
 }
 
 void imap_cmd_close(struct imap_session *s, const struct imap_arg *args, size_t n_args)
@@ -395,8 +395,8 @@ void imap_cmd_close(struct imap_session *s, const struct imap_arg *args, size_t 
 		imap_cmd_done(s, "OK", NULL, "Close completed");
 		return;
 	}
-	imap_session_ref(s);
-	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox,
+	conn_ref(&s->conn);
+	s->server->backend->expunge(s->server->backend_ctx, s->user, s->mailbox, NULL, 0,
 				    imap_cmd_close_cb, s);
 }
 

@@ -244,6 +244,16 @@ static void mem_op_free_cb(uv_handle_t *handle)
 	free(op);
 }
 
+/* 1 when uid is among op's uids, or op has none (all). */
+static int mem_op_has_uid(const struct mem_op *op, uint32_t uid)
+{
+	for (size_t i = 0; i < op->n_uids; i++) {
+		if (op->uids[i] == uid)
+			return 1;
+	}
+	return op->n_uids == 0;
+}
+
 static void mem_op_run(struct mem_op *op)
 {
 	imap_memory_backend *mb = op->mb;
@@ -373,7 +383,8 @@ static void mem_op_run(struct mem_op *op)
 		uint32_t *uids = xcalloc(b->n_msgs + 1, sizeof(*uids));
 		size_t n = 0, out = 0;
 		for (size_t i = 0; i < b->n_msgs; i++) {
-			if (mem_msg_flag_index(&b->msgs[i], "\\Deleted") >= 0) {
+			if (mem_msg_flag_index(&b->msgs[i], "\\Deleted") >= 0 &&
+			    mem_op_has_uid(op, b->msgs[i].uid)) {
 				uids[n++] = b->msgs[i].uid;
 				mem_msg_free(&b->msgs[i]);
 			} else {
@@ -447,15 +458,21 @@ static void mem_fetch(void *ctx, const char *user, const char *mailbox, uint32_t
 	mem_op_start(op);
 }
 
+static void mem_op_set_uids(struct mem_op *op, const uint32_t *uids, size_t n_uids)
+{
+	op->uids = xcalloc(n_uids + 1, sizeof(*op->uids));
+	if (n_uids > 0)
+		memcpy(op->uids, uids, n_uids * sizeof(*uids));
+	op->n_uids = n_uids;
+}
+
 static void mem_store_flags(void *ctx, const char *user, const char *mailbox,
 			    const uint32_t *uids, size_t n_uids, enum imap_flag_mode mode,
 			    const char *const *flags, size_t n_flags, imap_backend_flags_cb *cb,
 			    void *arg)
 {
 	struct mem_op *op = mem_op_new(ctx, MEM_STORE, user, mailbox, cb, arg);
-	op->uids = xcalloc(n_uids + 1, sizeof(*op->uids));
-	memcpy(op->uids, uids, n_uids * sizeof(*uids));
-	op->n_uids = n_uids;
+	mem_op_set_uids(op, uids, n_uids);
 	op->mode = mode;
 	op->flags = xcalloc(n_flags + 1, sizeof(*op->flags));
 	for (size_t i = 0; i < n_flags; i++)
@@ -464,10 +481,12 @@ static void mem_store_flags(void *ctx, const char *user, const char *mailbox,
 	mem_op_start(op);
 }
 
-static void mem_expunge(void *ctx, const char *user, const char *mailbox,
-			imap_backend_expunge_cb *cb, void *arg)
+static void mem_expunge(void *ctx, const char *user, const char *mailbox, const uint32_t *uids,
+			size_t n_uids, imap_backend_expunge_cb *cb, void *arg)
 {
-	mem_op_start(mem_op_new(ctx, MEM_EXPUNGE, user, mailbox, cb, arg));
+	struct mem_op *op = mem_op_new(ctx, MEM_EXPUNGE, user, mailbox, cb, arg);
+	mem_op_set_uids(op, uids, n_uids);
+	mem_op_start(op);
 }
 
 const struct imap_backend imap_memory_backend_vfuncs = {

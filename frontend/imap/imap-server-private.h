@@ -1,14 +1,16 @@
 /* imap-server-private.h: what the engine's .c files share (not a contract).
  *
- * Ownership: the server owns its sessions' handles; a session is freed when
- * its handles are closed AND no backend call holds a reference to it
- * (imap_session_ref/unref). Backend callbacks must check
- * imap_session_is_closed() first and then only finish and unref.
+ * Ownership: a session is a connection of the shared layer (conn.h): it is
+ * freed when its handles are closed AND no backend call holds a reference
+ * to it (conn_ref/conn_unref). Backend callbacks must check
+ * conn_is_closed() first and then only finish and unref.
  */
 #ifndef MAIL_IMAP_SERVER_PRIVATE_H
 #define MAIL_IMAP_SERVER_PRIVATE_H
 
 #include "buf.h"
+#include "conn.h"
+#include "imap-login.h"
 #include "imap-server.h"
 
 enum imap_session_state {
@@ -53,49 +55,21 @@ struct imap_msg {
 struct imap_server {
 	uv_loop_t *loop;
 	struct imap_settings set;
-	char *listen_host;
 	const struct imap_backend *backend;
 	void *backend_ctx;
-	uv_tcp_t listener;
-	int port;
-	int stopping;
-	int listener_closed;
-	struct imap_session *sessions; /* open sessions (handles not yet closed) */
-	unsigned n_sessions;
+	struct imap_login_backend login; /* the backend, for imap-login.h */
+	conn_server *conns;
 	char *capability;              /* "IMAP4rev1 LITERAL+ ..." */
 };
 
 struct imap_session {
-	struct imap_server *server;    /* valid until the handles are closed */
-	struct imap_session *prev, *next;
-	uv_tcp_t tcp;
-	uv_timer_t idle;
-	uv_shutdown_t shutdown_req;
-	unsigned refcount;
-	int closed;                    /* no more commands, replies or callbacks */
-	int handles_closing;
-	unsigned handles_open;
-	char id[13];
-	char peer[64];
-	char peer_ip[48];
-
+	struct conn conn;              /* first: the connection (conn.h) */
+	struct imap_server *server;    /* valid until the session is destroyed */
 	imap_parser *parser;
-	struct tls_conn *tls;          /* the TLS layer (STARTTLS, or from accept) */
-	int discard_input;             /* STARTTLS: drop what was pipelined after it */
-	buf in;                        /* received, not yet parsed */
-	buf out;                       /* replies not yet handed to uv_write */
-	int reading;
 
 	enum imap_session_state state;
 	char *user;
-	struct sasl_server *sasl;      /* AUTHENTICATE in progress */
-	struct imap_penalty *penalty;  /* an attempt held back (auth penalty) */
-	char *login_user, *login_password; /* LOGIN held back by a penalty */
-	int auth_reading;              /* waiting for the client's next line */
-	int auth_final;                /* SCRAM's server-final sent */
-	char *auth_canon;              /* canonical user of a SCRAM exchange */
-	unsigned bad_count;
-	unsigned auth_failures;
+	imap_login *login;             /* LOGIN or AUTHENTICATE in progress */
 
 	/* the command running (one at a time) */
 	int busy;
@@ -116,32 +90,16 @@ struct imap_session {
 
 /* ---- imap-server.c --------------------------------------------------- */
 
-void imap_session_ref(struct imap_session *s);
-void imap_session_unref(struct imap_session *s);
-int imap_session_is_closed(const struct imap_session *s);
-/* LOGIN succeeded: the normal idle timeout from now on. */
+/* LOGIN succeeded: the normal idle timeout and parser limits from now on. */
 void imap_session_authenticated(struct imap_session *s);
-/* After an async completion: send queued replies and go on with input. */
-void imap_session_resume(struct imap_session *s);
 /* Say "* BYE text", then close once it is written. */
 void imap_session_bye(struct imap_session *s, const char *text, const char *reason);
-/* Send what is queued, then close (no more commands meanwhile). */
-void imap_session_close_after_write(struct imap_session *s, const char *reason);
-
-void imap_session_append(struct imap_session *s, const void *data, size_t len);
 /* The capabilities this session has now (heap; the caller frees):
  * STARTTLS before TLS where TLS is configured, LOGINDISABLED while a
  * plaintext login is refused. */
 char *imap_session_capability(const struct imap_session *s);
-/* 1 when LOGIN may be used: over TLS, or in the loopback development mode. */
-int imap_session_login_allowed(const struct imap_session *s);
-void imap_session_printf(struct imap_session *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 /* An IMAP string: atom when safe, else quoted, else a literal. */
 void imap_session_append_string(struct imap_session *s, const char *str, size_t len);
-void imap_session_flush(struct imap_session *s);
-/* Bytes handed to libuv and not yet written, plus s->out. */
-size_t imap_session_output_pending(const struct imap_session *s);
 
 /* End the running command: "tag STATUS [code] text". code may be NULL.
  * status is "OK", "NO" or "BAD". */
@@ -163,10 +121,6 @@ void imap_session_append_flags(struct imap_session *s, const struct imap_msg *ms
 
 imap_cmd_func imap_cmd_capability;
 imap_cmd_func imap_cmd_authenticate;
-/* A line of an AUTHENTICATE exchange (without CRLF). */
-void imap_auth_line(struct imap_session *s, const char *line, size_t len);
-/* Run fn(s) after the penalty delay of s's address (now when none). */
-void imap_session_after_penalty(struct imap_session *s, void (*fn)(struct imap_session *s));
 imap_cmd_func imap_cmd_starttls;
 imap_cmd_func imap_cmd_noop;
 imap_cmd_func imap_cmd_logout;

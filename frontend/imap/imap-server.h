@@ -7,11 +7,12 @@
  * imap_backend (imap-backend.h). Commands of a session run one at a time
  * in arrival order; pipelined input is buffered (bounded) meanwhile.
  *
- * Implemented: CAPABILITY NOOP LOGOUT LOGIN LIST SELECT EXAMINE FETCH
- * UID FETCH STORE UID STORE EXPUNGE CLOSE UNSELECT, LITERAL+ (RFC 7888).
- * Not yet: STARTTLS/IMAPS, AUTHENTICATE, APPEND, SEARCH, COPY, IDLE,
- * ENVELOPE/BODYSTRUCTURE, mailbox change notifications (a session sees the
- * mailbox as it was at SELECT, plus its own changes).
+ * Implemented: CAPABILITY NOOP LOGOUT LOGIN AUTHENTICATE STARTTLS LIST
+ * SELECT EXAMINE FETCH UID FETCH STORE UID STORE EXPUNGE CLOSE UNSELECT,
+ * LITERAL+ (RFC 7888), SASL-IR (RFC 4959), IMAPS. Not yet: APPEND, SEARCH,
+ * COPY, IDLE, ENVELOPE/BODYSTRUCTURE, mailbox change notifications (a
+ * session sees the mailbox as it was at SELECT, plus its own changes).
+ * Connections, TLS and the session caps are the shared layer's (conn.h).
  *
  * Everything here runs on the loop thread.
  */
@@ -23,6 +24,7 @@
 
 #include <uv.h>
 
+#include "conn.h"
 #include "imap-backend.h"
 #include "imap-parser.h"
 
@@ -42,45 +44,16 @@
 #define IMAP_BODY_BUDGET_MIN (1024u * 1024u)    /* bodies this large need budget */
 
 struct imap_settings {
-	const char *listen_host;    /* copied by start */
-	int listen_port;
-	/* LOGIN over a connection without TLS: 0 (the default) refuses it
-	 * (LOGINDISABLED is advertised until STARTTLS); 1 allows it from
-	 * loopback peers only (the development mode, logged at start). */
-	int allow_plaintext_login;
-	/* TLS (lib/tls.h; not owned, must outlive the server): STARTTLS is
-	 * offered (RFC 3501 6.2.1; what a client pipelined after it is
-	 * dropped), or with implicit_tls the whole connection is TLS (IMAPS,
-	 * RFC 8314). NULL: no TLS. */
-	struct tls_server *tls;
-	int implicit_tls;
-	/* AUTHENTICATE (SASL PLAIN, LOGIN, and SCRAM-SHA-256 when the backend
-	 * gives keys; SASL-IR): the secret that keys unknown users' fake SCRAM
-	 * salts, >= 16 bytes, the same on every frontend. */
-	const uint8_t *sasl_secret;
-	size_t sasl_secret_len;
-	/* Authentication penalties and blocks (frontend/auth-guard.h), all
-	 * optional: how long to hold an attempt from ip, a failed attempt,
-	 * and whether ip is refused at connect. */
-	/* Message bodies of IMAP_BODY_BUDGET_MIN bytes or more held by FETCH
-	 * count against this budget (shared by the frontend's sessions; not
-	 * owned; NULL: none); one that does not fit fails that FETCH with
-	 * NO [UNAVAILABLE] (the client retries) instead of growing memory. */
-	struct mem_budget *body_budget;
-	unsigned (*auth_delay_ms)(void *arg, const char *ip);
-	void (*auth_failed)(void *arg, const char *ip);
-	int (*ip_refused)(void *arg, const char *ip);
-	void *guard_arg;
-	uint64_t idle_timeout_ms;
-	uint64_t preauth_timeout_ms; /* the idle timeout until logged in */
-	unsigned max_sessions;
-	unsigned max_sessions_per_ip;
-	/* exempt from the two session caps (not owned; NULL: none) */
-	const struct cidr_list *trusted;
-	unsigned max_bad_commands;
-	unsigned max_auth_failures;
-	size_t max_input;
-	size_t max_output;
+	/* The listener (conn.h): address, TLS, credentials over plaintext,
+	 * trusted networks, SASL's secret, the auth guard, the body budget,
+	 * timeouts, session caps, input and output bounds. With TLS,
+	 * STARTTLS is offered (RFC 3501 6.2.1) or, with implicit_tls, IMAPS
+	 * (RFC 8314); LOGINDISABLED is advertised while credentials are
+	 * refused. Message bodies of IMAP_BODY_BUDGET_MIN bytes or more held
+	 * by FETCH count against the body budget; one that does not fit
+	 * fails that FETCH with NO [UNAVAILABLE] (the client retries)
+	 * instead of growing memory. */
+	struct conn_settings conn;
 	struct imap_parser_limits limits_preauth;
 	struct imap_parser_limits limits_auth;
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drive the IMAP engine with Python's imaplib (stdlib only).
 
-Usage: test-imap-imaplib.py PATH-TO-imap-test-server
+Usage: test-imap-imaplib.py PATH-TO-mail-test-server
 
 Starts the in-memory test server on a free port, logs in, lists, selects,
 reads messages back byte for byte (8-bit bytes included) and header fields
@@ -13,14 +13,17 @@ IMAPS, and the STARTTLS injection case."""
 import imaplib
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 
-SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from mail_test_server import (MailTestServer, count_answered, never_reading,  # noqa: E402
+                              write_messages)
 
 USER = "demo@example.test"
 PASSWORD = "pass word"
@@ -36,18 +39,9 @@ MESSAGES = [
 def main():
     server_bin = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="imap-imaplib-")
-    paths = []
-    for i, body in enumerate(MESSAGES):
-        path = os.path.join(tmp, "m%d" % i)
-        with open(path, "wb") as f:
-            f.write(body)
-        paths.append(path)
-    proc = subprocess.Popen([server_bin, "0", USER, PASSWORD] + paths,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    srv = MailTestServer(server_bin, USER, PASSWORD, write_messages(tmp, MESSAGES))
     try:
-        line = proc.stdout.readline().decode()
-        assert line.startswith("port="), line
-        port = int(line.strip().split("=")[1])
+        port = srv.ports["port"]
 
         imap = imaplib.IMAP4("127.0.0.1", port)
         assert "IMAP4REV1" in imap.capabilities, imap.capabilities
@@ -114,23 +108,11 @@ def main():
         typ, _ = imap.logout()
         assert typ == "BYE"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=10)
-        for p in paths:
-            os.unlink(p)
-        os.rmdir(tmp)
-    assert rc == 0, "server exit code %d" % rc
+        srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     print("imaplib: all checks passed")
     tls_tests(server_bin)
     output_bound_test(server_bin)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def output_bound_test(server_bin):
@@ -139,32 +121,19 @@ def output_bound_test(server_bin):
     chunks as the client reads. A normal client is served meanwhile, and
     the per-address session cap (20) turns the next one away."""
     tmp = tempfile.mkdtemp(prefix="imap-bound-")
-    path = os.path.join(tmp, "big")
     line = b"x" * 998 + b"\r\n"
-    with open(path, "wb") as f:
-        f.write(b"Subject: big\r\n\r\n" + line * (4 * 1024 * 1024 // len(line)))
-    small = os.path.join(tmp, "small")
-    with open(small, "wb") as f:
-        f.write(MESSAGES[0])
-    proc = subprocess.Popen([server_bin, "--body-budget", str(6 * 1024 * 1024), "0", USER,
-                             PASSWORD, path, small],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    big = b"Subject: big\r\n\r\n" + line * (4 * 1024 * 1024 // len(line))
+    srv = MailTestServer(server_bin, USER, PASSWORD, write_messages(tmp, [big, MESSAGES[0]]),
+                         budget=6 * 1024 * 1024)
     socks = []
     try:
-        port = int(proc.stdout.readline().strip().split("=")[1])
-        base = rss_kib(proc.pid)
-        for i in range(19):
-            sk = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sk.recv(4096)
-            sk.sendall(b'a LOGIN "%s" "%s"\r\nb SELECT INBOX\r\n'
-                       b"c FETCH 1 (BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] "
-                       b"BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] BODY.PEEK[])\r\n"
-                       % (USER.encode(), PASSWORD.encode()))
-            socks.append(sk)  # never read again
-        import time
-        time.sleep(2)
-        grown = rss_kib(proc.pid) - base
+        port = srv.ports["port"]
+        base = srv.rss_kib()
+        socks = never_reading(port, 19, b'a LOGIN "%s" "%s"\r\nb SELECT INBOX\r\n'
+                              b"c FETCH 1 (BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] "
+                              b"BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] BODY.PEEK[])\r\n"
+                              % (USER.encode(), PASSWORD.encode()))
+        grown = srv.rss_kib() - base
         print(f"output bound: 19 sessions not reading 8 x 4 MiB: server RSS +{grown // 1024} MiB")
         # unbounded, each session would queue 32 MiB (608 MiB in all)
         assert grown < 300 * 1024, grown
@@ -182,28 +151,14 @@ def output_bound_test(server_bin):
         imap.logout()
         # the body budget (6 MiB) held one 4 MiB body at a time: the other
         # sessions were told to come back (NO [UNAVAILABLE])
-        busy = 0
-        for sk in socks:
-            sk.setblocking(False)
-            seen = b""
-            try:
-                while True:
-                    chunk = sk.recv(1 << 20)
-                    if not chunk:
-                        break
-                    seen += chunk[-4096:]
-            except BlockingIOError:
-                pass
-            busy += b"c NO [UNAVAILABLE]" in seen
+        busy = count_answered(socks, b"c NO [UNAVAILABLE]")
         print(f"output bound: {busy} of 19 FETCHes told to retry by the 6 MiB body budget")
         assert busy >= 10, busy
     finally:
         for sk in socks:
             sk.close()
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=10)
+        srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    assert rc == 0, rc
 
 
 class ScramClient:
@@ -246,14 +201,11 @@ class ScramClient:
 
 def tls_tests(server_bin):
     tmp = tempfile.mkdtemp(prefix="imap-tls-")
-    proc = None
+    srv = None
     try:
         subprocess.run([os.path.join(SRC, "cluster", "dev-ca"), tmp], check=True)
-        proc = subprocess.Popen([server_bin, "--tls", os.path.join(tmp, "frontend.pem"),
-                                 os.path.join(tmp, "frontend.key"), "0", USER, PASSWORD],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        tls_port = int(proc.stdout.readline().strip().split("=")[1])
-        port = int(proc.stdout.readline().strip().split("=")[1])
+        srv = MailTestServer(server_bin, USER, PASSWORD, [], tls=tmp)
+        tls_port, port = srv.ports["tlsport"], srv.ports["port"]
         ctx = ssl.create_default_context(cafile=os.path.join(tmp, "ca.pem"))
 
         imap = imaplib.IMAP4("localhost", port)
@@ -339,9 +291,8 @@ def tls_tests(server_bin):
         tls.close()
         print("imap tls: 3 passed, 0 failed; AUTHENTICATE PLAIN, LOGIN, SCRAM-SHA-256 passed")
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0
+        if srv is not None:
+            srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

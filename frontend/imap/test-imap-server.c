@@ -12,7 +12,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -21,6 +20,8 @@
 
 #include "imap-memory-backend.h"
 #include "imap-server.h"
+#include "line-client.h"
+#include "test-engine-fixture.h"
 #include "mail-error.h"
 
 #define USER "demo@example.test"
@@ -31,174 +32,60 @@ static const char msg2[] = "Subject: two\r\n\r\nbinary \x80\xff\xfe\x01\x7f\xc3\
 static const char msg3[] = "Subject: three\r\n\r\nthird\r\n";
 
 struct fixture {
-	pthread_t thread;
-	pthread_mutex_t mutex;
-	pthread_cond_t cond;
-	int ready;
-	uv_loop_t loop;
-	uv_async_t stop;
-	imap_memory_backend *mb;
+	struct engine_fixture e; /* first */
 	imap_server *server;
 	struct imap_settings set;
-	uint64_t delay_ms;
-	int port;
-	int loop_close_status;
 };
 
-static void fixture_stop_cb(uv_async_t *async)
+static void fixture_fill(struct engine_fixture *e)
 {
-	struct fixture *f = async->data;
-	imap_server_stop(&f->server);
-	uv_close((uv_handle_t *)async, NULL);
+	imap_memory_backend_add_user(e->mb, USER, PASS);
+	imap_memory_backend_add_user(e->mb, "other@example.test", "x");
+	imap_memory_backend_add_message(e->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "",
+					1700000000000LL);
+	imap_memory_backend_add_message(e->mb, USER, "INBOX", msg2, sizeof(msg2) - 1, "",
+					1700000001000LL);
+	imap_memory_backend_add_message(e->mb, USER, "INBOX", msg3, sizeof(msg3) - 1, "\\Seen",
+					1700000002000LL);
+	imap_memory_backend_add_message(e->mb, USER, "Archive/2026", msg1, sizeof(msg1) - 1, "",
+					0);
+	imap_memory_backend_add_message(e->mb, "other@example.test", "Secret", msg1,
+					sizeof(msg1) - 1, "", 0);
 }
 
-static void *fixture_thread(void *arg)
+static int fixture_server_start(struct engine_fixture *e, uv_loop_t *loop)
 {
-	struct fixture *f = arg;
+	struct fixture *f = (struct fixture *)e;
 	const char *error;
+	if (imap_server_start(loop, &f->set, &imap_memory_backend_vfuncs, e->mb, &f->server,
+			      &error) < 0)
+		return -1;
+	return imap_server_port(f->server);
+}
 
-	uv_loop_init(&f->loop);
-	f->mb = imap_memory_backend_create(&f->loop);
-	imap_memory_backend_add_user(f->mb, USER, PASS);
-	imap_memory_backend_add_user(f->mb, "other@example.test", "x");
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "",
-					1700000000000LL);
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg2, sizeof(msg2) - 1, "",
-					1700000001000LL);
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg3, sizeof(msg3) - 1, "\\Seen",
-					1700000002000LL);
-	imap_memory_backend_add_message(f->mb, USER, "Archive/2026", msg1, sizeof(msg1) - 1, "",
-					0);
-	imap_memory_backend_add_message(f->mb, "other@example.test", "Secret", msg1,
-					sizeof(msg1) - 1, "", 0);
-	imap_memory_backend_set_delay(f->mb, f->delay_ms);
-	uv_async_init(&f->loop, &f->stop, fixture_stop_cb);
-	f->stop.data = f;
-	int ret = imap_server_start(&f->loop, &f->set, &imap_memory_backend_vfuncs, f->mb,
-				    &f->server, &error);
-	pthread_mutex_lock(&f->mutex);
-	f->port = ret == 0 ? imap_server_port(f->server) : -1;
-	f->ready = 1;
-	pthread_cond_signal(&f->cond);
-	pthread_mutex_unlock(&f->mutex);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
-	imap_memory_backend_destroy(&f->mb);
-	f->loop_close_status = uv_loop_close(&f->loop);
-	return NULL;
+static void fixture_server_stop(struct engine_fixture *e)
+{
+	imap_server_stop(&((struct fixture *)e)->server);
 }
 
 static struct fixture *fixture_start(void (*tune)(struct imap_settings *), uint64_t delay_ms)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	pthread_mutex_init(&f->mutex, NULL);
-	pthread_cond_init(&f->cond, NULL);
 	imap_settings_init(&f->set);
-	f->set.listen_port = 0;
-	f->set.allow_plaintext_login = 1;
+	f->set.conn.port = 0;
+	f->set.conn.access.allow_plaintext_login = 1;
 	if (tune != NULL)
 		tune(&f->set);
-	f->delay_ms = delay_ms;
-	pthread_create(&f->thread, NULL, fixture_thread, f);
-	pthread_mutex_lock(&f->mutex);
-	while (!f->ready)
-		pthread_cond_wait(&f->cond, &f->mutex);
-	pthread_mutex_unlock(&f->mutex);
-	assert_true(f->port > 0);
+	f->e = (struct engine_fixture){ .fill = fixture_fill, .start = fixture_server_start,
+					.stop = fixture_server_stop, .delay_ms = delay_ms };
+	engine_fixture_start(&f->e);
 	return f;
 }
 
 static void fixture_stop(struct fixture *f)
 {
-	uv_async_send(&f->stop);
-	pthread_join(f->thread, NULL);
-	assert_int_equal(f->loop_close_status, 0);
-	pthread_mutex_destroy(&f->mutex);
-	pthread_cond_destroy(&f->cond);
+	engine_fixture_stop(&f->e);
 	free(f);
-}
-
-/* ---- a tiny blocking client ------------------------------------------ */
-
-struct client {
-	int fd;
-	char buf[1 << 20];
-	size_t len;
-};
-
-static struct client *client_connect(int port)
-{
-	struct client *c = calloc(1, sizeof(*c));
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	c->fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct timeval tv = { 5, 0 };
-	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	return c;
-}
-
-static void client_close(struct client *c)
-{
-	close(c->fd);
-	free(c);
-}
-
-static void client_send(struct client *c, const void *data, size_t len)
-{
-	assert_int_equal(send(c->fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
-}
-
-static void client_sendf(struct client *c, const char *fmt, ...)
-{
-	char line[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	client_send(c, line, (size_t)n);
-}
-
-/* Read more bytes; returns 0 on EOF/timeout. */
-static int client_fill(struct client *c)
-{
-	assert_true(c->len < sizeof(c->buf) - 1);
-	ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
-	if (n <= 0)
-		return 0;
-	c->len += (size_t)n;
-	c->buf[c->len] = '\0';
-	return 1;
-}
-
-/* Everything up to and including the first line that starts with prefix;
- * the caller frees it. NULL on EOF/timeout. */
-static char *client_until(struct client *c, const char *prefix)
-{
-	size_t plen = strlen(prefix);
-	for (;;) {
-		size_t pos = 0;
-		while (pos < c->len) {
-			if (pos + plen <= c->len && memcmp(c->buf + pos, prefix, plen) == 0) {
-				char *eol = memmem(c->buf + pos, c->len - pos, "\r\n", 2);
-				if (eol == NULL)
-					break;
-				size_t end = (size_t)(eol - c->buf) + 2;
-				char *out = malloc(end + 1);
-				memcpy(out, c->buf, end);
-				out[end] = '\0';
-				memmove(c->buf, c->buf + end, c->len - end);
-				c->len -= end;
-				c->buf[c->len] = '\0';
-				return out;
-			}
-			char *nl = memchr(c->buf + pos, '\n', c->len - pos);
-			if (nl == NULL)
-				break;
-			pos = (size_t)(nl - c->buf) + 1;
-		}
-		if (!client_fill(c))
-			return NULL;
-	}
 }
 
 /* Send "tag command" and return the whole answer through the tagged line. */
@@ -212,17 +99,6 @@ static char *cmd(struct client *c, const char *tag, const char *command)
 	return out;
 }
 
-#define assert_contains(hay, needle)                                                   \
-	do {                                                                           \
-		if (strstr((hay), (needle)) == NULL)                                   \
-			fail_msg("missing \"%s\" in:\n%s", (needle), (hay));           \
-	} while (0)
-#define assert_not_contains(hay, needle)                                               \
-	do {                                                                           \
-		if (strstr((hay), (needle)) != NULL)                                   \
-			fail_msg("unexpected \"%s\" in:\n%s", (needle), (hay));        \
-	} while (0)
-
 static void check(struct client *c, const char *tag, const char *command, const char *want)
 {
 	char *out = cmd(c, tag, command);
@@ -232,7 +108,7 @@ static void check(struct client *c, const char *tag, const char *command, const 
 
 static struct client *client_login(struct fixture *f)
 {
-	struct client *c = client_connect(f->port);
+	struct client *c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
 	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
 	return c;
@@ -244,7 +120,7 @@ static void test_greeting_capability(void **state)
 {
 	(void)state;
 	struct fixture *f = fixture_start(NULL, 0);
-	struct client *c = client_connect(f->port);
+	struct client *c = client_connect(f->e.port);
 	char *greeting = client_until(c, "* OK");
 	assert_non_null(greeting);
 	assert_contains(greeting, "* OK [CAPABILITY IMAP4rev1 LITERAL+");
@@ -267,14 +143,14 @@ static void test_greeting_capability(void **state)
 
 static void tune_no_plaintext(struct imap_settings *set)
 {
-	set->allow_plaintext_login = 0;
+	set->conn.access.allow_plaintext_login = 0;
 }
 
 static void test_login(void **state)
 {
 	(void)state;
 	struct fixture *f = fixture_start(NULL, 0);
-	struct client *c = client_connect(f->port);
+	struct client *c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
 	/* commands of later states are refused before LOGIN */
 	check(c, "b1", "SELECT INBOX", "b1 BAD Not authenticated");
@@ -297,7 +173,7 @@ static void test_login(void **state)
 	client_close(c);
 
 	/* LITERAL+ */
-	c = client_connect(f->port);
+	c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
 	client_sendf(c, "c1 LOGIN {%zu+}\r\n%s \"%s\"\r\n", strlen(USER), USER, PASS);
 	out = client_until(c, "c1 ");
@@ -307,7 +183,7 @@ static void test_login(void **state)
 	client_close(c);
 
 	/* too many failures: BYE */
-	c = client_connect(f->port);
+	c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
 	check(c, "d1", "LOGIN a@b.test x", "d1 NO");
 	check(c, "d2", "LOGIN a@b.test x", "d2 NO");
@@ -320,7 +196,7 @@ static void test_login(void **state)
 	fixture_stop(f);
 
 	f = fixture_start(tune_no_plaintext, 0);
-	c = client_connect(f->port);
+	c = client_connect(f->e.port);
 	out = client_until(c, "* OK");
 	assert_contains(out, "LOGINDISABLED");
 	free(out);
@@ -386,7 +262,7 @@ static void test_select_fetch(void **state)
 		 sizeof(msg2) - 1, msg2);
 	assert_contains(out, want);
 	free(out);
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 2, "\\Seen"), 1);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "INBOX", 2, "\\Seen"), 1);
 	/* PEEK leaves \Seen alone */
 	out = cmd(c, "f3", "FETCH 1 (BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT]<1.3>)");
 	assert_contains(out, "* 1 FETCH (BODY[] {45}\r\nFrom: ");
@@ -394,7 +270,7 @@ static void test_select_fetch(void **state)
 	assert_contains(out, "BODY[TEXT]<1> {3}\r\nell)");
 	assert_not_contains(out, "FLAGS");
 	free(out);
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 1, "\\Seen"), 0);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "INBOX", 1, "\\Seen"), 0);
 	/* UID FETCH answers with UIDs; RFC822 sets \Seen */
 	out = cmd(c, "f4", "UID FETCH 1:* (RFC822)");
 	assert_contains(out, "* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822 {45}\r\n");
@@ -414,7 +290,7 @@ static void test_select_fetch(void **state)
 	check(c, "f13", "FETCH 1 FLAGS", "f13 BAD No mailbox selected");
 
 	/* EXAMINE: read-only, no \Seen, no STORE */
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "", 0);
+	imap_memory_backend_add_message(f->e.mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "", 0);
 	out = cmd(c, "x1", "EXAMINE INBOX");
 	assert_contains(out, "* 4 EXISTS");
 	assert_contains(out, "[PERMANENTFLAGS ()]");
@@ -424,7 +300,7 @@ static void test_select_fetch(void **state)
 	assert_contains(out, "* 4 FETCH (BODY[] {45}");
 	assert_not_contains(out, "FLAGS");
 	free(out);
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "INBOX", 4, "\\Seen"), 0);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "INBOX", 4, "\\Seen"), 0);
 	check(c, "x3", "STORE 4 +FLAGS (\\Deleted)", "x3 NO [READ-ONLY]");
 	check(c, "x4", "EXPUNGE", "x4 NO [READ-ONLY]");
 	check(c, "x5", "CLOSE", "x5 OK");
@@ -444,10 +320,10 @@ static void test_fetch_header_fields(void **state)
 	static const char no_body[] = "Subject: only header\r\nFrom: x@example.test\r\n\r\n";
 	static const char no_blank[] = "From: y@example.test\r\nsubject : no blank";
 	struct fixture *f = fixture_start(NULL, 0);
-	imap_memory_backend_add_message(f->mb, USER, "Headers", folded, sizeof(folded) - 1, "", 0);
-	imap_memory_backend_add_message(f->mb, USER, "Headers", no_body, sizeof(no_body) - 1, "",
+	imap_memory_backend_add_message(f->e.mb, USER, "Headers", folded, sizeof(folded) - 1, "", 0);
+	imap_memory_backend_add_message(f->e.mb, USER, "Headers", no_body, sizeof(no_body) - 1, "",
 					0);
-	imap_memory_backend_add_message(f->mb, USER, "Headers", no_blank, sizeof(no_blank) - 1, "",
+	imap_memory_backend_add_message(f->e.mb, USER, "Headers", no_blank, sizeof(no_blank) - 1, "",
 					0);
 	struct client *c = client_login(f);
 	check(c, "h0", "SELECT Headers", "h0 OK [READ-WRITE]");
@@ -474,12 +350,12 @@ static void test_fetch_header_fields(void **state)
 	check(c, "h4", "FETCH 1 BODY.PEEK[HEADER.FIELDS (CC)]",
 	      "* 1 FETCH (BODY[HEADER.FIELDS (CC)] {2}\r\n\r\n)\r\n");
 	/* PEEK kept \Seen off; BODY[HEADER.FIELDS] sets and announces it */
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "Headers", 1, "\\Seen"), 0);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "Headers", 1, "\\Seen"), 0);
 	out = cmd(c, "h5", "FETCH 1 BODY[HEADER.FIELDS (FROM)]");
 	assert_contains(out, "* 1 FETCH (FLAGS (\\Seen) BODY[HEADER.FIELDS (FROM)] {24}\r\n"
 			     "From: a@example.test\r\n\r\n)\r\nh5 OK");
 	free(out);
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "Headers", 1, "\\Seen"), 1);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "Headers", 1, "\\Seen"), 1);
 
 	/* a header without a body */
 	check(c, "h6", "FETCH 2 (BODY.PEEK[HEADER.FIELDS (FROM)] BODY.PEEK[TEXT])",
@@ -491,8 +367,8 @@ static void test_fetch_header_fields(void **state)
 	      "* 3 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {22}\r\nsubject : no blank\r\n\r\n)\r\n");
 	check(c, "h8", "FETCH 3 BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT)]",
 	      "* 3 FETCH (BODY[HEADER.FIELDS.NOT (SUBJECT)] {24}\r\nFrom: y@example.test\r\n\r\n)");
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "Headers", 2, "\\Seen"), 0);
-	assert_int_equal(imap_memory_backend_has_flag(f->mb, USER, "Headers", 3, "\\Seen"), 0);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "Headers", 2, "\\Seen"), 0);
+	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "Headers", 3, "\\Seen"), 0);
 
 	/* limits and what is not supported: BAD, and the session goes on */
 	char line[1024];
@@ -513,7 +389,7 @@ static void test_store_expunge(void **state)
 {
 	(void)state;
 	struct fixture *f = fixture_start(NULL, 0);
-	imap_memory_backend_add_message(f->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "", 0);
+	imap_memory_backend_add_message(f->e.mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "", 0);
 	struct client *c = client_login(f);
 	free(cmd(c, "s1", "SELECT INBOX"));
 	check(c, "t1", "STORE 1 +FLAGS (\\Flagged $Work)", "* 1 FETCH (FLAGS (\\Flagged $Work))");
@@ -531,7 +407,7 @@ static void test_store_expunge(void **state)
 	out = cmd(c, "t9", "EXPUNGE");
 	assert_contains(out, "* 4 EXPUNGE\r\n* 3 EXPUNGE\r\n* 1 EXPUNGE\r\nt9 OK");
 	free(out);
-	assert_int_equal(imap_memory_backend_count(f->mb, USER, "INBOX"), 1);
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "INBOX"), 1);
 	check(c, "t10", "FETCH 1:* UID", "* 1 FETCH (UID 2)\r\nt10 OK");
 	/* CLOSE expunges without telling */
 	free(cmd(c, "t11", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
@@ -539,7 +415,7 @@ static void test_store_expunge(void **state)
 	assert_not_contains(out, "EXPUNGE");
 	assert_contains(out, "t12 OK");
 	free(out);
-	assert_int_equal(imap_memory_backend_count(f->mb, USER, "INBOX"), 0);
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "INBOX"), 0);
 	out = cmd(c, "t13", "SELECT INBOX");
 	assert_contains(out, "* 0 EXISTS");
 	free(out);
@@ -556,12 +432,12 @@ static void test_backend_failure(void **state)
 	struct fixture *f = fixture_start(NULL, 0);
 	struct client *c = client_login(f);
 	free(cmd(c, "s1", "SELECT INBOX"));
-	imap_memory_backend_set_failure(f->mb, MAIL_ERR_UNAVAILABLE);
+	imap_memory_backend_set_failure(f->e.mb, MAIL_ERR_UNAVAILABLE);
 	check(c, "u1", "FETCH 1 BODY.PEEK[]", "u1 NO [UNAVAILABLE]");
 	check(c, "u2", "LIST \"\" *", "u2 NO [UNAVAILABLE]");
 	check(c, "u3", "SELECT INBOX", "u3 NO [UNAVAILABLE]");
 	check(c, "u4", "FETCH 1 FLAGS", "u4 BAD No mailbox selected");
-	imap_memory_backend_set_failure(f->mb, MAIL_OK);
+	imap_memory_backend_set_failure(f->e.mb, MAIL_OK);
 	check(c, "u5", "SELECT INBOX", "u5 OK");
 	client_close(c);
 	fixture_stop(f);
@@ -571,7 +447,7 @@ static void test_bad_input(void **state)
 {
 	(void)state;
 	struct fixture *f = fixture_start(NULL, 0);
-	struct client *c = client_connect(f->port);
+	struct client *c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
 	check(c, "g1", "FROBNICATE", "g1 BAD Unknown command");
 	check(c, "g2", "UID FROB 1", "g2 BAD Unknown command");
@@ -610,7 +486,7 @@ static void test_bad_input(void **state)
 	client_close(c);
 
 	/* too many invalid commands in a row: BYE */
-	c = client_connect(f->port);
+	c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
 	/* in one send: the server closes after the 20th, and a later send of
 	 * our own could fail with a reset */
@@ -633,7 +509,7 @@ static void test_disconnect_pending(void **state)
 	(void)state;
 	struct fixture *f = fixture_start(NULL, 300);
 	/* disconnect while LOGIN waits for the backend */
-	struct client *c = client_connect(f->port);
+	struct client *c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
 	client_sendf(c, "a LOGIN " USER " \"" PASS "\"\r\n");
 	client_close(c);
@@ -657,14 +533,14 @@ static void test_disconnect_pending(void **state)
 
 static void tune_idle(struct imap_settings *set)
 {
-	set->idle_timeout_ms = 1000;
+	set->conn.idle_timeout_ms = 1000;
 }
 
 static void test_idle_timeout(void **state)
 {
 	(void)state;
 	struct fixture *f = fixture_start(tune_idle, 0);
-	struct client *c = client_connect(f->port);
+	struct client *c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
 	char *out = client_until(c, "* BYE");
 	assert_non_null(out);
@@ -677,8 +553,8 @@ static void test_idle_timeout(void **state)
 
 static void tune_preauth(struct imap_settings *set)
 {
-	set->idle_timeout_ms = 4000;
-	set->preauth_timeout_ms = 1000;
+	set->conn.idle_timeout_ms = 4000;
+	set->conn.preauth_timeout_ms = 1000;
 }
 
 /* Before LOGIN the short timeout applies; after it, the normal one. */
@@ -686,7 +562,7 @@ static void test_preauth_timeout(void **state)
 {
 	(void)state;
 	struct fixture *f = fixture_start(tune_preauth, 0);
-	struct client *c = client_connect(f->port);
+	struct client *c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -1,15 +1,18 @@
-/* imap-test-server: the IMAP engine over the in-memory backend, for client
- * tests (test-imap-imaplib.py) and manual poking. Development tool only.
+/* mail-test-server: the IMAP and POP3 engines over one in-memory backend,
+ * for client tests (test-imap-imaplib.py, test-pop3-poplib.py) and manual
+ * poking. Development tool only.
  *
- *   imap-test-server [--body-budget BYTES] [--tls CERT KEY] PORT USER PASSWORD
+ *   mail-test-server [--body-budget BYTES] [--tls CERT KEY] PORT USER PASSWORD
  *                    [MESSAGE-FILE...]
  *
- * Listens on 127.0.0.1:PORT (0 = any free port) with plaintext LOGIN
- * allowed (loopback development mode), loads each MESSAGE-FILE into the
- * user's INBOX, prints "port=N" on stdout once listening, and exits
- * cleanly on SIGTERM or SIGINT. With --tls, PORT offers STARTTLS and
- * refuses LOGIN before it, and a second listener speaking TLS from the
- * first byte (IMAPS) is printed as "tlsport=N". */
+ * Listens for IMAP on 127.0.0.1:PORT (0 = any free port) and for POP3 on
+ * a free port, with plaintext logins allowed (loopback development mode),
+ * loads each MESSAGE-FILE into the user's INBOX, prints "port=N" (IMAP)
+ * and "pop3port=N" on stdout once listening, and exits cleanly on SIGTERM
+ * or SIGINT. With --tls, those ports offer STARTTLS/STLS and refuse
+ * credentials before it, and two more listeners speak TLS from the first
+ * byte: IMAPS, printed first as "tlsport=N", and POP3S, printed last as
+ * "pop3sport=N". */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +21,15 @@
 #include "budget.h"
 #include "imap-memory-backend.h"
 #include "imap-server.h"
+#include "pop3-server.h"
 #include "tls.h"
 #include "xalloc.h"
 
 struct tool {
 	imap_server *server;
 	imap_server *tls_server;
+	pop3_server *pop3;
+	pop3_server *pop3s;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 };
@@ -34,6 +40,8 @@ static void tool_signal_cb(uv_signal_t *handle, int signum)
 	(void)signum;
 	imap_server_stop(&t->server);
 	imap_server_stop(&t->tls_server);
+	pop3_server_stop(&t->pop3);
+	pop3_server_stop(&t->pop3s);
 	uv_close((uv_handle_t *)&t->sigterm, NULL);
 	uv_close((uv_handle_t *)&t->sigint, NULL);
 }
@@ -98,33 +106,44 @@ int main(int argc, char **argv)
 		}
 	}
 	imap_settings_init(&set);
-	set.listen_port = atoi(argv[1]);
-	set.allow_plaintext_login = tls == NULL;
-	set.tls = tls;
+	set.conn.port = atoi(argv[1]);
+	set.conn.access.allow_plaintext_login = tls == NULL;
+	set.conn.access.tls = tls;
 	if (budget.limit > 0)
-		set.body_budget = &budget;
-	if (imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.server,
-			      &error) < 0) {
+		set.conn.access.body_budget = &budget;
+	int ret = imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.server, &error);
+	if (ret == 0 && tls != NULL) {
+		set.conn.port = 0;
+		set.conn.access.implicit_tls = 1;
+		ret = imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.tls_server,
+					&error);
+	}
+	struct pop3_settings pop3;
+	pop3_settings_init(&pop3);
+	pop3.conn.port = 0;
+	pop3.conn.access = set.conn.access;
+	pop3.conn.access.implicit_tls = 0;
+	if (ret == 0)
+		ret = pop3_server_start(loop, &pop3, &imap_memory_backend_vfuncs, mb, &t.pop3, &error);
+	if (ret == 0 && tls != NULL) {
+		pop3.conn.access.implicit_tls = 1;
+		ret = pop3_server_start(loop, &pop3, &imap_memory_backend_vfuncs, mb, &t.pop3s, &error);
+	}
+	if (ret < 0) {
 		fprintf(stderr, "%s\n", error);
 		return 1;
 	}
-	if (tls != NULL) {
-		set.listen_port = 0;
-		set.implicit_tls = 1;
-		if (imap_server_start(loop, &set, &imap_memory_backend_vfuncs, mb, &t.tls_server,
-				      &error) < 0) {
-			fprintf(stderr, "%s\n", error);
-			return 1;
-		}
+	if (t.tls_server != NULL)
 		printf("tlsport=%d\n", imap_server_port(t.tls_server));
-	}
 	uv_signal_init(loop, &t.sigterm);
 	uv_signal_init(loop, &t.sigint);
 	t.sigterm.data = &t;
 	t.sigint.data = &t;
 	uv_signal_start(&t.sigterm, tool_signal_cb, SIGTERM);
 	uv_signal_start(&t.sigint, tool_signal_cb, SIGINT);
-	printf("port=%d\n", imap_server_port(t.server));
+	printf("port=%d\npop3port=%d\n", imap_server_port(t.server), pop3_server_port(t.pop3));
+	if (t.pop3s != NULL)
+		printf("pop3sport=%d\n", pop3_server_port(t.pop3s));
 	fflush(stdout);
 	uv_run(loop, UV_RUN_DEFAULT);
 	imap_memory_backend_destroy(&mb);

@@ -1,0 +1,30 @@
+/* imap-backend-store.h: the frontend daemon's struct imap_backend (library
+ * `mailimapstore`), used by its IMAP and POP3 servers alike: logins and
+ * SCRAM keys through the auth pool (frontend/auth-pool.h: threads of its
+ * own, a cache, the tenant directory behind it), mailboxes through the
+ * store client (client/store-client.h).
+ *
+ * Loop thread only.
+ */
+#ifndef MAIL_IMAP_BACKEND_STORE_H
+#define MAIL_IMAP_BACKEND_STORE_H
+
+#include "imap-backend.h"
+#include "store-client.h"
+
+struct auth_pool;
+
+typedef struct imap_store_backend imap_store_backend;
+
+/* The function table to give imap_server_start()/pop3_server_start() with
+ * an imap_store_backend as its ctx. */
+extern const struct imap_backend imap_store_backend_vfuncs;
+
+/* auth and sc are borrowed: they must outlive the backend and the calls it
+ * started (pending calls hold no pointer to the backend object, so it can
+ * be destroyed while some are still in flight). Never NULL. */
+imap_store_backend *imap_store_backend_create(struct auth_pool *auth, store_client *sc);
+/* NULLs *b. */
+void imap_store_backend_destroy(imap_store_backend **b);
+
+#endif
