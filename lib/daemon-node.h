@@ -35,13 +35,14 @@ struct daemon_node_settings {
  * --log-keep --log-keep-mib (rows of struct daemon_node_settings). */
 extern const struct daemon_option daemon_node_options[];
 
-/* Fill *hs_r for role from set: node id, etcd, the advertised host
+/* Fill *hs_r for role from set: node id, etcd (borrowed: daemon_etcd_conf), the advertised host
  * (--advertise, else the listen host), port (the one the node's RPC server
  * got), partitions, replicas, lease, log bounds, stats (borrowed, as
  * repl-host.h says). hs_r->repl_dir is "<data>/repl", heap in *repl_dir_r:
  * the caller frees it once repl_host_start() has returned. */
 void daemon_node_repl_settings(const struct daemon_node_settings *set, enum router_role role,
-			       int port, etcd_stats *stats, struct repl_host_settings *hs_r,
+			       int port, const etcd_conf *etcd, etcd_stats *stats,
+			       struct repl_host_settings *hs_r,
 			       char **repl_dir_r);
 
 #endif

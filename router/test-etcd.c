@@ -26,7 +26,7 @@ static int setup(void **state)
 	fixture *f = xcalloc(1, sizeof *f);
 	if (mailtest_etcd_start(&f->etcd) < 0)
 		return -1;
-	f->c = etcd_client_create(mailtest_etcd_url(f->etcd));
+	f->c = etcd_client_create(mailtest_etcd_conf(f->etcd));
 	*state = f;
 	return 0;
 }
@@ -227,7 +227,7 @@ static int record_cb(const etcd_event *ev, void *arg)
 }
 
 typedef struct writer {
-	const char *url;
+	const etcd_conf *conf;
 	int *stop; /* set instead of writing when non-NULL */
 } writer;
 
@@ -239,7 +239,7 @@ static void *writer_main(void *arg)
 		__atomic_store_n(w->stop, 1, __ATOMIC_SEQ_CST);
 		return NULL;
 	}
-	etcd_client *c = etcd_client_create(w->url);
+	etcd_client *c = etcd_client_create(w->conf);
 	etcd_kv_put(c, "/t/watch/x", "1", 1, 0);
 	etcd_kv_put(c, "/t/other", "ignored", 7, 0);
 	etcd_kv_put(c, "/t/watch/y", "2", 1, 0);
@@ -251,7 +251,7 @@ static void *writer_main(void *arg)
 static void test_watch(void **state)
 {
 	fixture *f = *state;
-	writer w = { .url = mailtest_etcd_url(f->etcd) };
+	writer w = { .conf = mailtest_etcd_conf(f->etcd) };
 	pthread_t t;
 	seen s = { .stop_after = 3 };
 	pthread_create(&t, NULL, writer_main, &w);
@@ -290,7 +290,7 @@ static void test_watch_stop_flag(void **state)
 {
 	fixture *f = *state;
 	int stop = 0;
-	writer w = { .url = mailtest_etcd_url(f->etcd), .stop = &stop };
+	writer w = { .conf = mailtest_etcd_conf(f->etcd), .stop = &stop };
 	pthread_t t;
 	seen s = { .stop_after = 100 };
 	uint64_t start = util_now_mono_ms();
@@ -307,7 +307,7 @@ static void test_unreachable(void **state)
 	int port = mailtest_free_port();
 	char url[64];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-	etcd_client *c = etcd_client_create(url);
+	etcd_client *c = etcd_client_create(&(etcd_conf){ .url = url });
 	uint64_t start = util_now_mono_ms();
 	char *v;
 	size_t len;
@@ -322,7 +322,7 @@ static void test_unreachable(void **state)
 	etcd_client_destroy(&c);
 
 	/* a non-routable address hits the 1 s connect timeout, not more */
-	c = etcd_client_create("http://10.255.255.1:2379");
+	c = etcd_client_create(&(etcd_conf){ .url = "http://10.255.255.1:2379" });
 	start = util_now_mono_ms();
 	assert_int_equal(etcd_kv_put(c, "/k", "v", 1, 0), MAIL_ERR_UNAVAILABLE);
 	assert_true(util_now_mono_ms() - start < 2500);
@@ -337,7 +337,7 @@ static void test_endpoint_list(void **state)
 	char urls[256];
 	snprintf(urls, sizeof urls, "http://127.0.0.1:%d,%s/", mailtest_free_port(),
 		 mailtest_etcd_url(f->etcd));
-	etcd_client *c = etcd_client_create(urls);
+	etcd_client *c = etcd_client_create(&(etcd_conf){ .url = urls });
 	assert_int_equal(etcd_kv_put(c, "/multi/k", "v1", 2, 0), MAIL_OK);
 	char *v = NULL;
 	size_t len = 0;
@@ -349,8 +349,8 @@ static void test_endpoint_list(void **state)
 
 	/* the watch fails over too: its first try hits the dead member, the
 	 * caller's retry (as router.c does) lands on the live one */
-	c = etcd_client_create(urls);
-	writer w = { .url = mailtest_etcd_url(f->etcd) };
+	c = etcd_client_create(&(etcd_conf){ .url = urls });
+	writer w = { .conf = mailtest_etcd_conf(f->etcd) };
 	seen s = { .stop_after = 1 };
 	int r = etcd_watch(c, "/t/watch/", NULL, 0, record_cb, &s, NULL);
 	assert_int_equal(r, MAIL_ERR_UNAVAILABLE);
