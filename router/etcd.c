@@ -37,6 +37,10 @@
 #define ETCD_RANGE_PAGE 500
 /* The longest password file line we read. */
 #define ETCD_PASSWORD_MAX 1024
+/* After etcd refused our user or password, calls fail at once for this
+ * long before we ask again: each try costs etcd a bcrypt check (~50-300
+ * ms of its CPU), and a daemon with a wrong password calls often. */
+#define ETCD_AUTH_BACKOFF_MS 5000u
 
 /* gRPC status codes that etcd puts in {"error":..., "code":N}. */
 #define GRPC_OUT_OF_RANGE 11
@@ -45,6 +49,8 @@
 #define GRPC_DEADLINE 4
 #define GRPC_PERMISSION_DENIED 7
 #define GRPC_UNAUTHENTICATED 16
+
+#define ETCD_AUTH_PATH "/v3/auth/authenticate"
 
 /* Internal result (never returned by the public calls): etcd did not take
  * our token (unknown, expired, or missing while auth is on). The caller
@@ -56,6 +62,8 @@ struct etcd_tokens {
 	char *token;        /* NULL: none yet; "": etcd's auth is off */
 	uint64_t gen;       /* bumped whenever token changes (0: never set) */
 	uint64_t authentications; /* atomic */
+	uint64_t refused_until;   /* monotonic ms: etcd refused us, wait */
+	char refused[512];        /* what it said then (c->error) */
 };
 
 struct etcd_client {
@@ -477,12 +485,31 @@ static int etcd__error_of(etcd_client *c, const char *path, long status, const j
 		etcd__fail(c, path, "perm", detail);
 		return MAIL_ERR_PERM;
 	}
-	etcd__fail(c, path, "status", msg);
+	if (strcmp(path, ETCD_AUTH_PATH) != 0) /* etcd__authenticate says it better */
+		etcd__fail(c, path, "status", msg);
 	if (code == GRPC_NOT_FOUND || code == GRPC_OUT_OF_RANGE)
 		return MAIL_ERR_NOT_FOUND;
 	if (code == GRPC_UNAVAILABLE || code == GRPC_DEADLINE || status >= 500)
 		return MAIL_ERR_UNAVAILABLE;
 	return MAIL_ERR_PARAMS;
+}
+
+/* Log a transport failure, with a hint at the usual TLS mismatches: plain
+ * http to an https-only etcd, or no client certificate where etcd asks
+ * for one (it fails the handshake, or resets the connection). */
+static void etcd__transport_failed(etcd_client *c, const char *path, CURLcode rc)
+{
+	const char *why = c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc);
+	const char *hint = "";
+	int https = strncmp(c->url, "https:", 6) == 0;
+	if (!https && rc == CURLE_GOT_NOTHING)
+		hint = " (is etcd serving https only? use an https:// URL)";
+	else if (https && c->conf->cert_file == NULL && rc != CURLE_COULDNT_CONNECT &&
+		 rc != CURLE_OPERATION_TIMEDOUT)
+		hint = " (etcd may want a client certificate: --etcd-cert, --etcd-key)";
+	char detail[CURL_ERROR_SIZE + 96];
+	snprintf(detail, sizeof detail, "%s%s", why, hint);
+	etcd__fail(c, path, "transport", detail);
 }
 
 static void etcd__prepare(etcd_client *c, const char *path, const char *body, size_t len)
@@ -518,8 +545,7 @@ static int etcd__call_once(etcd_client *c, const char *path, const char *body,
 		rc = curl_easy_perform(c->curl);
 		if (rc == CURLE_OK)
 			break;
-		etcd__fail(c, path, "transport",
-			   c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
+		etcd__transport_failed(c, path, rc);
 		etcd__rotate(c);
 	}
 	if (rc != CURLE_OK)
@@ -559,7 +585,7 @@ static int etcd__call_once(etcd_client *c, const char *path, const char *body,
  * (heap; "" when etcd's auth is off: no header then), or an error. */
 static int etcd__authenticate(etcd_client *c, char **token_r)
 {
-	static const char path[] = "/v3/auth/authenticate";
+	static const char path[] = ETCD_AUTH_PATH;
 	json_t *req = json_pack("{s:s,s:s}", "name", c->conf->user, "password",
 				c->conf->password != NULL ? c->conf->password : "");
 	char *body = json_dumps(req, JSON_COMPACT);
@@ -612,11 +638,21 @@ static int etcd__auth(etcd_client *c, uint64_t refused_gen, int force)
 	etcd_tokens *t = c->tokens;
 	int err = MAIL_OK;
 	pthread_mutex_lock(&t->mu);
-	if (force || t->token == NULL || (refused_gen != 0 && t->gen == refused_gen)) {
+	int need = force || t->token == NULL || (refused_gen != 0 && t->gen == refused_gen);
+	if (need && util_now_mono_ms() < t->refused_until) {
+		/* refused a moment ago: say so again without asking etcd */
+		snprintf(c->error, sizeof c->error, "%s", t->refused);
+		err = MAIL_ERR_PERM;
+	} else if (need) {
 		char *token = NULL;
 		err = etcd__authenticate(c, &token);
 		__atomic_fetch_add(&t->authentications, 1, __ATOMIC_RELAXED);
+		if (err == MAIL_ERR_PERM) {
+			t->refused_until = util_now_mono_ms() + ETCD_AUTH_BACKOFF_MS;
+			snprintf(t->refused, sizeof t->refused, "%s", c->error);
+		}
 		if (err == MAIL_OK) {
+			t->refused_until = 0;
 			if (t->token != NULL)
 				xfree_secret(t->token, strlen(t->token));
 			t->token = token;
@@ -1147,8 +1183,7 @@ static int etcd__watch_once(etcd_client *c, const char *body, etcd_watch_cb *cb,
 	long status = 0;
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (rc != CURLE_OK) {
-		etcd__fail(c, "/v3/watch", "transport",
-			   c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
+		etcd__transport_failed(c, "/v3/watch", rc);
 		etcd__rotate(c); /* the caller re-watches: on another member */
 	} else {
 		etcd__fail(c, "/v3/watch", "closed", status == 200 ? "stream ended" : "bad status");
