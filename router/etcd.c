@@ -480,8 +480,12 @@ static int etcd__error_of(etcd_client *c, const char *path, long status, const j
 	}
 	if (code == GRPC_PERMISSION_DENIED) {
 		char detail[160];
-		snprintf(detail, sizeof detail, "permission denied to etcd user \"%s\"",
-			 c != NULL && c->conf->user != NULL ? c->conf->user : "");
+		if (c != NULL && c->conf->user != NULL)
+			snprintf(detail, sizeof detail, "permission denied to etcd user \"%s\"",
+				 c->conf->user);
+		else
+			snprintf(detail, sizeof detail, "permission denied: etcd wants a user and "
+							"password (--etcd-user)");
 		etcd__fail(c, path, "perm", detail);
 		return MAIL_ERR_PERM;
 	}
