@@ -80,11 +80,9 @@ const etcd_conf *daemon_etcd_conf(struct daemon *d)
 	return d->etcd.url != NULL ? &d->etcd : NULL;
 }
 
-/* d->etcd from the settings: the files are only named here (the clients
- * open them), the password is read now. Returns 0, or -1 with *error_r. */
-static int daemon__etcd_conf(struct daemon *d, const char **error_r)
+/* The etcd options that go in pairs. Returns 0, or -1 with *error_r. */
+static int daemon__check_etcd(const struct daemon_settings *set, const char **error_r)
 {
-	const struct daemon_settings *set = d->set;
 	if ((set->etcd_cert == NULL) != (set->etcd_key == NULL)) {
 		*error_r = "--etcd-cert and --etcd-key go together";
 		return -1;
@@ -93,6 +91,14 @@ static int daemon__etcd_conf(struct daemon *d, const char **error_r)
 		*error_r = "--etcd-user and --etcd-password-file go together";
 		return -1;
 	}
+	return 0;
+}
+
+/* d->etcd from the settings: the files are only named here (the clients
+ * open them), the password is read now. Returns 0, or -1 with *error_r. */
+static int daemon__etcd_conf(struct daemon *d, const char **error_r)
+{
+	const struct daemon_settings *set = d->set;
 	if (set->etcd == NULL)
 		return 0;
 	if (set->etcd_user != NULL &&
@@ -128,7 +134,9 @@ static int daemon__parse(const struct daemon_def *def, int argc, char **argv, vo
 	int r = daemon_options_parse(groups, settings, argc, argv, error);
 	if (r == 1)
 		daemon_options_usage(stdout, def->name, def->summary, groups);
-	else if (r == 0 && def->check != NULL)
+	else if (r == 0)
+		r = daemon__check_etcd(settings, &why);
+	if (r == 0 && def->check != NULL)
 		r = def->check(settings, &why);
 	free(groups);
 	if (r < 0)

@@ -14,7 +14,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import e2e_harness  # noqa: E402
 
-COMMON = ["metrics", "etcd-quota-bytes", "help"]
+COMMON = ["metrics", "etcd-quota-bytes", "etcd-ca", "etcd-cert", "etcd-key", "etcd-user",
+          "etcd-password-file", "help"]
 NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-ttl",
         "log-keep", "log-keep-mib", "etcd"] + COMMON
 OPTIONS = {
@@ -50,6 +51,14 @@ BAD = [
     ("frontend", ["--smtp", "127.0.0.1:70000"], "--smtp must be HOST:PORT"),
     ("frontend", ["--metrics", "8080"], "--metrics must be HOST:PORT"),
     ("frontend", ["stray"], "unexpected argument \"stray\""),
+    ("frontend", ["--etcd-cert", "c.pem"], "--etcd-cert and --etcd-key go together"),
+    ("store-node", ["--etcd-user", "store-1"],
+     "--etcd-user and --etcd-password-file go together"),
+]
+# (binary, argv, what its start_failed line must contain): exit 1
+START_FAILED = [
+    ("frontend", ["--etcd-user", "frontend", "--etcd-password-file", "/nonexistent/pw"],
+     "step=etcd reason=\"cannot open the etcd password file\""),
 ]
 # (binary, argv without a required option, the option named)
 MISSING = [
@@ -95,6 +104,11 @@ def main():
         r = run(binary, argv)
         err = r.stderr.strip().splitlines()
         if r.returncode != 2 or len(err) != 1 or want not in err[0] or r.stdout:
+            problems.append(f"{binary} {' '.join(argv)}: rc={r.returncode} stderr={r.stderr!r}")
+    for binary, argv, want in START_FAILED:
+        r = run(binary, argv)
+        failed = [line for line in r.stderr.splitlines() if "event=start_failed" in line]
+        if r.returncode != 1 or len(failed) != 1 or want not in failed[0]:
             problems.append(f"{binary} {' '.join(argv)}: rc={r.returncode} stderr={r.stderr!r}")
     for p in problems:
         print("FAIL", p)
