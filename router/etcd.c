@@ -29,6 +29,10 @@
 
 #define ETCD_CONNECT_TIMEOUT_MS 1000L
 #define ETCD_REQUEST_TIMEOUT_MS 3000L
+/* An authentication makes etcd check a bcrypt hash (cost 10, etcd's
+ * default: 50-300 ms of its CPU, more when several daemons start at once on
+ * a busy machine): it gets longer than a plain request, still bounded. */
+#define ETCD_AUTH_TIMEOUT_MS 10000L
 /* The largest response body we accept (etcd's own request limit is 1.5 MiB;
  * a range page of 500 keys stays far below this). */
 #define ETCD_RESPONSE_MAX (64u * 1024u * 1024u)
@@ -597,7 +601,9 @@ static int etcd__authenticate(etcd_client *c, char **token_r)
 	json_t *resp = NULL;
 	etcd__set_headers(c, NULL); /* an old token has no business here */
 	c->token_gen = 0;
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ETCD_AUTH_TIMEOUT_MS);
 	int err = etcd__call_once(c, path, body, &resp);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ETCD_REQUEST_TIMEOUT_MS);
 	xfree_secret(body, strlen(body));
 	if (err == MAIL_OK) {
 		const char *token = json_string_value(json_object_get(resp, "token"));

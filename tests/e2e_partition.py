@@ -170,7 +170,7 @@ class PartitionCluster(local.Cluster):
             "--initial-advertise-peer-urls", f"https://127.0.0.1:{ep}",
             "--initial-cluster", f"m1=https://127.0.0.1:{ep}",
             "--heartbeat-interval", "100", "--election-timeout", "1000",
-            *self.etcd_server_args(),
+            *self.etcd_server_args(), *local.ETCD_BCRYPT,
             *local.ETCD_COMPACTION, "--quota-backend-bytes", str(local.ETCD_QUOTA_BYTES)], e)]
         for i in (1, 2, 3):
             name = f"store-{i}"
