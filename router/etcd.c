@@ -60,6 +60,12 @@
  * our token (unknown, expired, or missing while auth is on). The caller
  * authenticates again and repeats the request once. */
 #define ETCD__REAUTH (-2)
+/* Internal result: etcd refused the request because its users or roles
+ * changed after it checked our token ("revision of auth store is old"):
+ * nothing was applied and the token is still good; send it again. */
+#define ETCD__RETRY (-3)
+#define ETCD_STALE_AUTH_RETRIES 10
+#define ETCD_STALE_AUTH_WAIT_NS (20 * 1000 * 1000L)
 
 struct etcd_tokens {
 	pthread_mutex_t mu;
@@ -90,7 +96,8 @@ struct etcd_client {
 	etcd_watch_cb *watch_cb;
 	void *watch_arg;
 	const int *watch_stop;
-	int watch_result; /* -1 while running, else a mail_error or ETCD__REAUTH */
+	int watch_result; /* -1 while running, else a mail_error, ETCD__REAUTH or
+			   * ETCD__RETRY */
 	int watch_created; /* etcd confirmed the watch */
 	uint64_t watch_deadline; /* monotonic ms for that; 0: none */
 	etcd_stats *stats; /* borrowed; NULL: not counted */
@@ -457,26 +464,41 @@ static const char *etcd__error_text(const json_t *body)
 }
 
 /* 1 when etcd's message or watch cancel reason says it did not take our
- * token: unknown or expired, none while auth is on, or minted before the
- * users and roles last changed. */
+ * token: unknown or expired (etcd restarted), or none while auth is on. */
 static int etcd__token_refused(const char *msg)
 {
 	return strstr(msg, "invalid auth token") != NULL ||
-	       strstr(msg, "user name is empty") != NULL ||
-	       strstr(msg, "revision of auth store is old") != NULL;
+	       strstr(msg, "user name is empty") != NULL;
+}
+
+/* 1 when etcd refused a request because its users or roles changed while
+ * it was in flight (cluster/local adding the users of nodes that start
+ * after us, an operator granting a role): the token is good. */
+static int etcd__auth_changed(const char *msg)
+{
+	return strstr(msg, "revision of auth store is old") != NULL;
+}
+
+static void etcd__log_refused(const char *path, const char *msg)
+{
+	char q[256];
+	log_quote(q, sizeof q, msg, strlen(msg));
+	log_event(LOG_INFO, "etcd", "event=etcd_token_refused op=%s detail=%s", path, q);
 }
 
 /* Map an {"error":..., "code":N} body (HTTP status status) to mail_error,
- * or ETCD__REAUTH. */
+ * or ETCD__REAUTH / ETCD__RETRY. */
 static int etcd__error_of(etcd_client *c, const char *path, long status, const json_t *body)
 {
 	const char *msg = etcd__error_text(body);
 	int64_t code = etcd__i64(body, "code");
 	if (c != NULL)
 		snprintf(c->said, sizeof c->said, "%s", msg);
+	if (etcd__auth_changed(msg))
+		return ETCD__RETRY;
 	if (code == GRPC_UNAUTHENTICATED || etcd__token_refused(msg)) {
 		if (c != NULL && c->conf->user != NULL) {
-			log_event(LOG_INFO, "etcd", "event=etcd_token_refused op=%s", path);
+			etcd__log_refused(path, msg);
 			return ETCD__REAUTH;
 		}
 		etcd__fail(c, path, "auth", "etcd wants a user and password (--etcd-user)");
@@ -616,6 +638,8 @@ static int etcd__authenticate(etcd_client *c, char **token_r)
 		json_decref(resp);
 		return err;
 	}
+	if (err == ETCD__RETRY)
+		err = MAIL_ERR_UNAVAILABLE; /* users changed meanwhile: next call */
 	if (err == MAIL_ERR_UNAVAILABLE || err == MAIL_ERR_INTERNAL)
 		return err;
 	/* the answer was an error, logged as such; say what it means */
@@ -684,7 +708,9 @@ static int etcd__auth(etcd_client *c, uint64_t refused_gen, int force)
  * reached is not the cluster's last word: try the others, for up to
  * ETCD_FAILOVER_MS (a few election timeouts), before reporting
  * MAIL_ERR_UNAVAILABLE. A single endpoint fails at once. A refused token
- * (etcd restarted, or it expired) is replaced once per call. */
+ * (etcd restarted, or it expired) is replaced once per call; a request
+ * refused because etcd's users or roles changed meanwhile is sent again
+ * (up to ETCD_STALE_AUTH_RETRIES times: etcd applied nothing of it). */
 #define ETCD_FAILOVER_MS 4000u
 
 static int etcd__call(etcd_client *c, const char *path, json_t *req, json_t **resp_r)
@@ -692,12 +718,21 @@ static int etcd__call(etcd_client *c, const char *path, json_t *req, json_t **re
 	char *body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	uint64_t deadline = util_now_mono_ms() + ETCD_FAILOVER_MS;
-	int reauthed = 0;
+	int reauthed = 0, stale = 0;
 	int r;
 	for (;;) {
 		r = etcd__auth(c, 0, 0);
 		if (r == MAIL_OK)
 			r = etcd__call_once(c, path, body, resp_r);
+		if (r == ETCD__RETRY && stale++ < ETCD_STALE_AUTH_RETRIES) {
+			struct timespec ts = { 0, ETCD_STALE_AUTH_WAIT_NS };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (r == ETCD__RETRY) {
+			etcd__fail(c, path, "auth", "etcd's users and roles keep changing");
+			r = MAIL_ERR_UNAVAILABLE;
+		}
 		if (r == ETCD__REAUTH && !reauthed) {
 			reauthed = 1;
 			r = etcd__auth(c, c->token_gen, 0);
@@ -1011,9 +1046,11 @@ int etcd_maintenance_status(etcd_client *c, etcd_member_status *status_r)
  * reason). */
 static int etcd__watch_canceled(etcd_client *c, const char *why)
 {
+	if (etcd__auth_changed(why))
+		return ETCD__RETRY;
 	if (etcd__token_refused(why) || strstr(why, "Unauthenticated") != NULL) {
 		if (c->conf->user != NULL) {
-			log_event(LOG_INFO, "etcd", "event=etcd_token_refused op=/v3/watch");
+			etcd__log_refused("/v3/watch", why);
 			return ETCD__REAUTH;
 		}
 		etcd__fail(c, "/v3/watch", "auth", "etcd wants a user and password (--etcd-user)");
@@ -1218,17 +1255,25 @@ int etcd_watch(etcd_client *c, const char *key, const char *range_end, int64_t s
 	json_object_set_new(req, "create_request", create);
 	char *body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
+	/* a canceled watch delivered nothing: start it again (with a fresh
+	 * token when etcd refused ours) */
 	int err = etcd__watch_once(c, body, cb, arg, stop);
+	for (int stale = 0; err == ETCD__RETRY && stale < ETCD_STALE_AUTH_RETRIES; stale++) {
+		struct timespec ts = { 0, ETCD_STALE_AUTH_WAIT_NS };
+		nanosleep(&ts, NULL);
+		err = etcd__watch_once(c, body, cb, arg, stop);
+	}
 	if (err == ETCD__REAUTH) {
-		/* a canceled watch delivered nothing: start it again with a
-		 * fresh token */
 		err = etcd__auth(c, c->token_gen, 0);
 		if (err == MAIL_OK)
 			err = etcd__watch_once(c, body, cb, arg, stop);
-		if (err == ETCD__REAUTH) {
-			etcd__fail(c, "/v3/watch", "auth", "etcd refused a fresh token");
-			err = MAIL_ERR_PERM;
-		}
+	}
+	if (err == ETCD__REAUTH) {
+		etcd__fail(c, "/v3/watch", "auth", "etcd refused a fresh token");
+		err = MAIL_ERR_PERM;
+	} else if (err == ETCD__RETRY) {
+		etcd__fail(c, "/v3/watch", "auth", "etcd's users and roles keep changing");
+		err = MAIL_ERR_UNAVAILABLE;
 	}
 	free(body);
 	return err;

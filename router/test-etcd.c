@@ -611,6 +611,52 @@ static void test_tls_token_after_restart(void **state)
 	etcd_client_destroy(&c);
 }
 
+struct role_changer {
+	const mailtest_etcd *etcd;
+	int done;
+};
+
+/* Grant app more read prefixes, one etcdctl at a time: each bumps etcd's
+ * auth revision under the other thread's writes. */
+static void *role_changer_main(void *arg)
+{
+	struct role_changer *rc = arg;
+	for (int i = 0; i < 8; i++) {
+		char prefix[32];
+		snprintf(prefix, sizeof prefix, "/shared/x%d/", i);
+		mailtest_etcdctl(rc->etcd, "root", AUTH_ROOT_PW, "role", "grant-permission", "app",
+				 "--prefix=true", "read", prefix, NULL);
+	}
+	__atomic_store_n(&rc->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void test_tls_roles_change_meanwhile(void **state)
+{
+	/* etcd refuses a request whose token was checked before its users
+	 * or roles changed ("revision of auth store is old"): the client sends
+	 * it again, no call fails and no new authentication is needed */
+	tls_fixture *f = *state;
+	etcd_client *c = etcd_client_create(&f->conf);
+	assert_int_equal(etcd_kv_put(c, "/app/churn", "0", 1, 0), MAIL_OK);
+	uint64_t auths = etcd_tokens_authentications(f->tokens);
+	struct role_changer rc = { .etcd = f->etcd };
+	pthread_t t;
+	pthread_create(&t, NULL, role_changer_main, &rc);
+	int n = 0, failed = 0;
+	while (!__atomic_load_n(&rc.done, __ATOMIC_SEQ_CST)) {
+		char v[16];
+		int len = snprintf(v, sizeof v, "%d", n++);
+		failed += etcd_kv_put(c, "/app/churn", v, (size_t)len, 0) != MAIL_OK;
+		failed += etcd_kv_create(c, "/app/churn-cas", v, (size_t)len, 0) == MAIL_ERR_PERM;
+	}
+	pthread_join(t, NULL);
+	assert_true(n > 0);
+	assert_int_equal(failed, 0);
+	assert_int_equal(etcd_tokens_authentications(f->tokens), auths);
+	etcd_client_destroy(&c);
+}
+
 static void test_password_file(void **state)
 {
 	(void)state;
@@ -658,6 +704,7 @@ int main(void)
 		cmocka_unit_test(test_tls_wrong_password),
 		cmocka_unit_test(test_tls_no_client_cert),
 		cmocka_unit_test(test_tls_outside_prefix),
+		cmocka_unit_test(test_tls_roles_change_meanwhile),
 		cmocka_unit_test(test_tls_token_after_restart),
 		cmocka_unit_test(test_password_file),
 	};
