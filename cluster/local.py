@@ -528,10 +528,13 @@ class Cluster:
         tls = self.tls_dir()
         pem, key = os.path.join(tls, "etcd-server.pem"), os.path.join(tls, "etcd-server.key")
         ca = os.path.join(tls, "ca.pem")
+        # peers: only etcd's own certificate (CN etcd-server), not any
+        # client certificate of the same CA
         return ["--cert-file", pem, "--key-file", key, "--trusted-ca-file", ca,
                 "--client-cert-auth",
                 "--peer-cert-file", pem, "--peer-key-file", key,
-                "--peer-trusted-ca-file", ca, "--peer-client-cert-auth"]
+                "--peer-trusted-ca-file", ca, "--peer-client-cert-auth",
+                "--peer-cert-allowed-cn", "etcd-server"]
 
     def etcd_args(self, user, url=None):
         """A daemon's etcd options for etcd user `user` (the files are made
