@@ -99,6 +99,16 @@ static void test_bad_input(void **state)
 		{ "{\"error\":{\"grpc_code\":14,\"message\":\"x\"}}\n", MAIL_ERR_UNAVAILABLE },
 		{ "{\"result\":{\"canceled\":true,\"compact_revision\":\"9\"}}\n",
 		  MAIL_ERR_NOT_FOUND },
+		/* etcd cancels (and keeps the stream open) for permission, or
+		 * a token it wants from a client that has no user: both end the
+		 * stream as PERM */
+		{ "{\"result\":{\"watch_id\":\"-1\",\"created\":true,\"canceled\":true,"
+		  "\"cancel_reason\":\"rpc error: code = PermissionDenied desc = etcdserver: "
+		  "permission denied\"}}\n",
+		  MAIL_ERR_PERM },
+		{ "{\"result\":{\"created\":true,\"canceled\":true,\"cancel_reason\":\"rpc error: "
+		  "code = InvalidArgument desc = etcdserver: user name is empty\"}}\n",
+		  MAIL_ERR_PERM },
 		/* a key that is not base64 */
 		{ "{\"result\":{\"events\":[{\"kv\":{\"key\":\"***\"}}]}}\n",
 		  MAIL_ERR_UNAVAILABLE },
