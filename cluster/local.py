@@ -576,7 +576,7 @@ class Cluster:
         auth is off."""
         if fresh or user not in self._etcd_tokens:
             try:
-                r = self._etcd_post("/v3/auth/authenticate",
+                r = self.etcd_post("/v3/auth/authenticate",
                                     {"name": user, "password": self.etcd_password(user)},
                                     user, None)
                 self._etcd_tokens[user] = r["token"]
@@ -586,7 +586,10 @@ class Cluster:
                 self._etcd_tokens[user] = None
         return self._etcd_tokens[user]
 
-    def _etcd_post(self, path, body, user, token, timeout=5, member=None, stream=False):
+    def etcd_post(self, path, body, user, token, timeout=5, member=None, stream=False):
+        """POST body as `user` (its client certificate) with exactly `token`
+        (None: no Authorization header); no retry. The parsed answer, or the
+        open response with stream. Raises EtcdError for an error answer."""
         url = f"https://127.0.0.1:{self.etcd_port(member or 1)}{path}"
         req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
         if token:
@@ -613,11 +616,11 @@ class Cluster:
         (etcd restarted). Raises EtcdError for an error answer."""
         token = self.etcd_token(user)
         try:
-            return self._etcd_post(path, body, user, token, timeout, member, stream=True)
+            return self.etcd_post(path, body, user, token, timeout, member, stream=True)
         except EtcdError as e:
             if e.status != 401:
                 raise
-        return self._etcd_post(path, body, user, self.etcd_token(user, fresh=True), timeout,
+        return self.etcd_post(path, body, user, self.etcd_token(user, fresh=True), timeout,
                                member, stream=True)
 
     def etcd_call(self, path, body=None, user="admin", timeout=5, member=None):
@@ -632,7 +635,7 @@ class Cluster:
 
     def _etcd_admin(self, path, body, token, exists_ok=True):
         try:
-            self._etcd_post(path, body, "root", token)
+            self.etcd_post(path, body, "root", token)
         except EtcdError as e:
             if not (exists_ok and "already exists" in str(e.body)):
                 raise

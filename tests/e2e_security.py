@@ -344,13 +344,13 @@ def etcd_closed(c):
     # a client certificate but no token, and a wrong password: refused
     # (etcd 3.4 says "user name is empty" to some calls, "permission
     # denied" to a range)
-    etcd_refused(lambda: c._etcd_post("/v3/kv/range", {"key": b64(users_key)}, "frontend",
+    etcd_refused(lambda: c.etcd_post("/v3/kv/range", {"key": b64(users_key)}, "frontend",
                                       None), (400, 403), ("user name is empty",
                                                           "permission denied"))
-    etcd_refused(lambda: c._etcd_post("/v3/kv/put", {"key": b64("/mail/v1/blocks/x"),
+    etcd_refused(lambda: c.etcd_post("/v3/kv/put", {"key": b64("/mail/v1/blocks/x"),
                                                      "value": b64("x")}, "frontend", None),
                  (400, 403), ("user name is empty", "permission denied"))
-    etcd_refused(lambda: c._etcd_post("/v3/auth/authenticate",
+    etcd_refused(lambda: c.etcd_post("/v3/auth/authenticate",
                                       {"name": "frontend", "password": "wrong"}, "frontend",
                                       None), 400, "authentication failed")
 
