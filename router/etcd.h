@@ -13,10 +13,13 @@
  * authenticates (POST /v3/auth/authenticate) before its first request and
  * sends the token as "Authorization: <token>"; a token etcd no longer
  * knows (it expired, or etcd restarted: simple tokens live in etcd's
- * memory) is replaced once per request by authenticating again. Tokens
- * are shared through an etcd_tokens object, so a daemon's many clients
- * cost etcd one authentication (a bcrypt check and a raft entry), not one
- * per client.
+ * memory) is replaced once per request by authenticating again; a
+ * request refused because etcd's users or roles changed while it was in
+ * flight is sent again as it is. Tokens are shared through an etcd_tokens
+ * object, so a daemon's many clients cost etcd one authentication (a
+ * bcrypt check and a raft entry), not one per client; an authentication
+ * may take 10 s, and after etcd refused the user or password the calls
+ * fail at once for 5 s before it is asked again.
  *
  * Thread safety: NONE per handle. A handle may move between threads but
  * must never be used by two threads at once; use one handle per thread (or
@@ -109,8 +112,9 @@ void etcd_client_destroy(etcd_client **client);
  * line (valid until the next call on c). */
 int etcd_client_check(etcd_client *c, const char **error_r);
 /* One line on the last failed call ("" when none failed): what etcd or
- * the transport said, e.g. "https://127.0.0.1:23790: etcd refused user
- * \"frontend\" (wrong user name or password)". Valid until the next call. */
+ * the transport said, e.g. "https://127.0.0.1:23790/v3/auth/authenticate:
+ * etcd refused user \"frontend\" (wrong user name or password)". Valid until
+ * the next call. */
 const char *etcd_client_last_error(const etcd_client *c);
 /* Count c's writes in stats (borrowed; NULL: count nothing, the default).
  * Call before the first request, from the thread that uses c. */
