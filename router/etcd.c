@@ -83,6 +83,8 @@ struct etcd_client {
 	etcd_tokens *tokens;      /* conf->tokens, or own_tokens */
 	etcd_tokens *own_tokens;
 	uint64_t token_gen;       /* tokens->gen of the token in headers; 0: none */
+	int auth_was_off;         /* etcd's auth was off when we authenticated:
+				   * our requests carry no token */
 	char *url;        /* the endpoint in use: one of urls[] */
 	char **urls;      /* every endpoint of the cluster, in the given order */
 	size_t n_urls;
@@ -504,6 +506,12 @@ static int etcd__error_of(etcd_client *c, const char *path, long status, const j
 		etcd__fail(c, path, "auth", "etcd wants a user and password (--etcd-user)");
 		return MAIL_ERR_PERM;
 	}
+	if (code == GRPC_PERMISSION_DENIED && c != NULL && c->auth_was_off) {
+		/* auth went on since (etcd answers some calls without a token
+		 * "permission denied" rather than "user name is empty") */
+		etcd__log_refused(path, msg);
+		return ETCD__REAUTH;
+	}
 	if (code == GRPC_PERMISSION_DENIED) {
 		char detail[160];
 		if (c != NULL && c->conf->user != NULL)
@@ -698,6 +706,7 @@ static int etcd__auth(etcd_client *c, uint64_t refused_gen, int force)
 	if (err == MAIL_OK && c->token_gen != t->gen) {
 		etcd__set_headers(c, t->token);
 		c->token_gen = t->gen;
+		c->auth_was_off = t->token[0] == '\0';
 	}
 	pthread_mutex_unlock(&t->mu);
 	return err;
@@ -1056,7 +1065,13 @@ static int etcd__watch_canceled(etcd_client *c, const char *why)
 		etcd__fail(c, "/v3/watch", "auth", "etcd wants a user and password (--etcd-user)");
 		return MAIL_ERR_PERM;
 	}
-	if (strstr(why, "PermissionDenied") != NULL || strstr(why, "permission denied") != NULL) {
+	int denied = strstr(why, "PermissionDenied") != NULL ||
+		     strstr(why, "permission denied") != NULL;
+	if (denied && c->auth_was_off) {
+		etcd__log_refused("/v3/watch", why); /* auth went on since */
+		return ETCD__REAUTH;
+	}
+	if (denied) {
 		char detail[160];
 		snprintf(detail, sizeof detail, "permission denied to etcd user \"%s\"",
 			 c->conf->user != NULL ? c->conf->user : "");

@@ -657,6 +657,44 @@ static void test_tls_roles_change_meanwhile(void **state)
 	etcd_client_destroy(&c);
 }
 
+/* A daemon that authenticated while etcd's auth was off (no token then)
+ * keeps working once an operator turns auth on: etcd's refusals of the
+ * tokenless calls make it authenticate again. */
+static void test_tls_auth_turned_on(void **state)
+{
+	(void)state;
+	mailtest_etcd *e;
+	assert_int_equal(mailtest_etcd_start_tls(&e), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "user", "add", "root:" AUTH_ROOT_PW,
+					  "--interactive=false", NULL), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "user", "add", "app:" AUTH_APP_PW,
+					  "--interactive=false", NULL), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "role", "add", "app", NULL), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "role", "grant-permission", "app",
+					  "--prefix=true", "readwrite", "/app/", NULL), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "user", "grant-role", "app", "app", NULL),
+			 0);
+	etcd_conf conf = *mailtest_etcd_conf(e);
+	conf.user = "app";
+	conf.password = AUTH_APP_PW;
+	conf.tokens = etcd_tokens_create();
+	etcd_client *c = etcd_client_create(&conf);
+	assert_int_equal(etcd_kv_put(c, "/app/on", "1", 1, 0), MAIL_OK);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "auth", "enable", NULL), 0);
+	/* a range first: etcd answers it "permission denied" without a token */
+	char *v;
+	size_t len;
+	assert_int_equal(etcd_kv_get(c, "/app/on", &v, &len, NULL, NULL), MAIL_OK);
+	free(v);
+	assert_int_equal(etcd_kv_put(c, "/app/on", "2", 1, 0), MAIL_OK);
+	/* and outside its prefix it is now refused */
+	assert_int_equal(etcd_kv_put(c, "/other/on", "1", 1, 0), MAIL_ERR_PERM);
+	assert_int_equal(etcd_tokens_authentications(conf.tokens), 2);
+	etcd_client_destroy(&c);
+	etcd_tokens_destroy(&conf.tokens);
+	mailtest_etcd_stop(&e);
+}
+
 static void test_password_file(void **state)
 {
 	(void)state;
@@ -706,6 +744,7 @@ int main(void)
 		cmocka_unit_test(test_tls_outside_prefix),
 		cmocka_unit_test(test_tls_roles_change_meanwhile),
 		cmocka_unit_test(test_tls_token_after_restart),
+		cmocka_unit_test(test_tls_auth_turned_on),
 		cmocka_unit_test(test_password_file),
 	};
 	int failed = cmocka_run_group_tests(tests, setup, teardown);
