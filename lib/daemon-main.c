@@ -95,15 +95,19 @@ static int daemon__check_etcd(const struct daemon_settings *set, const char **er
 }
 
 /* d->etcd from the settings: the files are only named here (the clients
- * open them), the password is read now. Returns 0, or -1 with *error_r. */
-static int daemon__etcd_conf(struct daemon *d, const char **error_r)
+ * open them), the password is read now. Returns 0, or -1 with one line in
+ * error (naming the file). */
+static int daemon__etcd_conf(struct daemon *d, char *error, size_t size)
 {
 	const struct daemon_settings *set = d->set;
+	const char *why;
 	if (set->etcd == NULL)
 		return 0;
 	if (set->etcd_user != NULL &&
-	    etcd_conf_read_password(set->etcd_password_file, &d->etcd_password, error_r) < 0)
+	    etcd_conf_read_password(set->etcd_password_file, &d->etcd_password, &why) < 0) {
+		snprintf(error, size, "--etcd-password-file %s: %s", set->etcd_password_file, why);
 		return -1;
+	}
 	d->etcd_tokens = etcd_tokens_create();
 	d->etcd = (etcd_conf){
 		.url = set->etcd, .ca_file = set->etcd_ca, .cert_file = set->etcd_cert,
@@ -177,8 +181,9 @@ static int daemon__start(struct daemon *d, const void *settings)
 {
 	const struct daemon_settings *set = d->set;
 	const char *error;
-	if (daemon__etcd_conf(d, &error) < 0)
-		return daemon_start_failed(d, "etcd", error);
+	char why[512];
+	if (daemon__etcd_conf(d, why, sizeof why) < 0)
+		return daemon_start_failed(d, "etcd", why);
 	if (set->etcd != NULL) {
 		etcd_monitor_settings es = { .etcd = &d->etcd, .quota_bytes = set->etcd_quota,
 					     .stats = &d->etcd_stats };

@@ -58,7 +58,8 @@ BAD = [
 # (binary, argv, what its start_failed line must contain): exit 1
 START_FAILED = [
     ("frontend", ["--etcd-user", "frontend", "--etcd-password-file", "/nonexistent/pw"],
-     "step=etcd reason=\"cannot open the etcd password file\""),
+     "step=etcd reason=\"--etcd-password-file /nonexistent/pw: cannot open the etcd "
+     "password file\""),
 ]
 # (binary, argv without a required option, the option named)
 MISSING = [
