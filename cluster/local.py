@@ -98,7 +98,7 @@ def etcd_user_of(name, role):
     return "frontend" if role == "frontend" else name
 
 
-class EtcdError(Exception):
+class EtcdError(RuntimeError):
     """An etcd JSON-gateway call answered an error: .status (HTTP) and
     .body (the parsed {"error","code"} or the raw text)."""
 
