@@ -35,6 +35,11 @@ queue_client *queue_client_create(uv_loop_t *loop, router *router)
 	return c;
 }
 
+void queue_client_set_tls(queue_client *c, tls_client *tls)
+{
+	routed_client_set_tls(c->rc, tls);
+}
+
 void queue_client_new_id(char *out)
 {
 	util_random_hex(out, 12);

@@ -16,6 +16,7 @@
 #include "queue-id.h"
 #include "queue.pb-c.h"
 #include "router.h"
+#include "tls.h"
 
 #include <stddef.h>
 
@@ -27,6 +28,11 @@ typedef struct queue_client queue_client;
 
 /* router is borrowed and must outlive the client. */
 queue_client *queue_client_create(uv_loop_t *loop, router *router);
+/* Mutual TLS to the queue nodes (this process presents its node certificate
+ * and verifies theirs against the cluster CA: lib/daemon-tls.h). Call it
+ * right after create, before the first call; tls is borrowed and must
+ * outlive the client. Without it: plaintext (loopback development). */
+void queue_client_set_tls(queue_client *client, tls_client *tls);
 void queue_client_destroy(queue_client **client);
 /* Enqueues whose callback has not run yet. */
 size_t queue_client_pending(const queue_client *client);

@@ -60,6 +60,11 @@ routed_client *routed_client_create(uv_loop_t *loop, router *router, enum router
 	return c;
 }
 
+void routed_client_set_tls(routed_client *c, tls_client *tls)
+{
+	rpc_pool_set_tls(c->pool, tls);
+}
+
 void routed_client_set_deadline(routed_client *c, uint32_t deadline_ms)
 {
 	c->deadline_ms = deadline_ms;

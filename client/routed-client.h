@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "router.h"
+#include "tls.h"
 
 typedef struct routed_client routed_client;
 
@@ -34,6 +35,10 @@ typedef struct routed_client routed_client;
  * retries included. */
 routed_client *routed_client_create(uv_loop_t *loop, router *router, enum router_role role,
 				    const char *service, uint32_t deadline_ms);
+/* Speak mutual TLS to the nodes (rpc_pool_set_tls): call it right after
+ * create, before the first call. tls is borrowed and must outlive the
+ * client. */
+void routed_client_set_tls(routed_client *client, tls_client *tls);
 /* Pending calls get MAIL_ERR_UNAVAILABLE (their callbacks run from inside
  * this call and must not use the client). Not from inside a callback of
  * this client. NULLs *client. */

@@ -19,6 +19,11 @@ store_client *store_client_create(uv_loop_t *loop, router *router)
 	return c;
 }
 
+void store_client_set_tls(store_client *c, tls_client *tls)
+{
+	routed_client_set_tls(c->rc, tls);
+}
+
 void store_client_set_deadline(store_client *c, uint32_t deadline_ms)
 {
 	routed_client_set_deadline(c->rc, deadline_ms > 0 ? deadline_ms

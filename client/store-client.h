@@ -14,6 +14,7 @@
 #define MAIL_STORE_CLIENT_H
 
 #include "router.h"
+#include "tls.h"
 #include "store.pb-c.h"
 
 #include <stddef.h>
@@ -26,6 +27,11 @@ typedef struct store_client store_client;
 
 /* router is borrowed and must outlive the client. */
 store_client *store_client_create(uv_loop_t *loop, router *router);
+/* Mutual TLS to the store nodes (this process presents its node certificate
+ * and verifies theirs against the cluster CA: lib/daemon-tls.h). Call it
+ * right after create, before the first call; tls is borrowed and must
+ * outlive the client. Without it: plaintext (loopback development). */
+void store_client_set_tls(store_client *client, tls_client *tls);
 /* Pending calls get MAIL_ERR_UNAVAILABLE (their callbacks run from inside
  * this call and must not use the client). Not from inside a callback of
  * this client. NULLs *client. */

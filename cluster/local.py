@@ -10,6 +10,11 @@ Used two ways, both with only Python's standard library:
 Every process is started in its own session (setsid), its PID written to
 state/run/<name>.pid, its output to state/log/<name>.log; stopping is by PID.
 
+Node RPC is mutual TLS: every store, queue and frontend process gets its
+own certificate from the development CA (cluster/dev-ca DIR node NAME
+ROLE: state/tls/<name>.pem and .key, issued when it first starts) and is
+started with --node-cert, --node-key and --cluster-ca state/tls/ca.pem.
+
 etcd is closed (docs/security.md, "etcd"): https only with client
 certificates from the development CA (state/tls/), its peers too; auth on,
 with one etcd user per daemon (a role per kind, and per node its own keys),
@@ -169,7 +174,8 @@ class Cluster:
     """A local cluster rooted at state_dir. ports: dict like DEFAULT_PORTS."""
 
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
-                 lease_ttl=5, partitions=64, etcd_members=1, replicas=3, log_keep=None):
+                 lease_ttl=5, partitions=64, etcd_members=1, replicas=3, log_keep=None,
+                 node_tls=True):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
@@ -180,6 +186,9 @@ class Cluster:
         self.replicas = replicas
         self.log_keep = log_keep  # entries kept per partition log (None: default)
         self.etcd_members = etcd_members
+        # mutual TLS between the processes (always, but for benchmarks that
+        # measure what it costs: node_tls=False runs node RPC in plaintext)
+        self.node_tls = node_tls
         self.stops = {}  # name -> how its last kill() went (seconds, killed, status)
         self.etcd_extra_sans = []  # more SANs for etcd's certificate ("IP:10.0.0.1")
         self._etcd_tokens = {}     # etcd user -> token (etcd_call)
@@ -277,7 +286,8 @@ class Cluster:
                     "--replicas", str(self.replicas),
                     "--lease-ttl", str(self.lease_ttl),
                     "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
-                    + (["--log-keep", str(self.log_keep)] if self.log_keep else []), port))
+                    + (["--log-keep", str(self.log_keep)] if self.log_keep else [])
+                    + self.node_tls_args(name), port))
         p = self.ports
         tls = self.tls_dir()
         out.append(("frontend-1", "frontend",
@@ -294,7 +304,8 @@ class Cluster:
                         "--secret-file", os.path.join(tls, "frontend.secret"),
                         "--trusted-networks", "127.0.0.0/8,::1",
                         "--metrics", f"127.0.0.1:{p['frontend_metrics']}",
-                        "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)], p["imap"]))
+                        "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
+                    + self.node_tls_args("frontend-1"), p["imap"]))
         return out
 
     def spec(self, name):
@@ -322,8 +333,10 @@ class Cluster:
         if pid:
             return pid
         _, role, _, argv, ready_port = self.spec(name)
-        if role == "frontend":
+        if role in ("store", "queue", "frontend"):
             self.ensure_tls()
+            if self.node_tls:
+                self.ensure_node_cert(name, role)
         if role == "etcd":
             self.ensure_etcd_tls()
         elif role in ("store", "queue", "frontend"):
@@ -445,6 +458,23 @@ class Cluster:
             fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(os.urandom(32))
+
+    def ensure_node_cert(self, name, role, sans=None):
+        """The node certificate of process `name` (cluster/dev-ca node NAME
+        ROLE, plus the SANs given, e.g. "IP:10.1.2.3" for a node off
+        loopback): state/tls/<name>.pem and .key, kept once issued."""
+        argv = [os.path.join(ROOT, "cluster", "dev-ca"), self.tls_dir(), "node", name, role]
+        subprocess.run(argv + ([sans] if sans else []), check=True)
+
+    def node_tls_args(self, name):
+        """--node-cert, --node-key and --cluster-ca of process `name` (its
+        certificate issued by ensure_node_cert()); [] without node TLS."""
+        if not self.node_tls:
+            return []
+        d = self.tls_dir()
+        return ["--node-cert", os.path.join(d, f"{name}.pem"),
+                "--node-key", os.path.join(d, f"{name}.key"),
+                "--cluster-ca", os.path.join(d, "ca.pem")]
 
     def up(self):
         self.ensure_tls()
@@ -834,7 +864,8 @@ def main(argv):
               f"{p['submissions']} (TLS)  IMAP 127.0.0.1:{p['imap']} (STARTTLS), "
               f"{p['imaps']} (TLS)  etcd {c.etcd_url}")
         print(f"TLS: CA {os.path.join(state, 'tls', 'ca.pem')} (the certificate names "
-              "localhost, 127.0.0.1, mail.example.test)")
+              "localhost, 127.0.0.1, mail.example.test); node RPC: mutual TLS, one "
+              "certificate per process in state/tls/<name>.pem")
         print(f"etcd: https with client certificates and users (passwords in {state}/etcd/); "
               f"mailctl reads {c.mailctl_conf()} (run build/bin/mailctl from {ROOT})")
         print(f"demo user {DEMO_USER} password '{DEMO_PASSWORD}'; logs in {state}/log/")

@@ -10,6 +10,7 @@
 #include "budget.h"
 #include "cidr.h"
 #include "daemon-main.h"
+#include "daemon-tls.h"
 #include "directory.h"
 #include "imap-service.h"
 #include "log.h"
@@ -47,6 +48,7 @@ struct frontend_settings {
 	const char *tls_cert, *tls_key; /* the default certificate */
 	const char *secret_file;       /* shared by every frontend */
 	const char *trusted;           /* networks exempt from connection caps */
+	struct daemon_tls_settings node_tls; /* mutual TLS to the queue and store tiers */
 };
 
 struct frontend {
@@ -60,6 +62,7 @@ struct frontend {
 	imap_service *imap;
 	imap_service *imaps;
 	tls_server *tls;
+	struct daemon_tls node_tls;    /* .client: RPC to the nodes; NULL = plaintext */
 	tls_certs *certs;
 	auth_guard *guard;
 	auth_pool *auth;
@@ -107,6 +110,12 @@ static const struct daemon_option frontend_options[] = {
 	  .value_name = "NAME", .def_text = "localhost", .help = "name in the SMTP greeting" },
 	{ .name = NULL },
 };
+
+static int frontend_check(const void *settings, const char **error_r)
+{
+	const struct frontend_settings *set = settings;
+	return daemon_tls_check(&set->node_tls, error_r);
+}
 
 /* ---- authentication guard hooks ------------------------------------------ */
 
@@ -217,6 +226,9 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		/* passwords would cross the network in plaintext */
 		return daemon_start_failed(d, "tls", "a listener off loopback needs --tls-cert");
 	}
+	/* the frontend serves no RPC: the client side only */
+	if (daemon_tls_init(&set->node_tls, 0, &fe->node_tls, &error) < 0)
+		return daemon_start_failed(d, "node_tls", error);
 	fe->budget.limit = FRONTEND_BODY_BUDGET;
 	fe->imap_budget.limit = FRONTEND_BODY_BUDGET;
 	fe->dir = directory_create(daemon_etcd_conf(d));
@@ -225,6 +237,10 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		return daemon_start_failed(d, "router", error);
 	fe->queue = queue_client_create(loop, fe->router);
 	fe->store = store_client_create(loop, fe->router);
+	if (fe->node_tls.client != NULL) {
+		queue_client_set_tls(fe->queue, fe->node_tls.client);
+		store_client_set_tls(fe->store, fe->node_tls.client);
+	}
 	struct auth_guard_settings gs = {
 		.etcd = daemon_etcd_conf(d), .node_id = set->daemon.id,
 		.stats = daemon_etcd_stats(d),
@@ -277,10 +293,11 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		log_event(LOG_WARN, LOG_SVC, "event=no_tls mode=development "
 			  "note=\"loopback listeners only; implicit-TLS ports off\"");
 	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s smtp=%s submission=%s submissions=%s "
-		  "imap=%s imaps=%s tls=%s plaintext_auth=loopback-only", set->daemon.id,
-		  set->smtp.text, set->submission.text ? set->submission.text : "-",
+		  "imap=%s imaps=%s tls=%s plaintext_auth=loopback-only node_tls=%s",
+		  set->daemon.id, set->smtp.text, set->submission.text ? set->submission.text : "-",
 		  fe->submissions ? set->submissions.text : "-", set->imap.text,
-		  fe->imaps ? set->imaps.text : "-", fe->tls ? "on" : "off");
+		  fe->imaps ? set->imaps.text : "-", fe->tls ? "on" : "off",
+		  fe->node_tls.client != NULL ? "on" : "off");
 	return 0;
 }
 
@@ -327,11 +344,13 @@ static void frontend_deinit(void *ctx)
 	if (fe->dir != NULL)
 		directory_destroy(&fe->dir);
 	tls_server_destroy(&fe->tls);
+	daemon_tls_deinit(&fe->node_tls);
 	cidr_list_free(&fe->trusted);
 }
 
 static const struct daemon_option_group frontend_option_groups[] = {
 	{ .rows = frontend_options },
+	{ .rows = daemon_tls_options, .offset = FRONTEND(node_tls) },
 	{ .rows = NULL },
 };
 
@@ -343,6 +362,7 @@ static const struct daemon_def frontend_daemon = {
 	.settings_size = sizeof(struct frontend_settings),
 	.ctx_size = sizeof(struct frontend),
 	.options = frontend_option_groups,
+	.check = frontend_check,
 	.start = frontend_start,
 	.stop = frontend_stop,
 	.pending = frontend_pending,

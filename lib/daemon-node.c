@@ -1,8 +1,11 @@
 /* daemon-node.c: daemon-node.h. */
 #include "daemon-node.h"
 
+#include "cidr.h"
 #include "repl.h"
 #include "xalloc.h"
+
+#include <string.h>
 
 /* Offsets are within struct daemon_node_settings. */
 #define NODE(field) offsetof(struct daemon_node_settings, field)
@@ -32,12 +35,61 @@ const struct daemon_option daemon_node_options[] = {
 	{ .name = "log-keep-mib", .kind = DAEMON_OPTION_UINT, .offset = NODE(log_keep_mib),
 	  .value_name = "N", .min = 1, .max = 1u << 20, .def = REPL_DEFAULT_LOG_KEEP_BYTES >> 20,
 	  .help = "payload MiB kept per partition log" },
+	{ .name = "rpc-max-conns", .kind = DAEMON_OPTION_UINT, .offset = NODE(rpc_max_conns),
+	  .value_name = "N", .min = 1, .max = 1000000, .def = RPC_SERVER_MAX_CONNECTIONS_DEFAULT,
+	  .help = "RPC connections at once (more are closed at accept)" },
+	{ .name = "rpc-idle-timeout", .kind = DAEMON_OPTION_UINT, .offset = NODE(rpc_idle_timeout_s),
+	  .value_name = "S", .min = 1, .max = 86400,
+	  .def = RPC_SERVER_IDLE_TIMEOUT_MS_DEFAULT / 1000,
+	  .help = "idle RPC connection (nothing in flight) closed after S s" },
+	{ .name = "rpc-max-inflight", .kind = DAEMON_OPTION_UINT, .offset = NODE(rpc_max_inflight),
+	  .value_name = "N", .min = 1, .max = 65536, .def = RPC_SERVER_MAX_INFLIGHT_DEFAULT,
+	  .help = "RPC calls in flight per connection (then it is not read)" },
+	{ .name = "rpc-max-queued-mib", .kind = DAEMON_OPTION_UINT,
+	  .offset = NODE(rpc_max_queued_mib), .value_name = "N", .min = 1, .max = 4096,
+	  .def = RPC_SERVER_MAX_OUT_BYTES_DEFAULT >> 20,
+	  .help = "RPC reply MiB queued per connection (then it is not read)" },
 	{ .name = NULL },
 };
 
+int daemon_node_check(const struct daemon_node_settings *set, const char **error_r)
+{
+	if (daemon_tls_check(&set->tls, error_r) < 0)
+		return -1;
+	const char *host = set->listen.host;
+	int loopback = strcmp(host, "localhost") == 0 || cidr_is_loopback_text(host);
+	if (!loopback && !daemon_tls_enabled(&set->tls)) {
+		*error_r = "--listen off loopback needs --node-cert, --node-key and --cluster-ca "
+			   "(node RPC is plaintext only on loopback)";
+		return -1;
+	}
+	return 0;
+}
+
+void daemon_node_rpc_limits(const struct daemon_node_settings *set,
+			    struct rpc_server_limits *limits_r)
+{
+	*limits_r = (struct rpc_server_limits){
+		.max_connections = set->rpc_max_conns,
+		.idle_timeout_ms = set->rpc_idle_timeout_s * 1000u,
+		.max_inflight = set->rpc_max_inflight,
+		.max_out_bytes = (size_t)set->rpc_max_queued_mib << 20,
+	};
+}
+
+void daemon_node_rpc_setup(const struct daemon_node_settings *set, rpc_server *server,
+			   tls_server *tls)
+{
+	struct rpc_server_limits limits;
+	daemon_node_rpc_limits(set, &limits);
+	rpc_server_set_limits(server, &limits);
+	if (tls != NULL)
+		rpc_server_set_tls(server, tls);
+}
+
 void daemon_node_repl_settings(const struct daemon_node_settings *set, enum router_role role,
 			       int port, const etcd_conf *etcd, etcd_stats *stats,
-			       struct repl_host_settings *hs_r,
+			       tls_client *tls, struct repl_host_settings *hs_r,
 			       char **repl_dir_r)
 {
 	*repl_dir_r = xasprintf("%s/repl", set->data);
@@ -54,5 +106,6 @@ void daemon_node_repl_settings(const struct daemon_node_settings *set, enum rout
 		.log_keep_entries = set->log_keep,
 		.log_keep_bytes = (uint64_t)set->log_keep_mib << 20,
 		.etcd_stats = stats,
+		.tls = tls,
 	};
 }

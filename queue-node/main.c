@@ -31,6 +31,7 @@ struct queue_node_settings {
 };
 
 struct queue_node {
+	struct daemon_tls tls;   /* both NULL without node TLS */
 	queue_store *store;
 	queue_repl *repl;
 	store_client *store_client;
@@ -69,6 +70,8 @@ static const struct daemon_option_default queue_node_defaults[] = {
 static int queue_check(const void *settings, const char **error_r)
 {
 	const struct queue_node_settings *set = settings;
+	if (daemon_node_check(&set->node, error_r) < 0)
+		return -1;
 	return queue_sched_settings_check(&set->sched, error_r);
 }
 
@@ -92,35 +95,43 @@ static int queue_start(struct daemon *d, const void *settings, void *ctx)
 	uv_loop_t *loop = daemon_loop(d);
 	const char *error;
 	int port;
+	if (daemon_tls_init(&set->node.tls, 1, &node->tls, &error) < 0)
+		return daemon_start_failed(d, "node_tls", error);
 	if (queue_store_open(set->node.data, &node->store, &error) < 0)
 		return daemon_start_failed(d, "queue_store", error);
 	/* The service listens first (its port goes into the ring); it refuses
-	 * requests until the delivery side is set below. Its limits are the
-	 * defaults (no options). */
+	 * requests until the delivery side is set below. Its message limits
+	 * are the defaults (no options); the RPC server's are the node's. */
 	struct queue_service_settings service;
 	queue_service_settings_default(&service);
 	queue_service_create(loop, &service, node->store, NULL, &node->service);
+	daemon_node_rpc_setup(&set->node, queue_service_server(node->service), node->tls.server);
 	if (queue_service_listen(node->service, set->node.listen.host, set->node.listen.port, &port,
 				 &error) < 0)
 		return daemon_start_failed(d, "listen", error);
 	struct repl_host_settings hs;
 	char *repl_dir;
 	daemon_node_repl_settings(&set->node, ROUTER_ROLE_QUEUE, port, daemon_etcd_conf(d),
-				  daemon_etcd_stats(d), &hs, &repl_dir);
+				  daemon_etcd_stats(d), node->tls.client, &hs, &repl_dir);
 	int r = queue_repl_start(loop, queue_service_server(node->service), &hs, node->store,
 				 &node->repl, &error);
 	free(repl_dir);
 	if (r < 0)
 		return daemon_start_failed(d, "replication", error);
 	node->store_client = store_client_create(loop, queue_repl_router(node->repl));
+	if (node->tls.client != NULL)
+		store_client_set_tls(node->store_client, node->tls.client);
 	node->delivery = queue_delivery_create(loop, &set->sched, node->store, node->store_client,
 					       queue_repl_journal(), node->repl);
 	queue_repl_set_delivery(node->repl, node->delivery);
 	queue_service_set_repl(node->service, node->repl, node->delivery);
 	daemon_add_collector(d, queue_metrics_cb, node);
-	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s listen=%s:%d data=%s pending=%zu",
-		  set->node.daemon.id, set->node.listen.host, port, set->node.data,
-		  queue_delivery_pending(node->delivery));
+	if (node->tls.server == NULL)
+		log_event(LOG_WARN, LOG_SVC, "event=no_node_tls mode=development "
+			  "note=\"plaintext RPC, loopback only\"");
+	log_event(LOG_INFO, LOG_SVC, "event=ready id=%s listen=%s:%d data=%s pending=%zu "
+		  "node_tls=%s", set->node.daemon.id, set->node.listen.host, port, set->node.data,
+		  queue_delivery_pending(node->delivery), node->tls.server != NULL ? "on" : "off");
 	return 0;
 }
 
@@ -143,10 +154,12 @@ static void queue_deinit(void *ctx)
 {
 	struct queue_node *node = ctx;
 	queue_store_close(&node->store);
+	daemon_tls_deinit(&node->tls);
 }
 
 static const struct daemon_option_group queue_option_groups[] = {
 	{ .rows = daemon_node_options, .offset = QUEUE(node), .defaults = queue_node_defaults },
+	{ .rows = daemon_tls_options, .offset = QUEUE(node.tls) },
 	{ .rows = queue_options },
 	{ .rows = NULL },
 };

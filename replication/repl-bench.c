@@ -5,11 +5,15 @@
  * body) with and without compaction, printing the entry-value bytes each
  * commit costs the primary (applying it, shipping it to two replicas:
  * about 3 payloads; compaction adds nothing). Not a test: run it by hand
- * (`build/bin/repl_bench [seconds-per-case]`). Uses LevelDB directories
- * under /tmp, removed at the end. */
+ * (`build/bin/repl_bench [seconds-per-case] [--tls CERT KEY CA]`; with
+ * --tls every node serves and calls over mutual TLS with that node
+ * certificate, as the daemons do with --node-cert: cluster/dev-ca DIR node
+ * NAME store makes one). Uses LevelDB directories under /tmp, removed at
+ * the end. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "repl.h"
 #include "xalloc.h"
@@ -24,6 +28,12 @@ struct bench;
 struct slot {
 	struct bench *b;
 	uint64_t start_ns;
+};
+
+/* Mutual TLS of every node, or both NULL (plaintext). */
+struct bench_tls {
+	tls_server *server;
+	tls_client *client;
 };
 
 struct bench {
@@ -117,6 +127,18 @@ static void submit(struct slot *s)
 		b->failed++;
 }
 
+/* CPU time (user + system) of the process so far, in microseconds: every
+ * node of a case runs in this process, so a case's delta divided by its
+ * commits is what a commit costs the whole replica set (a figure the
+ * machine's load disturbs far less than the rates). */
+static uint64_t cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 static int cmp_u64(const void *a, const void *c)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)c;
@@ -124,7 +146,8 @@ static int cmp_u64(const void *a, const void *c)
 }
 
 /* keep > 0: snapshot callbacks on, compaction keeps `keep` entries. */
-static void run_case(int r, int window, double seconds, uint64_t keep, size_t payload_len)
+static void run_case(const struct bench_tls *tls, int r, int window, double seconds, uint64_t keep,
+		     size_t payload_len)
 {
 	struct bench *b = xcalloc(1, sizeof *b);
 	uv_loop_init(&b->loop);
@@ -143,7 +166,8 @@ static void run_case(int r, int window, double seconds, uint64_t keep, size_t pa
 		}
 		snprintf(ids[i], sizeof ids[i], "b%d", i);
 		struct repl_settings s = { .node_id = ids[i], .dir = b->dir[i],
-					   .log_keep_entries = keep };
+					   .log_keep_entries = keep, .peer_tls = tls->client,
+					   .server_tls = tls->server };
 		const char *err;
 		if (repl_node_create(&b->loop, &s, &b->node[i], &err) < 0 ||
 		    repl_node_listen(b->node[i], "127.0.0.1", 0, &b->port[i], &err) < 0 ||
@@ -167,6 +191,7 @@ static void run_case(int r, int window, double seconds, uint64_t keep, size_t pa
 
 	struct slot *slots = xcalloc((size_t)window, sizeof *slots);
 	uint64_t start = uv_hrtime();
+	uint64_t cpu_start = cpu_us();
 	b->end_ns = start + (uint64_t)(seconds * 1e9);
 	for (int k = 0; k < window; k++) {
 		slots[k].b = b;
@@ -175,6 +200,7 @@ static void run_case(int r, int window, double seconds, uint64_t keep, size_t pa
 	while (b->in_flight > 0)
 		uv_run(&b->loop, UV_RUN_ONCE);
 	double elapsed = (double)(uv_hrtime() - start) / 1e9;
+	double cpu = (double)(cpu_us() - cpu_start);
 	qsort(b->lat, b->n_lat, sizeof *b->lat, cmp_u64);
 	double p50 = b->n_lat ? (double)b->lat[b->n_lat / 2] / 1e6 : 0;
 	double p99 = b->n_lat ? (double)b->lat[b->n_lat * 99 / 100] / 1e6 : 0;
@@ -183,8 +209,9 @@ static void run_case(int r, int window, double seconds, uint64_t keep, size_t pa
 	struct repl_node_counters ctr;
 	repl_node_counters(b->node[0], &ctr);
 	printf("R=%d in_flight=%-3d payload=%-5zu commits=%-7zu commits/s=%-8.0f p50_ms=%.3f "
-	       "p99_ms=%.3f failed=%d value_bytes_read/commit=%.0f", r, window, payload_len,
-	       b->n_lat, (double)b->n_lat / elapsed, p50, p99, b->failed,
+	       "p99_ms=%.3f failed=%d cpu_us/commit=%.1f value_bytes_read/commit=%.0f", r,
+	       window, payload_len, b->n_lat, (double)b->n_lat / elapsed, p50, p99, b->failed,
+	       b->n_lat ? cpu / (double)b->n_lat : 0.0,
 	       b->n_lat ? (double)ctr.log_value_bytes_read / (double)b->n_lat : 0.0);
 	if (keep > 0)
 		printf(" keep=%llu log_entries=%llu compacted=%llu",
@@ -207,20 +234,49 @@ static void run_case(int r, int window, double seconds, uint64_t keep, size_t pa
 	free(b);
 }
 
+/* --tls CERT KEY CA: the server side requires client certificates from
+ * CA, the client side presents CERT. Returns 0, or -1 (logged). */
+static int bench_tls_init(const char *cert, const char *key, const char *ca,
+			  struct bench_tls *tls)
+{
+	const char *err;
+	struct tls_server_settings ss = { cert, key, 0 };
+	struct tls_client_settings cs = { ca, cert, key };
+	if (tls_server_create(&ss, &tls->server, &err) < 0 ||
+	    tls_server_require_client_cert(tls->server, ca, &err) < 0 ||
+	    tls_client_create(&cs, &tls->client, &err) < 0) {
+		fprintf(stderr, "repl_bench: --tls: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	double seconds = argc > 1 ? atof(argv[1]) : 3.0;
-	if (seconds <= 0)
-		seconds = 3.0;
-	printf("repl_bench: %.1f s per case, loopback, LevelDB sync writes\n", seconds);
+	double seconds = 3.0;
+	struct bench_tls tls = { NULL, NULL };
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--tls") == 0 && i + 3 < argc) {
+			if (bench_tls_init(argv[i + 1], argv[i + 2], argv[i + 3], &tls) < 0)
+				return 2;
+			i += 3;
+		} else if ((seconds = atof(argv[i])) <= 0) {
+			fprintf(stderr, "usage: repl_bench [seconds-per-case] [--tls CERT KEY CA]\n");
+			return 2;
+		}
+	}
+	printf("repl_bench: %.1f s per case, loopback, LevelDB sync writes, RPC %s\n", seconds,
+	       tls.server != NULL ? "mutual TLS" : "plaintext");
 	static const int rs[] = { 1, 3 };
 	static const int windows[] = { 1, 64 };
 	for (size_t i = 0; i < 2; i++)
 		for (size_t j = 0; j < 2; j++)
-			run_case(rs[i], windows[j], seconds, 0, PAYLOAD_LEN);
-	run_case(1, 64, seconds, 1000, PAYLOAD_LEN);
-	run_case(3, 64, seconds, 1000, PAYLOAD_LEN);
-	run_case(3, 64, seconds, 0, PAYLOAD_MAX);
-	run_case(3, 64, seconds, 2000, PAYLOAD_MAX);
+			run_case(&tls, rs[i], windows[j], seconds, 0, PAYLOAD_LEN);
+	run_case(&tls, 1, 64, seconds, 1000, PAYLOAD_LEN);
+	run_case(&tls, 3, 64, seconds, 1000, PAYLOAD_LEN);
+	run_case(&tls, 3, 64, seconds, 0, PAYLOAD_MAX);
+	run_case(&tls, 3, 64, seconds, 2000, PAYLOAD_MAX);
+	tls_server_destroy(&tls.server);
+	tls_client_destroy(&tls.client);
 	return 0;
 }

@@ -572,6 +572,9 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 							      : PROPOSE_TIMEOUT_MS,
 		.log_keep_entries = set->log_keep_entries,
 		.log_keep_bytes = set->log_keep_bytes,
+		.peer_tls = set->tls,
+		/* a store's partitions replicate to stores, a queue's to queues */
+		.peer_roles = rpc_role_parse(router_role_name(set->role)),
 	};
 	*host_r = h;
 	if (repl_node_create(loop, &rs, &h->repl, error_r) < 0 ||

@@ -97,6 +97,11 @@ struct repl_host_settings {
 	etcd_stats *etcd_stats;      /* counts the host's etcd writes (borrowed,
 				      * may be NULL; thread-pool jobs use it, so
 				      * it must outlive the loop's last run) */
+	tls_client *tls;             /* mutual TLS to the peers (borrowed, must
+				      * outlive the host); NULL = plaintext. The
+				      * owner's server decides what it serves;
+				      * with TLS, replication methods take only
+				      * certificates of this role. */
 };
 
 /* Create the repl node on server, join the role's ring (blocks on etcd),

@@ -121,6 +121,10 @@ struct repl_partition {
 	repl_partition *next;
 };
 
+/* The methods of the "repl" service, and who may call them by default. */
+#define REPL__N_METHODS 2
+#define REPL__PEER_ROLES_DEFAULT (RPC_ROLE_STORE | RPC_ROLE_QUEUE)
+
 struct repl_node {
 	uv_loop_t *loop;
 	char *node_id;
@@ -135,6 +139,10 @@ struct repl_node {
 	rpc_server *server;      /* own listener (repl_node_listen), or NULL */
 	int attached;            /* served by the owner's server instead */
 	rpc_pool *pool;
+	tls_server *server_tls;  /* repl_node_listen(): borrowed, or NULL */
+	/* repl__methods with this node's peer roles: the server's table, so
+	 * it lives as long as the node (which outlives the server). */
+	rpc_method methods[REPL__N_METHODS];
 	repl_partition *partitions;
 	struct repl_node_counters counters;
 };
@@ -1188,12 +1196,14 @@ static void repl__snapshot_handler(rpc_call *call, const ProtobufCMessage *msg, 
 	rpc_call_reply(call, MAIL_OK, &resp.base);
 }
 
-/* With TLS only the partitions' peers (store and queue nodes) replicate. */
-static const rpc_method repl__methods[] = {
+/* With TLS only the partitions' peers replicate: the roles are the node's
+ * (repl_settings.peer_roles: the nodes of its own tier), filled in by
+ * repl_node_create(). */
+static const rpc_method repl__methods[REPL__N_METHODS] = {
 	{ REPL__METHOD__APPEND_ENTRIES, "append_entries", &repl__append_request__descriptor,
-	  repl__append_handler, RPC_ROLE_STORE | RPC_ROLE_QUEUE },
+	  repl__append_handler, REPL__PEER_ROLES_DEFAULT },
 	{ REPL__METHOD__INSTALL_SNAPSHOT, "install_snapshot", &repl__snapshot_request__descriptor,
-	  repl__snapshot_handler, RPC_ROLE_STORE | RPC_ROLE_QUEUE },
+	  repl__snapshot_handler, REPL__PEER_ROLES_DEFAULT },
 };
 
 /* ---- roles ----------------------------------------------------------- */
@@ -1457,6 +1467,12 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 	 * of an older transfer is never taken for one of a newer. */
 	n->transfer_ids = (uint64_t)util_now_wall_ms() << 16;
 	n->pool = rpc_pool_create(loop, REPL_SERVICE);
+	if (s->peer_tls != NULL)
+		rpc_pool_set_tls(n->pool, s->peer_tls);
+	n->server_tls = s->server_tls;
+	memcpy(n->methods, repl__methods, sizeof n->methods);
+	for (size_t i = 0; i < REPL__N_METHODS; i++)
+		n->methods[i].roles = s->peer_roles != 0 ? s->peer_roles : REPL__PEER_ROLES_DEFAULT;
 	*node_r = n;
 	return 0;
 }
@@ -1468,8 +1484,10 @@ int repl_node_listen(repl_node *node, const char *host, int port, int *port_r,
 		*error_r = "already serving";
 		return -1;
 	}
-	rpc_server_create(node->loop, REPL_SERVICE, repl__methods,
-			  sizeof repl__methods / sizeof repl__methods[0], node, &node->server);
+	rpc_server_create(node->loop, REPL_SERVICE, node->methods, REPL__N_METHODS, node,
+			  &node->server);
+	if (node->server_tls != NULL)
+		rpc_server_set_tls(node->server, node->server_tls);
 	return rpc_server_listen(node->server, host, port, port_r, error_r);
 }
 
@@ -1479,8 +1497,8 @@ int repl_node_attach(repl_node *node, rpc_server *server, const char **error_r)
 		*error_r = "already serving";
 		return -1;
 	}
-	if (rpc_server_add_service(server, REPL_SERVICE, repl__methods,
-				   sizeof repl__methods / sizeof repl__methods[0], node) < 0) {
+	if (rpc_server_add_service(server, REPL_SERVICE, node->methods, REPL__N_METHODS,
+				   node) < 0) {
 		*error_r = "the server already serves \"repl\"";
 		return -1;
 	}

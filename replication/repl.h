@@ -56,6 +56,7 @@
 #include <uv.h>
 
 #include "mail-error.h"
+#include "tls.h"
 
 /* Service name in the RPC HELLO. */
 #define REPL_SERVICE "repl"
@@ -94,6 +95,18 @@ struct repl_settings {
 	 * log_keep_bytes: default 64 MiB, min 1, max 2^40. */
 	uint64_t log_keep_entries;
 	uint64_t log_keep_bytes;
+	/* Mutual TLS (lib/daemon-tls.h), both borrowed: they must outlive the
+	 * node. peer_tls: the peers are reached over TLS (rpc_pool_set_tls);
+	 * NULL = plaintext. server_tls: repl_node_listen() serves TLS
+	 * (rpc_server_set_tls); an attached node speaks whatever the owner's
+	 * server speaks. */
+	tls_client *peer_tls;
+	tls_server *server_tls;
+	/* With TLS: the roles (proto/rpc.h enum rpc_role bits) whose
+	 * certificates may call AppendEntries and InstallSnapshot on this
+	 * node: the nodes of its own tier (a store's partitions replicate to
+	 * stores only). 0 = store and queue nodes. */
+	uint32_t peer_roles;
 };
 
 #define REPL_DEFAULT_PROPOSE_TIMEOUT_MS 5000u

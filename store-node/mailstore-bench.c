@@ -7,15 +7,28 @@
  * \Deleted flag on the oldest message of the mailbox and a UID EXPUNGE of
  * it. Every 1000th message also runs an EXPUNGE without uids (IMAP
  * CLOSE/EXPUNGE: all \Deleted messages) and a SELECT of that mailbox,
- * timed apart: those read the whole mailbox by design.
+ * timed apart: those read the whole mailbox by design. With SHARE > 0,
+ * SHARE % of the messages (picked by a hash of their number) are also
+ * flagged \Deleted and UID-EXPUNGEd LAG messages after their delivery, so
+ * that body segments fall under the collection threshold and collection
+ * runs (from the write path, as in production). BODY "pattern" (the
+ * default) delivers one repeating byte pattern, which LevelDB's snappy
+ * compresses about 12-fold; "random" delivers base64-like text of
+ * pseudo-random bytes in 76-character lines (an attachment), which snappy
+ * does not compress: the cost of storing real bodies.
  *
  * Prints, per 10 % of N: wall and CPU time per message (delivery + its
- * share of flag changes and UID EXPUNGEs), the mean time of one EXPUNGE
- * without uids and of one SELECT, the RSS and the size of the LevelDB
- * directory; at the end the keys left in the database by kind ('D' are the
- * delivery records). Not a test (it asserts nothing about time):
- *   build/bin/mailstore_bench [N [SIZE [USERS [STEP]]]]  (200000 5120 4 1000)
- * The LevelDB directory is under /tmp and is removed at the end. */
+ * share of flag changes and UID EXPUNGEs, collection included; the timed
+ * EXPUNGEs without uids and SELECTs left out of both) and the part of
+ * that CPU spent by other threads (LevelDB's background compaction), the mean
+ * time of one EXPUNGE without uids and of one SELECT, the RSS, the size of
+ * the LevelDB files, and of the body segment files (<dir>/bodies) with the
+ * part of them still live; at the end the keys left in the database by
+ * kind ('D' are the delivery records) and what collection did. Not a test
+ * (it asserts nothing about time):
+ *   build/bin/mailstore_bench [N [SIZE [USERS [STEP [SHARE [LAG [BODY]]]]]]]
+ *   (defaults 200000 5120 4 1000 0 20000 pattern)
+ * The store directory is under /tmp and is removed at the end. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +46,10 @@
 struct bench {
 	mailstore *store;
 	size_t users;
+	unsigned share;   /* % of messages expunged LAG messages later */
+	size_t lag;
+	uint32_t *uid_of; /* message number -> uid (SHARE > 0) */
+	int random_body;
 	int64_t t0_ms;
 	uint64_t step_ms;
 	uint64_t next_index[BENCH_PARTS];
@@ -83,6 +100,26 @@ static void bench_expunge(struct bench *b, size_t u, size_t i, const uint32_t *u
 	free(gone);
 }
 
+/* Base64-like text of pseudo-random bytes, CRLF every 76 characters. */
+static void bench_random_body(uint8_t *body, size_t size, size_t i)
+{
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	uint64_t x = i * 0x9E3779B97F4A7C15ull + 1;
+	for (size_t k = 0; k < size; k++) {
+		if (k % 78 == 76) {
+			body[k] = '\r';
+		} else if (k % 78 == 77) {
+			body[k] = '\n';
+		} else {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			body[k] = (uint8_t)b64[x & 63];
+		}
+	}
+}
+
 /* Message i: its delivery and its share of flag changes and expunges. */
 static void bench_message(struct bench *b, size_t i, uint8_t *body, size_t size)
 {
@@ -90,7 +127,10 @@ static void bench_message(struct bench *b, size_t i, uint8_t *body, size_t size)
 	char did[64];
 	unsigned long long h = (unsigned long long)i * 0x9E3779B97F4A7C15ull;
 	snprintf(did, sizeof did, "%016llx%08zx/0", h, i);
-	memcpy(body, &i, sizeof i);
+	if (b->random_body)
+		bench_random_body(body, size, i);
+	else
+		memcpy(body, &i, sizeof i);
 	struct mailstore_deliver_result r;
 	bench_entry(b, u, i);
 	bench_check(mailstore_deliver(b->store, b->user[u], "", did, body, size, 0, NULL, 0, &r),
@@ -107,6 +147,36 @@ static void bench_message(struct bench *b, size_t i, uint8_t *body, size_t size)
 		bench_flag(b, u, i, old, "\\Deleted");
 		bench_expunge(b, u, i, &old, 1);
 	}
+	if (b->share == 0)
+		return;
+	b->uid_of[i] = r.uid;
+	if (i < b->lag)
+		return;
+	size_t j = i - b->lag;
+	if ((j * 0x9E3779B97F4A7C15ull >> 32) % 100 < b->share) {
+		size_t uj = j % b->users;
+		bench_flag(b, uj, i, b->uid_of[j], "\\Deleted");
+		bench_expunge(b, uj, i, &b->uid_of[j], 1);
+	}
+}
+
+/* The body segment files: total and live MiB. */
+static void bench_bodies(struct bench *b, double *disk_r, double *live_r)
+{
+	struct mailstore_body_stats st;
+	mailstore_body_stats(b->store, &st);
+	*disk_r = (double)st.disk_bytes / 1048576.0;
+	*live_r = (double)st.live_bytes / 1048576.0;
+}
+
+static void bench_bodies_summary(struct bench *b)
+{
+	struct mailstore_body_stats st;
+	mailstore_body_stats(b->store, &st);
+	printf("bodies: %u segment files, %.1f MiB (%.1f MiB live), %llu segments collected, "
+	       "%.1f MiB copied by collection\n", (unsigned)st.segments,
+	       (double)st.disk_bytes / 1048576.0, (double)st.live_bytes / 1048576.0,
+	       (unsigned long long)st.collected, (double)st.moved_bytes / 1048576.0);
 }
 
 int main(int argc, char **argv)
@@ -115,15 +185,23 @@ int main(int argc, char **argv)
 	size_t size = argc > 2 ? strtoul(argv[2], NULL, 10) : 5120;
 	size_t users = argc > 3 ? strtoul(argv[3], NULL, 10) : 4;
 	uint64_t step = argc > 4 ? strtoull(argv[4], NULL, 10) : 1000;
-	if (n < 1000 || size < sizeof(size_t) || users < 1 || users > BENCH_MAX_USERS) {
+	unsigned long share = argc > 5 ? strtoul(argv[5], NULL, 10) : 0;
+	size_t lag = argc > 6 ? strtoul(argv[6], NULL, 10) : 20000;
+	const char *body_kind = argc > 7 ? argv[7] : "pattern";
+	int random_body = strcmp(body_kind, "random") == 0;
+	if (n < 1000 || size < sizeof(size_t) || users < 1 || users > BENCH_MAX_USERS ||
+	    share > 100 || lag < 1 || (!random_body && strcmp(body_kind, "pattern") != 0)) {
 		fprintf(stderr, "usage: mailstore_bench [N>=1000 [SIZE>=8 [USERS 1..64 "
-				"[STEP ms]]]]\n");
+				"[STEP ms [SHARE %% [LAG>=1 [pattern|random]]]]]]]\n");
 		return 2;
 	}
 	char dir[] = "/tmp/mailstore_bench_XXXXXX";
 	if (mkdtemp(dir) == NULL)
 		return 1;
-	struct bench b = { .users = users, .t0_ms = 1700000000000, .step_ms = step };
+	struct bench b = { .users = users, .t0_ms = 1700000000000, .step_ms = step,
+			   .share = (unsigned)share, .lag = lag, .random_body = random_body };
+	if (share > 0)
+		b.uid_of = xcalloc(n, sizeof *b.uid_of);
 	const char *error;
 	if (mailstore_open(dir, NULL, &b.store, &error) != MAIL_OK) {
 		fprintf(stderr, "open: %s\n", error);
@@ -137,18 +215,22 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < size; i++)
 		body[i] = (uint8_t)(i * 131 + 7);
 	printf("mailstore_bench: %zu deliveries of %zu bytes to %zu users, clock step %" PRIu64
-	       " ms\n", n, size, users, step);
-	printf("%6s %9s %12s %11s %11s %10s %8s %9s\n", "slice", "messages", "wall us/msg",
-	       "cpu us/msg", "expunge ms", "select ms", "rss MiB", "disk MiB");
+	       " ms, %lu %% expunged %zu messages later, %s bodies\n", n, size, users, step, share,
+	       lag, body_kind);
+	printf("%6s %9s %12s %11s %10s %11s %10s %8s %8s %8s %8s\n", "slice", "messages",
+	       "wall us/msg", "cpu us/msg", "bg us/msg", "expunge ms", "select ms", "rss MiB",
+	       "ldb MiB", "seg MiB", "live MiB");
 	size_t slice = n / 10;
 	double w0 = bench_now(CLOCK_MONOTONIC), c0 = bench_now(CLOCK_PROCESS_CPUTIME_ID);
-	double scan_s = 0, exp_s = 0, sel_s = 0;
+	double m0 = bench_now(CLOCK_THREAD_CPUTIME_ID);
+	double scan_s = 0, scan_cpu_s = 0, exp_s = 0, sel_s = 0;
 	size_t n_scans = 0;
 	for (size_t i = 0; i < n; i++) {
 		bench_message(&b, i, body, size);
 		if (i % 1000 == 999) {
 			size_t u = i % users;
 			double t = bench_now(CLOCK_MONOTONIC);
+			double tc = bench_now(CLOCK_PROCESS_CPUTIME_ID);
 			bench_expunge(&b, u, i, NULL, 0);
 			double t1 = bench_now(CLOCK_MONOTONIC);
 			struct mailstore_mailbox_info info;
@@ -162,26 +244,36 @@ int main(int argc, char **argv)
 			exp_s += t1 - t;
 			sel_s += t2 - t1;
 			scan_s += t2 - t;
+			scan_cpu_s += bench_now(CLOCK_PROCESS_CPUTIME_ID) - tc;
 			n_scans++;
 		}
 		if ((i + 1) % slice == 0) {
 			double w1 = bench_now(CLOCK_MONOTONIC);
 			double c1 = bench_now(CLOCK_PROCESS_CPUTIME_ID);
+			double m1 = bench_now(CLOCK_THREAD_CPUTIME_ID);
+			/* other threads than this one: LevelDB's compaction */
+			double bg = (c1 - c0) - (m1 - m0);
 			double k = n_scans ? 1e3 / (double)n_scans : 0;
-			printf("%5zu%% %9zu %12.1f %11.1f %11.2f %10.2f %8.1f %9.1f\n",
+			double seg, live;
+			bench_bodies(&b, &seg, &live);
+			printf("%5zu%% %9zu %12.1f %11.1f %10.1f %11.2f %10.2f %8.1f %8.1f %8.1f %8.1f\n",
 			       (i + 1) * 100 / n, i + 1, (w1 - w0 - scan_s) * 1e6 / (double)slice,
-			       (c1 - c0) * 1e6 / (double)slice, exp_s * k, sel_s * k,
+			       (c1 - c0 - scan_cpu_s) * 1e6 / (double)slice, bg * 1e6 / (double)slice,
+			       exp_s * k, sel_s * k,
 			       (double)bench_rss_kib() / 1024.0,
-			       (double)bench_dir_bytes(dir) / 1048576.0);
+			       (double)bench_dir_bytes(dir) / 1048576.0, seg, live);
 			fflush(stdout);
 			w0 = w1;
 			c0 = c1;
-			scan_s = exp_s = sel_s = 0;
+			m0 = m1;
+			scan_s = scan_cpu_s = exp_s = sel_s = 0;
 			n_scans = 0;
 		}
 	}
+	bench_bodies_summary(&b);
 	mailstore_close(&b.store);
 	bench_count_keys(dir, "keys left");
+	free(b.uid_of);
 	free(body);
 	bench_rm_rf(dir);
 	return 0;

@@ -2,6 +2,7 @@
  * mailstore.h; this file keeps to it byte for byte. */
 #include "mailstore.h"
 
+#include "bodystore.h"
 #include "buf.h"
 #include "log.h"
 #include "mail-error.h"
@@ -22,6 +23,7 @@
 #define KIND_MAILBOX 'M'
 #define KIND_META 'I'
 #define KIND_BODY 'B'
+#define KIND_BODY_PTR 'P'
 #define KIND_DELIVERY 'D'
 #define KIND_APPLIED 'A'
 #define KIND_DELIVERY_AGE 'X'
@@ -40,17 +42,18 @@
 /* Slots of the per-user expiry hints (struct expiry_hint). */
 #define EXPIRY_HINT_SLOTS 256
 
-/* LevelDB shape. The store keeps message bodies in LevelDB, whose
- * compaction rewrites them once per level as the store grows; with the
- * defaults (4 MiB memtable, 2 MiB tables, 4 KiB blocks) the CPU per
- * delivery nearly tripled over 100,000 deliveries (mailstore_bench: 223 ->
- * 627 us) and the in-memory table indexes grew with the data. A 32 MiB
- * memtable and 32 MiB tables cut the compaction work (188 -> 299 us);
- * 64 KiB blocks shrink the indexes 16-fold and compress better (RSS 47 ->
- * 35 MiB, disk 80 -> 53 MiB at 100,000). Together: 183 -> 280 us, RSS 39
- * -> 52 MiB (the memtable is most of it). docs/replication.md, "What grows
- * with time". */
-#define MAILSTORE_LEVELDB_WRITE_BUFFER (32u * 1024 * 1024)
+/* LevelDB shape. Until the body segments (bodystore.c) LevelDB held the
+ * bodies, and its compaction rewrote them once per level as the store
+ * grew; with the defaults (4 MiB memtable, 2 MiB tables, 4 KiB blocks) the
+ * CPU per delivery nearly tripled over 100,000 deliveries (mailstore_bench:
+ * 223 -> 627 us); 32 MiB memtable and tables, 64 KiB blocks made that 183
+ * -> 280 us. Now LevelDB holds only small records (about 300 bytes a
+ * message), and a 32 MiB memtable took 90,000 deliveries to fill: RSS
+ * rose all that while (18 -> 57 MiB over 200,000). An 8 MiB one fills in
+ * a fifth of that and stays lower (15 -> 33 MiB) for about 5 % more CPU
+ * (mean 212-218 -> 223-231 us, random bodies, two runs each); 4 MiB cost
+ * more (169 -> 236 us). docs/replication.md, "What grows with time". */
+#define MAILSTORE_LEVELDB_WRITE_BUFFER (8u * 1024 * 1024)
 #define MAILSTORE_LEVELDB_FILE_SIZE (32u * 1024 * 1024)
 #define MAILSTORE_LEVELDB_BLOCK_SIZE (64u * 1024)
 
@@ -62,7 +65,7 @@
 #define DELIVERY_VALUE_LEN (1 + 8 + 4 + 4)
 #define META_FIXED_LEN (1 + 8 + 8 + 8 + 2)
 #define AGE_VALUE_LEN 1
-/* 'I', 'B' and 'Z' keys end in mailbox_id u64 | uid u32. */
+/* 'I', 'B', 'P' and 'Z' keys end in mailbox_id u64 | uid u32. */
 #define MSG_KEY_TAIL (8 + 4)
 #define AGE_TIME_LEN 8
 
@@ -81,6 +84,8 @@ struct expiry_hint {
 
 struct mailstore {
 	leveldb_t *db;
+	/* The message bodies ('P' pointers into segment files). */
+	bodystore *bodies;
 	leveldb_options_t *options;
 	/* Bloom filters: a deliver looks up a delivery id that is (nearly
 	 * always) absent; without them each miss reads a block of every table
@@ -129,6 +134,10 @@ void mailstore_limits_default(struct mailstore_limits *limits_r)
 	limits_r->max_user_len = 254;
 	limits_r->max_delivery_id = 255;
 	limits_r->delivery_keep_ms = MAILSTORE_DELIVERY_KEEP_DEFAULT_MS;
+	limits_r->body_segment_size = 64u * 1024u * 1024u;
+	limits_r->body_collect_live_pct = 50;
+	limits_r->body_collect_step = 1024u * 1024u;
+	limits_r->body_open_segments = 64;
 }
 
 /* ---- encoding -------------------------------------------------------- */
@@ -549,6 +558,40 @@ static int db_write(mailstore *s, leveldb_writebatch_t *wb, const char *what)
 	if (s->applying)
 		batch_put_applied(wb, s->apply.partition, s->apply.index);
 	return db_commit(s, wb, what);
+}
+
+/* db_write (apply = 1) or db_commit of a batch built inside a bodystore
+ * write (bodystore_txn_begin): the appended bodies are made durable before
+ * the batch that points at them, and the bodystore learns whether the
+ * batch was written. Destroys wb. */
+static int bodies_write(mailstore *s, leveldb_writebatch_t *wb, int apply, const char *what)
+{
+	int ret;
+	if (bodystore_txn_prepare(s->bodies) < 0) {
+		leveldb_writebatch_destroy(wb);
+		ret = MAIL_ERR_INTERNAL;
+	} else {
+		ret = apply ? db_write(s, wb, what) : db_commit(s, wb, what);
+	}
+	bodystore_txn_end(s->bodies, ret == MAIL_OK);
+	return ret;
+}
+
+/* Give up a batch built inside a bodystore write: what was appended is
+ * garbage. */
+static void bodies_abandon(mailstore *s, leveldb_writebatch_t *wb)
+{
+	leveldb_writebatch_destroy(wb);
+	bodystore_txn_end(s->bodies, 0);
+}
+
+/* After a write: one bounded collection step when a segment waits for
+ * one (limits.body_collect_step bytes at most, its own sync batch). A
+ * failure is logged and does not fail the write. Under lock. */
+static void bodies_collect_after_write(mailstore *s)
+{
+	if (bodystore_collect_pending(s->bodies))
+		(void)bodystore_collect_step(s->bodies);
 }
 
 /* Log a LevelDB read error and free it. */
@@ -1151,6 +1194,16 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		*error_r = "cannot index the delivery records (see log)";
 		return MAIL_ERR_INTERNAL;
 	}
+	struct bodystore_settings bset = {
+		.segment_size = s->limits.body_segment_size,
+		.collect_live_pct = s->limits.body_collect_live_pct,
+		.collect_step = s->limits.body_collect_step,
+		.open_segments = s->limits.body_open_segments,
+	};
+	if (bodystore_open(dir, s->db, &bset, &s->bodies, error_r) < 0) {
+		mailstore_close(&s);
+		return MAIL_ERR_INTERNAL;
+	}
 	*store_r = s;
 	return MAIL_OK;
 }
@@ -1161,6 +1214,7 @@ void mailstore_close(mailstore **store)
 	if (s == NULL)
 		return;
 	*store = NULL;
+	bodystore_close(&s->bodies);
 	leveldb_close(s->db);
 	leveldb_readoptions_destroy(s->ropts);
 	leveldb_writeoptions_destroy(s->wopts);
@@ -1224,12 +1278,11 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 	m.exists++;
 
 	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	bodystore_txn_begin(s->bodies, wb, 1);
 	batch_put_mbox(wb, &k, &v, user, name, &m);
 	key_message(&k, KIND_META, user, m.id, mi.uid);
 	meta_encode(&v, &mi);
 	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
-	key_message(&k, KIND_BODY, user, m.id, mi.uid);
-	leveldb_writebatch_put(wb, (const char *)k.data, k.len, body, body_len);
 	if (flags_has(flags, n_flags, "\\Deleted"))
 		batch_mark_deleted(wb, &k, user, m.id, mi.uid, 1);
 	if (delivery_id[0] != '\0') {
@@ -1255,11 +1308,18 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 	size_t n_expired = 0;
 	int expire = s->limits.delivery_keep_ms > 0;
 	if (expire && deliveries_expire(s, wb, user, now_ms, &floor, &n_expired) != MAIL_OK) {
-		leveldb_writebatch_destroy(wb);
+		bodies_abandon(s, wb);
 		ret = MAIL_ERR_INTERNAL;
 		goto out;
 	}
-	ret = db_write(s, wb, "deliver");
+	/* last: nothing is appended for a delivery that fails before */
+	key_message(&k, KIND_BODY_PTR, user, m.id, mi.uid);
+	if (bodystore_put(s->bodies, k.data, k.len, body, body_len) < 0) {
+		bodies_abandon(s, wb);
+		ret = MAIL_ERR_INTERNAL;
+		goto out;
+	}
+	ret = bodies_write(s, wb, 1, "deliver");
 	if (ret == MAIL_OK && expire) {
 		/* in this order: the new record may be below the pass's floor */
 		hint_set(s, user, floor);
@@ -1299,6 +1359,8 @@ int mailstore_deliver(mailstore *s, const char *user, const char *mailbox,
 	pthread_mutex_lock(&s->lock);
 	ret = deliver_locked(s, user, name, delivery_id, body, body_len, internal_date, nflags,
 			     n_nflags, result_r);
+	if (ret == MAIL_OK && !result_r->duplicate)
+		bodies_collect_after_write(s);
 	pthread_mutex_unlock(&s->lock);
 	flags_free(nflags, n_nflags);
 	return ret;
@@ -1415,10 +1477,21 @@ static int fetch_locked(mailstore *s, const char *user, const char *name, uint32
 		return ret;
 	buf k;
 	buf_init(&k);
-	key_message(&k, KIND_BODY, user, m.id, uid);
-	char *val;
-	size_t len;
-	int got = db_get(s, &k, &val, &len);
+	key_message(&k, KIND_BODY_PTR, user, m.id, uid);
+	int got = bodystore_get(s->bodies, k.data, k.len, body_r, len_r);
+	if (got == 0) {
+		/* a store of the version before segments: the body itself */
+		key_message(&k, KIND_BODY, user, m.id, uid);
+		char *val;
+		size_t len;
+		got = db_get(s, &k, &val, &len);
+		if (got == 1) {
+			*body_r = xmalloc(len > 0 ? len : 1);
+			memcpy(*body_r, val, len);
+			*len_r = len;
+			leveldb_free(val);
+		}
+	}
 	buf_deinit(&k);
 	if (got != 1) {
 		/* meta without body: the batch rule makes this impossible */
@@ -1427,10 +1500,6 @@ static int fetch_locked(mailstore *s, const char *user, const char *name, uint32
 		mailstore_message_info_free(info_r);
 		return MAIL_ERR_INTERNAL;
 	}
-	*body_r = xmalloc(len > 0 ? len : 1);
-	memcpy(*body_r, val, len);
-	*len_r = len;
-	leveldb_free(val);
 	return MAIL_OK;
 }
 
@@ -1603,15 +1672,24 @@ static int expunge_locked(mailstore *s, const char *user, const char *name,
 		buf_init(&k);
 		buf_init(&v);
 		leveldb_writebatch_t *wb = leveldb_writebatch_create();
+		bodystore_txn_begin(s->bodies, wb, 1);
 		batch_put_mbox(wb, &k, &v, user, name, &m);
-		for (size_t i = 0; i < n_gone; i++) {
+		for (size_t i = 0; i < n_gone && ret == MAIL_OK; i++) {
 			key_message(&k, KIND_META, user, m.id, gone[i]);
 			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
+			/* the pointer (its bytes stop being live), or the body
+			 * of an older store */
+			key_message(&k, KIND_BODY_PTR, user, m.id, gone[i]);
+			if (bodystore_delete(s->bodies, k.data, k.len) < 0)
+				ret = MAIL_ERR_INTERNAL;
 			key_message(&k, KIND_BODY, user, m.id, gone[i]);
 			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
 			batch_mark_deleted(wb, &k, user, m.id, gone[i], 0);
 		}
-		ret = db_write(s, wb, "expunge");
+		if (ret == MAIL_OK)
+			ret = bodies_write(s, wb, 1, "expunge");
+		else
+			bodies_abandon(s, wb);
 		buf_deinit(&k);
 		buf_deinit(&v);
 	}
@@ -1640,6 +1718,8 @@ int mailstore_expunge(mailstore *s, const char *user, const char *mailbox,
 	uint32_t *sorted = uids_sorted(uids, n_uids, &n_sorted);
 	pthread_mutex_lock(&s->lock);
 	int ret = expunge_locked(s, user, name, sorted, n_sorted, uids_r, n_r);
+	if (ret == MAIL_OK && *n_r > 0)
+		bodies_collect_after_write(s);
 	pthread_mutex_unlock(&s->lock);
 	free(sorted);
 	return ret;
@@ -1736,17 +1816,41 @@ int mailstore_mailbox_exists(mailstore *s, const char *user, const char *mailbox
 	return ret == MAIL_ERR_NOT_FOUND ? MAIL_OK : ret;
 }
 
+int mailstore_maintain(mailstore *s, int *more_r)
+{
+	pthread_mutex_lock(&s->lock);
+	int ret = bodystore_collect_step(s->bodies);
+	*more_r = ret >= 0 && bodystore_collect_pending(s->bodies);
+	pthread_mutex_unlock(&s->lock);
+	return ret < 0 ? MAIL_ERR_INTERNAL : MAIL_OK;
+}
+
+void mailstore_body_stats(mailstore *s, struct mailstore_body_stats *stats_r)
+{
+	struct bodystore_stats st;
+	pthread_mutex_lock(&s->lock);
+	bodystore_stats_get(s->bodies, &st);
+	pthread_mutex_unlock(&s->lock);
+	*stats_r = (struct mailstore_body_stats){
+		.segments = st.segments, .current = st.current, .disk_bytes = st.disk_bytes,
+		.live_bytes = st.live_bytes, .collected = st.collected,
+		.moved_bytes = st.moved_bytes,
+	};
+}
+
 /* ---- partition snapshots ------------------------------------------------ */
 
-/* The kinds of per-user key a partition snapshot carries. */
+/* The kinds of per-user key a partition snapshot carries. A body pointer
+ * ('P') goes out as the old 'B' pair (key with kind 'B', the body bytes as
+ * value): pointers are node-local, bodies are not. */
 static const char snap_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX,
-				   KIND_DELIVERY_AGE };
+				   KIND_DELIVERY_AGE, KIND_BODY_PTR };
 #define SNAP_N_KINDS (sizeof snap_kinds / sizeof *snap_kinds)
 /* The kinds an install drops first: the exported ones and the 'Z' index,
  * which is never exported (the installer derives it from the 'I' keys, so
  * the snapshot of an exporter without it is complete). */
 static const char drop_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX,
-				   KIND_DELIVERY_AGE, KIND_DELETED };
+				   KIND_DELIVERY_AGE, KIND_DELETED, KIND_BODY_PTR };
 #define DROP_N_KINDS (sizeof drop_kinds / sizeof *drop_kinds)
 
 /* Chunk framing: a u32 length before each key and each value. */
@@ -1865,6 +1969,7 @@ void mailstore_snapshot_close(mailstore_snapshot **snap)
 	part_scan_deinit(&sn->scan);
 	leveldb_readoptions_destroy(sn->ropts);
 	leveldb_release_snapshot(sn->store->db, sn->snap);
+	bodystore_release(sn->store->bodies);
 	free(sn);
 }
 
@@ -1882,6 +1987,9 @@ int mailstore_snapshot_open(mailstore *s, uint32_t partition, uint32_t n_partiti
 	 * one batch anyway; this keeps the rule of the header). */
 	pthread_mutex_lock(&s->lock);
 	sn->snap = leveldb_create_snapshot(s->db);
+	/* the view's pointers stay readable: no segment file goes until
+	 * close */
+	bodystore_hold(s->bodies);
 	pthread_mutex_unlock(&s->lock);
 	sn->ropts = leveldb_readoptions_create();
 	leveldb_readoptions_set_snapshot(sn->ropts, sn->snap);
@@ -1919,6 +2027,16 @@ int mailstore_snapshot_next(mailstore_snapshot *sn, buf *out, size_t max_bytes)
 		size_t klen, vlen;
 		const char *key = leveldb_iter_key(sn->scan.it, &klen);
 		const char *val = leveldb_iter_value(sn->scan.it, &vlen);
+		int pointer = key[1] == KIND_BODY_PTR;
+		size_t ptr_len = vlen;
+		uint64_t body_len = 0;
+		if (pointer && bodystore_value_length(val, vlen, &body_len) < 0) {
+			log_corrupt("body_pointer", "");
+			sn->pos = -1;
+			break;
+		}
+		if (pointer)
+			vlen = body_len > SIZE_MAX ? SIZE_MAX : (size_t)body_len;
 		if (klen > MAILSTORE_SNAPSHOT_KEY_MAX || vlen > UINT32_MAX) {
 			/* the limits keep keys far shorter: the installer would
 			 * refuse this one */
@@ -1930,9 +2048,19 @@ int mailstore_snapshot_next(mailstore_snapshot *sn, buf *out, size_t max_bytes)
 		if (n > 0 && used + pair > max_bytes)
 			break;
 		put_u32(out, (uint32_t)klen);
+		size_t key_at = out->len;
 		buf_append(out, key, klen);
 		put_u32(out, (uint32_t)vlen);
-		buf_append(out, val, vlen);
+		if (pointer) {
+			/* the old 'B' pair: the kind byte, and the bytes */
+			out->data[key_at + 1] = KIND_BODY;
+			if (bodystore_read(sn->store->bodies, val, ptr_len, out) < 0) {
+				sn->pos = -1;
+				break;
+			}
+		} else {
+			buf_append(out, val, vlen);
+		}
 		used += pair;
 		n++;
 		sn->pos = part_scan_next(&sn->scan);
@@ -1964,19 +2092,25 @@ int mailstore_snapshot_install_begin(mailstore *s, uint32_t partition, uint32_t 
 		s->n_install = n_partitions;
 	}
 	s->install_seen[partition] = 0;
+	/* the partition's bodies become garbage, counted as such */
+	bodystore_txn_begin(s->bodies, wb, 1);
 	struct part_scan sc;
 	int pos = part_scan_start(&sc, leveldb_create_iterator(s->db, s->ropts), partition,
 				  n_partitions, drop_kinds, DROP_N_KINDS);
 	for (; pos == 1; pos = part_scan_next(&sc)) {
-		size_t klen;
+		size_t klen, vlen;
 		const char *key = leveldb_iter_key(sc.it, &klen);
+		if (key[1] == KIND_BODY_PTR) {
+			const char *val = leveldb_iter_value(sc.it, &vlen);
+			(void)bodystore_unref_value(s->bodies, val, vlen);
+		}
 		leveldb_writebatch_delete(wb, key, klen);
 		n++;
 	}
 	part_scan_deinit(&sc);
 	int ret;
 	if (pos < 0) {
-		leveldb_writebatch_destroy(wb);
+		bodies_abandon(s, wb);
 		ret = MAIL_ERR_INTERNAL;
 	} else {
 		/* in the same batch: a crash after it leaves "applied 0" */
@@ -1985,7 +2119,7 @@ int mailstore_snapshot_install_begin(mailstore *s, uint32_t partition, uint32_t 
 		key_applied(&k, partition);
 		leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
 		buf_deinit(&k);
-		ret = db_commit(s, wb, "snapshot_install_begin");
+		ret = bodies_write(s, wb, 0, "snapshot_install_begin");
 	}
 	pthread_mutex_unlock(&s->lock);
 	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
@@ -2173,15 +2307,36 @@ static const uint8_t *snap_field(const uint8_t *data, size_t len, size_t *off, s
 	return p;
 }
 
-/* Every pair of the chunk into wb, the ids it carries into ids. NULL, or
- * why the chunk is refused (static text) with *off_r where. */
+/* The 'B' pairs of a chunk: they go to the segment files once the whole
+ * chunk is found valid. */
+struct snap_body {
+	const uint8_t *key;
+	size_t klen;
+	const uint8_t *val;
+	size_t vlen;
+};
+
+static int snap_body_cmp(const void *a, const void *b)
+{
+	const struct snap_body *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->key, y->key, n);
+	return c != 0 ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+/* Every pair of the chunk but the bodies into wb, the bodies into
+ * *bodies_r (heap array; *n_bodies_r; caller frees), the ids it carries
+ * into ids. NULL, or why the chunk is refused (static text) with *off_r
+ * where. */
 static const char *snap_chunk_parse(const mailstore *s, uint32_t partition,
 				    uint32_t n_partitions, const uint8_t *data, size_t len,
 				    leveldb_writebatch_t *wb, struct snap_ids *ids,
+				    struct snap_body **bodies_r, size_t *n_bodies_r,
 				    uint64_t *pairs_r, size_t *off_r)
 {
 	*pairs_r = 0;
 	*off_r = 0;
+	size_t cap = 0;
 	if (len == 0 || data[0] != MAILSTORE_SNAPSHOT_VERSION)
 		return "version";
 	size_t off = 1;
@@ -2199,12 +2354,55 @@ static const char *snap_chunk_parse(const mailstore *s, uint32_t partition,
 						  vlen, ids, &deleted);
 		if (why != NULL)
 			return why;
+		(*pairs_r)++;
+		if (key[1] == KIND_BODY) {
+			if (*n_bodies_r == cap) {
+				cap = cap > 0 ? cap * 2 : 16;
+				*bodies_r = xrealloc(*bodies_r, cap * sizeof **bodies_r);
+			}
+			(*bodies_r)[(*n_bodies_r)++] = (struct snap_body){ key, klen, val, vlen };
+			continue;
+		}
 		leveldb_writebatch_put(wb, (const char *)key, klen, (const char *)val, vlen);
 		if (deleted)
 			batch_put_deleted_of_meta(wb, key, klen);
-		(*pairs_r)++;
+	}
+	/* one body per message: a second would leave the first's bytes
+	 * counted live */
+	if (*n_bodies_r > 1) {
+		qsort(*bodies_r, *n_bodies_r, sizeof **bodies_r, snap_body_cmp);
+		for (size_t i = 1; i < *n_bodies_r; i++) {
+			if (snap_body_cmp(&(*bodies_r)[i - 1], &(*bodies_r)[i]) == 0) {
+				*off_r = (size_t)((*bodies_r)[i].key - data);
+				return "duplicate_body";
+			}
+		}
 	}
 	return NULL;
+}
+
+/* The bodies of a chunk into the segment files, their pointers into wb
+ * (inside a bodystore write), replacing whatever the store had there: an
+ * earlier pointer (its bytes become garbage) or an old 'B' body. Under
+ * lock. MAIL_OK or INTERNAL. */
+static int snap_bodies_put(mailstore *s, const struct snap_body *bodies, size_t n,
+			   leveldb_writebatch_t *wb)
+{
+	buf k;
+	buf_init(&k);
+	int ret = MAIL_OK;
+	for (size_t i = 0; i < n && ret == MAIL_OK; i++) {
+		const struct snap_body *b = &bodies[i];
+		leveldb_writebatch_delete(wb, (const char *)b->key, b->klen);
+		buf_reset(&k);
+		buf_append(&k, b->key, b->klen);
+		k.data[1] = KIND_BODY_PTR;
+		if (bodystore_delete(s->bodies, k.data, k.len) < 0 ||
+		    bodystore_put(s->bodies, k.data, k.len, b->val, b->vlen) < 0)
+			ret = MAIL_ERR_INTERNAL;
+	}
+	buf_deinit(&k);
+	return ret;
 }
 
 int mailstore_snapshot_install_chunk(mailstore *s, uint32_t partition, uint32_t n_partitions,
@@ -2216,9 +2414,12 @@ int mailstore_snapshot_install_chunk(mailstore *s, uint32_t partition, uint32_t 
 	struct snap_ids ids = { 0, 0, 0 };
 	uint64_t pairs;
 	size_t off;
+	struct snap_body *bodies = NULL;
+	size_t n_bodies = 0;
 	const char *why = snap_chunk_parse(s, partition, n_partitions, data, len, wb, &ids,
-					   &pairs, &off);
+					   &bodies, &n_bodies, &pairs, &off);
 	if (why != NULL) {
+		free(bodies);
 		leveldb_writebatch_destroy(wb);
 		log_event(LOG_WARN, LOG_SVC,
 			  "event=snapshot_chunk_refused partition=%u reason=%s offset=%zu len=%zu",
@@ -2230,9 +2431,13 @@ int mailstore_snapshot_install_chunk(mailstore *s, uint32_t partition, uint32_t 
 		return MAIL_OK;
 	}
 	pthread_mutex_lock(&s->lock);
+	bodystore_txn_begin(s->bodies, wb, 1);
 	uint64_t next_id;
 	uint32_t last_uidvalidity;
 	int ret = counters_get(s, "", &next_id, &last_uidvalidity);
+	if (ret == MAIL_OK)
+		ret = snap_bodies_put(s, bodies, n_bodies, wb);
+	free(bodies);
 	if (ret == MAIL_OK) {
 		/* A mailbox created here later takes next_id and a UIDVALIDITY
 		 * above last_uidvalidity: keep both above what came in. */
@@ -2241,12 +2446,14 @@ int mailstore_snapshot_install_chunk(mailstore *s, uint32_t partition, uint32_t 
 		if (last_uidvalidity < ids.max_uidvalidity)
 			last_uidvalidity = ids.max_uidvalidity;
 		batch_put_counters(wb, next_id, last_uidvalidity);
-		ret = db_commit(s, wb, "snapshot_install_chunk");
+		ret = bodies_write(s, wb, 0, "snapshot_install_chunk");
 		if (ret == MAIL_OK && partition < s->n_install && n_partitions == s->n_install)
 			s->install_seen[partition] |= ids.seen;
 	} else {
-		leveldb_writebatch_destroy(wb);
+		bodies_abandon(s, wb);
 	}
+	if (ret == MAIL_OK)
+		bodies_collect_after_write(s);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }

@@ -11,7 +11,9 @@
  *     something takes highest_modseq + 1 for everything it changes;
  *   - every write is ONE LevelDB WriteBatch written with sync=true, so a crash
  *     leaves all of an operation or none of it, and a return of MAIL_OK means
- *     the change is on disk;
+ *     the change is on disk; a body is appended to a segment file and
+ *     fdatasync'd before the batch that points at it (a crash in between
+ *     leaves unreferenced bytes only);
  *   - the user is part of every key: no call made for user A can read,
  *     write or learn of user B's data (B's mailboxes are simply NOT_FOUND).
  *
@@ -27,7 +29,22 @@
  *   01 'I' <user> 00 <mailbox_id u64> <uid u32>   -> message meta
  *        value: 01 | size u64 | internal_date i64 (ms) | modseq u64
  *                  | n_flags u16 | n_flags x (len u16 | bytes)
- *   01 'B' <user> 00 <mailbox_id u64> <uid u32>   -> message body (raw bytes)
+ *   01 'P' <user> 00 <mailbox_id u64> <uid u32>   -> where the message's
+ *        body is: value 01 | segment u32 | offset u64 | length u64
+ *                  | crc32 u32
+ *        The body is the record at offset of <dir>/bodies/<segment as 8
+ *        hex>.seg: magic "MBD1" | length u64 | crc32 u32 | the bytes
+ *        (store-node/bodystore.h). A fetch checks magic, length and CRC: a
+ *        mismatch is MAIL_ERR_INTERNAL (logged event=body_corrupt), never
+ *        wrong bytes. Written in the batch of the delivery, deleted with
+ *        the message. Node-local: exported as a 'B' pair (below).
+ *   01 'B' <user> 00 <mailbox_id u64> <uid u32>   -> message body (raw
+ *        bytes, no version byte): what versions before the segment files
+ *        wrote, and the form bodies take in snapshot chunks. Still read
+ *        (fetch falls back to it when there is no 'P') and deleted by
+ *        EXPUNGE; never written by this version (no migration: old bodies
+ *        stay in LevelDB until expunged; a snapshot install puts them into
+ *        segments, so replicas rebuilt from a snapshot hold none).
  *   01 'D' <user> 00 <delivery_id>         -> delivery record (idempotency)
  *        value: 01 | mailbox_id u64 | uid u32 | uidvalidity u32
  *   01 'X' <user> 00 <time_ms u64> <delivery_id>  -> age of a delivery
@@ -41,6 +58,34 @@
  *        'X'; 2: every message flagged \Deleted has its 'Z')
  *   01 'A' <partition u32>                 -> applied index of a replicated
  *        partition (mailstore_apply_begin) value: 01 | index u64
+ *   01 'R' <segment u32> <offset u64>      -> reverse index of the body
+ *        record at that place: value 01 | its 'P' key. Written and deleted
+ *        with the pointer, so collecting a segment reads that segment's
+ *        records only, never all messages.
+ *   01 'S' <segment u32>                   -> live bytes of a segment: value
+ *        01 | bytes u64 | records u64 (what 'P' pointers reference, record
+ *        headers included), updated in every batch that puts or deletes a
+ *        pointer into it; absent = nothing live.
+ *        'R' and 'S' are per node, derived, never exported (like 'Z').
+ *
+ * Body segments: appended to, never overwritten (the current one is
+ * preallocated with zeros, which appends overwrite); a new one when the
+ * current would pass limits.body_segment_size. A sealed segment whose live bytes
+ * fall under limits.body_collect_live_pct % of its size is collected in
+ * steps of at most limits.body_collect_step bytes, run after deliveries and
+ * expunges (and by mailstore_maintain): its live bodies are appended to the
+ * current segment, their pointers rewritten (one sync batch per step), and
+ * the file deleted once no reverse record of it is left; a segment with
+ * nothing live is deleted at once. No file is deleted while a snapshot
+ * export is open (its view may point into it). On open, sealed files that
+ * nothing references (a crash) are deleted and appending resumes at the
+ * real end of the highest segment: bytes a crash left behind the last
+ * durable record are never served (no pointer) and never overwritten.
+ * Compatibility: snapshot chunks keep their format, so replicas of the
+ * previous version install from this one and the other way round; but a
+ * binary of the previous version opening this store cannot read the bodies
+ * delivered by this one (no 'B' key: fetch fails INTERNAL), so a downgrade
+ * needs the partitions re-installed from a snapshot.
  *
  * The first byte of every value is the value's own format version (01).
  * Mailbox ids come from the counter and are never reused. Delivery records
@@ -70,7 +115,9 @@
  * case-sensitively. Stored flags are sorted (strcmp) and deduplicated.
  *
  * Threading: every call is synchronous and blocks on disk (a sync write is
- * ~0.25 ms on the development machines). A mailstore is thread-safe: one
+ * ~0.25 ms on the development machines; a delivery makes two: its body's
+ * segment, then the batch; deliver and expunge may add a collection step
+ * of at most limits.body_collect_step bytes). A mailstore is thread-safe: one
  * internal mutex serialises operations (reads included, so a select sees a
  * consistent mailbox).
  *
@@ -112,6 +159,26 @@ struct mailstore_limits {
 	 * same entry). 0 = keep forever. Default 7 days, longer than the
 	 * 4-5 days after which RFC 5321 4.5.4.1 lets a sender give up. */
 	uint64_t delivery_keep_ms;
+	/* Bodies live in segment files (<dir>/bodies, see the key schema);
+	 * a new segment starts when the current one would pass this many
+	 * bytes (a bigger body gets one of its own). Default 64 MiB, min 4096,
+	 * max 1 TiB. Per node: replicas need not agree. */
+	uint64_t body_segment_size;
+	/* A sealed segment whose live bytes (what pointers still reference)
+	 * fall under this percentage of its size is collected: its live
+	 * bodies are copied to the current segment, then it is deleted. A
+	 * segment with nothing live is deleted at once, whatever this says.
+	 * Default 50, min 0 (collect nothing but empty segments), max 90. */
+	unsigned body_collect_live_pct;
+	/* Most body bytes one collection step copies (one fdatasync and one
+	 * sync batch per step; a body bigger than this moves alone). A step
+	 * runs after each deliver or expunge while a segment is to be
+	 * collected, and in mailstore_maintain(). Default 1 MiB, min 1. */
+	uint64_t body_collect_step;
+	/* Segment files kept open for reads (least recently used closed
+	 * first; the one being appended to has its own descriptor). Default
+	 * 64, min 1. */
+	unsigned body_open_segments;
 };
 
 #define MAILSTORE_DELIVERY_KEEP_DEFAULT_MS (7ull * 24 * 3600 * 1000)
@@ -208,7 +275,9 @@ int mailstore_store_flags(mailstore *store, const char *user, const char *mailbo
 
 /* Remove messages that carry \Deleted: all of them when n_uids is 0, else
  * only those among uids (UID EXPUNGE). *uids_r gets the expunged uids
- * ascending (caller frees; NULL when none). Expunging bumps highest_modseq. */
+ * ascending (caller frees; NULL when none). Expunging bumps highest_modseq.
+ * The bodies' bytes become garbage in their segments (collected later);
+ * the call may run one collection step after its batch. */
 int mailstore_expunge(mailstore *store, const char *user, const char *mailbox,
 		      const uint32_t *uids, size_t n_uids, uint32_t **uids_r, size_t *n_r);
 
@@ -233,16 +302,39 @@ int mailstore_applied_index(mailstore *store, uint32_t partition, uint64_t *inde
 int mailstore_mailbox_exists(mailstore *store, const char *user, const char *mailbox,
 			     int *exists_r);
 
+/* ---- body segments (see the key schema) ---- */
+
+/* One collection step (limits.body_collect_step bytes at most): for an
+ * idle store, or a caller that wants space back now (the write path runs
+ * steps by itself). *more_r = 1 when another step may have work. Returns
+ * MAIL_OK or INTERNAL (logged; no body is lost: a step that fails leaves
+ * its segment as it was). */
+int mailstore_maintain(mailstore *store, int *more_r);
+
+struct mailstore_body_stats {
+	uint32_t segments;    /* segment files */
+	uint32_t current;     /* the segment appended to (0: none yet) */
+	uint64_t disk_bytes;  /* their sizes */
+	uint64_t live_bytes;  /* what pointers reference (headers included) */
+	uint64_t collected;   /* segments deleted since open */
+	uint64_t moved_bytes; /* bytes copied by collection since open */
+};
+void mailstore_body_stats(mailstore *store, struct mailstore_body_stats *stats_r);
+
 /* ---- partition snapshots (log compaction, replica catch-up) ----
  * A replica too far behind gets the partition's state instead of the log.
  * The bytes are produced and read only here; the replicated log carries
  * them as opaque chunks.
  *
- * What a partition is on this store: every 'M', 'I', 'B', 'D' and 'X' key
- * of a user with util_hash64(user) % n_partitions == partition (the same
- * function as router_partition_of()), plus its 'A' key. The 'C' counters
- * and the 'V' level are per node and are never exported, nor are the 'Z'
- * records: the installer writes them for the 'I' keys it takes. (A store of the
+ * What a partition is on this store: every 'M', 'I', 'B', 'P', 'D' and 'X'
+ * key of a user with util_hash64(user) % n_partitions == partition (the
+ * same function as router_partition_of()), plus its 'A' key. A 'P' pointer
+ * is exported as the 'B' pair of the previous versions (the key with kind
+ * 'B', the body bytes read from its segment as the value; a CRC mismatch
+ * fails the export), so chunks carry bodies, never node-local pointers. The
+ * 'C' counters and the 'V' level are per node and are never exported, nor
+ * are the 'Z' records (the installer writes them for the 'I' keys it
+ * takes), nor the segment records 'R' and 'S'. (A store of the
  * version before 'X' refuses chunks with 'X' keys: during a rolling
  * upgrade a new primary cannot install a snapshot on an old replica; the
  * replica catches up once upgraded. The other way round works: a new
@@ -293,9 +385,12 @@ void mailstore_snapshot_close(mailstore_snapshot **snap);
  * any point before end leaves applied index 0 (never a half-installed
  * partition that claims to be applied): start again with begin.
  *
- * install_begin: drop every key of the partition (all 'M','I','B','D','X','Z'
- * keys of its users, and its 'A' key, so its applied index reads 0) in ONE sync
- * batch. The 'C' counters stay. Returns MAIL_OK, PARAMS or INTERNAL. */
+ * install_begin: drop every key of the partition (all 'M','I','B','P','D',
+ * 'X','Z' keys of its users, and its 'A' key, so its applied index reads 0)
+ * in ONE sync batch; the bodies of its pointers become garbage in their
+ * segments (live bytes and reverse records go in the same batch), which
+ * collection reclaims. The 'C' counters stay. Returns MAIL_OK, PARAMS or
+ * INTERNAL. */
 int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
 				     uint32_t n_partitions);
 /* Validate and write one chunk (data is only read during the call; it
@@ -303,9 +398,12 @@ int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
  * MAILSTORE_SNAPSHOT_VERSION, every length must stay inside the chunk, every
  * key must be an 'M','I','B','D' or 'X' key of a valid user of this partition
  * (valid mailbox name, uid, delivery id) and every value must parse
- * exactly as its kind (flags canonical and within this store's limits).
- * Anything else is MAIL_ERR_PARAMS (logged) and nothing of the chunk is
- * written. Otherwise the pairs, a 'Z' record for each 'I' of a message
+ * exactly as its kind (flags canonical and within this store's limits), and
+ * no message may have two bodies in one chunk. Anything else is
+ * MAIL_ERR_PARAMS (logged) and nothing of the chunk is written. Otherwise
+ * the bodies ('B' pairs) are appended to the segment files (made durable
+ * first), and their 'P' pointers (replacing any pointer or 'B' body at
+ * that key), the other pairs, a 'Z' record for each 'I' of a message
  * flagged \Deleted, and the 'C' counters go in ONE sync batch;
  * the counters are raised above every imported mailbox id and
  * UIDVALIDITY, so a mailbox created later on this node never reuses one

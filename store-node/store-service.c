@@ -433,12 +433,16 @@ STORE_HANDLER(handle_fetch, STORE__METHOD__FETCH, Store__FetchRequest)
 STORE_HANDLER(handle_store_flags, STORE__METHOD__STORE_FLAGS, Store__StoreFlagsRequest)
 STORE_HANDLER(handle_expunge, STORE__METHOD__EXPUNGE, Store__ExpungeRequest)
 
-/* With TLS (rpc.h): Deliver comes from queue nodes only; the mailbox
- * methods from frontends (IMAP) and admin tools. */
+/* With TLS (rpc.h), who calls what: Deliver comes from queue nodes (local
+ * delivery) and admin tools, never from a frontend (mail enters through the
+ * queue) nor from another store (stores replicate through "repl"); the
+ * mailbox methods from frontends (IMAP) and admin tools. docs/security.md
+ * has the whole table. */
+#define STORE_DELIVER_ROLES (RPC_ROLE_QUEUE | RPC_ROLE_ADMIN)
 #define STORE_MAILBOX_ROLES (RPC_ROLE_FRONTEND | RPC_ROLE_ADMIN)
 static const rpc_method store_methods[] = {
 	{ STORE__METHOD__DELIVER, "deliver", &store__deliver_request__descriptor, handle_deliver,
-	  RPC_ROLE_QUEUE },
+	  STORE_DELIVER_ROLES },
 	{ STORE__METHOD__LIST, "list", &store__list_request__descriptor, handle_list,
 	  STORE_MAILBOX_ROLES },
 	{ STORE__METHOD__SELECT, "select", &store__select_request__descriptor, handle_select,

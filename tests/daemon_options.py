@@ -2,9 +2,11 @@
 """The three daemons' command lines (lib/daemon-options.h), without
 starting anything: `--help` exits 0 on stdout and names every option (the
 names cluster/local.py and the tests pass must stay), with each node role's
-own log bounds as its defaults; a value out of range, a bad address, an
-unknown option and a missing required option each exit 2 with one line on
-stderr naming the option. Standard library only; a few seconds.
+own log bounds and the RPC server limits as its defaults; a value out of
+range, a bad address, an unknown option, a missing required option, node
+TLS options not given together, and a node --listen off loopback without
+node TLS each exit 2 with one line on stderr naming the option. Standard
+library only; a few seconds.
 """
 import os
 import subprocess
@@ -16,11 +18,14 @@ import e2e_harness  # noqa: E402
 
 COMMON = ["metrics", "etcd-quota-bytes", "etcd-ca", "etcd-cert", "etcd-key", "etcd-user",
           "etcd-password-file", "help"]
+NODE_TLS = ["node-cert", "node-key", "cluster-ca"]
 NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-ttl",
-        "log-keep", "log-keep-mib", "etcd"] + COMMON
+        "log-keep", "log-keep-mib", "rpc-max-conns", "rpc-idle-timeout", "rpc-max-inflight",
+        "rpc-max-queued-mib", "etcd"] + NODE_TLS + COMMON
 OPTIONS = {
     "frontend": ["id", "etcd", "smtp", "submission", "submissions", "imap", "imaps",
-                 "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname"] + COMMON,
+                 "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname"]
+                + NODE_TLS + COMMON,
     "store-node": NODE,
     "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight"],
 }
@@ -34,7 +39,18 @@ DEFAULTS = [
     ("queue-node", "max-inflight", "1..100000, default 64"),
     ("frontend", "smtp", "default 127.0.0.1:2525"),
     ("frontend", "etcd-quota-bytes", "1..184467440737095516, default 2147483648"),
+    # proto/rpc.h RPC_SERVER_LIMITS_DEFAULT
+    ("store-node", "rpc-max-conns", "1..1000000, default 1024"),
+    ("queue-node", "rpc-max-conns", "1..1000000, default 1024"),
+    ("store-node", "rpc-idle-timeout", "1..86400, default 300"),
+    ("queue-node", "rpc-idle-timeout", "1..86400, default 300"),
+    ("store-node", "rpc-max-inflight", "1..65536, default 256"),
+    ("queue-node", "rpc-max-inflight", "1..65536, default 256"),
+    ("store-node", "rpc-max-queued-mib", "1..4096, default 8"),
+    ("queue-node", "rpc-max-queued-mib", "1..4096, default 8"),
 ]
+TLS_TOGETHER = "--node-cert, --node-key and --cluster-ca go together"
+OFF_LOOPBACK = "--listen off loopback needs --node-cert, --node-key and --cluster-ca"
 NODE_ARGS = ["--id", "n1", "--listen", "127.0.0.1:0", "--data", "/nonexistent",
              "--etcd", "http://127.0.0.1:1"]
 # (binary, extra argv, what the one line on stderr must contain)
@@ -51,6 +67,20 @@ BAD = [
     ("frontend", ["--smtp", "127.0.0.1:70000"], "--smtp must be HOST:PORT"),
     ("frontend", ["--metrics", "8080"], "--metrics must be HOST:PORT"),
     ("frontend", ["stray"], "unexpected argument \"stray\""),
+    ("store-node", ["--rpc-max-conns", "0"], "--rpc-max-conns must be a number in 1..1000000"),
+    ("queue-node", ["--rpc-idle-timeout", "86401"],
+     "--rpc-idle-timeout must be a number in 1..86400"),
+    ("store-node", ["--rpc-max-inflight", "x"], "--rpc-max-inflight must be a number in 1..65536"),
+    ("queue-node", ["--rpc-max-queued-mib", "0"],
+     "--rpc-max-queued-mib must be a number in 1..4096"),
+    ("store-node", ["--node-cert", "/x.pem"], TLS_TOGETHER),
+    ("queue-node", ["--node-cert", "/x.pem", "--node-key", "/x.key"], TLS_TOGETHER),
+    ("frontend", ["--cluster-ca", "/ca.pem"], TLS_TOGETHER),
+    # plaintext node RPC only on loopback
+    ("store-node", ["--listen", "10.1.2.3:7000"], OFF_LOOPBACK),
+    ("queue-node", ["--listen", "0.0.0.0:7000"], OFF_LOOPBACK),
+    ("store-node", ["--listen", "[2001:db8::1]:7000"], OFF_LOOPBACK),
+    ("queue-node", ["--listen", "[::]:0"], OFF_LOOPBACK),
     ("frontend", ["--etcd-cert", "c.pem"], "--etcd-cert and --etcd-key go together"),
     ("store-node", ["--etcd-user", "store-1"],
      "--etcd-user and --etcd-password-file go together"),
@@ -105,6 +135,16 @@ def main():
         r = run(binary, argv)
         err = r.stderr.strip().splitlines()
         if r.returncode != 2 or len(err) != 1 or want not in err[0] or r.stdout:
+            problems.append(f"{binary} {' '.join(argv)}: rc={r.returncode} stderr={r.stderr!r}")
+    # off loopback with node TLS passes the checks; the unreadable files
+    # then fail the start (exit 1) with the one start_failed line
+    tls = ["--node-cert", "/nonexistent/n.pem", "--node-key", "/nonexistent/n.key",
+           "--cluster-ca", "/nonexistent/ca.pem"]
+    for binary in ("store-node", "queue-node"):
+        argv = NODE_ARGS + ["--listen", "10.1.2.3:0"] + tls
+        r = run(binary, argv)
+        failed = [line for line in r.stderr.splitlines() if "event=start_failed" in line]
+        if r.returncode != 1 or len(failed) != 1 or "step=node_tls" not in failed[0]:
             problems.append(f"{binary} {' '.join(argv)}: rc={r.returncode} stderr={r.stderr!r}")
     for binary, argv, want in START_FAILED:
         r = run(binary, argv)

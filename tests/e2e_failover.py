@@ -268,6 +268,7 @@ def main():
         if not ok:
             for name, *_ in c.specs():
                 print(f"--- {name} log tail ---\n{c.log_tail(name, 10)}")
+            e2e_harness.print_replication_events(c)
         if os.environ.get("MAIL_KEEP_TMP") != "1":
             shutil.rmtree(state, ignore_errors=True)
         else:

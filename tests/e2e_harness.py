@@ -108,6 +108,23 @@ def dumps_differ(dumps):
     return problems
 
 
+REPLICATION_EVENTS = (r"snapshot_|owner_state_lost|partition_role|epoch_adopted|"
+                      r"schema_upgrade|two_primaries|conflict_committed|replica_down|"
+                      r"replica_up|truncate|caught_up|step|stopping|starting")
+
+
+def print_replication_events(c):
+    """Print every store and queue node's replication history (from its log
+    file, so a node scaled away is included): what explains a divergence or
+    a stuck partition after the fact."""
+    logs = os.path.join(c.state, "log")
+    for fn in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+        name = fn[:-len(".log")]
+        if fn.endswith(".log") and name.startswith(("store-", "queue-")):
+            print(f"--- {name} replication events ---\n"
+                  + c.log_events(name, REPLICATION_EVENTS, n=120))
+
+
 def run(prefix, body, **cluster_kw):
     """Start local.Cluster.with_free_ports(**cluster_kw), then body(c, check)
     where check(name, fn) runs one named check; stop the cluster and report.
@@ -134,12 +151,7 @@ def run(prefix, body, **cluster_kw):
         if failed:
             for name, *_ in c.specs():
                 print(f"--- {name} log tail ---\n{c.log_tail(name, 15)}")
-            # the replication history, to explain a divergence afterwards
-            for name, role, *_ in c.specs():
-                if role in ("store", "queue"):
-                    print(f"--- {name} replication events ---\n" + c.log_events(
-                        name, r"snapshot_|owner_state_lost|partition_role|epoch_adopted|"
-                              r"schema_upgrade|two_primaries|stopping|starting"))
+            print_replication_events(c)
         shutil.rmtree(state, ignore_errors=True)
     print(f"{len(passed)} passed, {len(failed)} failed")
     return 1 if failed else 0

@@ -155,6 +155,19 @@ class PartitionCluster(local.Cluster):
     def etcd_ns_url(self):
         return f"https://{self.net.root_ip}:{self.ports['etcd']}"
 
+    def ensure_node_cert(self, name, role, sans=None):
+        # the stores listen off loopback: their certificates name their IPs
+        if role == "store":
+            sans = f"IP:{self.store_host(name)}"
+        super().ensure_node_cert(name, role, sans)
+
+    def start(self, name, wait=True, timeout=20):
+        if name.startswith("writer") and not self.pid(name):
+            # the writers deliver and read: an admin certificate
+            self.ensure_tls()
+            self.ensure_node_cert(name, "admin")
+        return super().start(name, wait, timeout)
+
     def store_host(self, name):
         return self.net.ns_ip if name == "store-1" else self.net.root_ip
 
@@ -180,7 +193,7 @@ class PartitionCluster(local.Cluster):
                     "--listen", f"{host}:{port}", "--data", os.path.join(data, name),
                     *self.etcd_args(name, self.etcd_ns_url() if inside else None),
                     "--partitions", str(PARTITIONS), "--replicas", "3",
-                    "--lease-ttl", str(TTL_S)]
+                    "--lease-ttl", str(TTL_S)] + self.node_tls_args(name)
             out.append((name, "store", f"{host}:{port}",
                         (self.net.exec_prefix() if inside else []) + argv, port))
         for name, inside in (("writer-ns", True), ("writer-root", False)):
@@ -190,6 +203,7 @@ class PartitionCluster(local.Cluster):
                     "--prefix", "ns" if inside else "root", "--users", ",".join(USERS),
                     "--interval-ms", "40", "--deadline-ms", str(WRITER_DEADLINE_MS),
                     "--retry-ms", "500"] + (["--reads"] if inside else [])
+            argv += self.node_tls_args(name)
             out.append((name, "writer", "-", (self.net.exec_prefix() if inside else []) + argv,
                         None))
         return out

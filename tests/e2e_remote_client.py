@@ -74,8 +74,11 @@ def main():
         ports = {k: local.free_port() for k in ("smtp", "submission", "imap")}
         host = net.root_ip
 
+        c.ensure_node_cert("frontend-remote", "frontend")
+
         def argv(with_tls):
             a = [os.path.join(c.bin, "frontend"), "--id", "frontend-remote",
+                 *c.node_tls_args("frontend-remote"),
                  *c.etcd_args("frontend"),
                  "--smtp", f"{host}:{ports['smtp']}",
                  "--submission", f"{host}:{ports['submission']}",

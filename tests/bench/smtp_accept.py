@@ -19,8 +19,16 @@ included), and the longest gap between two consecutive 250s. The lease TTL
 is --ttl (the nodes' default is 5 s). Standard library only. Never fails on
 timing; it only prints figures.
 
+--node-tls on (default: node RPC is mutual TLS, as in every cluster
+cluster/local starts), off (plaintext node RPC, for comparison) or both
+(each R first without, then with). Beside each rate it prints the CPU the
+cluster's processes (frontend, queue and store nodes; not etcd) spent per
+message, from /proc/PID/stat: the cost of node TLS on a loaded machine
+shows there more clearly than in the rates.
+
   python3 tests/bench/smtp_accept.py [--messages 2000] [--conns 8] [--size 4096]
       [--replicas 1,3] [--stores 3] [--queues 3] [--ttl 5] [--no-failover]
+      [--node-tls on|off|both]
   python3 tests/bench/smtp_accept.py --port 2525   # a running cluster, no failover
 """
 import argparse
@@ -95,6 +103,26 @@ def accept(port, args, label):
           f"   max {lat[-1] * 1000 if lat else float('nan'):7.2f} ms", flush=True)
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cluster_cpu(c):
+    """{role: CPU seconds (user + system)} of the cluster's processes but
+    etcd, from /proc/PID/stat."""
+    out = {}
+    for name, role, *_ in c.specs():
+        pid = c.pid(name)
+        if role == "etcd" or not pid:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().split(") ", 1)[1].split()
+        except OSError:
+            continue
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
 def busiest_queue_primary(c):
     ring = json.loads(c.etcd_get("/mail/v1/ring/queue"))
     counts = {}
@@ -164,23 +192,34 @@ def main():
     ap.add_argument("--queues", type=int, default=3)
     ap.add_argument("--ttl", type=int, default=5, help="lease TTL of the nodes (s)")
     ap.add_argument("--no-failover", action="store_true")
+    ap.add_argument("--node-tls", choices=["on", "off", "both"], default="on",
+                    help="node RPC over mutual TLS (both: each R without, then with)")
     args = ap.parse_args()
 
     if args.port is not None:
         accept(args.port, args, "cluster=running")
         return
     bin_dir = os.environ.get("MAIL_BIN_DIR", os.path.join(ROOT, "build", "bin"))
-    rs = [int(r) for r in args.replicas.split(",")]
-    for k, r in enumerate(rs):
+    modes = {"on": [True], "off": [False], "both": [False, True]}[args.node_tls]
+    runs = [(int(r), tls) for r in args.replicas.split(",") for tls in modes]
+    for k, (r, tls) in enumerate(runs):
         state = tempfile.mkdtemp(prefix="mail-bench-")
         c = local.Cluster.with_free_ports(state, bin_dir, stores=args.stores,
-                                          queues=args.queues, replicas=r, lease_ttl=args.ttl)
+                                          queues=args.queues, replicas=r, lease_ttl=args.ttl,
+                                          node_tls=tls)
         try:
             c.up()
             c.mailctl("user", "add", args.rcpt, stdin="bench\n", check=False)
             time.sleep(2 * args.ttl)  # the map settles (replicas in sync)
-            accept(c.ports["smtp"], args, f"R={r} stores={args.stores} queues={args.queues}")
-            if k == len(rs) - 1 and not args.no_failover:
+            cpu0 = cluster_cpu(c)
+            accept(c.ports["smtp"], args, f"R={r} stores={args.stores} queues={args.queues} "
+                   f"node_tls={'on' if tls else 'off'}")
+            cpu1 = cluster_cpu(c)
+            per = {role: (cpu1[role] - cpu0.get(role, 0.0)) * 1000 / max(1, args.messages)
+                   for role in cpu1}
+            print(f"  CPU per message {sum(per.values()):6.2f} ms (" + ", ".join(
+                f"{role} {ms:.2f}" for role, ms in sorted(per.items())) + ")", flush=True)
+            if k == len(runs) - 1 and not args.no_failover:
                 failover(c, args)
         finally:
             c.down()

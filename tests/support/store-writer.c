@@ -3,7 +3,10 @@
  *
  *   store-writer --etcd URL --prefix P --users U1,U2,... [--interval-ms N]
  *                [--deadline-ms N] [--retry-ms N] [--reads]
+ *                [--node-cert FILE --node-key FILE --cluster-ca FILE]
  *
+ * With the three TLS options it speaks mutual TLS to the store nodes (the
+ * certificate's role must be allowed Deliver and Select: admin).
  * Every --interval-ms (default 50) it starts one delivery, round robin over
  * the users, for a user that has none in flight (so each user's writes are
  * sequential). The delivery id is "<prefix>-<n>"; the body carries it in an
@@ -56,6 +59,7 @@ struct writer_settings {
 	unsigned deadline_ms;
 	unsigned retry_ms;
 	int reads;
+	struct tls_client_settings tls;  /* ca_file NULL: plaintext */
 };
 
 /* A delivery that failed: tried again after `after` (monotonic ms). */
@@ -75,6 +79,7 @@ struct writer_user {
 struct writer {
 	uv_loop_t loop;
 	router *router;
+	tls_client *tls;
 	store_client *client;
 	uv_timer_t tick;
 	struct daemon_signals signals;
@@ -101,16 +106,17 @@ static void usage(FILE *out)
 		"                    [--etcd-ca F --etcd-cert F --etcd-key F]\n"
 		"                    [--etcd-user NAME --etcd-password-file F]\n"
 		"                    [--interval-ms N] [--deadline-ms N] [--retry-ms N]\n"
-		"                    [--reads]\n");
+		"                    [--reads]\n"
+		"                    [--node-cert FILE --node-key FILE --cluster-ca FILE]\n");
 }
 
 static int settings_parse(int argc, char **argv, struct writer_settings *set)
 {
 	static const struct option opts[] = {
 		{ "etcd", required_argument, NULL, 'e' },
-		{ "etcd-ca", required_argument, NULL, 'A' },
-		{ "etcd-cert", required_argument, NULL, 'C' },
-		{ "etcd-key", required_argument, NULL, 'K' },
+		{ "etcd-ca", required_argument, NULL, 'a' },
+		{ "etcd-cert", required_argument, NULL, 'c' },
+		{ "etcd-key", required_argument, NULL, 'k' },
 		{ "etcd-user", required_argument, NULL, 'U' },
 		{ "etcd-password-file", required_argument, NULL, 'P' },
 		{ "prefix", required_argument, NULL, 'p' },
@@ -119,6 +125,9 @@ static int settings_parse(int argc, char **argv, struct writer_settings *set)
 		{ "deadline-ms", required_argument, NULL, 'd' },
 		{ "retry-ms", required_argument, NULL, 'r' },
 		{ "reads", no_argument, NULL, 'R' },
+		{ "node-cert", required_argument, NULL, 'C' },
+		{ "node-key", required_argument, NULL, 'K' },
+		{ "cluster-ca", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -128,9 +137,9 @@ static int settings_parse(int argc, char **argv, struct writer_settings *set)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'e': set->etcd = optarg; break;
-		case 'A': set->etcd_ca = optarg; break;
-		case 'C': set->etcd_cert = optarg; break;
-		case 'K': set->etcd_key = optarg; break;
+		case 'a': set->etcd_ca = optarg; break;
+		case 'c': set->etcd_cert = optarg; break;
+		case 'k': set->etcd_key = optarg; break;
 		case 'U': set->etcd_user = optarg; break;
 		case 'P': set->etcd_password_file = optarg; break;
 		case 'p': set->prefix = optarg; break;
@@ -150,6 +159,9 @@ static int settings_parse(int argc, char **argv, struct writer_settings *set)
 		case 'R':
 			set->reads = 1;
 			break;
+		case 'C': set->tls.cert_file = optarg; break;
+		case 'K': set->tls.key_file = optarg; break;
+		case 'A': set->tls.ca_file = optarg; break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -159,6 +171,10 @@ static int settings_parse(int argc, char **argv, struct writer_settings *set)
 	}
 	if (optind != argc || set->etcd == NULL || set->prefix == NULL || set->users == NULL ||
 	    set->users[0] == '\0')
+		return -1;
+	int tls_given = (set->tls.cert_file != NULL) + (set->tls.key_file != NULL) +
+			(set->tls.ca_file != NULL);
+	if (tls_given != 0 && tls_given != 3)
 		return -1;
 	return 0;
 }
@@ -323,8 +339,15 @@ int main(int argc, char **argv)
 		}
 		usleep(ROUTER_START_WAIT_US);
 	}
+	if (w.set.tls.ca_file != NULL && tls_client_create(&w.set.tls, &w.tls, &error) < 0) {
+		log_event(LOG_ERROR, LOG_SVC, "event=startup_failed error=\"%s\"", error);
+		router_destroy(&w.router);
+		return 2;
+	}
 	uv_loop_init(&w.loop);
 	w.client = store_client_create(&w.loop, w.router);
+	if (w.tls != NULL)
+		store_client_set_tls(w.client, w.tls);
 	store_client_set_deadline(w.client, w.set.deadline_ms);
 	uv_timer_init(&w.loop, &w.tick);
 	w.tick.data = &w;
@@ -338,6 +361,7 @@ int main(int argc, char **argv)
 	etcd_tokens_destroy(&tokens);
 	if (password != NULL)
 		xfree_secret(password, strlen(password));
+	tls_client_destroy(&w.tls);
 	for (size_t k = 0; k < w.n_users; k++) {
 		for (size_t f = 0; f < w.users[k].n_failed; f++)
 			free(w.users[k].failed[f].id);
