@@ -14,15 +14,26 @@ Node RPC is mutual TLS: every store, queue and frontend process gets its
 own certificate from the development CA (cluster/dev-ca DIR node NAME
 ROLE: state/tls/<name>.pem and .key, issued when it first starts) and is
 started with --node-cert, --node-key and --cluster-ca state/tls/ca.pem.
+
+etcd is closed (docs/security.md, "etcd"): https only with client
+certificates from the development CA (state/tls/), its peers too; auth on,
+with one etcd user per daemon (a role per kind, and per node its own keys),
+`admin` for mailctl and the tests, `root` only to manage users. Passwords
+are generated into state/etcd/<user>.password (0600). `up` writes
+state/mailctl.conf, which mailctl reads when run from the checkout.
 """
+import base64
 import json
 import os
 import random
+import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +54,69 @@ DEFAULT_PORTS = {
 # cluster stays far below: docs/deploy.md). The daemons are told the same
 # quota, to warn at 80% of it.
 ETCD_COMPACTION = ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m"]
+# etcd hashes its users' passwords with bcrypt, cost 10 by default: every
+# authentication then costs etcd 50-300 ms of CPU (a dozen daemons starting
+# at once on a small machine took over 3 s each). Our etcd passwords are 24
+# random bytes: no work factor makes them easier or harder to guess, so the
+# cheapest cost (4) is as safe (docs/security.md, "etcd").
+ETCD_BCRYPT = ["--bcrypt-cost", "4"]
 ETCD_QUOTA_BYTES = 1024 * 1024 * 1024
+# The etcd keys (router/*.h, router/security-keys.h) and who may touch
+# them: (role, permission, key, range end). A range end of None is one key;
+# "prefix" every key under key. Roles: "frontend" (every frontend),
+# "node-store" / "node-queue" (every node of that kind: the controller runs
+# inside nodes, so the ring and the election key are shared by all of
+# them), "admin" (mailctl). Each node also gets a role of its own with its
+# node record, alive key and status key (etcd_node_perms).
+ETCD_KEY_ROOT = "/mail/v1/"
+# what the router reads and watches: alive/ up to ring0 (alive/, blocks/,
+# controller, nodes/, progress/, ring/ sort in between)
+ETCD_ROUTER_RANGE = (ETCD_KEY_ROOT + "alive/", ETCD_KEY_ROOT + "ring0")
+ETCD_ROLE_PERMS = [
+    ("frontend", "READ", *ETCD_ROUTER_RANGE),
+    ("frontend", "READ", ETCD_KEY_ROOT + "tenants/", "prefix"),
+    ("frontend", "READ", ETCD_KEY_ROOT + "users/", "prefix"),
+    ("frontend", "READ", ETCD_KEY_ROOT + "tls/", "prefix"),
+    ("frontend", "READWRITE", ETCD_KEY_ROOT + "blocks/", "prefix"),
+    ("node-store", "READ", *ETCD_ROUTER_RANGE),
+    ("node-store", "READWRITE", ETCD_KEY_ROOT + "ring/", "prefix"),
+    ("node-store", "READWRITE", ETCD_KEY_ROOT + "controller", None),
+    ("node-store", "READWRITE", ETCD_KEY_ROOT + "progress/store/", "prefix"),
+    ("node-queue", "READ", *ETCD_ROUTER_RANGE),
+    ("node-queue", "READWRITE", ETCD_KEY_ROOT + "ring/", "prefix"),
+    ("node-queue", "READWRITE", ETCD_KEY_ROOT + "controller", None),
+    ("node-queue", "READWRITE", ETCD_KEY_ROOT + "progress/queue/", "prefix"),
+    ("admin", "READWRITE", ETCD_KEY_ROOT, "prefix"),
+]
+
+
+def etcd_node_perms(role, node):
+    """The keys only node `node` of `role` writes: its record, its alive key
+    (under its lease) and its status."""
+    return [("READWRITE", f"{ETCD_KEY_ROOT}{sub}/{role}/{node}", None)
+            for sub in ("nodes", "alive", "status")]
+
+
+def etcd_user_of(name, role):
+    """The etcd user a process runs as: the node's own name for nodes, one
+    user for every frontend."""
+    return "frontend" if role == "frontend" else name
+
+
+class EtcdError(RuntimeError):
+    """An etcd JSON-gateway call answered an error: .status (HTTP) and
+    .body (the parsed {"error","code"} or the raw text)."""
+
+    def __init__(self, path, status, body):
+        super().__init__(f"etcd {path}: HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
 DEMO_TENANT = "example.test"
 DEMO_USER = "demo@example.test"
 DEMO_PASSWORD = "demo"
@@ -117,6 +190,9 @@ class Cluster:
         # measure what it costs: node_tls=False runs node RPC in plaintext)
         self.node_tls = node_tls
         self.stops = {}  # name -> how its last kill() went (seconds, killed, status)
+        self.etcd_extra_sans = []  # more SANs for etcd's certificate ("IP:10.0.0.1")
+        self._etcd_tokens = {}     # etcd user -> token (etcd_call)
+        self._etcd_ready = set()   # etcd users known to exist with their roles
         for sub in ("run", "log", "data"):
             os.makedirs(os.path.join(self.state, sub), exist_ok=True)
 
@@ -153,7 +229,7 @@ class Cluster:
     def etcd_url(self):
         """Every member's client URL, comma-separated (our etcd client fails
         over between them)."""
-        return ",".join(f"http://127.0.0.1:{self.etcd_port(i)}"
+        return ",".join(f"https://127.0.0.1:{self.etcd_port(i)}"
                         for i in range(1, self.etcd_members + 1))
 
     def node_port(self, name, metrics=False):
@@ -181,20 +257,21 @@ class Cluster:
         out = []
         data = os.path.join(self.state, "data")
         n = self.etcd_members
-        initial = ",".join(f"m{i}=http://127.0.0.1:{self.etcd_port(i, peer=True)}"
+        initial = ",".join(f"m{i}=https://127.0.0.1:{self.etcd_port(i, peer=True)}"
                            for i in range(1, n + 1))
         for i, name in enumerate(self.etcd_names(), start=1):
             e, ep = self.etcd_port(i), self.etcd_port(i, peer=True)
             out.append((name, "etcd", f"127.0.0.1:{e}", [
                 "etcd", "--name", f"m{i}", "--data-dir", os.path.join(data, name),
                 "--logger", "zap", "--log-level", "error",
-                "--listen-client-urls", f"http://127.0.0.1:{e}",
-                "--advertise-client-urls", f"http://127.0.0.1:{e}",
-                "--listen-peer-urls", f"http://127.0.0.1:{ep}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{ep}",
+                "--listen-client-urls", f"https://127.0.0.1:{e}",
+                "--advertise-client-urls", f"https://127.0.0.1:{e}",
+                "--listen-peer-urls", f"https://127.0.0.1:{ep}",
+                "--initial-advertise-peer-urls", f"https://127.0.0.1:{ep}",
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--initial-cluster-token", "mail-local",
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
+                *self.etcd_server_args(), *ETCD_BCRYPT,
                 *ETCD_COMPACTION, "--quota-backend-bytes", str(ETCD_QUOTA_BYTES)], e))
         for role, count in (("store", self.stores), ("queue", self.queues)):
             for i in range(1, count + 1):
@@ -204,7 +281,7 @@ class Cluster:
                     os.path.join(self.bin, f"{role}-node"), "--id", name,
                     "--listen", f"127.0.0.1:{port}",
                     "--metrics", f"127.0.0.1:{self.metrics_port(name)}",
-                    "--data", os.path.join(data, name), "--etcd", self.etcd_url,
+                    "--data", os.path.join(data, name), *self.etcd_args(name),
                     "--partitions", str(self.partitions),
                     "--replicas", str(self.replicas),
                     "--lease-ttl", str(self.lease_ttl),
@@ -216,7 +293,7 @@ class Cluster:
         out.append(("frontend-1", "frontend",
                     f"smtp=127.0.0.1:{p['smtp']} imap=127.0.0.1:{p['imap']}", [
                         os.path.join(self.bin, "frontend"), "--id", "frontend-1",
-                        "--etcd", self.etcd_url,
+                        *self.etcd_args("frontend"),
                         "--smtp", f"127.0.0.1:{p['smtp']}",
                         "--submission", f"127.0.0.1:{p['submission']}",
                         "--submissions", f"127.0.0.1:{p['submissions']}",
@@ -262,6 +339,10 @@ class Cluster:
             self.ensure_tls()
             if self.node_tls:
                 self.ensure_node_cert(name, role)
+        if role == "etcd":
+            self.ensure_etcd_tls()
+        elif role in ("store", "queue", "frontend"):
+            self.ensure_etcd_user(etcd_user_of(name, role), role)
         if role != "etcd":
             os.makedirs(os.path.join(self.state, "data", name), exist_ok=True)
         log = open(os.path.join(self.state, "log", f"{name}.log"), "ab")
@@ -298,8 +379,9 @@ class Cluster:
         members = [member] if member else range(1, self.etcd_members + 1)
         for i in members:
             try:
-                url = f"http://127.0.0.1:{self.etcd_port(i)}/health"
-                with urllib.request.urlopen(url, timeout=1) as r:
+                url = f"https://127.0.0.1:{self.etcd_port(i)}/health"
+                with urllib.request.urlopen(url, timeout=1,
+                                            context=self.etcd_ssl_context()) as r:
                     if json.load(r).get("health") == "true":
                         return True
             except (OSError, ValueError):
@@ -410,6 +492,9 @@ class Cluster:
                     time.sleep(0.05)
                 if not self.etcd_healthy():
                     raise RuntimeError("etcd cluster not healthy after 20s")
+                # users, roles, auth on: before the first daemon
+                self.ensure_etcd_auth()
+        self.ensure_etcd_auth()  # (all was running: writes mailctl.conf)
         self.ensure_demo()
         return started
 
@@ -425,12 +510,235 @@ class Cluster:
                       f"killed (SIGKILL); see {self.logfile(name)}", file=sys.stderr)
         return killed
 
+    # ---- etcd: TLS, users, direct calls ----------------------------------
+
+    def etcd_dir(self):
+        return os.path.join(self.state, "etcd")
+
+    def etcd_password_file(self, user):
+        """state/etcd/<user>.password (0600), made with a random password
+        the first time."""
+        d = self.etcd_dir()
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        path = os.path.join(d, f"{user}.password")
+        if not os.path.exists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24) + "\n")
+        return path
+
+    def etcd_password(self, user):
+        with open(self.etcd_password_file(user)) as f:
+            return f.readline().strip()
+
+    def etcd_cert_paths(self, user):
+        """(certificate, key) paths of etcd user `user`'s client certificate."""
+        tls = self.tls_dir()
+        return os.path.join(tls, f"etcd-{user}.pem"), os.path.join(tls, f"etcd-{user}.key")
+
+    def etcd_cert(self, user):
+        """etcd_cert_paths(), issued on first use (cluster/dev-ca
+        etcd-client: no CN, which etcd's gateway refuses)."""
+        pem, key = self.etcd_cert_paths(user)
+        if not (os.path.exists(pem) and os.path.exists(key)):
+            subprocess.run([os.path.join(ROOT, "cluster", "dev-ca"), self.tls_dir(),
+                            "etcd-client", f"etcd-{user}"], check=True)
+        return pem, key
+
+    def ensure_etcd_tls(self):
+        """etcd's certificate (serverAuth and clientAuth: its gateway dials
+        etcd with it; also its peer certificate) and the admin's."""
+        tls = self.tls_dir()
+        sans = ",".join(["DNS:localhost", "IP:127.0.0.1", *self.etcd_extra_sans])
+        subprocess.run([os.path.join(ROOT, "cluster", "dev-ca"), tls, "server", "etcd-server",
+                        sans], check=True)
+        self.etcd_cert("admin")
+
+    def etcd_server_args(self):
+        """etcd's TLS flags: clients and peers over https with a client
+        certificate from the development CA."""
+        tls = self.tls_dir()
+        pem, key = os.path.join(tls, "etcd-server.pem"), os.path.join(tls, "etcd-server.key")
+        ca = os.path.join(tls, "ca.pem")
+        # peers: only etcd's own certificate (CN etcd-server), not any
+        # client certificate of the same CA
+        return ["--cert-file", pem, "--key-file", key, "--trusted-ca-file", ca,
+                "--client-cert-auth",
+                "--peer-cert-file", pem, "--peer-key-file", key,
+                "--peer-trusted-ca-file", ca, "--peer-client-cert-auth",
+                "--peer-cert-allowed-cn", "etcd-server"]
+
+    def etcd_args(self, user, url=None):
+        """A daemon's etcd options for etcd user `user` (the files are made
+        by start()); url: another way to reach etcd than etcd_url."""
+        tls = self.tls_dir()
+        return ["--etcd", url or self.etcd_url,
+                "--etcd-ca", os.path.join(tls, "ca.pem"),
+                "--etcd-cert", os.path.join(tls, f"etcd-{user}.pem"),
+                "--etcd-key", os.path.join(tls, f"etcd-{user}.key"),
+                "--etcd-user", user,
+                "--etcd-password-file", os.path.join(self.etcd_dir(), f"{user}.password")]
+
+    def mailctl_conf(self):
+        """state/mailctl.conf: how mailctl reaches this cluster's etcd as
+        admin (cluster/mailctl-conf.c reads it)."""
+        return os.path.join(self.state, "mailctl.conf")
+
+    def write_mailctl_conf(self):
+        pem, key = self.etcd_cert("admin")
+        lines = ["# written by cluster/local: mailctl's etcd settings (docs/security.md)",
+                 f"etcd = {self.etcd_url}",
+                 f"etcd-ca = {os.path.join(self.tls_dir(), 'ca.pem')}",
+                 f"etcd-cert = {pem}", f"etcd-key = {key}", "etcd-user = admin",
+                 f"etcd-password-file = {self.etcd_password_file('admin')}"]
+        tmp = self.mailctl_conf() + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, self.mailctl_conf())
+
+    def etcd_ssl_context(self, user="admin"):
+        """TLS to etcd as `user`: the development CA, the user's client
+        certificate."""
+        ctx = ssl.create_default_context(cafile=os.path.join(self.tls_dir(), "ca.pem"))
+        ctx.load_cert_chain(*self.etcd_cert_paths(user))
+        return ctx
+
+    def etcd_token(self, user="admin", fresh=False):
+        """A token of `user` (cached; fresh: a new one). None when etcd's
+        auth is off."""
+        if fresh or user not in self._etcd_tokens:
+            try:
+                r = self.etcd_post("/v3/auth/authenticate",
+                                    {"name": user, "password": self.etcd_password(user)},
+                                    user, None)
+                self._etcd_tokens[user] = r["token"]
+            except EtcdError as e:
+                if "authentication is not enabled" not in str(e.body):
+                    raise
+                self._etcd_tokens[user] = None
+        return self._etcd_tokens[user]
+
+    def etcd_post(self, path, body, user, token, timeout=5, member=None, stream=False):
+        """POST body as `user` (its client certificate) with exactly `token`
+        (None: no Authorization header); no retry. The parsed answer, or the
+        open response with stream. Raises EtcdError for an error answer."""
+        url = f"https://127.0.0.1:{self.etcd_port(member or 1)}{path}"
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+        if token:
+            req.add_header("Authorization", token)  # no "Bearer": etcd's gateway wants it bare
+        try:
+            r = urllib.request.urlopen(req, timeout=timeout,
+                                       context=self.etcd_ssl_context(user))
+        except urllib.error.HTTPError as e:
+            text = e.read().decode(errors="replace")
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = text
+            raise EtcdError(path, e.code, parsed) from None
+        if stream:
+            return r
+        with r:
+            return json.load(r)
+
+    def etcd_open(self, path, body, user="admin", timeout=5, member=None):
+        """POST body to etcd's JSON gateway as `user` (TLS with the user's
+        certificate, its token) and return the open response (a watch
+        streams lines). Authenticates again once when the token is refused
+        (etcd restarted). Raises EtcdError for an error answer."""
+        token = self.etcd_token(user)
+        try:
+            return self.etcd_post(path, body, user, token, timeout, member, stream=True)
+        except EtcdError as e:
+            if e.status != 401:
+                raise
+        return self.etcd_post(path, body, user, self.etcd_token(user, fresh=True), timeout,
+                               member, stream=True)
+
+    def etcd_call(self, path, body=None, user="admin", timeout=5, member=None):
+        """etcd_open() for a plain call: the parsed JSON answer."""
+        with self.etcd_open(path, body or {}, user, timeout, member) as r:
+            return json.load(r)
+
+    def etcd_get(self, key, user="admin"):
+        """The value of key (bytes), or None."""
+        kvs = self.etcd_call("/v3/kv/range", {"key": b64(key)}, user).get("kvs", [])
+        return base64.b64decode(kvs[0]["value"]) if kvs else None
+
+    def _etcd_admin(self, path, body, token, exists_ok=True):
+        try:
+            self.etcd_post(path, body, "root", token)
+        except EtcdError as e:
+            if not (exists_ok and "already exists" in str(e.body)):
+                raise
+
+    def _etcd_grant(self, role, perm, key, end, token):
+        if end == "prefix":
+            end = key[:-1] + chr(ord(key[-1]) + 1)
+        p = {"permType": perm, "key": b64(key)}
+        if end is not None:
+            p["range_end"] = b64(end)
+        self._etcd_admin("/v3/auth/role/grant", {"name": role, "perm": p}, token)
+
+    def _etcd_user(self, user, roles, token):
+        self._etcd_admin("/v3/auth/user/add",
+                         {"name": user, "password": self.etcd_password(user)}, token)
+        for role in roles:
+            self._etcd_admin("/v3/auth/user/grant", {"user": user, "role": role}, token)
+
+    def ensure_etcd_auth(self):
+        """Users, roles and `auth enable` (last), once: root (user
+        management only), admin (mailctl, tests), frontend, the node roles
+        (ETCD_ROLE_PERMS); then state/mailctl.conf. Idempotent: a second
+        run (an existing cluster) only repairs what is missing."""
+        if "root" in self._etcd_ready:
+            return
+        self.ensure_etcd_tls()
+        for user in ("root", "frontend"):
+            self.etcd_cert(user)
+            self.etcd_password_file(user)
+        token = self.etcd_token("root", fresh=True)  # None while auth is off
+        self._etcd_admin("/v3/auth/role/add", {"name": "root"}, token)
+        for role in sorted({r for r, *_ in ETCD_ROLE_PERMS}):
+            self._etcd_admin("/v3/auth/role/add", {"name": role}, token)
+        for role, perm, key, end in ETCD_ROLE_PERMS:
+            self._etcd_grant(role, perm, key, end, token)
+        self._etcd_user("root", ["root"], token)
+        self._etcd_user("admin", ["admin"], token)
+        self._etcd_user("frontend", ["frontend"], token)
+        if token is None:
+            self._etcd_admin("/v3/auth/enable", {}, None, exists_ok=False)
+            self.etcd_token("root", fresh=True)
+        self._etcd_ready.update(("root", "admin", "frontend"))
+        self.write_mailctl_conf()
+
+    def ensure_etcd_user(self, user, role):
+        """The etcd user of a daemon (its certificate, its password file,
+        and for a node its user and roles: node-<kind> and its own)."""
+        self.etcd_cert(user)
+        self.etcd_password_file(user)
+        self.ensure_etcd_auth()
+        if user in self._etcd_ready:
+            return
+        token = self.etcd_token("root")
+        own = f"node-{user}"
+        self._etcd_admin("/v3/auth/role/add", {"name": own}, token)
+        for perm, key, end in etcd_node_perms(role, user):
+            self._etcd_grant(own, perm, key, end, token)
+        self._etcd_user(user, [f"node-{role}", own], token)
+        self._etcd_ready.add(user)
+
     # ---- admin ----------------------------------------------------------
 
+    def mailctl_env(self):
+        """The environment mailctl runs in: its settings file is this
+        cluster's (etcd URL, TLS files, the admin user)."""
+        return dict(os.environ, MAIL_ETCD_CONF=self.mailctl_conf())
+
     def mailctl(self, *args, stdin=None, check=True):
-        r = subprocess.run([os.path.join(self.bin, "mailctl"), "--etcd", self.etcd_url,
-                            *args], input=stdin, capture_output=True, text=True,
-                           timeout=60)
+        r = subprocess.run([os.path.join(self.bin, "mailctl"), *args], input=stdin,
+                           capture_output=True, text=True, timeout=60,
+                           env=self.mailctl_env())
         if check and r.returncode != 0:
             raise RuntimeError(f"mailctl {' '.join(args)}: rc={r.returncode} {r.stderr}")
         return r
@@ -486,8 +794,9 @@ def scale(c, conf, conf_path, args):
         for i in range(have, n, -1):
             name = f"{role}-{i}"
             print(f"draining {name} ...", flush=True)
-            r = subprocess.run([os.path.join(c.bin, "mailctl"), "--etcd", c.etcd_url, "node",
-                                "drain", name, "--role", role, "--timeout", "300"])
+            r = subprocess.run([os.path.join(c.bin, "mailctl"), "node",
+                                "drain", name, "--role", role, "--timeout", "300"],
+                               env=c.mailctl_env())
             if r.returncode != 0:
                 print(f"cluster/local scale: drain of {name} failed (rc={r.returncode}); "
                       "it keeps running; the partitions now:", file=sys.stderr)
@@ -560,6 +869,8 @@ def main(argv):
         print(f"TLS: CA {os.path.join(state, 'tls', 'ca.pem')} (the certificate names "
               "localhost, 127.0.0.1, mail.example.test); node RPC: mutual TLS, one "
               "certificate per process in state/tls/<name>.pem")
+        print(f"etcd: https with client certificates and users (passwords in {state}/etcd/); "
+              f"mailctl reads {c.mailctl_conf()} (run build/bin/mailctl from {ROOT})")
         print(f"demo user {DEMO_USER} password '{DEMO_PASSWORD}'; logs in {state}/log/")
         return 0
     if cmd == "down":

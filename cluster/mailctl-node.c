@@ -590,7 +590,7 @@ int mailctl_cluster(mailctl *ctl, int argc, char **argv)
 		mailctl_fail(ctl, "unknown role %s (queue or store)", role_name);
 		return MAILCTL_USAGE;
 	}
-	etcd_client *c = etcd_client_create(ctl->etcd_url);
+	etcd_client *c = etcd_client_create(&ctl->etcd);
 	int rc = -1;
 	if (partitions && watch_s > 0)
 		rc = mailctl_partitions_watch(ctl, c, role, watch_s);

@@ -1,10 +1,12 @@
-/* mailctl-private.h: shared between mailctl.c and mailctl-node.c. */
+/* mailctl-private.h: shared by mailctl.c, mailctl-conf.c, mailctl-node.c
+ * and mailctl-security.c. */
 #ifndef MAIL_MAILCTL_PRIVATE_H
 #define MAIL_MAILCTL_PRIVATE_H
 
 #include <stdio.h>
 
 #include "directory.h"
+#include "etcd.h"
 
 #define MAILCTL_DEFAULT_ETCD "http://127.0.0.1:23790"
 
@@ -18,10 +20,34 @@ enum mailctl_exit {
 };
 
 typedef struct mailctl {
-	const char *etcd_url;
+	etcd_conf etcd;     /* where etcd is, as whom (mailctl_conf_load) */
 	FILE *err; /* the real stderr (fd 2 may point at /dev/null) */
 	directory *dir;
+	/* what etcd points into */
+	char **owned;       /* values read from the settings file */
+	size_t n_owned;
+	char *etcd_password;
+	etcd_tokens *etcd_tokens;
 } mailctl;
+
+/* The etcd settings given on the command line (NULL: not given), in the
+ * order of the options: --etcd, --etcd-ca, --etcd-cert, --etcd-key,
+ * --etcd-user, --etcd-password-file. */
+#define MAILCTL_ETCD_OPTS 6
+struct mailctl_etcd_opts {
+	const char *v[MAILCTL_ETCD_OPTS];
+};
+
+/* Set the option called name (without "--") to value (borrowed). Returns
+ * 0, or -1 when no etcd option has that name. */
+int mailctl_conf_option(struct mailctl_etcd_opts *opts, const char *name, const char *value);
+/* Fill ctl->etcd from cli, $MAIL_ETCD, the settings file ($MAIL_ETCD_CONF,
+ * else ./state/mailctl.conf when present) and the defaults, in that order
+ * of precedence (mailctl-conf.c); reads the password file. Returns 0, or
+ * -1 after printing one line why. */
+int mailctl_conf_load(mailctl *ctl, const struct mailctl_etcd_opts *cli);
+/* Free what mailctl_conf_load kept (wipes the password). */
+void mailctl_conf_free(mailctl *ctl);
 
 /* Print "mailctl: <message>" on ctl->err. */
 void mailctl_fail(mailctl *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

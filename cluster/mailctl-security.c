@@ -273,7 +273,7 @@ static int mailctl_tls(mailctl *ctl, etcd_client *c, int argc, char **argv)
 
 int mailctl_security(mailctl *ctl, int argc, char **argv)
 {
-	etcd_client *c = etcd_client_create(ctl->etcd_url);
+	etcd_client *c = etcd_client_create(&ctl->etcd);
 	int rc = strcmp(argv[0], "block") == 0 ? mailctl_block(ctl, c, argc - 1, argv + 1)
 					       : mailctl_tls(ctl, c, argc - 1, argv + 1);
 	etcd_client_destroy(&c);

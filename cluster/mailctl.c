@@ -1,6 +1,10 @@
 /* mailctl: the admin CLI (tenants and users in the etcd directory).
  *
- *   mailctl [--etcd URL] [--verbose] COMMAND ...
+ *   mailctl [--etcd URL] [--etcd-ca FILE] [--etcd-cert FILE --etcd-key FILE]
+ *           [--etcd-user NAME --etcd-password-file FILE] [--verbose] COMMAND ...
+ *
+ * Where etcd is and as whom: mailctl-conf.c (the options, $MAIL_ETCD, the
+ * settings file $MAIL_ETCD_CONF or ./state/mailctl.conf, the defaults).
  *
  * Passwords come from standard input (first line); on a terminal they are
  * prompted for twice without echo. Exit codes: 0 ok, 1 usage or invalid
@@ -26,7 +30,7 @@
 #define MAILCTL_PASSWORD_MAX 1024
 
 static const char mailctl_usage_text[] =
-	"usage: mailctl [--etcd URL] [--verbose] COMMAND\n"
+	"usage: mailctl [ETCD OPTIONS] [--verbose] COMMAND\n"
 	"\n"
 	"commands:\n"
 	"  tenant add DOMAIN      add a hosted domain\n"
@@ -61,7 +65,15 @@ static const char mailctl_usage_text[] =
 	"  tls list               domains with a certificate: subject, expiry\n"
 	"  tls remove DOMAIN      back to the default certificate\n"
 	"\n"
-	"etcd: --etcd URL, else $MAIL_ETCD, else " MAILCTL_DEFAULT_ETCD "\n"
+	"etcd options (each also a line \"NAME = VALUE\" of the settings file):\n"
+	"  --etcd URL             etcd's client URL(s), comma-separated\n"
+	"  --etcd-ca FILE         CA of etcd's certificate (https)\n"
+	"  --etcd-cert FILE       client certificate (PEM), with --etcd-key FILE\n"
+	"  --etcd-user NAME       etcd user, with --etcd-password-file FILE (its first\n"
+	"                         line is the password)\n"
+	"etcd: the options, else $MAIL_ETCD (URL), else the settings file\n"
+	"($MAIL_ETCD_CONF, else ./state/mailctl.conf, written by cluster/local up),\n"
+	"else " MAILCTL_DEFAULT_ETCD "\n"
 	"passwords: the first line of standard input (prompted twice on a terminal)\n"
 	"exit codes: 0 ok, 1 usage, 2 not found, 3 already exists, 4 etcd unreachable, "
 	"5 other\n";
@@ -74,6 +86,25 @@ void mailctl_fail(mailctl *ctl, const char *fmt, ...)
 	vfprintf(ctl->err, fmt, ap);
 	fputc('\n', ctl->err);
 	va_end(ap);
+}
+
+/* After a call failed as unavailable or refused: ask etcd once more what
+ * is wrong with reaching it (TLS, our certificate, the user or password),
+ * and print that as the one line. Returns 1 when it printed, 0 when etcd
+ * takes us (the failure was about the command itself). */
+static int mailctl_etcd_diagnose(mailctl *ctl)
+{
+	etcd_client *c = etcd_client_create(&ctl->etcd);
+	const char *error;
+	int err = etcd_client_check(c, &error);
+	if (err != MAIL_OK) {
+		if (err == MAIL_ERR_UNAVAILABLE)
+			mailctl_fail(ctl, "etcd unreachable at %s (%s)", ctl->etcd.url, error);
+		else
+			mailctl_fail(ctl, "etcd: %s", error);
+	}
+	etcd_client_destroy(&c);
+	return err != MAIL_OK;
 }
 
 /* Map a directory error to an exit code, printing what went wrong. */
@@ -92,8 +123,15 @@ int mailctl_error(mailctl *ctl, int err, const char *what, const char *name)
 		mailctl_fail(ctl, "%s %s: invalid", what, name);
 		return MAILCTL_USAGE;
 	case MAIL_ERR_UNAVAILABLE:
-		mailctl_fail(ctl, "etcd unreachable at %s", ctl->etcd_url);
+		if (!mailctl_etcd_diagnose(ctl))
+			mailctl_fail(ctl, "etcd unreachable at %s", ctl->etcd.url);
 		return MAILCTL_UNREACHABLE;
+	case MAIL_ERR_PERM:
+		if (!mailctl_etcd_diagnose(ctl))
+			mailctl_fail(ctl, "%s %s: etcd refused it (permission denied to etcd "
+				     "user %s)", what, name,
+				     ctl->etcd.user != NULL ? ctl->etcd.user : "(none)");
+		return MAILCTL_OTHER;
 	default:
 		mailctl_fail(ctl, "%s %s: %s", what, name, mail_error_info(err)->name);
 		return MAILCTL_OTHER;
@@ -242,19 +280,37 @@ static int mailctl_user(mailctl *ctl, int argc, char **argv)
 	return mailctl_error(ctl, err, "user", arg);
 }
 
+/* "--etcd-NAME VALUE" or "--etcd-NAME=VALUE" at argv[*i] into opts
+ * (*i moves past the value). Returns 0, or -1 when it is not one. */
+static int mailctl_etcd_arg(struct mailctl_etcd_opts *opts, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i];
+	if (strncmp(a, "--etcd", 6) != 0)
+		return -1;
+	const char *eq = strchr(a, '=');
+	char name[32];
+	snprintf(name, sizeof name, "%.*s", eq != NULL ? (int)(eq - a - 2) : (int)strlen(a + 2),
+		 a + 2);
+	if (eq == NULL && *i + 1 >= argc)
+		return -1;
+	if (mailctl_conf_option(opts, name, eq != NULL ? eq + 1 : argv[*i + 1]) < 0)
+		return -1;
+	*i += eq == NULL;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	mailctl ctl = { .etcd_url = getenv("MAIL_ETCD"), .err = stderr };
+	mailctl ctl = { .err = stderr };
+	struct mailctl_etcd_opts opts = { { NULL } };
 	int verbose = 0, i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			fputs(mailctl_usage_text, stdout);
 			return MAILCTL_OK;
-		} else if (strcmp(a, "--etcd") == 0 && i + 1 < argc) {
-			ctl.etcd_url = argv[++i];
-		} else if (strncmp(a, "--etcd=", 7) == 0) {
-			ctl.etcd_url = a + 7;
+		} else if (mailctl_etcd_arg(&opts, argc, argv, &i) == 0) {
+			/* an etcd option and its value: taken */
 		} else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
 			verbose = 1;
 		} else {
@@ -262,8 +318,6 @@ int main(int argc, char **argv)
 			return MAILCTL_USAGE;
 		}
 	}
-	if (ctl.etcd_url == NULL || ctl.etcd_url[0] == '\0')
-		ctl.etcd_url = MAILCTL_DEFAULT_ETCD;
 	argc -= i;
 	argv += i;
 	if (argc < 1) {
@@ -285,7 +339,11 @@ int main(int argc, char **argv)
 			close(null);
 	}
 
-	ctl.dir = directory_create(ctl.etcd_url);
+	if (mailctl_conf_load(&ctl, &opts) < 0) {
+		mailctl_conf_free(&ctl);
+		return MAILCTL_USAGE;
+	}
+	ctl.dir = directory_create(&ctl.etcd);
 	int rc = -1;
 	if (strcmp(argv[0], "tenant") == 0)
 		rc = mailctl_tenant(&ctl, argc - 1, argv + 1);
@@ -296,6 +354,7 @@ int main(int argc, char **argv)
 	else if (strcmp(argv[0], "block") == 0 || strcmp(argv[0], "tls") == 0)
 		rc = mailctl_security(&ctl, argc, argv);
 	directory_destroy(&ctl.dir);
+	mailctl_conf_free(&ctl);
 	if (rc < 0) {
 		fputs(mailctl_usage_text, ctl.err);
 		rc = MAILCTL_USAGE;

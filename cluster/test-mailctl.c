@@ -251,7 +251,7 @@ static void test_commands(void **state)
 	assert_int_equal(r->code, 2);
 	assert_one_line_error(r, "not found");
 
-	directory *dir = directory_create(url);
+	directory *dir = directory_create(mailtest_etcd_conf(f->etcd));
 	assert_int_equal(directory_authenticate(dir, "alice@example.test", "secret"), MAIL_OK);
 	assert_int_equal(directory_authenticate(dir, "bob@example.test", "bobpw"), MAIL_OK);
 	assert_int_equal(directory_authenticate(dir, "carol@a.test", "carolpw"), MAIL_OK);
@@ -323,7 +323,7 @@ static void test_cluster(void **state)
 {
 	fixture *f = *state;
 	const char *url = mailtest_etcd_url(f->etcd);
-	etcd_client *c = etcd_client_create(url);
+	etcd_client *c = etcd_client_create(mailtest_etcd_conf(f->etcd));
 	int64_t lease;
 	assert_int_equal(etcd_lease_grant(c, 60, &lease), MAIL_OK);
 	for (int k = 0; k < 4; k++) {
@@ -375,7 +375,7 @@ static void test_cluster(void **state)
 	/* drain with a controller running; this test plays the data plane */
 	router_controller *ctl;
 	const char *error;
-	assert_int_equal(router_controller_start(NULL, url, "ctl", 2, NULL, &ctl, &error), 0);
+	assert_int_equal(router_controller_start(NULL, mailtest_etcd_conf(f->etcd), "ctl", 2, NULL, &ctl, &error), 0);
 	r = run(f, NULL, url, "node", "drain", "s2", "--no-wait", NULL);
 	assert_int_equal(r->code, 0);
 	assert_non_null(strstr(r->out, "node s2: draining"));
@@ -464,7 +464,7 @@ static void test_partitions_lag(void **state)
 {
 	fixture *f = *state;
 	const char *url = mailtest_etcd_url(f->etcd);
-	etcd_client *c = etcd_client_create(url);
+	etcd_client *c = etcd_client_create(mailtest_etcd_conf(f->etcd));
 	int64_t lease;
 	assert_int_equal(etcd_lease_grant(c, 60, &lease), MAIL_OK);
 	for (int k = 0; k < 3; k++) {

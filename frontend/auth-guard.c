@@ -25,7 +25,7 @@ struct guard_entry {
 struct guard_job {
 	uv_work_t work;
 	auth_guard *g;
-	char *etcd_url;
+	etcd_conf *etcd;
 	struct etcd_stats *stats;
 	int is_poll;
 	/* write */
@@ -41,7 +41,8 @@ struct guard_job {
 struct auth_guard {
 	uv_loop_t *loop;
 	struct auth_guard_settings set;
-	char *etcd_url, *node_id;
+	etcd_conf *etcd;
+	char *node_id;
 	uv_timer_t *timer;
 	int stopped;
 	int jobs;            /* in flight; the guard is freed when 0 after stop */
@@ -145,7 +146,7 @@ static void guard_maybe_free(auth_guard *g)
 	strv_free(g->blocked, g->n_blocked);
 	strv_free(g->local, g->n_local);
 	free(g->table);
-	free(g->etcd_url);
+	etcd_conf_free(&g->etcd);
 	free(g->node_id);
 	free(g);
 }
@@ -153,7 +154,7 @@ static void guard_maybe_free(auth_guard *g)
 static void guard_work_cb(uv_work_t *w)
 {
 	struct guard_job *j = w->data;
-	etcd_client *etcd = etcd_client_create(j->etcd_url);
+	etcd_client *etcd = etcd_client_create(j->etcd);
 	etcd_client_set_stats(etcd, j->stats);
 	if (j->is_poll) {
 		etcd_kv *kvs = NULL;
@@ -209,7 +210,7 @@ static void guard_after_cb(uv_work_t *w, int status)
 			  j->ip, j->status);
 	}
 	free(j->value);
-	free(j->etcd_url);
+	etcd_conf_free(&j->etcd);
 	free(j);
 	guard_maybe_free(g);
 }
@@ -218,7 +219,7 @@ static void guard_queue(auth_guard *g, struct guard_job *j)
 {
 	j->work.data = j;
 	j->g = g;
-	j->etcd_url = xstrdup(g->etcd_url);
+	j->etcd = etcd_conf_dup(g->etcd);
 	j->stats = g->set.stats;
 	g->jobs++;
 	uv_queue_work(g->loop, &j->work, guard_work_cb, guard_after_cb);
@@ -235,7 +236,7 @@ void auth_guard_failure(auth_guard *g, const char *ip)
 		  e->failures, g->set.block_ttl_s);
 	g->local = xrealloc(g->local, (g->n_local + 1) * sizeof *g->local);
 	g->local[g->n_local++] = xstrdup(ip);
-	if (g->etcd_url == NULL)
+	if (g->etcd == NULL)
 		return;
 	struct guard_job *j = xcalloc(1, sizeof *j);
 	snprintf(j->ip, sizeof j->ip, "%s", ip);
@@ -253,7 +254,7 @@ void auth_guard_failure(auth_guard *g, const char *ip)
 static void guard_poll_cb(uv_timer_t *t)
 {
 	auth_guard *g = t->data;
-	if (g->polling || g->etcd_url == NULL)
+	if (g->polling || g->etcd == NULL)
 		return;
 	g->polling = 1;
 	struct guard_job *j = xcalloc(1, sizeof *j);
@@ -274,9 +275,9 @@ auth_guard *auth_guard_start(uv_loop_t *loop, const struct auth_guard_settings *
 		g->set.block_after = AUTH_GUARD_BLOCK_AFTER;
 	if (g->set.block_ttl_s == 0)
 		g->set.block_ttl_s = AUTH_GUARD_BLOCK_TTL_S;
-	g->etcd_url = set->etcd_url != NULL ? xstrdup(set->etcd_url) : NULL;
+	g->etcd = etcd_conf_dup(set->etcd);
 	g->node_id = set->node_id != NULL ? xstrdup(set->node_id) : NULL;
-	g->set.etcd_url = g->etcd_url;
+	g->set.etcd = g->etcd;
 	g->set.node_id = g->node_id;
 	g->table = xcalloc((size_t)AUTH_GUARD_SETS * AUTH_GUARD_WAYS, sizeof *g->table);
 	g->timer = xcalloc(1, sizeof *g->timer);

@@ -38,10 +38,11 @@
 #define AUTH_GUARD_BLOCK_AFTER 20u
 #define AUTH_GUARD_BLOCK_TTL_S 3600u
 
+struct etcd_conf;
 struct etcd_stats;
 
 struct auth_guard_settings {
-	const char *etcd_url;      /* NULL: local penalties only, no blocks */
+	const struct etcd_conf *etcd; /* NULL: local penalties only, no blocks (copied) */
 	const char *node_id;       /* "by" of the blocks it writes */
 	unsigned max_delay_ms;     /* 0: AUTH_GUARD_MAX_DELAY_MS */
 	unsigned window_ms;        /* 0: AUTH_GUARD_WINDOW_MS */

@@ -260,7 +260,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		if (tls_server_create(&ts, &fe->tls, &error) < 0)
 			return daemon_start_failed(d, "tls", error);
 		tls_server_set_ticket_secret(fe->tls, fe->secret, fe->secret_len);
-		fe->certs = tls_certs_start(loop, fe->tls, set->daemon.etcd, daemon_etcd_stats(d),
+		fe->certs = tls_certs_start(loop, fe->tls, daemon_etcd_conf(d), daemon_etcd_stats(d),
 					    set->tls_cert, set->tls_key);
 	} else if (!frontend_loopback(&set->smtp) || !frontend_loopback(&set->submission) ||
 		   !frontend_loopback(&set->imap) || !frontend_loopback(&set->pop3)) {
@@ -272,9 +272,9 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		return daemon_start_failed(d, "node_tls", error);
 	fe->budget.limit = FRONTEND_BODY_BUDGET;
 	fe->imap_budget.limit = FRONTEND_BODY_BUDGET;
-	fe->dir = directory_create(set->daemon.etcd);
+	fe->dir = directory_create(daemon_etcd_conf(d));
 	directory_set_etcd_stats(fe->dir, daemon_etcd_stats(d));
-	if (router_create(set->daemon.etcd, &fe->router, &error) < 0)
+	if (router_create(daemon_etcd_conf(d), &fe->router, &error) < 0)
 		return daemon_start_failed(d, "router", error);
 	fe->queue = queue_client_create(loop, fe->router);
 	fe->store = store_client_create(loop, fe->router);
@@ -283,7 +283,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		store_client_set_tls(fe->store, fe->node_tls.client);
 	}
 	struct auth_guard_settings gs = {
-		.etcd_url = set->daemon.etcd, .node_id = set->daemon.id,
+		.etcd = daemon_etcd_conf(d), .node_id = set->daemon.id,
 		.stats = daemon_etcd_stats(d),
 	};
 	fe->guard = auth_guard_start(loop, &gs);

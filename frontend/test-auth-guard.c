@@ -92,7 +92,7 @@ static void test_cluster_block(void **state)
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	struct auth_guard_settings set = {
-		.etcd_url = mailtest_etcd_url(etcd), .node_id = "frontend-1", .block_ttl_s = 3,
+		.etcd = mailtest_etcd_conf(etcd), .node_id = "frontend-1", .block_ttl_s = 3,
 	};
 	auth_guard *a = auth_guard_start(&loop, &set);
 	set.node_id = "frontend-2";
@@ -106,7 +106,7 @@ static void test_cluster_block(void **state)
 	struct probe pb = { b, ip };
 	/* the other frontend learns it from etcd */
 	assert_true(run_until(&loop, is_blocked, &pb, 6000));
-	etcd_client *c = etcd_client_create(mailtest_etcd_url(etcd));
+	etcd_client *c = etcd_client_create(mailtest_etcd_conf(etcd));
 	char *value = NULL;
 	size_t len = 0;
 	assert_int_equal(etcd_kv_get(c, AUTH_GUARD_KEY_PREFIX "203.0.113.5", &value, &len, NULL, NULL),

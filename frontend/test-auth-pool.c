@@ -75,7 +75,7 @@ static void test_pool(void **state)
 	(void)state;
 	mailtest_etcd *etcd;
 	assert_int_equal(mailtest_etcd_start(&etcd), 0);
-	directory *dir = directory_create(mailtest_etcd_url(etcd));
+	directory *dir = directory_create(mailtest_etcd_conf(etcd));
 	assert_int_equal(directory_tenant_add(dir, "example.test"), MAIL_OK);
 	assert_int_equal(directory_user_add(dir, "dora@example.test", "right pw"), MAIL_OK);
 	uv_loop_t loop;

@@ -22,7 +22,8 @@ struct applied {
 struct tls_certs {
 	uv_loop_t *loop;
 	tls_server *tls;
-	char *etcd_url, *cert_file, *key_file;
+	etcd_conf *etcd;
+	char *cert_file, *key_file;
 	struct etcd_stats *stats;
 	uv_timer_t *timer;
 	int stopped, busy;
@@ -46,7 +47,7 @@ static void certs_maybe_free(tls_certs *c)
 	for (size_t k = 0; k < c->n_applied; k++)
 		free(c->applied[k].domain);
 	free(c->applied);
-	free(c->etcd_url);
+	etcd_conf_free(&c->etcd);
 	free(c->cert_file);
 	free(c->key_file);
 	free(c);
@@ -55,7 +56,7 @@ static void certs_maybe_free(tls_certs *c)
 static void certs_work(uv_work_t *w)
 {
 	struct certs_job *j = w->data;
-	etcd_client *e = etcd_client_create(j->c->etcd_url);
+	etcd_client *e = etcd_client_create(j->c->etcd);
 	etcd_client_set_stats(e, j->c->stats);
 	j->status = etcd_kv_range_prefix(e, TLS_CERT_KEY_PREFIX, 0, &j->kvs, &j->n, NULL);
 	etcd_client_destroy(&e);
@@ -157,7 +158,7 @@ static void certs_timer_cb(uv_timer_t *t)
 {
 	tls_certs *c = t->data;
 	certs_files(c);
-	if (c->etcd_url == NULL || c->busy)
+	if (c->etcd == NULL || c->busy)
 		return;
 	struct certs_job *j = xcalloc(1, sizeof *j);
 	j->work.data = j;
@@ -166,14 +167,14 @@ static void certs_timer_cb(uv_timer_t *t)
 	uv_queue_work(c->loop, &j->work, certs_work, certs_after);
 }
 
-tls_certs *tls_certs_start(uv_loop_t *loop, tls_server *tls, const char *etcd_url,
+tls_certs *tls_certs_start(uv_loop_t *loop, tls_server *tls, const etcd_conf *etcd,
 			   struct etcd_stats *stats, const char *cert_file, const char *key_file)
 {
 	tls_certs *c = xcalloc(1, sizeof *c);
 	c->loop = loop;
 	c->tls = tls;
 	c->stats = stats;
-	c->etcd_url = etcd_url != NULL ? xstrdup(etcd_url) : NULL;
+	c->etcd = etcd_conf_dup(etcd);
 	if (cert_file != NULL && key_file != NULL) {
 		c->cert_file = xstrdup(cert_file);
 		c->key_file = xstrdup(key_file);

@@ -19,11 +19,12 @@
 
 #define TLS_CERTS_POLL_MS 5000u
 
+struct etcd_conf;
 struct etcd_stats;
 typedef struct tls_certs tls_certs;
 
-/* etcd_url NULL: files only. The strings are copied; tls is borrowed. */
-tls_certs *tls_certs_start(uv_loop_t *loop, tls_server *tls, const char *etcd_url,
+/* etcd NULL: files only. etcd and the strings are copied; tls is borrowed. */
+tls_certs *tls_certs_start(uv_loop_t *loop, tls_server *tls, const struct etcd_conf *etcd,
 			   struct etcd_stats *stats, const char *cert_file, const char *key_file);
 /* Stop; memory goes once the pool's job is done (keep running the loop). */
 void tls_certs_stop(tls_certs **certs);

@@ -22,6 +22,9 @@ struct daemon {
 	void *ctx;
 	metrics *metrics;
 	etcd_stats etcd_stats;
+	etcd_conf etcd;            /* url NULL: no --etcd */
+	char *etcd_password;       /* from --etcd-password-file; wiped at exit */
+	etcd_tokens *etcd_tokens;  /* shared by every etcd client of the daemon */
 	etcd_monitor *etcd_monitor;
 	struct daemon_signals signals;
 	uv_timer_t drain;          /* after stop, while def->pending() > 0 */
@@ -36,6 +39,21 @@ const struct daemon_option daemon_options[] = {
 	  .offset = offsetof(struct daemon_settings, etcd_quota), .value_name = "N",
 	  .min = 1, .max = UINT64_MAX / 100, .def = ETCD_MONITOR_DEFAULT_QUOTA,
 	  .help = "etcd's --quota-backend-bytes: warn at 80% of it" },
+	{ .name = "etcd-ca", .kind = DAEMON_OPTION_STRING,
+	  .offset = offsetof(struct daemon_settings, etcd_ca), .value_name = "FILE",
+	  .help = "CA of etcd's server certificate (PEM; https URLs)" },
+	{ .name = "etcd-cert", .kind = DAEMON_OPTION_STRING,
+	  .offset = offsetof(struct daemon_settings, etcd_cert), .value_name = "FILE",
+	  .help = "client certificate for etcd (PEM, no CN), with --etcd-key" },
+	{ .name = "etcd-key", .kind = DAEMON_OPTION_STRING,
+	  .offset = offsetof(struct daemon_settings, etcd_key), .value_name = "FILE",
+	  .help = "its private key (PEM)" },
+	{ .name = "etcd-user", .kind = DAEMON_OPTION_STRING,
+	  .offset = offsetof(struct daemon_settings, etcd_user), .value_name = "NAME",
+	  .help = "etcd user (with --etcd-password-file); none: no etcd auth" },
+	{ .name = "etcd-password-file", .kind = DAEMON_OPTION_STRING,
+	  .offset = offsetof(struct daemon_settings, etcd_password_file), .value_name = "FILE",
+	  .help = "file whose first line is the etcd user's password (not o+r)" },
 	{ .name = NULL },
 };
 
@@ -55,6 +73,48 @@ uv_loop_t *daemon_loop(struct daemon *d)
 etcd_stats *daemon_etcd_stats(struct daemon *d)
 {
 	return &d->etcd_stats;
+}
+
+const etcd_conf *daemon_etcd_conf(struct daemon *d)
+{
+	return d->etcd.url != NULL ? &d->etcd : NULL;
+}
+
+/* The etcd options that go in pairs. Returns 0, or -1 with *error_r. */
+static int daemon__check_etcd(const struct daemon_settings *set, const char **error_r)
+{
+	if ((set->etcd_cert == NULL) != (set->etcd_key == NULL)) {
+		*error_r = "--etcd-cert and --etcd-key go together";
+		return -1;
+	}
+	if ((set->etcd_user == NULL) != (set->etcd_password_file == NULL)) {
+		*error_r = "--etcd-user and --etcd-password-file go together";
+		return -1;
+	}
+	return 0;
+}
+
+/* d->etcd from the settings: the files are only named here (the clients
+ * open them), the password is read now. Returns 0, or -1 with one line in
+ * error (naming the file). */
+static int daemon__etcd_conf(struct daemon *d, char *error, size_t size)
+{
+	const struct daemon_settings *set = d->set;
+	const char *why;
+	if (set->etcd == NULL)
+		return 0;
+	if (set->etcd_user != NULL &&
+	    etcd_conf_read_password(set->etcd_password_file, &d->etcd_password, &why) < 0) {
+		snprintf(error, size, "--etcd-password-file %s: %s", set->etcd_password_file, why);
+		return -1;
+	}
+	d->etcd_tokens = etcd_tokens_create();
+	d->etcd = (etcd_conf){
+		.url = set->etcd, .ca_file = set->etcd_ca, .cert_file = set->etcd_cert,
+		.key_file = set->etcd_key, .user = set->etcd_user,
+		.password = d->etcd_password, .tokens = d->etcd_tokens,
+	};
+	return 0;
 }
 
 void daemon_add_collector(struct daemon *d, metrics_collect_fn *fn, void *arg)
@@ -78,7 +138,9 @@ static int daemon__parse(const struct daemon_def *def, int argc, char **argv, vo
 	int r = daemon_options_parse(groups, settings, argc, argv, error);
 	if (r == 1)
 		daemon_options_usage(stdout, def->name, def->summary, groups);
-	else if (r == 0 && def->check != NULL)
+	else if (r == 0)
+		r = daemon__check_etcd(settings, &why);
+	if (r == 0 && def->check != NULL)
 		r = def->check(settings, &why);
 	free(groups);
 	if (r < 0)
@@ -119,8 +181,11 @@ static int daemon__start(struct daemon *d, const void *settings)
 {
 	const struct daemon_settings *set = d->set;
 	const char *error;
+	char why[512];
+	if (daemon__etcd_conf(d, why, sizeof why) < 0)
+		return daemon_start_failed(d, "etcd", why);
 	if (set->etcd != NULL) {
-		etcd_monitor_settings es = { .etcd_url = set->etcd, .quota_bytes = set->etcd_quota,
+		etcd_monitor_settings es = { .etcd = &d->etcd, .quota_bytes = set->etcd_quota,
 					     .stats = &d->etcd_stats };
 		d->etcd_monitor = etcd_monitor_start(&d->loop, &es);
 	}
@@ -157,6 +222,10 @@ int daemon_main(const struct daemon_def *def, int argc, char **argv)
 		log_event(LOG_WARN, def->svc, "event=loop_busy_at_exit");
 	if (def->deinit != NULL)
 		def->deinit(d->ctx);
+	/* every etcd client is gone with the loop and the context */
+	etcd_tokens_destroy(&d->etcd_tokens);
+	if (d->etcd_password != NULL)
+		xfree_secret(d->etcd_password, strlen(d->etcd_password));
 	log_event(LOG_INFO, def->svc, "event=stopped id=%s status=%d", d->set->id, ret);
 	free(d->ctx);
 	free(settings);

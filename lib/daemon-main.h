@@ -13,7 +13,10 @@
  *     option and what it accepts, exit 2. def->check, when set, then
  *     judges the settings as a whole, the same way.
  *  2. logs event=starting, makes the loop, catches SIGTERM and SIGINT
- *     (daemon.h), starts the etcd monitor (when --etcd is set) and the
+ *     (daemon.h), builds the etcd connection settings (daemon_etcd_conf:
+ *     --etcd with --etcd-ca, --etcd-cert, --etcd-key, --etcd-user and the
+ *     password read from --etcd-password-file), starts the etcd monitor
+ *     (when --etcd is set) and the
  *     /metrics endpoint (when --metrics is set: the process and etcd
  *     collectors on it), then calls def->start.
  *  3. runs the loop. SIGTERM or SIGINT: def->stop, then the skeleton closes
@@ -54,10 +57,18 @@ struct daemon_settings {
 	const char *etcd;             /* --etcd: client URL; NULL = no etcd */
 	struct daemon_listen metrics; /* --metrics: text NULL = no endpoint */
 	uint64_t etcd_quota;          /* --etcd-quota-bytes: the monitor's 100% */
+	/* etcd's TLS and credentials (docs/security.md, "etcd") */
+	const char *etcd_ca;          /* --etcd-ca: CA of etcd's certificate */
+	const char *etcd_cert;        /* --etcd-cert: our client certificate */
+	const char *etcd_key;         /* --etcd-key: its key */
+	const char *etcd_user;        /* --etcd-user: NULL = no authentication */
+	const char *etcd_password_file; /* --etcd-password-file (never the
+					 * password itself on a command line) */
 };
 
-/* --metrics and --etcd-quota-bytes (rows of struct daemon_settings; the
- * skeleton adds them to every daemon's options). */
+/* --metrics, --etcd-quota-bytes and etcd's TLS and credentials (rows of
+ * struct daemon_settings; the skeleton adds them to every daemon's
+ * options). */
 extern const struct daemon_option daemon_options[];
 
 struct daemon;
@@ -107,6 +118,11 @@ uv_loop_t *daemon_loop(struct daemon *d);
 /* The counter of the process's etcd writes: hand it to every etcd client
  * the daemon makes (valid until daemon_main() returns). */
 etcd_stats *daemon_etcd_stats(struct daemon *d);
+/* How to reach etcd and as whom (--etcd and the --etcd-* options), for
+ * every etcd client the daemon makes: one token is shared by all of them
+ * (etcd.h). NULL without --etcd. Valid until daemon_main() returns; the
+ * conf itself may be copied (etcd_conf_dup) by whoever needs it longer. */
+const etcd_conf *daemon_etcd_conf(struct daemon *d);
 /* Add a collector to /metrics; nothing without --metrics. arg is borrowed
  * until def->stop. */
 void daemon_add_collector(struct daemon *d, metrics_collect_fn *fn, void *arg);

@@ -88,14 +88,15 @@ void daemon_node_rpc_setup(const struct daemon_node_settings *set, rpc_server *s
 }
 
 void daemon_node_repl_settings(const struct daemon_node_settings *set, enum router_role role,
-			       int port, etcd_stats *stats, tls_client *tls,
-			       struct repl_host_settings *hs_r, char **repl_dir_r)
+			       int port, const etcd_conf *etcd, etcd_stats *stats,
+			       tls_client *tls, struct repl_host_settings *hs_r,
+			       char **repl_dir_r)
 {
 	*repl_dir_r = xasprintf("%s/repl", set->data);
 	*hs_r = (struct repl_host_settings){
 		.role = role,
 		.node_id = set->daemon.id,
-		.etcd_url = set->daemon.etcd,
+		.etcd = etcd,
 		.host = set->advertise != NULL ? set->advertise : set->listen.host,
 		.port = port,
 		.repl_dir = *repl_dir_r,

@@ -63,14 +63,15 @@ void daemon_node_rpc_limits(const struct daemon_node_settings *set,
 void daemon_node_rpc_setup(const struct daemon_node_settings *set, rpc_server *server,
 			   tls_server *tls);
 
-/* Fill *hs_r for role from set: node id, etcd, the advertised host
- * (--advertise, else the listen host), port (the one the node's RPC server
- * got), partitions, replicas, lease, log bounds, stats and tls (both
+/* Fill *hs_r for role from set: node id, etcd (borrowed: daemon_etcd_conf),
+ * the advertised host (--advertise, else the listen host), port (the one
+ * the node's RPC server got), partitions, replicas, lease, log bounds, stats and tls (both
  * borrowed, as repl-host.h says; tls NULL = plaintext to the peers).
  * hs_r->repl_dir is "<data>/repl", heap in *repl_dir_r: the caller frees
  * it once repl_host_start() has returned. */
 void daemon_node_repl_settings(const struct daemon_node_settings *set, enum router_role role,
-			       int port, etcd_stats *stats, tls_client *tls,
-			       struct repl_host_settings *hs_r, char **repl_dir_r);
+			       int port, const etcd_conf *etcd, etcd_stats *stats,
+			       tls_client *tls, struct repl_host_settings *hs_r,
+			       char **repl_dir_r);
 
 #endif

@@ -111,8 +111,8 @@ static int queue_start(struct daemon *d, const void *settings, void *ctx)
 		return daemon_start_failed(d, "listen", error);
 	struct repl_host_settings hs;
 	char *repl_dir;
-	daemon_node_repl_settings(&set->node, ROUTER_ROLE_QUEUE, port, daemon_etcd_stats(d),
-				  node->tls.client, &hs, &repl_dir);
+	daemon_node_repl_settings(&set->node, ROUTER_ROLE_QUEUE, port, daemon_etcd_conf(d),
+				  daemon_etcd_stats(d), node->tls.client, &hs, &repl_dir);
 	int r = queue_repl_start(loop, queue_service_server(node->service), &hs, node->store,
 				 &node->repl, &error);
 	free(repl_dir);

@@ -282,7 +282,7 @@ static int setup(void **state)
 	node_start(f, &f->queue);
 	uv_loop_init(&f->loop);
 	const char *error = NULL;
-	assert_int_equal(router_create(mailtest_etcd_url(f->etcd), &f->router, &error), 0);
+	assert_int_equal(router_create(mailtest_etcd_conf(f->etcd), &f->router, &error), 0);
 	f->qc = queue_client_create(&f->loop, f->router);
 	f->sc = store_client_create(&f->loop, f->router);
 	*state = f;

@@ -52,7 +52,6 @@ struct repl_host {
 	const struct repl_host_ops *ops;
 	void *owner;
 	char *node_id;
-	char *etcd_url;
 	router *router;
 	router_member *member;
 	router_controller *ctl;
@@ -207,7 +206,7 @@ struct progress_slot {
 struct progress_reporter {
 	int refs;
 	int dead;        /* the host is gone: finish, send nothing more */
-	char *etcd_url;
+	etcd_conf *etcd;
 	etcd_stats *stats;
 	const char *role;
 	char *node_id;
@@ -226,14 +225,14 @@ struct progress_job {
 	int status;
 };
 
-static struct progress_reporter *progress_reporter_new(uv_loop_t *loop, const char *etcd_url,
+static struct progress_reporter *progress_reporter_new(uv_loop_t *loop, const etcd_conf *etcd,
 							etcd_stats *stats, const char *role,
 							const char *node_id)
 {
 	struct progress_reporter *r = xcalloc(1, sizeof *r);
 	r->refs = 1;
 	r->loop = loop;
-	r->etcd_url = xstrdup(etcd_url);
+	r->etcd = etcd_conf_dup(etcd);
 	r->stats = stats;
 	r->role = role;
 	r->node_id = xstrdup(node_id);
@@ -247,7 +246,7 @@ static void progress_reporter_unref(struct progress_reporter **rp)
 	if (r == NULL || --r->refs > 0)
 		return;
 	free(r->slots);
-	free(r->etcd_url);
+	etcd_conf_free(&r->etcd);
 	free(r->node_id);
 	free(r);
 }
@@ -255,7 +254,7 @@ static void progress_reporter_unref(struct progress_reporter **rp)
 static void progress_work_cb(uv_work_t *w)
 {
 	struct progress_job *j = w->data;
-	etcd_client *etcd = etcd_client_create(j->r->etcd_url);
+	etcd_client *etcd = etcd_client_create(j->r->etcd);
 	etcd_client_set_stats(etcd, j->r->stats);
 	for (int attempt = 0; attempt < PROGRESS_ATTEMPTS; attempt++) {
 		if (attempt > 0)
@@ -558,9 +557,8 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 	h->ops = ops;
 	h->owner = owner;
 	h->node_id = xstrdup(set->node_id);
-	h->etcd_url = xstrdup(set->etcd_url);
 	h->etcd_stats = set->etcd_stats;
-	h->progress = progress_reporter_new(loop, set->etcd_url, set->etcd_stats,
+	h->progress = progress_reporter_new(loop, set->etcd, set->etcd_stats,
 					    router_role_name(set->role), set->node_id);
 	h->cbs = (struct repl_callbacks){ on_apply, on_caught_up };
 	if (ops->snapshot_open != NULL)
@@ -589,18 +587,18 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 		.controller_managed = 1,
 		.etcd_stats = set->etcd_stats,
 	};
-	if (router_member_start_ex(loop, set->etcd_url, set->role, set->node_id, set->host,
+	if (router_member_start_ex(loop, set->etcd, set->role, set->node_id, set->host,
 				   set->port, &ms, &h->member, error_r) < 0)
 		return -1;
-	if (router_create(set->etcd_url, &h->router, error_r) < 0)
+	if (router_create(set->etcd, &h->router, error_r) < 0)
 		return -1;
-	if (router_controller_start(loop, set->etcd_url, set->node_id, set->ttl_s,
+	if (router_controller_start(loop, set->etcd, set->node_id, set->ttl_s,
 				    set->etcd_stats, &h->ctl, error_r) < 0)
 		return -1;
 	h->timer = timer_new(loop, h, reconcile_cb, RECONCILE_MS);
 	char *key = xasprintf(NODE_STATUS_KEY "%s/%s", router_role_name(h->role), h->node_id);
 	node_status_settings ss = {
-		.etcd_url = set->etcd_url,
+		.etcd = set->etcd,
 		.key = key,
 		.stats = set->etcd_stats,
 	};
@@ -648,7 +646,6 @@ void repl_host_destroy(repl_host **hp)
 	repl_node_destroy(&h->repl);
 	router_destroy(&h->router);
 	free(h->node_id);
-	free(h->etcd_url);
 	free(h);
 }
 

@@ -83,7 +83,7 @@ struct repl_host_ops {
 struct repl_host_settings {
 	enum router_role role;
 	const char *node_id;
-	const char *etcd_url;
+	const etcd_conf *etcd;       /* how to reach etcd, as whom (copied) */
 	const char *host;            /* advertised host */
 	int port;                    /* the owner's RPC port (also serves "repl") */
 	const char *repl_dir;        /* LevelDB directory of the logs */

@@ -12,7 +12,7 @@ typedef struct router__controller_hooks {
 	void *arg;
 } router__controller_hooks;
 
-int router__controller_start_hooked(uv_loop_t *loop, const char *etcd_url, const char *node_id,
+int router__controller_start_hooked(uv_loop_t *loop, const etcd_conf *etcd, const char *node_id,
 				    int ttl_s, etcd_stats *stats, const router__controller_hooks *hooks,
 				    router_controller **ctl_r, const char **error_r);
 

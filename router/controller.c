@@ -40,7 +40,6 @@
 
 struct router_controller {
 	uv_loop_t *loop; /* unused today: see controller.h */
-	char *url;
 	char id[ROUTER_ID_MAX];
 	int ttl_s;
 	router__controller_hooks hooks;
@@ -368,7 +367,7 @@ static void *ctl__main(void *arg)
 
 /* ---- public --------------------------------------------------------------- */
 
-int router__controller_start_hooked(uv_loop_t *loop, const char *etcd_url, const char *node_id,
+int router__controller_start_hooked(uv_loop_t *loop, const etcd_conf *etcd, const char *node_id,
 				    int ttl_s, etcd_stats *stats, const router__controller_hooks *hooks,
 				    router_controller **ctl_r, const char **error_r)
 {
@@ -383,14 +382,13 @@ int router__controller_start_hooked(uv_loop_t *loop, const char *etcd_url, const
 	}
 	router_controller *c = xcalloc(1, sizeof *c);
 	c->loop = loop;
-	c->url = xstrdup(etcd_url);
 	memcpy(c->id, node_id, id_len + 1);
 	c->ttl_s = ttl_s > 0 ? ttl_s : ROUTER_DEFAULT_LEASE_TTL_S;
 	if (hooks != NULL)
 		c->hooks = *hooks;
 	c->resync_ms = c->hooks.resync_ms > 0 ? c->hooks.resync_ms : ROUTER_CONTROLLER_RESYNC_MS;
-	c->etcd = etcd_client_create(etcd_url);
-	c->wetcd = etcd_client_create(etcd_url);
+	c->etcd = etcd_client_create(etcd);
+	c->wetcd = etcd_client_create(etcd);
 	etcd_client_set_stats(c->etcd, stats);
 	etcd_client_set_stats(c->wetcd, stats);
 	pthread_condattr_t ca;
@@ -408,11 +406,11 @@ int router__controller_start_hooked(uv_loop_t *loop, const char *etcd_url, const
 	return 0;
 }
 
-int router_controller_start(uv_loop_t *loop, const char *etcd_url, const char *node_id,
+int router_controller_start(uv_loop_t *loop, const etcd_conf *etcd, const char *node_id,
 			    int ttl_s, etcd_stats *stats, router_controller **ctl_r,
 			    const char **error_r)
 {
-	return router__controller_start_hooked(loop, etcd_url, node_id, ttl_s, stats, NULL, ctl_r,
+	return router__controller_start_hooked(loop, etcd, node_id, ttl_s, stats, NULL, ctl_r,
 					       error_r);
 }
 
@@ -438,7 +436,6 @@ static void ctl__end(router_controller *c, int revoke)
 	etcd_client_destroy(&c->wetcd);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cond);
-	free(c->url);
 	free(c);
 }
 

@@ -46,14 +46,14 @@
 
 typedef struct router_controller router_controller;
 
-/* Start campaigning. loop: the caller's loop (may be NULL; no handle is
+/* Start campaigning. etcd: how to reach etcd (copied). loop: the caller's loop (may be NULL; no handle is
  * put on it: the controller lives on its own threads). node_id names this
  * controller in /mail/v1/controller (1..63 bytes, no '/' or spaces); ttl_s
  * its lease TTL (0: ROUTER_DEFAULT_LEASE_TTL_S); stats (borrowed, may be
  * NULL; must outlive the controller) counts its etcd writes. Returns 0 with *ctl_r, or
  * -1 with *error_r (static text) on bad arguments. etcd being unreachable
  * is not an error: it keeps trying. Any thread. */
-int router_controller_start(uv_loop_t *loop, const char *etcd_url, const char *node_id,
+int router_controller_start(uv_loop_t *loop, const etcd_conf *etcd, const char *node_id,
 			    int ttl_s, etcd_stats *stats, router_controller **ctl_r,
 			    const char **error_r);
 

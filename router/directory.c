@@ -43,7 +43,7 @@ struct directory {
 	int hash_free;
 };
 
-directory *directory_create(const char *etcd_url)
+directory *directory_create(const etcd_conf *etcd)
 {
 	if (sodium_init() < 0)
 		abort();
@@ -52,7 +52,7 @@ directory *directory_create(const char *etcd_url)
 	pthread_mutex_init(&dir->hash_mu, NULL);
 	pthread_cond_init(&dir->hash_cond, NULL);
 	dir->hash_free = DIRECTORY_HASH_SLOTS;
-	dir->etcd = etcd_client_create(etcd_url);
+	dir->etcd = etcd_client_create(etcd);
 	return dir;
 }
 

@@ -28,7 +28,9 @@
 struct sasl_scram_keys;
 typedef struct directory directory;
 
-directory *directory_create(const char *etcd_url);
+struct etcd_conf;
+/* A directory on etcd (conf: how to reach it and as whom; copied). */
+directory *directory_create(const struct etcd_conf *etcd);
 void directory_destroy(directory **dir);
 /* Count this directory's etcd writes in stats (etcd.h; borrowed, must
  * outlive dir; NULL: not counted). Call before any other use. */

@@ -14,7 +14,7 @@
 struct poll_job {
 	uv_work_t work;
 	etcd_monitor *mon;      /* NULL once the monitor is gone */
-	char *etcd_url;
+	etcd_conf *etcd;
 	etcd_member_status status;
 	int err;
 };
@@ -22,7 +22,7 @@ struct poll_job {
 struct etcd_monitor {
 	uv_loop_t *loop;
 	uv_timer_t *timer;      /* freed by its close callback */
-	char *etcd_url;
+	etcd_conf *etcd;
 	uint64_t quota;
 	etcd_stats *stats;
 	struct poll_job *job;   /* in the thread pool, or NULL */
@@ -37,7 +37,7 @@ static void poll_work_cb(uv_work_t *w)
 	struct poll_job *j = w->data;
 	/* a client per poll: a pool thread may run it, and one request every
 	 * 30 s does not need a kept-alive connection */
-	etcd_client *etcd = etcd_client_create(j->etcd_url);
+	etcd_client *etcd = etcd_client_create(j->etcd);
 	j->err = etcd_maintenance_status(etcd, &j->status);
 	etcd_client_destroy(&etcd);
 }
@@ -70,7 +70,7 @@ static void poll_done_cb(uv_work_t *w, int status)
 			mon->errors++;
 		}
 	}
-	free(j->etcd_url);
+	etcd_conf_free(&j->etcd);
 	free(j);
 }
 
@@ -82,7 +82,7 @@ static void poll_timer_cb(uv_timer_t *t)
 	struct poll_job *j = xcalloc(1, sizeof *j);
 	j->work.data = j;
 	j->mon = mon;
-	j->etcd_url = xstrdup(mon->etcd_url);
+	j->etcd = etcd_conf_dup(mon->etcd);
 	mon->job = j;
 	uv_queue_work(mon->loop, &j->work, poll_work_cb, poll_done_cb);
 }
@@ -91,7 +91,7 @@ etcd_monitor *etcd_monitor_start(uv_loop_t *loop, const etcd_monitor_settings *s
 {
 	etcd_monitor *mon = xcalloc(1, sizeof *mon);
 	mon->loop = loop;
-	mon->etcd_url = xstrdup(set->etcd_url);
+	mon->etcd = etcd_conf_dup(set->etcd);
 	mon->quota = set->quota_bytes ? set->quota_bytes : ETCD_MONITOR_DEFAULT_QUOTA;
 	mon->stats = set->stats;
 	mon->timer = xcalloc(1, sizeof *mon->timer);
@@ -146,6 +146,6 @@ void etcd_monitor_destroy(etcd_monitor **monp)
 	uv_close((uv_handle_t *)mon->timer, monitor_timer_close_cb);
 	if (mon->job != NULL)
 		mon->job->mon = NULL; /* it finishes after us */
-	free(mon->etcd_url);
+	etcd_conf_free(&mon->etcd);
 	free(mon);
 }

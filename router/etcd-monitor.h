@@ -40,7 +40,7 @@
 typedef struct etcd_monitor etcd_monitor;
 
 typedef struct etcd_monitor_settings {
-	const char *etcd_url;
+	const etcd_conf *etcd;  /* copied */
 	uint64_t quota_bytes;   /* 0: ETCD_MONITOR_DEFAULT_QUOTA */
 	uint32_t period_ms;     /* 0: ETCD_MONITOR_PERIOD_MS */
 	etcd_stats *stats;      /* the process's write counter (borrowed, may be

@@ -8,9 +8,14 @@
  */
 #include "etcd-private.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -24,34 +29,79 @@
 
 #define ETCD_CONNECT_TIMEOUT_MS 1000L
 #define ETCD_REQUEST_TIMEOUT_MS 3000L
+/* An authentication makes etcd check a bcrypt hash (cost 10, etcd's
+ * default: 50-300 ms of its CPU, more when several daemons start at once on
+ * a busy machine): it gets longer than a plain request, still bounded. */
+#define ETCD_AUTH_TIMEOUT_MS 10000L
 /* The largest response body we accept (etcd's own request limit is 1.5 MiB;
  * a range page of 500 keys stays far below this). */
 #define ETCD_RESPONSE_MAX (64u * 1024u * 1024u)
 /* The longest single line on a watch stream (one revision's events). */
 #define ETCD_WATCH_LINE_MAX (16u * 1024u * 1024u)
 #define ETCD_RANGE_PAGE 500
+/* The longest password file line we read. */
+#define ETCD_PASSWORD_MAX 1024
+/* After etcd refused our user or password, calls fail at once for this
+ * long before we ask again: each try costs etcd a bcrypt check (~50-300
+ * ms of its CPU), and a daemon with a wrong password calls often. */
+#define ETCD_AUTH_BACKOFF_MS 5000u
 
 /* gRPC status codes that etcd puts in {"error":..., "code":N}. */
 #define GRPC_OUT_OF_RANGE 11
 #define GRPC_NOT_FOUND 5
 #define GRPC_UNAVAILABLE 14
 #define GRPC_DEADLINE 4
+#define GRPC_PERMISSION_DENIED 7
+#define GRPC_UNAUTHENTICATED 16
+
+#define ETCD_AUTH_PATH "/v3/auth/authenticate"
+
+/* Internal result (never returned by the public calls): etcd did not take
+ * our token (unknown, expired, or missing while auth is on). The caller
+ * authenticates again and repeats the request once. */
+#define ETCD__REAUTH (-2)
+/* Internal result: etcd refused the request because its users or roles
+ * changed after it checked our token ("revision of auth store is old"):
+ * nothing was applied and the token is still good; send it again. */
+#define ETCD__RETRY (-3)
+#define ETCD_STALE_AUTH_RETRIES 10
+#define ETCD_STALE_AUTH_WAIT_NS (20 * 1000 * 1000L)
+
+struct etcd_tokens {
+	pthread_mutex_t mu;
+	char *token;        /* NULL: none yet; "": etcd's auth is off */
+	uint64_t gen;       /* bumped whenever token changes (0: never set) */
+	uint64_t authentications; /* atomic */
+	uint64_t refused_until;   /* monotonic ms: etcd refused us, wait */
+	char refused[512];        /* what it said then (c->error) */
+};
 
 struct etcd_client {
 	CURL *curl;
 	struct curl_slist *headers;
+	etcd_conf *conf;          /* our copy */
+	etcd_tokens *tokens;      /* conf->tokens, or own_tokens */
+	etcd_tokens *own_tokens;
+	uint64_t token_gen;       /* tokens->gen of the token in headers; 0: none */
+	int auth_was_off;         /* etcd's auth was off when we authenticated:
+				   * our requests carry no token */
 	char *url;        /* the endpoint in use: one of urls[] */
 	char **urls;      /* every endpoint of the cluster, in the given order */
 	size_t n_urls;
 	size_t current;   /* index of url in urls[] */
 	buf resp;
 	char errbuf[CURL_ERROR_SIZE];
+	char error[512];  /* etcd_client_last_error() */
+	char said[256];   /* etcd's message in the last error answer */
 
 	/* watch state, valid during etcd_watch() */
 	etcd_watch_cb *watch_cb;
 	void *watch_arg;
 	const int *watch_stop;
-	int watch_result; /* -1 while running, else a mail_error */
+	int watch_result; /* -1 while running, else a mail_error, ETCD__REAUTH or
+			   * ETCD__RETRY */
+	int watch_created; /* etcd confirmed the watch */
+	uint64_t watch_deadline; /* monotonic ms for that; 0: none */
 	etcd_stats *stats; /* borrowed; NULL: not counted */
 };
 
@@ -185,6 +235,114 @@ void etcd_kvs_free(etcd_kv *kvs, size_t n)
 	free(kvs);
 }
 
+/* ---- tokens and the conf ----------------------------------------------- */
+
+etcd_tokens *etcd_tokens_create(void)
+{
+	etcd_tokens *t = xcalloc(1, sizeof *t);
+	pthread_mutex_init(&t->mu, NULL);
+	return t;
+}
+
+void etcd_tokens_destroy(etcd_tokens **tp)
+{
+	etcd_tokens *t = *tp;
+	if (t == NULL)
+		return;
+	*tp = NULL;
+	if (t->token != NULL)
+		xfree_secret(t->token, strlen(t->token));
+	pthread_mutex_destroy(&t->mu);
+	free(t);
+}
+
+uint64_t etcd_tokens_authentications(const etcd_tokens *t)
+{
+	return __atomic_load_n(&t->authentications, __ATOMIC_RELAXED);
+}
+
+etcd_conf *etcd_conf_dup(const etcd_conf *conf)
+{
+	if (conf == NULL)
+		return NULL;
+	const char *const in[] = { conf->url, conf->ca_file, conf->cert_file, conf->key_file,
+				   conf->user, conf->password };
+	size_t n = sizeof in / sizeof in[0], len = sizeof(etcd_conf);
+	for (size_t k = 0; k < n; k++)
+		len += in[k] != NULL ? strlen(in[k]) + 1 : 0;
+	/* the struct, then its strings */
+	etcd_conf *out = xcalloc(1, len);
+	char *w = (char *)(out + 1);
+	const char **fields[] = { &out->url, &out->ca_file, &out->cert_file, &out->key_file,
+				  &out->user, &out->password };
+	for (size_t k = 0; k < n; k++) {
+		if (in[k] == NULL)
+			continue;
+		size_t l = strlen(in[k]) + 1;
+		memcpy(w, in[k], l);
+		*fields[k] = w;
+		w += l;
+	}
+	out->tokens = conf->tokens;
+	return out;
+}
+
+void etcd_conf_free(etcd_conf **confp)
+{
+	etcd_conf *conf = *confp;
+	if (conf == NULL)
+		return;
+	*confp = NULL;
+	size_t len = sizeof *conf;
+	const char *const in[] = { conf->url, conf->ca_file, conf->cert_file, conf->key_file,
+				   conf->user, conf->password };
+	for (size_t k = 0; k < sizeof in / sizeof in[0]; k++)
+		len += in[k] != NULL ? strlen(in[k]) + 1 : 0;
+	xfree_secret(conf, len);
+}
+
+int etcd_conf_read_password(const char *path, char **password_r, const char **error_r)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		*error_r = "cannot open the etcd password file";
+		return -1;
+	}
+	if ((st.st_mode & S_IROTH) != 0) {
+		close(fd);
+		*error_r = "the etcd password file is readable by others (chmod 600 it)";
+		return -1;
+	}
+	char *pw = xmalloc(ETCD_PASSWORD_MAX + 1);
+	size_t len = 0;
+	ssize_t n;
+	while (len < ETCD_PASSWORD_MAX &&
+	       (n = read(fd, pw + len, ETCD_PASSWORD_MAX - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	size_t line = 0;
+	while (line < len && pw[line] != '\n' && pw[line] != '\r')
+		line++;
+	if (line == 0 || line == ETCD_PASSWORD_MAX) {
+		xfree_secret(pw, ETCD_PASSWORD_MAX + 1);
+		*error_r = line == 0 ? "the etcd password file is empty"
+				     : "the etcd password is too long";
+		return -1;
+	}
+	char *out = xstrndup(pw, line);
+	xfree_secret(pw, ETCD_PASSWORD_MAX + 1);
+	*password_r = out;
+	return 0;
+}
+
 /* ---- the client and one request --------------------------------------- */
 
 static size_t etcd__write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -197,16 +355,34 @@ static size_t etcd__write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-etcd_client *etcd_client_create(const char *url)
+/* The request headers: JSON, and our token when we have one. */
+static void etcd__set_headers(etcd_client *c, const char *token)
+{
+	curl_slist_free_all(c->headers);
+	c->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	if (token != NULL && token[0] != '\0') {
+		/* etcd's gateway wants the bare token: "Bearer ..." is a 401 */
+		char *h = xasprintf("Authorization: %s", token);
+		c->headers = curl_slist_append(c->headers, h);
+		xfree_secret(h, strlen(h));
+	}
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+}
+
+etcd_client *etcd_client_create(const etcd_conf *conf)
 {
 	etcd_client *c = xcalloc(1, sizeof *c);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	c->curl = curl_easy_init();
 	if (c->curl == NULL)
 		abort();
-	/* "http://a:1,http://b:2": every member of the etcd cluster, so the
+	c->conf = etcd_conf_dup(conf);
+	c->tokens = conf->tokens;
+	if (c->tokens == NULL)
+		c->tokens = c->own_tokens = etcd_tokens_create();
+	/* "https://a:1,https://b:2": every member of the etcd cluster, so the
 	 * client moves to another member when the one in use is down */
-	const char *p = url;
+	const char *p = conf->url != NULL ? conf->url : "";
 	do {
 		const char *comma = strchr(p, ',');
 		size_t len = comma ? (size_t)(comma - p) : strlen(p);
@@ -224,8 +400,7 @@ etcd_client *etcd_client_create(const char *url)
 	}
 	c->url = c->urls[0];
 	buf_init(&c->resp);
-	c->headers = curl_slist_append(NULL, "Content-Type: application/json");
-	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+	etcd__set_headers(c, NULL);
 	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, ETCD_CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ETCD_REQUEST_TIMEOUT_MS);
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
@@ -233,7 +408,18 @@ etcd_client *etcd_client_create(const char *url)
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, etcd__write_cb);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* TLS: verify etcd's certificate (peer and name: on by default) with
+	 * our CA; present our client certificate */
+	if (c->conf->ca_file != NULL)
+		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->conf->ca_file);
+	if (c->conf->cert_file != NULL) {
+		curl_easy_setopt(c->curl, CURLOPT_SSLCERT, c->conf->cert_file);
+		curl_easy_setopt(c->curl, CURLOPT_SSLCERTTYPE, "PEM");
+		curl_easy_setopt(c->curl, CURLOPT_SSLKEY, c->conf->key_file != NULL
+							  ? c->conf->key_file
+							  : c->conf->cert_file);
+		curl_easy_setopt(c->curl, CURLOPT_SSLKEYTYPE, "PEM");
+	}
 	return c;
 }
 
@@ -249,30 +435,119 @@ void etcd_client_destroy(etcd_client **client)
 	for (size_t i = 0; i < c->n_urls; i++)
 		free(c->urls[i]);
 	free(c->urls);
+	etcd_conf_free(&c->conf);
+	etcd_tokens_destroy(&c->own_tokens);
 	free(c);
 	curl_global_cleanup();
 }
 
-static void etcd__log_error(const char *path, const char *what, const char *detail)
+const char *etcd_client_last_error(const etcd_client *c)
+{
+	return c->error;
+}
+
+/* Log a failure of path and keep it as the client's last error line. */
+static void etcd__fail(etcd_client *c, const char *path, const char *what, const char *detail)
 {
 	char q[256];
 	log_quote(q, sizeof q, detail, strlen(detail));
 	log_event(LOG_WARN, "etcd", "event=etcd_error op=%s what=%s detail=%s", path, what, q);
+	if (c != NULL)
+		snprintf(c->error, sizeof c->error, "%s%s: %s", c->url, path, detail);
 }
 
-/* Map an {"error":..., "code":N} body (HTTP status status) to mail_error. */
-static int etcd__error_of(const char *path, long status, const json_t *body)
+/* The text of an {"error":..., "code":N} body, or "(no message)". */
+static const char *etcd__error_text(const json_t *body)
 {
 	const char *msg = json_string_value(json_object_get(body, "error"));
 	if (msg == NULL)
 		msg = json_string_value(json_object_get(body, "message"));
+	return msg != NULL ? msg : "(no message)";
+}
+
+/* 1 when etcd's message or watch cancel reason says it did not take our
+ * token: unknown or expired (etcd restarted), or none while auth is on. */
+static int etcd__token_refused(const char *msg)
+{
+	return strstr(msg, "invalid auth token") != NULL ||
+	       strstr(msg, "user name is empty") != NULL;
+}
+
+/* 1 when etcd refused a request because its users or roles changed while
+ * it was in flight (cluster/local adding the users of nodes that start
+ * after us, an operator granting a role): the token is good. */
+static int etcd__auth_changed(const char *msg)
+{
+	return strstr(msg, "revision of auth store is old") != NULL;
+}
+
+static void etcd__log_refused(const char *path, const char *msg)
+{
+	char q[256];
+	log_quote(q, sizeof q, msg, strlen(msg));
+	log_event(LOG_INFO, "etcd", "event=etcd_token_refused op=%s detail=%s", path, q);
+}
+
+/* Map an {"error":..., "code":N} body (HTTP status status) to mail_error,
+ * or ETCD__REAUTH / ETCD__RETRY. */
+static int etcd__error_of(etcd_client *c, const char *path, long status, const json_t *body)
+{
+	const char *msg = etcd__error_text(body);
 	int64_t code = etcd__i64(body, "code");
-	etcd__log_error(path, "status", msg != NULL ? msg : "(no message)");
+	if (c != NULL)
+		snprintf(c->said, sizeof c->said, "%s", msg);
+	if (etcd__auth_changed(msg))
+		return ETCD__RETRY;
+	if (code == GRPC_UNAUTHENTICATED || etcd__token_refused(msg)) {
+		if (c != NULL && c->conf->user != NULL) {
+			etcd__log_refused(path, msg);
+			return ETCD__REAUTH;
+		}
+		etcd__fail(c, path, "auth", "etcd wants a user and password (--etcd-user)");
+		return MAIL_ERR_PERM;
+	}
+	if (code == GRPC_PERMISSION_DENIED && c != NULL && c->auth_was_off) {
+		/* auth went on since (etcd answers some calls without a token
+		 * "permission denied" rather than "user name is empty") */
+		etcd__log_refused(path, msg);
+		return ETCD__REAUTH;
+	}
+	if (code == GRPC_PERMISSION_DENIED) {
+		char detail[160];
+		if (c != NULL && c->conf->user != NULL)
+			snprintf(detail, sizeof detail, "permission denied to etcd user \"%s\"",
+				 c->conf->user);
+		else
+			snprintf(detail, sizeof detail, "permission denied: etcd wants a user and "
+							"password (--etcd-user)");
+		etcd__fail(c, path, "perm", detail);
+		return MAIL_ERR_PERM;
+	}
+	if (strcmp(path, ETCD_AUTH_PATH) != 0) /* etcd__authenticate says it better */
+		etcd__fail(c, path, "status", msg);
 	if (code == GRPC_NOT_FOUND || code == GRPC_OUT_OF_RANGE)
 		return MAIL_ERR_NOT_FOUND;
 	if (code == GRPC_UNAVAILABLE || code == GRPC_DEADLINE || status >= 500)
 		return MAIL_ERR_UNAVAILABLE;
 	return MAIL_ERR_PARAMS;
+}
+
+/* Log a transport failure, with a hint at the usual TLS mismatches: plain
+ * http to an https-only etcd, or no client certificate where etcd asks
+ * for one (it fails the handshake, or resets the connection). */
+static void etcd__transport_failed(etcd_client *c, const char *path, CURLcode rc)
+{
+	const char *why = c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc);
+	const char *hint = "";
+	int https = strncmp(c->url, "https:", 6) == 0;
+	if (!https && rc == CURLE_GOT_NOTHING)
+		hint = " (is etcd serving https only? use an https:// URL)";
+	else if (https && c->conf->cert_file == NULL && rc != CURLE_COULDNT_CONNECT &&
+		 rc != CURLE_OPERATION_TIMEDOUT)
+		hint = " (etcd may want a client certificate: --etcd-cert, --etcd-key)";
+	char detail[CURL_ERROR_SIZE + 96];
+	snprintf(detail, sizeof detail, "%s%s", why, hint);
+	etcd__fail(c, path, "transport", detail);
 }
 
 static void etcd__prepare(etcd_client *c, const char *path, const char *body, size_t len)
@@ -293,12 +568,12 @@ static void etcd__rotate(etcd_client *c)
 	c->url = c->urls[c->current];
 }
 
-/* POST req (consumed) to path; on MAIL_OK *resp_r is the parsed response
- * body (caller decrefs). A transport failure moves on to the next endpoint
- * and retries there, once per endpoint: requests are retried only when
- * they never reached a server or got no answer, and every write we make is
+/* POST body to path; on MAIL_OK *resp_r is the parsed response body
+ * (caller decrefs). A transport failure moves on to the next endpoint and
+ * retries there, once per endpoint: requests are retried only when they
+ * never reached a server or got no answer, and every write we make is
  * either idempotent (put) or a compare-and-swap that a repeat reports as a
- * conflict. */
+ * conflict. ETCD__REAUTH when etcd did not take our token. */
 static int etcd__call_once(etcd_client *c, const char *path, const char *body,
 			   json_t **resp_r)
 {
@@ -308,8 +583,7 @@ static int etcd__call_once(etcd_client *c, const char *path, const char *body,
 		rc = curl_easy_perform(c->curl);
 		if (rc == CURLE_OK)
 			break;
-		etcd__log_error(path, "transport",
-				c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
+		etcd__transport_failed(c, path, rc);
 		etcd__rotate(c);
 	}
 	if (rc != CURLE_OK)
@@ -322,21 +596,22 @@ static int etcd__call_once(etcd_client *c, const char *path, const char *body,
 	if (status != 200) {
 		/* a non-JSON answer is not etcd's (a proxy, another server):
 		 * for us etcd is unreachable */
-		int err = resp != NULL ? etcd__error_of(path, status, resp) : MAIL_ERR_UNAVAILABLE;
+		int err = resp != NULL ? etcd__error_of(c, path, status, resp)
+				       : MAIL_ERR_UNAVAILABLE;
 		if (resp == NULL)
-			etcd__log_error(path, "status", "non-JSON error body");
+			etcd__fail(c, path, "status", "non-JSON error body");
 		json_decref(resp);
 		return err;
 	}
 	if (!json_is_object(resp)) {
-		etcd__log_error(path, "parse", resp == NULL ? jerr.text : "not an object");
+		etcd__fail(c, path, "parse", resp == NULL ? jerr.text : "not an object");
 		json_decref(resp);
 		return MAIL_ERR_INTERNAL;
 	}
 	if (json_object_get(resp, "error") != NULL) {
 		/* streaming endpoints (keepalive) report errors with status 200 */
 		json_t *e = json_object_get(resp, "error");
-		int err = etcd__error_of(path, status, json_is_object(e) ? e : resp);
+		int err = etcd__error_of(c, path, status, json_is_object(e) ? e : resp);
 		json_decref(resp);
 		return err;
 	}
@@ -344,11 +619,107 @@ static int etcd__call_once(etcd_client *c, const char *path, const char *body,
 	return MAIL_OK;
 }
 
+/* POST /v3/auth/authenticate as the conf's user. MAIL_OK with *token_r
+ * (heap; "" when etcd's auth is off: no header then), or an error. */
+static int etcd__authenticate(etcd_client *c, char **token_r)
+{
+	static const char path[] = ETCD_AUTH_PATH;
+	json_t *req = json_pack("{s:s,s:s}", "name", c->conf->user, "password",
+				c->conf->password != NULL ? c->conf->password : "");
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	json_t *resp = NULL;
+	etcd__set_headers(c, NULL); /* an old token has no business here */
+	c->token_gen = 0;
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ETCD_AUTH_TIMEOUT_MS);
+	int err = etcd__call_once(c, path, body, &resp);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ETCD_REQUEST_TIMEOUT_MS);
+	xfree_secret(body, strlen(body));
+	if (err == MAIL_OK) {
+		const char *token = json_string_value(json_object_get(resp, "token"));
+		if (token == NULL || token[0] == '\0') {
+			etcd__fail(c, path, "parse", "no token in etcd's answer");
+			err = MAIL_ERR_INTERNAL;
+		} else {
+			*token_r = xstrdup(token);
+		}
+		json_decref(resp);
+		return err;
+	}
+	if (err == ETCD__RETRY)
+		err = MAIL_ERR_UNAVAILABLE; /* users changed meanwhile: next call */
+	if (err == MAIL_ERR_UNAVAILABLE || err == MAIL_ERR_INTERNAL)
+		return err;
+	/* the answer was an error, logged as such; say what it means */
+	const char *said = c->said;
+	if (strstr(said, "authentication is not enabled") != NULL) {
+		*token_r = xstrdup("");
+		return MAIL_OK;
+	}
+	char detail[384];
+	if (strstr(said, "authentication failed") != NULL)
+		snprintf(detail, sizeof detail,
+			 "etcd refused user \"%s\" (wrong user name or password)", c->conf->user);
+	else
+		snprintf(detail, sizeof detail, "etcd refused to authenticate user \"%s\": %s",
+			 c->conf->user, said);
+	etcd__fail(c, path, "auth", detail);
+	return MAIL_ERR_PERM;
+}
+
+/* Make c's headers carry the shared token, authenticating first when there
+ * is none yet, when force is set, or when refused_gen (0: none) is the
+ * generation of the token etcd just refused and no other client has
+ * replaced it meanwhile. One authentication at a time per etcd_tokens: the
+ * others wait for it and take its token. Returns MAIL_OK or the
+ * authentication's error. */
+static int etcd__auth(etcd_client *c, uint64_t refused_gen, int force)
+{
+	if (c->conf->user == NULL)
+		return MAIL_OK;
+	etcd_tokens *t = c->tokens;
+	int err = MAIL_OK;
+	pthread_mutex_lock(&t->mu);
+	int need = force || t->token == NULL || (refused_gen != 0 && t->gen == refused_gen);
+	if (need && util_now_mono_ms() < t->refused_until) {
+		/* refused a moment ago: say so again without asking etcd */
+		snprintf(c->error, sizeof c->error, "%s", t->refused);
+		err = MAIL_ERR_PERM;
+	} else if (need) {
+		char *token = NULL;
+		err = etcd__authenticate(c, &token);
+		__atomic_fetch_add(&t->authentications, 1, __ATOMIC_RELAXED);
+		if (err == MAIL_ERR_PERM) {
+			t->refused_until = util_now_mono_ms() + ETCD_AUTH_BACKOFF_MS;
+			snprintf(t->refused, sizeof t->refused, "%s", c->error);
+		}
+		if (err == MAIL_OK) {
+			t->refused_until = 0;
+			if (t->token != NULL)
+				xfree_secret(t->token, strlen(t->token));
+			t->token = token;
+			t->gen++;
+			log_event(LOG_INFO, "etcd", "event=etcd_authenticated user=%s auth=%s",
+				  c->conf->user, token[0] != '\0' ? "on" : "off");
+		}
+	}
+	if (err == MAIL_OK && c->token_gen != t->gen) {
+		etcd__set_headers(c, t->token);
+		c->token_gen = t->gen;
+		c->auth_was_off = t->token[0] == '\0';
+	}
+	pthread_mutex_unlock(&t->mu);
+	return err;
+}
+
 /* With several members, a member that answers "unavailable" (no leader
  * during an election, a member cut off from the others) or cannot be
  * reached is not the cluster's last word: try the others, for up to
  * ETCD_FAILOVER_MS (a few election timeouts), before reporting
- * MAIL_ERR_UNAVAILABLE. A single endpoint fails at once. */
+ * MAIL_ERR_UNAVAILABLE. A single endpoint fails at once. A refused token
+ * (etcd restarted, or it expired) is replaced once per call; a request
+ * refused because etcd's users or roles changed meanwhile is sent again
+ * (up to ETCD_STALE_AUTH_RETRIES times: etcd applied nothing of it). */
 #define ETCD_FAILOVER_MS 4000u
 
 static int etcd__call(etcd_client *c, const char *path, json_t *req, json_t **resp_r)
@@ -356,9 +727,31 @@ static int etcd__call(etcd_client *c, const char *path, json_t *req, json_t **re
 	char *body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	uint64_t deadline = util_now_mono_ms() + ETCD_FAILOVER_MS;
+	int reauthed = 0, stale = 0;
 	int r;
 	for (;;) {
-		r = etcd__call_once(c, path, body, resp_r);
+		r = etcd__auth(c, 0, 0);
+		if (r == MAIL_OK)
+			r = etcd__call_once(c, path, body, resp_r);
+		if (r == ETCD__RETRY && stale++ < ETCD_STALE_AUTH_RETRIES) {
+			struct timespec ts = { 0, ETCD_STALE_AUTH_WAIT_NS };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (r == ETCD__RETRY) {
+			etcd__fail(c, path, "auth", "etcd's users and roles keep changing");
+			r = MAIL_ERR_UNAVAILABLE;
+		}
+		if (r == ETCD__REAUTH && !reauthed) {
+			reauthed = 1;
+			r = etcd__auth(c, c->token_gen, 0);
+			if (r == MAIL_OK)
+				continue;
+		}
+		if (r == ETCD__REAUTH) {
+			etcd__fail(c, path, "auth", "etcd refused a fresh token");
+			r = MAIL_ERR_PERM;
+		}
 		if (r != MAIL_ERR_UNAVAILABLE || c->n_urls < 2 || util_now_mono_ms() >= deadline)
 			break;
 		etcd__rotate(c);
@@ -366,7 +759,28 @@ static int etcd__call(etcd_client *c, const char *path, json_t *req, json_t **re
 		nanosleep(&ts, NULL);
 	}
 	free(body);
+	if (r == MAIL_OK)
+		c->error[0] = '\0';
 	return r;
+}
+
+int etcd_client_check(etcd_client *c, const char **error_r)
+{
+	int err;
+	if (c->conf->user != NULL) {
+		/* a fresh authentication proves the password, whatever the
+		 * shared token says */
+		err = etcd__auth(c, 0, 1);
+		for (size_t k = 1; err == MAIL_ERR_UNAVAILABLE && k < c->n_urls; k++) {
+			etcd__rotate(c);
+			err = etcd__auth(c, 0, 1);
+		}
+	} else {
+		etcd_member_status st;
+		err = etcd_maintenance_status(c, &st);
+	}
+	*error_r = c->error;
+	return err;
 }
 
 /* ---- KV ------------------------------------------------------------------ */
@@ -404,7 +818,7 @@ int etcd_kv_get(etcd_client *c, const char *key, char **value_r, size_t *len_r,
 	etcd_kv kv;
 	if (etcd__kv_parse(json_array_get(kvs, 0), &kv) < 0) {
 		json_decref(resp);
-		etcd__log_error("/v3/kv/range", "parse", "bad kv");
+		etcd__fail(c, "/v3/kv/range", "parse", "bad kv");
 		return MAIL_ERR_INTERNAL;
 	}
 	json_decref(resp);
@@ -473,7 +887,7 @@ int etcd_kv_range_prefix(etcd_client *c, const char *prefix, int64_t at_revision
 	free(end);
 	if (err != MAIL_OK) {
 		if (err == MAIL_ERR_INTERNAL)
-			etcd__log_error("/v3/kv/range", "parse", "bad kv");
+			etcd__fail(c, "/v3/kv/range", "parse", "bad kv");
 		etcd_kvs_free(kvs, n);
 		return err;
 	}
@@ -581,7 +995,7 @@ int etcd_lease_grant(etcd_client *c, int ttl_s, int64_t *id_r)
 	int64_t id = etcd__i64(resp, "ID");
 	json_decref(resp);
 	if (id == 0) {
-		etcd__log_error("/v3/lease/grant", "parse", "no lease ID");
+		etcd__fail(c, "/v3/lease/grant", "parse", "no lease ID");
 		return MAIL_ERR_INTERNAL;
 	}
 	*id_r = id;
@@ -635,6 +1049,39 @@ int etcd_maintenance_status(etcd_client *c, etcd_member_status *status_r)
 
 /* ---- watch ---------------------------------------------------------------- */
 
+/* What a watch canceled for reason why means: ETCD__REAUTH (our token was
+ * refused), MAIL_ERR_PERM (our user may not read the range, or we have no
+ * user and etcd wants one) or MAIL_ERR_NOT_FOUND (compacted, or another
+ * reason). */
+static int etcd__watch_canceled(etcd_client *c, const char *why)
+{
+	if (etcd__auth_changed(why))
+		return ETCD__RETRY;
+	if (etcd__token_refused(why) || strstr(why, "Unauthenticated") != NULL) {
+		if (c->conf->user != NULL) {
+			etcd__log_refused("/v3/watch", why);
+			return ETCD__REAUTH;
+		}
+		etcd__fail(c, "/v3/watch", "auth", "etcd wants a user and password (--etcd-user)");
+		return MAIL_ERR_PERM;
+	}
+	int denied = strstr(why, "PermissionDenied") != NULL ||
+		     strstr(why, "permission denied") != NULL;
+	if (denied && c->auth_was_off) {
+		etcd__log_refused("/v3/watch", why); /* auth went on since */
+		return ETCD__REAUTH;
+	}
+	if (denied) {
+		char detail[160];
+		snprintf(detail, sizeof detail, "permission denied to etcd user \"%s\"",
+			 c->conf->user != NULL ? c->conf->user : "");
+		etcd__fail(c, "/v3/watch", "perm", detail);
+		return MAIL_ERR_PERM;
+	}
+	etcd__fail(c, "/v3/watch", "canceled", why);
+	return MAIL_ERR_NOT_FOUND;
+}
+
 /* Handle one line of the watch stream. Returns 0 to go on, or sets
  * c->watch_result and returns -1 to end the stream. */
 static int etcd__watch_line(etcd_client *c, const char *line, size_t len)
@@ -642,7 +1089,7 @@ static int etcd__watch_line(etcd_client *c, const char *line, size_t len)
 	json_error_t jerr;
 	json_t *msg = json_loadb(line, len, JSON_DISABLE_EOF_CHECK, &jerr);
 	if (!json_is_object(msg)) {
-		etcd__log_error("/v3/watch", "parse", msg == NULL ? jerr.text : "not an object");
+		etcd__fail(c, "/v3/watch", "parse", msg == NULL ? jerr.text : "not an object");
 		json_decref(msg);
 		c->watch_result = MAIL_ERR_UNAVAILABLE;
 		return -1;
@@ -650,25 +1097,30 @@ static int etcd__watch_line(etcd_client *c, const char *line, size_t len)
 	json_t *result = json_object_get(msg, "result");
 	if (result == NULL) {
 		json_t *e = json_object_get(msg, "error");
-		c->watch_result = etcd__error_of("/v3/watch", 200, json_is_object(e) ? e : msg);
+		c->watch_result = etcd__error_of(c, "/v3/watch", 200, json_is_object(e) ? e : msg);
 		if (c->watch_result == MAIL_ERR_PARAMS)
 			c->watch_result = MAIL_ERR_UNAVAILABLE;
 		json_decref(msg);
 		return -1;
 	}
 	if (json_is_true(json_object_get(result, "canceled"))) {
+		/* etcd cancels a watch it cannot serve and keeps the stream
+		 * open: end it here, or we would wait on it forever */
 		const char *why = json_string_value(json_object_get(result, "cancel_reason"));
-		etcd__log_error("/v3/watch", "canceled", why != NULL ? why : "compacted");
+		if (why == NULL)
+			why = "compacted";
+		c->watch_result = etcd__watch_canceled(c, why);
 		json_decref(msg);
-		c->watch_result = MAIL_ERR_NOT_FOUND;
 		return -1;
 	}
+	if (json_is_true(json_object_get(result, "created")))
+		c->watch_created = 1;
 	size_t i;
 	json_t *ev;
 	json_array_foreach(json_object_get(result, "events"), i, ev) {
 		etcd_kv kv;
 		if (etcd__kv_parse(json_object_get(ev, "kv"), &kv) < 0) {
-			etcd__log_error("/v3/watch", "parse", "bad event");
+			etcd__fail(c, "/v3/watch", "parse", "bad event");
 			c->watch_result = MAIL_ERR_UNAVAILABLE;
 			json_decref(msg);
 			return -1;
@@ -704,7 +1156,7 @@ static size_t etcd__watch_write_cb(char *ptr, size_t size, size_t nmemb, void *a
 		const char *nl = memchr(ptr + off, '\n', n - off);
 		size_t take = nl != NULL ? (size_t)(nl - (ptr + off)) : n - off;
 		if (c->resp.len + take > ETCD_WATCH_LINE_MAX) {
-			etcd__log_error("/v3/watch", "limit", "watch line too long");
+			etcd__fail(c, "/v3/watch", "limit", "watch line too long");
 			c->watch_result = MAIL_ERR_UNAVAILABLE;
 			return 0;
 		}
@@ -729,6 +1181,8 @@ void etcd__watch_begin(etcd_client *c, etcd_watch_cb *cb, void *arg)
 	c->watch_arg = arg;
 	c->watch_stop = NULL;
 	c->watch_result = -1;
+	c->watch_created = 0;
+	c->watch_deadline = 0;
 }
 
 int etcd__watch_feed(etcd_client *c, const char *data, size_t n, int *result_r)
@@ -748,7 +1202,55 @@ static int etcd__xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, cu
 		c->watch_result = MAIL_OK;
 		return 1;
 	}
+	if (!c->watch_created && c->watch_deadline != 0 &&
+	    util_now_mono_ms() >= c->watch_deadline) {
+		/* a watch etcd never confirmed (a token from another etcd can
+		 * leave a request hanging): give up as for a timeout */
+		etcd__fail(c, "/v3/watch", "timeout", "etcd did not confirm the watch");
+		c->watch_result = MAIL_ERR_UNAVAILABLE;
+		return 1;
+	}
 	return 0;
+}
+
+/* One watch stream; ETCD__REAUTH when etcd refused the token. */
+static int etcd__watch_once(etcd_client *c, const char *body, etcd_watch_cb *cb, void *arg,
+			    const int *stop)
+{
+	int err = etcd__auth(c, 0, 0);
+	if (err != MAIL_OK)
+		return err;
+	etcd__prepare(c, "/v3/watch", body, strlen(body));
+	etcd__watch_begin(c, cb, arg);
+	c->watch_stop = stop;
+	c->watch_deadline = util_now_mono_ms() + ETCD_REQUEST_TIMEOUT_MS;
+	/* a watch is a long-lived stream: no overall timeout; the progress
+	 * callback polls the stop flag and the deadline of the first answer */
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, 0L);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, etcd__watch_write_cb);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, etcd__xferinfo_cb);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+
+	CURLcode rc = curl_easy_perform(c->curl);
+
+	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, NULL);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, etcd__write_cb);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ETCD_REQUEST_TIMEOUT_MS);
+	buf_reset(&c->resp);
+
+	if (c->watch_result != -1)
+		return c->watch_result; /* ended by us: stop flag, callback, cancel */
+	long status = 0;
+	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (rc != CURLE_OK) {
+		etcd__transport_failed(c, "/v3/watch", rc);
+		etcd__rotate(c); /* the caller re-watches: on another member */
+	} else {
+		etcd__fail(c, "/v3/watch", "closed", status == 200 ? "stream ended" : "bad status");
+	}
+	return MAIL_ERR_UNAVAILABLE;
 }
 
 int etcd_watch(etcd_client *c, const char *key, const char *range_end, int64_t start_revision,
@@ -768,37 +1270,26 @@ int etcd_watch(etcd_client *c, const char *key, const char *range_end, int64_t s
 	json_object_set_new(req, "create_request", create);
 	char *body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
-	etcd__prepare(c, "/v3/watch", body, strlen(body));
+	/* a canceled watch delivered nothing: start it again (with a fresh
+	 * token when etcd refused ours) */
+	int err = etcd__watch_once(c, body, cb, arg, stop);
+	for (int stale = 0; err == ETCD__RETRY && stale < ETCD_STALE_AUTH_RETRIES; stale++) {
+		struct timespec ts = { 0, ETCD_STALE_AUTH_WAIT_NS };
+		nanosleep(&ts, NULL);
+		err = etcd__watch_once(c, body, cb, arg, stop);
+	}
+	if (err == ETCD__REAUTH) {
+		err = etcd__auth(c, c->token_gen, 0);
+		if (err == MAIL_OK)
+			err = etcd__watch_once(c, body, cb, arg, stop);
+	}
+	if (err == ETCD__REAUTH) {
+		etcd__fail(c, "/v3/watch", "auth", "etcd refused a fresh token");
+		err = MAIL_ERR_PERM;
+	} else if (err == ETCD__RETRY) {
+		etcd__fail(c, "/v3/watch", "auth", "etcd's users and roles keep changing");
+		err = MAIL_ERR_UNAVAILABLE;
+	}
 	free(body);
-
-	etcd__watch_begin(c, cb, arg);
-	c->watch_stop = stop;
-	/* a watch is a long-lived stream: no overall timeout; the progress
-	 * callback polls the stop flag */
-	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, 0L);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, etcd__watch_write_cb);
-	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, etcd__xferinfo_cb);
-	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
-	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
-
-	CURLcode rc = curl_easy_perform(c->curl);
-
-	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 1L);
-	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, NULL);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, etcd__write_cb);
-	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ETCD_REQUEST_TIMEOUT_MS);
-	buf_reset(&c->resp);
-
-	if (c->watch_result >= 0)
-		return c->watch_result; /* ended by us: stop flag, callback, or cancel */
-	long status = 0;
-	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-	if (rc != CURLE_OK) {
-		etcd__log_error("/v3/watch", "transport",
-				c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
-		etcd__rotate(c); /* the caller re-watches: on another member */
-	} else
-		etcd__log_error("/v3/watch", "closed",
-				status == 200 ? "stream ended" : "bad status");
-	return MAIL_ERR_UNAVAILABLE;
+	return err;
 }

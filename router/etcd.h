@@ -2,22 +2,41 @@
  *
  * One etcd_client owns one libcurl easy handle with a kept-alive connection.
  * Every call blocks: connect timeout 1 s, request timeout 3 s (the watch
- * stream has no request timeout). Keys and values travel base64-encoded;
- * this module hides that, and the gateway's quirks (int64 fields as JSON
- * strings, default-valued fields omitted).
+ * stream has no overall timeout, but its first answer must come within
+ * 3 s). Keys and values travel base64-encoded; this module hides that, and
+ * the gateway's quirks (int64 fields as JSON strings, default-valued
+ * fields omitted).
+ *
+ * Security (docs/security.md, "etcd"): an etcd_conf names the CA that
+ * signed etcd's certificate (https URLs), the client certificate etcd's
+ * --client-cert-auth asks for, and an etcd user. With a user, the client
+ * authenticates (POST /v3/auth/authenticate) before its first request and
+ * sends the token as "Authorization: <token>"; a token etcd no longer
+ * knows (it expired, or etcd restarted: simple tokens live in etcd's
+ * memory) is replaced once per request by authenticating again; a
+ * request refused because etcd's users or roles changed while it was in
+ * flight is sent again as it is. Tokens are shared through an etcd_tokens
+ * object, so a daemon's many clients cost etcd one authentication (a
+ * bcrypt check and a raft entry), not one per client; an authentication
+ * may take 10 s, and after etcd refused the user or password the calls
+ * fail at once for 5 s before it is asked again.
  *
  * Thread safety: NONE per handle. A handle may move between threads but
  * must never be used by two threads at once; use one handle per thread (or
- * a mutex around a shared one).
+ * a mutex around a shared one). An etcd_tokens is thread-safe.
  *
  * Return convention: enum mail_error (lib/mail-error.h):
  *   MAIL_OK               success
- *   MAIL_ERR_UNAVAILABLE  etcd unreachable, timed out, or answered 5xx
+ *   MAIL_ERR_UNAVAILABLE  etcd unreachable, timed out, TLS failed, or
+ *                         answered 5xx
  *   MAIL_ERR_NOT_FOUND    no such key / nothing deleted / unknown lease
  *   MAIL_ERR_EXISTS       a compare-and-swap failed
+ *   MAIL_ERR_PERM         etcd refused our user or password, wants a user
+ *                         we do not have, or our user may not touch that key
  *   MAIL_ERR_PARAMS       etcd rejected the request (HTTP 4xx)
  *   MAIL_ERR_INTERNAL     etcd answered something we cannot parse
- * Details of every failure are logged (svc=etcd).
+ * Details of every failure are logged (svc=etcd), and the last one is kept
+ * as one line (etcd_client_last_error).
  */
 #ifndef MAIL_ETCD_H
 #define MAIL_ETCD_H
@@ -41,13 +60,62 @@ typedef struct etcd_stats {
 /* The current count (atomic load; any thread). */
 uint64_t etcd_stats_writes(const etcd_stats *stats);
 
-/* url: "http://127.0.0.1:23790" (no trailing slash needed), or several
- * members of one etcd cluster separated by commas; a request that cannot
- * reach the member in use is retried on the next one. Never fails;
- * nothing touches the network until the first call. Free with
- * etcd_client_destroy(), which NULLs *client. */
-etcd_client *etcd_client_create(const char *url);
+/* The token of one etcd user, shared by every client of a process that
+ * connects as that user (the daemon's context owns it). Thread-safe. */
+typedef struct etcd_tokens etcd_tokens;
+
+etcd_tokens *etcd_tokens_create(void);
+/* Wipes the token. Every client given t must be destroyed first. NULLs
+ * *t; NULL is fine. */
+void etcd_tokens_destroy(etcd_tokens **t);
+/* Authentications made through t so far (any thread). */
+uint64_t etcd_tokens_authentications(const etcd_tokens *t);
+
+/* How to reach etcd and who to be there. The strings are borrowed by the
+ * call that takes the conf (etcd_client_create copies them). */
+typedef struct etcd_conf {
+	const char *url;       /* "https://127.0.0.1:23790", or several members
+				* of one cluster separated by commas */
+	const char *ca_file;   /* PEM CAs for etcd's server certificate (https);
+				* NULL: the system's */
+	const char *cert_file; /* client certificate (PEM; etcd's
+				* --client-cert-auth), NULL: none. It must
+				* carry no CN: the gateway refuses those */
+	const char *key_file;  /* its private key (PEM), with cert_file */
+	const char *user;      /* etcd user; NULL: no authentication */
+	const char *password;  /* its password, with user */
+	etcd_tokens *tokens;   /* borrowed, shared by the clients of this conf;
+				* NULL: each client authenticates on its own */
+} etcd_conf;
+
+/* A heap copy of conf in one allocation (tokens stays borrowed). Free with
+ * etcd_conf_free(), which wipes the password and NULLs *conf. NULL in, NULL
+ * out. */
+etcd_conf *etcd_conf_dup(const etcd_conf *conf);
+void etcd_conf_free(etcd_conf **conf);
+
+/* Read an etcd password from path: its first line, without the newline.
+ * Refuses an empty one and a file that others may read (mode o+r). Returns
+ * 0 and *password_r (heap; wipe with xfree_secret(p, strlen(p))), or -1
+ * with *error_r (static text). */
+int etcd_conf_read_password(const char *path, char **password_r, const char **error_r);
+
+/* A client for conf (copied; conf->tokens must outlive the client). A
+ * request that cannot reach the member in use is retried on the next one.
+ * Never fails; nothing touches the network until the first call. Free
+ * with etcd_client_destroy(), which NULLs *client. */
+etcd_client *etcd_client_create(const etcd_conf *conf);
 void etcd_client_destroy(etcd_client **client);
+/* Check that etcd is reachable over the conf's TLS and takes its user and
+ * password (authenticates now when there is a user; else reads etcd's
+ * status). MAIL_OK, or an error with *error_r = the client's last error
+ * line (valid until the next call on c). */
+int etcd_client_check(etcd_client *c, const char **error_r);
+/* One line on the last failed call ("" when none failed): what etcd or
+ * the transport said, e.g. "https://127.0.0.1:23790/v3/auth/authenticate:
+ * etcd refused user \"frontend\" (wrong user name or password)". Valid until
+ * the next call. */
+const char *etcd_client_last_error(const etcd_client *c);
 /* Count c's writes in stats (borrowed; NULL: count nothing, the default).
  * Call before the first request, from the thread that uses c. */
 void etcd_client_set_stats(etcd_client *c, etcd_stats *stats);
@@ -145,9 +213,14 @@ typedef int etcd_watch_cb(const etcd_event *event, void *arg);
  *   - *stop becomes nonzero (stop may be NULL; another thread sets it with
  *     __atomic_store_n; it is polled about once a second, so a stop takes
  *     up to ~1 s)                             -> MAIL_OK
- *   - the connection fails or etcd closes it  -> MAIL_ERR_UNAVAILABLE
- *   - etcd cancels the watch (e.g. start_revision was compacted)
+ *   - the connection fails or etcd closes it, or etcd does not confirm
+ *     the watch within 3 s                    -> MAIL_ERR_UNAVAILABLE
+ *   - etcd cancels the watch because our user may not read the range, or
+ *     we have no user and etcd wants one      -> MAIL_ERR_PERM
+ *   - etcd cancels it otherwise (start_revision was compacted)
  *                                             -> MAIL_ERR_NOT_FOUND
+ * A watch canceled for an unknown token authenticates again and is
+ * started once more (nothing was delivered yet).
  * Meant to run on a thread of its own, with a handle of its own. */
 int etcd_watch(etcd_client *c, const char *key, const char *range_end, int64_t start_revision,
 	       etcd_watch_cb *cb, void *arg, const int *stop);

@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	size_t chunk = (size_t)data[0] + 1;
 	data++, size--;
-	etcd_client *c = etcd_client_create("http://127.0.0.1:1");
+	etcd_client *c = etcd_client_create(&(etcd_conf){ .url = "http://127.0.0.1:1" });
 	int events = 0, result;
 	etcd__watch_begin(c, count_cb, &events);
 	for (size_t off = 0; off < size; off += chunk) {

@@ -304,7 +304,7 @@ static void member__close_cb(uv_handle_t *handle)
 
 /* ---- public -------------------------------------------------------------- */
 
-int router_member_start(uv_loop_t *loop, const char *etcd_url, enum router_role role,
+int router_member_start(uv_loop_t *loop, const etcd_conf *etcd, enum router_role role,
 			const char *node_id, const char *host, int port, int ttl_s,
 			uint32_t n_partitions, router_member **member_r, const char **error_r)
 {
@@ -317,11 +317,11 @@ int router_member_start(uv_loop_t *loop, const char *etcd_url, enum router_role 
 		*error_r = "bad lease TTL or partition count";
 		return -1;
 	}
-	return router_member_start_ex(loop, etcd_url, role, node_id, host, port, &set, member_r,
+	return router_member_start_ex(loop, etcd, role, node_id, host, port, &set, member_r,
 				      error_r);
 }
 
-int router_member_start_ex(uv_loop_t *loop, const char *etcd_url, enum router_role role,
+int router_member_start_ex(uv_loop_t *loop, const etcd_conf *etcd, enum router_role role,
 			   const char *node_id, const char *host, int port,
 			   const router_member_settings *settings, router_member **member_r,
 			   const char **error_r)
@@ -363,7 +363,7 @@ int router_member_start_ex(uv_loop_t *loop, const char *etcd_url, enum router_ro
 	m->role = role;
 	m->ttl_s = ttl_s;
 	memcpy(m->id, node_id, id_len + 1);
-	m->etcd = etcd_client_create(etcd_url);
+	m->etcd = etcd_client_create(etcd);
 	etcd_client_set_stats(m->etcd, set.etcd_stats);
 	m->alive_key = xasprintf(ROUTER_KEY_ALIVE "%s/%s", router_role_name(role), node_id);
 	m->alive_value = strchr(host, ':') != NULL ? xasprintf("[%s]:%d", host, port)
@@ -380,6 +380,7 @@ int router_member_start_ex(uv_loop_t *loop, const char *etcd_url, enum router_ro
 				  m->lease);
 	if (err != MAIL_OK) {
 		*error_r = err == MAIL_ERR_UNAVAILABLE ? "etcd unreachable"
+			   : err == MAIL_ERR_PERM     ? "etcd refused our user or its permissions"
 						       : "etcd refused the registration";
 	} else if (member__ring_ensure(m->etcd, role, &set, error_r) < 0) {
 		err = MAIL_ERR_UNAVAILABLE;

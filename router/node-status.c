@@ -131,7 +131,7 @@ int node_status_due(const char *written, const char *value, uint64_t now_ms,
 struct publish_job {
 	uv_work_t work;
 	node_status_publisher *pub; /* NULL once the publisher is gone */
-	char *etcd_url;
+	etcd_conf *etcd;
 	char *key;
 	char *value;
 	etcd_stats *stats;
@@ -141,7 +141,7 @@ struct publish_job {
 struct node_status_publisher {
 	uv_loop_t *loop;
 	uv_timer_t *timer;          /* freed by its close callback */
-	char *etcd_url;
+	etcd_conf *etcd;
 	char *key;
 	etcd_stats *stats;
 	uint32_t min_interval_ms;
@@ -156,7 +156,7 @@ struct node_status_publisher {
 static void publish_work_cb(uv_work_t *w)
 {
 	struct publish_job *j = w->data;
-	etcd_client *etcd = etcd_client_create(j->etcd_url);
+	etcd_client *etcd = etcd_client_create(j->etcd);
 	etcd_client_set_stats(etcd, j->stats);
 	j->status = etcd_kv_put(etcd, j->key, j->value, strlen(j->value), 0);
 	etcd_client_destroy(&etcd);
@@ -178,7 +178,7 @@ static void publish_done_cb(uv_work_t *w, int status)
 				  "status=%s", j->key, mail_error_info(j->status)->name);
 		}
 	}
-	free(j->etcd_url);
+	etcd_conf_free(&j->etcd);
 	free(j->key);
 	free(j->value);
 	free(j);
@@ -203,7 +203,7 @@ static void publish_timer_cb(uv_timer_t *t)
 	struct publish_job *j = xcalloc(1, sizeof *j);
 	j->work.data = j;
 	j->pub = pub;
-	j->etcd_url = xstrdup(pub->etcd_url);
+	j->etcd = etcd_conf_dup(pub->etcd);
 	j->key = xstrdup(pub->key);
 	j->value = xstrdup((const char *)value.data);
 	j->stats = pub->stats;
@@ -218,7 +218,7 @@ node_status_publisher *node_status_publisher_start(uv_loop_t *loop,
 {
 	node_status_publisher *pub = xcalloc(1, sizeof *pub);
 	pub->loop = loop;
-	pub->etcd_url = xstrdup(set->etcd_url);
+	pub->etcd = etcd_conf_dup(set->etcd);
 	pub->key = xstrdup(set->key);
 	pub->stats = set->stats;
 	pub->min_interval_ms = set->min_interval_ms ? set->min_interval_ms
@@ -252,7 +252,7 @@ void node_status_publisher_destroy(node_status_publisher **pubp)
 	uv_close((uv_handle_t *)pub->timer, publish_timer_close_cb);
 	if (pub->job != NULL)
 		pub->job->pub = NULL; /* it finishes after us */
-	free(pub->etcd_url);
+	etcd_conf_free(&pub->etcd);
 	free(pub->key);
 	free(pub->written);
 	free(pub);

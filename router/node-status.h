@@ -93,7 +93,7 @@ typedef struct node_status_publisher node_status_publisher;
 typedef void node_status_collect_fn(buf *out, void *arg);
 
 typedef struct node_status_settings {
-	const char *etcd_url;
+	const etcd_conf *etcd;      /* copied */
 	const char *key;            /* e.g. NODE_STATUS_KEY "store/store-1" */
 	etcd_stats *stats;          /* borrowed, may be NULL; outlives the pool
 				     * jobs (the daemon's context) */

@@ -294,7 +294,7 @@ static void *router__thread_main(void *arg)
 
 /* ---- public -------------------------------------------------------------- */
 
-int router_create(const char *etcd_url, router **router_r, const char **error_r)
+int router_create(const etcd_conf *etcd, router **router_r, const char **error_r)
 {
 	router *r = xcalloc(1, sizeof *r);
 	pthread_condattr_t ca;
@@ -303,9 +303,11 @@ int router_create(const char *etcd_url, router **router_r, const char **error_r)
 	pthread_cond_init(&r->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&r->mu, NULL);
-	r->etcd = etcd_client_create(etcd_url);
-	if (router__load(r) != MAIL_OK) {
-		*error_r = "etcd unreachable";
+	r->etcd = etcd_client_create(etcd);
+	int err = router__load(r);
+	if (err != MAIL_OK) {
+		*error_r = err == MAIL_ERR_PERM ? "etcd refused our user or its permissions"
+						: "etcd unreachable";
 		etcd_client_destroy(&r->etcd);
 		pthread_mutex_destroy(&r->mu);
 		pthread_cond_destroy(&r->cond);

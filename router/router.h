@@ -71,7 +71,7 @@ uint32_t router_partition_of(const void *key, size_t len, uint32_t n_partitions)
 
 typedef struct router_member router_member;
 
-/* Register this node: grant a lease of ttl_s seconds, write its node record
+/* Register this node (etcd: how to reach etcd and as whom; copied): grant a lease of ttl_s seconds, write its node record
  * and alive key, and make sure the ring of its role includes it (creating the
  * ring with n_partitions when it does not exist yet; compare-and-swap, so
  * nodes starting together converge). Blocks on etcd (call it at start-up,
@@ -79,7 +79,7 @@ typedef struct router_member router_member;
  * ttl_s/3 seconds (the etcd call runs on the libuv thread pool, never on the
  * loop thread); if the lease is lost it re-registers with a new one.
  * Returns 0, or -1 with *error_r (static text). */
-int router_member_start(uv_loop_t *loop, const char *etcd_url, enum router_role role,
+int router_member_start(uv_loop_t *loop, const etcd_conf *etcd, enum router_role role,
 			const char *node_id, const char *host, int port, int ttl_s,
 			uint32_t n_partitions, router_member **member_r, const char **error_r);
 
@@ -103,7 +103,7 @@ typedef struct router_member_settings {
 /* router_member_start with settings (NULL: all defaults, self-placing).
  * router_member_start(..., ttl_s, n_partitions, ...) is this with
  * { ttl_s, n_partitions, ROUTER_DEFAULT_REPLICAS, 0 }. */
-int router_member_start_ex(uv_loop_t *loop, const char *etcd_url, enum router_role role,
+int router_member_start_ex(uv_loop_t *loop, const etcd_conf *etcd, enum router_role role,
 			   const char *node_id, const char *host, int port,
 			   const router_member_settings *settings, router_member **member_r,
 			   const char **error_r);
@@ -122,9 +122,10 @@ uint64_t router_member_lease_valid_until(const router_member *member);
 typedef struct router router;
 
 /* Load the rings and the alive sets, then keep them current from a watch on
- * /mail/v1/ in a thread of its own. Blocks until the first load is done.
- * Returns 0, or -1 with *error_r (static text) when etcd cannot be reached. */
-int router_create(const char *etcd_url, router **router_r, const char **error_r);
+ * /mail/v1/ in a thread of its own (etcd is copied). Blocks until the first
+ * load is done. Returns 0, or -1 with *error_r (static text) when etcd cannot
+ * be reached or refuses our user. */
+int router_create(const etcd_conf *etcd, router **router_r, const char **error_r);
 /* Stop the watch thread and free. NULLs *router. */
 void router_destroy(router **router);
 

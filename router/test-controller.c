@@ -28,7 +28,7 @@
 
 typedef struct fixture {
 	mailtest_etcd *etcd;
-	const char *url;
+	const etcd_conf *conf;
 	etcd_client *c;
 	int64_t lease[8];
 	/* CAS hook */
@@ -43,8 +43,8 @@ static int setup(void **state)
 	fixture *f = xcalloc(1, sizeof *f);
 	if (mailtest_etcd_start(&f->etcd) < 0)
 		return -1;
-	f->url = mailtest_etcd_url(f->etcd);
-	f->c = etcd_client_create(f->url);
+	f->conf = mailtest_etcd_conf(f->etcd);
+	f->c = etcd_client_create(f->conf);
 	*state = f;
 	return 0;
 }
@@ -129,7 +129,7 @@ static router_controller *ctl_start(fixture *f, const char *id,
 {
 	router_controller *ctl;
 	const char *error;
-	assert_int_equal(router__controller_start_hooked(NULL, f->url, id, TTL, NULL, hooks, &ctl,
+	assert_int_equal(router__controller_start_hooked(NULL, f->conf, id, TTL, NULL, hooks, &ctl,
 							 &error),
 			 0);
 	return ctl;
@@ -173,8 +173,8 @@ static void test_election(void **state)
 
 	/* bad arguments */
 	const char *error;
-	assert_int_equal(router_controller_start(NULL, f->url, "a/b", 2, NULL, &c, &error), -1);
-	assert_int_equal(router_controller_start(NULL, f->url, "", 2, NULL, &c, &error), -1);
+	assert_int_equal(router_controller_start(NULL, f->conf, "a/b", 2, NULL, &c, &error), -1);
+	assert_int_equal(router_controller_start(NULL, f->conf, "", 2, NULL, &c, &error), -1);
 }
 
 /* Wait until cond(map) holds (polling etcd); returns the map or NULL. */
@@ -509,7 +509,7 @@ static void test_cas_conflict(void **state)
 	for (int k = 0; k < 4; k++)
 		node_up(f, k);
 	ring_create(f, 4);
-	f->hook_c = etcd_client_create(f->url);
+	f->hook_c = etcd_client_create(f->conf);
 	router__controller_hooks hooks = { .before_cas = cas_hook, .arg = f };
 	router_controller *ctl = ctl_start(f, "ctl", &hooks);
 	assert_true(wait_active(ctl, 5000));

@@ -27,7 +27,7 @@ static int setup(void **state)
 	fixture *f = xcalloc(1, sizeof *f);
 	if (mailtest_etcd_start(&f->etcd) < 0)
 		return -1;
-	f->dir = directory_create(mailtest_etcd_url(f->etcd));
+	f->dir = directory_create(mailtest_etcd_conf(f->etcd));
 	*state = f;
 	return 0;
 }
@@ -44,7 +44,7 @@ static int teardown(void **state)
 /* The value stored under key, as etcd holds it (caller frees). */
 static char *stored_value(fixture *f, const char *key)
 {
-	etcd_client *c = etcd_client_create(mailtest_etcd_url(f->etcd));
+	etcd_client *c = etcd_client_create(mailtest_etcd_conf(f->etcd));
 	char *val;
 	size_t len;
 	assert_int_equal(etcd_kv_get(c, key, &val, &len, NULL, NULL), MAIL_OK);
@@ -222,7 +222,7 @@ static void test_scram(void **state)
 
 	/* a user from before SCRAM: not found until the next passwd, which
 	 * keeps "created" */
-	etcd_client *c = etcd_client_create(mailtest_etcd_url(f->etcd));
+	etcd_client *c = etcd_client_create(mailtest_etcd_conf(f->etcd));
 	static const char old[] = "{\"hash\":\"$argon2id$v=19$m=65536,t=2,p=1$x$y\",\"created\":7}";
 	assert_int_equal(etcd_kv_put(c, "/mail/v1/users/s.test/old", old, strlen(old), 0), MAIL_OK);
 	assert_int_equal(directory_user_scram(f->dir, "old@s.test", &keys), MAIL_ERR_NOT_FOUND);
@@ -246,7 +246,7 @@ static void test_unreachable(void **state)
 	(void)state;
 	char url[64];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d", mailtest_free_port());
-	directory *d = directory_create(url);
+	directory *d = directory_create(&(etcd_conf){ .url = url });
 	char **v;
 	size_t n;
 	assert_int_equal(directory_tenant_add(d, "a.test"), MAIL_ERR_UNAVAILABLE);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -26,7 +27,7 @@ static int setup(void **state)
 	fixture *f = xcalloc(1, sizeof *f);
 	if (mailtest_etcd_start(&f->etcd) < 0)
 		return -1;
-	f->c = etcd_client_create(mailtest_etcd_url(f->etcd));
+	f->c = etcd_client_create(mailtest_etcd_conf(f->etcd));
 	*state = f;
 	return 0;
 }
@@ -227,7 +228,7 @@ static int record_cb(const etcd_event *ev, void *arg)
 }
 
 typedef struct writer {
-	const char *url;
+	const etcd_conf *conf;
 	int *stop; /* set instead of writing when non-NULL */
 } writer;
 
@@ -239,7 +240,7 @@ static void *writer_main(void *arg)
 		__atomic_store_n(w->stop, 1, __ATOMIC_SEQ_CST);
 		return NULL;
 	}
-	etcd_client *c = etcd_client_create(w->url);
+	etcd_client *c = etcd_client_create(w->conf);
 	etcd_kv_put(c, "/t/watch/x", "1", 1, 0);
 	etcd_kv_put(c, "/t/other", "ignored", 7, 0);
 	etcd_kv_put(c, "/t/watch/y", "2", 1, 0);
@@ -248,10 +249,21 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* After 300 ms, put /app/watch/x as the writer's conf says. */
+static void *app_writer_main(void *arg)
+{
+	writer *w = arg;
+	mailtest_sleep_ms(300);
+	etcd_client *c = etcd_client_create(w->conf);
+	etcd_kv_put(c, "/app/watch/x", "1", 1, 0);
+	etcd_client_destroy(&c);
+	return NULL;
+}
+
 static void test_watch(void **state)
 {
 	fixture *f = *state;
-	writer w = { .url = mailtest_etcd_url(f->etcd) };
+	writer w = { .conf = mailtest_etcd_conf(f->etcd) };
 	pthread_t t;
 	seen s = { .stop_after = 3 };
 	pthread_create(&t, NULL, writer_main, &w);
@@ -290,7 +302,7 @@ static void test_watch_stop_flag(void **state)
 {
 	fixture *f = *state;
 	int stop = 0;
-	writer w = { .url = mailtest_etcd_url(f->etcd), .stop = &stop };
+	writer w = { .conf = mailtest_etcd_conf(f->etcd), .stop = &stop };
 	pthread_t t;
 	seen s = { .stop_after = 100 };
 	uint64_t start = util_now_mono_ms();
@@ -307,7 +319,7 @@ static void test_unreachable(void **state)
 	int port = mailtest_free_port();
 	char url[64];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-	etcd_client *c = etcd_client_create(url);
+	etcd_client *c = etcd_client_create(&(etcd_conf){ .url = url });
 	uint64_t start = util_now_mono_ms();
 	char *v;
 	size_t len;
@@ -322,7 +334,7 @@ static void test_unreachable(void **state)
 	etcd_client_destroy(&c);
 
 	/* a non-routable address hits the 1 s connect timeout, not more */
-	c = etcd_client_create("http://10.255.255.1:2379");
+	c = etcd_client_create(&(etcd_conf){ .url = "http://10.255.255.1:2379" });
 	start = util_now_mono_ms();
 	assert_int_equal(etcd_kv_put(c, "/k", "v", 1, 0), MAIL_ERR_UNAVAILABLE);
 	assert_true(util_now_mono_ms() - start < 2500);
@@ -337,7 +349,7 @@ static void test_endpoint_list(void **state)
 	char urls[256];
 	snprintf(urls, sizeof urls, "http://127.0.0.1:%d,%s/", mailtest_free_port(),
 		 mailtest_etcd_url(f->etcd));
-	etcd_client *c = etcd_client_create(urls);
+	etcd_client *c = etcd_client_create(&(etcd_conf){ .url = urls });
 	assert_int_equal(etcd_kv_put(c, "/multi/k", "v1", 2, 0), MAIL_OK);
 	char *v = NULL;
 	size_t len = 0;
@@ -349,8 +361,8 @@ static void test_endpoint_list(void **state)
 
 	/* the watch fails over too: its first try hits the dead member, the
 	 * caller's retry (as router.c does) lands on the live one */
-	c = etcd_client_create(urls);
-	writer w = { .url = mailtest_etcd_url(f->etcd) };
+	c = etcd_client_create(&(etcd_conf){ .url = urls });
+	writer w = { .conf = mailtest_etcd_conf(f->etcd) };
 	seen s = { .stop_after = 1 };
 	int r = etcd_watch(c, "/t/watch/", NULL, 0, record_cb, &s, NULL);
 	assert_int_equal(r, MAIL_ERR_UNAVAILABLE);
@@ -371,6 +383,347 @@ static void test_etcd_dies(void **state)
 	assert_int_equal(etcd_kv_put(f->c, "/t/dies", "y", 1, 0), MAIL_ERR_UNAVAILABLE);
 }
 
+/* ---- TLS and credentials ------------------------------------------------ */
+
+/* etcd with https, --client-cert-auth and auth on: root, and "app" who may
+ * read and write /app/ and only read /shared/. */
+#define AUTH_ROOT_PW "root-pw"
+#define AUTH_APP_PW "app-pw"
+
+typedef struct tls_fixture {
+	mailtest_etcd *etcd;
+	char dir[256];
+	char pw_file[300];
+	etcd_tokens *tokens;
+	etcd_conf conf; /* the fixture's TLS files, user app, tokens */
+} tls_fixture;
+
+static int setup_tls(void **state)
+{
+	tls_fixture *f = xcalloc(1, sizeof *f);
+	if (mailtest_etcd_start_tls(&f->etcd) < 0)
+		return -1;
+	const mailtest_etcd *e = f->etcd;
+	if (mailtest_etcdctl(e, NULL, NULL, "user", "add", "root:" AUTH_ROOT_PW,
+			     "--interactive=false", NULL) != 0 ||
+	    mailtest_etcdctl(e, NULL, NULL, "user", "add", "app:" AUTH_APP_PW,
+			     "--interactive=false", NULL) != 0 ||
+	    mailtest_etcdctl(e, NULL, NULL, "role", "add", "app", NULL) != 0 ||
+	    mailtest_etcdctl(e, NULL, NULL, "role", "grant-permission", "app", "--prefix=true",
+			     "readwrite", "/app/", NULL) != 0 ||
+	    mailtest_etcdctl(e, NULL, NULL, "role", "grant-permission", "app", "--prefix=true",
+			     "read", "/shared/", NULL) != 0 ||
+	    mailtest_etcdctl(e, NULL, NULL, "user", "grant-role", "app", "app", NULL) != 0 ||
+	    mailtest_etcdctl(e, NULL, NULL, "auth", "enable", NULL) != 0)
+		return -1;
+	f->tokens = etcd_tokens_create();
+	f->conf = *mailtest_etcd_conf(e);
+	f->conf.user = "app";
+	f->conf.password = AUTH_APP_PW;
+	f->conf.tokens = f->tokens;
+	*state = f;
+	return 0;
+}
+
+static int teardown_tls(void **state)
+{
+	tls_fixture *f = *state;
+	mailtest_etcd_stop(&f->etcd);
+	etcd_tokens_destroy(&f->tokens);
+	free(f);
+	return 0;
+}
+
+static void test_tls_good_credentials(void **state)
+{
+	tls_fixture *f = *state;
+	assert_memory_equal(mailtest_etcd_url(f->etcd), "https://", 8);
+	etcd_client *c = etcd_client_create(&f->conf);
+	const char *error;
+	assert_int_equal(etcd_client_check(c, &error), MAIL_OK);
+	assert_int_equal(etcd_kv_put(c, "/app/k", "v", 1, 0), MAIL_OK);
+	char *v;
+	size_t len;
+	assert_int_equal(etcd_kv_get(c, "/app/k", &v, &len, NULL, NULL), MAIL_OK);
+	assert_string_equal(v, "v");
+	free(v);
+	assert_int_equal(etcd_kv_get(c, "/shared/none", &v, &len, NULL, NULL), MAIL_ERR_NOT_FOUND);
+	/* leases carry the token too: grant, attach, keep alive, revoke */
+	int64_t lease, ttl;
+	assert_int_equal(etcd_lease_grant(c, 5, &lease), MAIL_OK);
+	assert_int_equal(etcd_kv_put(c, "/app/leased", "x", 1, lease), MAIL_OK);
+	assert_int_equal(etcd_lease_keepalive(c, lease, &ttl), MAIL_OK);
+	assert_true(ttl > 0);
+	assert_int_equal(etcd_lease_revoke(c, lease), MAIL_OK);
+	assert_int_equal(etcd_kv_get(c, "/app/leased", &v, &len, NULL, NULL), MAIL_ERR_NOT_FOUND);
+	assert_string_equal(etcd_client_last_error(c), "");
+
+	/* a second client of the same tokens takes the token: one
+	 * authentication for both (a daemon's dozen clients cost etcd one
+	 * bcrypt, not a dozen) */
+	uint64_t auths = etcd_tokens_authentications(f->tokens);
+	etcd_client *c2 = etcd_client_create(&f->conf);
+	assert_int_equal(etcd_kv_put(c2, "/app/k2", "w", 1, 0), MAIL_OK);
+	assert_int_equal(etcd_tokens_authentications(f->tokens), auths);
+
+	/* the watch works with the token */
+	writer w = { .conf = &f->conf };
+	pthread_t t;
+	seen s = { .stop_after = 1 };
+	pthread_create(&t, NULL, app_writer_main, &w);
+	assert_int_equal(etcd_watch(c2, "/app/watch/", NULL, 0, record_cb, &s, NULL), MAIL_OK);
+	pthread_join(t, NULL);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.key[0], "/app/watch/x");
+	etcd_client_destroy(&c2);
+	etcd_client_destroy(&c);
+}
+
+static void test_tls_wrong_password(void **state)
+{
+	tls_fixture *f = *state;
+	etcd_conf conf = f->conf;
+	conf.password = "not-the-password";
+	conf.tokens = etcd_tokens_create();
+	etcd_client *c = etcd_client_create(&conf);
+	const char *error;
+	assert_int_equal(etcd_client_check(c, &error), MAIL_ERR_PERM);
+	assert_non_null(strstr(error, "etcd refused user \"app\" (wrong user name or password)"));
+	assert_null(strchr(error, '\n'));
+	/* the calls that follow fail the same way, without asking etcd
+	 * again for a while (each refusal costs it a bcrypt) */
+	assert_int_equal(etcd_kv_put(c, "/app/k", "v", 1, 0), MAIL_ERR_PERM);
+	assert_non_null(strstr(etcd_client_last_error(c), "wrong user name or password"));
+	seen s = { .stop_after = 1 };
+	assert_int_equal(etcd_watch(c, "/app/", NULL, 0, record_cb, &s, NULL), MAIL_ERR_PERM);
+	assert_int_equal(etcd_tokens_authentications(conf.tokens), 1);
+	etcd_client_destroy(&c);
+	etcd_tokens_destroy(&conf.tokens);
+
+	/* no user at all while etcd wants one */
+	conf = *mailtest_etcd_conf(f->etcd);
+	c = etcd_client_create(&conf);
+	assert_int_equal(etcd_kv_put(c, "/app/k", "v", 1, 0), MAIL_ERR_PERM);
+	assert_non_null(strstr(etcd_client_last_error(c), "etcd wants a user and password"));
+	uint64_t start = util_now_mono_ms();
+	assert_int_equal(etcd_watch(c, "/app/", NULL, 0, record_cb, &s, NULL), MAIL_ERR_PERM);
+	assert_true(util_now_mono_ms() - start < 2000);
+	etcd_client_destroy(&c);
+}
+
+static void test_tls_no_client_cert(void **state)
+{
+	tls_fixture *f = *state;
+	/* right user and password, but no client certificate: the TLS
+	 * handshake fails before a byte of HTTP */
+	etcd_conf conf = f->conf;
+	conf.cert_file = NULL;
+	conf.key_file = NULL;
+	conf.tokens = NULL;
+	etcd_client *c = etcd_client_create(&conf);
+	const char *error;
+	uint64_t start = util_now_mono_ms();
+	assert_int_equal(etcd_client_check(c, &error), MAIL_ERR_UNAVAILABLE);
+	assert_non_null(strstr(error, "/v3/auth/authenticate: "));
+	assert_non_null(strstr(error, "etcd may want a client certificate"));
+	assert_int_equal(etcd_kv_get(c, "/app/k", &(char *){ NULL }, NULL, NULL, NULL),
+			 MAIL_ERR_UNAVAILABLE);
+	assert_true(util_now_mono_ms() - start < 3000);
+	etcd_client_destroy(&c);
+
+	/* a CA that did not sign etcd's certificate: refused by us */
+	char other[300];
+	conf = f->conf;
+	conf.ca_file = mailtest_etcd_file(f->etcd, "client.pem", other, sizeof other);
+	conf.tokens = NULL;
+	c = etcd_client_create(&conf);
+	assert_int_equal(etcd_client_check(c, &error), MAIL_ERR_UNAVAILABLE);
+	etcd_client_destroy(&c);
+
+	/* plain http to the TLS port */
+	char url[96];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d", mailtest_etcd_port(f->etcd));
+	conf = f->conf;
+	conf.url = url;
+	conf.tokens = NULL;
+	c = etcd_client_create(&conf);
+	assert_int_equal(etcd_kv_put(c, "/app/k", "v", 1, 0), MAIL_ERR_UNAVAILABLE);
+	assert_non_null(strstr(etcd_client_last_error(c), "is etcd serving https only?"));
+	etcd_client_destroy(&c);
+}
+
+static void test_tls_outside_prefix(void **state)
+{
+	tls_fixture *f = *state;
+	etcd_client *c = etcd_client_create(&f->conf);
+	assert_int_equal(etcd_kv_put(c, "/other/k", "v", 1, 0), MAIL_ERR_PERM);
+	assert_non_null(strstr(etcd_client_last_error(c), "permission denied to etcd user \"app\""));
+	/* read-only: reading works, writing, deleting and CAS do not */
+	char *v;
+	size_t len;
+	assert_int_equal(etcd_kv_get(c, "/shared/k", &v, &len, NULL, NULL), MAIL_ERR_NOT_FOUND);
+	assert_int_equal(etcd_kv_put(c, "/shared/k", "v", 1, 0), MAIL_ERR_PERM);
+	assert_int_equal(etcd_kv_create(c, "/shared/k", "v", 1, 0), MAIL_ERR_PERM);
+	assert_int_equal(etcd_kv_delete_prefix(c, "/shared/", NULL), MAIL_ERR_PERM);
+	etcd_kv *kvs;
+	size_t n;
+	assert_int_equal(etcd_kv_range_prefix(c, "/other/", 0, &kvs, &n, NULL), MAIL_ERR_PERM);
+	/* a watch etcd cancels for permission ends at once, it does not hang */
+	seen s = { .stop_after = 1 };
+	uint64_t start = util_now_mono_ms();
+	assert_int_equal(etcd_watch(c, "/other/", NULL, 0, record_cb, &s, NULL), MAIL_ERR_PERM);
+	assert_true(util_now_mono_ms() - start < 2000);
+	etcd_client_destroy(&c);
+}
+
+static void test_tls_token_after_restart(void **state)
+{
+	tls_fixture *f = *state;
+	etcd_client *c = etcd_client_create(&f->conf);
+	etcd_client *w = etcd_client_create(&f->conf);
+	assert_int_equal(etcd_kv_put(c, "/app/restart", "1", 1, 0), MAIL_OK);
+	uint64_t auths = etcd_tokens_authentications(f->tokens);
+	pid_t old = mailtest_etcd_pid(f->etcd);
+	/* simple tokens live in etcd's memory: all are gone after this */
+	assert_int_equal(mailtest_etcd_restart(f->etcd), 0);
+	assert_int_not_equal(mailtest_etcd_pid(f->etcd), old);
+	assert_int_equal(etcd_kv_put(c, "/app/restart", "2", 1, 0), MAIL_OK);
+	assert_int_equal(etcd_tokens_authentications(f->tokens), auths + 1);
+	/* the other client takes the new token without authenticating */
+	char *v;
+	size_t len;
+	assert_int_equal(etcd_kv_get(w, "/app/restart", &v, &len, NULL, NULL), MAIL_OK);
+	assert_string_equal(v, "2");
+	free(v);
+	assert_int_equal(etcd_tokens_authentications(f->tokens), auths + 1);
+
+	/* and a watch whose token died: etcd cancels it, the client
+	 * authenticates again and watches */
+	assert_int_equal(mailtest_etcd_restart(f->etcd), 0);
+	writer wr = { .conf = &f->conf };
+	pthread_t t;
+	seen s = { .stop_after = 1 };
+	pthread_create(&t, NULL, app_writer_main, &wr);
+	assert_int_equal(etcd_watch(w, "/app/watch/", NULL, 0, record_cb, &s, NULL), MAIL_OK);
+	pthread_join(t, NULL);
+	assert_int_equal(s.n, 1);
+	etcd_client_destroy(&w);
+	etcd_client_destroy(&c);
+}
+
+struct role_changer {
+	const mailtest_etcd *etcd;
+	int done;
+};
+
+/* Grant app more read prefixes, one etcdctl at a time: each bumps etcd's
+ * auth revision under the other thread's writes. */
+static void *role_changer_main(void *arg)
+{
+	struct role_changer *rc = arg;
+	for (int i = 0; i < 8; i++) {
+		char prefix[32];
+		snprintf(prefix, sizeof prefix, "/shared/x%d/", i);
+		mailtest_etcdctl(rc->etcd, "root", AUTH_ROOT_PW, "role", "grant-permission", "app",
+				 "--prefix=true", "read", prefix, NULL);
+	}
+	__atomic_store_n(&rc->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void test_tls_roles_change_meanwhile(void **state)
+{
+	/* etcd refuses a request whose token was checked before its users
+	 * or roles changed ("revision of auth store is old"): the client sends
+	 * it again, no call fails and no new authentication is needed */
+	tls_fixture *f = *state;
+	etcd_client *c = etcd_client_create(&f->conf);
+	assert_int_equal(etcd_kv_put(c, "/app/churn", "0", 1, 0), MAIL_OK);
+	uint64_t auths = etcd_tokens_authentications(f->tokens);
+	struct role_changer rc = { .etcd = f->etcd };
+	pthread_t t;
+	pthread_create(&t, NULL, role_changer_main, &rc);
+	int n = 0, failed = 0;
+	while (!__atomic_load_n(&rc.done, __ATOMIC_SEQ_CST)) {
+		char v[16];
+		int len = snprintf(v, sizeof v, "%d", n++);
+		failed += etcd_kv_put(c, "/app/churn", v, (size_t)len, 0) != MAIL_OK;
+		failed += etcd_kv_create(c, "/app/churn-cas", v, (size_t)len, 0) == MAIL_ERR_PERM;
+	}
+	pthread_join(t, NULL);
+	assert_true(n > 0);
+	assert_int_equal(failed, 0);
+	assert_int_equal(etcd_tokens_authentications(f->tokens), auths);
+	etcd_client_destroy(&c);
+}
+
+/* A daemon that authenticated while etcd's auth was off (no token then)
+ * keeps working once an operator turns auth on: etcd's refusals of the
+ * tokenless calls make it authenticate again. */
+static void test_tls_auth_turned_on(void **state)
+{
+	(void)state;
+	mailtest_etcd *e;
+	assert_int_equal(mailtest_etcd_start_tls(&e), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "user", "add", "root:" AUTH_ROOT_PW,
+					  "--interactive=false", NULL), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "user", "add", "app:" AUTH_APP_PW,
+					  "--interactive=false", NULL), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "role", "add", "app", NULL), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "role", "grant-permission", "app",
+					  "--prefix=true", "readwrite", "/app/", NULL), 0);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "user", "grant-role", "app", "app", NULL),
+			 0);
+	etcd_conf conf = *mailtest_etcd_conf(e);
+	conf.user = "app";
+	conf.password = AUTH_APP_PW;
+	conf.tokens = etcd_tokens_create();
+	etcd_client *c = etcd_client_create(&conf);
+	assert_int_equal(etcd_kv_put(c, "/app/on", "1", 1, 0), MAIL_OK);
+	assert_int_equal(mailtest_etcdctl(e, NULL, NULL, "auth", "enable", NULL), 0);
+	/* a range first: etcd answers it "permission denied" without a token */
+	char *v;
+	size_t len;
+	assert_int_equal(etcd_kv_get(c, "/app/on", &v, &len, NULL, NULL), MAIL_OK);
+	free(v);
+	assert_int_equal(etcd_kv_put(c, "/app/on", "2", 1, 0), MAIL_OK);
+	/* and outside its prefix it is now refused */
+	assert_int_equal(etcd_kv_put(c, "/other/on", "1", 1, 0), MAIL_ERR_PERM);
+	assert_int_equal(etcd_tokens_authentications(conf.tokens), 2);
+	etcd_client_destroy(&c);
+	etcd_tokens_destroy(&conf.tokens);
+	mailtest_etcd_stop(&e);
+}
+
+static void test_password_file(void **state)
+{
+	(void)state;
+	char *dir = mailtest_tmpdir("test-etcd-pw");
+	char path[300];
+	snprintf(path, sizeof path, "%s/pw", dir);
+	char *pw = NULL;
+	const char *error = NULL;
+	assert_int_equal(etcd_conf_read_password(path, &pw, &error), -1);
+	assert_non_null(strstr(error, "cannot open"));
+	FILE *fp = fopen(path, "w");
+	fputs("s3cret\nignored\n", fp);
+	fclose(fp);
+	chmod(path, 0644);
+	assert_int_equal(etcd_conf_read_password(path, &pw, &error), -1);
+	assert_non_null(strstr(error, "readable by others"));
+	chmod(path, 0600);
+	assert_int_equal(etcd_conf_read_password(path, &pw, &error), 0);
+	assert_string_equal(pw, "s3cret");
+	xfree_secret(pw, strlen(pw));
+	fp = fopen(path, "w");
+	fputs("\n", fp);
+	fclose(fp);
+	assert_int_equal(etcd_conf_read_password(path, &pw, &error), -1);
+	assert_non_null(strstr(error, "empty"));
+	mailtest_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -384,5 +737,17 @@ int main(void)
 		cmocka_unit_test(test_endpoint_list),
 		cmocka_unit_test(test_etcd_dies),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	const struct CMUnitTest tls_tests[] = {
+		cmocka_unit_test(test_tls_good_credentials),
+		cmocka_unit_test(test_tls_wrong_password),
+		cmocka_unit_test(test_tls_no_client_cert),
+		cmocka_unit_test(test_tls_outside_prefix),
+		cmocka_unit_test(test_tls_roles_change_meanwhile),
+		cmocka_unit_test(test_tls_token_after_restart),
+		cmocka_unit_test(test_tls_auth_turned_on),
+		cmocka_unit_test(test_password_file),
+	};
+	int failed = cmocka_run_group_tests(tests, setup, teardown);
+	return failed + cmocka_run_group_tests_name("tls_auth", tls_tests, setup_tls,
+						    teardown_tls);
 }

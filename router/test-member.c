@@ -31,7 +31,7 @@ extern char **environ;
 
 typedef struct fixture {
 	mailtest_etcd *etcd;
-	const char *url;
+	const etcd_conf *conf;
 	etcd_client *c;
 	uv_loop_t loop;
 } fixture;
@@ -41,8 +41,8 @@ static int setup(void **state)
 	fixture *f = xcalloc(1, sizeof *f);
 	if (mailtest_etcd_start(&f->etcd) < 0)
 		return -1;
-	f->url = mailtest_etcd_url(f->etcd);
-	f->c = etcd_client_create(f->url);
+	f->conf = mailtest_etcd_conf(f->etcd);
+	f->c = etcd_client_create(f->conf);
 	uv_loop_init(&f->loop);
 	*state = f;
 	return 0;
@@ -128,9 +128,9 @@ static void test_two_members_and_stop(void **state)
 	fixture *f = *state;
 	router_member *a, *b;
 	const char *error = NULL;
-	assert_int_equal(router_member_start(&f->loop, f->url, ROUTER_ROLE_QUEUE, "qa",
+	assert_int_equal(router_member_start(&f->loop, f->conf, ROUTER_ROLE_QUEUE, "qa",
 					     "127.0.0.1", 41001, 5, 64, &a, &error), 0);
-	assert_int_equal(router_member_start(&f->loop, f->url, ROUTER_ROLE_QUEUE, "qb",
+	assert_int_equal(router_member_start(&f->loop, f->conf, ROUTER_ROLE_QUEUE, "qb",
 					     "127.0.0.1", 41002, 5, 64, &b, &error), 0);
 	ring_map *map = read_ring(f, "queue");
 	assert_non_null(map);
@@ -142,7 +142,7 @@ static void test_two_members_and_stop(void **state)
 	ring_map_free(&map);
 
 	router *r;
-	assert_int_equal(router_create(f->url, &r, &error), 0);
+	assert_int_equal(router_create(f->conf, &r, &error), 0);
 	int owned_a, owned_b;
 	assert_int_equal(count_found(r, ROUTER_ROLE_QUEUE, "qa", &owned_a), 200);
 	count_found(r, ROUTER_ROLE_QUEUE, "qb", &owned_b);
@@ -175,7 +175,7 @@ static void test_two_members_and_stop(void **state)
 
 	/* qb is still a ring member (node records are persistent): when it
 	 * comes back, it serves the same partitions again */
-	assert_int_equal(router_member_start(&f->loop, f->url, ROUTER_ROLE_QUEUE, "qb",
+	assert_int_equal(router_member_start(&f->loop, f->conf, ROUTER_ROLE_QUEUE, "qb",
 					     "127.0.0.1", 41003, 5, 64, &b, &error), 0);
 	map = read_ring(f, "queue");
 	assert_int_equal(map->epoch, 2);
@@ -202,7 +202,7 @@ static void test_keepalive_and_lease_recovery(void **state)
 	fixture *f = *state;
 	router_member *m;
 	const char *error;
-	assert_int_equal(router_member_start(&f->loop, f->url, ROUTER_ROLE_STORE, "s-keep",
+	assert_int_equal(router_member_start(&f->loop, f->conf, ROUTER_ROLE_STORE, "s-keep",
 					     "127.0.0.1", 42001, 2, 64, &m, &error), 0);
 	/* renewals keep the alive key well past the 2 s TTL */
 	run_for(&f->loop, 4000);
@@ -234,7 +234,7 @@ static void test_killed_member_expires(void **state)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
 	posix_spawn_file_actions_addclose(&fa, out[0]);
-	char *argv[] = { "test-member", "--member-child", (char *)f->url, "store", "s-kill",
+	char *argv[] = { "test-member", "--member-child", (char *)f->conf->url, "store", "s-kill",
 			 "43001", "2", NULL };
 	pid_t pid;
 	assert_int_equal(posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ), 0);
@@ -247,7 +247,7 @@ static void test_killed_member_expires(void **state)
 
 	router *r;
 	const char *error;
-	assert_int_equal(router_create(f->url, &r, &error), 0);
+	assert_int_equal(router_create(f->conf, &r, &error), 0);
 	/* s-keep (stopped) and s-kill are both on the store ring; only
 	 * s-kill is alive */
 	int owned;
@@ -277,14 +277,15 @@ static void test_unreachable(void **state)
 	router *r = NULL;
 	router_member *m = NULL;
 	const char *error = NULL;
-	assert_int_equal(router_create(url, &r, &error), -1);
+	etcd_conf conf = { .url = url };
+	assert_int_equal(router_create(&conf, &r, &error), -1);
 	assert_non_null(error);
 	assert_null(r);
 	error = NULL;
-	assert_int_equal(router_member_start(&f->loop, url, ROUTER_ROLE_QUEUE, "x", "127.0.0.1",
+	assert_int_equal(router_member_start(&f->loop, &conf, ROUTER_ROLE_QUEUE, "x", "127.0.0.1",
 					     1, 5, 64, &m, &error), -1);
 	assert_non_null(error);
-	assert_int_equal(router_member_start(&f->loop, f->url, ROUTER_ROLE_QUEUE, "bad/id",
+	assert_int_equal(router_member_start(&f->loop, f->conf, ROUTER_ROLE_QUEUE, "bad/id",
 					     "127.0.0.1", 1, 5, 64, &m, &error), -1);
 	assert_null(m);
 }
@@ -296,9 +297,9 @@ static void test_router_survives_etcd_loss(void **state)
 	router_member *m;
 	router *r;
 	const char *error;
-	assert_int_equal(router_member_start(&f->loop, f->url, ROUTER_ROLE_QUEUE, "qz",
+	assert_int_equal(router_member_start(&f->loop, f->conf, ROUTER_ROLE_QUEUE, "qz",
 					     "127.0.0.1", 44001, 30, 64, &m, &error), 0);
-	assert_int_equal(router_create(f->url, &r, &error), 0);
+	assert_int_equal(router_create(f->conf, &r, &error), 0);
 	int owned;
 	count_found(r, ROUTER_ROLE_QUEUE, "qz", &owned);
 	assert_true(owned > 0);
@@ -323,7 +324,8 @@ static int member_child(int argc, char **argv)
 	const char *error;
 	enum router_role role = strcmp(argv[3], "store") == 0 ? ROUTER_ROLE_STORE
 							     : ROUTER_ROLE_QUEUE;
-	if (router_member_start(loop, argv[2], role, argv[4], "127.0.0.1", atoi(argv[5]),
+	etcd_conf conf = { .url = argv[2] };
+	if (router_member_start(loop, &conf, role, argv[4], "127.0.0.1", atoi(argv[5]),
 				atoi(argv[6]), 64, &m, &error) < 0) {
 		fprintf(stderr, "member child: %s\n", error);
 		return 1;

@@ -118,7 +118,7 @@ static int setup(void **state)
 	fixture *f = xcalloc(1, sizeof *f);
 	if (mailtest_etcd_start(&f->etcd) < 0)
 		return -1;
-	f->c = etcd_client_create(mailtest_etcd_url(f->etcd));
+	f->c = etcd_client_create(mailtest_etcd_conf(f->etcd));
 	*state = f;
 	return 0;
 }
@@ -162,7 +162,7 @@ static void test_publisher_writes_on_change_only(void **state)
 	uv_loop_init(&loop);
 	etcd_stats stats = { 0 };
 	node_status_settings set = {
-		.etcd_url = mailtest_etcd_url(f->etcd),
+		.etcd = mailtest_etcd_conf(f->etcd),
 		.key = NODE_STATUS_KEY "store/s1",
 		.stats = &stats,
 		.check_ms = 50,
@@ -207,7 +207,7 @@ static void test_monitor_reads_size(void **state)
 	etcd_stats stats = { 0 };
 	__atomic_store_n(&stats.writes, 7, __ATOMIC_RELAXED);
 	etcd_monitor_settings set = {
-		.etcd_url = mailtest_etcd_url(f->etcd),
+		.etcd = mailtest_etcd_conf(f->etcd),
 		.quota_bytes = 1024, /* far below any etcd: the warning path runs */
 		.period_ms = 100,
 		.stats = &stats,

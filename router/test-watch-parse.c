@@ -61,7 +61,7 @@ static int feed(etcd_client *c, const char *data, size_t len, size_t chunk, int 
 static void test_chunkings(void **state)
 {
 	(void)state;
-	etcd_client *c = etcd_client_create("http://127.0.0.1:1");
+	etcd_client *c = etcd_client_create(&(etcd_conf){ .url = "http://127.0.0.1:1" });
 	static const size_t chunks[] = { 0, 1, 2, 3, 7, 64, 100 };
 	for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
 		seen s = { 0 };
@@ -77,7 +77,7 @@ static void test_chunkings(void **state)
 static void test_callback_stops(void **state)
 {
 	(void)state;
-	etcd_client *c = etcd_client_create("http://127.0.0.1:1");
+	etcd_client *c = etcd_client_create(&(etcd_conf){ .url = "http://127.0.0.1:1" });
 	seen s = { .stop_after = 2 };
 	int result = -1;
 	etcd__watch_begin(c, record_cb, &s);
@@ -99,12 +99,22 @@ static void test_bad_input(void **state)
 		{ "{\"error\":{\"grpc_code\":14,\"message\":\"x\"}}\n", MAIL_ERR_UNAVAILABLE },
 		{ "{\"result\":{\"canceled\":true,\"compact_revision\":\"9\"}}\n",
 		  MAIL_ERR_NOT_FOUND },
+		/* etcd cancels (and keeps the stream open) for permission, or
+		 * a token it wants from a client that has no user: both end the
+		 * stream as PERM */
+		{ "{\"result\":{\"watch_id\":\"-1\",\"created\":true,\"canceled\":true,"
+		  "\"cancel_reason\":\"rpc error: code = PermissionDenied desc = etcdserver: "
+		  "permission denied\"}}\n",
+		  MAIL_ERR_PERM },
+		{ "{\"result\":{\"created\":true,\"canceled\":true,\"cancel_reason\":\"rpc error: "
+		  "code = InvalidArgument desc = etcdserver: user name is empty\"}}\n",
+		  MAIL_ERR_PERM },
 		/* a key that is not base64 */
 		{ "{\"result\":{\"events\":[{\"kv\":{\"key\":\"***\"}}]}}\n",
 		  MAIL_ERR_UNAVAILABLE },
 		{ "{\"result\":{\"events\":[{\"kv\":{}}]}}\n", MAIL_ERR_UNAVAILABLE },
 	};
-	etcd_client *c = etcd_client_create("http://127.0.0.1:1");
+	etcd_client *c = etcd_client_create(&(etcd_conf){ .url = "http://127.0.0.1:1" });
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		for (size_t chunk = 0; chunk <= 1; chunk++) {
 			seen s = { 0 };
@@ -129,7 +139,7 @@ static void test_line_limit(void **state)
 	(void)state;
 	/* a line that never ends is cut at the limit (16 MiB), not buffered
 	 * forever */
-	etcd_client *c = etcd_client_create("http://127.0.0.1:1");
+	etcd_client *c = etcd_client_create(&(etcd_conf){ .url = "http://127.0.0.1:1" });
 	size_t block = 1024 * 1024;
 	char *junk = xmalloc(block);
 	memset(junk, 'x', block);

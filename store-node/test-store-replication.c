@@ -147,7 +147,7 @@ static int setup(void **state)
 	uv_loop_init(&f->loop);
 	const char *error = NULL;
 	uint64_t end = util_now_mono_ms() + 10000;
-	while (router_create(mailtest_etcd_url(f->etcd), &f->router, &error) < 0) {
+	while (router_create(mailtest_etcd_conf(f->etcd), &f->router, &error) < 0) {
 		assert_true(util_now_mono_ms() < end);
 		mailtest_sleep_ms(100);
 	}

@@ -1,12 +1,17 @@
 """Instruments shared by the benchmark tests/bench/sustained.py and the soak
 tests (tests/soak_idle.py, tests/soak_stream.py): what one process costs
 (/proc/PID/stat), how much disk a node's state dir holds, etcd's database
-size and revision (/v3/maintenance/status), queue depth (/metrics), and a
+size and revision (/v3/maintenance/status, over TLS as etcd's admin user),
+queue depth (/metrics), and a
 line chart written as SVG by hand. Standard library only; Linux only.
 """
-import json
 import os
+import sys
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "cluster"))
+import local  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -38,16 +43,14 @@ def dir_bytes(path):
     return total
 
 
-def etcd_status(etcd_url, timeout=5):
+def etcd_status(c, timeout=5):
     """{"db": dbSize, "in_use": dbSizeInUse, "revision": header revision} of
-    the first member in etcd_url (comma-separated URLs); None if unreachable."""
-    for url in etcd_url.split(","):
-        req = urllib.request.Request(url.rstrip("/") + "/v3/maintenance/status",
-                                     data=b"{}", method="POST")
+    the first member of cluster c's etcd that answers (over TLS, as admin:
+    local.Cluster.etcd_call); None if none does."""
+    for member in range(1, c.etcd_members + 1):
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                st = json.load(r)
-        except (OSError, ValueError):
+            st = c.etcd_call("/v3/maintenance/status", {}, timeout=timeout, member=member)
+        except (OSError, ValueError, local.EtcdError):
             continue
         return {"db": int(st.get("dbSize", 0)),
                 "in_use": int(st.get("dbSizeInUse", st.get("dbSize", 0))),

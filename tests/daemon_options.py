@@ -16,7 +16,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import e2e_harness  # noqa: E402
 
-COMMON = ["metrics", "etcd-quota-bytes", "help"]
+COMMON = ["metrics", "etcd-quota-bytes", "etcd-ca", "etcd-cert", "etcd-key", "etcd-user",
+          "etcd-password-file", "help"]
 NODE_TLS = ["node-cert", "node-key", "cluster-ca"]
 NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-ttl",
         "log-keep", "log-keep-mib", "rpc-max-conns", "rpc-idle-timeout", "rpc-max-inflight",
@@ -82,6 +83,15 @@ BAD = [
     ("queue-node", ["--listen", "0.0.0.0:7000"], OFF_LOOPBACK),
     ("store-node", ["--listen", "[2001:db8::1]:7000"], OFF_LOOPBACK),
     ("queue-node", ["--listen", "[::]:0"], OFF_LOOPBACK),
+    ("frontend", ["--etcd-cert", "c.pem"], "--etcd-cert and --etcd-key go together"),
+    ("store-node", ["--etcd-user", "store-1"],
+     "--etcd-user and --etcd-password-file go together"),
+]
+# (binary, argv, what its start_failed line must contain): exit 1
+START_FAILED = [
+    ("frontend", ["--etcd-user", "frontend", "--etcd-password-file", "/nonexistent/pw"],
+     "step=etcd reason=\"--etcd-password-file /nonexistent/pw: cannot open the etcd "
+     "password file\""),
 ]
 # (binary, argv without a required option, the option named)
 MISSING = [
@@ -137,6 +147,11 @@ def main():
         r = run(binary, argv)
         failed = [line for line in r.stderr.splitlines() if "event=start_failed" in line]
         if r.returncode != 1 or len(failed) != 1 or "step=node_tls" not in failed[0]:
+            problems.append(f"{binary} {' '.join(argv)}: rc={r.returncode} stderr={r.stderr!r}")
+    for binary, argv, want in START_FAILED:
+        r = run(binary, argv)
+        failed = [line for line in r.stderr.splitlines() if "event=start_failed" in line]
+        if r.returncode != 1 or len(failed) != 1 or want not in failed[0]:
             problems.append(f"{binary} {' '.join(argv)}: rc={r.returncode} stderr={r.stderr!r}")
     for p in problems:
         print("FAIL", p)

@@ -14,7 +14,6 @@ that got 250 is in its mailbox exactly once, UIDs strictly increase,
 UIDVALIDITY did not change, and the queues drained. It also prints the
 longest pause the sender saw. Standard library only.
 """
-import base64
 import imaplib
 import json
 import os
@@ -188,13 +187,8 @@ def queue_depth(c):
 
 
 def etcd_get(c, key):
-    """The value of key in etcd (bytes), or None."""
-    k = base64.b64encode(key.encode()).decode()
-    req = urllib.request.Request(c.etcd_url.split(",")[0] + "/v3/kv/range",
-                                 data=json.dumps({"key": k}).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        kvs = json.load(r).get("kvs", [])
-    return base64.b64decode(kvs[0]["value"]) if kvs else None
+    """The value of key in etcd (bytes), or None (as admin, over TLS)."""
+    return c.etcd_get(key)
 
 
 def controller_node(c):

@@ -149,9 +149,11 @@ class PartitionCluster(local.Cluster):
                          partitions=PARTITIONS)
         self.net = net
         self.node_ports = {f"store-{i}": local.free_port() for i in (1, 2, 3)}
+        # store-1 and writer-ns reach etcd at the root end of the veth
+        self.etcd_extra_sans = [f"IP:{net.root_ip}"]
 
     def etcd_ns_url(self):
-        return f"http://{self.net.root_ip}:{self.ports['etcd']}"
+        return f"https://{self.net.root_ip}:{self.ports['etcd']}"
 
     def ensure_node_cert(self, name, role, sans=None):
         # the stores listen off loopback: their certificates name their IPs
@@ -175,12 +177,13 @@ class PartitionCluster(local.Cluster):
         out = [("etcd", "etcd", f"127.0.0.1:{e}", [
             "etcd", "--name", "m1", "--data-dir", os.path.join(data, "etcd"),
             "--logger", "zap", "--log-level", "error",
-            "--listen-client-urls", f"http://127.0.0.1:{e},{self.etcd_ns_url()}",
-            "--advertise-client-urls", f"http://127.0.0.1:{e}",
-            "--listen-peer-urls", f"http://127.0.0.1:{ep}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ep}",
-            "--initial-cluster", f"m1=http://127.0.0.1:{ep}",
+            "--listen-client-urls", f"https://127.0.0.1:{e},{self.etcd_ns_url()}",
+            "--advertise-client-urls", f"https://127.0.0.1:{e}",
+            "--listen-peer-urls", f"https://127.0.0.1:{ep}",
+            "--initial-advertise-peer-urls", f"https://127.0.0.1:{ep}",
+            "--initial-cluster", f"m1=https://127.0.0.1:{ep}",
             "--heartbeat-interval", "100", "--election-timeout", "1000",
+            *self.etcd_server_args(), *local.ETCD_BCRYPT,
             *local.ETCD_COMPACTION, "--quota-backend-bytes", str(local.ETCD_QUOTA_BYTES)], e)]
         for i in (1, 2, 3):
             name = f"store-{i}"
@@ -188,14 +191,15 @@ class PartitionCluster(local.Cluster):
             host, port = self.store_host(name), self.node_port(name)
             argv = [os.path.join(self.bin, "store-node"), "--id", name,
                     "--listen", f"{host}:{port}", "--data", os.path.join(data, name),
-                    "--etcd", self.etcd_ns_url() if inside else self.etcd_url,
+                    *self.etcd_args(name, self.etcd_ns_url() if inside else None),
                     "--partitions", str(PARTITIONS), "--replicas", "3",
                     "--lease-ttl", str(TTL_S)] + self.node_tls_args(name)
             out.append((name, "store", f"{host}:{port}",
                         (self.net.exec_prefix() if inside else []) + argv, port))
         for name, inside in (("writer-ns", True), ("writer-root", False)):
+            # a writer reads the ring as a frontend does
             argv = [os.path.join(self.bin, "store-writer"),
-                    "--etcd", self.etcd_ns_url() if inside else self.etcd_url,
+                    *self.etcd_args("frontend", self.etcd_ns_url() if inside else None),
                     "--prefix", "ns" if inside else "root", "--users", ",".join(USERS),
                     "--interval-ms", "40", "--deadline-ms", str(WRITER_DEADLINE_MS),
                     "--retry-ms", "500"] + (["--reads"] if inside else [])

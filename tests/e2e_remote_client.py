@@ -95,7 +95,7 @@ def main():
         def argv(with_tls):
             a = [os.path.join(c.bin, "frontend"), "--id", "frontend-remote",
                  *c.node_tls_args("frontend-remote"),
-                 "--etcd", c.etcd_url,
+                 *c.etcd_args("frontend"),
                  "--smtp", f"{host}:{ports['smtp']}",
                  "--submission", f"{host}:{ports['submission']}",
                  "--submissions", f"{host}:{local.free_port()}",

@@ -19,7 +19,16 @@ development CA under state/tls/) and checks:
   * `mailctl block add|list|remove`: a blocked address is refused on SMTP
     (421 4.7.1) and IMAP (BYE) within seconds, and served once unblocked;
   * auth penalties: after two failed logins from an address the next
-    attempt is held back (at least the 4 s penalty).
+    attempt is held back (at least the 4 s penalty);
+  * etcd is closed: plain http to its port and TLS without a client
+    certificate fail, a wrong password or no token is refused; with the
+    frontend's credentials the directory reads but the ring (partition map)
+    and the directory refuse writes (403, PERM), blocks can be written; a
+    node's credentials write its own keys and the shared ones, not another
+    node's, and do not read the password hashes; mailctl run with no flags
+    from a directory holding state/mailctl.conf (as from the checkout after
+    `cluster/local up`) reaches etcd, and with a wrong password says so in
+    one line.
 Standard library only.
 """
 import base64
@@ -27,15 +36,21 @@ import hashlib
 import hmac
 import imaplib
 import os
+import shutil
 import smtplib
 import socket
 import ssl
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import e2e_harness  # noqa: E402
+import local  # noqa: E402  (e2e_harness put cluster/ on the path)
 
 USER = "carol@example.test"
 PASSWORD = "tls pass"
@@ -290,6 +305,125 @@ class Security:
         print(f"     penalty after 2 failures: {waited:.1f}s", flush=True)
 
 
+def etcd_refused(fn, status, text):
+    """fn() must raise local.EtcdError with HTTP status (or one of a tuple)
+    and text (or one of a tuple) in its body."""
+    statuses = status if isinstance(status, tuple) else (status,)
+    texts = text if isinstance(text, tuple) else (text,)
+    try:
+        fn()
+    except local.EtcdError as e:
+        assert e.status in statuses and any(t in str(e.body) for t in texts), (e.status, e.body)
+        return
+    raise AssertionError(f"etcd did not refuse (wanted {status} {text})")
+
+
+def etcd_closed(c):
+    """etcd over TLS only, with credentials, and per-role permissions."""
+    b64 = local.b64
+    port = c.etcd_port(1)
+    # plain http to etcd's port: no answer etcd would give
+    try:
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/v3/kv/range", data=b"{}", method="POST"), timeout=5)
+    except (OSError, urllib.error.URLError):
+        pass
+    else:
+        raise AssertionError("plain http to etcd answered")
+    # TLS with our CA but no client certificate: the handshake fails
+    ctx = ssl.create_default_context(cafile=os.path.join(c.tls_dir(), "ca.pem"))
+    try:
+        urllib.request.urlopen(urllib.request.Request(
+            f"https://127.0.0.1:{port}/v3/kv/range", data=b"{}", method="POST"),
+            timeout=5, context=ctx)
+    except (OSError, urllib.error.URLError):
+        pass
+    else:
+        raise AssertionError("etcd answered a client without a certificate")
+    users_key = "/mail/v1/users/example.test/carol"
+    # a client certificate but no token, and a wrong password: refused
+    # (etcd 3.4 says "user name is empty" to some calls, "permission
+    # denied" to a range)
+    etcd_refused(lambda: c.etcd_post("/v3/kv/range", {"key": b64(users_key)}, "frontend",
+                                      None), (400, 403), ("user name is empty",
+                                                          "permission denied"))
+    etcd_refused(lambda: c.etcd_post("/v3/kv/put", {"key": b64("/mail/v1/blocks/x"),
+                                                     "value": b64("x")}, "frontend", None),
+                 (400, 403), ("user name is empty", "permission denied"))
+    etcd_refused(lambda: c.etcd_post("/v3/auth/authenticate",
+                                      {"name": "frontend", "password": "wrong"}, "frontend",
+                                      None), 400, "authentication failed")
+
+    # the frontend: reads the directory and the ring, writes blocks only
+    fe = "frontend"
+    rec = c.etcd_call("/v3/kv/range", {"key": b64(users_key)}, user=fe)
+    assert b'"hash"' in base64.b64decode(rec["kvs"][0]["value"]), rec
+    assert c.etcd_get("/mail/v1/ring/store", user=fe) is not None
+    ring_put = {"key": b64("/mail/v1/ring/store"), "value": b64("{}")}
+    etcd_refused(lambda: c.etcd_call("/v3/kv/put", ring_put, user=fe), 403, "permission denied")
+    etcd_refused(lambda: c.etcd_call("/v3/kv/txn", {
+        "compare": [{"target": "MOD", "result": "EQUAL", "key": b64("/mail/v1/ring/store"),
+                     "mod_revision": "0"}],
+        "success": [{"request_put": ring_put}]}, user=fe), 403, "permission denied")
+    etcd_refused(lambda: c.etcd_call("/v3/kv/deleterange", {"key": b64("/mail/v1/ring/queue")},
+                                     user=fe), 403, "permission denied")
+    etcd_refused(lambda: c.etcd_call("/v3/kv/put", {"key": b64(users_key), "value": b64("{}")},
+                                     user=fe), 403, "permission denied")
+    etcd_refused(lambda: c.etcd_call("/v3/kv/put", {
+        "key": b64("/mail/v1/tenants/evil.test"), "value": b64("{}")}, user=fe),
+        403, "permission denied")
+    block = {"key": b64("/mail/v1/blocks/192.0.2.1"), "value": b64('{"reason":"test"}')}
+    c.etcd_call("/v3/kv/put", block, user=fe)
+    c.etcd_call("/v3/kv/deleterange", {"key": block["key"]}, user=fe)
+    # a watch outside its permissions is canceled, not left hanging
+    with c.etcd_open("/v3/watch", {"create_request": {
+            "key": b64("/mail/v1/status/"), "range_end": b64("/mail/v1/status0")}},
+            user=fe, timeout=10) as r:
+        line = r.readline()
+    assert b'"canceled":true' in line and b"ermission" in line, line
+
+    # a node: its own keys and the shared ones, not another node's, and
+    # not the password hashes
+    node = "store-1"
+    c.etcd_call("/v3/kv/put", {"key": b64("/mail/v1/status/store/store-1"),
+                               "value": b64(c.etcd_get("/mail/v1/status/store/store-1")
+                                            or b"{}")}, user=node)
+    etcd_refused(lambda: c.etcd_call("/v3/kv/put", {
+        "key": b64("/mail/v1/alive/store/store-2"), "value": b64("127.0.0.1:1")}, user=node),
+        403, "permission denied")
+    etcd_refused(lambda: c.etcd_call("/v3/kv/put", {
+        "key": b64("/mail/v1/nodes/store/store-10"), "value": b64("{}")}, user=node),
+        403, "permission denied")
+    etcd_refused(lambda: c.etcd_call("/v3/kv/put", {
+        "key": b64("/mail/v1/progress/queue/0/store-1"), "value": b64("{}")}, user=node),
+        403, "permission denied")
+    etcd_refused(lambda: c.etcd_call("/v3/kv/range", {"key": b64(users_key)}, user=node),
+                 403, "permission denied")
+
+    # mailctl with no flags from a directory with state/mailctl.conf (the
+    # checkout after `cluster/local up`)
+    root = tempfile.mkdtemp(prefix="mailctl-root-")
+    try:
+        os.symlink(c.state, os.path.join(root, "state"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAIL_ETCD")}
+        r = subprocess.run([os.path.join(c.bin, "mailctl"), "tenant", "list"], cwd=root,
+                           env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "example.test" in r.stdout, (r.returncode, r.stderr)
+        # the same with a wrong password: one line that says so
+        bad = os.path.join(root, "bad.password")
+        with open(bad, "w") as f:
+            f.write("wrong\n")
+        os.chmod(bad, 0o600)
+        r = subprocess.run([os.path.join(c.bin, "mailctl"), "--etcd-password-file", bad,
+                            "tenant", "list"], cwd=root, env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 5, (r.returncode, r.stderr)
+        assert r.stderr.count("\n") == 1 and 'etcd refused user "admin" (wrong user name ' \
+            "or password)" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main():
     def body(c, check):
         c.mailctl("user", "add", USER, stdin=PASSWORD + "\n")
@@ -304,6 +438,7 @@ def main():
         check("imap_scram", t.imap_scram)
         check("sni_certificates", t.sni_certificates)
         check("block", t.block)
+        check("etcd_closed", lambda: etcd_closed(c))
         check("penalty", t.penalty)  # last: it leaves 127.0.0.1 penalised
     return e2e_harness.run("security-e2e-", body, lease_ttl=3, stores=1, queues=1)
 

@@ -54,7 +54,7 @@ def body(args):
         print(f"{'min':>6} {'dbSize MB':>10} {'in use MB':>10} {'revision':>9} {'rev/min':>8}",
               flush=True)
         while True:
-            st = probe.etcd_status(c.etcd_url)
+            st = probe.etcd_status(c)
             now = time.monotonic()
             if st is None:
                 raise RuntimeError("etcd did not answer /v3/maintenance/status")

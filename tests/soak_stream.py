@@ -257,7 +257,7 @@ def body(args):
         stream = Stream(c, args, users)
         kills = []
         time.sleep(args.settle)
-        etcd0 = probe.etcd_status(c.etcd_url)
+        etcd0 = probe.etcd_status(c)
         t0 = time.monotonic()
         print(f"stream: {args.messages} messages of {args.size} B to {args.users} users over "
               f"{args.conns} connections; a kill every ~{args.kill_every:.0f}s"
@@ -276,7 +276,7 @@ def body(args):
                     acked = list(stream.ack_times)
                 for s in slices(acked, t0, args.slice)[reported:]:
                     reported += 1
-                    st = probe.etcd_status(c.etcd_url) or {}
+                    st = probe.etcd_status(c) or {}
                     print(f"slice {reported}: {s[0]} acks in {s[1]:.1f}s = {s[2]:.1f} msg/s; "
                           f"etcd db {probe.mb(st.get('db', 0)):.2f} MB rev "
                           f"{st.get('revision')}; kills so far {len(kills)}", flush=True)
@@ -286,7 +286,7 @@ def body(args):
                 t.join(timeout=300)
             kt.join(timeout=120)
         t_end = time.monotonic()
-        etcd1 = probe.etcd_status(c.etcd_url)
+        etcd1 = probe.etcd_status(c)
         acked_n = sum(len(v) for v in stream.acked.values())
         print(f"stream done: acknowledged {acked_n} of {args.messages} in {t_end - t0:.1f}s "
               f"({acked_n / (t_end - t0):.1f} msg/s), retries {stream.retries}, "

@@ -55,13 +55,13 @@ static int setup(void **state)
 {
 	struct env *env = xcalloc(1, sizeof *env);
 	assert_int_equal(mailtest_etcd_start(&env->etcd), 0);
-	const char *url = mailtest_etcd_url(env->etcd);
-	env->dir = directory_create(url);
+	const etcd_conf *conf = mailtest_etcd_conf(env->etcd);
+	env->dir = directory_create(conf);
 	assert_non_null(env->dir);
 	assert_int_equal(directory_tenant_add(env->dir, "tenant.test"), MAIL_OK);
 	assert_int_equal(directory_user_add(env->dir, "bob@tenant.test", "pw-bob-1"), MAIL_OK);
 	const char *err = NULL;
-	assert_int_equal(router_create(url, &env->router, &err), 0);
+	assert_int_equal(router_create(conf, &env->router, &err), 0);
 	assert_int_equal(uv_loop_init(&env->loop), 0);
 	env->qc = queue_client_create(&env->loop, env->router);
 	uv_async_init(&env->loop, &env->stop_async, stop_async_cb);

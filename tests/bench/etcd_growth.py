@@ -38,11 +38,8 @@ sys.path.insert(0, os.path.join(ROOT, "cluster"))
 import local  # noqa: E402
 
 
-def etcd_status(url):
-    req = urllib.request.Request(url + "/v3/maintenance/status", data=b"{}",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        j = json.load(r)
+def etcd_status(c):
+    j = c.etcd_call("/v3/maintenance/status", {})
     return (int(j["header"]["revision"]), int(j.get("dbSize", 0)),
             int(j.get("dbSizeInUse", 0)))
 
@@ -53,13 +50,10 @@ def fold(key):
     return re.sub(r"/\d+(?=/|$)", "/*", key)
 
 
-def watcher(url, counts, stop):
-    body = json.dumps({"create_request": {
-        "key": base64.b64encode(b"\0").decode(),
-        "range_end": base64.b64encode(b"\0").decode()}}).encode()
-    req = urllib.request.Request(url + "/v3/watch", data=body,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=None) as r:
+def watcher(c, counts, stop):
+    # every key of ours (the admin user may read /mail/v1/, nothing else)
+    body = {"create_request": {"key": local.b64("/mail/v1/"), "range_end": local.b64("/mail/v10")}}
+    with c.etcd_open("/v3/watch", body, timeout=None) as r:
         for line in r:
             if stop.is_set():
                 return
@@ -108,15 +102,14 @@ def main():
     try:
         c.up()
         c.mailctl("user", "add", args.rcpt, stdin="bench\n", check=False)
-        url = c.etcd_url.split(",")[0]
         sent = [0, 0]
         if args.rate > 0:
             threading.Thread(target=sender, args=(c.ports["smtp"], args.rate, args.rcpt,
                                                   sent, stop), daemon=True).start()
         time.sleep(args.warmup)
         counts = collections.Counter()
-        threading.Thread(target=watcher, args=(url, counts, stop), daemon=True).start()
-        samples = [(time.monotonic(),) + etcd_status(url)]
+        threading.Thread(target=watcher, args=(c, counts, stop), daemon=True).start()
+        samples = [(time.monotonic(),) + etcd_status(c)]
         print(f"{'t_s':>6} {'revision':>9} {'rev/min':>8} {'dbSize':>10} {'inUse':>10} "
               f"{'sent':>6}", flush=True)
         print(f"{0:6.0f} {samples[0][1]:9d} {'':>8} {samples[0][2]:10d} {samples[0][3]:10d} "
@@ -124,7 +117,7 @@ def main():
         end = samples[0][0] + args.minutes * 60
         while time.monotonic() < end - 1:
             time.sleep(min(args.interval, end - time.monotonic()))
-            now = (time.monotonic(),) + etcd_status(url)
+            now = (time.monotonic(),) + etcd_status(c)
             prev = samples[-1]
             per_min = (now[1] - prev[1]) * 60.0 / (now[0] - prev[0])
             samples.append(now)

@@ -60,7 +60,6 @@ Standard library only. It never fails on timing.
   python3 tests/bench/imap_logins.py --imaps
 """
 import argparse
-import base64
 import json
 import os
 import shutil
@@ -395,14 +394,10 @@ class Dovecot:
 
 def hash_from_etcd(c, user):
     local_part, domain = user.split("@")
-    key = base64.b64encode(f"/mail/v1/users/{domain}/{local_part}".encode()).decode()
-    req = urllib.request.Request(c.etcd_url.split(",")[0] + "/v3/kv/range",
-                                 data=json.dumps({"key": key}).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        kvs = json.load(r).get("kvs") or []
-    if not kvs:
+    value = c.etcd_get(f"/mail/v1/users/{domain}/{local_part}")
+    if value is None:
         raise RuntimeError(f"no record for {user} in etcd")
-    return json.loads(base64.b64decode(kvs[0]["value"]))["hash"]
+    return json.loads(value)["hash"]
 
 
 def doveadm_hash():

@@ -4,9 +4,9 @@ whether the cluster slows down or grows as messages accumulate.
 
 It starts the default-shaped cluster (what `cluster/local up` starts: etcd,
 3 store nodes, 3 queue nodes, 1 frontend, 64 partitions, R=3) on free ports
-in a temporary state dir, or drives a running one (--smtp HOST:PORT --etcd
-URL, plus --state DIR of that cluster to see its processes and disks: e.g.
-`--state state` for `cluster/local up`). It creates --users users (mailctl)
+in a temporary state dir, or drives a running one (--smtp HOST:PORT --state
+DIR of that cluster: its processes, disks, and etcd's TLS files and admin
+password, e.g. `--state state` for `cluster/local up`). It creates --users users (mailctl)
 and sends --messages messages of --size bytes over --sessions concurrent
 SMTP sessions with Postfix's smtp-source, spread over the users.
 
@@ -31,12 +31,13 @@ smtp-source comes with Debian's postfix package:
   python3 tests/bench/sustained.py [--messages 1000000] [--slice 100000]
       [--size 5120] [--sessions 50] [--users 1000] [--out bench-out]
   python3 tests/bench/sustained.py --messages 20000 --slice 2000    # a short run
-  python3 tests/bench/sustained.py --smtp 127.0.0.1:2525 --etcd http://127.0.0.1:23790 --state state
+  python3 tests/bench/sustained.py --smtp 127.0.0.1:2525 --state state
 """
 import argparse
 import concurrent.futures
 import csv
 import glob
+import json
 import os
 import resource
 import selectors
@@ -72,16 +73,16 @@ def parse_args():
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--domain", default="bench.test")
     ap.add_argument("--out", default="bench-out", help="directory for the CSV and SVG")
-    ap.add_argument("--smtp", help="HOST:PORT of a running cluster's SMTP (with --etcd)")
-    ap.add_argument("--etcd", help="etcd URL of a running cluster (with --smtp)")
-    ap.add_argument("--state", help="state dir of the running cluster (run/*.pid, data/*)")
+    ap.add_argument("--smtp", help="HOST:PORT of a running cluster's SMTP (with --state)")
+    ap.add_argument("--state", help="state dir of the running cluster (run/*.pid, data/*, "
+                                    "tls/, etcd/, mailctl.conf)")
     ap.add_argument("--drain-timeout", type=float, default=300,
                     help="seconds to wait at the end for the queues to drain (0: don't)")
     ap.add_argument("--keep-state", action="store_true",
                     help="keep the temporary state dir of the cluster it started")
     args = ap.parse_args()
-    if bool(args.smtp) != bool(args.etcd):
-        ap.error("--smtp and --etcd go together")
+    if bool(args.smtp) != bool(args.state):
+        ap.error("--smtp and --state go together")
     if args.slice <= 0 or args.messages <= 0:
         ap.error("--messages and --slice must be positive")
     args.procs = max(1, min(args.procs, args.sessions))
@@ -91,9 +92,10 @@ def parse_args():
 
 
 class Target:
-    """What the benchmark drives and watches: SMTP address, etcd URL,
-    {name: pid} of the daemons, {name: data dir}, and the cluster when it
-    started one itself (for queue depth)."""
+    """What the benchmark drives and watches: SMTP address, the cluster's
+    etcd (a local.Cluster: its TLS files and admin user), {name: pid} of the
+    daemons, {name: data dir}, and the cluster when it started one itself
+    (for queue depth)."""
 
     def __init__(self, smtp, etcd, state=None, cluster=None):
         self.smtp, self.etcd, self.state, self.cluster = smtp, etcd, state, cluster
@@ -122,7 +124,8 @@ class Target:
 
 
 def mailctl(bin_dir, etcd, *args, stdin=None):
-    return subprocess.run([os.path.join(bin_dir, "mailctl"), "--etcd", etcd, *args],
+    """mailctl against cluster etcd (a local.Cluster: its mailctl.conf)."""
+    return subprocess.run([os.path.join(bin_dir, "mailctl"), *args], env=etcd.mailctl_env(),
                           input=stdin, capture_output=True, text=True, timeout=120)
 
 
@@ -453,8 +456,16 @@ def main():
         return 2
     bin_dir = os.environ.get("MAIL_BIN_DIR", os.path.join(ROOT, "build", "bin"))
     if args.smtp:
-        target = Target(args.smtp, args.etcd, state=args.state)
-        users = create_users(bin_dir, args.etcd, args.domain, args.users)
+        # the running cluster's etcd: cluster/local's ports and shape
+        shape = {"etcd_members": 1}
+        try:
+            with open(os.path.join(args.state, "cluster.json")) as f:
+                shape.update(json.load(f))
+        except (OSError, ValueError):
+            pass
+        etcd = local.Cluster(args.state, bin_dir, etcd_members=shape["etcd_members"])
+        target = Target(args.smtp, etcd, state=args.state)
+        users = create_users(bin_dir, etcd, args.domain, args.users)
         drive(args, target, users, f"running cluster {args.smtp}")
         return 0
     state = tempfile.mkdtemp(prefix="mail-sustained-")
@@ -466,8 +477,8 @@ def main():
         print(f"cluster: 3 store, 3 queue, 1 frontend, {c.partitions} partitions, "
               f"R={c.replicas}; state {state}; SMTP 127.0.0.1:{c.ports['smtp']}, "
               f"etcd {c.etcd_url}", flush=True)
-        users = create_users(bin_dir, c.etcd_url, args.domain, args.users)
-        target = Target(f"127.0.0.1:{c.ports['smtp']}", c.etcd_url, state=state, cluster=c)
+        users = create_users(bin_dir, c, args.domain, args.users)
+        target = Target(f"127.0.0.1:{c.ports['smtp']}", c, state=state, cluster=c)
         drive(args, target, users, f"3 store + 3 queue + 1 frontend, R={c.replicas}, "
               f"{c.partitions} partitions, {args.sessions} sessions, {args.size} B")
     finally:

@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 #include <unistd.h>
 
 #define MAILTEST_ETCD_BIN "/usr/bin/etcd"
+#define MAILTEST_ETCDCTL_BIN "/usr/bin/etcdctl"
+#define MAILTEST_CURL_BIN "/usr/bin/curl"
+#define MAILTEST_DEV_CA MAIL_SOURCE_DIR "/cluster/dev-ca"
 #define MAILTEST_ETCD_QUOTA "268435456"
 #define MAILTEST_ETCD_READY_MS 10000
 #define MAILTEST_ETCD_STOP_MS 5000
@@ -25,8 +29,12 @@ struct mailtest_etcd {
 	pid_t pid;
 	int client_port;
 	int peer_port;
+	int tls;
 	char *dir;
 	char url[64];
+	char tls_dir[512];
+	char ca[600], cert[600], key[600];
+	etcd_conf conf;
 };
 
 void mailtest_sleep_ms(int ms)
@@ -126,6 +134,46 @@ static int mailtest__healthy(int port)
 	return ok;
 }
 
+/* With TLS: curl (the CLI) GETs /health with the client certificate. */
+static int mailtest__healthy_tls(const mailtest_etcd *e)
+{
+	int fds[2];
+	if (pipe(fds) < 0)
+		return 0;
+	char url[96];
+	snprintf(url, sizeof url, "%s/health", e->url);
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return 0;
+	}
+	if (pid == 0) {
+		dup2(fds[1], STDOUT_FILENO);
+		close(fds[0]);
+		close(fds[1]);
+		int devnull = open("/dev/null", O_RDWR);
+		if (devnull >= 0)
+			dup2(devnull, STDERR_FILENO);
+		execl(MAILTEST_CURL_BIN, "curl", "-s", "-m", "1", "--cacert", e->ca, "--cert",
+		      e->cert, "--key", e->key, url, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	char resp[256];
+	size_t got = 0;
+	ssize_t n;
+	while (got < sizeof resp - 1 &&
+	       ((n = read(fds[0], resp + got, sizeof resp - 1 - got)) > 0 ||
+		(n < 0 && errno == EINTR)))
+		got += n > 0 ? (size_t)n : 0;
+	resp[got] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	return strstr(resp, "\"health\":\"true\"") != NULL;
+}
+
 static void mailtest__kill(mailtest_etcd *e)
 {
 	if (e->pid <= 0)
@@ -146,19 +194,20 @@ static void mailtest__kill(mailtest_etcd *e)
 	e->pid = 0;
 }
 
-/* One attempt on fresh ports: 0 when healthy, -1 otherwise (cleaned). */
-static int mailtest__try_start(mailtest_etcd *e)
+/* Start etcd on e's ports and data dir and wait until it is healthy: 0,
+ * or -1 (stopped again). */
+static int mailtest__spawn(mailtest_etcd *e)
 {
-	e->client_port = mailtest_free_port();
-	e->peer_port = mailtest_free_port();
-	if (e->client_port < 0 || e->peer_port < 0 || e->client_port == e->peer_port)
-		return -1;
+	const char *scheme = e->tls ? "https" : "http";
 	char client[64], peer[64], cluster[96], data[512];
-	snprintf(client, sizeof client, "http://127.0.0.1:%d", e->client_port);
+	snprintf(client, sizeof client, "%s://127.0.0.1:%d", scheme, e->client_port);
 	snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port);
 	snprintf(cluster, sizeof cluster, "t=%s", peer);
 	snprintf(data, sizeof data, "%s/data", e->dir);
 	snprintf(e->url, sizeof e->url, "%s", client);
+	char srv_cert[600], srv_key[600];
+	snprintf(srv_cert, sizeof srv_cert, "%s/etcd-server.pem", e->tls_dir);
+	snprintf(srv_key, sizeof srv_key, "%s/etcd-server.key", e->tls_dir);
 
 	pid_t pid = fork();
 	if (pid < 0)
@@ -170,15 +219,29 @@ static int mailtest__try_start(mailtest_etcd *e)
 			dup2(devnull, STDIN_FILENO);
 			dup2(devnull, STDOUT_FILENO);
 		}
-		execl(MAILTEST_ETCD_BIN, "etcd", "--name", "t", "--data-dir", data, "--logger",
-		      "zap", "--log-level", "error", "--listen-client-urls", client,
-		      "--advertise-client-urls", client, "--listen-peer-urls", peer,
-		      "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-		      "--initial-cluster-state", "new",
-		      /* as every etcd we start: compaction and a quota
-		       * (docs/deploy.md); tests stay far below 256 MiB */
-		      "--auto-compaction-mode", "periodic", "--auto-compaction-retention",
-		      "5m", "--quota-backend-bytes", MAILTEST_ETCD_QUOTA, (char *)NULL);
+		const char *argv[48] = {
+			"etcd", "--name", "t", "--data-dir", data, "--logger", "zap",
+			"--log-level", "error", "--listen-client-urls", client,
+			"--advertise-client-urls", client, "--listen-peer-urls", peer,
+			"--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+			"--initial-cluster-state", "new",
+			/* as every etcd we start: compaction and a quota
+			 * (docs/deploy.md); tests stay far below 256 MiB */
+			"--auto-compaction-mode", "periodic", "--auto-compaction-retention",
+			"5m", "--quota-backend-bytes", MAILTEST_ETCD_QUOTA,
+		};
+		int n = 0;
+		while (argv[n] != NULL)
+			n++;
+		if (e->tls) {
+			const char *more[] = { "--cert-file", srv_cert, "--key-file", srv_key,
+					       "--trusted-ca-file", e->ca, "--client-cert-auth",
+					       NULL };
+			for (int k = 0; more[k] != NULL; k++)
+				argv[n++] = more[k];
+		}
+		argv[n] = NULL;
+		execv(MAILTEST_ETCD_BIN, (char *const *)argv);
 		_exit(127);
 	}
 	e->pid = pid;
@@ -189,18 +252,49 @@ static int mailtest__try_start(mailtest_etcd *e)
 			e->pid = 0;
 			break;
 		}
-		if (mailtest__healthy(e->client_port))
+		if (e->tls ? mailtest__healthy_tls(e) : mailtest__healthy(e->client_port))
 			return 0;
 		mailtest_sleep_ms(50);
 	}
 	fprintf(stderr, "etcd-fixture: etcd on port %d did not become healthy\n",
 		e->client_port);
 	mailtest__kill(e);
+	return -1;
+}
+
+/* One attempt on fresh ports: 0 when healthy, -1 otherwise (cleaned). */
+static int mailtest__try_start(mailtest_etcd *e)
+{
+	e->client_port = mailtest_free_port();
+	e->peer_port = mailtest_free_port();
+	if (e->client_port < 0 || e->peer_port < 0 || e->client_port == e->peer_port)
+		return -1;
+	if (mailtest__spawn(e) == 0)
+		return 0;
+	char data[512];
+	snprintf(data, sizeof data, "%s/data", e->dir);
 	mailtest_rmrf(data);
 	return -1;
 }
 
-int mailtest_etcd_start(mailtest_etcd **etcd_r)
+/* cluster/dev-ca DIR ARGS...: 0 when it succeeded. */
+static int mailtest__dev_ca(const char *dir, const char *a1, const char *a2, const char *a3)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		execl("/bin/sh", "sh", MAILTEST_DEV_CA, dir, a1, a2, a3, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int mailtest__start(mailtest_etcd **etcd_r, int tls)
 {
 	if (access(MAILTEST_ETCD_BIN, X_OK) != 0) {
 		fprintf(stderr, "etcd-fixture: %s not found\n", MAILTEST_ETCD_BIN);
@@ -209,13 +303,33 @@ int mailtest_etcd_start(mailtest_etcd **etcd_r)
 	mailtest_etcd *e = calloc(1, sizeof *e);
 	if (e == NULL)
 		return -1;
+	e->tls = tls;
 	e->dir = mailtest_tmpdir("mailtest-etcd");
 	if (e->dir == NULL) {
 		free(e);
 		return -1;
 	}
+	snprintf(e->tls_dir, sizeof e->tls_dir, "%s/tls", e->dir);
+	snprintf(e->ca, sizeof e->ca, "%s/ca.pem", e->tls_dir);
+	snprintf(e->cert, sizeof e->cert, "%s/client.pem", e->tls_dir);
+	snprintf(e->key, sizeof e->key, "%s/client.key", e->tls_dir);
+	if (tls && (mailtest__dev_ca(e->tls_dir, "server", "etcd-server",
+				     "DNS:localhost,IP:127.0.0.1") < 0 ||
+		    mailtest__dev_ca(e->tls_dir, "etcd-client", "client", NULL) < 0)) {
+		fprintf(stderr, "etcd-fixture: %s failed\n", MAILTEST_DEV_CA);
+		mailtest_rmrf(e->dir);
+		free(e->dir);
+		free(e);
+		return -1;
+	}
 	for (int i = 0; i < MAILTEST_ETCD_ATTEMPTS; i++) {
 		if (mailtest__try_start(e) == 0) {
+			e->conf.url = e->url;
+			if (tls) {
+				e->conf.ca_file = e->ca;
+				e->conf.cert_file = e->cert;
+				e->conf.key_file = e->key;
+			}
 			*etcd_r = e;
 			return 0;
 		}
@@ -224,6 +338,84 @@ int mailtest_etcd_start(mailtest_etcd **etcd_r)
 	free(e->dir);
 	free(e);
 	return -1;
+}
+
+int mailtest_etcd_start(mailtest_etcd **etcd_r)
+{
+	return mailtest__start(etcd_r, 0);
+}
+
+int mailtest_etcd_start_tls(mailtest_etcd **etcd_r)
+{
+	return mailtest__start(etcd_r, 1);
+}
+
+int mailtest_etcd_restart(mailtest_etcd *e)
+{
+	mailtest__kill(e);
+	for (int i = 0; i < MAILTEST_ETCD_ATTEMPTS; i++) {
+		/* the ports were just released: another try if one is taken */
+		if (mailtest__spawn(e) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+const etcd_conf *mailtest_etcd_conf(const mailtest_etcd *e)
+{
+	return &e->conf;
+}
+
+const char *mailtest_etcd_file(const mailtest_etcd *e, const char *name, char *buf,
+			       size_t size)
+{
+	snprintf(buf, size, "%s/%s", e->tls_dir, name);
+	return buf;
+}
+
+int mailtest_etcdctl(const mailtest_etcd *e, const char *user, const char *password, ...)
+{
+	const char *argv[64];
+	int n = 0;
+	char endpoints[96], userpw[256];
+	snprintf(endpoints, sizeof endpoints, "--endpoints=%s", e->url);
+	argv[n++] = "etcdctl";
+	argv[n++] = endpoints;
+	if (e->tls) {
+		argv[n++] = "--cacert";
+		argv[n++] = e->ca;
+		argv[n++] = "--cert";
+		argv[n++] = e->cert;
+		argv[n++] = "--key";
+		argv[n++] = e->key;
+	}
+	if (user != NULL) {
+		snprintf(userpw, sizeof userpw, "--user=%s:%s", user, password);
+		argv[n++] = userpw;
+	}
+	va_list ap;
+	va_start(ap, password);
+	const char *a;
+	while ((a = va_arg(ap, const char *)) != NULL && n < 63)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+		if (devnull >= 0)
+			dup2(devnull, STDIN_FILENO);
+		dup2(STDERR_FILENO, STDOUT_FILENO);
+		execv(MAILTEST_ETCDCTL_BIN, (char *const *)argv);
+		_exit(127);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 const char *mailtest_etcd_url(const mailtest_etcd *e)

@@ -51,6 +51,8 @@
 
 struct writer_settings {
 	const char *etcd;
+	const char *etcd_ca, *etcd_cert, *etcd_key;  /* etcd's TLS (optional) */
+	const char *etcd_user, *etcd_password_file;  /* its credentials (optional) */
 	const char *prefix;
 	const char *users;      /* comma-separated */
 	unsigned interval_ms;
@@ -101,6 +103,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: store-writer --etcd URL --prefix P --users U1,U2,...\n"
+		"                    [--etcd-ca F --etcd-cert F --etcd-key F]\n"
+		"                    [--etcd-user NAME --etcd-password-file F]\n"
 		"                    [--interval-ms N] [--deadline-ms N] [--retry-ms N]\n"
 		"                    [--reads]\n"
 		"                    [--node-cert FILE --node-key FILE --cluster-ca FILE]\n");
@@ -110,6 +114,11 @@ static int settings_parse(int argc, char **argv, struct writer_settings *set)
 {
 	static const struct option opts[] = {
 		{ "etcd", required_argument, NULL, 'e' },
+		{ "etcd-ca", required_argument, NULL, 'a' },
+		{ "etcd-cert", required_argument, NULL, 'c' },
+		{ "etcd-key", required_argument, NULL, 'k' },
+		{ "etcd-user", required_argument, NULL, 'U' },
+		{ "etcd-password-file", required_argument, NULL, 'P' },
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "users", required_argument, NULL, 'u' },
 		{ "interval-ms", required_argument, NULL, 'i' },
@@ -128,6 +137,11 @@ static int settings_parse(int argc, char **argv, struct writer_settings *set)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'e': set->etcd = optarg; break;
+		case 'a': set->etcd_ca = optarg; break;
+		case 'c': set->etcd_cert = optarg; break;
+		case 'k': set->etcd_key = optarg; break;
+		case 'U': set->etcd_user = optarg; break;
+		case 'P': set->etcd_password_file = optarg; break;
 		case 'p': set->prefix = optarg; break;
 		case 'u': set->users = optarg; break;
 		case 'i':
@@ -305,8 +319,20 @@ int main(int argc, char **argv)
 	}
 	writer_users_parse(&w, w.set.users);
 	const char *error = NULL;
+	char *password = NULL;
+	if (w.set.etcd_user != NULL &&
+	    (w.set.etcd_password_file == NULL ||
+	     etcd_conf_read_password(w.set.etcd_password_file, &password, &error) < 0)) {
+		fprintf(stderr, "store-writer: --etcd-password-file: %s\n",
+			error != NULL ? error : "missing");
+		return 2;
+	}
+	etcd_tokens *tokens = etcd_tokens_create();
+	etcd_conf conf = { .url = w.set.etcd, .ca_file = w.set.etcd_ca,
+			   .cert_file = w.set.etcd_cert, .key_file = w.set.etcd_key,
+			   .user = w.set.etcd_user, .password = password, .tokens = tokens };
 	int tries = 0;
-	while (router_create(w.set.etcd, &w.router, &error) < 0) {
+	while (router_create(&conf, &w.router, &error) < 0) {
 		if (++tries >= ROUTER_START_TRIES) {
 			log_event(LOG_ERROR, LOG_SVC, "event=startup_failed error=\"%s\"", error);
 			return 1;
@@ -332,6 +358,9 @@ int main(int argc, char **argv)
 
 	daemon_loop_finish(&w.loop);
 	router_destroy(&w.router);
+	etcd_tokens_destroy(&tokens);
+	if (password != NULL)
+		xfree_secret(password, strlen(password));
 	tls_client_destroy(&w.tls);
 	for (size_t k = 0; k < w.n_users; k++) {
 		for (size_t f = 0; f < w.users[k].n_failed; f++)
