@@ -112,6 +112,21 @@ static int ring__current(const ring_progress *progress, size_t n_progress, uint3
 	return 0;
 }
 
+/* ring__current for a node that was in "i" of the old map (i0): only its
+ * report proves it holds every write acknowledged at that epoch. A node
+ * that entered "i" in this very pass (rule 2, on a report it made while
+ * outside "i") was not needed for the commits that followed its report:
+ * the old primary may have committed entries it lacks, and as primary its
+ * barrier would conflict with them on every replica (the partition would
+ * commit nothing again). It becomes eligible at the next epoch, once it
+ * reports caught up as a member. */
+static int ring__current_member(const ring_progress *progress, size_t n_progress, uint32_t p,
+				const char *node, uint64_t epoch, const char *const *i0,
+				uint32_t n_i0)
+{
+	return ring__in(i0, n_i0, node) && ring__current(progress, n_progress, p, node, epoch);
+}
+
 /* Make id the primary (it is already in r). */
 static void ring__make_primary(ring__work *w, const char *id)
 {
@@ -127,6 +142,10 @@ static unsigned ring__partition(const ring__ctx *ctx, ring__work *w, const char 
 				const ring_progress *progress, size_t n_progress)
 {
 	unsigned reasons = 0;
+	/* "i" as the old map has it, before any rule below changes it */
+	const char *i0[RING_SLOTS_MAX];
+	uint32_t n_i0 = w->n_i;
+	memcpy(i0, w->i, n_i0 * sizeof *i0);
 	/* 1. a dead replica can no longer acknowledge: the primary must stop
 	 * counting on it, so it leaves "i" (the primary itself stays until
 	 * someone can take over: it may be the only copy) */
@@ -158,11 +177,13 @@ static unsigned ring__partition(const ring__ctx *ctx, ring__work *w, const char 
 		 * down, and the others refuse a conflicting log (it then waits) */
 		const char *next = NULL, *any = NULL;
 		for (uint32_t k = 0; k < w->n_i && next == NULL; k++) {
-			if (strcmp(w->i[k], w->r[0]) == 0 || !ring__up(ctx, w->i[k]))
+			if (strcmp(w->i[k], w->r[0]) == 0 || !ring__up(ctx, w->i[k]) ||
+			    !ring__in(i0, n_i0, w->i[k]))
 				continue;
 			if (any == NULL)
 				any = w->i[k];
-			if (ring__current(progress, n_progress, p, w->i[k], epoch))
+			if (ring__current_member(progress, n_progress, p, w->i[k], epoch, i0,
+						 n_i0))
 				next = w->i[k];
 		}
 		if (next == NULL)
@@ -215,7 +236,8 @@ static unsigned ring__partition(const ring__ctx *ctx, ring__work *w, const char 
 			const char *next = NULL;
 			for (uint32_t j = 0; j < n_target && next == NULL; j++) {
 				if (ring__up(ctx, target[j]) &&
-				    ring__current(progress, n_progress, p, target[j], epoch))
+				    ring__current_member(progress, n_progress, p, target[j], epoch,
+							 i0, n_i0))
 					next = target[j];
 			}
 			if (next == NULL) {

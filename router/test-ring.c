@@ -417,8 +417,8 @@ static void test_reconcile_join_then_rebalance(void **state)
 	ring_map *x = ring_map_reconcile(m, recs, 4, four, 4, NULL, 0, NULL, &ch, &n);
 	assert_non_null(x);
 	free(ch);
-	ring_progress rep[16];
-	size_t n_rep = 0;
+	ring_progress rep[16 * 4];
+	size_t n_rep = 0, n_d = 0;
 	for (uint32_t p = 0; p < 16; p++) {
 		const char *t[RING_REPLICAS_MAX];
 		uint32_t nt = ring_target(four, 4, 3, p, t);
@@ -431,15 +431,26 @@ static void test_reconcile_join_then_rebalance(void **state)
 		if (has_d) {
 			assert_int_equal(x->parts[p].n_r, 4); /* the displaced one stays */
 			rep[n_rep++] = (ring_progress){ p, "node-d", x->parts[p].epoch };
+			n_d++;
+			/* the members report at this epoch too, as they do */
+			for (uint32_t k = 0; k < x->parts[p].n_i; k++)
+				rep[n_rep++] = (ring_progress){ p, ring_map_insync(x, p, k),
+								x->parts[p].epoch };
 		}
 	}
-	assert_true(n_rep > 0);
+	assert_true(n_d > 0);
 	/* node-d reports: it joins "i", the displaced node leaves */
 	ring_map *y = ring_map_reconcile(x, recs, 4, four, 4, rep, n_rep, NULL, &ch, &n);
 	assert_non_null(y);
-	assert_int_equal(n, n_rep);
+	assert_int_equal(n, n_d);
 	free(ch);
 	for (uint32_t p = 0; p < 16; p++) {
+		/* never primary in the pass that put it in "i": its report was
+		 * made outside "i", so the old primary may have committed
+		 * entries it lacks (CI's e2e_failover drain that never ended:
+		 * every replica refused its barrier as conflict_committed) */
+		if (ring_map_partition_epoch(y, p) != x->parts[p].epoch)
+			assert_string_not_equal(ring_map_replica(y, p, 0), "node-d");
 		const char *t[RING_REPLICAS_MAX];
 		uint32_t nt = ring_target(four, 4, 3, p, t);
 		assert_int_equal(y->parts[p].n_r, nt);
@@ -468,18 +479,19 @@ static void test_reconcile_drain(void **state)
 	for (size_t k = 0; k < n; k++)
 		assert_true(ch[k].reasons & RING_REASON_JOIN);
 	free(ch);
-	ring_progress rep[16];
+	ring_progress rep[16 * 4];
 	size_t n_rep = 0;
 	for (uint32_t p = 0; p < 16; p++) {
 		if (!ring_map_has_replica(m, p, "node-b"))
 			continue;
 		/* still there, still in sync, until the replacement caught up */
 		assert_true(ring_map_is_insync(x, p, "node-b"));
-		for (uint32_t k = 0; k < x->parts[p].n_r; k++) {
-			const char *id = ring_map_replica(x, p, k);
-			if (!ring_map_is_insync(x, p, id))
-				rep[n_rep++] = (ring_progress){ p, id, x->parts[p].epoch };
-		}
+		/* the replacement and the members report at this epoch (only a
+		 * member's report lets the primary role move to it: the
+		 * replacement was outside "i" when it reported) */
+		for (uint32_t k = 0; k < x->parts[p].n_r; k++)
+			rep[n_rep++] = (ring_progress){ p, ring_map_replica(x, p, k),
+							x->parts[p].epoch };
 	}
 	ring_map *y = ring_map_reconcile(x, recs, 4, four, 4, rep, n_rep, NULL, &ch, &n);
 	assert_non_null(y);
@@ -491,6 +503,50 @@ static void test_reconcile_drain(void **state)
 	for (uint32_t p = 0; p < 16; p++) {
 		assert_false(ring_map_has_replica(y, p, "node-b"));
 		assert_int_equal(y->parts[p].n_i, 3);
+	}
+	ring_map_free(&y);
+	ring_map_free(&x);
+	ring_map_free(&m);
+}
+
+/* The drain of CI's e2e_failover that never ended: a replacement that
+ * reported caught up while outside "i" entered "i" and took the primary
+ * role in the same pass; the old primary had committed entries after its
+ * report, so every replica refused its barrier (conflict_committed) and
+ * the partition committed nothing again. Only a report made as a member
+ * of "i" may move the primary role. */
+static void test_reconcile_no_handoff_to_new_member(void **state)
+{
+	(void)state;
+	int changed;
+	ring_map *m = ring_map_place(NULL, four, 4, 16, 3, &changed);
+	static const ring_node_info recs[] = {
+		{ "node-a", 0 }, { "node-b", 1 }, { "node-c", 0 }, { "node-d", 0 }
+	};
+	ring_change *ch;
+	size_t n;
+	ring_map *x = ring_map_reconcile(m, recs, 4, four, 4, NULL, 0, NULL, &ch, &n);
+	assert_non_null(x);
+	free(ch);
+	/* only the replacements (outside "i") report */
+	ring_progress rep[16 * 4];
+	size_t n_rep = 0, b_primary = 0;
+	for (uint32_t p = 0; p < 16; p++) {
+		b_primary += strcmp(ring_map_replica(x, p, 0), "node-b") == 0;
+		for (uint32_t k = 0; k < x->parts[p].n_r; k++) {
+			const char *id = ring_map_replica(x, p, k);
+			if (!ring_map_is_insync(x, p, id))
+				rep[n_rep++] = (ring_progress){ p, id, x->parts[p].epoch };
+		}
+	}
+	assert_true(b_primary > 0);
+	ring_map *y = ring_map_reconcile(x, recs, 4, four, 4, rep, n_rep, NULL, &ch, &n);
+	assert_non_null(y);
+	free(ch);
+	for (uint32_t p = 0; p < 16; p++) {
+		const char *primary = ring_map_replica(y, p, 0);
+		/* the new primary was a member of "i" in x (or nothing moved) */
+		assert_true(ring_map_is_insync(x, p, primary));
 	}
 	ring_map_free(&y);
 	ring_map_free(&x);
@@ -882,6 +938,7 @@ int main(void)
 		cmocka_unit_test(test_reconcile_no_promotion_without_insync),
 		cmocka_unit_test(test_reconcile_join_then_rebalance),
 		cmocka_unit_test(test_reconcile_drain),
+		cmocka_unit_test(test_reconcile_no_handoff_to_new_member),
 		cmocka_unit_test(test_old_map_without_insync),
 		cmocka_unit_test(test_rebalance_after_joins),
 		cmocka_unit_test(test_rebalance_failback),
