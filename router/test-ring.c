@@ -463,22 +463,33 @@ static void test_reconcile_join_then_rebalance(void **state)
 	ring_map_free(&m);
 }
 
-static void test_reconcile_drain(void **state)
+/* Four nodes, then node-b drains: *m_r the map before, *x_r the first
+ * pass (replacements placed in "r", checked to be joins). */
+static const ring_node_info recs_b_drains[] = {
+	{ "node-a", 0 }, { "node-b", 1 }, { "node-c", 0 }, { "node-d", 0 }
+};
+
+static void drain_first_pass(ring_map **m_r, ring_map **x_r)
 {
-	(void)state;
-	/* four nodes, then node-b drains */
 	int changed;
-	ring_map *m = ring_map_place(NULL, four, 4, 16, 3, &changed);
-	static const ring_node_info recs[] = {
-		{ "node-a", 0 }, { "node-b", 1 }, { "node-c", 0 }, { "node-d", 0 }
-	};
 	ring_change *ch;
 	size_t n;
-	ring_map *x = ring_map_reconcile(m, recs, 4, four, 4, NULL, 0, NULL, &ch, &n);
-	assert_non_null(x);
+	*m_r = ring_map_place(NULL, four, 4, 16, 3, &changed);
+	*x_r = ring_map_reconcile(*m_r, recs_b_drains, 4, four, 4, NULL, 0, NULL, &ch, &n);
+	assert_non_null(*x_r);
 	for (size_t k = 0; k < n; k++)
 		assert_true(ch[k].reasons & RING_REASON_JOIN);
 	free(ch);
+}
+
+static void test_reconcile_drain(void **state)
+{
+	(void)state;
+	const ring_node_info *recs = recs_b_drains;
+	ring_map *m, *x;
+	ring_change *ch;
+	size_t n;
+	drain_first_pass(&m, &x);
 	ring_progress rep[16 * 4];
 	size_t n_rep = 0;
 	for (uint32_t p = 0; p < 16; p++) {
@@ -518,16 +529,11 @@ static void test_reconcile_drain(void **state)
 static void test_reconcile_no_handoff_to_new_member(void **state)
 {
 	(void)state;
-	int changed;
-	ring_map *m = ring_map_place(NULL, four, 4, 16, 3, &changed);
-	static const ring_node_info recs[] = {
-		{ "node-a", 0 }, { "node-b", 1 }, { "node-c", 0 }, { "node-d", 0 }
-	};
+	const ring_node_info *recs = recs_b_drains;
+	ring_map *m, *x;
 	ring_change *ch;
 	size_t n;
-	ring_map *x = ring_map_reconcile(m, recs, 4, four, 4, NULL, 0, NULL, &ch, &n);
-	assert_non_null(x);
-	free(ch);
+	drain_first_pass(&m, &x);
 	/* only the replacements (outside "i") report */
 	ring_progress rep[16 * 4];
 	size_t n_rep = 0, b_primary = 0;
