@@ -29,6 +29,13 @@ enum imap_session_state {
 
 struct imap_session;
 
+/* ENABLE (RFC 5161) extensions; CONDSTORE is also turned on by the first
+ * command that uses it (RFC 7162 3.1), QRESYNC implies CONDSTORE. */
+#define IMAP_ENABLED_CONDSTORE 0x01u
+#define IMAP_ENABLED_QRESYNC 0x02u
+#define IMAP_ENABLED_UTF8 0x04u      /* UTF8=ACCEPT (RFC 6855): no modified UTF-7 */
+#define IMAP_ENABLED_IMAP4REV2 0x08u /* RFC 9051 behaviour */
+
 /* A handler ends its command with imap_cmd_done() (now, or from the
  * callback of the backend call it started). */
 typedef void imap_cmd_func(struct imap_session *s, const struct imap_arg *args, size_t n_args);
@@ -69,6 +76,7 @@ struct imap_session {
 
 	enum imap_session_state state;
 	char *user;
+	unsigned enabled;              /* IMAP_ENABLED_*: what ENABLE turned on */
 	imap_login *login;             /* LOGIN or AUTHENTICATE in progress */
 
 	/* the command running (one at a time) */
