@@ -78,6 +78,7 @@ ETCD_ROLE_PERMS = [
     ("frontend", "READ", ETCD_KEY_ROOT + "users/", "prefix"),
     ("frontend", "READ", ETCD_KEY_ROOT + "tls/", "prefix"),
     ("frontend", "READWRITE", ETCD_KEY_ROOT + "blocks/", "prefix"),
+    ("frontend", "READWRITE", ETCD_KEY_ROOT + "locks/", "prefix"),
     ("node-store", "READ", *ETCD_ROUTER_RANGE),
     ("node-store", "READWRITE", ETCD_KEY_ROOT + "ring/", "prefix"),
     ("node-store", "READWRITE", ETCD_KEY_ROOT + "controller", None),
