@@ -344,6 +344,7 @@ struct hdr_search {
 	uint8_t found;
 	int with_name; /* TEXT: "Name: value" */
 	int exists;    /* HEADER "": any field is enough */
+	int seen;      /* a field came */
 };
 
 static size_t header_cap(size_t len)
@@ -354,10 +355,9 @@ static size_t header_cap(size_t len)
 static int hdr_search_cb(void *arg, const char *name, const char *text, size_t len)
 {
 	struct hdr_search *hs = arg;
-	if (hs->exists) {
-		hs->found = 1;
+	hs->seen = 1;
+	if (hs->exists)
 		return 1;
-	}
 	if (hs->with_name && name != NULL) {
 		mailsearch__scan_feed(&hs->scan, name, strlen(name));
 		mailsearch__scan_feed(&hs->scan, ": ", 2);
@@ -376,7 +376,9 @@ static int search_headers(const struct mailsearch_msg *msg, const char *name,
 		return -1;
 	if (msg->header(msg->ctx, name, hdr_search_cb, &hs) < 0)
 		return -1;
-	return hs.found;
+	/* (an empty needle is "found" before any text: only a field that
+	 * came counts) */
+	return hs.seen && hs.found;
 }
 
 struct date_get {
