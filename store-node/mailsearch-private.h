@@ -91,6 +91,12 @@ int mailsearch__address_first(const char *s, size_t len, buf *mailbox, buf *host
  * 0 at the end. Invalid "<...>" groups are skipped. */
 int mailsearch__msgid_next(const char *s, size_t len, size_t *pos, char *out, size_t *out_len);
 
+/* The text of a buf ("" when it never held any: its data is NULL then). */
+static inline const char *mailsearch__buf_text(const buf *b)
+{
+	return b->data != NULL ? (const char *)b->data : "";
+}
+
 /* ---- cutting text to a bounded size ---- */
 
 /* The largest n' <= n such that s[0..n') does not end inside a UTF-8

@@ -53,7 +53,7 @@ static int address_field(const struct mailsearch_msg *msg, const char *name, buf
 	buf_init(&mailbox);
 	buf_init(&host);
 	buf_init(&display);
-	mailsearch__address_first((const char *)value.data, value.len, &mailbox, &host, &display);
+	mailsearch__address_first(mailsearch__buf_text(&value), value.len, &mailbox, &host, &display);
 	if (mailbox_out != NULL)
 		buf_append(mailbox_out, mailbox.data, mailbox.len);
 	if (display_out != NULL) {
@@ -68,7 +68,7 @@ static int address_field(const struct mailsearch_msg *msg, const char *name, buf
 			}
 			if (display_out->len > MAILSEARCH_SORT_TEXT_MAX)
 				display_out->len = mailsearch__utf8_cut(
-					(const char *)display_out->data, MAILSEARCH_SORT_TEXT_MAX);
+					mailsearch__buf_text(display_out), MAILSEARCH_SORT_TEXT_MAX);
 		}
 	}
 	buf_deinit(&value);
@@ -90,11 +90,11 @@ static int sort_fields_strings(const struct mailsearch_msg *msg, const struct se
 				buf_init(&value);
 				r = header_first(msg, "Subject", MAILSEARCH_HEADER_MAX, &value);
 				if (r > 0) {
-					mailsearch_base_subject((const char *)value.data, value.len,
+					mailsearch_base_subject(mailsearch__buf_text(&value), value.len,
 								&strs[STR_SUBJECT], NULL);
 					if (strs[STR_SUBJECT].len > MAILSEARCH_SORT_TEXT_MAX)
 						strs[STR_SUBJECT].len = mailsearch__utf8_cut(
-							(const char *)strs[STR_SUBJECT].data,
+							mailsearch__buf_text(&strs[STR_SUBJECT]),
 							MAILSEARCH_SORT_TEXT_MAX);
 				}
 				buf_deinit(&value);
@@ -125,7 +125,7 @@ static int sort_fields_strings(const struct mailsearch_msg *msg, const struct se
 			buf_init(&value);
 			r = header_first(msg, "Date", MAILSEARCH_DATE_MAX + 1, &value);
 			if (r > 0)
-				mailsearch_date_parse((const char *)value.data, value.len, sent_ms,
+				mailsearch_date_parse(mailsearch__buf_text(&value), value.len, sent_ms,
 						      NULL);
 			buf_deinit(&value);
 			break;

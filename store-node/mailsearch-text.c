@@ -613,7 +613,7 @@ static int date_year(int y, size_t digits)
 
 int mailsearch_date_parse(const char *s, size_t len, int64_t *utc_ms_r, int64_t *day_r)
 {
-	if (len > MAILSEARCH_DATE_MAX)
+	if (len == 0 || len > MAILSEARCH_DATE_MAX)
 		return -1;
 	struct date_lex lx = {.s = s, .i = 0, .n = len};
 	int day = 0, month = 0, year = 0, h = 0, mi = 0, sec = 0, zone = 0;
@@ -735,6 +735,8 @@ void mailsearch_base_subject(const char *subject, size_t len, buf *out, int *is_
 	 * decoding of encoded words is the caller's */
 	char *s = xmalloc(len + 1);
 	size_t n = 0;
+	if (len == 0)
+		subject = ""; /* may be NULL when empty */
 	for (size_t i = 0; i < len; i++) {
 		char c = subject[i];
 		if (is_wsp_or_nl(c)) {

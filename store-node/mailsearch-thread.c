@@ -82,15 +82,15 @@ int mailsearch_thread_fields_get(const struct mailsearch_msg *msg, enum search_t
 		buf_init(&ids[i]);
 	int r = header_first(msg, "Date", &value);
 	if (r > 0)
-		mailsearch_date_parse((const char *)value.data, value.len, &t_r->sent_ms, NULL);
+		mailsearch_date_parse(mailsearch__buf_text(&value), value.len, &t_r->sent_ms, NULL);
 	if (r >= 0) {
 		buf_reset(&value);
 		r = header_first(msg, "Subject", &value);
 		if (r > 0) {
-			mailsearch_base_subject((const char *)value.data, value.len, &subject,
+			mailsearch_base_subject(mailsearch__buf_text(&value), value.len, &subject,
 						&t_r->is_reply);
 			if (subject.len > MAILSEARCH_SORT_TEXT_MAX)
-				subject.len = mailsearch__utf8_cut((const char *)subject.data,
+				subject.len = mailsearch__utf8_cut(mailsearch__buf_text(&subject),
 								   MAILSEARCH_SORT_TEXT_MAX);
 		}
 	}
@@ -100,7 +100,7 @@ int mailsearch_thread_fields_get(const struct mailsearch_msg *msg, enum search_t
 		buf_reset(&value);
 		r = header_first(msg, id_fields[i], &value);
 		if (r > 0) {
-			ids_append((const char *)value.data, value.len, i < 2, &ids[i]);
+			ids_append(mailsearch__buf_text(&value), value.len, i < 2, &ids[i]);
 			has[i] = 1;
 		}
 	}
