@@ -34,11 +34,15 @@ uint32_t mailsearch__fold(uint32_t cp);
 
 /* ---- substring matching on folded code points ---- */
 
-/* A needle: folded code points and its KMP failure table. */
+/* A needle: folded code points, its KMP failure table, and the bytes
+ * that can begin a match (the ASCII case pair of its first letter, and
+ * every byte >= 0x80: a non-ASCII letter may fold to ASCII, as the Kelvin
+ * sign does to "k"). */
 struct mailsearch__needle {
 	uint32_t *cp;
 	uint32_t *fail;
 	size_t n;
+	uint8_t start[256];
 };
 
 /* Fold and prepare text (n == 0 for ""). Free with _needle_deinit. */
@@ -53,6 +57,8 @@ struct mailsearch__scan {
 	uint8_t *found;
 	size_t n, n_found;
 	struct mailsearch__utf8 dec;
+	int idle;           /* no needle has a partial match */
+	uint8_t start[256]; /* union of the needles' start bytes */
 };
 
 /* needles, state and found are the caller's arrays of n entries

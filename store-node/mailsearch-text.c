@@ -150,7 +150,7 @@ uint32_t mailsearch__fold(uint32_t c)
 /* Push one byte; writes 0..4 code points to out and returns how many. An
  * invalid sequence gives one raw code point per byte of its maximal valid
  * prefix, then the offending byte starts afresh. */
-static size_t utf8_push(struct mailsearch__utf8 *d, uint8_t b, uint32_t *out)
+static inline size_t utf8_push(struct mailsearch__utf8 *d, uint8_t b, uint32_t *out)
 {
 	size_t n_out = 0;
 	if (d->n_pend > 0) {
@@ -240,6 +240,14 @@ void mailsearch__needle_init(struct mailsearch__needle *nd, const char *text, si
 	size_t k = utf8_flush(&d, tmp);
 	for (size_t j = 0; j < k; j++)
 		nd->cp[nd->n++] = mailsearch__fold(tmp[j]);
+	memset(nd->start, 0, sizeof(nd->start));
+	memset(nd->start + 0x80, 1, 0x80);
+	if (nd->n > 0 && nd->cp[0] < 0x80) {
+		uint32_t c = nd->cp[0];
+		nd->start[c] = 1;
+		if (c >= 'a' && c <= 'z')
+			nd->start[c - 0x20] = 1;
+	}
 	/* KMP: fail[i] = length of the longest proper prefix of cp[0..i]
 	 * that is also its suffix */
 	if (nd->n > 0)
@@ -272,16 +280,26 @@ void mailsearch__scan_init(struct mailsearch__scan *sc,
 	sc->n = n;
 	sc->n_found = 0;
 	sc->dec.n_pend = 0;
+	sc->idle = 1;
+	if (n == 1)
+		memcpy(sc->start, needles[0]->start, sizeof(sc->start));
+	else
+		memset(sc->start, 0, sizeof(sc->start));
 	for (size_t i = 0; i < n; i++) {
 		state[i] = 0;
 		found[i] = needles[i]->n == 0; /* "" is in every text */
 		sc->n_found += found[i];
+		for (size_t b = 0; n > 1 && b < 0x80; b++)
+			sc->start[b] |= needles[i]->start[b];
 	}
+	if (n > 1)
+		memset(sc->start + 0x80, 1, 0x80);
 }
 
 /* One folded code point through every needle not found yet. */
 static void scan_cp(struct mailsearch__scan *sc, uint32_t c)
 {
+	size_t partial = 0;
 	for (size_t i = 0; i < sc->n; i++) {
 		if (sc->found[i])
 			continue;
@@ -297,7 +315,9 @@ static void scan_cp(struct mailsearch__scan *sc, uint32_t c)
 			st = 0;
 		}
 		sc->state[i] = st;
+		partial |= st;
 	}
+	sc->idle = partial == 0;
 }
 
 /* ASCII folding table: the common case of the body loop. */
@@ -306,11 +326,71 @@ static uint32_t fold_ascii(uint8_t b)
 	return (b >= 'A' && b <= 'Z') ? (uint32_t)b + 0x20 : b;
 }
 
+/* One KMP step of a needle in state *st over folded code point c;
+ * 1 when the needle is complete. */
+static inline int kmp_step(const struct mailsearch__needle *nd, size_t *st, uint32_t c)
+{
+	size_t s = *st;
+	while (s > 0 && nd->cp[s] != c)
+		s = nd->fail[s - 1];
+	if (nd->cp[s] == c)
+		s++;
+	*st = s;
+	return s == nd->n;
+}
+
+/* The common case, one needle (every header search, most body passes):
+ * the steps of the general loop with the state in locals. */
+static int scan_feed_one(struct mailsearch__scan *sc, const uint8_t *u, size_t len)
+{
+	const struct mailsearch__needle *nd = sc->needles[0];
+	size_t st = sc->state[0];
+	uint32_t tmp[4];
+	for (size_t i = 0; i < len; i++) {
+		if (sc->dec.n_pend == 0) {
+			if (st == 0) {
+				while (i < len && !nd->start[u[i]])
+					i++;
+				if (i == len)
+					break;
+			}
+			if (u[i] < 0x80) {
+				if (kmp_step(nd, &st, fold_ascii(u[i])))
+					goto found;
+				continue;
+			}
+		}
+		size_t k = utf8_push(&sc->dec, u[i], tmp);
+		for (size_t j = 0; j < k; j++)
+			if (kmp_step(nd, &st, mailsearch__fold(tmp[j])))
+				goto found;
+	}
+	sc->state[0] = st;
+	sc->idle = st == 0;
+	return 0;
+found:
+	sc->found[0] = 1;
+	sc->n_found = 1;
+	sc->state[0] = 0;
+	sc->idle = 1;
+	return 1;
+}
+
 int mailsearch__scan_feed(struct mailsearch__scan *sc, const char *text, size_t len)
 {
 	const uint8_t *u = (const uint8_t *)text;
 	uint32_t tmp[4];
+	if (sc->n == 1 && sc->n_found == 0)
+		return scan_feed_one(sc, u, len);
 	for (size_t i = 0; i < len && sc->n_found < sc->n; i++) {
+		if (sc->idle && sc->dec.n_pend == 0) {
+			/* nothing started: skip what cannot start a match (such
+			 * bytes fold to code points no needle begins with) */
+			while (i < len && !sc->start[u[i]])
+				i++;
+			if (i == len)
+				break;
+		}
 		if (u[i] < 0x80 && sc->dec.n_pend == 0) {
 			scan_cp(sc, fold_ascii(u[i]));
 			continue;
@@ -330,6 +410,7 @@ int mailsearch__scan_end(struct mailsearch__scan *sc)
 		scan_cp(sc, mailsearch__fold(tmp[j]));
 	for (size_t i = 0; i < sc->n; i++)
 		sc->state[i] = 0;
+	sc->idle = 1;
 	return sc->n_found == sc->n;
 }
 

@@ -998,6 +998,19 @@ static void test_sort_fields_get(void **state)
 	assert_int_equal(strlen(f.subject), MAILSEARCH_SORT_TEXT_MAX);
 	mailsearch_sort_fields_deinit(&f);
 
+	/* empty values (found by the fuzzer: no NULL + 0) */
+	m = tmsg_init(&t, "Subject:\nFrom:\nTo: \nDate:\n", "");
+	assert_int_equal(mailsearch_sort_fields_get(m, all, 9, &f), 0);
+	assert_string_equal(f.subject, "");
+	assert_string_equal(f.from, "");
+	assert_string_equal(f.display_to, "");
+	assert_int_equal(f.sent_ms, f.arrival_ms);
+	mailsearch_sort_fields_deinit(&f);
+	struct mailsearch_thread_msg tf;
+	assert_int_equal(mailsearch_thread_fields_get(m, SEARCH_THREAD_REFERENCES, &tf), 0);
+	assert_string_equal(tf.base_subject, "");
+	mailsearch_thread_fields_deinit(&tf);
+
 	/* unreadable: an error, fields empty but safe */
 	m = tmsg_init(&t, std_headers, "");
 	t.fail_header = 1;
