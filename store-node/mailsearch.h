@@ -155,7 +155,8 @@ struct mailsearch_sort_fields {
 	uint32_t uid;
 	uint64_t size;
 	int64_t arrival_ms; /* internal date */
-	int64_t sent_ms;    /* Date: in UTC, else the internal date (RFC 5256 2.2) */
+	int64_t sent_ms;    /* Date: in UTC, else the internal date (RFC 5256 2.2);
+			     * read only when DATE is a criterion */
 	/* NUL-terminated, never NULL ("" when absent or not asked for): */
 	const char *subject;      /* base subject (RFC 5256 2.1) */
 	const char *from;         /* first From address's mailbox (local part) */
@@ -167,8 +168,9 @@ struct mailsearch_sort_fields {
 	char *strings_; /* owns the strings above */
 };
 
-/* Fill *f_r from msg with what crit needs (the other strings are ""; the
- * numbers are always filled). Returns 0, or < 0 when a callback failed
+/* Fill *f_r from msg with what crit needs (the other strings are "";
+ * uid, size and arrival are always filled, sent_ms is the internal date
+ * unless DATE is asked for). Returns 0, or < 0 when a callback failed
  * (*f_r is then empty: deinit is still fine). Release with
  * mailsearch_sort_fields_deinit.
  *
