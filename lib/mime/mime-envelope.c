@@ -222,21 +222,19 @@ struct env_ctx {
 	buf name, adl, mailbox, host;
 };
 
-/* An nstring from b (NULL: NIL), cut to the value limit. */
-static void put_nstring(struct env_ctx *e, const buf *b)
+/* An nstring from b (NULL: NIL), cut to the value limit; collapse: as
+ * mime__unfold() does (names). */
+static void put_nstring(struct env_ctx *e, const buf *b, int collapse)
 {
 	if (b == NULL) {
 		buf_append_str(e->out, "NIL");
 		return;
 	}
-	size_t len = b->len;
-	if (len > e->lim->max_value_bytes) {
-		len = e->lim->max_value_bytes;
-		while (len > 0 && (b->data[len] & 0xC0) == 0x80)
-			len--;
-		*e->truncated = 1;
-	}
-	mime__imap_string(e->out, b->data, len);
+	buf tmp;
+	buf_init(&tmp);
+	mime__unfold(b->data, b->len, e->lim->max_value_bytes, collapse, &tmp, e->truncated);
+	mime__imap_string(e->out, tmp.data != NULL ? tmp.data : (const uint8_t *)"", tmp.len);
+	buf_deinit(&tmp);
 }
 
 /* (name adl mailbox host); a NULL buffer is NIL. */
@@ -249,13 +247,13 @@ static void put_addr(struct env_ctx *e, const buf *name, const buf *adl, const b
 	}
 	e->n_addr++;
 	buf_append(e->out, "(", 1);
-	put_nstring(e, name);
+	put_nstring(e, name, 1);
 	buf_append(e->out, " ", 1);
-	put_nstring(e, adl);
+	put_nstring(e, adl, 0);
 	buf_append(e->out, " ", 1);
-	put_nstring(e, mailbox);
+	put_nstring(e, mailbox, 0);
 	buf_append(e->out, " ", 1);
-	put_nstring(e, host);
+	put_nstring(e, host, 0);
 	buf_append(e->out, ")", 1);
 }
 
@@ -416,7 +414,7 @@ static void put_address_list(struct env_ctx *e, const uint8_t *v, size_t len)
 	}
 	buf unfolded;
 	buf_init(&unfolded);
-	mime__unfold(v, len, SIZE_MAX, &unfolded, NULL);
+	mime__unfold(v, len, SIZE_MAX, 0, &unfolded, NULL);
 	struct addr_lex l = {unfolded.data, unfolded.len, 0, NULL, 0, {0}, 0};
 	size_t start = e->out->len;
 	buf_append(e->out, "(", 1);
@@ -431,7 +429,7 @@ static void put_address_list(struct env_ctx *e, const uint8_t *v, size_t len)
 	buf_deinit(&unfolded);
 }
 
-static void put_unfolded(struct env_ctx *e, const uint8_t *v, size_t len)
+static void put_unfolded(struct env_ctx *e, const uint8_t *v, size_t len, int collapse)
 {
 	if (v == NULL) {
 		buf_append_str(e->out, "NIL");
@@ -439,7 +437,7 @@ static void put_unfolded(struct env_ctx *e, const uint8_t *v, size_t len)
 	}
 	buf tmp;
 	buf_init(&tmp);
-	mime__unfold(v, len, e->lim->max_value_bytes, &tmp, e->truncated);
+	mime__unfold(v, len, e->lim->max_value_bytes, collapse, &tmp, e->truncated);
 	mime__imap_string(e->out, tmp.data != NULL ? tmp.data : (const uint8_t *)"", tmp.len);
 	buf_deinit(&tmp);
 }
@@ -449,9 +447,9 @@ void mime__envelope_write(buf *out, const struct mime__env_fields *f,
 {
 	struct env_ctx e = {out, lim, 0, truncated_r, {0}, {0}, {0}, {0}};
 	buf_append(out, "(", 1);
-	put_unfolded(&e, f->value[MIME__ENV_DATE], f->len[MIME__ENV_DATE]);
+	put_unfolded(&e, f->value[MIME__ENV_DATE], f->len[MIME__ENV_DATE], 0);
 	buf_append(out, " ", 1);
-	put_unfolded(&e, f->value[MIME__ENV_SUBJECT], f->len[MIME__ENV_SUBJECT]);
+	put_unfolded(&e, f->value[MIME__ENV_SUBJECT], f->len[MIME__ENV_SUBJECT], 1);
 	buf_append(out, " ", 1);
 	size_t from_start = out->len;
 	put_address_list(&e, f->value[MIME__ENV_FROM], f->len[MIME__ENV_FROM]);
@@ -474,9 +472,9 @@ void mime__envelope_write(buf *out, const struct mime__env_fields *f,
 		put_address_list(&e, f->value[i], f->len[i]);
 	}
 	buf_append(out, " ", 1);
-	put_unfolded(&e, f->value[MIME__ENV_IN_REPLY_TO], f->len[MIME__ENV_IN_REPLY_TO]);
+	put_unfolded(&e, f->value[MIME__ENV_IN_REPLY_TO], f->len[MIME__ENV_IN_REPLY_TO], 0);
 	buf_append(out, " ", 1);
-	put_unfolded(&e, f->value[MIME__ENV_MESSAGE_ID], f->len[MIME__ENV_MESSAGE_ID]);
+	put_unfolded(&e, f->value[MIME__ENV_MESSAGE_ID], f->len[MIME__ENV_MESSAGE_ID], 0);
 	buf_append(out, ")", 1);
 	buf_deinit(&e.name);
 	buf_deinit(&e.adl);

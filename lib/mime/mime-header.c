@@ -140,7 +140,8 @@ static size_t utf8_cut(const uint8_t *s, size_t len, size_t max)
 	return n;
 }
 
-void mime__unfold(const uint8_t *value, size_t len, size_t max, buf *out, int *cut_r)
+void mime__unfold(const uint8_t *value, size_t len, size_t max, int collapse, buf *out,
+		  int *cut_r)
 {
 	size_t start = out->len;
 	size_t i = 0;
@@ -154,6 +155,11 @@ void mime__unfold(const uint8_t *value, size_t len, size_t max, buf *out, int *c
 			while (i < len && (value[i] == '\r' || value[i] == '\n' || is_wsp(value[i])))
 				i++;
 			pending_space = 1;
+			continue;
+		}
+		if (collapse && (is_wsp(c) || c == 0)) {
+			pending_space = 1;
+			i++;
 			continue;
 		}
 		if (pending_space) {

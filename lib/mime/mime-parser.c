@@ -261,7 +261,8 @@ static void header_parse(mime_parser *p, struct ent *e, const uint8_t *hdr, size
 					    mime__name_is(f.name, f.name_len, simple_names[k])) {
 						buf_reset(&tmp);
 						mime__unfold(f.value, f.value_len,
-							     p->lim.max_value_bytes, &tmp, &truncated);
+							     p->lim.max_value_bytes, 0, &tmp,
+							     &truncated);
 						*simple[k] = mime__str_add(&p->strs, tmp.data, tmp.len);
 					}
 				}
@@ -385,7 +386,18 @@ static void ent_end(mime_parser *p, struct ent *e, uint64_t end, uint64_t lfs, i
 		e->lines = 0;
 		return;
 	}
-	if (end < e->body_off) {
+	if (end < e->body_off && e->first_child == NONE) {
+		/* a boundary right after the header's blank line: that line
+		 * break is the boundary's (RFC 2046), the header ends before
+		 * it, as Dovecot counts */
+		if (end < e->hdr_off) {
+			end = e->hdr_off;
+			lfs = e->body_lf; /* no LF between: not counted */
+		}
+		e->hdr_len = end - e->hdr_off;
+		e->body_off = end;
+		e->body_lf = lfs;
+	} else if (end < e->body_off) {
 		end = e->body_off;
 		lfs = e->body_lf;
 	}
@@ -536,10 +548,28 @@ static void feed_header(mime_parser *p, const uint8_t *data, size_t len, size_t 
 	const uint8_t *nl = memchr(data + *pos, '\n', len - *pos);
 	size_t take = nl ? (size_t)(nl - (data + *pos)) + 1 : len - *pos;
 	if (p->hdr.len + take > p->lim.max_header_bytes) {
-		/* the header ends at its last whole line; the rest is body */
+		/* the header ends at its last whole line; the rest is body.
+		 * The start of the cut line may have been read already (it
+		 * depends on the chunking): decide it as a body line start
+		 * now, as feed_body() would have, so results do not depend on
+		 * the chunking. */
 		size_t partial = p->hdr.len - p->hdr_line_start;
+		size_t n = partial < p->pend_max ? partial : p->pend_max;
+		if (p->nb > 0 && n > 0)
+			memcpy(p->pend, p->hdr.data + p->hdr_line_start, n);
 		header_done(p, p->line_off, p->n_lf, 1);
 		p->at_line_start = partial == 0;
+		if (p->nb > 0 && partial > 0) {
+			unsigned which = 0;
+			int is_end = 0;
+			enum match m = boundary_match(p, p->pend, n, 0, &which, &is_end);
+			if (m == MATCH_MORE) {
+				p->pend_len = n;
+				p->at_line_start = 1;
+			} else if (m == MATCH_YES) {
+				boundary_found(p, which, is_end);
+			}
+		}
 		return;
 	}
 	buf_append(&p->hdr, data + *pos, take);

@@ -71,9 +71,11 @@ int mime__name_is(const uint8_t *name, size_t len, const char *lit);
 
 /* Append value unfolded: each line break with the white space after it
  * becomes one space, leading and trailing white space go, NUL becomes a
- * space. At most max bytes (cut on a UTF-8 boundary); *cut_r set when
- * cut (may be NULL). */
-void mime__unfold(const uint8_t *value, size_t len, size_t max, buf *out, int *cut_r);
+ * space; collapse: every run of white space becomes one space (Dovecot
+ * does this to subjects and names, "for humans"). At most max bytes (cut
+ * on a UTF-8 boundary); *cut_r set when cut (may be NULL). */
+void mime__unfold(const uint8_t *value, size_t len, size_t max, int collapse, buf *out,
+		  int *cut_r);
 
 /* Parse a Content-Type value into c (type, subtype, params with RFC 2231
  * joining, charset, boundary). 0, or -1 when the value is not
