@@ -305,6 +305,8 @@ static void parse_params(struct mime__strs *s, struct lex *l, const struct mime_
 	buf values, tmp;
 	buf_init(&values);
 	buf_init(&tmp);
+	buf_reserve(&values, 1); /* never NULL, even when every value is empty */
+	buf_reserve(&tmp, 1);
 	for (;;) {
 		lex_skip_cfws(l);
 		if (l->pos >= l->len)

@@ -903,8 +903,14 @@ static void loc_fill(const mime_parser *p, const struct ent *e, struct mime_part
 		if (str_is(p, e->c.subtype, "html"))
 			loc->flags |= MIME_PART_HTML;
 		if (e->c.charset.off != MIME__NIL) {
+			/* a name with spaces, controls or 8-bit bytes names no
+			 * charset: "" (read as UTF-8) */
 			size_t n = e->c.charset.len;
-			memcpy(loc->charset, mime__str_ptr(&p->strs, e->c.charset), n);
+			const uint8_t *cs = mime__str_ptr(&p->strs, e->c.charset);
+			for (size_t i = 0; i < n; i++)
+				if (cs[i] <= 0x20 || cs[i] >= 0x7f)
+					n = 0;
+			memcpy(loc->charset, cs, n);
 			loc->charset[n] = 0;
 		}
 	}
