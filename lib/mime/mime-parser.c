@@ -512,20 +512,15 @@ static void boundary_line_done(mime_parser *p)
 /* ---- feeding ---- */
 
 /* Consume n bytes of data from pos: offsets, line breaks. */
-static void advance(mime_parser *p, const uint8_t *data, size_t pos, size_t n)
+/* The same, when the caller counted the LFs (n_lf) and knows the last
+ * one (last_nl, NULL when none). */
+static void advance_counted(mime_parser *p, const uint8_t *data, size_t pos, size_t n,
+			    uint64_t n_lf, const uint8_t *last_nl)
 {
 	if (n == 0)
 		return;
 	const uint8_t *s = data + pos, *end = s + n;
-	const uint8_t *last_nl = NULL;
-	for (const uint8_t *q = s; q < end;) {
-		const uint8_t *nl = memchr(q, '\n', (size_t)(end - q));
-		if (nl == NULL)
-			break;
-		p->n_lf++;
-		last_nl = nl;
-		q = nl + 1;
-	}
+	p->n_lf += n_lf;
 	if (last_nl != NULL) {
 		uint8_t before = last_nl > s ? last_nl[-1] : p->last_byte;
 		uint64_t at = p->off + (uint64_t)(last_nl - s);
@@ -535,6 +530,24 @@ static void advance(mime_parser *p, const uint8_t *data, size_t pos, size_t n)
 	}
 	p->off += n;
 	p->last_byte = end[-1];
+}
+
+static void advance(mime_parser *p, const uint8_t *data, size_t pos, size_t n)
+{
+	if (n == 0)
+		return;
+	const uint8_t *s = data + pos, *end = s + n;
+	const uint8_t *last_nl = NULL;
+	uint64_t count = 0;
+	for (const uint8_t *q = s; q < end;) {
+		const uint8_t *nl = memchr(q, '\n', (size_t)(end - q));
+		if (nl == NULL)
+			break;
+		count++;
+		last_nl = nl;
+		q = nl + 1;
+	}
+	advance_counted(p, data, pos, n, count, last_nl);
 }
 
 static int line_is_blank(const uint8_t *line, size_t n)
@@ -688,12 +701,26 @@ static void feed_body(mime_parser *p, const uint8_t *data, size_t len, size_t *p
 			return;
 		}
 	}
-	/* not a boundary line: on to the next line start */
-	const uint8_t *nl = memchr(data + *pos, '\n', len - *pos);
-	size_t take = nl != NULL ? (size_t)(nl - (data + *pos)) + 1 : len - *pos;
-	advance(p, data, *pos, take);
+	/* not a boundary line: on to the next line start that may be one
+	 * (a line starting with '-', or one whose first byte is in the next
+	 * chunk), counting line breaks on the way */
+	const uint8_t *s = data + *pos, *end = data + len, *q = s, *last_nl = NULL;
+	uint64_t count = 0;
+	for (;;) {
+		const uint8_t *nl = memchr(q, '\n', (size_t)(end - q));
+		if (nl == NULL)
+			break;
+		count++;
+		last_nl = nl;
+		q = nl + 1;
+		if (q == end || *q == '-')
+			break;
+	}
+	size_t take = last_nl != NULL && q < end && *q == '-' ? (size_t)(q - s)
+			: (size_t)(end - s);
+	advance_counted(p, data, *pos, take, count, last_nl);
 	*pos += take;
-	p->at_line_start = nl != NULL;
+	p->at_line_start = last_nl != NULL && last_nl == data + *pos - 1;
 }
 
 int mime_parser_feed(mime_parser *p, const void *data, size_t len)
