@@ -181,7 +181,7 @@ static void set_type(mime_parser *p, struct mime__content *c, const char *type,
 	c->charset.off = MIME__NIL;
 }
 
-/* text/ *: "charset" defaults to us-ascii (RFC 2045 5.2), added as a
+/* Text types: "charset" defaults to us-ascii (RFC 2045 5.2), added as a
  * parameter as Dovecot does; the part table gets it lower-cased. Must
  * run right after the Content-Type parameters were added. */
 static void text_defaults(mime_parser *p, struct mime__content *c)

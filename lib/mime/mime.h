@@ -152,9 +152,9 @@ enum mime_encoding {
 	MIME_ENC_UNKNOWN,  /* anything else: BINARY answers [UNKNOWN-CTE] */
 };
 
-#define MIME_PART_MULTIPART 0x01u /* multipart/ *: body holds the subparts */
+#define MIME_PART_MULTIPART 0x01u /* any multipart: body holds the subparts */
 #define MIME_PART_MESSAGE 0x02u   /* message/rfc822 (and the root): hdr/text valid */
-#define MIME_PART_TEXT 0x04u      /* text/ * (charset says which) */
+#define MIME_PART_TEXT 0x04u      /* any text type (charset says which) */
 #define MIME_PART_HTML 0x08u      /* text/html */
 
 /* One entry of the part table. Offsets are from the start of the
@@ -237,9 +237,10 @@ int mime_header_foreach(const void *header, size_t len, mime_header_cb *cb, void
  * one call; not NUL-terminated). Return 0 to go on, anything else to
  * stop. */
 typedef int mime_text_cb(const char *utf8, size_t len, void *arg);
-/* For every text/ * leaf of msg (as the part table describes it), in
- * order: decode its transfer encoding and charset and call cb. HTML is
- * passed as it is (tags and entities not stripped). Parts with an unknown
+/* For every text leaf (text/plain, text/html...) of msg, as the part
+ * table describes it, in order: decode its transfer encoding and charset
+ * and call cb. HTML is passed as it is (tags and entities not stripped);
+ * text inside message/rfc822 parts is included. Parts with an unknown
  * transfer encoding are skipped. Work and memory are linear in len.
  * Returns 0, what the callback stopped with, or -1 when the table is
  * corrupt or not made for a message of len bytes. */
