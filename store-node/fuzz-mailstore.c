@@ -133,7 +133,7 @@ static void run_line(char *line, size_t len)
 	}
 	case 'c': {
 		struct mailstore_mailbox_info info;
-		if (mailstore_mailbox_create(fuzz_store, user, mailbox, &info) == MAIL_OK)
+		if (mailstore_mailbox_create(fuzz_store, user, mailbox, 0, &info) == MAIL_OK)
 			mailstore_mailbox_info_free(&info);
 		break;
 	}

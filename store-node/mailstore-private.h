@@ -34,11 +34,20 @@
 #define KIND_DELIVERY_AGE 'X'
 #define KIND_SCHEMA 'V'
 #define KIND_DELETED 'Z'
+/* issue 9 (mailstore.h, key schema) */
+#define KIND_MODSEQ 'N'       /* derived: message by modseq */
+#define KIND_UNSEEN 'W'       /* derived: message without \Seen */
+#define KIND_TOMBSTONE 'T'    /* expunged uid by modseq (exported) */
+#define KIND_STRUCTURE 'E'    /* a message's structure record (exported) */
+#define KIND_SUBSCRIPTION 'U' /* a subscribed name (exported) */
+#define KIND_GARBAGE 'G'      /* node-local: a deleted mailbox's keys to purge */
 
 /* The store's data level ('V' record): 1 = every delivery record has its
- * 'X' age record; 2 = every message flagged \Deleted has its 'Z' record
- * (mailstore_open brings older stores up, once). */
-#define SCHEMA_LEVEL 2
+ * 'X' age record; 2 = every message flagged \Deleted has its 'Z' record;
+ * 3 = every message has its 'N' record (and 'W' when not \Seen) and every
+ * mailbox record carries its counters (mailstore_open brings older stores
+ * up, once). */
+#define SCHEMA_LEVEL 3
 
 /* Expired delivery records dropped per delivery at most: more than the one
  * a delivery adds, so a backlog (a store that was down, a lowered keep
@@ -65,12 +74,18 @@
 /* Format version of every value (first value byte). */
 #define VALUE_VERSION 0x01
 
+/* The mailbox record of the versions before issue 9, and the fixed part
+ * of this one (counters, attributes, tombstone floor and count, the
+ * keyword count; the keywords follow). */
 #define MBOX_VALUE_LEN (1 + 8 + 4 + 4 + 8 + 4)
+#define MBOX_VALUE_FIXED_LEN (MBOX_VALUE_LEN + 4 + 4 + 8 + 4 + 8 + 4 + 2)
 #define COUNTERS_VALUE_LEN (1 + 8 + 4)
 #define DELIVERY_VALUE_LEN (1 + 8 + 4 + 4)
 #define META_FIXED_LEN (1 + 8 + 8 + 8 + 2)
 #define AGE_VALUE_LEN 1
-/* 'I', 'B', 'P' and 'Z' keys end in mailbox_id u64 | uid u32. */
+/* 'I', 'B', 'P', 'Z', 'W' and 'E' keys end in mailbox_id u64 | uid u32;
+ * 'N' and 'T' keys in mailbox_id u64 | modseq u64 | uid u32. */
+#define MODSEQ_KEY_TAIL (8 + 8 + 4)
 #define MSG_KEY_TAIL (8 + 4)
 #define AGE_TIME_LEN 8
 
@@ -112,6 +127,15 @@ struct mailstore {
 	 * of an exporter older than the age records). n_install entries. */
 	uint8_t *install_seen;
 	uint32_t n_install;
+	/* Told of every committed change (mailstore_set_change_cb); the
+	 * changes of an operation are queued under lock and told after it
+	 * (mailstore__unlock). */
+	mailstore_change_cb *change_cb;
+	void *change_arg;
+	struct mailstore_change *changes;
+	size_t n_changes, cap_changes;
+	/* A deleted mailbox waits for its keys to be purged ('G'). */
+	int purge_pending;
 };
 
 #define INSTALL_SAW_DELIVERY 1
@@ -124,6 +148,18 @@ struct mbox {
 	uint32_t uidnext;
 	uint64_t highest_modseq;
 	uint32_t exists;
+	/* the counters every write batch keeps (issue 9) */
+	uint32_t unseen;         /* messages without \Seen */
+	uint32_t deleted;        /* messages with \Deleted */
+	uint64_t size;           /* sum of the messages' sizes */
+	uint32_t attrs;          /* MAILSTORE_MBOX_* special use */
+	uint64_t expunge_floor;  /* expunges with a modseq <= this may have no
+				  * tombstone left (mailstore_changes) */
+	uint32_t n_tombstones;   /* 'T' records of the mailbox */
+	char **keywords;         /* sorted, unique: every keyword ever set */
+	size_t n_keywords;
+	int legacy;              /* decoded from a record of the version before
+				  * the counters: they were recounted */
 };
 
 /* A pass that writes many keys (an upgrade): batches of UPGRADE_BATCH,
@@ -195,6 +231,23 @@ static inline void key_message(buf *k, char kind, const char *user, uint64_t mbo
 	put_u32(k, uid);
 }
 
+/* 01 kind <user> 00 <mbox_id u64> <modseq u64> <uid u32>: 'N' and 'T'. */
+static inline void key_modseq(buf *k, char kind, const char *user, uint64_t mbox_id,
+			      uint64_t modseq, uint32_t uid)
+{
+	key_user_prefix(k, kind, user);
+	put_u64(k, mbox_id);
+	put_u64(k, modseq);
+	put_u32(k, uid);
+}
+
+/* 01 kind <user> 00 <mbox_id u64>: the prefix of a mailbox's keys of kind. */
+static inline void key_mbox_prefix(buf *k, char kind, const char *user, uint64_t mbox_id)
+{
+	key_user_prefix(k, kind, user);
+	put_u64(k, mbox_id);
+}
+
 static inline void key_delivery(buf *k, const char *user, const char *delivery_id)
 {
 	key_user_prefix(k, KIND_DELIVERY, user);
@@ -236,7 +289,10 @@ int mailstore__meta_decode(const uint8_t *p, size_t len, uint32_t uid,
 			   struct mailstore_message_info *mi);
 int mailstore__user_valid_len(const mailstore *s, const char *user, size_t len);
 int mailstore__user_valid(const mailstore *s, const char *user);
-const char *mailstore__mailbox_name(const mailstore *s, const char *name);
+/* The stored name of mailbox name: name itself, MAILSTORE_INBOX for any
+ * case of INBOX (or ""), or in tmp (valid while tmp is) "INBOX/..." for
+ * any case of an INBOX/ prefix. NULL when name is not a valid name. */
+const char *mailstore__mailbox_name(const mailstore *s, const char *name, buf *tmp);
 void mailstore__flags_free(char **flags, size_t n);
 void mailstore__flags_sort_unique(char **flags, size_t *n);
 int mailstore__flags_normalize(const mailstore *s, const char *const *in, size_t n_in,
@@ -261,7 +317,6 @@ int mailstore__counters_get(mailstore *s, const char *user, uint64_t *next_id_r,
 			    uint32_t *last_uidvalidity_r);
 void mailstore__batch_put_counters(leveldb_writebatch_t *wb, uint64_t next_id,
 				   uint32_t last_uidvalidity);
-int mailstore__mbox_create(mailstore *s, const char *user, const char *name, struct mbox *m);
 int mailstore__mbox_open(mailstore *s, const char *user, const char *name, struct mbox *m);
 void mailstore__batch_put_mbox(leveldb_writebatch_t *wb, buf *k, buf *v, const char *user,
 			       const char *name, const struct mbox *m);
@@ -281,5 +336,91 @@ int mailstore__applied_get(mailstore *s, const leveldb_readoptions_t *ropts, uin
 			   uint64_t *index_r);
 void mailstore__batch_mark_deleted(leveldb_writebatch_t *wb, buf *k, const char *user,
 				   uint64_t mbox_id, uint32_t uid, int on);
+
+/* The body of a message: MAIL_OK with *body_r (heap), or INTERNAL. */
+int mailstore__body_get(mailstore *s, const char *user, uint64_t mbox_id, uint32_t uid,
+			void **body_r, size_t *len_r);
+/* One message and its body (mailstore_fetch, under lock). */
+int mailstore__fetch_locked(mailstore *s, const char *user, const char *name, uint32_t uid,
+			    struct mailstore_message_info *info_r, void **body_r, size_t *len_r);
+
+/* ---- records (mailstore-records.c) ---- */
+
+/* Free m's keywords (a decoded mailbox owns them). */
+void mailstore__mbox_deinit(struct mbox *m);
+/* A deep copy of src into dst. */
+void mailstore__mbox_copy(struct mbox *dst, const struct mbox *src);
+/* Recount a legacy record's counters and keywords from its messages
+ * (read only). MAIL_OK or INTERNAL. */
+int mailstore__mbox_recount(mailstore *s, const char *user, struct mbox *m);
+/* Add the keywords among flags (sorted, canonical) to m's set. With
+ * drop = 0: LIMIT (m untouched) when the set would pass
+ * limits.max_mailbox_keywords; with drop = 1 the keywords that do not fit
+ * are removed from flags instead (*n_flags shrinks, freed), for
+ * deliveries, which are never refused for a label. */
+int mailstore__keywords_merge(const mailstore *s, struct mbox *m, char **flags, size_t *n_flags,
+			      int drop);
+/* The derived records of message mi ('N', 'W' when not \Seen, 'Z' when
+ * \Deleted): put (on = 1) or delete (on = 0). */
+void mailstore__msg_index(leveldb_writebatch_t *wb, buf *k, const char *user, uint64_t mbox_id,
+			  const struct mailstore_message_info *mi, int on);
+/* Write message mi ('I' and the derived records; old: its previous meta,
+ * NULL for a new message) and account it in m (exists, counters; not
+ * uidnext or highest_modseq, which the caller sets). */
+void mailstore__msg_put(leveldb_writebatch_t *wb, buf *k, buf *v, const char *user,
+			struct mbox *m, const struct mailstore_message_info *old,
+			const struct mailstore_message_info *mi);
+/* Remove message mi from m: its 'I', derived, 'E', 'B' records and body
+ * pointer (inside a bodystore write), a tombstone at modseq when
+ * tombstone = 1, the counters. 0, or -1 on a bodystore read error. */
+int mailstore__msg_remove(mailstore *s, leveldb_writebatch_t *wb, buf *k, const char *user,
+			  struct mbox *m, const struct mailstore_message_info *mi, uint64_t modseq,
+			  int tombstone);
+/* Before removing `adding` messages of m with tombstones: drop the oldest
+ * tombstones so that at most limits.max_tombstones remain, raising
+ * m->expunge_floor past what is dropped; *keep_r = 0 when `adding` alone
+ * is over the bound (then no tombstone is kept: every old one goes and
+ * the floor becomes new_modseq). MAIL_OK or INTERNAL. */
+int mailstore__tombstones_make_room(mailstore *s, leveldb_writebatch_t *wb, const char *user,
+				    struct mbox *m, size_t adding, uint64_t new_modseq,
+				    int *keep_r);
+/* Expunge the n messages msgs of m (inside a bodystore write) with
+ * tombstones at m->highest_modseq (already raised by the caller), making
+ * room for them first. MAIL_OK or INTERNAL. */
+int mailstore__msgs_expunge(mailstore *s, leveldb_writebatch_t *wb, buf *k, const char *user,
+			    struct mbox *m, const struct mailstore_message_info *msgs, size_t n);
+/* For an 'I' key and value being installed: its derived records into wb.
+ * 0, or -1 when the value does not decode. */
+int mailstore__batch_put_derived_of_meta(leveldb_writebatch_t *wb, const void *key, size_t klen,
+					 const void *val, size_t vlen);
+/* The structure record of a message into wb: the given bytes, or computed
+ * from body when structure is NULL. */
+void mailstore__structure_put(leveldb_writebatch_t *wb, buf *k, const char *user,
+			      uint64_t mbox_id, uint32_t uid, const void *structure,
+			      size_t structure_len, const void *body, size_t body_len);
+/* Queue a change of user's mailbox for the change callback (under lock). */
+void mailstore__note_change(mailstore *s, const char *user, const char *mailbox,
+			    uint64_t highest_modseq, int gone);
+/* Unlock store->lock, then tell the queued changes. */
+void mailstore__unlock(mailstore *s);
+/* Level 3 of the schema: derived records and counters for a store of an
+ * older level (mailstore_open). *n_r: messages indexed. */
+int mailstore__index_messages(mailstore *s, uint64_t *n_r);
+int mailstore__count_mailboxes(mailstore *s, uint64_t *n_r);
+
+/* ---- mailboxes (mailstore-mailbox.c) ---- */
+
+/* Create mailbox name of user (absent) with attrs, its missing parents,
+ * and, for INBOX, the special-use mailboxes; one batch. *m gets the
+ * record of name (caller deinits). */
+int mailstore__mbox_create(mailstore *s, const char *user, const char *name, unsigned attrs,
+			   struct mbox *m);
+/* One step of purging a deleted mailbox's keys (its own sync batch).
+ * *did_r = 1 when it found work. MAIL_OK or INTERNAL. */
+int mailstore__purge_step(mailstore *s, int *did_r);
+/* 1 when user's mailbox mbox_id is deleted and waits for its purge (read
+ * through ropts), 0 when not, -1 on a read error. */
+int mailstore__mbox_dead(mailstore *s, const leveldb_readoptions_t *ropts, const char *user,
+			 size_t ulen, uint64_t mbox_id);
 
 #endif

@@ -2,6 +2,8 @@
  * snapshots"): export over a LevelDB snapshot, validated install. */
 #include "mailstore-private.h"
 
+#include "store-structure.h"
+
 #include "log.h"
 #include "mail-error.h"
 #include "util.h"
@@ -15,14 +17,20 @@
 /* The kinds of per-user key a partition snapshot carries. A body pointer
  * ('P') goes out as the old 'B' pair (key with kind 'B', the body bytes as
  * value): pointers are node-local, bodies are not. */
-static const char snap_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX,
-				   KIND_DELIVERY_AGE, KIND_BODY_PTR };
+static const char snap_kinds[] = { KIND_BODY,	   KIND_DELIVERY,     KIND_STRUCTURE,
+				   KIND_META,	   KIND_MAILBOX,      KIND_TOMBSTONE,
+				   KIND_SUBSCRIPTION, KIND_DELIVERY_AGE, KIND_BODY_PTR };
 #define SNAP_N_KINDS (sizeof snap_kinds / sizeof *snap_kinds)
-/* The kinds an install drops first: the exported ones and the 'Z' index,
- * which is never exported (the installer derives it from the 'I' keys, so
- * the snapshot of an exporter without it is complete). */
-static const char drop_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX,
-				   KIND_DELIVERY_AGE, KIND_DELETED, KIND_BODY_PTR };
+/* The kinds an install drops first: the exported ones, the 'Z', 'W' and
+ * 'N' indexes, which are never exported (the installer derives them from
+ * the 'I' keys, so the snapshot of an exporter without them is complete),
+ * and the node-local 'G' records (the keys they point at are dropped with
+ * the rest). */
+static const char drop_kinds[] = { KIND_BODY,	  KIND_DELIVERY,     KIND_STRUCTURE,
+				   KIND_META,	  KIND_MAILBOX,      KIND_TOMBSTONE,
+				   KIND_SUBSCRIPTION, KIND_DELIVERY_AGE, KIND_DELETED,
+				   KIND_UNSEEN,	  KIND_MODSEQ,	     KIND_GARBAGE,
+				   KIND_BODY_PTR };
 #define DROP_N_KINDS (sizeof drop_kinds / sizeof *drop_kinds)
 
 /* Chunk framing: a u32 length before each key and each value. */
@@ -126,6 +134,11 @@ struct mailstore_snapshot {
 	leveldb_readoptions_t *ropts; /* reads at snap */
 	struct part_scan scan;
 	int pos; /* 1 on a pair not sent yet, 0 done, -1 failed */
+	/* the last mailbox looked up for a 'G' record: its keys of a deleted
+	 * mailbox are not exported (they wait for their purge) */
+	buf dead_user;
+	uint64_t dead_id;
+	int dead;
 	uint32_t partition;
 	uint64_t pairs;
 	uint64_t bytes;
@@ -141,6 +154,7 @@ void mailstore_snapshot_close(mailstore_snapshot **snap)
 	part_scan_deinit(&sn->scan);
 	leveldb_readoptions_destroy(sn->ropts);
 	leveldb_release_snapshot(sn->store->db, sn->snap);
+	buf_deinit(&sn->dead_user);
 	bodystore_release(sn->store->bodies);
 	free(sn);
 }
@@ -185,6 +199,32 @@ int mailstore_snapshot_open(mailstore *s, uint32_t partition, uint32_t n_partiti
 	return MAIL_OK;
 }
 
+/* 1 when key (of the partition) belongs to a deleted mailbox, 0 when not,
+ * -1 on a read error. */
+static int snap_key_dead(mailstore_snapshot *sn, const char *key, size_t klen)
+{
+	char kind = key[1];
+	if (kind != KIND_META && kind != KIND_BODY_PTR && kind != KIND_BODY &&
+	    kind != KIND_STRUCTURE && kind != KIND_TOMBSTONE)
+		return 0;
+	const char *nul = memchr(key + 2, '\0', klen - 2);
+	if (nul == NULL || (size_t)(key + klen - (nul + 1)) < 8)
+		return 0;
+	size_t ulen = (size_t)(nul - (key + 2));
+	uint64_t id = get_u64((const uint8_t *)nul + 1);
+	if (sn->dead_user.len == ulen && memcmp(sn->dead_user.data, key + 2, ulen) == 0 &&
+	    sn->dead_id == id)
+		return sn->dead;
+	int dead = mailstore__mbox_dead(sn->store, sn->ropts, key + 2, ulen, id);
+	if (dead < 0)
+		return -1;
+	buf_reset(&sn->dead_user);
+	buf_append(&sn->dead_user, key + 2, ulen);
+	sn->dead_id = id;
+	sn->dead = dead;
+	return dead;
+}
+
 int mailstore_snapshot_next(mailstore_snapshot *sn, buf *out, size_t max_bytes)
 {
 	if (sn->pos < 0)
@@ -198,6 +238,15 @@ int mailstore_snapshot_next(mailstore_snapshot *sn, buf *out, size_t max_bytes)
 	while (sn->pos == 1) {
 		size_t klen, vlen;
 		const char *key = leveldb_iter_key(sn->scan.it, &klen);
+		int dead = snap_key_dead(sn, key, klen);
+		if (dead < 0) {
+			sn->pos = -1;
+			break;
+		}
+		if (dead) {
+			sn->pos = part_scan_next(&sn->scan);
+			continue;
+		}
 		const char *val = leveldb_iter_value(sn->scan.it, &vlen);
 		int pointer = key[1] == KIND_BODY_PTR;
 		size_t ptr_len = vlen;
@@ -321,26 +370,64 @@ static int snap_mailbox_id_ok(uint64_t id)
 	return id != 0 && id != UINT64_MAX;
 }
 
-/* 'M': rest is the stored (canonical) mailbox name. */
+/* 'M': rest is the stored (canonical) mailbox name. The value is the
+ * record of this version (re-encoding gives the same bytes; counters
+ * within exists; keywords canonical, sorted, within this store's bound; at
+ * most one special use) or the shorter one of the versions before the
+ * counters (recounted on first use). */
 static const char *snap_check_mailbox(const mailstore *s, const uint8_t *rest, size_t rlen,
 				      const uint8_t *val, size_t vlen, struct snap_ids *ids)
 {
 	if (rlen == 0 || memchr(rest, '\0', rlen) != NULL)
-		return "mailstore__mailbox_name";
+		return "mailbox_name";
 	char *name = xstrndup((const char *)rest, rlen);
-	const char *canon = mailstore__mailbox_name(s, name);
+	buf tmp;
+	buf_init(&tmp);
+	const char *canon = mailstore__mailbox_name(s, name, &tmp);
 	int ok = canon != NULL && strcmp(canon, name) == 0;
+	buf_deinit(&tmp);
 	free(name);
 	if (!ok)
-		return "mailstore__mailbox_name";
+		return "mailbox_name";
+	/* the keyword count is the peer's: check it before it sizes anything */
+	if (vlen >= MBOX_VALUE_FIXED_LEN &&
+	    get_u16(val + MBOX_VALUE_FIXED_LEN - 2) > s->limits.max_mailbox_keywords)
+		return "mailbox_keywords";
 	struct mbox m;
-	if (vlen != MBOX_VALUE_LEN || mailstore__mbox_decode(val, vlen, &m) < 0)
+	if (mailstore__mbox_decode(val, vlen, &m) < 0)
 		return "mailbox_value";
+	const char *why = NULL;
 	if (!snap_mailbox_id_ok(m.id) || m.uidvalidity == 0 || m.uidnext == 0 ||
 	    m.exists >= m.uidnext)
-		return "mailbox_value";
-	snap_ids_note(ids, m.id, m.uidvalidity);
-	return NULL;
+		why = "mailbox_value";
+	if (why == NULL && !m.legacy) {
+		unsigned su = m.attrs;
+		buf again;
+		buf_init(&again);
+		mailstore__mbox_encode(&again, &m);
+		if (again.len != vlen || memcmp(again.data, val, vlen) != 0 ||
+		    m.unseen > m.exists || m.deleted > m.exists ||
+		    (su & ~MAILSTORE_MBOX_SPECIAL_MASK) != 0 || (su & (su - 1)) != 0 ||
+		    m.expunge_floor > m.highest_modseq)
+			why = "mailbox_value";
+		buf_deinit(&again);
+		/* each a canonical keyword (no system flag), strictly ascending */
+		for (size_t i = 0; why == NULL && i < m.n_keywords; i++) {
+			char **one = NULL;
+			size_t n_one = 0;
+			const char *kw = m.keywords[i];
+			if (kw[0] == '\\' ||
+			    mailstore__flags_normalize(s, &kw, 1, &one, &n_one) != MAIL_OK ||
+			    n_one != 1 || strcmp(one[0], kw) != 0 ||
+			    (i > 0 && strcmp(m.keywords[i - 1], kw) >= 0))
+				why = "mailbox_keywords";
+			mailstore__flags_free(one, n_one);
+		}
+	}
+	if (why == NULL)
+		snap_ids_note(ids, m.id, m.uidvalidity);
+	mailstore__mbox_deinit(&m);
+	return why;
 }
 
 /* 'I' value: decodes exactly (re-encoding gives the same bytes, so no
@@ -390,6 +477,58 @@ static const char *snap_check_message(const mailstore *s, char kind, const uint8
 	snap_ids_note(ids, mailbox_id, 0);
 	/* a body is raw bytes: any value is one */
 	return kind == KIND_META ? snap_check_meta_value(s, uid, val, vlen, deleted_r) : NULL;
+}
+
+/* 'E': rest is mailbox_id u64 | uid u32, the value a structure record. */
+static const char *snap_check_structure(const uint8_t *rest, size_t rlen, const uint8_t *val,
+					size_t vlen, struct snap_ids *ids)
+{
+	if (rlen != SNAP_MSG_KEY_TAIL)
+		return "structure_key";
+	uint64_t mailbox_id = get_u64(rest);
+	if (!snap_mailbox_id_ok(mailbox_id) || get_u32(rest + 8) == 0)
+		return "structure_key";
+	struct store_structure st;
+	if (store_structure_decode(val, vlen, &st) < 0)
+		return "structure_value";
+	snap_ids_note(ids, mailbox_id, 0);
+	return NULL;
+}
+
+/* 'T': rest is mailbox_id u64 | modseq u64 | uid u32; the value is the
+ * version byte. */
+static const char *snap_check_tombstone(const uint8_t *rest, size_t rlen, const uint8_t *val,
+					size_t vlen, struct snap_ids *ids)
+{
+	if (rlen != MODSEQ_KEY_TAIL)
+		return "tombstone_key";
+	uint64_t mailbox_id = get_u64(rest);
+	if (!snap_mailbox_id_ok(mailbox_id) || get_u64(rest + 8) == 0 || get_u32(rest + 16) == 0)
+		return "tombstone_key";
+	if (vlen != 1 || val[0] != VALUE_VERSION)
+		return "tombstone_value";
+	snap_ids_note(ids, mailbox_id, 0);
+	return NULL;
+}
+
+/* 'U': rest is a canonical mailbox name; the value is the version byte. */
+static const char *snap_check_subscription(const mailstore *s, const uint8_t *rest, size_t rlen,
+					   const uint8_t *val, size_t vlen)
+{
+	if (rlen == 0 || memchr(rest, '\0', rlen) != NULL)
+		return "subscription_key";
+	char *name = xstrndup((const char *)rest, rlen);
+	buf tmp;
+	buf_init(&tmp);
+	const char *canon = mailstore__mailbox_name(s, name, &tmp);
+	int ok = canon != NULL && strcmp(canon, name) == 0;
+	buf_deinit(&tmp);
+	free(name);
+	if (!ok)
+		return "subscription_key";
+	if (vlen != 1 || val[0] != VALUE_VERSION)
+		return "subscription_value";
+	return NULL;
 }
 
 /* 'D': rest is the delivery id. */
@@ -456,6 +595,12 @@ static const char *snap_check_pair(const mailstore *s, uint32_t partition,
 		return snap_check_delivery(s, rest, rlen, val, vlen, ids);
 	case KIND_DELIVERY_AGE:
 		return snap_check_delivery_age(s, rest, rlen, val, vlen, ids);
+	case KIND_STRUCTURE:
+		return snap_check_structure(rest, rlen, val, vlen, ids);
+	case KIND_TOMBSTONE:
+		return snap_check_tombstone(rest, rlen, val, vlen, ids);
+	case KIND_SUBSCRIPTION:
+		return snap_check_subscription(s, rest, rlen, val, vlen);
 	default:
 		/* 'A' included: only install_end sets the applied index */
 		return "key_kind";
@@ -536,8 +681,10 @@ static const char *snap_chunk_parse(const mailstore *s, uint32_t partition,
 			continue;
 		}
 		leveldb_writebatch_put(wb, (const char *)key, klen, (const char *)val, vlen);
-		if (deleted)
-			mailstore__batch_put_deleted_of_meta(wb, key, klen);
+		/* the derived records ('Z' when \Deleted, 'W', 'N') */
+		(void)deleted;
+		if (key[1] == KIND_META)
+			(void)mailstore__batch_put_derived_of_meta(wb, key, klen, val, vlen);
 	}
 	/* one body per message: a second would leave the first's bytes
 	 * counted live */

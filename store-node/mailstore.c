@@ -2,6 +2,8 @@
  * mailstore.h; this file keeps to it byte for byte. */
 #include "mailstore-private.h"
 
+#include "store-structure.h"
+
 #include "bodystore.h"
 #include "buf.h"
 #include "log.h"
@@ -33,6 +35,18 @@ void mailstore_limits_default(struct mailstore_limits *limits_r)
 	limits_r->body_collect_live_pct = 50;
 	limits_r->body_collect_step = 1024u * 1024u;
 	limits_r->body_open_segments = 64;
+	limits_r->max_mailboxes = 1000;
+	limits_r->max_subscriptions = 1000;
+	limits_r->max_mailbox_keywords = 128;
+	limits_r->max_tombstones = 65536;
+	limits_r->max_append_messages = 1000;
+	limits_r->max_append_bytes = 64u * 1024u * 1024u;
+	limits_r->max_copy_messages = 10000;
+	limits_r->max_copy_bytes = 256u * 1024u * 1024u;
+	limits_r->page_scan_keys = 20000;
+	limits_r->page_max_messages = 1000;
+	limits_r->page_max_bytes = 4u * 1024u * 1024u;
+	limits_r->purge_step_keys = 5000;
 }
 
 /* ---- encoding -------------------------------------------------------- */
@@ -61,30 +75,6 @@ void mailstore__batch_put_deleted_of_meta(leveldb_writebatch_t *wb, const void *
 	uint8_t ver = VALUE_VERSION;
 	leveldb_writebatch_put(wb, (const char *)z, klen, (const char *)&ver, 1);
 	free(z);
-}
-
-void mailstore__mbox_encode(buf *v, const struct mbox *m)
-{
-	buf_reset(v);
-	uint8_t ver = VALUE_VERSION;
-	buf_append(v, &ver, 1);
-	put_u64(v, m->id);
-	put_u32(v, m->uidvalidity);
-	put_u32(v, m->uidnext);
-	put_u64(v, m->highest_modseq);
-	put_u32(v, m->exists);
-}
-
-int mailstore__mbox_decode(const uint8_t *p, size_t len, struct mbox *m)
-{
-	if (len < MBOX_VALUE_LEN || p[0] != VALUE_VERSION)
-		return -1;
-	m->id = get_u64(p + 1);
-	m->uidvalidity = get_u32(p + 9);
-	m->uidnext = get_u32(p + 13);
-	m->highest_modseq = get_u64(p + 17);
-	m->exists = get_u32(p + 25);
-	return 0;
 }
 
 void mailstore__meta_encode(buf *v, const struct mailstore_message_info *mi)
@@ -154,7 +144,7 @@ int mailstore__user_valid(const mailstore *s, const char *user)
 }
 
 /* The stored name of mailbox, or NULL when it is not a valid name. */
-const char *mailstore__mailbox_name(const mailstore *s, const char *name)
+const char *mailstore__mailbox_name(const mailstore *s, const char *name, buf *tmp)
 {
 	size_t len = strlen(name);
 	if (len == 0 || strcasecmp(name, MAILSTORE_INBOX) == 0)
@@ -167,6 +157,13 @@ const char *mailstore__mailbox_name(const mailstore *s, const char *name)
 		unsigned char c = (unsigned char)name[i];
 		if (c < 0x20 || c == 0x7f || c == '*' || c == '%')
 			return NULL;
+	}
+	/* INBOX's children: INBOX/x whatever the case of the prefix */
+	if (len > 6 && strncasecmp(name, "INBOX/", 6) == 0 && strncmp(name, "INBOX/", 6) != 0) {
+		buf_reset(tmp);
+		buf_append_str(tmp, "INBOX/");
+		buf_append_str(tmp, name + 6);
+		return (const char *)tmp->data;
 	}
 	return name;
 }
@@ -469,6 +466,13 @@ int mailstore__mbox_get(mailstore *s, const char *user, const char *name, struct
 		mailstore__log_corrupt("mailbox", user);
 		return MAIL_ERR_INTERNAL;
 	}
+	/* written by a version before the counters (a downgrade, or a
+	 * snapshot of an older exporter): count them now, the next write of
+	 * the mailbox stores them */
+	if (m->legacy && mailstore__mbox_recount(s, user, m) != MAIL_OK) {
+		mailstore__mbox_deinit(m);
+		return MAIL_ERR_INTERNAL;
+	}
 	return MAIL_OK;
 }
 
@@ -521,47 +525,12 @@ void mailstore__batch_put_counters(leveldb_writebatch_t *wb, uint64_t next_id,
 	buf_deinit(&v);
 }
 
-/* Create mailbox name for user: take a mailbox id and a UIDVALIDITY from the
- * counters and write both records in one batch. */
-int mailstore__mbox_create(mailstore *s, const char *user, const char *name, struct mbox *m)
-{
-	uint64_t next_id;
-	uint32_t last_uidvalidity;
-	int ret = mailstore__counters_get(s, user, &next_id, &last_uidvalidity);
-	if (ret != MAIL_OK)
-		return ret;
-	/* Seconds since the epoch, but above every value handed out before, so
-	 * a mailbox re-created with an old name never repeats its UIDVALIDITY. */
-	int64_t now_s = (s->applying ? s->apply.now_ms : util_now_wall_ms()) / 1000;
-	uint32_t uidvalidity = now_s > 0 && now_s < UINT32_MAX ? (uint32_t)now_s : 1;
-	/* Replicated: the primary's clock only, so every replica computes the
-	 * same value (the counter is per node, its partitions differ). */
-	if (uidvalidity <= last_uidvalidity && !s->applying)
-		uidvalidity = last_uidvalidity + 1;
-	if (uidvalidity == 0)
-		uidvalidity = 1;
-
-	*m = (struct mbox){ .id = next_id, .uidvalidity = uidvalidity, .uidnext = 1 };
-	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	mailstore__batch_put_counters(wb, next_id + 1, uidvalidity);
-	buf k, v;
-	buf_init(&k);
-	buf_init(&v);
-	key_mailbox(&k, user, name);
-	mailstore__mbox_encode(&v, m);
-	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
-	ret = mailstore__db_write(s, wb, "mailbox_create");
-	buf_deinit(&k);
-	buf_deinit(&v);
-	return ret;
-}
-
 /* The mailbox, creating INBOX on first use. */
 int mailstore__mbox_open(mailstore *s, const char *user, const char *name, struct mbox *m)
 {
 	int ret = mailstore__mbox_get(s, user, name, m);
 	if (ret == MAIL_ERR_NOT_FOUND && strcmp(name, MAILSTORE_INBOX) == 0)
-		ret = mailstore__mbox_create(s, user, name, m);
+		ret = mailstore__mbox_create(s, user, name, 0, m);
 	return ret;
 }
 
@@ -676,13 +645,17 @@ static int deleted_scan(mailstore *s, const char *user, const struct mbox *m,
 }
 
 void mailstore__mbox_info_fill(struct mailstore_mailbox_info *info, const char *name,
-			   const struct mbox *m)
+			       const struct mbox *m)
 {
 	info->name = xstrdup(name);
 	info->uidvalidity = m->uidvalidity;
 	info->uidnext = m->uidnext;
 	info->exists = m->exists;
 	info->highest_modseq = m->highest_modseq;
+	info->unseen = m->unseen;
+	info->deleted = m->deleted;
+	info->size = m->size;
+	info->attrs = m->attrs;
 }
 
 /* The partition of a user: router_partition_of() (router/router.h), which
@@ -931,6 +904,11 @@ static int schema_upgrade(mailstore *s)
 		ret = mailstore__deliveries_index(s, 1, 0, 1, "schema_upgrade", &n);
 	if (ret == MAIL_OK && level < 2)
 		ret = deleted_index(s, &n_deleted);
+	uint64_t n_msgs = 0, n_boxes = 0;
+	if (ret == MAIL_OK && level < 3)
+		ret = mailstore__index_messages(s, &n_msgs);
+	if (ret == MAIL_OK && level < 3)
+		ret = mailstore__count_mailboxes(s, &n_boxes);
 	if (ret == MAIL_OK) {
 		uint8_t vval[2] = { VALUE_VERSION, SCHEMA_LEVEL };
 		leveldb_writebatch_t *wb = leveldb_writebatch_create();
@@ -940,8 +918,10 @@ static int schema_upgrade(mailstore *s)
 	}
 	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
 		  "event=schema_upgrade from=%d level=%d delivery_records_indexed=%llu "
-		  "deleted_indexed=%llu status=%s", level, SCHEMA_LEVEL, (unsigned long long)n,
-		  (unsigned long long)n_deleted, mail_error_info(ret)->name);
+		  "deleted_indexed=%llu messages_indexed=%llu mailboxes_counted=%llu status=%s",
+		  level, SCHEMA_LEVEL, (unsigned long long)n, (unsigned long long)n_deleted,
+		  (unsigned long long)n_msgs, (unsigned long long)n_boxes,
+		  mail_error_info(ret)->name);
 	return ret;
 }
 
@@ -959,6 +939,14 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		s->limits.max_flag_len = UINT16_MAX;
 	if (s->limits.max_flags > UINT16_MAX)
 		s->limits.max_flags = UINT16_MAX;
+	if (s->limits.max_mailbox_keywords > 1024)
+		s->limits.max_mailbox_keywords = 1024;
+	if (s->limits.page_scan_keys == 0)
+		s->limits.page_scan_keys = 1;
+	if (s->limits.page_max_messages == 0)
+		s->limits.page_max_messages = 1;
+	if (s->limits.purge_step_keys == 0)
+		s->limits.purge_step_keys = 1;
 	s->options = leveldb_options_create();
 	leveldb_options_set_create_if_missing(s->options, 1);
 	s->filter = leveldb_filterpolicy_create_bloom(10);
@@ -1001,6 +989,8 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		mailstore_close(&s);
 		return MAIL_ERR_INTERNAL;
 	}
+	/* a mailbox deleted before a restart may still wait for its purge */
+	s->purge_pending = 1;
 	*store_r = s;
 	return MAIL_OK;
 }
@@ -1019,19 +1009,21 @@ void mailstore_close(mailstore **store)
 	leveldb_filterpolicy_destroy(s->filter);
 	pthread_mutex_destroy(&s->lock);
 	free(s->install_seen);
+	free(s->changes);
 	free(s);
 }
 
 /* ---- operations ------------------------------------------------------- */
 
 static int deliver_locked(mailstore *s, const char *user, const char *name,
-			  const char *delivery_id, const void *body, size_t body_len,
-			  int64_t internal_date, char **flags, size_t n_flags,
+			  const char *delivery_id, const struct mailstore_msg_in *msg,
+			  int64_t internal_date, char **flags, size_t *n_flags,
 			  struct mailstore_deliver_result *res)
 {
 	buf k, v;
 	buf_init(&k);
 	buf_init(&v);
+	struct mbox m = { 0 };
 	int ret;
 	if (delivery_id[0] != '\0') {
 		key_delivery(&k, user, delivery_id);
@@ -1057,7 +1049,6 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 			goto out;
 		}
 	}
-	struct mbox m;
 	ret = mailstore__mbox_open(s, user, name, &m);
 	if (ret != MAIL_OK)
 		goto out;
@@ -1066,22 +1057,22 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 		ret = MAIL_ERR_LIMIT;
 		goto out;
 	}
+	/* a delivery is never refused for a label: keywords past the
+	 * mailbox's bound are dropped */
+	(void)mailstore__keywords_merge(s, &m, flags, n_flags, 1);
 	struct mailstore_message_info mi = {
-		.uid = m.uidnext, .flags = flags, .n_flags = n_flags, .size = body_len,
+		.uid = m.uidnext, .flags = flags, .n_flags = *n_flags, .size = msg->body_len,
 		.internal_date = internal_date, .modseq = m.highest_modseq + 1,
 	};
 	m.uidnext++;
 	m.highest_modseq++;
-	m.exists++;
 
 	leveldb_writebatch_t *wb = leveldb_writebatch_create();
 	bodystore_txn_begin(s->bodies, wb, 1);
+	mailstore__msg_put(wb, &k, &v, user, &m, NULL, &mi);
 	mailstore__batch_put_mbox(wb, &k, &v, user, name, &m);
-	key_message(&k, KIND_META, user, m.id, mi.uid);
-	mailstore__meta_encode(&v, &mi);
-	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
-	if (mailstore__flags_has(flags, n_flags, "\\Deleted"))
-		mailstore__batch_mark_deleted(wb, &k, user, m.id, mi.uid, 1);
+	mailstore__structure_put(wb, &k, user, m.id, mi.uid, msg->structure, msg->structure_len,
+				 msg->body, msg->body_len);
 	if (delivery_id[0] != '\0') {
 		key_delivery(&k, user, delivery_id);
 		buf_reset(&v);
@@ -1111,7 +1102,7 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 	}
 	/* last: nothing is appended for a delivery that fails before */
 	key_message(&k, KIND_BODY_PTR, user, m.id, mi.uid);
-	if (bodystore_put(s->bodies, k.data, k.len, body, body_len) < 0) {
+	if (bodystore_put(s->bodies, k.data, k.len, msg->body, msg->body_len) < 0) {
 		mailstore__bodies_abandon(s, wb);
 		ret = MAIL_ERR_INTERNAL;
 		goto out;
@@ -1127,10 +1118,55 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 		res->uid = mi.uid;
 		res->uidvalidity = m.uidvalidity;
 		res->duplicate = 0;
+		mailstore__note_change(s, user, name, m.highest_modseq, 0);
 	}
 out:
+	mailstore__mbox_deinit(&m);
 	buf_deinit(&k);
 	buf_deinit(&v);
+	return ret;
+}
+
+/* The structure record given with a message: absent, or one that decodes
+ * (it comes from a replicated entry, i.e. from the network). */
+static int structure_valid(const struct mailstore_msg_in *msg)
+{
+	struct store_structure st;
+	return msg->structure == NULL ||
+	       store_structure_decode(msg->structure, msg->structure_len, &st) == 0;
+}
+
+int mailstore_deliver_msg(mailstore *s, const char *user, const char *mailbox,
+			  const char *delivery_id, const struct mailstore_msg_in *msg,
+			  struct mailstore_deliver_result *result_r)
+{
+	memset(result_r, 0, sizeof *result_r);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_OK;
+	char **nflags = NULL;
+	size_t n_nflags = 0;
+	if (!mailstore__user_valid(s, user) || name == NULL ||
+	    strlen(delivery_id) > s->limits.max_delivery_id || !structure_valid(msg))
+		ret = MAIL_ERR_PARAMS;
+	else if (msg->body_len > s->limits.max_message_size)
+		ret = MAIL_ERR_TOO_BIG;
+	else
+		ret = mailstore__flags_normalize(s, msg->flags, msg->n_flags, &nflags, &n_nflags);
+	if (ret == MAIL_OK) {
+		int64_t internal_date = msg->internal_date;
+		if (internal_date == 0)
+			internal_date = s->applying ? s->apply.now_ms : util_now_wall_ms();
+		pthread_mutex_lock(&s->lock);
+		ret = deliver_locked(s, user, name, delivery_id, msg, internal_date, nflags,
+				     &n_nflags, result_r);
+		if (ret == MAIL_OK && !result_r->duplicate)
+			mailstore__bodies_collect_after_write(s);
+		mailstore__unlock(s);
+	}
+	mailstore__flags_free(nflags, n_nflags);
+	buf_deinit(&tmp);
 	return ret;
 }
 
@@ -1139,106 +1175,11 @@ int mailstore_deliver(mailstore *s, const char *user, const char *mailbox,
 		      int64_t internal_date, const char *const *flags, size_t n_flags,
 		      struct mailstore_deliver_result *result_r)
 {
-	memset(result_r, 0, sizeof *result_r);
-	const char *name = mailstore__mailbox_name(s, mailbox);
-	if (!mailstore__user_valid(s, user) || name == NULL ||
-	    strlen(delivery_id) > s->limits.max_delivery_id)
-		return MAIL_ERR_PARAMS;
-	if (body_len > s->limits.max_message_size)
-		return MAIL_ERR_TOO_BIG;
-	if (internal_date == 0)
-		internal_date = s->applying ? s->apply.now_ms : util_now_wall_ms();
-	char **nflags;
-	size_t n_nflags;
-	int ret = mailstore__flags_normalize(s, flags, n_flags, &nflags, &n_nflags);
-	if (ret != MAIL_OK)
-		return ret;
-	pthread_mutex_lock(&s->lock);
-	ret = deliver_locked(s, user, name, delivery_id, body, body_len, internal_date, nflags,
-			     n_nflags, result_r);
-	if (ret == MAIL_OK && !result_r->duplicate)
-		mailstore__bodies_collect_after_write(s);
-	pthread_mutex_unlock(&s->lock);
-	mailstore__flags_free(nflags, n_nflags);
-	return ret;
-}
-
-int mailstore_mailbox_create(mailstore *s, const char *user, const char *mailbox,
-			     struct mailstore_mailbox_info *info_r)
-{
-	memset(info_r, 0, sizeof *info_r);
-	const char *name = mailstore__mailbox_name(s, mailbox);
-	if (!mailstore__user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	pthread_mutex_lock(&s->lock);
-	struct mbox m;
-	int ret = mailstore__mbox_get(s, user, name, &m);
-	if (ret == MAIL_OK)
-		ret = MAIL_ERR_EXISTS;
-	else if (ret == MAIL_ERR_NOT_FOUND)
-		ret = mailstore__mbox_create(s, user, name, &m);
-	pthread_mutex_unlock(&s->lock);
-	if (ret == MAIL_OK)
-		mailstore__mbox_info_fill(info_r, name, &m);
-	return ret;
-}
-
-static int list_locked(mailstore *s, const char *user, struct mailstore_mailbox_info **boxes_r,
-		       size_t *n_r)
-{
-	struct mbox m;
-	int ret = mailstore__mbox_open(s, user, MAILSTORE_INBOX, &m);
-	if (ret != MAIL_OK)
-		return ret;
-	buf prefix;
-	buf_init(&prefix);
-	key_user_prefix(&prefix, KIND_MAILBOX, user);
-	struct mailstore_mailbox_info *boxes = NULL;
-	size_t n = 0, cap = 0;
-	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
-	     leveldb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *key = leveldb_iter_key(it, &klen);
-		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
-			break;
-		const char *val = leveldb_iter_value(it, &vlen);
-		if (mailstore__mbox_decode((const uint8_t *)val, vlen, &m) < 0) {
-			mailstore__log_corrupt("mailbox", user);
-			ret = MAIL_ERR_INTERNAL;
-			break;
-		}
-		if (n == cap) {
-			cap = cap > 0 ? cap * 2 : 8;
-			boxes = xrealloc(boxes, cap * sizeof *boxes);
-		}
-		char *name = xstrndup(key + prefix.len, klen - prefix.len);
-		mailstore__mbox_info_fill(&boxes[n++], name, &m);
-		free(name);
-	}
-	if (mailstore__db_iter_close(it) != MAIL_OK)
-		ret = MAIL_ERR_INTERNAL;
-	buf_deinit(&prefix);
-	if (ret != MAIL_OK) {
-		mailstore_mailbox_infos_free(boxes, n);
-		return ret;
-	}
-	*boxes_r = boxes;
-	*n_r = n;
-	return MAIL_OK;
-}
-
-int mailstore_list(mailstore *s, const char *user, struct mailstore_mailbox_info **boxes_r,
-		   size_t *n_r)
-{
-	*boxes_r = NULL;
-	*n_r = 0;
-	if (!mailstore__user_valid(s, user))
-		return MAIL_ERR_PARAMS;
-	pthread_mutex_lock(&s->lock);
-	int ret = list_locked(s, user, boxes_r, n_r);
-	pthread_mutex_unlock(&s->lock);
-	return ret;
+	struct mailstore_msg_in msg = {
+		.body = body, .body_len = body_len, .internal_date = internal_date,
+		.flags = flags, .n_flags = n_flags,
+	};
+	return mailstore_deliver_msg(s, user, mailbox, delivery_id, &msg, result_r);
 }
 
 int mailstore_select(mailstore *s, const char *user, const char *mailbox,
@@ -1248,37 +1189,35 @@ int mailstore_select(mailstore *s, const char *user, const char *mailbox,
 	memset(info_r, 0, sizeof *info_r);
 	*msgs_r = NULL;
 	*n_r = 0;
-	const char *name = mailstore__mailbox_name(s, mailbox);
-	if (!mailstore__user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	pthread_mutex_lock(&s->lock);
-	struct mbox m;
-	int ret = mailstore__mbox_open(s, user, name, &m);
-	if (ret == MAIL_OK)
-		ret = meta_scan(s, user, &m, msgs_r, n_r);
-	pthread_mutex_unlock(&s->lock);
-	if (ret == MAIL_OK)
-		mailstore__mbox_info_fill(info_r, name, &m);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL) {
+		pthread_mutex_lock(&s->lock);
+		struct mbox m = { 0 };
+		ret = mailstore__mbox_open(s, user, name, &m);
+		if (ret == MAIL_OK)
+			ret = meta_scan(s, user, &m, msgs_r, n_r);
+		if (ret == MAIL_OK)
+			mailstore__mbox_info_fill(info_r, name, &m);
+		mailstore__mbox_deinit(&m);
+		mailstore__unlock(s);
+	}
+	buf_deinit(&tmp);
 	return ret;
 }
 
-static int fetch_locked(mailstore *s, const char *user, const char *name, uint32_t uid,
-			struct mailstore_message_info *info_r, void **body_r, size_t *len_r)
+int mailstore__body_get(mailstore *s, const char *user, uint64_t mbox_id, uint32_t uid,
+			void **body_r, size_t *len_r)
 {
-	struct mbox m;
-	int ret = mailstore__mbox_get(s, user, name, &m);
-	if (ret != MAIL_OK)
-		return ret;
-	ret = mailstore__meta_get(s, user, &m, uid, info_r);
-	if (ret != MAIL_OK)
-		return ret;
 	buf k;
 	buf_init(&k);
-	key_message(&k, KIND_BODY_PTR, user, m.id, uid);
+	key_message(&k, KIND_BODY_PTR, user, mbox_id, uid);
 	int got = bodystore_get(s->bodies, k.data, k.len, body_r, len_r);
 	if (got == 0) {
 		/* a store of the version before segments: the body itself */
-		key_message(&k, KIND_BODY, user, m.id, uid);
+		key_message(&k, KIND_BODY, user, mbox_id, uid);
 		char *val;
 		size_t len;
 		got = mailstore__db_get(s, &k, &val, &len);
@@ -1294,10 +1233,26 @@ static int fetch_locked(mailstore *s, const char *user, const char *name, uint32
 		/* meta without body: the batch rule makes this impossible */
 		if (got == 0)
 			mailstore__log_corrupt("body", user);
-		mailstore_message_info_free(info_r);
 		return MAIL_ERR_INTERNAL;
 	}
 	return MAIL_OK;
+}
+
+int mailstore__fetch_locked(mailstore *s, const char *user, const char *name, uint32_t uid,
+			    struct mailstore_message_info *info_r, void **body_r, size_t *len_r)
+{
+	struct mbox m;
+	int ret = mailstore__mbox_get(s, user, name, &m);
+	if (ret != MAIL_OK)
+		return ret;
+	ret = mailstore__meta_get(s, user, &m, uid, info_r);
+	if (ret == MAIL_OK) {
+		ret = mailstore__body_get(s, user, m.id, uid, body_r, len_r);
+		if (ret != MAIL_OK)
+			mailstore_message_info_free(info_r);
+	}
+	mailstore__mbox_deinit(&m);
+	return ret;
 }
 
 int mailstore_fetch(mailstore *s, const char *user, const char *mailbox, uint32_t uid,
@@ -1306,14 +1261,20 @@ int mailstore_fetch(mailstore *s, const char *user, const char *mailbox, uint32_
 	memset(info_r, 0, sizeof *info_r);
 	*body_r = NULL;
 	*body_len_r = 0;
-	const char *name = mailstore__mailbox_name(s, mailbox);
-	if (!mailstore__user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	if (uid == 0)
-		return MAIL_ERR_NOT_FOUND;
-	pthread_mutex_lock(&s->lock);
-	int ret = fetch_locked(s, user, name, uid, info_r, body_r, body_len_r);
-	pthread_mutex_unlock(&s->lock);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret;
+	if (!mailstore__user_valid(s, user) || name == NULL) {
+		ret = MAIL_ERR_PARAMS;
+	} else if (uid == 0) {
+		ret = MAIL_ERR_NOT_FOUND;
+	} else {
+		pthread_mutex_lock(&s->lock);
+		ret = mailstore__fetch_locked(s, user, name, uid, info_r, body_r, body_len_r);
+		pthread_mutex_unlock(&s->lock);
+	}
+	buf_deinit(&tmp);
 	return ret;
 }
 
@@ -1327,8 +1288,10 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 	if (ret != MAIL_OK)
 		return ret;
 	struct mailstore_message_info *msgs = n_uids > 0 ? xcalloc(n_uids, sizeof *msgs) : NULL;
-	/* per message: 0 unchanged, 1 changed, and 2 | 4 when \Deleted was
-	 * added | removed ('Z' follows) */
+	/* the meta before the change of each changed message (the derived
+	 * records and counters follow the difference); flags NULL/0 when the
+	 * message did not change */
+	struct mailstore_message_info *olds = n_uids > 0 ? xcalloc(n_uids, sizeof *olds) : NULL;
 	int *changed = n_uids > 0 ? xcalloc(n_uids, sizeof *changed) : NULL;
 	size_t n = 0;
 	int any_changed = 0;
@@ -1354,14 +1317,18 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 			mailstore__flags_free(nf, n_nf);
 			continue;
 		}
-		int was = mailstore__flags_has(mi->flags, mi->n_flags, "\\Deleted");
-		int now = mailstore__flags_has(nf, n_nf, "\\Deleted");
-		mailstore__flags_free(mi->flags, mi->n_flags);
+		olds[n - 1] = *mi;   /* takes the old flags */
 		mi->flags = nf;
 		mi->n_flags = n_nf;
 		mi->modseq = m.highest_modseq + 1;
-		changed[n - 1] = 1 | (now && !was ? 2 : 0) | (was && !now ? 4 : 0);
+		changed[n - 1] = 1;
 		any_changed = 1;
+	}
+	if (any_changed && mode != MAILSTORE_FLAGS_REMOVE) {
+		size_t n_kw = n_req;
+		ret = mailstore__keywords_merge(s, &m, (char **)req, &n_kw, 0);
+		if (ret != MAIL_OK)
+			goto fail;
 	}
 	if (any_changed) {
 		m.highest_modseq++;
@@ -1369,24 +1336,21 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 		buf_init(&k);
 		buf_init(&v);
 		leveldb_writebatch_t *wb = leveldb_writebatch_create();
-		mailstore__batch_put_mbox(wb, &k, &v, user, name, &m);
 		for (size_t i = 0; i < n; i++) {
-			if (!changed[i])
-				continue;
-			key_message(&k, KIND_META, user, m.id, msgs[i].uid);
-			mailstore__meta_encode(&v, &msgs[i]);
-			leveldb_writebatch_put(wb, (const char *)k.data, k.len,
-					       (const char *)v.data, v.len);
-			if (changed[i] & (2 | 4))
-				mailstore__batch_mark_deleted(wb, &k, user, m.id, msgs[i].uid, changed[i] & 2);
+			if (changed[i])
+				mailstore__msg_put(wb, &k, &v, user, &m, &olds[i], &msgs[i]);
 		}
+		mailstore__batch_put_mbox(wb, &k, &v, user, name, &m);
 		ret = mailstore__db_write(s, wb, "store_flags");
 		buf_deinit(&k);
 		buf_deinit(&v);
 		if (ret != MAIL_OK)
 			goto fail;
+		mailstore__note_change(s, user, name, m.highest_modseq, 0);
 	}
 	free(changed);
+	mailstore_message_infos_free(olds, n);
+	mailstore__mbox_deinit(&m);
 	if (n == 0) {
 		free(msgs);
 		msgs = NULL;
@@ -1396,7 +1360,9 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 	return MAIL_OK;
 fail:
 	free(changed);
+	mailstore_message_infos_free(olds, n);
 	mailstore_message_infos_free(msgs, n);
+	mailstore__mbox_deinit(&m);
 	return ret;
 }
 
@@ -1407,24 +1373,28 @@ int mailstore_store_flags(mailstore *s, const char *user, const char *mailbox,
 {
 	*msgs_r = NULL;
 	*n_r = 0;
-	const char *name = mailstore__mailbox_name(s, mailbox);
-	if (!mailstore__user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
 	if (mode != MAILSTORE_FLAGS_SET && mode != MAILSTORE_FLAGS_ADD &&
 	    mode != MAILSTORE_FLAGS_REMOVE)
 		return MAIL_ERR_PARAMS;
-	char **req;
-	size_t n_req;
-	int ret = mailstore__flags_normalize(s, flags, n_flags, &req, &n_req);
-	if (ret != MAIL_OK)
-		return ret;
-	size_t n_sorted;
-	uint32_t *sorted = mailstore__uids_sorted(uids, n_uids, &n_sorted);
-	pthread_mutex_lock(&s->lock);
-	ret = store_flags_locked(s, user, name, sorted, n_sorted, mode, req, n_req, msgs_r, n_r);
-	pthread_mutex_unlock(&s->lock);
-	free(sorted);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	char **req = NULL;
+	size_t n_req = 0;
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL)
+		ret = mailstore__flags_normalize(s, flags, n_flags, &req, &n_req);
+	if (ret == MAIL_OK) {
+		size_t n_sorted;
+		uint32_t *sorted = mailstore__uids_sorted(uids, n_uids, &n_sorted);
+		pthread_mutex_lock(&s->lock);
+		ret = store_flags_locked(s, user, name, sorted, n_sorted, mode, req, n_req, msgs_r,
+					 n_r);
+		mailstore__unlock(s);
+		free(sorted);
+	}
 	mailstore__flags_free(req, n_req);
+	buf_deinit(&tmp);
 	return ret;
 }
 
@@ -1443,8 +1413,10 @@ static int expunge_locked(mailstore *s, const char *user, const char *name,
 		 * scan of the whole mailbox (each is checked below: a 'Z' whose
 		 * message is not \Deleted expunges nothing) */
 		ret = deleted_scan(s, user, &m, &flagged, &n_uids);
-		if (ret != MAIL_OK)
+		if (ret != MAIL_OK) {
+			mailstore__mbox_deinit(&m);
 			return ret;
+		}
 		uids = flagged;
 	}
 	msgs = n_uids > 0 ? xcalloc(n_uids, sizeof *msgs) : NULL;
@@ -1456,50 +1428,46 @@ static int expunge_locked(mailstore *s, const char *user, const char *name,
 			goto out;
 	}
 	ret = MAIL_OK;
-	uint32_t *gone = n_msgs > 0 ? xmalloc(n_msgs * sizeof *gone) : NULL;
+	/* keep the \Deleted ones, in place */
 	size_t n_gone = 0;
 	for (size_t i = 0; i < n_msgs; i++) {
-		if (mailstore__flags_has(msgs[i].flags, msgs[i].n_flags, "\\Deleted"))
-			gone[n_gone++] = msgs[i].uid;
+		if (mailstore__flags_has(msgs[i].flags, msgs[i].n_flags, "\\Deleted")) {
+			struct mailstore_message_info t = msgs[n_gone];
+			msgs[n_gone++] = msgs[i];
+			msgs[i] = t;
+		}
 	}
+	uint32_t *gone = NULL;
 	if (n_gone > 0) {
-		m.exists = m.exists >= n_gone ? m.exists - (uint32_t)n_gone : 0;
 		m.highest_modseq++;
 		buf k, v;
 		buf_init(&k);
 		buf_init(&v);
 		leveldb_writebatch_t *wb = leveldb_writebatch_create();
 		bodystore_txn_begin(s->bodies, wb, 1);
+		ret = mailstore__msgs_expunge(s, wb, &k, user, &m, msgs, n_gone);
 		mailstore__batch_put_mbox(wb, &k, &v, user, name, &m);
-		for (size_t i = 0; i < n_gone && ret == MAIL_OK; i++) {
-			key_message(&k, KIND_META, user, m.id, gone[i]);
-			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
-			/* the pointer (its bytes stop being live), or the body
-			 * of an older store */
-			key_message(&k, KIND_BODY_PTR, user, m.id, gone[i]);
-			if (bodystore_delete(s->bodies, k.data, k.len) < 0)
-				ret = MAIL_ERR_INTERNAL;
-			key_message(&k, KIND_BODY, user, m.id, gone[i]);
-			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
-			mailstore__batch_mark_deleted(wb, &k, user, m.id, gone[i], 0);
-		}
 		if (ret == MAIL_OK)
 			ret = mailstore__bodies_write(s, wb, 1, "expunge");
 		else
 			mailstore__bodies_abandon(s, wb);
 		buf_deinit(&k);
 		buf_deinit(&v);
-	}
-	if (ret != MAIL_OK || n_gone == 0) {
-		free(gone);
-		gone = NULL;
-		n_gone = 0;
+		if (ret == MAIL_OK) {
+			gone = xmalloc(n_gone * sizeof *gone);
+			for (size_t i = 0; i < n_gone; i++)
+				gone[i] = msgs[i].uid;
+			mailstore__note_change(s, user, name, m.highest_modseq, 0);
+		} else {
+			n_gone = 0;
+		}
 	}
 	*uids_r = gone;
 	*n_r = n_gone;
 out:
 	free(flagged);
 	mailstore_message_infos_free(msgs, n_msgs);
+	mailstore__mbox_deinit(&m);
 	return ret;
 }
 
@@ -1508,17 +1476,21 @@ int mailstore_expunge(mailstore *s, const char *user, const char *mailbox,
 {
 	*uids_r = NULL;
 	*n_r = 0;
-	const char *name = mailstore__mailbox_name(s, mailbox);
-	if (!mailstore__user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	size_t n_sorted;
-	uint32_t *sorted = mailstore__uids_sorted(uids, n_uids, &n_sorted);
-	pthread_mutex_lock(&s->lock);
-	int ret = expunge_locked(s, user, name, sorted, n_sorted, uids_r, n_r);
-	if (ret == MAIL_OK && *n_r > 0)
-		mailstore__bodies_collect_after_write(s);
-	pthread_mutex_unlock(&s->lock);
-	free(sorted);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL) {
+		size_t n_sorted;
+		uint32_t *sorted = mailstore__uids_sorted(uids, n_uids, &n_sorted);
+		pthread_mutex_lock(&s->lock);
+		ret = expunge_locked(s, user, name, sorted, n_sorted, uids_r, n_r);
+		if (ret == MAIL_OK && *n_r > 0)
+			mailstore__bodies_collect_after_write(s);
+		mailstore__unlock(s);
+		free(sorted);
+	}
+	buf_deinit(&tmp);
 	return ret;
 }
 
@@ -1528,6 +1500,9 @@ void mailstore_mailbox_info_free(struct mailstore_mailbox_info *info)
 {
 	free(info->name);
 	info->name = NULL;
+	mailstore__flags_free(info->keywords, info->n_keywords);
+	info->keywords = NULL;
+	info->n_keywords = 0;
 }
 
 void mailstore_mailbox_infos_free(struct mailstore_mailbox_info *boxes, size_t n)
@@ -1602,24 +1577,36 @@ int mailstore_mailbox_exists(mailstore *s, const char *user, const char *mailbox
 			     int *exists_r)
 {
 	*exists_r = 0;
-	const char *name = mailstore__mailbox_name(s, mailbox);
-	if (!mailstore__user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	struct mbox m;
-	pthread_mutex_lock(&s->lock);
-	int ret = mailstore__mbox_get(s, user, name, &m);
-	pthread_mutex_unlock(&s->lock);
-	*exists_r = ret == MAIL_OK;
-	return ret == MAIL_ERR_NOT_FOUND ? MAIL_OK : ret;
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL) {
+		struct mbox m;
+		pthread_mutex_lock(&s->lock);
+		ret = mailstore__mbox_get(s, user, name, &m);
+		pthread_mutex_unlock(&s->lock);
+		if (ret == MAIL_OK)
+			mailstore__mbox_deinit(&m);
+		*exists_r = ret == MAIL_OK;
+		if (ret == MAIL_ERR_NOT_FOUND)
+			ret = MAIL_OK;
+	}
+	buf_deinit(&tmp);
+	return ret;
 }
 
 int mailstore_maintain(mailstore *s, int *more_r)
 {
 	pthread_mutex_lock(&s->lock);
 	int ret = bodystore_collect_step(s->bodies);
-	*more_r = ret >= 0 && bodystore_collect_pending(s->bodies);
+	int purged = 0;
+	int pret = MAIL_OK;
+	if (s->purge_pending)
+		pret = mailstore__purge_step(s, &purged);
+	*more_r = (ret >= 0 && bodystore_collect_pending(s->bodies)) || s->purge_pending;
 	pthread_mutex_unlock(&s->lock);
-	return ret < 0 ? MAIL_ERR_INTERNAL : MAIL_OK;
+	return ret < 0 || pret != MAIL_OK ? MAIL_ERR_INTERNAL : MAIL_OK;
 }
 
 void mailstore_body_stats(mailstore *s, struct mailstore_body_stats *stats_r)
