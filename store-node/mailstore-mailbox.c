@@ -245,17 +245,33 @@ int mailstore_mailbox_create(mailstore *s, const char *user, const char *mailbox
 	int ret = MAIL_ERR_PARAMS;
 	if (mailstore__user_valid(s, user) && name != NULL && special_use_valid(special_use)) {
 		pthread_mutex_lock(&s->lock);
-		struct mbox m;
+		struct mbox m = { 0 };
 		ret = mailstore__mbox_get(s, user, name, &m);
 		if (ret == MAIL_OK) {
-			mailstore__mbox_deinit(&m);
 			ret = MAIL_ERR_EXISTS;
-		} else if (ret == MAIL_ERR_NOT_FOUND) {
+		} else if (ret == MAIL_ERR_NOT_FOUND && strcmp(name, MAILSTORE_INBOX) != 0) {
+			/* a new user: INBOX and the special-use mailboxes first;
+			 * one of those asked for is then made by this call */
+			struct mbox in;
+			ret = mailstore__mbox_get(s, user, MAILSTORE_INBOX, &in);
+			if (ret == MAIL_OK) {
+				mailstore__mbox_deinit(&in);
+				ret = MAIL_ERR_NOT_FOUND;
+			} else if (ret == MAIL_ERR_NOT_FOUND) {
+				ret = mailstore__user_init(s, user);
+				if (ret == MAIL_OK)
+					ret = mailstore__mbox_get(s, user, name, &m);
+				if (ret == MAIL_OK)
+					mailstore__mbox_info_fill(info_r, name, &m);
+			}
+		}
+		if (ret == MAIL_ERR_NOT_FOUND) {
+			memset(&m, 0, sizeof m);
 			ret = mailstore__mbox_create(s, user, name, special_use, &m);
 			if (ret == MAIL_OK)
 				mailstore__mbox_info_fill(info_r, name, &m);
-			mailstore__mbox_deinit(&m);
 		}
+		mailstore__mbox_deinit(&m);
 		mailstore__unlock(s);
 	}
 	buf_deinit(&tmp);
@@ -311,7 +327,9 @@ int mailstore_mailbox_delete(mailstore *s, const char *user, const char *mailbox
 			ret = MAIL_ERR_PERM;
 		} else {
 			pthread_mutex_lock(&s->lock);
-			ret = delete_locked(s, user, name);
+			ret = mailstore__user_init(s, user);
+			if (ret == MAIL_OK)
+				ret = delete_locked(s, user, name);
 			if (ret == MAIL_OK) {
 				int did;
 				(void)mailstore__purge_step(s, &did);
@@ -658,7 +676,9 @@ int mailstore_mailbox_rename(mailstore *s, const char *user, const char *from, c
 		ret = MAIL_ERR_PARAMS;   /* under itself */
 	} else {
 		pthread_mutex_lock(&s->lock);
-		ret = rename_locked(s, user, fname, tname);
+		ret = mailstore__user_init(s, user);
+		if (ret == MAIL_OK)
+			ret = rename_locked(s, user, fname, tname);
 		mailstore__unlock(s);
 	}
 	buf_deinit(&tmp_from);

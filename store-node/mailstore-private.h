@@ -410,6 +410,11 @@ int mailstore__count_mailboxes(mailstore *s, uint64_t *n_r);
 
 /* ---- mailboxes (mailstore-mailbox.c) ---- */
 
+/* INBOX (with the special-use mailboxes) created if user has none yet:
+ * every operation that names a mailbox runs it first, so that a new
+ * user's first APPEND to Sent finds Sent. MAIL_OK or INTERNAL. */
+int mailstore__user_init(mailstore *s, const char *user);
+
 /* Create mailbox name of user (absent) with attrs, its missing parents,
  * and, for INBOX, the special-use mailboxes; one batch. *m gets the
  * record of name (caller deinits). */

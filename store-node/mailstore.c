@@ -529,8 +529,26 @@ void mailstore__batch_put_counters(leveldb_writebatch_t *wb, uint64_t next_id,
 int mailstore__mbox_open(mailstore *s, const char *user, const char *name, struct mbox *m)
 {
 	int ret = mailstore__mbox_get(s, user, name, m);
-	if (ret == MAIL_ERR_NOT_FOUND && strcmp(name, MAILSTORE_INBOX) == 0)
-		ret = mailstore__mbox_create(s, user, name, 0, m);
+	if (ret != MAIL_ERR_NOT_FOUND)
+		return ret;
+	if (strcmp(name, MAILSTORE_INBOX) == 0)
+		return mailstore__mbox_create(s, user, name, 0, m);
+	/* a new user's first call names another mailbox (APPEND to Sent):
+	 * INBOX and the special-use mailboxes come first */
+	ret = mailstore__user_init(s, user);
+	if (ret == MAIL_OK)
+		ret = mailstore__mbox_get(s, user, name, m);
+	return ret;
+}
+
+int mailstore__user_init(mailstore *s, const char *user)
+{
+	struct mbox in;
+	int ret = mailstore__mbox_get(s, user, MAILSTORE_INBOX, &in);
+	if (ret == MAIL_ERR_NOT_FOUND)
+		ret = mailstore__mbox_create(s, user, MAILSTORE_INBOX, 0, &in);
+	if (ret == MAIL_OK)
+		mailstore__mbox_deinit(&in);
 	return ret;
 }
 

@@ -304,6 +304,14 @@ int mailstore_deliver(mailstore *store, const char *user, const char *mailbox,
 		      int64_t internal_date, const char *const *flags, size_t n_flags,
 		      struct mailstore_deliver_result *result_r);
 
+/* mailstore_deliver with the message as a struct mailstore_msg_in (its
+ * structure record computed on the primary, or NULL: computed here).
+ * PARAMS also for a structure record that does not decode. */
+struct mailstore_msg_in;
+int mailstore_deliver_msg(mailstore *store, const char *user, const char *mailbox,
+			  const char *delivery_id, const struct mailstore_msg_in *msg,
+			  struct mailstore_deliver_result *result_r);
+
 /* Create an empty mailbox with special_use (one MAILSTORE_MBOX_* special
  * use bit, or 0), and its missing parents (RFC 3501 6.3.3), in one batch.
  * EXISTS if it is there already (INBOX included); PARAMS for a bad name or

@@ -162,9 +162,12 @@ static void test_deliver_select_fetch(void **state)
 	call(f, STORE__METHOD__LIST, &lreq.base, &store__list_response__descriptor, &r);
 	assert_int_equal(r.status, MAIL_OK);
 	const Store__ListResponse *lresp = (const Store__ListResponse *)r.resp;
-	assert_int_equal(lresp->n_mailboxes, 1);
-	assert_int_equal(lresp->mailboxes[0]->exists, 0);
-	assert_int_equal(lresp->mailboxes[0]->uidnext, 2);
+	/* INBOX (index 2: Archive, Drafts, INBOX, ...) and the special-use
+	 * mailboxes of a new user */
+	assert_int_equal(lresp->n_mailboxes, 6);
+	assert_string_equal(lresp->mailboxes[2]->name, "INBOX");
+	assert_int_equal(lresp->mailboxes[2]->exists, 0);
+	assert_int_equal(lresp->mailboxes[2]->uidnext, 2);
 	test_result_reset(&r);
 }
 
@@ -196,7 +199,7 @@ static void test_errors(void **state)
 	/* unknown mailbox */
 	Store__SelectRequest sreq = STORE__SELECT_REQUEST__INIT;
 	sreq.user = "alice@example.org";
-	sreq.mailbox = "Archive";
+	sreq.mailbox = "Nowhere";
 	call(f, STORE__METHOD__SELECT, &sreq.base, &store__select_response__descriptor, &r);
 	assert_int_equal(r.status, MAIL_ERR_NOT_FOUND);
 
