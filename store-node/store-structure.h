@@ -43,9 +43,9 @@ struct store_structure {
 	size_t parts_len;
 };
 
-/* Append the record of message (len bytes, the raw message) to out. Never
- * fails: a message that does not parse gets the structure of a text/plain
- * body (what RFC 3501 says of a message without MIME headers). */
+/* Append the record of message (len bytes, the raw message) to out:
+ * lib/mime's mime_analyze() with its default limits. Never fails: a
+ * message that does not parse gets a degraded structure (mime.h). */
 void store_structure_compute(const void *message, size_t len, buf *out);
 /* Decode a record: 0, or -1 when p is not exactly one record of this
  * version (a NUL inside a string included) or longer than

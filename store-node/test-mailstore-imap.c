@@ -626,6 +626,10 @@ static void test_fetch_meta(void **state)
 								&st),
 					 0);
 			assert_non_null(memmem(st.envelope, st.envelope_len, "\"hello\"", 7));
+			/* lib/mime's analysis: BODYSTRUCTURE and a part table */
+			assert_non_null(memmem(st.bodystructure, st.bodystructure_len,
+					       "\"TEXT\" \"PLAIN\"", 14));
+			assert_true(st.parts_len > 0);
 		}
 		total += n;
 		mailstore_metas_free(m, n);
