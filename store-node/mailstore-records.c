@@ -491,3 +491,39 @@ int mailstore__count_mailboxes(mailstore *s, uint64_t *n_r)
 		iret = ret;
 	return mailstore__upgrade_batch_finish(&ub, iret);
 }
+
+int mailstore_mailbox_canon(mailstore *s, const char *mailbox, buf *out)
+{
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	buf_reset(out);
+	if (name != NULL)
+		buf_append(out, name, strlen(name) + 1);
+	if (name != NULL)
+		out->len--;   /* the NUL stays after the text */
+	buf_deinit(&tmp);
+	return name != NULL ? 0 : -1;
+}
+
+int mailstore_highest_modseq(mailstore *s, const char *user, const char *mailbox,
+			     uint64_t *modseq_r)
+{
+	*modseq_r = 0;
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL) {
+		struct mbox m;
+		pthread_mutex_lock(&s->lock);
+		ret = mailstore__mbox_get(s, user, name, &m);
+		pthread_mutex_unlock(&s->lock);
+		if (ret == MAIL_OK) {
+			*modseq_r = m.highest_modseq;
+			mailstore__mbox_deinit(&m);
+		}
+	}
+	buf_deinit(&tmp);
+	return ret;
+}

@@ -534,6 +534,14 @@ struct mailstore_change {
 typedef void mailstore_change_cb(const struct mailstore_change *change, void *arg);
 /* Set (or clear, cb NULL) the change callback. Before any other call. */
 void mailstore_set_change_cb(mailstore *store, mailstore_change_cb *cb, void *arg);
+/* The stored name of mailbox (as change callbacks give it: "INBOX" for
+ * any case of it, "INBOX/..." for its children) into out (reset first,
+ * NUL-terminated). 0, or -1 when the name is not valid. */
+int mailstore_mailbox_canon(mailstore *store, const char *mailbox, buf *out);
+/* The mailbox's highest modseq, read only (never creates INBOX): MAIL_OK,
+ * NOT_FOUND, PARAMS or INTERNAL. */
+int mailstore_highest_modseq(mailstore *store, const char *user, const char *mailbox,
+			     uint64_t *modseq_r);
 
 /* ---- replication (replication/repl-host.c, store-service.c) ----
  * A replicated log applies the same entries on every replica; the store must
