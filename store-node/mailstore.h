@@ -26,6 +26,18 @@
  *   01 'M' <user> 00 <mailbox name>        -> mailbox record
  *        value: 01 | mailbox_id u64 | uidvalidity u32 | uidnext u32
  *                  | highest_modseq u64 | exists u32
+ *                  | unseen u32 | deleted u32 | size u64 | attrs u32
+ *                  | expunge_floor u64 | n_tombstones u32
+ *                  | n_keywords u16 | n_keywords x (len u16 | bytes)
+ *        The counters (messages without \Seen, with \Deleted, the sum of
+ *        sizes), the special use (attrs: MAILSTORE_MBOX_SENT...), the
+ *        keywords ever set in the mailbox (sorted, at most
+ *        limits.max_mailbox_keywords: its FLAGS), and the tombstone
+ *        bookkeeping are kept by every batch that changes a message. A
+ *        value of the first 29 bytes only is the record of the versions
+ *        before (read with its counters recounted from its messages,
+ *        rewritten whole by the next write; its expunge floor is its
+ *        highest_modseq).
  *   01 'I' <user> 00 <mailbox_id u64> <uid u32>   -> message meta
  *        value: 01 | size u64 | internal_date i64 (ms) | modseq u64
  *                  | n_flags u16 | n_flags x (len u16 | bytes)
@@ -53,9 +65,37 @@
  *        \Deleted (written in the batch that sets or clears the flag,
  *        deleted with the message), value: 01. EXPUNGE reads these, never
  *        the whole mailbox. Derived from 'I': never exported.
+ *   01 'N' <user> 00 <mailbox_id u64> <modseq u64> <uid u32> -> 01: the
+ *        modseq index (RFC 7162): every message under its modseq, moved
+ *        in the batch that changes it, so "changed since M" reads what
+ *        changed only. Derived from 'I': never exported.
+ *   01 'W' <user> 00 <mailbox_id u64> <uid u32>   -> 01: the message has
+ *        no \Seen (the first unseen uid is one seek). Derived from 'I':
+ *        never exported.
+ *   01 'T' <user> 00 <mailbox_id u64> <modseq u64> <uid u32> -> 01: an
+ *        expunge tombstone (written by the batch that expunges or MOVEs
+ *        the message). At most limits.max_tombstones per mailbox: the
+ *        oldest go first and raise the mailbox's expunge_floor to their
+ *        modseq (an expunge of more messages than the bound at once keeps
+ *        none of its own and raises the floor to its modseq).
+ *        mailstore_changes() is exact for a MODSEQ >= the floor, and for
+ *        an older one lists every absent uid instead (expunged_exact = 0).
+ *        Exported.
+ *   01 'E' <user> 00 <mailbox_id u64> <uid u32>   -> the message's
+ *        structure record (store-structure.h: ENVELOPE, BODYSTRUCTURE,
+ *        BODY, the part table), written in the batch of the delivery,
+ *        APPEND or COPY, deleted with the message. Exported.
+ *   01 'U' <user> 00 <mailbox name>        -> 01: a subscription (RFC 3501
+ *        6.3.6; the name need not exist). Exported.
+ *   01 'G' <user> 00 <mailbox_id u64>      -> 01: a deleted mailbox whose
+ *        keys ('I','P','B','Z','W','N','T','E' of that id) wait for their
+ *        purge (bounded steps: mailstore_maintain, each delete). Node-
+ *        local, never exported; the export skips the keys of such ids.
  *   01 'V'                                 -> data level of this store, per
  *        node, never exported: value 01 | level u8 (1: every 'D' has its
- *        'X'; 2: every message flagged \Deleted has its 'Z')
+ *        'X'; 2: every message flagged \Deleted has its 'Z'; 3: every
+ *        message has its 'N' and 'W' records, every mailbox record its
+ *        counters)
  *   01 'A' <partition u32>                 -> applied index of a replicated
  *        partition (mailstore_apply_begin) value: 01 | index u64
  *   01 'R' <segment u32> <offset u64>      -> reverse index of the body
@@ -96,17 +136,23 @@
  * the 'X' records by one seek, never by a scan), in its own batch, so the
  * records a store holds are those of one keep period, not of every
  * delivery ever made. A store opened by this version for the first time
- * dates its existing delivery records "now" and indexes its messages
- * flagged \Deleted (one pass at open each, logged event=schema_upgrade);
+ * dates its existing delivery records "now", indexes its messages
+ * flagged \Deleted, writes every message's 'N' and 'W' records and every
+ * mailbox record's counters (one pass at open each, logged
+ * event=schema_upgrade; the expunges before it are unknown: the expunge
+ * floor is the mailbox's highest modseq then);
  * records a previous version writes after that (a downgrade) are kept
  * forever, as that version did, and flags it sets are not indexed (run
  * the upgrade again by deleting the 'V' key).
  *
- * Mailbox names: "" and any case of "INBOX" mean "INBOX". Other names are
+ * Mailbox names: "" and any case of "INBOX" mean "INBOX", and any case of
+ * an "INBOX/" prefix is stored "INBOX/". Other names are
  * 1..max_mailbox_name bytes of printable ASCII or UTF-8 (no control bytes,
- * no '*' or '%', no leading/trailing '/', no "//"). Only INBOX is created
- * implicitly (on first use by deliver, list or select); others must be made
- * with mailstore_mailbox_create().
+ * no '*' or '%', no leading/trailing '/', no "//"); '/' separates levels.
+ * INBOX is created implicitly on a user's first call that names a mailbox
+ * (deliver, list, select, status, append...), with Sent, Drafts, Trash,
+ * Junk and Archive (their special use) and their subscriptions, in one
+ * batch; other mailboxes are made with mailstore_mailbox_create().
  *
  * Flags: system flags (\Seen \Answered \Flagged \Deleted \Draft) are matched
  * case-insensitively and stored in that spelling; \Recent is session state
@@ -588,15 +634,25 @@ void mailstore_body_stats(mailstore *store, struct mailstore_body_stats *stats_r
  * The bytes are produced and read only here; the replicated log carries
  * them as opaque chunks.
  *
- * What a partition is on this store: every 'M', 'I', 'B', 'P', 'D' and 'X'
- * key of a user with util_hash64(user) % n_partitions == partition (the
- * same function as router_partition_of()), plus its 'A' key. A 'P' pointer
+ * What a partition is on this store: every 'M', 'I', 'B', 'P', 'D', 'X',
+ * 'T', 'E' and 'U' key of a user with util_hash64(user) % n_partitions ==
+ * partition (the same function as router_partition_of()), plus its 'A'
+ * key (the keys of a deleted mailbox waiting for its purge are left out). A 'P' pointer
  * is exported as the 'B' pair of the previous versions (the key with kind
  * 'B', the body bytes read from its segment as the value; a CRC mismatch
  * fails the export), so chunks carry bodies, never node-local pointers. The
  * 'C' counters and the 'V' level are per node and are never exported, nor
- * are the 'Z' records (the installer writes them for the 'I' keys it
- * takes), nor the segment records 'R' and 'S'. (A store of the
+ * are the 'Z', 'W' and 'N' records (the installer writes them for the 'I'
+ * keys it takes), nor the 'G' records, nor the segment records 'R' and
+ * 'S'. (Issue 9: a store of the version before the 'T', 'E' and 'U' kinds
+ * and the longer 'M' value refuses chunks carrying them: during a rolling
+ * upgrade a new primary cannot install a snapshot on an old replica,
+ * which catches up once upgraded; a new replica installs an old
+ * exporter's chunks, its short 'M' records recounted on first use. An old
+ * binary that opens a store of this one reads the longer 'M' values but
+ * rewrites them short: this version recounts such records, but the 'N',
+ * 'W' and 'T' records of what the old binary changed are stale until the
+ * 'V' key is deleted and the upgrade runs again.) (A store of the
  * version before 'X' refuses chunks with 'X' keys: during a rolling
  * upgrade a new primary cannot install a snapshot on an old replica; the
  * replica catches up once upgraded. The other way round works: a new
@@ -648,7 +704,8 @@ void mailstore_snapshot_close(mailstore_snapshot **snap);
  * partition that claims to be applied): start again with begin.
  *
  * install_begin: drop every key of the partition (all 'M','I','B','P','D',
- * 'X','Z' keys of its users, and its 'A' key, so its applied index reads 0)
+ * 'X','Z','W','N','T','E','U','G' keys of its users, and its 'A' key, so
+ * its applied index reads 0)
  * in ONE sync batch; the bodies of its pointers become garbage in their
  * segments (live bytes and reverse records go in the same batch), which
  * collection reclaims. The 'C' counters stay. Returns MAIL_OK, PARAMS or
@@ -658,15 +715,17 @@ int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
 /* Validate and write one chunk (data is only read during the call; it
  * comes from the network): the version byte must be
  * MAILSTORE_SNAPSHOT_VERSION, every length must stay inside the chunk, every
- * key must be an 'M','I','B','D' or 'X' key of a valid user of this partition
- * (valid mailbox name, uid, delivery id) and every value must parse
- * exactly as its kind (flags canonical and within this store's limits), and
- * no message may have two bodies in one chunk. Anything else is
+ * key must be an 'M','I','B','D','X','T','E' or 'U' key of a valid user of
+ * this partition (valid mailbox name, uid, modseq, delivery id) and every
+ * value must parse exactly as its kind (flags and keywords canonical and
+ * within this store's limits, counters within exists, at most one special
+ * use, a structure record that decodes), and no message may have two
+ * bodies in one chunk. Anything else is
  * MAIL_ERR_PARAMS (logged) and nothing of the chunk is written. Otherwise
  * the bodies ('B' pairs) are appended to the segment files (made durable
  * first), and their 'P' pointers (replacing any pointer or 'B' body at
- * that key), the other pairs, a 'Z' record for each 'I' of a message
- * flagged \Deleted, and the 'C' counters go in ONE sync batch;
+ * that key), the other pairs, the 'N', 'W' and (when \Deleted) 'Z' records
+ * of each 'I', and the 'C' counters go in ONE sync batch;
  * the counters are raised above every imported mailbox id and
  * UIDVALIDITY, so a mailbox created later on this node never reuses one
  * (a replicated create takes its UIDVALIDITY from the entry's clock
