@@ -637,10 +637,11 @@ void mailstore_body_stats(mailstore *store, struct mailstore_body_stats *stats_r
  * What a partition is on this store: every 'M', 'I', 'B', 'P', 'D', 'X',
  * 'T', 'E' and 'U' key of a user with util_hash64(user) % n_partitions ==
  * partition (the same function as router_partition_of()), plus its 'A'
- * key (the keys of a deleted mailbox waiting for its purge are left out). A 'P' pointer
- * is exported as the 'B' pair of the previous versions (the key with kind
- * 'B', the body bytes read from its segment as the value; a CRC mismatch
- * fails the export), so chunks carry bodies, never node-local pointers. The
+ * key (the keys of a deleted mailbox waiting for its purge are left out).
+ * A 'P' pointer is exported as the 'B' pair of the previous versions (the
+ * key with kind 'B', the body bytes read from its segment as the value; a
+ * CRC mismatch fails the export), so chunks carry bodies, never node-local
+ * pointers. The
  * 'C' counters and the 'V' level are per node and are never exported, nor
  * are the 'Z', 'W' and 'N' records (the installer writes them for the 'I'
  * keys it takes), nor the 'G' records, nor the segment records 'R' and
