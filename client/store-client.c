@@ -142,6 +142,12 @@ STORE_CALL(store_client_fetch_range, STORE__METHOD__FETCH_RANGE, Store__FetchRan
 	   store__fetch_range_response__descriptor)
 STORE_CALL(store_client_changes, STORE__METHOD__CHANGES, Store__ChangesRequest,
 	   store__changes_response__descriptor)
+STORE_CALL(store_client_search, STORE__METHOD__SEARCH, Store__SearchRequest,
+	   store__search_response__descriptor)
+STORE_CALL(store_client_sort, STORE__METHOD__SORT, Store__SortRequest,
+	   store__sort_response__descriptor)
+STORE_CALL(store_client_thread, STORE__METHOD__THREAD, Store__ThreadRequest,
+	   store__thread_response__descriptor)
 
 void store_client_watch(store_client *c, const Store__WatchRequest *req, store_client_cb *cb,
 			void *arg)

@@ -90,6 +90,13 @@ void store_client_fetch_range(store_client *c, const Store__FetchRangeRequest *r
 			      store_client_cb *cb, void *arg);
 void store_client_changes(store_client *c, const Store__ChangesRequest *req,
 			  store_client_cb *cb, void *arg);
+/* SEARCH (one page: SearchResponse.next_after_uid), SORT, THREAD. */
+void store_client_search(store_client *c, const Store__SearchRequest *req, store_client_cb *cb,
+			 void *arg);
+void store_client_sort(store_client *c, const Store__SortRequest *req, store_client_cb *cb,
+		       void *arg);
+void store_client_thread(store_client *c, const Store__ThreadRequest *req, store_client_cb *cb,
+			 void *arg);
 /* The long poll (WatchResponse): retried like the others (NOT_PRIMARY
  * after a failover goes to the new primary with the same modseq) within
  * STORE_CLIENT_WATCH_DEADLINE_MS. */

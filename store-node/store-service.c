@@ -8,6 +8,8 @@
  */
 #include "store-service.h"
 
+#include "mailsearch.h"
+#include "store-search.h"
 #include "store-structure.h"
 
 #include "buf.h"
@@ -37,6 +39,7 @@ struct store_watch {
 #define WATCH_BUCKETS 1024
 
 struct store_service {
+	uv_loop_t *loop;
 	mailstore *store;
 	rpc_server *server;
 	repl_host *parts;          /* NULL: standalone, no replication */
@@ -1011,6 +1014,247 @@ void store_service_set_watch_hold(store_service *svc, uint32_t hold_ms)
 	svc->watch_hold_ms = hold_ms > 0 ? hold_ms : STORE_WATCH_HOLD_MS;
 }
 
+/* ---- SEARCH, SORT, THREAD: on the thread pool ------------------------------------
+ * They read many messages: each runs as a uv_work on the libuv thread pool
+ * (the mailstore is thread-safe and each of their reads takes its lock
+ * for one short call), so the loop goes on serving; store-search.h bounds
+ * the work of one call. The request stays valid until the reply (the rpc
+ * layer owns it); nothing of the service is used after the work is
+ * queued, so it may be destroyed meanwhile. */
+
+/* A search program from the wire: bounded (depth, keys) before anything
+ * is built; strings must not hold a NUL. */
+struct key_build {
+	struct search_key *nodes;   /* MAILSEARCH_MAX_NODES at most */
+	size_t n;
+	struct search_uid_range *ranges;
+	size_t n_ranges, cap_ranges;
+	char **strs;
+	size_t n_strs;
+};
+
+static int key_count(const Store__SearchKey *pb, unsigned depth, size_t *nodes, size_t *ranges)
+{
+	if (pb == NULL || depth > MAILSEARCH_MAX_DEPTH || ++*nodes > MAILSEARCH_MAX_NODES)
+		return -1;
+	*ranges += pb->n_ranges;
+	for (size_t i = 0; i < pb->n_children; i++)
+		if (key_count(pb->children[i], depth + 1, nodes, ranges) < 0)
+			return -1;
+	return 0;
+}
+
+static const char *key_str(struct key_build *kb, const ProtobufCBinaryData *d, int has)
+{
+	if (!has)
+		return NULL;
+	if (d->len > 0 && memchr(d->data, '\0', d->len) != NULL)
+		return (const char *)-1;
+	char *s = xstrndup(d->data != NULL ? (const char *)d->data : "", d->len);
+	kb->strs[kb->n_strs++] = s;
+	return s;
+}
+
+/* Fill *out from pb; its children go to kb->nodes (counted before). */
+static int key_fill(struct key_build *kb, const Store__SearchKey *pb, struct search_key *out)
+{
+	memset(out, 0, sizeof *out);
+	out->op = (enum search_op)pb->op;
+	out->num = pb->num;
+	out->str = key_str(kb, &pb->str, pb->has_str);
+	out->str2 = key_str(kb, &pb->str2, pb->has_str2);
+	if (out->str == (const char *)-1 || out->str2 == (const char *)-1)
+		return -1;
+	if (pb->n_ranges > 0) {
+		out->ranges = kb->ranges + kb->n_ranges;
+		out->n_ranges = pb->n_ranges;
+		for (size_t i = 0; i < pb->n_ranges; i++) {
+			const Store__UidRange *r = pb->ranges[i];
+			kb->ranges[kb->n_ranges++] =
+				(struct search_uid_range){ r != NULL ? r->first : 0,
+							   r != NULL ? r->last : 0 };
+		}
+	}
+	if (pb->n_children > 0) {
+		struct search_key *children = kb->nodes + kb->n;
+		kb->n += pb->n_children;
+		out->children = children;
+		out->n_children = pb->n_children;
+		for (size_t i = 0; i < pb->n_children; i++)
+			if (key_fill(kb, pb->children[i], &children[i]) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+static void key_build_free(struct key_build *kb)
+{
+	for (size_t i = 0; i < kb->n_strs; i++)
+		free(kb->strs[i]);
+	free(kb->strs);
+	free(kb->nodes);
+	free(kb->ranges);
+	memset(kb, 0, sizeof *kb);
+}
+
+/* The program in kb->nodes[0], or -1 (PARAMS). */
+static int key_build(const Store__SearchKey *pb, struct key_build *kb)
+{
+	memset(kb, 0, sizeof *kb);
+	size_t nodes = 0, ranges = 0;
+	if (key_count(pb, 1, &nodes, &ranges) < 0)
+		return -1;
+	kb->nodes = xcalloc(nodes, sizeof *kb->nodes);
+	kb->ranges = ranges > 0 ? xcalloc(ranges, sizeof *kb->ranges) : NULL;
+	kb->strs = xcalloc(2 * nodes, sizeof *kb->strs);
+	kb->n = 1;
+	if (key_fill(kb, pb, &kb->nodes[0]) < 0) {
+		key_build_free(kb);
+		return -1;
+	}
+	return 0;
+}
+
+struct search_work {
+	uv_work_t req;
+	mailstore *store;
+	rpc_call *call;
+	uint16_t method;
+	const ProtobufCMessage *msg;
+	int status;
+	buf out;   /* the packed response on MAIL_OK */
+};
+
+static void search_work_cb(uv_work_t *req)
+{
+	struct search_work *w = req->data;
+	int64_t now = util_now_wall_ms();
+	struct key_build kb;
+	w->status = MAIL_OK;
+	if (w->method == STORE__METHOD__SEARCH) {
+		const Store__SearchRequest *r = (const Store__SearchRequest *)w->msg;
+		if (key_build(r->key, &kb) < 0) {
+			w->status = MAIL_ERR_PARAMS;
+			return;
+		}
+		uint32_t *uids, next;
+		size_t n;
+		uint64_t hm;
+		w->status = store_search_page(w->store, r->user, r->mailbox, &kb.nodes[0],
+					      r->after_uid, now, &uids, &n, &hm, &next);
+		key_build_free(&kb);
+		if (w->status != MAIL_OK)
+			return;
+		Store__SearchResponse resp = STORE__SEARCH_RESPONSE__INIT;
+		resp.uids = uids;
+		resp.n_uids = n;
+		resp.highest_modseq = hm;
+		resp.next_after_uid = next;
+		pack_to(MAIL_OK, &resp.base, &w->out);
+		free(uids);
+	} else if (w->method == STORE__METHOD__SORT) {
+		const Store__SortRequest *r = (const Store__SortRequest *)w->msg;
+		if (r->n_criteria == 0 || r->n_criteria > 16 || key_build(r->key, &kb) < 0) {
+			w->status = MAIL_ERR_PARAMS;
+			return;
+		}
+		struct search_sort crit[16];
+		for (size_t i = 0; i < r->n_criteria; i++) {
+			crit[i].key = r->criteria[i] != NULL ? (enum search_sort_key)r->criteria[i]->key
+							      : (enum search_sort_key)0;
+			crit[i].reverse = r->criteria[i] != NULL && r->criteria[i]->reverse;
+			if (crit[i].key < SEARCH_SORT_ARRIVAL || crit[i].key > SEARCH_SORT_DISPLAYTO)
+				w->status = MAIL_ERR_PARAMS;
+		}
+		uint32_t *uids = NULL;
+		size_t n = 0;
+		if (w->status == MAIL_OK)
+			w->status = store_sort(w->store, r->user, r->mailbox, crit, r->n_criteria,
+					       &kb.nodes[0], now, &uids, &n);
+		key_build_free(&kb);
+		if (w->status != MAIL_OK)
+			return;
+		Store__SortResponse resp = STORE__SORT_RESPONSE__INIT;
+		resp.uids = uids;
+		resp.n_uids = n;
+		pack_to(MAIL_OK, &resp.base, &w->out);
+		free(uids);
+	} else {
+		const Store__ThreadRequest *r = (const Store__ThreadRequest *)w->msg;
+		if (key_build(r->key, &kb) < 0) {
+			w->status = MAIL_ERR_PARAMS;
+			return;
+		}
+		buf threads;
+		buf_init(&threads);
+		w->status = store_thread(w->store, r->user, r->mailbox,
+					 (enum search_thread_alg)r->algorithm, &kb.nodes[0], now,
+					 &threads);
+		key_build_free(&kb);
+		if (w->status == MAIL_OK) {
+			Store__ThreadResponse resp = STORE__THREAD_RESPONSE__INIT;
+			resp.threads = (ProtobufCBinaryData){ threads.len, threads.data };
+			pack_to(MAIL_OK, &resp.base, &w->out);
+		}
+		buf_deinit(&threads);
+	}
+}
+
+static void search_after_cb(uv_work_t *req, int status)
+{
+	struct search_work *w = req->data;
+	const ProtobufCMessageDescriptor *desc =
+		w->method == STORE__METHOD__SEARCH ? &store__search_response__descriptor
+		: w->method == STORE__METHOD__SORT ? &store__sort_response__descriptor
+						   : &store__thread_response__descriptor;
+	reply_packed(w->call, status < 0 ? MAIL_ERR_INTERNAL : w->status, desc, w->out.data,
+		     w->out.len);
+	buf_deinit(&w->out);
+	free(w);
+}
+
+static void handle_search_any(rpc_call *call, uint16_t method, const char *user,
+			      const ProtobufCMessage *msg, store_service *svc)
+{
+	if (svc->parts != NULL) {
+		uint32_t partition;
+		int ret = repl_host_primary_of(svc->parts, user, strlen(user), 1, &partition);
+		if (ret != MAIL_OK) {
+			rpc_call_reply(call, ret, NULL);
+			return;
+		}
+	}
+	struct search_work *w = xcalloc(1, sizeof *w);
+	w->req.data = w;
+	w->store = svc->store;
+	w->call = call;
+	w->method = method;
+	w->msg = msg;
+	buf_init(&w->out);
+	if (uv_queue_work(svc->loop, &w->req, search_work_cb, search_after_cb) != 0) {
+		free(w);
+		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
+	}
+}
+
+static void handle_search(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	handle_search_any(call, STORE__METHOD__SEARCH, ((const Store__SearchRequest *)msg)->user,
+			  msg, ctx);
+}
+
+static void handle_sort(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	handle_search_any(call, STORE__METHOD__SORT, ((const Store__SortRequest *)msg)->user, msg,
+			  ctx);
+}
+
+static void handle_thread(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	handle_search_any(call, STORE__METHOD__THREAD, ((const Store__ThreadRequest *)msg)->user,
+			  msg, ctx);
+}
+
 /* With TLS (rpc.h), who calls what: Deliver comes from queue nodes (local
  * delivery) and admin tools, never from a frontend (mail enters through the
  * queue) nor from another store (stores replicate through "repl"); the
@@ -1055,11 +1299,18 @@ static const rpc_method store_methods[] = {
 	  STORE_MAILBOX_ROLES },
 	{ STORE__METHOD__WATCH, "watch", &store__watch_request__descriptor, handle_watch,
 	  STORE_MAILBOX_ROLES },
+	{ STORE__METHOD__SEARCH, "search", &store__search_request__descriptor, handle_search,
+	  STORE_MAILBOX_ROLES },
+	{ STORE__METHOD__SORT, "sort", &store__sort_request__descriptor, handle_sort,
+	  STORE_MAILBOX_ROLES },
+	{ STORE__METHOD__THREAD, "thread", &store__thread_request__descriptor, handle_thread,
+	  STORE_MAILBOX_ROLES },
 };
 
 int store_service_create(uv_loop_t *loop, mailstore *store, store_service **service_r)
 {
 	store_service *svc = xcalloc(1, sizeof *svc);
+	svc->loop = loop;
 	svc->store = store;
 	svc->watch_hold_ms = STORE_WATCH_HOLD_MS;
 	rpc_server_create(loop, STORE_SERVICE_NAME, store_methods,

@@ -2,6 +2,7 @@
  * free 127.0.0.1 port, called through a real rpc_client. */
 #include "store-service.h"
 
+#include "search-key.h"
 #include "store-structure.h"
 #include "util.h"
 #include "mail-error.h"
@@ -594,6 +595,141 @@ static void test_apply_structure(void **state)
 	buf_deinit(&st);
 }
 
+/* SEARCH, SORT and THREAD on the store: decoded headers and bodies, the
+ * thread pool, refused programs. */
+static void test_search_sort_thread(void **state)
+{
+	struct fixture *f = *state;
+	const char *u = "erin@example.org";
+	/* 1: a base64 body; 2: an encoded subject, a reply to 1; 3: seen */
+	deliver(f, u,
+		"Message-ID: <a@x>\r\nSubject: Budget\r\nFrom: Zed <zed@x.org>\r\n"
+		"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n"
+		"\r\nbGEgY2Fmw6kgZXN0IGZyb2lk\r\n",
+		NULL);
+	deliver(f, u,
+		"Message-ID: <b@x>\r\nIn-Reply-To: <a@x>\r\nReferences: <a@x>\r\n"
+		"Subject: =?utf-8?q?Re=3A_Budget_=C3=A9t=C3=A9?=\r\nFrom: Amy <amy@x.org>\r\n"
+		"Date: Tue, 2 Jan 2024 10:00:00 +0000\r\n\r\nok\r\n",
+		NULL);
+	deliver(f, u,
+		"Message-ID: <c@x>\r\nSubject: Another\r\nFrom: Bob <bob@x.org>\r\n"
+		"Date: Wed, 3 Jan 2024 10:00:00 +0000\r\n\r\nnothing here\r\n",
+		"\\Seen");
+	struct test_result r = { 0 };
+	Store__SearchKey k = STORE__SEARCH_KEY__INIT;
+	Store__SearchRequest sr = STORE__SEARCH_REQUEST__INIT;
+	sr.user = (char *)u;
+	sr.mailbox = "INBOX";
+	sr.key = &k;
+
+	/* BODY on decoded text (base64, UTF-8) */
+	k.op = SEARCH_BODY;
+	k.has_str = 1;
+	k.str = (ProtobufCBinaryData){ 5, (uint8_t *)"CAFÉ" + 0 };
+	k.str.len = strlen("CAFÉ");
+	call(f, STORE__METHOD__SEARCH, &sr.base, &store__search_response__descriptor, &r);
+	assert_int_equal(r.status, MAIL_OK);
+	const Store__SearchResponse *res = (const Store__SearchResponse *)r.resp;
+	assert_int_equal(res->n_uids, 1);
+	assert_int_equal(res->uids[0], 1);
+	assert_true(res->highest_modseq > 0);
+	assert_int_equal(res->next_after_uid, 0);
+
+	/* SUBJECT on the RFC 2047-decoded value */
+	k.op = SEARCH_HEADER;
+	k.str = (ProtobufCBinaryData){ 7, (uint8_t *)"Subject" };
+	k.has_str2 = 1;
+	k.str2 = (ProtobufCBinaryData){ strlen("été"), (uint8_t *)"été" };
+	call(f, STORE__METHOD__SEARCH, &sr.base, &store__search_response__descriptor, &r);
+	assert_int_equal(r.status, MAIL_OK);
+	res = (const Store__SearchResponse *)r.resp;
+	assert_int_equal(res->n_uids, 1);
+	assert_int_equal(res->uids[0], 2);
+
+	/* NOT FLAG \Seen */
+	Store__SearchKey child = STORE__SEARCH_KEY__INIT;
+	child.op = SEARCH_FLAG;
+	child.has_str = 1;
+	child.str = (ProtobufCBinaryData){ 5, (uint8_t *)"\\Seen" };
+	Store__SearchKey *children[2] = { &child, &child };
+	Store__SearchKey not = STORE__SEARCH_KEY__INIT;
+	not.op = SEARCH_NOT;
+	not.children = children;
+	not.n_children = 1;
+	sr.key = &not;
+	call(f, STORE__METHOD__SEARCH, &sr.base, &store__search_response__descriptor, &r);
+	assert_int_equal(r.status, MAIL_OK);
+	res = (const Store__SearchResponse *)r.resp;
+	assert_int_equal(res->n_uids, 2);
+	/* a NOT of two children: refused */
+	not.n_children = 2;
+	call(f, STORE__METHOD__SEARCH, &sr.base, &store__search_response__descriptor, &r);
+	assert_int_equal(r.status, MAIL_ERR_PARAMS);
+	/* deeper than the bound: refused before anything is built */
+	enum { DEEP = 150 };
+	Store__SearchKey *deep = xcalloc(DEEP, sizeof *deep);
+	Store__SearchKey **dptr = xcalloc(DEEP, sizeof *dptr);
+	for (int i = 0; i < DEEP; i++) {
+		store__search_key__init(&deep[i]);
+		deep[i].op = i + 1 < DEEP ? SEARCH_NOT : SEARCH_ALL;
+		if (i + 1 < DEEP) {
+			dptr[i] = &deep[i + 1];
+			deep[i].children = &dptr[i];
+			deep[i].n_children = 1;
+		}
+	}
+	sr.key = &deep[0];
+	call(f, STORE__METHOD__SEARCH, &sr.base, &store__search_response__descriptor, &r);
+	assert_int_equal(r.status, MAIL_ERR_PARAMS);
+	free(deep);
+	free(dptr);
+	/* another user's mailbox: not found */
+	Store__SearchKey all = STORE__SEARCH_KEY__INIT;
+	all.op = SEARCH_ALL;
+	sr.key = &all;
+	sr.user = "nobody@example.net";
+	sr.mailbox = "Archive2";
+	call(f, STORE__METHOD__SEARCH, &sr.base, &store__search_response__descriptor, &r);
+	assert_int_equal(r.status, MAIL_ERR_NOT_FOUND);
+
+	/* SORT (FROM): Amy, Bob, Zed */
+	Store__SortCriterion c1 = STORE__SORT_CRITERION__INIT;
+	c1.key = SEARCH_SORT_FROM;
+	Store__SortCriterion *cp = &c1;
+	Store__SortRequest so = STORE__SORT_REQUEST__INIT;
+	so.user = (char *)u;
+	so.mailbox = "INBOX";
+	so.criteria = &cp;
+	so.n_criteria = 1;
+	so.key = &all;
+	call(f, STORE__METHOD__SORT, &so.base, &store__sort_response__descriptor, &r);
+	assert_int_equal(r.status, MAIL_OK);
+	const Store__SortResponse *sres = (const Store__SortResponse *)r.resp;
+	assert_int_equal(sres->n_uids, 3);
+	assert_int_equal(sres->uids[0], 2);
+	assert_int_equal(sres->uids[1], 3);
+	assert_int_equal(sres->uids[2], 1);
+	c1.key = 99;
+	call(f, STORE__METHOD__SORT, &so.base, &store__sort_response__descriptor, &r);
+	assert_int_equal(r.status, MAIL_ERR_PARAMS);
+
+	/* THREAD REFERENCES: 2 answers 1 */
+	Store__ThreadRequest th = STORE__THREAD_REQUEST__INIT;
+	th.user = (char *)u;
+	th.mailbox = "INBOX";
+	th.algorithm = SEARCH_THREAD_REFERENCES;
+	th.key = &all;
+	call(f, STORE__METHOD__THREAD, &th.base, &store__thread_response__descriptor, &r);
+	assert_int_equal(r.status, MAIL_OK);
+	const Store__ThreadResponse *tres = (const Store__ThreadResponse *)r.resp;
+	char threads[64];
+	snprintf(threads, sizeof threads, "%.*s", (int)tres->threads.len, tres->threads.data);
+	assert_string_equal(threads, "(1 2)(3)");
+	test_result_reset(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -603,6 +739,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_append_open_meta_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apply_structure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_search_sort_thread, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -916,75 +916,237 @@ static void imap_store_changes(void *ctx, const char *user, const char *mailbox,
 }
 
 /* ---- SEARCH, SORT, THREAD --------------------------------------------------------
- * Evaluated on the store node (store.proto SEARCH/SORT/THREAD) once
- * store-node/mailsearch.h is wired there; until then the calls fail
- * UNAVAILABLE (from a timer: never inside the call). */
+ * Evaluated on the store node (store.proto SEARCH/SORT/THREAD): the
+ * program crosses as a SearchKey tree; SEARCH comes back in pages, whose
+ * uids are gathered before the callback. */
 
-struct imap_store_later {
-	uv_timer_t timer;
-	int kind;   /* 0 search, 1 sort, 2 thread */
-	void *cb;
-	void *arg;
+/* The SearchKey tree of key: every node in one array (freed with free()),
+ * the strings borrowed from key. */
+struct pb_key {
+	Store__SearchKey *nodes;
+	Store__SearchKey **ptrs;   /* children arrays */
+	Store__UidRange *ranges;
+	Store__UidRange **rptrs;
+	size_t n, n_ptrs, n_ranges;
 };
 
-static void imap_store_later_closed(uv_handle_t *h)
+static void pb_key_count(const struct search_key *k, size_t *nodes, size_t *ranges)
 {
-	free(h->data);
+	(*nodes)++;
+	*ranges += k->n_ranges;
+	for (size_t i = 0; i < k->n_children; i++)
+		pb_key_count(&k->children[i], nodes, ranges);
 }
 
-static void imap_store_later_cb(uv_timer_t *t)
+static void pb_key_fill(struct pb_key *pk, const struct search_key *k, Store__SearchKey *out)
 {
-	struct imap_store_later *l = t->data;
-	if (l->kind == 0)
-		((imap_backend_search_cb *)l->cb)(MAIL_ERR_UNAVAILABLE, NULL, 0, 0, l->arg);
-	else if (l->kind == 1)
-		((imap_backend_sort_cb *)l->cb)(MAIL_ERR_UNAVAILABLE, NULL, 0, l->arg);
-	else
-		((imap_backend_thread_cb *)l->cb)(MAIL_ERR_UNAVAILABLE, NULL, l->arg);
-	uv_close((uv_handle_t *)&l->timer, imap_store_later_closed);
+	store__search_key__init(out);
+	out->op = (uint32_t)k->op;
+	out->num = k->num;
+	if (k->str != NULL) {
+		out->has_str = 1;
+		out->str = (ProtobufCBinaryData){ strlen(k->str), (uint8_t *)k->str };
+	}
+	if (k->str2 != NULL) {
+		out->has_str2 = 1;
+		out->str2 = (ProtobufCBinaryData){ strlen(k->str2), (uint8_t *)k->str2 };
+	}
+	if (k->n_ranges > 0) {
+		out->ranges = pk->rptrs + pk->n_ranges;
+		out->n_ranges = k->n_ranges;
+		for (size_t i = 0; i < k->n_ranges; i++) {
+			Store__UidRange *r = &pk->ranges[pk->n_ranges];
+			store__uid_range__init(r);
+			r->first = k->ranges[i].first;
+			r->last = k->ranges[i].last;
+			pk->rptrs[pk->n_ranges++] = r;
+		}
+	}
+	if (k->n_children > 0) {
+		Store__SearchKey **children = pk->ptrs + pk->n_ptrs;
+		pk->n_ptrs += k->n_children;
+		out->children = children;
+		out->n_children = k->n_children;
+		for (size_t i = 0; i < k->n_children; i++) {
+			Store__SearchKey *c = &pk->nodes[pk->n++];
+			children[i] = c;
+			pb_key_fill(pk, &k->children[i], c);
+		}
+	}
 }
 
-static void imap_store_later(struct imap_store_backend *b, int kind, void *cb, void *arg)
+static Store__SearchKey *pb_key_build(const struct search_key *k, struct pb_key *pk)
 {
-	struct imap_store_later *l = xcalloc(1, sizeof(*l));
-	l->kind = kind;
-	l->cb = cb;
-	l->arg = arg;
-	uv_timer_init(b->loop, &l->timer);
-	l->timer.data = l;
-	uv_timer_start(&l->timer, imap_store_later_cb, 0, 0);
+	size_t nodes = 0, ranges = 0;
+	pb_key_count(k, &nodes, &ranges);
+	pk->nodes = xcalloc(nodes, sizeof(*pk->nodes));
+	pk->ptrs = xcalloc(nodes, sizeof(*pk->ptrs));
+	pk->ranges = xcalloc(ranges + 1, sizeof(*pk->ranges));
+	pk->rptrs = xcalloc(ranges + 1, sizeof(*pk->rptrs));
+	pk->n = 1;
+	pk->n_ptrs = pk->n_ranges = 0;
+	pb_key_fill(pk, k, &pk->nodes[0]);
+	return &pk->nodes[0];
+}
+
+static void pb_key_free(struct pb_key *pk)
+{
+	free(pk->nodes);
+	free(pk->ptrs);
+	free(pk->ranges);
+	free(pk->rptrs);
+}
+
+struct imap_store_search {
+	store_client *sc;
+	imap_backend_search_cb *cb;
+	void *arg;
+	char *user;
+	char *mailbox;
+	/* the request, packed once and unpacked for each page */
+	uint8_t *packed;
+	size_t packed_len;
+	uint32_t *uids;
+	size_t n, cap;
+	uint64_t highest_modseq;
+};
+
+static void imap_store_search_page(struct imap_store_search *q, uint32_t after_uid);
+
+static void imap_store_search_free(struct imap_store_search *q)
+{
+	free(q->packed);
+	free(q->uids);
+	free(q->user);
+	free(q->mailbox);
+	free(q);
+}
+
+static void imap_store_search_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct imap_store_search *q = arg;
+	if (status != MAIL_OK) {
+		q->cb(status, NULL, 0, 0, q->arg);
+		imap_store_search_free(q);
+		return;
+	}
+	const Store__SearchResponse *r = (const Store__SearchResponse *)resp;
+	if (q->n + r->n_uids > q->cap) {
+		q->cap = (q->n + r->n_uids) * 2;
+		q->uids = xrealloc(q->uids, q->cap * sizeof(*q->uids));
+	}
+	for (size_t i = 0; i < r->n_uids; i++)
+		if (q->n == 0 || r->uids[i] > q->uids[q->n - 1])
+			q->uids[q->n++] = r->uids[i];
+	if (r->highest_modseq > q->highest_modseq)
+		q->highest_modseq = r->highest_modseq;
+	if (r->next_after_uid != 0) {
+		imap_store_search_page(q, r->next_after_uid);
+		return;
+	}
+	q->cb(MAIL_OK, q->uids, q->n, q->highest_modseq, q->arg);
+	imap_store_search_free(q);
+}
+
+static void imap_store_search_page(struct imap_store_search *q, uint32_t after_uid)
+{
+	Store__SearchRequest *req = (Store__SearchRequest *)protobuf_c_message_unpack(
+		&store__search_request__descriptor, NULL, q->packed_len, q->packed);
+	if (req == NULL)
+		abort();   /* packed by us: never */
+	req->after_uid = after_uid;
+	store_client_search(q->sc, req, imap_store_search_cb, q);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 static void imap_store_search(void *ctx, const char *user, const char *mailbox,
 			      const struct search_key *key, imap_backend_search_cb *cb, void *arg)
 {
-	(void)user;
-	(void)mailbox;
-	(void)key;
-	imap_store_later(ctx, 0, cb, arg);
+	struct imap_store_backend *b = ctx;
+	struct imap_store_search *q = xcalloc(1, sizeof(*q));
+	q->sc = b->sc;
+	q->cb = cb;
+	q->arg = arg;
+	struct pb_key pk;
+	Store__SearchRequest req = STORE__SEARCH_REQUEST__INIT;
+	req.user = (char *)user;
+	req.mailbox = (char *)mailbox;
+	req.key = pb_key_build(key, &pk);
+	q->packed_len = protobuf_c_message_get_packed_size(&req.base);
+	q->packed = xmalloc(q->packed_len + 1);
+	protobuf_c_message_pack(&req.base, q->packed);
+	pb_key_free(&pk);
+	imap_store_search_page(q, 0);
+}
+
+static void imap_store_sort_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct imap_store_call *c = arg;
+	imap_backend_sort_cb *cb = c->cb;
+	if (status != MAIL_OK) {
+		cb(status, NULL, 0, c->arg);
+	} else {
+		const Store__SortResponse *r = (const Store__SortResponse *)resp;
+		cb(MAIL_OK, r->uids, r->n_uids, c->arg);
+	}
+	free(c);
 }
 
 static void imap_store_sort(void *ctx, const char *user, const char *mailbox,
 			    const struct search_sort *crit, size_t n_crit,
 			    const struct search_key *key, imap_backend_sort_cb *cb, void *arg)
 {
-	(void)user;
-	(void)mailbox;
-	(void)crit;
-	(void)n_crit;
-	(void)key;
-	imap_store_later(ctx, 1, cb, arg);
+	struct imap_store_backend *b = ctx;
+	Store__SortCriterion *sc = xcalloc(n_crit + 1, sizeof(*sc));
+	Store__SortCriterion **scp = xcalloc(n_crit + 1, sizeof(*scp));
+	for (size_t i = 0; i < n_crit; i++) {
+		store__sort_criterion__init(&sc[i]);
+		sc[i].key = (uint32_t)crit[i].key;
+		sc[i].reverse = crit[i].reverse != 0;
+		scp[i] = &sc[i];
+	}
+	struct pb_key pk;
+	Store__SortRequest req = STORE__SORT_REQUEST__INIT;
+	req.user = (char *)user;
+	req.mailbox = (char *)mailbox;
+	req.criteria = scp;
+	req.n_criteria = n_crit;
+	req.key = pb_key_build(key, &pk);
+	store_client_sort(b->sc, &req, imap_store_sort_cb, imap_store_call_new(cb, arg));
+	pb_key_free(&pk);
+	free(scp);
+	free(sc);
+}
+
+static void imap_store_thread_cb(int status, const ProtobufCMessage *resp, void *arg)
+{
+	struct imap_store_call *c = arg;
+	imap_backend_thread_cb *cb = c->cb;
+	if (status != MAIL_OK) {
+		cb(status, NULL, c->arg);
+	} else {
+		const Store__ThreadResponse *r = (const Store__ThreadResponse *)resp;
+		char *threads = xstrndup(r->threads.data != NULL ? (const char *)r->threads.data : "",
+					 r->threads.len);
+		cb(MAIL_OK, threads, c->arg);
+		free(threads);
+	}
+	free(c);
 }
 
 static void imap_store_thread(void *ctx, const char *user, const char *mailbox,
 			      enum search_thread_alg alg, const struct search_key *key,
 			      imap_backend_thread_cb *cb, void *arg)
 {
-	(void)user;
-	(void)mailbox;
-	(void)alg;
-	(void)key;
-	imap_store_later(ctx, 2, cb, arg);
+	struct imap_store_backend *b = ctx;
+	struct pb_key pk;
+	Store__ThreadRequest req = STORE__THREAD_REQUEST__INIT;
+	req.user = (char *)user;
+	req.mailbox = (char *)mailbox;
+	req.algorithm = (uint32_t)alg;
+	req.key = pb_key_build(key, &pk);
+	store_client_thread(b->sc, &req, imap_store_thread_cb, imap_store_call_new(cb, arg));
+	pb_key_free(&pk);
 }
 
 /* ---- watch: one long poll per (user, mailbox), shared --------------------------------

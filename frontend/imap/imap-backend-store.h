@@ -7,8 +7,9 @@
  * pages (open, fetch_meta, changes), watch() shares one WATCH long poll per
  * (user, mailbox) among the sessions of this frontend and re-issues it
  * after each answer and after failures (to the new primary after a
- * failover, with the last modseq seen). SEARCH, SORT and THREAD answer
- * UNAVAILABLE until the store evaluates them.
+ * failover, with the last modseq seen). SEARCH, SORT and THREAD are
+ * evaluated on the store node (the program sent as store.proto's
+ * SearchKey; SEARCH's pages gathered before the callback).
  *
  * Loop thread only.
  */
