@@ -248,6 +248,18 @@ static void meta_cb(int status, const struct imap_msg_meta *msgs, size_t n, int 
 		r->done = 1;
 }
 
+static void search_cb(int status, const uint32_t *uids, size_t n, uint64_t highest_modseq,
+		      void *arg)
+{
+	(void)highest_modseq;
+	struct res *r = arg;
+	r->status = status;
+	r->n = n;
+	for (size_t i = 0; i < n && i < 64; i++)
+		r->uids[i] = uids[i];
+	r->done = 1;
+}
+
 static void flags_cb(int status, const struct imap_msg_info *msgs, size_t n, void *arg)
 {
 	(void)msgs;
@@ -410,6 +422,36 @@ static void test_large_mailbox_pages(void **state)
 	assert_int_equal(r.status, MAIL_OK);
 	assert_int_equal(r.n, PER_APPEND * N_APPENDS + 1);
 	assert_true(r.pages >= N_APPENDS);
+
+	/* SEARCH over every message: several store pages (5000 a page),
+	 * gathered; NOT \Seen finds the one unseen message */
+	memset(&r, 0, sizeof r);
+	struct search_key allk = { .op = SEARCH_ALL };
+	t0 = util_now_mono_ms();
+	f->be->search(f->b, USER, "INBOX", &allk, search_cb, &r);
+	wait_for(f, &r.done);
+	assert_int_equal(r.status, MAIL_OK);
+	assert_int_equal(r.n, PER_APPEND * N_APPENDS + 1);
+	printf("search ALL of %d messages: %llu ms\n", PER_APPEND * N_APPENDS + 1,
+	       (unsigned long long)(util_now_mono_ms() - t0));
+	struct search_key seenk = { .op = SEARCH_FLAG, .str = "\\Seen" };
+	struct search_key notk = { .op = SEARCH_NOT, .children = &seenk, .n_children = 1 };
+	memset(&r, 0, sizeof r);
+	f->be->search(f->b, USER, "INBOX", &notk, search_cb, &r);
+	wait_for(f, &r.done);
+	assert_int_equal(r.status, MAIL_OK);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.uids[0], unseen_uid);
+	struct search_key subj = { .op = SEARCH_HEADER, .str = "Subject", .str2 = "S" };
+	struct search_uid_range few = { 1, 10 };
+	struct search_key uidk = { .op = SEARCH_UID, .ranges = &few, .n_ranges = 1 };
+	struct search_key both[2] = { uidk, subj };
+	struct search_key andk = { .op = SEARCH_AND, .children = both, .n_children = 2 };
+	memset(&r, 0, sizeof r);
+	f->be->search(f->b, USER, "INBOX", &andk, search_cb, &r);
+	wait_for(f, &r.done);
+	assert_int_equal(r.status, MAIL_OK);
+	assert_int_equal(r.n, 10);
 
 	/* changes: a flag, an expunge, a new message */
 	struct res fr = { 0 };
