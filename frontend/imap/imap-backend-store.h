@@ -32,7 +32,9 @@ extern const struct imap_backend imap_store_backend_vfuncs;
  * be destroyed while some are still in flight). Never NULL. */
 imap_store_backend *imap_store_backend_create(struct auth_pool *auth, store_client *sc);
 /* Watches still registered are dropped (unwatch them first); a WATCH
- * call still out completes later and frees its group. NULLs *b. */
+ * call still out completes later and frees its group. Every watch must be
+ * unwatched before the store client is destroyed: a group that still has
+ * sessions re-issues its call after a failure. NULLs *b. */
 void imap_store_backend_destroy(imap_store_backend **b);
 /* Mailboxes watched now (one store long poll each, shared by every
  * session of this frontend watching it): tests and metrics. */
