@@ -22,6 +22,13 @@
 #include <uv.h>
 
 #define STORE_CLIENT_DEADLINE_MS 10000u
+/* WATCH is a long poll the store holds up to 25 s (store-service.h): its
+ * calls get this deadline instead, and go over connections of their own
+ * (STORE_CLIENT_WATCH_LANES of them per store node, chosen by user, so
+ * that held calls never fill the server's max_inflight of the connection
+ * the other calls use). */
+#define STORE_CLIENT_WATCH_DEADLINE_MS 35000u
+#define STORE_CLIENT_WATCH_LANES 8u
 
 typedef struct store_client store_client;
 
@@ -58,5 +65,44 @@ void store_client_store_flags(store_client *c, const Store__StoreFlagsRequest *r
 			      store_client_cb *cb, void *arg);
 void store_client_expunge(store_client *c, const Store__ExpungeRequest *req,
 			  store_client_cb *cb, void *arg);
+
+/* issue 9. Responses: MailboxResponse (create, status), EmptyResponse
+ * (delete, rename, subscribe), and each method's own. */
+void store_client_mailbox_create(store_client *c, const Store__CreateMailboxRequest *req,
+				 store_client_cb *cb, void *arg);
+void store_client_mailbox_delete(store_client *c, const Store__DeleteMailboxRequest *req,
+				 store_client_cb *cb, void *arg);
+void store_client_mailbox_rename(store_client *c, const Store__RenameMailboxRequest *req,
+				 store_client_cb *cb, void *arg);
+void store_client_subscribe(store_client *c, const Store__SubscribeRequest *req,
+			    store_client_cb *cb, void *arg);
+void store_client_status(store_client *c, const Store__StatusRequest *req, store_client_cb *cb,
+			 void *arg);
+void store_client_open(store_client *c, const Store__OpenRequest *req, store_client_cb *cb,
+		       void *arg);
+void store_client_append(store_client *c, const Store__AppendRequest *req, store_client_cb *cb,
+			 void *arg);
+void store_client_copy(store_client *c, const Store__CopyRequest *req, store_client_cb *cb,
+		       void *arg);
+void store_client_fetch_meta(store_client *c, const Store__FetchMetaRequest *req,
+			     store_client_cb *cb, void *arg);
+void store_client_fetch_range(store_client *c, const Store__FetchRangeRequest *req,
+			      store_client_cb *cb, void *arg);
+void store_client_changes(store_client *c, const Store__ChangesRequest *req,
+			  store_client_cb *cb, void *arg);
+/* SEARCH (one page: SearchResponse.next_after_uid), SORT, THREAD. */
+void store_client_search(store_client *c, const Store__SearchRequest *req, store_client_cb *cb,
+			 void *arg);
+void store_client_sort(store_client *c, const Store__SortRequest *req, store_client_cb *cb,
+		       void *arg);
+void store_client_thread(store_client *c, const Store__ThreadRequest *req, store_client_cb *cb,
+			 void *arg);
+/* The long poll (WatchResponse): retried like the others (NOT_PRIMARY
+ * after a failover goes to the new primary with the same modseq) within
+ * STORE_CLIENT_WATCH_DEADLINE_MS. */
+void store_client_watch(store_client *c, const Store__WatchRequest *req, store_client_cb *cb,
+			void *arg);
+/* The loop the client runs on (for its users' own timers). */
+uv_loop_t *store_client_loop(const store_client *c);
 
 #endif

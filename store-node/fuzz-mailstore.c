@@ -12,6 +12,15 @@
  *   a|r|= mailbox uid flag... store flags add / remove / set
  *   x mailbox uid...         expunge (no uid: every \Deleted)
  *   l                        list
+ *   k mailbox                delete
+ *   n mailbox to             rename
+ *   u mailbox [0]            subscribe (unsubscribe with 0)
+ *   p mailbox flag...        append (the line is the body)
+ *   o|m mailbox to uid       copy | move that uid
+ *   g mailbox modseq uidnext changes since modseq (every page)
+ * After each line the select of the mailbox checks the IMAP invariants
+ * and that the mailbox record's counters (exists, unseen, deleted, size)
+ * are what its messages add up to.
  *
  * libFuzzer's C interface leaves no place for a context pointer, so the
  * store opened in LLVMFuzzerInitialize lives in a file-scope variable; this
@@ -83,6 +92,26 @@ static void check_select(const char *user, const char *mailbox)
 		return;
 	if (info.exists != n || info.uidvalidity == 0)
 		abort();
+	/* the counters every batch keeps agree with the messages */
+	struct mailstore_mailbox_info st;
+	if (mailstore_status(fuzz_store, user, mailbox, &st) != MAIL_OK)
+		abort();
+	uint32_t unseen = 0, deleted = 0;
+	uint64_t size = 0;
+	for (size_t i = 0; i < n; i++) {
+		int seen = 0, del = 0;
+		for (size_t j = 0; j < msgs[i].n_flags; j++) {
+			seen |= strcmp(msgs[i].flags[j], "\\Seen") == 0;
+			del |= strcmp(msgs[i].flags[j], "\\Deleted") == 0;
+		}
+		unseen += !seen;
+		deleted += del;
+		size += msgs[i].size;
+	}
+	if (st.exists != n || st.unseen != unseen || st.deleted != deleted || st.size != size ||
+	    st.highest_modseq != info.highest_modseq)
+		abort();
+	mailstore_mailbox_info_free(&st);
 	for (size_t i = 0; i < n; i++) {
 		if (msgs[i].uid == 0 || msgs[i].uid >= info.uidnext)
 			abort();
@@ -133,7 +162,7 @@ static void run_line(char *line, size_t len)
 	}
 	case 'c': {
 		struct mailstore_mailbox_info info;
-		if (mailstore_mailbox_create(fuzz_store, user, mailbox, &info) == MAIL_OK)
+		if (mailstore_mailbox_create(fuzz_store, user, mailbox, 0, &info) == MAIL_OK)
 			mailstore_mailbox_info_free(&info);
 		break;
 	}
@@ -179,6 +208,61 @@ static void run_line(char *line, size_t len)
 		size_t nb;
 		if (mailstore_list(fuzz_store, user, &boxes, &nb) == MAIL_OK)
 			mailstore_mailbox_infos_free(boxes, nb);
+		break;
+	}
+	case 'k':
+		(void)mailstore_mailbox_delete(fuzz_store, user, mailbox);
+		break;
+	case 'n':
+		(void)mailstore_mailbox_rename(fuzz_store, user, mailbox, n > 1 ? fields[1] : "");
+		break;
+	case 'u':
+		(void)mailstore_subscribe(fuzz_store, user, mailbox,
+					  !(n > 1 && strcmp(fields[1], "0") == 0));
+		break;
+	case 'p': {
+		struct mailstore_msg_in in = {
+			.body = line, .body_len = len,
+			.flags = (const char *const *)fields + (n > 1 ? 1 : n),
+			.n_flags = n > 1 ? n - 1 : 0,
+		};
+		uint32_t uv, *got;
+		if (mailstore_append(fuzz_store, user, mailbox, &in, 1, &uv, &got) == MAIL_OK)
+			free(got);
+		break;
+	}
+	case 'o':
+	case 'm': {
+		uint32_t uid = n > 2 ? (uint32_t)strtoul(fields[2], NULL, 10) : 1;
+		struct search_uid_range r = { uid > 0 ? uid : 1, uid > 0 ? uid : 1 };
+		uint32_t uv, *src, *dst;
+		size_t nc;
+		if (mailstore_copy(fuzz_store, user, mailbox, &r, 1, n > 1 ? fields[1] : "",
+				   tolower((unsigned char)op) == 'm', &uv, &src, &dst, &nc) ==
+		    MAIL_OK) {
+			free(src);
+			free(dst);
+		}
+		if (n > 1)
+			check_select(user, fields[1]);
+		break;
+	}
+	case 'g': {
+		struct mailstore_changes_cursor cur = { 0 };
+		uint64_t since = n > 1 ? strtoull(fields[1], NULL, 10) : 0;
+		uint32_t next = n > 2 ? (uint32_t)strtoul(fields[2], NULL, 10) : 1;
+		for (int pages = 0; cur.phase != MAILSTORE_CHANGES_DONE; pages++) {
+			struct mailstore_changes ch;
+			if (mailstore_changes(fuzz_store, user, mailbox, since, next, &cur, &ch) !=
+			    MAIL_OK)
+				break;
+			for (size_t i = 0; i < ch.n_added; i++)
+				if (ch.added[i].first < next || ch.added[i].first > ch.added[i].last)
+					abort();
+			mailstore_changes_free(&ch);
+			if (pages > 100000)
+				abort();   /* a cursor that does not move */
+		}
 		break;
 	}
 	default:

@@ -9,7 +9,8 @@
  *   - PARAMS wrote nothing: the partition exports as empty;
  *   - OK: what the partition exports is accepted again by install_chunk
  *     (export and install agree on the format), and the users the corpus
- *     uses can be listed, selected and fetched without a crash;
+ *     uses can be listed, selected, fetched, paged (uids, fetch_meta with
+ *     structure records, changes) without a crash;
  *   - a user of another partition, stored at start-up, is still there.
  *
  * The store opened in LLVMFuzzerInitialize lives in a file-scope variable
@@ -155,8 +156,32 @@ static void read_user(const char *user)
 		}
 		mailstore_message_infos_free(msgs, n);
 		mailstore_mailbox_info_free(&info);
+		/* issue 9's reads over the imported records: counters and
+		 * keywords, the indexes the install derived, structure records,
+		 * tombstones */
+		struct search_uid_range *r;
+		size_t n_r;
+		uint32_t next, unseen;
+		if (mailstore_uids(fuzz_store, user, boxes[i].name, 0, 0, &r, &n_r, &next, &unseen,
+				   &info) == MAIL_OK) {
+			free(r);
+			mailstore_mailbox_info_free(&info);
+		}
+		struct search_uid_range all = { 1, UINT32_MAX };
+		struct mailstore_meta *metas;
+		if (mailstore_fetch_meta(fuzz_store, user, boxes[i].name, &all, 1, 0, 1, 0, &metas,
+					 &n, &next) == MAIL_OK)
+			mailstore_metas_free(metas, n);
+		struct mailstore_changes_cursor cur = { 0 };
+		struct mailstore_changes ch;
+		while (cur.phase != MAILSTORE_CHANGES_DONE &&
+		       mailstore_changes(fuzz_store, user, boxes[i].name, 1, 1, &cur, &ch) == MAIL_OK)
+			mailstore_changes_free(&ch);
 	}
 	mailstore_mailbox_infos_free(boxes, n_boxes);
+	char **subs;
+	if (mailstore_subscriptions(fuzz_store, user, &subs, &n_boxes) == MAIL_OK)
+		mailstore_names_free(subs, n_boxes);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

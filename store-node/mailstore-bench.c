@@ -15,7 +15,15 @@
  * default) delivers one repeating byte pattern, which LevelDB's snappy
  * compresses about 12-fold; "random" delivers base64-like text of
  * pseudo-random bytes in 76-character lines (an attachment), which snappy
- * does not compress: the cost of storing real bodies.
+ * does not compress: the cost of storing real bodies. BODY "mime" makes
+ * each message a real one: a header (From, To, Subject, Date,
+ * Message-ID), a multipart/mixed body with a text part and a base64
+ * attachment of random bytes filling SIZE: lib/mime's analysis (the
+ * structure record every delivery stores) has work to do. With
+ * MAILSTORE_BENCH_STRUCTURE=given in the environment the deliveries carry
+ * a structure record made once (as replicated entries do, the primary
+ * having analysed the message): the difference between the two runs is
+ * the analysis' cost per message.
  *
  * Prints, per 10 % of N: wall and CPU time per message (delivery + its
  * share of flag changes and UID EXPUNGEs, collection included; the timed
@@ -37,6 +45,7 @@
 #include "bench-util.h"
 #include "mail-error.h"
 #include "mailstore.h"
+#include "store-structure.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -50,6 +59,9 @@ struct bench {
 	size_t lag;
 	uint32_t *uid_of; /* message number -> uid (SHARE > 0) */
 	int random_body;
+	int mime_body;
+	uint8_t *structure;     /* MAILSTORE_BENCH_STRUCTURE=given */
+	size_t structure_len;
 	int64_t t0_ms;
 	uint64_t step_ms;
 	uint64_t next_index[BENCH_PARTS];
@@ -120,6 +132,31 @@ static void bench_random_body(uint8_t *body, size_t size, size_t i)
 	}
 }
 
+/* A real message of size bytes (at least 600): header, text part, base64
+ * attachment of pseudo-random bytes, close delimiter. */
+static void bench_mime_body(uint8_t *body, size_t size, size_t i)
+{
+	char head[600];
+	int hl = snprintf(head, sizeof head,
+			  "From: Sender %zu <sender%zu@example.org>\r\n"
+			  "To: Someone <someone@example.net>\r\n"
+			  "Subject: =?utf-8?q?Report_n=C2=B0_%zu?=\r\n"
+			  "Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+			  "Message-ID: <%zu.bench@example.org>\r\n"
+			  "MIME-Version: 1.0\r\n"
+			  "Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+			  "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+			  "Here is the report.\r\n"
+			  "--b1\r\nContent-Type: application/pdf; name=\"r.pdf\"\r\n"
+			  "Content-Transfer-Encoding: base64\r\n\r\n",
+			  i, i, i, i);
+	static const char tail[] = "\r\n--b1--\r\n";
+	size_t tl = sizeof tail - 1;
+	memcpy(body, head, (size_t)hl);
+	bench_random_body(body + hl, size - (size_t)hl - tl, i);
+	memcpy(body + size - tl, tail, tl);
+}
+
 /* Message i: its delivery and its share of flag changes and expunges. */
 static void bench_message(struct bench *b, size_t i, uint8_t *body, size_t size)
 {
@@ -127,14 +164,18 @@ static void bench_message(struct bench *b, size_t i, uint8_t *body, size_t size)
 	char did[64];
 	unsigned long long h = (unsigned long long)i * 0x9E3779B97F4A7C15ull;
 	snprintf(did, sizeof did, "%016llx%08zx/0", h, i);
-	if (b->random_body)
+	if (b->mime_body)
+		bench_mime_body(body, size, i);
+	else if (b->random_body)
 		bench_random_body(body, size, i);
 	else
 		memcpy(body, &i, sizeof i);
 	struct mailstore_deliver_result r;
 	bench_entry(b, u, i);
-	bench_check(mailstore_deliver(b->store, b->user[u], "", did, body, size, 0, NULL, 0, &r),
-		    "deliver", i);
+	struct mailstore_msg_in msg = { .body = body, .body_len = size,
+					.structure = b->structure,
+					.structure_len = b->structure_len };
+	bench_check(mailstore_deliver_msg(b->store, b->user[u], "", did, &msg, &r), "deliver", i);
 	mailstore_apply_begin(b->store, NULL);
 	if (r.duplicate) {
 		fprintf(stderr, "delivery %zu taken for a duplicate\n", i);
@@ -189,17 +230,20 @@ int main(int argc, char **argv)
 	size_t lag = argc > 6 ? strtoul(argv[6], NULL, 10) : 20000;
 	const char *body_kind = argc > 7 ? argv[7] : "pattern";
 	int random_body = strcmp(body_kind, "random") == 0;
+	int mime_body = strcmp(body_kind, "mime") == 0;
 	if (n < 1000 || size < sizeof(size_t) || users < 1 || users > BENCH_MAX_USERS ||
-	    share > 100 || lag < 1 || (!random_body && strcmp(body_kind, "pattern") != 0)) {
+	    share > 100 || lag < 1 || (mime_body && size < 600) ||
+	    (!random_body && !mime_body && strcmp(body_kind, "pattern") != 0)) {
 		fprintf(stderr, "usage: mailstore_bench [N>=1000 [SIZE>=8 [USERS 1..64 "
-				"[STEP ms [SHARE %% [LAG>=1 [pattern|random]]]]]]]\n");
+				"[STEP ms [SHARE %% [LAG>=1 [pattern|random|mime]]]]]]]\n");
 		return 2;
 	}
 	char dir[] = "/tmp/mailstore_bench_XXXXXX";
 	if (mkdtemp(dir) == NULL)
 		return 1;
 	struct bench b = { .users = users, .t0_ms = 1700000000000, .step_ms = step,
-			   .share = (unsigned)share, .lag = lag, .random_body = random_body };
+			   .share = (unsigned)share, .lag = lag, .random_body = random_body,
+			   .mime_body = mime_body };
 	if (share > 0)
 		b.uid_of = xcalloc(n, sizeof *b.uid_of);
 	const char *error;
@@ -214,6 +258,17 @@ int main(int argc, char **argv)
 	uint8_t *body = xmalloc(size);
 	for (size_t i = 0; i < size; i++)
 		body[i] = (uint8_t)(i * 131 + 7);
+	const char *given = getenv("MAILSTORE_BENCH_STRUCTURE");
+	buf st;
+	buf_init(&st);
+	if (given != NULL && strcmp(given, "given") == 0) {
+		/* the record of message 0, given with every delivery */
+		if (mime_body)
+			bench_mime_body(body, size, 0);
+		store_structure_compute(body, size, &st);
+		b.structure = st.data;
+		b.structure_len = st.len;
+	}
 	printf("mailstore_bench: %zu deliveries of %zu bytes to %zu users, clock step %" PRIu64
 	       " ms, %lu %% expunged %zu messages later, %s bodies\n", n, size, users, step, share,
 	       lag, body_kind);
@@ -274,7 +329,20 @@ int main(int argc, char **argv)
 	mailstore_close(&b.store);
 	bench_count_keys(dir, "keys left");
 	free(b.uid_of);
+	/* the analysis alone (what a delivery without a given record pays) */
+	if (mime_body)
+		bench_mime_body(body, size, 0);
+	double a0 = bench_now(CLOCK_PROCESS_CPUTIME_ID);
+	for (int k = 0; k < 1000; k++) {
+		buf a;
+		buf_init(&a);
+		store_structure_compute(body, size, &a);
+		buf_deinit(&a);
+	}
+	printf("structure record (lib/mime analysis) alone: %.1f us CPU per message\n",
+	       (bench_now(CLOCK_PROCESS_CPUTIME_ID) - a0) * 1e6 / 1000.0);
 	free(body);
+	buf_deinit(&st);
 	bench_rm_rf(dir);
 	return 0;
 }

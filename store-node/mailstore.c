@@ -1,6 +1,8 @@
 /* mailstore.c: mailboxes on LevelDB. The key schema is documented in
  * mailstore.h; this file keeps to it byte for byte. */
-#include "mailstore.h"
+#include "mailstore-private.h"
+
+#include "store-structure.h"
 
 #include "bodystore.h"
 #include "buf.h"
@@ -15,111 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define LOG_SVC "store"
-
-/* Key kinds (second key byte). */
-#define KIND_COUNTERS 'C'
-#define KIND_MAILBOX 'M'
-#define KIND_META 'I'
-#define KIND_BODY 'B'
-#define KIND_BODY_PTR 'P'
-#define KIND_DELIVERY 'D'
-#define KIND_APPLIED 'A'
-#define KIND_DELIVERY_AGE 'X'
-#define KIND_SCHEMA 'V'
-#define KIND_DELETED 'Z'
-
-/* The store's data level ('V' record): 1 = every delivery record has its
- * 'X' age record; 2 = every message flagged \Deleted has its 'Z' record
- * (mailstore_open brings older stores up, once). */
-#define SCHEMA_LEVEL 2
-
-/* Expired delivery records dropped per delivery at most: more than the one
- * a delivery adds, so a backlog (a store that was down, a lowered keep
- * time) drains, while a delivery never pays for more than a few. */
-#define DELIVERY_EXPIRE_PER_WRITE 4
-/* Slots of the per-user expiry hints (struct expiry_hint). */
-#define EXPIRY_HINT_SLOTS 256
-
-/* LevelDB shape. Until the body segments (bodystore.c) LevelDB held the
- * bodies, and its compaction rewrote them once per level as the store
- * grew; with the defaults (4 MiB memtable, 2 MiB tables, 4 KiB blocks) the
- * CPU per delivery nearly tripled over 100,000 deliveries (mailstore_bench:
- * 223 -> 627 us); 32 MiB memtable and tables, 64 KiB blocks made that 183
- * -> 280 us. Now LevelDB holds only small records (about 300 bytes a
- * message), and a 32 MiB memtable took 90,000 deliveries to fill: RSS
- * rose all that while (18 -> 57 MiB over 200,000). An 8 MiB one fills in
- * a fifth of that and stays lower (15 -> 33 MiB) for about 5 % more CPU
- * (mean 212-218 -> 223-231 us, random bodies, two runs each); 4 MiB cost
- * more (169 -> 236 us). docs/replication.md, "What grows with time". */
-#define MAILSTORE_LEVELDB_WRITE_BUFFER (8u * 1024 * 1024)
-#define MAILSTORE_LEVELDB_FILE_SIZE (32u * 1024 * 1024)
-#define MAILSTORE_LEVELDB_BLOCK_SIZE (64u * 1024)
-
-/* Format version of every value (first value byte). */
-#define VALUE_VERSION 0x01
-
-#define MBOX_VALUE_LEN (1 + 8 + 4 + 4 + 8 + 4)
-#define COUNTERS_VALUE_LEN (1 + 8 + 4)
-#define DELIVERY_VALUE_LEN (1 + 8 + 4 + 4)
-#define META_FIXED_LEN (1 + 8 + 8 + 8 + 2)
-#define AGE_VALUE_LEN 1
-/* 'I', 'B', 'P' and 'Z' keys end in mailbox_id u64 | uid u32. */
-#define MSG_KEY_TAIL (8 + 4)
-#define AGE_TIME_LEN 8
-
-/* Where a user's oldest live 'X' record is, at the latest: no 'X' key of
- * user sorts before 01 'X' <user> 00 <floor_ms>. The expiry pass seeks
- * there instead of to the start of the user's range, which after a while
- * is a run of deleted keys (LevelDB keeps each until compaction pushes it
- * down to the level of the key it deletes: skipping them made every
- * delivery slower with the number of records ever expired). Only a hint:
- * a slot shared by two users holds the last one, an empty slot means "seek
- * to the start"; which keys expire does not depend on it. */
-struct expiry_hint {
-	char user[256];      /* "" = empty slot */
-	uint64_t floor_ms;
-};
-
-struct mailstore {
-	leveldb_t *db;
-	/* The message bodies ('P' pointers into segment files). */
-	bodystore *bodies;
-	leveldb_options_t *options;
-	/* Bloom filters: a deliver looks up a delivery id that is (nearly
-	 * always) absent; without them each miss reads a block of every table
-	 * that may hold the key, more of them as the store grows. */
-	leveldb_filterpolicy_t *filter;
-	leveldb_readoptions_t *ropts;
-	leveldb_writeoptions_t *wopts; /* sync = 1 */
-	struct mailstore_limits limits;
-	/* Serialises every operation: read-modify-write of the mailbox record
-	 * (uidnext, modseq) must not interleave. */
-	pthread_mutex_t lock;
-	/* Set by mailstore_apply_begin(): the replicated entry being applied. */
-	int applying;
-	struct mailstore_apply apply;
-	/* Under lock. */
-	struct expiry_hint hints[EXPIRY_HINT_SLOTS];
-	/* Per partition, during a snapshot install: bit 0 a delivery record
-	 * came in, bit 1 an age record did (install_end indexes the records
-	 * of an exporter older than the age records). n_install entries. */
-	uint8_t *install_seen;
-	uint32_t n_install;
-};
-
-#define INSTALL_SAW_DELIVERY 1
-#define INSTALL_SAW_AGE 2
-
-/* The mailbox record, decoded. */
-struct mbox {
-	uint64_t id;
-	uint32_t uidvalidity;
-	uint32_t uidnext;
-	uint64_t highest_modseq;
-	uint32_t exists;
-};
 
 static const char *const system_flags[] = {
 	"\\Answered", "\\Deleted", "\\Draft", "\\Flagged", "\\Seen",
@@ -138,85 +35,25 @@ void mailstore_limits_default(struct mailstore_limits *limits_r)
 	limits_r->body_collect_live_pct = 50;
 	limits_r->body_collect_step = 1024u * 1024u;
 	limits_r->body_open_segments = 64;
+	limits_r->max_mailboxes = 1000;
+	limits_r->max_subscriptions = 1000;
+	limits_r->max_mailbox_keywords = 128;
+	limits_r->max_tombstones = 65536;
+	limits_r->max_append_messages = 1000;
+	limits_r->max_append_bytes = 64u * 1024u * 1024u;
+	limits_r->max_copy_messages = 10000;
+	limits_r->max_copy_bytes = 256u * 1024u * 1024u;
+	limits_r->page_scan_keys = 20000;
+	limits_r->page_max_messages = 1000;
+	limits_r->page_max_bytes = 4u * 1024u * 1024u;
+	limits_r->purge_step_keys = 5000;
 }
 
 /* ---- encoding -------------------------------------------------------- */
 
-static void put_u16(buf *b, uint16_t v)
-{
-	uint8_t d[2] = { (uint8_t)(v >> 8), (uint8_t)v };
-	buf_append(b, d, sizeof d);
-}
-
-static void put_u32(buf *b, uint32_t v)
-{
-	uint8_t d[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
-	buf_append(b, d, sizeof d);
-}
-
-static void put_u64(buf *b, uint64_t v)
-{
-	put_u32(b, (uint32_t)(v >> 32));
-	put_u32(b, (uint32_t)v);
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4);
-}
-
-/* 01 kind <user> 00: the prefix of every per-user key. */
-static void key_user_prefix(buf *k, char kind, const char *user)
-{
-	buf_reset(k);
-	uint8_t head[2] = { MAILSTORE_KEY_VERSION, (uint8_t)kind };
-	buf_append(k, head, sizeof head);
-	buf_append(k, user, strlen(user) + 1);
-}
-
-static void key_mailbox(buf *k, const char *user, const char *name)
-{
-	key_user_prefix(k, KIND_MAILBOX, user);
-	buf_append_str(k, name);
-}
-
-static void key_message(buf *k, char kind, const char *user, uint64_t mbox_id, uint32_t uid)
-{
-	key_user_prefix(k, kind, user);
-	put_u64(k, mbox_id);
-	put_u32(k, uid);
-}
-
-static void key_delivery(buf *k, const char *user, const char *delivery_id)
-{
-	key_user_prefix(k, KIND_DELIVERY, user);
-	buf_append_str(k, delivery_id);
-}
-
-/* 01 'X' <user> 00 <time_ms u64> [<delivery_id>]: without the id, the
- * first key that can hold time_ms. */
-static void key_delivery_age(buf *k, const char *user, uint64_t time_ms,
-			     const char *delivery_id)
-{
-	key_user_prefix(k, KIND_DELIVERY_AGE, user);
-	put_u64(k, time_ms);
-	if (delivery_id != NULL)
-		buf_append_str(k, delivery_id);
-}
-
 /* 'Z' (a message flagged \Deleted) to wb: put when on, else delete. The
  * key is the message's 'I' key with another kind byte. */
-static void batch_mark_deleted(leveldb_writebatch_t *wb, buf *k, const char *user,
+void mailstore__batch_mark_deleted(leveldb_writebatch_t *wb, buf *k, const char *user,
 			       uint64_t mbox_id, uint32_t uid, int on)
 {
 	key_message(k, KIND_DELETED, user, mbox_id, uid);
@@ -230,7 +67,7 @@ static void batch_mark_deleted(leveldb_writebatch_t *wb, buf *k, const char *use
 
 /* The 'Z' record of the message whose 'I' key is key (same layout, other
  * kind byte) to wb. */
-static void batch_put_deleted_of_meta(leveldb_writebatch_t *wb, const void *key, size_t klen)
+void mailstore__batch_put_deleted_of_meta(leveldb_writebatch_t *wb, const void *key, size_t klen)
 {
 	uint8_t *z = xmalloc(klen);
 	memcpy(z, key, klen);
@@ -240,31 +77,7 @@ static void batch_put_deleted_of_meta(leveldb_writebatch_t *wb, const void *key,
 	free(z);
 }
 
-static void mbox_encode(buf *v, const struct mbox *m)
-{
-	buf_reset(v);
-	uint8_t ver = VALUE_VERSION;
-	buf_append(v, &ver, 1);
-	put_u64(v, m->id);
-	put_u32(v, m->uidvalidity);
-	put_u32(v, m->uidnext);
-	put_u64(v, m->highest_modseq);
-	put_u32(v, m->exists);
-}
-
-static int mbox_decode(const uint8_t *p, size_t len, struct mbox *m)
-{
-	if (len < MBOX_VALUE_LEN || p[0] != VALUE_VERSION)
-		return -1;
-	m->id = get_u64(p + 1);
-	m->uidvalidity = get_u32(p + 9);
-	m->uidnext = get_u32(p + 13);
-	m->highest_modseq = get_u64(p + 17);
-	m->exists = get_u32(p + 25);
-	return 0;
-}
-
-static void meta_encode(buf *v, const struct mailstore_message_info *mi)
+void mailstore__meta_encode(buf *v, const struct mailstore_message_info *mi)
 {
 	buf_reset(v);
 	uint8_t ver = VALUE_VERSION;
@@ -280,7 +93,7 @@ static void meta_encode(buf *v, const struct mailstore_message_info *mi)
 	}
 }
 
-static int meta_decode(const uint8_t *p, size_t len, uint32_t uid,
+int mailstore__meta_decode(const uint8_t *p, size_t len, uint32_t uid,
 		       struct mailstore_message_info *mi)
 {
 	memset(mi, 0, sizeof *mi);
@@ -312,8 +125,8 @@ bad:
 
 /* ---- validation ------------------------------------------------------- */
 
-/* user is len bytes (not NUL-terminated): see user_valid(). */
-static int user_valid_len(const mailstore *s, const char *user, size_t len)
+/* user is len bytes (not NUL-terminated): see mailstore__user_valid(). */
+int mailstore__user_valid_len(const mailstore *s, const char *user, size_t len)
 {
 	if (len == 0 || len > s->limits.max_user_len)
 		return 0;
@@ -325,13 +138,13 @@ static int user_valid_len(const mailstore *s, const char *user, size_t len)
 	return 1;
 }
 
-static int user_valid(const mailstore *s, const char *user)
+int mailstore__user_valid(const mailstore *s, const char *user)
 {
-	return user_valid_len(s, user, strlen(user));
+	return mailstore__user_valid_len(s, user, strlen(user));
 }
 
 /* The stored name of mailbox, or NULL when it is not a valid name. */
-static const char *mailbox_name(const mailstore *s, const char *name)
+const char *mailstore__mailbox_name(const mailstore *s, const char *name, buf *tmp)
 {
 	size_t len = strlen(name);
 	if (len == 0 || strcasecmp(name, MAILSTORE_INBOX) == 0)
@@ -344,6 +157,13 @@ static const char *mailbox_name(const mailstore *s, const char *name)
 		unsigned char c = (unsigned char)name[i];
 		if (c < 0x20 || c == 0x7f || c == '*' || c == '%')
 			return NULL;
+	}
+	/* INBOX's children: INBOX/x whatever the case of the prefix */
+	if (len > 6 && strncasecmp(name, "INBOX/", 6) == 0 && strncmp(name, "INBOX/", 6) != 0) {
+		buf_reset(tmp);
+		buf_append_str(tmp, "INBOX/");
+		buf_append_str(tmp, name + 6);
+		return (const char *)tmp->data;
 	}
 	return name;
 }
@@ -360,7 +180,7 @@ static int flag_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void flags_free(char **flags, size_t n)
+void mailstore__flags_free(char **flags, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		free(flags[i]);
@@ -368,7 +188,7 @@ static void flags_free(char **flags, size_t n)
 }
 
 /* Sort and drop duplicates in place (freeing them). */
-static void flags_sort_unique(char **flags, size_t *n)
+void mailstore__flags_sort_unique(char **flags, size_t *n)
 {
 	if (*n < 2)
 		return;
@@ -385,7 +205,7 @@ static void flags_sort_unique(char **flags, size_t *n)
 
 /* Validate and canonicalise caller flags into a sorted, unique heap array
  * (NULL when empty). */
-static int flags_normalize(const mailstore *s, const char *const *in, size_t n_in,
+int mailstore__flags_normalize(const mailstore *s, const char *const *in, size_t n_in,
 			   char ***out_r, size_t *n_r)
 {
 	*out_r = NULL;
@@ -405,7 +225,7 @@ static int flags_normalize(const mailstore *s, const char *const *in, size_t n_i
 		else if (len > s->limits.max_flag_len)
 			ret = MAIL_ERR_LIMIT;
 		if (ret != MAIL_OK) {
-			flags_free(out, n);
+			mailstore__flags_free(out, n);
 			return ret;
 		}
 		if (f[0] == '\\') {
@@ -417,7 +237,7 @@ static int flags_normalize(const mailstore *s, const char *const *in, size_t n_i
 					canon = system_flags[j];
 			}
 			if (canon == NULL) {
-				flags_free(out, n);
+				mailstore__flags_free(out, n);
 				return MAIL_ERR_PARAMS;
 			}
 			out[n++] = xstrdup(canon);
@@ -425,13 +245,13 @@ static int flags_normalize(const mailstore *s, const char *const *in, size_t n_i
 		}
 		for (size_t j = 0; j < len; j++) {
 			if (!keyword_char_ok((unsigned char)f[j])) {
-				flags_free(out, n);
+				mailstore__flags_free(out, n);
 				return MAIL_ERR_PARAMS;
 			}
 		}
 		out[n++] = xstrdup(f);
 	}
-	flags_sort_unique(out, &n);
+	mailstore__flags_sort_unique(out, &n);
 	if (n == 0) {
 		free(out);
 		out = NULL;
@@ -441,7 +261,7 @@ static int flags_normalize(const mailstore *s, const char *const *in, size_t n_i
 	return MAIL_OK;
 }
 
-static int flags_has(char *const *flags, size_t n, const char *flag)
+int mailstore__flags_has(char *const *flags, size_t n, const char *flag)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(flags[i], flag) == 0)
@@ -450,7 +270,7 @@ static int flags_has(char *const *flags, size_t n, const char *flag)
 	return 0;
 }
 
-static int flags_equal(char *const *a, size_t na, char *const *b, size_t nb)
+int mailstore__flags_equal(char *const *a, size_t na, char *const *b, size_t nb)
 {
 	if (na != nb)
 		return 0;
@@ -462,7 +282,7 @@ static int flags_equal(char *const *a, size_t na, char *const *b, size_t nb)
 }
 
 /* old (sorted) combined with req (sorted) by mode, into a new heap array. */
-static void flags_apply(char *const *old, size_t n_old, char *const *req, size_t n_req,
+void mailstore__flags_apply(char *const *old, size_t n_old, char *const *req, size_t n_req,
 			enum mailstore_flag_mode mode, char ***out_r, size_t *n_r)
 {
 	size_t cap = n_old + n_req;
@@ -476,10 +296,10 @@ static void flags_apply(char *const *old, size_t n_old, char *const *req, size_t
 			out[n++] = xstrdup(old[i]);
 		for (size_t i = 0; i < n_req; i++)
 			out[n++] = xstrdup(req[i]);
-		flags_sort_unique(out, &n);
+		mailstore__flags_sort_unique(out, &n);
 	} else {
 		for (size_t i = 0; i < n_old; i++) {
-			if (!flags_has(req, n_req, old[i]))
+			if (!mailstore__flags_has(req, n_req, old[i]))
 				out[n++] = xstrdup(old[i]);
 		}
 	}
@@ -494,7 +314,7 @@ static int uid_cmp(const void *a, const void *b)
 }
 
 /* A sorted, unique heap copy of uids. */
-static uint32_t *uids_sorted(const uint32_t *uids, size_t n, size_t *n_r)
+uint32_t *mailstore__uids_sorted(const uint32_t *uids, size_t n, size_t *n_r)
 {
 	*n_r = 0;
 	if (n == 0)
@@ -513,15 +333,7 @@ static uint32_t *uids_sorted(const uint32_t *uids, size_t n, size_t *n_r)
 
 /* ---- LevelDB access --------------------------------------------------- */
 
-static void key_applied(buf *k, uint32_t partition)
-{
-	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_APPLIED };
-	buf_reset(k);
-	buf_append(k, head, sizeof head);
-	put_u32(k, partition);
-}
-
-static void batch_put_applied(leveldb_writebatch_t *wb, uint32_t partition, uint64_t index)
+void mailstore__batch_put_applied(leveldb_writebatch_t *wb, uint32_t partition, uint64_t index)
 {
 	buf k, v;
 	buf_init(&k);
@@ -536,7 +348,7 @@ static void batch_put_applied(leveldb_writebatch_t *wb, uint32_t partition, uint
 }
 
 /* Write wb (sync) and destroy it. what names the operation in the log. */
-static int db_commit(mailstore *s, leveldb_writebatch_t *wb, const char *what)
+int mailstore__db_commit(mailstore *s, leveldb_writebatch_t *wb, const char *what)
 {
 	char *err = NULL;
 	leveldb_write(s->db, s->wopts, wb, &err);
@@ -551,27 +363,27 @@ static int db_commit(mailstore *s, leveldb_writebatch_t *wb, const char *what)
 	return MAIL_OK;
 }
 
-/* db_commit; while a replicated entry is applied, its index goes in the
+/* mailstore__db_commit; while a replicated entry is applied, its index goes in the
  * same batch as the change. */
-static int db_write(mailstore *s, leveldb_writebatch_t *wb, const char *what)
+int mailstore__db_write(mailstore *s, leveldb_writebatch_t *wb, const char *what)
 {
 	if (s->applying)
-		batch_put_applied(wb, s->apply.partition, s->apply.index);
-	return db_commit(s, wb, what);
+		mailstore__batch_put_applied(wb, s->apply.partition, s->apply.index);
+	return mailstore__db_commit(s, wb, what);
 }
 
-/* db_write (apply = 1) or db_commit of a batch built inside a bodystore
+/* mailstore__db_write (apply = 1) or mailstore__db_commit of a batch built inside a bodystore
  * write (bodystore_txn_begin): the appended bodies are made durable before
  * the batch that points at them, and the bodystore learns whether the
  * batch was written. Destroys wb. */
-static int bodies_write(mailstore *s, leveldb_writebatch_t *wb, int apply, const char *what)
+int mailstore__bodies_write(mailstore *s, leveldb_writebatch_t *wb, int apply, const char *what)
 {
 	int ret;
 	if (bodystore_txn_prepare(s->bodies) < 0) {
 		leveldb_writebatch_destroy(wb);
 		ret = MAIL_ERR_INTERNAL;
 	} else {
-		ret = apply ? db_write(s, wb, what) : db_commit(s, wb, what);
+		ret = apply ? mailstore__db_write(s, wb, what) : mailstore__db_commit(s, wb, what);
 	}
 	bodystore_txn_end(s->bodies, ret == MAIL_OK);
 	return ret;
@@ -579,7 +391,7 @@ static int bodies_write(mailstore *s, leveldb_writebatch_t *wb, int apply, const
 
 /* Give up a batch built inside a bodystore write: what was appended is
  * garbage. */
-static void bodies_abandon(mailstore *s, leveldb_writebatch_t *wb)
+void mailstore__bodies_abandon(mailstore *s, leveldb_writebatch_t *wb)
 {
 	leveldb_writebatch_destroy(wb);
 	bodystore_txn_end(s->bodies, 0);
@@ -588,86 +400,86 @@ static void bodies_abandon(mailstore *s, leveldb_writebatch_t *wb)
 /* After a write: one bounded collection step when a segment waits for
  * one (limits.body_collect_step bytes at most, its own sync batch). A
  * failure is logged and does not fail the write. Under lock. */
-static void bodies_collect_after_write(mailstore *s)
+void mailstore__bodies_collect_after_write(mailstore *s)
 {
 	if (bodystore_collect_pending(s->bodies))
 		(void)bodystore_collect_step(s->bodies);
 }
 
 /* Log a LevelDB read error and free it. */
-static void db_read_failed(char *err)
+void mailstore__db_read_failed(char *err)
 {
 	char q[256];
-	log_event(LOG_ERROR, LOG_SVC, "event=db_read_failed error=%s",
+	log_event(LOG_ERROR, LOG_SVC, "event=mailstore__db_read_failed error=%s",
 		  log_quote(q, sizeof q, err, strlen(err)));
 	leveldb_free(err);
 }
 
 /* Destroy an iterator after a scan: MAIL_OK, or MAIL_ERR_INTERNAL (logged)
  * when the scan stopped on a read error rather than at the end. */
-static int db_iter_close(leveldb_iterator_t *it)
+int mailstore__db_iter_close(leveldb_iterator_t *it)
 {
 	char *err = NULL;
 	leveldb_iter_get_error(it, &err);
 	leveldb_iter_destroy(it);
 	if (err == NULL)
 		return MAIL_OK;
-	db_read_failed(err);
+	mailstore__db_read_failed(err);
 	return MAIL_ERR_INTERNAL;
 }
 
 /* Returns 1 with *val_r (leveldb_free it), 0 when missing, <0 on error. */
-static int db_get(mailstore *s, const buf *key, char **val_r, size_t *len_r)
+int mailstore__db_get(mailstore *s, const buf *key, char **val_r, size_t *len_r)
 {
 	char *err = NULL;
 	*val_r = leveldb_get(s->db, s->ropts, (const char *)key->data, key->len, len_r, &err);
 	if (err != NULL) {
-		db_read_failed(err);
+		mailstore__db_read_failed(err);
 		return -1;
 	}
 	return *val_r != NULL;
 }
 
-static void log_corrupt(const char *what, const char *user)
+void mailstore__log_corrupt(const char *what, const char *user)
 {
 	char q[300];
 	log_event(LOG_ERROR, LOG_SVC, "event=db_corrupt record=%s user=%s", what,
 		  log_quote(q, sizeof q, user, strlen(user)));
 }
 
-static int mbox_get(mailstore *s, const char *user, const char *name, struct mbox *m)
+int mailstore__mbox_get(mailstore *s, const char *user, const char *name, struct mbox *m)
 {
 	buf k;
 	buf_init(&k);
 	key_mailbox(&k, user, name);
 	char *val;
 	size_t len;
-	int ret = db_get(s, &k, &val, &len);
+	int ret = mailstore__db_get(s, &k, &val, &len);
 	buf_deinit(&k);
 	if (ret < 0)
 		return MAIL_ERR_INTERNAL;
 	if (ret == 0)
 		return MAIL_ERR_NOT_FOUND;
-	ret = mbox_decode((const uint8_t *)val, len, m);
+	ret = mailstore__mbox_decode((const uint8_t *)val, len, m);
 	leveldb_free(val);
 	if (ret < 0) {
-		log_corrupt("mailbox", user);
+		mailstore__log_corrupt("mailbox", user);
+		return MAIL_ERR_INTERNAL;
+	}
+	/* written by a version before the counters (a downgrade, or a
+	 * snapshot of an older exporter): count them now, the next write of
+	 * the mailbox stores them */
+	if (m->legacy && mailstore__mbox_recount(s, user, m) != MAIL_OK) {
+		mailstore__mbox_deinit(m);
 		return MAIL_ERR_INTERNAL;
 	}
 	return MAIL_OK;
 }
 
-static void key_counters(buf *k)
-{
-	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_COUNTERS };
-	buf_reset(k);
-	buf_append(k, head, sizeof head);
-}
-
 /* The 'C' counters (1 and 0 when there are none yet): MAIL_OK, or
  * MAIL_ERR_INTERNAL (logged, naming user) on a read error or a corrupt
  * record. */
-static int counters_get(mailstore *s, const char *user, uint64_t *next_id_r,
+int mailstore__counters_get(mailstore *s, const char *user, uint64_t *next_id_r,
 			uint32_t *last_uidvalidity_r)
 {
 	*next_id_r = 1;
@@ -677,7 +489,7 @@ static int counters_get(mailstore *s, const char *user, uint64_t *next_id_r,
 	key_counters(&k);
 	char *val;
 	size_t len;
-	int ret = db_get(s, &k, &val, &len);
+	int ret = mailstore__db_get(s, &k, &val, &len);
 	buf_deinit(&k);
 	if (ret < 0)
 		return MAIL_ERR_INTERNAL;
@@ -691,13 +503,13 @@ static int counters_get(mailstore *s, const char *user, uint64_t *next_id_r,
 	}
 	leveldb_free(val);
 	if (!ok) {
-		log_corrupt("counters", user);
+		mailstore__log_corrupt("counters", user);
 		return MAIL_ERR_INTERNAL;
 	}
 	return MAIL_OK;
 }
 
-static void batch_put_counters(leveldb_writebatch_t *wb, uint64_t next_id,
+void mailstore__batch_put_counters(leveldb_writebatch_t *wb, uint64_t next_id,
 			       uint32_t last_uidvalidity)
 {
 	buf k, v;
@@ -713,60 +525,43 @@ static void batch_put_counters(leveldb_writebatch_t *wb, uint64_t next_id,
 	buf_deinit(&v);
 }
 
-/* Create mailbox name for user: take a mailbox id and a UIDVALIDITY from the
- * counters and write both records in one batch. */
-static int mbox_create(mailstore *s, const char *user, const char *name, struct mbox *m)
-{
-	uint64_t next_id;
-	uint32_t last_uidvalidity;
-	int ret = counters_get(s, user, &next_id, &last_uidvalidity);
-	if (ret != MAIL_OK)
-		return ret;
-	/* Seconds since the epoch, but above every value handed out before, so
-	 * a mailbox re-created with an old name never repeats its UIDVALIDITY. */
-	int64_t now_s = (s->applying ? s->apply.now_ms : util_now_wall_ms()) / 1000;
-	uint32_t uidvalidity = now_s > 0 && now_s < UINT32_MAX ? (uint32_t)now_s : 1;
-	/* Replicated: the primary's clock only, so every replica computes the
-	 * same value (the counter is per node, its partitions differ). */
-	if (uidvalidity <= last_uidvalidity && !s->applying)
-		uidvalidity = last_uidvalidity + 1;
-	if (uidvalidity == 0)
-		uidvalidity = 1;
-
-	*m = (struct mbox){ .id = next_id, .uidvalidity = uidvalidity, .uidnext = 1 };
-	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	batch_put_counters(wb, next_id + 1, uidvalidity);
-	buf k, v;
-	buf_init(&k);
-	buf_init(&v);
-	key_mailbox(&k, user, name);
-	mbox_encode(&v, m);
-	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
-	ret = db_write(s, wb, "mailbox_create");
-	buf_deinit(&k);
-	buf_deinit(&v);
-	return ret;
-}
-
 /* The mailbox, creating INBOX on first use. */
-static int mbox_open(mailstore *s, const char *user, const char *name, struct mbox *m)
+int mailstore__mbox_open(mailstore *s, const char *user, const char *name, struct mbox *m)
 {
-	int ret = mbox_get(s, user, name, m);
-	if (ret == MAIL_ERR_NOT_FOUND && strcmp(name, MAILSTORE_INBOX) == 0)
-		ret = mbox_create(s, user, name, m);
+	int ret = mailstore__mbox_get(s, user, name, m);
+	if (ret != MAIL_ERR_NOT_FOUND)
+		return ret;
+	if (strcmp(name, MAILSTORE_INBOX) == 0)
+		return mailstore__mbox_create(s, user, name, 0, m);
+	/* a new user's first call names another mailbox (APPEND to Sent):
+	 * INBOX and the special-use mailboxes come first */
+	ret = mailstore__user_init(s, user);
+	if (ret == MAIL_OK)
+		ret = mailstore__mbox_get(s, user, name, m);
 	return ret;
 }
 
-static void batch_put_mbox(leveldb_writebatch_t *wb, buf *k, buf *v, const char *user,
+int mailstore__user_init(mailstore *s, const char *user)
+{
+	struct mbox in;
+	int ret = mailstore__mbox_get(s, user, MAILSTORE_INBOX, &in);
+	if (ret == MAIL_ERR_NOT_FOUND)
+		ret = mailstore__mbox_create(s, user, MAILSTORE_INBOX, 0, &in);
+	if (ret == MAIL_OK)
+		mailstore__mbox_deinit(&in);
+	return ret;
+}
+
+void mailstore__batch_put_mbox(leveldb_writebatch_t *wb, buf *k, buf *v, const char *user,
 			   const char *name, const struct mbox *m)
 {
 	key_mailbox(k, user, name);
-	mbox_encode(v, m);
+	mailstore__mbox_encode(v, m);
 	leveldb_writebatch_put(wb, (const char *)k->data, k->len, (const char *)v->data, v->len);
 }
 
 /* Meta of one message: MAIL_OK, NOT_FOUND or INTERNAL. */
-static int meta_get(mailstore *s, const char *user, const struct mbox *m, uint32_t uid,
+int mailstore__meta_get(mailstore *s, const char *user, const struct mbox *m, uint32_t uid,
 		    struct mailstore_message_info *mi)
 {
 	buf k;
@@ -774,16 +569,16 @@ static int meta_get(mailstore *s, const char *user, const struct mbox *m, uint32
 	key_message(&k, KIND_META, user, m->id, uid);
 	char *val;
 	size_t len;
-	int ret = db_get(s, &k, &val, &len);
+	int ret = mailstore__db_get(s, &k, &val, &len);
 	buf_deinit(&k);
 	if (ret < 0)
 		return MAIL_ERR_INTERNAL;
 	if (ret == 0)
 		return MAIL_ERR_NOT_FOUND;
-	ret = meta_decode((const uint8_t *)val, len, uid, mi);
+	ret = mailstore__meta_decode((const uint8_t *)val, len, uid, mi);
 	leveldb_free(val);
 	if (ret < 0) {
-		log_corrupt("message", user);
+		mailstore__log_corrupt("message", user);
 		return MAIL_ERR_INTERNAL;
 	}
 	return MAIL_OK;
@@ -813,14 +608,14 @@ static int meta_scan(mailstore *s, const char *user, const struct mbox *m,
 			msgs = xrealloc(msgs, cap * sizeof *msgs);
 		}
 		uint32_t uid = get_u32((const uint8_t *)key + prefix.len);
-		if (meta_decode((const uint8_t *)val, vlen, uid, &msgs[n]) < 0) {
-			log_corrupt("message", user);
+		if (mailstore__meta_decode((const uint8_t *)val, vlen, uid, &msgs[n]) < 0) {
+			mailstore__log_corrupt("message", user);
 			ret = MAIL_ERR_INTERNAL;
 			break;
 		}
 		n++;
 	}
-	if (db_iter_close(it) != MAIL_OK)
+	if (mailstore__db_iter_close(it) != MAIL_OK)
 		ret = MAIL_ERR_INTERNAL;
 	buf_deinit(&prefix);
 	if (ret != MAIL_OK) {
@@ -856,7 +651,7 @@ static int deleted_scan(mailstore *s, const char *user, const struct mbox *m,
 		}
 		uids[n++] = get_u32((const uint8_t *)key + prefix.len);
 	}
-	int ret = db_iter_close(it);
+	int ret = mailstore__db_iter_close(it);
 	buf_deinit(&prefix);
 	if (ret != MAIL_OK) {
 		free(uids);
@@ -867,19 +662,23 @@ static int deleted_scan(mailstore *s, const char *user, const struct mbox *m,
 	return MAIL_OK;
 }
 
-static void mbox_info_fill(struct mailstore_mailbox_info *info, const char *name,
-			   const struct mbox *m)
+void mailstore__mbox_info_fill(struct mailstore_mailbox_info *info, const char *name,
+			       const struct mbox *m)
 {
 	info->name = xstrdup(name);
 	info->uidvalidity = m->uidvalidity;
 	info->uidnext = m->uidnext;
 	info->exists = m->exists;
 	info->highest_modseq = m->highest_modseq;
+	info->unseen = m->unseen;
+	info->deleted = m->deleted;
+	info->size = m->size;
+	info->attrs = m->attrs;
 }
 
 /* The partition of a user: router_partition_of() (router/router.h), which
  * this library cannot link; test-mailstore.c checks that the two agree. */
-static uint32_t user_partition(const void *user, size_t len, uint32_t n_partitions)
+uint32_t mailstore__user_partition(const void *user, size_t len, uint32_t n_partitions)
 {
 	return (uint32_t)(util_hash64(user, len) % n_partitions);
 }
@@ -926,7 +725,7 @@ static void hint_note_added(mailstore *s, const char *user, uint64_t time_ms)
 }
 
 /* "now" of a write: the entry's clock when applying, else the wall clock. */
-static int64_t store_now_ms(const mailstore *s)
+int64_t mailstore__store_now_ms(const mailstore *s)
 {
 	return s->applying ? s->apply.now_ms : util_now_wall_ms();
 }
@@ -957,7 +756,7 @@ static int deliveries_expire(mailstore *s, leveldb_writebatch_t *wb, const char 
 		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
 			break;
 		if (klen <= prefix.len + AGE_TIME_LEN) {
-			log_corrupt("delivery_age", user);
+			mailstore__log_corrupt("delivery_age", user);
 			continue;
 		}
 		uint64_t t = get_u64((const uint8_t *)key + prefix.len);
@@ -970,37 +769,26 @@ static int deliveries_expire(mailstore *s, leveldb_writebatch_t *wb, const char 
 		leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
 		(*n_r)++;
 	}
-	int ret = db_iter_close(it);
+	int ret = mailstore__db_iter_close(it);
 	buf_deinit(&prefix);
 	buf_deinit(&k);
 	*floor_r = floor;
 	return ret;
 }
 
-/* A pass that writes many keys (an upgrade): batches of UPGRADE_BATCH,
- * each committed when full. */
-#define UPGRADE_BATCH 10000
 
-struct upgrade_batch {
-	mailstore *s;
-	const char *what;
-	leveldb_writebatch_t *wb;
-	size_t n;
-	int ret;
-};
-
-static void upgrade_batch_init(struct upgrade_batch *ub, mailstore *s, const char *what)
+void mailstore__upgrade_batch_init(struct upgrade_batch *ub, mailstore *s, const char *what)
 {
 	*ub = (struct upgrade_batch){ .s = s, .what = what, .wb = leveldb_writebatch_create() };
 }
 
 /* A put went into ub->wb: commit when the batch is full. 0, or -1 when a
  * commit failed (stop the pass). */
-static int upgrade_batch_added(struct upgrade_batch *ub)
+int mailstore__upgrade_batch_added(struct upgrade_batch *ub)
 {
 	if (++ub->n < UPGRADE_BATCH)
 		return 0;
-	ub->ret = db_commit(ub->s, ub->wb, ub->what);
+	ub->ret = mailstore__db_commit(ub->s, ub->wb, ub->what);
 	ub->wb = leveldb_writebatch_create();
 	ub->n = 0;
 	return ub->ret == MAIL_OK ? 0 : -1;
@@ -1008,12 +796,12 @@ static int upgrade_batch_added(struct upgrade_batch *ub)
 
 /* Commit the rest (unless the pass failed: iter_ret or an earlier commit).
  * Returns MAIL_OK or INTERNAL. */
-static int upgrade_batch_finish(struct upgrade_batch *ub, int iter_ret)
+int mailstore__upgrade_batch_finish(struct upgrade_batch *ub, int iter_ret)
 {
 	if (iter_ret != MAIL_OK)
 		ub->ret = MAIL_ERR_INTERNAL;
 	if (ub->ret == MAIL_OK)
-		return db_commit(ub->s, ub->wb, ub->what);
+		return mailstore__db_commit(ub->s, ub->wb, ub->what);
 	leveldb_writebatch_destroy(ub->wb);
 	return ub->ret;
 }
@@ -1025,14 +813,14 @@ static int upgrade_batch_finish(struct upgrade_batch *ub, int iter_ret)
  * keeps each at least delivery_keep_ms from here on, never less than it
  * would have been kept. Returns MAIL_OK or INTERNAL. Caller holds the
  * lock (or is mailstore_open). */
-static int deliveries_index(mailstore *s, int all, uint32_t partition, uint32_t n_partitions,
+int mailstore__deliveries_index(mailstore *s, int all, uint32_t partition, uint32_t n_partitions,
 			    const char *what, uint64_t *n_r)
 {
 	*n_r = 0;
 	uint64_t now = (uint64_t)util_now_wall_ms();
 	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_DELIVERY };
 	struct upgrade_batch ub;
-	upgrade_batch_init(&ub, s, what);
+	mailstore__upgrade_batch_init(&ub, s, what);
 	buf k;
 	buf_init(&k);
 	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
@@ -1046,7 +834,7 @@ static int deliveries_index(mailstore *s, int all, uint32_t partition, uint32_t 
 		if (nul == NULL || nul == key + klen - 1)
 			continue;
 		size_t ulen = (size_t)(nul - (key + 2));
-		if (!all && user_partition(key + 2, ulen, n_partitions) != partition)
+		if (!all && mailstore__user_partition(key + 2, ulen, n_partitions) != partition)
 			continue;
 		/* 01 'X' <user> 00 <now> <delivery id> */
 		buf_reset(&k);
@@ -1059,10 +847,10 @@ static int deliveries_index(mailstore *s, int all, uint32_t partition, uint32_t 
 		leveldb_writebatch_put(ub.wb, (const char *)k.data, k.len, (const char *)&ver,
 				       AGE_VALUE_LEN);
 		(*n_r)++;
-		if (upgrade_batch_added(&ub) < 0)
+		if (mailstore__upgrade_batch_added(&ub) < 0)
 			break;
 	}
-	int ret = upgrade_batch_finish(&ub, db_iter_close(it));
+	int ret = mailstore__upgrade_batch_finish(&ub, mailstore__db_iter_close(it));
 	buf_deinit(&k);
 	return ret;
 }
@@ -1075,7 +863,7 @@ static int deleted_index(mailstore *s, uint64_t *n_r)
 	*n_r = 0;
 	uint8_t head[2] = { MAILSTORE_KEY_VERSION, KIND_META };
 	struct upgrade_batch ub;
-	upgrade_batch_init(&ub, s, "deleted_index");
+	mailstore__upgrade_batch_init(&ub, s, "deleted_index");
 	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
 	for (leveldb_iter_seek(it, (const char *)head, sizeof head); leveldb_iter_valid(it);
 	     leveldb_iter_next(it)) {
@@ -1087,20 +875,20 @@ static int deleted_index(mailstore *s, uint64_t *n_r)
 			continue;
 		const uint8_t *val = (const uint8_t *)leveldb_iter_value(it, &vlen);
 		struct mailstore_message_info mi;
-		if (meta_decode(val, vlen, get_u32((const uint8_t *)key + klen - 4), &mi) < 0) {
-			log_corrupt("message", "");
+		if (mailstore__meta_decode(val, vlen, get_u32((const uint8_t *)key + klen - 4), &mi) < 0) {
+			mailstore__log_corrupt("message", "");
 			continue;
 		}
-		int deleted = flags_has(mi.flags, mi.n_flags, "\\Deleted");
+		int deleted = mailstore__flags_has(mi.flags, mi.n_flags, "\\Deleted");
 		mailstore_message_info_free(&mi);
 		if (!deleted)
 			continue;
-		batch_put_deleted_of_meta(ub.wb, key, klen);
+		mailstore__batch_put_deleted_of_meta(ub.wb, key, klen);
 		(*n_r)++;
-		if (upgrade_batch_added(&ub) < 0)
+		if (mailstore__upgrade_batch_added(&ub) < 0)
 			break;
 	}
-	return upgrade_batch_finish(&ub, db_iter_close(it));
+	return mailstore__upgrade_batch_finish(&ub, mailstore__db_iter_close(it));
 }
 
 /* mailstore_open: bring a store of an older data level up ('V' missing or
@@ -1114,7 +902,7 @@ static int schema_upgrade(mailstore *s)
 	buf_append(&k, vkey, sizeof vkey);
 	char *val;
 	size_t len;
-	int got = db_get(s, &k, &val, &len);
+	int got = mailstore__db_get(s, &k, &val, &len);
 	buf_deinit(&k);
 	if (got < 0)
 		return MAIL_ERR_INTERNAL;
@@ -1131,20 +919,27 @@ static int schema_upgrade(mailstore *s)
 	uint64_t n = 0, n_deleted = 0;
 	int ret = MAIL_OK;
 	if (level < 1)
-		ret = deliveries_index(s, 1, 0, 1, "schema_upgrade", &n);
+		ret = mailstore__deliveries_index(s, 1, 0, 1, "schema_upgrade", &n);
 	if (ret == MAIL_OK && level < 2)
 		ret = deleted_index(s, &n_deleted);
+	uint64_t n_msgs = 0, n_boxes = 0;
+	if (ret == MAIL_OK && level < 3)
+		ret = mailstore__index_messages(s, &n_msgs);
+	if (ret == MAIL_OK && level < 3)
+		ret = mailstore__count_mailboxes(s, &n_boxes);
 	if (ret == MAIL_OK) {
 		uint8_t vval[2] = { VALUE_VERSION, SCHEMA_LEVEL };
 		leveldb_writebatch_t *wb = leveldb_writebatch_create();
 		leveldb_writebatch_put(wb, (const char *)vkey, sizeof vkey, (const char *)vval,
 				       sizeof vval);
-		ret = db_commit(s, wb, "schema_upgrade");
+		ret = mailstore__db_commit(s, wb, "schema_upgrade");
 	}
 	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
 		  "event=schema_upgrade from=%d level=%d delivery_records_indexed=%llu "
-		  "deleted_indexed=%llu status=%s", level, SCHEMA_LEVEL, (unsigned long long)n,
-		  (unsigned long long)n_deleted, mail_error_info(ret)->name);
+		  "deleted_indexed=%llu messages_indexed=%llu mailboxes_counted=%llu status=%s",
+		  level, SCHEMA_LEVEL, (unsigned long long)n, (unsigned long long)n_deleted,
+		  (unsigned long long)n_msgs, (unsigned long long)n_boxes,
+		  mail_error_info(ret)->name);
 	return ret;
 }
 
@@ -1162,6 +957,14 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		s->limits.max_flag_len = UINT16_MAX;
 	if (s->limits.max_flags > UINT16_MAX)
 		s->limits.max_flags = UINT16_MAX;
+	if (s->limits.max_mailbox_keywords > 1024)
+		s->limits.max_mailbox_keywords = 1024;
+	if (s->limits.page_scan_keys == 0)
+		s->limits.page_scan_keys = 1;
+	if (s->limits.page_max_messages == 0)
+		s->limits.page_max_messages = 1;
+	if (s->limits.purge_step_keys == 0)
+		s->limits.purge_step_keys = 1;
 	s->options = leveldb_options_create();
 	leveldb_options_set_create_if_missing(s->options, 1);
 	s->filter = leveldb_filterpolicy_create_bloom(10);
@@ -1204,6 +1007,8 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		mailstore_close(&s);
 		return MAIL_ERR_INTERNAL;
 	}
+	/* a mailbox deleted before a restart may still wait for its purge */
+	s->purge_pending = 1;
 	*store_r = s;
 	return MAIL_OK;
 }
@@ -1222,25 +1027,27 @@ void mailstore_close(mailstore **store)
 	leveldb_filterpolicy_destroy(s->filter);
 	pthread_mutex_destroy(&s->lock);
 	free(s->install_seen);
+	free(s->changes);
 	free(s);
 }
 
 /* ---- operations ------------------------------------------------------- */
 
 static int deliver_locked(mailstore *s, const char *user, const char *name,
-			  const char *delivery_id, const void *body, size_t body_len,
-			  int64_t internal_date, char **flags, size_t n_flags,
+			  const char *delivery_id, const struct mailstore_msg_in *msg,
+			  int64_t internal_date, char **flags, size_t *n_flags,
 			  struct mailstore_deliver_result *res)
 {
 	buf k, v;
 	buf_init(&k);
 	buf_init(&v);
+	struct mbox m = { 0 };
 	int ret;
 	if (delivery_id[0] != '\0') {
 		key_delivery(&k, user, delivery_id);
 		char *val;
 		size_t len;
-		ret = db_get(s, &k, &val, &len);
+		ret = mailstore__db_get(s, &k, &val, &len);
 		if (ret == 1) {
 			const uint8_t *p = (const uint8_t *)val;
 			int ok = len >= DELIVERY_VALUE_LEN && p[0] == VALUE_VERSION;
@@ -1251,7 +1058,7 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 			}
 			leveldb_free(val);
 			if (!ok)
-				log_corrupt("delivery", user);
+				mailstore__log_corrupt("delivery", user);
 			ret = ok ? MAIL_OK : MAIL_ERR_INTERNAL;
 			goto out;
 		}
@@ -1260,8 +1067,7 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 			goto out;
 		}
 	}
-	struct mbox m;
-	ret = mbox_open(s, user, name, &m);
+	ret = mailstore__mbox_open(s, user, name, &m);
 	if (ret != MAIL_OK)
 		goto out;
 	if (m.uidnext == UINT32_MAX) {
@@ -1269,22 +1075,22 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 		ret = MAIL_ERR_LIMIT;
 		goto out;
 	}
+	/* a delivery is never refused for a label: keywords past the
+	 * mailbox's bound are dropped */
+	(void)mailstore__keywords_merge(s, &m, flags, n_flags, 1);
 	struct mailstore_message_info mi = {
-		.uid = m.uidnext, .flags = flags, .n_flags = n_flags, .size = body_len,
+		.uid = m.uidnext, .flags = flags, .n_flags = *n_flags, .size = msg->body_len,
 		.internal_date = internal_date, .modseq = m.highest_modseq + 1,
 	};
 	m.uidnext++;
 	m.highest_modseq++;
-	m.exists++;
 
 	leveldb_writebatch_t *wb = leveldb_writebatch_create();
 	bodystore_txn_begin(s->bodies, wb, 1);
-	batch_put_mbox(wb, &k, &v, user, name, &m);
-	key_message(&k, KIND_META, user, m.id, mi.uid);
-	meta_encode(&v, &mi);
-	leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data, v.len);
-	if (flags_has(flags, n_flags, "\\Deleted"))
-		batch_mark_deleted(wb, &k, user, m.id, mi.uid, 1);
+	mailstore__msg_put(wb, &k, &v, user, &m, NULL, &mi);
+	mailstore__batch_put_mbox(wb, &k, &v, user, name, &m);
+	mailstore__structure_put(wb, &k, user, m.id, mi.uid, msg->structure, msg->structure_len,
+				 msg->body, msg->body_len);
 	if (delivery_id[0] != '\0') {
 		key_delivery(&k, user, delivery_id);
 		buf_reset(&v);
@@ -1296,7 +1102,7 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 		leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)v.data,
 				       v.len);
 	}
-	int64_t now_ms = store_now_ms(s);
+	int64_t now_ms = mailstore__store_now_ms(s);
 	uint64_t age_ms = now_ms > 0 ? (uint64_t)now_ms : 0;
 	if (delivery_id[0] != '\0') {
 		key_delivery_age(&k, user, age_ms, delivery_id);
@@ -1308,18 +1114,18 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 	size_t n_expired = 0;
 	int expire = s->limits.delivery_keep_ms > 0;
 	if (expire && deliveries_expire(s, wb, user, now_ms, &floor, &n_expired) != MAIL_OK) {
-		bodies_abandon(s, wb);
+		mailstore__bodies_abandon(s, wb);
 		ret = MAIL_ERR_INTERNAL;
 		goto out;
 	}
 	/* last: nothing is appended for a delivery that fails before */
 	key_message(&k, KIND_BODY_PTR, user, m.id, mi.uid);
-	if (bodystore_put(s->bodies, k.data, k.len, body, body_len) < 0) {
-		bodies_abandon(s, wb);
+	if (bodystore_put(s->bodies, k.data, k.len, msg->body, msg->body_len) < 0) {
+		mailstore__bodies_abandon(s, wb);
 		ret = MAIL_ERR_INTERNAL;
 		goto out;
 	}
-	ret = bodies_write(s, wb, 1, "deliver");
+	ret = mailstore__bodies_write(s, wb, 1, "deliver");
 	if (ret == MAIL_OK && expire) {
 		/* in this order: the new record may be below the pass's floor */
 		hint_set(s, user, floor);
@@ -1330,10 +1136,55 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 		res->uid = mi.uid;
 		res->uidvalidity = m.uidvalidity;
 		res->duplicate = 0;
+		mailstore__note_change(s, user, name, m.highest_modseq, 0);
 	}
 out:
+	mailstore__mbox_deinit(&m);
 	buf_deinit(&k);
 	buf_deinit(&v);
+	return ret;
+}
+
+/* The structure record given with a message: absent, or one that decodes
+ * (it comes from a replicated entry, i.e. from the network). */
+static int structure_valid(const struct mailstore_msg_in *msg)
+{
+	struct store_structure st;
+	return msg->structure == NULL ||
+	       store_structure_decode(msg->structure, msg->structure_len, &st) == 0;
+}
+
+int mailstore_deliver_msg(mailstore *s, const char *user, const char *mailbox,
+			  const char *delivery_id, const struct mailstore_msg_in *msg,
+			  struct mailstore_deliver_result *result_r)
+{
+	memset(result_r, 0, sizeof *result_r);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_OK;
+	char **nflags = NULL;
+	size_t n_nflags = 0;
+	if (!mailstore__user_valid(s, user) || name == NULL ||
+	    strlen(delivery_id) > s->limits.max_delivery_id || !structure_valid(msg))
+		ret = MAIL_ERR_PARAMS;
+	else if (msg->body_len > s->limits.max_message_size)
+		ret = MAIL_ERR_TOO_BIG;
+	else
+		ret = mailstore__flags_normalize(s, msg->flags, msg->n_flags, &nflags, &n_nflags);
+	if (ret == MAIL_OK) {
+		int64_t internal_date = msg->internal_date;
+		if (internal_date == 0)
+			internal_date = s->applying ? s->apply.now_ms : util_now_wall_ms();
+		pthread_mutex_lock(&s->lock);
+		ret = deliver_locked(s, user, name, delivery_id, msg, internal_date, nflags,
+				     &n_nflags, result_r);
+		if (ret == MAIL_OK && !result_r->duplicate)
+			mailstore__bodies_collect_after_write(s);
+		mailstore__unlock(s);
+	}
+	mailstore__flags_free(nflags, n_nflags);
+	buf_deinit(&tmp);
 	return ret;
 }
 
@@ -1342,106 +1193,11 @@ int mailstore_deliver(mailstore *s, const char *user, const char *mailbox,
 		      int64_t internal_date, const char *const *flags, size_t n_flags,
 		      struct mailstore_deliver_result *result_r)
 {
-	memset(result_r, 0, sizeof *result_r);
-	const char *name = mailbox_name(s, mailbox);
-	if (!user_valid(s, user) || name == NULL ||
-	    strlen(delivery_id) > s->limits.max_delivery_id)
-		return MAIL_ERR_PARAMS;
-	if (body_len > s->limits.max_message_size)
-		return MAIL_ERR_TOO_BIG;
-	if (internal_date == 0)
-		internal_date = s->applying ? s->apply.now_ms : util_now_wall_ms();
-	char **nflags;
-	size_t n_nflags;
-	int ret = flags_normalize(s, flags, n_flags, &nflags, &n_nflags);
-	if (ret != MAIL_OK)
-		return ret;
-	pthread_mutex_lock(&s->lock);
-	ret = deliver_locked(s, user, name, delivery_id, body, body_len, internal_date, nflags,
-			     n_nflags, result_r);
-	if (ret == MAIL_OK && !result_r->duplicate)
-		bodies_collect_after_write(s);
-	pthread_mutex_unlock(&s->lock);
-	flags_free(nflags, n_nflags);
-	return ret;
-}
-
-int mailstore_mailbox_create(mailstore *s, const char *user, const char *mailbox,
-			     struct mailstore_mailbox_info *info_r)
-{
-	memset(info_r, 0, sizeof *info_r);
-	const char *name = mailbox_name(s, mailbox);
-	if (!user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	pthread_mutex_lock(&s->lock);
-	struct mbox m;
-	int ret = mbox_get(s, user, name, &m);
-	if (ret == MAIL_OK)
-		ret = MAIL_ERR_EXISTS;
-	else if (ret == MAIL_ERR_NOT_FOUND)
-		ret = mbox_create(s, user, name, &m);
-	pthread_mutex_unlock(&s->lock);
-	if (ret == MAIL_OK)
-		mbox_info_fill(info_r, name, &m);
-	return ret;
-}
-
-static int list_locked(mailstore *s, const char *user, struct mailstore_mailbox_info **boxes_r,
-		       size_t *n_r)
-{
-	struct mbox m;
-	int ret = mbox_open(s, user, MAILSTORE_INBOX, &m);
-	if (ret != MAIL_OK)
-		return ret;
-	buf prefix;
-	buf_init(&prefix);
-	key_user_prefix(&prefix, KIND_MAILBOX, user);
-	struct mailstore_mailbox_info *boxes = NULL;
-	size_t n = 0, cap = 0;
-	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
-	     leveldb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *key = leveldb_iter_key(it, &klen);
-		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
-			break;
-		const char *val = leveldb_iter_value(it, &vlen);
-		if (mbox_decode((const uint8_t *)val, vlen, &m) < 0) {
-			log_corrupt("mailbox", user);
-			ret = MAIL_ERR_INTERNAL;
-			break;
-		}
-		if (n == cap) {
-			cap = cap > 0 ? cap * 2 : 8;
-			boxes = xrealloc(boxes, cap * sizeof *boxes);
-		}
-		char *name = xstrndup(key + prefix.len, klen - prefix.len);
-		mbox_info_fill(&boxes[n++], name, &m);
-		free(name);
-	}
-	if (db_iter_close(it) != MAIL_OK)
-		ret = MAIL_ERR_INTERNAL;
-	buf_deinit(&prefix);
-	if (ret != MAIL_OK) {
-		mailstore_mailbox_infos_free(boxes, n);
-		return ret;
-	}
-	*boxes_r = boxes;
-	*n_r = n;
-	return MAIL_OK;
-}
-
-int mailstore_list(mailstore *s, const char *user, struct mailstore_mailbox_info **boxes_r,
-		   size_t *n_r)
-{
-	*boxes_r = NULL;
-	*n_r = 0;
-	if (!user_valid(s, user))
-		return MAIL_ERR_PARAMS;
-	pthread_mutex_lock(&s->lock);
-	int ret = list_locked(s, user, boxes_r, n_r);
-	pthread_mutex_unlock(&s->lock);
-	return ret;
+	struct mailstore_msg_in msg = {
+		.body = body, .body_len = body_len, .internal_date = internal_date,
+		.flags = flags, .n_flags = n_flags,
+	};
+	return mailstore_deliver_msg(s, user, mailbox, delivery_id, &msg, result_r);
 }
 
 int mailstore_select(mailstore *s, const char *user, const char *mailbox,
@@ -1451,40 +1207,38 @@ int mailstore_select(mailstore *s, const char *user, const char *mailbox,
 	memset(info_r, 0, sizeof *info_r);
 	*msgs_r = NULL;
 	*n_r = 0;
-	const char *name = mailbox_name(s, mailbox);
-	if (!user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	pthread_mutex_lock(&s->lock);
-	struct mbox m;
-	int ret = mbox_open(s, user, name, &m);
-	if (ret == MAIL_OK)
-		ret = meta_scan(s, user, &m, msgs_r, n_r);
-	pthread_mutex_unlock(&s->lock);
-	if (ret == MAIL_OK)
-		mbox_info_fill(info_r, name, &m);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL) {
+		pthread_mutex_lock(&s->lock);
+		struct mbox m = { 0 };
+		ret = mailstore__mbox_open(s, user, name, &m);
+		if (ret == MAIL_OK)
+			ret = meta_scan(s, user, &m, msgs_r, n_r);
+		if (ret == MAIL_OK)
+			mailstore__mbox_info_fill(info_r, name, &m);
+		mailstore__mbox_deinit(&m);
+		mailstore__unlock(s);
+	}
+	buf_deinit(&tmp);
 	return ret;
 }
 
-static int fetch_locked(mailstore *s, const char *user, const char *name, uint32_t uid,
-			struct mailstore_message_info *info_r, void **body_r, size_t *len_r)
+int mailstore__body_get(mailstore *s, const char *user, uint64_t mbox_id, uint32_t uid,
+			void **body_r, size_t *len_r)
 {
-	struct mbox m;
-	int ret = mbox_get(s, user, name, &m);
-	if (ret != MAIL_OK)
-		return ret;
-	ret = meta_get(s, user, &m, uid, info_r);
-	if (ret != MAIL_OK)
-		return ret;
 	buf k;
 	buf_init(&k);
-	key_message(&k, KIND_BODY_PTR, user, m.id, uid);
+	key_message(&k, KIND_BODY_PTR, user, mbox_id, uid);
 	int got = bodystore_get(s->bodies, k.data, k.len, body_r, len_r);
 	if (got == 0) {
 		/* a store of the version before segments: the body itself */
-		key_message(&k, KIND_BODY, user, m.id, uid);
+		key_message(&k, KIND_BODY, user, mbox_id, uid);
 		char *val;
 		size_t len;
-		got = db_get(s, &k, &val, &len);
+		got = mailstore__db_get(s, &k, &val, &len);
 		if (got == 1) {
 			*body_r = xmalloc(len > 0 ? len : 1);
 			memcpy(*body_r, val, len);
@@ -1496,11 +1250,27 @@ static int fetch_locked(mailstore *s, const char *user, const char *name, uint32
 	if (got != 1) {
 		/* meta without body: the batch rule makes this impossible */
 		if (got == 0)
-			log_corrupt("body", user);
-		mailstore_message_info_free(info_r);
+			mailstore__log_corrupt("body", user);
 		return MAIL_ERR_INTERNAL;
 	}
 	return MAIL_OK;
+}
+
+int mailstore__fetch_locked(mailstore *s, const char *user, const char *name, uint32_t uid,
+			    struct mailstore_message_info *info_r, void **body_r, size_t *len_r)
+{
+	struct mbox m;
+	int ret = mailstore__mbox_get(s, user, name, &m);
+	if (ret != MAIL_OK)
+		return ret;
+	ret = mailstore__meta_get(s, user, &m, uid, info_r);
+	if (ret == MAIL_OK) {
+		ret = mailstore__body_get(s, user, m.id, uid, body_r, len_r);
+		if (ret != MAIL_OK)
+			mailstore_message_info_free(info_r);
+	}
+	mailstore__mbox_deinit(&m);
+	return ret;
 }
 
 int mailstore_fetch(mailstore *s, const char *user, const char *mailbox, uint32_t uid,
@@ -1509,14 +1279,20 @@ int mailstore_fetch(mailstore *s, const char *user, const char *mailbox, uint32_
 	memset(info_r, 0, sizeof *info_r);
 	*body_r = NULL;
 	*body_len_r = 0;
-	const char *name = mailbox_name(s, mailbox);
-	if (!user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	if (uid == 0)
-		return MAIL_ERR_NOT_FOUND;
-	pthread_mutex_lock(&s->lock);
-	int ret = fetch_locked(s, user, name, uid, info_r, body_r, body_len_r);
-	pthread_mutex_unlock(&s->lock);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret;
+	if (!mailstore__user_valid(s, user) || name == NULL) {
+		ret = MAIL_ERR_PARAMS;
+	} else if (uid == 0) {
+		ret = MAIL_ERR_NOT_FOUND;
+	} else {
+		pthread_mutex_lock(&s->lock);
+		ret = mailstore__fetch_locked(s, user, name, uid, info_r, body_r, body_len_r);
+		pthread_mutex_unlock(&s->lock);
+	}
+	buf_deinit(&tmp);
 	return ret;
 }
 
@@ -1526,18 +1302,20 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 			      struct mailstore_message_info **msgs_r, size_t *n_r)
 {
 	struct mbox m;
-	int ret = mbox_get(s, user, name, &m);
+	int ret = mailstore__mbox_get(s, user, name, &m);
 	if (ret != MAIL_OK)
 		return ret;
 	struct mailstore_message_info *msgs = n_uids > 0 ? xcalloc(n_uids, sizeof *msgs) : NULL;
-	/* per message: 0 unchanged, 1 changed, and 2 | 4 when \Deleted was
-	 * added | removed ('Z' follows) */
+	/* the meta before the change of each changed message (the derived
+	 * records and counters follow the difference); flags NULL/0 when the
+	 * message did not change */
+	struct mailstore_message_info *olds = n_uids > 0 ? xcalloc(n_uids, sizeof *olds) : NULL;
 	int *changed = n_uids > 0 ? xcalloc(n_uids, sizeof *changed) : NULL;
 	size_t n = 0;
 	int any_changed = 0;
 	for (size_t i = 0; i < n_uids; i++) {
 		struct mailstore_message_info *mi = &msgs[n];
-		ret = meta_get(s, user, &m, uids[i], mi);
+		ret = mailstore__meta_get(s, user, &m, uids[i], mi);
 		if (ret == MAIL_ERR_NOT_FOUND) {
 			ret = MAIL_OK;
 			continue;
@@ -1546,25 +1324,29 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 			goto fail;
 		char **nf;
 		size_t n_nf;
-		flags_apply(mi->flags, mi->n_flags, req, n_req, mode, &nf, &n_nf);
+		mailstore__flags_apply(mi->flags, mi->n_flags, req, n_req, mode, &nf, &n_nf);
 		n++;
 		if (n_nf > s->limits.max_flags) {
-			flags_free(nf, n_nf);
+			mailstore__flags_free(nf, n_nf);
 			ret = MAIL_ERR_LIMIT;
 			goto fail;
 		}
-		if (flags_equal(mi->flags, mi->n_flags, nf, n_nf)) {
-			flags_free(nf, n_nf);
+		if (mailstore__flags_equal(mi->flags, mi->n_flags, nf, n_nf)) {
+			mailstore__flags_free(nf, n_nf);
 			continue;
 		}
-		int was = flags_has(mi->flags, mi->n_flags, "\\Deleted");
-		int now = flags_has(nf, n_nf, "\\Deleted");
-		flags_free(mi->flags, mi->n_flags);
+		olds[n - 1] = *mi;   /* takes the old flags */
 		mi->flags = nf;
 		mi->n_flags = n_nf;
 		mi->modseq = m.highest_modseq + 1;
-		changed[n - 1] = 1 | (now && !was ? 2 : 0) | (was && !now ? 4 : 0);
+		changed[n - 1] = 1;
 		any_changed = 1;
+	}
+	if (any_changed && mode != MAILSTORE_FLAGS_REMOVE) {
+		size_t n_kw = n_req;
+		ret = mailstore__keywords_merge(s, &m, (char **)req, &n_kw, 0);
+		if (ret != MAIL_OK)
+			goto fail;
 	}
 	if (any_changed) {
 		m.highest_modseq++;
@@ -1572,24 +1354,21 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 		buf_init(&k);
 		buf_init(&v);
 		leveldb_writebatch_t *wb = leveldb_writebatch_create();
-		batch_put_mbox(wb, &k, &v, user, name, &m);
 		for (size_t i = 0; i < n; i++) {
-			if (!changed[i])
-				continue;
-			key_message(&k, KIND_META, user, m.id, msgs[i].uid);
-			meta_encode(&v, &msgs[i]);
-			leveldb_writebatch_put(wb, (const char *)k.data, k.len,
-					       (const char *)v.data, v.len);
-			if (changed[i] & (2 | 4))
-				batch_mark_deleted(wb, &k, user, m.id, msgs[i].uid, changed[i] & 2);
+			if (changed[i])
+				mailstore__msg_put(wb, &k, &v, user, &m, &olds[i], &msgs[i]);
 		}
-		ret = db_write(s, wb, "store_flags");
+		mailstore__batch_put_mbox(wb, &k, &v, user, name, &m);
+		ret = mailstore__db_write(s, wb, "store_flags");
 		buf_deinit(&k);
 		buf_deinit(&v);
 		if (ret != MAIL_OK)
 			goto fail;
+		mailstore__note_change(s, user, name, m.highest_modseq, 0);
 	}
 	free(changed);
+	mailstore_message_infos_free(olds, n);
+	mailstore__mbox_deinit(&m);
 	if (n == 0) {
 		free(msgs);
 		msgs = NULL;
@@ -1599,7 +1378,9 @@ static int store_flags_locked(mailstore *s, const char *user, const char *name,
 	return MAIL_OK;
 fail:
 	free(changed);
+	mailstore_message_infos_free(olds, n);
 	mailstore_message_infos_free(msgs, n);
+	mailstore__mbox_deinit(&m);
 	return ret;
 }
 
@@ -1610,24 +1391,28 @@ int mailstore_store_flags(mailstore *s, const char *user, const char *mailbox,
 {
 	*msgs_r = NULL;
 	*n_r = 0;
-	const char *name = mailbox_name(s, mailbox);
-	if (!user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
 	if (mode != MAILSTORE_FLAGS_SET && mode != MAILSTORE_FLAGS_ADD &&
 	    mode != MAILSTORE_FLAGS_REMOVE)
 		return MAIL_ERR_PARAMS;
-	char **req;
-	size_t n_req;
-	int ret = flags_normalize(s, flags, n_flags, &req, &n_req);
-	if (ret != MAIL_OK)
-		return ret;
-	size_t n_sorted;
-	uint32_t *sorted = uids_sorted(uids, n_uids, &n_sorted);
-	pthread_mutex_lock(&s->lock);
-	ret = store_flags_locked(s, user, name, sorted, n_sorted, mode, req, n_req, msgs_r, n_r);
-	pthread_mutex_unlock(&s->lock);
-	free(sorted);
-	flags_free(req, n_req);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	char **req = NULL;
+	size_t n_req = 0;
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL)
+		ret = mailstore__flags_normalize(s, flags, n_flags, &req, &n_req);
+	if (ret == MAIL_OK) {
+		size_t n_sorted;
+		uint32_t *sorted = mailstore__uids_sorted(uids, n_uids, &n_sorted);
+		pthread_mutex_lock(&s->lock);
+		ret = store_flags_locked(s, user, name, sorted, n_sorted, mode, req, n_req, msgs_r,
+					 n_r);
+		mailstore__unlock(s);
+		free(sorted);
+	}
+	mailstore__flags_free(req, n_req);
+	buf_deinit(&tmp);
 	return ret;
 }
 
@@ -1635,7 +1420,7 @@ static int expunge_locked(mailstore *s, const char *user, const char *name,
 			  const uint32_t *uids, size_t n_uids, uint32_t **uids_r, size_t *n_r)
 {
 	struct mbox m;
-	int ret = mbox_get(s, user, name, &m);
+	int ret = mailstore__mbox_get(s, user, name, &m);
 	if (ret != MAIL_OK)
 		return ret;
 	struct mailstore_message_info *msgs = NULL;
@@ -1646,63 +1431,61 @@ static int expunge_locked(mailstore *s, const char *user, const char *name,
 		 * scan of the whole mailbox (each is checked below: a 'Z' whose
 		 * message is not \Deleted expunges nothing) */
 		ret = deleted_scan(s, user, &m, &flagged, &n_uids);
-		if (ret != MAIL_OK)
+		if (ret != MAIL_OK) {
+			mailstore__mbox_deinit(&m);
 			return ret;
+		}
 		uids = flagged;
 	}
 	msgs = n_uids > 0 ? xcalloc(n_uids, sizeof *msgs) : NULL;
 	for (size_t i = 0; i < n_uids; i++) {
-		ret = meta_get(s, user, &m, uids[i], &msgs[n_msgs]);
+		ret = mailstore__meta_get(s, user, &m, uids[i], &msgs[n_msgs]);
 		if (ret == MAIL_OK)
 			n_msgs++;
 		else if (ret != MAIL_ERR_NOT_FOUND)
 			goto out;
 	}
 	ret = MAIL_OK;
-	uint32_t *gone = n_msgs > 0 ? xmalloc(n_msgs * sizeof *gone) : NULL;
+	/* keep the \Deleted ones, in place */
 	size_t n_gone = 0;
 	for (size_t i = 0; i < n_msgs; i++) {
-		if (flags_has(msgs[i].flags, msgs[i].n_flags, "\\Deleted"))
-			gone[n_gone++] = msgs[i].uid;
+		if (mailstore__flags_has(msgs[i].flags, msgs[i].n_flags, "\\Deleted")) {
+			struct mailstore_message_info t = msgs[n_gone];
+			msgs[n_gone++] = msgs[i];
+			msgs[i] = t;
+		}
 	}
+	uint32_t *gone = NULL;
 	if (n_gone > 0) {
-		m.exists = m.exists >= n_gone ? m.exists - (uint32_t)n_gone : 0;
 		m.highest_modseq++;
 		buf k, v;
 		buf_init(&k);
 		buf_init(&v);
 		leveldb_writebatch_t *wb = leveldb_writebatch_create();
 		bodystore_txn_begin(s->bodies, wb, 1);
-		batch_put_mbox(wb, &k, &v, user, name, &m);
-		for (size_t i = 0; i < n_gone && ret == MAIL_OK; i++) {
-			key_message(&k, KIND_META, user, m.id, gone[i]);
-			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
-			/* the pointer (its bytes stop being live), or the body
-			 * of an older store */
-			key_message(&k, KIND_BODY_PTR, user, m.id, gone[i]);
-			if (bodystore_delete(s->bodies, k.data, k.len) < 0)
-				ret = MAIL_ERR_INTERNAL;
-			key_message(&k, KIND_BODY, user, m.id, gone[i]);
-			leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
-			batch_mark_deleted(wb, &k, user, m.id, gone[i], 0);
-		}
+		ret = mailstore__msgs_expunge(s, wb, &k, user, &m, msgs, n_gone);
+		mailstore__batch_put_mbox(wb, &k, &v, user, name, &m);
 		if (ret == MAIL_OK)
-			ret = bodies_write(s, wb, 1, "expunge");
+			ret = mailstore__bodies_write(s, wb, 1, "expunge");
 		else
-			bodies_abandon(s, wb);
+			mailstore__bodies_abandon(s, wb);
 		buf_deinit(&k);
 		buf_deinit(&v);
-	}
-	if (ret != MAIL_OK || n_gone == 0) {
-		free(gone);
-		gone = NULL;
-		n_gone = 0;
+		if (ret == MAIL_OK) {
+			gone = xmalloc(n_gone * sizeof *gone);
+			for (size_t i = 0; i < n_gone; i++)
+				gone[i] = msgs[i].uid;
+			mailstore__note_change(s, user, name, m.highest_modseq, 0);
+		} else {
+			n_gone = 0;
+		}
 	}
 	*uids_r = gone;
 	*n_r = n_gone;
 out:
 	free(flagged);
 	mailstore_message_infos_free(msgs, n_msgs);
+	mailstore__mbox_deinit(&m);
 	return ret;
 }
 
@@ -1711,17 +1494,21 @@ int mailstore_expunge(mailstore *s, const char *user, const char *mailbox,
 {
 	*uids_r = NULL;
 	*n_r = 0;
-	const char *name = mailbox_name(s, mailbox);
-	if (!user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	size_t n_sorted;
-	uint32_t *sorted = uids_sorted(uids, n_uids, &n_sorted);
-	pthread_mutex_lock(&s->lock);
-	int ret = expunge_locked(s, user, name, sorted, n_sorted, uids_r, n_r);
-	if (ret == MAIL_OK && *n_r > 0)
-		bodies_collect_after_write(s);
-	pthread_mutex_unlock(&s->lock);
-	free(sorted);
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL) {
+		size_t n_sorted;
+		uint32_t *sorted = mailstore__uids_sorted(uids, n_uids, &n_sorted);
+		pthread_mutex_lock(&s->lock);
+		ret = expunge_locked(s, user, name, sorted, n_sorted, uids_r, n_r);
+		if (ret == MAIL_OK && *n_r > 0)
+			mailstore__bodies_collect_after_write(s);
+		mailstore__unlock(s);
+		free(sorted);
+	}
+	buf_deinit(&tmp);
 	return ret;
 }
 
@@ -1731,6 +1518,9 @@ void mailstore_mailbox_info_free(struct mailstore_mailbox_info *info)
 {
 	free(info->name);
 	info->name = NULL;
+	mailstore__flags_free(info->keywords, info->n_keywords);
+	info->keywords = NULL;
+	info->n_keywords = 0;
 }
 
 void mailstore_mailbox_infos_free(struct mailstore_mailbox_info *boxes, size_t n)
@@ -1742,7 +1532,7 @@ void mailstore_mailbox_infos_free(struct mailstore_mailbox_info *boxes, size_t n
 
 void mailstore_message_info_free(struct mailstore_message_info *info)
 {
-	flags_free(info->flags, info->n_flags);
+	mailstore__flags_free(info->flags, info->n_flags);
 	info->flags = NULL;
 	info->n_flags = 0;
 }
@@ -1764,7 +1554,7 @@ void mailstore_apply_begin(mailstore *s, const struct mailstore_apply *apply)
 }
 
 /* The applied index of partition as ropts sees it. */
-static int applied_get(mailstore *s, const leveldb_readoptions_t *ropts, uint32_t partition,
+int mailstore__applied_get(mailstore *s, const leveldb_readoptions_t *ropts, uint32_t partition,
 		       uint64_t *index_r)
 {
 	*index_r = 0;
@@ -1776,7 +1566,7 @@ static int applied_get(mailstore *s, const leveldb_readoptions_t *ropts, uint32_
 	char *val = leveldb_get(s->db, ropts, (const char *)k.data, k.len, &len, &err);
 	buf_deinit(&k);
 	if (err != NULL) {
-		db_read_failed(err);
+		mailstore__db_read_failed(err);
 		return MAIL_ERR_INTERNAL;
 	}
 	if (val == NULL)
@@ -1787,7 +1577,7 @@ static int applied_get(mailstore *s, const leveldb_readoptions_t *ropts, uint32_
 		*index_r = get_u64(p + 1);
 	leveldb_free(val);
 	if (!ok) {
-		log_corrupt("applied", "");
+		mailstore__log_corrupt("applied", "");
 		return MAIL_ERR_INTERNAL;
 	}
 	return MAIL_OK;
@@ -1796,7 +1586,7 @@ static int applied_get(mailstore *s, const leveldb_readoptions_t *ropts, uint32_
 int mailstore_applied_index(mailstore *s, uint32_t partition, uint64_t *index_r)
 {
 	pthread_mutex_lock(&s->lock);
-	int ret = applied_get(s, s->ropts, partition, index_r);
+	int ret = mailstore__applied_get(s, s->ropts, partition, index_r);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -1805,24 +1595,36 @@ int mailstore_mailbox_exists(mailstore *s, const char *user, const char *mailbox
 			     int *exists_r)
 {
 	*exists_r = 0;
-	const char *name = mailbox_name(s, mailbox);
-	if (!user_valid(s, user) || name == NULL)
-		return MAIL_ERR_PARAMS;
-	struct mbox m;
-	pthread_mutex_lock(&s->lock);
-	int ret = mbox_get(s, user, name, &m);
-	pthread_mutex_unlock(&s->lock);
-	*exists_r = ret == MAIL_OK;
-	return ret == MAIL_ERR_NOT_FOUND ? MAIL_OK : ret;
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL) {
+		struct mbox m;
+		pthread_mutex_lock(&s->lock);
+		ret = mailstore__mbox_get(s, user, name, &m);
+		pthread_mutex_unlock(&s->lock);
+		if (ret == MAIL_OK)
+			mailstore__mbox_deinit(&m);
+		*exists_r = ret == MAIL_OK;
+		if (ret == MAIL_ERR_NOT_FOUND)
+			ret = MAIL_OK;
+	}
+	buf_deinit(&tmp);
+	return ret;
 }
 
 int mailstore_maintain(mailstore *s, int *more_r)
 {
 	pthread_mutex_lock(&s->lock);
 	int ret = bodystore_collect_step(s->bodies);
-	*more_r = ret >= 0 && bodystore_collect_pending(s->bodies);
+	int purged = 0;
+	int pret = MAIL_OK;
+	if (s->purge_pending)
+		pret = mailstore__purge_step(s, &purged);
+	*more_r = (ret >= 0 && bodystore_collect_pending(s->bodies)) || s->purge_pending;
 	pthread_mutex_unlock(&s->lock);
-	return ret < 0 ? MAIL_ERR_INTERNAL : MAIL_OK;
+	return ret < 0 || pret != MAIL_OK ? MAIL_ERR_INTERNAL : MAIL_OK;
 }
 
 void mailstore_body_stats(mailstore *s, struct mailstore_body_stats *stats_r)
@@ -1836,651 +1638,4 @@ void mailstore_body_stats(mailstore *s, struct mailstore_body_stats *stats_r)
 		.live_bytes = st.live_bytes, .collected = st.collected,
 		.moved_bytes = st.moved_bytes,
 	};
-}
-
-/* ---- partition snapshots ------------------------------------------------ */
-
-/* The kinds of per-user key a partition snapshot carries. A body pointer
- * ('P') goes out as the old 'B' pair (key with kind 'B', the body bytes as
- * value): pointers are node-local, bodies are not. */
-static const char snap_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX,
-				   KIND_DELIVERY_AGE, KIND_BODY_PTR };
-#define SNAP_N_KINDS (sizeof snap_kinds / sizeof *snap_kinds)
-/* The kinds an install drops first: the exported ones and the 'Z' index,
- * which is never exported (the installer derives it from the 'I' keys, so
- * the snapshot of an exporter without it is complete). */
-static const char drop_kinds[] = { KIND_BODY, KIND_DELIVERY, KIND_META, KIND_MAILBOX,
-				   KIND_DELIVERY_AGE, KIND_DELETED, KIND_BODY_PTR };
-#define DROP_N_KINDS (sizeof drop_kinds / sizeof *drop_kinds)
-
-/* Chunk framing: a u32 length before each key and each value. */
-#define SNAP_LEN_BYTES 4
-#define SNAP_MSG_KEY_TAIL MSG_KEY_TAIL
-
-static int partition_args_valid(uint32_t partition, uint32_t n_partitions)
-{
-	return n_partitions > 0 && partition < n_partitions;
-}
-
-/* Walks the keys of one partition over an iterator: for each kind of
- * kinds (snap_kinds or drop_kinds), the keys of the users in the partition. A user of another
- * partition costs one seek, past all of its keys of that kind. */
-struct part_scan {
-	leveldb_iterator_t *it;
-	uint32_t partition;
-	uint32_t n_partitions;
-	const char *kinds;
-	size_t n_kinds;
-	size_t kind_i;
-	buf seek_key;
-};
-
-static void part_scan_seek_kind(struct part_scan *sc)
-{
-	uint8_t head[2] = { MAILSTORE_KEY_VERSION, (uint8_t)sc->kinds[sc->kind_i] };
-	leveldb_iter_seek(sc->it, (const char *)head, sizeof head);
-}
-
-/* Move to the first key of the partition at or after the iterator's
- * position. Returns 1 when the iterator is on one, 0 when the walk is over,
- * -1 on a read error or a key without its NUL (logged). */
-static int part_scan_settle(struct part_scan *sc)
-{
-	while (sc->kind_i < sc->n_kinds) {
-		size_t klen = 0;
-		const char *key = NULL;
-		if (leveldb_iter_valid(sc->it))
-			key = leveldb_iter_key(sc->it, &klen);
-		if (key == NULL || klen < 2 || (uint8_t)key[0] != MAILSTORE_KEY_VERSION ||
-		    key[1] != sc->kinds[sc->kind_i]) {
-			/* a read error also ends a scan: never take it for the end */
-			char *err = NULL;
-			leveldb_iter_get_error(sc->it, &err);
-			if (err != NULL) {
-				db_read_failed(err);
-				return -1;
-			}
-			if (++sc->kind_i < sc->n_kinds)
-				part_scan_seek_kind(sc);
-			continue;
-		}
-		const char *nul = memchr(key + 2, '\0', klen - 2);
-		if (nul == NULL) {
-			log_corrupt("key", "");
-			return -1;
-		}
-		size_t ulen = (size_t)(nul - (key + 2));
-		if (user_partition(key + 2, ulen, sc->n_partitions) == sc->partition)
-			return 1;
-		/* 01 kind <user> 01 sorts after every 01 kind <user> 00 ... key */
-		buf_reset(&sc->seek_key);
-		buf_append(&sc->seek_key, key, 2 + ulen);
-		uint8_t past = 0x01;
-		buf_append(&sc->seek_key, &past, 1);
-		leveldb_iter_seek(sc->it, (const char *)sc->seek_key.data, sc->seek_key.len);
-	}
-	return 0;
-}
-
-/* Start a walk over it (owned by sc from now on). Same returns as
- * part_scan_settle(). */
-static int part_scan_start(struct part_scan *sc, leveldb_iterator_t *it, uint32_t partition,
-			   uint32_t n_partitions, const char *kinds, size_t n_kinds)
-{
-	*sc = (struct part_scan){ .it = it, .partition = partition, .n_partitions = n_partitions,
-				  .kinds = kinds, .n_kinds = n_kinds };
-	buf_init(&sc->seek_key);
-	part_scan_seek_kind(sc);
-	return part_scan_settle(sc);
-}
-
-static int part_scan_next(struct part_scan *sc)
-{
-	leveldb_iter_next(sc->it);
-	return part_scan_settle(sc);
-}
-
-static void part_scan_deinit(struct part_scan *sc)
-{
-	if (sc->it != NULL)
-		leveldb_iter_destroy(sc->it);
-	sc->it = NULL;
-	buf_deinit(&sc->seek_key);
-}
-
-struct mailstore_snapshot {
-	mailstore *store;
-	const leveldb_snapshot_t *snap;
-	leveldb_readoptions_t *ropts; /* reads at snap */
-	struct part_scan scan;
-	int pos; /* 1 on a pair not sent yet, 0 done, -1 failed */
-	uint32_t partition;
-	uint64_t pairs;
-	uint64_t bytes;
-};
-
-void mailstore_snapshot_close(mailstore_snapshot **snap)
-{
-	mailstore_snapshot *sn = *snap;
-	if (sn == NULL)
-		return;
-	*snap = NULL;
-	/* the iterator reads at the snapshot: it goes first */
-	part_scan_deinit(&sn->scan);
-	leveldb_readoptions_destroy(sn->ropts);
-	leveldb_release_snapshot(sn->store->db, sn->snap);
-	bodystore_release(sn->store->bodies);
-	free(sn);
-}
-
-int mailstore_snapshot_open(mailstore *s, uint32_t partition, uint32_t n_partitions,
-			    mailstore_snapshot **snap_r, uint64_t *applied_r)
-{
-	*snap_r = NULL;
-	*applied_r = 0;
-	if (!partition_args_valid(partition, n_partitions))
-		return MAIL_ERR_PARAMS;
-	mailstore_snapshot *sn = xcalloc(1, sizeof *sn);
-	sn->store = s;
-	sn->partition = partition;
-	/* Under the lock, so the view falls between two operations (each is
-	 * one batch anyway; this keeps the rule of the header). */
-	pthread_mutex_lock(&s->lock);
-	sn->snap = leveldb_create_snapshot(s->db);
-	/* the view's pointers stay readable: no segment file goes until
-	 * close */
-	bodystore_hold(s->bodies);
-	pthread_mutex_unlock(&s->lock);
-	sn->ropts = leveldb_readoptions_create();
-	leveldb_readoptions_set_snapshot(sn->ropts, sn->snap);
-	/* a bulk read: do not push the working set out of the block cache */
-	leveldb_readoptions_set_fill_cache(sn->ropts, 0);
-	int ret = applied_get(s, sn->ropts, partition, applied_r);
-	if (ret == MAIL_OK) {
-		sn->pos = part_scan_start(&sn->scan, leveldb_create_iterator(s->db, sn->ropts),
-					  partition, n_partitions, snap_kinds, SNAP_N_KINDS);
-		if (sn->pos < 0)
-			ret = MAIL_ERR_INTERNAL;
-	}
-	if (ret != MAIL_OK) {
-		*applied_r = 0;
-		mailstore_snapshot_close(&sn);
-		return ret;
-	}
-	log_event(LOG_INFO, LOG_SVC, "event=snapshot_open partition=%u applied=%llu",
-		  (unsigned)partition, (unsigned long long)*applied_r);
-	*snap_r = sn;
-	return MAIL_OK;
-}
-
-int mailstore_snapshot_next(mailstore_snapshot *sn, buf *out, size_t max_bytes)
-{
-	if (sn->pos < 0)
-		return -MAIL_ERR_INTERNAL;
-	if (sn->pos == 0)
-		return 0;
-	uint8_t ver = MAILSTORE_SNAPSHOT_VERSION;
-	buf_append(out, &ver, 1);
-	size_t used = 1;
-	size_t n = 0;
-	while (sn->pos == 1) {
-		size_t klen, vlen;
-		const char *key = leveldb_iter_key(sn->scan.it, &klen);
-		const char *val = leveldb_iter_value(sn->scan.it, &vlen);
-		int pointer = key[1] == KIND_BODY_PTR;
-		size_t ptr_len = vlen;
-		uint64_t body_len = 0;
-		if (pointer && bodystore_value_length(val, vlen, &body_len) < 0) {
-			log_corrupt("body_pointer", "");
-			sn->pos = -1;
-			break;
-		}
-		if (pointer)
-			vlen = body_len > SIZE_MAX ? SIZE_MAX : (size_t)body_len;
-		if (klen > MAILSTORE_SNAPSHOT_KEY_MAX || vlen > UINT32_MAX) {
-			/* the limits keep keys far shorter: the installer would
-			 * refuse this one */
-			log_corrupt("key", "");
-			sn->pos = -1;
-			break;
-		}
-		size_t pair = 2 * SNAP_LEN_BYTES + klen + vlen;
-		if (n > 0 && used + pair > max_bytes)
-			break;
-		put_u32(out, (uint32_t)klen);
-		size_t key_at = out->len;
-		buf_append(out, key, klen);
-		put_u32(out, (uint32_t)vlen);
-		if (pointer) {
-			/* the old 'B' pair: the kind byte, and the bytes */
-			out->data[key_at + 1] = KIND_BODY;
-			if (bodystore_read(sn->store->bodies, val, ptr_len, out) < 0) {
-				sn->pos = -1;
-				break;
-			}
-		} else {
-			buf_append(out, val, vlen);
-		}
-		used += pair;
-		n++;
-		sn->pos = part_scan_next(&sn->scan);
-	}
-	if (sn->pos < 0)
-		return -MAIL_ERR_INTERNAL;
-	sn->pairs += n;
-	sn->bytes += used;
-	if (sn->pos == 0)
-		log_event(LOG_INFO, LOG_SVC,
-			  "event=snapshot_exported partition=%u pairs=%llu bytes=%llu",
-			  (unsigned)sn->partition, (unsigned long long)sn->pairs,
-			  (unsigned long long)sn->bytes);
-	return 1;
-}
-
-int mailstore_snapshot_install_begin(mailstore *s, uint32_t partition, uint32_t n_partitions)
-{
-	if (!partition_args_valid(partition, n_partitions))
-		return MAIL_ERR_PARAMS;
-	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	uint64_t n = 0;
-	pthread_mutex_lock(&s->lock);
-	/* the partition's age records go: forget where they were */
-	memset(s->hints, 0, sizeof s->hints);
-	if (s->n_install != n_partitions) {
-		free(s->install_seen);
-		s->install_seen = xcalloc(n_partitions, sizeof *s->install_seen);
-		s->n_install = n_partitions;
-	}
-	s->install_seen[partition] = 0;
-	/* the partition's bodies become garbage, counted as such */
-	bodystore_txn_begin(s->bodies, wb, 1);
-	struct part_scan sc;
-	int pos = part_scan_start(&sc, leveldb_create_iterator(s->db, s->ropts), partition,
-				  n_partitions, drop_kinds, DROP_N_KINDS);
-	for (; pos == 1; pos = part_scan_next(&sc)) {
-		size_t klen, vlen;
-		const char *key = leveldb_iter_key(sc.it, &klen);
-		if (key[1] == KIND_BODY_PTR) {
-			const char *val = leveldb_iter_value(sc.it, &vlen);
-			(void)bodystore_unref_value(s->bodies, val, vlen);
-		}
-		leveldb_writebatch_delete(wb, key, klen);
-		n++;
-	}
-	part_scan_deinit(&sc);
-	int ret;
-	if (pos < 0) {
-		bodies_abandon(s, wb);
-		ret = MAIL_ERR_INTERNAL;
-	} else {
-		/* in the same batch: a crash after it leaves "applied 0" */
-		buf k;
-		buf_init(&k);
-		key_applied(&k, partition);
-		leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
-		buf_deinit(&k);
-		ret = bodies_write(s, wb, 0, "snapshot_install_begin");
-	}
-	pthread_mutex_unlock(&s->lock);
-	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
-		  "event=snapshot_install_begin partition=%u dropped=%llu status=%s",
-		  (unsigned)partition, (unsigned long long)n, mail_error_info(ret)->name);
-	return ret;
-}
-
-/* What a chunk must keep above: the largest mailbox id and UIDVALIDITY. */
-struct snap_ids {
-	uint64_t max_mailbox_id;
-	uint32_t max_uidvalidity;
-	uint8_t seen; /* INSTALL_SAW_* */
-};
-
-static void snap_ids_note(struct snap_ids *ids, uint64_t mailbox_id, uint32_t uidvalidity)
-{
-	if (mailbox_id > ids->max_mailbox_id)
-		ids->max_mailbox_id = mailbox_id;
-	if (uidvalidity > ids->max_uidvalidity)
-		ids->max_uidvalidity = uidvalidity;
-}
-
-/* A mailbox id the counter can still be raised above. */
-static int snap_mailbox_id_ok(uint64_t id)
-{
-	return id != 0 && id != UINT64_MAX;
-}
-
-/* 'M': rest is the stored (canonical) mailbox name. */
-static const char *snap_check_mailbox(const mailstore *s, const uint8_t *rest, size_t rlen,
-				      const uint8_t *val, size_t vlen, struct snap_ids *ids)
-{
-	if (rlen == 0 || memchr(rest, '\0', rlen) != NULL)
-		return "mailbox_name";
-	char *name = xstrndup((const char *)rest, rlen);
-	const char *canon = mailbox_name(s, name);
-	int ok = canon != NULL && strcmp(canon, name) == 0;
-	free(name);
-	if (!ok)
-		return "mailbox_name";
-	struct mbox m;
-	if (vlen != MBOX_VALUE_LEN || mbox_decode(val, vlen, &m) < 0)
-		return "mailbox_value";
-	if (!snap_mailbox_id_ok(m.id) || m.uidvalidity == 0 || m.uidnext == 0 ||
-	    m.exists >= m.uidnext)
-		return "mailbox_value";
-	snap_ids_note(ids, m.id, m.uidvalidity);
-	return NULL;
-}
-
-/* 'I' value: decodes exactly (re-encoding gives the same bytes, so no
- * trailing or NUL bytes) and its flags are canonical under this store's
- * limits (what flags_normalize() would have stored). */
-static const char *snap_check_meta_value(const mailstore *s, uint32_t uid, const uint8_t *val,
-					 size_t vlen, int *deleted_r)
-{
-	/* the flag count is the peer's: check it before it sizes anything */
-	if (vlen < META_FIXED_LEN || get_u16(val + META_FIXED_LEN - 2) > s->limits.max_flags)
-		return "message_value";
-	struct mailstore_message_info mi;
-	if (meta_decode(val, vlen, uid, &mi) < 0)
-		return "message_value";
-	const char *why = NULL;
-	buf again;
-	buf_init(&again);
-	meta_encode(&again, &mi);
-	if (mi.modseq == 0 || again.len != vlen || memcmp(again.data, val, vlen) != 0)
-		why = "message_value";
-	buf_deinit(&again);
-	char **canon = NULL;
-	size_t n_canon = 0;
-	if (why == NULL &&
-	    (flags_normalize(s, (const char *const *)mi.flags, mi.n_flags, &canon, &n_canon) !=
-		     MAIL_OK ||
-	     !flags_equal(canon, n_canon, mi.flags, mi.n_flags)))
-		why = "message_flags";
-	*deleted_r = flags_has(mi.flags, mi.n_flags, "\\Deleted");
-	flags_free(canon, n_canon);
-	mailstore_message_info_free(&mi);
-	return why;
-}
-
-/* 'I' and 'B': rest is mailbox_id u64 | uid u32. *deleted_r: an 'I' of a
- * message flagged \Deleted. */
-static const char *snap_check_message(const mailstore *s, char kind, const uint8_t *rest,
-				      size_t rlen, const uint8_t *val, size_t vlen,
-				      struct snap_ids *ids, int *deleted_r)
-{
-	if (rlen != SNAP_MSG_KEY_TAIL)
-		return "message_key";
-	uint64_t mailbox_id = get_u64(rest);
-	uint32_t uid = get_u32(rest + 8);
-	if (!snap_mailbox_id_ok(mailbox_id) || uid == 0)
-		return "message_key";
-	snap_ids_note(ids, mailbox_id, 0);
-	/* a body is raw bytes: any value is one */
-	return kind == KIND_META ? snap_check_meta_value(s, uid, val, vlen, deleted_r) : NULL;
-}
-
-/* 'D': rest is the delivery id. */
-static const char *snap_check_delivery(const mailstore *s, const uint8_t *rest, size_t rlen,
-				       const uint8_t *val, size_t vlen, struct snap_ids *ids)
-{
-	if (rlen == 0 || rlen > s->limits.max_delivery_id || memchr(rest, '\0', rlen) != NULL)
-		return "delivery_key";
-	if (vlen != DELIVERY_VALUE_LEN || val[0] != VALUE_VERSION)
-		return "delivery_value";
-	uint64_t mailbox_id = get_u64(val + 1);
-	uint32_t uid = get_u32(val + 9);
-	uint32_t uidvalidity = get_u32(val + 13);
-	if (!snap_mailbox_id_ok(mailbox_id) || uid == 0 || uidvalidity == 0)
-		return "delivery_value";
-	snap_ids_note(ids, mailbox_id, uidvalidity);
-	ids->seen |= INSTALL_SAW_DELIVERY;
-	return NULL;
-}
-
-/* 'X': rest is time u64 | delivery id; the value is the version byte. */
-static const char *snap_check_delivery_age(const mailstore *s, const uint8_t *rest,
-					   size_t rlen, const uint8_t *val, size_t vlen,
-					   struct snap_ids *ids)
-{
-	if (rlen <= AGE_TIME_LEN || rlen - AGE_TIME_LEN > s->limits.max_delivery_id ||
-	    memchr(rest + AGE_TIME_LEN, '\0', rlen - AGE_TIME_LEN) != NULL)
-		return "delivery_age_key";
-	if (vlen != AGE_VALUE_LEN || val[0] != VALUE_VERSION)
-		return "delivery_age_value";
-	ids->seen |= INSTALL_SAW_AGE;
-	return NULL;
-}
-
-/* NULL when key -> val may be installed into partition, else why not
- * (static text for the log). *deleted_r: the pair is the 'I' key of a
- * message flagged \Deleted (its 'Z' record goes in too). */
-static const char *snap_check_pair(const mailstore *s, uint32_t partition,
-				   uint32_t n_partitions, const uint8_t *key, size_t klen,
-				   const uint8_t *val, size_t vlen, struct snap_ids *ids,
-				   int *deleted_r)
-{
-	*deleted_r = 0;
-	if (klen < 3 || key[0] != MAILSTORE_KEY_VERSION)
-		return "key_version";
-	const uint8_t *user = key + 2;
-	const uint8_t *nul = memchr(user, '\0', klen - 2);
-	if (nul == NULL)
-		return "key_user";
-	size_t ulen = (size_t)(nul - user);
-	if (!user_valid_len(s, (const char *)user, ulen))
-		return "key_user";
-	if (user_partition(user, ulen, n_partitions) != partition)
-		return "foreign_partition";
-	const uint8_t *rest = nul + 1;
-	size_t rlen = klen - 2 - ulen - 1;
-	switch (key[1]) {
-	case KIND_MAILBOX:
-		return snap_check_mailbox(s, rest, rlen, val, vlen, ids);
-	case KIND_META:
-	case KIND_BODY:
-		return snap_check_message(s, (char)key[1], rest, rlen, val, vlen, ids, deleted_r);
-	case KIND_DELIVERY:
-		return snap_check_delivery(s, rest, rlen, val, vlen, ids);
-	case KIND_DELIVERY_AGE:
-		return snap_check_delivery_age(s, rest, rlen, val, vlen, ids);
-	default:
-		/* 'A' included: only install_end sets the applied index */
-		return "key_kind";
-	}
-}
-
-/* Read one length-prefixed field at *off. NULL when it does not fit in the
- * chunk or is longer than max. */
-static const uint8_t *snap_field(const uint8_t *data, size_t len, size_t *off, size_t max,
-				 size_t *flen_r)
-{
-	if (len - *off < SNAP_LEN_BYTES)
-		return NULL;
-	size_t flen = get_u32(data + *off);
-	*off += SNAP_LEN_BYTES;
-	if (flen > max || flen > len - *off)
-		return NULL;
-	const uint8_t *p = data + *off;
-	*off += flen;
-	*flen_r = flen;
-	return p;
-}
-
-/* The 'B' pairs of a chunk: they go to the segment files once the whole
- * chunk is found valid. */
-struct snap_body {
-	const uint8_t *key;
-	size_t klen;
-	const uint8_t *val;
-	size_t vlen;
-};
-
-static int snap_body_cmp(const void *a, const void *b)
-{
-	const struct snap_body *x = a, *y = b;
-	size_t n = x->klen < y->klen ? x->klen : y->klen;
-	int c = memcmp(x->key, y->key, n);
-	return c != 0 ? c : (x->klen > y->klen) - (x->klen < y->klen);
-}
-
-/* Every pair of the chunk but the bodies into wb, the bodies into
- * *bodies_r (heap array; *n_bodies_r; caller frees), the ids it carries
- * into ids. NULL, or why the chunk is refused (static text) with *off_r
- * where. */
-static const char *snap_chunk_parse(const mailstore *s, uint32_t partition,
-				    uint32_t n_partitions, const uint8_t *data, size_t len,
-				    leveldb_writebatch_t *wb, struct snap_ids *ids,
-				    struct snap_body **bodies_r, size_t *n_bodies_r,
-				    uint64_t *pairs_r, size_t *off_r)
-{
-	*pairs_r = 0;
-	*off_r = 0;
-	size_t cap = 0;
-	if (len == 0 || data[0] != MAILSTORE_SNAPSHOT_VERSION)
-		return "version";
-	size_t off = 1;
-	while (off < len) {
-		*off_r = off;
-		size_t klen, vlen;
-		const uint8_t *key = snap_field(data, len, &off, MAILSTORE_SNAPSHOT_KEY_MAX, &klen);
-		if (key == NULL)
-			return "key_length";
-		const uint8_t *val = snap_field(data, len, &off, SIZE_MAX, &vlen);
-		if (val == NULL)
-			return "value_length";
-		int deleted;
-		const char *why = snap_check_pair(s, partition, n_partitions, key, klen, val,
-						  vlen, ids, &deleted);
-		if (why != NULL)
-			return why;
-		(*pairs_r)++;
-		if (key[1] == KIND_BODY) {
-			if (*n_bodies_r == cap) {
-				cap = cap > 0 ? cap * 2 : 16;
-				*bodies_r = xrealloc(*bodies_r, cap * sizeof **bodies_r);
-			}
-			(*bodies_r)[(*n_bodies_r)++] = (struct snap_body){ key, klen, val, vlen };
-			continue;
-		}
-		leveldb_writebatch_put(wb, (const char *)key, klen, (const char *)val, vlen);
-		if (deleted)
-			batch_put_deleted_of_meta(wb, key, klen);
-	}
-	/* one body per message: a second would leave the first's bytes
-	 * counted live */
-	if (*n_bodies_r > 1) {
-		qsort(*bodies_r, *n_bodies_r, sizeof **bodies_r, snap_body_cmp);
-		for (size_t i = 1; i < *n_bodies_r; i++) {
-			if (snap_body_cmp(&(*bodies_r)[i - 1], &(*bodies_r)[i]) == 0) {
-				*off_r = (size_t)((*bodies_r)[i].key - data);
-				return "duplicate_body";
-			}
-		}
-	}
-	return NULL;
-}
-
-/* The bodies of a chunk into the segment files, their pointers into wb
- * (inside a bodystore write), replacing whatever the store had there: an
- * earlier pointer (its bytes become garbage) or an old 'B' body. Under
- * lock. MAIL_OK or INTERNAL. */
-static int snap_bodies_put(mailstore *s, const struct snap_body *bodies, size_t n,
-			   leveldb_writebatch_t *wb)
-{
-	buf k;
-	buf_init(&k);
-	int ret = MAIL_OK;
-	for (size_t i = 0; i < n && ret == MAIL_OK; i++) {
-		const struct snap_body *b = &bodies[i];
-		leveldb_writebatch_delete(wb, (const char *)b->key, b->klen);
-		buf_reset(&k);
-		buf_append(&k, b->key, b->klen);
-		k.data[1] = KIND_BODY_PTR;
-		if (bodystore_delete(s->bodies, k.data, k.len) < 0 ||
-		    bodystore_put(s->bodies, k.data, k.len, b->val, b->vlen) < 0)
-			ret = MAIL_ERR_INTERNAL;
-	}
-	buf_deinit(&k);
-	return ret;
-}
-
-int mailstore_snapshot_install_chunk(mailstore *s, uint32_t partition, uint32_t n_partitions,
-				     const uint8_t *data, size_t len)
-{
-	if (!partition_args_valid(partition, n_partitions))
-		return MAIL_ERR_PARAMS;
-	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	struct snap_ids ids = { 0, 0, 0 };
-	uint64_t pairs;
-	size_t off;
-	struct snap_body *bodies = NULL;
-	size_t n_bodies = 0;
-	const char *why = snap_chunk_parse(s, partition, n_partitions, data, len, wb, &ids,
-					   &bodies, &n_bodies, &pairs, &off);
-	if (why != NULL) {
-		free(bodies);
-		leveldb_writebatch_destroy(wb);
-		log_event(LOG_WARN, LOG_SVC,
-			  "event=snapshot_chunk_refused partition=%u reason=%s offset=%zu len=%zu",
-			  (unsigned)partition, why, off, len);
-		return MAIL_ERR_PARAMS;
-	}
-	if (pairs == 0) {
-		leveldb_writebatch_destroy(wb);
-		return MAIL_OK;
-	}
-	pthread_mutex_lock(&s->lock);
-	bodystore_txn_begin(s->bodies, wb, 1);
-	uint64_t next_id;
-	uint32_t last_uidvalidity;
-	int ret = counters_get(s, "", &next_id, &last_uidvalidity);
-	if (ret == MAIL_OK)
-		ret = snap_bodies_put(s, bodies, n_bodies, wb);
-	free(bodies);
-	if (ret == MAIL_OK) {
-		/* A mailbox created here later takes next_id and a UIDVALIDITY
-		 * above last_uidvalidity: keep both above what came in. */
-		if (next_id <= ids.max_mailbox_id)
-			next_id = ids.max_mailbox_id + 1;
-		if (last_uidvalidity < ids.max_uidvalidity)
-			last_uidvalidity = ids.max_uidvalidity;
-		batch_put_counters(wb, next_id, last_uidvalidity);
-		ret = bodies_write(s, wb, 0, "snapshot_install_chunk");
-		if (ret == MAIL_OK && partition < s->n_install && n_partitions == s->n_install)
-			s->install_seen[partition] |= ids.seen;
-	} else {
-		bodies_abandon(s, wb);
-	}
-	if (ret == MAIL_OK)
-		bodies_collect_after_write(s);
-	pthread_mutex_unlock(&s->lock);
-	return ret;
-}
-
-int mailstore_snapshot_install_end(mailstore *s, uint32_t partition, uint64_t applied)
-{
-	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	batch_put_applied(wb, partition, applied);
-	pthread_mutex_lock(&s->lock);
-	int ret = MAIL_OK;
-	if (partition < s->n_install &&
-	    s->install_seen[partition] == INSTALL_SAW_DELIVERY) {
-		/* from a store older than the age records: date them here */
-		uint64_t n;
-		ret = deliveries_index(s, 0, partition, s->n_install, "snapshot_index", &n);
-		log_event(LOG_INFO, LOG_SVC, "event=snapshot_delivery_records_indexed "
-			  "partition=%u count=%llu", (unsigned)partition, (unsigned long long)n);
-	}
-	if (partition < s->n_install)
-		s->install_seen[partition] = 0;
-	if (ret == MAIL_OK)
-		ret = db_commit(s, wb, "snapshot_install_end");
-	else
-		leveldb_writebatch_destroy(wb);
-	pthread_mutex_unlock(&s->lock);
-	log_event(ret == MAIL_OK ? LOG_INFO : LOG_ERROR, LOG_SVC,
-		  "event=snapshot_install_end partition=%u applied=%llu status=%s",
-		  (unsigned)partition, (unsigned long long)applied, mail_error_info(ret)->name);
-	return ret;
 }

@@ -26,6 +26,18 @@
  *   01 'M' <user> 00 <mailbox name>        -> mailbox record
  *        value: 01 | mailbox_id u64 | uidvalidity u32 | uidnext u32
  *                  | highest_modseq u64 | exists u32
+ *                  | unseen u32 | deleted u32 | size u64 | attrs u32
+ *                  | expunge_floor u64 | n_tombstones u32
+ *                  | n_keywords u16 | n_keywords x (len u16 | bytes)
+ *        The counters (messages without \Seen, with \Deleted, the sum of
+ *        sizes), the special use (attrs: MAILSTORE_MBOX_SENT...), the
+ *        keywords ever set in the mailbox (sorted, at most
+ *        limits.max_mailbox_keywords: its FLAGS), and the tombstone
+ *        bookkeeping are kept by every batch that changes a message. A
+ *        value of the first 29 bytes only is the record of the versions
+ *        before (read with its counters recounted from its messages,
+ *        rewritten whole by the next write; its expunge floor is its
+ *        highest_modseq).
  *   01 'I' <user> 00 <mailbox_id u64> <uid u32>   -> message meta
  *        value: 01 | size u64 | internal_date i64 (ms) | modseq u64
  *                  | n_flags u16 | n_flags x (len u16 | bytes)
@@ -53,9 +65,37 @@
  *        \Deleted (written in the batch that sets or clears the flag,
  *        deleted with the message), value: 01. EXPUNGE reads these, never
  *        the whole mailbox. Derived from 'I': never exported.
+ *   01 'N' <user> 00 <mailbox_id u64> <modseq u64> <uid u32> -> 01: the
+ *        modseq index (RFC 7162): every message under its modseq, moved
+ *        in the batch that changes it, so "changed since M" reads what
+ *        changed only. Derived from 'I': never exported.
+ *   01 'W' <user> 00 <mailbox_id u64> <uid u32>   -> 01: the message has
+ *        no \Seen (the first unseen uid is one seek). Derived from 'I':
+ *        never exported.
+ *   01 'T' <user> 00 <mailbox_id u64> <modseq u64> <uid u32> -> 01: an
+ *        expunge tombstone (written by the batch that expunges or MOVEs
+ *        the message). At most limits.max_tombstones per mailbox: the
+ *        oldest go first and raise the mailbox's expunge_floor to their
+ *        modseq (an expunge of more messages than the bound at once keeps
+ *        none of its own and raises the floor to its modseq).
+ *        mailstore_changes() is exact for a MODSEQ >= the floor, and for
+ *        an older one lists every absent uid instead (expunged_exact = 0).
+ *        Exported.
+ *   01 'E' <user> 00 <mailbox_id u64> <uid u32>   -> the message's
+ *        structure record (store-structure.h: ENVELOPE, BODYSTRUCTURE,
+ *        BODY, the part table), written in the batch of the delivery,
+ *        APPEND or COPY, deleted with the message. Exported.
+ *   01 'U' <user> 00 <mailbox name>        -> 01: a subscription (RFC 3501
+ *        6.3.6; the name need not exist). Exported.
+ *   01 'G' <user> 00 <mailbox_id u64>      -> 01: a deleted mailbox whose
+ *        keys ('I','P','B','Z','W','N','T','E' of that id) wait for their
+ *        purge (bounded steps: mailstore_maintain, each delete). Node-
+ *        local, never exported; the export skips the keys of such ids.
  *   01 'V'                                 -> data level of this store, per
  *        node, never exported: value 01 | level u8 (1: every 'D' has its
- *        'X'; 2: every message flagged \Deleted has its 'Z')
+ *        'X'; 2: every message flagged \Deleted has its 'Z'; 3: every
+ *        message has its 'N' and 'W' records, every mailbox record its
+ *        counters)
  *   01 'A' <partition u32>                 -> applied index of a replicated
  *        partition (mailstore_apply_begin) value: 01 | index u64
  *   01 'R' <segment u32> <offset u64>      -> reverse index of the body
@@ -96,17 +136,23 @@
  * the 'X' records by one seek, never by a scan), in its own batch, so the
  * records a store holds are those of one keep period, not of every
  * delivery ever made. A store opened by this version for the first time
- * dates its existing delivery records "now" and indexes its messages
- * flagged \Deleted (one pass at open each, logged event=schema_upgrade);
+ * dates its existing delivery records "now", indexes its messages
+ * flagged \Deleted, writes every message's 'N' and 'W' records and every
+ * mailbox record's counters (one pass at open each, logged
+ * event=schema_upgrade; the expunges before it are unknown: the expunge
+ * floor is the mailbox's highest modseq then);
  * records a previous version writes after that (a downgrade) are kept
  * forever, as that version did, and flags it sets are not indexed (run
  * the upgrade again by deleting the 'V' key).
  *
- * Mailbox names: "" and any case of "INBOX" mean "INBOX". Other names are
+ * Mailbox names: "" and any case of "INBOX" mean "INBOX", and any case of
+ * an "INBOX/" prefix is stored "INBOX/". Other names are
  * 1..max_mailbox_name bytes of printable ASCII or UTF-8 (no control bytes,
- * no '*' or '%', no leading/trailing '/', no "//"). Only INBOX is created
- * implicitly (on first use by deliver, list or select); others must be made
- * with mailstore_mailbox_create().
+ * no '*' or '%', no leading/trailing '/', no "//"); '/' separates levels.
+ * INBOX is created implicitly on a user's first call that names a mailbox
+ * (deliver, list, select, status, append...), with Sent, Drafts, Trash,
+ * Junk and Archive (their special use) and their subscriptions, in one
+ * batch; other mailboxes are made with mailstore_mailbox_create().
  *
  * Flags: system flags (\Seen \Answered \Flagged \Deleted \Draft) are matched
  * case-insensitively and stored in that spelling; \Recent is session state
@@ -127,6 +173,7 @@
 #define MAIL_MAILSTORE_H
 
 #include "buf.h"
+#include "search-key.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -179,6 +226,49 @@ struct mailstore_limits {
 	 * first; the one being appended to has its own descriptor). Default
 	 * 64, min 1. */
 	unsigned body_open_segments;
+
+	/* ---- issue 9: mailbox operations, sync, append, copy ---- */
+	/* Mailboxes one user may have (LIMIT above; INBOX and its
+	 * special-use mailboxes are created whatever this says). Default
+	 * 1000. */
+	unsigned max_mailboxes;
+	/* Names one user may be subscribed to (LIMIT above). Default 1000. */
+	unsigned max_subscriptions;
+	/* Distinct keywords one mailbox may hold (its FLAGS and
+	 * PERMANENTFLAGS): a STORE, APPEND or COPY that would add one more is
+	 * LIMIT; a delivery drops the keywords that do not fit instead.
+	 * Default 128, max 1024. */
+	unsigned max_mailbox_keywords;
+	/* Expunge tombstones ('T') kept per mailbox, for "what was expunged
+	 * since MODSEQ" (mailstore_changes). Past it the oldest go and the
+	 * mailbox's expunge floor rises: an older MODSEQ then gets the
+	 * inexact answer (expunged_exact = 0). Default 65536 (about 2.5 MiB a
+	 * mailbox at most), min 0 (keep none). */
+	uint32_t max_tombstones;
+	/* Messages one APPEND may carry (LIMIT above). Default 1000. */
+	unsigned max_append_messages;
+	/* Bytes one APPEND may carry in all (LIMIT above; each message is
+	 * also held to max_message_size, TOO_BIG). Default 64 MiB: a request
+	 * must fit an RPC frame. */
+	uint64_t max_append_bytes;
+	/* Messages one COPY or MOVE may take (LIMIT above: it is one atomic
+	 * batch). Default 10000. */
+	unsigned max_copy_messages;
+	/* Body bytes one COPY or MOVE may copy (LIMIT above). Default 256 MiB. */
+	uint64_t max_copy_bytes;
+	/* Keys one page of mailstore_uids / mailstore_changes /
+	 * mailstore_fetch_meta may visit: the bound of the work one call does
+	 * under the store lock. Default 20000 (a few ms). */
+	unsigned page_scan_keys;
+	/* Messages one page of mailstore_fetch_meta may return, and bytes of
+	 * metadata (structure records included) it stops after. Defaults
+	 * 1000 and 4 MiB. */
+	unsigned page_max_messages;
+	uint64_t page_max_bytes;
+	/* Keys one purge step of a deleted mailbox deletes (one sync batch;
+	 * mailstore_maintain and each mailbox delete run steps). Default
+	 * 5000. */
+	unsigned purge_step_keys;
 };
 
 #define MAILSTORE_DELIVERY_KEEP_DEFAULT_MS (7ull * 24 * 3600 * 1000)
@@ -191,6 +281,18 @@ enum mailstore_flag_mode {
 	MAILSTORE_FLAGS_REMOVE = 2,
 };
 
+/* Mailbox attributes (mailstore_mailbox_info.attrs): the same bits as
+ * frontend/imap/imap-backend.h's IMAP_MBOX_*. A mailbox has at most one
+ * special use (RFC 6154). */
+#define MAILSTORE_MBOX_SUBSCRIBED 0x0001u
+#define MAILSTORE_MBOX_NONEXISTENT 0x0002u /* only store-service's LIST */
+#define MAILSTORE_MBOX_SENT 0x0100u
+#define MAILSTORE_MBOX_DRAFTS 0x0200u
+#define MAILSTORE_MBOX_TRASH 0x0400u
+#define MAILSTORE_MBOX_JUNK 0x0800u
+#define MAILSTORE_MBOX_ARCHIVE 0x1000u
+#define MAILSTORE_MBOX_SPECIAL_MASK 0x1f00u
+
 /* Results. Owned by the caller; free with the matching *_free(). */
 struct mailstore_mailbox_info {
 	char *name;
@@ -198,6 +300,13 @@ struct mailstore_mailbox_info {
 	uint32_t uidnext;
 	uint32_t exists;
 	uint64_t highest_modseq;
+	uint32_t unseen;       /* messages without \Seen */
+	uint32_t deleted;      /* messages with \Deleted */
+	uint64_t size;         /* sum of the messages' sizes */
+	unsigned attrs;        /* MAILSTORE_MBOX_* (SUBSCRIBED from list) */
+	char **keywords;       /* every keyword of the mailbox, sorted (status,
+				* uids); NULL otherwise */
+	size_t n_keywords;
 };
 
 struct mailstore_message_info {
@@ -241,12 +350,59 @@ int mailstore_deliver(mailstore *store, const char *user, const char *mailbox,
 		      int64_t internal_date, const char *const *flags, size_t n_flags,
 		      struct mailstore_deliver_result *result_r);
 
-/* Create an empty mailbox. EXISTS if it is there already (INBOX included). */
+/* mailstore_deliver with the message as a struct mailstore_msg_in (its
+ * structure record computed on the primary, or NULL: computed here).
+ * PARAMS also for a structure record that does not decode. */
+struct mailstore_msg_in;
+int mailstore_deliver_msg(mailstore *store, const char *user, const char *mailbox,
+			  const char *delivery_id, const struct mailstore_msg_in *msg,
+			  struct mailstore_deliver_result *result_r);
+
+/* Create an empty mailbox with special_use (one MAILSTORE_MBOX_* special
+ * use bit, or 0), and its missing parents (RFC 3501 6.3.3), in one batch.
+ * EXISTS if it is there already (INBOX included); PARAMS for a bad name or
+ * more than one special-use bit; LIMIT past max_mailboxes. Creating INBOX
+ * (explicitly or on first use) also creates Sent, Drafts, Trash, Junk and
+ * Archive with their special use (those not there yet) and subscribes
+ * INBOX and them, in the same batch. */
 int mailstore_mailbox_create(mailstore *store, const char *user, const char *mailbox,
-			     struct mailstore_mailbox_info *info_r);
+			     unsigned special_use, struct mailstore_mailbox_info *info_r);
+/* Delete a mailbox: NOT_FOUND when absent, PERM for INBOX, EXISTS when it
+ * has children (they go first). Its record goes in one batch; its
+ * messages' keys (and bodies, which become garbage like an expunge's) are
+ * purged afterwards in steps of limits.purge_step_keys (one step at once,
+ * the rest by mailstore_maintain), invisible meanwhile: the mailbox id is
+ * never reused. Its subscription stays (RFC 3501 6.3.4). */
+int mailstore_mailbox_delete(mailstore *store, const char *user, const char *mailbox);
+/* Rename from (and its children: from/...) to `to` (and to/...), creating
+ * to's missing parents; one batch whatever the number of messages (they
+ * are keyed by mailbox id). NOT_FOUND when from is absent, EXISTS when a
+ * target name exists, PARAMS for a bad name or to under from. Each renamed
+ * mailbox gets a new UIDVALIDITY (a client that cached another mailbox of
+ * that name must not trust its uids); subscriptions of the renamed names
+ * follow them. Renaming INBOX (RFC 3501 6.3.5) moves INBOX's messages to a
+ * new mailbox `to` (new UIDVALIDITY) and leaves INBOX in place, empty,
+ * with its UIDVALIDITY and uidnext (its old uids are never reused), its
+ * children untouched; INBOX's expunge floor rises (a client that knew its
+ * messages gets expunged_exact = 0 from mailstore_changes). */
+int mailstore_mailbox_rename(mailstore *store, const char *user, const char *from,
+			     const char *to);
+/* Subscribe (on = 1) or unsubscribe user to mailbox (which need not
+ * exist). Idempotent. PARAMS for a bad name, LIMIT past
+ * max_subscriptions. */
+int mailstore_subscribe(mailstore *store, const char *user, const char *mailbox, int on);
+/* User's subscribed names, sorted (strcmp); free with
+ * mailstore_names_free(). */
+int mailstore_subscriptions(mailstore *store, const char *user, char ***names_r, size_t *n_r);
+void mailstore_names_free(char **names, size_t n);
+/* One mailbox's record (every field, keywords included). NOT_FOUND when
+ * absent (INBOX is created on first use). */
+int mailstore_status(mailstore *store, const char *user, const char *mailbox,
+		     struct mailstore_mailbox_info *info_r);
 
 /* Every mailbox of user, sorted by name; INBOX always among them (created
- * if missing). *boxes_r is freed with mailstore_mailbox_infos_free(). */
+ * if missing). attrs carry the special use and SUBSCRIBED; keywords are
+ * not filled. *boxes_r is freed with mailstore_mailbox_infos_free(). */
 int mailstore_list(mailstore *store, const char *user,
 		   struct mailstore_mailbox_info **boxes_r, size_t *n_r);
 
@@ -280,6 +436,158 @@ int mailstore_store_flags(mailstore *store, const char *user, const char *mailbo
  * the call may run one collection step after its batch. */
 int mailstore_expunge(mailstore *store, const char *user, const char *mailbox,
 		      const uint32_t *uids, size_t n_uids, uint32_t **uids_r, size_t *n_r);
+
+/* ---- SELECT, fetch and sync in pages (issue 9) ----
+ * A large mailbox is read in pages, each a short scan under the store lock
+ * (at most limits.page_scan_keys keys visited), so that a 1,000,000-message
+ * mailbox never makes one long call nor one oversized answer. Pages are
+ * not one snapshot: the mailbox may change between two; each call says
+ * how to go on. */
+
+/* One page of the mailbox's uids: ascending disjoint ranges of the uids
+ * in (after_uid, below_uid) (below_uid 0: no bound), at most
+ * limits.page_scan_keys messages. *next_after_r: give it as after_uid for
+ * the next page, 0 when this was the last. The first page (after_uid 0)
+ * also fills info_r (every field, keywords included) and
+ * *first_unseen_r (the lowest uid without \Seen, 0: none; an index read,
+ * never a scan); later pages leave info_r zeroed. NOT_FOUND when the
+ * mailbox is absent (INBOX is created on first use). Free *ranges_r. */
+int mailstore_uids(mailstore *store, const char *user, const char *mailbox, uint32_t after_uid,
+		   uint32_t below_uid, struct search_uid_range **ranges_r, size_t *n_r,
+		   uint32_t *next_after_r, uint32_t *first_unseen_r,
+		   struct mailstore_mailbox_info *info_r);
+
+/* A message as fetch_meta returns it: its meta and, when asked, its
+ * structure record (store-structure.h: ENVELOPE, BODYSTRUCTURE, BODY, the
+ * part table). */
+struct mailstore_meta {
+	struct mailstore_message_info info;
+	uint8_t *structure;   /* heap, NULL when not asked */
+	size_t structure_len;
+};
+/* The messages whose uid is in ranges (ascending, disjoint), above
+ * after_uid, with modseq > changed_since (0: all): ascending uid, at most
+ * limits.page_max_messages of them and about limits.page_max_bytes, after
+ * at most limits.page_scan_keys keys visited. with_structure adds each
+ * one's structure record (a message stored before the records existed
+ * gets one computed from its body, not stored). *next_after_r: the
+ * after_uid of the next page, 0 when done (a page may be empty and not
+ * the last). With changed_since > 0 and few changes (no more than a page)
+ * the modseq index answers in one page, never a scan. NOT_FOUND for an
+ * unknown mailbox. Free with mailstore_metas_free(). */
+int mailstore_fetch_meta(mailstore *store, const char *user, const char *mailbox,
+			 const struct search_uid_range *ranges, size_t n_ranges,
+			 uint64_t changed_since, int with_structure, uint32_t after_uid,
+			 struct mailstore_meta **msgs_r, size_t *n_r, uint32_t *next_after_r);
+void mailstore_metas_free(struct mailstore_meta *msgs, size_t n);
+
+/* Bytes [offset, offset + length) of a message's body (length 0: to the
+ * end; clipped to it), its info, and *total_r the whole body's length.
+ * The whole body is read (its CRC covers all of it). NOT_FOUND for an
+ * unknown mailbox or uid. */
+int mailstore_fetch_range(mailstore *store, const char *user, const char *mailbox,
+			  uint32_t uid, uint64_t offset, uint64_t length,
+			  struct mailstore_message_info *info_r, void **body_r, size_t *len_r,
+			  uint64_t *total_r);
+
+/* What changed in a mailbox since since_modseq (RFC 7162), as frontend/
+ * imap/imap-backend.h's struct imap_changes says, in pages. A call walks
+ * three phases in order, from *cursor (zeroed: the start), and stops after
+ * limits.page_scan_keys keys visited:
+ *   1. changed: the modseq index after since_modseq, uids below
+ *      known_uidnext (their flags now);
+ *   2. expunged: when since_modseq >= the mailbox's expunge floor, the
+ *      tombstones after since_modseq (expunged_exact = 1), else every uid
+ *      below known_uidnext not present now (a scan of the mailbox's uids,
+ *      expunged_exact = 0);
+ *   3. added: the uids >= known_uidnext.
+ * *cursor is advanced; cursor->phase == MAILSTORE_CHANGES_DONE after the
+ * last page. highest_modseq, uidnext and exists are the mailbox's at this
+ * page. Between pages the mailbox may change: a later page may report a
+ * message changed in an earlier one again, or expunged. NOT_FOUND for an
+ * unknown mailbox. Free with mailstore_changes_free(). */
+#define MAILSTORE_CHANGES_DONE 4
+struct mailstore_changes_cursor {
+	uint8_t phase;        /* 0: start, 1..3 the phase, DONE */
+	uint64_t after_modseq;
+	uint32_t after_uid;
+};
+struct mailstore_changes {
+	uint64_t highest_modseq;
+	uint32_t uidnext;
+	uint32_t exists;
+	struct search_uid_range *added;
+	size_t n_added;
+	struct search_uid_range *expunged;
+	size_t n_expunged;
+	int expunged_exact;
+	struct mailstore_message_info *changed;
+	size_t n_changed;
+};
+int mailstore_changes(mailstore *store, const char *user, const char *mailbox,
+		      uint64_t since_modseq, uint32_t known_uidnext,
+		      struct mailstore_changes_cursor *cursor, struct mailstore_changes *out);
+void mailstore_changes_free(struct mailstore_changes *changes);
+
+/* ---- APPEND, COPY, MOVE (issue 9) ---- */
+
+/* One message to store. structure: its structure record as
+ * store-structure.h encodes it (computed on the primary and carried in
+ * the replicated entry, so every replica stores the same bytes), or NULL
+ * to compute it here from body. */
+struct mailstore_msg_in {
+	const void *body;
+	size_t body_len;
+	int64_t internal_date;      /* ms since the epoch, 0: now */
+	const char *const *flags;
+	size_t n_flags;
+	const void *structure;
+	size_t structure_len;
+};
+/* APPEND (RFC 3502 MULTIAPPEND: n > 1, all or nothing, one batch): the
+ * messages get consecutive uids, *uids_r (heap, n of them) in
+ * *uidvalidity_r. NOT_FOUND when the mailbox is absent (INBOX is created
+ * on first use); TOO_BIG when one body passes max_message_size (the
+ * APPENDLIMIT); LIMIT past max_append_messages or max_append_bytes, too
+ * many flags or keywords; PARAMS for a bad flag or structure record. */
+int mailstore_append(mailstore *store, const char *user, const char *mailbox,
+		     const struct mailstore_msg_in *msgs, size_t n, uint32_t *uidvalidity_r,
+		     uint32_t **uids_r);
+/* COPY (move = 0) or MOVE (move = 1) of the messages of `from` whose uids
+ * are in ranges (ascending, disjoint) to `to`: new uids in `to`, flags,
+ * internal dates and structure records copied, bodies copied into the
+ * segment files; MOVE expunges them from `from` in the same batch (with
+ * tombstones). (*src_uids_r)[i] became (*dst_uids_r)[i] (heap, *n_r each,
+ * ascending src; uids that did not exist are left out; NULL when none).
+ * NOT_FOUND when either mailbox is absent; LIMIT past max_copy_messages or
+ * max_copy_bytes, or when `to`'s keywords would pass their bound; PARAMS
+ * for a MOVE into the same mailbox. */
+int mailstore_copy(mailstore *store, const char *user, const char *from,
+		   const struct search_uid_range *ranges, size_t n_ranges, const char *to, int move,
+		   uint32_t *dst_uidvalidity_r, uint32_t **src_uids_r, uint32_t **dst_uids_r,
+		   size_t *n_r);
+
+/* ---- change notifications (store-service.c's WATCH) ---- */
+struct mailstore_change {
+	const char *user;
+	const char *mailbox;      /* stored name */
+	uint64_t highest_modseq;  /* the mailbox's now */
+	int gone;                 /* deleted or renamed away */
+};
+/* Called after every operation that committed a change to a mailbox,
+ * once per changed mailbox, on the thread that made the call, outside the
+ * store lock (it may call the store). change is valid during the call. */
+typedef void mailstore_change_cb(const struct mailstore_change *change, void *arg);
+/* Set (or clear, cb NULL) the change callback. Before any other call. */
+void mailstore_set_change_cb(mailstore *store, mailstore_change_cb *cb, void *arg);
+/* The stored name of mailbox (as change callbacks give it: "INBOX" for
+ * any case of it, "INBOX/..." for its children) into out (reset first,
+ * NUL-terminated). 0, or -1 when the name is not valid. */
+int mailstore_mailbox_canon(mailstore *store, const char *mailbox, buf *out);
+/* The mailbox's highest modseq, read only (never creates INBOX): MAIL_OK,
+ * NOT_FOUND, PARAMS or INTERNAL. */
+int mailstore_highest_modseq(mailstore *store, const char *user, const char *mailbox,
+			     uint64_t *modseq_r);
 
 /* ---- replication (replication/repl-host.c, store-service.c) ----
  * A replicated log applies the same entries on every replica; the store must
@@ -326,15 +634,26 @@ void mailstore_body_stats(mailstore *store, struct mailstore_body_stats *stats_r
  * The bytes are produced and read only here; the replicated log carries
  * them as opaque chunks.
  *
- * What a partition is on this store: every 'M', 'I', 'B', 'P', 'D' and 'X'
- * key of a user with util_hash64(user) % n_partitions == partition (the
- * same function as router_partition_of()), plus its 'A' key. A 'P' pointer
- * is exported as the 'B' pair of the previous versions (the key with kind
- * 'B', the body bytes read from its segment as the value; a CRC mismatch
- * fails the export), so chunks carry bodies, never node-local pointers. The
+ * What a partition is on this store: every 'M', 'I', 'B', 'P', 'D', 'X',
+ * 'T', 'E' and 'U' key of a user with util_hash64(user) % n_partitions ==
+ * partition (the same function as router_partition_of()), plus its 'A'
+ * key (the keys of a deleted mailbox waiting for its purge are left out).
+ * A 'P' pointer is exported as the 'B' pair of the previous versions (the
+ * key with kind 'B', the body bytes read from its segment as the value; a
+ * CRC mismatch fails the export), so chunks carry bodies, never node-local
+ * pointers. The
  * 'C' counters and the 'V' level are per node and are never exported, nor
- * are the 'Z' records (the installer writes them for the 'I' keys it
- * takes), nor the segment records 'R' and 'S'. (A store of the
+ * are the 'Z', 'W' and 'N' records (the installer writes them for the 'I'
+ * keys it takes), nor the 'G' records, nor the segment records 'R' and
+ * 'S'. (Issue 9: a store of the version before the 'T', 'E' and 'U' kinds
+ * and the longer 'M' value refuses chunks carrying them: during a rolling
+ * upgrade a new primary cannot install a snapshot on an old replica,
+ * which catches up once upgraded; a new replica installs an old
+ * exporter's chunks, its short 'M' records recounted on first use. An old
+ * binary that opens a store of this one reads the longer 'M' values but
+ * rewrites them short: this version recounts such records, but the 'N',
+ * 'W' and 'T' records of what the old binary changed are stale until the
+ * 'V' key is deleted and the upgrade runs again.) (A store of the
  * version before 'X' refuses chunks with 'X' keys: during a rolling
  * upgrade a new primary cannot install a snapshot on an old replica; the
  * replica catches up once upgraded. The other way round works: a new
@@ -386,7 +705,8 @@ void mailstore_snapshot_close(mailstore_snapshot **snap);
  * partition that claims to be applied): start again with begin.
  *
  * install_begin: drop every key of the partition (all 'M','I','B','P','D',
- * 'X','Z' keys of its users, and its 'A' key, so its applied index reads 0)
+ * 'X','Z','W','N','T','E','U','G' keys of its users, and its 'A' key, so
+ * its applied index reads 0)
  * in ONE sync batch; the bodies of its pointers become garbage in their
  * segments (live bytes and reverse records go in the same batch), which
  * collection reclaims. The 'C' counters stay. Returns MAIL_OK, PARAMS or
@@ -396,15 +716,17 @@ int mailstore_snapshot_install_begin(mailstore *store, uint32_t partition,
 /* Validate and write one chunk (data is only read during the call; it
  * comes from the network): the version byte must be
  * MAILSTORE_SNAPSHOT_VERSION, every length must stay inside the chunk, every
- * key must be an 'M','I','B','D' or 'X' key of a valid user of this partition
- * (valid mailbox name, uid, delivery id) and every value must parse
- * exactly as its kind (flags canonical and within this store's limits), and
- * no message may have two bodies in one chunk. Anything else is
+ * key must be an 'M','I','B','D','X','T','E' or 'U' key of a valid user of
+ * this partition (valid mailbox name, uid, modseq, delivery id) and every
+ * value must parse exactly as its kind (flags and keywords canonical and
+ * within this store's limits, counters within exists, at most one special
+ * use, a structure record that decodes), and no message may have two
+ * bodies in one chunk. Anything else is
  * MAIL_ERR_PARAMS (logged) and nothing of the chunk is written. Otherwise
  * the bodies ('B' pairs) are appended to the segment files (made durable
  * first), and their 'P' pointers (replacing any pointer or 'B' body at
- * that key), the other pairs, a 'Z' record for each 'I' of a message
- * flagged \Deleted, and the 'C' counters go in ONE sync batch;
+ * that key), the other pairs, the 'N', 'W' and (when \Deleted) 'Z' records
+ * of each 'I', and the 'C' counters go in ONE sync batch;
  * the counters are raised above every imported mailbox id and
  * UIDVALIDITY, so a mailbox created later on this node never reuses one
  * (a replicated create takes its UIDVALIDITY from the entry's clock

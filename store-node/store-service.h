@@ -10,9 +10,14 @@
  * once. Replicated (store_service_set_partitions): the node answers only
  * for partitions it is the primary of (MAIL_ERR_NOT_PRIMARY otherwise, the
  * partition recomputed from the user); writes (DELIVER, STORE_FLAGS,
- * EXPUNGE) go through the partition's log and are answered with the result
- * their apply computed on this node; reads run on the primary's mailstore
- * (a read that would create INBOX first creates it through the log).
+ * EXPUNGE, MAILBOX_CREATE/DELETE/RENAME, SUBSCRIBE, APPEND, COPY) go
+ * through the partition's log and are answered with the result their apply
+ * computed on this node; reads (LIST, SELECT, FETCH, STATUS, OPEN,
+ * FETCH_META, FETCH_RANGE, CHANGES) run on the primary's mailstore (a read
+ * that would create INBOX first creates it through the log). DELIVER and
+ * APPEND entries carry each message's structure record, computed on the
+ * primary before it proposes them (store-structure.h). WATCH is a long
+ * poll held on the primary (below).
  *
  * Loop thread only.
  */
@@ -27,6 +32,18 @@
 #define STORE_SERVICE_NAME "store"
 /* Log-only method: a ListRequest whose apply creates INBOX. */
 #define STORE_OP_INBOX 100
+
+/* WATCH (store.proto): a held call is answered after at most
+ * STORE_WATCH_HOLD_MS with the current modseq (sooner when the caller's
+ * deadline minus STORE_WATCH_MARGIN_MS comes first; store_client's watch
+ * deadline is STORE_CLIENT_WATCH_DEADLINE_MS, 35 s), released with
+ * NOT_PRIMARY within STORE_WATCH_TICK_MS of this node losing the
+ * partition, and with UNAVAILABLE by store_service_destroy(). At most
+ * STORE_WATCH_MAX are held (LIMIT past it). */
+#define STORE_WATCH_HOLD_MS 25000u
+#define STORE_WATCH_MARGIN_MS 2000u
+#define STORE_WATCH_TICK_MS 1000u
+#define STORE_WATCH_MAX 200000u
 
 typedef struct store_service store_service;
 typedef struct repl_host repl_host;
@@ -55,6 +72,10 @@ rpc_server *store_service_server(store_service *service);
 struct buf;
 int store_service_apply(mailstore *store, uint32_t partition, uint64_t index,
 			const uint8_t *payload, size_t len, struct buf *out);
+/* WATCH calls held now. */
+size_t store_service_watches(const store_service *service);
+/* The hold time of later WATCH calls (0: STORE_WATCH_HOLD_MS); tests. */
+void store_service_set_watch_hold(store_service *service, uint32_t hold_ms);
 /* The RPC server's counters (for metrics). */
 void store_service_counters(const store_service *service, struct rpc_counters *counters_r);
 

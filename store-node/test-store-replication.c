@@ -313,10 +313,58 @@ static void test_failover(void **state)
 	test_result_reset(&r);
 }
 
+/* A WATCH held by the primary when it is killed: the store client takes
+ * it to the new primary with the same modseq, so the delivery made after
+ * the failover still wakes it (no change lost). */
+static void test_watch_failover(void **state)
+{
+	struct fixture *f = *state;
+	struct test_result r = { 0 }, rw = { 0 };
+	assert_true(wait_insync(f, N_NODES, -1, 30000));
+	deliver(f, "W0/0", &r);
+	assert_int_equal(r.status, MAIL_OK);
+	Store__StatusRequest st = STORE__STATUS_REQUEST__INIT;
+	st.user = USER;
+	st.mailbox = "INBOX";
+	test_result_reset(&r);
+	store_client_status(f->client, &st, test_result_cb, &r);
+	test_result_wait(&f->loop, &r, WAIT_MS);
+	assert_int_equal(r.status, MAIL_OK);
+	uint64_t m0 = ((const Store__MailboxResponse *)r.resp)->mailbox->highest_modseq;
+
+	Store__WatchRequest w = STORE__WATCH_REQUEST__INIT;
+	w.user = USER;
+	w.mailbox = "INBOX";
+	w.modseq = m0;
+	store_client_watch(f->client, &w, test_result_cb, &rw);
+	run_for(f, 500);
+	assert_false(rw.done);   /* held */
+
+	router_node primary;
+	assert_int_equal(router_lookup(f->router, ROUTER_ROLE_STORE, USER, strlen(USER),
+				       &primary), 1);
+	int victim = node_index(f, primary.id);
+	assert_true(victim >= 0);
+	uint64_t t0 = util_now_mono_ms();
+	node_kill(f, victim);
+	deliver(f, "W1/0", &r);
+	assert_int_equal(r.status, MAIL_OK);
+	uint64_t delivered = util_now_mono_ms();
+	test_result_wait(&f->loop, &rw, STORE_CLIENT_WATCH_DEADLINE_MS + 5000);
+	assert_int_equal(rw.status, MAIL_OK);
+	assert_true(((const Store__WatchResponse *)rw.resp)->highest_modseq > m0);
+	print_message("watch answered %llu ms after the kill, %lld ms after the delivery\n",
+		      (unsigned long long)(util_now_mono_ms() - t0),
+		      (long long)(util_now_mono_ms() - delivered));
+	test_result_reset(&r);
+	test_result_reset(&rw);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch_failover, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
