@@ -116,6 +116,50 @@ void imap_cmd_done(struct imap_session *s, const char *status, const char *code,
 /* End it with the NO (or BAD for MAIL_ERR_PARAMS) row of a mail_error. */
 void imap_cmd_fail(struct imap_session *s, int mail_error);
 
+/* ---- mailbox names (imap-mbox-name.c) -------------------------------- *
+ * The backend knows names as UTF-8 ('/' separated, "INBOX" for INBOX in
+ * any case); the client sends and reads them in modified UTF-7 (RFC 3501
+ * 5.1.3) unless it enabled UTF8=ACCEPT (RFC 6855) or IMAP4rev2 (RFC
+ * 9051), when they are UTF-8 as-is. Every command that takes or shows a
+ * mailbox name goes through these (SELECT, EXAMINE, COPY, MOVE too). */
+
+/* Longest name in UTF-8 bytes (the store's max_mailbox_name default). */
+#define IMAP_MAILBOX_NAME_MAX 255u
+
+/* Results of the decoders below (both < 0: failures). */
+#define IMAP_NAME_BAD (-1)     /* not a valid encoding: "tag BAD error" */
+#define IMAP_NAME_INVALID (-2) /* encoded well, not a valid name:
+				* "tag NO [CANNOT] error" */
+/* Flags of imap_mailbox_name_decode(). */
+#define IMAP_NAME_CREATE 0x01u /* a new name (CREATE, RENAME's target): one
+				* trailing '/' is dropped, '*' and '%' are
+				* refused */
+
+/* 1 when s's names are UTF-8 on the wire, 0 for modified UTF-7. */
+int imap_session_utf8_names(const struct imap_session *s);
+/* The name in arg (an astring) as the backend knows it: *utf8_r (heap,
+ * the caller frees; NULL on failure). Checks: the encoding, 1 ..
+ * IMAP_MAILBOX_NAME_MAX bytes, no control characters, no empty level
+ * (leading, trailing or double '/'). Returns 0, IMAP_NAME_BAD or
+ * IMAP_NAME_INVALID with *error_r (static, client-safe text). */
+int imap_mailbox_name_decode(const struct imap_session *s, const struct imap_arg *arg,
+			     unsigned flags, char **utf8_r, const char **error_r);
+/* The same with flags 0: for SELECT, EXAMINE, STATUS, COPY, MOVE ... */
+int imap_mailbox_name_from_client(const struct imap_session *s, const struct imap_arg *arg,
+				  char **utf8_r, const char **error_r);
+/* For handlers: decode, or end the command with BAD / NO [CANNOT] and
+ * return -1. Returns 0 with *utf8_r (heap, the caller frees). */
+int imap_cmd_mailbox_arg(struct imap_session *s, const struct imap_arg *arg, unsigned flags,
+			 char **utf8_r);
+/* Append the backend's name utf8 to out as the client must see it (no
+ * quoting). Returns 0, or -1 when utf8 is not valid UTF-8 (nothing
+ * appended). */
+int imap_mailbox_name_encode(const struct imap_session *s, const char *utf8, buf *out);
+/* Append it to the session's output as an astring (atom, quoted or
+ * literal). Returns 0, or -1 as above (nothing appended: skip the
+ * name). */
+int imap_session_append_mailbox(struct imap_session *s, const char *utf8);
+
 /* ---- the selected mailbox (imap-cmd-mailbox.c) ----------------------- */
 
 void imap_session_mailbox_clear(struct imap_session *s);
