@@ -1,5 +1,5 @@
 /* imap-memory-backend.c: see imap-memory-backend.h. */
-#include "imap-memory-backend.h"
+#include "imap-memory-backend-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,64 +9,10 @@
 #include "sasl.h"
 #include "xalloc.h"
 
-struct mem_msg {
-	uint32_t uid;
-	uint8_t *body;
-	size_t len;
-	char **flags;
-	size_t n_flags;
-	int64_t date;
-};
-
-struct mem_box {
-	struct mem_box *next;
-	char *user;
-	char *name;
-	uint32_t uidvalidity;
-	uint32_t uidnext;
-	struct mem_msg *msgs;
-	size_t n_msgs;
-	size_t cap;
-};
-
-struct mem_user {
-	struct mem_user *next;
-	char *user;
-	char *password;
-};
-
-struct imap_memory_backend {
-	uv_loop_t *loop;
-	uint64_t delay_ms;
-	int failure;
-	struct mem_user *users;
-	struct mem_box *boxes;
-};
-
-enum mem_op_kind { MEM_AUTH, MEM_SCRAM, MEM_LIST, MEM_SELECT, MEM_FETCH, MEM_STORE,
-		   MEM_EXPUNGE };
-
-struct mem_op {
-	uv_timer_t timer;
-	struct imap_memory_backend *mb;
-	enum mem_op_kind kind;
-	char *user;
-	char *mailbox;
-	char *password;
-	uint32_t uid;
-	uint32_t *uids;
-	size_t n_uids;
-	enum imap_flag_mode mode;
-	char **flags;
-	size_t n_flags;
-	void *cb;
-	void *arg;
-};
-
 /* ---- data ------------------------------------------------------------ */
 
-static struct mem_box *mem_box_find(imap_memory_backend *mb, const char *user, const char *name,
-				    int create)
+struct mem_box *mem_box_find(imap_memory_backend *mb, const char *user, const char *name,
+			     int create)
 {
 	for (struct mem_box *b = mb->boxes; b != NULL; b = b->next) {
 		if (strcmp(b->user, user) == 0 && strcmp(b->name, name) == 0)
@@ -84,7 +30,7 @@ static struct mem_box *mem_box_find(imap_memory_backend *mb, const char *user, c
 	return b;
 }
 
-static struct mem_msg *mem_msg_find(struct mem_box *b, uint32_t uid)
+struct mem_msg *mem_msg_find(struct mem_box *b, uint32_t uid)
 {
 	for (size_t i = 0; i < b->n_msgs; i++) {
 		if (b->msgs[i].uid == uid)
@@ -93,7 +39,7 @@ static struct mem_msg *mem_msg_find(struct mem_box *b, uint32_t uid)
 	return NULL;
 }
 
-static int mem_msg_flag_index(const struct mem_msg *m, const char *flag)
+int mem_msg_flag_index(const struct mem_msg *m, const char *flag)
 {
 	for (size_t i = 0; i < m->n_flags; i++) {
 		if (strcasecmp(m->flags[i], flag) == 0)
@@ -102,7 +48,7 @@ static int mem_msg_flag_index(const struct mem_msg *m, const char *flag)
 	return -1;
 }
 
-static void mem_msg_flag_add(struct mem_msg *m, const char *flag)
+void mem_msg_flag_add(struct mem_msg *m, const char *flag)
 {
 	if (mem_msg_flag_index(m, flag) >= 0)
 		return;
@@ -119,7 +65,7 @@ static void mem_msg_flag_remove(struct mem_msg *m, const char *flag)
 	m->flags[i] = m->flags[--m->n_flags];
 }
 
-static void mem_msg_free(struct mem_msg *m)
+void mem_msg_free(struct mem_msg *m)
 {
 	for (size_t i = 0; i < m->n_flags; i++)
 		free(m->flags[i]);
@@ -127,7 +73,22 @@ static void mem_msg_free(struct mem_msg *m)
 	free(m->body);
 }
 
-static void mem_msg_info(const struct mem_msg *m, struct imap_msg_info *info)
+uint64_t mem_box_bump(struct mem_box *b)
+{
+	b->notify = 1;
+	return ++b->highest_modseq;
+}
+
+void mem_box_log_expunge(struct mem_box *b, uint32_t uid, uint64_t modseq)
+{
+	if (b->n_expunged == b->expunged_cap) {
+		b->expunged_cap = b->expunged_cap == 0 ? 16 : b->expunged_cap * 2;
+		b->expunged = xrealloc(b->expunged, b->expunged_cap * sizeof(*b->expunged));
+	}
+	b->expunged[b->n_expunged++] = (struct mem_expunged){ uid, modseq };
+}
+
+void mem_msg_info(const struct mem_msg *m, struct imap_msg_info *info)
 {
 	info->uid = m->uid;
 	info->size = m->len;
@@ -140,6 +101,7 @@ imap_memory_backend *imap_memory_backend_create(uv_loop_t *loop)
 {
 	imap_memory_backend *mb = xcalloc(1, sizeof(*mb));
 	mb->loop = loop;
+	mb->meta_page = 100;
 	return mb;
 }
 
@@ -161,10 +123,19 @@ void imap_memory_backend_destroy(imap_memory_backend **mbp)
 		for (size_t i = 0; i < b->n_msgs; i++)
 			mem_msg_free(&b->msgs[i]);
 		free(b->msgs);
+		free(b->expunged);
 		free(b->user);
 		free(b->name);
 		free(b);
 	}
+	while (mb->watches != NULL) {
+		struct imap_backend_watch *w = mb->watches;
+		mb->watches = w->next;
+		free(w->user);
+		free(w->mailbox);
+		free(w);
+	}
+	free(mb->last_search);
 	free(mb);
 	*mbp = NULL;
 }
@@ -201,6 +172,7 @@ uint32_t imap_memory_backend_add_message(imap_memory_backend *mb, const char *us
 	struct mem_msg *m = &b->msgs[b->n_msgs++];
 	memset(m, 0, sizeof(*m));
 	m->uid = b->uidnext++;
+	m->modseq = mem_box_bump(b);
 	m->body = xmalloc(len > 0 ? len : 1);
 	memcpy(m->body, body, len);
 	m->len = len;
@@ -241,6 +213,7 @@ static void mem_op_free_cb(uv_handle_t *handle)
 	for (size_t i = 0; i < op->n_flags; i++)
 		free(op->flags[i]);
 	free(op->flags);
+	mem_op_free_extra(op);
 	free(op);
 }
 
@@ -263,6 +236,8 @@ static void mem_op_run(struct mem_op *op)
 	if (op->mailbox != NULL)
 		b = mem_box_find(mb, op->user, op->mailbox, strcmp(op->mailbox, "INBOX") == 0);
 	switch (op->kind) {
+	case MEM_RUN:
+		return;
 	case MEM_AUTH: {
 		imap_backend_auth_cb *cb = op->cb;
 		if (fail != MAIL_OK) {
@@ -356,10 +331,12 @@ static void mem_op_run(struct mem_op *op)
 		}
 		struct imap_msg_info *infos = xcalloc(op->n_uids + 1, sizeof(*infos));
 		size_t n = 0;
+		uint64_t modseq = op->n_uids > 0 ? mem_box_bump(b) : 0;
 		for (size_t i = 0; i < op->n_uids; i++) {
 			struct mem_msg *m = mem_msg_find(b, op->uids[i]);
 			if (m == NULL)
 				continue;
+			m->modseq = modseq;
 			if (op->mode == IMAP_FLAGS_SET) {
 				while (m->n_flags > 0)
 					mem_msg_flag_remove(m, m->flags[0]);
@@ -384,9 +361,13 @@ static void mem_op_run(struct mem_op *op)
 		}
 		uint32_t *uids = xcalloc(b->n_msgs + 1, sizeof(*uids));
 		size_t n = 0, out = 0;
+		uint64_t modseq = 0;
 		for (size_t i = 0; i < b->n_msgs; i++) {
 			if (mem_msg_flag_index(&b->msgs[i], "\\Deleted") >= 0 &&
 			    mem_op_has_uid(op, b->msgs[i].uid)) {
+				if (modseq == 0)
+					modseq = mem_box_bump(b);
+				mem_box_log_expunge(b, b->msgs[i].uid, modseq);
 				uids[n++] = b->msgs[i].uid;
 				mem_msg_free(&b->msgs[i]);
 			} else {
@@ -404,12 +385,16 @@ static void mem_op_run(struct mem_op *op)
 static void mem_op_timer_cb(uv_timer_t *timer)
 {
 	struct mem_op *op = timer->data;
-	mem_op_run(op);
+	if (op->run != NULL)
+		op->run(op);
+	else
+		mem_op_run(op);
+	mem_notify_flush(op->mb);
 	uv_close((uv_handle_t *)&op->timer, mem_op_free_cb);
 }
 
-static struct mem_op *mem_op_new(void *ctx, enum mem_op_kind kind, const char *user,
-				 const char *mailbox, void *cb, void *arg)
+struct mem_op *mem_op_new(void *ctx, enum mem_op_kind kind, const char *user,
+			  const char *mailbox, void *cb, void *arg)
 {
 	struct mem_op *op = xcalloc(1, sizeof(*op));
 	op->mb = ctx;
@@ -421,7 +406,7 @@ static struct mem_op *mem_op_new(void *ctx, enum mem_op_kind kind, const char *u
 	return op;
 }
 
-static void mem_op_start(struct mem_op *op)
+void mem_op_start(struct mem_op *op)
 {
 	uv_timer_init(op->mb->loop, &op->timer);
 	op->timer.data = op;
@@ -499,4 +484,14 @@ const struct imap_backend imap_memory_backend_vfuncs = {
 	.fetch = mem_fetch,
 	.store_flags = mem_store_flags,
 	.expunge = mem_expunge,
+	.open = mem_open,
+	.fetch_meta = mem_fetch_meta,
+	.fetch_range = mem_fetch_range,
+	.copy = mem_copy,
+	.search = mem_search,
+	.sort = mem_sort,
+	.thread = mem_thread,
+	.changes = mem_changes,
+	.watch = mem_watch,
+	.unwatch = mem_unwatch,
 };

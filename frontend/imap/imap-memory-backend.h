@@ -44,4 +44,15 @@ int imap_memory_backend_count(imap_memory_backend *mb, const char *user, const c
 int imap_memory_backend_has_flag(imap_memory_backend *mb, const char *user,
 				 const char *mailbox, uint32_t uid, const char *flag);
 
+/* The next calls of the engine's commands (issue 9). */
+/* The last search program search/sort/thread received, as text: "(AND
+ * (FLAG \\Seen) (UID 1:3) ...)" (tests of the SEARCH parser); NULL if none.
+ * Valid until the next search. */
+const char *imap_memory_backend_last_search(imap_memory_backend *mb);
+/* Forget every expunge so far: changes() since an older modseq then says
+ * expunged_exact = 0 (a resynchronisation). */
+void imap_memory_backend_forget_expunges(imap_memory_backend *mb);
+/* fetch_meta's page size (default 100). */
+void imap_memory_backend_set_meta_page(imap_memory_backend *mb, size_t n);
+
 #endif

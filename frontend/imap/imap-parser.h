@@ -175,29 +175,51 @@ uint32_t imap_seqset_max(const struct imap_seqset *set);
 #define IMAP_FETCH_UID 0x02u
 #define IMAP_FETCH_RFC822_SIZE 0x04u
 #define IMAP_FETCH_INTERNALDATE 0x08u
+#define IMAP_FETCH_MODSEQ 0x10u        /* RFC 7162 */
+#define IMAP_FETCH_ENVELOPE 0x20u
+#define IMAP_FETCH_BODYSTRUCTURE 0x40u
+#define IMAP_FETCH_BODY 0x80u          /* BODY without a section: the
+					* non-extensible structure */
+/* Items answered from the stored structure (IMAP_META_STRUCTURE). */
+#define IMAP_FETCH_STRUCTURE_ITEMS (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODYSTRUCTURE | IMAP_FETCH_BODY)
 
 enum imap_fetch_section {
-	IMAP_SECTION_ALL,               /* BODY[] / RFC822 */
+	IMAP_SECTION_ALL,               /* BODY[] / RFC822 / BODY[1] */
 	IMAP_SECTION_HEADER,            /* BODY[HEADER] / RFC822.HEADER */
 	IMAP_SECTION_TEXT,              /* BODY[TEXT] / RFC822.TEXT */
 	IMAP_SECTION_HEADER_FIELDS,     /* BODY[HEADER.FIELDS (f1 f2 ...)] */
 	IMAP_SECTION_HEADER_FIELDS_NOT, /* BODY[HEADER.FIELDS.NOT (f1 f2 ...)] */
+	IMAP_SECTION_MIME,              /* BODY[1.MIME]: a part's MIME header */
+};
+
+enum imap_fetch_kind {
+	IMAP_FETCH_KIND_BODY = 0,   /* BODY[...], BODY.PEEK[...], RFC822* */
+	IMAP_FETCH_KIND_BINARY,     /* BINARY[...], BINARY.PEEK[...] (RFC 3516) */
+	IMAP_FETCH_KIND_BINARY_SIZE /* BINARY.SIZE[...] */
 };
 
 /* Bounds on the field list of HEADER.FIELDS[.NOT] (STYLE.md rule 11); a
  * longer list or name is refused with BAD ("Too many header fields",
  * "Header field name too long"). 64 covers every client seen (Thunderbird
- * asks for about 15); no header field name in use comes near 128 bytes. */
+ * asks for about 15); no header field name in use comes near 128 bytes.
+ * Part numbers ([1.2.3]) nest at most IMAP_FETCH_PART_DEPTH_MAX deep (the
+ * MIME parser's own nesting bound is lower). */
 #define IMAP_FETCH_FIELDS_MAX 64u
 #define IMAP_FETCH_FIELD_NAME_MAX 128u
+#define IMAP_FETCH_PART_DEPTH_MAX 16u
 
 struct imap_fetch_body {
 	enum imap_fetch_section section;
-	int peek;      /* BODY.PEEK[...] or RFC822.HEADER: do not set \Seen */
+	enum imap_fetch_kind kind;
+	int peek;      /* BODY.PEEK[...], BINARY.PEEK, BINARY.SIZE or
+			* RFC822.HEADER: do not set \Seen */
 	int rfc822;    /* answer as RFC822[.HEADER|.TEXT] rather than BODY[...] */
 	int partial;   /* <offset.count> given */
 	uint32_t offset;
 	uint32_t count;
+	/* the part number, [2.1] -> {2, 1}; n_part 0: the whole message */
+	uint32_t part[IMAP_FETCH_PART_DEPTH_MAX];
+	unsigned n_part;
 	/* HEADER_FIELDS[_NOT] only (NULL otherwise): the field names,
 	 * upper-cased, separated by one space ("FROM SUBJECT"), as the
 	 * response names the section. Owned by the imap_fetch_attrs that holds
@@ -215,12 +237,15 @@ struct imap_fetch_attrs {
 };
 
 /* Parse the attribute argument of FETCH: one atom (an item or the macros
- * ALL, FAST, FULL) or a list of atoms. ALL and FULL are served as FAST
- * (FLAGS INTERNALDATE RFC822.SIZE): ENVELOPE and BODY structure are not
- * implemented and are refused when named. Sections: [], [HEADER], [TEXT],
- * [HEADER.FIELDS (names)] and [HEADER.FIELDS.NOT (names)], where each name
- * is an atom of printable ASCII other than ( ) { " \ ] % * : and the list
- * is bounded as above; numbered parts ([1], [1.HEADER]) are refused.
+ * ALL, FAST, FULL) or a list of atoms (RFC 3501 6.4.5, RFC 9051, RFC
+ * 3516, RFC 7162): FLAGS UID RFC822.SIZE INTERNALDATE MODSEQ ENVELOPE
+ * BODYSTRUCTURE BODY RFC822 RFC822.HEADER RFC822.TEXT, BODY[section]<o.n>,
+ * BODY.PEEK[...], BINARY[part]<o.n>, BINARY.PEEK[part], BINARY.SIZE[part].
+ * Sections: [], [HEADER], [TEXT], [HEADER.FIELDS (names)],
+ * [HEADER.FIELDS.NOT (names)], [n(.n)*] optionally followed by .HEADER,
+ * .TEXT, .HEADER.FIELDS[.NOT] (...) or .MIME; each field name an atom of
+ * printable ASCII other than ( ) { " \ ] % * :, the list bounded as above.
+ * At most IMAP_FETCH_BODIES_MAX sections in one FETCH.
  * *attrs_r is overwritten (not freed first). Returns 0 with *attrs_r
  * owning what it allocated (free with imap_fetch_attrs_deinit()), or -1
  * with *error_r (static, client-safe text) and nothing left to free. */
@@ -235,5 +260,7 @@ void imap_fetch_attrs_deinit(struct imap_fetch_attrs *attrs);
  * Returns 1 or 0. */
 int imap_fetch_body_field_match(const struct imap_fetch_body *body, const char *name,
 				size_t len);
+/* Does the FETCH need the message's bytes (some section)? 1 or 0. */
+int imap_fetch_attrs_need_body(const struct imap_fetch_attrs *attrs);
 
 #endif

@@ -26,20 +26,33 @@
 const struct imap_command_def imap_commands[] = {
 	{ "CAPABILITY", imap_cmd_capability, IMAP_CMD_ANY, NULL },
 	{ "NOOP", imap_cmd_noop, IMAP_CMD_ANY, NULL },
-	{ "LOGOUT", imap_cmd_logout, IMAP_CMD_ANY, NULL },
+	{ "LOGOUT", imap_cmd_logout, IMAP_CMD_ANY | IMAP_CMD_NO_SYNC, NULL },
 	{ "LOGIN", imap_cmd_login, IMAP_CMD_NOT_AUTH, NULL },
 	{ "STARTTLS", imap_cmd_starttls, IMAP_CMD_NOT_AUTH, NULL }, /* see capability */
 	{ "AUTHENTICATE", imap_cmd_authenticate, IMAP_CMD_NOT_AUTH, NULL },
 	{ "LIST", imap_cmd_list, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
-	{ "SELECT", imap_cmd_select, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
-	{ "EXAMINE", imap_cmd_examine, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
-	{ "CLOSE", imap_cmd_close, IMAP_CMD_SELECTED, NULL },
-	{ "UNSELECT", imap_cmd_unselect, IMAP_CMD_SELECTED, "UNSELECT" },
+	{ "SELECT", imap_cmd_select, IMAP_CMD_AUTH | IMAP_CMD_SELECTED | IMAP_CMD_NO_SYNC, NULL },
+	{ "EXAMINE", imap_cmd_examine, IMAP_CMD_AUTH | IMAP_CMD_SELECTED | IMAP_CMD_NO_SYNC, NULL },
+	{ "CLOSE", imap_cmd_close, IMAP_CMD_SELECTED | IMAP_CMD_NO_SYNC, NULL },
+	{ "UNSELECT", imap_cmd_unselect, IMAP_CMD_SELECTED | IMAP_CMD_NO_SYNC, "UNSELECT" },
 	{ "EXPUNGE", imap_cmd_expunge, IMAP_CMD_SELECTED, NULL },
-	{ "FETCH", imap_cmd_fetch, IMAP_CMD_SELECTED, NULL },
+	{ "UID EXPUNGE", imap_cmd_uid_expunge, IMAP_CMD_SELECTED | IMAP_CMD_UID, "UIDPLUS" },
+	{ "FETCH", imap_cmd_fetch, IMAP_CMD_SELECTED | IMAP_CMD_NO_EXPUNGE, NULL },
 	{ "UID FETCH", imap_cmd_fetch, IMAP_CMD_SELECTED | IMAP_CMD_UID, NULL },
-	{ "STORE", imap_cmd_store, IMAP_CMD_SELECTED, NULL },
+	{ "STORE", imap_cmd_store, IMAP_CMD_SELECTED | IMAP_CMD_NO_EXPUNGE, NULL },
 	{ "UID STORE", imap_cmd_store, IMAP_CMD_SELECTED | IMAP_CMD_UID, NULL },
+	{ "COPY", imap_cmd_copy, IMAP_CMD_SELECTED, NULL },
+	{ "UID COPY", imap_cmd_copy, IMAP_CMD_SELECTED | IMAP_CMD_UID, NULL },
+	{ "MOVE", imap_cmd_move, IMAP_CMD_SELECTED, "MOVE" },
+	{ "UID MOVE", imap_cmd_move, IMAP_CMD_SELECTED | IMAP_CMD_UID, NULL },
+	{ "IDLE", imap_cmd_idle, IMAP_CMD_AUTH | IMAP_CMD_SELECTED | IMAP_CMD_NO_SYNC, "IDLE" },
+	{ "SEARCH", imap_cmd_search, IMAP_CMD_SELECTED | IMAP_CMD_NO_EXPUNGE, "ESEARCH" },
+	{ "UID SEARCH", imap_cmd_search, IMAP_CMD_SELECTED | IMAP_CMD_UID, "SEARCHRES" },
+	{ "SORT", imap_cmd_sort, IMAP_CMD_SELECTED | IMAP_CMD_NO_EXPUNGE, "SORT" },
+	{ "UID SORT", imap_cmd_sort, IMAP_CMD_SELECTED | IMAP_CMD_UID, NULL },
+	{ "THREAD", imap_cmd_thread, IMAP_CMD_SELECTED | IMAP_CMD_NO_EXPUNGE,
+	  "THREAD=ORDEREDSUBJECT THREAD=REFERENCES" },
+	{ "UID THREAD", imap_cmd_thread, IMAP_CMD_SELECTED | IMAP_CMD_UID, NULL },
 };
 const size_t imap_commands_count = sizeof(imap_commands) / sizeof(imap_commands[0]);
 
@@ -103,6 +116,9 @@ static void imap_session_destroy(struct conn *c)
 	struct imap_session *s = (struct imap_session *)c;
 	imap_session_cmd_ctx_free(s);
 	imap_session_mailbox_clear(s);
+	free(s->sync_skip.r);
+	free(s->done_code);
+	free(s->done_text);
 	imap_parser_destroy(&s->parser);
 	imap_login_free(&s->login);
 	free(s->user);
@@ -157,8 +173,9 @@ static void imap_session_drained(struct conn *c)
 
 /* ---- commands -------------------------------------------------------- */
 
-void imap_cmd_done(struct imap_session *s, const char *status, const char *code,
-		   const char *text)
+/* The tagged reply and the end of the command. */
+static void imap_cmd_reply(struct imap_session *s, const char *status, const char *code,
+			   const char *text)
 {
 	if (code != NULL)
 		conn_printf(&s->conn, "%s %s [%s] %s\r\n", s->tag, status, code, text);
@@ -168,10 +185,49 @@ void imap_cmd_done(struct imap_session *s, const char *status, const char *code,
 	s->tag = NULL;
 	s->busy = 0;
 	s->cmd_uid = 0;
+	s->cmd_flags = 0;
 	s->on_drain = NULL;
+	free(s->sync_skip.r);
+	memset(&s->sync_skip, 0, sizeof(s->sync_skip));
 	imap_session_cmd_ctx_free(s);
 	if (conn_command_ended(&s->conn, strcmp(status, "BAD") == 0))
 		imap_session_bye(s, "Too many invalid commands", "too-many-bad");
+}
+
+/* The changes are told: now the tagged reply held for them. */
+static void imap_cmd_done_synced(struct imap_session *s)
+{
+	char *code = s->done_code, *text = s->done_text;
+	const char *status = s->done_status;
+	s->done_code = NULL;
+	s->done_text = NULL;
+	s->done_status = NULL;
+	imap_cmd_reply(s, status, code, text);
+	free(code);
+	free(text);
+	conn_process(&s->conn);
+}
+
+void imap_cmd_done(struct imap_session *s, const char *status, const char *code,
+		   const char *text)
+{
+	/* Changes of the selected mailbox are told before the tagged reply
+	 * (RFC 3501 7.4.1; imap-session-changes.c), expunges only where
+	 * the command allows them. */
+	if (s->state == IMAP_STATE_SELECTED && strcmp(status, "BAD") != 0 &&
+	    (s->cmd_flags & IMAP_CMD_NO_SYNC) == 0 && !s->syncing && s->tag != NULL) {
+		int allow = (s->cmd_flags & IMAP_CMD_NO_EXPUNGE) == 0;
+		if (allow)
+			imap_session_report_expunge_pending(s);
+		if (imap_session_sync_wanted(s)) {
+			s->done_status = strcmp(status, "OK") == 0 ? "OK" : "NO";
+			s->done_code = code != NULL ? xstrdup(code) : NULL;
+			s->done_text = xstrdup(text);
+			imap_session_sync(s, allow, imap_cmd_done_synced);
+			return;
+		}
+	}
+	imap_cmd_reply(s, status, code, text);
 }
 
 void imap_cmd_fail(struct imap_session *s, int mail_error)
@@ -239,6 +295,7 @@ static void imap_session_dispatch(struct imap_session *s, struct imap_command *c
 		return;
 	}
 	s->cmd_uid = (def->flags & IMAP_CMD_UID) != 0;
+	s->cmd_flags = def->flags;
 	def->func(s, args, n_args);
 }
 
@@ -275,7 +332,15 @@ static int imap_session_auth_reading(const struct imap_session *s)
 static void imap_session_input(struct conn *c)
 {
 	struct imap_session *s = (struct imap_session *)c;
-	while ((!s->busy || imap_session_auth_reading(s)) && !c->closed && c->in.len > 0) {
+	while ((!s->busy || imap_session_auth_reading(s) || s->idling) && !c->closed &&
+	       c->in.len > 0) {
+		if (s->idling) {
+			size_t before = c->in.len;
+			imap_session_idle_input(s);
+			if (c->in.len == before)
+				break; /* no whole line yet */
+			continue;
+		}
 		if (imap_session_auth_reading(s)) {
 			size_t before = c->in.len;
 			imap_session_auth_line(s);

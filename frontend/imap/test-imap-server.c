@@ -283,7 +283,8 @@ static void test_select_fetch(void **state)
 	free(out);
 	check(c, "f7", "FETCH 4 FLAGS", "f7 BAD Invalid sequence number");
 	check(c, "f8", "FETCH 0 FLAGS", "f8 BAD Invalid sequence set");
-	check(c, "f9", "FETCH 1 ENVELOPE", "f9 BAD");
+	check(c, "f9", "FETCH 1 BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17]",
+	      "f9 BAD Section part nested too deeply");
 	check(c, "f10", "FETCH 1", "f10 BAD");
 	check(c, "f11", "FETCH 1 FAST", "* 1 FETCH (FLAGS (\\Seen) RFC822.SIZE 45 INTERNALDATE");
 	check(c, "f12", "SELECT Nonexistent", "f12 NO [NONEXISTENT]");
@@ -378,8 +379,11 @@ static void test_fetch_header_fields(void **state)
 	snprintf(line + n, sizeof(line) - n, ")]");
 	check(c, "b1", line, "b1 BAD Too many header fields");
 	check(c, "b2", "FETCH 1 BODY[HEADER.FIELDS ()]", "b2 BAD");
-	check(c, "b3", "FETCH 1 BODY[1.HEADER]", "b3 BAD Unsupported BODY[] section");
-	check(c, "b4", "FETCH 1 BODY[1]", "b4 BAD Unsupported BODY[] section");
+	check(c, "b3", "FETCH 1 BODY[HEADER.X]", "b3 BAD Unsupported BODY[] section");
+	check(c, "b4", "FETCH 1 BODY[0]", "b4 BAD Unsupported BODY[] section");
+	check(c, "b6", "FETCH 1 BINARY[HEADER]", "b6 BAD BINARY takes only a part number");
+	check(c, "b7", "FETCH 1 BODY[MIME]", "b7 BAD Unsupported BODY[] section");
+	check(c, "b8", "FETCH 1 BODY[1.]", "b8 BAD");
 	check(c, "b5", "FETCH 2 FLAGS", "* 2 FETCH (FLAGS ())");
 	client_close(c);
 	fixture_stop(f);
