@@ -583,6 +583,238 @@ static void test_preauth_timeout(void **state)
 	fixture_stop(f);
 }
 
+
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* Two sessions on one mailbox: each sees the other's changes at NOOP and
+ * at the end of commands that may tell them, its own once; EXPUNGE waits
+ * during FETCH (RFC 3501 7.4.1) and numbers stay right. */
+static void test_two_sessions(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *a = client_login(f), *b = client_login(f);
+	free(cmd(a, "a1", "SELECT INBOX"));
+	free(cmd(b, "b1", "SELECT INBOX"));
+	/* B's own change: told once */
+	char *out = cmd(b, "b2", "STORE 1 +FLAGS (\\Flagged)");
+	assert_int_equal(count_of(out, "FETCH"), 1);
+	assert_contains(out, "* 1 FETCH (FLAGS (\\Flagged))\r\nb2 OK");
+	free(out);
+	out = cmd(b, "b3", "NOOP");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	/* A learns it at NOOP, once */
+	check(a, "a2", "NOOP", "* 1 FETCH (FLAGS (\\Flagged))\r\na2 OK");
+	out = cmd(a, "a3", "NOOP");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	/* a copy into the mailbox: EXISTS for both */
+	out = cmd(b, "b4", "COPY 2 INBOX");
+	assert_contains(out, "* 4 EXISTS\r\nb4 OK [COPYUID 1700000000 2 4]");
+	free(out);
+	check(a, "a4", "NOOP", "* 4 EXISTS\r\na4 OK");
+	/* B expunges 1: A's FETCH must not say EXPUNGE, its NOOP does */
+	free(cmd(b, "b5", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+	out = cmd(b, "b6", "EXPUNGE");
+	assert_int_equal(count_of(out, "EXPUNGE\r\n"), 1);
+	assert_contains(out, "* 1 EXPUNGE\r\nb6 OK");
+	free(out);
+	out = cmd(a, "a5", "FETCH 1:* UID");
+	assert_not_contains(out, "EXPUNGE");
+	assert_contains(out, "* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\n* 4 FETCH (UID 4)\r\na5 OK");
+	free(out);
+	out = cmd(a, "a6", "NOOP");
+	assert_contains(out, "* 1 EXPUNGE\r\na6 OK");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	check(a, "a7", "FETCH 1 UID", "* 1 FETCH (UID 2)\r\na7 OK");
+	/* UID commands may tell expunges at their end */
+	free(cmd(b, "b7", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "b8", "EXPUNGE"));
+	out = cmd(a, "a8", "UID FETCH 1:* FLAGS");
+	assert_contains(out, "* 1 EXPUNGE\r\na8 OK");
+	free(out);
+	check(a, "a9", "FETCH 1:* UID", "* 1 FETCH (UID 3)\r\n* 2 FETCH (UID 4)\r\na9 OK");
+	client_close(a);
+	client_close(b);
+	fixture_stop(f);
+}
+
+/* IDLE (RFC 2177): changes of another session arrive without a command. */
+static void test_idle(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *a = client_login(f), *b = client_login(f);
+	free(cmd(a, "a1", "SELECT INBOX"));
+	free(cmd(b, "b1", "SELECT INBOX"));
+	client_sendf(a, "a2 IDLE\r\n");
+	free(client_until(a, "+ idling"));
+	free(cmd(b, "b2", "STORE 2 +FLAGS (\\Answered)"));
+	char *out = client_until(a, "* 2 FETCH");
+	assert_contains(out, "* 2 FETCH (FLAGS (\\Answered))");
+	free(out);
+	free(cmd(b, "b3", "COPY 1 INBOX"));
+	free(client_until(a, "* 4 EXISTS"));
+	free(cmd(b, "b4", "STORE 3 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "b5", "EXPUNGE"));
+	out = client_until(a, "* 3 EXPUNGE");
+	free(out);
+	client_sendf(a, "done\r\n");
+	out = client_until(a, "a2 ");
+	assert_contains(out, "a2 OK Idle completed");
+	free(out);
+	check(a, "a3", "FETCH 1:* UID", "* 3 FETCH (UID 4)\r\na3 OK");
+	/* anything but DONE ends IDLE with BAD */
+	client_sendf(a, "a4 IDLE\r\n");
+	free(client_until(a, "+ idling"));
+	client_sendf(a, "a5 NOOP\r\n");
+	check(a, "a6", "NOOP", "a4 BAD Expected DONE");
+	/* IDLE without a mailbox is allowed, and quiet */
+	check(b, "b6", "UNSELECT", "b6 OK");
+	client_sendf(b, "b7 IDLE\r\n");
+	free(client_until(b, "+ idling"));
+	client_sendf(b, "DONE\r\n");
+	check(b, "b8", "NOOP", "b7 OK Idle completed");
+	client_close(a);
+	client_close(b);
+	fixture_stop(f);
+}
+
+/* The store forgot old expunges (expunged_exact = 0): the session still
+ * learns what left its view, and only that. */
+static void test_changes_resync(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *a = client_login(f), *b = client_login(f);
+	free(cmd(a, "a1", "SELECT INBOX"));
+	free(cmd(b, "b1", "SELECT INBOX"));
+	free(cmd(b, "b2", "STORE 2 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "b3", "EXPUNGE"));
+	imap_memory_backend_forget_expunges(f->e.mb);
+	char *out = cmd(a, "a2", "NOOP");
+	assert_int_equal(count_of(out, "EXPUNGE\r\n"), 1);
+	assert_contains(out, "* 2 EXPUNGE\r\n");
+	free(out);
+	check(a, "a3", "FETCH 1:* UID", "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 3)\r\na3 OK");
+	client_close(a);
+	client_close(b);
+	fixture_stop(f);
+}
+
+/* COPY, MOVE (RFC 6851), UID EXPUNGE (RFC 4315). */
+static void test_copy_move(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_login(f);
+	free(cmd(c, "s1", "SELECT INBOX"));
+	check(c, "c1", "COPY 1:2 Archive/2026", "c1 OK [COPYUID 1700000000 1:2 2:3] Copy completed");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "Archive/2026"), 3);
+	check(c, "c2", "COPY 1 Nowhere", "c2 NO [TRYCREATE]");
+	check(c, "c3", "COPY 1", "c3 BAD");
+	check(c, "c4", "COPY 9 Archive/2026", "c4 BAD Invalid sequence number");
+	check(c, "c5", "UID COPY 3:9 Archive/2026", "c5 OK [COPYUID 1700000000 3 4]");
+	/* MOVE: COPYUID untagged, before the EXPUNGE */
+	char *out = cmd(c, "m1", "MOVE 2 Archive/2026");
+	assert_contains(out, "* OK [COPYUID 1700000000 2 5] Moved\r\n* 2 EXPUNGE\r\nm1 OK");
+	free(out);
+	out = cmd(c, "m2", "UID MOVE 3 Archive/2026");
+	assert_contains(out, "* OK [COPYUID 1700000000 3 6] Moved\r\n* 2 EXPUNGE\r\nm2 OK");
+	free(out);
+	check(c, "m3", "MOVE 1 Nowhere", "m3 NO [TRYCREATE]");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "INBOX"), 1);
+	/* UID EXPUNGE leaves the other \Deleted alone */
+	free(cmd(c, "m4", "COPY 1 INBOX"));
+	free(cmd(c, "m5", "COPY 1 INBOX"));
+	check(c, "u1", "STORE 1:3 +FLAGS.SILENT (\\Deleted)", "u1 OK");
+	out = cmd(c, "u2", "UID EXPUNGE 4:5");
+	assert_contains(out, "* 3 EXPUNGE\r\n* 2 EXPUNGE\r\nu2 OK");
+	free(out);
+	check(c, "u3", "UID FETCH 1:* FLAGS", "* 1 FETCH (UID 1 FLAGS (\\Deleted))");
+	check(c, "u4", "UID EXPUNGE", "u4 BAD");
+	/* read-only: COPY out is fine, MOVE is not */
+	free(cmd(c, "e1", "EXAMINE INBOX"));
+	check(c, "e2", "COPY 1 Archive/2026", "e2 OK [COPYUID");
+	check(c, "e3", "MOVE 1 Archive/2026", "e3 NO [READ-ONLY]");
+	check(c, "e4", "UID EXPUNGE 1", "e4 NO [READ-ONLY]");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* CONDSTORE (RFC 7162 3.1): MODSEQ, CHANGEDSINCE, UNCHANGEDSINCE. */
+static void test_condstore(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_login(f);
+	char *out = cmd(c, "s1", "SELECT INBOX (CONDSTORE)");
+	assert_contains(out, "* OK [HIGHESTMODSEQ 3]");
+	assert_contains(out, "s1 OK [READ-WRITE]");
+	free(out);
+	check(c, "m1", "FETCH 1:* (MODSEQ)",
+	      "* 1 FETCH (MODSEQ (1))\r\n* 2 FETCH (MODSEQ (2))\r\n* 3 FETCH (MODSEQ (3))\r\nm1 OK");
+	out = cmd(c, "m2", "STORE 1:2 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)");
+	assert_contains(out, "* 1 FETCH (FLAGS (\\Seen) MODSEQ (4))\r\nm2 OK [MODIFIED 2]");
+	free(out);
+	check(c, "m3", "UID STORE 2 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)", "m3 OK [MODIFIED 2]");
+	check(c, "m4", "FETCH 1:* (FLAGS) (CHANGEDSINCE 3)",
+	      "* 1 FETCH (FLAGS (\\Seen) MODSEQ (4))\r\nm4 OK");
+	check(c, "m5", "STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)", "m5 BAD");
+	check(c, "m6", "FETCH 1 FLAGS (CHANGEDSINCE)", "m6 BAD");
+	check(c, "m7", "UID FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED)", "m7 BAD");
+	check(c, "m8", "SELECT INBOX (QRESYNC (1 1))", "m8 BAD QRESYNC is not enabled");
+	check(c, "m9", "SELECT INBOX (FOO)", "m9 BAD");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* A large body is streamed from fetch_range in pieces; partials; the
+ * metadata comes in pages. */
+static void test_fetch_stream(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	size_t big_len = 3u * 1024u * 1024u + 17u;
+	char *big = malloc(big_len);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	for (size_t i = 16; i < big_len; i++)
+		big[i] = (char)('a' + i % 26);
+	imap_memory_backend_add_message(f->e.mb, USER, "Big", big, big_len, "", 0);
+	for (int i = 0; i < 7; i++)
+		imap_memory_backend_add_message(f->e.mb, USER, "Big", msg3, sizeof(msg3) - 1, "", 0);
+	imap_memory_backend_set_meta_page(f->e.mb, 2);
+	struct client *c = client_login(f);
+	free(cmd(c, "s1", "SELECT Big"));
+	client_sendf(c, "f1 FETCH 1 BODY.PEEK[]\r\n");
+	char *out = client_until(c, "f1 ");
+	char want[64];
+	snprintf(want, sizeof(want), "* 1 FETCH (BODY[] {%zu}\r\n", big_len);
+	assert_contains(out, want);
+	char *lit = strstr(out, want) + strlen(want);
+	assert_memory_equal(lit, big, big_len);
+	assert_contains(lit + big_len, ")\r\nf1 OK");
+	free(out);
+	check(c, "f2", "FETCH 1 BODY.PEEK[]<3145720.100>",
+	      "* 1 FETCH (BODY[]<3145720> {25}\r\nghijklmnopqrstuvwxyzabcde)\r\nf2 OK");
+	check(c, "f3", "FETCH 1 BODY.PEEK[]<3145745.100>", "* 1 FETCH (BODY[]<3145745> {0}\r\n)");
+	out = cmd(c, "f4", "FETCH 1:* (UID RFC822.SIZE)");
+	assert_int_equal(count_of(out, " FETCH (UID "), 8);
+	assert_contains(out, "* 8 FETCH (UID 8 RFC822.SIZE 25)\r\nf4 OK");
+	free(out);
+	free(big);
+	client_close(c);
+	fixture_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -597,6 +829,12 @@ int main(void)
 		cmocka_unit_test(test_disconnect_pending),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_preauth_timeout),
+		cmocka_unit_test(test_two_sessions),
+		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_changes_resync),
+		cmocka_unit_test(test_copy_move),
+		cmocka_unit_test(test_condstore),
+		cmocka_unit_test(test_fetch_stream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
