@@ -815,6 +815,105 @@ static void test_fetch_stream(void **state)
 	fixture_stop(f);
 }
 
+/* SEARCH (RFC 3501 6.4.4 and its examples), ESEARCH (RFC 4731),
+ * SEARCHRES (RFC 5182), MODSEQ (RFC 7162): the tree the backend gets,
+ * and the answers. */
+static void test_search(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_login(f);
+	free(cmd(c, "s0", "SELECT INBOX"));
+	check(c, "s1", "SEARCH ALL", "* SEARCH 1 2 3\r\ns1 OK");
+	check(c, "s2", "SEARCH UNSEEN", "* SEARCH 1 2\r\ns2 OK");
+	/* RFC 3501's example: the program as the store gets it */
+	check(c, "s3", "SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"", "* SEARCH\r\ns3 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb),
+			    "(AND (FLAG \\Flagged) (SINCE 8797) (NOT (HEADER From \"Smith\")))");
+	check(c, "s4", "SEARCH OR SUBJECT one SUBJECT three", "* SEARCH 1 3\r\ns4 OK");
+	check(c, "s5", "SEARCH 2:*", "* SEARCH 2 3\r\ns5 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb), "(UID 2:3)");
+	check(c, "s6", "UID SEARCH UID 2:9 NOT DELETED", "* SEARCH 2 3\r\ns6 OK");
+	check(c, "s7", "SEARCH CHARSET UTF-8 TEXT hello", "* SEARCH 1\r\ns7 OK");
+	check(c, "s8", "SEARCH (SEEN) (OR NEW OLD) LARGER 10 SMALLER 100000",
+	      "* SEARCH 3\r\ns8 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb),
+			    "(AND (FLAG \\Seen) (OR NONE ALL) (LARGER 10) (SMALLER 100000))");
+	check(c, "s9", "SEARCH HEADER Subject tw KEYWORD $Work UNKEYWORD $x", "* SEARCH\r\ns9 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb),
+			    "(AND (HEADER Subject \"tw\") (FLAG $Work) (NOT (FLAG $x)))");
+	check(c, "s10", "SEARCH BEFORE 1-Jan-1970 ON 29-Feb-2000 SENTSINCE 01-mar-2024 OLDER 5",
+	      "s10 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb),
+			    "(AND (BEFORE 0) (ON 11016) (SENTSINCE 19783) (OLDER 5))");
+	/* failures */
+	check(c, "b1", "SEARCH CHARSET KOI8-R TEXT x", "b1 NO [BADCHARSET (US-ASCII UTF-8)]");
+	check(c, "b2", "SEARCH", "b2 BAD");
+	check(c, "b3", "SEARCH FROBNICATE", "b3 BAD Unknown search key");
+	check(c, "b4", "SEARCH BEFORE 30-Feb-2000", "b4 BAD Invalid search date");
+	check(c, "b5", "SEARCH OR SEEN", "b5 BAD Missing search key");
+	check(c, "b6", "SEARCH LARGER 99999999999", "b6 BAD Invalid number in search");
+	check(c, "b7", "SEARCH UID x", "b7 BAD UID needs a UID set");
+	check(c, "b8", "SEARCH RETURN (FOO) ALL", "b8 BAD Unknown RETURN option");
+	char deep[400] = "SEARCH";
+	for (int i = 0; i < 40; i++)
+		strcat(deep, " NOT");
+	strcat(deep, " ALL");
+	check(c, "b9", deep, "b9 BAD Search too complex");
+	check(c, "b10", "SEARCH HEADER \"a b\" x", "b10 BAD Invalid header field name");
+	check(c, "b11", "SEARCH 0", "b11 BAD");
+	/* ESEARCH */
+	check(c, "e1", "SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN",
+	      "* ESEARCH (TAG \"e1\") MIN 1 MAX 2 COUNT 2 ALL 1:2\r\ne1 OK");
+	check(c, "e2", "UID SEARCH RETURN () ALL", "* ESEARCH (TAG \"e2\") UID ALL 1:3\r\ne2 OK");
+	check(c, "e3", "SEARCH RETURN (COUNT) DELETED", "* ESEARCH (TAG \"e3\") COUNT 0\r\ne3 OK");
+	/* SEARCHRES */
+	char *out = cmd(c, "r1", "SEARCH RETURN (SAVE) SUBJECT two");
+	assert_not_contains(out, "ESEARCH");
+	assert_contains(out, "r1 OK");
+	free(out);
+	check(c, "r2", "FETCH $ UID", "* 2 FETCH (UID 2)\r\nr2 OK");
+	check(c, "r3", "SEARCH $", "* SEARCH 2\r\nr3 OK");
+	check(c, "r4", "UID SEARCH OR UID $ 3", "* SEARCH 2 3\r\nr4 OK");
+	check(c, "r5", "SEARCH RETURN (SAVE MIN) ALL", "* ESEARCH (TAG \"r5\") MIN 1\r\nr5 OK");
+	check(c, "r6", "UID FETCH $ UID", "* 1 FETCH (UID 1)\r\nr6 OK");
+	/* MODSEQ (RFC 7162 3.1.5) */
+	check(c, "m1", "SEARCH MODSEQ 2", "* SEARCH 2 3 (MODSEQ 3)\r\nm1 OK");
+	check(c, "m2", "SEARCH MODSEQ \"/flags/\\\\draft\" all 3", "* SEARCH 3 (MODSEQ 3)\r\nm2 OK");
+	check(c, "m3", "SEARCH MODSEQ 9", "* SEARCH\r\nm3 OK");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* SORT and THREAD (RFC 5256). */
+static void test_sort_thread(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	imap_memory_backend_add_message(f->e.mb, USER, "INBOX", "Subject: Re: one\r\n\r\nx\r\n", 21,
+					"", 1700000003000LL);
+	struct client *c = client_login(f);
+	free(cmd(c, "s0", "SELECT INBOX"));
+	check(c, "o1", "SORT (SUBJECT) UTF-8 ALL", "* SORT 1 4 3 2\r\no1 OK");
+	check(c, "o2", "SORT (REVERSE ARRIVAL) US-ASCII ALL", "* SORT 4 3 2 1\r\no2 OK");
+	check(c, "o3", "UID SORT (SIZE) UTF-8 NOT SEEN", "* SORT 4 2 1\r\no3 OK");
+	check(c, "o4", "SORT (FOO) UTF-8 ALL", "o4 BAD Invalid sort criterion");
+	check(c, "o5", "SORT (SUBJECT) KOI8-R ALL", "o5 NO [BADCHARSET");
+	check(c, "o6", "SORT SUBJECT UTF-8 ALL", "o6 BAD");
+	check(c, "o7", "SORT (REVERSE) UTF-8 ALL", "o7 BAD");
+	check(c, "t1", "THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (1 4)(2)(3)\r\nt1 OK");
+	check(c, "t2", "THREAD REFERENCES UTF-8 NOT SUBJECT two", "* THREAD (1 4)(3)\r\nt2 OK");
+	check(c, "t3", "THREAD FOO UTF-8 ALL", "t3 BAD Unknown THREAD algorithm");
+	check(c, "t4", "THREAD REFERENCES ALL", "t4 NO [BADCHARSET");
+	/* non-UID THREAD speaks sequence numbers */
+	free(cmd(c, "x1", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(c, "x2", "EXPUNGE"));
+	check(c, "t5", "THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (1)(2)(3)\r\nt5 OK");
+	check(c, "t6", "UID THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (2)(3)(4)\r\nt6 OK");
+	client_close(c);
+	fixture_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -835,6 +934,8 @@ int main(void)
 		cmocka_unit_test(test_copy_move),
 		cmocka_unit_test(test_condstore),
 		cmocka_unit_test(test_fetch_stream),
+		cmocka_unit_test(test_search),
+		cmocka_unit_test(test_sort_thread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
