@@ -1,4 +1,4 @@
-/* imap-cmd-mailbox.c: LIST, SELECT, EXAMINE, CLOSE, UNSELECT, EXPUNGE and
+/* imap-cmd-mailbox.c: SELECT, EXAMINE, CLOSE, UNSELECT, EXPUNGE and
  * the session's snapshot of the selected mailbox.
  *
  * The snapshot (s->msgs, ascending UIDs) is taken at SELECT and is this
@@ -8,7 +8,6 @@
  */
 #include "imap-server-private.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -16,9 +15,6 @@
 #include "log.h"
 #include "mail-error.h"
 #include "xalloc.h"
-
-/* Longest LIST reference+pattern (the matcher costs pattern x name). */
-#define IMAP_LIST_PATTERN_MAX 1024u
 
 static const char imap_system_flags[] = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
@@ -85,115 +81,6 @@ void imap_session_mailbox_touched(struct imap_session *s)
 {
 	if (s->state == IMAP_STATE_SELECTED)
 		s->sync_self = 1;
-}
-
-/* ---- LIST ------------------------------------------------------------ */
-
-/* Does name match an IMAP LIST pattern ('*' anything, '%' anything but the
- * '/' separator)? Dynamic programming over one row: O(pattern x name). */
-static int imap_list_match(const char *pattern, const char *name, int icase)
-{
-	size_t k = strlen(name);
-	uint8_t *row = xcalloc(k + 1, 1), *next = xcalloc(k + 1, 1);
-	row[0] = 1;
-	for (const char *p = pattern; *p != '\0'; p++) {
-		char pc = *p;
-		next[0] = (pc == '*' || pc == '%') ? row[0] : 0;
-		for (size_t j = 1; j <= k; j++) {
-			char nc = name[j - 1];
-			if (pc == '*')
-				next[j] = row[j] || next[j - 1];
-			else if (pc == '%')
-				next[j] = row[j] || (next[j - 1] && nc != '/');
-			else if (icase)
-				next[j] = row[j - 1] && tolower((unsigned char)pc) ==
-							    tolower((unsigned char)nc);
-			else
-				next[j] = row[j - 1] && pc == nc;
-		}
-		uint8_t *t = row;
-		row = next;
-		next = t;
-	}
-	int matched = row[k];
-	free(row);
-	free(next);
-	return matched;
-}
-
-static void imap_list_reply(struct imap_session *s, const char *pattern, const char *name,
-			    int has_children)
-{
-	if (!imap_list_match(pattern, name, strcmp(name, "INBOX") == 0))
-		return;
-	conn_printf(&s->conn, "* LIST (%s) \"/\" ",
-			    has_children ? "\\HasChildren" : "\\HasNoChildren");
-	imap_session_append_string(s, name, strlen(name));
-	conn_append(&s->conn, "\r\n", 2);
-}
-
-static int imap_list_has_children(const struct imap_mailbox_info *boxes, size_t n,
-				  const char *name)
-{
-	size_t len = strlen(name);
-	for (size_t i = 0; i < n; i++) {
-		if (strncmp(boxes[i].name, name, len) == 0 && boxes[i].name[len] == '/')
-			return 1;
-	}
-	return 0;
-}
-
-static void imap_cmd_list_cb(int status, const struct imap_mailbox_info *boxes, size_t n,
-			     void *arg)
-{
-	struct imap_session *s = arg;
-	if (conn_is_closed(&s->conn)) {
-		conn_unref(&s->conn);
-		return;
-	}
-	const char *pattern = s->cmd_ctx;
-	if (status != MAIL_OK) {
-		imap_cmd_fail(s, status);
-	} else {
-		int inbox_seen = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (strcmp(boxes[i].name, "INBOX") == 0)
-				inbox_seen = 1;
-		}
-		if (!inbox_seen)
-			imap_list_reply(s, pattern, "INBOX",
-					imap_list_has_children(boxes, n, "INBOX"));
-		for (size_t i = 0; i < n; i++)
-			imap_list_reply(s, pattern, boxes[i].name,
-					imap_list_has_children(boxes, n, boxes[i].name));
-		imap_cmd_done(s, "OK", NULL, "List completed");
-	}
-	conn_process(&s->conn);
-	conn_unref(&s->conn);
-}
-
-void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n_args)
-{
-	const char *ref, *pattern;
-
-	if (n_args != 2 || !imap_arg_get_astring(&args[0], &ref) ||
-	    !imap_arg_get_astring(&args[1], &pattern)) {
-		imap_cmd_done(s, "BAD", NULL, "LIST needs a reference and a mailbox pattern");
-		return;
-	}
-	if (pattern[0] == '\0') {
-		conn_printf(&s->conn, "* LIST (\\Noselect) \"/\" \"\"\r\n");
-		imap_cmd_done(s, "OK", NULL, "List completed");
-		return;
-	}
-	if (strlen(ref) + strlen(pattern) > IMAP_LIST_PATTERN_MAX) {
-		imap_cmd_done(s, "BAD", NULL, "LIST pattern too long");
-		return;
-	}
-	s->cmd_ctx = xasprintf("%s%s", ref, pattern);
-	s->cmd_ctx_free = free;
-	conn_ref(&s->conn);
-	s->server->backend->list(s->server->backend_ctx, s->user, imap_cmd_list_cb, s);
 }
 
 /* ---- SELECT / EXAMINE ------------------------------------------------ */

@@ -53,7 +53,7 @@ static void mem_op_set_ranges(struct mem_op *op, const struct search_uid_range *
 static struct mem_op *mem_op_msg(void *ctx, const char *user, const char *mailbox, void *cb,
 				 void *arg, void (*run)(struct mem_op *op))
 {
-	struct mem_op *op = mem_op_new(ctx, MEM_RUN, user, mailbox, cb, arg);
+	struct mem_op *op = mem_op_new(ctx, MEM_CALL, user, mailbox, cb, arg);
 	op->run = run;
 	return op;
 }
@@ -282,7 +282,6 @@ static void mem_key_record(imap_memory_backend *mb, const struct search_key *key
 void mem_op_free_extra(struct mem_op *op)
 {
 	free(op->ranges);
-	free(op->to);
 	if (op->key != NULL) {
 		mem_key_free_inner(&op->key->key);
 		free(op->key);

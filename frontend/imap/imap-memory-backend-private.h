@@ -39,6 +39,14 @@ struct mem_box {
 	size_t n_expunged, expunged_cap;
 	uint64_t expunge_log_start;    /* expunges up to here are forgotten */
 	int notify;                    /* changed: tell the watchers */
+	unsigned special_use;          /* IMAP_MBOX_* special-use bit, or 0 */
+};
+
+/* A subscription (RFC 3501 6.3.6): a name, whether or not it exists. */
+struct mem_sub {
+	struct mem_sub *next;
+	char *user;
+	char *name;
 };
 
 /* A watch (imap-backend.h) on one user's mailbox. */
@@ -67,10 +75,18 @@ struct imap_memory_backend {
 	uint64_t watch_ids;
 	size_t meta_page;              /* fetch_meta's page size */
 	char *last_search;             /* the last search program, as text */
+	struct mem_sub *subs;
+	uint32_t next_uidvalidity; /* of the next mailbox made by CREATE */
+	size_t max_message_size;   /* APPEND: TOO_BIG above (0: none) */
 };
 
 enum mem_op_kind { MEM_AUTH, MEM_SCRAM, MEM_LIST, MEM_SELECT, MEM_FETCH, MEM_STORE,
-		   MEM_EXPUNGE, MEM_RUN /* op->run */ };
+		   MEM_EXPUNGE, MEM_CALL };
+
+struct mem_op;
+/* MEM_CALL: the operation is op->run (the mailbox- and message-level
+ * calls of issue 9). */
+typedef void mem_op_run_fn(struct mem_op *op);
 
 struct mem_op {
 	uv_timer_t timer;
@@ -87,11 +103,15 @@ struct mem_op {
 	size_t n_flags;
 	void *cb;
 	void *arg;
-	/* the calls of imap-memory-backend-msg.c run this instead */
-	void (*run)(struct mem_op *op);
+	/* MEM_CALL */
+	mem_op_run_fn *run;
+	char *to;                     /* RENAME's new name, COPY's destination */
+	unsigned special_use;         /* CREATE */
+	int on;                       /* SUBSCRIBE 1, UNSUBSCRIBE 0 */
+	struct imap_append_msg *msgs; /* APPEND: copies (data, flags) */
+	size_t n_msgs;
 	struct search_uid_range *ranges;
 	size_t n_ranges;
-	char *to;
 	int move;
 	unsigned what;
 	uint64_t since;

@@ -42,6 +42,10 @@ struct imap_range_list {
 
 struct imap_session;
 
+/* What ID (RFC 2971) tells clients. */
+#define IMAP_SERVER_NAME "mail-platform"
+#define IMAP_SERVER_VERSION "1.0"
+
 /* ENABLE (RFC 5161) extensions; CONDSTORE is also turned on by the first
  * command that uses it (RFC 7162 3.1), QRESYNC implies CONDSTORE. */
 #define IMAP_ENABLED_CONDSTORE 0x01u
@@ -62,6 +66,17 @@ struct imap_command_def {
 
 extern const struct imap_command_def imap_commands[];
 extern const size_t imap_commands_count;
+
+/* A capability (imap-server.c's table is the one list). */
+struct imap_capability_def {
+	const char *name;  /* as advertised ("APPENDLIMIT" gets "=n") */
+	unsigned enable;   /* IMAP_ENABLED_* that ENABLE name turns on, or 0 */
+	unsigned flags;    /* IMAP_CAP_PENDING: not advertised (yet) */
+};
+extern const struct imap_capability_def imap_capabilities[];
+extern const size_t imap_capabilities_count;
+/* The advertised capability called name (any case), or NULL. */
+const struct imap_capability_def *imap_capability_find(const char *name);
 
 struct imap_server {
 	uv_loop_t *loop;
@@ -274,5 +289,17 @@ imap_cmd_func imap_cmd_idle;
 imap_cmd_func imap_cmd_search;
 imap_cmd_func imap_cmd_sort;
 imap_cmd_func imap_cmd_thread;
+imap_cmd_func imap_cmd_id;
+imap_cmd_func imap_cmd_enable;
+/* imap-cmd-mbox.c */
+imap_cmd_func imap_cmd_create;
+imap_cmd_func imap_cmd_delete;
+imap_cmd_func imap_cmd_rename;
+imap_cmd_func imap_cmd_subscribe;
+imap_cmd_func imap_cmd_unsubscribe;
+imap_cmd_func imap_cmd_lsub;
+imap_cmd_func imap_cmd_status;
+imap_cmd_func imap_cmd_namespace;
+imap_cmd_func imap_cmd_check;
 
 #endif

@@ -1,13 +1,17 @@
-/* Tests of modified UTF-7 (RFC 3501 5.1.3) <-> UTF-8 (imap-utf7.h). */
+/* Tests of the pure helpers for mailbox names and arguments: modified
+ * UTF-7 (RFC 3501 5.1.3) <-> UTF-8 (imap-utf7.h) and LIST pattern
+ * matching (imap-list-match.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "imap-list-match.h"
 #include "imap-utf7.h"
 
 /* UTF-8 <-> modified UTF-7 pairs: RFC 3501's example, RFC 2152's smiley,
@@ -157,6 +161,62 @@ static void test_invalid_utf8(void **state)
 	assert_int_equal(imap_utf8_valid("\xf4\x8f\xbf\xbf", 4), 1);
 }
 
+/* RFC 3501 6.3.8: '*' crosses levels, '%' does not; INBOX is
+ * case-insensitive as the first level only. */
+static void test_list_match(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *pattern, *name;
+		int match;
+	} cases[] = {
+		{ "*", "INBOX", 1 },
+		{ "*", "a/b/c", 1 },
+		{ "%", "a", 1 },
+		{ "%", "a/b", 0 },
+		{ "a/%", "a/b", 1 },
+		{ "a/%", "a/b/c", 0 },
+		{ "a/*", "a/b/c", 1 },
+		{ "a/*", "a", 0 },
+		{ "a*", "a", 1 },
+		{ "a%", "ab/c", 0 },
+		{ "%/%", "a/b", 1 },
+		{ "%/%", "a/b/c", 0 },
+		{ "*/c", "a/b/c", 1 },
+		{ "%/c", "a/b/c", 0 },
+		{ "inbox", "INBOX", 1 },
+		{ "InBoX/%", "INBOX/Sent", 1 },
+		{ "inbox/sent", "INBOX/Sent", 0 }, /* only INBOX is caseless */
+		{ "INB*", "INBOX", 1 },
+		{ "inb%", "INBOX", 1 },
+		{ "inboxes", "inboxes", 1 },
+		{ "Inboxes", "inboxes", 0 },
+		{ "Fruit", "fruit", 0 },
+		{ "*2", "foo2/bar2", 1 },
+		{ "*2", "foo2/bar1", 0 },
+		{ "%*%", "a/b", 1 },
+		{ "%%", "a/b", 0 },
+		{ "", "", 1 },
+		{ "", "a", 0 },
+		{ "a", "", 0 },
+		{ "\xc3\xa4/%", "\xc3\xa4/\xc3\xb6", 1 },
+		{ "%", "\xc3\xa4\xc3\xb6", 1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (imap_list_match(cases[i].pattern, cases[i].name) != cases[i].match)
+			fail_msg("\"%s\" vs \"%s\": want %d", cases[i].pattern, cases[i].name,
+				 cases[i].match);
+	}
+	/* long names take the heap path */
+	char name[600], pattern[600];
+	memset(name, 'x', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	name[300] = '/';
+	snprintf(pattern, sizeof(pattern), "x*x/%%x");
+	assert_int_equal(imap_list_match(pattern, name), 1);
+	assert_int_equal(imap_list_match("x%", name), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -164,6 +224,7 @@ int main(void)
 		cmocka_unit_test(test_code_points),
 		cmocka_unit_test(test_malformed_utf7),
 		cmocka_unit_test(test_invalid_utf8),
+		cmocka_unit_test(test_list_match),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,686 @@
+/* Tests of the IMAP engine's mailbox commands over real loopback TCP with
+ * the in-memory backend: CREATE/DELETE/RENAME, SUBSCRIBE/LSUB, LIST with
+ * LIST-EXTENDED, LIST-STATUS and SPECIAL-USE, STATUS, NAMESPACE, ID,
+ * ENABLE, CHECK, modified UTF-7 and UTF8=ACCEPT names, APPEND with
+ * MULTIAPPEND, APPENDLIMIT and LITERAL+/-, and COMPRESS=DEFLATE. The RFCs'
+ * examples are here as they are written, adapted only where our
+ * hierarchy differs. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "imap-memory-backend.h"
+#include "imap-server.h"
+#include "line-client.h"
+#include "mail-error.h"
+#include "test-engine-fixture.h"
+
+#define USER "demo@example.test"
+#define PASS "s3cret pass"
+
+static const char msg1[] = "From: a@example.test\r\nSubject: one\r\n\r\nHello\r\n";
+static const char msg2[] = "Subject: two\r\n\r\nsecond\r\n";
+static const char msg3[] = "Subject: three\r\n\r\nthird\r\n";
+
+struct fixture {
+	struct engine_fixture e; /* first */
+	imap_server *server;
+	struct imap_settings set;
+};
+
+static void fixture_fill(struct engine_fixture *e)
+{
+	imap_memory_backend_add_user(e->mb, USER, PASS);
+	imap_memory_backend_add_user(e->mb, "other@example.test", "x");
+	imap_memory_backend_add_message(e->mb, USER, "INBOX", msg1, sizeof(msg1) - 1, "",
+					1700000000000LL);
+	imap_memory_backend_add_message(e->mb, USER, "INBOX", msg2, sizeof(msg2) - 1,
+					"\\Deleted", 1700000001000LL);
+	imap_memory_backend_add_message(e->mb, USER, "INBOX", msg3, sizeof(msg3) - 1, "\\Seen",
+					1700000002000LL);
+	imap_memory_backend_add_message(e->mb, "other@example.test", "Secret", msg1,
+					sizeof(msg1) - 1, "", 0);
+}
+
+static int fixture_server_start(struct engine_fixture *e, uv_loop_t *loop)
+{
+	struct fixture *f = (struct fixture *)e;
+	const char *error;
+	if (imap_server_start(loop, &f->set, &imap_memory_backend_vfuncs, e->mb, &f->server,
+			      &error) < 0)
+		return -1;
+	return imap_server_port(f->server);
+}
+
+static void fixture_server_stop(struct engine_fixture *e)
+{
+	imap_server_stop(&((struct fixture *)e)->server);
+}
+
+static struct fixture *fixture_start(void (*tune)(struct imap_settings *))
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	imap_settings_init(&f->set);
+	f->set.conn.port = 0;
+	f->set.conn.access.allow_plaintext_login = 1;
+	if (tune != NULL)
+		tune(&f->set);
+	f->e = (struct engine_fixture){ .fill = fixture_fill, .start = fixture_server_start,
+					.stop = fixture_server_stop };
+	engine_fixture_start(&f->e);
+	return f;
+}
+
+static void fixture_stop(struct fixture *f)
+{
+	engine_fixture_stop(&f->e);
+	free(f);
+}
+
+/* Send "tag command" and return the whole answer through the tagged line. */
+static char *cmd(struct client *c, const char *tag, const char *command)
+{
+	char prefix[64];
+	client_sendf(c, "%s %s\r\n", tag, command);
+	snprintf(prefix, sizeof(prefix), "%s ", tag);
+	char *out = client_until(c, prefix);
+	assert_non_null(out);
+	return out;
+}
+
+static void check(struct client *c, const char *tag, const char *command, const char *want)
+{
+	char *out = cmd(c, tag, command);
+	assert_contains(out, want);
+	free(out);
+}
+
+/* The answer must be exactly want (untagged lines and the tagged one). */
+static void check_exact(struct client *c, const char *tag, const char *command,
+			const char *want)
+{
+	char *out = cmd(c, tag, command);
+	if (strcmp(out, want) != 0)
+		fail_msg("%s %s:\nwant:\n%s\ngot:\n%s", tag, command, want, out);
+	free(out);
+}
+
+static struct client *client_login(struct fixture *f)
+{
+	struct client *c = client_connect(f->e.port);
+	free(client_until(c, "* OK"));
+	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
+	return c;
+}
+
+/* ---- CREATE / DELETE / RENAME ---------------------------------------- */
+
+static void test_create_delete(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	check(c, "c1", "CREATE owatagusiam/", "c1 OK"); /* RFC 3501 6.3.3 */
+	check(c, "c2", "CREATE owatagusiam/blurdybloop", "c2 OK");
+	check(c, "c3", "CREATE owatagusiam", "c3 NO [ALREADYEXISTS]");
+	check(c, "c4", "CREATE inbox", "c4 NO [ALREADYEXISTS]");
+	check(c, "c5", "CREATE a/b/c", "c5 OK"); /* parents made too */
+	check_exact(c, "c6", "LIST \"\" a*",
+		    "* LIST (\\HasChildren) \"/\" a\r\n"
+		    "* LIST (\\HasChildren) \"/\" a/b\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" a/b/c\r\n"
+		    "c6 OK List completed\r\n");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "owatagusiam"), 0);
+	/* invalid names: NO [CANNOT]; wrong use: BAD */
+	check(c, "c7", "CREATE x//y", "c7 NO [CANNOT]");
+	check(c, "c8", "CREATE /x", "c8 NO [CANNOT]");
+	check(c, "c9", "CREATE x*", "c9 NO [CANNOT]");
+	check(c, "c10", "CREATE x%y", "c10 NO [CANNOT]");
+	check(c, "c11", "CREATE \"\"", "c11 NO [CANNOT]");
+	check(c, "c12", "CREATE", "c12 BAD");
+	check(c, "c13", "CREATE a b", "c13 BAD");
+	char longname[300];
+	memset(longname, 'n', 256);
+	longname[256] = '\0';
+	char line[400];
+	snprintf(line, sizeof(line), "CREATE %s", longname);
+	check(c, "c14", line, "c14 NO [CANNOT] Mailbox name too long");
+	check(c, "c15", "CREATE {3}\r\na\001b", "c15 BAD"); /* raw control byte */
+
+	/* DELETE: INBOX never, children first, absent names */
+	check(c, "d1", "DELETE INBOX", "d1 NO [CANNOT]");
+	check(c, "d2", "DELETE inbox", "d2 NO [CANNOT]");
+	check(c, "d3", "DELETE a", "d3 NO [HASCHILDREN]");
+	check(c, "d4", "DELETE nosuch", "d4 NO [NONEXISTENT]");
+	check(c, "d5", "DELETE a/b/c", "d5 OK");
+	check(c, "d6", "DELETE a/b", "d6 OK");
+	check(c, "d7", "DELETE a", "d7 OK");
+	check(c, "d8", "DELETE a", "d8 NO [NONEXISTENT]");
+	check(c, "d9", "DELETE", "d9 BAD");
+	check_exact(c, "d10", "LIST \"\" a*", "d10 OK List completed\r\n");
+	/* a deleted name comes back with a new UIDVALIDITY (RFC 3501 2.3.1.1) */
+	uint32_t v1 = imap_memory_backend_uidvalidity(f->e.mb, USER, "owatagusiam/blurdybloop");
+	check(c, "d11", "DELETE owatagusiam/blurdybloop", "d11 OK");
+	check(c, "d12", "CREATE owatagusiam/blurdybloop", "d12 OK");
+	uint32_t v2 = imap_memory_backend_uidvalidity(f->e.mb, USER, "owatagusiam/blurdybloop");
+	assert_true(v1 != 0 && v2 != 0 && v1 != v2);
+	/* before login: BAD */
+	client_close(c);
+	c = client_connect(f->e.port);
+	free(client_until(c, "* OK"));
+	check(c, "n1", "CREATE x", "n1 BAD Not authenticated");
+	check(c, "n2", "DELETE x", "n2 BAD Not authenticated");
+	client_close(c);
+	fixture_stop(f);
+}
+
+static void test_create_special_use(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	/* RFC 6154 5.2's example, and the others */
+	check(c, "t1", "CREATE MySpecial (USE (\\Drafts \\Sent))", "t1 NO [USEATTR]");
+	check(c, "t2", "CREATE MySpecial (USE (\\Drafts))", "t2 OK");
+	check(c, "t3", "CREATE Sent (USE (\\Sent))", "t3 OK");
+	check(c, "t4", "CREATE Junk (USE (\\junk))", "t4 OK");
+	check(c, "t5", "CREATE Trash (USE (\\Trash))", "t5 OK");
+	check(c, "t6", "CREATE Archive (USE (\\Archive))", "t6 OK");
+	check(c, "t7", "CREATE Everything (USE (\\All))", "t7 NO [USEATTR]");
+	check(c, "t8", "CREATE Plain (USE ())", "t8 OK");
+	check(c, "t9", "CREATE Odd (FOO (\\Sent))", "t9 BAD");
+	check(c, "t10", "CREATE Odd (USE \\Sent)", "t10 BAD");
+	check(c, "t11", "CREATE Odd (USE (Sent))", "t11 BAD");
+	/* attributes in every LIST; SPECIAL-USE selection */
+	check(c, "l1", "LIST \"\" %", "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n");
+	check_exact(c, "l2", "LIST (SPECIAL-USE) \"\" *",
+		    "* LIST (\\HasNoChildren \\Archive) \"/\" Archive\r\n"
+		    "* LIST (\\HasNoChildren \\Junk) \"/\" Junk\r\n"
+		    "* LIST (\\HasNoChildren \\Drafts) \"/\" MySpecial\r\n"
+		    "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n"
+		    "* LIST (\\HasNoChildren \\Trash) \"/\" Trash\r\n"
+		    "l2 OK List completed\r\n");
+	check_exact(c, "l3", "LIST \"\" Sent RETURN (SPECIAL-USE)",
+		    "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\nl3 OK List completed\r\n");
+	/* RECURSIVEMATCH with SPECIAL-USE: a parent with a special child */
+	check(c, "l4", "CREATE stuff/important (USE (\\Archive))", "l4 OK");
+	check(c, "l5", "LIST (SPECIAL-USE RECURSIVEMATCH) \"\" %",
+	      "* LIST (\\HasChildren) \"/\" stuff (\"CHILDINFO\" (\"SPECIAL-USE\"))\r\n");
+	client_close(c);
+	fixture_stop(f);
+}
+
+static void test_rename(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	/* RFC 3501 6.3.5's example: children move along */
+	check(c, "r0", "CREATE blurdybloop", "r0 OK");
+	check(c, "r1", "CREATE foo/bar/zap", "r1 OK");
+	check(c, "r2", "RENAME blurdybloop sarasoop", "r2 OK");
+	check(c, "r3", "RENAME foo zowie", "r3 OK");
+	check_exact(c, "r4", "LIST \"\" *",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" sarasoop\r\n"
+		    "* LIST (\\HasChildren) \"/\" zowie\r\n"
+		    "* LIST (\\HasChildren) \"/\" zowie/bar\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" zowie/bar/zap\r\n"
+		    "r4 OK List completed\r\n");
+	check(c, "r5", "RENAME foo bar", "r5 NO [NONEXISTENT]");
+	check(c, "r6", "RENAME sarasoop zowie", "r6 NO [ALREADYEXISTS]");
+	check(c, "r7", "RENAME sarasoop INBOX", "r7 NO [ALREADYEXISTS]");
+	check(c, "r8", "RENAME sarasoop sarasoop", "r8 NO [ALREADYEXISTS]");
+	check(c, "r9", "RENAME zowie zowie/inner", "r9 NO [CANNOT]");
+	check(c, "r10", "RENAME zowie", "r10 BAD");
+	check(c, "r11", "RENAME zowie x//y", "r11 NO [CANNOT]");
+	check(c, "r12", "RENAME sarasoop new/parent/", "r12 OK"); /* trailing '/' */
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "new/parent"), 0);
+	/* INBOX: the messages move to a new mailbox, INBOX stays, empty */
+	check(c, "i1", "CREATE INBOX/child", "i1 OK");
+	check(c, "i2", "RENAME inbox old-mail", "i2 OK");
+	check(c, "i3", "STATUS INBOX (MESSAGES)", "* STATUS INBOX (MESSAGES 0)");
+	check(c, "i4", "STATUS old-mail (MESSAGES UIDNEXT)", "* STATUS old-mail (MESSAGES 3 UIDNEXT 4)");
+	check(c, "i5", "STATUS INBOX/child (MESSAGES)", "i5 OK"); /* children stay */
+	/* the selected mailbox follows a rename */
+	check(c, "s1", "SELECT old-mail", "s1 OK");
+	check(c, "s2", "RENAME old-mail older", "s2 OK");
+	check(c, "s3", "FETCH 1 (UID)", "* 1 FETCH (UID 1)");
+	check(c, "s4", "CREATE old-mail", "s4 OK"); /* a new one, not the selected */
+	check(c, "s5", "FETCH 3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])", "Subject: three");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* ---- SUBSCRIBE / LSUB ------------------------------------------------- */
+
+static void test_subscribe_lsub(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	check(c, "a0", "CREATE news/comp/mail/mime", "a0 OK");
+	check(c, "a1", "SUBSCRIBE news/comp/mail/mime", "a1 OK");
+	check(c, "a2", "SUBSCRIBE news/comp/mail/misc", "a2 OK"); /* need not exist */
+	check(c, "a3", "SUBSCRIBE news/comp/mail/misc", "a3 OK");
+	/* RFC 3501 6.3.9, with '/' for '.' */
+	check_exact(c, "a4", "LSUB \"news/\" \"comp/mail/*\"",
+		    "* LSUB () \"/\" news/comp/mail/mime\r\n"
+		    "* LSUB () \"/\" news/comp/mail/misc\r\n"
+		    "a4 OK Lsub completed\r\n");
+	check_exact(c, "a5", "LSUB \"news/\" \"comp/%\"",
+		    "* LSUB (\\Noselect) \"/\" news/comp/mail\r\na5 OK Lsub completed\r\n");
+	check_exact(c, "a6", "LSUB \"\" \"%\"",
+		    "* LSUB (\\Noselect) \"/\" news\r\na6 OK Lsub completed\r\n");
+	check_exact(c, "a7", "LSUB \"\" \"\"",
+		    "* LSUB (\\Noselect) \"/\" \"\"\r\na7 OK Lsub completed\r\n");
+	check(c, "a8", "UNSUBSCRIBE news/comp/mail/misc", "a8 OK");
+	check(c, "a9", "UNSUBSCRIBE news/comp/mail/misc", "a9 NO");
+	check_exact(c, "a10", "LSUB \"\" *",
+		    "* LSUB () \"/\" news/comp/mail/mime\r\na10 OK Lsub completed\r\n");
+	check(c, "a11", "SUBSCRIBE", "a11 BAD");
+	check(c, "a12", "LSUB \"\"", "a12 BAD");
+	check(c, "a13", "SUBSCRIBE a//b", "a13 NO [CANNOT]");
+	/* subscriptions are the user's own */
+	client_close(c);
+	c = client_connect(f->e.port);
+	free(client_until(c, "* OK"));
+	check(c, "o1", "LOGIN other@example.test x", "o1 OK");
+	check_exact(c, "o2", "LSUB \"\" *", "o2 OK Lsub completed\r\n");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* ---- LIST ----------------------------------------------------------- */
+
+static void test_list_basic(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	imap_memory_backend_add_message(f->e.mb, USER, "Archive/2026", msg1, sizeof(msg1) - 1, "",
+					0);
+	struct client *c = client_login(f);
+	/* RFC 3501 6.3.8 */
+	check_exact(c, "l1", "LIST \"\" \"\"",
+		    "* LIST (\\Noselect) \"/\" \"\"\r\nl1 OK List completed\r\n");
+	check_exact(c, "l2", "LIST \"Archive/\" \"\"",
+		    "* LIST (\\Noselect) \"/\" \"\"\r\nl2 OK List completed\r\n");
+	/* "Archive" does not exist: '%' lists it as a \Noselect level */
+	check_exact(c, "l3", "LIST \"\" %",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+		    "* LIST (\\Noselect \\HasChildren) \"/\" Archive\r\n"
+		    "l3 OK List completed\r\n");
+	check_exact(c, "l4", "LIST \"\" *",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Archive/2026\r\n"
+		    "l4 OK List completed\r\n");
+	check_exact(c, "l5", "LIST Archive/ %",
+		    "* LIST (\\HasNoChildren) \"/\" Archive/2026\r\nl5 OK List completed\r\n");
+	check_exact(c, "l6", "LIST \"\" inBOX",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\nl6 OK List completed\r\n");
+	check_exact(c, "l7", "LIST \"\" nosuch", "l7 OK List completed\r\n");
+	check(c, "l8", "LIST \"\"", "l8 BAD");
+	check(c, "l9", "LIST \"\" % extra", "l9 BAD");
+	check(c, "l10", "LIST \"\" \"&Jjo\"", "l10 BAD"); /* malformed modified UTF-7 */
+	/* another user's mailboxes are never seen */
+	char *out = cmd(c, "l11", "LIST \"\" *");
+	assert_not_contains(out, "Secret");
+	free(out);
+	/* the backend fails: NO with its code */
+	imap_memory_backend_set_failure(f->e.mb, MAIL_ERR_UNAVAILABLE);
+	check(c, "l12", "LIST \"\" *", "l12 NO [UNAVAILABLE]");
+	check(c, "l13", "CREATE x", "l13 NO [UNAVAILABLE]");
+	check(c, "l14", "STATUS INBOX (MESSAGES)", "l14 NO [UNAVAILABLE]");
+	imap_memory_backend_set_failure(f->e.mb, MAIL_OK);
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* RFC 5258 5's hierarchy. */
+static void list_fill_rfc5258(struct client *c)
+{
+	static const char *const creates[] = { "Fruit", "Fruit/Apple", "Fruit/Banana", "Tofu",
+					       "Vegetable", "Vegetable/Broccoli",
+					       "Vegetable/Corn" };
+	static const char *const subs[] = { "INBOX", "Fruit/Banana", "Fruit/Peach", "Vegetable",
+					    "Vegetable/Broccoli" };
+	for (size_t i = 0; i < sizeof(creates) / sizeof(creates[0]); i++) {
+		char line[64];
+		snprintf(line, sizeof(line), "CREATE %s", creates[i]);
+		check(c, "f", line, "f OK");
+	}
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		char line[64];
+		snprintf(line, sizeof(line), "SUBSCRIBE %s", subs[i]);
+		check(c, "s", line, "s OK");
+	}
+}
+
+static void test_list_extended(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	list_fill_rfc5258(c);
+	/* 5.1 (\HasChildren and \HasNoChildren always: CHILDREN) */
+	check_exact(c, "A101", "LIST \"\" \"*\"",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+		    "* LIST (\\HasChildren) \"/\" Fruit\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Fruit/Apple\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Fruit/Banana\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Tofu\r\n"
+		    "* LIST (\\HasChildren) \"/\" Vegetable\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Vegetable/Broccoli\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Vegetable/Corn\r\n"
+		    "A101 OK List completed\r\n");
+	/* 5.2 */
+	check_exact(c, "A102", "LIST (SUBSCRIBED) \"\" \"*\"",
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX\r\n"
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" Fruit/Banana\r\n"
+		    "* LIST (\\NonExistent \\HasNoChildren \\Subscribed) \"/\" Fruit/Peach\r\n"
+		    "* LIST (\\HasChildren \\Subscribed) \"/\" Vegetable\r\n"
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" Vegetable/Broccoli\r\n"
+		    "A102 OK List completed\r\n");
+	/* 5.3 */
+	check_exact(c, "A103", "LIST () \"\" \"%\" RETURN (CHILDREN)",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+		    "* LIST (\\HasChildren) \"/\" Fruit\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Tofu\r\n"
+		    "* LIST (\\HasChildren) \"/\" Vegetable\r\n"
+		    "A103 OK List completed\r\n");
+	/* 5.5: REMOTE (no remote mailboxes here) */
+	check(c, "A104", "LIST (REMOTE) \"\" \"%\" RETURN (CHILDREN)", "\"/\" Tofu\r\n");
+	/* 5.6 */
+	check_exact(c, "A105", "LIST (REMOTE) \"\" \"*\" RETURN (SUBSCRIBED)",
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX\r\n"
+		    "* LIST (\\HasChildren) \"/\" Fruit\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Fruit/Apple\r\n"
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" Fruit/Banana\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Tofu\r\n"
+		    "* LIST (\\HasChildren \\Subscribed) \"/\" Vegetable\r\n"
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" Vegetable/Broccoli\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Vegetable/Corn\r\n"
+		    "A105 OK List completed\r\n");
+	/* 5.7: several patterns */
+	check_exact(c, "A106", "LIST \"\" (\"INBOX\" \"Vegetable\" \"Fruit/%\")",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Fruit/Apple\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" Fruit/Banana\r\n"
+		    "* LIST (\\HasChildren) \"/\" Vegetable\r\n"
+		    "A106 OK List completed\r\n");
+	/* wrong use: BAD (RFC 5258 3: unknown options, RECURSIVEMATCH alone) */
+	check(c, "b1", "LIST (RECURSIVEMATCH) \"\" %", "b1 BAD");
+	check(c, "b2", "LIST (REMOTE RECURSIVEMATCH) \"\" %", "b2 BAD");
+	check(c, "b3", "LIST (FOO) \"\" %", "b3 BAD");
+	check(c, "b4", "LIST \"\" % RETURN (FOO)", "b4 BAD");
+	check(c, "b5", "LIST \"\" % RETURN", "b5 BAD");
+	check(c, "b6", "LIST \"\" % FOO (CHILDREN)", "b6 BAD");
+	check(c, "b7", "LIST \"\" ()", "b7 BAD");
+	check(c, "b8", "LIST \"\" % RETURN (STATUS)", "b8 BAD");
+	check(c, "b9", "LIST \"\" % RETURN (STATUS (FOO))", "b9 BAD");
+	check(c, "b10", "LSUB (SUBSCRIBED) \"\" %", "b10 BAD");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* RFC 5258 5.8 and 5.9: RECURSIVEMATCH and CHILDINFO. */
+static void test_list_recursivematch(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	check(c, "c1", "CREATE Foo/Bar", "c1 OK");
+	check(c, "c2", "CREATE Foo/Baz", "c2 OK");
+	check(c, "c3", "CREATE Moo", "c3 OK");
+	check(c, "c4", "SUBSCRIBE Foo/Baz", "c4 OK");
+	/* 5.8 a */
+	check_exact(c, "C1", "LIST (SUBSCRIBED) \"\" \"*\"",
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" Foo/Baz\r\nC1 OK List completed\r\n");
+	check_exact(c, "C2", "LIST (SUBSCRIBED) \"\" \"%\"", "C2 OK List completed\r\n");
+	check_exact(c, "C3", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
+		    "* LIST (\\HasChildren) \"/\" Foo (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
+		    "C3 OK List completed\r\n");
+	/* 5.8 a1: Foo subscribed too */
+	check(c, "c5", "SUBSCRIBE Foo", "c5 OK");
+	check_exact(c, "C4", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
+		    "* LIST (\\HasChildren \\Subscribed) \"/\" Foo (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
+		    "C4 OK List completed\r\n");
+	/* 5.8 a2: a subscription below a name that does not exist */
+	check(c, "c6", "UNSUBSCRIBE Foo", "c6 OK");
+	check(c, "c7", "UNSUBSCRIBE Foo/Baz", "c7 OK");
+	check(c, "c8", "SUBSCRIBE Xyzzy/Plugh", "c8 OK");
+	check_exact(c, "C5", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
+		    "* LIST (\\NonExistent \\HasNoChildren) \"/\" Xyzzy (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
+		    "C5 OK List completed\r\n");
+	/* 5.8 b */
+	check(c, "c9", "UNSUBSCRIBE Xyzzy/Plugh", "c9 OK");
+	check_exact(c, "C6", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
+		    "C6 OK List completed\r\n");
+	/* 5.8 c */
+	check(c, "c10", "SUBSCRIBE Foo", "c10 OK");
+	check(c, "c11", "SUBSCRIBE Moo", "c11 OK");
+	check_exact(c, "C7", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (CHILDREN)",
+		    "* LIST (\\HasChildren \\Subscribed) \"/\" Foo\r\n"
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" Moo\r\n"
+		    "C7 OK List completed\r\n");
+	client_close(c);
+	fixture_stop(f);
+
+	/* 5.9 */
+	f = fixture_start(NULL);
+	c = client_login(f);
+	static const char *const creates[] = { "foo2/bar1", "foo2/bar2", "baz2/bar2", "baz2/bar22",
+					       "baz2/bar222", "eps2/mamba" };
+	static const char *const subs[] = { "foo2/bar1", "foo2/bar2", "baz2/bar2", "baz2/bar22",
+					    "baz2/bar222", "eps2", "eps2/mamba", "qux2/bar2" };
+	for (size_t i = 0; i < sizeof(creates) / sizeof(creates[0]); i++) {
+		char line[64];
+		snprintf(line, sizeof(line), "CREATE %s", creates[i]);
+		check(c, "f", line, "f OK");
+	}
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		char line[64];
+		snprintf(line, sizeof(line), "SUBSCRIBE %s", subs[i]);
+		check(c, "s", line, "s OK");
+	}
+	check_exact(c, "D1", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"*2\"",
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" baz2/bar2\r\n"
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" baz2/bar22\r\n"
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" baz2/bar222\r\n"
+		    "* LIST (\\HasChildren \\Subscribed) \"/\" eps2 (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
+		    "* LIST (\\HasChildren) \"/\" foo2 (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
+		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" foo2/bar2\r\n"
+		    "* LIST (\\NonExistent \\HasNoChildren \\Subscribed) \"/\" qux2/bar2\r\n"
+		    "D1 OK List completed\r\n");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* RFC 5819: STATUS after each selectable mailbox's LIST line. */
+static void test_list_status(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	imap_memory_backend_add_message(f->e.mb, USER, "Archive/2026", msg1, sizeof(msg1) - 1, "",
+					0);
+	struct client *c = client_login(f);
+	check_exact(c, "A01", "LIST \"\" % RETURN (STATUS (MESSAGES UNSEEN))",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+		    "* STATUS INBOX (MESSAGES 3 UNSEEN 2)\r\n"
+		    "* LIST (\\NonExistent \\HasChildren) \"/\" Archive\r\n"
+		    "A01 OK List completed\r\n");
+	check_exact(c, "A02", "LIST \"\" \"Archive/%\" RETURN (STATUS (MESSAGES SIZE DELETED))",
+		    "* LIST (\\HasNoChildren) \"/\" Archive/2026\r\n"
+		    "* STATUS Archive/2026 (MESSAGES 1 DELETED 0 SIZE 45)\r\n"
+		    "A02 OK List completed\r\n");
+	/* with a selection option: \NonExistent, and still no STATUS for it */
+	check(c, "s1", "SUBSCRIBE Gone", "s1 OK");
+	check_exact(c, "A03", "LIST (SUBSCRIBED) \"\" * RETURN (STATUS (MESSAGES))",
+		    "* LIST (\\NonExistent \\HasNoChildren \\Subscribed) \"/\" Gone\r\n"
+		    "A03 OK List completed\r\n");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* ---- STATUS, NAMESPACE, CHECK ----------------------------------------- */
+
+static void test_status(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	/* RFC 3501 6.3.10 */
+	check_exact(c, "A042", "STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)",
+		    "* STATUS INBOX (MESSAGES 3 RECENT 0 UIDNEXT 4 UIDVALIDITY 1700000000 UNSEEN 2)\r\n"
+		    "A042 OK Status completed\r\n");
+	/* RFC 8438 SIZE, RFC 9051 DELETED, RFC 7162 HIGHESTMODSEQ (one per message added), RFC 7889 */
+	char want[160];
+	snprintf(want, sizeof(want),
+		 "* STATUS INBOX (DELETED 1 SIZE %zu HIGHESTMODSEQ 3 APPENDLIMIT 33554432)\r\n",
+		 sizeof(msg1) + sizeof(msg2) + sizeof(msg3) - 3);
+	check(c, "s1", "STATUS inbox (size deleted HIGHESTMODSEQ APPENDLIMIT)", want);
+	check(c, "s2", "STATUS nosuch (MESSAGES)", "s2 NO [NONEXISTENT]");
+	check(c, "s3", "STATUS INBOX ()", "s3 BAD");
+	check(c, "s4", "STATUS INBOX (FOO)", "s4 BAD");
+	check(c, "s5", "STATUS INBOX", "s5 BAD");
+	check(c, "s6", "STATUS INBOX MESSAGES", "s6 BAD");
+	check(c, "s7", "STATUS Secret (MESSAGES)", "s7 NO [NONEXISTENT]"); /* other's */
+	/* NAMESPACE (RFC 2342 5) */
+	check_exact(c, "A001", "NAMESPACE",
+		    "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nA001 OK Namespace completed\r\n");
+	check(c, "n2", "NAMESPACE x", "n2 BAD");
+	/* CHECK: selected state only */
+	check(c, "k1", "CHECK", "k1 BAD");
+	check(c, "k2", "SELECT INBOX", "k2 OK");
+	check(c, "FXXZ", "CHECK", "FXXZ OK");
+	check(c, "k3", "CHECK now", "k3 BAD");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* ---- ID, ENABLE ------------------------------------------------------ */
+
+static void test_id_enable(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_connect(f->e.port);
+	char *greeting = client_until(c, "* OK");
+	assert_contains(greeting, " ID ENABLE NAMESPACE ");
+	free(greeting);
+	/* RFC 2971 3.3's example; ID works before login */
+	check(c, "a023",
+	      "ID (\"name\" \"sodr\" \"version\" \"19.34\" \"vendor\" \"Pink Floyd Music Limited\")",
+	      "* ID (\"name\" \"mail-platform\" \"version\" \"1.0\")\r\na023 OK");
+	check(c, "i1", "ID NIL", "i1 OK");
+	check(c, "i2", "ID (\"name\" NIL)", "i2 OK");
+	check(c, "i3", "ID", "i3 BAD");
+	check(c, "i4", "ID (\"name\")", "i4 BAD");
+	check(c, "i5", "ID \"name\"", "i5 BAD");
+	check(c, "i6", "ID (\"a-field-name-longer-than-thirty\" \"x\")", "i6 BAD");
+	char line[2048];
+	size_t n = (size_t)snprintf(line, sizeof(line), "ID (");
+	for (int i = 0; i < 31; i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s\"f%d\" \"v\"", i ? " " : "", i);
+	snprintf(line + n, sizeof(line) - n, ")");
+	check(c, "i7", line, "i7 BAD");
+	char value[1100];
+	memset(value, 'v', 1025);
+	value[1025] = '\0';
+	snprintf(line, sizeof(line), "ID (\"name\" \"%s\")", value);
+	check(c, "i8", line, "i8 BAD");
+	check(c, "i9", "ID ((\"name\") \"x\")", "i9 BAD");
+	/* ENABLE: authenticated state only */
+	check(c, "e0", "ENABLE UTF8=ACCEPT", "e0 BAD Not authenticated");
+	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
+	/* RFC 5161 4: unknown and not-enableable names are ignored */
+	check_exact(c, "t1", "ENABLE X-GOOD-IDEA NAMESPACE",
+		    "* ENABLED\r\nt1 OK Enabled\r\n");
+	check_exact(c, "t2", "ENABLE utf8=accept X-GOOD-IDEA",
+		    "* ENABLED UTF8=ACCEPT\r\nt2 OK Enabled\r\n");
+	check_exact(c, "t3", "ENABLE UTF8=ACCEPT", "* ENABLED\r\nt3 OK Enabled\r\n");
+	check_exact(c, "t4", "ENABLE IMAP4rev2 UTF8=ACCEPT",
+		    "* ENABLED IMAP4rev2\r\nt4 OK Enabled\r\n");
+	check(c, "t5", "ENABLE", "t5 BAD");
+	check(c, "t6", "ENABLE (CONDSTORE)", "t6 BAD");
+	check(c, "t7", "SELECT INBOX", "t7 OK");
+	check(c, "t8", "ENABLE UTF8=ACCEPT", "t8 OK"); /* allowed when selected too */
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* ---- modified UTF-7 and UTF8=ACCEPT ---------------------------------- */
+
+static void test_utf7_names(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	/* RFC 3501 5.1.3: the backend gets UTF-8 */
+	check(c, "u1", "CREATE \"~peter/mail/&U,BTFw-/&ZeVnLIqe-\"", "u1 OK");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER,
+						   "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/"
+						   "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"),
+			 0);
+	check_exact(c, "u2", "LIST \"~peter/mail/\" \"*\"",
+		    "* LIST (\\HasChildren) \"/\" ~peter/mail/&U,BTFw-\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" ~peter/mail/&U,BTFw-/&ZeVnLIqe-\r\n"
+		    "u2 OK List completed\r\n");
+	check(c, "u3", "CREATE A&-B", "u3 OK");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "A&B"), 0);
+	check(c, "u4", "LIST \"\" A*", "* LIST (\\HasNoChildren) \"/\" A&-B\r\n");
+	/* malformed: BAD; never reaches the backend */
+	check(c, "b1", "CREATE &Jjo", "b1 BAD");
+	check(c, "b2", "CREATE &AGE-", "b2 BAD");
+	check(c, "b3", "CREATE \"a&AOQ-&AOQ-\"", "b3 BAD");
+	check(c, "b4", "CREATE \"\xc3\xa4\"", "b4 BAD"); /* raw UTF-8 before UTF8=ACCEPT */
+	check(c, "b6", "STATUS &AOR- (MESSAGES)", "b6 BAD");
+	check(c, "b7", "RENAME A&-B &", "b7 BAD");
+	check(c, "b8", "CREATE &AAE-", "b8 NO [CANNOT]"); /* U+0001: valid, not a name */
+	/* STATUS and SELECT reach the same mailbox */
+	check(c, "s1", "STATUS \"~peter/mail/&U,BTFw-/&ZeVnLIqe-\" (MESSAGES)",
+	      "* STATUS ~peter/mail/&U,BTFw-/&ZeVnLIqe- (MESSAGES 0)");
+
+	/* UTF8=ACCEPT (RFC 6855 3): UTF-8 both ways, quoted */
+	check(c, "e1", "ENABLE UTF8=ACCEPT", "* ENABLED UTF8=ACCEPT");
+	check_exact(c, "u5", "LIST \"~peter/mail/\" \"*\"",
+		    "* LIST (\\HasChildren) \"/\" \"~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97\"\r\n"
+		    "* LIST (\\HasNoChildren) \"/\" \"~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/"
+		    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\"\r\n"
+		    "u5 OK List completed\r\n");
+	check(c, "u6", "CREATE \"\xc3\x9cn\xc3\xaf\"", "u6 OK");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "\xc3\x9cn\xc3\xaf"), 0);
+	check(c, "u7", "CREATE &-x", "u7 OK"); /* no decoding now: a name with "&-" */
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "&-x"), 0);
+	check(c, "u8", "CREATE \"\xc3\"", "u8 BAD"); /* not UTF-8 */
+	check(c, "u9", "STATUS \"\xc3\x9cn\xc3\xaf\" (MESSAGES)",
+	      "* STATUS \"\xc3\x9cn\xc3\xaf\" (MESSAGES 0)");
+	client_close(c);
+	fixture_stop(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_delete),
+		cmocka_unit_test(test_create_special_use),
+		cmocka_unit_test(test_rename),
+		cmocka_unit_test(test_subscribe_lsub),
+		cmocka_unit_test(test_list_basic),
+		cmocka_unit_test(test_list_extended),
+		cmocka_unit_test(test_list_recursivematch),
+		cmocka_unit_test(test_list_status),
+		cmocka_unit_test(test_status),
+		cmocka_unit_test(test_id_enable),
+		cmocka_unit_test(test_utf7_names),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
