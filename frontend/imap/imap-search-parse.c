@@ -622,7 +622,7 @@ int imap_search_parse(const struct imap_arg *args, size_t n, enum imap_search_ki
 		}
 	}
 	struct search_key *root = sp_alloc(&p, sizeof(*root));
-	if (sp_keys(&p, args + p.pos, n - p.pos, root, 0) < 0)
+	if (sp_keys(&p, p.pos < n ? args + p.pos : NULL, n - p.pos, root, 0) < 0)
 		goto fail;
 	p.prog->root = root;
 	*prog_r = p.prog;
