@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "mail-error.h"
+#include "mime.h"
 #include "xalloc.h"
 
 /* Messages asked of fetch_meta at once (bounded memory per FETCH: their
@@ -40,6 +41,18 @@
 #define IMAP_FETCH_CHUNK (64u * 1024u)
 /* Bytes asked of fetch_range at once for a streamed section. */
 #define IMAP_FETCH_RANGE_CHUNK (256u * 1024u)
+
+/* How a section is answered: from which bytes of the message, and
+ * whether they go out as they are (streamed) or transformed first. */
+struct imap_section_plan {
+	int nil;                /* no such part (or not a message part): NIL */
+	int transform;          /* needs the bytes: HEADER.FIELDS, BINARY decoding,
+				 * or cut here (no part table) */
+	int whole;              /* no part table: the region is the whole
+				 * message and the section is cut from it here */
+	uint64_t off, len;      /* the region */
+	enum mime_encoding enc; /* BINARY: the region's transfer encoding */
+};
 
 /* A message of the chunk, copied from fetch_meta's page. */
 struct imap_fetch_msg {
@@ -88,6 +101,7 @@ struct imap_fetch_ctx {
 	size_t body_reserved;
 	int head_items;            /* an item precedes the first section */
 	int called;                /* a backend call was made (not in dispatch) */
+	struct imap_section_plan plan; /* of the section being answered */
 };
 
 static void imap_fetch_body_release(struct imap_fetch_ctx *ctx)
@@ -376,56 +390,190 @@ static void imap_fetch_range_cb(int status, const struct imap_msg_info *info,
 	conn_unref(&s->conn);
 }
 
-/* Start section b of the current message: its name and literal length go
- * out; ctx says where its bytes come from. */
-static void imap_fetch_begin_section(struct imap_session *s, struct imap_fetch_ctx *ctx,
-				     const struct imap_fetch_body *b)
+static int imap_enc_is_identity(enum mime_encoding enc)
 {
-	const struct imap_fetch_msg *m = &ctx->msgs[ctx->cur];
-	imap_fetch_append_name(s, b);
-	if (imap_fetch_body_is_raw(b)) {
-		uint64_t start = 0, end = m->size;
-		imap_fetch_partial(b, &start, &end);
-		conn_printf(&s->conn, " {%llu}\r\n", (unsigned long long)(end - start));
-		ctx->stream_off = start;
-		ctx->stream_end = end;
-		ctx->streaming = start < end;
-		return;
+	return enc == MIME_ENC_7BIT || enc == MIME_ENC_8BIT || enc == MIME_ENC_BINARY;
+}
+
+/* Plan section b of message m (RFC 3501 6.4.5 numbering through the part
+ * table, lib/mime). Returns 0, or -1 when the part table is corrupt (the
+ * section is then NIL). */
+static int imap_fetch_plan(const struct imap_fetch_msg *m, const struct imap_fetch_body *b,
+			   struct imap_section_plan *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->enc = MIME_ENC_7BIT;
+	if (imap_fetch_body_is_raw(b) || (b->kind != IMAP_FETCH_KIND_BODY && b->n_part == 0)) {
+		/* BODY[], RFC822, BINARY[]: the message as stored */
+		p->len = m->size;
+		return 0;
 	}
-	const uint8_t *data = ctx->body;
-	size_t start = 0, end = ctx->body_len, fields_end;
-	buf_reset(&ctx->fields);
+	if (m->parts == NULL) {
+		/* no part table (a message stored without one): the top-level
+		 * sections are cut from the whole message here */
+		if (b->n_part > 0 || b->kind != IMAP_FETCH_KIND_BODY) {
+			p->nil = 1;
+			return 0;
+		}
+		p->whole = 1;
+		p->transform = 1;
+		p->len = m->size;
+		return 0;
+	}
+	struct mime_part_loc loc;
+	int r = mime_parts_find(m->parts, m->parts_len, b->part, b->n_part, &loc);
+	if (r <= 0) {
+		p->nil = 1;
+		return r;
+	}
+	if (b->kind != IMAP_FETCH_KIND_BODY) {
+		p->off = loc.body_off;
+		p->len = loc.body_len;
+		p->enc = loc.encoding;
+		p->transform = !imap_enc_is_identity(loc.encoding);
+		return 0;
+	}
 	switch (b->section) {
 	case IMAP_SECTION_ALL:
+		p->off = loc.body_off;
+		p->len = loc.body_len;
+		break;
 	case IMAP_SECTION_MIME:
+		p->off = loc.mime_off;
+		p->len = loc.mime_len;
 		break;
 	case IMAP_SECTION_HEADER:
-		end = imap_header_end(data, end, &fields_end);
-		break;
-	case IMAP_SECTION_TEXT:
-		start = imap_header_end(data, end, &fields_end);
-		break;
 	case IMAP_SECTION_HEADER_FIELDS:
 	case IMAP_SECTION_HEADER_FIELDS_NOT:
-		imap_header_fields(b, data, end, &ctx->fields);
-		data = ctx->fields.data;
-		end = ctx->fields.len;
+		if ((loc.flags & MIME_PART_MESSAGE) == 0) {
+			p->nil = 1;
+			break;
+		}
+		p->off = loc.hdr_off;
+		p->len = loc.hdr_len;
+		p->transform = b->section != IMAP_SECTION_HEADER;
+		break;
+	case IMAP_SECTION_TEXT:
+		if ((loc.flags & MIME_PART_MESSAGE) == 0) {
+			p->nil = 1;
+			break;
+		}
+		p->off = loc.text_off;
+		p->len = loc.text_len;
 		break;
 	}
+	return 0;
+}
+
+/* The literal of a section whose bytes are src[start, end) (after the
+ * partial): its header goes out, the bytes follow from imap_fetch_sections. */
+static void imap_fetch_literal(struct imap_session *s, struct imap_fetch_ctx *ctx,
+			       const struct imap_fetch_body *b, const uint8_t *src, size_t len)
+{
 	if (b->kind == IMAP_FETCH_KIND_BINARY_SIZE) {
-		conn_printf(&s->conn, " %zu", end - start);
+		conn_printf(&s->conn, " %zu", len);
 		return;
 	}
-	uint64_t s64 = start, e64 = end;
-	imap_fetch_partial(b, &s64, &e64);
-	start = (size_t)s64;
-	end = (size_t)e64;
-	int nul = b->kind == IMAP_FETCH_KIND_BINARY && memchr(data + start, '\0', end - start);
-	conn_printf(&s->conn, " %s{%zu}\r\n", nul ? "~" : "", end - start);
-	ctx->src = data;
-	ctx->off = start;
-	ctx->end = end;
+	uint64_t start = 0, end = len;
+	imap_fetch_partial(b, &start, &end);
+	/* RFC 3516: literal8 when the bytes hold a NUL */
+	int nul = b->kind == IMAP_FETCH_KIND_BINARY && memchr(src + start, '\0', end - start);
+	conn_printf(&s->conn, " %s{%llu}\r\n", nul ? "~" : "", (unsigned long long)(end - start));
+	ctx->src = src;
+	ctx->off = (size_t)start;
+	ctx->end = (size_t)end;
 	ctx->in_literal = start < end;
+}
+
+/* The region of a transformed section arrived (data, len): transform,
+ * then its literal. */
+static void imap_fetch_transform(struct imap_session *s, struct imap_fetch_ctx *ctx,
+				 const uint8_t *data, size_t len)
+{
+	const struct imap_fetch_body *b = &ctx->attrs.bodies[ctx->section - 1];
+	const struct imap_section_plan *p = &ctx->plan;
+	buf *out = &ctx->fields;
+	buf_reset(out);
+	if (b->kind != IMAP_FETCH_KIND_BODY) {
+		(void)mime_decode_transfer(p->enc, data, len, out);
+		imap_fetch_literal(s, ctx, b, out->data, out->len);
+		return;
+	}
+	size_t fields_end, start = 0, end = len;
+	if (p->whole && b->section == IMAP_SECTION_HEADER)
+		end = imap_header_end(data, len, &fields_end);
+	else if (p->whole && b->section == IMAP_SECTION_TEXT)
+		start = imap_header_end(data, len, &fields_end);
+	if (b->section == IMAP_SECTION_HEADER_FIELDS || b->section == IMAP_SECTION_HEADER_FIELDS_NOT) {
+		imap_header_fields(b, data, len, out);
+		imap_fetch_literal(s, ctx, b, out->data, out->len);
+		return;
+	}
+	buf_append(out, data + start, end - start);
+	imap_fetch_literal(s, ctx, b, out->data, out->len);
+}
+
+static void imap_fetch_region_cb(int status, const struct imap_msg_info *info,
+				 const uint8_t *data, size_t len, void *arg)
+{
+	struct imap_session *s = arg;
+	(void)info;
+	if (conn_is_closed(&s->conn)) {
+		conn_unref(&s->conn);
+		return;
+	}
+	struct imap_fetch_ctx *ctx = s->cmd_ctx;
+	if (status != MAIL_OK || len != ctx->plan.len) {
+		log_event(LOG_WARN, "imap", "event=fetch_range_failed sid=%s status=%d", s->conn.id,
+			  status);
+		imap_session_bye(s, "Message vanished during FETCH", "fetch-range-failed");
+		conn_unref(&s->conn);
+		return;
+	}
+	imap_fetch_transform(s, ctx, data, len);
+	imap_fetch_sections(s);
+	conn_unref(&s->conn);
+}
+
+/* Start section b of the current message: its name, then NIL, a size, or
+ * a literal whose bytes are streamed, or fetched and transformed first.
+ * Returns 1 when a backend call was made (the loop stops), else 0. */
+static int imap_fetch_begin_section(struct imap_session *s, struct imap_fetch_ctx *ctx,
+				    const struct imap_fetch_body *b)
+{
+	const struct imap_fetch_msg *m = &ctx->msgs[ctx->cur];
+	struct imap_section_plan *p = &ctx->plan;
+	imap_fetch_append_name(s, b);
+	if (imap_fetch_plan(m, b, p) < 0)
+		log_event(LOG_WARN, "imap", "event=part_table_corrupt sid=%s uid=%u", s->conn.id,
+			  m->uid);
+	if (p->nil) {
+		conn_append(&s->conn, " NIL", 4);
+		return 0;
+	}
+	if (!p->transform) {
+		if (b->kind == IMAP_FETCH_KIND_BINARY_SIZE) {
+			conn_printf(&s->conn, " %llu", (unsigned long long)p->len);
+			return 0;
+		}
+		uint64_t start = 0, end = p->len;
+		imap_fetch_partial(b, &start, &end);
+		conn_printf(&s->conn, " %s{%llu}\r\n",
+			    b->kind == IMAP_FETCH_KIND_BINARY && p->enc == MIME_ENC_BINARY ? "~" : "",
+			    (unsigned long long)(end - start));
+		ctx->stream_off = p->off + start;
+		ctx->stream_end = p->off + end;
+		ctx->streaming = start < end;
+		return 0;
+	}
+	if (p->len == 0) {
+		imap_fetch_transform(s, ctx, (const uint8_t *)"", 0);
+		return 0;
+	}
+	conn_ref(&s->conn);
+	s->server->backend->fetch_range(s->server->backend_ctx, s->user, s->mailbox, m->uid,
+					p->off, p->len, imap_fetch_region_cb, s);
+	return 1;
 }
 
 /* Send the current message's sections, a piece at a time; pause (on_drain)
@@ -456,7 +604,8 @@ static void imap_fetch_sections(struct imap_session *s)
 		} else if (ctx->section < ctx->attrs.n_bodies) {
 			if (ctx->section > 0 || ctx->head_items)
 				conn_append(&s->conn, " ", 1);
-			imap_fetch_begin_section(s, ctx, &ctx->attrs.bodies[ctx->section++]);
+			if (imap_fetch_begin_section(s, ctx, &ctx->attrs.bodies[ctx->section++]))
+				return; /* imap_fetch_region_cb goes on */
 			continue;
 		} else {
 			conn_append(&s->conn, ")\r\n", 3);
@@ -470,39 +619,37 @@ static void imap_fetch_sections(struct imap_session *s)
 	}
 }
 
-/* The whole message arrived (for sections that need its bytes). */
-static void imap_fetch_body_cb(int status, const struct imap_msg_info *info,
-			       const uint8_t *data, size_t len, void *arg)
+/* Before a message's reply: BINARY of an unknown transfer encoding fails
+ * the command (RFC 3516 [UNKNOWN-CTE]); a large region that must be held
+ * to be transformed is reserved against the body budget. Returns 0, or -1
+ * when the command was answered. */
+static int imap_fetch_msg_prepare(struct imap_session *s, struct imap_fetch_ctx *ctx,
+				  const struct imap_fetch_msg *m)
 {
-	struct imap_session *s = arg;
-	(void)info;
-	if (conn_is_closed(&s->conn)) {
-		conn_unref(&s->conn);
-		return;
+	uint64_t need = 0;
+	for (size_t i = 0; i < ctx->attrs.n_bodies; i++) {
+		struct imap_section_plan p;
+		const struct imap_fetch_body *b = &ctx->attrs.bodies[i];
+		(void)imap_fetch_plan(m, b, &p);
+		if (!p.nil && b->kind != IMAP_FETCH_KIND_BODY && p.enc == MIME_ENC_UNKNOWN) {
+			imap_cmd_done(s, "NO", "UNKNOWN-CTE", "Unknown Content-Transfer-Encoding");
+			conn_process(&s->conn);
+			return -1;
+		}
+		if (!p.nil && p.transform && p.len > need)
+			need = p.len;
 	}
-	struct imap_fetch_ctx *ctx = s->cmd_ctx;
-	if (status == MAIL_ERR_NOT_FOUND) {
-		/* expunged meanwhile: nothing to say about it */
-		ctx->cur++;
-		imap_fetch_emit(s);
-	} else if (status != MAIL_OK) {
-		imap_fetch_fail(s, status);
-	} else {
-		ctx->body = xmalloc(len > 0 ? len : 1);
-		memcpy(ctx->body, data, len);
-		ctx->body_len = len;
-		uint32_t seq = imap_session_seq_of(s, ctx->msgs[ctx->cur].uid);
-		imap_fetch_reply_head(s, ctx, seq, &ctx->msgs[ctx->cur]);
-		imap_fetch_sections(s);
-	}
-	conn_unref(&s->conn);
-}
-
-static int imap_fetch_needs_bytes(const struct imap_fetch_attrs *attrs)
-{
-	for (size_t i = 0; i < attrs->n_bodies; i++) {
-		if (!imap_fetch_body_is_raw(&attrs->bodies[i]))
-			return 1;
+	struct mem_budget *budget = s->server->set.conn.access.body_budget;
+	if (budget != NULL && need >= IMAP_BODY_BUDGET_MIN) {
+		if (mem_budget_take(budget, (size_t)need) < 0) {
+			log_event(LOG_WARN, "imap", "event=body_budget_full sid=%s size=%llu",
+				  s->conn.id, (unsigned long long)need);
+			imap_cmd_done(s, "NO", "UNAVAILABLE", "Server busy, try the FETCH again later");
+			conn_process(&s->conn);
+			return -1;
+		}
+		ctx->budget = budget;
+		ctx->body_reserved = (size_t)need;
 	}
 	return 0;
 }
@@ -528,28 +675,10 @@ static void imap_fetch_emit(struct imap_session *s)
 			}
 			continue;
 		}
-		if (!imap_fetch_needs_bytes(&ctx->attrs)) {
-			imap_fetch_reply_head(s, ctx, seq, m);
-			imap_fetch_sections(s);
+		if (imap_fetch_msg_prepare(s, ctx, m) < 0)
 			return;
-		}
-		/* a large message is reserved before it is asked for */
-		struct mem_budget *budget = s->server->set.conn.access.body_budget;
-		if (budget != NULL && m->size >= IMAP_BODY_BUDGET_MIN) {
-			if (mem_budget_take(budget, (size_t)m->size) < 0) {
-				log_event(LOG_WARN, "imap", "event=body_budget_full sid=%s size=%llu",
-					  s->conn.id, (unsigned long long)m->size);
-				imap_cmd_done(s, "NO", "UNAVAILABLE",
-					      "Server busy, try the FETCH again later");
-				conn_process(&s->conn);
-				return;
-			}
-			ctx->budget = budget;
-			ctx->body_reserved = (size_t)m->size;
-		}
-		conn_ref(&s->conn);
-		s->server->backend->fetch_range(s->server->backend_ctx, s->user, s->mailbox, m->uid,
-						0, 0, imap_fetch_body_cb, s);
+		imap_fetch_reply_head(s, ctx, seq, m);
+		imap_fetch_sections(s);
 		return;
 	}
 	imap_fetch_chunk_free(ctx);

@@ -377,6 +377,17 @@ static void mem_fetch_meta_run(struct mem_op *op)
 			.flags = (const char *const *)m->flags,
 			.n_flags = m->n_flags,
 		};
+		if (op->what & IMAP_META_STRUCTURE) {
+			/* as the store keeps them, computed once (lib/mime) */
+			struct mem_msg *mm = (struct mem_msg *)m;
+			if (mm->mime == NULL)
+				(void)mime_analyze(mm->body, mm->len, NULL, &mm->mime);
+			metas[n - 1].envelope = mm->mime->envelope;
+			metas[n - 1].bodystructure = mm->mime->bodystructure;
+			metas[n - 1].body = mm->mime->body;
+			metas[n - 1].parts = mm->mime->parts;
+			metas[n - 1].parts_len = mm->mime->parts_len;
+		}
 	}
 	cb(MAIL_OK, metas, n, 0, op->arg);
 	free(metas);

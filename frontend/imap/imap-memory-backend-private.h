@@ -6,6 +6,7 @@
 #define MAIL_IMAP_MEMORY_BACKEND_PRIVATE_H
 
 #include "imap-memory-backend.h"
+#include "mime.h"
 
 struct mem_key;
 
@@ -17,6 +18,8 @@ struct mem_msg {
 	size_t n_flags;
 	int64_t date;
 	uint64_t modseq;
+	struct mime_result *mime;  /* ENVELOPE, BODYSTRUCTURE, part table:
+				    * computed when first asked for */
 };
 
 /* An expunge remembered for changes() (RFC 7162 VANISHED). */

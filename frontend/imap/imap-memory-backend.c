@@ -72,6 +72,7 @@ void mem_msg_free(struct mem_msg *m)
 		free(m->flags[i]);
 	free(m->flags);
 	free(m->body);
+	mime_result_free(&m->mime);
 }
 
 uint64_t mem_box_bump(struct mem_box *b)

@@ -914,6 +914,61 @@ static void test_sort_thread(void **state)
 	fixture_stop(f);
 }
 
+static const char multi[] =
+	"From: a@example.test\r\nSubject: multi\r\nMIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n"
+	"preamble\r\n--XX\r\nContent-Type: text/plain\r\n\r\npart one\r\n"
+	"--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	"AAECAwQ=\r\n"
+	"--XX\r\nContent-Type: message/rfc822\r\n\r\n"
+	"Subject: inner\r\nContent-Type: text/plain\r\n\r\ninner body\r\n"
+	"--XX\r\nContent-Type: application/x-odd\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n"
+	"zzz\r\n--XX--\r\n";
+
+/* ENVELOPE, BODYSTRUCTURE, BODY from the stored structure; numbered
+ * sections, MIME, HEADER/TEXT of a message part, BINARY (RFC 3516). */
+static void test_fetch_structure(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	imap_memory_backend_add_message(f->e.mb, USER, "Multi", multi, sizeof(multi) - 1, "", 0);
+	struct client *c = client_login(f);
+	free(cmd(c, "s0", "SELECT Multi"));
+	char *out = cmd(c, "f1", "FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)");
+	assert_contains(out, "* 1 FETCH (ENVELOPE (NIL \"multi\" ((NIL NIL \"a\" \"example.test\"))");
+	assert_contains(out, "BODYSTRUCTURE ((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\")");
+	assert_contains(out, "\"MIXED\" (\"BOUNDARY\" \"XX\")");
+	assert_contains(out, " BODY ((\"TEXT\" \"PLAIN\"");
+	free(out);
+	check(c, "f2", "FETCH 1 BODY.PEEK[1]", "* 1 FETCH (BODY[1] {8}\r\npart one)\r\nf2 OK");
+	check(c, "f3", "FETCH 1 BODY.PEEK[1.MIME]",
+	      "* 1 FETCH (BODY[1.MIME] {28}\r\nContent-Type: text/plain\r\n\r\n)\r\nf3 OK");
+	check(c, "f4", "FETCH 1 BODY.PEEK[2]", "* 1 FETCH (BODY[2] {8}\r\nAAECAwQ=)\r\nf4 OK");
+	out = cmd(c, "f5", "FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])");
+	assert_memory_equal(out, "* 1 FETCH (BINARY[2] ~{5}\r\n\0\1\2\3\4 BINARY.SIZE[2] 5)\r\nf5 OK",
+			    45);
+	free(out);
+	check(c, "f6", "FETCH 1 BODY.PEEK[3.HEADER]",
+	      "* 1 FETCH (BODY[3.HEADER] {44}\r\nSubject: inner\r\nContent-Type: text/plain\r\n\r\n)");
+	check(c, "f7", "FETCH 1 (BODY.PEEK[3.TEXT] BODY.PEEK[3.1])",
+	      "* 1 FETCH (BODY[3.TEXT] {10}\r\ninner body BODY[3.1] {10}\r\ninner body)\r\nf7 OK");
+	check(c, "f8", "FETCH 1 BODY.PEEK[3.HEADER.FIELDS (SUBJECT)]",
+	      "* 1 FETCH (BODY[3.HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: inner\r\n\r\n)\r\nf8 OK");
+	check(c, "f9", "FETCH 1 (BODY.PEEK[1.HEADER] BODY.PEEK[9] BINARY.SIZE[1])",
+	      "* 1 FETCH (BODY[1.HEADER] NIL BODY[9] NIL BINARY.SIZE[1] 8)\r\nf9 OK");
+	check(c, "f10", "FETCH 1 BINARY.PEEK[4]", "f10 NO [UNKNOWN-CTE]");
+	check(c, "f11", "FETCH 1 (BINARY.PEEK[1]<0.4> BODY.PEEK[2]<2.3>)",
+	      "* 1 FETCH (BINARY[1]<0> {4}\r\npart BODY[2]<2> {3}\r\nECA)\r\nf11 OK");
+	out = cmd(c, "f12", "FETCH 1 (BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.10>)");
+	assert_contains(out, "* 1 FETCH (BODY[HEADER] {105}\r\nFrom: a@example.test\r\n");
+	assert_contains(out, "BODY[TEXT]<0> {10}\r\npreamble\r\n)\r\nf12 OK");
+	free(out);
+	/* BODY[1] without PEEK sets \Seen and says so */
+	check(c, "f13", "FETCH 1 BODY[1]", "* 1 FETCH (FLAGS (\\Seen) BODY[1] {8}\r\npart one)");
+	client_close(c);
+	fixture_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -935,6 +990,7 @@ int main(void)
 		cmocka_unit_test(test_condstore),
 		cmocka_unit_test(test_fetch_stream),
 		cmocka_unit_test(test_search),
+		cmocka_unit_test(test_fetch_structure),
 		cmocka_unit_test(test_sort_thread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
