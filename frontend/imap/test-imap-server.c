@@ -969,6 +969,69 @@ static void test_fetch_structure(void **state)
 	fixture_stop(f);
 }
 
+/* QRESYNC (RFC 7162 3.2): SELECT with the client's state gets VANISHED
+ * (EARLIER) and the changed flags; expunges are VANISHED afterwards;
+ * FETCH (CHANGEDSINCE VANISHED); [CLOSED] when switching mailboxes. */
+static void test_qresync(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	for (int i = 0; i < 5; i++)
+		imap_memory_backend_add_message(f->e.mb, USER, "INBOX", msg3, sizeof(msg3) - 1, "",
+						0);
+	struct client *a = client_login(f), *b = client_login(f);
+	check(a, "a1", "ENABLE QRESYNC", "* ENABLED QRESYNC");
+	char *out = cmd(a, "a2", "SELECT INBOX");
+	assert_contains(out, "* 8 EXISTS");
+	assert_contains(out, "* OK [HIGHESTMODSEQ 8]");
+	free(out);
+	/* another session: flags on 2, expunges 4 and 6:7 */
+	free(cmd(b, "b1", "SELECT INBOX"));
+	free(cmd(b, "b2", "STORE 2 +FLAGS (\\Flagged)"));
+	free(cmd(b, "b3", "STORE 4,6:7 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "b4", "EXPUNGE"));
+	/* under QRESYNC, the selected session hears VANISHED, not EXPUNGE */
+	out = cmd(a, "a3", "NOOP");
+	assert_contains(out, "* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (9))");
+	assert_contains(out, "* VANISHED 4,6:7\r\n");
+	assert_not_contains(out, "EXPUNGE");
+	free(out);
+	/* a client that knew modseq 8 and uids 1:8 comes back */
+	check(a, "a4", "UNSELECT", "a4 OK");
+	out = cmd(a, "a5", "SELECT INBOX (QRESYNC (1700000000 8 1:8))");
+	assert_contains(out, "* 5 EXISTS");
+	assert_contains(out, "* VANISHED (EARLIER) 4,6:7\r\n");
+	assert_contains(out, "* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (9))");
+	assert_contains(out, "a5 OK [READ-WRITE]");
+	free(out);
+	/* known uids narrow VANISHED (EARLIER); a wrong UIDVALIDITY means a
+	 * plain SELECT */
+	out = cmd(a, "a6", "EXAMINE INBOX (QRESYNC (1700000000 8 1:5 (1:3 1:3)))");
+	assert_contains(out, "* OK [CLOSED]");
+	assert_contains(out, "* VANISHED (EARLIER) 4\r\n");
+	free(out);
+	out = cmd(a, "a7", "SELECT INBOX (QRESYNC (99 1))");
+	assert_not_contains(out, "VANISHED");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	check(a, "a8", "SELECT INBOX (QRESYNC (1700000000))", "a8 BAD");
+	check(a, "a9", "SELECT INBOX (QRESYNC (1700000000 x))", "a9 BAD");
+	free(cmd(a, "a10", "SELECT INBOX"));
+	/* FETCH (CHANGEDSINCE n VANISHED) */
+	check(a, "a11", "UID FETCH 1:* FLAGS (CHANGEDSINCE 8 VANISHED)",
+	      "* VANISHED (EARLIER) 4,6:7\r\n* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (9))\r\na11 OK");
+	check(a, "a12", "FETCH 1:* FLAGS (CHANGEDSINCE 8 VANISHED)", "a12 BAD");
+	/* the session's own expunge: VANISHED, once */
+	free(cmd(a, "a13", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+	out = cmd(a, "a14", "EXPUNGE");
+	assert_int_equal(count_of(out, "VANISHED"), 1);
+	assert_contains(out, "* VANISHED 1\r\na14 OK");
+	free(out);
+	client_close(a);
+	client_close(b);
+	fixture_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -990,6 +1053,7 @@ int main(void)
 		cmocka_unit_test(test_condstore),
 		cmocka_unit_test(test_fetch_stream),
 		cmocka_unit_test(test_search),
+		cmocka_unit_test(test_qresync),
 		cmocka_unit_test(test_fetch_structure),
 		cmocka_unit_test(test_sort_thread),
 	};
