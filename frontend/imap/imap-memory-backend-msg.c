@@ -1,9 +1,9 @@
 /* imap-memory-backend-msg.c: the memory backend's calls of issue 9 (see
  * imap-backend.h): open, fetch_meta, fetch_range, copy, changes,
  * watch/unwatch, search, sort, thread. Tests only: every call is a
- * linear scan, SEARCH matches raw bytes (no MIME decoding) and THREAD
- * groups by subject only; the store node's own implementations
- * (store-node/mailsearch.h, lib/mime) are what users get. */
+ * linear scan. SEARCH, SORT and THREAD are the store node's own
+ * evaluator (store-node/mailsearch.h) on text decoded by lib/mime, as
+ * the store's glue does it. */
 #include "imap-memory-backend-private.h"
 
 #include <ctype.h>
@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "mail-error.h"
+#include "mailsearch.h"
 #include "xalloc.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -154,17 +155,38 @@ static void mem_key_dump(buf *b, const struct search_key *k)
 	}
 }
 
-/* Case-insensitive substring (ASCII), in len bytes. */
-static int mem_contains(const uint8_t *hay, size_t len, const char *needle)
+/* ---- mailsearch glue: decoded header fields and body text ------------- */
+
+struct mem_header_walk {
+	const char *name;
+	mailsearch_text_cb *cb;
+	void *arg;
+	int stopped;
+};
+
+static int mem_header_field_cb(const char *name, size_t name_len, const char *value,
+			       size_t value_len, void *arg)
 {
-	size_t n = strlen(needle);
-	if (n == 0)
-		return 1;
-	for (size_t i = 0; i + n <= len; i++) {
-		if (strncasecmp((const char *)hay + i, needle, n) == 0)
-			return 1;
-	}
-	return 0;
+	struct mem_header_walk *w = arg;
+	if (w->name != NULL && (strlen(w->name) != name_len ||
+				strncasecmp(w->name, name, name_len) != 0))
+		return 0;
+	char field[256];
+	size_t n = name_len < sizeof(field) - 1 ? name_len : sizeof(field) - 1;
+	memcpy(field, name, n);
+	field[n] = '\0';
+	buf v;
+	buf_init(&v);
+	mime_header_decode(value, value_len, &v);
+	size_t start = 0;
+	while (start < v.len && (v.data[start] == ' ' || v.data[start] == '\t'))
+		start++;
+	int r = w->cb(w->arg, field, v.len > start ? (const char *)v.data + start : "",
+		      v.len - start);
+	buf_deinit(&v);
+	if (r != 0)
+		w->stopped = 1;
+	return r;
 }
 
 static size_t mem_header_len(const struct mem_msg *m)
@@ -178,94 +200,88 @@ static size_t mem_header_len(const struct mem_msg *m)
 	return m->len;
 }
 
-/* The raw value of header field name (first one, unfolded lines kept), in
- * a static-free heap string, or NULL. */
-static char *mem_header_get(const struct mem_msg *m, const char *name)
+static int mem_search_header(void *ctx, const char *name, mailsearch_text_cb *cb, void *arg)
 {
-	size_t hl = mem_header_len(m), n = strlen(name), pos = 0;
-	while (pos < hl) {
-		const uint8_t *line = m->body + pos;
-		const uint8_t *nl = memchr(line, '\n', hl - pos);
-		size_t end = nl != NULL ? (size_t)(nl - m->body) + 1 : hl;
-		if (end - pos > n && strncasecmp((const char *)line, name, n) == 0 && line[n] == ':') {
-			size_t vstart = pos + n + 1, vend = end;
-			while (vend < hl && (m->body[vend] == ' ' || m->body[vend] == '\t')) {
-				const uint8_t *nl2 = memchr(m->body + vend, '\n', hl - vend);
-				vend = nl2 != NULL ? (size_t)(nl2 - m->body) + 1 : hl;
-			}
-			while (vstart < vend && isspace(m->body[vstart]))
-				vstart++;
-			while (vend > vstart && isspace(m->body[vend - 1]))
-				vend--;
-			char *v = xmalloc(vend - vstart + 1);
-			memcpy(v, m->body + vstart, vend - vstart);
-			v[vend - vstart] = '\0';
-			return v;
-		}
-		pos = end;
-	}
-	return NULL;
+	const struct mem_msg *m = ctx;
+	struct mem_header_walk w = { name, cb, arg, 0 };
+	(void)mime_header_foreach(m->body, mem_header_len(m), mem_header_field_cb, &w);
+	return 0;
 }
 
-static int mem_key_match(const struct search_key *k, const struct mem_msg *m)
+struct mem_text_walk {
+	mailsearch_text_cb *cb;
+	void *arg;
+	int parts;
+};
+
+static int mem_text_part_cb(const char *utf8, size_t len, void *arg)
 {
-	int64_t day = m->date >= 0 ? m->date / 86400000 : (m->date - 86399999) / 86400000;
-	int64_t age = (int64_t)time(NULL) - m->date / 1000;
-	switch (k->op) {
-	case SEARCH_ALL:
+	struct mem_text_walk *w = arg;
+	if (w->parts++ > 0 && w->cb(w->arg, NULL, "\n", 1) != 0)
 		return 1;
-	case SEARCH_NONE:
-		return 0;
-	case SEARCH_AND:
-		for (size_t i = 0; i < k->n_children; i++) {
-			if (!mem_key_match(&k->children[i], m))
-				return 0;
+	return w->cb(w->arg, NULL, utf8, len) != 0;
+}
+
+static int mem_search_body(void *ctx, mailsearch_text_cb *cb, void *arg)
+{
+	struct mem_msg *m = ctx;
+	if (m->mime == NULL)
+		(void)mime_analyze(m->body, m->len, NULL, &m->mime);
+	struct mem_text_walk w = { cb, arg, 0 };
+	int r = mime_text_foreach(m->body, m->len, m->mime->parts, m->mime->parts_len,
+				  mem_text_part_cb, &w);
+	return r < 0 ? -1 : 0;
+}
+
+static void mem_search_msg(struct mem_msg *m, struct mailsearch_msg *sm)
+{
+	*sm = (struct mailsearch_msg){
+		.uid = m->uid,
+		.size = m->len,
+		.internal_date_ms = m->date,
+		.modseq = m->modseq,
+		.flags = (const char *const *)m->flags,
+		.n_flags = m->n_flags,
+		.ctx = m,
+		.header = mem_search_header,
+		.body_text = mem_search_body,
+	};
+}
+
+static int64_t mem_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The uids of b matching the op's program (ascending); *n_r of them. -1
+ * when the program is refused. */
+static int mem_search_uids(struct mem_op *op, struct mem_box *b, uint32_t **uids_r, size_t *n_r,
+			   uint64_t *highest_r)
+{
+	mailsearch_prog *prog;
+	const char *error;
+	if (mailsearch_prog_create(&op->key->key, &prog, &error) < 0)
+		return -1;
+	uint32_t *uids = xcalloc(b->n_msgs + 1, sizeof(*uids));
+	size_t n = 0;
+	uint64_t highest = 0;
+	int64_t now = mem_now_ms();
+	for (size_t i = 0; i < b->n_msgs; i++) {
+		struct mailsearch_msg sm;
+		mem_search_msg(&b->msgs[i], &sm);
+		if (mailsearch_prog_match(prog, &sm, now) == 1) {
+			uids[n++] = b->msgs[i].uid;
+			if (b->msgs[i].modseq > highest)
+				highest = b->msgs[i].modseq;
 		}
-		return 1;
-	case SEARCH_OR:
-		for (size_t i = 0; i < k->n_children; i++) {
-			if (mem_key_match(&k->children[i], m))
-				return 1;
-		}
-		return 0;
-	case SEARCH_NOT:
-		return !mem_key_match(&k->children[0], m);
-	case SEARCH_UID:
-		return mem_in_ranges(k->ranges, k->n_ranges, m->uid);
-	case SEARCH_FLAG:
-		return mem_msg_flag_index(m, k->str) >= 0;
-	case SEARCH_HEADER: {
-		char *v = mem_header_get(m, k->str);
-		int r = v != NULL && mem_contains((const uint8_t *)v, strlen(v), k->str2);
-		free(v);
-		return r;
 	}
-	case SEARCH_BODY: {
-		size_t hl = mem_header_len(m);
-		return mem_contains(m->body + hl, m->len - hl, k->str);
-	}
-	case SEARCH_TEXT:
-		return mem_contains(m->body, m->len, k->str);
-	case SEARCH_BEFORE:
-	case SEARCH_SENTBEFORE:
-		return day < (int64_t)k->num;
-	case SEARCH_ON:
-	case SEARCH_SENTON:
-		return day == (int64_t)k->num;
-	case SEARCH_SINCE:
-	case SEARCH_SENTSINCE:
-		return day >= (int64_t)k->num;
-	case SEARCH_LARGER:
-		return m->len > k->num;
-	case SEARCH_SMALLER:
-		return m->len < k->num;
-	case SEARCH_MODSEQ:
-		return m->modseq >= k->num;
-	case SEARCH_OLDER:
-		return age > (int64_t)k->num;
-	case SEARCH_YOUNGER:
-		return age <= (int64_t)k->num;
-	}
+	mailsearch_prog_destroy(&prog);
+	*uids_r = uids;
+	*n_r = n;
+	if (highest_r != NULL)
+		*highest_r = highest;
 	return 0;
 }
 
@@ -660,20 +676,17 @@ static void mem_search_run(struct mem_op *op)
 {
 	imap_backend_search_cb *cb = op->cb;
 	struct mem_box *b = mem_op_box(op);
+	uint32_t *uids;
+	size_t n;
+	uint64_t highest;
 	if (op->mb->failure != MAIL_OK || b == NULL) {
 		cb(op->mb->failure != MAIL_OK ? op->mb->failure : MAIL_ERR_NOT_FOUND, NULL, 0, 0,
 		   op->arg);
 		return;
 	}
-	uint32_t *uids = xcalloc(b->n_msgs + 1, sizeof(*uids));
-	size_t n = 0;
-	uint64_t highest = 0;
-	for (size_t i = 0; i < b->n_msgs; i++) {
-		if (mem_key_match(&op->key->key, &b->msgs[i])) {
-			uids[n++] = b->msgs[i].uid;
-			if (b->msgs[i].modseq > highest)
-				highest = b->msgs[i].modseq;
-		}
+	if (mem_search_uids(op, b, &uids, &n, &highest) < 0) {
+		cb(MAIL_ERR_PARAMS, NULL, 0, 0, op->arg);
+		return;
 	}
 	cb(MAIL_OK, uids, n, highest, op->arg);
 	free(uids);
@@ -688,75 +701,38 @@ void mem_search(void *ctx, const char *user, const char *mailbox, const struct s
 	mem_op_start(op);
 }
 
-struct mem_sort_item {
-	const struct mem_msg *m;
-	const struct mem_op *op;
-};
-
-static int mem_sort_cmp(const void *a, const void *b)
-{
-	const struct mem_sort_item *x = a, *y = b;
-	for (size_t i = 0; i < x->op->n_sort; i++) {
-		const struct search_sort *c = &x->op->sort[i];
-		int r = 0;
-		const char *field = NULL;
-		switch (c->key) {
-		case SEARCH_SORT_ARRIVAL:
-		case SEARCH_SORT_DATE:
-			r = x->m->date < y->m->date ? -1 : x->m->date > y->m->date;
-			break;
-		case SEARCH_SORT_SIZE:
-			r = x->m->len < y->m->len ? -1 : x->m->len > y->m->len;
-			break;
-		case SEARCH_SORT_SUBJECT:
-			field = "Subject";
-			break;
-		case SEARCH_SORT_FROM:
-		case SEARCH_SORT_DISPLAYFROM:
-			field = "From";
-			break;
-		case SEARCH_SORT_TO:
-		case SEARCH_SORT_DISPLAYTO:
-			field = "To";
-			break;
-		case SEARCH_SORT_CC:
-			field = "Cc";
-			break;
-		}
-		if (field != NULL) {
-			char *vx = mem_header_get(x->m, field), *vy = mem_header_get(y->m, field);
-			r = strcasecmp(vx != NULL ? vx : "", vy != NULL ? vy : "");
-			free(vx);
-			free(vy);
-		}
-		if (r != 0)
-			return c->reverse ? -r : r;
-	}
-	return x->m->uid < y->m->uid ? -1 : x->m->uid > y->m->uid;
-}
-
 static void mem_sort_run(struct mem_op *op)
 {
 	imap_backend_sort_cb *cb = op->cb;
 	struct mem_box *b = mem_op_box(op);
+	uint32_t *uids;
+	size_t n;
 	if (op->mb->failure != MAIL_OK || b == NULL) {
 		cb(op->mb->failure != MAIL_OK ? op->mb->failure : MAIL_ERR_NOT_FOUND, NULL, 0,
 		   op->arg);
 		return;
 	}
-	struct mem_sort_item *items = xcalloc(b->n_msgs + 1, sizeof(*items));
-	size_t n = 0;
-	for (size_t i = 0; i < b->n_msgs; i++) {
-		if (mem_key_match(&op->key->key, &b->msgs[i]))
-			items[n++] = (struct mem_sort_item){ &b->msgs[i], op };
+	if (mem_search_uids(op, b, &uids, &n, NULL) < 0) {
+		cb(MAIL_ERR_PARAMS, NULL, 0, op->arg);
+		return;
 	}
-	qsort(items, n, sizeof(*items), mem_sort_cmp);
-	uint32_t *uids = xcalloc(n + 1, sizeof(*uids));
+	struct mailsearch_sort_fields *fields = xcalloc(n + 1, sizeof(*fields));
+	for (size_t i = 0; i < n; i++) {
+		struct mailsearch_msg sm;
+		mem_search_msg(mem_msg_find(b, uids[i]), &sm);
+		(void)mailsearch_sort_fields_get(&sm, op->sort, op->n_sort, &fields[i]);
+	}
+	uint32_t *sorted = xcalloc(n + 1, sizeof(*sorted));
+	int r = mailsearch_sort(fields, n, op->sort, op->n_sort, sorted);
 	for (size_t i = 0; i < n; i++)
-		uids[i] = items[i].m->uid;
-	cb(MAIL_OK, uids, n, op->arg);
+		mailsearch_sort_fields_deinit(&fields[i]);
+	free(fields);
+	if (r < 0)
+		cb(MAIL_ERR_PARAMS, NULL, 0, op->arg);
+	else
+		cb(MAIL_OK, sorted, n, op->arg);
+	free(sorted);
 	free(uids);
-	free(items);
 }
 
 void mem_sort(void *ctx, const char *user, const char *mailbox, const struct search_sort *crit,
@@ -772,61 +748,39 @@ void mem_sort(void *ctx, const char *user, const char *mailbox, const struct sea
 	mem_op_start(op);
 }
 
-/* Threads by subject ("Re: " prefixes dropped), in uid order. */
 static void mem_thread_run(struct mem_op *op)
 {
 	imap_backend_thread_cb *cb = op->cb;
 	struct mem_box *b = mem_op_box(op);
+	uint32_t *uids;
+	size_t n;
 	if (op->mb->failure != MAIL_OK || b == NULL) {
 		cb(op->mb->failure != MAIL_OK ? op->mb->failure : MAIL_ERR_NOT_FOUND, NULL, op->arg);
 		return;
 	}
-	size_t n = 0;
-	char **subj = xcalloc(b->n_msgs + 1, sizeof(*subj));
-	const struct mem_msg **msgs = xcalloc(b->n_msgs + 1, sizeof(*msgs));
-	for (size_t i = 0; i < b->n_msgs; i++) {
-		if (!mem_key_match(&op->key->key, &b->msgs[i]))
-			continue;
-		char *v = mem_header_get(&b->msgs[i], "Subject");
-		const char *p = v != NULL ? v : "";
-		while (strncasecmp(p, "Re:", 3) == 0 || strncasecmp(p, "Fwd:", 4) == 0) {
-			p += p[2] == ':' ? 3 : 4;
-			while (*p == ' ')
-				p++;
-		}
-		subj[n] = xstrdup(p);
-		msgs[n++] = &b->msgs[i];
-		free(v);
+	if (mem_search_uids(op, b, &uids, &n, NULL) < 0) {
+		cb(MAIL_ERR_PARAMS, NULL, op->arg);
+		return;
+	}
+	struct mailsearch_thread_msg *msgs = xcalloc(n + 1, sizeof(*msgs));
+	for (size_t i = 0; i < n; i++) {
+		struct mailsearch_msg sm;
+		mem_search_msg(mem_msg_find(b, uids[i]), &sm);
+		(void)mailsearch_thread_fields_get(&sm, op->alg, &msgs[i]);
 	}
 	buf out;
 	buf_init(&out);
-	int *done = xcalloc(n + 1, sizeof(*done));
-	for (size_t i = 0; i < n; i++) {
-		if (done[i])
-			continue;
-		size_t group[64] = { 0 }, k = 0;
-		for (size_t j = i; j < n && k < 64; j++) {
-			if (!done[j] && strcasecmp(subj[i], subj[j]) == 0) {
-				group[k++] = j;
-				done[j] = 1;
-			}
-		}
-		buf_printf(&out, "(%u", msgs[group[0]]->uid);
-		if (k == 2)
-			buf_printf(&out, " %u", msgs[group[1]]->uid);
-		else
-			for (size_t j = 1; j < k; j++)
-				buf_printf(&out, "%s(%u)", j == 1 ? " " : "", msgs[group[j]]->uid);
-		buf_append(&out, ")", 1);
-	}
+	int r = mailsearch_thread(op->alg, msgs, n, &out);
 	buf_append(&out, "", 1);
-	cb(MAIL_OK, (const char *)out.data, op->arg);
-	buf_deinit(&out);
 	for (size_t i = 0; i < n; i++)
-		free(subj[i]);
-	free(subj);
+		mailsearch_thread_fields_deinit(&msgs[i]);
 	free(msgs);
-	free(done);
+	if (r < 0)
+		cb(MAIL_ERR_PARAMS, NULL, op->arg);
+	else
+		cb(MAIL_OK, (const char *)out.data, op->arg);
+	buf_deinit(&out);
+	free(uids);
 }
 
 void mem_thread(void *ctx, const char *user, const char *mailbox, enum search_thread_alg alg,

@@ -140,7 +140,12 @@ static void measure(int holes)
 		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
 		assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
 		read_until(fds[i], "* OK");
-		say(fds[i], "a LOGIN " USER " " PASS "\r\nb SELECT INBOX\r\n");
+		/* one command at a time: two replies in a row would wait for
+		 * the client's delayed ACK (the server does not set
+		 * TCP_NODELAY) */
+		say(fds[i], "a LOGIN " USER " " PASS "\r\n");
+		read_until(fds[i], "a OK");
+		say(fds[i], "b SELECT INBOX\r\n");
 		read_until(fds[i], "b OK");
 	}
 	usleep(100 * 1000);
