@@ -7,12 +7,13 @@
  * imap_backend (imap-backend.h). Commands of a session run one at a time
  * in arrival order; pipelined input is buffered (bounded) meanwhile.
  *
- * Implemented: CAPABILITY NOOP LOGOUT LOGIN AUTHENTICATE STARTTLS LIST
- * SELECT EXAMINE FETCH UID FETCH STORE UID STORE EXPUNGE CLOSE UNSELECT,
- * LITERAL+ (RFC 7888), SASL-IR (RFC 4959), IMAPS. Not yet: APPEND, SEARCH,
- * COPY, IDLE, ENVELOPE/BODYSTRUCTURE, mailbox change notifications (a
- * session sees the mailbox as it was at SELECT, plus its own changes).
- * Connections, TLS and the session caps are the shared layer's (conn.h).
+ * The commands are the table in imap-server.c (CAPABILITY lists what it
+ * serves). A selected session holds no per-message state but its
+ * sequence <-> uid map (imap-uidmap.h); it watches its mailbox and tells
+ * the changes of any session or delivery before each tagged reply that
+ * may carry them (RFC 3501 7.4.1), at once under IDLE (RFC 2177), as
+ * EXPUNGE or, under QRESYNC, VANISHED. Connections, TLS and the session
+ * caps are the shared layer's (conn.h).
  *
  * Everything here runs on the loop thread.
  */
