@@ -816,8 +816,9 @@ static void imap_fetch_next_chunk(struct imap_session *s)
 					       1, ctx->what, ctx->changed_since, imap_fetch_meta_cb, s);
 		return;
 	}
+	int called = ctx->called; /* ctx goes with the command */
 	imap_cmd_done(s, "OK", NULL, "Fetch completed");
-	if (ctx->called)
+	if (called)
 		conn_process(&s->conn); /* else still inside the dispatch */
 }
 

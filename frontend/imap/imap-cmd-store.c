@@ -187,9 +187,9 @@ static void imap_store_check_cb(int status, const struct imap_msg_meta *msgs, si
 		ctx->uids[out++] = uid;
 	}
 	ctx->n_uids = out;
-	imap_store_run(s, ctx);
-	if (ctx->n_uids == 0)
-		conn_process(&s->conn); /* answered already */
+	imap_store_run(s, ctx); /* with no uid left, answers (and frees ctx) */
+	if (out == 0)
+		conn_process(&s->conn);
 	conn_unref(&s->conn);
 }
 
