@@ -211,6 +211,7 @@ imap_cmd_func imap_cmd_fetch;
 imap_cmd_func imap_cmd_store;
 imap_cmd_func imap_cmd_id;
 imap_cmd_func imap_cmd_enable;
+imap_cmd_func imap_cmd_compress;
 /* imap-cmd-mbox.c */
 imap_cmd_func imap_cmd_create;
 imap_cmd_func imap_cmd_delete;

@@ -43,6 +43,7 @@ const struct imap_command_def imap_commands[] = {
 	{ "UID STORE", imap_cmd_store, IMAP_CMD_SELECTED | IMAP_CMD_UID, NULL },
 	{ "ID", imap_cmd_id, IMAP_CMD_ANY, NULL },
 	{ "ENABLE", imap_cmd_enable, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
+	{ "COMPRESS", imap_cmd_compress, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	/* mailboxes (imap-cmd-mbox.c) */
 	{ "CREATE", imap_cmd_create, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "DELETE", imap_cmd_delete, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
@@ -80,6 +81,7 @@ const struct imap_capability_def imap_capabilities[] = {
 	{ "MULTIAPPEND", 0, 0 },                          /* RFC 3502 */
 	{ "APPENDLIMIT", 0, 0 },                          /* RFC 7889 (=n) */
 	{ "UTF8=ACCEPT", IMAP_ENABLED_UTF8, 0 },          /* RFC 6855 */
+	{ "COMPRESS=DEFLATE", 0, 0 },                     /* RFC 4978 */
 	{ "UIDPLUS", 0, IMAP_CAP_PENDING },               /* RFC 4315: COPYUID, UID EXPUNGE */
 	{ "IDLE", 0, IMAP_CAP_PENDING },                  /* RFC 2177 */
 	{ "MOVE", 0, IMAP_CAP_PENDING },                  /* RFC 6851 */

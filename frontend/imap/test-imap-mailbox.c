@@ -13,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "budget.h"
 #include "imap-memory-backend.h"
@@ -1068,6 +1070,265 @@ static void test_literal_minus(void **state)
 	fixture_stop(f);
 }
 
+/* ---- COMPRESS=DEFLATE (RFC 4978) ------------------------------------ */
+
+/* A client side of COMPRESS: raw deflate both ways over a line client. */
+struct zclient {
+	struct client *c;
+	z_stream in, out;
+	char *plain; /* inflated, not yet returned */
+	size_t len, cap;
+};
+
+static struct zclient *zclient_start(struct client *c)
+{
+	struct zclient *z = calloc(1, sizeof(*z));
+	z->c = c;
+	assert_int_equal(inflateInit2(&z->in, -15), Z_OK);
+	assert_int_equal(deflateInit2(&z->out, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+	z->cap = 1 << 20;
+	z->plain = malloc(z->cap);
+	return z;
+}
+
+static void zclient_free(struct zclient *z)
+{
+	inflateEnd(&z->in);
+	deflateEnd(&z->out);
+	free(z->plain);
+	free(z);
+}
+
+/* Deflate and send; flush: Z_SYNC_FLUSH (a whole command) or
+ * Z_NO_FLUSH (more follows). */
+static void zclient_send_flush(struct zclient *z, const void *data, size_t len, int flush)
+{
+	uint8_t out[16384];
+	z->out.next_in = (Bytef *)data;
+	z->out.avail_in = (uInt)len;
+	do {
+		z->out.next_out = out;
+		z->out.avail_out = sizeof(out);
+		int r = deflate(&z->out, flush);
+		assert_true(r == Z_OK || r == Z_BUF_ERROR);
+		size_t n = sizeof(out) - z->out.avail_out;
+		if (n > 0)
+			client_send(z->c, out, n);
+	} while (z->out.avail_out == 0 || z->out.avail_in > 0);
+}
+
+static void zclient_send(struct zclient *z, const char *line)
+{
+	zclient_send_flush(z, line, strlen(line), Z_SYNC_FLUSH);
+}
+
+/* Inflate the bytes in the line client's buffer (received raw). */
+static void zclient_inflate(struct zclient *z)
+{
+	z->in.next_in = (Bytef *)z->c->buf;
+	z->in.avail_in = (uInt)z->c->len;
+	while (z->in.avail_in > 0) {
+		if (z->cap - z->len < 65536) {
+			z->cap *= 2;
+			z->plain = realloc(z->plain, z->cap);
+		}
+		z->in.next_out = (Bytef *)z->plain + z->len;
+		z->in.avail_out = (uInt)(z->cap - z->len - 1);
+		int r = inflate(&z->in, Z_SYNC_FLUSH);
+		assert_true(r == Z_OK || r == Z_BUF_ERROR);
+		z->len = z->cap - 1 - z->in.avail_out;
+		z->plain[z->len] = '\0';
+		if (r == Z_BUF_ERROR)
+			break;
+	}
+	z->c->len = 0;
+}
+
+/* Like client_until, on the inflated stream. */
+static char *zclient_until(struct zclient *z, const char *prefix)
+{
+	size_t plen = strlen(prefix);
+	for (;;) {
+		zclient_inflate(z);
+		size_t pos = 0;
+		while (pos < z->len) {
+			if (pos + plen <= z->len && memcmp(z->plain + pos, prefix, plen) == 0) {
+				char *eol = memmem(z->plain + pos, z->len - pos, "\r\n", 2);
+				if (eol == NULL)
+					break;
+				size_t end = (size_t)(eol - z->plain) + 2;
+				char *out = malloc(end + 1);
+				memcpy(out, z->plain, end);
+				out[end] = '\0';
+				memmove(z->plain, z->plain + end, z->len - end);
+				z->len -= end;
+				return out;
+			}
+			char *nl = memchr(z->plain + pos, '\n', z->len - pos);
+			if (nl == NULL)
+				break;
+			pos = (size_t)(nl - z->plain) + 1;
+		}
+		if (!client_fill(z->c))
+			return NULL;
+	}
+}
+
+static void zcheck(struct zclient *z, const char *tag, const char *command, const char *want)
+{
+	char line[512], prefix[64];
+	snprintf(line, sizeof(line), "%s %s\r\n", tag, command);
+	snprintf(prefix, sizeof(prefix), "%s ", tag);
+	zclient_send(z, line);
+	char *out = zclient_until(z, prefix);
+	assert_non_null(out);
+	assert_contains(out, want);
+	free(out);
+}
+
+static void test_compress(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_connect(f->e.port);
+	char *out = client_until(c, "* OK");
+	assert_contains(out, " COMPRESS=DEFLATE");
+	free(out);
+	check(c, "p1", "COMPRESS DEFLATE", "p1 BAD Not authenticated");
+	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
+	check(c, "p2", "COMPRESS FOO", "p2 BAD");
+	check(c, "p3", "COMPRESS", "p3 BAD");
+	check_exact(c, "c1", "COMPRESS DEFLATE", "c1 OK DEFLATE active\r\n");
+	struct zclient *z = zclient_start(c);
+	zcheck(z, "c2", "NOOP", "c2 OK");
+	zcheck(z, "c3", "LIST \"\" *", "* LIST (\\HasNoChildren) \"/\" INBOX\r\nc3 OK");
+	zcheck(z, "c4", "COMPRESS DEFLATE", "c4 NO [COMPRESSIONACTIVE]");
+	/* a large APPEND through it ("+" comes compressed), and back */
+	size_t big = 300 * 1024;
+	char *msg = malloc(big);
+	for (size_t i = 0; i < big; i++)
+		msg[i] = (char)('a' + (i * 7 + i / 97) % 26);
+	memcpy(msg, "Subject: zipped\r\n\r\n", 20);
+	char line[128];
+	snprintf(line, sizeof(line), "c5 APPEND INBOX {%zu}\r\n", big);
+	zclient_send(z, line);
+	free(zclient_until(z, "+ "));
+	zclient_send_flush(z, msg, big, Z_NO_FLUSH);
+	zclient_send(z, "\r\n");
+	out = zclient_until(z, "c5 ");
+	assert_contains(out, "c5 OK [APPENDUID 1700000000 4]");
+	free(out);
+	check_stored(f, "INBOX", 4, msg, big, 0);
+	zcheck(z, "c6", "SELECT INBOX", "c6 OK");
+	zclient_send(z, "c7 FETCH 4 BODY.PEEK[]\r\n");
+	out = zclient_until(z, "c7 ");
+	char head[64];
+	snprintf(head, sizeof(head), "* 4 FETCH (BODY[] {%zu}\r\n", big);
+	char *at = strstr(out, head);
+	assert_non_null(at);
+	assert_memory_equal(at + strlen(head), msg, big);
+	free(out);
+	zclient_send(z, "c8 LOGOUT\r\n");
+	out = zclient_until(z, "c8 ");
+	assert_contains(out, "* BYE");
+	free(out);
+	zclient_free(z);
+	client_close(c);
+
+	/* pipelined: the command after COMPRESS comes compressed in the
+	 * same packet */
+	c = client_login(f);
+	z = zclient_start(c);
+	uint8_t pipe[256];
+	memcpy(pipe, "d1 COMPRESS DEFLATE\r\n", 21);
+	z->out.next_in = (Bytef *)"d2 NOOP\r\n";
+	z->out.avail_in = 9;
+	z->out.next_out = pipe + 21;
+	z->out.avail_out = sizeof(pipe) - 21;
+	assert_int_equal(deflate(&z->out, Z_SYNC_FLUSH), Z_OK);
+	client_send(c, pipe, sizeof(pipe) - z->out.avail_out);
+	out = client_until(c, "d1 ");
+	assert_string_equal(out, "d1 OK DEFLATE active\r\n");
+	free(out);
+	out = zclient_until(z, "d2 ");
+	assert_contains(out, "d2 OK");
+	free(out);
+	/* not deflate at all: the connection closes */
+	client_send(c, "\xff\xff\xff\xff garbage\r\n", 14);
+	while (client_fill(c))
+		c->len = 0;
+	zclient_free(z);
+	client_close(c);
+	/* the server still serves */
+	c = client_login(f);
+	check(c, "e1", "NOOP", "e1 OK");
+	client_close(c);
+	free(msg);
+	fixture_stop(f);
+}
+
+/* Peak resident memory of this process (the server runs in it) since
+ * the last reset, in KiB. */
+static long peak_rss_kib(int reset)
+{
+	if (reset) {
+		FILE *fp = fopen("/proc/self/clear_refs", "w");
+		if (fp != NULL) {
+			fputs("5", fp);
+			fclose(fp);
+		}
+	}
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+	while (fp != NULL && fgets(line, sizeof(line), fp) != NULL) {
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			kib = strtol(line + 6, NULL, 10);
+	}
+	if (fp != NULL)
+		fclose(fp);
+	return kib;
+}
+
+/* A small compressed stream that inflates to 256 MiB: the server inflates
+ * it max_input at a time as the parser drops the overlong line; memory
+ * does not follow. */
+static void test_compress_bomb(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	check(c, "c1", "COMPRESS DEFLATE", "c1 OK");
+	struct zclient *z = zclient_start(c);
+	zcheck(z, "c2", "NOOP", "c2 OK");
+	long before = peak_rss_kib(1);
+	char *chunk = malloc(1 << 20);
+	memset(chunk, 'x', 1 << 20);
+	memcpy(chunk, "b1 NOOP ", 8);
+	size_t sent_before = 0;
+	for (int i = 0; i < 256; i++) {
+		uLong t0 = z->out.total_out;
+		zclient_send_flush(z, chunk, 1 << 20, Z_NO_FLUSH);
+		sent_before += (size_t)(z->out.total_out - t0);
+		memset(chunk, 'x', 8);
+	}
+	zclient_send(z, "\r\nb2 NOOP\r\n");
+	char *out = zclient_until(z, "b2 ");
+	assert_non_null(out);
+	assert_contains(out, "b1 BAD Line too long");
+	assert_contains(out, "b2 OK");
+	free(out);
+	long grown = peak_rss_kib(0) - before;
+	print_message("compress bomb: %zu KiB compressed, 256 MiB inflated, peak RSS +%ld KiB\n",
+		      (size_t)(z->out.total_out / 1024), grown);
+	assert_true(z->out.total_out < 2 * 1024 * 1024);
+	assert_true(grown < 32 * 1024);
+	free(chunk);
+	zclient_free(z);
+	client_close(c);
+	fixture_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1088,6 +1349,8 @@ int main(void)
 		cmocka_unit_test(test_append_budget),
 		cmocka_unit_test(test_append_large),
 		cmocka_unit_test(test_literal_minus),
+		cmocka_unit_test(test_compress),
+		cmocka_unit_test(test_compress_bomb),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
