@@ -236,6 +236,12 @@ void imap_cmd_enable(struct imap_session *s, const struct imap_arg *args, size_t
 	buf_append(&reply, "\r\n", 2);
 	conn_append(&s->conn, reply.data, reply.len);
 	buf_deinit(&reply);
+	if (imap_session_utf8_names(s)) {
+		/* names may now come as UTF-8 atoms too */
+		struct imap_parser_limits limits = s->server->set.limits_auth;
+		limits.atom_utf8 = 1;
+		imap_parser_set_limits(s->parser, &limits);
+	}
 	log_event(LOG_INFO, "imap", "event=enable sid=%s enabled=0x%x", s->conn.id, s->enabled);
 	imap_cmd_done(s, "OK", NULL, "Enabled");
 }

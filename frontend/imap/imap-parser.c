@@ -505,7 +505,7 @@ static int imap_parser_byte(imap_parser *p, uint8_t c, struct imap_command **cmd
 			p->state = IMAP_PARSER_STATE_TILDE;
 			return 1;
 		default:
-			if (!imap_is_atom_char(c)) {
+			if (!imap_is_atom_char(c) && !(c >= 0x80 && p->limits.atom_utf8)) {
 				imap_parser_fail(p, "Invalid characters in command");
 				return 0;
 			}
@@ -551,7 +551,7 @@ static int imap_parser_byte(imap_parser *p, uint8_t c, struct imap_command **cmd
 		} else if (c == ' ' || c == '\r' || c == '\n' || c == '(' || c == ')') {
 			imap_parser_atom_finish(p);
 			return 0;
-		} else if (!imap_is_atom_char(c)) {
+		} else if (!imap_is_atom_char(c) && !(c >= 0x80 && p->limits.atom_utf8)) {
 			imap_parser_fail(p, "Invalid characters in atom");
 			return 0;
 		}

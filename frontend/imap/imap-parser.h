@@ -63,6 +63,10 @@
  *                                4096 for LITERAL-
  *   literal_events       0 / 0   1: over-limit literals become
  *                                IMAP_PARSE_LITERAL (the engine sets it)
+ *   atom_utf8            0 / 0   1: 8-bit bytes in atoms (the engine sets
+ *                                it once UTF-8 names are enabled: clients
+ *                                such as Python's imaplib then send them
+ *                                unquoted; the name decoder checks UTF-8)
  * Hard bounds: max_line >= 64, max_depth <= IMAP_PARSER_DEPTH_MAX. */
 #define IMAP_PARSER_PREAUTH_MAX_LINE (8u * 1024u)
 #define IMAP_PARSER_PREAUTH_MAX_LITERAL (8u * 1024u)
@@ -81,6 +85,7 @@ struct imap_parser_limits {
 	unsigned max_depth;
 	size_t max_nonsync_literal;
 	int literal_events;
+	int atom_utf8; /* bytes >= 0x80 are atom characters too */
 };
 
 /* Fill *limits with the defaults above for the given state. */

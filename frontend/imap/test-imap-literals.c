@@ -154,6 +154,19 @@ static void test_literal8(void **state)
 	check_run(&l, "a X ~{11}\r\nb NOOP\r\n", 0, "<a BAD Literal too large>[b NOOP]");
 }
 
+/* 8-bit atoms only when asked (after ENABLE UTF8=ACCEPT). */
+static void test_atom_utf8(void **state)
+{
+	(void)state;
+	struct imap_parser_limits l = limits_tight(0, 0);
+	check_run(&l, "a CREATE \xc3\x9c\r\n", 0, "<a BAD Invalid characters in command>");
+	check_run(&l, "a CREATE x\xc3\x9c\r\n", 0, "<a BAD Invalid characters in atom>");
+	l.atom_utf8 = 1;
+	check_run(&l, "a CREATE \xc3\x9c x\xc3\x9c\r\n", 0,
+		  "[a CREATE a:\xc3\x9c a:x\xc3\x9c]");
+	check_run(&l, "a CREATE \x01\r\n", 0, "<a BAD Invalid characters in command>");
+}
+
 /* Over-limit literals without events: the old answers, and the rest of
  * the command is now dropped as a whole (its later {n+} included). */
 static void test_refused_without_events(void **state)
@@ -284,6 +297,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_literal8),
+		cmocka_unit_test(test_atom_utf8),
 		cmocka_unit_test(test_refused_without_events),
 		cmocka_unit_test(test_skip_line_literal),
 		cmocka_unit_test(test_literal_events),

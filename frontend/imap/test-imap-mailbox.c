@@ -666,6 +666,9 @@ static void test_utf7_names(void **state)
 	check(c, "u7", "CREATE &-x", "u7 OK"); /* no decoding now: a name with "&-" */
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "&-x"), 0);
 	check(c, "u8", "CREATE \"\xc3\"", "u8 BAD"); /* not UTF-8 */
+	check(c, "u10", "CREATE \xc3\xa9t\xc3\xa9", "u10 OK"); /* an atom, as imaplib sends */
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "\xc3\xa9t\xc3\xa9"), 0);
+	check(c, "u11", "CREATE \xc3", "u11 BAD");
 	check(c, "u9", "STATUS \"\xc3\x9cn\xc3\xaf\" (MESSAGES)",
 	      "* STATUS \"\xc3\x9cn\xc3\xaf\" (MESSAGES 0)");
 	client_close(c);
