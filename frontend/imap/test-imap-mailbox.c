@@ -675,6 +675,38 @@ static void test_utf7_names(void **state)
 	fixture_stop(f);
 }
 
+/* RFC 9051 after ENABLE IMAP4rev2: UTF-8 names, \NonExistent for levels
+ * that are not mailboxes, no RECENT. */
+static void test_imap4rev2(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	imap_memory_backend_add_message(f->e.mb, USER, "\xc3\x84rchiv/2026", msg1,
+					sizeof(msg1) - 1, "", 0);
+	struct client *c = client_login(f);
+	/* before: modified UTF-7, \Noselect, RECENT */
+	check_exact(c, "a1", "LIST \"\" %",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+		    "* LIST (\\Noselect \\HasChildren) \"/\" &AMQ-rchiv\r\n"
+		    "a1 OK List completed\r\n");
+	check(c, "a2", "STATUS INBOX (MESSAGES RECENT)", "* STATUS INBOX (MESSAGES 3 RECENT 0)");
+	check_exact(c, "a3", "ENABLE IMAP4rev2", "* ENABLED IMAP4rev2\r\na3 OK Enabled\r\n");
+	check_exact(c, "b1", "LIST \"\" %",
+		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+		    "* LIST (\\NonExistent \\HasChildren) \"/\" \"\xc3\x84rchiv\"\r\n"
+		    "b1 OK List completed\r\n");
+	check_exact(c, "b2", "STATUS INBOX (MESSAGES RECENT)",
+		    "* STATUS INBOX (MESSAGES 3)\r\nb2 OK Status completed\r\n");
+	check(c, "b3", "STATUS \"\xc3\x84rchiv/2026\" (MESSAGES)",
+	      "* STATUS \"\xc3\x84rchiv/2026\" (MESSAGES 1)");
+	check(c, "b4", "CREATE \"\xc3\x84rchiv/2027\"", "b4 OK");
+	check(c, "b5", "CREATE \"&AMQ-\"", "b5 OK"); /* no decoding: the name "&AMQ-" */
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "&AMQ-"), 0);
+	check(c, "b6", "DELETE \"\xc3\x84rchiv/2027\"", "b6 OK");
+	client_close(c);
+	fixture_stop(f);
+}
+
 /* ---- APPEND ---------------------------------------------------------- */
 
 /* RFC 3501 6.3.11's message. */
@@ -1343,6 +1375,7 @@ int main(void)
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_id_enable),
 		cmocka_unit_test(test_utf7_names),
+		cmocka_unit_test(test_imap4rev2),
 		cmocka_unit_test(test_append),
 		cmocka_unit_test(test_multiappend),
 		cmocka_unit_test(test_appendlimit),
