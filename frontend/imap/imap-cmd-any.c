@@ -1,9 +1,10 @@
 /* imap-cmd-any.c: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE,
- * ID (RFC 2971) and ENABLE (RFC 5161). */
+ * ID (RFC 2971), ENABLE (RFC 5161) and COMPRESS (RFC 4978). */
 #include "imap-server-private.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "mail-error.h"
@@ -235,6 +236,40 @@ void imap_cmd_enable(struct imap_session *s, const struct imap_arg *args, size_t
 	buf_append(&reply, "\r\n", 2);
 	conn_append(&s->conn, reply.data, reply.len);
 	buf_deinit(&reply);
+	if (imap_session_utf8_names(s)) {
+		/* names may now come as UTF-8 atoms too */
+		struct imap_parser_limits limits = s->server->set.limits_auth;
+		limits.atom_utf8 = 1;
+		imap_parser_set_limits(s->parser, &limits);
+	}
 	log_event(LOG_INFO, "imap", "event=enable sid=%s enabled=0x%x", s->conn.id, s->enabled);
 	imap_cmd_done(s, "OK", NULL, "Enabled");
+}
+
+/* ---- COMPRESS (RFC 4978) --------------------------------------------- */
+
+/* After the tagged OK, both directions are deflated (conn.h): the OK is
+ * the last reply sent uncompressed, and what the client sent after the
+ * command is read as compressed data. Only after authentication (the
+ * command table), so that nothing secret shares a compression context
+ * with what an attacker controls before login. */
+void imap_cmd_compress(struct imap_session *s, const struct imap_arg *args, size_t n_args)
+{
+	const char *alg;
+	if (n_args != 1 || !imap_arg_get_atom(&args[0], &alg) || strcasecmp(alg, "DEFLATE") != 0) {
+		imap_cmd_done(s, "BAD", NULL, "COMPRESS supports DEFLATE only");
+		return;
+	}
+	if (conn_compress_active(&s->conn)) {
+		imap_cmd_done(s, "NO", "COMPRESSIONACTIVE", "DEFLATE is active already");
+		return;
+	}
+	const char *error;
+	imap_cmd_done(s, "OK", NULL, "DEFLATE active");
+	if (conn_start_compress(&s->conn, &error) < 0) {
+		/* the OK is out: the client compresses now, we cannot follow */
+		log_event(LOG_WARN, "imap", "event=compress_failed sid=%s error=\"%s\"", s->conn.id,
+			  error);
+		conn_close(&s->conn, "compress-failed");
+	}
 }

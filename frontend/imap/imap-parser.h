@@ -12,16 +12,25 @@
  *   - a command line (all its non-literal bytes) longer than max_line is
  *     discarded up to the next LF and reported as "Line too long";
  *   - a literal larger than max_literal (or literals adding up to more than
- *     max_literal in one command) is refused: a synchronising literal {n} is
- *     answered at once (the client must not send the bytes, RFC 3501 7.5), a
- *     non-synchronising one {n+} (LITERAL+, RFC 7888) is skipped without
- *     being stored, then the rest of its line is discarded;
+ *     max_literal in one command), or a non-synchronising one larger than
+ *     max_nonsync_literal (when not 0: LITERAL-, RFC 7888 4), is refused:
+ *     a synchronising literal {n} is answered at once (the client must not
+ *     send the bytes, RFC 3501 7.5), a non-synchronising one {n+}
+ *     (LITERAL+, RFC 7888) is skipped without being stored and so is the
+ *     rest of its command (its later {n+} literals included), then the
+ *     error is reported;
+ *   - with literal_events set, such a literal is instead reported as
+ *     IMAP_PARSE_LITERAL and the caller decides: accept it (it is stored
+ *     whole, outside max_literal: the caller bounds it, e.g. by
+ *     APPENDLIMIT, and the memory grows with the bytes that arrived, never
+ *     ahead of them beyond doubling) or refuse it (the caller answers the
+ *     command itself; its bytes and the rest of the command are dropped
+ *     without another event);
  *   - more than max_args arguments or lists nested deeper than max_depth
  *     fail the command.
- * After any error the parser resynchronises at the next LF; its state is
- * then ready for the next command. Known limitation: a {n+} literal that
- * follows the point of an error in the same line is not recognised while
- * discarding, so its bytes are read as the next commands (each then BAD).
+ * After any error the parser resynchronises at the end of the command:
+ * the next LF that does not end a "{n+}" literal header (whose bytes are
+ * skipped, RFC 7888 3); its state is then ready for the next command.
  *
  * Grammar accepted (a little more lenient than RFC 3501 where that is safe):
  *   command  = tag SP name *(SP arg) [CR] LF
@@ -31,7 +40,8 @@
  *              atom; '*', '%' and '\' are allowed (sequence sets, LIST
  *              wildcards, flags)
  *   quoted   = DQUOTE *(char except CR LF NUL, with \\ and \" escapes) DQUOTE
- *   literal  = "{" number ["+"] "}" CRLF *OCTET
+ *   literal  = ["~"] "{" number ["+"] "}" CRLF *OCTET
+ *              ("~": literal8 of RFC 3516 BINARY, for APPEND; NUL allowed)
  * Runs of spaces between arguments are accepted. An empty line is ignored.
  */
 #ifndef MAIL_IMAP_PARSER_H
@@ -49,6 +59,14 @@
  *                                and credentials)
  *   max_args     64 / 4096       arguments counted over every nesting level
  *   max_depth    4 / 16          parenthesised list nesting (and "[" in atoms)
+ *   max_nonsync_literal  0 / 0   0: any size (LITERAL+); the engine sets
+ *                                4096 for LITERAL-
+ *   literal_events       0 / 0   1: over-limit literals become
+ *                                IMAP_PARSE_LITERAL (the engine sets it)
+ *   atom_utf8            0 / 0   1: 8-bit bytes in atoms (the engine sets
+ *                                it once UTF-8 names are enabled: clients
+ *                                such as Python's imaplib then send them
+ *                                unquoted; the name decoder checks UTF-8)
  * Hard bounds: max_line >= 64, max_depth <= IMAP_PARSER_DEPTH_MAX. */
 #define IMAP_PARSER_PREAUTH_MAX_LINE (8u * 1024u)
 #define IMAP_PARSER_PREAUTH_MAX_LITERAL (8u * 1024u)
@@ -65,6 +83,9 @@ struct imap_parser_limits {
 	size_t max_literal;
 	size_t max_args;
 	unsigned max_depth;
+	size_t max_nonsync_literal;
+	int literal_events;
+	int atom_utf8; /* bytes >= 0x80 are atom characters too */
 };
 
 /* Fill *limits with the defaults above for the given state. */
@@ -87,6 +108,7 @@ struct imap_arg {
 	/* ATOM, QUOTED, LITERAL (and NIL: "NIL"): the bytes, NUL-terminated. */
 	char *str;
 	size_t len;
+	int literal8; /* LITERAL written ~{n} (RFC 3516) */
 	/* LIST only. */
 	struct imap_arg_list *list;
 };
@@ -118,6 +140,13 @@ typedef struct imap_parser imap_parser;
 #define IMAP_PARSE_NEED_MORE 0      /* every byte was used; feed more */
 #define IMAP_PARSE_COMMAND 1        /* *cmd_r is a whole command */
 #define IMAP_PARSE_CONTINUATION 2   /* a {n} literal: send "+ ..." then feed on */
+#define IMAP_PARSE_LITERAL 3        /* literal_events: a literal over the limits;
+				     * *cmd_r has the tag, name and the arguments
+				     * so far (read only); see
+				     * imap_parser_literal_get(), then call
+				     * imap_parser_literal_accept() or
+				     * imap_parser_literal_refuse() before the
+				     * next feed */
 
 /* limits is copied. Never NULL. */
 imap_parser *imap_parser_create(const struct imap_parser_limits *limits);
@@ -139,6 +168,21 @@ int imap_parser_feed(imap_parser *parser, const uint8_t *data, size_t len, size_
 
 /* Is the parser between commands (no partial command buffered)? */
 int imap_parser_is_idle(const imap_parser *parser);
+
+/* The literal of an IMAP_PARSE_LITERAL event. */
+struct imap_parser_literal {
+	uint64_t size;   /* as the client declared it */
+	int nonsync;     /* {n+}: its bytes come without a "+" */
+	int literal8;    /* ~{n} */
+};
+void imap_parser_literal_get(const imap_parser *parser, struct imap_parser_literal *lit_r);
+/* Store the literal (the caller sends "+ ..." for a synchronising one). */
+void imap_parser_literal_accept(imap_parser *parser);
+/* Drop it: a synchronising literal ends the command (the caller answers
+ * it now, the client sends nothing more of it); a non-synchronising one
+ * is skipped with the rest of its command. No event comes for the rest
+ * of that command. */
+void imap_parser_literal_refuse(imap_parser *parser);
 
 /* ---- sequence sets (RFC 3501 sequence-set) -------------------------- */
 

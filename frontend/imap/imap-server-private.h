@@ -9,6 +9,7 @@
 #define MAIL_IMAP_SERVER_PRIVATE_H
 
 #include "buf.h"
+#include "budget.h"
 #include "conn.h"
 #include "imap-login.h"
 #include "imap-server.h"
@@ -110,6 +111,14 @@ struct imap_session {
 	void *cmd_ctx;                 /* per-command state, owned by the handler */
 	void (*cmd_ctx_free)(void *ctx);
 	void (*on_drain)(struct imap_session *s); /* resume when output drains */
+	/* APPEND literals let in over the parser's limits (imap-server.c):
+	 * bytes held for the command being read, and the part of them
+	 * taken from the body budget; both given back when it ends */
+	uint64_t literal_held;
+	size_t literal_budget;
+	struct mem_budget *literal_budget_pool; /* outlives the server */
+	int bye_after_command;         /* close once the refused command's
+					* bytes are read (LITERAL-) */
 
 	/* the selected mailbox: nothing per message but the uid map */
 	char *mailbox;
@@ -291,6 +300,7 @@ imap_cmd_func imap_cmd_sort;
 imap_cmd_func imap_cmd_thread;
 imap_cmd_func imap_cmd_id;
 imap_cmd_func imap_cmd_enable;
+imap_cmd_func imap_cmd_compress;
 /* imap-cmd-mbox.c */
 imap_cmd_func imap_cmd_create;
 imap_cmd_func imap_cmd_delete;
@@ -301,5 +311,7 @@ imap_cmd_func imap_cmd_lsub;
 imap_cmd_func imap_cmd_status;
 imap_cmd_func imap_cmd_namespace;
 imap_cmd_func imap_cmd_check;
+/* imap-cmd-append.c */
+imap_cmd_func imap_cmd_append;
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "budget.h"
 #include "log.h"
 #include "mail-error.h"
 #include "xalloc.h"
@@ -54,6 +55,7 @@ const struct imap_command_def imap_commands[] = {
 	{ "UID THREAD", imap_cmd_thread, IMAP_CMD_SELECTED | IMAP_CMD_UID, NULL },
 	{ "ID", imap_cmd_id, IMAP_CMD_ANY, NULL },
 	{ "ENABLE", imap_cmd_enable, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
+	{ "COMPRESS", imap_cmd_compress, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	/* mailboxes (imap-cmd-mbox.c) */
 	{ "CREATE", imap_cmd_create, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "DELETE", imap_cmd_delete, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
@@ -64,6 +66,7 @@ const struct imap_command_def imap_commands[] = {
 	{ "STATUS", imap_cmd_status, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "NAMESPACE", imap_cmd_namespace, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "CHECK", imap_cmd_check, IMAP_CMD_SELECTED, NULL },
+	{ "APPEND", imap_cmd_append, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 };
 const size_t imap_commands_count = sizeof(imap_commands) / sizeof(imap_commands[0]);
 
@@ -90,18 +93,19 @@ const struct imap_capability_def imap_capabilities[] = {
 	{ "MULTIAPPEND", 0, 0 },                          /* RFC 3502 */
 	{ "APPENDLIMIT", 0, 0 },                          /* RFC 7889 (=n) */
 	{ "UTF8=ACCEPT", IMAP_ENABLED_UTF8, 0 },          /* RFC 6855 */
+	{ "COMPRESS=DEFLATE", 0, 0 },      /* RFC 4978 */
 	{ "UIDPLUS", 0, 0 },               /* RFC 4315: COPYUID, UID EXPUNGE */
 	{ "IDLE", 0, 0 },                  /* RFC 2177 */
 	{ "MOVE", 0, 0 },                  /* RFC 6851 */
-	{ "CONDSTORE", IMAP_ENABLED_CONDSTORE, 0 }, /* RFC 7162 */
-	{ "QRESYNC", IMAP_ENABLED_QRESYNC | IMAP_ENABLED_CONDSTORE, 0 },                             /* RFC 7162 */
+	{ "CONDSTORE", IMAP_ENABLED_CONDSTORE, 0 },                        /* RFC 7162 */
+	{ "QRESYNC", IMAP_ENABLED_QRESYNC | IMAP_ENABLED_CONDSTORE, 0 },   /* RFC 7162 */
 	{ "ESEARCH", 0, 0 },               /* RFC 4731 */
 	{ "SEARCHRES", 0, 0 },             /* RFC 5182 */
 	{ "SORT", 0, 0 },                  /* RFC 5256 */
 	{ "SORT=DISPLAY", 0, 0 },          /* RFC 5957 */
 	{ "THREAD=REFERENCES", 0, 0 },     /* RFC 5256 */
 	{ "THREAD=ORDEREDSUBJECT", 0, 0 }, /* RFC 5256 */
-	{ "BINARY", 0, IMAP_CAP_PENDING },                /* RFC 3516 */
+	{ "BINARY", 0, 0 },                /* RFC 3516 */
 };
 const size_t imap_capabilities_count = sizeof(imap_capabilities) / sizeof(imap_capabilities[0]);
 
@@ -183,9 +187,21 @@ static void imap_session_cmd_ctx_free(struct imap_session *s)
 	s->cmd_ctx_free = NULL;
 }
 
+/* The command being read or run ended: its literals' budget goes back. */
+static void imap_session_literals_release(struct imap_session *s)
+{
+	/* the budget, not s->server: a closed session may outlive its
+	 * server (a backend call still pending) */
+	if (s->literal_budget > 0)
+		mem_budget_give(s->literal_budget_pool, s->literal_budget);
+	s->literal_budget = 0;
+	s->literal_held = 0;
+}
+
 static void imap_session_destroy(struct conn *c)
 {
 	struct imap_session *s = (struct imap_session *)c;
+	imap_session_literals_release(s);
 	imap_session_cmd_ctx_free(s);
 	imap_session_mailbox_clear(s);
 	free(s->sync_skip.r);
@@ -262,6 +278,7 @@ static void imap_cmd_reply(struct imap_session *s, const char *status, const cha
 	free(s->sync_skip.r);
 	memset(&s->sync_skip, 0, sizeof(s->sync_skip));
 	imap_session_cmd_ctx_free(s);
+	imap_session_literals_release(s);
 	if (conn_command_ended(&s->conn, strcmp(status, "BAD") == 0))
 		imap_session_bye(s, "Too many invalid commands", "too-many-bad");
 }
@@ -401,6 +418,65 @@ static int imap_session_auth_reading(const struct imap_session *s)
 	return s->login != NULL && imap_login_reading(s->login);
 }
 
+/* The parser met a literal over its limits (IMAP_PARSE_LITERAL). Only an
+ * APPEND of an authenticated session may carry one: its messages are
+ * bounded by append_limit each (RFC 7889: NO [TOOBIG], before the bytes
+ * come when the client waits for "+"), by append_max_total together, and
+ * by the body budget the frontend's sessions share (NO [UNAVAILABLE]:
+ * the client retries later). Under LITERAL- a non-synchronising literal
+ * over 4096 bytes is a protocol error whose bytes are on their way: BAD
+ * [TOOBIG], then the connection closes (RFC 7888 4). A refused command is
+ * answered now; the parser drops the rest of it. */
+static void imap_session_literal(struct imap_session *s, const struct imap_command *cmd)
+{
+	const struct imap_settings *set = &s->server->set;
+	struct imap_parser_literal lit;
+	imap_parser_literal_get(s->parser, &lit);
+	const char *status = "BAD", *code = NULL, *text = "Literal too large";
+	int close = 0;
+	if (lit.nonsync && set->literal_minus && lit.size > IMAP_LITERAL_MINUS_MAX) {
+		code = "TOOBIG";
+		text = "Non-synchronizing literal over 4096 octets (LITERAL-)";
+		close = 1;
+	} else if (cmd->name != NULL && strcmp(cmd->name, "APPEND") == 0 &&
+		   s->state != IMAP_STATE_NOT_AUTH) {
+		struct mem_budget *budget = set->conn.access.body_budget;
+		status = "NO";
+		if (lit.size > set->append_limit) {
+			code = "TOOBIG";
+			text = "Message too large (APPENDLIMIT)";
+		} else if (s->literal_held + lit.size > set->append_max_total) {
+			code = "LIMIT";
+			text = "Messages too large together";
+		} else if (budget != NULL && mem_budget_take(budget, (size_t)lit.size) < 0) {
+			code = "UNAVAILABLE";
+			text = "Server busy, try again later";
+		} else {
+			if (budget != NULL) {
+				s->literal_budget += (size_t)lit.size;
+				s->literal_budget_pool = budget;
+			}
+			s->literal_held += lit.size;
+			imap_parser_literal_accept(s->parser);
+			if (!lit.nonsync)
+				conn_append(&s->conn, "+ Ready for literal data\r\n", 26);
+			return;
+		}
+	}
+	log_event(LOG_INFO, IMAP_LOG_SVC,
+		  "event=literal_refused sid=%s command=%s size=%llu nonsync=%d code=%s", s->conn.id,
+		  cmd->name != NULL ? cmd->name : "-", (unsigned long long)lit.size, lit.nonsync,
+		  code != NULL ? code : "-");
+	s->tag = xstrdup(cmd->tag != NULL ? cmd->tag : "*");
+	s->busy = 1;
+	imap_parser_literal_refuse(s->parser); /* cmd is gone from here */
+	imap_cmd_done(s, status, code, text);
+	/* the bytes the client is sending are read (and dropped) first, so
+	 * that it reads the answer rather than a reset connection */
+	if (close)
+		s->bye_after_command = 1;
+}
+
 static void imap_session_input(struct conn *c)
 {
 	struct imap_session *s = (struct imap_session *)c;
@@ -431,6 +507,10 @@ static void imap_session_input(struct conn *c)
 			conn_append(c, "+ Ready for literal data\r\n", 26);
 			continue;
 		}
+		if (ret == IMAP_PARSE_LITERAL) {
+			imap_session_literal(s, cmd);
+			continue;
+		}
 		if (ret == IMAP_PARSE_ERROR) {
 			s->tag = xstrdup(cmd->tag != NULL ? cmd->tag : "*");
 			s->busy = 1;
@@ -439,6 +519,8 @@ static void imap_session_input(struct conn *c)
 		}
 		imap_session_dispatch(s, cmd);
 	}
+	if (s->bye_after_command && !c->closed && imap_parser_is_idle(s->parser))
+		imap_session_bye(s, "Literal too large", "literal-minus");
 }
 
 void imap_session_authenticated(struct imap_session *s)
@@ -510,6 +592,11 @@ int imap_server_start(uv_loop_t *loop, const struct imap_settings *set,
 		ss->append_max_total = ss->append_limit;
 	if (ss->append_max_total > IMAP_APPEND_TOTAL_MAX)
 		ss->append_max_total = IMAP_APPEND_TOTAL_MAX;
+	/* the engine decides on over-limit literals (APPEND, LITERAL-) */
+	ss->limits_preauth.literal_events = 1;
+	ss->limits_auth.literal_events = 1;
+	ss->limits_preauth.max_nonsync_literal = ss->literal_minus ? IMAP_LITERAL_MINUS_MAX : 0;
+	ss->limits_auth.max_nonsync_literal = ss->literal_minus ? IMAP_LITERAL_MINUS_MAX : 0;
 	server->capability = imap_server_capability_build(ss);
 	if (conn_server_start(loop, &ss->conn, &imap_conn_ops, server, &server->conns,
 			      error_r) < 0) {

@@ -172,7 +172,8 @@ static void test_errors(void **state)
 static void test_limits(void **state)
 {
 	(void)state;
-	struct imap_parser_limits limits = { 64, 10, 4, 2 };
+	struct imap_parser_limits limits = { .max_line = 64, .max_literal = 10, .max_args = 4,
+					     .max_depth = 2 };
 	char line[300];
 
 	/* overlong line: discarded to LF, then the next command works */

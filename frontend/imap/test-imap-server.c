@@ -615,9 +615,22 @@ static void test_two_sessions(void **state)
 	out = cmd(a, "a3", "NOOP");
 	assert_not_contains(out, "FETCH");
 	free(out);
+	/* APPEND into the selected mailbox: EXISTS before its OK, once */
+	client_sendf(b, "ba APPEND INBOX {%zu+}\r\n%s\r\n", sizeof(msg3) - 1, msg3);
+	out = client_until(b, "ba ");
+	assert_contains(out, "* 4 EXISTS\r\nba OK [APPENDUID 1700000000 4]");
+	assert_int_equal(count_of(out, "EXISTS"), 1);
+	free(out);
+	free(cmd(b, "bb", "STORE 4 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "bc", "UID EXPUNGE 4"));
+	/* A never heard of it: a message that came and went says nothing */
+	out = cmd(a, "aa", "NOOP");
+	assert_not_contains(out, "EXISTS");
+	assert_not_contains(out, "EXPUNGE");
+	free(out);
 	/* a copy into the mailbox: EXISTS for both */
 	out = cmd(b, "b4", "COPY 2 INBOX");
-	assert_contains(out, "* 4 EXISTS\r\nb4 OK [COPYUID 1700000000 2 4]");
+	assert_contains(out, "* 4 EXISTS\r\nb4 OK [COPYUID 1700000000 2 5]");
 	free(out);
 	check(a, "a4", "NOOP", "* 4 EXISTS\r\na4 OK");
 	/* B expunges 1: A's FETCH must not say EXPUNGE, its NOOP does */
@@ -628,7 +641,7 @@ static void test_two_sessions(void **state)
 	free(out);
 	out = cmd(a, "a5", "FETCH 1:* UID");
 	assert_not_contains(out, "EXPUNGE");
-	assert_contains(out, "* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\n* 4 FETCH (UID 4)\r\na5 OK");
+	assert_contains(out, "* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\n* 4 FETCH (UID 5)\r\na5 OK");
 	free(out);
 	out = cmd(a, "a6", "NOOP");
 	assert_contains(out, "* 1 EXPUNGE\r\na6 OK");
@@ -641,7 +654,7 @@ static void test_two_sessions(void **state)
 	out = cmd(a, "a8", "UID FETCH 1:* FLAGS");
 	assert_contains(out, "* 1 EXPUNGE\r\na8 OK");
 	free(out);
-	check(a, "a9", "FETCH 1:* UID", "* 1 FETCH (UID 3)\r\n* 2 FETCH (UID 4)\r\na9 OK");
+	check(a, "a9", "FETCH 1:* UID", "* 1 FETCH (UID 3)\r\n* 2 FETCH (UID 5)\r\na9 OK");
 	client_close(a);
 	client_close(b);
 	fixture_stop(f);
