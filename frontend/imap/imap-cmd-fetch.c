@@ -311,7 +311,10 @@ static void imap_fetch_reply_head(struct imap_session *s, struct imap_fetch_ctx 
 		sep = " ";
 	}
 	if (items & IMAP_FETCH_ENVELOPE) {
-		conn_printf(&s->conn, "%sENVELOPE %s", sep, m->envelope != NULL ? m->envelope : "NIL");
+		/* a backend without the stored structure: an empty envelope */
+		conn_printf(&s->conn, "%sENVELOPE %s", sep,
+			    m->envelope != NULL ? m->envelope
+						: "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
 		sep = " ";
 	}
 	if (items & IMAP_FETCH_BODY) {
@@ -685,6 +688,32 @@ static void imap_fetch_emit(struct imap_session *s)
 	imap_fetch_next_chunk(s);
 }
 
+/* CONDSTORE: the modseqs after this FETCH set \Seen. */
+static void imap_fetch_modseq_cb(int status, const struct imap_msg_meta *msgs, size_t n,
+				 int more, void *arg)
+{
+	struct imap_session *s = arg;
+	if (conn_is_closed(&s->conn)) {
+		if (!more || status != MAIL_OK)
+			conn_unref(&s->conn);
+		return;
+	}
+	struct imap_fetch_ctx *ctx = s->cmd_ctx;
+	for (size_t i = 0; status == MAIL_OK && i < n; i++) {
+		for (size_t k = 0; k < ctx->n_msgs; k++) {
+			if (ctx->msgs[k].uid == msgs[i].uid) {
+				ctx->msgs[k].modseq = msgs[i].modseq;
+				break;
+			}
+		}
+	}
+	if (more && status == MAIL_OK)
+		return;
+	/* a failure here leaves the old modseqs: the flags are stored */
+	imap_fetch_emit(s);
+	conn_unref(&s->conn);
+}
+
 static void imap_fetch_seen_cb(int status, const struct imap_msg_info *msgs, size_t n,
 			       void *arg)
 {
@@ -711,6 +740,14 @@ static void imap_fetch_seen_cb(int status, const struct imap_msg_info *msgs, siz
 		imap_range_list_add(&s->sync_skip, msgs[i].uid, msgs[i].uid);
 	}
 	imap_session_mailbox_touched(s);
+	if ((s->enabled & IMAP_ENABLED_CONDSTORE) && n > 0) {
+		/* the replies carry MODSEQ: the new ones (the store's answer
+		 * has flags only) */
+		s->server->backend->fetch_meta(s->server->backend_ctx, s->user, s->mailbox,
+					       s->sync_skip.r, s->sync_skip.n, IMAP_META_FLAGS, 0,
+					       imap_fetch_modseq_cb, s);
+		return; /* keeps the reference */
+	}
 	imap_fetch_emit(s);
 	conn_unref(&s->conn);
 }

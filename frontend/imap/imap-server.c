@@ -22,6 +22,10 @@
 
 #define IMAP_LOG_SVC "imap"
 
+/* Bytes of input buffer a session keeps between commands; a larger one
+ * (grown by a long command or an APPEND) is given back once empty. */
+#define IMAP_SESSION_IN_KEEP 1024u
+
 /* The command table (STYLE rule 12): the dispatcher checks the state
  * flags, CAPABILITY is built from the capability column. */
 const struct imap_command_def imap_commands[] = {
@@ -521,6 +525,10 @@ static void imap_session_input(struct conn *c)
 	}
 	if (s->bye_after_command && !c->closed && imap_parser_is_idle(s->parser))
 		imap_session_bye(s, "Literal too large", "literal-minus");
+	/* a session at rest keeps no input buffer a large command grew
+	 * (issue 9 item 4: sessions are many and mostly idle) */
+	if (c->in.len == 0 && c->in.cap > IMAP_SESSION_IN_KEEP)
+		buf_deinit(&c->in);
 }
 
 void imap_session_authenticated(struct imap_session *s)

@@ -781,6 +781,9 @@ static void test_condstore(void **state)
 	check(c, "m3", "UID STORE 2 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)", "m3 OK [MODIFIED 2]");
 	check(c, "m4", "FETCH 1:* (FLAGS) (CHANGEDSINCE 3)",
 	      "* 1 FETCH (FLAGS (\\Seen) MODSEQ (4))\r\nm4 OK");
+	/* \Seen set by FETCH: the new MODSEQ with the FLAGS */
+	check(c, "m4b", "FETCH 2 (BODY[TEXT] MODSEQ)",
+	      "* 2 FETCH (FLAGS (\\Seen) MODSEQ (5) BODY[TEXT] {");
 	check(c, "m5", "STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)", "m5 BAD");
 	check(c, "m6", "FETCH 1 FLAGS (CHANGEDSINCE)", "m6 BAD");
 	check(c, "m7", "UID FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED)", "m7 BAD");
