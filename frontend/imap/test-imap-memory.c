@@ -5,7 +5,8 @@
  * difference per session is printed and must stay within 8 KiB. The
  * clients are raw sockets with stack buffers (no heap of their own), so
  * the difference is the server's: session struct, connection, parser,
- * uid map, the watch, buffers at rest. TLS is not in this figure.
+ * uid map, the watch, buffers at rest. TLS is measured apart
+ * (test_tls_memory prints what a server TLS connection holds).
  * Then the same with a mailbox whose every third message was expunged
  * (the uid map becomes a bitmap). */
 #include <setjmp.h>
@@ -28,6 +29,7 @@
 #include "imap-memory-backend.h"
 #include "imap-server.h"
 #include "test-engine-fixture.h"
+#include "tls.h"
 
 #define USER "demo@example.test"
 #define PASS "pw"
@@ -171,6 +173,77 @@ static void measure(int holes)
 	free(f);
 }
 
+/* What TLS adds per session (lib/tls, OpenSSL): server connections after
+ * a handshake and one exchange, driven in memory against clients of this
+ * process; the clients are freed before the heap is read. A figure, not
+ * a bound (the TLS layer is not the engine's). */
+#define TLS_PAIRS 200
+
+static void pump(tls_conn *from, buf *net, tls_conn *to, buf *back)
+{
+	buf plain;
+	buf_init(&plain);
+	if (net->len > 0) {
+		(void)tls_conn_feed(to, net->data, net->len, &plain, back);
+		buf_reset(net);
+	}
+	(void)from;
+	buf_deinit(&plain);
+}
+
+static void test_tls_memory(void **state)
+{
+	(void)state;
+	struct engine_fixture e = { 0 };
+	engine_fixture_tls(&e);
+	char ca[128];
+	snprintf(ca, sizeof(ca), "%s/ca.pem", e.tls_dir);
+	struct tls_client_settings cs = { ca, NULL, NULL };
+	tls_client *cli;
+	const char *error;
+	assert_int_equal(tls_client_create(&cs, &cli, &error), 0);
+	tls_conn **servers = calloc(TLS_PAIRS, sizeof(*servers));
+	tls_conn **clients = calloc(TLS_PAIRS, sizeof(*clients));
+	malloc_trim(0);
+	size_t before = heap_in_use();
+	for (int i = 0; i < TLS_PAIRS; i++) {
+		servers[i] = tls_conn_new_server(e.tls);
+		clients[i] = tls_conn_new_client(cli, "localhost");
+		buf c2s, s2c, plain;
+		buf_init(&c2s);
+		buf_init(&s2c);
+		buf_init(&plain);
+		(void)tls_conn_feed(clients[i], NULL, 0, &plain, &c2s);
+		(void)tls_conn_write(clients[i], "a NOOP\r\n", 8, &c2s);
+		for (int round = 0; round < 10; round++) {
+			pump(clients[i], &c2s, servers[i], &s2c);
+			pump(servers[i], &s2c, clients[i], &c2s);
+		}
+		(void)tls_conn_write(servers[i], "a OK\r\n", 6, &s2c);
+		pump(servers[i], &s2c, clients[i], &c2s);
+		assert_true(tls_conn_handshake_done(servers[i]));
+		buf_deinit(&c2s);
+		buf_deinit(&s2c);
+		buf_deinit(&plain);
+	}
+	for (int i = 0; i < TLS_PAIRS; i++)
+		tls_conn_free(&clients[i]);
+	malloc_trim(0);
+	size_t after = heap_in_use();
+	print_message("TLS adds %.0f bytes per session (%d server connections after a "
+		      "handshake, heap %zu -> %zu)\n",
+		      ((double)after - (double)before) / TLS_PAIRS, TLS_PAIRS, before, after);
+	for (int i = 0; i < TLS_PAIRS; i++)
+		tls_conn_free(&servers[i]);
+	free(servers);
+	free(clients);
+	tls_client_destroy(&cli);
+	tls_server_destroy(&e.tls);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", e.tls_dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_session_memory(void **state)
 {
 	(void)state;
@@ -188,6 +261,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_session_memory),
 		cmocka_unit_test(test_session_memory_holes),
+		cmocka_unit_test(test_tls_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
