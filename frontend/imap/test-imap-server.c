@@ -1048,6 +1048,44 @@ static void test_qresync(void **state)
 	fixture_stop(f);
 }
 
+/* IDLE ends with BYE after the idle limit (RFC 2177: clients re-IDLE
+ * within 29 minutes); backend failures give NO with a code, and a failed
+ * changes() call leaves the session working. */
+static void test_idle_limit_failures(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(tune_idle, 0);
+	struct client *c = client_login(f), *b;
+	free(cmd(c, "s1", "SELECT INBOX"));
+	client_sendf(c, "i1 IDLE\r\n");
+	free(client_until(c, "+ idling"));
+	char *out = client_until(c, "* BYE");
+	assert_non_null(out);
+	free(out);
+	client_close(c);
+	fixture_stop(f);
+
+	f = fixture_start(NULL, 0);
+	c = client_login(f);
+	b = client_login(f);
+	free(cmd(b, "b1", "SELECT INBOX"));
+	free(cmd(c, "s2", "SELECT INBOX"));
+	free(cmd(b, "b2", "STORE 1 +FLAGS (\\Flagged)"));
+	imap_memory_backend_set_failure(f->e.mb, MAIL_ERR_UNAVAILABLE);
+	check(c, "n1", "NOOP", "n1 OK"); /* the changes wait */
+	check(c, "n2", "SEARCH ALL", "n2 NO [UNAVAILABLE]");
+	check(c, "n3", "COPY 1 Archive/2026", "n3 NO [UNAVAILABLE]");
+	check(c, "n4", "STORE 1 +FLAGS (\\Seen)", "n4 NO [UNAVAILABLE]");
+	check(c, "n5", "FETCH 1 FLAGS", "n5 NO [UNAVAILABLE]");
+	check(c, "n6", "SORT (DATE) UTF-8 ALL", "n6 NO [UNAVAILABLE]");
+	check(c, "n7", "UID EXPUNGE 1", "n7 NO [UNAVAILABLE]");
+	imap_memory_backend_set_failure(f->e.mb, MAIL_OK);
+	check(c, "n8", "NOOP", "* 1 FETCH (FLAGS (\\Flagged))\r\nn8 OK");
+	client_close(c);
+	client_close(b);
+	fixture_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1069,6 +1107,7 @@ int main(void)
 		cmocka_unit_test(test_condstore),
 		cmocka_unit_test(test_fetch_stream),
 		cmocka_unit_test(test_search),
+		cmocka_unit_test(test_idle_limit_failures),
 		cmocka_unit_test(test_qresync),
 		cmocka_unit_test(test_fetch_structure),
 		cmocka_unit_test(test_sort_thread),
