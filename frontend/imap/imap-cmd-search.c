@@ -48,6 +48,13 @@ static struct imap_search_ctx *imap_search_begin(struct imap_session *s,
 	}
 	if (prog->uses_modseq)
 		s->enabled |= IMAP_ENABLED_CONDSTORE; /* RFC 7162 3.1 */
+	if (kind == IMAP_SEARCH_CMD_SEARCH && !prog->esearch &&
+	    (s->enabled & IMAP_ENABLED_IMAP4REV2)) {
+		/* RFC 9051 6.4.4: no SEARCH response in IMAP4rev2, ESEARCH
+		 * with ALL unless RETURN says otherwise */
+		prog->esearch = 1;
+		prog->ret = IMAP_SEARCH_RET_ALL;
+	}
 	struct imap_search_ctx *ctx = xcalloc(1, sizeof(*ctx));
 	ctx->prog = prog;
 	s->cmd_ctx = ctx;

@@ -897,6 +897,10 @@ static void test_search(void **state)
 	check(c, "m1", "SEARCH MODSEQ 2", "* SEARCH 2 3 (MODSEQ 3)\r\nm1 OK");
 	check(c, "m2", "SEARCH MODSEQ \"/flags/\\\\draft\" all 3", "* SEARCH 3 (MODSEQ 3)\r\nm2 OK");
 	check(c, "m3", "SEARCH MODSEQ 9", "* SEARCH\r\nm3 OK");
+	/* IMAP4rev2 (RFC 9051 6.4.4): ESEARCH instead of SEARCH */
+	check(c, "v1", "ENABLE IMAP4rev2", "* ENABLED IMAP4rev2");
+	check(c, "v2", "SEARCH UNSEEN", "* ESEARCH (TAG \"v2\") ALL 1:2\r\nv2 OK");
+	check(c, "v3", "UID SEARCH DELETED", "* ESEARCH (TAG \"v3\") UID\r\nv3 OK");
 	client_close(c);
 	fixture_stop(f);
 }
