@@ -270,6 +270,38 @@ def output_bound_test(server_bin):
             sk.close()
         srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    stream_bound_test(server_bin)
+
+
+def stream_bound_test(server_bin):
+    """BODY[] of a 4 MiB message streams from the store in pieces: 19
+    sessions asking for it 8 times and never reading hold about their
+    output bound each (1 MiB plus a piece), not 32 MiB, and need no body
+    budget (none is told to retry)."""
+    tmp = tempfile.mkdtemp(prefix="imap-stream-")
+    line = b"x" * 998 + b"\r\n"
+    big = b"Subject: big\r\n\r\n" + line * (4 * 1024 * 1024 // len(line))
+    srv = MailTestServer(server_bin, USER, PASSWORD, write_messages(tmp, [big]),
+                         budget=6 * 1024 * 1024)
+    socks = []
+    try:
+        base = srv.rss_kib()
+        socks = never_reading(srv.ports["port"], 19,
+                              b'a LOGIN "%s" "%s"\r\nb SELECT INBOX\r\n'
+                              b"c FETCH 1 (BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] "
+                              b"BODY.PEEK[] BODY.PEEK[] BODY.PEEK[] BODY.PEEK[])\r\n"
+                              % (USER.encode(), PASSWORD.encode()))
+        grown = srv.rss_kib() - base
+        print(f"stream bound: 19 sessions not reading 8 x 4 MiB BODY[]: "
+              f"server RSS +{grown // 1024} MiB")
+        assert grown < 150 * 1024, grown  # unbounded: 608 MiB
+        busy = count_answered(socks, b"c NO [UNAVAILABLE]")
+        assert busy == 0, busy
+    finally:
+        for sk in socks:
+            sk.close()
+        srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class ScramClient:
