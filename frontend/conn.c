@@ -1,9 +1,12 @@
-/* conn.c: listener, connections, TLS, buffered I/O, timers (conn.h).
+/* conn.c: listener, connections, TLS, compression, buffered I/O, timers
+ * (conn.h).
  *
- * Input flows read_cb -> (TLS) -> c->in -> ops->input; reading pauses
- * once c->in holds max_input bytes and resumes when conn_process() finds
- * less. Replies are gathered in c->out and handed to libuv in one uv_write
- * per conn_flush(); each write owns its bytes until its callback.
+ * Input flows read_cb -> (TLS) -> [zlib->raw -> inflate] -> c->in ->
+ * ops->input; reading pauses once c->in (or the compressed bytes waiting
+ * to be inflated) holds max_input bytes and resumes when conn_process()
+ * finds less. Replies are gathered in c->out and handed to libuv in one
+ * uv_write per conn_flush() (deflated, then encrypted, on the way); each
+ * write owns its bytes until its callback.
  */
 #include "conn.h"
 
@@ -11,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <zlib.h>
 
 #include "cidr.h"
 #include "log.h"
@@ -47,6 +52,88 @@ struct conn_write_req {
 	uint8_t *data;
 };
 
+/* COMPRESS=DEFLATE (conn_start_compress). */
+struct conn_zlib {
+	z_stream in;   /* inflate, raw (window bits -15) */
+	z_stream out;  /* deflate, raw, Z_SYNC_FLUSH per flush */
+	buf raw;       /* compressed input not yet inflated */
+	int in_more;   /* inflate ran out of room: it may hold more output */
+};
+/* Inflate and deflate work in slices of this many bytes. */
+#define CONN_ZLIB_CHUNK 16384u
+
+static void conn_zlib_free(struct conn_zlib **zp)
+{
+	struct conn_zlib *z = *zp;
+	if (z == NULL)
+		return;
+	inflateEnd(&z->in);
+	deflateEnd(&z->out);
+	buf_deinit(&z->raw);
+	free(z);
+	*zp = NULL;
+}
+
+static int conn_zlib_pending(const struct conn_zlib *z)
+{
+	return z->raw.len > 0 || z->in_more;
+}
+
+/* Inflate what waits in zlib->raw into c->in while c->in holds less than
+ * max_input. *produced_r: 1 when bytes were added. Returns 0, or -1 when
+ * the stream is not valid deflate (or ended: RFC 4978 streams never do). */
+static int conn_zlib_inflate(struct conn *c, size_t max_input, int *produced_r)
+{
+	struct conn_zlib *z = c->zlib;
+	z_stream *zs = &z->in;
+	*produced_r = 0;
+	while (conn_zlib_pending(z) && c->in.len < max_input) {
+		size_t room = max_input - c->in.len;
+		if (room > CONN_ZLIB_CHUNK)
+			room = CONN_ZLIB_CHUNK;
+		buf_reserve(&c->in, room);
+		zs->next_in = z->raw.data;
+		zs->avail_in = (uInt)z->raw.len;
+		zs->next_out = c->in.data + c->in.len;
+		zs->avail_out = (uInt)room;
+		int r = inflate(zs, Z_SYNC_FLUSH);
+		size_t used = z->raw.len - zs->avail_in;
+		size_t produced = room - zs->avail_out;
+		buf_consume(&z->raw, used);
+		c->in.len += produced;
+		c->in.data[c->in.len] = 0; /* buf's spare byte, as buf_append keeps it */
+		z->in_more = zs->avail_out == 0;
+		if (produced > 0)
+			*produced_r = 1;
+		if (r == Z_BUF_ERROR || (r == Z_OK && used == 0 && produced == 0)) {
+			z->in_more = 0; /* needs more input */
+			break;
+		}
+		if (r != Z_OK)
+			return -1;
+	}
+	return 0;
+}
+
+/* Deflate data[0..len) into out, ending with a sync flush. Returns 0 or
+ * -1 (zlib failed). */
+static int conn_zlib_deflate(struct conn_zlib *z, const void *data, size_t len, buf *out)
+{
+	z_stream *zs = &z->out;
+	zs->next_in = (Bytef *)data;
+	zs->avail_in = (uInt)len;
+	do {
+		buf_reserve(out, CONN_ZLIB_CHUNK);
+		zs->next_out = out->data + out->len;
+		zs->avail_out = CONN_ZLIB_CHUNK;
+		int r = deflate(zs, Z_SYNC_FLUSH);
+		if (r != Z_OK && r != Z_BUF_ERROR)
+			return -1;
+		out->len += CONN_ZLIB_CHUNK - zs->avail_out;
+	} while (zs->avail_out == 0);
+	return 0;
+}
+
 /* ---- lifetime --------------------------------------------------------- */
 
 void conn_ref(struct conn *c)
@@ -59,6 +146,7 @@ void conn_unref(struct conn *c)
 	if (--c->refcount > 0)
 		return;
 	c->ops->destroy(c);
+	conn_zlib_free(&c->zlib);
 	tls_conn_free(&c->tls);
 	buf_deinit(&c->in);
 	buf_deinit(&c->out);
@@ -226,20 +314,42 @@ static void conn_write_raw(struct conn *c, buf *out)
 	}
 }
 
+/* data as it goes on the wire: deflated (COMPRESS), then encrypted
+ * (TLS), appended to net. Returns 0, -1 (TLS failed) or -2 (deflate). */
+static int conn_encode(struct conn *c, const void *data, size_t len, buf *net)
+{
+	if (c->zlib == NULL) {
+		if (c->tls == NULL) {
+			buf_append(net, data, len);
+			return 0;
+		}
+		return tls_conn_write(c->tls, data, len, net) < 0 ? -1 : 0;
+	}
+	if (c->tls == NULL)
+		return conn_zlib_deflate(c->zlib, data, len, net) < 0 ? -2 : 0;
+	buf z;
+	buf_init(&z);
+	int ret = conn_zlib_deflate(c->zlib, data, len, &z) < 0 ? -2 : 0;
+	if (ret == 0 && tls_conn_write(c->tls, z.data, z.len, net) < 0)
+		ret = -1;
+	buf_deinit(&z);
+	return ret;
+}
+
 void conn_flush(struct conn *c)
 {
-	if (c->out.len == 0 || c->tls == NULL) {
+	if (c->out.len == 0 || (c->tls == NULL && c->zlib == NULL)) {
 		conn_write_raw(c, &c->out);
 		return;
 	}
 	buf net;
 	buf_init(&net);
-	int ret = tls_conn_write(c->tls, c->out.data, c->out.len, &net);
+	int ret = conn_encode(c, c->out.data, c->out.len, &net);
 	buf_reset(&c->out);
 	conn_write_raw(c, &net);
 	buf_deinit(&net);
 	if (ret < 0)
-		conn_close(c, "tls-error");
+		conn_close(c, ret == -2 ? "deflate-error" : "tls-error");
 }
 
 size_t conn_output_pending(const struct conn *c)
@@ -274,14 +384,31 @@ void conn_process(struct conn *c)
 	if (c->closed)
 		return;
 	conn_ref(c);
-	c->server->ops->input(c);
+	size_t max_input = c->server->set.max_input;
+	for (;;) {
+		/* under COMPRESS, c->in is refilled from the compressed bytes
+		 * as the engine consumes it: max_input at a time */
+		int produced = 0;
+		if (c->zlib != NULL && conn_zlib_inflate(c, max_input, &produced) < 0) {
+			log_event(LOG_INFO, c->ops->log_svc, "event=inflate_failed sid=%s peer=%s",
+				  c->id, c->peer);
+			conn_close(c, "inflate-error");
+			break;
+		}
+		size_t before = c->in.len;
+		c->server->ops->input(c);
+		if (c->closed || c->zlib == NULL || !conn_zlib_pending(c->zlib) ||
+		    c->in.len >= max_input || (!produced && c->in.len == before))
+			break;
+	}
 	conn_flush(c);
 	if (!c->closed) {
-		size_t max_input = c->server->set.max_input;
-		if (c->reading && c->in.len >= max_input) {
+		int full = c->in.len >= max_input ||
+			   (c->zlib != NULL && c->zlib->raw.len >= max_input);
+		if (c->reading && full) {
 			uv_read_stop((uv_stream_t *)&c->tcp);
 			c->reading = 0;
-		} else if (!c->reading && c->in.len < max_input) {
+		} else if (!c->reading && !full) {
 			if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) == 0)
 				c->reading = 1;
 		}
@@ -301,13 +428,15 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 		free(b->base);
 		return;
 	}
+	/* under COMPRESS, what arrives is compressed: it waits in zlib->raw */
+	buf *in = c->zlib != NULL ? &c->zlib->raw : &c->in;
 	if (c->tls == NULL) {
-		buf_append(&c->in, b->base, (size_t)nread);
+		buf_append(in, b->base, (size_t)nread);
 		free(b->base);
 	} else {
 		buf net;
 		buf_init(&net);
-		enum tls_feed_result r = tls_conn_feed(c->tls, b->base, (size_t)nread, &c->in, &net);
+		enum tls_feed_result r = tls_conn_feed(c->tls, b->base, (size_t)nread, in, &net);
 		free(b->base);
 		conn_write_raw(c, &net);
 		buf_deinit(&net);
@@ -366,7 +495,48 @@ const char *conn_starttls_refusal(const struct conn *c)
 		return "TLS is not available";
 	if (c->tls != NULL)
 		return "TLS is already active";
+	if (c->zlib != NULL)
+		return "TLS cannot start under compression";
 	return NULL;
+}
+
+int conn_start_compress(struct conn *c, const char **error_r)
+{
+	if (c->zlib != NULL) {
+		*error_r = "Compression is already active";
+		return -1;
+	}
+	conn_flush(c); /* the engine's OK, uncompressed */
+	struct conn_zlib *z = xcalloc(1, sizeof(*z));
+	if (inflateInit2(&z->in, -15) != Z_OK) {
+		free(z);
+		*error_r = "Compression is not available now";
+		return -1;
+	}
+	if (deflateInit2(&z->out, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8,
+			 Z_DEFAULT_STRATEGY) != Z_OK) {
+		inflateEnd(&z->in);
+		free(z);
+		*error_r = "Compression is not available now";
+		return -1;
+	}
+	buf_init(&z->raw);
+	c->zlib = z;
+	/* what the client sent after its command is compressed already */
+	if (c->in.len > 0) {
+		buf_append(&z->raw, c->in.data, c->in.len);
+		buf_reset(&c->in);
+		int produced;
+		if (conn_zlib_inflate(c, c->server->set.max_input, &produced) < 0)
+			conn_close(c, "inflate-error");
+	}
+	log_event(LOG_INFO, c->ops->log_svc, "event=compress sid=%s algorithm=deflate", c->id);
+	return 0;
+}
+
+int conn_compress_active(const struct conn *c)
+{
+	return c->zlib != NULL;
 }
 
 int conn_tls_active(const struct conn *c)
@@ -627,9 +797,7 @@ void conn_server_stop(conn_server **serverp)
 			/* best effort: never wait for a client that does not read */
 			buf net;
 			buf_init(&net);
-			if (c->tls == NULL)
-				buf_append(&net, bye, strlen(bye));
-			else if (tls_conn_write(c->tls, bye, strlen(bye), &net) == 0)
+			if (conn_encode(c, bye, strlen(bye), &net) == 0 && c->tls != NULL)
 				tls_conn_close_notify(c->tls, &net);
 			uv_buf_t b = uv_buf_init((char *)net.data, (unsigned)net.len);
 			if (net.len > 0)

@@ -10,7 +10,9 @@
  * unprocessed) and output (written through TLS when it is on), keeps the
  * idle timer (restarted by input, and by output the client reads: a long
  * download is not idleness), holds authentication attempts back by the
- * guard's penalty, and closes. The protocol engine gives it meaning through struct conn_ops
+ * guard's penalty, compresses both directions once the engine asks
+ * (conn_start_compress: COMPRESS=DEFLATE, RFC 4978; above TLS, below the
+ * protocol), and closes. The protocol engine gives it meaning through struct conn_ops
  * and never touches a socket.
  *
  * A connection is a struct conn embedded as the FIRST member of the
@@ -38,6 +40,7 @@
 #include "buf.h"
 
 struct cidr_list;
+struct conn_zlib;
 struct mem_budget;
 struct tls_server;
 struct tls_conn;
@@ -105,6 +108,7 @@ struct conn {
 	struct conn_penalty *penalty;
 	unsigned bad_count;
 	unsigned auth_failures;
+	struct conn_zlib *zlib;       /* COMPRESS=DEFLATE, once started */
 };
 
 struct conn_ops {
@@ -206,6 +210,23 @@ int conn_tls_active(const struct conn *c);
 /* 1 when credentials may be sent: over TLS, or from loopback in the
  * development mode (access.allow_plaintext_login). */
 int conn_credentials_allowed(const struct conn *c);
+
+/* COMPRESS=DEFLATE (RFC 4978): raw deflate (no zlib header, window bits
+ * 15) both ways from now on, above TLS when TLS is on. What is queued in
+ * c->out is written uncompressed first (the engine's tagged OK); the
+ * bytes of c->in (what the client sent after its command) are taken as
+ * compressed. Each flush is a Z_SYNC_FLUSH, so every reply reaches the
+ * client whole. Inflated input is bounded like plaintext: at most about
+ * max_input bytes wait in c->in and as many compressed bytes before
+ * reading pauses, so a small stream that inflates to gigabytes (a bomb)
+ * costs CPU in slices, never memory. A stream that is not valid deflate
+ * closes the connection (reason "inflate-error"). Costs about 300 KiB per
+ * connection (zlib's window and hash tables). Returns 0, or -1 with
+ * *error_r (static text: compression already on, or no memory). After
+ * it, STARTTLS is refused. */
+int conn_start_compress(struct conn *c, const char **error_r);
+/* 1 once conn_start_compress() succeeded on c. */
+int conn_compress_active(const struct conn *c);
 
 /* Run fn(c, arg) after the guard's penalty for c's address (now when
  * none). fn is not called if c closes first (the engine frees arg then). */

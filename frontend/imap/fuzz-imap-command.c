@@ -70,7 +70,8 @@ static void fuzz_feed(imap_parser *p, const uint8_t *data, size_t size, size_t c
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct imap_parser_limits limits = { 256, 128, 32, 4 };
+	struct imap_parser_limits limits = { .max_line = 256, .max_literal = 128, .max_args = 32,
+					     .max_depth = 4 };
 	imap_parser *p = imap_parser_create(&limits);
 	fuzz_feed(p, data, size, size > 0 ? size : 1);
 	imap_parser_destroy(&p);

@@ -73,30 +73,72 @@ static int imap_fetch_fields_parse(const char *s, const char *end,
 	return 0;
 }
 
-/* "[section]<o.n>" after BODY or BODY.PEEK. On error nothing is left
- * allocated in *body. */
+/* The part number at the start of a section, "1.2.3", up to what ends it
+ * (']' or ".HEADER"...). Returns where it stopped, NULL on error. */
+static const char *imap_fetch_part_parse(const char *s, struct imap_fetch_body *body,
+					 const char **error_r)
+{
+	while (*s >= '1' && *s <= '9') {
+		uint32_t n;
+		const char *e = imap_fetch_number(s, &n);
+		if (e == NULL || n == 0) {
+			*error_r = "Invalid section part number";
+			return NULL;
+		}
+		if (body->n_part >= IMAP_FETCH_PART_DEPTH_MAX) {
+			*error_r = "Section part nested too deeply";
+			return NULL;
+		}
+		body->part[body->n_part++] = n;
+		s = e;
+		if (*s != '.')
+			break;
+		s++;
+	}
+	return s;
+}
+
+/* "[section]<o.n>" after BODY, BODY.PEEK, BINARY... On error nothing is
+ * left allocated in *body. */
 static int imap_fetch_body_parse(const char *s, struct imap_fetch_body *body,
 				 const char **error_r)
 {
-	const char *end = strchr(s, ']');
+	const char *end = strrchr(s, ']');
 	if (*s != '[' || end == NULL) {
 		*error_r = "Invalid BODY[] section";
 		return -1;
 	}
-	size_t len = (size_t)(end - s - 1);
+	const char *p = s + 1;
+	if (*p >= '1' && *p <= '9') {
+		p = imap_fetch_part_parse(p, body, error_r);
+		if (p == NULL)
+			return -1;
+		/* "1" ends at ']'; "1.TEXT": the parse stopped after the dot */
+		if ((p < end && p[-1] != '.') || (p == end && p[-1] == '.')) {
+			*error_r = "Invalid BODY[] section";
+			return -1;
+		}
+	}
+	size_t len = (size_t)(end - p);
+	if (body->kind != IMAP_FETCH_KIND_BODY && len != 0) {
+		*error_r = "BINARY takes only a part number";
+		return -1;
+	}
 	if (len == 0)
 		body->section = IMAP_SECTION_ALL;
-	else if (len == 6 && strncasecmp(s + 1, "HEADER", 6) == 0)
+	else if (len == 6 && strncasecmp(p, "HEADER", 6) == 0)
 		body->section = IMAP_SECTION_HEADER;
-	else if (len == 4 && strncasecmp(s + 1, "TEXT", 4) == 0)
+	else if (len == 4 && strncasecmp(p, "TEXT", 4) == 0)
 		body->section = IMAP_SECTION_TEXT;
-	else if (len > 18 && strncasecmp(s + 1, "HEADER.FIELDS.NOT ", 18) == 0) {
+	else if (len == 4 && strncasecmp(p, "MIME", 4) == 0 && body->n_part > 0)
+		body->section = IMAP_SECTION_MIME;
+	else if (len > 18 && strncasecmp(p, "HEADER.FIELDS.NOT ", 18) == 0) {
 		body->section = IMAP_SECTION_HEADER_FIELDS_NOT;
-		if (imap_fetch_fields_parse(s + 19, end, body, error_r) < 0)
+		if (imap_fetch_fields_parse(p + 18, end, body, error_r) < 0)
 			return -1;
-	} else if (len > 14 && strncasecmp(s + 1, "HEADER.FIELDS ", 14) == 0) {
+	} else if (len > 14 && strncasecmp(p, "HEADER.FIELDS ", 14) == 0) {
 		body->section = IMAP_SECTION_HEADER_FIELDS;
-		if (imap_fetch_fields_parse(s + 15, end, body, error_r) < 0)
+		if (imap_fetch_fields_parse(p + 14, end, body, error_r) < 0)
 			return -1;
 	} else {
 		*error_r = "Unsupported BODY[] section";
@@ -105,7 +147,7 @@ static int imap_fetch_body_parse(const char *s, struct imap_fetch_body *body,
 	s = end + 1;
 	if (*s == '\0')
 		return 0;
-	if (*s != '<')
+	if (*s != '<' || body->kind == IMAP_FETCH_KIND_BINARY_SIZE)
 		goto bad_partial;
 	s = imap_fetch_number(s + 1, &body->offset);
 	if (s == NULL || *s != '.')
@@ -146,6 +188,22 @@ static int imap_fetch_item_parse(const char *item, struct imap_fetch_attrs *attr
 		{ "UID", IMAP_FETCH_UID },
 		{ "RFC822.SIZE", IMAP_FETCH_RFC822_SIZE },
 		{ "INTERNALDATE", IMAP_FETCH_INTERNALDATE },
+		{ "MODSEQ", IMAP_FETCH_MODSEQ },
+		{ "ENVELOPE", IMAP_FETCH_ENVELOPE },
+		{ "BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE },
+		{ "BODY", IMAP_FETCH_BODY },
+	};
+	static const struct {
+		const char *prefix;
+		size_t len;
+		enum imap_fetch_kind kind;
+		int peek;
+	} sections[] = {
+		{ "BODY.PEEK[", 9, IMAP_FETCH_KIND_BODY, 1 },
+		{ "BODY[", 4, IMAP_FETCH_KIND_BODY, 0 },
+		{ "BINARY.PEEK[", 11, IMAP_FETCH_KIND_BINARY, 1 },
+		{ "BINARY.SIZE[", 11, IMAP_FETCH_KIND_BINARY_SIZE, 1 },
+		{ "BINARY[", 6, IMAP_FETCH_KIND_BINARY, 0 },
 	};
 	struct imap_fetch_body body;
 
@@ -171,21 +229,14 @@ static int imap_fetch_item_parse(const char *item, struct imap_fetch_attrs *attr
 		return imap_fetch_add_body(attrs, &body, error_r);
 	}
 	body.rfc822 = 0;
-	if (strncasecmp(item, "BODY.PEEK[", 10) == 0) {
-		body.peek = 1;
-		if (imap_fetch_body_parse(item + 9, &body, error_r) < 0)
+	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+		if (strncasecmp(item, sections[i].prefix, sections[i].len + 1) != 0)
+			continue;
+		body.kind = sections[i].kind;
+		body.peek = sections[i].peek;
+		if (imap_fetch_body_parse(item + sections[i].len, &body, error_r) < 0)
 			return -1;
 		return imap_fetch_add_body(attrs, &body, error_r);
-	}
-	if (strncasecmp(item, "BODY[", 5) == 0) {
-		if (imap_fetch_body_parse(item + 4, &body, error_r) < 0)
-			return -1;
-		return imap_fetch_add_body(attrs, &body, error_r);
-	}
-	if (strcasecmp(item, "ENVELOPE") == 0 || strcasecmp(item, "BODY") == 0 ||
-	    strcasecmp(item, "BODYSTRUCTURE") == 0) {
-		*error_r = "FETCH item not supported";
-		return -1;
 	}
 	*error_r = "Invalid FETCH item";
 	return -1;
@@ -197,10 +248,18 @@ static int imap_fetch_attrs_parse_items(const struct imap_arg *arg,
 	const char *s;
 
 	if (imap_arg_get_atom(arg, &s)) {
-		if (strcasecmp(s, "ALL") == 0 || strcasecmp(s, "FAST") == 0 ||
-		    strcasecmp(s, "FULL") == 0) {
-			attrs_r->items = IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE |
-					 IMAP_FETCH_RFC822_SIZE;
+		/* the macros (RFC 3501 6.4.5) */
+		unsigned fast = IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_RFC822_SIZE;
+		if (strcasecmp(s, "FAST") == 0) {
+			attrs_r->items = fast;
+			return 0;
+		}
+		if (strcasecmp(s, "ALL") == 0) {
+			attrs_r->items = fast | IMAP_FETCH_ENVELOPE;
+			return 0;
+		}
+		if (strcasecmp(s, "FULL") == 0) {
+			attrs_r->items = fast | IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY;
 			return 0;
 		}
 		return imap_fetch_item_parse(s, attrs_r, error_r);
@@ -254,4 +313,9 @@ int imap_fetch_body_field_match(const struct imap_fetch_body *body, const char *
 		p = e + 1;
 	}
 	return 0;
+}
+
+int imap_fetch_attrs_need_body(const struct imap_fetch_attrs *attrs)
+{
+	return attrs->n_bodies > 0;
 }

@@ -12,16 +12,25 @@
  *   - a command line (all its non-literal bytes) longer than max_line is
  *     discarded up to the next LF and reported as "Line too long";
  *   - a literal larger than max_literal (or literals adding up to more than
- *     max_literal in one command) is refused: a synchronising literal {n} is
- *     answered at once (the client must not send the bytes, RFC 3501 7.5), a
- *     non-synchronising one {n+} (LITERAL+, RFC 7888) is skipped without
- *     being stored, then the rest of its line is discarded;
+ *     max_literal in one command), or a non-synchronising one larger than
+ *     max_nonsync_literal (when not 0: LITERAL-, RFC 7888 4), is refused:
+ *     a synchronising literal {n} is answered at once (the client must not
+ *     send the bytes, RFC 3501 7.5), a non-synchronising one {n+}
+ *     (LITERAL+, RFC 7888) is skipped without being stored and so is the
+ *     rest of its command (its later {n+} literals included), then the
+ *     error is reported;
+ *   - with literal_events set, such a literal is instead reported as
+ *     IMAP_PARSE_LITERAL and the caller decides: accept it (it is stored
+ *     whole, outside max_literal: the caller bounds it, e.g. by
+ *     APPENDLIMIT, and the memory grows with the bytes that arrived, never
+ *     ahead of them beyond doubling) or refuse it (the caller answers the
+ *     command itself; its bytes and the rest of the command are dropped
+ *     without another event);
  *   - more than max_args arguments or lists nested deeper than max_depth
  *     fail the command.
- * After any error the parser resynchronises at the next LF; its state is
- * then ready for the next command. Known limitation: a {n+} literal that
- * follows the point of an error in the same line is not recognised while
- * discarding, so its bytes are read as the next commands (each then BAD).
+ * After any error the parser resynchronises at the end of the command:
+ * the next LF that does not end a "{n+}" literal header (whose bytes are
+ * skipped, RFC 7888 3); its state is then ready for the next command.
  *
  * Grammar accepted (a little more lenient than RFC 3501 where that is safe):
  *   command  = tag SP name *(SP arg) [CR] LF
@@ -31,7 +40,8 @@
  *              atom; '*', '%' and '\' are allowed (sequence sets, LIST
  *              wildcards, flags)
  *   quoted   = DQUOTE *(char except CR LF NUL, with \\ and \" escapes) DQUOTE
- *   literal  = "{" number ["+"] "}" CRLF *OCTET
+ *   literal  = ["~"] "{" number ["+"] "}" CRLF *OCTET
+ *              ("~": literal8 of RFC 3516 BINARY, for APPEND; NUL allowed)
  * Runs of spaces between arguments are accepted. An empty line is ignored.
  */
 #ifndef MAIL_IMAP_PARSER_H
@@ -49,6 +59,14 @@
  *                                and credentials)
  *   max_args     64 / 4096       arguments counted over every nesting level
  *   max_depth    4 / 16          parenthesised list nesting (and "[" in atoms)
+ *   max_nonsync_literal  0 / 0   0: any size (LITERAL+); the engine sets
+ *                                4096 for LITERAL-
+ *   literal_events       0 / 0   1: over-limit literals become
+ *                                IMAP_PARSE_LITERAL (the engine sets it)
+ *   atom_utf8            0 / 0   1: 8-bit bytes in atoms (the engine sets
+ *                                it once UTF-8 names are enabled: clients
+ *                                such as Python's imaplib then send them
+ *                                unquoted; the name decoder checks UTF-8)
  * Hard bounds: max_line >= 64, max_depth <= IMAP_PARSER_DEPTH_MAX. */
 #define IMAP_PARSER_PREAUTH_MAX_LINE (8u * 1024u)
 #define IMAP_PARSER_PREAUTH_MAX_LITERAL (8u * 1024u)
@@ -65,6 +83,9 @@ struct imap_parser_limits {
 	size_t max_literal;
 	size_t max_args;
 	unsigned max_depth;
+	size_t max_nonsync_literal;
+	int literal_events;
+	int atom_utf8; /* bytes >= 0x80 are atom characters too */
 };
 
 /* Fill *limits with the defaults above for the given state. */
@@ -87,6 +108,7 @@ struct imap_arg {
 	/* ATOM, QUOTED, LITERAL (and NIL: "NIL"): the bytes, NUL-terminated. */
 	char *str;
 	size_t len;
+	int literal8; /* LITERAL written ~{n} (RFC 3516) */
 	/* LIST only. */
 	struct imap_arg_list *list;
 };
@@ -118,6 +140,13 @@ typedef struct imap_parser imap_parser;
 #define IMAP_PARSE_NEED_MORE 0      /* every byte was used; feed more */
 #define IMAP_PARSE_COMMAND 1        /* *cmd_r is a whole command */
 #define IMAP_PARSE_CONTINUATION 2   /* a {n} literal: send "+ ..." then feed on */
+#define IMAP_PARSE_LITERAL 3        /* literal_events: a literal over the limits;
+				     * *cmd_r has the tag, name and the arguments
+				     * so far (read only); see
+				     * imap_parser_literal_get(), then call
+				     * imap_parser_literal_accept() or
+				     * imap_parser_literal_refuse() before the
+				     * next feed */
 
 /* limits is copied. Never NULL. */
 imap_parser *imap_parser_create(const struct imap_parser_limits *limits);
@@ -139,6 +168,21 @@ int imap_parser_feed(imap_parser *parser, const uint8_t *data, size_t len, size_
 
 /* Is the parser between commands (no partial command buffered)? */
 int imap_parser_is_idle(const imap_parser *parser);
+
+/* The literal of an IMAP_PARSE_LITERAL event. */
+struct imap_parser_literal {
+	uint64_t size;   /* as the client declared it */
+	int nonsync;     /* {n+}: its bytes come without a "+" */
+	int literal8;    /* ~{n} */
+};
+void imap_parser_literal_get(const imap_parser *parser, struct imap_parser_literal *lit_r);
+/* Store the literal (the caller sends "+ ..." for a synchronising one). */
+void imap_parser_literal_accept(imap_parser *parser);
+/* Drop it: a synchronising literal ends the command (the caller answers
+ * it now, the client sends nothing more of it); a non-synchronising one
+ * is skipped with the rest of its command. No event comes for the rest
+ * of that command. */
+void imap_parser_literal_refuse(imap_parser *parser);
 
 /* ---- sequence sets (RFC 3501 sequence-set) -------------------------- */
 
@@ -175,29 +219,51 @@ uint32_t imap_seqset_max(const struct imap_seqset *set);
 #define IMAP_FETCH_UID 0x02u
 #define IMAP_FETCH_RFC822_SIZE 0x04u
 #define IMAP_FETCH_INTERNALDATE 0x08u
+#define IMAP_FETCH_MODSEQ 0x10u        /* RFC 7162 */
+#define IMAP_FETCH_ENVELOPE 0x20u
+#define IMAP_FETCH_BODYSTRUCTURE 0x40u
+#define IMAP_FETCH_BODY 0x80u          /* BODY without a section: the
+					* non-extensible structure */
+/* Items answered from the stored structure (IMAP_META_STRUCTURE). */
+#define IMAP_FETCH_STRUCTURE_ITEMS (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODYSTRUCTURE | IMAP_FETCH_BODY)
 
 enum imap_fetch_section {
-	IMAP_SECTION_ALL,               /* BODY[] / RFC822 */
+	IMAP_SECTION_ALL,               /* BODY[] / RFC822 / BODY[1] */
 	IMAP_SECTION_HEADER,            /* BODY[HEADER] / RFC822.HEADER */
 	IMAP_SECTION_TEXT,              /* BODY[TEXT] / RFC822.TEXT */
 	IMAP_SECTION_HEADER_FIELDS,     /* BODY[HEADER.FIELDS (f1 f2 ...)] */
 	IMAP_SECTION_HEADER_FIELDS_NOT, /* BODY[HEADER.FIELDS.NOT (f1 f2 ...)] */
+	IMAP_SECTION_MIME,              /* BODY[1.MIME]: a part's MIME header */
+};
+
+enum imap_fetch_kind {
+	IMAP_FETCH_KIND_BODY = 0,   /* BODY[...], BODY.PEEK[...], RFC822* */
+	IMAP_FETCH_KIND_BINARY,     /* BINARY[...], BINARY.PEEK[...] (RFC 3516) */
+	IMAP_FETCH_KIND_BINARY_SIZE /* BINARY.SIZE[...] */
 };
 
 /* Bounds on the field list of HEADER.FIELDS[.NOT] (STYLE.md rule 11); a
  * longer list or name is refused with BAD ("Too many header fields",
  * "Header field name too long"). 64 covers every client seen (Thunderbird
- * asks for about 15); no header field name in use comes near 128 bytes. */
+ * asks for about 15); no header field name in use comes near 128 bytes.
+ * Part numbers ([1.2.3]) nest at most IMAP_FETCH_PART_DEPTH_MAX deep (the
+ * MIME parser's own nesting bound is lower). */
 #define IMAP_FETCH_FIELDS_MAX 64u
 #define IMAP_FETCH_FIELD_NAME_MAX 128u
+#define IMAP_FETCH_PART_DEPTH_MAX 16u
 
 struct imap_fetch_body {
 	enum imap_fetch_section section;
-	int peek;      /* BODY.PEEK[...] or RFC822.HEADER: do not set \Seen */
+	enum imap_fetch_kind kind;
+	int peek;      /* BODY.PEEK[...], BINARY.PEEK, BINARY.SIZE or
+			* RFC822.HEADER: do not set \Seen */
 	int rfc822;    /* answer as RFC822[.HEADER|.TEXT] rather than BODY[...] */
 	int partial;   /* <offset.count> given */
 	uint32_t offset;
 	uint32_t count;
+	/* the part number, [2.1] -> {2, 1}; n_part 0: the whole message */
+	uint32_t part[IMAP_FETCH_PART_DEPTH_MAX];
+	unsigned n_part;
 	/* HEADER_FIELDS[_NOT] only (NULL otherwise): the field names,
 	 * upper-cased, separated by one space ("FROM SUBJECT"), as the
 	 * response names the section. Owned by the imap_fetch_attrs that holds
@@ -215,12 +281,15 @@ struct imap_fetch_attrs {
 };
 
 /* Parse the attribute argument of FETCH: one atom (an item or the macros
- * ALL, FAST, FULL) or a list of atoms. ALL and FULL are served as FAST
- * (FLAGS INTERNALDATE RFC822.SIZE): ENVELOPE and BODY structure are not
- * implemented and are refused when named. Sections: [], [HEADER], [TEXT],
- * [HEADER.FIELDS (names)] and [HEADER.FIELDS.NOT (names)], where each name
- * is an atom of printable ASCII other than ( ) { " \ ] % * : and the list
- * is bounded as above; numbered parts ([1], [1.HEADER]) are refused.
+ * ALL, FAST, FULL) or a list of atoms (RFC 3501 6.4.5, RFC 9051, RFC
+ * 3516, RFC 7162): FLAGS UID RFC822.SIZE INTERNALDATE MODSEQ ENVELOPE
+ * BODYSTRUCTURE BODY RFC822 RFC822.HEADER RFC822.TEXT, BODY[section]<o.n>,
+ * BODY.PEEK[...], BINARY[part]<o.n>, BINARY.PEEK[part], BINARY.SIZE[part].
+ * Sections: [], [HEADER], [TEXT], [HEADER.FIELDS (names)],
+ * [HEADER.FIELDS.NOT (names)], [n(.n)*] optionally followed by .HEADER,
+ * .TEXT, .HEADER.FIELDS[.NOT] (...) or .MIME; each field name an atom of
+ * printable ASCII other than ( ) { " \ ] % * :, the list bounded as above.
+ * At most IMAP_FETCH_BODIES_MAX sections in one FETCH.
  * *attrs_r is overwritten (not freed first). Returns 0 with *attrs_r
  * owning what it allocated (free with imap_fetch_attrs_deinit()), or -1
  * with *error_r (static, client-safe text) and nothing left to free. */
@@ -235,5 +304,7 @@ void imap_fetch_attrs_deinit(struct imap_fetch_attrs *attrs);
  * Returns 1 or 0. */
 int imap_fetch_body_field_match(const struct imap_fetch_body *body, const char *name,
 				size_t len);
+/* Does the FETCH need the message's bytes (some section)? 1 or 0. */
+int imap_fetch_attrs_need_body(const struct imap_fetch_attrs *attrs);
 
 #endif

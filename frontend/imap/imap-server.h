@@ -7,12 +7,13 @@
  * imap_backend (imap-backend.h). Commands of a session run one at a time
  * in arrival order; pipelined input is buffered (bounded) meanwhile.
  *
- * Implemented: CAPABILITY NOOP LOGOUT LOGIN AUTHENTICATE STARTTLS LIST
- * SELECT EXAMINE FETCH UID FETCH STORE UID STORE EXPUNGE CLOSE UNSELECT,
- * LITERAL+ (RFC 7888), SASL-IR (RFC 4959), IMAPS. Not yet: APPEND, SEARCH,
- * COPY, IDLE, ENVELOPE/BODYSTRUCTURE, mailbox change notifications (a
- * session sees the mailbox as it was at SELECT, plus its own changes).
- * Connections, TLS and the session caps are the shared layer's (conn.h).
+ * The commands are the table in imap-server.c (CAPABILITY lists what it
+ * serves). A selected session holds no per-message state but its
+ * sequence <-> uid map (imap-uidmap.h); it watches its mailbox and tells
+ * the changes of any session or delivery before each tagged reply that
+ * may carry them (RFC 3501 7.4.1), at once under IDLE (RFC 2177), as
+ * EXPUNGE or, under QRESYNC, VANISHED. Connections, TLS and the session
+ * caps are the shared layer's (conn.h).
  *
  * Everything here runs on the loop thread.
  */
@@ -42,6 +43,15 @@
 #define IMAP_DEFAULT_MAX_OUTPUT (1024u * 1024u) /* queued reply bytes before a
 						 * FETCH waits for the client */
 #define IMAP_BODY_BUDGET_MIN (1024u * 1024u)    /* bodies this large need budget */
+#define IMAP_DEFAULT_APPEND_LIMIT (32u * 1024u * 1024u) /* APPENDLIMIT, RFC 7889:
+						 * 1 KiB .. IMAP_APPEND_TOTAL_MAX;
+						 * the SMTP side's message size */
+#define IMAP_DEFAULT_APPEND_MAX_TOTAL (64u * 1024u * 1024u) /* all messages of one
+						 * (MULTI)APPEND: append_limit ..
+						 * IMAP_APPEND_TOTAL_MAX */
+#define IMAP_APPEND_TOTAL_MAX (64u * 1024u * 1024u) /* one backend call, one RPC
+						 * frame (RPC_FRAME_MAX 72 MiB) */
+#define IMAP_LITERAL_MINUS_MAX 4096u            /* RFC 7888 4: LITERAL- */
 
 struct imap_settings {
 	/* The listener (conn.h): address, TLS, credentials over plaintext,
@@ -56,6 +66,20 @@ struct imap_settings {
 	struct conn_settings conn;
 	struct imap_parser_limits limits_preauth;
 	struct imap_parser_limits limits_auth;
+	/* APPEND (RFC 3501 6.3.11, MULTIAPPEND RFC 3502): a message over
+	 * append_limit is refused with NO [TOOBIG] (before its literal is
+	 * read when the client waits for "+", else after it was read and
+	 * dropped); one APPEND's messages together at most append_max_total
+	 * (NO [LIMIT]). Literals of an APPEND are held in memory until the
+	 * backend took them: they count against conn.access.body_budget
+	 * (NO [UNAVAILABLE] when it is spent: the client retries). */
+	uint64_t append_limit;
+	uint64_t append_max_total;
+	/* 0 (default): LITERAL+ (RFC 7888: non-synchronising literals of
+	 * any size). 1: LITERAL- (only up to IMAP_LITERAL_MINUS_MAX bytes;
+	 * a larger one gets BAD [TOOBIG] and the connection is closed, as
+	 * the client sends its bytes regardless). */
+	int literal_minus;
 };
 
 /* Fill *set with the defaults above. */

@@ -172,7 +172,8 @@ static void test_errors(void **state)
 static void test_limits(void **state)
 {
 	(void)state;
-	struct imap_parser_limits limits = { 64, 10, 4, 2 };
+	struct imap_parser_limits limits = { .max_line = 64, .max_literal = 10, .max_args = 4,
+					     .max_depth = 2 };
 	char line[300];
 
 	/* overlong line: discarded to LF, then the next command works */
@@ -304,7 +305,35 @@ static void test_fetch_attrs(void **state)
 	assert_int_equal(a.items, IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE |
 					  IMAP_FETCH_RFC822_SIZE);
 	assert_int_equal(parse_fetch("a FETCH 1 all\r\n", &a, &error), 0);
+	assert_int_equal(a.items, IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE |
+					  IMAP_FETCH_RFC822_SIZE | IMAP_FETCH_ENVELOPE);
 	assert_int_equal(parse_fetch("a FETCH 1 FULL\r\n", &a, &error), 0);
+	assert_int_equal(a.items, IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE |
+					  IMAP_FETCH_RFC822_SIZE | IMAP_FETCH_ENVELOPE |
+					  IMAP_FETCH_BODY);
+	assert_int_equal(parse_fetch("a FETCH 1 (ENVELOPE BODYSTRUCTURE body MODSEQ)\r\n", &a,
+				     &error), 0);
+	assert_int_equal(a.items, IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODYSTRUCTURE |
+					  IMAP_FETCH_BODY | IMAP_FETCH_MODSEQ);
+	/* numbered parts, MIME, BINARY (RFC 3516) */
+	assert_int_equal(parse_fetch("a FETCH 1 (BODY[1.2.MIME] BODY.PEEK[2.HEADER.FIELDS (A)] "
+				     "BINARY[1]<0.5> BINARY.PEEK[] BINARY.SIZE[3.1] BODY[2.TEXT])\r\n",
+				     &a, &error), 0);
+	assert_int_equal(a.n_bodies, 6);
+	assert_int_equal(a.bodies[0].section, IMAP_SECTION_MIME);
+	assert_int_equal(a.bodies[0].n_part, 2);
+	assert_int_equal(a.bodies[0].part[1], 2);
+	assert_int_equal(a.bodies[1].section, IMAP_SECTION_HEADER_FIELDS);
+	assert_int_equal(a.bodies[1].part[0], 2);
+	assert_int_equal(a.bodies[2].kind, IMAP_FETCH_KIND_BINARY);
+	assert_true(a.bodies[2].partial);
+	assert_false(a.bodies[2].peek);
+	assert_int_equal(a.bodies[3].n_part, 0);
+	assert_true(a.bodies[3].peek);
+	assert_int_equal(a.bodies[4].kind, IMAP_FETCH_KIND_BINARY_SIZE);
+	assert_true(a.bodies[4].peek);
+	assert_int_equal(a.bodies[5].section, IMAP_SECTION_TEXT);
+	imap_fetch_attrs_deinit(&a);
 	assert_int_equal(parse_fetch("a FETCH 1 (UID flags RFC822.SIZE INTERNALDATE)\r\n", &a,
 				     &error), 0);
 	assert_int_equal(a.items, 0x0f);
@@ -327,9 +356,12 @@ static void test_fetch_attrs(void **state)
 	assert_true(a.bodies[0].peek);
 
 	const char *bad[] = {
-		"a FETCH 1 ENVELOPE\r\n", "a FETCH 1 (FLAGS ENVELOPE)\r\n", "a FETCH 1 BODY\r\n",
+		"a FETCH 1 BINARY[HEADER]\r\n", "a FETCH 1 BINARY.SIZE[1]<0.1>\r\n",
+		"a FETCH 1 BODY[MIME]\r\n", "a FETCH 1 BODY[0]\r\n", "a FETCH 1 BODY[1.0]\r\n",
+		"a FETCH 1 BODY[1.]\r\n", "a FETCH 1 BODY[1x]\r\n",
+		"a FETCH 1 BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17]\r\n",
 		"a FETCH 1 FOO\r\n", "a FETCH 1 ()\r\n", "a FETCH 1 (FAST)\r\n",
-		"a FETCH 1 BODY[1.2]\r\n", "a FETCH 1 BODY[\r\n", "a FETCH 1 BODY[]<1>\r\n",
+		"a FETCH 1 BODY[\r\n", "a FETCH 1 BODY[]<1>\r\n",
 		"a FETCH 1 BODY[]<1.0>\r\n", "a FETCH 1 BODY[]<a.b>\r\n",
 		"a FETCH 1 \"FLAGS\"\r\n",
 		"a FETCH 1 BODY[]x\r\n", "a FETCH 1 (FLAGS (UID))\r\n",
@@ -418,11 +450,10 @@ static void test_fetch_header_fields(void **state)
 		"a FETCH 1 BODY[HEADER.FIELDS  (FROM)]\r\n",
 		"a FETCH 1 BODY[HEADER.FIELDS.NOT]\r\n",
 		"a FETCH 1 BODY[HEADER.FIELDSX (FROM)]\r\n",
-		"a FETCH 1 BODY[1.HEADER.FIELDS (FROM)]\r\n",
-		"a FETCH 1 BODY[1.HEADER]\r\n",
-		"a FETCH 1 BODY[1]\r\n",
+		"a FETCH 1 BODY[1.HEADER.FIELDS ()]\r\n",
+		"a FETCH 1 BODY[1.HEADERS]\r\n",
 		nine_bodies,
-		"a FETCH 1 (BODY[HEADER.FIELDS (A)] ENVELOPE)\r\n",
+		"a FETCH 1 (BODY[HEADER.FIELDS (A)] FOO)\r\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		a.n_bodies = 99; /* a failed parse leaves nothing to free */

@@ -283,7 +283,8 @@ static void test_select_fetch(void **state)
 	free(out);
 	check(c, "f7", "FETCH 4 FLAGS", "f7 BAD Invalid sequence number");
 	check(c, "f8", "FETCH 0 FLAGS", "f8 BAD Invalid sequence set");
-	check(c, "f9", "FETCH 1 ENVELOPE", "f9 BAD");
+	check(c, "f9", "FETCH 1 BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17]",
+	      "f9 BAD Section part nested too deeply");
 	check(c, "f10", "FETCH 1", "f10 BAD");
 	check(c, "f11", "FETCH 1 FAST", "* 1 FETCH (FLAGS (\\Seen) RFC822.SIZE 45 INTERNALDATE");
 	check(c, "f12", "SELECT Nonexistent", "f12 NO [NONEXISTENT]");
@@ -378,8 +379,11 @@ static void test_fetch_header_fields(void **state)
 	snprintf(line + n, sizeof(line) - n, ")]");
 	check(c, "b1", line, "b1 BAD Too many header fields");
 	check(c, "b2", "FETCH 1 BODY[HEADER.FIELDS ()]", "b2 BAD");
-	check(c, "b3", "FETCH 1 BODY[1.HEADER]", "b3 BAD Unsupported BODY[] section");
-	check(c, "b4", "FETCH 1 BODY[1]", "b4 BAD Unsupported BODY[] section");
+	check(c, "b3", "FETCH 1 BODY[HEADER.X]", "b3 BAD Unsupported BODY[] section");
+	check(c, "b4", "FETCH 1 BODY[0]", "b4 BAD Unsupported BODY[] section");
+	check(c, "b6", "FETCH 1 BINARY[HEADER]", "b6 BAD BINARY takes only a part number");
+	check(c, "b7", "FETCH 1 BODY[MIME]", "b7 BAD Unsupported BODY[] section");
+	check(c, "b8", "FETCH 1 BODY[1.]", "b8 BAD");
 	check(c, "b5", "FETCH 2 FLAGS", "* 2 FETCH (FLAGS ())");
 	client_close(c);
 	fixture_stop(f);
@@ -579,6 +583,513 @@ static void test_preauth_timeout(void **state)
 	fixture_stop(f);
 }
 
+
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* Two sessions on one mailbox: each sees the other's changes at NOOP and
+ * at the end of commands that may tell them, its own once; EXPUNGE waits
+ * during FETCH (RFC 3501 7.4.1) and numbers stay right. */
+static void test_two_sessions(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *a = client_login(f), *b = client_login(f);
+	free(cmd(a, "a1", "SELECT INBOX"));
+	free(cmd(b, "b1", "SELECT INBOX"));
+	/* B's own change: told once */
+	char *out = cmd(b, "b2", "STORE 1 +FLAGS (\\Flagged)");
+	assert_int_equal(count_of(out, "FETCH"), 1);
+	assert_contains(out, "* 1 FETCH (FLAGS (\\Flagged))\r\nb2 OK");
+	free(out);
+	out = cmd(b, "b3", "NOOP");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	/* A learns it at NOOP, once */
+	check(a, "a2", "NOOP", "* 1 FETCH (FLAGS (\\Flagged))\r\na2 OK");
+	out = cmd(a, "a3", "NOOP");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	/* APPEND into the selected mailbox: EXISTS before its OK, once */
+	client_sendf(b, "ba APPEND INBOX {%zu+}\r\n%s\r\n", sizeof(msg3) - 1, msg3);
+	out = client_until(b, "ba ");
+	assert_contains(out, "* 4 EXISTS\r\nba OK [APPENDUID 1700000000 4]");
+	assert_int_equal(count_of(out, "EXISTS"), 1);
+	free(out);
+	free(cmd(b, "bb", "STORE 4 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "bc", "UID EXPUNGE 4"));
+	/* A never heard of it: a message that came and went says nothing */
+	out = cmd(a, "aa", "NOOP");
+	assert_not_contains(out, "EXISTS");
+	assert_not_contains(out, "EXPUNGE");
+	free(out);
+	/* a copy into the mailbox: EXISTS for both */
+	out = cmd(b, "b4", "COPY 2 INBOX");
+	assert_contains(out, "* 4 EXISTS\r\nb4 OK [COPYUID 1700000000 2 5]");
+	free(out);
+	check(a, "a4", "NOOP", "* 4 EXISTS\r\na4 OK");
+	/* B expunges 1: A's FETCH must not say EXPUNGE, its NOOP does */
+	free(cmd(b, "b5", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+	out = cmd(b, "b6", "EXPUNGE");
+	assert_int_equal(count_of(out, "EXPUNGE\r\n"), 1);
+	assert_contains(out, "* 1 EXPUNGE\r\nb6 OK");
+	free(out);
+	out = cmd(a, "a5", "FETCH 1:* UID");
+	assert_not_contains(out, "EXPUNGE");
+	assert_contains(out, "* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\n* 4 FETCH (UID 5)\r\na5 OK");
+	free(out);
+	out = cmd(a, "a6", "NOOP");
+	assert_contains(out, "* 1 EXPUNGE\r\na6 OK");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	check(a, "a7", "FETCH 1 UID", "* 1 FETCH (UID 2)\r\na7 OK");
+	/* UID commands may tell expunges at their end */
+	free(cmd(b, "b7", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "b8", "EXPUNGE"));
+	out = cmd(a, "a8", "UID FETCH 1:* FLAGS");
+	assert_contains(out, "* 1 EXPUNGE\r\na8 OK");
+	free(out);
+	check(a, "a9", "FETCH 1:* UID", "* 1 FETCH (UID 3)\r\n* 2 FETCH (UID 5)\r\na9 OK");
+	client_close(a);
+	client_close(b);
+	fixture_stop(f);
+}
+
+/* IDLE (RFC 2177): changes of another session arrive without a command. */
+static void test_idle(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *a = client_login(f), *b = client_login(f);
+	free(cmd(a, "a1", "SELECT INBOX"));
+	free(cmd(b, "b1", "SELECT INBOX"));
+	client_sendf(a, "a2 IDLE\r\n");
+	free(client_until(a, "+ idling"));
+	free(cmd(b, "b2", "STORE 2 +FLAGS (\\Answered)"));
+	char *out = client_until(a, "* 2 FETCH");
+	assert_contains(out, "* 2 FETCH (FLAGS (\\Answered))");
+	free(out);
+	free(cmd(b, "b3", "COPY 1 INBOX"));
+	free(client_until(a, "* 4 EXISTS"));
+	free(cmd(b, "b4", "STORE 3 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "b5", "EXPUNGE"));
+	out = client_until(a, "* 3 EXPUNGE");
+	free(out);
+	client_sendf(a, "done\r\n");
+	out = client_until(a, "a2 ");
+	assert_contains(out, "a2 OK Idle completed");
+	free(out);
+	check(a, "a3", "FETCH 1:* UID", "* 3 FETCH (UID 4)\r\na3 OK");
+	/* anything but DONE ends IDLE with BAD */
+	client_sendf(a, "a4 IDLE\r\n");
+	free(client_until(a, "+ idling"));
+	client_sendf(a, "a5 NOOP\r\n");
+	check(a, "a6", "NOOP", "a4 BAD Expected DONE");
+	/* IDLE without a mailbox is allowed, and quiet */
+	check(b, "b6", "UNSELECT", "b6 OK");
+	client_sendf(b, "b7 IDLE\r\n");
+	free(client_until(b, "+ idling"));
+	client_sendf(b, "DONE\r\n");
+	check(b, "b8", "NOOP", "b7 OK Idle completed");
+	client_close(a);
+	client_close(b);
+	fixture_stop(f);
+}
+
+/* The store forgot old expunges (expunged_exact = 0): the session still
+ * learns what left its view, and only that. */
+static void test_changes_resync(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *a = client_login(f), *b = client_login(f);
+	free(cmd(a, "a1", "SELECT INBOX"));
+	free(cmd(b, "b1", "SELECT INBOX"));
+	free(cmd(b, "b2", "STORE 2 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "b3", "EXPUNGE"));
+	imap_memory_backend_forget_expunges(f->e.mb);
+	char *out = cmd(a, "a2", "NOOP");
+	assert_int_equal(count_of(out, "EXPUNGE\r\n"), 1);
+	assert_contains(out, "* 2 EXPUNGE\r\n");
+	free(out);
+	check(a, "a3", "FETCH 1:* UID", "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 3)\r\na3 OK");
+	client_close(a);
+	client_close(b);
+	fixture_stop(f);
+}
+
+/* COPY, MOVE (RFC 6851), UID EXPUNGE (RFC 4315). */
+static void test_copy_move(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_login(f);
+	free(cmd(c, "s1", "SELECT INBOX"));
+	check(c, "c1", "COPY 1:2 Archive/2026", "c1 OK [COPYUID 1700000000 1:2 2:3] Copy completed");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "Archive/2026"), 3);
+	check(c, "c2", "COPY 1 Nowhere", "c2 NO [TRYCREATE]");
+	check(c, "c3", "COPY 1", "c3 BAD");
+	check(c, "c4", "COPY 9 Archive/2026", "c4 BAD Invalid sequence number");
+	check(c, "c5", "UID COPY 3:9 Archive/2026", "c5 OK [COPYUID 1700000000 3 4]");
+	/* MOVE: COPYUID untagged, before the EXPUNGE */
+	char *out = cmd(c, "m1", "MOVE 2 Archive/2026");
+	assert_contains(out, "* OK [COPYUID 1700000000 2 5] Moved\r\n* 2 EXPUNGE\r\nm1 OK");
+	free(out);
+	out = cmd(c, "m2", "UID MOVE 3 Archive/2026");
+	assert_contains(out, "* OK [COPYUID 1700000000 3 6] Moved\r\n* 2 EXPUNGE\r\nm2 OK");
+	free(out);
+	check(c, "m3", "MOVE 1 Nowhere", "m3 NO [TRYCREATE]");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "INBOX"), 1);
+	/* UID EXPUNGE leaves the other \Deleted alone */
+	free(cmd(c, "m4", "COPY 1 INBOX"));
+	free(cmd(c, "m5", "COPY 1 INBOX"));
+	check(c, "u1", "STORE 1:3 +FLAGS.SILENT (\\Deleted)", "u1 OK");
+	out = cmd(c, "u2", "UID EXPUNGE 4:5");
+	assert_contains(out, "* 3 EXPUNGE\r\n* 2 EXPUNGE\r\nu2 OK");
+	free(out);
+	check(c, "u3", "UID FETCH 1:* FLAGS", "* 1 FETCH (UID 1 FLAGS (\\Deleted))");
+	check(c, "u4", "UID EXPUNGE", "u4 BAD");
+	/* read-only: COPY out is fine, MOVE is not */
+	free(cmd(c, "e1", "EXAMINE INBOX"));
+	check(c, "e2", "COPY 1 Archive/2026", "e2 OK [COPYUID");
+	check(c, "e3", "MOVE 1 Archive/2026", "e3 NO [READ-ONLY]");
+	check(c, "e4", "UID EXPUNGE 1", "e4 NO [READ-ONLY]");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* CONDSTORE (RFC 7162 3.1): MODSEQ, CHANGEDSINCE, UNCHANGEDSINCE. */
+static void test_condstore(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_login(f);
+	char *out = cmd(c, "s1", "SELECT INBOX (CONDSTORE)");
+	assert_contains(out, "* OK [HIGHESTMODSEQ 3]");
+	assert_contains(out, "s1 OK [READ-WRITE]");
+	free(out);
+	check(c, "m1", "FETCH 1:* (MODSEQ)",
+	      "* 1 FETCH (MODSEQ (1))\r\n* 2 FETCH (MODSEQ (2))\r\n* 3 FETCH (MODSEQ (3))\r\nm1 OK");
+	out = cmd(c, "m2", "STORE 1:2 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)");
+	assert_contains(out, "* 1 FETCH (FLAGS (\\Seen) MODSEQ (4))\r\nm2 OK [MODIFIED 2]");
+	free(out);
+	check(c, "m3", "UID STORE 2 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)", "m3 OK [MODIFIED 2]");
+	check(c, "m4", "FETCH 1:* (FLAGS) (CHANGEDSINCE 3)",
+	      "* 1 FETCH (FLAGS (\\Seen) MODSEQ (4))\r\nm4 OK");
+	/* \Seen set by FETCH: the new MODSEQ with the FLAGS */
+	check(c, "m4b", "FETCH 2 (BODY[TEXT] MODSEQ)",
+	      "* 2 FETCH (FLAGS (\\Seen) MODSEQ (5) BODY[TEXT] {");
+	check(c, "m5", "STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)", "m5 BAD");
+	check(c, "m6", "FETCH 1 FLAGS (CHANGEDSINCE)", "m6 BAD");
+	check(c, "m7", "UID FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED)", "m7 BAD");
+	check(c, "m8", "SELECT INBOX (QRESYNC (1 1))", "m8 BAD QRESYNC is not enabled");
+	check(c, "m9", "SELECT INBOX (FOO)", "m9 BAD");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* A large body is streamed from fetch_range in pieces; partials; the
+ * metadata comes in pages. */
+static void test_fetch_stream(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	size_t big_len = 3u * 1024u * 1024u + 17u;
+	char *big = malloc(big_len);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	for (size_t i = 16; i < big_len; i++)
+		big[i] = (char)('a' + i % 26);
+	imap_memory_backend_add_message(f->e.mb, USER, "Big", big, big_len, "", 0);
+	for (int i = 0; i < 7; i++)
+		imap_memory_backend_add_message(f->e.mb, USER, "Big", msg3, sizeof(msg3) - 1, "", 0);
+	imap_memory_backend_set_meta_page(f->e.mb, 2);
+	struct client *c = client_login(f);
+	free(cmd(c, "s1", "SELECT Big"));
+	client_sendf(c, "f1 FETCH 1 BODY.PEEK[]\r\n");
+	char *out = client_until(c, "f1 ");
+	char want[64];
+	snprintf(want, sizeof(want), "* 1 FETCH (BODY[] {%zu}\r\n", big_len);
+	assert_contains(out, want);
+	char *lit = strstr(out, want) + strlen(want);
+	assert_memory_equal(lit, big, big_len);
+	assert_contains(lit + big_len, ")\r\nf1 OK");
+	free(out);
+	check(c, "f2", "FETCH 1 BODY.PEEK[]<3145720.100>",
+	      "* 1 FETCH (BODY[]<3145720> {25}\r\nghijklmnopqrstuvwxyzabcde)\r\nf2 OK");
+	check(c, "f3", "FETCH 1 BODY.PEEK[]<3145745.100>", "* 1 FETCH (BODY[]<3145745> {0}\r\n)");
+	out = cmd(c, "f4", "FETCH 1:* (UID RFC822.SIZE)");
+	assert_int_equal(count_of(out, " FETCH (UID "), 8);
+	assert_contains(out, "* 8 FETCH (UID 8 RFC822.SIZE 25)\r\nf4 OK");
+	free(out);
+	free(big);
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* SEARCH (RFC 3501 6.4.4 and its examples), ESEARCH (RFC 4731),
+ * SEARCHRES (RFC 5182), MODSEQ (RFC 7162): the tree the backend gets,
+ * and the answers. */
+static void test_search(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *c = client_login(f);
+	free(cmd(c, "s0", "SELECT INBOX"));
+	check(c, "s1", "SEARCH ALL", "* SEARCH 1 2 3\r\ns1 OK");
+	check(c, "s2", "SEARCH UNSEEN", "* SEARCH 1 2\r\ns2 OK");
+	/* RFC 3501's example: the program as the store gets it */
+	check(c, "s3", "SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"", "* SEARCH\r\ns3 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb),
+			    "(AND (FLAG \\Flagged) (SINCE 8797) (NOT (HEADER From \"Smith\")))");
+	check(c, "s4", "SEARCH OR SUBJECT one SUBJECT three", "* SEARCH 1 3\r\ns4 OK");
+	check(c, "s5", "SEARCH 2:*", "* SEARCH 2 3\r\ns5 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb), "(UID 2:3)");
+	check(c, "s6", "UID SEARCH UID 2:9 NOT DELETED", "* SEARCH 2 3\r\ns6 OK");
+	check(c, "s7", "SEARCH CHARSET UTF-8 TEXT hello", "* SEARCH 1\r\ns7 OK");
+	check(c, "s8", "SEARCH (SEEN) (OR NEW OLD) LARGER 10 SMALLER 100000",
+	      "* SEARCH 3\r\ns8 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb),
+			    "(AND (FLAG \\Seen) (OR NONE ALL) (LARGER 10) (SMALLER 100000))");
+	check(c, "s9", "SEARCH HEADER Subject tw KEYWORD $Work UNKEYWORD $x", "* SEARCH\r\ns9 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb),
+			    "(AND (HEADER Subject \"tw\") (FLAG $Work) (NOT (FLAG $x)))");
+	check(c, "s10", "SEARCH BEFORE 1-Jan-1970 ON 29-Feb-2000 SENTSINCE 01-mar-2024 OLDER 5",
+	      "s10 OK");
+	assert_string_equal(imap_memory_backend_last_search(f->e.mb),
+			    "(AND (BEFORE 0) (ON 11016) (SENTSINCE 19783) (OLDER 5))");
+	/* failures */
+	check(c, "b1", "SEARCH CHARSET KOI8-R TEXT x", "b1 NO [BADCHARSET (US-ASCII UTF-8)]");
+	check(c, "b2", "SEARCH", "b2 BAD");
+	check(c, "b3", "SEARCH FROBNICATE", "b3 BAD Unknown search key");
+	check(c, "b4", "SEARCH BEFORE 30-Feb-2000", "b4 BAD Invalid search date");
+	check(c, "b5", "SEARCH OR SEEN", "b5 BAD Missing search key");
+	check(c, "b6", "SEARCH LARGER 99999999999", "b6 BAD Invalid number in search");
+	check(c, "b7", "SEARCH UID x", "b7 BAD UID needs a UID set");
+	check(c, "b8", "SEARCH RETURN (FOO) ALL", "b8 BAD Unknown RETURN option");
+	char deep[400] = "SEARCH";
+	for (int i = 0; i < 40; i++)
+		strcat(deep, " NOT");
+	strcat(deep, " ALL");
+	check(c, "b9", deep, "b9 BAD Search too complex");
+	check(c, "b10", "SEARCH HEADER \"a b\" x", "b10 BAD Invalid header field name");
+	check(c, "b11", "SEARCH 0", "b11 BAD");
+	/* ESEARCH */
+	check(c, "e1", "SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN",
+	      "* ESEARCH (TAG \"e1\") MIN 1 MAX 2 COUNT 2 ALL 1:2\r\ne1 OK");
+	check(c, "e2", "UID SEARCH RETURN () ALL", "* ESEARCH (TAG \"e2\") UID ALL 1:3\r\ne2 OK");
+	check(c, "e3", "SEARCH RETURN (COUNT) DELETED", "* ESEARCH (TAG \"e3\") COUNT 0\r\ne3 OK");
+	/* SEARCHRES */
+	char *out = cmd(c, "r1", "SEARCH RETURN (SAVE) SUBJECT two");
+	assert_not_contains(out, "ESEARCH");
+	assert_contains(out, "r1 OK");
+	free(out);
+	check(c, "r2", "FETCH $ UID", "* 2 FETCH (UID 2)\r\nr2 OK");
+	check(c, "r3", "SEARCH $", "* SEARCH 2\r\nr3 OK");
+	check(c, "r4", "UID SEARCH OR UID $ 3", "* SEARCH 2 3\r\nr4 OK");
+	check(c, "r5", "SEARCH RETURN (SAVE MIN) ALL", "* ESEARCH (TAG \"r5\") MIN 1\r\nr5 OK");
+	check(c, "r6", "UID FETCH $ UID", "* 1 FETCH (UID 1)\r\nr6 OK");
+	/* MODSEQ (RFC 7162 3.1.5) */
+	check(c, "m1", "SEARCH MODSEQ 2", "* SEARCH 2 3 (MODSEQ 3)\r\nm1 OK");
+	check(c, "m2", "SEARCH MODSEQ \"/flags/\\\\draft\" all 3", "* SEARCH 3 (MODSEQ 3)\r\nm2 OK");
+	check(c, "m3", "SEARCH MODSEQ 9", "* SEARCH\r\nm3 OK");
+	/* IMAP4rev2 (RFC 9051 6.4.4): ESEARCH instead of SEARCH */
+	check(c, "v1", "ENABLE IMAP4rev2", "* ENABLED IMAP4rev2");
+	check(c, "v2", "SEARCH UNSEEN", "* ESEARCH (TAG \"v2\") ALL 1:2\r\nv2 OK");
+	check(c, "v3", "UID SEARCH DELETED", "* ESEARCH (TAG \"v3\") UID\r\nv3 OK");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* SORT and THREAD (RFC 5256). */
+static void test_sort_thread(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	imap_memory_backend_add_message(f->e.mb, USER, "INBOX", "Subject: Re: one\r\n\r\nx\r\n", 21,
+					"", 1700000003000LL);
+	struct client *c = client_login(f);
+	free(cmd(c, "s0", "SELECT INBOX"));
+	check(c, "o1", "SORT (SUBJECT) UTF-8 ALL", "* SORT 1 4 3 2\r\no1 OK");
+	check(c, "o2", "SORT (REVERSE ARRIVAL) US-ASCII ALL", "* SORT 4 3 2 1\r\no2 OK");
+	check(c, "o3", "UID SORT (SIZE) UTF-8 NOT SEEN", "* SORT 4 2 1\r\no3 OK");
+	check(c, "o4", "SORT (FOO) UTF-8 ALL", "o4 BAD Invalid sort criterion");
+	check(c, "o5", "SORT (SUBJECT) KOI8-R ALL", "o5 NO [BADCHARSET");
+	check(c, "o6", "SORT SUBJECT UTF-8 ALL", "o6 BAD");
+	check(c, "o7", "SORT (REVERSE) UTF-8 ALL", "o7 BAD");
+	check(c, "t1", "THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (1 4)(2)(3)\r\nt1 OK");
+	check(c, "t2", "THREAD REFERENCES UTF-8 NOT SUBJECT two", "* THREAD (1 4)(3)\r\nt2 OK");
+	check(c, "t3", "THREAD FOO UTF-8 ALL", "t3 BAD Unknown THREAD algorithm");
+	check(c, "t4", "THREAD REFERENCES ALL", "t4 NO [BADCHARSET");
+	/* non-UID THREAD speaks sequence numbers */
+	free(cmd(c, "x1", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(c, "x2", "EXPUNGE"));
+	check(c, "t5", "THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (1)(2)(3)\r\nt5 OK");
+	check(c, "t6", "UID THREAD ORDEREDSUBJECT UTF-8 ALL", "* THREAD (2)(3)(4)\r\nt6 OK");
+	client_close(c);
+	fixture_stop(f);
+}
+
+static const char multi[] =
+	"From: a@example.test\r\nSubject: multi\r\nMIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n"
+	"preamble\r\n--XX\r\nContent-Type: text/plain\r\n\r\npart one\r\n"
+	"--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	"AAECAwQ=\r\n"
+	"--XX\r\nContent-Type: message/rfc822\r\n\r\n"
+	"Subject: inner\r\nContent-Type: text/plain\r\n\r\ninner body\r\n"
+	"--XX\r\nContent-Type: application/x-odd\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n"
+	"zzz\r\n--XX--\r\n";
+
+/* ENVELOPE, BODYSTRUCTURE, BODY from the stored structure; numbered
+ * sections, MIME, HEADER/TEXT of a message part, BINARY (RFC 3516). */
+static void test_fetch_structure(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	imap_memory_backend_add_message(f->e.mb, USER, "Multi", multi, sizeof(multi) - 1, "", 0);
+	struct client *c = client_login(f);
+	free(cmd(c, "s0", "SELECT Multi"));
+	char *out = cmd(c, "f1", "FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)");
+	assert_contains(out, "* 1 FETCH (ENVELOPE (NIL \"multi\" ((NIL NIL \"a\" \"example.test\"))");
+	assert_contains(out, "BODYSTRUCTURE ((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\")");
+	assert_contains(out, "\"MIXED\" (\"BOUNDARY\" \"XX\")");
+	assert_contains(out, " BODY ((\"TEXT\" \"PLAIN\"");
+	free(out);
+	check(c, "f2", "FETCH 1 BODY.PEEK[1]", "* 1 FETCH (BODY[1] {8}\r\npart one)\r\nf2 OK");
+	check(c, "f3", "FETCH 1 BODY.PEEK[1.MIME]",
+	      "* 1 FETCH (BODY[1.MIME] {28}\r\nContent-Type: text/plain\r\n\r\n)\r\nf3 OK");
+	check(c, "f4", "FETCH 1 BODY.PEEK[2]", "* 1 FETCH (BODY[2] {8}\r\nAAECAwQ=)\r\nf4 OK");
+	out = cmd(c, "f5", "FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])");
+	assert_memory_equal(out, "* 1 FETCH (BINARY[2] ~{5}\r\n\0\1\2\3\4 BINARY.SIZE[2] 5)\r\nf5 OK",
+			    45);
+	free(out);
+	check(c, "f6", "FETCH 1 BODY.PEEK[3.HEADER]",
+	      "* 1 FETCH (BODY[3.HEADER] {44}\r\nSubject: inner\r\nContent-Type: text/plain\r\n\r\n)");
+	check(c, "f7", "FETCH 1 (BODY.PEEK[3.TEXT] BODY.PEEK[3.1])",
+	      "* 1 FETCH (BODY[3.TEXT] {10}\r\ninner body BODY[3.1] {10}\r\ninner body)\r\nf7 OK");
+	check(c, "f8", "FETCH 1 BODY.PEEK[3.HEADER.FIELDS (SUBJECT)]",
+	      "* 1 FETCH (BODY[3.HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: inner\r\n\r\n)\r\nf8 OK");
+	check(c, "f9", "FETCH 1 (BODY.PEEK[1.HEADER] BODY.PEEK[9] BINARY.SIZE[1])",
+	      "* 1 FETCH (BODY[1.HEADER] NIL BODY[9] NIL BINARY.SIZE[1] 8)\r\nf9 OK");
+	check(c, "f10", "FETCH 1 BINARY.PEEK[4]", "f10 NO [UNKNOWN-CTE]");
+	check(c, "f11", "FETCH 1 (BINARY.PEEK[1]<0.4> BODY.PEEK[2]<2.3>)",
+	      "* 1 FETCH (BINARY[1]<0> {4}\r\npart BODY[2]<2> {3}\r\nECA)\r\nf11 OK");
+	out = cmd(c, "f12", "FETCH 1 (BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.10>)");
+	assert_contains(out, "* 1 FETCH (BODY[HEADER] {105}\r\nFrom: a@example.test\r\n");
+	assert_contains(out, "BODY[TEXT]<0> {10}\r\npreamble\r\n)\r\nf12 OK");
+	free(out);
+	/* BODY[1] without PEEK sets \Seen and says so */
+	check(c, "f13", "FETCH 1 BODY[1]", "* 1 FETCH (FLAGS (\\Seen) BODY[1] {8}\r\npart one)");
+	client_close(c);
+	fixture_stop(f);
+}
+
+/* QRESYNC (RFC 7162 3.2): SELECT with the client's state gets VANISHED
+ * (EARLIER) and the changed flags; expunges are VANISHED afterwards;
+ * FETCH (CHANGEDSINCE VANISHED); [CLOSED] when switching mailboxes. */
+static void test_qresync(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	for (int i = 0; i < 5; i++)
+		imap_memory_backend_add_message(f->e.mb, USER, "INBOX", msg3, sizeof(msg3) - 1, "",
+						0);
+	struct client *a = client_login(f), *b = client_login(f);
+	check(a, "a1", "ENABLE QRESYNC", "* ENABLED QRESYNC");
+	char *out = cmd(a, "a2", "SELECT INBOX");
+	assert_contains(out, "* 8 EXISTS");
+	assert_contains(out, "* OK [HIGHESTMODSEQ 8]");
+	free(out);
+	/* another session: flags on 2, expunges 4 and 6:7 */
+	free(cmd(b, "b1", "SELECT INBOX"));
+	free(cmd(b, "b2", "STORE 2 +FLAGS (\\Flagged)"));
+	free(cmd(b, "b3", "STORE 4,6:7 +FLAGS.SILENT (\\Deleted)"));
+	free(cmd(b, "b4", "EXPUNGE"));
+	/* under QRESYNC, the selected session hears VANISHED, not EXPUNGE */
+	out = cmd(a, "a3", "NOOP");
+	assert_contains(out, "* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (9))");
+	assert_contains(out, "* VANISHED 4,6:7\r\n");
+	assert_not_contains(out, "EXPUNGE");
+	free(out);
+	/* a client that knew modseq 8 and uids 1:8 comes back */
+	check(a, "a4", "UNSELECT", "a4 OK");
+	out = cmd(a, "a5", "SELECT INBOX (QRESYNC (1700000000 8 1:8))");
+	assert_contains(out, "* 5 EXISTS");
+	assert_contains(out, "* VANISHED (EARLIER) 4,6:7\r\n");
+	assert_contains(out, "* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (9))");
+	assert_contains(out, "a5 OK [READ-WRITE]");
+	free(out);
+	/* known uids narrow VANISHED (EARLIER); a wrong UIDVALIDITY means a
+	 * plain SELECT */
+	out = cmd(a, "a6", "EXAMINE INBOX (QRESYNC (1700000000 8 1:5 (1:3 1:3)))");
+	assert_contains(out, "* OK [CLOSED]");
+	assert_contains(out, "* VANISHED (EARLIER) 4\r\n");
+	free(out);
+	out = cmd(a, "a7", "SELECT INBOX (QRESYNC (99 1))");
+	assert_not_contains(out, "VANISHED");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	check(a, "a8", "SELECT INBOX (QRESYNC (1700000000))", "a8 BAD");
+	check(a, "a9", "SELECT INBOX (QRESYNC (1700000000 x))", "a9 BAD");
+	free(cmd(a, "a10", "SELECT INBOX"));
+	/* FETCH (CHANGEDSINCE n VANISHED) */
+	check(a, "a11", "UID FETCH 1:* FLAGS (CHANGEDSINCE 8 VANISHED)",
+	      "* VANISHED (EARLIER) 4,6:7\r\n* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (9))\r\na11 OK");
+	check(a, "a12", "FETCH 1:* FLAGS (CHANGEDSINCE 8 VANISHED)", "a12 BAD");
+	/* the session's own expunge: VANISHED, once */
+	free(cmd(a, "a13", "STORE 1 +FLAGS.SILENT (\\Deleted)"));
+	out = cmd(a, "a14", "EXPUNGE");
+	assert_int_equal(count_of(out, "VANISHED"), 1);
+	assert_contains(out, "* VANISHED 1\r\na14 OK");
+	free(out);
+	client_close(a);
+	client_close(b);
+	fixture_stop(f);
+}
+
+/* IDLE ends with BYE after the idle limit (RFC 2177: clients re-IDLE
+ * within 29 minutes); backend failures give NO with a code, and a failed
+ * changes() call leaves the session working. */
+static void test_idle_limit_failures(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(tune_idle, 0);
+	struct client *c = client_login(f), *b;
+	free(cmd(c, "s1", "SELECT INBOX"));
+	client_sendf(c, "i1 IDLE\r\n");
+	free(client_until(c, "+ idling"));
+	char *out = client_until(c, "* BYE");
+	assert_non_null(out);
+	free(out);
+	client_close(c);
+	fixture_stop(f);
+
+	f = fixture_start(NULL, 0);
+	c = client_login(f);
+	b = client_login(f);
+	free(cmd(b, "b1", "SELECT INBOX"));
+	free(cmd(c, "s2", "SELECT INBOX"));
+	free(cmd(b, "b2", "STORE 1 +FLAGS (\\Flagged)"));
+	imap_memory_backend_set_failure(f->e.mb, MAIL_ERR_UNAVAILABLE);
+	check(c, "n1", "NOOP", "n1 OK"); /* the changes wait */
+	check(c, "n2", "SEARCH ALL", "n2 NO [UNAVAILABLE]");
+	check(c, "n3", "COPY 1 Archive/2026", "n3 NO [UNAVAILABLE]");
+	check(c, "n4", "STORE 1 +FLAGS (\\Seen)", "n4 NO [UNAVAILABLE]");
+	check(c, "n5", "FETCH 1 FLAGS", "n5 NO [UNAVAILABLE]");
+	check(c, "n6", "SORT (DATE) UTF-8 ALL", "n6 NO [UNAVAILABLE]");
+	check(c, "n7", "UID EXPUNGE 1", "n7 NO [UNAVAILABLE]");
+	imap_memory_backend_set_failure(f->e.mb, MAIL_OK);
+	check(c, "n8", "NOOP", "* 1 FETCH (FLAGS (\\Flagged))\r\nn8 OK");
+	client_close(c);
+	client_close(b);
+	fixture_stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -593,6 +1104,17 @@ int main(void)
 		cmocka_unit_test(test_disconnect_pending),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_preauth_timeout),
+		cmocka_unit_test(test_two_sessions),
+		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_changes_resync),
+		cmocka_unit_test(test_copy_move),
+		cmocka_unit_test(test_condstore),
+		cmocka_unit_test(test_fetch_stream),
+		cmocka_unit_test(test_search),
+		cmocka_unit_test(test_idle_limit_failures),
+		cmocka_unit_test(test_qresync),
+		cmocka_unit_test(test_fetch_structure),
+		cmocka_unit_test(test_sort_thread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
