@@ -639,6 +639,14 @@ static void test_utf7_names(void **state)
 		    "* LIST (\\HasChildren) \"/\" ~peter/mail/&U,BTFw-\r\n"
 		    "* LIST (\\HasNoChildren) \"/\" ~peter/mail/&U,BTFw-/&ZeVnLIqe-\r\n"
 		    "u2 OK List completed\r\n");
+	/* names that need quoting come back quoted, exactly */
+	check(c, "q1", "CREATE \"say \\\"hi\\\" [now]\"", "q1 OK");
+	check(c, "q2", "CREATE nil", "q2 OK");
+	check_exact(c, "q3", "LIST \"\" \"s*\"",
+		    "* LIST (\\HasNoChildren) \"/\" \"say \\\"hi\\\" [now]\"\r\n"
+		    "q3 OK List completed\r\n");
+	check(c, "q4", "LIST \"\" n*", "* LIST (\\HasNoChildren) \"/\" \"nil\"\r\n");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "say \"hi\" [now]"), 0);
 	check(c, "u3", "CREATE A&-B", "u3 OK");
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "A&B"), 0);
 	check(c, "u4", "LIST \"\" A*", "* LIST (\\HasNoChildren) \"/\" A&-B\r\n");
