@@ -1099,12 +1099,13 @@ static void test_literal_minus(void **state)
 	char *req = malloc(5000 + 64);
 	int n = snprintf(req, 64, "a4 APPEND INBOX {4097+}\r\n");
 	memcpy(req + n, msg, 4097);
-	memcpy(req + n + 4097, "\r\n", 2);
-	client_send(c, req, (size_t)n + 4099);
+	memcpy(req + n + 4097, "\r\na5 NOOP\r\n", 12); /* a5 must not run */
+	client_send(c, req, (size_t)n + 4109);
 	free(req);
 	out = client_until(c, "* BYE");
 	assert_non_null(out);
 	assert_contains(out, "a4 BAD [TOOBIG]");
+	assert_not_contains(out, "a5 ");
 	free(out);
 	assert_int_equal(client_fill(c), 0); /* closed */
 	client_close(c);
