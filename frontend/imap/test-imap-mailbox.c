@@ -335,9 +335,13 @@ static void test_list_basic(void **state)
 	check(c, "l8", "LIST \"\"", "l8 BAD");
 	check(c, "l9", "LIST \"\" % extra", "l9 BAD");
 	check(c, "l10", "LIST \"\" \"&Jjo\"", "l10 BAD"); /* malformed modified UTF-7 */
-	/* another user's mailboxes are never seen */
+	/* another user's mailboxes are never seen; a name the backend
+	 * holds that is not UTF-8 is left out, the answer stays valid */
+	imap_memory_backend_add_message(f->e.mb, USER, "Bad\xff", msg1, sizeof(msg1) - 1, "", 0);
 	char *out = cmd(c, "l11", "LIST \"\" *");
 	assert_not_contains(out, "Secret");
+	assert_not_contains(out, "Bad");
+	assert_contains(out, "* LIST (\\HasNoChildren) \"/\" Archive/2026\r\n");
 	free(out);
 	/* the backend fails: NO with its code */
 	imap_memory_backend_set_failure(f->e.mb, MAIL_ERR_UNAVAILABLE);
