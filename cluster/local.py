@@ -48,6 +48,9 @@ DEFAULT_PORTS = {
     "store_base": 27101, "queue_base": 27201,
     "store_metrics_base": 27151, "queue_metrics_base": 27251, "frontend_metrics": 27301,
 }
+# what each frontend listens on (frontend-i, i >= 2: Cluster.frontend_ports)
+FRONTEND_PORT_KEYS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s",
+                      "frontend_metrics")
 # etcd keeps every revision until something compacts it: compact what is
 # older than 5 minutes (our watches resume within seconds), and raise the
 # NOSPACE alarm at 1 GiB rather than etcd's 2 GiB default (a development
@@ -78,6 +81,7 @@ ETCD_ROLE_PERMS = [
     ("frontend", "READ", ETCD_KEY_ROOT + "users/", "prefix"),
     ("frontend", "READ", ETCD_KEY_ROOT + "tls/", "prefix"),
     ("frontend", "READWRITE", ETCD_KEY_ROOT + "blocks/", "prefix"),
+    ("frontend", "READWRITE", ETCD_KEY_ROOT + "locks/", "prefix"),
     ("node-store", "READ", *ETCD_ROUTER_RANGE),
     ("node-store", "READWRITE", ETCD_KEY_ROOT + "ring/", "prefix"),
     ("node-store", "READWRITE", ETCD_KEY_ROOT + "controller", None),
@@ -175,12 +179,13 @@ class Cluster:
 
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
                  lease_ttl=5, partitions=64, etcd_members=1, replicas=3, log_keep=None,
-                 node_tls=True):
+                 node_tls=True, frontends=1):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
         self.stores = stores
         self.queues = queues
+        self.frontends = frontends
         self.lease_ttl = lease_ttl
         self.partitions = partitions
         self.replicas = replicas
@@ -247,8 +252,27 @@ class Cluster:
 
     def metrics_port(self, name):
         if name.startswith("frontend"):
-            return self.ports["frontend_metrics"]
+            return self.frontend_ports(int(name.rsplit("-", 1)[1]))["frontend_metrics"]
         return self.node_port(name, metrics=True)
+
+    def frontend_ports(self, i):
+        """The listener and metrics ports of frontend-i (keys as in
+        DEFAULT_PORTS): frontend-1 has self.ports; frontend-i, i >= 2, the
+        same + 1000 * (i - 1) (metrics + i - 1), or free ports for a
+        cluster on free ports."""
+        keys = FRONTEND_PORT_KEYS
+        if i == 1:
+            return {k: self.ports[k] for k in keys}
+        fixed = getattr(self, "node_ports", None)
+        out = {}
+        for k in keys:
+            if fixed is not None:
+                out[k] = fixed.setdefault(f"frontend-{i}-{k}", free_port())
+            elif k == "frontend_metrics":
+                out[k] = self.ports[k] + i - 1
+            else:
+                out[k] = self.ports[k] + 1000 * (i - 1)
+        return out
 
     # ---- process table -------------------------------------------------
 
@@ -288,11 +312,17 @@ class Cluster:
                     "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
                     + (["--log-keep", str(self.log_keep)] if self.log_keep else [])
                     + self.node_tls_args(name), port))
-        p = self.ports
         tls = self.tls_dir()
-        out.append(("frontend-1", "frontend",
+        for i in range(1, self.frontends + 1):
+            out.append(self.frontend_spec(i, tls))
+        return out
+
+    def frontend_spec(self, i, tls):
+        name = f"frontend-{i}"
+        p = self.frontend_ports(i)
+        return (name, "frontend",
                     f"smtp=127.0.0.1:{p['smtp']} imap=127.0.0.1:{p['imap']}", [
-                        os.path.join(self.bin, "frontend"), "--id", "frontend-1",
+                        os.path.join(self.bin, "frontend"), "--id", name,
                         *self.etcd_args("frontend"),
                         "--smtp", f"127.0.0.1:{p['smtp']}",
                         "--submission", f"127.0.0.1:{p['submission']}",
@@ -307,8 +337,7 @@ class Cluster:
                         "--trusted-networks", "127.0.0.0/8,::1",
                         "--metrics", f"127.0.0.1:{p['frontend_metrics']}",
                         "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
-                    + self.node_tls_args("frontend-1"), p["imap"]))
-        return out
+                    + self.node_tls_args(name), p["imap"])
 
     def spec(self, name):
         for s in self.specs():
@@ -767,23 +796,40 @@ class Cluster:
 
 
 def scale(c, conf, conf_path, args):
-    """cluster/local scale store=N queue=M: start new nodes, or drain and
-    stop the highest-numbered ones (mailctl node drain waits until the
-    controller has moved their partitions away, printing progress), then
-    remove their records."""
+    """cluster/local scale store=N queue=M frontend=F: start new nodes, or
+    drain and stop the highest-numbered ones (mailctl node drain waits until
+    the controller has moved their partitions away, printing progress), then
+    remove their records. Frontends are stateless: the extra ones just start
+    (frontend-i listens on frontend-1's ports + 1000 * (i - 1)) or stop."""
     want = {}
+    usage = "usage: cluster/local scale store=N queue=M frontend=F (N, M, F >= 1)"
     for a in args:
         role, _, n = a.partition("=")
-        if role not in ("store", "queue") or not n.isdigit() or int(n) < 1:
-            print("usage: cluster/local scale store=N queue=M (N, M >= 1)", file=sys.stderr)
+        if role not in ("store", "queue", "frontend") or not n.isdigit() or int(n) < 1:
+            print(usage, file=sys.stderr)
             return 1
         want[role] = int(n)
     if not want:
-        print("usage: cluster/local scale store=N queue=M", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 1
     for role, n in want.items():
         key = role + "s"
-        have = conf[key]
+        have = conf.get(key, 1)
+        if role == "frontend":
+            conf[key] = n
+            c.frontends = max(n, have)
+            for i in range(have + 1, n + 1):
+                c.start(f"frontend-{i}")
+                p = c.frontend_ports(i)
+                print(f"started frontend-{i} (SMTP {p['smtp']}, IMAP {p['imap']}, "
+                      f"IMAPS {p['imaps']}, POP3 {p['pop3']})", flush=True)
+            for i in range(have, n, -1):
+                c.kill(f"frontend-{i}")
+                print(f"stopped frontend-{i}", flush=True)
+            c.frontends = n
+            with open(conf_path, "w") as f:
+                json.dump(conf, f)
+            continue
         if n > have:
             conf[key] = n
             setattr(c, key, n)
@@ -846,7 +892,8 @@ def main(argv):
             return 1
         conf["etcd_members"] = members
     c = Cluster(state, bin_dir, etcd_members=conf["etcd_members"],
-                stores=conf["stores"], queues=conf["queues"])
+                stores=conf["stores"], queues=conf["queues"],
+                frontends=conf.get("frontends", 1))
     if cmd == "scale":
         return scale(c, conf, conf_path, args)
     if cmd == "up":
@@ -882,8 +929,8 @@ def main(argv):
         for line in c.status_lines():
             print(line)
         return 0
-    print("usage: local.py up [--etcd-members 1|3|5] | down | status | scale store=N queue=M",
-          file=sys.stderr)
+    print("usage: local.py up [--etcd-members 1|3|5] | down | status "
+          "| scale store=N queue=M frontend=F", file=sys.stderr)
     return 1
 
 

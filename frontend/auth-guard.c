@@ -42,6 +42,7 @@ struct auth_guard {
 	uv_loop_t *loop;
 	struct auth_guard_settings set;
 	etcd_conf *etcd;
+	etcd_pool *pool;     /* the jobs' clients (connections kept) */
 	char *node_id;
 	uv_timer_t *timer;
 	int stopped;
@@ -146,6 +147,7 @@ static void guard_maybe_free(auth_guard *g)
 	strv_free(g->blocked, g->n_blocked);
 	strv_free(g->local, g->n_local);
 	free(g->table);
+	etcd_pool_destroy(&g->pool);
 	etcd_conf_free(&g->etcd);
 	free(g->node_id);
 	free(g);
@@ -154,8 +156,7 @@ static void guard_maybe_free(auth_guard *g)
 static void guard_work_cb(uv_work_t *w)
 {
 	struct guard_job *j = w->data;
-	etcd_client *etcd = etcd_client_create(j->etcd);
-	etcd_client_set_stats(etcd, j->stats);
+	etcd_client *etcd = etcd_pool_take(j->g->pool);
 	if (j->is_poll) {
 		etcd_kv *kvs = NULL;
 		size_t n = 0;
@@ -178,7 +179,7 @@ static void guard_work_cb(uv_work_t *w)
 		if (j->status == MAIL_OK)
 			j->status = etcd_kv_put(etcd, key, j->value, strlen(j->value), lease);
 	}
-	etcd_client_destroy(&etcd);
+	etcd_pool_give(j->g->pool, &etcd);
 }
 
 static void guard_after_cb(uv_work_t *w, int status)
@@ -276,6 +277,8 @@ auth_guard *auth_guard_start(uv_loop_t *loop, const struct auth_guard_settings *
 	if (g->set.block_ttl_s == 0)
 		g->set.block_ttl_s = AUTH_GUARD_BLOCK_TTL_S;
 	g->etcd = etcd_conf_dup(set->etcd);
+	if (g->etcd != NULL)
+		g->pool = etcd_pool_create(g->etcd, set->stats, 2);
 	g->node_id = set->node_id != NULL ? xstrdup(set->node_id) : NULL;
 	g->set.etcd = g->etcd;
 	g->set.node_id = g->node_id;

@@ -15,6 +15,7 @@
 #include "imap-backend-store.h"
 #include "imap-server.h"
 #include "log.h"
+#include "maildrop-lock.h"
 #include "pop3-server.h"
 #include "queue-client.h"
 #include "router.h"
@@ -53,6 +54,7 @@ struct frontend_settings {
 	const char *tls_cert, *tls_key; /* the default certificate */
 	const char *secret_file;       /* shared by every frontend */
 	const char *trusted;           /* networks exempt from connection caps */
+	unsigned pop3_lock_ttl_s;      /* the maildrop locks' lease (maildrop-lock.h) */
 	struct daemon_tls_settings node_tls; /* mutual TLS to the queue and store tiers */
 };
 
@@ -73,6 +75,7 @@ struct frontend {
 	struct daemon_tls node_tls;    /* .client: RPC to the nodes; NULL = plaintext */
 	tls_certs *certs;
 	auth_guard *guard;
+	maildrop_locks *locks;         /* POP3's maildrop locks */
 	auth_pool *auth;
 	struct cidr_list trusted;
 	struct mem_budget budget;      /* SMTP message bodies in flight */
@@ -121,6 +124,9 @@ static const struct daemon_option frontend_options[] = {
 	  .value_name = "CIDRS", .help = "networks exempt from connection caps (a,b,...)" },
 	{ .name = "hostname", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(hostname),
 	  .value_name = "NAME", .def_text = "localhost", .help = "name in the SMTP greeting" },
+	{ .name = "pop3-lock-ttl", .kind = DAEMON_OPTION_UINT, .offset = FRONTEND(pop3_lock_ttl_s),
+	  .value_name = "S", .min = 2, .max = 3600, .def = MAILDROP_LOCK_TTL_S,
+	  .help = "seconds a dead frontend's POP3 maildrop locks outlive it" },
 	{ .name = NULL },
 };
 
@@ -239,6 +245,7 @@ static int frontend_pop3_start(struct frontend *fe, uv_loop_t *loop, const struc
 	struct pop3_settings pop3;
 	pop3_settings_init(&pop3);
 	frontend_listener(fe, l, implicit, &pop3.conn);
+	pop3.locks = fe->locks;
 	return pop3_server_start(loop, &pop3, &imap_store_backend_vfuncs, fe->mail, server_r,
 				 error_r);
 }
@@ -287,6 +294,11 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 		.stats = daemon_etcd_stats(d),
 	};
 	fe->guard = auth_guard_start(loop, &gs);
+	struct maildrop_locks_settings ls = {
+		.etcd = daemon_etcd_conf(d), .stats = daemon_etcd_stats(d),
+		.holder = set->daemon.id, .ttl_s = set->pop3_lock_ttl_s,
+	};
+	fe->locks = maildrop_locks_start(loop, &ls);
 	fe->auth = auth_pool_start(loop, fe->dir, fe->secret, fe->secret_len, 0);
 	fe->mail = imap_store_backend_create(fe->auth, fe->store);
 
@@ -374,6 +386,8 @@ static void frontend_drained(void *ctx)
 	struct frontend *fe = ctx;
 	queue_client_destroy(&fe->queue);
 	store_client_destroy(&fe->store);
+	/* every POP3 session is gone: give back the lease (its locks with it) */
+	maildrop_locks_stop(&fe->locks);
 }
 
 static void frontend_deinit(void *ctx)

@@ -23,6 +23,7 @@ struct tls_certs {
 	uv_loop_t *loop;
 	tls_server *tls;
 	etcd_conf *etcd;
+	etcd_pool *pool;   /* one client, its connection kept between polls */
 	char *cert_file, *key_file;
 	struct etcd_stats *stats;
 	uv_timer_t *timer;
@@ -47,6 +48,7 @@ static void certs_maybe_free(tls_certs *c)
 	for (size_t k = 0; k < c->n_applied; k++)
 		free(c->applied[k].domain);
 	free(c->applied);
+	etcd_pool_destroy(&c->pool);
 	etcd_conf_free(&c->etcd);
 	free(c->cert_file);
 	free(c->key_file);
@@ -56,10 +58,9 @@ static void certs_maybe_free(tls_certs *c)
 static void certs_work(uv_work_t *w)
 {
 	struct certs_job *j = w->data;
-	etcd_client *e = etcd_client_create(j->c->etcd);
-	etcd_client_set_stats(e, j->c->stats);
+	etcd_client *e = etcd_pool_take(j->c->pool);
 	j->status = etcd_kv_range_prefix(e, TLS_CERT_KEY_PREFIX, 0, &j->kvs, &j->n, NULL);
-	etcd_client_destroy(&e);
+	etcd_pool_give(j->c->pool, &e);
 }
 
 static struct applied *certs_find(tls_certs *c, const char *domain)
@@ -175,6 +176,8 @@ tls_certs *tls_certs_start(uv_loop_t *loop, tls_server *tls, const etcd_conf *et
 	c->tls = tls;
 	c->stats = stats;
 	c->etcd = etcd_conf_dup(etcd);
+	if (c->etcd != NULL)
+		c->pool = etcd_pool_create(c->etcd, stats, 1);
 	if (cert_file != NULL && key_file != NULL) {
 		c->cert_file = xstrdup(cert_file);
 		c->key_file = xstrdup(key_file);

@@ -208,6 +208,8 @@ struct progress_reporter {
 	int dead;        /* the host is gone: finish, send nothing more */
 	etcd_conf *etcd;
 	etcd_stats *stats;
+	etcd_pool *pool; /* the jobs' clients: one connection per job at once,
+			  * not one per report */
 	const char *role;
 	char *node_id;
 	uv_loop_t *loop;
@@ -234,6 +236,7 @@ static struct progress_reporter *progress_reporter_new(uv_loop_t *loop, const et
 	r->loop = loop;
 	r->etcd = etcd_conf_dup(etcd);
 	r->stats = stats;
+	r->pool = etcd_pool_create(etcd, stats, 4);
 	r->role = role;
 	r->node_id = xstrdup(node_id);
 	return r;
@@ -246,6 +249,7 @@ static void progress_reporter_unref(struct progress_reporter **rp)
 	if (r == NULL || --r->refs > 0)
 		return;
 	free(r->slots);
+	etcd_pool_destroy(&r->pool);
 	etcd_conf_free(&r->etcd);
 	free(r->node_id);
 	free(r);
@@ -254,8 +258,7 @@ static void progress_reporter_unref(struct progress_reporter **rp)
 static void progress_work_cb(uv_work_t *w)
 {
 	struct progress_job *j = w->data;
-	etcd_client *etcd = etcd_client_create(j->r->etcd);
-	etcd_client_set_stats(etcd, j->r->stats);
+	etcd_client *etcd = etcd_pool_take(j->r->pool);
 	for (int attempt = 0; attempt < PROGRESS_ATTEMPTS; attempt++) {
 		if (attempt > 0)
 			uv_sleep(PROGRESS_RETRY_MS);
@@ -263,7 +266,7 @@ static void progress_work_cb(uv_work_t *w)
 		if (j->status == MAIL_OK)
 			break;
 	}
-	etcd_client_destroy(&etcd);
+	etcd_pool_give(j->r->pool, &etcd);
 }
 
 static void progress_send(struct progress_reporter *r, uint32_t partition);

@@ -1293,3 +1293,68 @@ int etcd_watch(etcd_client *c, const char *key, const char *range_end, int64_t s
 	free(body);
 	return err;
 }
+
+/* ---- the client pool (etcd.h) ------------------------------------------ */
+
+struct etcd_pool {
+	pthread_mutex_t lock;
+	etcd_conf *conf;
+	etcd_stats *stats;
+	unsigned keep;
+	etcd_client **idle;
+	size_t n_idle;
+};
+
+etcd_pool *etcd_pool_create(const etcd_conf *conf, etcd_stats *stats, unsigned keep)
+{
+	etcd_pool *p = xcalloc(1, sizeof *p);
+	pthread_mutex_init(&p->lock, NULL);
+	p->conf = etcd_conf_dup(conf);
+	p->stats = stats;
+	p->keep = keep > 0 ? keep : 1;
+	p->idle = xcalloc(p->keep, sizeof *p->idle);
+	return p;
+}
+
+void etcd_pool_destroy(etcd_pool **pool)
+{
+	etcd_pool *p = *pool;
+	if (p == NULL)
+		return;
+	*pool = NULL;
+	for (size_t i = 0; i < p->n_idle; i++)
+		etcd_client_destroy(&p->idle[i]);
+	free(p->idle);
+	etcd_conf_free(&p->conf);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+etcd_client *etcd_pool_take(etcd_pool *p)
+{
+	etcd_client *c = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->n_idle > 0)
+		c = p->idle[--p->n_idle];
+	pthread_mutex_unlock(&p->lock);
+	if (c == NULL) {
+		c = etcd_client_create(p->conf);
+		etcd_client_set_stats(c, p->stats);
+	}
+	return c;
+}
+
+void etcd_pool_give(etcd_pool *p, etcd_client **c)
+{
+	etcd_client *client = *c;
+	*c = NULL;
+	if (client == NULL)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (p->n_idle < p->keep) {
+		p->idle[p->n_idle++] = client;
+		client = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	etcd_client_destroy(&client);
+}

@@ -225,4 +225,21 @@ typedef int etcd_watch_cb(const etcd_event *event, void *arg);
 int etcd_watch(etcd_client *c, const char *key, const char *range_end, int64_t start_revision,
 	       etcd_watch_cb *cb, void *arg, const int *stop);
 
+/* ---- a pool of clients for pool jobs ------------------------------------
+ * A job on libuv's thread pool that talks to etcd takes a client here and
+ * gives it back, so that its connection (TLS handshake, authentication)
+ * serves the next job instead of being made anew each time. Jobs may run
+ * at once: each gets a client of its own (the pool makes one when none is
+ * idle) and at most `keep` idle clients are kept. Any thread. */
+typedef struct etcd_pool etcd_pool;
+/* conf is copied; stats borrowed (may be NULL), set on every client. */
+etcd_pool *etcd_pool_create(const etcd_conf *conf, etcd_stats *stats, unsigned keep);
+/* Destroy the pool and its idle clients; every taken client must have
+ * been given back. NULLs *pool; NULL is fine. */
+void etcd_pool_destroy(etcd_pool **pool);
+etcd_client *etcd_pool_take(etcd_pool *pool);
+/* Give c back (NULLs *c): kept for the next take, or destroyed when the
+ * pool already keeps `keep` idle ones. */
+void etcd_pool_give(etcd_pool *pool, etcd_client **c);
+
 #endif

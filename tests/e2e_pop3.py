@@ -11,6 +11,9 @@ user with mailctl and checks:
     IMAP client marked \\Deleted (not expunged) is left as it was, and the
     message RETR sent got \\Seen;
   * a session that ends without QUIT deletes nothing;
+  * the maildrop lock is cluster-wide: a second frontend's session holds
+    it, this frontend answers -ERR [IN-USE]; kill -9 of that frontend
+    frees it within its lease (--pop3-lock-ttl);
   * fetchmail (when installed) retrieves over POP3 with STLS and the dev
     CA, and deletes what it fetched.
 Standard library only (fetchmail is an outside program, skipped when
@@ -30,6 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import e2e_harness  # noqa: E402
+from local import free_port  # noqa: E402
 
 USER = "paula@example.test"
 PASSWORD = "pop pass"
@@ -57,6 +61,22 @@ class Pop3E2E:
         s.ehlo("client.test")
         assert s.sendmail("sender@remote.test", [USER], msg) == {}
         s.quit()
+
+    def pop3s_retry(self, port=None, timeout=15):
+        """Log in over POP3S, again while the maildrop is locked."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pop = poplib.POP3_SSL("127.0.0.1", port or self.p["pop3s"], context=self.ctx,
+                                  timeout=30)
+            pop.user(USER)
+            try:
+                pop.pass_(PASSWORD)
+                return pop
+            except poplib.error_proto as e:
+                assert str(e).startswith("b'-ERR [IN-USE]"), e
+                pop.close()
+                assert time.monotonic() < deadline, "the maildrop lock stayed taken"
+                time.sleep(0.1)
 
     def pop3s(self):
         pop = poplib.POP3_SSL("localhost", self.p["pop3s"], context=self.ctx, timeout=30)
@@ -128,8 +148,7 @@ class Pop3E2E:
         assert pop.dele(1).startswith(b"+OK")
         pop.file.close()
         pop.sock.close()
-        time.sleep(0.5)
-        pop = self.pop3s()
+        pop = self.pop3s_retry()
         assert pop.stat()[0] == 2, pop.stat()
         assert pop.dele(1).startswith(b"+OK")
         resp = pop.quit()
@@ -155,6 +174,51 @@ class Pop3E2E:
         m.store("1", "+FLAGS", "(\\Deleted)")
         m.expunge()
         m.logout()
+
+    def lock_across_frontends(self):
+        """A second frontend (same etcd, same stores) holds the lock; kill -9
+        of it gives the lock back after its lease."""
+        argv = list(self.c.spec("frontend-1")[3])
+        ports = {}
+        for opt in ("--smtp", "--submission", "--submissions", "--imap", "--imaps",
+                    "--pop3", "--pop3s", "--metrics"):
+            ports[opt] = free_port()
+            argv[argv.index(opt) + 1] = f"127.0.0.1:{ports[opt]}"
+        argv[argv.index("--id") + 1] = "frontend-2"
+        argv += ["--pop3-lock-ttl", "3"]
+        log = open(os.path.join(self.c.state, "frontend-2.log"), "ab")
+        fe2 = subprocess.Popen(argv, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    other = self.pop3s_retry(ports["--pop3s"])
+                    break
+                except OSError:
+                    assert fe2.poll() is None and time.monotonic() < deadline, "frontend-2"
+                    time.sleep(0.2)
+            assert other.stat()[0] >= 0
+            pop = poplib.POP3_SSL("127.0.0.1", self.p["pop3s"], context=self.ctx, timeout=30)
+            pop.user(USER)
+            try:
+                pop.pass_(PASSWORD)
+                raise AssertionError("a second session got the locked maildrop")
+            except poplib.error_proto as e:
+                assert str(e).startswith("b'-ERR [IN-USE]"), e
+            assert pop.capa() is not None   # still in AUTHORIZATION
+            pop.close()
+            fe2.kill()
+            fe2.wait()
+            killed = time.monotonic()
+            pop = self.pop3s_retry(timeout=15)
+            waited = time.monotonic() - killed
+            print(f"lock freed {waited:.1f} s after kill -9 of its frontend (lease 3 s)")
+            assert pop.quit().startswith(b"+OK")
+        finally:
+            if fe2.poll() is None:
+                fe2.kill()
+                fe2.wait()
+            log.close()
 
     def fetchmail(self):
         if shutil.which("fetchmail") is None:
@@ -202,6 +266,7 @@ def main():
         check("stls_read", t.stls_read)
         check("pop3s_same_uidl", t.pop3s_same_uidl)
         check("dele_quit_expunges", t.dele_quit_expunges)
+        check("lock_across_frontends", t.lock_across_frontends)
         check("fetchmail", t.fetchmail)
     return e2e_harness.run("pop3-e2e-", body, lease_ttl=3, stores=1, queues=1)
 

@@ -136,8 +136,10 @@ static void imap_store_select_cb(int status, const ProtobufCMessage *resp, void 
 	if (status != MAIL_OK) {
 		cb(status, NULL, NULL, 0, c->arg);
 	} else {
-		struct imap_mailbox_info box = { r->mailbox->name, r->mailbox->uidvalidity,
-						 r->mailbox->uidnext, r->mailbox->exists };
+		struct imap_mailbox_info box = { .name = r->mailbox->name,
+						 .uidvalidity = r->mailbox->uidvalidity,
+						 .uidnext = r->mailbox->uidnext,
+						 .exists = r->mailbox->exists };
 		struct imap_msg_info *msgs = imap_store_msg_infos(r->messages, r->n_messages);
 		cb(MAIL_OK, &box, msgs, r->n_messages, c->arg);
 		free(msgs);

@@ -428,8 +428,7 @@ static void mem_op_run(struct mem_op *op)
 			cb(fail != MAIL_OK ? fail : MAIL_ERR_NOT_FOUND, NULL, NULL, 0, op->arg);
 			return;
 		}
-		struct imap_mailbox_info box = { .name = b->name,
-						 .uidvalidity = b->uidvalidity,
+		struct imap_mailbox_info box = { .name = b->name, .uidvalidity = b->uidvalidity,
 						 .uidnext = b->uidnext,
 						 .exists = (uint32_t)b->n_msgs };
 		struct imap_msg_info *msgs = xcalloc(b->n_msgs + 1, sizeof(*msgs));

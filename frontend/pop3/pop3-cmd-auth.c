@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "mail-error.h"
+#include "maildrop-lock.h"
 #include "sasl.h"
 #include "xalloc.h"
 
@@ -101,6 +102,7 @@ static void pop3_select_cb(int status, const struct imap_mailbox_info *box,
 			  s->conn.id, mail_error_info(status)->name);
 		free(s->user);
 		s->user = NULL;
+		pop3_session_unlock(s);
 		pop3_cmd_err(s, "SYS/TEMP", "Unable to open the maildrop, try again later");
 	} else {
 		uint64_t octets = 0;
@@ -125,6 +127,35 @@ static void pop3_select_cb(int status, const struct imap_mailbox_info *box,
 	conn_unref(&s->conn);
 }
 
+static void pop3_open_maildrop(struct pop3_session *s)
+{
+	s->server->backend->select(s->server->backend_ctx, s->user, POP3_MAILBOX, pop3_select_cb,
+				   s);
+}
+
+/* The maildrop lock (RFC 1939 8), taken before the maildrop is read. */
+static void pop3_lock_cb(int status, void *arg)
+{
+	struct pop3_session *s = arg;
+	if (status == MAIL_OK)   /* released at the end, closed or not */
+		s->lock_user = xstrdup(s->user);
+	if (conn_is_closed(&s->conn)) {
+		conn_unref(&s->conn);
+		return;
+	}
+	if (status == MAIL_ERR_EXISTS) {
+		log_event(LOG_INFO, POP3_LOG_SVC, "event=maildrop_in_use sid=%s", s->conn.id);
+		free(s->user);
+		s->user = NULL;
+		pop3_cmd_err(s, "IN-USE", "Maildrop is locked by another POP3 session");
+		conn_process(&s->conn);
+		conn_unref(&s->conn);
+		return;
+	}
+	/* MAIL_ERR_UNAVAILABLE: logged by the lock; serve without it */
+	pop3_open_maildrop(s);
+}
+
 /* The outcome of PASS or AUTH (imap-login.h). */
 static void pop3_login_done(struct conn *c, int status, const char *user, const char *text)
 {
@@ -134,8 +165,10 @@ static void pop3_login_done(struct conn *c, int status, const char *user, const 
 		free(s->user);
 		s->user = xstrdup(user);
 		conn_ref(c);
-		s->server->backend->select(s->server->backend_ctx, s->user, POP3_MAILBOX,
-					   pop3_select_cb, s);
+		if (s->server->set.locks != NULL)
+			maildrop_lock_acquire(s->server->set.locks, s->user, c->id, pop3_lock_cb, s);
+		else
+			pop3_open_maildrop(s);
 		return;
 	}
 	free(s->user);

@@ -76,6 +76,7 @@ struct pop3_session {
 
 	enum pop3_state state;
 	char *user;                 /* USER's name, then the logged-in user */
+	char *lock_user;            /* whose maildrop lock it holds, or NULL */
 	imap_login *login;          /* PASS or AUTH in progress */
 
 	/* the command running (one at a time) */
@@ -102,6 +103,9 @@ void pop3_cmd_bad(struct pop3_session *s, const char *text);
 void pop3_cmd_fail(struct pop3_session *s, int mail_error);
 /* End a command whose answer is already queued (a multi-line one). */
 void pop3_cmd_finish(struct pop3_session *s);
+
+/* Give back the maildrop lock, if held. */
+void pop3_session_unlock(struct pop3_session *s);
 
 /* ---- handlers: pop3-cmd-auth.c, pop3-cmd-maildrop.c ------------------ */
 

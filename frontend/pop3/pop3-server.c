@@ -8,6 +8,7 @@
  * the client's response lines instead (its SASL mode).
  */
 #include "pop3-server-private.h"
+#include "maildrop-lock.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -213,11 +214,21 @@ static void pop3_session_input(struct conn *c)
 
 /* ---- sessions -------------------------------------------------------- */
 
+void pop3_session_unlock(struct pop3_session *s)
+{
+	if (s->lock_user == NULL)
+		return;
+	maildrop_lock_release(s->server->set.locks, s->lock_user);
+	free(s->lock_user);
+	s->lock_user = NULL;
+}
+
 static void pop3_session_destroy(struct conn *c)
 {
 	struct pop3_session *s = (struct pop3_session *)c;
 	pop3_session_cmd_ctx_free(s);
 	pop3_session_maildrop_clear(s);
+	pop3_session_unlock(s);
 	pop3_parser_destroy(&s->parser);
 	imap_login_free(&s->login);
 	free(s->user);

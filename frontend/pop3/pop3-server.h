@@ -61,6 +61,14 @@ struct pop3_settings {
 	 * timeouts, session caps, input and output bounds. */
 	struct conn_settings conn;
 	int mark_seen;
+	/* The maildrop lock (maildrop-lock.h), borrowed: it must outlive the
+	 * server and its sessions' close. NULL: no lock (several POP3
+	 * sessions may share a maildrop). A session takes the lock after
+	 * authenticating (another holder: -ERR [IN-USE], still in
+	 * AUTHORIZATION; etcd unreachable: logged, the session goes on
+	 * without it) and gives it back when it ends (QUIT after UPDATE, or
+	 * any disconnect). */
+	struct maildrop_locks *locks;
 	const char *implementation;  /* static or outliving the server */
 	struct pop3_parser_limits limits;
 };

@@ -20,6 +20,7 @@
 #include "budget.h"
 #include "imap-memory-backend.h"
 #include "line-client.h"
+#include "maildrop-lock.h"
 #include "test-engine-fixture.h"
 #include "mail-error.h"
 #include "pop3-server.h"
@@ -46,6 +47,8 @@ struct fixture {
 	unsigned guard_delay_ms;
 	int guard_failures;      /* written by the loop thread */
 	int guard_block;         /* read by the loop thread */
+	int with_locks;          /* maildrop locks (in-process table) */
+	maildrop_locks *locks;   /* made on the loop thread, freed after it */
 };
 
 static void fixture_fill(struct engine_fixture *e)
@@ -64,6 +67,11 @@ static int fixture_server_start(struct engine_fixture *e, uv_loop_t *loop)
 {
 	struct fixture *f = (struct fixture *)e;
 	const char *error;
+	if (f->with_locks) {
+		struct maildrop_locks_settings ls = { .holder = "test" };
+		f->locks = maildrop_locks_start(loop, &ls);
+		f->set.locks = f->locks;
+	}
 	if (pop3_server_start(loop, &f->set, &imap_memory_backend_vfuncs, e->mb, &f->server,
 			      &error) < 0)
 		return -1;
@@ -106,6 +114,7 @@ static struct fixture *fixture_start(void (*tune)(struct fixture *), uint64_t de
 static void fixture_stop(struct fixture *f)
 {
 	engine_fixture_stop(&f->e);
+	maildrop_locks_stop(&f->locks);   /* the loop is gone: no job runs */
 	free(f);
 }
 
@@ -421,6 +430,67 @@ static void test_dele_rset_quit(void **state)
 	client_close(c);
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "INBOX"), 2);
 	assert_int_equal(imap_memory_backend_has_flag(f->e.mb, USER, "INBOX", uid, "\\Deleted"), 1);
+	fixture_stop(f);
+}
+
+static void tune_locks(struct fixture *f)
+{
+	f->with_locks = 1;
+}
+
+/* Log in until the maildrop lock is free (a closed session gives it back
+ * when the loop has destroyed it). */
+static struct client *client_login_when_free(struct fixture *f)
+{
+	for (int i = 0; i < 100; i++) {
+		struct client *c = client_greeted(f);
+		check(c, "USER " USER, "+OK");
+		char *out = cmd(c, "PASS " PASS);
+		int ok = strncmp(out, "+OK Logged in", 13) == 0;
+		if (!ok && strncmp(out, "-ERR [IN-USE] ", 14) != 0)
+			fail_msg("PASS: got \"%s\"", out);
+		free(out);
+		if (ok)
+			return c;
+		client_close(c);
+		usleep(20 * 1000);
+	}
+	fail_msg("the maildrop lock was never given back");
+	return NULL;
+}
+
+/* RFC 1939 8: one POP3 session per maildrop; the lock goes at QUIT and at
+ * a disconnect, and a refused session may try again. */
+static void test_maildrop_lock(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(tune_locks, 0);
+	struct client *a = client_login(f);
+	struct client *b = client_greeted(f);
+	check(b, "USER " USER, "+OK");
+	check(b, "PASS " PASS, "-ERR [IN-USE] Maildrop is locked by another POP3 session");
+	check(b, "STAT", "-ERR");           /* still in AUTHORIZATION */
+	check(b, "CAPA", "+OK");
+	/* another user's maildrop is not locked by it */
+	struct client *o = client_greeted(f);
+	check(o, "USER other@example.test", "+OK");
+	check(o, "PASS x", "+OK Logged in");
+	/* A's QUIT (with its UPDATE) gives the lock to B's next try */
+	check(a, "DELE 1", "+OK");
+	check(a, "QUIT", "+OK Logging out (1 messages deleted)");
+	client_close(a);
+	client_close(b);
+	b = client_login_when_free(f);
+	check(b, "STAT", "+OK 2 ");
+	/* a disconnect without QUIT gives it back too, and deletes nothing */
+	check(b, "DELE 1", "+OK");
+	client_close(b);
+	a = client_login_when_free(f);
+	check(a, "STAT", "+OK 2 ");
+	check(a, "QUIT", "+OK");
+	client_close(a);
+	check(o, "QUIT", "+OK");
+	client_close(o);
 	fixture_stop(f);
 }
 
@@ -798,6 +868,7 @@ int main(void)
 		cmocka_unit_test(test_dele_rset_quit),
 		cmocka_unit_test(test_big_and_budget),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_maildrop_lock),
 		cmocka_unit_test(test_caps_timeouts),
 		cmocka_unit_test(test_guard),
 		cmocka_unit_test(test_disconnect_pending),
