@@ -59,6 +59,8 @@ static void fuzz_feed(imap_parser *p, const uint8_t *data, size_t size, size_t c
 					imap_parser_literal_accept(p);
 				else
 					imap_parser_literal_refuse(p);
+			} else if (ret == IMAP_PARSE_DROPPED && !imap_parser_is_idle(p)) {
+				__builtin_trap();
 			} else if (ret == IMAP_PARSE_NEED_MORE && used != n) {
 				__builtin_trap();
 			}

@@ -34,6 +34,7 @@ struct imap_mbox_cmd {
 	char *name;
 	char *to;            /* RENAME */
 	unsigned items;      /* STATUS */
+	const char *op;      /* for the log: "create", "delete", ... */
 	imap_mbox_done_fn *done;
 };
 
@@ -62,6 +63,9 @@ static void imap_mbox_status_cb(int status, void *arg)
 		return;
 	}
 	struct imap_mbox_cmd *c = s->cmd_ctx;
+	/* names are the user's data: not logged */
+	log_event(LOG_INFO, "imap", "event=mailbox sid=%s op=%s status=%s", s->conn.id, c->op,
+		  mail_error_info(status)->name);
 	c->done(s, status);
 	conn_process(&s->conn);
 	conn_unref(&s->conn);
@@ -175,6 +179,7 @@ void imap_cmd_create(struct imap_session *s, const struct imap_arg *args, size_t
 	}
 	struct imap_mbox_cmd *c = imap_mbox_cmd_new(s, name);
 	c->done = imap_create_done;
+	c->op = "create";
 	conn_ref(&s->conn);
 	s->server->backend->create(s->server->backend_ctx, s->user, name, use,
 				   imap_mbox_status_cb, s);
@@ -222,6 +227,7 @@ void imap_cmd_delete(struct imap_session *s, const struct imap_arg *args, size_t
 	}
 	struct imap_mbox_cmd *c = imap_mbox_cmd_new(s, name);
 	c->done = imap_delete_done;
+	c->op = "delete";
 	conn_ref(&s->conn);
 	s->server->backend->delete_mailbox(s->server->backend_ctx, s->user, name,
 					   imap_mbox_status_cb, s);
@@ -276,6 +282,7 @@ void imap_cmd_rename(struct imap_session *s, const struct imap_arg *args, size_t
 	struct imap_mbox_cmd *c = imap_mbox_cmd_new(s, from);
 	c->to = to;
 	c->done = imap_rename_done;
+	c->op = "rename";
 	conn_ref(&s->conn);
 	s->server->backend->rename(s->server->backend_ctx, s->user, from, to,
 				   imap_mbox_status_cb, s);
@@ -303,6 +310,7 @@ static void imap_cmd_subscribe_common(struct imap_session *s, const struct imap_
 		return;
 	struct imap_mbox_cmd *c = imap_mbox_cmd_new(s, name);
 	c->done = imap_subscribe_done;
+	c->op = on ? "subscribe" : "unsubscribe";
 	conn_ref(&s->conn);
 	s->server->backend->subscribe(s->server->backend_ctx, s->user, name, on,
 				      imap_mbox_status_cb, s);
@@ -380,14 +388,25 @@ static int imap_status_items_parse(struct imap_session *s, const struct imap_arg
 	return 0;
 }
 
-/* "* STATUS name (ITEM n ...)\r\n"; -1 when name cannot be shown. */
-static int imap_status_reply(struct imap_session *s, const struct imap_mailbox_info *box,
-			     const char *name, unsigned items)
+/* Can name be shown to this client? A backend name that is not valid
+ * UTF-8 (never written by us) is left out of answers and logged. */
+static int imap_name_showable(const struct imap_session *s, const char *name)
+{
+	buf b;
+	buf_init(&b);
+	int ok = imap_mailbox_name_encode(s, name, &b) == 0;
+	buf_deinit(&b);
+	if (!ok)
+		log_event(LOG_WARN, "imap", "event=bad_mailbox_name sid=%s", s->conn.id);
+	return ok;
+}
+
+/* "* STATUS name (ITEM n ...)\r\n" (name showable). */
+static void imap_status_reply(struct imap_session *s, const struct imap_mailbox_info *box,
+			      const char *name, unsigned items)
 {
 	conn_append(&s->conn, "* STATUS ", 9);
-	if (imap_session_append_mailbox(s, name) < 0) {
-		conn_append(&s->conn, "\"\"", 2); /* never: names come from us */
-	}
+	imap_session_append_mailbox(s, name);
 	buf b;
 	buf_init(&b);
 	if (items & IMAP_STATUS_MESSAGES)
@@ -415,7 +434,6 @@ static int imap_status_reply(struct imap_session *s, const struct imap_mailbox_i
 	}
 	conn_printf(&s->conn, " (%s)\r\n", b.len > 0 ? (const char *)b.data + 1 : "");
 	buf_deinit(&b);
-	return 0;
 }
 
 static void imap_cmd_status_cb(int status, const struct imap_mailbox_info *box, void *arg)
@@ -429,6 +447,7 @@ static void imap_cmd_status_cb(int status, const struct imap_mailbox_info *box, 
 	if (status != MAIL_OK) {
 		imap_cmd_fail(s, status);
 	} else {
+		/* c->name came from the client, so it can be shown */
 		imap_status_reply(s, box, c->name, c->items);
 		imap_cmd_done(s, "OK", NULL, "Status completed");
 	}
@@ -622,6 +641,8 @@ static int imap_list_qualifies(const struct imap_list_cmd *l, const struct imap_
 static void imap_list_reply(struct imap_session *s, const struct imap_list_cmd *l,
 			    const struct imap_list_node *nd, int childinfo)
 {
+	if (!imap_name_showable(s, nd->name))
+		return;
 	buf attrs;
 	buf_init(&attrs);
 	if (l->lsub) {

@@ -24,9 +24,10 @@ static void imap_mailbox_name_inbox(char *name)
 int imap_mailbox_name_decode(const struct imap_session *s, const struct imap_arg *arg,
 			     unsigned flags, char **utf8_r, const char **error_r)
 {
-	const char *in;
+	const char *in = arg->str;
 	*utf8_r = NULL;
-	if (!imap_arg_get_astring(arg, &in)) {
+	/* an atom "NIL" is an astring here (a mailbox called "nil") */
+	if (arg->type != IMAP_ARG_NIL && !imap_arg_get_astring(arg, &in)) {
 		*error_r = "Missing mailbox name";
 		return IMAP_NAME_BAD;
 	}

@@ -777,7 +777,8 @@ int imap_parser_feed(imap_parser *p, const uint8_t *data, size_t len, size_t *co
 				/* answered by the caller already */
 				imap_command_clear(&p->cmd);
 				imap_parser_reset(p);
-				continue;
+				*consumed_r = i;
+				return IMAP_PARSE_DROPPED;
 			}
 			*error_r = p->error;
 			imap_parser_reset(p);
@@ -811,7 +812,8 @@ int imap_parser_feed(imap_parser *p, const uint8_t *data, size_t len, size_t *co
 			if (ev == IMAP_PARSE_ERROR && (p->silent || p->error == NULL)) {
 				imap_command_clear(&p->cmd);
 				imap_parser_reset(p);
-				continue;
+				*consumed_r = i;
+				return IMAP_PARSE_DROPPED;
 			}
 			if (ev == IMAP_PARSE_ERROR) {
 				*error_r = p->error;

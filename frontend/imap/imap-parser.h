@@ -24,8 +24,8 @@
  *     whole, outside max_literal: the caller bounds it, e.g. by
  *     APPENDLIMIT, and the memory grows with the bytes that arrived, never
  *     ahead of them beyond doubling) or refuse it (the caller answers the
- *     command itself; its bytes and the rest of the command are dropped
- *     without another event);
+ *     command itself; its bytes and the rest of the command are dropped,
+ *     and IMAP_PARSE_DROPPED marks where it ended);
  *   - more than max_args arguments or lists nested deeper than max_depth
  *     fail the command.
  * After any error the parser resynchronises at the end of the command:
@@ -147,6 +147,10 @@ typedef struct imap_parser imap_parser;
 				     * imap_parser_literal_accept() or
 				     * imap_parser_literal_refuse() before the
 				     * next feed */
+#define IMAP_PARSE_DROPPED 4        /* the rest of a command refused with
+				     * imap_parser_literal_refuse() was read and
+				     * dropped (nothing to answer): the parser
+				     * stops there so the caller sees the end */
 
 /* limits is copied. Never NULL. */
 imap_parser *imap_parser_create(const struct imap_parser_limits *limits);
@@ -180,8 +184,8 @@ void imap_parser_literal_get(const imap_parser *parser, struct imap_parser_liter
 void imap_parser_literal_accept(imap_parser *parser);
 /* Drop it: a synchronising literal ends the command (the caller answers
  * it now, the client sends nothing more of it); a non-synchronising one
- * is skipped with the rest of its command. No event comes for the rest
- * of that command. */
+ * is skipped with the rest of its command, whose end is reported as
+ * IMAP_PARSE_DROPPED (no other event comes for it). */
 void imap_parser_literal_refuse(imap_parser *parser);
 
 /* ---- sequence sets (RFC 3501 sequence-set) -------------------------- */

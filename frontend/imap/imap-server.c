@@ -500,6 +500,8 @@ static void imap_session_input(struct conn *c)
 				break; /* no whole line yet */
 			continue;
 		}
+		if (s->bye_after_command && imap_parser_is_idle(s->parser))
+			break; /* nothing after the refused command runs */
 		struct imap_command *cmd;
 		const char *error;
 		size_t used = 0;
@@ -515,6 +517,8 @@ static void imap_session_input(struct conn *c)
 			imap_session_literal(s, cmd);
 			continue;
 		}
+		if (ret == IMAP_PARSE_DROPPED)
+			continue; /* a refused command's end: answered already */
 		if (ret == IMAP_PARSE_ERROR) {
 			s->tag = xstrdup(cmd->tag != NULL ? cmd->tag : "*");
 			s->busy = 1;

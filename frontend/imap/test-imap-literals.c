@@ -54,7 +54,8 @@ static void render_list(buf *out, const struct imap_arg_list *list)
 
 /* Feed input in chunks; literals the parser hands over are accepted when
  * no larger than accept_max, else refused; the transcript records each
- * decision as {tag [~]size[+] acc|ref}. */
+ * decision as {tag [~]size[+] acc|ref}, and the end of a refused
+ * command as ".". */
 static char *run(const struct imap_parser_limits *limits, const char *input, size_t len,
 		 size_t chunk, uint64_t accept_max)
 {
@@ -96,6 +97,8 @@ static char *run(const struct imap_parser_limits *limits, const char *input, siz
 					imap_parser_literal_accept(p);
 				else
 					imap_parser_literal_refuse(p);
+			} else if (ret == IMAP_PARSE_DROPPED) {
+				buf_append_str(&out, ".");
 			} else {
 				assert_int_equal(n, 0);
 			}
@@ -240,18 +243,18 @@ static void test_literal_events(void **state)
 	 * go, later literals too, without another event */
 	check_run(&l, "a APPEND x {20+}\r\n01234567890123456789 {30+}\r\n"
 		      "012345678901234567890123456789 (x {1}\r\nb NOOP\r\n",
-		  10, "{a 20+ ref}[b NOOP]");
+		  10, "{a 20+ ref}.[b NOOP]");
 	check_run(&l, "a APPEND x {20+}\r\n01234567890123456789 {3}\r\nb NOOP\r\n", 10,
-		  "{a 20+ ref}[b NOOP]");
+		  "{a 20+ ref}.[b NOOP]");
 	check_run(&l, "a APPEND x {5+}\r\n01234 {20+}\r\n01234567890123456789 \x01 {2+}\r\nab\r\n"
 		      "b NOOP\r\n",
-		  10, "{a 20+ ref}[b NOOP]");
+		  10, "{a 20+ ref}.[b NOOP]");
 	/* the second of two refused, the first accepted */
 	check_run(&l, "a APPEND x {12+}\r\n012345678901 {20+}\r\n01234567890123456789\r\nb NOOP\r\n",
-		  15, "{a 12+ acc}{a 20+ ref}[b NOOP]");
+		  15, "{a 12+ acc}{a 20+ ref}.[b NOOP]");
 	/* LITERAL-: a small {n+} over max_nonsync_literal asks too */
 	l = limits_tight(1, 4);
-	check_run(&l, "a X {5+}\r\nabcde\r\n", 4, "{a 5+ ref}");
+	check_run(&l, "a X {5+}\r\nabcde\r\n", 4, "{a 5+ ref}.");
 	check_run(&l, "a X {5+}\r\nabcde\r\n", 5, "{a 5+ acc}[a X L5:abcde]");
 }
 

@@ -335,9 +335,13 @@ static void test_list_basic(void **state)
 	check(c, "l8", "LIST \"\"", "l8 BAD");
 	check(c, "l9", "LIST \"\" % extra", "l9 BAD");
 	check(c, "l10", "LIST \"\" \"&Jjo\"", "l10 BAD"); /* malformed modified UTF-7 */
-	/* another user's mailboxes are never seen */
+	/* another user's mailboxes are never seen; a name the backend
+	 * holds that is not UTF-8 is left out, the answer stays valid */
+	imap_memory_backend_add_message(f->e.mb, USER, "Bad\xff", msg1, sizeof(msg1) - 1, "", 0);
 	char *out = cmd(c, "l11", "LIST \"\" *");
 	assert_not_contains(out, "Secret");
+	assert_not_contains(out, "Bad");
+	assert_contains(out, "* LIST (\\HasNoChildren) \"/\" Archive/2026\r\n");
 	free(out);
 	/* the backend fails: NO with its code */
 	imap_memory_backend_set_failure(f->e.mb, MAIL_ERR_UNAVAILABLE);
@@ -639,6 +643,14 @@ static void test_utf7_names(void **state)
 		    "* LIST (\\HasChildren) \"/\" ~peter/mail/&U,BTFw-\r\n"
 		    "* LIST (\\HasNoChildren) \"/\" ~peter/mail/&U,BTFw-/&ZeVnLIqe-\r\n"
 		    "u2 OK List completed\r\n");
+	/* names that need quoting come back quoted, exactly */
+	check(c, "q1", "CREATE \"say \\\"hi\\\" [now]\"", "q1 OK");
+	check(c, "q2", "CREATE nil", "q2 OK");
+	check_exact(c, "q3", "LIST \"\" \"s*\"",
+		    "* LIST (\\HasNoChildren) \"/\" \"say \\\"hi\\\" [now]\"\r\n"
+		    "q3 OK List completed\r\n");
+	check(c, "q4", "LIST \"\" n*", "* LIST (\\HasNoChildren) \"/\" \"nil\"\r\n");
+	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "say \"hi\" [now]"), 0);
 	check(c, "u3", "CREATE A&-B", "u3 OK");
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "A&B"), 0);
 	check(c, "u4", "LIST \"\" A*", "* LIST (\\HasNoChildren) \"/\" A&-B\r\n");
@@ -1091,12 +1103,13 @@ static void test_literal_minus(void **state)
 	char *req = malloc(5000 + 64);
 	int n = snprintf(req, 64, "a4 APPEND INBOX {4097+}\r\n");
 	memcpy(req + n, msg, 4097);
-	memcpy(req + n + 4097, "\r\n", 2);
-	client_send(c, req, (size_t)n + 4099);
+	memcpy(req + n + 4097, "\r\na5 NOOP\r\n", 12); /* a5 must not run */
+	client_send(c, req, (size_t)n + 4109);
 	free(req);
 	out = client_until(c, "* BYE");
 	assert_non_null(out);
 	assert_contains(out, "a4 BAD [TOOBIG]");
+	assert_not_contains(out, "a5 ");
 	free(out);
 	assert_int_equal(client_fill(c), 0); /* closed */
 	client_close(c);
