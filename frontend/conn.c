@@ -679,6 +679,9 @@ static void conn_server_connection_cb(uv_stream_t *listener, int status)
 		conn_close(c, "accept-failed");
 		return;
 	}
+	/* replies go out when written: a client that pipelines (or a tagged
+	 * OK after untagged data) must not wait for its delayed ACK */
+	uv_tcp_nodelay(&c->tcp, 1);
 	conn_peer_name(c);
 	log_event(LOG_INFO, svc, "event=connect sid=%s peer=%s", c->id, c->peer);
 	const char *refused = conn_server_refusal(server, c);

@@ -59,7 +59,7 @@ const struct imap_command_def imap_commands[] = {
 	{ "UID THREAD", imap_cmd_thread, IMAP_CMD_SELECTED | IMAP_CMD_UID, NULL },
 	{ "ID", imap_cmd_id, IMAP_CMD_ANY, NULL },
 	{ "ENABLE", imap_cmd_enable, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
-	{ "COMPRESS", imap_cmd_compress, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
+	{ "COMPRESS", imap_cmd_compress, IMAP_CMD_AUTH | IMAP_CMD_SELECTED | IMAP_CMD_NO_SYNC, NULL },
 	/* mailboxes (imap-cmd-mbox.c) */
 	{ "CREATE", imap_cmd_create, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "DELETE", imap_cmd_delete, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },

@@ -1090,6 +1090,7 @@ static void smtp__on_connection(uv_stream_t *listener, int status)
 		smtp__session_close_handles(s);
 		return;
 	}
+	uv_tcp_nodelay(&s->tcp, 1);   /* no delayed-ACK wait between replies */
 	struct sockaddr_storage ss;
 	int len = sizeof ss;
 	strcpy(s->peer_ip, "unknown");
