@@ -68,7 +68,7 @@ DOMAIN = "example.test"
 # count on our cluster.
 PENDING = {
     "APPEND", "CREATE", "SUBSCRIBE", "SPECIAL-USE", "STATUS", "SEARCH", "COPY", "MOVE",
-    "UIDPLUS", "IDLE", "ENVELOPE", "BODYSTRUCTURE", "HEADER.FIELDS", "NAMESPACE",
+    "UIDPLUS", "IDLE", "ENVELOPE", "BODYSTRUCTURE", "CHECK",
 }
 
 
@@ -936,7 +936,7 @@ CASES = [
     ("curl_imap_search", case_curl_imap_search, ("SEARCH",)),
     ("curl_pop3", case_curl_pop3, ()),
     ("mbsync_pull", case_mbsync_pull, ()),
-    ("mbsync_push_flags", case_mbsync_push_flags, ()),
+    ("mbsync_push_flags", case_mbsync_push_flags, ("CHECK",)),
     ("mbsync_push_new", case_mbsync_push_new, ("APPEND",)),
     ("fetchmail_pop3_stls", case_fetchmail_pop3_stls, ()),
     ("fetchmail_pop3s", case_fetchmail_pop3s, ()),
