@@ -65,6 +65,7 @@ default_client_limit = 20000
 default_process_limit = 100
 default_vsz_limit = 1G
 first_valid_uid = 1
+verbose_proctitle = yes
 {hibernate}
 namespace inbox {{
   inbox = yes
