@@ -25,11 +25,11 @@ static size_t feed(const uint8_t *data, size_t size, size_t step, uint64_t *sum_
 						    &error);
 			if (ret < 0)
 				goto out;
-			if (used > len - off || resp.len > lim.max_line + 2)
+			if (used > len - off)
 				abort();
 			off += used;
 			if (ret == 1) {
-				if (strlen(resp.text) > resp.len)
+				if (resp.len > lim.max_line || strlen(resp.text) > resp.len)
 					abort();
 				n++;
 				*sum_r += resp.len * 31 + resp.literal_bytes;

@@ -99,6 +99,12 @@ int imapc_reader_read(struct imapc_reader *r, const uint8_t *data, size_t len,
 		if (end > r->scan && r->text.data[end - 1] == '\r')
 			end--;
 		r->text.len = end;
+		if (end > r->limits.max_line) {  /* a bare LF let one byte more in */
+			r->state = IMAPC_READ_FAILED;
+			*used_r = pos;
+			*error_r = "response line too long";
+			return -1;
+		}
 		int64_t lit = reader_literal_size(r->text.data + r->scan, end - r->scan);
 		if (lit >= 0) {
 			if ((uint64_t)lit > r->limits.max_literal) {

@@ -17,10 +17,12 @@ idle), and reads the server's memory before and after from
 its master, so imap, imap-login and imap-hibernate are all counted).
 
 Dovecot: tests/support/dovecot.py, tuned, IDLE hibernation after 5 s
-(imap-idle-mem waits 75 s before reading: every session has been moved
+(imap-idle-mem waits 150 s before reading: every session has been moved
 to imap-hibernate, and the imap processes that served them, left
-"[idling]" for new sessions, have exited after Dovecot's default idle_kill
-of 1 min: the steady state of a server whose sessions idle). A fresh
+"[idling]" for new sessions, have been stopped by the master, which every
+idle_kill interval (default 1 min) stops as many idle processes as were
+idle all through the interval: two intervals after the ramp. That is the
+steady state of a server whose sessions idle.) A fresh
 Dovecot per mode. Its mode select keeps one imap process per
 session, so it runs with --dovecot-select-connections (default 1000).
 
@@ -106,7 +108,7 @@ def main():
     ap.add_argument("--ours-modes", default="select,idle")
     ap.add_argument("--dovecot-modes", default="idle,select")
     ap.add_argument("--dovecot-select-connections", type=int, default=1000)
-    ap.add_argument("--dovecot-idle-settle", type=float, default=75,
+    ap.add_argument("--dovecot-idle-settle", type=float, default=150,
                     help="seconds before reading Dovecot's memory in mode idle")
     ap.add_argument("--no-dovecot", action="store_true")
     ap.add_argument("--no-ours", action="store_true")
@@ -130,8 +132,7 @@ def main():
                 n = a.connections if mode == "idle" else a.dovecot_select_connections
                 # idle: hibernation after 5 s moves each session to
                 # imap-hibernate; the imap processes it leaves "[idling]"
-                # exit after Dovecot's default idle_kill (1 min): read after
-                # both, the steady state of a server whose sessions idle
+                # are stopped within two idle_kill intervals (1 min each)
                 settle = a.dovecot_idle_settle if mode == "idle" else 3
                 print(f"\n== Dovecot, mode {mode}, {n} sessions ==", flush=True)
                 res = run_tool(d.ports["imap"], d.proc.pid, n, mode, settle, a.parallel)
