@@ -23,7 +23,12 @@ to imap-hibernate, and the imap processes that served them, left
 idle_kill interval (default 1 min) stops as many idle processes as were
 idle all through the interval: two intervals after the ramp. That is the
 steady state of a server whose sessions idle.) A fresh
-Dovecot per mode. Its mode select keeps one imap process per
+Dovecot per mode. The script raises fs.inotify.max_user_instances (a
+system-wide setting, Linux's default 128) to --connections + 1024: every
+imap process of an IDLE session needs an inotify instance, all of them as
+user nobody, and without one Dovecot cannot hibernate the session (it
+logs "Couldn't extract notifications fd") and keeps an imap process per
+IDLE session. Its mode select keeps one imap process per
 session, so it runs with --dovecot-select-connections (default 1000).
 
 Ours: the frontend's descriptor limit is raised with prlimit to 65536
@@ -119,6 +124,9 @@ def main():
         why = common.dovecot.available()
         if why:
             raise SystemExit(f"imap_idle_mem: {why} (or --no-dovecot)")
+        before, after = common.dovecot.raise_inotify_instances(a.connections + 1024)
+        print(f"fs.inotify.max_user_instances: {before} -> {after} (Dovecot's hibernation "
+              "needs one per imap process)", flush=True)
         for mode in [m for m in a.dovecot_modes.split(",") if m]:
             # a fresh Dovecot per mode: imap processes left idle by one
             # measurement would serve the next one's sessions

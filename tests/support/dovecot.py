@@ -31,6 +31,8 @@ admin_manual/login_processes "High-performance mode", configuration_manual
       stays on, for a fair comparison with our store, which fsyncs every
       write on a majority of its replicas before it answers.
   mail_max_userip_connections = 20000 (default 10 per user and address).
+Hibernation also needs an inotify instance per imap process: see
+raise_inotify_instances().
 """
 import os
 import shutil
@@ -177,6 +179,26 @@ def free_port():
     sys.path.insert(0, os.path.join(ROOT, "cluster"))
     import local  # noqa: E402
     return local.free_port()
+
+
+INOTIFY_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
+
+
+def raise_inotify_instances(n):
+    """Make sure the kernel lets one user have n inotify instances (Linux's
+    default is 128). Every Dovecot imap process of an IDLE session opens
+    one, and all of them run as the same user (nobody): past the limit,
+    IDLE still works but hibernation fails ("Couldn't hibernate imap
+    client: Couldn't extract notifications fd") and every IDLE session
+    keeps its imap process. A system-wide setting (until reboot), raised
+    only, never lowered. Returns (before, after)."""
+    with open(INOTIFY_INSTANCES) as f:
+        before = int(f.read())
+    if before < n:
+        with open(INOTIFY_INSTANCES, "w") as f:
+            f.write(str(n))
+    with open(INOTIFY_INSTANCES) as f:
+        return before, int(f.read())
 
 
 def available():
