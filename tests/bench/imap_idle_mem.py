@@ -31,8 +31,9 @@ logs "Couldn't extract notifications fd") and keeps an imap process per
 IDLE session. Its mode select keeps one imap process per
 session, so it runs with --dovecot-select-connections (default 1000).
 
-Ours: the frontend's descriptor limit is raised with prlimit to 65536
-first (cluster/local starts it with the shell's limit); its session caps
+Ours: the frontend's descriptor limit is raised with prlimit to
+--connections + 1024 first (or its soft limit to the hard one where the
+hard one cannot be raised) (cluster/local starts it with the shell's limit); its session caps
 (--imap max sessions 1000, 20 per address) do not apply to loopback,
 which cluster/local passes as --trusted-networks. Today's main has no
 IDLE: mode idle then fails at IDLE (BAD) for every session and only mode
@@ -157,7 +158,12 @@ def main():
             print(f"ours: {a.messages} messages through SMTP in {t:.1f} s", flush=True)
             pid = c.pid("frontend-1")
             soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
-            resource.prlimit(pid, resource.RLIMIT_NOFILE, (max(soft, 65536), max(hard, 65536)))
+            want = a.connections + 1024
+            try:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
+            except (PermissionError, ValueError):
+                # no CAP_SYS_RESOURCE here: the soft limit up to the hard one
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, (max(soft, min(want, hard)), hard))
             print(f"frontend pid {pid}: RLIMIT_NOFILE was {soft}/{hard}, now "
                   f"{resource.prlimit(pid, resource.RLIMIT_NOFILE)}", flush=True)
             for mode in [m for m in a.ours_modes.split(",") if m]:
