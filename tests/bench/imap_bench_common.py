@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "cluster"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 import local  # noqa: E402
-import dovecot  # noqa: E402
+import dovecot  # noqa: E402,F401  (re-exported: common.dovecot)
 
 TICK = os.sysconf("SC_CLK_TCK")
 DOMAIN = "example.test"
