@@ -198,8 +198,10 @@ struct imapc_conn *imapc_conn_create(uv_loop_t *loop, struct imapc_shared *share
 			abort();
 		SSL_set_bio(c->ssl, c->rbio, c->wbio);
 		SSL_set_connect_state(c->ssl);
-		if (set->sni != NULL)
+		if (set->sni != NULL) {
 			SSL_set_tlsext_host_name(c->ssl, set->sni);
+			SSL_set1_host(c->ssl, set->sni);  /* checked when the ctx verifies */
+		}
 	}
 	return c;
 }
