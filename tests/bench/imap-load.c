@@ -579,7 +579,8 @@ static void report(struct run *run, double secs)
 	struct samples all = {0};
 	for (int op = 0; op < OP_COUNT; op++) {
 		struct samples *s = &run->ops[op];
-		qsort(s->us, s->n, sizeof(*s->us), cmp_u32);
+		if (s->n > 0)
+			qsort(s->us, s->n, sizeof(*s->us), cmp_u32);
 		if (op != OP_CONNECT) {
 			total += s->n;
 			for (size_t i = 0; i < s->n; i++)
@@ -590,7 +591,8 @@ static void report(struct run *run, double secs)
 		       (double)s->n / secs, pct_ms(s, 0.50), pct_ms(s, 0.99),
 		       (unsigned long long)s->errors);
 	}
-	qsort(all.us, all.n, sizeof(*all.us), cmp_u32);
+	if (all.n > 0)
+		qsort(all.us, all.n, sizeof(*all.us), cmp_u32);
 	printf("%-11s %9llu %10.1f %9.2f %9.2f %8llu\n", "total", (unsigned long long)total,
 	       (double)total / secs, pct_ms(&all, 0.50), pct_ms(&all, 0.99),
 	       (unsigned long long)errors);

@@ -318,7 +318,9 @@ class Dovecot:
         return subprocess.run(["doveadm", "-c", self.conf, *args], input=stdin,
                               capture_output=True, timeout=120)
 
-    def stop(self):
+    def stop(self, keep_dir=False):
+        """Stop the master (SIGTERM, by PID) and whatever it left behind;
+        remove the directory unless keep_dir."""
         if self.proc is not None:
             kids = [p for p in self.pids() if p != self.proc.pid]
             if self.proc.poll() is None:
@@ -341,7 +343,8 @@ class Dovecot:
         if self.out is not None:
             self.out.close()
             self.out = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
