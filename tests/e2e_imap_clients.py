@@ -10,7 +10,8 @@
 Clients: Python's imaplib (every command: LOGIN, CAPABILITY, LIST, SELECT,
 EXAMINE, FETCH with sections, STORE, EXPUNGE, APPEND, CREATE, DELETE,
 RENAME, SUBSCRIBE/LSUB, STATUS, SEARCH, COPY, MOVE, UID commands, IDLE over
-a raw socket, STARTTLS and implicit TLS), poplib (STAT, LIST, UIDL, RETR,
+a raw socket, on the same frontend and across two frontends, STARTTLS and
+implicit TLS), poplib (STAT, LIST, UIDL, RETR,
 TOP, DELE over STLS and POP3S), curl's imap:// and pop3:// (LIST, FETCH by
 UID, SEARCH, STORE, EXPUNGE, RETR, DELE; --ssl-reqd --cacert), mbsync
 (isync: both ways, messages and flags), fetchmail (POP3 over STLS and
@@ -60,6 +61,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "support"))
 import e2e_harness  # noqa: E402
 import dovecot  # noqa: E402
+import extra_frontend  # noqa: E402
 
 DOMAIN = "example.test"
 
@@ -177,13 +179,25 @@ class OurCluster(Target):
         self.c.mailctl("user", "add", user, stdin=pw + "\n")
         return user, pw
 
-    def deliver_one(self, user, msg):
-        s = smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=30)
+    def deliver_one(self, user, msg, port=None):
+        s = smtplib.SMTP("127.0.0.1", port or self.ports["smtp"], timeout=30)
         try:
             s.ehlo("client.test")
             assert s.sendmail("alice@remote.test", [user], msg) == {}
         finally:
             s.quit()
+
+    def deliver_elsewhere(self, user, msg):
+        """Deliver through another frontend (frontend-2, started on first
+        use), so the change crosses the cluster to the session's frontend."""
+        if getattr(self, "fe2", None) is None:
+            self.fe2 = extra_frontend.ExtraFrontend(self.c, "frontend-2")
+        self.deliver_one(user, msg, port=self.fe2.ports["smtp"])
+
+    def close(self):
+        if getattr(self, "fe2", None) is not None:
+            self.fe2.stop()
+            self.fe2 = None
 
 
 class DovecotTarget(Target):
@@ -204,6 +218,13 @@ class DovecotTarget(Target):
                             "-f", "alice@remote.test"], input=msg, capture_output=True,
                            timeout=30)
         assert r.returncode == 0, (r.returncode, r.stderr)
+
+    def deliver_elsewhere(self, user, msg):
+        """One server: its local delivery agent is the "other" way in."""
+        self.deliver_one(user, msg)
+
+    def close(self):
+        pass
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -507,9 +528,11 @@ def case_imaps_implicit(t, user, pw):
     m.logout()
 
 
-def case_imap_idle(t, user, pw):
-    """IDLE (raw socket): a message delivered meanwhile shows up as
-    "* N EXISTS" within 10 s; DONE ends IDLE with a tagged OK."""
+def idle_sees(t, user, pw, deliver, label):
+    """IDLE (raw socket) on t's IMAP port; deliver(msg) meanwhile; the new
+    message must show up as "* 2 EXISTS" (within 10 s: a functional bound,
+    not a timing test; the latency is printed, benchmarks measure it), and
+    DONE must end IDLE with a tagged OK."""
     t.deliver(user, pw, [make_message(user, "before idle")])
     s = socket.create_connection(("127.0.0.1", t.ports["imap"]), timeout=30)
     f = s.makefile("rb")
@@ -532,21 +555,34 @@ def case_imap_idle(t, user, pw):
     line = f.readline()
     assert line.startswith(b"+"), line
     t0 = time.monotonic()
-    t.deliver_one(user, make_message(user, "during idle"))
+    deliver(make_message(user, "during idle"))
     s.settimeout(10)
-    seen = []
     while True:
         line = f.readline()
         assert line, "connection closed in IDLE"
-        seen.append(line)
         if line == b"* 2 EXISTS\r\n":
             break
     dt = time.monotonic() - t0
+    s.settimeout(30)
     s.sendall(b"DONE\r\n")
     assert tagged(b"c")[-1].startswith(b"c OK")
     s.sendall(b"d LOGOUT\r\n")
     s.close()
-    print(f"     IDLE: EXISTS {dt * 1000:.0f} ms after the delivery started")
+    print(f"     IDLE: EXISTS {dt * 1000:.0f} ms after the delivery {label} started")
+
+
+def case_imap_idle(t, user, pw):
+    """IDLE: a message delivered meanwhile (same frontend) shows up as
+    "* N EXISTS"; DONE ends IDLE with a tagged OK."""
+    idle_sees(t, user, pw, lambda msg: t.deliver_one(user, msg), "(same frontend)")
+
+
+def case_imap_idle_other_frontend(t, user, pw):
+    """IDLE on frontend-1 sees a message delivered through frontend-2's MX
+    (the change crosses the cluster: store -> the session's frontend).
+    Dovecot: one server, the delivery through dovecot-lda."""
+    idle_sees(t, user, pw, lambda msg: t.deliver_elsewhere(user, msg),
+              "(through another frontend)")
 
 
 # ---- poplib ------------------------------------------------------------------------
@@ -929,6 +965,7 @@ CASES = [
      ("ENVELOPE", "BODYSTRUCTURE")),
     ("imaplib_header_fields", case_imaplib_header_fields, ("HEADER.FIELDS",)),
     ("imap_idle", case_imap_idle, ("IDLE",)),
+    ("imap_idle_other_frontend", case_imap_idle_other_frontend, ("IDLE",)),
     ("poplib_stls", case_poplib_stls, ()),
     ("poplib_pop3s", case_poplib_pop3s, ()),
     ("curl_imap_list_fetch", case_curl_imap_list_fetch, ()),
@@ -1015,7 +1052,11 @@ def main():
         return 1 if failed else 0
 
     def body(c, check):
-        p, f, s = run_cases(OurCluster(c), selected, a.strict)
+        t = OurCluster(c)
+        try:
+            p, f, s = run_cases(t, selected, a.strict)
+        finally:
+            t.close()
 
         def failed_above(name):
             raise AssertionError(f"{name} failed (its traceback is above)")

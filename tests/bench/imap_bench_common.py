@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(ROOT, "cluster"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 import local  # noqa: E402
 import dovecot  # noqa: E402,F401  (re-exported: common.dovecot)
+import extra_frontend  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 DOMAIN = "example.test"
@@ -198,47 +199,7 @@ def memory_kib(pids):
     return out
 
 
-class ExtraFrontend:
-    """A second frontend process for a cluster of cluster/local.py (which
-    starts one): frontend-1's command line with another --id, ports of its
-    own and its own node certificate; stopped by PID with stop()."""
-
-    LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
-
-    def __init__(self, c, name):
-        import subprocess
-        self.c, self.name = c, name
-        argv = list(c.spec("frontend-1")[3])
-        self.ports = {k: local.free_port() for k in self.LISTENERS + ("metrics",)}
-        values = {f"--{k}": f"127.0.0.1:{p}" for k, p in self.ports.items()}
-        values["--id"] = name
-        if c.node_tls:
-            c.ensure_node_cert(name, "frontend")
-            values["--node-cert"] = os.path.join(c.tls_dir(), f"{name}.pem")
-            values["--node-key"] = os.path.join(c.tls_dir(), f"{name}.key")
-        for i in range(1, len(argv) - 1):
-            if argv[i] in values:
-                argv[i + 1] = values[argv[i]]
-        self.log = os.path.join(c.state, "log", f"{name}.log")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while not local.port_open(self.ports["imap"]):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{name} did not start; see {self.log}")
-            time.sleep(0.05)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
-
 
 def start_extra_frontend(c, name):
-    return ExtraFrontend(c, name)
+    """A second frontend on cluster c (tests/support/extra_frontend.py)."""
+    return extra_frontend.ExtraFrontend(c, name)
