@@ -43,7 +43,8 @@ void store_client_set_tls(store_client *client, tls_client *tls);
  * this call and must not use the client). Not from inside a callback of
  * this client. NULLs *client. */
 void store_client_destroy(store_client **client);
-/* Calls whose callback has not run yet. */
+/* Calls whose callback has not run yet, WATCH long polls not counted
+ * (what a shutdown waits for before store_client_destroy()). */
 size_t store_client_pending(const store_client *client);
 /* How long each later call may take in all, retries included (0 = the
  * default, STORE_CLIENT_DEADLINE_MS). Tests and latency-bound callers. */

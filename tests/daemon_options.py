@@ -24,7 +24,8 @@ NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-tt
         "rpc-max-queued-mib", "etcd"] + NODE_TLS + COMMON
 OPTIONS = {
     "frontend": ["id", "etcd", "smtp", "submission", "submissions", "imap", "imaps",
-                 "pop3", "pop3s", "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname"]
+                 "pop3", "pop3s", "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname",
+                 "pop3-lock-ttl"]
                 + NODE_TLS + COMMON,
     "store-node": NODE,
     "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight"],
