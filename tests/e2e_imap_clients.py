@@ -21,14 +21,11 @@ delivers its mail the way mail arrives (SMTP to our MX; dovecot-lda for
 Dovecot) and asserts what the user sees: the message arrived, the flag
 synced, the search found it, the message left.
 
-Pending cases. The IMAP commands of issue 9 that today's main does not
-implement (APPEND, CREATE, SEARCH, ...) come with the engine and store
-branches. A case names the features it needs; those still in PENDING
-(below, or MAIL_IMAP_PENDING="APPEND,SEARCH,..."; empty: none) make it a
-pending case on our cluster: it still runs, and a failure is printed as
-"pending" with its reason and counted as skipped, a pass as "now passes".
-With --strict (or MAIL_IMAP_CLIENTS_STRICT=1), or once PENDING is empty,
-every case counts. Against Dovecot every case counts.
+Every case counts, on our cluster as against Dovecot. (A case names the
+features it needs; MAIL_IMAP_PENDING="FEATURE,..." marks features as not
+implemented yet, for work on a branch: their cases then run and a failure
+is printed as "pending" and counted as skipped. Nothing is pending on
+main: PENDING below is empty.)
 
 A client program that is not installed skips its cases (cluster/local
 installs them: isync, fetchmail, mutt, curl). Standard library only.
@@ -65,13 +62,8 @@ import extra_frontend  # noqa: E402
 
 DOMAIN = "example.test"
 
-# Features of issue 9 not on main yet (see the module docstring). Remove a
-# feature here when its branch has landed; an empty set makes every case
-# count on our cluster.
-PENDING = {
-    "APPEND", "CREATE", "SUBSCRIBE", "SPECIAL-USE", "STATUS", "SEARCH", "COPY", "MOVE",
-    "UIDPLUS", "IDLE", "ENVELOPE", "BODYSTRUCTURE", "CHECK",
-}
+# Features not implemented on this branch (see the module docstring).
+PENDING = set()
 
 
 def pending_features():

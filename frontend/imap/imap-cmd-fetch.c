@@ -169,7 +169,7 @@ static void imap_append_internaldate(struct imap_session *s, int64_t ms)
 	struct tm tm;
 	if (gmtime_r(&t, &tm) == NULL)
 		memset(&tm, 0, sizeof(tm));
-	conn_printf(&s->conn, "INTERNALDATE \"%2d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
+	conn_printf(&s->conn, "INTERNALDATE \"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
 			    months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
 			    tm.tm_sec);
 }
