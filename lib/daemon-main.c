@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 struct daemon {
@@ -198,6 +199,21 @@ static int daemon__start(struct daemon *d, const void *settings)
 	return d->def->start(d, settings, d->ctx);
 }
 
+/* Open files up to the hard limit: a frontend holds one descriptor per
+ * connection (10,000 IMAP IDLE sessions are a normal day) and the usual
+ * soft limit, 1024, would refuse most of them at accept(). */
+static void daemon__raise_nofile(const char *svc)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		log_event(LOG_INFO, svc, "event=nofile_raised from=%llu to=%llu",
+			  (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+}
+
 int daemon_main(const struct daemon_def *def, int argc, char **argv)
 {
 	void *settings = xcalloc(1, def->settings_size);
@@ -211,6 +227,7 @@ int daemon_main(const struct daemon_def *def, int argc, char **argv)
 	d->set = settings;
 	d->ctx = xcalloc(1, def->ctx_size);
 	log_event(LOG_INFO, def->svc, "event=starting id=%s pid=%ld", d->set->id, (long)getpid());
+	daemon__raise_nofile(def->svc);
 	uv_loop_init(&d->loop);
 	daemon_signals_init(&d->loop, &d->signals, daemon__stop_cb, d);
 	ret = 0;

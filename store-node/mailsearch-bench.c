@@ -76,7 +76,7 @@ static int bmsg_body(void *ctx, mailsearch_text_cb *cb, void *arg)
 
 static const char *const words[] = {
 	"the", "quarterly", "report", "is", "attached", "please", "review", "numbers",
-	"before", "friday", "meeting", "budget", "\xc3\xa9t\xc3\xa9", "gr\xc3\xbc\xc3\x9f" "e",
+	"before", "friday", "meeting", "budget", "\xc3\xa9t\xc3\xa9", "gr\303\274\303\237e",
 	"\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", "and", "of", "to", "in", "project"};
 #define N_WORDS (sizeof(words) / sizeof(words[0]))
 

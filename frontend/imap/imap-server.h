@@ -33,7 +33,8 @@
 #define IMAP_DEFAULT_LISTEN_HOST "127.0.0.1"
 #define IMAP_DEFAULT_LISTEN_PORT 2143           /* 0..65535; 0 = any free port */
 #define IMAP_DEFAULT_IDLE_TIMEOUT_MS (30u * 60u * 1000u) /* >= 1000; RFC 3501: 30 min */
-#define IMAP_DEFAULT_MAX_SESSIONS 1000u         /* 1..; more get "* BYE" at once */
+#define IMAP_DEFAULT_MAX_SESSIONS 20000u        /* 1..; more get "* BYE" at once (IDLE
+                                                 * sessions are cheap: docs/imap.md) */
 #define IMAP_DEFAULT_MAX_SESSIONS_PER_IP 20u    /* 1..; per client address */
 #define IMAP_DEFAULT_PREAUTH_TIMEOUT_MS 60000u  /* idle before LOGIN: 1 min */
 #define IMAP_DEFAULT_MAX_BAD_COMMANDS 20u       /* 1..; consecutive BADs, then BYE */
