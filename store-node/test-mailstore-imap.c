@@ -718,15 +718,18 @@ static void changes_all(mailstore *s, const char *user, const char *box, uint64_
 		out->exists = c.exists;
 		out->expunged_exact = c.expunged_exact;
 		out->added = xrealloc(out->added, (out->n_added + c.n_added + 1) * sizeof *c.added);
-		memcpy(out->added + out->n_added, c.added, c.n_added * sizeof *c.added);
+		if (c.n_added > 0)
+			memcpy(out->added + out->n_added, c.added, c.n_added * sizeof *c.added);
 		out->n_added += c.n_added;
 		out->expunged = xrealloc(out->expunged,
 					 (out->n_expunged + c.n_expunged + 1) * sizeof *c.expunged);
-		memcpy(out->expunged + out->n_expunged, c.expunged, c.n_expunged * sizeof *c.expunged);
+		if (c.n_expunged > 0)
+			memcpy(out->expunged + out->n_expunged, c.expunged, c.n_expunged * sizeof *c.expunged);
 		out->n_expunged += c.n_expunged;
 		out->changed = xrealloc(out->changed,
 					(out->n_changed + c.n_changed + 1) * sizeof *c.changed);
-		memcpy(out->changed + out->n_changed, c.changed, c.n_changed * sizeof *c.changed);
+		if (c.n_changed > 0)
+			memcpy(out->changed + out->n_changed, c.changed, c.n_changed * sizeof *c.changed);
 		out->n_changed += c.n_changed;
 		free(c.added);
 		free(c.expunged);
