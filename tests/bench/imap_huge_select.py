@@ -57,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -67,6 +68,7 @@ DOMAIN = "example.test"
 HUGE, HUGE_PW = f"huge@{DOMAIN}", "huge-pw-1"
 SMALL, SMALL_PW = f"small@{DOMAIN}", "small-pw-1"
 SMALL_COUNT = 200
+RPC_FRAME_MAX = 72 * 1024 * 1024   # proto/rpc.h
 UNSEEN_TAIL = 10   # the last 10 messages of the huge mailbox have no \Seen
 
 FAILURES = []
@@ -152,10 +154,18 @@ class RawImap:
         self.sock.close()
 
 
-def append_batch_cmd(user, tag, first, count, size, total):
+def append_flags(n, total, holes):
+    """Message n's flags at APPEND: with holes every even one is \\Deleted
+    (expunged next); the last UNSEEN_TAIL messages kept have no \\Seen."""
+    if holes and n % 2 == 0:
+        return b"(\\Seen \\Deleted)"
+    return b"()" if n > total - UNSEEN_TAIL * (2 if holes else 1) else b"(\\Seen)"
+
+
+def append_batch_cmd(user, tag, first, count, size, total, holes):
     parts = [b"APPEND INBOX"]
     for n in range(first, first + count):
-        flags = b"()" if n > total - UNSEEN_TAIL else b"(\\Seen)"
+        flags = append_flags(n, total, holes)
         body = message(user, tag, n, size)
         parts.append(b" %s {%d+}\r\n" % (flags, len(body)))
         parts.append(body)
@@ -166,7 +176,7 @@ def append_batch_cmd(user, tag, first, count, size, total):
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)(?::(\d+))?\]")
 
 
-def populate(port, user, pw, tag, total, size, batch, pipeline, progress=True):
+def populate(port, user, pw, tag, total, size, batch, pipeline, holes=False, progress=True):
     """APPEND total messages to user's INBOX in batches; checks that message
     n got uid n. Returns seconds."""
     c = RawImap(port)
@@ -181,7 +191,7 @@ def populate(port, user, pw, tag, total, size, batch, pipeline, progress=True):
     while done < total:
         while next_n <= total and len(inflight) < pipeline:
             count = min(batch, total - next_n + 1)
-            cmd = append_batch_cmd(user, tag, next_n, count, size, total)
+            cmd = append_batch_cmd(user, tag, next_n, count, size, total, holes)
             inflight.append((c.send(cmd), next_n, count))
             next_n += count
         t, first, count = inflight.pop(0)
@@ -202,6 +212,37 @@ def populate(port, user, pw, tag, total, size, batch, pipeline, progress=True):
                   f"({done / (now - t0):7.0f} msg/s)", flush=True)
     c.close()
     return time.monotonic() - t0
+
+
+def expunge_holes(port, user, pw, total, step):
+    """SELECT the mailbox of total messages (every even uid \\Deleted) and
+    UID EXPUNGE it step uids at a time: uids 1, 3, 5... are left. Returns
+    (seconds of the SELECT, seconds of the expunges)."""
+    c = RawImap(port)
+    _, ok = c.call(b'LOGIN "%s" "%s"\r\n' % (user.encode(), pw.encode()))
+    if b" OK" not in ok:
+        raise RuntimeError(f"LOGIN {user}: {ok!r}")
+    t0 = time.monotonic()
+    lines, ok = c.call(b"SELECT INBOX\r\n")
+    t_select = time.monotonic() - t0
+    if b" OK" not in ok or b"* %d EXISTS\r\n" % total not in lines:
+        raise RuntimeError(f"SELECT of {total} messages: {ok!r} {lines[:4]!r}")
+    t0 = time.monotonic()
+    last_print = t0
+    gone = 0
+    for lo in range(1, total + 1, step):
+        hi = min(total, lo + step - 1)
+        lines, ok = c.call(b"UID EXPUNGE %d:%d\r\n" % (lo, hi))
+        n = sum(1 for x in lines if x.endswith(b" EXPUNGE\r\n"))
+        if b" OK" not in ok or n != hi // 2 - (lo - 1) // 2:
+            raise RuntimeError(f"UID EXPUNGE {lo}:{hi}: {ok!r}, {n} expunged")
+        gone += n
+        now = time.monotonic()
+        if now - last_print >= 15 or hi == total:
+            last_print = now
+            print(f"  {user}: {gone:>8} messages expunged in {now - t0:6.1f} s", flush=True)
+    c.close()
+    return t_select, time.monotonic() - t0
 
 
 # ---- measuring ----------------------------------------------------------------
@@ -227,10 +268,13 @@ class RssSampler(threading.Thread):
         self.armed = threading.Event()
         self.stop = threading.Event()
 
+    def sample(self):
+        self.peak = max(self.peak, rss_kib(self.pid))
+
     def run(self):
         while not self.stop.is_set():
             if self.armed.is_set():
-                self.peak = max(self.peak, rss_kib(self.pid))
+                self.sample()
             time.sleep(0.01)
 
 
@@ -302,6 +346,19 @@ class OtherUser(threading.Thread):
             return [s for s in self.samples if s[1] < t1 and s[2] > t0]
 
 
+def store_out_peak(c):
+    """The store node's mail_rpc_out_peak_bytes (server side): the most
+    reply bytes ever queued on one of its connections, an upper bound of
+    its largest single answer since it started."""
+    url = f"http://127.0.0.1:{c.metrics_port('store-1')}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if (line.startswith("mail_rpc_out_peak_bytes{") and 'role="server"' in line
+                    and 'service="store"' in line):
+                return int(line.rsplit(None, 1)[1])
+    raise RuntimeError(f"no mail_rpc_out_peak_bytes in {url}")
+
+
 def pct(values, p):
     if not values:
         return 0.0
@@ -315,9 +372,9 @@ def fmt_ms(s):
 
 # ---- the cluster ------------------------------------------------------------
 
-def open_cluster(state, fresh):
+def open_cluster(state):
     conf = os.path.join(state, "huge-select.json")
-    if not fresh and os.path.exists(conf):
+    if os.path.exists(conf):
         with open(conf) as f:
             saved = json.load(f)
         c = local.Cluster(state, bin_dir(), saved["ports"], stores=1, queues=1, replicas=1)
@@ -338,6 +395,7 @@ def save_conf(state, saved):
 def wait_login(port, user, pw, timeout=60):
     """Wait until user can LOGIN and SELECT (the ring has a primary)."""
     deadline = time.monotonic() + timeout
+    err = None
     while True:
         try:
             m = imaplib.IMAP4("127.0.0.1", port, timeout=30)
@@ -346,6 +404,7 @@ def wait_login(port, user, pw, timeout=60):
                 typ, data = m.select("INBOX", readonly=True)
                 if typ == "OK":
                     return int(data[0])
+                err = f"SELECT: {typ} {data}"
             finally:
                 try:
                     m.logout()
@@ -369,17 +428,22 @@ def error_lines(c):
 
 # ---- the big user's session ----------------------------------------------------
 
-def big_session(c, a, other, fe_pid, sampler):
-    port = c.ports["imap"]
+def big_session(a, other, port, fe_pid, sampler):
+    """The huge user's session. Returns (rows, rss): rows of (what, t0, t1,
+    the other user's requests that overlapped it), rss {moment: KiB}."""
     n = a.messages
-    rows = []          # (what, seconds, overlapping other-user samples)
+    # message number = uid; with holes sequence number s is uid 2s-1
+    def uid_of(seq):
+        return 2 * seq - 1 if a.holes else seq
+    uidnext = uid_of(n) + (2 if a.holes else 1)
+    rows = []
 
     def measured(what, fn):
         t0 = time.monotonic()
         r = fn()
         t1 = time.monotonic()
-        rows.append((what, t1 - t0, other.window(t0, t1)))
-        return r, t1 - t0
+        rows.append((what, t0, t1, other.window(t0, t1)))
+        return r
 
     rss = {"before LOGIN": rss_kib(fe_pid)}
     m = imaplib.IMAP4("127.0.0.1", port, timeout=900)
@@ -388,67 +452,64 @@ def big_session(c, a, other, fe_pid, sampler):
         fail(f"LOGIN {HUGE}: {typ} {data}")
         return rows, rss
     rss["after LOGIN"] = rss_kib(fe_pid)
-    selects = []
     for i in range(a.selects):
         sampler.armed.set()
-        (typ, data), secs = measured(f"SELECT #{i + 1}{' (cold)' if i == 0 else ''}",
-                                     lambda: m.select("INBOX"))
+        typ, data = measured(f"SELECT #{i + 1}{' (cold)' if i == 0 else ''}",
+                             lambda: m.select("INBOX"))
         sampler.armed.clear()
-        selects.append(secs)
+        sampler.sample()   # a SELECT shorter than the sampling period
         if typ != "OK":
             fail(f"SELECT #{i + 1}: {typ} {data}")
             return rows, rss
         exists = int(data[0])
-        uidnext = m.response("UIDNEXT")[1]
+        got_uidnext = m.response("UIDNEXT")[1]
         unseen = m.response("UNSEEN")[1]
         if exists != n:
             fail(f"SELECT #{i + 1}: * {exists} EXISTS, expected {n}")
-        if uidnext != [str(n + 1).encode()]:
-            fail(f"SELECT #{i + 1}: UIDNEXT {uidnext}, expected {n + 1}")
+        if got_uidnext != [str(uidnext).encode()]:
+            fail(f"SELECT #{i + 1}: UIDNEXT {got_uidnext}, expected {uidnext}")
         if unseen != [str(n - UNSEEN_TAIL + 1).encode()]:
             fail(f"SELECT #{i + 1}: UNSEEN {unseen}, expected {n - UNSEEN_TAIL + 1}")
         if i == 0:
             rss["after SELECT"] = rss_kib(fe_pid)
     rss["peak during SELECTs"] = sampler.peak
 
-    (typ, data), _ = measured(f"FETCH {n} (UID FLAGS)",
-                              lambda: m.fetch(str(n), "(UID FLAGS)"))
+    typ, data = measured(f"FETCH {n} (UID FLAGS)", lambda: m.fetch(str(n), "(UID FLAGS)"))
     got = b" ".join(x for x in data if isinstance(x, bytes)) if typ == "OK" else b""
-    if typ != "OK" or not re.search(rb"^%d \(.*UID %d\b" % (n, n), got) or b"\\Seen" in got:
-        fail(f"FETCH {n} (UID FLAGS): {typ} {data}")
+    if (typ != "OK" or not re.search(rb"^%d \(.*UID %d\b" % (n, uid_of(n)), got)
+            or b"\\Seen" in got):
+        fail(f"FETCH {n} (UID FLAGS): {typ} {data}, expected UID {uid_of(n)} without \\Seen")
 
-    (typ, data), _ = measured("FETCH 1:10 (ENVELOPE)", lambda: m.fetch("1:10", "(ENVELOPE)"))
+    typ, data = measured("FETCH 1:10 (ENVELOPE)", lambda: m.fetch("1:10", "(ENVELOPE)"))
     envs = [x for x in data if isinstance(x, bytes) and b"ENVELOPE" in x] if typ == "OK" else []
     if len(envs) != 10 or not all(
-            b'"huge mailbox message %d"' % k in envs[k - 1]
-            and message_id("huge", k).encode() in envs[k - 1] for k in range(1, 11)):
+            b'"huge mailbox message %d"' % uid_of(k) in envs[k - 1]
+            and message_id("huge", uid_of(k)).encode() in envs[k - 1] for k in range(1, 11)):
         fail(f"FETCH 1:10 (ENVELOPE): {typ} {data[:3]}...")
 
-    target = n * 3 // 4 + 7 if n > 20 else 1
+    target = uid_of(n * 3 // 4 + 7)
     mid = message_id("huge", target)
-    (typ, data), _ = measured(f"UID SEARCH UID {max(1, target - 5000)}:{target + 5000} "
-                              "HEADER Message-ID",
-                              lambda: m.uid("SEARCH", "UID",
-                                            f"{max(1, target - 5000)}:{target + 5000}",
-                                            "HEADER", "Message-ID", f'"{mid}"'))
+    lo, hi = max(1, target - 5000), target + 5000
+    typ, data = measured(f"UID SEARCH UID {lo}:{hi} HEADER Message-ID",
+                         lambda: m.uid("SEARCH", "UID", f"{lo}:{hi}", "HEADER", "Message-ID",
+                                       f'"{mid}"'))
     if typ != "OK" or data != [str(target).encode()]:
-        fail(f"UID SEARCH (UID range) HEADER Message-ID {mid}: {typ} {data}, "
+        fail(f"UID SEARCH UID {lo}:{hi} HEADER Message-ID {mid}: {typ} {data}, "
              f"expected [{target}]")
     if not a.no_full_search:
-        (typ, data), _ = measured(f"UID SEARCH HEADER Message-ID (all {n})",
-                                  lambda: m.uid("SEARCH", "HEADER", "Message-ID", f'"{mid}"'))
+        typ, data = measured(f"UID SEARCH HEADER Message-ID (all {n})",
+                             lambda: m.uid("SEARCH", "HEADER", "Message-ID", f'"{mid}"'))
         if typ != "OK" or data != [str(target).encode()]:
             fail(f"UID SEARCH HEADER Message-ID {mid}: {typ} {data}, expected [{target}]")
 
-    (typ, data), _ = measured(f"STORE {n} +FLAGS (\\Flagged)",
-                              lambda: m.store(str(n), "+FLAGS", "(\\Flagged)"))
+    typ, data = measured(f"STORE {n} +FLAGS (\\Flagged)",
+                         lambda: m.store(str(n), "+FLAGS", "(\\Flagged)"))
     if typ != "OK" or not data or data[0] is None or b"\\Flagged" not in data[0]:
         fail(f"STORE {n} +FLAGS (\\Flagged): {typ} {data}")
-    (typ, data), _ = measured("NOOP", lambda: m.noop())
+    typ, data = measured("NOOP", lambda: m.noop())
     if typ != "OK":
         fail(f"NOOP: {typ} {data}")
-    (typ, data), _ = measured(f"FETCH {n} (FLAGS) after STORE",
-                              lambda: m.fetch(str(n), "(FLAGS)"))
+    typ, data = measured(f"FETCH {n} (FLAGS) after STORE", lambda: m.fetch(str(n), "(FLAGS)"))
     if typ != "OK" or not data or data[0] is None or b"\\Flagged" not in data[0]:
         fail(f"FETCH {n} (FLAGS) after STORE: {typ} {data}")
     # put it back, so that a run with --state finds the mailbox as it was
@@ -460,10 +521,59 @@ def big_session(c, a, other, fe_pid, sampler):
     return rows, rss
 
 
+def report(a, rows, rss, other, t_big, store_rss, out_peak):
+    """Print the figures; fail() on the other user's checks."""
+    print(f"\n{a.messages} messages of {a.size} B in {HUGE}'s INBOX"
+          f"{' (uids 1, 3, 5...: every other one expunged)' if a.holes else ''}; the other "
+          f"user ({SMALL}, {SMALL_COUNT} messages) loops connect/LOGIN/SELECT/FETCH 1:*/"
+          "NOOP/LOGOUT meanwhile\n")
+    base = [s[2] - s[1] for s in other.samples if s[2] < t_big and s[3]]
+    print(f"{'command of ' + HUGE:<52} {'secs':>7}   other user during it: "
+          f"{'reqs':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    print(f"{'(baseline: the other user alone, before)':<52} {'':>7}   {'':>21}"
+          f"{len(base):>5} {fmt_ms(pct(base, 50))} {fmt_ms(pct(base, 99))} "
+          f"{fmt_ms(max(base) if base else 0)}")
+    sel_lat, inside = [], 0
+    for what, t0, t1, win in rows:
+        lat = [s[2] - s[1] for s in win]
+        if what.startswith("SELECT"):
+            sel_lat += lat
+            inside += sum(1 for s in win if s[1] >= t0 and s[2] <= t1 and s[3])
+        print(f"{what:<52} {t1 - t0:7.3f}   {'':>21}{len(win):>5} {fmt_ms(pct(lat, 50))} "
+              f"{fmt_ms(pct(lat, 99))} {fmt_ms(max(lat) if lat else 0)}")
+    print("\nfrontend RSS (KiB): " + ", ".join(f"{k} {v}" for k, v in rss.items()))
+    if "after LOGIN" in rss and "after SELECT" in rss:
+        print(f"frontend RSS delta of the selected session: "
+              f"{rss['after SELECT'] - rss['after LOGIN']} KiB after the first SELECT, "
+              f"peak {rss.get('peak during SELECTs', 0) - rss['after LOGIN']} KiB during "
+              "the SELECTs (above the logged-in session)")
+    print(f"store node RSS (KiB): before the session {store_rss[0]}, after {store_rss[1]}")
+    print(f"store node's largest reply queued on one connection since it started "
+          f"(mail_rpc_out_peak_bytes): {out_peak} bytes (frame limit {RPC_FRAME_MAX})")
+    if out_peak >= RPC_FRAME_MAX:
+        fail(f"the store node queued a reply of {out_peak} bytes, over the frame limit")
+    if sel_lat:
+        print(f"other user during the big SELECTs: {len(sel_lat)} requests overlapped them "
+              f"({inside} started and answered within), p99 {pct(sel_lat, 99) * 1000:.1f} ms, "
+              f"max {max(sel_lat) * 1000:.1f} ms (limit {a.stall_limit * 1000:.0f} ms)")
+    for name, t0, _, _, detail in [s for s in other.samples if not s[3]][:10]:
+        fail(f"other user's {name} at +{t0 - t_big:.2f} s failed: {detail}")
+    if any(r[0].startswith("SELECT") for r in rows):
+        if inside == 0:
+            fail("the other user was not served during the big SELECTs (no request of "
+                 "its started and was answered within one)")
+        if sel_lat and max(sel_lat) > a.stall_limit:
+            fail(f"the other user waited {max(sel_lat):.2f} s during a big SELECT "
+                 f"(limit {a.stall_limit} s)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=1000000)
     ap.add_argument("--size", type=int, default=300, help="bytes per message (300)")
+    ap.add_argument("--holes", action="store_true",
+                    help="append twice as many and expunge every other one first (the "
+                    "session's UID map is then a bitmap, not one run)")
     ap.add_argument("--batch", type=int, default=1000, help="messages per APPEND (1000)")
     ap.add_argument("--pipeline", type=int, default=2, help="APPENDs in flight (2)")
     ap.add_argument("--selects", type=int, default=3, help="SELECTs of the big mailbox (3)")
@@ -476,13 +586,13 @@ def main():
     ap.add_argument("--state", help="cluster directory, kept and reused when populated")
     ap.add_argument("--keep", action="store_true", help="keep the temporary cluster dir")
     a = ap.parse_args()
-    if a.messages < 11:
-        ap.error("--messages must be at least 11")
+    if a.messages < 1000:
+        ap.error("--messages must be at least 1000")
 
     state = a.state or tempfile.mkdtemp(prefix="imap-huge-select-")
     os.makedirs(state, exist_ok=True)
-    c, saved = open_cluster(state, fresh=False)
-    want = {"messages": a.messages, "size": a.size}
+    c, saved = open_cluster(state)
+    want = {"messages": a.messages, "size": a.size, "holes": a.holes}
     if saved.get("populated") not in (None, want):
         raise SystemExit(f"{state} holds {saved['populated']}, not {want}: use another --state")
     print(f"cluster in {state}: 1 store node, 1 queue node, R=1, one frontend", flush=True)
@@ -498,15 +608,21 @@ def main():
                 have = wait_login(port, u, pw)
                 if have != 0:
                     raise SystemExit(f"{u} already has {have} messages: use a fresh --state")
-            print(f"populating: {a.messages} x {a.size} B messages for {HUGE}, "
-                  f"MULTIAPPEND of {a.batch} per command, {a.pipeline} in flight", flush=True)
+            total = a.messages * (2 if a.holes else 1)
+            print(f"populating: {total} x {a.size} B messages for {HUGE}, MULTIAPPEND of "
+                  f"{a.batch} per command, {a.pipeline} in flight", flush=True)
             populate(port, SMALL, SMALL_PW, "small", SMALL_COUNT, a.size, a.batch, 1,
                      progress=False)
-            secs = populate(port, HUGE, HUGE_PW, "huge", a.messages, a.size, a.batch,
-                            a.pipeline)
-            print(f"populated in {secs:.1f} s ({a.messages / secs:.0f} msg/s)", flush=True)
-            saved["populated"] = want
+            secs = populate(port, HUGE, HUGE_PW, "huge", total, a.size, a.batch, a.pipeline,
+                            holes=a.holes)
+            print(f"populated in {secs:.1f} s ({total / secs:.0f} msg/s)", flush=True)
             saved["populate_seconds"] = secs
+            if a.holes:
+                t_sel, t_exp = expunge_holes(port, HUGE, HUGE_PW, total, 2 * a.batch)
+                print(f"SELECT of {total} messages: {t_sel:.3f} s; every other one expunged "
+                      f"in {t_exp:.1f} s (UID EXPUNGE of {a.batch} per command)", flush=True)
+                saved["expunge_seconds"] = t_exp
+            saved["populated"] = want
             save_conf(state, saved)
         else:
             print(f"reusing the populated store ({saved.get('populate_seconds', 0):.0f} s "
@@ -523,54 +639,13 @@ def main():
         time.sleep(3)   # a baseline of the other user's latencies
         t_big = time.monotonic()
         store_rss0 = rss_kib(store_pid)
-        rows, rss = big_session(c, a, other, fe_pid, sampler)
+        rows, rss = big_session(a, other, port, fe_pid, sampler)
         store_rss1 = rss_kib(store_pid)
         time.sleep(1)
         other.stop.set()
         other.join(120)
         sampler.stop.set()
-
-        print(f"\n{a.messages} messages of {a.size} B in {HUGE}'s INBOX; the other user "
-              f"({SMALL}, {SMALL_COUNT} messages) loops connect/LOGIN/SELECT/FETCH 1:*/"
-              "NOOP/LOGOUT meanwhile\n")
-        base = [s[2] - s[1] for s in other.samples if s[2] < t_big and s[3]]
-        print(f"{'command of ' + HUGE:<52} {'secs':>7}   other user during it: "
-              f"{'reqs':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-        print(f"{'(baseline: the other user alone, before)':<52} {'':>7}   {'':>21}"
-              f"{len(base):>5} {fmt_ms(pct(base, 50))} {fmt_ms(pct(base, 99))} "
-              f"{fmt_ms(max(base) if base else 0)}")
-        sel_lat = []
-        for what, secs, win in rows:
-            lat = [s[2] - s[1] for s in win]
-            if what.startswith("SELECT"):
-                sel_lat += lat
-            print(f"{what:<52} {secs:7.3f}   {'':>21}{len(win):>5} {fmt_ms(pct(lat, 50))} "
-                  f"{fmt_ms(pct(lat, 99))} {fmt_ms(max(lat) if lat else 0)}")
-        print(f"\nfrontend RSS (KiB): " + ", ".join(f"{k} {v}" for k, v in rss.items()))
-        if "after LOGIN" in rss and "after SELECT" in rss:
-            print(f"frontend RSS delta of the SELECTed session: "
-                  f"{rss['after SELECT'] - rss['after LOGIN']} KiB after the first SELECT, "
-                  f"peak {rss.get('peak during SELECTs', 0) - rss['after LOGIN']} KiB above "
-                  "the logged-in session")
-        print(f"store node RSS (KiB): before {store_rss0}, after {store_rss1}")
-        if sel_lat:
-            print(f"other user during the big SELECTs: {len(sel_lat)} requests, "
-                  f"p99 {pct(sel_lat, 99) * 1000:.1f} ms, max {max(sel_lat) * 1000:.1f} ms "
-                  f"(limit {a.stall_limit * 1000:.0f} ms)")
-
-        # the checks on the other user
-        bad = [s for s in other.samples if not s[3]]
-        for name, t0, t1, _, detail in bad[:10]:
-            fail(f"other user's {name} at +{t0 - t_big:.2f} s failed: {detail}")
-        sel_windows = [(w, secs) for w, secs, _ in rows if w.startswith("SELECT")]
-        if rows and not sel_lat:
-            fail("the other user made no request during the big SELECTs")
-        if sel_lat and max(sel_lat) > a.stall_limit:
-            fail(f"the other user waited {max(sel_lat):.2f} s during a big SELECT "
-                 f"(limit {a.stall_limit} s)")
-        served = [s for w_t in [(r[2]) for r in rows if r[0].startswith("SELECT")] for s in w_t]
-        if sel_windows and not served:
-            fail("the other user was not served during the big SELECTs")
+        report(a, rows, rss, other, t_big, (store_rss0, store_rss1), store_out_peak(c))
     except Exception as e:
         fail(f"{type(e).__name__}: {e}")
     finally:
