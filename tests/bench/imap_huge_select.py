@@ -2,7 +2,7 @@
 """SELECT of a 1,000,000-message mailbox, and what it costs the other users
 of that store node (issue 9 item 4). A benchmark behind a flag, not part of
 the default suite: about two minutes of both cores (five with --holes) and
-~1 GiB of disk (2 GiB with --holes).
+~0.5 GiB of disk (0.7 GiB with --holes).
 
   tests/bench/imap_huge_select.py [--messages 1000000] [--size 300] [--holes]
         [--batch 1000] [--pipeline 2] [--selects 3] [--stall-limit 2.0]
