@@ -394,7 +394,13 @@ static void ranges_normalize(struct ranges *rs)
 {
 	if (rs->n < 2)
 		return;
-	qsort(rs->r, rs->n, sizeof(*rs->r), range_cmp);
+	/* pages arrive ascending: sort only what is not (a 1,000,000-range
+	 * SELECT spent most of its frontend CPU in this qsort) */
+	size_t i0 = 1;
+	while (i0 < rs->n && rs->r[i0 - 1].first <= rs->r[i0].first)
+		i0++;
+	if (i0 < rs->n)
+		qsort(rs->r, rs->n, sizeof(*rs->r), range_cmp);
 	size_t o = 0;
 	for (size_t i = 1; i < rs->n; i++) {
 		struct search_uid_range *last = &rs->r[o];
