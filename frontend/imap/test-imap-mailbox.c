@@ -101,29 +101,12 @@ static void fixture_stop(struct fixture *f)
 	free(f);
 }
 
-/* Send "tag command" and return the whole answer through the tagged line. */
-static char *cmd(struct client *c, const char *tag, const char *command)
-{
-	char prefix[64];
-	client_sendf(c, "%s %s\r\n", tag, command);
-	snprintf(prefix, sizeof(prefix), "%s ", tag);
-	char *out = client_until(c, prefix);
-	assert_non_null(out);
-	return out;
-}
-
-static void check(struct client *c, const char *tag, const char *command, const char *want)
-{
-	char *out = cmd(c, tag, command);
-	assert_contains(out, want);
-	free(out);
-}
 
 /* The answer must be exactly want (untagged lines and the tagged one). */
 static void check_exact(struct client *c, const char *tag, const char *command,
 			const char *want)
 {
-	char *out = cmd(c, tag, command);
+	char *out = client_tagged(c, tag, command);
 	if (strcmp(out, want) != 0)
 		fail_msg("%s %s:\nwant:\n%s\ngot:\n%s", tag, command, want, out);
 	free(out);
@@ -133,7 +116,7 @@ static struct client *client_login(struct fixture *f)
 {
 	struct client *c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
-	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
+	client_tagged_check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
 	return c;
 }
 
@@ -144,11 +127,11 @@ static void test_create_delete(void **state)
 	(void)state;
 	struct fixture *f = fixture_start(NULL);
 	struct client *c = client_login(f);
-	check(c, "c1", "CREATE owatagusiam/", "c1 OK"); /* RFC 3501 6.3.3 */
-	check(c, "c2", "CREATE owatagusiam/blurdybloop", "c2 OK");
-	check(c, "c3", "CREATE owatagusiam", "c3 NO [ALREADYEXISTS]");
-	check(c, "c4", "CREATE inbox", "c4 NO [ALREADYEXISTS]");
-	check(c, "c5", "CREATE a/b/c", "c5 OK"); /* parents made too */
+	client_tagged_check(c, "c1", "CREATE owatagusiam/", "c1 OK"); /* RFC 3501 6.3.3 */
+	client_tagged_check(c, "c2", "CREATE owatagusiam/blurdybloop", "c2 OK");
+	client_tagged_check(c, "c3", "CREATE owatagusiam", "c3 NO [ALREADYEXISTS]");
+	client_tagged_check(c, "c4", "CREATE inbox", "c4 NO [ALREADYEXISTS]");
+	client_tagged_check(c, "c5", "CREATE a/b/c", "c5 OK"); /* parents made too */
 	check_exact(c, "c6", "LIST \"\" a*",
 		    "* LIST (\\HasChildren) \"/\" a\r\n"
 		    "* LIST (\\HasChildren) \"/\" a/b\r\n"
@@ -156,44 +139,44 @@ static void test_create_delete(void **state)
 		    "c6 OK List completed\r\n");
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "owatagusiam"), 0);
 	/* invalid names: NO [CANNOT]; wrong use: BAD */
-	check(c, "c7", "CREATE x//y", "c7 NO [CANNOT]");
-	check(c, "c8", "CREATE /x", "c8 NO [CANNOT]");
-	check(c, "c9", "CREATE x*", "c9 NO [CANNOT]");
-	check(c, "c10", "CREATE x%y", "c10 NO [CANNOT]");
-	check(c, "c11", "CREATE \"\"", "c11 NO [CANNOT]");
-	check(c, "c12", "CREATE", "c12 BAD");
-	check(c, "c13", "CREATE a b", "c13 BAD");
+	client_tagged_check(c, "c7", "CREATE x//y", "c7 NO [CANNOT]");
+	client_tagged_check(c, "c8", "CREATE /x", "c8 NO [CANNOT]");
+	client_tagged_check(c, "c9", "CREATE x*", "c9 NO [CANNOT]");
+	client_tagged_check(c, "c10", "CREATE x%y", "c10 NO [CANNOT]");
+	client_tagged_check(c, "c11", "CREATE \"\"", "c11 NO [CANNOT]");
+	client_tagged_check(c, "c12", "CREATE", "c12 BAD");
+	client_tagged_check(c, "c13", "CREATE a b", "c13 BAD");
 	char longname[300];
 	memset(longname, 'n', 256);
 	longname[256] = '\0';
 	char line[400];
 	snprintf(line, sizeof(line), "CREATE %s", longname);
-	check(c, "c14", line, "c14 NO [CANNOT] Mailbox name too long");
-	check(c, "c15", "CREATE {3}\r\na\001b", "c15 BAD"); /* raw control byte */
+	client_tagged_check(c, "c14", line, "c14 NO [CANNOT] Mailbox name too long");
+	client_tagged_check(c, "c15", "CREATE {3}\r\na\001b", "c15 BAD"); /* raw control byte */
 
 	/* DELETE: INBOX never, children first, absent names */
-	check(c, "d1", "DELETE INBOX", "d1 NO [CANNOT]");
-	check(c, "d2", "DELETE inbox", "d2 NO [CANNOT]");
-	check(c, "d3", "DELETE a", "d3 NO [HASCHILDREN]");
-	check(c, "d4", "DELETE nosuch", "d4 NO [NONEXISTENT]");
-	check(c, "d5", "DELETE a/b/c", "d5 OK");
-	check(c, "d6", "DELETE a/b", "d6 OK");
-	check(c, "d7", "DELETE a", "d7 OK");
-	check(c, "d8", "DELETE a", "d8 NO [NONEXISTENT]");
-	check(c, "d9", "DELETE", "d9 BAD");
+	client_tagged_check(c, "d1", "DELETE INBOX", "d1 NO [CANNOT]");
+	client_tagged_check(c, "d2", "DELETE inbox", "d2 NO [CANNOT]");
+	client_tagged_check(c, "d3", "DELETE a", "d3 NO [HASCHILDREN]");
+	client_tagged_check(c, "d4", "DELETE nosuch", "d4 NO [NONEXISTENT]");
+	client_tagged_check(c, "d5", "DELETE a/b/c", "d5 OK");
+	client_tagged_check(c, "d6", "DELETE a/b", "d6 OK");
+	client_tagged_check(c, "d7", "DELETE a", "d7 OK");
+	client_tagged_check(c, "d8", "DELETE a", "d8 NO [NONEXISTENT]");
+	client_tagged_check(c, "d9", "DELETE", "d9 BAD");
 	check_exact(c, "d10", "LIST \"\" a*", "d10 OK List completed\r\n");
 	/* a deleted name comes back with a new UIDVALIDITY (RFC 3501 2.3.1.1) */
 	uint32_t v1 = imap_memory_backend_uidvalidity(f->e.mb, USER, "owatagusiam/blurdybloop");
-	check(c, "d11", "DELETE owatagusiam/blurdybloop", "d11 OK");
-	check(c, "d12", "CREATE owatagusiam/blurdybloop", "d12 OK");
+	client_tagged_check(c, "d11", "DELETE owatagusiam/blurdybloop", "d11 OK");
+	client_tagged_check(c, "d12", "CREATE owatagusiam/blurdybloop", "d12 OK");
 	uint32_t v2 = imap_memory_backend_uidvalidity(f->e.mb, USER, "owatagusiam/blurdybloop");
 	assert_true(v1 != 0 && v2 != 0 && v1 != v2);
 	/* before login: BAD */
 	client_close(c);
 	c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
-	check(c, "n1", "CREATE x", "n1 BAD Not authenticated");
-	check(c, "n2", "DELETE x", "n2 BAD Not authenticated");
+	client_tagged_check(c, "n1", "CREATE x", "n1 BAD Not authenticated");
+	client_tagged_check(c, "n2", "DELETE x", "n2 BAD Not authenticated");
 	client_close(c);
 	fixture_stop(f);
 }
@@ -204,19 +187,19 @@ static void test_create_special_use(void **state)
 	struct fixture *f = fixture_start(NULL);
 	struct client *c = client_login(f);
 	/* RFC 6154 5.2's example, and the others */
-	check(c, "t1", "CREATE MySpecial (USE (\\Drafts \\Sent))", "t1 NO [USEATTR]");
-	check(c, "t2", "CREATE MySpecial (USE (\\Drafts))", "t2 OK");
-	check(c, "t3", "CREATE Sent (USE (\\Sent))", "t3 OK");
-	check(c, "t4", "CREATE Junk (USE (\\junk))", "t4 OK");
-	check(c, "t5", "CREATE Trash (USE (\\Trash))", "t5 OK");
-	check(c, "t6", "CREATE Archive (USE (\\Archive))", "t6 OK");
-	check(c, "t7", "CREATE Everything (USE (\\All))", "t7 NO [USEATTR]");
-	check(c, "t8", "CREATE Plain (USE ())", "t8 OK");
-	check(c, "t9", "CREATE Odd (FOO (\\Sent))", "t9 BAD");
-	check(c, "t10", "CREATE Odd (USE \\Sent)", "t10 BAD");
-	check(c, "t11", "CREATE Odd (USE (Sent))", "t11 BAD");
+	client_tagged_check(c, "t1", "CREATE MySpecial (USE (\\Drafts \\Sent))", "t1 NO [USEATTR]");
+	client_tagged_check(c, "t2", "CREATE MySpecial (USE (\\Drafts))", "t2 OK");
+	client_tagged_check(c, "t3", "CREATE Sent (USE (\\Sent))", "t3 OK");
+	client_tagged_check(c, "t4", "CREATE Junk (USE (\\junk))", "t4 OK");
+	client_tagged_check(c, "t5", "CREATE Trash (USE (\\Trash))", "t5 OK");
+	client_tagged_check(c, "t6", "CREATE Archive (USE (\\Archive))", "t6 OK");
+	client_tagged_check(c, "t7", "CREATE Everything (USE (\\All))", "t7 NO [USEATTR]");
+	client_tagged_check(c, "t8", "CREATE Plain (USE ())", "t8 OK");
+	client_tagged_check(c, "t9", "CREATE Odd (FOO (\\Sent))", "t9 BAD");
+	client_tagged_check(c, "t10", "CREATE Odd (USE \\Sent)", "t10 BAD");
+	client_tagged_check(c, "t11", "CREATE Odd (USE (Sent))", "t11 BAD");
 	/* attributes in every LIST; SPECIAL-USE selection */
-	check(c, "l1", "LIST \"\" %", "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n");
+	client_tagged_check(c, "l1", "LIST \"\" %", "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n");
 	check_exact(c, "l2", "LIST (SPECIAL-USE) \"\" *",
 		    "* LIST (\\HasNoChildren \\Archive) \"/\" Archive\r\n"
 		    "* LIST (\\HasNoChildren \\Junk) \"/\" Junk\r\n"
@@ -227,8 +210,8 @@ static void test_create_special_use(void **state)
 	check_exact(c, "l3", "LIST \"\" Sent RETURN (SPECIAL-USE)",
 		    "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\nl3 OK List completed\r\n");
 	/* RECURSIVEMATCH with SPECIAL-USE: a parent with a special child */
-	check(c, "l4", "CREATE stuff/important (USE (\\Archive))", "l4 OK");
-	check(c, "l5", "LIST (SPECIAL-USE RECURSIVEMATCH) \"\" %",
+	client_tagged_check(c, "l4", "CREATE stuff/important (USE (\\Archive))", "l4 OK");
+	client_tagged_check(c, "l5", "LIST (SPECIAL-USE RECURSIVEMATCH) \"\" %",
 	      "* LIST (\\HasChildren) \"/\" stuff (\"CHILDINFO\" (\"SPECIAL-USE\"))\r\n");
 	client_close(c);
 	fixture_stop(f);
@@ -240,10 +223,10 @@ static void test_rename(void **state)
 	struct fixture *f = fixture_start(NULL);
 	struct client *c = client_login(f);
 	/* RFC 3501 6.3.5's example: children move along */
-	check(c, "r0", "CREATE blurdybloop", "r0 OK");
-	check(c, "r1", "CREATE foo/bar/zap", "r1 OK");
-	check(c, "r2", "RENAME blurdybloop sarasoop", "r2 OK");
-	check(c, "r3", "RENAME foo zowie", "r3 OK");
+	client_tagged_check(c, "r0", "CREATE blurdybloop", "r0 OK");
+	client_tagged_check(c, "r1", "CREATE foo/bar/zap", "r1 OK");
+	client_tagged_check(c, "r2", "RENAME blurdybloop sarasoop", "r2 OK");
+	client_tagged_check(c, "r3", "RENAME foo zowie", "r3 OK");
 	check_exact(c, "r4", "LIST \"\" *",
 		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
 		    "* LIST (\\HasNoChildren) \"/\" sarasoop\r\n"
@@ -251,27 +234,27 @@ static void test_rename(void **state)
 		    "* LIST (\\HasChildren) \"/\" zowie/bar\r\n"
 		    "* LIST (\\HasNoChildren) \"/\" zowie/bar/zap\r\n"
 		    "r4 OK List completed\r\n");
-	check(c, "r5", "RENAME foo bar", "r5 NO [NONEXISTENT]");
-	check(c, "r6", "RENAME sarasoop zowie", "r6 NO [ALREADYEXISTS]");
-	check(c, "r7", "RENAME sarasoop INBOX", "r7 NO [ALREADYEXISTS]");
-	check(c, "r8", "RENAME sarasoop sarasoop", "r8 NO [ALREADYEXISTS]");
-	check(c, "r9", "RENAME zowie zowie/inner", "r9 NO [CANNOT]");
-	check(c, "r10", "RENAME zowie", "r10 BAD");
-	check(c, "r11", "RENAME zowie x//y", "r11 NO [CANNOT]");
-	check(c, "r12", "RENAME sarasoop new/parent/", "r12 OK"); /* trailing '/' */
+	client_tagged_check(c, "r5", "RENAME foo bar", "r5 NO [NONEXISTENT]");
+	client_tagged_check(c, "r6", "RENAME sarasoop zowie", "r6 NO [ALREADYEXISTS]");
+	client_tagged_check(c, "r7", "RENAME sarasoop INBOX", "r7 NO [ALREADYEXISTS]");
+	client_tagged_check(c, "r8", "RENAME sarasoop sarasoop", "r8 NO [ALREADYEXISTS]");
+	client_tagged_check(c, "r9", "RENAME zowie zowie/inner", "r9 NO [CANNOT]");
+	client_tagged_check(c, "r10", "RENAME zowie", "r10 BAD");
+	client_tagged_check(c, "r11", "RENAME zowie x//y", "r11 NO [CANNOT]");
+	client_tagged_check(c, "r12", "RENAME sarasoop new/parent/", "r12 OK"); /* trailing '/' */
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "new/parent"), 0);
 	/* INBOX: the messages move to a new mailbox, INBOX stays, empty */
-	check(c, "i1", "CREATE INBOX/child", "i1 OK");
-	check(c, "i2", "RENAME inbox old-mail", "i2 OK");
-	check(c, "i3", "STATUS INBOX (MESSAGES)", "* STATUS INBOX (MESSAGES 0)");
-	check(c, "i4", "STATUS old-mail (MESSAGES UIDNEXT)", "* STATUS old-mail (MESSAGES 3 UIDNEXT 4)");
-	check(c, "i5", "STATUS INBOX/child (MESSAGES)", "i5 OK"); /* children stay */
+	client_tagged_check(c, "i1", "CREATE INBOX/child", "i1 OK");
+	client_tagged_check(c, "i2", "RENAME inbox old-mail", "i2 OK");
+	client_tagged_check(c, "i3", "STATUS INBOX (MESSAGES)", "* STATUS INBOX (MESSAGES 0)");
+	client_tagged_check(c, "i4", "STATUS old-mail (MESSAGES UIDNEXT)", "* STATUS old-mail (MESSAGES 3 UIDNEXT 4)");
+	client_tagged_check(c, "i5", "STATUS INBOX/child (MESSAGES)", "i5 OK"); /* children stay */
 	/* the selected mailbox follows a rename */
-	check(c, "s1", "SELECT old-mail", "s1 OK");
-	check(c, "s2", "RENAME old-mail older", "s2 OK");
-	check(c, "s3", "FETCH 1 (UID)", "* 1 FETCH (UID 1)");
-	check(c, "s4", "CREATE old-mail", "s4 OK"); /* a new one, not the selected */
-	check(c, "s5", "FETCH 3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])", "Subject: three");
+	client_tagged_check(c, "s1", "SELECT old-mail", "s1 OK");
+	client_tagged_check(c, "s2", "RENAME old-mail older", "s2 OK");
+	client_tagged_check(c, "s3", "FETCH 1 (UID)", "* 1 FETCH (UID 1)");
+	client_tagged_check(c, "s4", "CREATE old-mail", "s4 OK"); /* a new one, not the selected */
+	client_tagged_check(c, "s5", "FETCH 3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])", "Subject: three");
 	client_close(c);
 	fixture_stop(f);
 }
@@ -283,10 +266,10 @@ static void test_subscribe_lsub(void **state)
 	(void)state;
 	struct fixture *f = fixture_start(NULL);
 	struct client *c = client_login(f);
-	check(c, "a0", "CREATE news/comp/mail/mime", "a0 OK");
-	check(c, "a1", "SUBSCRIBE news/comp/mail/mime", "a1 OK");
-	check(c, "a2", "SUBSCRIBE news/comp/mail/misc", "a2 OK"); /* need not exist */
-	check(c, "a3", "SUBSCRIBE news/comp/mail/misc", "a3 OK");
+	client_tagged_check(c, "a0", "CREATE news/comp/mail/mime", "a0 OK");
+	client_tagged_check(c, "a1", "SUBSCRIBE news/comp/mail/mime", "a1 OK");
+	client_tagged_check(c, "a2", "SUBSCRIBE news/comp/mail/misc", "a2 OK"); /* need not exist */
+	client_tagged_check(c, "a3", "SUBSCRIBE news/comp/mail/misc", "a3 OK");
 	/* RFC 3501 6.3.9, with '/' for '.' */
 	check_exact(c, "a4", "LSUB \"news/\" \"comp/mail/*\"",
 		    "* LSUB () \"/\" news/comp/mail/mime\r\n"
@@ -298,18 +281,18 @@ static void test_subscribe_lsub(void **state)
 		    "* LSUB (\\Noselect) \"/\" news\r\na6 OK Lsub completed\r\n");
 	check_exact(c, "a7", "LSUB \"\" \"\"",
 		    "* LSUB (\\Noselect) \"/\" \"\"\r\na7 OK Lsub completed\r\n");
-	check(c, "a8", "UNSUBSCRIBE news/comp/mail/misc", "a8 OK");
-	check(c, "a9", "UNSUBSCRIBE news/comp/mail/misc", "a9 NO");
+	client_tagged_check(c, "a8", "UNSUBSCRIBE news/comp/mail/misc", "a8 OK");
+	client_tagged_check(c, "a9", "UNSUBSCRIBE news/comp/mail/misc", "a9 NO");
 	check_exact(c, "a10", "LSUB \"\" *",
 		    "* LSUB () \"/\" news/comp/mail/mime\r\na10 OK Lsub completed\r\n");
-	check(c, "a11", "SUBSCRIBE", "a11 BAD");
-	check(c, "a12", "LSUB \"\"", "a12 BAD");
-	check(c, "a13", "SUBSCRIBE a//b", "a13 NO [CANNOT]");
+	client_tagged_check(c, "a11", "SUBSCRIBE", "a11 BAD");
+	client_tagged_check(c, "a12", "LSUB \"\"", "a12 BAD");
+	client_tagged_check(c, "a13", "SUBSCRIBE a//b", "a13 NO [CANNOT]");
 	/* subscriptions are the user's own */
 	client_close(c);
 	c = client_connect(f->e.port);
 	free(client_until(c, "* OK"));
-	check(c, "o1", "LOGIN other@example.test x", "o1 OK");
+	client_tagged_check(c, "o1", "LOGIN other@example.test x", "o1 OK");
 	check_exact(c, "o2", "LSUB \"\" *", "o2 OK Lsub completed\r\n");
 	client_close(c);
 	fixture_stop(f);
@@ -343,22 +326,22 @@ static void test_list_basic(void **state)
 	check_exact(c, "l6", "LIST \"\" inBOX",
 		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\nl6 OK List completed\r\n");
 	check_exact(c, "l7", "LIST \"\" nosuch", "l7 OK List completed\r\n");
-	check(c, "l8", "LIST \"\"", "l8 BAD");
-	check(c, "l9", "LIST \"\" % extra", "l9 BAD");
-	check(c, "l10", "LIST \"\" \"&Jjo\"", "l10 BAD"); /* malformed modified UTF-7 */
+	client_tagged_check(c, "l8", "LIST \"\"", "l8 BAD");
+	client_tagged_check(c, "l9", "LIST \"\" % extra", "l9 BAD");
+	client_tagged_check(c, "l10", "LIST \"\" \"&Jjo\"", "l10 BAD"); /* malformed modified UTF-7 */
 	/* another user's mailboxes are never seen; a name the backend
 	 * holds that is not UTF-8 is left out, the answer stays valid */
 	imap_memory_backend_add_message(f->e.mb, USER, "Bad\xff", msg1, sizeof(msg1) - 1, "", 0);
-	char *out = cmd(c, "l11", "LIST \"\" *");
+	char *out = client_tagged(c, "l11", "LIST \"\" *");
 	assert_not_contains(out, "Secret");
 	assert_not_contains(out, "Bad");
 	assert_contains(out, "* LIST (\\HasNoChildren) \"/\" Archive/2026\r\n");
 	free(out);
 	/* the backend fails: NO with its code */
 	imap_memory_backend_set_failure(f->e.mb, MAIL_ERR_UNAVAILABLE);
-	check(c, "l12", "LIST \"\" *", "l12 NO [UNAVAILABLE]");
-	check(c, "l13", "CREATE x", "l13 NO [UNAVAILABLE]");
-	check(c, "l14", "STATUS INBOX (MESSAGES)", "l14 NO [UNAVAILABLE]");
+	client_tagged_check(c, "l12", "LIST \"\" *", "l12 NO [UNAVAILABLE]");
+	client_tagged_check(c, "l13", "CREATE x", "l13 NO [UNAVAILABLE]");
+	client_tagged_check(c, "l14", "STATUS INBOX (MESSAGES)", "l14 NO [UNAVAILABLE]");
 	imap_memory_backend_set_failure(f->e.mb, MAIL_OK);
 	client_close(c);
 	fixture_stop(f);
@@ -375,12 +358,12 @@ static void list_fill_rfc5258(struct client *c)
 	for (size_t i = 0; i < sizeof(creates) / sizeof(creates[0]); i++) {
 		char line[64];
 		snprintf(line, sizeof(line), "CREATE %s", creates[i]);
-		check(c, "f", line, "f OK");
+		client_tagged_check(c, "f", line, "f OK");
 	}
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		char line[64];
 		snprintf(line, sizeof(line), "SUBSCRIBE %s", subs[i]);
-		check(c, "s", line, "s OK");
+		client_tagged_check(c, "s", line, "s OK");
 	}
 }
 
@@ -417,7 +400,7 @@ static void test_list_extended(void **state)
 		    "* LIST (\\HasChildren) \"/\" Vegetable\r\n"
 		    "A103 OK List completed\r\n");
 	/* 5.5: REMOTE (no remote mailboxes here) */
-	check(c, "A104", "LIST (REMOTE) \"\" \"%\" RETURN (CHILDREN)", "\"/\" Tofu\r\n");
+	client_tagged_check(c, "A104", "LIST (REMOTE) \"\" \"%\" RETURN (CHILDREN)", "\"/\" Tofu\r\n");
 	/* 5.6 */
 	check_exact(c, "A105", "LIST (REMOTE) \"\" \"*\" RETURN (SUBSCRIBED)",
 		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX\r\n"
@@ -437,16 +420,16 @@ static void test_list_extended(void **state)
 		    "* LIST (\\HasChildren) \"/\" Vegetable\r\n"
 		    "A106 OK List completed\r\n");
 	/* wrong use: BAD (RFC 5258 3: unknown options, RECURSIVEMATCH alone) */
-	check(c, "b1", "LIST (RECURSIVEMATCH) \"\" %", "b1 BAD");
-	check(c, "b2", "LIST (REMOTE RECURSIVEMATCH) \"\" %", "b2 BAD");
-	check(c, "b3", "LIST (FOO) \"\" %", "b3 BAD");
-	check(c, "b4", "LIST \"\" % RETURN (FOO)", "b4 BAD");
-	check(c, "b5", "LIST \"\" % RETURN", "b5 BAD");
-	check(c, "b6", "LIST \"\" % FOO (CHILDREN)", "b6 BAD");
-	check(c, "b7", "LIST \"\" ()", "b7 BAD");
-	check(c, "b8", "LIST \"\" % RETURN (STATUS)", "b8 BAD");
-	check(c, "b9", "LIST \"\" % RETURN (STATUS (FOO))", "b9 BAD");
-	check(c, "b10", "LSUB (SUBSCRIBED) \"\" %", "b10 BAD");
+	client_tagged_check(c, "b1", "LIST (RECURSIVEMATCH) \"\" %", "b1 BAD");
+	client_tagged_check(c, "b2", "LIST (REMOTE RECURSIVEMATCH) \"\" %", "b2 BAD");
+	client_tagged_check(c, "b3", "LIST (FOO) \"\" %", "b3 BAD");
+	client_tagged_check(c, "b4", "LIST \"\" % RETURN (FOO)", "b4 BAD");
+	client_tagged_check(c, "b5", "LIST \"\" % RETURN", "b5 BAD");
+	client_tagged_check(c, "b6", "LIST \"\" % FOO (CHILDREN)", "b6 BAD");
+	client_tagged_check(c, "b7", "LIST \"\" ()", "b7 BAD");
+	client_tagged_check(c, "b8", "LIST \"\" % RETURN (STATUS)", "b8 BAD");
+	client_tagged_check(c, "b9", "LIST \"\" % RETURN (STATUS (FOO))", "b9 BAD");
+	client_tagged_check(c, "b10", "LSUB (SUBSCRIBED) \"\" %", "b10 BAD");
 	client_close(c);
 	fixture_stop(f);
 }
@@ -457,10 +440,10 @@ static void test_list_recursivematch(void **state)
 	(void)state;
 	struct fixture *f = fixture_start(NULL);
 	struct client *c = client_login(f);
-	check(c, "c1", "CREATE Foo/Bar", "c1 OK");
-	check(c, "c2", "CREATE Foo/Baz", "c2 OK");
-	check(c, "c3", "CREATE Moo", "c3 OK");
-	check(c, "c4", "SUBSCRIBE Foo/Baz", "c4 OK");
+	client_tagged_check(c, "c1", "CREATE Foo/Bar", "c1 OK");
+	client_tagged_check(c, "c2", "CREATE Foo/Baz", "c2 OK");
+	client_tagged_check(c, "c3", "CREATE Moo", "c3 OK");
+	client_tagged_check(c, "c4", "SUBSCRIBE Foo/Baz", "c4 OK");
 	/* 5.8 a */
 	check_exact(c, "C1", "LIST (SUBSCRIBED) \"\" \"*\"",
 		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" Foo/Baz\r\nC1 OK List completed\r\n");
@@ -469,24 +452,24 @@ static void test_list_recursivematch(void **state)
 		    "* LIST (\\HasChildren) \"/\" Foo (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
 		    "C3 OK List completed\r\n");
 	/* 5.8 a1: Foo subscribed too */
-	check(c, "c5", "SUBSCRIBE Foo", "c5 OK");
+	client_tagged_check(c, "c5", "SUBSCRIBE Foo", "c5 OK");
 	check_exact(c, "C4", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
 		    "* LIST (\\HasChildren \\Subscribed) \"/\" Foo (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
 		    "C4 OK List completed\r\n");
 	/* 5.8 a2: a subscription below a name that does not exist */
-	check(c, "c6", "UNSUBSCRIBE Foo", "c6 OK");
-	check(c, "c7", "UNSUBSCRIBE Foo/Baz", "c7 OK");
-	check(c, "c8", "SUBSCRIBE Xyzzy/Plugh", "c8 OK");
+	client_tagged_check(c, "c6", "UNSUBSCRIBE Foo", "c6 OK");
+	client_tagged_check(c, "c7", "UNSUBSCRIBE Foo/Baz", "c7 OK");
+	client_tagged_check(c, "c8", "SUBSCRIBE Xyzzy/Plugh", "c8 OK");
 	check_exact(c, "C5", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
 		    "* LIST (\\NonExistent \\HasNoChildren) \"/\" Xyzzy (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
 		    "C5 OK List completed\r\n");
 	/* 5.8 b */
-	check(c, "c9", "UNSUBSCRIBE Xyzzy/Plugh", "c9 OK");
+	client_tagged_check(c, "c9", "UNSUBSCRIBE Xyzzy/Plugh", "c9 OK");
 	check_exact(c, "C6", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"",
 		    "C6 OK List completed\r\n");
 	/* 5.8 c */
-	check(c, "c10", "SUBSCRIBE Foo", "c10 OK");
-	check(c, "c11", "SUBSCRIBE Moo", "c11 OK");
+	client_tagged_check(c, "c10", "SUBSCRIBE Foo", "c10 OK");
+	client_tagged_check(c, "c11", "SUBSCRIBE Moo", "c11 OK");
 	check_exact(c, "C7", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (CHILDREN)",
 		    "* LIST (\\HasChildren \\Subscribed) \"/\" Foo\r\n"
 		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" Moo\r\n"
@@ -504,12 +487,12 @@ static void test_list_recursivematch(void **state)
 	for (size_t i = 0; i < sizeof(creates) / sizeof(creates[0]); i++) {
 		char line[64];
 		snprintf(line, sizeof(line), "CREATE %s", creates[i]);
-		check(c, "f", line, "f OK");
+		client_tagged_check(c, "f", line, "f OK");
 	}
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		char line[64];
 		snprintf(line, sizeof(line), "SUBSCRIBE %s", subs[i]);
-		check(c, "s", line, "s OK");
+		client_tagged_check(c, "s", line, "s OK");
 	}
 	check_exact(c, "D1", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"*2\"",
 		    "* LIST (\\HasNoChildren \\Subscribed) \"/\" baz2/bar2\r\n"
@@ -542,7 +525,7 @@ static void test_list_status(void **state)
 		    "* STATUS Archive/2026 (MESSAGES 1 DELETED 0 SIZE 45)\r\n"
 		    "A02 OK List completed\r\n");
 	/* with a selection option: \NonExistent, and still no STATUS for it */
-	check(c, "s1", "SUBSCRIBE Gone", "s1 OK");
+	client_tagged_check(c, "s1", "SUBSCRIBE Gone", "s1 OK");
 	check_exact(c, "A03", "LIST (SUBSCRIBED) \"\" * RETURN (STATUS (MESSAGES))",
 		    "* LIST (\\NonExistent \\HasNoChildren \\Subscribed) \"/\" Gone\r\n"
 		    "A03 OK List completed\r\n");
@@ -566,22 +549,22 @@ static void test_status(void **state)
 	snprintf(want, sizeof(want),
 		 "* STATUS INBOX (DELETED 1 SIZE %zu HIGHESTMODSEQ 3 APPENDLIMIT 33554432)\r\n",
 		 sizeof(msg1) + sizeof(msg2) + sizeof(msg3) - 3);
-	check(c, "s1", "STATUS inbox (size deleted HIGHESTMODSEQ APPENDLIMIT)", want);
-	check(c, "s2", "STATUS nosuch (MESSAGES)", "s2 NO [NONEXISTENT]");
-	check(c, "s3", "STATUS INBOX ()", "s3 BAD");
-	check(c, "s4", "STATUS INBOX (FOO)", "s4 BAD");
-	check(c, "s5", "STATUS INBOX", "s5 BAD");
-	check(c, "s6", "STATUS INBOX MESSAGES", "s6 BAD");
-	check(c, "s7", "STATUS Secret (MESSAGES)", "s7 NO [NONEXISTENT]"); /* other's */
+	client_tagged_check(c, "s1", "STATUS inbox (size deleted HIGHESTMODSEQ APPENDLIMIT)", want);
+	client_tagged_check(c, "s2", "STATUS nosuch (MESSAGES)", "s2 NO [NONEXISTENT]");
+	client_tagged_check(c, "s3", "STATUS INBOX ()", "s3 BAD");
+	client_tagged_check(c, "s4", "STATUS INBOX (FOO)", "s4 BAD");
+	client_tagged_check(c, "s5", "STATUS INBOX", "s5 BAD");
+	client_tagged_check(c, "s6", "STATUS INBOX MESSAGES", "s6 BAD");
+	client_tagged_check(c, "s7", "STATUS Secret (MESSAGES)", "s7 NO [NONEXISTENT]"); /* other's */
 	/* NAMESPACE (RFC 2342 5) */
 	check_exact(c, "A001", "NAMESPACE",
 		    "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nA001 OK Namespace completed\r\n");
-	check(c, "n2", "NAMESPACE x", "n2 BAD");
+	client_tagged_check(c, "n2", "NAMESPACE x", "n2 BAD");
 	/* CHECK: selected state only */
-	check(c, "k1", "CHECK", "k1 BAD");
-	check(c, "k2", "SELECT INBOX", "k2 OK");
-	check(c, "FXXZ", "CHECK", "FXXZ OK");
-	check(c, "k3", "CHECK now", "k3 BAD");
+	client_tagged_check(c, "k1", "CHECK", "k1 BAD");
+	client_tagged_check(c, "k2", "SELECT INBOX", "k2 OK");
+	client_tagged_check(c, "FXXZ", "CHECK", "FXXZ OK");
+	client_tagged_check(c, "k3", "CHECK now", "k3 BAD");
 	client_close(c);
 	fixture_stop(f);
 }
@@ -597,30 +580,30 @@ static void test_id_enable(void **state)
 	assert_contains(greeting, " ID ENABLE NAMESPACE ");
 	free(greeting);
 	/* RFC 2971 3.3's example; ID works before login */
-	check(c, "a023",
+	client_tagged_check(c, "a023",
 	      "ID (\"name\" \"sodr\" \"version\" \"19.34\" \"vendor\" \"Pink Floyd Music Limited\")",
 	      "* ID (\"name\" \"mail-platform\" \"version\" \"1.0\")\r\na023 OK");
-	check(c, "i1", "ID NIL", "i1 OK");
-	check(c, "i2", "ID (\"name\" NIL)", "i2 OK");
-	check(c, "i3", "ID", "i3 BAD");
-	check(c, "i4", "ID (\"name\")", "i4 BAD");
-	check(c, "i5", "ID \"name\"", "i5 BAD");
-	check(c, "i6", "ID (\"a-field-name-longer-than-thirty\" \"x\")", "i6 BAD");
+	client_tagged_check(c, "i1", "ID NIL", "i1 OK");
+	client_tagged_check(c, "i2", "ID (\"name\" NIL)", "i2 OK");
+	client_tagged_check(c, "i3", "ID", "i3 BAD");
+	client_tagged_check(c, "i4", "ID (\"name\")", "i4 BAD");
+	client_tagged_check(c, "i5", "ID \"name\"", "i5 BAD");
+	client_tagged_check(c, "i6", "ID (\"a-field-name-longer-than-thirty\" \"x\")", "i6 BAD");
 	char line[2048];
 	size_t n = (size_t)snprintf(line, sizeof(line), "ID (");
 	for (int i = 0; i < 31; i++)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s\"f%d\" \"v\"", i ? " " : "", i);
 	snprintf(line + n, sizeof(line) - n, ")");
-	check(c, "i7", line, "i7 BAD");
+	client_tagged_check(c, "i7", line, "i7 BAD");
 	char value[1100];
 	memset(value, 'v', 1025);
 	value[1025] = '\0';
 	snprintf(line, sizeof(line), "ID (\"name\" \"%s\")", value);
-	check(c, "i8", line, "i8 BAD");
-	check(c, "i9", "ID ((\"name\") \"x\")", "i9 BAD");
+	client_tagged_check(c, "i8", line, "i8 BAD");
+	client_tagged_check(c, "i9", "ID ((\"name\") \"x\")", "i9 BAD");
 	/* ENABLE: authenticated state only */
-	check(c, "e0", "ENABLE UTF8=ACCEPT", "e0 BAD Not authenticated");
-	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
+	client_tagged_check(c, "e0", "ENABLE UTF8=ACCEPT", "e0 BAD Not authenticated");
+	client_tagged_check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
 	/* RFC 5161 4: unknown and not-enableable names are ignored */
 	check_exact(c, "t1", "ENABLE X-GOOD-IDEA NAMESPACE",
 		    "* ENABLED\r\nt1 OK Enabled\r\n");
@@ -629,10 +612,10 @@ static void test_id_enable(void **state)
 	check_exact(c, "t3", "ENABLE UTF8=ACCEPT", "* ENABLED\r\nt3 OK Enabled\r\n");
 	check_exact(c, "t4", "ENABLE IMAP4rev2 UTF8=ACCEPT",
 		    "* ENABLED IMAP4rev2\r\nt4 OK Enabled\r\n");
-	check(c, "t5", "ENABLE", "t5 BAD");
-	check(c, "t6", "ENABLE (CONDSTORE)", "t6 BAD");
-	check(c, "t7", "SELECT INBOX", "t7 OK");
-	check(c, "t8", "ENABLE UTF8=ACCEPT", "t8 OK"); /* allowed when selected too */
+	client_tagged_check(c, "t5", "ENABLE", "t5 BAD");
+	client_tagged_check(c, "t6", "ENABLE (CONDSTORE)", "t6 BAD");
+	client_tagged_check(c, "t7", "SELECT INBOX", "t7 OK");
+	client_tagged_check(c, "t8", "ENABLE UTF8=ACCEPT", "t8 OK"); /* allowed when selected too */
 	client_close(c);
 	fixture_stop(f);
 }
@@ -645,7 +628,7 @@ static void test_utf7_names(void **state)
 	struct fixture *f = fixture_start(NULL);
 	struct client *c = client_login(f);
 	/* RFC 3501 5.1.3: the backend gets UTF-8 */
-	check(c, "u1", "CREATE \"~peter/mail/&U,BTFw-/&ZeVnLIqe-\"", "u1 OK");
+	client_tagged_check(c, "u1", "CREATE \"~peter/mail/&U,BTFw-/&ZeVnLIqe-\"", "u1 OK");
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER,
 						   "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/"
 						   "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"),
@@ -655,44 +638,44 @@ static void test_utf7_names(void **state)
 		    "* LIST (\\HasNoChildren) \"/\" ~peter/mail/&U,BTFw-/&ZeVnLIqe-\r\n"
 		    "u2 OK List completed\r\n");
 	/* names that need quoting come back quoted, exactly */
-	check(c, "q1", "CREATE \"say \\\"hi\\\" [now]\"", "q1 OK");
-	check(c, "q2", "CREATE nil", "q2 OK");
+	client_tagged_check(c, "q1", "CREATE \"say \\\"hi\\\" [now]\"", "q1 OK");
+	client_tagged_check(c, "q2", "CREATE nil", "q2 OK");
 	check_exact(c, "q3", "LIST \"\" \"s*\"",
 		    "* LIST (\\HasNoChildren) \"/\" \"say \\\"hi\\\" [now]\"\r\n"
 		    "q3 OK List completed\r\n");
-	check(c, "q4", "LIST \"\" n*", "* LIST (\\HasNoChildren) \"/\" \"nil\"\r\n");
+	client_tagged_check(c, "q4", "LIST \"\" n*", "* LIST (\\HasNoChildren) \"/\" \"nil\"\r\n");
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "say \"hi\" [now]"), 0);
-	check(c, "u3", "CREATE A&-B", "u3 OK");
+	client_tagged_check(c, "u3", "CREATE A&-B", "u3 OK");
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "A&B"), 0);
-	check(c, "u4", "LIST \"\" A*", "* LIST (\\HasNoChildren) \"/\" A&-B\r\n");
+	client_tagged_check(c, "u4", "LIST \"\" A*", "* LIST (\\HasNoChildren) \"/\" A&-B\r\n");
 	/* malformed: BAD; never reaches the backend */
-	check(c, "b1", "CREATE &Jjo", "b1 BAD");
-	check(c, "b2", "CREATE &AGE-", "b2 BAD");
-	check(c, "b3", "CREATE \"a&AOQ-&AOQ-\"", "b3 BAD");
-	check(c, "b4", "CREATE \"\xc3\xa4\"", "b4 BAD"); /* raw UTF-8 before UTF8=ACCEPT */
-	check(c, "b6", "STATUS &AOR- (MESSAGES)", "b6 BAD");
-	check(c, "b7", "RENAME A&-B &", "b7 BAD");
-	check(c, "b8", "CREATE &AAE-", "b8 NO [CANNOT]"); /* U+0001: valid, not a name */
+	client_tagged_check(c, "b1", "CREATE &Jjo", "b1 BAD");
+	client_tagged_check(c, "b2", "CREATE &AGE-", "b2 BAD");
+	client_tagged_check(c, "b3", "CREATE \"a&AOQ-&AOQ-\"", "b3 BAD");
+	client_tagged_check(c, "b4", "CREATE \"\xc3\xa4\"", "b4 BAD"); /* raw UTF-8 before UTF8=ACCEPT */
+	client_tagged_check(c, "b6", "STATUS &AOR- (MESSAGES)", "b6 BAD");
+	client_tagged_check(c, "b7", "RENAME A&-B &", "b7 BAD");
+	client_tagged_check(c, "b8", "CREATE &AAE-", "b8 NO [CANNOT]"); /* U+0001: valid, not a name */
 	/* STATUS and SELECT reach the same mailbox */
-	check(c, "s1", "STATUS \"~peter/mail/&U,BTFw-/&ZeVnLIqe-\" (MESSAGES)",
+	client_tagged_check(c, "s1", "STATUS \"~peter/mail/&U,BTFw-/&ZeVnLIqe-\" (MESSAGES)",
 	      "* STATUS ~peter/mail/&U,BTFw-/&ZeVnLIqe- (MESSAGES 0)");
 
 	/* UTF8=ACCEPT (RFC 6855 3): UTF-8 both ways, quoted */
-	check(c, "e1", "ENABLE UTF8=ACCEPT", "* ENABLED UTF8=ACCEPT");
+	client_tagged_check(c, "e1", "ENABLE UTF8=ACCEPT", "* ENABLED UTF8=ACCEPT");
 	check_exact(c, "u5", "LIST \"~peter/mail/\" \"*\"",
 		    "* LIST (\\HasChildren) \"/\" \"~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97\"\r\n"
 		    "* LIST (\\HasNoChildren) \"/\" \"~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/"
 		    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\"\r\n"
 		    "u5 OK List completed\r\n");
-	check(c, "u6", "CREATE \"\xc3\x9cn\xc3\xaf\"", "u6 OK");
+	client_tagged_check(c, "u6", "CREATE \"\xc3\x9cn\xc3\xaf\"", "u6 OK");
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "\xc3\x9cn\xc3\xaf"), 0);
-	check(c, "u7", "CREATE &-x", "u7 OK"); /* no decoding now: a name with "&-" */
+	client_tagged_check(c, "u7", "CREATE &-x", "u7 OK"); /* no decoding now: a name with "&-" */
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "&-x"), 0);
-	check(c, "u8", "CREATE \"\xc3\"", "u8 BAD"); /* not UTF-8 */
-	check(c, "u10", "CREATE \xc3\xa9t\xc3\xa9", "u10 OK"); /* an atom, as imaplib sends */
+	client_tagged_check(c, "u8", "CREATE \"\xc3\"", "u8 BAD"); /* not UTF-8 */
+	client_tagged_check(c, "u10", "CREATE \xc3\xa9t\xc3\xa9", "u10 OK"); /* an atom, as imaplib sends */
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "\xc3\xa9t\xc3\xa9"), 0);
-	check(c, "u11", "CREATE \xc3", "u11 BAD");
-	check(c, "u9", "STATUS \"\xc3\x9cn\xc3\xaf\" (MESSAGES)",
+	client_tagged_check(c, "u11", "CREATE \xc3", "u11 BAD");
+	client_tagged_check(c, "u9", "STATUS \"\xc3\x9cn\xc3\xaf\" (MESSAGES)",
 	      "* STATUS \"\xc3\x9cn\xc3\xaf\" (MESSAGES 0)");
 	client_close(c);
 	fixture_stop(f);
@@ -712,7 +695,7 @@ static void test_imap4rev2(void **state)
 		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
 		    "* LIST (\\Noselect \\HasChildren) \"/\" &AMQ-rchiv\r\n"
 		    "a1 OK List completed\r\n");
-	check(c, "a2", "STATUS INBOX (MESSAGES RECENT)", "* STATUS INBOX (MESSAGES 3 RECENT 0)");
+	client_tagged_check(c, "a2", "STATUS INBOX (MESSAGES RECENT)", "* STATUS INBOX (MESSAGES 3 RECENT 0)");
 	check_exact(c, "a3", "ENABLE IMAP4rev2", "* ENABLED IMAP4rev2\r\na3 OK Enabled\r\n");
 	check_exact(c, "b1", "LIST \"\" %",
 		    "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
@@ -720,12 +703,12 @@ static void test_imap4rev2(void **state)
 		    "b1 OK List completed\r\n");
 	check_exact(c, "b2", "STATUS INBOX (MESSAGES RECENT)",
 		    "* STATUS INBOX (MESSAGES 3)\r\nb2 OK Status completed\r\n");
-	check(c, "b3", "STATUS \"\xc3\x84rchiv/2026\" (MESSAGES)",
+	client_tagged_check(c, "b3", "STATUS \"\xc3\x84rchiv/2026\" (MESSAGES)",
 	      "* STATUS \"\xc3\x84rchiv/2026\" (MESSAGES 1)");
-	check(c, "b4", "CREATE \"\xc3\x84rchiv/2027\"", "b4 OK");
-	check(c, "b5", "CREATE \"&AMQ-\"", "b5 OK"); /* no decoding: the name "&AMQ-" */
+	client_tagged_check(c, "b4", "CREATE \"\xc3\x84rchiv/2027\"", "b4 OK");
+	client_tagged_check(c, "b5", "CREATE \"&AMQ-\"", "b5 OK"); /* no decoding: the name "&AMQ-" */
 	assert_int_equal(imap_memory_backend_count(f->e.mb, USER, "&AMQ-"), 0);
-	check(c, "b6", "DELETE \"\xc3\x84rchiv/2027\"", "b6 OK");
+	client_tagged_check(c, "b6", "DELETE \"\xc3\x84rchiv/2027\"", "b6 OK");
 	client_close(c);
 	fixture_stop(f);
 }
@@ -783,7 +766,7 @@ static void test_append(void **state)
 	(void)state;
 	struct fixture *f = fixture_start(NULL);
 	struct client *c = client_login(f);
-	check(c, "c0", "CREATE saved-messages", "c0 OK");
+	client_tagged_check(c, "c0", "CREATE saved-messages", "c0 OK");
 	uint32_t v = imap_memory_backend_uidvalidity(f->e.mb, USER, "saved-messages");
 	char want[128];
 	/* RFC 3501 6.3.11 (with a date-time) */
@@ -820,10 +803,10 @@ static void test_append(void **state)
 	out = append(c, "b4", "INBOX \"1-Jan-2020 00:00:00\"", msg1, sizeof(msg1) - 1, 1);
 	assert_contains(out, "b4 BAD Invalid date-time");
 	free(out);
-	check(c, "b5", "APPEND INBOX", "b5 BAD");
-	check(c, "b6", "APPEND INBOX \"not a literal\"", "b6 BAD");
-	check(c, "b7", "APPEND INBOX (\\Seen)", "b7 BAD");
-	check(c, "b8", "APPEND INBOX {0+}\r\n", "b8 NO [CANNOT]");
+	client_tagged_check(c, "b5", "APPEND INBOX", "b5 BAD");
+	client_tagged_check(c, "b6", "APPEND INBOX \"not a literal\"", "b6 BAD");
+	client_tagged_check(c, "b7", "APPEND INBOX (\\Seen)", "b7 BAD");
+	client_tagged_check(c, "b8", "APPEND INBOX {0+}\r\n", "b8 NO [CANNOT]");
 	out = append(c, "b9", "&Jjo", msg1, sizeof(msg1) - 1, 1);
 	assert_contains(out, "b9 BAD");
 	free(out);
@@ -862,7 +845,7 @@ static void test_append(void **state)
 	assert_contains(out, "n2 BAD Literal too large");
 	assert_not_contains(out, "+ ");
 	free(out);
-	check(c, "n3", "NOOP", "n3 OK");
+	client_tagged_check(c, "n3", "NOOP", "n3 OK");
 	client_close(c);
 	fixture_stop(f);
 }
@@ -873,7 +856,7 @@ static void test_multiappend(void **state)
 	(void)state;
 	struct fixture *f = fixture_start(NULL);
 	struct client *c = client_login(f);
-	check(c, "c0", "CREATE saved-messages", "c0 OK");
+	client_tagged_check(c, "c0", "CREATE saved-messages", "c0 OK");
 	uint32_t v = imap_memory_backend_uidvalidity(f->e.mb, USER, "saved-messages");
 	/* RFC 3502 3's example, both literals synchronising */
 	client_sendf(c, "A003 APPEND saved-messages (\\Seen) {%zu}\r\n", sizeof(rfc_msg) - 1);
@@ -924,7 +907,7 @@ static void test_multiappend(void **state)
 	out = client_until(c, "m6 ");
 	assert_contains(out, "m6 NO [TRYCREATE]");
 	free(out);
-	check(c, "m7", "NOOP", "m7 OK");
+	client_tagged_check(c, "m7", "NOOP", "m7 OK");
 	client_close(c);
 	fixture_stop(f);
 }
@@ -946,8 +929,8 @@ static void test_appendlimit(void **state)
 	char *out = client_until(c, "* OK");
 	assert_contains(out, " APPENDLIMIT=204800 ");
 	free(out);
-	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
-	check(c, "s0", "STATUS INBOX (APPENDLIMIT)", "* STATUS INBOX (APPENDLIMIT 204800)");
+	client_tagged_check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
+	client_tagged_check(c, "s0", "STATUS INBOX (APPENDLIMIT)", "* STATUS INBOX (APPENDLIMIT 204800)");
 	size_t big = 150 * 1024;
 	char *msg = malloc(300 * 1024);
 	memset(msg, 'x', 300 * 1024);
@@ -968,7 +951,7 @@ static void test_appendlimit(void **state)
 	assert_contains(out, "t1 NO [TOOBIG]");
 	assert_not_contains(out, "+ ");
 	free(out);
-	check(c, "t2", "NOOP", "t2 OK");
+	client_tagged_check(c, "t2", "NOOP", "t2 OK");
 	/* non-synchronising, over: read, dropped, refused; the next
 	 * command is read from the right place */
 	client_sendf(c, "t3 APPEND INBOX {%u+}\r\n", 200 * 1024 + 1);
@@ -1097,7 +1080,7 @@ static void test_literal_minus(void **state)
 	assert_contains(out, "IMAP4rev1 LITERAL- ");
 	assert_not_contains(out, "LITERAL+");
 	free(out);
-	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
+	client_tagged_check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
 	char *msg = malloc(5000);
 	memset(msg, 'z', 5000);
 	memcpy(msg, "Subject: z\r\n\r\n", 15);
@@ -1107,7 +1090,7 @@ static void test_literal_minus(void **state)
 	out = append(c, "a2", "INBOX", msg, 5000, 0); /* synchronising: fine */
 	assert_contains(out, "a2 OK [APPENDUID");
 	free(out);
-	check(c, "a3", "LOGIN {4097+}", "a3 BAD"); /* after auth: BAD anyway */
+	client_tagged_check(c, "a3", "LOGIN {4097+}", "a3 BAD"); /* after auth: BAD anyway */
 	client_close(c);
 	c = client_login(f);
 	/* in one send: nothing is sent after the server closed */
@@ -1253,10 +1236,10 @@ static void test_compress(void **state)
 	char *out = client_until(c, "* OK");
 	assert_contains(out, " COMPRESS=DEFLATE");
 	free(out);
-	check(c, "p1", "COMPRESS DEFLATE", "p1 BAD Not authenticated");
-	check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
-	check(c, "p2", "COMPRESS FOO", "p2 BAD");
-	check(c, "p3", "COMPRESS", "p3 BAD");
+	client_tagged_check(c, "p1", "COMPRESS DEFLATE", "p1 BAD Not authenticated");
+	client_tagged_check(c, "L1", "LOGIN \"" USER "\" \"" PASS "\"", "L1 OK");
+	client_tagged_check(c, "p2", "COMPRESS FOO", "p2 BAD");
+	client_tagged_check(c, "p3", "COMPRESS", "p3 BAD");
 	check_exact(c, "c1", "COMPRESS DEFLATE", "c1 OK DEFLATE active\r\n");
 	struct zclient *z = zclient_start(c);
 	zcheck(z, "c2", "NOOP", "c2 OK");
@@ -1320,7 +1303,7 @@ static void test_compress(void **state)
 	client_close(c);
 	/* the server still serves */
 	c = client_login(f);
-	check(c, "e1", "NOOP", "e1 OK");
+	client_tagged_check(c, "e1", "NOOP", "e1 OK");
 	client_close(c);
 	free(msg);
 	fixture_stop(f);
@@ -1357,7 +1340,7 @@ static void test_compress_bomb(void **state)
 	(void)state;
 	struct fixture *f = fixture_start(NULL);
 	struct client *c = client_login(f);
-	check(c, "c1", "COMPRESS DEFLATE", "c1 OK");
+	client_tagged_check(c, "c1", "COMPRESS DEFLATE", "c1 OK");
 	struct zclient *z = zclient_start(c);
 	zcheck(z, "c2", "NOOP", "c2 OK");
 	long before = peak_rss_kib(1);

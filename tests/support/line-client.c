@@ -99,3 +99,21 @@ char *client_until(struct client *c, const char *prefix)
 	}
 }
 
+
+char *client_tagged(struct client *c, const char *tag, const char *command)
+{
+	char prefix[64];
+	client_sendf(c, "%s %s\r\n", tag, command);
+	snprintf(prefix, sizeof(prefix), "%s ", tag);
+	char *out = client_until(c, prefix);
+	assert_non_null(out);
+	return out;
+}
+
+void client_tagged_check(struct client *c, const char *tag, const char *command,
+			 const char *want)
+{
+	char *out = client_tagged(c, tag, command);
+	assert_contains(out, want);
+	free(out);
+}

@@ -23,6 +23,12 @@ int client_fill(struct client *c);
 /* Everything up to and including the first line that starts with prefix
  * ("" : the next line); the caller frees it. NULL on EOF/timeout. */
 char *client_until(struct client *c, const char *prefix);
+/* IMAP: send "tag command" and return the whole answer through the tagged
+ * line (the caller frees it); fails the test on EOF/timeout. */
+char *client_tagged(struct client *c, const char *tag, const char *command);
+/* client_tagged(), and the answer must contain want. */
+void client_tagged_check(struct client *c, const char *tag, const char *command,
+			 const char *want);
 
 #define assert_contains(hay, needle)                                                   \
 	do {                                                                           \
