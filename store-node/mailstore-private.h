@@ -284,6 +284,12 @@ static inline void key_applied(buf *k, uint32_t partition)
 
 void mailstore__mbox_encode(buf *v, const struct mbox *m);
 int mailstore__mbox_decode(const uint8_t *p, size_t len, struct mbox *m);
+/* n strings of a record, each u16 length | bytes, from p + *off_r (len:
+ * the whole record): *v_r gets a heap array (NULL when n is 0), *n_r
+ * counts what was decoded (so the caller frees that many on failure),
+ * *off_r moves past them. -1 when a length runs past len. */
+int mailstore__strlist_decode(const uint8_t *p, size_t len, size_t *off_r, size_t n,
+			      char ***v_r, size_t *n_r);
 void mailstore__meta_encode(buf *v, const struct mailstore_message_info *mi);
 int mailstore__meta_decode(const uint8_t *p, size_t len, uint32_t uid,
 			   struct mailstore_message_info *mi);

@@ -84,26 +84,14 @@ int mailstore__mbox_decode(const uint8_t *p, size_t len, struct mbox *m)
 	m->attrs = get_u32(q + 16);
 	m->expunge_floor = get_u64(q + 20);
 	m->n_tombstones = get_u32(q + 28);
-	size_t n = get_u16(q + 32);
 	size_t off = MBOX_VALUE_FIXED_LEN;
-	m->keywords = n > 0 ? xcalloc(n, sizeof *m->keywords) : NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (len - off < 2)
-			goto bad;
-		size_t kl = get_u16(p + off);
-		off += 2;
-		if (len - off < kl)
-			goto bad;
-		m->keywords[i] = xstrndup((const char *)p + off, kl);
-		m->n_keywords++;
-		off += kl;
+	if (mailstore__strlist_decode(p, len, &off, get_u16(q + 32), &m->keywords,
+				      &m->n_keywords) < 0 ||
+	    off != len) {
+		mailstore__mbox_deinit(m);
+		return -1;
 	}
-	if (off != len)
-		goto bad;
 	return 0;
-bad:
-	mailstore__mbox_deinit(m);
-	return -1;
 }
 
 static int is_keyword(const char *flag)

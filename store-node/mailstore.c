@@ -103,24 +103,32 @@ int mailstore__meta_decode(const uint8_t *p, size_t len, uint32_t uid,
 	mi->size = get_u64(p + 1);
 	mi->internal_date = (int64_t)get_u64(p + 9);
 	mi->modseq = get_u64(p + 17);
-	size_t n = get_u16(p + 25);
 	size_t off = META_FIXED_LEN;
-	mi->flags = n > 0 ? xcalloc(n, sizeof *mi->flags) : NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (len - off < 2)
-			goto bad;
-		size_t fl = get_u16(p + off);
-		off += 2;
-		if (len - off < fl)
-			goto bad;
-		mi->flags[i] = xstrndup((const char *)p + off, fl);
-		mi->n_flags++;
-		off += fl;
+	if (mailstore__strlist_decode(p, len, &off, get_u16(p + 25), &mi->flags, &mi->n_flags) < 0) {
+		mailstore_message_info_free(mi);
+		return -1;
 	}
 	return 0;
-bad:
-	mailstore_message_info_free(mi);
-	return -1;
+}
+
+int mailstore__strlist_decode(const uint8_t *p, size_t len, size_t *off_r, size_t n,
+			      char ***v_r, size_t *n_r)
+{
+	size_t off = *off_r;
+	*v_r = n > 0 ? xcalloc(n, sizeof **v_r) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (len - off < 2)
+			return -1;
+		size_t sl = get_u16(p + off);
+		off += 2;
+		if (len - off < sl)
+			return -1;
+		(*v_r)[i] = xstrndup((const char *)p + off, sl);
+		(*n_r)++;
+		off += sl;
+	}
+	*off_r = off;
+	return 0;
 }
 
 /* ---- validation ------------------------------------------------------- */
