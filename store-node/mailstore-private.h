@@ -156,6 +156,12 @@ struct mbox {
 	uint64_t expunge_floor;  /* expunges with a modseq <= this may have no
 				  * tombstone left (mailstore_changes) */
 	uint32_t n_tombstones;   /* 'T' records of the mailbox */
+	uint32_t uid_floor;      /* every message's uid is >= this (a bound that
+				  * may lag behind, 0 in records written before
+				  * it): scans of the uid-keyed records ('M',
+				  * 'W', 'Z') seek here, not to uid 0, so they
+				  * never step over the deletion markers LevelDB
+				  * keeps for expunged messages until it compacts */
 	char **keywords;         /* sorted, unique: every keyword ever set */
 	size_t n_keywords;
 	int legacy;              /* decoded from a record of the version before
@@ -229,6 +235,12 @@ static inline void key_message(buf *k, char kind, const char *user, uint64_t mbo
 	key_user_prefix(k, kind, user);
 	put_u64(k, mbox_id);
 	put_u32(k, uid);
+}
+
+/* Where a scan of m's uid-keyed records that starts at uid should seek. */
+static inline uint32_t mbox_seek_uid(const struct mbox *m, uint32_t uid)
+{
+	return uid > m->uid_floor ? uid : m->uid_floor;
 }
 
 /* 01 kind <user> 00 <mbox_id u64> <modseq u64> <uid u32>: 'N' and 'T'. */

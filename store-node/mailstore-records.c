@@ -55,6 +55,7 @@ void mailstore__mbox_encode(buf *v, const struct mbox *m)
 		put_u16(v, (uint16_t)kl);
 		buf_append(v, m->keywords[i], kl);
 	}
+	put_u32(v, m->uid_floor);
 }
 
 /* The record of the versions before the counters is MBOX_VALUE_LEN bytes:
@@ -86,8 +87,15 @@ int mailstore__mbox_decode(const uint8_t *p, size_t len, struct mbox *m)
 	m->n_tombstones = get_u32(q + 28);
 	size_t off = MBOX_VALUE_FIXED_LEN;
 	if (mailstore__strlist_decode(p, len, &off, get_u16(q + 32), &m->keywords,
-				      &m->n_keywords) < 0 ||
-	    off != len) {
+				      &m->n_keywords) < 0) {
+		mailstore__mbox_deinit(m);
+		return -1;
+	}
+	if (off + 4 == len) {
+		m->uid_floor = get_u32(p + off);
+		off += 4;
+	}
+	if (off != len) {
 		mailstore__mbox_deinit(m);
 		return -1;
 	}
@@ -266,6 +274,56 @@ int mailstore__tombstones_make_room(mailstore *s, leveldb_writebatch_t *wb, cons
 	return ret;
 }
 
+static int uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* After msgs (n of them) leave m in this batch: m->uid_floor becomes the
+ * lowest uid left (m->uidnext when none is), found by a seek from the
+ * old floor that steps over the leaving ones. */
+static int uid_floor_raise(mailstore *s, const char *user, struct mbox *m,
+			   const struct mailstore_message_info *msgs, size_t n)
+{
+	if (n == 0)
+		return MAIL_OK;
+	uint32_t *gone = xmalloc(n * sizeof *gone);
+	for (size_t i = 0; i < n; i++)
+		gone[i] = msgs[i].uid;
+	qsort(gone, n, sizeof *gone, uid_cmp);
+	if (gone[0] > m->uid_floor) {
+		free(gone);   /* the lowest message stays: so does the floor */
+		return MAIL_OK;
+	}
+	buf prefix, k;
+	buf_init(&prefix);
+	buf_init(&k);
+	key_mbox_prefix(&prefix, KIND_META, user, m->id);
+	key_message(&k, KIND_META, user, m->id, m->uid_floor);
+	uint32_t floor = m->uidnext;
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)k.data, k.len); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		size_t klen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen != prefix.len + 4 || memcmp(key, prefix.data, prefix.len) != 0)
+			break;
+		uint32_t uid = get_u32((const uint8_t *)key + prefix.len);
+		if (bsearch(&uid, gone, n, sizeof *gone, uid_cmp) == NULL) {
+			floor = uid;
+			break;
+		}
+	}
+	int ret = mailstore__db_iter_close(it);
+	if (ret == MAIL_OK)
+		m->uid_floor = floor;
+	buf_deinit(&prefix);
+	buf_deinit(&k);
+	free(gone);
+	return ret;
+}
+
 int mailstore__msgs_expunge(mailstore *s, leveldb_writebatch_t *wb, buf *k, const char *user,
 			    struct mbox *m, const struct mailstore_message_info *msgs, size_t n)
 {
@@ -277,7 +335,7 @@ int mailstore__msgs_expunge(mailstore *s, leveldb_writebatch_t *wb, buf *k, cons
 		if (mailstore__msg_remove(s, wb, k, user, m, &msgs[i], m->highest_modseq, keep) < 0)
 			return MAIL_ERR_INTERNAL;
 	}
-	return MAIL_OK;
+	return uid_floor_raise(s, user, m, msgs, n);
 }
 
 int mailstore__batch_put_derived_of_meta(leveldb_writebatch_t *wb, const void *key, size_t klen,

@@ -82,8 +82,12 @@ static int first_unseen(mailstore *s, const char *user, const struct mbox *m, ui
 	buf prefix;
 	buf_init(&prefix);
 	key_mbox_prefix(&prefix, KIND_UNSEEN, user, m->id);
+	buf k;
+	buf_init(&k);
+	key_message(&k, KIND_UNSEEN, user, m->id, m->uid_floor);
 	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-	leveldb_iter_seek(it, (const char *)prefix.data, prefix.len);
+	leveldb_iter_seek(it, (const char *)k.data, k.len);
+	buf_deinit(&k);
 	if (leveldb_iter_valid(it)) {
 		size_t klen;
 		const char *key = leveldb_iter_key(it, &klen);
@@ -113,7 +117,7 @@ static int uids_locked(mailstore *s, const char *user, const char *name, uint32_
 	buf_init(&prefix);
 	buf_init(&k);
 	key_mbox_prefix(&prefix, KIND_META, user, m.id);
-	key_message(&k, KIND_META, user, m.id, after_uid + 1);
+	key_message(&k, KIND_META, user, m.id, mbox_seek_uid(&m, after_uid + 1));
 	size_t visited = 0;
 	uint32_t last = 0;
 	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
@@ -325,7 +329,7 @@ static int meta_scan_page(mailstore *s, const char *user, const struct mbox *m,
 		if (ranges[r].last <= after_uid)
 			continue;
 		uint32_t from = ranges[r].first > after_uid ? ranges[r].first : after_uid + 1;
-		key_message(&k, KIND_META, user, m->id, from);
+		key_message(&k, KIND_META, user, m->id, mbox_seek_uid(m, from));
 		for (leveldb_iter_seek(it, (const char *)k.data, k.len); leveldb_iter_valid(it);
 		     leveldb_iter_next(it)) {
 			size_t klen, vlen;
@@ -563,7 +567,7 @@ static int walk_gaps(struct changes_walk *w, int *over_r)
 	buf_init(&k);
 	key_mbox_prefix(&prefix, KIND_META, w->user, w->m->id);
 	uint32_t expect = w->cur->after_uid + 1;
-	key_message(&k, KIND_META, w->user, w->m->id, expect);
+	key_message(&k, KIND_META, w->user, w->m->id, mbox_seek_uid(w->m, expect));
 	*over_r = 1;
 	leveldb_iterator_t *it = leveldb_create_iterator(w->s->db, w->s->ropts);
 	for (leveldb_iter_seek(it, (const char *)k.data, k.len); leveldb_iter_valid(it);

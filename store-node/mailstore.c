@@ -603,8 +603,13 @@ static int meta_scan(mailstore *s, const char *user, const struct mbox *m,
 	struct mailstore_message_info *msgs = NULL;
 	size_t n = 0, cap = 0;
 	int ret = MAIL_OK;
+	buf k;
+	buf_init(&k);
+	key_message(&k, KIND_META, user, m->id, m->uid_floor);
 	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
+	leveldb_iter_seek(it, (const char *)k.data, k.len);
+	buf_deinit(&k);
+	for (; leveldb_iter_valid(it);
 	     leveldb_iter_next(it)) {
 		size_t klen, vlen;
 		const char *key = leveldb_iter_key(it, &klen);
@@ -646,8 +651,19 @@ static int deleted_scan(mailstore *s, const char *user, const struct mbox *m,
 	put_u64(&prefix, m->id);
 	uint32_t *uids = NULL;
 	size_t n = 0, cap = 0;
+	*uids_r = NULL;
+	*n_r = 0;
+	if (m->deleted == 0 && !m->legacy) {
+		buf_deinit(&prefix);
+		return MAIL_OK;
+	}
+	buf k;
+	buf_init(&k);
+	key_message(&k, KIND_DELETED, user, m->id, m->uid_floor);
 	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
+	leveldb_iter_seek(it, (const char *)k.data, k.len);
+	buf_deinit(&k);
+	for (; leveldb_iter_valid(it);
 	     leveldb_iter_next(it)) {
 		size_t klen;
 		const char *key = leveldb_iter_key(it, &klen);

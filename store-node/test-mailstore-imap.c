@@ -591,6 +591,86 @@ static void test_uids_pages(void **state)
 	mailstore_mailbox_info_free(&info);
 }
 
+static void uids_are(mailstore *s, const char *user, const char *box, const uint32_t *want,
+		     size_t n_want)
+{
+	uint32_t after = 0, unseen = 0, got[64];
+	size_t n_got = 0;
+	do {
+		struct search_uid_range *r;
+		size_t n;
+		struct mailstore_mailbox_info info;
+		assert_int_equal(mailstore_uids(s, user, box, after, 0, &r, &n, &after, &unseen,
+						&info),
+				 MAIL_OK);
+		for (size_t i = 0; i < n; i++)
+			for (uint32_t u = r[i].first; u <= r[i].last && n_got < 64; u++)
+				got[n_got++] = u;
+		free(r);
+		mailstore_mailbox_info_free(&info);
+	} while (after != 0);
+	assert_int_equal(n_got, n_want);
+	if (n_want > 0)
+		assert_memory_equal(got, want, n_want * sizeof *want);
+}
+
+/* The scans seek from the mailbox's lowest uid (its floor), which moves up
+ * as the lowest messages leave, whichever way they leave, and never past a
+ * message that is still there. */
+static void test_uid_floor(void **state)
+{
+	struct fixture *f = *state;
+	for (int i = 0; i < 8; i++)
+		put(f->store, U, "", "m\r\n", NULL);
+	/* the lowest two go: the floor moves to 3 */
+	set_flags(f->store, U, "", 1, MAILSTORE_FLAGS_ADD, "\\Deleted", MAIL_OK);
+	set_flags(f->store, U, "", 2, MAILSTORE_FLAGS_ADD, "\\Deleted", MAIL_OK);
+	assert_int_equal(expunge(f->store, U, ""), 2);
+	uids_are(f->store, U, "", (const uint32_t[]){ 3, 4, 5, 6, 7, 8 }, 6);
+	/* one in the middle: the floor stays */
+	set_flags(f->store, U, "", 5, MAILSTORE_FLAGS_ADD, "\\Deleted", MAIL_OK);
+	assert_int_equal(expunge(f->store, U, ""), 1);
+	/* the lowest and the one above it at once, with a gap between */
+	set_flags(f->store, U, "", 3, MAILSTORE_FLAGS_ADD, "\\Deleted", MAIL_OK);
+	set_flags(f->store, U, "", 4, MAILSTORE_FLAGS_ADD, "\\Deleted", MAIL_OK);
+	assert_int_equal(expunge(f->store, U, ""), 2);
+	uids_are(f->store, U, "", (const uint32_t[]){ 6, 7, 8 }, 3);
+	/* \Deleted set then cleared: EXPUNGE finds nothing, then finds 8 */
+	set_flags(f->store, U, "", 7, MAILSTORE_FLAGS_ADD, "\\Deleted", MAIL_OK);
+	set_flags(f->store, U, "", 7, MAILSTORE_FLAGS_REMOVE, "\\Deleted", MAIL_OK);
+	assert_int_equal(expunge(f->store, U, ""), 0);
+	set_flags(f->store, U, "", 8, MAILSTORE_FLAGS_ADD, "\\Deleted", MAIL_OK);
+	assert_int_equal(expunge(f->store, U, ""), 1);
+	/* the lowest leaves by MOVE */
+	struct search_uid_range six = { 6, 6 };
+	uint32_t uv, *src, *dst;
+	size_t n;
+	assert_int_equal(mailstore_copy(f->store, U, "INBOX", &six, 1, "Archive", 1, &uv, &src,
+					&dst, &n),
+			 MAIL_OK);
+	assert_int_equal(n, 1);
+	free(src);
+	free(dst);
+	uids_are(f->store, U, "", (const uint32_t[]){ 7 }, 1);
+	/* emptied: the floor is uidnext, and the next delivery is above it */
+	set_flags(f->store, U, "", 7, MAILSTORE_FLAGS_ADD, "\\Deleted", MAIL_OK);
+	assert_int_equal(expunge(f->store, U, ""), 1);
+	uids_are(f->store, U, "", NULL, 0);
+	assert_int_equal(put(f->store, U, "", "m\r\n", "\\Deleted"), 9);
+	uids_are(f->store, U, "", (const uint32_t[]){ 9 }, 1);
+	struct mailstore_mailbox_info info;
+	status(f->store, U, "", &info);
+	assert_int_equal(info.exists, 1);
+	assert_int_equal(info.deleted, 1);
+	mailstore_mailbox_info_free(&info);
+	assert_int_equal(expunge(f->store, U, ""), 1);
+	/* and the floor survives a reopen */
+	mailstore_close(&f->store);
+	f->store = open_with(f->dir, NULL);
+	put(f->store, U, "", "m\r\n", NULL);
+	uids_are(f->store, U, "", (const uint32_t[]){ 10 }, 1);
+}
+
 static void test_fetch_meta(void **state)
 {
 	struct fixture *f = *state;
@@ -1367,6 +1447,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rename_inbox, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_subscriptions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uids_pages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uid_floor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
