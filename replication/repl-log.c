@@ -430,6 +430,13 @@ void repl_log_batch_put_state(repl_log_batch *b, const struct repl_log_state *st
 	leveldb_writebatch_put(b->wb, (const char *)key, sizeof key, (const char *)v, len);
 }
 
+void repl_log_batch_merge(repl_log_batch *dst, repl_log_batch *src)
+{
+	leveldb_writebatch_append(dst->wb, src->wb);
+	leveldb_writebatch_destroy(src->wb);
+	free(src);
+}
+
 int repl_log_batch_commit(repl_log_batch *b, int sync)
 {
 	char *err = NULL;

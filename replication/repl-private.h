@@ -106,5 +106,8 @@ void repl_log_batch_truncate(repl_log_batch *b, uint64_t from, uint64_t to);
 void repl_log_batch_put_state(repl_log_batch *b, const struct repl_log_state *state);
 /* Write (sync or not) and free the batch. 0 or -1 (logged). */
 int repl_log_batch_commit(repl_log_batch *b, int sync);
+/* Move src's operations to the end of dst (both of the same log; a batch
+ * created for partition UINT32_MAX only gathers others) and free src. */
+void repl_log_batch_merge(repl_log_batch *dst, repl_log_batch *src);
 
 #endif

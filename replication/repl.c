@@ -109,6 +109,11 @@ struct repl_partition {
 	/* Replica: a snapshot install started (the owner's state was dropped)
 	 * and has not ended. */
 	int installing;
+	/* Group commit (repl__group_*): queued proposals wait in the node's
+	 * flush list; a replica's AppendEntries is in the node's group until
+	 * the check phase writes it (its state is not p->st until then). */
+	int flush_listed;
+	int group_pending;
 	uint64_t inst_transfer;
 	uint64_t inst_index;
 	uint64_t inst_epoch;
@@ -145,6 +150,37 @@ struct repl_node {
 	rpc_method methods[REPL__N_METHODS];
 	repl_partition *partitions;
 	struct repl_node_counters counters;
+	/* Group commit across partitions: everything one loop turn writes to
+	 * the log for proposals and for AppendEntries, of every partition of
+	 * the node, goes in ONE LevelDB write (one fsync) in the loop's check
+	 * phase, right after the turn's I/O callbacks (repl__group_commit). */
+	struct repl_group_handles *gh;
+	repl_log_batch *group;         /* NULL when empty */
+	int group_sync;
+	struct repl_group_done *group_done;
+	size_t n_group_done, cap_group_done;
+	repl_partition **flush_list;   /* partitions with queued proposals */
+	size_t n_flush, cap_flush;
+};
+
+/* What a write of the group does once written (status 0) or not (-1), in
+ * two passes over the group: phase 1 only brings the partition's state in
+ * line with the log (no callbacks), phase 2 has the effects (commit,
+ * shipping, replies, applies, the proposers' callbacks) and frees ctx. So
+ * when any callback runs, every partition's state matches its log. */
+typedef void repl_group_done_fn(void *ctx, int status, int phase);
+struct repl_group_done {
+	repl_group_done_fn *fn;
+	void *ctx;
+};
+
+/* The node's loop handles, apart so that repl_node_destroy() can free the
+ * node at once while they close. */
+struct repl_group_handles {
+	uv_check_t check;
+	uv_idle_t idle;      /* keeps the poll from blocking until check ran */
+	int open;
+	repl_node *node;     /* NULL once the node is gone */
 };
 
 /* One AppendEntries or InstallSnapshot in flight. */
@@ -160,6 +196,125 @@ struct repl_call_ctx {
 static void repl__replicate_all(repl_partition *p);
 static void repl__advance_commit(repl_partition *p);
 static void repl__compact_continue(repl_partition *p);
+static void repl__flush(repl_partition *p);
+static void repl__group_check_cb(uv_check_t *h);
+static void repl__group_idle_cb(uv_idle_t *h);
+
+/* ---- group commit ---------------------------------------------------- */
+
+static void repl__group_start(repl_node *n)
+{
+	if (n->gh == NULL)
+		return;
+	if (!uv_is_active((uv_handle_t *)&n->gh->check))
+		uv_check_start(&n->gh->check, repl__group_check_cb);
+}
+
+/* Write the group now and run its completions (both phases). */
+static void repl__group_commit(repl_node *n)
+{
+	if (n->group == NULL)
+		return;
+	repl_log_batch *g = n->group;
+	int sync = n->group_sync;
+	struct repl_group_done *done = n->group_done;
+	size_t n_done = n->n_group_done;
+	n->group = NULL;
+	n->group_sync = 0;
+	n->group_done = NULL;
+	n->n_group_done = n->cap_group_done = 0;
+	int status = repl_log_batch_commit(g, sync) < 0 ? -1 : 0;
+	for (size_t i = 0; i < n_done; i++)
+		done[i].fn(done[i].ctx, status, 1);
+	for (size_t i = 0; i < n_done; i++)
+		done[i].fn(done[i].ctx, status, 2);
+	free(done);
+}
+
+/* Add b (freed) to the turn's group; fn(ctx, ...) runs once it is written. */
+static void repl__group_add(repl_node *n, repl_log_batch *b, int sync, repl_group_done_fn *fn,
+			    void *ctx)
+{
+	if (n->group == NULL)
+		n->group = repl_log_batch_create(n->log, UINT32_MAX);
+	repl_log_batch_merge(n->group, b);
+	n->group_sync |= sync;
+	if (n->n_group_done == n->cap_group_done) {
+		n->cap_group_done = n->cap_group_done ? n->cap_group_done * 2 : 16;
+		n->group_done = xrealloc(n->group_done, n->cap_group_done * sizeof *n->group_done);
+	}
+	n->group_done[n->n_group_done++] = (struct repl_group_done){ fn, ctx };
+	repl__group_start(n);
+	if (n->gh != NULL && !uv_is_active((uv_handle_t *)&n->gh->idle))
+		uv_idle_start(&n->gh->idle, repl__group_idle_cb);
+}
+
+/* Before anything reads or writes p's log state outside the turn's
+ * group: write the group (p's AppendEntries in it become p->st). */
+static void repl__settle(repl_partition *p)
+{
+	if (p->group_pending > 0 && p->node != NULL)
+		repl__group_commit(p->node);
+}
+
+/* The check phase, after the turn's I/O: every partition's queued
+ * proposals go in the group, and the group is written. */
+static void repl__group_check_cb(uv_check_t *h)
+{
+	struct repl_group_handles *gh = h->data;
+	repl_node *n = gh->node;
+	if (n == NULL)
+		return;
+	repl_partition **fl = n->flush_list;
+	size_t nf = n->n_flush;
+	n->flush_list = NULL;
+	n->n_flush = n->cap_flush = 0;
+	for (size_t i = 0; i < nf; i++) {
+		fl[i]->flush_listed = 0;
+		if (!fl[i]->closing)
+			repl__flush(fl[i]);
+	}
+	free(fl);
+	repl__group_commit(n);
+	/* callbacks may have proposed: they are written next turn, without
+	 * the poll blocking first */
+	if (n->n_flush > 0 || n->group != NULL) {
+		uv_idle_start(&gh->idle, repl__group_idle_cb);
+	} else {
+		uv_idle_stop(&gh->idle);   /* (the flushes above started it) */
+		uv_check_stop(h);
+	}
+}
+
+/* Only there so that the poll does not block before the check phase ran
+ * (work added in the timer or idle phase); the check stops it. */
+static void repl__group_idle_cb(uv_idle_t *h)
+{
+	(void)h;
+}
+
+static void repl__group_handle_close_cb(uv_handle_t *h)
+{
+	struct repl_group_handles *gh = h->data;
+	if (--gh->open == 0)
+		free(gh);
+}
+
+static void repl__flush_list_add(repl_partition *p)
+{
+	repl_node *n = p->node;
+	if (p->flush_listed || n == NULL)
+		return;
+	if (n->n_flush == n->cap_flush) {
+		n->cap_flush = n->cap_flush ? n->cap_flush * 2 : 16;
+		n->flush_list = xrealloc(n->flush_list, n->cap_flush * sizeof *n->flush_list);
+	}
+	n->flush_list[n->n_flush++] = p;
+	p->flush_listed = 1;
+	repl__group_start(n);
+	if (n->gh != NULL && !uv_is_active((uv_handle_t *)&n->gh->idle))
+		uv_idle_start(&n->gh->idle, repl__group_idle_cb);
+}
 
 static uint32_t repl__clamp(uint32_t v, uint32_t def, uint32_t min, uint32_t max)
 {
@@ -318,7 +473,9 @@ static void repl__apply(repl_partition *p)
 		}
 		repl_log_entries_free(ents, (size_t)got);
 	}
-	if (p->applied != before) {
+	if (p->applied != before && p->group_pending == 0) {
+		/* (with an AppendEntries of p in the group, its state record
+		 * would come after this one: the next write records it) */
 		p->st.applied_index = p->applied;
 		repl_log_batch *b = repl_log_batch_create(n->log, p->id);
 		repl_log_batch_put_state(b, &p->st);
@@ -329,51 +486,87 @@ static void repl__apply(repl_partition *p)
 
 /* ---- primary: group commit ------------------------------------------- */
 
+/* A flush in the turn's group: the proposals it wrote. */
+struct repl_flush_ctx {
+	repl_partition *p;
+	struct repl_log_state st;   /* p->st once written */
+	struct repl_queued *queued;
+	size_t n_queued;
+	uint64_t deadline;
+};
+
+static void repl__flush_done(void *arg, int status, int phase)
+{
+	struct repl_flush_ctx *c = arg;
+	repl_partition *p = c->p;
+	if (phase == 1) {
+		if (status < 0)
+			return;
+		p->sync_writes++;
+		p->st = c->st;
+		p->last_epoch = c->st.epoch;
+		uint64_t first = c->st.last_index - c->n_queued + 1;
+		for (size_t i = 0; i < c->n_queued; i++)
+			p->log_bytes += c->queued[i].len;
+		if (p->n_pending + p->pending_head + c->n_queued > p->cap_pending) {
+			if (p->n_pending > 0)
+				memmove(p->pending, p->pending + p->pending_head,
+					p->n_pending * sizeof *p->pending);
+			p->pending_head = 0;
+			if (p->n_pending + c->n_queued > p->cap_pending) {
+				p->cap_pending = (p->n_pending + c->n_queued) * 2;
+				p->pending = xrealloc(p->pending,
+						      p->cap_pending * sizeof *p->pending);
+			}
+		}
+		for (size_t i = 0; i < c->n_queued; i++) {
+			struct repl_pending *e = &p->pending[p->pending_head + p->n_pending++];
+			e->index = first + i;
+			e->deadline_ms = c->deadline;
+			e->cb = c->queued[i].cb;
+			e->arg = c->queued[i].arg;
+			free(c->queued[i].payload);
+			c->queued[i].payload = NULL;
+		}
+		return;
+	}
+	if (status < 0) {
+		/* Nothing was written: these proposals fail for sure. */
+		for (size_t i = 0; i < c->n_queued; i++) {
+			free(c->queued[i].payload);
+			c->queued[i].cb(MAIL_ERR_INTERNAL, 0, c->queued[i].arg);
+		}
+	} else if (!p->closing && p->role == REPL_ROLE_PRIMARY) {
+		repl__advance_commit(p);
+		repl__replicate_all(p);
+	}
+	free(c->queued);
+	free(c);
+}
+
+/* The queued proposals into the turn's group, as one batch: entries and
+ * the state that names them; p->st follows once it is written. */
 static void repl__flush(repl_partition *p)
 {
 	repl_node *n = p->node;
 	if (p->n_queued == 0 || p->role != REPL_ROLE_PRIMARY)
 		return;
 	uint64_t first = p->st.last_index + 1;
-	uint64_t deadline = util_now_mono_ms() + n->propose_timeout_ms;
 	repl_log_batch *b = repl_log_batch_create(n->log, p->id);
 	for (size_t i = 0; i < p->n_queued; i++)
 		repl_log_batch_put_entry(b, first + i, p->st.epoch, REPL_KIND_DATA,
 					 p->queued[i].payload, p->queued[i].len);
-	struct repl_log_state st = p->st;
-	st.last_index = first + p->n_queued - 1;
-	repl_log_batch_put_state(b, &st);
-	if (repl_log_batch_commit(b, 1) < 0) {
-		/* Nothing was written: the proposals fail for sure. */
-		repl__fail_proposals(p, MAIL_ERR_INTERNAL);
-		return;
-	}
-	p->sync_writes++;
-	p->st = st;
-	p->last_epoch = st.epoch;
-	for (size_t i = 0; i < p->n_queued; i++)
-		p->log_bytes += p->queued[i].len;
-	if (p->n_pending + p->pending_head + p->n_queued > p->cap_pending) {
-		if (p->n_pending > 0)
-			memmove(p->pending, p->pending + p->pending_head,
-				p->n_pending * sizeof *p->pending);
-		p->pending_head = 0;
-		if (p->n_pending + p->n_queued > p->cap_pending) {
-			p->cap_pending = (p->n_pending + p->n_queued) * 2;
-			p->pending = xrealloc(p->pending, p->cap_pending * sizeof *p->pending);
-		}
-	}
-	for (size_t i = 0; i < p->n_queued; i++) {
-		struct repl_pending *e = &p->pending[p->pending_head + p->n_pending++];
-		e->index = first + i;
-		e->deadline_ms = deadline;
-		e->cb = p->queued[i].cb;
-		e->arg = p->queued[i].arg;
-		free(p->queued[i].payload);
-	}
-	p->n_queued = 0;
-	repl__advance_commit(p);
-	repl__replicate_all(p);
+	struct repl_flush_ctx *c = xcalloc(1, sizeof *c);
+	c->p = p;
+	c->st = p->st;
+	c->st.last_index = first + p->n_queued - 1;
+	c->queued = p->queued;
+	c->n_queued = p->n_queued;
+	c->deadline = util_now_mono_ms() + n->propose_timeout_ms;
+	p->queued = NULL;
+	p->n_queued = p->cap_queued = 0;
+	repl_log_batch_put_state(b, &c->st);
+	repl__group_add(n, b, 1, repl__flush_done, c);
 }
 
 static void repl__idle_cb(uv_idle_t *h)
@@ -382,7 +575,6 @@ static void repl__idle_cb(uv_idle_t *h)
 	uv_idle_stop(h);
 	if (p->closing)
 		return;
-	repl__flush(p);
 	repl__advance_commit(p);
 	if (p->applied < p->st.commit_index)
 		repl__apply(p);
@@ -415,7 +607,7 @@ int repl_partition_propose(repl_partition *p, const void *payload, size_t len,
 	q->cb = cb;
 	q->arg = arg;
 	p->proposals++;
-	repl__kick(p);
+	repl__flush_list_add(p);
 	return MAIL_OK;
 }
 
@@ -856,6 +1048,7 @@ static void repl__compact_continue(repl_partition *p)
 int repl_partition_compact(repl_partition *p)
 {
 	int any = 0, r;
+	repl__settle(p);
 	while ((r = repl__compact_step(p, REPL_COMPACT_STEP, 1)) > 0)
 		any = 1;
 	return r < 0 ? -1 : any;
@@ -950,6 +1143,58 @@ static int repl__fenced(const repl_partition *p, uint64_t epoch)
 	return epoch < p->st.epoch || (epoch == p->st.epoch && p->role == REPL_ROLE_PRIMARY);
 }
 
+/* An AppendEntries whose batch is in the turn's group. */
+struct repl_append_ctx {
+	repl_partition *p;
+	rpc_call *call;
+	Repl__AppendResponse resp;
+	struct repl_log_state st;   /* p->st once written */
+	uint64_t last_epoch;
+	uint64_t bytes;
+	uint64_t req_commit;
+	int match;
+	int sync;
+	int pending;                /* counted in p->group_pending */
+};
+
+static void repl__append_done(void *arg, int status, int phase)
+{
+	struct repl_append_ctx *c = arg;
+	repl_partition *p = c->p;
+	if (phase == 1) {
+		if (c->pending) {
+			p->group_pending--;
+			c->pending = 0;
+		}
+		if (status < 0)
+			return;
+		if (c->sync)
+			p->sync_writes++;
+		p->st = c->st;
+		p->last_epoch = c->last_epoch;
+		p->log_bytes = c->bytes;
+		return;
+	}
+	if (status < 0) {
+		rpc_call_reply(c->call, MAIL_ERR_INTERNAL, NULL);
+		free(c);
+		return;
+	}
+	rpc_call_reply(c->call, MAIL_OK, &c->resp.base);
+	if (!p->closing && p->applied < p->st.commit_index)
+		repl__apply(p);
+	if (!p->closing && c->match && !p->caught_up && c->resp.match_index >= c->req_commit &&
+	    p->st.commit_index >= c->req_commit) {
+		p->caught_up = 1;
+		log_event(LOG_INFO, REPL_LOG_SVC, "event=caught_up partition=%u epoch=%llu "
+			  "commit=%llu", p->id, (unsigned long long)p->st.epoch,
+			  (unsigned long long)p->st.commit_index);
+		if (p->cb.on_caught_up != NULL)
+			p->cb.on_caught_up(p, p->id, p->st.epoch, p->arg);
+	}
+	free(c);
+}
+
 static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	repl_node *n = ctx;
@@ -960,6 +1205,7 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 		rpc_call_reply(call, MAIL_ERR_NOT_FOUND, NULL);
 		return;
 	}
+	repl__settle(p);
 	if (repl__fenced(p, req->epoch)) {
 		if (req->epoch == p->st.epoch)
 			log_event(LOG_ERROR, REPL_LOG_SVC, "event=two_primaries partition=%u "
@@ -1063,37 +1309,29 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 	} else {
 		p->caught_up = 0;
 	}
+	struct repl_append_ctx *c = xcalloc(1, sizeof *c);
+	c->p = p;
+	c->call = call;
+	c->resp = resp;
+	c->st = st;
+	c->last_epoch = last_epoch;
+	c->bytes = bytes;
+	c->req_commit = req->commit_index;   /* req is freed by the reply */
+	c->match = match;
 	if (dirty) {
 		repl_log_batch_put_state(b, &st);
 		/* Entries and a new epoch must be durable before the reply; a
-		 * commit index alone need not be. */
-		int sync = appended > 0 || st.epoch != p->st.epoch;
-		if (repl_log_batch_commit(b, sync) < 0) {
-			rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
-			return;
-		}
-		if (sync)
-			p->sync_writes++;
-	} else {
-		repl_log_batch_commit(b, 0);
+		 * commit index alone need not be. The turn's group writes them
+		 * with the other partitions' (repl__group_commit). */
+		c->sync = appended > 0 || st.epoch != p->st.epoch;
+		p->group_pending++;
+		c->pending = 1;
+		repl__group_add(n, b, c->sync, repl__append_done, c);
+		return;
 	}
-	p->st = st;
-	p->last_epoch = last_epoch;
-	p->log_bytes = bytes;
-	/* req is freed by the reply. */
-	uint64_t req_commit = req->commit_index;
-	rpc_call_reply(call, MAIL_OK, &resp.base);
-	if (p->applied < p->st.commit_index)
-		repl__apply(p);
-	if (match && !p->caught_up && resp.match_index >= req_commit &&
-	    p->st.commit_index >= req_commit) {
-		p->caught_up = 1;
-		log_event(LOG_INFO, REPL_LOG_SVC, "event=caught_up partition=%u epoch=%llu "
-			  "commit=%llu", p->id, (unsigned long long)p->st.epoch,
-			  (unsigned long long)p->st.commit_index);
-		if (p->cb.on_caught_up != NULL)
-			p->cb.on_caught_up(p, p->id, p->st.epoch, p->arg);
-	}
+	repl_log_batch_commit(b, 0);
+	repl__append_done(c, 0, 1);
+	repl__append_done(c, 0, 2);
 }
 
 /* ---- replica: InstallSnapshot ---------------------------------------- */
@@ -1128,6 +1366,7 @@ static void repl__snapshot_handler(rpc_call *call, const ProtobufCMessage *msg, 
 		rpc_call_reply(call, MAIL_ERR_NOT_FOUND, NULL);
 		return;
 	}
+	repl__settle(p);
 	/* Fencing exactly as for AppendEntries. */
 	if (repl__fenced(p, req->epoch)) {
 		log_event(LOG_WARN, REPL_LOG_SVC, "event=snapshot_fenced partition=%u epoch=%llu "
@@ -1221,6 +1460,7 @@ int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 	repl_node *node = p->node;
 	if (p->closing)
 		return MAIL_ERR_NOT_FOUND;
+	repl__settle(p);
 	if (epoch < p->st.epoch || (epoch == p->st.epoch && p->fenced && primary))
 		return MAIL_ERR_STALE_EPOCH;
 	int self_in = 0;
@@ -1386,7 +1626,15 @@ void repl_partition_close(repl_partition **pp)
 	if (p == NULL)
 		return;
 	*pp = NULL;
+	repl__settle(p);
 	repl_node *n = p->node;
+	for (size_t i = 0; i < n->n_flush; i++)
+		if (n->flush_list[i] == p) {
+			memmove(n->flush_list + i, n->flush_list + i + 1,
+				(--n->n_flush - i) * sizeof *n->flush_list);
+			break;
+		}
+	p->flush_listed = 0;
 	for (repl_partition **l = &n->partitions; *l != NULL; l = &(*l)->next)
 		if (*l == p) {
 			*l = p->next;
@@ -1473,6 +1721,13 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 	memcpy(n->methods, repl__methods, sizeof n->methods);
 	for (size_t i = 0; i < REPL__N_METHODS; i++)
 		n->methods[i].roles = s->peer_roles != 0 ? s->peer_roles : REPL__PEER_ROLES_DEFAULT;
+	n->gh = xcalloc(1, sizeof *n->gh);
+	n->gh->node = n;
+	uv_check_init(loop, &n->gh->check);
+	uv_idle_init(loop, &n->gh->idle);
+	n->gh->check.data = n->gh;
+	n->gh->idle.data = n->gh;
+	n->gh->open = 2;
 	*node_r = n;
 	return 0;
 }
@@ -1517,10 +1772,18 @@ void repl_node_destroy(repl_node **node)
 	 * into the closed partitions, which then free themselves), and the
 	 * log last. */
 	rpc_server_destroy(&n->server);
+	repl__group_commit(n);
 	while (n->partitions != NULL) {
 		repl_partition *p = n->partitions;
 		repl_partition_close(&p);
 	}
+	free(n->flush_list);
+	n->flush_list = NULL;
+	n->n_flush = 0;
+	n->gh->node = NULL;
+	uv_close((uv_handle_t *)&n->gh->check, repl__group_handle_close_cb);
+	uv_close((uv_handle_t *)&n->gh->idle, repl__group_handle_close_cb);
+	n->gh = NULL;
 	rpc_pool_destroy(&n->pool);
 	repl_log_close(&n->log);
 	free(n->node_id);
