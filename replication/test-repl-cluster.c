@@ -75,6 +75,7 @@ struct fx {
 	int watch;                 /* cond_install_chunks: node and count */
 	int watch_chunks;
 	int fence_done, fence_status, fence_success;   /* send_snapshot_chunk */
+	int extra_ok;              /* test_group_commit_partitions */
 };
 
 static void on_apply(repl_partition *p, uint64_t index, const uint8_t *payload, size_t len,
@@ -775,6 +776,78 @@ static void test_isr_rule(void **state)
 	assert_int_equal(s.peers[0].in_sync + s.peers[1].in_sync, 1);
 }
 
+/* Extra partitions for test_group_commit_partitions: they count. */
+#define EXTRA_PARTS 4
+static void extra_apply(repl_partition *p, uint64_t index, const uint8_t *payload, size_t len,
+			void *arg)
+{
+	(void)p, (void)index, (void)payload, (void)len;
+	(*(int *)arg)++;
+}
+
+static void extra_propose_cb(int status, uint64_t index, void *arg)
+{
+	(void)index;
+	if (status == MAIL_OK)
+		(*(int *)arg)++;
+}
+
+static int cond_extra_done(struct fx *fx)
+{
+	return fx->extra_ok >= EXTRA_PARTS;
+}
+
+/* Proposals to several partitions of a node in one loop turn share ONE
+ * sync write (the node's group commit), and so do the AppendEntries that
+ * reach a replica together. */
+static void test_group_commit_partitions(void **state)
+{
+	struct fx *fx = *state;
+	static const struct repl_callbacks extra_cb = { extra_apply, NULL };
+	repl_partition *xp[N_NODES][EXTRA_PARTS];
+	int applied[N_NODES] = { 0 };
+	struct repl_replica r[N_NODES];
+	members_isr(fx, r, 7);
+	const char *err;
+	for (int i = 0; i < N_NODES; i++)
+		for (int k = 0; k < EXTRA_PARTS; k++) {
+			assert_int_equal(repl_partition_open(fx->n[i].node, PART + 1 + (uint32_t)k,
+							     &extra_cb, &applied[i], 0, &xp[i][k],
+							     &err),
+					 0);
+			assert_int_equal(repl_partition_set_role(xp[i][k], 1, i == 0, r, N_NODES),
+					 MAIL_OK);
+		}
+	fx->extra_ok = 0;
+	for (int k = 0; k < EXTRA_PARTS; k++)
+		assert_int_equal(repl_partition_propose(xp[0][k], "w", 1, extra_propose_cb,
+							&fx->extra_ok),
+				 MAIL_OK);
+	assert_true(run_until(fx, cond_extra_done, 5000));
+	run_for(fx, 100);   /* the heartbeats settle */
+	struct repl_node_counters p0, r0, p1, r1;
+	repl_node_counters(fx->n[0].node, &p0);
+	repl_node_counters(fx->n[1].node, &r0);
+	fx->extra_ok = 0;
+	for (int k = 0; k < EXTRA_PARTS; k++)
+		assert_int_equal(repl_partition_propose(xp[0][k], "g", 1, extra_propose_cb,
+							&fx->extra_ok),
+				 MAIL_OK);
+	assert_true(run_until(fx, cond_extra_done, 5000));
+	repl_node_counters(fx->n[0].node, &p1);
+	repl_node_counters(fx->n[1].node, &r1);
+	print_message("group commit across %d partitions: primary sync writes %llu, "
+		      "replica %llu\n", EXTRA_PARTS,
+		      (unsigned long long)(p1.sync_writes - p0.sync_writes),
+		      (unsigned long long)(r1.sync_writes - r0.sync_writes));
+	assert_int_equal(p1.sync_writes - p0.sync_writes, 1);
+	assert_true(r1.sync_writes - r0.sync_writes < EXTRA_PARTS);
+	assert_true(run_until(fx, cond_extra_done, 5000));
+	for (int i = 0; i < N_NODES; i++)
+		for (int k = 0; k < EXTRA_PARTS; k++)
+			repl_partition_close(&xp[i][k]);
+}
+
 /* 200 proposals issued in one loop turn share a handful of sync writes. */
 static void test_group_commit(void **state)
 {
@@ -1311,6 +1384,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_new_primary_fences_old, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_primary_tail_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_partitions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_bounds_log, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_hysteresis, setup_snap, teardown),
