@@ -73,7 +73,9 @@ ETCD_QUOTA_BYTES = 1024 * 1024 * 1024
 # node record, alive key and status key (etcd_node_perms).
 ETCD_KEY_ROOT = "/mail/v1/"
 # what the router reads and watches: alive/ up to ring0 (alive/, blocks/,
-# controller, nodes/, progress/, ring/ sort in between)
+# controller, nodes/, progress/, ring/ sort in between). Every daemon may
+# read that range: no secret may sort into it (DKIM keys are under
+# secrets/dkim/, not dkim/, for that reason).
 ETCD_ROUTER_RANGE = (ETCD_KEY_ROOT + "alive/", ETCD_KEY_ROOT + "ring0")
 ETCD_ROLE_PERMS = [
     ("frontend", "READ", *ETCD_ROUTER_RANGE),
@@ -90,6 +92,9 @@ ETCD_ROLE_PERMS = [
     ("node-queue", "READWRITE", ETCD_KEY_ROOT + "ring/", "prefix"),
     ("node-queue", "READWRITE", ETCD_KEY_ROOT + "controller", None),
     ("node-queue", "READWRITE", ETCD_KEY_ROOT + "progress/queue/", "prefix"),
+    # the tenants' DKIM private keys (lib/dkim/dkim-keys.h): queue nodes
+    # sign outgoing mail; no other daemon reads them, only admin writes
+    ("node-queue", "READ", ETCD_KEY_ROOT + "secrets/dkim/", "prefix"),
     ("admin", "READWRITE", ETCD_KEY_ROOT, "prefix"),
 ]
 

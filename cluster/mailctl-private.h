@@ -1,5 +1,5 @@
-/* mailctl-private.h: shared by mailctl.c, mailctl-conf.c, mailctl-node.c
- * and mailctl-security.c. */
+/* mailctl-private.h: shared by mailctl.c, mailctl-conf.c, mailctl-node.c,
+ * mailctl-security.c and mailctl-dkim.c. */
 #ifndef MAIL_MAILCTL_PRIVATE_H
 #define MAIL_MAILCTL_PRIVATE_H
 
@@ -60,5 +60,8 @@ int mailctl_cluster(mailctl *ctl, int argc, char **argv);
 /* `block ...` and `tls ...` (mailctl-security.c): argv[0] is the command.
  * An exit code, or -1 for a usage error. */
 int mailctl_security(mailctl *ctl, int argc, char **argv);
+/* `dkim ...` (mailctl-dkim.c): argv[0] is "dkim". An exit code, or -1 for
+ * a usage error. */
+int mailctl_dkim(mailctl *ctl, int argc, char **argv);
 
 #endif

@@ -64,6 +64,23 @@ static const char mailctl_usage_text[] =
 	"                         subdomains (SNI); loaded without a restart\n"
 	"  tls list               domains with a certificate: subject, expiry\n"
 	"  tls remove DOMAIN      back to the default certificate\n"
+	"  dkim generate DOMAIN [--selector S] [--algorithm A]\n"
+	"                         a new DKIM key for a tenant domain (A: rsa-sha256,\n"
+	"                         the default, or ed25519-sha256; S: sYYYYMMDD); prints\n"
+	"                         its DNS TXT record. Active unless the domain has an\n"
+	"                         active key of that algorithm\n"
+	"  dkim list [DOMAIN] [--json]\n"
+	"                         domain, selector, algorithm, created, active\n"
+	"  dkim rotate DOMAIN [--algorithm A]\n"
+	"                         a new key under a new selector, active at once; the\n"
+	"                         old one stays inactive until removed (no --algorithm:\n"
+	"                         every algorithm with an active key)\n"
+	"  dkim activate DOMAIN SELECTOR\n"
+	"                         make a stored key the active one of its algorithm\n"
+	"  dkim txt DOMAIN [SELECTOR]\n"
+	"                         the DNS TXT records of the domain's keys\n"
+	"  dkim remove DOMAIN SELECTOR\n"
+	"                         delete a key\n"
 	"\n"
 	"etcd options (each also a line \"NAME = VALUE\" of the settings file):\n"
 	"  --etcd URL             etcd's client URL(s), comma-separated\n"
@@ -353,6 +370,8 @@ int main(int argc, char **argv)
 		rc = mailctl_cluster(&ctl, argc, argv);
 	else if (strcmp(argv[0], "block") == 0 || strcmp(argv[0], "tls") == 0)
 		rc = mailctl_security(&ctl, argc, argv);
+	else if (strcmp(argv[0], "dkim") == 0)
+		rc = mailctl_dkim(&ctl, argc, argv);
 	directory_destroy(&ctl.dir);
 	mailctl_conf_free(&ctl);
 	if (rc < 0) {

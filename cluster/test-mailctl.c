@@ -18,6 +18,8 @@
 #include <jansson.h>
 
 #include "controller.h"
+#include "dkim-keys.h"
+#include "dkim-sign.h"
 #include "directory.h"
 #include "etcd.h"
 #include "node-status.h"
@@ -25,6 +27,7 @@
 #include "etcd-fixture.h"
 #include "mail-error.h"
 #include "router.h"
+#include "test-dkim-verify.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -191,6 +194,7 @@ static void test_usage(void **state)
 	assert_non_null(strstr(r->out, "user passwd ADDRESS"));
 	assert_non_null(strstr(r->out, "node drain ID"));
 	assert_non_null(strstr(r->out, "partitions [--role R] [--watch [SECONDS]]"));
+	assert_non_null(strstr(r->out, "dkim generate DOMAIN [--selector S] [--algorithm A]"));
 	assert_int_equal(run(f, NULL, NULL, NULL)->code, 1);
 	assert_int_equal(run(f, NULL, NULL, "frobnicate", NULL)->code, 1);
 	assert_int_equal(run(f, NULL, NULL, "tenant", NULL)->code, 1);
@@ -578,6 +582,237 @@ static void test_partitions_lag(void **state)
 	etcd_client_destroy(&c);
 }
 
+/* ---- dkim ------------------------------------------------------------------ */
+
+/* The TXT record of a zone-file line "NAME. IN TXT "a" "b"": NAME without
+ * the dot into name, the strings joined into value (each at most 255
+ * bytes). Returns the end of the line. */
+static const char *txt_parse(const char *line, char *name, size_t name_size, char *value,
+			     size_t value_size)
+{
+	const char *in = strstr(line, ". IN TXT \"");
+	assert_non_null(in);
+	assert_true((size_t)(in - line) < name_size);
+	memcpy(name, line, (size_t)(in - line));
+	name[in - line] = '\0';
+	const char *p = in + strlen(". IN TXT ");
+	size_t n = 0;
+	while (*p == '"') {
+		size_t len = 0;
+		for (p++; *p != '"'; p++, len++) {
+			assert_true(*p != '\0' && *p != '\n' && *p != '\\');
+			assert_true(n + 1 < value_size);
+			value[n++] = *p;
+		}
+		assert_true(len <= 255);
+		p++;
+		if (*p == ' ')
+			p++;
+	}
+	assert_int_equal(*p, '\n');
+	value[n] = '\0';
+	return p + 1;
+}
+
+/* Sign a message with the keys etcd holds for domain (what a queue node
+ * will do: range, dkim_store_select, dkim_signer_sign) and verify it with
+ * dkimpy against the published records names/values. Returns how many
+ * signatures were made; fails the test unless every one passes. */
+static size_t dkim_sign_verify(fixture *f, const char *domain, const char *const *names,
+			       const char *const *values, size_t n_records, const char *want)
+{
+	etcd_client *c = etcd_client_create(mailtest_etcd_conf(f->etcd));
+	char *prefix = dkim_store_domain_prefix(domain);
+	etcd_kv *kvs = NULL;
+	size_t n = 0;
+	assert_int_equal(etcd_kv_range_prefix(c, prefix, 0, &kvs, &n, NULL), MAIL_OK);
+	free(prefix);
+	etcd_client_destroy(&c);
+	struct dkim_stored stored[16];
+	assert_true(n <= 16);
+	for (size_t i = 0; i < n; i++)
+		stored[i] = (struct dkim_stored){ kvs[i].key, kvs[i].value, kvs[i].value_len };
+	struct dkim_key keys[DKIM_ALG_COUNT_];
+	size_t n_keys, skipped;
+	const char *error;
+	assert_int_equal(dkim_store_select(domain, stored, n, keys, &n_keys, &skipped, &error),
+			 MAIL_OK);
+	assert_int_equal(skipped, 0);
+	etcd_kvs_free(kvs, n);
+
+	dkim_signer *s;
+	assert_int_equal(dkim_signer_create(NULL, &s, &error), MAIL_OK);
+	char *msg = xasprintf("From: ann@%s\r\nTo: bob@remote.test\r\nSubject: keys from etcd\r\n"
+			      "\r\nsigned with what mailctl stored\r\n", domain);
+	char *fields;
+	size_t flen;
+	assert_int_equal(dkim_signer_sign(s, msg, strlen(msg), keys, n_keys, "M1", &fields, &flen,
+					  &error),
+			 MAIL_OK);
+	char *signed_msg = xasprintf("%s%s", fields, msg);
+	char out[2048];
+	int rc = dkimtest_verify(f->tmp, signed_msg, strlen(signed_msg), names, values, n_records,
+				 out, sizeof out);
+	if (rc != 0)
+		fail_msg("dkimpy: %d: %s", rc, out);
+	assert_non_null(strstr(out, want));
+	free(signed_msg);
+	free(fields);
+	free(msg);
+	dkim_signer_destroy(&s);
+	for (size_t i = 0; i < n_keys; i++)
+		dkim_key_clear(&keys[i]);
+	return n_keys;
+}
+
+static void test_dkim(void **state)
+{
+	fixture *f = *state;
+	const char *url = mailtest_etcd_url(f->etcd);
+	result *r;
+	char name[3][128], value[3][1024];
+	const char *names[3] = { name[0], name[1], name[2] };
+	const char *values[3] = { value[0], value[1], value[2] };
+
+	assert_int_equal(run(f, NULL, url, "tenant", "add", "dkim.test", NULL)->code, 0);
+	/* the default: RSA, a dated selector, active */
+	r = run(f, NULL, url, "dkim", "generate", "DKIM.test", NULL);
+	assert_int_equal(r->code, 0);
+	assert_string_equal(r->err, "");
+	const char *rest = txt_parse(r->out, name[0], sizeof name[0], value[0], sizeof value[0]);
+	char want[160], rsa_old[64], rsa_new[64];
+	/* "sYYYYMMDD": the UTC date of the run (read back, not computed, so
+	 * that midnight cannot make the test flaky) */
+	assert_int_equal(sscanf(name[0], "%63[^.]._domainkey.dkim.tes%1[t]", rsa_old, want), 2);
+	assert_int_equal(strlen(rsa_old), 9);
+	assert_int_equal(strspn(rsa_old + 1, "0123456789"), 8);
+	assert_memory_equal(rsa_old, "s2", 2);
+	assert_memory_equal(value[0], "v=DKIM1; k=rsa; p=MII", 21);
+	assert_true(strlen(value[0]) > 255); /* so it was cut in two strings */
+	assert_non_null(strstr(rest, "; dkim.test: rsa-sha256 key"));
+	assert_non_null(strstr(rest, "is active"));
+
+	r = run(f, NULL, url, "dkim", "generate", "dkim.test", "--algorithm", "ed25519-sha256",
+		"--selector", "Ed1", NULL);
+	assert_int_equal(r->code, 0);
+	txt_parse(r->out, name[1], sizeof name[1], value[1], sizeof value[1]);
+	assert_string_equal(name[1], "ed1._domainkey.dkim.test");
+	assert_memory_equal(value[1], "v=DKIM1; k=ed25519; p=", 22);
+	assert_int_equal(strlen(value[1]), 22 + 44);
+
+	r = run(f, NULL, url, "dkim", "list", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "DOMAIN"));
+	assert_non_null(strstr(r->out, "ed1 "));
+	assert_non_null(strstr(r->out, "ed25519-sha256"));
+	assert_non_null(strstr(r->out, rsa_old));
+	assert_null(strstr(r->out, "no\n"));
+	assert_null(strstr(r->out, "PRIVATE"));
+	r = run(f, NULL, url, "dkim", "list", "dkim.test", "--json", NULL);
+	assert_int_equal(r->code, 0);
+	assert_null(strstr(r->out, "PRIVATE"));
+	json_t *j = json_loads(r->out, 0, NULL);
+	assert_true(json_is_array(j));
+	assert_int_equal(json_array_size(j), 2);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *e = json_array_get(j, i);
+		assert_string_equal(json_string_value(json_object_get(e, "domain")), "dkim.test");
+		assert_true(json_integer_value(json_object_get(e, "created")) > 0);
+		assert_true(json_is_true(json_object_get(e, "active")));
+		assert_null(json_object_get(e, "key"));
+		assert_int_equal(json_object_size(e), 5);
+	}
+	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "selector")),
+			    "ed1");
+	json_decref(j);
+
+	/* both keys active: a queue node signs with both, and the printed
+	 * records verify them */
+	assert_int_equal(dkim_sign_verify(f, "dkim.test", names, values, 2, "pass a=rsa-sha256"),
+			 2);
+	/* txt prints the same record again, from the stored key */
+	r = run(f, NULL, url, "dkim", "txt", "dkim.test", rsa_old, NULL);
+	assert_int_equal(r->code, 0);
+	txt_parse(r->out, name[2], sizeof name[2], value[2], sizeof value[2]);
+	assert_string_equal(value[2], value[0]);
+
+	/* rotate RSA: a new active selector, the old one kept inactive */
+	r = run(f, NULL, url, "dkim", "rotate", "dkim.test", "--algorithm", "rsa-sha256", NULL);
+	assert_int_equal(r->code, 0);
+	assert_string_equal(r->err, "");
+	rest = txt_parse(r->out, name[2], sizeof name[2], value[2], sizeof value[2]);
+	/* the same day's selector with "-2" (or the next day's) */
+	assert_int_equal(sscanf(name[2], "%63[^.]._domainkey.dkim.tes%1[t]", rsa_new, want), 2);
+	assert_string_not_equal(rsa_new, rsa_old);
+	assert_memory_equal(rsa_new, "s2", 2);
+	assert_string_not_equal(value[2], value[0]);
+	snprintf(want, sizeof want, "%s stays published but inactive", rsa_old);
+	assert_non_null(strstr(rest, want));
+	r = run(f, NULL, url, "dkim", "list", "dkim.test", NULL);
+	snprintf(want, sizeof want, "%s ", rsa_old);
+	const char *old_line = strstr(r->out, want);
+	assert_non_null(old_line);
+	assert_memory_equal(strchr(old_line, '\n') - 2, "no", 2);
+	/* the new RSA key signs now (with the untouched Ed25519 one) */
+	names[0] = name[2];
+	values[0] = value[2];
+	assert_int_equal(dkim_sign_verify(f, "dkim.test", names, values, 2, "pass a=rsa-sha256"),
+			 2);
+
+	/* remove the old selector; gone from the list; twice is not found */
+	r = run(f, NULL, url, "dkim", "remove", "dkim.test", rsa_old, NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "removed"));
+	r = run(f, NULL, url, "dkim", "list", NULL);
+	assert_null(strstr(r->out, want));
+	assert_non_null(strstr(r->out, "ed1 "));
+	r = run(f, NULL, url, "dkim", "remove", "dkim.test", rsa_old, NULL);
+	assert_int_equal(r->code, 2);
+	assert_one_line_error(r, "not found");
+
+	/* errors: one line and a non-zero status */
+	r = run(f, NULL, url, "dkim", "generate", "unknown.test", NULL);
+	assert_int_equal(r->code, 2);
+	assert_one_line_error(r, "tenant unknown.test: not found");
+	r = run(f, NULL, url, "dkim", "generate", "dkim.test", "--selector", "ed1", NULL);
+	assert_int_equal(r->code, 3);
+	assert_one_line_error(r, "selector ed1 already exists");
+	r = run(f, NULL, url, "dkim", "generate", "dkim.test", "--algorithm", "rsa-sha1", NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "unknown algorithm rsa-sha1");
+	r = run(f, NULL, url, "dkim", "generate", "dkim.test", "--selector", "bad_sel", NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "not a selector");
+	r = run(f, NULL, url, "dkim", "generate", "bad..domain", NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "not a domain");
+	r = run(f, NULL, url, "dkim", "activate", "dkim.test", "nope", NULL);
+	assert_int_equal(r->code, 2);
+	assert_one_line_error(r, "selector nope not found");
+	r = run(f, NULL, url, "dkim", "list", "unknown.test", NULL);
+	assert_int_equal(r->code, 2);
+	assert_one_line_error(r, "not found");
+	assert_int_equal(run(f, NULL, url, "tenant", "add", "empty.test", NULL)->code, 0);
+	r = run(f, NULL, url, "dkim", "rotate", "empty.test", NULL);
+	assert_int_equal(r->code, 2);
+	assert_one_line_error(r, "no active key to rotate");
+	assert_int_equal(run(f, NULL, url, "dkim", NULL)->code, 1);
+	assert_int_equal(run(f, NULL, url, "dkim", "generate", NULL)->code, 1);
+	assert_int_equal(run(f, NULL, url, "dkim", "list", "--selector", "x", NULL)->code, 1);
+	assert_int_equal(run(f, NULL, url, "dkim", "remove", "dkim.test", NULL)->code, 1);
+
+	/* generate while an RSA key is active: stored inactive; activate
+	 * switches, and the switched-off one stays */
+	r = run(f, NULL, url, "dkim", "generate", "dkim.test", "--selector", "next", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "stored inactive"));
+	r = run(f, NULL, url, "dkim", "activate", "dkim.test", "next", NULL);
+	assert_int_equal(r->code, 0);
+	snprintf(want, sizeof want, "rsa-sha256 key next is active; inactive now: %s\n",
+		 rsa_new);
+	assert_non_null(strstr(r->out, want));
+}
+
 static void test_unreachable(void **state)
 {
 	fixture *f = *state;
@@ -599,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_partitions_lag),
 		cmocka_unit_test(test_cluster),
+		cmocka_unit_test(test_dkim),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

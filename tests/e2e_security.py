@@ -318,6 +318,28 @@ def etcd_refused(fn, status, text):
     raise AssertionError(f"etcd did not refuse (wanted {status} {text})")
 
 
+def etcd_dkim_keys(c):
+    """The tenants' DKIM private keys (/mail/v1/secrets/dkim/,
+    docs/outbound-dkim.md): queue nodes read them (they sign), frontends
+    and store nodes cannot, and only admin (mailctl dkim) writes them."""
+    b64 = local.b64
+    key = "/mail/v1/secrets/dkim/example.test/perm-check"
+    put = {"key": b64(key), "value": b64('{"algorithm":"ed25519-sha256","key":"k",'
+                                         '"created":1,"active":false}')}
+    c.etcd_call("/v3/kv/put", put)  # as admin
+    try:
+        assert c.etcd_get(key, user="queue-1") is not None
+        for user in ("frontend", "store-1"):
+            etcd_refused(lambda: c.etcd_call("/v3/kv/range", {"key": b64(key)}, user=user),
+                         403, "permission denied")
+        etcd_refused(lambda: c.etcd_call("/v3/kv/put", put, user="queue-1"),
+                     403, "permission denied")
+        etcd_refused(lambda: c.etcd_call("/v3/kv/deleterange", {"key": b64(key)},
+                                         user="queue-1"), 403, "permission denied")
+    finally:
+        c.etcd_call("/v3/kv/deleterange", {"key": b64(key)})
+
+
 def etcd_closed(c):
     """etcd over TLS only, with credentials, and per-role permissions."""
     b64 = local.b64
@@ -399,6 +421,7 @@ def etcd_closed(c):
         403, "permission denied")
     etcd_refused(lambda: c.etcd_call("/v3/kv/range", {"key": b64(users_key)}, user=node),
                  403, "permission denied")
+    etcd_dkim_keys(c)
 
     # mailctl with no flags from a directory with state/mailctl.conf (the
     # checkout after `cluster/local up`)
