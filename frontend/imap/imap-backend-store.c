@@ -106,6 +106,7 @@ static void imap_store_msg_info(const Store__MessageInfo *m, struct imap_msg_inf
 	info->internal_date_ms = m->internal_date;
 	info->flags = (const char *const *)m->flags;
 	info->n_flags = m->n_flags;
+	info->modseq = m->modseq;
 }
 
 static struct imap_msg_info *imap_store_msg_infos(Store__MessageInfo **msgs, size_t n)

@@ -113,6 +113,7 @@ struct imap_msg_info {
 	int64_t internal_date_ms; /* ms since the epoch */
 	const char *const *flags; /* "\\Seen", "$Label1", ... */
 	size_t n_flags;
+	uint64_t modseq;          /* its MODSEQ when the backend tells it, else 0 */
 };
 
 enum imap_flag_mode {

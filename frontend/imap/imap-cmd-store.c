@@ -115,7 +115,18 @@ static void imap_store_cb(int status, const struct imap_msg_info *msgs, size_t n
 		conn_unref(&s->conn);
 		return;
 	}
-	imap_session_mailbox_touched(s);
+	/* When every changed message got the modseq right after the one the
+	 * session knows, this STORE is the mailbox's only change since: the
+	 * session knows it all, no changes round trip before the tagged OK
+	 * (anything later raises the watch's modseq above it). */
+	int alone = n > 0 && !s->sync_self && s->watch_modseq <= s->highest_modseq + 1;
+	for (size_t i = 0; i < n && alone; i++)
+		if (msgs[i].modseq != s->highest_modseq + 1)
+			alone = 0;
+	if (alone)
+		s->highest_modseq++;
+	else if (n > 0)
+		imap_session_mailbox_touched(s);
 	for (size_t i = 0; i < n; i++)
 		imap_range_list_add(&s->sync_skip, msgs[i].uid, msgs[i].uid);
 	if (!ctx->silent && (s->enabled & IMAP_ENABLED_CONDSTORE) && n > 0) {

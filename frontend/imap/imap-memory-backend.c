@@ -97,6 +97,7 @@ void mem_msg_info(const struct mem_msg *m, struct imap_msg_info *info)
 	info->internal_date_ms = m->date;
 	info->flags = (const char *const *)m->flags;
 	info->n_flags = m->n_flags;
+	info->modseq = m->modseq;
 }
 
 static struct mem_sub *mem_sub_find(imap_memory_backend *mb, const char *user, const char *name)

@@ -643,6 +643,46 @@ static void test_two_sessions(void **state)
 	fixture_stop(f);
 }
 
+/* A STORE that was the mailbox's only change since the session's last
+ * sync needs no changes round trip; one that came after another
+ * session's change still tells that change before its OK, and a change
+ * made after it is told at the next NOOP. */
+static void test_store_after_others(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL, 0);
+	struct client *a = client_login(f), *b = client_login(f);
+	free(client_tagged(a, "a1", "SELECT INBOX"));
+	free(client_tagged(b, "b1", "SELECT INBOX"));
+	/* alone: only its own FETCH */
+	char *out = client_tagged(a, "a2", "STORE 1 +FLAGS (\\Seen)");
+	assert_int_equal(count_of(out, "FETCH"), 1);
+	assert_contains(out, "* 1 FETCH (FLAGS (\\Seen))\r\na2 OK");
+	free(out);
+	/* B changes 2, then A stores 3: A hears of 2 before its OK */
+	free(client_tagged(b, "b2", "STORE 2 +FLAGS (\\Flagged)"));
+	out = client_tagged(a, "a3", "STORE 3 +FLAGS (\\Seen)");
+	assert_contains(out, "* 3 FETCH (FLAGS (\\Seen))");
+	assert_contains(out, "* 2 FETCH (FLAGS (\\Flagged))");
+	assert_int_equal(count_of(out, "FETCH"), 2);
+	free(out);
+	/* A alone again, then B: A's NOOP tells B's change, once */
+	free(client_tagged(a, "a4", "STORE 1 -FLAGS.SILENT (\\Seen)"));
+	/* (B's STORE comes after A's: it hears A's change of 3 first) */
+	client_tagged_check(b, "b3", "STORE 1 +FLAGS.SILENT (\\Answered)",
+			    "* 3 FETCH (FLAGS (\\Seen))\r\nb3 OK");
+	client_tagged_check(a, "a5", "NOOP", "* 1 FETCH (FLAGS (\\Answered))\r\na5 OK");
+	out = client_tagged(a, "a6", "NOOP");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	out = client_tagged(b, "b4", "NOOP");
+	assert_not_contains(out, "FETCH");
+	free(out);
+	client_close(a);
+	client_close(b);
+	fixture_stop(f);
+}
+
 /* IDLE (RFC 2177): changes of another session arrive without a command. */
 static void test_idle(void **state)
 {
@@ -1088,6 +1128,7 @@ int main(void)
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_preauth_timeout),
 		cmocka_unit_test(test_two_sessions),
+		cmocka_unit_test(test_store_after_others),
 		cmocka_unit_test(test_idle),
 		cmocka_unit_test(test_changes_resync),
 		cmocka_unit_test(test_copy_move),
