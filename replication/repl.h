@@ -15,8 +15,8 @@
  * The primary appends proposals to its log (all proposals of one loop turn
  * in ONE sync LevelDB write, shared with every other partition of the node
  * and every AppendEntries the node took in that turn: group commit), ships
- * them to every replica in one AppendEntries RPC, and reports a proposal committed under the ISR
- * rule: once EVERY in-sync member of the replica set (itself included) has
+ * them to every replica in one AppendEntries RPC, and reports a proposal
+ * committed under the ISR rule: once EVERY in-sync member of the replica set (itself included) has
  * it durably, and only while the in-sync members are at least a majority
  * of the whole set (n/2+1). Members outside the in-sync set are shipped the
  * same entries (they catch up) but are never waited for. So an acknowledged
