@@ -39,7 +39,7 @@ class T:
         out = []
         if n:
             typ, data = m.fetch(f"1:{n}", "(BODY.PEEK[])")
-            out = [x[1] for x in data if isinstance(x, tuple)]
+            out = [e2e_harness.as_sent(x[1]) for x in data if isinstance(x, tuple)]
         m.logout()
         return out
 

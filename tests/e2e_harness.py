@@ -35,6 +35,17 @@ def partition_of(key, partitions):
 
 
 
+def as_sent(body):
+    """The message as its sender wrote it. What we deliver is that after our
+    own Received: field (frontend/smtp/smtp-trace.h), which comes first; its
+    absence is an error."""
+    assert body.startswith(b"Received: from "), body[:80]
+    end = body.index(b"\n") + 1
+    while body[end:end + 1] in (b" ", b"\t"):   # folded: the field goes on
+        end = body.index(b"\n", end) + 1
+    return body[end:]
+
+
 def uid_subjects(m, n):
     """[(uid, subject)] of messages 1..n of the mailbox selected on IMAP
     connection m (headers fetched with BODY.PEEK: no flag changes)."""

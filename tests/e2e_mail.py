@@ -15,6 +15,7 @@ Standard library only.
 """
 import imaplib
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -50,7 +51,7 @@ class E2E:
         m.login(user, password)
         return m
 
-    def inbox_bodies(self, user="alice@example.test", password="s3cret pass"):
+    def inbox_bodies(self, user="alice@example.test", password="s3cret pass", raw=False):
         m = self.imap(user, password)
         typ, data = m.select("INBOX", readonly=True)
         assert typ == "OK", data
@@ -63,7 +64,7 @@ class E2E:
                 if isinstance(item, tuple):
                     bodies.append(item[1])
         m.logout()
-        return bodies
+        return bodies if raw else [e2e_harness.as_sent(b) for b in bodies]
 
     def wait_for(self, pred, timeout=30, what="condition"):
         deadline = time.monotonic() + timeout
@@ -86,6 +87,14 @@ class E2E:
         s.quit()
         bodies = self.wait_for(lambda: self.inbox_bodies(), what="delivery")
         assert bodies == [msg], (bodies, msg)
+        # our trace field first (RFC 5321 4.4): the client's HELO and address,
+        # us, the queue id, the one recipient, a date
+        raw = self.inbox_bodies(raw=True)[0]
+        first = raw[:raw.index(b"\r\nFrom: ")]
+        assert re.fullmatch(rb"Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n"
+                            rb"\tby \S+ with ESMTP id [0-9a-f]{24}\r\n"
+                            rb"\tfor <alice@example\.test>; \w{3}, \d{2} \w{3} \d{4} "
+                            rb"\d{2}:\d{2}:\d{2} \+0000", first), first
 
     def unknown_recipient(self):
         s = self.smtp()

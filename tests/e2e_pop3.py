@@ -118,9 +118,10 @@ class Pop3E2E:
         assert "STLS" not in caps and "USER" in caps and "TOP" in caps, caps
         pop.user(USER)
         assert pop.pass_(PASSWORD).startswith(b"+OK Logged in")
-        assert pop.stat() == (1, len(self.first)), pop.stat()
+        count, size = pop.stat()
         resp, lines, _ = pop.retr(1)
-        assert joined(lines) == self.first, (lines, self.first)
+        assert count == 1 and size == len(joined(lines)), (count, size)
+        assert e2e_harness.as_sent(joined(lines)) == self.first, (lines, self.first)
         resp, self.uidl, _ = pop.uidl()
         assert len(self.uidl) == 1, self.uidl
         assert pop.quit().startswith(b"+OK")

@@ -9,6 +9,7 @@
  * dropped by the engine).
  */
 #include "smtp-mx.h"
+#include "smtp-trace.h"
 
 #include "auth-pool.h"
 #include "sasl.h"
@@ -30,6 +31,7 @@ struct smtp_mx {
 	directory *dir;
 	queue_client *qc;
 	char *log_svc;
+	char *hostname;   /* ours, in Received: and Message-ID: */
 	int port;
 	unsigned refs;
 	int submission;
@@ -79,6 +81,7 @@ static void smtp_mx__unref(smtp_mx *mx)
 	if (--mx->refs > 0)
 		return;
 	free(mx->log_svc);
+	free(mx->hostname);
 	free(mx);
 }
 
@@ -209,6 +212,28 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 	 * again and is stored once (queue-client.h). */
 	queue_client_content_id(e->qid, from != NULL ? from : t->mail_from, rcpts, t->n_rcpts,
 				(const uint8_t *)t->body, t->body_len, now);
+	/* what every accepted message gets (smtp-trace.h): our Received:
+	 * and, on submission, a Date: and Message-ID: it lacks, before the
+	 * client's bytes (the id above is theirs) */
+	buf body;
+	buf_init(&body);
+	struct smtp_trace_info ti = {
+		.helo = smtp_session_helo(s),
+		.peer_ip = smtp_session_peer_ip(s),
+		.by = mx->hostname,
+		.queue_id = e->qid,
+		.for_rcpt = t->n_rcpts == 1 ? rcpts[0] : NULL,
+		.tls = smtp_session_tls(s),
+		.authenticated = smtp_session_user(s) != NULL,
+		.now_ms = now,
+	};
+	smtp_trace_received(&body, &ti);
+	if (mx->submission) {
+		char hex[33];
+		util_random_hex(hex, 16);
+		smtp_trace_submission_fields(&body, t->body, t->body_len, mx->hostname, hex, now);
+	}
+	buf_append(&body, t->body, t->body_len);
 
 	Queue__EnqueueRequest req;
 	queue__enqueue_request__init(&req);
@@ -220,8 +245,8 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 		req.n_rcpt_remote = t->n_rcpts;
 		req.rcpt_remote = rflags;
 	}
-	req.body.data = (uint8_t *)t->body;
-	req.body.len = t->body_len;
+	req.body.data = body.data;
+	req.body.len = body.len;
 	req.helo = (char *)smtp_session_helo(s);
 	req.client_addr = (char *)smtp_session_peer_ip(s);
 	req.received_at = now;
@@ -232,6 +257,7 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 	smtp_mx__ref(mx);
 	/* The request is packed before this returns (queue-client.h). */
 	queue_client_enqueue(mx->qc, &req, smtp_mx__enqueue_cb, e);
+	buf_deinit(&body);
 	for (size_t i = 0; i < t->n_rcpts; i++)
 		free(rcpts[i]);
 	free(rcpts);
@@ -399,6 +425,7 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 	mx->qc = qc;
 	mx->refs = 1;
 	mx->log_svc = xstrdup(set->server.log_svc != NULL ? set->server.log_svc : "smtp-mx");
+	mx->hostname = xstrdup(set->server.hostname != NULL ? set->server.hostname : "localhost");
 	mx->submission = set->submission;
 	mx->auth_delay_ms = set->auth_delay_ms;
 	mx->auth_failed = set->auth_failed;

@@ -1,0 +1,120 @@
+/* smtp-trace.c: Received:, Date: and Message-ID: for accepted messages
+ * (smtp-trace.h). */
+#include "smtp-trace.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define TRACE_ITEM_MAX 255
+
+void smtp_trace_date(char *out, size_t size, int64_t now_ms)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t t = (time_t)(now_ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	/* names by hand: strftime's %a and %b follow the locale */
+	snprintf(out, size, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday % 7],
+		 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+		 tm.tm_sec);
+}
+
+/* item, made safe for a Received: clause and cut at TRACE_ITEM_MAX. */
+static void trace_append_item(buf *out, const char *item)
+{
+	size_t n = strnlen(item, TRACE_ITEM_MAX);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)item[i];
+		if (c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == '[' || c == ']' ||
+		    c == '<' || c == '>' || c == ';' || c == '\\' || c == '"')
+			c = '?';
+		buf_append(out, &c, 1);
+	}
+}
+
+void smtp_trace_received(buf *out, const struct smtp_trace_info *ti)
+{
+	char date[40];
+	smtp_trace_date(date, sizeof date, ti->now_ms);
+	/* IPv6 literals carry the tag (RFC 5321 4.1.3) */
+	const char *tag = strchr(ti->peer_ip, ':') != NULL ? "IPv6:" : "";
+	buf_append_str(out, "Received: from ");
+	if (ti->helo != NULL && ti->helo[0] != '\0') {
+		trace_append_item(out, ti->helo);
+		buf_append_str(out, " ([");
+	} else {
+		buf_append_str(out, "([");   /* no HELO: the address alone */
+	}
+	buf_append_str(out, tag);
+	trace_append_item(out, ti->peer_ip);
+	buf_append_str(out, "])\r\n\tby ");
+	trace_append_item(out, ti->by);
+	buf_append_str(out, " with ESMTP");
+	if (ti->tls)
+		buf_append_str(out, "S");
+	if (ti->authenticated)
+		buf_append_str(out, "A");
+	buf_append_str(out, " id ");
+	trace_append_item(out, ti->queue_id);
+	if (ti->for_rcpt != NULL) {
+		buf_append_str(out, "\r\n\tfor <");
+		trace_append_item(out, ti->for_rcpt);
+		buf_append_str(out, ">");
+	}
+	buf_append_str(out, "; ");
+	buf_append_str(out, date);
+	buf_append_str(out, "\r\n");
+}
+
+int smtp_trace_has_field(const uint8_t *msg, size_t len, const char *name)
+{
+	size_t nlen = strlen(name);
+	if (len > SMTP_TRACE_SCAN_MAX)
+		len = SMTP_TRACE_SCAN_MAX;
+	size_t at = 0;
+	while (at < len) {
+		const uint8_t *eol = memchr(msg + at, '\n', len - at);
+		size_t end = eol != NULL ? (size_t)(eol - msg) : len;
+		size_t line = end - at;
+		if (line > 0 && msg[end - 1] == '\r')
+			line--;
+		if (line == 0)
+			return 0;   /* the empty line: the header section is over */
+		/* a continuation line (starts with WSP) names no field */
+		if (line > nlen && msg[at] != ' ' && msg[at] != '\t' &&
+		    strncasecmp((const char *)msg + at, name, nlen) == 0) {
+			size_t k = at + nlen;
+			while (k < at + line && (msg[k] == ' ' || msg[k] == '\t'))
+				k++;
+			if (k < at + line && msg[k] == ':')
+				return 1;
+		}
+		if (eol == NULL)
+			break;
+		at = end + 1;
+	}
+	return 0;
+}
+
+void smtp_trace_submission_fields(buf *out, const uint8_t *msg, size_t len, const char *by,
+				  const char *random_hex, int64_t now_ms)
+{
+	if (!smtp_trace_has_field(msg, len, "Date")) {
+		char date[40];
+		smtp_trace_date(date, sizeof date, now_ms);
+		buf_append_str(out, "Date: ");
+		buf_append_str(out, date);
+		buf_append_str(out, "\r\n");
+	}
+	if (!smtp_trace_has_field(msg, len, "Message-ID")) {
+		buf_append_str(out, "Message-ID: <");
+		buf_append_str(out, random_hex);
+		buf_append_str(out, "@");
+		trace_append_item(out, by);
+		buf_append_str(out, ">\r\n");
+	}
+}
