@@ -507,7 +507,8 @@ struct dns_mx_result *dns_mx_result_dup(const struct dns_mx_result *result)
 		const struct dns_mx_host *h = &result->hosts[i];
 		size_t len = strlen(h->name) + 1;
 		memcpy(name, h->name, len);
-		memcpy(addrs, h->addrs.addrs, h->addrs.count * sizeof *addrs);
+		if (h->addrs.count > 0)
+			memcpy(addrs, h->addrs.addrs, h->addrs.count * sizeof *addrs);
 		hosts[i] = (struct dns_mx_host){ .name = name, .preference = h->preference,
 						 .status = h->status,
 						 .addrs = { .addrs = addrs, .count = h->addrs.count } };

@@ -115,14 +115,16 @@ int dns_resolver_create(uv_loop_t *loop, const struct dns_settings *settings,
 
 /* Destroy *resolver and NULL it; NULL is fine. Every lookup still pending
  * gets its callback now, inside this call, with DNS_CANCELLED and no
- * result (so each caller frees what its arg holds), in the order the
- * lookups were started; lookups cancelled before get nothing. May be
+ * result (so each caller frees what its arg holds); lookups cancelled
+ * before get nothing. A callback run there must not start lookups on
+ * this resolver (that aborts: a bug in the caller). May be
  * called from a callback of this resolver. The memory is released by the
  * loop once the resolver's handles have closed (run the loop after it).
  * Loop thread only. */
 void dns_resolver_destroy(dns_resolver **resolver);
 
-/* Lookups pending (started, neither answered nor cancelled). */
+/* Lookups whose callback is still to come (not yet delivered, not
+ * cancelled). */
 size_t dns_resolver_pending(const dns_resolver *resolver);
 
 /* Withdraw a lookup and NULL *request; NULL is fine. Its callback is then
@@ -218,7 +220,8 @@ struct dns_mx_result {
 	/* 1: the domain has no MX records (NODATA), so it is its own mail
 	 * exchanger, with preference 0 (RFC 5321 5.1). */
 	int implicit;
-	/* MX records of the answer that the limit dropped. */
+	/* MX records of the answer not kept: over mx_hosts_max, or naming
+	 * a host already kept (at a better or equal preference). */
 	size_t dropped;
 };
 

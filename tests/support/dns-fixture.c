@@ -1,7 +1,9 @@
 /* dns-fixture.c: tests/support/dnszone.py as a child process (see
  * dns-fixture.h). The server picks its own free port (it binds port 0 for
  * UDP, then TCP on the same number) and writes it to a file by rename,
- * so no port is chosen here that another process could take first. */
+ * so no port is chosen here that another process could take first. The
+ * server gets SIGKILL when the test process dies (PR_SET_PDEATHSIG), so
+ * a crashed test leaves none behind. */
 #include "dns-fixture.h"
 
 #include "etcd-fixture.h" /* mailtest_tmpdir, mailtest_rmrf, mailtest_sleep_ms */
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,10 +104,16 @@ int mailtest_dns_start(const char *zone, const char *const *args, mailtest_dns *
 	for (size_t i = 0; args != NULL && args[i] != NULL && i < MAILTEST_DNS_ARGS_MAX; i++)
 		argv[argc++] = args[i];
 	argv[argc] = NULL;
+	pid_t parent = getpid();
 	d->pid = fork();
 	if (d->pid < 0)
 		goto fail;
 	if (d->pid == 0) {
+		/* a test that dies (an assert, a sanitizer, a timeout) takes the
+		 * server with it */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
 		int null = open("/dev/null", O_RDWR);
 		if (null >= 0) {
 			dup2(null, STDIN_FILENO);
