@@ -641,6 +641,29 @@ static void test_timeout(void **state)
 	close(fd);
 }
 
+/* A port nobody listens on: ICMP port unreachable, ECONNREFUSED on the
+ * socket, c-ares gives up at once: temporary, and well within the
+ * timeouts. */
+static void test_connection_refused(void **state)
+{
+	(void)state;
+	char server[64];
+	close(dead_server(server, sizeof server));
+	struct t t;
+	struct dns_settings set = { .server = server, .timeout_ms = 2000, .tries = 2 };
+	t_start(&t, &set);
+	struct got g = { 0 };
+	uint64_t start = util_now_mono_ms();
+	dns_resolve_txt(t.r, "multi.example.test", txt_cb, &g);
+	t_run(&t);
+	uint64_t took = util_now_mono_ms() - start;
+	assert_int_equal(g.called, 1);
+	assert_int_equal(g.status, DNS_TEMP);
+	if (took > 1500)
+		fail_msg("refused after %llu ms", (unsigned long long)took);
+	t_end(&t);
+}
+
 static void test_cancel(void **state)
 {
 	(void)state;
@@ -809,6 +832,7 @@ int main(void)
 		cmocka_unit_test(test_txt),
 		cmocka_unit_test(test_ptr),
 		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_connection_refused),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_cancel_from_callback),
 		cmocka_unit_test(test_destroy_pending),
