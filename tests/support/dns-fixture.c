@@ -114,6 +114,12 @@ int mailtest_dns_start(const char *zone, const char *const *args, mailtest_dns *
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(1);
+		/* a mask inherited from the test's runner (ctest blocks
+		 * SIGTERM, say) must not keep the server from stopping */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGTERM, SIG_DFL);
 		int null = open("/dev/null", O_RDWR);
 		if (null >= 0) {
 			dup2(null, STDIN_FILENO);

@@ -196,7 +196,7 @@ class ZoneServer:
         for s in self.servers:
             s.zone = self.zone
             s.log = self.log
-            threading.Thread(target=s.serve_forever, daemon=True).start()
+            threading.Thread(target=s.serve_forever, args=(0.1,), daemon=True).start()
         return self
 
     @property
