@@ -55,6 +55,10 @@ const struct daemon_option daemon_options[] = {
 	{ .name = "etcd-password-file", .kind = DAEMON_OPTION_STRING,
 	  .offset = offsetof(struct daemon_settings, etcd_password_file), .value_name = "FILE",
 	  .help = "file whose first line is the etcd user's password (not o+r)" },
+	{ .name = "dns", .kind = DAEMON_OPTION_ADDRESS,
+	  .offset = offsetof(struct daemon_settings, dns), .value_name = "IP:PORT",
+	  .env = "MAIL_DNS",
+	  .help = "DNS server of every lookup ([V6]:PORT too); none: /etc/resolv.conf" },
 	{ .name = NULL },
 };
 
@@ -136,7 +140,7 @@ static int daemon__parse(const struct daemon_def *def, int argc, char **argv, vo
 	groups[n].rows = daemon_options;
 	char error[DAEMON_OPTIONS_ERROR_MAX];
 	const char *why = error;
-	int r = daemon_options_parse(groups, settings, argc, argv, error);
+	int r = daemon_options_parse_env(groups, settings, argc, argv, environ, error);
 	if (r == 1)
 		daemon_options_usage(stdout, def->name, def->summary, groups);
 	else if (r == 0)

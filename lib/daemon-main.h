@@ -19,6 +19,10 @@
  *     (when --etcd is set) and the
  *     /metrics endpoint (when --metrics is set: the process and etcd
  *     collectors on it), then calls def->start.
+ *     Every daemon resolves DNS through settings.dns (--dns, or the
+ *     environment's MAIL_DNS; neither: the nameservers of
+ *     /etc/resolv.conf): its .text is what dns_settings.server takes
+ *     (lib/dns/dns.h) for every resolver the daemon makes.
  *  3. runs the loop. SIGTERM or SIGINT: def->stop, then the skeleton closes
  *     its own handles; with def->pending, it then waits (at most
  *     def->drain_ms) for the calls still in flight and calls def->drained.
@@ -64,11 +68,14 @@ struct daemon_settings {
 	const char *etcd_user;        /* --etcd-user: NULL = no authentication */
 	const char *etcd_password_file; /* --etcd-password-file (never the
 					 * password itself on a command line) */
+	struct daemon_listen dns;     /* --dns / MAIL_DNS: IP:PORT of the DNS
+				       * server; text NULL = /etc/resolv.conf */
 };
 
-/* --metrics, --etcd-quota-bytes and etcd's TLS and credentials (rows of
- * struct daemon_settings; the skeleton adds them to every daemon's
- * options). */
+/* --metrics, --etcd-quota-bytes, etcd's TLS and credentials and --dns
+ * (rows of struct daemon_settings; the skeleton adds them to every
+ * daemon's options, and reads the environment for those that name a
+ * variable). */
 extern const struct daemon_option daemon_options[];
 
 struct daemon;

@@ -4,12 +4,15 @@
  * its kind names (daemon-options.h). */
 #include "daemon-options.h"
 
+#include "util.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 int daemon_options_parse_uint(const char *s, unsigned min, unsigned max, unsigned *value_r)
 {
@@ -64,6 +67,16 @@ int daemon_listen_parse(const char *s, struct daemon_listen *listen_r, const cha
 	listen_r->port = (int)port;
 	listen_r->text = s;
 	return 0;
+}
+
+int daemon_address_parse(const char *s, struct daemon_listen *listen_r, const char **error_r)
+{
+	struct sockaddr_storage ss;
+	if (util_ipport_parse(s, &ss, error_r) < 0)
+		return -1;
+	/* util_ipport_parse took it apart: the host is what is left of the
+	 * last ':', without the [] of a v6 literal */
+	return daemon_listen_parse(s, listen_r, error_r);
 }
 
 static int options__error(char *error_r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -132,6 +145,13 @@ static int options__set(const struct daemon_option *row, void *field, const char
 					      "0..65535, not \"%s\" (%s)",
 					      row->name, value, why);
 		return 0;
+	case DAEMON_OPTION_ADDRESS:
+		if (daemon_address_parse(value, field, &why) < 0)
+			return options__error(error_r,
+					      "--%s must be IPv4:PORT or [IPv6]:PORT (an IP address, "
+					      "a port in 1..65535), not \"%s\" (%s)",
+					      row->name, value, why);
+		return 0;
 	case DAEMON_OPTION_FLAG:
 		*(int *)field = 1;
 		return 0;
@@ -149,6 +169,7 @@ static int options__set_default(const struct daemon_option_group *g,
 	options__default(g, row, &def, &text);
 	int numeric = row->kind == DAEMON_OPTION_UINT || row->kind == DAEMON_OPTION_U64;
 	if (row->help == NULL || (row->kind != DAEMON_OPTION_FLAG && row->value_name == NULL) ||
+	    (row->kind == DAEMON_OPTION_FLAG && row->env != NULL) ||
 	    (numeric && (row->min > row->max || def < row->min || def > row->max)) ||
 	    (row->kind == DAEMON_OPTION_UINT && row->max > UINT_MAX))
 		return options__error(error_r, "the table row of --%s is incomplete or its "
@@ -164,11 +185,44 @@ static int options__set_default(const struct daemon_option_group *g,
 		*(const char **)field = text;
 		return 0;
 	case DAEMON_OPTION_LISTEN:
+	case DAEMON_OPTION_ADDRESS:
 		memset(field, 0, sizeof(struct daemon_listen));
 		return text != NULL ? options__set(row, field, text, error_r) : 0;
 	case DAEMON_OPTION_FLAG:
 		*(int *)field = 0;
 		return 0;
+	}
+	return 0;
+}
+
+/* The value of variable name in envp, or NULL (unset or empty). */
+static const char *options__getenv(char *const *envp, const char *name)
+{
+	size_t len = strlen(name);
+	for (char *const *e = envp; e != NULL && *e != NULL; e++) {
+		if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+			return (*e)[len + 1] != '\0' ? *e + len + 1 : NULL;
+	}
+	return NULL;
+}
+
+/* Every row that names a variable set in envp: its value, as from argv;
+ * a bad one names the variable too. */
+static int options__apply_env(const struct daemon_option_group *groups, void *settings,
+			      char *const *envp, char *error_r)
+{
+	for (const struct daemon_option_group *g = groups; g->rows != NULL; g++) {
+		for (const struct daemon_option *row = g->rows; row->name != NULL; row++) {
+			const char *value = row->env != NULL ? options__getenv(envp, row->env) : NULL;
+			if (value == NULL)
+				continue;
+			if (options__set(row, options__field(g, row, settings), value, error_r) < 0) {
+				size_t len = strlen(error_r);
+				snprintf(error_r + len, DAEMON_OPTIONS_ERROR_MAX - len,
+					 " (from the environment: %s)", row->env);
+				return -1;
+			}
+		}
 	}
 	return 0;
 }
@@ -221,8 +275,9 @@ static int options__check_required(const struct daemon_option_group *groups, voi
 			if (!row->required)
 				continue;
 			const void *field = options__field(g, row, settings);
-			const char *set = row->kind == DAEMON_OPTION_LISTEN
-						  ? ((const struct daemon_listen *)field)->text
+			int listen = row->kind == DAEMON_OPTION_LISTEN ||
+				     row->kind == DAEMON_OPTION_ADDRESS;
+			const char *set = listen ? ((const struct daemon_listen *)field)->text
 						  : *(const char *const *)field;
 			if (set == NULL)
 				return options__error(error_r, "--%s %s is required", row->name,
@@ -235,8 +290,18 @@ static int options__check_required(const struct daemon_option_group *groups, voi
 int daemon_options_parse(const struct daemon_option_group *groups, void *settings, int argc,
 			 char *const *argv, char error_r[DAEMON_OPTIONS_ERROR_MAX])
 {
+	return daemon_options_parse_env(groups, settings, argc, argv, NULL, error_r);
+}
+
+int daemon_options_parse_env(const struct daemon_option_group *groups, void *settings, int argc,
+			     char *const *argv, char *const *envp,
+			     char error_r[DAEMON_OPTIONS_ERROR_MAX])
+{
 	if (options__apply_defaults(groups, settings, error_r) < 0)
 		return -1;
+	/* a bad value in the environment fails the parse after argv, so
+	 * that --help still works (error_r keeps its line until then) */
+	int env_bad = options__apply_env(groups, settings, envp, error_r) < 0;
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
@@ -263,6 +328,8 @@ int daemon_options_parse(const struct daemon_option_group *groups, void *setting
 		if (options__set(row, options__field(g, row, settings), value, error_r) < 0)
 			return -1;
 	}
+	if (env_bad)
+		return -1;
 	return options__check_required(groups, settings, error_r);
 }
 
@@ -287,6 +354,8 @@ static void options__usage_row(FILE *out, const struct daemon_option_group *g,
 			OPTIONS__HELP_COLUMN, "", row->min, row->max, def);
 	else if (row->kind != DAEMON_OPTION_FLAG && text != NULL)
 		fprintf(out, "  %-*s default %s\n", OPTIONS__HELP_COLUMN, "", text);
+	if (row->env != NULL)
+		fprintf(out, "  %-*s environment: %s\n", OPTIONS__HELP_COLUMN, "", row->env);
 }
 
 void daemon_options_usage(FILE *out, const char *prog, const char *summary,

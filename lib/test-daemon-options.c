@@ -1,5 +1,6 @@
 /* Unit tests for daemon-options.h: defaults (a row's own and a group's
- * override), every kind from argv, the errors and --help's text. */
+ * override), every kind from argv, values from the environment, the
+ * errors and --help's text. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +24,7 @@ struct settings {
 	struct daemon_listen addr;
 	const char *dir;
 	int verbose;
+	struct daemon_listen dns;
 };
 
 static const struct daemon_option shared_rows[] = {
@@ -43,6 +45,8 @@ static const struct daemon_option own_rows[] = {
 	  .value_name = "DIR", .required = 1, .help = "where the data goes" },
 	{ .name = "verbose", .kind = DAEMON_OPTION_FLAG,
 	  .offset = offsetof(struct settings, verbose), .help = "say more" },
+	{ .name = "dns", .kind = DAEMON_OPTION_ADDRESS, .offset = offsetof(struct settings, dns),
+	  .value_name = "IP:PORT", .env = "TEST_DNS", .help = "the DNS server" },
 	{ .name = NULL },
 };
 
@@ -72,6 +76,21 @@ static int parse(struct settings *set, char *error, ...)
 	return daemon_options_parse(groups, set, argc, argv, error);
 }
 
+/* As parse(), with the environment env (NULL-terminated "NAME=VALUE"). */
+static int parse_env(struct settings *set, char *error, char *const *env, ...)
+{
+	char *argv[32] = { "prog" };
+	int argc = 1;
+	va_list ap;
+	va_start(ap, env);
+	for (char *a = va_arg(ap, char *); a != NULL; a = va_arg(ap, char *))
+		argv[argc++] = a;
+	va_end(ap);
+	memset(set, 0xa5, sizeof *set);
+	error[0] = '\0';
+	return daemon_options_parse_env(groups, set, argc, argv, env, error);
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -86,6 +105,7 @@ static void test_defaults(void **state)
 	assert_string_equal(set.addr.text, "127.0.0.1:25");
 	assert_string_equal(set.dir, "/d");
 	assert_int_equal(set.verbose, 0);
+	assert_null(set.dns.text);
 }
 
 static void test_values(void **state)
@@ -106,6 +126,46 @@ static void test_values(void **state)
 	assert_int_equal(parse(&set, error, "--dir", "/d", "--count", "0", "--help", NULL), -1);
 	assert_int_equal(parse(&set, error, "--dir", "/d", "--help", "--count", "0", NULL), 1);
 	assert_int_equal(parse(&set, error, "-h", NULL), 1);
+	/* an address: an IP literal (v4, [v6]) and a port 1..65535 */
+	assert_int_equal(parse(&set, error, "--dir", "/d", "--dns", "127.0.0.1:5353", NULL), 0);
+	assert_string_equal(set.dns.text, "127.0.0.1:5353");
+	assert_string_equal(set.dns.host, "127.0.0.1");
+	assert_int_equal(set.dns.port, 5353);
+	assert_int_equal(parse(&set, error, "--dir", "/d", "--dns=[2001:db8::1]:53", NULL), 0);
+	assert_string_equal(set.dns.host, "2001:db8::1");
+	assert_int_equal(set.dns.port, 53);
+}
+
+/* A row's variable stands in for its default; argv wins over it; an empty
+ * one is no value; a bad one names the variable (and --help still works). */
+static void test_environment(void **state)
+{
+	(void)state;
+	struct settings set;
+	char error[DAEMON_OPTIONS_ERROR_MAX];
+	char *env[] = { "PATH=/bin", "TEST_DNSX=1.1.1.1:1", "TEST_DNS=[::1]:5300", NULL };
+	assert_int_equal(parse_env(&set, error, env, "--dir", "/d", NULL), 0);
+	assert_string_equal(set.dns.text, "[::1]:5300");
+	assert_string_equal(set.dns.host, "::1");
+	assert_int_equal(set.dns.port, 5300);
+	assert_int_equal(parse_env(&set, error, env, "--dir", "/d", "--dns", "10.0.0.1:53", NULL), 0);
+	assert_string_equal(set.dns.text, "10.0.0.1:53");
+	char *empty[] = { "TEST_DNS=", NULL };
+	assert_int_equal(parse_env(&set, error, empty, "--dir", "/d", NULL), 0);
+	assert_null(set.dns.text);
+	char *unrelated[] = { "TEST_DNSX=1.1.1.1:1", NULL };
+	assert_int_equal(parse_env(&set, error, unrelated, "--dir", "/d", NULL), 0);
+	assert_null(set.dns.text);
+	char *bad[] = { "TEST_DNS=resolver.example:53", NULL };
+	assert_int_equal(parse_env(&set, error, bad, "--dir", "/d", NULL), -1);
+	if (strstr(error, "--dns must be IPv4:PORT or [IPv6]:PORT") == NULL ||
+	    strstr(error, "\"resolver.example:53\"") == NULL ||
+	    strstr(error, "(from the environment: TEST_DNS)") == NULL)
+		fail_msg("bad environment: \"%s\"", error);
+	assert_int_equal(parse_env(&set, error, bad, "--help", NULL), 1);
+	/* without an environment (daemon_options_parse) the variable is not read */
+	assert_int_equal(parse(&set, error, "--dir", "/d", NULL), 0);
+	assert_null(set.dns.text);
 }
 
 /* Each bad command line fails with a line naming the option (needle). */
@@ -126,6 +186,14 @@ static void test_errors(void **state)
 		{ { "--verbose=1" }, "--verbose takes no value" },
 		{ { "--count" }, "--count needs a value (N)" },
 		{ { "--cou", "3" }, "unknown option \"--cou\"" },
+		{ { "--dns", "localhost:53" }, "--dns must be IPv4:PORT or [IPv6]:PORT (an IP address, "
+					       "a port in 1..65535), not \"localhost:53\"" },
+		{ { "--dns", "127.0.0.1:0" }, "--dns must be IPv4:PORT" },
+		{ { "--dns", "127.0.0.1" }, "--dns must be IPv4:PORT" },
+		{ { "--dns", "::1:53" }, "--dns must be IPv4:PORT" },
+		{ { "--dns", "[::1]" }, "--dns must be IPv4:PORT" },
+		{ { "--dns", "[::1]:65536" }, "--dns must be IPv4:PORT" },
+		{ { "--dns", "[1.2.3.4]:53" }, "--dns must be IPv4:PORT" },
 		{ { "stray" }, "unexpected argument \"stray\"" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -154,6 +222,10 @@ static void test_bad_tables(void **state)
 		{ .name = "quiet", .kind = DAEMON_OPTION_FLAG },
 		{ .name = NULL },
 	};
+	static const struct daemon_option flag_env[] = {
+		{ .name = "loud", .kind = DAEMON_OPTION_FLAG, .env = "LOUD", .help = "no" },
+		{ .name = NULL },
+	};
 	const struct {
 		struct daemon_option_group groups[2];
 		const char *needle;
@@ -161,6 +233,7 @@ static void test_bad_tables(void **state)
 		{ { { .rows = shared_rows, .defaults = typo } }, "--cuont" },
 		{ { { .rows = shared_rows, .defaults = too_big } }, "--count" },
 		{ { { .rows = no_help } }, "--quiet" },
+		{ { { .rows = flag_env } }, "--loud" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct shared set;
@@ -192,7 +265,9 @@ static void test_usage(void **state)
 		"                           default 127.0.0.1:25\n",
 		"  --dir DIR                where the data goes\n"
 		"                           required\n",
-		"  --verbose                say more\n  --help",
+		"  --verbose                say more\n",
+		"  --dns IP:PORT            the DNS server\n"
+		"                           environment: TEST_DNS\n  --help",
 	};
 	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
 		if (strstr(text, lines[i]) == NULL)
@@ -206,7 +281,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults), cmocka_unit_test(test_values),
 		cmocka_unit_test(test_errors),   cmocka_unit_test(test_bad_tables),
-		cmocka_unit_test(test_usage),
+		cmocka_unit_test(test_usage),    cmocka_unit_test(test_environment),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

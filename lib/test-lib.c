@@ -9,6 +9,10 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "budget.h"
 #include "buf.h"
 #include "cidr.h"
@@ -72,6 +76,34 @@ static void test_hostport(void **state)
 	assert_int_equal(util_hostport_parse(":25", &host, &port, &err), -1);
 	assert_int_equal(util_hostport_parse("h:99999", &host, &port, &err), -1);
 	assert_int_equal(util_hostport_parse("h:2x", &host, &port, &err), -1);
+}
+
+/* IP literals only, port 1..65535, into a sockaddr. */
+static void test_ipport(void **state)
+{
+	(void)state;
+	struct sockaddr_storage ss;
+	const char *err;
+	assert_int_equal(util_ipport_parse("127.0.0.1:53", &ss, &err), 0);
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(ntohs(sin->sin_port), 53);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+	assert_int_equal(util_ipport_parse("[2001:db8::1]:65535", &ss, &err), 0);
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+	assert_int_equal(sin6->sin6_family, AF_INET6);
+	assert_int_equal(ntohs(sin6->sin6_port), 65535);
+	assert_int_equal(sin6->sin6_addr.s6_addr[15], 1);
+	static const char *const bad[] = {
+		"localhost:53", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:+53",
+		"127.0.0.1: 53", "::1:53", "[::1]", "[::1]:", "[::1]x:53", "[1.2.3.4]:53",
+		"1.2.3.4:99999999999999999999", "",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err = NULL;
+		if (util_ipport_parse(bad[i], &ss, &err) != -1 || err == NULL)
+			fail_msg("\"%s\" accepted", bad[i]);
+	}
 }
 
 static void test_hash_and_ids(void **state)
@@ -177,8 +209,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cidr),        cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_buf),         cmocka_unit_test(test_address),
-		cmocka_unit_test(test_hostport),    cmocka_unit_test(test_hash_and_ids),
-		cmocka_unit_test(test_errors),      cmocka_unit_test(test_log_quote),
+		cmocka_unit_test(test_hostport),    cmocka_unit_test(test_ipport),
+		cmocka_unit_test(test_hash_and_ids), cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_log_quote),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,10 @@
 #include "util.h"
 #include "xalloc.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -56,6 +59,57 @@ int util_hostport_parse(const char *s, char **host_r, int *port_r, const char **
 	}
 	*host_r = xstrndup(host, hostlen);
 	*port_r = (int)port;
+	return 0;
+}
+
+int util_ipport_parse(const char *s, struct sockaddr_storage *addr_r, const char **error_r)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *port_text;
+	int v6 = s[0] == '[';
+	if (v6) {
+		const char *end = strchr(s, ']');
+		if (end == NULL || end[1] != ':' || (size_t)(end - s - 1) >= sizeof host) {
+			*error_r = "expected [IPv6]:PORT";
+			return -1;
+		}
+		memcpy(host, s + 1, (size_t)(end - s - 1));
+		host[end - s - 1] = '\0';
+		port_text = end + 2;
+	} else {
+		const char *colon = strchr(s, ':');
+		if (colon == NULL || (size_t)(colon - s) >= sizeof host) {
+			*error_r = "expected IPv4:PORT or [IPv6]:PORT";
+			return -1;
+		}
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = '\0';
+		port_text = colon + 1;
+	}
+	char *end;
+	long port = strtol(port_text, &end, 10);
+	if (*port_text < '0' || *port_text > '9' || *end != '\0' || port < 1 || port > 65535) {
+		*error_r = "port must be 1..65535";
+		return -1;
+	}
+	memset(addr_r, 0, sizeof *addr_r);
+	if (v6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)addr_r;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+			*error_r = "not an IPv6 address";
+			return -1;
+		}
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)addr_r;
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+			*error_r = "not an IPv4 address (an IPv6 one goes in [])";
+			return -1;
+		}
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+	}
 	return 0;
 }
 

@@ -14,6 +14,13 @@ int64_t util_now_wall_ms(void);
  * to a static string. */
 int util_hostport_parse(const char *s, char **host_r, int *port_r, const char **error_r);
 
+/* Parse an IP literal and a port, "A.B.C.D:PORT" or "[V6]:PORT" (port
+ * 1..65535; no name: where a name cannot be resolved yet, like the DNS
+ * server itself), into *addr_r (AF_INET or AF_INET6, port set). Returns
+ * 0, or -1 with *error_r set to a static string. */
+struct sockaddr_storage;
+int util_ipport_parse(const char *s, struct sockaddr_storage *addr_r, const char **error_r);
+
 /* Fill out with 2*nbytes lowercase hex chars of CSPRNG output + NUL
  * (out must hold 2*nbytes+1). */
 void util_random_hex(char *out, size_t nbytes);

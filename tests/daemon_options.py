@@ -5,8 +5,9 @@ names cluster/local.py and the tests pass must stay), with each node role's
 own log bounds and the RPC server limits as its defaults; a value out of
 range, a bad address, an unknown option, a missing required option, node
 TLS options not given together, and a node --listen off loopback without
-node TLS each exit 2 with one line on stderr naming the option. Standard
-library only; a few seconds.
+node TLS each exit 2 with one line on stderr naming the option; so does a
+bad MAIL_DNS in the environment (naming it). Standard library only; a few
+seconds.
 """
 import os
 import subprocess
@@ -17,7 +18,7 @@ sys.path.insert(0, HERE)
 import e2e_harness  # noqa: E402
 
 COMMON = ["metrics", "etcd-quota-bytes", "etcd-ca", "etcd-cert", "etcd-key", "etcd-user",
-          "etcd-password-file", "help"]
+          "etcd-password-file", "dns", "help"]
 NODE_TLS = ["node-cert", "node-key", "cluster-ca"]
 NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-ttl",
         "log-keep", "log-keep-mib", "rpc-max-conns", "rpc-idle-timeout", "rpc-max-inflight",
@@ -69,6 +70,8 @@ BAD = [
     ("frontend", ["--etcd-quota-bytes", "0"], "--etcd-quota-bytes must be a number in 1.."),
     ("frontend", ["--smtp", "127.0.0.1:70000"], "--smtp must be HOST:PORT"),
     ("frontend", ["--metrics", "8080"], "--metrics must be HOST:PORT"),
+    ("frontend", ["--dns", "resolver.example:53"], "--dns must be IPv4:PORT or [IPv6]:PORT"),
+    ("queue-node", ["--dns", "127.0.0.1:0"], "--dns must be IPv4:PORT or [IPv6]:PORT"),
     ("frontend", ["stray"], "unexpected argument \"stray\""),
     ("store-node", ["--rpc-max-conns", "0"], "--rpc-max-conns must be a number in 1..1000000"),
     ("queue-node", ["--rpc-idle-timeout", "86401"],
@@ -103,9 +106,11 @@ MISSING = [
 ]
 
 
-def run(binary, argv):
+def run(binary, argv, env=None):
     exe = os.path.join(e2e_harness.bin_dir(), binary)
-    return subprocess.run([exe] + argv, capture_output=True, text=True, timeout=10)
+    full = {k: v for k, v in os.environ.items() if k != "MAIL_DNS"}
+    full.update(env or {})
+    return subprocess.run([exe] + argv, capture_output=True, text=True, timeout=10, env=full)
 
 
 def help_block(text, option):
@@ -149,6 +154,17 @@ def main():
         failed = [line for line in r.stderr.splitlines() if "event=start_failed" in line]
         if r.returncode != 1 or len(failed) != 1 or "step=node_tls" not in failed[0]:
             problems.append(f"{binary} {' '.join(argv)}: rc={r.returncode} stderr={r.stderr!r}")
+    # --dns from the environment: checked like the option, and named
+    for binary in ("frontend", "store-node"):
+        argv = [] if binary == "frontend" else NODE_ARGS
+        r = run(binary, argv, {"MAIL_DNS": "dns.example:53"})
+        err = r.stderr.strip().splitlines()
+        if r.returncode != 2 or len(err) != 1 or "(from the environment: MAIL_DNS)" not in err[0]:
+            problems.append(f"{binary} MAIL_DNS=dns.example:53: rc={r.returncode} "
+                            f"stderr={r.stderr!r}")
+        r = run(binary, ["--help"], {"MAIL_DNS": "dns.example:53"})
+        if r.returncode != 0 or "environment: MAIL_DNS" not in r.stdout:
+            problems.append(f"{binary} --help with a bad MAIL_DNS: rc={r.returncode}")
     for binary, argv, want in START_FAILED:
         r = run(binary, argv)
         failed = [line for line in r.stderr.splitlines() if "event=start_failed" in line]

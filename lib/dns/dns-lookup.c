@@ -1,0 +1,527 @@
+/* dns-lookup.c: the four lookups of dns.h: which queries each asks, how
+ * an answer is read (c-ares parses the packet; what we do with its
+ * records is here), and the result each builds when it settles.
+ *
+ * An address lookup (struct dns__host) asks AAAA and A at once. A CNAME
+ * is followed by the recursive server, which answers the whole chain and
+ * the target's records; ares_parse_a_reply and ares_parse_aaaa_reply walk
+ * that chain inside the answer (checked in test-dns.c). A server that
+ * answers the CNAME alone gives NODATA: we ask no second time. Each
+ * family keeps at most addrs_max addresses: ares_parse_*_reply fills only
+ * as many as it is given room for, so no count read from the packet sizes
+ * anything here.
+ */
+#include "dns-private.h"
+
+#include "xalloc.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* A name we may ask: 1..253 bytes (one trailing dot besides), labels of
+ * 1..63 bytes. Anything else is DNS_BADNAME without a query. */
+static int dns__name_ok(const char *name)
+{
+	size_t len = strlen(name);
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > 253)
+		return 0;
+	size_t label = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if (++label > 63) {
+			return 0;
+		}
+	}
+	return label > 0;
+}
+
+/* Same DNS name: case-insensitive, a trailing dot ignored. */
+static int dns__name_eq(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 0 && a[la - 1] == '.')
+		la--;
+	if (lb > 0 && b[lb - 1] == '.')
+		lb--;
+	return la == lb && strncasecmp(a, b, la) == 0;
+}
+
+/* ---- addresses of one name ---- */
+
+static void dns__host_init(dns_resolver *r, struct dns__host *h, const char *name,
+			   unsigned preference)
+{
+	h->name = xstrdup(name);
+	h->preference = preference;
+	h->status6 = h->status4 = h->status = DNS_TEMP;
+	h->addrs6 = xcalloc(r->limits.addrs_max, sizeof *h->addrs6);
+	h->addrs4 = xcalloc(r->limits.addrs_max, sizeof *h->addrs4);
+}
+
+static void dns__host_deinit(struct dns__host *h)
+{
+	free(h->name);
+	free(h->addrs6);
+	free(h->addrs4);
+	free(h->addrs);
+}
+
+static void dns__host_start(dns_request *req, struct dns__host *h)
+{
+	if (!dns__name_ok(h->name)) {
+		h->status6 = h->status4 = DNS_BADNAME;
+		return;
+	}
+	dns__query_start(req, h, h->name, ns_t_aaaa);
+	dns__query_start(req, h, h->name, ns_t_a);
+}
+
+/* Read one family's answer into h: its addresses and status. */
+static void dns__host_read(dns_resolver *r, struct dns__host *h, int type, int status,
+			   const unsigned char *abuf, int alen)
+{
+	int v6 = type == ns_t_aaaa;
+	int room = (int)r->limits.addrs_max, n = room;
+	int e = status;
+	if (e == ARES_SUCCESS && v6) {
+		struct ares_addr6ttl *t = xcalloc((size_t)room, sizeof *t);
+		e = ares_parse_aaaa_reply(abuf, alen, NULL, t, &n);
+		for (int i = 0; e == ARES_SUCCESS && i < n && i < room; i++) {
+			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&h->addrs6[i];
+			sin6->sin6_family = AF_INET6;
+			memcpy(&sin6->sin6_addr, &t[i].ip6addr, sizeof sin6->sin6_addr);
+			h->n6++;
+		}
+		free(t);
+	} else if (e == ARES_SUCCESS) {
+		struct ares_addrttl *t = xcalloc((size_t)room, sizeof *t);
+		e = ares_parse_a_reply(abuf, alen, NULL, t, &n);
+		for (int i = 0; e == ARES_SUCCESS && i < n && i < room; i++) {
+			struct sockaddr_in *sin = (struct sockaddr_in *)&h->addrs4[i];
+			sin->sin_family = AF_INET;
+			sin->sin_addr = t[i].ipaddr;
+			h->n4++;
+		}
+		free(t);
+	}
+	/* a CNAME chain without addresses at its end parses as success with
+	 * none: NODATA; a malformed answer (ARES_EBADRESP) is temporary */
+	enum dns_status st = e != ARES_SUCCESS ? dns__status(e) : n > 0 ? DNS_OK : DNS_NODATA;
+	if (v6)
+		h->status6 = st;
+	else
+		h->status4 = st;
+}
+
+/* Both families answered: the addresses (IPv6 first) and the status. */
+static void dns__host_settle(dns_resolver *r, struct dns__host *h)
+{
+	size_t max = r->limits.addrs_max, k6 = h->n6, k4 = h->n4;
+	if (k6 + k4 > max) {
+		size_t half6 = max / 2, half4 = max - half6;
+		if (k6 <= half6)
+			k4 = max - k6;
+		else if (k4 <= half4)
+			k6 = max - k4;
+		else {
+			k6 = half6;
+			k4 = half4;
+		}
+	}
+	h->count = k6 + k4;
+	if (h->count > 0) {
+		h->addrs = xcalloc(h->count, sizeof *h->addrs);
+		memcpy(h->addrs, h->addrs6, k6 * sizeof *h->addrs);
+		memcpy(h->addrs + k6, h->addrs4, k4 * sizeof *h->addrs);
+		h->status = DNS_OK;
+	} else if (h->status6 == DNS_TEMP || h->status4 == DNS_TEMP) {
+		h->status = DNS_TEMP; /* an address may exist */
+	} else if (h->status6 == DNS_BADNAME || h->status4 == DNS_BADNAME) {
+		h->status = DNS_BADNAME;
+	} else if (h->status6 == DNS_NXDOMAIN && h->status4 == DNS_NXDOMAIN) {
+		h->status = DNS_NXDOMAIN;
+	} else {
+		h->status = DNS_NODATA;
+	}
+}
+
+dns_request *dns_resolve_host(dns_resolver *resolver, const char *name, dns_host_cb *cb,
+			      void *arg)
+{
+	dns_request *req = dns__request_start(resolver, DNS__HOST, name, arg);
+	req->cb.host = cb;
+	req->hosts = xcalloc(1, sizeof *req->hosts);
+	req->nhosts = 1;
+	dns__host_init(resolver, &req->hosts[0], name, 0);
+	dns__host_start(req, &req->hosts[0]);
+	dns__request_started(req);
+	return req;
+}
+
+/* ---- TXT ---- */
+
+/* c-ares gives each character-string as one chunk, record_start set on a
+ * record's first: join each record's chunks. Lengths are those of the
+ * chunks c-ares copied out of the packet (at most 255 each, within one
+ * answer), never a count read from the wire. */
+static enum dns_status dns__txt_read(dns_request *req, const unsigned char *abuf, int alen)
+{
+	struct ares_txt_ext *txt = NULL;
+	int e = ares_parse_txt_reply_ext(abuf, alen, &txt);
+	if (e != ARES_SUCCESS || txt == NULL) {
+		if (txt != NULL)
+			ares_free_data(txt);
+		return e == ARES_SUCCESS || e == ARES_ENODATA ? DNS_NODATA : dns__status(e);
+	}
+	size_t n = 0;
+	for (struct ares_txt_ext *t = txt; t != NULL; t = t->next)
+		n += t->record_start || t == txt;
+	req->txt = xcalloc(n, sizeof *req->txt);
+	req->ntxt = n;
+	struct ares_txt_ext *t = txt;
+	for (size_t i = 0; i < n; i++) {
+		/* this record: t and the chunks after it up to the next start */
+		size_t len = 0;
+		struct ares_txt_ext *end = t;
+		do {
+			len += end->length;
+			end = end->next;
+		} while (end != NULL && !end->record_start);
+		char *data = xmalloc(len + 1);
+		size_t off = 0;
+		for (; t != end; t = t->next) {
+			memcpy(data + off, t->txt, t->length);
+			off += t->length;
+		}
+		data[len] = '\0';
+		req->txt[i] = (struct dns_txt){ .data = data, .len = len };
+	}
+	ares_free_data(txt);
+	return DNS_OK;
+}
+
+dns_request *dns_resolve_txt(dns_resolver *resolver, const char *name, dns_txt_cb *cb,
+			     void *arg)
+{
+	dns_request *req = dns__request_start(resolver, DNS__TXT, name, arg);
+	req->cb.txt = cb;
+	if (dns__name_ok(name))
+		dns__query_start(req, NULL, name, ns_t_txt);
+	else
+		req->status = DNS_BADNAME;
+	dns__request_started(req);
+	return req;
+}
+
+/* ---- PTR ---- */
+
+static enum dns_status dns__ptr_read(dns_request *req, const unsigned char *abuf, int alen)
+{
+	struct hostent *he = NULL;
+	int e = ares_parse_ptr_reply(abuf, alen, NULL, 0, AF_UNSPEC, &he);
+	if (e != ARES_SUCCESS)
+		return dns__status(e);
+	/* h_aliases holds every PTR name of the answer, in order; h_name is
+	 * the last of them */
+	size_t n = 0;
+	while (he->h_aliases != NULL && he->h_aliases[n] != NULL)
+		n++;
+	if (n == 0) {
+		ares_free_hostent(he);
+		return DNS_NODATA;
+	}
+	req->names = xcalloc(n, sizeof *req->names);
+	for (size_t i = 0; i < n; i++) {
+		const char *s = he->h_aliases[i];
+		size_t len = strlen(s);
+		req->names[i] = xstrndup(s, len > 1 && s[len - 1] == '.' ? len - 1 : len);
+	}
+	req->nnames = n;
+	ares_free_hostent(he);
+	return DNS_OK;
+}
+
+/* The reverse name of addr into out (room for the 72 bytes of an IPv6
+ * one). Returns 0, or -1 for another family. */
+static int dns__reverse_name(const struct sockaddr *addr, char *out, size_t size)
+{
+	if (addr->sa_family == AF_INET) {
+		const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr;
+		snprintf(out, size, "%u.%u.%u.%u.in-addr.arpa", b[3], b[2], b[1], b[0]);
+		return 0;
+	}
+	if (addr->sa_family == AF_INET6) {
+		static const char hex[] = "0123456789abcdef";
+		const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in6 *)addr)->sin6_addr;
+		size_t o = 0;
+		for (int i = 15; i >= 0 && o + 4 < size; i--) {
+			out[o++] = hex[b[i] & 0xf];
+			out[o++] = '.';
+			out[o++] = hex[b[i] >> 4];
+			out[o++] = '.';
+		}
+		snprintf(out + o, size - o, "ip6.arpa");
+		return 0;
+	}
+	return -1;
+}
+
+dns_request *dns_resolve_ptr(dns_resolver *resolver, const struct sockaddr *addr,
+			     dns_names_cb *cb, void *arg)
+{
+	char name[80];
+	int ok = dns__reverse_name(addr, name, sizeof name) == 0;
+	dns_request *req = dns__request_start(resolver, DNS__PTR, ok ? name : "", arg);
+	req->cb.names = cb;
+	if (ok)
+		dns__query_start(req, NULL, name, ns_t_ptr);
+	else
+		req->status = DNS_BADNAME;
+	dns__request_started(req);
+	return req;
+}
+
+/* ---- MX ---- */
+
+struct dns__mx_candidate {
+	const char *host;
+	unsigned preference;
+	uint64_t key; /* random: the order among equal preferences */
+};
+
+static int dns__mx_cmp(const void *a, const void *b)
+{
+	const struct dns__mx_candidate *x = a, *y = b;
+	if (x->preference != y->preference)
+		return x->preference < y->preference ? -1 : 1;
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* Start the address lookups of the chosen hosts. */
+static void dns__mx_start_hosts(dns_request *req)
+{
+	for (size_t i = 0; i < req->nhosts; i++)
+		dns__host_start(req, &req->hosts[i]);
+}
+
+/* No MX records: the domain is its own exchanger (RFC 5321 5.1). */
+static void dns__mx_implicit(dns_request *req)
+{
+	req->hosts = xcalloc(1, sizeof *req->hosts);
+	req->nhosts = 1;
+	dns__host_init(req->r, &req->hosts[0], req->name, 0);
+	req->mx.implicit = 1;
+	dns__mx_start_hosts(req);
+}
+
+/* The MX answer: the hosts in the order to try (sorted by preference, a
+ * random key breaking ties, each name once, at most mx_hosts_max), or a
+ * null MX. ares_parse_mx_reply keeps wire order and gives "." as "". */
+static void dns__mx_read(dns_request *req, const unsigned char *abuf, int alen)
+{
+	dns_resolver *r = req->r;
+	struct ares_mx_reply *mx = NULL;
+	int e = ares_parse_mx_reply(abuf, alen, &mx);
+	if ((e == ARES_SUCCESS && mx == NULL) || e == ARES_ENODATA) {
+		dns__mx_implicit(req);
+		return;
+	}
+	if (e != ARES_SUCCESS) {
+		req->status = dns__status(e);
+		return;
+	}
+	size_t n = 0;
+	for (struct ares_mx_reply *m = mx; m != NULL; m = m->next)
+		n += m->host[0] != '\0' && strcmp(m->host, ".") != 0;
+	if (n == 0) {
+		/* every MX is ".": RFC 7505's null MX (which has exactly one,
+		 * preference 0; a domain saying it twice means it as much) */
+		req->status = DNS_NULL_MX;
+		ares_free_data(mx);
+		return;
+	}
+	struct dns__mx_candidate *c = xcalloc(n, sizeof *c);
+	size_t i = 0;
+	for (struct ares_mx_reply *m = mx; m != NULL; m = m->next) {
+		if (m->host[0] == '\0' || strcmp(m->host, ".") == 0)
+			continue; /* "." among real hosts: nothing to connect to */
+		c[i++] = (struct dns__mx_candidate){ .host = m->host, .preference = m->priority,
+						     .key = dns__random(r) };
+	}
+	qsort(c, n, sizeof *c, dns__mx_cmp);
+	size_t max = r->limits.mx_hosts_max;
+	req->hosts = xcalloc(n < max ? n : max, sizeof *req->hosts);
+	for (i = 0; i < n && req->nhosts < max; i++) {
+		size_t k = 0;
+		while (k < req->nhosts && !dns__name_eq(req->hosts[k].name, c[i].host))
+			k++;
+		if (k == req->nhosts)
+			dns__host_init(r, &req->hosts[req->nhosts++], c[i].host, c[i].preference);
+	}
+	req->mx.dropped = n - req->nhosts;
+	free(c);
+	ares_free_data(mx);
+	dns__mx_start_hosts(req);
+}
+
+static void dns__mx_answer(dns_request *req, int status, const unsigned char *abuf, int alen)
+{
+	if (status == ARES_SUCCESS) {
+		dns__mx_read(req, abuf, alen);
+		return;
+	}
+	enum dns_status st = dns__status(status);
+	if (st == DNS_NODATA)
+		dns__mx_implicit(req);
+	else
+		req->status = st;
+}
+
+static void dns__mx_settle(dns_request *req)
+{
+	if (req->status != DNS_OK || req->nhosts == 0)
+		return; /* the MX query failed, a null MX, a bad name */
+	int ok = 0, temp = 0;
+	req->mx_hosts = xcalloc(req->nhosts, sizeof *req->mx_hosts);
+	for (size_t i = 0; i < req->nhosts; i++) {
+		struct dns__host *h = &req->hosts[i];
+		dns__host_settle(req->r, h);
+		ok |= h->status == DNS_OK;
+		temp |= h->status == DNS_TEMP;
+		req->mx_hosts[i] = (struct dns_mx_host){
+			.name = h->name, .preference = h->preference, .status = h->status,
+			.addrs = { .addrs = h->addrs, .count = h->count },
+		};
+	}
+	req->mx.hosts = req->mx_hosts;
+	req->mx.count = req->nhosts;
+	req->status = ok ? DNS_OK : temp ? DNS_TEMP : DNS_NODATA;
+}
+
+dns_request *dns_resolve_mx(dns_resolver *resolver, const char *domain, dns_mx_cb *cb,
+			    void *arg)
+{
+	dns_request *req = dns__request_start(resolver, DNS__MX, domain, arg);
+	req->cb.mx = cb;
+	if (dns__name_ok(domain))
+		dns__query_start(req, NULL, domain, ns_t_mx);
+	else
+		req->status = DNS_BADNAME;
+	dns__request_started(req);
+	return req;
+}
+
+/* ---- answers and results ---- */
+
+void dns__lookup_answer(const struct dns__query *q, int status, const unsigned char *abuf,
+			int alen)
+{
+	dns_request *req = q->req;
+	if (q->host != NULL) {
+		dns__host_read(req->r, q->host, q->type, status, abuf, alen);
+		return;
+	}
+	switch (q->type) {
+	case ns_t_txt:
+		req->status = status == ARES_SUCCESS ? dns__txt_read(req, abuf, alen)
+						     : dns__status(status);
+		return;
+	case ns_t_ptr:
+		req->status = status == ARES_SUCCESS ? dns__ptr_read(req, abuf, alen)
+						     : dns__status(status);
+		return;
+	case ns_t_mx:
+		dns__mx_answer(req, status, abuf, alen);
+		return;
+	}
+}
+
+void dns__lookup_settle(dns_request *req)
+{
+	switch (req->kind) {
+	case DNS__HOST: {
+		struct dns__host *h = &req->hosts[0];
+		dns__host_settle(req->r, h);
+		req->status = h->status;
+		req->addrs = (struct dns_addrs){ .addrs = h->addrs, .count = h->count };
+		return;
+	}
+	case DNS__MX:
+		dns__mx_settle(req);
+		return;
+	case DNS__TXT:
+	case DNS__PTR:
+		return; /* read when answered */
+	}
+}
+
+void dns__request_free(dns_request *req)
+{
+	for (size_t i = 0; i < req->nhosts; i++)
+		dns__host_deinit(&req->hosts[i]);
+	free(req->hosts);
+	for (size_t i = 0; i < req->ntxt; i++)
+		free((char *)req->txt[i].data);
+	free(req->txt);
+	for (size_t i = 0; i < req->nnames; i++)
+		free(req->names[i]);
+	free(req->names);
+	free(req->mx_hosts);
+	free(req->name);
+	free(req);
+}
+
+/* ---- a copy of an MX result ---- */
+
+static size_t dns__align(size_t n)
+{
+	size_t a = _Alignof(struct sockaddr_storage);
+	return (n + a - 1) / a * a;
+}
+
+struct dns_mx_result *dns_mx_result_dup(const struct dns_mx_result *result)
+{
+	size_t n = result->count, naddrs = 0, names = 0;
+	for (size_t i = 0; i < n; i++) {
+		naddrs += result->hosts[i].addrs.count;
+		names += strlen(result->hosts[i].name) + 1;
+	}
+	size_t off_hosts = dns__align(sizeof(struct dns_mx_result));
+	size_t off_addrs = dns__align(off_hosts + n * sizeof(struct dns_mx_host));
+	size_t off_names = off_addrs + naddrs * sizeof(struct sockaddr_storage);
+	char *block = xcalloc(1, off_names + names);
+	struct dns_mx_result *copy = (struct dns_mx_result *)block;
+	struct dns_mx_host *hosts = (struct dns_mx_host *)(block + off_hosts);
+	struct sockaddr_storage *addrs = (struct sockaddr_storage *)(block + off_addrs);
+	char *name = block + off_names;
+	for (size_t i = 0; i < n; i++) {
+		const struct dns_mx_host *h = &result->hosts[i];
+		size_t len = strlen(h->name) + 1;
+		memcpy(name, h->name, len);
+		if (h->addrs.count > 0)
+			memcpy(addrs, h->addrs.addrs, h->addrs.count * sizeof *addrs);
+		hosts[i] = (struct dns_mx_host){ .name = name, .preference = h->preference,
+						 .status = h->status,
+						 .addrs = { .addrs = addrs, .count = h->addrs.count } };
+		name += len;
+		addrs += h->addrs.count;
+	}
+	*copy = (struct dns_mx_result){ .hosts = hosts, .count = n, .implicit = result->implicit,
+					.dropped = result->dropped };
+	return copy;
+}
+
+void dns_mx_result_free(struct dns_mx_result **result)
+{
+	free(*result);
+	*result = NULL;
+}
