@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "mail-error.h"
+#include "queue-dsn.h"
 #include "rpc.h"
 #include "util.h"
 #include "xalloc.h"
@@ -64,6 +65,8 @@ int queue_service_validate(const struct queue_service_settings *set,
 		*why_r = "body too big";
 		return MAIL_ERR_TOO_BIG;
 	}
+	if (queue_dsn_check(req, why_r) < 0)
+		return MAIL_ERR_PARAMS;
 	for (size_t i = 0; i < req->n_rcpt_to; i++) {
 		const char *r = req->rcpt_to[i];
 		char *norm = util_address_normalize(r, strlen(r));
@@ -85,11 +88,13 @@ static void service__log_enqueued(rpc_call *call, const Queue__EnqueueRequest *r
 		log_event(LOG_INFO, "queue", "event=enqueue_duplicate qid=%s peer=%s",
 			  req->queue_id, rpc_call_peer(call));
 	} else {
+		char dsn[320];
 		log_event(LOG_INFO, "queue", "event=enqueued qid=%s from=%s rcpts=%zu size=%zu "
-			  "session=%s", req->queue_id,
+			  "session=%s%s", req->queue_id,
 			  log_quote(q, sizeof q, req->mail_from, strlen(req->mail_from)),
 			  req->n_rcpt_to, req->body.len,
-			  req->session_id[0] ? req->session_id : "-");
+			  req->session_id[0] ? req->session_id : "-",
+			  queue_dsn_log_fields(req, dsn, sizeof dsn));
 	}
 }
 
@@ -126,12 +131,13 @@ static void service__enqueue_repl(queue_service *svc, rpc_call *call,
 		rpc_call_reply(call, ret, NULL);
 		return;
 	}
-	char q[160];
+	char q[160], dsn[320];
 	const Queue__EnqueueRequest *req = rec->envelope;
 	log_event(LOG_INFO, "queue", "event=enqueue_proposed qid=%s from=%s rcpts=%zu size=%zu "
-		  "session=%s", req->queue_id,
+		  "session=%s%s", req->queue_id,
 		  log_quote(q, sizeof q, req->mail_from, strlen(req->mail_from)),
-		  req->n_rcpt_to, req->body.len, req->session_id[0] ? req->session_id : "-");
+		  req->n_rcpt_to, req->body.len, req->session_id[0] ? req->session_id : "-",
+		  queue_dsn_log_fields(req, dsn, sizeof dsn));
 }
 
 static void service__enqueue(rpc_call *call, const ProtobufCMessage *msg, void *ctx)

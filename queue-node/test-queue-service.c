@@ -12,6 +12,7 @@
 
 #include "mail-error.h"
 #include "queue-client.h"
+#include "queue-dsn.h"
 #include "queue-service.h"
 
 static char *rcpts[] = { "alice@example.test", "bob@example.test" };
@@ -120,6 +121,56 @@ static void test_settings_and_ids(void **state)
 
 /* A resend of the same message in the same window gets the same queue id;
  * anything else that differs gives another one. */
+/* DSN fields (queue-dsn.h): accepted as the SMTP engine gives them,
+ * refused (MAIL_ERR_PARAMS) when no SMTP client could have sent them;
+ * their log fields. */
+static void test_dsn_fields(void **state)
+{
+	(void)state;
+	struct queue_service_settings set;
+	queue_service_settings_default(&set);
+	Queue__EnqueueRequest req;
+	request_init(&req);
+	const char *why;
+	char log[320];
+	assert_string_equal(queue_dsn_log_fields(&req, log, sizeof log), "");
+	uint32_t notify[2] = { DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE, 0 };
+	Queue__Orcpt o[2], *op[2] = { &o[0], &o[1] };
+	queue__orcpt__init(&o[0]);
+	queue__orcpt__init(&o[1]);
+	o[1].addr_type = "rfc822";
+	o[1].addr = "Bob@Example.TEST";
+	req.ret = QUEUE__DSN_RET__RET_FULL;
+	req.envid = "env id";
+	req.notify = notify;
+	req.n_notify = 2;
+	req.orcpt = op;
+	req.n_orcpt = 2;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_OK);
+	assert_string_equal(queue_dsn_log_fields(&req, log, sizeof log),
+			    " ret=full envid=\"env id\" notify=1 orcpt=1");
+	assert_string_equal(queue_dsn_log_fields(&req, log, 12), " ret=full e");
+	req.n_notify = 1;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_ERR_PARAMS);
+	assert_string_equal(why, "DSN NOTIFY not one per recipient");
+	req.n_notify = 2;
+	notify[1] = DSN_NOTIFY_NEVER | DSN_NOTIFY_DELAY;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_ERR_PARAMS);
+	assert_string_equal(why, "bad DSN NOTIFY");
+	notify[1] = DSN_NOTIFY_NEVER;
+	char envid[DSN_ENVID_MAX + 2];
+	memset(envid, 'e', sizeof envid - 1);
+	envid[sizeof envid - 1] = '\0';
+	req.envid = envid;
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_ERR_PARAMS);
+	assert_string_equal(why, "bad DSN ENVID");
+	envid[DSN_ENVID_MAX] = '\0';
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_OK);
+	o[0].addr = "x@y.test"; /* no addr_type */
+	assert_int_equal(queue_service_validate(&set, &req, &why), MAIL_ERR_PARAMS);
+	assert_string_equal(why, "bad DSN ORCPT");
+}
+
 static void test_content_id(void **state)
 {
 	(void)state;
@@ -155,6 +206,7 @@ int main(void)
 		cmocka_unit_test(test_body_limit),
 		cmocka_unit_test(test_settings_and_ids),
 		cmocka_unit_test(test_content_id),
+		cmocka_unit_test(test_dsn_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include <leveldb/c.h>
 #include <unistd.h>
 
+#include "queue-dsn.h"
 #include "queue-store.h"
 #include "router.h"
 #include "util.h"
@@ -311,6 +312,203 @@ static void test_put_get_after_reopen(void **state)
 	assert_int_equal(queue_store_get(f->store, "nothere", &m, &error), 0);
 }
 
+/* ---- DSN (RFC 3461) fields of the envelope (queue.proto 13..16) ---- */
+
+/* The DSN values our SMTP engine hands over for s's recipients. */
+struct dsn_sample {
+	uint32_t notify[3];
+	Queue__Orcpt orcpt[3];
+	Queue__Orcpt *orcpt_ptrs[3];
+};
+
+static void dsn_sample_add(struct sample *s, struct dsn_sample *d)
+{
+	s->env.ret = QUEUE__DSN_RET__RET_HDRS;
+	s->env.envid = "QQ314159 x";
+	d->notify[0] = DSN_NOTIFY_SUCCESS | DSN_NOTIFY_DELAY;
+	d->notify[1] = 0; /* not given */
+	d->notify[2] = DSN_NOTIFY_NEVER;
+	for (size_t i = 0; i < 3; i++) {
+		queue__orcpt__init(&d->orcpt[i]);
+		d->orcpt_ptrs[i] = &d->orcpt[i];
+	}
+	d->orcpt[0].addr_type = "rfc822";
+	d->orcpt[0].addr = "A@X.test";
+	d->orcpt[2].addr_type = "utf-8";
+	d->orcpt[2].addr = "j\xc3\xa9r\xc3\xb4me@y.test";
+	s->env.n_notify = s->env.n_rcpt_to;
+	s->env.notify = d->notify;
+	s->env.n_orcpt = s->env.n_rcpt_to;
+	s->env.orcpt = d->orcpt_ptrs;
+}
+
+/* What queue-dsn.h reads back from a stored envelope with dsn_sample's. */
+static void assert_dsn_sample(const Queue__EnqueueRequest *env)
+{
+	struct dsn_mail_params m;
+	struct dsn_rcpt_params r;
+	const char *why;
+	assert_int_equal(queue_dsn_check(env, &why), 0);
+	queue_dsn_mail(env, &m);
+	assert_int_equal(m.ret, DSN_RET_HDRS);
+	assert_true(m.has_envid);
+	assert_string_equal(m.envid, "QQ314159 x");
+	queue_dsn_rcpt(env, 0, &r);
+	assert_int_equal(r.notify, DSN_NOTIFY_SUCCESS | DSN_NOTIFY_DELAY);
+	assert_int_equal(r.orcpt.kind, DSN_ADDR_RFC822);
+	assert_string_equal(r.orcpt.type, "rfc822");
+	assert_string_equal(r.orcpt.addr, "A@X.test");
+	assert_true(dsn_notify_wants(r.notify, DSN_EVENT_SUCCESS));
+	assert_false(dsn_notify_wants(r.notify, DSN_EVENT_FAILURE));
+	queue_dsn_rcpt(env, 1, &r);
+	assert_int_equal(r.notify, 0);
+	assert_int_equal(r.orcpt.kind, DSN_ADDR_NONE);
+	assert_true(dsn_notify_wants(r.notify, DSN_EVENT_FAILURE)); /* the default */
+	queue_dsn_rcpt(env, 2, &r);
+	assert_int_equal(r.notify, DSN_NOTIFY_NEVER);
+	assert_int_equal(r.orcpt.kind, DSN_ADDR_UTF8);
+	assert_string_equal(r.orcpt.addr, "j\xc3\xa9r\xc3\xb4me@y.test");
+	queue_dsn_rcpt(env, 3, &r); /* past the end: defaults */
+	assert_int_equal(r.notify, 0);
+	assert_int_equal(r.orcpt.kind, DSN_ADDR_NONE);
+}
+
+/* Enqueued with DSN values (the standalone put, and a replicated log
+ * entry as a replica receives it: packed, unpacked, applied): the same
+ * values after the store was closed and opened again. */
+static void test_dsn_fields_after_reopen(void **state)
+{
+	struct fixture *f = *state;
+	struct sample s, t;
+	struct dsn_sample d, e;
+	const char *error;
+	sample_init(&s, "dsn1", 3);
+	dsn_sample_add(&s, &d);
+	assert_int_equal(queue_store_put(f->store, &s.msg, &error), 0);
+
+	sample_init(&t, "dsn2", 3);
+	dsn_sample_add(&t, &e);
+	Queue__LogEntry le = QUEUE__LOG_ENTRY__INIT;
+	le.put = &t.msg;
+	size_t len = queue__log_entry__get_packed_size(&le);
+	uint8_t *wire = malloc(len);
+	queue__log_entry__pack(&le, wire);
+	Queue__LogEntry *got = queue__log_entry__unpack(NULL, len, wire);
+	assert_non_null(got);
+	assert_int_equal(queue_store_apply(f->store, 1, 1, got, &error), 0);
+	queue__log_entry__free_unpacked(got, NULL);
+	free(wire);
+
+	reopen(f);
+	const char *ids[2] = { "dsn1", "dsn2" };
+	for (size_t k = 0; k < 2; k++) {
+		Queue__QueuedMessage *m = NULL;
+		assert_int_equal(queue_store_get(f->store, ids[k], &m, &error), 1);
+		assert_sample(m, k == 0 ? &s : &t);
+		assert_dsn_sample(m->envelope);
+		queue_store_message_free(&m);
+	}
+}
+
+/* A record written before the DSN fields existed (its bytes as that
+ * version packed them: QueuedMessage{envelope{queue_id "old1", mail_from,
+ * two rcpt_to, body, helo, received_at}, next_attempt_at 42}) still
+ * loads, and reads as "nothing given". */
+static void test_dsn_old_record(void **state)
+{
+	struct fixture *f = *state;
+	static const char old[] =
+		"\x0a\x39"                            /* 1 envelope, 57 octets */
+		"\x0a\x04" "old1"                     /* 1 queue_id */
+		"\x12\x08" "s@z.test"                 /* 2 mail_from */
+		"\x1a\x08" "a@x.test"                 /* 3 rcpt_to */
+		"\x1a\x08" "b@x.test"
+		"\x22\x04" "hi\r\n"                   /* 4 body */
+		"\x2a\x06" "h.test"                   /* 5 helo */
+		"\x38\xfb\xd0\x95\xff\xbc\x31"         /* 7 received_at 1700000000123 */
+		"\x20\x2a";                           /* 4 next_attempt_at 42 */
+	queue_store_close(&f->store);
+	leveldb_options_t *opt = leveldb_options_create();
+	leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+	char *err = NULL;
+	leveldb_t *db = leveldb_open(opt, f->dir, &err);
+	assert_null(err);
+	const char key[] = { QUEUE_STORE_KEY_VERSION, 'm', 'o', 'l', 'd', '1' };
+	leveldb_put(db, wo, key, sizeof key, old, sizeof old - 1, &err);
+	assert_null(err);
+	leveldb_close(db);
+	leveldb_writeoptions_destroy(wo);
+	leveldb_options_destroy(opt);
+	reopen(f);
+
+	const char *error;
+	Queue__QueuedMessage *m = NULL;
+	assert_int_equal(queue_store_get(f->store, "old1", &m, &error), 1);
+	const Queue__EnqueueRequest *env = m->envelope;
+	assert_string_equal(env->mail_from, "s@z.test");
+	assert_int_equal(env->n_rcpt_to, 2);
+	assert_string_equal(env->rcpt_to[1], "b@x.test");
+	assert_int_equal(env->received_at, 1700000000123);
+	assert_int_equal(m->next_attempt_at, 42);
+	assert_int_equal(env->ret, QUEUE__DSN_RET__RET_UNSPECIFIED);
+	assert_string_equal(env->envid, "");
+	assert_int_equal(env->n_notify, 0);
+	assert_int_equal(env->n_orcpt, 0);
+	assert_int_equal(queue_dsn_check(env, &error), 0);
+	struct dsn_mail_params mp;
+	struct dsn_rcpt_params rp;
+	queue_dsn_mail(env, &mp);
+	assert_int_equal(mp.ret, DSN_RET_UNSPECIFIED);
+	assert_false(mp.has_envid);
+	for (size_t i = 0; i < 2; i++) {
+		queue_dsn_rcpt(env, i, &rp);
+		assert_int_equal(rp.notify, 0);
+		assert_int_equal(rp.orcpt.kind, DSN_ADDR_NONE);
+		assert_true(dsn_notify_wants(rp.notify, DSN_EVENT_FAILURE));
+		assert_true(dsn_notify_wants(rp.notify, DSN_EVENT_DELAY));
+		assert_false(dsn_notify_wants(rp.notify, DSN_EVENT_SUCCESS));
+	}
+	queue_store_message_free(&m);
+}
+
+/* What ENQUEUE refuses (queue_service_validate calls queue_dsn_check). */
+static void test_dsn_check(void **state)
+{
+	(void)state;
+	struct sample s;
+	struct dsn_sample d;
+	const char *why;
+	sample_init(&s, "chk", 3);
+	dsn_sample_add(&s, &d);
+	assert_int_equal(queue_dsn_check(&s.env, &why), 0);
+	s.env.n_notify = 2; /* not one per recipient */
+	assert_int_equal(queue_dsn_check(&s.env, &why), -1);
+	s.env.n_notify = 3;
+	d.notify[1] = DSN_NOTIFY_NEVER | DSN_NOTIFY_FAILURE;
+	assert_int_equal(queue_dsn_check(&s.env, &why), -1);
+	d.notify[1] = 0x10;
+	assert_int_equal(queue_dsn_check(&s.env, &why), -1);
+	d.notify[1] = 0;
+	s.env.ret = (Queue__DsnRet)7;
+	assert_int_equal(queue_dsn_check(&s.env, &why), -1);
+	s.env.ret = QUEUE__DSN_RET__RET_FULL;
+	s.env.envid = "bad\r\nX-Injected: 1";
+	assert_int_equal(queue_dsn_check(&s.env, &why), -1);
+	s.env.envid = "";
+	d.orcpt[1].addr = "x@y.test"; /* an address without a type */
+	assert_int_equal(queue_dsn_check(&s.env, &why), -1);
+	d.orcpt[1].addr_type = "rfc822";
+	assert_int_equal(queue_dsn_check(&s.env, &why), 0);
+	d.orcpt[1].addr = "x@y.test\r\nBcc: z";
+	assert_int_equal(queue_dsn_check(&s.env, &why), -1);
+	d.orcpt[1].addr = "x@y.test";
+	s.env.n_orcpt = 1;
+	assert_int_equal(queue_dsn_check(&s.env, &why), -1);
+	s.env.n_orcpt = 0;
+	s.env.n_notify = 0;
+	assert_int_equal(queue_dsn_check(&s.env, &why), 0);
+}
+
 static void test_put_idempotent(void **state)
 {
 	struct fixture *f = *state;
@@ -478,6 +676,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_get_after_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_idempotent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dsn_fields_after_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dsn_old_record, setup, teardown),
+		cmocka_unit_test(test_dsn_check),
 		cmocka_unit_test_setup_teardown(test_mark_delivered_persists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),

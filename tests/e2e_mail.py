@@ -10,6 +10,8 @@ mailctl, sends with smtplib, reads back with imaplib and checks:
   * a message that got 250 survives kill -9 of the queue node before
     delivery and arrives exactly once;
   * IMAP flags and expunge behave, bad IMAP commands get BAD;
+  * DSN (RFC 3461) is advertised, RET/ENVID/NOTIFY/ORCPT are accepted and
+    reach the queue's record (its enqueue log line), bad values get 501;
   * `down` leaves no process behind.
 Standard library only.
 """
@@ -180,6 +182,27 @@ class E2E:
         assert bodies.count(msg) == 1
         assert len(bodies) == before + 1
 
+    def dsn_parameters(self):
+        before = len(self.inbox_bodies())
+        s = self.smtp()
+        assert s.has_extn("dsn"), s.esmtp_features
+        code, text = s.mail("sender@remote.test", ["RET=HDRS", "ENVID=e2e+2Bdsn"])
+        assert code == 250, (code, text)
+        code, text = s.rcpt("alice@example.test", ["NOTIFY=NEVER,SUCCESS"])
+        assert code == 501 and text.startswith(b"5.5.4"), (code, text)
+        code, text = s.rcpt("alice@example.test", ["NOTIFY=SUCCESS,FAILURE",
+                                                   "ORCPT=rfc822;Alice@Example.TEST"])
+        assert code == 250, (code, text)
+        msg = make_message("dsn", ["with DSN parameters"])
+        code, text = s.data(msg)
+        assert code == 250, (code, text)
+        s.quit()
+        self.wait_for(lambda: len(self.inbox_bodies()) > before, what="DSN message delivery")
+        line = self.wait_for(lambda: self.c.log_events(
+            "queue-1", r"event=enqueue(d|_proposed) .* ret=hdrs envid=e2e\+dsn notify=1 orcpt=1"),
+            timeout=10, what="the DSN values in the queue's log")
+        assert "rcpts=1" in line, line
+
     def metrics(self):
         """Every daemon serves Prometheus text on /metrics; the counters move."""
         def scrape(name):
@@ -279,6 +302,7 @@ def main():
         check("survives_queue_kill", t.survives_queue_kill)
         check("kill_right_after_250", t.kill_right_after_250)
         check("imap_semantics", t.imap_semantics)
+        check("dsn_parameters", t.dsn_parameters)
         check("metrics", t.metrics)
     return e2e_harness.run("mail-e2e-", body, lease_ttl=3)
 

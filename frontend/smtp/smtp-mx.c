@@ -138,9 +138,11 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 	smtp_mx__unref(mx);
 }
 
-static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt, void *ctx)
+static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt,
+			     const struct smtp_rcpt_params *params, void *ctx)
 {
 	smtp_mx *mx = ctx;
+	(void)params; /* kept by the engine with the recipient (on_data) */
 	char *address = util_address_normalize(rcpt, strlen(rcpt));
 	if (address == NULL) {
 		smtp_session_complete(s, 501, "5.1.3", "Bad recipient address syntax");
@@ -162,6 +164,68 @@ static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt, void *ctx)
 }
 
 /* ---- DATA ------------------------------------------------------------- */
+
+/* The queue record stores lib/dsn's values as they are (queue.proto). */
+_Static_assert(DSN_NOTIFY_SUCCESS == 1 && DSN_NOTIFY_FAILURE == 2 && DSN_NOTIFY_DELAY == 4 &&
+		       DSN_NOTIFY_NEVER == 8,
+	       "queue.proto's notify bits are lib/dsn's");
+_Static_assert((int)DSN_RET_UNSPECIFIED == (int)QUEUE__DSN_RET__RET_UNSPECIFIED &&
+		       (int)DSN_RET_FULL == (int)QUEUE__DSN_RET__RET_FULL &&
+		       (int)DSN_RET_HDRS == (int)QUEUE__DSN_RET__RET_HDRS,
+	       "queue.proto's DsnRet is lib/dsn's enum dsn_ret");
+
+/* The DSN fields of the queue record (pointing into t, valid as long as
+ * t; the arrays are the caller's to free with smtp_mx__dsn_free). The
+ * per-recipient arrays stay empty when no recipient gave NOTIFY or ORCPT,
+ * so a message without DSN parameters is stored as before. */
+struct smtp_mx__dsn {
+	uint32_t *notify;
+	Queue__Orcpt *orcpt;
+	Queue__Orcpt **orcpt_ptrs;
+};
+
+static void smtp_mx__dsn_fill(const struct smtp_transaction *t, Queue__EnqueueRequest *req,
+			      struct smtp_mx__dsn *d)
+{
+	memset(d, 0, sizeof *d);
+	req->ret = (Queue__DsnRet)t->params.dsn.ret;
+	if (t->params.dsn.has_envid)
+		req->envid = (char *)t->params.dsn.envid;
+	int any_notify = 0, any_orcpt = 0;
+	for (size_t i = 0; i < t->n_rcpts; i++) {
+		any_notify |= t->rcpt_params[i].dsn.notify != 0;
+		any_orcpt |= t->rcpt_params[i].dsn.orcpt.kind != DSN_ADDR_NONE;
+	}
+	if (any_notify) {
+		d->notify = xcalloc(t->n_rcpts, sizeof *d->notify);
+		for (size_t i = 0; i < t->n_rcpts; i++)
+			d->notify[i] = t->rcpt_params[i].dsn.notify;
+		req->n_notify = t->n_rcpts;
+		req->notify = d->notify;
+	}
+	if (any_orcpt) {
+		d->orcpt = xcalloc(t->n_rcpts, sizeof *d->orcpt);
+		d->orcpt_ptrs = xcalloc(t->n_rcpts, sizeof *d->orcpt_ptrs);
+		for (size_t i = 0; i < t->n_rcpts; i++) {
+			const struct dsn_orcpt *o = &t->rcpt_params[i].dsn.orcpt;
+			queue__orcpt__init(&d->orcpt[i]);
+			if (o->kind != DSN_ADDR_NONE) {
+				d->orcpt[i].addr_type = (char *)o->type;
+				d->orcpt[i].addr = (char *)o->addr;
+			}
+			d->orcpt_ptrs[i] = &d->orcpt[i];
+		}
+		req->n_orcpt = t->n_rcpts;
+		req->orcpt = d->orcpt_ptrs;
+	}
+}
+
+static void smtp_mx__dsn_free(struct smtp_mx__dsn *d)
+{
+	free(d->notify);
+	free(d->orcpt);
+	free(d->orcpt_ptrs);
+}
 
 static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
 {
@@ -253,10 +317,13 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 	req.session_id = (char *)smtp_session_id(s);
 	if (smtp_session_user(s) != NULL)
 		req.auth_user = (char *)smtp_session_user(s);
+	struct smtp_mx__dsn dsn;
+	smtp_mx__dsn_fill(t, &req, &dsn);
 
 	smtp_mx__ref(mx);
 	/* The request is packed before this returns (queue-client.h). */
 	queue_client_enqueue(mx->qc, &req, smtp_mx__enqueue_cb, e);
+	smtp_mx__dsn_free(&dsn);
 	buf_deinit(&body);
 	for (size_t i = 0; i < t->n_rcpts; i++)
 		free(rcpts[i]);

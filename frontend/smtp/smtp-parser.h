@@ -29,6 +29,7 @@
 #define MAIL_SMTP_PARSER_H
 
 #include "buf.h"
+#include "dsn-params.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -82,13 +83,25 @@ const char *smtp_command_name(enum smtp_command_kind kind);
 
 enum smtp_body_type { SMTP_BODY_UNSPECIFIED = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
 
-/* ESMTP parameters of MAIL FROM (RCPT TO takes none: any is 555). */
+/* ESMTP parameters of MAIL FROM. */
 struct smtp_mail_params {
 	int has_size;
 	uint64_t size;           /* SIZE=, as declared (only compared, never used
 				    to size anything) */
 	enum smtp_body_type body;
+	struct dsn_mail_params dsn; /* RET=, ENVID= (RFC 3461; lib/dsn) */
 };
+
+/* ESMTP parameters of RCPT TO: only DSN's NOTIFY= and ORCPT= (RFC 3461);
+ * any other is 555 5.5.4. */
+struct smtp_rcpt_params {
+	struct dsn_rcpt_params dsn;
+};
+
+/* Parser flags (smtp_command_parser_set_flags). */
+#define SMTP_PARSER_DSN 0x01u /* accept the DSN parameters (RET, ENVID on
+				 MAIL; NOTIFY, ORCPT on RCPT); without it
+				 they are 555 5.5.4 like any unknown one */
 
 /* One parsed command. Strings point into the parser and stay valid until
  * the next smtp_command_parser_feed() or _deinit(). */
@@ -100,6 +113,7 @@ struct smtp_command {
 	 * VRFY/HELP/NOOP: the argument or "" ; otherwise NULL. */
 	const char *arg;
 	struct smtp_mail_params params; /* MAIL only */
+	struct smtp_rcpt_params rcpt_params; /* RCPT only */
 	struct smtp_reply error;        /* set when feed returned -1 */
 };
 
@@ -111,17 +125,24 @@ enum smtp_command_parser_state {
 typedef struct smtp_command_parser {
 	struct smtp_limits limits;
 	enum smtp_command_parser_state state;
+	unsigned flags; /* SMTP_PARSER_*; 0 after init */
 	buf line; /* the current line (never more than limits.max_line) */
 } smtp_command_parser;
 
 /* Embedded; limits is copied. deinit frees the line buffer. */
 void smtp_command_parser_init(smtp_command_parser *p, const struct smtp_limits *limits);
 void smtp_command_parser_deinit(smtp_command_parser *p);
+/* Set the SMTP_PARSER_* flags for the lines fed from now on (the server
+ * sets SMTP_PARSER_DSN when it advertises DSN). */
+void smtp_command_parser_set_flags(smtp_command_parser *p, unsigned flags);
 
 /* Feed up to len bytes. Stops after the first complete line.
  *  1: a command was parsed into *cmd_r;
  * -1: a bad line (syntax error, unknown command, line too long): *cmd_r has
- *     kind (the verb if recognised) and the reply to send in cmd_r->error;
+ *     kind (the verb if recognised) and the reply to send in cmd_r->error.
+ *     A DSN parameter with a bad value (or given twice) is
+ *     501 5.5.4 with lib/dsn's static text (docs/dsn.md); an unknown
+ *     parameter 555 5.5.4;
  *  0: all len bytes consumed, no complete line yet.
  * *consumed_r is always set (on 1/-1 it includes the line terminator); the
  * caller feeds the rest again. The parser is ready for the next line after

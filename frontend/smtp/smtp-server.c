@@ -73,6 +73,7 @@ struct smtp_session {
 	enum smtp_command_kind pending_cmd;
 	char *pending_arg;   /* MAIL/RCPT argument, kept for the completion */
 	struct smtp_mail_params pending_params;
+	struct smtp_rcpt_params pending_rcpt_params;
 	char id[17];
 	char peer_ip[INET6_ADDRSTRLEN];
 	int peer_port;
@@ -86,6 +87,7 @@ struct smtp_session {
 	char *mail_from;
 	struct smtp_mail_params params;
 	char **rcpts;
+	struct smtp_rcpt_params *rcpt_params; /* parallel to rcpts */
 	size_t n_rcpts;
 	struct smtp_transaction txn; /* filled for on_data */
 	tls_conn *tls;       /* the TLS layer, once STARTTLS (or at accept) */
@@ -149,7 +151,7 @@ static const struct smtp__cmd_def smtp__cmds[SMTP_CMD_COUNT_] = {
 };
 
 /* Extensions that are not a command of their own, in EHLO order. */
-enum { SMTP__EXT_SIZE = 1 };
+enum { SMTP__EXT_SIZE = 1, SMTP__EXT_DSN = 2 /* only with settings.dsn */ };
 static const struct {
 	const char *keyword;
 	unsigned flags;
@@ -157,6 +159,7 @@ static const struct {
 	{ "PIPELINING", 0 },
 	{ "SIZE", SMTP__EXT_SIZE },
 	{ "ENHANCEDSTATUSCODES", 0 },
+	{ "DSN", SMTP__EXT_DSN },
 };
 
 /* ---- small helpers --------------------------------------------------- */
@@ -300,6 +303,8 @@ static void smtp__txn_reset(smtp_session *s)
 		free(s->rcpts[i]);
 	free(s->rcpts);
 	s->rcpts = NULL;
+	free(s->rcpt_params);
+	s->rcpt_params = NULL;
 	s->n_rcpts = 0;
 	s->in_mail = 0;
 	memset(&s->params, 0, sizeof s->params);
@@ -417,8 +422,11 @@ static void smtp__cmd_ehlo(smtp_session *s, const struct smtp_command *cmd)
 	/* Keywords: the extension rows, then the commands that bring one. */
 	const char *kw[SMTP_CMD_COUNT_ + sizeof smtp__exts / sizeof smtp__exts[0] + 1];
 	size_t n = 0;
-	for (size_t i = 0; i < sizeof smtp__exts / sizeof smtp__exts[0]; i++)
+	for (size_t i = 0; i < sizeof smtp__exts / sizeof smtp__exts[0]; i++) {
+		if ((smtp__exts[i].flags & SMTP__EXT_DSN) && !srv->set.dsn)
+			continue;
 		kw[n++] = smtp__exts[i].keyword;
+	}
 	for (int k = 0; k < SMTP_CMD_COUNT_; k++) {
 		if (smtp__cmds[k].ehlo == NULL)
 			continue;
@@ -456,6 +464,7 @@ static void smtp__pending_start(smtp_session *s, const struct smtp_command *cmd)
 	free(s->pending_arg);
 	s->pending_arg = cmd->arg != NULL ? xstrdup(cmd->arg) : NULL;
 	s->pending_params = cmd->params;
+	s->pending_rcpt_params = cmd->rcpt_params;
 }
 
 static void smtp__cmd_mail(smtp_session *s, const struct smtp_command *cmd)
@@ -500,7 +509,7 @@ static void smtp__cmd_rcpt(smtp_session *s, const struct smtp_command *cmd)
 	}
 	smtp__pending_start(s, cmd);
 	if (srv->cb.on_rcpt != NULL)
-		srv->cb.on_rcpt(s, cmd->arg, srv->ctx);
+		srv->cb.on_rcpt(s, cmd->arg, &cmd->rcpt_params, srv->ctx);
 	else
 		smtp_session_complete(s, 250, "2.1.5", "Ok");
 }
@@ -541,6 +550,7 @@ static void smtp__data_end(smtp_session *s)
 	s->txn.mail_from = s->mail_from;
 	s->txn.params = s->params;
 	s->txn.rcpts = (const char *const *)s->rcpts;
+	s->txn.rcpt_params = s->rcpt_params;
 	s->txn.n_rcpts = s->n_rcpts;
 	s->txn.body = s->data.body.data;
 	s->txn.body_len = s->data.body.len;
@@ -619,6 +629,7 @@ static void smtp__cmd_starttls(smtp_session *s, const struct smtp_command *cmd)
 	s->auth_user = NULL;
 	smtp_command_parser_deinit(&s->parser);
 	smtp_command_parser_init(&s->parser, &s->server->set.limits);
+	smtp_command_parser_set_flags(&s->parser, s->server->set.dsn ? SMTP_PARSER_DSN : 0);
 }
 
 /* ---- AUTH (RFC 4954) ------------------------------------------------- */
@@ -1005,6 +1016,9 @@ void smtp_session_complete(smtp_session *s, int code, const char *enh, const cha
 	case SMTP_CMD_RCPT:
 		if (ok && !smtp__rcpt_known(s, arg)) { /* pipelined duplicates */
 			s->rcpts = xrealloc(s->rcpts, (s->n_rcpts + 1) * sizeof *s->rcpts);
+			s->rcpt_params = xrealloc(s->rcpt_params,
+						  (s->n_rcpts + 1) * sizeof *s->rcpt_params);
+			s->rcpt_params[s->n_rcpts] = s->pending_rcpt_params;
 			s->rcpts[s->n_rcpts++] = arg;
 			arg = NULL;
 		}
@@ -1077,6 +1091,7 @@ static void smtp__on_connection(uv_stream_t *listener, int status)
 	srv->n_sessions++;
 	util_random_hex(s->id, 8);
 	smtp_command_parser_init(&s->parser, &srv->set.limits);
+	smtp_command_parser_set_flags(&s->parser, srv->set.dsn ? SMTP_PARSER_DSN : 0);
 	smtp_data_reader_init(&s->data, srv->set.limits.max_message_size);
 	buf_init(&s->in);
 	buf_init(&s->out);
@@ -1148,6 +1163,7 @@ void smtp_server_settings_init_default(struct smtp_server_settings *set)
 	set->idle_timeout_ms = SMTP_DEFAULT_IDLE_TIMEOUT_MS;
 	set->max_errors = SMTP_DEFAULT_MAX_ERRORS;
 	set->max_pending_input = SMTP_DEFAULT_MAX_PENDING_INPUT;
+	set->dsn = 1;
 	set->max_sessions = SMTP_DEFAULT_MAX_SESSIONS;
 	set->max_sessions_per_ip = SMTP_DEFAULT_MAX_SESSIONS_PER_IP;
 	set->data_timeout_ms = SMTP_DEFAULT_DATA_TIMEOUT_MS;

@@ -100,10 +100,15 @@ struct smtp_server_settings {
 	 * 421 4.7.1 at connect (or a plain close on implicit TLS). */
 	int (*ip_refused)(void *arg, const char *ip);
 	void *guard_arg;
+	/* 1 (default): advertise DSN (RFC 3461) in EHLO and take RET=/ENVID=
+	 * on MAIL, NOTIFY=/ORCPT= on RCPT (bad values: 501 5.5.4, see
+	 * docs/dsn.md); they reach on_mail/on_rcpt/on_data. 0: not
+	 * advertised, and those parameters are 555 5.5.4. */
+	int dsn;
 };
 
 /* Defaults: host 127.0.0.1, port 2525, hostname "localhost", log_svc "smtp",
- * smtp_limits_init_default(), and the SMTP_DEFAULT_* values above. */
+ * smtp_limits_init_default(), dsn 1, and the SMTP_DEFAULT_* values above. */
 void smtp_server_settings_init_default(struct smtp_server_settings *set);
 
 typedef struct smtp_server smtp_server;
@@ -113,8 +118,11 @@ typedef struct smtp_session smtp_session;
  * valid until smtp_session_complete() for that DATA. */
 struct smtp_transaction {
 	const char *mail_from;   /* reverse-path mailbox as given, "" for <> */
-	struct smtp_mail_params params;
+	struct smtp_mail_params params; /* MAIL's, DSN's RET/ENVID in params.dsn */
 	const char *const *rcpts; /* accepted forward-paths, as given */
+	/* per rcpts index: that RCPT's parameters (DSN's NOTIFY/ORCPT; zero
+	 * when none were given) */
+	const struct smtp_rcpt_params *rcpt_params;
 	size_t n_rcpts;
 	const uint8_t *body;     /* the message, dot-unstuffed, as received */
 	size_t body_len;
@@ -137,8 +145,10 @@ struct smtp_server_callbacks {
 	void (*on_mail)(smtp_session *s, const char *from,
 			const struct smtp_mail_params *params, void *ctx);
 	/* RCPT TO passed the engine's checks (sequence, recipient limit). A
-	 * 2xx completion adds rcpt to the transaction. */
-	void (*on_rcpt)(smtp_session *s, const char *rcpt, void *ctx);
+	 * 2xx completion adds rcpt and its params (copied) to the
+	 * transaction. */
+	void (*on_rcpt)(smtp_session *s, const char *rcpt, const struct smtp_rcpt_params *params,
+			void *ctx);
 	/* The message was received in full and within the size limit. The
 	 * transaction ends with the completion, whatever its code. */
 	void (*on_data)(smtp_session *s, const struct smtp_transaction *t, void *ctx);

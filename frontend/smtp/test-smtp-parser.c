@@ -14,10 +14,11 @@
 
 #include <cmocka.h>
 
-/* Parse input in chunks of `chunk` bytes (0: whole); one line of text per
- * result: "MAIL <arg> size=N body=B" or "ERR 501 5.5.4 text". */
-static char *parse_all(const char *input, size_t len, size_t chunk,
-		       const struct smtp_limits *limits)
+/* Parse input in chunks of `chunk` bytes (0: whole) with the parser flags;
+ * one line of text per result: "MAIL <arg> size=N body=B ret=R envid=<E>",
+ * "RCPT <arg> notify=N orcpt=<type;addr>" or "ERR 501 5.5.4 text". */
+static char *parse_all_flags(const char *input, size_t len, size_t chunk,
+			     const struct smtp_limits *limits, unsigned flags)
 {
 	smtp_command_parser p;
 	struct smtp_limits def;
@@ -26,6 +27,7 @@ static char *parse_all(const char *input, size_t len, size_t chunk,
 		limits = &def;
 	}
 	smtp_command_parser_init(&p, limits);
+	smtp_command_parser_set_flags(&p, flags);
 	buf out;
 	buf_init(&out);
 	size_t off = 0;
@@ -53,6 +55,17 @@ static char *parse_all(const char *input, size_t len, size_t chunk,
 						   (unsigned long long)cmd.params.size);
 				if (cmd.params.body != SMTP_BODY_UNSPECIFIED)
 					buf_printf(&out, " body=%d", (int)cmd.params.body);
+				if (cmd.params.dsn.ret != DSN_RET_UNSPECIFIED)
+					buf_printf(&out, " ret=%d", (int)cmd.params.dsn.ret);
+				if (cmd.params.dsn.has_envid)
+					buf_printf(&out, " envid=<%s>", cmd.params.dsn.envid);
+				if (cmd.rcpt_params.dsn.notify != 0)
+					buf_printf(&out, " notify=%u", cmd.rcpt_params.dsn.notify);
+				if (cmd.rcpt_params.dsn.orcpt.kind != DSN_ADDR_NONE)
+					buf_printf(&out, " orcpt=<%d:%s;%s>",
+						   (int)cmd.rcpt_params.dsn.orcpt.kind,
+						   cmd.rcpt_params.dsn.orcpt.type,
+						   cmd.rcpt_params.dsn.orcpt.addr);
 				buf_append_str(&out, "\n");
 			}
 		}
@@ -64,17 +77,35 @@ static char *parse_all(const char *input, size_t len, size_t chunk,
 	return (char *)buf_steal(&out, &l);
 }
 
-static void check(const char *input, const char *expected)
+static char *parse_all(const char *input, size_t len, size_t chunk,
+		       const struct smtp_limits *limits)
 {
-	char *whole = parse_all(input, strlen(input), 0, NULL);
-	char *bytes = parse_all(input, strlen(input), 1, NULL);
-	char *threes = parse_all(input, strlen(input), 3, NULL);
+	return parse_all_flags(input, len, chunk, limits, 0);
+}
+
+/* Whole, one byte at a time and in threes: the same result. */
+static void check_flags(const char *input, unsigned flags, const char *expected)
+{
+	char *whole = parse_all_flags(input, strlen(input), 0, NULL, flags);
+	char *bytes = parse_all_flags(input, strlen(input), 1, NULL, flags);
+	char *threes = parse_all_flags(input, strlen(input), 3, NULL, flags);
 	assert_string_equal(whole, expected);
 	assert_string_equal(bytes, expected);
 	assert_string_equal(threes, expected);
 	free(whole);
 	free(bytes);
 	free(threes);
+}
+
+/* Without SMTP_PARSER_DSN (the parser's default). */
+static void check(const char *input, const char *expected)
+{
+	check_flags(input, 0, expected);
+}
+
+static void check_dsn(const char *input, const char *expected)
+{
+	check_flags(input, SMTP_PARSER_DSN, expected);
 }
 
 static void test_commands(void **state)
@@ -143,6 +174,95 @@ static void test_errors(void **state)
 	memcpy(line, "RCPT TO:<", 9);
 	memcpy(line + 9 + 250, "@b.example>\r\n", 14);
 	check(line, "ERR 501 5.1.3 Bad recipient address syntax\n");
+}
+
+/* RFC 3461 with SMTP_PARSER_DSN: the values, the errors (501 5.5.4 with
+ * lib/dsn's text), and 555 for what stays unknown. */
+static void test_dsn(void **state)
+{
+	(void)state;
+	/* RFC 3461 section 8's example (ORCPT rfc822, xtext decoded). */
+	check_dsn("MAIL FROM:<Alice@Pure-Heart.ORG> RET=HDRS ENVID=QQ314159\r\n"
+		  "RCPT TO:<Bob@Big-Bucks.COM> NOTIFY=SUCCESS ORCPT=rfc822;Bob@Big-Bucks.COM\r\n"
+		  "RCPT TO:<Carol@Ivory.EDU> NOTIFY=FAILURE ORCPT=rfc822;Carol@Ivory.EDU\r\n"
+		  "RCPT TO:<Dana@Ivory.EDU> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Dana@Ivory.EDU\r\n"
+		  "RCPT TO:<Eric@Bombs.AF.MIL> NOTIFY=NEVER\r\n",
+		  "MAIL <Alice@Pure-Heart.ORG> ret=2 envid=<QQ314159>\n"
+		  "RCPT <Bob@Big-Bucks.COM> notify=1 orcpt=<1:rfc822;Bob@Big-Bucks.COM>\n"
+		  "RCPT <Carol@Ivory.EDU> notify=2 orcpt=<1:rfc822;Carol@Ivory.EDU>\n"
+		  "RCPT <Dana@Ivory.EDU> notify=3 orcpt=<1:rfc822;Dana@Ivory.EDU>\n"
+		  "RCPT <Eric@Bombs.AF.MIL> notify=8\n");
+	/* Mixed with SIZE and BODY, any case, xtext decoded, utf-8 addresses
+	 * (xtext form: no SMTPUTF8 yet), other address types kept. */
+	check_dsn("MAIL FROM:<a@b.example> SIZE=10 ret=full BODY=8BITMIME ENVID=a+2Bb+3Dc\r\n",
+		  "MAIL <a@b.example> size=10 body=2 ret=1 envid=<a+b=c>\n");
+	check_dsn("RCPT TO:<x@y.example> notify=delay,Success ORCPT=RFC822;x+2By@y.example\r\n",
+		  "RCPT <x@y.example> notify=5 orcpt=<1:rfc822;x+y@y.example>\n");
+	check_dsn("RCPT TO:<x@y.example> ORCPT=utf-8;j\\x{E9}r\\x{F4}me@y.example\r\n",
+		  "RCPT <x@y.example> orcpt=<2:utf-8;j\xc3\xa9r\xc3\xb4me@y.example>\n");
+	check_dsn("RCPT TO:<x@y.example> ORCPT=x400;c+3Dus+3Ba+3Dx\r\n",
+		  "RCPT <x@y.example> orcpt=<3:x400;c=us;a=x>\n");
+	check_dsn("MAIL FROM:<> RET=HDRS\r\n", "MAIL <> ret=2\n");
+	/* Bad values: 501 5.5.4 and lib/dsn's text. */
+	check_dsn("MAIL FROM:<a@b.example> RET=ALL\r\n",
+		  "ERR 501 5.5.4 Bad RET parameter (FULL or HDRS)\n");
+	check_dsn("MAIL FROM:<a@b.example> RET\r\n",
+		  "ERR 501 5.5.4 Bad RET parameter (FULL or HDRS)\n");
+	check_dsn("MAIL FROM:<a@b.example> RET=FULL RET=HDRS\r\n",
+		  "ERR 501 5.5.4 Duplicate RET parameter\n");
+	check_dsn("MAIL FROM:<a@b.example> ENVID=a+2b\r\n",
+		  "ERR 501 5.5.4 Bad +XX in xtext (two upper-case hex digits)\n");
+	check_dsn("MAIL FROM:<a@b.example> ENVID\r\n", "ERR 501 5.5.4 Missing ENVID value\n");
+	check_dsn("MAIL FROM:<a@b.example> ENVID=a+0Ab\r\n",
+		  "ERR 501 5.5.4 Decoded value is not printable US-ASCII\n");
+	check_dsn("RCPT TO:<x@y.example> NOTIFY=NEVER,SUCCESS\r\n",
+		  "ERR 501 5.5.4 NOTIFY=NEVER cannot be combined with other values\n");
+	check_dsn("RCPT TO:<x@y.example> NOTIFY=SUCCESS,SUCCESS\r\n",
+		  "ERR 501 5.5.4 Duplicate value in NOTIFY parameter\n");
+	check_dsn("RCPT TO:<x@y.example> NOTIFY=ALWAYS\r\n",
+		  "ERR 501 5.5.4 Bad NOTIFY parameter (NEVER or SUCCESS,FAILURE,DELAY)\n");
+	check_dsn("RCPT TO:<x@y.example> NOTIFY=DELAY NOTIFY=DELAY\r\n",
+		  "ERR 501 5.5.4 Duplicate NOTIFY parameter\n");
+	check_dsn("RCPT TO:<x@y.example> ORCPT=x@y.example\r\n",
+		  "ERR 501 5.5.4 Bad ORCPT parameter (addr-type;address)\n");
+	check_dsn("RCPT TO:<x@y.example> ORCPT=rfc822;\r\n", "ERR 501 5.5.4 Empty ORCPT address\n");
+	check_dsn("RCPT TO:<x@y.example> ORCPT=utf-8;\\x{41}@y.example\r\n",
+		  "ERR 501 5.5.4 Bad \\x{...} in utf-8 address\n");
+	/* Unknown stays 555; DSN's parameters are not MAIL's and RCPT's the
+	 * other way round; an empty value is the parameter syntax error. */
+	check_dsn("MAIL FROM:<a@b.example> NOTIFY=NEVER\r\n", "ERR 555 5.5.4 Unsupported parameter\n");
+	check_dsn("RCPT TO:<x@y.example> RET=FULL\r\n", "ERR 555 5.5.4 Unsupported parameter\n");
+	check_dsn("RCPT TO:<x@y.example> SIZE=10\r\n", "ERR 555 5.5.4 Unsupported parameter\n");
+	check_dsn("MAIL FROM:<a@b.example> SMTPUTF8\r\n", "ERR 555 5.5.4 Unsupported parameter\n");
+	check_dsn("RCPT TO:<x@y.example> NOTIFY=\r\n",
+		  "ERR 501 5.5.4 Syntax error in parameters\n");
+	/* Without the flag (DSN not advertised) they are unknown. */
+	check("MAIL FROM:<a@b.example> RET=FULL\r\n", "ERR 555 5.5.4 Unsupported parameter\n");
+	check("RCPT TO:<x@y.example> ORCPT=rfc822;x@y.example\r\n",
+	      "ERR 555 5.5.4 Unsupported parameter\n");
+	/* The limits: ENVID 100 octets as sent, ORCPT 500. */
+	char line[1000];
+	char v[600];
+	memset(v, 'e', 100);
+	v[100] = '\0';
+	snprintf(line, sizeof line, "MAIL FROM:<a@b.example> ENVID=%s\r\n", v);
+	char *r = parse_all_flags(line, strlen(line), 1, NULL, SMTP_PARSER_DSN);
+	assert_non_null(strstr(r, "MAIL <a@b.example> envid=<eee"));
+	free(r);
+	snprintf(line, sizeof line, "MAIL FROM:<a@b.example> ENVID=%se\r\n", v);
+	check_dsn(line, "ERR 501 5.5.4 ENVID too long (at most 100 characters)\n");
+	memcpy(v, "rfc822;", 7);
+	memset(v + 7, 'o', 493 - 10);
+	memcpy(v + 490, "@y.example", 10);
+	v[500] = '\0';
+	snprintf(line, sizeof line, "RCPT TO:<x@y.example> ORCPT=%s\r\n", v);
+	r = parse_all_flags(line, strlen(line), 0, NULL, SMTP_PARSER_DSN);
+	assert_non_null(strstr(r, "orcpt=<1:rfc822;ooo"));
+	free(r);
+	memcpy(v + 490, "@yy.example", 11);
+	v[501] = '\0';
+	snprintf(line, sizeof line, "RCPT TO:<x@y.example> ORCPT=%s\r\n", v);
+	check_dsn(line, "ERR 501 5.5.4 ORCPT too long (at most 500 characters)\n");
 }
 
 /* A line of total octets (terminator included), then QUIT. */
@@ -318,7 +438,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_commands),   cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_line_limit), cmocka_unit_test(test_data),
-		cmocka_unit_test(test_data_large),
+		cmocka_unit_test(test_data_large), cmocka_unit_test(test_dsn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,6 +58,9 @@ struct env {
 	char *last_body;
 	size_t last_body_len;
 	int completions_after_close;
+	char last_mail_dsn[160];  /* on_mail's DSN values, "ret=R envid=E" */
+	char last_rcpt_dsn[600];  /* on_rcpt's, "notify=N orcpt=T;A" */
+	char last_txn_dsn[2048];  /* on_data's, the mail's then each recipient's */
 };
 
 struct op {
@@ -100,18 +103,36 @@ static void complete_later(struct env *env, smtp_session *s, unsigned ms, int co
 	uv_timer_start(&op->timer, op_timer_cb, ms, 0);
 }
 
+static void dsn_mail_text(char *out, size_t size, const struct dsn_mail_params *m)
+{
+	snprintf(out, size, "ret=%d envid=%s", (int)m->ret, m->has_envid ? m->envid : "-");
+}
+
+static void dsn_rcpt_text(char *out, size_t size, const struct dsn_rcpt_params *r)
+{
+	snprintf(out, size, "notify=%u orcpt=%s;%s", r->notify, r->orcpt.type, r->orcpt.addr);
+}
+
 static void t_on_mail(smtp_session *s, const char *from, const struct smtp_mail_params *p,
 		      void *ctx)
 {
-	(void)p;
+	struct env *env = ctx;
+	pthread_mutex_lock(&env->mu);
+	dsn_mail_text(env->last_mail_dsn, sizeof env->last_mail_dsn, &p->dsn);
+	pthread_mutex_unlock(&env->mu);
 	if (strncmp(from, "reject@", 7) == 0)
 		complete_later(ctx, s, 5, 550, "5.7.1", "Sender rejected");
 	else
 		complete_later(ctx, s, 5, 250, "2.1.0", "Ok");
 }
 
-static void t_on_rcpt(smtp_session *s, const char *rcpt, void *ctx)
+static void t_on_rcpt(smtp_session *s, const char *rcpt, const struct smtp_rcpt_params *p,
+		      void *ctx)
 {
+	struct env *env = ctx;
+	pthread_mutex_lock(&env->mu);
+	dsn_rcpt_text(env->last_rcpt_dsn, sizeof env->last_rcpt_dsn, &p->dsn);
+	pthread_mutex_unlock(&env->mu);
 	if (strncmp(rcpt, "nouser@", 7) == 0)
 		complete_later(ctx, s, 5, 550, "5.1.1", "No such user");
 	else if (strncmp(rcpt, "slow@", 5) == 0)
@@ -131,6 +152,14 @@ static void t_on_data(smtp_session *s, const struct smtp_transaction *t, void *c
 	memcpy(env->last_body, t->body, t->body_len);
 	env->last_body[t->body_len] = '\0';
 	env->last_body_len = t->body_len;
+	dsn_mail_text(env->last_txn_dsn, sizeof env->last_txn_dsn, &t->params.dsn);
+	for (size_t i = 0; i < t->n_rcpts; i++) {
+		char one[600];
+		dsn_rcpt_text(one, sizeof one, &t->rcpt_params[i].dsn);
+		size_t n = strlen(env->last_txn_dsn);
+		snprintf(env->last_txn_dsn + n, sizeof env->last_txn_dsn - n, "|%s %s",
+			 t->rcpts[i], one);
+	}
 	pthread_mutex_unlock(&env->mu);
 	if (env->serve_mode) {
 		printf("DATA rcpts=%zu size=%zu\n", t->n_rcpts, t->body_len);
@@ -279,6 +308,96 @@ static void test_full_transaction(void **state)
 	client_sends(c, "QUIT\r\n");
 	expect_reply(c, "221 2.0.0");
 	expect_eof(c);
+	client_close(c);
+	env_stop(env);
+}
+
+/* DSN (RFC 3461): advertised, values parsed and handed to on_mail,
+ * on_rcpt and (per recipient, in order) on_data; bad values 501 5.5.4;
+ * with settings.dsn = 0 not advertised and unknown (555). */
+static void test_dsn(void **state)
+{
+	(void)state;
+	struct smtp_server_settings set;
+	test_settings(&set);
+	set.limits.max_recipients = 5;
+	struct env *env = env_start(&set);
+	struct client *c = client_connect(env->port);
+	expect_reply(c, "220 ");
+	client_sends(c, "EHLO client.test\r\n");
+	const char *r = expect_reply(c, "250 ");
+	assert_non_null(strstr(r, "DSN\n"));
+	client_sends(c, "MAIL FROM:<a@b.test> RET=FULL ENVID=QQ+2B1\r\n");
+	expect_reply(c, "250 2.1.0");
+	pthread_mutex_lock(&env->mu);
+	assert_string_equal(env->last_mail_dsn, "ret=1 envid=QQ+1");
+	pthread_mutex_unlock(&env->mu);
+	client_sends(c, "RCPT TO:<u@c.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;U@C.test\r\n");
+	expect_reply(c, "250 2.1.5");
+	pthread_mutex_lock(&env->mu);
+	assert_string_equal(env->last_rcpt_dsn, "notify=3 orcpt=rfc822;U@C.test");
+	pthread_mutex_unlock(&env->mu);
+	/* Pipelined: a bad value, an unknown one, a refused recipient, one
+	 * without parameters, a duplicate (its parameters are dropped), one
+	 * with NEVER. */
+	client_sends(c, "RCPT TO:<v@c.test> NOTIFY=NEVER,DELAY\r\n"
+			"RCPT TO:<v@c.test> FOO=1\r\n"
+			"RCPT TO:<nouser@c.test> NOTIFY=DELAY\r\n"
+			"RCPT TO:<w@c.test>\r\n"
+			"RCPT TO:<U@c.test> NOTIFY=NEVER\r\n"
+			"RCPT TO:<x@c.test> NOTIFY=never ORCPT=utf-8;x\\x{E9}@c.test\r\n"
+			"DATA\r\n");
+	expect_reply(c, "501 5.5.4 NOTIFY=NEVER cannot be combined with other values");
+	expect_reply(c, "555 5.5.4 Unsupported parameter");
+	expect_reply(c, "550 5.1.1");
+	expect_reply(c, "250 2.1.5");
+	expect_reply(c, "250 2.1.5 Ok (duplicate recipient)");
+	expect_reply(c, "250 2.1.5");
+	expect_reply(c, "354 ");
+	client_sends(c, "x\r\n.\r\n");
+	expect_reply(c, "250 2.0.0");
+	pthread_mutex_lock(&env->mu);
+	assert_string_equal(env->last_txn_dsn,
+			    "ret=1 envid=QQ+1"
+			    "|u@c.test notify=3 orcpt=rfc822;U@C.test"
+			    "|w@c.test notify=0 orcpt=;"
+			    "|x@c.test notify=8 orcpt=utf-8;x\xc3\xa9@c.test");
+	pthread_mutex_unlock(&env->mu);
+	/* MAIL's errors, and a new transaction starts without DSN values. */
+	client_sends(c, "MAIL FROM:<a@b.test> RET=NONE\r\n"
+			"MAIL FROM:<a@b.test> ENVID=a+2b\r\n"
+			"MAIL FROM:<a@b.test> NOTIFY=NEVER\r\n"
+			"MAIL FROM:<a@b.test>\r\nRCPT TO:<u@c.test>\r\nDATA\r\n");
+	expect_reply(c, "501 5.5.4 Bad RET parameter (FULL or HDRS)");
+	expect_reply(c, "501 5.5.4 Bad +XX in xtext (two upper-case hex digits)");
+	expect_reply(c, "555 5.5.4 Unsupported parameter");
+	expect_reply(c, "250 2.1.0");
+	expect_reply(c, "250 2.1.5");
+	expect_reply(c, "354 ");
+	client_sends(c, "y\r\n.\r\nQUIT\r\n");
+	expect_reply(c, "250 2.0.0");
+	expect_reply(c, "221 ");
+	pthread_mutex_lock(&env->mu);
+	assert_string_equal(env->last_txn_dsn, "ret=0 envid=-|u@c.test notify=0 orcpt=;");
+	pthread_mutex_unlock(&env->mu);
+	client_close(c);
+	env_stop(env);
+
+	/* DSN off: not advertised, the parameters are unknown. */
+	test_settings(&set);
+	set.dsn = 0;
+	env = env_start(&set);
+	c = client_connect(env->port);
+	expect_reply(c, "220 ");
+	client_sends(c, "EHLO client.test\r\n");
+	r = expect_reply(c, "250 ");
+	assert_null(strstr(r, "DSN"));
+	client_sends(c, "MAIL FROM:<a@b.test> RET=FULL\r\nMAIL FROM:<a@b.test>\r\n"
+			"RCPT TO:<u@c.test> NOTIFY=NEVER\r\nQUIT\r\n");
+	expect_reply(c, "555 5.5.4 Unsupported parameter");
+	expect_reply(c, "250 2.1.0");
+	expect_reply(c, "555 5.5.4 Unsupported parameter");
+	expect_reply(c, "221 ");
 	client_close(c);
 	env_stop(env);
 }
@@ -926,6 +1045,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_transaction),
 		cmocka_unit_test(test_pipelining),
+		cmocka_unit_test(test_dsn),
 		cmocka_unit_test(test_pipelining_backpressure),
 		cmocka_unit_test(test_bad_sequence),
 		cmocka_unit_test(test_long_line_and_limits),
