@@ -149,6 +149,7 @@ static int repl__snapshot_install(void *owner, uint32_t partition, uint32_t n_pa
 static const struct repl_host_ops queue_repl_ops = {
 	repl__apply, repl__applied_index, repl__on_leading,
 	repl__snapshot_open, repl__snapshot_next, repl__snapshot_close, repl__snapshot_install,
+	NULL,   /* the queue's applies sync each write */
 };
 
 /* ---- proposals ------------------------------------------------------------ */

@@ -578,6 +578,8 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 		.peer_tls = set->tls,
 		/* a store's partitions replicate to stores, a queue's to queues */
 		.peer_roles = rpc_role_parse(router_role_name(set->role)),
+		.apply_barrier = ops->apply_barrier,
+		.apply_barrier_arg = owner,
 	};
 	*host_r = h;
 	if (repl_node_create(loop, &rs, &h->repl, error_r) < 0 ||

@@ -78,6 +78,11 @@ struct repl_host_ops {
 	 * cut short). Returns 0 / -1 (the chunk is refused). */
 	int (*snapshot_install)(void *owner, uint32_t partition, uint32_t n_partitions, int first,
 				int last, const uint8_t *chunk, size_t len, uint64_t index);
+	/* Optional: apply does not sync each write, and this makes all the
+	 * owner applied durable (repl.h repl_settings.apply_barrier: once per
+	 * loop turn, before the proposals those applies answer complete).
+	 * Returns 0 / -1. */
+	int (*apply_barrier)(void *owner);
 };
 
 struct repl_host_settings {

@@ -114,6 +114,7 @@ struct repl_partition {
 	 * the check phase writes it (its state is not p->st until then). */
 	int flush_listed;
 	int group_pending;
+	int barrier_listed;      /* applied since the node's last apply barrier */
 	uint64_t inst_transfer;
 	uint64_t inst_index;
 	uint64_t inst_epoch;
@@ -161,6 +162,12 @@ struct repl_node {
 	size_t n_group_done, cap_group_done;
 	repl_partition **flush_list;   /* partitions with queued proposals */
 	size_t n_flush, cap_flush;
+	/* The owner's apply barrier (repl_settings.apply_barrier), and the
+	 * partitions that applied since it last ran: their proposals wait. */
+	int (*apply_barrier)(void *arg);
+	void *apply_barrier_arg;
+	repl_partition **barrier_list;
+	size_t n_barrier, cap_barrier;
 };
 
 /* What a write of the group does once written (status 0) or not (-1), in
@@ -199,6 +206,7 @@ static void repl__compact_continue(repl_partition *p);
 static void repl__flush(repl_partition *p);
 static void repl__group_check_cb(uv_check_t *h);
 static void repl__group_idle_cb(uv_idle_t *h);
+static void repl__barrier_run(repl_node *n);
 
 /* ---- group commit ---------------------------------------------------- */
 
@@ -276,9 +284,10 @@ static void repl__group_check_cb(uv_check_t *h)
 	}
 	free(fl);
 	repl__group_commit(n);
+	repl__barrier_run(n);
 	/* callbacks may have proposed: they are written next turn, without
 	 * the poll blocking first */
-	if (n->n_flush > 0 || n->group != NULL) {
+	if (n->n_flush > 0 || n->group != NULL || n->n_barrier > 0) {
 		uv_idle_start(&gh->idle, repl__group_idle_cb);
 	} else {
 		uv_idle_stop(&gh->idle);   /* (the flushes above started it) */
@@ -314,6 +323,48 @@ static void repl__flush_list_add(repl_partition *p)
 	repl__group_start(n);
 	if (n->gh != NULL && !uv_is_active((uv_handle_t *)&n->gh->idle))
 		uv_idle_start(&n->gh->idle, repl__group_idle_cb);
+}
+
+static void repl__pending_complete(repl_partition *p);
+
+/* p applied entries: its proposals wait for the turn's apply barrier. */
+static void repl__barrier_add(repl_partition *p)
+{
+	repl_node *n = p->node;
+	if (p->barrier_listed || n == NULL)
+		return;
+	if (n->n_barrier == n->cap_barrier) {
+		n->cap_barrier = n->cap_barrier ? n->cap_barrier * 2 : 16;
+		n->barrier_list = xrealloc(n->barrier_list, n->cap_barrier * sizeof *n->barrier_list);
+	}
+	n->barrier_list[n->n_barrier++] = p;
+	p->barrier_listed = 1;
+	repl__group_start(n);
+	if (n->gh != NULL && !uv_is_active((uv_handle_t *)&n->gh->idle))
+		uv_idle_start(&n->gh->idle, repl__group_idle_cb);
+}
+
+/* Run the owner's apply barrier, then complete what the listed
+ * partitions' applies answered. A failed barrier is logged by the owner
+ * and the proposals still complete: they are committed, the log holds
+ * them durably, and a restart re-applies what the owner lost. */
+static void repl__barrier_run(repl_node *n)
+{
+	if (n->n_barrier == 0)
+		return;
+	repl_partition **list = n->barrier_list;
+	size_t count = n->n_barrier;
+	n->barrier_list = NULL;
+	n->n_barrier = n->cap_barrier = 0;
+	if (n->apply_barrier(n->apply_barrier_arg) < 0)
+		log_event(LOG_ERROR, REPL_LOG_SVC, "event=apply_barrier_failed partitions=%zu",
+			  count);
+	for (size_t i = 0; i < count; i++)
+		list[i]->barrier_listed = 0;
+	for (size_t i = 0; i < count; i++)
+		if (!list[i]->closing)
+			repl__pending_complete(list[i]);
+	free(list);
 }
 
 static uint32_t repl__clamp(uint32_t v, uint32_t def, uint32_t min, uint32_t max)
@@ -481,7 +532,10 @@ static void repl__apply(repl_partition *p)
 		repl_log_batch_put_state(b, &p->st);
 		repl_log_batch_commit(b, 0);
 	}
-	repl__pending_complete(p);
+	if (n->apply_barrier != NULL && (p->applied != before || p->barrier_listed))
+		repl__barrier_add(p);
+	else
+		repl__pending_complete(p);
 }
 
 /* ---- primary: group commit ------------------------------------------- */
@@ -983,6 +1037,10 @@ static int repl__compact_step(repl_partition *p, size_t max_entries, int force)
 		return 0;
 	if (!repl__compact_due(p, force))
 		return 0;
+	/* what was applied since the last apply barrier is not durable in
+	 * the owner yet: only the log holds it */
+	if (p->barrier_listed)
+		repl__barrier_run(n);
 	uint64_t limit = p->applied < p->st.commit_index ? p->applied : p->st.commit_index;
 	for (size_t i = 0; i < p->n_peers; i++)
 		if (p->peers[i]->snap != NULL && p->peers[i]->snap_index < limit)
@@ -1635,6 +1693,8 @@ void repl_partition_close(repl_partition **pp)
 			break;
 		}
 	p->flush_listed = 0;
+	if (p->barrier_listed)
+		repl__barrier_run(n);   /* what it applied becomes durable first */
 	for (repl_partition **l = &n->partitions; *l != NULL; l = &(*l)->next)
 		if (*l == p) {
 			*l = p->next;
@@ -1721,6 +1781,8 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 	memcpy(n->methods, repl__methods, sizeof n->methods);
 	for (size_t i = 0; i < REPL__N_METHODS; i++)
 		n->methods[i].roles = s->peer_roles != 0 ? s->peer_roles : REPL__PEER_ROLES_DEFAULT;
+	n->apply_barrier = s->apply_barrier;
+	n->apply_barrier_arg = s->apply_barrier_arg;
 	n->gh = xcalloc(1, sizeof *n->gh);
 	n->gh->node = n;
 	uv_check_init(loop, &n->gh->check);
@@ -1773,6 +1835,7 @@ void repl_node_destroy(repl_node **node)
 	 * log last. */
 	rpc_server_destroy(&n->server);
 	repl__group_commit(n);
+	repl__barrier_run(n);
 	while (n->partitions != NULL) {
 		repl_partition *p = n->partitions;
 		repl_partition_close(&p);
@@ -1780,6 +1843,9 @@ void repl_node_destroy(repl_node **node)
 	free(n->flush_list);
 	n->flush_list = NULL;
 	n->n_flush = 0;
+	free(n->barrier_list);
+	n->barrier_list = NULL;
+	n->n_barrier = 0;
 	n->gh->node = NULL;
 	uv_close((uv_handle_t *)&n->gh->check, repl__group_handle_close_cb);
 	uv_close((uv_handle_t *)&n->gh->idle, repl__group_handle_close_cb);

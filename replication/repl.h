@@ -108,6 +108,14 @@ struct repl_settings {
 	 * node: the nodes of its own tier (a store's partitions replicate to
 	 * stores only). 0 = store and queue nodes. */
 	uint32_t peer_roles;
+	/* Optional: the owner's state machine does not sync each apply, and
+	 * this makes everything it applied so far durable (0, or -1: logged,
+	 * tried again after the next apply). Called once per loop turn after
+	 * that turn's applies, for every partition of the node at once; the
+	 * proposals those applies answer complete only after it, and no entry
+	 * applied since the last call is compacted away before the next. */
+	int (*apply_barrier)(void *arg);
+	void *apply_barrier_arg;
 };
 
 #define REPL_DEFAULT_PROPOSE_TIMEOUT_MS 5000u

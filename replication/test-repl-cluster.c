@@ -76,6 +76,10 @@ struct fx {
 	int watch_chunks;
 	int fence_done, fence_status, fence_success;   /* send_snapshot_chunk */
 	int extra_ok;              /* test_group_commit_partitions */
+	int barrier_on;            /* nodes start with an apply barrier */
+	int barrier_calls[N_NODES];
+	uint64_t applied_at_barrier[N_NODES]; /* owner_applied at the last call */
+	int barrier_at_first_ok;   /* node 0's calls when the first proposal completed */
 };
 
 static void on_apply(repl_partition *p, uint64_t index, const uint8_t *payload, size_t len,
@@ -228,6 +232,14 @@ static void ticker_cb(uv_timer_t *t)
 	(void)t;
 }
 
+static int barrier_cb(void *arg)
+{
+	struct tnode *t = arg;
+	t->fx->barrier_calls[t->i]++;
+	t->fx->applied_at_barrier[t->i] = t->owner_applied;
+	return 0;
+}
+
 static void node_start(struct fx *fx, int i)
 {
 	struct tnode *t = &fx->n[i];
@@ -240,6 +252,8 @@ static void node_start(struct fx *fx, int i)
 		.batch_max_bytes = fx->batch_max_bytes,
 		.log_keep_entries = fx->keep_entries,
 		.log_keep_bytes = fx->keep_bytes,
+		.apply_barrier = fx->barrier_on ? barrier_cb : NULL,
+		.apply_barrier_arg = t,
 	};
 	const char *err;
 	assert_int_equal(repl_node_create(&fx->loop, &s, &t->node, &err), 0);
@@ -392,6 +406,11 @@ static void set_roles(struct fx *fx, uint64_t epoch, int primary)
 static void propose_cb(int status, uint64_t index, void *arg)
 {
 	struct fx *fx = arg;
+	if (status == MAIL_OK && fx->ok == 0)
+		fx->barrier_at_first_ok = fx->barrier_calls[0];
+	if (status == MAIL_OK && fx->barrier_on)
+		/* what the proposal answered was made durable before it completes */
+		assert_true(fx->applied_at_barrier[0] >= index);
 	if (status == MAIL_OK) {
 		fx->ok++;
 		assert_true(index > fx->last_ok_index);   /* completions in order */
@@ -846,6 +865,34 @@ static void test_group_commit_partitions(void **state)
 	for (int i = 0; i < N_NODES; i++)
 		for (int k = 0; k < EXTRA_PARTS; k++)
 			repl_partition_close(&xp[i][k]);
+}
+
+/* With an apply barrier, the proposals complete only once the barrier ran
+ * after their apply (propose_cb checks it for every one), once per turn
+ * for many proposals; the replicas call theirs too. */
+static void test_apply_barrier(void **state)
+{
+	struct fx *fx = *state;
+	for (int i = 0; i < N_NODES; i++)
+		node_stop(fx, i);
+	fx->barrier_on = 1;
+	for (int i = 0; i < N_NODES; i++)
+		node_start(fx, i);
+	set_roles(fx, 1, 0);
+	propose_wait(fx, 0, "warm", 1, 5000);
+	int before = fx->barrier_calls[0];
+	propose_wait(fx, 0, "b", 50, 5000);
+	assert_int_equal(fx->ok, 50);
+	assert_true(fx->barrier_at_first_ok > before);
+	print_message("apply barrier: 50 proposals, %d barrier calls on the primary\n",
+		      fx->barrier_calls[0] - before);
+	assert_true(fx->barrier_calls[0] - before <= 3);
+	fx->applied_primary = 0;
+	assert_true(run_until(fx, cond_all_applied, 5000));
+	run_for(fx, 100);
+	for (int i = 1; i < N_NODES; i++)
+		assert_true(fx->barrier_calls[i] > 0 &&
+			    fx->applied_at_barrier[i] == fx->n[i].owner_applied);
 }
 
 /* 200 proposals issued in one loop turn share a handful of sync writes. */
@@ -1385,6 +1432,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_old_primary_tail_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_partitions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_apply_barrier, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_bounds_log, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_hysteresis, setup_snap, teardown),

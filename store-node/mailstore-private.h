@@ -113,6 +113,10 @@ struct mailstore {
 	leveldb_filterpolicy_t *filter;
 	leveldb_readoptions_t *ropts;
 	leveldb_writeoptions_t *wopts; /* sync = 1 */
+	leveldb_writeoptions_t *wopts_nosync;
+	char *dir;
+	int apply_defer_sync;     /* mailstore_apply_defer_sync() */
+	int apply_unsynced;       /* under lock: written unsynced since the barrier */
 	struct mailstore_limits limits;
 	/* Serialises every operation: read-modify-write of the mailbox record
 	 * (uidnext, modseq) must not interleave. */

@@ -13,10 +13,14 @@
 
 #include <leveldb/c.h>
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 static const char *const system_flags[] = {
 	"\\Answered", "\\Deleted", "\\Draft", "\\Flagged", "\\Seen",
@@ -355,11 +359,15 @@ void mailstore__batch_put_applied(leveldb_writebatch_t *wb, uint32_t partition, 
 	buf_deinit(&v);
 }
 
-/* Write wb (sync) and destroy it. what names the operation in the log. */
+/* Write wb (sync, unless applying with deferred syncs: then the apply
+ * barrier syncs it) and destroy it. what names the operation in the log. */
 int mailstore__db_commit(mailstore *s, leveldb_writebatch_t *wb, const char *what)
 {
 	char *err = NULL;
-	leveldb_write(s->db, s->wopts, wb, &err);
+	int defer = s->applying && s->apply_defer_sync;
+	leveldb_write(s->db, defer ? s->wopts_nosync : s->wopts, wb, &err);
+	if (defer)
+		s->apply_unsynced = 1;
 	leveldb_writebatch_destroy(wb);
 	if (err != NULL) {
 		char q[256];
@@ -999,6 +1007,7 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 	s->ropts = leveldb_readoptions_create();
 	s->wopts = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(s->wopts, 1);
+	s->wopts_nosync = leveldb_writeoptions_create();
 	char *err = NULL;
 	s->db = leveldb_open(s->options, dir, &err);
 	if (err != NULL) {
@@ -1009,6 +1018,7 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		leveldb_free(err);
 		leveldb_readoptions_destroy(s->ropts);
 		leveldb_writeoptions_destroy(s->wopts);
+		leveldb_writeoptions_destroy(s->wopts_nosync);
 		leveldb_options_destroy(s->options);
 		leveldb_filterpolicy_destroy(s->filter);
 		free(s);
@@ -1016,6 +1026,7 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		return MAIL_ERR_INTERNAL;
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	s->dir = xstrdup(dir);
 	if (schema_upgrade(s) != MAIL_OK) {
 		mailstore_close(&s);
 		*error_r = "cannot index the delivery records (see log)";
@@ -1044,9 +1055,13 @@ void mailstore_close(mailstore **store)
 		return;
 	*store = NULL;
 	bodystore_close(&s->bodies);
+	if (s->apply_unsynced)
+		(void)mailstore_apply_barrier(s);
 	leveldb_close(s->db);
 	leveldb_readoptions_destroy(s->ropts);
 	leveldb_writeoptions_destroy(s->wopts);
+	leveldb_writeoptions_destroy(s->wopts_nosync);
+	free(s->dir);
 	leveldb_options_destroy(s->options);
 	leveldb_filterpolicy_destroy(s->filter);
 	pthread_mutex_destroy(&s->lock);
@@ -1569,6 +1584,76 @@ void mailstore_message_infos_free(struct mailstore_message_info *msgs, size_t n)
 }
 
 /* ---- replication support ----------------------------------------------- */
+
+void mailstore_apply_defer_sync(mailstore *s, int on)
+{
+	pthread_mutex_lock(&s->lock);
+	s->apply_defer_sync = on;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* fdatasync every "*.log" file of the LevelDB directory (one vanishing
+ * meanwhile is fine: LevelDB deletes a log only once its memtable is in a
+ * synced table). 0 or -1 (logged). */
+static int sync_dir_logs(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL) {
+		log_event(LOG_ERROR, LOG_SVC, "event=apply_barrier_failed op=opendir errno=%d", errno);
+		return -1;
+	}
+	int ret = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n < 5 || strcmp(e->d_name + n - 4, ".log") != 0)
+			continue;
+		int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;
+			ret = -1;
+			continue;
+		}
+		if (fdatasync(fd) < 0)
+			ret = -1;
+		close(fd);
+	}
+	closedir(d);
+	if (ret < 0)
+		log_event(LOG_ERROR, LOG_SVC, "event=apply_barrier_failed op=fdatasync errno=%d",
+			  errno);
+	return ret;
+}
+
+int mailstore_apply_barrier(mailstore *s)
+{
+	pthread_mutex_lock(&s->lock);
+	int due = s->apply_unsynced;
+	s->apply_unsynced = 0;
+	pthread_mutex_unlock(&s->lock);
+	if (!due)
+		return MAIL_OK;
+	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	char *err = NULL;
+	leveldb_write(s->db, s->wopts, wb, &err);
+	leveldb_writebatch_destroy(wb);
+	if (err != NULL) {
+		log_event(LOG_ERROR, LOG_SVC, "event=apply_barrier_failed op=write");
+		leveldb_free(err);
+		pthread_mutex_lock(&s->lock);
+		s->apply_unsynced = 1;
+		pthread_mutex_unlock(&s->lock);
+		return MAIL_ERR_INTERNAL;
+	}
+	if (sync_dir_logs(s->dir) < 0) {
+		pthread_mutex_lock(&s->lock);
+		s->apply_unsynced = 1;
+		pthread_mutex_unlock(&s->lock);
+		return MAIL_ERR_INTERNAL;
+	}
+	return MAIL_OK;
+}
 
 void mailstore_apply_begin(mailstore *s, const struct mailstore_apply *apply)
 {

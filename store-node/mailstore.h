@@ -603,6 +603,19 @@ struct mailstore_apply {
  * date of 0) is apply->now_ms, so that applying is deterministic. The
  * caller serialises this with every other call on the store. */
 void mailstore_apply_begin(mailstore *store, const struct mailstore_apply *apply);
+/* Deferred apply syncs (the replication's apply barrier, repl.h
+ * repl_settings.apply_barrier): with on = 1, the batches written while
+ * applying are not synced one by one (a body's segment still is, before
+ * the batch that points at it); mailstore_apply_barrier() makes all of
+ * them durable at once. Default off: every batch synced. */
+void mailstore_apply_defer_sync(mailstore *store, int on);
+/* Make every batch written so far durable: one synced LevelDB write, then
+ * an fdatasync of every LevelDB log file of the directory (LevelDB does
+ * not sync the log it leaves when it switches memtables, so the synced
+ * write alone would not cover a batch written before a switch). Nothing
+ * to do when nothing was written unsynced. MAIL_OK or INTERNAL (logged).
+ * Any thread. */
+int mailstore_apply_barrier(mailstore *store);
 /* The stored applied index of partition (0 when none) into *index_r. */
 int mailstore_applied_index(mailstore *store, uint32_t partition, uint64_t *index_r);
 /* *exists_r = 1 if user's mailbox exists (never creates INBOX). Returns

@@ -103,6 +103,8 @@ static int store_start(struct daemon *d, const void *settings, void *ctx)
 		char *repl_dir;
 		daemon_node_repl_settings(&set->node, ROUTER_ROLE_STORE, port, daemon_etcd_conf(d),
 					  daemon_etcd_stats(d), node->tls.client, &hs, &repl_dir);
+		/* the applies' syncs: one per loop turn (the apply barrier) */
+		mailstore_apply_defer_sync(node->store, 1);
 		int r = repl_host_start(loop, store_service_server(node->service), &hs,
 					store_service_repl_ops(), node->store, &node->parts, &error);
 		free(repl_dir);

@@ -1415,11 +1415,17 @@ static int repl_snapshot_install(void *owner, uint32_t partition, uint32_t n_par
 	return ret == MAIL_OK ? 0 : -1;
 }
 
+static int repl_apply_barrier(void *owner)
+{
+	return mailstore_apply_barrier(owner) == MAIL_OK ? 0 : -1;
+}
+
 const struct repl_host_ops *store_service_repl_ops(void)
 {
 	static const struct repl_host_ops ops = {
 		repl_apply, repl_applied_index, NULL,
 		repl_snapshot_open, repl_snapshot_next, repl_snapshot_close, repl_snapshot_install,
+		repl_apply_barrier,
 	};
 	return &ops;
 }
