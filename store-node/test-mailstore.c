@@ -714,6 +714,33 @@ static void deliver_applied(mailstore *s, uint32_t p, uint64_t idx, const char *
 	mailstore_apply_begin(s, NULL);
 }
 
+/* Deferred apply syncs: what is applied is visible at once, the barrier
+ * (with or without anything to sync) succeeds, and a reopen keeps the
+ * applies and their index; writes outside an apply are unaffected. */
+static void test_apply_barrier(void **state)
+{
+	struct fixture *f = *state;
+	mailstore_apply_defer_sync(f->store, 1);
+	assert_int_equal(mailstore_apply_barrier(f->store), MAIL_OK);   /* nothing yet */
+	deliver_applied(f->store, 3, 7, "a@example.test", "d-1");
+	deliver_applied(f->store, 3, 8, "a@example.test", "d-2");
+	struct mailstore_mailbox_info info;
+	assert_int_equal(mailstore_status(f->store, "a@example.test", "INBOX", &info), MAIL_OK);
+	assert_int_equal(info.exists, 2);
+	mailstore_mailbox_info_free(&info);
+	assert_int_equal(applied_of(f->store, 3), 8);
+	assert_int_equal(mailstore_apply_barrier(f->store), MAIL_OK);
+	assert_int_equal(mailstore_apply_barrier(f->store), MAIL_OK);
+	deliver_to(f->store, "a@example.test", "", "d-3", "direct\r\n", NULL, 0);
+	deliver_applied(f->store, 3, 9, "a@example.test", "d-4");
+	mailstore_close(&f->store);   /* closing runs the barrier for the last one */
+	f->store = open_store(f->dir);
+	assert_int_equal(applied_of(f->store, 3), 9);
+	assert_int_equal(mailstore_status(f->store, "a@example.test", "INBOX", &info), MAIL_OK);
+	assert_int_equal(info.exists, 4);
+	mailstore_mailbox_info_free(&info);
+}
+
 /* user reads back the same on a and b: mailboxes, counters, uids, flags,
  * modseqs, dates, bodies. */
 static void assert_user_same(mailstore *a, mailstore *b, const char *user)
@@ -1631,6 +1658,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_deliver_select_fetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_apply_barrier, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uids_increase_and_survive_reopen, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_idempotent_deliver, setup, teardown),
