@@ -535,17 +535,13 @@ int tls_client_create(const struct tls_client_settings *set, tls_client **cli_r,
 	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (set->no_verify) {
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	} else {
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-		X509_STORE *store = tls__ca_store(set->ca_file, error_r);
-		if (store == NULL) {
-			SSL_CTX_free(ctx);
-			return -1;
-		}
-		SSL_CTX_set_cert_store(ctx, store); /* ctx owns it */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	X509_STORE *store = tls__ca_store(set->ca_file, error_r);
+	if (store == NULL) {
+		SSL_CTX_free(ctx);
+		return -1;
 	}
+	SSL_CTX_set_cert_store(ctx, store); /* ctx owns it */
 	if (set->cert_file != NULL) {
 		size_t cl = 0, kl = 0;
 		char *cert = tls__read_file(set->cert_file, &cl, error_r);
@@ -560,6 +556,24 @@ int tls_client_create(const struct tls_client_settings *set, tls_client **cli_r,
 			return -1;
 		}
 	}
+	tls_client *cli = xcalloc(1, sizeof *cli);
+	cli->ctx = ctx;
+	*cli_r = cli;
+	return 0;
+}
+
+int tls_client_create_unverified(tls_client **cli_r, const char **error_r)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL) {
+		*error_r = "tls: out of memory";
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	tls_client *cli = xcalloc(1, sizeof *cli);
 	cli->ctx = ctx;
 	*cli_r = cli;

@@ -97,18 +97,18 @@ struct tls_client_settings {
 	const char *ca_file;         /* PEM: the CA(s) a server must chain to */
 	const char *cert_file;       /* PEM: our certificate; NULL = present none */
 	const char *key_file;        /* PEM private key of cert_file */
-	/* 1: opportunistic TLS (outbound SMTP's "may" and "encrypt" policies,
-	 * lib/smtpc): the server's certificate is not verified and ca_file may
-	 * be NULL. The connection is encrypted against passive eavesdroppers
-	 * only. */
-	int no_verify;
 };
 
-/* TLS 1.2+ client that (unless no_verify) verifies the server's certificate against ca_file
+/* TLS 1.2+ client that verifies the server's certificate against ca_file
  * and the name given to tls_conn_new_client(). Returns 0, or -1 with
  * *error_r (static text; details logged). */
 int tls_client_create(const struct tls_client_settings *set, tls_client **cli_r,
 		      const char **error_r);
+/* A TLS 1.2+ client that does NOT verify the server's certificate:
+ * opportunistic TLS, for outbound SMTP's "may" and "encrypt" policies
+ * (lib/smtpc), where it only protects against passive eavesdroppers.
+ * No certificate of our own. Returns 0, or -1 with *error_r. */
+int tls_client_create_unverified(tls_client **cli_r, const char **error_r);
 /* Connections made from cli keep their own reference: destroy any time. */
 void tls_client_destroy(tls_client **cli);
 

@@ -92,7 +92,7 @@ struct smtpc_limits {
 struct smtpc_settings {
 	const char *helo_name;       /* our EHLO name (required) */
 	enum smtpc_tls_policy tls;
-	/* MAY/ENCRYPT: a tls_client with no_verify; VERIFY: one that verifies
+	/* MAY/ENCRYPT: a tls_client_create_unverified() one; VERIFY: one that verifies
 	 * (tls.h). Borrowed: must live until smtpc_connect returned (each
 	 * connection keeps its own reference). NULL with NONE. */
 	tls_client *tls_client;

@@ -663,10 +663,13 @@ static void certs_free(struct certs *c)
 
 static tls_client *client_tls(const char *ca_file)
 {
-	struct tls_client_settings ts = {.ca_file = ca_file, .no_verify = ca_file == NULL};
+	struct tls_client_settings ts = {.ca_file = ca_file};
 	tls_client *cli;
 	const char *err;
-	assert_int_equal(tls_client_create(&ts, &cli, &err), 0);
+	if (ca_file == NULL)
+		assert_int_equal(tls_client_create_unverified(&cli, &err), 0);
+	else
+		assert_int_equal(tls_client_create(&ts, &cli, &err), 0);
 	return cli;
 }
 
@@ -853,6 +856,72 @@ static void test_py_smtputf8(void **state)
 	sink_stop(&s);
 }
 
+static void test_py_helo_fallback(void **state)
+{
+	(void)state;
+	struct sink s;
+	const char *args[] = {"--ehlo-reply", "502 5.5.1 no EHLO here", NULL};
+	sink_py_start(&s, args);
+	struct smtpc_rcpt r1[2] = {{.addr = "a@x.test"}, {.addr = "b@x.test"}};
+	struct smtpc_message m1;
+	msg_init(&m1, r1, 2, BODY);
+	struct smtpc_message *msgs[] = {&m1};
+	struct smtpc_settings set = base_settings();
+	struct run r;
+	run_session(&set, s.port, msgs, 1, &r);
+	assert_int_equal(m1.result.status, SMTPC_OK);
+	char path[600];
+	snprintf(path, sizeof path, "%s.cmds", s.out);
+	char *cmds = slurp(path);
+	/* HELO, no extensions: no SIZE, one command at a time */
+	assert_non_null(strstr(cmds, "EHLO client.test\nHELO client.test\n"
+				     "MAIL FROM:<sender@client.test>\n"));
+	free(cmds);
+	sink_stop(&s);
+}
+
+/* A body of many blocks: lines with leading dots, bare LF, bare CR, CRLF,
+ * no final line end. What the server stores after unstuffing must be the
+ * body with every line end made CRLF and a final CRLF. */
+static void test_py_large_body(void **state)
+{
+	(void)state;
+	buf body, want;
+	buf_init(&body);
+	buf_init(&want);
+	for (int i = 0; i < 20000; i++) {
+		static const char *const ends[] = {"\r\n", "\n", "\r"};
+		buf_printf(&body, "%s%d line%s", i % 3 == 0 ? "." : (i % 5 == 0 ? ".." : ""), i,
+			   i == 19999 ? "" : ends[i % 3]);
+		buf_printf(&want, "%s%d line\r\n", i % 3 == 0 ? "." : (i % 5 == 0 ? ".." : ""), i);
+	}
+	struct sink s;
+	sink_py_start(&s, NULL);
+	struct smtpc_rcpt r1[1] = {{.addr = "a@x.test"}};
+	struct smtpc_message m1;
+	memset(&m1, 0, sizeof m1);
+	m1.mail_from = "";
+	m1.rcpts = r1;
+	m1.rcpt_count = 1;
+	m1.body = body.data;
+	m1.body_len = body.len;
+	struct smtpc_message *msgs[] = {&m1};
+	struct smtpc_settings set = base_settings();
+	set.limits.data_block = 4096;
+	struct run r;
+	run_session(&set, s.port, msgs, 1, &r);
+	assert_int_equal(m1.result.status, SMTPC_OK);
+	char path[600];
+	snprintf(path, sizeof path, "%s.1.eml", s.out);
+	char *got = slurp(path);
+	assert_int_equal(strlen(got), want.len);
+	assert_memory_equal(got, want.data, want.len);
+	free(got);
+	buf_deinit(&body);
+	buf_deinit(&want);
+	sink_stop(&s);
+}
+
 static void test_connect_refused_and_destroy(void **state)
 {
 	(void)state;
@@ -913,6 +982,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_py_auth, teardown_sinks),
 		cmocka_unit_test_teardown(test_py_auth_login, teardown_sinks),
 		cmocka_unit_test_teardown(test_py_smtputf8, teardown_sinks),
+		cmocka_unit_test_teardown(test_py_helo_fallback, teardown_sinks),
+		cmocka_unit_test_teardown(test_py_large_body, teardown_sinks),
 		cmocka_unit_test_teardown(test_connect_refused_and_destroy, teardown_sinks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,7 +9,9 @@ each connection on a thread. Every transaction it accepts is appended to
   {"helo":..., "tls":bool, "auth":user|null, "mail":"<a> PARAMS",
    "rcpts":["<b> PARAMS", ...], "data":"<latin-1 text, dot-unstuffed>"}
 Each command line received is appended to --out + ".cmds" (one per line)
-so a test can check what was sent (pipelining, parameters).
+so a test can check what was sent (pipelining, parameters), and each
+accepted message's data, as received after dot-unstuffing, is written to
+--out + ".N.eml" (N = 1, 2, ... in the order accepted).
 
 Faults and variants (combine freely):
   --greeting "421 4.3.2 busy"      greet with this and close
@@ -265,6 +267,7 @@ class Server:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.rcpt_replies = {}
+        self.count = 0
         for r in args.rcpt_reply:
             addr, _, reply = r.partition("=")
             self.rcpt_replies[addr] = reply
@@ -277,9 +280,13 @@ class Server:
             f.write(text + "\n")
 
     def log_txn(self, txn):
-        with self.lock, open(self.args.out, "a", encoding="utf-8",
-                             errors="surrogateescape") as f:
-            f.write(json.dumps(txn) + "\n")
+        with self.lock:
+            self.count += 1
+            with open("%s.%d.eml" % (self.args.out, self.count), "wb") as f:
+                f.write(txn["data"].encode("latin-1"))
+            with open(self.args.out, "a", encoding="utf-8",
+                      errors="surrogateescape") as f:
+                f.write(json.dumps(txn) + "\n")
 
     def serve(self, sock):
         try:
