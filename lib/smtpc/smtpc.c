@@ -926,6 +926,12 @@ static int smtpc__text_ok(const char *s, size_t max)
 	return 1;
 }
 
+/* A mailbox: text, and no < > that would end the path early. */
+static int smtpc__addr_ok(const char *s)
+{
+	return smtpc__text_ok(s, SMTPC_ADDR_MAX) && strpbrk(s, "<>") == NULL;
+}
+
 static char *smtpc__dup(const char *s)
 {
 	return s != NULL ? xstrdup(s) : NULL;
@@ -1032,14 +1038,14 @@ int smtpc_send(smtpc *c, struct smtpc_message *msg, const char **error_r)
 		*error_r = "smtpc: bad number of recipients";
 		return -1;
 	}
-	if (msg->mail_from == NULL || !smtpc__text_ok(msg->mail_from, SMTPC_ADDR_MAX) ||
+	if (msg->mail_from == NULL || !smtpc__addr_ok(msg->mail_from) ||
 	    (msg->dsn_params != NULL && !smtpc__text_ok(msg->dsn_params, SMTPC_MAX_PARAMS))) {
 		*error_r = "smtpc: bad sender or parameters";
 		return -1;
 	}
 	for (size_t i = 0; i < msg->rcpt_count; i++) {
 		const struct smtpc_rcpt *r = &msg->rcpts[i];
-		if (r->addr == NULL || r->addr[0] == '\0' || !smtpc__text_ok(r->addr, SMTPC_ADDR_MAX) ||
+		if (r->addr == NULL || r->addr[0] == '\0' || !smtpc__addr_ok(r->addr) ||
 		    (r->dsn_params != NULL && !smtpc__text_ok(r->dsn_params, SMTPC_MAX_PARAMS))) {
 			*error_r = "smtpc: bad recipient or parameters";
 			return -1;

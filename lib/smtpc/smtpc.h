@@ -200,7 +200,9 @@ int smtpc_connect(smtpc *c, const struct sockaddr *addr, const char **error_r);
 int smtpc_idle(const smtpc *c);
 /* Start a transaction (when smtpc_idle). msg and what it points to are
  * borrowed until its done_cb. 0, or -1 with *error_r (not idle, no
- * recipients, too many, a parameter too long or with CR/LF). */
+ * recipients, too many, an address over 256 octets or with < > or a
+ * control character, parameters over SMTPC_MAX_PARAMS or with a control
+ * character). */
 int smtpc_send(smtpc *c, struct smtpc_message *msg, const char **error_r);
 /* End the session: QUIT when idle (then closed_cb with SMTPC_OK), else
  * close at once (closed_cb with SMTPC_TEMP, and done_cb first for a

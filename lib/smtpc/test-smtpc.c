@@ -252,7 +252,7 @@ static void sink_postfix_start(struct sink *s, const char *const *args)
 		kill(s->pid, SIGKILL);
 		waitpid(s->pid, NULL, 0);
 	}
-	fail_msg("smtp-sink did not start");
+	fail_msg("smtp-sink did not start: is Debian's postfix installed (" POSTFIX_SINK ")?");
 }
 
 static void sink_stop(struct sink *s)
@@ -628,6 +628,18 @@ static void test_py_stall_timeout(void **state)
 	assert_int_equal(m1.result.stage, SMTPC_STAGE_DATA_FINAL);
 	assert_string_equal(m1.result.enh, "4.4.2");
 	sink_stop(&s);
+
+	/* a server that never greets */
+	const char *gargs[] = {"--stall-at", "greeting", NULL};
+	sink_py_start(&s, gargs);
+	set.timeouts.greeting_ms = 300;
+	t0 = now_ms();
+	run_session(&set, s.port, msgs, 1, &r);
+	assert_true(now_ms() - t0 < 3000);
+	assert_int_equal(r.ready, 0);
+	assert_int_equal(r.why.status, SMTPC_TEMP);
+	assert_int_equal(r.why.stage, SMTPC_STAGE_GREETING);
+	sink_stop(&s);
 }
 
 /* TLS material: a self-signed cert for localhost and another unrelated one */
@@ -742,6 +754,16 @@ static void test_py_tls_policies(void **state)
 	assert_null(strstr(cmds, "MAIL"));
 	assert_int_equal(r.done, 0);
 	free(cmds);
+	sink_stop(&s);
+
+	/* plaintext injected after the 220 to STARTTLS: refused */
+	const char *iargs[] = {"--starttls", "--tls-inject", "--cert", c.cert, "--key", c.key, NULL};
+	sink_py_start(&s, iargs);
+	tls_run(&s, SMTPC_TLS_MAY, opp, NULL, NULL, &r, &m, rc);
+	assert_int_equal(r.ready, 0);
+	assert_int_equal(r.why.status, SMTPC_TEMP);
+	assert_int_equal(r.why.stage, SMTPC_STAGE_STARTTLS);
+	assert_string_equal(r.why.text, "plaintext after the STARTTLS reply");
 	sink_stop(&s);
 
 	tls_client_destroy(&opp);

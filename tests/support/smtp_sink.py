@@ -19,6 +19,8 @@ Faults and variants (combine freely):
   --no-pipelining --no-8bitmime --no-smtputf8 --no-dsn --size N
   --starttls --cert F --key F      offer STARTTLS
   --broken-tls                     after 220 to STARTTLS send junk and close
+  --tls-inject                     send "250 injected" in the same packet as
+                                   the 220 to STARTTLS (CVE-2011-0411 style)
   --auth USER:PASS                 offer AUTH PLAIN LOGIN (after TLS, or
                                    always with --auth-plaintext)
   --auth-mechs "LOGIN"             the mechanisms offered (default PLAIN LOGIN)
@@ -56,6 +58,7 @@ def parse_args():
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--broken-tls", action="store_true")
+    ap.add_argument("--tls-inject", action="store_true")
     ap.add_argument("--auth")
     ap.add_argument("--auth-plaintext", action="store_true")
     ap.add_argument("--auth-mechs", default="PLAIN LOGIN")
@@ -206,7 +209,10 @@ class Session:
                 self.helo = arg
                 self.send("250 sink.test")
             elif verb == "STARTTLS" and self.a.starttls and not self.tls:
-                self.send("220 2.0.0 ready")
+                if self.a.tls_inject:
+                    self.sock.sendall(b"220 2.0.0 ready\r\n250 injected\r\n")
+                else:
+                    self.send("220 2.0.0 ready")
                 if self.a.broken_tls:
                     self.sock.sendall(b"this is not a TLS record\r\n" * 4)
                     return
