@@ -562,6 +562,24 @@ int tls_client_create(const struct tls_client_settings *set, tls_client **cli_r,
 	return 0;
 }
 
+int tls_client_create_unverified(tls_client **cli_r, const char **error_r)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL) {
+		*error_r = "tls: out of memory";
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	tls_client *cli = xcalloc(1, sizeof *cli);
+	cli->ctx = ctx;
+	*cli_r = cli;
+	return 0;
+}
+
 void tls_client_destroy(tls_client **clip)
 {
 	tls_client *cli = *clip;

@@ -104,6 +104,11 @@ struct tls_client_settings {
  * *error_r (static text; details logged). */
 int tls_client_create(const struct tls_client_settings *set, tls_client **cli_r,
 		      const char **error_r);
+/* A TLS 1.2+ client that does NOT verify the server's certificate:
+ * opportunistic TLS, for outbound SMTP's "may" and "encrypt" policies
+ * (lib/smtpc), where it only protects against passive eavesdroppers.
+ * No certificate of our own. Returns 0, or -1 with *error_r. */
+int tls_client_create_unverified(tls_client **cli_r, const char **error_r);
 /* Connections made from cli keep their own reference: destroy any time. */
 void tls_client_destroy(tls_client **cli);
 
