@@ -26,6 +26,7 @@ import base64
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -184,7 +185,7 @@ class Cluster:
 
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
                  lease_ttl=5, partitions=64, etcd_members=1, replicas=3, log_keep=None,
-                 node_tls=True, frontends=1):
+                 node_tls=True, frontends=1, dns=None, smtp_out_port=None):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
@@ -196,6 +197,11 @@ class Cluster:
         self.replicas = replicas
         self.log_keep = log_keep  # entries kept per partition log (None: default)
         self.etcd_members = etcd_members
+        # issue 10's test interfaces: every daemon resolves through dns
+        # ("IP:PORT", None: the system resolver) and the queue nodes deliver
+        # to remote MXs on smtp_out_port (None: 25)
+        self.dns = dns
+        self.smtp_out_port = smtp_out_port
         # mutual TLS between the processes (always, but for benchmarks that
         # measure what it costs: node_tls=False runs node RPC in plaintext)
         self.node_tls = node_tls
@@ -316,10 +322,18 @@ class Cluster:
                     "--lease-ttl", str(self.lease_ttl),
                     "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
                     + (["--log-keep", str(self.log_keep)] if self.log_keep else [])
+                    + self.outbound_args(role)
                     + self.node_tls_args(name), port))
         tls = self.tls_dir()
         for i in range(1, self.frontends + 1):
             out.append(self.frontend_spec(i, tls))
+        return out
+
+    def outbound_args(self, role):
+        """--dns for every daemon, --smtp-out-port for the queue nodes."""
+        out = ["--dns", self.dns] if self.dns else []
+        if role == "queue" and self.smtp_out_port:
+            out += ["--smtp-out-port", str(self.smtp_out_port)]
         return out
 
     def frontend_spec(self, i, tls):
@@ -342,6 +356,7 @@ class Cluster:
                         "--trusted-networks", "127.0.0.0/8,::1",
                         "--metrics", f"127.0.0.1:{p['frontend_metrics']}",
                         "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
+                    + self.outbound_args("frontend")
                     + self.node_tls_args(name), p["imap"])
 
     def spec(self, name):
@@ -896,9 +911,27 @@ def main(argv):
                   "remove state/ to change it", file=sys.stderr)
             return 1
         conf["etcd_members"] = members
+    if cmd == "up":
+        # issue 10's test interfaces, kept for the later `up`s of this state
+        for flag, key in (("--dns", "dns"), ("--smtp-out-port", "smtp_out_port")):
+            if flag not in args:
+                continue
+            i = args.index(flag)
+            value = args[i + 1] if i + 1 < len(args) else ""
+            if key == "dns" and not re.fullmatch(r"(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}",
+                                                 value):
+                print("cluster/local up: --dns must be IPv4:PORT or [IPv6]:PORT",
+                      file=sys.stderr)
+                return 1
+            if key == "smtp_out_port" and not (value.isdigit() and 1 <= int(value) <= 65535):
+                print("cluster/local up: --smtp-out-port must be a port number (1..65535)",
+                      file=sys.stderr)
+                return 1
+            conf[key] = value if key == "dns" else int(value)
     c = Cluster(state, bin_dir, etcd_members=conf["etcd_members"],
                 stores=conf["stores"], queues=conf["queues"],
-                frontends=conf.get("frontends", 1))
+                frontends=conf.get("frontends", 1), dns=conf.get("dns"),
+                smtp_out_port=conf.get("smtp_out_port"))
     if cmd == "scale":
         return scale(c, conf, conf_path, args)
     if cmd == "up":
@@ -934,7 +967,8 @@ def main(argv):
         for line in c.status_lines():
             print(line)
         return 0
-    print("usage: local.py up [--etcd-members 1|3|5] | down | status "
+    print("usage: local.py up [--etcd-members 1|3|5] [--dns IP:PORT] [--smtp-out-port N] "
+          "| down | status "
           "| scale store=N queue=M frontend=F", file=sys.stderr)
     return 1
 

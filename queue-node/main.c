@@ -28,6 +28,9 @@
 struct queue_node_settings {
 	struct daemon_node_settings node; /* first (lib/daemon-node.h) */
 	struct queue_sched_settings sched;
+	/* The port of remote MXs (issue 10's test interface; 25 in service):
+	 * outbound delivery connects there. */
+	unsigned smtp_out_port;
 };
 
 struct queue_node {
@@ -57,6 +60,9 @@ static const struct daemon_option queue_options[] = {
 	  .value_name = "N", .min = 1, .max = QUEUE_SCHED_MAX_INFLIGHT_MAX,
 	  .def = QUEUE_SCHED_MAX_INFLIGHT_DEFAULT,
 	  .help = "delivery attempts running at once" },
+	{ .name = "smtp-out-port", .kind = DAEMON_OPTION_UINT, .offset = QUEUE(smtp_out_port),
+	  .value_name = "N", .min = 1, .max = 65535, .def = 25, .env = "MAIL_SMTP_OUT_PORT",
+	  .help = "port of remote MXs for outbound mail (tests: a local one)" },
 	{ .name = NULL },
 };
 

@@ -11,6 +11,7 @@ seconds.
 """
 import os
 import subprocess
+import tempfile
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,7 +30,7 @@ OPTIONS = {
                  "pop3-lock-ttl"]
                 + NODE_TLS + COMMON,
     "store-node": NODE,
-    "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight"],
+    "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight", "smtp-out-port"],
 }
 # (binary, option, the line under it in --help)
 DEFAULTS = [
@@ -39,6 +40,7 @@ DEFAULTS = [
     ("queue-node", "log-keep-mib", "1..1048576, default 4"),
     ("store-node", "partitions", "1..65536, default 256"),
     ("queue-node", "max-inflight", "1..100000, default 64"),
+    ("queue-node", "smtp-out-port", "1..65535, default 25"),
     ("frontend", "smtp", "default 127.0.0.1:2525"),
     ("frontend", "pop3", "default 127.0.0.1:2110"),
     ("frontend", "pop3s", "default 127.0.0.1:2995"),
@@ -72,6 +74,7 @@ BAD = [
     ("frontend", ["--metrics", "8080"], "--metrics must be HOST:PORT"),
     ("frontend", ["--dns", "resolver.example:53"], "--dns must be IPv4:PORT or [IPv6]:PORT"),
     ("queue-node", ["--dns", "127.0.0.1:0"], "--dns must be IPv4:PORT or [IPv6]:PORT"),
+    ("queue-node", ["--smtp-out-port", "0"], "--smtp-out-port must be a number in 1..65535"),
     ("frontend", ["stray"], "unexpected argument \"stray\""),
     ("store-node", ["--rpc-max-conns", "0"], "--rpc-max-conns must be a number in 1..1000000"),
     ("queue-node", ["--rpc-idle-timeout", "86401"],
@@ -108,7 +111,7 @@ MISSING = [
 
 def run(binary, argv, env=None):
     exe = os.path.join(e2e_harness.bin_dir(), binary)
-    full = {k: v for k, v in os.environ.items() if k != "MAIL_DNS"}
+    full = {k: v for k, v in os.environ.items() if k not in ("MAIL_DNS", "MAIL_SMTP_OUT_PORT")}
     full.update(env or {})
     return subprocess.run([exe] + argv, capture_output=True, text=True, timeout=10, env=full)
 
@@ -165,6 +168,25 @@ def main():
         r = run(binary, ["--help"], {"MAIL_DNS": "dns.example:53"})
         if r.returncode != 0 or "environment: MAIL_DNS" not in r.stdout:
             problems.append(f"{binary} --help with a bad MAIL_DNS: rc={r.returncode}")
+    # --smtp-out-port from the environment, likewise
+    r = run("queue-node", NODE_ARGS, {"MAIL_SMTP_OUT_PORT": "70000"})
+    err = r.stderr.strip().splitlines()
+    if r.returncode != 2 or len(err) != 1 or \
+            "(from the environment: MAIL_SMTP_OUT_PORT)" not in err[0]:
+        problems.append(f"queue-node MAIL_SMTP_OUT_PORT=70000: rc={r.returncode} "
+                        f"stderr={r.stderr!r}")
+    # cluster/local up refuses bad test interfaces before starting anything
+    local_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster",
+                            "local.py")
+    with tempfile.TemporaryDirectory() as state:
+        for argv, want in ((["--dns", "dns.example:53"], "--dns must be IPv4:PORT"),
+                           (["--smtp-out-port", "0"], "--smtp-out-port must be a port")):
+            r = subprocess.run([sys.executable, local_py, "up"] + argv, capture_output=True,
+                               text=True, timeout=30, env=dict(os.environ, MAIL_STATE_DIR=state))
+            if r.returncode != 1 or want not in r.stderr or os.path.exists(
+                    os.path.join(state, "run", "etcd.pid")):
+                problems.append(f"local.py up {' '.join(argv)}: rc={r.returncode} "
+                                f"stderr={r.stderr!r}")
     for binary, argv, want in START_FAILED:
         r = run(binary, argv)
         failed = [line for line in r.stderr.splitlines() if "event=start_failed" in line]

@@ -28,6 +28,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import e2e_harness  # noqa: E402
+from e2e_harness import local  # noqa: E402
 
 def make_message(subject, body_lines):
     lines = [f"From: Sender <sender@remote.test>", "To: alice@example.test",
@@ -304,7 +305,25 @@ def main():
         check("imap_semantics", t.imap_semantics)
         check("dsn_parameters", t.dsn_parameters)
         check("metrics", t.metrics)
-    return e2e_harness.run("mail-e2e-", body, lease_ttl=3)
+
+        def outbound_test_interfaces():
+            # issue 10's test interfaces reach the daemons: --dns every one,
+            # --smtp-out-port the queue nodes (the daemons check the values)
+            for name, role, *_ in c.specs():
+                if role == "etcd":
+                    continue
+                with open(f"/proc/{c.pid(name)}/cmdline", "rb") as f:
+                    argv = f.read().decode().split("\0")
+                assert argv[argv.index("--dns") + 1] == dns, (name, argv)
+                if role == "queue":
+                    assert argv[argv.index("--smtp-out-port") + 1] == str(out_port), argv
+                else:
+                    assert "--smtp-out-port" not in argv, (name, argv)
+        check("outbound_test_interfaces", outbound_test_interfaces)
+    # nothing answers on these yet: the daemons only take them
+    dns = f"127.0.0.1:{local.free_port()}"
+    out_port = local.free_port()
+    return e2e_harness.run("mail-e2e-", body, lease_ttl=3, dns=dns, smtp_out_port=out_port)
 
 
 if __name__ == "__main__":
