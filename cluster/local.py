@@ -96,6 +96,10 @@ ETCD_ROLE_PERMS = [
     # the tenants' DKIM private keys (lib/dkim/dkim-keys.h): queue nodes
     # sign outgoing mail; no other daemon reads them, only admin writes
     ("node-queue", "READ", ETCD_KEY_ROOT + "secrets/dkim/", "prefix"),
+    # where outbound mail goes (cluster/mailctl-relay.c): the relays'
+    # credentials and the per-destination transports
+    ("node-queue", "READ", ETCD_KEY_ROOT + "secrets/relay/", "prefix"),
+    ("node-queue", "READ", ETCD_KEY_ROOT + "transport/", "prefix"),
     ("admin", "READWRITE", ETCD_KEY_ROOT, "prefix"),
 ]
 

@@ -1,5 +1,5 @@
 /* mailctl-private.h: shared by mailctl.c, mailctl-conf.c, mailctl-node.c,
- * mailctl-security.c and mailctl-dkim.c. */
+ * mailctl-security.c, mailctl-dkim.c and mailctl-relay.c. */
 #ifndef MAIL_MAILCTL_PRIVATE_H
 #define MAIL_MAILCTL_PRIVATE_H
 
@@ -63,5 +63,11 @@ int mailctl_security(mailctl *ctl, int argc, char **argv);
 /* `dkim ...` (mailctl-dkim.c): argv[0] is "dkim". An exit code, or -1 for
  * a usage error. */
 int mailctl_dkim(mailctl *ctl, int argc, char **argv);
+/* `relay ...` and `transport ...` (mailctl-relay.c): argv[0] is the
+ * command. An exit code, or -1 for a usage error. */
+int mailctl_outbound(mailctl *ctl, int argc, char **argv);
+/* A new password from standard input (prompted twice on a terminal); the
+ * caller wipes it with xfree_secret(p, *cap_r). NULL after saying why. */
+char *mailctl_password(mailctl *ctl, size_t *cap_r);
 
 #endif

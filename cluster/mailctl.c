@@ -81,6 +81,15 @@ static const char mailctl_usage_text[] =
 	"                         the DNS TXT records of the domain's keys\n"
 	"  dkim remove DOMAIN SELECTOR\n"
 	"                         delete a key\n"
+	"  relay set [--tenant DOMAIN] URL [--user USER]\n"
+	"                         send remote mail (of DOMAIN's users) through URL\n"
+	"                         (smtp://, smtp+starttls://, smtps:// HOST[:PORT]);\n"
+	"                         --user: AUTH over TLS, password from stdin\n"
+	"  relay show [--json]    the relays (never the password)\n"
+	"  relay remove [--tenant DOMAIN]\n"
+	"  transport set DOMAIN URL\n"
+	"                         mail for DOMAIN goes to URL, not DOMAIN's MX\n"
+	"  transport list [--json] | transport remove DOMAIN\n"
 	"\n"
 	"etcd options (each also a line \"NAME = VALUE\" of the settings file):\n"
 	"  --etcd URL             etcd's client URL(s), comma-separated\n"
@@ -204,7 +213,7 @@ static char *mailctl_prompt(mailctl *ctl, const char *prompt, size_t *cap_r)
 
 /* The new password (caller wipes with xfree_secret(p, *cap_r)), or NULL
  * after printing why. */
-static char *mailctl_password(mailctl *ctl, size_t *cap_r)
+char *mailctl_password(mailctl *ctl, size_t *cap_r)
 {
 	char *pw;
 	if (isatty(STDIN_FILENO)) {
@@ -372,6 +381,8 @@ int main(int argc, char **argv)
 		rc = mailctl_security(&ctl, argc, argv);
 	else if (strcmp(argv[0], "dkim") == 0)
 		rc = mailctl_dkim(&ctl, argc, argv);
+	else if (strcmp(argv[0], "relay") == 0 || strcmp(argv[0], "transport") == 0)
+		rc = mailctl_outbound(&ctl, argc, argv);
 	directory_destroy(&ctl.dir);
 	mailctl_conf_free(&ctl);
 	if (rc < 0) {

@@ -665,6 +665,80 @@ static size_t dkim_sign_verify(fixture *f, const char *domain, const char *const
 	return n_keys;
 }
 
+/* `relay` and `transport`: stored normalised, shown without the password,
+ * removed; bad URLs, domains and unknown tenants refused with one line. */
+static void test_relay_transport(void **state)
+{
+	fixture *f = *state;
+	const char *url = mailtest_etcd_url(f->etcd);
+	result *r;
+	assert_int_equal(run(f, NULL, url, "tenant", "add", "relay.test", NULL)->code, 0);
+	r = run(f, NULL, url, "relay", "show", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "(none: mail goes to each recipient domain's MX)"));
+	r = run(f, "s3cret-relay-pw\n", url, "relay", "set", "SMTP+STARTTLS://Relay.example",
+		"--user", "bob", NULL);
+	assert_int_equal(r->code, 0);
+	assert_string_equal(r->out, "relay for every tenant: smtp+starttls://Relay.example:587 "
+				    "as bob\n");
+	r = run(f, NULL, url, "relay", "set", "--tenant", "Relay.TEST", "smtps://[2001:db8::25]",
+		NULL);
+	assert_int_equal(r->code, 0);
+	assert_string_equal(r->out, "relay for relay.test: smtps://[2001:db8::25]:465\n");
+	r = run(f, NULL, url, "relay", "show", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "(every tenant)"));
+	assert_non_null(strstr(r->out, "smtp+starttls://Relay.example:587"));
+	assert_non_null(strstr(r->out, "relay.test"));
+	assert_null(strstr(r->out, "s3cret"));
+	r = run(f, NULL, url, "relay", "show", "--json", NULL);
+	assert_int_equal(r->code, 0);
+	json_t *j = json_loads(r->out, 0, NULL);
+	assert_true(json_is_array(j) && json_array_size(j) == 2);
+	json_t *d = json_array_get(j, 0);
+	assert_true(json_is_null(json_object_get(d, "tenant")));
+	assert_string_equal(json_string_value(json_object_get(d, "user")), "bob");
+	assert_true(json_is_true(json_object_get(d, "password_set")));
+	assert_null(json_object_get(d, "password"));
+	assert_true(json_is_false(json_object_get(json_array_get(j, 1), "password_set")));
+	json_decref(j);
+	/* refused, one line each */
+	r = run(f, NULL, url, "relay", "set", "smtp://u:p@relay.example", NULL);
+	assert_int_equal(r->code, 1);
+	assert_non_null(strstr(r->err, "no credentials in the URL"));
+	r = run(f, NULL, url, "relay", "set", "--tenant", "nope.test", "smtp://relay.example", NULL);
+	assert_int_equal(r->code, 2);
+	r = run(f, "\n", url, "relay", "set", "smtp://relay.example", "--user", "bob", NULL);
+	assert_int_equal(r->code, 1);
+	assert_non_null(strstr(r->err, "empty password"));
+	assert_int_equal(run(f, NULL, url, "relay", "remove", "--tenant", "relay.test", NULL)->code,
+			 0);
+	assert_int_equal(run(f, NULL, url, "relay", "remove", "--tenant", "relay.test", NULL)->code,
+			 2);
+	assert_int_equal(run(f, NULL, url, "relay", "remove", NULL)->code, 0);
+
+	r = run(f, NULL, url, "transport", "set", "Example.ORG", "smtp://10.0.0.5", NULL);
+	assert_int_equal(r->code, 0);
+	assert_string_equal(r->out, "transport for example.org: smtp://10.0.0.5:25\n");
+	r = run(f, NULL, url, "transport", "list", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "example.org"));
+	assert_non_null(strstr(r->out, "smtp://10.0.0.5:25"));
+	r = run(f, NULL, url, "transport", "list", "--json", NULL);
+	j = json_loads(r->out, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "domain")),
+			    "example.org");
+	json_decref(j);
+	r = run(f, NULL, url, "transport", "set", "not a domain", "smtp://10.0.0.5", NULL);
+	assert_int_equal(r->code, 1);
+	assert_non_null(strstr(r->err, "is not a domain"));
+	r = run(f, NULL, url, "transport", "set", "example.net", "ftp://10.0.0.5", NULL);
+	assert_int_equal(r->code, 1);
+	assert_int_equal(run(f, NULL, url, "transport", "remove", "example.org", NULL)->code, 0);
+	assert_int_equal(run(f, NULL, url, "transport", "remove", "example.org", NULL)->code, 2);
+	assert_int_equal(run(f, NULL, url, "transport", "bogus", NULL)->code, 1);
+}
+
 static void test_dkim(void **state)
 {
 	fixture *f = *state;
@@ -835,6 +909,7 @@ int main(void)
 		cmocka_unit_test(test_partitions_lag),
 		cmocka_unit_test(test_cluster),
 		cmocka_unit_test(test_dkim),
+		cmocka_unit_test(test_relay_transport),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -318,14 +318,15 @@ def etcd_refused(fn, status, text):
     raise AssertionError(f"etcd did not refuse (wanted {status} {text})")
 
 
-def etcd_dkim_keys(c):
+def etcd_queue_only(c, key="/mail/v1/secrets/dkim/example.test/perm-check",
+                   value='{"algorithm":"ed25519-sha256","key":"k","created":1,"active":false}'):
     """The tenants' DKIM private keys (/mail/v1/secrets/dkim/,
     docs/outbound-dkim.md): queue nodes read them (they sign), frontends
-    and store nodes cannot, and only admin (mailctl dkim) writes them."""
+    and store nodes cannot, and only admin (mailctl dkim) writes them. The
+    same holds for the outbound relays' credentials and the transports
+    (cluster/mailctl-relay.c)."""
     b64 = local.b64
-    key = "/mail/v1/secrets/dkim/example.test/perm-check"
-    put = {"key": b64(key), "value": b64('{"algorithm":"ed25519-sha256","key":"k",'
-                                         '"created":1,"active":false}')}
+    put = {"key": b64(key), "value": b64(value)}
     c.etcd_call("/v3/kv/put", put)  # as admin
     try:
         assert c.etcd_get(key, user="queue-1") is not None
@@ -421,7 +422,10 @@ def etcd_closed(c):
         403, "permission denied")
     etcd_refused(lambda: c.etcd_call("/v3/kv/range", {"key": b64(users_key)}, user=node),
                  403, "permission denied")
-    etcd_dkim_keys(c)
+    etcd_queue_only(c)
+    etcd_queue_only(c, "/mail/v1/secrets/relay/default",
+                   '{"url":"smtp://relay.example:25","user":"u","password":"p"}')
+    etcd_queue_only(c, "/mail/v1/transport/example.org", '{"url":"smtp://10.0.0.5:25"}')
 
     # mailctl with no flags from a directory with state/mailctl.conf (the
     # checkout after `cluster/local up`)
