@@ -66,6 +66,10 @@ int mailctl_dkim(mailctl *ctl, int argc, char **argv);
 /* `relay ...` and `transport ...` (mailctl-relay.c): argv[0] is the
  * command. An exit code, or -1 for a usage error. */
 int mailctl_outbound(mailctl *ctl, int argc, char **argv);
+/* Delete the etcd key prefix+name: NOT_FOUND (exit 2, said) when absent,
+ * else print done (a format with one %s: name). An exit code. */
+int mailctl_remove_key(mailctl *ctl, etcd_client *c, const char *prefix, const char *name,
+		       const char *what, const char *done);
 /* A new password from standard input (prompted twice on a terminal); the
  * caller wipes it with xfree_secret(p, *cap_r). NULL after saying why. */
 char *mailctl_password(mailctl *ctl, size_t *cap_r);

@@ -279,20 +279,11 @@ static int mailctl_transport(mailctl *ctl, etcd_client *c, int argc, char **argv
 	if (argc == 3 && strcmp(argv[0], "set") == 0)
 		return mailctl_transport_set(ctl, c, argv[1], argv[2]);
 	if (argc == 2 && strcmp(argv[0], "remove") == 0) {
-		char dom[256], key[320];
+		char dom[256];
 		if (mailctl_domain(ctl, argv[1], dom, sizeof dom) < 0)
 			return MAILCTL_USAGE;
-		snprintf(key, sizeof key, TRANSPORT_KEY_PREFIX "%s", dom);
-		char *value = NULL;
-		size_t len = 0;
-		int err = etcd_kv_get(c, key, &value, &len, NULL, NULL);
-		free(value);
-		if (err == MAIL_OK)
-			err = etcd_kv_delete(c, key);
-		if (err != MAIL_OK)
-			return mailctl_error(ctl, err, "transport", dom);
-		printf("transport for %s removed\n", dom);
-		return MAILCTL_OK;
+		return mailctl_remove_key(ctl, c, TRANSPORT_KEY_PREFIX, dom, "transport",
+					  "transport for %s removed\n");
 	}
 	return -1;
 }

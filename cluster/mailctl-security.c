@@ -33,9 +33,8 @@
 
 /* ---- shared ---------------------------------------------------------------- */
 
-/* Delete prefix+name: NOT_FOUND (exit 2) when absent, else say done. */
-static int mailctl_remove_key(mailctl *ctl, etcd_client *c, const char *prefix,
-			      const char *name, const char *what, const char *done)
+int mailctl_remove_key(mailctl *ctl, etcd_client *c, const char *prefix, const char *name,
+		       const char *what, const char *done)
 {
 	char key[320];
 	snprintf(key, sizeof key, "%s%s", prefix, name);
