@@ -210,12 +210,16 @@ static void repl__barrier_run(repl_node *n);
 
 /* ---- group commit ---------------------------------------------------- */
 
+/* Make the check phase run this loop turn: the check handle, and the idle
+ * one so that the poll does not block before it. */
 static void repl__group_start(repl_node *n)
 {
 	if (n->gh == NULL)
 		return;
 	if (!uv_is_active((uv_handle_t *)&n->gh->check))
 		uv_check_start(&n->gh->check, repl__group_check_cb);
+	if (!uv_is_active((uv_handle_t *)&n->gh->idle))
+		uv_idle_start(&n->gh->idle, repl__group_idle_cb);
 }
 
 /* Write the group now and run its completions (both phases). */
@@ -253,8 +257,6 @@ static void repl__group_add(repl_node *n, repl_log_batch *b, int sync, repl_grou
 	}
 	n->group_done[n->n_group_done++] = (struct repl_group_done){ fn, ctx };
 	repl__group_start(n);
-	if (n->gh != NULL && !uv_is_active((uv_handle_t *)&n->gh->idle))
-		uv_idle_start(&n->gh->idle, repl__group_idle_cb);
 }
 
 /* Before anything reads or writes p's log state outside the turn's
@@ -321,8 +323,6 @@ static void repl__flush_list_add(repl_partition *p)
 	n->flush_list[n->n_flush++] = p;
 	p->flush_listed = 1;
 	repl__group_start(n);
-	if (n->gh != NULL && !uv_is_active((uv_handle_t *)&n->gh->idle))
-		uv_idle_start(&n->gh->idle, repl__group_idle_cb);
 }
 
 static void repl__pending_complete(repl_partition *p);
@@ -340,8 +340,6 @@ static void repl__barrier_add(repl_partition *p)
 	n->barrier_list[n->n_barrier++] = p;
 	p->barrier_listed = 1;
 	repl__group_start(n);
-	if (n->gh != NULL && !uv_is_active((uv_handle_t *)&n->gh->idle))
-		uv_idle_start(&n->gh->idle, repl__group_idle_cb);
 }
 
 /* Run the owner's apply barrier, then complete what the listed
