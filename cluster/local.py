@@ -189,7 +189,8 @@ class Cluster:
 
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
                  lease_ttl=5, partitions=64, etcd_members=1, replicas=3, log_keep=None,
-                 node_tls=True, frontends=1, dns=None, smtp_out_port=None):
+                 node_tls=True, frontends=1, dns=None, smtp_out_port=None,
+                 queue_extra=None):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
@@ -206,6 +207,8 @@ class Cluster:
         # to remote MXs on smtp_out_port (None: 25)
         self.dns = dns
         self.smtp_out_port = smtp_out_port
+        # more queue-node options (tests: a short --retry-schedule, --expiry)
+        self.queue_extra = list(queue_extra or [])
         # mutual TLS between the processes (always, but for benchmarks that
         # measure what it costs: node_tls=False runs node RPC in plaintext)
         self.node_tls = node_tls
@@ -338,6 +341,8 @@ class Cluster:
         out = ["--dns", self.dns] if self.dns else []
         if role == "queue" and self.smtp_out_port:
             out += ["--smtp-out-port", str(self.smtp_out_port)]
+        if role == "queue":
+            out += self.queue_extra
         return out
 
     def frontend_spec(self, i, tls):
@@ -644,6 +649,13 @@ class Cluster:
                  f"etcd-ca = {os.path.join(self.tls_dir(), 'ca.pem')}",
                  f"etcd-cert = {pem}", f"etcd-key = {key}", "etcd-user = admin",
                  f"etcd-password-file = {self.etcd_password_file('admin')}"]
+        if self.node_tls:
+            # mailctl queue asks the queue nodes over mutual TLS, as admin
+            self.ensure_node_cert("mailctl", "admin")
+            d = self.tls_dir()
+            lines += [f"node-cert = {os.path.join(d, 'mailctl.pem')}",
+                      f"node-key = {os.path.join(d, 'mailctl.key')}",
+                      f"cluster-ca = {os.path.join(d, 'ca.pem')}"]
         tmp = self.mailctl_conf() + ".tmp"
         with open(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -2,7 +2,8 @@
  *
  * Precedence, highest first, per setting:
  *   1. the command line (--etcd, --etcd-ca, --etcd-cert, --etcd-key,
- *      --etcd-user, --etcd-password-file);
+ *      --etcd-user, --etcd-password-file; --node-cert, --node-key,
+ *      --cluster-ca: mutual TLS to the nodes, for mailctl queue);
  *   2. $MAIL_ETCD (the URL only);
  *   3. a settings file: $MAIL_ETCD_CONF, else ./state/mailctl.conf when it
  *      exists (what `cluster/local up` writes, so mailctl run from the
@@ -28,6 +29,7 @@
 /* The settings, by option name; index i is field i of mailctl_etcd_opts. */
 static const char *const conf_names[MAILCTL_ETCD_OPTS] = {
 	"etcd", "etcd-ca", "etcd-cert", "etcd-key", "etcd-user", "etcd-password-file",
+	"node-cert", "node-key", "cluster-ca",
 };
 
 int mailctl_conf_option(struct mailctl_etcd_opts *opts, const char *name, const char *value)
@@ -127,6 +129,13 @@ int mailctl_conf_load(mailctl *ctl, const struct mailctl_etcd_opts *cli)
 		mailctl_fail(ctl, "--etcd-user and --etcd-password-file go together");
 		return -1;
 	}
+	if ((v[6] == NULL) != (v[7] == NULL) || (v[6] == NULL) != (v[8] == NULL)) {
+		mailctl_fail(ctl, "--node-cert, --node-key and --cluster-ca go together");
+		return -1;
+	}
+	ctl->node_cert = v[6];
+	ctl->node_key = v[7];
+	ctl->cluster_ca = v[8];
 	const char *error;
 	if (v[4] != NULL && etcd_conf_read_password(v[5], &ctl->etcd_password, &error) < 0) {
 		mailctl_fail(ctl, "%s: %s", v[5], error);

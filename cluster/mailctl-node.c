@@ -60,7 +60,7 @@ static void mailctl_view_free(mailctl_view *v)
 	memset(v, 0, sizeof *v);
 }
 
-static const char *mailctl_key_id(const char *key)
+const char *mailctl_key_id(const char *key)
 {
 	const char *slash = strrchr(key, '/');
 	return slash != NULL ? slash + 1 : key;
@@ -75,12 +75,19 @@ static const etcd_kv *mailctl_view_alive(const mailctl_view *v, const char *id)
 	return NULL;
 }
 
+int mailctl_alive_load(etcd_client *c, enum router_role role, etcd_kv **alive_r, size_t *n_r)
+{
+	char *k_alive = xasprintf(ALIVE_KEY "%s/", router_role_name(role));
+	int err = etcd_kv_range_prefix(c, k_alive, 0, alive_r, n_r, NULL);
+	free(k_alive);
+	return err;
+}
+
 static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view *v)
 {
 	const char *name = router_role_name(role);
 	char *k_ring = xasprintf(RING_KEY "%s", name);
 	char *k_nodes = xasprintf(NODE_KEY "%s/", name);
-	char *k_alive = xasprintf(ALIVE_KEY "%s/", name);
 	char *k_status = xasprintf(STATUS_KEY "%s/", name);
 	char *value = NULL;
 	size_t len;
@@ -97,7 +104,7 @@ static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view
 	if (err == MAIL_OK)
 		err = etcd_kv_range_prefix(c, k_nodes, 0, &v->nodes, &v->n_nodes, NULL);
 	if (err == MAIL_OK)
-		err = etcd_kv_range_prefix(c, k_alive, 0, &v->alive, &v->n_alive, NULL);
+		err = mailctl_alive_load(c, role, &v->alive, &v->n_alive);
 	if (err == MAIL_OK)
 		err = etcd_kv_range_prefix(c, k_status, 0, &v->status, &v->n_status, NULL);
 	if (err == MAIL_OK) {
@@ -114,7 +121,6 @@ static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view
 	}
 	free(k_ring);
 	free(k_nodes);
-	free(k_alive);
 	free(k_status);
 	if (err != MAIL_OK)
 		mailctl_view_free(v);

@@ -1,5 +1,5 @@
 /* mailctl-private.h: shared by mailctl.c, mailctl-conf.c, mailctl-node.c,
- * mailctl-security.c, mailctl-dkim.c and mailctl-relay.c. */
+ * mailctl-security.c, mailctl-dkim.c, mailctl-relay.c and mailctl-queue.c. */
 #ifndef MAIL_MAILCTL_PRIVATE_H
 #define MAIL_MAILCTL_PRIVATE_H
 
@@ -7,6 +7,7 @@
 
 #include "directory.h"
 #include "etcd.h"
+#include "router.h"
 
 #define MAILCTL_DEFAULT_ETCD "http://127.0.0.1:23790"
 
@@ -28,18 +29,22 @@ typedef struct mailctl {
 	size_t n_owned;
 	char *etcd_password;
 	etcd_tokens *etcd_tokens;
+	/* mutual TLS to the nodes' RPC (mailctl queue): all three, or all NULL
+	 * (plaintext: development clusters with node TLS off) */
+	const char *node_cert, *node_key, *cluster_ca;
 } mailctl;
 
-/* The etcd settings given on the command line (NULL: not given), in the
- * order of the options: --etcd, --etcd-ca, --etcd-cert, --etcd-key,
- * --etcd-user, --etcd-password-file. */
-#define MAILCTL_ETCD_OPTS 6
+/* The etcd and node TLS settings given on the command line (NULL: not
+ * given), in the order of the options: --etcd, --etcd-ca, --etcd-cert,
+ * --etcd-key, --etcd-user, --etcd-password-file, --node-cert, --node-key,
+ * --cluster-ca. */
+#define MAILCTL_ETCD_OPTS 9
 struct mailctl_etcd_opts {
 	const char *v[MAILCTL_ETCD_OPTS];
 };
 
 /* Set the option called name (without "--") to value (borrowed). Returns
- * 0, or -1 when no etcd option has that name. */
+ * 0, or -1 when no etcd or node TLS option has that name. */
 int mailctl_conf_option(struct mailctl_etcd_opts *opts, const char *name, const char *value);
 /* Fill ctl->etcd from cli, $MAIL_ETCD, the settings file ($MAIL_ETCD_CONF,
  * else ./state/mailctl.conf when present) and the defaults, in that order
@@ -66,6 +71,15 @@ int mailctl_dkim(mailctl *ctl, int argc, char **argv);
 /* `relay ...` and `transport ...` (mailctl-relay.c): argv[0] is the
  * command. An exit code, or -1 for a usage error. */
 int mailctl_outbound(mailctl *ctl, int argc, char **argv);
+/* `queue ...` (mailctl-queue.c): argv[0] is "queue". An exit code, or -1
+ * for a usage error. */
+int mailctl_queue(mailctl *ctl, int argc, char **argv);
+/* The last path element of an etcd key (a node's id). */
+const char *mailctl_key_id(const char *key);
+/* The alive keys of role (/mail/v1/alive/<role>/<id> = "host:port", the
+ * nodes' RPC addresses) into *alive_r (etcd_kvs_free) and *n_r. An enum
+ * mail_error. */
+int mailctl_alive_load(etcd_client *c, enum router_role role, etcd_kv **alive_r, size_t *n_r);
 /* Delete the etcd key prefix+name: NOT_FOUND (exit 2, said) when absent,
  * else print done (a format with one %s: name). An exit code. */
 int mailctl_remove_key(mailctl *ctl, etcd_client *c, const char *prefix, const char *name,

@@ -8,7 +8,8 @@
  *
  * Passwords come from standard input (first line); on a terminal they are
  * prompted for twice without echo. Exit codes: 0 ok, 1 usage or invalid
- * argument, 2 not found, 3 already exists, 4 etcd unreachable, 5 other.
+ * argument, 2 not found, 3 already exists, 4 etcd (or, for mailctl queue,
+ * a queue node) unreachable, 5 other.
  *
  * The library logs (key=value lines on stderr) are for daemons; mailctl
  * hides them unless --verbose and prints one clear line per error instead.
@@ -30,7 +31,7 @@
 #define MAILCTL_PASSWORD_MAX 1024
 
 static const char mailctl_usage_text[] =
-	"usage: mailctl [ETCD OPTIONS] [--verbose] COMMAND\n"
+	"usage: mailctl [ETCD OPTIONS] [NODE OPTIONS] [--verbose] COMMAND\n"
 	"\n"
 	"commands:\n"
 	"  tenant add DOMAIN      add a hosted domain\n"
@@ -90,6 +91,22 @@ static const char mailctl_usage_text[] =
 	"  transport set DOMAIN URL\n"
 	"                         mail for DOMAIN goes to URL, not DOMAIN's MX\n"
 	"  transport list [--json] | transport remove DOMAIN\n"
+	"  queue list [--domain D] [--state deferred|active|held] [--limit N] [--json]\n"
+	"                         queued messages on every alive queue node: id, state,\n"
+	"                         age, size, attempts, next attempt, sender, pending\n"
+	"                         recipients' domains, last error\n"
+	"  queue show QID [--json]\n"
+	"                         envelope, each recipient's state and last reply, next\n"
+	"                         attempt (exit 2: no such message)\n"
+	"  queue retry QID|--all|--domain D\n"
+	"                         attempt now\n"
+	"  queue hold QID | queue release QID\n"
+	"                         no attempt until released; release: attempt now\n"
+	"  queue delete QID [--bounce]\n"
+	"                         drop it; --bounce: a DSN \"failed\" to the sender for\n"
+	"                         each recipient not yet delivered\n"
+	"  queue stats [--json]   counts by state, an age histogram, top destination\n"
+	"                         domains\n"
 	"\n"
 	"etcd options (each also a line \"NAME = VALUE\" of the settings file):\n"
 	"  --etcd URL             etcd's client URL(s), comma-separated\n"
@@ -97,12 +114,16 @@ static const char mailctl_usage_text[] =
 	"  --etcd-cert FILE       client certificate (PEM), with --etcd-key FILE\n"
 	"  --etcd-user NAME       etcd user, with --etcd-password-file FILE (its first\n"
 	"                         line is the password)\n"
+	"node options (mailctl queue; also settings-file lines; none: plaintext RPC):\n"
+	"  --node-cert FILE --node-key FILE --cluster-ca FILE\n"
+	"                         mutual TLS to the queue nodes: a certificate with\n"
+	"                         role admin (cluster/dev-ca DIR node NAME admin)\n"
 	"etcd: the options, else $MAIL_ETCD (URL), else the settings file\n"
 	"($MAIL_ETCD_CONF, else ./state/mailctl.conf, written by cluster/local up),\n"
 	"else " MAILCTL_DEFAULT_ETCD "\n"
 	"passwords: the first line of standard input (prompted twice on a terminal)\n"
-	"exit codes: 0 ok, 1 usage, 2 not found, 3 already exists, 4 etcd unreachable, "
-	"5 other\n";
+	"exit codes: 0 ok, 1 usage, 2 not found, 3 already exists, 4 etcd unreachable\n"
+	"(queue: or a queue node), 5 other\n";
 
 void mailctl_fail(mailctl *ctl, const char *fmt, ...)
 {
@@ -306,12 +327,13 @@ static int mailctl_user(mailctl *ctl, int argc, char **argv)
 	return mailctl_error(ctl, err, "user", arg);
 }
 
-/* "--etcd-NAME VALUE" or "--etcd-NAME=VALUE" at argv[*i] into opts
- * (*i moves past the value). Returns 0, or -1 when it is not one. */
+/* "--NAME VALUE" or "--NAME=VALUE" of an etcd or node TLS option at
+ * argv[*i] into opts (*i moves past the value). Returns 0, or -1 when it
+ * is not one. */
 static int mailctl_etcd_arg(struct mailctl_etcd_opts *opts, int argc, char **argv, int *i)
 {
 	const char *a = argv[*i];
-	if (strncmp(a, "--etcd", 6) != 0)
+	if (strncmp(a, "--", 2) != 0)
 		return -1;
 	const char *eq = strchr(a, '=');
 	char name[32];
@@ -383,6 +405,8 @@ int main(int argc, char **argv)
 		rc = mailctl_dkim(&ctl, argc, argv);
 	else if (strcmp(argv[0], "relay") == 0 || strcmp(argv[0], "transport") == 0)
 		rc = mailctl_outbound(&ctl, argc, argv);
+	else if (strcmp(argv[0], "queue") == 0)
+		rc = mailctl_queue(&ctl, argc, argv);
 	directory_destroy(&ctl.dir);
 	mailctl_conf_free(&ctl);
 	if (rc < 0) {

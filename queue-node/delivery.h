@@ -49,6 +49,16 @@ struct queue_journal {
 	/* 1 when this node may deliver queue_id now (it leads the partition).
 	 * Asked when an attempt starts. */
 	int (*may_deliver)(void *ctx, const char *queue_id);
+	/* Replace queue_id's state with st (its DELIVERED and FAILED
+	 * recipients become done; with none left pending the message is
+	 * removed), or with remove set remove the message; dsn (NULL: none)
+	 * is a message to store in the same step (a DSN about queue_id, whose
+	 * id is in queue_id's partition: see same_partition). */
+	void (*record)(void *ctx, const char *queue_id, const Queue__MessageState *st,
+		       int remove, const Queue__QueuedMessage *dsn, queue_journal_cb *cb,
+		       void *arg);
+	/* 1 when the ids a and b belong to the same partition. */
+	int (*same_partition)(void *ctx, const char *a, const char *b);
 };
 
 /* store and client are borrowed and must outlive the delivery. settings
@@ -57,6 +67,31 @@ struct queue_journal {
 queue_delivery *queue_delivery_create(uv_loop_t *loop, const struct queue_sched_settings *set,
 				      queue_store *store, store_client *client,
 				      const struct queue_journal *journal, void *journal_ctx);
+
+/* Remote recipients (queue.proto rcpt_remote) and what becomes of them.
+ * Without it they wait, deferred. */
+struct outbound;
+struct queue_outbound_settings {
+	/* Delays after the 1st, 2nd, ... failed attempt, seconds; the last one
+	 * repeats. Default 60, 300, 900, 1800, 3600, 7200 (docs/outbound.md). */
+	const uint32_t *retry_s;
+	size_t n_retry;
+	/* A message not delivered this long after it was received bounces
+	 * (its pending recipients fail). Seconds; default 5 days. */
+	uint32_t expiry_s;
+	/* Our host name: the DSNs' Reporting-MTA and From: domain (copied). */
+	const char *reporting_mta;
+};
+#define QUEUE_RETRY_SCHEDULE_DEFAULT "60,300,900,1800,3600,7200"
+#define QUEUE_EXPIRY_S_DEFAULT (5u * 86400u)
+/* ob (borrowed; must outlive d, and be destroyed after queue_delivery_stop)
+ * delivers remote recipients from now on. set is copied. Call before the
+ * loop runs. */
+void queue_delivery_set_outbound(queue_delivery *d, struct outbound *ob,
+				 const struct queue_outbound_settings *set);
+/* Parse "60,300,..." (1..32 values, each 1..86400) into out (room for 32).
+ * Returns the count, or -1. */
+int queue_retry_schedule_parse(const char *text, uint32_t *out, size_t max);
 
 /* queue_id has just been stored durably: deliver it as soon as a slot is
  * free (a queue id already scheduled is left alone). */
@@ -89,6 +124,28 @@ size_t queue_delivery_release(queue_delivery *d, queue_delivery_filter *mine, vo
  * Run the loop once more afterwards (handles close asynchronously). */
 void queue_delivery_stop(queue_delivery *d);
 void queue_delivery_destroy(queue_delivery **d);
+
+/* ---- administration (queue-admin.c, mailctl queue) ---------------------- */
+
+/* 1 when this node leads queue_id's partition now (it may act on it). */
+int queue_delivery_leads(queue_delivery *d, const char *queue_id);
+/* 1 when an attempt of queue_id is running now. */
+int queue_delivery_running(const queue_delivery *d, const char *queue_id);
+/* An administrator's action on queue_id (a message of a partition this
+ * node leads), recorded through the journal (replicated):
+ *   RETRY          the next attempt is now (a held message stays held);
+ *   HOLD           no attempt starts until RELEASE (a running one ends);
+ *   RELEASE        un-hold; the next attempt is now;
+ *   DELETE         the message is removed, no DSN;
+ *   DELETE_BOUNCE  removed, and a "failed" DSN for its pending recipients
+ *                  queued to the sender, in the same log entry.
+ * On a message whose attempt is running, the action is recorded when the
+ * attempt ends (with its outcome). cb(status, arg) once, later: MAIL_OK
+ * recorded; MAIL_ERR_NOT_FOUND no such message here; MAIL_ERR_NOT_PRIMARY
+ * this node does not lead it; MAIL_ERR_PARAMS a bad action; else not
+ * recorded (temporary). */
+void queue_delivery_action(queue_delivery *d, const char *queue_id, Queue__QueueAction action,
+			   queue_journal_cb *cb, void *arg);
 
 /* Messages held by the scheduler (for tests and metrics). */
 size_t queue_delivery_pending(const queue_delivery *d);

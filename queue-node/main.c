@@ -7,7 +7,11 @@
 #include "daemon-main.h"
 #include "daemon-node.h"
 #include "delivery.h"
+#include "dns.h"
 #include "log.h"
+#include "outbound.h"
+#include "queue-config.h"
+#include "queue-dkim.h"
 #include "queue-repl.h"
 #include "queue-service.h"
 #include "queue-store.h"
@@ -31,6 +35,12 @@ struct queue_node_settings {
 	/* The port of remote MXs (issue 10's test interface; 25 in service):
 	 * outbound delivery connects there. */
 	unsigned smtp_out_port;
+	const char *hostname;        /* EHLO name, DSNs' Reporting-MTA */
+	const char *retry_schedule;  /* "60,300,..." seconds */
+	unsigned expiry_s;
+	unsigned out_timeout_s;      /* 0: RFC 5321's timeouts */
+	unsigned out_max_conns;
+	unsigned config_refresh_ms;  /* relays, transports, DKIM keys from etcd */
 };
 
 struct queue_node {
@@ -40,6 +50,10 @@ struct queue_node {
 	store_client *store_client;
 	queue_delivery *delivery;
 	queue_service *service;
+	dns_resolver *dns;
+	outbound *outbound;
+	queue_config *config;
+	queue_dkim *dkim;
 };
 
 /* Offsets are within struct queue_node_settings. */
@@ -63,6 +77,26 @@ static const struct daemon_option queue_options[] = {
 	{ .name = "smtp-out-port", .kind = DAEMON_OPTION_UINT, .offset = QUEUE(smtp_out_port),
 	  .value_name = "N", .min = 1, .max = 65535, .def = 25, .env = "MAIL_SMTP_OUT_PORT",
 	  .help = "port of remote MXs for outbound mail (tests: a local one)" },
+	{ .name = "hostname", .kind = DAEMON_OPTION_STRING, .offset = QUEUE(hostname),
+	  .value_name = "NAME", .def_text = "localhost",
+	  .help = "our name in EHLO and in delivery reports" },
+	{ .name = "retry-schedule", .kind = DAEMON_OPTION_STRING, .offset = QUEUE(retry_schedule),
+	  .value_name = "S,S,...", .def_text = QUEUE_RETRY_SCHEDULE_DEFAULT,
+	  .help = "seconds before each retry of remote mail; the last repeats" },
+	{ .name = "expiry", .kind = DAEMON_OPTION_UINT, .offset = QUEUE(expiry_s),
+	  .value_name = "S", .min = 1, .max = 30u * 86400u, .def = QUEUE_EXPIRY_S_DEFAULT,
+	  .help = "seconds after which undeliverable mail bounces" },
+	{ .name = "smtp-out-timeout", .kind = DAEMON_OPTION_UINT, .offset = QUEUE(out_timeout_s),
+	  .value_name = "S", .min = 0, .max = 3600, .def = 0,
+	  .help = "cap of every outbound SMTP timeout (0: RFC 5321's)" },
+	{ .name = "smtp-out-conns", .kind = DAEMON_OPTION_UINT, .offset = QUEUE(out_max_conns),
+	  .value_name = "N", .min = 1, .max = OUTBOUND_MAX_CONNS_MAX,
+	  .def = OUTBOUND_MAX_CONNS_DEFAULT, .help = "outbound sessions per destination" },
+	{ .name = "config-refresh-ms", .kind = DAEMON_OPTION_UINT,
+	  .offset = QUEUE(config_refresh_ms), .value_name = "MS",
+	  .min = QUEUE_CONFIG_REFRESH_MS_MIN, .max = QUEUE_CONFIG_REFRESH_MS_MAX,
+	  .def = QUEUE_CONFIG_REFRESH_MS_DEFAULT,
+	  .help = "how often relays, transports and DKIM keys are read from etcd" },
 	{ .name = NULL },
 };
 
@@ -78,6 +112,11 @@ static int queue_check(const void *settings, const char **error_r)
 	const struct queue_node_settings *set = settings;
 	if (daemon_node_check(&set->node, error_r) < 0)
 		return -1;
+	uint32_t retry[32];
+	if (queue_retry_schedule_parse(set->retry_schedule, retry, 32) < 0) {
+		*error_r = "--retry-schedule: 1..32 comma-separated seconds, each 1..86400";
+		return -1;
+	}
 	return queue_sched_settings_check(&set->sched, error_r);
 }
 
@@ -92,6 +131,64 @@ static void queue_metrics_cb(buf *out, const char *labels, void *arg)
 	/* every replica's copy: 0 everywhere means nothing is left anywhere */
 	buf_printf(out, "# TYPE mail_queue_stored gauge\nmail_queue_stored{%s} %ld\n", labels,
 		   queue_store_count(node->store));
+}
+
+/* outbound_route_fn on the cached settings (ctx: the queue_config). */
+static int queue_route(void *arg, const char *sender_domain, const char *rcpt_domain,
+		       struct outbound_route *r)
+{
+	struct queue_route qr;
+	if (queue_config_route(arg, sender_domain, rcpt_domain, &qr) != 1)
+		return 0;
+	r->url = qr.url;
+	snprintf(r->user, sizeof r->user, "%s", qr.user);
+	snprintf(r->password, sizeof r->password, "%s", qr.password);
+	r->rule = qr.rule;
+	queue_route_clear(&qr);
+	return 1;
+}
+
+static void queue_config_loaded(int status, void *arg)
+{
+	(void)arg;
+	log_event(status == 0 ? LOG_INFO : LOG_WARN, LOG_SVC, "event=config_loaded status=%d",
+		  status);
+}
+
+/* Remote delivery: a resolver (--dns), the SMTP sessions, the schedule;
+ * the relays, transports and DKIM keys of etcd, and the signer. */
+static int queue_outbound_start(struct queue_node *node, const struct queue_node_settings *set,
+				const etcd_conf *etcd, uv_loop_t *loop, const char **error_r)
+{
+	struct queue_config_settings cs = { set->config_refresh_ms };
+	if (queue_config_create(loop, etcd, &cs, &node->config) < 0) {
+		*error_r = "cannot start the etcd settings cache";
+		return -1;
+	}
+	queue_config_refresh_now(node->config, queue_config_loaded, NULL);
+	if (queue_dkim_create(NULL, &node->dkim, error_r) != 0)
+		return -1;
+	queue_service_set_dkim(node->service, node->dkim, node->config);
+	struct dns_settings ds = { .server = set->node.daemon.dns.text };
+	if (dns_resolver_create(loop, &ds, &node->dns, error_r) < 0)
+		return -1;
+	struct outbound_settings os;
+	outbound_settings_default(&os);
+	os.helo_name = set->hostname;
+	os.mx_port = set->smtp_out_port;
+	os.max_conns = set->out_max_conns;
+	if (set->out_timeout_s > 0) {
+		unsigned ms = set->out_timeout_s * 1000;
+		os.timeouts = (struct smtpc_timeouts){ ms, ms, ms, ms, ms, ms, ms, ms, ms, ms };
+	}
+	if (outbound_create(loop, &os, node->dns, queue_route, node->config, &node->outbound,
+			    error_r) < 0)
+		return -1;
+	uint32_t retry[32];
+	int n = queue_retry_schedule_parse(set->retry_schedule, retry, 32);
+	struct queue_outbound_settings qo = { retry, (size_t)n, set->expiry_s, set->hostname };
+	queue_delivery_set_outbound(node->delivery, node->outbound, &qo);
+	return 0;
 }
 
 static int queue_start(struct daemon *d, const void *settings, void *ctx)
@@ -130,7 +227,10 @@ static int queue_start(struct daemon *d, const void *settings, void *ctx)
 	node->delivery = queue_delivery_create(loop, &set->sched, node->store, node->store_client,
 					       queue_repl_journal(), node->repl);
 	queue_repl_set_delivery(node->repl, node->delivery);
+	if (queue_outbound_start(node, set, daemon_etcd_conf(d), loop, &error) < 0)
+		return daemon_start_failed(d, "outbound", error);
 	queue_service_set_repl(node->service, node->repl, node->delivery);
+	queue_service_set_admin(node->service, set->node.daemon.id);
 	daemon_add_collector(d, queue_metrics_cb, node);
 	if (node->tls.server == NULL)
 		log_event(LOG_WARN, LOG_SVC, "event=no_node_tls mode=development "
@@ -154,6 +254,10 @@ static void queue_stop(void *ctx)
 	queue_repl_destroy(&node->repl);
 	store_client_destroy(&node->store_client);
 	queue_delivery_destroy(&node->delivery);
+	outbound_destroy(&node->outbound);
+	dns_resolver_destroy(&node->dns);
+	queue_config_destroy(&node->config);
+	queue_dkim_destroy(&node->dkim);
 }
 
 static void queue_deinit(void *ctx)

@@ -233,8 +233,28 @@ static int journal__may_deliver(void *ctx, const char *queue_id)
 		       MAIL_OK && repl_host_leading(qr->host, partition);
 }
 
+static void journal__record(void *ctx, const char *queue_id, const Queue__MessageState *st,
+			    int remove, const Queue__QueuedMessage *dsn, queue_journal_cb *cb,
+			    void *arg)
+{
+	Queue__LogEntry e = QUEUE__LOG_ENTRY__INIT;
+	e.state = (Queue__MessageState *)st;
+	e.remove = remove;
+	e.put = (Queue__QueuedMessage *)dsn;
+	journal__propose(ctx, queue_id, &e, cb, arg);
+}
+
+static int journal__same_partition(void *ctx, const char *a, const char *b)
+{
+	queue_repl *qr = ctx;
+	uint32_t pa, pb;
+	return repl_host_partition_of(qr->host, a, strlen(a), &pa) == MAIL_OK &&
+	       repl_host_partition_of(qr->host, b, strlen(b), &pb) == MAIL_OK && pa == pb;
+}
+
 static const struct queue_journal queue_repl_journal_ops = {
-	journal__mark_done, journal__remove, journal__may_deliver
+	journal__mark_done, journal__remove, journal__may_deliver, journal__record,
+	journal__same_partition
 };
 
 const struct queue_journal *queue_repl_journal(void)

@@ -1,4 +1,5 @@
-/* queue-service.c: RPC service "queue", method ENQUEUE. */
+/* queue-service.c: RPC service "queue": ENQUEUE; LIST, SHOW and ACTION are
+ * queue-admin.c's, wired here to the delivery side. */
 #include "queue-service.h"
 
 #include <stdlib.h>
@@ -6,6 +7,8 @@
 
 #include "log.h"
 #include "mail-error.h"
+#include "queue-admin.h"
+#include "queue-dkim.h"
 #include "queue-dsn.h"
 #include "rpc.h"
 #include "util.h"
@@ -17,7 +20,17 @@ struct queue_service {
 	queue_store *store;
 	queue_delivery *delivery;
 	queue_repl *repl;           /* NULL: standalone */
+	queue_admin *admin;         /* NULL until queue_service_set_admin */
+	queue_dkim *dkim;           /* NULL: nothing is signed */
+	const queue_config *config;
 	rpc_server *server;
+};
+
+/* A submitted message being signed before it is proposed. */
+struct sign_wait {
+	queue_service *svc;
+	rpc_call *call;
+	const Queue__EnqueueRequest *req; /* lives until the reply */
 };
 
 /* An enqueue waiting for its partition's log. */
@@ -140,6 +153,31 @@ static void service__enqueue_repl(queue_service *svc, rpc_call *call,
 		  queue_dsn_log_fields(req, dsn, sizeof dsn));
 }
 
+static void service__signed_cb(int status, const uint8_t *signed_body, size_t signed_len,
+			       const char *domain, void *arg)
+{
+	struct sign_wait *w = arg;
+	Queue__EnqueueRequest env = *w->req;
+	if (status != MAIL_OK)
+		/* never lose mail for a signature: it goes unsigned (logged) */
+		log_event(LOG_WARN, "queue", "event=dkim_unsigned qid=%s domain=%s status=%s",
+			  env.queue_id, domain != NULL ? domain : "-",
+			  mail_error_info(status)->name);
+	if (signed_body != NULL) {
+		env.body.data = (uint8_t *)signed_body;
+		env.body.len = signed_len;
+		env.dkim_signed = 1;
+		log_event(LOG_INFO, "queue", "event=dkim_signed qid=%s domain=%s", env.queue_id,
+			  domain != NULL ? domain : "-");
+	}
+	Queue__QueuedMessage rec = QUEUE__QUEUED_MESSAGE__INIT;
+	rec.envelope = &env;
+	rec.next_attempt_at = util_now_wall_ms();
+	/* packed before it returns: signed_body may go with this callback */
+	service__enqueue_repl(w->svc, w->call, &rec);
+	free(w);
+}
+
 static void service__enqueue(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	queue_service *svc = ctx;
@@ -162,6 +200,16 @@ static void service__enqueue(rpc_call *call, const ProtobufCMessage *msg, void *
 	Queue__QueuedMessage rec = QUEUE__QUEUED_MESSAGE__INIT;
 	rec.envelope = (Queue__EnqueueRequest *)req;
 	rec.next_attempt_at = util_now_wall_ms();
+	if (svc->repl != NULL && svc->dkim != NULL && req->auth_user[0] != '\0' &&
+	    !req->dkim_signed) {
+		/* submitted by one of our users: signed once, here, so the
+		 * log replicates (and every retry sends) the signed bytes */
+		struct sign_wait *w = xcalloc(1, sizeof *w);
+		*w = (struct sign_wait){ svc, call, req };
+		queue_dkim_sign(svc->dkim, svc->loop, svc->config, req->queue_id, req->body.data,
+				req->body.len, service__signed_cb, w);
+		return;
+	}
 	if (svc->repl != NULL) {
 		service__enqueue_repl(svc, call, &rec);
 		return;
@@ -187,10 +235,58 @@ static void service__enqueue(rpc_call *call, const ProtobufCMessage *msg, void *
 	queue_delivery_enqueued(svc->delivery, qid);
 }
 
+/* queue-admin.h's view of the delivery (ctx: the queue_delivery). */
+static int service__admin_leads(void *ctx, const char *queue_id)
+{
+	return queue_delivery_leads(ctx, queue_id);
+}
+
+static int service__admin_running(void *ctx, const char *queue_id)
+{
+	return queue_delivery_running(ctx, queue_id);
+}
+
+static void service__admin_action(void *ctx, const char *queue_id, Queue__QueueAction action,
+				  queue_admin_done_cb *cb, void *arg)
+{
+	queue_delivery_action(ctx, queue_id, action, cb, arg);
+}
+
+static const struct queue_admin_ops service_admin_ops = {
+	.leads = service__admin_leads,
+	.running = service__admin_running,
+	.action = service__admin_action,
+};
+
+static void service__list(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	queue_service *svc = ctx;
+	queue_admin_rpc_list(svc->admin, call, msg);
+}
+
+static void service__show(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	queue_service *svc = ctx;
+	queue_admin_rpc_show(svc->admin, call, msg);
+}
+
+static void service__action(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	queue_service *svc = ctx;
+	queue_admin_rpc_action(svc->admin, call, msg);
+}
+
 static const rpc_method service_methods[] = {
 	/* with TLS: frontends (SMTP), queue nodes (bounces), admin tools */
 	{ QUEUE__METHOD__ENQUEUE, "enqueue", &queue__enqueue_request__descriptor,
 	  service__enqueue, RPC_ROLE_FRONTEND | RPC_ROLE_QUEUE | RPC_ROLE_ADMIN },
+	/* mailctl queue: operators only */
+	{ QUEUE__METHOD__LIST, "list", &queue__queue_list_request__descriptor,
+	  service__list, RPC_ROLE_ADMIN },
+	{ QUEUE__METHOD__SHOW, "show", &queue__queue_show_request__descriptor,
+	  service__show, RPC_ROLE_ADMIN },
+	{ QUEUE__METHOD__ACTION, "action", &queue__queue_action_request__descriptor,
+	  service__action, RPC_ROLE_ADMIN },
 };
 
 int queue_service_create(uv_loop_t *loop, const struct queue_service_settings *set,
@@ -214,10 +310,25 @@ int queue_service_listen(queue_service *svc, const char *host, int port, int *po
 	return rpc_server_listen(svc->server, host, port, port_r, error_r);
 }
 
+void queue_service_set_dkim(queue_service *service, queue_dkim *qd, const queue_config *cfg)
+{
+	service->dkim = qd;
+	service->config = cfg;
+}
+
 void queue_service_set_repl(queue_service *service, queue_repl *qr, queue_delivery *d)
 {
 	service->repl = qr;
 	service->delivery = d;
+}
+
+void queue_service_set_admin(queue_service *service, const char *node_id)
+{
+	queue_admin_destroy(&service->admin);
+	if (service->delivery == NULL)
+		return;  /* not started: the methods stay unavailable */
+	service->admin = queue_admin_create(service->store, &service_admin_ops,
+					    service->delivery, node_id);
 }
 
 rpc_server *queue_service_server(queue_service *service)
@@ -231,6 +342,7 @@ void queue_service_destroy(queue_service **service)
 	if (svc == NULL)
 		return;
 	rpc_server_destroy(&svc->server);
+	queue_admin_destroy(&svc->admin);
 	free(svc);
 	*service = NULL;
 }

@@ -63,6 +63,20 @@ int queue_service_listen(queue_service *service, const char *host, int port, int
 			 const char **error_r);
 /* Go replicated: enqueue through qr, deliveries by d (both borrowed). */
 void queue_service_set_repl(queue_service *service, queue_repl *qr, queue_delivery *d);
+/* Sign what our users submit (ENQUEUE with auth_user) with the DKIM keys
+ * of its From: domain (queue-dkim.h, keys from cfg) before it is
+ * proposed; a signing failure leaves it unsigned (logged), never refused.
+ * Both borrowed; NULL: nothing is signed. Replicated mode only. */
+struct queue_dkim;
+struct queue_config;
+void queue_service_set_dkim(queue_service *service, struct queue_dkim *qd,
+			    const struct queue_config *cfg);
+/* Serve queue administration (LIST, SHOW, ACTION: queue-admin.h, admin
+ * role only) for the partitions the delivery set by queue_service_set_repl
+ * leads; node_id (copied) names this node in the answers. Call after
+ * queue_service_set_repl; until then those methods answer
+ * MAIL_ERR_UNAVAILABLE. */
+void queue_service_set_admin(queue_service *service, const char *node_id);
 /* The service's RPC server, to serve "repl" on the same port. */
 rpc_server *queue_service_server(queue_service *service);
 /* Close the listener and every connection, free. NULLs *service. Run the

@@ -14,6 +14,7 @@
 #define KIND_MESSAGE 'm'
 #define KIND_DONE 'd'
 #define KIND_APPLIED 'A'
+#define KIND_STATE 's'
 /* version + kind + id + 0x00 + u32 */
 #define KEY_MAX (2 + QUEUE_ID_MAX + 1 + 4)
 
@@ -50,6 +51,14 @@ static size_t store__key_message(char *key, const char *id)
 	key[1] = KIND_MESSAGE;
 	memcpy(key + 2, id, n);
 	return n + 2;
+}
+
+/* 0x01 's' <id> */
+static size_t store__key_state(char *key, const char *id)
+{
+	size_t n = store__key_message(key, id);
+	key[1] = KIND_STATE;
+	return n;
 }
 
 /* 0x01 'd' <id> 0x00: the prefix of every recipient key of id. */
@@ -180,6 +189,34 @@ int queue_store_put(queue_store *s, const Queue__QueuedMessage *msg, const char 
 	return ret;
 }
 
+/* The message's state (its 's' key) into msg->state; NULL when none. A
+ * state that does not decode is logged and dropped (the message is then
+ * attempted as if new: safe, recipients done stay done). */
+static int store__merge_state(queue_store *s, Queue__QueuedMessage *msg, const char **error_r)
+{
+	char key[KEY_MAX];
+	size_t klen = store__key_state(key, msg->envelope->queue_id);
+	char *err = NULL;
+	size_t vlen;
+	char *val = leveldb_get(s->db, s->read, key, klen, &vlen, &err);
+	if (err != NULL) {
+		store__log_error("get", err);
+		*error_r = "queue store read failed";
+		return -1;
+	}
+	if (msg->state != NULL)
+		queue__message_state__free_unpacked(msg->state, NULL);
+	msg->state = NULL;
+	if (val == NULL)
+		return 0;
+	msg->state = queue__message_state__unpack(NULL, vlen, (const uint8_t *)val);
+	leveldb_free(val);
+	if (msg->state == NULL)
+		log_event(LOG_ERROR, "queue", "event=store_corrupt qid=%s what=state",
+			  msg->envelope->queue_id);
+	return 0;
+}
+
 /* Rebuild msg->delivered from the recipient keys (see the schema). */
 static int store__merge_done(queue_store *s, Queue__QueuedMessage *msg, const char **error_r)
 {
@@ -215,7 +252,7 @@ static int store__merge_done(queue_store *s, Queue__QueuedMessage *msg, const ch
 		*error_r = "queue store read failed";
 		return -1;
 	}
-	return 0;
+	return store__merge_state(s, msg, error_r);
 }
 
 /* Decode a record value; NULL (logged) when it is not a usable message. */
@@ -286,6 +323,7 @@ static int store__delete_batch(queue_store *s, leveldb_writebatch_t *batch,
 	char key[KEY_MAX];
 	size_t klen = store__key_message(key, queue_id);
 	leveldb_writebatch_delete(batch, key, klen);
+	leveldb_writebatch_delete(batch, key, store__key_state(key, queue_id));
 	char prefix[KEY_MAX];
 	size_t plen = store__key_done_prefix(prefix, queue_id);
 	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->read);
@@ -322,6 +360,48 @@ int queue_store_delete(queue_store *s, const char *queue_id, const char **error_
 }
 
 /* ---- the replicated mode ------------------------------------------------ */
+
+/* Add the state change of a LogEntry.state to batch: the state key, the
+ * done keys of its DELIVERED and FAILED recipients, or, when that leaves
+ * no recipient pending, the message's removal. A message no longer stored
+ * (removed by an earlier entry) gets nothing: 0 either way, -1 on error. */
+static int store__state_batch(queue_store *s, leveldb_writebatch_t *batch, const char *qid,
+			      const Queue__MessageState *st, const char **error_r)
+{
+	Queue__QueuedMessage *msg = NULL;
+	int ret = queue_store_get(s, qid, &msg, error_r);
+	if (ret <= 0)
+		return ret;
+	size_t n = msg->envelope->n_rcpt_to, pending = 0;
+	for (size_t i = 0; i < st->n_rcpts; i++) {
+		const Queue__RcptOutcome *o = st->rcpts[i];
+		if (o->index < n && (o->status == QUEUE__RCPT_STATUS__RCPT_DELIVERED ||
+				     o->status == QUEUE__RCPT_STATUS__RCPT_FAILED))
+			msg->delivered[o->index] = 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		pending += !msg->delivered[i];
+	if (pending == 0) {
+		ret = store__delete_batch(s, batch, qid, error_r);
+	} else {
+		char key[KEY_MAX];
+		for (size_t i = 0; i < st->n_rcpts; i++) {
+			const Queue__RcptOutcome *o = st->rcpts[i];
+			if (o->index < n && msg->delivered[o->index])
+				leveldb_writebatch_put(batch, key,
+						       store__key_done(key, qid, o->index), "", 0);
+		}
+		size_t len = queue__message_state__get_packed_size(st);
+		uint8_t *val = xmalloc(len ? len : 1);
+		queue__message_state__pack(st, val);
+		leveldb_writebatch_put(batch, key, store__key_state(key, qid), (const char *)val,
+				       len);
+		free(val);
+		ret = 0;
+	}
+	queue_store_message_free(&msg);
+	return ret;
+}
 
 /* 0x01 'A' <partition u32> */
 static size_t store__key_applied(char *key, uint32_t partition)
@@ -368,6 +448,9 @@ int queue_store_applied_index(queue_store *s, uint32_t partition, uint64_t *inde
 	return store__applied_get(s, s->read, partition, index_r, error_r);
 }
 
+static int store__entry_batch(queue_store *s, leveldb_writebatch_t *batch,
+			      const Queue__LogEntry *e, const char **error_r);
+
 int queue_store_apply(queue_store *s, uint32_t partition, uint64_t index,
 		      const Queue__LogEntry *e, const char **error_r)
 {
@@ -377,23 +460,7 @@ int queue_store_apply(queue_store *s, uint32_t partition, uint64_t index,
 	if (index <= applied)
 		return 1;
 	leveldb_writebatch_t *batch = leveldb_writebatch_create();
-	int ret = 0;
-	const char *qid = e->put != NULL && e->put->envelope != NULL ?
-			  e->put->envelope->queue_id : e->queue_id;
-	if (!queue_store_id_valid(qid)) {
-		/* Recorded as applied all the same: the log must move on. */
-		*error_r = "log entry without a valid queue id";
-		ret = 2;
-	} else if (e->put != NULL) {
-		ret = store__put_batch(s, batch, e->put, error_r);
-	} else if (e->remove) {
-		ret = store__delete_batch(s, batch, qid, error_r);
-	} else {
-		char key[KEY_MAX];
-		for (size_t i = 0; i < e->n_done; i++)
-			leveldb_writebatch_put(batch, key, store__key_done(key, qid, e->done[i]),
-					       "", 0);
-	}
+	int ret = store__entry_batch(s, batch, e, error_r);
 	if (ret >= 0) {
 		char key[KEY_MAX], val[8];
 		for (int i = 0; i < 8; i++)
@@ -406,6 +473,59 @@ int queue_store_apply(queue_store *s, uint32_t partition, uint64_t index,
 			ret = -1;
 	}
 	leveldb_writebatch_destroy(batch);
+	return ret;
+}
+
+int queue_store_record(queue_store *s, const char *queue_id, const Queue__MessageState *st,
+		       int remove, const Queue__QueuedMessage *dsn, const char **error_r)
+{
+	Queue__LogEntry e = QUEUE__LOG_ENTRY__INIT;
+	e.queue_id = (char *)queue_id;
+	e.state = (Queue__MessageState *)st;
+	e.remove = remove;
+	e.put = (Queue__QueuedMessage *)dsn;
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	int ret = store__entry_batch(s, batch, &e, error_r);
+	if (ret == 2)
+		ret = -1;
+	if (ret >= 0 && store__write(s, batch, 1, "record", error_r) < 0)
+		ret = -1;
+	leveldb_writebatch_destroy(batch);
+	return ret < 0 ? -1 : 0;
+}
+
+/* Add what e changes to batch: 0 (1: a put of a stored queue id, nothing
+ * added), 2 bad entry (nothing added), -1 error. */
+static int store__entry_batch(queue_store *s, leveldb_writebatch_t *batch,
+			      const Queue__LogEntry *e, const char **error_r)
+{
+	int ret = 0;
+	int with_put = e->put != NULL && (e->state != NULL || e->remove);
+	const char *qid = e->put != NULL && !with_put && e->put->envelope != NULL ?
+			  e->put->envelope->queue_id : e->queue_id;
+	if (!queue_store_id_valid(qid) ||
+	    (with_put && (e->put->envelope == NULL ||
+			  !queue_store_id_valid(e->put->envelope->queue_id) ||
+			  strcmp(e->put->envelope->queue_id, qid) == 0))) {
+		/* Recorded as applied all the same: the log must move on. */
+		*error_r = "log entry without a valid queue id";
+		ret = 2;
+	} else if (e->put != NULL && !with_put) {
+		ret = store__put_batch(s, batch, e->put, error_r);
+	} else if (e->state != NULL || e->remove) {
+		/* the DSN first: a put of a known id writes nothing */
+		if (with_put && store__put_batch(s, batch, e->put, error_r) < 0)
+			ret = -1;
+		else if (e->remove)
+			ret = store__delete_batch(s, batch, qid, error_r);
+		else
+			ret = store__state_batch(s, batch, qid, e->state, error_r);
+	} else {
+		char key[KEY_MAX];
+		for (size_t i = 0; i < e->n_done; i++)
+			leveldb_writebatch_put(batch, key, store__key_done(key, qid, e->done[i]),
+					       "", 0);
+	}
 	return ret;
 }
 
@@ -483,7 +603,7 @@ static int store__key_qid(const char *key, size_t klen, char id[QUEUE_ID_MAX + 1
 	if (klen < 3 || key[0] != QUEUE_STORE_KEY_VERSION)
 		return 0;
 	size_t n;
-	if (key[1] == KIND_MESSAGE) {
+	if (key[1] == KIND_MESSAGE || key[1] == KIND_STATE) {
 		n = klen - 2;
 	} else if (key[1] == KIND_DONE) {
 		const char *nul = memchr(key + 2, '\0', klen - 2);
@@ -505,7 +625,7 @@ static uint32_t store__partition_of(const char *id, uint32_t n_partitions)
 	return (uint32_t)(util_hash64(id, strlen(id)) % n_partitions);
 }
 
-/* Walks the 'd' and 'm' keys (in that key order) of one partition. */
+/* Walks the 'd', 'm' and 's' keys (in that key order) of one partition. */
 struct part_walk {
 	leveldb_iterator_t *it;
 	uint32_t partition, n_partitions;
@@ -518,7 +638,7 @@ static int store__walk_settle(struct part_walk *w)
 	for (; leveldb_iter_valid(w->it); leveldb_iter_next(w->it)) {
 		size_t klen;
 		const char *k = leveldb_iter_key(w->it, &klen);
-		if (klen < 2 || k[0] != QUEUE_STORE_KEY_VERSION || k[1] > KIND_MESSAGE)
+		if (klen < 2 || k[0] != QUEUE_STORE_KEY_VERSION || k[1] > KIND_STATE)
 			break;
 		char id[QUEUE_ID_MAX + 1];
 		if (store__key_qid(k, klen, id) &&
@@ -663,6 +783,14 @@ static const char *store__snap_check(uint32_t partition, uint32_t n_partitions,
 		return "foreign_partition";
 	if (key[1] == KIND_DONE)
 		return vlen == 0 ? NULL : "done_value";
+	if (key[1] == KIND_STATE) {
+		Queue__MessageState *st =
+			queue__message_state__unpack(NULL, vlen, (const uint8_t *)val);
+		if (st == NULL)
+			return "state_value";
+		queue__message_state__free_unpacked(st, NULL);
+		return NULL;
+	}
 	Queue__QueuedMessage *msg = store__decode(id, (const char *)val, vlen);
 	if (msg == NULL)
 		return "message_value";

@@ -15,6 +15,11 @@
  *        recipient <index> of <queue id> is done (delivered, or failed
  *        permanently). One small key per recipient, so recording progress
  *        never rewrites the body.
+ *   0x01 's' <queue id>                      -> Queue__MessageState (protobuf)
+ *        the delivery state (attempts, next attempt, held, each
+ *        recipient's last outcome), written by LogEntry.state; beside the
+ *        record so that an attempt's outcome never rewrites the body.
+ *        queue_store_get fills QueuedMessage.state from it.
  *   0x01 'A' <partition u32 BE>              -> applied index u64 BE
  *        the replicated mode: the last log index of the partition applied
  *        here (queue_store_apply), written in the same batch as the change.
@@ -102,7 +107,11 @@ int queue_store_load_if(queue_store *store, int (*keep)(const char *queue_id, vo
 int queue_store_applied_index(queue_store *store, uint32_t partition, uint64_t *index_r,
 			      const char **error_r);
 /* Apply entry e at index of partition: put (idempotent by queue id), done
- * (recipient keys) or remove, and record index as the partition's applied
+ * (recipient keys), remove, or state (the 's' key, the done keys of its
+ * DELIVERED and FAILED recipients, and the removal of the message when no
+ * recipient is left pending; nothing for a message no longer stored); a
+ * state or remove may come with the put of another message (a DSN), in the
+ * same batch. It records index as the partition's applied
  * index, in ONE batch. Not synced: the log is the durable copy and a lost
  * batch is re-applied from it (the index moves with the change). Returns 0
  * applied, 1 nothing to do (index <= the applied index, or a put of a
@@ -110,6 +119,11 @@ int queue_store_applied_index(queue_store *store, uint32_t partition, uint64_t *
  * recorded, *error_r says why), -1 storage error (nothing written). */
 int queue_store_apply(queue_store *store, uint32_t partition, uint64_t index,
 		      const Queue__LogEntry *e, const char **error_r);
+
+/* The standalone mode's LogEntry.state / remove (with a DSN put), as
+ * queue_store_apply does them, in one durable (sync) batch. 0 or -1. */
+int queue_store_record(queue_store *store, const char *queue_id, const Queue__MessageState *st,
+		       int remove, const Queue__QueuedMessage *dsn, const char **error_r);
 
 /* ---- partition snapshots (replication/repl.h snapshot callbacks) ----
  * A queue id's partition is util_hash64(id) % n_partitions, the same as

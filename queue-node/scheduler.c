@@ -243,6 +243,53 @@ int64_t queue_sched_done(queue_sched *s, const char *queue_id,
 	return delay;
 }
 
+int64_t queue_sched_retry_in(queue_sched *s, const char *queue_id, uint64_t delay_ms)
+{
+	struct sched_entry *e = *sched__slot(s, queue_id);
+	if (e == NULL || e->state != SCHED_RUNNING)
+		return -1;
+	s->inflight--;
+	e->failures++;
+	e->state = SCHED_WAITING;
+	uv_timer_start(&e->timer, sched__due_cb, delay_ms, 0);
+	sched__kick(s);
+	return (int64_t)delay_ms;
+}
+
+int queue_sched_forget(queue_sched *s, const char *queue_id)
+{
+	struct sched_entry **slot = sched__slot(s, queue_id);
+	struct sched_entry *e = *slot;
+	if (e == NULL)
+		return 0;
+	if (e->state == SCHED_RUNNING)
+		return -1;
+	if (e->state == SCHED_READY) {
+		struct sched_entry *prev = NULL;
+		for (struct sched_entry *r = s->ready_head; r != NULL; prev = r, r = r->rnext) {
+			if (r != e)
+				continue;
+			if (prev != NULL)
+				prev->rnext = r->rnext;
+			else
+				s->ready_head = r->rnext;
+			if (s->ready_tail == r)
+				s->ready_tail = prev;
+			break;
+		}
+	}
+	*slot = e->hnext;
+	s->count--;
+	uv_close((uv_handle_t *)&e->timer, sched__entry_close_cb);
+	return 1;
+}
+
+int queue_sched_running(const queue_sched *s, const char *queue_id)
+{
+	struct sched_entry *e = *sched__slot((queue_sched *)s, queue_id);
+	return e != NULL && e->state == SCHED_RUNNING;
+}
+
 size_t queue_sched_expedite(queue_sched *s, int (*pred)(const char *queue_id, void *arg),
 			    void *arg)
 {

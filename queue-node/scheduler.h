@@ -91,6 +91,19 @@ int queue_sched_add(queue_sched *sched, const char *queue_id, uint64_t delay_ms)
 int64_t queue_sched_done(queue_sched *sched, const char *queue_id,
 			 enum queue_sched_outcome outcome);
 
+/* End the running attempt of queue_id with a retry after exactly delay_ms
+ * (the replicated schedule of remote deliveries, rather than the backoff).
+ * Counts a failure like RETRY. Returns delay_ms, or -1 when queue_id has
+ * no running attempt. */
+int64_t queue_sched_retry_in(queue_sched *sched, const char *queue_id, uint64_t delay_ms);
+
+/* Drop a waiting or ready entry (a held or deleted message). Returns 1
+ * dropped, 0 not held, -1 running (it ends by queue_sched_done). */
+int queue_sched_forget(queue_sched *sched, const char *queue_id);
+
+/* 1 when queue_id has a running attempt. */
+int queue_sched_running(const queue_sched *sched, const char *queue_id);
+
 /* Make every waiting entry for which pred(queue_id, arg) returns 1 due
  * now (its attempt starts as soon as a slot is free; ready and running
  * entries are left as they are). Used when this node stops leading a

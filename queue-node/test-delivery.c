@@ -66,7 +66,9 @@ static void answer_cb(uv_timer_t *t)
 	Store__DeliverResponse resp = STORE__DELIVER_RESPONSE__INIT;
 	resp.uid = a->uid;
 	resp.uidvalidity = 7;
-	if (a->status == MAIL_OK || a->status == MAIL_ERR_NOT_FOUND)
+	/* delivered ones are recorded before the next recipient; failed ones
+	 * with the attempt's outcome at its end */
+	if (a->status == MAIL_OK)
 		a->client->answered_done[a->index] = 1;
 	a->cb(a->status, a->status == MAIL_OK ? &resp.base : NULL, a->arg);
 	uv_close((uv_handle_t *)&a->timer, answer_close_cb);
@@ -215,6 +217,20 @@ static void assert_gone(struct fixture *f, const char *qid)
 
 /* ---- tests ---------------------------------------------------------------- */
 
+struct found { int n; char body[8192]; char from[64]; char to[64]; };
+
+static void dsn_load_cb(const Queue__QueuedMessage *m, void *arg)
+{
+	struct found *fd = arg;
+	fd->n++;
+	snprintf(fd->from, sizeof fd->from, "%s", m->envelope->mail_from);
+	snprintf(fd->to, sizeof fd->to, "%s", m->envelope->rcpt_to[0]);
+	size_t n = m->envelope->body.len < sizeof fd->body - 1 ? m->envelope->body.len
+							       : sizeof fd->body - 1;
+	memcpy(fd->body, m->envelope->body.data, n);
+	fd->body[n] = '\0';
+}
+
 static void test_ok_perm_temp(void **state)
 {
 	struct fixture *f = *state;
@@ -234,6 +250,53 @@ static void test_ok_perm_temp(void **state)
 	assert_int_equal(f->fake.body_len[0], 20);
 	assert_int_equal(f->fake.internal_date[0], 1700000000555);
 	assert_gone(f, "MIX1");
+}
+
+/* A recipient the store refuses for good: recorded FAILED at the end of the
+ * attempt, with a DSN to the sender queued in the same write (null sender,
+ * multipart/report, Status 5.1.1); a null sender gets none. */
+static void test_perm_failure_dsn(void **state)
+{
+	struct fixture *f = *state;
+	Queue__EnqueueRequest env = QUEUE__ENQUEUE_REQUEST__INIT;
+	Queue__QueuedMessage msg = QUEUE__QUEUED_MESSAGE__INIT;
+	char *rcpts[] = { "ok@x.test", "perm@x.test" };
+	env.queue_id = "DSN1";
+	env.mail_from = "sender@y.test";
+	env.rcpt_to = rcpts;
+	env.n_rcpt_to = 2;
+	env.body.data = (uint8_t *)"Subject: t\r\n\r\nbody\r\n";
+	env.body.len = 20;
+	env.received_at = 1700000000555;
+	msg.envelope = &env;
+	const char *error;
+	assert_int_equal(queue_store_put(f->qs, &msg, &error), 0);
+	f->fake.qid = "DSN1";
+	queue_delivery_enqueued(f->d, "DSN1");
+	/* the DSN is scheduled too: its recipient is remote and nothing
+	 * delivers remote mail here, so it stays queued (deferred) */
+	uv_timer_t guard;
+	uv_timer_init(&f->loop, &guard);
+	uv_timer_start(&guard, guard_cb, 2000, 0);
+	Queue__QueuedMessage *m = NULL;
+	while (uv_is_active((uv_handle_t *)&guard) &&
+	       queue_store_get(f->qs, "DSN1", &m, &error) == 1) {
+		queue_store_message_free(&m);
+		uv_run(&f->loop, UV_RUN_ONCE);
+	}
+	uv_close((uv_handle_t *)&guard, NULL);
+	assert_gone(f, "DSN1");
+	assert_int_equal(f->fake.n_calls, 2);
+	/* the one message left is the DSN */
+	struct found found = { 0 };
+	assert_int_equal(queue_store_load_all(f->qs, dsn_load_cb, &found, &error), 1);
+	assert_string_equal(found.from, "");
+	assert_string_equal(found.to, "sender@y.test");
+	assert_non_null(strstr(found.body, "multipart/report; report-type=delivery-status"));
+	assert_non_null(strstr(found.body, "Final-Recipient: rfc822; perm@x.test"));
+	assert_non_null(strstr(found.body, "Status: 5.1.1"));
+	assert_non_null(strstr(found.body, "Action: failed"));
+	assert_null(strstr(found.body, "Final-Recipient: rfc822; ok@x.test"));
 }
 
 static void test_recover_skips_done(void **state)
@@ -292,6 +355,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_ok_perm_temp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_perm_failure_dsn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_skips_done, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vanished_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_keeps_message, setup, teardown),

@@ -252,7 +252,7 @@ static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
  * does not normalise (a quoted local part, say) is kept as given. remote:
  * per recipient, outside our tenants (submission), or NULL. */
 static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_transaction *t,
-			     const int *remote)
+			     const int *remote, int sender_local)
 {
 	struct smtp_mx__enqueue *e = xcalloc(1, sizeof *e);
 	e->mx = mx;
@@ -317,6 +317,7 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 	req.session_id = (char *)smtp_session_id(s);
 	if (smtp_session_user(s) != NULL)
 		req.auth_user = (char *)smtp_session_user(s);
+	req.sender_local = sender_local;
 	struct smtp_mx__dsn dsn;
 	smtp_mx__dsn_fill(t, &req, &dsn);
 
@@ -339,6 +340,7 @@ struct smtp_mx__remote {
 	smtp_session *session;
 	const struct smtp_transaction *t; /* valid until the DATA completion */
 	int *remote;
+	int sender_local;
 	int status;
 };
 
@@ -355,6 +357,13 @@ static void smtp_mx__remote_work(uv_work_t *w)
 		else if (tenant != MAIL_OK)
 			r->status = tenant;
 	}
+	/* a DSN to the sender is delivered locally when it is ours */
+	char *from = r->t->mail_from[0] != '\0'
+			     ? util_address_normalize(r->t->mail_from, strlen(r->t->mail_from))
+			     : NULL;
+	r->sender_local = from != NULL && r->status == MAIL_OK &&
+			  directory_tenant_exists(r->mx->dir, util_address_domain(from)) == MAIL_OK;
+	free(from);
 }
 
 static void smtp_mx__remote_done(uv_work_t *w, int status)
@@ -364,7 +373,7 @@ static void smtp_mx__remote_done(uv_work_t *w, int status)
 		smtp_session_complete(r->session, 451, "4.3.0",
 				      "Temporary directory failure, try again later");
 	else
-		smtp_mx__enqueue(r->mx, r->session, r->t, r->remote);
+		smtp_mx__enqueue(r->mx, r->session, r->t, r->remote, r->sender_local);
 	smtp_mx__unref(r->mx);
 	free(r->remote);
 	free(r);
@@ -374,7 +383,7 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 {
 	smtp_mx *mx = ctx;
 	if (!mx->submission) {
-		smtp_mx__enqueue(mx, s, t, NULL);
+		smtp_mx__enqueue(mx, s, t, NULL, 0);
 		return;
 	}
 	struct smtp_mx__remote *r = xcalloc(1, sizeof *r);

@@ -1,0 +1,291 @@
+#!/usr/bin/python3
+"""End-to-end: mail leaves the platform (issue 10; docs/outbound.md).
+
+A cluster resolves through a DNS server of ours (tests/support/dnszone.py,
+--dns) and delivers to remote MXs on one port (--smtp-out-port), where a
+scripted sink (tests/support/smtp_sink.py) listens on 127.0.0.1. An MX
+host whose address is ::1 refuses connections (nothing listens there on
+that port): that is the dead MX. Mail is submitted with AUTH over
+STARTTLS, as a user's client would, and checked where it lands:
+  * MX priority and fallback: far.test's first MX is dead, the second one
+    takes the mail (over STARTTLS);
+  * per-recipient results: a recipient the remote refuses with 550 gets a
+    DSN in the sender's INBOX (multipart/report, Action failed, Status
+    5.1.1, Remote-MTA, Diagnostic-Code; read over IMAP), the other
+    recipient of the same message is delivered once;
+  * implicit MX (no MX record, the domain's own address), null MX (an
+    immediate DSN 5.1.10, no connection);
+  * a temporary failure (451) then success on the retry;
+  * a domain that never answers stays queued (mail_queue_messages), then
+    expires into a DSN;
+  * nothing is sent twice.
+Run with Debian's /usr/bin/python3 (python3-dnslib).
+"""
+import email
+import email.policy
+import glob
+import imaplib
+import json
+import os
+import signal
+import smtplib
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "support"))
+import e2e_harness  # noqa: E402
+from e2e_harness import local  # noqa: E402
+import dnszone  # noqa: E402
+
+USER, PASSWORD = "alice@example.test", "s3cret pass"
+EXPIRY_S = 40
+
+ZONE = """
+$ORIGIN test.
+$TTL 60
+far         IN MX 10 mx1.far.test.
+far         IN MX 20 mx2.far.test.
+mx1.far     IN AAAA ::1
+mx2.far     IN A 127.0.0.1
+implicit    IN A 127.0.0.1
+nullmx      IN MX 0 .
+dead        IN MX 10 mx.dead.test.
+mx.dead     IN AAAA ::1
+"""
+
+
+class Sink:
+    """tests/support/smtp_sink.py on 127.0.0.1:port with STARTTLS."""
+
+    def __init__(self, port, tmp, *extra):
+        self.dir = tempfile.mkdtemp(dir=tmp, prefix="sink-")
+        self.out = os.path.join(self.dir, "out.jsonl")
+        cert, key = os.path.join(tmp, "sink.pem"), os.path.join(tmp, "sink.key")
+        if not os.path.exists(cert):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", key, "-out", cert, "-days", "2",
+                            "-subj", "/CN=mx2.far.test"], check=True, capture_output=True)
+        pf = os.path.join(self.dir, "port")
+        self.p = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "support", "smtp_sink.py"),
+                                   "--port", str(port), "--port-file", pf, "--out", self.out,
+                                   "--starttls", "--cert", cert, "--key", key, *extra])
+        deadline = time.time() + 10
+        while not os.path.exists(pf):
+            assert time.time() < deadline and self.p.poll() is None, "sink did not start"
+            time.sleep(0.05)
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(10)
+
+    def records(self):
+        if not os.path.exists(self.out):
+            return []
+        with open(self.out) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def commands(self):
+        path = self.out + ".cmds"
+        if not os.path.exists(path):
+            return ""
+        with open(path, errors="replace") as f:
+            return f.read()
+
+
+def wait_for(pred, timeout=60, what="condition"):
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Outbound:
+    def __init__(self, c, tmp, port):
+        self.c = c
+        self.tmp = tmp
+        self.port = port
+        self.ctx = ssl.create_default_context(cafile=os.path.join(c.state, "tls", "ca.pem"))
+        self.sink = Sink(port, tmp, "--rcpt-reply", "nobody@far.test=550 5.1.1 no such user here")
+
+    def submit(self, rcpts, subject, extra_headers=""):
+        msg = (f"From: Alice <{USER}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
+               f"{extra_headers}\r\nHello from {subject}.\r\n").encode()
+        with smtplib.SMTP("127.0.0.1", self.c.ports["submission"], timeout=30) as s:
+            s.starttls(context=self.ctx)
+            s.login(USER, PASSWORD)
+            refused = s.sendmail(USER, rcpts, msg)
+            assert refused == {}, refused
+        return msg
+
+    def sent_with(self, sink, subject):
+        return [r for r in sink.records() if f"Subject: {subject}" in r["data"]]
+
+    def inbox(self):
+        m = imaplib.IMAP4("127.0.0.1", self.c.ports["imap"], timeout=30)
+        m.starttls(ssl_context=self.ctx)
+        m.login(USER, PASSWORD)
+        typ, data = m.select("INBOX", readonly=True)
+        n = int(data[0])
+        out = []
+        if n:
+            typ, data = m.fetch(f"1:{n}", "(BODY.PEEK[])")
+            out = [email.message_from_bytes(item[1], policy=email.policy.default)
+                   for item in data if isinstance(item, tuple)]
+        m.logout()
+        return out
+
+    def dsns_about(self, subject):
+        out = []
+        for m in self.inbox():
+            if m.get_content_type() != "multipart/report":
+                continue
+            raw = m.as_bytes().decode("utf-8", "replace")
+            if f"Subject: {subject}" in raw:
+                out.append(m)
+        return out
+
+    @staticmethod
+    def dsn_fields(report):
+        """[(recipient fields dict)] of a multipart/report's delivery-status."""
+        parts = list(report.iter_parts())
+        assert parts[1].get_content_type() == "message/delivery-status", parts[1]
+        text = parts[1].as_bytes().decode("utf-8", "replace")
+        body = text.split("\n\n", 1)[1] if "\n\n" in text else text
+        groups = [g for g in body.replace("\r\n", "\n").split("\n\n") if g.strip()]
+        out = []
+        for g in groups[1:]:
+            d = {}
+            for line in g.split("\n"):
+                if ":" in line and not line.startswith((" ", "\t")):
+                    k, v = line.split(":", 1)
+                    d[k.strip().lower()] = v.strip()
+            out.append(d)
+        return out
+
+    def queue_messages(self):
+        total = 0
+        for name, role, *_ in self.c.specs():
+            if role != "queue":
+                continue
+            url = f"http://127.0.0.1:{self.c.metrics_port(name)}/metrics"
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            for line in text.splitlines():
+                if line.startswith("mail_queue_messages{"):
+                    total += int(float(line.split()[-1]))
+        return total
+
+    # ---- the checks ----
+
+    def mx_fallback(self):
+        self.submit(["bob@far.test"], "fallback-1")
+        rec = wait_for(lambda: self.sent_with(self.sink, "fallback-1"), what="delivery via mx2")
+        assert len(rec) == 1, rec
+        assert rec[0]["rcpts"][0].startswith("<bob@far.test>"), rec
+        assert rec[0]["tls"], "delivered without STARTTLS although it was offered"
+        assert rec[0]["mail"].startswith(f"<{USER}>"), rec
+
+    def per_recipient_bounce(self):
+        self.submit(["carol@far.test", "nobody@far.test"], "bounce-1")
+        rec = wait_for(lambda: self.sent_with(self.sink, "bounce-1"), what="delivery")
+        assert [r.split()[0] for r in rec[0]["rcpts"]] == ["<carol@far.test>"], rec
+        dsn = wait_for(lambda: self.dsns_about("bounce-1"), what="the DSN in INBOX")
+        assert len(dsn) == 1, len(dsn)
+        m = dsn[0]
+        assert m["From"].addresses[0].username.upper() == "MAILER-DAEMON", m["From"]
+        assert m.get_param("report-type") == "delivery-status"
+        fields = self.dsn_fields(m)
+        assert len(fields) == 1, fields
+        f = fields[0]
+        assert f["final-recipient"].lower() == "rfc822; nobody@far.test", f
+        assert f["action"] == "failed", f
+        assert f["status"] == "5.1.1", f
+        assert "mx2.far.test" in f.get("remote-mta", ""), f
+        assert f.get("diagnostic-code", "").startswith("smtp; 550"), f
+        time.sleep(2)
+        assert len(self.sent_with(self.sink, "bounce-1")) == 1, "sent twice"
+        assert len(self.dsns_about("bounce-1")) == 1, "two DSNs"
+
+    def implicit_mx(self):
+        self.submit(["dave@implicit.test"], "implicit-1")
+        wait_for(lambda: self.sent_with(self.sink, "implicit-1"), what="implicit MX delivery")
+
+    def null_mx(self):
+        self.submit(["erin@nullmx.test"], "nullmx-1")
+        dsn = wait_for(lambda: self.dsns_about("nullmx-1"), what="the null MX DSN")
+        f = self.dsn_fields(dsn[0])[0]
+        assert f["status"] == "5.1.10" and f["action"] == "failed", f
+        assert "erin@nullmx.test" not in self.sink.commands(), "connected for a null MX"
+
+    def temp_then_success(self):
+        self.sink.stop()
+        busy = Sink(self.port, self.tmp, "--rcpt-reply", "frank@far.test=451 4.3.0 try later")
+        try:
+            self.submit(["frank@far.test"], "retry-1")
+            wait_for(lambda: "RCPT TO:<frank@far.test>" in busy.commands(),
+                     what="the first attempt")
+            assert not self.sent_with(busy, "retry-1")
+        finally:
+            busy.stop()
+        self.sink = Sink(self.port, self.tmp,
+                         "--rcpt-reply", "nobody@far.test=550 5.1.1 no such user here")
+        rec = wait_for(lambda: self.sent_with(self.sink, "retry-1"), what="delivery on retry")
+        assert len(rec) == 1, rec
+        assert not self.dsns_about("retry-1"), "a DSN for a delivered message"
+
+    def never_answers_then_expires(self):
+        before = self.queue_messages()
+        self.submit(["gina@dead.test"], "dead-1")
+        wait_for(lambda: self.queue_messages() > before, what="the message held in the queue")
+        time.sleep(3)
+        assert self.queue_messages() > before, "a dead domain's mail left the queue"
+        assert not self.dsns_about("dead-1")
+        dsn = wait_for(lambda: self.dsns_about("dead-1"), timeout=EXPIRY_S + 60,
+                       what="the expiry DSN")
+        f = self.dsn_fields(dsn[0])[0]
+        assert f["action"] == "failed", f
+        assert f["status"].startswith("4."), f
+        wait_for(lambda: self.queue_messages() <= before, what="the queue to empty")
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="outbound-e2e-")
+    zone = dnszone.ZoneServer(ZONE)
+    zone.__enter__()
+    port = local.free_port()
+    state = {}
+
+    def body(c, check):
+        c.mailctl("user", "add", USER, stdin=PASSWORD + "\n")
+        t = Outbound(c, tmp, port)
+        state["t"] = t
+        check("mx_fallback", t.mx_fallback)
+        check("per_recipient_bounce", t.per_recipient_bounce)
+        check("implicit_mx", t.implicit_mx)
+        check("null_mx", t.null_mx)
+        check("temp_then_success", t.temp_then_success)
+        check("never_answers_then_expires", t.never_answers_then_expires)
+
+    try:
+        return e2e_harness.run("outbound-e2e-", body, lease_ttl=3, dns=zone.server,
+                               smtp_out_port=port,
+                               queue_extra=["--retry-schedule", "1,2", "--expiry", str(EXPIRY_S),
+                                            "--smtp-out-timeout", "5"])
+    finally:
+        if "t" in state:
+            state["t"].sink.stop()
+        zone.__exit__(None, None, None)
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
