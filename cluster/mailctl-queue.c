@@ -271,6 +271,18 @@ static const char *mq_rcpt_status_name(Queue__RcptStatus status)
 	}
 }
 
+/* A recipient's state: its last outcome's, or "done" for one done before
+ * outcomes were recorded (delivered to a mailbox here, or failed: its
+ * bounce is in the log). */
+static const char *mq_rcpt_name(const Queue__RcptView *v)
+{
+	Queue__RcptStatus st = v->outcome != NULL ? v->outcome->status
+						  : QUEUE__RCPT_STATUS__RCPT_PENDING;
+	if (v->done && st == QUEUE__RCPT_STATUS__RCPT_PENDING)
+		return "done";
+	return mq_rcpt_status_name(st);
+}
+
 /* "45s", "12m", "2h05m", "3d04h" of a duration in ms (negative: 0). */
 static const char *mq_dur(char *buf, size_t size, int64_t ms)
 {
@@ -370,6 +382,15 @@ static int mq_cmp_summary(const void *a, const void *b)
 	return strcmp(x->queue_id, y->queue_id);
 }
 
+/* How many nodes answered MAIL_OK. */
+static size_t mq_answered(const mq *q)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < q->n_nodes; i++)
+		n += q->nodes[i].status == MAIL_OK;
+	return n;
+}
+
 static void mq_merge(const mq *q, struct mq_merged *out)
 {
 	size_t total = 0;
@@ -428,8 +449,14 @@ static int mq_list(mq *q, const char *domain, Queue__QueueFilter state, uint32_t
 	req.state = state;
 	req.limit = limit;
 	mq_call_all(q, QUEUE__METHOD__LIST, &req.base, &queue__queue_list_response__descriptor);
+	if (mq_answered(q) == 0)
+		return mq_node_errors(q, -1, -1);
 	struct mq_merged mm;
 	mq_merge(q, &mm);
+	if (mm.n > limit) {   /* the limit is each node's: the merge keeps the oldest */
+		mm.n = limit;
+		mm.truncated = 1;
+	}
 	int rc;
 	if (json) {
 		json_t *a = json_array();
@@ -463,8 +490,10 @@ static void mq_show_text(const Queue__QueueShowResponse *r, int64_t now)
 		       r->helo[0] ? r->helo : "-");
 	printf("received:     %s (%s ago)\n", mq_time(t, sizeof t, s->received_at),
 	       mq_dur(d, sizeof d, now - s->received_at));
-	printf("size:         %llu bytes (%s)\n", (unsigned long long)s->size,
-	       mq_size(size, sizeof size, s->size));
+	printf("size:         %llu bytes", (unsigned long long)s->size);
+	if (s->size >= 1024)
+		printf(" (%s)", mq_size(size, sizeof size, s->size));
+	putchar('\n');
 	printf("attempts:     %u\n", s->attempts);
 	printf("next attempt: %s", mq_next(next, sizeof next, s, now));
 	if (s->state != QUEUE__QUEUE_FILTER__FILTER_HELD && s->next_attempt_at > now)
@@ -476,22 +505,25 @@ static void mq_show_text(const Queue__QueueShowResponse *r, int64_t now)
 	for (size_t i = 0; i < r->n_rcpts; i++) {
 		const Queue__RcptView *v = r->rcpts[i];
 		const Queue__RcptOutcome *o = v->outcome;
-		Queue__RcptStatus st = o != NULL ? o->status : QUEUE__RCPT_STATUS__RCPT_PENDING;
-		/* a recipient done before outcomes were recorded: delivered
-		 * locally, or failed (its bounce is in the log) */
-		const char *name = v->done && st == QUEUE__RCPT_STATUS__RCPT_PENDING
-					   ? "done" : mq_rcpt_status_name(st);
-		printf("  %-32s %-6s %-9s", v->addr, v->remote ? "remote" : "local", name);
-		if (o != NULL && (o->code != 0 || o->enh[0] != '\0' || o->text[0] != '\0')) {
-			if (o->code != 0)
-				printf(" %u", o->code);
-			printf("%s%s %s", o->enh[0] ? " " : "", o->enh, o->text);
-		}
+		char line[1024];
+		int len = snprintf(line, sizeof line, "  %-32s %-6s %-9s", v->addr,
+				   v->remote ? "remote" : "local", mq_rcpt_name(v));
+		if (o != NULL && o->code != 0)
+			len += snprintf(line + len, sizeof line - (size_t)len, " %u", o->code);
+		if (o != NULL && o->enh[0] != '\0')
+			len += snprintf(line + len, sizeof line - (size_t)len, " %s", o->enh);
+		if (o != NULL && o->text[0] != '\0')
+			len += snprintf(line + len, sizeof line - (size_t)len, " %s", o->text);
 		if (o != NULL && o->remote_mta[0] != '\0')
-			printf(" (%s)", o->remote_mta);
+			len += snprintf(line + len, sizeof line - (size_t)len, " (%s)",
+					o->remote_mta);
 		if (o != NULL && o->at != 0)
-			printf(" at %s", mq_time(t, sizeof t, o->at));
-		putchar('\n');
+			snprintf(line + len, sizeof line - (size_t)len, " at %s",
+				 mq_time(t, sizeof t, o->at));
+		size_t end = strlen(line);
+		while (end > 0 && line[end - 1] == ' ')
+			line[--end] = '\0';
+		puts(line);
 	}
 }
 
@@ -506,8 +538,7 @@ static json_t *mq_show_json(const Queue__QueueShowResponse *r, int64_t now)
 			o = &none;
 		json_array_append_new(rcpts, json_pack(
 			"{s:s, s:b, s:b, s:s, s:i, s:s, s:s, s:s, s:I}", "addr", v->addr,
-			"remote", v->remote, "done", v->done, "status",
-			mq_rcpt_status_name(o->status), "code", (int)o->code, "enh", o->enh,
+			"remote", v->remote, "done", v->done, "status", mq_rcpt_name(v), "code", (int)o->code, "enh", o->enh,
 			"text", o->text, "remote_mta", o->remote_mta, "at", (json_int_t)o->at));
 	}
 	json_t *out = mq_summary_json(r->summary, now);
@@ -634,6 +665,8 @@ static int mq_stats(mq *q, int json)
 	Queue__QueueListRequest req = QUEUE__QUEUE_LIST_REQUEST__INIT;
 	req.limit = MAILCTL_QUEUE_LIST_MAX;
 	mq_call_all(q, QUEUE__METHOD__LIST, &req.base, &queue__queue_list_response__descriptor);
+	if (mq_answered(q) == 0)
+		return mq_node_errors(q, -1, -1);
 	struct mq_merged mm;
 	mq_merge(q, &mm);
 	unsigned by_state[4] = { 0 }, ages[MQ_AGE_BUCKETS] = { 0 };
@@ -673,11 +706,14 @@ static int mq_stats(mq *q, int json)
 	int rc;
 	if (json) {
 		json_t *age = json_array(), *domains = json_array();
-		for (size_t b = 0; b < MQ_AGE_BUCKETS; b++)
-			json_array_append_new(age, json_pack("{s:s, s:I, s:i}", "bucket",
-							     mq_age_buckets[b].name, "below_s",
-							     (json_int_t)mq_age_buckets[b].below_s,
-							     "messages", (int)ages[b]));
+		for (size_t b = 0; b < MQ_AGE_BUCKETS; b++) {
+			int64_t below = mq_age_buckets[b].below_s;
+			json_array_append_new(age, json_pack(
+				"{s:s, s:I, s:o, s:i}", "bucket", mq_age_buckets[b].name, "from_s",
+				(json_int_t)(b > 0 ? mq_age_buckets[b - 1].below_s : 0), "below_s",
+				below > 0 ? json_integer(below) : json_null(), "messages",
+				(int)ages[b]));
+		}
 		for (size_t j = 0; j < top; j++)
 			json_array_append_new(domains, json_pack("{s:s, s:i}", "domain",
 								 dc[j].domain, "messages",
@@ -690,11 +726,11 @@ static int mq_stats(mq *q, int json)
 			"oldest_age_s", (json_int_t)(oldest_ms / 1000), "age", age,
 			"top_domains", domains, "truncated", mm.truncated));
 	} else {
-		char size[32], d[32];
-		printf("messages: %zu%s (active %u, deferred %u, held %u), %s bytes\n", mm.n,
+		char d[32];
+		printf("messages: %zu%s (active %u, deferred %u, held %u), %llu bytes\n", mm.n,
 		       mm.truncated ? "+" : "", by_state[QUEUE__QUEUE_FILTER__FILTER_ACTIVE],
 		       by_state[QUEUE__QUEUE_FILTER__FILTER_DEFERRED],
-		       by_state[QUEUE__QUEUE_FILTER__FILTER_HELD], mq_size(size, sizeof size, bytes));
+		       by_state[QUEUE__QUEUE_FILTER__FILTER_HELD], (unsigned long long)bytes);
 		printf("oldest:   %s\n", mm.n > 0 ? mq_dur(d, sizeof d, oldest_ms) : "-");
 		puts("age:");
 		for (size_t b = 0; b < MQ_AGE_BUCKETS; b++)

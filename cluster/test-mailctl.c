@@ -33,7 +33,7 @@
 
 typedef struct result {
 	int code;
-	char out[4096];
+	char out[16384]; /* --help is longer than 4 KiB */
 	char err[4096];
 } result;
 
@@ -900,6 +900,72 @@ static void test_unreachable(void **state)
 	assert_one_line_error(r, "etcd unreachable");
 }
 
+/* mailctl queue without queue nodes to ask (tests/e2e_queue_admin.py asks
+ * real ones): the arguments checked before anything is asked, no alive
+ * queue node, a node that does not answer. */
+static void test_queue_cli(void **state)
+{
+	fixture *f = *state;
+	const char *url = mailtest_etcd_url(f->etcd);
+	result *r = run(f, NULL, NULL, "--help", NULL);
+	assert_non_null(strstr(r->out, "queue list [--domain D] [--state deferred|active|held]"));
+	assert_non_null(strstr(r->out, "--node-cert FILE --node-key FILE --cluster-ca FILE"));
+	static const char *const usage[][5] = {
+		{ "queue" }, { "queue", "frob" }, { "queue", "show" }, { "queue", "retry" },
+		{ "queue", "hold", "--all" }, { "queue", "retry", "--all", "abc" },
+		{ "queue", "list", "abc" }, { "queue", "hold", "abc", "--bounce" },
+		{ "queue", "delete", "--domain", "x.test" }, { "queue", "show", "abc", "def" },
+	};
+	for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
+		r = run(f, NULL, url, usage[i][0], usage[i][1], usage[i][2], usage[i][3], NULL);
+		assert_int_equal(r->code, 1);
+		assert_non_null(strstr(r->err, "usage: mailctl"));
+	}
+	r = run(f, NULL, url, "queue", "show", "a-b", NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "a-b is not a queue id");
+	r = run(f, NULL, url, "queue", "list", "--state", "stuck", NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "--state stuck: deferred, active or held");
+	r = run(f, NULL, url, "queue", "list", "--limit", "0", NULL);
+	assert_int_equal(r->code, 1);
+	r = run(f, NULL, url, "queue", "retry", "--domain", "no domain", NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "no domain is not a domain");
+	r = run(f, NULL, url, "--node-cert", "/nonexistent.pem", "queue", "list", NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "--node-cert, --node-key and --cluster-ca go together");
+
+	r = run(f, NULL, url, "queue", "list", NULL);
+	assert_int_equal(r->code, 4);
+	assert_one_line_error(r, "no alive queue node");
+
+	/* a queue node whose address answers nothing */
+	etcd_client *c = etcd_client_create(mailtest_etcd_conf(f->etcd));
+	char *addr = xasprintf("127.0.0.1:%d", mailtest_free_port());
+	assert_int_equal(etcd_kv_put(c, "/mail/v1/alive/queue/q-gone", addr, strlen(addr), 0),
+			 MAIL_OK);
+	r = run(f, NULL, url, "queue", "list", NULL);
+	assert_int_equal(r->code, 4);
+	char want[128];
+	snprintf(want, sizeof want, "queue node q-gone (%s): unreachable", addr);
+	assert_one_line_error(r, want);
+	assert_string_equal(r->out, "");
+	/* it might be the one holding the message: not "not found" */
+	r = run(f, NULL, url, "queue", "show", "0123456789abcdef01234567", NULL);
+	assert_int_equal(r->code, 4);
+	r = run(f, NULL, url, "queue", "hold", "0123456789abcdef01234567", NULL);
+	assert_int_equal(r->code, 4);
+	/* the node TLS files are read before anything is asked */
+	r = run(f, NULL, url, "--node-cert", "/nonexistent.pem", "--node-key", "/nonexistent.key",
+		"--cluster-ca", "/nonexistent-ca.pem", "queue", "stats", NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "node TLS");
+	assert_int_equal(etcd_kv_delete(c, "/mail/v1/alive/queue/q-gone"), MAIL_OK);
+	free(addr);
+	etcd_client_destroy(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -910,6 +976,7 @@ int main(void)
 		cmocka_unit_test(test_cluster),
 		cmocka_unit_test(test_dkim),
 		cmocka_unit_test(test_relay_transport),
+		cmocka_unit_test(test_queue_cli),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -330,6 +330,7 @@ static void qd__answer(struct qd_job *j)
 {
 	char qq[QD_QID_MAX + 8], qe[160];
 	const char *dom = j->domain[0] != '\0' ? j->domain : NULL;
+	const char *error = j->error != NULL ? j->error : "?";
 	log_quote(qq, sizeof qq, j->qid, strlen(j->qid));
 	if (j->status == MAIL_OK && j->out != NULL)
 		log_event(LOG_INFO, QD_SVC, "event=dkim_signed qid=%s domain=%s selectors=%s "
@@ -338,7 +339,7 @@ static void qd__answer(struct qd_job *j)
 		log_event(LOG_WARN, QD_SVC, "event=dkim_sign_failed qid=%s domain=%s error=%s "
 			  "detail=%s", qq, dom != NULL ? dom : "-",
 			  mail_error_info(j->status)->name,
-			  log_quote(qe, sizeof qe, j->error, strlen(j->error)));
+			  log_quote(qe, sizeof qe, error, strlen(error)));
 	j->cb(j->status, j->out, j->out_len, dom, j->arg);
 }
 

@@ -18,6 +18,14 @@ STARTTLS, as a user's client would, and checked where it lands:
   * a temporary failure (451) then success on the retry;
   * a domain that never answers stays queued (mail_queue_messages), then
     expires into a DSN;
+  * DKIM: with keys made by `mailctl dkim generate` (RSA and Ed25519) the
+    message arrives signed twice, and both signatures verify with dkimpy
+    (lib/dkim/dkim-verify.py, keys from `mailctl dkim txt`);
+  * the queue primary killed with -9 between a 451 and the retry: the
+    retry comes from the new primary and the message arrives once;
+  * a real Postfix as the remote MX (its first MX dead), refusing one
+    recipient (DSN in INBOX), and as a smarthost that wants AUTH over
+    STARTTLS (`mailctl relay set smtp+starttls://... --user ...`);
   * nothing is sent twice.
 Run with Debian's /usr/bin/python3 (python3-dnslib).
 """
@@ -42,6 +50,7 @@ sys.path.insert(0, os.path.join(HERE, "support"))
 import e2e_harness  # noqa: E402
 from e2e_harness import local  # noqa: E402
 import dnszone  # noqa: E402
+import postfix  # noqa: E402
 
 USER, PASSWORD = "alice@example.test", "s3cret pass"
 EXPIRY_S = 40
@@ -57,6 +66,8 @@ implicit    IN A 127.0.0.1
 nullmx      IN MX 0 .
 dead        IN MX 10 mx.dead.test.
 mx.dead     IN AAAA ::1
+pf          IN MX 10 mx1.far.test.
+pf          IN MX 20 mx2.far.test.
 """
 
 
@@ -118,14 +129,20 @@ class Outbound:
         self.sink = Sink(port, tmp, "--rcpt-reply", "nobody@far.test=550 5.1.1 no such user here")
 
     def submit(self, rcpts, subject, extra_headers=""):
+        """Submit with AUTH; returns the queue id of the 250."""
         msg = (f"From: Alice <{USER}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
                f"{extra_headers}\r\nHello from {subject}.\r\n").encode()
         with smtplib.SMTP("127.0.0.1", self.c.ports["submission"], timeout=30) as s:
             s.starttls(context=self.ctx)
             s.login(USER, PASSWORD)
-            refused = s.sendmail(USER, rcpts, msg)
-            assert refused == {}, refused
-        return msg
+            code, _ = s.mail(USER)
+            assert code == 250, code
+            for r in rcpts:
+                code, resp = s.rcpt(r)
+                assert code == 250, (r, code, resp)
+            code, resp = s.data(msg)
+            assert code == 250, (code, resp)
+        return resp.decode().rsplit(" ", 1)[-1]
 
     def sent_with(self, sink, subject):
         return [r for r in sink.records() if f"Subject: {subject}" in r["data"]]
@@ -184,7 +201,102 @@ class Outbound:
                     total += int(float(line.split()[-1]))
         return total
 
+    def swap_sink(self, *extra):
+        self.sink.stop()
+        self.sink = Sink(self.port, self.tmp, *extra)
+
+    def queue_log(self, name):
+        with open(os.path.join(self.c.state, "log", f"{name}.log"), errors="replace") as f:
+            return f.read()
+
     # ---- the checks ----
+
+    def dkim_signed(self):
+        txt = ""
+        for alg, sel in (("rsa-sha256", "r1"), ("ed25519-sha256", "e1")):
+            self.c.mailctl("dkim", "generate", "example.test", "--selector", sel,
+                           "--algorithm", alg)
+        txt = self.c.mailctl("dkim", "txt", "example.test").stdout
+        keys = []
+        for line in txt.splitlines():
+            if "IN TXT" not in line:
+                continue
+            name = line.split()[0].rstrip(".")
+            value = "".join(part for part in line.split('"')[1::2])
+            keys.append(f"{name} {value}")
+        assert len(keys) == 2, txt
+        keyfile = os.path.join(self.tmp, "dkim-keys")
+        with open(keyfile, "w") as f:
+            f.write("\n".join(keys) + "\n")
+        time.sleep(1.5)   # the queue nodes read etcd every --config-refresh-ms
+        self.submit(["dkim@far.test"], "dkim-1")
+        rec = wait_for(lambda: self.sent_with(self.sink, "dkim-1"), what="the signed message")
+        emls = sorted(glob.glob(self.sink.out + ".*.eml"), key=os.path.getmtime)
+        path = [p for p in emls if b"Subject: dkim-1" in open(p, "rb").read()][0]
+        data = open(path, "rb").read()
+        assert data.count(b"DKIM-Signature:") == 2, data[:600]
+        r = subprocess.run(["/usr/bin/python3",
+                            os.path.join(os.path.dirname(HERE), "lib", "dkim", "dkim-verify.py"),
+                            path, keyfile], capture_output=True, text=True)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert "a=rsa-sha256 d=example.test s=r1" in r.stdout, r.stdout
+        assert "a=ed25519-sha256 d=example.test s=e1" in r.stdout, r.stdout
+        assert len(rec) == 1
+
+    def primary_killed_mid_retry(self):
+        self.swap_sink("--rcpt-reply", "kim@far.test=451 4.3.0 try later")
+        qid = self.submit(["kim@far.test"], "failover-1")
+        wait_for(lambda: "RCPT TO:<kim@far.test>" in self.sink.commands(),
+                 what="the first attempt")
+        primary = wait_for(lambda: [n for n, role, *_ in self.c.specs() if role == "queue"
+                                    and f"qid={qid}" in self.queue_log(n)
+                                    and "event=deferred_remote" in self.queue_log(n)],
+                           what="the primary's deferral")[0]
+        self.c.kill(primary, signal.SIGKILL)
+        self.swap_sink("--rcpt-reply", "nobody@far.test=550 5.1.1 no such user here")
+        rec = wait_for(lambda: self.sent_with(self.sink, "failover-1"), timeout=90,
+                       what="delivery by the new primary")
+        time.sleep(4)
+        assert len(self.sent_with(self.sink, "failover-1")) == 1, "sent twice"
+        others = [n for n, role, *_ in self.c.specs() if role == "queue" and n != primary
+                  and f"event=sent qid={qid}" in self.queue_log(n)]
+        assert others, "not sent by another queue node"
+        assert len(rec) == 1
+        self.c.up()   # the killed node back
+
+    def postfix_peers(self):
+        self.sink.stop()
+        mx = postfix.PostfixMX(["pf.test"], reject=["nobody@pf.test"], port=self.port,
+                               hostname="mx2.far.test")
+        relay = postfix.PostfixSmarthost("relay@smarthost.test", "relay pass", self.port)
+        try:
+            mx.start()
+            qid = self.submit(["ann@pf.test", "nobody@pf.test"], "postfix-1")
+            got = mx.messages("ann@pf.test", timeout=60)
+            assert len(got) == 1 and b"Subject: postfix-1" in got[0], got
+            dsn = wait_for(lambda: self.dsns_about("postfix-1"), what="the DSN from Postfix's 550")
+            f = self.dsn_fields(dsn[0])[0]
+            assert f["final-recipient"].lower() == "rfc822; nobody@pf.test", f
+            assert f["status"] == "5.1.1" and f["action"] == "failed", f
+            assert "mx2.far.test" in f["remote-mta"], f
+            # the smarthost: AUTH PLAIN/LOGIN over STARTTLS, then relayed to mx
+            relay.start()
+            self.c.mailctl("relay", "set", f"smtp+starttls://127.0.0.1:{relay.port}",
+                           "--user", "relay@smarthost.test", stdin="relay pass\n")
+            time.sleep(1.5)
+            self.submit(["bea@pf.test"], "smarthost-1")
+            got = mx.messages("bea@pf.test", timeout=60)
+            assert len(got) == 1 and b"Subject: smarthost-1" in got[0], got
+            log = relay.log()
+            assert "sasl_method=" in log and "sasl_username=relay@smarthost.test" in log, \
+                relay.log_tail(20)
+            assert qid
+        finally:
+            self.c.mailctl("relay", "remove", check=False)
+            relay.stop()
+            mx.stop()
+        self.sink = Sink(self.port, self.tmp,
+                         "--rcpt-reply", "nobody@far.test=550 5.1.1 no such user here")
 
     def mx_fallback(self):
         self.submit(["bob@far.test"], "fallback-1")
@@ -273,13 +385,17 @@ def main():
         check("implicit_mx", t.implicit_mx)
         check("null_mx", t.null_mx)
         check("temp_then_success", t.temp_then_success)
+        check("dkim_signed", t.dkim_signed)
+        check("primary_killed_mid_retry", t.primary_killed_mid_retry)
+        check("postfix_peers", t.postfix_peers)
         check("never_answers_then_expires", t.never_answers_then_expires)
 
     try:
         return e2e_harness.run("outbound-e2e-", body, lease_ttl=3, dns=zone.server,
-                               smtp_out_port=port,
-                               queue_extra=["--retry-schedule", "1,2", "--expiry", str(EXPIRY_S),
-                                            "--smtp-out-timeout", "5"])
+                               smtp_out_port=port, queues=3,
+                               queue_extra=["--retry-schedule", "2,3", "--expiry", str(EXPIRY_S),
+                                            "--smtp-out-timeout", "5",
+                                            "--config-refresh-ms", "500"])
     finally:
         if "t" in state:
             state["t"].sink.stop()

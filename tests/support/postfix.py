@@ -13,7 +13,7 @@ libsasl2-modules` (sasl2-bin for saslpasswd2, libsasl2-modules for
 PLAIN/LOGIN; `No configuration` leaves the system instance unconfigured
 and stopped).
 
-  PostfixMX(domains, reject=(), tls=True, rcpt_actions=None)
+  PostfixMX(domains, reject=(), tls=True, rcpt_actions=None, port=None)
       accepts mail for any user of `domains` (virtual mailbox domains with
       a catch-all maildir per domain, delivered by virtual(8) as nobody
       under DIR/mail/<domain>/), refuses the addresses in `reject` at RCPT
@@ -38,7 +38,8 @@ starts and stops), .port, .dir, .log() (DIR/maillog, Postfix's own log
 file: no syslog is involved), .queue() (postqueue -p), .flush()
 (postqueue -f: retry deferred mail now), .postconf(name), .stop(keep_dir=False).
 Retries are fast: queue_run_delay 1 s, backoff 1-2 s. .port is chosen
-(cluster/local.py free_port()) when the object is made, so a test can
+(cluster/local.py free_port()) when the object is made (or given: a
+PostfixMX on the port our queue delivers to), so a test can
 configure what it points at the instance before starting it. Starting
 takes ~0.6 s, stopping ~0.1 s; instances are independent (own queue,
 data, pid file, sockets, syslog_name), several can run at once.
@@ -232,7 +233,7 @@ def _port_open(port, banner=True):
 class _Postfix:
     role = "postfix"
 
-    def __init__(self, hostname, tls=True, size_limit=10240000):
+    def __init__(self, hostname, tls=True, size_limit=10240000, port=None):
         why = available(sasl=isinstance(self, PostfixSmarthost))
         if why:
             raise RuntimeError(why)
@@ -240,7 +241,7 @@ class _Postfix:
         os.chmod(self.dir, 0o755)   # postfix and nobody must reach queue/ and mail/
         self.conf_dir = os.path.join(self.dir, "conf")
         os.makedirs(os.path.join(self.conf_dir, "tls"))
-        self.port = free_port()
+        self.port = port or free_port()
         self.hostname = hostname
         self.tls = tls
         self.cert_file = os.path.join(self.conf_dir, "tls", "cert.pem")
@@ -424,11 +425,12 @@ class PostfixMX(_Postfix):
     role = "mx"
 
     def __init__(self, domains, reject=(), tls=True, rcpt_actions=None, hostname=None,
-                 size_limit=10240000):
+                 size_limit=10240000, port=None):
         if isinstance(domains, str):
             domains = [domains]
         self.domains = [d.lower() for d in domains]
-        super().__init__(hostname or f"mx.{self.domains[0]}", tls=tls, size_limit=size_limit)
+        super().__init__(hostname or f"mx.{self.domains[0]}", tls=tls, size_limit=size_limit,
+                         port=port)
         self.mail_dir = os.path.join(self.dir, "mail")
         os.makedirs(self.mail_dir)
         os.chown(self.mail_dir, NOBODY, NOBODY)
