@@ -138,21 +138,15 @@ static int queue_route(void *arg, const char *sender_domain, const char *rcpt_do
 		       struct outbound_route *r)
 {
 	struct queue_route qr;
-	if (queue_config_route(arg, sender_domain, rcpt_domain, &qr) != 1)
-		return 0;
+	int ret = queue_config_route(arg, sender_domain, rcpt_domain, &qr);
+	if (ret != 1)
+		return ret; /* 0: the MX; -1: not loaded yet (defer, never guess) */
 	r->url = qr.url;
 	snprintf(r->user, sizeof r->user, "%s", qr.user);
 	snprintf(r->password, sizeof r->password, "%s", qr.password);
 	r->rule = qr.rule;
 	queue_route_clear(&qr);
 	return 1;
-}
-
-static void queue_config_loaded(int status, void *arg)
-{
-	(void)arg;
-	log_event(status == 0 ? LOG_INFO : LOG_WARN, LOG_SVC, "event=config_loaded status=%d",
-		  status);
 }
 
 /* Remote delivery: a resolver (--dns), the SMTP sessions, the schedule;
@@ -165,7 +159,6 @@ static int queue_outbound_start(struct queue_node *node, const struct queue_node
 		*error_r = "cannot start the etcd settings cache";
 		return -1;
 	}
-	queue_config_refresh_now(node->config, queue_config_loaded, NULL);
 	if (queue_dkim_create(NULL, &node->dkim, error_r) != 0)
 		return -1;
 	queue_service_set_dkim(node->service, node->dkim, node->config);
@@ -250,6 +243,8 @@ static void queue_stop(void *ctx)
 	queue_repl_stop(node->repl);
 	if (node->delivery != NULL)
 		queue_delivery_stop(node->delivery);
+	/* before the service: signing jobs read request bodies it owns */
+	queue_dkim_destroy(&node->dkim);
 	queue_service_destroy(&node->service);
 	queue_repl_destroy(&node->repl);
 	store_client_destroy(&node->store_client);
@@ -257,7 +252,6 @@ static void queue_stop(void *ctx)
 	outbound_destroy(&node->outbound);
 	dns_resolver_destroy(&node->dns);
 	queue_config_destroy(&node->config);
-	queue_dkim_destroy(&node->dkim);
 }
 
 static void queue_deinit(void *ctx)
@@ -290,5 +284,8 @@ static const struct daemon_def queue_daemon = {
 
 int main(int argc, char **argv)
 {
+	/* libuv's pool runs etcd reads (up to 3 s each), DKIM signing and the
+	 * settings refresh: more than its default 4 threads */
+	setenv("UV_THREADPOOL_SIZE", "8", 0);
 	return daemon_main(&queue_daemon, argc, argv);
 }

@@ -533,6 +533,13 @@ static void ob__host_cb(enum dns_status status, const struct dns_addrs *res, voi
 static void ob__group_start(struct ob_group *g)
 {
 	outbound *ob = g->job->ob;
+	if (g->routed && g->route.rule == NULL) {
+		struct smtpc_result r;
+		ob__result(&r, SMTPC_TEMP, SMTPC_STAGE_NONE, "4.3.0",
+			   "routing settings not loaded yet; will retry");
+		ob__group_fail(g, &r);
+		return;
+	}
 	if (!g->routed) {
 		g->tls = ob->set.tls;
 		g->dns = dns_resolve_mx(ob->resolver, g->domain, ob__mx_cb, g);
@@ -675,8 +682,15 @@ outbound_job *outbound_deliver(outbound *ob, struct outbound_msg *msg, outbound_
 				*p = (char)(*p - 'A' + 'a');
 		struct outbound_route route;
 		memset(&route, 0, sizeof route);
-		int routed = ob->route != NULL &&
-			     ob->route(ob->route_arg, msg->sender_domain, domain, &route) == 1;
+		int rr = ob->route != NULL ? ob->route(ob->route_arg, msg->sender_domain, domain,
+						       &route) : 0;
+		int routed = rr == 1;
+		if (rr < 0) {
+			/* a group of its own that fails at once, deferred */
+			routed = 1;
+			route.rule = NULL;
+			snprintf(route.url.host, sizeof route.url.host, "(unknown)");
+		}
 		struct ob_group *g = job->groups;
 		while (g != NULL && !ob__same_route(g, routed, &route, domain))
 			g = g->next;
@@ -712,7 +726,7 @@ outbound_job *outbound_deliver(outbound *ob, struct outbound_msg *msg, outbound_
 	 * group starts only ask DNS or connect, whose answers come later) */
 	for (struct ob_group *g = job->groups; g != NULL; g = g->next) {
 		log_event(LOG_DEBUG, "queue", "event=outbound_route qid=%s domain=%s route=%s rcpts=%zu",
-			  msg->queue_id, g->domain, g->routed ? g->route.rule : "mx", g->n);
+			  msg->queue_id, g->domain, !g->routed ? "mx" : g->route.rule != NULL ? g->route.rule : "unknown", g->n);
 		ob__group_start(g);
 	}
 	return job;

@@ -100,8 +100,9 @@ struct outbound_route {
 	const char *rule;                   /* "transport", "tenant_relay", "relay" (static) */
 };
 /* The route of rcpt_domain for mail of sender_domain: 1 with *r, 0 when
- * the MX applies. Called on the loop, must not block (queue-config.h's
- * cache). */
+ * the MX applies, -1 when it cannot be known yet (the settings are not
+ * loaded: the recipients are deferred, 4.3.0). Called on the loop, must
+ * not block (queue-config.h's cache). */
 typedef int outbound_route_fn(void *arg, const char *sender_domain, const char *rcpt_domain,
 			      struct outbound_route *r);
 

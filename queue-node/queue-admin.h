@@ -49,7 +49,9 @@ struct queue_admin_ops {
 	int (*leads)(void *ctx, const char *queue_id);
 	/* 1 when an attempt of queue_id runs now. */
 	int (*running)(void *ctx, const char *queue_id);
-	/* Act on queue_id; cb(status, arg) exactly once, later (delivery.h). */
+	/* Act on queue_id; cb(status, arg) exactly once, from inside the call
+	 * or later (delivery.h's queue_delivery_action answers a message it
+	 * does not have or lead at once). */
 	void (*action)(void *ctx, const char *queue_id, Queue__QueueAction action,
 		       queue_admin_done_cb *cb, void *arg);
 };
@@ -86,7 +88,8 @@ int queue_admin_show(queue_admin *admin, const char *queue_id, Queue__QueueShowR
  * error when none could be recorded but some failed. MAIL_ERR_PARAMS
  * for a bad request (no action, not exactly one target, bad id or
  * domain). cb(status, affected, arg) exactly once, from inside this call
- * for a bad request or an empty selection, else later. */
+ * (a bad request, an empty selection, actions the delivery side answered
+ * at once) or later. */
 typedef void queue_admin_action_cb(int status, uint32_t affected, void *arg);
 void queue_admin_action(queue_admin *admin, const Queue__QueueActionRequest *req,
 			queue_admin_action_cb *cb, void *arg);

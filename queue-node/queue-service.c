@@ -23,15 +23,27 @@ struct queue_service {
 	queue_admin *admin;         /* NULL until queue_service_set_admin */
 	queue_dkim *dkim;           /* NULL: nothing is signed */
 	const queue_config *config;
+	struct sign_wait *signing;  /* messages being signed */
 	rpc_server *server;
 };
 
 /* A submitted message being signed before it is proposed. */
 struct sign_wait {
 	queue_service *svc;
+	struct sign_wait *prev, *next; /* svc->signing */
 	rpc_call *call;
 	const Queue__EnqueueRequest *req; /* lives until the reply */
 };
+
+static void service__sign_unlink(struct sign_wait *w)
+{
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		w->svc->signing = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+}
 
 /* An enqueue waiting for its partition's log. */
 struct enqueue_wait {
@@ -157,6 +169,7 @@ static void service__signed_cb(int status, const uint8_t *signed_body, size_t si
 			       const char *domain, void *arg)
 {
 	struct sign_wait *w = arg;
+	service__sign_unlink(w);
 	Queue__EnqueueRequest env = *w->req;
 	if (status != MAIL_OK)
 		/* never lose mail for a signature: it goes unsigned (logged) */
@@ -167,8 +180,6 @@ static void service__signed_cb(int status, const uint8_t *signed_body, size_t si
 		env.body.data = (uint8_t *)signed_body;
 		env.body.len = signed_len;
 		env.dkim_signed = 1;
-		log_event(LOG_INFO, "queue", "event=dkim_signed qid=%s domain=%s", env.queue_id,
-			  domain != NULL ? domain : "-");
 	}
 	Queue__QueuedMessage rec = QUEUE__QUEUED_MESSAGE__INIT;
 	rec.envelope = &env;
@@ -205,7 +216,10 @@ static void service__enqueue(rpc_call *call, const ProtobufCMessage *msg, void *
 		/* submitted by one of our users: signed once, here, so the
 		 * log replicates (and every retry sends) the signed bytes */
 		struct sign_wait *w = xcalloc(1, sizeof *w);
-		*w = (struct sign_wait){ svc, call, req };
+		*w = (struct sign_wait){ svc, NULL, svc->signing, call, req };
+		if (svc->signing != NULL)
+			svc->signing->prev = w;
+		svc->signing = w;
 		queue_dkim_sign(svc->dkim, svc->loop, svc->config, req->queue_id, req->body.data,
 				req->body.len, service__signed_cb, w);
 		return;
@@ -341,6 +355,12 @@ void queue_service_destroy(queue_service **service)
 	queue_service *svc = *service;
 	if (svc == NULL)
 		return;
+	/* the signer is gone first (its callbacks will not come) */
+	while (svc->signing != NULL) {
+		struct sign_wait *w = svc->signing;
+		service__sign_unlink(w);
+		free(w);
+	}
 	rpc_server_destroy(&svc->server);
 	queue_admin_destroy(&svc->admin);
 	free(svc);
