@@ -100,6 +100,7 @@ ETCD_ROLE_PERMS = [
     # credentials and the per-destination transports
     ("node-queue", "READ", ETCD_KEY_ROOT + "secrets/relay/", "prefix"),
     ("node-queue", "READ", ETCD_KEY_ROOT + "transport/", "prefix"),
+    ("node-queue", "READ", ETCD_KEY_ROOT + "tls-policy/", "prefix"),
     ("admin", "READWRITE", ETCD_KEY_ROOT, "prefix"),
 ]
 

@@ -13,6 +13,10 @@
  *                         to URL instead of DOMAIN's MX
  *   transport list [--json]
  *   transport remove DOMAIN
+ *   tls-policy set DOMAIN none|may|encrypt|verify
+ *                         the TLS policy toward DOMAIN's MXs (default may)
+ *   tls-policy list [--json]
+ *   tls-policy remove DOMAIN
  *
  * URL: smtp://, smtp+starttls:// or smtps:// HOST[:PORT] (lib/smtpc/
  * smtpc-url.h), stored normalised. Keys: /mail/v1/secrets/relay/default and
@@ -37,6 +41,7 @@
 #define RELAY_KEY_DEFAULT "/mail/v1/secrets/relay/default"
 #define RELAY_KEY_TENANTS "/mail/v1/secrets/relay/tenants/"
 #define TRANSPORT_KEY_PREFIX "/mail/v1/transport/"
+#define TLS_POLICY_KEY_PREFIX "/mail/v1/tls-policy/"
 
 /* The normalised URL of url into buf, or -1 after saying why. */
 static int mailctl_url(mailctl *ctl, const char *url, char *buf, size_t size)
@@ -240,25 +245,33 @@ static int mailctl_transport_set(mailctl *ctl, etcd_client *c, const char *domai
 	return rc;
 }
 
-static int mailctl_transport_list(mailctl *ctl, etcd_client *c, int json)
+/* Every record under prefix as "DOMAIN FIELD" lines (or JSON objects
+ * {"domain", field}); what = the command, for errors. */
+static int mailctl_domain_list(mailctl *ctl, etcd_client *c, const char *prefix,
+			       const char *field, const char *what, int json)
 {
 	etcd_kv *kvs = NULL;
 	size_t n = 0;
-	int err = etcd_kv_range_prefix(c, TRANSPORT_KEY_PREFIX, 0, &kvs, &n, NULL);
+	int err = etcd_kv_range_prefix(c, prefix, 0, &kvs, &n, NULL);
 	if (err != MAIL_OK)
-		return mailctl_error(ctl, err, "transport", "list");
+		return mailctl_error(ctl, err, what, "list");
 	json_t *array = json ? json_array() : NULL;
-	if (!json)
-		printf("%-40s %s\n", "DOMAIN", "URL");
+	if (!json) {
+		char head[32];
+		snprintf(head, sizeof head, "%s", field);
+		for (char *p = head; *p; p++)
+			*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+		printf("%-40s %s\n", "DOMAIN", head);
+	}
 	for (size_t k = 0; k < n; k++) {
 		json_t *j = json_loadb(kvs[k].value, kvs[k].value_len, 0, NULL);
-		const char *url = json_string_value(json_object_get(j, "url"));
-		const char *dom = kvs[k].key + strlen(TRANSPORT_KEY_PREFIX);
+		const char *val = json_string_value(json_object_get(j, field));
+		const char *dom = kvs[k].key + strlen(prefix);
 		if (json)
-			json_array_append_new(array, json_pack("{s:s,s:s}", "domain", dom, "url",
-							       url != NULL ? url : "?"));
+			json_array_append_new(array, json_pack("{s:s,s:s}", "domain", dom, field,
+							       val != NULL ? val : "?"));
 		else
-			printf("%-40s %s\n", dom, url != NULL ? url : "?");
+			printf("%-40s %s\n", dom, val != NULL ? val : "?");
 		json_decref(j);
 	}
 	etcd_kvs_free(kvs, n);
@@ -273,9 +286,9 @@ static int mailctl_transport_list(mailctl *ctl, etcd_client *c, int json)
 static int mailctl_transport(mailctl *ctl, etcd_client *c, int argc, char **argv)
 {
 	if (argc == 1 && strcmp(argv[0], "list") == 0)
-		return mailctl_transport_list(ctl, c, 0);
+		return mailctl_domain_list(ctl, c, TRANSPORT_KEY_PREFIX, "url", "transport", 0);
 	if (argc == 2 && strcmp(argv[0], "list") == 0 && strcmp(argv[1], "--json") == 0)
-		return mailctl_transport_list(ctl, c, 1);
+		return mailctl_domain_list(ctl, c, TRANSPORT_KEY_PREFIX, "url", "transport", 1);
 	if (argc == 3 && strcmp(argv[0], "set") == 0)
 		return mailctl_transport_set(ctl, c, argv[1], argv[2]);
 	if (argc == 2 && strcmp(argv[0], "remove") == 0) {
@@ -288,13 +301,50 @@ static int mailctl_transport(mailctl *ctl, etcd_client *c, int argc, char **argv
 	return -1;
 }
 
+/* ---- tls-policy ---------------------------------------------------------------- */
+
+static int mailctl_tls_policy(mailctl *ctl, etcd_client *c, int argc, char **argv)
+{
+	if (argc == 1 && strcmp(argv[0], "list") == 0)
+		return mailctl_domain_list(ctl, c, TLS_POLICY_KEY_PREFIX, "policy", "tls-policy", 0);
+	if (argc == 2 && strcmp(argv[0], "list") == 0 && strcmp(argv[1], "--json") == 0)
+		return mailctl_domain_list(ctl, c, TLS_POLICY_KEY_PREFIX, "policy", "tls-policy", 1);
+	char dom[256];
+	if (argc == 2 && strcmp(argv[0], "remove") == 0) {
+		if (mailctl_domain(ctl, argv[1], dom, sizeof dom) < 0)
+			return MAILCTL_USAGE;
+		return mailctl_remove_key(ctl, c, TLS_POLICY_KEY_PREFIX, dom, "tls-policy",
+					  "TLS policy for %s removed\n");
+	}
+	if (argc != 3 || strcmp(argv[0], "set") != 0)
+		return -1;
+	const char *p = argv[2];
+	if (strcmp(p, "none") != 0 && strcmp(p, "may") != 0 && strcmp(p, "encrypt") != 0 &&
+	    strcmp(p, "verify") != 0) {
+		mailctl_fail(ctl, "%s: the policy is none, may, encrypt or verify", p);
+		return MAILCTL_USAGE;
+	}
+	if (mailctl_domain(ctl, argv[1], dom, sizeof dom) < 0)
+		return MAILCTL_USAGE;
+	char key[320];
+	snprintf(key, sizeof key, TLS_POLICY_KEY_PREFIX "%s", dom);
+	json_t *v = json_pack("{s:s,s:I}", "policy", p, "at", (json_int_t)util_now_wall_ms());
+	int rc = mailctl_put_json(ctl, c, key, v, "tls-policy", dom);
+	json_decref(v);
+	if (rc == MAILCTL_OK)
+		printf("TLS policy for %s: %s\n", dom, p);
+	return rc;
+}
+
 int mailctl_outbound(mailctl *ctl, int argc, char **argv)
 {
 	if (argc < 2)
 		return -1;
 	etcd_client *c = etcd_client_create(&ctl->etcd);
 	int rc = strcmp(argv[0], "relay") == 0 ? mailctl_relay_cmd(ctl, c, argc - 1, argv + 1)
-					       : mailctl_transport(ctl, c, argc - 1, argv + 1);
+		 : strcmp(argv[0], "tls-policy") == 0
+			 ? mailctl_tls_policy(ctl, c, argc - 1, argv + 1)
+			 : mailctl_transport(ctl, c, argc - 1, argv + 1);
 	etcd_client_destroy(&c);
 	return rc;
 }

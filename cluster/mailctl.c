@@ -91,6 +91,9 @@ static const char mailctl_usage_text[] =
 	"  transport set DOMAIN URL\n"
 	"                         mail for DOMAIN goes to URL, not DOMAIN's MX\n"
 	"  transport list [--json] | transport remove DOMAIN\n"
+	"  tls-policy set DOMAIN none|may|encrypt|verify\n"
+	"                         TLS toward DOMAIN's MXs (default may: STARTTLS when\n"
+	"                         offered); tls-policy list [--json] | remove DOMAIN\n"
 	"  queue list [--domain D] [--state deferred|active|held] [--limit N] [--json]\n"
 	"                         queued messages on every alive queue node: id, state,\n"
 	"                         age, size, attempts, next attempt, sender, pending\n"
@@ -403,7 +406,8 @@ int main(int argc, char **argv)
 		rc = mailctl_security(&ctl, argc, argv);
 	else if (strcmp(argv[0], "dkim") == 0)
 		rc = mailctl_dkim(&ctl, argc, argv);
-	else if (strcmp(argv[0], "relay") == 0 || strcmp(argv[0], "transport") == 0)
+	else if (strcmp(argv[0], "relay") == 0 || strcmp(argv[0], "transport") == 0 ||
+		 strcmp(argv[0], "tls-policy") == 0)
 		rc = mailctl_outbound(&ctl, argc, argv);
 	else if (strcmp(argv[0], "queue") == 0)
 		rc = mailctl_queue(&ctl, argc, argv);

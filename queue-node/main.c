@@ -149,6 +149,12 @@ static int queue_route(void *arg, const char *sender_domain, const char *rcpt_do
 	return 1;
 }
 
+/* outbound_policy_fn on the cached settings. */
+static int queue_tls_policy(void *arg, const char *rcpt_domain)
+{
+	return queue_config_tls_policy(arg, rcpt_domain);
+}
+
 /* Remote delivery: a resolver (--dns), the SMTP sessions, the schedule;
  * the relays, transports and DKIM keys of etcd, and the signer. */
 static int queue_outbound_start(struct queue_node *node, const struct queue_node_settings *set,
@@ -174,8 +180,8 @@ static int queue_outbound_start(struct queue_node *node, const struct queue_node
 		unsigned ms = set->out_timeout_s * 1000;
 		os.timeouts = (struct smtpc_timeouts){ ms, ms, ms, ms, ms, ms, ms, ms, ms, ms };
 	}
-	if (outbound_create(loop, &os, node->dns, queue_route, node->config, &node->outbound,
-			    error_r) < 0)
+	if (outbound_create(loop, &os, node->dns, queue_route, queue_tls_policy, node->config,
+			    &node->outbound, error_r) < 0)
 		return -1;
 	uint32_t retry[32];
 	int n = queue_retry_schedule_parse(set->retry_schedule, retry, 32);

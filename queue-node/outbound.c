@@ -47,6 +47,7 @@ struct ob_group {
 	struct ob_target *targets;
 	size_t n_targets, cur;
 	enum smtpc_tls_policy tls;
+	int implicit_tls;         /* smtps:// */
 	struct smtpc_message m;
 	struct smtpc_rcpt *srcpts;
 	struct ob_conn *conn;     /* carrying the transaction, or connecting for it */
@@ -91,6 +92,7 @@ struct outbound {
 	char *helo;
 	dns_resolver *resolver;
 	outbound_route_fn *route;
+	outbound_policy_fn *policy;
 	void *route_arg;
 	tls_client *tls_unverified;
 	tls_client *tls_verify;   /* NULL when the system CA file is missing */
@@ -174,8 +176,8 @@ static struct ob_dest *ob__dest(outbound *ob, const struct ob_group *g)
 		port = ntohs(a->sin_port);
 	}
 	char key[OB_KEY_MAX];
-	snprintf(key, sizeof key, "%s|%u|%d|%s|%s", ip, port, (int)g->tls, t->host,
-		 g->routed ? g->route.user : "");
+	snprintf(key, sizeof key, "%s|%u|%d%s|%s|%s", ip, port, (int)g->tls,
+		 g->implicit_tls ? "i" : "", t->host, g->routed ? g->route.user : "");
 	for (struct ob_dest *d = ob->dests; d != NULL; d = d->next)
 		if (strcmp(d->key, key) == 0)
 			return d;
@@ -378,6 +380,7 @@ static void ob__conn_new(struct ob_dest *d, struct ob_group *g)
 	set.tls_client = g->tls == SMTPC_TLS_VERIFY ? ob->tls_verify
 			 : g->tls == SMTPC_TLS_NONE ? NULL : ob->tls_unverified;
 	set.tls_host = t->host;
+	set.implicit_tls = g->implicit_tls;
 	if (g->routed && g->route.user[0] != '\0') {
 		set.auth_user = g->route.user;
 		set.auth_pass = g->route.password;
@@ -541,19 +544,13 @@ static void ob__group_start(struct ob_group *g)
 		return;
 	}
 	if (!g->routed) {
-		g->tls = ob->set.tls;
+		int p = ob->policy != NULL ? ob->policy(ob->route_arg, g->domain) : -1;
+		g->tls = p >= 0 ? (enum smtpc_tls_policy)p : ob->set.tls;
 		g->dns = dns_resolve_mx(ob->resolver, g->domain, ob__mx_cb, g);
 		return;
 	}
 	g->tls = g->route.url.scheme == SMTPC_URL_SMTP ? SMTPC_TLS_MAY : SMTPC_TLS_ENCRYPT;
-	if (g->route.url.scheme == SMTPC_URL_SMTPS) {
-		/* TLS from the first byte is not built yet: never plaintext */
-		struct smtpc_result r;
-		ob__result(&r, SMTPC_TEMP, SMTPC_STAGE_CONNECT, "4.7.5",
-			   "smtps:// relays are not supported yet; use smtp+starttls://");
-		ob__group_fail(g, &r);
-		return;
-	}
+	g->implicit_tls = g->route.url.scheme == SMTPC_URL_SMTPS;
 	if (g->route.url.host_is_ip) {
 		struct sockaddr_storage ss;
 		memset(&ss, 0, sizeof ss);
@@ -744,8 +741,8 @@ void outbound_job_cancel(outbound_job **jobp)
 /* ---- lifetime ------------------------------------------------------------------ */
 
 int outbound_create(uv_loop_t *loop, const struct outbound_settings *set,
-		    dns_resolver *resolver, outbound_route_fn *route, void *route_arg,
-		    outbound **ob_r, const char **error_r)
+		    dns_resolver *resolver, outbound_route_fn *route, outbound_policy_fn *policy,
+		    void *route_arg, outbound **ob_r, const char **error_r)
 {
 	if (set->helo_name == NULL || set->helo_name[0] == '\0' || set->mx_port < 1 ||
 	    set->mx_port > 65535 || set->max_conns < 1 || set->max_conns > OUTBOUND_MAX_CONNS_MAX ||
@@ -761,6 +758,7 @@ int outbound_create(uv_loop_t *loop, const struct outbound_settings *set,
 	ob->set.helo_name = ob->helo;
 	ob->resolver = resolver;
 	ob->route = route;
+	ob->policy = policy;
 	ob->route_arg = route_arg;
 	if (tls_client_create_unverified(&ob->tls_unverified, error_r) < 0) {
 		free(ob->helo);

@@ -109,11 +109,16 @@ typedef int outbound_route_fn(void *arg, const char *sender_domain, const char *
 /* Every recipient of msg has its result. */
 typedef void outbound_done_cb(struct outbound_msg *msg, void *arg);
 
-/* resolver is borrowed and must outlive ob; route (NULL: MX only) with
- * its arg too. Returns 0, or -1 with *error_r. */
+/* The TLS policy toward rcpt_domain's MXs (an enum smtpc_tls_policy), or
+ * -1 for settings.tls. Same arg as the route. */
+typedef int outbound_policy_fn(void *arg, const char *rcpt_domain);
+
+/* resolver is borrowed and must outlive ob; route (NULL: MX only) and
+ * policy (NULL: settings.tls everywhere) with their arg too. Returns 0, or
+ * -1 with *error_r. */
 int outbound_create(uv_loop_t *loop, const struct outbound_settings *set,
-		    dns_resolver *resolver, outbound_route_fn *route, void *route_arg,
-		    outbound **ob_r, const char **error_r);
+		    dns_resolver *resolver, outbound_route_fn *route, outbound_policy_fn *policy,
+		    void *route_arg, outbound **ob_r, const char **error_r);
 /* Close every session (those carrying a message end it deferred: their
  * jobs' callbacks run first, from inside this call). Run the loop once
  * more afterwards. NULLs *ob. */

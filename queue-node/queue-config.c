@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "mail-error.h"
+#include "smtpc.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -50,8 +51,14 @@ struct qc_skipped {
 	const char *why; /* static */
 };
 
+/* A destination's TLS policy (mailctl tls-policy). */
+struct qc_policy {
+	char *domain;
+	enum smtpc_tls_policy policy;
+};
+
 struct qc_snapshot {
-	int64_t revision;     /* the etcd revision of the three reads */
+	int64_t revision;     /* the etcd revision of the four reads */
 	uint64_t fingerprint; /* of every key and its mod revision: "did it change" */
 	int has_default;
 	struct qc_hop default_relay;
@@ -59,6 +66,8 @@ struct qc_snapshot {
 	size_t n_tenants;
 	struct qc_hop *transports; /* sorted by domain */
 	size_t n_transports;
+	struct qc_policy *policies;  /* sorted by domain */
+	size_t n_policies;
 	struct qc_dkim_domain *dkim; /* sorted by domain */
 	size_t n_dkim, n_dkim_recs;
 	struct qc_skipped *skipped;
@@ -138,6 +147,9 @@ static void qc__snapshot_free(struct qc_snapshot **sp)
 	for (size_t i = 0; i < s->n_transports; i++)
 		qc__hop_clear(&s->transports[i]);
 	free(s->transports);
+	for (size_t i = 0; i < s->n_policies; i++)
+		free(s->policies[i].domain);
+	free(s->policies);
 	for (size_t i = 0; i < s->n_dkim; i++) {
 		struct qc_dkim_domain *d = &s->dkim[i];
 		for (size_t k = 0; k < d->n; k++) {
@@ -289,6 +301,43 @@ static void qc__build_transports(struct qc_snapshot *s, const etcd_kv *kvs, size
 	qsort(s->transports, s->n_transports, sizeof *s->transports, qc__hop_cmp);
 }
 
+static int qc__policy_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct qc_policy *)a)->domain,
+		      ((const struct qc_policy *)b)->domain);
+}
+
+/* The TLS policies: {"policy":"none"|"may"|"encrypt"|"verify",...}. */
+static void qc__build_policies(struct qc_snapshot *s, const etcd_kv *kvs, size_t n)
+{
+	static const char *const names[] = { "none", "may", "encrypt", "verify" };
+	size_t plen = strlen(QUEUE_CONFIG_TLS_POLICY_PREFIX);
+	s->policies = xcalloc(n + 1, sizeof *s->policies);
+	for (size_t i = 0; i < n; i++) {
+		const etcd_kv *kv = &kvs[i];
+		const char *domain = kv->key + plen;
+		if (!qc__domain_ok(domain)) {
+			qc__skip(s, kv, "the destination is not a lowercase domain");
+			continue;
+		}
+		json_t *j = json_loadb(kv->value, kv->value_len, JSON_REJECT_DUPLICATES, NULL);
+		size_t len;
+		const char *p = json_is_object(j) ? qc__json_str(j, "policy", &len) : NULL;
+		int found = -1;
+		for (int k = 0; p != NULL && k < 4; k++)
+			if (strcmp(p, names[k]) == 0)
+				found = k;
+		json_decref(j);
+		if (found < 0) {
+			qc__skip(s, kv, "no policy none, may, encrypt or verify");
+			continue;
+		}
+		s->policies[s->n_policies].domain = xstrdup(domain);
+		s->policies[s->n_policies++].policy = (enum smtpc_tls_policy)found;
+	}
+	qsort(s->policies, s->n_policies, sizeof *s->policies, qc__policy_cmp);
+}
+
 /* The DKIM records, grouped by domain. The key and value of each kept
  * record move from kvs into the snapshot (kvs[i] loses them). A record
  * that does not parse is dropped here, so dkim_store_select() never logs
@@ -349,12 +398,13 @@ static void qc__kvs_free(etcd_kv *kvs, size_t n)
 
 /* ---- the refresh job (thread pool) ------------------------------------------ */
 
-enum { QC_READ_RELAY, QC_READ_TRANSPORT, QC_READ_DKIM, QC_READS_ };
+enum { QC_READ_RELAY, QC_READ_TRANSPORT, QC_READ_DKIM, QC_READ_TLS, QC_READS_ };
 
 static const char *const qc_prefixes[QC_READS_] = {
 	[QC_READ_RELAY] = QC_RELAY_PREFIX,
 	[QC_READ_TRANSPORT] = QUEUE_CONFIG_TRANSPORT_PREFIX,
 	[QC_READ_DKIM] = DKIM_STORE_PREFIX,
+	[QC_READ_TLS] = QUEUE_CONFIG_TLS_POLICY_PREFIX,
 };
 
 static void qc__work(uv_work_t *w)
@@ -382,6 +432,7 @@ static void qc__work(uv_work_t *w)
 		s->fingerprint = h;
 		qc__build_relays(s, kvs[QC_READ_RELAY], n[QC_READ_RELAY]);
 		qc__build_transports(s, kvs[QC_READ_TRANSPORT], n[QC_READ_TRANSPORT]);
+		qc__build_policies(s, kvs[QC_READ_TLS], n[QC_READ_TLS]);
 		qc__build_dkim(s, kvs[QC_READ_DKIM], n[QC_READ_DKIM]);
 		j->snap = s;
 	}
@@ -656,6 +707,22 @@ int queue_config_route(const queue_config *cfg, const char *sender_domain,
 	if (s->has_default)
 		return qc__route_fill(&s->default_relay, "relay", r);
 	return 0;
+}
+
+static int qc__policy_key_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct qc_policy *)elem)->domain);
+}
+
+int queue_config_tls_policy(const queue_config *cfg, const char *domain)
+{
+	const struct qc_snapshot *s = cfg->snap;
+	char d[DKIM_DOMAIN_MAX + 1];
+	if (s == NULL || !qc__lower(domain, d))
+		return -1;
+	const struct qc_policy *p = bsearch(d, s->policies, s->n_policies, sizeof *s->policies,
+					    qc__policy_key_cmp);
+	return p != NULL ? (int)p->policy : -1;
 }
 
 void queue_route_clear(struct queue_route *r)

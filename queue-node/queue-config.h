@@ -18,8 +18,8 @@
  * of that key (svc=queue event=config_record_skipped key=... error=...;
  * never the value: it may hold a password or a private key).
  *
- * Refresh. A job on libuv's thread pool reads the three prefixes at one
- * etcd revision (the first read's: one consistent view), parses them
+ * Refresh. A job on libuv's thread pool reads the four prefixes
+ * (relays, transports, TLS policies, DKIM keys) at one etcd revision (the first read's: one consistent view), parses them
  * there, and the loop swaps the new snapshot in when the job ends. One
  * job at a time; the next one starts refresh_ms after the previous ended
  * (the first at once when created). The job side owns one etcd client,
@@ -61,6 +61,9 @@
 #define QUEUE_CONFIG_RELAY_DEFAULT_KEY "/mail/v1/secrets/relay/default"
 #define QUEUE_CONFIG_RELAY_TENANTS_PREFIX "/mail/v1/secrets/relay/tenants/"
 #define QUEUE_CONFIG_TRANSPORT_PREFIX "/mail/v1/transport/"
+/* /mail/v1/tls-policy/<domain> {"policy":"none|may|encrypt|verify","at":ms}:
+ * the TLS policy toward that destination's MXs (mailctl tls-policy). */
+#define QUEUE_CONFIG_TLS_POLICY_PREFIX "/mail/v1/tls-policy/"
 /* (the DKIM prefix is DKIM_STORE_PREFIX, dkim-keys.h) */
 
 /* Tunables (STYLE.md rule 15); queue_config_settings_default() fills the
@@ -156,6 +159,10 @@ int queue_config_route(const queue_config *cfg, const char *sender_domain,
 
 /* Wipe r's password and zero r. */
 void queue_route_clear(struct queue_route *r);
+
+/* The TLS policy set for destination domain (an enum smtpc_tls_policy), or
+ * -1 when none is set (or nothing is loaded yet): the default applies. */
+int queue_config_tls_policy(const queue_config *cfg, const char *domain);
 
 /* ---- DKIM ----------------------------------------------------------------------- */
 

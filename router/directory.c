@@ -8,6 +8,7 @@
 #include "directory.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -295,6 +296,117 @@ int directory_tenant_exists(directory *dir, const char *domain)
 		return MAIL_ERR_NOT_FOUND;
 	char *key = xasprintf(DIRECTORY_KEY_TENANTS "%s", d);
 	int err = directory__exists(dir, key);
+	free(key);
+	free(d);
+	return err;
+}
+
+/* The settings in a tenant record j (an object) into s; bad fields are
+ * logged and read as their defaults. */
+static void directory__tenant_parse(const char *domain, json_t *j,
+				    struct directory_tenant_settings *s)
+{
+	memset(s, 0, sizeof *s);
+	json_t *v = json_object_get(j, "created");
+	if (json_is_integer(v))
+		s->created_ms = json_integer_value(v);
+	v = json_object_get(j, "outbound_per_hour");
+	if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= (json_int_t)DIRECTORY_OUTBOUND_PER_HOUR_MAX)
+		s->outbound_per_hour = (unsigned)json_integer_value(v);
+	else if (v != NULL && !json_is_null(v))
+		log_event(LOG_WARN, "directory",
+			  "event=tenant_setting_bad domain=%s field=outbound_per_hour", domain);
+	v = json_object_get(j, "delay_warning");
+	if (json_is_boolean(v))
+		s->delay_warning = json_is_true(v);
+	else if (v != NULL && !json_is_null(v))
+		log_event(LOG_WARN, "directory",
+			  "event=tenant_setting_bad domain=%s field=delay_warning", domain);
+}
+
+int directory_tenant_settings_get(directory *dir, const char *domain,
+				  struct directory_tenant_settings *settings_r)
+{
+	char *d = directory__domain(domain);
+	if (d == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	char *key = xasprintf(DIRECTORY_KEY_TENANTS "%s", d);
+	char *value = NULL;
+	size_t len = 0;
+	int err = directory__get(dir, key, &value, &len, NULL);
+	if (err == MAIL_OK) {
+		json_t *j = json_loadb(value, len, 0, NULL);
+		if (json_is_object(j)) {
+			directory__tenant_parse(d, j, settings_r);
+		} else {
+			log_event(LOG_ERROR, "directory", "event=tenant_record_bad domain=%s", d);
+			err = MAIL_ERR_INTERNAL;
+		}
+		json_decref(j);
+	}
+	free(value);
+	free(key);
+	free(d);
+	return err;
+}
+
+int directory_tenant_settings_set(directory *dir, const char *domain,
+				  const struct directory_tenant_settings *settings,
+				  unsigned fields)
+{
+	const unsigned known = DIRECTORY_TENANT_OUTBOUND_PER_HOUR | DIRECTORY_TENANT_DELAY_WARNING;
+	if ((fields & known) == 0 || (fields & ~known) != 0 ||
+	    settings->outbound_per_hour > DIRECTORY_OUTBOUND_PER_HOUR_MAX)
+		return MAIL_ERR_PARAMS;
+	char *d = directory__domain(domain);
+	if (d == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	char *key = xasprintf(DIRECTORY_KEY_TENANTS "%s", d);
+	int err = MAIL_OK;
+	for (int attempt = 0; attempt < DIRECTORY_CAS_ATTEMPTS; attempt++) {
+		char *old = NULL;
+		size_t len = 0;
+		int64_t mod = 0;
+		err = directory__get(dir, key, &old, &len, &mod);
+		if (err != MAIL_OK)
+			break;
+		/* every field we do not write stays as it is (unknown ones too) */
+		json_t *j = json_loadb(old, len, 0, NULL);
+		free(old);
+		if (!json_is_object(j)) {
+			log_event(LOG_ERROR, "directory", "event=tenant_record_bad domain=%s", d);
+			json_decref(j);
+			err = MAIL_ERR_INTERNAL;
+			break;
+		}
+		if (fields & DIRECTORY_TENANT_OUTBOUND_PER_HOUR)
+			json_object_set_new(j, "outbound_per_hour",
+					    json_integer((json_int_t)settings->outbound_per_hour));
+		if (fields & DIRECTORY_TENANT_DELAY_WARNING)
+			json_object_set_new(j, "delay_warning",
+					    json_boolean(settings->delay_warning));
+		char *value = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		pthread_mutex_lock(&dir->mu);
+		err = etcd_kv_put_if_mod(dir->etcd, key, value, strlen(value), mod, NULL);
+		pthread_mutex_unlock(&dir->mu);
+		free(value);
+		if (err != MAIL_ERR_EXISTS)
+			break;
+		err = MAIL_ERR_TEMP; /* changed (or deleted) under us: read again */
+	}
+	if (err == MAIL_OK) {
+		char per_hour[48] = "", warning[24] = "";
+		if (fields & DIRECTORY_TENANT_OUTBOUND_PER_HOUR)
+			snprintf(per_hour, sizeof per_hour, " outbound_per_hour=%u",
+				 settings->outbound_per_hour);
+		if (fields & DIRECTORY_TENANT_DELAY_WARNING)
+			snprintf(warning, sizeof warning, " delay_warning=%d",
+				 settings->delay_warning != 0);
+		log_event(LOG_INFO, "directory", "event=tenant_settings_set domain=%s%s%s", d,
+			  per_hour, warning);
+	}
 	free(key);
 	free(d);
 	return err;

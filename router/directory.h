@@ -1,6 +1,7 @@
 /* directory.h: the tenant directory in etcd (public contract).
  *
- *   /mail/v1/tenants/<domain>           {"created":<ms>}
+ *   /mail/v1/tenants/<domain>           {"created":<ms>, "outbound_per_hour":N,
+ *                                        "delay_warning":bool}
  *   /mail/v1/users/<domain>/<local>     {"hash":"$argon2id$...","created":<ms>,
  *                                        "scram":{"salt":b64,"i":4096,
  *                                                 "stored":b64,"server":b64}}
@@ -11,6 +12,10 @@
  * ServerKey (RFC 5802, lib/sasl.h: a random 16-byte salt per password,
  * SASL_SCRAM_ITERATIONS); plaintext is wiped after use. Records written
  * before SCRAM have no "scram" object until the next passwd.
+ *
+ * A tenant record's settings are optional fields (absent: the default);
+ * readers ignore fields they do not know, and writers keep them, so a
+ * record written by a newer mailctl still reads here and survives a set.
  *
  * Every call blocks on etcd (and, for passwords, on ~100 ms of hashing):
  * daemons call them from the libuv thread pool, never from the loop thread.
@@ -24,6 +29,7 @@
 #define MAIL_DIRECTORY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct sasl_scram_keys;
 typedef struct directory directory;
@@ -43,6 +49,42 @@ int directory_tenant_add(directory *dir, const char *domain);
 int directory_tenant_list(directory *dir, char ***domains_r, size_t *n_r);
 /* MAIL_OK if the domain is a tenant, MAIL_ERR_NOT_FOUND if not. */
 int directory_tenant_exists(directory *dir, const char *domain);
+
+/* A tenant's settings (docs/rate-limits.md, docs/dsn.md). */
+#define DIRECTORY_OUTBOUND_PER_HOUR_MAX 1000000u
+struct directory_tenant_settings {
+	/* Messages with at least one recipient outside our tenants that one
+	 * authenticated user may submit per sliding hour; 0: no limit, else
+	 * 1..DIRECTORY_OUTBOUND_PER_HOUR_MAX. Default 0. */
+	unsigned outbound_per_hour;
+	/* 1: a "delayed" DSN once a submitted message is still undelivered
+	 * after the delay-warning time (EnqueueRequest.delay_warning). Default 0. */
+	int delay_warning;
+	/* When the tenant was added (ms since the epoch; 0 if unknown). Read
+	 * only: _set ignores it. */
+	int64_t created_ms;
+};
+/* Which fields directory_tenant_settings_set() writes. */
+enum directory_tenant_field {
+	DIRECTORY_TENANT_OUTBOUND_PER_HOUR = 1u << 0,
+	DIRECTORY_TENANT_DELAY_WARNING = 1u << 1,
+};
+/* The settings of tenant domain into *settings_r: defaults for absent
+ * fields; a field of the wrong type or out of range is logged
+ * (event=tenant_setting_bad) and read as its default. MAIL_OK;
+ * MAIL_ERR_NOT_FOUND for an invalid or unknown domain; MAIL_ERR_INTERNAL
+ * when the record is not a JSON object (logged). */
+int directory_tenant_settings_get(directory *dir, const char *domain,
+				  struct directory_tenant_settings *settings_r);
+/* Write the fields of settings named in fields (enum directory_tenant_field
+ * bits) into the tenant's record, keeping every other field (a
+ * compare-and-swap: a concurrent writer's change is not lost). MAIL_OK;
+ * MAIL_ERR_PARAMS for outbound_per_hour over the maximum or no fields;
+ * MAIL_ERR_NOT_FOUND for an invalid or unknown domain; MAIL_ERR_TEMP when
+ * the record kept changing under us. */
+int directory_tenant_settings_set(directory *dir, const char *domain,
+				  const struct directory_tenant_settings *settings,
+				  unsigned fields);
 
 /* MAIL_ERR_PARAMS (bad address or empty password), MAIL_ERR_NOT_FOUND (no
  * such tenant), MAIL_ERR_EXISTS (duplicate user). Stores the argon2id

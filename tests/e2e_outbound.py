@@ -26,6 +26,11 @@ STARTTLS, as a user's client would, and checked where it lands:
   * a real Postfix as the remote MX (its first MX dead), refusing one
     recipient (DSN in INBOX), and as a smarthost that wants AUTH over
     STARTTLS (`mailctl relay set smtp+starttls://... --user ...`);
+  * per-domain TLS policy (`mailctl tls-policy`): verify against a
+    certificate no CA vouches for defers (never plaintext), encrypt
+    delivers over TLS, none delivers without STARTTLS;
+  * a transport (`mailctl transport set`) and a relay over smtps://
+    (TLS from the first byte) with AUTH;
   * nothing is sent twice.
 Run with Debian's /usr/bin/python3 (python3-dnslib).
 """
@@ -243,6 +248,54 @@ class Outbound:
         assert "a=ed25519-sha256 d=example.test s=e1" in r.stdout, r.stdout
         assert len(rec) == 1
 
+    def tls_policies(self):
+        self.c.mailctl("tls-policy", "set", "far.test", "verify")
+        time.sleep(1.5)
+        self.submit(["tina@far.test"], "tls-verify")
+        wait_for(lambda: "event=deferred_remote" in "".join(
+            self.queue_log(n) for n, role, *_ in self.c.specs() if role == "queue")
+            and "rcpt=tina@far.test" in "".join(
+                self.queue_log(n) for n, role, *_ in self.c.specs() if role == "queue"),
+            what="the deferral under verify")
+        assert not self.sent_with(self.sink, "tls-verify"), "sent without a verified certificate"
+        self.c.mailctl("tls-policy", "set", "far.test", "encrypt")
+        rec = wait_for(lambda: self.sent_with(self.sink, "tls-verify"), what="delivery under encrypt")
+        assert rec[0]["tls"] and len(rec) == 1, rec
+        out = self.c.mailctl("tls-policy", "list").stdout
+        assert "far.test" in out and "encrypt" in out, out
+        self.c.mailctl("tls-policy", "set", "far.test", "none")
+        time.sleep(1.5)
+        self.submit(["tom@far.test"], "tls-none")
+        rec = wait_for(lambda: self.sent_with(self.sink, "tls-none"), what="delivery under none")
+        assert not rec[0]["tls"], rec
+        self.c.mailctl("tls-policy", "remove", "far.test")
+
+    def transport_and_smtps_relay(self):
+        port = local.free_port()
+        other = Sink(port, self.tmp)
+        try:
+            self.c.mailctl("transport", "set", "elsewhere.test", f"smtp://127.0.0.1:{port}")
+            time.sleep(1.5)
+            self.submit(["una@elsewhere.test"], "transport-1")
+            wait_for(lambda: self.sent_with(other, "transport-1"), what="delivery by transport")
+        finally:
+            self.c.mailctl("transport", "remove", "elsewhere.test", check=False)
+            other.stop()
+        port = local.free_port()
+        smtps = Sink(port, self.tmp, "--implicit-tls", "--auth", "relayuser:relay pw")
+        try:
+            self.c.mailctl("relay", "set", f"smtps://127.0.0.1:{port}", "--user", "relayuser",
+                           stdin="relay pw\n")
+            time.sleep(1.5)
+            self.submit(["vic@far.test"], "smtps-1")
+            rec = wait_for(lambda: self.sent_with(smtps, "smtps-1"), what="delivery via smtps")
+            assert rec[0]["tls"] and rec[0]["auth"] == "relayuser", rec
+            assert "STARTTLS" not in smtps.commands()
+            assert not self.sent_with(self.sink, "smtps-1")
+        finally:
+            self.c.mailctl("relay", "remove", check=False)
+            smtps.stop()
+
     def primary_killed_mid_retry(self):
         self.swap_sink("--rcpt-reply", "kim@far.test=451 4.3.0 try later")
         qid = self.submit(["kim@far.test"], "failover-1")
@@ -386,6 +439,8 @@ def main():
         check("null_mx", t.null_mx)
         check("temp_then_success", t.temp_then_success)
         check("dkim_signed", t.dkim_signed)
+        check("tls_policies", t.tls_policies)
+        check("transport_and_smtps_relay", t.transport_and_smtps_relay)
         check("primary_killed_mid_retry", t.primary_killed_mid_retry)
         check("postfix_peers", t.postfix_peers)
         check("never_answers_then_expires", t.never_answers_then_expires)

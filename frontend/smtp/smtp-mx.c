@@ -39,6 +39,8 @@ struct smtp_mx {
 	void (*auth_failed)(void *arg, const char *ip);
 	void *guard_arg;
 	auth_pool *auth;
+	smtp_rate *rate;  /* submission: borrowed, or owned when rate_owned */
+	int rate_owned;
 };
 
 /* One AUTH lookup: held back by the penalty, then on the auth pool. */
@@ -57,6 +59,7 @@ struct smtp_mx__rcpt {
 	smtp_mx *mx;
 	smtp_session *session;
 	char *address; /* normalised */
+	char *user;    /* submission: the authenticated user, normalised */
 	int tenant;    /* directory_tenant_exists() result */
 	int user;      /* directory_user_exists() result (when tenant is OK) */
 	int submission;
@@ -69,6 +72,8 @@ struct smtp_mx__enqueue {
 	char qid[32];
 	size_t n_rcpts;
 	size_t size;
+	char *rate_user;  /* counted by smtp_rate_take() at rate_at, or NULL */
+	uint64_t rate_at;
 };
 
 static void smtp_mx__ref(smtp_mx *mx)
@@ -80,6 +85,8 @@ static void smtp_mx__unref(smtp_mx *mx)
 {
 	if (--mx->refs > 0)
 		return;
+	if (mx->rate_owned)
+		smtp_rate_destroy(&mx->rate);
 	free(mx->log_svc);
 	free(mx->hostname);
 	free(mx);
@@ -91,6 +98,40 @@ void smtp_mx_settings_init_default(struct smtp_mx_settings *set)
 	smtp_server_settings_init_default(&set->server);
 	set->server.port = 2525;
 	set->server.log_svc = "smtp-mx";
+}
+
+/* ---- the outbound rate limit (submission) ---------------------------- */
+
+/* The normalised authenticated user of s, or NULL (the MX; a name that is
+ * not an address). The caller frees it. */
+static char *smtp_mx__user(const smtp_mx *mx, smtp_session *s)
+{
+	const char *user = smtp_session_user(s);
+	if (!mx->submission || user == NULL)
+		return NULL;
+	return util_address_normalize(user, strlen(user));
+}
+
+static void smtp_mx__rate_limited(smtp_mx *mx, smtp_session *s, const char *user,
+				  unsigned limit, const char *at)
+{
+	log_event(LOG_WARN, mx->log_svc, "event=rate_limited sid=%s user=%s limit=%u at=%s",
+		  smtp_session_id(s), user, limit, at);
+	smtp_session_complete(s, 451, "4.7.1", "Outbound rate limit exceeded, try again later");
+}
+
+/* RCPT of a remote recipient: 1 (said 451 4.7.1) when user is already at
+ * the limit as far as the cache knows. Uncached settings pass: the end of
+ * DATA reads them and decides. */
+static int smtp_mx__rate_full(smtp_mx *mx, smtp_session *s, const char *user)
+{
+	struct directory_tenant_settings ts;
+	uint64_t now = uv_now(mx->loop);
+	if (user == NULL || !smtp_rate_tenant_get(mx->rate, util_address_domain(user), now, &ts) ||
+	    !smtp_rate_over(mx->rate, user, ts.outbound_per_hour, now))
+		return 0;
+	smtp_mx__rate_limited(mx, s, user, ts.outbound_per_hour, "rcpt");
+	return 1;
 }
 
 /* ---- RCPT ------------------------------------------------------------- */
@@ -118,7 +159,8 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 		err = r->user;
 
 	if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND && r->submission) {
-		smtp_session_complete(r->session, 250, "2.1.5", "Ok (outbound)");
+		if (!smtp_mx__rate_full(mx, r->session, r->user))
+			smtp_session_complete(r->session, 250, "2.1.5", "Ok (outbound)");
 	} else if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND) {
 		smtp_session_complete(r->session, 550, "5.7.1", "Relaying denied");
 	} else if (status >= 0 && r->tenant == MAIL_OK && r->user == MAIL_ERR_NOT_FOUND) {
@@ -134,6 +176,7 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 				      "Temporary directory failure, try again later");
 	}
 	free(r->address);
+	free(r->user);
 	free(r);
 	smtp_mx__unref(mx);
 }
@@ -153,10 +196,12 @@ static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt,
 	r->mx = mx;
 	r->session = s;
 	r->address = address;
+	r->user = smtp_mx__user(mx, s);
 	r->submission = mx->submission;
 	smtp_mx__ref(mx);
 	if (uv_queue_work(mx->loop, &r->work, smtp_mx__rcpt_work, smtp_mx__rcpt_done) < 0) {
 		free(r->address);
+		free(r->user);
 		free(r);
 		smtp_mx__unref(mx);
 		smtp_session_complete(s, 451, "4.3.0", "Temporary failure, try again later");
@@ -242,23 +287,42 @@ static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
 		const struct mail_error_info *info = mail_error_info(status);
 		log_event(LOG_WARN, mx->log_svc, "event=enqueue_failed sid=%s qid=%s error=%s",
 			  smtp_session_id(e->session), e->qid, info->name);
+		/* not accepted: not counted against the sender's rate */
+		if (e->rate_user != NULL)
+			smtp_rate_give_back(mx->rate, e->rate_user, e->rate_at, uv_now(mx->loop));
 		smtp_session_complete(e->session, info->smtp_code, info->smtp_enh, info->text);
 	}
+	free(e->rate_user);
 	free(e);
 	smtp_mx__unref(mx);
 }
 
+/* What submission adds to the queue record and the enqueue. */
+struct smtp_mx__submit {
+	int sender_local;   /* a DSN to the sender is delivered locally */
+	int delay_warning;  /* the sender's tenant's setting */
+	char *counted_user; /* counted against its rate at counted_at (moved
+			     * into the enqueue), or NULL */
+	uint64_t counted_at;
+};
+
 /* The envelope as the queue stores it: normalised addresses. A sender that
  * does not normalise (a quoted local part, say) is kept as given. remote:
- * per recipient, outside our tenants (submission), or NULL. */
+ * per recipient, outside our tenants (submission), or NULL. sub: NULL on
+ * the MX; its counted_user becomes the enqueue's (NULLed). */
 static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_transaction *t,
-			     const int *remote, int sender_local)
+			     const int *remote, struct smtp_mx__submit *sub)
 {
 	struct smtp_mx__enqueue *e = xcalloc(1, sizeof *e);
 	e->mx = mx;
 	e->session = s;
 	e->n_rcpts = t->n_rcpts;
 	e->size = t->body_len;
+	if (sub != NULL) {
+		e->rate_user = sub->counted_user;
+		e->rate_at = sub->counted_at;
+		sub->counted_user = NULL;
+	}
 
 	char *from = NULL;
 	if (t->mail_from[0] != '\0')
@@ -317,7 +381,8 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 	req.session_id = (char *)smtp_session_id(s);
 	if (smtp_session_user(s) != NULL)
 		req.auth_user = (char *)smtp_session_user(s);
-	req.sender_local = sender_local;
+	req.sender_local = sub != NULL && sub->sender_local;
+	req.delay_warning = sub != NULL && sub->delay_warning;
 	struct smtp_mx__dsn dsn;
 	smtp_mx__dsn_fill(t, &req, &dsn);
 
@@ -342,6 +407,10 @@ struct smtp_mx__remote {
 	int *remote;
 	int sender_local;
 	int status;
+	char *user;        /* the authenticated user, normalised (or NULL) */
+	struct directory_tenant_settings tenant; /* of user's domain */
+	int tenant_cached; /* tenant came from the cache (set before the work) */
+	int tenant_read;   /* the work read tenant from the directory */
 };
 
 static void smtp_mx__remote_work(uv_work_t *w)
@@ -364,17 +433,55 @@ static void smtp_mx__remote_work(uv_work_t *w)
 	r->sender_local = from != NULL && r->status == MAIL_OK &&
 			  directory_tenant_exists(r->mx->dir, util_address_domain(from)) == MAIL_OK;
 	free(from);
+	if (r->user == NULL || r->tenant_cached || r->status != MAIL_OK)
+		return;
+	int err = directory_tenant_settings_get(r->mx->dir, util_address_domain(r->user),
+						&r->tenant);
+	if (err == MAIL_ERR_NOT_FOUND || err == MAIL_ERR_INTERNAL) {
+		/* the tenant went away, or its record is unreadable (logged):
+		 * the defaults, no limit, rather than refusing all its mail */
+		memset(&r->tenant, 0, sizeof r->tenant);
+		err = MAIL_OK;
+	}
+	if (err == MAIL_OK)
+		r->tenant_read = 1;
+	else
+		r->status = err;
 }
 
+/* Loop thread: the rate limit is checked and taken here, so concurrent
+ * sessions of one user never both pass the last free place. */
 static void smtp_mx__remote_done(uv_work_t *w, int status)
 {
 	struct smtp_mx__remote *r = w->data;
-	if (status < 0 || r->status != MAIL_OK)
+	smtp_mx *mx = r->mx;
+	uint64_t now = uv_now(mx->loop);
+	if (status >= 0 && r->tenant_read)
+		smtp_rate_tenant_put(mx->rate, util_address_domain(r->user), &r->tenant, now);
+	int any_remote = 0;
+	for (size_t i = 0; i < r->t->n_rcpts; i++)
+		any_remote |= r->remote[i];
+	/* only mail that leaves the platform counts */
+	unsigned limit = r->user != NULL && any_remote ? r->tenant.outbound_per_hour : 0;
+	struct smtp_mx__submit sub = {
+		.sender_local = r->sender_local,
+		.delay_warning = r->tenant.delay_warning,
+	};
+	if (status < 0 || r->status != MAIL_OK) {
 		smtp_session_complete(r->session, 451, "4.3.0",
 				      "Temporary directory failure, try again later");
-	else
-		smtp_mx__enqueue(r->mx, r->session, r->t, r->remote, r->sender_local);
-	smtp_mx__unref(r->mx);
+	} else if (!smtp_rate_take(mx->rate, r->user, limit, now)) {
+		smtp_mx__rate_limited(mx, r->session, r->user, limit, "data");
+	} else {
+		if (limit > 0) {
+			sub.counted_user = r->user;
+			sub.counted_at = now;
+			r->user = NULL;
+		}
+		smtp_mx__enqueue(mx, r->session, r->t, r->remote, &sub);
+	}
+	smtp_mx__unref(mx);
+	free(r->user);
 	free(r->remote);
 	free(r);
 }
@@ -383,7 +490,7 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 {
 	smtp_mx *mx = ctx;
 	if (!mx->submission) {
-		smtp_mx__enqueue(mx, s, t, NULL, 0);
+		smtp_mx__enqueue(mx, s, t, NULL, NULL);
 		return;
 	}
 	struct smtp_mx__remote *r = xcalloc(1, sizeof *r);
@@ -392,6 +499,10 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 	r->session = s;
 	r->t = t;
 	r->remote = xcalloc(t->n_rcpts + 1, sizeof *r->remote);
+	r->user = smtp_mx__user(mx, s);
+	r->tenant_cached = r->user != NULL &&
+			   smtp_rate_tenant_get(mx->rate, util_address_domain(r->user),
+						uv_now(mx->loop), &r->tenant);
 	smtp_mx__ref(mx);
 	if (uv_queue_work(mx->loop, &r->work, smtp_mx__remote_work, smtp_mx__remote_done) < 0)
 		smtp_mx__remote_done(&r->work, -1);
@@ -507,6 +618,11 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 	mx->auth_failed = set->auth_failed;
 	mx->guard_arg = set->server.guard_arg;
 	mx->auth = set->auth;
+	mx->rate = set->rate;
+	if (set->submission && mx->rate == NULL) {
+		mx->rate = smtp_rate_create(NULL);
+		mx->rate_owned = 1;
+	}
 	if (set->submission && mx->auth == NULL) {
 		*error_r = "submission needs an auth pool";
 		smtp_mx__unref(mx);

@@ -15,12 +15,14 @@
  * Logs (svc=smtp-mx): the engine's connect/disconnect/rejected, plus
  *   event=accepted sid=.. qid=.. rcpts=N size=..
  *   event=enqueue_failed sid=.. qid=.. error=..
+ *   event=rate_limited sid=.. user=.. limit=N at=rcpt|data (submission)
  */
 #ifndef MAIL_SMTP_MX_H
 #define MAIL_SMTP_MX_H
 
 #include "directory.h"
 #include "queue-client.h"
+#include "smtp-rate.h"
 #include "smtp-server.h"
 
 #include <uv.h>
@@ -38,8 +40,22 @@ struct smtp_mx_settings {
 	 *  - RCPT: a user of ours, or any address outside our tenants: those
 	 *    are queued as outbound (rcpt_remote) and wait there, deferred,
 	 *    until outbound delivery exists; a missing user of a tenant is
-	 *    550 5.1.1 as on the MX. */
+	 *    550 5.1.1 as on the MX;
+	 *  - the outbound rate limit of the sender's tenant (smtp-rate.h,
+	 *    docs/rate-limits.md): a message with a recipient outside our
+	 *    tenants over the user's outbound_per_hour is refused 451 4.7.1
+	 *    at the end of DATA, and not queued; a remote RCPT of a user
+	 *    already at the limit gets 451 4.7.1 at once (when the tenant's
+	 *    settings are cached); local recipients are never counted;
+	 *  - the tenant's delay_warning goes with the message to the queue
+	 *    (EnqueueRequest.delay_warning).
+	 * Tenant settings are read from the directory at most every
+	 * SMTP_RATE_TENANT_TTL_MS per tenant. */
 	int submission;
+	/* Submission: the per-user counts and the tenant settings cache,
+	 * shared by every submission listener of the daemon (borrowed, must
+	 * outlive the MX as dir does); NULL: the MX keeps its own. */
+	struct smtp_rate *rate;
 	/* Authentication penalties (frontend/auth-guard.h), optional. */
 	unsigned (*auth_delay_ms)(void *arg, const char *ip);
 	void (*auth_failed)(void *arg, const char *ip);

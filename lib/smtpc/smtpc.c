@@ -78,6 +78,8 @@ struct smtpc {
 	struct smtpc_caps caps;
 	tls_conn *tls;
 	int tls_up;
+	int implicit_tls;   /* TLS from the first byte (smtps) */
+	int implicit_wait;  /* that handshake runs: the greeting comes after it */
 	int authenticated;
 	int ready_sent;
 	buf plain_in;                /* TLS: decrypted bytes */
@@ -848,7 +850,14 @@ static void smtpc__tls_input(smtpc *c, const uint8_t *data, size_t len)
 		log_event(LOG_INFO, "smtpc", "event=tls sid=%s version=%s cipher=%s", c->log_id,
 			  tls_conn_version(c->tls), tls_conn_cipher(c->tls));
 		memset(&c->caps, 0, sizeof c->caps);
-		smtpc__ehlo(c);
+		if (c->implicit_wait) {
+			/* smtps: now the greeting, in TLS */
+			c->implicit_wait = 0;
+			c->state = SMTPC_S_GREETING;
+			smtpc__arm(c, c->tmo.greeting_ms, SMTPC_STAGE_GREETING);
+		} else {
+			smtpc__ehlo(c);
+		}
 	}
 	if (c->plain_in.len > 0 && c->state != SMTPC_S_OVER) {
 		/* the parser keeps partial lines itself: hand everything over */
@@ -909,6 +918,11 @@ static void smtpc__connect_cb(uv_connect_t *req, int status)
 		smtpc__end_temp(c, SMTPC_STAGE_CONNECT, "4.4.1", "read failed");
 		return;
 	}
+	if (c->implicit_tls) {
+		c->implicit_wait = 1;
+		smtpc__start_tls(c);
+		return;
+	}
 	c->state = SMTPC_S_GREETING;
 	smtpc__arm(c, c->tmo.greeting_ms, SMTPC_STAGE_GREETING);
 }
@@ -952,6 +966,10 @@ int smtpc_create(uv_loop_t *loop, const struct smtpc_settings *set,
 		*error_r = "smtpc: TLS policy needs tls_client and tls_host";
 		return -1;
 	}
+	if (set->implicit_tls && set->tls != SMTPC_TLS_ENCRYPT && set->tls != SMTPC_TLS_VERIFY) {
+		*error_r = "smtpc: implicit TLS needs policy ENCRYPT or VERIFY";
+		return -1;
+	}
 	if ((set->auth_user == NULL) != (set->auth_pass == NULL) ||
 	    (set->auth_user != NULL && (strlen(set->auth_user) > SMTPC_AUTH_MAX ||
 					strlen(set->auth_pass) > SMTPC_AUTH_MAX))) {
@@ -971,6 +989,7 @@ int smtpc_create(uv_loop_t *loop, const struct smtpc_settings *set,
 				    ? set->log_id
 				    : "-");
 	c->policy = set->tls;
+	c->implicit_tls = set->implicit_tls;
 	c->tls_client = set->tls != SMTPC_TLS_NONE ? set->tls_client : NULL;
 	struct smtpc_timeouts d;
 	smtpc_timeouts_init_default(&d);

@@ -97,6 +97,9 @@ struct smtpc_settings {
 	 * connection keeps its own reference). NULL with NONE. */
 	tls_client *tls_client;
 	const char *tls_host;        /* SNI, and the name VERIFY checks; copied */
+	/* TLS from the first byte (smtps, port 465; RFC 8314), before the
+	 * greeting; policy ENCRYPT or VERIFY (then no STARTTLS). */
+	int implicit_tls;
 	/* AUTH (smarthosts): both or neither; copied, wiped on destroy.
 	 * Sent only over TLS: without TLS the session fails (temporary). */
 	const char *auth_user;

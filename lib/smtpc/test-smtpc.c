@@ -772,6 +772,63 @@ static void test_py_tls_policies(void **state)
 	certs_free(&c);
 }
 
+/* smtps (RFC 8314 implicit TLS): the handshake before the greeting, AUTH
+ * inside it, no STARTTLS; a plaintext server fails at the handshake
+ * (temporary), never plaintext; implicit TLS with policy MAY is refused. */
+static void test_py_implicit_tls(void **state)
+{
+	(void)state;
+	struct certs c;
+	certs_make(&c);
+	tls_client *opp = client_tls(NULL);
+	struct sink s;
+	struct run r;
+	struct smtpc_message m;
+	struct smtpc_rcpt rc[1];
+	const char *args[] = {"--implicit-tls", "--cert", c.cert, "--key", c.key, "--auth",
+			      "user:pw", NULL};
+	sink_py_start(&s, args);
+	rc[0] = (struct smtpc_rcpt){.addr = "a@x.test"};
+	msg_init(&m, rc, 1, BODY);
+	struct smtpc_message *msgs[] = {&m};
+	struct smtpc_settings set = base_settings();
+	set.tls = SMTPC_TLS_ENCRYPT;
+	set.tls_client = opp;
+	set.tls_host = "localhost";
+	set.implicit_tls = 1;
+	set.auth_user = "user";
+	set.auth_pass = "pw";
+	run_session(&set, s.port, msgs, 1, &r);
+	assert_int_equal(m.result.status, SMTPC_OK);
+	char *out = slurp(s.out);
+	assert_non_null(strstr(out, "\"tls\": true"));
+	assert_non_null(strstr(out, "\"auth\": \"user\""));
+	free(out);
+	char path[600];
+	snprintf(path, sizeof path, "%s.cmds", s.out);
+	char *cmds = slurp(path);
+	assert_null(strstr(cmds, "STARTTLS"));
+	free(cmds);
+	sink_stop(&s);
+
+	/* a plaintext server: the handshake fails, nothing is sent */
+	sink_py_start(&s, NULL);
+	msg_init(&m, rc, 1, BODY);
+	run_session(&set, s.port, msgs, 1, &r);
+	assert_int_equal(r.ready, 0);
+	assert_int_equal(r.why.status, SMTPC_TEMP);
+	assert_int_equal(r.why.stage, SMTPC_STAGE_STARTTLS);
+	sink_stop(&s);
+
+	smtpc *bad;
+	const char *err;
+	struct smtpc_callbacks cbs = {0};
+	set.tls = SMTPC_TLS_MAY;
+	assert_int_equal(smtpc_create(uv_default_loop(), &set, &cbs, NULL, &bad, &err), -1);
+	tls_client_destroy(&opp);
+	certs_free(&c);
+}
+
 static void test_py_auth(void **state)
 {
 	(void)state;
@@ -1002,6 +1059,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_py_stall_timeout, teardown_sinks),
 		cmocka_unit_test_teardown(test_py_tls_policies, teardown_sinks),
 		cmocka_unit_test_teardown(test_py_auth, teardown_sinks),
+		cmocka_unit_test_teardown(test_py_implicit_tls, teardown_sinks),
 		cmocka_unit_test_teardown(test_py_auth_login, teardown_sinks),
 		cmocka_unit_test_teardown(test_py_smtputf8, teardown_sinks),
 		cmocka_unit_test_teardown(test_py_helo_fallback, teardown_sinks),

@@ -18,6 +18,7 @@ Faults and variants (combine freely):
   --ehlo-reply "502 5.5.1 no"      answer EHLO with this (HELO still works)
   --no-pipelining --no-8bitmime --no-smtputf8 --no-dsn --size N
   --starttls --cert F --key F      offer STARTTLS
+  --implicit-tls --cert F --key F  TLS from the first byte (smtps, 465)
   --broken-tls                     after 220 to STARTTLS send junk and close
   --tls-inject                     send "250 injected" in the same packet as
                                    the 220 to STARTTLS (CVE-2011-0411 style)
@@ -55,6 +56,7 @@ def parse_args():
     ap.add_argument("--no-dsn", action="store_true")
     ap.add_argument("--size", type=int)
     ap.add_argument("--starttls", action="store_true")
+    ap.add_argument("--implicit-tls", action="store_true")
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--broken-tls", action="store_true")
@@ -184,6 +186,15 @@ class Session:
         return True
 
     def run(self):
+        if self.a.implicit_tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.a.cert, self.a.key)
+            try:
+                self.sock = ctx.wrap_socket(self.sock, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+            self.rf = self.sock.makefile("rb")
+            self.tls = True
         if self.stall("greeting"):
             return
         self.send(self.a.greeting)
