@@ -21,7 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "directory.h"
 #include "mailctl-private.h"
@@ -36,6 +39,13 @@ static const char mailctl_usage_text[] =
 	"commands:\n"
 	"  tenant add DOMAIN      add a hosted domain\n"
 	"  tenant list            list hosted domains\n"
+	"  tenant set DOMAIN [--outbound-per-hour N] [--delay-warning on|off]\n"
+	"                         a tenant's settings: messages to outside recipients\n"
+	"                         each user may submit per hour (0: no limit; at most\n"
+	"                         1000000; over it 451 4.7.1), a \"delayed\" DSN after\n"
+	"                         4 h; frontends see a change within 30 s\n"
+	"  tenant show DOMAIN [--json]\n"
+	"                         a tenant's settings\n"
 	"  user add ADDRESS       add a user (password from stdin)\n"
 	"  user list DOMAIN       list a domain's users\n"
 	"  user passwd ADDRESS    set a user's password (from stdin)\n"
@@ -283,8 +293,93 @@ static int mailctl_print_list(mailctl *ctl, int err, char **names, size_t n, con
 	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
 }
 
+/* `tenant show DOMAIN [--json]`: the settings, defaults included. */
+static int mailctl_tenant_show(mailctl *ctl, const char *domain, int json)
+{
+	struct directory_tenant_settings ts;
+	int err = directory_tenant_settings_get(ctl->dir, domain, &ts);
+	if (err != MAIL_OK)
+		return mailctl_error(ctl, err, "tenant", domain);
+	char created[32] = "-";
+	time_t t = (time_t)(ts.created_ms / 1000);
+	struct tm tm;
+	if (ts.created_ms > 0 && gmtime_r(&t, &tm) != NULL)
+		strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	/* the name as stored: lower case (a valid domain is short) */
+	char name[256];
+	snprintf(name, sizeof name, "%s", domain);
+	for (char *p = name; *p != '\0'; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+	if (json) {
+		json_t *j = json_pack("{s:s,s:I,s:I,s:b}", "domain", name, "created",
+				      (json_int_t)ts.created_ms, "outbound_per_hour",
+				      (json_int_t)ts.outbound_per_hour, "delay_warning",
+				      ts.delay_warning);
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(j);
+	} else {
+		char limit[32] = "unlimited";
+		if (ts.outbound_per_hour > 0)
+			snprintf(limit, sizeof limit, "%u per hour", ts.outbound_per_hour);
+		printf("tenant             %s\n", name);
+		printf("created            %s\n", created);
+		printf("outbound-per-hour  %s\n", limit);
+		printf("delay-warning      %s\n", ts.delay_warning ? "on" : "off");
+	}
+	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+}
+
+/* `tenant set DOMAIN [--outbound-per-hour N] [--delay-warning on|off]`
+ * (argv[0] is DOMAIN): the options given, no others, then the result as
+ * `tenant show` prints it. */
+static int mailctl_tenant_set(mailctl *ctl, int argc, char **argv)
+{
+	struct directory_tenant_settings ts = { 0 };
+	unsigned fields = 0;
+	for (int i = 1; i < argc; i += 2) {
+		if (i + 1 >= argc)
+			return -1;
+		const char *v = argv[i + 1];
+		if (strcmp(argv[i], "--outbound-per-hour") == 0) {
+			char *end;
+			errno = 0;
+			unsigned long n = strtoul(v, &end, 10);
+			if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 ||
+			    n > DIRECTORY_OUTBOUND_PER_HOUR_MAX) {
+				mailctl_fail(ctl, "--outbound-per-hour takes 0 (no limit) to %u",
+					     DIRECTORY_OUTBOUND_PER_HOUR_MAX);
+				return MAILCTL_USAGE;
+			}
+			ts.outbound_per_hour = (unsigned)n;
+			fields |= DIRECTORY_TENANT_OUTBOUND_PER_HOUR;
+		} else if (strcmp(argv[i], "--delay-warning") == 0) {
+			if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+				mailctl_fail(ctl, "--delay-warning takes on or off");
+				return MAILCTL_USAGE;
+			}
+			ts.delay_warning = strcmp(v, "on") == 0;
+			fields |= DIRECTORY_TENANT_DELAY_WARNING;
+		} else {
+			return -1;
+		}
+	}
+	if (fields == 0)
+		return -1;
+	int err = directory_tenant_settings_set(ctl->dir, argv[0], &ts, fields);
+	if (err != MAIL_OK)
+		return mailctl_error(ctl, err, "tenant", argv[0]);
+	return mailctl_tenant_show(ctl, argv[0], 0);
+}
+
 static int mailctl_tenant(mailctl *ctl, int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[0], "set") == 0)
+		return mailctl_tenant_set(ctl, argc - 1, argv + 1);
+	if (argc == 2 && strcmp(argv[0], "show") == 0)
+		return mailctl_tenant_show(ctl, argv[1], 0);
+	if (argc == 3 && strcmp(argv[0], "show") == 0 && strcmp(argv[2], "--json") == 0)
+		return mailctl_tenant_show(ctl, argv[1], 1);
 	if (argc == 2 && strcmp(argv[0], "add") == 0)
 		return mailctl_error(ctl, directory_tenant_add(ctl->dir, argv[1]), "tenant",
 				     argv[1]);

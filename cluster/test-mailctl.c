@@ -192,6 +192,8 @@ static void test_usage(void **state)
 	assert_int_equal(r->code, 0);
 	assert_non_null(strstr(r->out, "usage: mailctl"));
 	assert_non_null(strstr(r->out, "user passwd ADDRESS"));
+	assert_non_null(strstr(r->out, "tenant set DOMAIN [--outbound-per-hour N]"));
+	assert_non_null(strstr(r->out, "tenant show DOMAIN [--json]"));
 	assert_non_null(strstr(r->out, "node drain ID"));
 	assert_non_null(strstr(r->out, "partitions [--role R] [--watch [SECONDS]]"));
 	assert_non_null(strstr(r->out, "dkim generate DOMAIN [--selector S] [--algorithm A]"));
@@ -280,6 +282,107 @@ static void test_commands(void **state)
 	r = run(f, NULL, url, "--verbose", "tenant", "add", "v.test", NULL);
 	assert_int_equal(r->code, 0);
 	assert_non_null(strstr(r->err, "event=tenant_added"));
+}
+
+/* `tenant set|show`: the settings reach the record (other fields kept),
+ * show prints them as text and JSON; bad values, unknown tenants and a
+ * set without options refused. */
+static void test_tenant_settings(void **state)
+{
+	fixture *f = *state;
+	const char *url = mailtest_etcd_url(f->etcd);
+	result *r;
+	assert_int_equal(run(f, NULL, url, "tenant", "add", "limits.test", NULL)->code, 0);
+	r = run(f, NULL, url, "tenant", "show", "limits.test", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "outbound-per-hour  unlimited\n"));
+	assert_non_null(strstr(r->out, "delay-warning      off\n"));
+	r = run(f, NULL, url, "tenant", "set", "Limits.TEST", "--outbound-per-hour", "3", NULL);
+	assert_int_equal(r->code, 0);
+	assert_string_equal(r->err, "");
+	assert_non_null(strstr(r->out, "tenant             limits.test\n"));
+	assert_non_null(strstr(r->out, "outbound-per-hour  3 per hour\n"));
+	r = run(f, NULL, url, "tenant", "set", "limits.test", "--delay-warning", "on", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "outbound-per-hour  3 per hour\n")); /* kept */
+	assert_non_null(strstr(r->out, "delay-warning      on\n"));
+	r = run(f, NULL, url, "tenant", "show", "limits.test", "--json", NULL);
+	assert_int_equal(r->code, 0);
+	json_t *j = json_loads(r->out, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "domain")), "limits.test");
+	assert_int_equal(json_integer_value(json_object_get(j, "outbound_per_hour")), 3);
+	assert_true(json_is_true(json_object_get(j, "delay_warning")));
+	assert_true(json_integer_value(json_object_get(j, "created")) > 0);
+	json_decref(j);
+
+	/* the record: "created" and a field of a newer writer survive a set */
+	etcd_client *c = etcd_client_create(mailtest_etcd_conf(f->etcd));
+	char *value = NULL;
+	size_t len = 0;
+	assert_int_equal(etcd_kv_get(c, "/mail/v1/tenants/limits.test", &value, &len, NULL, NULL),
+			 MAIL_OK);
+	j = json_loadb(value, len, 0, NULL);
+	free(value);
+	json_object_set_new(j, "future_field", json_string("kept"));
+	value = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	assert_int_equal(etcd_kv_put(c, "/mail/v1/tenants/limits.test", value, strlen(value), 0),
+			 MAIL_OK);
+	free(value);
+	r = run(f, NULL, url, "tenant", "set", "limits.test", "--outbound-per-hour", "0",
+		"--delay-warning", "off", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "outbound-per-hour  unlimited\n"));
+	assert_int_equal(etcd_kv_get(c, "/mail/v1/tenants/limits.test", &value, &len, NULL, NULL),
+			 MAIL_OK);
+	j = json_loadb(value, len, 0, NULL);
+	free(value);
+	assert_string_equal(json_string_value(json_object_get(j, "future_field")), "kept");
+	assert_true(json_integer_value(json_object_get(j, "created")) > 0);
+	assert_int_equal(json_integer_value(json_object_get(j, "outbound_per_hour")), 0);
+	assert_true(json_is_false(json_object_get(j, "delay_warning")));
+	json_decref(j);
+	/* a value out of range in the record reads as the default */
+	const char *bad = "{\"created\":1,\"outbound_per_hour\":-5,\"delay_warning\":\"yes\"}";
+	assert_int_equal(etcd_kv_put(c, "/mail/v1/tenants/limits.test", bad, strlen(bad), 0),
+			 MAIL_OK);
+	directory *dir = directory_create(mailtest_etcd_conf(f->etcd));
+	struct directory_tenant_settings ts;
+	assert_int_equal(directory_tenant_settings_get(dir, "limits.test", &ts), MAIL_OK);
+	assert_int_equal(ts.outbound_per_hour, 0);
+	assert_int_equal(ts.delay_warning, 0);
+	assert_int_equal(directory_tenant_settings_get(dir, "nope.test", &ts), MAIL_ERR_NOT_FOUND);
+	ts.outbound_per_hour = DIRECTORY_OUTBOUND_PER_HOUR_MAX + 1;
+	assert_int_equal(directory_tenant_settings_set(dir, "limits.test", &ts,
+						       DIRECTORY_TENANT_OUTBOUND_PER_HOUR),
+			 MAIL_ERR_PARAMS);
+	assert_int_equal(directory_tenant_settings_set(dir, "limits.test", &ts, 0), MAIL_ERR_PARAMS);
+	directory_destroy(&dir);
+	etcd_client_destroy(&c);
+
+	/* refused, one line each */
+	r = run(f, NULL, url, "tenant", "set", "limits.test", "--outbound-per-hour", "1000001",
+		NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "--outbound-per-hour takes 0 (no limit) to 1000000");
+	r = run(f, NULL, url, "tenant", "set", "limits.test", "--outbound-per-hour", "-1", NULL);
+	assert_int_equal(r->code, 1);
+	r = run(f, NULL, url, "tenant", "set", "limits.test", "--delay-warning", "maybe", NULL);
+	assert_int_equal(r->code, 1);
+	assert_one_line_error(r, "--delay-warning takes on or off");
+	r = run(f, NULL, url, "tenant", "set", "nope.test", "--delay-warning", "on", NULL);
+	assert_int_equal(r->code, 2);
+	assert_one_line_error(r, "tenant nope.test: not found");
+	r = run(f, NULL, url, "tenant", "show", "nope.test", NULL);
+	assert_int_equal(r->code, 2);
+	assert_one_line_error(r, "tenant nope.test: not found");
+	assert_int_equal(run(f, NULL, url, "tenant", "set", "limits.test", NULL)->code, 1);
+	assert_int_equal(run(f, NULL, url, "tenant", "set", "limits.test", "--outbound-per-hour",
+			     NULL)->code, 1);
+	assert_int_equal(run(f, NULL, url, "tenant", "set", "limits.test", "--bogus", "1",
+			     NULL)->code, 1);
+	assert_int_equal(run(f, NULL, url, "tenant", "show", NULL)->code, 1);
 }
 
 static const char *const cl_nodes[] = { "s1", "s2", "s3", "s4" };
@@ -971,6 +1074,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_usage),
 		cmocka_unit_test(test_commands),
+		cmocka_unit_test(test_tenant_settings),
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_partitions_lag),
 		cmocka_unit_test(test_cluster),

@@ -77,6 +77,7 @@ struct frontend {
 	auth_guard *guard;
 	maildrop_locks *locks;         /* POP3's maildrop locks */
 	auth_pool *auth;
+	smtp_rate *rate;               /* submission's per-user outbound counts (smtp-rate.h) */
 	struct cidr_list trusted;
 	struct mem_budget budget;      /* SMTP message bodies in flight */
 	struct mem_budget imap_budget; /* large bodies held by IMAP FETCH, POP3 RETR */
@@ -204,6 +205,7 @@ static void frontend_smtp_common(struct frontend *fe, const struct frontend_sett
 	mx->auth_delay_ms = frontend_auth_delay;
 	mx->auth_failed = frontend_auth_failed;
 	mx->auth = fe->auth;
+	mx->rate = fe->rate; /* 587 and 465 count together */
 }
 
 /* A listener on l (implicit: TLS from the first byte) with what the IMAP
@@ -301,6 +303,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	fe->locks = maildrop_locks_start(loop, &ls);
 	fe->auth = auth_pool_start(loop, fe->dir, fe->secret, fe->secret_len, 0);
 	fe->mail = imap_store_backend_create(fe->auth, fe->store);
+	fe->rate = smtp_rate_create(NULL);
 
 	struct smtp_mx_settings mx;
 	frontend_smtp_common(fe, set, &mx);
@@ -398,6 +401,7 @@ static void frontend_deinit(void *ctx)
 	if (fe->dir != NULL)
 		directory_destroy(&fe->dir);
 	imap_store_backend_destroy(&fe->mail);
+	smtp_rate_destroy(&fe->rate);
 	tls_server_destroy(&fe->tls);
 	daemon_tls_deinit(&fe->node_tls);
 	cidr_list_free(&fe->trusted);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dsn-report.h"
 #include "log.h"
@@ -82,7 +83,33 @@ struct queue_delivery {
 	struct queue_outbound_settings oset;
 	uint32_t retry[RETRY_MAX];
 	char *reporting_mta;
+	/* outbound results per destination domain (metrics) */
+	struct domain_count {
+		char domain[64];
+		uint64_t sent, deferred, failed;
+	} domains[DELIVERY_DOMAINS_MAX + 1]; /* the last one: "_other" */
+	size_t n_domains;
 };
+
+/* The counters of rcpt's domain. */
+static struct domain_count *delivery__domain(queue_delivery *d, const char *rcpt)
+{
+	const char *at = strrchr(rcpt, '@');
+	const char *dom = at != NULL ? at + 1 : "";
+	for (size_t i = 0; i < d->n_domains; i++)
+		if (strcasecmp(d->domains[i].domain, dom) == 0)
+			return &d->domains[i];
+	if (d->n_domains >= DELIVERY_DOMAINS_MAX || strlen(dom) >= sizeof d->domains[0].domain ||
+	    !util_domain_valid(dom)) {
+		snprintf(d->domains[DELIVERY_DOMAINS_MAX].domain, sizeof d->domains[0].domain,
+			 "_other");
+		return &d->domains[DELIVERY_DOMAINS_MAX];
+	}
+	struct domain_count *c = &d->domains[d->n_domains++];
+	for (size_t i = 0; dom[i] && i < sizeof c->domain - 1; i++)
+		c->domain[i] = (char)(dom[i] >= 'A' && dom[i] <= 'Z' ? dom[i] - 'A' + 'a' : dom[i]);
+	return c;
+}
 
 static void delivery__next(struct delivery_job *job);
 static void delivery__log_done(struct delivery_job *job);
@@ -336,6 +363,13 @@ static void delivery__ob_cb(struct outbound_msg *om, void *arg)
 				  : st == QUEUE__RCPT_STATUS__RCPT_FAILED ? "5.0.0" : "4.0.0";
 		fresh_set(&job->out[job->orcpt_idx[k]], st, (uint32_t)r->code, enh, r->text,
 			  or->remote_mta);
+		struct domain_count *dc = delivery__domain(job->d, or->addr);
+		if (st == QUEUE__RCPT_STATUS__RCPT_DELIVERED)
+			dc->sent++;
+		else if (st == QUEUE__RCPT_STATUS__RCPT_FAILED)
+			dc->failed++;
+		else
+			dc->deferred++;
 		char q[300], t[600];
 		log_event(st == QUEUE__RCPT_STATUS__RCPT_DELIVERED ? LOG_INFO : LOG_WARN, "queue",
 			  "event=%s qid=%s rcpt=%s relay=%s stage=%s code=%d enh=%s text=%s",
@@ -421,12 +455,14 @@ static void delivery__after_local(struct delivery_job *job)
  * entry that records the outcome can store it), derived from the queue id
  * and the attempt: the same attempt recorded again makes the same id, which
  * the store keeps once. */
-static void delivery__dsn_id(struct delivery_job *job, uint32_t attempt, char *out, size_t size)
+static void delivery__dsn_id(struct delivery_job *job, uint32_t attempt, enum dsn_action action,
+			     char *out, size_t size)
 {
 	queue_delivery *d = job->d;
 	for (uint32_t k = 0;; k++) {
 		char seed[QUEUE_ID_MAX + 48];
-		int n = snprintf(seed, sizeof seed, "%s/dsn/%u/%u", job->qid, attempt, k);
+		int n = snprintf(seed, sizeof seed, "%s/dsn/%u/%d/%u", job->qid, attempt,
+				 (int)action, k);
 		uint64_t h1 = util_hash64(seed, (size_t)n);
 		uint64_t h2 = util_hash64(&h1, sizeof h1);
 		snprintf(out, size, "D%016llx%016llx", (unsigned long long)h1,
@@ -450,7 +486,7 @@ struct dsn_out {
 };
 
 static struct dsn_out *delivery__dsn(struct delivery_job *job, const int *which,
-				     uint32_t attempt, int64_t now)
+				     uint32_t attempt, int64_t now, enum dsn_action action)
 {
 	queue_delivery *d = job->d;
 	const Queue__EnqueueRequest *env = job->msg->envelope;
@@ -470,18 +506,22 @@ static struct dsn_out *delivery__dsn(struct delivery_job *job, const int *which,
 		const struct fresh *f = &job->out[i];
 		queue_dsn_rcpt(env, i, &rps[k]);
 		snprintf(status[k], sizeof status[k], "%s",
-			 f->enh[0] == '5' || f->enh[0] == '4' ? f->enh : "5.0.0");
+			 f->enh[0] == '5' || f->enh[0] == '4' ? f->enh
+			 : action == DSN_ACTION_DELAYED ? "4.0.0" : "5.0.0");
 		if (f->code != 0)
 			snprintf(diag[k], sizeof diag[k], "%u %s %.*s", f->code, f->enh,
 				 (int)(sizeof diag[k] - 32), f->text);
 		rs[k] = (struct dsn_recipient){
 			.final_recipient = env->rcpt_to[i],
 			.orcpt = &rps[k].orcpt,
-			.action = DSN_ACTION_FAILED,
+			.action = action,
 			.status = status[k],
 			.remote_mta = f->mta[0] ? f->mta : NULL,
 			.diagnostic = f->code != 0 ? diag[k] : NULL,
 			.last_attempt = now / 1000,
+			.will_retry_until = action == DSN_ACTION_DELAYED
+						    ? (env->received_at / 1000 + d->oset.expiry_s)
+						    : 0,
 			.final_log_id = job->qid,
 		};
 		k++;
@@ -492,7 +532,7 @@ static struct dsn_out *delivery__dsn(struct delivery_job *job, const int *which,
 	buf_init(&o->body);
 	char received[200];
 	int64_t when = now / 1000;
-	delivery__dsn_id(job, attempt, o->id, sizeof o->id);
+	delivery__dsn_id(job, attempt, action, o->id, sizeof o->id);
 	/* a Received: of our own, like every message we accept */
 	struct tm tm;
 	time_t tt = (time_t)when;
@@ -551,8 +591,8 @@ static struct dsn_out *delivery__dsn(struct delivery_job *job, const int *which,
 	queue__queued_message__init(&o->rec);
 	o->rec.envelope = &o->env;
 	o->rec.next_attempt_at = now;
-	log_event(LOG_INFO, "queue", "event=dsn qid=%s dsn=%s rcpts=%zu to=%s", job->qid, o->id, n,
-		  o->remote ? "remote" : "local");
+	log_event(LOG_INFO, "queue", "event=dsn qid=%s dsn=%s action=%s rcpts=%zu to=%s", job->qid,
+		  o->id, dsn_action_name(action), n, o->remote ? "remote" : "local");
 	return o;
 }
 
@@ -695,7 +735,21 @@ static void delivery__conclude(struct delivery_job *job)
 	}
 	st.next_attempt_at = job->retry_ms > 0 ? now + (int64_t)job->retry_ms : 0;
 	job->held_after = st.held;
-	struct dsn_out *dsn = delivery__dsn(job, which, st.attempts, now);
+	struct dsn_out *dsn = delivery__dsn(job, which, st.attempts, now, DSN_ACTION_FAILED);
+	if (dsn == NULL && remote_deferred && env->delay_warning && !st.delay_warned &&
+	    d->oset.delay_warning_s > 0 &&
+	    now - env->received_at >= (int64_t)d->oset.delay_warning_s * 1000) {
+		/* the tenant's one "delayed" report (RFC 3464 Action: delayed),
+		 * for the recipients still deferred that want it */
+		for (size_t i = 0; i < n; i++) {
+			struct dsn_rcpt_params rp;
+			queue_dsn_rcpt(env, i, &rp);
+			which[i] = job->out[i].status == QUEUE__RCPT_STATUS__RCPT_DEFERRED &&
+				   dsn_should_send(env->mail_from, rp.notify, DSN_EVENT_DELAY);
+		}
+		dsn = delivery__dsn(job, which, st.attempts, now, DSN_ACTION_DELAYED);
+		st.delay_warned = 1; /* asked once, even when no recipient wanted it */
+	}
 	free(which);
 	d->journal->record(d->journal_ctx, job->qid, &st, 0, dsn != NULL ? &dsn->rec : NULL,
 			   delivery__recorded_cb, job);
@@ -863,14 +917,38 @@ queue_delivery *queue_delivery_create(uv_loop_t *loop, const struct queue_sched_
 	d->retry[0] = 60;
 	d->oset.retry_s = d->retry;
 	d->oset.expiry_s = QUEUE_EXPIRY_S_DEFAULT;
+	d->oset.delay_warning_s = QUEUE_DELAY_WARNING_S_DEFAULT;
 	d->sched = queue_sched_create(loop, set, &d->ops, d);
 	return d;
 }
 
 void queue_delivery_enqueued(queue_delivery *d, const char *queue_id)
 {
-	if (!d->stopping)
-		queue_sched_add(d->sched, queue_id, 0);
+	if (!d->stopping && queue_sched_add(d->sched, queue_id, 0) == 1)
+		queue_sched_set_born(d->sched, queue_id, util_now_wall_ms());
+}
+
+void queue_delivery_metrics(const queue_delivery *d, buf *out, const char *labels)
+{
+	const char *sep = labels[0] ? "," : "";
+	buf_printf(out, "# TYPE mail_outbound_rcpts_total counter\n");
+	for (size_t i = 0; i <= DELIVERY_DOMAINS_MAX; i++) {
+		const struct domain_count *c = &d->domains[i];
+		if (i >= d->n_domains && i < DELIVERY_DOMAINS_MAX)
+			continue;
+		if (c->domain[0] == '\0')
+			continue;
+		static const char *const names[] = { "sent", "deferred", "failed" };
+		const uint64_t v[] = { c->sent, c->deferred, c->failed };
+		for (int k = 0; k < 3; k++)
+			buf_printf(out, "mail_outbound_rcpts_total{%s%sdomain=\"%s\",result=\"%s\"} "
+				   "%llu\n", labels, sep, c->domain, names[k],
+				   (unsigned long long)v[k]);
+	}
+	int64_t oldest = queue_sched_oldest_born(d->sched);
+	int64_t age = oldest > 0 ? (util_now_wall_ms() - oldest) / 1000 : 0;
+	buf_printf(out, "# TYPE mail_queue_oldest_seconds gauge\nmail_queue_oldest_seconds{%s} "
+		   "%lld\n", labels, (long long)(age > 0 ? age : 0));
 }
 
 /* Schedule a stored message as its replicated state says: not at all when
@@ -882,7 +960,11 @@ static int delivery__schedule_stored(queue_delivery *d, const Queue__QueuedMessa
 	if (st != NULL && st->held)
 		return 0;
 	int64_t delay = st != NULL ? st->next_attempt_at - util_now_wall_ms() : 0;
-	return queue_sched_add(d->sched, msg->envelope->queue_id, delay > 0 ? (uint64_t)delay : 0);
+	int ret = queue_sched_add(d->sched, msg->envelope->queue_id,
+				  delay > 0 ? (uint64_t)delay : 0);
+	if (ret == 1)
+		queue_sched_set_born(d->sched, msg->envelope->queue_id, msg->envelope->received_at);
+	return ret;
 }
 
 static void delivery__recover_cb(const Queue__QueuedMessage *msg, void *arg)
@@ -1139,7 +1221,8 @@ static void delivery__after_job(queue_delivery *d, const char *qid, Queue__Queue
 				which[i] = dsn_should_send(msg->envelope->mail_from, rp.notify,
 							   DSN_EVENT_FAILURE);
 			}
-			dsn = delivery__dsn(fake, which, st.attempts + 1000, now);
+			dsn = delivery__dsn(fake, which, st.attempts + 1000, now,
+					    DSN_ACTION_FAILED);
 			free(which);
 		}
 		break;

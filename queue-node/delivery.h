@@ -81,9 +81,15 @@ struct queue_outbound_settings {
 	uint32_t expiry_s;
 	/* Our host name: the DSNs' Reporting-MTA and From: domain (copied). */
 	const char *reporting_mta;
+	/* A message whose envelope asks for it (its tenant's option,
+	 * EnqueueRequest.delay_warning) gets one "delayed" DSN this long after
+	 * it was received while recipients are still deferred. Seconds;
+	 * default 4 h; 0: never. */
+	uint32_t delay_warning_s;
 };
 #define QUEUE_RETRY_SCHEDULE_DEFAULT "60,300,900,1800,3600,7200"
 #define QUEUE_EXPIRY_S_DEFAULT (5u * 86400u)
+#define QUEUE_DELAY_WARNING_S_DEFAULT (4u * 3600u)
 /* ob (borrowed; must outlive d, and be destroyed after queue_delivery_stop)
  * delivers remote recipients from now on. set is copied. Call before the
  * loop runs. */
@@ -146,6 +152,15 @@ int queue_delivery_running(const queue_delivery *d, const char *queue_id);
  * recorded (temporary). */
 void queue_delivery_action(queue_delivery *d, const char *queue_id, Queue__QueueAction action,
 			   queue_journal_cb *cb, void *arg);
+
+/* Append the outbound metrics in Prometheus text format (labels: the
+ * node's, "" or "k=\"v\",..."): recipients sent, deferred and failed per
+ * destination domain since start (mail_outbound_rcpts_total; at most
+ * DELIVERY_DOMAINS_MAX domains, the rest as domain="_other"), and the age
+ * of the oldest message this node is delivering (mail_queue_oldest_seconds). */
+#define DELIVERY_DOMAINS_MAX 256
+struct buf;
+void queue_delivery_metrics(const queue_delivery *d, struct buf *out, const char *labels);
 
 /* Messages held by the scheduler (for tests and metrics). */
 size_t queue_delivery_pending(const queue_delivery *d);

@@ -38,6 +38,7 @@ struct queue_node_settings {
 	const char *hostname;        /* EHLO name, DSNs' Reporting-MTA */
 	const char *retry_schedule;  /* "60,300,..." seconds */
 	unsigned expiry_s;
+	unsigned delay_warning_s;
 	unsigned out_timeout_s;      /* 0: RFC 5321's timeouts */
 	unsigned out_max_conns;
 	unsigned config_refresh_ms;  /* relays, transports, DKIM keys from etcd */
@@ -86,6 +87,9 @@ static const struct daemon_option queue_options[] = {
 	{ .name = "expiry", .kind = DAEMON_OPTION_UINT, .offset = QUEUE(expiry_s),
 	  .value_name = "S", .min = 1, .max = 30u * 86400u, .def = QUEUE_EXPIRY_S_DEFAULT,
 	  .help = "seconds after which undeliverable mail bounces" },
+	{ .name = "delay-warning", .kind = DAEMON_OPTION_UINT, .offset = QUEUE(delay_warning_s),
+	  .value_name = "S", .min = 0, .max = 30u * 86400u, .def = QUEUE_DELAY_WARNING_S_DEFAULT,
+	  .help = "seconds before the one \"delayed\" DSN of tenants that want it (0: never)" },
 	{ .name = "smtp-out-timeout", .kind = DAEMON_OPTION_UINT, .offset = QUEUE(out_timeout_s),
 	  .value_name = "S", .min = 0, .max = 3600, .def = 0,
 	  .help = "cap of every outbound SMTP timeout (0: RFC 5321's)" },
@@ -131,6 +135,7 @@ static void queue_metrics_cb(buf *out, const char *labels, void *arg)
 	/* every replica's copy: 0 everywhere means nothing is left anywhere */
 	buf_printf(out, "# TYPE mail_queue_stored gauge\nmail_queue_stored{%s} %ld\n", labels,
 		   queue_store_count(node->store));
+	queue_delivery_metrics(node->delivery, out, labels);
 }
 
 /* outbound_route_fn on the cached settings (ctx: the queue_config). */
@@ -185,7 +190,8 @@ static int queue_outbound_start(struct queue_node *node, const struct queue_node
 		return -1;
 	uint32_t retry[32];
 	int n = queue_retry_schedule_parse(set->retry_schedule, retry, 32);
-	struct queue_outbound_settings qo = { retry, (size_t)n, set->expiry_s, set->hostname };
+	struct queue_outbound_settings qo = { retry, (size_t)n, set->expiry_s, set->hostname,
+					      set->delay_warning_s };
 	queue_delivery_set_outbound(node->delivery, node->outbound, &qo);
 	return 0;
 }

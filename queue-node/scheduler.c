@@ -20,6 +20,7 @@ struct sched_entry {
 	enum sched_state state;
 	uint32_t failures;         /* failed attempts in a row */
 	uint32_t attempts;         /* attempts started */
+	int64_t born;              /* received, ms (0: unknown) */
 	char id[SCHED_ID_MAX + 1];
 };
 
@@ -282,6 +283,23 @@ int queue_sched_forget(queue_sched *s, const char *queue_id)
 	s->count--;
 	uv_close((uv_handle_t *)&e->timer, sched__entry_close_cb);
 	return 1;
+}
+
+void queue_sched_set_born(queue_sched *s, const char *queue_id, int64_t born_ms)
+{
+	struct sched_entry *e = *sched__slot(s, queue_id);
+	if (e != NULL)
+		e->born = born_ms;
+}
+
+int64_t queue_sched_oldest_born(const queue_sched *s)
+{
+	int64_t oldest = 0;
+	for (size_t i = 0; i < s->n_buckets; i++)
+		for (const struct sched_entry *e = s->buckets[i]; e != NULL; e = e->hnext)
+			if (e->born > 0 && (oldest == 0 || e->born < oldest))
+				oldest = e->born;
+	return oldest;
 }
 
 int queue_sched_running(const queue_sched *s, const char *queue_id)

@@ -101,6 +101,12 @@ int64_t queue_sched_retry_in(queue_sched *sched, const char *queue_id, uint64_t 
  * dropped, 0 not held, -1 running (it ends by queue_sched_done). */
 int queue_sched_forget(queue_sched *sched, const char *queue_id);
 
+/* When the message of queue_id was received (ms since the epoch; for the
+ * queue's age metric). No-op for an unknown id. */
+void queue_sched_set_born(queue_sched *sched, const char *queue_id, int64_t born_ms);
+/* The smallest born time of the entries held (0 when none). O(entries). */
+int64_t queue_sched_oldest_born(const queue_sched *sched);
+
 /* 1 when queue_id has a running attempt. */
 int queue_sched_running(const queue_sched *sched, const char *queue_id);
 

@@ -30,7 +30,9 @@ OPTIONS = {
                  "pop3-lock-ttl"]
                 + NODE_TLS + COMMON,
     "store-node": NODE,
-    "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight", "smtp-out-port"],
+    "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight", "smtp-out-port",
+                          "hostname", "retry-schedule", "expiry", "delay-warning",
+                          "smtp-out-timeout", "smtp-out-conns", "config-refresh-ms"],
 }
 # (binary, option, the line under it in --help)
 DEFAULTS = [
@@ -41,6 +43,9 @@ DEFAULTS = [
     ("store-node", "partitions", "1..65536, default 256"),
     ("queue-node", "max-inflight", "1..100000, default 64"),
     ("queue-node", "smtp-out-port", "1..65535, default 25"),
+    ("queue-node", "expiry", "1..2592000, default 432000"),
+    ("queue-node", "delay-warning", "0..2592000, default 14400"),
+    ("queue-node", "retry-schedule", "default 60,300,900,1800,3600,7200"),
     ("frontend", "smtp", "default 127.0.0.1:2525"),
     ("frontend", "pop3", "default 127.0.0.1:2110"),
     ("frontend", "pop3s", "default 127.0.0.1:2995"),
@@ -75,6 +80,8 @@ BAD = [
     ("frontend", ["--dns", "resolver.example:53"], "--dns must be IPv4:PORT or [IPv6]:PORT"),
     ("queue-node", ["--dns", "127.0.0.1:0"], "--dns must be IPv4:PORT or [IPv6]:PORT"),
     ("queue-node", ["--smtp-out-port", "0"], "--smtp-out-port must be a number in 1..65535"),
+    ("queue-node", ["--retry-schedule", "60,0"], "--retry-schedule: 1..32 comma-separated"),
+    ("queue-node", ["--expiry", "0"], "--expiry must be a number in 1..2592000"),
     ("frontend", ["stray"], "unexpected argument \"stray\""),
     ("store-node", ["--rpc-max-conns", "0"], "--rpc-max-conns must be a number in 1..1000000"),
     ("queue-node", ["--rpc-idle-timeout", "86401"],

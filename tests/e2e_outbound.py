@@ -194,17 +194,20 @@ class Outbound:
             out.append(d)
         return out
 
-    def queue_messages(self):
-        total = 0
-        for name, role, *_ in self.c.specs():
+    def metric_sum(self, name, *needles, agg=sum):
+        vals = []
+        for node, role, *_ in self.c.specs():
             if role != "queue":
                 continue
-            url = f"http://127.0.0.1:{self.c.metrics_port(name)}/metrics"
+            url = f"http://127.0.0.1:{self.c.metrics_port(node)}/metrics"
             text = urllib.request.urlopen(url, timeout=5).read().decode()
             for line in text.splitlines():
-                if line.startswith("mail_queue_messages{"):
-                    total += int(float(line.split()[-1]))
-        return total
+                if line.startswith(name + "{") and all(n in line for n in needles):
+                    vals.append(int(float(line.split()[-1])))
+        return agg(vals) if vals else 0
+
+    def queue_messages(self):
+        return self.metric_sum("mail_queue_messages")
 
     def swap_sink(self, *extra):
         self.sink.stop()
@@ -358,6 +361,9 @@ class Outbound:
         assert rec[0]["rcpts"][0].startswith("<bob@far.test>"), rec
         assert rec[0]["tls"], "delivered without STARTTLS although it was offered"
         assert rec[0]["mail"].startswith(f"<{USER}>"), rec
+        # the metrics per destination domain count it
+        assert self.metric_sum("mail_outbound_rcpts_total", 'domain="far.test"',
+                               'result="sent"') >= 1
 
     def per_recipient_bounce(self):
         self.submit(["carol@far.test", "nobody@far.test"], "bounce-1")
@@ -413,6 +419,9 @@ class Outbound:
         wait_for(lambda: self.queue_messages() > before, what="the message held in the queue")
         time.sleep(3)
         assert self.queue_messages() > before, "a dead domain's mail left the queue"
+        assert self.metric_sum("mail_queue_oldest_seconds", agg=max) >= 2
+        assert self.metric_sum("mail_outbound_rcpts_total", 'domain="dead.test"',
+                               'result="deferred"') >= 1
         assert not self.dsns_about("dead-1")
         dsn = wait_for(lambda: self.dsns_about("dead-1"), timeout=EXPIRY_S + 60,
                        what="the expiry DSN")

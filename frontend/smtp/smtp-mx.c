@@ -59,7 +59,7 @@ struct smtp_mx__rcpt {
 	smtp_mx *mx;
 	smtp_session *session;
 	char *address; /* normalised */
-	char *user;    /* submission: the authenticated user, normalised */
+	char *sender;  /* submission: the authenticated user, normalised */
 	int tenant;    /* directory_tenant_exists() result */
 	int user;      /* directory_user_exists() result (when tenant is OK) */
 	int submission;
@@ -159,7 +159,7 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 		err = r->user;
 
 	if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND && r->submission) {
-		if (!smtp_mx__rate_full(mx, r->session, r->user))
+		if (!smtp_mx__rate_full(mx, r->session, r->sender))
 			smtp_session_complete(r->session, 250, "2.1.5", "Ok (outbound)");
 	} else if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND) {
 		smtp_session_complete(r->session, 550, "5.7.1", "Relaying denied");
@@ -176,7 +176,7 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 				      "Temporary directory failure, try again later");
 	}
 	free(r->address);
-	free(r->user);
+	free(r->sender);
 	free(r);
 	smtp_mx__unref(mx);
 }
@@ -196,12 +196,12 @@ static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt,
 	r->mx = mx;
 	r->session = s;
 	r->address = address;
-	r->user = smtp_mx__user(mx, s);
+	r->sender = smtp_mx__user(mx, s);
 	r->submission = mx->submission;
 	smtp_mx__ref(mx);
 	if (uv_queue_work(mx->loop, &r->work, smtp_mx__rcpt_work, smtp_mx__rcpt_done) < 0) {
 		free(r->address);
-		free(r->user);
+		free(r->sender);
 		free(r);
 		smtp_mx__unref(mx);
 		smtp_session_complete(s, 451, "4.3.0", "Temporary failure, try again later");
