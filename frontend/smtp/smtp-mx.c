@@ -63,6 +63,9 @@ struct smtp_mx__rcpt {
 	int tenant;    /* directory_tenant_exists() result */
 	int user;      /* directory_user_exists() result (when tenant is OK) */
 	int submission;
+	struct directory_tenant_settings settings; /* of the sender's tenant */
+	int settings_cached; /* from the cache (before the work) */
+	int settings_read;   /* read by the work */
 };
 
 /* One enqueue in flight. */
@@ -120,17 +123,32 @@ static void smtp_mx__rate_limited(smtp_mx *mx, smtp_session *s, const char *user
 	smtp_session_complete(s, 451, "4.7.1", "Outbound rate limit exceeded, try again later");
 }
 
-/* RCPT of a remote recipient: 1 (said 451 4.7.1) when user is already at
- * the limit as far as the cache knows. Uncached settings pass: the end of
- * DATA reads them and decides. */
-static int smtp_mx__rate_full(smtp_mx *mx, smtp_session *s, const char *user)
+/* Thread pool: the settings of user's tenant into *settings_r. A tenant
+ * gone, or a record unreadable (logged by the directory), reads as the
+ * defaults (no limit) rather than refusing all its users' mail. MAIL_OK,
+ * or the directory's error (unavailable). */
+static int smtp_mx__settings_read(smtp_mx *mx, const char *user,
+				  struct directory_tenant_settings *settings_r)
 {
-	struct directory_tenant_settings ts;
-	uint64_t now = uv_now(mx->loop);
-	if (user == NULL || !smtp_rate_tenant_get(mx->rate, util_address_domain(user), now, &ts) ||
-	    !smtp_rate_over(mx->rate, user, ts.outbound_per_hour, now))
+	int err = directory_tenant_settings_get(mx->dir, util_address_domain(user), settings_r);
+	if (err == MAIL_ERR_NOT_FOUND || err == MAIL_ERR_INTERNAL) {
+		memset(settings_r, 0, sizeof *settings_r);
+		err = MAIL_OK;
+	}
+	return err;
+}
+
+/* RCPT of a remote recipient: 1 (said 451 4.7.1) when user is already at
+ * the limit of settings (NULL: unknown, the directory failed; the end of
+ * DATA decides). Counts nothing: the count is per message, taken at the
+ * end of DATA. */
+static int smtp_mx__rate_full(smtp_mx *mx, smtp_session *s, const char *user,
+			      const struct directory_tenant_settings *settings)
+{
+	if (user == NULL || settings == NULL ||
+	    !smtp_rate_over(mx->rate, user, settings->outbound_per_hour, uv_now(mx->loop)))
 		return 0;
-	smtp_mx__rate_limited(mx, s, user, ts.outbound_per_hour, "rcpt");
+	smtp_mx__rate_limited(mx, s, user, settings->outbound_per_hour, "rcpt");
 	return 1;
 }
 
@@ -144,6 +162,10 @@ static void smtp_mx__rcpt_work(uv_work_t *w)
 	r->user = MAIL_ERR_INTERNAL;
 	if (r->tenant == MAIL_OK)
 		r->user = directory_user_exists(r->mx->dir, r->address);
+	/* a remote recipient of submission: is the sender at its limit? */
+	if (r->tenant == MAIL_ERR_NOT_FOUND && r->submission && r->sender != NULL &&
+	    !r->settings_cached)
+		r->settings_read = smtp_mx__settings_read(r->mx, r->sender, &r->settings) == MAIL_OK;
 }
 
 static void smtp_mx__rcpt_done(uv_work_t *w, int status)
@@ -158,8 +180,12 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 	else
 		err = r->user;
 
+	if (status >= 0 && r->settings_read)
+		smtp_rate_tenant_put(mx->rate, util_address_domain(r->sender), &r->settings,
+				     uv_now(mx->loop));
 	if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND && r->submission) {
-		if (!smtp_mx__rate_full(mx, r->session, r->sender))
+		const int known = r->settings_cached || r->settings_read;
+		if (!smtp_mx__rate_full(mx, r->session, r->sender, known ? &r->settings : NULL))
 			smtp_session_complete(r->session, 250, "2.1.5", "Ok (outbound)");
 	} else if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND) {
 		smtp_session_complete(r->session, 550, "5.7.1", "Relaying denied");
@@ -198,6 +224,9 @@ static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt,
 	r->address = address;
 	r->sender = smtp_mx__user(mx, s);
 	r->submission = mx->submission;
+	r->settings_cached = r->sender != NULL &&
+			     smtp_rate_tenant_get(mx->rate, util_address_domain(r->sender),
+						  uv_now(mx->loop), &r->settings);
 	smtp_mx__ref(mx);
 	if (uv_queue_work(mx->loop, &r->work, smtp_mx__rcpt_work, smtp_mx__rcpt_done) < 0) {
 		free(r->address);
@@ -435,18 +464,8 @@ static void smtp_mx__remote_work(uv_work_t *w)
 	free(from);
 	if (r->user == NULL || r->tenant_cached || r->status != MAIL_OK)
 		return;
-	int err = directory_tenant_settings_get(r->mx->dir, util_address_domain(r->user),
-						&r->tenant);
-	if (err == MAIL_ERR_NOT_FOUND || err == MAIL_ERR_INTERNAL) {
-		/* the tenant went away, or its record is unreadable (logged):
-		 * the defaults, no limit, rather than refusing all its mail */
-		memset(&r->tenant, 0, sizeof r->tenant);
-		err = MAIL_OK;
-	}
-	if (err == MAIL_OK)
-		r->tenant_read = 1;
-	else
-		r->status = err;
+	r->status = smtp_mx__settings_read(r->mx, r->user, &r->tenant);
+	r->tenant_read = r->status == MAIL_OK;
 }
 
 /* Loop thread: the rate limit is checked and taken here, so concurrent

@@ -27,6 +27,13 @@ void smtp_trace_date(char *out, size_t size, int64_t now_ms)
 static void trace_append_item(buf *out, const char *item)
 {
 	size_t n = strnlen(item, TRACE_ITEM_MAX);
+	/* an address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]", RFC 5321
+	 * 4.1.3) is a valid HELO and stays as it is */
+	if (n > 2 && item[0] == '[' && item[n - 1] == ']' &&
+	    strspn(item + 1, "0123456789abcdefABCDEF:.IPv") == n - 2) {
+		buf_append(out, item, n);
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)item[i];
 		if (c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == '[' || c == ']' ||

@@ -47,6 +47,20 @@ static void test_received(void **state)
 	assert_non_null(strstr(str(&b), "from evil??X-Injected:?1??a???b?? ([IPv6:2001:db8::5])"));
 	assert_non_null(strstr(str(&b), " with ESMTPS id "));
 	assert_null(strstr(str(&b), "\r\nX-Injected"));
+	/* an address literal HELO (RFC 5321 4.1.3) stays as it is; brackets
+	 * anywhere else are defused */
+	buf_reset(&b);
+	ti.helo = "[192.0.2.7]";
+	smtp_trace_received(&b, &ti);
+	assert_non_null(strstr(str(&b), "Received: from [192.0.2.7] ("));
+	buf_reset(&b);
+	ti.helo = "[IPv6:2001:db8::5]";
+	smtp_trace_received(&b, &ti);
+	assert_non_null(strstr(str(&b), "Received: from [IPv6:2001:db8::5] ("));
+	buf_reset(&b);
+	ti.helo = "[1.2.3.4] x";
+	smtp_trace_received(&b, &ti);
+	assert_non_null(strstr(str(&b), "Received: from ?1.2.3.4??x ("));
 	/* no HELO at all */
 	buf_reset(&b);
 	ti.helo = "";
