@@ -164,30 +164,41 @@ static void delivery__hand_over(struct delivery_job *job)
 	delivery__job_free(job);
 }
 
-static void delivery__removed_cb(int status, void *arg)
+/* The ends a journal call's answer can make of the attempt: shutting down
+ * (the job is dropped; the message stays), another node leads now (handed
+ * over), or not recorded (event=<what>_failed; the next attempt does it
+ * again). Returns 1 when it ended the job, 0 on MAIL_OK. */
+static int delivery__journal_end(struct delivery_job *job, int status, const char *what)
 {
-	struct delivery_job *job = arg;
 	queue_delivery *d = job->d;
 	if (d->stopping) {
 		delivery__job_free(job);
-		return;
+		return 1;
 	}
 	if (status == MAIL_ERR_NOT_PRIMARY) {
 		delivery__hand_over(job);
+		return 1;
+	}
+	if (status == MAIL_OK)
+		return 0;
+	log_event(LOG_ERROR, "queue", "event=%s_failed qid=%s status=%s", what, job->qid,
+		  mail_error_info(status)->name);
+	queue_sched_done(d->sched, job->qid, QUEUE_SCHED_RETRY);
+	delivery__job_free(job);
+	return 1;
+}
+
+static void delivery__removed_cb(int status, void *arg)
+{
+	struct delivery_job *job = arg;
+	/* A failed removal is retried by the next attempt (and, when it carried
+	 * the last recipient's "done", that delivery: deduplicated). */
+	if (delivery__journal_end(job, status, "remove"))
 		return;
-	}
-	if (status != MAIL_OK) {
-		/* The next attempt retries this removal (and, when it carried
-		 * the last recipient's "done", that delivery: deduplicated). */
-		log_event(LOG_ERROR, "queue", "event=remove_failed qid=%s status=%s", job->qid,
-			  mail_error_info(status)->name);
-		queue_sched_done(d->sched, job->qid, QUEUE_SCHED_RETRY);
-	} else {
-		if (job->fused)
-			delivery__log_done(job);
-		log_event(LOG_INFO, "queue", "event=removed qid=%s", job->qid);
-		queue_sched_done(d->sched, job->qid, QUEUE_SCHED_FINISHED);
-	}
+	if (job->fused)
+		delivery__log_done(job);
+	log_event(LOG_INFO, "queue", "event=removed qid=%s", job->qid);
+	queue_sched_done(job->d->sched, job->qid, QUEUE_SCHED_FINISHED);
 	delivery__job_free(job);
 }
 
@@ -610,22 +621,12 @@ static void delivery__recorded_cb(int status, void *arg)
 {
 	struct delivery_job *job = arg;
 	queue_delivery *d = job->d;
-	if (d->stopping) {
-		delivery__job_free(job);
+	/* not recorded: the next attempt does it again (remote recipients
+	 * accepted meanwhile get the message twice: the window
+	 * docs/outbound.md describes) */
+	if (delivery__journal_end(job, status, "record"))
 		return;
-	}
-	if (status == MAIL_ERR_NOT_PRIMARY) {
-		delivery__hand_over(job);
-		return;
-	}
-	if (status != MAIL_OK) {
-		/* not recorded: the next attempt does it again (remote
-		 * recipients accepted meanwhile get the message twice: the
-		 * window docs/outbound.md describes) */
-		log_event(LOG_ERROR, "queue", "event=record_failed qid=%s status=%s", job->qid,
-			  mail_error_info(status)->name);
-		queue_sched_done(d->sched, job->qid, QUEUE_SCHED_RETRY);
-	} else if (job->pending_after == 0) {
+	if (job->pending_after == 0) {
 		log_event(LOG_INFO, "queue", "event=removed qid=%s", job->qid);
 		queue_sched_done(d->sched, job->qid, QUEUE_SCHED_FINISHED);
 	} else if (job->held_after) {

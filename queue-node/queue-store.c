@@ -145,6 +145,21 @@ static int store__write(queue_store *s, leveldb_writebatch_t *batch, int sync, c
 	return 0;
 }
 
+/* The value of key into *val_r (leveldb_free it; NULL when absent): 0, or
+ * -1 with *error_r on a read error (logged). */
+static int store__get(queue_store *s, const char *key, size_t klen, char **val_r, size_t *len_r,
+		      const char **error_r)
+{
+	char *err = NULL;
+	*val_r = leveldb_get(s->db, s->read, key, klen, len_r, &err);
+	if (err != NULL) {
+		store__log_error("get", err);
+		*error_r = "queue store read failed";
+		return -1;
+	}
+	return 0;
+}
+
 /* Add msg to batch unless its queue id is stored already: 0 added, 1 there
  * already, -1 error. */
 static int store__put_batch(queue_store *s, leveldb_writebatch_t *batch,
@@ -156,17 +171,13 @@ static int store__put_batch(queue_store *s, leveldb_writebatch_t *batch,
 	}
 	char key[KEY_MAX];
 	size_t klen = store__key_message(key, msg->envelope->queue_id);
-	char *err = NULL;
 	size_t vlen;
+	char *old;
 	/* Idempotence: the first durable copy wins. Reading it back costs a
 	 * read of the value, paid only by this check; single-threaded use makes
 	 * the check-then-write safe. */
-	char *old = leveldb_get(s->db, s->read, key, klen, &vlen, &err);
-	if (err != NULL) {
-		store__log_error("get", err);
-		*error_r = "queue store read failed";
+	if (store__get(s, key, klen, &old, &vlen, error_r) < 0)
 		return -1;
-	}
 	if (old != NULL) {
 		leveldb_free(old);
 		return 1;
@@ -196,14 +207,10 @@ static int store__merge_state(queue_store *s, Queue__QueuedMessage *msg, const c
 {
 	char key[KEY_MAX];
 	size_t klen = store__key_state(key, msg->envelope->queue_id);
-	char *err = NULL;
 	size_t vlen;
-	char *val = leveldb_get(s->db, s->read, key, klen, &vlen, &err);
-	if (err != NULL) {
-		store__log_error("get", err);
-		*error_r = "queue store read failed";
+	char *val;
+	if (store__get(s, key, klen, &val, &vlen, error_r) < 0)
 		return -1;
-	}
 	if (msg->state != NULL)
 		queue__message_state__free_unpacked(msg->state, NULL);
 	msg->state = NULL;
@@ -276,14 +283,10 @@ int queue_store_get(queue_store *s, const char *queue_id, Queue__QueuedMessage *
 	}
 	char key[KEY_MAX];
 	size_t klen = store__key_message(key, queue_id);
-	char *err = NULL;
 	size_t vlen;
-	char *val = leveldb_get(s->db, s->read, key, klen, &vlen, &err);
-	if (err != NULL) {
-		store__log_error("get", err);
-		*error_r = "queue store read failed";
+	char *val;
+	if (store__get(s, key, klen, &val, &vlen, error_r) < 0)
 		return -1;
-	}
 	if (val == NULL)
 		return 0;
 	Queue__QueuedMessage *msg = store__decode(queue_id, val, vlen);

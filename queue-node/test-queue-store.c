@@ -154,6 +154,118 @@ static void test_apply(void **state)
 	assert_int_equal(queue_store_count(f->store), 0);
 }
 
+/* LogEntry.state: the state key is read back with the message (and after
+ * a reopen), DELIVERED and FAILED recipients become done, a DSN put rides
+ * in the same entry, the state of a removed message is gone with it, and
+ * a state that leaves nothing pending removes the message. */
+static void test_state_entry(void **state)
+{
+	struct fixture *f = *state;
+	struct sample smp, dsn;
+	const char *error;
+	sample_init(&smp, "qS", 3);
+	Queue__LogEntry put = QUEUE__LOG_ENTRY__INIT;
+	put.put = &smp.msg;
+	assert_int_equal(queue_store_apply(f->store, 1, 1, &put, &error), 0);
+
+	Queue__RcptOutcome o[2] = { QUEUE__RCPT_OUTCOME__INIT, QUEUE__RCPT_OUTCOME__INIT };
+	Queue__RcptOutcome *op[2] = { &o[0], &o[1] };
+	o[0].index = 0;
+	o[0].status = QUEUE__RCPT_STATUS__RCPT_FAILED;
+	o[0].code = 550;
+	o[0].enh = "5.1.1";
+	o[0].text = "no such user";
+	o[1].index = 2;
+	o[1].status = QUEUE__RCPT_STATUS__RCPT_DEFERRED;
+	o[1].code = 451;
+	Queue__MessageState st = QUEUE__MESSAGE_STATE__INIT;
+	st.attempts = 1;
+	st.next_attempt_at = 1700000060000;
+	st.rcpts = op;
+	st.n_rcpts = 2;
+	sample_init(&dsn, "qSdsn", 1);
+	Queue__LogEntry e = QUEUE__LOG_ENTRY__INIT;
+	e.queue_id = "qS";
+	e.state = &st;
+	e.put = &dsn.msg;
+	assert_int_equal(queue_store_apply(f->store, 1, 2, &e, &error), 0);
+	/* a state and a put of the SAME id: refused as a bad entry */
+	Queue__LogEntry same = QUEUE__LOG_ENTRY__INIT;
+	same.queue_id = "qSdsn";
+	same.state = &st;
+	same.put = &dsn.msg;
+	assert_int_equal(queue_store_apply(f->store, 1, 3, &same, &error), 2);
+	reopen(f);
+	Queue__QueuedMessage *m = NULL;
+	assert_int_equal(queue_store_get(f->store, "qS", &m, &error), 1);
+	assert_non_null(m->state);
+	assert_int_equal(m->state->attempts, 1);
+	assert_int_equal(m->state->next_attempt_at, 1700000060000);
+	assert_int_equal(m->state->n_rcpts, 2);
+	assert_string_equal(m->state->rcpts[0]->enh, "5.1.1");
+	assert_true(m->delivered[0]);   /* failed: done */
+	assert_false(m->delivered[1]);
+	assert_false(m->delivered[2]);  /* deferred: pending */
+	queue_store_message_free(&m);
+	assert_int_equal(queue_store_get(f->store, "qSdsn", &m, &error), 1);
+	assert_null(m->state);
+	queue_store_message_free(&m);
+
+	/* a snapshot carries the state: export all (1 partition), install */
+	queue_store_snapshot *snap;
+	uint64_t applied;
+	buf chunks[8];
+	size_t n_chunks = 0;
+	assert_int_equal(queue_store_snapshot_open(f->store, 0, 1, &snap, &applied, &error), 0);
+	for (;;) {
+		buf_init(&chunks[n_chunks]);
+		int r = queue_store_snapshot_next(snap, &chunks[n_chunks], 1 << 20);
+		assert_true(r >= 0);
+		if (r == 0) {
+			buf_deinit(&chunks[n_chunks]);
+			break;
+		}
+		assert_true(++n_chunks < 8);
+	}
+	queue_store_snapshot_close(&snap);
+	assert_int_equal(queue_store_snapshot_install_begin(f->store, 0, 1, &error), 0);
+	assert_int_equal(queue_store_count(f->store), 0);
+	for (size_t i = 0; i < n_chunks; i++) {
+		assert_int_equal(queue_store_snapshot_install_chunk(f->store, 0, 1, chunks[i].data,
+								    chunks[i].len, &error), 0);
+		buf_deinit(&chunks[i]);
+	}
+	assert_int_equal(queue_store_snapshot_install_end(f->store, 0, applied, &error), 0);
+	assert_int_equal(queue_store_get(f->store, "qS", &m, &error), 1);
+	assert_non_null(m->state);
+	assert_int_equal(m->state->attempts, 1);
+	assert_true(m->delivered[0]);
+	queue_store_message_free(&m);
+
+	/* the rest delivered: the message and its state go */
+	o[0].index = 1;
+	o[0].status = QUEUE__RCPT_STATUS__RCPT_DELIVERED;
+	o[1].status = QUEUE__RCPT_STATUS__RCPT_DELIVERED;
+	Queue__LogEntry fin = QUEUE__LOG_ENTRY__INIT;
+	fin.queue_id = "qS";
+	fin.state = &st;
+	assert_int_equal(queue_store_apply(f->store, 1, 4, &fin, &error), 0);
+	assert_int_equal(queue_store_get(f->store, "qS", &m, &error), 0);
+	/* a state for a message no longer there writes nothing */
+	assert_int_equal(queue_store_apply(f->store, 1, 5, &fin, &error), 0);
+	assert_int_equal(queue_store_get(f->store, "qS", &m, &error), 0);
+	assert_int_equal(queue_store_count(f->store), 1);
+	/* the standalone mode's record: the same, synced */
+	o[0].status = QUEUE__RCPT_STATUS__RCPT_DEFERRED;
+	st.n_rcpts = 1;
+	assert_int_equal(queue_store_record(f->store, "qSdsn", &st, 0, NULL, &error), 0);
+	assert_int_equal(queue_store_get(f->store, "qSdsn", &m, &error), 1);
+	assert_non_null(m->state);
+	queue_store_message_free(&m);
+	assert_int_equal(queue_store_record(f->store, "qSdsn", NULL, 1, NULL, &error), 0);
+	assert_int_equal(queue_store_count(f->store), 0);
+}
+
 #define SNAP_PARTS 4u
 
 /* A queue id of partition p: "<prefix><k>" for the first k that hashes there. */
@@ -683,6 +795,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_entry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 		cmocka_unit_test(test_partition_agrees_with_router),
 		cmocka_unit_test_setup_teardown(test_load_if, setup, teardown),

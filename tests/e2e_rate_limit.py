@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """End-to-end: the per-user outbound rate limit (issue 10 item 6) and the
 tenant settings behind it (docs/rate-limits.md), with smtplib over
 STARTTLS on the submission port.
@@ -15,9 +15,13 @@ Starts its own cluster on free 127.0.0.1 ports and checks:
     delivered, and a message to a local and a remote recipient reaches the
     local one (only the remote RCPT is refused);
   * another user of the same tenant has counts of their own, and a tenant
-    without a limit is not limited.
-The remote domain need not resolve: the queue defers or bounces those
-messages, which is not what is checked here. Standard library only.
+    without a limit is not limited;
+  * the tenant's delay-warning reaches the queue with each submitted
+    message: its users get one "delayed" DSN for mail still deferred after
+    the queue's --delay-warning (3 s here), a tenant without it gets none.
+The remote domain's MX (our DNS server, tests/support/dnszone.py) refuses
+connections, so every remote message stays deferred. Run with Debian's
+/usr/bin/python3 (python3-dnslib); otherwise the standard library only.
 """
 import imaplib
 import json
@@ -29,7 +33,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "support"))
 import e2e_harness  # noqa: E402
+from e2e_harness import local  # noqa: E402
+import dnszone  # noqa: E402
 
 TENANT = "limits.test"
 ALICE = "alice@" + TENANT
@@ -37,8 +44,15 @@ BOB = "bob@" + TENANT
 CAROL = "carol@" + TENANT
 FREE = "dave@free.test"          # a tenant without a limit
 PASSWORD = "rate pass"
-REMOTE = "someone@remote.invalid"
+REMOTE = "someone@dead.test"
 LIMIT = 3
+DELAY_WARNING_S = 3
+ZONE = """
+$ORIGIN test.
+$TTL 60
+dead        IN MX 10 mx.dead.test.
+mx.dead     IN A 127.0.0.1
+"""
 
 
 def message(sender, to, subject):
@@ -131,14 +145,34 @@ class RateLimit:
         deadline = time.monotonic() + 30
         got = set()
         while time.monotonic() < deadline and not want <= got:
-            m = imaplib.IMAP4("127.0.0.1", self.c.ports["imap"], timeout=30)
-            m.starttls(ssl_context=self.ctx)
-            m.login(BOB, PASSWORD)
-            typ, data = m.select("INBOX", readonly=True)
-            got = {s for _, s in e2e_harness.uid_subjects(m, int(data[0]))}
-            m.logout()
+            got = set(self.subjects(BOB))
             time.sleep(0.5)
         assert want <= got, got
+
+    def subjects(self, user):
+        m = imaplib.IMAP4("127.0.0.1", self.c.ports["imap"], timeout=30)
+        m.starttls(ssl_context=self.ctx)
+        m.login(user, PASSWORD)
+        typ, data = m.select("INBOX", readonly=True)
+        got = [s for _, s in e2e_harness.uid_subjects(m, int(data[0]))]
+        m.logout()
+        return got
+
+    def delay_warning(self):
+        """alice's tenant wants the warning: one "delayed" DSN per deferred
+        message (3 of them); dave's does not: none, though his mail waits
+        as long."""
+        delayed = "Delayed Mail (still being retried)"
+        deadline = time.monotonic() + 60
+        while True:
+            got = self.subjects(ALICE)
+            if got.count(delayed) >= LIMIT:
+                break
+            assert time.monotonic() < deadline, got
+            time.sleep(1)
+        time.sleep(DELAY_WARNING_S + 2)   # dave's mail is as old by now
+        got = self.subjects(FREE)
+        assert delayed not in got, got
 
     def others_unaffected(self):
         # another user of the tenant: counts of their own
@@ -163,7 +197,18 @@ def main():
         check("limit_reached", t.limit_reached)
         check("local_not_counted", t.local_not_counted)
         check("others_unaffected", t.others_unaffected)
-    return e2e_harness.run("rate-limit-e2e-", body, lease_ttl=3, stores=1, queues=1)
+        check("delay_warning", t.delay_warning)
+
+    zone = dnszone.ZoneServer(ZONE)
+    zone.__enter__()
+    dead_port = local.free_port()   # nothing listens there: connections refused
+    try:
+        return e2e_harness.run("rate-limit-e2e-", body, lease_ttl=3, stores=1, queues=1,
+                               dns=zone.server, smtp_out_port=dead_port,
+                               queue_extra=["--retry-schedule", "2",
+                                            "--delay-warning", str(DELAY_WARNING_S)])
+    finally:
+        zone.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

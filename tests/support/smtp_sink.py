@@ -185,16 +185,22 @@ class Session:
         self.reset()
         return True
 
+    def start_tls(self):
+        """The server side of a TLS handshake on the connection; False when
+        it failed (the connection is then over)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.a.cert, self.a.key)
+        try:
+            self.sock = ctx.wrap_socket(self.sock, server_side=True)
+        except (ssl.SSLError, OSError):
+            return False
+        self.rf = self.sock.makefile("rb")
+        self.tls = True
+        return True
+
     def run(self):
-        if self.a.implicit_tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(self.a.cert, self.a.key)
-            try:
-                self.sock = ctx.wrap_socket(self.sock, server_side=True)
-            except (ssl.SSLError, OSError):
-                return
-            self.rf = self.sock.makefile("rb")
-            self.tls = True
+        if self.a.implicit_tls and not self.start_tls():
+            return
         if self.stall("greeting"):
             return
         self.send(self.a.greeting)
@@ -227,14 +233,8 @@ class Session:
                 if self.a.broken_tls:
                     self.sock.sendall(b"this is not a TLS record\r\n" * 4)
                     return
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain(self.a.cert, self.a.key)
-                try:
-                    self.sock = ctx.wrap_socket(self.sock, server_side=True)
-                except (ssl.SSLError, OSError):
+                if not self.start_tls():
                     return
-                self.rf = self.sock.makefile("rb")
-                self.tls = True
                 self.helo = None
                 self.reset()
             elif verb == "AUTH" and self.a.auth:
