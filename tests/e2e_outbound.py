@@ -251,6 +251,22 @@ class Outbound:
         assert "a=ed25519-sha256 d=example.test s=e1" in r.stdout, r.stdout
         assert len(rec) == 1
 
+    def eight_bit_cannot_downgrade(self):
+        """8-bit mail to a server without 8BITMIME is not altered: it
+        bounces with the reason."""
+        self.swap_sink("--no-8bitmime")
+        try:
+            self.submit(["uwe@far.test"], "eightbit-1",
+                        extra_headers="Content-Type: text/plain; charset=utf-8\r\n"
+                                      "Content-Transfer-Encoding: 8bit\r\n"
+                                      "X-Note: gr\u00fc\u00dfe\r\n")
+            dsn = wait_for(lambda: self.dsns_about("eightbit-1"), what="the 8BITMIME DSN")
+            f = self.dsn_fields(dsn[0])[0]
+            assert f["action"] == "failed" and f["status"].startswith("5."), f
+            assert not self.sent_with(self.sink, "eightbit-1")
+        finally:
+            self.swap_sink("--rcpt-reply", "nobody@far.test=550 5.1.1 no such user here")
+
     def tls_policies(self):
         self.c.mailctl("tls-policy", "set", "far.test", "verify")
         time.sleep(1.5)
@@ -448,6 +464,7 @@ def main():
         check("null_mx", t.null_mx)
         check("temp_then_success", t.temp_then_success)
         check("dkim_signed", t.dkim_signed)
+        check("eight_bit_cannot_downgrade", t.eight_bit_cannot_downgrade)
         check("tls_policies", t.tls_policies)
         check("transport_and_smtps_relay", t.transport_and_smtps_relay)
         check("primary_killed_mid_retry", t.primary_killed_mid_retry)

@@ -45,12 +45,12 @@ struct smtp_mx_settings {
 	 *    docs/rate-limits.md): a message with a recipient outside our
 	 *    tenants over the user's outbound_per_hour is refused 451 4.7.1
 	 *    at the end of DATA, and not queued; a remote RCPT of a user
-	 *    already at the limit gets 451 4.7.1 at once (when the tenant's
-	 *    settings are cached); local recipients are never counted;
+	 *    already at the limit gets 451 4.7.1 at once; local recipients
+	 *    are never counted;
 	 *  - the tenant's delay_warning goes with the message to the queue
 	 *    (EnqueueRequest.delay_warning).
-	 * Tenant settings are read from the directory at most every
-	 * SMTP_RATE_TENANT_TTL_MS per tenant. */
+	 * Tenant settings come from the directory, cached for
+	 * SMTP_RATE_TENANT_TTL_MS per tenant (smtp-rate.h). */
 	int submission;
 	/* Submission: the per-user counts and the tenant settings cache,
 	 * shared by every submission listener of the daemon (borrowed, must
