@@ -413,6 +413,12 @@ static void delivery__after_local(struct delivery_job *job)
 		delivery__conclude(job);
 		return;
 	}
+	if (!d->journal->may_deliver(d->journal_ctx, job->qid)) {
+		/* the lead moved while the local recipients were delivered:
+		 * the new primary sends the remote ones (never both of us) */
+		delivery__hand_over(job);
+		return;
+	}
 	job->remote_started = 1;
 	job->orcpts = xcalloc(n, sizeof *job->orcpts);
 	job->orcpt_idx = xcalloc(n, sizeof *job->orcpt_idx);
