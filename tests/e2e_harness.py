@@ -4,6 +4,7 @@ asserts (`down` leaves no process behind; log tails on failure; the plain
 "N passed, N failed" line). Standard library only."""
 import os
 import shutil
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,49 @@ def as_sent(body):
     while body[end:end + 1] in (b" ", b"\t"):   # folded: the field goes on
         end = body.index(b"\n", end) + 1
     return body[end:]
+
+
+def submit(cluster, ctx, user, password, rcpts, body, helo=None):
+    """Submit body (bytes) from user to rcpts on the cluster's submission
+    port with STARTTLS (ssl context ctx) and AUTH, as a mail client does
+    (EHLO helo when given, else smtplib's default name); every reply must
+    be 250. Returns the queue id of the final 250."""
+    with smtplib.SMTP("127.0.0.1", cluster.ports["submission"], timeout=30) as s:
+        if helo:
+            s.ehlo(helo)
+        s.starttls(context=ctx)
+        if helo:
+            s.ehlo(helo)
+        s.login(user, password)
+        code, resp = s.mail(user)
+        assert code == 250, (code, resp)
+        for r in rcpts:
+            code, resp = s.rcpt(r)
+            assert code == 250, (r, code, resp)
+        code, resp = s.data(body)
+        assert code == 250, (code, resp)
+    text = resp.decode()
+    assert "queued as " in text, text
+    return text.rsplit("queued as ", 1)[1].split()[0]
+
+
+def dsn_fields(report):
+    """[per-recipient fields dict, lower-case names] of a multipart/report's
+    message/delivery-status part (an email.message.EmailMessage)."""
+    parts = list(report.iter_parts())
+    assert parts[1].get_content_type() == "message/delivery-status", parts[1]
+    text = parts[1].as_bytes().decode("utf-8", "replace")
+    body = text.split("\n\n", 1)[1] if "\n\n" in text else text
+    groups = [g for g in body.replace("\r\n", "\n").split("\n\n") if g.strip()]
+    out = []
+    for g in groups[1:]:
+        d = {}
+        for line in g.split("\n"):
+            if ":" in line and not line.startswith((" ", "\t")):
+                k, v = line.split(":", 1)
+                d[k.strip().lower()] = v.strip()
+        out.append(d)
+    return out
 
 
 def uid_subjects(m, n):

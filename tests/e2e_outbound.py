@@ -41,7 +41,6 @@ import imaplib
 import json
 import os
 import signal
-import smtplib
 import ssl
 import subprocess
 import sys
@@ -137,17 +136,7 @@ class Outbound:
         """Submit with AUTH; returns the queue id of the 250."""
         msg = (f"From: Alice <{USER}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
                f"{extra_headers}\r\nHello from {subject}.\r\n").encode()
-        with smtplib.SMTP("127.0.0.1", self.c.ports["submission"], timeout=30) as s:
-            s.starttls(context=self.ctx)
-            s.login(USER, PASSWORD)
-            code, _ = s.mail(USER)
-            assert code == 250, code
-            for r in rcpts:
-                code, resp = s.rcpt(r)
-                assert code == 250, (r, code, resp)
-            code, resp = s.data(msg)
-            assert code == 250, (code, resp)
-        return resp.decode().rsplit(" ", 1)[-1]
+        return e2e_harness.submit(self.c, self.ctx, USER, PASSWORD, rcpts, msg)
 
     def sent_with(self, sink, subject):
         return [r for r in sink.records() if f"Subject: {subject}" in r["data"]]
@@ -174,24 +163,6 @@ class Outbound:
             raw = m.as_bytes().decode("utf-8", "replace")
             if f"Subject: {subject}" in raw:
                 out.append(m)
-        return out
-
-    @staticmethod
-    def dsn_fields(report):
-        """[(recipient fields dict)] of a multipart/report's delivery-status."""
-        parts = list(report.iter_parts())
-        assert parts[1].get_content_type() == "message/delivery-status", parts[1]
-        text = parts[1].as_bytes().decode("utf-8", "replace")
-        body = text.split("\n\n", 1)[1] if "\n\n" in text else text
-        groups = [g for g in body.replace("\r\n", "\n").split("\n\n") if g.strip()]
-        out = []
-        for g in groups[1:]:
-            d = {}
-            for line in g.split("\n"):
-                if ":" in line and not line.startswith((" ", "\t")):
-                    k, v = line.split(":", 1)
-                    d[k.strip().lower()] = v.strip()
-            out.append(d)
         return out
 
     def metric_sum(self, name, *needles, agg=sum):
@@ -261,7 +232,7 @@ class Outbound:
                                       "Content-Transfer-Encoding: 8bit\r\n"
                                       "X-Note: gr\u00fc\u00dfe\r\n")
             dsn = wait_for(lambda: self.dsns_about("eightbit-1"), what="the 8BITMIME DSN")
-            f = self.dsn_fields(dsn[0])[0]
+            f = e2e_harness.dsn_fields(dsn[0])[0]
             assert f["action"] == "failed" and f["status"].startswith("5."), f
             assert not self.sent_with(self.sink, "eightbit-1")
         finally:
@@ -347,7 +318,7 @@ class Outbound:
             got = mx.messages("ann@pf.test", timeout=60)
             assert len(got) == 1 and b"Subject: postfix-1" in got[0], got
             dsn = wait_for(lambda: self.dsns_about("postfix-1"), what="the DSN from Postfix's 550")
-            f = self.dsn_fields(dsn[0])[0]
+            f = e2e_harness.dsn_fields(dsn[0])[0]
             assert f["final-recipient"].lower() == "rfc822; nobody@pf.test", f
             assert f["status"] == "5.1.1" and f["action"] == "failed", f
             assert "mx2.far.test" in f["remote-mta"], f
@@ -390,7 +361,7 @@ class Outbound:
         m = dsn[0]
         assert m["From"].addresses[0].username.upper() == "MAILER-DAEMON", m["From"]
         assert m.get_param("report-type") == "delivery-status"
-        fields = self.dsn_fields(m)
+        fields = e2e_harness.dsn_fields(m)
         assert len(fields) == 1, fields
         f = fields[0]
         assert f["final-recipient"].lower() == "rfc822; nobody@far.test", f
@@ -409,7 +380,7 @@ class Outbound:
     def null_mx(self):
         self.submit(["erin@nullmx.test"], "nullmx-1")
         dsn = wait_for(lambda: self.dsns_about("nullmx-1"), what="the null MX DSN")
-        f = self.dsn_fields(dsn[0])[0]
+        f = e2e_harness.dsn_fields(dsn[0])[0]
         assert f["status"] == "5.1.10" and f["action"] == "failed", f
         assert "erin@nullmx.test" not in self.sink.commands(), "connected for a null MX"
 
@@ -441,7 +412,7 @@ class Outbound:
         assert not self.dsns_about("dead-1")
         dsn = wait_for(lambda: self.dsns_about("dead-1"), timeout=EXPIRY_S + 60,
                        what="the expiry DSN")
-        f = self.dsn_fields(dsn[0])[0]
+        f = e2e_harness.dsn_fields(dsn[0])[0]
         assert f["action"] == "failed", f
         assert f["status"].startswith("4."), f
         wait_for(lambda: self.queue_messages() <= before, what="the queue to empty")

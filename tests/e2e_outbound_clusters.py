@@ -28,7 +28,6 @@ import email.utils
 import imaplib
 import os
 import shutil
-import smtplib
 import ssl
 import subprocess
 import sys
@@ -107,15 +106,7 @@ class Side:
                 f"\r\nHello from {subject}.\r\n.leading dot line\r\nbye\r\n").encode()
 
     def submit(self, to, msg):
-        with smtplib.SMTP("127.0.0.1", self.c.ports["submission"], timeout=30) as s:
-            s.starttls(context=self.ctx)
-            s.login(self.user, self.password)
-            code, resp = s.mail(self.user)
-            assert code == 250, (code, resp)
-            code, resp = s.rcpt(to)
-            assert code == 250, (to, code, resp)
-            code, resp = s.data(msg)
-            assert code == 250, (code, resp)
+        e2e_harness.submit(self.c, self.ctx, self.user, self.password, [to], msg)
 
     def inbox(self):
         """[raw bytes] of every message in INBOX (read-only, over IMAP
@@ -154,24 +145,6 @@ class Side:
                     f"Subject: {subject}".encode() in raw:
                 out.append(m)
         return out
-
-
-def dsn_fields(report):
-    """[per-recipient fields dict] of a multipart/report's delivery-status."""
-    parts = list(report.iter_parts())
-    assert parts[1].get_content_type() == "message/delivery-status", parts[1]
-    text = parts[1].as_bytes().decode("utf-8", "replace")
-    body = text.split("\n\n", 1)[1] if "\n\n" in text else text
-    groups = [g for g in body.replace("\r\n", "\n").split("\n\n") if g.strip()]
-    out = []
-    for g in groups[1:]:
-        d = {}
-        for line in g.split("\n"):
-            if ":" in line and not line.startswith((" ", "\t")):
-                k, v = line.split(":", 1)
-                d[k.strip().lower()] = v.strip()
-        out.append(d)
-    return out
 
 
 class Checks:
@@ -223,7 +196,7 @@ class Checks:
         parts = list(m.iter_parts())
         status = parts[1].as_bytes().decode("utf-8", "replace")
         assert "Reporting-MTA: dns; mx.a.test" in status, status
-        fields = dsn_fields(m)
+        fields = e2e_harness.dsn_fields(m)
         assert len(fields) == 1, fields
         f = fields[0]
         assert f["final-recipient"].lower() == "rfc822; nosuchuser@b.test", f

@@ -32,7 +32,6 @@ import email.policy
 import imaplib
 import json
 import os
-import smtplib
 import ssl
 import subprocess
 import sys
@@ -107,21 +106,8 @@ class QueueAdmin:
     def submit(self, name, rcpts):
         body = (f"From: {USER}\r\nTo: {', '.join(rcpts)}\r\nSubject: queue admin {name}\r\n"
                 f"\r\nmessage {name}\r\n")
-        with smtplib.SMTP("127.0.0.1", self.c.ports["submission"], timeout=30) as s:
-            s.ehlo("client.test")
-            s.starttls(context=self.ctx)
-            s.ehlo("client.test")
-            s.login(USER, PASSWORD)
-            code, _ = s.mail(USER)
-            assert code == 250, code
-            for r in rcpts:
-                code, msg = s.rcpt(r)
-                assert code == 250, (r, code, msg)
-            code, msg = s.data(body)
-            assert code == 250, (code, msg)
-        text = msg.decode()
-        assert "queued as " in text, text
-        self.qid[name] = text.rsplit("queued as ", 1)[1].split()[0]
+        self.qid[name] = e2e_harness.submit(self.c, self.ctx, USER, PASSWORD, rcpts,
+                                            body.encode(), helo="client.test")
 
     def attempts(self, name):
         return self.queue_json("show", self.qid[name])["attempts"]
