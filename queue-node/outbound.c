@@ -214,9 +214,28 @@ static void ob__group_try(struct ob_group *g);
 static void ob__send(struct ob_conn *conn);
 static void ob__conn_new(struct ob_dest *d, struct ob_group *g);
 
-/* d has room or an idle session: give it to the first waiter. */
+/* Unlink and free d: it has no session and no waiter left (a destination
+ * is kept only while it is in use, so the pool never grows with every MX
+ * ever seen). */
+static void ob__dest_drop(struct ob_dest *d)
+{
+	for (struct ob_dest **p = &d->ob->dests; *p != NULL; p = &(*p)->next) {
+		if (*p == d) {
+			*p = d->next;
+			break;
+		}
+	}
+	free(d);
+}
+
+/* d has room or an idle session: give it to the first waiter; drop d when
+ * nothing uses it any more. */
 static void ob__dest_serve(struct ob_dest *d)
 {
+	if (d->n_conns == 0 && d->wait_head == NULL) {
+		ob__dest_drop(d);
+		return;
+	}
 	while (d->wait_head != NULL) {
 		struct ob_conn *idle = NULL;
 		for (struct ob_conn *c = d->conns; c != NULL; c = c->next)
@@ -415,6 +434,8 @@ static void ob__conn_new(struct ob_dest *d, struct ob_group *g)
 	}
 	g->conn = NULL;
 	uv_close((uv_handle_t *)&conn->idle, ob__conn_closed_cb);
+	if (d->n_conns == 0 && d->wait_head == NULL)
+		ob__dest_drop(d);
 	g->last = r;
 	g->cur++;
 	ob__group_try(g);
