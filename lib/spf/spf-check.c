@@ -470,6 +470,9 @@ spf_query *spf_check(spf_checker *c, const struct spf_request *req, spf_cb *cb, 
 		spf__list_append(&c->active, q);
 		timeout = 0;
 	}
+	/* the loop's clock may be stale (a callback ran long): the deadline
+	 * counts from start_ms, so the timer must count from now too */
+	uv_update_time(c->loop);
 	uv_timer_start(&q->timer, spf__timer_cb, timeout, 0);
 	return q;
 }
