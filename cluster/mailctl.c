@@ -44,8 +44,25 @@ static const char mailctl_usage_text[] =
 	"                         each user may submit per hour (0: no limit; at most\n"
 	"                         1000000; over it 451 4.7.1), a \"delayed\" DSN after\n"
 	"                         4 h; frontends see a change within 30 s\n"
+	"  tenant set DOMAIN KEY=VALUE...\n"
+	"                         inbound policies (docs/inbound.md): spf=off|record|\n"
+	"                         reject, dmarc=off|record|enforce, ptr=record|reject|\n"
+	"                         greylist, greylisting=on|off, greylist_delay=SECONDS,\n"
+	"                         dnsbl=ZONE,ZONE, rhsbl=ZONE,ZONE, spam=on|off,\n"
+	"                         postmaster=ADDRESS (also outbound_per_hour=N,\n"
+	"                         delay_warning=on|off)\n"
 	"  tenant show DOMAIN [--json]\n"
 	"                         a tenant's settings\n"
+	"  alias add ALIAS TARGET...\n"
+	"                         mail to ALIAS (local@domain; @domain: the catch-all)\n"
+	"                         goes to each TARGET (ours or outside: forwarded)\n"
+	"  alias list DOMAIN      a tenant's aliases: ALIAS TARGET,TARGET...\n"
+	"  alias del ALIAS [TARGET]\n"
+	"                         remove one target, or the whole alias\n"
+	"  domain alias add ALIAS_DOMAIN TARGET_DOMAIN\n"
+	"                         every address of ALIAS_DOMAIN is the same address\n"
+	"                         of the tenant TARGET_DOMAIN\n"
+	"  domain alias list | domain alias del ALIAS_DOMAIN\n"
 	"  user add ADDRESS       add a user (password from stdin)\n"
 	"  user list DOMAIN       list a domain's users\n"
 	"  user passwd ADDRESS    set a user's password (from stdin)\n"
@@ -310,11 +327,23 @@ static int mailctl_tenant_show(mailctl *ctl, const char *domain, int json)
 	snprintf(name, sizeof name, "%s", domain);
 	for (char *p = name; *p != '\0'; p++)
 		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+	char *kv = directory_tenant_settings_format(&ts);
 	if (json) {
-		json_t *j = json_pack("{s:s,s:I,s:I,s:b}", "domain", name, "created",
-				      (json_int_t)ts.created_ms, "outbound_per_hour",
-				      (json_int_t)ts.outbound_per_hour, "delay_warning",
-				      ts.delay_warning);
+		json_t *j = json_pack("{s:s,s:I}", "domain", name, "created",
+				      (json_int_t)ts.created_ms);
+		for (char *line = kv, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+			*nl = '\0';
+			char *eq = strchr(line, '=');
+			*eq = '\0';
+			/* numbers and on/off as JSON numbers and booleans */
+			char *end;
+			long long n = strtoll(eq + 1, &end, 10);
+			json_t *v = eq[1] != '\0' && *end == '\0' ? json_integer(n)
+				    : strcmp(eq + 1, "on") == 0  ? json_true()
+				    : strcmp(eq + 1, "off") == 0 ? json_false()
+								 : json_string(eq + 1);
+			json_object_set_new(j, line, v);
+		}
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(j);
@@ -326,7 +355,14 @@ static int mailctl_tenant_show(mailctl *ctl, const char *domain, int json)
 		printf("created            %s\n", created);
 		printf("outbound-per-hour  %s\n", limit);
 		printf("delay-warning      %s\n", ts.delay_warning ? "on" : "off");
+		/* every setting as `tenant set` takes it */
+		for (char *line = kv, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+			*nl = '\0';
+			char *eq = strchr(line, '=');
+			printf("%-18.*s %s\n", (int)(eq - line), line, eq + 1);
+		}
 	}
+	free(kv);
 	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
 }
 
@@ -338,6 +374,16 @@ static int mailctl_tenant_set(mailctl *ctl, int argc, char **argv)
 	struct directory_tenant_settings ts = { 0 };
 	unsigned fields = 0;
 	for (int i = 1; i < argc; i += 2) {
+		if (strncmp(argv[i], "--", 2) != 0) {
+			/* KEY=VALUE, one word */
+			const char *why;
+			if (directory_tenant_setting_parse(argv[i], &ts, &fields, &why) < 0) {
+				mailctl_fail(ctl, "%s: %s (see `mailctl help`)", argv[i], why);
+				return MAILCTL_USAGE;
+			}
+			i--;
+			continue;
+		}
 		if (i + 1 >= argc)
 			return -1;
 		const char *v = argv[i + 1];
@@ -388,6 +434,58 @@ static int mailctl_tenant(mailctl *ctl, int argc, char **argv)
 		size_t n = 0;
 		int err = directory_tenant_list(ctl->dir, &names, &n);
 		return mailctl_print_list(ctl, err, names, n, "tenant", "list");
+	}
+	return -1;
+}
+
+/* `alias add ALIAS TARGET...`, `alias list DOMAIN`, `alias del ALIAS [TARGET]` */
+static int mailctl_alias(mailctl *ctl, int argc, char **argv)
+{
+	if (argc >= 3 && strcmp(argv[0], "add") == 0)
+		return mailctl_error(ctl,
+				     directory_alias_add(ctl->dir, argv[1],
+							 (const char *const *)argv + 2,
+							 (size_t)argc - 2),
+				     "alias", argv[1]);
+	if ((argc == 2 || argc == 3) && strcmp(argv[0], "del") == 0)
+		return mailctl_error(ctl,
+				     directory_alias_del(ctl->dir, argv[1], argc == 3 ? argv[2] : NULL),
+				     "alias", argv[1]);
+	if (argc == 2 && strcmp(argv[0], "list") == 0) {
+		struct directory_alias *a;
+		size_t n;
+		int err = directory_alias_list(ctl->dir, argv[1], &a, &n);
+		if (err != MAIL_OK)
+			return mailctl_error(ctl, err, "tenant", argv[1]);
+		for (size_t i = 0; i < n; i++) {
+			printf("%s", a[i].alias);
+			for (size_t t = 0; t < a[i].n_targets; t++)
+				printf("%s%s", t == 0 ? " " : ",", a[i].targets[t]);
+			putchar('\n');
+		}
+		directory_aliases_free(a, n);
+		return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+	}
+	return -1;
+}
+
+/* `domain alias add ALIAS_DOMAIN TARGET_DOMAIN`, `domain alias list`,
+ * `domain alias del ALIAS_DOMAIN` */
+static int mailctl_domain(mailctl *ctl, int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[0], "alias") != 0)
+		return -1;
+	if (argc == 4 && strcmp(argv[1], "add") == 0)
+		return mailctl_error(ctl, directory_domain_alias_add(ctl->dir, argv[2], argv[3]),
+				     "domain", argv[2]);
+	if (argc == 3 && strcmp(argv[1], "del") == 0)
+		return mailctl_error(ctl, directory_domain_alias_del(ctl->dir, argv[2]),
+				     "domain alias", argv[2]);
+	if (argc == 2 && strcmp(argv[1], "list") == 0) {
+		char **lines = NULL;
+		size_t n = 0;
+		int err = directory_domain_alias_list(ctl->dir, &lines, &n);
+		return mailctl_print_list(ctl, err, lines, n, "domain alias", "list");
 	}
 	return -1;
 }
@@ -493,6 +591,10 @@ int main(int argc, char **argv)
 	int rc = -1;
 	if (strcmp(argv[0], "tenant") == 0)
 		rc = mailctl_tenant(&ctl, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "alias") == 0)
+		rc = mailctl_alias(&ctl, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "domain") == 0)
+		rc = mailctl_domain(&ctl, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "user") == 0)
 		rc = mailctl_user(&ctl, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "node") == 0 || strcmp(argv[0], "partitions") == 0)

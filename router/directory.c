@@ -6,8 +6,11 @@
  * the hash (PBKDF2, a few ms) are derived outside both.
  */
 #include "directory.h"
+#include "directory-private.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +25,10 @@
 #include "util.h"
 #include "xalloc.h"
 
-#define DIRECTORY_KEY_TENANTS "/mail/v1/tenants/"
-#define DIRECTORY_KEY_USERS "/mail/v1/users/"
 /* Concurrent argon2id computations per directory object. */
 #define DIRECTORY_HASH_SLOTS 4
 /* Longest password accepted (bytes); argon2 takes any, we bound the work. */
 #define DIRECTORY_PASSWORD_MAX 1024
-#define DIRECTORY_CAS_ATTEMPTS 8
 
 /* Verified against when the user does not exist, so a miss costs the same
  * time as a wrong password (no user enumeration by timing). */
@@ -36,13 +36,6 @@ static const char directory__dummy_hash[] =
 	"$argon2id$v=19$m=65536,t=2,p=1$z/ilb0SNcR4nXbr1sdx8Tw"
 	"$trbs7fFjpuvXa7bHHChBsi8FD/LZyiUsKajwAklNQQk";
 
-struct directory {
-	pthread_mutex_t mu; /* guards etcd */
-	etcd_client *etcd;
-	pthread_mutex_t hash_mu;
-	pthread_cond_t hash_cond;
-	int hash_free;
-};
 
 directory *directory_create(const etcd_conf *etcd)
 {
@@ -119,7 +112,7 @@ static int directory__verify(directory *dir, const char *hash, const char *passw
 }
 
 /* Lowercased copy of a valid domain, or NULL. */
-static char *directory__domain(const char *domain)
+char *directory__domain(const char *domain)
 {
 	char *d = xstrdup(domain);
 	for (char *p = d; *p != '\0'; p++) {
@@ -134,7 +127,7 @@ static char *directory__domain(const char *domain)
 }
 
 /* "/mail/v1/users/<domain>/<local>" for a normalised address. */
-static char *directory__user_key(const char *address)
+char *directory__user_key(const char *address)
 {
 	const char *domain = util_address_domain(address);
 	int local_len = (int)(domain - 1 - address);
@@ -218,7 +211,7 @@ static int directory__scram_parse(json_t *scram, struct sasl_scram_keys *keys_r)
 	return 0;
 }
 
-static int directory__get(directory *dir, const char *key, char **value_r, size_t *len_r,
+int directory__get(directory *dir, const char *key, char **value_r, size_t *len_r,
 			  int64_t *mod_r)
 {
 	pthread_mutex_lock(&dir->mu);
@@ -227,7 +220,7 @@ static int directory__get(directory *dir, const char *key, char **value_r, size_
 	return err;
 }
 
-static int directory__exists(directory *dir, const char *key)
+int directory__exists(directory *dir, const char *key)
 {
 	char *value = NULL;
 	size_t len;
@@ -236,14 +229,14 @@ static int directory__exists(directory *dir, const char *key)
 	return err;
 }
 
-static int directory__str_cmp(const void *a, const void *b)
+int directory__str_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* The names after prefix of every key under it, sorted; with suffix
  * (may be NULL) appended to each. */
-static int directory__list(directory *dir, const char *prefix, const char *suffix,
+int directory__list(directory *dir, const char *prefix, const char *suffix,
 			   char ***names_r, size_t *n_r)
 {
 	etcd_kv *kvs;
@@ -301,28 +294,264 @@ int directory_tenant_exists(directory *dir, const char *domain)
 	return err;
 }
 
+/* ---- tenant settings: one table for the record, KEY=VALUE and show ---- */
+
+enum setting_kind { SET_UINT, SET_BOOL, SET_ENUM, SET_ZONES, SET_ADDRESS };
+
+struct setting_def {
+	const char *key;     /* in the record and in KEY=VALUE */
+	unsigned field;      /* enum directory_tenant_field */
+	enum setting_kind kind;
+	size_t offset;       /* in struct directory_tenant_settings */
+	unsigned min, max;   /* SET_UINT */
+	const char *const *names; /* SET_ENUM: value i is names[i] */
+	size_t size;         /* SET_ZONES, SET_ADDRESS: the buffer */
+};
+
+static const char *const spf_names[] = { "record", "off", "reject", NULL };
+static const char *const dmarc_names[] = { "record", "off", "enforce", NULL };
+static const char *const ptr_names[] = { "record", "reject", "greylist", NULL };
+
+#define TS_OFF(f) offsetof(struct directory_tenant_settings, f)
+#define TS_SIZE(f) sizeof(((struct directory_tenant_settings *)0)->f)
+static const struct setting_def setting_defs[] = {
+	{ "outbound_per_hour", DIRECTORY_TENANT_OUTBOUND_PER_HOUR, SET_UINT,
+	  TS_OFF(outbound_per_hour), 0, DIRECTORY_OUTBOUND_PER_HOUR_MAX, NULL, 0 },
+	{ "delay_warning", DIRECTORY_TENANT_DELAY_WARNING, SET_BOOL, TS_OFF(delay_warning), 0, 0,
+	  NULL, 0 },
+	{ "spf", DIRECTORY_TENANT_SPF, SET_ENUM, TS_OFF(spf), 0, 0, spf_names, 0 },
+	{ "dmarc", DIRECTORY_TENANT_DMARC, SET_ENUM, TS_OFF(dmarc), 0, 0, dmarc_names, 0 },
+	{ "ptr", DIRECTORY_TENANT_PTR, SET_ENUM, TS_OFF(ptr), 0, 0, ptr_names, 0 },
+	{ "greylisting", DIRECTORY_TENANT_GREYLISTING, SET_BOOL, TS_OFF(greylisting), 0, 0, NULL,
+	  0 },
+	{ "greylist_delay", DIRECTORY_TENANT_GREYLIST_DELAY, SET_UINT, TS_OFF(greylist_delay),
+	  DIRECTORY_GREYLIST_DELAY_MIN, DIRECTORY_GREYLIST_DELAY_MAX, NULL, 0 },
+	{ "dnsbl", DIRECTORY_TENANT_DNSBL, SET_ZONES, TS_OFF(dnsbl), 0, 0, NULL, TS_SIZE(dnsbl) },
+	{ "rhsbl", DIRECTORY_TENANT_RHSBL, SET_ZONES, TS_OFF(rhsbl), 0, 0, NULL, TS_SIZE(rhsbl) },
+	{ "spam", DIRECTORY_TENANT_SPAM, SET_BOOL, TS_OFF(spam), 0, 0, NULL, 0 },
+	{ "postmaster", DIRECTORY_TENANT_POSTMASTER, SET_ADDRESS, TS_OFF(postmaster), 0, 0, NULL,
+	  TS_SIZE(postmaster) },
+};
+#define N_SETTINGS (sizeof setting_defs / sizeof setting_defs[0])
+#define ALL_FIELDS ((1u << N_SETTINGS) - 1)
+
+const char *directory_spf_policy_name(enum directory_spf_policy p)
+{
+	return (unsigned)p < 3 ? spf_names[p] : "?";
+}
+
+const char *directory_dmarc_policy_name(enum directory_dmarc_policy p)
+{
+	return (unsigned)p < 3 ? dmarc_names[p] : "?";
+}
+
+const char *directory_ptr_policy_name(enum directory_ptr_policy p)
+{
+	return (unsigned)p < 3 ? ptr_names[p] : "?";
+}
+
+/* "a.example,b.example": each a valid domain, at most
+ * DIRECTORY_DNSBL_ZONES_MAX, lowercased into out; "" is no zone. */
+static int zones_normalize(const char *v, char *out, size_t size)
+{
+	size_t len = strlen(v);
+	if (len >= size)
+		return -1;
+	unsigned zones = 0;
+	size_t o = 0;
+	const char *p = v;
+	while (*p != '\0') {
+		const char *end = strchr(p, ',');
+		size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+		char zone[256];
+		if (n == 0 || n >= sizeof zone || ++zones > DIRECTORY_DNSBL_ZONES_MAX)
+			return -1;
+		memcpy(zone, p, n);
+		zone[n] = '\0';
+		for (char *c = zone; *c != '\0'; c++)
+			*c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+		if (!util_domain_valid(zone))
+			return -1;
+		o += (size_t)snprintf(out + o, size - o, "%s%s", o > 0 ? "," : "", zone);
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* Set def's field of s from the text v. 0 or -1. */
+static int setting_from_text(const struct setting_def *def, const char *v,
+			     struct directory_tenant_settings *s)
+{
+	char *field = (char *)s + def->offset;
+	switch (def->kind) {
+	case SET_UINT: {
+		char *end;
+		errno = 0;
+		unsigned long n = strtoul(v, &end, 10);
+		if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || n < def->min ||
+		    n > def->max)
+			return -1;
+		*(unsigned *)(void *)field = (unsigned)n;
+		return 0;
+	}
+	case SET_BOOL:
+		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+			return -1;
+		*(int *)(void *)field = strcmp(v, "on") == 0;
+		return 0;
+	case SET_ENUM:
+		for (int i = 0; def->names[i] != NULL; i++) {
+			if (strcmp(v, def->names[i]) == 0) {
+				*(int *)(void *)field = i;
+				return 0;
+			}
+		}
+		return -1;
+	case SET_ZONES:
+		return zones_normalize(v, field, def->size);
+	case SET_ADDRESS: {
+		if (v[0] == '\0') {
+			field[0] = '\0';
+			return 0;
+		}
+		char *a = util_address_normalize(v, strlen(v));
+		int ok = a != NULL && strlen(a) < def->size;
+		if (ok)
+			memcpy(field, a, strlen(a) + 1);
+		free(a);
+		return ok ? 0 : -1;
+	}
+	}
+	return -1;
+}
+
+/* def's field of s as JSON. */
+static json_t *setting_to_json(const struct setting_def *def,
+			       const struct directory_tenant_settings *s)
+{
+	const char *field = (const char *)s + def->offset;
+	switch (def->kind) {
+	case SET_UINT:
+		return json_integer((json_int_t) * (const unsigned *)(const void *)field);
+	case SET_BOOL:
+		return json_boolean(*(const int *)(const void *)field);
+	case SET_ENUM:
+		return json_string(def->names[*(const int *)(const void *)field]);
+	case SET_ZONES:
+	case SET_ADDRESS:
+		return json_string(field);
+	}
+	return json_null();
+}
+
+/* def's field of s from the record's value v: 0, or -1 (wrong type or out
+ * of range: the caller logs it, the field keeps its default). */
+static int setting_from_json(const struct setting_def *def, json_t *v,
+			     struct directory_tenant_settings *s)
+{
+	char text[DIRECTORY_DNSBL_MAX + 1];
+	if (def->kind == SET_UINT && json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= (json_int_t)UINT32_MAX)
+		snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
+	else if (def->kind == SET_BOOL && json_is_boolean(v))
+		snprintf(text, sizeof text, "%s", json_is_true(v) ? "on" : "off");
+	else if (def->kind != SET_UINT && def->kind != SET_BOOL && json_is_string(v) &&
+		 json_string_length(v) < sizeof text)
+		snprintf(text, sizeof text, "%s", json_string_value(v));
+	else
+		return -1;
+	return setting_from_text(def, text, s);
+}
+
+int directory_tenant_setting_parse(const char *kv, struct directory_tenant_settings *settings,
+				   unsigned *fields, const char **error_r)
+{
+	const char *eq = strchr(kv, '=');
+	if (eq == NULL) {
+		*error_r = "expected KEY=VALUE";
+		return -1;
+	}
+	size_t klen = (size_t)(eq - kv);
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct setting_def *def = &setting_defs[i];
+		if (strlen(def->key) != klen || strncmp(def->key, kv, klen) != 0)
+			continue;
+		struct directory_tenant_settings t = *settings; /* untouched on error */
+		if (setting_from_text(def, eq + 1, &t) < 0) {
+			static const char *const why[] = {
+				[SET_UINT] = "a number out of range",
+				[SET_BOOL] = "not on or off",
+				[SET_ENUM] = "not one of the values",
+				[SET_ZONES] = "not a list of up to 8 DNS zones",
+				[SET_ADDRESS] = "not an address",
+			};
+			*error_r = why[def->kind];
+			return -1;
+		}
+		*settings = t;
+		*fields |= def->field;
+		return 0;
+	}
+	*error_r = "unknown setting";
+	return -1;
+}
+
+char *directory_tenant_settings_format(const struct directory_tenant_settings *settings)
+{
+	buf b;
+	buf_init(&b);
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct setting_def *def = &setting_defs[i];
+		const char *field = (const char *)settings + def->offset;
+		char text[DIRECTORY_DNSBL_MAX + 32];
+		switch (def->kind) {
+		case SET_UINT:
+			snprintf(text, sizeof text, "%u", *(const unsigned *)(const void *)field);
+			break;
+		case SET_BOOL:
+			snprintf(text, sizeof text, "%s",
+				 *(const int *)(const void *)field ? "on" : "off");
+			break;
+		case SET_ENUM:
+			snprintf(text, sizeof text, "%s",
+				 def->names[*(const int *)(const void *)field]);
+			break;
+		case SET_ZONES:
+		case SET_ADDRESS:
+			snprintf(text, sizeof text, "%s", field);
+			break;
+		}
+		buf_printf(&b, "%s=%s\n", def->key, text);
+	}
+	buf_append(&b, "", 1);
+	return (char *)b.data;
+}
+
 /* The settings in a tenant record j (an object) into s; bad fields are
  * logged and read as their defaults. */
 static void directory__tenant_parse(const char *domain, json_t *j,
 				    struct directory_tenant_settings *s)
 {
 	memset(s, 0, sizeof *s);
+	s->greylist_delay = DIRECTORY_GREYLIST_DELAY_DEFAULT;
 	json_t *v = json_object_get(j, "created");
 	if (json_is_integer(v))
 		s->created_ms = json_integer_value(v);
-	v = json_object_get(j, "outbound_per_hour");
-	if (json_is_integer(v) && json_integer_value(v) >= 0 &&
-	    json_integer_value(v) <= (json_int_t)DIRECTORY_OUTBOUND_PER_HOUR_MAX)
-		s->outbound_per_hour = (unsigned)json_integer_value(v);
-	else if (v != NULL && !json_is_null(v))
-		log_event(LOG_WARN, "directory",
-			  "event=tenant_setting_bad domain=%s field=outbound_per_hour", domain);
-	v = json_object_get(j, "delay_warning");
-	if (json_is_boolean(v))
-		s->delay_warning = json_is_true(v);
-	else if (v != NULL && !json_is_null(v))
-		log_event(LOG_WARN, "directory",
-			  "event=tenant_setting_bad domain=%s field=delay_warning", domain);
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct setting_def *def = &setting_defs[i];
+		v = json_object_get(j, def->key);
+		if (v == NULL || json_is_null(v))
+			continue;
+		struct directory_tenant_settings t = *s;
+		if (setting_from_json(def, v, &t) == 0)
+			*s = t;
+		else
+			log_event(LOG_WARN, "directory",
+				  "event=tenant_setting_bad domain=%s field=%s", domain, def->key);
+	}
 }
 
 int directory_tenant_settings_get(directory *dir, const char *domain,
@@ -355,10 +584,18 @@ int directory_tenant_settings_set(directory *dir, const char *domain,
 				  const struct directory_tenant_settings *settings,
 				  unsigned fields)
 {
-	const unsigned known = DIRECTORY_TENANT_OUTBOUND_PER_HOUR | DIRECTORY_TENANT_DELAY_WARNING;
-	if ((fields & known) == 0 || (fields & ~known) != 0 ||
-	    settings->outbound_per_hour > DIRECTORY_OUTBOUND_PER_HOUR_MAX)
+	if ((fields & ALL_FIELDS) == 0 || (fields & ~ALL_FIELDS) != 0)
 		return MAIL_ERR_PARAMS;
+	/* every field written must read back as written */
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct setting_def *def = &setting_defs[i];
+		json_t *v = (fields & def->field) ? setting_to_json(def, settings) : NULL;
+		struct directory_tenant_settings t = *settings;
+		int bad = v != NULL && setting_from_json(def, v, &t) < 0;
+		json_decref(v);
+		if (bad)
+			return MAIL_ERR_PARAMS;
+	}
 	char *d = directory__domain(domain);
 	if (d == NULL)
 		return MAIL_ERR_NOT_FOUND;
@@ -380,12 +617,11 @@ int directory_tenant_settings_set(directory *dir, const char *domain,
 			err = MAIL_ERR_INTERNAL;
 			break;
 		}
-		if (fields & DIRECTORY_TENANT_OUTBOUND_PER_HOUR)
-			json_object_set_new(j, "outbound_per_hour",
-					    json_integer((json_int_t)settings->outbound_per_hour));
-		if (fields & DIRECTORY_TENANT_DELAY_WARNING)
-			json_object_set_new(j, "delay_warning",
-					    json_boolean(settings->delay_warning));
+		for (size_t i = 0; i < N_SETTINGS; i++) {
+			if (fields & setting_defs[i].field)
+				json_object_set_new(j, setting_defs[i].key,
+						    setting_to_json(&setting_defs[i], settings));
+		}
 		char *value = json_dumps(j, JSON_COMPACT);
 		json_decref(j);
 		pthread_mutex_lock(&dir->mu);
@@ -397,15 +633,21 @@ int directory_tenant_settings_set(directory *dir, const char *domain,
 		err = MAIL_ERR_TEMP; /* changed (or deleted) under us: read again */
 	}
 	if (err == MAIL_OK) {
-		char per_hour[48] = "", warning[24] = "";
-		if (fields & DIRECTORY_TENANT_OUTBOUND_PER_HOUR)
-			snprintf(per_hour, sizeof per_hour, " outbound_per_hour=%u",
-				 settings->outbound_per_hour);
-		if (fields & DIRECTORY_TENANT_DELAY_WARNING)
-			snprintf(warning, sizeof warning, " delay_warning=%d",
-				 settings->delay_warning != 0);
-		log_event(LOG_INFO, "directory", "event=tenant_settings_set domain=%s%s%s", d,
-			  per_hour, warning);
+		buf changed;
+		buf_init(&changed);
+		for (size_t i = 0; i < N_SETTINGS; i++) {
+			if (!(fields & setting_defs[i].field))
+				continue;
+			json_t *v = setting_to_json(&setting_defs[i], settings);
+			char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+			buf_printf(&changed, " %s=%s", setting_defs[i].key, text != NULL ? text : "?");
+			free(text);
+			json_decref(v);
+		}
+		buf_append(&changed, "", 1);
+		log_event(LOG_INFO, "directory", "event=tenant_settings_set domain=%s%s", d,
+			  (const char *)changed.data);
+		buf_deinit(&changed);
 	}
 	free(key);
 	free(d);

@@ -1,7 +1,8 @@
 /* directory.h: the tenant directory in etcd (public contract).
  *
  *   /mail/v1/tenants/<domain>           {"created":<ms>, "outbound_per_hour":N,
- *                                        "delay_warning":bool}
+ *                                        "delay_warning":bool, "spf":"record", ...
+ *                                        (directory_tenant_settings)}
  *   /mail/v1/users/<domain>/<local>     {"hash":"$argon2id$...","created":<ms>,
  *                                        "scram":{"salt":b64,"i":4096,
  *                                                 "stored":b64,"server":b64}}
@@ -50,8 +51,28 @@ int directory_tenant_list(directory *dir, char ***domains_r, size_t *n_r);
 /* MAIL_OK if the domain is a tenant, MAIL_ERR_NOT_FOUND if not. */
 int directory_tenant_exists(directory *dir, const char *domain);
 
-/* A tenant's settings (docs/rate-limits.md, docs/dsn.md). */
+/* A tenant's settings (docs/rate-limits.md, docs/dsn.md, docs/inbound.md). */
 #define DIRECTORY_OUTBOUND_PER_HOUR_MAX 1000000u
+/* SPF of inbound mail: not checked, recorded in Authentication-Results
+ * (default), or a hard fail refused with 550 5.7.23. */
+enum directory_spf_policy { DIRECTORY_SPF_RECORD = 0, DIRECTORY_SPF_OFF, DIRECTORY_SPF_REJECT };
+/* DMARC of inbound mail: not checked, recorded (default), or enforced
+ * (p=reject: 550 5.7.1 at the end of DATA; p=quarantine: into Junk). */
+enum directory_dmarc_policy {
+	DIRECTORY_DMARC_RECORD = 0,
+	DIRECTORY_DMARC_OFF,
+	DIRECTORY_DMARC_ENFORCE,
+};
+/* A client without PTR or forward-confirmed reverse DNS: recorded only
+ * (default), refused (550 5.7.25), or greylisted. */
+enum directory_ptr_policy { DIRECTORY_PTR_RECORD = 0, DIRECTORY_PTR_REJECT, DIRECTORY_PTR_GREYLIST };
+#define DIRECTORY_GREYLIST_DELAY_DEFAULT 300u
+#define DIRECTORY_GREYLIST_DELAY_MIN 1u
+#define DIRECTORY_GREYLIST_DELAY_MAX 86400u
+/* dnsbl=: comma-separated DNS zones, at most this many and this long. */
+#define DIRECTORY_DNSBL_ZONES_MAX 8u
+#define DIRECTORY_DNSBL_MAX 512u
+#define DIRECTORY_ADDRESS_MAX 320u
 struct directory_tenant_settings {
 	/* Messages with at least one recipient outside our tenants that one
 	 * authenticated user may submit per sliding hour; 0: no limit, else
@@ -63,12 +84,48 @@ struct directory_tenant_settings {
 	/* When the tenant was added (ms since the epoch; 0 if unknown). Read
 	 * only: _set ignores it. */
 	int64_t created_ms;
+	/* Inbound trust (docs/inbound.md); every default is the zero value. */
+	enum directory_spf_policy spf;       /* spf=off|record|reject */
+	enum directory_dmarc_policy dmarc;   /* dmarc=off|record|enforce */
+	enum directory_ptr_policy ptr;       /* ptr=record|reject|greylist */
+	int greylisting;                     /* greylisting=on|off (default off) */
+	unsigned greylist_delay;             /* greylist_delay=SECONDS; 0 reads as the default */
+	char dnsbl[DIRECTORY_DNSBL_MAX + 1]; /* dnsbl=ZONE,ZONE (DNSBL of the client) */
+	char rhsbl[DIRECTORY_DNSBL_MAX + 1]; /* rhsbl=ZONE,ZONE (of the sender's domain) */
+	int spam;                            /* spam=on|off: rspamd's verdict (default off) */
+	/* postmaster=ADDRESS: where postmaster@<tenant> goes when no user or
+	 * alias of that name exists; "" (default): the tenant's first user. */
+	char postmaster[DIRECTORY_ADDRESS_MAX + 1];
 };
 /* Which fields directory_tenant_settings_set() writes. */
 enum directory_tenant_field {
 	DIRECTORY_TENANT_OUTBOUND_PER_HOUR = 1u << 0,
 	DIRECTORY_TENANT_DELAY_WARNING = 1u << 1,
+	DIRECTORY_TENANT_SPF = 1u << 2,
+	DIRECTORY_TENANT_DMARC = 1u << 3,
+	DIRECTORY_TENANT_PTR = 1u << 4,
+	DIRECTORY_TENANT_GREYLISTING = 1u << 5,
+	DIRECTORY_TENANT_GREYLIST_DELAY = 1u << 6,
+	DIRECTORY_TENANT_DNSBL = 1u << 7,
+	DIRECTORY_TENANT_RHSBL = 1u << 8,
+	DIRECTORY_TENANT_SPAM = 1u << 9,
+	DIRECTORY_TENANT_POSTMASTER = 1u << 10,
 };
+/* One "KEY=VALUE" of `mailctl tenant set` into *settings, its field bit
+ * into *fields: outbound_per_hour=N, delay_warning=on|off, spf=, dmarc=,
+ * ptr=, greylisting=, greylist_delay=, dnsbl=, rhsbl=, spam=, postmaster=
+ * (docs/inbound.md). 0, or -1 with *error_r (static) naming what is
+ * wrong. */
+int directory_tenant_setting_parse(const char *kv, struct directory_tenant_settings *settings,
+				   unsigned *fields, const char **error_r);
+/* The settings as "key=value" lines, every key, defaults included (what
+ * `mailctl tenant show` prints), appended to out (a NUL-terminated heap
+ * string the caller frees). */
+char *directory_tenant_settings_format(const struct directory_tenant_settings *settings);
+/* The names of the policy values, for logs and show. */
+const char *directory_spf_policy_name(enum directory_spf_policy p);
+const char *directory_dmarc_policy_name(enum directory_dmarc_policy p);
+const char *directory_ptr_policy_name(enum directory_ptr_policy p);
 /* The settings of tenant domain into *settings_r: defaults for absent
  * fields; a field of the wrong type or out of range is logged
  * (event=tenant_setting_bad) and read as its default. MAIL_OK;
@@ -79,7 +136,7 @@ int directory_tenant_settings_get(directory *dir, const char *domain,
 /* Write the fields of settings named in fields (enum directory_tenant_field
  * bits) into the tenant's record, keeping every other field (a
  * compare-and-swap: a concurrent writer's change is not lost). MAIL_OK;
- * MAIL_ERR_PARAMS for outbound_per_hour over the maximum or no fields;
+ * MAIL_ERR_PARAMS for a value out of range or no fields;
  * MAIL_ERR_NOT_FOUND for an invalid or unknown domain; MAIL_ERR_TEMP when
  * the record kept changing under us. */
 int directory_tenant_settings_set(directory *dir, const char *domain,
@@ -110,5 +167,80 @@ int directory_authenticate(directory *dir, const char *address, const char *pass
  * way the caller goes on with sasl_server_scram_unknown(), so a client
  * cannot tell. MAIL_ERR_INTERNAL for a malformed record (logged). */
 int directory_user_scram(directory *dir, const char *address, struct sasl_scram_keys *keys_r);
+
+
+/* ---- addresses a tenant receives on (docs/inbound.md) ------------------------
+ *
+ *   /mail/v1/aliases/<domain>/<local>   {"targets":["a@x","b@y",...]}
+ *   /mail/v1/aliases/<domain>/@         the domain's catch-all
+ *   /mail/v1/domain-aliases/<alias>     {"target":"<tenant domain>"}
+ *
+ * An alias with several targets is a list. Targets are local addresses
+ * (resolved again: an alias may name an alias) or outside addresses
+ * (forwarded, the envelope sender rewritten with SRS by the frontend). */
+#define DIRECTORY_ALIAS_TARGETS_MAX 1000u  /* targets of one alias, and of one expansion */
+#define DIRECTORY_ALIAS_DEPTH_MAX 8u       /* aliases through aliases */
+
+/* Add targets to alias ("local@domain", or "@domain" for the catch-all;
+ * domain a tenant or one of its domain aliases' names is refused: aliases
+ * live on the tenant). Targets already there are kept once. MAIL_OK;
+ * MAIL_ERR_PARAMS (a bad address, no targets, over the maximum);
+ * MAIL_ERR_NOT_FOUND (domain is not a tenant). */
+int directory_alias_add(directory *dir, const char *alias, const char *const *targets,
+			size_t n);
+/* Remove target from alias, or (target NULL) the whole alias; an alias
+ * left without targets goes. MAIL_ERR_NOT_FOUND when there was nothing to
+ * remove. */
+int directory_alias_del(directory *dir, const char *alias, const char *target);
+struct directory_alias {
+	char *alias;     /* "local@domain" or "@domain" */
+	char **targets;
+	size_t n_targets;
+};
+/* The tenant's aliases, sorted (catch-all first). Free with
+ * directory_aliases_free(). MAIL_ERR_NOT_FOUND for an unknown tenant. */
+int directory_alias_list(directory *dir, const char *domain, struct directory_alias **aliases_r,
+			 size_t *n_r);
+void directory_aliases_free(struct directory_alias *aliases, size_t n);
+
+/* alias_domain (not a tenant) becomes another name of target_domain (a
+ * tenant): x@alias_domain is x@target_domain. MAIL_ERR_EXISTS when
+ * alias_domain is a tenant or already an alias; MAIL_ERR_NOT_FOUND when
+ * target_domain is no tenant; MAIL_ERR_PARAMS for a bad domain. */
+int directory_domain_alias_add(directory *dir, const char *alias_domain,
+			       const char *target_domain);
+int directory_domain_alias_del(directory *dir, const char *alias_domain);
+/* "alias target" lines, sorted; the caller frees each and the array. */
+int directory_domain_alias_list(directory *dir, char ***lines_r, size_t *n_r);
+
+/* Where mail to one recipient goes. */
+struct directory_route {
+	char *address;  /* a user of ours (normalised), or an outside address */
+	int external;   /* outside our tenants: forwarded */
+	char *folder;   /* the subaddress' folder ("tag" of user+tag), or NULL */
+};
+struct directory_rcpt {
+	/* The tenant the address belongs to (after a domain alias), or NULL
+	 * when the domain is none of ours. */
+	char *tenant;
+	struct directory_tenant_settings settings; /* of tenant */
+	struct directory_route *routes;
+	size_t n_routes;
+	int via_alias;  /* reached through an alias, list, catch-all or postmaster */
+};
+/* Resolve a recipient: domain aliases, the user itself, an alias of that
+ * name, user+tag (the user or alias "user", folder "tag"), postmaster
+ * (postmaster=, else the tenant's first user), the catch-all; aliases
+ * expanded through aliases (at most DIRECTORY_ALIAS_DEPTH_MAX deep and
+ * DIRECTORY_ALIAS_TARGETS_MAX routes, duplicates once). address
+ * "postmaster" without a domain is the postmaster of default_domain
+ * (NULL: none, not found). MAIL_OK with at least one route;
+ * MAIL_ERR_NOT_FOUND: r->tenant NULL (not our domain) or set (no such
+ * address); MAIL_ERR_LIMIT: an alias loop or too many routes;
+ * MAIL_ERR_UNAVAILABLE. Free r with directory_rcpt_free() whatever the
+ * result. */
+int directory_rcpt_resolve(directory *dir, const char *address, const char *default_domain,
+			   struct directory_rcpt *r);
+void directory_rcpt_free(struct directory_rcpt *r);
 
 #endif

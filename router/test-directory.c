@@ -261,12 +261,197 @@ static void test_unreachable(void **state)
 	assert_null(d);
 }
 
+
+/* KEY=VALUE settings: parse, store, read back, keep the others. */
+static void test_tenant_policies(void **state)
+{
+	fixture *f = *state;
+	directory_tenant_add(f->dir, "pol.test");
+	struct directory_tenant_settings ts;
+	assert_int_equal(directory_tenant_settings_get(f->dir, "pol.test", &ts), MAIL_OK);
+	/* the defaults */
+	assert_int_equal(ts.spf, DIRECTORY_SPF_RECORD);
+	assert_int_equal(ts.dmarc, DIRECTORY_DMARC_RECORD);
+	assert_int_equal(ts.greylisting, 0);
+	assert_int_equal(ts.greylist_delay, DIRECTORY_GREYLIST_DELAY_DEFAULT);
+	assert_string_equal(ts.dnsbl, "");
+
+	struct directory_tenant_settings set = { 0 };
+	unsigned fields = 0;
+	const char *why;
+	const char *good[] = { "spf=reject", "dmarc=enforce", "greylisting=on",
+			       "greylist_delay=2", "dnsbl=Zen.Example,bl.test", "spam=on",
+			       "postmaster=Boss@Pol.test", "ptr=greylist" };
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		assert_int_equal(directory_tenant_setting_parse(good[i], &set, &fields, &why), 0);
+	const char *bad[] = { "spf=maybe", "greylist_delay=0", "greylist_delay=86401",
+			      "dnsbl=a..b", "dnsbl=1.t,2.t,3.t,4.t,5.t,6.t,7.t,8.t,9.t",
+			      "postmaster=nobody", "colour=blue", "spam" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(directory_tenant_setting_parse(bad[i], &set, &fields, &why), -1);
+	assert_int_equal(directory_tenant_settings_set(f->dir, "pol.test", &set, fields), MAIL_OK);
+	/* a later set of one field keeps the others */
+	struct directory_tenant_settings one = { .outbound_per_hour = 7 };
+	assert_int_equal(directory_tenant_settings_set(f->dir, "pol.test", &one,
+						       DIRECTORY_TENANT_OUTBOUND_PER_HOUR),
+			 MAIL_OK);
+	assert_int_equal(directory_tenant_settings_get(f->dir, "pol.test", &ts), MAIL_OK);
+	assert_int_equal(ts.spf, DIRECTORY_SPF_REJECT);
+	assert_int_equal(ts.dmarc, DIRECTORY_DMARC_ENFORCE);
+	assert_int_equal(ts.ptr, DIRECTORY_PTR_GREYLIST);
+	assert_int_equal(ts.greylisting, 1);
+	assert_int_equal(ts.greylist_delay, 2);
+	assert_string_equal(ts.dnsbl, "zen.example,bl.test");
+	assert_int_equal(ts.spam, 1);
+	assert_string_equal(ts.postmaster, "boss@pol.test");
+	assert_int_equal(ts.outbound_per_hour, 7);
+	char *text = directory_tenant_settings_format(&ts);
+	assert_non_null(strstr(text, "spf=reject\n"));
+	assert_non_null(strstr(text, "greylist_delay=2\n"));
+	free(text);
+	/* a record written by hand with a bad value reads as the default */
+	etcd_client *c = etcd_client_create(mailtest_etcd_conf(f->etcd));
+	const char *rec = "{\"created\":1,\"spf\":\"bogus\",\"greylist_delay\":-3,\"dmarc\":\"enforce\"}";
+	assert_int_equal(etcd_kv_put(c, "/mail/v1/tenants/pol.test", rec, strlen(rec), 0), MAIL_OK);
+	etcd_client_destroy(&c);
+	assert_int_equal(directory_tenant_settings_get(f->dir, "pol.test", &ts), MAIL_OK);
+	assert_int_equal(ts.spf, DIRECTORY_SPF_RECORD);
+	assert_int_equal(ts.greylist_delay, DIRECTORY_GREYLIST_DELAY_DEFAULT);
+	assert_int_equal(ts.dmarc, DIRECTORY_DMARC_ENFORCE);
+}
+
+/* resolve address into r and return the routes as "addr[/folder][!]" joined
+ * by spaces (! = external) */
+static int resolved(fixture *f, const char *address, char *out, size_t size)
+{
+	struct directory_rcpt r;
+	int err = directory_rcpt_resolve(f->dir, address, "al.test", &r);
+	size_t o = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < r.n_routes; i++)
+		o += (size_t)snprintf(out + o, size - o, "%s%s%s%s%s", i > 0 ? " " : "",
+				      r.routes[i].address, r.routes[i].folder != NULL ? "/" : "",
+				      r.routes[i].folder != NULL ? r.routes[i].folder : "",
+				      r.routes[i].external ? "!" : "");
+	directory_rcpt_free(&r);
+	return err;
+}
+
+static void test_aliases(void **state)
+{
+	fixture *f = *state;
+	char out[1024];
+	directory_tenant_add(f->dir, "al.test");
+	directory_tenant_add(f->dir, "other.test");
+	assert_int_equal(directory_user_add(f->dir, "zed@al.test", "pw"), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "amy@al.test", "pw"), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "oli@other.test", "pw"), MAIL_OK);
+
+	/* a user, case-insensitive domain; unknown user; not our domain */
+	assert_int_equal(resolved(f, "zed@AL.test", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "zed@al.test");
+	struct directory_rcpt r;
+	assert_int_equal(directory_rcpt_resolve(f->dir, "nobody@al.test", NULL, &r),
+			 MAIL_ERR_NOT_FOUND);
+	assert_string_equal(r.tenant, "al.test");
+	directory_rcpt_free(&r);
+	assert_int_equal(directory_rcpt_resolve(f->dir, "x@elsewhere.test", NULL, &r),
+			 MAIL_ERR_NOT_FOUND);
+	assert_null(r.tenant);
+	directory_rcpt_free(&r);
+
+	/* an alias, a list with an outside member and a duplicate */
+	const char *t1[] = { "zed@al.test" };
+	assert_int_equal(directory_alias_add(f->dir, "Sales@al.test", t1, 1), MAIL_OK);
+	assert_int_equal(resolved(f, "sales@al.test", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "zed@al.test");
+	const char *t2[] = { "sales@al.test", "amy@al.test", "oli@other.test", "Far@Away.test",
+			     "amy@al.test" };
+	assert_int_equal(directory_alias_add(f->dir, "team@al.test", t2, 5), MAIL_OK);
+	assert_int_equal(resolved(f, "team@al.test", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "zed@al.test amy@al.test oli@other.test far@away.test!");
+	/* aliases on a domain that is no tenant, bad targets */
+	assert_int_equal(directory_alias_add(f->dir, "x@away.test", t1, 1), MAIL_ERR_NOT_FOUND);
+	const char *bad[] = { "not an address" };
+	assert_int_equal(directory_alias_add(f->dir, "y@al.test", bad, 1), MAIL_ERR_PARAMS);
+
+	/* subaddressing: user+tag to user, folder tag; alias+tag too */
+	assert_int_equal(resolved(f, "zed+Lists@al.test", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "zed@al.test/Lists");
+	assert_int_equal(resolved(f, "sales+q3@al.test", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "zed@al.test");
+	assert_int_equal(resolved(f, "nobody+x@al.test", out, sizeof out), MAIL_ERR_NOT_FOUND);
+
+	/* postmaster: the first user, then postmaster=, also without a domain */
+	assert_int_equal(resolved(f, "postmaster@al.test", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "amy@al.test");
+	struct directory_tenant_settings ts = { 0 };
+	snprintf(ts.postmaster, sizeof ts.postmaster, "zed@al.test");
+	assert_int_equal(directory_tenant_settings_set(f->dir, "al.test", &ts,
+						       DIRECTORY_TENANT_POSTMASTER),
+			 MAIL_OK);
+	assert_int_equal(resolved(f, "Postmaster", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "zed@al.test");
+
+	/* the catch-all */
+	const char *t3[] = { "amy@al.test" };
+	assert_int_equal(directory_alias_add(f->dir, "@al.test", t3, 1), MAIL_OK);
+	assert_int_equal(resolved(f, "anything@al.test", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "amy@al.test");
+	assert_int_equal(resolved(f, "zed@al.test", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "zed@al.test");
+
+	/* a domain alias */
+	assert_int_equal(directory_domain_alias_add(f->dir, "al.example", "al.test"), MAIL_OK);
+	assert_int_equal(directory_domain_alias_add(f->dir, "al.example", "al.test"),
+			 MAIL_ERR_EXISTS);
+	assert_int_equal(directory_domain_alias_add(f->dir, "other.test", "al.test"),
+			 MAIL_ERR_EXISTS);
+	assert_int_equal(directory_domain_alias_add(f->dir, "x.example", "none.test"),
+			 MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_rcpt_resolve(f->dir, "Zed@AL.example", NULL, &r), MAIL_OK);
+	assert_string_equal(r.tenant, "al.test");
+	assert_string_equal(r.routes[0].address, "zed@al.test");
+	directory_rcpt_free(&r);
+	char **lines;
+	size_t n;
+	assert_int_equal(directory_domain_alias_list(f->dir, &lines, &n), MAIL_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(lines[0], "al.example al.test");
+	free_list(lines, n);
+
+	/* a loop: a -> b -> a */
+	const char *ta[] = { "loopb@al.test" }, *tb[] = { "loopa@al.test" };
+	directory_alias_add(f->dir, "loopa@al.test", ta, 1);
+	directory_alias_add(f->dir, "loopb@al.test", tb, 1);
+	assert_int_equal(resolved(f, "loopa@al.test", out, sizeof out), MAIL_ERR_LIMIT);
+
+	/* list, delete one target, delete the whole alias */
+	struct directory_alias *a;
+	assert_int_equal(directory_alias_list(f->dir, "al.test", &a, &n), MAIL_OK);
+	assert_int_equal(n, 5);
+	assert_string_equal(a[0].alias, "@al.test");
+	assert_string_equal(a[1].alias, "loopa@al.test");
+	directory_aliases_free(a, n);
+	assert_int_equal(directory_alias_del(f->dir, "team@al.test", "nope@away.test"),
+			 MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_alias_del(f->dir, "team@al.test", "Far@Away.test"), MAIL_OK);
+	assert_int_equal(resolved(f, "team@al.test", out, sizeof out), MAIL_OK);
+	assert_string_equal(out, "zed@al.test amy@al.test oli@other.test");
+	assert_int_equal(directory_alias_del(f->dir, "sales@al.test", "zed@al.test"), MAIL_OK);
+	assert_int_equal(directory_alias_del(f->dir, "sales@al.test", NULL), MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_alias_del(f->dir, "@al.test", NULL), MAIL_OK);
+	assert_int_equal(resolved(f, "anything@al.test", out, sizeof out), MAIL_ERR_NOT_FOUND);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tenants),
 		cmocka_unit_test(test_users),
 		cmocka_unit_test(test_scram),
+		cmocka_unit_test(test_tenant_policies),
+		cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_unreachable),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
