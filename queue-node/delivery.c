@@ -800,6 +800,10 @@ static void delivery__next(struct delivery_job *job)
 	Store__DeliverRequest req = STORE__DELIVER_REQUEST__INIT;
 	req.user = env->rcpt_to[i];
 	req.mailbox = "";
+	if (i < env->n_rcpt_mailbox && env->rcpt_mailbox[i][0] != '\0') {
+		req.mailbox = env->rcpt_mailbox[i];
+		req.mailbox_fallback = 1;
+	}
 	req.delivery_id = delivery_id;
 	req.body = env->body;
 	req.internal_date = env->received_at;

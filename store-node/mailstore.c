@@ -1107,6 +1107,10 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 		}
 	}
 	ret = mailstore__mbox_open(s, user, name, &m);
+	if (ret == MAIL_ERR_NOT_FOUND && msg->inbox_fallback && strcmp(name, "INBOX") != 0) {
+		name = "INBOX";
+		ret = mailstore__mbox_open(s, user, name, &m);
+	}
 	if (ret != MAIL_OK)
 		goto out;
 	if (m.uidnext == UINT32_MAX) {

@@ -543,6 +543,9 @@ struct mailstore_msg_in {
 	size_t n_flags;
 	const void *structure;
 	size_t structure_len;
+	/* deliver: a mailbox that does not exist means INBOX (a subaddress
+	 * folder, a Junk the user deleted) instead of NOT_FOUND */
+	int inbox_fallback;
 };
 /* APPEND (RFC 3502 MULTIAPPEND: n > 1, all or nothing, one batch): the
  * messages get consecutive uids, *uids_r (heap, n of them) in

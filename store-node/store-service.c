@@ -162,6 +162,7 @@ static int exec_deliver(mailstore *store, const Store__DeliverRequest *req, buf 
 		.n_flags = req->n_flags,
 		.structure = req->structure.len > 0 ? req->structure.data : NULL,
 		.structure_len = req->structure.len,
+		.inbox_fallback = req->mailbox_fallback,
 	};
 	int ret = mailstore_deliver_msg(store, req->user, req->mailbox, req->delivery_id, &msg,
 					&res);

@@ -1392,6 +1392,35 @@ static mailstore *open_store_keep(const char *dir, uint64_t keep_ms)
 	return s;
 }
 
+/* A delivery into a mailbox that does not exist: NOT_FOUND, or INBOX with
+ * inbox_fallback (a subaddress folder, Junk: issue 11). */
+static void test_deliver_inbox_fallback(void **state)
+{
+	struct fixture *f = *state;
+	static const char body[] = "Subject: x\r\n\r\nx\r\n";
+	struct mailstore_msg_in msg = { .body = body, .body_len = sizeof body - 1 };
+	struct mailstore_deliver_result r;
+	assert_int_equal(mailstore_deliver_msg(f->store, "u@x.test", "Lists", "f/0", &msg, &r),
+			 MAIL_ERR_NOT_FOUND);
+	msg.inbox_fallback = 1;
+	assert_int_equal(mailstore_deliver_msg(f->store, "u@x.test", "Lists", "f/1", &msg, &r),
+			 MAIL_OK);
+	struct mailstore_mailbox_info info;
+	struct mailstore_message_info *msgs;
+	size_t n;
+	assert_int_equal(mailstore_select(f->store, "u@x.test", "INBOX", &info, &msgs, &n), MAIL_OK);
+	assert_int_equal(n, 1);
+	mailstore_message_infos_free(msgs, n);
+	mailstore_mailbox_info_free(&info);
+	/* Junk exists (made with the user): it is used */
+	assert_int_equal(mailstore_deliver_msg(f->store, "u@x.test", "Junk", "f/2", &msg, &r),
+			 MAIL_OK);
+	assert_int_equal(mailstore_select(f->store, "u@x.test", "Junk", &info, &msgs, &n), MAIL_OK);
+	assert_int_equal(n, 1);
+	mailstore_message_infos_free(msgs, n);
+	mailstore_mailbox_info_free(&info);
+}
+
 static void test_delivery_expiry_window(void **state)
 {
 	struct fixture *f = *state;
@@ -1658,6 +1687,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_deliver_select_fetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deliver_inbox_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apply_barrier, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uids_increase_and_survive_reopen, setup,
 						teardown),
