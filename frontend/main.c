@@ -20,6 +20,8 @@
 #include "queue-client.h"
 #include "router.h"
 #include "smtp-mx.h"
+#include "smtp-inbound.h"
+#include "mail-error.h"
 #include "store-client.h"
 #include "tls-certs.h"
 #include "tls.h"
@@ -66,6 +68,7 @@ struct frontend {
 	smtp_mx *mx;
 	smtp_mx *submission;
 	smtp_mx *submissions;
+	smtp_inbound *inbound;         /* the MX's SPF, DKIM, DMARC */
 	imap_store_backend *mail;      /* the IMAP and POP3 servers' backend */
 	imap_server *imap;
 	imap_server *imaps;
@@ -305,10 +308,17 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	fe->mail = imap_store_backend_create(fe->auth, fe->store);
 	fe->rate = smtp_rate_create(NULL);
 
+	struct smtp_inbound_settings is = {
+		.dns_server = set->daemon.dns.text,
+		.authserv_id = set->hostname != NULL ? set->hostname : "localhost",
+	};
+	if (smtp_inbound_create(loop, &is, &fe->inbound, &error) != MAIL_OK)
+		return daemon_start_failed(d, "inbound checks", error);
 	struct smtp_mx_settings mx;
 	frontend_smtp_common(fe, set, &mx);
 	mx.server.host = set->smtp.host;
 	mx.server.port = set->smtp.port;
+	mx.inbound = fe->inbound;
 	if (smtp_mx_start(loop, &mx, fe->dir, fe->queue, &fe->mx, &error) < 0)
 		return daemon_start_failed(d, "smtp", error);
 	if (set->submission.text != NULL) {
@@ -389,6 +399,8 @@ static void frontend_drained(void *ctx)
 	struct frontend *fe = ctx;
 	queue_client_destroy(&fe->queue);
 	store_client_destroy(&fe->store);
+	/* no session is left to check */
+	smtp_inbound_destroy(&fe->inbound);
 	/* every POP3 session is gone: give back the lease (its locks with it) */
 	maildrop_locks_stop(&fe->locks);
 }

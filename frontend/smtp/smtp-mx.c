@@ -9,6 +9,7 @@
  * dropped by the engine).
  */
 #include "smtp-mx.h"
+#include "smtp-inbound.h"
 #include "smtp-trace.h"
 
 #include "auth-pool.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
@@ -41,6 +43,18 @@ struct smtp_mx {
 	auth_pool *auth;
 	smtp_rate *rate;  /* submission: borrowed, or owned when rate_owned */
 	int rate_owned;
+	smtp_inbound *inbound; /* the MX's authentication checks, or NULL */
+};
+
+/* Per SMTP session (smtp_session_data): the transaction's recipients as
+ * resolved (parallel to the engine's accepted RCPTs) and its inbound
+ * checks. Held by the session until on_disconnect and by each lookup or
+ * DATA in flight. */
+struct mx_session {
+	unsigned refs;
+	inbound_txn *txn;
+	struct directory_rcpt *rcpts;
+	size_t n_rcpts, cap;
 };
 
 /* One AUTH lookup: held back by the penalty, then on the auth pool. */
@@ -58,10 +72,11 @@ struct smtp_mx__rcpt {
 	uv_work_t work;
 	smtp_mx *mx;
 	smtp_session *session;
-	char *address; /* normalised */
+	struct mx_session *ms;
+	char *address; /* as given ("postmaster" alone included) */
 	char *sender;  /* submission: the authenticated user, normalised */
-	int tenant;    /* directory_tenant_exists() result */
-	int user;      /* directory_user_exists() result (when tenant is OK) */
+	int err;       /* directory_rcpt_resolve() result */
+	struct directory_rcpt resolved;
 	int submission;
 	struct directory_tenant_settings settings; /* of the sender's tenant */
 	int settings_cached; /* from the cache (before the work) */
@@ -93,6 +108,47 @@ static void smtp_mx__unref(smtp_mx *mx)
 	free(mx->log_svc);
 	free(mx->hostname);
 	free(mx);
+}
+
+static struct mx_session *mx_session_get(smtp_session *s)
+{
+	struct mx_session *ms = smtp_session_data(s);
+	if (ms == NULL) {
+		ms = xcalloc(1, sizeof *ms);
+		ms->refs = 1; /* the session's, dropped by on_disconnect */
+		smtp_session_set_data(s, ms);
+	}
+	return ms;
+}
+
+/* The transaction's recipients and checks go (a new MAIL, the end of
+ * DATA, the session's end). */
+static void mx_session_reset(struct mx_session *ms)
+{
+	for (size_t i = 0; i < ms->n_rcpts; i++)
+		directory_rcpt_free(&ms->rcpts[i]);
+	ms->n_rcpts = 0;
+	inbound_txn_release(&ms->txn);
+}
+
+static void mx_session_unref(struct mx_session *ms)
+{
+	if (--ms->refs > 0)
+		return;
+	mx_session_reset(ms);
+	free(ms->rcpts);
+	free(ms);
+}
+
+/* Keep r (moved: zeroed) as the next accepted recipient. */
+static void mx_session_add(struct mx_session *ms, struct directory_rcpt *r)
+{
+	if (ms->n_rcpts == ms->cap) {
+		ms->cap = ms->cap == 0 ? 4 : ms->cap * 2;
+		ms->rcpts = xrealloc(ms->rcpts, ms->cap * sizeof *ms->rcpts);
+	}
+	ms->rcpts[ms->n_rcpts++] = *r;
+	memset(r, 0, sizeof *r);
 }
 
 void smtp_mx_settings_init_default(struct smtp_mx_settings *set)
@@ -154,45 +210,113 @@ static int smtp_mx__rate_full(smtp_mx *mx, smtp_session *s, const char *user,
 
 /* ---- RCPT ------------------------------------------------------------- */
 
+/* The domain "postmaster" without one means (RFC 5321 4.5.1): our host
+ * name's, or the nearest parent of it, when that is a tenant; else the
+ * first tenant (a cluster serving one tenant answers for it). Thread
+ * pool. NULL: none. */
+static char *smtp_mx__postmaster_domain(smtp_mx *mx)
+{
+	for (const char *d = mx->hostname; d != NULL; d = strchr(d, '.')) {
+		if (*d == '.')
+			d++;
+		if (directory_tenant_exists(mx->dir, d) == MAIL_OK)
+			return xstrdup(d);
+	}
+	char **names = NULL;
+	size_t n = 0;
+	char *first = NULL;
+	if (directory_tenant_list(mx->dir, &names, &n) == MAIL_OK && n > 0)
+		first = xstrdup(names[0]);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return first;
+}
+
 /* Thread pool: the blocking directory calls, nothing else. */
 static void smtp_mx__rcpt_work(uv_work_t *w)
 {
 	struct smtp_mx__rcpt *r = w->data;
-	r->tenant = directory_tenant_exists(r->mx->dir, util_address_domain(r->address));
-	r->user = MAIL_ERR_INTERNAL;
-	if (r->tenant == MAIL_OK)
-		r->user = directory_user_exists(r->mx->dir, r->address);
+	char *pm = strchr(r->address, '@') == NULL ? smtp_mx__postmaster_domain(r->mx) : NULL;
+	r->err = directory_rcpt_resolve(r->mx->dir, r->address, pm, &r->resolved);
+	free(pm);
 	/* a remote recipient of submission: is the sender at its limit? */
-	if (r->tenant == MAIL_ERR_NOT_FOUND && r->submission && r->sender != NULL &&
-	    !r->settings_cached)
+	if (r->err == MAIL_ERR_NOT_FOUND && r->resolved.tenant == NULL && r->submission &&
+	    r->sender != NULL && !r->settings_cached)
 		r->settings_read = smtp_mx__settings_read(r->mx, r->sender, &r->settings) == MAIL_OK;
+}
+
+static void smtp_mx__rcpt_free(struct smtp_mx__rcpt *r)
+{
+	smtp_mx *mx = r->mx;
+	directory_rcpt_free(&r->resolved);
+	mx_session_unref(r->ms);
+	free(r->address);
+	free(r->sender);
+	free(r);
+	smtp_mx__unref(mx);
+}
+
+/* The recipient is accepted: kept with its routes, 250. */
+static void smtp_mx__rcpt_accept(struct smtp_mx__rcpt *r, const char *text)
+{
+	mx_session_add(r->ms, &r->resolved);
+	smtp_session_complete(r->session, 250, "2.1.5", text);
+	smtp_mx__rcpt_free(r);
+}
+
+/* The tenant refuses SPF failures: the MAIL FROM result decides. */
+static void smtp_mx__rcpt_spf(enum spf_status status, void *arg)
+{
+	struct smtp_mx__rcpt *r = arg;
+	if (status == SPF_FAIL) {
+		log_event(LOG_INFO, r->mx->log_svc, "event=spf_rejected sid=%s rcpt_domain=%s",
+			  smtp_session_id(r->session), r->resolved.tenant);
+		smtp_session_complete(r->session, 550, "5.7.23",
+				      "SPF validation failed: the sender's domain does not "
+				      "authorize this host");
+		smtp_mx__rcpt_free(r);
+		return;
+	}
+	smtp_mx__rcpt_accept(r, "Ok");
 }
 
 static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 {
 	struct smtp_mx__rcpt *r = w->data;
 	smtp_mx *mx = r->mx;
-	int err = MAIL_OK;
-	if (status < 0)
-		err = MAIL_ERR_INTERNAL; /* cancelled: never happens unless stopping */
-	else if (r->tenant != MAIL_OK)
-		err = r->tenant;
-	else
-		err = r->user;
+	int err = status < 0 ? MAIL_ERR_INTERNAL : r->err; /* cancelled: only when stopping */
+	const int remote = status >= 0 && err == MAIL_ERR_NOT_FOUND && r->resolved.tenant == NULL;
 
 	if (status >= 0 && r->settings_read)
 		smtp_rate_tenant_put(mx->rate, util_address_domain(r->sender), &r->settings,
 				     uv_now(mx->loop));
-	if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND && r->submission) {
+	if (remote && r->submission) {
 		const int known = r->settings_cached || r->settings_read;
-		if (!smtp_mx__rate_full(mx, r->session, r->sender, known ? &r->settings : NULL))
-			smtp_session_complete(r->session, 250, "2.1.5", "Ok (outbound)");
-	} else if (status >= 0 && r->tenant == MAIL_ERR_NOT_FOUND) {
+		if (!smtp_mx__rate_full(mx, r->session, r->sender, known ? &r->settings : NULL)) {
+			/* outside our tenants: one route, the address itself */
+			r->resolved.routes = xcalloc(1, sizeof *r->resolved.routes);
+			r->resolved.routes[0].address = util_address_normalize(r->address,
+									       strlen(r->address));
+			r->resolved.routes[0].external = 1;
+			r->resolved.n_routes = 1;
+			smtp_mx__rcpt_accept(r, "Ok (outbound)");
+			return;
+		}
+	} else if (remote) {
 		smtp_session_complete(r->session, 550, "5.7.1", "Relaying denied");
-	} else if (status >= 0 && r->tenant == MAIL_OK && r->user == MAIL_ERR_NOT_FOUND) {
+	} else if (status >= 0 && err == MAIL_ERR_NOT_FOUND) {
 		smtp_session_complete(r->session, 550, "5.1.1", "No such user");
+	} else if (status >= 0 && err == MAIL_ERR_LIMIT) {
+		smtp_session_complete(r->session, 550, "5.4.6",
+				      "Routing loop or too many addresses in an alias");
+	} else if (err == MAIL_OK && !r->submission && r->ms->txn != NULL &&
+		   r->resolved.settings.spf == DIRECTORY_SPF_REJECT) {
+		inbound_txn_spf_wait(r->ms->txn, smtp_mx__rcpt_spf, r);
+		return;
 	} else if (err == MAIL_OK) {
-		smtp_session_complete(r->session, 250, "2.1.5", "Ok");
+		smtp_mx__rcpt_accept(r, "Ok");
+		return;
 	} else {
 		const struct mail_error_info *info = mail_error_info(err);
 		log_event(LOG_WARN, mx->log_svc, "event=directory_failed sid=%s error=%s",
@@ -201,10 +325,7 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 		smtp_session_complete(r->session, 451, "4.3.0",
 				      "Temporary directory failure, try again later");
 	}
-	free(r->address);
-	free(r->sender);
-	free(r);
-	smtp_mx__unref(mx);
+	smtp_mx__rcpt_free(r);
 }
 
 static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt,
@@ -213,15 +334,18 @@ static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt,
 	smtp_mx *mx = ctx;
 	(void)params; /* kept by the engine with the recipient (on_data) */
 	char *address = util_address_normalize(rcpt, strlen(rcpt));
-	if (address == NULL) {
+	if (address == NULL && strcasecmp(rcpt, "postmaster") != 0) {
 		smtp_session_complete(s, 501, "5.1.3", "Bad recipient address syntax");
 		return;
 	}
+	free(address);
 	struct smtp_mx__rcpt *r = xcalloc(1, sizeof *r);
 	r->work.data = r;
 	r->mx = mx;
 	r->session = s;
-	r->address = address;
+	r->ms = mx_session_get(s);
+	r->ms->refs++;
+	r->address = xstrdup(rcpt);
 	r->sender = smtp_mx__user(mx, s);
 	r->submission = mx->submission;
 	r->settings_cached = r->sender != NULL &&
@@ -229,11 +353,8 @@ static void smtp_mx__on_rcpt(smtp_session *s, const char *rcpt,
 						  uv_now(mx->loop), &r->settings);
 	smtp_mx__ref(mx);
 	if (uv_queue_work(mx->loop, &r->work, smtp_mx__rcpt_work, smtp_mx__rcpt_done) < 0) {
-		free(r->address);
-		free(r->sender);
-		free(r);
-		smtp_mx__unref(mx);
 		smtp_session_complete(s, 451, "4.3.0", "Temporary failure, try again later");
+		smtp_mx__rcpt_free(r);
 	}
 }
 
@@ -248,54 +369,141 @@ _Static_assert((int)DSN_RET_UNSPECIFIED == (int)QUEUE__DSN_RET__RET_UNSPECIFIED 
 		       (int)DSN_RET_HDRS == (int)QUEUE__DSN_RET__RET_HDRS,
 	       "queue.proto's DsnRet is lib/dsn's enum dsn_ret");
 
-/* The DSN fields of the queue record (pointing into t, valid as long as
- * t; the arrays are the caller's to free with smtp_mx__dsn_free). The
- * per-recipient arrays stay empty when no recipient gave NOTIFY or ORCPT,
- * so a message without DSN parameters is stored as before. */
+/* Where a transaction's mail goes: one entry per route of each accepted
+ * recipient (an alias expands to its targets). */
+struct mx_plan {
+	size_t n;
+	char **rcpts;                 /* normalised addresses (owned) */
+	protobuf_c_boolean *remote;   /* outside our tenants */
+	char **mailbox;               /* "" INBOX, "Junk", a subaddress folder */
+	size_t *orig;                 /* the t->rcpts index it came from */
+	int any_mailbox;
+	/* the MX's fields to put after Received: (Authentication-Results),
+	 * and the message to queue instead of t->body (ours stripped) */
+	const char *fields;
+	size_t fields_len;
+	const uint8_t *body;
+	size_t body_len;
+};
+
+static void mx_plan_add(struct mx_plan *p, size_t *cap, const char *address, int remote,
+			const char *mailbox, size_t orig)
+{
+	if (p->n == *cap) {
+		*cap = *cap == 0 ? 8 : *cap * 2;
+		p->rcpts = xrealloc(p->rcpts, *cap * sizeof *p->rcpts);
+		p->remote = xrealloc(p->remote, *cap * sizeof *p->remote);
+		p->mailbox = xrealloc(p->mailbox, *cap * sizeof *p->mailbox);
+		p->orig = xrealloc(p->orig, *cap * sizeof *p->orig);
+	}
+	p->rcpts[p->n] = xstrdup(address);
+	p->remote[p->n] = remote != 0;
+	p->mailbox[p->n] = xstrdup(mailbox != NULL ? mailbox : "");
+	p->any_mailbox |= mailbox != NULL && mailbox[0] != '\0';
+	p->orig[p->n] = orig;
+	p->n++;
+}
+
+/* The plan of t: the routes kept in ms when there is one per accepted
+ * RCPT, else (no resolution kept) each recipient as it is. junk[i]: the
+ * copies of recipient i go to Junk. */
+static void mx_plan_build(struct mx_plan *p, const struct smtp_transaction *t,
+			  const struct mx_session *ms, const int *remote, const int *junk)
+{
+	memset(p, 0, sizeof *p);
+	size_t cap = 0;
+	int routed = ms != NULL && ms->n_rcpts == t->n_rcpts;
+	for (size_t i = 0; i < t->n_rcpts; i++) {
+		if (!routed) {
+			char *a = util_address_normalize(t->rcpts[i], strlen(t->rcpts[i]));
+			mx_plan_add(p, &cap, a != NULL ? a : t->rcpts[i], remote != NULL && remote[i],
+				    NULL, i);
+			free(a);
+			continue;
+		}
+		const struct directory_rcpt *r = &ms->rcpts[i];
+		for (size_t k = 0; k < r->n_routes; k++) {
+			const struct directory_route *rt = &r->routes[k];
+			const char *mailbox = junk != NULL && junk[i] && !rt->external ? "Junk"
+					      : rt->folder;
+			mx_plan_add(p, &cap, rt->address, rt->external, mailbox, i);
+		}
+	}
+}
+
+static void mx_plan_free(struct mx_plan *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		free(p->rcpts[i]);
+		free(p->mailbox[i]);
+	}
+	free(p->rcpts);
+	free(p->remote);
+	free(p->mailbox);
+	free(p->orig);
+}
+
+/* The DSN fields of the queue record (pointing into t and p, valid as long
+ * as both; the arrays are the caller's to free with smtp_mx__dsn_free).
+ * The per-recipient arrays stay empty when no recipient gave NOTIFY or
+ * ORCPT and no alias was expanded, so a plain message is stored as
+ * before. An expanded address without ORCPT gets the one given as its
+ * ORCPT (RFC 3461 5.2.1: a DSN names what the sender wrote). */
 struct smtp_mx__dsn {
 	uint32_t *notify;
 	Queue__Orcpt *orcpt;
 	Queue__Orcpt **orcpt_ptrs;
+	char **given;     /* ORCPT values we made */
 };
 
-static void smtp_mx__dsn_fill(const struct smtp_transaction *t, Queue__EnqueueRequest *req,
-			      struct smtp_mx__dsn *d)
+static void smtp_mx__dsn_fill(const struct smtp_transaction *t, const struct mx_plan *p,
+			      Queue__EnqueueRequest *req, struct smtp_mx__dsn *d)
 {
 	memset(d, 0, sizeof *d);
 	req->ret = (Queue__DsnRet)t->params.dsn.ret;
 	if (t->params.dsn.has_envid)
 		req->envid = (char *)t->params.dsn.envid;
 	int any_notify = 0, any_orcpt = 0;
-	for (size_t i = 0; i < t->n_rcpts; i++) {
-		any_notify |= t->rcpt_params[i].dsn.notify != 0;
-		any_orcpt |= t->rcpt_params[i].dsn.orcpt.kind != DSN_ADDR_NONE;
+	for (size_t i = 0; i < p->n; i++) {
+		const struct smtp_rcpt_params *rp = &t->rcpt_params[p->orig[i]];
+		any_notify |= rp->dsn.notify != 0;
+		any_orcpt |= rp->dsn.orcpt.kind != DSN_ADDR_NONE ||
+			     strcasecmp(p->rcpts[i], t->rcpts[p->orig[i]]) != 0;
 	}
 	if (any_notify) {
-		d->notify = xcalloc(t->n_rcpts, sizeof *d->notify);
-		for (size_t i = 0; i < t->n_rcpts; i++)
-			d->notify[i] = t->rcpt_params[i].dsn.notify;
-		req->n_notify = t->n_rcpts;
+		d->notify = xcalloc(p->n, sizeof *d->notify);
+		for (size_t i = 0; i < p->n; i++)
+			d->notify[i] = t->rcpt_params[p->orig[i]].dsn.notify;
+		req->n_notify = p->n;
 		req->notify = d->notify;
 	}
 	if (any_orcpt) {
-		d->orcpt = xcalloc(t->n_rcpts, sizeof *d->orcpt);
-		d->orcpt_ptrs = xcalloc(t->n_rcpts, sizeof *d->orcpt_ptrs);
-		for (size_t i = 0; i < t->n_rcpts; i++) {
-			const struct dsn_orcpt *o = &t->rcpt_params[i].dsn.orcpt;
+		d->orcpt = xcalloc(p->n, sizeof *d->orcpt);
+		d->orcpt_ptrs = xcalloc(p->n, sizeof *d->orcpt_ptrs);
+		d->given = xcalloc(p->n, sizeof *d->given);
+		for (size_t i = 0; i < p->n; i++) {
+			const struct dsn_orcpt *o = &t->rcpt_params[p->orig[i]].dsn.orcpt;
 			queue__orcpt__init(&d->orcpt[i]);
 			if (o->kind != DSN_ADDR_NONE) {
 				d->orcpt[i].addr_type = (char *)o->type;
 				d->orcpt[i].addr = (char *)o->addr;
+			} else if (strcasecmp(p->rcpts[i], t->rcpts[p->orig[i]]) != 0) {
+				d->given[i] = xstrdup(t->rcpts[p->orig[i]]);
+				d->orcpt[i].addr_type = "rfc822";
+				d->orcpt[i].addr = d->given[i];
 			}
 			d->orcpt_ptrs[i] = &d->orcpt[i];
 		}
-		req->n_orcpt = t->n_rcpts;
+		req->n_orcpt = p->n;
 		req->orcpt = d->orcpt_ptrs;
 	}
 }
 
-static void smtp_mx__dsn_free(struct smtp_mx__dsn *d)
+static void smtp_mx__dsn_free(struct smtp_mx__dsn *d, size_t n)
 {
+	for (size_t i = 0; d->given != NULL && i < n; i++)
+		free(d->given[i]);
+	free(d->given);
 	free(d->notify);
 	free(d->orcpt);
 	free(d->orcpt_ptrs);
@@ -336,38 +544,32 @@ struct smtp_mx__submit {
 };
 
 /* The envelope as the queue stores it: normalised addresses. A sender that
- * does not normalise (a quoted local part, say) is kept as given. remote:
- * per recipient, outside our tenants (submission), or NULL. sub: NULL on
- * the MX; its counted_user becomes the enqueue's (NULLed). */
+ * does not normalise (a quoted local part, say) is kept as given. p: the
+ * recipients (routes) and what the MX adds. sub: NULL on the MX; its
+ * counted_user becomes the enqueue's (NULLed). */
 static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_transaction *t,
-			     const int *remote, struct smtp_mx__submit *sub)
+			     const struct mx_plan *p, struct smtp_mx__submit *sub)
 {
 	struct smtp_mx__enqueue *e = xcalloc(1, sizeof *e);
 	e->mx = mx;
 	e->session = s;
-	e->n_rcpts = t->n_rcpts;
+	e->n_rcpts = p->n;
 	e->size = t->body_len;
 	if (sub != NULL) {
 		e->rate_user = sub->counted_user;
 		e->rate_at = sub->counted_at;
 		sub->counted_user = NULL;
 	}
+	const uint8_t *msg = p->body != NULL ? p->body : t->body;
+	size_t msg_len = p->body != NULL ? p->body_len : t->body_len;
 
 	char *from = NULL;
 	if (t->mail_from[0] != '\0')
 		from = util_address_normalize(t->mail_from, strlen(t->mail_from));
-	char **rcpts = xcalloc(t->n_rcpts, sizeof *rcpts);
-	protobuf_c_boolean *rflags = xcalloc(t->n_rcpts + 1, sizeof *rflags);
-	for (size_t i = 0; i < t->n_rcpts; i++) {
-		rcpts[i] = util_address_normalize(t->rcpts[i], strlen(t->rcpts[i]));
-		if (rcpts[i] == NULL) /* cannot happen: on_rcpt accepted it */
-			rcpts[i] = xstrdup(t->rcpts[i]);
-		rflags[i] = remote != NULL && remote[i];
-	}
 	int64_t now = util_now_wall_ms();
 	/* A resend of this very message (our reply was lost) gets this id
 	 * again and is stored once (queue-client.h). */
-	queue_client_content_id(e->qid, from != NULL ? from : t->mail_from, rcpts, t->n_rcpts,
+	queue_client_content_id(e->qid, from != NULL ? from : t->mail_from, p->rcpts, p->n,
 				(const uint8_t *)t->body, t->body_len, now);
 	/* what every accepted message gets (smtp-trace.h): our Received:
 	 * and, on submission, a Date: and Message-ID: it lacks, before the
@@ -379,28 +581,37 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 		.peer_ip = smtp_session_peer_ip(s),
 		.by = mx->hostname,
 		.queue_id = e->qid,
-		.for_rcpt = t->n_rcpts == 1 ? rcpts[0] : NULL,
+		.for_rcpt = t->n_rcpts == 1 && p->n == 1 ? p->rcpts[0] : NULL,
 		.tls = smtp_session_tls(s),
 		.authenticated = smtp_session_user(s) != NULL,
 		.now_ms = now,
 	};
 	smtp_trace_received(&body, &ti);
+	if (p->fields != NULL)
+		buf_append(&body, p->fields, p->fields_len);
 	if (mx->submission) {
 		char hex[33];
 		util_random_hex(hex, 16);
-		smtp_trace_submission_fields(&body, t->body, t->body_len, mx->hostname, hex, now);
+		smtp_trace_submission_fields(&body, msg, msg_len, mx->hostname, hex, now);
 	}
-	buf_append(&body, t->body, t->body_len);
+	buf_append(&body, msg, msg_len);
 
 	Queue__EnqueueRequest req;
 	queue__enqueue_request__init(&req);
 	req.queue_id = e->qid;
 	req.mail_from = from != NULL ? from : (char *)t->mail_from;
-	req.n_rcpt_to = t->n_rcpts;
-	req.rcpt_to = rcpts;
-	if (remote != NULL) {
-		req.n_rcpt_remote = t->n_rcpts;
-		req.rcpt_remote = rflags;
+	req.n_rcpt_to = p->n;
+	req.rcpt_to = p->rcpts;
+	int any_remote = 0;
+	for (size_t i = 0; i < p->n; i++)
+		any_remote |= p->remote[i];
+	if (any_remote) {
+		req.n_rcpt_remote = p->n;
+		req.rcpt_remote = p->remote;
+	}
+	if (p->any_mailbox) {
+		req.n_rcpt_mailbox = p->n;
+		req.rcpt_mailbox = p->mailbox;
 	}
 	req.body.data = body.data;
 	req.body.len = body.len;
@@ -413,17 +624,13 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 	req.sender_local = sub != NULL && sub->sender_local;
 	req.delay_warning = sub != NULL && sub->delay_warning;
 	struct smtp_mx__dsn dsn;
-	smtp_mx__dsn_fill(t, &req, &dsn);
+	smtp_mx__dsn_fill(t, p, &req, &dsn);
 
 	smtp_mx__ref(mx);
 	/* The request is packed before this returns (queue-client.h). */
 	queue_client_enqueue(mx->qc, &req, smtp_mx__enqueue_cb, e);
-	smtp_mx__dsn_free(&dsn);
+	smtp_mx__dsn_free(&dsn, p->n);
 	buf_deinit(&body);
-	for (size_t i = 0; i < t->n_rcpts; i++)
-		free(rcpts[i]);
-	free(rcpts);
-	free(rflags);
 	free(from);
 }
 
@@ -497,7 +704,10 @@ static void smtp_mx__remote_done(uv_work_t *w, int status)
 			sub.counted_at = now;
 			r->user = NULL;
 		}
-		smtp_mx__enqueue(mx, r->session, r->t, r->remote, &sub);
+		struct mx_plan plan;
+		mx_plan_build(&plan, r->t, smtp_session_data(r->session), r->remote, NULL);
+		smtp_mx__enqueue(mx, r->session, r->t, &plan, &sub);
+		mx_plan_free(&plan);
 	}
 	smtp_mx__unref(mx);
 	free(r->user);
@@ -505,11 +715,96 @@ static void smtp_mx__remote_done(uv_work_t *w, int status)
 	free(r);
 }
 
+/* ---- the MX's DATA: authentication, loops, DMARC ------------------------------ */
+
+/* Most Received fields a message may carry (RFC 5321 6.3: a loop). */
+#define SMTP_MX_HOPS_MAX 100u
+
+/* Received fields in the header section of msg. */
+static unsigned smtp_mx__hops(const uint8_t *msg, size_t len)
+{
+	unsigned n = 0;
+	size_t pos = 0;
+	while (pos < len) {
+		const uint8_t *nl = memchr(msg + pos, '\n', len - pos);
+		size_t end = nl != NULL ? (size_t)(nl - msg) : len;
+		if (end == pos || (end == pos + 1 && msg[pos] == '\r'))
+			break; /* the empty line */
+		if (end - pos >= 9 && strncasecmp((const char *)msg + pos, "received:", 9) == 0)
+			n++;
+		pos = end + 1;
+	}
+	return n;
+}
+
+struct smtp_mx__data {
+	smtp_mx *mx;
+	smtp_session *session;
+	const struct smtp_transaction *t; /* valid until the DATA completion */
+	struct mx_session *ms;
+};
+
+static void smtp_mx__data_verdict(const struct inbound_verdict *v, void *arg)
+{
+	struct smtp_mx__data *d = arg;
+	smtp_mx *mx = d->mx;
+	struct mx_session *ms = d->ms;
+	int enforce = 0;
+	int *junk = xcalloc(ms->n_rcpts + 1, sizeof *junk);
+	for (size_t i = 0; i < ms->n_rcpts; i++) {
+		int e = ms->rcpts[i].settings.dmarc == DIRECTORY_DMARC_ENFORCE;
+		enforce |= e;
+		junk[i] = e && v->dmarc.disposition == DMARC_DISP_QUARANTINE;
+	}
+	if (enforce && v->dmarc.disposition == DMARC_DISP_REJECT) {
+		/* refused now, never bounced later (RFC 7489 10.3) */
+		char text[DMARC_DOMAIN_MAX + 64];
+		snprintf(text, sizeof text, "Message rejected by the DMARC policy of %s",
+			 v->dmarc.from_domain);
+		log_event(LOG_INFO, mx->log_svc, "event=dmarc_rejected sid=%s from_domain=%s",
+			  smtp_session_id(d->session), v->dmarc.from_domain);
+		smtp_session_complete(d->session, 550, "5.7.1", text);
+	} else {
+		struct mx_plan plan;
+		mx_plan_build(&plan, d->t, ms, NULL, junk);
+		plan.fields = v->fields;
+		plan.fields_len = v->fields_len;
+		plan.body = v->body;
+		plan.body_len = v->body_len;
+		smtp_mx__enqueue(mx, d->session, d->t, &plan, NULL);
+		mx_plan_free(&plan);
+	}
+	free(junk);
+	mx_session_unref(ms);
+	free(d);
+	smtp_mx__unref(mx);
+}
+
 static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, void *ctx)
 {
 	smtp_mx *mx = ctx;
 	if (!mx->submission) {
-		smtp_mx__enqueue(mx, s, t, NULL, NULL);
+		if (smtp_mx__hops(t->body, t->body_len) > SMTP_MX_HOPS_MAX) {
+			smtp_session_complete(s, 554, "5.4.6", "Too many hops: a mail loop");
+			return;
+		}
+		struct mx_session *ms = smtp_session_data(s);
+		if (ms == NULL || ms->txn == NULL) {
+			/* no checks configured (tests of the engine) */
+			struct mx_plan plan;
+			mx_plan_build(&plan, t, ms, NULL, NULL);
+			smtp_mx__enqueue(mx, s, t, &plan, NULL);
+			mx_plan_free(&plan);
+			return;
+		}
+		struct smtp_mx__data *d = xcalloc(1, sizeof *d);
+		d->mx = mx;
+		d->session = s;
+		d->t = t;
+		d->ms = ms;
+		ms->refs++;
+		smtp_mx__ref(mx);
+		inbound_txn_data(ms->txn, t->body, t->body_len, smtp_mx__data_verdict, d);
 		return;
 	}
 	struct smtp_mx__remote *r = xcalloc(1, sizeof *r);
@@ -592,11 +887,37 @@ static void smtp_mx__on_auth_result(smtp_session *s, const char *user, int ok, v
 		mx->auth_failed(mx->guard_arg, smtp_session_peer_ip(s));
 }
 
+/* The MX's MAIL: a new transaction, its SPF checks started. */
+static void smtp_mx__on_mx_mail(smtp_session *s, const char *from,
+				const struct smtp_mail_params *params, void *ctx)
+{
+	smtp_mx *mx = ctx;
+	(void)params;
+	struct mx_session *ms = mx_session_get(s);
+	mx_session_reset(ms);
+	if (mx->inbound != NULL)
+		ms->txn = inbound_txn_start(mx->inbound, smtp_session_id(s),
+					    smtp_session_peer_ip(s), smtp_session_helo(s), from);
+	smtp_session_complete(s, 250, "2.1.0", "Ok");
+}
+
+static void smtp_mx__on_disconnect(smtp_session *s, void *ctx)
+{
+	(void)ctx;
+	struct mx_session *ms = smtp_session_data(s);
+	if (ms == NULL)
+		return;
+	smtp_session_set_data(s, NULL);
+	inbound_txn_release(&ms->txn);
+	mx_session_unref(ms);
+}
+
 static void smtp_mx__on_mail(smtp_session *s, const char *from,
 			     const struct smtp_mail_params *params, void *ctx)
 {
 	(void)params;
 	(void)ctx;
+	mx_session_reset(mx_session_get(s));
 	const char *user = smtp_session_user(s);
 	char *f = from[0] != '\0' ? util_address_normalize(from, strlen(from)) : NULL;
 	char *u = user != NULL ? util_address_normalize(user, strlen(user)) : NULL;
@@ -615,10 +936,13 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 		  queue_client *qc, smtp_mx **mx_r, const char **error_r)
 {
 	static const struct smtp_server_callbacks mx_callbacks = {
+		.on_disconnect = smtp_mx__on_disconnect,
+		.on_mail = smtp_mx__on_mx_mail,
 		.on_rcpt = smtp_mx__on_rcpt,
 		.on_data = smtp_mx__on_data,
 	};
 	static const struct smtp_server_callbacks submission_callbacks = {
+		.on_disconnect = smtp_mx__on_disconnect,
 		.on_mail = smtp_mx__on_mail,
 		.on_rcpt = smtp_mx__on_rcpt,
 		.on_data = smtp_mx__on_data,
@@ -638,6 +962,7 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 	mx->guard_arg = set->server.guard_arg;
 	mx->auth = set->auth;
 	mx->rate = set->rate;
+	mx->inbound = set->submission ? NULL : set->inbound;
 	if (set->submission && mx->rate == NULL) {
 		mx->rate = smtp_rate_create(NULL);
 		mx->rate_owned = 1;

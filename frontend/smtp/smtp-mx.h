@@ -62,6 +62,10 @@ struct smtp_mx_settings {
 	/* Submission: where credentials are checked (frontend/auth-pool.h;
 	 * borrowed, must outlive the MX). */
 	struct auth_pool *auth;
+	/* The MX (not submission): SPF, DKIM, DMARC and
+	 * Authentication-Results (smtp-inbound.h; borrowed, must outlive the
+	 * MX). NULL: none of them. */
+	struct smtp_inbound *inbound;
 };
 
 /* smtp_server_settings_init_default() with port 2525 and log_svc

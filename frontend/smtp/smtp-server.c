@@ -103,6 +103,7 @@ struct smtp_session {
 	smtp_data_reader data;
 	buf in;
 	buf out;
+	void *user_data;     /* the callbacks' own, smtp_session_set_data() */
 };
 
 struct smtp__write {
@@ -1281,6 +1282,16 @@ const char *smtp_session_peer_ip(const smtp_session *s)
 const char *smtp_session_user(const smtp_session *s)
 {
 	return s->auth_user;
+}
+
+void smtp_session_set_data(smtp_session *s, void *data)
+{
+	s->user_data = data;
+}
+
+void *smtp_session_data(const smtp_session *s)
+{
+	return s->user_data;
 }
 
 const char *smtp_session_helo(const smtp_session *s)

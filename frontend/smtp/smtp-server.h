@@ -196,6 +196,11 @@ void smtp_session_auth_complete(smtp_session *s, int status,
 const char *smtp_session_id(const smtp_session *s);      /* 16 hex chars */
 const char *smtp_session_peer_ip(const smtp_session *s); /* "127.0.0.1" */
 const char *smtp_session_helo(const smtp_session *s);    /* "" before HELO */
+/* One pointer of the callbacks' own per session (NULL at first); the
+ * engine never looks at it. Free what it points to by on_disconnect at
+ * the latest, minding callbacks still pending. */
+void smtp_session_set_data(smtp_session *s, void *data);
+void *smtp_session_data(const smtp_session *s);
 /* 1 once the connection is closing or closed (a completion is dropped). */
 int smtp_session_is_closed(const smtp_session *s);
 /* 1 when the session runs over TLS (the handshake is done). */

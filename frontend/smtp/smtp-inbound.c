@@ -1,0 +1,424 @@
+/* smtp-inbound.c: SPF, DKIM, DMARC and Authentication-Results for the MX
+ * (smtp-inbound.h).
+ *
+ * A transaction is reference-counted: the caller holds one until
+ * inbound_txn_release(), each check in flight (two SPF queries, the DKIM
+ * job, the DMARC check) one. The DATA pipeline is strip -> DKIM -> (wait
+ * for SPF) -> DMARC -> compose; each step starts from the previous one's
+ * callback.
+ */
+#include "smtp-inbound.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth-results.h"
+#include "dkim-from.h"
+#include "dkim-verify.h"
+#include "dns.h"
+#include "log.h"
+#include "mail-error.h"
+#include "xalloc.h"
+
+/* The header section the From domain is looked for in (a bigger one has
+ * no usable From: DMARC none). */
+#define INBOUND_HEADER_MAX (1024u * 1024u)
+
+struct smtp_inbound {
+	uv_loop_t *loop;
+	dns_resolver *dns;
+	spf_checker *spf;
+	dkim_verifier *dkim;
+	dmarc_checker *dmarc;
+	char *authserv_id;
+};
+
+/* One SPF query's outcome, copied from its callback. */
+struct spf_part {
+	spf_query *q;
+	int done;
+	enum spf_status status;
+	enum spf_identity identity;
+	char *sender;         /* as checked */
+	char *domain;
+	char *received_spf;   /* the whole field, CRLF-terminated */
+};
+
+struct inbound_txn {
+	smtp_inbound *in;
+	unsigned refs;
+	char sid[40];
+	struct spf_part from, helo;
+	inbound_spf_cb *wait_cb;
+	void *wait_arg;
+	/* DATA */
+	inbound_data_cb *data_cb;
+	void *data_arg;
+	int data_waits_spf;   /* DKIM is done: DMARC waits for from */
+	uint8_t *msg;         /* the stripped copy */
+	size_t msg_len;
+	struct dkim_verify_sig *sigs;
+	size_t n_sigs;
+	int dkim_error;       /* the verifier refused the message (too big...) */
+	char from_domain[DKIM_DOMAIN_MAX + 1];
+	struct dmarc_outcome dmarc;
+};
+
+/* ---- the object ------------------------------------------------------------- */
+
+int smtp_inbound_create(uv_loop_t *loop, const struct smtp_inbound_settings *set,
+			smtp_inbound **in_r, const char **error_r)
+{
+	smtp_inbound *in = xcalloc(1, sizeof *in);
+	in->loop = loop;
+	in->authserv_id = xstrdup(set->authserv_id != NULL ? set->authserv_id : "localhost");
+	struct dns_settings ds = { .server = set->dns_server };
+	struct spf_settings ss = spf_settings_default();
+	ss.dns_server = set->dns_server;
+	ss.receiver = in->authserv_id;
+	ss.timeout_ms = set->spf_timeout_ms != 0 ? set->spf_timeout_ms
+						 : SMTP_INBOUND_SPF_TIMEOUT_DEFAULT;
+	int err = MAIL_OK;
+	if (dns_resolver_create(loop, &ds, &in->dns, error_r) < 0)
+		err = MAIL_ERR_PARAMS;
+	if (err == MAIL_OK)
+		err = spf_checker_create(loop, &ss, &in->spf, error_r);
+	if (err == MAIL_OK)
+		err = dkim_verifier_create(loop, in->dns, NULL, &in->dkim, error_r);
+	if (err == MAIL_OK)
+		err = dmarc_checker_create(loop, in->dns, NULL, &in->dmarc, error_r);
+	if (err != MAIL_OK) {
+		smtp_inbound_destroy(&in);
+		return err;
+	}
+	*in_r = in;
+	return MAIL_OK;
+}
+
+void smtp_inbound_destroy(smtp_inbound **inp)
+{
+	smtp_inbound *in = *inp;
+	if (in == NULL)
+		return;
+	*inp = NULL;
+	dmarc_checker_destroy(&in->dmarc);
+	dkim_verifier_destroy(&in->dkim);
+	spf_checker_destroy(&in->spf);
+	dns_resolver_destroy(&in->dns);
+	free(in->authserv_id);
+	free(in);
+}
+
+struct dns_resolver *smtp_inbound_resolver(smtp_inbound *in)
+{
+	return in->dns;
+}
+
+/* ---- the transaction ---------------------------------------------------------- */
+
+static void spf_part_free(struct spf_part *p)
+{
+	free(p->sender);
+	free(p->domain);
+	free(p->received_spf);
+}
+
+static void txn_unref(inbound_txn *t)
+{
+	if (--t->refs > 0)
+		return;
+	spf_part_free(&t->from);
+	spf_part_free(&t->helo);
+	free(t->msg);
+	free(t->sigs);
+	free(t);
+}
+
+static void data_dmarc(inbound_txn *t);
+
+static void spf_done(struct spf_part *p, const struct spf_result *r)
+{
+	p->q = NULL;
+	p->done = 1;
+	p->status = r != NULL ? r->status : SPF_TEMPERROR;
+	if (r != NULL) {
+		p->identity = r->identity;
+		p->sender = xstrdup(r->sender);
+		p->domain = xstrdup(r->domain);
+		p->received_spf = xstrdup(r->received_spf);
+	}
+}
+
+static void spf_from_cb(const struct spf_result *r, void *arg)
+{
+	inbound_txn *t = arg;
+	spf_done(&t->from, r);
+	if (t->wait_cb != NULL) {
+		inbound_spf_cb *cb = t->wait_cb;
+		t->wait_cb = NULL;
+		cb(t->from.status, t->wait_arg);
+	}
+	if (t->data_waits_spf) {
+		t->data_waits_spf = 0;
+		data_dmarc(t);
+	}
+	txn_unref(t);
+}
+
+static void spf_helo_cb(const struct spf_result *r, void *arg)
+{
+	inbound_txn *t = arg;
+	spf_done(&t->helo, r);
+	txn_unref(t);
+}
+
+inbound_txn *inbound_txn_start(smtp_inbound *in, const char *sid, const char *client_ip,
+			       const char *helo, const char *mail_from)
+{
+	inbound_txn *t = xcalloc(1, sizeof *t);
+	t->in = in;
+	t->refs = 3; /* the caller's, and one per SPF query */
+	snprintf(t->sid, sizeof t->sid, "%s", sid);
+	struct spf_request req = {
+		.client_ip = client_ip, .helo = helo, .mail_from = mail_from,
+		.identity = SPF_IDENTITY_MAILFROM, .id = t->sid,
+	};
+	t->from.q = spf_check(in->spf, &req, spf_from_cb, t);
+	req.identity = SPF_IDENTITY_HELO;
+	t->helo.q = spf_check(in->spf, &req, spf_helo_cb, t);
+	return t;
+}
+
+void inbound_txn_release(inbound_txn **tp)
+{
+	inbound_txn *t = *tp;
+	if (t == NULL)
+		return;
+	*tp = NULL;
+	txn_unref(t);
+}
+
+/* Answers a wait on a later turn of the loop when SPF is already done:
+ * the contract says never inside the call. */
+struct spf_later {
+	uv_idle_t idle;
+	inbound_txn *t;
+	inbound_spf_cb *cb;
+	void *arg;
+};
+
+static void spf_later_closed(uv_handle_t *h)
+{
+	struct spf_later *l = h->data;
+	l->cb(l->t->from.status, l->arg);
+	txn_unref(l->t);
+	free(l);
+}
+
+static void spf_later_cb(uv_idle_t *h)
+{
+	uv_idle_stop(h);
+	uv_close((uv_handle_t *)h, spf_later_closed);
+}
+
+void inbound_txn_spf_wait(inbound_txn *t, inbound_spf_cb *cb, void *arg)
+{
+	if (!t->from.done) {
+		t->wait_cb = cb;
+		t->wait_arg = arg;
+		return;
+	}
+	struct spf_later *l = xcalloc(1, sizeof *l);
+	l->t = t;
+	l->cb = cb;
+	l->arg = arg;
+	t->refs++;
+	uv_idle_init(t->in->loop, &l->idle);
+	l->idle.data = l;
+	uv_idle_start(&l->idle, spf_later_cb);
+}
+
+/* ---- DATA -------------------------------------------------------------------------- */
+
+static enum dmarc_auth spf_to_dmarc(enum spf_status s)
+{
+	switch (s) {
+	case SPF_PASS:
+		return DMARC_AUTH_PASS;
+	case SPF_FAIL:
+	case SPF_SOFTFAIL:
+		return DMARC_AUTH_FAIL;
+	case SPF_TEMPERROR:
+		return DMARC_AUTH_TEMPERROR;
+	case SPF_PERMERROR:
+		return DMARC_AUTH_PERMERROR;
+	default:
+		return DMARC_AUTH_NONE;
+	}
+}
+
+static enum dmarc_auth dkim_to_dmarc(enum dkim_verify_status s)
+{
+	switch (s) {
+	case DKIM_VERIFY_PASS:
+		return DMARC_AUTH_PASS;
+	case DKIM_VERIFY_TEMPERROR:
+		return DMARC_AUTH_TEMPERROR;
+	case DKIM_VERIFY_PERMERROR:
+		return DMARC_AUTH_PERMERROR;
+	default:
+		return DMARC_AUTH_FAIL;
+	}
+}
+
+/* An spf method of Authentication-Results for part p. */
+static void spf_method(const struct spf_part *p, struct authres_method *m)
+{
+	memset(m, 0, sizeof *m);
+	m->method = "spf";
+	m->result = spf_status_name(p->status);
+	if (p->sender == NULL)
+		return;
+	if (p->identity == SPF_IDENTITY_HELO)
+		m->props[m->n_props++] = (struct authres_prop){ "smtp", "helo", p->domain };
+	else
+		m->props[m->n_props++] = (struct authres_prop){ "smtp", "mailfrom", p->sender };
+}
+
+static void data_finish(inbound_txn *t)
+{
+	smtp_inbound *in = t->in;
+	/* spf (MAIL FROM, and HELO unless <> made HELO the MAIL FROM
+	 * identity), one dkim per signature (or dkim=none), dmarc */
+	size_t n_max = 3 + (t->n_sigs > 0 ? t->n_sigs : 1);
+	struct authres_method *m = xcalloc(n_max, sizeof *m);
+	char (*comments)[64] = xcalloc(n_max, sizeof *comments);
+	size_t n = 0;
+	spf_method(&t->from, &m[n++]);
+	if (t->from.identity != SPF_IDENTITY_HELO && t->helo.done && t->helo.sender != NULL)
+		spf_method(&t->helo, &m[n++]);
+	if (t->n_sigs == 0) {
+		dkim_verify_sig_authres(NULL, &m[n], comments[n], sizeof comments[n]);
+		if (t->dkim_error)
+			m[n].result = "permerror"; /* the message could not be read */
+		n++;
+	}
+	for (size_t i = 0; i < t->n_sigs; i++, n++)
+		dkim_verify_sig_authres(&t->sigs[i], &m[n], comments[n], sizeof comments[n]);
+	if (t->from_domain[0] != '\0') {
+		dmarc_outcome_authres(&t->dmarc, &m[n], comments[n], sizeof comments[n]);
+		n++;
+	}
+	char *ar = NULL;
+	size_t ar_len = 0;
+	const char *error;
+	if (authres_compose(in->authserv_id, m, n, &ar, &ar_len, &error) != MAIL_OK) {
+		/* a bug of ours, not the network's: keep a field that says so */
+		log_event(LOG_ERROR, "smtp-mx", "event=authres_failed sid=%s error=\"%s\"", t->sid,
+			  error);
+		ar = xasprintf("Authentication-Results: %s; none\r\n", in->authserv_id);
+		ar_len = strlen(ar);
+	}
+	const char *rspf = t->from.received_spf != NULL ? t->from.received_spf : "";
+	char *fields = xasprintf("%s%s", ar, rspf);
+	size_t dkim_pass = 0;
+	for (size_t i = 0; i < t->n_sigs; i++)
+		dkim_pass += t->sigs[i].status == DKIM_VERIFY_PASS;
+	struct inbound_verdict v = {
+		.spf = t->from.status,
+		.dmarc = t->dmarc,
+		.dkim_pass = dkim_pass,
+		.fields = fields,
+		.fields_len = strlen(fields),
+		.body = t->msg,
+		.body_len = t->msg_len,
+	};
+	log_event(LOG_INFO, "smtp-mx",
+		  "event=authenticated sid=%s spf=%s helo_spf=%s dkim=%zu/%zu dmarc=%s from=%s "
+		  "disposition=%s",
+		  t->sid, spf_status_name(t->from.status),
+		  t->helo.done ? spf_status_name(t->helo.status) : "-", dkim_pass, t->n_sigs,
+		  dmarc_result_name(t->dmarc.result),
+		  t->from_domain[0] != '\0' ? t->from_domain : "-",
+		  dmarc_disp_name(t->dmarc.disposition));
+	inbound_data_cb *cb = t->data_cb;
+	t->data_cb = NULL;
+	cb(&v, t->data_arg);
+	free(fields);
+	free(ar);
+	free(comments);
+	free(m);
+	txn_unref(t);
+}
+
+static void dmarc_cb(const struct dmarc_outcome *outcome, void *arg)
+{
+	inbound_txn *t = arg;
+	t->dmarc = *outcome;
+	data_finish(t);
+}
+
+/* DKIM is done and SPF too: DMARC, when the message has one From domain. */
+static void data_dmarc(inbound_txn *t)
+{
+	memset(&t->dmarc, 0, sizeof t->dmarc);
+	if (t->from_domain[0] == '\0') {
+		data_finish(t);
+		return;
+	}
+	struct dmarc_dkim dk[DMARC_DKIM_MAX];
+	size_t n = 0;
+	for (size_t i = 0; i < t->n_sigs && n < DMARC_DKIM_MAX; i++) {
+		dk[n].domain = t->sigs[i].domain;
+		dk[n].result = dkim_to_dmarc(t->sigs[i].status);
+		n++;
+	}
+	struct dmarc_request req = {
+		.from_domain = t->from_domain,
+		.spf = spf_to_dmarc(t->from.status),
+		.spf_domain = t->from.domain,
+		.dkim = dk,
+		.n_dkim = n,
+	};
+	dmarc_check_start(t->in->dmarc, &req, dmarc_cb, t);
+}
+
+static void dkim_cb(int status, const struct dkim_verify_result *result, void *arg)
+{
+	inbound_txn *t = arg;
+	if (status == MAIL_OK && result->count > 0) {
+		t->sigs = xcalloc(result->count, sizeof *t->sigs);
+		memcpy(t->sigs, result->sigs, result->count * sizeof *t->sigs);
+		t->n_sigs = result->count;
+	} else if (status != MAIL_OK) {
+		t->dkim_error = 1;
+	}
+	if (!t->from.done) {
+		t->data_waits_spf = 1; /* spf_from_cb goes on */
+		return;
+	}
+	data_dmarc(t);
+}
+
+void inbound_txn_data(inbound_txn *t, const uint8_t *body, size_t len, inbound_data_cb *cb,
+		      void *arg)
+{
+	t->data_cb = cb;
+	t->data_arg = arg;
+	t->refs++; /* the pipeline's, dropped by data_finish */
+	t->msg = xmalloc(len + 1);
+	memcpy(t->msg, body, len);
+	t->msg_len = len;
+	size_t removed = 0;
+	const char *error;
+	if (authres_strip_ours(t->msg, &t->msg_len, t->in->authserv_id, NULL, &removed, &error) !=
+	    MAIL_OK)
+		t->msg_len = len; /* a header too long to scan: kept as it is */
+	if (removed > 0)
+		log_event(LOG_INFO, "smtp-mx", "event=authres_removed sid=%s fields=%zu", t->sid,
+			  removed);
+	if (dkim_from_domain(t->msg, t->msg_len, INBOUND_HEADER_MAX, t->from_domain) != 1)
+		t->from_domain[0] = '\0';
+	dkim_verify_start(t->in->dkim, t->msg, t->msg_len, t->sid, dkim_cb, t);
+}

@@ -1,0 +1,96 @@
+/* smtp-inbound.h: the MX's message authentication (issue 11,
+ * docs/inbound.md): SPF of the client for MAIL FROM and HELO, DKIM of
+ * every signature, DMARC of the From domain, and the
+ * Authentication-Results field every accepted message gets. Part of
+ * library mailsmtpmx.
+ *
+ * One smtp_inbound per frontend holds the checkers (lib/spf, lib/dkim,
+ * lib/dmarc) and their DNS resolver (lib/dns, --dns); one inbound_txn per
+ * SMTP transaction:
+ *
+ *   MAIL   inbound_txn_start(): both SPF checks start; MAIL is answered
+ *          at once (nothing waits for DNS unless a policy needs it);
+ *   RCPT   inbound_txn_spf_wait(): a recipient whose tenant refuses SPF
+ *          failures waits for the MAIL FROM result;
+ *   DATA   inbound_txn_data(): the fields claiming our authserv-id are
+ *          removed (RFC 8601 5), every DKIM signature verified, DMARC
+ *          evaluated with both results, and the callback gets the
+ *          verdict and the header fields to prepend.
+ *
+ * No result ever turns a DNS failure into a refusal: temperror is what
+ * the caller sees, and only policies (the caller's) refuse.
+ *
+ * Loop thread only. A transaction lives until inbound_txn_release() and
+ * its last check: a check running when the caller lets go finishes and is
+ * dropped. The callbacks of inbound_txn_spf_wait() and inbound_txn_data()
+ * always run (exactly once, never inside the call that asked), even after
+ * release: the caller completes its SMTP command there.
+ */
+#ifndef MAIL_SMTP_INBOUND_H
+#define MAIL_SMTP_INBOUND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "dmarc.h"
+#include "spf-check.h"
+
+struct smtp_inbound_settings {
+	/* The DNS server (--dns text "IP:PORT"), NULL: /etc/resolv.conf. */
+	const char *dns_server;
+	/* Our authserv-id (the MX's host name), in Authentication-Results
+	 * and Received-SPF. Copied. */
+	const char *authserv_id;
+	/* The longest an SPF check may take (then temperror). */
+	unsigned spf_timeout_ms;
+#define SMTP_INBOUND_SPF_TIMEOUT_DEFAULT 10000u
+};
+
+typedef struct smtp_inbound smtp_inbound;
+typedef struct inbound_txn inbound_txn;
+
+/* MAIL_OK and *in_r, or an error with *error_r (static). */
+int smtp_inbound_create(uv_loop_t *loop, const struct smtp_inbound_settings *set,
+			smtp_inbound **in_r, const char **error_r);
+/* After every transaction is released and the loop has run their checks
+ * out (the frontend stops its listeners and runs the loop first). */
+void smtp_inbound_destroy(smtp_inbound **in);
+/* The resolver, for the other checks of the MX (greylisting's domain,
+ * DNSBL). */
+struct dns_resolver *smtp_inbound_resolver(smtp_inbound *in);
+
+/* MAIL: a transaction for a client (IP text), its HELO and reverse-path
+ * ("" for <>); sid names it in logs. */
+inbound_txn *inbound_txn_start(smtp_inbound *in, const char *sid, const char *client_ip,
+			       const char *helo, const char *mail_from);
+/* The caller is done with t (the transaction ended, or the session went).
+ * NULLs *t; NULL is fine. */
+void inbound_txn_release(inbound_txn **t);
+
+/* The MAIL FROM SPF result, to cb: now-or-later, never inside this call.
+ * One wait at a time. */
+typedef void inbound_spf_cb(enum spf_status status, void *arg);
+void inbound_txn_spf_wait(inbound_txn *t, inbound_spf_cb *cb, void *arg);
+
+struct inbound_verdict {
+	enum spf_status spf;          /* MAIL FROM (HELO for <>) */
+	struct dmarc_outcome dmarc;   /* result NONE when there was no From domain */
+	size_t dkim_pass;             /* signatures that verified */
+	/* Authentication-Results and Received-SPF, CRLF-terminated, to put
+	 * above the message. */
+	const char *fields;
+	size_t fields_len;
+	/* The message without fields claiming our authserv-id (the caller's
+	 * body itself when there were none). */
+	const uint8_t *body;
+	size_t body_len;
+};
+/* DATA: body[0..len) (borrowed until cb) checked; cb gets the verdict
+ * (valid during the call). */
+typedef void inbound_data_cb(const struct inbound_verdict *v, void *arg);
+void inbound_txn_data(inbound_txn *t, const uint8_t *body, size_t len, inbound_data_cb *cb,
+		      void *arg);
+
+#endif
