@@ -36,15 +36,31 @@ def partition_of(key, partitions):
 
 
 
+TRACE_FIELDS = (b"Received:", b"Authentication-Results:", b"Received-SPF:")
+
+
+def split_trace(raw, names=TRACE_FIELDS):
+    """(the fields named names at the top of raw, each whole with its folded
+    lines, what follows them)."""
+    fields = []
+    while raw.lower().startswith(tuple(n.lower() for n in names)):
+        end = raw.index(b"\n") + 1
+        while raw[end:end + 1] in (b" ", b"\t"):   # folded: the field goes on
+            end = raw.index(b"\n", end) + 1
+        fields.append(raw[:end])
+        raw = raw[end:]
+    return fields, raw
+
+
 def as_sent(body):
     """The message as its sender wrote it. What we deliver is that after our
-    own Received: field (frontend/smtp/smtp-trace.h), which comes first; its
-    absence is an error."""
+    own Received: field (frontend/smtp/smtp-trace.h), which comes first, and
+    on the MX our Authentication-Results and Received-SPF (docs/inbound.md);
+    no Received: first is an error."""
     assert body.startswith(b"Received: from "), body[:80]
-    end = body.index(b"\n") + 1
-    while body[end:end + 1] in (b" ", b"\t"):   # folded: the field goes on
-        end = body.index(b"\n", end) + 1
-    return body[end:]
+    fields, rest = split_trace(body, (b"Received:",))
+    _, rest = split_trace(b"".join(fields[1:]) + rest)
+    return rest
 
 
 def submit(cluster, ctx, user, password, rcpts, body, helo=None):

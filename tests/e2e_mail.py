@@ -93,7 +93,7 @@ class E2E:
         # our trace field first (RFC 5321 4.4): the client's HELO and address,
         # us, the queue id, the one recipient, a date
         raw = self.inbox_bodies(raw=True)[0]
-        first = raw[:raw.index(b"\r\nFrom: ")]
+        first = e2e_harness.split_trace(raw)[0][0].rstrip(b"\r\n")
         assert re.fullmatch(rb"Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n"
                             rb"\tby \S+ with ESMTP id [0-9a-f]{24}\r\n"
                             rb"\tfor <alice@example\.test>; \w{3}, \d{2} \w{3} \d{4} "

@@ -70,15 +70,10 @@ def wait_for(pred, timeout=60, what="condition"):
 
 
 def strip_received(raw):
-    """(the Received: fields at the top of raw, what follows them)."""
-    fields = []
-    while raw.startswith(b"Received:"):
-        end = raw.index(b"\n") + 1
-        while raw[end:end + 1] in (b" ", b"\t"):   # folded: the field goes on
-            end = raw.index(b"\n", end) + 1
-        fields.append(raw[:end])
-        raw = raw[end:]
-    return fields, raw
+    """(the Received: fields at the top of raw, what follows them and the
+    receiving MX's Authentication-Results and Received-SPF)."""
+    fields, rest = e2e_harness.split_trace(raw)
+    return [f for f in fields if f.startswith(b"Received:")], rest
 
 
 class Side:
