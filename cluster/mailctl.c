@@ -331,19 +331,11 @@ static int mailctl_tenant_show(mailctl *ctl, const char *domain, int json)
 	if (json) {
 		json_t *j = json_pack("{s:s,s:I}", "domain", name, "created",
 				      (json_int_t)ts.created_ms);
-		for (char *line = kv, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
-			*nl = '\0';
-			char *eq = strchr(line, '=');
-			*eq = '\0';
-			/* numbers and on/off as JSON numbers and booleans */
-			char *end;
-			long long n = strtoll(eq + 1, &end, 10);
-			json_t *v = eq[1] != '\0' && *end == '\0' ? json_integer(n)
-				    : strcmp(eq + 1, "on") == 0  ? json_true()
-				    : strcmp(eq + 1, "off") == 0 ? json_false()
-								 : json_string(eq + 1);
-			json_object_set_new(j, line, v);
-		}
+		char *text = directory_tenant_settings_json(&ts);
+		json_t *all = json_loads(text, 0, NULL);
+		free(text);
+		json_object_update(j, all);
+		json_decref(all);
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(j);

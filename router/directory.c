@@ -530,6 +530,16 @@ char *directory_tenant_settings_format(const struct directory_tenant_settings *s
 	return (char *)b.data;
 }
 
+char *directory_tenant_settings_json(const struct directory_tenant_settings *settings)
+{
+	json_t *j = json_object();
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		json_object_set_new(j, setting_defs[i].key, setting_to_json(&setting_defs[i], settings));
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
 /* The settings in a tenant record j (an object) into s; bad fields are
  * logged and read as their defaults. */
 static void directory__tenant_parse(const char *domain, json_t *j,

@@ -122,6 +122,9 @@ int directory_tenant_setting_parse(const char *kv, struct directory_tenant_setti
  * `mailctl tenant show` prints), appended to out (a NUL-terminated heap
  * string the caller frees). */
 char *directory_tenant_settings_format(const struct directory_tenant_settings *settings);
+/* The settings as a JSON object text, every key (what `mailctl tenant show
+ * --json` prints beside the domain); the caller frees it. */
+char *directory_tenant_settings_json(const struct directory_tenant_settings *settings);
 /* The names of the policy values, for logs and show. */
 const char *directory_spf_policy_name(enum directory_spf_policy p);
 const char *directory_dmarc_policy_name(enum directory_dmarc_policy p);

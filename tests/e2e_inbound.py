@@ -43,7 +43,7 @@ import dkim  # noqa: E402  (python3-dkim)
 PASSWORD = "in s3cret"
 TENANT = "inbound.test"
 USERS = ["ann@inbound.test", "bob@inbound.test", "pm@inbound.test", "zoe@inbound.test",
-         "cy@enf.test"]
+         "cy@enf.test", "ola@off.test"]
 AUTHSERV = "localhost"  # the frontend's --hostname (cluster/local's default)
 
 
@@ -251,6 +251,17 @@ class Inbound:
         others = [str(v) for v in msg.get_all("Authentication-Results")]
         assert any(v.startswith("other.example") for v in others), others
 
+    def checks_off(self):
+        """A tenant with spf=off and dmarc=off: no DNS, "none", ours still
+        stripped."""
+        self.c.mailctl("tenant", "set", "off.test", "spf=off", "dmarc=off")
+        extra = f"Authentication-Results: {AUTHSERV}; dmarc=pass\r\n".encode()
+        msg = self.delivered("x@forged.test", "ola@off.test",
+                             message("ceo@forged.test", "ola@off.test", "checks off", extra),
+                             "checks off")
+        assert self.ar(msg) == f"{AUTHSERV}; none", self.ar(msg)
+        assert msg["Received-SPF"] is None, msg["Received-SPF"]
+
     def loop_refused(self):
         hops = b"".join(b"Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
                         for _ in range(101))
@@ -317,7 +328,7 @@ class Inbound:
                        message("x@good.test", "postmaster@inbound.test", "pm domain"),
                        "pm domain", user="pm@inbound.test")
         # <postmaster> without a domain: the first tenant's (enf.test sorts
-        # first; its postmaster is its first user)
+        # first of the tenants with users; its postmaster is its first user)
         replies, data = self.send("x@good.test", ["postmaster"],
                                   message("x@good.test", "postmaster", "pm bare"))
         assert replies[0][0] == 250 and data[0] == 250, (replies, data)
@@ -332,7 +343,7 @@ def main():
     zone.__enter__()
 
     def body(c, check):
-        for d in (TENANT, "enf.test"):
+        for d in (TENANT, "enf.test", "off.test"):
             c.mailctl("tenant", "add", d, check=False)
         for u in USERS:
             c.mailctl("user", "add", u, stdin=PASSWORD + "\n")
@@ -343,6 +354,7 @@ def main():
         check("dkim_independent_signer", t.dkim_independent_signer)
         check("dmarc_reject_and_quarantine", t.dmarc_reject_and_quarantine)
         check("forged_authres_removed", t.forged_authres_removed)
+        check("checks_off", t.checks_off)
         check("loop_refused", t.loop_refused)
         check("aliases", t.aliases)
         check("catch_all", t.catch_all)

@@ -401,23 +401,27 @@ static void dkim_cb(int status, const struct dkim_verify_result *result, void *a
 	data_dmarc(t);
 }
 
+uint8_t *smtp_inbound_strip(smtp_inbound *in, const uint8_t *body, size_t *len)
+{
+	uint8_t *msg = xmalloc(*len + 1);
+	memcpy(msg, body, *len);
+	size_t n = *len, removed = 0;
+	const char *error;
+	if (authres_strip_ours(msg, &n, in->authserv_id, NULL, &removed, &error) == MAIL_OK)
+		*len = n; /* else a header too long to scan: kept as it is */
+	if (removed > 0)
+		log_event(LOG_INFO, "smtp-mx", "event=authres_removed fields=%zu", removed);
+	return msg;
+}
+
 void inbound_txn_data(inbound_txn *t, const uint8_t *body, size_t len, inbound_data_cb *cb,
 		      void *arg)
 {
 	t->data_cb = cb;
 	t->data_arg = arg;
 	t->refs++; /* the pipeline's, dropped by data_finish */
-	t->msg = xmalloc(len + 1);
-	memcpy(t->msg, body, len);
 	t->msg_len = len;
-	size_t removed = 0;
-	const char *error;
-	if (authres_strip_ours(t->msg, &t->msg_len, t->in->authserv_id, NULL, &removed, &error) !=
-	    MAIL_OK)
-		t->msg_len = len; /* a header too long to scan: kept as it is */
-	if (removed > 0)
-		log_event(LOG_INFO, "smtp-mx", "event=authres_removed sid=%s fields=%zu", t->sid,
-			  removed);
+	t->msg = smtp_inbound_strip(t->in, body, &t->msg_len);
 	if (dkim_from_domain(t->msg, t->msg_len, INBOUND_HEADER_MAX, t->from_domain) != 1)
 		t->from_domain[0] = '\0';
 	dkim_verify_start(t->in->dkim, t->msg, t->msg_len, t->sid, dkim_cb, t);

@@ -61,6 +61,10 @@ void smtp_inbound_destroy(smtp_inbound **in);
  * DNSBL). */
 struct dns_resolver *smtp_inbound_resolver(smtp_inbound *in);
 
+/* A copy of body[0..*len) without the fields claiming our authserv-id
+ * (*len updated), for messages no check runs on. The caller frees it. */
+uint8_t *smtp_inbound_strip(smtp_inbound *in, const uint8_t *body, size_t *len);
+
 /* MAIL: a transaction for a client (IP text), its HELO and reverse-path
  * ("" for <>); sid names it in logs. */
 inbound_txn *inbound_txn_start(smtp_inbound *in, const char *sid, const char *client_ip,

@@ -52,7 +52,8 @@ struct smtp_mx {
  * DATA in flight. */
 struct mx_session {
 	unsigned refs;
-	inbound_txn *txn;
+	char *mail_from;       /* the MX's MAIL FROM, for checks started later */
+	inbound_txn *txn;      /* started by the first recipient that wants them */
 	struct directory_rcpt *rcpts;
 	size_t n_rcpts, cap;
 };
@@ -129,6 +130,8 @@ static void mx_session_reset(struct mx_session *ms)
 		directory_rcpt_free(&ms->rcpts[i]);
 	ms->n_rcpts = 0;
 	inbound_txn_release(&ms->txn);
+	free(ms->mail_from);
+	ms->mail_from = NULL;
 }
 
 static void mx_session_unref(struct mx_session *ms)
@@ -265,6 +268,20 @@ static void smtp_mx__rcpt_accept(struct smtp_mx__rcpt *r, const char *text)
 	smtp_mx__rcpt_free(r);
 }
 
+/* The transaction's checks, started by the first recipient whose tenant
+ * acts on SPF or DMARC (a transaction of tenants that turned both off
+ * costs no DNS). 1 when they run. */
+static int smtp_mx__checks(smtp_mx *mx, smtp_session *s, struct mx_session *ms,
+			   const struct directory_tenant_settings *ts)
+{
+	if (ms->txn == NULL && mx->inbound != NULL && ms->mail_from != NULL &&
+	    !smtp_session_is_closed(s) &&
+	    (ts->spf != DIRECTORY_SPF_OFF || ts->dmarc != DIRECTORY_DMARC_OFF))
+		ms->txn = inbound_txn_start(mx->inbound, smtp_session_id(s), smtp_session_peer_ip(s),
+					    smtp_session_helo(s), ms->mail_from);
+	return ms->txn != NULL;
+}
+
 /* The tenant refuses SPF failures: the MAIL FROM result decides. */
 static void smtp_mx__rcpt_spf(enum spf_status status, void *arg)
 {
@@ -310,11 +327,14 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 	} else if (status >= 0 && err == MAIL_ERR_LIMIT) {
 		smtp_session_complete(r->session, 550, "5.4.6",
 				      "Routing loop or too many addresses in an alias");
-	} else if (err == MAIL_OK && !r->submission && r->ms->txn != NULL &&
+	} else if (err == MAIL_OK && !r->submission &&
+		   smtp_mx__checks(mx, r->session, r->ms, &r->resolved.settings) &&
 		   r->resolved.settings.spf == DIRECTORY_SPF_REJECT) {
 		inbound_txn_spf_wait(r->ms->txn, smtp_mx__rcpt_spf, r);
 		return;
 	} else if (err == MAIL_OK) {
+		if (!r->submission)
+			(void)smtp_mx__checks(mx, r->session, r->ms, &r->resolved.settings);
 		smtp_mx__rcpt_accept(r, "Ok");
 		return;
 	} else {
@@ -790,11 +810,25 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 		}
 		struct mx_session *ms = smtp_session_data(s);
 		if (ms == NULL || ms->txn == NULL) {
-			/* no checks configured (tests of the engine) */
+			/* no tenant of the message wants checks (or none are
+			 * configured: tests of the engine) */
 			struct mx_plan plan;
 			mx_plan_build(&plan, t, ms, NULL, NULL);
+			uint8_t *copy = NULL;
+			char *none = NULL;
+			if (mx->inbound != NULL) {
+				size_t len = t->body_len;
+				copy = smtp_inbound_strip(mx->inbound, t->body, &len);
+				none = xasprintf("Authentication-Results: %s; none\r\n", mx->hostname);
+				plan.body = copy;
+				plan.body_len = len;
+				plan.fields = none;
+				plan.fields_len = strlen(none);
+			}
 			smtp_mx__enqueue(mx, s, t, &plan, NULL);
 			mx_plan_free(&plan);
+			free(copy);
+			free(none);
 			return;
 		}
 		struct smtp_mx__data *d = xcalloc(1, sizeof *d);
@@ -887,17 +921,17 @@ static void smtp_mx__on_auth_result(smtp_session *s, const char *user, int ok, v
 		mx->auth_failed(mx->guard_arg, smtp_session_peer_ip(s));
 }
 
-/* The MX's MAIL: a new transaction, its SPF checks started. */
+/* The MX's MAIL: a new transaction (its checks start with the first
+ * recipient that wants them). */
 static void smtp_mx__on_mx_mail(smtp_session *s, const char *from,
 				const struct smtp_mail_params *params, void *ctx)
 {
 	smtp_mx *mx = ctx;
 	(void)params;
+	(void)mx;
 	struct mx_session *ms = mx_session_get(s);
 	mx_session_reset(ms);
-	if (mx->inbound != NULL)
-		ms->txn = inbound_txn_start(mx->inbound, smtp_session_id(s),
-					    smtp_session_peer_ip(s), smtp_session_helo(s), from);
+	ms->mail_from = xstrdup(from);
 	smtp_session_complete(s, 250, "2.1.0", "Ok");
 }
 
