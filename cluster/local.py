@@ -86,9 +86,9 @@ ETCD_ROLE_PERMS = [
     # the addresses a tenant receives on (router/directory.h, issue 11)
     ("frontend", "READ", ETCD_KEY_ROOT + "aliases/", "prefix"),
     ("frontend", "READ", ETCD_KEY_ROOT + "domain-aliases/", "prefix"),
-    # greylisting triplets and known senders, cluster-wide (router/greylist)
-    ("frontend", "READWRITE", ETCD_KEY_ROOT + "greylist/", "prefix"),
-    ("frontend", "READWRITE", ETCD_KEY_ROOT + "greylist-domains/", "prefix"),
+    # greylisting triplets and known senders, cluster-wide, under leases
+    # (router/greylist/greylist.h)
+    ("frontend", "READWRITE", ETCD_KEY_ROOT + "smtp/greylist/", "prefix"),
     ("frontend", "READWRITE", ETCD_KEY_ROOT + "blocks/", "prefix"),
     ("frontend", "READWRITE", ETCD_KEY_ROOT + "locks/", "prefix"),
     ("node-store", "READ", *ETCD_ROUTER_RANGE),

@@ -21,6 +21,7 @@
 #include "router.h"
 #include "smtp-mx.h"
 #include "smtp-inbound.h"
+#include "greylist.h"
 #include "mail-error.h"
 #include "store-client.h"
 #include "tls-certs.h"
@@ -69,6 +70,7 @@ struct frontend {
 	smtp_mx *submission;
 	smtp_mx *submissions;
 	smtp_inbound *inbound;         /* the MX's SPF, DKIM, DMARC */
+	greylist *grey;                /* the MX's greylisting (etcd) */
 	imap_store_backend *mail;      /* the IMAP and POP3 servers' backend */
 	imap_server *imap;
 	imap_server *imaps;
@@ -319,6 +321,9 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	mx.server.host = set->smtp.host;
 	mx.server.port = set->smtp.port;
 	mx.inbound = fe->inbound;
+	struct greylist_settings gls = { .etcd_stats = daemon_etcd_stats(d) };
+	fe->grey = greylist_create(daemon_etcd_conf(d), &gls);
+	mx.grey = fe->grey;
 	if (smtp_mx_start(loop, &mx, fe->dir, fe->queue, &fe->mx, &error) < 0)
 		return daemon_start_failed(d, "smtp", error);
 	if (set->submission.text != NULL) {
@@ -414,6 +419,7 @@ static void frontend_deinit(void *ctx)
 		directory_destroy(&fe->dir);
 	imap_store_backend_destroy(&fe->mail);
 	smtp_rate_destroy(&fe->rate);
+	greylist_destroy(&fe->grey);
 	tls_server_destroy(&fe->tls);
 	daemon_tls_deinit(&fe->node_tls);
 	cidr_list_free(&fe->trusted);

@@ -83,6 +83,15 @@ def zone_text(rsa_pub, ed_pub):
     z += txt("rsa._domainkey.signer", f"v=DKIM1; k=rsa; p={rsa_pub}")
     z += txt("ed._domainkey.signer", f"v=DKIM1; k=ed25519; p={ed_pub}")
     z += txt("helo-ok", "v=spf1 ip4:127.0.0.1 -all")
+    # the client's reverse DNS (127.0.0.1 has FCrDNS; 127.0.0.2 none)
+    z += "1.0.0.127.in-addr.arpa. IN PTR helo-ok.test.\n"
+    z += "helo-ok IN A 127.0.0.1\n"
+    # a DNSBL listing 127.0.0.1, one listing nobody; an RHSBL listing bad.test
+    z += "1.0.0.127.bl IN A 127.0.0.2\n"
+    z += txt("1.0.0.127.bl", "listed for testing")
+    z += "clean IN TXT \"zone apex\"\n"
+    z += "bad.test.rhs IN A 127.0.0.2\n"
+    z += txt("bad", "v=spf1 ip4:127.0.0.1 -all")
     return z
 
 
@@ -97,9 +106,11 @@ class Inbound:
         self.c = c
         self.tmp = tmp
 
-    def send(self, mail_from, rcpts, body, helo="helo-ok.test"):
-        """MAIL/RCPT/DATA on the MX; returns (rcpt replies, data reply)."""
-        with smtplib.SMTP("127.0.0.1", self.c.ports["smtp"], timeout=60) as s:
+    def send(self, mail_from, rcpts, body, helo="helo-ok.test", port=None, source=None):
+        """MAIL/RCPT/DATA on the MX (frontend-1's unless port; from the
+        address source, else 127.0.0.1); returns (rcpt replies, data reply)."""
+        with smtplib.SMTP("127.0.0.1", port or self.c.ports["smtp"], timeout=60,
+                          source_address=(source, 0) if source else None) as s:
             s.ehlo(helo)
             code, resp = s.mail(mail_from)
             assert code == 250, (code, resp)
@@ -262,6 +273,70 @@ class Inbound:
         assert self.ar(msg) == f"{AUTHSERV}; none", self.ar(msg)
         assert msg["Received-SPF"] is None, msg["Received-SPF"]
 
+    def greylisting(self):
+        """Two frontends agree on one triplet; a retry after the delay
+        passes; an SPF pass of a domain that passed before skips it."""
+        c = self.c
+        c.mailctl("tenant", "set", "enf.test", "greylisting=on", "greylist_delay=2")
+        fe2 = c.frontend_ports(2)["smtp"]
+        body = message("x@grey.test", "cy@enf.test", "greylisted")
+        t0 = time.time()
+        replies, _ = self.send("x@grey.test", ["cy@enf.test"], body)
+        assert replies[0][0] == 451 and b"4.7.1" in replies[0][1], replies
+        # the other frontend knows the triplet: too early there too
+        replies, _ = self.send("x@grey.test", ["cy@enf.test"], body, port=fe2)
+        assert replies[0][0] == 451, replies
+        # another tenant's recipient in the same transaction is not greylisted
+        replies, data = self.send("x@grey.test", ["cy@enf.test", "ann@inbound.test"],
+                                  message("x@grey.test", "ann@inbound.test", "not grey"))
+        assert replies[0][0] == 451 and replies[1][0] == 250 and data[0] == 250, (replies, data)
+        time.sleep(max(0, t0 + 2.5 - time.time()))
+        replies, data = self.send("x@grey.test", ["cy@enf.test"], body, port=fe2)
+        assert replies[0][0] == 250 and data[0] == 250, (replies, data)
+        assert self.find("cy@enf.test", "greylisted") is not None
+        # a new sender is a new triplet
+        replies, _ = self.send("y@grey.test", ["cy@enf.test"], body)
+        assert replies[0][0] == 451, replies
+        # good.test passes SPF: once one of its senders got through, the
+        # domain is known and another of its senders is not held
+        b2 = message("a@good.test", "cy@enf.test", "grey good")
+        replies, _ = self.send("a@good.test", ["cy@enf.test"], b2)
+        assert replies[0][0] == 451, replies
+        time.sleep(2.5)
+        replies, data = self.send("a@good.test", ["cy@enf.test"], b2)
+        assert replies[0][0] == 250 and data[0] == 250, (replies, data)
+        replies, data = self.send("b@good.test", ["cy@enf.test"],
+                                  message("b@good.test", "cy@enf.test", "grey known"))
+        assert replies[0][0] == 250 and data[0] == 250, (replies, data)
+        c.mailctl("tenant", "set", "enf.test", "greylisting=off")
+
+    def connection_checks(self):
+        """iprev recorded; DNSBL and RHSBL refuse per tenant; ptr=reject
+        refuses a client without forward-confirmed reverse DNS."""
+        c = self.c
+        msg = self.delivered("x@good.test", "ann@inbound.test",
+                             message("x@good.test", "ann@inbound.test", "iprev"), "iprev")
+        ar = self.ar(msg)
+        assert "iprev=pass (helo-ok.test) policy.iprev=127.0.0.1" in ar, ar
+        c.mailctl("tenant", "set", "enf.test", "dnsbl=clean.test,bl.test")
+        replies, data = self.send("x@good.test", ["cy@enf.test", "ann@inbound.test"],
+                                  message("x@good.test", "ann@inbound.test", "dnsbl"))
+        assert replies[0][0] == 554 and b"blocked using bl.test" in replies[0][1], replies
+        assert b"listed for testing" in replies[0][1], replies
+        assert replies[1][0] == 250 and data[0] == 250, (replies, data)
+        c.mailctl("tenant", "set", "enf.test", "dnsbl=clean.test", "rhsbl=rhs.test")
+        replies, _ = self.send("x@bad.test", ["cy@enf.test"], b"")
+        assert replies[0][0] == 554 and b"bad.test blocked using rhs.test" in replies[0][1], \
+            replies
+        self.delivered("x@good.test", "cy@enf.test",
+                       message("x@good.test", "cy@enf.test", "not listed"), "not listed")
+        c.mailctl("tenant", "set", "enf.test", "dnsbl=", "rhsbl=", "ptr=reject")
+        replies, _ = self.send("x@good.test", ["cy@enf.test"], b"", source="127.0.0.2")
+        assert replies[0][0] == 550 and b"5.7.25" in replies[0][1], replies
+        replies, _ = self.send("x@good.test", ["cy@enf.test"], b"")
+        assert replies[0][0] == 250, replies
+        c.mailctl("tenant", "set", "enf.test", "ptr=record")
+
     def loop_refused(self):
         hops = b"".join(b"Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
                         for _ in range(101))
@@ -355,6 +430,8 @@ def main():
         check("dmarc_reject_and_quarantine", t.dmarc_reject_and_quarantine)
         check("forged_authres_removed", t.forged_authres_removed)
         check("checks_off", t.checks_off)
+        check("greylisting", t.greylisting)
+        check("connection_checks", t.connection_checks)
         check("loop_refused", t.loop_refused)
         check("aliases", t.aliases)
         check("catch_all", t.catch_all)
@@ -363,7 +440,7 @@ def main():
         check("postmaster", t.postmaster)
 
     try:
-        return e2e_harness.run("inbound-e2e-", body, dns=zone.server)
+        return e2e_harness.run("inbound-e2e-", body, dns=zone.server, frontends=2)
     finally:
         zone.__exit__(None, None, None)
         subprocess.run(["rm", "-rf", tmp])

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "auth-results.h"
+#include "conncheck.h"
 #include "dkim-from.h"
 #include "dkim-verify.h"
 #include "dns.h"
@@ -31,6 +32,7 @@ struct smtp_inbound {
 	spf_checker *spf;
 	dkim_verifier *dkim;
 	dmarc_checker *dmarc;
+	conncheck_checker *conn;
 	char *authserv_id;
 };
 
@@ -61,6 +63,9 @@ struct inbound_txn {
 	struct dkim_verify_sig *sigs;
 	size_t n_sigs;
 	int dkim_error;       /* the verifier refused the message (too big...) */
+	char iprev[16];       /* "" until inbound_txn_iprev() */
+	char iprev_ip[48];
+	char iprev_name[256];
 	char from_domain[DKIM_DOMAIN_MAX + 1];
 	struct dmarc_outcome dmarc;
 };
@@ -88,6 +93,8 @@ int smtp_inbound_create(uv_loop_t *loop, const struct smtp_inbound_settings *set
 		err = dkim_verifier_create(loop, in->dns, NULL, &in->dkim, error_r);
 	if (err == MAIL_OK)
 		err = dmarc_checker_create(loop, in->dns, NULL, &in->dmarc, error_r);
+	if (err == MAIL_OK && conncheck_checker_create(loop, in->dns, NULL, &in->conn, error_r) < 0)
+		err = MAIL_ERR_PARAMS;
 	if (err != MAIL_OK) {
 		smtp_inbound_destroy(&in);
 		return err;
@@ -102,6 +109,7 @@ void smtp_inbound_destroy(smtp_inbound **inp)
 	if (in == NULL)
 		return;
 	*inp = NULL;
+	conncheck_checker_destroy(&in->conn);
 	dmarc_checker_destroy(&in->dmarc);
 	dkim_verifier_destroy(&in->dkim);
 	spf_checker_destroy(&in->spf);
@@ -113,6 +121,18 @@ void smtp_inbound_destroy(smtp_inbound **inp)
 struct dns_resolver *smtp_inbound_resolver(smtp_inbound *in)
 {
 	return in->dns;
+}
+
+struct conncheck_checker *smtp_inbound_conncheck(smtp_inbound *in)
+{
+	return in->conn;
+}
+
+void inbound_txn_iprev(inbound_txn *t, const char *result, const char *ip, const char *name)
+{
+	snprintf(t->iprev, sizeof t->iprev, "%s", result);
+	snprintf(t->iprev_ip, sizeof t->iprev_ip, "%s", ip);
+	snprintf(t->iprev_name, sizeof t->iprev_name, "%s", name);
 }
 
 /* ---- the transaction ---------------------------------------------------------- */
@@ -291,7 +311,7 @@ static void data_finish(inbound_txn *t)
 	smtp_inbound *in = t->in;
 	/* spf (MAIL FROM, and HELO unless <> made HELO the MAIL FROM
 	 * identity), one dkim per signature (or dkim=none), dmarc */
-	size_t n_max = 3 + (t->n_sigs > 0 ? t->n_sigs : 1);
+	size_t n_max = 4 + (t->n_sigs > 0 ? t->n_sigs : 1);
 	struct authres_method *m = xcalloc(n_max, sizeof *m);
 	char (*comments)[64] = xcalloc(n_max, sizeof *comments);
 	size_t n = 0;
@@ -308,6 +328,13 @@ static void data_finish(inbound_txn *t)
 		dkim_verify_sig_authres(&t->sigs[i], &m[n], comments[n], sizeof comments[n]);
 	if (t->from_domain[0] != '\0') {
 		dmarc_outcome_authres(&t->dmarc, &m[n], comments[n], sizeof comments[n]);
+		n++;
+	}
+	if (t->iprev[0] != '\0') {
+		m[n] = (struct authres_method){ .method = "iprev", .result = t->iprev,
+						.comment = t->iprev_name[0] != '\0' ? t->iprev_name
+										    : NULL };
+		m[n].props[m[n].n_props++] = (struct authres_prop){ "policy", "iprev", t->iprev_ip };
 		n++;
 	}
 	char *ar = NULL;

@@ -57,9 +57,10 @@ int smtp_inbound_create(uv_loop_t *loop, const struct smtp_inbound_settings *set
 /* After every transaction is released and the loop has run their checks
  * out (the frontend stops its listeners and runs the loop first). */
 void smtp_inbound_destroy(smtp_inbound **in);
-/* The resolver, for the other checks of the MX (greylisting's domain,
- * DNSBL). */
+/* The resolver, and the connection checker (PTR, FCrDNS, DNSBL, RHSBL:
+ * lib/conncheck) on it, for the MX's policy steps. */
 struct dns_resolver *smtp_inbound_resolver(smtp_inbound *in);
+struct conncheck_checker *smtp_inbound_conncheck(smtp_inbound *in);
 
 /* A copy of body[0..*len) without the fields claiming our authserv-id
  * (*len updated), for messages no check runs on. The caller frees it. */
@@ -72,6 +73,11 @@ inbound_txn *inbound_txn_start(smtp_inbound *in, const char *sid, const char *cl
 /* The caller is done with t (the transaction ended, or the session went).
  * NULLs *t; NULL is fine. */
 void inbound_txn_release(inbound_txn **t);
+
+/* The client's reverse DNS as the connection check found it, for the
+ * iprev method of Authentication-Results (RFC 8601 2.7.3): result "pass",
+ * "fail" or "temperror"; name the verified (or first) PTR name, "" none. */
+void inbound_txn_iprev(inbound_txn *t, const char *result, const char *ip, const char *name);
 
 /* The MAIL FROM SPF result, to cb: now-or-later, never inside this call.
  * One wait at a time. */

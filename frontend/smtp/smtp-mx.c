@@ -10,6 +10,8 @@
  */
 #include "smtp-mx.h"
 #include "smtp-inbound.h"
+#include "greylist.h"
+#include "conncheck.h"
 #include "smtp-trace.h"
 
 #include "auth-pool.h"
@@ -44,14 +46,29 @@ struct smtp_mx {
 	smtp_rate *rate;  /* submission: borrowed, or owned when rate_owned */
 	int rate_owned;
 	smtp_inbound *inbound; /* the MX's authentication checks, or NULL */
+	greylist *grey;        /* cluster-wide greylisting, or NULL */
 };
 
 /* Per SMTP session (smtp_session_data): the transaction's recipients as
  * resolved (parallel to the engine's accepted RCPTs) and its inbound
  * checks. Held by the session until on_disconnect and by each lookup or
  * DATA in flight. */
+/* A DNSBL or RHSBL answer kept for the session: zones (and, for RHSBL,
+ * the domain) it was asked with, and the first listing. */
+struct mx_bl {
+	char *key;                        /* NULL: nothing kept */
+	char listed[CONNCHECK_NAME_MAX + 1]; /* "" not listed */
+	char txt[CONNCHECK_TXT_MAX + 1];
+	/* client checks only */
+	enum conncheck_ptr_status ptr;
+	enum conncheck_fcrdns_status fcrdns;
+	char name[CONNCHECK_NAME_MAX + 1];
+};
+
 struct mx_session {
 	unsigned refs;
+	struct mx_bl client;   /* PTR, FCrDNS, DNSBL: per connection */
+	struct mx_bl rhs;      /* RHSBL of the MAIL FROM domain */
 	char *mail_from;       /* the MX's MAIL FROM, for checks started later */
 	inbound_txn *txn;      /* started by the first recipient that wants them */
 	struct directory_rcpt *rcpts;
@@ -82,6 +99,14 @@ struct smtp_mx__rcpt {
 	struct directory_tenant_settings settings; /* of the sender's tenant */
 	int settings_cached; /* from the cache (before the work) */
 	int settings_read;   /* read by the work */
+	/* the MX's policy steps (smtp_mx__rcpt_policy) */
+	enum spf_status spf; /* MAIL FROM's, once waited for */
+	int spf_known;
+	int grey_err;        /* greylist_check()'s result */
+	struct greylist_verdict grey;
+	int grey_skipped;    /* a known domain's SPF pass */
+	int conn_done, rhs_done;
+	int grey_forced;     /* ptr=greylist and no FCrDNS */
 };
 
 /* One enqueue in flight. */
@@ -132,6 +157,8 @@ static void mx_session_reset(struct mx_session *ms)
 	inbound_txn_release(&ms->txn);
 	free(ms->mail_from);
 	ms->mail_from = NULL;
+	free(ms->rhs.key);
+	ms->rhs.key = NULL;
 }
 
 static void mx_session_unref(struct mx_session *ms)
@@ -139,6 +166,7 @@ static void mx_session_unref(struct mx_session *ms)
 	if (--ms->refs > 0)
 		return;
 	mx_session_reset(ms);
+	free(ms->client.key);
 	free(ms->rcpts);
 	free(ms);
 }
@@ -282,17 +310,263 @@ static int smtp_mx__checks(smtp_mx *mx, smtp_session *s, struct mx_session *ms,
 	return ms->txn != NULL;
 }
 
-/* The tenant refuses SPF failures: the MAIL FROM result decides. */
+/* ---- the MX's policy steps for an existing recipient -------------------------
+ *
+ * In this order, each only when the recipient's tenant asks for it:
+ *   1. SPF: the MAIL FROM result is waited for (spf=reject: a fail is
+ *      550 5.7.23; greylisting: a pass of a known domain skips it);
+ *   2. greylisting (greylisting=on): the triplet in etcd, on the pool;
+ *      DEFER is 451 4.7.1; etcd unavailable lets the mail through.
+ * Then the recipient is accepted. */
+
+static void smtp_mx__rcpt_policy(struct smtp_mx__rcpt *r);
+
 static void smtp_mx__rcpt_spf(enum spf_status status, void *arg)
 {
 	struct smtp_mx__rcpt *r = arg;
-	if (status == SPF_FAIL) {
-		log_event(LOG_INFO, r->mx->log_svc, "event=spf_rejected sid=%s rcpt_domain=%s",
-			  smtp_session_id(r->session), r->resolved.tenant);
-		smtp_session_complete(r->session, 550, "5.7.23",
-				      "SPF validation failed: the sender's domain does not "
-				      "authorize this host");
+	r->spf = status;
+	r->spf_known = 1;
+	smtp_mx__rcpt_policy(r);
+}
+
+/* The domain of the MAIL FROM (the sender greylisting knows), or "". */
+static const char *smtp_mx__sender_domain(const struct mx_session *ms)
+{
+	const char *at = ms->mail_from != NULL ? strrchr(ms->mail_from, '@') : NULL;
+	return at != NULL ? at + 1 : "";
+}
+
+/* Thread pool: greylisting's etcd calls. */
+static void smtp_mx__grey_work(uv_work_t *w)
+{
+	struct smtp_mx__rcpt *r = w->data;
+	int64_t now = util_now_wall_ms();
+	const char *domain = smtp_mx__sender_domain(r->ms);
+	/* an SPF pass for a domain that passed greylisting before */
+	if (r->spf_known && r->spf == SPF_PASS && domain[0] != '\0' &&
+	    greylist_domain_known(r->mx->grey, domain, now) == MAIL_OK) {
+		r->grey_skipped = 1;
+		r->grey_err = MAIL_OK;
+		r->grey.action = GREYLIST_PASS;
+		return;
+	}
+	r->grey_err = greylist_check(r->mx->grey, smtp_session_peer_ip(r->session),
+				     r->ms->mail_from != NULL ? r->ms->mail_from : "", r->address,
+				     r->resolved.settings.greylist_delay, now, &r->grey);
+	if (r->grey_err == MAIL_OK && r->grey.action == GREYLIST_PASS && r->spf_known &&
+	    r->spf == SPF_PASS && domain[0] != '\0')
+		(void)greylist_domain_note(r->mx->grey, domain, now);
+}
+
+static void smtp_mx__grey_done(uv_work_t *w, int status)
+{
+	struct smtp_mx__rcpt *r = w->data;
+	smtp_mx *mx = r->mx;
+	const char *sid = smtp_session_id(r->session);
+	if (status < 0 || r->grey_err != MAIL_OK) {
+		/* an etcd outage never blocks mail */
+		log_event(LOG_WARN, mx->log_svc, "event=greylist_unavailable sid=%s error=%s", sid,
+			  mail_error_info(status < 0 ? MAIL_ERR_INTERNAL : r->grey_err)->name);
+	} else if (r->grey.action == GREYLIST_DEFER) {
+		log_event(LOG_INFO, mx->log_svc,
+			  "event=greylisted sid=%s triplet=%.16s reason=%s retry_after=%u", sid,
+			  r->grey.triplet, greylist_reason_name(r->grey.reason),
+			  r->grey.retry_after_s);
+		char text[96];
+		snprintf(text, sizeof text, "Greylisted, try again in %u seconds",
+			 r->grey.retry_after_s);
+		smtp_session_complete(r->session, 451, "4.7.1", text);
 		smtp_mx__rcpt_free(r);
+		return;
+	} else {
+		log_event(LOG_INFO, mx->log_svc, "event=greylist_passed sid=%s reason=%s", sid,
+			  r->grey_skipped ? "known_domain" : greylist_reason_name(r->grey.reason));
+	}
+	smtp_mx__rcpt_accept(r, "Ok");
+}
+
+static void smtp_mx__rcpt_refuse(struct smtp_mx__rcpt *r, int code, const char *enh,
+				 const char *text)
+{
+	smtp_session_complete(r->session, code, enh, text);
+	smtp_mx__rcpt_free(r);
+}
+
+static void smtp_mx__client_cb(const struct conncheck_client_result *res, void *arg)
+{
+	struct smtp_mx__rcpt *r = arg;
+	struct mx_bl *b = &r->ms->client;
+	b->ptr = res->ptr;
+	b->fcrdns = res->fcrdns;
+	snprintf(b->name, sizeof b->name, "%s",
+		 res->fcrdns_name[0] != '\0' ? res->fcrdns_name : res->ptr_name);
+	b->listed[0] = b->txt[0] = '\0';
+	for (size_t i = 0; i < res->dnsbl.count; i++) {
+		const struct conncheck_bl_zone *z = &res->dnsbl.zones[i];
+		if (z->status == CONNCHECK_BL_LISTED && b->listed[0] == '\0') {
+			snprintf(b->listed, sizeof b->listed, "%s", z->zone);
+			snprintf(b->txt, sizeof b->txt, "%s", z->txt);
+		}
+		if (z->status == CONNCHECK_BL_TEMPERROR)
+			log_event(LOG_WARN, r->mx->log_svc, "event=dnsbl_temperror sid=%s zone=%s",
+				  smtp_session_id(r->session), z->zone);
+	}
+	log_event(LOG_INFO, r->mx->log_svc, "event=client_checked sid=%s ptr=%s fcrdns=%s name=%s "
+		  "dnsbl_listed=%zu", smtp_session_id(r->session),
+		  conncheck_ptr_status_name(res->ptr), conncheck_fcrdns_status_name(res->fcrdns),
+		  b->name[0] != '\0' ? b->name : "-", res->dnsbl.listed);
+	r->conn_done = 1;
+	smtp_mx__rcpt_policy(r);
+}
+
+static void smtp_mx__rhs_cb(const struct conncheck_rhsbl_result *res, void *arg)
+{
+	struct smtp_mx__rcpt *r = arg;
+	struct mx_bl *b = &r->ms->rhs;
+	b->listed[0] = b->txt[0] = '\0';
+	for (size_t i = 0; i < res->rhsbl.count; i++) {
+		const struct conncheck_bl_zone *z = &res->rhsbl.zones[i];
+		if (z->status == CONNCHECK_BL_LISTED && b->listed[0] == '\0') {
+			snprintf(b->listed, sizeof b->listed, "%s", z->zone);
+			snprintf(b->txt, sizeof b->txt, "%s", z->txt);
+		}
+	}
+	r->rhs_done = 1;
+	smtp_mx__rcpt_policy(r);
+}
+
+/* The zones of a comma-separated list into zones[] (pointing into copy,
+ * which the caller frees). */
+static size_t smtp_mx__zones(const char *list, char **copy, const char *zones[])
+{
+	size_t n = 0;
+	*copy = xstrdup(list);
+	for (char *save = NULL, *z = strtok_r(*copy, ",", &save);
+	     z != NULL && n < DIRECTORY_DNSBL_ZONES_MAX; z = strtok_r(NULL, ",", &save))
+		zones[n++] = z;
+	return n;
+}
+
+/* Step 0: the client (PTR, FCrDNS, the tenant's DNSBL zones), once per
+ * connection and zone list. 1 when r waits for it. */
+static int smtp_mx__client_step(struct smtp_mx__rcpt *r, int checks)
+{
+	smtp_mx *mx = r->mx;
+	const struct directory_tenant_settings *ts = &r->resolved.settings;
+	struct mx_bl *b = &r->ms->client;
+	int wanted = mx->inbound != NULL &&
+		     (checks || ts->dnsbl[0] != '\0' || ts->ptr != DIRECTORY_PTR_RECORD);
+	if (!wanted || r->conn_done)
+		return 0;
+	if (b->key != NULL && strcmp(b->key, ts->dnsbl) == 0) {
+		r->conn_done = 1;
+		return 0;
+	}
+	struct sockaddr_storage sa;
+	const char *ip = smtp_session_peer_ip(r->session);
+	if (uv_ip4_addr(ip, 0, (struct sockaddr_in *)&sa) != 0 &&
+	    uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)&sa) != 0) {
+		r->conn_done = 1;
+		return 0;
+	}
+	free(b->key);
+	b->key = xstrdup(ts->dnsbl);
+	char *copy;
+	const char *zones[DIRECTORY_DNSBL_ZONES_MAX];
+	size_t n = smtp_mx__zones(ts->dnsbl, &copy, zones);
+	conncheck_client_start(smtp_inbound_conncheck(mx->inbound), (struct sockaddr *)&sa,
+			       zones, n, smtp_mx__client_cb, r);
+	free(copy);
+	return 1;
+}
+
+/* Step 1: RHSBL of the MAIL FROM domain in the tenant's zones. 1 when r
+ * waits for it. */
+static int smtp_mx__rhs_step(struct smtp_mx__rcpt *r)
+{
+	smtp_mx *mx = r->mx;
+	const struct directory_tenant_settings *ts = &r->resolved.settings;
+	const char *domain = smtp_mx__sender_domain(r->ms);
+	if (mx->inbound == NULL || r->rhs_done || ts->rhsbl[0] == '\0' || domain[0] == '\0')
+		return 0;
+	struct mx_bl *b = &r->ms->rhs;
+	char *key = xasprintf("%s|%s", ts->rhsbl, domain);
+	if (b->key != NULL && strcmp(b->key, key) == 0) {
+		free(key);
+		r->rhs_done = 1;
+		return 0;
+	}
+	free(b->key);
+	b->key = key;
+	char *copy;
+	const char *zones[DIRECTORY_DNSBL_ZONES_MAX];
+	size_t n = smtp_mx__zones(ts->rhsbl, &copy, zones);
+	conncheck_rhsbl_start(smtp_inbound_conncheck(mx->inbound), domain, zones, n,
+			      smtp_mx__rhs_cb, r);
+	free(copy);
+	return 1;
+}
+
+static void smtp_mx__rcpt_policy(struct smtp_mx__rcpt *r)
+{
+	smtp_mx *mx = r->mx;
+	const struct directory_tenant_settings *ts = &r->resolved.settings;
+	const int checks = smtp_mx__checks(mx, r->session, r->ms, ts);
+	const char *ip = smtp_session_peer_ip(r->session);
+	char text[600];
+	if (smtp_mx__client_step(r, checks))
+		return;
+	const struct mx_bl *cl = &r->ms->client;
+	if (r->conn_done && cl->key != NULL) {
+		if (r->ms->txn != NULL)
+			inbound_txn_iprev(r->ms->txn,
+					  cl->fcrdns == CONNCHECK_FCRDNS_PASS	     ? "pass"
+					  : cl->fcrdns == CONNCHECK_FCRDNS_TEMPERROR ? "temperror"
+										     : "fail",
+					  ip, cl->name);
+		if (cl->listed[0] != '\0' && ts->dnsbl[0] != '\0') {
+			log_event(LOG_INFO, mx->log_svc, "event=dnsbl_rejected sid=%s zone=%s",
+				  smtp_session_id(r->session), cl->listed);
+			snprintf(text, sizeof text, "Service unavailable; client [%s] blocked using %s%s%s",
+				 ip, cl->listed, cl->txt[0] != '\0' ? ": " : "", cl->txt);
+			smtp_mx__rcpt_refuse(r, 554, "5.7.1", text);
+			return;
+		}
+		if (cl->fcrdns == CONNCHECK_FCRDNS_FAIL && ts->ptr == DIRECTORY_PTR_REJECT) {
+			snprintf(text, sizeof text,
+				 "Client [%s] has no forward-confirmed reverse DNS", ip);
+			smtp_mx__rcpt_refuse(r, 550, "5.7.25", text);
+			return;
+		}
+		r->grey_forced = cl->fcrdns == CONNCHECK_FCRDNS_FAIL &&
+				 ts->ptr == DIRECTORY_PTR_GREYLIST;
+	}
+	if (smtp_mx__rhs_step(r))
+		return;
+	if (r->rhs_done && r->ms->rhs.listed[0] != '\0') {
+		log_event(LOG_INFO, mx->log_svc, "event=rhsbl_rejected sid=%s zone=%s",
+			  smtp_session_id(r->session), r->ms->rhs.listed);
+		snprintf(text, sizeof text, "Service unavailable; sender domain %s blocked using %s",
+			 smtp_mx__sender_domain(r->ms), r->ms->rhs.listed);
+		smtp_mx__rcpt_refuse(r, 554, "5.7.1", text);
+		return;
+	}
+	const int grey = (ts->greylisting || r->grey_forced) && mx->grey != NULL;
+	if (!r->spf_known && checks && (ts->spf == DIRECTORY_SPF_REJECT || grey)) {
+		inbound_txn_spf_wait(r->ms->txn, smtp_mx__rcpt_spf, r);
+		return;
+	}
+	if (r->spf_known && r->spf == SPF_FAIL && ts->spf == DIRECTORY_SPF_REJECT) {
+		log_event(LOG_INFO, mx->log_svc, "event=spf_rejected sid=%s rcpt_domain=%s",
+			  smtp_session_id(r->session), r->resolved.tenant);
+		smtp_mx__rcpt_refuse(r, 550, "5.7.23",
+				     "SPF validation failed: the sender's domain does not "
+				     "authorize this host");
+		return;
+	}
+	if (grey) {
+		if (uv_queue_work(mx->loop, &r->work, smtp_mx__grey_work, smtp_mx__grey_done) < 0)
+			smtp_mx__grey_done(&r->work, -1);
 		return;
 	}
 	smtp_mx__rcpt_accept(r, "Ok");
@@ -327,14 +601,10 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 	} else if (status >= 0 && err == MAIL_ERR_LIMIT) {
 		smtp_session_complete(r->session, 550, "5.4.6",
 				      "Routing loop or too many addresses in an alias");
-	} else if (err == MAIL_OK && !r->submission &&
-		   smtp_mx__checks(mx, r->session, r->ms, &r->resolved.settings) &&
-		   r->resolved.settings.spf == DIRECTORY_SPF_REJECT) {
-		inbound_txn_spf_wait(r->ms->txn, smtp_mx__rcpt_spf, r);
+	} else if (err == MAIL_OK && !r->submission) {
+		smtp_mx__rcpt_policy(r);
 		return;
 	} else if (err == MAIL_OK) {
-		if (!r->submission)
-			(void)smtp_mx__checks(mx, r->session, r->ms, &r->resolved.settings);
 		smtp_mx__rcpt_accept(r, "Ok");
 		return;
 	} else {
@@ -997,6 +1267,7 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 	mx->auth = set->auth;
 	mx->rate = set->rate;
 	mx->inbound = set->submission ? NULL : set->inbound;
+	mx->grey = set->submission ? NULL : set->grey;
 	if (set->submission && mx->rate == NULL) {
 		mx->rate = smtp_rate_create(NULL);
 		mx->rate_owned = 1;

@@ -66,6 +66,9 @@ struct smtp_mx_settings {
 	 * Authentication-Results (smtp-inbound.h; borrowed, must outlive the
 	 * MX). NULL: none of them. */
 	struct smtp_inbound *inbound;
+	/* The MX: greylisting for tenants with greylisting=on
+	 * (router/greylist/greylist.h; borrowed). NULL: none. */
+	struct greylist *grey;
 };
 
 /* smtp_server_settings_init_default() with port 2525 and log_svc
