@@ -22,12 +22,14 @@
 #include "smtp-mx.h"
 #include "smtp-inbound.h"
 #include "greylist.h"
+#include "srs.h"
 #include "mail-error.h"
 #include "store-client.h"
 #include "tls-certs.h"
 #include "tls.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
@@ -71,6 +73,7 @@ struct frontend {
 	smtp_mx *submissions;
 	smtp_inbound *inbound;         /* the MX's SPF, DKIM, DMARC */
 	greylist *grey;                /* the MX's greylisting (etcd) */
+	struct srs *srs;               /* the MX's forwarding (SRS) */
 	imap_store_backend *mail;      /* the IMAP and POP3 servers' backend */
 	imap_server *imap;
 	imap_server *imaps;
@@ -191,6 +194,30 @@ static int frontend_secret(struct frontend *fe, const char *path, const char **e
 static int frontend_loopback(const struct daemon_listen *l)
 {
 	return l->text == NULL || cidr_is_loopback_text(l->host);
+}
+
+/* SRS (forwarding): its secret is derived from the frontends' shared
+ * secret, so every frontend takes back the addresses any other made
+ * (docs/inbound.md). 0, or -1 with *error_r. */
+static int frontend_srs(struct frontend *fe, const char **error_r)
+{
+	uint8_t key[32];
+	unsigned key_len = sizeof key;
+	static const char label[] = "mail srs v1";
+	if (HMAC(EVP_sha256(), fe->secret, (int)fe->secret_len, (const uint8_t *)label,
+		 sizeof label - 1, key, &key_len) == NULL) {
+		*error_r = "cannot derive the SRS secret";
+		return -1;
+	}
+	char hex[sizeof key * 2 + 1];
+	for (unsigned i = 0; i < key_len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	const char *secrets[] = { hex };
+	struct srs_settings ss = { .secrets = secrets, .nsecrets = 1 };
+	int ret = srs_create(&ss, &fe->srs, error_r);
+	OPENSSL_cleanse(key, sizeof key);
+	OPENSSL_cleanse(hex, sizeof hex);
+	return ret == 0 ? 0 : -1;
 }
 
 /* Fill the settings every SMTP listener shares. */
@@ -324,6 +351,9 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	struct greylist_settings gls = { .etcd_stats = daemon_etcd_stats(d) };
 	fe->grey = greylist_create(daemon_etcd_conf(d), &gls);
 	mx.grey = fe->grey;
+	if (frontend_srs(fe, &error) < 0)
+		return daemon_start_failed(d, "srs", error);
+	mx.srs = fe->srs;
 	if (smtp_mx_start(loop, &mx, fe->dir, fe->queue, &fe->mx, &error) < 0)
 		return daemon_start_failed(d, "smtp", error);
 	if (set->submission.text != NULL) {
@@ -420,6 +450,7 @@ static void frontend_deinit(void *ctx)
 	imap_store_backend_destroy(&fe->mail);
 	smtp_rate_destroy(&fe->rate);
 	greylist_destroy(&fe->grey);
+	srs_destroy(&fe->srs);
 	tls_server_destroy(&fe->tls);
 	daemon_tls_deinit(&fe->node_tls);
 	cidr_list_free(&fe->trusted);

@@ -39,6 +39,8 @@ sys.path.insert(0, os.path.join(HERE, "support"))
 import e2e_harness  # noqa: E402
 import dnszone  # noqa: E402
 import dkim  # noqa: E402  (python3-dkim)
+from e2e_harness import local  # noqa: E402
+from e2e_outbound import Sink  # noqa: E402
 
 PASSWORD = "in s3cret"
 TENANT = "inbound.test"
@@ -92,6 +94,9 @@ def zone_text(rsa_pub, ed_pub):
     z += "clean IN TXT \"zone apex\"\n"
     z += "bad.test.rhs IN A 127.0.0.2\n"
     z += txt("bad", "v=spf1 ip4:127.0.0.1 -all")
+    # outside domains whose MX is the sink (forwards and bounces go there)
+    z += "far IN MX 10 mx.far.test.\nmx.far IN A 127.0.0.1\n"
+    z += "good IN MX 10 mx.far.test.\n"
     return z
 
 
@@ -99,6 +104,17 @@ def message(frm, to, subject, extra=b""):
     return (f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Message-ID: <{subject.replace(' ', '-')}@test>\r\n").encode() + extra + \
         b"\r\nHello from the inbound test.\r\n"
+
+
+def wait_records(sink, n, timeout=30):
+    """The sink's records once there are at least n."""
+    deadline = time.time() + timeout
+    while True:
+        recs = sink.records()
+        if len(recs) >= n:
+            return recs
+        assert time.time() < deadline, f"the sink got {len(recs)} of {n} messages"
+        time.sleep(0.2)
 
 
 class Inbound:
@@ -337,6 +353,40 @@ class Inbound:
         assert replies[0][0] == 250, replies
         c.mailctl("tenant", "set", "enf.test", "ptr=record")
 
+    def srs_forward_and_bounce(self):
+        """An alias with an outside target: the forwarded copy leaves under
+        an SRS sender of the tenant, with Delivered-To; a bounce to that
+        address comes back to the original sender; a forged one is
+        refused; the copy coming back to us is a loop."""
+        c = self.c
+        c.mailctl("alias", "add", "fwd@inbound.test", "ann@inbound.test", "someone@far.test")
+        before = len(self.sink.records())
+        self.delivered("sender@good.test", "fwd@inbound.test",
+                       message("sender@good.test", "fwd@inbound.test", "forwarded"), "forwarded",
+                       user="ann@inbound.test")
+        recs = wait_records(self.sink, before + 1)
+        rec = recs[-1]
+        assert rec["rcpts"][0].startswith("<someone@far.test>"), rec
+        srs = rec["mail"].split(">")[0].lstrip("<")
+        assert srs.startswith("SRS0=") and srs.endswith("=good.test=sender@inbound.test"), srs
+        assert "Delivered-To: fwd@inbound.test" in rec["data"], rec["data"][:600]
+        assert "Authentication-Results: localhost;" in rec["data"], rec["data"][:600]
+        # the far side bounces: to the SRS address, with the null sender
+        replies, data = self.send("", [srs], message("mailer-daemon@far.test", srs, "bounce"))
+        assert replies[0][0] == 250 and data[0] == 250, (replies, data)
+        recs = wait_records(self.sink, before + 2)
+        assert recs[-1]["mail"].startswith("<>"), recs[-1]
+        assert recs[-1]["rcpts"][0].startswith("<sender@good.test>"), recs[-1]
+        # an SRS address not made here (a changed hash)
+        forged = srs[:5] + ("A" if srs[5] != "A" else "B") + srs[6:]
+        replies, _ = self.send("", [forged], b"")
+        assert replies[0][0] == 550, replies
+        # our forwarded copy coming back to the same alias: a loop
+        replies, data = self.send("x@good.test", ["fwd@inbound.test"],
+                                  message("x@good.test", "fwd@inbound.test", "looped",
+                                          b"Delivered-To: fwd@inbound.test\r\n"))
+        assert data[0] == 554 and "5.4.6" in data[1], data
+
     def loop_refused(self):
         hops = b"".join(b"Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
                         for _ in range(101))
@@ -416,6 +466,8 @@ def main():
     ed_priv, ed_pub = ed25519_key()
     zone = dnszone.ZoneServer(zone_text(rsa_pub, ed_pub))
     zone.__enter__()
+    port = local.free_port()
+    sink = Sink(port, tmp)
 
     def body(c, check):
         for d in (TENANT, "enf.test", "off.test"):
@@ -424,6 +476,7 @@ def main():
             c.mailctl("user", "add", u, stdin=PASSWORD + "\n")
         t = Inbound(c, tmp)
         t.rsa_priv, t.ed_priv = rsa_priv, ed_priv
+        t.sink = sink
         check("spf_pass_and_fail", t.spf_pass_and_fail)
         check("spf_reject", t.spf_reject)
         check("dkim_independent_signer", t.dkim_independent_signer)
@@ -432,6 +485,7 @@ def main():
         check("checks_off", t.checks_off)
         check("greylisting", t.greylisting)
         check("connection_checks", t.connection_checks)
+        check("srs_forward_and_bounce", t.srs_forward_and_bounce)
         check("loop_refused", t.loop_refused)
         check("aliases", t.aliases)
         check("catch_all", t.catch_all)
@@ -440,8 +494,10 @@ def main():
         check("postmaster", t.postmaster)
 
     try:
-        return e2e_harness.run("inbound-e2e-", body, dns=zone.server, frontends=2)
+        return e2e_harness.run("inbound-e2e-", body, dns=zone.server, frontends=2,
+                               smtp_out_port=port)
     finally:
+        sink.stop()
         zone.__exit__(None, None, None)
         subprocess.run(["rm", "-rf", tmp])
 

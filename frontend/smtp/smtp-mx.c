@@ -12,6 +12,7 @@
 #include "smtp-inbound.h"
 #include "greylist.h"
 #include "conncheck.h"
+#include "srs.h"
 #include "smtp-trace.h"
 
 #include "auth-pool.h"
@@ -47,6 +48,7 @@ struct smtp_mx {
 	int rate_owned;
 	smtp_inbound *inbound; /* the MX's authentication checks, or NULL */
 	greylist *grey;        /* cluster-wide greylisting, or NULL */
+	const struct srs *srs; /* forwarding's sender rewriting, or NULL */
 };
 
 /* Per SMTP session (smtp_session_data): the transaction's recipients as
@@ -118,6 +120,16 @@ struct smtp_mx__enqueue {
 	size_t size;
 	char *rate_user;  /* counted by smtp_rate_take() at rate_at, or NULL */
 	uint64_t rate_at;
+	struct smtp_mx__group *group; /* one of several enqueues, or NULL */
+};
+
+/* Several enqueues for one DATA (local copies, and forwarded ones under
+ * an SRS sender): the reply waits for all; any failure is the reply (a
+ * resend is stored once: queue ids come from the content). */
+struct smtp_mx__group {
+	unsigned pending;
+	int status;          /* the first failure, or MAIL_OK */
+	char qid[32];        /* the first enqueue's, for the 250 */
 };
 
 static void smtp_mx__ref(smtp_mx *mx)
@@ -264,10 +276,51 @@ static char *smtp_mx__postmaster_domain(smtp_mx *mx)
 	return first;
 }
 
+/* Thread pool: an SRS address at one of our tenants (a bounce of mail we
+ * forwarded): 1 when it was one (r->err and r->resolved say where it
+ * goes: back to the original sender, or 550 5.1.1 when it is not ours,
+ * tampered with or too old). */
+static int smtp_mx__srs_rcpt(struct smtp_mx__rcpt *r)
+{
+	if (r->mx->srs == NULL || r->submission || strncasecmp(r->address, "srs", 3) != 0 ||
+	    (r->address[3] != '0' && r->address[3] != '1'))
+		return 0;
+	char *a = util_address_normalize(r->address, strlen(r->address));
+	if (a == NULL)
+		return 0;
+	char orig[SRS_ADDRESS_MAX + 1];
+	int ret = srs_reverse(r->mx->srs, r->address, util_now_wall_ms() / 1000, orig, sizeof orig);
+	if (ret == 0) {
+		free(a);
+		return 0;
+	}
+	const char *domain = util_address_domain(a);
+	r->err = directory_tenant_settings_get(r->mx->dir, domain, &r->resolved.settings);
+	if (r->err == MAIL_OK || r->err == MAIL_ERR_INTERNAL) {
+		r->resolved.tenant = xstrdup(domain);
+		r->err = MAIL_ERR_NOT_FOUND;
+	}
+	if (ret == 1 && r->resolved.tenant != NULL) {
+		r->resolved.routes = xcalloc(1, sizeof *r->resolved.routes);
+		r->resolved.routes[0].address = xstrdup(orig);
+		r->resolved.routes[0].external = 1;
+		r->resolved.n_routes = 1;
+		r->resolved.via_alias = 1;
+		r->err = MAIL_OK;
+	} else if (ret < 0) {
+		log_event(LOG_INFO, r->mx->log_svc, "event=srs_refused address=%s error=%s", a,
+			  srs_error_name(ret));
+	}
+	free(a);
+	return 1;
+}
+
 /* Thread pool: the blocking directory calls, nothing else. */
 static void smtp_mx__rcpt_work(uv_work_t *w)
 {
 	struct smtp_mx__rcpt *r = w->data;
+	if (smtp_mx__srs_rcpt(r))
+		return;
 	char *pm = strchr(r->address, '@') == NULL ? smtp_mx__postmaster_domain(r->mx) : NULL;
 	r->err = directory_rcpt_resolve(r->mx->dir, r->address, pm, &r->resolved);
 	free(pm);
@@ -674,7 +727,13 @@ struct mx_plan {
 	size_t fields_len;
 	const uint8_t *body;
 	size_t body_len;
+	/* the envelope sender instead of the transaction's (an SRS address
+	 * for forwarded copies), or NULL */
+	const char *mail_from;
 };
+
+/* Which routes a plan takes. */
+enum mx_routes { MX_ROUTES_ALL, MX_ROUTES_LOCAL, MX_ROUTES_FORWARD };
 
 static void mx_plan_add(struct mx_plan *p, size_t *cap, const char *address, int remote,
 			const char *mailbox, size_t orig)
@@ -697,6 +756,25 @@ static void mx_plan_add(struct mx_plan *p, size_t *cap, const char *address, int
 /* The plan of t: the routes kept in ms when there is one per accepted
  * RCPT, else (no resolution kept) each recipient as it is. junk[i]: the
  * copies of recipient i go to Junk. */
+static void mx_plan_build_routes(struct mx_plan *p, const struct smtp_transaction *t,
+				 const struct mx_session *ms, const int *junk, enum mx_routes which)
+{
+	memset(p, 0, sizeof *p);
+	size_t cap = 0;
+	for (size_t i = 0; i < ms->n_rcpts && i < t->n_rcpts; i++) {
+		const struct directory_rcpt *r = &ms->rcpts[i];
+		for (size_t k = 0; k < r->n_routes; k++) {
+			const struct directory_route *rt = &r->routes[k];
+			if ((which == MX_ROUTES_LOCAL && rt->external) ||
+			    (which == MX_ROUTES_FORWARD && !rt->external))
+				continue;
+			const char *mailbox = junk != NULL && junk[i] && !rt->external ? "Junk"
+					      : rt->folder;
+			mx_plan_add(p, &cap, rt->address, rt->external, mailbox, i);
+		}
+	}
+}
+
 static void mx_plan_build(struct mx_plan *p, const struct smtp_transaction *t,
 			  const struct mx_session *ms, const int *remote, const int *junk)
 {
@@ -804,6 +882,23 @@ static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
 	struct smtp_mx__enqueue *e = arg;
 	smtp_mx *mx = e->mx;
 	(void)queue_id;
+	struct smtp_mx__group *g = e->group;
+	if (g != NULL) {
+		log_event(LOG_INFO, mx->log_svc, "event=%s sid=%s qid=%s rcpts=%zu size=%zu",
+			  status == MAIL_OK ? "accepted_part" : "enqueue_failed",
+			  smtp_session_id(e->session), e->qid, e->n_rcpts, e->size);
+		if (g->status == MAIL_OK)
+			g->status = status;
+		if (--g->pending > 0) {
+			free(e->rate_user);
+			free(e);
+			smtp_mx__unref(mx);
+			return;
+		}
+		status = g->status;
+		memcpy(e->qid, g->qid, sizeof e->qid);
+		free(g);
+	}
 	if (status == MAIL_OK) {
 		char text[80];
 		snprintf(text, sizeof text, "Ok: queued as %s", e->qid);
@@ -837,12 +932,14 @@ struct smtp_mx__submit {
  * does not normalise (a quoted local part, say) is kept as given. p: the
  * recipients (routes) and what the MX adds. sub: NULL on the MX; its
  * counted_user becomes the enqueue's (NULLed). */
-static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_transaction *t,
-			     const struct mx_plan *p, struct smtp_mx__submit *sub)
+static void smtp_mx__enqueue_part(smtp_mx *mx, smtp_session *s,
+				  const struct smtp_transaction *t, const struct mx_plan *p,
+				  struct smtp_mx__submit *sub, struct smtp_mx__group *g)
 {
 	struct smtp_mx__enqueue *e = xcalloc(1, sizeof *e);
 	e->mx = mx;
 	e->session = s;
+	e->group = g;
 	e->n_rcpts = p->n;
 	e->size = t->body_len;
 	if (sub != NULL) {
@@ -853,14 +950,19 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 	const uint8_t *msg = p->body != NULL ? p->body : t->body;
 	size_t msg_len = p->body != NULL ? p->body_len : t->body_len;
 
+	const char *given_from = p->mail_from != NULL ? p->mail_from : t->mail_from;
 	char *from = NULL;
-	if (t->mail_from[0] != '\0')
-		from = util_address_normalize(t->mail_from, strlen(t->mail_from));
+	if (p->mail_from != NULL)
+		from = xstrdup(p->mail_from); /* ours (SRS): its case is part of it */
+	else if (given_from[0] != '\0')
+		from = util_address_normalize(given_from, strlen(given_from));
 	int64_t now = util_now_wall_ms();
 	/* A resend of this very message (our reply was lost) gets this id
 	 * again and is stored once (queue-client.h). */
-	queue_client_content_id(e->qid, from != NULL ? from : t->mail_from, p->rcpts, p->n,
+	queue_client_content_id(e->qid, from != NULL ? from : given_from, p->rcpts, p->n,
 				(const uint8_t *)t->body, t->body_len, now);
+	if (g != NULL && g->qid[0] == '\0')
+		memcpy(g->qid, e->qid, sizeof g->qid);
 	/* what every accepted message gets (smtp-trace.h): our Received:
 	 * and, on submission, a Date: and Message-ID: it lacks, before the
 	 * client's bytes (the id above is theirs) */
@@ -889,7 +991,7 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 	Queue__EnqueueRequest req;
 	queue__enqueue_request__init(&req);
 	req.queue_id = e->qid;
-	req.mail_from = from != NULL ? from : (char *)t->mail_from;
+	req.mail_from = from != NULL ? from : (char *)given_from;
 	req.n_rcpt_to = p->n;
 	req.rcpt_to = p->rcpts;
 	int any_remote = 0;
@@ -922,6 +1024,12 @@ static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_tra
 	smtp_mx__dsn_free(&dsn, p->n);
 	buf_deinit(&body);
 	free(from);
+}
+
+static void smtp_mx__enqueue(smtp_mx *mx, smtp_session *s, const struct smtp_transaction *t,
+			     const struct mx_plan *p, struct smtp_mx__submit *sub)
+{
+	smtp_mx__enqueue_part(mx, s, t, p, sub, NULL);
 }
 
 /* Submission: which recipients are outside our tenants (thread pool). */
@@ -1034,6 +1142,104 @@ struct smtp_mx__data {
 	struct mx_session *ms;
 };
 
+/* The MX's enqueue of a routed transaction: the local copies as the
+ * sender sent them; the forwarded ones (alias targets outside our
+ * tenants, bounces to an SRS address) under the SRS address of the
+ * sender at the recipient's tenant (RFC 7208 does not pass a forward
+ * otherwise) and with Delivered-To of the address we took, so they are
+ * recognised if they loop back. */
+static void smtp_mx__enqueue_routed(smtp_mx *mx, smtp_session *s,
+				    const struct smtp_transaction *t, const struct mx_session *ms,
+				    const int *junk, const char *fields, size_t fields_len,
+				    const uint8_t *body, size_t body_len)
+{
+	struct mx_plan local, fwd;
+	mx_plan_build_routes(&local, t, ms, junk, MX_ROUTES_LOCAL);
+	mx_plan_build_routes(&fwd, t, ms, NULL, MX_ROUTES_FORWARD);
+	local.fields = fields;
+	local.fields_len = fields_len;
+	local.body = fwd.body = body;
+	local.body_len = fwd.body_len = body_len;
+	char srs_from[SRS_ADDRESS_MAX + 1];
+	buf fwd_fields;
+	buf_init(&fwd_fields);
+	if (fwd.n > 0) {
+		const char *tenant = ms->rcpts[fwd.orig[0]].tenant;
+		char *from = t->mail_from[0] != '\0'
+				     ? util_address_normalize(t->mail_from, strlen(t->mail_from))
+				     : NULL;
+		int ret = from != NULL && mx->srs != NULL && tenant != NULL
+				  ? srs_forward(mx->srs, from, tenant, util_now_wall_ms() / 1000,
+						srs_from, sizeof srs_from)
+				  : 0;
+		if (ret == 1)
+			fwd.mail_from = srs_from;
+		else if (from != NULL)
+			log_event(LOG_WARN, mx->log_svc, "event=srs_not_rewritten sid=%s error=%s",
+				  smtp_session_id(s), ret < 0 ? srs_error_name(ret) : "no_srs");
+		free(from);
+		buf_append(&fwd_fields, fields, fields_len);
+		for (size_t i = 0; i < fwd.n; i++) {
+			if (i > 0 && fwd.orig[i] == fwd.orig[i - 1])
+				continue;
+			char *a = util_address_normalize(t->rcpts[fwd.orig[i]],
+							 strlen(t->rcpts[fwd.orig[i]]));
+			if (a != NULL)
+				buf_printf(&fwd_fields, "Delivered-To: %s\r\n", a);
+			free(a);
+		}
+		fwd.fields = (const char *)fwd_fields.data;
+		fwd.fields_len = fwd_fields.len;
+	}
+	if (fwd.n == 0 || local.n == 0) {
+		smtp_mx__enqueue(mx, s, t, fwd.n > 0 ? &fwd : &local, NULL);
+	} else {
+		struct smtp_mx__group *g = xcalloc(1, sizeof *g);
+		g->pending = 2;
+		smtp_mx__enqueue_part(mx, s, t, &local, NULL, g);
+		smtp_mx__enqueue_part(mx, s, t, &fwd, NULL, g);
+	}
+	buf_deinit(&fwd_fields);
+	mx_plan_free(&local);
+	mx_plan_free(&fwd);
+}
+
+/* 1 when a Delivered-To field of msg names one of t's recipients: a copy
+ * we forwarded came back (a forwarding loop). */
+static int smtp_mx__delivered_to_loop(const struct smtp_transaction *t, const uint8_t *msg,
+				      size_t len)
+{
+	size_t pos = 0;
+	while (pos < len) {
+		const uint8_t *nl = memchr(msg + pos, '\n', len - pos);
+		size_t end = nl != NULL ? (size_t)(nl - msg) : len;
+		size_t e = end > pos && msg[end - 1] == '\r' ? end - 1 : end;
+		if (e == pos)
+			break; /* the empty line */
+		if (e - pos > 13 && strncasecmp((const char *)msg + pos, "delivered-to:", 13) == 0) {
+			const char *v = (const char *)msg + pos + 13;
+			size_t vlen = e - pos - 13;
+			while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+				v++;
+				vlen--;
+			}
+			char *a = util_address_normalize(v, vlen);
+			for (size_t i = 0; a != NULL && i < t->n_rcpts; i++) {
+				char *r = util_address_normalize(t->rcpts[i], strlen(t->rcpts[i]));
+				int same = r != NULL && strcmp(a, r) == 0;
+				free(r);
+				if (same) {
+					free(a);
+					return 1;
+				}
+			}
+			free(a);
+		}
+		pos = end + 1;
+	}
+	return 0;
+}
+
 static void smtp_mx__data_verdict(const struct inbound_verdict *v, void *arg)
 {
 	struct smtp_mx__data *d = arg;
@@ -1055,14 +1261,8 @@ static void smtp_mx__data_verdict(const struct inbound_verdict *v, void *arg)
 			  smtp_session_id(d->session), v->dmarc.from_domain);
 		smtp_session_complete(d->session, 550, "5.7.1", text);
 	} else {
-		struct mx_plan plan;
-		mx_plan_build(&plan, d->t, ms, NULL, junk);
-		plan.fields = v->fields;
-		plan.fields_len = v->fields_len;
-		plan.body = v->body;
-		plan.body_len = v->body_len;
-		smtp_mx__enqueue(mx, d->session, d->t, &plan, NULL);
-		mx_plan_free(&plan);
+		smtp_mx__enqueue_routed(mx, d->session, d->t, ms, junk, v->fields, v->fields_len,
+					v->body, v->body_len);
 	}
 	free(junk);
 	mx_session_unref(ms);
@@ -1078,25 +1278,32 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 			smtp_session_complete(s, 554, "5.4.6", "Too many hops: a mail loop");
 			return;
 		}
+		if (smtp_mx__delivered_to_loop(t, t->body, t->body_len)) {
+			smtp_session_complete(s, 554, "5.4.6",
+					      "Mail loop: already delivered to a recipient here");
+			return;
+		}
 		struct mx_session *ms = smtp_session_data(s);
 		if (ms == NULL || ms->txn == NULL) {
 			/* no tenant of the message wants checks (or none are
 			 * configured: tests of the engine) */
-			struct mx_plan plan;
-			mx_plan_build(&plan, t, ms, NULL, NULL);
+			if (ms == NULL || ms->n_rcpts != t->n_rcpts) {
+				/* no resolution kept (cannot happen on the MX) */
+				struct mx_plan plan;
+				mx_plan_build(&plan, t, ms, NULL, NULL);
+				smtp_mx__enqueue(mx, s, t, &plan, NULL);
+				mx_plan_free(&plan);
+				return;
+			}
 			uint8_t *copy = NULL;
 			char *none = NULL;
+			size_t len = t->body_len;
 			if (mx->inbound != NULL) {
-				size_t len = t->body_len;
 				copy = smtp_inbound_strip(mx->inbound, t->body, &len);
 				none = xasprintf("Authentication-Results: %s; none\r\n", mx->hostname);
-				plan.body = copy;
-				plan.body_len = len;
-				plan.fields = none;
-				plan.fields_len = strlen(none);
 			}
-			smtp_mx__enqueue(mx, s, t, &plan, NULL);
-			mx_plan_free(&plan);
+			smtp_mx__enqueue_routed(mx, s, t, ms, NULL, none, none != NULL ? strlen(none) : 0,
+						copy != NULL ? copy : t->body, len);
 			free(copy);
 			free(none);
 			return;
@@ -1268,6 +1475,7 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 	mx->rate = set->rate;
 	mx->inbound = set->submission ? NULL : set->inbound;
 	mx->grey = set->submission ? NULL : set->grey;
+	mx->srs = set->submission ? NULL : set->srs;
 	if (set->submission && mx->rate == NULL) {
 		mx->rate = smtp_rate_create(NULL);
 		mx->rate_owned = 1;

@@ -69,6 +69,10 @@ struct smtp_mx_settings {
 	/* The MX: greylisting for tenants with greylisting=on
 	 * (router/greylist/greylist.h; borrowed). NULL: none. */
 	struct greylist *grey;
+	/* The MX: forwarded copies get an SRS envelope sender and SRS
+	 * addresses of our tenants are taken back (lib/srs/srs.h;
+	 * borrowed). NULL: forwarded as they are. */
+	const struct srs *srs;
 };
 
 /* smtp_server_settings_init_default() with port 2525 and log_svc
