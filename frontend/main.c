@@ -411,6 +411,9 @@ static void frontend_stop(void *ctx)
 		smtp_mx_stop(&fe->submission);
 	if (fe->submissions != NULL)
 		smtp_mx_stop(&fe->submissions);
+	/* checks in flight end now: their sessions answer and close */
+	if (fe->inbound != NULL)
+		smtp_inbound_abort(fe->inbound);
 	imap_server_stop(&fe->imap);
 	imap_server_stop(&fe->imaps);
 	pop3_server_stop(&fe->pop3);
@@ -425,7 +428,8 @@ static size_t frontend_pending(void *ctx)
 {
 	struct frontend *fe = ctx;
 	return (fe->queue != NULL ? queue_client_pending(fe->queue) : 0) +
-	       (fe->store != NULL ? store_client_pending(fe->store) : 0);
+	       (fe->store != NULL ? store_client_pending(fe->store) : 0) +
+	       (fe->inbound != NULL ? smtp_inbound_pending(fe->inbound) : 0);
 }
 
 /* The clients' connections were the last handles keeping the loop running. */

@@ -34,6 +34,20 @@ struct smtp_inbound {
 	dmarc_checker *dmarc;
 	conncheck_checker *conn;
 	char *authserv_id;
+	int aborted;              /* stopping: everything ends at once */
+	struct inbound_txn *txns; /* alive (the list of abort) */
+	struct conn_job *jobs;    /* connection checks in flight */
+	size_t n_txns, n_jobs;
+};
+
+/* A connection check in flight (smtp_inbound_client_check). */
+struct conn_job {
+	smtp_inbound *in;
+	struct conn_job *prev, *next;
+	conncheck_job *job;
+	void (*client_cb)(const struct conncheck_client_result *r, void *arg);
+	void (*rhsbl_cb)(const struct conncheck_rhsbl_result *r, void *arg);
+	void *arg;
 };
 
 /* One SPF query's outcome, copied from its callback. */
@@ -49,6 +63,7 @@ struct spf_part {
 
 struct inbound_txn {
 	smtp_inbound *in;
+	struct inbound_txn *prev, *next; /* in->txns */
 	unsigned refs;
 	char sid[40];
 	struct spf_part from, helo;
@@ -63,6 +78,8 @@ struct inbound_txn {
 	struct dkim_verify_sig *sigs;
 	size_t n_sigs;
 	int dkim_error;       /* the verifier refused the message (too big...) */
+	dkim_verify_job *dkim_job; /* in flight */
+	dmarc_check *dmarc_chk;    /* in flight */
 	char iprev[16];       /* "" until inbound_txn_iprev() */
 	char iprev_ip[48];
 	char iprev_name[256];
@@ -109,6 +126,7 @@ void smtp_inbound_destroy(smtp_inbound **inp)
 	if (in == NULL)
 		return;
 	*inp = NULL;
+	smtp_inbound_abort(in);
 	conncheck_checker_destroy(&in->conn);
 	dmarc_checker_destroy(&in->dmarc);
 	dkim_verifier_destroy(&in->dkim);
@@ -148,6 +166,14 @@ static void txn_unref(inbound_txn *t)
 {
 	if (--t->refs > 0)
 		return;
+	smtp_inbound *in = t->in;
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		in->txns = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+	in->n_txns--;
 	spf_part_free(&t->from);
 	spf_part_free(&t->helo);
 	free(t->msg);
@@ -156,6 +182,7 @@ static void txn_unref(inbound_txn *t)
 }
 
 static void data_dmarc(inbound_txn *t);
+static void data_aborted(inbound_txn *t);
 
 static void spf_done(struct spf_part *p, const struct spf_result *r)
 {
@@ -198,8 +225,20 @@ inbound_txn *inbound_txn_start(smtp_inbound *in, const char *sid, const char *cl
 {
 	inbound_txn *t = xcalloc(1, sizeof *t);
 	t->in = in;
-	t->refs = 3; /* the caller's, and one per SPF query */
+	t->next = in->txns;
+	if (in->txns != NULL)
+		in->txns->prev = t;
+	in->txns = t;
+	in->n_txns++;
 	snprintf(t->sid, sizeof t->sid, "%s", sid);
+	if (in->aborted) {
+		/* stopping: no DNS; SPF is temperror at once */
+		t->refs = 1;
+		t->from.done = t->helo.done = 1;
+		t->from.status = t->helo.status = SPF_TEMPERROR;
+		return t;
+	}
+	t->refs = 3; /* the caller's, and one per SPF query */
 	struct spf_request req = {
 		.client_ip = client_ip, .helo = helo, .mail_from = mail_from,
 		.identity = SPF_IDENTITY_MAILFROM, .id = t->sid,
@@ -379,9 +418,20 @@ static void data_finish(inbound_txn *t)
 	txn_unref(t);
 }
 
+/* The DATA pipeline ends without a verdict (stopping). */
+static void data_aborted(inbound_txn *t)
+{
+	struct inbound_verdict v = { .aborted = 1 };
+	inbound_data_cb *cb = t->data_cb;
+	t->data_cb = NULL;
+	cb(&v, t->data_arg);
+	txn_unref(t);
+}
+
 static void dmarc_cb(const struct dmarc_outcome *outcome, void *arg)
 {
 	inbound_txn *t = arg;
+	t->dmarc_chk = NULL;
 	t->dmarc = *outcome;
 	data_finish(t);
 }
@@ -389,6 +439,10 @@ static void dmarc_cb(const struct dmarc_outcome *outcome, void *arg)
 /* DKIM is done and SPF too: DMARC, when the message has one From domain. */
 static void data_dmarc(inbound_txn *t)
 {
+	if (t->in->aborted) {
+		data_aborted(t);
+		return;
+	}
 	memset(&t->dmarc, 0, sizeof t->dmarc);
 	if (t->from_domain[0] == '\0') {
 		data_finish(t);
@@ -408,12 +462,13 @@ static void data_dmarc(inbound_txn *t)
 		.dkim = dk,
 		.n_dkim = n,
 	};
-	dmarc_check_start(t->in->dmarc, &req, dmarc_cb, t);
+	t->dmarc_chk = dmarc_check_start(t->in->dmarc, &req, dmarc_cb, t);
 }
 
 static void dkim_cb(int status, const struct dkim_verify_result *result, void *arg)
 {
 	inbound_txn *t = arg;
+	t->dkim_job = NULL;
 	if (status == MAIL_OK && result->count > 0) {
 		t->sigs = xcalloc(result->count, sizeof *t->sigs);
 		memcpy(t->sigs, result->sigs, result->count * sizeof *t->sigs);
@@ -451,5 +506,148 @@ void inbound_txn_data(inbound_txn *t, const uint8_t *body, size_t len, inbound_d
 	t->msg = smtp_inbound_strip(t->in, body, &t->msg_len);
 	if (dkim_from_domain(t->msg, t->msg_len, INBOUND_HEADER_MAX, t->from_domain) != 1)
 		t->from_domain[0] = '\0';
-	dkim_verify_start(t->in->dkim, t->msg, t->msg_len, t->sid, dkim_cb, t);
+	if (t->in->aborted) {
+		data_aborted(t);
+		return;
+	}
+	t->dkim_job = dkim_verify_start(t->in->dkim, t->msg, t->msg_len, t->sid, dkim_cb, t);
+}
+
+/* ---- connection checks and stopping -------------------------------------------- */
+
+static void conn_job_unlink(struct conn_job *j)
+{
+	smtp_inbound *in = j->in;
+	if (j->prev != NULL)
+		j->prev->next = j->next;
+	else
+		in->jobs = j->next;
+	if (j->next != NULL)
+		j->next->prev = j->prev;
+	in->n_jobs--;
+}
+
+static struct conn_job *conn_job_new(smtp_inbound *in, void *arg)
+{
+	struct conn_job *j = xcalloc(1, sizeof *j);
+	j->in = in;
+	j->arg = arg;
+	j->next = in->jobs;
+	if (in->jobs != NULL)
+		in->jobs->prev = j;
+	in->jobs = j;
+	in->n_jobs++;
+	return j;
+}
+
+static void conn_client_cb(const struct conncheck_client_result *r, void *arg)
+{
+	struct conn_job *j = arg;
+	conn_job_unlink(j);
+	j->client_cb(r, j->arg);
+	free(j);
+}
+
+static void conn_rhsbl_cb(const struct conncheck_rhsbl_result *r, void *arg)
+{
+	struct conn_job *j = arg;
+	conn_job_unlink(j);
+	j->rhsbl_cb(r, j->arg);
+	free(j);
+}
+
+/* Answers a check asked while stopping, on a later turn of the loop. */
+static void conn_later_closed(uv_handle_t *h)
+{
+	struct conn_job *j = h->data;
+	conn_job_unlink(j);
+	if (j->client_cb != NULL)
+		j->client_cb(NULL, j->arg);
+	else
+		j->rhsbl_cb(NULL, j->arg);
+	free(h);
+	free(j);
+}
+
+static void conn_later_cb(uv_idle_t *h)
+{
+	uv_idle_stop(h);
+	uv_close((uv_handle_t *)h, conn_later_closed);
+}
+
+static void conn_later(struct conn_job *j)
+{
+	uv_idle_t *h = xcalloc(1, sizeof *h);
+	h->data = j;
+	uv_idle_init(j->in->loop, h);
+	uv_idle_start(h, conn_later_cb);
+}
+
+void smtp_inbound_client_check(smtp_inbound *in, const struct sockaddr *client,
+			       const char *const *zones, size_t n,
+			       void (*cb)(const struct conncheck_client_result *r, void *arg),
+			       void *arg)
+{
+	struct conn_job *j = conn_job_new(in, arg);
+	j->client_cb = cb;
+	if (in->aborted)
+		conn_later(j);
+	else
+		j->job = conncheck_client_start(in->conn, client, zones, n, conn_client_cb, j);
+}
+
+void smtp_inbound_rhsbl_check(smtp_inbound *in, const char *domain, const char *const *zones,
+			      size_t n,
+			      void (*cb)(const struct conncheck_rhsbl_result *r, void *arg),
+			      void *arg)
+{
+	struct conn_job *j = conn_job_new(in, arg);
+	j->rhsbl_cb = cb;
+	if (in->aborted)
+		conn_later(j);
+	else
+		j->job = conncheck_rhsbl_start(in->conn, domain, zones, n, conn_rhsbl_cb, j);
+}
+
+size_t smtp_inbound_pending(const smtp_inbound *in)
+{
+	return in->n_txns + in->n_jobs;
+}
+
+void smtp_inbound_abort(smtp_inbound *in)
+{
+	if (in->aborted)
+		return;
+	in->aborted = 1;
+	/* connection checks: withdrawn, answered NULL */
+	for (struct conn_job *j = in->jobs, *next; j != NULL; j = next) {
+		next = j->next;
+		if (j->job == NULL)
+			continue; /* already answering later */
+		conncheck_cancel(&j->job);
+		conn_later(j);
+	}
+	/* transactions: SPF temperror, DATA aborted; each holds a reference
+	 * over its own step so the list walk stays valid */
+	for (inbound_txn *t = in->txns; t != NULL;) {
+		t->refs++;
+		if (t->from.q != NULL) {
+			spf_query_cancel(&t->from.q);
+			spf_from_cb(NULL, t); /* drops the query's reference */
+		}
+		if (t->helo.q != NULL) {
+			spf_query_cancel(&t->helo.q);
+			spf_helo_cb(NULL, t);
+		}
+		if (t->dkim_job != NULL) {
+			dkim_verify_cancel(&t->dkim_job);
+			data_aborted(t);
+		} else if (t->dmarc_chk != NULL) {
+			dmarc_check_cancel(&t->dmarc_chk);
+			data_aborted(t);
+		}
+		inbound_txn *next = t->next;
+		txn_unref(t);
+		t = next;
+	}
 }

@@ -34,6 +34,7 @@
 
 #include <uv.h>
 
+#include "conncheck.h"
 #include "dmarc.h"
 #include "spf-check.h"
 
@@ -54,13 +55,18 @@ typedef struct inbound_txn inbound_txn;
 /* MAIL_OK and *in_r, or an error with *error_r (static). */
 int smtp_inbound_create(uv_loop_t *loop, const struct smtp_inbound_settings *set,
 			smtp_inbound **in_r, const char **error_r);
-/* After every transaction is released and the loop has run their checks
- * out (the frontend stops its listeners and runs the loop first). */
+/* Stopping: every check in flight ends now (SPF as temperror, a DATA
+ * with inbound_verdict.aborted, a connection check with a NULL result),
+ * and so does every check started later. Loop thread. */
+void smtp_inbound_abort(smtp_inbound *in);
+/* Transactions and connection checks still alive (the frontend's drain
+ * waits for them). */
+size_t smtp_inbound_pending(const smtp_inbound *in);
+/* Aborts what is left (smtp_inbound_abort), then frees; run the loop
+ * once more after it. */
 void smtp_inbound_destroy(smtp_inbound **in);
-/* The resolver, and the connection checker (PTR, FCrDNS, DNSBL, RHSBL:
- * lib/conncheck) on it, for the MX's policy steps. */
+/* The resolver, for the MX's other checks. */
 struct dns_resolver *smtp_inbound_resolver(smtp_inbound *in);
-struct conncheck_checker *smtp_inbound_conncheck(smtp_inbound *in);
 
 /* A copy of body[0..*len) without the fields claiming our authserv-id
  * (*len updated), for messages no check runs on. The caller frees it. */
@@ -74,6 +80,18 @@ inbound_txn *inbound_txn_start(smtp_inbound *in, const char *sid, const char *cl
  * NULLs *t; NULL is fine. */
 void inbound_txn_release(inbound_txn **t);
 
+/* The connection checks (lib/conncheck) through the inbound object, so
+ * a stop ends them: cb gets NULL then (treat it as temperror). The job
+ * is the inbound's: no cancel (the session waits for its answer). */
+void smtp_inbound_client_check(smtp_inbound *in, const struct sockaddr *client,
+			       const char *const *zones, size_t n,
+			       void (*cb)(const struct conncheck_client_result *r, void *arg),
+			       void *arg);
+void smtp_inbound_rhsbl_check(smtp_inbound *in, const char *domain, const char *const *zones,
+			      size_t n,
+			      void (*cb)(const struct conncheck_rhsbl_result *r, void *arg),
+			      void *arg);
+
 /* The client's reverse DNS as the connection check found it, for the
  * iprev method of Authentication-Results (RFC 8601 2.7.3): result "pass",
  * "fail" or "temperror"; name the verified (or first) PTR name, "" none. */
@@ -85,6 +103,8 @@ typedef void inbound_spf_cb(enum spf_status status, void *arg);
 void inbound_txn_spf_wait(inbound_txn *t, inbound_spf_cb *cb, void *arg);
 
 struct inbound_verdict {
+	/* 1: the frontend is stopping, nothing else is set: answer 4xx */
+	int aborted;
 	enum spf_status spf;          /* MAIL FROM (HELO for <>) */
 	struct dmarc_outcome dmarc;   /* result NONE when there was no From domain */
 	size_t dkim_pass;             /* signatures that verified */

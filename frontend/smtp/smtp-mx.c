@@ -449,6 +449,15 @@ static void smtp_mx__client_cb(const struct conncheck_client_result *res, void *
 {
 	struct smtp_mx__rcpt *r = arg;
 	struct mx_bl *b = &r->ms->client;
+	if (res == NULL) {
+		/* stopping: nothing known, nothing refused */
+		b->ptr = CONNCHECK_PTR_TEMPERROR;
+		b->fcrdns = CONNCHECK_FCRDNS_TEMPERROR;
+		b->name[0] = b->listed[0] = b->txt[0] = '\0';
+		r->conn_done = 1;
+		smtp_mx__rcpt_policy(r);
+		return;
+	}
 	b->ptr = res->ptr;
 	b->fcrdns = res->fcrdns;
 	snprintf(b->name, sizeof b->name, "%s",
@@ -477,7 +486,7 @@ static void smtp_mx__rhs_cb(const struct conncheck_rhsbl_result *res, void *arg)
 	struct smtp_mx__rcpt *r = arg;
 	struct mx_bl *b = &r->ms->rhs;
 	b->listed[0] = b->txt[0] = '\0';
-	for (size_t i = 0; i < res->rhsbl.count; i++) {
+	for (size_t i = 0; res != NULL && i < res->rhsbl.count; i++) {
 		const struct conncheck_bl_zone *z = &res->rhsbl.zones[i];
 		if (z->status == CONNCHECK_BL_LISTED && b->listed[0] == '\0') {
 			snprintf(b->listed, sizeof b->listed, "%s", z->zone);
@@ -527,8 +536,8 @@ static int smtp_mx__client_step(struct smtp_mx__rcpt *r, int checks)
 	char *copy;
 	const char *zones[DIRECTORY_DNSBL_ZONES_MAX];
 	size_t n = smtp_mx__zones(ts->dnsbl, &copy, zones);
-	conncheck_client_start(smtp_inbound_conncheck(mx->inbound), (struct sockaddr *)&sa,
-			       zones, n, smtp_mx__client_cb, r);
+	smtp_inbound_client_check(mx->inbound, (struct sockaddr *)&sa, zones, n, smtp_mx__client_cb,
+				  r);
 	free(copy);
 	return 1;
 }
@@ -554,8 +563,7 @@ static int smtp_mx__rhs_step(struct smtp_mx__rcpt *r)
 	char *copy;
 	const char *zones[DIRECTORY_DNSBL_ZONES_MAX];
 	size_t n = smtp_mx__zones(ts->rhsbl, &copy, zones);
-	conncheck_rhsbl_start(smtp_inbound_conncheck(mx->inbound), domain, zones, n,
-			      smtp_mx__rhs_cb, r);
+	smtp_inbound_rhsbl_check(mx->inbound, domain, zones, n, smtp_mx__rhs_cb, r);
 	free(copy);
 	return 1;
 }
@@ -1245,6 +1253,13 @@ static void smtp_mx__data_verdict(const struct inbound_verdict *v, void *arg)
 	struct smtp_mx__data *d = arg;
 	smtp_mx *mx = d->mx;
 	struct mx_session *ms = d->ms;
+	if (v->aborted) {
+		smtp_session_complete(d->session, 451, "4.3.2", "Shutting down, try again later");
+		mx_session_unref(ms);
+		free(d);
+		smtp_mx__unref(mx);
+		return;
+	}
 	int enforce = 0;
 	int *junk = xcalloc(ms->n_rcpts + 1, sizeof *junk);
 	for (size_t i = 0; i < ms->n_rcpts; i++) {
