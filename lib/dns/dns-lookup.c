@@ -209,15 +209,109 @@ static enum dns_status dns__txt_read(dns_request *req, const unsigned char *abuf
 	return DNS_OK;
 }
 
+/* ---- the TXT cache ---- */
+
+static size_t dns__txt_hash(const dns_resolver *r, const char *name)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (const char *p = name; *p != '\0'; p++) {
+		h ^= (uint8_t)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		h *= 1099511628211ull;
+	}
+	return (size_t)(h % r->txt_nbuckets);
+}
+
+static void dns__txt_copy(struct dns_txt **dst, size_t *ndst, const struct dns_txt *src,
+			  size_t n)
+{
+	*dst = n > 0 ? xcalloc(n, sizeof **dst) : NULL;
+	*ndst = n;
+	for (size_t i = 0; i < n; i++) {
+		char *d = xmalloc(src[i].len + 1);
+		memcpy(d, src[i].data, src[i].len + 1);
+		(*dst)[i] = (struct dns_txt){ .data = d, .len = src[i].len };
+	}
+}
+
+static void dns__txt_entry_free(struct dns__txt_entry *e)
+{
+	for (size_t i = 0; i < e->ntxt; i++)
+		free((char *)e->txt[i].data);
+	free(e->txt);
+	free(e->name);
+	free(e);
+}
+
+void dns__txt_cache_clear(dns_resolver *r)
+{
+	for (size_t b = 0; b < r->txt_nbuckets; b++) {
+		for (struct dns__txt_entry *e = r->txt_buckets[b], *next; e != NULL; e = next) {
+			next = e->next;
+			dns__txt_entry_free(e);
+		}
+		r->txt_buckets[b] = NULL;
+	}
+	r->txt_entries = 0;
+}
+
+/* The fresh entry for name, or NULL (an expired one is dropped). */
+static struct dns__txt_entry *dns__txt_cache_get(dns_resolver *r, const char *name)
+{
+	if (r->txt_buckets == NULL)
+		return NULL;
+	uint64_t now = uv_now(r->loop);
+	for (struct dns__txt_entry **pe = &r->txt_buckets[dns__txt_hash(r, name)]; *pe != NULL;
+	     pe = &(*pe)->next) {
+		struct dns__txt_entry *e = *pe;
+		if (strcasecmp(e->name, name) != 0)
+			continue;
+		if (e->expires > now)
+			return e;
+		*pe = e->next;
+		dns__txt_entry_free(e);
+		r->txt_entries--;
+		return NULL;
+	}
+	return NULL;
+}
+
+/* Keep req's settled answer, when it is one to keep. */
+static void dns__txt_cache_put(dns_request *req)
+{
+	dns_resolver *r = req->r;
+	if (r->txt_buckets == NULL || req->cancelled ||
+	    (req->status != DNS_OK && req->status != DNS_NXDOMAIN && req->status != DNS_NODATA) ||
+	    dns__txt_cache_get(r, req->name) != NULL)
+		return;
+	if (r->txt_entries >= r->txt_entries_max)
+		dns__txt_cache_clear(r);
+	struct dns__txt_entry *e = xcalloc(1, sizeof *e);
+	e->name = xstrdup(req->name);
+	e->status = req->status;
+	if (req->status == DNS_OK)
+		dns__txt_copy(&e->txt, &e->ntxt, req->txt, req->ntxt);
+	e->expires = uv_now(r->loop) + r->txt_cache_ms;
+	size_t b = dns__txt_hash(r, e->name);
+	e->next = r->txt_buckets[b];
+	r->txt_buckets[b] = e;
+	r->txt_entries++;
+}
+
 dns_request *dns_resolve_txt(dns_resolver *resolver, const char *name, dns_txt_cb *cb,
 			     void *arg)
 {
 	dns_request *req = dns__request_start(resolver, DNS__TXT, name, arg);
 	req->cb.txt = cb;
-	if (dns__name_ok(name))
+	struct dns__txt_entry *hit = dns__name_ok(name) ? dns__txt_cache_get(resolver, name) : NULL;
+	if (hit != NULL) {
+		/* answered from the cache: settled like any other, later */
+		req->status = hit->status;
+		dns__txt_copy(&req->txt, &req->ntxt, hit->txt, hit->ntxt);
+	} else if (dns__name_ok(name)) {
 		dns__query_start(req, NULL, name, ns_t_txt);
-	else
+	} else {
 		req->status = DNS_BADNAME;
+	}
 	dns__request_started(req);
 	return req;
 }
@@ -434,6 +528,7 @@ void dns__lookup_answer(const struct dns__query *q, int status, const unsigned c
 	case ns_t_txt:
 		req->status = status == ARES_SUCCESS ? dns__txt_read(req, abuf, alen)
 						     : dns__status(status);
+		dns__txt_cache_put(req);
 		return;
 	case ns_t_ptr:
 		req->status = status == ARES_SUCCESS ? dns__ptr_read(req, abuf, alen)

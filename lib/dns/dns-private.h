@@ -92,7 +92,23 @@ struct dns_resolver {
 	size_t npending;           /* on pending or done */
 	unsigned handles;          /* ours still open; the last close frees r */
 	int destroyed;
+	/* the TXT cache (dns_settings.txt_cache_ms); buckets NULL: none */
+	struct dns__txt_entry **txt_buckets;
+	size_t txt_nbuckets, txt_entries, txt_entries_max;
+	uint64_t txt_cache_ms;
 };
+
+/* One cached TXT answer. */
+struct dns__txt_entry {
+	struct dns__txt_entry *next;
+	char *name;               /* lowercase, as asked */
+	enum dns_status status;   /* DNS_OK, DNS_NXDOMAIN or DNS_NODATA */
+	struct dns_txt *txt;      /* DNS_OK: copies */
+	size_t ntxt;
+	uint64_t expires;         /* uv_now() ms */
+};
+/* dns-lookup.c: the TXT cache (freed by dns__txt_cache_clear). */
+void dns__txt_cache_clear(dns_resolver *r);
 
 /* dns.c */
 /* A new request on r->pending, holding itself (one count in queries)

@@ -121,8 +121,11 @@ struct dns__poll {
 
 static void dns__free_if_closed(dns_resolver *r)
 {
-	if (r->destroyed && r->handles == 0)
+	if (r->destroyed && r->handles == 0) {
+		dns__txt_cache_clear(r);
+		free(r->txt_buckets);
 		free(r);
+	}
 }
 
 static void dns__handle_close_cb(uv_handle_t *handle)
@@ -414,6 +417,16 @@ int dns_resolver_create(uv_loop_t *loop, const struct dns_settings *settings,
 	if (r->limits.addrs_max == 0)
 		r->limits.addrs_max = DNS_ADDRS_MAX_DEFAULT;
 	r->rng = dns__seed(settings->seed);
+	if (settings->txt_cache_ms > 0) {
+		r->txt_cache_ms = settings->txt_cache_ms < DNS_TXT_CACHE_MS_MAX
+					  ? settings->txt_cache_ms
+					  : DNS_TXT_CACHE_MS_MAX;
+		r->txt_entries_max = settings->txt_cache_entries != 0
+					     ? settings->txt_cache_entries
+					     : DNS_TXT_CACHE_ENTRIES_DEFAULT;
+		r->txt_nbuckets = r->txt_entries_max / 4 + 1;
+		r->txt_buckets = xcalloc(r->txt_nbuckets, sizeof *r->txt_buckets);
+	}
 
 	struct ares_options o = {
 		/* ares_query never applies search domains; said all the same */
@@ -428,11 +441,13 @@ int dns_resolver_create(uv_loop_t *loop, const struct dns_settings *settings,
 	int e = ares_init_options(&r->channel, &o, mask);
 	if (e != ARES_SUCCESS) {
 		*error_r = ares_strerror(e);
+		free(r->txt_buckets);
 		free(r);
 		return -1;
 	}
 	if (settings->server != NULL && dns__set_server(r, settings->server, error_r) < 0) {
 		ares_destroy(r->channel);
+		free(r->txt_buckets);
 		free(r);
 		return -1;
 	}

@@ -97,6 +97,16 @@ struct dns_settings {
 	unsigned tries;
 #define DNS_TRIES_DEFAULT 2
 	struct dns_limits limits;
+	/* TXT answers (records, NXDOMAIN, NODATA; never a failure) kept this
+	 * long and answered without asking again: DKIM keys and DMARC
+	 * records of a busy sender. A fixed lifetime, not the records' TTL
+	 * (c-ares does not give it for TXT): keep it short. 0: no cache.
+	 * At most txt_cache_entries names; when full the cache starts over
+	 * (memory stays bounded). 0: DNS_TXT_CACHE_ENTRIES_DEFAULT. */
+	unsigned txt_cache_ms;
+#define DNS_TXT_CACHE_MS_MAX 3600000u
+	unsigned txt_cache_entries;
+#define DNS_TXT_CACHE_ENTRIES_DEFAULT 4096u
 	/* Seed of the resolver's random source (the order of MX hosts of
 	 * equal preference). 0: seeded from the system's CSPRNG. Tests give
 	 * one to repeat an order. */

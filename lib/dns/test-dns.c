@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "dns-fixture.h"
 #include "dns.h"
+#include "dns-private.h"
 #include "util.h"
 #include "xalloc.h"
 
@@ -576,6 +577,48 @@ static void test_txt(void **state)
 	t_end(&t);
 }
 
+/* The TXT cache (white box: dns-private.h): answers and NXDOMAIN/NODATA are
+ * kept, failures are not; a cached answer is the same as the first; the
+ * cache starts over when full; off by default. */
+static void test_txt_cache(void **state)
+{
+	(void)state;
+	struct t t;
+	struct dns_settings set = { .server = mailtest_dns_server(fx.dns), .timeout_ms = 1000,
+				    .txt_cache_ms = 60000, .txt_cache_entries = 3 };
+	t_start(&t, &set);
+	struct got g[8];
+	memset(g, 0, sizeof g);
+	dns_resolve_txt(t.r, "multi.example.test", txt_cb, &g[0]);
+	dns_resolve_txt(t.r, "nope.example.test", txt_cb, &g[1]);
+	dns_resolve_txt(t.r, "refused.example.test", txt_cb, &g[2]);
+	t_run(&t);
+	assert_int_equal(t.r->txt_entries, 2); /* the refusal is not kept */
+	dns_resolve_txt(t.r, "MULTI.example.test", txt_cb, &g[3]);
+	dns_resolve_txt(t.r, "nope.example.test", txt_cb, &g[4]);
+	t_run(&t);
+	assert_int_equal(g[3].status, DNS_OK);
+	assert_string_equal(g[3].text, g[0].text);
+	assert_int_equal(g[4].status, DNS_NXDOMAIN);
+	assert_int_equal(t.r->txt_entries, 2); /* answered from it, nothing added */
+	/* full: starts over */
+	dns_resolve_txt(t.r, "mx-a.example.test", txt_cb, &g[5]);
+	t_run(&t);
+	assert_int_equal(g[5].status, DNS_NODATA);
+	assert_int_equal(t.r->txt_entries, 3);
+	dns_resolve_txt(t.r, "sel2048._domainkey.example.test", txt_cb, &g[6]);
+	t_run(&t);
+	assert_int_equal(g[6].status, DNS_OK);
+	assert_int_equal(t.r->txt_entries, 1);
+	t_end(&t);
+	/* off by default */
+	t_start(&t, NULL);
+	dns_resolve_txt(t.r, "multi.example.test", txt_cb, &g[7]);
+	t_run(&t);
+	assert_null(t.r->txt_buckets);
+	t_end(&t);
+}
+
 static void test_ptr(void **state)
 {
 	(void)state;
@@ -830,6 +873,7 @@ int main(void)
 		cmocka_unit_test(test_host),
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_txt),
+		cmocka_unit_test(test_txt_cache),
 		cmocka_unit_test(test_ptr),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_connection_refused),
