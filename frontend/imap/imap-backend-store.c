@@ -824,7 +824,8 @@ static void imap_store_changes_done(struct imap_store_changes *ch)
 {
 	ranges_normalize(&ch->added);
 	ranges_normalize(&ch->expunged);
-	qsort(ch->changed, ch->n_changed, sizeof(*ch->changed), changed_cmp);
+	if (ch->n_changed > 1) /* changed is NULL when nothing changed */
+		qsort(ch->changed, ch->n_changed, sizeof(*ch->changed), changed_cmp);
 	struct imap_msg_meta *metas = xcalloc(ch->n_changed + 1, sizeof(*metas));
 	size_t n = 0;
 	for (size_t i = 0; i < ch->n_changed; i++) {
