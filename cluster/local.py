@@ -197,7 +197,7 @@ class Cluster:
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
                  lease_ttl=5, partitions=64, etcd_members=1, replicas=3, log_keep=None,
                  node_tls=True, frontends=1, dns=None, smtp_out_port=None,
-                 queue_extra=None):
+                 queue_extra=None, rspamd=False):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
@@ -216,6 +216,9 @@ class Cluster:
         self.smtp_out_port = smtp_out_port
         # more queue-node options (tests: a short --retry-schedule, --expiry)
         self.queue_extra = list(queue_extra or [])
+        # issue 11: a local rspamd (tests/support/rspamd.py) in state/rspamd,
+        # started by up() before the frontends, which get --rspamd URL
+        self.rspamd = rspamd
         # mutual TLS between the processes (always, but for benchmarks that
         # measure what it costs: node_tls=False runs node RPC in plaintext)
         self.node_tls = node_tls
@@ -343,6 +346,48 @@ class Cluster:
             out.append(self.frontend_spec(i, tls))
         return out
 
+    def rspamd_dir(self):
+        return os.path.join(self.state, "rspamd")
+
+    def rspamd_url(self):
+        """The running rspamd's URL (state/rspamd/rspamd.json), or None."""
+        try:
+            with open(os.path.join(self.rspamd_dir(), "rspamd.json")) as f:
+                return json.load(f)["url"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def rspamd_args(self):
+        url = self.rspamd_url() if self.rspamd else None
+        return ["--rspamd", url] if url else []
+
+    def rspamd_module(self):
+        sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+        import rspamd  # noqa: E402 (tests/support/rspamd.py)
+        return rspamd
+
+    def rspamd_start(self):
+        """Start rspamd (installed by cluster/local's PACKAGES) unless it
+        runs; the first start compiles its rules (up to ~40 s, cached)."""
+        if self.rspamd_url() is not None:
+            try:
+                r = self.rspamd_module().Rspamd.attach(self.rspamd_dir())
+                if r._alive():
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+        r = self.rspamd_module().Rspamd(dir=self.rspamd_dir(), dns=self.dns,
+                                        die_with_parent=False)
+        r.start()
+
+    def rspamd_stop(self):
+        if self.rspamd_url() is None:
+            return
+        try:
+            self.rspamd_module().Rspamd.attach(self.rspamd_dir()).stop()
+        except (OSError, ValueError, KeyError):
+            pass
+
     def outbound_args(self, role):
         """--dns for every daemon, --smtp-out-port for the queue nodes."""
         out = ["--dns", self.dns] if self.dns else []
@@ -372,6 +417,7 @@ class Cluster:
                         "--trusted-networks", "127.0.0.0/8,::1",
                         "--metrics", f"127.0.0.1:{p['frontend_metrics']}",
                         "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
+                    + self.rspamd_args()
                     + self.outbound_args("frontend")
                     + self.node_tls_args(name), p["imap"])
 
@@ -546,6 +592,8 @@ class Cluster:
     def up(self):
         self.ensure_tls()
         started = []
+        if self.rspamd:
+            self.rspamd_start()
         for name, role, *_ in self.specs():
             if self.pid(name):
                 continue
@@ -573,6 +621,7 @@ class Cluster:
                 killed.append(name)
                 print(f"cluster/local: {name} did not exit within 10 s of SIGTERM: "
                       f"killed (SIGKILL); see {self.logfile(name)}", file=sys.stderr)
+        self.rspamd_stop()
         return killed
 
     # ---- etcd: TLS, users, direct calls ----------------------------------
@@ -951,10 +1000,12 @@ def main(argv):
                       file=sys.stderr)
                 return 1
             conf[key] = value if key == "dns" else int(value)
+        if "--rspamd" in args:
+            conf["rspamd"] = True
     c = Cluster(state, bin_dir, etcd_members=conf["etcd_members"],
                 stores=conf["stores"], queues=conf["queues"],
                 frontends=conf.get("frontends", 1), dns=conf.get("dns"),
-                smtp_out_port=conf.get("smtp_out_port"))
+                smtp_out_port=conf.get("smtp_out_port"), rspamd=conf.get("rspamd", False))
     if cmd == "scale":
         return scale(c, conf, conf_path, args)
     if cmd == "up":
@@ -991,6 +1042,7 @@ def main(argv):
             print(line)
         return 0
     print("usage: local.py up [--etcd-members 1|3|5] [--dns IP:PORT] [--smtp-out-port N] "
+          "[--rspamd] "
           "| down | status "
           "| scale store=N queue=M frontend=F", file=sys.stderr)
     return 1

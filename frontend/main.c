@@ -60,6 +60,8 @@ struct frontend_settings {
 	const char *secret_file;       /* shared by every frontend */
 	const char *trusted;           /* networks exempt from connection caps */
 	unsigned pop3_lock_ttl_s;      /* the maildrop locks' lease (maildrop-lock.h) */
+	const char *rspamd;            /* rspamd's URL: spam verdicts (docs/inbound.md) */
+	int rspamd_fail_closed;        /* no verdict: 451 rather than unchecked */
 	struct daemon_tls_settings node_tls; /* mutual TLS to the queue and store tiers */
 };
 
@@ -133,6 +135,13 @@ static const struct daemon_option frontend_options[] = {
 	  .value_name = "CIDRS", .help = "networks exempt from connection caps (a,b,...)" },
 	{ .name = "hostname", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(hostname),
 	  .value_name = "NAME", .def_text = "localhost", .help = "name in the SMTP greeting" },
+	{ .name = "rspamd", .kind = DAEMON_OPTION_STRING, .offset = FRONTEND(rspamd),
+	  .value_name = "URL",
+	  .help = "rspamd's normal worker (http://HOST:PORT) for tenants with spam=on; none: no "
+		  "spam verdicts" },
+	{ .name = "rspamd-fail-closed", .kind = DAEMON_OPTION_FLAG,
+	  .offset = FRONTEND(rspamd_fail_closed),
+	  .help = "when rspamd cannot answer, 451 4.7.1 instead of taking the message unchecked" },
 	{ .name = "pop3-lock-ttl", .kind = DAEMON_OPTION_UINT, .offset = FRONTEND(pop3_lock_ttl_s),
 	  .value_name = "S", .min = 2, .max = 3600, .def = MAILDROP_LOCK_TTL_S,
 	  .help = "seconds a dead frontend's POP3 maildrop locks outlive it" },
@@ -340,6 +349,8 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	struct smtp_inbound_settings is = {
 		.dns_server = set->daemon.dns.text,
 		.authserv_id = set->hostname != NULL ? set->hostname : "localhost",
+		.rspamd_url = set->rspamd,
+		.rspamd_fail_closed = set->rspamd_fail_closed,
 	};
 	if (smtp_inbound_create(loop, &is, &fe->inbound, &error) != MAIL_OK)
 		return daemon_start_failed(d, "inbound checks", error);

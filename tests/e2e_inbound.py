@@ -387,6 +387,30 @@ class Inbound:
                                           b"Delivered-To: fwd@inbound.test\r\n"))
         assert data[0] == 554 and "5.4.6" in data[1], data
 
+    def spam_verdicts(self):
+        """A real rspamd (cluster/local's --rspamd): GTUBE refused with
+        550 5.7.1 at the end of DATA for a tenant with spam=on; ham gets
+        X-Spam headers' verdict recorded; a tenant with spam=off is not
+        asked; rspamd down: the message passes unchecked."""
+        c = self.c
+        gtube = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+        c.mailctl("tenant", "set", "enf.test", "spam=on")
+        _, data = self.send("x@good.test", ["cy@enf.test"],
+                            message("x@good.test", "cy@enf.test", "gtube", b"") + gtube + b"\r\n")
+        assert data[0] == 550 and "5.7.1" in data[1], data
+        # spam=off (inbound.test): the same message is taken
+        self.delivered("x@good.test", "ann@inbound.test",
+                       message("x@good.test", "ann@inbound.test", "gtube off") + gtube + b"\r\n",
+                       "gtube off")
+        msg = self.delivered("x@good.test", "cy@enf.test",
+                             message("x@good.test", "cy@enf.test", "ham"), "ham")
+        assert msg["X-Spam-Flag"] is None or str(msg["X-Spam-Flag"]) == "NO", msg["X-Spam-Flag"]
+        # rspamd gone: unchecked, delivered, counted
+        c.rspamd_stop()
+        self.delivered("x@good.test", "cy@enf.test",
+                       message("x@good.test", "cy@enf.test", "unchecked"), "unchecked")
+        c.mailctl("tenant", "set", "enf.test", "spam=off")
+
     def loop_refused(self):
         hops = b"".join(b"Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
                         for _ in range(101))
@@ -486,6 +510,7 @@ def main():
         check("greylisting", t.greylisting)
         check("connection_checks", t.connection_checks)
         check("srs_forward_and_bounce", t.srs_forward_and_bounce)
+        check("spam_verdicts", t.spam_verdicts)
         check("loop_refused", t.loop_refused)
         check("aliases", t.aliases)
         check("catch_all", t.catch_all)
@@ -495,7 +520,7 @@ def main():
 
     try:
         return e2e_harness.run("inbound-e2e-", body, dns=zone.server, frontends=2,
-                               smtp_out_port=port)
+                               smtp_out_port=port, rspamd=True)
     finally:
         sink.stop()
         zone.__exit__(None, None, None)

@@ -25,6 +25,8 @@
 /* The header section the From domain is looked for in (a bigger one has
  * no usable From: DMARC none). */
 #define INBOUND_HEADER_MAX (1024u * 1024u)
+/* How long a TXT answer (DKIM key, DMARC record) is kept (lib/dns). */
+#define SMTP_INBOUND_TXT_CACHE_MS 60000u
 
 struct smtp_inbound {
 	uv_loop_t *loop;
@@ -33,6 +35,8 @@ struct smtp_inbound {
 	dkim_verifier *dkim;
 	dmarc_checker *dmarc;
 	conncheck_checker *conn;
+	rspamd_client *rspamd;    /* NULL: no spam verdicts */
+	int rspamd_fail_closed;
 	char *authserv_id;
 	int aborted;              /* stopping: everything ends at once */
 	struct inbound_txn *txns; /* alive (the list of abort) */
@@ -80,6 +84,14 @@ struct inbound_txn {
 	int dkim_error;       /* the verifier refused the message (too big...) */
 	dkim_verify_job *dkim_job; /* in flight */
 	dmarc_check *dmarc_chk;    /* in flight */
+	rspamd_check *spam_chk;    /* in flight */
+	int spam_wanted;
+	char *client_ip, *helo_name, *mail_from;
+	const char *const *rcpts;  /* borrowed for rspamd */
+	size_t n_rcpts;
+	int spam_checked;
+	struct rspamd_reply spam;
+	buf spam_fields;
 	char iprev[16];       /* "" until inbound_txn_iprev() */
 	char iprev_ip[48];
 	char iprev_name[256];
@@ -95,7 +107,10 @@ int smtp_inbound_create(uv_loop_t *loop, const struct smtp_inbound_settings *set
 	smtp_inbound *in = xcalloc(1, sizeof *in);
 	in->loop = loop;
 	in->authserv_id = xstrdup(set->authserv_id != NULL ? set->authserv_id : "localhost");
-	struct dns_settings ds = { .server = set->dns_server };
+	/* DKIM keys and DMARC records of a busy sender are asked once a
+	 * minute, not per message */
+	struct dns_settings ds = { .server = set->dns_server,
+				   .txt_cache_ms = SMTP_INBOUND_TXT_CACHE_MS };
 	struct spf_settings ss = spf_settings_default();
 	ss.dns_server = set->dns_server;
 	ss.receiver = in->authserv_id;
@@ -112,6 +127,12 @@ int smtp_inbound_create(uv_loop_t *loop, const struct smtp_inbound_settings *set
 		err = dmarc_checker_create(loop, in->dns, NULL, &in->dmarc, error_r);
 	if (err == MAIL_OK && conncheck_checker_create(loop, in->dns, NULL, &in->conn, error_r) < 0)
 		err = MAIL_ERR_PARAMS;
+	if (err == MAIL_OK && set->rspamd_url != NULL) {
+		struct rspamd_settings rs = rspamd_settings_default();
+		rs.url = set->rspamd_url;
+		err = rspamd_client_create(loop, &rs, &in->rspamd, error_r);
+		in->rspamd_fail_closed = set->rspamd_fail_closed;
+	}
 	if (err != MAIL_OK) {
 		smtp_inbound_destroy(&in);
 		return err;
@@ -127,6 +148,7 @@ void smtp_inbound_destroy(smtp_inbound **inp)
 		return;
 	*inp = NULL;
 	smtp_inbound_abort(in);
+	rspamd_client_destroy(&in->rspamd);
 	conncheck_checker_destroy(&in->conn);
 	dmarc_checker_destroy(&in->dmarc);
 	dkim_verifier_destroy(&in->dkim);
@@ -178,6 +200,10 @@ static void txn_unref(inbound_txn *t)
 	spf_part_free(&t->helo);
 	free(t->msg);
 	free(t->sigs);
+	buf_deinit(&t->spam_fields);
+	free(t->client_ip);
+	free(t->helo_name);
+	free(t->mail_from);
 	free(t);
 }
 
@@ -225,6 +251,10 @@ inbound_txn *inbound_txn_start(smtp_inbound *in, const char *sid, const char *cl
 {
 	inbound_txn *t = xcalloc(1, sizeof *t);
 	t->in = in;
+	buf_init(&t->spam_fields);
+	t->client_ip = xstrdup(client_ip);
+	t->helo_name = xstrdup(helo != NULL ? helo : "");
+	t->mail_from = xstrdup(mail_from != NULL ? mail_from : "");
 	t->next = in->txns;
 	if (in->txns != NULL)
 		in->txns->prev = t;
@@ -391,7 +421,11 @@ static void data_finish(inbound_txn *t)
 	size_t dkim_pass = 0;
 	for (size_t i = 0; i < t->n_sigs; i++)
 		dkim_pass += t->sigs[i].status == DKIM_VERIFY_PASS;
+	buf_append(&t->spam_fields, "", 1);
 	struct inbound_verdict v = {
+		.spam_checked = t->spam_checked,
+		.spam = t->spam,
+		.spam_fields = (const char *)t->spam_fields.data,
 		.spf = t->from.status,
 		.dmarc = t->dmarc,
 		.dkim_pass = dkim_pass,
@@ -428,12 +462,52 @@ static void data_aborted(inbound_txn *t)
 	txn_unref(t);
 }
 
+static void spam_cb(const struct rspamd_result *r, void *arg)
+{
+	inbound_txn *t = arg;
+	t->spam_chk = NULL;
+	const struct rspamd_reply *reply = rspamd_result_reply(r, t->in->rspamd_fail_closed);
+	t->spam_checked = 1;
+	t->spam = *reply;
+	if (reply->flags & RSPAMD_REPLY_HEADERS)
+		(void)rspamd_spam_headers(r, &t->spam_fields);
+	if (r->status == RSPAMD_OK)
+		log_event(LOG_INFO, "smtp-mx",
+			  "event=spam_checked sid=%s action=%s score=%.2f required=%.2f symbols=%s "
+			  "ms=%u", t->sid, rspamd_action_name(r->action), r->score, r->required_score,
+			  r->symbols, r->elapsed_ms);
+	else
+		log_event(LOG_WARN, "smtp-mx", "event=spam_unchecked sid=%s status=%s problem=\"%s\"",
+			  t->sid, rspamd_status_name(r->status),
+			  r->problem != NULL ? r->problem : "");
+	data_finish(t);
+}
+
+/* After DMARC: rspamd, when a recipient's tenant wants its verdict. */
+static void data_spam(inbound_txn *t)
+{
+	if (!t->spam_wanted || t->in->rspamd == NULL) {
+		data_finish(t);
+		return;
+	}
+	const char *name = strcmp(t->iprev, "pass") == 0 && t->iprev_name[0] != '\0'
+				   ? t->iprev_name
+				   : NULL;
+	struct rspamd_request req = {
+		.msg = t->msg, .len = t->msg_len,
+		.client_ip = t->client_ip, .helo = t->helo_name,
+		.mail_from = t->mail_from, .rcpts = t->rcpts, .n_rcpts = t->n_rcpts,
+		.queue_id = t->sid, .hostname = name,
+	};
+	t->spam_chk = rspamd_check_start(t->in->rspamd, &req, spam_cb, t);
+}
+
 static void dmarc_cb(const struct dmarc_outcome *outcome, void *arg)
 {
 	inbound_txn *t = arg;
 	t->dmarc_chk = NULL;
 	t->dmarc = *outcome;
-	data_finish(t);
+	data_spam(t);
 }
 
 /* DKIM is done and SPF too: DMARC, when the message has one From domain. */
@@ -445,7 +519,7 @@ static void data_dmarc(inbound_txn *t)
 	}
 	memset(&t->dmarc, 0, sizeof t->dmarc);
 	if (t->from_domain[0] == '\0') {
-		data_finish(t);
+		data_spam(t);
 		return;
 	}
 	struct dmarc_dkim dk[DMARC_DKIM_MAX];
@@ -496,9 +570,12 @@ uint8_t *smtp_inbound_strip(smtp_inbound *in, const uint8_t *body, size_t *len)
 	return msg;
 }
 
-void inbound_txn_data(inbound_txn *t, const uint8_t *body, size_t len, inbound_data_cb *cb,
-		      void *arg)
+void inbound_txn_data(inbound_txn *t, const uint8_t *body, size_t len, int spam,
+		      const char *const *rcpts, size_t n_rcpts, inbound_data_cb *cb, void *arg)
 {
+	t->spam_wanted = spam;
+	t->rcpts = rcpts;
+	t->n_rcpts = n_rcpts;
 	t->data_cb = cb;
 	t->data_arg = arg;
 	t->refs++; /* the pipeline's, dropped by data_finish */
@@ -645,9 +722,19 @@ void smtp_inbound_abort(smtp_inbound *in)
 		} else if (t->dmarc_chk != NULL) {
 			dmarc_check_cancel(&t->dmarc_chk);
 			data_aborted(t);
+		} else if (t->spam_chk != NULL) {
+			rspamd_check_cancel(&t->spam_chk);
+			data_aborted(t);
 		}
 		inbound_txn *next = t->next;
 		txn_unref(t);
 		t = next;
 	}
+}
+
+void smtp_inbound_rspamd_stats(const smtp_inbound *in, struct rspamd_stats *stats_r)
+{
+	memset(stats_r, 0, sizeof *stats_r);
+	if (in->rspamd != NULL)
+		rspamd_client_stats(in->rspamd, stats_r);
 }

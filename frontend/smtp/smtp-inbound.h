@@ -36,6 +36,7 @@
 
 #include "conncheck.h"
 #include "dmarc.h"
+#include "rspamd.h"
 #include "spf-check.h"
 
 struct smtp_inbound_settings {
@@ -47,6 +48,11 @@ struct smtp_inbound_settings {
 	/* The longest an SPF check may take (then temperror). */
 	unsigned spf_timeout_ms;
 #define SMTP_INBOUND_SPF_TIMEOUT_DEFAULT 10000u
+	/* rspamd's normal worker ("http://127.0.0.1:11333", --rspamd), NULL:
+	 * no spam verdicts; and whether a message waits (451) when rspamd
+	 * cannot answer (--rspamd-fail-closed) instead of passing unchecked. */
+	const char *rspamd_url;
+	int rspamd_fail_closed;
 };
 
 typedef struct smtp_inbound smtp_inbound;
@@ -108,6 +114,12 @@ struct inbound_verdict {
 	enum spf_status spf;          /* MAIL FROM (HELO for <>) */
 	struct dmarc_outcome dmarc;   /* result NONE when there was no From domain */
 	size_t dkim_pass;             /* signatures that verified */
+	/* spam asked: rspamd's verdict as the MX acts on it (lib/rspamd:
+	 * smtp_code != 0 refuses; flags HEADERS, JUNK, UNCHECKED); spam_fields
+	 * the X-Spam-* fields ("" none). */
+	int spam_checked;
+	struct rspamd_reply spam;
+	const char *spam_fields;
 	/* Authentication-Results and Received-SPF, CRLF-terminated, to put
 	 * above the message. */
 	const char *fields;
@@ -117,10 +129,14 @@ struct inbound_verdict {
 	const uint8_t *body;
 	size_t body_len;
 };
-/* DATA: body[0..len) (borrowed until cb) checked; cb gets the verdict
+/* DATA: body[0..len) (borrowed until cb) checked; with spam (a
+ * recipient's tenant says spam=on, and rspamd is configured) rspamd is
+ * asked too, with rcpts[0..n) (borrowed until cb). cb gets the verdict
  * (valid during the call). */
 typedef void inbound_data_cb(const struct inbound_verdict *v, void *arg);
-void inbound_txn_data(inbound_txn *t, const uint8_t *body, size_t len, inbound_data_cb *cb,
-		      void *arg);
+void inbound_txn_data(inbound_txn *t, const uint8_t *body, size_t len, int spam,
+		      const char *const *rcpts, size_t n_rcpts, inbound_data_cb *cb, void *arg);
+/* rspamd's counters (lib/rspamd), zero without it. */
+void smtp_inbound_rspamd_stats(const smtp_inbound *in, struct rspamd_stats *stats_r);
 
 #endif

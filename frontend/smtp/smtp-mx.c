@@ -357,7 +357,7 @@ static int smtp_mx__checks(smtp_mx *mx, smtp_session *s, struct mx_session *ms,
 {
 	if (ms->txn == NULL && mx->inbound != NULL && ms->mail_from != NULL &&
 	    !smtp_session_is_closed(s) &&
-	    (ts->spf != DIRECTORY_SPF_OFF || ts->dmarc != DIRECTORY_DMARC_OFF))
+	    (ts->spf != DIRECTORY_SPF_OFF || ts->dmarc != DIRECTORY_DMARC_OFF || ts->spam))
 		ms->txn = inbound_txn_start(mx->inbound, smtp_session_id(s), smtp_session_peer_ip(s),
 					    smtp_session_helo(s), ms->mail_from);
 	return ms->txn != NULL;
@@ -1262,12 +1262,19 @@ static void smtp_mx__data_verdict(const struct inbound_verdict *v, void *arg)
 	}
 	int enforce = 0;
 	int *junk = xcalloc(ms->n_rcpts + 1, sizeof *junk);
+	const int spam_junk = v->spam_checked && (v->spam.flags & RSPAMD_REPLY_JUNK);
 	for (size_t i = 0; i < ms->n_rcpts; i++) {
 		int e = ms->rcpts[i].settings.dmarc == DIRECTORY_DMARC_ENFORCE;
 		enforce |= e;
-		junk[i] = e && v->dmarc.disposition == DMARC_DISP_QUARANTINE;
+		junk[i] = (e && v->dmarc.disposition == DMARC_DISP_QUARANTINE) ||
+			  (spam_junk && ms->rcpts[i].settings.spam);
 	}
-	if (enforce && v->dmarc.disposition == DMARC_DISP_REJECT) {
+	if (v->spam_checked && v->spam.smtp_code != 0) {
+		/* rspamd's reject or soft reject, or fail-closed without it */
+		log_event(LOG_INFO, mx->log_svc, "event=spam_refused sid=%s code=%d",
+			  smtp_session_id(d->session), v->spam.smtp_code);
+		smtp_session_complete(d->session, v->spam.smtp_code, v->spam.smtp_enh, v->spam.text);
+	} else if (enforce && v->dmarc.disposition == DMARC_DISP_REJECT) {
 		/* refused now, never bounced later (RFC 7489 10.3) */
 		char text[DMARC_DOMAIN_MAX + 64];
 		snprintf(text, sizeof text, "Message rejected by the DMARC policy of %s",
@@ -1276,8 +1283,10 @@ static void smtp_mx__data_verdict(const struct inbound_verdict *v, void *arg)
 			  smtp_session_id(d->session), v->dmarc.from_domain);
 		smtp_session_complete(d->session, 550, "5.7.1", text);
 	} else {
-		smtp_mx__enqueue_routed(mx, d->session, d->t, ms, junk, v->fields, v->fields_len,
+		char *fields = xasprintf("%s%s", v->fields, v->spam_fields != NULL ? v->spam_fields : "");
+		smtp_mx__enqueue_routed(mx, d->session, d->t, ms, junk, fields, strlen(fields),
 					v->body, v->body_len);
+		free(fields);
 	}
 	free(junk);
 	mx_session_unref(ms);
@@ -1330,7 +1339,11 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 		d->ms = ms;
 		ms->refs++;
 		smtp_mx__ref(mx);
-		inbound_txn_data(ms->txn, t->body, t->body_len, smtp_mx__data_verdict, d);
+		int spam = 0;
+		for (size_t i = 0; i < ms->n_rcpts; i++)
+			spam |= ms->rcpts[i].settings.spam;
+		inbound_txn_data(ms->txn, t->body, t->body_len, spam, t->rcpts, t->n_rcpts,
+				 smtp_mx__data_verdict, d);
 		return;
 	}
 	struct smtp_mx__remote *r = xcalloc(1, sizeof *r);
