@@ -205,6 +205,37 @@ static int frontend_loopback(const struct daemon_listen *l)
 	return l->text == NULL || cidr_is_loopback_text(l->host);
 }
 
+/* The MX's inbound checks in /metrics (docs/inbound.md): rspamd's verdicts
+ * and its absences, greylisting's decisions. */
+static void frontend_metrics_cb(buf *out, const char *labels, void *arg)
+{
+	struct frontend *fe = arg;
+	if (fe->inbound != NULL) {
+		struct rspamd_stats rs;
+		smtp_inbound_rspamd_stats(fe->inbound, &rs);
+		buf_printf(out, "# TYPE mail_spam_checks_total counter\n");
+		const struct {
+			const char *result;
+			uint64_t n;
+		} rows[] = { { "ok", rs.ok }, { "unavailable", rs.unavailable },
+			     { "skipped", rs.skipped }, { "busy", rs.busy } };
+		for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+			buf_printf(out, "mail_spam_checks_total{%s,result=\"%s\"} %llu\n", labels,
+				   rows[i].result, (unsigned long long)rows[i].n);
+	}
+	if (fe->grey != NULL) {
+		struct greylist_stats gs;
+		greylist_stats_get(fe->grey, &gs);
+		buf_printf(out,
+			   "# TYPE mail_greylist_checks_total counter\n"
+			   "mail_greylist_checks_total{%s,result=\"deferred\"} %llu\n"
+			   "mail_greylist_checks_total{%s,result=\"passed\"} %llu\n"
+			   "mail_greylist_checks_total{%s,result=\"error\"} %llu\n",
+			   labels, (unsigned long long)gs.deferred, labels,
+			   (unsigned long long)gs.passed, labels, (unsigned long long)gs.errors);
+	}
+}
+
 /* SRS (forwarding): its secret is derived from the frontends' shared
  * secret, so every frontend takes back the addresses any other made
  * (docs/inbound.md). 0, or -1 with *error_r. */
@@ -365,6 +396,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	if (frontend_srs(fe, &error) < 0)
 		return daemon_start_failed(d, "srs", error);
 	mx.srs = fe->srs;
+	daemon_add_collector(d, frontend_metrics_cb, fe);
 	if (smtp_mx_start(loop, &mx, fe->dir, fe->queue, &fe->mx, &error) < 0)
 		return daemon_start_failed(d, "smtp", error);
 	if (set->submission.text != NULL) {

@@ -140,6 +140,12 @@ class Inbound:
                 code, resp = e.smtp_code, e.smtp_error
             return replies, (code, resp.decode(errors="replace"))
 
+    def metrics(self):
+        import urllib.request
+        port = self.c.metrics_port("frontend-1")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            return r.read().decode()
+
     def imap(self, user):
         m = imaplib.IMAP4("127.0.0.1", self.c.ports["imap"], timeout=30)
         m.login(user, PASSWORD)
@@ -324,6 +330,7 @@ class Inbound:
         replies, data = self.send("b@good.test", ["cy@enf.test"],
                                   message("b@good.test", "cy@enf.test", "grey known"))
         assert replies[0][0] == 250 and data[0] == 250, (replies, data)
+        assert 'mail_greylist_checks_total{' in self.metrics()
         c.mailctl("tenant", "set", "enf.test", "greylisting=off")
 
     def connection_checks(self):
@@ -409,6 +416,9 @@ class Inbound:
         c.rspamd_stop()
         self.delivered("x@good.test", "cy@enf.test",
                        message("x@good.test", "cy@enf.test", "unchecked"), "unchecked")
+        metrics = self.metrics()
+        assert 'result="unavailable"} 1' in metrics, metrics
+        assert 'mail_spam_checks_total{' in metrics and 'result="ok"} 2' in metrics, metrics
         c.mailctl("tenant", "set", "enf.test", "spam=off")
 
     def loop_refused(self):
