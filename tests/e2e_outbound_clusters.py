@@ -24,6 +24,7 @@ Run with Debian's /usr/bin/python3 (python3-dnslib, python3-dkim).
 """
 import email
 import email.policy
+import re
 import email.utils
 import imaplib
 import os
@@ -49,6 +50,7 @@ ZONE = """
 $ORIGIN test.
 $TTL 60
 a           IN MX 10 mx.a.test.
+a           IN TXT "v=spf1 ip4:127.0.0.1 -all"
 mx.a        IN A 127.0.0.1
 b           IN MX 10 mx.b.test.
 mx.b        IN A 127.0.0.1
@@ -143,10 +145,11 @@ class Side:
 
 
 class Checks:
-    def __init__(self, a, b, tmp):
+    def __init__(self, a, b, tmp, zone):
         self.a = a
         self.b = b
         self.tmp = tmp
+        self.zone = zone
 
     def alice_to_bob(self):
         msg = self.a.compose(BOB, "a2b-1")
@@ -215,6 +218,10 @@ class Checks:
         keyfile = os.path.join(self.tmp, "dkim-keys")
         with open(keyfile, "w") as f:
             f.write("\n".join(keys) + "\n")
+        for k in keys:
+            name, value = k.split(" ", 1)
+            parts = " ".join(f'"{value[i:i + 250]}"' for i in range(0, len(value), 250))
+            self.zone.zone.add(f"{name}. 60 IN TXT {parts}\n")
         time.sleep(1.5)   # the queue nodes read etcd every --config-refresh-ms
         msg = self.a.compose(BOB, "dkim-1")
         self.a.submit(BOB, msg)
@@ -229,10 +236,38 @@ class Checks:
                             path, keyfile], capture_output=True, text=True)
         assert r.returncode == 0, (r.stdout, r.stderr)
         assert "pass" in r.stdout and "d=a.test" in r.stdout, r.stdout
+        # B's MX verified it too, with the key published in DNS (issue 11):
+        # its Authentication-Results says so, and SPF passed for a.test
+        ar = b" ".join(got[0].split(b"\r\n\t")).decode(errors="replace")
+        assert "dkim=pass" in ar and "header.d=a.test" in ar, ar[:900]
+        assert "spf=pass smtp.mailfrom=alice@a.test" in ar, ar[:900]
         _, rest = strip_received(got[0])
         # the signature is the only thing added to what alice wrote
         assert rest.endswith(msg), rest[:800]
         assert rest[:-len(msg)].startswith(b"DKIM-Signature:"), rest[:800]
+
+
+    def srs_forward_and_bounce(self):
+        """bob writes from B to an alias on A that forwards to him on B: A
+        sends it under SRS0=...@a.test, so SPF passes at B; a bounce to
+        that address (as B's MTA would send it) comes back to bob."""
+        self.a.c.mailctl("alias", "add", "fwd@a.test", BOB)
+        msg = self.b.compose("fwd@a.test", "srs-1")
+        self.b.submit("fwd@a.test", msg)
+        got = wait_for(lambda: self.b.with_subject("srs-1"), what="the forwarded copy on B")
+        ar = b" ".join(got[0].split(b"\r\n\t")).decode(errors="replace")
+        m = re.search(r"spf=pass smtp\.mailfrom=(SRS0=[^ ;]+@a\.test)", ar)
+        assert m, ar[:900]
+        srs = m.group(1)
+        assert srs.endswith("=b.test=bob@a.test"), srs
+        assert b"Delivered-To: fwd@a.test" in got[0], got[0][:900]
+        # the bounce, to A's MX as B would send it
+        import smtplib
+        with smtplib.SMTP("127.0.0.1", self.a.c.ports["smtp"], timeout=30) as s:
+            s.ehlo("mx.b.test")
+            s.sendmail("", [srs], (f"From: MAILER-DAEMON@b.test\r\nTo: {srs}\r\n"
+                                   "Subject: srs-bounce\r\n\r\nundeliverable\r\n").encode())
+        wait_for(lambda: self.b.with_subject("srs-bounce"), what="the bounce back at bob")
 
 
 def run():
@@ -265,11 +300,12 @@ def run():
         a, b = Side(ca, ALICE, ALICE_PW), Side(cb, BOB, BOB_PW)
         a.setup()
         b.setup()
-        t = Checks(a, b, tmp)
+        t = Checks(a, b, tmp, zone)
         check("alice_to_bob", t.alice_to_bob)
         check("bob_replies", t.bob_replies)
         check("unknown_user_bounces", t.unknown_user_bounces)
         check("dkim_signed", t.dkim_signed)
+        check("srs_forward_and_bounce", t.srs_forward_and_bounce)
         for c in clusters:
             pids.update(c.pid(name) for name, *_ in c.specs())
     except Exception:

@@ -75,6 +75,15 @@ class Zone:
         self.drop = {_key(n) for n in drop}
         self.chase = chase
 
+    def add(self, zone_text):
+        """More records (a test publishing a key it just made)."""
+        for rr in RR.fromZone(zone_text):
+            name = _key(rr.rname)
+            self.records.setdefault(name, []).append(rr)
+            labels = name.rstrip(".").split(".")
+            for i in range(len(labels)):
+                self.names.add(".".join(labels[i:]) + ".")
+
     def answer(self, request):
         """The reply to request, or None to drop it."""
         reply = request.reply()
