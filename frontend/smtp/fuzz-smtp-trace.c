@@ -62,5 +62,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	if (added_date == has_date || added_id == has_id)
 		abort();
 	buf_deinit(&out);
+	/* loops: a hop count never above the lines scanned; Delivered-To
+	 * names one of the addresses or none */
+	unsigned hops = smtp_trace_hops(data, len);
+	size_t lines = 1;
+	for (size_t i = 0; i < len && i < SMTP_TRACE_SCAN_MAX; i++)
+		lines += data[i] == '\n';
+	if (hops > lines)
+		abort();
+	static const char *const addrs[] = { "a@example.test", "fwd@b.example" };
+	int d = smtp_trace_delivered_to(data, len, addrs, 2);
+	if (d < 0 || d > 2 || (d > 0 && !smtp_trace_has_field(data, len, "Delivered-To")))
+		abort();
 	return 0;
 }

@@ -1126,23 +1126,6 @@ static void smtp_mx__remote_done(uv_work_t *w, int status)
 /* Most Received fields a message may carry (RFC 5321 6.3: a loop). */
 #define SMTP_MX_HOPS_MAX 100u
 
-/* Received fields in the header section of msg. */
-static unsigned smtp_mx__hops(const uint8_t *msg, size_t len)
-{
-	unsigned n = 0;
-	size_t pos = 0;
-	while (pos < len) {
-		const uint8_t *nl = memchr(msg + pos, '\n', len - pos);
-		size_t end = nl != NULL ? (size_t)(nl - msg) : len;
-		if (end == pos || (end == pos + 1 && msg[pos] == '\r'))
-			break; /* the empty line */
-		if (end - pos >= 9 && strncasecmp((const char *)msg + pos, "received:", 9) == 0)
-			n++;
-		pos = end + 1;
-	}
-	return n;
-}
-
 struct smtp_mx__data {
 	smtp_mx *mx;
 	smtp_session *session;
@@ -1217,35 +1200,16 @@ static void smtp_mx__enqueue_routed(smtp_mx *mx, smtp_session *s,
 static int smtp_mx__delivered_to_loop(const struct smtp_transaction *t, const uint8_t *msg,
 				      size_t len)
 {
-	size_t pos = 0;
-	while (pos < len) {
-		const uint8_t *nl = memchr(msg + pos, '\n', len - pos);
-		size_t end = nl != NULL ? (size_t)(nl - msg) : len;
-		size_t e = end > pos && msg[end - 1] == '\r' ? end - 1 : end;
-		if (e == pos)
-			break; /* the empty line */
-		if (e - pos > 13 && strncasecmp((const char *)msg + pos, "delivered-to:", 13) == 0) {
-			const char *v = (const char *)msg + pos + 13;
-			size_t vlen = e - pos - 13;
-			while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-				v++;
-				vlen--;
-			}
-			char *a = util_address_normalize(v, vlen);
-			for (size_t i = 0; a != NULL && i < t->n_rcpts; i++) {
-				char *r = util_address_normalize(t->rcpts[i], strlen(t->rcpts[i]));
-				int same = r != NULL && strcmp(a, r) == 0;
-				free(r);
-				if (same) {
-					free(a);
-					return 1;
-				}
-			}
-			free(a);
-		}
-		pos = end + 1;
-	}
-	return 0;
+	char **a = xcalloc(t->n_rcpts + 1, sizeof *a);
+	size_t n = 0;
+	for (size_t i = 0; i < t->n_rcpts; i++)
+		if ((a[n] = util_address_normalize(t->rcpts[i], strlen(t->rcpts[i]))) != NULL)
+			n++;
+	int loop = smtp_trace_delivered_to(msg, len, (const char *const *)a, n) != 0;
+	for (size_t i = 0; i < n; i++)
+		free(a[i]);
+	free(a);
+	return loop;
 }
 
 static void smtp_mx__data_verdict(const struct inbound_verdict *v, void *arg)
@@ -1298,7 +1262,7 @@ static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, 
 {
 	smtp_mx *mx = ctx;
 	if (!mx->submission) {
-		if (smtp_mx__hops(t->body, t->body_len) > SMTP_MX_HOPS_MAX) {
+		if (smtp_trace_hops(t->body, t->body_len) > SMTP_MX_HOPS_MAX) {
 			smtp_session_complete(s, 554, "5.4.6", "Too many hops: a mail loop");
 			return;
 		}

@@ -2,7 +2,10 @@
  * (smtp-trace.h). */
 #include "smtp-trace.h"
 
+#include "util.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -77,7 +80,12 @@ void smtp_trace_received(buf *out, const struct smtp_trace_info *ti)
 	buf_append_str(out, "\r\n");
 }
 
-int smtp_trace_has_field(const uint8_t *msg, size_t len, const char *name)
+/* Call fn for the first line of every field called name in the header
+ * section (at most SMTP_TRACE_SCAN_MAX bytes), with the value on that line
+ * (after the colon, white space skipped; continuation lines are not
+ * joined). fn returns 0 to go on, else the scan stops with that value. */
+static int trace_fields(const uint8_t *msg, size_t len, const char *name,
+			int (*fn)(const char *value, size_t vlen, void *arg), void *arg)
 {
 	size_t nlen = strlen(name);
 	if (len > SMTP_TRACE_SCAN_MAX)
@@ -97,14 +105,83 @@ int smtp_trace_has_field(const uint8_t *msg, size_t len, const char *name)
 			size_t k = at + nlen;
 			while (k < at + line && (msg[k] == ' ' || msg[k] == '\t'))
 				k++;
-			if (k < at + line && msg[k] == ':')
-				return 1;
+			if (k < at + line && msg[k] == ':') {
+				k++;
+				while (k < at + line && (msg[k] == ' ' || msg[k] == '\t'))
+					k++;
+				int r = fn((const char *)msg + k, at + line - k, arg);
+				if (r != 0)
+					return r;
+			}
 		}
 		if (eol == NULL)
 			break;
 		at = end + 1;
 	}
 	return 0;
+}
+
+static int trace_found(const char *value, size_t vlen, void *arg)
+{
+	(void)value;
+	(void)vlen;
+	(void)arg;
+	return 1;
+}
+
+int smtp_trace_has_field(const uint8_t *msg, size_t len, const char *name)
+{
+	return trace_fields(msg, len, name, trace_found, NULL);
+}
+
+static int trace_count(const char *value, size_t vlen, void *arg)
+{
+	(void)value;
+	(void)vlen;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+unsigned smtp_trace_hops(const uint8_t *msg, size_t len)
+{
+	unsigned n = 0;
+	(void)trace_fields(msg, len, "Received", trace_count, &n);
+	return n;
+}
+
+struct trace_delivered {
+	const char *const *addresses;
+	size_t n;
+};
+
+static int trace_delivered_to(const char *value, size_t vlen, void *arg)
+{
+	const struct trace_delivered *d = arg;
+	/* "<a@b>" or "a@b", bounded like any address */
+	if (vlen > 0 && value[0] == '<') {
+		value++;
+		vlen--;
+		const char *gt = memchr(value, '>', vlen);
+		if (gt != NULL)
+			vlen = (size_t)(gt - value);
+	}
+	while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+		vlen--;
+	if (vlen == 0 || vlen > SMTP_TRACE_ADDRESS_MAX)
+		return 0;
+	char *a = util_address_normalize(value, vlen);
+	int found = 0;
+	for (size_t i = 0; a != NULL && i < d->n && !found; i++)
+		found = strcmp(a, d->addresses[i]) == 0 ? (int)i + 1 : 0;
+	free(a);
+	return found;
+}
+
+int smtp_trace_delivered_to(const uint8_t *msg, size_t len, const char *const *addresses,
+			    size_t n)
+{
+	struct trace_delivered d = { .addresses = addresses, .n = n };
+	return trace_fields(msg, len, "Delivered-To", trace_delivered_to, &d);
 }
 
 void smtp_trace_submission_fields(buf *out, const uint8_t *msg, size_t len, const char *by,

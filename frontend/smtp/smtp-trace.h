@@ -44,6 +44,16 @@ void smtp_trace_received(buf *out, const struct smtp_trace_info *ti);
  * colon), 0 otherwise. Looks at most at SMTP_TRACE_SCAN_MAX bytes. */
 int smtp_trace_has_field(const uint8_t *msg, size_t len, const char *name);
 
+/* Loops (RFC 5321 6.3; docs/inbound.md). The Received fields of msg's
+ * header section (within SMTP_TRACE_SCAN_MAX bytes). */
+unsigned smtp_trace_hops(const uint8_t *msg, size_t len);
+/* The Delivered-To fields of msg: i + 1 when one names addresses[i]
+ * (normalised addresses, compared after util_address_normalize), else 0.
+ * A value over SMTP_TRACE_ADDRESS_MAX bytes names no one. */
+#define SMTP_TRACE_ADDRESS_MAX 320u
+int smtp_trace_delivered_to(const uint8_t *msg, size_t len, const char *const *addresses,
+			    size_t n);
+
 /* Submission: append "Date: ..." and "Message-ID: <...@by>" to out for
  * whichever of the two msg lacks. random_hex: 32 hex characters that make
  * the Message-ID unique (the caller draws them). */

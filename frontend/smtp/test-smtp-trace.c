@@ -91,6 +91,22 @@ static void test_has_field(void **state)
 	assert_true(has("From: a\r\nDate: x", "Date"));
 }
 
+static void test_loops(void **state)
+{
+	(void)state;
+	static const char msg[] = "Received: a\r\nreceived : b\r\n\tReceived: not a field\r\n"
+				  "Delivered-To: <Fwd@B.Example>\r\nSubject: x\r\n\r\n"
+				  "Received: in the body\r\nDelivered-To: a@example.test\r\n";
+	const uint8_t *m = (const uint8_t *)msg;
+	assert_int_equal(smtp_trace_hops(m, sizeof msg - 1), 2);
+	static const char *const addrs[] = { "a@example.test", "fwd@b.example" };
+	assert_int_equal(smtp_trace_delivered_to(m, sizeof msg - 1, addrs, 2), 2);
+	assert_int_equal(smtp_trace_delivered_to(m, sizeof msg - 1, addrs, 1), 0);
+	static const char bare[] = "Delivered-To: a@example.test\n\n";
+	assert_int_equal(smtp_trace_delivered_to((const uint8_t *)bare, sizeof bare - 1, addrs, 2), 1);
+	assert_int_equal(smtp_trace_hops((const uint8_t *)"", 0), 0);
+}
+
 static void test_submission_fields(void **state)
 {
 	(void)state;
@@ -119,6 +135,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_received),
 		cmocka_unit_test(test_has_field),
+		cmocka_unit_test(test_loops),
 		cmocka_unit_test(test_submission_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
