@@ -547,6 +547,7 @@ static void directory__tenant_parse(const char *domain, json_t *j,
 {
 	memset(s, 0, sizeof *s);
 	s->greylist_delay = DIRECTORY_GREYLIST_DELAY_DEFAULT;
+	s->spam = 1; /* rspamd's verdicts wherever the frontends have rspamd */
 	json_t *v = json_object_get(j, "created");
 	if (json_is_integer(v))
 		s->created_ms = json_integer_value(v);

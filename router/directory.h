@@ -92,7 +92,8 @@ struct directory_tenant_settings {
 	unsigned greylist_delay;             /* greylist_delay=SECONDS; 0 reads as the default */
 	char dnsbl[DIRECTORY_DNSBL_MAX + 1]; /* dnsbl=ZONE,ZONE (DNSBL of the client) */
 	char rhsbl[DIRECTORY_DNSBL_MAX + 1]; /* rhsbl=ZONE,ZONE (of the sender's domain) */
-	int spam;                            /* spam=on|off: rspamd's verdict (default off) */
+	int spam;                            /* spam=on|off: rspamd's verdict (default on:
+					      * it applies when the frontends run --rspamd) */
 	/* postmaster=ADDRESS: where postmaster@<tenant> goes when no user or
 	 * alias of that name exists; "" (default): the tenant's first user. */
 	char postmaster[DIRECTORY_ADDRESS_MAX + 1];

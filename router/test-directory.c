@@ -275,6 +275,7 @@ static void test_tenant_policies(void **state)
 	assert_int_equal(ts.greylisting, 0);
 	assert_int_equal(ts.greylist_delay, DIRECTORY_GREYLIST_DELAY_DEFAULT);
 	assert_string_equal(ts.dnsbl, "");
+	assert_int_equal(ts.spam, 1);
 
 	struct directory_tenant_settings set = { 0 };
 	unsigned fields = 0;

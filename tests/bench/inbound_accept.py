@@ -138,7 +138,8 @@ def main():
             c.mailctl("user", "add", RCPT, stdin="bench pw\n")
             on = ["spf=reject", "dmarc=enforce", "ptr=reject", "greylisting=on",
                   "greylist_delay=1", "dnsbl=bl.bench.test", "rhsbl=rhs.bench.test"]
-            off = ["spf=off", "dmarc=off", "ptr=record", "greylisting=off", "dnsbl=", "rhsbl="]
+            off = ["spf=off", "dmarc=off", "spam=off", "ptr=record", "greylisting=off", "dnsbl=",
+                   "rhsbl="]
             # pass the greylisting triplet once (cluster-wide from then on)
             c.mailctl("tenant", "set", "example.test", *on)
             import smtplib
