@@ -68,6 +68,9 @@ int mailctl_security(mailctl *ctl, int argc, char **argv);
 /* `dkim ...` (mailctl-dkim.c): argv[0] is "dkim". An exit code, or -1 for
  * a usage error. */
 int mailctl_dkim(mailctl *ctl, int argc, char **argv);
+/* `dns ...` (mailctl-dns.c): argv[0] is "dns". An exit code, or -1 for
+ * usage. */
+int mailctl_dns(mailctl *ctl, int argc, char **argv);
 /* `relay ...` and `transport ...` (mailctl-relay.c): argv[0] is the
  * command. An exit code, or -1 for a usage error. */
 int mailctl_outbound(mailctl *ctl, int argc, char **argv);

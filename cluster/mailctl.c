@@ -595,6 +595,8 @@ int main(int argc, char **argv)
 		rc = mailctl_security(&ctl, argc, argv);
 	else if (strcmp(argv[0], "dkim") == 0)
 		rc = mailctl_dkim(&ctl, argc, argv);
+	else if (strcmp(argv[0], "dns") == 0)
+		rc = mailctl_dns(&ctl, argc, argv);
 	else if (strcmp(argv[0], "relay") == 0 || strcmp(argv[0], "transport") == 0 ||
 		 strcmp(argv[0], "tls-policy") == 0)
 		rc = mailctl_outbound(&ctl, argc, argv);
