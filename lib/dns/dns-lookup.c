@@ -1,4 +1,4 @@
-/* dns-lookup.c: the four lookups of dns.h: which queries each asks, how
+/* dns-lookup.c: the lookups of dns.h: which queries each asks, how
  * an answer is read (c-ares parses the packet; what we do with its
  * records is here), and the result each builds when it settles.
  *
@@ -16,6 +16,7 @@
 #include "xalloc.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,6 +385,97 @@ dns_request *dns_resolve_ptr(dns_resolver *resolver, const struct sockaddr *addr
 	return req;
 }
 
+/* ---- SRV ---- */
+
+/* ares_parse_srv_reply gives the records in wire order, "." as "". At
+ * most DNS_SRV_RECORDS_MAX are kept. */
+static enum dns_status dns__srv_read(dns_request *req, const unsigned char *abuf, int alen)
+{
+	struct ares_srv_reply *srv = NULL;
+	int e = ares_parse_srv_reply(abuf, alen, &srv);
+	if (e != ARES_SUCCESS || srv == NULL) {
+		if (srv != NULL)
+			ares_free_data(srv);
+		return e == ARES_SUCCESS || e == ARES_ENODATA ? DNS_NODATA : dns__status(e);
+	}
+	size_t n = 0;
+	for (struct ares_srv_reply *s = srv; s != NULL && n < DNS_SRV_RECORDS_MAX; s = s->next)
+		n++;
+	req->srv = xcalloc(n, sizeof *req->srv);
+	struct ares_srv_reply *s = srv;
+	for (size_t i = 0; i < n; i++, s = s->next) {
+		size_t len = strlen(s->host);
+		if (len > 1 && s->host[len - 1] == '.')
+			len--;
+		req->srv[i] = (struct dns_srv){
+			.target = len == 0 ? xstrdup(".") : xstrndup(s->host, len),
+			.priority = s->priority, .weight = s->weight, .port = s->port,
+		};
+	}
+	req->nsrv = n;
+	ares_free_data(srv);
+	return DNS_OK;
+}
+
+dns_request *dns_resolve_srv(dns_resolver *resolver, const char *name, dns_srv_cb *cb,
+			     void *arg)
+{
+	dns_request *req = dns__request_start(resolver, DNS__SRV, name, arg);
+	req->cb.srv = cb;
+	if (dns__name_ok(name))
+		dns__query_start(req, NULL, name, ns_t_srv);
+	else
+		req->status = DNS_BADNAME;
+	dns__request_started(req);
+	return req;
+}
+
+/* ---- CNAME ---- */
+
+/* c-ares has no CNAME parser of its own; ares_parse_a_reply walks the
+ * CNAME records of any answer (the chain it follows for an A query) and
+ * names the last target h_name, which for a CNAME query is the one link
+ * the server gave. An answer without a CNAME for the name is NODATA.
+ * (Checked against c-ares 1.18 in test-dns.c: a newer c-ares that
+ * answered ENODATA for an answer without addresses would fail there.) */
+static enum dns_status dns__cname_read(dns_request *req, const unsigned char *abuf, int alen)
+{
+	struct hostent *he = NULL;
+	int e = ares_parse_a_reply(abuf, alen, &he, NULL, NULL);
+	if (e != ARES_SUCCESS || he == NULL || he->h_name == NULL) {
+		if (he != NULL)
+			ares_free_hostent(he);
+		return e == ARES_SUCCESS || e == ARES_ENODATA ? DNS_NODATA : dns__status(e);
+	}
+	const char *t = he->h_name;
+	size_t len = strlen(t);
+	if (len > 1 && t[len - 1] == '.')
+		len--;
+	enum dns_status st = DNS_NODATA;
+	/* no alias: the answer held no CNAME (h_name is the name asked) */
+	if (he->h_aliases != NULL && he->h_aliases[0] != NULL && !dns__name_eq(t, req->name)) {
+		req->names = xcalloc(1, sizeof *req->names);
+		req->names[0] = xstrndup(t, len);
+		req->nnames = 1;
+		st = DNS_OK;
+	}
+	ares_free_hostent(he);
+	return st;
+}
+
+dns_request *dns_resolve_cname(dns_resolver *resolver, const char *name, dns_names_cb *cb,
+			       void *arg)
+{
+	dns_request *req = dns__request_start(resolver, DNS__CNAME, name, arg);
+	req->cb.names = cb;
+	if (dns__name_ok(name))
+		dns__query_start(req, NULL, name, ns_t_cname);
+	else
+		req->status = DNS_BADNAME;
+	dns__request_started(req);
+	return req;
+}
+
 /* ---- MX ---- */
 
 struct dns__mx_candidate {
@@ -537,6 +629,14 @@ void dns__lookup_answer(const struct dns__query *q, int status, const unsigned c
 	case ns_t_mx:
 		dns__mx_answer(req, status, abuf, alen);
 		return;
+	case ns_t_srv:
+		req->status = status == ARES_SUCCESS ? dns__srv_read(req, abuf, alen)
+						     : dns__status(status);
+		return;
+	case ns_t_cname:
+		req->status = status == ARES_SUCCESS ? dns__cname_read(req, abuf, alen)
+						     : dns__status(status);
+		return;
 	}
 }
 
@@ -555,6 +655,8 @@ void dns__lookup_settle(dns_request *req)
 		return;
 	case DNS__TXT:
 	case DNS__PTR:
+	case DNS__SRV:
+	case DNS__CNAME:
 		return; /* read when answered */
 	}
 }
@@ -570,6 +672,9 @@ void dns__request_free(dns_request *req)
 	for (size_t i = 0; i < req->nnames; i++)
 		free(req->names[i]);
 	free(req->names);
+	for (size_t i = 0; i < req->nsrv; i++)
+		free((char *)req->srv[i].target);
+	free(req->srv);
 	free(req->mx_hosts);
 	free(req->name);
 	free(req);

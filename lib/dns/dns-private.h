@@ -1,5 +1,5 @@
 /* dns-private.h: what dns.c (the resolver, c-ares on the loop, the life of
- * a request) and dns-lookup.c (the four lookups: queries asked, answers
+ * a request) and dns-lookup.c (the lookups: queries asked, answers
  * read, results built) share. Not for callers: dns.h is the contract.
  *
  * A request asks one or more c-ares queries; each carries a struct
@@ -19,7 +19,7 @@
 #include <arpa/nameser.h>
 #include <ares.h>
 
-enum dns__kind { DNS__HOST, DNS__TXT, DNS__PTR, DNS__MX };
+enum dns__kind { DNS__HOST, DNS__TXT, DNS__PTR, DNS__MX, DNS__SRV, DNS__CNAME };
 
 /* A's and AAAA's lookup of one name: a dns_resolve_host's, or one mail
  * exchanger's. The families' addresses are kept apart until settled. */
@@ -39,7 +39,8 @@ struct dns__host {
 struct dns__query {
 	dns_request *req;
 	struct dns__host *host; /* NULL: the request's own TXT, PTR or MX query */
-	int type;               /* ns_t_a, ns_t_aaaa, ns_t_txt, ns_t_ptr, ns_t_mx */
+	int type;               /* ns_t_a, ns_t_aaaa, ns_t_txt, ns_t_ptr, ns_t_mx,
+				 * ns_t_srv, ns_t_cname */
 };
 
 struct dns_request {
@@ -48,8 +49,9 @@ struct dns_request {
 	union {
 		dns_host_cb *host;
 		dns_txt_cb *txt;
-		dns_names_cb *names;
+		dns_names_cb *names; /* PTR, CNAME */
 		dns_mx_cb *mx;
+		dns_srv_cb *srv;
 	} cb;
 	void *arg;
 	char *name;            /* as asked (the domain, for MX) */
@@ -68,6 +70,8 @@ struct dns_request {
 	size_t ntxt;
 	char **names;
 	size_t nnames;
+	struct dns_srv *srv; /* targets owned */
+	size_t nsrv;
 	struct dns_mx_host *mx_hosts;
 	struct dns_mx_result mx;
 };

@@ -315,10 +315,16 @@ static void dns__deliver(dns_request *req)
 		req->cb.txt(st, st == DNS_OK ? &res : NULL, req->arg);
 		return;
 	}
-	case DNS__PTR: {
+	case DNS__PTR:
+	case DNS__CNAME: {
 		struct dns_names res = { .names = (const char *const *)req->names,
 					 .count = req->nnames };
 		req->cb.names(st, st == DNS_OK ? &res : NULL, req->arg);
+		return;
+	}
+	case DNS__SRV: {
+		struct dns_srv_result res = { .records = req->srv, .count = req->nsrv };
+		req->cb.srv(st, st == DNS_OK ? &res : NULL, req->arg);
 		return;
 	}
 	case DNS__MX:

@@ -3,11 +3,13 @@
  *
  * A resolver lives on one libuv loop and asks one DNS server (settings'
  * server, or those of /etc/resolv.conf) through c-ares, which builds and
- * parses the packets: no DNS byte is parsed here. Four lookups:
+ * parses the packets: no DNS byte is parsed here. The lookups:
  *
  *   dns_resolve_host()  A and AAAA of a name: its addresses
  *   dns_resolve_txt()   TXT: each record's strings joined (SPF, DKIM, DMARC)
  *   dns_resolve_ptr()   PTR of an address: its names
+ *   dns_resolve_srv()   SRV of a service name (RFC 2782, RFC 6186)
+ *   dns_resolve_cname() the CNAME of a name: its target
  *   dns_resolve_mx()    where mail for a domain goes (RFC 5321 5.1): the
  *                       mail exchangers in the order to try, each with its
  *                       addresses
@@ -207,6 +209,45 @@ typedef void dns_names_cb(enum dns_status status, const struct dns_names *result
  * family: DNS_BADNAME. addr is copied. Returns the request. */
 dns_request *dns_resolve_ptr(dns_resolver *resolver, const struct sockaddr *addr,
 			     dns_names_cb *cb, void *arg);
+
+/* ---- SRV ---- */
+
+/* One SRV record (RFC 2782). target is the host without the trailing
+ * dot, or "." when the service is decidedly not offered (RFC 2782, RFC
+ * 6186 3.4). */
+struct dns_srv {
+	const char *target;
+	unsigned priority, weight, port;
+};
+
+struct dns_srv_result {
+	const struct dns_srv *records; /* in the server's order */
+	size_t count;                  /* 1..DNS_SRV_RECORDS_MAX */
+};
+/* SRV records kept from one answer (the rest are dropped): a service name
+ * with more than a few is a mistake, and no count read from the packet
+ * sizes anything of ours. */
+#define DNS_SRV_RECORDS_MAX 32
+
+/* status DNS_OK with result, else NULL (NXDOMAIN, NODATA, TEMP, BADNAME,
+ * CANCELLED). */
+typedef void dns_srv_cb(enum dns_status status, const struct dns_srv_result *result,
+			void *arg);
+
+/* The SRV records of name ("_imaps._tcp.example.com"). name is copied.
+ * Returns the request. */
+dns_request *dns_resolve_srv(dns_resolver *resolver, const char *name, dns_srv_cb *cb,
+			     void *arg);
+
+/* ---- CNAME ---- */
+
+/* The CNAME of name: asks type CNAME, so the server gives the one link
+ * (not the chain): result->names[0] is its target, without the trailing
+ * dot (count is 1). DNS_NODATA when name exists and is not an alias (it
+ * has an A record, say); DNS_NXDOMAIN when it does not exist. name is
+ * copied. Returns the request. */
+dns_request *dns_resolve_cname(dns_resolver *resolver, const char *name, dns_names_cb *cb,
+			       void *arg);
 
 /* ---- MX: where mail for a domain goes ---- */
 

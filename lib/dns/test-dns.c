@@ -109,6 +109,10 @@ static const char zone_head[] =
 	"dual IN AAAA 2001:db8::50\n"
 	"v6only IN AAAA 2001:db8::60\n"
 	"multi IN TXT \"v=spf1 \" \"ip4:192.0.2.0/24 \" \"-all\"\n"
+	/* SRV (RFC 6186): two records, and a service not offered */
+	"_imaps._tcp IN SRV 0 1 993 mx-a.example.test.\n"
+	"_imaps._tcp IN SRV 10 5 9993 MX-B.example.test.\n"
+	"_pop3._tcp IN SRV 0 0 0 .\n"
 	"multi IN TXT \"second\"\n"
 	"11.0.0.127.in-addr.arpa. IN PTR mx-a.example.test.\n"
 	"11.0.0.127.in-addr.arpa. IN PTR other.example.test.\n"
@@ -128,6 +132,9 @@ static int group_setup(void **state)
 		buf_printf(&z, "manyaddr IN A 127.0.2.%d\n", i);
 		buf_printf(&z, "manyaddr IN AAAA 2001:db8::2:%d\n", i);
 	}
+	/* 40 SRV records (the limit keeps 32) */
+	for (int i = 1; i <= 40; i++)
+		buf_printf(&z, "_many._tcp IN SRV %d 0 %d m%02d.many\n", i, 1000 + i, i);
 	char *k2048 = test_key(392), *k4096 = test_key(736);
 	fx.dkim2048 = xasprintf("v=DKIM1; k=rsa; p=%s", k2048);
 	fx.dkim4096 = xasprintf("v=DKIM1; k=rsa; p=%s", k4096);
@@ -644,6 +651,88 @@ static void test_ptr(void **state)
 	t_end(&t);
 }
 
+/* ---- SRV, CNAME ---- */
+
+static void srv_cb(enum dns_status status, const struct dns_srv_result *result, void *arg)
+{
+	struct got *g = arg;
+	g->called++;
+	g->status = status;
+	g->had_result = result != NULL;
+	size_t o = 0;
+	for (size_t i = 0; result != NULL && i < result->count && o < sizeof g->text; i++) {
+		const struct dns_srv *s = &result->records[i];
+		o += (size_t)snprintf(g->text + o, sizeof g->text - o, "%s%u/%u/%u/%s",
+				      i > 0 ? " " : "", s->priority, s->weight, s->port, s->target);
+	}
+}
+
+static void test_srv(void **state)
+{
+	(void)state;
+	struct t t;
+	t_start(&t, NULL);
+	struct got g[7];
+	memset(g, 0, sizeof g);
+	dns_resolve_srv(t.r, "_imaps._tcp.example.test", srv_cb, &g[0]);
+	dns_resolve_srv(t.r, "_pop3._tcp.example.test", srv_cb, &g[1]);
+	dns_resolve_srv(t.r, "_many._tcp.example.test", srv_cb, &g[2]);
+	dns_resolve_srv(t.r, "_imap._tcp.example.test", srv_cb, &g[3]);
+	dns_resolve_srv(t.r, "mx-a.example.test", srv_cb, &g[4]);
+	dns_resolve_srv(t.r, "refused.example.test", srv_cb, &g[5]);
+	dns_resolve_srv(t.r, "bad..name", srv_cb, &g[6]);
+	t_run(&t);
+	assert_int_equal(g[0].status, DNS_OK);
+	/* the trailing dot gone, the case as published */
+	assert_string_equal(g[0].text, "0/1/993/mx-a.example.test 10/5/9993/MX-B.example.test");
+	/* "." (not offered) stays "." */
+	assert_int_equal(g[1].status, DNS_OK);
+	assert_string_equal(g[1].text, "0/0/0/.");
+	assert_int_equal(g[2].status, DNS_OK);
+	int n = 1;
+	for (const char *p = g[2].text; *p != '\0'; p++)
+		n += *p == ' ';
+	assert_int_equal(n, DNS_SRV_RECORDS_MAX);
+	assert_int_equal(g[3].status, DNS_NXDOMAIN);
+	assert_int_equal(g[4].status, DNS_NODATA);
+	assert_int_equal(g[4].had_result, 0);
+	assert_int_equal(g[5].status, DNS_TEMP);
+	assert_int_equal(g[6].status, DNS_BADNAME);
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(g[i].called, 1);
+	t_end(&t);
+}
+
+static void test_cname(void **state)
+{
+	(void)state;
+	struct t t;
+	t_start(&t, NULL);
+	struct got g[6];
+	memset(g, 0, sizeof g);
+	/* the first link of a two-link chain: only that link */
+	dns_resolve_cname(t.r, "alias.cnamemx.example.test", names_cb, &g[0]);
+	dns_resolve_cname(t.r, "ALIAS2.cnamemx.example.test.", names_cb, &g[1]);
+	/* not an alias: NODATA; gone: NXDOMAIN */
+	dns_resolve_cname(t.r, "mx-a.example.test", names_cb, &g[2]);
+	dns_resolve_cname(t.r, "nope.example.test", names_cb, &g[3]);
+	dns_resolve_cname(t.r, "refused.example.test", names_cb, &g[4]);
+	dns_resolve_cname(t.r, "", names_cb, &g[5]);
+	t_run(&t);
+	assert_int_equal(g[0].status, DNS_OK);
+	assert_string_equal(g[0].text, "alias2.cnamemx.example.test");
+	assert_int_equal(g[1].status, DNS_OK);
+	assert_string_equal(g[1].text, "real.cnamemx.example.test");
+	assert_int_equal(g[2].status, DNS_NODATA);
+	assert_int_equal(g[2].had_result, 0);
+	assert_int_equal(g[3].status, DNS_NXDOMAIN);
+	assert_int_equal(g[4].status, DNS_TEMP);
+	assert_int_equal(g[5].status, DNS_BADNAME);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(g[i].called, 1);
+	t_end(&t);
+}
+
 /* ---- timeouts, cancel, destroy ---- */
 
 /* A UDP socket bound and never read: every try times out. */
@@ -875,6 +964,8 @@ int main(void)
 		cmocka_unit_test(test_txt),
 		cmocka_unit_test(test_txt_cache),
 		cmocka_unit_test(test_ptr),
+		cmocka_unit_test(test_srv),
+		cmocka_unit_test(test_cname),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_connection_refused),
 		cmocka_unit_test(test_cancel),
