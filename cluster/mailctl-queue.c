@@ -53,6 +53,11 @@
 /* `queue list --limit`: default and most, per node (the node's own cap). */
 #define MAILCTL_QUEUE_LIST_DEFAULT 1000u
 #define MAILCTL_QUEUE_LIST_MAX 100000u
+/* How long a command waits for the partitions nobody leads this moment
+ * (a failover, a rebalancing move: a moment each) to be led again,
+ * asking again every step. */
+#define MAILCTL_QUEUE_SETTLE_MS 15000
+#define MAILCTL_QUEUE_SETTLE_STEP_MS 250
 /* `queue stats`: the top destination domains shown. */
 #define MAILCTL_QUEUE_TOP_DOMAINS 10
 
@@ -197,6 +202,106 @@ static void mq_call_all(mq *q, uint16_t method, const ProtobufCMessage *req,
 			break;
 		uv_run(&q->loop, UV_RUN_ONCE);
 	}
+}
+
+/* ---- partitions nobody led ------------------------------------------------------ */
+
+/* Some partitions were led by no node that answered: a primary moves
+ * (rebalancing) or fails over, and for that moment its messages are
+ * nobody's. LIST and bulk ACTION answers say which partitions the node
+ * led (queue.proto); a command asks again for those missing. */
+struct mq_cover {
+	uint32_t total;     /* partitions (0: not known, nothing to wait for) */
+	uint8_t *led;       /* [total]: some node led it */
+	uint32_t missing;
+};
+
+static void mq_cover_free(struct mq_cover *cv)
+{
+	free(cv->led);
+	memset(cv, 0, sizeof *cv);
+}
+
+/* Add a node's answer (partitions, led[n_led]) to cv. */
+static void mq_cover_add(struct mq_cover *cv, uint32_t partitions, const uint32_t *led,
+			 size_t n_led)
+{
+	if (partitions == 0)
+		return;
+	if (cv->total == 0) {
+		cv->total = partitions;
+		cv->led = xcalloc(partitions + 1, 1);
+	}
+	for (size_t k = 0; k < n_led; k++)
+		if (led[k] < cv->total)
+			cv->led[led[k]] = 1;
+}
+
+/* The partitions not led, among asked[0..n_asked) (n_asked 0: all), into
+ * cv->missing. */
+static void mq_cover_count(struct mq_cover *cv, const uint32_t *asked, size_t n_asked)
+{
+	cv->missing = 0;
+	for (uint32_t p = 0; p < cv->total; p++) {
+		int want = n_asked == 0;
+		for (size_t k = 0; !want && k < n_asked; k++)
+			want = asked[k] == p;
+		cv->missing += want && !cv->led[p];
+	}
+}
+
+static void mq_pause(void)
+{
+	struct timespec ts = { 0, MAILCTL_QUEUE_SETTLE_STEP_MS * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* Say which partitions nobody led; MAILCTL_UNREACHABLE (a partial
+ * answer), or MAILCTL_OK when none. */
+static int mq_cover_report(mq *q, const struct mq_cover *cv, const char *what)
+{
+	if (cv->missing == 0)
+		return MAILCTL_OK;
+	mailctl_fail(q->ctl, "%u queue partition%s had no primary for %d s (a failover or a "
+		     "move in progress): %s",
+		     cv->missing, cv->missing == 1 ? "" : "s", MAILCTL_QUEUE_SETTLE_MS / 1000,
+		     what);
+	return MAILCTL_UNREACHABLE;
+}
+
+/* LIST to every node until every partition was answered for (or the
+ * settle time is over): cv says what was covered. */
+static void mq_list_settled(mq *q, const Queue__QueueListRequest *req, struct mq_cover *cv)
+{
+	uint64_t deadline = util_now_mono_ms() + MAILCTL_QUEUE_SETTLE_MS;
+	for (;;) {
+		mq_call_all(q, QUEUE__METHOD__LIST, &req->base,
+			    &queue__queue_list_response__descriptor);
+		mq_cover_free(cv);
+		for (size_t i = 0; i < q->n_nodes; i++) {
+			const Queue__QueueListResponse *r = (const void *)q->nodes[i].resp;
+			if (r != NULL)
+				mq_cover_add(cv, r->partitions, r->led, r->n_led);
+		}
+		mq_cover_count(cv, NULL, 0);
+		if (cv->missing == 0 || util_now_mono_ms() >= deadline)
+			return;
+		mq_pause();
+	}
+}
+
+/* 1 when every node said "not the primary" (or could not be reached) of
+ * a single message's partition: nobody leads it this moment. */
+static int mq_nobody_leads(const mq *q)
+{
+	int primary_said = 0;
+	for (size_t i = 0; i < q->n_nodes; i++) {
+		int st = q->nodes[i].status;
+		if (st != MAIL_ERR_NOT_PRIMARY && st != MAIL_ERR_UNAVAILABLE)
+			return 0;
+		primary_said |= st == MAIL_ERR_NOT_PRIMARY;
+	}
+	return primary_said;
 }
 
 /* Say what went wrong with each node whose status is not MAIL_OK nor one
@@ -448,9 +553,12 @@ static int mq_list(mq *q, const char *domain, Queue__QueueFilter state, uint32_t
 	req.domain = (char *)(domain != NULL ? domain : "");
 	req.state = state;
 	req.limit = limit;
-	mq_call_all(q, QUEUE__METHOD__LIST, &req.base, &queue__queue_list_response__descriptor);
-	if (mq_answered(q) == 0)
+	struct mq_cover cv = { 0 };
+	mq_list_settled(q, &req, &cv);
+	if (mq_answered(q) == 0) {
+		mq_cover_free(&cv);
 		return mq_node_errors(q, -1, -1);
+	}
 	struct mq_merged mm;
 	mq_merge(q, &mm);
 	if (mm.n > limit) {   /* the limit is each node's: the merge keeps the oldest */
@@ -470,7 +578,9 @@ static int mq_list(mq *q, const char *domain, Queue__QueueFilter state, uint32_t
 	}
 	free(mm.m);
 	int node_rc = mq_node_errors(q, -1, -1);
-	return node_rc != MAILCTL_OK ? node_rc : rc;
+	int cover_rc = mq_cover_report(q, &cv, "their messages are not in this listing");
+	mq_cover_free(&cv);
+	return node_rc != MAILCTL_OK ? node_rc : cover_rc != MAILCTL_OK ? cover_rc : rc;
 }
 
 /* ---- show -------------------------------------------------------------------------- */
@@ -566,10 +676,22 @@ static int mq_show(mq *q, const char *qid, int json)
 {
 	Queue__QueueShowRequest req = QUEUE__QUEUE_SHOW_REQUEST__INIT;
 	req.queue_id = (char *)qid;
-	mq_call_all(q, QUEUE__METHOD__SHOW, &req.base, &queue__queue_show_response__descriptor);
+	uint64_t deadline = util_now_mono_ms() + MAILCTL_QUEUE_SETTLE_MS;
 	const Queue__QueueShowResponse *found = NULL;
-	for (size_t i = 0; i < q->n_nodes && found == NULL; i++)
-		found = (const void *)q->nodes[i].resp;
+	for (;;) {
+		mq_call_all(q, QUEUE__METHOD__SHOW, &req.base,
+			    &queue__queue_show_response__descriptor);
+		for (size_t i = 0; i < q->n_nodes && found == NULL; i++)
+			found = (const void *)q->nodes[i].resp;
+		if (found != NULL || !mq_nobody_leads(q) || util_now_mono_ms() >= deadline)
+			break;
+		mq_pause();
+	}
+	if (found == NULL && mq_nobody_leads(q)) {
+		mailctl_fail(q->ctl, "queue id %s: no queue node leads its partition now (a "
+			     "failover or a move in progress): try again", qid);
+		return MAILCTL_UNREACHABLE;
+	}
 	if (found == NULL) {
 		int rc = mq_node_errors(q, MAIL_ERR_NOT_FOUND, MAIL_ERR_NOT_PRIMARY);
 		if (rc != MAILCTL_OK)
@@ -613,15 +735,53 @@ static int mq_action(mq *q, Queue__QueueAction action, const char *qid, const ch
 		req.domain = (char *)domain;
 	else
 		req.all = 1;
-	mq_call_all(q, QUEUE__METHOD__ACTION, &req.base,
-		    &queue__queue_action_response__descriptor);
+	uint64_t deadline = util_now_mono_ms() + MAILCTL_QUEUE_SETTLE_MS;
 	uint32_t affected = 0;
-	for (size_t i = 0; i < q->n_nodes; i++) {
-		const Queue__QueueActionResponse *r = (const void *)q->nodes[i].resp;
-		if (r != NULL)
+	struct mq_cover cv = { 0 };
+	uint32_t *asked = NULL;   /* a later pass: the partitions nobody led */
+	for (;;) {
+		mq_call_all(q, QUEUE__METHOD__ACTION, &req.base,
+			    &queue__queue_action_response__descriptor);
+		mq_cover_free(&cv);
+		for (size_t i = 0; i < q->n_nodes; i++) {
+			const Queue__QueueActionResponse *r = (const void *)q->nodes[i].resp;
+			if (r == NULL)
+				continue;
 			affected += r->affected;
+			mq_cover_add(&cv, r->partitions, r->led, r->n_led);
+		}
+		if (qid != NULL) {
+			if (affected > 0 || !mq_nobody_leads(q) || util_now_mono_ms() >= deadline)
+				break;
+			mq_pause();
+			continue;
+		}
+		mq_cover_count(&cv, req.partitions, req.n_partitions);
+		if (cv.missing == 0 || util_now_mono_ms() >= deadline)
+			break;
+		/* again, for the partitions nobody led */
+		free(asked);
+		asked = xcalloc(cv.missing + 1, sizeof *asked);
+		size_t n = 0;
+		for (uint32_t p = 0; p < cv.total; p++) {
+			int want = req.n_partitions == 0;
+			for (size_t k = 0; !want && k < req.n_partitions; k++)
+				want = req.partitions[k] == p;
+			if (want && !cv.led[p])
+				asked[n++] = p;
+		}
+		req.partitions = asked;
+		req.n_partitions = n;
+		mq_pause();
 	}
+	free(asked);
 	if (qid != NULL) {
+		mq_cover_free(&cv);
+		if (affected == 0 && mq_nobody_leads(q)) {
+			mailctl_fail(q->ctl, "queue id %s: no queue node leads its partition now (a "
+				     "failover or a move in progress): try again", qid);
+			return MAILCTL_UNREACHABLE;
+		}
 		int rc = mq_node_errors(q, MAIL_ERR_NOT_FOUND, MAIL_ERR_NOT_PRIMARY);
 		if (affected > 0) {
 			printf("%s: %s\n", qid, mq_action_done(action));
@@ -632,6 +792,10 @@ static int mq_action(mq *q, Queue__QueueAction action, const char *qid, const ch
 	}
 	printf("%u message%s: %s\n", affected, affected == 1 ? "" : "s", mq_action_done(action));
 	int rc = mq_node_errors(q, -1, -1);
+	int cover_rc = mq_cover_report(q, &cv, "their messages were not acted on");
+	mq_cover_free(&cv);
+	if (rc == MAILCTL_OK)
+		rc = cover_rc;
 	return rc != MAILCTL_OK ? rc : fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
 }
 
@@ -664,9 +828,12 @@ static int mq_stats(mq *q, int json)
 {
 	Queue__QueueListRequest req = QUEUE__QUEUE_LIST_REQUEST__INIT;
 	req.limit = MAILCTL_QUEUE_LIST_MAX;
-	mq_call_all(q, QUEUE__METHOD__LIST, &req.base, &queue__queue_list_response__descriptor);
-	if (mq_answered(q) == 0)
+	struct mq_cover cv = { 0 };
+	mq_list_settled(q, &req, &cv);
+	if (mq_answered(q) == 0) {
+		mq_cover_free(&cv);
 		return mq_node_errors(q, -1, -1);
+	}
 	struct mq_merged mm;
 	mq_merge(q, &mm);
 	unsigned by_state[4] = { 0 }, ages[MQ_AGE_BUCKETS] = { 0 };
@@ -745,7 +912,9 @@ static int mq_stats(mq *q, int json)
 	free(dc);
 	free(mm.m);
 	int node_rc = mq_node_errors(q, -1, -1);
-	return node_rc != MAILCTL_OK ? node_rc : rc;
+	int cover_rc = mq_cover_report(q, &cv, "their messages are not counted");
+	mq_cover_free(&cv);
+	return node_rc != MAILCTL_OK ? node_rc : cover_rc != MAILCTL_OK ? cover_rc : rc;
 }
 
 /* ---- dispatch ---------------------------------------------------------------------------- */

@@ -35,6 +35,10 @@ struct conn_server {
 	int listener_closed;
 	struct conn *conns;     /* open connections (handles not yet closed) */
 	unsigned n_conns;
+	/* connections not yet freed: a closed one may still wait for a call
+	 * (a STORE's answer) whose end runs its session's destroy, which
+	 * needs the server (ops->server_done waits for the last) */
+	unsigned n_alive;
 };
 
 struct conn_penalty {
@@ -141,16 +145,23 @@ void conn_ref(struct conn *c)
 	c->refcount++;
 }
 
+static void conn_server_free_if_done(struct conn_server *server);
+
 void conn_unref(struct conn *c)
 {
 	if (--c->refcount > 0)
 		return;
+	conn_server *owner = c->owner;
 	c->ops->destroy(c);
 	conn_zlib_free(&c->zlib);
 	tls_conn_free(&c->tls);
 	buf_deinit(&c->in);
 	buf_deinit(&c->out);
 	free(c);
+	if (owner != NULL) {
+		owner->n_alive--;
+		conn_server_free_if_done(owner);
+	}
 }
 
 int conn_is_closed(const struct conn *c)
@@ -160,7 +171,8 @@ int conn_is_closed(const struct conn *c)
 
 static void conn_server_free_if_done(struct conn_server *server)
 {
-	if (!server->stopping || !server->listener_closed || server->n_conns > 0)
+	if (!server->stopping || !server->listener_closed || server->n_conns > 0 ||
+	    server->n_alive > 0)
 		return;
 	void (*done)(void *ctx) = server->ops->server_done;
 	void *ctx = server->ctx;
@@ -184,7 +196,10 @@ static void conn_handle_close_cb(uv_handle_t *handle)
 		c->next->prev = c->prev;
 	server->n_conns--;
 	c->server = NULL;
+	/* the last reference frees the server too, when it is done */
+	server->n_alive++;
 	conn_unref(c);
+	server->n_alive--;
 	conn_server_free_if_done(server);
 }
 
@@ -660,6 +675,8 @@ static void conn_server_connection_cb(uv_stream_t *listener, int status)
 	}
 	struct conn *c = xcalloc(1, server->ops->session_size);
 	c->server = server;
+	c->owner = server;
+	server->n_alive++;
 	c->ops = server->ops;
 	c->refcount = 1; /* dropped when the handles are closed */
 	uv_tcp_init(server->loop, &c->tcp);

@@ -85,6 +85,7 @@ struct conn_penalty;
 struct conn {
 	/* Read-only for the engine. */
 	conn_server *server;          /* NULL once the handles are closed */
+	conn_server *owner;           /* until freed: the server outlives it */
 	char id[13];                  /* session id in the logs */
 	char peer[64];                /* "ip:port" */
 	char peer_ip[48];

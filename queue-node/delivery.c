@@ -906,9 +906,31 @@ static int direct__same_partition(void *ctx, const char *a, const char *b)
 	return 1;
 }
 
+/* Unreplicated: one partition, always led. */
+static uint32_t direct__partitions(void *ctx)
+{
+	(void)ctx;
+	return 1;
+}
+
+static int direct__leads_partition(void *ctx, uint32_t p)
+{
+	(void)ctx;
+	return p == 0;
+}
+
+static int direct__partition_of(void *ctx, const char *queue_id, uint32_t *p_r)
+{
+	(void)ctx;
+	(void)queue_id;
+	*p_r = 0;
+	return 0;
+}
+
 static const struct queue_journal direct_journal = {
 	direct__mark_done, direct__remove, direct__may_deliver, direct__record,
-	direct__same_partition
+	direct__same_partition, direct__partitions, direct__leads_partition,
+	direct__partition_of
 };
 
 queue_delivery *queue_delivery_create(uv_loop_t *loop, const struct queue_sched_settings *set,
@@ -1131,6 +1153,12 @@ int queue_retry_schedule_parse(const char *text, uint32_t *out, size_t max)
 }
 
 /* ---- administration ------------------------------------------------------- */
+
+const struct queue_journal *queue_delivery_journal(const queue_delivery *d, void **ctx_r)
+{
+	*ctx_r = d->journal_ctx;
+	return d->journal;
+}
 
 int queue_delivery_leads(queue_delivery *d, const char *queue_id)
 {

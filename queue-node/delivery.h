@@ -59,6 +59,11 @@ struct queue_journal {
 		       void *arg);
 	/* 1 when the ids a and b belong to the same partition. */
 	int (*same_partition)(void *ctx, const char *a, const char *b);
+	/* The partitions there are (0: not known yet), whether this node
+	 * leads partition p now, and queue_id's partition (-1: not known). */
+	uint32_t (*partitions)(void *ctx);
+	int (*leads_partition)(void *ctx, uint32_t p);
+	int (*partition_of)(void *ctx, const char *queue_id, uint32_t *p_r);
 };
 
 /* store and client are borrowed and must outlive the delivery. settings
@@ -135,6 +140,8 @@ void queue_delivery_destroy(queue_delivery **d);
 
 /* 1 when this node leads queue_id's partition now (it may act on it). */
 int queue_delivery_leads(queue_delivery *d, const char *queue_id);
+/* The journal's partitions, leads_partition and partition_of (above). */
+const struct queue_journal *queue_delivery_journal(const queue_delivery *d, void **ctx_r);
 /* 1 when an attempt of queue_id is running now. */
 int queue_delivery_running(const queue_delivery *d, const char *queue_id);
 /* An administrator's action on queue_id (a message of a partition this

@@ -230,6 +230,27 @@ static int admin__keep_cb(const char *queue_id, void *arg)
 	return a->ops->leads(a->ctx, queue_id);
 }
 
+/* The partitions this node leads now, those of only[0..n_only) when
+ * n_only > 0, into a new array *led_r (the caller frees it), and how many
+ * partitions there are. Returns the count led. */
+static size_t admin__led(queue_admin *a, const uint32_t *only, size_t n_only, uint32_t **led_r,
+			 uint32_t *total_r)
+{
+	uint32_t total = a->ops->partitions(a->ctx);
+	uint32_t *led = xcalloc((size_t)total + 1, sizeof *led);
+	size_t n = 0;
+	for (uint32_t p = 0; p < total; p++) {
+		int asked = n_only == 0;
+		for (size_t k = 0; !asked && k < n_only; k++)
+			asked = only[k] == p;
+		if (asked && a->ops->leads_partition(a->ctx, p))
+			led[n++] = p;
+	}
+	*led_r = led;
+	*total_r = total;
+	return n;
+}
+
 /* ---- LIST ------------------------------------------------------------------ */
 
 struct admin_list {
@@ -279,6 +300,8 @@ int queue_admin_list(queue_admin *a, const Queue__QueueListRequest *req,
 		*resp_r = NULL;
 		return MAIL_ERR_TEMP;
 	}
+	/* the walk and this run in one turn of the loop: the same leadership */
+	l.resp->n_led = admin__led(a, NULL, 0, &l.resp->led, &l.resp->partitions);
 	*resp_r = l.resp;
 	return MAIL_OK;
 }
@@ -316,7 +339,7 @@ int queue_admin_show(queue_admin *a, const char *queue_id, Queue__QueueShowRespo
 	*resp_r = NULL;
 	if (!queue_store_id_valid(queue_id))
 		return MAIL_ERR_PARAMS;
-	Queue__QueuedMessage *msg;
+	Queue__QueuedMessage *msg = NULL;
 	const char *error;
 	int ret = queue_store_get(a->store, queue_id, &msg, &error);
 	if (ret < 0) {
@@ -324,12 +347,15 @@ int queue_admin_show(queue_admin *a, const char *queue_id, Queue__QueueShowRespo
 			  queue_id, error);
 		return MAIL_ERR_TEMP;
 	}
-	if (ret == 0)
-		return MAIL_ERR_NOT_FOUND;
+	/* only the leader says not found: every node saying not primary
+	 * means nobody leads the partition this moment (mailctl asks again) */
 	if (!a->ops->leads(a->ctx, queue_id)) {
-		queue_store_message_free(&msg);
+		if (ret > 0)
+			queue_store_message_free(&msg);
 		return MAIL_ERR_NOT_PRIMARY;
 	}
+	if (ret == 0)
+		return MAIL_ERR_NOT_FOUND;
 	const Queue__EnqueueRequest *env = msg->envelope;
 	Queue__QueueShowResponse *resp = xmalloc(sizeof *resp);
 	queue__queue_show_response__init(resp);
@@ -421,6 +447,8 @@ struct admin_collect {
 	queue_admin *admin;   /* first (admin__keep_cb) */
 	struct admin_bulk *bulk;
 	const char *domain;   /* NULL: every message */
+	const uint32_t *only; /* n_only > 0: only these partitions' messages */
+	size_t n_only;
 	size_t cap;
 };
 
@@ -430,6 +458,15 @@ static void admin__collect_cb(const Queue__QueuedMessage *msg, void *arg)
 	struct admin_bulk *b = c->bulk;
 	if (c->domain != NULL && !admin__pending_in(msg, c->domain))
 		return;
+	if (c->n_only > 0) {
+		uint32_t p;
+		int asked = 0;
+		if (c->admin->ops->partition_of(c->admin->ctx, msg->envelope->queue_id, &p) == 0)
+			for (size_t k = 0; !asked && k < c->n_only; k++)
+				asked = c->only[k] == p;
+		if (!asked)
+			return;
+	}
 	if (b->n == c->cap) {
 		c->cap = c->cap != 0 ? c->cap * 2 : 16;
 		b->qids = xrealloc(b->qids, c->cap * sizeof *b->qids);
@@ -458,7 +495,8 @@ void queue_admin_action(queue_admin *a, const Queue__QueueActionRequest *req,
 		b->qids = xmalloc(sizeof *b->qids);
 		b->qids[b->n++] = xstrdup(req->queue_id);
 	} else {
-		struct admin_collect c = { a, b, req->all ? NULL : req->domain, 0 };
+		struct admin_collect c = { a, b, req->all ? NULL : req->domain, req->partitions,
+					   req->n_partitions, 0 };
 		const char *error;
 		if (queue_store_load_if(a->store, admin__keep_cb, admin__collect_cb, &c,
 					&error) < 0) {
@@ -510,6 +548,9 @@ void queue_admin_rpc_show(queue_admin *admin, rpc_call *call, const ProtobufCMes
 struct admin_rpc_action {
 	rpc_call *call;
 	Queue__QueueAction action;
+	uint32_t partitions;  /* all or domain: the partitions, those led */
+	uint32_t *led;
+	size_t n_led;
 	char what[QUEUE_ID_MAX + 300]; /* "qid=..." | "all=1" | "domain=..." for the log */
 };
 
@@ -523,7 +564,11 @@ static void admin__rpc_action_cb(int status, uint32_t affected, void *arg)
 		  mail_error_info(status)->name, affected);
 	Queue__QueueActionResponse resp = QUEUE__QUEUE_ACTION_RESPONSE__INIT;
 	resp.affected = affected;
+	resp.partitions = w->partitions;
+	resp.led = w->led;
+	resp.n_led = w->n_led;
 	rpc_call_reply(w->call, status, &resp.base);
+	free(w->led);
 	free(w);
 }
 
@@ -546,5 +591,10 @@ void queue_admin_rpc_action(queue_admin *admin, rpc_call *call, const ProtobufCM
 			 log_quote(q, sizeof q, r->domain, strlen(r->domain)));
 	else
 		snprintf(w->what, sizeof w->what, "all=%d", r->all ? 1 : 0);
+	/* a bulk collects its messages inside queue_admin_action, in this
+	 * turn of the loop: the partitions led now are those it covered */
+	if (r->queue_id[0] == '\0')
+		w->n_led = admin__led(admin, r->partitions, r->n_partitions, &w->led,
+				      &w->partitions);
 	queue_admin_action(admin, r, admin__rpc_action_cb, w);
 }

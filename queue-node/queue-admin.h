@@ -54,6 +54,12 @@ struct queue_admin_ops {
 	 * does not have or lead at once). */
 	void (*action)(void *ctx, const char *queue_id, Queue__QueueAction action,
 		       queue_admin_done_cb *cb, void *arg);
+	/* The partitions there are (0: not known yet); 1 when this node
+	 * leads partition p now; queue_id's partition into *p_r (0), or -1
+	 * when not known. */
+	uint32_t (*partitions)(void *ctx);
+	int (*leads_partition)(void *ctx, uint32_t p);
+	int (*partition_of)(void *ctx, const char *queue_id, uint32_t *p_r);
 };
 
 typedef struct queue_admin queue_admin;

@@ -252,9 +252,29 @@ static int journal__same_partition(void *ctx, const char *a, const char *b)
 	       repl_host_partition_of(qr->host, b, strlen(b), &pb) == MAIL_OK && pa == pb;
 }
 
+static uint32_t journal__partitions(void *ctx)
+{
+	queue_repl *qr = ctx;
+	return repl_host_partition_count(qr->host);
+}
+
+static int journal__leads_partition(void *ctx, uint32_t p)
+{
+	queue_repl *qr = ctx;
+	return repl_host_leading(qr->host, p);
+}
+
+static int journal__partition_of(void *ctx, const char *queue_id, uint32_t *p_r)
+{
+	queue_repl *qr = ctx;
+	return repl_host_partition_of(qr->host, queue_id, strlen(queue_id), p_r) == MAIL_OK ? 0
+											     : -1;
+}
+
 static const struct queue_journal queue_repl_journal_ops = {
 	journal__mark_done, journal__remove, journal__may_deliver, journal__record,
-	journal__same_partition
+	journal__same_partition, journal__partitions, journal__leads_partition,
+	journal__partition_of
 };
 
 const struct queue_journal *queue_repl_journal(void)

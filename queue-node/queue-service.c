@@ -266,10 +266,34 @@ static void service__admin_action(void *ctx, const char *queue_id, Queue__QueueA
 	queue_delivery_action(ctx, queue_id, action, cb, arg);
 }
 
+static uint32_t service__admin_partitions(void *ctx)
+{
+	void *jctx;
+	const struct queue_journal *j = queue_delivery_journal(ctx, &jctx);
+	return j->partitions(jctx);
+}
+
+static int service__admin_leads_partition(void *ctx, uint32_t p)
+{
+	void *jctx;
+	const struct queue_journal *j = queue_delivery_journal(ctx, &jctx);
+	return j->leads_partition(jctx, p);
+}
+
+static int service__admin_partition_of(void *ctx, const char *queue_id, uint32_t *p_r)
+{
+	void *jctx;
+	const struct queue_journal *j = queue_delivery_journal(ctx, &jctx);
+	return j->partition_of(jctx, queue_id, p_r);
+}
+
 static const struct queue_admin_ops service_admin_ops = {
 	.leads = service__admin_leads,
 	.running = service__admin_running,
 	.action = service__admin_action,
+	.partitions = service__admin_partitions,
+	.leads_partition = service__admin_leads_partition,
+	.partition_of = service__admin_partition_of,
 };
 
 static void service__list(rpc_call *call, const ProtobufCMessage *msg, void *ctx)

@@ -81,7 +81,31 @@ static void fake_answer(struct fake *f, int status)
 	c->cb(status, c->arg);
 }
 
-static const struct queue_admin_ops fake_ops = { fake_leads, fake_running, fake_action };
+/* Two partitions: 0 (led) holds every queue id but those starting with
+ * 'X', which are in 1 (not led). */
+static uint32_t fake_partitions(void *ctx)
+{
+	(void)ctx;
+	return 2;
+}
+
+static int fake_leads_partition(void *ctx, uint32_t p)
+{
+	(void)ctx;
+	return p == 0;
+}
+
+static int fake_partition_of(void *ctx, const char *queue_id, uint32_t *p_r)
+{
+	(void)ctx;
+	*p_r = queue_id[0] == 'X';
+	return 0;
+}
+
+static const struct queue_admin_ops fake_ops = {
+	fake_leads, fake_running, fake_action, fake_partitions, fake_leads_partition,
+	fake_partition_of
+};
 
 /* ---- fixture --------------------------------------------------------------- */
 
@@ -254,6 +278,11 @@ static void test_list_all(void **state)
 	Queue__QueueListResponse *resp = list(f, "", QUEUE__QUEUE_FILTER__FILTER_ALL, 0);
 	assert_string_equal(ids(resp, buf, sizeof buf), "A,B,C,D");
 	assert_false(resp->truncated);
+	/* what it answered for: partition 0 of 2 (mailctl asks again while
+	 * a partition is led by nobody) */
+	assert_int_equal(resp->partitions, 2);
+	assert_int_equal(resp->n_led, 1);
+	assert_int_equal(resp->led[0], 0);
 	const Queue__QueueSummary *a = resp->messages[0], *b = resp->messages[1];
 	const Queue__QueueSummary *c = resp->messages[2], *d = resp->messages[3];
 	assert_int_equal(a->state, QUEUE__QUEUE_FILTER__FILTER_ACTIVE);
@@ -353,6 +382,8 @@ static void test_show(void **state)
 	assert_int_equal(queue_admin_show(f->admin, "Xnot", &resp), MAIL_ERR_NOT_PRIMARY);
 	assert_null(resp);
 	assert_int_equal(queue_admin_show(f->admin, "nosuch", &resp), MAIL_ERR_NOT_FOUND);
+	/* not found, but only the leader may say so */
+	assert_int_equal(queue_admin_show(f->admin, "Xnosuch", &resp), MAIL_ERR_NOT_PRIMARY);
 	assert_int_equal(queue_admin_show(f->admin, "bad-id", &resp), MAIL_ERR_PARAMS);
 	assert_int_equal(queue_admin_show(f->admin, "", &resp), MAIL_ERR_PARAMS);
 }
@@ -468,6 +499,28 @@ static void test_action_bulk(void **state)
 	assert_int_equal(r.called, 1);
 	assert_int_equal(r.status, MAIL_OK);
 	assert_int_equal(r.affected, 0);
+
+	/* a second pass over the partitions nobody led: only theirs */
+	Queue__QueueActionRequest req = QUEUE__QUEUE_ACTION_REQUEST__INIT;
+	uint32_t only[1] = { 1 };
+	req.action = QUEUE__QUEUE_ACTION__ACTION_RETRY;
+	req.queue_id = "";
+	req.domain = "";
+	req.all = 1;
+	req.partitions = only;
+	req.n_partitions = 1;
+	f->fake.status = MAIL_OK;
+	f->fake.n_calls = f->fake.answered = 0;
+	memset(&r, 0, sizeof r);
+	queue_admin_action(f->admin, &req, result_cb, &r);
+	assert_int_equal(r.called, 1);
+	assert_int_equal(r.affected, 0);          /* Xnot's partition is not led */
+	assert_int_equal(f->fake.n_calls, 0);
+	only[0] = 0;
+	memset(&r, 0, sizeof r);
+	queue_admin_action(f->admin, &req, result_cb, &r);
+	assert_int_equal(r.affected, 4);
+	assert_int_equal(f->fake.n_calls, 4);
 }
 
 /* Many messages: never more than QUEUE_ADMIN_ACTION_INFLIGHT at once. */

@@ -659,6 +659,11 @@ router *repl_host_router(repl_host *h)
 	return h->router;
 }
 
+uint32_t repl_host_partition_count(const repl_host *h)
+{
+	return h->n_parts;
+}
+
 int repl_host_leading(const repl_host *h, uint32_t partition)
 {
 	return partition < h->n_parts && h->parts[partition] != NULL &&

@@ -143,6 +143,8 @@ int repl_host_primary_of(repl_host *host, const void *key, size_t len, int read,
 
 /* 1 when on_leading(partition, 1) was the last call for it, else 0. */
 int repl_host_leading(const repl_host *host, uint32_t partition);
+/* The partitions of the current map (0 while it is not known). */
+uint32_t repl_host_partition_count(const repl_host *host);
 
 /* status: the log's (MAIL_OK = committed and applied here); op_status and
  * resp (valid during the call): what ops->apply computed for it. */

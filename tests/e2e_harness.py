@@ -196,6 +196,17 @@ def print_replication_events(c):
                   + c.log_events(name, REPLICATION_EVENTS, n=120))
 
 
+def remove_state(state, ok):
+    """Remove a test cluster's state directory, but keep it after a
+    failure when MAIL_KEEP_STATE is set (its logs tell what happened),
+    always when it is "all"."""
+    keep = os.environ.get("MAIL_KEEP_STATE")
+    if keep == "all" or (keep and not ok):
+        print(f"state kept (MAIL_KEEP_STATE): {state}", flush=True)
+        return
+    shutil.rmtree(state, ignore_errors=True)
+
+
 def run(prefix, body, **cluster_kw):
     """Start local.Cluster.with_free_ports(**cluster_kw), then body(c, check)
     where check(name, fn) runs one named check; stop the cluster and report.
@@ -223,6 +234,6 @@ def run(prefix, body, **cluster_kw):
             for name, *_ in c.specs():
                 print(f"--- {name} log tail ---\n{c.log_tail(name, 15)}")
             print_replication_events(c)
-        shutil.rmtree(state, ignore_errors=True)
+        remove_state(state, not failed)
     print(f"{len(passed)} passed, {len(failed)} failed")
     return 1 if failed else 0

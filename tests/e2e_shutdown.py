@@ -74,7 +74,7 @@ def main():
         if not ok:
             for name, *_ in c.specs():
                 print(f"--- {name} log tail ---\n{c.log_tail(name, 10)}")
-        shutil.rmtree(state, ignore_errors=True)
+        e2e_harness.remove_state(state, ok)
     print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")
     return 0 if ok else 1
 

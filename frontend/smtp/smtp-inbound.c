@@ -39,6 +39,8 @@ struct smtp_inbound {
 	int rspamd_fail_closed;
 	char *authserv_id;
 	int aborted;              /* stopping: everything ends at once */
+	unsigned refs;            /* the owner's, each user's (an MX), each
+				   * transaction's and connection check's */
 	struct inbound_txn *txns; /* alive (the list of abort) */
 	struct conn_job *jobs;    /* connection checks in flight */
 	size_t n_txns, n_jobs;
@@ -106,6 +108,7 @@ int smtp_inbound_create(uv_loop_t *loop, const struct smtp_inbound_settings *set
 {
 	smtp_inbound *in = xcalloc(1, sizeof *in);
 	in->loop = loop;
+	in->refs = 1;
 	in->authserv_id = xstrdup(set->authserv_id != NULL ? set->authserv_id : "localhost");
 	/* DKIM keys and DMARC records of a busy sender are asked once a
 	 * minute, not per message */
@@ -141,12 +144,16 @@ int smtp_inbound_create(uv_loop_t *loop, const struct smtp_inbound_settings *set
 	return MAIL_OK;
 }
 
-void smtp_inbound_destroy(smtp_inbound **inp)
+smtp_inbound *smtp_inbound_ref(smtp_inbound *in)
 {
-	smtp_inbound *in = *inp;
-	if (in == NULL)
-		return;
-	*inp = NULL;
+	in->refs++;
+	return in;
+}
+
+/* The last reference: whatever is in flight was aborted and has ended
+ * (each transaction and check holds a reference). */
+static void inbound_free(smtp_inbound *in)
+{
 	smtp_inbound_abort(in);
 	rspamd_client_destroy(&in->rspamd);
 	conncheck_checker_destroy(&in->conn);
@@ -156,6 +163,24 @@ void smtp_inbound_destroy(smtp_inbound **inp)
 	dns_resolver_destroy(&in->dns);
 	free(in->authserv_id);
 	free(in);
+}
+
+void smtp_inbound_unref(smtp_inbound **inp)
+{
+	smtp_inbound *in = *inp;
+	if (in == NULL)
+		return;
+	*inp = NULL;
+	if (--in->refs == 0)
+		inbound_free(in);
+}
+
+void smtp_inbound_destroy(smtp_inbound **inp)
+{
+	if (*inp == NULL)
+		return;
+	smtp_inbound_abort(*inp);
+	smtp_inbound_unref(inp);
 }
 
 struct dns_resolver *smtp_inbound_resolver(smtp_inbound *in)
@@ -205,6 +230,7 @@ static void txn_unref(inbound_txn *t)
 	free(t->helo_name);
 	free(t->mail_from);
 	free(t);
+	smtp_inbound_unref(&in);
 }
 
 static void data_dmarc(inbound_txn *t);
@@ -250,7 +276,7 @@ inbound_txn *inbound_txn_start(smtp_inbound *in, const char *sid, const char *cl
 			       const char *helo, const char *mail_from)
 {
 	inbound_txn *t = xcalloc(1, sizeof *t);
-	t->in = in;
+	t->in = smtp_inbound_ref(in);
 	buf_init(&t->spam_fields);
 	t->client_ip = xstrdup(client_ip);
 	t->helo_name = xstrdup(helo != NULL ? helo : "");
@@ -604,10 +630,17 @@ static void conn_job_unlink(struct conn_job *j)
 	in->n_jobs--;
 }
 
+static void conn_job_free(struct conn_job *j)
+{
+	smtp_inbound *in = j->in;
+	free(j);
+	smtp_inbound_unref(&in);
+}
+
 static struct conn_job *conn_job_new(smtp_inbound *in, void *arg)
 {
 	struct conn_job *j = xcalloc(1, sizeof *j);
-	j->in = in;
+	j->in = smtp_inbound_ref(in);
 	j->arg = arg;
 	j->next = in->jobs;
 	if (in->jobs != NULL)
@@ -622,7 +655,7 @@ static void conn_client_cb(const struct conncheck_client_result *r, void *arg)
 	struct conn_job *j = arg;
 	conn_job_unlink(j);
 	j->client_cb(r, j->arg);
-	free(j);
+	conn_job_free(j);
 }
 
 static void conn_rhsbl_cb(const struct conncheck_rhsbl_result *r, void *arg)
@@ -630,7 +663,7 @@ static void conn_rhsbl_cb(const struct conncheck_rhsbl_result *r, void *arg)
 	struct conn_job *j = arg;
 	conn_job_unlink(j);
 	j->rhsbl_cb(r, j->arg);
-	free(j);
+	conn_job_free(j);
 }
 
 /* Answers a check asked while stopping, on a later turn of the loop. */
@@ -643,7 +676,7 @@ static void conn_later_closed(uv_handle_t *h)
 	else
 		j->rhsbl_cb(NULL, j->arg);
 	free(h);
-	free(j);
+	conn_job_free(j);
 }
 
 static void conn_later_cb(uv_idle_t *h)

@@ -68,9 +68,15 @@ void smtp_inbound_abort(smtp_inbound *in);
 /* Transactions and connection checks still alive (the frontend's drain
  * waits for them). */
 size_t smtp_inbound_pending(const smtp_inbound *in);
-/* Aborts what is left (smtp_inbound_abort), then frees; run the loop
- * once more after it. */
+/* The owner's end: aborts what is left (smtp_inbound_abort) and drops
+ * its reference. The object is freed with the last reference: a user's
+ * (smtp_inbound_ref, an MX whose sessions may still finish a command
+ * after the frontend drained), a transaction's, a check's. Run the loop
+ * after it (the resolver's handles close). */
 void smtp_inbound_destroy(smtp_inbound **in);
+/* Another reference (returns in), and its end (*in = NULL). */
+smtp_inbound *smtp_inbound_ref(smtp_inbound *in);
+void smtp_inbound_unref(smtp_inbound **in);
 /* The resolver, for the MX's other checks. */
 struct dns_resolver *smtp_inbound_resolver(smtp_inbound *in);
 

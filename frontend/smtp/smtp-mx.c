@@ -143,6 +143,7 @@ static void smtp_mx__unref(smtp_mx *mx)
 		return;
 	if (mx->rate_owned)
 		smtp_rate_destroy(&mx->rate);
+	smtp_inbound_unref(&mx->inbound);
 	free(mx->log_svc);
 	free(mx->hostname);
 	free(mx);
@@ -1465,7 +1466,10 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 	mx->guard_arg = set->server.guard_arg;
 	mx->auth = set->auth;
 	mx->rate = set->rate;
-	mx->inbound = set->submission ? NULL : set->inbound;
+	/* a session may finish a command after the frontend drained: the
+	 * checks live as long as the MX */
+	mx->inbound = set->submission || set->inbound == NULL ? NULL
+							      : smtp_inbound_ref(set->inbound);
 	mx->grey = set->submission ? NULL : set->grey;
 	mx->srs = set->submission ? NULL : set->srs;
 	if (set->submission && mx->rate == NULL) {
