@@ -77,6 +77,9 @@ int mailctl_outbound(mailctl *ctl, int argc, char **argv);
 /* `queue ...` (mailctl-queue.c): argv[0] is "queue". An exit code, or -1
  * for a usage error. */
 int mailctl_queue(mailctl *ctl, int argc, char **argv);
+/* `status ...` (mailctl-status.c): argv[0] is "status". An exit code, or
+ * -1 for a usage error. */
+int mailctl_status(mailctl *ctl, int argc, char **argv);
 /* The last path element of an etcd key (a node's id). */
 const char *mailctl_key_id(const char *key);
 /* The alive keys of role (/mail/v1/alive/<role>/<id> = "host:port", the

@@ -83,6 +83,8 @@ static const char mailctl_usage_text[] =
 	"                         summary per role; --watch reprints the partitions\n"
 	"                         not in sync and the summary every SECONDS (default\n"
 	"                         2) until all are in sync\n"
+	"  status [--json] [--watch [SECONDS]]\n"
+	"                         the cluster on one screen (issue 12; being written)\n"
 	"  block list             addresses blocked on every frontend (auth failures,\n"
 	"                         or an operator)\n"
 	"  block add IP [--ttl S] block IP on every frontend (S seconds; 0: until removed)\n"
@@ -612,6 +614,8 @@ int main(int argc, char **argv)
 		rc = mailctl_outbound(&ctl, argc, argv);
 	else if (strcmp(argv[0], "queue") == 0)
 		rc = mailctl_queue(&ctl, argc, argv);
+	else if (strcmp(argv[0], "status") == 0)
+		rc = mailctl_status(&ctl, argc, argv);
 	directory_destroy(&ctl.dir);
 	mailctl_conf_free(&ctl);
 	if (rc < 0) {
