@@ -9,6 +9,9 @@
  * (lag 0). A lag is unknown ("?") when the primary's node has no alive key
  * (its status may be stale), no status, or does not claim the partition at
  * the map's epoch (a failover or an epoch change not yet published).
+ *
+ * The reading of one role (mailctl_view_*, declared in mailctl-private.h)
+ * is shared with `mailctl status` (mailctl-status.c).
  */
 #include "mailctl-private.h"
 
@@ -32,22 +35,8 @@
 #define ALIVE_KEY "/mail/v1/alive/"
 #define RING_KEY "/mail/v1/ring/"
 #define STATUS_KEY NODE_STATUS_KEY
-/* partitions --watch: default and bounds of the interval (seconds) */
-#define MAILCTL_WATCH_DEFAULT_S 2
-#define MAILCTL_WATCH_MAX_S 3600
 
-/* One role's view: map, records, alive keys, status keys. */
-typedef struct mailctl_view {
-	ring_map *map; /* NULL: no map yet */
-	etcd_kv *nodes, *alive, *status;
-	size_t n_nodes, n_alive, n_status;
-	/* per status key: the decoded status (NULL, 0 when the node is not
-	 * alive, or the value is not a version-2 status) */
-	node_status_lead **status_leads;
-	size_t *status_n;
-} mailctl_view;
-
-static void mailctl_view_free(mailctl_view *v)
+void mailctl_view_free(mailctl_view *v)
 {
 	ring_map_free(&v->map);
 	for (size_t k = 0; v->status_leads != NULL && k < v->n_status; k++)
@@ -66,7 +55,7 @@ const char *mailctl_key_id(const char *key)
 	return slash != NULL ? slash + 1 : key;
 }
 
-static const etcd_kv *mailctl_view_alive(const mailctl_view *v, const char *id)
+const etcd_kv *mailctl_view_alive(const mailctl_view *v, const char *id)
 {
 	for (size_t k = 0; k < v->n_alive; k++) {
 		if (strcmp(mailctl_key_id(v->alive[k].key), id) == 0)
@@ -83,7 +72,7 @@ int mailctl_alive_load(etcd_client *c, enum router_role role, etcd_kv **alive_r,
 	return err;
 }
 
-static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view *v)
+int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view *v)
 {
 	const char *name = router_role_name(role);
 	char *k_ring = xasprintf(RING_KEY "%s", name);
@@ -127,9 +116,8 @@ static int mailctl_view_load(etcd_client *c, enum router_role role, mailctl_view
 	return err;
 }
 
-/* How many partitions list id in "r", and how many have it as primary. */
-static void mailctl_view_count(const mailctl_view *v, const char *id, unsigned *replicas_r,
-			       unsigned *primaries_r)
+void mailctl_view_count(const mailctl_view *v, const char *id, unsigned *replicas_r,
+			unsigned *primaries_r)
 {
 	*replicas_r = *primaries_r = 0;
 	for (uint32_t p = 0; v->map != NULL && p < v->map->n_partitions; p++) {
@@ -141,7 +129,7 @@ static void mailctl_view_count(const mailctl_view *v, const char *id, unsigned *
 	}
 }
 
-static int mailctl_record_draining(const etcd_kv *kv)
+int mailctl_record_draining(const etcd_kv *kv)
 {
 	json_t *rec = json_loadb(kv->value, kv->value_len, 0, NULL);
 	int draining = json_is_true(json_object_get(rec, "draining"));
@@ -341,10 +329,7 @@ static int mailctl_node_remove(mailctl *ctl, etcd_client *c, const char *id, int
 
 /* ---- partitions --------------------------------------------------------------- */
 
-/* Lag (entries) of the k-th replica of partition p behind its primary,
- * as the primary's status tells it: 1 and *lag_r (0 for the primary and
- * for replicas in sync), or 0 when unknown. */
-static int mailctl_view_lag(const mailctl_view *v, uint32_t p, uint32_t k, uint64_t *lag_r)
+int mailctl_view_lag(const mailctl_view *v, uint32_t p, uint32_t k, uint64_t *lag_r)
 {
 	const char *primary = ring_map_replica(v->map, p, 0);
 	const char *id = ring_map_replica(v->map, p, k);
@@ -359,8 +344,7 @@ static int mailctl_view_lag(const mailctl_view *v, uint32_t p, uint32_t k, uint6
 	return 0;
 }
 
-/* The replica count the ring aims at: min(R, nodes not draining). */
-static uint32_t mailctl_view_want(const mailctl_view *v)
+uint32_t mailctl_view_want(const mailctl_view *v)
 {
 	size_t placeable = 0;
 	for (size_t k = 0; k < v->n_nodes; k++)
@@ -368,8 +352,7 @@ static uint32_t mailctl_view_want(const mailctl_view *v)
 	return v->map->want_replicas < placeable ? v->map->want_replicas : (uint32_t)placeable;
 }
 
-/* In-sync members of partition p with an alive key. */
-static uint32_t mailctl_view_live_insync(const mailctl_view *v, uint32_t p)
+uint32_t mailctl_view_live_insync(const mailctl_view *v, uint32_t p)
 {
 	const ring_part *part = &v->map->parts[p];
 	uint32_t n = 0;
@@ -442,14 +425,18 @@ static void mailctl_print_ids(const ring_map *m, const uint32_t *idx, uint32_t n
 		printf("%s%s", k > 0 ? "," : "", m->nodes[idx[k]]);
 }
 
-/* "store 3 epoch=5 primary=a replicas=a,b,c insync=a,b lag=a:0,b:0,c:120";
- * returns whether the primary is live (alive and in sync). */
-static int mailctl_part_print(const mailctl_view *v, const char *name, uint32_t p)
+int mailctl_view_primary_live(const mailctl_view *v, uint32_t p)
+{
+	const char *r0 = ring_map_replica(v->map, p, 0);
+	return r0 != NULL && mailctl_view_alive(v, r0) != NULL &&
+	       ring_map_is_insync(v->map, p, r0);
+}
+
+int mailctl_part_print(const mailctl_view *v, const char *name, uint32_t p)
 {
 	const ring_part *part = &v->map->parts[p];
 	const char *r0 = ring_map_replica(v->map, p, 0);
-	int live = r0 != NULL && mailctl_view_alive(v, r0) != NULL &&
-		   ring_map_is_insync(v->map, p, r0);
+	int live = mailctl_view_primary_live(v, p);
 	printf("%s %u epoch=%llu primary=%s%s replicas=", name, p,
 	       (unsigned long long)part->epoch, r0 != NULL ? r0 : "-", live ? "" : "(down)");
 	mailctl_print_ids(v->map, part->r, part->n_r);
@@ -545,9 +532,7 @@ static int mailctl_partitions_watch(mailctl *ctl, etcd_client *c, int role, int 
 
 /* ---- dispatch ------------------------------------------------------------------- */
 
-/* --watch [SECONDS] at argv[*i]: the interval (consuming SECONDS when the
- * next argument is a number), or -1 when that number is out of range. */
-static int mailctl_watch_arg(int argc, char **argv, int *i)
+int mailctl_watch_arg(int argc, char **argv, int *i)
 {
 	if (*i + 1 >= argc || argv[*i + 1][0] < '0' || argv[*i + 1][0] > '9')
 		return MAILCTL_WATCH_DEFAULT_S;

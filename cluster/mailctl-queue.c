@@ -1033,3 +1033,113 @@ int mailctl_queue(mailctl *ctl, int argc, char **argv)
 	mq_close(&q);
 	return rc;
 }
+
+/* ---- the queue in figures, for `mailctl status` ------------------------------------ */
+
+int mailctl_queue_depth(mailctl *ctl, unsigned budget_ms, struct mailctl_queue_depth *d,
+			char **error_r)
+{
+	memset(d, 0, sizeof *d);
+	snprintf(d->oldest, sizeof d->oldest, "-");
+	*error_r = NULL;
+	/* what the mq functions say on ctl->err is the caller's to show: the
+	 * same words, into a buffer (a copy of ctl pointing there) */
+	char *said = NULL;
+	size_t said_len = 0;
+	mailctl quiet = *ctl;
+	quiet.err = open_memstream(&said, &said_len);
+	if (quiet.err == NULL)
+		quiet.err = ctl->err;
+	mq q;
+	int rc = mq_open(&quiet, &q);
+	struct mq_cover cv = { 0 };
+	if (rc == MAILCTL_OK) {
+		Queue__QueueListRequest req = QUEUE__QUEUE_LIST_REQUEST__INIT;
+		req.limit = MAILCTL_QUEUE_LIST_MAX;
+		uint64_t end = util_now_mono_ms() + budget_ms;
+		/* mq_list_settled, within the budget: each pass's calls end by
+		 * `end` (mq_call_all's deadline is a listing's 30 s) */
+		for (;;) {
+			uint64_t now = util_now_mono_ms();
+			unsigned deadline_ms = end > now + 100 ? (unsigned)(end - now) : 100;
+			for (size_t i = 0; i < q.n_nodes; i++) {
+				struct mq_node *n = &q.nodes[i];
+				char *host;
+				int port;
+				const char *error;
+				n->done = 0;
+				if (n->resp != NULL)
+					protobuf_c_message_free_unpacked(n->resp, NULL);
+				n->resp = NULL;
+				if (n->client == NULL) {
+					if (util_hostport_parse(n->addr, &host, &port, &error) < 0) {
+						n->status = MAIL_ERR_UNAVAILABLE;
+						n->done = 1;
+						continue;
+					}
+					rpc_client_create(&q.loop, "queue", host, port, &n->client);
+					free(host);
+					if (q.tls != NULL)
+						rpc_client_set_tls(n->client, q.tls);
+				}
+				rpc_client_call(n->client, QUEUE__METHOD__LIST, &req.base,
+						&queue__queue_list_response__descriptor, deadline_ms,
+						mq_reply_cb, n);
+			}
+			for (;;) {
+				size_t waiting = 0;
+				for (size_t i = 0; i < q.n_nodes; i++)
+					waiting += !q.nodes[i].done;
+				if (waiting == 0)
+					break;
+				uv_run(&q.loop, UV_RUN_ONCE);
+			}
+			mq_cover_free(&cv);
+			for (size_t i = 0; i < q.n_nodes; i++) {
+				const Queue__QueueListResponse *r = (const void *)q.nodes[i].resp;
+				if (r != NULL)
+					mq_cover_add(&cv, r->partitions, r->led, r->n_led);
+			}
+			mq_cover_count(&cv, NULL, 0);
+			if (cv.missing == 0 || util_now_mono_ms() + MAILCTL_QUEUE_SETTLE_STEP_MS >= end)
+				break;
+			mq_pause();
+		}
+		struct mq_merged mm;
+		mq_merge(&q, &mm);
+		for (size_t k = 0; k < mm.n; k++) {
+			const Queue__QueueSummary *s = mm.m[k];
+			d->active += s->state == QUEUE__QUEUE_FILTER__FILTER_ACTIVE;
+			d->deferred += s->state == QUEUE__QUEUE_FILTER__FILTER_DEFERRED;
+			d->held += s->state == QUEUE__QUEUE_FILTER__FILTER_HELD;
+			d->bytes += s->size;
+			if (q.now_ms - s->received_at > d->oldest_age_ms)
+				d->oldest_age_ms = q.now_ms - s->received_at;
+		}
+		d->messages = (unsigned)mm.n;
+		d->truncated = mm.truncated;
+		if (mm.n > 0)
+			mq_dur(d->oldest, sizeof d->oldest, d->oldest_age_ms);
+		free(mm.m);
+		d->nodes = (unsigned)q.n_nodes;
+		d->answered = (unsigned)mq_answered(&q);
+		d->partitions = cv.total;
+		d->unled = cv.missing;
+		rc = mq_node_errors(&q, -1, -1);
+		if (rc == MAILCTL_OK && cv.missing > 0) {
+			mailctl_fail(&quiet, "%u queue partition%s led by no node (a failover or a "
+				     "move in progress): their messages are not counted", cv.missing,
+				     cv.missing == 1 ? "" : "s");
+			rc = MAILCTL_UNREACHABLE;
+		}
+	}
+	mq_cover_free(&cv);
+	mq_close(&q);
+	if (quiet.err != ctl->err)
+		fclose(quiet.err);
+	if (said != NULL && said_len > 0)
+		*error_r = said;
+	else
+		free(said);
+	return rc;
+}
