@@ -73,6 +73,10 @@ void store_client_mailbox_create(store_client *c, const Store__CreateMailboxRequ
 				 store_client_cb *cb, void *arg);
 void store_client_mailbox_delete(store_client *c, const Store__DeleteMailboxRequest *req,
 				 store_client_cb *cb, void *arg);
+/* Erase a user's mailboxes (mailctl user del; the caller's certificate
+ * must have role admin): Store__UserPurgeResponse. */
+void store_client_user_purge(store_client *c, const Store__UserPurgeRequest *req,
+			     store_client_cb *cb, void *arg);
 void store_client_mailbox_rename(store_client *c, const Store__RenameMailboxRequest *req,
 				 store_client_cb *cb, void *arg);
 void store_client_subscribe(store_client *c, const Store__SubscribeRequest *req,

@@ -109,6 +109,12 @@ int mailctl_queue_depth(mailctl *ctl, unsigned budget_ms, struct mailctl_queue_d
 /* `status ...` (mailctl-status.c): argv[0] is "status". An exit code, or
  * -1 for a usage error. */
 int mailctl_status(mailctl *ctl, int argc, char **argv);
+/* `user ...` (mailctl-user.c): argv[0] is "user". An exit code, or -1
+ * for a usage error. */
+int mailctl_users(mailctl *ctl, int argc, char **argv);
+/* `tenant suspend|resume|del|list --json` (mailctl-user.c): argv[0] is the
+ * subcommand. An exit code, or -1 for a usage error. */
+int mailctl_tenant_lifecycle(mailctl *ctl, int argc, char **argv);
 /* The last path element of an etcd key (a node's id). */
 const char *mailctl_key_id(const char *key);
 /* The alive keys of role (/mail/v1/alive/<role>/<id> = "host:port", the

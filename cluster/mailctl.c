@@ -63,10 +63,24 @@ static const char mailctl_usage_text[] =
 	"                         every address of ALIAS_DOMAIN is the same address\n"
 	"                         of the tenant TARGET_DOMAIN\n"
 	"  domain alias list | domain alias del ALIAS_DOMAIN\n"
+	"  tenant suspend DOMAIN | tenant resume DOMAIN\n"
+	"                         suspended: no login or submission, mail to it\n"
+	"                         deferred (450 4.2.1) until resumed\n"
+	"  tenant del DOMAIN [--purge]\n"
+	"                         remove a tenant and its aliases; refused while it\n"
+	"                         has users, unless --purge (deletes them, erasing\n"
+	"                         their mail, with progress)\n"
+	"  tenant list --json     tenants with their user counts, as JSON\n"
 	"  user add ADDRESS       add a user (password from stdin)\n"
-	"  user list DOMAIN       list a domain's users\n"
+	"  user list DOMAIN [--json]\n"
+	"                         list a domain's users (and their state)\n"
+	"  user show ADDRESS [--json]\n"
+	"                         a user's state and creation time\n"
 	"  user passwd ADDRESS    set a user's password (from stdin)\n"
-	"  user del ADDRESS       delete a user\n"
+	"  user disable ADDRESS | user enable ADDRESS\n"
+	"                         disabled: no login, mail to it refused (550 5.2.1)\n"
+	"  user del ADDRESS       delete a user and erase its mailbox (needs the\n"
+	"                         node certificate: the store erases it)\n"
 	"  node list [--role R]   cluster nodes: role, id, address, alive|dead, draining,\n"
 	"                         partitions led (primaries) and held (replicas)\n"
 	"  node drain ID [--role R] [--no-wait] [--timeout S]\n"
@@ -444,7 +458,7 @@ static int mailctl_tenant(mailctl *ctl, int argc, char **argv)
 		int err = directory_tenant_list(ctl->dir, &names, &n);
 		return mailctl_print_list(ctl, err, names, n, "tenant", "list");
 	}
-	return -1;
+	return mailctl_tenant_lifecycle(ctl, argc, argv);
 }
 
 /* `alias add ALIAS TARGET...`, `alias list DOMAIN`, `alias del ALIAS [TARGET]` */
@@ -497,39 +511,6 @@ static int mailctl_domain(mailctl *ctl, int argc, char **argv)
 		return mailctl_print_list(ctl, err, lines, n, "domain alias", "list");
 	}
 	return -1;
-}
-
-static int mailctl_user(mailctl *ctl, int argc, char **argv)
-{
-	if (argc != 2)
-		return -1;
-	const char *cmd = argv[0], *arg = argv[1];
-	if (strcmp(cmd, "list") == 0) {
-		char **names = NULL;
-		size_t n = 0;
-		int err = directory_user_list(ctl->dir, arg, &names, &n);
-		if (err == MAIL_ERR_NOT_FOUND)
-			return mailctl_error(ctl, err, "tenant", arg);
-		return mailctl_print_list(ctl, err, names, n, "tenant", arg);
-	}
-	if (strcmp(cmd, "del") == 0)
-		return mailctl_error(ctl, directory_user_del(ctl->dir, arg), "user", arg);
-	int add = strcmp(cmd, "add") == 0;
-	if (!add && strcmp(cmd, "passwd") != 0)
-		return -1;
-
-	size_t cap;
-	char *pw = mailctl_password(ctl, &cap);
-	if (pw == NULL)
-		return MAILCTL_USAGE;
-	int err = add ? directory_user_add(ctl->dir, arg, pw)
-		      : directory_user_passwd(ctl->dir, arg, pw);
-	xfree_secret(pw, cap);
-	if (add && err == MAIL_ERR_NOT_FOUND) {
-		const char *at = strrchr(arg, '@');
-		return mailctl_error(ctl, err, "tenant", at != NULL ? at + 1 : arg);
-	}
-	return mailctl_error(ctl, err, "user", arg);
 }
 
 /* "--NAME VALUE" or "--NAME=VALUE" of an etcd or node TLS option at
@@ -605,7 +586,7 @@ int main(int argc, char **argv)
 	else if (strcmp(argv[0], "domain") == 0)
 		rc = mailctl_domain(&ctl, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "user") == 0)
-		rc = mailctl_user(&ctl, argc - 1, argv + 1);
+		rc = mailctl_users(&ctl, argc, argv);
 	else if (strcmp(argv[0], "node") == 0 || strcmp(argv[0], "partitions") == 0)
 		rc = mailctl_cluster(&ctl, argc, argv);
 	else if (strcmp(argv[0], "block") == 0 || strcmp(argv[0], "tls") == 0)

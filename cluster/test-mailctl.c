@@ -271,11 +271,20 @@ static void test_commands(void **state)
 	assert_int_equal(r->code, 2);
 	assert_one_line_error(r, "not found");
 
-	assert_int_equal(run(f, NULL, url, "user", "del", "bob@example.test", NULL)->code, 0);
+	/* no store tier here: the mailbox cannot be erased, so the user stays,
+	 * disabled ("deleting"), and the error says how to finish (the whole
+	 * path: tests/e2e_lifecycle.py) */
 	r = run(f, NULL, url, "user", "del", "bob@example.test", NULL);
+	assert_int_equal(r->code, 4);
+	assert_non_null(strstr(r->err, "stays disabled"));
+	assert_int_equal(directory_user_exists(dir, "bob@example.test"), MAIL_OK);
+	assert_int_equal(directory_authenticate(dir, "bob@example.test", "bobpw"), MAIL_ERR_PERM);
+	r = run(f, NULL, url, "user", "show", "bob@example.test", NULL);
+	assert_int_equal(r->code, 0);
+	assert_non_null(strstr(r->out, "state:    deleting"));
+	r = run(f, NULL, url, "user", "del", "nobody@example.test", NULL);
 	assert_int_equal(r->code, 2);
 	assert_one_line_error(r, "not found");
-	assert_int_equal(directory_user_exists(dir, "bob@example.test"), MAIL_ERR_NOT_FOUND);
 	directory_destroy(&dir);
 
 	/* --verbose lets the library's log lines through */

@@ -17,7 +17,10 @@
 #define AUTH_POOL_SVC "auth-pool"
 #define AUTH_POOL_USER_MAX 320
 
-enum job_kind { JOB_PASSWORD, JOB_SCRAM };
+/* JOB_ACTIVE: a password the cache knows; still, the user may have been
+ * disabled, deleted or its tenant suspended since (two etcd reads, no
+ * hashing). */
+enum job_kind { JOB_PASSWORD, JOB_SCRAM, JOB_ACTIVE };
 
 struct job {
 	struct job *next;
@@ -25,7 +28,6 @@ struct job {
 	char *user;
 	char *password;        /* JOB_PASSWORD; wiped after use */
 	uint8_t digest[32];    /* the cache key of (user, password) */
-	int cached;            /* answered from the cache: no thread */
 	int status;
 	char *canonical;
 	struct sasl_scram_keys keys;
@@ -78,6 +80,8 @@ static void job_run(auth_pool *p, struct job *j)
 		j->status = MAIL_ERR_PERM;
 	else if (j->kind == JOB_PASSWORD)
 		j->status = directory_authenticate(p->dir, addr, j->password);
+	else if (j->kind == JOB_ACTIVE)
+		j->status = directory_user_active(p->dir, addr);
 	else
 		j->status = directory_user_scram(p->dir, addr, &j->keys);
 	if (j->status == MAIL_ERR_NOT_FOUND)
@@ -111,7 +115,7 @@ static void *pool_thread(void *arg)
 		else
 			job_run(p, j);
 		pthread_mutex_lock(&p->mu);
-		p->stats.checks += !stopping;
+		p->stats.checks += !stopping && j->kind != JOB_ACTIVE; /* hashing ones */
 		j->next = p->done;
 		p->done = j;
 		uv_async_send(p->async);
@@ -146,7 +150,7 @@ static struct cache_entry *cache_slot(auth_pool *p, const uint8_t digest[32])
 
 static void pool_deliver(auth_pool *p, struct job *j)
 {
-	if (j->kind == JOB_PASSWORD && !j->cached && j->status == MAIL_OK &&
+	if (j->kind == JOB_PASSWORD && j->status == MAIL_OK &&
 	    j->canonical != NULL && strlen(j->canonical) <= AUTH_POOL_USER_MAX) {
 		struct cache_entry *e = cache_slot(p, j->digest);
 		memcpy(e->digest, j->digest, 32);
@@ -183,11 +187,9 @@ static void pool_async_cb(uv_async_t *a)
 static void pool_submit(auth_pool *p, struct job *j)
 {
 	pthread_mutex_lock(&p->mu);
-	if (j->cached || p->n_todo >= AUTH_POOL_QUEUE_MAX) {
-		if (!j->cached) {
-			j->status = MAIL_ERR_UNAVAILABLE;
-			p->stats.refused++;
-		}
+	if (p->n_todo >= AUTH_POOL_QUEUE_MAX) {
+		j->status = MAIL_ERR_UNAVAILABLE;
+		p->stats.refused++;
 		j->next = p->done; /* answered on the next loop turn */
 		p->done = j;
 		uv_async_send(p->async);
@@ -214,9 +216,9 @@ void auth_pool_password(auth_pool *p, const char *user, const char *password,
 	cache_digest(p, user, password, j->digest);
 	struct cache_entry *e = cache_slot(p, j->digest);
 	if (e->expires > uv_now(p->loop) && CRYPTO_memcmp(e->digest, j->digest, 32) == 0) {
-		j->cached = 1;
-		j->status = MAIL_OK;
-		j->canonical = xstrdup(e->user);
+		j->kind = JOB_ACTIVE;
+		free(j->user);
+		j->user = xstrdup(e->user);
 		p->stats.cache_hits++;
 	} else {
 		j->password = xstrdup(password);

@@ -12,7 +12,10 @@
  * password. Within the TTL argon2id runs at most once per pair and node; a
  * wrong password is never cached (and the penalties of auth-guard.h slow
  * its repetition). A password change takes effect on other sessions after
- * at most the TTL. AUTH_POOL_CACHE entries, the oldest of a slot replaced.
+ * at most the TTL. A cached password still asks the directory whether the
+ * user may log in now (directory_user_active: two reads, no hashing), so
+ * a disabled or deleted user, or a suspended tenant, is refused at once.
+ * AUTH_POOL_CACHE entries, the oldest of a slot replaced.
  *
  * Loop thread only (the pool's threads touch only their jobs).
  */

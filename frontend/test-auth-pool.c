@@ -99,6 +99,35 @@ static void test_pool(void **state)
 	auth_pool_get_stats(p, &st);
 	assert_int_equal(st.checks, 1);
 	assert_int_equal(st.cache_hits, 1);
+	/* the cache knows the password, not whether the user may still log
+	 * in: disabled, or its tenant suspended, it may not (mailctl) */
+	assert_int_equal(directory_user_state_set(dir, "dora@example.test", DIRECTORY_USER_DISABLED),
+			 MAIL_OK);
+	memset(&r, 0, sizeof r);
+	auth_pool_password(p, "Dora@Example.TEST", "right pw", result_cb, &r);
+	wait_for(&loop, &r.done);
+	assert_int_equal(r.status, MAIL_ERR_PERM);
+	assert_int_equal(directory_user_state_set(dir, "dora@example.test", DIRECTORY_USER_ACTIVE),
+			 MAIL_OK);
+	struct directory_tenant_settings ts;
+	memset(&ts, 0, sizeof ts);
+	ts.suspended = 1;
+	assert_int_equal(directory_tenant_settings_set(dir, "example.test", &ts,
+						      DIRECTORY_TENANT_SUSPENDED), MAIL_OK);
+	memset(&r, 0, sizeof r);
+	auth_pool_password(p, "Dora@Example.TEST", "right pw", result_cb, &r);
+	wait_for(&loop, &r.done);
+	assert_int_equal(r.status, MAIL_ERR_PERM);
+	ts.suspended = 0;
+	assert_int_equal(directory_tenant_settings_set(dir, "example.test", &ts,
+						      DIRECTORY_TENANT_SUSPENDED), MAIL_OK);
+	memset(&r, 0, sizeof r);
+	auth_pool_password(p, "Dora@Example.TEST", "right pw", result_cb, &r);
+	wait_for(&loop, &r.done);
+	assert_int_equal(r.status, MAIL_OK);
+	auth_pool_get_stats(p, &st);
+	assert_int_equal(st.checks, 1);           /* no argon2id for any of them */
+	assert_int_equal(st.cache_hits, 4);
 	/* a wrong password is checked, and never cached */
 	for (int i = 0; i < 2; i++) {
 		memset(&r, 0, sizeof r);

@@ -397,6 +397,59 @@ int directory_domain_alias_list(directory *dir, char ***lines_r, size_t *n_r)
 	return MAIL_OK;
 }
 
+int directory_tenant_del(directory *dir, const char *domain, size_t *aliases_r)
+{
+	if (aliases_r != NULL)
+		*aliases_r = 0;
+	char **users = NULL;
+	size_t n_users = 0;
+	int err = directory_user_list(dir, domain, &users, &n_users);
+	for (size_t i = 0; i < n_users; i++)
+		free(users[i]);
+	free(users);
+	if (err != MAIL_OK)
+		return err == MAIL_ERR_PARAMS ? MAIL_ERR_NOT_FOUND : err;
+	if (n_users > 0)
+		return MAIL_ERR_EXISTS;
+	char *d = directory__domain(domain);
+	if (d == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	/* the domain aliases naming it, then its aliases, then the record */
+	etcd_kv *kvs = NULL;
+	size_t n = 0;
+	int64_t gone = 0;
+	pthread_mutex_lock(&dir->mu);
+	err = etcd_kv_range_prefix(dir->etcd, DIRECTORY_KEY_DOMAIN_ALIASES, 0, &kvs, &n, NULL);
+	for (size_t i = 0; err == MAIL_OK && i < n; i++) {
+		json_t *j = json_loadb(kvs[i].value, kvs[i].value_len, 0, NULL);
+		const char *t = json_string_value(json_object_get(j, "target"));
+		if (t != NULL && strcmp(t, d) == 0) {
+			err = etcd_kv_delete(dir->etcd, kvs[i].key);
+			gone += err == MAIL_OK;
+		}
+		json_decref(j);
+	}
+	etcd_kvs_free(kvs, n);
+	char *prefix = xasprintf(DIRECTORY_KEY_ALIASES "%s/", d);
+	int64_t deleted = 0;
+	if (err == MAIL_OK)
+		err = etcd_kv_delete_prefix(dir->etcd, prefix, &deleted);
+	gone += deleted;
+	char *key = xasprintf(DIRECTORY_KEY_TENANTS "%s", d);
+	if (err == MAIL_OK)
+		err = etcd_kv_delete(dir->etcd, key);
+	pthread_mutex_unlock(&dir->mu);
+	if (err == MAIL_OK)
+		log_event(LOG_INFO, "directory", "event=tenant_deleted domain=%s aliases=%lld", d,
+			  (long long)gone);
+	if (aliases_r != NULL)
+		*aliases_r = (size_t)gone;
+	free(key);
+	free(prefix);
+	free(d);
+	return err;
+}
+
 /* ---- resolution ------------------------------------------------------------- */
 
 struct resolver {
@@ -507,9 +560,14 @@ static int resolve_local(struct resolver *rs, const char *tenant, const char *lo
 			 const char *folder, unsigned depth)
 {
 	char *addr = xasprintf("%s@%s", local, tenant);
-	char *key = directory__user_key(addr);
-	int err = directory__exists(rs->dir, key);
-	free(key);
+	struct directory_user_info info;
+	int err = directory_user_info(rs->dir, addr, &info);
+	if (err == MAIL_OK && info.state != DIRECTORY_USER_ACTIVE) {
+		/* a disabled user: refused when addressed, skipped as a target */
+		log_event(LOG_INFO, "directory", "event=rcpt_disabled user=%s", addr);
+		free(addr);
+		return depth == 0 ? MAIL_ERR_PERM : MAIL_ERR_NOT_FOUND;
+	}
 	if (err == MAIL_OK)
 		route_add(rs, addr, 0, folder);
 	free(addr);
@@ -557,6 +615,10 @@ static int resolve_address(struct resolver *rs, const char *address, const char 
 	if (top) {
 		rs->r->tenant = xstrdup(tenant);
 		rs->r->settings = settings;
+		if (settings.suspended) {
+			err = MAIL_ERR_TEMP; /* deferred until it is resumed */
+			goto out;
+		}
 	}
 	err = resolve_local(rs, tenant, local, NULL, depth);
 	char *plus = strchr(local, '+');

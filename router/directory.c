@@ -331,6 +331,7 @@ static const struct setting_def setting_defs[] = {
 	{ "spam", DIRECTORY_TENANT_SPAM, SET_BOOL, TS_OFF(spam), 0, 0, NULL, 0 },
 	{ "postmaster", DIRECTORY_TENANT_POSTMASTER, SET_ADDRESS, TS_OFF(postmaster), 0, 0, NULL,
 	  TS_SIZE(postmaster) },
+	{ "suspended", DIRECTORY_TENANT_SUSPENDED, SET_BOOL, TS_OFF(suspended), 0, 0, NULL, 0 },
 };
 #define N_SETTINGS (sizeof setting_defs / sizeof setting_defs[0])
 #define ALL_FIELDS ((1u << N_SETTINGS) - 1)
@@ -713,14 +714,23 @@ int directory_user_passwd(directory *dir, const char *address, const char *passw
 		err = directory__get(dir, key, &old, &len, &mod);
 		if (err != MAIL_OK)
 			break;
-		/* keep "created" from the record we replace */
+		/* the record we replace keeps its other fields ("created",
+		 * "state", those of a newer version) */
 		json_t *j = json_loadb(old, len, 0, NULL);
-		json_t *c = json_object_get(j, "created");
-		json_int_t created = json_is_integer(c) ? json_integer_value(c)
-							 : util_now_wall_ms();
-		json_decref(j);
 		free(old);
-		char *value = directory__user_record(hash, created, &keys);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			j = json_object();
+			json_object_set_new(j, "created", json_integer(util_now_wall_ms()));
+		}
+		char *fresh = directory__user_record(hash, 0, &keys);
+		json_t *f = json_loads(fresh, 0, NULL);
+		free(fresh);
+		json_object_set(j, "hash", json_object_get(f, "hash"));
+		json_object_set(j, "scram", json_object_get(f, "scram"));
+		json_decref(f);
+		char *value = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
 		pthread_mutex_lock(&dir->mu);
 		err = etcd_kv_put_if_mod(dir->etcd, key, value, strlen(value), mod, NULL);
 		pthread_mutex_unlock(&dir->mu);
@@ -738,6 +748,124 @@ int directory_user_passwd(directory *dir, const char *address, const char *passw
 	free(key);
 	free(addr);
 	return err;
+}
+
+static const char *const user_state_names[] = { "active", "disabled", "deleting" };
+
+const char *directory_user_state_name(enum directory_user_state st)
+{
+	return (unsigned)st < 3 ? user_state_names[st] : "?";
+}
+
+/* The state a user record names (absent or unknown: active, so that a
+ * newer state never locks out an older reader's user... but "deleting"
+ * and "disabled" are known to every version that writes them). */
+static enum directory_user_state directory__user_state(json_t *j)
+{
+	const char *s = json_string_value(json_object_get(j, "state"));
+	for (unsigned i = 1; s != NULL && i < 3; i++)
+		if (strcmp(s, user_state_names[i]) == 0)
+			return (enum directory_user_state)i;
+	return DIRECTORY_USER_ACTIVE;
+}
+
+int directory_user_info(directory *dir, const char *address, struct directory_user_info *info)
+{
+	memset(info, 0, sizeof *info);
+	char *addr = util_address_normalize(address, strlen(address));
+	if (addr == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	char *key = directory__user_key(addr);
+	char *value = NULL;
+	size_t len = 0;
+	int err = directory__get(dir, key, &value, &len, NULL);
+	if (err == MAIL_OK) {
+		json_t *j = json_loadb(value, len, 0, NULL);
+		if (!json_is_object(j)) {
+			err = MAIL_ERR_INTERNAL;
+		} else {
+			json_t *c = json_object_get(j, "created");
+			info->created_ms = json_is_integer(c) ? json_integer_value(c) : 0;
+			info->state = directory__user_state(j);
+			info->scram = json_object_get(j, "scram") != NULL;
+		}
+		json_decref(j);
+	}
+	free(value);
+	free(key);
+	free(addr);
+	return err;
+}
+
+int directory_user_state_set(directory *dir, const char *address,
+			     enum directory_user_state state)
+{
+	char *addr = util_address_normalize(address, strlen(address));
+	if (addr == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	char *key = directory__user_key(addr);
+	int err = MAIL_OK;
+	for (int attempt = 0; attempt < DIRECTORY_CAS_ATTEMPTS; attempt++) {
+		char *old;
+		size_t len;
+		int64_t mod;
+		err = directory__get(dir, key, &old, &len, &mod);
+		if (err != MAIL_OK)
+			break;
+		json_t *j = json_loadb(old, len, 0, NULL);
+		free(old);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			err = MAIL_ERR_INTERNAL;
+			break;
+		}
+		if (state == DIRECTORY_USER_ACTIVE)
+			json_object_del(j, "state");
+		else
+			json_object_set_new(j, "state", json_string(user_state_names[state]));
+		char *value = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		pthread_mutex_lock(&dir->mu);
+		err = etcd_kv_put_if_mod(dir->etcd, key, value, strlen(value), mod, NULL);
+		pthread_mutex_unlock(&dir->mu);
+		free(value);
+		if (err != MAIL_ERR_EXISTS)
+			break;
+		err = MAIL_ERR_TEMP; /* changed under us: read again */
+	}
+	if (err == MAIL_OK)
+		log_event(LOG_INFO, "directory", "event=user_state user=%s state=%s", addr,
+			  user_state_names[state]);
+	free(key);
+	free(addr);
+	return err;
+}
+
+/* 1 when the tenant of addr is suspended (a read error counts as not:
+ * the caller's own read reports etcd down). */
+static int directory__suspended(directory *dir, const char *addr)
+{
+	struct directory_tenant_settings ts;
+	return directory_tenant_settings_get(dir, util_address_domain(addr), &ts) == MAIL_OK &&
+	       ts.suspended;
+}
+
+int directory_user_active(directory *dir, const char *address)
+{
+	struct directory_user_info info;
+	int err = directory_user_info(dir, address, &info);
+	if (err == MAIL_ERR_UNAVAILABLE)
+		return err;
+	if (err != MAIL_OK || info.state != DIRECTORY_USER_ACTIVE)
+		return MAIL_ERR_PERM;
+	char *addr = util_address_normalize(address, strlen(address));
+	struct directory_tenant_settings ts;
+	err = addr != NULL ? directory_tenant_settings_get(dir, util_address_domain(addr), &ts)
+			   : MAIL_ERR_NOT_FOUND;
+	free(addr);
+	if (err == MAIL_ERR_UNAVAILABLE)
+		return err;
+	return err == MAIL_OK && !ts.suspended ? MAIL_OK : MAIL_ERR_PERM;
 }
 
 int directory_user_del(directory *dir, const char *address)
@@ -802,17 +930,30 @@ int directory_authenticate(directory *dir, const char *address, const char *pass
 	}
 	const char *hash = NULL;
 	json_t *j = NULL;
+	enum directory_user_state state = DIRECTORY_USER_ACTIVE;
 	if (err == MAIL_OK) {
 		j = json_loadb(value, len, 0, NULL);
 		hash = json_string_value(json_object_get(j, "hash"));
+		state = directory__user_state(j);
 	}
 	/* an unknown user costs one verification too */
 	int ok = directory__verify(dir, hash != NULL ? hash : directory__dummy_hash, password);
 	ok = ok && hash != NULL;
 	json_decref(j);
 	free(value);
-	log_event(ok ? LOG_INFO : LOG_WARN, "directory", "event=%s user=%s",
-		  ok ? "auth_ok" : "auth_failed", addr != NULL ? addr : "(invalid)");
+	const char *refused = NULL;
+	if (ok && state != DIRECTORY_USER_ACTIVE)
+		refused = user_state_names[state];
+	else if (ok && directory__suspended(dir, addr))
+		refused = "tenant_suspended";
+	if (refused != NULL) {
+		ok = 0;
+		log_event(LOG_WARN, "directory", "event=auth_refused user=%s reason=%s", addr,
+			  refused);
+	} else {
+		log_event(ok ? LOG_INFO : LOG_WARN, "directory", "event=%s user=%s",
+			  ok ? "auth_ok" : "auth_failed", addr != NULL ? addr : "(invalid)");
+	}
 	free(addr);
 	return ok ? MAIL_OK : MAIL_ERR_PERM;
 }
@@ -834,6 +975,13 @@ int directory_user_scram(directory *dir, const char *address, struct sasl_scram_
 			err = MAIL_ERR_INTERNAL;
 		} else if (scram == NULL) {
 			err = MAIL_ERR_NOT_FOUND; /* added before SCRAM: keys come with passwd */
+		} else if (directory__user_state(j) != DIRECTORY_USER_ACTIVE ||
+			   directory__suspended(dir, addr)) {
+			log_event(LOG_WARN, "directory", "event=auth_refused user=%s reason=%s", addr,
+				  directory__user_state(j) != DIRECTORY_USER_ACTIVE
+					  ? user_state_names[directory__user_state(j)]
+					  : "tenant_suspended");
+			err = MAIL_ERR_NOT_FOUND;
 		} else if (directory__scram_parse(scram, keys_r) < 0) {
 			log_event(LOG_ERROR, "directory", "event=scram_record_bad user=%s", addr);
 			sodium_memzero(keys_r, sizeof *keys_r);

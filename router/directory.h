@@ -5,7 +5,9 @@
  *                                        (directory_tenant_settings)}
  *   /mail/v1/users/<domain>/<local>     {"hash":"$argon2id$...","created":<ms>,
  *                                        "scram":{"salt":b64,"i":4096,
- *                                                 "stored":b64,"server":b64}}
+ *                                                 "stored":b64,"server":b64},
+ *                                        "state":"disabled"|"deleting" (absent:
+ *                                        active)}
  *
  * Domains and addresses are normalised (lowercase, util_address_normalize())
  * before use. Passwords are stored only as argon2id hashes from libsodium's
@@ -50,6 +52,11 @@ int directory_tenant_add(directory *dir, const char *domain);
 int directory_tenant_list(directory *dir, char ***domains_r, size_t *n_r);
 /* MAIL_OK if the domain is a tenant, MAIL_ERR_NOT_FOUND if not. */
 int directory_tenant_exists(directory *dir, const char *domain);
+/* Remove a tenant with no user left: its record, its aliases and the
+ * domain aliases naming it (*aliases_r: how many of both went, may be
+ * NULL). MAIL_ERR_NOT_FOUND, MAIL_ERR_EXISTS while it has users (mailctl
+ * tenant del --purge deletes them first). */
+int directory_tenant_del(directory *dir, const char *domain, size_t *aliases_r);
 
 /* A tenant's settings (docs/rate-limits.md, docs/dsn.md, docs/inbound.md). */
 #define DIRECTORY_OUTBOUND_PER_HOUR_MAX 1000000u
@@ -97,6 +104,10 @@ struct directory_tenant_settings {
 	/* postmaster=ADDRESS: where postmaster@<tenant> goes when no user or
 	 * alias of that name exists; "" (default): the tenant's first user. */
 	char postmaster[DIRECTORY_ADDRESS_MAX + 1];
+	/* suspended=on|off (mailctl tenant suspend|resume): its users cannot
+	 * log in or submit, and mail to it is deferred (450 4.2.1) until it
+	 * is resumed. Default off. */
+	int suspended;
 };
 /* Which fields directory_tenant_settings_set() writes. */
 enum directory_tenant_field {
@@ -111,6 +122,7 @@ enum directory_tenant_field {
 	DIRECTORY_TENANT_RHSBL = 1u << 8,
 	DIRECTORY_TENANT_SPAM = 1u << 9,
 	DIRECTORY_TENANT_POSTMASTER = 1u << 10,
+	DIRECTORY_TENANT_SUSPENDED = 1u << 11,
 };
 /* One "KEY=VALUE" of `mailctl tenant set` into *settings, its field bit
  * into *fields: outbound_per_hour=N, delay_warning=on|off, spf=, dmarc=,
@@ -155,6 +167,32 @@ int directory_user_add(directory *dir, const char *address, const char *password
  * the SCRAM keys (a new salt), keeping "created". */
 int directory_user_passwd(directory *dir, const char *address, const char *password);
 int directory_user_del(directory *dir, const char *address);
+
+/* A user's state (mailctl user disable|enable|del): a disabled user cannot
+ * log in (every mechanism) and mail to it is refused (550 5.2.1); a user
+ * being deleted (its mailbox being erased) is disabled too. */
+enum directory_user_state {
+	DIRECTORY_USER_ACTIVE = 0,
+	DIRECTORY_USER_DISABLED,
+	DIRECTORY_USER_DELETING,
+};
+const char *directory_user_state_name(enum directory_user_state st);
+struct directory_user_info {
+	int64_t created_ms;               /* 0 if unknown */
+	enum directory_user_state state;
+	int scram;                        /* SCRAM keys stored */
+};
+/* MAIL_OK with *info_r, MAIL_ERR_NOT_FOUND, MAIL_ERR_INTERNAL (a bad
+ * record). */
+int directory_user_info(directory *dir, const char *address, struct directory_user_info *info_r);
+/* Set the state (a compare-and-swap of the record, other fields kept).
+ * MAIL_ERR_NOT_FOUND when the user does not exist. */
+int directory_user_state_set(directory *dir, const char *address,
+			     enum directory_user_state state);
+/* May this user log in now (it exists, is active, its tenant is not
+ * suspended)? MAIL_OK or MAIL_ERR_PERM, or MAIL_ERR_UNAVAILABLE. Two
+ * reads, no hashing: what a login answered from a cache asks. */
+int directory_user_active(directory *dir, const char *address);
 /* Sorted full addresses of the tenant's users; MAIL_ERR_NOT_FOUND for an
  * unknown tenant. The caller frees each string and the array. */
 int directory_user_list(directory *dir, const char *domain, char ***addresses_r, size_t *n_r);
@@ -162,14 +200,16 @@ int directory_user_list(directory *dir, const char *domain, char ***addresses_r,
  * MAIL_ERR_NOT_FOUND. */
 int directory_user_exists(directory *dir, const char *address);
 /* MAIL_OK when the password matches, MAIL_ERR_PERM when the user does not
- * exist or the password is wrong (indistinguishable on purpose). */
+ * exist, the password is wrong, the user is disabled or its tenant
+ * suspended (indistinguishable on purpose; the log says which). */
 int directory_authenticate(directory *dir, const char *address, const char *password);
 /* The user's stored SCRAM-SHA-256 keys into *keys_r (struct of lib/sasl.h,
  * for sasl_server_scram_keys()). MAIL_OK; MAIL_ERR_NOT_FOUND for an invalid
  * address, an unknown user, or a user without SCRAM keys (added before
  * they were stored: the next directory_user_passwd() adds them); either
  * way the caller goes on with sasl_server_scram_unknown(), so a client
- * cannot tell. MAIL_ERR_INTERNAL for a malformed record (logged). */
+ * cannot tell. A disabled user, or one of a suspended tenant, has none
+ * (NOT_FOUND). MAIL_ERR_INTERNAL for a malformed record (logged). */
 int directory_user_scram(directory *dir, const char *address, struct sasl_scram_keys *keys_r);
 
 
@@ -240,7 +280,9 @@ struct directory_rcpt {
  * "postmaster" without a domain is the postmaster of default_domain
  * (NULL: none, not found). MAIL_OK with at least one route;
  * MAIL_ERR_NOT_FOUND: r->tenant NULL (not our domain) or set (no such
- * address); MAIL_ERR_LIMIT: an alias loop or too many routes;
+ * address); MAIL_ERR_PERM: the address is a disabled user (550 5.2.1; an
+ * alias's disabled target is skipped); MAIL_ERR_TEMP: the tenant is
+ * suspended (450 4.2.1); MAIL_ERR_LIMIT: an alias loop or too many routes;
  * MAIL_ERR_UNAVAILABLE. Free r with directory_rcpt_free() whatever the
  * result. */
 int directory_rcpt_resolve(directory *dir, const char *address, const char *default_domain,

@@ -241,6 +241,74 @@ static void test_scram(void **state)
 	etcd_client_destroy(&c);
 }
 
+/* mailctl user disable|enable, tenant suspend|resume: who may log in and
+ * which mail is taken. */
+static void test_lifecycle(void **state)
+{
+	fixture *f = *state;
+	struct directory_user_info info;
+	struct sasl_scram_keys keys;
+	struct directory_rcpt r;
+	assert_int_equal(directory_tenant_add(f->dir, "life.test"), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "ann@life.test", "pw-ann-1"), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "bob@life.test", "pw-bob-1"), MAIL_OK);
+	const char *targets[] = { "ann@life.test", "bob@life.test" };
+	assert_int_equal(directory_alias_add(f->dir, "team@life.test", targets, 2), MAIL_OK);
+	assert_int_equal(directory_user_info(f->dir, "Ann@life.test", &info), MAIL_OK);
+	assert_int_equal(info.state, DIRECTORY_USER_ACTIVE);
+	assert_true(info.created_ms > 0);
+	assert_true(info.scram);
+	assert_int_equal(directory_user_info(f->dir, "nobody@life.test", &info),
+			 MAIL_ERR_NOT_FOUND);
+
+	/* disabled: no login by any mechanism, mail refused, skipped in a list */
+	assert_int_equal(directory_user_state_set(f->dir, "ann@life.test", DIRECTORY_USER_DISABLED),
+			 MAIL_OK);
+	assert_int_equal(directory_user_info(f->dir, "ann@life.test", &info), MAIL_OK);
+	assert_int_equal(info.state, DIRECTORY_USER_DISABLED);
+	assert_string_equal(directory_user_state_name(info.state), "disabled");
+	assert_int_equal(directory_authenticate(f->dir, "ann@life.test", "pw-ann-1"), MAIL_ERR_PERM);
+	assert_int_equal(directory_user_scram(f->dir, "ann@life.test", &keys), MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_rcpt_resolve(f->dir, "ann@life.test", NULL, &r), MAIL_ERR_PERM);
+	directory_rcpt_free(&r);
+	assert_int_equal(directory_rcpt_resolve(f->dir, "ann+tag@life.test", NULL, &r),
+			 MAIL_ERR_PERM);
+	directory_rcpt_free(&r);
+	assert_int_equal(directory_rcpt_resolve(f->dir, "team@life.test", NULL, &r), MAIL_OK);
+	assert_int_equal(r.n_routes, 1);
+	assert_string_equal(r.routes[0].address, "bob@life.test");
+	directory_rcpt_free(&r);
+	/* a new password keeps the state (and "created") */
+	assert_int_equal(directory_user_passwd(f->dir, "ann@life.test", "pw-ann-2"), MAIL_OK);
+	assert_int_equal(directory_user_info(f->dir, "ann@life.test", &info), MAIL_OK);
+	assert_int_equal(info.state, DIRECTORY_USER_DISABLED);
+	assert_true(info.created_ms > 0);
+	assert_int_equal(directory_user_state_set(f->dir, "ann@life.test", DIRECTORY_USER_ACTIVE),
+			 MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "ann@life.test", "pw-ann-2"), MAIL_OK);
+	assert_int_equal(directory_user_scram(f->dir, "ann@life.test", &keys), MAIL_OK);
+	assert_int_equal(directory_user_state_set(f->dir, "x@life.test", DIRECTORY_USER_DISABLED),
+			 MAIL_ERR_NOT_FOUND);
+
+	/* a suspended tenant: nobody logs in, its mail is deferred */
+	struct directory_tenant_settings ts;
+	memset(&ts, 0, sizeof ts);
+	ts.suspended = 1;
+	assert_int_equal(directory_tenant_settings_set(f->dir, "life.test", &ts,
+						      DIRECTORY_TENANT_SUSPENDED), MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "bob@life.test", "pw-bob-1"), MAIL_ERR_PERM);
+	assert_int_equal(directory_user_scram(f->dir, "bob@life.test", &keys), MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_rcpt_resolve(f->dir, "bob@life.test", NULL, &r), MAIL_ERR_TEMP);
+	assert_non_null(r.tenant);
+	directory_rcpt_free(&r);
+	ts.suspended = 0;
+	assert_int_equal(directory_tenant_settings_set(f->dir, "life.test", &ts,
+						      DIRECTORY_TENANT_SUSPENDED), MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "bob@life.test", "pw-bob-1"), MAIL_OK);
+	assert_int_equal(directory_rcpt_resolve(f->dir, "bob@life.test", NULL, &r), MAIL_OK);
+	directory_rcpt_free(&r);
+}
+
 static void test_unreachable(void **state)
 {
 	(void)state;
@@ -453,6 +521,7 @@ int main(void)
 		cmocka_unit_test(test_scram),
 		cmocka_unit_test(test_tenant_policies),
 		cmocka_unit_test(test_aliases),
+		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_unreachable),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -341,6 +341,102 @@ int mailstore_mailbox_delete(mailstore *s, const char *user, const char *mailbox
 	return ret;
 }
 
+/* Delete every key of user's with prefix 01 kind <user> 00 into wb. */
+static int purge_user_kind(mailstore *s, leveldb_writebatch_t *wb, const char *user, char kind)
+{
+	buf prefix;
+	buf_init(&prefix);
+	key_user_prefix(&prefix, kind, user);
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		size_t klen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
+			break;
+		leveldb_writebatch_delete(wb, key, klen);
+	}
+	buf_deinit(&prefix);
+	return mailstore__db_iter_close(it);
+}
+
+int mailstore_user_purge(mailstore *s, const char *user, struct mailstore_purge_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	if (!mailstore__user_valid(s, user))
+		return MAIL_ERR_PARAMS;
+	pthread_mutex_lock(&s->lock);
+	/* the mailboxes' names first (the batch deletes what it walks) */
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	buf prefix;
+	buf_init(&prefix);
+	key_user_prefix(&prefix, KIND_MAILBOX, user);
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		size_t klen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
+			break;
+		if (n == cap) {
+			cap = cap != 0 ? cap * 2 : 8;
+			names = xrealloc(names, cap * sizeof *names);
+		}
+		names[n++] = xstrndup(key + prefix.len, klen - prefix.len);
+	}
+	int ret = mailstore__db_iter_close(it);
+	leveldb_writebatch_t *wb = leveldb_writebatch_create();
+	buf k;
+	buf_init(&k);
+	uint64_t *modseqs = xcalloc(n + 1, sizeof *modseqs);
+	for (size_t i = 0; ret == MAIL_OK && i < n; i++) {
+		struct mbox m;
+		ret = mailstore__mbox_get(s, user, names[i], &m);
+		if (ret != MAIL_OK)
+			break;
+		key_mailbox(&k, user, names[i]);
+		leveldb_writebatch_delete(wb, (const char *)k.data, k.len);
+		key_garbage(&k, user, m.id);
+		uint8_t ver = VALUE_VERSION;
+		leveldb_writebatch_put(wb, (const char *)k.data, k.len, (const char *)&ver, 1);
+		st->mailboxes++;
+		st->messages += m.exists;
+		st->bytes += m.size;
+		modseqs[i] = m.highest_modseq + 1;
+		mailstore__mbox_deinit(&m);
+	}
+	static const char kinds[] = { KIND_SUBSCRIPTION, KIND_DELIVERY, KIND_DELIVERY_AGE };
+	for (size_t i = 0; ret == MAIL_OK && i < sizeof kinds; i++)
+		ret = purge_user_kind(s, wb, user, kinds[i]);
+	if (ret == MAIL_OK)
+		ret = mailstore__db_write(s, wb, "user_purge"); /* takes wb */
+	else
+		leveldb_writebatch_destroy(wb);
+	if (ret == MAIL_OK) {
+		if (n > 0)
+			s->purge_pending = 1;
+		for (size_t i = 0; i < n; i++)
+			mailstore__note_change(s, user, names[i], modseqs[i], 1);
+		int did;
+		if (n > 0)
+			(void)mailstore__purge_step(s, &did);
+		log_event(LOG_INFO, LOG_SVC, "event=user_purged mailboxes=%u messages=%llu bytes=%llu",
+			  st->mailboxes, (unsigned long long)st->messages,
+			  (unsigned long long)st->bytes);
+	} else {
+		memset(st, 0, sizeof *st);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(modseqs);
+	buf_deinit(&k);
+	buf_deinit(&prefix);
+	mailstore__unlock(s);
+	return ret;
+}
+
 int mailstore__mbox_dead(mailstore *s, const leveldb_readoptions_t *ropts, const char *user,
 			 size_t ulen, uint64_t mbox_id)
 {

@@ -374,6 +374,20 @@ int mailstore_mailbox_create(mailstore *store, const char *user, const char *mai
  * the rest by mailstore_maintain), invisible meanwhile: the mailbox id is
  * never reused. Its subscription stays (RFC 3501 6.3.4). */
 int mailstore_mailbox_delete(mailstore *store, const char *user, const char *mailbox);
+/* What mailstore_user_purge erased. */
+struct mailstore_purge_stats {
+	uint32_t mailboxes;
+	uint64_t messages;
+	uint64_t bytes;
+};
+/* Erase everything of user (a deleted account: `mailctl user del`): every
+ * mailbox, INBOX included, with its messages, the subscriptions and the
+ * delivery records, in one batch (the messages' keys go in the bounded
+ * purge steps of deleted mailboxes, as after DELETE). A user created
+ * again later starts empty, with new UIDVALIDITYs. MAIL_OK with *stats_r
+ * (zeros when user had nothing), MAIL_ERR_PARAMS for an invalid user. */
+int mailstore_user_purge(mailstore *store, const char *user,
+			 struct mailstore_purge_stats *stats_r);
 /* Rename from (and its children: from/...) to `to` (and to/...), creating
  * to's missing parents; one batch whatever the number of messages (they
  * are keyed by mailbox id). NOT_FOUND when from is absent, EXISTS when a

@@ -366,6 +366,19 @@ static int exec_mailbox_delete(mailstore *store, const Store__DeleteMailboxReque
 	return ret == MAIL_OK ? pack_empty(out) : ret;
 }
 
+static int exec_user_purge(mailstore *store, const Store__UserPurgeRequest *req, buf *out)
+{
+	struct mailstore_purge_stats st;
+	int ret = mailstore_user_purge(store, req->user, &st);
+	if (ret != MAIL_OK)
+		return ret;
+	Store__UserPurgeResponse resp = STORE__USER_PURGE_RESPONSE__INIT;
+	resp.mailboxes = st.mailboxes;
+	resp.messages = st.messages;
+	resp.bytes = st.bytes;
+	return pack_to(MAIL_OK, &resp.base, out);
+}
+
 static int exec_mailbox_rename(mailstore *store, const Store__RenameMailboxRequest *req,
 			       buf *out)
 {
@@ -602,6 +615,7 @@ STORE_EXEC(exec_expunge, Store__ExpungeRequest)
 STORE_EXEC(exec_mailbox_create, Store__CreateMailboxRequest)
 STORE_EXEC(exec_mailbox_delete, Store__DeleteMailboxRequest)
 STORE_EXEC(exec_mailbox_rename, Store__RenameMailboxRequest)
+STORE_EXEC(exec_user_purge, Store__UserPurgeRequest)
 STORE_EXEC(exec_subscribe, Store__SubscribeRequest)
 STORE_EXEC(exec_status, Store__StatusRequest)
 STORE_EXEC(exec_open, Store__OpenRequest)
@@ -634,6 +648,8 @@ static const struct store_op store_ops[] = {
 	  &store__empty_response__descriptor, exec_mailbox_delete_any, 1 },
 	{ STORE__METHOD__MAILBOX_RENAME, &store__rename_mailbox_request__descriptor,
 	  &store__empty_response__descriptor, exec_mailbox_rename_any, 1 },
+	{ STORE__METHOD__USER_PURGE, &store__user_purge_request__descriptor,
+	  &store__user_purge_response__descriptor, exec_user_purge_any, 1 },
 	{ STORE__METHOD__SUBSCRIBE, &store__subscribe_request__descriptor,
 	  &store__empty_response__descriptor, exec_subscribe_any, 1 },
 	{ STORE__METHOD__STATUS, &store__status_request__descriptor,
@@ -867,6 +883,7 @@ STORE_HANDLER(handle_copy, STORE__METHOD__COPY, Store__CopyRequest)
 STORE_HANDLER(handle_fetch_meta, STORE__METHOD__FETCH_META, Store__FetchMetaRequest)
 STORE_HANDLER(handle_fetch_range, STORE__METHOD__FETCH_RANGE, Store__FetchRangeRequest)
 STORE_HANDLER(handle_changes, STORE__METHOD__CHANGES, Store__ChangesRequest)
+STORE_HANDLER(handle_user_purge, STORE__METHOD__USER_PURGE, Store__UserPurgeRequest)
 
 /* ---- WATCH: long polls answered by the changes they wait for --------------------
  * A held call is answered by the first of: the mailbox's change callback
@@ -1298,6 +1315,9 @@ static const rpc_method store_methods[] = {
 	  handle_fetch_range, STORE_MAILBOX_ROLES },
 	{ STORE__METHOD__CHANGES, "changes", &store__changes_request__descriptor, handle_changes,
 	  STORE_MAILBOX_ROLES },
+	/* erasing an account is the operator's, never a frontend's */
+	{ STORE__METHOD__USER_PURGE, "user_purge", &store__user_purge_request__descriptor,
+	  handle_user_purge, RPC_ROLE_ADMIN },
 	{ STORE__METHOD__WATCH, "watch", &store__watch_request__descriptor, handle_watch,
 	  STORE_MAILBOX_ROLES },
 	{ STORE__METHOD__SEARCH, "search", &store__search_request__descriptor, handle_search,

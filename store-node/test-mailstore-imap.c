@@ -388,6 +388,72 @@ static void test_delete(void **state)
 	f->store = open_with(f->dir, NULL);
 }
 
+/* A deleted account (mailctl user del): everything of the user goes, the
+ * other user keeps everything, and the user created again starts empty. */
+static void test_user_purge(void **state)
+{
+	struct fixture *f = *state;
+	struct mailstore_mailbox_info info;
+	put(f->store, U, "INBOX", "first\r\n", NULL);
+	put(f->store, U, "INBOX", "second message\r\n", "\\Seen");
+	assert_int_equal(mailstore_mailbox_create(f->store, U, "Work", 0, &info), MAIL_OK);
+	mailstore_mailbox_info_free(&info);
+	put(f->store, U, "Work", "work\r\n", NULL);
+	assert_int_equal(mailstore_subscribe(f->store, U, "Work", 1), MAIL_OK);
+	put(f->store, V, "INBOX", "v's\r\n", NULL);
+	status(f->store, U, "INBOX", &info);
+	uint32_t old_uv = info.uidvalidity;
+	mailstore_mailbox_info_free(&info);
+	size_t boxes_before;
+	char **names;
+	assert_int_equal(mailstore_subscriptions(f->store, U, &names, &boxes_before), MAIL_OK);
+	mailstore_names_free(names, boxes_before);
+
+	struct mailstore_purge_stats st;
+	f->n_changes = 0;
+	assert_int_equal(mailstore_user_purge(f->store, U, &st), MAIL_OK);
+	/* INBOX, Work and the special-use mailboxes made for a new user */
+	assert_true(st.mailboxes >= 2);
+	assert_int_equal(st.messages, 3);
+	assert_int_equal(st.bytes, strlen("first\r\n") + strlen("second message\r\n") +
+				       strlen("work\r\n"));
+	assert_true(f->n_changes >= 2);            /* sessions see them go */
+	assert_int_equal(f->last_gone, 1);
+	assert_int_equal(mailstore_status(f->store, U, "Work", &info), MAIL_ERR_NOT_FOUND);
+	/* what is read now is a new user's: the special-use mailboxes made
+	 * again, subscribed; Work's subscription is gone */
+	size_t n;
+	assert_int_equal(mailstore_subscriptions(f->store, U, &names, &n), MAIL_OK);
+	for (size_t i = 0; i < n; i++)
+		assert_string_not_equal(names[i], "Work");
+	mailstore_names_free(names, n);
+	status(f->store, U, "INBOX", &info);
+	assert_int_equal(info.exists, 0);
+	mailstore_mailbox_info_free(&info);
+	/* V is untouched */
+	status(f->store, V, "INBOX", &info);
+	assert_int_equal(info.exists, 1);
+	mailstore_mailbox_info_free(&info);
+	/* a second purge finds no message; a bad user is refused */
+	assert_int_equal(mailstore_user_purge(f->store, U, &st), MAIL_OK);
+	assert_int_equal(st.messages, 0);
+	assert_int_equal(mailstore_user_purge(f->store, "", &st), MAIL_ERR_PARAMS);
+	/* the user again: an empty INBOX with a new UIDVALIDITY, and the old
+	 * message ids are not duplicates any more (delivery records gone) */
+	put(f->store, U, "INBOX", "new life\r\n", NULL);
+	status(f->store, U, "INBOX", &info);
+	assert_int_equal(info.exists, 1);
+	assert_true(info.uidvalidity > old_uv);
+	mailstore_mailbox_info_free(&info);
+	int more = 1;
+	for (int i = 0; i < 100 && more; i++)
+		assert_int_equal(mailstore_maintain(f->store, &more), MAIL_OK);
+	mailstore_close(&f->store);
+	static const char gkey[] = "\x01G";
+	assert_int_equal(raw_count(f->dir, gkey, 2), 0);
+	f->store = open_with(f->dir, NULL);
+}
+
 static void test_rename(void **state)
 {
 	struct fixture *f = *state;
@@ -1441,6 +1507,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_keywords_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_user_special_use, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_user_purge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mailbox_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rename, setup, teardown),

@@ -663,6 +663,13 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 	} else if (status >= 0 && err == MAIL_ERR_LIMIT) {
 		smtp_session_complete(r->session, 550, "5.4.6",
 				      "Routing loop or too many addresses in an alias");
+	} else if (status >= 0 && err == MAIL_ERR_PERM) {
+		/* mailctl user disable (docs/operations.md) */
+		smtp_session_complete(r->session, 550, "5.2.1", "Mailbox disabled");
+	} else if (status >= 0 && err == MAIL_ERR_TEMP && r->resolved.tenant != NULL) {
+		/* mailctl tenant suspend: the sender retries until it resumes */
+		smtp_session_complete(r->session, 450, "4.2.1",
+				      "Mailbox temporarily disabled, try again later");
 	} else if (err == MAIL_OK && !r->submission) {
 		smtp_mx__rcpt_policy(r);
 		return;
