@@ -16,8 +16,7 @@ void rpc_counters_format(struct buf *out, const char *labels, const char *role,
 		   "# TYPE mail_rpc_bad_frames_total counter\n"
 		   "mail_rpc_bad_frames_total{%s,role=\"%s\",service=\"%s\"} %llu\n"
 		   "# TYPE mail_rpc_connections_total counter\n"
-		   "mail_rpc_connections_total{%s,role=\"%s\",service=\"%s\"} %llu\n"
-		   "# TYPE mail_rpc_calls_total counter\n",
+		   "mail_rpc_connections_total{%s,role=\"%s\",service=\"%s\"} %llu\n",
 		   labels, role, service, (unsigned long long)c->frames_in, labels, role, service,
 		   (unsigned long long)c->frames_out, labels, role, service,
 		   (unsigned long long)c->bad_frames, labels, role, service,
@@ -36,6 +35,8 @@ void rpc_counters_format(struct buf *out, const char *labels, const char *role,
 			   service, (unsigned long long)c->idle_closed, labels, role, service,
 			   (unsigned long long)c->read_pauses, labels, role, service,
 			   (unsigned long long)c->out_peak_bytes);
+	/* each metric's samples right after its TYPE line (one group) */
+	buf_printf(out, "# TYPE mail_rpc_calls_total counter\n");
 	for (int st = 0; st <= MAIL_ERR_COUNT_; st++) {
 		if (c->calls_by_status[st] == 0)
 			continue;
