@@ -140,6 +140,7 @@ def b64(s):
 
 DEMO_TENANT = "example.test"
 DEMO_USER = "demo@example.test"
+DEMO_MX = "mail.example.test"   # a SAN of the frontends' development certificate
 DEMO_PASSWORD = "demo"
 
 
@@ -871,6 +872,17 @@ class Cluster:
         r = self.mailctl("user", "add", DEMO_USER, stdin=DEMO_PASSWORD + "\n", check=False)
         if r.returncode not in (0, 3):
             raise RuntimeError(f"mailctl user add: {r.stderr}")
+        # the platform's names for `mailctl dns` (docs/dns.md): this
+        # cluster's MX name (in the frontend certificate) and its ports;
+        # never over an operator's own settings
+        r = self.mailctl("dns", "platform", "show", "--json", check=False)
+        if r.returncode == 0 and not json.loads(r.stdout).get("mx"):
+            p = self.ports
+            self.mailctl("dns", "platform", "set", f"mx={DEMO_MX}",
+                         f"imaps_port={p['imaps']}", f"imap_port={p['imap']}",
+                         f"pop3s_port={p['pop3s']}", f"pop3_port={p['pop3']}",
+                         f"submissions_port={p['submissions']}",
+                         f"submission_port={p['submission']}", check=False)
 
     def status_lines(self):
         lines = []
