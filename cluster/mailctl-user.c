@@ -5,6 +5,8 @@
  *   user list DOMAIN [--json] | user show ADDRESS [--json]
  *   user disable ADDRESS | user enable ADDRESS
  *   user del ADDRESS                           (erases the mailbox)
+ *   user app-password add ADDRESS --name NAME  (prints it, once)
+ *   user app-password list ADDRESS [--json] | user app-password revoke ADDRESS ID|NAME
  *   tenant suspend DOMAIN | tenant resume DOMAIN
  *   tenant del DOMAIN [--purge]
  *
@@ -24,6 +26,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 #include <uv.h>
 
 #include "mail-error.h"
@@ -289,8 +292,79 @@ static int mu_user_list(mailctl *ctl, const char *domain, int json)
 	return rc == MAILCTL_OK && fflush(stdout) != 0 ? MAILCTL_OTHER : rc;
 }
 
+/* `user app-password ...`: argv[0] is "app-password". */
+static int mu_app_password(mailctl *ctl, int argc, char **argv)
+{
+	if (argc == 5 && strcmp(argv[1], "add") == 0 && strcmp(argv[3], "--name") == 0) {
+		char pw[DIRECTORY_APP_PASSWORD_LEN + 1], id[5];
+		int err = directory_app_password_add(ctl->dir, argv[2], argv[4], pw, id);
+		if (err == MAIL_ERR_EXISTS) {
+			mailctl_fail(ctl, "user %s: an app password called \"%s\" exists (revoke it "
+				     "first)", argv[2], argv[4]);
+			return MAILCTL_EXISTS;
+		}
+		if (err == MAIL_ERR_LIMIT) {
+			mailctl_fail(ctl, "user %s: already %u app passwords (revoke one)", argv[2],
+				     DIRECTORY_APP_PASSWORDS_MAX);
+			return MAILCTL_OTHER;
+		}
+		if (err == MAIL_ERR_PARAMS) {
+			mailctl_fail(ctl, "--name: 1..%u printable characters",
+				     DIRECTORY_APP_PASSWORD_NAME_MAX);
+			return MAILCTL_USAGE;
+		}
+		if (err != MAIL_OK)
+			return mailctl_error(ctl, err, "user", argv[2]);
+		/* the password alone on stdout (a script takes it); the rest on
+		 * stderr */
+		printf("%s\n", pw);
+		sodium_memzero(pw, sizeof pw);
+		fprintf(ctl->err, "app password %s (\"%s\") of %s: shown once; valid for IMAP, POP3 "
+			"and SMTP AUTH (not SCRAM)\n", id, argv[4], argv[2]);
+		return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+	}
+	if (argc == 4 && strcmp(argv[1], "revoke") == 0) {
+		int err = directory_app_password_revoke(ctl->dir, argv[2], argv[3]);
+		if (err == MAIL_ERR_NOT_FOUND && directory_user_exists(ctl->dir, argv[2]) == MAIL_OK)
+			return mailctl_error(ctl, err, "app password", argv[3]);
+		if (err != MAIL_OK)
+			return mailctl_error(ctl, err, "user", argv[2]);
+		printf("%s: app password %s revoked\n", argv[2], argv[3]);
+		return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+	}
+	int json = argc == 4 && strcmp(argv[3], "--json") == 0;
+	if ((argc == 3 || json) && strcmp(argv[1], "list") == 0) {
+		struct directory_app_password *list;
+		size_t n;
+		int err = directory_app_password_list(ctl->dir, argv[2], &list, &n);
+		if (err != MAIL_OK)
+			return mailctl_error(ctl, err, "user", argv[2]);
+		int rc;
+		if (json) {
+			json_t *a = json_array();
+			for (size_t i = 0; i < n; i++)
+				json_array_append_new(a, json_pack("{s:s, s:s, s:I}", "id", list[i].id,
+								   "name", list[i].name, "created_ms",
+								   (json_int_t)list[i].created_ms));
+			rc = mu_print_json(json_pack("{s:s, s:o}", "address", argv[2],
+						     "app_passwords", a));
+		} else {
+			char t[64];
+			for (size_t i = 0; i < n; i++)
+				printf("%s  %-24s created %s\n", list[i].id, list[i].name,
+				       mu_time(t, sizeof t, list[i].created_ms));
+			rc = fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+		}
+		free(list);
+		return rc;
+	}
+	return -1;
+}
+
 int mailctl_users(mailctl *ctl, int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "app-password") == 0)
+		return mu_app_password(ctl, argc - 1, argv + 1);
 	/* argv[0] is "user" */
 	int json = argc == 4 && strcmp(argv[3], "--json") == 0;
 	if (argc != 3 && !json)

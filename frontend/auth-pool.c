@@ -28,6 +28,7 @@ struct job {
 	char *user;
 	char *password;        /* JOB_PASSWORD; wiped after use */
 	uint8_t digest[32];    /* the cache key of (user, password) */
+	int app;               /* an app password: never cached */
 	int status;
 	char *canonical;
 	struct sasl_scram_keys keys;
@@ -150,7 +151,7 @@ static struct cache_entry *cache_slot(auth_pool *p, const uint8_t digest[32])
 
 static void pool_deliver(auth_pool *p, struct job *j)
 {
-	if (j->kind == JOB_PASSWORD && j->status == MAIL_OK &&
+	if (j->kind == JOB_PASSWORD && j->status == MAIL_OK && !j->app &&
 	    j->canonical != NULL && strlen(j->canonical) <= AUTH_POOL_USER_MAX) {
 		struct cache_entry *e = cache_slot(p, j->digest);
 		memcpy(e->digest, j->digest, 32);
@@ -215,13 +216,17 @@ void auth_pool_password(auth_pool *p, const char *user, const char *password,
 	j->arg = arg;
 	cache_digest(p, user, password, j->digest);
 	struct cache_entry *e = cache_slot(p, j->digest);
-	if (e->expires > uv_now(p->loop) && CRYPTO_memcmp(e->digest, j->digest, 32) == 0) {
+	/* an app password is checked each time: it costs no argon2id, and a
+	 * revoked one must stop at once */
+	int app = directory_app_password_shaped(password);
+	if (!app && e->expires > uv_now(p->loop) && CRYPTO_memcmp(e->digest, j->digest, 32) == 0) {
 		j->kind = JOB_ACTIVE;
 		free(j->user);
 		j->user = xstrdup(e->user);
 		p->stats.cache_hits++;
 	} else {
 		j->password = xstrdup(password);
+		j->app = app;
 	}
 	pool_submit(p, j);
 }

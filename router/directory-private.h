@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "directory.h"
 #include "etcd.h"
 
@@ -36,6 +38,10 @@ int directory__exists(directory *dir, const char *key);
  * (may be NULL) appended to each. */
 int directory__list(directory *dir, const char *prefix, const char *suffix, char ***names_r,
 		    size_t *n_r);
+/* pw against the user record's app passwords (directory-apppw.c): 1 when
+ * pw is shaped like one and its id is there (*matched_r: the hash too),
+ * else 0. */
+int directory__app_password_check(json_t *record, const char *pw, int *matched_r);
 /* qsort comparator of char * */
 int directory__str_cmp(const void *a, const void *b);
 

@@ -936,9 +936,16 @@ int directory_authenticate(directory *dir, const char *address, const char *pass
 		hash = json_string_value(json_object_get(j, "hash"));
 		state = directory__user_state(j);
 	}
-	/* an unknown user costs one verification too */
-	int ok = directory__verify(dir, hash != NULL ? hash : directory__dummy_hash, password);
-	ok = ok && hash != NULL;
+	/* an app password: no argon2id when it matches; a miss still costs
+	 * the account password's check (an unknown user costs one too), so
+	 * the time tells nothing */
+	int app_match = 0;
+	int app = j != NULL && directory__app_password_check(j, password, &app_match);
+	int ok = app && app_match;
+	if (!ok) {
+		ok = directory__verify(dir, hash != NULL ? hash : directory__dummy_hash, password);
+		ok = ok && hash != NULL;
+	}
 	json_decref(j);
 	free(value);
 	const char *refused = NULL;

@@ -199,7 +199,36 @@ int directory_user_list(directory *dir, const char *domain, char ***addresses_r,
 /* Does this (normalised) address name an existing user? MAIL_OK or
  * MAIL_ERR_NOT_FOUND. */
 int directory_user_exists(directory *dir, const char *address);
-/* MAIL_OK when the password matches, MAIL_ERR_PERM when the user does not
+/* ---- app passwords (mailctl user app-password; docs/operations.md) ----------
+ *
+ * Generated, never chosen: "k7h3-m9x2-b8dw-q4zt" (80 random bits; the
+ * first group is its id), shown once, valid wherever a password is (IMAP
+ * LOGIN and AUTHENTICATE PLAIN, POP3, SMTP AUTH PLAIN/LOGIN) but SCRAM,
+ * whose keys come from the account password. Stored as BLAKE2b of the
+ * password: checking one costs no argon2id. */
+#define DIRECTORY_APP_PASSWORD_LEN 19u
+#define DIRECTORY_APP_PASSWORDS_MAX 20u
+#define DIRECTORY_APP_PASSWORD_NAME_MAX 64u
+struct directory_app_password {
+	char id[5];
+	char name[DIRECTORY_APP_PASSWORD_NAME_MAX + 1];
+	int64_t created_ms;
+};
+/* A new app password called name (1..64 printable bytes, unique per user)
+ * into pw_r, its id into id_r. MAIL_ERR_NOT_FOUND, MAIL_ERR_EXISTS (the
+ * name), MAIL_ERR_LIMIT (DIRECTORY_APP_PASSWORDS_MAX), MAIL_ERR_PARAMS. */
+int directory_app_password_add(directory *dir, const char *address, const char *name,
+			       char pw_r[DIRECTORY_APP_PASSWORD_LEN + 1], char id_r[5]);
+/* Revoke by id or name: MAIL_ERR_NOT_FOUND when neither names one. */
+int directory_app_password_revoke(directory *dir, const char *address, const char *id_or_name);
+/* The user's app passwords (never their secrets); free *list_r. */
+int directory_app_password_list(directory *dir, const char *address,
+				struct directory_app_password **list_r, size_t *n_r);
+/* 1 when pw has an app password's shape (not whether it is one). */
+int directory_app_password_shaped(const char *pw);
+
+/* MAIL_OK when the password (the account's, or one of its app passwords)
+ * matches, MAIL_ERR_PERM when the user does not
  * exist, the password is wrong, the user is disabled or its tenant
  * suspended (indistinguishable on purpose; the log says which). */
 int directory_authenticate(directory *dir, const char *address, const char *password);

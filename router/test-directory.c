@@ -309,6 +309,86 @@ static void test_lifecycle(void **state)
 	directory_rcpt_free(&r);
 }
 
+/* App passwords: generated, valid as a password, listed without their
+ * secret, revoked at once; the account password still works; SCRAM keys
+ * stay the account password's. */
+static void test_app_passwords(void **state)
+{
+	fixture *f = *state;
+	assert_int_equal(directory_tenant_add(f->dir, "app.test"), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "cy@app.test", "account pw"), MAIL_OK);
+	char pw[DIRECTORY_APP_PASSWORD_LEN + 1], pw2[DIRECTORY_APP_PASSWORD_LEN + 1];
+	char id[5], id2[5];
+	assert_int_equal(directory_app_password_add(f->dir, "cy@app.test", "phone", pw, id),
+			 MAIL_OK);
+	assert_int_equal(strlen(pw), DIRECTORY_APP_PASSWORD_LEN);
+	assert_true(directory_app_password_shaped(pw));
+	assert_int_equal(strncmp(pw, id, 4), 0);
+	assert_false(directory_app_password_shaped("account pw"));
+	assert_int_equal(directory_app_password_add(f->dir, "cy@app.test", "phone", pw2, id2),
+			 MAIL_ERR_EXISTS);
+	assert_int_equal(directory_app_password_add(f->dir, "cy@app.test", "", pw2, id2),
+			 MAIL_ERR_PARAMS);
+	assert_int_equal(directory_app_password_add(f->dir, "nobody@app.test", "x", pw2, id2),
+			 MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_app_password_add(f->dir, "cy@app.test", "laptop", pw2, id2),
+			 MAIL_OK);
+	assert_string_not_equal(pw, pw2);
+
+	assert_int_equal(directory_authenticate(f->dir, "cy@app.test", pw), MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "cy@app.test", pw2), MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "cy@app.test", "account pw"), MAIL_OK);
+	char wrong[DIRECTORY_APP_PASSWORD_LEN + 1];
+	memcpy(wrong, pw, sizeof wrong);
+	wrong[DIRECTORY_APP_PASSWORD_LEN - 1] = wrong[DIRECTORY_APP_PASSWORD_LEN - 1] == 'a' ? 'b'
+											      : 'a';
+	assert_int_equal(directory_authenticate(f->dir, "cy@app.test", wrong), MAIL_ERR_PERM);
+	/* another user's app password is not ours */
+	assert_int_equal(directory_user_add(f->dir, "di@app.test", "di pw"), MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "di@app.test", pw), MAIL_ERR_PERM);
+	/* the record never holds the password */
+	char *rec = stored_value(f, "/mail/v1/users/app.test/cy");
+	assert_null(strstr(rec, pw));
+	assert_non_null(strstr(rec, "\"name\":\"phone\""));
+	free(rec);
+
+	struct directory_app_password *list;
+	size_t n;
+	assert_int_equal(directory_app_password_list(f->dir, "cy@app.test", &list, &n), MAIL_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].name, "phone");
+	assert_string_equal(list[0].id, id);
+	assert_true(list[0].created_ms > 0);
+	free(list);
+
+	/* revoked by name, then by id */
+	assert_int_equal(directory_app_password_revoke(f->dir, "cy@app.test", "phone"), MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "cy@app.test", pw), MAIL_ERR_PERM);
+	assert_int_equal(directory_authenticate(f->dir, "cy@app.test", pw2), MAIL_OK);
+	assert_int_equal(directory_app_password_revoke(f->dir, "cy@app.test", id2), MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "cy@app.test", pw2), MAIL_ERR_PERM);
+	assert_int_equal(directory_app_password_revoke(f->dir, "cy@app.test", id2),
+			 MAIL_ERR_NOT_FOUND);
+	/* a new password keeps the app passwords, a disabled user has none */
+	assert_int_equal(directory_app_password_add(f->dir, "cy@app.test", "tablet", pw, id),
+			 MAIL_OK);
+	assert_int_equal(directory_user_passwd(f->dir, "cy@app.test", "new account pw"), MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "cy@app.test", pw), MAIL_OK);
+	assert_int_equal(directory_user_state_set(f->dir, "cy@app.test", DIRECTORY_USER_DISABLED),
+			 MAIL_OK);
+	assert_int_equal(directory_authenticate(f->dir, "cy@app.test", pw), MAIL_ERR_PERM);
+	/* at most DIRECTORY_APP_PASSWORDS_MAX */
+	assert_int_equal(directory_user_add(f->dir, "ed@app.test", "ed pw"), MAIL_OK);
+	for (unsigned i = 0; i < DIRECTORY_APP_PASSWORDS_MAX; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "d%u", i);
+		assert_int_equal(directory_app_password_add(f->dir, "ed@app.test", name, pw, id),
+				 MAIL_OK);
+	}
+	assert_int_equal(directory_app_password_add(f->dir, "ed@app.test", "one more", pw, id),
+			 MAIL_ERR_LIMIT);
+}
+
 static void test_unreachable(void **state)
 {
 	(void)state;
@@ -522,6 +602,7 @@ int main(void)
 		cmocka_unit_test(test_tenant_policies),
 		cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_lifecycle),
+		cmocka_unit_test(test_app_passwords),
 		cmocka_unit_test(test_unreachable),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

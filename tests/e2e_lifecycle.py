@@ -10,6 +10,7 @@ three-store cluster. Standard library only.
 import imaplib
 import json
 import os
+import poplib
 import smtplib
 import ssl
 import sys
@@ -140,6 +141,53 @@ class Lifecycle:
         m.logout()
         assert self.rcpt(BOB)[0] == 250
 
+    def app_passwords(self):
+        r = self.mailctl("user", "app-password", "add", ANN, "--name", "phone")
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        pw = r.stdout.strip()
+        assert len(pw) == 19 and pw.count("-") == 3, pw
+        assert "shown once" in r.stderr, r.stderr
+        # IMAP, POP3 and SMTP AUTH take it
+        m = imaplib.IMAP4_SSL("localhost", self.c.ports["imaps"], ssl_context=self.ctx,
+                              timeout=30)
+        m.login(ANN, pw)
+        m.logout()
+        p = poplib.POP3_SSL("localhost", self.c.ports["pop3s"], context=self.ctx, timeout=30)
+        p.user(ANN)
+        p.pass_(pw)
+        p.quit()
+        s = smtplib.SMTP("localhost", self.c.ports["submission"], timeout=30)
+        s.starttls(context=self.ctx)
+        s.login(ANN, pw)
+        s.quit()
+        listed = json.loads(self.ok("user", "app-password", "list", ANN, "--json"))
+        assert [a["name"] for a in listed["app_passwords"]] == ["phone"], listed
+        assert pw not in json.dumps(listed)
+        r = self.mailctl("user", "app-password", "add", ANN, "--name", "phone")
+        assert r.returncode == 3, (r.returncode, r.stderr)
+        # revoked: refused at the next login, on every service
+        self.ok("user", "app-password", "revoke", ANN, "phone")
+        m = imaplib.IMAP4_SSL("localhost", self.c.ports["imaps"], ssl_context=self.ctx,
+                              timeout=30)
+        try:
+            m.login(ANN, pw)
+            raise AssertionError("a revoked app password logged in")
+        except imaplib.IMAP4.error:
+            pass
+        finally:
+            m.shutdown()
+        s = smtplib.SMTP("localhost", self.c.ports["submission"], timeout=30)
+        s.starttls(context=self.ctx)
+        try:
+            s.login(ANN, pw)
+            raise AssertionError("a revoked app password got SMTP AUTH")
+        except smtplib.SMTPAuthenticationError:
+            pass
+        finally:
+            s.close()
+        r = self.mailctl("user", "app-password", "revoke", ANN, "phone")
+        assert r.returncode == 2, (r.returncode, r.stderr)
+
     def failed_erase_leaves_disabled(self):
         # no node certificate: the store cannot be asked (node TLS)
         with open(self.c.mailctl_conf()) as f:
@@ -207,6 +255,7 @@ def main():
         check("json_forms", t.json_forms)
         check("disable_enable", t.disable_enable)
         check("suspend_resume", t.suspend_resume)
+        check("app_passwords", t.app_passwords)
         check("failed_erase_leaves_disabled", t.failed_erase_leaves_disabled)
         check("delete_recreate", t.delete_recreate)
         check("tenant_del_purge", t.tenant_del)
