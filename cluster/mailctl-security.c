@@ -58,19 +58,39 @@ static int mailctl_ip_valid(const char *ip)
 	return inet_pton(AF_INET, ip, tmp) == 1 || inet_pton(AF_INET6, ip, tmp) == 1;
 }
 
-static int mailctl_block_list(mailctl *ctl, etcd_client *c)
+/* Print v as indented JSON (consumed). An exit code. */
+static int mailctl_sec_json(json_t *v)
+{
+	int ok = json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0;
+	json_decref(v);
+	putchar('\n');
+	return ok && fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+}
+
+static int mailctl_block_list(mailctl *ctl, etcd_client *c, int json)
 {
 	etcd_kv *kvs = NULL;
 	size_t n = 0;
 	int err = etcd_kv_range_prefix(c, BLOCK_KEY_PREFIX, 0, &kvs, &n, NULL);
 	if (err != MAIL_OK)
 		return mailctl_error(ctl, err, "block", "list");
-	printf("%-40s %-14s %-14s %s\n", "ADDRESS", "REASON", "BY", "SINCE");
+	json_t *a = json ? json_array() : NULL;
+	if (!json)
+		printf("%-40s %-14s %-14s %s\n", "ADDRESS", "REASON", "BY", "SINCE");
 	for (size_t k = 0; k < n; k++) {
 		json_t *j = json_loadb(kvs[k].value, kvs[k].value_len, 0, NULL);
 		const char *reason = json_string_value(json_object_get(j, "reason"));
 		const char *by = json_string_value(json_object_get(j, "by"));
 		json_int_t at = json_integer_value(json_object_get(j, "at"));
+		if (json) {
+			json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:I, s:b}", "address",
+							   kvs[k].key + strlen(BLOCK_KEY_PREFIX),
+							   "reason", reason ? reason : "?", "by",
+							   by ? by : "?",
+							   "at_ms", at, "lease", kvs[k].lease != 0));
+			json_decref(j);
+			continue;
+		}
 		long ago = at > 0 ? (long)((util_now_wall_ms() - at) / 1000) : -1;
 		char since[32] = "-";
 		if (ago >= 0)
@@ -80,6 +100,8 @@ static int mailctl_block_list(mailctl *ctl, etcd_client *c)
 		json_decref(j);
 	}
 	etcd_kvs_free(kvs, n);
+	if (json)
+		return mailctl_sec_json(json_pack("{s:o}", "blocks", a));
 	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
 }
 
@@ -107,7 +129,9 @@ static int mailctl_block_add(mailctl *ctl, etcd_client *c, const char *ip, long 
 static int mailctl_block(mailctl *ctl, etcd_client *c, int argc, char **argv)
 {
 	if (argc == 1 && strcmp(argv[0], "list") == 0)
-		return mailctl_block_list(ctl, c);
+		return mailctl_block_list(ctl, c, 0);
+	if (argc == 2 && strcmp(argv[0], "list") == 0 && strcmp(argv[1], "--json") == 0)
+		return mailctl_block_list(ctl, c, 1);
 	if ((argc == 2 || argc == 4) && strcmp(argv[0], "add") == 0) {
 		long ttl = 0;
 		if (argc == 4) {
@@ -227,31 +251,43 @@ static int mailctl_tls_set(mailctl *ctl, etcd_client *c, const char *domain, con
 	return rc;
 }
 
-static int mailctl_tls_list(mailctl *ctl, etcd_client *c)
+static int mailctl_tls_list(mailctl *ctl, etcd_client *c, int json)
 {
 	etcd_kv *kvs = NULL;
 	size_t n = 0;
 	int err = etcd_kv_range_prefix(c, TLS_CERT_KEY_PREFIX, 0, &kvs, &n, NULL);
 	if (err != MAIL_OK)
 		return mailctl_error(ctl, err, "tls", "list");
-	printf("%-32s %-32s %s\n", "DOMAIN", "SUBJECT CN", "NOT AFTER");
+	json_t *a = json ? json_array() : NULL;
+	if (!json)
+		printf("%-32s %-32s %s\n", "DOMAIN", "SUBJECT CN", "NOT AFTER");
 	for (size_t k = 0; k < n; k++) {
 		json_t *j = json_loadb(kvs[k].value, kvs[k].value_len, 0, NULL);
 		const char *cert = json_string_value(json_object_get(j, "cert"));
 		char cn[128], until[64];
 		mailctl_cert_info(cert ? cert : "", cert ? strlen(cert) : 0, cn, sizeof cn, until,
 				  sizeof until);
-		printf("%-32s %-32s %s\n", kvs[k].key + strlen(TLS_CERT_KEY_PREFIX), cn, until);
+		if (json)
+			json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "domain",
+							   kvs[k].key + strlen(TLS_CERT_KEY_PREFIX),
+							   "subject_cn", cn, "not_after", until));
+		else
+			printf("%-32s %-32s %s\n", kvs[k].key + strlen(TLS_CERT_KEY_PREFIX), cn,
+			       until);
 		json_decref(j);
 	}
 	etcd_kvs_free(kvs, n);
+	if (json)
+		return mailctl_sec_json(json_pack("{s:o}", "certificates", a));
 	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
 }
 
 static int mailctl_tls(mailctl *ctl, etcd_client *c, int argc, char **argv)
 {
 	if (argc == 1 && strcmp(argv[0], "list") == 0)
-		return mailctl_tls_list(ctl, c);
+		return mailctl_tls_list(ctl, c, 0);
+	if (argc == 2 && strcmp(argv[0], "list") == 0 && strcmp(argv[1], "--json") == 0)
+		return mailctl_tls_list(ctl, c, 1);
 	if (argc == 6 && strcmp(argv[0], "set") == 0) {
 		const char *cert = NULL, *key = NULL;
 		for (int i = 2; i + 1 < argc; i += 2) {

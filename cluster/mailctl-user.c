@@ -401,6 +401,12 @@ int mailctl_users(mailctl *ctl, int argc, char **argv)
 	int err = add ? directory_user_add(ctl->dir, arg, pw)
 		      : directory_user_passwd(ctl->dir, arg, pw);
 	xfree_secret(pw, cap);
+	if (add && err == MAIL_ERR_LIMIT) {
+		const char *at = strrchr(arg, '@');
+		mailctl_fail(ctl, "tenant %s: its user limit is reached (mailctl tenant set %s "
+			     "max_users=N)", at != NULL ? at + 1 : arg, at != NULL ? at + 1 : arg);
+		return MAILCTL_OTHER;
+	}
 	if (add && err == MAIL_ERR_NOT_FOUND) {
 		const char *at = strrchr(arg, '@');
 		return mailctl_error(ctl, err, "tenant", at != NULL ? at + 1 : arg);

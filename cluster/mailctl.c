@@ -50,19 +50,21 @@ static const char mailctl_usage_text[] =
 	"                         greylist, greylisting=on|off, greylist_delay=SECONDS,\n"
 	"                         dnsbl=ZONE,ZONE, rhsbl=ZONE,ZONE, spam=on|off,\n"
 	"                         postmaster=ADDRESS (also outbound_per_hour=N,\n"
-	"                         delay_warning=on|off)\n"
+	"                         delay_warning=on|off, max_users=N (0: no limit),\n"
+	"                         suspended=on|off)\n"
 	"  tenant show DOMAIN [--json]\n"
 	"                         a tenant's settings\n"
 	"  alias add ALIAS TARGET...\n"
 	"                         mail to ALIAS (local@domain; @domain: the catch-all)\n"
 	"                         goes to each TARGET (ours or outside: forwarded)\n"
-	"  alias list DOMAIN      a tenant's aliases: ALIAS TARGET,TARGET...\n"
+	"  alias list DOMAIN [--json]\n"
+	"                         a tenant's aliases: ALIAS TARGET,TARGET...\n"
 	"  alias del ALIAS [TARGET]\n"
 	"                         remove one target, or the whole alias\n"
 	"  domain alias add ALIAS_DOMAIN TARGET_DOMAIN\n"
 	"                         every address of ALIAS_DOMAIN is the same address\n"
 	"                         of the tenant TARGET_DOMAIN\n"
-	"  domain alias list | domain alias del ALIAS_DOMAIN\n"
+	"  domain alias list [--json] | domain alias del ALIAS_DOMAIN\n"
 	"  tenant suspend DOMAIN | tenant resume DOMAIN\n"
 	"                         suspended: no login or submission, mail to it\n"
 	"                         deferred (450 4.2.1) until resumed\n"
@@ -108,14 +110,14 @@ static const char mailctl_usage_text[] =
 	"                         exit 5: a partition has no live primary, 4: etcd, a\n"
 	"                         node or the queue unreachable; --watch reprints\n"
 	"                         every SECONDS (default 2) until ^C (docs/status.md)\n"
-	"  block list             addresses blocked on every frontend (auth failures,\n"
+	"  block list [--json]    addresses blocked on every frontend (auth failures,\n"
 	"                         or an operator)\n"
 	"  block add IP [--ttl S] block IP on every frontend (S seconds; 0: until removed)\n"
 	"  block remove IP        lift a block\n"
 	"  tls set DOMAIN --cert FILE --key FILE\n"
 	"                         the certificate frontends serve for DOMAIN and its\n"
 	"                         subdomains (SNI); loaded without a restart\n"
-	"  tls list               domains with a certificate: subject, expiry\n"
+	"  tls list [--json]      domains with a certificate: subject, expiry\n"
 	"  tls remove DOMAIN      back to the default certificate\n"
 	"  dkim generate DOMAIN [--selector S] [--algorithm A]\n"
 	"                         a new DKIM key for a tenant domain (A: rsa-sha256,\n"
@@ -345,6 +347,15 @@ static int mailctl_print_list(mailctl *ctl, int err, char **names, size_t n, con
 	return fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
 }
 
+/* Print v as indented JSON (consumed). An exit code. */
+static int mailctl_print_json(json_t *v)
+{
+	int ok = json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0;
+	json_decref(v);
+	putchar('\n');
+	return ok && fflush(stdout) == 0 ? MAILCTL_OK : MAILCTL_OTHER;
+}
+
 /* `tenant show DOMAIN [--json]`: the settings, defaults included. */
 static int mailctl_tenant_show(mailctl *ctl, const char *domain, int json)
 {
@@ -478,12 +489,26 @@ static int mailctl_alias(mailctl *ctl, int argc, char **argv)
 		return mailctl_error(ctl,
 				     directory_alias_del(ctl->dir, argv[1], argc == 3 ? argv[2] : NULL),
 				     "alias", argv[1]);
-	if (argc == 2 && strcmp(argv[0], "list") == 0) {
+	int json = argc == 3 && strcmp(argv[2], "--json") == 0;
+	if ((argc == 2 || json) && strcmp(argv[0], "list") == 0) {
 		struct directory_alias *a;
 		size_t n;
 		int err = directory_alias_list(ctl->dir, argv[1], &a, &n);
 		if (err != MAIL_OK)
 			return mailctl_error(ctl, err, "tenant", argv[1]);
+		if (json) {
+			json_t *arr = json_array();
+			for (size_t i = 0; i < n; i++) {
+				json_t *t = json_array();
+				for (size_t k = 0; k < a[i].n_targets; k++)
+					json_array_append_new(t, json_string(a[i].targets[k]));
+				json_array_append_new(arr, json_pack("{s:s, s:o}", "alias",
+								     a[i].alias, "targets", t));
+			}
+			directory_aliases_free(a, n);
+			return mailctl_print_json(json_pack("{s:s, s:o}", "tenant", argv[1],
+							    "aliases", arr));
+		}
 		for (size_t i = 0; i < n; i++) {
 			printf("%s", a[i].alias);
 			for (size_t t = 0; t < a[i].n_targets; t++)
@@ -513,6 +538,25 @@ static int mailctl_domain(mailctl *ctl, int argc, char **argv)
 		size_t n = 0;
 		int err = directory_domain_alias_list(ctl->dir, &lines, &n);
 		return mailctl_print_list(ctl, err, lines, n, "domain alias", "list");
+	}
+	if (argc == 3 && strcmp(argv[1], "list") == 0 && strcmp(argv[2], "--json") == 0) {
+		char **lines = NULL;
+		size_t n = 0;
+		int err = directory_domain_alias_list(ctl->dir, &lines, &n);
+		if (err != MAIL_OK)
+			return mailctl_error(ctl, err, "domain alias", "list");
+		json_t *arr = json_array();
+		for (size_t i = 0; i < n; i++) {
+			char *sp = strchr(lines[i], ' '); /* "ALIAS TARGET" */
+			if (sp != NULL) {
+				*sp = '\0';
+				json_array_append_new(arr, json_pack("{s:s, s:s}", "alias", lines[i],
+								     "target", sp + 1));
+			}
+			free(lines[i]);
+		}
+		free(lines);
+		return mailctl_print_json(json_pack("{s:o}", "domain_aliases", arr));
 	}
 	return -1;
 }

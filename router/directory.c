@@ -332,6 +332,8 @@ static const struct setting_def setting_defs[] = {
 	{ "postmaster", DIRECTORY_TENANT_POSTMASTER, SET_ADDRESS, TS_OFF(postmaster), 0, 0, NULL,
 	  TS_SIZE(postmaster) },
 	{ "suspended", DIRECTORY_TENANT_SUSPENDED, SET_BOOL, TS_OFF(suspended), 0, 0, NULL, 0 },
+	{ "max_users", DIRECTORY_TENANT_MAX_USERS, SET_UINT, TS_OFF(max_users), 0,
+	  DIRECTORY_MAX_USERS_MAX, NULL, 0 },
 };
 #define N_SETTINGS (sizeof setting_defs / sizeof setting_defs[0])
 #define ALL_FIELDS ((1u << N_SETTINGS) - 1)
@@ -673,7 +675,19 @@ int directory_user_add(directory *dir, const char *address, const char *password
 	char *addr = util_address_normalize(address, strlen(address));
 	if (addr == NULL)
 		return MAIL_ERR_PARAMS;
-	int err = directory_tenant_exists(dir, util_address_domain(addr));
+	struct directory_tenant_settings ts;
+	int err = directory_tenant_settings_get(dir, util_address_domain(addr), &ts);
+	if (err == MAIL_OK && ts.max_users > 0) {
+		/* a limit, not a fence: two adds at once may both pass it */
+		char **users = NULL;
+		size_t n = 0;
+		err = directory_user_list(dir, util_address_domain(addr), &users, &n);
+		for (size_t i = 0; i < n; i++)
+			free(users[i]);
+		free(users);
+		if (err == MAIL_OK && n >= ts.max_users)
+			err = MAIL_ERR_LIMIT;
+	}
 	char hash[crypto_pwhash_STRBYTES];
 	struct sasl_scram_keys keys;
 	if (err == MAIL_OK)

@@ -108,7 +108,12 @@ struct directory_tenant_settings {
 	 * log in or submit, and mail to it is deferred (450 4.2.1) until it
 	 * is resumed. Default off. */
 	int suspended;
+	/* max_users=N: users the tenant may have (user add refuses past it:
+	 * MAIL_ERR_LIMIT); 0 (default): no limit; at most
+	 * DIRECTORY_MAX_USERS_MAX. */
+	unsigned max_users;
 };
+#define DIRECTORY_MAX_USERS_MAX 10000000u
 /* Which fields directory_tenant_settings_set() writes. */
 enum directory_tenant_field {
 	DIRECTORY_TENANT_OUTBOUND_PER_HOUR = 1u << 0,
@@ -123,6 +128,7 @@ enum directory_tenant_field {
 	DIRECTORY_TENANT_SPAM = 1u << 9,
 	DIRECTORY_TENANT_POSTMASTER = 1u << 10,
 	DIRECTORY_TENANT_SUSPENDED = 1u << 11,
+	DIRECTORY_TENANT_MAX_USERS = 1u << 12,
 };
 /* One "KEY=VALUE" of `mailctl tenant set` into *settings, its field bit
  * into *fields: outbound_per_hour=N, delay_warning=on|off, spf=, dmarc=,
@@ -160,7 +166,8 @@ int directory_tenant_settings_set(directory *dir, const char *domain,
 				  unsigned fields);
 
 /* MAIL_ERR_PARAMS (bad address or empty password), MAIL_ERR_NOT_FOUND (no
- * such tenant), MAIL_ERR_EXISTS (duplicate user). Stores the argon2id
+ * such tenant), MAIL_ERR_EXISTS (duplicate user), MAIL_ERR_LIMIT (the
+ * tenant's max_users reached). Stores the argon2id
  * hash and the SCRAM keys. */
 int directory_user_add(directory *dir, const char *address, const char *password);
 /* MAIL_ERR_NOT_FOUND when the user does not exist. Replaces the hash and

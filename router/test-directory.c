@@ -307,6 +307,19 @@ static void test_lifecycle(void **state)
 	assert_int_equal(directory_authenticate(f->dir, "bob@life.test", "pw-bob-1"), MAIL_OK);
 	assert_int_equal(directory_rcpt_resolve(f->dir, "bob@life.test", NULL, &r), MAIL_OK);
 	directory_rcpt_free(&r);
+
+	/* max_users: two users, a limit of 3 */
+	ts.max_users = 3;
+	assert_int_equal(directory_tenant_settings_set(f->dir, "life.test", &ts,
+						      DIRECTORY_TENANT_MAX_USERS), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "cy@life.test", "pw-cy-1"), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "di@life.test", "pw-di-1"), MAIL_ERR_LIMIT);
+	assert_int_equal(directory_user_del(f->dir, "cy@life.test"), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "di@life.test", "pw-di-1"), MAIL_OK);
+	struct directory_tenant_settings back;
+	assert_int_equal(directory_tenant_settings_get(f->dir, "life.test", &back), MAIL_OK);
+	assert_int_equal(back.max_users, 3);
+	assert_int_equal(back.suspended, 0);
 }
 
 /* App passwords: generated, valid as a password, listed without their

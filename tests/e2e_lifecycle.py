@@ -110,6 +110,27 @@ class Lifecycle:
         assert mine and mine[0]["users"] == 2 and mine[0]["suspended"] is False, tenants
         r = self.mailctl("user", "show", f"nobody@{TENANT}")
         assert r.returncode == 2 and "not found" in r.stderr, (r.returncode, r.stderr)
+        # every list takes --json
+        self.ok("alias", "add", f"sales@{TENANT}", ANN, BOB)
+        aliases = json.loads(self.ok("alias", "list", TENANT, "--json"))
+        assert aliases["aliases"] == [{"alias": f"sales@{TENANT}",
+                                       "targets": sorted([ANN, BOB])}], aliases
+        self.ok("alias", "del", f"sales@{TENANT}")
+        self.ok("domain", "alias", "add", "life-alias.test", TENANT)
+        da = json.loads(self.ok("domain", "alias", "list", "--json"))
+        assert {"alias": "life-alias.test", "target": TENANT} in da["domain_aliases"], da
+        self.ok("domain", "alias", "del", "life-alias.test")
+        self.ok("block", "add", "192.0.2.77", "--ttl", "60")
+        blocks = json.loads(self.ok("block", "list", "--json"))
+        mine = [b for b in blocks["blocks"] if b["address"] == "192.0.2.77"]
+        assert mine and mine[0]["reason"] == "operator" and mine[0]["lease"], blocks
+        self.ok("block", "remove", "192.0.2.77")
+        assert isinstance(json.loads(self.ok("tls", "list", "--json"))["certificates"], list)
+        # a tenant's user limit
+        self.ok("tenant", "set", TENANT, "max_users=2")
+        r = self.mailctl("user", "add", f"third@{TENANT}", stdin="third pw long enough\n")
+        assert r.returncode == 5 and "max_users" in r.stderr, (r.returncode, r.stderr)
+        self.ok("tenant", "set", TENANT, "max_users=0")
 
     def disable_enable(self):
         out = self.ok("user", "disable", ANN)
