@@ -52,6 +52,13 @@ struct repl_peer {
 	uint64_t last_sent_ms;
 	uint64_t retry_at_ms;   /* after a failure: not before */
 	int in_flight;
+	uint64_t in_flight_call; /* the call in flight (repl_call_ctx.call): only
+				  * its reply ends it. A reply to a call made
+				  * before this peer was set up again (a role or
+				  * map change) must not, or a second call would
+				  * go while one is in flight: a snapshot chunk
+				  * sent twice with one seq restarted the
+				  * replica's install on the next chunk's data */
 	int in_sync;            /* counted by the commit rule */
 	int down;               /* last call failed (for logging transitions) */
 	/* A snapshot being sent (one chunk in flight at most), or snap NULL. */
@@ -141,6 +148,7 @@ struct repl_node {
 	uint64_t keep_entries;
 	uint64_t keep_bytes;
 	uint64_t transfer_ids;   /* last snapshot transfer id handed out */
+	uint64_t call_ids;       /* last replication call id handed out */
 	repl_log *log;
 	rpc_server *server;      /* own listener (repl_node_listen), or NULL */
 	int attached;            /* served by the owner's server instead */
@@ -198,6 +206,7 @@ struct repl_call_ctx {
 	uint64_t commit;
 	uint64_t transfer;   /* InstallSnapshot: transfer id and last flag */
 	int last;
+	uint64_t call;       /* this call's id (repl_peer.in_flight_call) */
 };
 
 static void repl__replicate_all(repl_partition *p);
@@ -704,6 +713,8 @@ static void repl__append_reply_cb(int status, const ProtobufCMessage *msg, void 
 	repl_partition *p = ctx->p;
 	p->inflight_rpcs--;
 	struct repl_peer *peer = p->closing ? NULL : repl__peer_find(p, ctx->peer_id);
+	if (peer != NULL && peer->in_flight_call != ctx->call)
+		peer = NULL; /* not the call in flight now: stale */
 	if (peer != NULL)
 		peer->in_flight = 0;
 	if (peer == NULL || p->role != REPL_ROLE_PRIMARY || p->st.epoch != ctx->epoch) {
@@ -768,6 +779,8 @@ static void repl__snapshot_reply_cb(int status, const ProtobufCMessage *msg, voi
 	repl_partition *p = ctx->p;
 	p->inflight_rpcs--;
 	struct repl_peer *peer = p->closing ? NULL : repl__peer_find(p, ctx->peer_id);
+	if (peer != NULL && peer->in_flight_call != ctx->call)
+		peer = NULL; /* not the call in flight now: stale */
 	if (peer != NULL)
 		peer->in_flight = 0;
 	free(ctx->peer_id);
@@ -894,7 +907,9 @@ static void repl__snapshot_send(repl_partition *p, struct repl_peer *peer, uint6
 	ctx->epoch = p->st.epoch;
 	ctx->transfer = peer->snap_transfer;
 	ctx->last = r == 0;
+	ctx->call = ++n->call_ids;
 	peer->in_flight = 1;
+	peer->in_flight_call = ctx->call;
 	peer->last_sent_ms = now;
 	p->inflight_rpcs++;
 	n->counters.snapshot_rpcs_out++;
@@ -969,7 +984,9 @@ static void repl__replicate(repl_partition *p, struct repl_peer *peer, uint64_t 
 	ctx->peer_id = xstrdup(peer->node_id);
 	ctx->epoch = p->st.epoch;
 	ctx->commit = p->st.commit_index;
+	ctx->call = ++n->call_ids;
 	peer->in_flight = 1;
+	peer->in_flight_call = ctx->call;
 	peer->last_sent_ms = now;
 	p->inflight_rpcs++;
 	n->counters.append_rpcs_out++;
