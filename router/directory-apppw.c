@@ -76,46 +76,6 @@ int directory__app_password_check(json_t *record, const char *pw, int *matched_r
 	return 0;
 }
 
-/* Read-modify-write of address's record: fn edits the JSON object (its
- * MAIL_ error stops the change). */
-static int apppw_update(directory *dir, const char *addr,
-			int (*fn)(json_t *record, void *arg), void *arg)
-{
-	char *key = directory__user_key(addr);
-	int err = MAIL_OK;
-	for (int attempt = 0; attempt < DIRECTORY_CAS_ATTEMPTS; attempt++) {
-		char *old;
-		size_t len;
-		int64_t mod;
-		err = directory__get(dir, key, &old, &len, &mod);
-		if (err != MAIL_OK)
-			break;
-		json_t *j = json_loadb(old, len, 0, NULL);
-		free(old);
-		if (!json_is_object(j)) {
-			json_decref(j);
-			err = MAIL_ERR_INTERNAL;
-			break;
-		}
-		err = fn(j, arg);
-		if (err != MAIL_OK) {
-			json_decref(j);
-			break;
-		}
-		char *value = json_dumps(j, JSON_COMPACT);
-		json_decref(j);
-		pthread_mutex_lock(&dir->mu);
-		err = etcd_kv_put_if_mod(dir->etcd, key, value, strlen(value), mod, NULL);
-		pthread_mutex_unlock(&dir->mu);
-		free(value);
-		if (err != MAIL_ERR_EXISTS)
-			break;
-		err = MAIL_ERR_TEMP; /* changed under us: read again */
-	}
-	free(key);
-	return err;
-}
-
 struct apppw_add {
 	const char *name;
 	char *pw;            /* out: DIRECTORY_APP_PASSWORD_LEN + 1 */
@@ -181,7 +141,7 @@ int directory_app_password_add(directory *dir, const char *address, const char *
 	if (addr == NULL)
 		return MAIL_ERR_NOT_FOUND;
 	struct apppw_add a = { .name = name, .pw = pw_r };
-	int err = apppw_update(dir, addr, apppw_add_fn, &a);
+	int err = directory__user_update(dir, addr, apppw_add_fn, &a, 0);
 	if (err == MAIL_OK) {
 		memcpy(id_r, a.id, 5);
 		log_event(LOG_INFO, "directory", "event=app_password_added user=%s id=%s", addr,
@@ -223,7 +183,7 @@ int directory_app_password_revoke(directory *dir, const char *address, const cha
 	if (addr == NULL)
 		return MAIL_ERR_NOT_FOUND;
 	struct apppw_revoke r = { .which = id_or_name };
-	int err = apppw_update(dir, addr, apppw_revoke_fn, &r);
+	int err = directory__user_update(dir, addr, apppw_revoke_fn, &r, 0);
 	if (err == MAIL_OK)
 		log_event(LOG_INFO, "directory", "event=app_password_revoked user=%s id=%s", addr,
 			  r.id);

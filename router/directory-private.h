@@ -42,6 +42,9 @@ int directory__list(directory *dir, const char *prefix, const char *suffix, char
  * pw is shaped like one and its id is there (*matched_r: the hash too),
  * else 0. */
 int directory__app_password_check(json_t *record, const char *pw, int *matched_r);
+/* Compare-and-swap edit of a user's record (directory.c). */
+int directory__user_update(directory *dir, const char *addr,
+			   int (*fn)(json_t *record, void *arg), void *arg, int repair);
 /* qsort comparator of char * */
 int directory__str_cmp(const void *a, const void *b);
 

@@ -710,6 +710,63 @@ int directory_user_add(directory *dir, const char *address, const char *password
 	return err;
 }
 
+/* Read-modify-write of a normalised address's record under a compare on
+ * its revision: fn edits the JSON object (its MAIL_ error stops the
+ * change); read again when it changed meanwhile, MAIL_ERR_TEMP after
+ * DIRECTORY_CAS_ATTEMPTS. A record that is not an object is
+ * MAIL_ERR_INTERNAL, or with repair a new one ("created": now). */
+int directory__user_update(directory *dir, const char *addr,
+			   int (*fn)(json_t *record, void *arg), void *arg, int repair)
+{
+	char *key = directory__user_key(addr);
+	int err = MAIL_OK;
+	for (int attempt = 0; attempt < DIRECTORY_CAS_ATTEMPTS; attempt++) {
+		char *old;
+		size_t len;
+		int64_t mod;
+		err = directory__get(dir, key, &old, &len, &mod);
+		if (err != MAIL_OK)
+			break;
+		json_t *j = json_loadb(old, len, 0, NULL);
+		free(old);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			if (!repair) {
+				err = MAIL_ERR_INTERNAL;
+				break;
+			}
+			j = json_object();
+			json_object_set_new(j, "created", json_integer(util_now_wall_ms()));
+		}
+		err = fn(j, arg);
+		if (err != MAIL_OK) {
+			json_decref(j);
+			break;
+		}
+		char *value = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		pthread_mutex_lock(&dir->mu);
+		err = etcd_kv_put_if_mod(dir->etcd, key, value, strlen(value), mod, NULL);
+		pthread_mutex_unlock(&dir->mu);
+		free(value);
+		if (err != MAIL_ERR_EXISTS)
+			break;
+		err = MAIL_ERR_TEMP; /* changed under us: read again */
+	}
+	free(key);
+	return err;
+}
+
+/* directory_user_passwd's edit: the new hash and SCRAM keys; the record
+ * keeps its other fields ("created", "state", those of a newer version). */
+static int directory__passwd_fn(json_t *record, void *arg)
+{
+	json_t *fresh = arg;
+	json_object_set(record, "hash", json_object_get(fresh, "hash"));
+	json_object_set(record, "scram", json_object_get(fresh, "scram"));
+	return MAIL_OK;
+}
+
 int directory_user_passwd(directory *dir, const char *address, const char *password)
 {
 	char *addr = util_address_normalize(address, strlen(address));
@@ -720,46 +777,18 @@ int directory_user_passwd(directory *dir, const char *address, const char *passw
 	int err = directory__hash(dir, password, hash);
 	if (err == MAIL_OK)
 		err = directory__scram_derive(password, &keys);
-	char *key = directory__user_key(addr);
-	for (int attempt = 0; err == MAIL_OK && attempt < DIRECTORY_CAS_ATTEMPTS; attempt++) {
-		char *old;
-		size_t len;
-		int64_t mod;
-		err = directory__get(dir, key, &old, &len, &mod);
-		if (err != MAIL_OK)
-			break;
-		/* the record we replace keeps its other fields ("created",
-		 * "state", those of a newer version) */
-		json_t *j = json_loadb(old, len, 0, NULL);
-		free(old);
-		if (!json_is_object(j)) {
-			json_decref(j);
-			j = json_object();
-			json_object_set_new(j, "created", json_integer(util_now_wall_ms()));
-		}
-		char *fresh = directory__user_record(hash, 0, &keys);
-		json_t *f = json_loads(fresh, 0, NULL);
-		free(fresh);
-		json_object_set(j, "hash", json_object_get(f, "hash"));
-		json_object_set(j, "scram", json_object_get(f, "scram"));
-		json_decref(f);
-		char *value = json_dumps(j, JSON_COMPACT);
-		json_decref(j);
-		pthread_mutex_lock(&dir->mu);
-		err = etcd_kv_put_if_mod(dir->etcd, key, value, strlen(value), mod, NULL);
-		pthread_mutex_unlock(&dir->mu);
-		free(value);
-		if (err != MAIL_ERR_EXISTS)
-			break;
-		err = MAIL_OK; /* changed under us: read again */
-		if (attempt == DIRECTORY_CAS_ATTEMPTS - 1)
-			err = MAIL_ERR_TEMP;
+	if (err == MAIL_OK) {
+		char *text = directory__user_record(hash, 0, &keys);
+		json_t *fresh = json_loads(text, 0, NULL);
+		sodium_memzero(text, strlen(text));
+		free(text);
+		err = directory__user_update(dir, addr, directory__passwd_fn, fresh, 1);
+		json_decref(fresh);
 	}
 	sodium_memzero(hash, sizeof hash);
 	sodium_memzero(&keys, sizeof keys);
 	if (err == MAIL_OK)
 		log_event(LOG_INFO, "directory", "event=user_passwd user=%s", addr);
-	free(key);
 	free(addr);
 	return err;
 }
@@ -811,46 +840,26 @@ int directory_user_info(directory *dir, const char *address, struct directory_us
 	return err;
 }
 
+static int directory__state_fn(json_t *record, void *arg)
+{
+	enum directory_user_state state = *(const enum directory_user_state *)arg;
+	if (state == DIRECTORY_USER_ACTIVE)
+		json_object_del(record, "state");
+	else
+		json_object_set_new(record, "state", json_string(user_state_names[state]));
+	return MAIL_OK;
+}
+
 int directory_user_state_set(directory *dir, const char *address,
 			     enum directory_user_state state)
 {
 	char *addr = util_address_normalize(address, strlen(address));
 	if (addr == NULL)
 		return MAIL_ERR_NOT_FOUND;
-	char *key = directory__user_key(addr);
-	int err = MAIL_OK;
-	for (int attempt = 0; attempt < DIRECTORY_CAS_ATTEMPTS; attempt++) {
-		char *old;
-		size_t len;
-		int64_t mod;
-		err = directory__get(dir, key, &old, &len, &mod);
-		if (err != MAIL_OK)
-			break;
-		json_t *j = json_loadb(old, len, 0, NULL);
-		free(old);
-		if (!json_is_object(j)) {
-			json_decref(j);
-			err = MAIL_ERR_INTERNAL;
-			break;
-		}
-		if (state == DIRECTORY_USER_ACTIVE)
-			json_object_del(j, "state");
-		else
-			json_object_set_new(j, "state", json_string(user_state_names[state]));
-		char *value = json_dumps(j, JSON_COMPACT);
-		json_decref(j);
-		pthread_mutex_lock(&dir->mu);
-		err = etcd_kv_put_if_mod(dir->etcd, key, value, strlen(value), mod, NULL);
-		pthread_mutex_unlock(&dir->mu);
-		free(value);
-		if (err != MAIL_ERR_EXISTS)
-			break;
-		err = MAIL_ERR_TEMP; /* changed under us: read again */
-	}
+	int err = directory__user_update(dir, addr, directory__state_fn, &state, 0);
 	if (err == MAIL_OK)
 		log_event(LOG_INFO, "directory", "event=user_state user=%s state=%s", addr,
 			  user_state_names[state]);
-	free(key);
 	free(addr);
 	return err;
 }
