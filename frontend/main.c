@@ -210,6 +210,29 @@ static int frontend_loopback(const struct daemon_listen *l)
 static void frontend_metrics_cb(buf *out, const char *labels, void *arg)
 {
 	struct frontend *fe = arg;
+	struct directory_cache_stats dc;
+	if (fe->dir != NULL && directory_cache_stats(fe->dir, &dc) == 0) {
+		buf_printf(out,
+			   "# TYPE mail_directory_cache_live gauge\n"
+			   "mail_directory_cache_live{%s} %d\n"
+			   "# TYPE mail_directory_cache_keys gauge\n"
+			   "mail_directory_cache_keys{%s} %llu\n"
+			   "# TYPE mail_directory_cache_reads_total counter\n"
+			   "mail_directory_cache_reads_total{%s,result=\"hit\"} %llu\n"
+			   "mail_directory_cache_reads_total{%s,result=\"fallback\"} %llu\n"
+			   "mail_directory_cache_reads_total{%s,result=\"confirm\"} %llu\n"
+			   "# TYPE mail_directory_cache_loads_total counter\n"
+			   "mail_directory_cache_loads_total{%s} %llu\n"
+			   "# TYPE mail_directory_cache_lags_total counter\n"
+			   "mail_directory_cache_lags_total{%s} %llu\n"
+			   "# TYPE mail_directory_cache_watch_lost_total counter\n"
+			   "mail_directory_cache_watch_lost_total{%s} %llu\n",
+			   labels, dc.live, labels, (unsigned long long)dc.keys, labels,
+			   (unsigned long long)dc.hits, labels, (unsigned long long)dc.fallbacks,
+			   labels, (unsigned long long)dc.confirms, labels,
+			   (unsigned long long)dc.loads, labels, (unsigned long long)dc.lags, labels,
+			   (unsigned long long)dc.watch_lost);
+	}
 	if (fe->inbound != NULL) {
 		struct rspamd_stats rs;
 		smtp_inbound_rspamd_stats(fe->inbound, &rs);
@@ -355,6 +378,8 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	fe->imap_budget.limit = FRONTEND_BODY_BUDGET;
 	fe->dir = directory_create(daemon_etcd_conf(d));
 	directory_set_etcd_stats(fe->dir, daemon_etcd_stats(d));
+	/* RCPT and LOGIN read the directory from memory (docs/directory.md) */
+	directory_cache_start(fe->dir, 0, 0);
 	if (router_create(daemon_etcd_conf(d), &fe->router, &error) < 0)
 		return daemon_start_failed(d, "router", error);
 	fe->queue = queue_client_create(loop, fe->router);

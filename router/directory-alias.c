@@ -669,7 +669,7 @@ out:
 	return err;
 }
 
-int directory_rcpt_resolve(directory *dir, const char *address, const char *default_domain,
+static int directory__rcpt_resolve_once(directory *dir, const char *address, const char *default_domain,
 			   struct directory_rcpt *r)
 {
 	memset(r, 0, sizeof *r);
@@ -679,6 +679,17 @@ int directory_rcpt_resolve(directory *dir, const char *address, const char *defa
 		err = rs.err;
 	if (err == MAIL_OK && r->n_routes == 0)
 		err = MAIL_ERR_NOT_FOUND; /* a list whose members are all gone */
+	return err;
+}
+
+int directory_rcpt_resolve(directory *dir, const char *address, const char *default_domain,
+			   struct directory_rcpt *r)
+{
+	int err = directory__rcpt_resolve_once(dir, address, default_domain, r);
+	if (directory__confirm(dir, err)) {
+		directory_rcpt_free(r);
+		err = directory__rcpt_resolve_once(dir->uncached, address, default_domain, r);
+	}
 	return err;
 }
 

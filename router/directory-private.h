@@ -17,9 +17,18 @@
 #define DIRECTORY_KEY_DOMAIN_ALIASES "/mail/v1/domain-aliases/"
 #define DIRECTORY_CAS_ATTEMPTS 8
 
+typedef struct directory_cache directory_cache;
+
 struct directory {
 	pthread_mutex_t mu; /* guards etcd */
 	etcd_client *etcd;
+	etcd_conf *conf;
+	struct etcd_stats *stats;
+	/* directory_cache_start(): the copy lookups read, and a directory
+	 * without one that reads negative answers again; both NULL
+	 * otherwise */
+	directory_cache *cache;
+	directory *uncached;
 	pthread_mutex_t hash_mu;
 	pthread_cond_t hash_cond;
 	int hash_free;
@@ -29,7 +38,9 @@ struct directory {
 char *directory__domain(const char *domain);
 /* "/mail/v1/users/<domain>/<local>" for a normalised address. */
 char *directory__user_key(const char *address);
-/* etcd_kv_get under the lock. */
+/* The value of key: from the cache when there is one, it is live and
+ * mod_r is NULL (a read that is not the start of a compare-and-swap);
+ * else etcd_kv_get under the lock. */
 int directory__get(directory *dir, const char *key, char **value_r, size_t *len_r,
 		   int64_t *mod_r);
 /* MAIL_OK when key exists, MAIL_ERR_NOT_FOUND, or the error. */
@@ -45,6 +56,9 @@ int directory__app_password_check(json_t *record, const char *pw, int *matched_r
 /* Compare-and-swap edit of a user's record (directory.c). */
 int directory__user_update(directory *dir, const char *addr,
 			   int (*fn)(json_t *record, void *arg), void *arg, int repair);
+/* 1 when err, an answer read through the cache, is a negative one to
+ * read again from dir->uncached (and counts it). */
+int directory__confirm(directory *dir, int err);
 /* qsort comparator of char * */
 int directory__str_cmp(const void *a, const void *b);
 

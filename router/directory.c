@@ -7,6 +7,7 @@
  */
 #include "directory.h"
 #include "directory-private.h"
+#include "directory-cache.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -47,12 +48,41 @@ directory *directory_create(const etcd_conf *etcd)
 	pthread_cond_init(&dir->hash_cond, NULL);
 	dir->hash_free = DIRECTORY_HASH_SLOTS;
 	dir->etcd = etcd_client_create(etcd);
+	dir->conf = etcd_conf_dup(etcd);
 	return dir;
 }
 
 void directory_set_etcd_stats(directory *dir, struct etcd_stats *stats)
 {
+	dir->stats = stats;
 	etcd_client_set_stats(dir->etcd, stats);
+}
+
+void directory_cache_start(directory *dir, unsigned check_ms, unsigned resync_ms)
+{
+	if (dir->cache != NULL)
+		return;
+	dir->uncached = directory_create(dir->conf);
+	directory_set_etcd_stats(dir->uncached, dir->stats);
+	dir->cache = directory_cache_create(dir->conf, dir->stats, check_ms, resync_ms);
+}
+
+int directory_cache_stats(directory *dir, struct directory_cache_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	if (dir->cache == NULL)
+		return -1;
+	directory_cache_stats_get(dir->cache, st);
+	return 0;
+}
+
+int directory__confirm(directory *dir, int err)
+{
+	if (dir->uncached == NULL || err == MAIL_OK || err == MAIL_ERR_UNAVAILABLE ||
+	    err == MAIL_ERR_INTERNAL)
+		return 0;
+	directory_cache_count_confirm(dir->cache);
+	return 1;
 }
 
 void directory_destroy(directory **dirp)
@@ -61,7 +91,10 @@ void directory_destroy(directory **dirp)
 	if (dir == NULL)
 		return;
 	*dirp = NULL;
+	directory_cache_destroy(&dir->cache);
+	directory_destroy(&dir->uncached);
 	etcd_client_destroy(&dir->etcd);
+	etcd_conf_free(&dir->conf);
 	pthread_mutex_destroy(&dir->mu);
 	pthread_mutex_destroy(&dir->hash_mu);
 	pthread_cond_destroy(&dir->hash_cond);
@@ -214,6 +247,11 @@ static int directory__scram_parse(json_t *scram, struct sasl_scram_keys *keys_r)
 int directory__get(directory *dir, const char *key, char **value_r, size_t *len_r,
 			  int64_t *mod_r)
 {
+	if (dir->cache != NULL && mod_r == NULL) {
+		int found = directory_cache_get(dir->cache, key, value_r, len_r);
+		if (found >= 0)
+			return found ? MAIL_OK : MAIL_ERR_NOT_FOUND;
+	}
 	pthread_mutex_lock(&dir->mu);
 	int err = etcd_kv_get(dir->etcd, key, value_r, len_r, mod_r, NULL);
 	pthread_mutex_unlock(&dir->mu);
@@ -282,7 +320,7 @@ int directory_tenant_list(directory *dir, char ***domains_r, size_t *n_r)
 	return directory__list(dir, DIRECTORY_KEY_TENANTS, NULL, domains_r, n_r);
 }
 
-int directory_tenant_exists(directory *dir, const char *domain)
+static int directory__tenant_exists_once(directory *dir, const char *domain)
 {
 	char *d = directory__domain(domain);
 	if (d == NULL)
@@ -291,6 +329,15 @@ int directory_tenant_exists(directory *dir, const char *domain)
 	int err = directory__exists(dir, key);
 	free(key);
 	free(d);
+	return err;
+}
+
+int directory_tenant_exists(directory *dir, const char *domain)
+{
+	int err = directory__tenant_exists_once(dir, domain);
+	if (directory__confirm(dir, err)) {
+		err = directory__tenant_exists_once(dir->uncached, domain);
+	}
 	return err;
 }
 
@@ -568,7 +615,7 @@ static void directory__tenant_parse(const char *domain, json_t *j,
 	}
 }
 
-int directory_tenant_settings_get(directory *dir, const char *domain,
+static int directory__tenant_settings_get_once(directory *dir, const char *domain,
 				  struct directory_tenant_settings *settings_r)
 {
 	char *d = directory__domain(domain);
@@ -591,6 +638,16 @@ int directory_tenant_settings_get(directory *dir, const char *domain,
 	free(value);
 	free(key);
 	free(d);
+	return err;
+}
+
+int directory_tenant_settings_get(directory *dir, const char *domain,
+				  struct directory_tenant_settings *settings_r)
+{
+	int err = directory__tenant_settings_get_once(dir, domain, settings_r);
+	if (directory__confirm(dir, err)) {
+		err = directory__tenant_settings_get_once(dir->uncached, domain, settings_r);
+	}
 	return err;
 }
 
@@ -873,7 +930,7 @@ static int directory__suspended(directory *dir, const char *addr)
 	       ts.suspended;
 }
 
-int directory_user_active(directory *dir, const char *address)
+static int directory__user_active_once(directory *dir, const char *address)
 {
 	struct directory_user_info info;
 	int err = directory_user_info(dir, address, &info);
@@ -889,6 +946,15 @@ int directory_user_active(directory *dir, const char *address)
 	if (err == MAIL_ERR_UNAVAILABLE)
 		return err;
 	return err == MAIL_OK && !ts.suspended ? MAIL_OK : MAIL_ERR_PERM;
+}
+
+int directory_user_active(directory *dir, const char *address)
+{
+	int err = directory__user_active_once(dir, address);
+	if (directory__confirm(dir, err)) {
+		err = directory__user_active_once(dir->uncached, address);
+	}
+	return err;
 }
 
 int directory_user_del(directory *dir, const char *address)
@@ -924,7 +990,7 @@ int directory_user_list(directory *dir, const char *domain, char ***addresses_r,
 	return err;
 }
 
-int directory_user_exists(directory *dir, const char *address)
+static int directory__user_exists_once(directory *dir, const char *address)
 {
 	char *addr = util_address_normalize(address, strlen(address));
 	if (addr == NULL)
@@ -936,7 +1002,16 @@ int directory_user_exists(directory *dir, const char *address)
 	return err;
 }
 
-int directory_authenticate(directory *dir, const char *address, const char *password)
+int directory_user_exists(directory *dir, const char *address)
+{
+	int err = directory__user_exists_once(dir, address);
+	if (directory__confirm(dir, err)) {
+		err = directory__user_exists_once(dir->uncached, address);
+	}
+	return err;
+}
+
+static int directory__authenticate_once(directory *dir, const char *address, const char *password)
 {
 	char *addr = util_address_normalize(address, strlen(address));
 	char *value = NULL;
@@ -988,7 +1063,61 @@ int directory_authenticate(directory *dir, const char *address, const char *pass
 	return ok ? MAIL_OK : MAIL_ERR_PERM;
 }
 
-int directory_user_scram(directory *dir, const char *address, struct sasl_scram_keys *keys_r)
+/* A record as a lookup saw it: its value, or none. */
+struct directory__seen {
+	int err;
+	char *value;
+	size_t len;
+};
+
+static void directory__see(directory *dir, const char *key, struct directory__seen *seen)
+{
+	seen->value = NULL;
+	seen->len = 0;
+	seen->err = directory__get(dir, key, &seen->value, &seen->len, NULL);
+}
+
+/* 1 when etcd holds what was seen. */
+static int directory__still(directory *dir, const char *key, const struct directory__seen *seen)
+{
+	struct directory__seen now;
+	directory__see(dir->uncached, key, &now);
+	int same = now.err == seen->err &&
+		   (now.err != MAIL_OK ||
+		    (now.len == seen->len && memcmp(now.value, seen->value, now.len) == 0));
+	free(now.value);
+	return same;
+}
+
+int directory_authenticate(directory *dir, const char *address, const char *password)
+{
+	if (dir->cache == NULL)
+		return directory__authenticate_once(dir, address, password);
+	/* what the copy holds, taken before the check: a refusal is checked
+	 * again (argon2id, ~100 ms) only when etcd holds another user or
+	 * tenant record than the one the first check may have used */
+	char *addr = util_address_normalize(address, strlen(address));
+	char *ukey = NULL, *tkey = NULL;
+	struct directory__seen user = { MAIL_ERR_NOT_FOUND, NULL, 0 }, tenant = user;
+	if (addr != NULL) {
+		ukey = directory__user_key(addr);
+		tkey = xasprintf(DIRECTORY_KEY_TENANTS "%s", util_address_domain(addr));
+		directory__see(dir, ukey, &user);
+		directory__see(dir, tkey, &tenant);
+	}
+	int err = directory__authenticate_once(dir, address, password);
+	if (addr != NULL && directory__confirm(dir, err) &&
+	    (!directory__still(dir, ukey, &user) || !directory__still(dir, tkey, &tenant)))
+		err = directory__authenticate_once(dir->uncached, address, password);
+	free(user.value);
+	free(tenant.value);
+	free(tkey);
+	free(ukey);
+	free(addr);
+	return err;
+}
+
+static int directory__user_scram_once(directory *dir, const char *address, struct sasl_scram_keys *keys_r)
 {
 	char *addr = util_address_normalize(address, strlen(address));
 	if (addr == NULL)
@@ -1022,5 +1151,14 @@ int directory_user_scram(directory *dir, const char *address, struct sasl_scram_
 	free(value);
 	free(key);
 	free(addr);
+	return err;
+}
+
+int directory_user_scram(directory *dir, const char *address, struct sasl_scram_keys *keys_r)
+{
+	int err = directory__user_scram_once(dir, address, keys_r);
+	if (directory__confirm(dir, err)) {
+		err = directory__user_scram_once(dir->uncached, address, keys_r);
+	}
 	return err;
 }

@@ -20,8 +20,9 @@
  * readers ignore fields they do not know, and writers keep them, so a
  * record written by a newer mailctl still reads here and survives a set.
  *
- * Every call blocks on etcd (and, for passwords, on ~100 ms of hashing):
- * daemons call them from the libuv thread pool, never from the loop thread.
+ * Every call may block on etcd (and, for passwords, on ~100 ms of
+ * hashing), even with the cache (directory_cache_start()): daemons call
+ * them from the libuv thread pool, never from the loop thread.
  * A directory object is thread-safe (an internal mutex serialises its
  * etcd handle).
  *
@@ -45,6 +46,34 @@ void directory_destroy(directory **dir);
  * outlive dir; NULL: not counted). Call before any other use. */
 struct etcd_stats;
 void directory_set_etcd_stats(directory *dir, struct etcd_stats *stats);
+
+/* Keep the directory in memory (router/directory-cache.h): lookups
+ * (tenants, users, aliases, domain aliases, authentication) read the copy
+ * an etcd watch keeps current, and etcd itself only while the copy is not
+ * live (loading, or a watch lost or lagging: then reads go to etcd until
+ * it is loaded again). A negative answer from the copy (no such user or
+ * alias, a refused password, a disabled user, a suspended tenant) is read
+ * again from etcd before it is given, so a change made a moment ago is
+ * never refused; a positive one may be as old as the watch's delay (a few
+ * ms; about two check intervals when a watch stalls on a change of the
+ * number of keys, one resync interval when it stalls on a change of an
+ * existing key). Writes always go to etcd. For daemons on the hot path
+ * (frontends); mailctl does not use it. check_ms: the revision check's
+ * interval (0: 1000); resync_ms: the full reload's (0: 5 min). Call once,
+ * before the directory is shared. */
+void directory_cache_start(directory *dir, unsigned check_ms, unsigned resync_ms);
+struct directory_cache_stats {
+	int live;            /* the copy is used */
+	uint64_t keys;       /* keys held */
+	uint64_t hits;       /* reads answered from the copy */
+	uint64_t fallbacks;  /* reads sent to etcd while not live */
+	uint64_t confirms;   /* negative answers read again from etcd */
+	uint64_t loads;      /* full loads (the first included) */
+	uint64_t lags;       /* revision checks that found a stalled watch */
+	uint64_t watch_lost; /* watches that ended unasked */
+};
+/* 0 with *st filled, or -1 when the directory has no cache. */
+int directory_cache_stats(directory *dir, struct directory_cache_stats *st);
 
 /* MAIL_ERR_PARAMS for an invalid domain, MAIL_ERR_EXISTS if present. */
 int directory_tenant_add(directory *dir, const char *domain);

@@ -898,6 +898,44 @@ int etcd_kv_range_prefix(etcd_client *c, const char *prefix, int64_t at_revision
 	return MAIL_OK;
 }
 
+int etcd_kv_prefix_counts(etcd_client *c, const char *const *prefixes, size_t n,
+			  int64_t *count_r, int64_t *revision_r)
+{
+	json_t *ops = json_array();
+	for (size_t i = 0; i < n; i++) {
+		size_t end_len;
+		char *end = etcd__prefix_end(prefixes[i], &end_len);
+		json_t *r = json_object();
+		json_object_set_new(r, "key", etcd__b64_json(prefixes[i], strlen(prefixes[i])));
+		json_object_set_new(r, "range_end", etcd__b64_json(end, end_len));
+		json_object_set_new(r, "count_only", json_true());
+		json_t *op = json_object();
+		json_object_set_new(op, "request_range", r);
+		json_array_append_new(ops, op);
+		free(end);
+	}
+	json_t *req = json_object();
+	json_object_set_new(req, "success", ops);
+	json_t *resp;
+	int err = etcd__call(c, "/v3/kv/txn", req, &resp);
+	if (err != MAIL_OK)
+		return err;
+	json_t *rs = json_object_get(resp, "responses");
+	if (!json_is_true(json_object_get(resp, "succeeded")) || json_array_size(rs) != n) {
+		json_decref(resp);
+		etcd__fail(c, "/v3/kv/txn", "parse", "bad counts");
+		return MAIL_ERR_INTERNAL;
+	}
+	/* a zero count is absent from the gateway's JSON: etcd__i64 says 0 */
+	for (size_t i = 0; i < n; i++)
+		count_r[i] = etcd__i64(json_object_get(json_array_get(rs, i), "response_range"),
+				       "count");
+	if (revision_r != NULL)
+		*revision_r = etcd__i64(json_object_get(resp, "header"), "revision");
+	json_decref(resp);
+	return MAIL_OK;
+}
+
 static int etcd__delete(etcd_client *c, const char *key, int prefix, int64_t *deleted_r)
 {
 	json_t *req = json_object();

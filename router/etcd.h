@@ -152,6 +152,14 @@ int etcd_kv_get(etcd_client *c, const char *key, char **value_r, size_t *len_r,
 int etcd_kv_range_prefix(etcd_client *c, const char *prefix, int64_t at_revision,
 			 etcd_kv **kvs_r, size_t *n_r, int64_t *revision_r);
 
+/* For each of the n prefixes, in one read-only transaction (one
+ * revision, counted from etcd's index: cheap whatever the values' size):
+ * count_r[i] = the keys under prefixes[i]; *revision_r (may be NULL) =
+ * that revision. count_r is the caller's, n long. (etcd's count ignores
+ * min/max_mod_revision filters, so there is no cheap "modified since".) */
+int etcd_kv_prefix_counts(etcd_client *c, const char *const *prefixes, size_t n,
+			  int64_t *count_r, int64_t *revision_r);
+
 /* Delete one key. MAIL_ERR_NOT_FOUND when it did not exist. */
 int etcd_kv_delete(etcd_client *c, const char *key);
 /* Delete every key under prefix; *deleted_r (may be NULL) gets the count.
