@@ -198,7 +198,7 @@ class Cluster:
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
                  lease_ttl=5, partitions=64, etcd_members=1, replicas=3, log_keep=None,
                  node_tls=True, frontends=1, dns=None, smtp_out_port=None,
-                 queue_extra=None, rspamd=False):
+                 queue_extra=None, rspamd=False, frontend_extra=None):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
@@ -217,6 +217,8 @@ class Cluster:
         self.smtp_out_port = smtp_out_port
         # more queue-node options (tests: a short --retry-schedule, --expiry)
         self.queue_extra = list(queue_extra or [])
+        # more frontend options (tests: a short --auth-failure-delay-max)
+        self.frontend_extra = list(frontend_extra or [])
         # issue 11: a local rspamd (tests/support/rspamd.py) in state/rspamd,
         # started by up() before the frontends, which get --rspamd URL
         self.rspamd = rspamd
@@ -420,7 +422,7 @@ class Cluster:
                         "--etcd-quota-bytes", str(ETCD_QUOTA_BYTES)]
                     + self.rspamd_args()
                     + self.outbound_args("frontend")
-                    + self.node_tls_args(name), p["imap"])
+                    + self.node_tls_args(name) + self.frontend_extra, p["imap"])
 
     def spec(self, name):
         for s in self.specs():

@@ -60,6 +60,7 @@ struct frontend_settings {
 	const char *secret_file;       /* shared by every frontend */
 	const char *trusted;           /* networks exempt from connection caps */
 	unsigned pop3_lock_ttl_s;      /* the maildrop locks' lease (maildrop-lock.h) */
+	unsigned auth_delay_max_ms;    /* the auth guard's longest penalty (auth-guard.h) */
 	const char *rspamd;            /* rspamd's URL: spam verdicts (docs/inbound.md) */
 	int rspamd_fail_closed;        /* no verdict: 451 rather than unchecked */
 	struct daemon_tls_settings node_tls; /* mutual TLS to the queue and store tiers */
@@ -145,6 +146,10 @@ static const struct daemon_option frontend_options[] = {
 	{ .name = "pop3-lock-ttl", .kind = DAEMON_OPTION_UINT, .offset = FRONTEND(pop3_lock_ttl_s),
 	  .value_name = "S", .min = 2, .max = 3600, .def = MAILDROP_LOCK_TTL_S,
 	  .help = "seconds a dead frontend's POP3 maildrop locks outlive it" },
+	{ .name = "auth-failure-delay-max", .kind = DAEMON_OPTION_UINT,
+	  .offset = FRONTEND(auth_delay_max_ms), .value_name = "MS", .min = 1, .max = 600000,
+	  .def = AUTH_GUARD_MAX_DELAY_MS,
+	  .help = "longest wait before an address's next login after failed ones (2, 4, 8 s ...)" },
 	{ .name = NULL },
 };
 
@@ -390,7 +395,7 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	}
 	struct auth_guard_settings gs = {
 		.etcd = daemon_etcd_conf(d), .node_id = set->daemon.id,
-		.stats = daemon_etcd_stats(d),
+		.stats = daemon_etcd_stats(d), .max_delay_ms = set->auth_delay_max_ms,
 	};
 	fe->guard = auth_guard_start(loop, &gs);
 	struct maildrop_locks_settings ls = {

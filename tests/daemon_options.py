@@ -27,7 +27,7 @@ NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-tt
 OPTIONS = {
     "frontend": ["id", "etcd", "smtp", "submission", "submissions", "imap", "imaps",
                  "pop3", "pop3s", "tls-cert", "tls-key", "secret-file", "trusted-networks", "hostname",
-                 "pop3-lock-ttl", "rspamd", "rspamd-fail-closed"]
+                 "pop3-lock-ttl", "auth-failure-delay-max", "rspamd", "rspamd-fail-closed"]
                 + NODE_TLS + COMMON,
     "store-node": NODE,
     "queue-node": NODE + ["retry-initial-ms", "retry-max-ms", "max-inflight", "smtp-out-port",

@@ -8,6 +8,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -154,14 +155,16 @@ def checker(passed, failed):
     """check(name, fn): run one named check, print ok/FAIL (with the
     traceback), and append name to passed or failed."""
     def check(name, fn):
+        start = time.monotonic()
         try:
             fn()
         except Exception:
             failed.append(name)
-            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
+            print(f"FAIL {name} ({time.monotonic() - start:.1f} s)\n{traceback.format_exc()}",
+                  flush=True)
         else:
             passed.append(name)
-            print(f"ok   {name}", flush=True)
+            print(f"ok   {name} ({time.monotonic() - start:.1f} s)", flush=True)
     return check
 
 
@@ -217,7 +220,9 @@ def run(prefix, body, **cluster_kw):
     c = local.Cluster.with_free_ports(state, bin_dir(), **cluster_kw)
     pids = set()
     try:
+        start = time.monotonic()
         c.up()
+        print(f"cluster up ({time.monotonic() - start:.1f} s)", flush=True)
         pids.update(c.pid(name) for name, *_ in c.specs())
         body(c, check)
         pids.update(c.pid(name) for name, *_ in c.specs())
