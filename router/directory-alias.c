@@ -686,7 +686,11 @@ int directory_rcpt_resolve(directory *dir, const char *address, const char *defa
 			   struct directory_rcpt *r)
 {
 	int err = directory__rcpt_resolve_once(dir, address, default_domain, r);
-	if (directory__confirm(dir, err)) {
+	/* "not one of our domains" is not read again: it is the answer for
+	 * every outside recipient of submission (a tenant added a moment ago
+	 * is known once the watch brings it, docs/directory.md) */
+	int outside = err == MAIL_ERR_NOT_FOUND && r->tenant == NULL;
+	if (!outside && directory__confirm(dir, err)) {
 		directory_rcpt_free(r);
 		err = directory__rcpt_resolve_once(dir->uncached, address, default_domain, r);
 	}

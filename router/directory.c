@@ -320,7 +320,7 @@ int directory_tenant_list(directory *dir, char ***domains_r, size_t *n_r)
 	return directory__list(dir, DIRECTORY_KEY_TENANTS, NULL, domains_r, n_r);
 }
 
-static int directory__tenant_exists_once(directory *dir, const char *domain)
+int directory_tenant_exists(directory *dir, const char *domain)
 {
 	char *d = directory__domain(domain);
 	if (d == NULL)
@@ -329,15 +329,6 @@ static int directory__tenant_exists_once(directory *dir, const char *domain)
 	int err = directory__exists(dir, key);
 	free(key);
 	free(d);
-	return err;
-}
-
-int directory_tenant_exists(directory *dir, const char *domain)
-{
-	int err = directory__tenant_exists_once(dir, domain);
-	if (directory__confirm(dir, err)) {
-		err = directory__tenant_exists_once(dir->uncached, domain);
-	}
 	return err;
 }
 
@@ -615,7 +606,7 @@ static void directory__tenant_parse(const char *domain, json_t *j,
 	}
 }
 
-static int directory__tenant_settings_get_once(directory *dir, const char *domain,
+int directory_tenant_settings_get(directory *dir, const char *domain,
 				  struct directory_tenant_settings *settings_r)
 {
 	char *d = directory__domain(domain);
@@ -638,16 +629,6 @@ static int directory__tenant_settings_get_once(directory *dir, const char *domai
 	free(value);
 	free(key);
 	free(d);
-	return err;
-}
-
-int directory_tenant_settings_get(directory *dir, const char *domain,
-				  struct directory_tenant_settings *settings_r)
-{
-	int err = directory__tenant_settings_get_once(dir, domain, settings_r);
-	if (directory__confirm(dir, err)) {
-		err = directory__tenant_settings_get_once(dir->uncached, domain, settings_r);
-	}
 	return err;
 }
 
