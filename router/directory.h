@@ -342,6 +342,8 @@ struct directory_route {
 	char *address;  /* a user of ours (normalised), or an outside address */
 	int external;   /* outside our tenants: forwarded */
 	char *folder;   /* the subaddress' folder ("tag" of user+tag), or NULL */
+	/* a user of ours: its own quota as its record says (issue 12) */
+	struct directory_quota quota;
 };
 struct directory_rcpt {
 	/* The tenant the address belongs to (after a domain alias), or NULL
