@@ -109,9 +109,9 @@ static void user_usage_cb(int status, const ProtobufCMessage *resp, void *arg)
 
 static void op_usage(struct quota_op *op)
 {
-	const struct directory_quota *u = &op->view.user_limit;
-	if (u->storage == 0 && u->messages == 0) {
-		op_tenant(op);
+	const struct directory_quota *u = &op->view.user_limit, *t = &op->view.tenant_limit;
+	if (u->storage == 0 && u->messages == 0 && t->storage == 0 && t->messages == 0) {
+		op_finish(op);
 		return;
 	}
 	Store__UsageRequest req = STORE__USAGE_REQUEST__INIT;
@@ -265,6 +265,29 @@ int quota_view_over(const struct quota_view *v, uint64_t add_bytes, uint64_t add
 				over(v->tenant.messages, add_messages, v->tenant_limit.messages)))
 		return 2;
 	return 0;
+}
+
+/* The tighter of limit (0: none) and used + room. */
+static uint64_t tighter(uint64_t limit, uint64_t used, uint64_t tenant_used, uint64_t tenant_limit)
+{
+	if (tenant_limit == 0)
+		return limit;
+	uint64_t room = tenant_used < tenant_limit ? tenant_limit - tenant_used : 0;
+	uint64_t cap = used + room;
+	if (cap == 0)
+		cap = 1;   /* 0 would mean no limit */
+	return limit == 0 || cap < limit ? cap : limit;
+}
+
+void quota_view_effective(const struct quota_view *v, struct directory_quota *eff_r)
+{
+	*eff_r = v->user_limit;
+	if (!v->tenant_known || !v->user_known)
+		return;
+	eff_r->storage = tighter(v->user_limit.storage, v->user.bytes, v->tenant.bytes,
+				 v->tenant_limit.storage);
+	eff_r->messages = tighter(v->user_limit.messages, v->user.messages, v->tenant.messages,
+				  v->tenant_limit.messages);
 }
 
 void quota_client_refused(quota_client *qc, enum quota_where where)

@@ -73,6 +73,13 @@ void quota_client_get(quota_client *qc, const char *user, const struct directory
  * 1: the user's; 2: the tenant's. Unknown usage never passes. */
 int quota_view_over(const struct quota_view *view, uint64_t add_bytes, uint64_t add_messages);
 
+/* The limits to hand the store with a write for this user (DeliverRequest,
+ * AppendRequest, CopyRequest quota_*): the user's own, tightened to its
+ * usage plus what its tenant has left when the tenant has a limit (so the
+ * store refuses what would pass the tenant's too, as of this view); at
+ * least 1 where a limit applies (0 means none). */
+void quota_view_effective(const struct quota_view *view, struct directory_quota *eff_r);
+
 /* Count a refusal (metrics). */
 void quota_client_refused(quota_client *qc, enum quota_where where);
 /* mail_quota_refusals_total in Prometheus text (labels: the daemon's). */
