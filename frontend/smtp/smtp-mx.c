@@ -131,6 +131,7 @@ struct smtp_mx__enqueue {
 	size_t n_rcpts;
 	size_t size;
 	char *rate_user;  /* counted by smtp_rate_take() at rate_at, or NULL */
+	char *rate_tenant; /* its tenant's key, counted with it, or NULL */
 	uint64_t rate_at;
 	struct smtp_mx__group *group; /* one of several enqueues, or NULL */
 };
@@ -262,11 +263,20 @@ static int smtp_mx__settings_read(smtp_mx *mx, const char *user,
 static int smtp_mx__rate_full(smtp_mx *mx, smtp_session *s, const char *user,
 			      const struct directory_tenant_settings *settings)
 {
-	if (user == NULL || settings == NULL ||
-	    !smtp_rate_over(mx->rate, user, settings->outbound_per_hour, uv_now(mx->loop)))
+	if (user == NULL || settings == NULL)
 		return 0;
-	smtp_mx__rate_limited(mx, s, user, settings->outbound_per_hour, "rcpt");
-	return 1;
+	uint64_t now = uv_now(mx->loop);
+	if (smtp_rate_over(mx->rate, user, settings->outbound_per_hour, now)) {
+		smtp_mx__rate_limited(mx, s, user, settings->outbound_per_hour, "rcpt");
+		return 1;
+	}
+	char key[SMTP_RATE_TENANT_KEY_MAX];
+	smtp_rate_tenant_key(util_address_domain(user), key, sizeof key);
+	if (smtp_rate_over(mx->rate, key, settings->tenant_outbound_per_hour, now)) {
+		smtp_mx__rate_limited(mx, s, key, settings->tenant_outbound_per_hour, "rcpt");
+		return 1;
+	}
+	return 0;
 }
 
 /* ---- RCPT ------------------------------------------------------------- */
@@ -1003,6 +1013,7 @@ static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
 			g->status = status;
 		if (--g->pending > 0) {
 			free(e->rate_user);
+			free(e->rate_tenant);
 			free(e);
 			smtp_mx__unref(mx);
 			return;
@@ -1024,9 +1035,12 @@ static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
 		/* not accepted: not counted against the sender's rate */
 		if (e->rate_user != NULL)
 			smtp_rate_give_back(mx->rate, e->rate_user, e->rate_at, uv_now(mx->loop));
+		if (e->rate_tenant != NULL)
+			smtp_rate_give_back(mx->rate, e->rate_tenant, e->rate_at, uv_now(mx->loop));
 		smtp_session_complete(e->session, info->smtp_code, info->smtp_enh, info->text);
 	}
 	free(e->rate_user);
+	free(e->rate_tenant);
 	free(e);
 	smtp_mx__unref(mx);
 }
@@ -1037,6 +1051,7 @@ struct smtp_mx__submit {
 	int delay_warning;  /* the sender's tenant's setting */
 	char *counted_user; /* counted against its rate at counted_at (moved
 			     * into the enqueue), or NULL */
+	char *counted_tenant; /* the tenant's key, counted too (moved), or NULL */
 	uint64_t counted_at;
 };
 
@@ -1056,8 +1071,10 @@ static void smtp_mx__enqueue_part(smtp_mx *mx, smtp_session *s,
 	e->size = t->body_len;
 	if (sub != NULL) {
 		e->rate_user = sub->counted_user;
+		e->rate_tenant = sub->counted_tenant;
 		e->rate_at = sub->counted_at;
 		sub->counted_user = NULL;
+		sub->counted_tenant = NULL;
 	}
 	const uint8_t *msg = p->body != NULL ? p->body : t->body;
 	size_t msg_len = p->body != NULL ? p->body_len : t->body_len;
@@ -1219,6 +1236,12 @@ static void smtp_mx__remote_done(uv_work_t *w, int status)
 		any_remote |= r->remote[i];
 	/* only mail that leaves the platform counts */
 	unsigned limit = r->user != NULL && any_remote ? r->tenant.outbound_per_hour : 0;
+	/* the tenant-wide count (tenant_outbound_per_hour): all its users on
+	 * this frontend together, under the key "@domain" */
+	unsigned tlimit = r->user != NULL && any_remote ? r->tenant.tenant_outbound_per_hour : 0;
+	char tkey[SMTP_RATE_TENANT_KEY_MAX] = "";
+	if (r->user != NULL)
+		smtp_rate_tenant_key(util_address_domain(r->user), tkey, sizeof tkey);
 	struct smtp_mx__submit sub = {
 		.sender_local = r->sender_local,
 		.delay_warning = r->tenant.delay_warning,
@@ -1228,10 +1251,16 @@ static void smtp_mx__remote_done(uv_work_t *w, int status)
 				      "Temporary directory failure, try again later");
 	} else if (!smtp_rate_take(mx->rate, r->user, limit, now)) {
 		smtp_mx__rate_limited(mx, r->session, r->user, limit, "data");
+	} else if (!smtp_rate_take(mx->rate, tkey, tlimit, now)) {
+		if (limit > 0)
+			smtp_rate_give_back(mx->rate, r->user, now, now);
+		smtp_mx__rate_limited(mx, r->session, tkey, tlimit, "data");
 	} else {
+		sub.counted_at = now;
+		if (tlimit > 0)
+			sub.counted_tenant = xstrdup(tkey);
 		if (limit > 0) {
 			sub.counted_user = r->user;
-			sub.counted_at = now;
 			r->user = NULL;
 		}
 		struct mx_plan plan;
