@@ -7,7 +7,9 @@
  *                                        "scram":{"salt":b64,"i":4096,
  *                                                 "stored":b64,"server":b64},
  *                                        "state":"disabled"|"deleting" (absent:
- *                                        active)}
+ *                                        active),
+ *                                        "quota":{"storage":N,"messages":N}
+ *                                        (absent: no limit; issue 12)}
  *
  * Domains and addresses are normalised (lowercase, util_address_normalize())
  * before use. Passwords are stored only as argon2id hashes from libsodium's
