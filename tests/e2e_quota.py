@@ -235,6 +235,45 @@ class Quota:
         time.sleep(TENANT_TTL_S + 1)
         assert self.send(BOB, 300)[:2] == ("data", 250)
 
+    def several_rcpts_bounce(self):
+        """A message that fits one recipient and not the other is accepted;
+        the full one's copy is refused by the store at delivery and
+        bounced to the sender (a DSN with Status 5.2.2)."""
+        ann = self.show(ANN)
+        bob_n = self.show(BOB)["usage"]["messages"]
+        room = 10240 - ann["usage"]["bytes"]
+        assert ann["usage"]["messages"] < 5 and room > 0, ann
+        s = smtplib.SMTP("127.0.0.1", self.c.ports["submission"], timeout=30)
+        s.ehlo("client.test")
+        s.starttls(context=self.ctx)
+        s.ehlo("client.test")
+        s.login(BOB, PW[BOB])
+        line = "y" * 76 + "\r\n"
+        body = (f"From: {BOB}\r\nTo: {ANN}, {BOB}\r\nSubject: too big for ann\r\n\r\n"
+                + line * ((room + 2000) // len(line)))
+        refused = s.sendmail(BOB, [ANN, BOB], body)
+        s.quit()
+        assert refused == {}, refused
+        # bob: his copy and the bounce
+        self.wait_usage(BOB, bob_n + 2)
+        assert self.show(ANN)["usage"] == ann["usage"]
+        m = self.imap(BOB)
+        try:
+            m.select("INBOX", readonly=True)
+            typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+            bodies = [d[1].decode(errors="replace") for d in data if isinstance(d, tuple)]
+            dsns = [b for b in bodies if "Status: 5.2.2" in b]
+            assert len(dsns) == 1, [b[:300] for b in bodies]
+            dsn = dsns[0]
+            assert "Status: 5.2.2" in dsn and ANN in dsn, dsn[:3000]
+        finally:
+            m.logout()
+        import urllib.request
+        port = self.c.metrics_port("queue-1")
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        assert re.search(r'mail_quota_refusals_total\{[^}]*where="delivery"\} [1-9]',
+                         text.decode()), [l for l in text.decode().splitlines() if "quota" in l]
+
     def metrics(self):
         """The frontend counts what it refused, by where."""
         import urllib.request
@@ -256,6 +295,7 @@ def main():
         check("at_limit_rcpt_452", t.at_limit_rcpt)
         check("imap_quota_append_expunge", t.imap_quota)
         check("tenant_quota", t.tenant_quota)
+        check("several_rcpts_bounce_5_2_2", t.several_rcpts_bounce)
         check("metrics", t.metrics)
 
     return e2e_harness.run("quota-e2e-", body, stores=3, queues=1)
