@@ -125,6 +125,8 @@ STORE_CALL(store_client_mailbox_delete, STORE__METHOD__MAILBOX_DELETE,
 	   Store__DeleteMailboxRequest, store__empty_response__descriptor)
 STORE_CALL(store_client_user_purge, STORE__METHOD__USER_PURGE, Store__UserPurgeRequest,
 	   store__user_purge_response__descriptor)
+STORE_CALL(store_client_usage, STORE__METHOD__USAGE, Store__UsageRequest,
+	   store__usage_response__descriptor)
 STORE_CALL(store_client_mailbox_rename, STORE__METHOD__MAILBOX_RENAME,
 	   Store__RenameMailboxRequest, store__empty_response__descriptor)
 STORE_CALL(store_client_subscribe, STORE__METHOD__SUBSCRIBE, Store__SubscribeRequest,

@@ -77,6 +77,10 @@ void store_client_mailbox_delete(store_client *c, const Store__DeleteMailboxRequ
  * must have role admin): Store__UserPurgeResponse. */
 void store_client_user_purge(store_client *c, const Store__UserPurgeRequest *req,
 			     store_client_cb *cb, void *arg);
+/* A user's quota usage (Store__UsageResponse; issue 12). Frontends, queue
+ * nodes and admin tools may call it. */
+void store_client_usage(store_client *c, const Store__UsageRequest *req, store_client_cb *cb,
+			void *arg);
 void store_client_mailbox_rename(store_client *c, const Store__RenameMailboxRequest *req,
 				 store_client_cb *cb, void *arg);
 void store_client_subscribe(store_client *c, const Store__SubscribeRequest *req,

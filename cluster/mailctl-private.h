@@ -12,6 +12,10 @@
 #include "node-status.h"
 #include "ring.h"
 #include "router.h"
+#include "store-client.h"
+#include "tls.h"
+
+#include <uv.h>
 
 #define MAILCTL_DEFAULT_ETCD "http://127.0.0.1:23790"
 
@@ -115,6 +119,22 @@ int mailctl_users(mailctl *ctl, int argc, char **argv);
 /* `tenant suspend|resume|del|list --json` (mailctl-user.c): argv[0] is the
  * subcommand. An exit code, or -1 for a usage error. */
 int mailctl_tenant_lifecycle(mailctl *ctl, int argc, char **argv);
+/* The store tier for admin calls (mailctl-user.c): opened on first use
+ * (the ring from etcd, node TLS when configured), a private uv loop. */
+struct mailctl_store {
+	uv_loop_t loop;
+	int loop_open;
+	router *router;
+	tls_client *tls;
+	store_client *client;
+};
+/* Open st (a no-op when open). An exit code (one line printed on error). */
+int mailctl_store_open(mailctl *ctl, struct mailctl_store *st);
+/* Close what mailctl_store_open opened; fine on a zeroed st. */
+void mailctl_store_close(struct mailctl_store *st);
+/* `quota ...` (mailctl-quota.c): argv[0] is "quota". An exit code, or -1
+ * for a usage error. */
+int mailctl_quota(mailctl *ctl, int argc, char **argv);
 /* The last path element of an etcd key (a node's id). */
 const char *mailctl_key_id(const char *key);
 /* The alive keys of role (/mail/v1/alive/<role>/<id> = "host:port", the

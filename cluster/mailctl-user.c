@@ -77,14 +77,6 @@ static const char *mu_size(char *buf, size_t size, uint64_t n)
 
 /* ---- erasing mailboxes ------------------------------------------------------ */
 
-/* The store tier, opened for the first purge of a command. */
-struct mu_store {
-	uv_loop_t loop;
-	int loop_open;
-	router *router;
-	tls_client *tls;
-	store_client *client;
-};
 
 struct mu_purge {
 	int done;
@@ -93,7 +85,7 @@ struct mu_purge {
 	uint64_t messages, bytes;
 };
 
-static void mu_store_close(struct mu_store *st)
+void mailctl_store_close(struct mailctl_store *st)
 {
 	store_client_destroy(&st->client);
 	if (st->loop_open) {
@@ -105,8 +97,7 @@ static void mu_store_close(struct mu_store *st)
 	router_destroy(&st->router);
 }
 
-/* An exit code. */
-static int mu_store_open(mailctl *ctl, struct mu_store *st)
+int mailctl_store_open(mailctl *ctl, struct mailctl_store *st)
 {
 	if (st->client != NULL)
 		return MAILCTL_OK;
@@ -151,11 +142,11 @@ static void mu_purge_cb(int status, const ProtobufCMessage *resp, void *arg)
 }
 
 /* Erase addr's mailboxes (normalised address). MAIL_OK with *p. */
-static int mu_purge_mailbox(mailctl *ctl, struct mu_store *st, const char *addr,
+static int mu_purge_mailbox(mailctl *ctl, struct mailctl_store *st, const char *addr,
 			    struct mu_purge *p, int *rc_r)
 {
 	memset(p, 0, sizeof *p);
-	*rc_r = mu_store_open(ctl, st);
+	*rc_r = mailctl_store_open(ctl, st);
 	if (*rc_r != MAILCTL_OK) {
 		mailctl_fail(ctl, "user %s: its mailbox was not erased; the user stays disabled: "
 			     "run `mailctl user del %s` again", addr, addr);
@@ -171,7 +162,7 @@ static int mu_purge_mailbox(mailctl *ctl, struct mu_store *st, const char *addr,
 
 /* Delete one user: disabled ("deleting"), mailbox erased, record gone.
  * Prints one line; an exit code. */
-static int mu_user_del(mailctl *ctl, struct mu_store *st, const char *address,
+static int mu_user_del(mailctl *ctl, struct mailctl_store *st, const char *address,
 		       struct mu_purge *total)
 {
 	char *addr = util_address_normalize(address, strlen(address));
@@ -377,9 +368,9 @@ int mailctl_users(mailctl *ctl, int argc, char **argv)
 	if (json)
 		return -1;
 	if (strcmp(cmd, "del") == 0) {
-		struct mu_store st = { 0 };
+		struct mailctl_store st = { 0 };
 		int rc = mu_user_del(ctl, &st, arg, NULL);
-		mu_store_close(&st);
+		mailctl_store_close(&st);
 		return rc;
 	}
 	if (strcmp(cmd, "disable") == 0 || strcmp(cmd, "enable") == 0) {
@@ -443,7 +434,7 @@ static int mu_tenant_del(mailctl *ctl, const char *domain, int purge)
 			     "and erases their mail", domain, n, n == 1 ? "" : "s", domain);
 		rc = MAILCTL_OTHER;
 	}
-	struct mu_store st = { 0 };
+	struct mailctl_store st = { 0 };
 	struct mu_purge total = { 0 };
 	for (size_t i = 0; rc == MAILCTL_OK && i < n; i++) {
 		printf("[%zu/%zu] ", i + 1, n);
@@ -451,7 +442,7 @@ static int mu_tenant_del(mailctl *ctl, const char *domain, int purge)
 		if (rc != MAILCTL_OK)
 			printf("stopped: %s\n", users[i]);
 	}
-	mu_store_close(&st);
+	mailctl_store_close(&st);
 	for (size_t i = 0; i < n; i++)
 		free(users[i]);
 	free(users);

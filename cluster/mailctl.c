@@ -51,7 +51,9 @@ static const char mailctl_usage_text[] =
 	"                         dnsbl=ZONE,ZONE, rhsbl=ZONE,ZONE, spam=on|off,\n"
 	"                         postmaster=ADDRESS (also outbound_per_hour=N,\n"
 	"                         delay_warning=on|off, max_users=N (0: no limit),\n"
-	"                         suspended=on|off)\n"
+	"                         suspended=on|off, quota_storage=SIZE,\n"
+	"                         quota_messages=N, tenant_outbound_per_hour=N:\n"
+	"                         all users together, per frontend; 0: no limit)\n"
 	"  tenant show DOMAIN [--json]\n"
 	"                         a tenant's settings\n"
 	"  alias add ALIAS TARGET...\n"
@@ -87,6 +89,13 @@ static const char mailctl_usage_text[] =
 	"  user app-password list ADDRESS [--json] | revoke ADDRESS ID|NAME\n"
 	"  user del ADDRESS       delete a user and erase its mailbox (needs the\n"
 	"                         node certificate: the store erases it)\n"
+	"  quota set ADDRESS|DOMAIN [--storage SIZE] [--messages N]\n"
+	"                         a user's or a tenant's quota (either flag alone\n"
+	"                         too); SIZE in bytes or with K, M, G, T (1024-based);\n"
+	"                         0 or unlimited removes that limit (docs/operations.md)\n"
+	"  quota show ADDRESS|DOMAIN [--json]\n"
+	"                         limits and usage (bytes, messages); for a domain the\n"
+	"                         tenant's limits and the sum over its users\n"
 	"  node list [--role R]   cluster nodes: role, id, address, alive|dead, draining,\n"
 	"                         partitions led (primaries) and held (replicas)\n"
 	"  node drain ID [--role R] [--no-wait] [--timeout S]\n"
@@ -650,6 +659,8 @@ int main(int argc, char **argv)
 		rc = mailctl_queue(&ctl, argc, argv);
 	else if (strcmp(argv[0], "status") == 0)
 		rc = mailctl_status(&ctl, argc, argv);
+	else if (strcmp(argv[0], "quota") == 0)
+		rc = mailctl_quota(&ctl, argc, argv);
 	directory_destroy(&ctl.dir);
 	mailctl_conf_free(&ctl);
 	if (rc < 0) {

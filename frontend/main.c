@@ -25,6 +25,7 @@
 #include "srs.h"
 #include "mail-error.h"
 #include "store-client.h"
+#include "quota-client.h"
 #include "tls-certs.h"
 #include "tls.h"
 
@@ -71,6 +72,7 @@ struct frontend {
 	router *router;
 	queue_client *queue;
 	store_client *store;
+	quota_client *quota;           /* quota usage and refusals (quota-client.h) */
 	smtp_mx *mx;
 	smtp_mx *submission;
 	smtp_mx *submissions;
@@ -238,6 +240,8 @@ static void frontend_metrics_cb(buf *out, const char *labels, void *arg)
 			   (unsigned long long)dc.loads, labels, (unsigned long long)dc.lags, labels,
 			   (unsigned long long)dc.watch_lost);
 	}
+	if (fe->quota != NULL)
+		quota_client_metrics(fe->quota, out, labels);
 	if (fe->inbound != NULL) {
 		struct rspamd_stats rs;
 		smtp_inbound_rspamd_stats(fe->inbound, &rs);
@@ -306,6 +310,7 @@ static void frontend_smtp_common(struct frontend *fe, const struct frontend_sett
 	mx->auth_failed = frontend_auth_failed;
 	mx->auth = fe->auth;
 	mx->rate = fe->rate; /* 587 and 465 count together */
+	mx->quota = fe->quota;
 }
 
 /* A listener on l (implicit: TLS from the first byte) with what the IMAP
@@ -404,7 +409,9 @@ static int frontend_start(struct daemon *d, const void *settings, void *ctx)
 	};
 	fe->locks = maildrop_locks_start(loop, &ls);
 	fe->auth = auth_pool_start(loop, fe->dir, fe->secret, fe->secret_len, 0);
+	fe->quota = quota_client_create(loop, fe->store, fe->dir);
 	fe->mail = imap_store_backend_create(fe->auth, fe->store);
+	imap_store_backend_set_quota(fe->mail, fe->quota);
 	fe->rate = smtp_rate_create(NULL);
 
 	struct smtp_inbound_settings is = {
@@ -511,6 +518,8 @@ static void frontend_drained(void *ctx)
 	struct frontend *fe = ctx;
 	queue_client_destroy(&fe->queue);
 	store_client_destroy(&fe->store);
+	/* after the store client: its pending calls ended there */
+	quota_client_destroy(&fe->quota);
 	/* no session is left to check */
 	smtp_inbound_destroy(&fe->inbound);
 	/* every POP3 session is gone: give back the lease (its locks with it) */

@@ -89,7 +89,14 @@ struct queue_delivery {
 		uint64_t sent, deferred, failed;
 	} domains[DELIVERY_DOMAINS_MAX + 1]; /* the last one: "_other" */
 	size_t n_domains;
+	/* recipients the store refused over quota (issue 12) */
+	uint64_t quota_refusals;
 };
+
+static void delivery__quota_refused(queue_delivery *d)
+{
+	d->quota_refusals++;
+}
 
 /* The counters of rcpt's domain. */
 static struct domain_count *delivery__domain(queue_delivery *d, const char *rcpt)
@@ -348,6 +355,14 @@ static void delivery__local_failed(struct delivery_job *job, size_t i, int statu
 		code = 552;
 		enh = "5.2.2";
 		text = "mailbox full";
+		break;
+	case MAIL_ERR_QUOTA:
+		/* the mailbox filled between the frontend's 250 and this
+		 * delivery: bounced at once (docs/operations.md, "Quotas") */
+		code = 552;
+		enh = "5.2.2";
+		text = "mailbox full (over quota)";
+		delivery__quota_refused(job->d);
 		break;
 	default:
 		break;
@@ -804,6 +819,10 @@ static void delivery__next(struct delivery_job *job)
 		req.mailbox = env->rcpt_mailbox[i];
 		req.mailbox_fallback = 1;
 	}
+	if (i < env->n_rcpt_quota_storage)
+		req.quota_storage = env->rcpt_quota_storage[i];
+	if (i < env->n_rcpt_quota_messages)
+		req.quota_messages = env->rcpt_quota_messages[i];
 	req.delivery_id = delivery_id;
 	req.body = env->body;
 	req.internal_date = env->received_at;
@@ -978,6 +997,9 @@ void queue_delivery_metrics(const queue_delivery *d, buf *out, const char *label
 				   "%llu\n", labels, sep, c->domain, names[k],
 				   (unsigned long long)v[k]);
 	}
+	buf_printf(out, "# TYPE mail_quota_refusals_total counter\n"
+		   "mail_quota_refusals_total{%s%swhere=\"delivery\"} %llu\n", labels, sep,
+		   (unsigned long long)d->quota_refusals);
 	int64_t oldest = queue_sched_oldest_born(d->sched);
 	int64_t age = oldest > 0 ? (util_now_wall_ms() - oldest) / 1000 : 0;
 	buf_printf(out, "# TYPE mail_queue_oldest_seconds gauge\nmail_queue_oldest_seconds{%s} "

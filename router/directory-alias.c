@@ -460,7 +460,7 @@ struct resolver {
 };
 
 static void route_add(struct resolver *rs, const char *address, int external,
-		      const char *folder)
+		      const char *folder, const struct directory_quota *quota)
 {
 	struct directory_rcpt *r = rs->r;
 	for (size_t i = 0; i < r->n_routes; i++) {
@@ -480,6 +480,8 @@ static void route_add(struct resolver *rs, const char *address, int external,
 		.external = external,
 		.folder = folder != NULL ? xstrdup(folder) : NULL,
 	};
+	if (quota != NULL)
+		r->routes[r->n_routes - 1].quota = *quota;
 }
 
 /* The targets of alias local@domain into *targets_r (a JSON array, NULL
@@ -569,7 +571,7 @@ static int resolve_local(struct resolver *rs, const char *tenant, const char *lo
 		return depth == 0 ? MAIL_ERR_PERM : MAIL_ERR_NOT_FOUND;
 	}
 	if (err == MAIL_OK)
-		route_add(rs, addr, 0, folder);
+		route_add(rs, addr, 0, folder, &info.quota);
 	free(addr);
 	if (err != MAIL_ERR_NOT_FOUND)
 		return err;
@@ -606,7 +608,7 @@ static int resolve_address(struct resolver *rs, const char *address, const char 
 	int err = tenant_of(rs->dir, domain, &tenant, &settings);
 	if (err == MAIL_ERR_NOT_FOUND && !top) {
 		/* an outside target of an alias: forwarded */
-		route_add(rs, addr, 1, NULL);
+		route_add(rs, addr, 1, NULL, NULL);
 		err = MAIL_OK;
 		goto out;
 	}
@@ -647,7 +649,9 @@ static int resolve_address(struct resolver *rs, const char *address, const char 
 				err = MAIL_ERR_NOT_FOUND;
 			if (err == MAIL_OK) {
 				rs->r->via_alias = 1;
-				route_add(rs, users[0], 0, NULL);
+				struct directory_user_info pm;
+				int got = directory_user_info(rs->dir, users[0], &pm) == MAIL_OK;
+				route_add(rs, users[0], 0, NULL, got ? &pm.quota : NULL);
 			}
 			for (size_t i = 0; i < n; i++)
 				free(users[i]);

@@ -334,7 +334,7 @@ int directory_tenant_exists(directory *dir, const char *domain)
 
 /* ---- tenant settings: one table for the record, KEY=VALUE and show ---- */
 
-enum setting_kind { SET_UINT, SET_BOOL, SET_ENUM, SET_ZONES, SET_ADDRESS };
+enum setting_kind { SET_UINT, SET_BOOL, SET_ENUM, SET_ZONES, SET_ADDRESS, SET_SIZE };
 
 struct setting_def {
 	const char *key;     /* in the record and in KEY=VALUE */
@@ -372,6 +372,12 @@ static const struct setting_def setting_defs[] = {
 	{ "suspended", DIRECTORY_TENANT_SUSPENDED, SET_BOOL, TS_OFF(suspended), 0, 0, NULL, 0 },
 	{ "max_users", DIRECTORY_TENANT_MAX_USERS, SET_UINT, TS_OFF(max_users), 0,
 	  DIRECTORY_MAX_USERS_MAX, NULL, 0 },
+	{ "quota_storage", DIRECTORY_TENANT_QUOTA_STORAGE, SET_SIZE, TS_OFF(quota_storage), 0, 0,
+	  NULL, 0 },
+	{ "quota_messages", DIRECTORY_TENANT_QUOTA_MESSAGES, SET_UINT, TS_OFF(quota_messages), 0,
+	  DIRECTORY_QUOTA_MESSAGES_MAX, NULL, 0 },
+	{ "tenant_outbound_per_hour", DIRECTORY_TENANT_OUTBOUND_TENANT, SET_UINT,
+	  TS_OFF(tenant_outbound_per_hour), 0, DIRECTORY_TENANT_OUTBOUND_PER_HOUR_MAX, NULL, 0 },
 };
 #define N_SETTINGS (sizeof setting_defs / sizeof setting_defs[0])
 #define ALL_FIELDS ((1u << N_SETTINGS) - 1)
@@ -422,6 +428,32 @@ static int zones_normalize(const char *v, char *out, size_t size)
 	return 0;
 }
 
+int directory_size_parse(const char *text, uint64_t *bytes_r)
+{
+	*bytes_r = 0;
+	if (strcmp(text, "unlimited") == 0)
+		return 0;
+	if (text[0] < '0' || text[0] > '9')
+		return -1;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(text, &end, 10);
+	if (errno != 0)
+		return -1;
+	unsigned shift = 0;
+	if (*end != '\0') {
+		static const char units[] = "kmgt";
+		const char *u = strchr(units, *end >= 'A' && *end <= 'Z' ? *end + 32 : *end);
+		if (u == NULL || *end == '\0' || end[1] != '\0')
+			return -1;
+		shift = 10u * (unsigned)(u - units + 1);
+	}
+	if (n > (DIRECTORY_QUOTA_STORAGE_MAX >> shift))
+		return -1;
+	*bytes_r = (uint64_t)n << shift;
+	return 0;
+}
+
 /* Set def's field of s from the text v. 0 or -1. */
 static int setting_from_text(const struct setting_def *def, const char *v,
 			     struct directory_tenant_settings *s)
@@ -438,6 +470,8 @@ static int setting_from_text(const struct setting_def *def, const char *v,
 		*(unsigned *)(void *)field = (unsigned)n;
 		return 0;
 	}
+	case SET_SIZE:
+		return directory_size_parse(v, (uint64_t *)(void *)field);
 	case SET_BOOL:
 		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
 			return -1;
@@ -477,6 +511,8 @@ static json_t *setting_to_json(const struct setting_def *def,
 	switch (def->kind) {
 	case SET_UINT:
 		return json_integer((json_int_t) * (const unsigned *)(const void *)field);
+	case SET_SIZE:
+		return json_integer((json_int_t) * (const uint64_t *)(const void *)field);
 	case SET_BOOL:
 		return json_boolean(*(const int *)(const void *)field);
 	case SET_ENUM:
@@ -497,9 +533,12 @@ static int setting_from_json(const struct setting_def *def, json_t *v,
 	if (def->kind == SET_UINT && json_is_integer(v) && json_integer_value(v) >= 0 &&
 	    json_integer_value(v) <= (json_int_t)UINT32_MAX)
 		snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
+	else if (def->kind == SET_SIZE && json_is_integer(v) && json_integer_value(v) >= 0)
+		snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
 	else if (def->kind == SET_BOOL && json_is_boolean(v))
 		snprintf(text, sizeof text, "%s", json_is_true(v) ? "on" : "off");
-	else if (def->kind != SET_UINT && def->kind != SET_BOOL && json_is_string(v) &&
+	else if (def->kind != SET_UINT && def->kind != SET_BOOL && def->kind != SET_SIZE &&
+		 json_is_string(v) &&
 		 json_string_length(v) < sizeof text)
 		snprintf(text, sizeof text, "%s", json_string_value(v));
 	else
@@ -528,6 +567,7 @@ int directory_tenant_setting_parse(const char *kv, struct directory_tenant_setti
 				[SET_ENUM] = "not one of the values",
 				[SET_ZONES] = "not a list of up to 8 DNS zones",
 				[SET_ADDRESS] = "not an address",
+				[SET_SIZE] = "not a size (bytes, or with K, M, G or T)",
 			};
 			*error_r = why[def->kind];
 			return -1;
@@ -551,6 +591,10 @@ char *directory_tenant_settings_format(const struct directory_tenant_settings *s
 		switch (def->kind) {
 		case SET_UINT:
 			snprintf(text, sizeof text, "%u", *(const unsigned *)(const void *)field);
+			break;
+		case SET_SIZE:
+			snprintf(text, sizeof text, "%llu",
+				 (unsigned long long)*(const uint64_t *)(const void *)field);
 			break;
 		case SET_BOOL:
 			snprintf(text, sizeof text, "%s",
@@ -869,6 +913,12 @@ int directory_user_info(directory *dir, const char *address, struct directory_us
 			info->created_ms = json_is_integer(c) ? json_integer_value(c) : 0;
 			info->state = directory__user_state(j);
 			info->scram = json_object_get(j, "scram") != NULL;
+			json_t *q = json_object_get(j, "quota");
+			json_t *qs = json_object_get(q, "storage"), *qm = json_object_get(q, "messages");
+			if (json_is_integer(qs) && json_integer_value(qs) > 0)
+				info->quota.storage = (uint64_t)json_integer_value(qs);
+			if (json_is_integer(qm) && json_integer_value(qm) > 0)
+				info->quota.messages = (uint64_t)json_integer_value(qm);
 		}
 		json_decref(j);
 	}
@@ -900,6 +950,76 @@ int directory_user_state_set(directory *dir, const char *address,
 			  user_state_names[state]);
 	free(addr);
 	return err;
+}
+
+/* directory_user_quota_set's edit of the record's "quota" object. */
+struct quota_edit {
+	const struct directory_quota *quota;
+	unsigned fields;
+};
+
+static int directory__quota_fn(json_t *record, void *arg)
+{
+	const struct quota_edit *e = arg;
+	json_t *q = json_object_get(record, "quota");
+	if (!json_is_object(q)) {
+		q = json_object();
+		json_object_set_new(record, "quota", q);
+	}
+	static const char *const names[] = { "storage", "messages" };
+	const uint64_t v[] = { e->quota->storage, e->quota->messages };
+	for (unsigned i = 0; i < 2; i++) {
+		if (!(e->fields & (1u << i)))
+			continue;
+		if (v[i] == 0)
+			json_object_del(q, names[i]);
+		else
+			json_object_set_new(q, names[i], json_integer((json_int_t)v[i]));
+	}
+	if (json_object_size(q) == 0)
+		json_object_del(record, "quota");
+	return MAIL_OK;
+}
+
+int directory_user_quota_set(directory *dir, const char *address,
+			     const struct directory_quota *quota, unsigned fields)
+{
+	char *addr = util_address_normalize(address, strlen(address));
+	if (addr == NULL)
+		return MAIL_ERR_NOT_FOUND;
+	struct quota_edit e = { quota, fields };
+	int err = directory__user_update(dir, addr, directory__quota_fn, &e, 0);
+	if (err == MAIL_OK)
+		log_event(LOG_INFO, "directory",
+			  "event=user_quota user=%s storage=%llu messages=%llu fields=%u", addr,
+			  (unsigned long long)quota->storage, (unsigned long long)quota->messages,
+			  fields);
+	free(addr);
+	return err;
+}
+
+int directory_quota_get(directory *dir, const char *address, struct directory_quota *user_r,
+			struct directory_quota *tenant_r)
+{
+	memset(user_r, 0, sizeof *user_r);
+	memset(tenant_r, 0, sizeof *tenant_r);
+	struct directory_user_info info;
+	int err = directory_user_info(dir, address, &info);
+	if (err != MAIL_OK)
+		return err;
+	*user_r = info.quota;
+	char *addr = util_address_normalize(address, strlen(address));
+	struct directory_tenant_settings ts;
+	err = addr != NULL ? directory_tenant_settings_get(dir, util_address_domain(addr), &ts)
+			   : MAIL_ERR_NOT_FOUND;
+	free(addr);
+	if (err == MAIL_ERR_NOT_FOUND)
+		return MAIL_OK;   /* a user without a tenant record: its own limits */
+	if (err != MAIL_OK)
+		return err;
+	tenant_r->storage = ts.quota_storage;
+	tenant_r->messages = ts.quota_messages;
+	return MAIL_OK;
 }
 
 /* 1 when the tenant of addr is suspended (a read error counts as not:

@@ -7,7 +7,9 @@
  *                                        "scram":{"salt":b64,"i":4096,
  *                                                 "stored":b64,"server":b64},
  *                                        "state":"disabled"|"deleting" (absent:
- *                                        active)}
+ *                                        active),
+ *                                        "quota":{"storage":N,"messages":N}
+ *                                        (absent: no limit; issue 12)}
  *
  * Domains and addresses are normalised (lowercase, util_address_normalize())
  * before use. Passwords are stored only as argon2id hashes from libsodium's
@@ -141,8 +143,23 @@ struct directory_tenant_settings {
 	 * MAIL_ERR_LIMIT); 0 (default): no limit; at most
 	 * DIRECTORY_MAX_USERS_MAX. */
 	unsigned max_users;
+	/* issue 12, the tenant's quota (docs/operations.md, "Quotas"): the
+	 * sum of its users' usage may not pass them. quota_storage=SIZE
+	 * (octets; K/M/G/T suffixes, 1024-based; 0 or "unlimited": none),
+	 * quota_messages=N (0: none). Default none. */
+	uint64_t quota_storage;
+	unsigned quota_messages;
+	/* tenant_outbound_per_hour=N: messages to outside recipients that all
+	 * of the tenant's users together may submit per sliding hour, counted
+	 * per frontend process (N frontends: up to N x this); 0 (default): no
+	 * limit, else 1..DIRECTORY_TENANT_OUTBOUND_PER_HOUR_MAX. */
+	unsigned tenant_outbound_per_hour;
 };
 #define DIRECTORY_MAX_USERS_MAX 10000000u
+#define DIRECTORY_TENANT_OUTBOUND_PER_HOUR_MAX 100000000u
+/* The largest storage quota (1 EiB): past it a SIZE is refused. */
+#define DIRECTORY_QUOTA_STORAGE_MAX (1ull << 60)
+#define DIRECTORY_QUOTA_MESSAGES_MAX 4294967295u
 /* Which fields directory_tenant_settings_set() writes. */
 enum directory_tenant_field {
 	DIRECTORY_TENANT_OUTBOUND_PER_HOUR = 1u << 0,
@@ -158,7 +175,15 @@ enum directory_tenant_field {
 	DIRECTORY_TENANT_POSTMASTER = 1u << 10,
 	DIRECTORY_TENANT_SUSPENDED = 1u << 11,
 	DIRECTORY_TENANT_MAX_USERS = 1u << 12,
+	DIRECTORY_TENANT_QUOTA_STORAGE = 1u << 13,
+	DIRECTORY_TENANT_QUOTA_MESSAGES = 1u << 14,
+	DIRECTORY_TENANT_OUTBOUND_TENANT = 1u << 15,
 };
+/* A SIZE of `mailctl quota set --storage` and quota_storage=: decimal
+ * octets, or with a K, M, G or T suffix (any case, 1024-based: 10M is
+ * 10485760), or "unlimited" (= 0, no limit); at most
+ * DIRECTORY_QUOTA_STORAGE_MAX. 0 with *bytes_r, or -1. */
+int directory_size_parse(const char *text, uint64_t *bytes_r);
 /* One "KEY=VALUE" of `mailctl tenant set` into *settings, its field bit
  * into *fields: outbound_per_hour=N, delay_warning=on|off, spf=, dmarc=,
  * ptr=, greylisting=, greylist_delay=, dnsbl=, rhsbl=, spam=, postmaster=
@@ -213,11 +238,32 @@ enum directory_user_state {
 	DIRECTORY_USER_DELETING,
 };
 const char *directory_user_state_name(enum directory_user_state st);
+/* A quota (issue 12): 0 = no limit of that kind. */
+struct directory_quota {
+	uint64_t storage;                 /* octets */
+	uint64_t messages;
+};
 struct directory_user_info {
 	int64_t created_ms;               /* 0 if unknown */
 	enum directory_user_state state;
 	int scram;                        /* SCRAM keys stored */
+	/* the record's "quota":{"storage":N,"messages":N} (absent: zeros) */
+	struct directory_quota quota;
 };
+/* Which limits directory_user_quota_set() writes. */
+#define DIRECTORY_QUOTA_STORAGE 1u
+#define DIRECTORY_QUOTA_MESSAGES 2u
+/* Set the user's quota fields named by `fields` (a compare-and-swap of the
+ * record, other fields kept; a limit of 0 removes it). MAIL_ERR_NOT_FOUND
+ * for an unknown user. */
+int directory_user_quota_set(directory *dir, const char *address,
+			     const struct directory_quota *quota, unsigned fields);
+/* The limits that apply to address: its own (*user_r) and its tenant's
+ * (*tenant_r); a message is refused when either would be passed. Two
+ * etcd reads. MAIL_OK, MAIL_ERR_NOT_FOUND (no such user), or
+ * MAIL_ERR_UNAVAILABLE / INTERNAL. */
+int directory_quota_get(directory *dir, const char *address, struct directory_quota *user_r,
+			struct directory_quota *tenant_r);
 /* MAIL_OK with *info_r, MAIL_ERR_NOT_FOUND, MAIL_ERR_INTERNAL (a bad
  * record). */
 int directory_user_info(directory *dir, const char *address, struct directory_user_info *info_r);
@@ -327,6 +373,8 @@ struct directory_route {
 	char *address;  /* a user of ours (normalised), or an outside address */
 	int external;   /* outside our tenants: forwarded */
 	char *folder;   /* the subaddress' folder ("tag" of user+tag), or NULL */
+	/* a user of ours: its own quota as its record says (issue 12) */
+	struct directory_quota quota;
 };
 struct directory_rcpt {
 	/* The tenant the address belongs to (after a domain alias), or NULL

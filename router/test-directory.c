@@ -322,6 +322,88 @@ static void test_lifecycle(void **state)
 	assert_int_equal(back.suspended, 0);
 }
 
+/* Quotas (issue 12): SIZE parsing, a user's limits in its record (kept by
+ * the other edits), a tenant's in its settings, directory_quota_get and
+ * the routes of a recipient carrying the user's own. */
+static void test_quota(void **state)
+{
+	fixture *f = *state;
+	uint64_t n;
+	assert_int_equal(directory_size_parse("0", &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(directory_size_parse("unlimited", &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(directory_size_parse("12345", &n), 0);
+	assert_int_equal(n, 12345);
+	assert_int_equal(directory_size_parse("10K", &n), 0);
+	assert_int_equal(n, 10240);
+	assert_int_equal(directory_size_parse("2m", &n), 0);
+	assert_int_equal(n, 2u << 20);
+	assert_int_equal(directory_size_parse("3G", &n), 0);
+	assert_int_equal(n, 3ull << 30);
+	assert_int_equal(directory_size_parse("1T", &n), 0);
+	assert_int_equal(n, 1ull << 40);
+	const char *bad[] = { "", "12Q", "-1", "K", "1KB", "1.5G", " 1", "99999999999999999999",
+			      "2000000T" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(directory_size_parse(bad[i], &n), -1);
+
+	assert_int_equal(directory_tenant_add(f->dir, "quota.test"), MAIL_OK);
+	assert_int_equal(directory_user_add(f->dir, "ann@quota.test", "pw-ann-1"), MAIL_OK);
+	struct directory_quota q = { .storage = 10240, .messages = 0 }, u, t;
+	assert_int_equal(directory_user_quota_set(f->dir, "Ann@quota.test", &q,
+						  DIRECTORY_QUOTA_STORAGE), MAIL_OK);
+	q = (struct directory_quota){ .storage = 1, .messages = 7 };
+	assert_int_equal(directory_user_quota_set(f->dir, "ann@quota.test", &q,
+						  DIRECTORY_QUOTA_MESSAGES), MAIL_OK);
+	/* another edit keeps it */
+	assert_int_equal(directory_user_passwd(f->dir, "ann@quota.test", "pw-ann-2"), MAIL_OK);
+	assert_int_equal(directory_quota_get(f->dir, "ann@quota.test", &u, &t), MAIL_OK);
+	assert_int_equal(u.storage, 10240);
+	assert_int_equal(u.messages, 7);
+	assert_int_equal(t.storage, 0);
+	assert_int_equal(t.messages, 0);
+	struct directory_rcpt r;
+	assert_int_equal(directory_rcpt_resolve(f->dir, "ann@quota.test", NULL, &r), MAIL_OK);
+	assert_int_equal(r.routes[0].quota.storage, 10240);
+	assert_int_equal(r.routes[0].quota.messages, 7);
+	directory_rcpt_free(&r);
+	/* the tenant's */
+	struct directory_tenant_settings ts;
+	memset(&ts, 0, sizeof ts);
+	unsigned fields = 0;
+	const char *error;
+	assert_int_equal(directory_tenant_setting_parse("quota_storage=5G", &ts, &fields, &error), 0);
+	assert_int_equal(directory_tenant_setting_parse("quota_messages=100", &ts, &fields, &error),
+			 0);
+	assert_int_equal(directory_tenant_setting_parse("tenant_outbound_per_hour=50", &ts, &fields,
+							&error), 0);
+	assert_int_equal(directory_tenant_setting_parse("quota_storage=12Q", &ts, &fields, &error),
+			 -1);
+	assert_int_equal(directory_tenant_settings_set(f->dir, "quota.test", &ts, fields), MAIL_OK);
+	assert_int_equal(directory_quota_get(f->dir, "ann@quota.test", &u, &t), MAIL_OK);
+	assert_int_equal(t.storage, 5ull << 30);
+	assert_int_equal(t.messages, 100);
+	struct directory_tenant_settings back;
+	assert_int_equal(directory_tenant_settings_get(f->dir, "quota.test", &back), MAIL_OK);
+	assert_int_equal(back.tenant_outbound_per_hour, 50);
+	char *text = directory_tenant_settings_format(&back);
+	assert_non_null(strstr(text, "quota_storage=5368709120\n"));
+	free(text);
+	/* 0 removes a limit */
+	q = (struct directory_quota){ 0, 0 };
+	assert_int_equal(directory_user_quota_set(f->dir, "ann@quota.test", &q,
+						  DIRECTORY_QUOTA_STORAGE | DIRECTORY_QUOTA_MESSAGES),
+			 MAIL_OK);
+	assert_int_equal(directory_quota_get(f->dir, "ann@quota.test", &u, &t), MAIL_OK);
+	assert_int_equal(u.storage, 0);
+	assert_int_equal(u.messages, 0);
+	assert_int_equal(directory_user_quota_set(f->dir, "nobody@quota.test", &q,
+						  DIRECTORY_QUOTA_STORAGE), MAIL_ERR_NOT_FOUND);
+	assert_int_equal(directory_quota_get(f->dir, "nobody@quota.test", &u, &t),
+			 MAIL_ERR_NOT_FOUND);
+}
+
 /* App passwords: generated, valid as a password, listed without their
  * secret, revoked at once; the account password still works; SCRAM keys
  * stay the account password's. */
@@ -616,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_app_passwords),
+		cmocka_unit_test(test_quota),
 		cmocka_unit_test(test_unreachable),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

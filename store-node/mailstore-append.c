@@ -39,6 +39,11 @@ static int append_locked(mailstore *s, const char *user, const char *name,
 	if ((uint64_t)m.uidnext + n >= UINT32_MAX)
 		ret = MAIL_ERR_LIMIT;   /* uids are 32-bit */
 	/* the keywords of every message must fit the mailbox's bound */
+	uint64_t add_bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		add_bytes += am[i].in->body_len;
+	if (ret == MAIL_OK)
+		ret = mailstore__quota_check_locked(s, user, add_bytes, n);
 	for (size_t i = 0; i < n && ret == MAIL_OK; i++)
 		ret = mailstore__keywords_merge(s, &m, am[i].flags, &am[i].n_flags, 0);
 	if (ret != MAIL_OK) {
@@ -248,6 +253,13 @@ static int copy_locked(mailstore *s, const char *user, const char *from,
 		ret = copy_collect(s, user, &src, ranges, n_ranges, &msgs, &n);
 	if (ret == MAIL_OK && (uint64_t)dst->uidnext + n >= UINT32_MAX)
 		ret = MAIL_ERR_LIMIT;
+	if (ret == MAIL_OK && !move && n > 0) {
+		/* a MOVE stays within the user: it changes no usage */
+		uint64_t add_bytes = 0;
+		for (size_t i = 0; i < n; i++)
+			add_bytes += msgs[i].size;
+		ret = mailstore__quota_check_locked(s, user, add_bytes, n);
+	}
 	for (size_t i = 0; i < n && ret == MAIL_OK; i++) {
 		size_t nf = msgs[i].n_flags;
 		ret = mailstore__keywords_merge(s, dst, msgs[i].flags, &nf, 0);

@@ -138,6 +138,10 @@ struct mailstore {
 	void *change_arg;
 	struct mailstore_change *changes;
 	size_t n_changes, cap_changes;
+	/* Set by mailstore_quota_begin(): the limits of the next writes
+	 * (quota_on = 0: none). */
+	int quota_on;
+	struct mailstore_quota quota;
 	/* A deleted mailbox waits for its keys to be purged ('G'). */
 	int purge_pending;
 };
@@ -365,6 +369,13 @@ int mailstore__body_get(mailstore *s, const char *user, uint64_t mbox_id, uint32
 /* One message and its body (mailstore_fetch, under lock). */
 int mailstore__fetch_locked(mailstore *s, const char *user, const char *name, uint32_t uid,
 			    struct mailstore_message_info *info_r, void **body_r, size_t *len_r);
+
+/* MAIL_OK when adding bytes and messages to user's usage stays within
+ * the limits of mailstore_quota_begin (always, when none), MAIL_ERR_QUOTA
+ * when not (logged event=quota_refused), INTERNAL on a read error. */
+int mailstore__quota_check_locked(mailstore *s, const char *user, uint64_t bytes,
+				  uint64_t messages);
+int mailstore__usage_locked(mailstore *s, const char *user, struct mailstore_usage *usage_r);
 
 /* ---- records (mailstore-records.c) ---- */
 

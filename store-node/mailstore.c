@@ -1118,6 +1118,10 @@ static int deliver_locked(mailstore *s, const char *user, const char *name,
 		ret = MAIL_ERR_LIMIT;
 		goto out;
 	}
+	/* after the duplicate check: a retry of a delivery made is answered */
+	ret = mailstore__quota_check_locked(s, user, msg->body_len, 1);
+	if (ret != MAIL_OK)
+		goto out;
 	/* a delivery is never refused for a label: keywords past the
 	 * mailbox's bound are dropped */
 	(void)mailstore__keywords_merge(s, &m, flags, n_flags, 1);

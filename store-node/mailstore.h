@@ -606,6 +606,39 @@ int mailstore_mailbox_canon(mailstore *store, const char *mailbox, buf *out);
 int mailstore_highest_modseq(mailstore *store, const char *user, const char *mailbox,
 			     uint64_t *modseq_r);
 
+/* ---- quotas (issue 12) ----
+ * A user's usage is the sum of the counters of the user's mailbox records
+ * ('M': exists and size), which every write batch already keeps exact
+ * (deliver, APPEND, COPY, MOVE, EXPUNGE, DELETE of a mailbox, user purge),
+ * which every replica computes alike from the replicated entries, which
+ * survive a restart and travel in snapshots (legacy records are recounted
+ * on read, as everywhere). Reading it is one seek and a walk of the user's
+ * mailbox records (at most limits.max_mailboxes, usually a handful): no
+ * separate counter that could drift, no periodic scan. Messages flagged
+ * \Deleted count until they are expunged (RFC 9208 5.1). */
+struct mailstore_usage {
+	uint64_t bytes;      /* sum of the messages' sizes (octets) */
+	uint64_t messages;   /* number of messages */
+};
+/* user's usage into *usage_r (zeros for a user without mailboxes; never
+ * creates INBOX). MAIL_OK, PARAMS (bad user) or INTERNAL. Any thread. */
+int mailstore_usage(mailstore *store, const char *user, struct mailstore_usage *usage_r);
+
+/* A user's limits: 0 = no limit of that kind. */
+struct mailstore_quota {
+	uint64_t storage;    /* octets */
+	uint64_t messages;
+};
+/* Until the next call with NULL: deliver, APPEND and COPY (not MOVE, which
+ * does not change a user's usage) refuse with MAIL_ERR_QUOTA, writing
+ * nothing, when the user's usage plus what they add would pass quota (a
+ * duplicate delivery is still answered as a duplicate). The check and the
+ * write are one step under the store lock; when the limits come from a
+ * replicated entry (store-service.c) every replica decides alike.
+ * Deletions are never checked. As mailstore_apply_begin, the caller
+ * serialises this with its calls on the store. */
+void mailstore_quota_begin(mailstore *store, const struct mailstore_quota *quota);
+
 /* ---- replication (replication/repl-host.c, store-service.c) ----
  * A replicated log applies the same entries on every replica; the store must
  * then compute the same state everywhere and record how far it got. */

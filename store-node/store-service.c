@@ -164,8 +164,11 @@ static int exec_deliver(mailstore *store, const Store__DeliverRequest *req, buf 
 		.structure_len = req->structure.len,
 		.inbox_fallback = req->mailbox_fallback,
 	};
+	struct mailstore_quota q = { req->quota_storage, req->quota_messages };
+	mailstore_quota_begin(store, &q);
 	int ret = mailstore_deliver_msg(store, req->user, req->mailbox, req->delivery_id, &msg,
 					&res);
+	mailstore_quota_begin(store, NULL);
 	char qid[300], quser[300];
 	log_quote(qid, sizeof qid, req->delivery_id, strlen(req->delivery_id));
 	log_quote(quser, sizeof quser, req->user, strlen(req->user));
@@ -449,7 +452,10 @@ static int exec_append(mailstore *store, const Store__AppendRequest *req, buf *o
 		};
 	}
 	uint32_t uidvalidity, *uids;
+	struct mailstore_quota q = { req->quota_storage, req->quota_messages };
+	mailstore_quota_begin(store, &q);
 	int ret = mailstore_append(store, req->user, req->mailbox, msgs, n, &uidvalidity, &uids);
+	mailstore_quota_begin(store, NULL);
 	free(msgs);
 	if (ret != MAIL_OK)
 		return ret;
@@ -467,8 +473,11 @@ static int exec_copy(mailstore *store, const Store__CopyRequest *req, buf *out)
 	struct search_uid_range *r = ranges_from_pb(req->uids, req->n_uids);
 	uint32_t uidvalidity, *src, *dst;
 	size_t n;
+	struct mailstore_quota q = { req->quota_storage, req->quota_messages };
+	mailstore_quota_begin(store, &q);
 	int ret = mailstore_copy(store, req->user, req->from, r, req->n_uids, req->to, req->move,
 				 &uidvalidity, &src, &dst, &n);
+	mailstore_quota_begin(store, NULL);
 	free(r);
 	if (ret != MAIL_OK)
 		return ret;
@@ -592,6 +601,19 @@ static int exec_changes(mailstore *store, const Store__ChangesRequest *req, buf 
 	return MAIL_OK;
 }
 
+/* A user's usage (issue 12): read only, never creates INBOX. */
+static int exec_usage(mailstore *store, const Store__UsageRequest *req, buf *out)
+{
+	struct mailstore_usage u;
+	int ret = mailstore_usage(store, req->user, &u);
+	if (ret != MAIL_OK)
+		return ret;
+	Store__UsageResponse resp = STORE__USAGE_RESPONSE__INIT;
+	resp.bytes = u.bytes;
+	resp.messages = u.messages;
+	return pack_to(MAIL_OK, &resp.base, out);
+}
+
 /* One method's request/response types and executor. */
 struct store_op {
 	uint16_t method;
@@ -624,6 +646,7 @@ STORE_EXEC(exec_copy, Store__CopyRequest)
 STORE_EXEC(exec_fetch_meta, Store__FetchMetaRequest)
 STORE_EXEC(exec_fetch_range, Store__FetchRangeRequest)
 STORE_EXEC(exec_changes, Store__ChangesRequest)
+STORE_EXEC(exec_usage, Store__UsageRequest)
 
 /* STORE_OP_INBOX: a ListRequest whose apply creates INBOX (a read that
  * would create it on the primary alone would make replicas diverge). */
@@ -666,6 +689,8 @@ static const struct store_op store_ops[] = {
 	  &store__fetch_range_response__descriptor, exec_fetch_range_any, 0 },
 	{ STORE__METHOD__CHANGES, &store__changes_request__descriptor,
 	  &store__changes_response__descriptor, exec_changes_any, 0 },
+	{ STORE__METHOD__USAGE, &store__usage_request__descriptor,
+	  &store__usage_response__descriptor, exec_usage_any, 0 },
 };
 
 static const struct store_op *store_op_find(uint16_t method)
@@ -841,7 +866,7 @@ static void handle_any(rpc_call *call, const struct store_op *op, const char *us
 		ret = propose_write(svc, partition, op, req, w);
 	} else {
 		int exists = 1;
-		if (op->method != STORE__METHOD__FETCH &&
+		if (op->method != STORE__METHOD__FETCH && op->method != STORE__METHOD__USAGE &&
 		    mailstore_mailbox_exists(svc->store, user, MAILSTORE_INBOX, &exists) != MAIL_OK)
 			exists = 1;   /* a bad user: the read says so */
 		if (exists) {
@@ -884,6 +909,7 @@ STORE_HANDLER(handle_fetch_meta, STORE__METHOD__FETCH_META, Store__FetchMetaRequ
 STORE_HANDLER(handle_fetch_range, STORE__METHOD__FETCH_RANGE, Store__FetchRangeRequest)
 STORE_HANDLER(handle_changes, STORE__METHOD__CHANGES, Store__ChangesRequest)
 STORE_HANDLER(handle_user_purge, STORE__METHOD__USER_PURGE, Store__UserPurgeRequest)
+STORE_HANDLER(handle_usage, STORE__METHOD__USAGE, Store__UsageRequest)
 
 /* ---- WATCH: long polls answered by the changes they wait for --------------------
  * A held call is answered by the first of: the mailbox's change callback
@@ -1318,6 +1344,10 @@ static const rpc_method store_methods[] = {
 	/* erasing an account is the operator's, never a frontend's */
 	{ STORE__METHOD__USER_PURGE, "user_purge", &store__user_purge_request__descriptor,
 	  handle_user_purge, RPC_ROLE_ADMIN },
+	/* usage: frontends (RCPT, IMAP QUOTA), queues (before a delivery),
+	 * mailctl quota show */
+	{ STORE__METHOD__USAGE, "usage", &store__usage_request__descriptor, handle_usage,
+	  STORE_MAILBOX_ROLES | RPC_ROLE_QUEUE },
 	{ STORE__METHOD__WATCH, "watch", &store__watch_request__descriptor, handle_watch,
 	  STORE_MAILBOX_ROLES },
 	{ STORE__METHOD__SEARCH, "search", &store__search_request__descriptor, handle_search,

@@ -16,6 +16,8 @@ Starts its own cluster on free 127.0.0.1 ports and checks:
     local one (only the remote RCPT is refused);
   * another user of the same tenant has counts of their own, and a tenant
     without a limit is not limited;
+  * a tenant-wide limit (tenant_outbound_per_hour=4): two users of the
+    tenant together send 4, then either gets 451 4.7.1;
   * the tenant's delay-warning reaches the queue with each submitted
     message: its users get one "delayed" DSN for mail still deferred after
     the queue's --delay-warning (3 s here), a tenant without it gets none.
@@ -43,6 +45,9 @@ ALICE = "alice@" + TENANT
 BOB = "bob@" + TENANT
 CAROL = "carol@" + TENANT
 FREE = "dave@free.test"          # a tenant without a limit
+# a tenant with a tenant-wide limit only (tenant_outbound_per_hour)
+ERIN, FRANK = "erin@team.test", "frank@team.test"
+TEAM_LIMIT = 4
 PASSWORD = "rate pass"
 REMOTE = "someone@dead.test"
 LIMIT = 3
@@ -185,18 +190,32 @@ class RateLimit:
         # alice is still limited
         self.assert_limited(lambda: self.send(ALICE, [REMOTE], "remote 5"))
 
+    def tenant_wide(self):
+        r = self.c.mailctl("tenant", "set", "team.test", f"tenant_outbound_per_hour={TEAM_LIMIT}")
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        d = json.loads(self.c.mailctl("tenant", "show", "team.test", "--json").stdout)
+        assert d["tenant_outbound_per_hour"] == TEAM_LIMIT and d["outbound_per_hour"] == 0, d
+        for i in range(TEAM_LIMIT // 2):
+            assert self.send(ERIN, [REMOTE], f"erin {i + 1}") == {}
+            assert self.send(FRANK, [REMOTE], f"frank {i + 1}") == {}
+        self.assert_limited(lambda: self.send(ERIN, [REMOTE], "erin over"))
+        self.assert_limited(lambda: self.send(FRANK, [REMOTE], "frank over"))
+        assert "user=@team.test limit=4" in self.frontend_log()
+
 
 def main():
     def body(c, check):
         c.mailctl("tenant", "add", TENANT)
         c.mailctl("tenant", "add", "free.test")
-        for user in (ALICE, BOB, CAROL, FREE):
+        c.mailctl("tenant", "add", "team.test")
+        for user in (ALICE, BOB, CAROL, FREE, ERIN, FRANK):
             c.mailctl("user", "add", user, stdin=PASSWORD + "\n")
         t = RateLimit(c)
         check("settings_show", t.settings_show)
         check("limit_reached", t.limit_reached)
         check("local_not_counted", t.local_not_counted)
         check("others_unaffected", t.others_unaffected)
+        check("tenant_wide", t.tenant_wide)
         check("delay_warning", t.delay_warning)
 
     zone = dnszone.ZoneServer(ZONE)

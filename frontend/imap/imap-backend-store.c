@@ -14,6 +14,7 @@
  */
 #include "imap-backend-store.h"
 #include "auth-pool.h"
+#include "quota-client.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct watch_group;
 struct imap_store_backend {
 	auth_pool *auth;
 	store_client *sc;
+	quota_client *quota;       /* NULL: no quotas */
 	uv_loop_t *loop;
 	struct watch_group *groups[WATCH_GROUP_BUCKETS];
 };
@@ -559,6 +561,149 @@ static void imap_store_append_cb(int status, const ProtobufCMessage *resp, void 
 	free(c);
 }
 
+/* ---- quotas (issue 12) ------------------------------------------------------
+ * APPEND and COPY of a user with a limit first ask its usage (quota-client.h),
+ * refuse at once what would pass its own or its tenant's limit (NO
+ * [OVERQUOTA]), and hand the store the limits that apply
+ * (quota_view_effective), which it checks again atomically with the write.
+ * The request is packed while the quota is read (the engine's arguments
+ * are borrowed for the call only). A MOVE changes no usage: no check. */
+
+struct imap_store_quota_write {
+	store_client *sc;
+	quota_client *qc;
+	int copy;                  /* CopyRequest, else AppendRequest */
+	uint8_t *packed;
+	size_t len;
+	uint64_t bytes, messages;  /* what it adds (COPY: 1, 1: "at or over") */
+	void *cb;
+	void *arg;
+};
+
+static void imap_store_append_cb(int status, const ProtobufCMessage *resp, void *arg);
+static void imap_store_copy_cb(int status, const ProtobufCMessage *resp, void *arg);
+
+static void imap_store_quota_write_cb(int status, const struct quota_view *v, void *arg)
+{
+	struct imap_store_quota_write *w = arg;
+	struct directory_quota eff = { 0, 0 };
+	if (status == MAIL_OK && quota_view_over(v, w->bytes, w->messages)) {
+		quota_client_refused(w->qc, QUOTA_WHERE_APPEND);
+		struct imap_store_call *c = imap_store_call_new(w->cb, w->arg);
+		if (w->copy)
+			imap_store_copy_cb(MAIL_ERR_QUOTA, NULL, c);
+		else
+			imap_store_append_cb(MAIL_ERR_QUOTA, NULL, c);
+		free(w->packed);
+		free(w);
+		return;
+	}
+	if (status == MAIL_OK)
+		quota_view_effective(v, &eff);
+	/* a directory error: the write goes without limits (never refused
+	 * for an outage) */
+	struct imap_store_call *c = imap_store_call_new(w->cb, w->arg);
+	if (w->copy) {
+		Store__CopyRequest *r = store__copy_request__unpack(NULL, w->len, w->packed);
+		r->quota_storage = eff.storage;
+		r->quota_messages = eff.messages;
+		store_client_copy(w->sc, r, imap_store_copy_cb, c);
+		store__copy_request__free_unpacked(r, NULL);
+	} else {
+		Store__AppendRequest *r = store__append_request__unpack(NULL, w->len, w->packed);
+		r->quota_storage = eff.storage;
+		r->quota_messages = eff.messages;
+		store_client_append(w->sc, r, imap_store_append_cb, c);
+		store__append_request__free_unpacked(r, NULL);
+	}
+	free(w->packed);
+	free(w);
+}
+
+/* Start the quota read before the write req (packed now). */
+static void imap_store_quota_write(struct imap_store_backend *b, const char *user,
+				   const ProtobufCMessage *req, int copy, uint64_t bytes,
+				   uint64_t messages, void *cb, void *arg)
+{
+	struct imap_store_quota_write *w = xcalloc(1, sizeof(*w));
+	w->sc = b->sc;
+	w->qc = b->quota;
+	w->copy = copy;
+	w->len = protobuf_c_message_get_packed_size(req);
+	w->packed = xmalloc(w->len + 1);
+	protobuf_c_message_pack(req, w->packed);
+	w->bytes = bytes;
+	w->messages = messages;
+	w->cb = cb;
+	w->arg = arg;
+	quota_client_get(b->quota, user, NULL, NULL, imap_store_quota_write_cb, w);
+}
+
+static void imap_store_quota_cb(int status, const struct quota_view *v, void *arg)
+{
+	struct imap_store_call *c = arg;
+	imap_backend_quota_cb *cb = c->cb;
+	struct imap_quota q = { 0 };
+	if (status == MAIL_ERR_NOT_FOUND)
+		status = MAIL_OK;   /* a user gone meanwhile: nothing limited */
+	if (status == MAIL_OK && v->user_known) {
+		struct directory_quota eff;
+		quota_view_effective(v, &eff);
+		q.has_storage = eff.storage > 0;
+		q.has_messages = eff.messages > 0;
+		q.storage_limit = eff.storage;
+		q.messages_limit = eff.messages;
+		q.storage_used = v->user.bytes;
+		q.messages_used = v->user.messages;
+	}
+	cb(status, &q, c->arg);
+	free(c);
+}
+
+struct imap_store_noquota {
+	uv_work_t work;
+	imap_backend_quota_cb *cb;
+	void *arg;
+};
+
+static void imap_store_noquota_work(uv_work_t *w)
+{
+	(void)w;
+}
+
+static void imap_store_noquota_done(uv_work_t *w, int status)
+{
+	(void)status;
+	struct imap_store_noquota *nq = w->data;
+	struct imap_quota none = { 0 };
+	nq->cb(MAIL_OK, &none, nq->arg);
+	free(nq);
+}
+
+static void imap_store_quota(void *ctx, const char *user, imap_backend_quota_cb *cb, void *arg)
+{
+	struct imap_store_backend *b = ctx;
+	if (b->quota == NULL) {
+		/* no quotas: answered from the loop, never from inside the
+		 * call (imap-backend.h) */
+		struct imap_store_noquota *nq = xcalloc(1, sizeof(*nq));
+		nq->work.data = nq;
+		nq->cb = cb;
+		nq->arg = arg;
+		if (uv_queue_work(b->loop, &nq->work, imap_store_noquota_work,
+				  imap_store_noquota_done) < 0)
+			imap_store_noquota_done(&nq->work, 0);
+		return;
+	}
+	quota_client_get(b->quota, user, NULL, NULL, imap_store_quota_cb,
+			 imap_store_call_new(cb, arg));
+}
+
+void imap_store_backend_set_quota(imap_store_backend *b, quota_client *qc)
+{
+	b->quota = qc;
+}
+
 static void imap_store_append(void *ctx, const char *user, const char *mailbox,
 			      const struct imap_append_msg *msgs, size_t n,
 			      imap_backend_append_cb *cb, void *arg)
@@ -579,7 +724,14 @@ static void imap_store_append(void *ctx, const char *user, const char *mailbox,
 	req.mailbox = (char *)mailbox;
 	req.messages = ptrs;
 	req.n_messages = n;
-	store_client_append(b->sc, &req, imap_store_append_cb, imap_store_call_new(cb, arg));
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		bytes += msgs[i].len;
+	if (b->quota != NULL)
+		imap_store_quota_write(b, user, &req.base, 0, bytes, n, (void *)cb, arg);
+	else
+		store_client_append(b->sc, &req, imap_store_append_cb,
+				    imap_store_call_new(cb, arg));
 	free(ptrs);
 	free(am);
 }
@@ -612,7 +764,10 @@ static void imap_store_copy(void *ctx, const char *user, const char *from,
 	req.uids = ptrs;
 	req.n_uids = n_ranges;
 	req.move = move != 0;
-	store_client_copy(b->sc, &req, imap_store_copy_cb, imap_store_call_new(cb, arg));
+	if (b->quota != NULL && !move)
+		imap_store_quota_write(b, user, &req.base, 1, 1, 1, (void *)cb, arg);
+	else
+		store_client_copy(b->sc, &req, imap_store_copy_cb, imap_store_call_new(cb, arg));
 	free(ptrs);
 	free(pbs);
 }
@@ -1411,6 +1566,7 @@ const struct imap_backend imap_store_backend_vfuncs = {
 	.changes = imap_store_changes,
 	.watch = imap_store_watch,
 	.unwatch = imap_store_unwatch,
+	.quota = imap_store_quota,
 };
 
 imap_store_backend *imap_store_backend_create(struct auth_pool *auth, store_client *sc)

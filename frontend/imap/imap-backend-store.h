@@ -31,6 +31,12 @@ extern const struct imap_backend imap_store_backend_vfuncs;
  * started (pending calls hold no pointer to the backend object, so it can
  * be destroyed while some are still in flight). Never NULL. */
 imap_store_backend *imap_store_backend_create(struct auth_pool *auth, store_client *sc);
+/* Quotas (issue 12): APPEND and COPY check the user's usage against its
+ * and its tenant's limits and hand the store the limits that apply; the
+ * QUOTA extension reports them. qc is borrowed and must outlive the
+ * calls (client/quota-client.h). Without it: no quotas. */
+struct quota_client;
+void imap_store_backend_set_quota(imap_store_backend *b, struct quota_client *qc);
 /* Watches still registered are dropped (unwatch them first); a WATCH
  * call still out completes later and frees its group. Every watch must be
  * unwatched before the store client is destroyed: a group that still has

@@ -185,6 +185,16 @@ typedef void imap_backend_changes_cb(int status, const struct imap_changes *chan
  * times until unwatch(); never from inside watch() or unwatch(). */
 typedef void imap_backend_watch_cb(uint64_t highest_modseq, void *arg);
 typedef struct imap_backend_watch imap_backend_watch;
+/* QUOTA (RFC 9208; issue 12): the user's one quota root "". has_*: a
+ * limit of that resource applies (else the field is not reported);
+ * *_limit is the limit that applies to this user (its own, tightened by
+ * what its tenant has left), *_used its usage in octets and messages. */
+struct imap_quota {
+	int has_storage, has_messages;
+	uint64_t storage_used, storage_limit;    /* octets */
+	uint64_t messages_used, messages_limit;
+};
+typedef void imap_backend_quota_cb(int status, const struct imap_quota *quota, void *arg);
 
 struct imap_backend {
 	/* Check a login. password is wiped by the engine after the call
@@ -280,6 +290,11 @@ struct imap_backend {
 	imap_backend_watch *(*watch)(void *ctx, const char *user, const char *mailbox,
 				     uint64_t modseq, imap_backend_watch_cb *cb, void *arg);
 	void (*unwatch)(void *ctx, imap_backend_watch *w);
+	/* Optional (NULL: no quota, GETQUOTAROOT names no root): the user's
+	 * quota and usage (RFC 9208). APPEND and COPY of a backend with
+	 * quotas fail MAIL_ERR_QUOTA (NO [OVERQUOTA]) past it; deleting never
+	 * does. */
+	void (*quota)(void *ctx, const char *user, imap_backend_quota_cb *cb, void *arg);
 };
 
 #endif

@@ -81,6 +81,7 @@ struct imap_memory_backend {
 	struct mem_sub *subs;
 	uint32_t next_uidvalidity; /* of the next mailbox made by CREATE */
 	size_t max_message_size;   /* APPEND: TOO_BIG above (0: none) */
+	struct imap_quota quota;   /* what quota() reports */
 };
 
 enum mem_op_kind { MEM_AUTH, MEM_SCRAM, MEM_LIST, MEM_SELECT, MEM_FETCH, MEM_STORE,

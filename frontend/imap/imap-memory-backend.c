@@ -188,6 +188,13 @@ void imap_memory_backend_set_delay(imap_memory_backend *mb, uint64_t delay_ms)
 	mb->delay_ms = delay_ms;
 }
 
+void imap_memory_backend_set_quota(imap_memory_backend *mb, const struct imap_quota *q)
+{
+	memset(&mb->quota, 0, sizeof mb->quota);
+	if (q != NULL)
+		mb->quota = *q;
+}
+
 void imap_memory_backend_set_failure(imap_memory_backend *mb, int err)
 {
 	mb->failure = err;
@@ -857,6 +864,19 @@ static void mem_subscribe(void *ctx, const char *user, const char *mailbox, int 
 	mem_op_start(op);
 }
 
+static void mem_run_quota(struct mem_op *op)
+{
+	imap_backend_quota_cb *cb = op->cb;
+	cb(op->mb->failure, &op->mb->quota, op->arg);
+}
+
+static void mem_quota(void *ctx, const char *user, imap_backend_quota_cb *cb, void *arg)
+{
+	struct mem_op *op;
+	mem_call(ctx, mem_run_quota, user, NULL, cb, arg, &op);
+	mem_op_start(op);
+}
+
 static void mem_status(void *ctx, const char *user, const char *mailbox,
 		       imap_backend_mailbox_cb *cb, void *arg)
 {
@@ -913,5 +933,6 @@ const struct imap_backend imap_memory_backend_vfuncs = {
 	.rename = mem_rename,
 	.subscribe = mem_subscribe,
 	.status = mem_status,
+	.quota = mem_quota,
 	.append = mem_append,
 };

@@ -31,6 +31,10 @@ void imap_memory_backend_destroy(imap_memory_backend **mb);
 void imap_memory_backend_set_delay(imap_memory_backend *mb, uint64_t delay_ms);
 /* Make every call after this one fail with err (MAIL_OK to stop). */
 void imap_memory_backend_set_failure(imap_memory_backend *mb, int err);
+/* What quota() reports for every user (RFC 9208 tests): a copy of q,
+ * NULL for none (the default: nothing limited). Usage is as given, not
+ * computed from the messages. */
+void imap_memory_backend_set_quota(imap_memory_backend *mb, const struct imap_quota *q);
 /* APPEND of a message over max bytes fails with MAIL_ERR_TOO_BIG (and
  * nothing of that APPEND is stored); 0 (the default): no limit. */
 void imap_memory_backend_set_max_message_size(imap_memory_backend *mb, size_t max);

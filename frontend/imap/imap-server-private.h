@@ -310,6 +310,10 @@ imap_cmd_func imap_cmd_unsubscribe;
 imap_cmd_func imap_cmd_lsub;
 imap_cmd_func imap_cmd_status;
 imap_cmd_func imap_cmd_namespace;
+/* RFC 9208 (imap-cmd-quota.c) */
+imap_cmd_func imap_cmd_getquotaroot;
+imap_cmd_func imap_cmd_getquota;
+imap_cmd_func imap_cmd_setquota;
 imap_cmd_func imap_cmd_check;
 /* imap-cmd-append.c */
 imap_cmd_func imap_cmd_append;

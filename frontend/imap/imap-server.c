@@ -71,6 +71,10 @@ const struct imap_command_def imap_commands[] = {
 	{ "NAMESPACE", imap_cmd_namespace, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 	{ "CHECK", imap_cmd_check, IMAP_CMD_SELECTED, NULL },
 	{ "APPEND", imap_cmd_append, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
+	/* RFC 9208 (the capabilities are in the table below) */
+	{ "GETQUOTAROOT", imap_cmd_getquotaroot, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
+	{ "GETQUOTA", imap_cmd_getquota, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
+	{ "SETQUOTA", imap_cmd_setquota, IMAP_CMD_AUTH | IMAP_CMD_SELECTED, NULL },
 };
 const size_t imap_commands_count = sizeof(imap_commands) / sizeof(imap_commands[0]);
 
@@ -110,6 +114,9 @@ const struct imap_capability_def imap_capabilities[] = {
 	{ "THREAD=REFERENCES", 0, 0 },     /* RFC 5256 */
 	{ "THREAD=ORDEREDSUBJECT", 0, 0 }, /* RFC 5256 */
 	{ "BINARY", 0, 0 },                /* RFC 3516 */
+	{ "QUOTA", 0, 0 },                 /* RFC 9208 */
+	{ "QUOTA=RES-STORAGE", 0, 0 },     /* RFC 9208 5.1 */
+	{ "QUOTA=RES-MESSAGE", 0, 0 },     /* RFC 9208 5.2 */
 };
 const size_t imap_capabilities_count = sizeof(imap_capabilities) / sizeof(imap_capabilities[0]);
 

@@ -569,6 +569,52 @@ static void test_status(void **state)
 	fixture_stop(f);
 }
 
+/* ---- QUOTA (RFC 9208; issue 12) ------------------------------------ */
+
+static void test_quota(void **state)
+{
+	(void)state;
+	struct fixture *f = fixture_start(NULL);
+	struct client *c = client_login(f);
+	client_tagged_check(c, "c1", "CAPABILITY", " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
+	/* no limit: no root (4.3), GETQUOTA "" is NO */
+	check_exact(c, "q1", "GETQUOTAROOT INBOX", "* QUOTAROOT INBOX\r\nq1 OK Getquotaroot completed\r\n");
+	client_tagged_check(c, "q2", "GETQUOTA \"\"", "q2 NO");
+	/* limits: STORAGE in KiB (usage rounded up, limit down), MESSAGE */
+	struct imap_quota q = { .has_storage = 1, .has_messages = 1, .storage_used = 1025,
+				.storage_limit = 10 * 1024 + 1023, .messages_used = 3,
+				.messages_limit = 100 };
+	imap_memory_backend_set_quota(f->e.mb, &q);
+	check_exact(c, "q3", "GETQUOTAROOT inbox",
+		    "* QUOTAROOT INBOX \"\"\r\n* QUOTA \"\" (STORAGE 2 10 MESSAGE 3 100)\r\n"
+		    "q3 OK Getquotaroot completed\r\n");
+	check_exact(c, "q4", "GETQUOTA \"\"",
+		    "* QUOTA \"\" (STORAGE 2 10 MESSAGE 3 100)\r\nq4 OK Getquota completed\r\n");
+	/* one resource only */
+	q.has_messages = 0;
+	imap_memory_backend_set_quota(f->e.mb, &q);
+	check_exact(c, "q5", "GETQUOTA \"\"",
+		    "* QUOTA \"\" (STORAGE 2 10)\r\nq5 OK Getquota completed\r\n");
+	client_tagged_check(c, "q6", "GETQUOTA \"other\"", "q6 NO");
+	client_tagged_check(c, "q7", "GETQUOTA", "q7 BAD");
+	client_tagged_check(c, "q8", "GETQUOTAROOT", "q8 BAD");
+	/* users never set their quota */
+	client_tagged_check(c, "q9", "SETQUOTA \"\" (STORAGE 512)", "q9 NO [NOPERM]");
+	client_tagged_check(c, "qa", "SETQUOTA \"\"", "qa BAD");
+	/* the backend's error: its row */
+	imap_memory_backend_set_failure(f->e.mb, MAIL_ERR_UNAVAILABLE);
+	client_tagged_check(c, "qb", "GETQUOTAROOT INBOX", "qb NO");
+	imap_memory_backend_set_failure(f->e.mb, MAIL_OK);
+	imap_memory_backend_set_quota(f->e.mb, NULL);
+	client_close(c);
+	/* before login: BAD */
+	c = client_connect(f->e.port);
+	free(client_until(c, "* OK"));
+	client_tagged_check(c, "n1", "GETQUOTAROOT INBOX", "n1 BAD");
+	client_close(c);
+	fixture_stop(f);
+}
+
 /* ---- ID, ENABLE ------------------------------------------------------ */
 
 static void test_id_enable(void **state)
@@ -1393,6 +1439,7 @@ int main(void)
 		cmocka_unit_test(test_literal_minus),
 		cmocka_unit_test(test_compress),
 		cmocka_unit_test(test_compress_bomb),
+		cmocka_unit_test(test_quota),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

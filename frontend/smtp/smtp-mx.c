@@ -9,6 +9,8 @@
  * dropped by the engine).
  */
 #include "smtp-mx.h"
+
+#include "quota-client.h"
 #include "smtp-inbound.h"
 #include "greylist.h"
 #include "conncheck.h"
@@ -49,6 +51,7 @@ struct smtp_mx {
 	smtp_inbound *inbound; /* the MX's authentication checks, or NULL */
 	greylist *grey;        /* cluster-wide greylisting, or NULL */
 	const struct srs *srs; /* forwarding's sender rewriting, or NULL */
+	struct quota_client *quota; /* quotas (borrowed), or NULL */
 };
 
 /* Per SMTP session (smtp_session_data): the transaction's recipients as
@@ -75,6 +78,15 @@ struct mx_session {
 	inbound_txn *txn;      /* started by the first recipient that wants them */
 	struct directory_rcpt *rcpts;
 	size_t n_rcpts, cap;
+	/* limits the end of DATA set for a local recipient's copy in place of
+	 * its own (its tenant is full: the store refuses that copy) */
+	struct mx_quota_cap *caps;
+	size_t n_caps;
+};
+
+struct mx_quota_cap {
+	char *address;
+	struct directory_quota quota;
 };
 
 /* One AUTH lookup: held back by the penalty, then on the auth pool. */
@@ -119,6 +131,7 @@ struct smtp_mx__enqueue {
 	size_t n_rcpts;
 	size_t size;
 	char *rate_user;  /* counted by smtp_rate_take() at rate_at, or NULL */
+	char *rate_tenant; /* its tenant's key, counted with it, or NULL */
 	uint64_t rate_at;
 	struct smtp_mx__group *group; /* one of several enqueues, or NULL */
 };
@@ -172,6 +185,11 @@ static void mx_session_reset(struct mx_session *ms)
 	ms->mail_from = NULL;
 	free(ms->rhs.key);
 	ms->rhs.key = NULL;
+	for (size_t i = 0; i < ms->n_caps; i++)
+		free(ms->caps[i].address);
+	free(ms->caps);
+	ms->caps = NULL;
+	ms->n_caps = 0;
 }
 
 static void mx_session_unref(struct mx_session *ms)
@@ -245,11 +263,20 @@ static int smtp_mx__settings_read(smtp_mx *mx, const char *user,
 static int smtp_mx__rate_full(smtp_mx *mx, smtp_session *s, const char *user,
 			      const struct directory_tenant_settings *settings)
 {
-	if (user == NULL || settings == NULL ||
-	    !smtp_rate_over(mx->rate, user, settings->outbound_per_hour, uv_now(mx->loop)))
+	if (user == NULL || settings == NULL)
 		return 0;
-	smtp_mx__rate_limited(mx, s, user, settings->outbound_per_hour, "rcpt");
-	return 1;
+	uint64_t now = uv_now(mx->loop);
+	if (smtp_rate_over(mx->rate, user, settings->outbound_per_hour, now)) {
+		smtp_mx__rate_limited(mx, s, user, settings->outbound_per_hour, "rcpt");
+		return 1;
+	}
+	char key[SMTP_RATE_TENANT_KEY_MAX];
+	smtp_rate_tenant_key(util_address_domain(user), key, sizeof key);
+	if (smtp_rate_over(mx->rate, key, settings->tenant_outbound_per_hour, now)) {
+		smtp_mx__rate_limited(mx, s, key, settings->tenant_outbound_per_hour, "rcpt");
+		return 1;
+	}
+	return 0;
 }
 
 /* ---- RCPT ------------------------------------------------------------- */
@@ -634,6 +661,83 @@ static void smtp_mx__rcpt_policy(struct smtp_mx__rcpt *r)
 	smtp_mx__rcpt_accept(r, "Ok");
 }
 
+/* ---- quotas (issue 12) --------------------------------------------------- */
+
+/* The tenant limits that apply to route address of r: its tenant's when
+ * the route is in r's tenant (else unknown here: none). */
+static struct directory_quota smtp_mx__tenant_limit(const struct directory_rcpt *r,
+						    const char *address)
+{
+	struct directory_quota q = { 0, 0 };
+	if (r->tenant != NULL && strcmp(util_address_domain(address), r->tenant) == 0) {
+		q.storage = r->settings.quota_storage;
+		q.messages = r->settings.quota_messages;
+	}
+	return q;
+}
+
+static int smtp_mx__limited(const struct directory_quota *u, const struct directory_quota *t)
+{
+	return u->storage > 0 || u->messages > 0 || t->storage > 0 || t->messages > 0;
+}
+
+static void smtp_mx__rcpt_quota_cb(int status, const struct quota_view *v, void *arg)
+{
+	struct smtp_mx__rcpt *r = arg;
+	smtp_mx *mx = r->mx;
+	int over = status == MAIL_OK ? quota_view_over(v, 1, 1) : 0;
+	if (over) {
+		/* RFC 3463 4.2.2, temporary: the sender retries, the user may
+		 * make room meanwhile */
+		log_event(LOG_INFO, mx->log_svc, "event=quota_refused sid=%s rcpt=%s where=rcpt "
+			  "limit=%s", smtp_session_id(r->session), r->resolved.routes[0].address,
+			  over == 1 ? "user" : "tenant");
+		quota_client_refused(mx->quota, QUOTA_WHERE_RCPT);
+		smtp_mx__rcpt_refuse(r, 452, "4.2.2", "Mailbox full, try again later");
+		return;
+	}
+	if (!r->submission)
+		smtp_mx__rcpt_policy(r);
+	else
+		smtp_mx__rcpt_accept(r, "Ok");
+}
+
+/* RCPT: a recipient that is one user of ours with a limit is checked
+ * against its usage (an alias of several is not: each copy meets the
+ * store's check at delivery). 1 when the check runs (its callback goes
+ * on), 0 to go on at once. */
+static int smtp_mx__rcpt_quota(struct smtp_mx__rcpt *r)
+{
+	const struct directory_rcpt *d = &r->resolved;
+	if (r->mx->quota == NULL || d->n_routes != 1 || d->routes[0].external)
+		return 0;
+	const struct directory_route *rt = &d->routes[0];
+	struct directory_quota t = smtp_mx__tenant_limit(d, rt->address);
+	if (!smtp_mx__limited(&rt->quota, &t))
+		return 0;
+	quota_client_get(r->mx->quota, rt->address, &rt->quota, &t, smtp_mx__rcpt_quota_cb, r);
+	return 1;
+}
+
+/* The limits the queue hands the store with address's copy: a cap set at
+ * the end of DATA, else the user's own (0: none). */
+static struct directory_quota smtp_mx__copy_quota(const struct mx_session *ms,
+						  const char *address)
+{
+	struct directory_quota q = { 0, 0 };
+	if (ms == NULL)
+		return q;
+	for (size_t i = 0; i < ms->n_caps; i++)
+		if (strcmp(ms->caps[i].address, address) == 0)
+			return ms->caps[i].quota;
+	for (size_t i = 0; i < ms->n_rcpts; i++)
+		for (size_t k = 0; k < ms->rcpts[i].n_routes; k++)
+			if (!ms->rcpts[i].routes[k].external &&
+			    strcmp(ms->rcpts[i].routes[k].address, address) == 0)
+				return ms->rcpts[i].routes[k].quota;
+	return q;
+}
+
 static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 {
 	struct smtp_mx__rcpt *r = w->data;
@@ -670,6 +774,8 @@ static void smtp_mx__rcpt_done(uv_work_t *w, int status)
 		/* mailctl tenant suspend: the sender retries until it resumes */
 		smtp_session_complete(r->session, 450, "4.2.1",
 				      "Mailbox temporarily disabled, try again later");
+	} else if (err == MAIL_OK && smtp_mx__rcpt_quota(r)) {
+		return; /* smtp_mx__rcpt_quota_cb goes on */
 	} else if (err == MAIL_OK && !r->submission) {
 		smtp_mx__rcpt_policy(r);
 		return;
@@ -907,6 +1013,7 @@ static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
 			g->status = status;
 		if (--g->pending > 0) {
 			free(e->rate_user);
+			free(e->rate_tenant);
 			free(e);
 			smtp_mx__unref(mx);
 			return;
@@ -928,9 +1035,12 @@ static void smtp_mx__enqueue_cb(int status, const char *queue_id, void *arg)
 		/* not accepted: not counted against the sender's rate */
 		if (e->rate_user != NULL)
 			smtp_rate_give_back(mx->rate, e->rate_user, e->rate_at, uv_now(mx->loop));
+		if (e->rate_tenant != NULL)
+			smtp_rate_give_back(mx->rate, e->rate_tenant, e->rate_at, uv_now(mx->loop));
 		smtp_session_complete(e->session, info->smtp_code, info->smtp_enh, info->text);
 	}
 	free(e->rate_user);
+	free(e->rate_tenant);
 	free(e);
 	smtp_mx__unref(mx);
 }
@@ -941,6 +1051,7 @@ struct smtp_mx__submit {
 	int delay_warning;  /* the sender's tenant's setting */
 	char *counted_user; /* counted against its rate at counted_at (moved
 			     * into the enqueue), or NULL */
+	char *counted_tenant; /* the tenant's key, counted too (moved), or NULL */
 	uint64_t counted_at;
 };
 
@@ -960,8 +1071,10 @@ static void smtp_mx__enqueue_part(smtp_mx *mx, smtp_session *s,
 	e->size = t->body_len;
 	if (sub != NULL) {
 		e->rate_user = sub->counted_user;
+		e->rate_tenant = sub->counted_tenant;
 		e->rate_at = sub->counted_at;
 		sub->counted_user = NULL;
+		sub->counted_tenant = NULL;
 	}
 	const uint8_t *msg = p->body != NULL ? p->body : t->body;
 	size_t msg_len = p->body != NULL ? p->body_len : t->body_len;
@@ -1031,6 +1144,24 @@ static void smtp_mx__enqueue_part(smtp_mx *mx, smtp_session *s,
 		req.auth_user = (char *)smtp_session_user(s);
 	req.sender_local = sub != NULL && sub->sender_local;
 	req.delay_warning = sub != NULL && sub->delay_warning;
+	/* each local copy's quota, for the store's check at delivery */
+	uint64_t *q_storage = xcalloc(p->n + 1, sizeof *q_storage);
+	uint64_t *q_messages = xcalloc(p->n + 1, sizeof *q_messages);
+	int any_quota = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->remote[i])
+			continue;
+		struct directory_quota q = smtp_mx__copy_quota(smtp_session_data(s), p->rcpts[i]);
+		q_storage[i] = q.storage;
+		q_messages[i] = q.messages;
+		any_quota |= q.storage > 0 || q.messages > 0;
+	}
+	if (any_quota) {
+		req.n_rcpt_quota_storage = p->n;
+		req.rcpt_quota_storage = q_storage;
+		req.n_rcpt_quota_messages = p->n;
+		req.rcpt_quota_messages = q_messages;
+	}
 	struct smtp_mx__dsn dsn;
 	smtp_mx__dsn_fill(t, p, &req, &dsn);
 
@@ -1038,6 +1169,8 @@ static void smtp_mx__enqueue_part(smtp_mx *mx, smtp_session *s,
 	/* The request is packed before this returns (queue-client.h). */
 	queue_client_enqueue(mx->qc, &req, smtp_mx__enqueue_cb, e);
 	smtp_mx__dsn_free(&dsn, p->n);
+	free(q_storage);
+	free(q_messages);
 	buf_deinit(&body);
 	free(from);
 }
@@ -1103,6 +1236,12 @@ static void smtp_mx__remote_done(uv_work_t *w, int status)
 		any_remote |= r->remote[i];
 	/* only mail that leaves the platform counts */
 	unsigned limit = r->user != NULL && any_remote ? r->tenant.outbound_per_hour : 0;
+	/* the tenant-wide count (tenant_outbound_per_hour): all its users on
+	 * this frontend together, under the key "@domain" */
+	unsigned tlimit = r->user != NULL && any_remote ? r->tenant.tenant_outbound_per_hour : 0;
+	char tkey[SMTP_RATE_TENANT_KEY_MAX] = "";
+	if (r->user != NULL)
+		smtp_rate_tenant_key(util_address_domain(r->user), tkey, sizeof tkey);
 	struct smtp_mx__submit sub = {
 		.sender_local = r->sender_local,
 		.delay_warning = r->tenant.delay_warning,
@@ -1112,10 +1251,16 @@ static void smtp_mx__remote_done(uv_work_t *w, int status)
 				      "Temporary directory failure, try again later");
 	} else if (!smtp_rate_take(mx->rate, r->user, limit, now)) {
 		smtp_mx__rate_limited(mx, r->session, r->user, limit, "data");
+	} else if (!smtp_rate_take(mx->rate, tkey, tlimit, now)) {
+		if (limit > 0)
+			smtp_rate_give_back(mx->rate, r->user, now, now);
+		smtp_mx__rate_limited(mx, r->session, tkey, tlimit, "data");
 	} else {
+		sub.counted_at = now;
+		if (tlimit > 0)
+			sub.counted_tenant = xstrdup(tkey);
 		if (limit > 0) {
 			sub.counted_user = r->user;
-			sub.counted_at = now;
 			r->user = NULL;
 		}
 		struct mx_plan plan;
@@ -1266,9 +1411,142 @@ static void smtp_mx__data_verdict(const struct inbound_verdict *v, void *arg)
 	smtp_mx__unref(mx);
 }
 
+/* The end of DATA's quota check: one entry per distinct local route with
+ * a limit. */
+struct smtp_mx__qdata {
+	smtp_mx *mx;
+	smtp_session *session;
+	const struct smtp_transaction *t; /* valid until the DATA completion */
+	size_t n, pending;
+	size_t n_routes;                  /* every route of the transaction */
+	struct smtp_mx__qentry {
+		const char *address;      /* in the session's routes */
+		struct quota_view view;
+		int status;
+	} *e;
+};
+
+static void smtp_mx__on_data_go(smtp_session *s, const struct smtp_transaction *t, smtp_mx *mx);
+
+static void smtp_mx__data_quota_done(struct smtp_mx__qdata *q)
+{
+	smtp_mx *mx = q->mx;
+	struct mx_session *ms = smtp_session_data(q->session);
+	size_t n_over = 0;
+	int tenant_over = 0;
+	for (size_t i = 0; i < q->n; i++) {
+		if (q->e[i].status != MAIL_OK)
+			continue;
+		if (ms != NULL) {
+			/* the copy's limits at delivery: its own, tightened to
+			 * what its tenant has left (quota_view_effective), so the
+			 * store refuses a copy that passes either */
+			ms->caps = xrealloc(ms->caps, (ms->n_caps + 1) * sizeof *ms->caps);
+			ms->caps[ms->n_caps].address = xstrdup(q->e[i].address);
+			quota_view_effective(&q->e[i].view, &ms->caps[ms->n_caps].quota);
+			ms->n_caps++;
+		}
+		int over = quota_view_over(&q->e[i].view, q->t->body_len, 1);
+		if (over == 0)
+			continue;
+		n_over++;
+		tenant_over |= over == 2;
+		log_event(LOG_INFO, mx->log_svc, "event=quota_over sid=%s rcpt=%s size=%zu limit=%s",
+			  smtp_session_id(q->session), q->e[i].address, q->t->body_len,
+			  over == 1 ? "user" : "tenant");
+	}
+	if (n_over > 0 && n_over == q->n_routes) {
+		/* it fits no recipient: refused now rather than bounced */
+		log_event(LOG_INFO, mx->log_svc, "event=quota_refused sid=%s where=data size=%zu",
+			  smtp_session_id(q->session), q->t->body_len);
+		quota_client_refused(mx->quota, QUOTA_WHERE_DATA);
+		smtp_session_complete(q->session, 552, "5.2.2",
+				      tenant_over ? "Mailbox full: the message exceeds the domain's "
+						    "storage quota"
+						  : "Mailbox full: the message exceeds the "
+						    "recipient's storage quota");
+	} else {
+		smtp_mx__on_data_go(q->session, q->t, mx);
+	}
+	free(q->e);
+	free(q);
+	smtp_mx__unref(mx);
+}
+
+struct smtp_mx__qwait {
+	struct smtp_mx__qdata *q;
+	size_t i;
+};
+
+static void smtp_mx__data_quota_one(int status, const struct quota_view *v, void *arg)
+{
+	struct smtp_mx__qwait *w = arg;
+	struct smtp_mx__qdata *q = w->q;
+	q->e[w->i].status = status;
+	q->e[w->i].view = *v;
+	free(w);
+	if (--q->pending == 0)
+		smtp_mx__data_quota_done(q);
+}
+
+/* 1 when the check runs (smtp_mx__data_quota_done goes on). */
+static int smtp_mx__data_quota(smtp_mx *mx, smtp_session *s, const struct smtp_transaction *t)
+{
+	struct mx_session *ms = smtp_session_data(s);
+	if (mx->quota == NULL || ms == NULL || ms->n_rcpts != t->n_rcpts)
+		return 0;
+	struct smtp_mx__qdata *q = xcalloc(1, sizeof *q);
+	for (size_t i = 0; i < ms->n_rcpts; i++)
+		q->n_routes += ms->rcpts[i].n_routes;
+	q->e = xcalloc(q->n_routes + 1, sizeof *q->e);
+	struct directory_quota *lim = xcalloc(2 * (q->n_routes + 1), sizeof *lim);
+	for (size_t i = 0; i < ms->n_rcpts; i++) {
+		const struct directory_rcpt *d = &ms->rcpts[i];
+		for (size_t k = 0; k < d->n_routes; k++) {
+			const struct directory_route *rt = &d->routes[k];
+			struct directory_quota tl = smtp_mx__tenant_limit(d, rt->address);
+			int dup = 0;
+			for (size_t j = 0; j < q->n && !dup; j++)
+				dup = strcmp(q->e[j].address, rt->address) == 0;
+			if (rt->external || dup || !smtp_mx__limited(&rt->quota, &tl))
+				continue;
+			lim[2 * q->n] = rt->quota;
+			lim[2 * q->n + 1] = tl;
+			q->e[q->n++].address = rt->address;
+		}
+	}
+	if (q->n == 0) {
+		free(lim);
+		free(q->e);
+		free(q);
+		return 0;
+	}
+	q->mx = mx;
+	q->session = s;
+	q->t = t;
+	q->pending = q->n;
+	smtp_mx__ref(mx);
+	for (size_t i = 0; i < q->n; i++) {
+		struct smtp_mx__qwait *w = xcalloc(1, sizeof *w);
+		w->q = q;
+		w->i = i;
+		quota_client_get(mx->quota, q->e[i].address, &lim[2 * i], &lim[2 * i + 1],
+				 smtp_mx__data_quota_one, w);
+	}
+	free(lim);
+	return 1;
+}
+
 static void smtp_mx__on_data(smtp_session *s, const struct smtp_transaction *t, void *ctx)
 {
 	smtp_mx *mx = ctx;
+	if (smtp_mx__data_quota(mx, s, t))
+		return;
+	smtp_mx__on_data_go(s, t, mx);
+}
+
+static void smtp_mx__on_data_go(smtp_session *s, const struct smtp_transaction *t, smtp_mx *mx)
+{
 	if (!mx->submission) {
 		if (smtp_trace_hops(t->body, t->body_len) > SMTP_MX_HOPS_MAX) {
 			smtp_session_complete(s, 554, "5.4.6", "Too many hops: a mail loop");
@@ -1479,6 +1757,7 @@ int smtp_mx_start(uv_loop_t *loop, const struct smtp_mx_settings *set, directory
 							      : smtp_inbound_ref(set->inbound);
 	mx->grey = set->submission ? NULL : set->grey;
 	mx->srs = set->submission ? NULL : set->srs;
+	mx->quota = set->quota;
 	if (set->submission && mx->rate == NULL) {
 		mx->rate = smtp_rate_create(NULL);
 		mx->rate_owned = 1;

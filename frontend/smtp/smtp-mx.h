@@ -73,6 +73,14 @@ struct smtp_mx_settings {
 	 * addresses of our tenants are taken back (lib/srs/srs.h;
 	 * borrowed). NULL: forwarded as they are. */
 	const struct srs *srs;
+	/* Quotas (client/quota-client.h; borrowed, must outlive the MX):
+	 * a recipient (a user, or an alias of one user) already at or over its
+	 * own or its tenant's quota gets 452 4.2.2 at RCPT; at the end of DATA
+	 * a message that does not fit any of its local recipients is refused
+	 * 552 5.2.2, and one that fits some of them is accepted: the store
+	 * refuses the others' copies at delivery and the queue bounces them
+	 * (DSN 5.2.2; docs/operations.md "Quotas"). NULL: no quotas. */
+	struct quota_client *quota;
 };
 
 /* smtp_server_settings_init_default() with port 2525 and log_svc

@@ -10,6 +10,7 @@
 #include "util.h"
 #include "xalloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,6 +244,11 @@ void smtp_rate_give_back(smtp_rate *rate, const char *user, uint64_t taken_ms, u
 }
 
 /* ---- tenants --------------------------------------------------------------- */
+
+void smtp_rate_tenant_key(const char *domain, char *key, size_t size)
+{
+	snprintf(key, size, "@%s", domain);
+}
 
 int smtp_rate_tenant_get(smtp_rate *rate, const char *domain, uint64_t now_ms,
 			 struct directory_tenant_settings *settings_r)

@@ -27,6 +27,7 @@
 #ifndef MAIL_SMTP_RATE_H
 #define MAIL_SMTP_RATE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "directory.h"
@@ -76,6 +77,14 @@ int smtp_rate_take(smtp_rate *rate, const char *user, unsigned limit, uint64_t n
  * did not accept it). Nothing when it left the window or the user was
  * replaced meanwhile. */
 void smtp_rate_give_back(smtp_rate *rate, const char *user, uint64_t taken_ms, uint64_t now_ms);
+
+/* The tenant-wide count (directory.h tenant_outbound_per_hour) is kept in
+ * the users' table under the key "@<domain>", which no normalised address
+ * can be: all of the tenant's users on this frontend count together, and
+ * a message counts against both its user's and its tenant's limit. */
+#define SMTP_RATE_TENANT_KEY_MAX 258u
+/* "@" domain into key (size bytes, at least SMTP_RATE_TENANT_KEY_MAX). */
+void smtp_rate_tenant_key(const char *domain, char *key, size_t size);
 
 /* The cached settings of domain into *settings_r: 1 when they were put
  * less than the TTL before now_ms, else 0 (read the directory). */

@@ -189,9 +189,36 @@ static void test_tenant_cache(void **state)
 	smtp_rate_destroy(&r);
 }
 
+/* tenant_outbound_per_hour: the tenant's key counts apart from its users,
+ * and never collides with an address. */
+static void test_tenant_key(void **state)
+{
+	(void)state;
+	smtp_rate *r = smtp_rate_create(NULL);
+	char key[SMTP_RATE_TENANT_KEY_MAX];
+	smtp_rate_tenant_key("a.test", key, sizeof key);
+	assert_string_equal(key, "@a.test");
+	/* two users of the tenant, a tenant-wide limit of 3 */
+	assert_true(smtp_rate_take(r, "ann@a.test", 10, T0));
+	assert_true(smtp_rate_take(r, key, 3, T0));
+	assert_true(smtp_rate_take(r, "bob@a.test", 10, T0));
+	assert_true(smtp_rate_take(r, key, 3, T0));
+	assert_true(smtp_rate_take(r, key, 3, T0));
+	assert_true(smtp_rate_over(r, key, 3, T0));
+	assert_false(smtp_rate_take(r, key, 3, T0));
+	/* the users' own counts are theirs */
+	assert_int_equal(smtp_rate_count(r, "ann@a.test", T0), 1);
+	assert_int_equal(smtp_rate_count(r, "bob@a.test", T0), 1);
+	/* given back (the queue refused): room again */
+	smtp_rate_give_back(r, key, T0, T0);
+	assert_false(smtp_rate_over(r, key, 3, T0));
+	smtp_rate_destroy(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tenant_key),
 		cmocka_unit_test(test_limit),
 		cmocka_unit_test(test_sliding_window),
 		cmocka_unit_test(test_give_back),
