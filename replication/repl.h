@@ -116,6 +116,9 @@ struct repl_settings {
 	 * applied since the last call is compacted away before the next. */
 	int (*apply_barrier)(void *arg);
 	void *apply_barrier_arg;
+	/* Tests only: the writer thread sleeps this long before each log
+	 * write (a slow disk). 0 = none. */
+	uint32_t test_write_delay_ms;
 };
 
 #define REPL_DEFAULT_PROPOSE_TIMEOUT_MS 5000u
@@ -157,6 +160,15 @@ struct repl_node_counters {
 	 * replicas, reading an older entry without a side record); log
 	 * compaction and byte counting read none. */
 	uint64_t log_value_bytes_read;
+	/* The writer thread's group writes (one LevelDB write each, sync
+	 * when it holds entries or an epoch), their total and longest
+	 * duration in microseconds. */
+	uint64_t group_writes;
+	uint64_t group_write_us;
+	uint64_t group_write_max_us;
+	/* Times the loop waited for the write in flight (repl.h Threading):
+	 * role changes, closes, a request for a partition being written. */
+	uint64_t loop_waits;
 };
 void repl_node_counters(const repl_node *node, struct repl_node_counters *counters_r);
 
