@@ -50,6 +50,9 @@
  * repl_partition_close(), repl_partition_compact(), an AppendEntries or
  * InstallSnapshot for a partition being written, and repl_node_destroy()
  * (which then joins the thread). Counted in repl_node_counters.loop_waits.
+ * Such a call runs the completions of the write it waited for (the
+ * callbacks of any partition in it) from inside the call, as it ran the
+ * turn's group before the writer thread existed.
  * Rare sync writes stay on the loop: a new epoch and a new primary's
  * BARRIER (repl_partition_set_role), an adopted epoch and the end of a
  * snapshot install.
