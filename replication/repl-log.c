@@ -437,6 +437,12 @@ void repl_log_batch_merge(repl_log_batch *dst, repl_log_batch *src)
 	free(src);
 }
 
+void repl_log_batch_discard(repl_log_batch *b)
+{
+	leveldb_writebatch_destroy(b->wb);
+	free(b);
+}
+
 int repl_log_batch_commit(repl_log_batch *b, int sync)
 {
 	char *err = NULL;

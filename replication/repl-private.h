@@ -110,6 +110,8 @@ void repl_log_batch_put_state(repl_log_batch *b, const struct repl_log_state *st
  * (the writer thread writes the group; the sync_writes count is atomic);
  * the other functions here are for the loop thread. */
 int repl_log_batch_commit(repl_log_batch *b, int sync);
+/* Free the batch without writing it. */
+void repl_log_batch_discard(repl_log_batch *b);
 /* Move src's operations to the end of dst (both of the same log; a batch
  * created for partition UINT32_MAX only gathers others) and free src. */
 void repl_log_batch_merge(repl_log_batch *dst, repl_log_batch *src);

@@ -670,14 +670,19 @@ static void repl__apply(repl_partition *p)
 		}
 		repl_log_entries_free(ents, (size_t)got);
 	}
-	if (p->applied != before && p->group_pending == 0) {
-		/* (with a batch of p in the group or in flight, its state
-		 * record would come after this one, or race it: the next
-		 * write records it) */
+	if (p->applied != before) {
 		p->st.applied_index = p->applied;
-		repl_log_batch *b = repl_log_batch_create(n->log, p->id);
-		repl_log_batch_put_state(b, &p->st);
-		repl_log_batch_commit(b, 0);
+		/* Recorded now only when nothing else is being written: with a
+		 * batch of p in the group or in flight, its state record would
+		 * come after this one, or race it; and any write on the loop
+		 * while the writer thread's sync write is in LevelDB waits for
+		 * that fsync. Otherwise the next write of p's state records it
+		 * (losing it only means re-applying, which the contract allows). */
+		if (p->group_pending == 0 && !repl_writer_busy(n->writer)) {
+			repl_log_batch *b = repl_log_batch_create(n->log, p->id);
+			repl_log_batch_put_state(b, &p->st);
+			repl_log_batch_commit(b, 0);
+		}
 	}
 	if (n->apply_barrier == NULL)
 		repl__pending_complete(p, p->applied);
@@ -1209,10 +1214,12 @@ static int repl__compact_step(repl_partition *p, size_t max_entries, int force)
 		return 0;
 	if (!repl__compact_due(p, force))
 		return 0;
-	if (p->group_pending > 0) {
+	if (p->group_pending > 0 || repl_writer_busy(n->writer)) {
 		/* a batch of p is in the group or being written: its state
-		 * record (with the old base) could land after ours. The step
-		 * runs once that write is done (repl__writer_collect). */
+		 * record (with the old base) could land after ours. And our
+		 * write would wait in LevelDB behind the writer's fsync. The
+		 * step runs once the write in flight is done
+		 * (repl__writer_collect). */
 		p->compact_blocked = 1;
 		return 0;
 	}
@@ -1286,7 +1293,8 @@ int repl_partition_compact(repl_partition *p)
 {
 	int any = 0, r;
 	repl__settle(p);
-	if (p->barrier_listed || p->barrier_inflight)
+	repl__writer_drain(p->node);
+	if (p->barrier_listed)
 		repl__barrier_run(p->node);   /* all it applied, durable first */
 	while ((r = repl__compact_step(p, REPL_COMPACT_STEP, 1)) > 0)
 		any = 1;
@@ -1484,7 +1492,7 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 		/* Compacted here, so applied and committed: it matches. */
 		prev_epoch = req->prev_epoch;
 	} else if (repl__epoch_at(p, req->prev_index, &prev_epoch) < 0) {
-		repl_log_batch_commit(b, 0);
+		repl_log_batch_discard(b);
 		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
 		return;
 	}
@@ -1510,7 +1518,7 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 						  "partition=%u index=%llu commit=%llu", p->id,
 						  (unsigned long long)idx,
 						  (unsigned long long)st.commit_index);
-					repl_log_batch_commit(b, 0);
+					repl_log_batch_discard(b);
 					rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
 					return;
 				}
@@ -1519,7 +1527,7 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 					  (unsigned long long)st.last_index);
 				uint64_t gone = 0;
 				if (repl__log_bytes(n->log, p->id, idx, st.last_index, &gone) < 0) {
-					repl_log_batch_commit(b, 0);
+					repl_log_batch_discard(b);
 					rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
 					return;
 				}
@@ -1570,7 +1578,9 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 		repl__group_add(n, b, c->sync, repl__append_done, c);
 		return;
 	}
-	repl_log_batch_commit(b, 0);
+	/* nothing to write: no LevelDB write at all (an empty one would
+	 * queue behind the writer thread's sync write) */
+	repl_log_batch_discard(b);
 	repl__append_done(c, 0, 1);
 	repl__append_done(c, 0, 2);
 }
