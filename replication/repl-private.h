@@ -119,8 +119,8 @@ void repl_log_batch_merge(repl_log_batch *dst, repl_log_batch *src);
 /* ---- repl-writer.c: the writer thread ------------------------------- */
 
 /* One job at a time, run on its own thread: the owner's apply barrier (if
- * any) then a log batch (if any). notify(arg) runs on the loop (a
- * uv_async) after a part finished; repl_writer_poll() then hands over
+ * any) then a log batch (if any). notify(arg) runs on the loop (an
+ * eventfd it polls) after a part finished; repl_writer_poll() then hands over
  * what finished. delay_ms: tests only, a sleep before each log write. */
 typedef struct repl_writer repl_writer;
 struct repl_writer_result {
@@ -143,7 +143,7 @@ void repl_writer_submit(repl_writer *w, repl_log_batch *batch, int sync,
  * until the whole job finished). Each part is reported once. */
 void repl_writer_poll(repl_writer *w, int wait, struct repl_writer_result *r);
 /* Stop the thread after the job in flight (its results are dropped: poll
- * with wait first), close the async handle (freed from its close_cb: run
+ * with wait first), close the poll handle and the eventfd (freed from its close_cb: run
  * the loop once more). NULLs *w. */
 void repl_writer_destroy(repl_writer **w);
 

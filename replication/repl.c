@@ -313,7 +313,7 @@ static void repl__writer_collect(repl_node *n, int wait)
 		repl__group_start(n);   /* the next job, in this turn's check phase */
 }
 
-/* The writer finished a part (uv_async, on the loop). */
+/* The writer finished a part (its eventfd, on the loop). */
 static void repl__writer_notify(void *arg)
 {
 	repl_node *n = arg;
