@@ -575,6 +575,7 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 							      : PROPOSE_TIMEOUT_MS,
 		.log_keep_entries = set->log_keep_entries,
 		.log_keep_bytes = set->log_keep_bytes,
+		.write_on_loop = set->write_on_loop,
 		.peer_tls = set->tls,
 		/* a store's partitions replicate to stores, a queue's to queues */
 		.peer_roles = rpc_role_parse(router_role_name(set->role)),

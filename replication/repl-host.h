@@ -100,6 +100,7 @@ struct repl_host_settings {
 				      * fails UNAVAILABLE (clients retry) */
 	uint64_t log_keep_entries;   /* 0 = repl.h's default (with snapshots) */
 	uint64_t log_keep_bytes;     /* 0 = repl.h's default (with snapshots) */
+	int write_on_loop;           /* repl.h repl_settings.write_on_loop */
 	etcd_stats *etcd_stats;      /* counts the host's etcd writes (borrowed,
 				      * may be NULL; thread-pool jobs use it, so
 				      * it must outlive the loop's last run) */

@@ -262,6 +262,12 @@ static void repl__group_done_run(struct repl_group_done *done, size_t n_done, in
 static void repl__pending_complete(repl_partition *p, uint64_t upto);
 static void repl__compact_continue(repl_partition *p);
 
+/* A job is in flight on the writer thread (never without one). */
+static int repl__writer_busy(const repl_node *n)
+{
+	return n->writer != NULL && repl_writer_busy(n->writer);
+}
+
 /* Hand over what the writer finished (wait: block the loop until the
  * whole job is done) and run its completions, on the loop. The job's
  * lists leave the node before any completion runs: a completion may
@@ -326,7 +332,7 @@ static void repl__writer_notify(void *arg)
  * in flight, the node's end). */
 static void repl__writer_drain(repl_node *n)
 {
-	if (n->writer != NULL && repl_writer_busy(n->writer)) {
+	if (repl__writer_busy(n)) {
 		n->counters.loop_waits++;
 		repl__writer_collect(n, 1);
 	}
@@ -336,7 +342,7 @@ static void repl__writer_drain(repl_node *n)
  * thread. Not while one is in flight. */
 static void repl__writer_start(repl_node *n)
 {
-	if (repl_writer_busy(n->writer) || (n->group == NULL && n->n_barrier == 0))
+	if (repl__writer_busy(n) || (n->group == NULL && n->n_barrier == 0))
 		return;
 	repl_log_batch *g = n->group;
 	int sync = n->group_sync;
@@ -413,7 +419,7 @@ static void repl__group_check_cb(uv_check_t *h)
 	repl_node *n = gh->node;
 	if (n == NULL)
 		return;
-	if (repl_writer_busy(n->writer)) {
+	if (repl__writer_busy(n)) {
 		/* One job at a time: this turn's work waits in the lists, and
 		 * the job's completion starts these handles again. */
 		uv_idle_stop(&gh->idle);
@@ -430,6 +436,20 @@ static void repl__group_check_cb(uv_check_t *h)
 			repl__flush(fl[i]);
 	}
 	free(fl);
+	if (n->writer == NULL) {
+		/* repl_settings.write_on_loop: write here, as before the
+		 * writer thread; callbacks may have proposed: they are written
+		 * next turn, without the poll blocking first */
+		repl__group_commit(n);
+		repl__barrier_run(n);
+		if (n->n_flush > 0 || n->group != NULL || n->n_barrier > 0) {
+			uv_idle_start(&gh->idle, repl__group_idle_cb);
+		} else {
+			uv_idle_stop(&gh->idle);
+			uv_check_stop(h);
+		}
+		return;
+	}
 	repl__writer_start(n);
 	/* everything gathered is in the job now; the job's completion starts
 	 * the handles again if more came meanwhile */
@@ -678,7 +698,7 @@ static void repl__apply(repl_partition *p)
 		 * while the writer thread's sync write is in LevelDB waits for
 		 * that fsync. Otherwise the next write of p's state records it
 		 * (losing it only means re-applying, which the contract allows). */
-		if (p->group_pending == 0 && !repl_writer_busy(n->writer)) {
+		if (p->group_pending == 0 && !repl__writer_busy(n)) {
 			repl_log_batch *b = repl_log_batch_create(n->log, p->id);
 			repl_log_batch_put_state(b, &p->st);
 			repl_log_batch_commit(b, 0);
@@ -1214,7 +1234,7 @@ static int repl__compact_step(repl_partition *p, size_t max_entries, int force)
 		return 0;
 	if (!repl__compact_due(p, force))
 		return 0;
-	if (p->group_pending > 0 || repl_writer_busy(n->writer)) {
+	if (p->group_pending > 0 || repl__writer_busy(n)) {
 		/* a batch of p is in the group or being written: its state
 		 * record (with the old base) could land after ours. And our
 		 * write would wait in LevelDB behind the writer's fsync. The
@@ -1984,7 +2004,8 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 	n->gh->check.data = n->gh;
 	n->gh->idle.data = n->gh;
 	n->gh->open = 2;
-	if (repl_writer_create(loop, s->test_write_delay_ms, repl__writer_notify, n,
+	if (!s->write_on_loop &&
+	    repl_writer_create(loop, s->test_write_delay_ms, repl__writer_notify, n,
 			       &n->writer) < 0) {
 		repl_node *tmp = n;
 		repl_node_destroy(&tmp);

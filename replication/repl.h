@@ -146,6 +146,13 @@ struct repl_settings {
 	/* Tests only: the writer thread sleeps this long before each log
 	 * write (a slow disk). 0 = none. */
 	uint32_t test_write_delay_ms;
+	/* 1: no writer thread; the group write and the apply barrier run on
+	 * the loop in the check phase, as before the writer thread existed
+	 * (an fsync then stalls the loop, but no thread hop is paid: on a
+	 * small machine where CPU, not the disk, is the bound, that can be
+	 * the faster trade; docs/replication.md "The writer thread").
+	 * 0 (default): the writer thread. */
+	int write_on_loop;
 };
 
 #define REPL_DEFAULT_PROPOSE_TIMEOUT_MS 5000u

@@ -48,6 +48,7 @@ struct tnode {
 	uint64_t owner_applied;
 	int no_snap;               /* start without snapshot callbacks */
 	uint32_t write_delay_ms;   /* repl_settings.test_write_delay_ms */
+	int write_on_loop;         /* repl_settings.write_on_loop */
 	/* snapshot install (replica side) */
 	buf inst;                  /* the bytes received so far */
 	int installing;            /* first chunk taken, last not yet */
@@ -269,6 +270,7 @@ static void node_start(struct fx *fx, int i)
 		.apply_barrier = fx->barrier_on ? barrier_cb : NULL,
 		.apply_barrier_arg = t,
 		.test_write_delay_ms = t->write_delay_ms,
+		.write_on_loop = t->write_on_loop,
 	};
 	const char *err;
 	assert_int_equal(repl_node_create(&fx->loop, &s, &t->node, &err), 0);
@@ -1691,6 +1693,38 @@ static void test_slow_write_compaction(void **state)
 	assert_same_applied(fx, 0, 2);
 }
 
+/* repl_settings.write_on_loop: no writer thread, the writes and the apply
+ * barrier in the check phase as before it; same results. */
+static void test_write_on_loop(void **state)
+{
+	struct fx *fx = *state;
+	for (int i = 0; i < N_NODES; i++)
+		node_stop(fx, i);
+	fx->barrier_on = 1;
+	for (int i = 0; i < N_NODES; i++) {
+		fx->n[i].write_on_loop = 1;
+		node_start(fx, i);
+	}
+	set_roles(fx, 1, 0);
+	fx->window_left = 500;
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	for (int k = 0; k < 16; k++)
+		window_propose(fx);
+	fx->done_target = 500;
+	assert_true(run_until(fx, cond_done, 30000));
+	assert_int_equal(fx->ok, 500);
+	wait_all_applied(fx, 0);
+	run_for(fx, 100);
+	assert_same_applied(fx, 0, 1);
+	assert_same_applied(fx, 0, 2);
+	for (int i = 0; i < N_NODES; i++) {
+		struct repl_node_counters c = counters_of(fx, i);
+		assert_int_equal(c.group_writes, 0);   /* no writer thread */
+		assert_true(c.sync_writes > 0);
+		assert_true(barrier_calls(fx, i) > 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1707,6 +1741,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slow_write_destroy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_write_close_and_role, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_write_compaction, setup_snap, teardown),
+		cmocka_unit_test_setup_teardown(test_write_on_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_bounds_log, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_hysteresis, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_lagging_replica, setup_snap, teardown),
