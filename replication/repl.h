@@ -38,7 +38,8 @@
  * the node. The exception is repl_settings.apply_barrier, which runs on
  * the node's writer thread.
  *
- * The writer thread: each node has one. The group's sync LevelDB write
+ * The writer thread: each node has one (unless
+ * repl_settings.write_on_loop). The group's sync LevelDB write
  * (and the owner's apply barrier) run there, one job at a time, so an
  * fsync does not stall the loop; the completions (an entry counted durable,
  * a replica's reply, applies, the proposers' callbacks) run on the loop
