@@ -35,6 +35,9 @@ const struct daemon_option daemon_node_options[] = {
 	{ .name = "log-keep-mib", .kind = DAEMON_OPTION_UINT, .offset = NODE(log_keep_mib),
 	  .value_name = "N", .min = 1, .max = 1u << 20, .def = REPL_DEFAULT_LOG_KEEP_BYTES >> 20,
 	  .help = "payload MiB kept per partition log" },
+	{ .name = "repl-write-thread", .kind = DAEMON_OPTION_UINT, .offset = NODE(repl_write_thread),
+	  .value_name = "0|1", .min = 0, .max = 1, .def = 1,
+	  .help = "1: the partition logs' sync writes run on a writer thread; 0: on the loop" },
 	{ .name = "rpc-max-conns", .kind = DAEMON_OPTION_UINT, .offset = NODE(rpc_max_conns),
 	  .value_name = "N", .min = 1, .max = 1000000, .def = RPC_SERVER_MAX_CONNECTIONS_DEFAULT,
 	  .help = "RPC connections at once (more are closed at accept)" },
@@ -105,6 +108,7 @@ void daemon_node_repl_settings(const struct daemon_node_settings *set, enum rout
 		.ttl_s = (int)set->lease_ttl,
 		.log_keep_entries = set->log_keep,
 		.log_keep_bytes = (uint64_t)set->log_keep_mib << 20,
+		.write_on_loop = set->repl_write_thread == 0,
 		.etcd_stats = stats,
 		.tls = tls,
 	};

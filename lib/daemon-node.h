@@ -34,6 +34,9 @@ struct daemon_node_settings {
 	 * once it passes 5/4 of either; older entries travel as snapshots). */
 	unsigned log_keep;             /* --log-keep: entries */
 	unsigned log_keep_mib;         /* --log-keep-mib: payload MiB */
+	/* --repl-write-thread: 1 the logs' sync writes run on a writer
+	 * thread, 0 on the loop (repl.h repl_settings.write_on_loop) */
+	unsigned repl_write_thread;
 	/* The RPC server's limits (proto/rpc.h struct rpc_server_limits;
 	 * defaults RPC_SERVER_LIMITS_DEFAULT). */
 	unsigned rpc_max_conns;        /* --rpc-max-conns */
@@ -45,7 +48,7 @@ struct daemon_node_settings {
 };
 
 /* --id --listen --data --advertise --partitions --replicas --lease-ttl
- * --log-keep --log-keep-mib --rpc-max-conns --rpc-idle-timeout
+ * --log-keep --log-keep-mib --repl-write-thread --rpc-max-conns --rpc-idle-timeout
  * --rpc-max-inflight --rpc-max-queued-mib (rows of struct
  * daemon_node_settings; the TLS rows are daemon_tls_options'). */
 extern const struct daemon_option daemon_node_options[];

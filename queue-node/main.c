@@ -136,6 +136,8 @@ static void queue_metrics_cb(buf *out, const char *labels, void *arg)
 	buf_printf(out, "# TYPE mail_queue_stored gauge\nmail_queue_stored{%s} %ld\n", labels,
 		   queue_store_count(node->store));
 	queue_delivery_metrics(node->delivery, out, labels);
+	if (node->repl != NULL)
+		queue_repl_metrics(node->repl, out, labels);
 }
 
 /* outbound_route_fn on the cached settings (ctx: the queue_config). */

@@ -293,6 +293,11 @@ int queue_repl_start(uv_loop_t *loop, rpc_server *server, const struct repl_host
 	return repl_host_start(loop, server, set, &queue_repl_ops, qr, &qr->host, error_r);
 }
 
+void queue_repl_metrics(queue_repl *qr, buf *out, const char *labels)
+{
+	repl_host_metrics(qr->host, out, labels);
+}
+
 router *queue_repl_router(queue_repl *qr)
 {
 	return repl_host_router(qr->host);

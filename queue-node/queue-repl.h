@@ -40,6 +40,8 @@ int queue_repl_start(uv_loop_t *loop, rpc_server *server, const struct repl_host
 		     queue_store *store, queue_repl **qr_r, const char **error_r);
 /* The router the host keeps current (for the store client). */
 router *queue_repl_router(queue_repl *qr);
+/* repl_host_metrics of the queue's partitions. */
+void queue_repl_metrics(queue_repl *qr, buf *out, const char *labels);
 /* The journal delivery must use (its ctx is qr). */
 const struct queue_journal *queue_repl_journal(void);
 /* Deliveries go to d (borrowed) from now on; call once, before the loop

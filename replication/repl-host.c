@@ -575,6 +575,7 @@ int repl_host_start(uv_loop_t *loop, rpc_server *server, const struct repl_host_
 							      : PROPOSE_TIMEOUT_MS,
 		.log_keep_entries = set->log_keep_entries,
 		.log_keep_bytes = set->log_keep_bytes,
+		.write_on_loop = set->write_on_loop,
 		.peer_tls = set->tls,
 		/* a store's partitions replicate to stores, a queue's to queues */
 		.peer_roles = rpc_role_parse(router_role_name(set->role)),
@@ -652,6 +653,28 @@ void repl_host_destroy(repl_host **hp)
 	router_destroy(&h->router);
 	free(h->node_id);
 	free(h);
+}
+
+void repl_host_metrics(repl_host *h, buf *out, const char *labels)
+{
+	struct repl_node_counters c;
+	repl_node_counters(h->repl, &c);
+	buf_printf(out,
+		   "# TYPE mail_repl_log_writes_total counter\n"
+		   "mail_repl_log_writes_total{%s} %llu\n"
+		   "# TYPE mail_repl_log_write_seconds_total counter\n"
+		   "mail_repl_log_write_seconds_total{%s} %.6f\n"
+		   "# TYPE mail_repl_log_write_max_seconds gauge\n"
+		   "mail_repl_log_write_max_seconds{%s} %.6f\n"
+		   "# TYPE mail_repl_log_sync_writes_total counter\n"
+		   "mail_repl_log_sync_writes_total{%s} %llu\n"
+		   "# TYPE mail_repl_loop_waits_total counter\n"
+		   "mail_repl_loop_waits_total{%s} %llu\n",
+		   labels, (unsigned long long)c.group_writes,
+		   labels, (double)c.group_write_us / 1e6,
+		   labels, (double)c.group_write_max_us / 1e6,
+		   labels, (unsigned long long)c.sync_writes,
+		   labels, (unsigned long long)c.loop_waits);
 }
 
 router *repl_host_router(repl_host *h)

@@ -79,9 +79,10 @@ struct repl_host_ops {
 	int (*snapshot_install)(void *owner, uint32_t partition, uint32_t n_partitions, int first,
 				int last, const uint8_t *chunk, size_t len, uint64_t index);
 	/* Optional: apply does not sync each write, and this makes all the
-	 * owner applied durable (repl.h repl_settings.apply_barrier: once per
-	 * loop turn, before the proposals those applies answer complete).
-	 * Returns 0 / -1. */
+	 * owner applied durable (repl.h repl_settings.apply_barrier: after a
+	 * loop turn's applies, before the proposals those applies answer
+	 * complete; on the node's writer thread, so thread-safe against
+	 * apply). Returns 0 / -1. */
 	int (*apply_barrier)(void *owner);
 };
 
@@ -99,6 +100,7 @@ struct repl_host_settings {
 				      * fails UNAVAILABLE (clients retry) */
 	uint64_t log_keep_entries;   /* 0 = repl.h's default (with snapshots) */
 	uint64_t log_keep_bytes;     /* 0 = repl.h's default (with snapshots) */
+	int write_on_loop;           /* repl.h repl_settings.write_on_loop */
 	etcd_stats *etcd_stats;      /* counts the host's etcd writes (borrowed,
 				      * may be NULL; thread-pool jobs use it, so
 				      * it must outlive the loop's last run) */
@@ -122,6 +124,11 @@ void repl_host_stop(repl_host *host);
 /* Close every partition (pending proposals fail UNAVAILABLE), free.
  * NULLs *host. */
 void repl_host_destroy(repl_host **host);
+
+/* Append the node's replication metrics (Prometheus text, docs/metrics.md:
+ * the log writer's writes, their duration, the loop's waits for one) with
+ * labels to out. Loop thread. */
+void repl_host_metrics(repl_host *host, buf *out, const char *labels);
 
 /* The router the host keeps current (borrowed; valid until destroy). */
 router *repl_host_router(repl_host *host);

@@ -133,7 +133,7 @@ void repl_log_close(repl_log **log)
 
 uint64_t repl_log_sync_writes(const repl_log *log)
 {
-	return log->sync_writes;
+	return __atomic_load_n(&log->sync_writes, __ATOMIC_RELAXED);
 }
 
 uint64_t repl_log_value_bytes_read(const repl_log *log)
@@ -437,6 +437,12 @@ void repl_log_batch_merge(repl_log_batch *dst, repl_log_batch *src)
 	free(src);
 }
 
+void repl_log_batch_discard(repl_log_batch *b)
+{
+	leveldb_writebatch_destroy(b->wb);
+	free(b);
+}
+
 int repl_log_batch_commit(repl_log_batch *b, int sync)
 {
 	char *err = NULL;
@@ -445,7 +451,7 @@ int repl_log_batch_commit(repl_log_batch *b, int sync)
 	leveldb_writebatch_destroy(b->wb);
 	free(b);
 	if (sync)
-		l->sync_writes++;
+		__atomic_fetch_add(&l->sync_writes, 1, __ATOMIC_RELAXED);
 	if (err != NULL) {
 		log__error("write", err);
 		return -1;

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "buf.h"
 
 #define REPL_KEY_VERSION 0x01
@@ -104,10 +106,45 @@ void repl_log_batch_put_entry(repl_log_batch *b, uint64_t index, uint64_t epoch,
 /* Delete entries from..to (inclusive). */
 void repl_log_batch_truncate(repl_log_batch *b, uint64_t from, uint64_t to);
 void repl_log_batch_put_state(repl_log_batch *b, const struct repl_log_state *state);
-/* Write (sync or not) and free the batch. 0 or -1 (logged). */
+/* Write (sync or not) and free the batch. 0 or -1 (logged). Any thread
+ * (the writer thread writes the group; the sync_writes count is atomic);
+ * the other functions here are for the loop thread. */
 int repl_log_batch_commit(repl_log_batch *b, int sync);
+/* Free the batch without writing it. */
+void repl_log_batch_discard(repl_log_batch *b);
 /* Move src's operations to the end of dst (both of the same log; a batch
  * created for partition UINT32_MAX only gathers others) and free src. */
 void repl_log_batch_merge(repl_log_batch *dst, repl_log_batch *src);
+
+/* ---- repl-writer.c: the writer thread ------------------------------- */
+
+/* One job at a time, run on its own thread: the owner's apply barrier (if
+ * any) then a log batch (if any). notify(arg) runs on the loop (an
+ * eventfd it polls) after a part finished; repl_writer_poll() then hands over
+ * what finished. delay_ms: tests only, a sleep before each log write. */
+typedef struct repl_writer repl_writer;
+struct repl_writer_result {
+	int barrier_done, barrier_status;   /* status 0 or -1 */
+	int log_done, log_status;
+	uint64_t log_us;                     /* the log write's duration */
+	int idle;                            /* the job is over: submit again */
+};
+/* 0, or -1 (no thread; nothing to free). */
+int repl_writer_create(uv_loop_t *loop, uint32_t delay_ms, void (*notify)(void *arg), void *arg,
+		       repl_writer **w_r);
+/* A job is submitted and not yet wholly polled. Loop thread. */
+int repl_writer_busy(const repl_writer *w);
+/* Start a job (not while busy). batch (may be NULL) is the thread's from
+ * now on and freed once written; barrier (may be NULL) runs on the thread
+ * before it. Loop thread. */
+void repl_writer_submit(repl_writer *w, repl_log_batch *batch, int sync,
+			int (*barrier)(void *arg), void *barrier_arg);
+/* What finished since the last poll (wait = 1: block the calling loop
+ * until the whole job finished). Each part is reported once. */
+void repl_writer_poll(repl_writer *w, int wait, struct repl_writer_result *r);
+/* Stop the thread after the job in flight (its results are dropped: poll
+ * with wait first), close the poll handle and the eventfd (freed from its close_cb: run
+ * the loop once more). NULLs *w. */
+void repl_writer_destroy(repl_writer **w);
 
 #endif

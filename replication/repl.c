@@ -120,8 +120,17 @@ struct repl_partition {
 	 * flush list; a replica's AppendEntries is in the node's group until
 	 * the check phase writes it (its state is not p->st until then). */
 	int flush_listed;
+	/* Batches of p in the group or in the write in flight (proposals and
+	 * AppendEntries): while > 0, p->st is not what the log will hold, so
+	 * nothing else writes p's state record (repl__settle first). */
 	int group_pending;
 	int barrier_listed;      /* applied since the node's last apply barrier */
+	int barrier_inflight;    /* in the apply barrier in flight */
+	uint64_t barrier_mark;   /* p->applied when that barrier was started */
+	/* With an apply barrier: the owner holds entries up to here durably
+	 * (the proposals they answer may complete, compaction may delete). */
+	uint64_t barrier_done;
+	int compact_blocked;     /* a compaction step waited for a write */
 	uint64_t inst_transfer;
 	uint64_t inst_index;
 	uint64_t inst_epoch;
@@ -168,6 +177,15 @@ struct repl_node {
 	int group_sync;
 	struct repl_group_done *group_done;
 	size_t n_group_done, cap_group_done;
+	/* The writer thread (repl-writer.c) and its job in flight: the group
+	 * it writes (w_done: the group's completions) and the partitions
+	 * whose applies its barrier covers. At most one job at a time: the
+	 * next turns' work gathers in group / flush_list / barrier_list. */
+	repl_writer *writer;
+	struct repl_group_done *w_done;
+	size_t n_w_done;
+	repl_partition **w_barrier;
+	size_t n_w_barrier;
 	repl_partition **flush_list;   /* partitions with queued proposals */
 	size_t n_flush, cap_flush;
 	/* The owner's apply barrier (repl_settings.apply_barrier), and the
@@ -231,9 +249,129 @@ static void repl__group_start(repl_node *n)
 		uv_idle_start(&n->gh->idle, repl__group_idle_cb);
 }
 
-/* Write the group now and run its completions (both phases). */
+/* Run a written group's completions (both phases) and free the list. */
+static void repl__group_done_run(struct repl_group_done *done, size_t n_done, int status)
+{
+	for (size_t i = 0; i < n_done; i++)
+		done[i].fn(done[i].ctx, status, 1);
+	for (size_t i = 0; i < n_done; i++)
+		done[i].fn(done[i].ctx, status, 2);
+	free(done);
+}
+
+static void repl__pending_complete(repl_partition *p, uint64_t upto);
+static void repl__compact_continue(repl_partition *p);
+
+/* A job is in flight on the writer thread (never without one). */
+static int repl__writer_busy(const repl_node *n)
+{
+	return n->writer != NULL && repl_writer_busy(n->writer);
+}
+
+/* Hand over what the writer finished (wait: block the loop until the
+ * whole job is done) and run its completions, on the loop. The job's
+ * lists leave the node before any completion runs: a completion may
+ * start the next job's work (propose) or settle a partition. */
+static void repl__writer_collect(repl_node *n, int wait)
+{
+	struct repl_writer_result r;
+	repl_writer_poll(n->writer, wait, &r);
+	if (r.barrier_done) {
+		repl_partition **list = n->w_barrier;
+		size_t count = n->n_w_barrier;
+		n->w_barrier = NULL;
+		n->n_w_barrier = 0;
+		if (r.barrier_status < 0)
+			log_event(LOG_ERROR, REPL_LOG_SVC, "event=apply_barrier_failed "
+				  "partitions=%zu", count);
+		/* A failed barrier still completes (see repl__barrier_run). */
+		for (size_t i = 0; i < count; i++) {
+			list[i]->barrier_inflight = 0;
+			if (list[i]->barrier_mark > list[i]->barrier_done)
+				list[i]->barrier_done = list[i]->barrier_mark;
+		}
+		for (size_t i = 0; i < count; i++)
+			if (!list[i]->closing)
+				repl__pending_complete(list[i], list[i]->barrier_done);
+		free(list);
+	}
+	if (r.log_done) {
+		struct repl_group_done *done = n->w_done;
+		size_t n_done = n->n_w_done;
+		n->w_done = NULL;
+		n->n_w_done = 0;
+		n->counters.group_writes++;
+		n->counters.group_write_us += r.log_us;
+		if (r.log_us > n->counters.group_write_max_us)
+			n->counters.group_write_max_us = r.log_us;
+		if (r.log_us >= 100000u)
+			log_event(LOG_WARN, REPL_LOG_SVC, "event=slow_log_write us=%llu entries=%zu",
+				  (unsigned long long)r.log_us, n_done);
+		repl__group_done_run(done, n_done, r.log_status);
+		/* compaction steps that waited for this write */
+		for (repl_partition *p = n->partitions; p != NULL; p = p->next)
+			if (p->compact_blocked && p->group_pending == 0) {
+				p->compact_blocked = 0;
+				repl__compact_continue(p);
+			}
+	}
+	if (r.idle && (n->n_flush > 0 || n->group != NULL || n->n_barrier > 0))
+		repl__group_start(n);   /* the next job, in this turn's check phase */
+}
+
+/* The writer finished a part (its eventfd, on the loop). */
+static void repl__writer_notify(void *arg)
+{
+	repl_node *n = arg;
+	repl__writer_collect(n, 0);
+}
+
+/* Wait for the job in flight, if any, and run its completions. This
+ * blocks the loop: only for what must not overlap a write (a role change,
+ * a partition's close, the rare request for a partition whose batch is
+ * in flight, the node's end). */
+static void repl__writer_drain(repl_node *n)
+{
+	if (repl__writer_busy(n)) {
+		n->counters.loop_waits++;
+		repl__writer_collect(n, 1);
+	}
+}
+
+/* Start the next job: the turn's group and apply barrier, on the writer
+ * thread. Not while one is in flight. */
+static void repl__writer_start(repl_node *n)
+{
+	if (repl__writer_busy(n) || (n->group == NULL && n->n_barrier == 0))
+		return;
+	repl_log_batch *g = n->group;
+	int sync = n->group_sync;
+	n->group = NULL;
+	n->group_sync = 0;
+	n->w_done = n->group_done;
+	n->n_w_done = n->n_group_done;
+	n->group_done = NULL;
+	n->n_group_done = n->cap_group_done = 0;
+	int barrier = n->n_barrier > 0;
+	n->w_barrier = n->barrier_list;
+	n->n_w_barrier = n->n_barrier;
+	n->barrier_list = NULL;
+	n->n_barrier = n->cap_barrier = 0;
+	for (size_t i = 0; i < n->n_w_barrier; i++) {
+		repl_partition *p = n->w_barrier[i];
+		p->barrier_listed = 0;
+		p->barrier_inflight = 1;
+		p->barrier_mark = p->applied;
+	}
+	repl_writer_submit(n->writer, g, sync, barrier ? n->apply_barrier : NULL,
+			   n->apply_barrier_arg);
+}
+
+/* Write the group now, on the loop, after the job in flight (which it
+ * waits for), and run its completions (both phases). */
 static void repl__group_commit(repl_node *n)
 {
+	repl__writer_drain(n);
 	if (n->group == NULL)
 		return;
 	repl_log_batch *g = n->group;
@@ -245,11 +383,7 @@ static void repl__group_commit(repl_node *n)
 	n->group_done = NULL;
 	n->n_group_done = n->cap_group_done = 0;
 	int status = repl_log_batch_commit(g, sync) < 0 ? -1 : 0;
-	for (size_t i = 0; i < n_done; i++)
-		done[i].fn(done[i].ctx, status, 1);
-	for (size_t i = 0; i < n_done; i++)
-		done[i].fn(done[i].ctx, status, 2);
-	free(done);
+	repl__group_done_run(done, n_done, status);
 }
 
 /* Add b (freed) to the turn's group; fn(ctx, ...) runs once it is written. */
@@ -269,7 +403,8 @@ static void repl__group_add(repl_node *n, repl_log_batch *b, int sync, repl_grou
 }
 
 /* Before anything reads or writes p's log state outside the turn's
- * group: write the group (p's AppendEntries in it become p->st). */
+ * group: finish the write in flight and write the group (p's batches in
+ * them become p->st). Blocks the loop when p has a batch in flight. */
 static void repl__settle(repl_partition *p)
 {
 	if (p->group_pending > 0 && p->node != NULL)
@@ -284,6 +419,13 @@ static void repl__group_check_cb(uv_check_t *h)
 	repl_node *n = gh->node;
 	if (n == NULL)
 		return;
+	if (repl__writer_busy(n)) {
+		/* One job at a time: this turn's work waits in the lists, and
+		 * the job's completion starts these handles again. */
+		uv_idle_stop(&gh->idle);
+		uv_check_stop(h);
+		return;
+	}
 	repl_partition **fl = n->flush_list;
 	size_t nf = n->n_flush;
 	n->flush_list = NULL;
@@ -294,16 +436,25 @@ static void repl__group_check_cb(uv_check_t *h)
 			repl__flush(fl[i]);
 	}
 	free(fl);
-	repl__group_commit(n);
-	repl__barrier_run(n);
-	/* callbacks may have proposed: they are written next turn, without
-	 * the poll blocking first */
-	if (n->n_flush > 0 || n->group != NULL || n->n_barrier > 0) {
-		uv_idle_start(&gh->idle, repl__group_idle_cb);
-	} else {
-		uv_idle_stop(&gh->idle);   /* (the flushes above started it) */
-		uv_check_stop(h);
+	if (n->writer == NULL) {
+		/* repl_settings.write_on_loop: write here, as before the
+		 * writer thread; callbacks may have proposed: they are written
+		 * next turn, without the poll blocking first */
+		repl__group_commit(n);
+		repl__barrier_run(n);
+		if (n->n_flush > 0 || n->group != NULL || n->n_barrier > 0) {
+			uv_idle_start(&gh->idle, repl__group_idle_cb);
+		} else {
+			uv_idle_stop(&gh->idle);
+			uv_check_stop(h);
+		}
+		return;
 	}
+	repl__writer_start(n);
+	/* everything gathered is in the job now; the job's completion starts
+	 * the handles again if more came meanwhile */
+	uv_idle_stop(&gh->idle);
+	uv_check_stop(h);
 }
 
 /* Only there so that the poll does not block before the check phase ran
@@ -334,8 +485,6 @@ static void repl__flush_list_add(repl_partition *p)
 	repl__group_start(n);
 }
 
-static void repl__pending_complete(repl_partition *p);
-
 /* p applied entries: its proposals wait for the turn's apply barrier. */
 static void repl__barrier_add(repl_partition *p)
 {
@@ -351,12 +500,16 @@ static void repl__barrier_add(repl_partition *p)
 	repl__group_start(n);
 }
 
-/* Run the owner's apply barrier, then complete what the listed
- * partitions' applies answered. A failed barrier is logged by the owner
- * and the proposals still complete: they are committed, the log holds
- * them durably, and a restart re-applies what the owner lost. */
+/* Run the owner's apply barrier now, on the loop (after the one in
+ * flight, which it waits for), then complete what the listed partitions'
+ * applies answered. Only where it cannot wait for the writer (a
+ * partition's close, the node's end); the turns' barriers run on the
+ * writer thread (repl__writer_start). A failed barrier is logged and the
+ * proposals still complete: they are committed, the log holds them
+ * durably, and a restart re-applies what the owner lost. */
 static void repl__barrier_run(repl_node *n)
 {
+	repl__writer_drain(n);
 	if (n->n_barrier == 0)
 		return;
 	repl_partition **list = n->barrier_list;
@@ -366,11 +519,13 @@ static void repl__barrier_run(repl_node *n)
 	if (n->apply_barrier(n->apply_barrier_arg) < 0)
 		log_event(LOG_ERROR, REPL_LOG_SVC, "event=apply_barrier_failed partitions=%zu",
 			  count);
-	for (size_t i = 0; i < count; i++)
+	for (size_t i = 0; i < count; i++) {
 		list[i]->barrier_listed = 0;
+		list[i]->barrier_done = list[i]->applied;
+	}
 	for (size_t i = 0; i < count; i++)
 		if (!list[i]->closing)
-			repl__pending_complete(list[i]);
+			repl__pending_complete(list[i], list[i]->barrier_done);
 	free(list);
 }
 
@@ -498,9 +653,13 @@ static void repl__step_down(repl_partition *p, const char *reason)
 
 /* ---- applying committed entries -------------------------------------- */
 
-static void repl__pending_complete(repl_partition *p)
+/* Complete the proposals up to index upto (applied, and with an apply
+ * barrier, covered by one). */
+static void repl__pending_complete(repl_partition *p, uint64_t upto)
 {
-	while (p->n_pending > 0 && p->pending[p->pending_head].index <= p->applied) {
+	if (upto > p->applied)
+		upto = p->applied;
+	while (p->n_pending > 0 && p->pending[p->pending_head].index <= upto) {
 		struct repl_pending e = p->pending[p->pending_head++];
 		if (--p->n_pending == 0)
 			p->pending_head = 0;
@@ -531,18 +690,27 @@ static void repl__apply(repl_partition *p)
 		}
 		repl_log_entries_free(ents, (size_t)got);
 	}
-	if (p->applied != before && p->group_pending == 0) {
-		/* (with an AppendEntries of p in the group, its state record
-		 * would come after this one: the next write records it) */
+	if (p->applied != before) {
 		p->st.applied_index = p->applied;
-		repl_log_batch *b = repl_log_batch_create(n->log, p->id);
-		repl_log_batch_put_state(b, &p->st);
-		repl_log_batch_commit(b, 0);
+		/* Recorded now only when nothing else is being written: with a
+		 * batch of p in the group or in flight, its state record would
+		 * come after this one, or race it; and any write on the loop
+		 * while the writer thread's sync write is in LevelDB waits for
+		 * that fsync. Otherwise the next write of p's state records it
+		 * (losing it only means re-applying, which the contract allows). */
+		if (p->group_pending == 0 && !repl__writer_busy(n)) {
+			repl_log_batch *b = repl_log_batch_create(n->log, p->id);
+			repl_log_batch_put_state(b, &p->st);
+			repl_log_batch_commit(b, 0);
+		}
 	}
-	if (n->apply_barrier != NULL && (p->applied != before || p->barrier_listed))
+	if (n->apply_barrier == NULL)
+		repl__pending_complete(p, p->applied);
+	else if (p->applied != before)
 		repl__barrier_add(p);
-	else
-		repl__pending_complete(p);
+	else if (!p->barrier_listed && !p->barrier_inflight)
+		repl__pending_complete(p, p->barrier_done);
+	/* else the barrier listed or in flight completes them */
 }
 
 /* ---- primary: group commit ------------------------------------------- */
@@ -554,6 +722,7 @@ struct repl_flush_ctx {
 	struct repl_queued *queued;
 	size_t n_queued;
 	uint64_t deadline;
+	int stepped_down;           /* phase 1 found p no longer primary */
 };
 
 static void repl__flush_done(void *arg, int status, int phase)
@@ -561,14 +730,24 @@ static void repl__flush_done(void *arg, int status, int phase)
 	struct repl_flush_ctx *c = arg;
 	repl_partition *p = c->p;
 	if (phase == 1) {
+		p->group_pending--;
 		if (status < 0)
 			return;
 		p->sync_writes++;
-		p->st = c->st;
+		/* Only what this batch changed: commit and applied moved on
+		 * while it was written (replies, applies); epoch and base
+		 * cannot have (repl__settle, repl__compact_step). */
+		p->st.last_index = c->st.last_index;
 		p->last_epoch = c->st.epoch;
 		uint64_t first = c->st.last_index - c->n_queued + 1;
 		for (size_t i = 0; i < c->n_queued; i++)
 			p->log_bytes += c->queued[i].len;
+		if (p->role != REPL_ROLE_PRIMARY || p->closing || p->st.epoch != c->st.epoch) {
+			/* stepped down while it was written: written, outcome
+			 * unknown, like the pending ones it failed (phase 2) */
+			c->stepped_down = 1;
+			return;
+		}
 		if (p->n_pending + p->pending_head + c->n_queued > p->cap_pending) {
 			if (p->n_pending > 0)
 				memmove(p->pending, p->pending + p->pending_head,
@@ -591,11 +770,13 @@ static void repl__flush_done(void *arg, int status, int phase)
 		}
 		return;
 	}
-	if (status < 0) {
-		/* Nothing was written: these proposals fail for sure. */
+	if (status < 0 || c->stepped_down) {
+		/* Not written: these proposals fail for sure. Or written by a
+		 * primary that stepped down meanwhile: outcome unknown. */
 		for (size_t i = 0; i < c->n_queued; i++) {
 			free(c->queued[i].payload);
-			c->queued[i].cb(MAIL_ERR_INTERNAL, 0, c->queued[i].arg);
+			c->queued[i].cb(status < 0 ? MAIL_ERR_INTERNAL : MAIL_ERR_NOT_PRIMARY, 0,
+					c->queued[i].arg);
 		}
 	} else if (!p->closing && p->role == REPL_ROLE_PRIMARY) {
 		repl__advance_commit(p);
@@ -627,6 +808,7 @@ static void repl__flush(repl_partition *p)
 	p->queued = NULL;
 	p->n_queued = p->cap_queued = 0;
 	repl_log_batch_put_state(b, &c->st);
+	p->group_pending++;
 	repl__group_add(n, b, 1, repl__flush_done, c);
 }
 
@@ -1052,11 +1234,20 @@ static int repl__compact_step(repl_partition *p, size_t max_entries, int force)
 		return 0;
 	if (!repl__compact_due(p, force))
 		return 0;
-	/* what was applied since the last apply barrier is not durable in
-	 * the owner yet: only the log holds it */
-	if (p->barrier_listed)
-		repl__barrier_run(n);
+	if (p->group_pending > 0 || repl__writer_busy(n)) {
+		/* a batch of p is in the group or being written: its state
+		 * record (with the old base) could land after ours. And our
+		 * write would wait in LevelDB behind the writer's fsync. The
+		 * step runs once the write in flight is done
+		 * (repl__writer_collect). */
+		p->compact_blocked = 1;
+		return 0;
+	}
 	uint64_t limit = p->applied < p->st.commit_index ? p->applied : p->st.commit_index;
+	/* what was applied since the last apply barrier that completed is
+	 * not durable in the owner yet: only the log holds it */
+	if (n->apply_barrier != NULL && p->barrier_done < limit)
+		limit = p->barrier_done;
 	for (size_t i = 0; i < p->n_peers; i++)
 		if (p->peers[i]->snap != NULL && p->peers[i]->snap_index < limit)
 			limit = p->peers[i]->snap_index;
@@ -1122,6 +1313,9 @@ int repl_partition_compact(repl_partition *p)
 {
 	int any = 0, r;
 	repl__settle(p);
+	repl__writer_drain(p->node);
+	if (p->barrier_listed)
+		repl__barrier_run(p->node);   /* all it applied, durable first */
 	while ((r = repl__compact_step(p, REPL_COMPACT_STEP, 1)) > 0)
 		any = 1;
 	return r < 0 ? -1 : any;
@@ -1183,6 +1377,7 @@ static int repl__log_reset(repl_partition *p, uint64_t index, uint64_t epoch)
 	p->st = st;
 	p->last_epoch = epoch;
 	p->applied = index;
+	p->barrier_done = index;   /* the owner holds it durably (repl.h) */
 	p->log_bytes = 0;
 	p->caught_up = 0;
 	return 0;
@@ -1203,6 +1398,7 @@ static int repl__owner_lost(repl_partition *p, const char *reason)
 	p->caught_up = 0;
 	if (p->st.base_index == 0) {
 		p->applied = 0;
+		p->barrier_done = 0;
 		return 0;
 	}
 	return repl__log_reset(p, 0, 0);
@@ -1316,7 +1512,7 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 		/* Compacted here, so applied and committed: it matches. */
 		prev_epoch = req->prev_epoch;
 	} else if (repl__epoch_at(p, req->prev_index, &prev_epoch) < 0) {
-		repl_log_batch_commit(b, 0);
+		repl_log_batch_discard(b);
 		rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
 		return;
 	}
@@ -1342,7 +1538,7 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 						  "partition=%u index=%llu commit=%llu", p->id,
 						  (unsigned long long)idx,
 						  (unsigned long long)st.commit_index);
-					repl_log_batch_commit(b, 0);
+					repl_log_batch_discard(b);
 					rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
 					return;
 				}
@@ -1351,7 +1547,7 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 					  (unsigned long long)st.last_index);
 				uint64_t gone = 0;
 				if (repl__log_bytes(n->log, p->id, idx, st.last_index, &gone) < 0) {
-					repl_log_batch_commit(b, 0);
+					repl_log_batch_discard(b);
 					rpc_call_reply(call, MAIL_ERR_INTERNAL, NULL);
 					return;
 				}
@@ -1402,7 +1598,9 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 		repl__group_add(n, b, c->sync, repl__append_done, c);
 		return;
 	}
-	repl_log_batch_commit(b, 0);
+	/* nothing to write: no LevelDB write at all (an empty one would
+	 * queue behind the writer thread's sync write) */
+	repl_log_batch_discard(b);
 	repl__append_done(c, 0, 1);
 	repl__append_done(c, 0, 2);
 }
@@ -1663,6 +1861,7 @@ int repl_partition_open(repl_node *node, uint32_t partition, const struct repl_c
 	p->last_epoch = last_epoch;
 	p->log_bytes = log_bytes;
 	p->applied = applied_index < st.commit_index ? applied_index : st.commit_index;
+	p->barrier_done = p->applied;   /* the owner's state as it was opened */
 	p->role = REPL_ROLE_REPLICA;
 	if (applied_index < st.base_index && repl__owner_lost(p, "applied_below_base") < 0) {
 		free(p);
@@ -1708,7 +1907,7 @@ void repl_partition_close(repl_partition **pp)
 			break;
 		}
 	p->flush_listed = 0;
-	if (p->barrier_listed)
+	if (p->barrier_listed || p->barrier_inflight)
 		repl__barrier_run(n);   /* what it applied becomes durable first */
 	for (repl_partition **l = &n->partitions; *l != NULL; l = &(*l)->next)
 		if (*l == p) {
@@ -1805,6 +2004,14 @@ int repl_node_create(uv_loop_t *loop, const struct repl_settings *s, repl_node *
 	n->gh->check.data = n->gh;
 	n->gh->idle.data = n->gh;
 	n->gh->open = 2;
+	if (!s->write_on_loop &&
+	    repl_writer_create(loop, s->test_write_delay_ms, repl__writer_notify, n,
+			       &n->writer) < 0) {
+		repl_node *tmp = n;
+		repl_node_destroy(&tmp);
+		*error_r = "cannot start the log writer thread";
+		return -1;
+	}
 	*node_r = n;
 	return 0;
 }
@@ -1849,7 +2056,7 @@ void repl_node_destroy(repl_node **node)
 	 * into the closed partitions, which then free themselves), and the
 	 * log last. */
 	rpc_server_destroy(&n->server);
-	repl__group_commit(n);
+	repl__group_commit(n);   /* waits for the write in flight first */
 	repl__barrier_run(n);
 	while (n->partitions != NULL) {
 		repl_partition *p = n->partitions;
@@ -1861,6 +2068,7 @@ void repl_node_destroy(repl_node **node)
 	free(n->barrier_list);
 	n->barrier_list = NULL;
 	n->n_barrier = 0;
+	repl_writer_destroy(&n->writer);   /* idle: drained above */
 	n->gh->node = NULL;
 	uv_close((uv_handle_t *)&n->gh->check, repl__group_handle_close_cb);
 	uv_close((uv_handle_t *)&n->gh->idle, repl__group_handle_close_cb);

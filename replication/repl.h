@@ -14,7 +14,8 @@
  *
  * The primary appends proposals to its log (all proposals of one loop turn
  * in ONE sync LevelDB write, shared with every other partition of the node
- * and every AppendEntries the node took in that turn: group commit), ships
+ * and every AppendEntries the node took in that turn: group commit; the
+ * turns that pass while a write is in flight go in the next one), ships
  * them to every replica in one AppendEntries RPC, and reports a proposal
  * committed under the ISR rule: once EVERY in-sync member of the replica set (itself included) has
  * it durably, and only while the in-sync members are at least a majority
@@ -34,7 +35,28 @@
  * repl_partition_close()/repl_node_destroy() and a repl_partition_set_role()
  * that ends this node's primacy fail the pending proposals from inside the
  * call. Callbacks may propose, but may not close the partition or destroy
- * the node.
+ * the node. The exception is repl_settings.apply_barrier, which runs on
+ * the node's writer thread.
+ *
+ * The writer thread: each node has one (unless
+ * repl_settings.write_on_loop). The group's sync LevelDB write
+ * (and the owner's apply barrier) run there, one job at a time, so an
+ * fsync does not stall the loop; the completions (an entry counted durable,
+ * a replica's reply, applies, the proposers' callbacks) run on the loop
+ * once the write is done, in the group's order. A partition's log state
+ * (repl_status.last_index, what is shipped and applied) moves only then.
+ * A few calls wait, blocking the loop, for the write in flight when it
+ * holds a batch of their partition, since nothing else may write that
+ * partition's state meanwhile: repl_partition_set_role(),
+ * repl_partition_close(), repl_partition_compact(), an AppendEntries or
+ * InstallSnapshot for a partition being written, and repl_node_destroy()
+ * (which then joins the thread). Counted in repl_node_counters.loop_waits.
+ * Such a call runs the completions of the write it waited for (the
+ * callbacks of any partition in it) from inside the call, as it ran the
+ * turn's group before the writer thread existed.
+ * Rare sync writes stay on the loop: a new epoch and a new primary's
+ * BARRIER (repl_partition_set_role), an adopted epoch and the end of a
+ * snapshot install.
  *
  * Compaction and snapshots: when the owner implements the snapshot
  * callbacks (struct repl_snapshot_callbacks), every member (primary and replicas)
@@ -110,12 +132,28 @@ struct repl_settings {
 	uint32_t peer_roles;
 	/* Optional: the owner's state machine does not sync each apply, and
 	 * this makes everything it applied so far durable (0, or -1: logged,
-	 * tried again after the next apply). Called once per loop turn after
-	 * that turn's applies, for every partition of the node at once; the
-	 * proposals those applies answer complete only after it, and no entry
-	 * applied since the last call is compacted away before the next. */
+	 * tried again after the next apply). Called after a loop turn's
+	 * applies, for every partition of the node at once, ON THE NODE'S
+	 * WRITER THREAD (never twice at once; on_apply may run on the loop
+	 * meanwhile: it must cover at least every apply that returned before
+	 * it started, so it must be thread-safe against on_apply). It runs
+	 * on the loop only from repl_partition_close(),
+	 * repl_partition_compact() and repl_node_destroy(), with the writer
+	 * idle. The proposals answered by the applies made before it started
+	 * complete only after it, and no entry applied since the last
+	 * finished call is compacted away. */
 	int (*apply_barrier)(void *arg);
 	void *apply_barrier_arg;
+	/* Tests only: the writer thread sleeps this long before each log
+	 * write (a slow disk). 0 = none. */
+	uint32_t test_write_delay_ms;
+	/* 1: no writer thread; the group write and the apply barrier run on
+	 * the loop in the check phase, as before the writer thread existed
+	 * (an fsync then stalls the loop, but no thread hop is paid: on a
+	 * small machine where CPU, not the disk, is the bound, that can be
+	 * the faster trade; docs/replication.md "The writer thread").
+	 * 0 (default): the writer thread. */
+	int write_on_loop;
 };
 
 #define REPL_DEFAULT_PROPOSE_TIMEOUT_MS 5000u
@@ -157,6 +195,15 @@ struct repl_node_counters {
 	 * replicas, reading an older entry without a side record); log
 	 * compaction and byte counting read none. */
 	uint64_t log_value_bytes_read;
+	/* The writer thread's group writes (one LevelDB write each, sync
+	 * when it holds entries or an epoch), their total and longest
+	 * duration in microseconds. */
+	uint64_t group_writes;
+	uint64_t group_write_us;
+	uint64_t group_write_max_us;
+	/* Times the loop waited for the write in flight (repl.h Threading):
+	 * role changes, closes, a request for a partition being written. */
+	uint64_t loop_waits;
 };
 void repl_node_counters(const repl_node *node, struct repl_node_counters *counters_r);
 

@@ -47,6 +47,8 @@ struct tnode {
 	 * last snapshot installed; 0 after an install dropped the state. */
 	uint64_t owner_applied;
 	int no_snap;               /* start without snapshot callbacks */
+	uint32_t write_delay_ms;   /* repl_settings.test_write_delay_ms */
+	int write_on_loop;         /* repl_settings.write_on_loop */
 	/* snapshot install (replica side) */
 	buf inst;                  /* the bytes received so far */
 	int installing;            /* first chunk taken, last not yet */
@@ -106,7 +108,7 @@ static void on_apply(repl_partition *p, uint64_t index, const uint8_t *payload, 
 	assert_true(len < sizeof a->payload);
 	memcpy(a->payload, payload, len);
 	a->payload[len] = '\0';
-	t->owner_applied = index;
+	__atomic_store_n(&t->owner_applied, index, __ATOMIC_SEQ_CST);   /* barrier_cb reads it */
 }
 
 static void on_caught_up(repl_partition *p, uint32_t partition, uint64_t epoch, void *arg)
@@ -232,12 +234,25 @@ static void ticker_cb(uv_timer_t *t)
 	(void)t;
 }
 
+/* Runs on the node's writer thread (repl.h): what it shares with the
+ * loop is read and written atomically. */
 static int barrier_cb(void *arg)
 {
 	struct tnode *t = arg;
-	t->fx->barrier_calls[t->i]++;
-	t->fx->applied_at_barrier[t->i] = t->owner_applied;
+	__atomic_fetch_add(&t->fx->barrier_calls[t->i], 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->fx->applied_at_barrier[t->i],
+			 __atomic_load_n(&t->owner_applied, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
 	return 0;
+}
+
+static int barrier_calls(struct fx *fx, int i)
+{
+	return __atomic_load_n(&fx->barrier_calls[i], __ATOMIC_SEQ_CST);
+}
+
+static uint64_t applied_at_barrier(struct fx *fx, int i)
+{
+	return __atomic_load_n(&fx->applied_at_barrier[i], __ATOMIC_SEQ_CST);
 }
 
 static void node_start(struct fx *fx, int i)
@@ -254,6 +269,8 @@ static void node_start(struct fx *fx, int i)
 		.log_keep_bytes = fx->keep_bytes,
 		.apply_barrier = fx->barrier_on ? barrier_cb : NULL,
 		.apply_barrier_arg = t,
+		.test_write_delay_ms = t->write_delay_ms,
+		.write_on_loop = t->write_on_loop,
 	};
 	const char *err;
 	assert_int_equal(repl_node_create(&fx->loop, &s, &t->node, &err), 0);
@@ -407,10 +424,10 @@ static void propose_cb(int status, uint64_t index, void *arg)
 {
 	struct fx *fx = arg;
 	if (status == MAIL_OK && fx->ok == 0)
-		fx->barrier_at_first_ok = fx->barrier_calls[0];
+		fx->barrier_at_first_ok = barrier_calls(fx, 0);
 	if (status == MAIL_OK && fx->barrier_on)
 		/* what the proposal answered was made durable before it completes */
-		assert_true(fx->applied_at_barrier[0] >= index);
+		assert_true(applied_at_barrier(fx, 0) >= index);
 	if (status == MAIL_OK) {
 		fx->ok++;
 		assert_true(index > fx->last_ok_index);   /* completions in order */
@@ -880,19 +897,19 @@ static void test_apply_barrier(void **state)
 		node_start(fx, i);
 	set_roles(fx, 1, 0);
 	propose_wait(fx, 0, "warm", 1, 5000);
-	int before = fx->barrier_calls[0];
+	int before = barrier_calls(fx, 0);
 	propose_wait(fx, 0, "b", 50, 5000);
 	assert_int_equal(fx->ok, 50);
 	assert_true(fx->barrier_at_first_ok > before);
 	print_message("apply barrier: 50 proposals, %d barrier calls on the primary\n",
-		      fx->barrier_calls[0] - before);
-	assert_true(fx->barrier_calls[0] - before <= 3);
+		      barrier_calls(fx, 0) - before);
+	assert_true(barrier_calls(fx, 0) - before <= 3);
 	fx->applied_primary = 0;
 	assert_true(run_until(fx, cond_all_applied, 5000));
 	run_for(fx, 100);
 	for (int i = 1; i < N_NODES; i++)
-		assert_true(fx->barrier_calls[i] > 0 &&
-			    fx->applied_at_barrier[i] == fx->n[i].owner_applied);
+		assert_true(barrier_calls(fx, i) > 0 &&
+			    applied_at_barrier(fx, i) == fx->n[i].owner_applied);
 }
 
 /* 200 proposals issued in one loop turn share a handful of sync writes. */
@@ -1453,6 +1470,261 @@ static void test_snapshot_stale_epoch(void **state)
 	assert_int_equal(status_of(fx, 2).epoch, 3);
 }
 
+/* ---- the writer thread: a slow disk ----------------------------------- */
+
+#define SLOW_WRITE_MS 300
+
+/* Restart every node, node 0's writer sleeping SLOW_WRITE_MS before each
+ * log write (a slow fsync), with node 0 the primary. */
+static void slow_primary(struct fx *fx)
+{
+	for (int i = 0; i < N_NODES; i++)
+		node_stop(fx, i);
+	fx->n[0].write_delay_ms = SLOW_WRITE_MS;
+	for (int i = 0; i < N_NODES; i++)
+		node_start(fx, i);
+	set_roles(fx, 1, 0);
+}
+
+struct lag_probe {
+	uv_timer_t timer;
+	uint64_t last_ms, max_gap_ms;
+	int fires;
+};
+
+static void lag_probe_cb(uv_timer_t *h)
+{
+	struct lag_probe *lp = h->data;
+	uint64_t now = util_now_mono_ms();
+	if (lp->last_ms != 0 && now - lp->last_ms > lp->max_gap_ms)
+		lp->max_gap_ms = now - lp->last_ms;
+	lp->last_ms = now;
+	lp->fires++;
+}
+
+static int total_done(struct fx *fx)
+{
+	return fx->ok + fx->unavailable + fx->not_primary + fx->other;
+}
+
+static struct repl_node_counters counters_of(struct fx *fx, int i)
+{
+	struct repl_node_counters c;
+	repl_node_counters(fx->n[i].node, &c);
+	return c;
+}
+
+/* While the primary's log write takes SLOW_WRITE_MS, its loop still runs
+ * every 5 ms (a timer, the other nodes, RPCs); the proposals made
+ * meanwhile go in the next write, all of them in one. */
+static void test_slow_write_loop_runs(void **state)
+{
+	struct fx *fx = *state;
+	slow_primary(fx);
+	propose_wait(fx, 0, "warm", 1, 5000);
+	struct repl_node_counters c0 = counters_of(fx, 0);
+	struct lag_probe lp = { 0 };
+	uv_timer_init(&fx->loop, &lp.timer);
+	lp.timer.data = &lp;
+	uv_timer_start(&lp.timer, lag_probe_cb, 5, 5);
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	uint64_t t0 = util_now_mono_ms();
+	assert_int_equal(propose(fx, 0, "s", 0), MAIL_OK);
+	run_for(fx, 50);          /* the write of s-0 is in flight now */
+	assert_int_equal(total_done(fx), 0);
+	for (int k = 1; k <= 20; k++)
+		assert_int_equal(propose(fx, 0, "s", k), MAIL_OK);
+	fx->done_target = 21;
+	assert_true(run_until(fx, cond_done, 5000));
+	uint64_t elapsed = util_now_mono_ms() - t0;
+	assert_int_equal(fx->ok, 21);
+	uv_close((uv_handle_t *)&lp.timer, NULL);
+	uv_run(&fx->loop, UV_RUN_NOWAIT);   /* closed before lp goes out of scope */
+	struct repl_node_counters c1 = counters_of(fx, 0);
+	print_message("slow write: 21 proposals in %llu ms, %llu group writes, timer fired %d "
+		      "times, longest gap %llu ms, longest write %llu us\n",
+		      (unsigned long long)elapsed,
+		      (unsigned long long)(c1.group_writes - c0.group_writes), lp.fires,
+		      (unsigned long long)lp.max_gap_ms,
+		      (unsigned long long)c1.group_write_max_us);
+	/* two writes one after the other: s-0, then the 20 gathered meanwhile */
+	assert_true(elapsed >= 2 * SLOW_WRITE_MS - 20);
+	assert_true(c1.group_writes - c0.group_writes <= 3);
+	assert_true(c1.group_write_max_us >= (SLOW_WRITE_MS - 20) * 1000u);
+	/* the loop was never held for a write: the timer kept firing */
+	assert_true(lp.fires >= (int)(elapsed / 5) / 2);
+	assert_true(lp.max_gap_ms < SLOW_WRITE_MS / 2);
+	assert_int_equal(c1.loop_waits, c0.loop_waits);
+	wait_all_applied(fx, 0);
+	assert_same_applied(fx, 0, 1);
+	assert_same_log(fx, 0, 2);
+}
+
+/* The entry in the write in flight when the primary's node is destroyed:
+ * the destroy waits for the write, the proposal completes once (outcome
+ * unknown), and the entry is in the log after a restart. */
+static void test_slow_write_destroy(void **state)
+{
+	struct fx *fx = *state;
+	slow_primary(fx);
+	propose_wait(fx, 0, "warm", 1, 5000);
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	assert_int_equal(propose(fx, 0, "d", 0), MAIL_OK);
+	run_for(fx, 50);
+	assert_int_equal(total_done(fx), 0);
+	uint64_t last = status_of(fx, 0).last_index;
+	uint64_t t0 = util_now_mono_ms();
+	node_stop(fx, 0);
+	assert_true(util_now_mono_ms() - t0 >= SLOW_WRITE_MS / 2);   /* it waited */
+	assert_int_equal(total_done(fx), 1);
+	assert_int_equal(fx->ok, 0);
+	run_for(fx, SLOW_WRITE_MS);   /* nothing arrives for the destroyed node */
+	assert_int_equal(total_done(fx), 1);
+	fx->n[0].write_delay_ms = 0;
+	node_start(fx, 0);
+	struct repl_status s = status_of(fx, 0);
+	assert_int_equal(s.last_index, last + 1);
+	buf b;
+	buf_init(&b);
+	uint64_t epoch;
+	int kind;
+	assert_int_equal(repl_partition_entry(fx->n[0].p, last + 1, &epoch, &kind, &b), 1);
+	assert_int_equal(kind, 0);
+	assert_int_equal(b.len, 3);
+	assert_memory_equal(b.data, "d-0", 3);
+	buf_deinit(&b);
+}
+
+/* A partition closed, and a role change, while its batch is in flight:
+ * both wait for the write (the state record of the batch must land before
+ * anything else is written for the partition), the proposal fails once,
+ * and the log holds the entry. */
+static void test_slow_write_close_and_role(void **state)
+{
+	struct fx *fx = *state;
+	slow_primary(fx);
+	propose_wait(fx, 0, "warm", 1, 5000);
+	struct repl_node_counters c0 = counters_of(fx, 0);
+	/* close */
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	assert_int_equal(propose(fx, 0, "c", 0), MAIL_OK);
+	run_for(fx, 50);
+	uint64_t last = status_of(fx, 0).last_index;
+	repl_partition_close(&fx->n[0].p);
+	assert_int_equal(total_done(fx), 1);
+	assert_int_equal(fx->unavailable, 1);
+	run_for(fx, SLOW_WRITE_MS);
+	assert_int_equal(total_done(fx), 1);
+	const char *err;
+	assert_int_equal(repl_partition_open(fx->n[0].node, PART, &callbacks, &fx->n[0],
+					     fx->n[0].owner_applied, &fx->n[0].p, &err), 0);
+	assert_int_equal(status_of(fx, 0).last_index, last + 1);
+	assert_int_equal(status_of(fx, 0).epoch, 1);
+	/* role change: node 0 at epoch 2 again, then node 0 told it is a
+	 * replica at epoch 3 while a proposal's write is in flight */
+	set_roles(fx, 2, 0);
+	propose_wait(fx, 0, "warm2", 1, 5000);
+	assert_int_equal(fx->ok, 1);
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	assert_int_equal(propose(fx, 0, "r", 0), MAIL_OK);
+	run_for(fx, 50);
+	last = status_of(fx, 0).last_index;
+	struct repl_replica r[N_NODES];
+	members(fx, r);
+	assert_int_equal(repl_partition_set_role(fx->n[0].p, 3, 0, r, N_NODES), MAIL_OK);
+	assert_int_equal(total_done(fx), 1);
+	assert_int_equal(fx->not_primary, 1);
+	struct repl_status s = status_of(fx, 0);
+	assert_int_equal(s.epoch, 3);
+	assert_int_equal(s.last_index, last + 1);
+	assert_int_equal(s.role, REPL_ROLE_REPLICA);
+	struct repl_node_counters c1 = counters_of(fx, 0);
+	assert_true(c1.loop_waits >= c0.loop_waits + 2);
+	/* node 1 takes over at epoch 3; node 0's tail is kept or replaced,
+	 * and the three converge */
+	for (int i = 1; i < N_NODES; i++)
+		assert_int_equal(repl_partition_set_role(fx->n[i].p, 3, i == 1, r, N_NODES),
+				 MAIL_OK);
+	propose_wait(fx, 1, "after", 3, 5000);
+	assert_int_equal(fx->ok, 3);
+	wait_all_applied(fx, 1);
+	assert_same_log(fx, 0, 1);
+	assert_same_applied(fx, 0, 1);
+}
+
+/* Compaction while writes are in flight on every node (a 2 ms disk):
+ * steps that meet a batch in flight wait for it, and the logs stay
+ * whole (the replicas' too, and after a restart). */
+static void test_slow_write_compaction(void **state)
+{
+	struct fx *fx = *state;
+	for (int i = 0; i < N_NODES; i++)
+		node_stop(fx, i);
+	for (int i = 0; i < N_NODES; i++) {
+		fx->n[i].write_delay_ms = 2;
+		node_start(fx, i);
+	}
+	set_roles(fx, 1, 0);
+	fx->window_left = 500;
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	for (int k = 0; k < 16; k++)
+		window_propose(fx);
+	fx->done_target = 500;
+	assert_true(run_until(fx, cond_done, 60000));
+	assert_int_equal(fx->ok, 500);
+	wait_all_applied(fx, 0);
+	run_for(fx, 200);   /* heartbeats: compaction */
+	for (int i = 0; i < N_NODES; i++) {
+		struct repl_status s = status_of(fx, i);
+		assert_true(s.compacted_entries > 0);
+		assert_true(s.last_index - s.base <= fx->keep_entries + fx->keep_entries / 4 + 16);
+	}
+	/* every node restarts cleanly from its log (base, entries, state agree) */
+	for (int i = 0; i < N_NODES; i++) {
+		node_stop(fx, i);
+		fx->n[i].write_delay_ms = 0;
+		node_start(fx, i);
+	}
+	set_roles(fx, 2, 0);
+	propose_wait(fx, 0, "x", 5, 5000);
+	assert_int_equal(fx->ok, 5);
+	wait_all_applied(fx, 0);
+	assert_same_applied(fx, 0, 1);
+	assert_same_applied(fx, 0, 2);
+}
+
+/* repl_settings.write_on_loop: no writer thread, the writes and the apply
+ * barrier in the check phase as before it; same results. */
+static void test_write_on_loop(void **state)
+{
+	struct fx *fx = *state;
+	for (int i = 0; i < N_NODES; i++)
+		node_stop(fx, i);
+	fx->barrier_on = 1;
+	for (int i = 0; i < N_NODES; i++) {
+		fx->n[i].write_on_loop = 1;
+		node_start(fx, i);
+	}
+	set_roles(fx, 1, 0);
+	fx->window_left = 500;
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	for (int k = 0; k < 16; k++)
+		window_propose(fx);
+	fx->done_target = 500;
+	assert_true(run_until(fx, cond_done, 30000));
+	assert_int_equal(fx->ok, 500);
+	wait_all_applied(fx, 0);
+	run_for(fx, 100);
+	assert_same_applied(fx, 0, 1);
+	assert_same_applied(fx, 0, 2);
+	for (int i = 0; i < N_NODES; i++) {
+		struct repl_node_counters c = counters_of(fx, i);
+		assert_int_equal(c.group_writes, 0);   /* no writer thread */
+		assert_true(c.sync_writes > 0);
+		assert_true(barrier_calls(fx, i) > 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1465,6 +1737,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_group_commit_partitions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apply_barrier, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_write_loop_runs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_write_destroy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_write_close_and_role, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_write_compaction, setup_snap, teardown),
+		cmocka_unit_test_setup_teardown(test_write_on_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_bounds_log, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_hysteresis, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_lagging_replica, setup_snap, teardown),

@@ -1642,18 +1642,14 @@ int mailstore_apply_barrier(mailstore *s)
 	pthread_mutex_unlock(&s->lock);
 	if (!due)
 		return MAIL_OK;
-	leveldb_writebatch_t *wb = leveldb_writebatch_create();
-	char *err = NULL;
-	leveldb_write(s->db, s->wopts, wb, &err);
-	leveldb_writebatch_destroy(wb);
-	if (err != NULL) {
-		log_event(LOG_ERROR, LOG_SVC, "event=apply_barrier_failed op=write");
-		leveldb_free(err);
-		pthread_mutex_lock(&s->lock);
-		s->apply_unsynced = 1;
-		pthread_mutex_unlock(&s->lock);
-		return MAIL_ERR_INTERNAL;
-	}
+	/* No synced LevelDB write: it would hold LevelDB's writer queue for
+	 * its fsync, and the applies the loop writes meanwhile would wait
+	 * behind it (the barrier runs on the replication's writer thread).
+	 * Every unsynced batch written before this call is in the kernel
+	 * already (LevelDB flushes its log buffer at the end of each write)
+	 * and in one of the "*.log" files, or in a table LevelDB synced when
+	 * it compacted that log away: an fdatasync of every log file covers
+	 * them all, the current one included. */
 	if (sync_dir_logs(s->dir) < 0) {
 		pthread_mutex_lock(&s->lock);
 		s->apply_unsynced = 1;

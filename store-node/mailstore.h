@@ -659,12 +659,13 @@ void mailstore_apply_begin(mailstore *store, const struct mailstore_apply *apply
  * the batch that points at it); mailstore_apply_barrier() makes all of
  * them durable at once. Default off: every batch synced. */
 void mailstore_apply_defer_sync(mailstore *store, int on);
-/* Make every batch written so far durable: one synced LevelDB write, then
- * an fdatasync of every LevelDB log file of the directory (LevelDB does
- * not sync the log it leaves when it switches memtables, so the synced
- * write alone would not cover a batch written before a switch). Nothing
- * to do when nothing was written unsynced. MAIL_OK or INTERNAL (logged).
- * Any thread. */
+/* Make every batch written so far durable: an fdatasync of every LevelDB
+ * log file of the directory (the batches are in the kernel once written;
+ * LevelDB does not sync the log it leaves when it switches memtables, so
+ * syncing the current log alone would not cover a batch written before a
+ * switch). No LevelDB write: writes made by other threads meanwhile do not
+ * wait for it. Nothing to do when nothing was written unsynced. MAIL_OK
+ * or INTERNAL (logged). Any thread. */
 int mailstore_apply_barrier(mailstore *store);
 /* The stored applied index of partition (0 when none) into *index_r. */
 int mailstore_applied_index(mailstore *store, uint32_t partition, uint64_t *index_r);

@@ -71,6 +71,8 @@ static void store_metrics_cb(buf *out, const char *labels, void *arg)
 		   "# TYPE mail_store_body_live_bytes gauge\nmail_store_body_live_bytes{%s} %llu\n",
 		   labels, (unsigned long long)b.segments, labels,
 		   (unsigned long long)b.disk_bytes, labels, (unsigned long long)b.live_bytes);
+	if (node->parts != NULL)
+		repl_host_metrics(node->parts, out, labels);
 }
 
 static void store_maintain_cb(uv_timer_t *t)

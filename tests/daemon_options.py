@@ -22,7 +22,7 @@ COMMON = ["metrics", "etcd-quota-bytes", "etcd-ca", "etcd-cert", "etcd-key", "et
           "etcd-password-file", "dns", "help"]
 NODE_TLS = ["node-cert", "node-key", "cluster-ca"]
 NODE = ["id", "listen", "data", "advertise", "partitions", "replicas", "lease-ttl",
-        "log-keep", "log-keep-mib", "rpc-max-conns", "rpc-idle-timeout", "rpc-max-inflight",
+        "log-keep", "log-keep-mib", "repl-write-thread", "rpc-max-conns", "rpc-idle-timeout", "rpc-max-inflight",
         "rpc-max-queued-mib", "etcd"] + NODE_TLS + COMMON
 OPTIONS = {
     "frontend": ["id", "etcd", "smtp", "submission", "submissions", "imap", "imaps",
@@ -40,6 +40,8 @@ DEFAULTS = [
     ("store-node", "log-keep-mib", "1..1048576, default 16"),
     ("queue-node", "log-keep", "1..1073741824, default 2000"),
     ("queue-node", "log-keep-mib", "1..1048576, default 4"),
+    ("store-node", "repl-write-thread", "0..1, default 1"),
+    ("queue-node", "repl-write-thread", "0..1, default 1"),
     ("store-node", "partitions", "1..65536, default 256"),
     ("queue-node", "max-inflight", "1..100000, default 64"),
     ("queue-node", "smtp-out-port", "1..65535, default 25"),
