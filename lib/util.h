@@ -9,6 +9,11 @@
 uint64_t util_now_mono_ms(void);
 int64_t util_now_wall_ms(void);
 
+struct timespec;
+/* *ts = CLOCK_MONOTONIC now + ms: the deadline of a pthread_cond_timedwait
+ * on a condition variable set to that clock. */
+void util_mono_deadline(struct timespec *ts, unsigned ms);
+
 /* Parse "host:port" (IPv4 literal or name, port 1..65535; "[v6]:port" too)
  * into host_r (caller frees) and port_r. Returns 0, or -1 with *error_r set
  * to a static string. */

@@ -224,13 +224,7 @@ static void *dc_watcher_main(void *arg)
 static int dc_wait(directory_cache *c, unsigned ms)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	util_mono_deadline(&ts, ms);
 	pthread_mutex_lock(&c->mu);
 	while (!c->stopping && !c->watcher_ended &&
 	       pthread_cond_timedwait(&c->cond, &c->mu, &ts) != ETIMEDOUT)

@@ -998,25 +998,40 @@ int directory_user_quota_set(directory *dir, const char *address,
 	return err;
 }
 
+/* address's user record (the directory_user_info() result) and, when
+ * there is one, its tenant's settings (*tenant_err_r: that read's result,
+ * MAIL_ERR_NOT_FOUND without a user). */
+static int directory__user_and_tenant(directory *dir, const char *address,
+				      struct directory_user_info *info,
+				      struct directory_tenant_settings *ts, int *tenant_err_r)
+{
+	*tenant_err_r = MAIL_ERR_NOT_FOUND;
+	int err = directory_user_info(dir, address, info);
+	if (err != MAIL_OK)
+		return err;
+	char *addr = util_address_normalize(address, strlen(address));
+	if (addr != NULL)
+		*tenant_err_r = directory_tenant_settings_get(dir, util_address_domain(addr), ts);
+	free(addr);
+	return MAIL_OK;
+}
+
 int directory_quota_get(directory *dir, const char *address, struct directory_quota *user_r,
 			struct directory_quota *tenant_r)
 {
 	memset(user_r, 0, sizeof *user_r);
 	memset(tenant_r, 0, sizeof *tenant_r);
 	struct directory_user_info info;
-	int err = directory_user_info(dir, address, &info);
+	struct directory_tenant_settings ts;
+	int terr;
+	int err = directory__user_and_tenant(dir, address, &info, &ts, &terr);
 	if (err != MAIL_OK)
 		return err;
 	*user_r = info.quota;
-	char *addr = util_address_normalize(address, strlen(address));
-	struct directory_tenant_settings ts;
-	err = addr != NULL ? directory_tenant_settings_get(dir, util_address_domain(addr), &ts)
-			   : MAIL_ERR_NOT_FOUND;
-	free(addr);
-	if (err == MAIL_ERR_NOT_FOUND)
+	if (terr == MAIL_ERR_NOT_FOUND)
 		return MAIL_OK;   /* a user without a tenant record: its own limits */
-	if (err != MAIL_OK)
-		return err;
+	if (terr != MAIL_OK)
+		return terr;
 	tenant_r->storage = ts.quota_storage;
 	tenant_r->messages = ts.quota_messages;
 	return MAIL_OK;
@@ -1034,19 +1049,16 @@ static int directory__suspended(directory *dir, const char *addr)
 static int directory__user_active_once(directory *dir, const char *address)
 {
 	struct directory_user_info info;
-	int err = directory_user_info(dir, address, &info);
+	struct directory_tenant_settings ts;
+	int terr;
+	int err = directory__user_and_tenant(dir, address, &info, &ts, &terr);
 	if (err == MAIL_ERR_UNAVAILABLE)
 		return err;
 	if (err != MAIL_OK || info.state != DIRECTORY_USER_ACTIVE)
 		return MAIL_ERR_PERM;
-	char *addr = util_address_normalize(address, strlen(address));
-	struct directory_tenant_settings ts;
-	err = addr != NULL ? directory_tenant_settings_get(dir, util_address_domain(addr), &ts)
-			   : MAIL_ERR_NOT_FOUND;
-	free(addr);
-	if (err == MAIL_ERR_UNAVAILABLE)
-		return err;
-	return err == MAIL_OK && !ts.suspended ? MAIL_OK : MAIL_ERR_PERM;
+	if (terr == MAIL_ERR_UNAVAILABLE)
+		return terr;
+	return terr == MAIL_OK && !ts.suspended ? MAIL_OK : MAIL_ERR_PERM;
 }
 
 int directory_user_active(directory *dir, const char *address)

@@ -233,13 +233,7 @@ static int router__event_cb(const etcd_event *ev, void *arg)
 static int router__sleep(router *r, int ms)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	util_mono_deadline(&ts, (unsigned)ms);
 	pthread_mutex_lock(&r->mu);
 	while (!r->stopping && pthread_cond_timedwait(&r->cond, &r->mu, &ts) != ETIMEDOUT)
 		;
