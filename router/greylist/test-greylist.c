@@ -868,7 +868,10 @@ static void test_unavailable(void **state)
 	assert_pass(check(gl, ip, from, to, T0 + DELAY * 1000LL + 1), GREYLIST_REASON_KNOWN, 1);
 	assert_int_equal(kill(mailtest_etcd_pid(f->etcd), SIGCONT), 0);
 	mailtest_sleep_ms(600);
-	assert_defer(check(gl, ip, from, "m@rcpt.test", T0), GREYLIST_REASON_NEW, DELAY);
+	/* a fresh triplet: the create that timed out while etcd was stopped
+	 * sat in its socket and may have been applied after SIGCONT, so "m"
+	 * may exist now (new or early, both right) */
+	assert_defer(check(gl, ip, from, "p@rcpt.test", T0), GREYLIST_REASON_NEW, DELAY);
 
 	/* killed: connection refused, at once */
 	assert_int_equal(kill(mailtest_etcd_pid(f->etcd), SIGKILL), 0);
@@ -887,7 +890,7 @@ static void test_unavailable(void **state)
 	greylist_destroy(&gl);
 	gl = gl_new(f);
 	assert_pass(check(gl, ip, from, to, T0 + DELAY * 1000LL + 2), GREYLIST_REASON_KNOWN, 0);
-	assert_defer(check(gl, ip, from, "m@rcpt.test", T0 + 1000), GREYLIST_REASON_EARLY,
+	assert_defer(check(gl, ip, from, "p@rcpt.test", T0 + 1000), GREYLIST_REASON_EARLY,
 		     DELAY - 1);
 	greylist_destroy(&gl);
 }
