@@ -194,6 +194,7 @@ struct repl_node {
 	void *apply_barrier_arg;
 	repl_partition **barrier_list;
 	size_t n_barrier, cap_barrier;
+	uint64_t barrier_last_ms;      /* when the last barrier started */
 };
 
 /* What a write of the group does once written (status 0) or not (-1), in
@@ -261,6 +262,18 @@ static void repl__group_done_run(struct repl_group_done *done, size_t n_done, in
 
 static void repl__pending_complete(repl_partition *p, uint64_t upto);
 static void repl__compact_continue(repl_partition *p);
+
+/* The apply barrier only bounds compaction (the log holds every entry
+ * applied since, and a restart re-applies them); proposals do not wait
+ * for it. It runs with the next write once this long after the last one
+ * (or from the partitions' timers when nothing else is written). */
+#define REPL_BARRIER_INTERVAL_MS 50u
+
+static int repl__barrier_due(const repl_node *n)
+{
+	return n->n_barrier > 0 &&
+	       util_now_mono_ms() >= n->barrier_last_ms + REPL_BARRIER_INTERVAL_MS;
+}
 
 /* A job is in flight on the writer thread (never without one). */
 static int repl__writer_busy(const repl_node *n)
@@ -342,7 +355,8 @@ static void repl__writer_drain(repl_node *n)
  * thread. Not while one is in flight. */
 static void repl__writer_start(repl_node *n)
 {
-	if (repl__writer_busy(n) || (n->group == NULL && n->n_barrier == 0))
+	int barrier = repl__barrier_due(n);
+	if (repl__writer_busy(n) || (n->group == NULL && !barrier))
 		return;
 	repl_log_batch *g = n->group;
 	int sync = n->group_sync;
@@ -352,11 +366,13 @@ static void repl__writer_start(repl_node *n)
 	n->n_w_done = n->n_group_done;
 	n->group_done = NULL;
 	n->n_group_done = n->cap_group_done = 0;
-	int barrier = n->n_barrier > 0;
-	n->w_barrier = n->barrier_list;
-	n->n_w_barrier = n->n_barrier;
-	n->barrier_list = NULL;
-	n->n_barrier = n->cap_barrier = 0;
+	if (barrier) {
+		n->barrier_last_ms = util_now_mono_ms();
+		n->w_barrier = n->barrier_list;
+		n->n_w_barrier = n->n_barrier;
+		n->barrier_list = NULL;
+		n->n_barrier = n->cap_barrier = 0;
+	}
 	for (size_t i = 0; i < n->n_w_barrier; i++) {
 		repl_partition *p = n->w_barrier[i];
 		p->barrier_listed = 0;
@@ -441,8 +457,11 @@ static void repl__group_check_cb(uv_check_t *h)
 		 * writer thread; callbacks may have proposed: they are written
 		 * next turn, without the poll blocking first */
 		repl__group_commit(n);
-		repl__barrier_run(n);
-		if (n->n_flush > 0 || n->group != NULL || n->n_barrier > 0) {
+		if (repl__barrier_due(n)) {
+			n->barrier_last_ms = util_now_mono_ms();
+			repl__barrier_run(n);
+		}
+		if (n->n_flush > 0 || n->group != NULL) {
 			uv_idle_start(&gh->idle, repl__group_idle_cb);
 		} else {
 			uv_idle_stop(&gh->idle);
@@ -485,7 +504,8 @@ static void repl__flush_list_add(repl_partition *p)
 	repl__group_start(n);
 }
 
-/* p applied entries: its proposals wait for the turn's apply barrier. */
+/* p applied entries: the next apply barrier covers them (compaction
+ * keeps them in the log until then). */
 static void repl__barrier_add(repl_partition *p)
 {
 	repl_node *n = p->node;
@@ -653,8 +673,7 @@ static void repl__step_down(repl_partition *p, const char *reason)
 
 /* ---- applying committed entries -------------------------------------- */
 
-/* Complete the proposals up to index upto (applied, and with an apply
- * barrier, covered by one). */
+/* Complete the proposals up to index upto (applied). */
 static void repl__pending_complete(repl_partition *p, uint64_t upto)
 {
 	if (upto > p->applied)
@@ -704,13 +723,12 @@ static void repl__apply(repl_partition *p)
 			repl_log_batch_commit(b, 0);
 		}
 	}
-	if (n->apply_barrier == NULL)
-		repl__pending_complete(p, p->applied);
-	else if (p->applied != before)
+	/* Committed means in the log of every in-sync replica, durably: the
+	 * answer need not wait for the owner's barrier, which only bounds
+	 * compaction (a restart re-applies from the log what it lost). */
+	if (n->apply_barrier != NULL && p->applied != before)
 		repl__barrier_add(p);
-	else if (!p->barrier_listed && !p->barrier_inflight)
-		repl__pending_complete(p, p->barrier_done);
-	/* else the barrier listed or in flight completes them */
+	repl__pending_complete(p, p->applied);
 }
 
 /* ---- primary: group commit ------------------------------------------- */
@@ -1329,6 +1347,8 @@ static void repl__timer_cb(uv_timer_t *t)
 	if (p->closing)
 		return;
 	repl__compact_continue(p);
+	if (p->node != NULL && repl__barrier_due(p->node))
+		repl__group_start(p->node);   /* a barrier nothing else wrote */
 	if (p->role != REPL_ROLE_PRIMARY)
 		return;
 	uint64_t now = util_now_mono_ms();

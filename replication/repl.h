@@ -139,9 +139,12 @@ struct repl_settings {
 	 * it started, so it must be thread-safe against on_apply). It runs
 	 * on the loop only from repl_partition_close(),
 	 * repl_partition_compact() and repl_node_destroy(), with the writer
-	 * idle. The proposals answered by the applies made before it started
-	 * complete only after it, and no entry applied since the last
-	 * finished call is compacted away. */
+	 * idle. It runs at most every 50 ms while applies come (with the
+	 * next log write, or from the partitions' timers); proposals do not
+	 * wait for it (committed means durable in the log of every in-sync
+	 * replica, and a restart re-applies from the log what the owner
+	 * lost), but no entry applied since the last finished call is
+	 * compacted away. */
 	int (*apply_barrier)(void *arg);
 	void *apply_barrier_arg;
 	/* Tests only: the writer thread sleeps this long before each log

@@ -426,8 +426,9 @@ static void propose_cb(int status, uint64_t index, void *arg)
 	if (status == MAIL_OK && fx->ok == 0)
 		fx->barrier_at_first_ok = barrier_calls(fx, 0);
 	if (status == MAIL_OK && fx->barrier_on)
-		/* what the proposal answered was made durable before it completes */
-		assert_true(applied_at_barrier(fx, 0) >= index);
+		/* applied by the owner when it completes (made durable by a
+		 * later barrier: the log holds it meanwhile) */
+		assert_true(fx->n[0].owner_applied >= index);
 	if (status == MAIL_OK) {
 		fx->ok++;
 		assert_true(index > fx->last_ok_index);   /* completions in order */
@@ -897,17 +898,20 @@ static void test_apply_barrier(void **state)
 		node_start(fx, i);
 	set_roles(fx, 1, 0);
 	propose_wait(fx, 0, "warm", 1, 5000);
+	run_for(fx, 200);
 	int before = barrier_calls(fx, 0);
 	propose_wait(fx, 0, "b", 50, 5000);
 	assert_int_equal(fx->ok, 50);
-	assert_true(fx->barrier_at_first_ok > before);
-	print_message("apply barrier: 50 proposals, %d barrier calls on the primary\n",
+	print_message("apply barrier: 50 proposals, %d barrier calls on the primary before "
+		      "the first answer, %d in all\n", fx->barrier_at_first_ok - before,
 		      barrier_calls(fx, 0) - before);
 	assert_true(barrier_calls(fx, 0) - before <= 3);
 	fx->applied_primary = 0;
 	assert_true(run_until(fx, cond_all_applied, 5000));
-	run_for(fx, 100);
-	for (int i = 1; i < N_NODES; i++)
+	/* with nothing more written, the partitions' timers run the barrier
+	 * that covers the last applies, on every node */
+	run_for(fx, 300);
+	for (int i = 0; i < N_NODES; i++)
 		assert_true(barrier_calls(fx, i) > 0 &&
 			    applied_at_barrier(fx, i) == fx->n[i].owner_applied);
 }
