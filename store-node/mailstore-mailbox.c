@@ -555,58 +555,50 @@ static void moves_free(struct move *mv, size_t n)
 	free(mv);
 }
 
+struct moves_walk {
+	struct move *mv;
+	size_t n;
+	const char *from, *to;
+};
+
+static int moves_add(void *arg, const char *name, struct mbox *m)
+{
+	struct moves_walk *w = arg;
+	w->mv = xrealloc(w->mv, (w->n + 1) * sizeof *w->mv);
+	struct move *e = &w->mv[w->n++];
+	memset(e, 0, sizeof *e);
+	e->m = *m;
+	e->from = xstrdup(name);
+	e->to = xasprintf("%s%s", w->to, name + strlen(w->from));
+	return MAIL_OK;
+}
+
 /* from and its children, with their new names under to. */
 static int moves_collect(mailstore *s, const char *user, const char *from, const char *to,
 			 struct move **mv_r, size_t *n_r)
 {
-	struct move *mv = xcalloc(1, sizeof *mv);
-	size_t n = 0;
-	int ret = mailstore__mbox_get(s, user, from, &mv[0].m);
+	struct moves_walk w = { xcalloc(1, sizeof *w.mv), 0, from, to };
+	int ret = mailstore__mbox_get(s, user, from, &w.mv[0].m);
 	if (ret != MAIL_OK) {
-		free(mv);
+		free(w.mv);
 		return ret;
 	}
-	mv[0].from = xstrdup(from);
-	mv[0].to = xstrdup(to);
-	n = 1;
+	w.mv[0].from = xstrdup(from);
+	w.mv[0].to = xstrdup(to);
+	w.n = 1;
 	buf prefix;
 	buf_init(&prefix);
 	key_mailbox(&prefix, user, from);
 	buf_append(&prefix, "/", 1);
 	size_t head = prefix.len - strlen(from) - 1;   /* 01 'M' <user> 00 */
-	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
-	     leveldb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *key = leveldb_iter_key(it, &klen);
-		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
-			break;
-		const char *val = leveldb_iter_value(it, &vlen);
-		mv = xrealloc(mv, (n + 1) * sizeof *mv);
-		memset(&mv[n], 0, sizeof mv[n]);
-		if (mailstore__mbox_decode((const uint8_t *)val, vlen, &mv[n].m) < 0) {
-			mailstore__log_corrupt("mailbox", user);
-			ret = MAIL_ERR_INTERNAL;
-			break;
-		}
-		mv[n].from = xstrndup(key + head, klen - head);
-		mv[n].to = xasprintf("%s%s", to, mv[n].from + strlen(from));
-		n++;
-		if (mv[n - 1].m.legacy &&
-		    mailstore__mbox_recount(s, user, &mv[n - 1].m) != MAIL_OK) {
-			ret = MAIL_ERR_INTERNAL;
-			break;
-		}
-	}
-	if (mailstore__db_iter_close(it) != MAIL_OK)
-		ret = MAIL_ERR_INTERNAL;
+	ret = mailstore__mbox_walk_locked(s, user, &prefix, head, moves_add, &w);
 	buf_deinit(&prefix);
 	if (ret != MAIL_OK) {
-		moves_free(mv, n);
+		moves_free(w.mv, w.n);
 		return ret;
 	}
-	*mv_r = mv;
-	*n_r = n;
+	*mv_r = w.mv;
+	*n_r = w.n;
 	return MAIL_OK;
 }
 
@@ -900,6 +892,32 @@ int mailstore_status(mailstore *s, const char *user, const char *mailbox,
 	return ret;
 }
 
+struct list_walk {
+	struct mailstore_mailbox_info *boxes;
+	size_t n, cap;
+	char **subs;
+	size_t n_subs, sub_i;
+};
+
+static int list_add(void *arg, const char *name, struct mbox *m)
+{
+	struct list_walk *w = arg;
+	if (w->n == w->cap) {
+		w->cap = w->cap > 0 ? w->cap * 2 : 8;
+		w->boxes = xrealloc(w->boxes, w->cap * sizeof *w->boxes);
+	}
+	struct mailstore_mailbox_info *b = &w->boxes[w->n++];
+	memset(b, 0, sizeof *b);
+	mailstore__mbox_info_fill(b, name, m);
+	mailstore__mbox_deinit(m);
+	/* both lists are in strcmp order: walk them together */
+	while (w->sub_i < w->n_subs && strcmp(w->subs[w->sub_i], name) < 0)
+		w->sub_i++;
+	if (w->sub_i < w->n_subs && strcmp(w->subs[w->sub_i], name) == 0)
+		b->attrs |= MAILSTORE_MBOX_SUBSCRIBED;
+	return MAIL_OK;
+}
+
 static int list_locked(mailstore *s, const char *user, struct mailstore_mailbox_info **boxes_r,
 		       size_t *n_r)
 {
@@ -908,57 +926,22 @@ static int list_locked(mailstore *s, const char *user, struct mailstore_mailbox_
 	if (ret != MAIL_OK)
 		return ret;
 	mailstore__mbox_deinit(&m);
-	char **subs;
-	size_t n_subs;
-	ret = subscriptions_locked(s, user, &subs, &n_subs);
+	struct list_walk w = { 0 };
+	ret = subscriptions_locked(s, user, &w.subs, &w.n_subs);
 	if (ret != MAIL_OK)
 		return ret;
 	buf prefix;
 	buf_init(&prefix);
 	key_user_prefix(&prefix, KIND_MAILBOX, user);
-	struct mailstore_mailbox_info *boxes = NULL;
-	size_t n = 0, cap = 0, sub_i = 0;
-	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
-	     leveldb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *key = leveldb_iter_key(it, &klen);
-		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
-			break;
-		const char *val = leveldb_iter_value(it, &vlen);
-		char *name = xstrndup(key + prefix.len, klen - prefix.len);
-		if (mailstore__mbox_decode((const uint8_t *)val, vlen, &m) < 0 ||
-		    (m.legacy && mailstore__mbox_recount(s, user, &m) != MAIL_OK)) {
-			mailstore__log_corrupt("mailbox", user);
-			free(name);
-			ret = MAIL_ERR_INTERNAL;
-			break;
-		}
-		if (n == cap) {
-			cap = cap > 0 ? cap * 2 : 8;
-			boxes = xrealloc(boxes, cap * sizeof *boxes);
-		}
-		memset(&boxes[n], 0, sizeof boxes[n]);
-		mailstore__mbox_info_fill(&boxes[n], name, &m);
-		mailstore__mbox_deinit(&m);
-		/* both lists are in strcmp order: walk them together */
-		while (sub_i < n_subs && strcmp(subs[sub_i], name) < 0)
-			sub_i++;
-		if (sub_i < n_subs && strcmp(subs[sub_i], name) == 0)
-			boxes[n].attrs |= MAILSTORE_MBOX_SUBSCRIBED;
-		n++;
-		free(name);
-	}
-	if (mailstore__db_iter_close(it) != MAIL_OK)
-		ret = MAIL_ERR_INTERNAL;
+	ret = mailstore__mbox_walk_locked(s, user, &prefix, prefix.len, list_add, &w);
 	buf_deinit(&prefix);
-	mailstore_names_free(subs, n_subs);
+	mailstore_names_free(w.subs, w.n_subs);
 	if (ret != MAIL_OK) {
-		mailstore_mailbox_infos_free(boxes, n);
+		mailstore_mailbox_infos_free(w.boxes, w.n);
 		return ret;
 	}
-	*boxes_r = boxes;
-	*n_r = n;
+	*boxes_r = w.boxes;
+	*n_r = w.n;
 	return MAIL_OK;
 }
 

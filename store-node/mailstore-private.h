@@ -386,6 +386,15 @@ void mailstore__mbox_copy(struct mbox *dst, const struct mbox *src);
 /* Recount a legacy record's counters and keywords from its messages
  * (read only). MAIL_OK or INTERNAL. */
 int mailstore__mbox_recount(mailstore *s, const char *user, struct mbox *m);
+/* Each of user's mailbox records whose key starts with prefix, in key
+ * order, decoded (a legacy record recounted): fn(arg, name, m) gets the
+ * name (the key from byte name_at on) and owns *m (keeps it, or
+ * mailstore__mbox_deinit()s it); a return other than MAIL_OK stops the
+ * walk with it. A record that does not decode is logged: INTERNAL. Under
+ * lock. */
+typedef int mailstore_mbox_walk_fn(void *arg, const char *name, struct mbox *m);
+int mailstore__mbox_walk_locked(mailstore *s, const char *user, const buf *prefix,
+				size_t name_at, mailstore_mbox_walk_fn *fn, void *arg);
 /* Add the keywords among flags (sorted, canonical) to m's set. With
  * drop = 0: LIMIT (m untouched) when the set would pass
  * limits.max_mailbox_keywords; with drop = 1 the keywords that do not fit

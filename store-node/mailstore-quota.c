@@ -11,39 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int usage_add(void *arg, const char *name, struct mbox *m)
+{
+	struct mailstore_usage *u = arg;
+	(void)name;
+	u->bytes += m->size;
+	u->messages += m->exists;
+	mailstore__mbox_deinit(m);
+	return MAIL_OK;
+}
+
 int mailstore__usage_locked(mailstore *s, const char *user, struct mailstore_usage *usage_r)
 {
 	memset(usage_r, 0, sizeof *usage_r);
 	buf prefix;
 	buf_init(&prefix);
 	key_user_prefix(&prefix, KIND_MAILBOX, user);
-	int ret = MAIL_OK;
-	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-	for (leveldb_iter_seek(it, (const char *)prefix.data, prefix.len); leveldb_iter_valid(it);
-	     leveldb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *key = leveldb_iter_key(it, &klen);
-		if (klen < prefix.len || memcmp(key, prefix.data, prefix.len) != 0)
-			break;
-		const char *val = leveldb_iter_value(it, &vlen);
-		struct mbox m;
-		if (mailstore__mbox_decode((const uint8_t *)val, vlen, &m) < 0) {
-			mailstore__log_corrupt("mailbox", user);
-			ret = MAIL_ERR_INTERNAL;
-			break;
-		}
-		/* a record of the versions before the counters: recounted */
-		if (m.legacy && mailstore__mbox_recount(s, user, &m) != MAIL_OK) {
-			mailstore__mbox_deinit(&m);
-			ret = MAIL_ERR_INTERNAL;
-			break;
-		}
-		usage_r->bytes += m.size;
-		usage_r->messages += m.exists;
-		mailstore__mbox_deinit(&m);
-	}
-	if (mailstore__db_iter_close(it) != MAIL_OK)
-		ret = MAIL_ERR_INTERNAL;
+	int ret = mailstore__mbox_walk_locked(s, user, &prefix, prefix.len, usage_add, usage_r);
 	buf_deinit(&prefix);
 	if (ret != MAIL_OK)
 		memset(usage_r, 0, sizeof *usage_r);

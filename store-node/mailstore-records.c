@@ -429,6 +429,41 @@ void mailstore_set_change_cb(mailstore *s, mailstore_change_cb *cb, void *arg)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* ---- walking a user's mailbox records ------------------------------------ */
+
+int mailstore__mbox_walk_locked(mailstore *s, const char *user, const buf *prefix,
+				size_t name_at, mailstore_mbox_walk_fn *fn, void *arg)
+{
+	int ret = MAIL_OK;
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, (const char *)prefix->data, prefix->len);
+	     ret == MAIL_OK && leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *key = leveldb_iter_key(it, &klen);
+		if (klen < prefix->len || memcmp(key, prefix->data, prefix->len) != 0)
+			break;
+		const char *val = leveldb_iter_value(it, &vlen);
+		struct mbox m;
+		if (mailstore__mbox_decode((const uint8_t *)val, vlen, &m) < 0) {
+			mailstore__log_corrupt("mailbox", user);
+			ret = MAIL_ERR_INTERNAL;
+			break;
+		}
+		/* a record of the versions before the counters: recounted */
+		if (m.legacy && mailstore__mbox_recount(s, user, &m) != MAIL_OK) {
+			mailstore__mbox_deinit(&m);
+			ret = MAIL_ERR_INTERNAL;
+			break;
+		}
+		char *name = xstrndup(key + name_at, klen - name_at);
+		ret = fn(arg, name, &m);
+		free(name);
+	}
+	if (mailstore__db_iter_close(it) != MAIL_OK)
+		ret = MAIL_ERR_INTERNAL;
+	return ret;
+}
+
 /* ---- counting a mailbox (legacy records, the upgrade) -------------------- */
 
 int mailstore__mbox_recount(mailstore *s, const char *user, struct mbox *m)
