@@ -60,30 +60,9 @@ protocol lmtp {{
 }}
 """
 
-MAIN_CF = """\
-# scratch configuration written by tests/bench/smtp_peers.py
-compatibility_level = 3.6
-queue_directory = {d}/queue
-data_directory = {d}/data
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {d}/maillog
-maillog_file_prefixes = /var, /dev/stdout, {d}
-syslog_name = postfix-bench-{port}
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = {hostname}
-myorigin = $myhostname
-mydestination =
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-append_dot_mydomain = no
-readme_directory = no
-smtpd_banner = $myhostname ESMTP Postfix (bench)
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
+# postfix.MAIN_BASE (the scratch instance) and the relay to Dovecot's LMTP:
+# none of the tests' tuning, Postfix's default performance settings.
+MAIN_CF = postfix.MAIN_BASE + """\
 mynetworks = 127.0.0.0/8
 relay_domains =
 virtual_mailbox_domains = {domain}
@@ -92,7 +71,6 @@ virtual_transport = lmtp:unix:{sock}
 smtpd_relay_restrictions = reject_unauth_destination
 smtpd_recipient_restrictions =
 """
-
 
 def available():
     """Why the peers cannot run here, or None."""
@@ -156,7 +134,8 @@ class PostfixLMTP(postfix._Postfix):
 
     def __init__(self, domain, users, lmtp_socket, extra=()):
         super().__init__(f"mx.{domain}", tls=False)
-        self.main_cf = MAIN_CF.format(d=self.dir, conf=self.conf_dir, port=self.port,
+        self.main_cf = MAIN_CF.format(d=self.dir, conf=self.conf_dir,
+                                      syslog_name=f"postfix-bench-{self.port}",
                                       hostname=self.hostname, domain=domain,
                                       sock=lmtp_socket)
         for line in extra:

@@ -78,7 +78,10 @@ NOBODY = 65534
 
 # main.cf settings shared by both roles. mydestination, alias_maps and
 # local_recipient_maps are empty: nothing is delivered by local(8).
-MAIN_COMMON = """\
+# What every scratch instance needs (its own directories, log and name, no
+# local delivery, no DNS); tests/bench/smtp_peers.py uses it alone, so that
+# the bench runs Postfix with its default performance settings.
+MAIN_BASE = """\
 # scratch configuration written by tests/support/postfix.py
 compatibility_level = 3.6
 queue_directory = {d}/queue
@@ -101,12 +104,17 @@ append_dot_mydomain = no
 readme_directory = no
 smtpd_banner = $myhostname ESMTP Postfix (scratch)
 smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+"""
+
+# The tests' tuning on top: no error sleeps or rate limits, fast retries,
+# TLS as the test asks.
+MAIN_COMMON = MAIN_BASE + """\
 smtpd_error_sleep_time = 0s
 smtpd_soft_error_limit = 100
 smtpd_hard_error_limit = 200
 smtpd_client_connection_rate_limit = 0
 in_flow_delay = 0
-smtp_dns_support_level = disabled
 smtp_host_lookup = native
 smtp_connect_timeout = 5s
 queue_run_delay = 1s
