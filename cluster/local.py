@@ -198,7 +198,7 @@ class Cluster:
     def __init__(self, state_dir, bin_dir, ports=None, stores=1, queues=1,
                  lease_ttl=5, partitions=64, etcd_members=1, replicas=3, log_keep=None,
                  node_tls=True, frontends=1, dns=None, smtp_out_port=None,
-                 queue_extra=None, rspamd=False, frontend_extra=None):
+                 queue_extra=None, rspamd=False, frontend_extra=None, store_extra=None):
         self.state = state_dir
         self.bin = bin_dir
         self.ports = ports or dict(DEFAULT_PORTS)
@@ -217,6 +217,8 @@ class Cluster:
         self.smtp_out_port = smtp_out_port
         # more queue-node options (tests: a short --retry-schedule, --expiry)
         self.queue_extra = list(queue_extra or [])
+        # more store-node options (benchmarks: --repl-write-thread 0)
+        self.store_extra = list(store_extra or [])
         # more frontend options (tests: a short --auth-failure-delay-max)
         self.frontend_extra = list(frontend_extra or [])
         # issue 11: a local rspamd (tests/support/rspamd.py) in state/rspamd,
@@ -392,12 +394,15 @@ class Cluster:
             pass
 
     def outbound_args(self, role):
-        """--dns for every daemon, --smtp-out-port for the queue nodes."""
+        """--dns for every daemon, --smtp-out-port for the queue nodes, and
+        the extra options of queue and store nodes."""
         out = ["--dns", self.dns] if self.dns else []
         if role == "queue" and self.smtp_out_port:
             out += ["--smtp-out-port", str(self.smtp_out_port)]
         if role == "queue":
             out += self.queue_extra
+        if role == "store":
+            out += self.store_extra
         return out
 
     def frontend_spec(self, i, tls):

@@ -120,6 +120,9 @@ def parse_args():
     ap.add_argument("--timeout", type=float, default=900,
                     help="seconds to wait for all messages to be visible")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directories")
+    ap.add_argument("--node-arg", action="append", default=[],
+                    help="one more option word for every queue and store node, e.g. "
+                         "--node-arg=--repl-write-thread --node-arg=0 (repeatable)")
     a = ap.parse_args()
     if min(a.messages, a.sessions, a.size, a.users) <= 0:
         ap.error("--messages, --sessions, --size and --users must be positive")
@@ -373,7 +376,9 @@ class Ours:
                    if not os.path.exists(os.path.join(bin_dir(), b))]
         if missing:
             raise SystemExit(f"missing in {bin_dir()}: {', '.join(missing)} (build them)")
-        self.c = local.Cluster.with_free_ports(self.state, bin_dir(), stores=3, queues=3)
+        self.c = local.Cluster.with_free_ports(self.state, bin_dir(), stores=3, queues=3,
+                                               queue_extra=self.a.node_arg,
+                                               store_extra=self.a.node_arg)
         self.c.up()
         for u in self.users:
             r = self.c.mailctl("user", "add", u, stdin=PASSWORD + "\n", check=False)
