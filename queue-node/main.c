@@ -28,6 +28,8 @@
  * 320 MiB of log per node with 64 partitions (docs/replication.md). */
 #define QUEUE_LOG_KEEP_DEFAULT 2000
 #define QUEUE_LOG_KEEP_MIB_DEFAULT 4
+/* How long a queue node keeps an MX answer (docs/dns.md "The answer cache"). */
+#define QUEUE_MX_CACHE_MS 60000u
 
 struct queue_node_settings {
 	struct daemon_node_settings node; /* first (lib/daemon-node.h) */
@@ -175,7 +177,10 @@ static int queue_outbound_start(struct queue_node *node, const struct queue_node
 	if (queue_dkim_create(NULL, &node->dkim, error_r) != 0)
 		return -1;
 	queue_service_set_dkim(node->service, node->dkim, node->config);
-	struct dns_settings ds = { .server = set->node.daemon.dns.text };
+	/* MX answers kept a minute (docs/dns.md "The answer cache"): the
+	 * outbound queue asks the same domains for message after message */
+	struct dns_settings ds = { .server = set->node.daemon.dns.text,
+				   .mx_cache_ms = QUEUE_MX_CACHE_MS };
 	if (dns_resolver_create(loop, &ds, &node->dns, error_r) < 0)
 		return -1;
 	struct outbound_settings os;

@@ -210,11 +210,11 @@ static enum dns_status dns__txt_read(dns_request *req, const unsigned char *abuf
 	return DNS_OK;
 }
 
-/* ---- the TXT cache ---- */
+/* ---- the answer cache (TXT, MX) ---- */
 
-static size_t dns__txt_hash(const dns_resolver *r, const char *name)
+static size_t dns__cache_hash(const dns_resolver *r, enum dns__kind kind, const char *name)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)kind; /* FNV-1a */
 	for (const char *p = name; *p != '\0'; p++) {
 		h ^= (uint8_t)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
 		h *= 1099511628211ull;
@@ -234,11 +234,12 @@ static void dns__txt_copy(struct dns_txt **dst, size_t *ndst, const struct dns_t
 	}
 }
 
-static void dns__txt_entry_free(struct dns__txt_entry *e)
+static void dns__cache_entry_free(struct dns__cache_entry *e)
 {
 	for (size_t i = 0; i < e->ntxt; i++)
 		free((char *)e->txt[i].data);
 	free(e->txt);
+	dns_mx_result_free(&e->mx);
 	free(e->name);
 	free(e);
 }
@@ -246,56 +247,69 @@ static void dns__txt_entry_free(struct dns__txt_entry *e)
 void dns__txt_cache_clear(dns_resolver *r)
 {
 	for (size_t b = 0; b < r->txt_nbuckets; b++) {
-		for (struct dns__txt_entry *e = r->txt_buckets[b], *next; e != NULL; e = next) {
+		for (struct dns__cache_entry *e = r->txt_buckets[b], *next; e != NULL; e = next) {
 			next = e->next;
-			dns__txt_entry_free(e);
+			dns__cache_entry_free(e);
 		}
 		r->txt_buckets[b] = NULL;
 	}
 	r->txt_entries = 0;
 }
 
-/* The fresh entry for name, or NULL (an expired one is dropped). */
-static struct dns__txt_entry *dns__txt_cache_get(dns_resolver *r, const char *name)
+/* The fresh entry of that kind for name, or NULL (an expired one is
+ * dropped). */
+static struct dns__cache_entry *dns__cache_get(dns_resolver *r, enum dns__kind kind,
+					       const char *name)
 {
-	if (r->txt_buckets == NULL)
+	if (r->txt_buckets == NULL || (kind == DNS__TXT ? r->txt_cache_ms : r->mx_cache_ms) == 0)
 		return NULL;
 	uint64_t now = uv_now(r->loop);
-	for (struct dns__txt_entry **pe = &r->txt_buckets[dns__txt_hash(r, name)]; *pe != NULL;
-	     pe = &(*pe)->next) {
-		struct dns__txt_entry *e = *pe;
-		if (strcasecmp(e->name, name) != 0)
+	for (struct dns__cache_entry **pe = &r->txt_buckets[dns__cache_hash(r, kind, name)];
+	     *pe != NULL; pe = &(*pe)->next) {
+		struct dns__cache_entry *e = *pe;
+		if (e->kind != kind || strcasecmp(e->name, name) != 0)
 			continue;
 		if (e->expires > now)
 			return e;
 		*pe = e->next;
-		dns__txt_entry_free(e);
+		dns__cache_entry_free(e);
 		r->txt_entries--;
 		return NULL;
 	}
 	return NULL;
 }
 
-/* Keep req's settled answer, when it is one to keep. */
-static void dns__txt_cache_put(dns_request *req)
+/* A new entry for req's settled answer (the caller fills its result), or
+ * NULL when there is no cache of req's kind or it already holds one. */
+static struct dns__cache_entry *dns__cache_add(dns_request *req)
 {
 	dns_resolver *r = req->r;
-	if (r->txt_buckets == NULL || req->cancelled ||
-	    (req->status != DNS_OK && req->status != DNS_NXDOMAIN && req->status != DNS_NODATA) ||
-	    dns__txt_cache_get(r, req->name) != NULL)
-		return;
+	uint64_t ms = req->kind == DNS__TXT ? r->txt_cache_ms : r->mx_cache_ms;
+	if (r->txt_buckets == NULL || ms == 0 || req->cancelled ||
+	    dns__cache_get(r, req->kind, req->name) != NULL)
+		return NULL;
 	if (r->txt_entries >= r->txt_entries_max)
 		dns__txt_cache_clear(r);
-	struct dns__txt_entry *e = xcalloc(1, sizeof *e);
+	struct dns__cache_entry *e = xcalloc(1, sizeof *e);
+	e->kind = req->kind;
 	e->name = xstrdup(req->name);
 	e->status = req->status;
-	if (req->status == DNS_OK)
-		dns__txt_copy(&e->txt, &e->ntxt, req->txt, req->ntxt);
-	e->expires = uv_now(r->loop) + r->txt_cache_ms;
-	size_t b = dns__txt_hash(r, e->name);
+	e->expires = uv_now(r->loop) + ms;
+	size_t b = dns__cache_hash(r, e->kind, e->name);
 	e->next = r->txt_buckets[b];
 	r->txt_buckets[b] = e;
 	r->txt_entries++;
+	return e;
+}
+
+/* Keep req's settled TXT answer, when it is one to keep. */
+static void dns__txt_cache_put(dns_request *req)
+{
+	if (req->status != DNS_OK && req->status != DNS_NXDOMAIN && req->status != DNS_NODATA)
+		return;
+	struct dns__cache_entry *e = dns__cache_add(req);
+	if (e != NULL && req->status == DNS_OK)
+		dns__txt_copy(&e->txt, &e->ntxt, req->txt, req->ntxt);
 }
 
 dns_request *dns_resolve_txt(dns_resolver *resolver, const char *name, dns_txt_cb *cb,
@@ -303,7 +317,8 @@ dns_request *dns_resolve_txt(dns_resolver *resolver, const char *name, dns_txt_c
 {
 	dns_request *req = dns__request_start(resolver, DNS__TXT, name, arg);
 	req->cb.txt = cb;
-	struct dns__txt_entry *hit = dns__name_ok(name) ? dns__txt_cache_get(resolver, name) : NULL;
+	struct dns__cache_entry *hit =
+		dns__name_ok(name) ? dns__cache_get(resolver, DNS__TXT, name) : NULL;
 	if (hit != NULL) {
 		/* answered from the cache: settled like any other, later */
 		req->status = hit->status;
@@ -593,15 +608,58 @@ static void dns__mx_settle(dns_request *req)
 	req->status = ok ? DNS_OK : temp ? DNS_TEMP : DNS_NODATA;
 }
 
+/* Keep req's settled MX answer, when it is one to keep: a final one
+ * (no host's lookup failed for now), not one answered from the cache. */
+static void dns__mx_cache_put(dns_request *req)
+{
+	if (req->mx_cached != NULL ||
+	    (req->status != DNS_OK && req->status != DNS_NXDOMAIN && req->status != DNS_NODATA &&
+	     req->status != DNS_NULL_MX))
+		return;
+	for (size_t i = 0; i < req->mx.count; i++)
+		if (req->mx.hosts[i].status == DNS_TEMP || req->mx.hosts[i].status == DNS_CANCELLED)
+			return;
+	struct dns__cache_entry *e = dns__cache_add(req);
+	if (e != NULL && req->mx.count > 0)
+		e->mx = dns_mx_result_dup(&req->mx);
+}
+
+/* A copy of a cached MX result, hosts of equal preference in a new
+ * random order (as dns__mx_read orders a fresh answer). */
+static struct dns_mx_result *dns__mx_cached_copy(dns_resolver *r, const struct dns_mx_result *mx)
+{
+	struct dns_mx_result *copy = dns_mx_result_dup(mx);
+	struct dns_mx_host *h = (struct dns_mx_host *)copy->hosts; /* the copy's own block */
+	for (size_t lo = 0, hi; lo < copy->count; lo = hi) {
+		for (hi = lo + 1; hi < copy->count && h[hi].preference == h[lo].preference; hi++)
+			;
+		for (size_t i = hi - 1; i > lo; i--) { /* Fisher-Yates over lo..hi-1 */
+			size_t j = lo + (size_t)(dns__random(r) % (i - lo + 1));
+			struct dns_mx_host t = h[i];
+			h[i] = h[j];
+			h[j] = t;
+		}
+	}
+	return copy;
+}
+
 dns_request *dns_resolve_mx(dns_resolver *resolver, const char *domain, dns_mx_cb *cb,
 			    void *arg)
 {
 	dns_request *req = dns__request_start(resolver, DNS__MX, domain, arg);
 	req->cb.mx = cb;
-	if (dns__name_ok(domain))
+	struct dns__cache_entry *hit =
+		dns__name_ok(domain) ? dns__cache_get(resolver, DNS__MX, domain) : NULL;
+	if (hit != NULL) {
+		/* answered from the cache: settled like any other, later */
+		req->status = hit->status;
+		if (hit->mx != NULL)
+			req->mx_cached = dns__mx_cached_copy(resolver, hit->mx);
+	} else if (dns__name_ok(domain)) {
 		dns__query_start(req, NULL, domain, ns_t_mx);
-	else
+	} else {
 		req->status = DNS_BADNAME;
+	}
 	dns__request_started(req);
 	return req;
 }
@@ -652,6 +710,7 @@ void dns__lookup_settle(dns_request *req)
 	}
 	case DNS__MX:
 		dns__mx_settle(req);
+		dns__mx_cache_put(req);
 		return;
 	case DNS__TXT:
 	case DNS__PTR:
@@ -663,6 +722,7 @@ void dns__lookup_settle(dns_request *req)
 
 void dns__request_free(dns_request *req)
 {
+	dns_mx_result_free(&req->mx_cached);
 	for (size_t i = 0; i < req->nhosts; i++)
 		dns__host_deinit(&req->hosts[i]);
 	free(req->hosts);

@@ -74,6 +74,8 @@ struct dns_request {
 	size_t nsrv;
 	struct dns_mx_host *mx_hosts;
 	struct dns_mx_result mx;
+	/* MX answered from the cache: the callback gets this copy */
+	struct dns_mx_result *mx_cached;
 };
 
 struct dns__list {
@@ -96,22 +98,25 @@ struct dns_resolver {
 	size_t npending;           /* on pending or done */
 	unsigned handles;          /* ours still open; the last close frees r */
 	int destroyed;
-	/* the TXT cache (dns_settings.txt_cache_ms); buckets NULL: none */
-	struct dns__txt_entry **txt_buckets;
+	/* the answer cache (dns_settings.txt_cache_ms, mx_cache_ms): TXT
+	 * and MX entries in one table; buckets NULL: none */
+	struct dns__cache_entry **txt_buckets;
 	size_t txt_nbuckets, txt_entries, txt_entries_max;
-	uint64_t txt_cache_ms;
+	uint64_t txt_cache_ms, mx_cache_ms;
 };
 
-/* One cached TXT answer. */
-struct dns__txt_entry {
-	struct dns__txt_entry *next;
-	char *name;               /* lowercase, as asked */
-	enum dns_status status;   /* DNS_OK, DNS_NXDOMAIN or DNS_NODATA */
-	struct dns_txt *txt;      /* DNS_OK: copies */
+/* One cached answer: a TXT lookup's or a dns_resolve_mx's. */
+struct dns__cache_entry {
+	struct dns__cache_entry *next;
+	enum dns__kind kind;      /* DNS__TXT or DNS__MX */
+	char *name;               /* as asked (compared without case) */
+	enum dns_status status;   /* TXT: OK, NXDOMAIN, NODATA; MX: also NULL_MX */
+	struct dns_txt *txt;      /* TXT, DNS_OK: copies */
 	size_t ntxt;
+	struct dns_mx_result *mx; /* MX, DNS_OK: dns_mx_result_dup() */
 	uint64_t expires;         /* uv_now() ms */
 };
-/* dns-lookup.c: the TXT cache (freed by dns__txt_cache_clear). */
+/* dns-lookup.c: empty the answer cache (the table stays). */
 void dns__txt_cache_clear(dns_resolver *r);
 
 /* dns.c */

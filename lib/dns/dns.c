@@ -328,7 +328,11 @@ static void dns__deliver(dns_request *req)
 		return;
 	}
 	case DNS__MX:
-		req->cb.mx(st, st != DNS_CANCELLED && req->mx.count > 0 ? &req->mx : NULL, req->arg);
+		if (req->mx_cached != NULL)
+			req->cb.mx(st, st != DNS_CANCELLED ? req->mx_cached : NULL, req->arg);
+		else
+			req->cb.mx(st, st != DNS_CANCELLED && req->mx.count > 0 ? &req->mx : NULL,
+				   req->arg);
 		return;
 	}
 }
@@ -423,10 +427,13 @@ int dns_resolver_create(uv_loop_t *loop, const struct dns_settings *settings,
 	if (r->limits.addrs_max == 0)
 		r->limits.addrs_max = DNS_ADDRS_MAX_DEFAULT;
 	r->rng = dns__seed(settings->seed);
-	if (settings->txt_cache_ms > 0) {
+	if (settings->txt_cache_ms > 0 || settings->mx_cache_ms > 0) {
 		r->txt_cache_ms = settings->txt_cache_ms < DNS_TXT_CACHE_MS_MAX
 					  ? settings->txt_cache_ms
 					  : DNS_TXT_CACHE_MS_MAX;
+		r->mx_cache_ms = settings->mx_cache_ms < DNS_TXT_CACHE_MS_MAX
+					 ? settings->mx_cache_ms
+					 : DNS_TXT_CACHE_MS_MAX;
 		r->txt_entries_max = settings->txt_cache_entries != 0
 					     ? settings->txt_cache_entries
 					     : DNS_TXT_CACHE_ENTRIES_DEFAULT;

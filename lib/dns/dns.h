@@ -109,6 +109,15 @@ struct dns_settings {
 #define DNS_TXT_CACHE_MS_MAX 3600000u
 	unsigned txt_cache_entries;
 #define DNS_TXT_CACHE_ENTRIES_DEFAULT 4096u
+	/* dns_resolve_mx answers (a result whose every host was answered,
+	 * NXDOMAIN, NODATA, a null MX; never a temporary failure, nor a
+	 * result with a host whose lookup failed for now) kept this long, in
+	 * the same table as TXT (txt_cache_entries bounds both): the
+	 * outbound queue asks the same few domains for every message. Hosts
+	 * of equal preference are put in a new random order at each hit. A
+	 * fixed lifetime, like TXT's (c-ares gives no TTL for MX): keep it
+	 * short. 0: no cache. */
+	unsigned mx_cache_ms;
 	/* Seed of the resolver's random source (the order of MX hosts of
 	 * equal preference). 0: seeded from the system's CSPRNG. Tests give
 	 * one to repeat an order. */

@@ -626,6 +626,110 @@ static void test_txt_cache(void **state)
 	t_end(&t);
 }
 
+/* The expiry of the one cached entry of kind for name (white box), 0: none. */
+static uint64_t cache_expires(dns_resolver *r, enum dns__kind kind, const char *name)
+{
+	for (size_t b = 0; b < r->txt_nbuckets; b++)
+		for (const struct dns__cache_entry *e = r->txt_buckets[b]; e != NULL; e = e->next)
+			if (e->kind == kind && strcasecmp(e->name, name) == 0)
+				return e->expires;
+	return 0;
+}
+
+/* The MX cache (white box): final answers are kept (a result, NXDOMAIN,
+ * NODATA with its result, a null MX), temporary ones and results with a
+ * host that failed for now are not; a hit is the first answer again,
+ * called back from the loop, with hosts of equal preference reordered;
+ * an entry expires; MX and TXT of one name are apart. */
+static void test_mx_cache(void **state)
+{
+	(void)state;
+	struct t t;
+	struct dns_settings set = { .server = mailtest_dns_server(fx.dns), .timeout_ms = 1000,
+				    .mx_cache_ms = 60000, .seed = 7 };
+	t_start(&t, &set);
+	static const char *const names[] = { "example.test", "nope.example.test",
+					     "refused.example.test", "partial.example.test",
+					     "allgone.example.test", "nullmx.example.test" };
+	enum { N = sizeof names / sizeof names[0] };
+	struct got first[N], again[N];
+	char a[2048], b[2048];
+	memset(first, 0, sizeof first);
+	memset(again, 0, sizeof again);
+	for (size_t i = 0; i < N; i++)
+		dns_resolve_mx(t.r, names[i], mx_cb, &first[i]);
+	t_run(&t);
+	/* kept: example, nope, allgone, nullmx; not: refused (temp), partial
+	 * (one host's lookup failed for now) */
+	assert_int_equal(t.r->txt_entries, 4);
+	assert_int_equal(cache_expires(t.r, DNS__MX, "refused.example.test"), 0);
+	assert_int_equal(cache_expires(t.r, DNS__MX, "partial.example.test"), 0);
+	assert_int_equal(cache_expires(t.r, DNS__TXT, "example.test"), 0);
+	for (size_t i = 0; i < N; i++) {
+		dns_resolve_mx(t.r, i == 0 ? "EXAMPLE.test" : names[i], mx_cb, &again[i]);
+		assert_int_equal(again[i].called, 0); /* never inside the call */
+	}
+	t_run(&t);
+	assert_int_equal(t.r->txt_entries, 4);
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(again[i].called, 1);
+		assert_int_equal(again[i].status, first[i].status);
+		assert_int_equal(again[i].had_result, first[i].had_result);
+		if (first[i].mx != NULL)
+			assert_string_equal(mx_text(again[i].mx, b, sizeof b),
+					    mx_text(first[i].mx, a, sizeof a));
+		dns_mx_result_free(&first[i].mx);
+		dns_mx_result_free(&again[i].mx);
+	}
+	assert_int_equal(again[1].status, DNS_NXDOMAIN);
+	assert_int_equal(again[4].status, DNS_NODATA);
+	assert_int_equal(again[5].status, DNS_NULL_MX);
+	/* hits of equal preferences: new orders, the 20s after the 10s */
+	int orders = 0;
+	char seen[40][4];
+	for (int i = 0; i < 40; i++) {
+		struct got g = { 0 };
+		dns_resolve_mx(t.r, "equal.example.test", mx_cb, &g);
+		t_run(&t);
+		assert_int_equal(g.status, DNS_OK);
+		assert_int_equal(g.mx->count, 5);
+		for (size_t k = 0; k < 5; k++)
+			assert_int_equal(g.mx->hosts[k].preference, k < 3 ? 10 : 20);
+		for (size_t k = 0; k < 3; k++)
+			seen[i][k] = g.mx->hosts[k].name[1];
+		seen[i][3] = '\0';
+		int dup = 0;
+		for (int j = 0; j < i; j++)
+			dup |= strcmp(seen[i], seen[j]) == 0;
+		orders += !dup;
+		dns_mx_result_free(&g.mx);
+	}
+	assert_int_equal(t.r->txt_entries, 5);
+	if (orders < 3)
+		fail_msg("%d orders of the three from the cache", orders);
+	t_end(&t);
+
+	/* an entry expires: the next lookup asks again and keeps a new one */
+	set.mx_cache_ms = 30;
+	t_start(&t, &set);
+	struct got g = { 0 };
+	dns_resolve_mx(t.r, "example.test", mx_cb, &g);
+	t_run(&t);
+	uint64_t e1 = cache_expires(t.r, DNS__MX, "example.test");
+	assert_true(e1 > 0);
+	dns_mx_result_free(&g.mx);
+	usleep(60 * 1000);
+	uv_update_time(&t.loop);
+	memset(&g, 0, sizeof g);
+	dns_resolve_mx(t.r, "example.test", mx_cb, &g);
+	assert_int_equal(t.r->txt_entries, 0); /* the stale one dropped */
+	t_run(&t);
+	assert_int_equal(g.status, DNS_OK);
+	assert_true(cache_expires(t.r, DNS__MX, "example.test") > e1);
+	dns_mx_result_free(&g.mx);
+	t_end(&t);
+}
+
 static void test_ptr(void **state)
 {
 	(void)state;
@@ -963,6 +1067,7 @@ int main(void)
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_txt),
 		cmocka_unit_test(test_txt_cache),
+		cmocka_unit_test(test_mx_cache),
 		cmocka_unit_test(test_ptr),
 		cmocka_unit_test(test_srv),
 		cmocka_unit_test(test_cname),
