@@ -297,15 +297,12 @@ static void repl__writer_collect(repl_node *n, int wait)
 		if (r.barrier_status < 0)
 			log_event(LOG_ERROR, REPL_LOG_SVC, "event=apply_barrier_failed "
 				  "partitions=%zu", count);
-		/* A failed barrier still completes (see repl__barrier_run). */
+		/* A failed barrier still counts (see repl__barrier_run). */
 		for (size_t i = 0; i < count; i++) {
 			list[i]->barrier_inflight = 0;
 			if (list[i]->barrier_mark > list[i]->barrier_done)
 				list[i]->barrier_done = list[i]->barrier_mark;
 		}
-		for (size_t i = 0; i < count; i++)
-			if (!list[i]->closing)
-				repl__pending_complete(list[i], list[i]->barrier_done);
 		free(list);
 	}
 	if (r.log_done) {
@@ -457,10 +454,8 @@ static void repl__group_check_cb(uv_check_t *h)
 		 * writer thread; callbacks may have proposed: they are written
 		 * next turn, without the poll blocking first */
 		repl__group_commit(n);
-		if (repl__barrier_due(n)) {
-			n->barrier_last_ms = util_now_mono_ms();
+		if (repl__barrier_due(n))
 			repl__barrier_run(n);
-		}
 		if (n->n_flush > 0 || n->group != NULL) {
 			uv_idle_start(&gh->idle, repl__group_idle_cb);
 		} else {
@@ -517,16 +512,17 @@ static void repl__barrier_add(repl_partition *p)
 	}
 	n->barrier_list[n->n_barrier++] = p;
 	p->barrier_listed = 1;
-	repl__group_start(n);
+	if (repl__barrier_due(n))
+		repl__group_start(n);   /* else a later write or timer takes it */
 }
 
 /* Run the owner's apply barrier now, on the loop (after the one in
- * flight, which it waits for), then complete what the listed partitions'
- * applies answered. Only where it cannot wait for the writer (a
- * partition's close, the node's end); the turns' barriers run on the
- * writer thread (repl__writer_start). A failed barrier is logged and the
- * proposals still complete: they are committed, the log holds them
- * durably, and a restart re-applies what the owner lost. */
+ * flight, which it waits for), for the listed partitions. Where it cannot
+ * wait for the writer (a partition's close or compaction, the node's
+ * end, the writer-less mode's check phase); the turns' barriers run on
+ * the writer thread (repl__writer_start). A failed barrier is logged and
+ * still counts: the log holds the entries durably, and a restart
+ * re-applies what the owner lost. */
 static void repl__barrier_run(repl_node *n)
 {
 	repl__writer_drain(n);
@@ -536,6 +532,7 @@ static void repl__barrier_run(repl_node *n)
 	size_t count = n->n_barrier;
 	n->barrier_list = NULL;
 	n->n_barrier = n->cap_barrier = 0;
+	n->barrier_last_ms = util_now_mono_ms();
 	if (n->apply_barrier(n->apply_barrier_arg) < 0)
 		log_event(LOG_ERROR, REPL_LOG_SVC, "event=apply_barrier_failed partitions=%zu",
 			  count);
@@ -543,9 +540,6 @@ static void repl__barrier_run(repl_node *n)
 		list[i]->barrier_listed = 0;
 		list[i]->barrier_done = list[i]->applied;
 	}
-	for (size_t i = 0; i < count; i++)
-		if (!list[i]->closing)
-			repl__pending_complete(list[i], list[i]->barrier_done);
 	free(list);
 }
 

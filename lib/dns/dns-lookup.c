@@ -219,7 +219,7 @@ static size_t dns__cache_hash(const dns_resolver *r, enum dns__kind kind, const 
 		h ^= (uint8_t)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
 		h *= 1099511628211ull;
 	}
-	return (size_t)(h % r->txt_nbuckets);
+	return (size_t)(h % r->cache_nbuckets);
 }
 
 static void dns__txt_copy(struct dns_txt **dst, size_t *ndst, const struct dns_txt *src,
@@ -244,16 +244,16 @@ static void dns__cache_entry_free(struct dns__cache_entry *e)
 	free(e);
 }
 
-void dns__txt_cache_clear(dns_resolver *r)
+void dns__cache_clear(dns_resolver *r)
 {
-	for (size_t b = 0; b < r->txt_nbuckets; b++) {
-		for (struct dns__cache_entry *e = r->txt_buckets[b], *next; e != NULL; e = next) {
+	for (size_t b = 0; b < r->cache_nbuckets; b++) {
+		for (struct dns__cache_entry *e = r->cache_buckets[b], *next; e != NULL; e = next) {
 			next = e->next;
 			dns__cache_entry_free(e);
 		}
-		r->txt_buckets[b] = NULL;
+		r->cache_buckets[b] = NULL;
 	}
-	r->txt_entries = 0;
+	r->cache_entries = 0;
 }
 
 /* The fresh entry of that kind for name, or NULL (an expired one is
@@ -261,10 +261,10 @@ void dns__txt_cache_clear(dns_resolver *r)
 static struct dns__cache_entry *dns__cache_get(dns_resolver *r, enum dns__kind kind,
 					       const char *name)
 {
-	if (r->txt_buckets == NULL || (kind == DNS__TXT ? r->txt_cache_ms : r->mx_cache_ms) == 0)
+	if (r->cache_buckets == NULL || (kind == DNS__TXT ? r->txt_cache_ms : r->mx_cache_ms) == 0)
 		return NULL;
 	uint64_t now = uv_now(r->loop);
-	for (struct dns__cache_entry **pe = &r->txt_buckets[dns__cache_hash(r, kind, name)];
+	for (struct dns__cache_entry **pe = &r->cache_buckets[dns__cache_hash(r, kind, name)];
 	     *pe != NULL; pe = &(*pe)->next) {
 		struct dns__cache_entry *e = *pe;
 		if (e->kind != kind || strcasecmp(e->name, name) != 0)
@@ -273,7 +273,7 @@ static struct dns__cache_entry *dns__cache_get(dns_resolver *r, enum dns__kind k
 			return e;
 		*pe = e->next;
 		dns__cache_entry_free(e);
-		r->txt_entries--;
+		r->cache_entries--;
 		return NULL;
 	}
 	return NULL;
@@ -285,20 +285,20 @@ static struct dns__cache_entry *dns__cache_add(dns_request *req)
 {
 	dns_resolver *r = req->r;
 	uint64_t ms = req->kind == DNS__TXT ? r->txt_cache_ms : r->mx_cache_ms;
-	if (r->txt_buckets == NULL || ms == 0 || req->cancelled ||
+	if (r->cache_buckets == NULL || ms == 0 || req->cancelled ||
 	    dns__cache_get(r, req->kind, req->name) != NULL)
 		return NULL;
-	if (r->txt_entries >= r->txt_entries_max)
-		dns__txt_cache_clear(r);
+	if (r->cache_entries >= r->cache_entries_max)
+		dns__cache_clear(r);
 	struct dns__cache_entry *e = xcalloc(1, sizeof *e);
 	e->kind = req->kind;
 	e->name = xstrdup(req->name);
 	e->status = req->status;
 	e->expires = uv_now(r->loop) + ms;
 	size_t b = dns__cache_hash(r, e->kind, e->name);
-	e->next = r->txt_buckets[b];
-	r->txt_buckets[b] = e;
-	r->txt_entries++;
+	e->next = r->cache_buckets[b];
+	r->cache_buckets[b] = e;
+	r->cache_entries++;
 	return e;
 }
 

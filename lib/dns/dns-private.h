@@ -100,8 +100,8 @@ struct dns_resolver {
 	int destroyed;
 	/* the answer cache (dns_settings.txt_cache_ms, mx_cache_ms): TXT
 	 * and MX entries in one table; buckets NULL: none */
-	struct dns__cache_entry **txt_buckets;
-	size_t txt_nbuckets, txt_entries, txt_entries_max;
+	struct dns__cache_entry **cache_buckets;
+	size_t cache_nbuckets, cache_entries, cache_entries_max;
 	uint64_t txt_cache_ms, mx_cache_ms;
 };
 
@@ -117,7 +117,7 @@ struct dns__cache_entry {
 	uint64_t expires;         /* uv_now() ms */
 };
 /* dns-lookup.c: empty the answer cache (the table stays). */
-void dns__txt_cache_clear(dns_resolver *r);
+void dns__cache_clear(dns_resolver *r);
 
 /* dns.c */
 /* A new request on r->pending, holding itself (one count in queries)

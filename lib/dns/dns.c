@@ -122,8 +122,8 @@ struct dns__poll {
 static void dns__free_if_closed(dns_resolver *r)
 {
 	if (r->destroyed && r->handles == 0) {
-		dns__txt_cache_clear(r);
-		free(r->txt_buckets);
+		dns__cache_clear(r);
+		free(r->cache_buckets);
 		free(r);
 	}
 }
@@ -327,13 +327,12 @@ static void dns__deliver(dns_request *req)
 		req->cb.srv(st, st == DNS_OK ? &res : NULL, req->arg);
 		return;
 	}
-	case DNS__MX:
-		if (req->mx_cached != NULL)
-			req->cb.mx(st, st != DNS_CANCELLED ? req->mx_cached : NULL, req->arg);
-		else
-			req->cb.mx(st, st != DNS_CANCELLED && req->mx.count > 0 ? &req->mx : NULL,
-				   req->arg);
+	case DNS__MX: {
+		const struct dns_mx_result *res =
+			req->mx_cached != NULL ? req->mx_cached : req->mx.count > 0 ? &req->mx : NULL;
+		req->cb.mx(st, st != DNS_CANCELLED ? res : NULL, req->arg);
 		return;
+	}
 	}
 }
 
@@ -416,6 +415,12 @@ static uint64_t dns__seed(uint64_t given)
 	return seed;
 }
 
+/* A cache lifetime, at most DNS_TXT_CACHE_MS_MAX. */
+static uint64_t dns__cache_ms(unsigned ms)
+{
+	return ms < DNS_TXT_CACHE_MS_MAX ? ms : DNS_TXT_CACHE_MS_MAX;
+}
+
 int dns_resolver_create(uv_loop_t *loop, const struct dns_settings *settings,
 			dns_resolver **resolver_r, const char **error_r)
 {
@@ -428,17 +433,13 @@ int dns_resolver_create(uv_loop_t *loop, const struct dns_settings *settings,
 		r->limits.addrs_max = DNS_ADDRS_MAX_DEFAULT;
 	r->rng = dns__seed(settings->seed);
 	if (settings->txt_cache_ms > 0 || settings->mx_cache_ms > 0) {
-		r->txt_cache_ms = settings->txt_cache_ms < DNS_TXT_CACHE_MS_MAX
-					  ? settings->txt_cache_ms
-					  : DNS_TXT_CACHE_MS_MAX;
-		r->mx_cache_ms = settings->mx_cache_ms < DNS_TXT_CACHE_MS_MAX
-					 ? settings->mx_cache_ms
-					 : DNS_TXT_CACHE_MS_MAX;
-		r->txt_entries_max = settings->txt_cache_entries != 0
+		r->txt_cache_ms = dns__cache_ms(settings->txt_cache_ms);
+		r->mx_cache_ms = dns__cache_ms(settings->mx_cache_ms);
+		r->cache_entries_max = settings->txt_cache_entries != 0
 					     ? settings->txt_cache_entries
 					     : DNS_TXT_CACHE_ENTRIES_DEFAULT;
-		r->txt_nbuckets = r->txt_entries_max / 4 + 1;
-		r->txt_buckets = xcalloc(r->txt_nbuckets, sizeof *r->txt_buckets);
+		r->cache_nbuckets = r->cache_entries_max / 4 + 1;
+		r->cache_buckets = xcalloc(r->cache_nbuckets, sizeof *r->cache_buckets);
 	}
 
 	struct ares_options o = {
@@ -454,13 +455,13 @@ int dns_resolver_create(uv_loop_t *loop, const struct dns_settings *settings,
 	int e = ares_init_options(&r->channel, &o, mask);
 	if (e != ARES_SUCCESS) {
 		*error_r = ares_strerror(e);
-		free(r->txt_buckets);
+		free(r->cache_buckets);
 		free(r);
 		return -1;
 	}
 	if (settings->server != NULL && dns__set_server(r, settings->server, error_r) < 0) {
 		ares_destroy(r->channel);
-		free(r->txt_buckets);
+		free(r->cache_buckets);
 		free(r);
 		return -1;
 	}

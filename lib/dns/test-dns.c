@@ -600,37 +600,37 @@ static void test_txt_cache(void **state)
 	dns_resolve_txt(t.r, "nope.example.test", txt_cb, &g[1]);
 	dns_resolve_txt(t.r, "refused.example.test", txt_cb, &g[2]);
 	t_run(&t);
-	assert_int_equal(t.r->txt_entries, 2); /* the refusal is not kept */
+	assert_int_equal(t.r->cache_entries, 2); /* the refusal is not kept */
 	dns_resolve_txt(t.r, "MULTI.example.test", txt_cb, &g[3]);
 	dns_resolve_txt(t.r, "nope.example.test", txt_cb, &g[4]);
 	t_run(&t);
 	assert_int_equal(g[3].status, DNS_OK);
 	assert_string_equal(g[3].text, g[0].text);
 	assert_int_equal(g[4].status, DNS_NXDOMAIN);
-	assert_int_equal(t.r->txt_entries, 2); /* answered from it, nothing added */
+	assert_int_equal(t.r->cache_entries, 2); /* answered from it, nothing added */
 	/* full: starts over */
 	dns_resolve_txt(t.r, "mx-a.example.test", txt_cb, &g[5]);
 	t_run(&t);
 	assert_int_equal(g[5].status, DNS_NODATA);
-	assert_int_equal(t.r->txt_entries, 3);
+	assert_int_equal(t.r->cache_entries, 3);
 	dns_resolve_txt(t.r, "sel2048._domainkey.example.test", txt_cb, &g[6]);
 	t_run(&t);
 	assert_int_equal(g[6].status, DNS_OK);
-	assert_int_equal(t.r->txt_entries, 1);
+	assert_int_equal(t.r->cache_entries, 1);
 	t_end(&t);
 	/* off by default */
 	t_start(&t, NULL);
 	dns_resolve_txt(t.r, "multi.example.test", txt_cb, &g[7]);
 	t_run(&t);
-	assert_null(t.r->txt_buckets);
+	assert_null(t.r->cache_buckets);
 	t_end(&t);
 }
 
 /* The expiry of the one cached entry of kind for name (white box), 0: none. */
 static uint64_t cache_expires(dns_resolver *r, enum dns__kind kind, const char *name)
 {
-	for (size_t b = 0; b < r->txt_nbuckets; b++)
-		for (const struct dns__cache_entry *e = r->txt_buckets[b]; e != NULL; e = e->next)
+	for (size_t b = 0; b < r->cache_nbuckets; b++)
+		for (const struct dns__cache_entry *e = r->cache_buckets[b]; e != NULL; e = e->next)
 			if (e->kind == kind && strcasecmp(e->name, name) == 0)
 				return e->expires;
 	return 0;
@@ -661,7 +661,7 @@ static void test_mx_cache(void **state)
 	t_run(&t);
 	/* kept: example, nope, allgone, nullmx; not: refused (temp), partial
 	 * (one host's lookup failed for now) */
-	assert_int_equal(t.r->txt_entries, 4);
+	assert_int_equal(t.r->cache_entries, 4);
 	assert_int_equal(cache_expires(t.r, DNS__MX, "refused.example.test"), 0);
 	assert_int_equal(cache_expires(t.r, DNS__MX, "partial.example.test"), 0);
 	assert_int_equal(cache_expires(t.r, DNS__TXT, "example.test"), 0);
@@ -670,7 +670,7 @@ static void test_mx_cache(void **state)
 		assert_int_equal(again[i].called, 0); /* never inside the call */
 	}
 	t_run(&t);
-	assert_int_equal(t.r->txt_entries, 4);
+	assert_int_equal(t.r->cache_entries, 4);
 	for (size_t i = 0; i < N; i++) {
 		assert_int_equal(again[i].called, 1);
 		assert_int_equal(again[i].status, first[i].status);
@@ -704,7 +704,7 @@ static void test_mx_cache(void **state)
 		orders += !dup;
 		dns_mx_result_free(&g.mx);
 	}
-	assert_int_equal(t.r->txt_entries, 5);
+	assert_int_equal(t.r->cache_entries, 5);
 	if (orders < 3)
 		fail_msg("%d orders of the three from the cache", orders);
 	t_end(&t);
@@ -722,7 +722,7 @@ static void test_mx_cache(void **state)
 	uv_update_time(&t.loop);
 	memset(&g, 0, sizeof g);
 	dns_resolve_mx(t.r, "example.test", mx_cb, &g);
-	assert_int_equal(t.r->txt_entries, 0); /* the stale one dropped */
+	assert_int_equal(t.r->cache_entries, 0); /* the stale one dropped */
 	t_run(&t);
 	assert_int_equal(g.status, DNS_OK);
 	assert_true(cache_expires(t.r, DNS__MX, "example.test") > e1);
