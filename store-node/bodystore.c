@@ -22,6 +22,9 @@
 
 #define KEY_VERSION 0x01
 #define VALUE_VERSION 0x01
+/* A pointer value holding the body itself: 02 | crc32 u32 | the bytes. */
+#define VALUE_INLINE 0x02
+#define INLINE_HEADER (1 + 4)
 #define RECORD_MAGIC 0x4d424431u /* "MBD1" */
 #define SEGMENT_VALUE_LEN (1 + 8 + 8)
 #define SEGMENT_KEY_LEN (2 + 4)
@@ -43,6 +46,7 @@
 #define SEGMENT_SIZE_MIN 4096ull
 #define SEGMENT_SIZE_MAX (1ull << 40)
 #define COLLECT_PCT_MAX 90u
+#define INLINE_MAX_MAX (1024u * 1024u)
 
 /* Where a body is: a pointer value, decoded. */
 struct body_ptr {
@@ -178,6 +182,30 @@ static int ptr_decode(const void *val, size_t vlen, struct body_ptr *p)
 	if (p->seg == 0 || p->len > SEGMENT_SIZE_MAX || p->off > SEGMENT_SIZE_MAX)
 		return -1;
 	return 0;
+}
+
+/* A pointer value that holds its body: 1 with *body_r and *len_r (inside
+ * val), 0 when val is not inline, -1 when it is but is too short. */
+static int inline_decode(const void *val, size_t vlen, const uint8_t **body_r, size_t *len_r)
+{
+	const uint8_t *v = val;
+	if (vlen < 1 || v[0] != VALUE_INLINE)
+		return 0;
+	if (vlen < INLINE_HEADER)
+		return -1;
+	*body_r = v + INLINE_HEADER;
+	*len_r = vlen - INLINE_HEADER;
+	return 1;
+}
+
+/* An inline body whose CRC does not match is never returned (logged). */
+static int inline_check(const void *val, const uint8_t *body, size_t len)
+{
+	uint32_t crc = be32_get((const uint8_t *)val + 1);
+	if (crc32_z(0, body, len) == crc)
+		return 0;
+	log_event(LOG_ERROR, LOG_SVC, "event=body_corrupt segment=inline length=%zu why=crc", len);
+	return -1;
 }
 
 static void key_segment(uint8_t k[SEGMENT_KEY_LEN], uint32_t id)
@@ -521,6 +549,13 @@ static int record_read(bodystore *bs, const struct body_ptr *p, uint8_t *body)
 
 int bodystore_value_length(const void *val, size_t vlen, uint64_t *len_r)
 {
+	const uint8_t *body = NULL;
+	size_t len = 0;
+	int in = inline_decode(val, vlen, &body, &len);
+	if (in != 0) {
+		*len_r = len;
+		return in > 0 ? 0 : -1;
+	}
 	struct body_ptr p;
 	if (ptr_decode(val, vlen, &p) < 0)
 		return -1;
@@ -530,8 +565,17 @@ int bodystore_value_length(const void *val, size_t vlen, uint64_t *len_r)
 
 int bodystore_read(bodystore *bs, const void *val, size_t vlen, buf *out)
 {
+	const uint8_t *body = NULL;
+	size_t len = 0;
+	int in = inline_decode(val, vlen, &body, &len);
+	if (in > 0) {
+		if (inline_check(val, body, len) < 0)
+			return -1;
+		buf_append(out, body, len);
+		return 0;
+	}
 	struct body_ptr p;
-	if (ptr_decode(val, vlen, &p) < 0) {
+	if (in < 0 || ptr_decode(val, vlen, &p) < 0) {
 		log_event(LOG_ERROR, LOG_SVC, "event=db_corrupt record=body_pointer");
 		return -1;
 	}
@@ -556,8 +600,21 @@ int bodystore_get(bodystore *bs, const void *pkey, size_t pklen, void **body_r, 
 	}
 	if (val == NULL)
 		return 0;
+	const uint8_t *ibody;
+	size_t ilen;
+	int in = inline_decode(val, vlen, &ibody, &ilen);
+	if (in > 0) {
+		int bad = inline_check(val, ibody, ilen);
+		if (bad == 0) {
+			*body_r = xmalloc(ilen > 0 ? ilen : 1);
+			memcpy(*body_r, ibody, ilen);
+			*len_r = ilen;
+		}
+		leveldb_free(val);
+		return bad < 0 ? -1 : 1;
+	}
 	struct body_ptr p;
-	int ret = ptr_decode(val, vlen, &p);
+	int ret = in < 0 ? -1 : ptr_decode(val, vlen, &p);
 	leveldb_free(val);
 	if (ret < 0) {
 		log_event(LOG_ERROR, LOG_SVC, "event=db_corrupt record=body_pointer");
@@ -756,6 +813,18 @@ static void batch_unref(bodystore *bs, const struct body_ptr *p)
 
 int bodystore_put(bodystore *bs, const void *pkey, size_t pklen, const void *body, size_t len)
 {
+	if (bs->set.inline_max > 0 && len <= bs->set.inline_max) {
+		/* in the pointer's own value: durable with the batch, no
+		 * segment append and no fdatasync of its own */
+		uint8_t *v = xmalloc(INLINE_HEADER + len);
+		v[0] = VALUE_INLINE;
+		be32_put(v + 1, (uint32_t)crc32_z(0, body, len));
+		if (len > 0)
+			memcpy(v + INLINE_HEADER, body, len);
+		leveldb_writebatch_put(bs->wb, pkey, pklen, (const char *)v, INLINE_HEADER + len);
+		free(v);
+		return 0;
+	}
 	struct body_ptr p;
 	if (seg_append(bs, body, len, &p) < 0)
 		return -1;
@@ -765,8 +834,13 @@ int bodystore_put(bodystore *bs, const void *pkey, size_t pklen, const void *bod
 
 int bodystore_unref_value(bodystore *bs, const void *val, size_t vlen)
 {
+	const uint8_t *body = NULL;
+	size_t len = 0;
+	int in = inline_decode(val, vlen, &body, &len);
+	if (in > 0)
+		return 0; /* nothing outside the value */
 	struct body_ptr p;
-	if (ptr_decode(val, vlen, &p) < 0) {
+	if (in < 0 || ptr_decode(val, vlen, &p) < 0) {
 		log_event(LOG_ERROR, LOG_SVC, "event=db_corrupt record=body_pointer");
 		return -1;
 	}
@@ -1184,6 +1258,8 @@ int bodystore_open(const char *dir, leveldb_t *db, const struct bodystore_settin
 		bs->set.collect_live_pct = COLLECT_PCT_MAX;
 	if (bs->set.collect_step == 0)
 		bs->set.collect_step = 1;
+	if (bs->set.inline_max > INLINE_MAX_MAX)
+		bs->set.inline_max = INLINE_MAX_MAX;
 	if (bs->set.open_segments == 0)
 		bs->set.open_segments = 1;
 	bs->ropts = leveldb_readoptions_create();

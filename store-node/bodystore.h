@@ -20,9 +20,15 @@
  * what a crash left behind the last durable record, and the zeros of a
  * preallocation, are garbage like the rest.
  *
+ * A body of at most settings.inline_max bytes is not appended to a segment:
+ * it is kept in its pointer's value (inline), written with the owner's
+ * batch, so it needs no fdatasync of its own before the batch and no
+ * collection (LevelDB's compaction rewrites it instead).
+ *
  * LevelDB records (the owner's database; all node-local, never exported):
  *   <pointer key> (chosen by the owner)  -> 01 | segment u32 | offset u64
  *        | length u64 | crc u32: the record at offset holds the body
+ *                                        or 02 | crc u32 | the body (inline)
  *   01 'R' <segment u32> <offset u64>    -> 01 | <pointer key>: reverse
  *        index, written and deleted with the pointer, so collecting a
  *        segment reads its own records only
@@ -79,6 +85,7 @@ struct bodystore_settings {
 	unsigned collect_live_pct; /* see mailstore_limits.body_collect_live_pct */
 	uint64_t collect_step;     /* see mailstore_limits.body_collect_step */
 	unsigned open_segments;    /* see mailstore_limits.body_open_segments */
+	size_t inline_max;         /* see mailstore_limits.body_inline_max */
 };
 
 struct bodystore_stats {
@@ -107,7 +114,8 @@ void bodystore_close(bodystore **bs);
  * fdatasync'd by prepare). */
 void bodystore_txn_begin(bodystore *bs, leveldb_writebatch_t *wb, int sync);
 /* Append body and put the pointer pkey (pklen bytes, copied) and its
- * reverse record into the batch. A pointer already stored at pkey must be
+ * reverse record into the batch (a body of at most settings.inline_max
+ * bytes: only the pointer, holding it). A pointer already stored at pkey must be
  * removed first (bodystore_delete) or its bytes stay counted live. 0 or
  * -1 (the write must be abandoned: bodystore_txn_end(bs, 0)). */
 int bodystore_put(bodystore *bs, const void *pkey, size_t pklen, const void *body, size_t len);

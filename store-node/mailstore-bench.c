@@ -23,7 +23,11 @@
  * MAILSTORE_BENCH_STRUCTURE=given in the environment the deliveries carry
  * a structure record made once (as replicated entries do, the primary
  * having analysed the message): the difference between the two runs is
- * the analysis' cost per message.
+ * the analysis' cost per message. MAILSTORE_BENCH_INLINE=BYTES sets
+ * limits.body_inline_max (default: the store's, 16 KiB; 0 puts every body
+ * in segments). MAILSTORE_BENCH_BARRIER=K applies as a replicated store
+ * node does: the applies' syncs deferred (mailstore_apply_defer_sync), an
+ * apply barrier after every K messages (default 0: each apply synced).
  *
  * Prints, per 10 % of N: wall and CPU time per message (delivery + its
  * share of flag changes and UID EXPUNGEs, collection included; the timed
@@ -247,10 +251,19 @@ int main(int argc, char **argv)
 	if (share > 0)
 		b.uid_of = xcalloc(n, sizeof *b.uid_of);
 	const char *error;
-	if (mailstore_open(dir, NULL, &b.store, &error) != MAIL_OK) {
+	struct mailstore_limits limits;
+	mailstore_limits_default(&limits);
+	const char *inl = getenv("MAILSTORE_BENCH_INLINE");
+	if (inl != NULL && *inl != '\0')
+		limits.body_inline_max = strtoul(inl, NULL, 10);
+	const char *bar = getenv("MAILSTORE_BENCH_BARRIER");
+	size_t barrier_every = bar != NULL ? strtoul(bar, NULL, 10) : 0;
+	if (mailstore_open(dir, &limits, &b.store, &error) != MAIL_OK) {
 		fprintf(stderr, "open: %s\n", error);
 		return 1;
 	}
+	if (barrier_every > 0)
+		mailstore_apply_defer_sync(b.store, 1);
 	for (size_t u = 0; u < users; u++) {
 		snprintf(b.user[u], sizeof b.user[u], "user%zu@bench.test", u);
 		b.oldest[u] = 1;
@@ -270,8 +283,9 @@ int main(int argc, char **argv)
 		b.structure_len = st.len;
 	}
 	printf("mailstore_bench: %zu deliveries of %zu bytes to %zu users, clock step %" PRIu64
-	       " ms, %lu %% expunged %zu messages later, %s bodies\n", n, size, users, step, share,
-	       lag, body_kind);
+	       " ms, %lu %% expunged %zu messages later, %s bodies, inline up to %zu bytes, "
+	       "%s\n", n, size, users, step, share, lag, body_kind, limits.body_inline_max,
+	       barrier_every > 0 ? "deferred syncs" : "synced applies");
 	printf("%6s %9s %12s %11s %10s %11s %10s %8s %8s %8s %8s\n", "slice", "messages",
 	       "wall us/msg", "cpu us/msg", "bg us/msg", "expunge ms", "select ms", "rss MiB",
 	       "ldb MiB", "seg MiB", "live MiB");
@@ -282,6 +296,8 @@ int main(int argc, char **argv)
 	size_t n_scans = 0;
 	for (size_t i = 0; i < n; i++) {
 		bench_message(&b, i, body, size);
+		if (barrier_every > 0 && i % barrier_every == barrier_every - 1)
+			bench_check(mailstore_apply_barrier(b.store), "barrier", i);
 		if (i % 1000 == 999) {
 			size_t u = i % users;
 			double t = bench_now(CLOCK_MONOTONIC);

@@ -39,6 +39,7 @@ void mailstore_limits_default(struct mailstore_limits *limits_r)
 	limits_r->body_collect_live_pct = 50;
 	limits_r->body_collect_step = 1024u * 1024u;
 	limits_r->body_open_segments = 64;
+	limits_r->body_inline_max = 16u * 1024u;
 	limits_r->max_mailboxes = 1000;
 	limits_r->max_subscriptions = 1000;
 	limits_r->max_mailbox_keywords = 128;
@@ -1037,6 +1038,7 @@ int mailstore_open(const char *dir, const struct mailstore_limits *limits,
 		.collect_live_pct = s->limits.body_collect_live_pct,
 		.collect_step = s->limits.body_collect_step,
 		.open_segments = s->limits.body_open_segments,
+		.inline_max = s->limits.body_inline_max,
 	};
 	if (bodystore_open(dir, s->db, &bset, &s->bodies, error_r) < 0) {
 		mailstore_close(&s);

@@ -44,6 +44,8 @@
  *   01 'P' <user> 00 <mailbox_id u64> <uid u32>   -> where the message's
  *        body is: value 01 | segment u32 | offset u64 | length u64
  *                  | crc32 u32
+ *        or, for a body of at most limits.body_inline_max bytes, the
+ *        body itself: value 02 | crc32 u32 | the bytes (no segment record)
  *        The body is the record at offset of <dir>/bodies/<segment as 8
  *        hex>.seg: magic "MBD1" | length u64 | crc32 u32 | the bytes
  *        (store-node/bodystore.h). A fetch checks magic, length and CRC: a
@@ -226,6 +228,14 @@ struct mailstore_limits {
 	 * first; the one being appended to has its own descriptor). Default
 	 * 64, min 1. */
 	unsigned body_open_segments;
+	/* A body of at most this many bytes is kept in its LevelDB record
+	 * instead of a segment file: written (and made durable) with the
+	 * delivery's batch, so a small delivery or APPEND costs no segment
+	 * fdatasync of its own, at the price of LevelDB compaction copying it
+	 * a few times. Default 16 KiB (most mail without attachments), 0 =
+	 * every body in segments, max 1 MiB. Per node: replicas need not
+	 * agree. */
+	size_t body_inline_max;
 
 	/* ---- issue 9: mailbox operations, sync, append, copy ---- */
 	/* Mailboxes one user may have (LIMIT above; INBOX and its

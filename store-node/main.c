@@ -19,6 +19,7 @@
 
 struct store_settings {
 	struct daemon_node_settings node; /* first (lib/daemon-node.h) */
+	unsigned body_inline_max;         /* mailstore_limits.body_inline_max */
 };
 
 /* An idle store still collects its body segments (deliveries and expunges
@@ -42,6 +43,11 @@ static const struct daemon_option store_options[] = {
 	{ .name = "etcd", .kind = DAEMON_OPTION_STRING,
 	  .offset = offsetof(struct store_settings, node.daemon.etcd), .value_name = "URL",
 	  .help = "etcd client URL; without it: standalone, no ring" },
+	{ .name = "body-inline-max", .kind = DAEMON_OPTION_UINT,
+	  .offset = offsetof(struct store_settings, body_inline_max), .value_name = "BYTES",
+	  .min = 0, .max = 1024 * 1024, .def = 16 * 1024,
+	  .help = "bodies up to this size are kept in their LevelDB record, not in a "
+		  "segment file (0: none)" },
 	{ .name = NULL },
 };
 
@@ -93,7 +99,10 @@ static int store_start(struct daemon *d, const void *settings, void *ctx)
 	int port;
 	if (daemon_tls_init(&set->node.tls, 1, &node->tls, &error) < 0)
 		return daemon_start_failed(d, "node_tls", error);
-	if (mailstore_open(set->node.data, NULL, &node->store, &error) != 0)
+	struct mailstore_limits limits;
+	mailstore_limits_default(&limits);
+	limits.body_inline_max = set->body_inline_max;
+	if (mailstore_open(set->node.data, &limits, &node->store, &error) != 0)
 		return daemon_start_failed(d, "mailstore", error);
 	store_service_create(loop, node->store, &node->service);
 	daemon_node_rpc_setup(&set->node, store_service_server(node->service), node->tls.server);

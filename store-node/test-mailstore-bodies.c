@@ -35,18 +35,25 @@ struct fixture {
 	mailstore *b;
 };
 
-static mailstore *open_store_seg(const char *dir, uint64_t segment_size)
+static mailstore *open_store_lim(const char *dir, uint64_t segment_size, size_t inline_max)
 {
 	struct mailstore_limits lim;
 	mailstore_limits_default(&lim);
 	if (segment_size > 0)
 		lim.body_segment_size = segment_size;
 	lim.body_collect_step = 2048;
+	lim.body_inline_max = inline_max;
 	mailstore *s = NULL;
 	const char *error = NULL;
 	assert_int_equal(mailstore_open(dir, &lim, &s, &error), MAIL_OK);
 	assert_non_null(s);
 	return s;
+}
+
+/* Every body in segments: most tests here are about them. */
+static mailstore *open_store_seg(const char *dir, uint64_t segment_size)
+{
+	return open_store_lim(dir, segment_size, 0);
 }
 
 static int setup(void **state)
@@ -1023,6 +1030,141 @@ static void test_bodies_duplicate_in_chunk(void **state)
 	free(in[0]);
 }
 
+/* ---- small bodies inline ------------------------------------------------------ */
+
+/* Flip one byte of the inline body of length len in the closed store at
+ * dir (the only 'P' value of that length). */
+static void inline_corrupt(const char *dir, size_t len)
+{
+	leveldb_options_t *o = leveldb_options_create();
+	char *err = NULL;
+	leveldb_t *db = leveldb_open(o, dir, &err);
+	assert_null(err);
+	leveldb_readoptions_t *ro = leveldb_readoptions_create();
+	leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
+	buf k, v;
+	buf_init(&k);
+	buf_init(&v);
+	for (leveldb_iter_seek(it, "\x01" "P", 2); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *kd = leveldb_iter_key(it, &klen);
+		const char *vd = leveldb_iter_value(it, &vlen);
+		if (klen < 2 || kd[1] != 'P')
+			break;
+		if (vlen == 5 + len && vd[0] == 0x02) {
+			buf_append(&k, kd, klen);
+			buf_append(&v, vd, vlen);
+			break;
+		}
+	}
+	leveldb_iter_destroy(it);
+	assert_true(v.len == 5 + len);
+	v.data[5 + len / 2] ^= 0x40;
+	raw_put(db, &k, &v);
+	buf_deinit(&k);
+	buf_deinit(&v);
+	leveldb_readoptions_destroy(ro);
+	leveldb_close(db);
+	leveldb_options_destroy(o);
+}
+
+/* Bodies up to body_inline_max live in their 'P' value: no segment record,
+ * no reverse record, no live bytes; bigger ones in segments as before.
+ * Both kinds export as 'B' pairs, so a replica that keeps bodies inline
+ * and one that does not install each other's snapshots and export the
+ * same bytes. A flipped byte of an inline body is never served. */
+static void test_bodies_inline(void **state)
+{
+	struct fixture *f = *state;
+	f->store = open_store_lim(f->dir, 0, 4096);
+	const char *u = "in@x.test";
+	enum { N = 5 };
+	size_t lens[N] = { 0, 100, 4096, 4097, 20000 };
+	uint8_t *bodies[N];
+	uint32_t uids[N];
+	for (int i = 0; i < N; i++) {
+		bodies[i] = make_body(700u + (unsigned)i, lens[i]);
+		char did[16];
+		snprintf(did, sizeof did, "in%d", i);
+		uids[i] = deliver(f->store, u, did, bodies[i], lens[i]);
+	}
+	for (int i = 0; i < N; i++)
+		fetch_same(f->store, u, uids[i], bodies[i], lens[i]);
+	struct mailstore_body_stats st;
+	mailstore_body_stats(f->store, &st);
+	assert_int_equal(st.segments, 1);
+	assert_int_equal(st.live_bytes, 2 * RECORD_HEADER + 4097 + 20000);
+	assert_int_equal(seg_record_at(f->dir, 1, 0), 4097);
+	assert_int_equal(seg_record_at(f->dir, 1, RECORD_HEADER + 4097), 20000);
+
+	/* snapshots: 'B' pairs whatever the store keeps; into a store that
+	 * keeps every body in segments, and back */
+	uint32_t p = router_partition_of(u, strlen(u), PARTS);
+	struct chunks ca;
+	snap_export(f->store, p, 1 << 20, &ca);
+	size_t kinds[256];
+	chunks_kinds(&ca, kinds);
+	assert_int_equal(kinds['B'], N);
+	assert_int_equal(kinds['P'] + kinds['R'] + kinds['S'], 0);
+	for (int i = 1; i < N; i++)
+		assert_true(chunks_contain(&ca, bodies[i], lens[i]));
+	f->dir_b = test_tmpdir_create("bodies-b");
+	f->b = open_store_seg(f->dir_b, 0);
+	snap_install(f->b, p, &ca);
+	for (int i = 0; i < N; i++)
+		fetch_same(f->b, u, uids[i], bodies[i], lens[i]);
+	mailstore_body_stats(f->b, &st);
+	long long all = 0;
+	for (int i = 0; i < N; i++)
+		all += RECORD_HEADER + (long long)lens[i];
+	assert_int_equal(st.live_bytes, all);
+	struct chunks cb;
+	snap_export(f->b, p, 1 << 20, &cb);
+	assert_int_equal(ca.n, 1);
+	assert_int_equal(cb.n, 1);
+	assert_int_equal(ca.c[0].len, cb.c[0].len);
+	assert_memory_equal(ca.c[0].data, cb.c[0].data, ca.c[0].len);
+	mailstore_close(&f->b);
+	f->b = open_store_lim(f->dir_b, 0, 4096);
+	assert_int_equal(mailstore_snapshot_install_begin(f->b, p, PARTS), MAIL_OK);
+	snap_install(f->b, p, &cb);
+	for (int i = 0; i < N; i++)
+		fetch_same(f->b, u, uids[i], bodies[i], lens[i]);
+	maintain_all(f->b);
+	mailstore_body_stats(f->b, &st);
+	assert_int_equal(st.live_bytes, 2 * RECORD_HEADER + 4097 + 20000);
+	mailstore_close(&f->b);
+	chunks_free(&ca);
+	chunks_free(&cb);
+
+	/* on disk: five pointers, reverse records for the two in segments */
+	mailstore_close(&f->store);
+	assert_int_equal(raw_count(f->dir, "\x01" "P", 2), N);
+	assert_int_equal(raw_count(f->dir, "\x01" "R", 2), 2);
+	assert_int_equal(raw_count(f->dir, "\x01" "B", 2), 0);
+
+	/* expunging an inline body leaves the segments alone */
+	f->store = open_store_lim(f->dir, 0, 4096);
+	uint32_t gone[2] = { uids[1], uids[3] };
+	expunge_uids(f->store, u, gone, 2);
+	mailstore_body_stats(f->store, &st);
+	assert_int_equal(st.live_bytes, RECORD_HEADER + 20000);
+	fetch_same(f->store, u, uids[2], bodies[2], lens[2]);
+	fetch_same(f->store, u, uids[4], bodies[4], lens[4]);
+	mailstore_close(&f->store);
+	assert_int_equal(raw_count(f->dir, "\x01" "P", 2), N - 2);
+	assert_int_equal(raw_count(f->dir, "\x01" "R", 2), 1);
+
+	/* a flipped byte: that fetch fails, the others do not */
+	inline_corrupt(f->dir, 4096);
+	f->store = open_store_lim(f->dir, 0, 4096);
+	assert_int_equal(fetch_status(f->store, u, uids[2]), MAIL_ERR_INTERNAL);
+	fetch_same(f->store, u, uids[0], bodies[0], lens[0]);
+	fetch_same(f->store, u, uids[4], bodies[4], lens[4]);
+	for (int i = 0; i < N; i++)
+		free(bodies[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1038,6 +1180,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bodies_export_during_collection, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bodies_duplicate_in_chunk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bodies_inline, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
