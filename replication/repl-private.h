@@ -116,6 +116,48 @@ void repl_log_batch_discard(repl_log_batch *b);
  * created for partition UINT32_MAX only gathers others) and free src. */
 void repl_log_batch_merge(repl_log_batch *dst, repl_log_batch *src);
 
+/* ---- repl-tail.c: recent entries in memory ------------------------- */
+
+/* A partition's most recent log entries, kept in memory so that shipping
+ * them to replicas and applying them need not read them back from the
+ * log, and so that a primary can ship its proposals while its own write
+ * of them is in flight. The indexes are contiguous: first .. first + n -
+ * 1. An entry at index i is what the log holds (or will hold, once the
+ * write in flight is done) at i; whoever changes the log otherwise
+ * (truncation, reset, a write that failed) drops what no longer matches.
+ * Loop thread only. */
+struct repl_tail_entry {
+	uint64_t epoch;
+	int kind;
+	uint8_t *payload;   /* owned (heap, may be NULL when len is 0) */
+	size_t len;
+};
+struct repl_tail {
+	struct repl_tail_entry *ring;
+	size_t cap, head, n;   /* cap: a power of 2 */
+	uint64_t first;        /* index of the first entry (n > 0) */
+	size_t bytes;          /* payload bytes held */
+};
+void repl_tail_init(struct repl_tail *t);
+/* Free every entry and the ring. */
+void repl_tail_deinit(struct repl_tail *t);
+/* Index of the last entry, 0 when empty. */
+uint64_t repl_tail_last(const struct repl_tail *t);
+/* The entry at index, or NULL. Valid until the next change of t. */
+const struct repl_tail_entry *repl_tail_at(const struct repl_tail *t, uint64_t index);
+/* Append the entry at index (payload: heap, now owned by t). An index
+ * that does not follow the last one replaces the entries from there on
+ * (an index inside the range) or all of them (a gap). */
+void repl_tail_push(struct repl_tail *t, uint64_t index, uint64_t epoch, int kind,
+		    uint8_t *payload, size_t len);
+/* Drop the entries at index and after. */
+void repl_tail_drop_from(struct repl_tail *t, uint64_t index);
+void repl_tail_clear(struct repl_tail *t);
+/* Drop entries from the front, none past upto: those under keep_from (no
+ * longer needed), and more while over max_entries or max_bytes. */
+void repl_tail_trim(struct repl_tail *t, uint64_t upto, uint64_t keep_from, size_t max_entries,
+		    size_t max_bytes);
+
 /* ---- repl-writer.c: the writer thread ------------------------------- */
 
 /* One job at a time, run on its own thread: the owner's apply barrier (if

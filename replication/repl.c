@@ -41,6 +41,15 @@
 #define REPL_COMPACT_STEP 4096u
 /* Entries whose sizes are read per LevelDB read when counting bytes. */
 #define REPL_META_CHUNK 1024u
+/* Recent entries kept in memory per partition (repl_tail) beyond those
+ * still needed (not applied here, not yet acknowledged by a replica) and
+ * those not yet durable here: a replica that lags further is read from
+ * the log. */
+#define REPL_TAIL_KEEP_ENTRIES 256u
+#define REPL_TAIL_KEEP_BYTES (256u * 1024u)
+/* Entries of a primary whose write failed, kept to be written again (the
+ * replicas may hold them): once more than this wait, it steps down. */
+#define REPL_UNWRITTEN_MAX 4096u
 
 struct repl_peer {
 	char *node_id;
@@ -106,6 +115,9 @@ struct repl_partition {
 	int handles_open;
 	int inflight_rpcs;
 	int closing;
+	/* repl_partition_close() waits for p's write in flight: what that
+	 * write completes must not commit nor apply (the owner let go). */
+	int close_settling;
 	int caught_up;
 	int fenced;              /* a replica refused st.epoch: it is over */
 	uint64_t log_bytes;      /* payload bytes of entries base+1..last */
@@ -140,6 +152,11 @@ struct repl_partition {
 	uint64_t snapshots_sent;
 	uint64_t snapshots_installed;
 	uint64_t compacted_entries;
+	/* The most recent entries, as in the log or being written to it
+	 * (repl-private.h). A primary ships from here, as soon as it hands
+	 * its proposals to the writer; entries past st.last_index are that
+	 * write in flight, or a write that failed, to be written again. */
+	struct repl_tail tail;
 	repl_partition *next;
 };
 
@@ -195,6 +212,7 @@ struct repl_node {
 	repl_partition **barrier_list;
 	size_t n_barrier, cap_barrier;
 	uint64_t barrier_last_ms;      /* when the last barrier started */
+	unsigned test_fail_writes;     /* repl_node_test_fail_writes() */
 };
 
 /* What a write of the group does once written (status 0) or not (-1), in
@@ -348,10 +366,31 @@ static void repl__writer_drain(repl_node *n)
 	}
 }
 
+/* Tests: the turn's group fails as a write that failed would (its
+ * completions see -1), without being written. 1 when it did. */
+static int repl__group_fail_maybe(repl_node *n)
+{
+	if (n->test_fail_writes == 0 || n->group == NULL)
+		return 0;
+	n->test_fail_writes--;
+	struct repl_group_done *done = n->group_done;
+	size_t n_done = n->n_group_done;
+	repl_log_batch_discard(n->group);
+	n->group = NULL;
+	n->group_sync = 0;
+	n->group_done = NULL;
+	n->n_group_done = n->cap_group_done = 0;
+	log_event(LOG_WARN, REPL_LOG_SVC, "event=test_write_failed batches=%zu", n_done);
+	repl__group_done_run(done, n_done, -1);
+	return 1;
+}
+
 /* Start the next job: the turn's group and apply barrier, on the writer
  * thread. Not while one is in flight. */
 static void repl__writer_start(repl_node *n)
 {
+	if (!repl__writer_busy(n))
+		(void)repl__group_fail_maybe(n);
 	int barrier = repl__barrier_due(n);
 	if (repl__writer_busy(n) || (n->group == NULL && !barrier))
 		return;
@@ -385,7 +424,7 @@ static void repl__writer_start(repl_node *n)
 static void repl__group_commit(repl_node *n)
 {
 	repl__writer_drain(n);
-	if (n->group == NULL)
+	if (n->group == NULL || repl__group_fail_maybe(n))
 		return;
 	repl_log_batch *g = n->group;
 	int sync = n->group_sync;
@@ -561,6 +600,11 @@ static uint64_t repl__clamp64(uint64_t v, uint64_t def, uint64_t min, uint64_t m
  * in memory, others are read. 0, or -1 (compacted away, storage error). */
 static int repl__epoch_at(repl_partition *p, uint64_t index, uint64_t *epoch_r)
 {
+	const struct repl_tail_entry *te = repl_tail_at(&p->tail, index);
+	if (te != NULL && index > p->st.base_index) {
+		*epoch_r = te->epoch;
+		return 0;
+	}
 	if (index == p->st.base_index) {
 		*epoch_r = p->st.base_epoch;
 		return 0;
@@ -624,6 +668,7 @@ static void repl__partition_free_maybe(repl_partition *p)
 	free(p->peers);
 	free(p->queued);
 	free(p->pending);
+	repl_tail_deinit(&p->tail);
 	free(p);
 }
 
@@ -652,6 +697,29 @@ static void repl__fail_proposals(repl_partition *p, int status)
 	p->pending_head = 0;
 }
 
+/* Entries past st.last_index that no write in flight will make durable
+ * (a write of this primary that failed) go: the next primary settles
+ * what replicas may hold of them. Not while a batch of p is in flight. */
+static void repl__tail_drop_unwritten(repl_partition *p)
+{
+	if (p->group_pending == 0)
+		repl_tail_drop_from(&p->tail, p->st.last_index + 1);
+}
+
+/* Drop the recent entries no one needs from memory: applied here and,
+ * on a primary, acknowledged by every replica (or over the bounds);
+ * never one not yet durable here. */
+static void repl__tail_trim(repl_partition *p)
+{
+	uint64_t keep_from = p->applied + 1;
+	if (p->role == REPL_ROLE_PRIMARY)
+		for (size_t i = 0; i < p->n_peers; i++)
+			if (p->peers[i]->match_index + 1 < keep_from)
+				keep_from = p->peers[i]->match_index + 1;
+	repl_tail_trim(&p->tail, p->st.last_index, keep_from, REPL_TAIL_KEEP_ENTRIES,
+		       REPL_TAIL_KEEP_BYTES);
+}
+
 static void repl__step_down(repl_partition *p, const char *reason)
 {
 	if (p->role != REPL_ROLE_PRIMARY)
@@ -663,6 +731,7 @@ static void repl__step_down(repl_partition *p, const char *reason)
 	for (size_t i = 0; i < p->n_peers; i++)
 		repl__snap_abort(p, p->peers[i]);
 	repl__fail_proposals(p, MAIL_ERR_NOT_PRIMARY);
+	repl__tail_drop_unwritten(p);
 }
 
 /* ---- applying committed entries -------------------------------------- */
@@ -689,10 +758,22 @@ static void repl__apply(repl_partition *p)
 	struct repl_log_entry ents[REPL_APPLY_CHUNK];
 	uint64_t before = p->applied;
 	/* Never onto a state an install is replacing, never across a gap. */
-	while (!p->closing && !p->installing && p->applied < p->st.commit_index &&
-	       p->applied >= p->st.base_index) {
-		int got = repl_log_read(n->log, p->id, p->applied + 1, p->st.commit_index,
-					REPL_APPLY_CHUNK, SIZE_MAX, ents);
+	while (!p->closing && !p->close_settling && !p->installing &&
+	       p->applied < p->st.commit_index && p->applied >= p->st.base_index) {
+		const struct repl_tail_entry *te = repl_tail_at(&p->tail, p->applied + 1);
+		if (te != NULL) {
+			/* in memory: no read of the log */
+			uint64_t index = p->applied + 1;
+			if (te->kind == REPL_KIND_DATA)
+				p->cb.on_apply(p, index, te->payload, te->len, p->arg);
+			p->applied = index;
+			continue;
+		}
+		uint64_t to = p->st.commit_index;
+		if (p->tail.n > 0 && p->tail.first > p->applied + 1 && p->tail.first - 1 < to)
+			to = p->tail.first - 1;
+		int got = repl_log_read(n->log, p->id, p->applied + 1, to, REPL_APPLY_CHUNK,
+					SIZE_MAX, ents);
 		if (got <= 0)
 			break;   /* logged; retried at the next commit */
 		for (int i = 0; i < got; i++) {
@@ -722,6 +803,8 @@ static void repl__apply(repl_partition *p)
 	 * compaction (a restart re-applies from the log what it lost). */
 	if (n->apply_barrier != NULL && p->applied != before)
 		repl__barrier_add(p);
+	if (p->applied != before)
+		repl__tail_trim(p);
 	repl__pending_complete(p, p->applied);
 }
 
@@ -731,7 +814,8 @@ static void repl__apply(repl_partition *p)
 struct repl_flush_ctx {
 	repl_partition *p;
 	struct repl_log_state st;   /* p->st once written */
-	struct repl_queued *queued;
+	uint64_t bytes;             /* payload bytes of its entries */
+	struct repl_queued *queued; /* the proposals after the entries written again */
 	size_t n_queued;
 	uint64_t deadline;
 	int stepped_down;           /* phase 1 found p no longer primary */
@@ -752,8 +836,7 @@ static void repl__flush_done(void *arg, int status, int phase)
 		p->st.last_index = c->st.last_index;
 		p->last_epoch = c->st.epoch;
 		uint64_t first = c->st.last_index - c->n_queued + 1;
-		for (size_t i = 0; i < c->n_queued; i++)
-			p->log_bytes += c->queued[i].len;
+		p->log_bytes += c->bytes;
 		if (p->role != REPL_ROLE_PRIMARY || p->closing || p->st.epoch != c->st.epoch) {
 			/* stepped down while it was written: written, outcome
 			 * unknown, like the pending ones it failed (phase 2) */
@@ -777,18 +860,30 @@ static void repl__flush_done(void *arg, int status, int phase)
 			e->deadline_ms = c->deadline;
 			e->cb = c->queued[i].cb;
 			e->arg = c->queued[i].arg;
-			free(c->queued[i].payload);
-			c->queued[i].payload = NULL;
 		}
 		return;
 	}
 	if (status < 0 || c->stepped_down) {
-		/* Not written: these proposals fail for sure. Or written by a
-		 * primary that stepped down meanwhile: outcome unknown. */
-		for (size_t i = 0; i < c->n_queued; i++) {
-			free(c->queued[i].payload);
+		/* Not written here, or written by a primary that stepped down
+		 * meanwhile: outcome unknown either way (the entries were
+		 * shipped as the write began: a replica may hold them). Not
+		 * written: they stay in the tail, past st.last_index, and the
+		 * next flush writes them again, at the same indexes, before
+		 * anything new (repl__flush), so that this log never holds
+		 * other entries there than the replicas may. */
+		for (size_t i = 0; i < c->n_queued; i++)
 			c->queued[i].cb(status < 0 ? MAIL_ERR_INTERNAL : MAIL_ERR_NOT_PRIMARY, 0,
 					c->queued[i].arg);
+		if (status < 0) {
+			log_event(LOG_ERROR, REPL_LOG_SVC, "event=log_write_failed partition=%u "
+				  "unwritten=%llu", p->id,
+				  (unsigned long long)(repl_tail_last(&p->tail) - p->st.last_index));
+			if (p->role != REPL_ROLE_PRIMARY || p->closing)
+				repl__tail_drop_unwritten(p);
+			else if (repl_tail_last(&p->tail) > p->st.last_index + REPL_UNWRITTEN_MAX)
+				repl__step_down(p, "log_write_failed");
+			/* else written again with the next proposals, or from
+			 * the timer (repl__timer_cb) */
 		}
 	} else if (!p->closing && p->role == REPL_ROLE_PRIMARY) {
 		repl__advance_commit(p);
@@ -803,14 +898,31 @@ static void repl__flush_done(void *arg, int status, int phase)
 static void repl__flush(repl_partition *p)
 {
 	repl_node *n = p->node;
-	if (p->n_queued == 0 || p->role != REPL_ROLE_PRIMARY)
+	if (p->role != REPL_ROLE_PRIMARY || p->group_pending > 0)
 		return;
-	uint64_t first = p->st.last_index + 1;
+	/* Entries of a write that failed come first, as they were. */
+	uint64_t redo_to = repl_tail_last(&p->tail);
+	if (redo_to <= p->st.last_index)
+		redo_to = p->st.last_index;
+	if (p->n_queued == 0 && redo_to == p->st.last_index)
+		return;
 	repl_log_batch *b = repl_log_batch_create(n->log, p->id);
-	for (size_t i = 0; i < p->n_queued; i++)
+	struct repl_flush_ctx *c = xcalloc(1, sizeof *c);
+	for (uint64_t i = p->st.last_index + 1; i <= redo_to; i++) {
+		const struct repl_tail_entry *te = repl_tail_at(&p->tail, i);
+		repl_log_batch_put_entry(b, i, te->epoch, te->kind, te->payload, te->len);
+		c->bytes += te->len;
+	}
+	uint64_t first = redo_to + 1;
+	for (size_t i = 0; i < p->n_queued; i++) {
 		repl_log_batch_put_entry(b, first + i, p->st.epoch, REPL_KIND_DATA,
 					 p->queued[i].payload, p->queued[i].len);
-	struct repl_flush_ctx *c = xcalloc(1, sizeof *c);
+		c->bytes += p->queued[i].len;
+		/* the payload is the tail's now */
+		repl_tail_push(&p->tail, first + i, p->st.epoch, REPL_KIND_DATA,
+			       p->queued[i].payload, p->queued[i].len);
+		p->queued[i].payload = NULL;
+	}
 	c->p = p;
 	c->st = p->st;
 	c->st.last_index = first + p->n_queued - 1;
@@ -822,6 +934,10 @@ static void repl__flush(repl_partition *p)
 	repl_log_batch_put_state(b, &c->st);
 	p->group_pending++;
 	repl__group_add(n, b, 1, repl__flush_done, c);
+	/* Shipped now, while this node writes them: a replica's write runs
+	 * beside this one instead of after it. Commit still counts this
+	 * node's copy only once it is durable (st.last_index, phase 1). */
+	repl__replicate_all(p);
 }
 
 static void repl__idle_cb(uv_idle_t *h)
@@ -850,6 +966,7 @@ int repl_partition_propose(repl_partition *p, const void *payload, size_t len,
 {
 	if (p->closing || p->role != REPL_ROLE_PRIMARY)
 		return MAIL_ERR_NOT_PRIMARY;
+
 	if (p->n_queued == p->cap_queued) {
 		p->cap_queued = p->cap_queued ? p->cap_queued * 2 : 64;
 		p->queued = xrealloc(p->queued, p->cap_queued * sizeof *p->queued);
@@ -872,7 +989,7 @@ int repl_partition_propose(repl_partition *p, const void *payload, size_t len,
  * Members that are not in sync are shipped entries but never waited for. */
 static void repl__advance_commit(repl_partition *p)
 {
-	if (p->role != REPL_ROLE_PRIMARY)
+	if (p->role != REPL_ROLE_PRIMARY || p->close_settling)
 		return;
 	uint64_t c = p->st.last_index;
 	size_t n_insync = 1;
@@ -944,6 +1061,7 @@ static void repl__append_reply_cb(int status, const ProtobufCMessage *msg, void 
 		peer->next_index = resp->match_index + 1;
 		peer->sent_commit = told;
 		repl__advance_commit(p);
+		repl__tail_trim(p);
 	} else {
 		/* Back up: at most to the replica's hint, at least one step. */
 		uint64_t next = resp->match_index + 1;
@@ -1133,7 +1251,11 @@ static void repl__replicate(repl_partition *p, struct repl_peer *peer, uint64_t 
 		}
 		probe = 1;
 	}
-	int has_entries = !probe && peer->next_index <= p->st.last_index;
+	/* Entries past st.last_index are in memory (being written here). */
+	uint64_t hi = repl_tail_last(&p->tail);
+	if (hi < p->st.last_index)
+		hi = p->st.last_index;
+	int has_entries = !probe && peer->next_index <= hi;
 	if (!has_entries && peer->sent_commit >= p->st.commit_index &&
 	    now < peer->last_sent_ms + n->heartbeat_ms)
 		return;
@@ -1142,15 +1264,33 @@ static void repl__replicate(repl_partition *p, struct repl_peer *peer, uint64_t 
 		return;    /* logged */
 	size_t n_ents = 0;
 	struct repl_log_entry *ents = NULL;
-	if (has_entries) {
+	int from_log = 0;
+	if (has_entries && repl_tail_at(&p->tail, peer->next_index) != NULL) {
+		/* from memory: the payloads stay the tail's (the request is
+		 * packed before anything changes it) */
 		ents = xmalloc(REPL_BATCH_MAX_ENTRIES * sizeof *ents);
-		int got = repl_log_read(n->log, p->id, peer->next_index, p->st.last_index,
+		size_t bytes = 0;
+		const struct repl_tail_entry *te;
+		while (n_ents < REPL_BATCH_MAX_ENTRIES &&
+		       (n_ents == 0 || bytes < n->batch_max_bytes) &&
+		       (te = repl_tail_at(&p->tail, peer->next_index + n_ents)) != NULL) {
+			ents[n_ents++] = (struct repl_log_entry){ te->epoch, te->kind, te->payload,
+								  te->len };
+			bytes += te->len;
+		}
+	} else if (has_entries && peer->next_index <= p->st.last_index) {
+		uint64_t to = p->st.last_index;
+		if (p->tail.n > 0 && p->tail.first > peer->next_index && p->tail.first - 1 < to)
+			to = p->tail.first - 1;   /* the rest from memory, next time */
+		ents = xmalloc(REPL_BATCH_MAX_ENTRIES * sizeof *ents);
+		int got = repl_log_read(n->log, p->id, peer->next_index, to,
 					REPL_BATCH_MAX_ENTRIES, n->batch_max_bytes, ents);
 		if (got < 0) {
 			free(ents);
 			return;
 		}
 		n_ents = (size_t)got;
+		from_log = 1;
 	}
 	Repl__Entry *pb = xcalloc(n_ents + 1, sizeof *pb);
 	Repl__Entry **pbp = xcalloc(n_ents + 1, sizeof *pbp);
@@ -1187,10 +1327,9 @@ static void repl__replicate(repl_partition *p, struct repl_peer *peer, uint64_t 
 	rpc_client *c = rpc_pool_get(n->pool, peer->host, peer->port);
 	rpc_client_call(c, REPL__METHOD__APPEND_ENTRIES, &req.base, &repl__append_response__descriptor,
 			n->rpc_timeout_ms, repl__append_reply_cb, ctx);
-	if (ents != NULL) {
+	if (from_log)
 		repl_log_entries_free(ents, n_ents);
-		free(ents);
-	}
+	free(ents);
 	free(pb);
 	free(pbp);
 }
@@ -1345,6 +1484,8 @@ static void repl__timer_cb(uv_timer_t *t)
 		repl__group_start(p->node);   /* a barrier nothing else wrote */
 	if (p->role != REPL_ROLE_PRIMARY)
 		return;
+	if (p->group_pending == 0 && repl_tail_last(&p->tail) > p->st.last_index)
+		repl__flush_list_add(p);   /* entries of a write that failed */
 	uint64_t now = util_now_mono_ms();
 	while (p->n_pending > 0 && p->pending[p->pending_head].deadline_ms <= now &&
 	       p->role == REPL_ROLE_PRIMARY) {
@@ -1393,6 +1534,7 @@ static int repl__log_reset(repl_partition *p, uint64_t index, uint64_t epoch)
 	p->applied = index;
 	p->barrier_done = index;   /* the owner holds it durably (repl.h) */
 	p->log_bytes = 0;
+	repl_tail_clear(&p->tail);
 	p->caught_up = 0;
 	return 0;
 }
@@ -1459,6 +1601,9 @@ static void repl__append_done(void *arg, int status, int phase)
 		return;
 	}
 	if (status < 0) {
+		/* what it had put in the tail was not written */
+		if (p->group_pending == 0)
+			repl_tail_drop_from(&p->tail, p->st.last_index + 1);
 		rpc_call_reply(c->call, MAIL_ERR_INTERNAL, NULL);
 		free(c);
 		return;
@@ -1573,6 +1718,14 @@ static void repl__append_handler(rpc_call *call, const ProtobufCMessage *msg, vo
 									     : REPL_KIND_DATA;
 			repl_log_batch_put_entry(b, idx, e->epoch, kind, e->payload.data,
 						 e->payload.len);
+			/* and in memory, for the apply (entries from idx on that
+			 * it held are replaced: the truncation above) */
+			uint8_t *copy = NULL;
+			if (e->payload.len > 0) {
+				copy = xmalloc(e->payload.len);
+				memcpy(copy, e->payload.data, e->payload.len);
+			}
+			repl_tail_push(&p->tail, idx, e->epoch, kind, copy, e->payload.len);
 			st.last_index = idx;
 			last_epoch = e->epoch;
 			bytes += e->payload.len;
@@ -1748,6 +1901,8 @@ int repl_partition_set_role(repl_partition *p, uint64_t epoch, int primary,
 	repl__settle(p);
 	if (epoch < p->st.epoch || (epoch == p->st.epoch && p->fenced && primary))
 		return MAIL_ERR_STALE_EPOCH;
+	if (epoch > p->st.epoch || !primary)
+		repl__tail_drop_unwritten(p);
 	int self_in = 0;
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(replicas[i].node_id, node->node_id) == 0)
@@ -1912,6 +2067,7 @@ void repl_partition_close(repl_partition **pp)
 	if (p == NULL)
 		return;
 	*pp = NULL;
+	p->close_settling = 1;
 	repl__settle(p);
 	repl_node *n = p->node;
 	for (size_t i = 0; i < n->n_flush; i++)
@@ -2098,4 +2254,9 @@ void repl_node_counters(const repl_node *node, struct repl_node_counters *c)
 	*c = node->counters;
 	c->sync_writes = repl_log_sync_writes(node->log);
 	c->log_value_bytes_read = repl_log_value_bytes_read(node->log);
+}
+
+void repl_node_test_fail_writes(repl_node *n, unsigned count)
+{
+	n->test_fail_writes = count;
 }

@@ -435,4 +435,9 @@ int repl_partition_compact(repl_partition *p);
 int repl_partition_entry(repl_partition *p, uint64_t index, uint64_t *epoch_r, int *kind_r,
 			 struct buf *payload);
 
+/* Tests only: the next count log writes of the node (each a loop turn's
+ * group: proposals, AppendEntries) fail without being written, as a disk
+ * that refuses them would. */
+void repl_node_test_fail_writes(repl_node *n, unsigned count);
+
 #endif

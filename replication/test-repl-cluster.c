@@ -1565,8 +1565,10 @@ static void test_slow_write_loop_runs(void **state)
 }
 
 /* The entry in the write in flight when the primary's node is destroyed:
- * the destroy waits for the write, the proposal completes once (outcome
- * unknown), and the entry is in the log after a restart. */
+ * the replicas hold it already (the primary ships an entry as its own
+ * write of it begins), the destroy waits for the write, and the proposal
+ * completes once: committed, since every copy is durable by then. The
+ * entry is in the log after a restart. */
 static void test_slow_write_destroy(void **state)
 {
 	struct fx *fx = *state;
@@ -1577,11 +1579,13 @@ static void test_slow_write_destroy(void **state)
 	run_for(fx, 50);
 	assert_int_equal(total_done(fx), 0);
 	uint64_t last = status_of(fx, 0).last_index;
+	for (int i = 1; i < N_NODES; i++)
+		assert_int_equal(status_of(fx, i).last_index, last + 1);
 	uint64_t t0 = util_now_mono_ms();
 	node_stop(fx, 0);
 	assert_true(util_now_mono_ms() - t0 >= SLOW_WRITE_MS / 2);   /* it waited */
 	assert_int_equal(total_done(fx), 1);
-	assert_int_equal(fx->ok, 0);
+	assert_int_equal(fx->ok, 1);
 	run_for(fx, SLOW_WRITE_MS);   /* nothing arrives for the destroyed node */
 	assert_int_equal(total_done(fx), 1);
 	fx->n[0].write_delay_ms = 0;
@@ -1601,8 +1605,10 @@ static void test_slow_write_destroy(void **state)
 
 /* A partition closed, and a role change, while its batch is in flight:
  * both wait for the write (the state record of the batch must land before
- * anything else is written for the partition), the proposal fails once,
- * and the log holds the entry. */
+ * anything else is written for the partition) and the log holds the
+ * entry. The close's proposal fails once (nothing commits nor applies
+ * once the owner closed); the role change's commits as the write ends
+ * (the replicas held it already), then the node steps down. */
 static void test_slow_write_close_and_role(void **state)
 {
 	struct fx *fx = *state;
@@ -1636,8 +1642,10 @@ static void test_slow_write_close_and_role(void **state)
 	struct repl_replica r[N_NODES];
 	members(fx, r);
 	assert_int_equal(repl_partition_set_role(fx->n[0].p, 3, 0, r, N_NODES), MAIL_OK);
+	/* committed at epoch 2 as the write ended: the replicas had it */
 	assert_int_equal(total_done(fx), 1);
-	assert_int_equal(fx->not_primary, 1);
+	assert_int_equal(fx->ok, 1);
+	fx->ok = 0;
 	struct repl_status s = status_of(fx, 0);
 	assert_int_equal(s.epoch, 3);
 	assert_int_equal(s.last_index, last + 1);
@@ -1729,6 +1737,115 @@ static void test_write_on_loop(void **state)
 	}
 }
 
+/* ---- log writes that fail ------------------------------------------- */
+
+static int cond_applied_everywhere(struct fx *fx, const char *payload)
+{
+	for (int i = 0; i < N_NODES; i++)
+		if (fx->n[i].p != NULL && !applied_contains(&fx->n[i], payload))
+			return 0;
+	return 1;
+}
+
+static int cond_f0_everywhere(struct fx *fx)
+{
+	return cond_applied_everywhere(fx, "f-0");
+}
+
+/* The primary ships an entry as its own write of it begins; when that
+ * write fails, the replicas may hold the entry, so the primary keeps it
+ * and writes it again, at the same index (from its timer, or with the
+ * next proposals), never another entry there. Its proposal's outcome is
+ * unknown (an error), and it commits later: every node applies it once,
+ * and the logs stay equal. */
+static void test_primary_write_fails(void **state)
+{
+	struct fx *fx = *state;
+	set_roles(fx, 1, 0);
+	propose_wait(fx, 0, "warm", 3, 5000);
+	assert_int_equal(fx->ok, 3);
+	uint64_t last = status_of(fx, 0).last_index;
+	repl_node_test_fail_writes(fx->n[0].node, 1);
+	propose_wait(fx, 0, "f", 1, 5000);
+	assert_int_equal(fx->other, 1);   /* MAIL_ERR_INTERNAL: outcome unknown */
+	assert_true(run_until(fx, cond_f0_everywhere, 5000));
+	propose_wait(fx, 0, "g", 4, 5000);
+	assert_int_equal(fx->ok, 4);
+	wait_all_applied(fx, 0);
+	assert_int_equal(status_of(fx, 0).last_index, last + 5);
+	buf b;
+	buf_init(&b);
+	uint64_t epoch;
+	int kind;
+	for (int i = 0; i < N_NODES; i++) {
+		buf_reset(&b);
+		assert_int_equal(repl_partition_entry(fx->n[i].p, last + 1, &epoch, &kind, &b), 1);
+		assert_int_equal(b.len, 3);
+		assert_memory_equal(b.data, "f-0", 3);
+	}
+	buf_deinit(&b);
+	assert_same_log(fx, 0, 1);
+	assert_same_log(fx, 0, 2);
+	assert_same_applied(fx, 0, 1);
+	assert_same_applied(fx, 0, 2);
+	/* and after a restart of the primary, the same */
+	node_stop(fx, 0);
+	node_start(fx, 0);
+	set_roles(fx, 2, 0);
+	propose_wait(fx, 0, "h", 2, 5000);
+	assert_int_equal(fx->ok, 2);
+	wait_all_applied(fx, 0);
+	assert_same_log(fx, 0, 1);
+	assert_same_log(fx, 0, 2);
+}
+
+/* A replica whose write fails answers an error; the primary sends the
+ * entries again and the proposal commits. */
+static void test_replica_write_fails(void **state)
+{
+	struct fx *fx = *state;
+	set_roles(fx, 1, 0);
+	propose_wait(fx, 0, "warm", 2, 5000);
+	repl_node_test_fail_writes(fx->n[1].node, 2);
+	repl_node_test_fail_writes(fx->n[2].node, 1);
+	propose_wait(fx, 0, "r", 5, 10000);
+	assert_int_equal(fx->ok, 5);
+	wait_all_applied(fx, 0);
+	assert_same_log(fx, 0, 1);
+	assert_same_log(fx, 0, 2);
+	assert_same_applied(fx, 0, 1);
+	assert_same_applied(fx, 0, 2);
+}
+
+/* A primary whose writes keep failing steps down once more than 4096
+ * entries wait to be written again; the next primary (a higher epoch)
+ * settles what the replicas hold of them, and the logs converge. */
+static void test_primary_write_fails_steps_down(void **state)
+{
+	struct fx *fx = *state;
+	set_roles(fx, 1, 0);
+	propose_wait(fx, 0, "warm", 2, 5000);
+	repl_node_test_fail_writes(fx->n[0].node, 1000000);
+	fx->ok = fx->unavailable = fx->not_primary = fx->other = 0;
+	enum { N = 4200 };
+	for (int k = 0; k < N; k++)
+		assert_int_equal(propose(fx, 0, "x", k), MAIL_OK);
+	fx->done_target = N;
+	assert_true(run_until(fx, cond_done, 10000));
+	assert_int_equal(fx->ok, 0);
+	assert_int_equal(status_of(fx, 0).role, REPL_ROLE_REPLICA);
+	assert_int_equal(propose(fx, 0, "y", 0), MAIL_ERR_NOT_PRIMARY);
+	repl_node_test_fail_writes(fx->n[0].node, 0);
+	set_roles(fx, 2, 1);
+	propose_wait(fx, 1, "z", 3, 10000);
+	assert_int_equal(fx->ok, 3);
+	wait_all_applied(fx, 1);
+	assert_same_log(fx, 1, 0);
+	assert_same_log(fx, 1, 2);
+	assert_same_applied(fx, 1, 0);
+	assert_same_applied(fx, 1, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1758,6 +1875,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_crash_mid_install, setup_snap,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_stale_epoch, setup_snap, teardown),
+		cmocka_unit_test_setup_teardown(test_primary_write_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_write_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_primary_write_fails_steps_down, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
