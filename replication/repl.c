@@ -898,11 +898,17 @@ static void repl__flush_done(void *arg, int status, int phase)
 static void repl__flush(repl_partition *p)
 {
 	repl_node *n = p->node;
-	if (p->role != REPL_ROLE_PRIMARY || p->group_pending > 0)
+	if (p->role != REPL_ROLE_PRIMARY)
 		return;
+	if (p->group_pending > 0) {
+		/* first = st.last_index + 1 needs p's batch in flight done
+		 * (never seen: a primary's only batches are its flushes) */
+		repl__flush_list_add(p);
+		return;
+	}
 	/* Entries of a write that failed come first, as they were. */
 	uint64_t redo_to = repl_tail_last(&p->tail);
-	if (redo_to <= p->st.last_index)
+	if (redo_to <= p->st.last_index || repl_tail_at(&p->tail, p->st.last_index + 1) == NULL)
 		redo_to = p->st.last_index;
 	if (p->n_queued == 0 && redo_to == p->st.last_index)
 		return;
@@ -966,7 +972,6 @@ int repl_partition_propose(repl_partition *p, const void *payload, size_t len,
 {
 	if (p->closing || p->role != REPL_ROLE_PRIMARY)
 		return MAIL_ERR_NOT_PRIMARY;
-
 	if (p->n_queued == p->cap_queued) {
 		p->cap_queued = p->cap_queued ? p->cap_queued * 2 : 64;
 		p->queued = xrealloc(p->queued, p->cap_queued * sizeof *p->queued);
