@@ -1273,10 +1273,12 @@ static void repl__replicate(repl_partition *p, struct repl_peer *peer, uint64_t 
 	if (has_entries && repl_tail_at(&p->tail, peer->next_index) != NULL) {
 		/* from memory: the payloads stay the tail's (the request is
 		 * packed before anything changes it) */
-		ents = xmalloc(REPL_BATCH_MAX_ENTRIES * sizeof *ents);
+		uint64_t avail = repl_tail_last(&p->tail) - peer->next_index + 1;
+		ents = xmalloc((avail < REPL_BATCH_MAX_ENTRIES ? (size_t)avail
+							       : REPL_BATCH_MAX_ENTRIES) * sizeof *ents);
 		size_t bytes = 0;
 		const struct repl_tail_entry *te;
-		while (n_ents < REPL_BATCH_MAX_ENTRIES &&
+		while (n_ents < avail && n_ents < REPL_BATCH_MAX_ENTRIES &&
 		       (n_ents == 0 || bytes < n->batch_max_bytes) &&
 		       (te = repl_tail_at(&p->tail, peer->next_index + n_ents)) != NULL) {
 			ents[n_ents++] = (struct repl_log_entry){ te->epoch, te->kind, te->payload,
