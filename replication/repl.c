@@ -1261,8 +1261,17 @@ static void repl__replicate(repl_partition *p, struct repl_peer *peer, uint64_t 
 	if (hi < p->st.last_index)
 		hi = p->st.last_index;
 	int has_entries = !probe && peer->next_index <= hi;
-	if (!has_entries && peer->sent_commit >= p->st.commit_index &&
-	    now < peer->last_sent_ms + n->heartbeat_ms)
+	/* Without entries to ship, a call goes out once a heartbeat; a
+	 * commit index the replica has not been told yet goes sooner, but
+	 * not at once: it rides on the next entries when more writes come
+	 * (the usual case under load: one call per write and replica, not
+	 * two), else on a call half a heartbeat after the last one. Nothing
+	 * waits for it: a write is committed (and answered) on this node;
+	 * the replicas apply a little later, and a new primary commits what
+	 * it holds under its own epoch anyway. */
+	if (!has_entries && now < peer->last_sent_ms + n->heartbeat_ms &&
+	    (peer->sent_commit >= p->st.commit_index ||
+	     now < peer->last_sent_ms + n->heartbeat_ms / 2))
 		return;
 	uint64_t prev = probe ? p->st.last_index : peer->next_index - 1, prev_epoch = 0;
 	if (repl__epoch_at(p, prev, &prev_epoch) < 0)

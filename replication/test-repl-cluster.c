@@ -82,6 +82,7 @@ struct fx {
 	int barrier_on;            /* nodes start with an apply barrier */
 	int barrier_calls[N_NODES];
 	uint64_t applied_at_barrier[N_NODES]; /* owner_applied at the last call */
+	int caught_node, caught_before;       /* cond_caught_reported */
 	int barrier_at_first_ok;   /* node 0's calls when the first proposal completed */
 };
 
@@ -381,6 +382,21 @@ static int run_until(struct fx *fx, int (*cond)(struct fx *), uint64_t timeout_m
 	return cond(fx);
 }
 
+/* The replica fx->caught_node reported caught up again (the report waits
+ * for a commit index that covers its log: the next call of the primary,
+ * entries or the heartbeat's). */
+static int cond_caught_reported(struct fx *fx)
+{
+	return fx->n[fx->caught_node].caught_up > fx->caught_before;
+}
+
+static void wait_caught_reported(struct fx *fx, int node, int before)
+{
+	fx->caught_node = node;
+	fx->caught_before = before;
+	assert_true(run_until(fx, cond_caught_reported, 5000));
+}
+
 static void run_for(struct fx *fx, uint64_t ms)
 {
 	uint64_t end = util_now_mono_ms() + ms;
@@ -645,7 +661,7 @@ static void test_replica_loss(void **state)
 	set_roles_isr(fx, 1, 0, 3);
 	assert_true(run_until(fx, cond_n1_caught_up, 10000));
 	assert_true(applied_contains(&fx->n[0], "c-4"));
-	assert_true(fx->n[1].caught_up > caught_before);
+	wait_caught_reported(fx, 1, caught_before);
 	propose_wait(fx, 0, "d", 20, 5000);
 	assert_int_equal(fx->ok, 20);
 	assert_true(run_until(fx, cond_n1_caught_up, 5000));
@@ -776,7 +792,7 @@ static void test_isr_rule(void **state)
 	node_start(fx, 2);
 	set_roles_isr(fx, 1, 0, 3);
 	assert_true(run_until(fx, cond_n2_caught_up, 10000));
-	assert_true(fx->n[2].caught_up > caught_before);
+	wait_caught_reported(fx, 2, caught_before);
 	assert_true(applied_contains(&fx->n[2], "a-19"));
 	propose_wait(fx, 0, "b", 10, 5000);
 	assert_int_equal(fx->ok, 10);
@@ -1196,7 +1212,7 @@ static void test_snapshot_lagging_replica(void **state)
 	assert_true(applied_contains(&fx->n[2], "a-0"));
 	assert_true(applied_contains(&fx->n[2], "b-299"));
 	assert_int_equal(fx->n[2].installs_done, 1);
-	assert_true(fx->n[2].caught_up > caught_before);
+	wait_caught_reported(fx, 2, caught_before);
 	assert_int_equal(fx->n[2].caught_up_epoch, 1);
 	assert_int_equal(status_of(fx, 0).snapshots_sent, 1);
 	struct repl_status s2 = status_of(fx, 2);
@@ -1298,7 +1314,7 @@ static void test_snapshot_interrupted(void **state)
 	assert_same_applied(fx, 1, 0);
 	assert_true(applied_contains(&fx->n[2], "b-1499"));
 	assert_int_equal(fx->n[2].installs_done, installs_before + 1);
-	assert_true(fx->n[2].caught_up > caught_before);
+	wait_caught_reported(fx, 2, caught_before);
 	assert_int_equal(fx->n[2].caught_up_epoch, 2);
 	assert_int_equal(status_of(fx, 1).snapshots_sent, 1);
 
