@@ -63,6 +63,9 @@ struct conn_zlib {
 	buf raw;       /* compressed input not yet inflated */
 	int in_more;   /* inflate ran out of room: it may hold more output */
 };
+/* conn_flush_must_wait() writes once this much output waits (or half of
+ * max_output, when that is less). */
+#define CONN_FLUSH_BATCH 16384u
 /* Inflate and deflate work in slices of this many bytes. */
 #define CONN_ZLIB_CHUNK 16384u
 
@@ -377,7 +380,16 @@ size_t conn_output_pending(const struct conn *c)
 
 int conn_flush_must_wait(struct conn *c)
 {
-	conn_flush(c);
+	if (c->closed)
+		return 1;
+	/* a long answer goes out in batches: one write (one TLS record) per
+	 * CONN_FLUSH_BATCH bytes, not per message; the rest goes with the
+	 * command's end (conn_process flushes) */
+	size_t batch = c->server->set.max_output / 2;
+	if (batch > CONN_FLUSH_BATCH)
+		batch = CONN_FLUSH_BATCH;
+	if (c->out.len >= batch)
+		conn_flush(c);
 	return c->closed || conn_output_pending(c) > c->server->set.max_output;
 }
 

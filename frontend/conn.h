@@ -182,9 +182,11 @@ void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(pri
 void conn_flush(struct conn *c);
 /* Bytes handed to the socket and not yet written, plus c->out. */
 size_t conn_output_pending(const struct conn *c);
-/* Flush, then 1 when a long answer should pause: c is closed, or more
- * than max_output waits for the client (ops->drained tells when to go
- * on); 0 to go on now. */
+/* For a long answer, between its parts: flush once 16 KiB (or half of
+ * max_output) of output waits (less stays in c->out for the next flush:
+ * conn_process, or the next call here), then 1 when the answer should
+ * pause: c is closed, or more than max_output waits for the client
+ * (ops->drained tells when to go on); 0 to go on now. */
 int conn_flush_must_wait(struct conn *c);
 /* Run ops->input on what waits in c->in, flush, and pause or resume
  * reading by max_input. The engine calls it when it can go on after an

@@ -136,6 +136,8 @@ struct mailstore {
 	 * (mailstore__unlock). */
 	mailstore_change_cb *change_cb;
 	void *change_arg;
+	/* the highest modseq of the last change noted (mailstore_last_modseq) */
+	uint64_t last_modseq;
 	struct mailstore_change *changes;
 	size_t n_changes, cap_changes;
 	/* Set by mailstore_quota_begin(): the limits of the next writes

@@ -383,6 +383,7 @@ void mailstore__structure_put(leveldb_writebatch_t *wb, buf *k, const char *user
 void mailstore__note_change(mailstore *s, const char *user, const char *mailbox,
 			    uint64_t highest_modseq, int gone)
 {
+	s->last_modseq = gone ? 0 : highest_modseq;
 	if (s->change_cb == NULL)
 		return;
 	for (size_t i = 0; i < s->n_changes; i++) {
@@ -401,6 +402,16 @@ void mailstore__note_change(mailstore *s, const char *user, const char *mailbox,
 		.user = xstrdup(user), .mailbox = xstrdup(mailbox),
 		.highest_modseq = highest_modseq, .gone = gone,
 	};
+}
+
+void mailstore_last_modseq_reset(mailstore *s)
+{
+	s->last_modseq = 0;
+}
+
+uint64_t mailstore_last_modseq(const mailstore *s)
+{
+	return s->last_modseq;
 }
 
 void mailstore__unlock(mailstore *s)

@@ -611,6 +611,11 @@ void mailstore_set_change_cb(mailstore *store, mailstore_change_cb *cb, void *ar
  * any case of it, "INBOX/..." for its children) into out (reset first,
  * NUL-terminated). 0, or -1 when the name is not valid. */
 int mailstore_mailbox_canon(mailstore *store, const char *mailbox, buf *out);
+/* The highest modseq the last write left in the mailbox it changed, for
+ * the write's answer: 0 after mailstore_last_modseq_reset() until a write
+ * changes a mailbox. Loop thread (as the writes). */
+void mailstore_last_modseq_reset(mailstore *store);
+uint64_t mailstore_last_modseq(const mailstore *store);
 /* The mailbox's highest modseq, read only (never creates INBOX): MAIL_OK,
  * NOT_FOUND, PARAMS or INTERNAL. */
 int mailstore_highest_modseq(mailstore *store, const char *user, const char *mailbox,

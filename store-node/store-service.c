@@ -316,6 +316,7 @@ static int exec_expunge(mailstore *store, const Store__ExpungeRequest *req, buf 
 {
 	uint32_t *uids;
 	size_t n;
+	mailstore_last_modseq_reset(store);
 	int ret = mailstore_expunge(store, req->user, req->mailbox, req->uids, req->n_uids, &uids,
 				    &n);
 	if (ret != MAIL_OK)
@@ -328,6 +329,7 @@ static int exec_expunge(mailstore *store, const Store__ExpungeRequest *req, buf 
 	Store__ExpungeResponse resp = STORE__EXPUNGE_RESPONSE__INIT;
 	resp.expunged_uids = uids;
 	resp.n_expunged_uids = n;
+	resp.highest_modseq = mailstore_last_modseq(store);
 	pack_to(MAIL_OK, &resp.base, out);
 	free(uids);
 	return MAIL_OK;
@@ -454,6 +456,7 @@ static int exec_append(mailstore *store, const Store__AppendRequest *req, buf *o
 	uint32_t uidvalidity, *uids;
 	struct mailstore_quota q = { req->quota_storage, req->quota_messages };
 	mailstore_quota_begin(store, &q);
+	mailstore_last_modseq_reset(store);
 	int ret = mailstore_append(store, req->user, req->mailbox, msgs, n, &uidvalidity, &uids);
 	mailstore_quota_begin(store, NULL);
 	free(msgs);
@@ -463,6 +466,7 @@ static int exec_append(mailstore *store, const Store__AppendRequest *req, buf *o
 	resp.uidvalidity = uidvalidity;
 	resp.uids = uids;
 	resp.n_uids = n;
+	resp.highest_modseq = mailstore_last_modseq(store);
 	pack_to(MAIL_OK, &resp.base, out);
 	free(uids);
 	return MAIL_OK;

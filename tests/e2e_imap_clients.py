@@ -373,6 +373,45 @@ def case_imaplib_append(t, user, pw):
     m.logout()
 
 
+def case_imaplib_own_changes(t, user, pw):
+    """A session's own APPEND into its selected mailbox is told before the
+    tagged OK (* N EXISTS, RFC 3501 6.3.11), and its EXPUNGE as * n
+    EXPUNGE; a change by another session in between is never lost: the
+    next APPEND's EXISTS counts both, and both sessions end with the same
+    UIDs."""
+    a = t.imap(user, pw)
+    b = t.imap(user, pw)
+    typ, data = a.select("INBOX")
+    assert data == [b"0"], data
+
+    def append(m, subject):
+        typ, data = m.append("INBOX", None, None, make_message(user, subject))
+        assert typ == "OK", data
+        typ, exists = m.response("EXISTS")
+        return exists
+
+    exists = append(a, "own 1")
+    assert exists and exists[-1] == b"1", exists
+    append(b, "other 2")
+    exists = append(a, "own 3")
+    assert exists and exists[-1] == b"3", exists
+    typ, data = a.store("1", "+FLAGS", "(\\Deleted)")
+    assert typ == "OK", data
+    typ, data = a.expunge()
+    assert typ == "OK" and data == [b"1"], data
+    append(b, "other 4")
+    typ, data = a.noop()
+    typ, exists = a.response("EXISTS")
+    assert exists and exists[-1] == b"3", exists
+    typ, mine = a.uid("SEARCH", "ALL")
+    b.select("INBOX")
+    typ, theirs = b.uid("SEARCH", "ALL")
+    assert mine == theirs and len(mine[0].split()) == 3, (mine, theirs)
+    assert subjects(a, 3) == ["other 2", "own 3", "other 4"], subjects(a, 3)
+    a.logout()
+    b.logout()
+
+
 def case_imaplib_mailboxes(t, user, pw):
     """CREATE (hierarchy "/"), LIST, RENAME, SUBSCRIBE/LSUB/UNSUBSCRIBE,
     DELETE; the special-use mailboxes exist."""
@@ -948,6 +987,7 @@ CASES = [
     ("imaplib_store_expunge", case_imaplib_store_expunge, ()),
     ("imaps_implicit", case_imaps_implicit, ()),
     ("imaplib_append", case_imaplib_append, ("APPEND", "UIDPLUS")),
+    ("imaplib_own_changes", case_imaplib_own_changes, ("APPEND",)),
     ("imaplib_mailboxes", case_imaplib_mailboxes, ("CREATE", "SUBSCRIBE", "SPECIAL-USE")),
     ("imaplib_status", case_imaplib_status, ("STATUS",)),
     ("imaplib_search", case_imaplib_search, ("SEARCH",)),

@@ -39,6 +39,14 @@ _Static_assert(IMAP_MBOX_SUBSCRIBED == 0x0001u && IMAP_MBOX_NONEXISTENT == 0x000
 /* After NOT_FOUND (the mailbox went): sessions are told once, then the
  * group looks again this much later (it may come back). */
 #define WATCH_GONE_RETRY_MS 5000u
+/* After a WATCH answered with a change: the next one goes out this much
+ * later. A change is told at once when the mailbox was quiet, and a busy
+ * mailbox's changes (a session's own STORE, APPEND, EXPUNGE, each of which
+ * answers the call) are told together, at most this late: two calls
+ * (the answer and the next WATCH) per this many ms and mailbox instead of
+ * two per change. Nothing is lost meanwhile: the next call carries the
+ * modseq told, and the store answers it at once when it is behind. */
+#define WATCH_REPOLL_MS 50u
 
 struct watch_group;
 
@@ -264,10 +272,10 @@ static void imap_store_expunge_cb(int status, const ProtobufCMessage *resp, void
 	struct imap_store_call *c = arg;
 	imap_backend_expunge_cb *cb = c->cb;
 	if (status != MAIL_OK) {
-		cb(status, NULL, 0, c->arg);
+		cb(status, NULL, 0, 0, c->arg);
 	} else {
 		const Store__ExpungeResponse *r = (const Store__ExpungeResponse *)resp;
-		cb(MAIL_OK, r->expunged_uids, r->n_expunged_uids, c->arg);
+		cb(MAIL_OK, r->expunged_uids, r->n_expunged_uids, r->highest_modseq, c->arg);
 	}
 	free(c);
 }
@@ -553,10 +561,10 @@ static void imap_store_append_cb(int status, const ProtobufCMessage *resp, void 
 	struct imap_store_call *c = arg;
 	imap_backend_append_cb *cb = c->cb;
 	if (status != MAIL_OK) {
-		cb(status, 0, NULL, 0, c->arg);
+		cb(status, 0, NULL, 0, 0, c->arg);
 	} else {
 		const Store__AppendResponse *r = (const Store__AppendResponse *)resp;
-		cb(MAIL_OK, r->uidvalidity, r->uids, r->n_uids, c->arg);
+		cb(MAIL_OK, r->uidvalidity, r->uids, r->n_uids, r->highest_modseq, c->arg);
 	}
 	free(c);
 }
@@ -1316,8 +1324,9 @@ static void imap_store_thread(void *ctx, const char *user, const char *mailbox,
  * A group holds the sessions (watchers) of this frontend that watch one
  * mailbox, and at most one WATCH call to the store for all of them, asked
  * with the highest modseq the group knows. Each answer above it is told to
- * every watcher that has not seen it, and the next call goes out at once
- * with the new value; a call that failed for good (the client's deadline,
+ * every watcher that has not seen it, and the next call goes out
+ * WATCH_REPOLL_MS later with the new value (at once after an answer
+ * without a change); a call that failed for good (the client's deadline,
  * retries through a failover included) goes out again after
  * WATCH_RETRY_MS with the same value, so no change is lost: the sessions
  * then ask changes() for what. A watcher whose modseq is below what the
@@ -1433,9 +1442,11 @@ static void watch_group_poll_cb(int status, const ProtobufCMessage *resp, void *
 		if (m > g->modseq) {
 			g->modseq = m;
 			watch_group_tell(g);
+			if (g->watchers != NULL)
+				uv_timer_start(&g->timer, watch_group_timer_cb, WATCH_REPOLL_MS, 0);
+		} else if (g->watchers != NULL) {
+			watch_group_poll(g);   /* the hold ran out: nothing new */
 		}
-		if (g->watchers != NULL)
-			watch_group_poll(g);
 	} else if (status == MAIL_ERR_NOT_FOUND) {
 		/* the mailbox went: the sessions find out through changes();
 		 * the group looks again later (it may be created again) */

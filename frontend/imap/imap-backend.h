@@ -140,9 +140,10 @@ typedef void imap_backend_fetch_cb(int status, const struct imap_msg_info *info,
 /* msgs: the messages changed, with their flags after the change. */
 typedef void imap_backend_flags_cb(int status, const struct imap_msg_info *msgs,
 				   size_t n_msgs, void *arg);
-/* uids: expunged, ascending. */
+/* uids: expunged, ascending. highest_modseq: the mailbox's right after
+ * this expunge (0: not known, or nothing expunged). */
 typedef void imap_backend_expunge_cb(int status, const uint32_t *uids, size_t n_uids,
-				     void *arg);
+				     uint64_t highest_modseq, void *arg);
 /* For calls that only succeed or fail (CREATE, DELETE, RENAME, SUBSCRIBE). */
 typedef void imap_backend_status_cb(int status, void *arg);
 /* STATUS of one mailbox. */
@@ -156,9 +157,10 @@ typedef void imap_backend_open_cb(int status, const struct imap_mailbox_info *bo
 				  const struct search_uid_range *uids, size_t n_ranges,
 				  const char *const *keywords, size_t n_keywords,
 				  uint32_t first_unseen_uid, void *arg);
-/* APPEND: uids[i] is the uid of message i, all in uidvalidity. */
+/* APPEND: uids[i] is the uid of message i, all in uidvalidity;
+ * highest_modseq: the mailbox's right after this append (0: not known). */
 typedef void imap_backend_append_cb(int status, uint32_t uidvalidity, const uint32_t *uids,
-				    size_t n_uids, void *arg);
+				    size_t n_uids, uint64_t highest_modseq, void *arg);
 /* COPY and MOVE: src_uids[i] became dst_uids[i] (ascending src order) in a
  * mailbox of dst_uidvalidity; uids that did not exist are left out. */
 typedef void imap_backend_copy_cb(int status, uint32_t dst_uidvalidity,

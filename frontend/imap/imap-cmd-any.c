@@ -31,6 +31,10 @@ void imap_cmd_noop(struct imap_session *s, const struct imap_arg *args, size_t n
 		imap_cmd_done(s, "BAD", NULL, "NOOP takes no arguments");
 		return;
 	}
+	/* NOOP is the client's poll (RFC 3501 6.1.2): it asks the store,
+	 * whatever the watch has told so far (the watch tells a busy
+	 * mailbox's changes up to WATCH_REPOLL_MS late) */
+	imap_session_mailbox_touched(s);
 	imap_cmd_done(s, "OK", NULL, "NOOP completed");
 }
 

@@ -79,7 +79,7 @@ static void imap_append_uid_set(buf *b, const uint32_t *uids, size_t n)
 }
 
 static void imap_cmd_append_cb(int status, uint32_t uidvalidity, const uint32_t *uids,
-			       size_t n_uids, void *arg)
+			       size_t n_uids, uint64_t highest_modseq, void *arg)
 {
 	struct imap_session *s = arg;
 	if (conn_is_closed(&s->conn)) {
@@ -97,8 +97,11 @@ static void imap_cmd_append_cb(int status, uint32_t uidvalidity, const uint32_t 
 		imap_append_uid_set(&code, uids, n_uids);
 		buf_append(&code, "", 1);
 		/* into the selected mailbox: EXISTS before the OK (RFC 3501
-		 * 6.3.11), through the session's changes (engmsg) */
-		if (imap_session_is_selected(s, a->mailbox))
+		 * 6.3.11), at once when this APPEND is the mailbox's only
+		 * change, else through the session's changes */
+		if (imap_session_is_selected(s, a->mailbox) && uidvalidity == s->uidvalidity)
+			imap_session_own_change(s, highest_modseq, uids, n_uids);
+		else if (imap_session_is_selected(s, a->mailbox))
 			imap_session_mailbox_touched(s);
 		imap_cmd_done(s, "OK", (const char *)code.data, "Append completed");
 		buf_deinit(&code);

@@ -376,7 +376,8 @@ void imap_cmd_examine(struct imap_session *s, const struct imap_arg *args, size_
 
 /* ---- EXPUNGE / UID EXPUNGE / CLOSE / UNSELECT ----------------------- */
 
-static void imap_cmd_expunge_cb(int status, const uint32_t *uids, size_t n, void *arg)
+static void imap_cmd_expunge_cb(int status, const uint32_t *uids, size_t n,
+				uint64_t highest_modseq, void *arg)
 {
 	struct imap_session *s = arg;
 	if (conn_is_closed(&s->conn)) {
@@ -389,7 +390,7 @@ static void imap_cmd_expunge_cb(int status, const uint32_t *uids, size_t n, void
 		/* earlier expunges first, so that numbers stay right */
 		imap_session_report_expunge_pending(s);
 		imap_session_expunged(s, uids, n);
-		imap_session_mailbox_touched(s);
+		imap_session_own_change(s, highest_modseq, NULL, 0);
 		imap_cmd_done(s, "OK", NULL, "Expunge completed");
 	}
 	conn_process(&s->conn);
@@ -444,11 +445,13 @@ void imap_cmd_uid_expunge(struct imap_session *s, const struct imap_arg *args, s
 	free(uids);
 }
 
-static void imap_cmd_close_cb(int status, const uint32_t *uids, size_t n, void *arg)
+static void imap_cmd_close_cb(int status, const uint32_t *uids, size_t n,
+			      uint64_t highest_modseq, void *arg)
 {
 	struct imap_session *s = arg;
 	(void)uids;
 	(void)n;
+	(void)highest_modseq;
 	if (conn_is_closed(&s->conn)) {
 		conn_unref(&s->conn);
 		return;

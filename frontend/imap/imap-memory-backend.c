@@ -448,7 +448,7 @@ static void mem_op_run(struct mem_op *op)
 	case MEM_EXPUNGE: {
 		imap_backend_expunge_cb *cb = op->cb;
 		if (fail != MAIL_OK || b == NULL) {
-			cb(fail != MAIL_OK ? fail : MAIL_ERR_NOT_FOUND, NULL, 0, op->arg);
+			cb(fail != MAIL_OK ? fail : MAIL_ERR_NOT_FOUND, NULL, 0, 0, op->arg);
 			return;
 		}
 		uint32_t *uids = xcalloc(b->n_msgs + 1, sizeof(*uids));
@@ -467,7 +467,7 @@ static void mem_op_run(struct mem_op *op)
 			}
 		}
 		b->n_msgs = out;
-		cb(MAIL_OK, uids, n, op->arg);
+		cb(MAIL_OK, uids, n, 0, op->arg);
 		free(uids);
 		return;
 	}
@@ -784,14 +784,14 @@ static void mem_run_append(struct mem_op *op)
 	imap_backend_append_cb *cb = op->cb;
 	struct mem_box *b = mem_box_find(mb, op->user, op->mailbox, mem_name_is_inbox(op->mailbox));
 	if (mb->failure != MAIL_OK || b == NULL) {
-		cb(mb->failure != MAIL_OK ? mb->failure : MAIL_ERR_NOT_FOUND, 0, NULL, 0, op->arg);
+		cb(mb->failure != MAIL_OK ? mb->failure : MAIL_ERR_NOT_FOUND, 0, NULL, 0, 0, op->arg);
 		return;
 	}
 	if (mb->max_message_size != 0) {
 		for (size_t i = 0; i < op->n_msgs; i++) {
 			if (op->msgs[i].len > mb->max_message_size) {
 				/* all or nothing (RFC 3502) */
-				cb(MAIL_ERR_TOO_BIG, 0, NULL, 0, op->arg);
+				cb(MAIL_ERR_TOO_BIG, 0, NULL, 0, 0, op->arg);
 				return;
 			}
 		}
@@ -817,7 +817,7 @@ static void mem_run_append(struct mem_op *op)
 		uids[i] = m->uid;
 	}
 	mem_box_changed(mb, b);
-	cb(MAIL_OK, b->uidvalidity, uids, op->n_msgs, op->arg);
+	cb(MAIL_OK, b->uidvalidity, uids, op->n_msgs, 0, op->arg);
 	free(uids);
 }
 

@@ -227,6 +227,16 @@ int imap_session_is_selected(const struct imap_session *s, const char *name);
  * it, STORE, EXPUNGE...): its changes are fetched before the tagged reply
  * so the client learns them now, once. */
 void imap_session_mailbox_touched(struct imap_session *s);
+/* The session's own APPEND (added: the new uids, ascending) or EXPUNGE
+ * (added NULL: its uids are out of the view already) changed the selected
+ * mailbox to highest_modseq. When that is the modseq right after the one
+ * the session knows and the watch has told of nothing later, the write is
+ * the mailbox's only change since: the view is brought up to date here
+ * (EXISTS for the new uids), with no changes round trip before the tagged
+ * reply. Otherwise (or highest_modseq 0: not known) as
+ * imap_session_mailbox_touched(). */
+void imap_session_own_change(struct imap_session *s, uint64_t highest_modseq,
+			     const uint32_t *added, size_t n_added);
 
 /* ---- sequence sets (imap-cmd-fetch.c) ---------------------------------- */
 

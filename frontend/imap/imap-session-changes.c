@@ -232,6 +232,31 @@ static void imap_sync_apply(struct imap_session *s, const struct imap_changes *c
 		s->highest_modseq = ch->highest_modseq;
 }
 
+void imap_session_own_change(struct imap_session *s, uint64_t highest_modseq,
+			     const uint32_t *added, size_t n_added)
+{
+	if (s->state != IMAP_STATE_SELECTED || s->uidmap == NULL)
+		return;
+	if (highest_modseq == 0 || s->sync_self || s->syncing ||
+	    highest_modseq != s->highest_modseq + 1 || s->watch_modseq > highest_modseq) {
+		imap_session_mailbox_touched(s);
+		return;
+	}
+	if (n_added > 0) {
+		struct imap_range_list l = { 0 };
+		for (size_t i = 0; i < n_added; i++)
+			imap_range_list_add(&l, added[i], added[i]);
+		struct imap_changes ch = {
+			.highest_modseq = highest_modseq,
+			.uidnext = added[n_added - 1] + 1u,
+			.added = l.r, .n_added = l.n, .expunged_exact = 1,
+		};
+		imap_sync_apply(s, &ch, 0);
+		free(l.r);
+	}
+	s->highest_modseq = highest_modseq;
+}
+
 /* ---- the sync call ---------------------------------------------------- */
 
 struct imap_sync_call {

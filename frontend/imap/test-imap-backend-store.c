@@ -189,8 +189,9 @@ static void list_cb(int status, const struct imap_mailbox_info *boxes, size_t n,
 }
 
 static void append_cb(int status, uint32_t uidvalidity, const uint32_t *uids, size_t n,
-		      void *arg)
+		      uint64_t highest_modseq, void *arg)
 {
+	(void)highest_modseq;
 	struct res *r = arg;
 	r->status = status;
 	r->uidvalidity = uidvalidity;

@@ -393,11 +393,13 @@ static void pop3_update_end(struct pop3_session *s, int status)
 	conn_close_after_write(&s->conn, "quit");
 }
 
-static void pop3_update_expunge_cb(int status, const uint32_t *uids, size_t n, void *arg)
+static void pop3_update_expunge_cb(int status, const uint32_t *uids, size_t n,
+				   uint64_t highest_modseq, void *arg)
 {
 	struct pop3_session *s = arg;
 	struct pop3_update_ctx *u = s->cmd_ctx;
 	(void)uids;
+	(void)highest_modseq;
 	u->expunged = status == MAIL_OK ? n : 0;
 	pop3_update_end(s, status);
 	conn_unref(&s->conn);
