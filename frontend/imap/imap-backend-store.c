@@ -791,6 +791,7 @@ struct imap_store_meta {
 	struct search_uid_range *ranges;
 	size_t n_ranges;
 	int structure;
+	int content;
 	uint64_t changed_since;
 };
 
@@ -842,6 +843,11 @@ static void imap_store_meta_cb(int status, const ProtobufCMessage *resp, void *a
 			o->parts = mm->parts.data;
 			o->parts_len = mm->parts.len;
 		}
+		if (m->content && mm->has_content && mm->content.len == o->size) {
+			o->has_content = 1;
+			o->content = mm->content.data != NULL ? mm->content.data : (const uint8_t *)"";
+			o->content_len = mm->content.len;
+		}
 	}
 	int more = r->next_after_uid != 0;
 	m->cb(MAIL_OK, metas, n, more, m->arg);
@@ -865,6 +871,7 @@ static void imap_store_meta_page(struct imap_store_meta *m, uint32_t after_uid)
 	req.uids = ptrs;
 	req.n_uids = m->n_ranges;
 	req.structure = m->structure;
+	req.content_max = m->content ? IMAP_META_CONTENT_MAX : 0;
 	req.changed_since = m->changed_since;
 	req.after_uid = after_uid;
 	store_client_fetch_meta(m->sc, &req, imap_store_meta_cb, m);
@@ -888,6 +895,7 @@ static void imap_store_fetch_meta(void *ctx, const char *user, const char *mailb
 	memcpy(m->ranges, uids, n_ranges * sizeof(*uids));
 	m->n_ranges = n_ranges;
 	m->structure = (what & IMAP_META_STRUCTURE) != 0;
+	m->content = (what & IMAP_META_CONTENT) != 0;
 	m->changed_since = changed_since;
 	imap_store_meta_page(m, 0);
 }

@@ -71,9 +71,18 @@ struct imap_msg_meta {
 	const uint8_t *parts;      /* the part table (lib/mime/mime.h
 				    * mime_parts_decode) for sections */
 	size_t parts_len;
+	/* when asked for (IMAP_META_CONTENT) and small enough: the whole
+	 * message (content_len == size), else has_content 0 */
+	int has_content;
+	const uint8_t *content;
+	size_t content_len;
 };
 #define IMAP_META_FLAGS 0x01u     /* uid, size, date, modseq, flags (always) */
 #define IMAP_META_STRUCTURE 0x02u /* envelope, bodystructure, body, parts */
+/* the messages' bytes as well, while they come to at most
+ * IMAP_META_CONTENT_MAX per call (the others: fetch_range) */
+#define IMAP_META_CONTENT 0x04u
+#define IMAP_META_CONTENT_MAX (64u * 1024u)
 
 /* One message of an APPEND (MULTIAPPEND gives several). */
 struct imap_append_msg {

@@ -67,6 +67,9 @@ struct imap_fetch_msg {
 	char *body;
 	uint8_t *parts;
 	size_t parts_len;
+	uint8_t *content;  /* the whole message when the meta brought it */
+	size_t content_len;
+	int has_content;
 	int flags_changed; /* \Seen set by this FETCH: FLAGS are told */
 };
 
@@ -123,6 +126,7 @@ static void imap_fetch_msg_free(struct imap_fetch_msg *m)
 	free(m->bodystructure);
 	free(m->body);
 	free(m->parts);
+	free(m->content);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -573,6 +577,10 @@ static int imap_fetch_begin_section(struct imap_session *s, struct imap_fetch_ct
 		imap_fetch_transform(s, ctx, (const uint8_t *)"", 0);
 		return 0;
 	}
+	if (m->has_content && p->off <= m->content_len && p->len <= m->content_len - p->off) {
+		imap_fetch_transform(s, ctx, m->content + p->off, (size_t)p->len);
+		return 0;
+	}
 	conn_ref(&s->conn);
 	s->server->backend->fetch_range(s->server->backend_ctx, s->user, s->mailbox, m->uid,
 					p->off, p->len, imap_fetch_region_cb, s);
@@ -586,6 +594,21 @@ static void imap_fetch_sections(struct imap_session *s)
 	struct imap_fetch_ctx *ctx = s->cmd_ctx;
 	const struct imap_fetch_msg *m = &ctx->msgs[ctx->cur];
 	for (;;) {
+		if (ctx->streaming && m->has_content && ctx->stream_end <= m->content_len) {
+			/* the bytes came with the meta */
+			uint64_t n = ctx->stream_end - ctx->stream_off;
+			if (n > IMAP_FETCH_CHUNK)
+				n = IMAP_FETCH_CHUNK;
+			conn_append(&s->conn, m->content + ctx->stream_off, (size_t)n);
+			ctx->stream_off += n;
+			if (ctx->stream_off == ctx->stream_end)
+				ctx->streaming = 0;
+			if (conn_flush_must_wait(&s->conn)) {
+				s->on_drain = imap_fetch_sections;
+				return;
+			}
+			continue;
+		}
 		if (ctx->streaming) {
 			uint64_t n = ctx->stream_end - ctx->stream_off;
 			if (n > IMAP_FETCH_RANGE_CHUNK)
@@ -815,6 +838,12 @@ static void imap_fetch_meta_cb(int status, const struct imap_msg_meta *msgs, siz
 			memcpy(m->parts, msgs[i].parts, msgs[i].parts_len);
 			m->parts_len = msgs[i].parts_len;
 		}
+		if (msgs[i].has_content && msgs[i].content_len == msgs[i].size) {
+			m->content = xmalloc(msgs[i].content_len + 1);
+			memcpy(m->content, msgs[i].content, msgs[i].content_len);
+			m->content_len = msgs[i].content_len;
+			m->has_content = 1;
+		}
 	}
 	if (more)
 		return;
@@ -963,6 +992,7 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 	for (size_t i = 0; i < ctx->attrs.n_bodies; i++) {
 		if (!ctx->attrs.bodies[i].peek)
 			ctx->set_seen = !s->read_only;
+		ctx->what |= IMAP_META_CONTENT; /* small bodies with the meta */
 		if (!imap_fetch_body_is_raw(&ctx->attrs.bodies[i]))
 			ctx->what |= IMAP_META_STRUCTURE; /* the part table */
 	}
