@@ -412,6 +412,31 @@ def case_imaplib_own_changes(t, user, pw):
     b.logout()
 
 
+def case_imaplib_fetch_many_bodies(t, user, pw):
+    """One FETCH of many bodies, small and large (past the 64 KiB our
+    store sends with the metadata, and one message over it), whole and by
+    section, answers each message exactly as a FETCH of that message
+    alone does, and as the message was delivered (APPEND here)."""
+    m = t.imap(user, pw)
+    msgs = [make_message(user, f"many {i}", body=("line %d " % i) * (200 + 40 * i))
+            for i in range(24)]
+    msgs.append(make_message(user, "big one", body="x" * 70, attachment=os.urandom(96 * 1024)))
+    for msg in msgs:
+        typ, data = m.append("INBOX", None, None, msg)
+        assert typ == "OK", data
+    typ, data = m.select("INBOX", readonly=True)
+    assert data == [str(len(msgs)).encode()], data
+    n = len(msgs)
+    items = "(BODY.PEEK[] BODY.PEEK[TEXT] BODY.PEEK[1] BINARY.PEEK[1])"
+    together = fetch_map(m, f"1:{n}", items)
+    assert sorted(together) == list(range(1, n + 1)), sorted(together)
+    for i in range(1, n + 1):
+        alone = fetch_map(m, str(i), items)
+        assert together[i]["raw"] == alone[i]["raw"], i
+        assert msgs[i - 1] in together[i]["raw"], i
+    m.logout()
+
+
 def case_imaplib_mailboxes(t, user, pw):
     """CREATE (hierarchy "/"), LIST, RENAME, SUBSCRIBE/LSUB/UNSUBSCRIBE,
     DELETE; the special-use mailboxes exist."""
@@ -988,6 +1013,7 @@ CASES = [
     ("imaps_implicit", case_imaps_implicit, ()),
     ("imaplib_append", case_imaplib_append, ("APPEND", "UIDPLUS")),
     ("imaplib_own_changes", case_imaplib_own_changes, ("APPEND",)),
+    ("imaplib_fetch_many_bodies", case_imaplib_fetch_many_bodies, ("APPEND", "BINARY")),
     ("imaplib_mailboxes", case_imaplib_mailboxes, ("CREATE", "SUBSCRIBE", "SPECIAL-USE")),
     ("imaplib_status", case_imaplib_status, ("STATUS",)),
     ("imaplib_search", case_imaplib_search, ("SEARCH",)),
