@@ -175,21 +175,32 @@ static void routed__set_route(ProtobufCMessage *msg, const router_node *node)
 		*(uint64_t *)((char *)msg + f->offset) = node->epoch;
 }
 
-static void routed__attempt(struct routed_call *call)
+/* One attempt. first: the caller's request, during routed_client_call
+ * (a shallow copy of it gets the route: nothing unpacked); NULL on a
+ * retry, which unpacks the request kept packed. Returns 0 when the call
+ * went out, -1 when it waits for a retry (or, on a retry, ended). */
+static int routed__attempt_with(struct routed_call *call, const ProtobufCMessage *first)
 {
 	routed_client *c = call->client;
 	router_node node;
 	if (router_lookup(c->router, c->role, call->key, strlen(call->key),
 			  &node) != 1) {
-		routed__retry_later(call, MAIL_ERR_UNAVAILABLE);
-		return;
+		if (first == NULL)
+			routed__retry_later(call, MAIL_ERR_UNAVAILABLE);
+		return -1;
 	}
-	ProtobufCMessage *msg = protobuf_c_message_unpack(call->req_desc, NULL, call->packed_len,
-							  call->packed);
-	if (msg == NULL) {
-		/* we packed it ourselves: cannot happen short of memory trouble */
-		routed__finish(call, MAIL_ERR_INTERNAL, NULL);
-		return;
+	ProtobufCMessage *msg;
+	if (first != NULL) {
+		msg = xmalloc(first->descriptor->sizeof_message);
+		memcpy(msg, first, first->descriptor->sizeof_message);
+	} else {
+		msg = protobuf_c_message_unpack(call->req_desc, NULL, call->packed_len,
+						call->packed);
+		if (msg == NULL) {
+			/* we packed it ourselves: cannot happen short of memory trouble */
+			routed__finish(call, MAIL_ERR_INTERNAL, NULL);
+			return -1;
+		}
 	}
 	routed__set_route(msg, &node);
 	uint64_t now = util_now_mono_ms();
@@ -198,7 +209,16 @@ static void routed__attempt(struct routed_call *call)
 	call->in_flight = 1;
 	rpc_client_call(rc, call->method, msg, call->resp_desc, (uint32_t)left, routed__reply_cb,
 			call);
-	protobuf_c_message_free_unpacked(msg, NULL);
+	if (first != NULL)
+		free(msg);   /* the shallow copy: its fields are the caller's */
+	else
+		protobuf_c_message_free_unpacked(msg, NULL);
+	return 0;
+}
+
+static void routed__attempt(struct routed_call *call)
+{
+	(void)routed__attempt_with(call, NULL);
 }
 
 void routed_client_call(routed_client *c, const char *key, uint16_t method,
@@ -225,9 +245,12 @@ void routed_client_call(routed_client *c, const char *key, uint16_t method,
 	if (c->calls != NULL)
 		c->calls->prev = call;
 	c->calls = call;
-	/* The first attempt runs from the loop, so cb never fires inside this
-	 * call (the same promise rpc_client_call makes). */
-	uv_timer_start(&call->timer, routed__retry_cb, 0, 0);
+	/* The first attempt goes out now, from the request as given
+	 * (rpc_client_call never calls back inside the call either); when the
+	 * router knows no node yet, it runs from the loop, so cb never fires
+	 * inside this call. */
+	if (routed__attempt_with(call, req) < 0)
+		uv_timer_start(&call->timer, routed__retry_cb, 0, 0);
 }
 
 size_t routed_client_pending(const routed_client *client)

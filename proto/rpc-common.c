@@ -109,6 +109,14 @@ int rpc__frame_pack(buf *out, const struct rpc_frame *f, const ProtobufCMessage 
 	return 0;
 }
 
+int rpc__frame_pack_raw(buf *out, const struct rpc_frame *f, const uint8_t *data, size_t n)
+{
+	if (rpc_frame_encode_header(out, f, n) < 0)
+		return -1;
+	buf_append(out, data, n);
+	return 0;
+}
+
 void rpc__count_status(struct rpc_counters *c, int status)
 {
 	if (status < 0 || status >= MAIL_ERR_COUNT_)

@@ -47,6 +47,8 @@ size_t rpc__out_queued(const struct rpc__out *out);
 /* Pack msg (may be NULL: empty payload) as a frame with header fields from
  * f into out. Returns 0, or -1 if it would exceed RPC_FRAME_MAX. */
 int rpc__frame_pack(buf *out, const struct rpc_frame *f, const ProtobufCMessage *msg);
+/* The same with a payload packed already (data, n). */
+int rpc__frame_pack_raw(buf *out, const struct rpc_frame *f, const uint8_t *data, size_t n);
 
 /* Count one finished call under status. */
 void rpc__count_status(struct rpc_counters *c, int status);

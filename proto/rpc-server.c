@@ -193,9 +193,14 @@ static void sconn_write_cb(uv_write_t *req, int status)
 }
 
 /* Queue one frame (payload packed from msg) and start writing. */
-static void sconn_send(struct rpc_sconn *conn, struct rpc_frame *f, const ProtobufCMessage *msg)
+/* The frame f with msg, or with the packed raw (raw_len bytes) when msg
+ * is NULL and raw is not. */
+static void sconn_send_any(struct rpc_sconn *conn, struct rpc_frame *f, const ProtobufCMessage *msg,
+			   const uint8_t *raw, size_t raw_len)
 {
-	if (rpc__frame_pack(&conn->out.pending, f, msg) < 0) {
+	int r = msg == NULL && raw != NULL ? rpc__frame_pack_raw(&conn->out.pending, f, raw, raw_len)
+					   : rpc__frame_pack(&conn->out.pending, f, msg);
+	if (r < 0) {
 		log_event(LOG_WARN, RPC_LOG_SVC,
 			  "event=rpc_reply_too_big peer=%s method=%u id=%llu", conn->peer,
 			  f->method, (unsigned long long)f->request_id);
@@ -212,6 +217,11 @@ static void sconn_send(struct rpc_sconn *conn, struct rpc_frame *f, const Protob
 		return;
 	}
 	sconn_update_reading(conn);
+}
+
+static void sconn_send(struct rpc_sconn *conn, struct rpc_frame *f, const ProtobufCMessage *msg)
+{
+	sconn_send_any(conn, f, msg, NULL, 0);
 }
 
 static void sconn_reply_status(struct rpc_sconn *conn, const struct rpc_frame *req, int status)
@@ -644,7 +654,8 @@ void rpc_server_destroy(rpc_server **server)
 		server_free(s);
 }
 
-void rpc_call_reply(rpc_call *call, int status, const ProtobufCMessage *resp)
+static void call_reply_any(rpc_call *call, int status, const ProtobufCMessage *resp,
+			   const uint8_t *raw, size_t raw_len)
 {
 	struct rpc_sconn *conn = call->conn;
 	if (!conn->closing && conn->server != NULL) {
@@ -654,7 +665,10 @@ void rpc_call_reply(rpc_call *call, int status, const ProtobufCMessage *resp)
 			.status = (uint32_t)status,
 			.request_id = call->request_id,
 		};
-		sconn_send(conn, &f, status == MAIL_OK ? resp : NULL);
+		if (status == MAIL_OK)
+			sconn_send_any(conn, &f, resp, raw, raw_len);
+		else
+			sconn_send(conn, &f, NULL);
 		rpc__count_status(&conn->server->counters, (int)f.status);
 	}
 	protobuf_c_message_free_unpacked(call->req, NULL);
@@ -663,6 +677,16 @@ void rpc_call_reply(rpc_call *call, int status, const ProtobufCMessage *resp)
 	conn->last_active = util_now_mono_ms();
 	sconn_update_reading(conn);
 	sconn_unref(conn);
+}
+
+void rpc_call_reply(rpc_call *call, int status, const ProtobufCMessage *resp)
+{
+	call_reply_any(call, status, resp, NULL, 0);
+}
+
+void rpc_call_reply_packed(rpc_call *call, int status, const uint8_t *data, size_t len)
+{
+	call_reply_any(call, status, NULL, data != NULL ? data : (const uint8_t *)"", len);
 }
 
 uint64_t rpc_call_deadline(const rpc_call *call)

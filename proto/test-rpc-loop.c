@@ -119,7 +119,13 @@ static void list_handler(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	Store__ListResponse resp = STORE__LIST_RESPONSE__INIT;
 	resp.n_mailboxes = 1;
 	resp.mailboxes = mbs;
-	rpc_call_reply(call, MAIL_OK, &resp.base);
+	/* packed here: the reply goes as those bytes (rpc_call_reply_packed),
+	 * which list_cb reads back as the message */
+	size_t len = protobuf_c_message_get_packed_size(&resp.base);
+	uint8_t *packed = xmalloc(len + 1);
+	protobuf_c_message_pack(&resp.base, packed);
+	rpc_call_reply_packed(call, MAIL_OK, packed, len);
+	free(packed);
 }
 
 static const rpc_method methods[] = {
@@ -670,7 +676,13 @@ static void named_list_handler(rpc_call *call, const ProtobufCMessage *msg, void
 	Store__ListResponse resp = STORE__LIST_RESPONSE__INIT;
 	resp.n_mailboxes = 1;
 	resp.mailboxes = mbs;
-	rpc_call_reply(call, MAIL_OK, &resp.base);
+	/* packed here: the reply goes as those bytes (rpc_call_reply_packed),
+	 * which list_cb reads back as the message */
+	size_t len = protobuf_c_message_get_packed_size(&resp.base);
+	uint8_t *packed = xmalloc(len + 1);
+	protobuf_c_message_pack(&resp.base, packed);
+	rpc_call_reply_packed(call, MAIL_OK, packed, len);
+	free(packed);
 }
 
 static const rpc_method queue_methods[] = {
