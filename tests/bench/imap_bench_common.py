@@ -4,6 +4,7 @@ APPEND (Dovecot), a cluster of ours on free ports, and reading a process
 tree's CPU and memory from /proc. Standard library only."""
 import concurrent.futures
 import imaplib
+import json
 import os
 import smtplib
 import sys
@@ -149,6 +150,29 @@ def start_cluster(replicas=3, stores=3, queues=3, frontends=1, **kw):
                                       replicas=replicas, **kw)
     c.up()
     return c
+
+
+def wait_settled(c, quiet=6.0, timeout=150.0):
+    """Wait until the partition maps stop changing: after a start the
+    controller still moves primaries onto the nodes that joined last, a
+    few partitions per pass (each move a short write pause), for a minute
+    or so. A measurement of the steady state waits for the maps' epochs to
+    stay still for `quiet` seconds. Returns the seconds waited."""
+    t0 = time.monotonic()
+    last, since = None, time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        r = c.mailctl("status", "--json", check=False)
+        try:
+            parts = json.loads(r.stdout)["partitions"]
+            now = tuple(parts[role].get("epoch") for role in ("store", "queue"))
+        except (ValueError, KeyError, TypeError):
+            now = None
+        if now is None or now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - t0
 
 
 def add_users(c, accounts):
