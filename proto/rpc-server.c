@@ -192,9 +192,8 @@ static void sconn_write_cb(uv_write_t *req, int status)
 	sconn_update_reading(conn);
 }
 
-/* Queue one frame (payload packed from msg) and start writing. */
-/* The frame f with msg, or with the packed raw (raw_len bytes) when msg
- * is NULL and raw is not. */
+/* Queue one frame and start writing: its payload packed from msg, or the
+ * bytes raw (raw_len) packed already when msg is NULL and raw is not. */
 static void sconn_send_any(struct rpc_sconn *conn, struct rpc_frame *f, const ProtobufCMessage *msg,
 			   const uint8_t *raw, size_t raw_len)
 {

@@ -187,6 +187,7 @@ void mailstore_metas_free(struct mailstore_meta *msgs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		mailstore_message_info_free(&msgs[i].info);
 		free(msgs[i].structure);
+		free(msgs[i].content);
 	}
 	free(msgs);
 }
@@ -401,6 +402,40 @@ int mailstore_fetch_meta(mailstore *s, const char *user, const char *mailbox,
 	} else {
 		mailstore_metas_free(ms.m, ms.n);
 		*next_after_r = 0;
+	}
+	buf_deinit(&tmp);
+	return ret;
+}
+
+int mailstore_fetch_meta_content(mailstore *s, const char *user, const char *mailbox,
+				 struct mailstore_meta *msgs, size_t n, uint64_t budget)
+{
+	buf tmp;
+	buf_init(&tmp);
+	const char *name = mailstore__mailbox_name(s, mailbox, &tmp);
+	int ret = MAIL_ERR_PARAMS;
+	if (mailstore__user_valid(s, user) && name != NULL) {
+		pthread_mutex_lock(&s->lock);
+		struct mbox m = { 0 };
+		ret = mailstore__mbox_get(s, user, name, &m);
+		for (size_t i = 0; ret == MAIL_OK && i < n; i++) {
+			if (msgs[i].content != NULL || msgs[i].info.size > budget)
+				continue;
+			void *body;
+			size_t len;
+			if (mailstore__body_get(s, user, m.id, msgs[i].info.uid, &body, &len) !=
+			    MAIL_OK)
+				continue;   /* expunged since, or unreadable (logged) */
+			if (len != msgs[i].info.size) {
+				free(body);   /* not the message the meta names */
+				continue;
+			}
+			msgs[i].content = body;
+			msgs[i].content_len = len;
+			budget -= len;
+		}
+		mailstore__mbox_deinit(&m);
+		pthread_mutex_unlock(&s->lock);
 	}
 	buf_deinit(&tmp);
 	return ret;

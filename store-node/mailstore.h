@@ -488,6 +488,8 @@ struct mailstore_meta {
 	struct mailstore_message_info info;
 	uint8_t *structure;   /* heap, NULL when not asked */
 	size_t structure_len;
+	uint8_t *content;     /* heap, the whole body (mailstore_fetch_meta_content) */
+	size_t content_len;
 };
 /* The messages whose uid is in ranges (ascending, disjoint), above
  * after_uid, with modseq > changed_since (0: all): ascending uid, at most
@@ -504,6 +506,14 @@ int mailstore_fetch_meta(mailstore *store, const char *user, const char *mailbox
 			 uint64_t changed_since, int with_structure, uint32_t after_uid,
 			 struct mailstore_meta **msgs_r, size_t *n_r, uint32_t *next_after_r);
 void mailstore_metas_free(struct mailstore_meta *msgs, size_t n);
+/* The bodies of msgs (as fetch_meta returned them, of that mailbox) into
+ * their content, in order, while they fit in budget bytes in all: one
+ * read each, the metas not read again. A message too large for what is
+ * left, expunged meanwhile or whose body cannot be read (logged) keeps
+ * content NULL: the caller reads it otherwise and meets the error there.
+ * MAIL_OK, NOT_FOUND (the mailbox), PARAMS or INTERNAL. */
+int mailstore_fetch_meta_content(mailstore *store, const char *user, const char *mailbox,
+				 struct mailstore_meta *msgs, size_t n, uint64_t budget);
 
 /* Bytes [offset, offset + length) of a message's body (length 0: to the
  * end; clipped to it), its info, and *total_r the whole body's length.

@@ -515,30 +515,22 @@ static int exec_fetch_meta(mailstore *store, const Store__FetchMetaRequest *req,
 	Store__MessageInfo *infos = n > 0 ? xcalloc(n, sizeof *infos) : NULL;
 	Store__MessageMeta *metas = n > 0 ? xcalloc(n, sizeof *metas) : NULL;
 	Store__MessageMeta **ptrs = n > 0 ? xcalloc(n, sizeof *ptrs) : NULL;
-	uint64_t content_left = req->content_max < STORE_CONTENT_MAX ? req->content_max
-								      : STORE_CONTENT_MAX;
+	/* the bytes too, when asked: an optimisation, so a failure only
+	 * leaves the messages without them (FETCH_RANGE reads them then) */
+	if (req->content_max > 0)
+		(void)mailstore_fetch_meta_content(store, req->user, req->mailbox, msgs, n,
+						   req->content_max < STORE_CONTENT_MAX
+							   ? req->content_max
+							   : STORE_CONTENT_MAX);
 	for (size_t i = 0; i < n && ret == MAIL_OK; i++) {
 		store__message_meta__init(&metas[i]);
 		message_info_to_pb(&msgs[i].info, &infos[i]);
 		metas[i].info = &infos[i];
 		ptrs[i] = &metas[i];
-		if (msgs[i].info.size <= content_left) {
-			/* the bytes too, read at the same moment as the meta */
-			struct mailstore_message_info info;
-			void *content;
-			size_t len;
-			uint64_t total;
-			if (mailstore_fetch_range(store, req->user, req->mailbox, msgs[i].info.uid, 0,
-						  0, &info, &content, &len, &total) == MAIL_OK) {
-				if (len == total && len == msgs[i].info.size) {
-					metas[i].has_content = 1;
-					metas[i].content = (ProtobufCBinaryData){ len, content };
-					content_left -= len;
-				} else {
-					free(content);
-				}
-				mailstore_message_info_free(&info);
-			}
+		if (msgs[i].content != NULL) {
+			metas[i].has_content = 1;
+			metas[i].content = (ProtobufCBinaryData){ msgs[i].content_len,
+								  msgs[i].content };
 		}
 		if (msgs[i].structure == NULL)
 			continue;
@@ -560,8 +552,6 @@ static int exec_fetch_meta(mailstore *store, const Store__FetchMetaRequest *req,
 		resp.next_after_uid = next;
 		pack_to(MAIL_OK, &resp.base, out);
 	}
-	for (size_t i = 0; i < n; i++)
-		free(metas[i].content.data);
 	free(ptrs);
 	free(metas);
 	free(infos);

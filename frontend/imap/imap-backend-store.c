@@ -844,7 +844,6 @@ static void imap_store_meta_cb(int status, const ProtobufCMessage *resp, void *a
 			o->parts_len = mm->parts.len;
 		}
 		if (m->content && mm->has_content && mm->content.len == o->size) {
-			o->has_content = 1;
 			o->content = mm->content.data != NULL ? mm->content.data : (const uint8_t *)"";
 			o->content_len = mm->content.len;
 		}

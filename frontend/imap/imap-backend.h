@@ -72,8 +72,7 @@ struct imap_msg_meta {
 				    * mime_parts_decode) for sections */
 	size_t parts_len;
 	/* when asked for (IMAP_META_CONTENT) and small enough: the whole
-	 * message (content_len == size), else has_content 0 */
-	int has_content;
+	 * message (content_len == size), else NULL */
 	const uint8_t *content;
 	size_t content_len;
 };

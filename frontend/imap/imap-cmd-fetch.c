@@ -67,9 +67,8 @@ struct imap_fetch_msg {
 	char *body;
 	uint8_t *parts;
 	size_t parts_len;
-	uint8_t *content;  /* the whole message when the meta brought it */
+	uint8_t *content;  /* the whole message when the meta brought it, else NULL */
 	size_t content_len;
-	int has_content;
 	int flags_changed; /* \Seen set by this FETCH: FLAGS are told */
 };
 
@@ -577,7 +576,7 @@ static int imap_fetch_begin_section(struct imap_session *s, struct imap_fetch_ct
 		imap_fetch_transform(s, ctx, (const uint8_t *)"", 0);
 		return 0;
 	}
-	if (m->has_content && p->off <= m->content_len && p->len <= m->content_len - p->off) {
+	if (m->content != NULL && p->off <= m->content_len && p->len <= m->content_len - p->off) {
 		imap_fetch_transform(s, ctx, m->content + p->off, (size_t)p->len);
 		return 0;
 	}
@@ -594,7 +593,7 @@ static void imap_fetch_sections(struct imap_session *s)
 	struct imap_fetch_ctx *ctx = s->cmd_ctx;
 	const struct imap_fetch_msg *m = &ctx->msgs[ctx->cur];
 	for (;;) {
-		if (ctx->streaming && m->has_content && ctx->stream_end <= m->content_len) {
+		if (ctx->streaming && m->content != NULL && ctx->stream_end <= m->content_len) {
 			/* the bytes came with the meta */
 			uint64_t n = ctx->stream_end - ctx->stream_off;
 			if (n > IMAP_FETCH_CHUNK)
@@ -838,11 +837,10 @@ static void imap_fetch_meta_cb(int status, const struct imap_msg_meta *msgs, siz
 			memcpy(m->parts, msgs[i].parts, msgs[i].parts_len);
 			m->parts_len = msgs[i].parts_len;
 		}
-		if (msgs[i].has_content && msgs[i].content_len == msgs[i].size) {
+		if (msgs[i].content != NULL) {
 			m->content = xmalloc(msgs[i].content_len + 1);
 			memcpy(m->content, msgs[i].content, msgs[i].content_len);
 			m->content_len = msgs[i].content_len;
-			m->has_content = 1;
 		}
 	}
 	if (more)
