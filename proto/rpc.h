@@ -167,8 +167,9 @@ void rpc_server_counters(const rpc_server *server, struct rpc_counters *counters
 void rpc_call_reply(rpc_call *call, int status, const ProtobufCMessage *resp);
 /* The same with the response packed already (data, len: a message of the
  * method's response type, which the caller vouches for; copied before
- * return). For a server that packed its answer anyway (the store's
- * applies): no unpacking and packing again. */
+ * return; not sent unless status is MAIL_OK). For a server that packed
+ * its answer anyway (the store's applies and reads): no unpacking and
+ * packing again. */
 void rpc_call_reply_packed(rpc_call *call, int status, const uint8_t *data, size_t len);
 /* Monotonic ms (util_now_mono_ms()) after which the caller stops waiting. */
 uint64_t rpc_call_deadline(const rpc_call *call);

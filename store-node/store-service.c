@@ -633,11 +633,10 @@ static int exec_usage(mailstore *store, const Store__UsageRequest *req, buf *out
 	return pack_to(MAIL_OK, &resp.base, out);
 }
 
-/* One method's request/response types and executor. */
+/* One method's request type and executor (which packs the response). */
 struct store_op {
 	uint16_t method;
 	const ProtobufCMessageDescriptor *request;
-	const ProtobufCMessageDescriptor *response;
 	int (*exec)(mailstore *store, const ProtobufCMessage *req, buf *out);
 	int write;               /* replicated through the log */
 };
@@ -671,45 +670,45 @@ STORE_EXEC(exec_usage, Store__UsageRequest)
  * would create it on the primary alone would make replicas diverge). */
 static const struct store_op store_ops[] = {
 	{ STORE__METHOD__DELIVER, &store__deliver_request__descriptor,
-	  &store__deliver_response__descriptor, exec_deliver_any, 1 },
+	  exec_deliver_any, 1 },
 	{ STORE__METHOD__LIST, &store__list_request__descriptor,
-	  &store__list_response__descriptor, exec_list_any, 0 },
+	  exec_list_any, 0 },
 	{ STORE__METHOD__SELECT, &store__select_request__descriptor,
-	  &store__select_response__descriptor, exec_select_any, 0 },
+	  exec_select_any, 0 },
 	{ STORE__METHOD__FETCH, &store__fetch_request__descriptor,
-	  &store__fetch_response__descriptor, exec_fetch_any, 0 },
+	  exec_fetch_any, 0 },
 	{ STORE__METHOD__STORE_FLAGS, &store__store_flags_request__descriptor,
-	  &store__store_flags_response__descriptor, exec_store_flags_any, 1 },
+	  exec_store_flags_any, 1 },
 	{ STORE__METHOD__EXPUNGE, &store__expunge_request__descriptor,
-	  &store__expunge_response__descriptor, exec_expunge_any, 1 },
-	{ STORE_OP_INBOX, &store__list_request__descriptor, &store__list_response__descriptor,
+	  exec_expunge_any, 1 },
+	{ STORE_OP_INBOX, &store__list_request__descriptor,
 	  exec_list_any, 1 },
 	{ STORE__METHOD__MAILBOX_CREATE, &store__create_mailbox_request__descriptor,
-	  &store__mailbox_response__descriptor, exec_mailbox_create_any, 1 },
+	  exec_mailbox_create_any, 1 },
 	{ STORE__METHOD__MAILBOX_DELETE, &store__delete_mailbox_request__descriptor,
-	  &store__empty_response__descriptor, exec_mailbox_delete_any, 1 },
+	  exec_mailbox_delete_any, 1 },
 	{ STORE__METHOD__MAILBOX_RENAME, &store__rename_mailbox_request__descriptor,
-	  &store__empty_response__descriptor, exec_mailbox_rename_any, 1 },
+	  exec_mailbox_rename_any, 1 },
 	{ STORE__METHOD__USER_PURGE, &store__user_purge_request__descriptor,
-	  &store__user_purge_response__descriptor, exec_user_purge_any, 1 },
+	  exec_user_purge_any, 1 },
 	{ STORE__METHOD__SUBSCRIBE, &store__subscribe_request__descriptor,
-	  &store__empty_response__descriptor, exec_subscribe_any, 1 },
+	  exec_subscribe_any, 1 },
 	{ STORE__METHOD__STATUS, &store__status_request__descriptor,
-	  &store__mailbox_response__descriptor, exec_status_any, 0 },
-	{ STORE__METHOD__OPEN, &store__open_request__descriptor, &store__open_response__descriptor,
+	  exec_status_any, 0 },
+	{ STORE__METHOD__OPEN, &store__open_request__descriptor,
 	  exec_open_any, 0 },
 	{ STORE__METHOD__APPEND, &store__append_request__descriptor,
-	  &store__append_response__descriptor, exec_append_any, 1 },
-	{ STORE__METHOD__COPY, &store__copy_request__descriptor, &store__copy_response__descriptor,
+	  exec_append_any, 1 },
+	{ STORE__METHOD__COPY, &store__copy_request__descriptor,
 	  exec_copy_any, 1 },
 	{ STORE__METHOD__FETCH_META, &store__fetch_meta_request__descriptor,
-	  &store__fetch_meta_response__descriptor, exec_fetch_meta_any, 0 },
+	  exec_fetch_meta_any, 0 },
 	{ STORE__METHOD__FETCH_RANGE, &store__fetch_range_request__descriptor,
-	  &store__fetch_range_response__descriptor, exec_fetch_range_any, 0 },
+	  exec_fetch_range_any, 0 },
 	{ STORE__METHOD__CHANGES, &store__changes_request__descriptor,
-	  &store__changes_response__descriptor, exec_changes_any, 0 },
+	  exec_changes_any, 0 },
 	{ STORE__METHOD__USAGE, &store__usage_request__descriptor,
-	  &store__usage_response__descriptor, exec_usage_any, 0 },
+	  exec_usage_any, 0 },
 };
 
 static const struct store_op *store_op_find(uint16_t method)
@@ -718,18 +717,6 @@ static const struct store_op *store_op_find(uint16_t method)
 		if (store_ops[i].method == method)
 			return &store_ops[i];
 	return NULL;
-}
-
-/* Reply with status and a packed response of type desc. */
-static void reply_packed(rpc_call *call, int status, const ProtobufCMessageDescriptor *desc,
-			 const uint8_t *data, size_t len)
-{
-	(void)desc;   /* data is of that type: packed by this service */
-	if (status != MAIL_OK) {
-		rpc_call_reply(call, status, NULL);
-		return;
-	}
-	rpc_call_reply_packed(call, MAIL_OK, data, len);
 }
 
 /* Log payload: version 1 | method u16 BE | primary's wall clock ms i64 BE |
@@ -778,7 +765,7 @@ static void serve_read(store_service *svc, rpc_call *call, const struct store_op
 	buf out;
 	buf_init(&out);
 	int status = op->exec(svc->store, req, &out);
-	reply_packed(call, status, op->response, out.data, out.len);
+	rpc_call_reply_packed(call, status, out.data, out.len);
 	buf_deinit(&out);
 }
 
@@ -790,7 +777,7 @@ static void committed_cb(int status, int op_status, const uint8_t *resp, size_t 
 	else if (w->then_read)
 		serve_read(w->svc, w->call, w->op, w->req);
 	else
-		reply_packed(w->call, op_status, w->op->response, resp, len);
+		rpc_call_reply_packed(w->call, op_status, resp, len);
 	free(w);
 }
 
@@ -1261,12 +1248,8 @@ static void search_work_cb(uv_work_t *req)
 static void search_after_cb(uv_work_t *req, int status)
 {
 	struct search_work *w = req->data;
-	const ProtobufCMessageDescriptor *desc =
-		w->method == STORE__METHOD__SEARCH ? &store__search_response__descriptor
-		: w->method == STORE__METHOD__SORT ? &store__sort_response__descriptor
-						   : &store__thread_response__descriptor;
-	reply_packed(w->call, status < 0 ? MAIL_ERR_INTERNAL : w->status, desc, w->out.data,
-		     w->out.len);
+	rpc_call_reply_packed(w->call, status < 0 ? MAIL_ERR_INTERNAL : w->status, w->out.data,
+			      w->out.len);
 	buf_deinit(&w->out);
 	free(w);
 }

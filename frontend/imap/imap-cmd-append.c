@@ -99,10 +99,9 @@ static void imap_cmd_append_cb(int status, uint32_t uidvalidity, const uint32_t 
 		/* into the selected mailbox: EXISTS before the OK (RFC 3501
 		 * 6.3.11), at once when this APPEND is the mailbox's only
 		 * change, else through the session's changes */
-		if (imap_session_is_selected(s, a->mailbox) && uidvalidity == s->uidvalidity)
-			imap_session_own_change(s, highest_modseq, uids, n_uids);
-		else if (imap_session_is_selected(s, a->mailbox))
-			imap_session_mailbox_touched(s);
+		if (imap_session_is_selected(s, a->mailbox))
+			imap_session_own_change(s, uidvalidity == s->uidvalidity ? highest_modseq : 0,
+						uids, n_uids);
 		imap_cmd_done(s, "OK", (const char *)code.data, "Append completed");
 		buf_deinit(&code);
 	} else if (status == MAIL_ERR_NOT_FOUND) {
