@@ -813,6 +813,48 @@ static void test_fetch_meta(void **state)
 			 MAIL_ERR_NOT_FOUND);
 }
 
+/* FETCH_META's bytes: in order while they fit the budget, the metas not
+ * read again; a message expunged since the metas were read, or one past
+ * the budget, gets none (the caller reads those otherwise). */
+static void test_fetch_meta_content(void **state)
+{
+	struct fixture *f = *state;
+	static const char *bodies[] = { "Subject: a\r\n\r\none\r\n", "Subject: b\r\n\r\ntwo two\r\n",
+					"Subject: c\r\n\r\nthree three three\r\n" };
+	for (int i = 0; i < 3; i++)
+		put(f->store, U, "", bodies[i], NULL);
+	struct search_uid_range all = { 1, UINT32_MAX };
+	struct mailstore_meta *m;
+	size_t n;
+	uint32_t after;
+	assert_int_equal(mailstore_fetch_meta(f->store, U, "", &all, 1, 0, 0, 0, &m, &n, &after),
+			 MAIL_OK);
+	assert_int_equal(n, 3);
+	/* the first two fit, the third does not */
+	uint64_t budget = strlen(bodies[0]) + strlen(bodies[1]) + 1;
+	assert_int_equal(mailstore_fetch_meta_content(f->store, U, "", m, n, budget), MAIL_OK);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(m[i].content_len, strlen(bodies[i]));
+		assert_memory_equal(m[i].content, bodies[i], strlen(bodies[i]));
+	}
+	assert_null(m[2].content);
+	mailstore_metas_free(m, n);
+
+	/* uid 2 expunged after its meta was read: no bytes, the others do */
+	assert_int_equal(mailstore_fetch_meta(f->store, U, "", &all, 1, 0, 0, 0, &m, &n, &after),
+			 MAIL_OK);
+	set_flags(f->store, U, "", 2, MAILSTORE_FLAGS_ADD, "\\Deleted", MAIL_OK);
+	assert_int_equal(expunge(f->store, U, ""), 1);
+	assert_int_equal(mailstore_fetch_meta_content(f->store, U, "", m, n, 1 << 20), MAIL_OK);
+	assert_non_null(m[0].content);
+	assert_null(m[1].content);
+	assert_memory_equal(m[2].content, bodies[2], strlen(bodies[2]));
+	mailstore_metas_free(m, n);
+
+	assert_int_equal(mailstore_fetch_meta_content(f->store, V, "Nope", NULL, 0, 1 << 20),
+			 MAIL_ERR_NOT_FOUND);
+}
+
 static void test_fetch_range(void **state)
 {
 	struct fixture *f = *state;
@@ -1516,6 +1558,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_uids_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uid_floor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_meta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_meta_content, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append, setup, teardown),
