@@ -4,10 +4,13 @@
  * under the lease, then make the role's ring include this node by
  * compare-and-swap on the ring key's mod_revision.
  *
- * Renewal: a uv timer every ttl/3 queues one keepalive on the libuv thread
- * pool (at most one in flight). The etcd handle is used by the start-up
- * code, then only by that work item, then by router_member_stop once no work
- * is in flight: never by two threads at once.
+ * Renewal: a thread of its own (the keeper) sends a keepalive every ttl/3,
+ * so a loop stalled behind a slow disk or a busy CPU does not lose the
+ * node's lease and set off a failover that only adds work; it renews only
+ * while the loop's timer has run within MEMBER_LOOP_GRACE_TTLS TTLs, so a
+ * wedged loop still lets the lease lapse. The etcd handle is used by the
+ * start-up code, then only by the keeper, then by router_member_stop once
+ * the keeper has been joined: never by two threads at once.
  */
 #include "router-private.h"
 
@@ -26,32 +29,44 @@
 /* CAS attempts on the ring before giving up (each loses only to another
  * node's successful write, so this is plenty). */
 #define MEMBER_RING_ATTEMPTS 32
+/* The keeper renews while the loop turned within this many TTLs. */
+#define MEMBER_LOOP_GRACE_TTLS 3
 
 struct router_member {
 	uv_loop_t *loop;
 	uv_timer_t timer;
-	uv_work_t work;
 	etcd_client *etcd;
 	enum router_role role;
 	char id[ROUTER_ID_MAX];
 	char *alive_key;
 	char *alive_value;
 	int ttl_s;
-	int64_t lease; /* 0 while we hold none */
+	int64_t lease; /* 0 while we hold none (keeper thread, once it runs) */
 	/* Monotonic ms before which our alive key surely still exists: the
 	 * send time of the last keepalive (or grant) etcd confirmed, plus 3/4
 	 * of the TTL (etcd counts the TTL from when it got the request, later
-	 * than we sent it; the quarter covers clock rate differences). */
+	 * than we sent it; the quarter covers clock rate differences).
+	 * Written by the keeper, read by the loop (atomic). */
 	uint64_t valid_until;
+	/* When the loop timer last ran (atomic): the keeper renews only while
+	 * that is within grace_ms. */
+	uint64_t loop_tick;
 
-	int work_busy;
+	uv_thread_t keeper;
+	uv_mutex_t mu;   /* guards the fields below */
+	uv_cond_t cond;  /* stop */
 	int stopping;
-	int timer_closed;
-	/* results of the last work item, read by its after-work callback */
+	uint64_t period_ms, grace_ms, next_at;
+	/* reported by the keeper, logged and cleared by the loop timer */
+	unsigned r_lost, r_renewed, r_failed, r_skipped;
+	int r_err;
+	int64_t r_lease;
+
+	/* the renewal in progress (keeper thread only) */
 	int w_err;
 	int w_lost;
 	int w_renewed;
-	uint64_t w_sent;    /* when the work item started talking to etcd */
+	uint64_t w_sent;    /* when the renewal started talking to etcd */
 	int w_confirmed;    /* etcd confirmed a lease from then on */
 };
 
@@ -210,13 +225,10 @@ static void member__free(router_member *m)
 
 /* ---- renewal ------------------------------------------------------------- */
 
-static void member__work_cb(uv_work_t *req)
+/* One renewal (keeper thread): keep the lease alive, or, once etcd has
+ * expired it, register again under a new one. Results in m->w_*. */
+static void member__renew(router_member *m)
 {
-	router_member *m = req->data;
-	m->w_err = MAIL_OK;
-	m->w_lost = 0;
-	m->w_renewed = 0;
-	m->w_confirmed = 0;
 	m->w_sent = util_now_mono_ms();
 	if (m->lease != 0) {
 		int64_t ttl = 0;
@@ -250,56 +262,84 @@ static void member__work_cb(uv_work_t *req)
 	m->w_confirmed = 1;
 }
 
-static void member__finish_stop(router_member *m)
+/* The keeper thread: a renewal every period, whatever the loop is doing,
+ * as long as the loop has turned within the grace (a loop stalled for a
+ * few seconds behind a slow disk keeps its node's lease; a wedged one
+ * lets it lapse). */
+static void member__keeper(void *arg)
 {
-	/* loop thread, no work in flight: the etcd handle is ours again */
-	if (m->lease != 0) {
-		int err = etcd_lease_revoke(m->etcd, m->lease);
-		log_event(LOG_INFO, "router", "event=member_stopped role=%s node=%s revoke=%s",
-			  router_role_name(m->role), m->id, mail_error_info(err)->name);
-		m->lease = 0;
+	router_member *m = arg;
+	uv_mutex_lock(&m->mu);
+	for (;;) {
+		uint64_t now = util_now_mono_ms();
+		uint64_t due = m->next_at;
+		while (!m->stopping && now < due) {
+			(void)uv_cond_timedwait(&m->cond, &m->mu, (due - now) * 1000000u);
+			now = util_now_mono_ms();
+		}
+		if (m->stopping)
+			break;
+		m->next_at = now + m->period_ms;
+		uint64_t tick = __atomic_load_n(&m->loop_tick, __ATOMIC_RELAXED);
+		if (now > tick + m->grace_ms) {
+			m->r_skipped++;
+			continue;
+		}
+		uv_mutex_unlock(&m->mu);
+		m->w_err = MAIL_OK;
+		m->w_lost = 0;
+		m->w_renewed = 0;
+		m->w_confirmed = 0;
+		member__renew(m);
+		uv_mutex_lock(&m->mu);
+		if (m->w_confirmed)
+			__atomic_store_n(&m->valid_until, member__valid_until(m, m->w_sent),
+					 __ATOMIC_RELAXED);
+		m->r_lost += m->w_lost;
+		if (m->w_renewed) {
+			m->r_renewed++;
+			m->r_lease = m->lease;
+		}
+		if (m->w_err != MAIL_OK) {
+			m->r_failed++;
+			m->r_err = m->w_err;
+		}
 	}
-	etcd_client_destroy(&m->etcd);
-	if (m->timer_closed)
-		member__free(m);
+	uv_mutex_unlock(&m->mu);
 }
 
-static void member__after_work_cb(uv_work_t *req, int status)
-{
-	router_member *m = req->data;
-	(void)status;
-	m->work_busy = 0;
-	if (m->w_confirmed)
-		m->valid_until = member__valid_until(m, m->w_sent);
-	const char *role = router_role_name(m->role);
-	if (m->w_lost)
-		log_event(LOG_WARN, "router", "event=lease_lost role=%s node=%s", role, m->id);
-	if (m->w_renewed)
-		log_event(LOG_INFO, "router", "event=lease_renewed role=%s node=%s lease=%llx",
-			  role, m->id, (unsigned long long)m->lease);
-	if (m->w_err != MAIL_OK)
-		log_event(LOG_WARN, "router", "event=keepalive_failed role=%s node=%s err=%s",
-			  role, m->id, mail_error_info(m->w_err)->name);
-	if (m->stopping)
-		member__finish_stop(m);
-}
-
+/* Loop timer: tell the keeper the loop turns, and log what it reported. */
 static void member__timer_cb(uv_timer_t *timer)
 {
 	router_member *m = timer->data;
-	if (m->work_busy || m->stopping)
-		return; /* the previous renewal is still talking to etcd */
-	m->work.data = m;
-	if (uv_queue_work(m->loop, &m->work, member__work_cb, member__after_work_cb) == 0)
-		m->work_busy = 1;
+	__atomic_store_n(&m->loop_tick, util_now_mono_ms(), __ATOMIC_RELAXED);
+	uv_mutex_lock(&m->mu);
+	unsigned lost = m->r_lost, renewed = m->r_renewed, failed = m->r_failed;
+	unsigned skipped = m->r_skipped;
+	int err = m->r_err;
+	int64_t lease = m->r_lease;
+	m->r_lost = m->r_renewed = m->r_failed = m->r_skipped = 0;
+	uv_mutex_unlock(&m->mu);
+	const char *role = router_role_name(m->role);
+	if (skipped > 0)
+		log_event(LOG_WARN, "router", "event=keepalive_skipped role=%s node=%s count=%u "
+			  "reason=loop_stalled", role, m->id, skipped);
+	if (lost > 0)
+		log_event(LOG_WARN, "router", "event=lease_lost role=%s node=%s", role, m->id);
+	if (renewed > 0)
+		log_event(LOG_INFO, "router", "event=lease_renewed role=%s node=%s lease=%llx",
+			  role, m->id, (unsigned long long)lease);
+	if (failed > 0)
+		log_event(LOG_WARN, "router", "event=keepalive_failed role=%s node=%s err=%s "
+			  "count=%u", role, m->id, mail_error_info(err)->name, failed);
 }
 
 static void member__close_cb(uv_handle_t *handle)
 {
 	router_member *m = handle->data;
-	m->timer_closed = 1;
-	if (m->etcd == NULL)
-		member__free(m); /* the stop already finished */
+	uv_cond_destroy(&m->cond);
+	uv_mutex_destroy(&m->mu);
+	member__free(m);
 }
 
 /* ---- public -------------------------------------------------------------- */
@@ -394,11 +434,25 @@ int router_member_start_ex(uv_loop_t *loop, const etcd_conf *etcd, enum router_r
 	log_event(LOG_INFO, "router", "event=member_started role=%s node=%s addr=%s lease=%llx",
 		  router_role_name(role), m->id, m->alive_value, (unsigned long long)m->lease);
 
-	uv_timer_init(loop, &m->timer);
-	m->timer.data = m;
 	uint64_t period = (uint64_t)ttl_s * 1000 / 3;
 	if (period < 100)
 		period = 100;
+	m->period_ms = period;
+	m->grace_ms = (uint64_t)ttl_s * 1000 * MEMBER_LOOP_GRACE_TTLS;
+	m->next_at = util_now_mono_ms() + period;
+	m->loop_tick = util_now_mono_ms();
+	if (uv_mutex_init(&m->mu) != 0 || uv_cond_init(&m->cond) != 0)
+		abort(); /* out of resources at start-up */
+	if (uv_thread_create(&m->keeper, member__keeper, m) != 0) {
+		*error_r = "cannot start the lease keeper thread";
+		(void)etcd_lease_revoke(m->etcd, m->lease);
+		uv_cond_destroy(&m->cond);
+		uv_mutex_destroy(&m->mu);
+		member__free(m);
+		return -1;
+	}
+	uv_timer_init(loop, &m->timer);
+	m->timer.data = m;
 	uv_timer_start(&m->timer, member__timer_cb, period, period);
 	*member_r = m;
 	return 0;
@@ -410,15 +464,23 @@ void router_member_stop(router_member **member)
 	if (m == NULL)
 		return;
 	*member = NULL;
+	uv_mutex_lock(&m->mu);
 	m->stopping = 1;
+	uv_cond_signal(&m->cond);
+	uv_mutex_unlock(&m->mu);
+	/* at most one etcd request in flight (bounded by its timeout) */
+	uv_thread_join(&m->keeper);
+	if (m->lease != 0) {
+		int err = etcd_lease_revoke(m->etcd, m->lease);
+		log_event(LOG_INFO, "router", "event=member_stopped role=%s node=%s revoke=%s",
+			  router_role_name(m->role), m->id, mail_error_info(err)->name);
+		m->lease = 0;
+	}
 	uv_timer_stop(&m->timer);
 	uv_close((uv_handle_t *)&m->timer, member__close_cb);
-	/* with a renewal in flight, its after-work callback finishes the stop */
-	if (!m->work_busy)
-		member__finish_stop(m);
 }
 
 uint64_t router_member_lease_valid_until(const router_member *m)
 {
-	return m != NULL ? m->valid_until : 0;
+	return m != NULL ? __atomic_load_n(&m->valid_until, __ATOMIC_RELAXED) : 0;
 }

@@ -225,6 +225,40 @@ static void test_keepalive_and_lease_recovery(void **state)
 	assert_false(alive_exists(f, "store", "s-keep"));
 }
 
+/* A loop that stalls (a slow disk, a busy CPU) for longer than the TTL
+ * keeps its lease: the keeper thread renews it. A loop stuck for longer
+ * than the grace (3 TTLs) lets it lapse, and gets it back once it turns. */
+static void test_stalled_loop_keeps_lease(void **state)
+{
+	fixture *f = *state;
+	router_member *m;
+	const char *error;
+	assert_int_equal(router_member_start(&f->loop, f->conf, ROUTER_ROLE_STORE, "s-stall",
+					     "127.0.0.1", 42002, 2, 64, &m, &error), 0);
+	run_for(&f->loop, 300);
+	/* the loop does not turn for 3.5 s, 1.75 TTLs */
+	mailtest_sleep_ms(3500);
+	assert_true(alive_exists(f, "store", "s-stall"));
+	assert_true(router_member_lease_valid_until(m) > util_now_mono_ms());
+	run_for(&f->loop, 300);
+
+	/* stuck for 9 s: past the 6 s grace the keeper stops renewing, and
+	 * etcd expires the lease within the TTL after */
+	mailtest_sleep_ms(9000);
+	assert_false(alive_exists(f, "store", "s-stall"));
+	assert_true(router_member_lease_valid_until(m) < util_now_mono_ms());
+	/* turning again, the member registers under a new lease (a period,
+	 * then a keepalive, a grant and a put: etcd may be slow here) */
+	uint64_t until = util_now_mono_ms() + 10000;
+	do
+		run_for(&f->loop, 200);
+	while (!alive_exists(f, "store", "s-stall") && util_now_mono_ms() < until);
+	assert_true(alive_exists(f, "store", "s-stall"));
+	router_member_stop(&m);
+	run_for(&f->loop, 50);
+	assert_false(alive_exists(f, "store", "s-stall"));
+}
+
 static void test_killed_member_expires(void **state)
 {
 	fixture *f = *state;
@@ -343,6 +377,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_members_and_stop),
 		cmocka_unit_test(test_keepalive_and_lease_recovery),
+		cmocka_unit_test(test_stalled_loop_keeps_lease),
 		cmocka_unit_test(test_killed_member_expires),
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_router_survives_etcd_loss),
