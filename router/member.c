@@ -61,13 +61,15 @@ struct router_member {
 	unsigned r_lost, r_renewed, r_failed, r_skipped;
 	int r_err;
 	int64_t r_lease;
+};
 
-	/* the renewal in progress (keeper thread only) */
-	int w_err;
-	int w_lost;
-	int w_renewed;
-	uint64_t w_sent;    /* when the renewal started talking to etcd */
-	int w_confirmed;    /* etcd confirmed a lease from then on */
+/* What one renewal found (keeper thread). */
+struct member__renewal {
+	int err;
+	int lost;
+	int renewed;
+	uint64_t sent;    /* when it started talking to etcd */
+	int confirmed;    /* etcd confirmed a lease from then on */
 };
 
 static uint64_t member__valid_until(const router_member *m, uint64_t sent)
@@ -226,24 +228,24 @@ static void member__free(router_member *m)
 /* ---- renewal ------------------------------------------------------------- */
 
 /* One renewal (keeper thread): keep the lease alive, or, once etcd has
- * expired it, register again under a new one. Results in m->w_*. */
-static void member__renew(router_member *m)
+ * expired it, register again under a new one. */
+static void member__renew(router_member *m, struct member__renewal *r)
 {
-	m->w_sent = util_now_mono_ms();
+	*r = (struct member__renewal){ .err = MAIL_OK, .sent = util_now_mono_ms() };
 	if (m->lease != 0) {
 		int64_t ttl = 0;
 		int err = etcd_lease_keepalive(m->etcd, m->lease, &ttl);
 		if (err == MAIL_OK && ttl > 0) {
-			m->w_confirmed = 1;
+			r->confirmed = 1;
 			return;
 		}
 		if (err != MAIL_OK && err != MAIL_ERR_NOT_FOUND) {
-			m->w_err = err;
+			r->err = err;
 			return;
 		}
 		/* expired: etcd already deleted our alive key */
 		m->lease = 0;
-		m->w_lost = 1;
+		r->lost = 1;
 	}
 	int64_t lease;
 	int err = etcd_lease_grant(m->etcd, m->ttl_s, &lease);
@@ -254,12 +256,12 @@ static void member__renew(router_member *m)
 			(void)etcd_lease_revoke(m->etcd, lease);
 	}
 	if (err != MAIL_OK) {
-		m->w_err = err;
+		r->err = err;
 		return;
 	}
 	m->lease = lease;
-	m->w_renewed = 1;
-	m->w_confirmed = 1;
+	r->renewed = 1;
+	r->confirmed = 1;
 }
 
 /* The keeper thread: a renewal every period, whatever the loop is doing,
@@ -286,23 +288,20 @@ static void member__keeper(void *arg)
 			continue;
 		}
 		uv_mutex_unlock(&m->mu);
-		m->w_err = MAIL_OK;
-		m->w_lost = 0;
-		m->w_renewed = 0;
-		m->w_confirmed = 0;
-		member__renew(m);
+		struct member__renewal r;
+		member__renew(m, &r);
 		uv_mutex_lock(&m->mu);
-		if (m->w_confirmed)
-			__atomic_store_n(&m->valid_until, member__valid_until(m, m->w_sent),
+		if (r.confirmed)
+			__atomic_store_n(&m->valid_until, member__valid_until(m, r.sent),
 					 __ATOMIC_RELAXED);
-		m->r_lost += m->w_lost;
-		if (m->w_renewed) {
+		m->r_lost += r.lost;
+		if (r.renewed) {
 			m->r_renewed++;
 			m->r_lease = m->lease;
 		}
-		if (m->w_err != MAIL_OK) {
+		if (r.err != MAIL_OK) {
 			m->r_failed++;
-			m->r_err = m->w_err;
+			m->r_err = r.err;
 		}
 	}
 	uv_mutex_unlock(&m->mu);
